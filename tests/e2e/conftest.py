@@ -1,0 +1,57 @@
+# SPDX-License-Identifier: ISC
+"""conftest.py -- fixtures for the end-to-end tests.
+
+`stack`: one real keel stack for the whole session (see stack.py).
+`http`:  a requests.Session bound to the stack's base URL:
+         http.get("/api/cars"), http.url("/health").
+"""
+
+import os
+import sys
+
+import pytest
+import requests
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from stack import Stack, StackError  # noqa: E402
+
+
+class BaseUrlSession(requests.Session):
+    """requests.Session whose paths are relative to the stack's base URL."""
+
+    def __init__(self, base_url, timeout=30):
+        super().__init__()
+        self.base_url = base_url
+        self.timeout = timeout
+
+    def url(self, path):
+        return path if "://" in path else self.base_url + path
+
+    def request(self, method, url, *args, **kwargs):
+        kwargs.setdefault("timeout", self.timeout)
+        return super().request(method, self.url(url), *args, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def stack(request):
+    s = Stack()
+    request.addfinalizer(s.stop)
+    try:
+        s.start()
+    except StackError as e:
+        pytest.exit("could not start the stack: %s" % e, returncode=3)
+    # Like hiredis's tests: never run against a database that holds data.
+    # KEEL_DEMO=0, so cars must be empty right after the start.
+    n = s.psql("SELECT count(*) FROM cars")
+    if n != "0":
+        s.stop()
+        pytest.exit("refusing to run: the test database is not empty "
+                    "(cars has %s rows)" % n, returncode=3)
+    return s
+
+
+@pytest.fixture
+def http(stack):
+    with BaseUrlSession(stack.base_url) as s:
+        yield s

@@ -1,0 +1,223 @@
+# SPDX-License-Identifier: ISC
+"""stack.py -- a throwaway keel stack for the end-to-end tests.
+
+Starts the real stack (scripts/stack: PostgreSQL primary + streaming replica,
+Redis, memcached, the apps, lighttpd) on free loopback ports in a fresh temp
+directory, with the test-only apps of tests/e2e/apps.conf added, and tears it
+all down again.  The tests talk to it over HTTP and, for setup and checks,
+through psql.  Everything waits on sockets and ports (scripts/stack does),
+never on fixed sleeps.
+"""
+
+import atexit
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+STACK_SCRIPT = os.path.join(ROOT, "scripts", "stack")
+EXTRA_APPS = os.path.join(ROOT, "tests", "e2e", "apps.conf")
+
+# Components stop_component()/start_component() know besides the apps.
+SERVICES = ("primary", "replica", "redis", "memcached", "lighttpd")
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 right now (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_ports(n):
+    """n distinct free ports: hold every socket open until all are picked,
+    so the kernel cannot hand out the same port twice."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def parse_env_file(path):
+    """The `export NAME=value` lines of the stack's env file as a dict."""
+    env = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith("export "):
+                line = line[len("export "):]
+            name, sep, value = line.partition("=")
+            if sep:
+                env[name] = " ".join(shlex.split(value)) if value else ""
+    return env
+
+
+class Stack:
+    """One running stack.  Use start() then stop() (stop is idempotent and
+    also registered with atexit, so an interrupted run cleans up)."""
+
+    def __init__(self, build_dir=None, extra_apps=EXTRA_APPS, demo=False,
+                 keep=False):
+        self.build_dir = os.path.abspath(
+            build_dir or os.environ.get("KEEL_BUILD_DIR")
+            or os.path.join(ROOT, "_build-test"))
+        self.extra_apps = extra_apps
+        self.demo = demo
+        self.keep = keep or os.environ.get("KEEL_KEEP_STACK") == "1"
+        self.dir = None
+        self.ports = {}
+        self.env = {}
+        self.base_url = None
+        self._started = False
+
+    # ---------------------------------------------------------------- life
+
+    def start(self):
+        """Start the stack; raises StackError with scripts/stack's output
+        when it fails (after stopping whatever did start)."""
+        # Under /tmp and 0755, so that the postgres user reaches it.
+        self.dir = tempfile.mkdtemp(prefix="keel-e2e-", dir="/tmp")
+        os.chmod(self.dir, 0o755)
+        http, pg, pg_replica, redis, memcached = free_ports(5)
+        self.ports = {"http": http, "pg": pg, "pg_replica": pg_replica,
+                      "redis": redis, "memcached": memcached}
+        self._started = True
+        atexit.register(self.stop)
+        self._run("start", timeout=300)
+        self.env = parse_env_file(os.path.join(self.dir, "env"))
+        self.base_url = "http://127.0.0.1:%d" % http
+        return self
+
+    def stop(self):
+        """Stop every process of the stack and remove its directory."""
+        if not self._started:
+            return
+        self._started = False
+        try:
+            self._run("stop", timeout=180, check=False)
+        finally:
+            if not self.keep and self.dir:
+                shutil.rmtree(self.dir, ignore_errors=True)
+                # PostgreSQL's data may live in /var/tmp (scripts/stack
+                # pg_prepare_dir); the stack dir's pg symlink points to it.
+                pg = os.path.join(self.dir, "pg")
+                if os.path.islink(pg):
+                    shutil.rmtree(os.path.realpath(pg), ignore_errors=True)
+
+    def _stack_env(self):
+        e = dict(os.environ)
+        e.update({
+            "KEEL_STACK_DIR": self.dir,
+            "KEEL_BUILD_DIR": self.build_dir,
+            "KEEL_HTTP_PORT": str(self.ports["http"]),
+            "KEEL_PG_PORT": str(self.ports["pg"]),
+            "KEEL_PG_REPLICA_PORT": str(self.ports["pg_replica"]),
+            "KEEL_REDIS_PORT": str(self.ports["redis"]),
+            "KEEL_MEMCACHED_PORT": str(self.ports["memcached"]),
+            "KEEL_DEMO": "1" if self.demo else "0",
+            "KEEL_EXTRA_APPS": self.extra_apps or "",
+        })
+        return e
+
+    def _run(self, *args, timeout=120, check=True):
+        p = subprocess.run([STACK_SCRIPT] + list(args), env=self._stack_env(),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, timeout=timeout)
+        if check and p.returncode != 0:
+            if args[0] == "start" and len(args) == 1:
+                self.stop()
+            raise StackError("scripts/stack %s failed (exit %d):\n%s"
+                             % (" ".join(args), p.returncode, p.stdout))
+        return p.stdout
+
+    # ------------------------------------------------------------- helpers
+
+    def url(self, path):
+        return self.base_url + path
+
+    def path(self, *parts):
+        """A path inside the stack dir: path("log", "cars.log")."""
+        return os.path.join(self.dir, *parts)
+
+    def status(self):
+        return self._run("status", check=False)
+
+    def app_pid(self, name):
+        """The supervisor pid of app `name` (None when not running)."""
+        try:
+            with open(self.path("run", name + ".pid")) as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _alive(pid) else None
+
+    def worker_pids(self, name):
+        """Pids of the supervisor's live child processes (its workers)."""
+        pid = self.app_pid(name)
+        if pid is None:
+            return []
+        kids = set()
+        try:
+            for task in os.listdir("/proc/%d/task" % pid):
+                try:
+                    with open("/proc/%d/task/%s/children" % (pid, task)) as f:
+                        kids.update(int(k) for k in f.read().split())
+                except OSError:
+                    pass
+        except OSError:
+            return []
+        return sorted(k for k in kids if _alive(k))
+
+    def psql(self, sql, replica=False, check=True):
+        """Run sql on the primary (or replica) as the app's role; returns
+        psql's unaligned, tuples-only output (fields separated by |)."""
+        url = self.env["DATABASE_READ_REPLICA_URL" if replica else "DATABASE_URL"]
+        p = subprocess.run(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
+                            "-d", url, "-c", sql],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, timeout=60)
+        if check and p.returncode != 0:
+            raise StackError("psql failed: %s" % p.stderr.strip())
+        return p.stdout.rstrip("\n")
+
+    def stop_component(self, name):
+        """Stop one component: primary, replica, redis, memcached, lighttpd
+        or an app by name (SIGTERM, as an operator would)."""
+        self._run("stop", name, timeout=120)
+
+    def start_component(self, name):
+        """Start a stopped component again and wait until it is ready."""
+        self._run("start", name, timeout=120)
+
+    def log(self, name):
+        """The text of log/<name>.log (an app's stderr, access, ...)."""
+        try:
+            with open(self.path("log", name + ".log"), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+
+def _alive(pid):
+    """pid runs and is not a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
