@@ -1,0 +1,412 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * cars.c -- the fleet's cars (API.md, "Fleet").
+ *
+ * Lists are keyset-paginated newest first over (created_at, id), which the
+ * index cars_page_idx serves as a range scan.  Deleting archives.  Caching
+ * and roles arrive with their issues; reads already go through
+ * KEEL_DB_READ so the replica split needs no change here.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "keel/config.h"
+#include "keel/db.h"
+#include "keel/http.h"
+#include "keel/json.h"
+#include "keel/mem.h"
+#include "keel/page.h"
+#include "keel/serve.h"
+
+/* Columns every statement returns, in this order (see car_json). */
+#define CAR_COLS "id, license_plate, manufacturer, model, category, status, " \
+	"year, is_archived, " \
+	"to_char(created_at AT TIME ZONE 'UTC', " \
+	"'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), " \
+	"to_char(updated_at AT TIME ZONE 'UTC', " \
+	"'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+
+enum car_col {
+	COL_ID, COL_PLATE, COL_MANUFACTURER, COL_MODEL, COL_CATEGORY,
+	COL_STATUS, COL_YEAR, COL_ARCHIVED, COL_CREATED, COL_UPDATED
+};
+
+static const char *const car_statuses[] = { "available", "rented",
+    "maintenance", NULL };
+static const char *const car_categories[] = { "economy", "compact",
+    "midsize", "fullsize", "suv", "van", "luxury", "truck", NULL };
+
+/* Plates: letters, digits, inner spaces and dashes (sql/001_cars.sql). */
+static int
+cars_plate_check(const char *s)
+{
+	size_t	 i, n = strlen(s);
+
+	if (n < 2 || n > 16 || !isalnum((unsigned char)s[0]) ||
+	    !isalnum((unsigned char)s[n - 1]))
+		return -1;
+	for (i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != ' ' && s[i] != '-')
+			return -1;
+	return 0;
+}
+
+enum car_field {
+	CAR_PLATE, CAR_MANUFACTURER, CAR_MODEL, CAR_CATEGORY, CAR_STATUS,
+	CAR_YEAR, CAR_ARCHIVED, CAR__MAX
+};
+
+static const struct keel_field car_fields[CAR__MAX] = {
+	[CAR_PLATE] = { "licensePlate", KEEL_FIELD_STRING, 1, 0, 2, 16, NULL,
+	    cars_plate_check, "must be 2-16 letters, digits, spaces or dashes" },
+	[CAR_MANUFACTURER] = { "manufacturer", KEEL_FIELD_STRING, 1, 0, 1, 100,
+	    NULL, NULL, NULL },
+	[CAR_MODEL] = { "model", KEEL_FIELD_STRING, 1, 0, 1, 100, NULL, NULL,
+	    NULL },
+	[CAR_CATEGORY] = { "category", KEEL_FIELD_ENUM, 1, 0, 0, 0,
+	    car_categories, NULL, NULL },
+	[CAR_STATUS] = { "status", KEEL_FIELD_ENUM, 0, 0, 0, 0, car_statuses,
+	    NULL, NULL },
+	[CAR_YEAR] = { "year", KEEL_FIELD_INT, 1, 0, 1900, 2100, NULL, NULL,
+	    NULL },
+	[CAR_ARCHIVED] = { "isArchived", KEEL_FIELD_BOOL, 0, 0, 0, 0, NULL,
+	    NULL, NULL },
+};
+
+enum car_filter {
+	FILTER_STATUS, FILTER_MANUFACTURER, FILTER_MODEL, FILTER_CATEGORY,
+	FILTER_ARCHIVED, FILTER__MAX
+};
+
+static const struct keel_field car_filters[FILTER__MAX] = {
+	[FILTER_STATUS] = { "status", KEEL_FIELD_ENUM, 0, 0, 0, 0,
+	    car_statuses, NULL, NULL },
+	[FILTER_MANUFACTURER] = { "manufacturer", KEEL_FIELD_STRING, 0, 0, 1,
+	    100, NULL, NULL, NULL },
+	[FILTER_MODEL] = { "model", KEEL_FIELD_STRING, 0, 0, 1, 100, NULL,
+	    NULL, NULL },
+	[FILTER_CATEGORY] = { "category", KEEL_FIELD_ENUM, 0, 0, 0, 0,
+	    car_categories, NULL, NULL },
+	[FILTER_ARCHIVED] = { "archived", KEEL_FIELD_BOOL, 0, 0, 0, 0, NULL,
+	    NULL, NULL },
+};
+
+/*
+ * One statement per direction; a NULL filter or cursor is folded away by
+ * the planner (the connection plans each execution: plan_cache_mode).
+ */
+#define CARS_WHERE "WHERE is_archived = $1 " \
+	"AND ($2::text IS NULL OR status = $2) " \
+	"AND ($3::text IS NULL OR manufacturer = $3) " \
+	"AND ($4::text IS NULL OR model = $4) " \
+	"AND ($5::text IS NULL OR category = $5) "
+
+static const struct keel_query q_cars_after = { "cars_list_after",
+	"SELECT " CAR_COLS " FROM cars " CARS_WHERE
+	"AND ($6::timestamptz IS NULL OR "
+	"(created_at, id) < ($6::timestamptz, $7::bigint)) "
+	"ORDER BY created_at DESC, id DESC LIMIT $8", 8, KEEL_DB_READ };
+
+static const struct keel_query q_cars_before = { "cars_list_before",
+	"SELECT " CAR_COLS " FROM cars " CARS_WHERE
+	"AND (created_at, id) > ($6::timestamptz, $7::bigint) "
+	"ORDER BY created_at ASC, id ASC LIMIT $8", 8, KEEL_DB_READ };
+
+static const struct keel_query q_car_get = { "cars_get",
+	"SELECT " CAR_COLS " FROM cars WHERE id = $1", 1, KEEL_DB_READ };
+
+static const struct keel_query q_car_insert = { "cars_insert",
+	"INSERT INTO cars (license_plate, manufacturer, model, category, "
+	"status, year) VALUES ($1, $2, $3, $4, COALESCE($5, 'available'), "
+	"$6::integer) RETURNING " CAR_COLS, 6, KEEL_DB_PRIMARY };
+
+static const struct keel_query q_car_update = { "cars_update",
+	"UPDATE cars SET license_plate = COALESCE($2, license_plate), "
+	"manufacturer = COALESCE($3, manufacturer), "
+	"model = COALESCE($4, model), category = COALESCE($5, category), "
+	"status = COALESCE($6, status), year = COALESCE($7::integer, year), "
+	"is_archived = COALESCE($8::boolean, is_archived), updated_at = now() "
+	"WHERE id = $1 RETURNING " CAR_COLS, 8, KEEL_DB_PRIMARY };
+
+static const struct keel_query q_car_archive = { "cars_archive",
+	"UPDATE cars SET is_archived = true, updated_at = now() "
+	"WHERE id = $1 RETURNING " CAR_COLS, 1, KEEL_DB_PRIMARY };
+
+static struct json_object *
+car_json(const struct keel_rows *rows, size_t r)
+{
+	struct json_object	*o;
+
+	o = json_object_new_object();
+	json_object_object_add(o, "id",
+	    json_object_new_int64(keel_rows_int64(rows, r, COL_ID)));
+	json_object_object_add(o, "licensePlate",
+	    keel_json_str(keel_rows_value(rows, r, COL_PLATE)));
+	json_object_object_add(o, "manufacturer",
+	    keel_json_str(keel_rows_value(rows, r, COL_MANUFACTURER)));
+	json_object_object_add(o, "model",
+	    keel_json_str(keel_rows_value(rows, r, COL_MODEL)));
+	json_object_object_add(o, "category",
+	    keel_json_str(keel_rows_value(rows, r, COL_CATEGORY)));
+	json_object_object_add(o, "status",
+	    keel_json_str(keel_rows_value(rows, r, COL_STATUS)));
+	json_object_object_add(o, "year",
+	    json_object_new_int64(keel_rows_int64(rows, r, COL_YEAR)));
+	json_object_object_add(o, "isArchived",
+	    json_object_new_boolean(keel_rows_bool(rows, r, COL_ARCHIVED)));
+	json_object_object_add(o, "createdAt",
+	    keel_json_str(keel_rows_value(rows, r, COL_CREATED)));
+	json_object_object_add(o, "updatedAt",
+	    keel_json_str(keel_rows_value(rows, r, COL_UPDATED)));
+	return o;
+}
+
+/* Replies with the single car in rows, or 404 when there is none. */
+static enum keel_err
+cars_reply_one(struct keel_req *req, int status, struct keel_rows *rows)
+{
+	struct json_object	*o;
+
+	if (keel_rows_count(rows) == 0) {
+		keel_http_reply_error(req, 404, "not_found", "no such car",
+		    NULL);
+		return KEEL_OK;
+	}
+	o = car_json(rows, 0);
+	keel_http_reply_json(req, status, o);
+	json_object_put(o);
+	return KEEL_OK;
+}
+
+/* The cursor of row r: its sort keys. */
+static char *
+cars_cursor(struct keel_req *req, const struct keel_rows *rows, size_t r)
+{
+	const char	*keys[2];
+
+	keys[0] = keel_rows_value(rows, r, COL_CREATED);
+	keys[1] = keel_rows_value(rows, r, COL_ID);
+	return keel_page_encode(req->arena, keel_config()->secret, "cars",
+	    keys, 2);
+}
+
+static enum keel_err
+cars_list(struct keel_req *req)
+{
+	struct keel_value	 f[FILTER__MAX];
+	struct keel_page	 pg;
+	struct keel_rows	*rows = NULL;
+	struct json_object	*body, *data;
+	const char		*params[8];
+	const char		*next = NULL, *prev = NULL;
+	char			 limit[16];
+	size_t			 n, i, first, more;
+	int64_t			 id;
+	enum keel_err		 er;
+
+	if (keel_http_query_fields(req, car_filters, FILTER__MAX, f) ||
+	    keel_page_from_request(req, "cars", 2, &pg))
+		return KEEL_OK;
+	/* A cursor's id key must be an id: the signature says we made it. */
+	if (pg.dir != KEEL_PAGE_FIRST &&
+	    keel_parse_int64(pg.keys[1], 1, INT64_MAX, &id) == -1)
+		return KEEL_EINTERNAL;
+	params[0] = f[FILTER_ARCHIVED].present && f[FILTER_ARCHIVED].b ?
+	    "true" : "false";
+	params[1] = f[FILTER_STATUS].s;
+	params[2] = f[FILTER_MANUFACTURER].s;
+	params[3] = f[FILTER_MODEL].s;
+	params[4] = f[FILTER_CATEGORY].s;
+	params[5] = pg.dir == KEEL_PAGE_FIRST ? NULL : pg.keys[0];
+	params[6] = pg.dir == KEEL_PAGE_FIRST ? NULL : pg.keys[1];
+	/* One row more than asked tells whether another page follows. */
+	snprintf(limit, sizeof(limit), "%d", pg.limit + 1);
+	params[7] = limit;
+	er = keel_db_query(req->db, pg.dir == KEEL_PAGE_BEFORE ?
+	    &q_cars_before : &q_cars_after, params, &rows);
+	if (er != KEEL_OK)
+		goto out;
+
+	n = keel_rows_count(rows);
+	more = n > (size_t)pg.limit;
+	if (more)
+		n = (size_t)pg.limit;
+	data = json_object_new_array_ext((int)n);
+	/* "before" read ascending; reverse it into list order. */
+	for (i = 0; i < n; i++)
+		json_object_array_add(data, car_json(rows,
+		    pg.dir == KEEL_PAGE_BEFORE ? n - 1 - i : i));
+	if (n > 0) {
+		first = pg.dir == KEEL_PAGE_BEFORE ? n - 1 : 0;
+		if (pg.dir == KEEL_PAGE_BEFORE ? 1 : more)
+			next = cars_cursor(req, rows,
+			    pg.dir == KEEL_PAGE_BEFORE ? 0 : n - 1);
+		if (pg.dir == KEEL_PAGE_AFTER ||
+		    (pg.dir == KEEL_PAGE_BEFORE && more))
+			prev = cars_cursor(req, rows, first);
+	}
+	body = json_object_new_object();
+	json_object_object_add(body, "data", data);
+	json_object_object_add(body, "page", keel_page_json(&pg, next, prev));
+	keel_http_reply_json(req, 200, body);
+	json_object_put(body);
+out:
+	keel_rows_free(rows);
+	return er;
+}
+
+static enum keel_err
+cars_get(struct keel_req *req)
+{
+	struct keel_rows	*rows = NULL;
+	const char		*params[1];
+	enum keel_err		 er;
+
+	params[0] = keel_http_param(req, "id");
+	if ((er = keel_db_query(req->db, &q_car_get, params, &rows)) ==
+	    KEEL_OK)
+		er = cars_reply_one(req, 200, rows);
+	keel_rows_free(rows);
+	return er;
+}
+
+/* Plates compare case-insensitively: store them upper-cased. */
+static const char *
+cars_plate_upper(struct keel_req *req, const char *s)
+{
+	char	*p, *c;
+
+	if (s == NULL)
+		return NULL;
+	p = keel_arena_strdup(req->arena, s);
+	for (c = p; *c != '\0'; c++)
+		*c = (char)toupper((unsigned char)*c);
+	return p;
+}
+
+/* Maps a write's failure to its reply; KEEL_OK once replied. */
+static enum keel_err
+cars_write_failed(struct keel_req *req, enum keel_err er)
+{
+	struct json_object	*fields;
+
+	if (er == KEEL_ECONFLICT &&
+	    strcmp(keel_db_constraint(req->db), "cars_license_plate_key") ==
+	    0) {
+		fields = json_object_new_object();
+		json_object_object_add(fields, "licensePlate",
+		    json_object_new_string("is already registered"));
+		keel_http_reply_error(req, 409, "conflict",
+		    "a car with this license plate exists", fields);
+		json_object_put(fields);
+		return KEEL_OK;
+	}
+	if (er == KEEL_EINVAL) {
+		keel_http_reply_error(req, 422, "validation_failed",
+		    "the car breaks a data rule", NULL);
+		return KEEL_OK;
+	}
+	return er;
+}
+
+static enum keel_err
+cars_create(struct keel_req *req)
+{
+	struct keel_value	 v[CAR__MAX];
+	struct keel_rows	*rows = NULL;
+	const char		*params[6];
+	enum keel_err		 er;
+
+	if (keel_http_body_fields(req, car_fields, CAR__MAX, KEEL_FIELDS_ALL,
+	    v))
+		return KEEL_OK;
+	if (v[CAR_ARCHIVED].present) {
+		struct json_object *f = json_object_new_object();
+
+		json_object_object_add(f, "isArchived",
+		    json_object_new_string("can't be set on creation"));
+		keel_http_reply_error(req, 422, "validation_failed",
+		    "some fields are not valid", f);
+		json_object_put(f);
+		return KEEL_OK;
+	}
+	params[0] = cars_plate_upper(req, v[CAR_PLATE].s);
+	params[1] = v[CAR_MANUFACTURER].s;
+	params[2] = v[CAR_MODEL].s;
+	params[3] = v[CAR_CATEGORY].s;
+	params[4] = v[CAR_STATUS].s;
+	params[5] = keel_arena_printf(req->arena, "%lld",
+	    (long long)v[CAR_YEAR].i);
+	er = keel_db_query(req->db, &q_car_insert, params, &rows);
+	if (er == KEEL_OK)
+		er = cars_reply_one(req, 201, rows);
+	else
+		er = cars_write_failed(req, er);
+	keel_rows_free(rows);
+	return er;
+}
+
+static enum keel_err
+cars_patch(struct keel_req *req)
+{
+	struct keel_value	 v[CAR__MAX];
+	struct keel_rows	*rows = NULL;
+	const char		*params[8];
+	enum keel_err		 er;
+
+	if (keel_http_body_fields(req, car_fields, CAR__MAX, KEEL_FIELDS_SOME,
+	    v))
+		return KEEL_OK;
+	params[0] = keel_http_param(req, "id");
+	params[1] = cars_plate_upper(req, v[CAR_PLATE].s);
+	params[2] = v[CAR_MANUFACTURER].s;
+	params[3] = v[CAR_MODEL].s;
+	params[4] = v[CAR_CATEGORY].s;
+	params[5] = v[CAR_STATUS].s;
+	params[6] = v[CAR_YEAR].present ? keel_arena_printf(req->arena,
+	    "%lld", (long long)v[CAR_YEAR].i) : NULL;
+	params[7] = v[CAR_ARCHIVED].present ? (v[CAR_ARCHIVED].b ? "true" :
+	    "false") : NULL;
+	er = keel_db_query(req->db, &q_car_update, params, &rows);
+	if (er == KEEL_OK)
+		er = cars_reply_one(req, 200, rows);
+	else
+		er = cars_write_failed(req, er);
+	keel_rows_free(rows);
+	return er;
+}
+
+static enum keel_err
+cars_archive(struct keel_req *req)
+{
+	struct keel_rows	*rows = NULL;
+	const char		*params[1];
+	enum keel_err		 er;
+
+	params[0] = keel_http_param(req, "id");
+	if ((er = keel_db_query(req->db, &q_car_archive, params, &rows)) ==
+	    KEEL_OK)
+		er = cars_reply_one(req, 200, rows);
+	keel_rows_free(rows);
+	return er;
+}
+
+static const struct keel_route cars_routes[] = {
+	{ "GET", "/api/cars", cars_list },
+	{ "POST", "/api/cars", cars_create },
+	{ "GET", "/api/cars/{id:int}", cars_get },
+	{ "PATCH", "/api/cars/{id:int}", cars_patch },
+	{ "DELETE", "/api/cars/{id:int}", cars_archive },
+};
+
+int
+main(int argc, char *argv[])
+{
+	static const struct keel_app app = { "cars", cars_routes,
+	    sizeof(cars_routes) / sizeof(cars_routes[0]) };
+
+	return keel_serve(argc, argv, &app);
+}

@@ -1,0 +1,495 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * db.c -- PostgreSQL through libpq.
+ *
+ * A worker holds one connection to the primary and one per replica, each
+ * opened on first use with a connect timeout and a server-side
+ * statement_timeout.  Statements are prepared once per connection under
+ * their name and run with text parameters, so no value is ever spliced
+ * into SQL.  Results are copied out and PQclear'ed here: PGresult never
+ * leaves this file.
+ *
+ * Reads (KEEL_DB_READ) go to the primary for now; the replica split with
+ * read-your-writes lands behind keel_db_pick() without changing callers.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+#include "keel/config.h"
+#include "keel/db.h"
+#include "keel/log.h"
+#include "keel/mem.h"
+
+#define MAX_PREPARED	64
+
+struct pgconn {
+	PGconn		*conn;		/* NULL until first use */
+	char		*url;		/* owned */
+	const char	*prepared[MAX_PREPARED]; /* statement names */
+	size_t		 nprepared;
+};
+
+struct keel_db {
+	const struct keel_config *cfg;
+	struct pgconn		 primary;
+	struct pgconn		*replicas;
+	int			 nreplicas;
+	int			 in_tx;		/* inside BEGIN on the primary */
+	char			 errstr[256];
+	char			 constraint[64];
+};
+
+struct keel_rows {
+	size_t	 nrows, ncols;
+	char	**vals;			/* nrows * ncols; NULL is SQL NULL */
+};
+
+struct keel_db *
+keel_db_open(const struct keel_config *cfg)
+{
+	struct keel_db	*db;
+	const char	*s, *comma;
+	int		 i;
+
+	db = keel_calloc(1, sizeof(*db));
+	db->cfg = cfg;
+	db->primary.url = keel_strdup(cfg->database_url);
+	for (s = cfg->replica_urls; *s != '\0'; s = comma + 1) {
+		db->nreplicas++;
+		if ((comma = strchr(s, ',')) == NULL)
+			break;
+	}
+	db->replicas = keel_calloc(db->nreplicas + 1, sizeof(*db->replicas));
+	for (i = 0, s = cfg->replica_urls; i < db->nreplicas; i++) {
+		comma = strchr(s, ',');
+		db->replicas[i].url = comma == NULL ? keel_strdup(s) :
+		    keel_strndup(s, (size_t)(comma - s));
+		s = comma == NULL ? s : comma + 1;
+	}
+	return db;
+}
+
+static void
+conn_drop(struct pgconn *c)
+{
+	PQfinish(c->conn);
+	c->conn = NULL;
+	c->nprepared = 0;
+}
+
+void
+keel_db_close(struct keel_db *db)
+{
+	int	 i;
+
+	if (db == NULL)
+		return;
+	conn_drop(&db->primary);
+	free(db->primary.url);
+	for (i = 0; i < db->nreplicas; i++) {
+		conn_drop(&db->replicas[i]);
+		free(db->replicas[i].url);
+	}
+	free(db->replicas);
+	free(db);
+}
+
+static void
+set_err(struct keel_db *db, const char *msg)
+{
+	size_t	 n;
+
+	snprintf(db->errstr, sizeof(db->errstr), "%s", msg);
+	/* libpq messages end in a newline; a log line must not. */
+	n = strlen(db->errstr);
+	while (n > 0 && (db->errstr[n - 1] == '\n' || db->errstr[n - 1] == ' '))
+		db->errstr[--n] = '\0';
+}
+
+/*
+ * Connects c if it has no healthy connection.  An idle connection whose
+ * socket is readable was closed by the server (restart, failover,
+ * idle timeout), so it is replaced before anything is sent on it.
+ */
+static enum keel_err
+conn_ensure(struct keel_db *db, struct pgconn *c, int timeout_s)
+{
+	const char	*keys[] = { "dbname", "connect_timeout", "options",
+	    "fallback_application_name", NULL };
+	const char	*vals[5];
+	char		 tmo[16], opts[96];
+	struct pollfd	 pfd;
+
+	if (c->conn != NULL && PQstatus(c->conn) == CONNECTION_OK &&
+	    !db->in_tx) {
+		pfd.fd = PQsocket(c->conn);
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, 0) == 1 && (PQconsumeInput(c->conn) == 0 ||
+		    PQstatus(c->conn) != CONNECTION_OK)) {
+			keel_log_warnx("db: connection closed by the server; "
+			    "reconnecting");
+			conn_drop(c);
+		}
+	}
+	if (c->conn != NULL && PQstatus(c->conn) == CONNECTION_OK)
+		return KEEL_OK;
+	conn_drop(c);
+	if (c->url[0] == '\0') {
+		set_err(db, "DATABASE_URL is not set");
+		return KEEL_EUNAVAIL;
+	}
+	snprintf(tmo, sizeof(tmo), "%d", timeout_s);
+	/* Plan each execution: optional filters (NULL params) fold away. */
+	snprintf(opts, sizeof(opts), "-c statement_timeout=%d "
+	    "-c plan_cache_mode=force_custom_plan",
+	    db->cfg->db_statement_timeout);
+	vals[0] = c->url;
+	vals[1] = tmo;
+	vals[2] = opts;
+	vals[3] = "keel";
+	vals[4] = NULL;
+	c->conn = PQconnectdbParams(keys, vals, 1);
+	if (c->conn == NULL || PQstatus(c->conn) != CONNECTION_OK) {
+		set_err(db, c->conn != NULL ? PQerrorMessage(c->conn) :
+		    "out of memory");
+		conn_drop(c);
+		return KEEL_EUNAVAIL;
+	}
+	return KEEL_OK;
+}
+
+/* The connection a statement for target runs on (the replica seam). */
+static struct pgconn *
+keel_db_pick(struct keel_db *db, enum keel_db_target target)
+{
+	(void)target;
+	return &db->primary;
+}
+
+static int
+is_prepared(const struct pgconn *c, const char *name)
+{
+	size_t	 i;
+
+	for (i = 0; i < c->nprepared; i++)
+		if (c->prepared[i] == name || strcmp(c->prepared[i], name) == 0)
+			return 1;
+	return 0;
+}
+
+static enum keel_err
+result_err(struct keel_db *db, struct pgconn *c, PGresult *res,
+    const char *name)
+{
+	const char	*state, *cons;
+
+	state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	set_err(db, res != NULL ? PQresultErrorMessage(res) :
+	    PQerrorMessage(c->conn));
+	db->constraint[0] = '\0';
+	if (PQstatus(c->conn) != CONNECTION_OK || state == NULL ||
+	    strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0) {
+		keel_log_warnx("db: %s: connection lost: %s", name, db->errstr);
+		conn_drop(c);
+		return KEEL_EUNAVAIL;
+	}
+	if ((cons = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME)) != NULL)
+		snprintf(db->constraint, sizeof(db->constraint), "%s", cons);
+	/* SQLSTATE classes: PostgreSQL manual, Appendix A. */
+	if (strcmp(state, "23505") == 0 || strcmp(state, "23P01") == 0)
+		return KEEL_ECONFLICT;
+	if (strncmp(state, "23", 2) == 0 || strncmp(state, "22", 2) == 0)
+		return KEEL_EINVAL;
+	if (strcmp(state, "57014") == 0) {
+		keel_log_warnx("db: %s: statement timeout", name);
+		return KEEL_ETIMEOUT;
+	}
+	if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0)
+		return KEEL_ECONFLICT;
+	keel_log_error("db: %s: sqlstate=%s %s", name, state, db->errstr);
+	return KEEL_EINTERNAL;
+}
+
+static struct keel_rows *
+rows_copy(PGresult *res)
+{
+	struct keel_rows	*rows;
+	size_t			 r, c, nr, nc, bytes = 0, len;
+	char			*p;
+
+	nr = (size_t)PQntuples(res);
+	nc = (size_t)PQnfields(res);
+	for (r = 0; r < nr; r++)
+		for (c = 0; c < nc; c++)
+			if (!PQgetisnull(res, (int)r, (int)c))
+				bytes += (size_t)PQgetlength(res, (int)r,
+				    (int)c) + 1;
+	/* One block: header, pointer table, then the strings. */
+	rows = keel_malloc(sizeof(*rows) + nr * nc * sizeof(char *) + bytes);
+	rows->nrows = nr;
+	rows->ncols = nc;
+	rows->vals = (char **)(rows + 1);
+	p = (char *)(rows->vals + nr * nc);
+	for (r = 0; r < nr; r++)
+		for (c = 0; c < nc; c++) {
+			if (PQgetisnull(res, (int)r, (int)c)) {
+				rows->vals[r * nc + c] = NULL;
+				continue;
+			}
+			len = (size_t)PQgetlength(res, (int)r, (int)c);
+			memcpy(p, PQgetvalue(res, (int)r, (int)c), len);
+			p[len] = '\0';
+			rows->vals[r * nc + c] = p;
+			p += len + 1;
+		}
+	return rows;
+}
+
+static double
+now_ms(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+enum keel_err
+keel_db_query(struct keel_db *db, const struct keel_query *q,
+    const char *const *params, struct keel_rows **out)
+{
+	struct pgconn	*c;
+	PGresult	*res = NULL;
+	enum keel_err	 er;
+	double		 t0;
+
+	if (out != NULL)
+		*out = NULL;
+	c = db->in_tx ? &db->primary : keel_db_pick(db, q->target);
+	if ((er = conn_ensure(db, c, db->cfg->db_connect_timeout)) != KEEL_OK)
+		return er;
+	t0 = now_ms();
+	if (!is_prepared(c, q->name)) {
+		res = PQprepare(c->conn, q->name, q->sql, q->nparams, NULL);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+			er = result_err(db, c, res, q->name);
+			goto out;
+		}
+		PQclear(res);
+		res = NULL;
+		if (c->nprepared < MAX_PREPARED)
+			c->prepared[c->nprepared++] = q->name;
+	}
+	res = PQexecPrepared(c->conn, q->name, q->nparams, params, NULL, NULL,
+	    0);
+	switch (PQresultStatus(res)) {
+	case PGRES_TUPLES_OK:
+	case PGRES_COMMAND_OK:
+		if (out != NULL)
+			*out = rows_copy(res);
+		er = KEEL_OK;
+		break;
+	default:
+		er = result_err(db, c, res, q->name);
+		break;
+	}
+	keel_log_debug("db: %s took %.2f ms", q->name, now_ms() - t0);
+out:
+	PQclear(res);
+	return er;
+}
+
+static enum keel_err
+exec_simple(struct keel_db *db, const char *sql)
+{
+	PGresult	*res;
+	enum keel_err	 er = KEEL_OK;
+
+	res = PQexec(db->primary.conn, sql);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		er = result_err(db, &db->primary, res, sql);
+	PQclear(res);
+	return er;
+}
+
+enum keel_err
+keel_db_begin(struct keel_db *db)
+{
+	enum keel_err	 er;
+
+	if ((er = conn_ensure(db, &db->primary,
+	    db->cfg->db_connect_timeout)) != KEEL_OK)
+		return er;
+	if ((er = exec_simple(db, "BEGIN")) == KEEL_OK)
+		db->in_tx = 1;
+	return er;
+}
+
+enum keel_err
+keel_db_commit(struct keel_db *db)
+{
+	enum keel_err	 er;
+
+	if (!db->in_tx || db->primary.conn == NULL) {
+		db->in_tx = 0;
+		return KEEL_EUNAVAIL;
+	}
+	er = exec_simple(db, "COMMIT");
+	db->in_tx = 0;
+	return er;
+}
+
+void
+keel_db_rollback(struct keel_db *db)
+{
+	if (db->in_tx && db->primary.conn != NULL &&
+	    PQstatus(db->primary.conn) == CONNECTION_OK)
+		(void)exec_simple(db, "ROLLBACK");
+	db->in_tx = 0;
+}
+
+const char *
+keel_db_errstr(const struct keel_db *db)
+{
+	return db->errstr;
+}
+
+const char *
+keel_db_constraint(const struct keel_db *db)
+{
+	return db->constraint;
+}
+
+int
+keel_db_replicas(const struct keel_db *db)
+{
+	return db->nreplicas;
+}
+
+/*
+ * Runs sql on c within timeout_ms using the asynchronous API, cancelling
+ * it when time runs out, so a hung server can't hang /health.  The first
+ * column of the first row goes to *val when val != NULL.
+ */
+static enum keel_err
+exec_bounded(struct keel_db *db, struct pgconn *c, const char *sql,
+    int timeout_ms, double *val)
+{
+	PGresult	*res, *last = NULL;
+	PGcancel	*cancel;
+	struct pollfd	 pfd;
+	double		 deadline;
+	char		 buf[128];
+	int		 left;
+	enum keel_err	 er = KEEL_OK;
+
+	if (!PQsendQuery(c->conn, sql)) {
+		set_err(db, PQerrorMessage(c->conn));
+		conn_drop(c);
+		return KEEL_EUNAVAIL;
+	}
+	deadline = now_ms() + timeout_ms;
+	pfd.fd = PQsocket(c->conn);
+	pfd.events = POLLIN;
+	while (PQisBusy(c->conn)) {
+		left = (int)(deadline - now_ms());
+		if (left <= 0 || poll(&pfd, 1, left) == 0) {
+			if ((cancel = PQgetCancel(c->conn)) != NULL) {
+				(void)PQcancel(cancel, buf, sizeof(buf));
+				PQfreeCancel(cancel);
+			}
+			set_err(db, "timed out");
+			conn_drop(c);
+			return KEEL_ETIMEOUT;
+		}
+		if (!PQconsumeInput(c->conn)) {
+			set_err(db, PQerrorMessage(c->conn));
+			conn_drop(c);
+			return KEEL_EUNAVAIL;
+		}
+	}
+	while ((res = PQgetResult(c->conn)) != NULL) {
+		PQclear(last);
+		last = res;
+	}
+	if (PQresultStatus(last) != PGRES_TUPLES_OK)
+		er = result_err(db, c, last, "ping");
+	else if (val != NULL && PQntuples(last) > 0 && !PQgetisnull(last, 0, 0))
+		*val = strtod(PQgetvalue(last, 0, 0), NULL);
+	PQclear(last);
+	return er;
+}
+
+enum keel_err
+keel_db_ping(struct keel_db *db, int replica, int timeout_ms, double *lag_ms)
+{
+	struct pgconn	*c;
+	enum keel_err	 er;
+	int		 secs;
+
+	if (lag_ms != NULL)
+		*lag_ms = -1;
+	if (replica >= db->nreplicas)
+		return KEEL_ENOENT;
+	c = replica < 0 ? &db->primary : &db->replicas[replica];
+	/* libpq's connect_timeout is whole seconds, and at least 2. */
+	secs = (timeout_ms + 999) / 1000;
+	if ((er = conn_ensure(db, c, secs < 2 ? 2 : secs)) != KEEL_OK)
+		return er;
+	if (replica < 0)
+		return exec_bounded(db, c, "SELECT 1", timeout_ms, NULL);
+	/* Caught up when everything received is replayed; else the age of
+	 * the last replayed transaction is the lag. */
+	return exec_bounded(db, c, "SELECT CASE WHEN "
+	    "pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
+	    "ELSE COALESCE(EXTRACT(EPOCH FROM now() - "
+	    "pg_last_xact_replay_timestamp()) * 1000, 0) END", timeout_ms,
+	    lag_ms);
+}
+
+size_t
+keel_rows_count(const struct keel_rows *rows)
+{
+	return rows == NULL ? 0 : rows->nrows;
+}
+
+const char *
+keel_rows_value(const struct keel_rows *rows, size_t r, size_t c)
+{
+	if (rows == NULL || r >= rows->nrows || c >= rows->ncols)
+		return NULL;
+	return rows->vals[r * rows->ncols + c];
+}
+
+int64_t
+keel_rows_int64(const struct keel_rows *rows, size_t r, size_t c)
+{
+	const char	*v;
+
+	if ((v = keel_rows_value(rows, r, c)) == NULL)
+		return 0;
+	return strtoll(v, NULL, 10);
+}
+
+int
+keel_rows_bool(const struct keel_rows *rows, size_t r, size_t c)
+{
+	const char	*v;
+
+	return (v = keel_rows_value(rows, r, c)) != NULL && v[0] == 't';
+}
+
+void
+keel_rows_free(struct keel_rows *rows)
+{
+	free(rows);
+}

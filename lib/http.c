@@ -1,0 +1,611 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * http.c -- one request/response over libfcgi.
+ *
+ * lib fills a struct keel_req from the FastCGI parameters before the
+ * handler runs and buffers the handler's reply, sending it whole after the
+ * handler returns, so headers can be added at any point and a handler that
+ * fails before replying still gets a proper JSON 500.  FCGX_Request never
+ * leaves this file and serve.c.
+ */
+#include "config.h"
+
+#include <assert.h>
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <fcgiapp.h>
+#include <sodium.h>
+
+#include "keel/http.h"
+#include "keel/json.h"
+#include "keel/log.h"
+#include "keel/mem.h"
+#include "http_private.h"
+
+#define URI_MAX		16384	/* bytes of path and query we accept */
+#define QUERY_MAXPAIRS	64
+#define MAX_DOCS	4	/* parsed JSON documents per request */
+
+struct keel_http_conn {
+	FCGX_Request		*fr;
+	int			 status;	/* 0 until replied */
+	struct keel_buf		 head;		/* extra header lines */
+	struct keel_buf		 body;
+	const char		*ctype;		/* static or arena */
+	struct json_object	*docs[MAX_DOCS]; /* freed at finish */
+	size_t			 ndocs;
+};
+
+static const struct {
+	int		 code;
+	const char	*text;
+} reasons[] = {
+	{ 200, "OK" }, { 201, "Created" }, { 202, "Accepted" },
+	{ 204, "No Content" }, { 304, "Not Modified" },
+	{ 400, "Bad Request" }, { 401, "Unauthorized" }, { 403, "Forbidden" },
+	{ 404, "Not Found" }, { 405, "Method Not Allowed" },
+	{ 409, "Conflict" }, { 410, "Gone" }, { 413, "Content Too Large" },
+	{ 414, "URI Too Long" }, { 415, "Unsupported Media Type" },
+	{ 422, "Unprocessable Content" }, { 429, "Too Many Requests" },
+	{ 500, "Internal Server Error" }, { 502, "Bad Gateway" },
+	{ 503, "Service Unavailable" }, { 504, "Gateway Timeout" },
+};
+
+static const char *
+reason(int code)
+{
+	size_t	 i;
+
+	for (i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
+		if (reasons[i].code == code)
+			return reasons[i].text;
+	return "Unknown";
+}
+
+int
+keel_utf8_valid(const char *s, size_t n)
+{
+	const unsigned char	*p = (const unsigned char *)s;
+	const unsigned char	*end = p + n;
+	unsigned int		 c, need, min;
+
+	while (p < end) {
+		c = *p++;
+		if (c < 0x80)
+			continue;
+		if (c >= 0xc2 && c <= 0xdf) {
+			need = 1;
+			min = 0x80;
+			c &= 0x1f;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			need = 2;
+			min = 0x800;
+			c &= 0x0f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			need = 3;
+			min = 0x10000;
+			c &= 0x07;
+		} else
+			return 0;
+		if ((size_t)(end - p) < need)
+			return 0;
+		for (; need > 0; need--, p++) {
+			if ((*p & 0xc0) != 0x80)
+				return 0;
+			c = (c << 6) | (*p & 0x3f);
+		}
+		/* Overlongs, surrogates and past U+10FFFF (RFC 3629 §3). */
+		if (c < min || (c >= 0xd800 && c <= 0xdfff) || c > 0x10ffff)
+			return 0;
+	}
+	return 1;
+}
+
+static int
+hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+char *
+keel_http_decode(struct keel_arena *a, const char *src, size_t n,
+    int plus_space)
+{
+	char	*out, *o;
+	size_t	 i;
+	int	 hi, lo;
+
+	out = o = keel_arena_alloc(a, n + 1);
+	for (i = 0; i < n; i++) {
+		if (src[i] == '%') {
+			if (i + 2 >= n)
+				return NULL;	/* truncated escape */
+			if ((hi = hexval((unsigned char)src[i + 1])) < 0 ||
+			    (lo = hexval((unsigned char)src[i + 2])) < 0)
+				return NULL;
+			if ((*o = (char)(hi << 4 | lo)) == '\0')
+				return NULL;
+			o++;
+			i += 2;
+		} else if (src[i] == '+' && plus_space)
+			*o++ = ' ';
+		else if (src[i] == '\0')
+			return NULL;
+		else
+			*o++ = src[i];
+	}
+	*o = '\0';
+	return out;
+}
+
+enum keel_err
+keel_http_parse_query(struct keel_arena *a, const char *qs,
+    struct keel_param **out, size_t *n, const char **bad)
+{
+	struct keel_param	*pairs;
+	const char		*p, *amp, *eq;
+	size_t			 np = 0, len;
+	char			*name, *value;
+
+	*out = NULL;
+	*n = 0;
+	*bad = "query";
+	pairs = keel_arena_alloc(a, QUERY_MAXPAIRS * sizeof(*pairs));
+	for (p = qs; *p != '\0'; p = *amp == '\0' ? amp : amp + 1) {
+		amp = strchr(p, '&');
+		if (amp == NULL)
+			amp = p + strlen(p);
+		len = (size_t)(amp - p);
+		if (len == 0)
+			continue;		/* "a=1&&b=2" */
+		if (np == QUERY_MAXPAIRS)
+			return KEEL_ETOOBIG;
+		eq = memchr(p, '=', len);
+		if (eq == NULL)
+			eq = amp;
+		name = keel_http_decode(a, p, (size_t)(eq - p), 1);
+		if (name == NULL || !keel_utf8_valid(name, strlen(name)))
+			return KEEL_EINVAL;
+		value = eq == amp ? keel_arena_strdup(a, "") :
+		    keel_http_decode(a, eq + 1, (size_t)(amp - eq - 1), 1);
+		if (value == NULL || !keel_utf8_valid(value, strlen(value))) {
+			*bad = name;
+			return KEEL_EINVAL;
+		}
+		pairs[np].name = name;
+		pairs[np].value = value;
+		np++;
+	}
+	*out = pairs;
+	*n = np;
+	*bad = NULL;
+	return KEEL_OK;
+}
+
+const char *
+keel_http_query(const struct keel_req *req, const char *name)
+{
+	size_t	 i;
+
+	for (i = 0; i < req->nqs; i++)
+		if (strcmp(req->qs[i].name, name) == 0)
+			return req->qs[i].value;
+	return NULL;
+}
+
+const char *
+keel_http_param(const struct keel_req *req, const char *name)
+{
+	size_t	 i;
+
+	for (i = 0; i < req->nparams; i++)
+		if (strcmp(req->params[i].name, name) == 0)
+			return req->params[i].value;
+	return NULL;
+}
+
+int64_t
+keel_http_param_int(const struct keel_req *req, const char *name)
+{
+	const char	*v;
+	int64_t		 out;
+
+	v = keel_http_param(req, name);
+	assert(v != NULL);
+	if (keel_parse_int64(v, 1, INT64_MAX, &out) == -1)
+		return 0;
+	return out;
+}
+
+const char *
+keel_http_header(const struct keel_req *req, const char *name)
+{
+	char	 var[128];
+	size_t	 i, n;
+
+	if (req->conn == NULL || req->conn->fr == NULL)
+		return NULL;
+	/* RFC 3875 §4.1.18: HTTP_ + the name upper-cased, '-' as '_'. */
+	n = strlen(name);
+	if (n + 6 > sizeof(var))
+		return NULL;
+	memcpy(var, "HTTP_", 5);
+	for (i = 0; i < n; i++)
+		var[5 + i] = name[i] == '-' ? '_' :
+		    (char)toupper((unsigned char)name[i]);
+	var[5 + n] = '\0';
+	return FCGX_GetParam(var, req->conn->fr->envp);
+}
+
+static int
+header_ok(const char *s)
+{
+	return strpbrk(s, "\r\n") == NULL;
+}
+
+void
+keel_http_add_header(struct keel_req *req, const char *name,
+    const char *value)
+{
+	assert(header_ok(name) && header_ok(value));
+	keel_buf_printf(&req->conn->head, "%s: %s\r\n", name, value);
+}
+
+void
+keel_http_reply(struct keel_req *req, int status, const char *ctype,
+    const char *body, size_t len)
+{
+	struct keel_http_conn	*c = req->conn;
+
+	assert(status >= 100 && status <= 599);
+	c->status = status;
+	c->ctype = ctype;
+	keel_buf_reset(&c->body);
+	if (len > 0)
+		keel_buf_append(&c->body, body, len);
+}
+
+void
+keel_http_reply_json(struct keel_req *req, int status, struct json_object *obj)
+{
+	const char	*s;
+	size_t		 len;
+
+	s = json_object_to_json_string_length(obj, JSON_C_TO_STRING_PLAIN |
+	    JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	keel_http_reply(req, status, "application/json; charset=utf-8", s, len);
+}
+
+void
+keel_http_reply_empty(struct keel_req *req, int status)
+{
+	keel_http_reply(req, status, NULL, NULL, 0);
+}
+
+void
+keel_http_reply_error(struct keel_req *req, int status, const char *code,
+    const char *msg, struct json_object *fields)
+{
+	struct json_object	*o;
+
+	o = json_object_new_object();
+	json_object_object_add(o, "error", json_object_new_string(code));
+	json_object_object_add(o, "message", json_object_new_string(msg));
+	if (fields != NULL)
+		json_object_object_add(o, "fields", json_object_get(fields));
+	keel_http_reply_json(req, status, o);
+	json_object_put(o);
+}
+
+void
+keel_http_reply_err(struct keel_req *req, enum keel_err er)
+{
+	switch (er) {
+	case KEEL_OK:
+		break;
+	case KEEL_EINVAL:
+		keel_http_reply_error(req, 400, "bad_request",
+		    "the request is not valid", NULL);
+		break;
+	case KEEL_ENOENT:
+		keel_http_reply_error(req, 404, "not_found",
+		    "no such resource", NULL);
+		break;
+	case KEEL_ECONFLICT:
+		keel_http_reply_error(req, 409, "conflict",
+		    "the request conflicts with the current state", NULL);
+		break;
+	case KEEL_ETOOBIG:
+		keel_http_reply_error(req, 413, "payload_too_large",
+		    "the request is too large", NULL);
+		break;
+	case KEEL_EUNAVAIL:
+	case KEEL_ETIMEOUT:
+		keel_http_add_header(req, "Retry-After", "5");
+		keel_http_reply_error(req, 503, "unavailable",
+		    "a service this request needs is unavailable; retry later",
+		    NULL);
+		break;
+	case KEEL_EINTERNAL:
+	case KEEL_ERR__MAX:
+		keel_http_reply_error(req, 500, "internal",
+		    "an internal error occurred", NULL);
+		break;
+	}
+}
+
+int
+keel_http_replied(const struct keel_req *req)
+{
+	return req->conn->status != 0;
+}
+
+int
+keel_http_status(const struct keel_req *req)
+{
+	return req->conn->status;
+}
+
+/* Keeps a parsed document alive until the request ends. */
+static void
+keep_doc(struct keel_req *req, struct json_object *doc)
+{
+	struct keel_http_conn	*c = req->conn;
+
+	if (c->ndocs == MAX_DOCS) {
+		json_object_put(c->docs[0]);
+		memmove(c->docs, c->docs + 1, (MAX_DOCS - 1) * sizeof(c->docs[0]));
+		c->ndocs--;
+	}
+	c->docs[c->ndocs++] = doc;
+}
+
+static int
+is_json_type(const char *ct)
+{
+	size_t	 n;
+
+	/* RFC 8259 §11 plus structured +json types; parameters allowed. */
+	if (ct == NULL)
+		return 0;
+	n = strcspn(ct, "; \t");
+	if (n == 16 && strncasecmp(ct, "application/json", 16) == 0)
+		return 1;
+	return n > 17 && strncasecmp(ct, "application/", 12) == 0 &&
+	    strncasecmp(ct + n - 5, "+json", 5) == 0;
+}
+
+int
+keel_http_body_fields(struct keel_req *req, const struct keel_field *fields,
+    size_t n, int mode, struct keel_value *vals)
+{
+	struct json_object	*doc, *errors;
+	char			 err[160];
+
+	if (req->body_len == 0) {
+		keel_http_reply_error(req, 400, "bad_request",
+		    "a JSON body is required", NULL);
+		return -1;
+	}
+	if (!is_json_type(req->content_type)) {
+		keel_http_reply_error(req, 415, "unsupported_media_type",
+		    "the body must be JSON (Content-Type: application/json)",
+		    NULL);
+		return -1;
+	}
+	if (keel_json_parse(req->body, req->body_len, &doc, err,
+	    sizeof(err)) != KEEL_OK) {
+		keel_http_reply_error(req, 400, "bad_request", err, NULL);
+		return -1;
+	}
+	keep_doc(req, doc);
+	errors = json_object_new_object();
+	if (keel_json_fields(doc, fields, n, mode, vals, errors) != KEEL_OK) {
+		keel_http_reply_error(req, 422, "validation_failed",
+		    "some fields are not valid", errors);
+		json_object_put(errors);
+		return -1;
+	}
+	json_object_put(errors);
+	return 0;
+}
+
+int
+keel_http_query_fields(struct keel_req *req, const struct keel_field *fields,
+    size_t n, struct keel_value *vals)
+{
+	struct json_object	*errors = NULL;
+	const char		*s, *msg;
+	size_t			 i;
+
+	memset(vals, 0, n * sizeof(*vals));
+	for (i = 0; i < n; i++) {
+		if ((s = keel_http_query(req, fields[i].name)) == NULL)
+			continue;
+		if ((msg = keel_field_check_text(&fields[i], s,
+		    &vals[i])) == NULL)
+			continue;
+		if (errors == NULL)
+			errors = json_object_new_object();
+		json_object_object_add(errors, fields[i].name,
+		    json_object_new_string(msg));
+	}
+	if (errors == NULL)
+		return 0;
+	keel_http_reply_error(req, 400, "validation_failed",
+	    "some query parameters are not valid", errors);
+	json_object_put(errors);
+	return -1;
+}
+
+struct keel_http_conn *
+keel_http_conn_new(void)
+{
+	return keel_calloc(1, sizeof(struct keel_http_conn));
+}
+
+void
+keel_http_conn_free(struct keel_http_conn *c)
+{
+	if (c == NULL)
+		return;
+	keel_buf_free(&c->head);
+	keel_buf_free(&c->body);
+	free(c);
+}
+
+static const char *
+param(FCGX_Request *fr, const char *name)
+{
+	return FCGX_GetParam(name, fr->envp);
+}
+
+/* Reads exactly len body bytes; -1 if the stream ends early. */
+static int
+read_body(FCGX_Request *fr, char *buf, size_t len)
+{
+	size_t	 got = 0;
+	int	 n;
+
+	while (got < len) {
+		n = FCGX_GetStr(buf + got, (int)(len - got), fr->in);
+		if (n <= 0)
+			return -1;
+		got += (size_t)n;
+	}
+	return 0;
+}
+
+int
+keel_http_begin(struct keel_req *req, struct keel_http_conn *c,
+    FCGX_Request *fr, struct keel_arena *a, size_t body_max)
+{
+	const char	*uri, *s, *bad;
+	const char	*q;
+	unsigned char	 rnd[8];
+	int64_t		 clen = 0;
+	char		*path;
+	size_t		 i;
+
+	memset(req, 0, sizeof(*req));
+	c->fr = fr;
+	c->status = 0;
+	c->ctype = NULL;
+	c->ndocs = 0;
+	keel_buf_reset(&c->head);
+	keel_buf_reset(&c->body);
+	req->conn = c;
+	req->arena = a;
+
+	randombytes_buf(rnd, sizeof(rnd));
+	for (i = 0; i < sizeof(rnd); i++)
+		snprintf(req->id + 2 * i, 3, "%02x", rnd[i]);
+
+	req->method = (s = param(fr, "REQUEST_METHOD")) != NULL ? s : "GET";
+	req->content_type = param(fr, "CONTENT_TYPE");
+	if (req->content_type != NULL && *req->content_type == '\0')
+		req->content_type = NULL;
+	req->remote_addr = (s = param(fr, "REMOTE_ADDR")) != NULL ? s : "";
+	req->path = "/";
+	req->query = "";
+
+	/* REQUEST_URI is what the client sent: path, then the query. */
+	if ((uri = param(fr, "REQUEST_URI")) == NULL)
+		uri = (s = param(fr, "SCRIPT_NAME")) != NULL ? s : "/";
+	if (strlen(uri) > URI_MAX) {
+		keel_http_reply_error(req, 414, "bad_request",
+		    "the request URI is too long", NULL);
+		return -1;
+	}
+	q = strchr(uri, '?');
+	path = keel_http_decode(a, uri, q == NULL ? strlen(uri) :
+	    (size_t)(q - uri), 0);
+	if (path == NULL || !keel_utf8_valid(path, strlen(path)) ||
+	    path[0] != '/') {
+		keel_http_reply_error(req, 400, "bad_request",
+		    "the request path is not valid", NULL);
+		return -1;
+	}
+	req->path = path;
+	if ((s = param(fr, "QUERY_STRING")) != NULL)
+		req->query = s;
+	else if (q != NULL)
+		req->query = q + 1;
+	switch (keel_http_parse_query(a, req->query, &req->qs, &req->nqs,
+	    &bad)) {
+	case KEEL_OK:
+		break;
+	case KEEL_ETOOBIG:
+		keel_http_reply_error(req, 400, "bad_request",
+		    "the query string has too many parameters", NULL);
+		return -1;
+	default:
+		keel_http_reply_error(req, 400, "bad_request",
+		    keel_arena_printf(a, "the query parameter \"%.64s\" is not "
+		    "valid percent-encoded UTF-8", bad), NULL);
+		return -1;
+	}
+
+	if ((s = param(fr, "CONTENT_LENGTH")) != NULL && *s != '\0' &&
+	    keel_parse_int64(s, 0, INT64_MAX, &clen) == -1) {
+		keel_http_reply_error(req, 400, "bad_request",
+		    "Content-Length is not valid", NULL);
+		return -1;
+	}
+	if (clen > (int64_t)body_max) {
+		keel_http_reply_error(req, 413, "payload_too_large",
+		    keel_arena_printf(a, "the body may be at most %zu bytes",
+		    body_max), NULL);
+		return -1;
+	}
+	if (clen > 0) {
+		req->body = keel_arena_alloc(a, (size_t)clen + 1);
+		if (read_body(fr, (char *)req->body, (size_t)clen) == -1) {
+			keel_http_reply_error(req, 400, "bad_request",
+			    "the body ended before Content-Length bytes", NULL);
+			req->body = NULL;
+			return -1;
+		}
+		((char *)req->body)[clen] = '\0';
+		req->body_len = (size_t)clen;
+	}
+	return 0;
+}
+
+void
+keel_http_finish(struct keel_req *req)
+{
+	struct keel_http_conn	*c = req->conn;
+	FCGX_Stream		*out = c->fr->out;
+	size_t			 i;
+
+	if (c->status == 0) {
+		keel_log_error("handler for %s made no reply", req->method);
+		keel_http_reply_err(req, KEEL_EINTERNAL);
+	}
+	FCGX_FPrintF(out, "Status: %d %s\r\n", c->status, reason(c->status));
+	if (c->ctype != NULL)
+		FCGX_FPrintF(out, "Content-Type: %s\r\n", c->ctype);
+	if (c->status != 204 && c->status != 304)
+		FCGX_FPrintF(out, "Content-Length: %zu\r\n", c->body.len);
+	FCGX_FPrintF(out, "X-Request-Id: %s\r\n", req->id);
+	if (c->head.len > 0)
+		FCGX_PutStr(c->head.data, (int)c->head.len, out);
+	FCGX_PutStr("\r\n", 2, out);
+	/* RFC 9110 §9.3.2: HEAD gets the headers of GET, no content. */
+	if (c->body.len > 0 && strcmp(req->method, "HEAD") != 0)
+		FCGX_PutStr(c->body.data, (int)c->body.len, out);
+	for (i = 0; i < c->ndocs; i++)
+		json_object_put(c->docs[i]);
+	c->ndocs = 0;
+}

@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: ISC */
+/* http_private.h -- the FastCGI side of http.c, for serve.c only. */
+#ifndef KEEL_HTTP_PRIVATE_H
+#define KEEL_HTTP_PRIVATE_H
+
+#include <stddef.h>
+
+struct FCGX_Request;
+struct keel_arena;
+struct keel_http_conn;
+struct keel_req;
+
+/* One per worker; keeps its buffers between requests. */
+struct keel_http_conn *keel_http_conn_new(void);
+void		 keel_http_conn_free(struct keel_http_conn *);
+
+/*
+ * Fills req from the accepted FastCGI request fr: method, path, query,
+ * headers, a fresh request id, and the body bounded at body_max bytes.
+ * Returns 0, or -1 after replying with the error (413, 400, 414): then the
+ * router is skipped and keel_http_finish() still sends the reply.
+ */
+int		 keel_http_begin(struct keel_req *req, struct keel_http_conn *c,
+		    struct FCGX_Request *fr, struct keel_arena *a,
+		    size_t body_max);
+
+/* Sends req's reply (500 if the handler made none) and releases the
+ * request's JSON documents. */
+void		 keel_http_finish(struct keel_req *req);
+
+#endif /* KEEL_HTTP_PRIVATE_H */

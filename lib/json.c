@@ -1,0 +1,324 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * json.c -- strict JSON parsing and typed field extraction.
+ *
+ * Input tables (struct keel_field) say what each field must be; extraction
+ * collects one message per bad field so a client learns every problem in
+ * one round trip (API.md: "fields").  Strings are measured in characters
+ * and must be valid UTF-8 without NUL bytes.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "keel/http.h"
+#include "keel/json.h"
+
+int
+keel_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+	const char	*p = s;
+	int64_t		 v = 0;
+	int		 neg = 0, digits = 0, d;
+
+	if (*p == '-') {
+		neg = 1;
+		p++;
+	}
+	for (; *p >= '0' && *p <= '9'; p++) {
+		d = *p - '0';
+		/* Accumulate negatively so INT64_MIN parses too. */
+		if (v < (INT64_MIN + d) / 10)
+			return -1;
+		v = v * 10 - d;
+		if (++digits > 19)
+			return -1;
+	}
+	if (digits == 0 || *p != '\0')
+		return -1;
+	if (!neg) {
+		if (v == INT64_MIN)
+			return -1;
+		v = -v;
+	}
+	if (v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int
+keel_date_valid(const char *s)
+{
+	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31,
+	    30, 31 };
+	int	 y, m, d, i, leap;
+
+	for (i = 0; i < 10; i++) {
+		if (i == 4 || i == 7) {
+			if (s[i] != '-')
+				return 0;
+		} else if (s[i] < '0' || s[i] > '9')
+			return 0;
+	}
+	if (s[10] != '\0')
+		return 0;
+	y = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 +
+	    (s[3] - '0');
+	m = (s[5] - '0') * 10 + (s[6] - '0');
+	d = (s[8] - '0') * 10 + (s[9] - '0');
+	if (y < 1 || m < 1 || m > 12 || d < 1 || d > mdays[m - 1])
+		return 0;
+	leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	if (m == 2 && d == 29 && !leap)
+		return 0;
+	return 1;
+}
+
+enum keel_err
+keel_json_parse(const char *buf, size_t len, struct json_object **out,
+    char *err, size_t errlen)
+{
+	struct json_tokener	*tok;
+	struct json_object	*obj;
+	enum json_tokener_error	 jerr;
+	size_t			 used;
+
+	*out = NULL;
+	if (len == 0) {
+		snprintf(err, errlen, "the body is empty");
+		return KEEL_EINVAL;
+	}
+	if (memchr(buf, '\0', len) != NULL) {
+		snprintf(err, errlen, "the body contains a NUL byte");
+		return KEEL_EINVAL;
+	}
+	if ((tok = json_tokener_new_ex(KEEL_JSON_MAXDEPTH)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return KEEL_EINTERNAL;
+	}
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT |
+	    JSON_TOKENER_VALIDATE_UTF8);
+	obj = json_tokener_parse_ex(tok, buf, (int)len);
+	jerr = json_tokener_get_error(tok);
+	used = json_tokener_get_parse_end(tok);
+	if (obj == NULL || jerr != json_tokener_success) {
+		if (jerr == json_tokener_continue)
+			snprintf(err, errlen, "the JSON ends too early");
+		else
+			snprintf(err, errlen, "malformed JSON at byte %zu: %s",
+			    used, json_tokener_error_desc(jerr));
+		json_object_put(obj);
+		json_tokener_free(tok);
+		return KEEL_EINVAL;
+	}
+	/* Only whitespace may follow the value. */
+	for (; used < len; used++)
+		if (strchr(" \t\r\n", buf[used]) == NULL) {
+			snprintf(err, errlen, "unexpected data after the JSON "
+			    "value at byte %zu", used);
+			json_object_put(obj);
+			json_tokener_free(tok);
+			return KEEL_EINVAL;
+		}
+	json_tokener_free(tok);
+	*out = obj;
+	return KEEL_OK;
+}
+
+/* Characters (code points) in valid UTF-8 s. */
+static size_t
+utf8_chars(const char *s)
+{
+	size_t	 n = 0;
+
+	for (; *s != '\0'; s++)
+		if (((unsigned char)*s & 0xc0) != 0x80)
+			n++;
+	return n;
+}
+
+static const char *
+check_string(const struct keel_field *f, const char *s, size_t len)
+{
+	size_t	 chars;
+
+	if (strlen(s) != len)
+		return "must not contain NUL characters";
+	if (!keel_utf8_valid(s, len))
+		return "must be valid UTF-8";
+	chars = utf8_chars(s);
+	if (f->max > 0 && chars > (size_t)f->max)
+		return "is too long";
+	if (chars < (size_t)f->min)
+		return f->min <= 1 ? "must not be empty" : "is too short";
+	if (f->check != NULL && f->check(s) != 0)
+		return f->check_msg != NULL ? f->check_msg : "is not valid";
+	return NULL;
+}
+
+static const char *
+check_enum(const struct keel_field *f, const char *s)
+{
+	const char *const *v;
+
+	for (v = f->values; *v != NULL; v++)
+		if (strcmp(*v, s) == 0)
+			return NULL;
+	return "is not one of the allowed values";
+}
+
+static const char *
+check_int(const struct keel_field *f, int64_t v)
+{
+	if (f->type == KEEL_FIELD_ID)
+		return v >= 1 ? NULL : "must be a positive id";
+	if ((f->min != 0 || f->max != 0) && (v < f->min || v > f->max))
+		return "is out of range";
+	return NULL;
+}
+
+/* Validates one JSON value against f into v; a message, or NULL. */
+static const char *
+field_from_json(const struct keel_field *f, struct json_object *o,
+    struct keel_value *v)
+{
+	const char	*msg;
+	int64_t		 iv;
+
+	v->present = 1;
+	if (o == NULL) {
+		v->is_null = 1;
+		return f->nullable ? NULL : "must not be null";
+	}
+	switch (f->type) {
+	case KEEL_FIELD_STRING:
+	case KEEL_FIELD_ENUM:
+	case KEEL_FIELD_DATE:
+		if (!json_object_is_type(o, json_type_string))
+			return "must be a string";
+		v->s = json_object_get_string(o);
+		if (f->type == KEEL_FIELD_DATE)
+			return keel_date_valid(v->s) ? NULL :
+			    "must be a date (YYYY-MM-DD)";
+		if (f->type == KEEL_FIELD_ENUM)
+			return check_enum(f, v->s);
+		return check_string(f, v->s,
+		    (size_t)json_object_get_string_len(o));
+	case KEEL_FIELD_INT:
+	case KEEL_FIELD_ID:
+		if (!json_object_is_type(o, json_type_int))
+			return "must be an integer";
+		/* json-c saturates past int64; errno says it did. */
+		errno = 0;
+		iv = json_object_get_int64(o);
+		if (errno != 0 || iv == INT64_MAX || iv == INT64_MIN)
+			return "is out of range";
+		v->i = iv;
+		msg = check_int(f, iv);
+		return msg;
+	case KEEL_FIELD_BOOL:
+		if (!json_object_is_type(o, json_type_boolean))
+			return "must be true or false";
+		v->b = json_object_get_boolean(o);
+		return NULL;
+	case KEEL_FIELD_TYPE__MAX:
+		break;
+	}
+	return "has an unsupported type";
+}
+
+enum keel_err
+keel_json_fields(struct json_object *obj, const struct keel_field *fields,
+    size_t n, int mode, struct keel_value *vals, struct json_object *errors)
+{
+	struct json_object	*o;
+	const char		*msg;
+	size_t			 i, given = 0;
+	int			 bad = 0;
+
+	memset(vals, 0, n * sizeof(*vals));
+	if (!json_object_is_type(obj, json_type_object)) {
+		json_object_object_add(errors, "body",
+		    json_object_new_string("must be a JSON object"));
+		return KEEL_EINVAL;
+	}
+	/* Unknown fields are rejected: a typo must not pass silently. */
+	json_object_object_foreach(obj, key, val) {
+		(void)val;
+		for (i = 0; i < n; i++)
+			if (strcmp(fields[i].name, key) == 0)
+				break;
+		if (i == n) {
+			json_object_object_add(errors, key,
+			    json_object_new_string("is not a known field"));
+			bad = 1;
+		}
+	}
+	for (i = 0; i < n; i++) {
+		if (!json_object_object_get_ex(obj, fields[i].name, &o)) {
+			if (mode == KEEL_FIELDS_ALL && fields[i].required) {
+				json_object_object_add(errors, fields[i].name,
+				    json_object_new_string("is required"));
+				bad = 1;
+			}
+			continue;
+		}
+		given++;
+		if ((msg = field_from_json(&fields[i], o, &vals[i])) != NULL) {
+			json_object_object_add(errors, fields[i].name,
+			    json_object_new_string(msg));
+			bad = 1;
+		}
+	}
+	if (mode == KEEL_FIELDS_SOME && given == 0 && !bad) {
+		json_object_object_add(errors, "body",
+		    json_object_new_string("must change at least one field"));
+		bad = 1;
+	}
+	return bad ? KEEL_EINVAL : KEEL_OK;
+}
+
+const char *
+keel_field_check_text(const struct keel_field *f, const char *s,
+    struct keel_value *v)
+{
+	int64_t	 iv;
+
+	v->present = 1;
+	v->s = s;
+	switch (f->type) {
+	case KEEL_FIELD_STRING:
+		return check_string(f, s, strlen(s));
+	case KEEL_FIELD_ENUM:
+		return check_enum(f, s);
+	case KEEL_FIELD_DATE:
+		return keel_date_valid(s) ? NULL : "must be a date (YYYY-MM-DD)";
+	case KEEL_FIELD_INT:
+	case KEEL_FIELD_ID:
+		if (keel_parse_int64(s, INT64_MIN + 1, INT64_MAX - 1, &iv) == -1)
+			return "must be an integer";
+		v->i = iv;
+		return check_int(f, iv);
+	case KEEL_FIELD_BOOL:
+		if (strcmp(s, "true") == 0)
+			v->b = 1;
+		else if (strcmp(s, "false") == 0)
+			v->b = 0;
+		else
+			return "must be true or false";
+		return NULL;
+	case KEEL_FIELD_TYPE__MAX:
+		break;
+	}
+	return "has an unsupported type";
+}
+
+struct json_object *
+keel_json_str(const char *s)
+{
+	return s == NULL ? NULL : json_object_new_string(s);
+}

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: ISC */
+/* config.h -- environment configuration, read and validated once at start. */
+#ifndef KEEL_CONFIG_H
+#define KEEL_CONFIG_H
+
+#include <stddef.h>
+
+/*
+ * Every variable is one row of the table in config.c (name, type, default,
+ * bounds, field).  After keel_config_load() succeeds the struct is treated
+ * as const; request code never reads the environment.
+ */
+struct keel_config {
+	int	 workers;		/* KEEL_WORKERS: worker processes */
+	int	 max_requests;		/* KEEL_MAX_REQUESTS: recycle after; 0 never */
+	int	 shutdown_timeout;	/* KEEL_SHUTDOWN_TIMEOUT: seconds */
+	int	 body_max;		/* KEEL_BODY_MAX: bytes */
+	int	 log_level;		/* KEEL_LOG_LEVEL: enum keel_log_level */
+	char	*database_url;		/* DATABASE_URL: the primary ("" unset) */
+	char	*replica_urls;		/* DATABASE_READ_REPLICA_URL: comma list */
+	int	 db_connect_timeout;	/* KEEL_DB_CONNECT_TIMEOUT: seconds */
+	int	 db_statement_timeout;	/* KEEL_DB_STATEMENT_TIMEOUT: ms */
+	char	*redis_url;		/* REDIS_URL */
+	char	*memcached_servers;	/* MEMCACHED_SERVERS: host:port list */
+	char	*secret;		/* KEEL_SECRET: signs cursors; >= 32 chars */
+	char	*routes_file;		/* KEEL_ROUTES_FILE: built route list */
+	int	 health_timeout;	/* KEEL_HEALTH_TIMEOUT: ms per check */
+};
+
+/*
+ * Reads every variable from the environment into cfg, applying defaults.
+ * Returns 0, or -1 with a message naming the variable in err (size n).
+ * Strings in cfg are owned by cfg; release with keel_config_free().
+ */
+int	keel_config_load(struct keel_config *cfg, char *err, size_t n);
+void	keel_config_free(struct keel_config *cfg);
+
+/* The process's configuration, set once by keel_serve(); never NULL after. */
+const struct keel_config *keel_config(void);
+void	keel_config_set(const struct keel_config *cfg);
+
+/*
+ * Writes the table as "NAME<TAB>default<TAB>what" lines to stdout, for
+ * --help and the README's configuration table.
+ */
+void	keel_config_print_table(void);
+
+#endif /* KEEL_CONFIG_H */

@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: ISC */
+/* db.h -- PostgreSQL through libpq: parameterized queries, timeouts, rows. */
+#ifndef KEEL_DB_H
+#define KEEL_DB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keel/err.h"
+
+struct keel_config;
+struct keel_db;			/* opaque: the worker's connections */
+struct keel_rows;		/* opaque: a result copied out of libpq */
+
+/* Where a statement may run (DESIGN.md: reads on a replica). */
+enum keel_db_target {
+	KEEL_DB_PRIMARY,	/* writes, and reads that must see them */
+	KEEL_DB_READ,		/* reads that may be served by a replica */
+};
+
+/*
+ * A statement: prepared once per connection under name, run with text
+ * parameters.  SQL is always a constant; values always go as parameters.
+ */
+struct keel_query {
+	const char		*name;		/* unique per app, for logs too */
+	const char		*sql;
+	int			 nparams;
+	enum keel_db_target	 target;
+};
+
+/*
+ * Opens a handle; connects lazily on first use, so an app that never
+ * queries holds no connection.  Never NULL.
+ */
+struct keel_db	*keel_db_open(const struct keel_config *);
+/* Closes every connection; db may be NULL. */
+void		 keel_db_close(struct keel_db *);
+
+/*
+ * Runs q with params[0..q->nparams) (NULL entries are SQL NULL).  On
+ * KEEL_OK and out != NULL, *out holds the rows (caller frees).  Errors:
+ * KEEL_ECONFLICT (unique or exclusion violation; keel_db_constraint()
+ * names it), KEEL_EINVAL (check, foreign key or bad value), KEEL_ETIMEOUT
+ * (statement timeout), KEEL_EUNAVAIL (no connection).  A connection found
+ * broken is reopened once before the statement is sent.
+ */
+enum keel_err	 keel_db_query(struct keel_db *, const struct keel_query *q,
+		    const char *const *params, struct keel_rows **out);
+
+/* Transactions on the primary; rollback is safe to call after a failure. */
+enum keel_err	 keel_db_begin(struct keel_db *);
+enum keel_err	 keel_db_commit(struct keel_db *);
+void		 keel_db_rollback(struct keel_db *);
+
+/* The last error's text and the violated constraint ("" when none). */
+const char	*keel_db_errstr(const struct keel_db *);
+const char	*keel_db_constraint(const struct keel_db *);
+
+/*
+ * Health: connects if needed (within timeout_ms, rounded up to seconds as
+ * libpq wants) and runs a trivial query.  replica is -1 for the primary,
+ * else the replica's index in DATABASE_READ_REPLICA_URL.  KEEL_ENOENT when
+ * no such replica is configured.  *lag_ms gets the replica's replay lag
+ * (-1 unknown); may be NULL.
+ */
+enum keel_err	 keel_db_ping(struct keel_db *, int replica, int timeout_ms,
+		    double *lag_ms);
+/* Number of replicas configured. */
+int		 keel_db_replicas(const struct keel_db *);
+
+size_t		 keel_rows_count(const struct keel_rows *);
+/* The value at row r, column c as text; NULL for SQL NULL. */
+const char	*keel_rows_value(const struct keel_rows *, size_t r, size_t c);
+int64_t		 keel_rows_int64(const struct keel_rows *, size_t r, size_t c);
+/* 1 for 't', else 0. */
+int		 keel_rows_bool(const struct keel_rows *, size_t r, size_t c);
+/* rows may be NULL. */
+void		 keel_rows_free(struct keel_rows *);
+
+#endif /* KEEL_DB_H */

@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: ISC */
+/* http.h -- one request and its response, as handlers see them. */
+#ifndef KEEL_HTTP_H
+#define KEEL_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keel/err.h"
+
+struct json_object;
+struct keel_arena;
+struct keel_db;
+struct keel_redis;
+struct keel_cache;
+struct keel_field;
+struct keel_value;
+struct keel_route;
+struct keel_http_conn;		/* opaque: the FastCGI side, in http.c */
+
+/* A name/value pair from the query string or the path pattern. */
+struct keel_param {
+	const char	*name;
+	const char	*value;		/* decoded, NUL-terminated, valid UTF-8 */
+};
+
+#define KEEL_HTTP_MAXPARAMS	8	/* typed path parameters per route */
+
+/*
+ * The request as handlers see it: plain data filled by lib before the
+ * handler runs, all of it living in arena until the request ends.
+ */
+struct keel_req {
+	const char	*method;	/* "GET", "POST", ... */
+	const char	*path;		/* decoded path, without the query */
+	const char	*query;		/* raw query string, "" when none */
+	const char	*content_type;	/* NULL when absent */
+	const char	*remote_addr;	/* the peer lighttpd saw */
+	const char	*body;		/* NUL-terminated; NULL when empty */
+	size_t		 body_len;	/* bytes */
+	char		 id[17];	/* request id: 16 hex digits */
+
+	struct keel_param params[KEEL_HTTP_MAXPARAMS]; /* from the route */
+	size_t		 nparams;
+	struct keel_param *qs;		/* parsed query, in order */
+	size_t		 nqs;
+	const struct keel_route *route;	/* the matched route, or NULL */
+
+	struct keel_arena *arena;	/* request lifetime */
+	struct keel_db	*db;		/* worker's handles: process lifetime */
+	struct keel_redis *redis;
+	struct keel_cache *cache;
+
+	struct keel_http_conn *conn;	/* response state; lib only */
+};
+
+/* Request header by its HTTP name ("Authorization"); NULL when absent. */
+const char	*keel_http_header(const struct keel_req *, const char *name);
+
+/* First value of query parameter name, or NULL when absent. */
+const char	*keel_http_query(const struct keel_req *, const char *name);
+
+/* Path parameter name from the route pattern, or NULL. */
+const char	*keel_http_param(const struct keel_req *, const char *name);
+/* The same, for an {name:int} parameter (the router checked its form). */
+int64_t		 keel_http_param_int(const struct keel_req *, const char *name);
+
+/*
+ * Parses a raw query string into pairs allocated from a.  Percent-escapes
+ * and '+' are decoded; a pair without '=' gets the value "".  KEEL_EINVAL
+ * on a bad escape, a NUL byte or invalid UTF-8 (*bad names the offending
+ * parameter, or "query"); KEEL_ETOOBIG past 64 pairs.
+ */
+enum keel_err	 keel_http_parse_query(struct keel_arena *a, const char *qs,
+		    struct keel_param **out, size_t *n, const char **bad);
+
+/*
+ * Decodes %XX escapes of src (length n) into a new string from a;
+ * plus_space turns '+' into ' ' (query strings).  NULL on a bad escape
+ * or an embedded NUL.
+ */
+char		*keel_http_decode(struct keel_arena *a, const char *src,
+		    size_t n, int plus_space);
+
+/* 1 when s (length n) is well-formed UTF-8 (RFC 3629), else 0. */
+int		 keel_utf8_valid(const char *s, size_t n);
+
+/*
+ * Responses.  A handler replies once; lib sends it after the handler
+ * returns.  Header names and values must not contain CR or LF (asserted:
+ * they come from code, never from clients unescaped).
+ */
+void	 keel_http_add_header(struct keel_req *, const char *name,
+	    const char *value);
+/* Replies with a copy of body (len bytes) and the given content type. */
+void	 keel_http_reply(struct keel_req *, int status, const char *ctype,
+	    const char *body, size_t len);
+/* Replies with obj serialized; does not take ownership of obj. */
+void	 keel_http_reply_json(struct keel_req *, int status,
+	    struct json_object *obj);
+/* Replies with no body (204, 202 ...). */
+void	 keel_http_reply_empty(struct keel_req *, int status);
+/*
+ * Replies with API.md's error object {"error": code, "message": msg};
+ * fields (may be NULL; not taken) adds "fields".
+ */
+void	 keel_http_reply_error(struct keel_req *, int status, const char *code,
+	    const char *msg, struct json_object *fields);
+/* The standard reply for a lib error that reached a handler. */
+void	 keel_http_reply_err(struct keel_req *, enum keel_err er);
+/* 1 once a reply has been made. */
+int	 keel_http_replied(const struct keel_req *);
+/* The status replied (0 before any reply). */
+int	 keel_http_status(const struct keel_req *);
+
+/*
+ * Request bodies and query filters through a field table (json.h).
+ * Each returns 0 with vals filled, or -1 after replying with the error
+ * (415 for a non-JSON content type, 400 for malformed JSON or invalid
+ * UTF-8, 422 naming each bad field), so a handler writes
+ *
+ *	if (keel_http_body_fields(req, fields, F__MAX, KEEL_FIELDS_ALL, v))
+ *		return KEEL_OK;
+ *
+ * mode is KEEL_FIELDS_ALL (required fields must be present: create) or
+ * KEEL_FIELDS_SOME (any subset, at least one: patch).
+ */
+int	 keel_http_body_fields(struct keel_req *, const struct keel_field *,
+	    size_t n, int mode, struct keel_value *vals);
+/* The same over the query string; bad values are 400 validation_failed. */
+int	 keel_http_query_fields(struct keel_req *, const struct keel_field *,
+	    size_t n, struct keel_value *vals);
+
+#endif /* KEEL_HTTP_H */

@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: ISC */
+/* json.h -- json-c helpers: strict parsing and typed, validated fields. */
+#ifndef KEEL_JSON_H
+#define KEEL_JSON_H
+
+/*
+ * Decided once (STYLE.md): json-c objects cross into handlers through this
+ * header, so handlers build responses with json_object_* directly.
+ */
+#include <json-c/json.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keel/err.h"
+
+enum keel_field_type {
+	KEEL_FIELD_STRING,	/* length bounds min..max, in characters */
+	KEEL_FIELD_INT,		/* value bounds min..max */
+	KEEL_FIELD_BOOL,
+	KEEL_FIELD_ENUM,	/* one of values[] */
+	KEEL_FIELD_DATE,	/* YYYY-MM-DD, a real calendar date */
+	KEEL_FIELD_ID,		/* integer id >= 1 */
+	KEEL_FIELD_TYPE__MAX
+};
+
+/*
+ * One field of an input table.  Tables are arrays indexed by an enum
+ * ending in __MAX (kcgi's validation tables), so a handler reads
+ * vals[CAR_YEAR].i.
+ */
+struct keel_field {
+	const char		*name;		/* JSON / query name */
+	enum keel_field_type	 type;
+	int			 required;	/* in KEEL_FIELDS_ALL mode */
+	int			 nullable;	/* JSON null accepted */
+	int64_t			 min, max;	/* see the type; 0,0 = none */
+	const char *const	*values;	/* ENUM: NULL-terminated */
+	/* STRING: extra check, 0 when s is acceptable; msg on failure. */
+	int			(*check)(const char *s);
+	const char		*check_msg;
+};
+
+/* An extracted value; strings live as long as the parsed document. */
+struct keel_value {
+	int		 present;	/* the field was given */
+	int		 is_null;	/* given as JSON null */
+	const char	*s;		/* STRING, ENUM, DATE */
+	int64_t		 i;		/* INT, ID */
+	int		 b;		/* BOOL */
+};
+
+enum { KEEL_FIELDS_ALL = 0, KEEL_FIELDS_SOME = 1 };
+
+#define KEEL_JSON_MAXDEPTH	16
+
+/*
+ * Parses buf (len bytes) strictly (RFC 8259: no trailing data, no
+ * comments, valid UTF-8, depth <= KEEL_JSON_MAXDEPTH).  On KEEL_OK *out is
+ * a new reference (caller puts).  KEEL_EINVAL with a reason in err.
+ */
+enum keel_err	 keel_json_parse(const char *buf, size_t len,
+		    struct json_object **out, char *err, size_t errlen);
+
+/*
+ * Extracts fields[0..n) from the object obj into vals.  Every problem is
+ * added to errors (an object: field name -> message): wrong type, out of
+ * range, unknown enum value, missing required field (mode ALL), unknown
+ * field, no field at all (mode SOME).  Returns KEEL_OK when errors got
+ * nothing, else KEEL_EINVAL.
+ */
+enum keel_err	 keel_json_fields(struct json_object *obj,
+		    const struct keel_field *fields, size_t n, int mode,
+		    struct keel_value *vals, struct json_object *errors);
+
+/*
+ * Validates one textual value s against field f (query strings, where
+ * every value is text): ints parsed with keel_parse_int64, bools as
+ * "true"/"false".  Returns NULL when acceptable, else a static message.
+ */
+const char	*keel_field_check_text(const struct keel_field *f,
+		    const char *s, struct keel_value *v);
+
+/*
+ * Bounded integer parsing: the whole of s must be an optional '-' and
+ * 1..19 digits within [min, max].  Returns 0 and sets *out, else -1.
+ */
+int		 keel_parse_int64(const char *s, int64_t min, int64_t max,
+		    int64_t *out);
+
+/* 1 when s is a valid YYYY-MM-DD calendar date, else 0. */
+int		 keel_date_valid(const char *s);
+
+/* json_object_new_string, but NULL s gives JSON null. */
+struct json_object *keel_json_str(const char *s);
+
+#endif /* KEEL_JSON_H */

@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: ISC */
+/* log.h -- one line per event to stderr: prog[pid] LEVEL req=<id> msg k=v. */
+#ifndef KEEL_LOG_H
+#define KEEL_LOG_H
+
+#include <stdarg.h>
+
+enum keel_log_level {
+	KEEL_LOG_DEBUG,
+	KEEL_LOG_INFO,
+	KEEL_LOG_WARN,
+	KEEL_LOG_ERROR,
+	KEEL_LOG_LEVEL__MAX
+};
+
+/* Sets the program name shown on every line (not copied: keep it alive). */
+void	keel_log_init(const char *prog, enum keel_log_level level);
+/* Parses "debug", "info", "warn", "error"; -1 if unknown. */
+int	keel_log_level_parse(const char *s);
+/* The request id to show on following lines; NULL clears it. */
+void	keel_log_set_request(const char *id);
+int	keel_log_enabled(enum keel_log_level level);
+
+/* warn appends strerror(errno); warnx does not.  fatal* exit(1). */
+void	keel_log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void	keel_log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void	keel_log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void	keel_log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void	keel_log_fatal(const char *fmt, ...)
+	    __attribute__((format(printf, 1, 2), noreturn));
+void	keel_log_fatalx(const char *fmt, ...)
+	    __attribute__((format(printf, 1, 2), noreturn));
+
+/* Level-checked before any formatting happens. */
+#define keel_log_debug(...) do {					\
+	if (keel_log_enabled(KEEL_LOG_DEBUG))				\
+		keel_log_write(KEEL_LOG_DEBUG, 0, __VA_ARGS__);		\
+} while (0)
+
+void	keel_log_write(enum keel_log_level, int with_errno, const char *fmt, ...)
+	    __attribute__((format(printf, 3, 4)));
+
+/*
+ * Copies s into dst (size n, NUL-terminated) with control characters,
+ * quotes, backslashes and bytes >= 0x7f escaped as \xNN, so client text
+ * can't forge log lines.  Truncates; returns dst.
+ */
+char	*keel_log_escape(char *dst, size_t n, const char *s);
+
+#endif /* KEEL_LOG_H */

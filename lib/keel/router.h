@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: ISC */
+/* router.h -- method + path pattern -> handler; 404 and 405 as JSON. */
+#ifndef KEEL_ROUTER_H
+#define KEEL_ROUTER_H
+
+#include <stddef.h>
+
+#include "keel/err.h"
+#include "keel/http.h"
+
+/*
+ * A handler validates, then looks up or replies with the error and
+ * returns.  A reply of any status is KEEL_OK; returning an error without
+ * having replied makes lib answer 500 or 503 (keel_http_reply_err).
+ */
+typedef enum keel_err keel_handler_fn(struct keel_req *);
+
+/*
+ * One row of an app's route table.  Patterns are literal segments and
+ * typed parameters: "/api/cars/{id:int}" (int: 1..18 digits, > 0) or
+ * "{name:str}" (any non-empty segment, decoded).  A segment that fails
+ * its type does not match, so /api/cars/abc is a 404.
+ */
+struct keel_route {
+	const char	*method;	/* "GET", "POST", "PATCH", "DELETE", ... */
+	const char	*pattern;
+	keel_handler_fn	*handler;
+};
+
+enum keel_route_match {
+	KEEL_ROUTE_FOUND,
+	KEEL_ROUTE_NOT_FOUND,
+	KEEL_ROUTE_BAD_METHOD,	/* the path matched, with other methods */
+};
+
+/*
+ * Matches method and path against routes[0..n).  On FOUND, *found is the
+ * route and params[0..*nparams) its parameters (strings from a).  On
+ * BAD_METHOD, allow (size allowlen) lists the methods that would match,
+ * "GET, HEAD, POST" style (HEAD where GET is).  A trailing slash is
+ * ignored.  HEAD matches GET routes.
+ */
+enum keel_route_match keel_router_match(const struct keel_route *routes,
+		    size_t n, const char *method, const char *path,
+		    struct keel_arena *a, struct keel_param *params,
+		    size_t *nparams, const struct keel_route **found,
+		    char *allow, size_t allowlen);
+
+/*
+ * Routes req through routes[0..n): sets req->route and req->params and
+ * calls the handler, or replies 404/405 (with Allow) as JSON.  Returns the
+ * handler's result, or KEEL_OK after a 404/405.
+ */
+enum keel_err	 keel_router_dispatch(const struct keel_route *routes,
+		    size_t n, struct keel_req *req);
+
+#endif /* KEEL_ROUTER_H */

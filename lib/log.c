@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * log.c -- one line per event on stderr.
+ *
+ * Lines read "prog[pid] LEVEL req=<id> message key=value ...", written with
+ * one write(2) so lines from many workers sharing stderr never interleave.
+ * Callers escape client text with keel_log_escape() before it gets here.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "keel/log.h"
+
+static const char	*log_prog = "keel";
+static enum keel_log_level log_level = KEEL_LOG_INFO;
+static char		 log_req[24];
+
+static const char *const level_names[KEEL_LOG_LEVEL__MAX] = {
+	[KEEL_LOG_DEBUG] = "debug",
+	[KEEL_LOG_INFO] = "info",
+	[KEEL_LOG_WARN] = "warn",
+	[KEEL_LOG_ERROR] = "error",
+};
+
+void
+keel_log_init(const char *prog, enum keel_log_level level)
+{
+	log_prog = prog;
+	log_level = level;
+}
+
+int
+keel_log_level_parse(const char *s)
+{
+	int	 i;
+
+	for (i = 0; i < KEEL_LOG_LEVEL__MAX; i++)
+		if (strcmp(s, level_names[i]) == 0)
+			return i;
+	return -1;
+}
+
+void
+keel_log_set_request(const char *id)
+{
+	if (id == NULL)
+		log_req[0] = '\0';
+	else
+		snprintf(log_req, sizeof(log_req), "%s", id);
+}
+
+int
+keel_log_enabled(enum keel_log_level level)
+{
+	return level >= log_level;
+}
+
+static void
+log_vwrite(enum keel_log_level level, int with_errno, const char *fmt,
+    va_list ap)
+{
+	char	 line[2048];
+	int	 saved, n, m;
+	size_t	 len;
+
+	saved = errno;
+	n = snprintf(line, sizeof(line), "%s[%ld] %s ", log_prog,
+	    (long)getpid(), level_names[level]);
+	if (log_req[0] != '\0')
+		n += snprintf(line + n, sizeof(line) - n, "req=%s ", log_req);
+	m = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+	len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+	if (len > sizeof(line) - 64)
+		len = sizeof(line) - 64;	/* truncated: keep room below */
+	if (with_errno)
+		len += snprintf(line + len, sizeof(line) - len, ": %s",
+		    strerror(saved));
+	line[len++] = '\n';
+	/* One write, so concurrent workers' lines stay whole.  If stderr
+	 * is gone there is nowhere left to report that. */
+	if (write(STDERR_FILENO, line, len) == -1)
+		errno = saved;
+	errno = saved;
+}
+
+void
+keel_log_write(enum keel_log_level level, int with_errno, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	if (!keel_log_enabled(level))
+		return;
+	va_start(ap, fmt);
+	log_vwrite(level, with_errno, fmt, ap);
+	va_end(ap);
+}
+
+#define LOG_FN(fn, level, with_errno)				\
+void								\
+fn(const char *fmt, ...)					\
+{								\
+	va_list	 ap;						\
+								\
+	if (!keel_log_enabled(level))				\
+		return;						\
+	va_start(ap, fmt);					\
+	log_vwrite(level, with_errno, fmt, ap);			\
+	va_end(ap);						\
+}
+
+LOG_FN(keel_log_warn, KEEL_LOG_WARN, 1)
+LOG_FN(keel_log_warnx, KEEL_LOG_WARN, 0)
+LOG_FN(keel_log_error, KEEL_LOG_ERROR, 0)
+LOG_FN(keel_log_info, KEEL_LOG_INFO, 0)
+
+void
+keel_log_fatal(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	log_vwrite(KEEL_LOG_ERROR, 1, fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+void
+keel_log_fatalx(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	log_vwrite(KEEL_LOG_ERROR, 0, fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+char *
+keel_log_escape(char *dst, size_t n, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t		 o = 0;
+	unsigned char	 c;
+
+	if (n == 0)
+		return dst;
+	for (; *s != '\0' && o + 5 < n; s++) {
+		c = (unsigned char)*s;
+		if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\' ||
+		    c == ' ') {
+			dst[o++] = '\\';
+			dst[o++] = 'x';
+			dst[o++] = hex[c >> 4];
+			dst[o++] = hex[c & 0xf];
+		} else
+			dst[o++] = (char)c;
+	}
+	dst[o] = '\0';
+	return dst;
+}

@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * page.c -- keyset cursors.
+ *
+ * A cursor carries the sort keys of the row a page ended at, so the next
+ * page is "WHERE (created_at, id) < ($1, $2) ORDER BY ... LIMIT n": an
+ * index range scan whose cost does not grow with the page number, unlike
+ * OFFSET.  Clients must not forge keys, so each cursor is signed with
+ * HMAC-SHA256 under the server secret and the list's scope.
+ */
+#include "config.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "keel/config.h"
+#include "keel/http.h"
+#include "keel/json.h"
+#include "keel/mem.h"
+#include "keel/page.h"
+
+#define MAC_LEN		16		/* truncated HMAC-SHA256, bytes */
+#define CURSOR_MAX	512		/* bytes of payload we accept */
+
+static void
+cursor_mac(const char *secret, const char *scope, const unsigned char *p,
+    size_t n, unsigned char mac[MAC_LEN])
+{
+	crypto_auth_hmacsha256_state	 st;
+	unsigned char			 full[crypto_auth_hmacsha256_BYTES];
+
+	crypto_auth_hmacsha256_init(&st, (const unsigned char *)secret,
+	    strlen(secret));
+	/* The scope's NUL separates it from the payload unambiguously. */
+	crypto_auth_hmacsha256_update(&st, (const unsigned char *)scope,
+	    strlen(scope) + 1);
+	crypto_auth_hmacsha256_update(&st, p, n);
+	crypto_auth_hmacsha256_final(&st, full);
+	memcpy(mac, full, MAC_LEN);
+	sodium_memzero(&st, sizeof(st));
+}
+
+char *
+keel_page_encode(struct keel_arena *a, const char *secret, const char *scope,
+    const char *const *keys, size_t nkeys)
+{
+	unsigned char	*raw;
+	size_t		 i, n = 0, len, b64len;
+	char		*out;
+
+	for (i = 0; i < nkeys; i++)
+		n += strlen(keys[i]) + 1;
+	raw = keel_arena_alloc(a, n + MAC_LEN);
+	for (i = 0, len = 0; i < nkeys; i++) {
+		memcpy(raw + len, keys[i], strlen(keys[i]) + 1);
+		len += strlen(keys[i]) + 1;
+	}
+	cursor_mac(secret, scope, raw, n, raw + n);
+	b64len = sodium_base64_ENCODED_LEN(n + MAC_LEN,
+	    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	out = keel_arena_alloc(a, b64len);
+	sodium_bin2base64(out, b64len, raw, n + MAC_LEN,
+	    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	return out;
+}
+
+enum keel_err
+keel_page_decode(struct keel_arena *a, const char *secret, const char *scope,
+    const char *tok, const char **keys, size_t nkeys)
+{
+	unsigned char	 mac[MAC_LEN];
+	unsigned char	*raw;
+	size_t		 len, i, off;
+	const char	*end;
+
+	if (strlen(tok) > CURSOR_MAX * 4 / 3 + 4)
+		return KEEL_EINVAL;
+	raw = keel_arena_alloc(a, strlen(tok) + 1);
+	if (sodium_base642bin(raw, strlen(tok), tok, strlen(tok), NULL, &len,
+	    &end, sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+	    *end != '\0' || len <= MAC_LEN)
+		return KEEL_EINVAL;
+	len -= MAC_LEN;
+	cursor_mac(secret, scope, raw, len, mac);
+	if (sodium_memcmp(mac, raw + len, MAC_LEN) != 0)
+		return KEEL_EINVAL;
+	/* Signed by us: exactly nkeys NUL-terminated keys. */
+	for (i = 0, off = 0; i < nkeys; i++) {
+		if (off >= len || memchr(raw + off, '\0', len - off) == NULL)
+			return KEEL_EINVAL;
+		keys[i] = (const char *)raw + off;
+		off += strlen(keys[i]) + 1;
+	}
+	return off == len ? KEEL_OK : KEEL_EINVAL;
+}
+
+int
+keel_page_from_request(struct keel_req *req, const char *scope, size_t nkeys,
+    struct keel_page *pg)
+{
+	const char	*lim, *after, *before, *tok;
+	int64_t		 v;
+
+	memset(pg, 0, sizeof(*pg));
+	pg->limit = KEEL_PAGE_DEFAULT;
+	pg->dir = KEEL_PAGE_FIRST;
+	if ((lim = keel_http_query(req, "limit")) != NULL) {
+		if (keel_parse_int64(lim, 1, KEEL_PAGE_MAX, &v) == -1) {
+			struct json_object *f = json_object_new_object();
+
+			json_object_object_add(f, "limit",
+			    json_object_new_string("must be an integer from 1 "
+			    "to 100"));
+			keel_http_reply_error(req, 400, "validation_failed",
+			    "some query parameters are not valid", f);
+			json_object_put(f);
+			return -1;
+		}
+		pg->limit = (int)v;
+	}
+	after = keel_http_query(req, "after");
+	before = keel_http_query(req, "before");
+	if (after != NULL && before != NULL) {
+		keel_http_reply_error(req, 400, "bad_request",
+		    "give either after or before, not both", NULL);
+		return -1;
+	}
+	if ((tok = after != NULL ? after : before) == NULL)
+		return 0;
+	pg->dir = after != NULL ? KEEL_PAGE_AFTER : KEEL_PAGE_BEFORE;
+	if (nkeys > KEEL_PAGE_MAXKEYS || keel_page_decode(req->arena,
+	    keel_config()->secret, scope, tok, pg->keys, nkeys) != KEEL_OK) {
+		keel_http_reply_error(req, 400, "bad_request",
+		    "the cursor is not valid for this list", NULL);
+		return -1;
+	}
+	pg->nkeys = nkeys;
+	return 0;
+}
+
+struct json_object *
+keel_page_json(const struct keel_page *pg, const char *next, const char *prev)
+{
+	struct json_object	*o;
+
+	o = json_object_new_object();
+	json_object_object_add(o, "limit", json_object_new_int(pg->limit));
+	json_object_object_add(o, "next", keel_json_str(next));
+	json_object_object_add(o, "prev", keel_json_str(prev));
+	return o;
+}

@@ -1,0 +1,579 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * serve.c -- the prefork process manager (DESIGN.md, "Processes").
+ *
+ * The supervisor owns the FastCGI listening socket and forks the workers
+ * that accept on it; it never handles a request.  Workers open their
+ * connections after fork, lazily.  Signals only set flags and write a byte
+ * to a self-pipe, so every decision is taken in the main loop:
+ *
+ *   SIGCHLD   reap; respawn a dead worker (with backoff if it died at once)
+ *   SIGHUP    roll: start a new worker, then retire one old one, in turn
+ *   SIGTERM   stop accepting, let workers finish their request, exit;
+ *             kill what is left after KEEL_SHUTDOWN_TIMEOUT
+ *
+ * The listening socket is non-blocking; a worker waits in poll() on it and
+ * on its self-pipe, so SIGTERM wakes an idle worker at once while a busy
+ * one finishes its request (handlers run with SA_RESTART, so no read in
+ * libpq or libfcgi sees EINTR).
+ */
+#include "config.h"
+
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <fcgiapp.h>
+#include <sodium.h>
+
+#include "keel/cache.h"
+#include "keel/config.h"
+#include "keel/db.h"
+#include "keel/http.h"
+#include "keel/json.h"
+#include "keel/log.h"
+#include "keel/mem.h"
+#include "keel/redis.h"
+#include "keel/serve.h"
+#include "http_private.h"
+
+#define BACKOFF_MIN_MS	100	/* first respawn delay after a quick death */
+#define BACKOFF_MAX_MS	10000
+#define QUICK_DEATH_MS	1000	/* a worker dying younger than this backs off */
+#define EXIT_RECYCLED	0	/* a worker leaving on purpose */
+
+static volatile sig_atomic_t got_term, got_hup, got_chld;
+static int	sigpipe_fd[2] = { -1, -1 };
+
+struct slot {
+	pid_t	 pid;		/* 0 when empty */
+	double	 started;	/* ms, monotonic */
+	double	 respawn_at;	/* ms; 0 when no respawn is pending */
+	int	 backoff;	/* ms for the next quick death */
+};
+
+struct supervisor {
+	const struct keel_app	*app;
+	const struct keel_config *cfg;
+	int			 lfd;
+	struct slot		*slots;
+	int			 nslots;
+	int			 roll_next;	/* next slot to roll; -1 idle */
+	pid_t			 roll_old;	/* worker being retired */
+};
+
+static double
+now_ms(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void
+on_signal(int sig)
+{
+	int	 saved = errno;
+	char	 c = (char)sig;
+
+	if (sig == SIGTERM || sig == SIGINT)
+		got_term = 1;
+	else if (sig == SIGHUP)
+		got_hup = 1;
+	else if (sig == SIGCHLD)
+		got_chld = 1;
+	/* A full pipe already holds a wake-up; nothing is lost. */
+	if (write(sigpipe_fd[1], &c, 1) == -1)
+		errno = saved;
+	errno = saved;
+}
+
+static void
+drain_pipe(void)
+{
+	char	 buf[64];
+
+	while (read(sigpipe_fd[0], buf, sizeof(buf)) > 0)
+		continue;
+}
+
+static void
+set_handler(int sig, void (*fn)(int))
+{
+	struct sigaction	 sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = fn;
+	sigemptyset(&sa.sa_mask);
+	/* Restart slow calls in request code; poll() reports EINTR anyway. */
+	sa.sa_flags = SA_RESTART;
+	if (sigaction(sig, &sa, NULL) == -1)
+		keel_log_fatal("sigaction");
+}
+
+static void
+make_sigpipe(void)
+{
+	int	 i;
+
+	if (sigpipe_fd[0] != -1) {
+		close(sigpipe_fd[0]);
+		close(sigpipe_fd[1]);
+	}
+	if (pipe(sigpipe_fd) == -1)
+		keel_log_fatal("pipe");
+	for (i = 0; i < 2; i++)
+		if (fcntl(sigpipe_fd[i], F_SETFL, O_NONBLOCK) == -1 ||
+		    fcntl(sigpipe_fd[i], F_SETFD, FD_CLOEXEC) == -1)
+			keel_log_fatal("fcntl");
+}
+
+/* Binds a unix socket at path, replacing a stale one. */
+static int
+bind_socket(const char *path)
+{
+	struct sockaddr_un	 sun;
+	int			 fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun.sun_path))
+		keel_log_fatalx("--socket: path longer than %zu bytes",
+		    sizeof(sun.sun_path) - 1);
+	strcpy(sun.sun_path, path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) == -1)
+		keel_log_fatal("socket");
+	if (unlink(path) == -1 && errno != ENOENT)
+		keel_log_fatal("unlink %s", path);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1)
+		keel_log_fatal("bind %s", path);
+	/* The web server may run as another user of the same group. */
+	if (chmod(path, 0660) == -1)
+		keel_log_fatal("chmod %s", path);
+	if (listen(fd, 1024) == -1)
+		keel_log_fatal("listen %s", path);
+	return fd;
+}
+
+/* fd 0 as lighttpd and spawn-fcgi pass it: a listening socket. */
+static int
+inherited_socket(void)
+{
+	int		 on = 0;
+	socklen_t	 len = sizeof(on);
+
+	if (getsockopt(0, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == -1 || !on)
+		keel_log_fatalx("fd 0 is not a listening socket: start me from "
+		    "lighttpd or spawn-fcgi, or give --socket PATH");
+	return 0;
+}
+
+static void
+print_routes(const struct keel_app *app)
+{
+	struct json_object	*o;
+	size_t			 i;
+
+	for (i = 0; i < app->nroutes; i++) {
+		o = json_object_new_object();
+		json_object_object_add(o, "method",
+		    json_object_new_string(app->routes[i].method));
+		json_object_object_add(o, "path",
+		    json_object_new_string(app->routes[i].pattern));
+		json_object_object_add(o, "app",
+		    json_object_new_string(app->name));
+		printf("%s\n", json_object_to_json_string_ext(o,
+		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+		json_object_put(o);
+	}
+}
+
+static void
+access_log(const struct keel_req *req, double ms)
+{
+	char		 path[256], ts[32];
+	struct timespec	 now;
+	struct tm	 tm;
+
+	if (!keel_log_enabled(KEEL_LOG_INFO))
+		return;
+	clock_gettime(CLOCK_REALTIME, &now);
+	gmtime_r(&now.tv_sec, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	/* The path only: query strings may carry secrets (STYLE.md). */
+	keel_log_escape(path, sizeof(path), req->path);
+	keel_log_info("access time=%s.%03ldZ method=%.16s path=%s status=%d "
+	    "ms=%.2f", ts, now.tv_nsec / 1000000L, req->method, path,
+	    keel_http_status(req), ms);
+}
+
+/* Serves requests until told to stop or recycled; never returns. */
+static void __attribute__((noreturn))
+worker_main(struct supervisor *sv)
+{
+	const struct keel_config *cfg = sv->cfg;
+	struct keel_http_conn	*conn;
+	struct keel_arena	*arena;
+	struct keel_db		*db;
+	struct keel_redis	*redis;
+	struct keel_cache	*cache;
+	struct keel_req		 req;
+	struct pollfd		 pfd[2];
+	FCGX_Request		 fr;
+	enum keel_err		 er;
+	double			 t0;
+	long			 served = 0;
+
+	/* Die with the supervisor, whatever killed it. */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() == 1)
+		_exit(0);
+	make_sigpipe();
+	set_handler(SIGTERM, on_signal);
+	set_handler(SIGINT, on_signal);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGCHLD, SIG_DFL);
+	signal(SIGPIPE, SIG_IGN);
+
+	/* Connections are this process's own: opened lazily, after fork. */
+	db = keel_db_open(cfg);
+	redis = keel_redis_open(cfg);
+	cache = keel_cache_open(cfg);
+	conn = keel_http_conn_new();
+	arena = keel_arena_new();
+	if (FCGX_Init() != 0 || FCGX_InitRequest(&fr, sv->lfd, 0) != 0)
+		keel_log_fatalx("FCGX_Init failed");
+
+	pfd[0].fd = sv->lfd;
+	pfd[0].events = POLLIN;
+	pfd[1].fd = sigpipe_fd[0];
+	pfd[1].events = POLLIN;
+	while (!got_term &&
+	    (cfg->max_requests == 0 || served < cfg->max_requests)) {
+		if (poll(pfd, 2, -1) == -1) {
+			if (errno != EINTR)
+				keel_log_warn("poll");
+			continue;
+		}
+		if (got_term)
+			break;
+		if (!(pfd[0].revents & POLLIN))
+			continue;
+		/* Another worker may have won the race: EAGAIN, wait again. */
+		if (FCGX_Accept_r(&fr) < 0)
+			continue;
+		t0 = now_ms();
+		keel_arena_reset(arena);
+		if (keel_http_begin(&req, conn, &fr, arena,
+		    (size_t)cfg->body_max) == 0) {
+			req.db = db;
+			req.redis = redis;
+			req.cache = cache;
+			keel_log_set_request(req.id);
+			er = keel_router_dispatch(sv->app->routes,
+			    sv->app->nroutes, &req);
+			if (er != KEEL_OK) {
+				keel_log_warnx("handler failed: %s",
+				    keel_strerror(er));
+				if (!keel_http_replied(&req))
+					keel_http_reply_err(&req, er);
+			}
+			/* A handler must not leave a transaction open. */
+			keel_db_rollback(db);
+		} else
+			keel_log_set_request(req.id);
+		keel_http_finish(&req);
+		FCGX_Finish_r(&fr);
+		access_log(&req, now_ms() - t0);
+		keel_log_set_request(NULL);
+		served++;
+	}
+	FCGX_Free(&fr, 1);
+	keel_arena_free(arena);
+	keel_http_conn_free(conn);
+	keel_cache_close(cache);
+	keel_redis_close(redis);
+	keel_db_close(db);
+	keel_log_debug("worker exits after %ld requests", served);
+	_exit(EXIT_RECYCLED);
+}
+
+static pid_t
+spawn(struct supervisor *sv, int i)
+{
+	pid_t	 pid;
+
+	if ((pid = fork()) == -1) {
+		keel_log_warn("fork");
+		sv->slots[i].respawn_at = now_ms() + BACKOFF_MIN_MS;
+		return -1;
+	}
+	if (pid == 0)
+		worker_main(sv);
+	sv->slots[i].pid = pid;
+	sv->slots[i].started = now_ms();
+	sv->slots[i].respawn_at = 0;
+	return pid;
+}
+
+/* Starts the next step of a SIGHUP roll, if one is due. */
+static void
+roll_step(struct supervisor *sv)
+{
+	pid_t	 old;
+	int	 i;
+
+	if (sv->roll_next < 0 || sv->roll_old != 0)
+		return;
+	if (sv->roll_next >= sv->nslots) {
+		keel_log_info("reload: all %d workers replaced", sv->nslots);
+		sv->roll_next = -1;
+		return;
+	}
+	i = sv->roll_next++;
+	old = sv->slots[i].pid;
+	/* The new worker accepts before the old one leaves. */
+	if (spawn(sv, i) == -1) {
+		sv->slots[i].pid = old;
+		sv->roll_next--;
+		return;
+	}
+	if (old > 0) {
+		sv->roll_old = old;
+		kill(old, SIGTERM);
+	} else
+		roll_step(sv);
+}
+
+static void
+reap(struct supervisor *sv, int shutting_down)
+{
+	pid_t	 pid;
+	int	 status, i, quick;
+	double	 now;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (pid == sv->roll_old) {
+			sv->roll_old = 0;
+			continue;
+		}
+		for (i = 0; i < sv->nslots; i++)
+			if (sv->slots[i].pid == pid)
+				break;
+		if (i == sv->nslots)
+			continue;
+		sv->slots[i].pid = 0;
+		if (shutting_down)
+			continue;
+		now = now_ms();
+		if (WIFEXITED(status) && WEXITSTATUS(status) == EXIT_RECYCLED) {
+			sv->slots[i].backoff = 0;
+			sv->slots[i].respawn_at = now;
+			continue;
+		}
+		if (WIFSIGNALED(status))
+			keel_log_warnx("worker %ld killed by signal %d; "
+			    "respawning", (long)pid, WTERMSIG(status));
+		else
+			keel_log_warnx("worker %ld exited with status %d; "
+			    "respawning", (long)pid, WEXITSTATUS(status));
+		/* Dying at once again and again backs off, up to a bound. */
+		quick = now - sv->slots[i].started < QUICK_DEATH_MS;
+		if (!quick)
+			sv->slots[i].backoff = 0;
+		else if (sv->slots[i].backoff == 0)
+			sv->slots[i].backoff = BACKOFF_MIN_MS;
+		else if ((sv->slots[i].backoff *= 2) > BACKOFF_MAX_MS)
+			sv->slots[i].backoff = BACKOFF_MAX_MS;
+		sv->slots[i].respawn_at = now + (quick ?
+		    sv->slots[i].backoff : 0);
+	}
+}
+
+/* Milliseconds until the next pending respawn, or -1. */
+static int
+respawn_due(struct supervisor *sv)
+{
+	double	 now = now_ms(), wait = -1, d;
+	int	 i;
+
+	for (i = 0; i < sv->nslots; i++) {
+		if (sv->slots[i].pid != 0 || sv->slots[i].respawn_at == 0)
+			continue;
+		if ((d = sv->slots[i].respawn_at - now) <= 0)
+			spawn(sv, i);
+		else if (wait < 0 || d < wait)
+			wait = d;
+	}
+	return wait < 0 ? -1 : (int)wait + 1;
+}
+
+static int
+live_workers(const struct supervisor *sv)
+{
+	int	 i, n = sv->roll_old != 0;
+
+	for (i = 0; i < sv->nslots; i++)
+		n += sv->slots[i].pid != 0;
+	return n;
+}
+
+static void
+signal_workers(const struct supervisor *sv, int sig)
+{
+	int	 i;
+
+	for (i = 0; i < sv->nslots; i++)
+		if (sv->slots[i].pid != 0)
+			kill(sv->slots[i].pid, sig);
+	if (sv->roll_old != 0)
+		kill(sv->roll_old, sig);
+}
+
+static void
+shutdown_workers(struct supervisor *sv, const char *sock_path)
+{
+	struct pollfd	 pfd;
+	double		 deadline;
+	int		 left;
+
+	keel_log_info("shutting down: %d workers finish their requests",
+	    live_workers(sv));
+	/* Stop accepting: new connections are refused from now on. */
+	close(sv->lfd);
+	if (sock_path != NULL)
+		(void)unlink(sock_path);
+	signal_workers(sv, SIGTERM);
+	deadline = now_ms() + sv->cfg->shutdown_timeout * 1000.0;
+	pfd.fd = sigpipe_fd[0];
+	pfd.events = POLLIN;
+	while (live_workers(sv) > 0) {
+		if ((left = (int)(deadline - now_ms())) <= 0) {
+			keel_log_warnx("shutdown: killing %d workers after "
+			    "%d s", live_workers(sv),
+			    sv->cfg->shutdown_timeout);
+			signal_workers(sv, SIGKILL);
+			while (waitpid(-1, NULL, 0) > 0)
+				continue;
+			break;
+		}
+		(void)poll(&pfd, 1, left < 200 ? left : 200);
+		drain_pipe();
+		reap(sv, 1);
+	}
+	keel_log_info("stopped");
+}
+
+static void
+usage(const char *prog)
+{
+	fprintf(stderr, "usage: %s [--socket PATH] [--routes] [--config]\n"
+	    "  --socket PATH  bind a unix socket instead of taking fd 0\n"
+	    "  --routes       print the route table as JSON lines and exit\n"
+	    "  --config       print the environment variables and exit\n",
+	    prog);
+}
+
+int
+keel_serve(int argc, char *argv[], const struct keel_app *app)
+{
+	static const struct option longopts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "routes", no_argument, NULL, 'r' },
+		{ "config", no_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	static struct keel_config cfg;
+	struct supervisor	 sv;
+	struct pollfd		 pfd;
+	const char		*sock_path = NULL;
+	char			 err[256];
+	int			 ch, i, wait;
+
+	while ((ch = getopt_long(argc, argv, "s:rch", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 's':
+			sock_path = optarg;
+			break;
+		case 'r':
+			print_routes(app);
+			return 0;
+		case 'c':
+			keel_config_print_table();
+			return 0;
+		default:
+			usage(argv[0]);
+			return ch == 'h' ? 0 : 2;
+		}
+	}
+	keel_log_init(app->name, KEEL_LOG_INFO);
+	if (keel_config_load(&cfg, err, sizeof(err)) == -1)
+		keel_log_fatalx("configuration: %s", err);
+	keel_config_set(&cfg);
+	keel_log_init(app->name, (enum keel_log_level)cfg.log_level);
+	if (sodium_init() < 0)
+		keel_log_fatalx("libsodium failed to initialise");
+
+	memset(&sv, 0, sizeof(sv));
+	sv.app = app;
+	sv.cfg = &cfg;
+	sv.lfd = sock_path != NULL ? bind_socket(sock_path) :
+	    inherited_socket();
+	if (fcntl(sv.lfd, F_SETFL, O_NONBLOCK) == -1)
+		keel_log_fatal("fcntl");
+	sv.nslots = cfg.workers;
+	sv.slots = keel_calloc((size_t)sv.nslots, sizeof(*sv.slots));
+	sv.roll_next = -1;
+
+	make_sigpipe();
+	set_handler(SIGTERM, on_signal);
+	set_handler(SIGINT, on_signal);
+	set_handler(SIGHUP, on_signal);
+	set_handler(SIGCHLD, on_signal);
+	signal(SIGPIPE, SIG_IGN);
+
+	keel_log_info("starting %d workers on %s", sv.nslots,
+	    sock_path != NULL ? sock_path : "fd 0");
+	for (i = 0; i < sv.nslots; i++)
+		spawn(&sv, i);
+
+	pfd.fd = sigpipe_fd[0];
+	pfd.events = POLLIN;
+	while (!got_term) {
+		wait = respawn_due(&sv);
+		if (poll(&pfd, 1, wait) == -1 && errno != EINTR)
+			keel_log_warn("poll");
+		drain_pipe();
+		if (got_chld) {
+			got_chld = 0;
+			reap(&sv, 0);
+			roll_step(&sv);
+		}
+		if (got_hup) {
+			got_hup = 0;
+			keel_log_info("reload: replacing workers one by one");
+			if (sv.roll_next < 0)
+				sv.roll_next = 0;
+			roll_step(&sv);
+		}
+	}
+	shutdown_workers(&sv, sock_path);
+	free(sv.slots);
+	keel_config_free(&cfg);
+	return 0;
+}
