@@ -9,6 +9,7 @@
  */
 #include "config.h"
 
+#include <stdio.h>
 #include <time.h>
 
 #include "keel/cache.h"
@@ -27,6 +28,16 @@ health_now(void)
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/* A duration as a JSON number with two decimals ("1.25", not 17 digits). */
+static struct json_object *
+health_ms(double ms)
+{
+	char	 buf[32];
+
+	snprintf(buf, sizeof(buf), "%.2f", ms);
+	return json_object_new_double_s(ms, buf);
+}
+
 /* {"status": "up"|"down", "ms": ...} for one check. */
 static struct json_object *
 health_check(enum keel_err er, double t0)
@@ -36,9 +47,7 @@ health_check(enum keel_err er, double t0)
 	o = json_object_new_object();
 	json_object_object_add(o, "status", json_object_new_string(
 	    er == KEEL_OK ? "up" : "down"));
-	json_object_object_add(o, "ms",
-	    json_object_new_double((double)(long)((health_now() - t0) * 100) /
-	    100));
+	json_object_object_add(o, "ms", health_ms(health_now() - t0));
 	return o;
 }
 
@@ -61,8 +70,7 @@ health_get(struct keel_req *req)
 		rep = keel_db_ping(req->db, 0, tmo, &lag);
 		o = health_check(rep, t0);
 		if (rep == KEEL_OK && lag >= 0)
-			json_object_object_add(o, "lagMs",
-			    json_object_new_double(lag));
+			json_object_object_add(o, "lagMs", health_ms(lag));
 	} else {
 		o = json_object_new_object();
 		json_object_object_add(o, "status",

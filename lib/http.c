@@ -511,7 +511,9 @@ keel_http_begin(struct keel_req *req, struct keel_http_conn *c,
 	for (i = 0; i < sizeof(rnd); i++)
 		snprintf(req->id + 2 * i, 3, "%02x", rnd[i]);
 
-	req->method = (s = param(fr, "REQUEST_METHOD")) != NULL ? s : "GET";
+	/* Copied: the access log reads it after libfcgi frees its params. */
+	req->method = keel_arena_strdup(a,
+	    (s = param(fr, "REQUEST_METHOD")) != NULL ? s : "GET");
 	req->content_type = param(fr, "CONTENT_TYPE");
 	if (req->content_type != NULL && *req->content_type == '\0')
 		req->content_type = NULL;
@@ -587,18 +589,26 @@ keel_http_finish(struct keel_req *req)
 {
 	struct keel_http_conn	*c = req->conn;
 	FCGX_Stream		*out = c->fr->out;
+	char			 line[256];
 	size_t			 i;
+	int			 n;
 
 	if (c->status == 0) {
 		keel_log_error("handler for %s made no reply", req->method);
 		keel_http_reply_err(req, KEEL_EINTERNAL);
 	}
-	FCGX_FPrintF(out, "Status: %d %s\r\n", c->status, reason(c->status));
+	/* libfcgi's own printf knows no %zu: format here, then send. */
+	n = snprintf(line, sizeof(line), "Status: %d %s\r\n", c->status,
+	    reason(c->status));
 	if (c->ctype != NULL)
-		FCGX_FPrintF(out, "Content-Type: %s\r\n", c->ctype);
+		n += snprintf(line + n, sizeof(line) - n,
+		    "Content-Type: %s\r\n", c->ctype);
 	if (c->status != 204 && c->status != 304)
-		FCGX_FPrintF(out, "Content-Length: %zu\r\n", c->body.len);
-	FCGX_FPrintF(out, "X-Request-Id: %s\r\n", req->id);
+		n += snprintf(line + n, sizeof(line) - n,
+		    "Content-Length: %zu\r\n", c->body.len);
+	n += snprintf(line + n, sizeof(line) - n, "X-Request-Id: %s\r\n",
+	    req->id);
+	FCGX_PutStr(line, n, out);
 	if (c->head.len > 0)
 		FCGX_PutStr(c->head.data, (int)c->head.len, out);
 	FCGX_PutStr("\r\n", 2, out);
