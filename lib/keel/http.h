@@ -27,6 +27,16 @@ struct keel_param {
 #define KEEL_HTTP_MAXPARAMS	8	/* typed path parameters per route */
 
 /*
+ * The authenticated caller, filled by auth before the handler runs when
+ * the request carries a valid session; NULL for anonymous requests.
+ */
+struct keel_user {
+	int64_t		 id;
+	unsigned	 role;		/* one KEEL_ROLE_* bit (router.h) */
+	const char	*session;	/* the session's id (token hash, hex) */
+};
+
+/*
  * The request as handlers see it: plain data filled by lib before the
  * handler runs, all of it living in arena until the request ends.
  */
@@ -45,6 +55,7 @@ struct keel_req {
 	struct keel_param *qs;		/* parsed query, in order */
 	size_t		 nqs;
 	const struct keel_route *route;	/* the matched route, or NULL */
+	struct keel_user *user;		/* the caller, or NULL (anonymous) */
 
 	struct keel_arena *arena;	/* request lifetime */
 	struct keel_db	*db;		/* worker's handles: process lifetime */

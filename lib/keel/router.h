@@ -25,7 +25,19 @@ struct keel_route {
 	const char	*method;	/* "GET", "POST", "PATCH", "DELETE", ... */
 	const char	*pattern;
 	keel_handler_fn	*handler;
+	unsigned	 access;	/* roles allowed: KEEL_ROLE_* bits, or
+					   KEEL_ACCESS_ANYONE (no session) */
 };
+
+/* Roles (API.md "Auth"): one bit each, so a route lists who may call it. */
+#define KEEL_ROLE_ADMIN		0x01u
+#define KEEL_ROLE_STAFF		0x02u
+#define KEEL_ROLE_CUSTOMER	0x04u
+#define KEEL_ROLE_STUDENT	0x08u
+#define KEEL_ACCESS_ANYONE	0u	/* public: no session needed */
+#define KEEL_ACCESS_USER	(KEEL_ROLE_ADMIN | KEEL_ROLE_STAFF | \
+				 KEEL_ROLE_CUSTOMER | KEEL_ROLE_STUDENT)
+#define KEEL_ACCESS_STAFF	(KEEL_ROLE_ADMIN | KEEL_ROLE_STAFF)
 
 enum keel_route_match {
 	KEEL_ROUTE_FOUND,
