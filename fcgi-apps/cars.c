@@ -395,11 +395,11 @@ cars_archive(struct keel_req *req)
 }
 
 static const struct keel_route cars_routes[] = {
-	{ "GET", "/api/cars", cars_list },
-	{ "POST", "/api/cars", cars_create },
-	{ "GET", "/api/cars/{id:int}", cars_get },
-	{ "PATCH", "/api/cars/{id:int}", cars_patch },
-	{ "DELETE", "/api/cars/{id:int}", cars_archive },
+	{ "GET", "/api/cars", cars_list, KEEL_ACCESS_ANYONE },
+	{ "POST", "/api/cars", cars_create, KEEL_ACCESS_ANYONE },
+	{ "GET", "/api/cars/{id:int}", cars_get, KEEL_ACCESS_ANYONE },
+	{ "PATCH", "/api/cars/{id:int}", cars_patch, KEEL_ACCESS_ANYONE },
+	{ "DELETE", "/api/cars/{id:int}", cars_archive, KEEL_ACCESS_ANYONE },
 };
 
 int

@@ -98,7 +98,7 @@ health_get(struct keel_req *req)
 }
 
 static const struct keel_route health_routes[] = {
-	{ "GET", "/health", health_get },
+	{ "GET", "/health", health_get, KEEL_ACCESS_ANYONE },
 };
 
 int

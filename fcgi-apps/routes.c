@@ -54,7 +54,7 @@ routes_get(struct keel_req *req)
 }
 
 static const struct keel_route routes_routes[] = {
-	{ "GET", "/routes", routes_get },
+	{ "GET", "/routes", routes_get, KEEL_ACCESS_ANYONE },
 };
 
 int

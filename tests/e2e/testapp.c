@@ -53,8 +53,8 @@ testapp_sleep(struct keel_req *req)
 }
 
 static const struct keel_route testapp_routes[] = {
-	{ "GET", "/_test/pid", testapp_pid },
-	{ "GET", "/_test/sleep", testapp_sleep },
+	{ "GET", "/_test/pid", testapp_pid, KEEL_ACCESS_ANYONE },
+	{ "GET", "/_test/sleep", testapp_sleep, KEEL_ACCESS_ANYONE },
 };
 
 int
