@@ -173,3 +173,186 @@ keel_redis_errstr(const struct keel_redis *r)
 {
 	return r->errstr;
 }
+
+/* Bytes a copy of rep needs: the node array, then every string. */
+static size_t
+reply_size(const redisReply *rep, size_t *nodes)
+{
+	size_t	 n = 0, i;
+
+	(*nodes)++;
+	switch (rep->type) {
+	case REDIS_REPLY_STRING:
+	case REDIS_REPLY_STATUS:
+	case REDIS_REPLY_ERROR:
+	case REDIS_REPLY_VERB:
+	case REDIS_REPLY_DOUBLE:
+	case REDIS_REPLY_BIGNUM:
+		n += rep->len + 1;
+		break;
+	case REDIS_REPLY_ARRAY:
+	case REDIS_REPLY_SET:
+	case REDIS_REPLY_MAP:
+	case REDIS_REPLY_PUSH:
+		for (i = 0; i < rep->elements; i++)
+			n += reply_size(rep->element[i], nodes);
+		break;
+	default:
+		break;
+	}
+	return n;
+}
+
+/* Copies rep into node, taking further nodes and string bytes from the
+ * two cursors. */
+static void
+reply_copy(const redisReply *rep, struct keel_rreply *node,
+    struct keel_rreply **next_node, char **next_str)
+{
+	size_t	 i;
+
+	memset(node, 0, sizeof(*node));
+	switch (rep->type) {
+	case REDIS_REPLY_INTEGER:
+	case REDIS_REPLY_BOOL:
+		node->type = KEEL_R_INT;
+		node->integer = rep->integer;
+		return;
+	case REDIS_REPLY_NIL:
+		node->type = KEEL_R_NIL;
+		return;
+	case REDIS_REPLY_ARRAY:
+	case REDIS_REPLY_SET:
+	case REDIS_REPLY_MAP:
+	case REDIS_REPLY_PUSH:
+		node->type = KEEL_R_ARRAY;
+		node->nelem = rep->elements;
+		node->elem = *next_node;
+		*next_node += rep->elements;
+		for (i = 0; i < rep->elements; i++)
+			reply_copy(rep->element[i], &node->elem[i], next_node,
+			    next_str);
+		return;
+	default:
+		node->type = rep->type == REDIS_REPLY_ERROR ? KEEL_R_ERROR :
+		    KEEL_R_STR;
+		node->str = *next_str;
+		node->len = rep->len;
+		memcpy(node->str, rep->str, rep->len);
+		node->str[rep->len] = '\0';
+		*next_str += rep->len + 1;
+		return;
+	}
+}
+
+static struct keel_rreply *
+reply_dup(const redisReply *rep)
+{
+	struct keel_rreply	*root, *next;
+	size_t			 nodes = 0, bytes;
+	char			*str;
+
+	bytes = reply_size(rep, &nodes);
+	root = keel_malloc(nodes * sizeof(*root) + bytes);
+	next = root + 1;
+	str = (char *)(root + nodes);
+	reply_copy(rep, root, &next, &str);
+	return root;
+}
+
+void
+keel_rreply_free(struct keel_rreply *rep)
+{
+	free(rep);
+}
+
+enum keel_err
+keel_redis_cmd(struct keel_redis *r, int argc, const char **argv,
+    const size_t *argvlen, struct keel_rreply **out)
+{
+	redisReply	*rep;
+	enum keel_err	 er;
+
+	if (out != NULL)
+		*out = NULL;
+	if ((er = ensure(r, REDIS_TIMEOUT_MS)) != KEEL_OK)
+		return er;
+	rep = redisCommandArgv(r->ctx, argc, argv, argvlen);
+	if (rep == NULL) {
+		/* I/O error or timeout: the context is unusable now. */
+		snprintf(r->errstr, sizeof(r->errstr), "%s", r->ctx->errstr);
+		drop(r);
+		return KEEL_EUNAVAIL;
+	}
+	if (out != NULL)
+		*out = reply_dup(rep);
+	freeReplyObject(rep);
+	return KEEL_OK;
+}
+
+enum keel_err
+keel_redis_eval(struct keel_redis *r, struct keel_rscript *script, int nkeys,
+    int argc, const char **argv, const size_t *argvlen,
+    struct keel_rreply **out)
+{
+	const char		**av;
+	size_t			*al;
+	struct keel_rreply	*rep = NULL;
+	const char		*load[3];
+	char			 nk[16];
+	enum keel_err		 er;
+	int			 i, tries;
+
+	*out = NULL;
+	av = keel_calloc((size_t)argc + 3, sizeof(*av));
+	al = keel_calloc((size_t)argc + 3, sizeof(*al));
+	snprintf(nk, sizeof(nk), "%d", nkeys);
+	av[0] = "EVALSHA";
+	av[2] = nk;
+	for (i = 0; i < argc; i++) {
+		av[i + 3] = argv[i];
+		al[i + 3] = argvlen != NULL ? argvlen[i] : strlen(argv[i]);
+	}
+	al[0] = 7;
+	al[2] = strlen(nk);
+	for (tries = 0; tries < 2; tries++) {
+		if (script->sha[0] == '\0') {
+			load[0] = "SCRIPT";
+			load[1] = "LOAD";
+			load[2] = script->lua;
+			if ((er = keel_redis_cmd(r, 3, load, NULL, &rep)) !=
+			    KEEL_OK)
+				goto out;
+			if (rep->type != KEEL_R_STR || rep->len != 40) {
+				keel_log_error("redis: loading script %s: %s",
+				    script->name, rep->str != NULL ? rep->str :
+				    "unexpected reply");
+				er = KEEL_EINTERNAL;
+				goto out;
+			}
+			memcpy(script->sha, rep->str, 41);
+			keel_rreply_free(rep);
+			rep = NULL;
+		}
+		av[1] = script->sha;
+		al[1] = 40;
+		if ((er = keel_redis_cmd(r, argc + 3, av, al, &rep)) != KEEL_OK)
+			goto out;
+		/* Redis restarted or flushed its scripts: load it again. */
+		if (rep->type == KEEL_R_ERROR &&
+		    strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+			script->sha[0] = '\0';
+			keel_rreply_free(rep);
+			rep = NULL;
+			continue;
+		}
+		break;
+	}
+	*out = rep;
+	rep = NULL;
+out:
+	keel_rreply_free(rep);
+	free(av);
+	free(al);
+	return er;
+}

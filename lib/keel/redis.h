@@ -3,10 +3,40 @@
 #ifndef KEEL_REDIS_H
 #define KEEL_REDIS_H
 
+#include <stddef.h>
+
 #include "keel/err.h"
 
 struct keel_config;
 struct keel_redis;		/* opaque: owns the hiredis context */
+
+enum keel_rtype {
+	KEEL_R_NIL,
+	KEEL_R_INT,
+	KEEL_R_STR,		/* bulk or status string */
+	KEEL_R_ARRAY,
+	KEEL_R_ERROR,		/* an error reply (e.g. from a script) */
+};
+
+/*
+ * A Redis reply copied out of hiredis (plain data: redisReply never leaves
+ * redis.c).  One allocation; free with keel_rreply_free().
+ */
+struct keel_rreply {
+	enum keel_rtype		 type;
+	long long		 integer;	/* KEEL_R_INT */
+	char			*str;		/* STR, ERROR: NUL-terminated */
+	size_t			 len;		/* bytes in str */
+	struct keel_rreply	*elem;		/* ARRAY: nelem replies */
+	size_t			 nelem;
+};
+
+/* A Lua script, loaded once per connection and run by EVALSHA. */
+struct keel_rscript {
+	const char	*name;		/* for logs */
+	const char	*lua;
+	char		 sha[41];	/* filled by lib on first use */
+};
 
 /* Connects lazily on first use.  Never NULL. */
 struct keel_redis *keel_redis_open(const struct keel_config *);
@@ -18,5 +48,29 @@ void		 keel_redis_close(struct keel_redis *r);
  */
 enum keel_err	 keel_redis_ping(struct keel_redis *r, int timeout_ms);
 const char	*keel_redis_errstr(const struct keel_redis *r);
+
+/*
+ * Runs one command given as argc arguments (argvlen[i] bytes each; NULL
+ * argvlen means NUL-terminated strings).  On KEEL_OK *out (caller frees;
+ * may be NULL to ignore the reply) holds the reply, which may itself be
+ * KEEL_R_ERROR.  KEEL_EUNAVAIL when Redis can't be reached or timed out
+ * (the next call reconnects).
+ */
+enum keel_err	 keel_redis_cmd(struct keel_redis *r, int argc,
+		    const char **argv, const size_t *argvlen,
+		    struct keel_rreply **out);
+
+/*
+ * EVALSHA of script with nkeys keys then the other arguments, loading the
+ * script when Redis doesn't know it (first use, or after a restart or
+ * SCRIPT FLUSH).  Same results as keel_redis_cmd().
+ */
+enum keel_err	 keel_redis_eval(struct keel_redis *r,
+		    struct keel_rscript *script, int nkeys, int argc,
+		    const char **argv, const size_t *argvlen,
+		    struct keel_rreply **out);
+
+/* rep may be NULL. */
+void		 keel_rreply_free(struct keel_rreply *rep);
 
 #endif /* KEEL_REDIS_H */
