@@ -174,7 +174,8 @@ keel_redis_errstr(const struct keel_redis *r)
 	return r->errstr;
 }
 
-/* Bytes a copy of rep needs: the node array, then every string. */
+/* Bytes a copy of rep needs: the node array, then every string.  Debian's
+ * hiredis 0.14 speaks RESP2 only: strings, status, errors, ints, arrays. */
 static size_t
 reply_size(const redisReply *rep, size_t *nodes)
 {
@@ -185,15 +186,9 @@ reply_size(const redisReply *rep, size_t *nodes)
 	case REDIS_REPLY_STRING:
 	case REDIS_REPLY_STATUS:
 	case REDIS_REPLY_ERROR:
-	case REDIS_REPLY_VERB:
-	case REDIS_REPLY_DOUBLE:
-	case REDIS_REPLY_BIGNUM:
 		n += rep->len + 1;
 		break;
 	case REDIS_REPLY_ARRAY:
-	case REDIS_REPLY_SET:
-	case REDIS_REPLY_MAP:
-	case REDIS_REPLY_PUSH:
 		for (i = 0; i < rep->elements; i++)
 			n += reply_size(rep->element[i], nodes);
 		break;
@@ -214,7 +209,6 @@ reply_copy(const redisReply *rep, struct keel_rreply *node,
 	memset(node, 0, sizeof(*node));
 	switch (rep->type) {
 	case REDIS_REPLY_INTEGER:
-	case REDIS_REPLY_BOOL:
 		node->type = KEEL_R_INT;
 		node->integer = rep->integer;
 		return;
@@ -222,9 +216,6 @@ reply_copy(const redisReply *rep, struct keel_rreply *node,
 		node->type = KEEL_R_NIL;
 		return;
 	case REDIS_REPLY_ARRAY:
-	case REDIS_REPLY_SET:
-	case REDIS_REPLY_MAP:
-	case REDIS_REPLY_PUSH:
 		node->type = KEEL_R_ARRAY;
 		node->nelem = rep->elements;
 		node->elem = *next_node;
