@@ -135,6 +135,17 @@ keel_router_match(const struct keel_route *routes, size_t n,
 	return path_matched ? KEEL_ROUTE_BAD_METHOD : KEEL_ROUTE_NOT_FOUND;
 }
 
+/*
+ * The steps between a match and the handler, in DESIGN.md's order ("One
+ * request's life").  Each step either lets the request through or
+ * replies (401, 403, 429, a replayed answer) and ends it here.
+ */
+static enum keel_err
+router_run(struct keel_req *req, const struct keel_route *r)
+{
+	return r->handler(req);
+}
+
 enum keel_err
 keel_router_dispatch(const struct keel_route *routes, size_t n,
     struct keel_req *req)
@@ -148,7 +159,7 @@ keel_router_dispatch(const struct keel_route *routes, size_t n,
 	case KEEL_ROUTE_FOUND:
 		req->route = r;
 		req->nparams = np;
-		return r->handler(req);
+		return router_run(req, r);
 	case KEEL_ROUTE_BAD_METHOD:
 		keel_http_add_header(req, "Allow", allow);
 		keel_http_reply_error(req, 405, "method_not_allowed",
