@@ -12,10 +12,13 @@
  *   SIGTERM   stop accepting, let workers finish their request, exit;
  *             kill what is left after KEEL_SHUTDOWN_TIMEOUT
  *
- * The listening socket is non-blocking; a worker waits in poll() on it and
- * on its self-pipe, so SIGTERM wakes an idle worker at once while a busy
- * one finishes its request (handlers run with SA_RESTART, so no read in
- * libpq or libfcgi sees EINTR).
+ * The listening socket is non-blocking.  A worker keeps SIGTERM blocked
+ * except while it waits in ppoll() for a connection, so SIGTERM wakes an
+ * idle worker at once while a busy one finishes its request: SA_RESTART
+ * alone would not do, as select() and poll() fail with EINTR whatever the
+ * flag says, and libfcgi's accept waits in select() for the request's
+ * first bytes (dropping the connection on EINTR), as hiredis waits in
+ * poll().
  */
 #include "config.h"
 
@@ -66,6 +69,7 @@ struct slot {
 };
 
 struct supervisor {
+	pid_t			 pid;
 	const struct keel_app	*app;
 	const struct keel_config *cfg;
 	int			 lfd;
@@ -130,10 +134,6 @@ make_sigpipe(void)
 {
 	int	 i;
 
-	if (sigpipe_fd[0] != -1) {
-		close(sigpipe_fd[0]);
-		close(sigpipe_fd[1]);
-	}
 	if (pipe(sigpipe_fd) == -1)
 		keel_log_fatal("pipe");
 	for (i = 0; i < 2; i++)
@@ -221,9 +221,13 @@ access_log(const struct keel_req *req, double ms)
 	    keel_http_status(req), ms);
 }
 
-/* Serves requests until told to stop or recycled; never returns. */
+/*
+ * Serves requests until told to stop or recycled; never returns.  Starts
+ * with SIGTERM and SIGINT blocked (see spawn); waitmask is the mask that
+ * lets them in, used only while waiting for a connection.
+ */
 static void __attribute__((noreturn))
-worker_main(struct supervisor *sv)
+worker_main(struct supervisor *sv, const sigset_t *waitmask)
 {
 	const struct keel_config *cfg = sv->cfg;
 	struct keel_http_conn	*conn;
@@ -232,17 +236,20 @@ worker_main(struct supervisor *sv)
 	struct keel_redis	*redis;
 	struct keel_cache	*cache;
 	struct keel_req		 req;
-	struct pollfd		 pfd[2];
+	struct pollfd		 pfd;
 	FCGX_Request		 fr;
 	enum keel_err		 er;
 	double			 t0;
 	long			 served = 0;
 
-	/* Die with the supervisor, whatever killed it. */
+	/* Die with the supervisor, whatever killed it (and reparented us). */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
-	if (getppid() == 1)
+	if (getppid() != sv->pid)
 		_exit(0);
-	make_sigpipe();
+	/* The self-pipe is the supervisor's: ppoll's mask does its work. */
+	close(sigpipe_fd[0]);
+	close(sigpipe_fd[1]);
+	sigpipe_fd[0] = sigpipe_fd[1] = -1;
 	set_handler(SIGTERM, on_signal);
 	set_handler(SIGINT, on_signal);
 	signal(SIGHUP, SIG_IGN);
@@ -258,20 +265,17 @@ worker_main(struct supervisor *sv)
 	if (FCGX_Init() != 0 || FCGX_InitRequest(&fr, sv->lfd, 0) != 0)
 		keel_log_fatalx("FCGX_Init failed");
 
-	pfd[0].fd = sv->lfd;
-	pfd[0].events = POLLIN;
-	pfd[1].fd = sigpipe_fd[0];
-	pfd[1].events = POLLIN;
+	pfd.fd = sv->lfd;
+	pfd.events = POLLIN;
 	while (!got_term &&
 	    (cfg->max_requests == 0 || served < cfg->max_requests)) {
-		if (poll(pfd, 2, -1) == -1) {
+		/* The one place SIGTERM gets in: no request is under way. */
+		if (ppoll(&pfd, 1, NULL, waitmask) == -1) {
 			if (errno != EINTR)
-				keel_log_warn("poll");
+				keel_log_fatal("ppoll");
 			continue;
 		}
-		if (got_term)
-			break;
-		if (!(pfd[0].revents & POLLIN))
+		if (!(pfd.revents & POLLIN))
 			continue;
 		/* Another worker may have won the race: EAGAIN, wait again. */
 		if (FCGX_Accept_r(&fr) < 0)
@@ -315,15 +319,22 @@ worker_main(struct supervisor *sv)
 static pid_t
 spawn(struct supervisor *sv, int i)
 {
-	pid_t	 pid;
+	sigset_t	 block, old;
+	pid_t		 pid;
 
-	if ((pid = fork()) == -1) {
+	/* The worker is born with SIGTERM blocked: no early-signal window. */
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigprocmask(SIG_BLOCK, &block, &old);
+	if ((pid = fork()) == 0)
+		worker_main(sv, &old);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	if (pid == -1) {
 		keel_log_warn("fork");
 		sv->slots[i].respawn_at = now_ms() + BACKOFF_MIN_MS;
 		return -1;
 	}
-	if (pid == 0)
-		worker_main(sv);
 	sv->slots[i].pid = pid;
 	sv->slots[i].started = now_ms();
 	sv->slots[i].respawn_at = 0;
@@ -530,6 +541,7 @@ keel_serve(int argc, char *argv[], const struct keel_app *app)
 		keel_log_fatalx("libsodium failed to initialise");
 
 	memset(&sv, 0, sizeof(sv));
+	sv.pid = getpid();
 	sv.app = app;
 	sv.cfg = &cfg;
 	sv.lfd = sock_path != NULL ? bind_socket(sock_path) :

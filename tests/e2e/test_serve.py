@@ -1,0 +1,494 @@
+# SPDX-License-Identifier: ISC
+"""test_serve.py -- the prefork process manager (lib/serve.c, DESIGN.md
+"Processes") against real processes.
+
+Tests that may break an app use their own supervisor of keel-testapp on a
+socket in a temp dir and talk FastCGI to it directly (fcgi_get below); the
+SIGTERM test goes through lighttpd to the stack's testapp, to see lighttpd's
+503 afterwards, and starts it again when done.  Every wait is bounded in time
+and every process a test starts is stopped by its pid.
+"""
+
+import concurrent.futures
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+import requests
+
+# -------------------------------------------------------------- FastCGI
+
+FCGI_BEGIN_REQUEST, FCGI_END_REQUEST, FCGI_PARAMS = 1, 3, 4
+FCGI_STDIN, FCGI_STDOUT, FCGI_STDERR = 5, 6, 7
+FCGI_RESPONDER = 1
+
+
+def _record(rtype, content, req_id=1):
+    """One FastCGI record (spec §3.3), padded to 8 bytes."""
+    pad = -len(content) % 8
+    return (struct.pack(">BBHHBx", 1, rtype, req_id, len(content), pad)
+            + content + b"\0" * pad)
+
+
+def _nv_len(n):
+    return struct.pack(">B", n) if n < 128 else struct.pack(">I", n | 1 << 31)
+
+
+def _params(params):
+    body = b""
+    for k, v in params.items():
+        k, v = k.encode(), v.encode()
+        body += _nv_len(len(k)) + _nv_len(len(v)) + k + v
+    return body
+
+
+def fcgi_get(sock_path, uri, timeout=10, on_connect=None):
+    """GET uri from the FastCGI responder on unix socket sock_path; returns
+    (status, headers dict with lower-case names, body bytes).  on_connect()
+    runs between connecting and sending the request."""
+    path, _, query = uri.partition("?")
+    params = {
+        "GATEWAY_INTERFACE": "CGI/1.1", "SERVER_PROTOCOL": "HTTP/1.1",
+        "REQUEST_METHOD": "GET", "REQUEST_URI": uri, "SCRIPT_NAME": path,
+        "QUERY_STRING": query, "REMOTE_ADDR": "127.0.0.1",
+        "SERVER_NAME": "localhost", "SERVER_PORT": "80",
+    }
+    out = b""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(sock_path)
+        if on_connect is not None:
+            on_connect()
+        s.sendall(_record(FCGI_BEGIN_REQUEST,
+                          struct.pack(">HB5x", FCGI_RESPONDER, 0))
+                  + _record(FCGI_PARAMS, _params(params))
+                  + _record(FCGI_PARAMS, b"") + _record(FCGI_STDIN, b""))
+        buf = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(buf) >= 8:
+                _, rtype, _, clen, pad = struct.unpack(">BBHHBx", buf[:8])
+                if len(buf) >= 8 + clen + pad:
+                    content = buf[8:8 + clen]
+                    buf = buf[8 + clen + pad:]
+                    if rtype == FCGI_STDOUT:
+                        out += content
+                    elif rtype == FCGI_END_REQUEST:
+                        break
+                    continue
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionError("FastCGI connection closed before "
+                                      "END_REQUEST")
+            buf += chunk
+        else:
+            raise TimeoutError("no END_REQUEST within %s s" % timeout)
+    head, _, body = out.partition(b"\r\n\r\n")
+    headers = {}
+    for line in head.decode("latin-1").split("\r\n"):
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    status = int(headers.get("status", "200").split()[0])
+    return status, headers, body
+
+
+def fcgi_pid(sock_path, uri="/_test/pid"):
+    """The pid of the worker that answered uri (which must answer 200)."""
+    status, _, body = fcgi_get(sock_path, uri)
+    assert status == 200, body
+    return json.loads(body)["pid"]
+
+
+# ------------------------------------------------------------ processes
+
+def alive(pid):
+    """pid runs and is not a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def children(pid):
+    kids = set()
+    try:
+        for task in os.listdir("/proc/%d/task" % pid):
+            try:
+                with open("/proc/%d/task/%s/children" % (pid, task)) as f:
+                    kids.update(int(k) for k in f.read().split())
+            except OSError:
+                pass
+    except OSError:
+        return []
+    return sorted(k for k in kids if alive(k))
+
+
+def cpu_seconds(pid):
+    """utime + stime of pid, in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until(what, cond, timeout, step=0.02):
+    """Poll cond() until it returns a true value (returned) or fail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            pytest.fail("timed out after %s s waiting for %s" % (timeout, what))
+        time.sleep(step)
+
+
+def _testapp_bin(stack):
+    return os.path.join(stack.build_dir, "tests", "e2e", "keel-testapp")
+
+
+def app_env(stack, **overrides):
+    """The stack's app environment (as scripts/stack gives it) plus
+    overrides; the sanitizer options of scripts/test unless set."""
+    env = dict(os.environ)
+    env.update(stack.env)
+    env.setdefault("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=1")
+    env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+    env.update({k: str(v) for k, v in overrides.items()})
+    return env
+
+
+class OwnApp:
+    """A keel-testapp supervisor of our own on a socket in a temp dir."""
+
+    def __init__(self, stack, tmp, argv=None, **env):
+        self.sock = os.path.join(tmp, "app.sock")
+        self.log_path = os.path.join(tmp, "app.log")
+        self.log = open(self.log_path, "ab")
+        # argv(sock) for another way to start it; default --socket.
+        argv = argv(self.sock) if argv else \
+            [_testapp_bin(stack), "--socket", self.sock]
+        self.proc = subprocess.Popen(argv, env=app_env(stack, **env),
+                                     stdin=subprocess.DEVNULL,
+                                     stdout=self.log, stderr=self.log,
+                                     start_new_session=True)
+        self.pid = self.proc.pid
+        wait_until("the app socket", lambda: os.path.exists(self.sock)
+                   or self.proc.poll() is not None, 15)
+        assert self.proc.poll() is None, self.text()
+        wait_until("the workers", lambda: len(self.workers()) >= 1, 15)
+
+    def workers(self):
+        return children(self.pid)
+
+    def text(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def stop(self):
+        kids = self.workers()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        for k in kids:
+            if alive(k):
+                os.kill(k, signal.SIGKILL)
+        self.log.close()
+
+
+@pytest.fixture
+def own_app(stack):
+    """own_app(**env) starts a supervisor; all are stopped afterwards and
+    their logs checked for sanitizer reports."""
+    apps = []
+    tmp = tempfile.mkdtemp(prefix="keel-serve-", dir="/tmp")
+
+    def start(argv=None, **env):
+        d = tempfile.mkdtemp(dir=tmp)
+        app = OwnApp(stack, d, argv=argv, **env)
+        apps.append(app)
+        return app
+    yield start
+    for app in apps:
+        app.stop()
+    for app in apps:
+        assert_no_sanitizer_report(app.text())
+    subprocess.run(["rm", "-rf", tmp], check=False)
+
+
+def assert_no_sanitizer_report(text):
+    for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
+        assert marker not in text, text[-4000:]
+
+
+# ----------------------------------------------------------------- load
+
+class Load:
+    """n client threads GETting url through lighttpd until stop()."""
+
+    def __init__(self, stack, path, n=4):
+        self.url = stack.url(path)
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.ok = 0
+        self.failures = []
+        self.pool = concurrent.futures.ThreadPoolExecutor(n)
+        self.futures = [self.pool.submit(self._run) for _ in range(n)]
+
+    def _run(self):
+        # Bounded even if stop() is never called.
+        deadline = time.monotonic() + 60
+        with requests.Session() as s:
+            while not self.stopping.is_set() and time.monotonic() < deadline:
+                try:
+                    r = s.get(self.url, timeout=15)
+                    bad = None if r.status_code == 200 else \
+                        "%d %s" % (r.status_code, r.text[:200])
+                except requests.RequestException as e:
+                    bad = repr(e)
+                with self.lock:
+                    if bad is None:
+                        self.ok += 1
+                    else:
+                        self.failures.append(bad)
+
+    def stop(self):
+        self.stopping.set()
+        for f in self.futures:
+            f.result(timeout=30)
+        self.pool.shutdown()
+        return self.ok, self.failures
+
+
+def wait_workers(stack, name, n, timeout=10, exclude=()):
+    """Wait until app name has n workers, none of them in exclude."""
+    return wait_until(
+        "%d workers of %s" % (n, name),
+        lambda: (lambda w: w if len(w) == n and not set(w) & set(exclude)
+                 else None)(stack.worker_pids(name)), timeout)
+
+
+def nworkers(stack):
+    return int(stack.env.get("KEEL_WORKERS", "2"))
+
+
+# ---------------------------------------------------------------- tests
+
+def test_serve_kill_worker_under_load_respawns(stack):
+    n = nworkers(stack)
+    before = wait_workers(stack, "testapp", n)
+    load = Load(stack, "/_test/sleep?ms=50")
+    try:
+        time.sleep(1.0)
+        victim = before[0]
+        os.kill(victim, signal.SIGKILL)
+        after = wait_until(
+            "a new worker replacing %d" % victim,
+            lambda: (lambda w: w if len(w) == n and victim not in w and
+                     set(w) - set(before) else None)(
+                         stack.worker_pids("testapp")), 10)
+        time.sleep(1.0)
+    finally:
+        ok, failures = load.stop()
+    assert len(after) == n
+    assert ok > 20
+    assert len(failures) <= 1, failures
+    assert "killed by signal 9" in stack.log("testapp")
+
+
+def test_serve_sighup_rolls_every_worker_without_failures(stack):
+    n = nworkers(stack)
+    sup = stack.app_pid("testapp")
+    before = wait_workers(stack, "testapp", n)
+    load = Load(stack, "/_test/sleep?ms=50")
+    try:
+        time.sleep(0.5)
+        os.kill(sup, signal.SIGHUP)
+        after = wait_workers(stack, "testapp", n, timeout=15, exclude=before)
+        time.sleep(0.5)
+    finally:
+        ok, failures = load.stop()
+    assert failures == []
+    assert ok > 20
+    assert not set(after) & set(before)
+    assert stack.app_pid("testapp") == sup
+    assert "reload: all %d workers replaced" % n in stack.log("testapp")
+
+
+def test_serve_max_requests_recycles_workers(own_app):
+    app = own_app(KEEL_WORKERS=1, KEEL_MAX_REQUESTS=5)
+    pids = [fcgi_pid(app.sock) for _ in range(20)]
+    assert len(set(pids)) >= 4, pids
+    # Recycling is not a failure: no backoff, no warning.
+    assert "respawning" not in app.text()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM])
+def test_serve_signal_keeps_accepted_connection(own_app, sig):
+    """A worker that has accepted a connection whose request is still on
+    its way (lighttpd connects, then writes) serves it through SIGHUP's
+    roll and SIGTERM's shutdown alike."""
+    app = own_app(KEEL_WORKERS=1)
+    old = app.workers()
+
+    def signal_while_waiting():
+        time.sleep(0.3)  # the idle worker accepts at once
+        os.kill(app.pid, sig)
+        time.sleep(0.3)
+    status, _, body = fcgi_get(app.sock, "/_test/pid",
+                               on_connect=signal_while_waiting)
+    assert status == 200, body
+    assert json.loads(body)["pid"] in old
+
+
+def test_serve_quick_deaths_back_off(own_app):
+    app = own_app(KEEL_WORKERS=1)
+    cpu0 = cpu_seconds(app.pid)
+    prev = app.workers()[0]
+    delays = []
+    for _ in range(5):
+        os.kill(prev, signal.SIGKILL)
+        t_kill = time.monotonic()
+        new = wait_until("a respawned worker",
+                         lambda: [w for w in app.workers() if w != prev], 15)
+        delays.append(time.monotonic() - t_kill)
+        prev = new[0]
+    # 100, 200, 400, 800, 1600 ms: doubling, not spinning.
+    assert delays[0] >= 0.08, delays
+    assert delays[-1] >= 1.2, delays
+    assert delays[-1] > 4 * delays[0], delays
+    assert cpu_seconds(app.pid) - cpu0 < 1.0
+    # A worker that lived past the quick-death window is replaced at once.
+    time.sleep(1.2)
+    os.kill(prev, signal.SIGKILL)
+    t_kill = time.monotonic()
+    wait_until("an immediate respawn",
+               lambda: [w for w in app.workers() if w != prev], 5)
+    assert time.monotonic() - t_kill < 0.5
+    assert fcgi_pid(app.sock) != prev
+
+
+def test_serve_spawn_fcgi_passes_socket_on_fd0(stack, own_app):
+    # -n: spawn-fcgi execs the app in place, so its pid is the supervisor.
+    app = own_app(argv=lambda sock: ["spawn-fcgi", "-n", "-s", sock,
+                                     "-M", "0600", "--", _testapp_bin(stack)])
+    assert fcgi_pid(app.sock) in app.workers()
+    assert "on fd 0" in app.text()
+
+
+def test_serve_without_socket_exits_with_message(stack):
+    p = subprocess.run([_testapp_bin(stack)], env=app_env(stack),
+                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=30)
+    assert p.returncode == 1, p.stdout
+    assert "fd 0 is not a listening socket" in p.stdout
+    assert "--socket" in p.stdout
+
+
+def test_serve_bad_config_exits_naming_variable(stack):
+    sock = os.path.join(tempfile.mkdtemp(prefix="keel-serve-", dir="/tmp"),
+                        "x.sock")
+    p = subprocess.run([_testapp_bin(stack), "--socket", sock],
+                       env=app_env(stack, KEEL_WORKERS="abc"),
+                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=30)
+    assert p.returncode == 1, p.stdout
+    assert "KEEL_WORKERS" in p.stdout
+    assert not os.path.exists(sock)
+    os.rmdir(os.path.dirname(sock))
+
+
+def _tcp_peer_ports(pid):
+    """Remote ports of pid's established TCP connections."""
+    inodes = set()
+    try:
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                t = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except OSError:
+                continue
+            if t.startswith("socket:["):
+                inodes.add(t[8:-1])
+    except OSError:
+        return set()
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            with open("/proc/%d/net/%s" % (pid, table)) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    # st 01 is ESTABLISHED; field 9 is the inode.
+                    if fields[3] == "01" and fields[9] in inodes:
+                        ports.add(int(fields[2].rpartition(":")[2], 16))
+        except OSError:
+            pass
+    return ports
+
+
+def test_serve_connections_opened_after_fork(stack, http):
+    n = nworkers(stack)
+    services = {stack.ports[k] for k in ("pg", "pg_replica", "redis",
+                                         "memcached")}
+    pg = {stack.ports["pg"], stack.ports["pg_replica"]}
+    sup = stack.app_pid("cars")
+    workers = wait_workers(stack, "cars", n)
+    for _ in range(2 * n):
+        r = http.get("/api/cars")
+        assert r.status_code == 200, r.text
+    assert not _tcp_peer_ports(sup) & services
+    assert any(_tcp_peer_ports(w) & pg for w in workers)
+
+
+def test_serve_sigterm_finishes_inflight_request(stack):
+    sup = stack.app_pid("testapp")
+    workers = wait_workers(stack, "testapp", nworkers(stack))
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        slow = pool.submit(requests.get, stack.url("/_test/sleep?ms=3000"),
+                           timeout=20)
+        # Long enough for the request to reach a worker.
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        os.kill(sup, signal.SIGTERM)
+        r = slow.result(timeout=20)
+        assert r.status_code == 200, r.text
+        assert r.json()["pid"] in workers
+        assert time.monotonic() - t0 >= 2.0
+        wait_until("the supervisor and its workers to exit",
+                   lambda: not any(alive(p) for p in [sup] + workers), 10)
+        r = requests.get(stack.url("/_test/pid"), timeout=10)
+        assert r.status_code == 503
+        assert r.json()["error"] == "unavailable"
+        assert "stopped" in stack.log("testapp")
+    finally:
+        pool.shutdown(wait=True)
+        if stack.app_pid("testapp") is None:
+            stack.start_component("testapp")
+        wait_until("testapp to answer again", lambda: _answers(stack), 15,
+                   step=0.2)
+
+
+def _answers(stack):
+    try:
+        return requests.get(stack.url("/_test/pid"),
+                            timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def test_serve_no_sanitizer_reports(stack):
+    for name in ("testapp", "cars"):
+        assert_no_sanitizer_report(stack.log(name))
