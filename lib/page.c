@@ -10,6 +10,7 @@
  */
 #include "config.h"
 
+#include <assert.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -22,7 +23,7 @@
 #include "keel/page.h"
 
 #define MAC_LEN		16		/* truncated HMAC-SHA256, bytes */
-#define CURSOR_MAX	512		/* bytes of payload we accept */
+#define CURSOR_MAX	(KEEL_PAGE_MAXPAYLOAD + MAC_LEN)
 
 static void
 cursor_mac(const char *secret, const char *scope, const unsigned char *p,
@@ -52,6 +53,8 @@ keel_page_encode(struct keel_arena *a, const char *secret, const char *scope,
 
 	for (i = 0; i < nkeys; i++)
 		n += strlen(keys[i]) + 1;
+	/* Sort keys come from our own rows, never from clients. */
+	assert(n <= KEEL_PAGE_MAXPAYLOAD);
 	raw = keel_arena_alloc(a, n + MAC_LEN);
 	for (i = 0, len = 0; i < nkeys; i++) {
 		memcpy(raw + len, keys[i], strlen(keys[i]) + 1);

@@ -14,6 +14,7 @@ struct keel_req;
 #define KEEL_PAGE_MAXKEYS	4	/* sort-key columns in a cursor */
 #define KEEL_PAGE_DEFAULT	20
 #define KEEL_PAGE_MAX		100
+#define KEEL_PAGE_MAXPAYLOAD	512	/* bytes of keys in one cursor */
 
 enum keel_page_dir {
 	KEEL_PAGE_FIRST,	/* no cursor: the first page */
@@ -31,7 +32,8 @@ struct keel_page {
 /*
  * A cursor is base64url(keys joined by NUL || HMAC-SHA256(secret, scope ||
  * payload)[0..16)).  scope ("cars") makes one resource's cursor foreign
- * to another.  Encode returns a string from a.
+ * to another.  Encode returns a string from a.  The keys together must
+ * stay under KEEL_PAGE_MAXPAYLOAD bytes (sort keys are ids and times).
  */
 char		*keel_page_encode(struct keel_arena *a, const char *secret,
 		    const char *scope, const char *const *keys, size_t nkeys);

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: ISC */
+/* fuzz_json.c -- libFuzzer driver: request bodies through a field table. */
+#include "config.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#include "keel/json.h"
+
+int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+
+static const char *const kinds[] = { "a", "b", NULL };
+
+enum { F_S, F_I, F_B, F_E, F_D, F_ID, F__MAX };
+
+static const struct keel_field fields[F__MAX] = {
+	[F_S] = { "s", KEEL_FIELD_STRING, 1, 0, 1, 10, NULL, NULL, NULL },
+	[F_I] = { "i", KEEL_FIELD_INT, 1, 0, -5, 5, NULL, NULL, NULL },
+	[F_B] = { "b", KEEL_FIELD_BOOL, 0, 1, 0, 0, NULL, NULL, NULL },
+	[F_E] = { "e", KEEL_FIELD_ENUM, 0, 0, 0, 0, kinds, NULL, NULL },
+	[F_D] = { "d", KEEL_FIELD_DATE, 0, 0, 0, 0, NULL, NULL, NULL },
+	[F_ID] = { "id", KEEL_FIELD_ID, 0, 0, 0, 0, NULL, NULL, NULL },
+};
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
+{
+	struct json_object	*doc, *errors;
+	struct keel_value	 v[F__MAX];
+	char			 err[160];
+	int			 mode;
+
+	if (keel_json_parse((const char *)data, n, &doc, err, sizeof(err)) !=
+	    KEEL_OK)
+		return 0;
+	for (mode = KEEL_FIELDS_ALL; mode <= KEEL_FIELDS_SOME; mode++) {
+		errors = json_object_new_object();
+		if (keel_json_fields(doc, fields, F__MAX, mode, v, errors) ==
+		    KEEL_OK) {
+			/* Accepted values must honour the table. */
+			if (v[F_I].present && (v[F_I].i < -5 || v[F_I].i > 5))
+				__builtin_trap();
+			if (v[F_S].present && !v[F_S].is_null &&
+			    (strlen(v[F_S].s) == 0 ||
+			    !keel_utf8_valid(v[F_S].s, strlen(v[F_S].s))))
+				__builtin_trap();
+			if (v[F_D].present && !keel_date_valid(v[F_D].s))
+				__builtin_trap();
+		}
+		json_object_put(errors);
+	}
+	json_object_put(doc);
+	return 0;
+}
