@@ -73,6 +73,23 @@ static const struct cfg_row rows[] = {
 	    OFF(routes_file), "the route list the build generates" },
 	{ "KEEL_HEALTH_TIMEOUT", CFG_INT, "1000", 50, 10000,
 	    OFF(health_timeout), "milliseconds each /health check may take" },
+	{ "KEEL_DB_RYW_WINDOW", CFG_INT, "5", 0, 3600, OFF(db_ryw_window),
+	    "seconds a user's reads go to the primary after they write "
+	    "(read-your-writes; 0: off)" },
+	{ "KEEL_DB_REPLICA_MAX_LAG", CFG_INT, "2000", 0, 3600000,
+	    OFF(db_replica_max_lag), "milliseconds of replay lag past which "
+	    "a replica is skipped for the primary" },
+	{ "KEEL_DB_SLOW_MS", CFG_INT, "200", 0, 3600000, OFF(db_slow_ms),
+	    "milliseconds past which a query is logged by statement name "
+	    "(0: every query)" },
+	{ "KEEL_SESSION_TTL", CFG_INT, "86400", 60, 31536000,
+	    OFF(session_ttl), "seconds a login session lives" },
+	{ "KEEL_INVITE_TTL", CFG_INT, "259200", 3600, 2592000,
+	    OFF(invite_ttl), "seconds an invitation's set-password link "
+	    "stays valid" },
+	{ "KEEL_PUBLIC_URL", CFG_STR, "http://127.0.0.1:8080", 0, 0,
+	    OFF(public_url), "the site's public base URL, for links in "
+	    "emails" },
 };
 
 static const struct keel_config *current;

@@ -25,6 +25,13 @@ struct keel_config {
 	char	*secret;		/* KEEL_SECRET: signs cursors; >= 32 chars */
 	char	*routes_file;		/* KEEL_ROUTES_FILE: built route list */
 	int	 health_timeout;	/* KEEL_HEALTH_TIMEOUT: ms per check */
+	int	 db_ryw_window;		/* KEEL_DB_RYW_WINDOW: seconds a writer's
+					   reads stay on the primary */
+	int	 db_replica_max_lag;	/* KEEL_DB_REPLICA_MAX_LAG: ms */
+	int	 db_slow_ms;		/* KEEL_DB_SLOW_MS: log queries slower */
+	int	 session_ttl;		/* KEEL_SESSION_TTL: seconds */
+	int	 invite_ttl;		/* KEEL_INVITE_TTL: seconds */
+	char	*public_url;		/* KEEL_PUBLIC_URL: links in emails */
 };
 
 /*
