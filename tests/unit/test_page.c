@@ -1,8 +1,431 @@
 /* SPDX-License-Identifier: ISC */
+/*
+ * test_page.c -- unit tests for keyset cursors: keel_page_encode() and
+ * keel_page_decode().
+ *
+ * A cursor comes back from the client, so decode must refuse anything it
+ * did not sign for this scope, with this secret and this many keys
+ * (API.md: "a tampered or foreign cursor is a 400").
+ */
+#include "config.h"
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <string.h>
+
 #include <cmocka.h>
-static void t(void **s) { (void)s; assert_true(1); }
-int main(void) { const struct CMUnitTest ts[] = { cmocka_unit_test(t) }; return cmocka_run_group_tests(ts, NULL, NULL); }
+#include <sodium.h>
+
+#include "keel/mem.h"
+#include "keel/page.h"
+
+#define SECRET	"unit-test-secret-0123456789abcdef"
+
+static const char *const two_keys[] = {
+	"2024-05-01T12:00:00.123456Z", "42"
+};
+
+static int
+group_setup(void **state)
+{
+	(void)state;
+	return sodium_init() < 0 ? -1 : 0;
+}
+
+static int
+setup(void **state)
+{
+	*state = keel_arena_new();
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	keel_arena_free(*state);
+	return 0;
+}
+
+static char *
+encode2(struct keel_arena *a)
+{
+	char	*tok;
+
+	tok = keel_page_encode(a, SECRET, "cars", two_keys, 2);
+	assert_non_null(tok);
+	return tok;
+}
+
+static enum keel_err
+decode(struct keel_arena *a, const char *tok, size_t nkeys)
+{
+	const char	*keys[KEEL_PAGE_MAXKEYS + 1];
+
+	return keel_page_decode(a, SECRET, "cars", tok, keys, nkeys);
+}
+
+static void
+test_page_round_trip_two_keys(void **state)
+{
+	const char	*keys[2] = { NULL, NULL };
+	char		*tok;
+
+	tok = encode2(*state);
+	assert_int_equal(keel_page_decode(*state, SECRET, "cars", tok, keys,
+	    2), KEEL_OK);
+	assert_string_equal(keys[0], two_keys[0]);
+	assert_string_equal(keys[1], two_keys[1]);
+}
+
+static void
+test_page_round_trip_max_keys(void **state)
+{
+	static const char *const k[KEEL_PAGE_MAXKEYS] = {
+		"a", "bb", "ccc", "dddd"
+	};
+	const char	*out[KEEL_PAGE_MAXKEYS];
+	char		*tok;
+	size_t		 i;
+
+	tok = keel_page_encode(*state, SECRET, "cars", k, KEEL_PAGE_MAXKEYS);
+	assert_int_equal(keel_page_decode(*state, SECRET, "cars", tok, out,
+	    KEEL_PAGE_MAXKEYS), KEEL_OK);
+	for (i = 0; i < KEEL_PAGE_MAXKEYS; i++)
+		assert_string_equal(out[i], k[i]);
+}
+
+static void
+test_page_round_trip_empty_key(void **state)
+{
+	static const char *const k[] = { "", "7" };
+	const char	*out[2];
+	char		*tok;
+
+	tok = keel_page_encode(*state, SECRET, "cars", k, 2);
+	assert_int_equal(keel_page_decode(*state, SECRET, "cars", tok, out, 2),
+	    KEEL_OK);
+	assert_string_equal(out[0], "");
+	assert_string_equal(out[1], "7");
+}
+
+static void
+test_page_round_trip_unusual_utf8(void **state)
+{
+	static const char *const k[] = {
+		/* RTL override; BOM, zero-width space, U+10FFFF */
+		"Z\xc3\xbcrich \xe2\x80\xae\xf0\x9f\x9a\x97",
+		"\xef\xbb\xbf\xe2\x80\x8b\xf4\x8f\xbf\xbf",
+		"a\x01\x7f" "b/+=&?%",
+	};
+	const char	*out[3];
+	char		*tok;
+	size_t		 i;
+
+	tok = keel_page_encode(*state, SECRET, "cars", k, 3);
+	assert_int_equal(keel_page_decode(*state, SECRET, "cars", tok, out, 3),
+	    KEEL_OK);
+	for (i = 0; i < 3; i++)
+		assert_string_equal(out[i], k[i]);
+}
+
+static void
+test_page_token_is_url_safe(void **state)
+{
+	static const char *const k[] = { "\xff\xfe\xfd\xfc", "?>?>?>~~" };
+	const char	*p;
+	char		*tok;
+
+	tok = keel_page_encode(*state, SECRET, "cars", k, 2);
+	for (p = tok; *p != '\0'; p++)
+		assert_true((*p >= 'A' && *p <= 'Z') ||
+		    (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+		    *p == '-' || *p == '_');
+}
+
+static void
+test_page_encode_is_deterministic(void **state)
+{
+	assert_string_equal(encode2(*state), encode2(*state));
+}
+
+static void
+test_page_every_flipped_char_rejected(void **state)
+{
+	static const char b64[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	char	*tok, saved;
+	size_t	 i, len;
+
+	tok = encode2(*state);
+	len = strlen(tok);
+	for (i = 0; i < len; i++) {
+		saved = tok[i];
+		/* Another base64url character: the next one, wrapping. */
+		tok[i] = b64[(strchr(b64, saved) - b64 + 1) % 64];
+		if (decode(*state, tok, 2) != KEEL_EINVAL)
+			fail_msg("flipping position %zu of %s was accepted",
+			    i, tok);
+		tok[i] = saved;
+	}
+	assert_int_equal(decode(*state, tok, 2), KEEL_OK);
+}
+
+static void
+test_page_forged_payload_with_genuine_mac_rejected(void **state)
+{
+	unsigned char		 raw[256];
+	char			 forged[512];
+	const char		*tok, *end;
+	size_t			 len;
+
+	tok = encode2(*state);
+	assert_int_equal(sodium_base642bin(raw, sizeof(raw), tok, strlen(tok),
+	    NULL, &len, &end, sodium_base64_VARIANT_URLSAFE_NO_PADDING), 0);
+	/* "42" becomes "43": a later page than the one we signed for. */
+	assert_int_equal(raw[len - 16 - 2], '2');
+	raw[len - 16 - 2] = '3';
+	sodium_bin2base64(forged, sizeof(forged), raw, len,
+	    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	assert_int_equal(decode(*state, forged, 2), KEEL_EINVAL);
+}
+
+static void
+test_page_truncated_token_rejected(void **state)
+{
+	char	*tok;
+	size_t	 len;
+
+	tok = encode2(*state);
+	len = strlen(tok);
+	tok[len - 1] = '\0';
+	assert_int_equal(decode(*state, tok, 2), KEEL_EINVAL);
+	tok[len - 4] = '\0';
+	assert_int_equal(decode(*state, tok, 2), KEEL_EINVAL);
+}
+
+static void
+test_page_appended_char_rejected(void **state)
+{
+	const char	*tok;
+
+	tok = encode2(*state);
+	assert_int_equal(decode(*state, keel_arena_printf(*state, "%sA", tok),
+	    2), KEEL_EINVAL);
+	assert_int_equal(decode(*state, keel_arena_printf(*state, "%s=", tok),
+	    2), KEEL_EINVAL);
+	assert_int_equal(decode(*state, keel_arena_printf(*state, "%s ", tok),
+	    2), KEEL_EINVAL);
+}
+
+static void
+test_page_other_scope_rejected(void **state)
+{
+	const char	*keys[2];
+	char		*tok;
+
+	tok = encode2(*state);
+	assert_int_equal(keel_page_decode(*state, SECRET, "contracts", tok,
+	    keys, 2), KEEL_EINVAL);
+}
+
+static void
+test_page_scope_prefix_rejected(void **state)
+{
+	const char	*keys[2];
+	char		*tok;
+
+	tok = encode2(*state);
+	assert_int_equal(keel_page_decode(*state, SECRET, "car", tok, keys,
+	    2), KEEL_EINVAL);
+	assert_int_equal(keel_page_decode(*state, SECRET, "carsx", tok, keys,
+	    2), KEEL_EINVAL);
+	assert_int_equal(keel_page_decode(*state, SECRET, "", tok, keys, 2),
+	    KEEL_EINVAL);
+}
+
+static void
+test_page_scope_boundary_unambiguous(void **state)
+{
+	static const char *const k[] = { "s1", "2" };
+	unsigned char	 raw[256];
+	char		 moved[512];
+	const char	*tok, *end;
+	size_t		 len;
+
+	/*
+	 * Move the payload's first byte into the scope: "car" + "s1\0 2\0"
+	 * and "cars" + "1\0 2\0" are the same bytes unless the MAC
+	 * separates scope from payload.
+	 */
+	tok = keel_page_encode(*state, SECRET, "car", k, 2);
+	assert_int_equal(sodium_base642bin(raw, sizeof(raw), tok, strlen(tok),
+	    NULL, &len, &end, sodium_base64_VARIANT_URLSAFE_NO_PADDING), 0);
+	assert_int_equal(raw[0], 's');
+	sodium_bin2base64(moved, sizeof(moved), raw + 1, len - 1,
+	    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	assert_int_equal(decode(*state, moved, 2), KEEL_EINVAL);
+}
+
+static void
+test_page_other_secret_rejected(void **state)
+{
+	const char	*keys[2];
+	char		*tok;
+
+	tok = encode2(*state);
+	assert_int_equal(keel_page_decode(*state, SECRET "x", "cars", tok,
+	    keys, 2), KEEL_EINVAL);
+	assert_int_equal(keel_page_decode(*state, "", "cars", tok, keys, 2),
+	    KEEL_EINVAL);
+}
+
+static void
+test_page_fewer_keys_than_signed_rejected(void **state)
+{
+	assert_int_equal(decode(*state, encode2(*state), 1), KEEL_EINVAL);
+}
+
+static void
+test_page_more_keys_than_signed_rejected(void **state)
+{
+	assert_int_equal(decode(*state, encode2(*state), 3), KEEL_EINVAL);
+}
+
+static void
+test_page_empty_string_rejected(void **state)
+{
+	assert_int_equal(decode(*state, "", 2), KEEL_EINVAL);
+}
+
+static void
+test_page_garbage_rejected(void **state)
+{
+	assert_int_equal(decode(*state, "not a cursor!", 2), KEEL_EINVAL);
+	assert_int_equal(decode(*state, "%00%00", 2), KEEL_EINVAL);
+	assert_int_equal(decode(*state, "\xc3\xa9\xc3\xa9", 2), KEEL_EINVAL);
+}
+
+static void
+test_page_base64_junk_rejected(void **state)
+{
+	/* Well-formed base64url that no one signed. */
+	assert_int_equal(decode(*state, "AAAA", 2), KEEL_EINVAL);
+	assert_int_equal(decode(*state,
+	    "MjAyNC0wNS0wMQA0MgAAAAAAAAAAAAAAAAAAAAAAAA", 2), KEEL_EINVAL);
+	assert_int_equal(decode(*state,
+	    "________________________________________", 2), KEEL_EINVAL);
+}
+
+static void
+test_page_standard_base64_alphabet_rejected(void **state)
+{
+	char	*tok, *p;
+
+	tok = encode2(*state);
+	/* The same bytes in the '+' '/' alphabet are not our encoding. */
+	for (p = tok; *p != '\0'; p++)
+		if (*p == '-')
+			*p = '+';
+		else if (*p == '_')
+			*p = '/';
+	if (strpbrk(tok, "+/") == NULL)
+		tok[0] = '+';
+	assert_int_equal(decode(*state, tok, 2), KEEL_EINVAL);
+}
+
+static void
+test_page_mac_only_token_rejected(void **state)
+{
+	char	*tok;
+
+	/* No keys: a payload of nothing but a MAC. */
+	tok = keel_page_encode(*state, SECRET, "cars", NULL, 0);
+	assert_int_equal(decode(*state, tok, 0), KEEL_EINVAL);
+	assert_int_equal(decode(*state, tok, 1), KEEL_EINVAL);
+}
+
+static void
+test_page_very_long_token_rejected(void **state)
+{
+	char	*tok;
+
+	tok = keel_arena_alloc(*state, 100001);
+	memset(tok, 'A', 100000);
+	tok[100000] = '\0';
+	assert_int_equal(decode(*state, tok, 2), KEEL_EINVAL);
+}
+
+static void
+test_page_max_payload_round_trips(void **state)
+{
+	const char	*k[2], *out[2];
+	char		*big, *tok;
+
+	/* Keys of exactly KEEL_PAGE_MAXPAYLOAD bytes, NULs included. */
+	big = keel_arena_alloc(*state, KEEL_PAGE_MAXPAYLOAD);
+	memset(big, 'k', KEEL_PAGE_MAXPAYLOAD - 3);
+	big[KEEL_PAGE_MAXPAYLOAD - 3] = '\0';
+	k[0] = big;
+	k[1] = "1";
+	tok = keel_page_encode(*state, SECRET, "cars", k, 2);
+	assert_int_equal(keel_page_decode(*state, SECRET, "cars", tok, out, 2),
+	    KEEL_OK);
+	assert_string_equal(out[0], big);
+	assert_string_equal(out[1], "1");
+}
+
+static void
+test_page_realistic_long_keys_round_trip(void **state)
+{
+	const char	*k[2], *out[2];
+	char		*mid, *tok;
+
+	/* A 200-byte text sort key, well inside the bound. */
+	mid = keel_arena_alloc(*state, 201);
+	memset(mid, 'm', 200);
+	mid[200] = '\0';
+	k[0] = mid;
+	k[1] = "123456789012345678";
+	tok = keel_page_encode(*state, SECRET, "cars", k, 2);
+	assert_int_equal(keel_page_decode(*state, SECRET, "cars", tok, out, 2),
+	    KEEL_OK);
+	assert_string_equal(out[0], mid);
+	assert_string_equal(out[1], k[1]);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+#define T(f)	cmocka_unit_test_setup_teardown(f, setup, teardown)
+		T(test_page_round_trip_two_keys),
+		T(test_page_round_trip_max_keys),
+		T(test_page_round_trip_empty_key),
+		T(test_page_round_trip_unusual_utf8),
+		T(test_page_token_is_url_safe),
+		T(test_page_encode_is_deterministic),
+		T(test_page_every_flipped_char_rejected),
+		T(test_page_forged_payload_with_genuine_mac_rejected),
+		T(test_page_truncated_token_rejected),
+		T(test_page_appended_char_rejected),
+		T(test_page_other_scope_rejected),
+		T(test_page_scope_prefix_rejected),
+		T(test_page_scope_boundary_unambiguous),
+		T(test_page_other_secret_rejected),
+		T(test_page_fewer_keys_than_signed_rejected),
+		T(test_page_more_keys_than_signed_rejected),
+		T(test_page_empty_string_rejected),
+		T(test_page_garbage_rejected),
+		T(test_page_base64_junk_rejected),
+		T(test_page_standard_base64_alphabet_rejected),
+		T(test_page_mac_only_token_rejected),
+		T(test_page_very_long_token_rejected),
+		T(test_page_max_payload_round_trips),
+		T(test_page_realistic_long_keys_round_trip),
+#undef T
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, NULL);
+}
