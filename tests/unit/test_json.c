@@ -1,8 +1,1231 @@
 /* SPDX-License-Identifier: ISC */
+/*
+ * test_json.c -- unit tests for json.c: strict body parsing, typed field
+ * tables, and the bounded number and date helpers under them.
+ *
+ * Field tests run a body through keel_json_parse() and keel_json_fields()
+ * as keel_http_body_fields() does, then read the errors object the client
+ * would get (API.md: "fields": {"<field>": "<what is wrong>"}).
+ */
+#include "config.h"
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include <cmocka.h>
-static void t(void **s) { (void)s; assert_true(1); }
-int main(void) { const struct CMUnitTest ts[] = { cmocka_unit_test(t) }; return cmocka_run_group_tests(ts, NULL, NULL); }
+
+#include "keel/json.h"
+#include "keel/mem.h"
+
+enum car_field {
+	CAR_NAME,		/* string, required, 1..5 characters */
+	CAR_YEAR,		/* int, required, 1900..2100 */
+	CAR_STATUS,		/* enum */
+	CAR_START,		/* date */
+	CAR_OWNER,		/* id */
+	CAR_ACTIVE,		/* bool */
+	CAR_NOTE,		/* string, nullable, unbounded */
+	CAR_CODE,		/* string, 3..8 characters, no spaces */
+	CAR_MILES,		/* int, unbounded */
+	CAR__MAX
+};
+
+static const char *const statuses[] = {
+	"available", "rented", "maintenance", NULL
+};
+
+static int
+no_space(const char *s)
+{
+	return strchr(s, ' ') != NULL;
+}
+
+static const struct keel_field car_fields[CAR__MAX] = {
+	[CAR_NAME] = { .name = "name", .type = KEEL_FIELD_STRING,
+	    .required = 1, .min = 1, .max = 5 },
+	[CAR_YEAR] = { .name = "year", .type = KEEL_FIELD_INT,
+	    .required = 1, .min = 1900, .max = 2100 },
+	[CAR_STATUS] = { .name = "status", .type = KEEL_FIELD_ENUM,
+	    .values = statuses },
+	[CAR_START] = { .name = "startDate", .type = KEEL_FIELD_DATE },
+	[CAR_OWNER] = { .name = "ownerId", .type = KEEL_FIELD_ID },
+	[CAR_ACTIVE] = { .name = "active", .type = KEEL_FIELD_BOOL },
+	[CAR_NOTE] = { .name = "note", .type = KEEL_FIELD_STRING,
+	    .nullable = 1 },
+	[CAR_CODE] = { .name = "code", .type = KEEL_FIELD_STRING,
+	    .min = 3, .max = 8, .check = no_space,
+	    .check_msg = "must not contain spaces" },
+	[CAR_MILES] = { .name = "miles", .type = KEEL_FIELD_INT },
+};
+
+/* One body's trip through parsing and extraction; freed by teardown. */
+struct run {
+	struct json_object	*doc;
+	struct json_object	*errors;
+	struct keel_value	 vals[CAR__MAX];
+	char			 err[256];	/* keel_json_parse's reason */
+};
+
+static int
+setup(void **state)
+{
+	struct run	*r;
+
+	r = keel_calloc(1, sizeof(*r));
+	r->errors = json_object_new_object();
+	*state = r;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct run	*r = *state;
+
+	json_object_put(r->doc);
+	json_object_put(r->errors);
+	free(r);
+	return 0;
+}
+
+/* keel_json_parse() over a string literal, not counting its NUL. */
+#define PARSE(r, lit)	keel_json_parse((lit), sizeof(lit) - 1, &(r)->doc, \
+			    (r)->err, sizeof((r)->err))
+
+static void
+assert_parse_fails(struct run *r, const char *buf, size_t len)
+{
+	enum keel_err	 er;
+
+	er = keel_json_parse(buf, len, &r->doc, r->err, sizeof(r->err));
+	if (er == KEEL_OK)
+		fail_msg("accepted, but must be rejected: %.*s",
+		    len > 60 ? 60 : (int)len, buf);
+	assert_int_equal(er, KEEL_EINVAL);
+	assert_null(r->doc);
+	assert_true(r->err[0] != '\0');
+}
+#define PARSE_FAILS(r, lit)	assert_parse_fails((r), (lit), sizeof(lit) - 1)
+
+/* Parses body, which must be valid JSON, and extracts car_fields. */
+static enum keel_err
+fields(struct run *r, const char *body, int mode)
+{
+	assert_int_equal(keel_json_parse(body, strlen(body), &r->doc, r->err,
+	    sizeof(r->err)), KEEL_OK);
+	return keel_json_fields(r->doc, car_fields, CAR__MAX, mode, r->vals,
+	    r->errors);
+}
+
+/* The message errors holds for name; the test fails when there is none. */
+static const char *
+error_for(struct run *r, const char *name)
+{
+	struct json_object	*m;
+
+	if (!json_object_object_get_ex(r->errors, name, &m))
+		fail_msg("no error for \"%s\" in %s", name,
+		    json_object_to_json_string(r->errors));
+	assert_true(json_object_is_type(m, json_type_string));
+	return json_object_get_string(m);
+}
+
+/* Extraction fails with exactly one error, msg on field name. */
+static void
+assert_only_error(struct run *r, const char *body, int mode,
+    const char *name, const char *msg)
+{
+	assert_int_equal(fields(r, body, mode), KEEL_EINVAL);
+	assert_string_equal(error_for(r, name), msg);
+	assert_int_equal(json_object_object_length(r->errors), 1);
+}
+
+static void
+assert_no_errors(struct run *r, const char *body, int mode)
+{
+	enum keel_err	 er;
+
+	er = fields(r, body, mode);
+	if (json_object_object_length(r->errors) != 0)
+		fail_msg("unexpected errors %s",
+		    json_object_to_json_string(r->errors));
+	assert_int_equal(er, KEEL_OK);
+}
+
+/* A valid create body with one field replaced by "key": value. */
+static const char *
+car_with(char *buf, size_t len, const char *key, const char *value)
+{
+	snprintf(buf, len, "{\"name\":\"Golf\",\"year\":2020,\"%s\":%s}",
+	    key, value);
+	return buf;
+}
+
+static void
+test_json_parse_object(void **state)
+{
+	struct run	*r = *state;
+
+	assert_int_equal(PARSE(r, "{\"a\":[1,2,{\"b\":null}]}"), KEEL_OK);
+	assert_true(json_object_is_type(r->doc, json_type_object));
+}
+
+static void
+test_json_parse_trailing_whitespace_ok(void **state)
+{
+	struct run	*r = *state;
+
+	assert_int_equal(PARSE(r, "{\"a\":1} \t\r\n"), KEEL_OK);
+	assert_non_null(r->doc);
+}
+
+static void
+test_json_parse_leading_whitespace_ok(void **state)
+{
+	struct run	*r = *state;
+
+	assert_int_equal(PARSE(r, " \n{}"), KEEL_OK);
+}
+
+static void
+test_json_parse_malformed_rejected(void **state)
+{
+	PARSE_FAILS(*state, "{\"a\":}");
+}
+
+static void
+test_json_parse_unterminated_rejected(void **state)
+{
+	PARSE_FAILS(*state, "{\"a\":1");
+}
+
+static void
+test_json_parse_trailing_comma_rejected(void **state)
+{
+	PARSE_FAILS(*state, "{\"a\":1,}");
+}
+
+static void
+test_json_parse_unquoted_name_rejected(void **state)
+{
+	PARSE_FAILS(*state, "{a:1}");
+}
+
+static void
+test_json_parse_comment_rejected(void **state)
+{
+	PARSE_FAILS(*state, "{\"a\":1 /* c */}");
+}
+
+static void
+test_json_parse_leading_zero_rejected(void **state)
+{
+	PARSE_FAILS(*state, "{\"a\":01}");
+}
+
+static void
+test_json_parse_trailing_garbage_rejected(void **state)
+{
+	PARSE_FAILS(*state, "{\"a\":1}x");
+}
+
+static void
+test_json_parse_second_value_rejected(void **state)
+{
+	PARSE_FAILS(*state, "{} {}");
+}
+
+static void
+test_json_parse_empty_body_rejected(void **state)
+{
+	struct run	*r = *state;
+
+	assert_parse_fails(r, "", 0);
+	assert_string_equal(r->err, "the body is empty");
+}
+
+static void
+test_json_parse_whitespace_only_rejected(void **state)
+{
+	PARSE_FAILS(*state, "  \n");
+}
+
+static void
+test_json_parse_nul_byte_rejected(void **state)
+{
+	struct run	*r = *state;
+
+	PARSE_FAILS(r, "{\"a\":\"x\0y\"}");
+	assert_string_equal(r->err, "the body contains a NUL byte");
+}
+
+static void
+test_json_parse_nul_after_value_rejected(void **state)
+{
+	PARSE_FAILS(*state, "{}\0");
+}
+
+/* n nested objects around a scalar: {"a":{"a":...1...}}, into buf. */
+static size_t
+nest_objects(char *buf, size_t len, int n)
+{
+	size_t	 off = 0;
+	int	 i;
+
+	for (i = 0; i < n; i++)
+		off += (size_t)snprintf(buf + off, len - off, "{\"a\":");
+	off += (size_t)snprintf(buf + off, len - off, "1");
+	for (i = 0; i < n; i++)
+		off += (size_t)snprintf(buf + off, len - off, "}");
+	return off;
+}
+
+static void
+test_json_parse_depth_over_16_rejected(void **state)
+{
+	struct run	*r = *state;
+	char		 buf[256];
+	size_t		 n;
+
+	n = nest_objects(buf, sizeof(buf), KEEL_JSON_MAXDEPTH + 1);
+	assert_parse_fails(r, buf, n);
+}
+
+static void
+test_json_parse_depth_far_over_limit_rejected(void **state)
+{
+	struct run	*r = *state;
+	char		 buf[20001];
+
+	memset(buf, '[', 10000);
+	memset(buf + 10000, ']', 10000);
+	assert_parse_fails(r, buf, 20000);
+}
+
+static void
+test_json_parse_depth_15_accepted(void **state)
+{
+	struct run	*r = *state;
+	char		 buf[256];
+	size_t		 n;
+
+	n = nest_objects(buf, sizeof(buf), 15);
+	assert_int_equal(keel_json_parse(buf, n, &r->doc, r->err,
+	    sizeof(r->err)), KEEL_OK);
+}
+
+/*
+ * BUG (lib/json.c:99, keel_json_parse): json-c counts the innermost
+ * scalar as a level, so json_tokener_new_ex(KEEL_JSON_MAXDEPTH) refuses 16
+ * nested objects holding a value although json.h promises depth <= 16
+ * (only 16 *empty* arrays get through).  Fails until fixed.
+ */
+static void
+test_json_parse_depth_16_accepted(void **state)
+{
+	struct run	*r = *state;
+	char		 buf[256];
+	size_t		 n;
+
+	n = nest_objects(buf, sizeof(buf), KEEL_JSON_MAXDEPTH);
+	assert_int_equal(keel_json_parse(buf, n, &r->doc, r->err,
+	    sizeof(r->err)), KEEL_OK);
+}
+
+static void
+test_json_parse_invalid_utf8_in_string_rejected(void **state)
+{
+	PARSE_FAILS(*state, "{\"a\":\"\xff\"}");
+}
+
+static void
+test_json_parse_truncated_utf8_in_string_rejected(void **state)
+{
+	PARSE_FAILS(*state, "{\"a\":\"\xe2\x82\"}");
+}
+
+/*
+ * BUG (lib/json.c:103-104, keel_json_parse): JSON_TOKENER_VALIDATE_UTF8
+ * only checks the lead/continuation byte pattern, so overlong forms,
+ * UTF-16 surrogates and code points past U+10FFFF get through although
+ * json.h promises valid UTF-8.  STRING fields catch it later, but an
+ * unknown field's *name* is echoed back in the errors object unchecked.
+ * Fix: keel_utf8_valid(buf, len) before tokenizing.  The next three tests
+ * fail until fixed.
+ */
+static void
+test_json_parse_overlong_utf8_rejected(void **state)
+{
+	PARSE_FAILS(*state, "{\"a\":\"\xc0\xaf\"}");
+}
+
+static void
+test_json_parse_surrogate_utf8_rejected(void **state)
+{
+	PARSE_FAILS(*state, "{\"\xed\xa0\x80\":1}");
+}
+
+static void
+test_json_parse_utf8_above_max_rejected(void **state)
+{
+	PARSE_FAILS(*state, "{\"a\":\"\xf4\x90\x80\x80\"}");
+}
+
+/*
+ * BUG (lib/json.c:103-104, keel_json_parse): JSON_TOKENER_STRICT in json-c
+ * 0.16 still takes several things RFC 8259 does not, although json.h says
+ * "strictly (RFC 8259)".  Each of the next four tests fails until fixed.
+ */
+static void
+test_json_parse_single_quoted_name_rejected(void **state)
+{
+	PARSE_FAILS(*state, "{'a':1}");
+}
+
+static void
+test_json_parse_nan_and_infinity_rejected(void **state)
+{
+	PARSE_FAILS(*state, "{\"a\":NaN}");
+	PARSE_FAILS(*state, "{\"a\":-Infinity}");
+}
+
+static void
+test_json_parse_raw_control_char_in_string_rejected(void **state)
+{
+	/* RFC 8259 §7: U+0000..U+001F must be escaped. */
+	PARSE_FAILS(*state, "{\"a\":\"x\x01y\"}");
+}
+
+static void
+test_json_parse_number_with_bare_dot_rejected(void **state)
+{
+	PARSE_FAILS(*state, "{\"a\":1.}");
+}
+
+static void
+test_json_parse_non_object_values_parse(void **state)
+{
+	struct run	*r = *state;
+
+	assert_int_equal(PARSE(r, "[1,2]"), KEEL_OK);
+	json_object_put(r->doc);
+	r->doc = NULL;
+	assert_int_equal(PARSE(r, "\"x\""), KEEL_OK);
+}
+
+/*
+ * BUG (lib/json.c:105-110, keel_json_parse): json-c cannot know a bare
+ * number or literal has ended without a terminator, answers
+ * json_tokener_continue, and keel reports "the JSON ends too early" for
+ * the valid RFC 8259 texts 42, true and null.  Fix: on continue, feed
+ * json_tokener_parse_ex(tok, "", 1) to mark the end.  Fails until fixed.
+ */
+static void
+test_json_parse_top_level_scalar_accepted(void **state)
+{
+	struct run	*r = *state;
+
+	assert_int_equal(PARSE(r, "42"), KEEL_OK);
+	assert_true(json_object_is_type(r->doc, json_type_int));
+}
+
+static void
+test_json_fields_valid_body_filled(void **state)
+{
+	struct run	*r = *state;
+
+	assert_no_errors(r, "{\"name\":\"Golf\",\"year\":2020,"
+	    "\"status\":\"rented\",\"startDate\":\"2024-02-29\","
+	    "\"ownerId\":7,\"active\":true,\"note\":\"hi\",\"code\":\"ABC\","
+	    "\"miles\":-3}", KEEL_FIELDS_ALL);
+	assert_string_equal(r->vals[CAR_NAME].s, "Golf");
+	assert_int_equal(r->vals[CAR_YEAR].i, 2020);
+	assert_string_equal(r->vals[CAR_STATUS].s, "rented");
+	assert_string_equal(r->vals[CAR_START].s, "2024-02-29");
+	assert_int_equal(r->vals[CAR_OWNER].i, 7);
+	assert_true(r->vals[CAR_ACTIVE].b);
+	assert_string_equal(r->vals[CAR_NOTE].s, "hi");
+	assert_int_equal(r->vals[CAR_MILES].i, -3);
+	assert_true(r->vals[CAR_NAME].present);
+	assert_false(r->vals[CAR_NAME].is_null);
+}
+
+static void
+test_json_fields_absent_optional_not_present(void **state)
+{
+	struct run	*r = *state;
+
+	assert_no_errors(r, "{\"name\":\"Golf\",\"year\":2020}",
+	    KEEL_FIELDS_ALL);
+	assert_true(r->vals[CAR_YEAR].present);
+	assert_false(r->vals[CAR_STATUS].present);
+	assert_null(r->vals[CAR_STATUS].s);
+	assert_false(r->vals[CAR_ACTIVE].present);
+}
+
+static void
+test_json_fields_non_object_body_rejected(void **state)
+{
+	assert_only_error(*state, "[1,2]", KEEL_FIELDS_ALL, "body",
+	    "must be a JSON object");
+}
+
+static void
+test_json_fields_string_body_rejected(void **state)
+{
+	assert_only_error(*state, "\"name\"", KEEL_FIELDS_SOME, "body",
+	    "must be a JSON object");
+}
+
+static void
+test_json_fields_unknown_field_reported(void **state)
+{
+	assert_only_error(*state,
+	    "{\"name\":\"Golf\",\"year\":2020,\"colour\":\"red\"}",
+	    KEEL_FIELDS_ALL, "colour", "is not a known field");
+}
+
+static void
+test_json_fields_name_match_is_case_sensitive(void **state)
+{
+	struct run	*r = *state;
+
+	assert_int_equal(fields(r, "{\"name\":\"Golf\",\"Year\":2020}",
+	    KEEL_FIELDS_ALL), KEEL_EINVAL);
+	assert_string_equal(error_for(r, "Year"), "is not a known field");
+	assert_string_equal(error_for(r, "year"), "is required");
+}
+
+static void
+test_json_fields_missing_required_in_all_mode(void **state)
+{
+	struct run	*r = *state;
+
+	assert_int_equal(fields(r, "{}", KEEL_FIELDS_ALL), KEEL_EINVAL);
+	assert_string_equal(error_for(r, "name"), "is required");
+	assert_string_equal(error_for(r, "year"), "is required");
+	/* Optional fields are not required. */
+	assert_int_equal(json_object_object_length(r->errors), 2);
+}
+
+static void
+test_json_fields_missing_required_ok_in_some_mode(void **state)
+{
+	struct run	*r = *state;
+
+	assert_no_errors(r, "{\"status\":\"maintenance\"}", KEEL_FIELDS_SOME);
+	assert_true(r->vals[CAR_STATUS].present);
+	assert_false(r->vals[CAR_NAME].present);
+}
+
+static void
+test_json_fields_some_mode_with_no_fields_errs_on_body(void **state)
+{
+	assert_only_error(*state, "{}", KEEL_FIELDS_SOME, "body",
+	    "must change at least one field");
+}
+
+static void
+test_json_fields_every_problem_reported_at_once(void **state)
+{
+	struct run	*r = *state;
+
+	assert_int_equal(fields(r, "{\"year\":\"2020\",\"status\":\"sold\","
+	    "\"x\":1}", KEEL_FIELDS_ALL), KEEL_EINVAL);
+	assert_string_equal(error_for(r, "name"), "is required");
+	assert_string_equal(error_for(r, "year"), "must be an integer");
+	assert_string_equal(error_for(r, "status"),
+	    "is not one of the allowed values");
+	assert_string_equal(error_for(r, "x"), "is not a known field");
+	assert_int_equal(json_object_object_length(r->errors), 4);
+}
+
+static void
+test_json_fields_string_for_int_rejected(void **state)
+{
+	char	 b[256];
+
+	assert_only_error(*state, car_with(b, sizeof(b), "miles", "\"12\""),
+	    KEEL_FIELDS_ALL, "miles", "must be an integer");
+}
+
+static void
+test_json_fields_float_for_int_rejected(void **state)
+{
+	char	 b[256];
+
+	assert_only_error(*state, car_with(b, sizeof(b), "miles", "1.5"),
+	    KEEL_FIELDS_ALL, "miles", "must be an integer");
+}
+
+static void
+test_json_fields_integral_float_for_int_rejected(void **state)
+{
+	char	 b[256];
+
+	assert_only_error(*state, car_with(b, sizeof(b), "miles", "2.0"),
+	    KEEL_FIELDS_ALL, "miles", "must be an integer");
+}
+
+static void
+test_json_fields_bool_for_int_rejected(void **state)
+{
+	char	 b[256];
+
+	assert_only_error(*state, car_with(b, sizeof(b), "miles", "true"),
+	    KEEL_FIELDS_ALL, "miles", "must be an integer");
+}
+
+static void
+test_json_fields_int_for_string_rejected(void **state)
+{
+	assert_only_error(*state, "{\"name\":12,\"year\":2020}",
+	    KEEL_FIELDS_ALL, "name", "must be a string");
+}
+
+static void
+test_json_fields_array_for_string_rejected(void **state)
+{
+	char	 b[256];
+
+	assert_only_error(*state, car_with(b, sizeof(b), "note", "[\"a\"]"),
+	    KEEL_FIELDS_ALL, "note", "must be a string");
+}
+
+static void
+test_json_fields_string_for_bool_rejected(void **state)
+{
+	char	 b[256];
+
+	assert_only_error(*state, car_with(b, sizeof(b), "active", "\"true\""),
+	    KEEL_FIELDS_ALL, "active", "must be true or false");
+}
+
+static void
+test_json_fields_int_for_bool_rejected(void **state)
+{
+	char	 b[256];
+
+	assert_only_error(*state, car_with(b, sizeof(b), "active", "1"),
+	    KEEL_FIELDS_ALL, "active", "must be true or false");
+}
+
+static void
+test_json_fields_null_when_not_nullable_rejected(void **state)
+{
+	assert_only_error(*state, "{\"name\":null,\"year\":2020}",
+	    KEEL_FIELDS_ALL, "name", "must not be null");
+}
+
+static void
+test_json_fields_null_when_nullable_accepted(void **state)
+{
+	struct run	*r = *state;
+	char		 b[256];
+
+	assert_no_errors(r, car_with(b, sizeof(b), "note", "null"),
+	    KEEL_FIELDS_ALL);
+	assert_true(r->vals[CAR_NOTE].present);
+	assert_true(r->vals[CAR_NOTE].is_null);
+	assert_null(r->vals[CAR_NOTE].s);
+}
+
+static void
+test_json_fields_huge_exponent_not_integer(void **state)
+{
+	char	 b[256];
+
+	assert_only_error(*state, car_with(b, sizeof(b), "miles", "1e400"),
+	    KEEL_FIELDS_ALL, "miles", "must be an integer");
+}
+
+static void
+test_json_fields_huge_positive_int_out_of_range(void **state)
+{
+	char	 b[256];
+
+	assert_only_error(*state, car_with(b, sizeof(b), "miles",
+	    "99999999999999999999"), KEEL_FIELDS_ALL, "miles",
+	    "is out of range");
+}
+
+static void
+test_json_fields_huge_negative_int_out_of_range(void **state)
+{
+	char	 b[256];
+
+	assert_only_error(*state, car_with(b, sizeof(b), "miles",
+	    "-99999999999999999999"), KEEL_FIELDS_ALL, "miles",
+	    "is out of range");
+}
+
+static void
+test_json_fields_huge_id_out_of_range(void **state)
+{
+	char	 b[256];
+
+	assert_only_error(*state, car_with(b, sizeof(b), "ownerId",
+	    "18446744073709551616"), KEEL_FIELDS_ALL, "ownerId",
+	    "is out of range");
+}
+
+static void
+test_json_fields_int_bounds_inclusive(void **state)
+{
+	struct run	*r = *state;
+
+	assert_no_errors(r, "{\"name\":\"a\",\"year\":1900}", KEEL_FIELDS_ALL);
+	assert_int_equal(r->vals[CAR_YEAR].i, 1900);
+	json_object_put(r->doc);
+	r->doc = NULL;
+	assert_no_errors(r, "{\"name\":\"a\",\"year\":2100}", KEEL_FIELDS_ALL);
+	assert_int_equal(r->vals[CAR_YEAR].i, 2100);
+}
+
+static void
+test_json_fields_int_below_min_out_of_range(void **state)
+{
+	assert_only_error(*state, "{\"name\":\"a\",\"year\":1899}",
+	    KEEL_FIELDS_ALL, "year", "is out of range");
+}
+
+static void
+test_json_fields_int_above_max_out_of_range(void **state)
+{
+	assert_only_error(*state, "{\"name\":\"a\",\"year\":2101}",
+	    KEEL_FIELDS_ALL, "year", "is out of range");
+}
+
+static void
+test_json_fields_id_must_be_positive(void **state)
+{
+	char	 b[256];
+
+	assert_only_error(*state, car_with(b, sizeof(b), "ownerId", "0"),
+	    KEEL_FIELDS_ALL, "ownerId", "must be a positive id");
+}
+
+static void
+test_json_fields_id_negative_rejected(void **state)
+{
+	char	 b[256];
+
+	assert_only_error(*state, car_with(b, sizeof(b), "ownerId", "-4"),
+	    KEEL_FIELDS_ALL, "ownerId", "must be a positive id");
+}
+
+static void
+test_json_fields_string_too_long(void **state)
+{
+	assert_only_error(*state, "{\"name\":\"abcdef\",\"year\":2020}",
+	    KEEL_FIELDS_ALL, "name", "is too long");
+}
+
+static void
+test_json_fields_string_empty_when_min_1(void **state)
+{
+	assert_only_error(*state, "{\"name\":\"\",\"year\":2020}",
+	    KEEL_FIELDS_ALL, "name", "must not be empty");
+}
+
+static void
+test_json_fields_string_too_short(void **state)
+{
+	char	 b[256];
+
+	assert_only_error(*state, car_with(b, sizeof(b), "code", "\"AB\""),
+	    KEEL_FIELDS_ALL, "code", "is too short");
+}
+
+static void
+test_json_fields_string_length_counts_characters(void **state)
+{
+	struct run	*r = *state;
+
+	/* Five characters, ten bytes: within max 5. */
+	assert_no_errors(r, "{\"name\":\"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+	    "\xc3\xa9\",\"year\":2020}", KEEL_FIELDS_ALL);
+	assert_int_equal(strlen(r->vals[CAR_NAME].s), 10);
+}
+
+static void
+test_json_fields_string_four_byte_chars_count_once(void **state)
+{
+	struct run	*r = *state;
+
+	assert_no_errors(r, "{\"name\":\"\xf0\x9f\x9a\x97\xf0\x9f\x9a\x97"
+	    "\xf0\x9f\x9a\x97\xf0\x9f\x9a\x97\xf0\x9f\x9a\x97\","
+	    "\"year\":2020}", KEEL_FIELDS_ALL);
+}
+
+static void
+test_json_fields_string_escaped_chars_count_once(void **state)
+{
+	struct run	*r = *state;
+
+	/* \u00e9 and a surrogate pair each count as one character. */
+	assert_no_errors(r, "{\"name\":\"\\u00e9\\ud83d\\ude97abc\","
+	    "\"year\":2020}", KEEL_FIELDS_ALL);
+	assert_string_equal(r->vals[CAR_NAME].s,
+	    "\xc3\xa9\xf0\x9f\x9a\x97" "abc");
+}
+
+static void
+test_json_fields_string_six_multibyte_chars_too_long(void **state)
+{
+	assert_only_error(*state, "{\"name\":\"\xc3\xa9\xc3\xa9\xc3\xa9"
+	    "\xc3\xa9\xc3\xa9\xc3\xa9\",\"year\":2020}", KEEL_FIELDS_ALL,
+	    "name", "is too long");
+}
+
+static void
+test_json_fields_string_with_u0000_rejected(void **state)
+{
+	assert_only_error(*state, "{\"name\":\"a\\u0000b\",\"year\":2020}",
+	    KEEL_FIELDS_ALL, "name", "must not contain NUL characters");
+}
+
+static void
+test_json_fields_string_invalid_utf8_rejected(void **state)
+{
+	struct run	*r = *state;
+
+	/* Built by hand: the overlong "/" that json-c lets through. */
+	r->doc = json_object_new_object();
+	json_object_object_add(r->doc, "name",
+	    json_object_new_string("\xc0\xaf"));
+	json_object_object_add(r->doc, "year", json_object_new_int(2020));
+	assert_int_equal(keel_json_fields(r->doc, car_fields, CAR__MAX,
+	    KEEL_FIELDS_ALL, r->vals, r->errors), KEEL_EINVAL);
+	assert_string_equal(error_for(r, "name"), "must be valid UTF-8");
+}
+
+static void
+test_json_fields_string_check_function_applied(void **state)
+{
+	char	 b[256];
+
+	assert_only_error(*state, car_with(b, sizeof(b), "code", "\"AB CD\""),
+	    KEEL_FIELDS_ALL, "code", "must not contain spaces");
+}
+
+static void
+test_json_fields_enum_unknown_value(void **state)
+{
+	char	 b[256];
+
+	assert_only_error(*state, car_with(b, sizeof(b), "status", "\"sold\""),
+	    KEEL_FIELDS_ALL, "status", "is not one of the allowed values");
+}
+
+static void
+test_json_fields_enum_is_case_sensitive(void **state)
+{
+	char	 b[256];
+
+	assert_only_error(*state, car_with(b, sizeof(b), "status",
+	    "\"Rented\""), KEEL_FIELDS_ALL, "status",
+	    "is not one of the allowed values");
+}
+
+static void
+test_json_fields_enum_non_string_rejected(void **state)
+{
+	char	 b[256];
+
+	assert_only_error(*state, car_with(b, sizeof(b), "status", "1"),
+	    KEEL_FIELDS_ALL, "status", "must be a string");
+}
+
+static void
+test_json_fields_date_leap_day_accepted(void **state)
+{
+	struct run	*r = *state;
+	char		 b[256];
+
+	assert_no_errors(r, car_with(b, sizeof(b), "startDate",
+	    "\"2024-02-29\""), KEEL_FIELDS_ALL);
+	assert_string_equal(r->vals[CAR_START].s, "2024-02-29");
+}
+
+static void
+test_json_fields_date_non_leap_day_rejected(void **state)
+{
+	char	 b[256];
+
+	assert_only_error(*state, car_with(b, sizeof(b), "startDate",
+	    "\"2023-02-29\""), KEEL_FIELDS_ALL, "startDate",
+	    "must be a date (YYYY-MM-DD)");
+}
+
+static void
+test_json_fields_date_timestamp_rejected(void **state)
+{
+	char	 b[256];
+
+	assert_only_error(*state, car_with(b, sizeof(b), "startDate",
+	    "\"2024-01-01T00:00:00Z\""), KEEL_FIELDS_ALL, "startDate",
+	    "must be a date (YYYY-MM-DD)");
+}
+
+static void
+test_date_valid_leap_years(void **state)
+{
+	(void)state;
+	assert_true(keel_date_valid("2024-02-29"));
+	assert_true(keel_date_valid("2000-02-29"));	/* divisible by 400 */
+	assert_false(keel_date_valid("2023-02-29"));
+	assert_false(keel_date_valid("1900-02-29"));	/* by 100, not 400 */
+	assert_false(keel_date_valid("2024-02-30"));
+}
+
+static void
+test_date_valid_month_and_day_bounds(void **state)
+{
+	(void)state;
+	assert_true(keel_date_valid("2024-01-31"));
+	assert_true(keel_date_valid("2024-12-31"));
+	assert_false(keel_date_valid("2024-13-01"));
+	assert_false(keel_date_valid("2024-00-10"));
+	assert_false(keel_date_valid("2024-04-31"));
+	assert_false(keel_date_valid("2024-01-00"));
+	assert_false(keel_date_valid("2024-01-32"));
+	assert_false(keel_date_valid("0000-01-01"));
+	assert_true(keel_date_valid("0001-01-01"));
+	assert_true(keel_date_valid("9999-12-31"));
+}
+
+static void
+test_date_valid_rejects_bad_shape(void **state)
+{
+	(void)state;
+	assert_false(keel_date_valid("2024-1-01"));
+	assert_false(keel_date_valid("2024-01-1"));
+	assert_false(keel_date_valid("2024/01/01"));
+	assert_false(keel_date_valid("24-01-01"));
+	assert_false(keel_date_valid("+2024-01-01"));
+	assert_false(keel_date_valid(""));
+	assert_false(keel_date_valid("2024-01-0a"));
+}
+
+static void
+test_date_valid_rejects_trailing_chars(void **state)
+{
+	(void)state;
+	assert_false(keel_date_valid("2024-01-01x"));
+	assert_false(keel_date_valid("2024-01-01 "));
+	assert_false(keel_date_valid(" 2024-01-01"));
+	assert_false(keel_date_valid("2024-01-010"));
+}
+
+/* keel_parse_int64 over the whole int64 range; -1 on failure. */
+static int
+parse_any(const char *s, int64_t *v)
+{
+	return keel_parse_int64(s, INT64_MIN, INT64_MAX, v);
+}
+
+static void
+test_parse_int64_plain(void **state)
+{
+	int64_t	 v;
+
+	(void)state;
+	assert_int_equal(parse_any("0", &v), 0);
+	assert_int_equal(v, 0);
+	assert_int_equal(parse_any("42", &v), 0);
+	assert_int_equal(v, 42);
+	assert_int_equal(parse_any("-17", &v), 0);
+	assert_int_equal(v, -17);
+	assert_int_equal(parse_any("-0", &v), 0);
+	assert_int_equal(v, 0);
+}
+
+static void
+test_parse_int64_max_accepted(void **state)
+{
+	int64_t	 v = 0;
+
+	(void)state;
+	assert_int_equal(parse_any("9223372036854775807", &v), 0);
+	assert_true(v == INT64_MAX);
+}
+
+static void
+test_parse_int64_min_accepted(void **state)
+{
+	int64_t	 v = 0;
+
+	(void)state;
+	assert_int_equal(parse_any("-9223372036854775808", &v), 0);
+	assert_true(v == INT64_MIN);
+}
+
+static void
+test_parse_int64_overflow_rejected(void **state)
+{
+	int64_t	 v = 99;
+
+	(void)state;
+	assert_int_equal(parse_any("9223372036854775808", &v), -1);
+	assert_int_equal(parse_any("-9223372036854775809", &v), -1);
+	assert_int_equal(parse_any("9999999999999999999", &v), -1);
+	assert_int_equal(v, 99);	/* untouched on failure */
+}
+
+static void
+test_parse_int64_19_digits_accepted(void **state)
+{
+	int64_t	 v;
+
+	(void)state;
+	assert_int_equal(parse_any("1000000000000000000", &v), 0);
+	assert_true(v == INT64_C(1000000000000000000));
+	assert_int_equal(parse_any("0000000000000000001", &v), 0);
+	assert_int_equal(v, 1);
+}
+
+static void
+test_parse_int64_20_digits_rejected(void **state)
+{
+	int64_t	 v;
+
+	(void)state;
+	assert_int_equal(parse_any("10000000000000000000", &v), -1);
+	assert_int_equal(parse_any("00000000000000000001", &v), -1);
+	assert_int_equal(parse_any("-00000000000000000001", &v), -1);
+}
+
+static void
+test_parse_int64_rejects_junk(void **state)
+{
+	int64_t	 v;
+
+	(void)state;
+	assert_int_equal(parse_any("", &v), -1);
+	assert_int_equal(parse_any("-", &v), -1);
+	assert_int_equal(parse_any("+1", &v), -1);
+	assert_int_equal(parse_any(" 1", &v), -1);
+	assert_int_equal(parse_any("1 ", &v), -1);
+	assert_int_equal(parse_any("--1", &v), -1);
+	assert_int_equal(parse_any("1-", &v), -1);
+	assert_int_equal(parse_any("12a", &v), -1);
+	assert_int_equal(parse_any("0x10", &v), -1);
+	assert_int_equal(parse_any("1e3", &v), -1);
+	assert_int_equal(parse_any("1.0", &v), -1);
+}
+
+static void
+test_parse_int64_bounds_inclusive(void **state)
+{
+	int64_t	 v;
+
+	(void)state;
+	assert_int_equal(keel_parse_int64("1", 1, 100, &v), 0);
+	assert_int_equal(keel_parse_int64("100", 1, 100, &v), 0);
+	assert_int_equal(v, 100);
+	assert_int_equal(keel_parse_int64("0", 1, 100, &v), -1);
+	assert_int_equal(keel_parse_int64("101", 1, 100, &v), -1);
+	assert_int_equal(keel_parse_int64("-5", -5, -1, &v), 0);
+	assert_int_equal(v, -5);
+}
+
+static void
+test_check_text_int(void **state)
+{
+	struct keel_value	 v;
+
+	(void)state;
+	memset(&v, 0, sizeof(v));
+	assert_null(keel_field_check_text(&car_fields[CAR_YEAR], "1999", &v));
+	assert_true(v.present);
+	assert_int_equal(v.i, 1999);
+	assert_string_equal(keel_field_check_text(&car_fields[CAR_YEAR],
+	    "12a", &v), "must be an integer");
+	assert_string_equal(keel_field_check_text(&car_fields[CAR_YEAR],
+	    "", &v), "must be an integer");
+	assert_string_equal(keel_field_check_text(&car_fields[CAR_YEAR],
+	    "2101", &v), "is out of range");
+	assert_string_equal(keel_field_check_text(&car_fields[CAR_MILES],
+	    "99999999999999999999", &v), "must be an integer");
+}
+
+static void
+test_check_text_id(void **state)
+{
+	struct keel_value	 v;
+
+	(void)state;
+	memset(&v, 0, sizeof(v));
+	assert_null(keel_field_check_text(&car_fields[CAR_OWNER], "12", &v));
+	assert_int_equal(v.i, 12);
+	assert_string_equal(keel_field_check_text(&car_fields[CAR_OWNER],
+	    "0", &v), "must be a positive id");
+}
+
+static void
+test_check_text_bool(void **state)
+{
+	struct keel_value	 v;
+
+	(void)state;
+	memset(&v, 0, sizeof(v));
+	assert_null(keel_field_check_text(&car_fields[CAR_ACTIVE], "true",
+	    &v));
+	assert_true(v.b);
+	assert_null(keel_field_check_text(&car_fields[CAR_ACTIVE], "false",
+	    &v));
+	assert_false(v.b);
+	assert_string_equal(keel_field_check_text(&car_fields[CAR_ACTIVE],
+	    "1", &v), "must be true or false");
+	assert_string_equal(keel_field_check_text(&car_fields[CAR_ACTIVE],
+	    "TRUE", &v), "must be true or false");
+}
+
+static void
+test_check_text_enum_date_and_string(void **state)
+{
+	struct keel_value	 v;
+
+	(void)state;
+	memset(&v, 0, sizeof(v));
+	assert_null(keel_field_check_text(&car_fields[CAR_STATUS],
+	    "available", &v));
+	assert_string_equal(v.s, "available");
+	assert_string_equal(keel_field_check_text(&car_fields[CAR_STATUS],
+	    "gone", &v), "is not one of the allowed values");
+	assert_null(keel_field_check_text(&car_fields[CAR_START],
+	    "2024-02-29", &v));
+	assert_string_equal(keel_field_check_text(&car_fields[CAR_START],
+	    "2023-02-29", &v), "must be a date (YYYY-MM-DD)");
+	assert_null(keel_field_check_text(&car_fields[CAR_NAME],
+	    "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9", &v));
+	assert_string_equal(keel_field_check_text(&car_fields[CAR_NAME],
+	    "abcdef", &v), "is too long");
+	assert_string_equal(keel_field_check_text(&car_fields[CAR_NAME],
+	    "\xed\xa0\x80", &v), "must be valid UTF-8");
+}
+
+static void
+test_json_str_null_gives_json_null(void **state)
+{
+	struct json_object	*o;
+
+	(void)state;
+	assert_null(keel_json_str(NULL));
+	o = keel_json_str("x");
+	assert_true(json_object_is_type(o, json_type_string));
+	assert_string_equal(json_object_get_string(o), "x");
+	json_object_put(o);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+#define T(f)	cmocka_unit_test_setup_teardown(f, setup, teardown)
+		T(test_json_parse_object),
+		T(test_json_parse_trailing_whitespace_ok),
+		T(test_json_parse_leading_whitespace_ok),
+		T(test_json_parse_malformed_rejected),
+		T(test_json_parse_unterminated_rejected),
+		T(test_json_parse_trailing_comma_rejected),
+		T(test_json_parse_unquoted_name_rejected),
+		T(test_json_parse_comment_rejected),
+		T(test_json_parse_leading_zero_rejected),
+		T(test_json_parse_trailing_garbage_rejected),
+		T(test_json_parse_second_value_rejected),
+		T(test_json_parse_empty_body_rejected),
+		T(test_json_parse_whitespace_only_rejected),
+		T(test_json_parse_nul_byte_rejected),
+		T(test_json_parse_nul_after_value_rejected),
+		T(test_json_parse_depth_over_16_rejected),
+		T(test_json_parse_depth_far_over_limit_rejected),
+		T(test_json_parse_depth_15_accepted),
+		/* BUG: fails until lib is fixed; see the test. */
+		T(test_json_parse_depth_16_accepted),
+		T(test_json_parse_invalid_utf8_in_string_rejected),
+		T(test_json_parse_truncated_utf8_in_string_rejected),
+		/* BUG: the next seven fail until lib is fixed; see the tests. */
+		T(test_json_parse_overlong_utf8_rejected),
+		T(test_json_parse_surrogate_utf8_rejected),
+		T(test_json_parse_utf8_above_max_rejected),
+		T(test_json_parse_single_quoted_name_rejected),
+		T(test_json_parse_nan_and_infinity_rejected),
+		T(test_json_parse_raw_control_char_in_string_rejected),
+		T(test_json_parse_number_with_bare_dot_rejected),
+		T(test_json_parse_non_object_values_parse),
+		/* BUG: fails until lib is fixed; see the test. */
+		T(test_json_parse_top_level_scalar_accepted),
+		T(test_json_fields_valid_body_filled),
+		T(test_json_fields_absent_optional_not_present),
+		T(test_json_fields_non_object_body_rejected),
+		T(test_json_fields_string_body_rejected),
+		T(test_json_fields_unknown_field_reported),
+		T(test_json_fields_name_match_is_case_sensitive),
+		T(test_json_fields_missing_required_in_all_mode),
+		T(test_json_fields_missing_required_ok_in_some_mode),
+		T(test_json_fields_some_mode_with_no_fields_errs_on_body),
+		T(test_json_fields_every_problem_reported_at_once),
+		T(test_json_fields_string_for_int_rejected),
+		T(test_json_fields_float_for_int_rejected),
+		T(test_json_fields_integral_float_for_int_rejected),
+		T(test_json_fields_bool_for_int_rejected),
+		T(test_json_fields_int_for_string_rejected),
+		T(test_json_fields_array_for_string_rejected),
+		T(test_json_fields_string_for_bool_rejected),
+		T(test_json_fields_int_for_bool_rejected),
+		T(test_json_fields_null_when_not_nullable_rejected),
+		T(test_json_fields_null_when_nullable_accepted),
+		T(test_json_fields_huge_exponent_not_integer),
+		T(test_json_fields_huge_positive_int_out_of_range),
+		T(test_json_fields_huge_negative_int_out_of_range),
+		T(test_json_fields_huge_id_out_of_range),
+		T(test_json_fields_int_bounds_inclusive),
+		T(test_json_fields_int_below_min_out_of_range),
+		T(test_json_fields_int_above_max_out_of_range),
+		T(test_json_fields_id_must_be_positive),
+		T(test_json_fields_id_negative_rejected),
+		T(test_json_fields_string_too_long),
+		T(test_json_fields_string_empty_when_min_1),
+		T(test_json_fields_string_too_short),
+		T(test_json_fields_string_length_counts_characters),
+		T(test_json_fields_string_four_byte_chars_count_once),
+		T(test_json_fields_string_escaped_chars_count_once),
+		T(test_json_fields_string_six_multibyte_chars_too_long),
+		T(test_json_fields_string_with_u0000_rejected),
+		T(test_json_fields_string_invalid_utf8_rejected),
+		T(test_json_fields_string_check_function_applied),
+		T(test_json_fields_enum_unknown_value),
+		T(test_json_fields_enum_is_case_sensitive),
+		T(test_json_fields_enum_non_string_rejected),
+		T(test_json_fields_date_leap_day_accepted),
+		T(test_json_fields_date_non_leap_day_rejected),
+		T(test_json_fields_date_timestamp_rejected),
+		T(test_date_valid_leap_years),
+		T(test_date_valid_month_and_day_bounds),
+		T(test_date_valid_rejects_bad_shape),
+		T(test_date_valid_rejects_trailing_chars),
+		T(test_parse_int64_plain),
+		T(test_parse_int64_max_accepted),
+		T(test_parse_int64_min_accepted),
+		T(test_parse_int64_overflow_rejected),
+		T(test_parse_int64_19_digits_accepted),
+		T(test_parse_int64_20_digits_rejected),
+		T(test_parse_int64_rejects_junk),
+		T(test_parse_int64_bounds_inclusive),
+		T(test_check_text_int),
+		T(test_check_text_id),
+		T(test_check_text_bool),
+		T(test_check_text_enum_date_and_string),
+		T(test_json_str_null_gives_json_null),
+#undef T
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
