@@ -3,9 +3,10 @@
  * cars.c -- the fleet's cars (API.md, "Fleet").
  *
  * Lists are keyset-paginated newest first over (created_at, id), which the
- * index cars_page_idx serves as a range scan.  Deleting archives.  Caching
- * and roles arrive with their issues; reads already go through
- * KEEL_DB_READ so the replica split needs no change here.
+ * index cars_page_idx serves as a range scan.  Deleting archives.  Reads
+ * are cached in the "cars" namespace (5 min, API.md); every write that
+ * changes a row bumps the namespace after it commits, so the next read
+ * misses.  One namespace for lists and items: a write changes both.
  */
 #include "config.h"
 
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "keel/cache.h"
 #include "keel/config.h"
 #include "keel/db.h"
 #include "keel/http.h"
@@ -194,7 +196,7 @@ cars_cursor(struct keel_req *req, const struct keel_rows *rows, size_t r)
 }
 
 static enum keel_err
-cars_list(struct keel_req *req)
+cars_list_fill(struct keel_req *req, void *arg)
 {
 	struct keel_value	 f[FILTER__MAX];
 	struct keel_page	 pg;
@@ -207,6 +209,7 @@ cars_list(struct keel_req *req)
 	int64_t			 id;
 	enum keel_err		 er;
 
+	(void)arg;
 	if (keel_http_query_fields(req, car_filters, FILTER__MAX, f) ||
 	    keel_page_from_request(req, "cars", 2, &pg))
 		return KEEL_OK;
@@ -258,19 +261,50 @@ out:
 	return er;
 }
 
+/* The whole query string is the key (hashed by the cache): filters,
+ * limit and cursor all shape the page. */
 static enum keel_err
-cars_get(struct keel_req *req)
+cars_list(struct keel_req *req)
+{
+	return keel_cache_serve(req, "cars",
+	    keel_arena_printf(req->arena, "list?%s", req->query),
+	    KEEL_CACHE_TTL_CARS, cars_list_fill, NULL);
+}
+
+static enum keel_err
+cars_get_fill(struct keel_req *req, void *arg)
 {
 	struct keel_rows	*rows = NULL;
 	const char		*params[1];
 	enum keel_err		 er;
 
+	(void)arg;
 	params[0] = keel_http_param(req, "id");
 	if ((er = keel_db_query(req->db, &q_car_get, params, &rows)) ==
 	    KEEL_OK)
 		er = cars_reply_one(req, 200, rows);
 	keel_rows_free(rows);
 	return er;
+}
+
+static enum keel_err
+cars_get(struct keel_req *req)
+{
+	return keel_cache_serve(req, "cars",
+	    keel_arena_printf(req->arena, "item:%s",
+	    keel_http_param(req, "id")), KEEL_CACHE_TTL_CARS, cars_get_fill,
+	    NULL);
+}
+
+/*
+ * After a write committed: every cached car read may be old now.  A
+ * failed bump is logged by the cache; the write still succeeded.
+ */
+static void
+cars_invalidate(struct keel_req *req, struct keel_rows *rows)
+{
+	if (keel_rows_count(rows) > 0)
+		keel_cache_invalidate(req->cache, "cars");
 }
 
 /* Plates compare case-insensitively: store them upper-cased. */
@@ -341,8 +375,10 @@ cars_create(struct keel_req *req)
 	params[5] = keel_arena_printf(req->arena, "%lld",
 	    (long long)v[CAR_YEAR].i);
 	er = keel_db_query(req->db, &q_car_insert, params, &rows);
-	if (er == KEEL_OK)
+	if (er == KEEL_OK) {
+		cars_invalidate(req, rows);
 		er = cars_reply_one(req, 201, rows);
+	}
 	else
 		er = cars_write_failed(req, er);
 	keel_rows_free(rows);
@@ -371,8 +407,10 @@ cars_patch(struct keel_req *req)
 	params[7] = v[CAR_ARCHIVED].present ? (v[CAR_ARCHIVED].b ? "true" :
 	    "false") : NULL;
 	er = keel_db_query(req->db, &q_car_update, params, &rows);
-	if (er == KEEL_OK)
+	if (er == KEEL_OK) {
+		cars_invalidate(req, rows);
 		er = cars_reply_one(req, 200, rows);
+	}
 	else
 		er = cars_write_failed(req, er);
 	keel_rows_free(rows);
@@ -388,8 +426,10 @@ cars_archive(struct keel_req *req)
 
 	params[0] = keel_http_param(req, "id");
 	if ((er = keel_db_query(req->db, &q_car_archive, params, &rows)) ==
-	    KEEL_OK)
+	    KEEL_OK) {
+		cars_invalidate(req, rows);
 		er = cars_reply_one(req, 200, rows);
+	}
 	keel_rows_free(rows);
 	return er;
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: ISC */
 /*
- * cache.c -- memcached through libmemcached.
+ * cache.c -- memcached through libmemcached: namespaces, generations,
+ * single-flight refills.
  *
  * Servers come from MEMCACHED_SERVERS and keys spread over them by
  * consistent hashing (ketama), so adding a server moves few keys.  Short
@@ -8,14 +9,18 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <libmemcached/memcached.h>
+#include <sodium.h>
 
 #include "keel/cache.h"
 #include "keel/config.h"
+#include "keel/http.h"
 #include "keel/log.h"
 #include "keel/mem.h"
 
@@ -89,4 +94,345 @@ keel_cache_ping(struct keel_cache *c, int timeout_ms)
 	if (rc == MEMCACHED_SUCCESS || rc == MEMCACHED_NOTFOUND)
 		return KEEL_OK;
 	return KEEL_EUNAVAIL;
+}
+
+/*
+ * Namespaces and generations (DESIGN.md, "Caching").
+ *
+ * A namespace's generation is a decimal counter under "keel:g:<ns>"; an
+ * entry "keel:e:<ns>:<hash of key>" holds a 16-byte header (the
+ * generation it was computed under and the unix second it goes stale,
+ * both big-endian) and then the bytes.  A lookup multi-gets both keys in
+ * one round trip; the entry counts only when its generation is the
+ * current one, so invalidating is one incr.  When the generation key is
+ * gone (evicted, flushed, never set) it is re-created with a random
+ * 62-bit value rather than 0 or 1, so no entry stored under an earlier
+ * life of the counter can match it again.
+ */
+#define ENTRY_HEAD	16	/* generation + stale-at, 8 bytes each */
+#define LOCK_EXPIRY	3	/* seconds: a dead filler blocks no longer */
+#define WAIT_STEP_MS	20	/* a waiter re-reads this often ... */
+#define WAIT_STEPS	5	/* ... this many times, then fills itself */
+
+static int
+ns_valid(const char *ns)
+{
+	size_t	 i, n = strlen(ns);
+
+	if (n == 0 || n > KEEL_CACHE_NS_MAX)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!isalnum((unsigned char)ns[i]) && ns[i] != ':' &&
+		    ns[i] != '_' && ns[i] != '.' && ns[i] != '-')
+			return 0;
+	return 1;
+}
+
+size_t
+keel_cache_key(char *buf, size_t n, char kind, const char *ns,
+    const char *key)
+{
+	unsigned char	 h[16];
+	size_t		 len, i;
+	int		 w;
+
+	if (n < KEEL_CACHE_KEY_MAX || !ns_valid(ns))
+		return 0;
+	w = snprintf(buf, n, "keel:%c:%s", kind, ns);
+	len = (size_t)w;
+	if (kind == 'g')
+		return len;
+	/* Client text never reaches memcached: 128 bits of BLAKE2b do. */
+	crypto_generichash(h, sizeof(h), (const unsigned char *)key,
+	    strlen(key), NULL, 0);
+	buf[len++] = ':';
+	for (i = 0; i < sizeof(h); i++) {
+		buf[len++] = "0123456789abcdef"[h[i] >> 4];
+		buf[len++] = "0123456789abcdef"[h[i] & 0xf];
+	}
+	buf[len] = '\0';
+	return len;
+}
+
+static uint64_t
+fresh_gen(void)
+{
+	uint64_t	 g;
+
+	randombytes_buf(&g, sizeof(g));
+	/* Room for 2^62 increments, never 0 (0 means "don't store"). */
+	return (g >> 2) | 1;
+}
+
+static void
+put_be64(unsigned char *p, uint64_t v)
+{
+	int	 i;
+
+	for (i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (unsigned char)(v & 0xff);
+}
+
+static uint64_t
+get_be64(const unsigned char *p)
+{
+	uint64_t	 v = 0;
+	int		 i;
+
+	for (i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static int
+parse_gen(const char *s, size_t len, uint64_t *out)
+{
+	char	 tmp[24];
+	char	*end;
+
+	if (len == 0 || len >= sizeof(tmp))
+		return -1;
+	memcpy(tmp, s, len);
+	tmp[len] = '\0';
+	/* memcached pads an incremented value with spaces: stop there. */
+	*out = strtoull(tmp, &end, 10);
+	return end == tmp ? -1 : 0;
+}
+
+/* Re-creates a missing generation; *gen 0 when it can't be known. */
+static void
+gen_create(struct keel_cache *c, const char *gk, size_t gklen, uint64_t *gen)
+{
+	memcached_return_t	 rc;
+	uint32_t		 flags;
+	size_t			 len;
+	char			 v[24], *got;
+	uint64_t		 g = fresh_gen();
+
+	snprintf(v, sizeof(v), "%llu", (unsigned long long)g);
+	rc = memcached_add(c->mc, gk, gklen, v, strlen(v), 0, 0);
+	if (rc == MEMCACHED_SUCCESS) {
+		*gen = g;
+		return;
+	}
+	*gen = 0;
+	/* Another worker created it first: use theirs. */
+	got = memcached_get(c->mc, gk, gklen, &len, &flags, &rc);
+	if (got != NULL && parse_gen(got, len, &g) == 0)
+		*gen = g;
+	free(got);
+}
+
+enum keel_err
+keel_cache_get(struct keel_cache *c, const char *ns, const char *key,
+    struct keel_buf *val, enum keel_cache_found *found, uint64_t *gen)
+{
+	char			 gk[KEEL_CACHE_KEY_MAX], ek[KEEL_CACHE_KEY_MAX];
+	const char		*keys[2];
+	size_t			 lens[2], vlen;
+	const char		*v;
+	memcached_result_st	 res, *r;
+	memcached_return_t	 rc;
+	uint64_t		 cur = 0, egen = 0, stale_at = 0;
+	int			 have_gen = 0, have_entry = 0;
+
+	keel_buf_reset(val);
+	*found = KEEL_CACHE_MISS;
+	*gen = 0;
+	if ((lens[0] = keel_cache_key(gk, sizeof(gk), 'g', ns, NULL)) == 0 ||
+	    (lens[1] = keel_cache_key(ek, sizeof(ek), 'e', ns, key)) == 0)
+		return KEEL_EINVAL;
+	keys[0] = gk;
+	keys[1] = ek;
+	if ((rc = memcached_mget(c->mc, keys, lens, 2)) != MEMCACHED_SUCCESS) {
+		keel_log_debug("cache: mget: %s", memcached_strerror(c->mc,
+		    rc));
+		return KEEL_EUNAVAIL;
+	}
+	if (memcached_result_create(c->mc, &res) == NULL)
+		keel_log_fatalx("memcached_result_create failed");
+	while ((r = memcached_fetch_result(c->mc, &res, &rc)) != NULL) {
+		v = memcached_result_value(r);
+		vlen = memcached_result_length(r);
+		if (memcached_result_key_length(r) == lens[0] &&
+		    memcmp(memcached_result_key_value(r), gk, lens[0]) == 0)
+			have_gen = parse_gen(v, vlen, &cur) == 0;
+		else if (vlen >= ENTRY_HEAD) {
+			egen = get_be64((const unsigned char *)v);
+			stale_at = get_be64((const unsigned char *)v + 8);
+			keel_buf_append(val, v + ENTRY_HEAD, vlen - ENTRY_HEAD);
+			have_entry = 1;
+		}
+	}
+	memcached_result_free(&res);
+	if (rc != MEMCACHED_END && rc != MEMCACHED_SUCCESS &&
+	    rc != MEMCACHED_NOTFOUND) {
+		keel_log_debug("cache: fetch: %s", memcached_strerror(c->mc,
+		    rc));
+		keel_buf_reset(val);
+		return KEEL_EUNAVAIL;
+	}
+	if (!have_gen) {
+		/* Whatever entry there is predates this generation. */
+		gen_create(c, gk, lens[0], gen);
+		keel_buf_reset(val);
+		return KEEL_OK;
+	}
+	*gen = cur;
+	if (!have_entry || egen != cur) {
+		keel_buf_reset(val);
+		return KEEL_OK;
+	}
+	*found = (uint64_t)time(NULL) < stale_at ? KEEL_CACHE_FRESH :
+	    KEEL_CACHE_STALE;
+	return KEEL_OK;
+}
+
+enum keel_err
+keel_cache_set(struct keel_cache *c, const char *ns, const char *key,
+    uint64_t gen, int ttl, const char *val, size_t len)
+{
+	char			 ek[KEEL_CACHE_KEY_MAX];
+	size_t			 eklen;
+	memcached_return_t	 rc;
+	char			*v;
+
+	if (gen == 0)
+		return KEEL_OK;		/* generation unknown: don't store */
+	if ((eklen = keel_cache_key(ek, sizeof(ek), 'e', ns, key)) == 0)
+		return KEEL_EINVAL;
+	v = keel_malloc(ENTRY_HEAD + len);
+	put_be64((unsigned char *)v, gen);
+	put_be64((unsigned char *)v + 8, (uint64_t)time(NULL) + (uint64_t)ttl);
+	memcpy(v + ENTRY_HEAD, val, len);
+	/* Kept twice its TTL: the second half is served only as stale. */
+	rc = memcached_set(c->mc, ek, eklen, v, ENTRY_HEAD + len,
+	    (time_t)ttl * 2, 0);
+	free(v);
+	if (rc != MEMCACHED_SUCCESS) {
+		keel_log_debug("cache: set: %s", memcached_strerror(c->mc,
+		    rc));
+		return KEEL_EUNAVAIL;
+	}
+	return KEEL_OK;
+}
+
+enum keel_err
+keel_cache_invalidate(struct keel_cache *c, const char *ns)
+{
+	char			 gk[KEEL_CACHE_KEY_MAX];
+	size_t			 gklen;
+	uint64_t		 v;
+	memcached_return_t	 rc;
+
+	if ((gklen = keel_cache_key(gk, sizeof(gk), 'g', ns, NULL)) == 0)
+		return KEEL_EINVAL;
+	/* Missing (evicted): a random start is as good as a bump. */
+	rc = memcached_increment_with_initial(c->mc, gk, gklen, 1, fresh_gen(),
+	    0, &v);
+	if (rc != MEMCACHED_SUCCESS) {
+		/* Readers may keep the old data until its TTL: say so. */
+		keel_log_warnx("cache: invalidating %s failed: %s", ns,
+		    memcached_strerror(c->mc, rc));
+		return KEEL_EUNAVAIL;
+	}
+	return KEEL_OK;
+}
+
+enum keel_err
+keel_cache_lock(struct keel_cache *c, const char *ns, const char *key)
+{
+	char			 lk[KEEL_CACHE_KEY_MAX];
+	size_t			 lklen;
+	memcached_return_t	 rc;
+
+	if ((lklen = keel_cache_key(lk, sizeof(lk), 'l', ns, key)) == 0)
+		return KEEL_EINVAL;
+	rc = memcached_add(c->mc, lk, lklen, "1", 1, LOCK_EXPIRY, 0);
+	if (rc == MEMCACHED_SUCCESS)
+		return KEEL_OK;
+	if (rc == MEMCACHED_NOTSTORED || rc == MEMCACHED_DATA_EXISTS)
+		return KEEL_ECONFLICT;
+	return KEEL_EUNAVAIL;
+}
+
+void
+keel_cache_unlock(struct keel_cache *c, const char *ns, const char *key)
+{
+	char	 lk[KEEL_CACHE_KEY_MAX];
+	size_t	 lklen;
+
+	if ((lklen = keel_cache_key(lk, sizeof(lk), 'l', ns, key)) != 0)
+		memcached_delete(c->mc, lk, lklen, 0);
+}
+
+static void
+cache_hit(struct keel_req *req, const struct keel_buf *val)
+{
+	keel_http_add_header(req, "X-Cache", "HIT");
+	keel_http_reply(req, 200, "application/json; charset=utf-8",
+	    val->data, val->len);
+}
+
+enum keel_err
+keel_cache_serve(struct keel_req *req, const char *ns, const char *key,
+    int ttl, keel_cache_fill_fn *fill, void *arg)
+{
+	struct keel_cache	*c = req->cache;
+	struct keel_buf		 val = { NULL, 0, 0 };
+	struct timespec		 ts = { 0, WAIT_STEP_MS * 1000000L };
+	enum keel_cache_found	 found;
+	enum keel_err		 er;
+	const char		*body;
+	size_t			 len;
+	uint64_t		 gen;
+	int			 i, locked = 0;
+
+	if (keel_cache_get(c, ns, key, &val, &found, &gen) != KEEL_OK) {
+		keel_http_add_header(req, "X-Cache", "BYPASS");
+		er = fill(req, arg);
+		goto out;
+	}
+	if (found == KEEL_CACHE_FRESH) {
+		cache_hit(req, &val);
+		er = KEEL_OK;
+		goto out;
+	}
+	switch (keel_cache_lock(c, ns, key)) {
+	case KEEL_OK:
+		locked = 1;
+		break;
+	case KEEL_ECONFLICT:
+		/* Someone is filling: the stale copy is still right. */
+		if (found == KEEL_CACHE_STALE) {
+			cache_hit(req, &val);
+			er = KEEL_OK;
+			goto out;
+		}
+		/* No copy we may serve: give the filler a moment. */
+		for (i = 0; i < WAIT_STEPS; i++) {
+			nanosleep(&ts, NULL);
+			if (keel_cache_get(c, ns, key, &val, &found, &gen) !=
+			    KEEL_OK)
+				break;
+			if (found == KEEL_CACHE_FRESH) {
+				cache_hit(req, &val);
+				er = KEEL_OK;
+				goto out;
+			}
+		}
+		break;
+	default:
+		break;
+	}
+	keel_http_add_header(req, "X-Cache", "MISS");
+	er = fill(req, arg);
+	if (er == KEEL_OK && keel_http_status(req) == 200 &&
+	    (body = keel_http_reply_body(req, &len, NULL)) != NULL)
+		keel_cache_set(c, ns, key, gen, ttl, body, len);
+	if (locked)
+		keel_cache_unlock(c, ns, key);
+out:
+	keel_buf_free(&val);
+	return er;
 }

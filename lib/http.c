@@ -356,6 +356,18 @@ keel_http_status(const struct keel_req *req)
 	return req->conn->status;
 }
 
+const char *
+keel_http_reply_body(const struct keel_req *req, size_t *len,
+    const char **ctype)
+{
+	const struct keel_http_conn	*c = req->conn;
+
+	*len = c->body.len;
+	if (ctype != NULL)
+		*ctype = c->ctype;
+	return c->body.len > 0 ? c->body.data : NULL;
+}
+
 /* Keeps a parsed document alive until the request ends. */
 static void
 keep_doc(struct keel_req *req, struct json_object *doc)

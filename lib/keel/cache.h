@@ -1,12 +1,26 @@
 /* SPDX-License-Identifier: ISC */
-/* cache.h -- memcached through libmemcached (namespaces: a later issue). */
+/* cache.h -- memcached read-through cache with namespaces (DESIGN.md). */
 #ifndef KEEL_CACHE_H
 #define KEEL_CACHE_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include "keel/err.h"
 
+struct keel_buf;
 struct keel_config;
+struct keel_req;
 struct keel_cache;		/* opaque: owns the memcached handle */
+
+/* TTLs per use (issue 4), in seconds. */
+#define KEEL_CACHE_TTL_CARS		300
+#define KEEL_CACHE_TTL_QUESTIONS	300
+#define KEEL_CACHE_TTL_LEADERBOARD	300
+#define KEEL_CACHE_TTL_NOTIFICATIONS	30
+
+/* Longest namespace name; the key itself is hashed and may be anything. */
+#define KEEL_CACHE_NS_MAX		100
 
 /* MEMCACHED_SERVERS, spread by consistent hashing.  Never NULL. */
 struct keel_cache *keel_cache_open(const struct keel_config *);
@@ -15,5 +29,92 @@ void		 keel_cache_close(struct keel_cache *c);
 /* One round trip to every server within timeout_ms; KEEL_EUNAVAIL if any
  * is unreachable. */
 enum keel_err	 keel_cache_ping(struct keel_cache *c, int timeout_ms);
+
+/*
+ * What a lookup found.  FRESH: stored under the namespace's current
+ * generation and within its TTL.  STALE: current generation but past its
+ * TTL (no write has touched it: safe to serve while one worker refreshes).
+ * MISS: absent, or computed under an older generation (a write happened:
+ * never served).
+ */
+enum keel_cache_found {
+	KEEL_CACHE_FRESH,
+	KEEL_CACHE_STALE,
+	KEEL_CACHE_MISS,
+};
+
+/*
+ * One lookup: a single multi-get of key's entry and ns's generation (one
+ * round trip).  A missing generation (never set, or evicted) is re-created
+ * with a random value, so entries stored under an evicted generation can
+ * never match again.  On KEEL_OK *found says what was found, val (reset
+ * first) holds the entry's bytes for FRESH and STALE, and *gen is the
+ * generation to store a recomputed value under.  KEEL_EUNAVAIL when
+ * memcached can't be reached: go to the database.  ns must be at most
+ * KEEL_CACHE_NS_MAX bytes of [A-Za-z0-9:_.-] (it names code's
+ * namespaces, e.g. "notifications:user:42"); key may be any text (it is
+ * hashed).
+ */
+enum keel_err	 keel_cache_get(struct keel_cache *c, const char *ns,
+		    const char *key, struct keel_buf *val,
+		    enum keel_cache_found *found, uint64_t *gen);
+
+/*
+ * Stores val (len bytes) as key's entry in ns, computed under generation
+ * gen (from keel_cache_get), fresh for ttl seconds.  The entry itself
+ * lives a little longer so it can be served stale during a refresh.
+ */
+enum keel_err	 keel_cache_set(struct keel_cache *c, const char *ns,
+		    const char *key, uint64_t gen, int ttl, const char *val,
+		    size_t len);
+
+/*
+ * Invalidates every entry of ns with one increment of its generation.
+ * Call after the write commits.  A missing generation is created with a
+ * random value instead.
+ */
+enum keel_err	 keel_cache_invalidate(struct keel_cache *c, const char *ns);
+
+/*
+ * Single-flight: takes the recompute lock of key in ns (an add with a
+ * short expiry).  KEEL_OK when this caller should recompute,
+ * KEEL_ECONFLICT when another worker holds it.  keel_cache_unlock()
+ * releases it early.
+ */
+enum keel_err	 keel_cache_lock(struct keel_cache *c, const char *ns,
+		    const char *key);
+void		 keel_cache_unlock(struct keel_cache *c, const char *ns,
+		    const char *key);
+
+/*
+ * The memcached key of kind ('g' generation, 'e' entry, 'l' lock) for ns
+ * and key (ignored for 'g') into buf (size n >= KEEL_CACHE_KEY_MAX):
+ * "keel:<kind>:<ns>[:<32 hex digits of BLAKE2b(key)>]".  Returns the
+ * length, or 0 when ns is not a valid namespace.  Pure: unit-tested.
+ */
+#define KEEL_CACHE_KEY_MAX	(8 + KEEL_CACHE_NS_MAX + 1 + 32 + 1)
+size_t		 keel_cache_key(char *buf, size_t n, char kind,
+		    const char *ns, const char *key);
+
+/*
+ * Fills the reply of req: called by keel_cache_serve() on a miss, it
+ * replies as a handler does (any status; only a 200 is cached) and
+ * returns a handler's result.  arg is keel_cache_serve()'s.
+ */
+typedef enum keel_err keel_cache_fill_fn(struct keel_req *req, void *arg);
+
+/*
+ * The one call a cached GET needs: serves req's reply for key in ns from
+ * the cache, or runs fill to make it and caches a 200 reply for ttl
+ * seconds.  Sets X-Cache: HIT, MISS or BYPASS (memcached unreachable:
+ * fill runs and nothing is stored).  On a miss one worker fills while
+ * the others serve the stale copy if there is one, else wait up to about
+ * 100 ms for the filler and then fill themselves.  Returns fill's result
+ * (KEEL_OK on a hit).  The cached body is the whole reply body; the
+ * content type is JSON's.
+ */
+enum keel_err	 keel_cache_serve(struct keel_req *req, const char *ns,
+		    const char *key, int ttl, keel_cache_fill_fn *fill,
+		    void *arg);
 
 #endif /* KEEL_CACHE_H */

@@ -17,6 +17,8 @@ struct keel_field;
 struct keel_value;
 struct keel_route;
 struct keel_http_conn;		/* opaque: the FastCGI side, in http.c */
+struct keel_limit_state;	/* opaque: rate-limit results (limit.c) */
+struct keel_idem_state;		/* opaque: idempotency (idem.c) */
 
 /* A name/value pair from the query string or the path pattern. */
 struct keel_param {
@@ -56,6 +58,8 @@ struct keel_req {
 	size_t		 nqs;
 	const struct keel_route *route;	/* the matched route, or NULL */
 	struct keel_user *user;		/* the caller, or NULL (anonymous) */
+	struct keel_limit_state *limit;	/* limit.c's, NULL until it runs */
+	struct keel_idem_state *idem;	/* idem.c's, NULL unless a POST */
 
 	struct keel_arena *arena;	/* request lifetime */
 	struct keel_db	*db;		/* worker's handles: process lifetime */
@@ -123,6 +127,13 @@ void	 keel_http_reply_err(struct keel_req *, enum keel_err er);
 int	 keel_http_replied(const struct keel_req *);
 /* The status replied (0 before any reply). */
 int	 keel_http_status(const struct keel_req *);
+/*
+ * The reply's body (*len bytes, NUL-terminated; NULL when empty) and, when
+ * ctype is not NULL, its content type (NULL for none): what the cache and
+ * idempotency store.  Valid until the reply changes or the request ends.
+ */
+const char *keel_http_reply_body(const struct keel_req *, size_t *len,
+	    const char **ctype);
 
 /*
  * Request bodies and query filters through a field table (json.h).

@@ -1,0 +1,162 @@
+# SPDX-License-Identifier: ISC
+"""test_cache.py -- the memcached read-through cache (DESIGN.md "Caching",
+issue 4): X-Cache MISS then HIT, invalidation on every write across
+workers, hashed keys for client text, an evicted generation that must not
+resurrect stale entries, and BYPASS while memcached is down.
+"""
+
+import concurrent.futures
+import socket
+import time
+import uuid
+
+import pytest
+import requests
+
+
+def plate():
+    return "C" + uuid.uuid4().hex[:12].upper()
+
+
+def new_car(http, **kw):
+    body = {"licensePlate": plate(), "manufacturer": "Cache" + uuid.uuid4().hex[:8],
+            "model": "Probe", "category": "compact", "year": 2020}
+    body.update(kw)
+    r = http.post("/api/cars", json=body)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def memcached_cmd(stack, line):
+    """One text-protocol command to the stack's memcached; its reply."""
+    with socket.create_connection(("127.0.0.1", stack.ports["memcached"]),
+                                  timeout=5) as s:
+        s.sendall(line.encode() + b"\r\n")
+        return s.recv(4096).decode()
+
+
+def fresh_get(stack, path):
+    """A GET on a new connection (lighttpd hands each request to
+    whichever worker accepts first)."""
+    return requests.get(stack.url(path), timeout=30)
+
+
+def test_cache_miss_then_hit(http):
+    car = new_car(http)
+    path = "/api/cars?manufacturer=" + car["manufacturer"]
+    r1 = http.get(path)
+    assert r1.status_code == 200
+    assert r1.headers["X-Cache"] == "MISS"
+    r2 = http.get(path)
+    assert r2.status_code == 200
+    assert r2.headers["X-Cache"] == "HIT"
+    assert r2.json() == r1.json()
+    assert r2.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert [c["id"] for c in r2.json()["data"]] == [car["id"]]
+
+
+def test_cache_item_miss_then_hit(http):
+    car = new_car(http)
+    r1 = http.get("/api/cars/%d" % car["id"])
+    assert (r1.status_code, r1.headers["X-Cache"]) == (200, "MISS")
+    r2 = http.get("/api/cars/%d" % car["id"])
+    assert (r2.status_code, r2.headers["X-Cache"]) == (200, "HIT")
+    assert r2.json() == car
+
+
+def test_cache_not_found_is_not_cached(http):
+    for _ in range(2):
+        r = http.get("/api/cars/999999999")
+        assert r.status_code == 404
+        assert r.headers["X-Cache"] == "MISS"
+
+
+def test_cache_bad_query_never_cached(http):
+    for _ in range(2):
+        r = http.get("/api/cars?status=flying")
+        assert r.status_code == 400
+
+
+def test_cache_write_then_read_never_stale(stack, http):
+    car = new_car(http)
+    item = "/api/cars/%d" % car["id"]
+    lst = "/api/cars?manufacturer=" + car["manufacturer"]
+    # Warm both paths in every worker.
+    for _ in range(6):
+        assert fresh_get(stack, item).status_code == 200
+        assert fresh_get(stack, lst).status_code == 200
+    for i in range(15):
+        model = "M%d" % i
+        r = http.patch(item, json={"model": model})
+        assert r.status_code == 200, r.text
+        got = fresh_get(stack, item)
+        assert got.json()["model"] == model, (i, got.headers.get("X-Cache"))
+        got = fresh_get(stack, lst)
+        assert got.json()["data"][0]["model"] == model
+    # Archiving (DELETE) invalidates too: the default list hides it.
+    assert http.delete(item).status_code == 200
+    assert fresh_get(stack, item).json()["isArchived"] is True
+    assert fresh_get(stack, lst).json()["data"] == []
+    # And a create shows up at once in a cached list.
+    car2 = new_car(http, manufacturer=car["manufacturer"])
+    assert [c["id"] for c in fresh_get(stack, lst).json()["data"]] == [car2["id"]]
+
+
+def test_cache_hostile_filter_text_is_hashed(http):
+    # Spaces, control-ish and multi-byte text, longer than a memcached key.
+    weird = "a b\u00e9\u4e2d" + "x" * 95
+    path = "/api/cars?model=" + requests.utils.quote(weird)
+    r1 = http.get(path)
+    assert (r1.status_code, r1.headers["X-Cache"]) == (200, "MISS")
+    r2 = http.get(path)
+    assert (r2.status_code, r2.headers["X-Cache"]) == (200, "HIT")
+
+
+def test_cache_evicted_generation_does_not_resurrect(stack, http):
+    car = new_car(http)
+    item = "/api/cars/%d" % car["id"]
+    assert http.get(item).headers["X-Cache"] == "MISS"
+    assert http.get(item).headers["X-Cache"] == "HIT"
+    # The generation counter vanishes (as an eviction would drop it):
+    # the entry stored under it must not count any more.
+    assert "DELETED" in memcached_cmd(stack, "delete keel:g:cars")
+    assert http.get(item).headers["X-Cache"] == "MISS"
+    assert http.get(item).headers["X-Cache"] == "HIT"
+
+
+def test_cache_cold_key_under_concurrency(stack, http):
+    car = new_car(http)
+    path = "/api/cars?manufacturer=%s&limit=7" % car["manufacturer"]
+    with concurrent.futures.ThreadPoolExecutor(16) as ex:
+        rs = list(ex.map(lambda _: fresh_get(stack, path), range(32)))
+    assert all(r.status_code == 200 for r in rs)
+    assert len({r.text for r in rs}) == 1
+    assert {r.headers["X-Cache"] for r in rs} <= {"HIT", "MISS"}
+
+
+def test_cache_memcached_down_bypasses(stack, http):
+    car = new_car(http)
+    item = "/api/cars/%d" % car["id"]
+    http.get(item)
+    stack.stop_component("memcached")
+    try:
+        for i in range(6):
+            r = fresh_get(stack, item)
+            assert r.status_code == 200, r.text
+            assert r.headers["X-Cache"] == "BYPASS"
+        # Writes still succeed, and reads see them.
+        r = http.patch(item, json={"model": "Down"})
+        assert r.status_code == 200
+        assert fresh_get(stack, item).json()["model"] == "Down"
+        assert fresh_get(stack, "/api/cars").status_code == 200
+    finally:
+        stack.start_component("memcached")
+    # Back: workers retry the server within a few seconds.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if fresh_get(stack, item).headers["X-Cache"] == "HIT":
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("cache never came back after memcached restarted")
+    assert fresh_get(stack, item).json()["model"] == "Down"
