@@ -9,6 +9,7 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -78,6 +79,185 @@ keel_date_valid(const char *s)
 	return 1;
 }
 
+/*
+ * A validating scan of RFC 8259's grammar, run before json-c parses: json-c
+ * is lenient even in strict mode (single quotes, NaN, raw control
+ * characters in strings, "1.") and counts depth differently.  No
+ * allocation; returns the offset of the first error, or -1 when s[0..n)
+ * is exactly one JSON text (UTF-8 is checked separately).
+ */
+struct scan {
+	const char	*s;
+	size_t		 n, i;
+	int		 depth;
+};
+
+static void
+scan_ws(struct scan *sc)
+{
+	while (sc->i < sc->n && strchr(" \t\r\n", sc->s[sc->i]) != NULL &&
+	    sc->s[sc->i] != '\0')
+		sc->i++;
+}
+
+static int
+scan_lit(struct scan *sc, const char *lit)
+{
+	size_t	 len = strlen(lit);
+
+	if (sc->n - sc->i < len || memcmp(sc->s + sc->i, lit, len) != 0)
+		return -1;
+	sc->i += len;
+	return 0;
+}
+
+static int
+scan_digits(struct scan *sc)
+{
+	size_t	 start = sc->i;
+
+	while (sc->i < sc->n && sc->s[sc->i] >= '0' && sc->s[sc->i] <= '9')
+		sc->i++;
+	return sc->i > start ? 0 : -1;
+}
+
+/* number = [ minus ] int [ frac ] [ exp ] (RFC 8259 §6) */
+static int
+scan_number(struct scan *sc)
+{
+	if (sc->s[sc->i] == '-')
+		sc->i++;
+	if (sc->i < sc->n && sc->s[sc->i] == '0')
+		sc->i++;
+	else if (scan_digits(sc) == -1)
+		return -1;
+	if (sc->i < sc->n && sc->s[sc->i] == '.') {
+		sc->i++;
+		if (scan_digits(sc) == -1)
+			return -1;
+	}
+	if (sc->i < sc->n && (sc->s[sc->i] == 'e' || sc->s[sc->i] == 'E')) {
+		sc->i++;
+		if (sc->i < sc->n && (sc->s[sc->i] == '+' || sc->s[sc->i] == '-'))
+			sc->i++;
+		if (scan_digits(sc) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+/* string = quotation-mark *char quotation-mark (RFC 8259 §7) */
+static int
+scan_string(struct scan *sc)
+{
+	unsigned char	 c;
+	int		 k;
+
+	sc->i++;			/* the opening quote */
+	while (sc->i < sc->n) {
+		c = (unsigned char)sc->s[sc->i++];
+		if (c == '"')
+			return 0;
+		if (c < 0x20)
+			return -1;	/* control characters must be escaped */
+		if (c != '\\')
+			continue;
+		if (sc->i >= sc->n)
+			return -1;
+		c = (unsigned char)sc->s[sc->i++];
+		if (c == 'u') {
+			for (k = 0; k < 4; k++, sc->i++)
+				if (sc->i >= sc->n ||
+				    !isxdigit((unsigned char)sc->s[sc->i]))
+					return -1;
+		} else if (strchr("\"\\/bfnrt", c) == NULL || c == '\0')
+			return -1;
+	}
+	return -1;
+}
+
+static int	scan_value(struct scan *);
+
+/* object or array: open, members separated by commas, close. */
+static int
+scan_container(struct scan *sc, char close)
+{
+	if (++sc->depth > KEEL_JSON_MAXDEPTH)
+		return -1;
+	sc->i++;
+	scan_ws(sc);
+	if (sc->i < sc->n && sc->s[sc->i] == close) {
+		sc->i++;
+		sc->depth--;
+		return 0;
+	}
+	for (;;) {
+		if (close == '}') {
+			if (sc->i >= sc->n || sc->s[sc->i] != '"' ||
+			    scan_string(sc) == -1)
+				return -1;
+			scan_ws(sc);
+			if (sc->i >= sc->n || sc->s[sc->i++] != ':')
+				return -1;
+		}
+		if (scan_value(sc) == -1)
+			return -1;
+		scan_ws(sc);
+		if (sc->i >= sc->n)
+			return -1;
+		if (sc->s[sc->i] == close) {
+			sc->i++;
+			sc->depth--;
+			return 0;
+		}
+		if (sc->s[sc->i++] != ',')
+			return -1;
+		scan_ws(sc);
+	}
+}
+
+static int
+scan_value(struct scan *sc)
+{
+	scan_ws(sc);
+	if (sc->i >= sc->n)
+		return -1;
+	switch (sc->s[sc->i]) {
+	case '{':
+		return scan_container(sc, '}');
+	case '[':
+		return scan_container(sc, ']');
+	case '"':
+		return scan_string(sc);
+	case 't':
+		return scan_lit(sc, "true");
+	case 'f':
+		return scan_lit(sc, "false");
+	case 'n':
+		return scan_lit(sc, "null");
+	default:
+		if (sc->s[sc->i] == '-' ||
+		    (sc->s[sc->i] >= '0' && sc->s[sc->i] <= '9'))
+			return scan_number(sc);
+		return -1;
+	}
+}
+
+static long
+json_scan(const char *s, size_t n, int *too_deep)
+{
+	struct scan	 sc = { s, n, 0, 0 };
+
+	*too_deep = 0;
+	if (scan_value(&sc) == 0) {
+		scan_ws(&sc);
+		if (sc.i == n)
+			return -1;
+	}
+	*too_deep = sc.depth > KEEL_JSON_MAXDEPTH;
+	return (long)sc.i;
+}
+
 enum keel_err
 keel_json_parse(const char *buf, size_t len, struct json_object **out,
     char *err, size_t errlen)
@@ -85,7 +265,8 @@ keel_json_parse(const char *buf, size_t len, struct json_object **out,
 	struct json_tokener	*tok;
 	struct json_object	*obj;
 	enum json_tokener_error	 jerr;
-	size_t			 used;
+	long			 bad;
+	int			 too_deep;
 
 	*out = NULL;
 	if (len == 0) {
@@ -96,34 +277,40 @@ keel_json_parse(const char *buf, size_t len, struct json_object **out,
 		snprintf(err, errlen, "the body contains a NUL byte");
 		return KEEL_EINVAL;
 	}
-	if ((tok = json_tokener_new_ex(KEEL_JSON_MAXDEPTH)) == NULL) {
+	if (!keel_utf8_valid(buf, len)) {
+		snprintf(err, errlen, "the body is not valid UTF-8");
+		return KEEL_EINVAL;
+	}
+	if ((bad = json_scan(buf, len, &too_deep)) != -1) {
+		if (too_deep)
+			snprintf(err, errlen, "the JSON nests deeper than %d "
+			    "levels", KEEL_JSON_MAXDEPTH);
+		else
+			snprintf(err, errlen, "malformed JSON at byte %ld",
+			    bad);
+		return KEEL_EINVAL;
+	}
+	/* json-c counts the innermost value as a level too. */
+	if ((tok = json_tokener_new_ex(KEEL_JSON_MAXDEPTH + 1)) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return KEEL_EINTERNAL;
 	}
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT |
 	    JSON_TOKENER_VALIDATE_UTF8);
 	obj = json_tokener_parse_ex(tok, buf, (int)len);
+	/* A bare top-level number may still "continue": say the text ended. */
+	if (obj == NULL && json_tokener_get_error(tok) == json_tokener_continue)
+		obj = json_tokener_parse_ex(tok, "", 1);
 	jerr = json_tokener_get_error(tok);
-	used = json_tokener_get_parse_end(tok);
+	/* json_scan() vouched for the grammar and for nothing after the
+	 * value; json-c failing now means it ran out of memory. */
 	if (obj == NULL || jerr != json_tokener_success) {
-		if (jerr == json_tokener_continue)
-			snprintf(err, errlen, "the JSON ends too early");
-		else
-			snprintf(err, errlen, "malformed JSON at byte %zu: %s",
-			    used, json_tokener_error_desc(jerr));
+		snprintf(err, errlen, "the JSON could not be parsed: %s",
+		    json_tokener_error_desc(jerr));
 		json_object_put(obj);
 		json_tokener_free(tok);
 		return KEEL_EINVAL;
 	}
-	/* Only whitespace may follow the value. */
-	for (; used < len; used++)
-		if (strchr(" \t\r\n", buf[used]) == NULL) {
-			snprintf(err, errlen, "unexpected data after the JSON "
-			    "value at byte %zu", used);
-			json_object_put(obj);
-			json_tokener_free(tok);
-			return KEEL_EINVAL;
-		}
 	json_tokener_free(tok);
 	*out = obj;
 	return KEEL_OK;

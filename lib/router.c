@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "keel/auth.h"
+#include "keel/db.h"
 #include "keel/http.h"
 #include "keel/mem.h"
 #include "keel/router.h"
@@ -57,10 +59,13 @@ match_path(const char *pattern, const char *path, struct keel_arena *a,
 	size_t		 plen, slen, np = 0;
 
 	for (;;) {
-		/* Trailing slash of the path is ignored. */
-		if (path[0] == '/' && path[1] == '\0')
-			path++;
-		if (*pattern == '\0' || *path == '\0')
+		if (*pattern == '\0') {
+			/* A trailing slash of the path is ignored. */
+			if (path[0] == '/' && path[1] == '\0')
+				path++;
+			break;
+		}
+		if (*path == '\0')
 			break;
 		ps = next_segment(&pattern, &plen);
 		ss = next_segment(&path, &slen);
@@ -143,7 +148,26 @@ keel_router_match(const struct keel_route *routes, size_t n,
 static enum keel_err
 router_run(struct keel_req *req, const struct keel_route *r)
 {
-	return r->handler(req);
+	enum keel_err	 er;
+	unsigned	 nq;
+	double		 ms;
+
+	/* Replica pinning and write tracking are per request. */
+	keel_db_request_reset(req->db);
+	/* Who is calling: the bearer token's session (auth.c). */
+	if (keel_auth_step_identify(req) == -1)
+		return KEEL_OK;
+	/* May they: 401 without a session, 403 for a role not listed. */
+	if (keel_auth_step_authorize(req) == -1)
+		return KEEL_OK;
+	er = r->handler(req);
+	/* Their next reads, on any host, must see what they just wrote. */
+	keel_auth_note_writes(req);
+	/* W3C Server-Timing: database cost, so N+1 queries show. */
+	keel_db_stats(req->db, &nq, &ms);
+	keel_http_add_header(req, "Server-Timing", keel_arena_printf(req->arena,
+	    "db;dur=%.2f;desc=\"%u queries\"", ms, nq));
+	return er;
 }
 
 enum keel_err

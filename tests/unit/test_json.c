@@ -320,10 +320,10 @@ test_json_parse_depth_15_accepted(void **state)
 }
 
 /*
- * BUG (lib/json.c:99, keel_json_parse): json-c counts the innermost
+ * Regression (lib/json.c, keel_json_parse): json-c counts the innermost
  * scalar as a level, so json_tokener_new_ex(KEEL_JSON_MAXDEPTH) refuses 16
  * nested objects holding a value although json.h promises depth <= 16
- * (only 16 *empty* arrays get through).  Fails until fixed.
+ * (only 16 *empty* arrays get through).
  */
 static void
 test_json_parse_depth_16_accepted(void **state)
@@ -350,13 +350,13 @@ test_json_parse_truncated_utf8_in_string_rejected(void **state)
 }
 
 /*
- * BUG (lib/json.c:103-104, keel_json_parse): JSON_TOKENER_VALIDATE_UTF8
+ * Regression (lib/json.c, keel_json_parse): JSON_TOKENER_VALIDATE_UTF8
  * only checks the lead/continuation byte pattern, so overlong forms,
  * UTF-16 surrogates and code points past U+10FFFF get through although
  * json.h promises valid UTF-8.  STRING fields catch it later, but an
  * unknown field's *name* is echoed back in the errors object unchecked.
- * Fix: keel_utf8_valid(buf, len) before tokenizing.  The next three tests
- * fail until fixed.
+ * Fixed by keel_utf8_valid(buf, len) before tokenizing; the next three
+ * tests guard it.
  */
 static void
 test_json_parse_overlong_utf8_rejected(void **state)
@@ -377,9 +377,9 @@ test_json_parse_utf8_above_max_rejected(void **state)
 }
 
 /*
- * BUG (lib/json.c:103-104, keel_json_parse): JSON_TOKENER_STRICT in json-c
+ * Regression (lib/json.c, keel_json_parse): JSON_TOKENER_STRICT in json-c
  * 0.16 still takes several things RFC 8259 does not, although json.h says
- * "strictly (RFC 8259)".  Each of the next four tests fails until fixed.
+ * "strictly (RFC 8259)".
  */
 static void
 test_json_parse_single_quoted_name_rejected(void **state)
@@ -419,11 +419,11 @@ test_json_parse_non_object_values_parse(void **state)
 }
 
 /*
- * BUG (lib/json.c:105-110, keel_json_parse): json-c cannot know a bare
+ * Regression (lib/json.c, keel_json_parse): json-c cannot know a bare
  * number or literal has ended without a terminator, answers
  * json_tokener_continue, and keel reports "the JSON ends too early" for
- * the valid RFC 8259 texts 42, true and null.  Fix: on continue, feed
- * json_tokener_parse_ex(tok, "", 1) to mark the end.  Fails until fixed.
+ * the valid RFC 8259 texts 42, true and null.  Fixed: on continue, keel feeds
+ * json_tokener_parse_ex(tok, "", 1) to mark the end.
  */
 static void
 test_json_parse_top_level_scalar_accepted(void **state)
@@ -1147,11 +1147,9 @@ main(void)
 		T(test_json_parse_depth_over_16_rejected),
 		T(test_json_parse_depth_far_over_limit_rejected),
 		T(test_json_parse_depth_15_accepted),
-		/* BUG: fails until lib is fixed; see the test. */
 		T(test_json_parse_depth_16_accepted),
 		T(test_json_parse_invalid_utf8_in_string_rejected),
 		T(test_json_parse_truncated_utf8_in_string_rejected),
-		/* BUG: the next seven fail until lib is fixed; see the tests. */
 		T(test_json_parse_overlong_utf8_rejected),
 		T(test_json_parse_surrogate_utf8_rejected),
 		T(test_json_parse_utf8_above_max_rejected),
@@ -1160,7 +1158,6 @@ main(void)
 		T(test_json_parse_raw_control_char_in_string_rejected),
 		T(test_json_parse_number_with_bare_dot_rejected),
 		T(test_json_parse_non_object_values_parse),
-		/* BUG: fails until lib is fixed; see the test. */
 		T(test_json_parse_top_level_scalar_accepted),
 		T(test_json_fields_valid_body_filled),
 		T(test_json_fields_absent_optional_not_present),

@@ -139,10 +139,10 @@ test_router_literal_prefix_does_not_match(void **state)
 }
 
 /*
- * BUG (lib/router.c:60-63 and 85, match_path): the trailing-slash rule
+ * Regression (lib/router.c, match_path): the trailing-slash rule
  * strips the path "/" to "" before the first segment, so the pattern "/"
  * is left unconsumed and never matches; a route on "/" is always a 404.
- * Fails until fixed.
+ *
  */
 static void
 test_router_root_path_matches(void **state)
@@ -405,7 +405,6 @@ main(void)
 		T(test_router_literal_match_picks_route_by_method),
 		T(test_router_literal_is_case_sensitive),
 		T(test_router_literal_prefix_does_not_match),
-		/* BUG: fails until lib is fixed; see the test. */
 		T(test_router_root_path_matches),
 		T(test_router_root_route_does_not_match_other_paths),
 		T(test_router_unknown_path_not_found),
