@@ -9,8 +9,16 @@
  * into SQL.  Results are copied out and PQclear'ed here: PGresult never
  * leaves this file.
  *
- * Reads (KEEL_DB_READ) go to the primary for now; the replica split with
- * read-your-writes lands behind keel_db_pick() without changing callers.
+ * Reads (KEEL_DB_READ) go to a replica, round robin, unless the request
+ * is pinned to the primary (read-your-writes: the caller wrote moments
+ * ago, see auth.c) or runs inside a transaction.  A replica that can't be
+ * reached is skipped for REPLICA_RETRY_MS; one whose replay lag, checked
+ * at most every LAG_CHECK_MS, passes KEEL_DB_REPLICA_MAX_LAG is skipped
+ * until the next check.  With no usable replica the primary serves, so
+ * a replica failure costs speed, never an answer (DESIGN.md's table).
+ *
+ * Every statement is timed; past KEEL_DB_SLOW_MS it is logged by its
+ * statement name, never with its parameters.
  */
 #include "config.h"
 
@@ -30,12 +38,19 @@
 #include "keel/mem.h"
 
 #define MAX_PREPARED	64
+#define REPLICA_RETRY_MS 5000	/* a failed replica rests this long */
+#define LAG_CHECK_MS	1000	/* replay lag is rechecked this often */
+#define LAG_QUERY_MS	500	/* the lag check's own time bound */
 
 struct pgconn {
 	PGconn		*conn;		/* NULL until first use */
 	char		*url;		/* owned */
 	const char	*prepared[MAX_PREPARED]; /* statement names */
 	size_t		 nprepared;
+	const char	*label;		/* "primary", "replica" for logs */
+	double		 down_until;	/* ms (monotonic): skip until then */
+	double		 lag_checked;	/* ms (monotonic) of the last check */
+	int		 lagging;	/* the last check found it too far behind */
 };
 
 struct keel_db {
@@ -44,14 +59,31 @@ struct keel_db {
 	struct pgconn		*replicas;
 	int			 nreplicas;
 	int			 in_tx;		/* inside BEGIN on the primary */
+	int			 next;		/* round robin over replicas */
+	/* The current request (keel_db_request_reset clears them). */
+	int			 pinned;	/* reads go to the primary */
+	int			 wrote;		/* a statement changed rows */
+	unsigned		 nqueries;
+	double			 query_ms;
 	char			 errstr[256];
 	char			 constraint[64];
 };
+
+/*
+ * A replica's replay lag in ms: caught up when everything received is
+ * replayed, else the age of the last replayed transaction.
+ */
+#define LAG_SQL	"SELECT CASE WHEN " \
+	"pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 " \
+	"ELSE COALESCE(EXTRACT(EPOCH FROM now() - " \
+	"pg_last_xact_replay_timestamp()) * 1000, 0) END"
 
 struct keel_rows {
 	size_t	 nrows, ncols;
 	char	**vals;			/* nrows * ncols; NULL is SQL NULL */
 };
+
+static struct pgconn *keel_db_pick(struct keel_db *, enum keel_db_target);
 
 struct keel_db *
 keel_db_open(const struct keel_config *cfg)
@@ -63,6 +95,7 @@ keel_db_open(const struct keel_config *cfg)
 	db = keel_calloc(1, sizeof(*db));
 	db->cfg = cfg;
 	db->primary.url = keel_strdup(cfg->database_url);
+	db->primary.label = "primary";
 	for (s = cfg->replica_urls; *s != '\0'; s = comma + 1) {
 		db->nreplicas++;
 		if ((comma = strchr(s, ',')) == NULL)
@@ -73,6 +106,7 @@ keel_db_open(const struct keel_config *cfg)
 		comma = strchr(s, ',');
 		db->replicas[i].url = comma == NULL ? keel_strdup(s) :
 		    keel_strndup(s, (size_t)(comma - s));
+		db->replicas[i].label = "replica";
 		s = comma == NULL ? s : comma + 1;
 	}
 	return db;
@@ -167,13 +201,6 @@ conn_ensure(struct keel_db *db, struct pgconn *c, int timeout_s)
 	return KEEL_OK;
 }
 
-/* The connection a statement for target runs on (the replica seam). */
-static struct pgconn *
-keel_db_pick(struct keel_db *db, enum keel_db_target target)
-{
-	(void)target;
-	return &db->primary;
-}
 
 static int
 is_prepared(const struct pgconn *c, const char *name)
@@ -263,21 +290,28 @@ now_ms(void)
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-enum keel_err
-keel_db_query(struct keel_db *db, const struct keel_query *q,
+/* 1 when res reports rows changed by INSERT, UPDATE, DELETE or MERGE. */
+static int
+changed_rows(PGresult *res)
+{
+	const char	*st = PQcmdStatus(res), *n = PQcmdTuples(res);
+
+	if (strncmp(st, "INSERT", 6) != 0 && strncmp(st, "UPDATE", 6) != 0 &&
+	    strncmp(st, "DELETE", 6) != 0 && strncmp(st, "MERGE", 5) != 0)
+		return 0;
+	return n[0] != '\0' && strcmp(n, "0") != 0;
+}
+
+/* Runs q on c, preparing it first on this connection. */
+static enum keel_err
+query_on(struct keel_db *db, struct pgconn *c, const struct keel_query *q,
     const char *const *params, struct keel_rows **out)
 {
-	struct pgconn	*c;
 	PGresult	*res = NULL;
 	enum keel_err	 er;
-	double		 t0;
 
-	if (out != NULL)
-		*out = NULL;
-	c = db->in_tx ? &db->primary : keel_db_pick(db, q->target);
 	if ((er = conn_ensure(db, c, db->cfg->db_connect_timeout)) != KEEL_OK)
 		return er;
-	t0 = now_ms();
 	if (!is_prepared(c, q->name)) {
 		res = PQprepare(c->conn, q->name, q->sql, q->nparams, NULL);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
@@ -296,16 +330,84 @@ keel_db_query(struct keel_db *db, const struct keel_query *q,
 	case PGRES_COMMAND_OK:
 		if (out != NULL)
 			*out = rows_copy(res);
+		if (c == &db->primary && changed_rows(res))
+			db->wrote = 1;
 		er = KEEL_OK;
 		break;
 	default:
 		er = result_err(db, c, res, q->name);
 		break;
 	}
-	keel_log_debug("db: %s took %.2f ms", q->name, now_ms() - t0);
 out:
 	PQclear(res);
 	return er;
+}
+
+enum keel_err
+keel_db_query(struct keel_db *db, const struct keel_query *q,
+    const char *const *params, struct keel_rows **out)
+{
+	struct pgconn	*c;
+	enum keel_err	 er;
+	double		 t0, ms;
+
+	if (out != NULL)
+		*out = NULL;
+	t0 = now_ms();
+	c = keel_db_pick(db, q->target);
+	er = query_on(db, c, q, params, out);
+	/*
+	 * A replica that went away mid-statement, or cancelled a read that
+	 * conflicted with recovery, costs a retry on the primary, not an
+	 * error: reads are safe to repeat.
+	 */
+	if (c != &db->primary && (er == KEEL_EUNAVAIL ||
+	    er == KEEL_ECONFLICT)) {
+		if (er == KEEL_EUNAVAIL)
+			c->down_until = now_ms() + REPLICA_RETRY_MS;
+		keel_log_warnx("db: %s: replica failed (%s); retrying on the "
+		    "primary", q->name, keel_strerror(er));
+		c = &db->primary;
+		er = query_on(db, c, q, params, out);
+	}
+	ms = now_ms() - t0;
+	db->nqueries++;
+	db->query_ms += ms;
+	if (ms >= db->cfg->db_slow_ms)
+		keel_log_warnx("db: slow query name=%s on=%s ms=%.1f", q->name,
+		    c->label, ms);
+	else
+		keel_log_debug("db: %s on %s took %.2f ms", q->name, c->label,
+		    ms);
+	return er;
+}
+
+void
+keel_db_request_reset(struct keel_db *db)
+{
+	db->pinned = 0;
+	db->wrote = 0;
+	db->nqueries = 0;
+	db->query_ms = 0;
+}
+
+void
+keel_db_pin_primary(struct keel_db *db, int on)
+{
+	db->pinned = on;
+}
+
+int
+keel_db_wrote(const struct keel_db *db)
+{
+	return db->wrote;
+}
+
+void
+keel_db_stats(const struct keel_db *db, unsigned *queries, double *ms)
+{
+	*queries = db->nqueries;
+	*ms = db->query_ms;
 }
 
 static enum keel_err
@@ -429,6 +531,63 @@ exec_bounded(struct keel_db *db, struct pgconn *c, const char *sql,
 	return er;
 }
 
+/*
+ * 1 when replica c may serve a read now: reachable, and (checked at most
+ * every LAG_CHECK_MS) not lagging past KEEL_DB_REPLICA_MAX_LAG.
+ */
+static int
+replica_usable(struct keel_db *db, struct pgconn *c)
+{
+	double	 now = now_ms(), lag = 0;
+	int	 secs;
+
+	if (now < c->down_until)
+		return 0;
+	secs = db->cfg->db_connect_timeout;
+	if (conn_ensure(db, c, secs) != KEEL_OK) {
+		keel_log_warnx("db: replica unreachable, reads go to the "
+		    "primary for %d s: %s", REPLICA_RETRY_MS / 1000,
+		    db->errstr);
+		c->down_until = now + REPLICA_RETRY_MS;
+		return 0;
+	}
+	if (db->cfg->db_replica_max_lag > 0 &&
+	    now - c->lag_checked >= LAG_CHECK_MS) {
+		c->lag_checked = now;
+		if (exec_bounded(db, c, LAG_SQL, LAG_QUERY_MS, &lag) !=
+		    KEEL_OK) {
+			c->down_until = now + REPLICA_RETRY_MS;
+			return 0;
+		}
+		if (lag > db->cfg->db_replica_max_lag && !c->lagging)
+			keel_log_warnx("db: replica lags %.0f ms (bound %d); "
+			    "reads go to the primary", lag,
+			    db->cfg->db_replica_max_lag);
+		c->lagging = lag > db->cfg->db_replica_max_lag;
+	}
+	return !c->lagging;
+}
+
+/* The connection a statement for target runs on. */
+static struct pgconn *
+keel_db_pick(struct keel_db *db, enum keel_db_target target)
+{
+	struct pgconn	*c;
+	int		 k, i;
+
+	if (target == KEEL_DB_PRIMARY || db->in_tx || db->pinned)
+		return &db->primary;
+	for (k = 0; k < db->nreplicas; k++) {
+		i = (db->next + k) % db->nreplicas;
+		c = &db->replicas[i];
+		if (replica_usable(db, c)) {
+			db->next = (i + 1) % db->nreplicas;
+			return c;
+		}
+	}
+	return &db->primary;
+}
+
 enum keel_err
 keel_db_ping(struct keel_db *db, int replica, int timeout_ms, double *lag_ms)
 {
@@ -447,13 +606,7 @@ keel_db_ping(struct keel_db *db, int replica, int timeout_ms, double *lag_ms)
 		return er;
 	if (replica < 0)
 		return exec_bounded(db, c, "SELECT 1", timeout_ms, NULL);
-	/* Caught up when everything received is replayed; else the age of
-	 * the last replayed transaction is the lag. */
-	return exec_bounded(db, c, "SELECT CASE WHEN "
-	    "pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
-	    "ELSE COALESCE(EXTRACT(EPOCH FROM now() - "
-	    "pg_last_xact_replay_timestamp()) * 1000, 0) END", timeout_ms,
-	    lag_ms);
+	return exec_bounded(db, c, LAG_SQL, timeout_ms, lag_ms);
 }
 
 size_t

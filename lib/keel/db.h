@@ -38,7 +38,9 @@ struct keel_db	*keel_db_open(const struct keel_config *);
 void		 keel_db_close(struct keel_db *);
 
 /*
- * Runs q with params[0..q->nparams) (NULL entries are SQL NULL).  On
+ * Runs q with params[0..q->nparams) (NULL entries are SQL NULL) on the
+ * primary or, for KEEL_DB_READ outside a transaction and unless pinned,
+ * on a usable replica (falling back to the primary).  On
  * KEEL_OK and out != NULL, *out holds the rows (caller frees).  Errors:
  * KEEL_ECONFLICT (unique or exclusion violation; keel_db_constraint()
  * names it), KEEL_EINVAL (check, foreign key or bad value), KEEL_ETIMEOUT
@@ -47,6 +49,20 @@ void		 keel_db_close(struct keel_db *);
  */
 enum keel_err	 keel_db_query(struct keel_db *, const struct keel_query *q,
 		    const char *const *params, struct keel_rows **out);
+
+/*
+ * Per-request state, cleared by the router before each request: whether
+ * reads are pinned to the primary, whether a statement changed rows on
+ * it, and the number and total time of statements run.
+ */
+void		 keel_db_request_reset(struct keel_db *);
+/* on != 0: this request's KEEL_DB_READ statements go to the primary. */
+void		 keel_db_pin_primary(struct keel_db *, int on);
+/* 1 once an INSERT, UPDATE, DELETE or MERGE changed rows this request. */
+int		 keel_db_wrote(const struct keel_db *);
+/* Statements run this request and their total time in ms. */
+void		 keel_db_stats(const struct keel_db *, unsigned *queries,
+		    double *ms);
 
 /* Transactions on the primary; rollback is safe to call after a failure. */
 enum keel_err	 keel_db_begin(struct keel_db *);

@@ -1,0 +1,505 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * auth.c -- passwords, sessions, one-time tokens, roles, the caller.
+ *
+ * Passwords are Argon2id strings from libsodium.  A session is a random
+ * 256-bit token the client holds; Redis holds only its SHA-256, so
+ * reading Redis (or a backup of it) yields no usable token, and ending a
+ * session is one DEL that takes effect on every host at once.  Each
+ * multi-key change is one Lua script, so a session and the user's index
+ * of sessions never disagree.  The key layout is in auth.h; the rate
+ * limiter reads the same keys.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "keel/auth.h"
+#include "keel/config.h"
+#include "keel/db.h"
+#include "keel/http.h"
+#include "keel/json.h"
+#include "keel/log.h"
+#include "keel/mem.h"
+#include "keel/redis.h"
+#include "keel/router.h"
+
+/*
+ * Verified when the account does not exist, so that an unknown login
+ * costs one Argon2id verification like a wrong password does.  Made with
+ * the same limits as keel_auth_hash(); its password is random and lost.
+ */
+static const char dummy_hash[] = "$argon2id$v=19$m=65536,t=2,p=1$"
+    "86XGApZ0TAlubm8NGlB7bA$TVpAr1SExHOeI4lVNweoHRIazQO25bZ17WvmsPO8KAI";
+
+static const struct {
+	const char	*name;
+	unsigned	 bit;
+} roles[] = {
+	{ "admin", KEEL_ROLE_ADMIN },
+	{ "staff", KEEL_ROLE_STAFF },
+	{ "customer", KEEL_ROLE_CUSTOMER },
+	{ "student", KEEL_ROLE_STUDENT },
+};
+
+/* KEYS: session, user index.  ARGV: uid, role, exp, ttl, id. */
+static struct keel_rscript sess_new_lua = { "session_new",
+	"redis.call('HSET', KEYS[1], 'uid', ARGV[1], 'role', ARGV[2],"
+	" 'exp', ARGV[3])\n"
+	"redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
+	/* Drop ids whose session expired, so the index can't grow forever. */
+	"for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
+	"  if redis.call('EXISTS', 'keel:sess:' .. m) == 0 then\n"
+	"    redis.call('SREM', KEYS[2], m)\n"
+	"  end\n"
+	"end\n"
+	"redis.call('SADD', KEYS[2], ARGV[5])\n"
+	"if redis.call('TTL', KEYS[2]) < tonumber(ARGV[4]) then\n"
+	"  redis.call('EXPIRE', KEYS[2], ARGV[4])\n"
+	"end\n"
+	"return 1\n", "" };
+
+/* KEYS: session.  The user's read-your-writes window rides along. */
+static struct keel_rscript sess_get_lua = { "session_get",
+	"local s = redis.call('HMGET', KEYS[1], 'uid', 'role', 'exp')\n"
+	"if not s[1] then return false end\n"
+	"return {s[1], s[2], s[3], redis.call('PTTL', 'keel:ryw:' .. s[1])}\n",
+	"" };
+
+/* KEYS: session, user index.  ARGV: id. */
+static struct keel_rscript sess_end_lua = { "session_end",
+	"redis.call('SREM', KEYS[2], ARGV[1])\n"
+	"return redis.call('DEL', KEYS[1])\n", "" };
+
+/* KEYS: user index.  ARGV: the id to keep, or "". */
+static struct keel_rscript sess_end_all_lua = { "session_end_all",
+	"local n = 0\n"
+	"for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+	"  if m ~= ARGV[1] then\n"
+	"    n = n + redis.call('DEL', 'keel:sess:' .. m)\n"
+	"    redis.call('SREM', KEYS[1], m)\n"
+	"  end\n"
+	"end\n"
+	"return n\n", "" };
+
+unsigned
+keel_auth_role_parse(const char *name)
+{
+	size_t	 i;
+
+	for (i = 0; name != NULL && i < sizeof(roles) / sizeof(roles[0]); i++)
+		if (strcmp(roles[i].name, name) == 0)
+			return roles[i].bit;
+	return 0;
+}
+
+const char *
+keel_auth_role_name(unsigned role)
+{
+	size_t	 i;
+
+	for (i = 0; i < sizeof(roles) / sizeof(roles[0]); i++)
+		if (roles[i].bit == role)
+			return roles[i].name;
+	return "";
+}
+
+const char *
+keel_auth_password_check(const char *pw)
+{
+	size_t	 n, chars, i;
+
+	n = strlen(pw);
+	if (n > KEEL_AUTH_PASSWORD_MAX)
+		return "must be at most 1024 bytes";
+	if (!keel_utf8_valid(pw, n))
+		return "must be valid UTF-8";
+	/* Characters, not bytes: count the bytes that start one. */
+	for (i = 0, chars = 0; i < n; i++)
+		if (((unsigned char)pw[i] & 0xc0) != 0x80)
+			chars++;
+	if (chars < KEEL_AUTH_PASSWORD_MIN)
+		return "must be at least 10 characters";
+	return NULL;
+}
+
+enum keel_err
+keel_auth_hash(const char *pw, char out[KEEL_AUTH_HASH_MAX])
+{
+	if (crypto_pwhash_str(out, pw, strlen(pw),
+	    crypto_pwhash_OPSLIMIT_INTERACTIVE,
+	    crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0) {
+		keel_log_error("auth: crypto_pwhash_str failed (out of memory)");
+		return KEEL_EINTERNAL;
+	}
+	return KEEL_OK;
+}
+
+int
+keel_auth_verify(const char *hash, const char *pw)
+{
+	int	 ok;
+
+	ok = crypto_pwhash_str_verify(hash != NULL ? hash : dummy_hash, pw,
+	    strlen(pw)) == 0;
+	return hash != NULL && ok;
+}
+
+void
+keel_auth_token_new(char tok[KEEL_AUTH_TOKEN_LEN + 1])
+{
+	unsigned char	 raw[KEEL_AUTH_TOKEN_BYTES];
+
+	randombytes_buf(raw, sizeof(raw));
+	sodium_bin2base64(tok, KEEL_AUTH_TOKEN_LEN + 1, raw, sizeof(raw),
+	    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	sodium_memzero(raw, sizeof(raw));
+}
+
+void
+keel_auth_token_id(const char *tok, char id[KEEL_AUTH_ID_LEN + 1])
+{
+	unsigned char	 h[crypto_hash_sha256_BYTES];
+
+	crypto_hash_sha256(h, (const unsigned char *)tok, strlen(tok));
+	sodium_bin2hex(id, KEEL_AUTH_ID_LEN + 1, h, sizeof(h));
+}
+
+int
+keel_auth_token_valid(const char *tok)
+{
+	size_t	 i;
+
+	if (strlen(tok) != KEEL_AUTH_TOKEN_LEN)
+		return 0;
+	for (i = 0; i < KEEL_AUTH_TOKEN_LEN; i++)
+		if (strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+		    "0123456789-_", tok[i]) == NULL)
+			return 0;
+	return 1;
+}
+
+/* Runs script; KEEL_EINTERNAL (logged) on an error reply. */
+static enum keel_err
+run(struct keel_redis *r, struct keel_rscript *script, int nkeys, int argc,
+    const char **argv, struct keel_rreply **out)
+{
+	struct keel_rreply	*rep = NULL;
+	enum keel_err		 er;
+
+	if (out != NULL)
+		*out = NULL;
+	if ((er = keel_redis_eval(r, script, nkeys, argc, argv, NULL,
+	    &rep)) != KEEL_OK)
+		return er;
+	if (rep->type == KEEL_R_ERROR) {
+		keel_log_error("auth: %s: %s", script->name, rep->str);
+		keel_rreply_free(rep);
+		return KEEL_EINTERNAL;
+	}
+	if (out != NULL)
+		*out = rep;
+	else
+		keel_rreply_free(rep);
+	return KEEL_OK;
+}
+
+enum keel_err
+keel_auth_session_new(struct keel_redis *r, int64_t uid, unsigned role,
+    int ttl, char tok[KEEL_AUTH_TOKEN_LEN + 1], time_t *exp)
+{
+	char		 id[KEEL_AUTH_ID_LEN + 1], skey[80], ukey[48];
+	char		 suid[24], sexp[24], sttl[16];
+	const char	*argv[7];
+	time_t		 e;
+	enum keel_err	 er;
+
+	keel_auth_token_new(tok);
+	keel_auth_token_id(tok, id);
+	e = time(NULL) + ttl;
+	snprintf(skey, sizeof(skey), "keel:sess:%s", id);
+	snprintf(ukey, sizeof(ukey), "keel:user-sess:%lld", (long long)uid);
+	snprintf(suid, sizeof(suid), "%lld", (long long)uid);
+	snprintf(sexp, sizeof(sexp), "%lld", (long long)e);
+	snprintf(sttl, sizeof(sttl), "%d", ttl);
+	argv[0] = skey;
+	argv[1] = ukey;
+	argv[2] = suid;
+	argv[3] = keel_auth_role_name(role);
+	argv[4] = sexp;
+	argv[5] = sttl;
+	argv[6] = id;
+	if ((er = run(r, &sess_new_lua, 2, 7, argv, NULL)) != KEEL_OK) {
+		explicit_bzero(tok, KEEL_AUTH_TOKEN_LEN + 1);
+		return er;
+	}
+	if (exp != NULL)
+		*exp = e;
+	return KEEL_OK;
+}
+
+/* A reply element's text, or NULL when it is not a string. */
+static const char *
+elem_str(const struct keel_rreply *rep, size_t i)
+{
+	if (i >= rep->nelem || rep->elem[i].type != KEEL_R_STR)
+		return NULL;
+	return rep->elem[i].str;
+}
+
+enum keel_err
+keel_auth_session_get(struct keel_redis *r, const char *tok,
+    struct keel_session *out)
+{
+	struct keel_rreply	*rep = NULL;
+	const char		*argv[1];
+	char			 skey[80];
+	int64_t			 exp;
+	enum keel_err		 er;
+
+	memset(out, 0, sizeof(*out));
+	if (!keel_auth_token_valid(tok))
+		return KEEL_ENOENT;
+	keel_auth_token_id(tok, out->id);
+	snprintf(skey, sizeof(skey), "keel:sess:%s", out->id);
+	argv[0] = skey;
+	if ((er = run(r, &sess_get_lua, 1, 1, argv, &rep)) != KEEL_OK)
+		return er;
+	er = KEEL_ENOENT;
+	if (rep->type != KEEL_R_ARRAY || rep->nelem != 4 ||
+	    elem_str(rep, 0) == NULL || elem_str(rep, 1) == NULL ||
+	    elem_str(rep, 2) == NULL)
+		goto out;
+	if (keel_parse_int64(elem_str(rep, 0), 1, INT64_MAX, &out->uid) ==
+	    -1 || (out->role = keel_auth_role_parse(elem_str(rep, 1))) == 0 ||
+	    keel_parse_int64(elem_str(rep, 2), 0, INT64_MAX, &exp) == -1) {
+		keel_log_warnx("auth: malformed session %.12s...", out->id);
+		goto out;
+	}
+	/* The key's TTL ends it too; this covers a TTL lost in a restore. */
+	if ((out->exp = (time_t)exp) <= time(NULL))
+		goto out;
+	if (rep->elem[3].type == KEEL_R_INT && rep->elem[3].integer > 0)
+		out->ryw_ms = rep->elem[3].integer;
+	er = KEEL_OK;
+out:
+	keel_rreply_free(rep);
+	return er;
+}
+
+enum keel_err
+keel_auth_session_end(struct keel_redis *r, int64_t uid, const char *id)
+{
+	char		 skey[80], ukey[48];
+	const char	*argv[3];
+
+	snprintf(skey, sizeof(skey), "keel:sess:%s", id);
+	snprintf(ukey, sizeof(ukey), "keel:user-sess:%lld", (long long)uid);
+	argv[0] = skey;
+	argv[1] = ukey;
+	argv[2] = id;
+	return run(r, &sess_end_lua, 2, 3, argv, NULL);
+}
+
+enum keel_err
+keel_auth_sessions_end_all(struct keel_redis *r, int64_t uid,
+    const char *keep)
+{
+	char		 ukey[48];
+	const char	*argv[2];
+
+	snprintf(ukey, sizeof(ukey), "keel:user-sess:%lld", (long long)uid);
+	argv[0] = ukey;
+	argv[1] = keep != NULL ? keep : "";
+	return run(r, &sess_end_all_lua, 1, 2, argv, NULL);
+}
+
+enum keel_err
+keel_auth_once_new(struct keel_redis *r, const char *purpose, int64_t uid,
+    int ttl, char tok[KEEL_AUTH_TOKEN_LEN + 1],
+    char id[KEEL_AUTH_ID_LEN + 1])
+{
+	struct keel_rreply	*rep = NULL;
+	char			 hid[KEEL_AUTH_ID_LEN + 1], key[80];
+	char			 val[96], sttl[16];
+	const char		*argv[6];
+	enum keel_err		 er;
+
+	keel_auth_token_new(tok);
+	keel_auth_token_id(tok, hid);
+	snprintf(key, sizeof(key), "keel:once:%s", hid);
+	snprintf(val, sizeof(val), "{\"uid\":%lld,\"purpose\":\"%s\"}",
+	    (long long)uid, purpose);
+	snprintf(sttl, sizeof(sttl), "%d", ttl);
+	argv[0] = "SET";
+	argv[1] = key;
+	argv[2] = val;
+	argv[3] = "EX";
+	argv[4] = sttl;
+	argv[5] = "NX";
+	if ((er = keel_redis_cmd(r, 6, argv, NULL, &rep)) == KEEL_OK &&
+	    rep->type != KEEL_R_STR) {
+		/* NX lost only on a 2^-256 collision; an error is a bug. */
+		keel_log_error("auth: SET once: %s", rep->type ==
+		    KEEL_R_ERROR ? rep->str : "not set");
+		er = KEEL_EINTERNAL;
+	}
+	keel_rreply_free(rep);
+	if (er != KEEL_OK) {
+		explicit_bzero(tok, KEEL_AUTH_TOKEN_LEN + 1);
+		return er;
+	}
+	if (id != NULL)
+		memcpy(id, hid, sizeof(hid));
+	return KEEL_OK;
+}
+
+enum keel_err
+keel_auth_once_take(struct keel_redis *r, const char *tok, int64_t *uid,
+    char *purpose, size_t n)
+{
+	struct keel_rreply	*rep = NULL;
+	struct json_object	*doc = NULL, *v;
+	char			 hid[KEEL_AUTH_ID_LEN + 1], key[80], err[64];
+	const char		*argv[2];
+	enum keel_err		 er;
+
+	if (!keel_auth_token_valid(tok))
+		return KEEL_ENOENT;
+	keel_auth_token_id(tok, hid);
+	snprintf(key, sizeof(key), "keel:once:%s", hid);
+	argv[0] = "GETDEL";
+	argv[1] = key;
+	if ((er = keel_redis_cmd(r, 2, argv, NULL, &rep)) != KEEL_OK)
+		return er;
+	er = KEEL_ENOENT;
+	if (rep->type != KEEL_R_STR || keel_json_parse(rep->str, rep->len,
+	    &doc, err, sizeof(err)) != KEEL_OK)
+		goto out;
+	if (!json_object_object_get_ex(doc, "uid", &v) ||
+	    (*uid = json_object_get_int64(v)) < 1 ||
+	    !json_object_object_get_ex(doc, "purpose", &v) ||
+	    !json_object_is_type(v, json_type_string))
+		goto out;
+	snprintf(purpose, n, "%s", json_object_get_string(v));
+	er = KEEL_OK;
+out:
+	json_object_put(doc);
+	keel_rreply_free(rep);
+	return er;
+}
+
+/* The token of "Authorization: Bearer <token>" (RFC 6750 §2.1), or NULL. */
+static const char *
+bearer(const struct keel_req *req)
+{
+	const char	*h;
+
+	if ((h = keel_http_header(req, "Authorization")) == NULL)
+		return NULL;
+	/* The scheme is case-insensitive (RFC 9110 §11.1). */
+	if (strncasecmp(h, "Bearer ", 7) != 0)
+		return NULL;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	return *h != '\0' ? h : NULL;
+}
+
+enum keel_err
+keel_auth_identify(struct keel_req *req, struct keel_user **out)
+{
+	struct keel_session	 s;
+	struct keel_user	*u;
+	const char		*tok;
+	enum keel_err		 er;
+
+	*out = NULL;
+	if ((tok = bearer(req)) == NULL)
+		return KEEL_OK;
+	if ((er = keel_auth_session_get(req->redis, tok, &s)) == KEEL_ENOENT)
+		return KEEL_OK;
+	if (er != KEEL_OK)
+		return er;
+	u = keel_arena_alloc(req->arena, sizeof(*u));
+	u->id = s.uid;
+	u->role = s.role;
+	u->session = keel_arena_strdup(req->arena, s.id);
+	/* This user wrote moments ago: replicas may not have it yet. */
+	if (s.ryw_ms > 0)
+		keel_db_pin_primary(req->db, 1);
+	*out = u;
+	return KEEL_OK;
+}
+
+int
+keel_auth_step_identify(struct keel_req *req)
+{
+	struct keel_user	*u;
+	enum keel_err		 er;
+
+	if ((er = keel_auth_identify(req, &u)) == KEEL_OK) {
+		req->user = u;
+		return 0;
+	}
+	/* A public route still works without Redis, anonymously. */
+	if (req->route->access == KEEL_ACCESS_ANYONE)
+		return 0;
+	keel_log_warnx("auth: sessions unavailable: %s",
+	    keel_redis_errstr(req->redis));
+	keel_http_reply_err(req, er == KEEL_EINTERNAL ? er : KEEL_EUNAVAIL);
+	return -1;
+}
+
+int
+keel_auth_step_authorize(struct keel_req *req)
+{
+	unsigned	 access = req->route->access;
+
+	if (access == KEEL_ACCESS_ANYONE)
+		return 0;
+	if (req->user == NULL) {
+		/* RFC 6750 §3: say which scheme would work. */
+		keel_http_add_header(req, "WWW-Authenticate",
+		    "Bearer realm=\"keel\"");
+		keel_http_reply_error(req, 401, "unauthorized",
+		    "a valid session is required (Authorization: Bearer "
+		    "<token>)", NULL);
+		return -1;
+	}
+	if ((access & req->user->role) == 0) {
+		keel_http_reply_error(req, 403, "forbidden",
+		    "your role may not do this", NULL);
+		return -1;
+	}
+	return 0;
+}
+
+void
+keel_auth_note_writes(struct keel_req *req)
+{
+	const struct keel_config *cfg = keel_config();
+	char		 key[48], ms[24];
+	const char	*argv[5];
+
+	if (req->user == NULL || cfg->db_ryw_window == 0 ||
+	    !keel_db_wrote(req->db))
+		return;
+	snprintf(key, sizeof(key), "keel:ryw:%lld", (long long)req->user->id);
+	snprintf(ms, sizeof(ms), "%lld", (long long)cfg->db_ryw_window * 1000);
+	argv[0] = "SET";
+	argv[1] = key;
+	argv[2] = "1";
+	argv[3] = "PX";
+	argv[4] = ms;
+	/* Best effort: without Redis there is no session to read with. */
+	if (keel_redis_cmd(req->redis, 5, argv, NULL, NULL) != KEEL_OK)
+		keel_log_warnx("auth: could not open the read-your-writes "
+		    "window: %s", keel_redis_errstr(req->redis));
+}
