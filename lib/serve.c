@@ -221,6 +221,20 @@ access_log(const struct keel_req *req, double ms)
 	    keel_http_status(req), ms);
 }
 
+/* SIGTERM or SIGINT was taken, or waits while blocked. */
+static int
+term_pending(void)
+{
+	sigset_t	 set;
+
+	if (got_term)
+		return 1;
+	if (sigpending(&set) == -1)
+		return 0;
+	return sigismember(&set, SIGTERM) == 1 ||
+	    sigismember(&set, SIGINT) == 1;
+}
+
 /*
  * Serves requests until told to stop or recycled; never returns.  Starts
  * with SIGTERM and SIGINT blocked (see spawn); waitmask is the mask that
@@ -266,20 +280,33 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 		keel_log_fatalx("FCGX_Init failed");
 
 	pfd.fd = sv->lfd;
-	pfd.events = POLLIN;
-	while (!got_term &&
-	    (cfg->max_requests == 0 || served < cfg->max_requests)) {
+	pfd.events = POLLIN | POLLRDHUP;
+	while (cfg->max_requests == 0 || served < cfg->max_requests) {
 		/* The one place SIGTERM gets in: no request is under way. */
 		if (ppoll(&pfd, 1, NULL, waitmask) == -1) {
 			if (errno != EINTR)
 				keel_log_fatal("ppoll");
+			if (got_term)
+				break;
 			continue;
 		}
+		/*
+		 * ppoll() returns a ready socket before a pending signal, so
+		 * look for SIGTERM by hand, or a busy worker retired by a
+		 * roll would serve on while the queue is never empty.  On
+		 * shutdown the supervisor has shut the socket (POLLRDHUP):
+		 * nothing new can be queued, and what is queued is served.
+		 */
+		if (!(pfd.revents & POLLRDHUP) && term_pending())
+			break;
 		if (!(pfd.revents & POLLIN))
 			continue;
-		/* Another worker may have won the race: EAGAIN, wait again. */
-		if (FCGX_Accept_r(&fr) < 0)
+		/* EAGAIN: another worker won the race, or the queue is empty. */
+		if (FCGX_Accept_r(&fr) < 0) {
+			if (pfd.revents & POLLRDHUP)
+				break;
 			continue;
+		}
 		t0 = now_ms();
 		keel_arena_reset(arena);
 		if (keel_http_begin(&req, conn, &fr, arena,
@@ -464,7 +491,14 @@ shutdown_workers(struct supervisor *sv, const char *sock_path)
 
 	keel_log_info("shutting down: %d workers finish their requests",
 	    live_workers(sv));
-	/* Stop accepting: new connections are refused from now on. */
+	/*
+	 * Stop accepting.  The workers hold the socket open, so closing
+	 * ours is not enough: shut it, and connect() is refused at once
+	 * (lighttpd answers 503) instead of queueing for a worker that is
+	 * leaving, while the connections already queued are still served.
+	 */
+	if (shutdown(sv->lfd, SHUT_RD) == -1)
+		keel_log_warn("shutdown");
 	close(sv->lfd);
 	if (sock_path != NULL)
 		(void)unlink(sock_path);

@@ -327,6 +327,37 @@ def test_serve_sighup_rolls_every_worker_without_failures(stack):
     assert "reload: all %d workers replaced" % n in stack.log("testapp")
 
 
+def test_serve_sighup_roll_finishes_under_overload(own_app):
+    """With more clients than workers the queue never empties; a worker
+    the roll retires still leaves after the request it is serving."""
+    app = own_app(KEEL_WORKERS=1)
+    old = app.workers()[0]
+    stopping = threading.Event()
+    results = []
+
+    def client():
+        deadline = time.monotonic() + 20
+        while not stopping.is_set() and time.monotonic() < deadline:
+            try:
+                results.append(fcgi_get(app.sock, "/_test/sleep?ms=100")[0])
+            except OSError as e:
+                results.append(repr(e))
+    pool = concurrent.futures.ThreadPoolExecutor(6)
+    futures = [pool.submit(client) for _ in range(6)]
+    try:
+        time.sleep(0.5)
+        os.kill(app.pid, signal.SIGHUP)
+        wait_until("the old worker to leave", lambda: not alive(old), 5)
+        time.sleep(0.3)
+    finally:
+        stopping.set()
+        for f in futures:
+            f.result(timeout=30)
+        pool.shutdown()
+    assert len(results) > 5
+    assert all(r == 200 for r in results), results
+
+
 def test_serve_max_requests_recycles_workers(own_app):
     app = own_app(KEEL_WORKERS=1, KEEL_MAX_REQUESTS=5)
     pids = [fcgi_pid(app.sock) for _ in range(20)]
@@ -351,6 +382,34 @@ def test_serve_signal_keeps_accepted_connection(own_app, sig):
                                on_connect=signal_while_waiting)
     assert status == 200, body
     assert json.loads(body)["pid"] in old
+
+
+@pytest.mark.parametrize("mode", ["socket", "fd0"])
+def test_serve_sigterm_serves_backlog_refuses_new(stack, own_app, mode):
+    """On SIGTERM a request that already waits in the socket's backlog is
+    served, and a new connection is refused at once (lighttpd answers 503
+    and may retry elsewhere) rather than queued and then dropped."""
+    argv = None
+    if mode == "fd0":
+        argv = lambda sock: ["spawn-fcgi", "-n", "-s", sock, "--",
+                             _testapp_bin(stack)]
+    app = own_app(argv=argv, KEEL_WORKERS=1)
+    pool = concurrent.futures.ThreadPoolExecutor(2)
+    try:
+        slow = pool.submit(fcgi_get, app.sock, "/_test/sleep?ms=1500")
+        time.sleep(0.3)
+        queued = pool.submit(fcgi_get, app.sock, "/_test/pid")
+        time.sleep(0.3)
+        os.kill(app.pid, signal.SIGTERM)
+        time.sleep(0.2)
+        with pytest.raises((ConnectionRefusedError, FileNotFoundError)):
+            fcgi_get(app.sock, "/_test/pid", timeout=5)
+        assert slow.result(timeout=10)[0] == 200
+        assert queued.result(timeout=10)[0] == 200
+        app.proc.wait(timeout=10)
+        assert app.proc.returncode == 0
+    finally:
+        pool.shutdown(wait=True)
 
 
 def test_serve_quick_deaths_back_off(own_app):
