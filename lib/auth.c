@@ -24,7 +24,9 @@
 #include "keel/config.h"
 #include "keel/db.h"
 #include "keel/http.h"
+#include "keel/jobs.h"
 #include "keel/json.h"
+#include "keel/limit.h"
 #include "keel/log.h"
 #include "keel/mem.h"
 #include "keel/redis.h"
@@ -87,6 +89,31 @@ static struct keel_rscript sess_end_all_lua = { "session_end_all",
 	"  end\n"
 	"end\n"
 	"return n\n", "" };
+
+struct json_object *
+keel_auth_user_json(const struct keel_rows *rows, size_t r, size_t col)
+{
+	struct json_object	*o;
+
+	o = json_object_new_object();
+	json_object_object_add(o, "id",
+	    json_object_new_int64(keel_rows_int64(rows, r, col)));
+	json_object_object_add(o, "email",
+	    keel_json_str(keel_rows_value(rows, r, col + 1)));
+	json_object_object_add(o, "username",
+	    keel_json_str(keel_rows_value(rows, r, col + 2)));
+	json_object_object_add(o, "name",
+	    keel_json_str(keel_rows_value(rows, r, col + 3)));
+	json_object_object_add(o, "role",
+	    keel_json_str(keel_rows_value(rows, r, col + 4)));
+	json_object_object_add(o, "isActive",
+	    json_object_new_boolean(keel_rows_bool(rows, r, col + 5)));
+	json_object_object_add(o, "createdAt",
+	    keel_json_str(keel_rows_value(rows, r, col + 6)));
+	json_object_object_add(o, "updatedAt",
+	    keel_json_str(keel_rows_value(rows, r, col + 7)));
+	return o;
+}
 
 unsigned
 keel_auth_role_parse(const char *name)
@@ -195,8 +222,14 @@ run(struct keel_redis *r, struct keel_rscript *script, int nkeys, int argc,
 
 	if (out != NULL)
 		*out = NULL;
+	/*
+	 * A connection Redis closed while idle (a restart) fails once and
+	 * is reopened by the next call; every script here is safe to repeat.
+	 */
 	if ((er = keel_redis_eval(r, script, nkeys, argc, argv, NULL,
-	    &rep)) != KEEL_OK)
+	    &rep)) == KEEL_EUNAVAIL)
+		er = keel_redis_eval(r, script, nkeys, argc, argv, NULL, &rep);
+	if (er != KEEL_OK)
 		return er;
 	if (rep->type == KEEL_R_ERROR) {
 		keel_log_error("auth: %s: %s", script->name, rep->str);
@@ -343,7 +376,9 @@ keel_auth_once_new(struct keel_redis *r, const char *purpose, int64_t uid,
 	argv[3] = "EX";
 	argv[4] = sttl;
 	argv[5] = "NX";
-	if ((er = keel_redis_cmd(r, 6, argv, NULL, &rep)) == KEEL_OK &&
+	if ((er = keel_redis_cmd(r, 6, argv, NULL, &rep)) == KEEL_EUNAVAIL)
+		er = keel_redis_cmd(r, 6, argv, NULL, &rep);
+	if (er == KEEL_OK &&
 	    rep->type != KEEL_R_STR) {
 		/* NX lost only on a 2^-256 collision; an error is a bug. */
 		keel_log_error("auth: SET once: %s", rep->type ==
@@ -376,7 +411,9 @@ keel_auth_once_take(struct keel_redis *r, const char *tok, int64_t *uid,
 	snprintf(key, sizeof(key), "keel:once:%s", hid);
 	argv[0] = "GETDEL";
 	argv[1] = key;
-	if ((er = keel_redis_cmd(r, 2, argv, NULL, &rep)) != KEEL_OK)
+	if ((er = keel_redis_cmd(r, 2, argv, NULL, &rep)) == KEEL_EUNAVAIL)
+		er = keel_redis_cmd(r, 2, argv, NULL, &rep);
+	if (er != KEEL_OK)
 		return er;
 	er = KEEL_ENOENT;
 	if (rep->type != KEEL_R_STR || keel_json_parse(rep->str, rep->len,
@@ -392,6 +429,38 @@ keel_auth_once_take(struct keel_redis *r, const char *tok, int64_t *uid,
 out:
 	json_object_put(doc);
 	keel_rreply_free(rep);
+	return er;
+}
+
+enum keel_err
+keel_auth_queue_mail(struct keel_db *db, const struct keel_auth_mail *m)
+{
+	struct json_object	*o;
+	const char		*base = keel_config()->public_url;
+	struct keel_buf		 link = { NULL, 0, 0 };
+	char			 idem[128];
+	size_t			 n;
+	enum keel_err		 er;
+
+	n = strlen(base);
+	while (n > 0 && base[n - 1] == '/')
+		n--;
+	/* Tokens are base64url: safe in a query string as they are. */
+	keel_buf_printf(&link, "%.*s/set-password?token=%s", (int)n, base,
+	    m->token);
+	o = json_object_new_object();
+	json_object_object_add(o, "to", json_object_new_string(m->to));
+	json_object_object_add(o, "name", json_object_new_string(m->name));
+	json_object_object_add(o, "link", json_object_new_string(link.data));
+	/* One job per token: a retried request can't send it twice. */
+	snprintf(idem, sizeof(idem), "%s:%lld:%.16s", m->kind,
+	    (long long)m->uid, m->token_id);
+	er = keel_jobs_outbox_add(db, "email", m->kind,
+	    json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+	    JSON_C_TO_STRING_NOSLASHESCAPE), idem, NULL);
+	json_object_put(o);
+	explicit_bzero(link.data, link.len);
+	keel_buf_free(&link);
 	return er;
 }
 
@@ -412,6 +481,32 @@ bearer(const struct keel_req *req)
 	return *h != '\0' ? h : NULL;
 }
 
+/*
+ * The session the rate limiter's script read in the same round trip
+ * (limit.h; DESIGN.md: steps 3 and 4 share one round trip), as
+ * keel_auth_session_get() would give it.  KEEL_EUNAVAIL when the limiter
+ * did not read it: look it up then.
+ */
+static enum keel_err
+session_from_limiter(const struct keel_req *req, const char *tok,
+    struct keel_session *s)
+{
+	struct keel_limit_session	 ls;
+	enum keel_err			 er;
+
+	memset(s, 0, sizeof(*s));
+	if ((er = keel_limit_session(req, &ls)) != KEEL_OK)
+		return er;
+	if (!keel_auth_token_valid(tok) || ls.uid < 1 ||
+	    (s->role = keel_auth_role_parse(ls.role)) == 0)
+		return KEEL_ENOENT;
+	s->uid = ls.uid;
+	s->exp = (time_t)ls.exp;
+	s->ryw_ms = ls.ryw_ms;
+	snprintf(s->id, sizeof(s->id), "%s", ls.id);
+	return KEEL_OK;
+}
+
 enum keel_err
 keel_auth_identify(struct keel_req *req, struct keel_user **out)
 {
@@ -423,7 +518,9 @@ keel_auth_identify(struct keel_req *req, struct keel_user **out)
 	*out = NULL;
 	if ((tok = bearer(req)) == NULL)
 		return KEEL_OK;
-	if ((er = keel_auth_session_get(req->redis, tok, &s)) == KEEL_ENOENT)
+	if ((er = session_from_limiter(req, tok, &s)) == KEEL_EUNAVAIL)
+		er = keel_auth_session_get(req->redis, tok, &s);
+	if (er == KEEL_ENOENT)
 		return KEEL_OK;
 	if (er != KEEL_OK)
 		return er;

@@ -9,8 +9,11 @@
 
 #include "keel/err.h"
 
+struct json_object;
+struct keel_db;
 struct keel_redis;
 struct keel_req;
+struct keel_rows;
 struct keel_user;
 
 /*
@@ -36,6 +39,26 @@ struct keel_user;
 #define KEEL_AUTH_PASSWORD_MIN	10	/* characters (API.md) */
 #define KEEL_AUTH_PASSWORD_MAX	1024	/* bytes: bounds the hashing work */
 #define KEEL_AUTH_RESET_TTL	3600	/* seconds a reset link lives */
+
+/*
+ * The columns of a user as every statement that returns one selects them
+ * (FROM users), in the order keel_auth_user_json() reads them.  The
+ * password hash is never among them.
+ */
+#define KEEL_AUTH_USER_COLS "id, email, username, name, role, is_active, " \
+	"to_char(created_at AT TIME ZONE 'UTC', " \
+	"'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), " \
+	"to_char(updated_at AT TIME ZONE 'UTC', " \
+	"'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+#define KEEL_AUTH_USER_NCOLS	8
+
+/*
+ * Row r of rows (from col on, KEEL_AUTH_USER_COLS) as API.md's user
+ * object: id, email, username, name, role, isActive, createdAt,
+ * updatedAt.  Returns a new reference.
+ */
+struct json_object *keel_auth_user_json(const struct keel_rows *rows,
+		    size_t r, size_t col);
 
 /* Role bit (KEEL_ROLE_*) for "admin".."student"; 0 when unknown. */
 unsigned	 keel_auth_role_parse(const char *name);
@@ -123,6 +146,25 @@ enum keel_err	 keel_auth_once_new(struct keel_redis *r, const char *purpose,
  */
 enum keel_err	 keel_auth_once_take(struct keel_redis *r, const char *tok,
 		    int64_t *uid, char *purpose, size_t n);
+
+/* An email carrying a single-use set-password link. */
+struct keel_auth_mail {
+	const char	*kind;		/* "invitation", "password_reset" */
+	int64_t		 uid;
+	const char	*to;		/* address */
+	const char	*name;		/* the addressee's name */
+	const char	*token;		/* the once token for the link */
+	const char	*token_id;	/* its stored id (idempotency key) */
+};
+
+/*
+ * Queues m in the outbox (queue "email", payload {"to","name","link"},
+ * link KEEL_PUBLIC_URL/set-password?token=...; never a password).  Call
+ * inside the transaction of the change that causes it.  Errors are
+ * keel_jobs_outbox_add()'s.
+ */
+enum keel_err	 keel_auth_queue_mail(struct keel_db *db,
+		    const struct keel_auth_mail *m);
 
 /*
  * Pipeline step "who is calling" (router.c): resolves the bearer token

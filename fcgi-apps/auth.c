@@ -1,0 +1,305 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * auth.c -- login, logout, the current user, password reset (API.md "Auth
+ * and users").
+ *
+ * Login answers the same 401 for an unknown account, an inactive one, one
+ * without a password yet and a wrong password, and spends one Argon2id
+ * verification on each (a dummy hash when there is no account), so
+ * neither the answer nor its timing says whether an account exists.
+ * Password reset answers 202 whatever the address; the link travels in an
+ * outbox row committed in its own transaction.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "keel/auth.h"
+#include "keel/config.h"
+#include "keel/db.h"
+#include "keel/http.h"
+#include "keel/json.h"
+#include "keel/log.h"
+#include "keel/mem.h"
+#include "keel/serve.h"
+
+enum login_field { LOGIN_LOGIN, LOGIN_PASSWORD, LOGIN__MAX };
+
+static const struct keel_field login_fields[LOGIN__MAX] = {
+	[LOGIN_LOGIN] = { "login", KEEL_FIELD_STRING, 1, 0, 1, 254, NULL,
+	    NULL, NULL },
+	[LOGIN_PASSWORD] = { "password", KEEL_FIELD_STRING, 1, 0, 1,
+	    KEEL_AUTH_PASSWORD_MAX, NULL, NULL, NULL },
+};
+
+enum reset_field { RESET_EMAIL, RESET__MAX };
+
+static const struct keel_field reset_fields[RESET__MAX] = {
+	[RESET_EMAIL] = { "email", KEEL_FIELD_STRING, 1, 0, 1, 254, NULL,
+	    NULL, NULL },
+};
+
+enum confirm_field { CONFIRM_TOKEN, CONFIRM_PASSWORD, CONFIRM__MAX };
+
+static const struct keel_field confirm_fields[CONFIRM__MAX] = {
+	[CONFIRM_TOKEN] = { "token", KEEL_FIELD_STRING, 1, 0, 1, 256, NULL,
+	    NULL, NULL },
+	[CONFIRM_PASSWORD] = { "password", KEEL_FIELD_STRING, 1, 0, 1,
+	    KEEL_AUTH_PASSWORD_MAX, NULL, NULL, NULL },
+};
+
+/* Columns after KEEL_AUTH_USER_COLS in the login lookup. */
+#define COL_HASH	KEEL_AUTH_USER_NCOLS
+
+/* On the primary: a password changed a moment ago must count. */
+static const struct keel_query q_login = { "auth_login",
+	"SELECT " KEEL_AUTH_USER_COLS ", password_hash FROM users "
+	"WHERE lower(email) = lower($1) OR lower(username) = lower($1)",
+	1, KEEL_DB_PRIMARY };
+
+static const struct keel_query q_me = { "auth_me",
+	"SELECT " KEEL_AUTH_USER_COLS " FROM users WHERE id = $1 "
+	"AND is_active", 1, KEEL_DB_READ };
+
+static const struct keel_query q_by_email = { "auth_by_email",
+	"SELECT id, email, name FROM users "
+	"WHERE lower(email) = lower($1) AND is_active", 1, KEEL_DB_PRIMARY };
+
+static const struct keel_query q_set_password = { "auth_set_password",
+	"UPDATE users SET password_hash = $2, updated_at = now() "
+	"WHERE id = $1 AND is_active RETURNING id", 2, KEEL_DB_PRIMARY };
+
+/* RFC 3339 UTC of t. */
+static char *
+auth_time(struct keel_req *req, time_t t)
+{
+	struct tm	 tm;
+	char		 buf[32];
+
+	gmtime_r(&t, &tm);
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return keel_arena_strdup(req->arena, buf);
+}
+
+static void
+auth_bad_login(struct keel_req *req)
+{
+	keel_http_add_header(req, "WWW-Authenticate", "Bearer realm=\"keel\"");
+	keel_http_reply_error(req, 401, "unauthorized",
+	    "wrong login or password", NULL);
+}
+
+static enum keel_err
+auth_login(struct keel_req *req)
+{
+	struct keel_value	 v[LOGIN__MAX];
+	struct keel_rows	*rows = NULL;
+	struct json_object	*body;
+	const char		*params[1], *hash = NULL;
+	char			 tok[KEEL_AUTH_TOKEN_LEN + 1];
+	time_t			 exp;
+	int			 ok;
+	enum keel_err		 er;
+
+	if (keel_http_body_fields(req, login_fields, LOGIN__MAX,
+	    KEEL_FIELDS_ALL, v))
+		return KEEL_OK;
+	params[0] = v[LOGIN_LOGIN].s;
+	if ((er = keel_db_query(req->db, &q_login, params, &rows)) != KEEL_OK)
+		goto out;
+	/* Usernames can't hold '@', so at most one row matches. */
+	if (keel_rows_count(rows) == 1 && keel_rows_bool(rows, 0, 5))
+		hash = keel_rows_value(rows, 0, COL_HASH);
+	/* Always one verification: a NULL hash checks a dummy. */
+	ok = keel_auth_verify(hash, v[LOGIN_PASSWORD].s);
+	if (!ok) {
+		keel_log_info("auth: failed login");
+		auth_bad_login(req);
+		goto out;
+	}
+	if ((er = keel_auth_session_new(req->redis, keel_rows_int64(rows, 0,
+	    0), keel_auth_role_parse(keel_rows_value(rows, 0, 4)),
+	    keel_config()->session_ttl, tok, &exp)) != KEEL_OK)
+		goto out;
+	body = json_object_new_object();
+	json_object_object_add(body, "token", json_object_new_string(tok));
+	json_object_object_add(body, "expiresAt",
+	    json_object_new_string(auth_time(req, exp)));
+	json_object_object_add(body, "user", keel_auth_user_json(rows, 0, 0));
+	keel_http_reply_json(req, 200, body);
+	json_object_put(body);
+	explicit_bzero(tok, sizeof(tok));
+out:
+	keel_rows_free(rows);
+	return er;
+}
+
+static enum keel_err
+auth_logout(struct keel_req *req)
+{
+	enum keel_err	 er;
+
+	if ((er = keel_auth_session_end(req->redis, req->user->id,
+	    req->user->session)) != KEEL_OK)
+		return er;
+	keel_http_reply_empty(req, 204);
+	return KEEL_OK;
+}
+
+static enum keel_err
+auth_me(struct keel_req *req)
+{
+	struct keel_rows	*rows = NULL;
+	struct json_object	*o;
+	const char		*params[1];
+	enum keel_err		 er;
+
+	params[0] = keel_arena_printf(req->arena, "%lld",
+	    (long long)req->user->id);
+	if ((er = keel_db_query(req->db, &q_me, params, &rows)) != KEEL_OK)
+		goto out;
+	if (keel_rows_count(rows) == 0) {
+		/* Deactivated a moment ago, before the session ended. */
+		keel_http_reply_error(req, 401, "unauthorized",
+		    "this account is not active", NULL);
+		goto out;
+	}
+	o = keel_auth_user_json(rows, 0, 0);
+	keel_http_reply_json(req, 200, o);
+	json_object_put(o);
+out:
+	keel_rows_free(rows);
+	return er;
+}
+
+static enum keel_err
+auth_reset(struct keel_req *req)
+{
+	struct keel_value	 v[RESET__MAX];
+	struct keel_rows	*rows = NULL;
+	struct keel_auth_mail	 m;
+	const char		*params[1];
+	char			 tok[KEEL_AUTH_TOKEN_LEN + 1];
+	char			 id[KEEL_AUTH_ID_LEN + 1];
+	enum keel_err		 er;
+
+	if (keel_http_body_fields(req, reset_fields, RESET__MAX,
+	    KEEL_FIELDS_ALL, v))
+		return KEEL_OK;
+	params[0] = v[RESET_EMAIL].s;
+	if ((er = keel_db_query(req->db, &q_by_email, params, &rows)) != KEEL_OK)
+		goto out;
+	/* 202 either way: the answer must not say who has an account. */
+	if (keel_rows_count(rows) == 1) {
+		m.kind = "password_reset";
+		m.uid = keel_rows_int64(rows, 0, 0);
+		m.to = keel_rows_value(rows, 0, 1);
+		m.name = keel_rows_value(rows, 0, 2);
+		if ((er = keel_auth_once_new(req->redis, "reset", m.uid,
+		    KEEL_AUTH_RESET_TTL, tok, id)) != KEEL_OK)
+			goto out;
+		m.token = tok;
+		m.token_id = id;
+		if ((er = keel_db_begin(req->db)) == KEEL_OK &&
+		    (er = keel_auth_queue_mail(req->db, &m)) == KEEL_OK)
+			er = keel_db_commit(req->db);
+		keel_db_rollback(req->db);
+		explicit_bzero(tok, sizeof(tok));
+		if (er != KEEL_OK)
+			goto out;
+	}
+	keel_http_reply_empty(req, 202);
+out:
+	keel_rows_free(rows);
+	return er;
+}
+
+static void
+auth_bad_token(struct keel_req *req)
+{
+	struct json_object	*f;
+
+	f = json_object_new_object();
+	json_object_object_add(f, "token",
+	    json_object_new_string("is invalid, expired or already used"));
+	keel_http_reply_error(req, 400, "bad_request",
+	    "the link is invalid, expired or already used; ask for a new one",
+	    f);
+	json_object_put(f);
+}
+
+static enum keel_err
+auth_reset_confirm(struct keel_req *req)
+{
+	struct keel_value	 v[CONFIRM__MAX];
+	struct keel_rows	*rows = NULL;
+	struct json_object	*f;
+	const char		*params[2], *msg;
+	char			 hash[KEEL_AUTH_HASH_MAX], purpose[16];
+	int64_t			 uid;
+	enum keel_err		 er;
+
+	if (keel_http_body_fields(req, confirm_fields, CONFIRM__MAX,
+	    KEEL_FIELDS_ALL, v))
+		return KEEL_OK;
+	/* Check the password before the token dies for nothing. */
+	if ((msg = keel_auth_password_check(v[CONFIRM_PASSWORD].s)) != NULL) {
+		f = json_object_new_object();
+		json_object_object_add(f, "password",
+		    json_object_new_string(msg));
+		keel_http_reply_error(req, 422, "validation_failed",
+		    "some fields are not valid", f);
+		json_object_put(f);
+		return KEEL_OK;
+	}
+	if ((er = keel_auth_hash(v[CONFIRM_PASSWORD].s, hash)) != KEEL_OK)
+		return er;
+	er = keel_auth_once_take(req->redis, v[CONFIRM_TOKEN].s, &uid,
+	    purpose, sizeof(purpose));
+	if (er == KEEL_ENOENT || (er == KEEL_OK && strcmp(purpose, "reset") !=
+	    0 && strcmp(purpose, "invite") != 0)) {
+		auth_bad_token(req);
+		er = KEEL_OK;
+		goto out;
+	}
+	if (er != KEEL_OK)
+		goto out;
+	params[0] = keel_arena_printf(req->arena, "%lld", (long long)uid);
+	params[1] = hash;
+	if ((er = keel_db_query(req->db, &q_set_password, params, &rows)) !=
+	    KEEL_OK)
+		goto out;
+	if (keel_rows_count(rows) == 0) {
+		auth_bad_token(req);
+		goto out;
+	}
+	/* Whoever knew the old password is logged out everywhere. */
+	if ((er = keel_auth_sessions_end_all(req->redis, uid, NULL)) !=
+	    KEEL_OK)
+		goto out;
+	keel_http_reply_empty(req, 204);
+out:
+	explicit_bzero(hash, sizeof(hash));
+	keel_rows_free(rows);
+	return er;
+}
+
+static const struct keel_route auth_routes[] = {
+	{ "POST", "/api/auth/login", auth_login, KEEL_ACCESS_ANYONE },
+	{ "POST", "/api/auth/logout", auth_logout, KEEL_ACCESS_USER },
+	{ "GET", "/api/auth/me", auth_me, KEEL_ACCESS_USER },
+	{ "POST", "/api/auth/password-reset", auth_reset, KEEL_ACCESS_ANYONE },
+	{ "POST", "/api/auth/password-reset/confirm", auth_reset_confirm,
+	    KEEL_ACCESS_ANYONE },
+};
+
+int
+main(int argc, char *argv[])
+{
+	static const struct keel_app app = { "auth", auth_routes,
+	    sizeof(auth_routes) / sizeof(auth_routes[0]) };
+
+	return keel_serve(argc, argv, &app);
+}

@@ -1,0 +1,286 @@
+# SPDX-License-Identifier: ISC
+"""test_auth.py -- login, sessions, logout, password reset (API.md "Auth
+and users"; issue 3).
+
+Sessions are checked where they live: Redis holds keel:sess:<sha256 of the
+token>, never the token itself.  The Redis-down test stops Redis and
+starts it again in a `finally`; sessions survive the restart (AOF).
+"""
+
+import hashlib
+import json
+import statistics
+import subprocess
+import time
+import urllib.parse
+
+import pytest
+import requests
+
+from accounts import PASSWORD, bearer, login, make_user, session_for
+
+JSON_CT = "application/json; charset=utf-8"
+USER_FIELDS = {"id", "email", "username", "name", "role", "isActive",
+               "createdAt", "updatedAt"}
+
+
+def redis(stack, *args):
+    port = stack.ports["redis"]
+    p = subprocess.run(["redis-cli", "-p", str(port), "--raw"] + list(args),
+                       stdout=subprocess.PIPE, text=True, timeout=10,
+                       check=True)
+    return p.stdout.strip()
+
+
+def assert_error(r, status, code):
+    assert r.status_code == status, (r.status_code, r.text)
+    assert r.headers["Content-Type"] == JSON_CT
+    assert r.json()["error"] == code, r.text
+    return r.json()
+
+
+def outbox(stack, kind, to):
+    out = stack.psql("SELECT payload::text, idempotency_key FROM outbox "
+                     "WHERE queue = 'email' AND kind = '%s' "
+                     "AND payload->>'to' = '%s' ORDER BY id" % (kind, to))
+    return [(json.loads(line.split("|")[0]), line.split("|")[1])
+            for line in out.splitlines() if line]
+
+
+def link_token(payload):
+    q = urllib.parse.urlparse(payload["link"]).query
+    return urllib.parse.parse_qs(q)["token"][0]
+
+
+# ------------------------------------------------------------------ login
+
+def test_login_by_email_returns_token_and_user(stack, http):
+    u = make_user(stack, "customer")
+    r = http.post("/api/auth/login", json={"login": u["email"],
+                                           "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert len(body["token"]) == 43
+    assert body["expiresAt"].endswith("Z")
+    assert set(body["user"]) == USER_FIELDS
+    assert body["user"]["id"] == u["id"]
+    assert body["user"]["role"] == "customer"
+    assert "password" not in r.text.lower()
+
+
+def test_login_by_username_any_case(stack, http):
+    u = make_user(stack, "student")
+    token = login(http, u["username"].upper())
+    me = http.get("/api/auth/me", headers=bearer(token))
+    assert me.status_code == 200
+    assert me.json()["username"] == u["username"]
+
+
+def test_session_stored_only_as_token_hash(stack, http):
+    u = make_user(stack, "staff")
+    token = login(http, u["email"])
+    sid = hashlib.sha256(token.encode()).hexdigest()
+    assert redis(stack, "HGET", "keel:sess:" + sid, "uid") == str(u["id"])
+    assert redis(stack, "HGET", "keel:sess:" + sid, "role") == "staff"
+    exp = int(redis(stack, "HGET", "keel:sess:" + sid, "exp"))
+    ttl = int(redis(stack, "TTL", "keel:sess:" + sid))
+    assert 0 < ttl <= 86400 and abs((exp - time.time()) - ttl) < 5
+    assert sid in redis(stack, "SMEMBERS", "keel:user-sess:%d" % u["id"])
+    assert redis(stack, "EXISTS", "keel:sess:" + token) == "0"
+    assert token not in redis(stack, "KEYS", "*")
+
+
+def test_wrong_password_and_unknown_user_get_the_same_401(stack, http):
+    u = make_user(stack, "customer")
+    wrong = http.post("/api/auth/login", json={"login": u["email"],
+                                               "password": "not-the-one-1"})
+    unknown = http.post("/api/auth/login", json={
+        "login": "nobody-%d@e2e.test" % time.time_ns(),
+        "password": "not-the-one-1"})
+    b1 = assert_error(wrong, 401, "unauthorized")
+    b2 = assert_error(unknown, 401, "unauthorized")
+    assert b1 == b2
+    assert wrong.headers.get("WWW-Authenticate") == \
+        unknown.headers.get("WWW-Authenticate")
+
+
+def test_unknown_user_costs_a_hash_like_a_wrong_password(stack, http):
+    # A fresh account per attempt keeps the failed-login limiter out of it.
+    def timed(who):
+        t0 = time.monotonic()
+        r = http.post("/api/auth/login", json={"login": who,
+                                               "password": "x" * 12})
+        assert r.status_code == 401
+        return time.monotonic() - t0
+
+    def known_login():
+        return timed(make_user(stack, "customer")["email"])
+
+    def unknown_login():
+        return timed("ghost-%d@e2e.test" % time.time_ns())
+
+    known_login(), unknown_login()      # warm both paths
+    # Interleaved, so load from elsewhere hits both alike.
+    known, unknown = [], []
+    for _ in range(7):
+        known.append(known_login())
+        unknown.append(unknown_login())
+    known, unknown = statistics.median(known), statistics.median(unknown)
+    # Both spend one Argon2id verification (tens of ms); skipping it
+    # would make the unknown login several times faster.
+    assert unknown > known * 0.6, (known, unknown)
+
+
+def test_inactive_and_passwordless_users_cannot_log_in(stack, http):
+    off = make_user(stack, "customer", active=False)
+    invited = make_user(stack, "customer", password_hash=None)
+    for who in (off["email"], invited["email"]):
+        r = http.post("/api/auth/login", json={"login": who,
+                                               "password": PASSWORD})
+        assert_error(r, 401, "unauthorized")
+
+
+@pytest.mark.parametrize("body", [
+    {}, {"login": "a"}, {"password": "x"}, {"login": 5, "password": "x"},
+    {"login": "a", "password": "b", "extra": 1},
+])
+def test_login_bad_bodies_are_422(http, body):
+    r = http.post("/api/auth/login", json=body)
+    assert_error(r, 422, "validation_failed")
+
+
+def test_login_sql_metacharacters_are_just_text(stack, http):
+    for evil in ("' OR '1'='1", "admin'--", "x\"; DROP TABLE users; --"):
+        r = http.post("/api/auth/login", json={"login": evil,
+                                               "password": "' OR '1'='1"})
+        assert_error(r, 401, "unauthorized")
+    assert int(stack.psql("SELECT count(*) FROM users")) > 0
+
+
+def test_login_huge_body_is_413(http):
+    r = http.post("/api/auth/login", data=b"{" + b" " * (10 << 20) + b"}",
+                  headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+
+
+# --------------------------------------------------------------- sessions
+
+def test_me_requires_a_session(http):
+    r = http.get("/api/auth/me")
+    assert_error(r, 401, "unauthorized")
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
+    for h in ("Bearer", "Bearer " + "A" * 43, "Basic dXNlcjpwYXNz",
+              "Bearer ../../etc"):
+        r = http.get("/api/auth/me", headers={"Authorization": h})
+        assert_error(r, 401, "unauthorized")
+
+
+def test_logout_ends_the_session_at_once(stack, http):
+    u, h = session_for(stack, http, "student")
+    other = bearer(login(http, u["email"]))
+    assert http.get("/api/auth/me", headers=h).status_code == 200
+    assert http.post("/api/auth/logout", headers=h).status_code == 204
+    assert_error(http.get("/api/auth/me", headers=h), 401, "unauthorized")
+    # Only that session: the user's other login still works.
+    assert http.get("/api/auth/me", headers=other).status_code == 200
+
+
+def test_expired_session_is_401(stack, http):
+    _, h = session_for(stack, http, "student")
+    token = h["Authorization"].split()[1]
+    sid = hashlib.sha256(token.encode()).hexdigest()
+    # exp in the past (the key's TTL would end it too; this is the check
+    # that covers a TTL lost in a restore).
+    redis(stack, "HSET", "keel:sess:" + sid, "exp", "1")
+    assert_error(http.get("/api/auth/me", headers=h), 401, "unauthorized")
+
+
+def test_redis_down_is_503_for_authenticated_routes(stack, http):
+    _, h = session_for(stack, http, "admin")
+    stack.stop_component("redis")
+    try:
+        r = http.get("/api/auth/me", headers=h)
+        assert_error(r, 503, "unavailable")
+        r = http.get("/api/users", headers=h)
+        assert_error(r, 503, "unavailable")
+        # No token: still a plain 401, no Redis needed to say so.
+        assert_error(http.get("/api/users"), 401, "unauthorized")
+    finally:
+        stack.start_component("redis")
+    # Sessions survive a Redis restart (AOF).
+    deadline = time.monotonic() + 20
+    while True:
+        r = http.get("/api/auth/me", headers=h)
+        if r.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert r.status_code == 200, r.text
+
+
+# --------------------------------------------------------- password reset
+
+def test_reset_unknown_email_is_202_and_queues_nothing(stack, http):
+    email = "ghost-%d@e2e.test" % time.time_ns()
+    r = http.post("/api/auth/password-reset", json={"email": email})
+    assert r.status_code == 202
+    assert outbox(stack, "password_reset", email) == []
+
+
+def test_reset_flow_single_use_and_ends_sessions(stack, http):
+    u, h = session_for(stack, http, "customer")
+    r = http.post("/api/auth/password-reset", json={"email": u["email"]})
+    assert r.status_code == 202
+    jobs = outbox(stack, "password_reset", u["email"])
+    assert len(jobs) == 1
+    payload, idem = jobs[0]
+    assert set(payload) == {"to", "name", "link"}
+    assert payload["name"] == u["name"]
+    assert "/set-password?token=" in payload["link"]
+    assert idem.startswith("password_reset:%d:" % u["id"])
+    assert PASSWORD not in json.dumps(payload)
+    token = link_token(payload)
+
+    # A too-short password is refused without using up the token.
+    r = http.post("/api/auth/password-reset/confirm",
+                  json={"token": token, "password": "short"})
+    body = assert_error(r, 422, "validation_failed")
+    assert "password" in body["fields"]
+
+    new = "brand-new-password-42"
+    r = http.post("/api/auth/password-reset/confirm",
+                  json={"token": token, "password": new})
+    assert r.status_code == 204, r.text
+    # Every session of the user ended; the new password works, the old
+    # one does not.
+    assert_error(http.get("/api/auth/me", headers=h), 401, "unauthorized")
+    login(http, u["email"], new)
+    r = http.post("/api/auth/login", json={"login": u["email"],
+                                           "password": PASSWORD})
+    assert_error(r, 401, "unauthorized")
+    # Single use.
+    r = http.post("/api/auth/password-reset/confirm",
+                  json={"token": token, "password": "another-password-1"})
+    body = assert_error(r, 400, "bad_request")
+    assert "token" in body["fields"]
+    assert new not in stack.psql("SELECT payload::text FROM outbox")
+
+
+def test_reset_token_expires(stack, http):
+    u = make_user(stack, "student")
+    http.post("/api/auth/password-reset", json={"email": u["email"]})
+    token = link_token(outbox(stack, "password_reset", u["email"])[0][0])
+    key = "keel:once:" + hashlib.sha256(token.encode()).hexdigest()
+    ttl = int(redis(stack, "TTL", key))
+    assert 3500 < ttl <= 3600
+    redis(stack, "PEXPIRE", key, "1")
+    time.sleep(0.05)
+    r = http.post("/api/auth/password-reset/confirm",
+                  json={"token": token, "password": "brand-new-password"})
+    assert_error(r, 400, "bad_request")
+
+
+@pytest.mark.parametrize("token", ["", "x", "A" * 43, "' OR 1=1 --" * 4])
+def test_reset_confirm_bad_tokens(http, token):
+    r = http.post("/api/auth/password-reset/confirm",
+                  json={"token": token, "password": "long-enough-pass"})
+    assert r.status_code in (400, 422), r.text
