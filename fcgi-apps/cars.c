@@ -435,11 +435,11 @@ cars_archive(struct keel_req *req)
 }
 
 static const struct keel_route cars_routes[] = {
-	{ "GET", "/api/cars", cars_list, KEEL_ACCESS_ANYONE },
-	{ "POST", "/api/cars", cars_create, KEEL_ACCESS_ANYONE },
-	{ "GET", "/api/cars/{id:int}", cars_get, KEEL_ACCESS_ANYONE },
-	{ "PATCH", "/api/cars/{id:int}", cars_patch, KEEL_ACCESS_ANYONE },
-	{ "DELETE", "/api/cars/{id:int}", cars_archive, KEEL_ACCESS_ANYONE },
+	{ "GET", "/api/cars", cars_list, KEEL_ACCESS_USER },
+	{ "POST", "/api/cars", cars_create, KEEL_ACCESS_STAFF },
+	{ "GET", "/api/cars/{id:int}", cars_get, KEEL_ACCESS_USER },
+	{ "PATCH", "/api/cars/{id:int}", cars_patch, KEEL_ACCESS_STAFF },
+	{ "DELETE", "/api/cars/{id:int}", cars_archive, KEEL_ACCESS_STAFF },
 };
 
 int

@@ -3,7 +3,11 @@
 
 `stack`: one real keel stack for the whole session (see stack.py).
 `http`:  a requests.Session bound to the stack's base URL:
-         http.get("/api/cars"), http.url("/health").
+         http.get("/api/cars"), http.url("/health").  It carries an
+         admin's session (Authorization: Bearer), since most /api routes
+         need one; a request's own Authorization header overrides it.
+`anon`:  the same without a session.
+`admin_token`: that admin's token (accounts.py makes other users).
 """
 
 import os
@@ -51,7 +55,21 @@ def stack(request):
     return s
 
 
+@pytest.fixture(scope="session")
+def admin_token(stack):
+    from accounts import login, make_user
+    with BaseUrlSession(stack.base_url) as s:
+        return login(s, make_user(stack, "admin")["email"])
+
+
 @pytest.fixture
-def http(stack):
+def http(stack, admin_token):
+    with BaseUrlSession(stack.base_url) as s:
+        s.headers["Authorization"] = "Bearer " + admin_token
+        yield s
+
+
+@pytest.fixture
+def anon(stack):
     with BaseUrlSession(stack.base_url) as s:
         yield s

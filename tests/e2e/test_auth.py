@@ -165,13 +165,13 @@ def test_login_huge_body_is_413(http):
 
 # --------------------------------------------------------------- sessions
 
-def test_me_requires_a_session(http):
-    r = http.get("/api/auth/me")
+def test_me_requires_a_session(anon):
+    r = anon.get("/api/auth/me")
     assert_error(r, 401, "unauthorized")
     assert r.headers["WWW-Authenticate"].startswith("Bearer")
     for h in ("Bearer", "Bearer " + "A" * 43, "Basic dXNlcjpwYXNz",
               "Bearer ../../etc"):
-        r = http.get("/api/auth/me", headers={"Authorization": h})
+        r = anon.get("/api/auth/me", headers={"Authorization": h})
         assert_error(r, 401, "unauthorized")
 
 
@@ -195,7 +195,7 @@ def test_expired_session_is_401(stack, http):
     assert_error(http.get("/api/auth/me", headers=h), 401, "unauthorized")
 
 
-def test_redis_down_is_503_for_authenticated_routes(stack, http):
+def test_redis_down_is_503_for_authenticated_routes(stack, http, anon):
     _, h = session_for(stack, http, "admin")
     stack.stop_component("redis")
     try:
@@ -204,7 +204,7 @@ def test_redis_down_is_503_for_authenticated_routes(stack, http):
         r = http.get("/api/users", headers=h)
         assert_error(r, 503, "unavailable")
         # No token: still a plain 401, no Redis needed to say so.
-        assert_error(http.get("/api/users"), 401, "unauthorized")
+        assert_error(anon.get("/api/users"), 401, "unauthorized")
     finally:
         stack.start_component("redis")
     # Sessions survive a Redis restart (AOF).
