@@ -20,6 +20,7 @@
 
 #include "keel/cache.h"
 #include "keel/config.h"
+#include "keel/db.h"
 #include "keel/http.h"
 #include "keel/log.h"
 #include "keel/mem.h"
@@ -388,7 +389,8 @@ keel_cache_serve(struct keel_req *req, const char *ns, const char *key,
 	uint64_t		 gen;
 	int			 i, locked = 0;
 
-	if (keel_cache_get(c, ns, key, &val, &found, &gen) != KEEL_OK) {
+	if (!keel_config()->cache ||
+	    keel_cache_get(c, ns, key, &val, &found, &gen) != KEEL_OK) {
 		keel_http_add_header(req, "X-Cache", "BYPASS");
 		er = fill(req, arg);
 		goto out;
@@ -426,6 +428,12 @@ keel_cache_serve(struct keel_req *req, const char *ns, const char *key,
 		break;
 	}
 	keel_http_add_header(req, "X-Cache", "MISS");
+	/*
+	 * What we store is served to everyone for ttl seconds, so it must
+	 * include every write that bumped the generation: a replica may not
+	 * have replayed it yet, the primary has (we bump after commit).
+	 */
+	keel_db_pin_primary(req->db, 1);
 	er = fill(req, arg);
 	if (er == KEEL_OK && keel_http_status(req) == 200 &&
 	    (body = keel_http_reply_body(req, &len, NULL)) != NULL)

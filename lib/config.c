@@ -17,6 +17,7 @@
 
 #include "keel/config.h"
 #include "keel/json.h"
+#include "keel/limit.h"
 #include "keel/log.h"
 #include "keel/mem.h"
 
@@ -27,6 +28,9 @@ enum cfg_type {
 	CFG_URL_REDIS,		/* redis:// URL */
 	CFG_SECRET,		/* at least min characters */
 	CFG_LEVEL,		/* a log level name */
+	CFG_RATE,		/* a limiter: "N/SECONDS" or "off" (limit.c) */
+	CFG_LIMITERS,		/* a comma list of limiter names */
+	CFG_PROXIES,		/* a comma list of addresses or CIDR blocks */
 	CFG_TYPE__MAX
 };
 
@@ -90,6 +94,29 @@ static const struct cfg_row rows[] = {
 	{ "KEEL_PUBLIC_URL", CFG_STR, "http://127.0.0.1:8080", 0, 0,
 	    OFF(public_url), "the site's public base URL, for links in "
 	    "emails" },
+	{ "KEEL_CACHE", CFG_INT, "1", 0, 1, OFF(cache),
+	    "response cache in memcached on (1) or off (0: every read goes "
+	    "to the database, X-Cache: BYPASS)" },
+	{ "KEEL_RATELIMIT", CFG_INT, "1", 0, 1, OFF(ratelimit),
+	    "rate limits on (1) or off (0)" },
+	{ "KEEL_RATELIMIT_API", CFG_RATE, "100/900", 0, 0, OFF(rate_api),
+	    "global limiter per client: requests/seconds, or off" },
+	{ "KEEL_RATELIMIT_AUTH", CFG_RATE, "5/900", 0, 0, OFF(rate_auth),
+	    "failed logins and password resets per address and account: "
+	    "attempts/seconds, or off" },
+	{ "KEEL_RATELIMIT_WRITE", CFG_RATE, "50/900", 0, 0, OFF(rate_write),
+	    "POST/PUT/PATCH/DELETE per client: requests/seconds, or off" },
+	{ "KEEL_RATELIMIT_READ", CFG_RATE, "200/900", 0, 0, OFF(rate_read),
+	    "GET per client: requests/seconds, or off" },
+	{ "KEEL_RATELIMIT_FAIL_CLOSED", CFG_LIMITERS, "", 0, 0,
+	    OFF(rate_fail_closed), "limiters that refuse requests (503) "
+	    "while Redis is down, e.g. auth; the others let them through" },
+	{ "KEEL_RATELIMIT_IPV6_PREFIX", CFG_INT, "56", 16, 128,
+	    OFF(rate_ipv6_prefix), "IPv6 clients are limited per prefix of "
+	    "this many bits" },
+	{ "TRUSTED_PROXIES", CFG_PROXIES, "", 0, 0, OFF(trusted_proxies),
+	    "addresses or CIDR blocks whose X-Forwarded-For is believed "
+	    "(comma-separated; empty: none)" },
 };
 
 static const struct keel_config *current;
@@ -160,6 +187,27 @@ cfg_set(struct keel_config *cfg, const struct cfg_row *r, const char *v,
 			snprintf(err, n, "%s: must be set to at least %lld "
 			    "characters (e.g. openssl rand -hex 32)", r->name,
 			    (long long)r->min);
+			return -1;
+		}
+		break;
+	case CFG_RATE:
+		if (keel_limit_parse_rate(v, &lv, &lv) == -1) {
+			snprintf(err, n, "%s: expected REQUESTS/SECONDS (e.g. "
+			    "100/900) or off", r->name);
+			return -1;
+		}
+		break;
+	case CFG_LIMITERS:
+		if (keel_limit_names_valid(v) == -1) {
+			snprintf(err, n, "%s: expected a comma-separated list "
+			    "of api, auth, write, read", r->name);
+			return -1;
+		}
+		break;
+	case CFG_PROXIES:
+		if (keel_limit_proxies_valid(v) == -1) {
+			snprintf(err, n, "%s: expected comma-separated IP "
+			    "addresses or CIDR blocks", r->name);
 			return -1;
 		}
 		break;

@@ -14,6 +14,8 @@
 #include "keel/auth.h"
 #include "keel/db.h"
 #include "keel/http.h"
+#include "keel/idem.h"
+#include "keel/limit.h"
 #include "keel/mem.h"
 #include "keel/router.h"
 
@@ -154,19 +156,34 @@ router_run(struct keel_req *req, const struct keel_route *r)
 
 	/* Replica pinning and write tracking are per request. */
 	keel_db_request_reset(req->db);
+	/*
+	 * Rate limits (limit.c): one Redis round trip that also reads the
+	 * bearer token's session, which identify then takes from it, so
+	 * limits key on the user and 401s are limited too.  429 ends here.
+	 */
+	if (keel_limit_step(req) == -1)
+		return KEEL_OK;
+	er = KEEL_OK;
 	/* Who is calling: the bearer token's session (auth.c). */
 	if (keel_auth_step_identify(req) == -1)
-		return KEEL_OK;
+		goto out;
 	/* May they: 401 without a session, 403 for a role not listed. */
 	if (keel_auth_step_authorize(req) == -1)
-		return KEEL_OK;
+		goto out;
+	/* POST with Idempotency-Key: a retry gets the first answer. */
+	if (keel_idem_step(req) == -1)
+		goto out;
 	er = r->handler(req);
+	keel_idem_step_after(req, er);
 	/* Their next reads, on any host, must see what they just wrote. */
 	keel_auth_note_writes(req);
 	/* W3C Server-Timing: database cost, so N+1 queries show. */
 	keel_db_stats(req->db, &nq, &ms);
 	keel_http_add_header(req, "Server-Timing", keel_arena_printf(req->arena,
 	    "db;dur=%.2f;desc=\"%u queries\"", ms, nq));
+out:
+	/* Counts a failed login; RateLimit headers on whatever replied. */
+	keel_limit_step_after(req);
 	return er;
 }
 
@@ -185,14 +202,21 @@ keel_router_dispatch(const struct keel_route *routes, size_t n,
 		req->nparams = np;
 		return router_run(req, r);
 	case KEEL_ROUTE_BAD_METHOD:
+		/* Probing costs budget too (API.md: every /api response). */
+		if (keel_limit_step(req) == -1)
+			return KEEL_OK;
 		keel_http_add_header(req, "Allow", allow);
 		keel_http_reply_error(req, 405, "method_not_allowed",
 		    keel_arena_printf(req->arena, "this method is not allowed "
 		    "here; allowed: %s", allow), NULL);
+		keel_limit_step_after(req);
 		return KEEL_OK;
 	case KEEL_ROUTE_NOT_FOUND:
 		break;
 	}
+	if (keel_limit_step(req) == -1)
+		return KEEL_OK;
 	keel_http_reply_error(req, 404, "not_found", "no such route", NULL);
+	keel_limit_step_after(req);
 	return KEEL_OK;
 }

@@ -32,6 +32,15 @@ struct keel_config {
 	int	 session_ttl;		/* KEEL_SESSION_TTL: seconds */
 	int	 invite_ttl;		/* KEEL_INVITE_TTL: seconds */
 	char	*public_url;		/* KEEL_PUBLIC_URL: links in emails */
+	int	 cache;		/* KEEL_CACHE: 1 on, 0 off */
+	int	 ratelimit;		/* KEEL_RATELIMIT: 1 on, 0 off */
+	char	*rate_api;		/* KEEL_RATELIMIT_API: "N/S" or "off" */
+	char	*rate_auth;		/* KEEL_RATELIMIT_AUTH: failures */
+	char	*rate_write;		/* KEEL_RATELIMIT_WRITE */
+	char	*rate_read;		/* KEEL_RATELIMIT_READ */
+	char	*rate_fail_closed;	/* KEEL_RATELIMIT_FAIL_CLOSED: names */
+	int	 rate_ipv6_prefix;	/* KEEL_RATELIMIT_IPV6_PREFIX: bits */
+	char	*trusted_proxies;	/* TRUSTED_PROXIES: XFF believed from */
 };
 
 /*

@@ -1,0 +1,238 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * idem.c -- request deduplication with Idempotency-Key, the way payment
+ * APIs do it (the IETF httpapi draft "The Idempotency-Key HTTP Header
+ * Field").
+ *
+ * A POST with a key first claims "keel:idem:<client>:<hash of key>" in
+ * Redis, a hash holding the request's fingerprint and state "running";
+ * the claim expires after KEEL_IDEM_RUNNING_TTL so a crashed worker
+ * can't block the key for a day.  When the handler has answered, the
+ * status, content type and body replace the claim for KEEL_IDEM_TTL.
+ * Claiming and reading are one script, so two concurrent retries can't
+ * both run the handler.  A 5xx is not kept: the failure may be transient
+ * and the retry deserves a real attempt.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "keel/http.h"
+#include "keel/idem.h"
+#include "keel/json.h"
+#include "keel/limit.h"
+#include "keel/log.h"
+#include "keel/mem.h"
+#include "keel/redis.h"
+
+/* KEYS[1]: the key.  ARGV: fingerprint, claim TTL (ms). */
+static struct keel_rscript begin_script = { "idem_begin",
+"local v = redis.call('HMGET', KEYS[1], 'state', 'fp', 'status', 'ctype',"
+" 'body')\n"
+"if not v[1] then\n"
+"  redis.call('HSET', KEYS[1], 'state', 'running', 'fp', ARGV[1])\n"
+"  redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+"  return {'new'}\n"
+"end\n"
+"if v[2] ~= ARGV[1] then return {'mismatch'} end\n"
+"if v[1] ~= 'done' then return {'running'} end\n"
+"return {'done', v[3], v[4] or '', v[5] or ''}\n",
+	"" };
+
+/* KEYS[1]: the key.  ARGV: fingerprint, status, ctype, body, TTL (s).
+ * Only our own claim is completed (it may have expired meanwhile). */
+static struct keel_rscript done_script = { "idem_done",
+"if redis.call('HGET', KEYS[1], 'fp') ~= ARGV[1] then return 0 end\n"
+"redis.call('HSET', KEYS[1], 'state', 'done', 'status', ARGV[2],"
+" 'ctype', ARGV[3], 'body', ARGV[4])\n"
+"redis.call('EXPIRE', KEYS[1], ARGV[5])\n"
+"return 1\n",
+	"" };
+
+/* KEYS[1]: the key.  ARGV: fingerprint.  Drops our claim only. */
+static struct keel_rscript drop_script = { "idem_drop",
+"if redis.call('HGET', KEYS[1], 'fp') == ARGV[1] and"
+" redis.call('HGET', KEYS[1], 'state') == 'running' then\n"
+"  return redis.call('DEL', KEYS[1])\n"
+"end\n"
+"return 0\n",
+	"" };
+
+struct keel_idem_state {
+	const char	*key;		/* the Redis key we claimed */
+	char		 fp[2 * crypto_hash_sha256_BYTES + 1];
+};
+
+int
+keel_idem_key_valid(const char *k)
+{
+	size_t	 i, n = strlen(k);
+
+	if (n == 0 || n > KEEL_IDEM_KEY_MAX)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (k[i] < 0x20 || k[i] > 0x7e)
+			return 0;
+	return 1;
+}
+
+static void
+hex(char *out, const unsigned char *p, size_t n)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = "0123456789abcdef"[p[i] >> 4];
+		out[2 * i + 1] = "0123456789abcdef"[p[i] & 0xf];
+	}
+	out[2 * n] = '\0';
+}
+
+/* The request's fingerprint: what "the same request" means. */
+static void
+fingerprint(const struct keel_req *req, char *out)
+{
+	crypto_hash_sha256_state	 s;
+	unsigned char			 h[crypto_hash_sha256_BYTES];
+
+	crypto_hash_sha256_init(&s);
+	/* NUL separators: no two different requests run together. */
+	crypto_hash_sha256_update(&s, (const unsigned char *)req->method,
+	    strlen(req->method) + 1);
+	crypto_hash_sha256_update(&s, (const unsigned char *)req->path,
+	    strlen(req->path) + 1);
+	crypto_hash_sha256_update(&s, (const unsigned char *)req->query,
+	    strlen(req->query) + 1);
+	if (req->body != NULL)
+		crypto_hash_sha256_update(&s, (const unsigned char *)req->body,
+		    req->body_len);
+	crypto_hash_sha256_final(&s, h);
+	hex(out, h, sizeof(h));
+}
+
+static void
+replay(struct keel_req *req, const struct keel_rreply *rep)
+{
+	int64_t	 status;
+
+	if (rep->nelem != 4 || rep->elem[1].type != KEEL_R_STR ||
+	    keel_parse_int64(rep->elem[1].str, 100, 599, &status) == -1) {
+		keel_http_reply_err(req, KEEL_EINTERNAL);
+		return;
+	}
+	keel_http_add_header(req, "Idempotent-Replayed", "true");
+	keel_http_reply(req, (int)status, rep->elem[2].len > 0 ?
+	    keel_arena_strdup(req->arena, rep->elem[2].str) : NULL,
+	    rep->elem[3].str, rep->elem[3].len);
+}
+
+int
+keel_idem_step(struct keel_req *req)
+{
+	struct keel_idem_state	*st;
+	struct keel_rreply	*rep = NULL;
+	struct json_object	*fields;
+	const char		*key, *argv[3];
+	unsigned char		 h[16];
+	char			 kh[2 * sizeof(h) + 1], ttl[24];
+	int			 rc = 0;
+
+	if (strcmp(req->method, "POST") != 0 ||
+	    (key = keel_http_header(req, "Idempotency-Key")) == NULL)
+		return 0;
+	if (!keel_idem_key_valid(key)) {
+		keel_http_reply_error(req, 400, "bad_request",
+		    "Idempotency-Key must be 1 to 255 printable ASCII "
+		    "characters", NULL);
+		return -1;
+	}
+	st = keel_arena_alloc(req->arena, sizeof(*st));
+	crypto_generichash(h, sizeof(h), (const unsigned char *)key,
+	    strlen(key), NULL, 0);
+	hex(kh, h, sizeof(h));
+	st->key = keel_arena_printf(req->arena, "keel:idem:%s:%s",
+	    keel_limit_client(req), kh);
+	fingerprint(req, st->fp);
+	snprintf(ttl, sizeof(ttl), "%d", KEEL_IDEM_RUNNING_TTL * 1000);
+	argv[0] = st->key;
+	argv[1] = st->fp;
+	argv[2] = ttl;
+	if (keel_redis_eval(req->redis, &begin_script, 1, 3, argv, NULL,
+	    &rep) != KEEL_OK || rep->type != KEEL_R_ARRAY || rep->nelem < 1 ||
+	    rep->elem[0].type != KEEL_R_STR) {
+		/* Like the limiter: Redis down must not stop writes. */
+		keel_log_warnx("idem: redis unavailable (%s); running the "
+		    "request without deduplication",
+		    keel_redis_errstr(req->redis));
+		goto out;
+	}
+	if (strcmp(rep->elem[0].str, "new") == 0) {
+		req->idem = st;
+	} else if (strcmp(rep->elem[0].str, "done") == 0) {
+		replay(req, rep);
+		rc = -1;
+	} else if (strcmp(rep->elem[0].str, "running") == 0) {
+		keel_http_reply_error(req, 409, "conflict", "a request with "
+		    "this Idempotency-Key is still being processed; retry "
+		    "later", NULL);
+		rc = -1;
+	} else {
+		fields = json_object_new_object();
+		json_object_object_add(fields, "Idempotency-Key",
+		    json_object_new_string("was used with a different "
+		    "request"));
+		keel_http_reply_error(req, 422, "validation_failed",
+		    "this Idempotency-Key belongs to a different request",
+		    fields);
+		json_object_put(fields);
+		rc = -1;
+	}
+out:
+	keel_rreply_free(rep);
+	return rc;
+}
+
+void
+keel_idem_step_after(struct keel_req *req, enum keel_err er)
+{
+	struct keel_idem_state	*st = req->idem;
+	struct keel_rreply	*rep = NULL;
+	const char		*argv[6], *body, *ctype;
+	size_t			 argvlen[6], len;
+	char			 status[16], ttl[24];
+	int			 code = keel_http_status(req);
+
+	if (st == NULL)
+		return;
+	argv[0] = st->key;
+	argv[1] = st->fp;
+	if (er != KEEL_OK || code == 0 || code >= 500) {
+		keel_redis_eval(req->redis, &drop_script, 1, 2, argv, NULL,
+		    &rep);
+		goto out;
+	}
+	body = keel_http_reply_body(req, &len, &ctype);
+	snprintf(status, sizeof(status), "%d", code);
+	snprintf(ttl, sizeof(ttl), "%d", KEEL_IDEM_TTL);
+	argv[2] = status;
+	argv[3] = ctype != NULL ? ctype : "";
+	argv[4] = body != NULL ? body : "";
+	argv[5] = ttl;
+	argvlen[0] = strlen(argv[0]);
+	argvlen[1] = strlen(argv[1]);
+	argvlen[2] = strlen(argv[2]);
+	argvlen[3] = strlen(argv[3]);
+	argvlen[4] = len;
+	argvlen[5] = strlen(argv[5]);
+	if (keel_redis_eval(req->redis, &done_script, 1, 6, argv, argvlen,
+	    &rep) != KEEL_OK)
+		keel_log_warnx("idem: keeping the answer failed (%s); a retry "
+		    "will see 409 until the claim expires",
+		    keel_redis_errstr(req->redis));
+out:
+	keel_rreply_free(rep);
+}
