@@ -33,6 +33,7 @@
 struct keel_http_conn {
 	FCGX_Request		*fr;
 	int			 status;	/* 0 until replied */
+	struct keel_buf		 status_head;	/* status and lib's headers */
 	struct keel_buf		 head;		/* extra header lines */
 	struct keel_buf		 body;
 	const char		*ctype;		/* static or arena */
@@ -471,6 +472,7 @@ keel_http_conn_free(struct keel_http_conn *c)
 {
 	if (c == NULL)
 		return;
+	keel_buf_free(&c->status_head);
 	keel_buf_free(&c->head);
 	keel_buf_free(&c->body);
 	free(c);
@@ -601,31 +603,32 @@ keel_http_finish(struct keel_req *req)
 {
 	struct keel_http_conn	*c = req->conn;
 	FCGX_Stream		*out = c->fr->out;
-	char			 line[256];
 	size_t			 i;
-	int			 n;
+	int			 nobody;
 
 	if (c->status == 0) {
 		keel_log_error("handler for %s made no reply", req->method);
 		keel_http_reply_err(req, KEEL_EINTERNAL);
 	}
 	/* libfcgi's own printf knows no %zu: format here, then send. */
-	n = snprintf(line, sizeof(line), "Status: %d %s\r\n", c->status,
+	keel_buf_reset(&c->status_head);
+	keel_buf_printf(&c->status_head, "Status: %d %s\r\n", c->status,
 	    reason(c->status));
 	if (c->ctype != NULL)
-		n += snprintf(line + n, sizeof(line) - n,
-		    "Content-Type: %s\r\n", c->ctype);
-	if (c->status != 204 && c->status != 304)
-		n += snprintf(line + n, sizeof(line) - n,
-		    "Content-Length: %zu\r\n", c->body.len);
-	n += snprintf(line + n, sizeof(line) - n, "X-Request-Id: %s\r\n",
-	    req->id);
-	FCGX_PutStr(line, n, out);
+		keel_buf_printf(&c->status_head, "Content-Type: %s\r\n",
+		    c->ctype);
+	/* RFC 9110 §6.4.1: 204 and 304 have no content at all. */
+	nobody = c->status == 204 || c->status == 304;
+	if (!nobody)
+		keel_buf_printf(&c->status_head, "Content-Length: %zu\r\n",
+		    c->body.len);
+	keel_buf_printf(&c->status_head, "X-Request-Id: %s\r\n", req->id);
+	FCGX_PutStr(c->status_head.data, (int)c->status_head.len, out);
 	if (c->head.len > 0)
 		FCGX_PutStr(c->head.data, (int)c->head.len, out);
 	FCGX_PutStr("\r\n", 2, out);
 	/* RFC 9110 §9.3.2: HEAD gets the headers of GET, no content. */
-	if (c->body.len > 0 && strcmp(req->method, "HEAD") != 0)
+	if (c->body.len > 0 && !nobody && strcmp(req->method, "HEAD") != 0)
 		FCGX_PutStr(c->body.data, (int)c->body.len, out);
 	for (i = 0; i < c->ndocs; i++)
 		json_object_put(c->docs[i]);
