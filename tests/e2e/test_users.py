@@ -1,0 +1,190 @@
+# SPDX-License-Identifier: ISC
+"""test_users.py -- accounts (API.md "Auth and users"; issue 3):
+invitations through the outbox, uniqueness, who may read and change whom,
+password changes, deactivation ending sessions at once.
+"""
+
+import json
+import urllib.parse
+import uuid
+
+import pytest
+
+from accounts import PASSWORD, bearer, login, make_user, session_for
+
+JSON_CT = "application/json; charset=utf-8"
+
+
+def assert_error(r, status, code):
+    assert r.status_code == status, (r.status_code, r.text)
+    assert r.headers["Content-Type"] == JSON_CT
+    assert r.json()["error"] == code, r.text
+    return r.json()
+
+
+def new_body(role="student", **kw):
+    tag = uuid.uuid4().hex[:10]
+    b = {"email": "New-%s@E2E.test" % tag, "username": "new_" + tag,
+         "name": "New %s" % tag, "role": role}
+    b.update(kw)
+    return b
+
+
+def test_create_with_invitation_queues_a_link_not_a_password(stack, http,
+                                                             anon):
+    body = new_body(sendCredentials=True)
+    r = http.post("/api/users", json=body)
+    assert r.status_code == 201, r.text
+    u = r.json()
+    assert u["email"] == body["email"].lower()
+    assert u["role"] == "student" and u["isActive"] is True
+    assert "password" not in json.dumps(u).lower()
+    rows = stack.psql("SELECT payload::text, idempotency_key FROM outbox "
+                      "WHERE kind = 'invitation' AND payload->>'to' = '%s'"
+                      % u["email"]).splitlines()
+    assert len(rows) == 1
+    payload, idem = rows[0].split("|")
+    payload = json.loads(payload)
+    assert set(payload) == {"to", "name", "link"}
+    assert idem.startswith("invitation:%d:" % u["id"])
+    # Invited: no password until the link is used.
+    r = anon.post("/api/auth/login", json={"login": u["email"],
+                                           "password": "anything-at-all"})
+    assert_error(r, 401, "unauthorized")
+    token = urllib.parse.parse_qs(
+        urllib.parse.urlparse(payload["link"]).query)["token"][0]
+    r = anon.post("/api/auth/password-reset/confirm",
+                  json={"token": token, "password": "my-own-password"})
+    assert r.status_code == 204, r.text
+    login(anon, u["username"], "my-own-password")
+
+
+def test_create_without_invitation_queues_nothing(stack, http):
+    r = http.post("/api/users", json=new_body())
+    assert r.status_code == 201
+    assert stack.psql("SELECT count(*) FROM outbox WHERE payload->>'to' = "
+                      "'%s'" % r.json()["email"]) == "0"
+
+
+def test_duplicates_are_409_naming_the_field(http):
+    b = new_body()
+    assert http.post("/api/users", json=b).status_code == 201
+    r = http.post("/api/users", json=new_body(email=b["email"].upper()))
+    assert "email" in assert_error(r, 409, "conflict")["fields"]
+    r = http.post("/api/users", json=new_body(username=b["username"].upper()))
+    assert "username" in assert_error(r, 409, "conflict")["fields"]
+
+
+@pytest.mark.parametrize("kw,field", [
+    ({"email": "not-an-email"}, "email"),
+    ({"email": "a b@c.d"}, "email"),
+    ({"username": "x"}, "username"),
+    ({"username": "bad name!"}, "username"),
+    ({"role": "root"}, "role"),
+    ({"name": ""}, "name"),
+    ({"password": "sneaky-password"}, "password"),
+])
+def test_bad_fields_are_422(http, kw, field):
+    r = http.post("/api/users", json=new_body(**kw))
+    assert field in assert_error(r, 422, "validation_failed")["fields"]
+
+
+def test_sql_metacharacters_are_stored_literally(stack, http):
+    name = "Robert'); DROP TABLE users;-- \"\\ %_"
+    r = http.post("/api/users", json=new_body(name=name))
+    assert r.status_code == 201
+    assert r.json()["name"] == name
+    assert stack.psql("SELECT name FROM users WHERE id = %d"
+                      % r.json()["id"]) == name
+
+
+def test_list_filters_by_role_and_pages(stack, http):
+    for _ in range(3):
+        make_user(stack, "staff")
+    r = http.get("/api/users", params={"role": "staff", "limit": 2})
+    assert r.status_code == 200
+    first = r.json()
+    assert len(first["data"]) == 2
+    assert all(u["role"] == "staff" for u in first["data"])
+    r = http.get("/api/users", params={"role": "staff", "limit": 2,
+                                       "after": first["page"]["next"]})
+    ids = [u["id"] for u in first["data"]] + [u["id"] for u in r.json()["data"]]
+    assert len(ids) == len(set(ids))
+    assert_error(http.get("/api/users", params={"role": "god"}), 400,
+                 "validation_failed")
+
+
+def test_self_reads_and_renames_but_not_role(stack, http):
+    u, h = session_for(stack, http, "customer")
+    r = http.get("/api/users/%d" % u["id"], headers=h)
+    assert r.status_code == 200 and r.json()["email"] == u["email"]
+    r = http.patch("/api/users/%d" % u["id"], json={"name": "New Name"},
+                   headers=h)
+    assert r.status_code == 200 and r.json()["name"] == "New Name"
+    r = http.patch("/api/users/%d" % u["id"], json={"role": "admin"},
+                   headers=h)
+    assert_error(r, 403, "forbidden")
+    assert stack.psql("SELECT role FROM users WHERE id = %d"
+                      % u["id"]) == "customer"
+
+
+def test_password_change_needs_the_current_one(stack, http, anon):
+    u, h = session_for(stack, http, "student")
+    other = bearer(login(anon, u["email"]))
+    path = "/api/users/%d" % u["id"]
+    r = http.patch(path, json={"password": "next-password-1"}, headers=h)
+    assert "currentPassword" in assert_error(r, 422,
+                                             "validation_failed")["fields"]
+    r = http.patch(path, json={"password": "next-password-1",
+                               "currentPassword": "wrong-password"},
+                   headers=h)
+    assert "currentPassword" in assert_error(r, 422,
+                                             "validation_failed")["fields"]
+    r = http.patch(path, json={"password": "short",
+                               "currentPassword": PASSWORD}, headers=h)
+    assert "password" in assert_error(r, 422, "validation_failed")["fields"]
+    r = http.patch(path, json={"password": "next-password-1",
+                               "currentPassword": PASSWORD}, headers=h)
+    assert r.status_code == 200, r.text
+    # This session stays, the others end.
+    assert http.get("/api/auth/me", headers=h).status_code == 200
+    assert_error(anon.get("/api/auth/me", headers=other), 401,
+                 "unauthorized")
+    login(anon, u["email"], "next-password-1")
+
+
+def test_admin_cannot_set_someone_elses_password(stack, http):
+    u = make_user(stack, "student")
+    r = http.patch("/api/users/%d" % u["id"], json={
+        "password": "chosen-by-admin", "currentPassword": "whatever-1"})
+    assert_error(r, 403, "forbidden")
+
+
+def test_role_change_ends_the_users_sessions(stack, http, anon):
+    u, h = session_for(stack, http, "customer")
+    r = http.patch("/api/users/%d" % u["id"], json={"role": "staff"})
+    assert r.status_code == 200 and r.json()["role"] == "staff"
+    assert_error(anon.get("/api/auth/me", headers=h), 401, "unauthorized")
+    h = bearer(login(anon, u["email"]))
+    assert anon.get("/api/cars", headers=h).status_code == 200
+
+
+def test_deactivation_ends_sessions_and_logins(stack, http, anon):
+    u, h = session_for(stack, http, "student")
+    r = http.delete("/api/users/%d" % u["id"])
+    assert r.status_code == 200 and r.json()["isActive"] is False
+    assert_error(anon.get("/api/auth/me", headers=h), 401, "unauthorized")
+    r = anon.post("/api/auth/login", json={"login": u["email"],
+                                           "password": PASSWORD})
+    assert_error(r, 401, "unauthorized")
+
+
+def test_admin_cannot_deactivate_themselves(stack, http):
+    me = http.get("/api/auth/me").json()
+    assert_error(http.delete("/api/users/%d" % me["id"]), 409, "conflict")
+
+
+def test_unknown_user_is_404(http):
+    assert_error(http.get("/api/users/999999999"), 404, "not_found")
+    assert_error(http.patch("/api/users/999999999", json={"name": "x"}), 404,
+                 "not_found")
