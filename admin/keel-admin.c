@@ -1,0 +1,226 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * keel-admin.c -- operator commands: create the first admin, hash a
+ * password.
+ *
+ *	keel-admin create-admin --email E --username U --name N [--force]
+ *	keel-admin hash-password
+ *
+ * Passwords are read from standard input (prompted for twice, without
+ * echo, on a terminal), never from the command line, where ps and shell
+ * history would show them.  create-admin refuses when an active admin
+ * exists already, unless --force: after the first, admins invite admins
+ * through POST /api/users.
+ */
+#include "config.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "keel/auth.h"
+#include "keel/config.h"
+#include "keel/db.h"
+#include "keel/log.h"
+
+static const struct keel_query q_admin_exists = { "admin_exists",
+	"SELECT EXISTS (SELECT FROM users WHERE role = 'admin' AND is_active)",
+	0, KEEL_DB_PRIMARY };
+
+static const struct keel_query q_admin_insert = { "admin_insert",
+	"INSERT INTO users (email, username, name, role, password_hash) "
+	"VALUES (lower($1), $2, $3, 'admin', $4) RETURNING id", 4,
+	KEEL_DB_PRIMARY };
+
+static void __attribute__((noreturn))
+usage(void)
+{
+	fprintf(stderr, "usage: keel-admin create-admin --email EMAIL "
+	    "--username NAME --name \"FULL NAME\" [--force]\n"
+	    "       keel-admin hash-password\n"
+	    "The password is read from standard input (prompted for on a "
+	    "terminal).\n");
+	exit(2);
+}
+
+/* Reads one line into buf (size n) without its newline; -1 at EOF. */
+static int
+read_line(const char *prompt, char *buf, size_t n)
+{
+	struct termios	 old, quiet;
+	int		 tty = isatty(STDIN_FILENO), restore = 0;
+	size_t		 len;
+	char		*got;
+
+	if (tty) {
+		fputs(prompt, stderr);
+		if (tcgetattr(STDIN_FILENO, &old) == 0) {
+			quiet = old;
+			quiet.c_lflag &= ~(tcflag_t)ECHO;
+			restore = tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) ==
+			    0;
+		}
+	}
+	got = fgets(buf, (int)n, stdin);
+	if (restore) {
+		(void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+		fputc('\n', stderr);
+	}
+	if (got == NULL)
+		return -1;
+	len = strcspn(buf, "\r\n");
+	buf[len] = '\0';
+	return 0;
+}
+
+/* A new password from stdin, checked and (on a terminal) confirmed. */
+static int
+read_password(char *pw, size_t n)
+{
+	char		 again[KEEL_AUTH_PASSWORD_MAX + 2];
+	const char	*msg;
+	int		 ok;
+
+	if (read_line("Password: ", pw, n) == -1) {
+		fprintf(stderr, "keel-admin: no password on standard input\n");
+		return -1;
+	}
+	if ((msg = keel_auth_password_check(pw)) != NULL) {
+		fprintf(stderr, "keel-admin: the password %s\n", msg);
+		return -1;
+	}
+	if (!isatty(STDIN_FILENO))
+		return 0;
+	ok = read_line("Again: ", again, sizeof(again)) == 0 &&
+	    strcmp(pw, again) == 0;
+	sodium_memzero(again, sizeof(again));
+	if (!ok)
+		fprintf(stderr, "keel-admin: the passwords differ\n");
+	return ok ? 0 : -1;
+}
+
+static int
+hash_password(void)
+{
+	char	 pw[KEEL_AUTH_PASSWORD_MAX + 2], hash[KEEL_AUTH_HASH_MAX];
+	int	 rc = 1;
+
+	if (read_password(pw, sizeof(pw)) == 0 &&
+	    keel_auth_hash(pw, hash) == KEEL_OK) {
+		printf("%s\n", hash);
+		rc = 0;
+	}
+	sodium_memzero(pw, sizeof(pw));
+	return rc;
+}
+
+static int
+create_admin(int argc, char *argv[])
+{
+	static const struct option opts[] = {
+		{ "email", required_argument, NULL, 'e' },
+		{ "username", required_argument, NULL, 'u' },
+		{ "name", required_argument, NULL, 'n' },
+		{ "force", no_argument, NULL, 'f' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct keel_config	 cfg;
+	struct keel_db		*db = NULL;
+	struct keel_rows	*rows = NULL;
+	const char		*email = NULL, *username = NULL, *name = NULL;
+	const char		*params[4];
+	char			 pw[KEEL_AUTH_PASSWORD_MAX + 2];
+	char			 hash[KEEL_AUTH_HASH_MAX], err[256];
+	int			 c, force = 0, rc = 1;
+	enum keel_err		 er;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'e':
+			email = optarg;
+			break;
+		case 'u':
+			username = optarg;
+			break;
+		case 'n':
+			name = optarg;
+			break;
+		case 'f':
+			force = 1;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (email == NULL || username == NULL || name == NULL ||
+	    optind != argc)
+		usage();
+	if (keel_config_load(&cfg, err, sizeof(err)) == -1) {
+		fprintf(stderr, "keel-admin: %s\n", err);
+		return 1;
+	}
+	keel_config_set(&cfg);
+	hash[0] = pw[0] = '\0';
+	db = keel_db_open(&cfg);
+	if ((er = keel_db_query(db, &q_admin_exists, NULL, &rows)) != KEEL_OK)
+		goto fail;
+	if (keel_rows_bool(rows, 0, 0) && !force) {
+		fprintf(stderr, "keel-admin: an active admin exists; admins "
+		    "invite others with POST /api/users (or use --force)\n");
+		goto out;
+	}
+	if (read_password(pw, sizeof(pw)) == -1 ||
+	    keel_auth_hash(pw, hash) != KEEL_OK)
+		goto out;
+	keel_rows_free(rows);
+	rows = NULL;
+	params[0] = email;
+	params[1] = username;
+	params[2] = name;
+	params[3] = hash;
+	if ((er = keel_db_query(db, &q_admin_insert, params, &rows)) !=
+	    KEEL_OK)
+		goto fail;
+	printf("created admin %s (id %lld)\n", username,
+	    (long long)keel_rows_int64(rows, 0, 0));
+	rc = 0;
+	goto out;
+fail:
+	if (er == KEEL_ECONFLICT)
+		fprintf(stderr, "keel-admin: that email or username is taken\n");
+	else if (er == KEEL_EINVAL)
+		fprintf(stderr, "keel-admin: the email, username or name is not "
+		    "valid (usernames: 3-32 letters, digits, '_', '.', '-')\n");
+	else
+		fprintf(stderr, "keel-admin: %s: %s\n", keel_strerror(er),
+		    keel_db_errstr(db));
+out:
+	sodium_memzero(pw, sizeof(pw));
+	sodium_memzero(hash, sizeof(hash));
+	keel_rows_free(rows);
+	keel_db_close(db);
+	keel_config_free(&cfg);
+	return rc;
+}
+
+int
+main(int argc, char *argv[])
+{
+	keel_log_init("keel-admin", KEEL_LOG_WARN);
+	if (sodium_init() < 0) {
+		fprintf(stderr, "keel-admin: libsodium failed to start\n");
+		return 1;
+	}
+	if (argc < 2)
+		usage();
+	if (strcmp(argv[1], "hash-password") == 0 && argc == 2)
+		return hash_password();
+	if (strcmp(argv[1], "create-admin") == 0)
+		return create_admin(argc - 1, argv + 1);
+	usage();
+}

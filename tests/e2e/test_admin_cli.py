@@ -1,0 +1,63 @@
+# SPDX-License-Identifier: ISC
+"""test_admin_cli.py -- keel-admin, the operator's command (README "First
+admin"): the password comes from stdin, never argv; only the first admin
+is made without --force; the account it makes can log in.
+"""
+
+import os
+import subprocess
+import uuid
+
+from accounts import login
+
+
+def keel_admin(stack, *args, stdin=""):
+    env = dict(os.environ)
+    env.update(stack.env)
+    return subprocess.run(
+        [os.path.join(stack.build_dir, "admin", "keel-admin")] + list(args),
+        input=stdin, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, timeout=60)
+
+
+def test_create_admin_refuses_a_second_admin_without_force(stack,
+                                                           admin_token):
+    # The http fixture's admin exists already.
+    tag = uuid.uuid4().hex[:8]
+    p = keel_admin(stack, "create-admin", "--email", "a%s@e2e.test" % tag,
+                   "--username", "a_" + tag, "--name", "A",
+                   stdin="admin-password-1\n")
+    assert p.returncode == 1
+    assert "admin exists" in p.stderr
+
+
+def test_create_admin_with_password_from_stdin(stack, anon, admin_token):
+    tag = uuid.uuid4().hex[:8]
+    email = "root%s@e2e.test" % tag
+    p = keel_admin(stack, "create-admin", "--email", email,
+                   "--username", "root_" + tag, "--name", "Root " + tag,
+                   "--force", stdin="first-admin-password\n")
+    assert p.returncode == 0, p.stderr
+    assert "first-admin-password" not in p.stdout + p.stderr
+    token = login(anon, email, "first-admin-password")
+    me = anon.get("/api/auth/me", headers={"Authorization": "Bearer " + token})
+    assert me.json()["role"] == "admin"
+    hashed = stack.psql("SELECT password_hash FROM users WHERE email = '%s'"
+                        % email)
+    assert hashed.startswith("$argon2id$")
+
+
+def test_create_admin_rejects_short_passwords_and_bad_args(stack):
+    tag = uuid.uuid4().hex[:8]
+    p = keel_admin(stack, "create-admin", "--email", "s%s@e2e.test" % tag,
+                   "--username", "s_" + tag, "--name", "S", "--force",
+                   stdin="short\n")
+    assert p.returncode == 1 and "at least 10" in p.stderr
+    p = keel_admin(stack, "create-admin", "--password", "x" * 12)
+    assert p.returncode == 2
+
+
+def test_hash_password_prints_an_argon2id_hash(stack):
+    p = keel_admin(stack, "hash-password", stdin="some-long-password\n")
+    assert p.returncode == 0
+    assert p.stdout.startswith("$argon2id$v=19$")
