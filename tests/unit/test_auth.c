@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * test_auth.c -- unit tests for auth's pure logic: roles, the password
+ * rule, tokens and their ids, Argon2id hashing and the dummy verify.
+ */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <sodium.h>
+
+#include "keel/auth.h"
+#include "keel/router.h"
+
+static int
+group_setup(void **state)
+{
+	(void)state;
+	return sodium_init() < 0 ? -1 : 0;
+}
+
+static void
+test_roles_round_trip(void **state)
+{
+	static const char *const names[] = { "admin", "staff", "customer",
+	    "student" };
+	size_t	 i;
+
+	(void)state;
+	for (i = 0; i < 4; i++)
+		assert_string_equal(keel_auth_role_name(
+		    keel_auth_role_parse(names[i])), names[i]);
+	assert_int_equal(keel_auth_role_parse("admin"), KEEL_ROLE_ADMIN);
+	assert_int_equal(keel_auth_role_parse("student"), KEEL_ROLE_STUDENT);
+	assert_int_equal(keel_auth_role_parse("Admin"), 0);
+	assert_int_equal(keel_auth_role_parse(""), 0);
+	assert_int_equal(keel_auth_role_parse(NULL), 0);
+	assert_string_equal(keel_auth_role_name(0), "");
+	assert_string_equal(keel_auth_role_name(KEEL_ACCESS_STAFF), "");
+}
+
+static void
+test_password_rule(void **state)
+{
+	char	 big[KEEL_AUTH_PASSWORD_MAX + 2];
+
+	(void)state;
+	assert_null(keel_auth_password_check("0123456789"));
+	assert_non_null(keel_auth_password_check("012345678"));
+	assert_non_null(keel_auth_password_check(""));
+	/* Ten characters, not ten bytes: nine two-byte letters are short. */
+	assert_non_null(keel_auth_password_check(
+	    "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+	    "\xc3\xa9"));
+	assert_null(keel_auth_password_check(
+	    "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+	    "\xc3\xa9\xc3\xa9"));
+	assert_non_null(keel_auth_password_check("0123456789\xff"));
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	assert_non_null(keel_auth_password_check(big));
+}
+
+static void
+test_tokens(void **state)
+{
+	char	 a[KEEL_AUTH_TOKEN_LEN + 1], b[KEEL_AUTH_TOKEN_LEN + 1];
+	char	 id[KEEL_AUTH_ID_LEN + 1];
+
+	(void)state;
+	keel_auth_token_new(a);
+	keel_auth_token_new(b);
+	assert_int_equal(strlen(a), KEEL_AUTH_TOKEN_LEN);
+	assert_true(keel_auth_token_valid(a));
+	assert_string_not_equal(a, b);
+	assert_false(keel_auth_token_valid(""));
+	assert_false(keel_auth_token_valid("short"));
+	a[5] = '+';		/* not url-safe base64 */
+	assert_false(keel_auth_token_valid(a));
+	/* SHA-256 of "abc" (FIPS 180-2, appendix B.1). */
+	keel_auth_token_id("abc", id);
+	assert_string_equal(id, "ba7816bf8f01cfea414140de5dae2223"
+	    "b00361a396177a9cb410ff61f20015ad");
+}
+
+static void
+test_hash_and_verify(void **state)
+{
+	char	 hash[KEEL_AUTH_HASH_MAX];
+
+	(void)state;
+	assert_int_equal(keel_auth_hash("correct horse battery", hash),
+	    KEEL_OK);
+	assert_true(strncmp(hash, "$argon2id$", 10) == 0);
+	assert_true(keel_auth_verify(hash, "correct horse battery"));
+	assert_false(keel_auth_verify(hash, "correct horse batterY"));
+	/* No account: the dummy hash is checked, and never matches. */
+	assert_false(keel_auth_verify(NULL, "correct horse battery"));
+	assert_false(keel_auth_verify(NULL, ""));
+	assert_false(keel_auth_verify("not a hash", "x"));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_roles_round_trip),
+		cmocka_unit_test(test_password_rule),
+		cmocka_unit_test(test_tokens),
+		cmocka_unit_test(test_hash_and_verify),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, NULL);
+}
