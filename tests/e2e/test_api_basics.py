@@ -1,0 +1,399 @@
+# SPDX-License-Identifier: ISC
+"""test_api_basics.py -- the contract every route shares (API.md
+"Conventions", "Operations"): /health and its degraded states, /routes,
+JSON 404/405, HEAD, request ids, gzip.
+
+The dependency-fault tests stop a component of the shared session stack and
+restart it in a `finally`, then wait (polling /health, never a fixed sleep)
+until every worker reports ok again, so later tests see a healthy stack.
+The primary-down test is the last one of this module.
+"""
+
+import gzip
+from concurrent.futures import ThreadPoolExecutor
+import json
+import re
+import time
+import uuid
+
+import pytest
+import requests
+
+JSON_CT = "application/json; charset=utf-8"
+CAR_FIELDS = {"id", "licensePlate", "manufacturer", "model", "category",
+              "status", "year", "isArchived", "createdAt", "updatedAt"}
+
+
+# ------------------------------------------------------------------ helpers
+
+def plate():
+    return "B" + uuid.uuid4().hex[:12].upper()
+
+
+def new_car(http, **kw):
+    body = {"licensePlate": plate(), "manufacturer": "Basics",
+            "model": "Probe", "category": "compact", "year": 2020}
+    body.update(kw)
+    r = http.post("/api/cars", json=body)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def assert_error(r, status, code):
+    assert r.status_code == status, (r.status_code, r.text)
+    assert r.headers["Content-Type"] == JSON_CT
+    body = r.json()
+    assert body["error"] == code, body
+    assert isinstance(body.get("message"), str) and body["message"]
+    return body
+
+
+def health(http):
+    r = http.get("/health")
+    assert r.headers["Content-Type"] == JSON_CT
+    return r.status_code, r.json()
+
+
+def wait_healthy(http, timeout=60, streak=8):
+    """Poll /health until `streak` answers in a row say ok: every worker of
+    the health app has reconnected (requests spread over the workers)."""
+    deadline = time.monotonic() + timeout
+    ok = 0
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            code, last = health(http)
+        except (requests.RequestException, ValueError) as e:
+            code, last = None, repr(e)
+        ok = ok + 1 if code == 200 and last["status"] == "ok" else 0
+        if ok >= streak:
+            return last
+        time.sleep(0.05)
+    pytest.fail("stack not healthy again within %ss: %r" % (timeout, last))
+
+
+def warm_workers(http, path, n=24):
+    """Concurrent requests, so that every worker of the app serves some
+    (and holds its database connections) -- sequential ones may all land
+    on the same worker).  Their answers don't matter here."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda _: http.get(path).status_code, range(n)))
+
+
+def wait_for(pred, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    pytest.fail("timed out waiting for " + what)
+
+
+# ------------------------------------------------------------------- health
+
+def test_health_ok_every_check_up(http):
+    code, body = health(http)
+    assert code == 200
+    assert body["status"] == "ok"
+    assert set(body["checks"]) == {"postgres", "replica", "redis",
+                                   "memcached"}
+    for name, check in body["checks"].items():
+        assert check["status"] == "up", (name, check)
+        assert isinstance(check["ms"], (int, float)) and check["ms"] >= 0
+
+
+def test_health_replica_lag_present(http):
+    _, body = health(http)
+    lag = body["checks"]["replica"]["lagMs"]
+    assert isinstance(lag, (int, float)) and lag >= 0
+
+
+def test_health_json_content_type_and_no_store(http):
+    r = http.get("/health")
+    assert r.headers["Content-Type"] == JSON_CT
+    assert r.headers.get("Cache-Control") == "no-store"
+
+
+def test_health_memcached_down_degraded(http, stack):
+    stack.stop_component("memcached")
+    try:
+        code, body = health(http)
+        assert code == 200
+        assert body["status"] == "degraded"
+        assert body["checks"]["memcached"]["status"] == "down"
+        assert body["checks"]["postgres"]["status"] == "up"
+    finally:
+        stack.start_component("memcached")
+        wait_healthy(http)
+
+
+def test_health_replica_down_degraded(http, stack):
+    stack.stop_component("replica")
+    try:
+        code, body = health(http)
+        assert code == 200
+        assert body["status"] == "degraded"
+        assert body["checks"]["replica"]["status"] == "down"
+        assert "lagMs" not in body["checks"]["replica"]
+        assert body["checks"]["postgres"]["status"] == "up"
+    finally:
+        stack.start_component("replica")
+        wait_healthy(http)
+
+
+def test_health_redis_down_degraded(http, stack):
+    stack.stop_component("redis")
+    try:
+        code, body = health(http)
+        assert code == 200
+        assert body["status"] == "degraded"
+        assert body["checks"]["redis"]["status"] == "down"
+    finally:
+        stack.start_component("redis")
+        wait_healthy(http)
+
+
+def test_health_replica_up_on_first_probe_after_replica_restart(http, stack):
+    """start_component returns once the replica accepts connections; from
+    then on every probe must say up (a worker's connection that the restart
+    closed must be replaced, not reported as a down replica)."""
+    warm_workers(http, "/health")
+    stack.stop_component("replica")
+    stack.start_component("replica")
+    try:
+        seen = [health(http)[1]["checks"]["replica"] for _ in range(6)]
+        assert all(c["status"] == "up" for c in seen), seen
+    finally:
+        wait_healthy(http)
+
+
+def test_health_replica_lag_small_when_caught_up_after_replica_restart(
+        http, stack):
+    """A replica that has replayed everything the primary wrote lags ~0 ms,
+    however long ago the primary's last commit was.  (A commit just before
+    the restart gives the restarted replica a last-replayed timestamp; its
+    receive position stays behind its replay position until new WAL
+    arrives, which is what an idle primary never sends.)"""
+    tag = "LG" + uuid.uuid4().hex[:10].upper()
+    stack.psql("INSERT INTO cars (license_plate, manufacturer, model, "
+               "category, year) VALUES ('%s', 'Lag', 'Probe', 'suv', 2020)"
+               % tag)
+    t_commit = time.monotonic()
+    wait_for(lambda: stack.psql("SELECT count(*) FROM cars WHERE "
+                                "license_plate = '%s'" % tag,
+                                replica=True) == "1",
+             30, "the replica to replay the commit")
+    stack.stop_component("replica")
+    stack.start_component("replica")
+    wait_healthy(http)
+    primary_lsn = stack.psql("SELECT pg_current_wal_lsn()")
+    wait_for(lambda: stack.psql(
+        "SELECT pg_last_wal_replay_lsn() >= '%s'::pg_lsn" % primary_lsn,
+        replica=True) == "t", 30, "the replica to replay the primary's WAL")
+    # Caught up.  Count only the readings taken while the replica's receive
+    # position is behind its replay position (no WAL since the restart):
+    # its true lag is 0 then, whatever the last commit's age.
+    lags = []
+    deadline = time.monotonic() + 3.5
+    cond = ("SELECT pg_last_wal_receive_lsn() < pg_last_wal_replay_lsn() "
+            "AND pg_last_wal_replay_lsn() >= '%s'::pg_lsn" % primary_lsn)
+    while time.monotonic() < deadline:
+        before = stack.psql(cond, replica=True) == "t"
+        check = health(http)[1]["checks"]["replica"]
+        if before and check["status"] == "up" and \
+                stack.psql(cond, replica=True) == "t":
+            lags.append(check["lagMs"])
+        if time.monotonic() > t_commit + 2.5 and len(lags) >= 3:
+            break
+        time.sleep(0.2)
+    if not lags:
+        pytest.skip("WAL reached the replica right after its restart; "
+                    "the idle-primary case did not arise")
+    assert all(lag < 1000 for lag in lags), lags
+
+
+# ------------------------------------------------------------------- routes
+
+def test_routes_lists_every_route(http):
+    r = http.get("/routes")
+    assert r.status_code == 200
+    assert r.headers["Content-Type"] == JSON_CT
+    got = {(x["method"], x["path"], x["app"]) for x in r.json()["data"]}
+    want = {
+        ("GET", "/health", "health"),
+        ("GET", "/routes", "routes"),
+        ("GET", "/api/cars", "cars"),
+        ("POST", "/api/cars", "cars"),
+        ("GET", "/api/cars/{id:int}", "cars"),
+        ("PATCH", "/api/cars/{id:int}", "cars"),
+        ("DELETE", "/api/cars/{id:int}", "cars"),
+    }
+    assert want <= got, want - got
+
+
+def test_routes_entries_have_method_path_app(http):
+    for x in http.get("/routes").json()["data"]:
+        assert set(x) >= {"method", "path", "app"}, x
+        assert x["method"] in {"GET", "POST", "PUT", "PATCH", "DELETE"}
+        assert x["path"].startswith("/")
+
+
+# ------------------------------------------------------- 404, 405, HEAD, ids
+
+@pytest.mark.parametrize("path", ["/nope", "/api/nothing/here", "/api",
+                                  "/healthz"])
+def test_unknown_path_json_404(http, path):
+    assert_error(http.get(path), 404, "not_found")
+
+
+def test_cars_prefix_lookalike_404(http):
+    # lighttpd's prefix match sends /api/carsx to the cars app too.
+    assert_error(http.get("/api/carsx"), 404, "not_found")
+
+
+def test_cars_subpath_404(http):
+    assert_error(http.get("/api/cars/1/extra"), 404, "not_found")
+
+
+def test_wrong_method_405_with_allow(http):
+    r = http.put("/api/cars", json={})
+    assert_error(r, 405, "method_not_allowed")
+    allow = {m.strip() for m in r.headers["Allow"].split(",")}
+    assert allow == {"GET", "HEAD", "POST"}
+
+
+def test_wrong_method_on_item_405_with_allow(http):
+    r = http.post("/api/cars/1", json={})
+    assert_error(r, 405, "method_not_allowed")
+    allow = {m.strip() for m in r.headers["Allow"].split(",")}
+    assert allow == {"GET", "HEAD", "PATCH", "DELETE"}
+
+
+def test_health_post_405(http):
+    r = http.post("/health")
+    assert_error(r, 405, "method_not_allowed")
+    assert {m.strip() for m in r.headers["Allow"].split(",")} == {"GET",
+                                                                  "HEAD"}
+
+
+def test_head_cars_200_no_body(http):
+    get = http.get("/api/cars")
+    r = http.head("/api/cars")
+    assert r.status_code == 200
+    assert r.content == b""
+    assert r.headers["Content-Type"] == JSON_CT
+    assert r.headers["Content-Length"] == get.headers["Content-Length"]
+
+
+def test_request_id_header(http):
+    a = http.get("/api/cars").headers.get("X-Request-Id")
+    b = http.get("/health").headers.get("X-Request-Id")
+    c = http.get("/nope").headers.get("X-Request-Id")
+    for rid in (a, b, c):
+        assert rid is not None and re.fullmatch(r"[0-9a-f]{16}", rid), rid
+    assert len({a, b, c}) == 3
+
+
+# -------------------------------------------------------------------- gzip
+
+@pytest.fixture(scope="module")
+def many_cars(stack):
+    tag = uuid.uuid4().hex[:8].upper()
+    stack.psql("INSERT INTO cars (license_plate, manufacturer, model, "
+               "category, year) SELECT 'GZ%s' || g, 'Gzip', 'Big', 'van', "
+               "2021 FROM generate_series(1, 30) g" % tag)
+    return tag
+
+
+def raw_get(http, path, headers):
+    r = http.get(path, headers=headers, stream=True)
+    raw = r.raw.read(decode_content=False)
+    return r, raw
+
+
+def test_gzip_large_list_compressed(http, many_cars):
+    r, raw = raw_get(http, "/api/cars?limit=20",
+                     {"Accept-Encoding": "gzip"})
+    assert r.status_code == 200
+    assert r.headers.get("Content-Encoding") == "gzip"
+    doc = json.loads(gzip.decompress(raw))
+    assert len(doc["data"]) == 20
+    assert len(gzip.decompress(raw)) > 1024
+
+
+def test_gzip_skipped_with_x_no_compression(http, many_cars):
+    r, raw = raw_get(http, "/api/cars?limit=20",
+                     {"Accept-Encoding": "gzip", "x-no-compression": "1"})
+    assert r.status_code == 200
+    assert "Content-Encoding" not in r.headers
+    assert len(json.loads(raw)["data"]) == 20
+
+
+def test_gzip_small_response_not_compressed(http):
+    car = new_car(http)
+    r, raw = raw_get(http, "/api/cars/%d" % car["id"],
+                     {"Accept-Encoding": "gzip"})
+    assert r.status_code == 200
+    assert len(raw) < 1024
+    assert "Content-Encoding" not in r.headers
+    assert json.loads(raw)["id"] == car["id"]
+
+
+# --------------------------------------------------- primary down (LAST)
+
+def test_health_primary_down_503(http, stack):
+    """Stops the primary, checks the 503, restarts it and waits until the
+    stack is whole again (health ok, the replica streaming)."""
+    stack.stop_component("primary")
+    try:
+        code, body = health(http)
+        assert code == 503
+        assert body["status"] == "down"
+        assert body["checks"]["postgres"]["status"] == "down"
+        assert body["checks"]["redis"]["status"] == "up"
+    finally:
+        restart_primary(http, stack)
+
+
+def test_cars_write_with_primary_down_503_unavailable(http, stack):
+    stack.stop_component("primary")
+    try:
+        r = http.post("/api/cars", json={
+            "licensePlate": plate(), "manufacturer": "Down",
+            "model": "Primary", "category": "suv", "year": 2020})
+        body = assert_error(r, 503, "unavailable")
+        assert "fields" not in body
+        assert r.headers.get("Retry-After") == "5"
+    finally:
+        restart_primary(http, stack)
+
+
+def test_cars_writes_succeed_right_after_primary_restart(http, stack):
+    """Every cars worker replaces the connection the restart closed on its
+    own: no request fails once the primary is back."""
+    warm_workers(http, "/api/cars?limit=1")   # every worker connected
+    stack.stop_component("primary")
+    restart_primary(http, stack)
+    codes = []
+    for _ in range(8):
+        r = http.post("/api/cars", json={
+            "licensePlate": plate(), "manufacturer": "AfterRestart",
+            "model": "Primary", "category": "suv", "year": 2020})
+        codes.append((r.status_code, r.text[:80]))
+    assert all(c == 201 for c, _ in codes), codes
+
+
+def restart_primary(http, stack):
+    """Start the primary again and wait until health is ok and a write on
+    it reaches the replica (streaming resumed)."""
+    stack.start_component("primary")
+    wait_healthy(http)
+    tag = "RS" + uuid.uuid4().hex[:10].upper()
+
+    def replicated():
+        stack.psql("INSERT INTO cars (license_plate, manufacturer, model, "
+                   "category, year) VALUES ('%s', 'Restart', 'Probe', "
+                   "'suv', 2020) ON CONFLICT DO NOTHING" % tag)
+        return stack.psql("SELECT count(*) FROM cars WHERE license_plate "
+                          "= '%s'" % tag, replica=True) == "1"
+    wait_for(replicated, 60, "the replica to stream after the restart")

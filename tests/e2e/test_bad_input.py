@@ -1,0 +1,380 @@
+# SPDX-License-Identifier: ISC
+"""test_bad_input.py -- hostile and broken requests (API.md "Conventions":
+never a 500, always API.md error JSON, nothing crashes).
+
+The module records the cars app's worker pids before its first test and
+checks at the end that they are the same (no worker died and was
+respawned) and that no app log holds a sanitizer report.  Keep
+test_bad_input_no_worker_crashed and test_bad_input_no_sanitizer_report
+last in this file.
+"""
+
+import json
+import socket
+import time
+import uuid
+
+import pytest
+
+JSON_CT = "application/json; charset=utf-8"
+MIB = 1024 * 1024
+
+
+def replicated(stack, timeout=30):
+    """Wait until the replica has replayed all the primary wrote (reads may
+    be served by the replica; test_cars.py tests read-your-writes)."""
+    lsn = stack.psql("SELECT pg_current_wal_lsn()")
+    deadline = time.monotonic() + timeout
+    while stack.psql("SELECT pg_last_wal_replay_lsn() >= '%s'::pg_lsn"
+                     % lsn, replica=True) != "t":
+        assert time.monotonic() < deadline, "the replica does not catch up"
+        time.sleep(0.02)
+
+
+def uniq(prefix="X"):
+    return prefix + uuid.uuid4().hex[:12].upper()
+
+
+def car_body(**kw):
+    body = {"licensePlate": uniq(), "manufacturer": "Bad", "model": "Input",
+            "category": "compact", "year": 2020}
+    body.update(kw)
+    return body
+
+
+def post_raw(http, data, ctype="application/json", path="/api/cars"):
+    headers = {} if ctype is None else {"Content-Type": ctype}
+    return http.post(path, data=data, headers=headers)
+
+
+def assert_error(r, status, code):
+    assert r.status_code == status, (r.status_code, r.text[:300])
+    assert r.headers["Content-Type"] == JSON_CT
+    body = r.json()
+    assert body["error"] == code, body
+    assert isinstance(body.get("message"), str) and body["message"]
+    return body
+
+
+def raw_request(stack, data):
+    """Send bytes as they are (no client-side encoding); returns (status,
+    headers dict with lower-case names, body bytes)."""
+    port = int(stack.base_url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        buf = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    head, _, body = buf.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return status, headers, body
+
+
+def assert_raw_error(resp, status, code):
+    st, headers, body = resp
+    assert st == status, (st, body[:300])
+    assert headers["content-type"] == JSON_CT
+    doc = json.loads(body)
+    assert doc["error"] == code, doc
+    return doc
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cars_workers(stack):
+    """The cars workers' pids before this module's first request."""
+    pids = stack.worker_pids("cars")
+    assert pids, "the cars app has no workers"
+    return pids
+
+
+# -------------------------------------------------------------- JSON syntax
+
+@pytest.mark.parametrize("data", [b"{", b"{bad", b'{"a":1,}', b"[1,2",
+                                  b"{'licensePlate': 'X'}", b"nul",
+                                  b'{"a":1} {"b":2}', b'{"a":1}x',
+                                  b"/* c */ {}", b'{"a":01}', b'{"a":1e}',
+                                  b'{"a":"\\x41"}'])
+def test_bad_input_malformed_json_400(http, data):
+    assert_error(post_raw(http, data), 400, "bad_request")
+
+
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity"])
+def test_bad_input_non_json_number_rejected_naming_year(http, number):
+    # Not JSON (RFC 8259 §6); json-c lets them through, the field check
+    # must still refuse them.
+    body = json.dumps(car_body(year=0)).encode().replace(b'"year": 0',
+                                                         b'"year": ' + number)
+    r = post_raw(http, body)
+    assert r.status_code in (400, 422), r.text
+    if r.status_code == 422:
+        assert list(assert_error(r, 422, "validation_failed")["fields"]) \
+            == ["year"]
+    else:
+        assert_error(r, 400, "bad_request")
+
+
+def test_bad_input_json_not_an_object_422(http):
+    body = assert_error(post_raw(http, b"[1, 2, 3]"), 422,
+                        "validation_failed")
+    assert "body" in body["fields"]
+
+
+def test_bad_input_nested_100_deep_400(http):
+    doc = b'{"a":' * 100 + b"1" + b"}" * 100
+    assert_error(post_raw(http, doc), 400, "bad_request")
+
+
+def test_bad_input_nested_arrays_100_deep_400(http):
+    assert_error(post_raw(http, b"[" * 100 + b"]" * 100), 400, "bad_request")
+
+
+# -------------------------------------------------------------- types
+
+@pytest.mark.parametrize("field,value", [
+    ("licensePlate", 123), ("manufacturer", True), ("model", ["x"]),
+    ("category", 5), ("status", {"s": 1}), ("year", "2020"),
+    ("year", 2020.5), ("year", True), ("licensePlate", None),
+])
+def test_bad_input_wrong_type_422_names_field(http, field, value):
+    r = http.post("/api/cars", json=car_body(**{field: value}))
+    body = assert_error(r, 422, "validation_failed")
+    assert list(body["fields"]) == [field]
+
+
+def test_bad_input_wrong_types_all_named_422(http):
+    r = http.post("/api/cars", json=car_body(licensePlate=1, year="x",
+                                             category=False))
+    body = assert_error(r, 422, "validation_failed")
+    assert set(body["fields"]) == {"licensePlate", "year", "category"}
+
+
+def test_bad_input_patch_wrong_type_422(http):
+    car = http.post("/api/cars", json=car_body()).json()
+    r = http.patch("/api/cars/%d" % car["id"], json={"isArchived": "yes"})
+    assert "isArchived" in assert_error(r, 422, "validation_failed")["fields"]
+
+
+@pytest.mark.parametrize("number", [b"1e400", b"-1e400", b"1e20",
+                                    b"12345678901234567890",
+                                    b"-12345678901234567890",
+                                    b"9223372036854775807",
+                                    b"9223372036854775808",
+                                    b"-9223372036854775809",
+                                    b"1" * 400])
+def test_bad_input_huge_number_422(http, number):
+    body = json.dumps(car_body(year=0)).encode().replace(b'"year": 0',
+                                                         b'"year": ' + number)
+    r = post_raw(http, body)
+    assert "year" in assert_error(r, 422, "validation_failed")["fields"]
+
+
+# ---------------------------------------------------------- body framing
+
+def test_bad_input_empty_body_post_400(http):
+    assert_error(post_raw(http, b""), 400, "bad_request")
+
+
+def test_bad_input_empty_body_patch_400(http):
+    r = http.patch("/api/cars/1", data=b"",
+                   headers={"Content-Type": "application/json"})
+    assert_error(r, 400, "bad_request")
+
+
+def test_bad_input_missing_content_type_415(http):
+    r = post_raw(http, json.dumps(car_body()).encode(), ctype=None)
+    assert "Content-Type" not in r.request.headers
+    assert_error(r, 415, "unsupported_media_type")
+
+
+@pytest.mark.parametrize("ctype", ["text/plain",
+                                   "application/x-www-form-urlencoded",
+                                   "application/jsonx", "json"])
+def test_bad_input_non_json_content_type_415(http, ctype):
+    r = post_raw(http, json.dumps(car_body()).encode(), ctype=ctype)
+    assert_error(r, 415, "unsupported_media_type")
+
+
+def test_bad_input_json_content_type_with_charset_accepted(http):
+    r = post_raw(http, json.dumps(car_body()).encode(),
+                 ctype="application/json; charset=utf-8")
+    assert r.status_code == 201, r.text
+
+
+@pytest.mark.parametrize("bad", [b"\xff", b"\xc3\x28", b"\xed\xa0\x80",
+                                 b"\xc0\xaf", b"\xf4\x90\x80\x80", b"\xe2\x82"])
+def test_bad_input_invalid_utf8_in_body_rejected(http, bad):
+    # Invalid bytes, surrogates, overlongs, past U+10FFFF, truncated:
+    # 400, or 422 naming the field (API.md).
+    data = json.dumps(car_body(model="@@")).encode().replace(b"@@", bad)
+    r = post_raw(http, data)
+    if r.status_code == 422:
+        assert list(assert_error(r, 422, "validation_failed")["fields"]) \
+            == ["model"]
+    else:
+        assert_error(r, 400, "bad_request")
+
+
+@pytest.mark.parametrize("bad", [b"\xff", b"\xed\xa0\x80", b"\xc0\xaf"])
+def test_bad_input_invalid_utf8_field_name_answer_is_utf8(http, bad):
+    """An unknown field is named in the 422; its name must not carry
+    invalid UTF-8 into the answer (which claims charset=utf-8)."""
+    data = json.dumps(car_body(zz="1")).encode().replace(b'"zz"',
+                                                         b'"' + bad + b'"')
+    r = post_raw(http, data)
+    assert r.status_code in (400, 422), r.text
+    r.content.decode("utf-8")       # raises on invalid UTF-8
+    assert r.json()["error"] in ("bad_request", "validation_failed")
+
+
+@pytest.mark.parametrize("ctl", [b"\x01", b"\x1f", b"\n", b"\t"])
+def test_bad_input_raw_control_char_in_string_rejected(http, ctl):
+    """RFC 8259 §7: control characters in strings must be escaped; a raw
+    one makes the document malformed (400), or the field invalid (422)."""
+    data = json.dumps(car_body(manufacturer="@@")).encode().replace(
+        b"@@", b"a" + ctl + b"b")
+    r = post_raw(http, data)
+    if r.status_code == 422:
+        assert list(assert_error(r, 422, "validation_failed")["fields"]) \
+            == ["manufacturer"]
+    else:
+        assert_error(r, 400, "bad_request")
+
+
+def test_bad_input_raw_nul_byte_in_body_400(http):
+    data = json.dumps(car_body(model="@@")).encode().replace(b"@@", b"a\0b")
+    assert_error(post_raw(http, data), 400, "bad_request")
+
+
+def test_bad_input_escaped_nul_422(http):
+    data = json.dumps(car_body(manufacturer="a\u0000b")).encode()
+    assert b"\\u0000" in data
+    r = post_raw(http, data)
+    body = assert_error(r, 422, "validation_failed")
+    assert list(body["fields"]) == ["manufacturer"]
+
+
+def test_bad_input_body_exactly_1mib_passes_size_check(http):
+    doc = json.dumps(car_body(model="m" * 200)).encode()
+    data = doc + b" " * (MIB - len(doc))
+    assert len(data) == MIB
+    r = post_raw(http, data)
+    # Too long a model (422), not too large a body (413).
+    assert "model" in assert_error(r, 422, "validation_failed")["fields"]
+
+
+def test_bad_input_body_1mib_plus_1_413(http):
+    doc = json.dumps(car_body()).encode()
+    data = doc + b" " * (MIB + 1 - len(doc))
+    assert len(data) == MIB + 1
+    assert_error(post_raw(http, data), 413, "payload_too_large")
+
+
+def test_bad_input_chunked_body_over_1mib_413(http):
+    def chunks():
+        yield b'{"model":"'
+        for _ in range(17):
+            yield b"m" * 65536
+        yield b'"}'
+    r = http.post("/api/cars", data=chunks(),
+                  headers={"Content-Type": "application/json"})
+    assert r.request.headers.get("Transfer-Encoding") == "chunked"
+    assert_error(r, 413, "payload_too_large")
+
+
+# ------------------------------------------------------------- URI and query
+
+def test_bad_input_invalid_utf8_in_query_400_json(http):
+    r = http.get("/api/cars?manufacturer=%C3%28")
+    body = assert_error(r, 400, "bad_request")
+    assert "manufacturer" in body["message"]
+
+
+def test_bad_input_long_query_name_error_is_utf8(http):
+    """The 400 quotes the parameter's name, cut to 64 bytes: the cut must
+    not split a character (63 ASCII bytes, then a 2-byte "\u00e9")."""
+    r = http.get("/api/cars?" + "a" * 63 + "%C3%A9=%C3%28")
+    assert r.status_code == 400
+    r.content.decode("utf-8")       # raises on invalid UTF-8
+    assert r.json()["error"] == "bad_request"
+
+
+@pytest.mark.parametrize("query", [b"manufacturer=%ff", b"manufacturer=\xff",
+                                   b"manufacturer=a%00b", b"model=%ed%a0%80"])
+def test_bad_input_bad_query_bytes_400_json(stack, query):
+    resp = raw_request(stack, b"GET /api/cars?" + query +
+                       b" HTTP/1.0\r\nHost: t\r\n\r\n")
+    assert_raw_error(resp, 400, "bad_request")
+
+
+@pytest.mark.parametrize("path", [b"/api/cars/%C3%28", b"/%ff", b"/\xff",
+                                  b"/api/cars/1%00"])
+def test_bad_input_bad_path_bytes_400_json(stack, path):
+    resp = raw_request(stack, b"GET " + path + b" HTTP/1.0\r\nHost: t\r\n\r\n")
+    assert_raw_error(resp, 400, "bad_request")
+
+
+def test_bad_input_64k_path_4xx_json(http):
+    r = http.get("/api/cars/" + "a" * 65536)
+    assert_error(r, 431, "bad_request")
+
+
+def test_bad_input_64k_query_4xx_json(http):
+    r = http.get("/api/cars?manufacturer=" + "a" * 65536)
+    assert_error(r, 431, "bad_request")
+
+
+def test_bad_input_many_query_params_400(http):
+    q = "&".join("p%d=1" % i for i in range(65))
+    assert_error(http.get("/api/cars?" + q), 400, "bad_request")
+
+
+# ------------------------------------------------------------- SQL text
+
+SQLISH = ["Robert'); DROP TABLE cars;--", "x' OR '1'='1", "\\'; --",
+          "$1 $$ %s %n", "\u00e9\u4e2d\U0001F600"]
+
+
+@pytest.mark.parametrize("text", SQLISH)
+def test_bad_input_sql_metacharacters_round_trip(http, stack, text):
+    r = http.post("/api/cars", json=car_body(manufacturer=text, model=text))
+    assert r.status_code == 201, r.text
+    car = r.json()
+    assert car["manufacturer"] == text and car["model"] == text
+    replicated(stack)
+    got = http.get("/api/cars/%d" % car["id"]).json()
+    assert got["manufacturer"] == text and got["model"] == text
+    listed = http.get("/api/cars", params={"manufacturer": text,
+                                           "model": text, "limit": 100})
+    assert car["id"] in [c["id"] for c in listed.json()["data"]]
+    assert stack.psql("SELECT to_regclass('cars') IS NOT NULL") == "t"
+
+
+def test_bad_input_sql_metacharacters_in_id_404(http):
+    r = http.get("/api/cars/1%20OR%201=1")
+    assert_error(r, 404, "not_found")
+
+
+# -------------------------------------------------------- nothing crashed
+# Keep these two last: they judge everything above.
+
+def test_bad_input_no_worker_crashed(http, stack, cars_workers):
+    assert http.get("/api/cars?limit=1").status_code == 200
+    assert stack.worker_pids("cars") == cars_workers
+
+
+def test_bad_input_no_sanitizer_report(stack):
+    for app in ("cars", "health", "routes"):
+        log = stack.log(app)
+        for needle in ("runtime error", "AddressSanitizer",
+                       "LeakSanitizer", "UndefinedBehaviorSanitizer",
+                       "SUMMARY:"):
+            assert needle not in log, "%s.log: %s" % (app, needle)
