@@ -478,6 +478,20 @@ keel_http_conn_free(struct keel_http_conn *c)
 	free(c);
 }
 
+/* At most max bytes of UTF-8 s, never cutting a character in two. */
+static const char *
+utf8_prefix(struct keel_arena *a, const char *s, size_t max)
+{
+	size_t	 n = strlen(s);
+
+	if (n <= max)
+		return s;
+	n = max;
+	while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+		n--;
+	return keel_arena_strndup(a, s, n);
+}
+
 static const char *
 param(FCGX_Request *fr, const char *name)
 {
@@ -567,8 +581,9 @@ keel_http_begin(struct keel_req *req, struct keel_http_conn *c,
 		return -1;
 	default:
 		keel_http_reply_error(req, 400, "bad_request",
-		    keel_arena_printf(a, "the query parameter \"%.64s\" is not "
-		    "valid percent-encoded UTF-8", bad), NULL);
+		    keel_arena_printf(a, "the query parameter \"%s\" is not "
+		    "valid percent-encoded UTF-8", utf8_prefix(a, bad, 64)),
+		    NULL);
 		return -1;
 	}
 
