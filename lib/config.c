@@ -77,6 +77,21 @@ static const struct cfg_row rows[] = {
 	    OFF(routes_file), "the route list the build generates" },
 	{ "KEEL_HEALTH_TIMEOUT", CFG_INT, "1000", 50, 10000,
 	    OFF(health_timeout), "milliseconds each /health check may take" },
+	{ "SMTP_URL", CFG_STR, "smtp://127.0.0.1:25", 0, 0, OFF(smtp_url),
+	    "mail server: smtp://[user:pw@]host:port (STARTTLS required when "
+	    "a user is given), smtps:// for TLS" },
+	{ "MAIL_FROM", CFG_STR, "keel <keel@localhost>", 0, 0, OFF(mail_from),
+	    "sender of every email; its domain names the Message-IDs" },
+	{ "SMTP_TIMEOUT", CFG_INT, "10", 1, 300, OFF(smtp_timeout),
+	    "seconds one message may take to send" },
+	{ "KEEL_JOB_VISIBILITY", CFG_INT, "60", 1, 3600, OFF(job_visibility),
+	    "seconds a leased job may run before another consumer reclaims "
+	    "it (keep above SMTP_TIMEOUT)" },
+	{ "KEEL_DRAIN_BUDGET", CFG_INT, "45", 1, 3600, OFF(drain_budget),
+	    "seconds a cron drainer works before it exits (under the cron "
+	    "period)" },
+	{ "KEEL_LOCK_DIR", CFG_STR, "/run/lock", 0, 0, OFF(lock_dir),
+	    "directory of the cron programs' lock files" },
 	{ "KEEL_DB_RYW_WINDOW", CFG_INT, "5", 0, 3600, OFF(db_ryw_window),
 	    "seconds a user's reads go to the primary after they write "
 	    "(read-your-writes; 0: off)" },

@@ -347,3 +347,22 @@ out:
 	free(al);
 	return er;
 }
+
+enum keel_err
+keel_redis_cmd_timeout(struct keel_redis *r, int timeout_ms, int argc,
+    const char **argv, const size_t *argvlen, struct keel_rreply **out)
+{
+	enum keel_err	 er;
+
+	if (out != NULL)
+		*out = NULL;
+	if ((er = ensure(r, REDIS_TIMEOUT_MS)) != KEEL_OK)
+		return er;
+	/* A blocking command (XREAD BLOCK) may wait longer than the usual
+	 * command timeout; give it its own, then restore the default. */
+	redisSetTimeout(r->ctx, tv_ms(timeout_ms));
+	er = keel_redis_cmd(r, argc, argv, argvlen, out);
+	if (r->ctx != NULL)
+		redisSetTimeout(r->ctx, tv_ms(REDIS_TIMEOUT_MS));
+	return er;
+}

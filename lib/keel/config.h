@@ -25,6 +25,14 @@ struct keel_config {
 	char	*secret;		/* KEEL_SECRET: signs cursors; >= 32 chars */
 	char	*routes_file;		/* KEEL_ROUTES_FILE: built route list */
 	int	 health_timeout;	/* KEEL_HEALTH_TIMEOUT: ms per check */
+	char	*smtp_url;		/* SMTP_URL: smtp:// or smtps:// */
+	char	*mail_from;		/* MAIL_FROM: "Name <addr>" or addr */
+	int	 smtp_timeout;		/* SMTP_TIMEOUT: seconds per message */
+	int	 job_visibility;	/* KEEL_JOB_VISIBILITY: seconds a lease
+					   lasts before it may be reclaimed */
+	int	 drain_budget;		/* KEEL_DRAIN_BUDGET: seconds a cron
+					   run works (under the cron period) */
+	char	*lock_dir;		/* KEEL_LOCK_DIR: cron programs' locks */
 	int	 db_ryw_window;		/* KEEL_DB_RYW_WINDOW: seconds a writer's
 					   reads stay on the primary */
 	int	 db_replica_max_lag;	/* KEEL_DB_REPLICA_MAX_LAG: ms */

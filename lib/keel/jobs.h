@@ -3,11 +3,41 @@
 #ifndef KEEL_JOBS_H
 #define KEEL_JOBS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "keel/err.h"
 
+struct keel_config;
 struct keel_db;
+struct keel_redis;
+
+/*
+ * One queue's policy: a row of the table in jobs.c.  Times are in
+ * milliseconds of the Redis server's clock (TIME), never a host's.
+ */
+struct keel_queue {
+	const char	*name;
+	int		 attempts;	/* in all, the first try included */
+	int		 backoff_ms;	/* before the 2nd attempt; doubles */
+	int		 inflight;	/* leases at once, every consumer */
+	int		 rate;		/* leases per rate_ms, every consumer;
+					   0: unlimited */
+	int		 rate_ms;
+	int		 batch;		/* jobs one fetch leases at most */
+	int		 keep_completed; /* newest completed jobs kept */
+	int		 completed_age;	/* seconds kept; 0: count only */
+	int		 keep_failed;	/* dead letters kept */
+	int		 failed_age;	/* seconds kept; 0: count only */
+};
+
+/* The queue called name, or NULL.  The table: keel_jobs_queues(). */
+const struct keel_queue *keel_jobs_queue(const char *name);
+/* Every configured queue; *n gets the count. */
+const struct keel_queue *keel_jobs_queues(size_t *n);
+/* The backoff before attempt (attempt - 1 failed): base * 2^(attempt-2).
+ * attempt >= 2; pure, for tests. */
+int64_t		 keel_jobs_backoff_ms(const struct keel_queue *q, int attempt);
 
 /*
  * Writes a job into the outbox table.  Call it inside the transaction of
@@ -20,5 +50,119 @@ struct keel_db;
 enum keel_err	keel_jobs_outbox_add(struct keel_db *db, const char *queue,
 		    const char *kind, const char *payload, const char *idem_key,
 		    int64_t *id);
+/* The same for a job that must not run before delay_ms from now. */
+enum keel_err	keel_jobs_outbox_add_delayed(struct keel_db *db,
+		    const char *queue, const char *kind, const char *payload,
+		    const char *idem_key, int64_t delay_ms, int64_t *id);
+
+/*
+ * After keel_db_commit(): moves the outbox rows ids[0..n) to their queues
+ * at once and marks them pushed.  Best effort: any failure (Redis down)
+ * leaves the rows for the relay and returns the error, which the caller
+ * only logs -- the write itself has succeeded.
+ */
+enum keel_err	keel_jobs_push(struct keel_db *db, struct keel_redis *r,
+		    const int64_t *ids, size_t n);
+
+/*
+ * The relay's step: pushes up to limit rows still waiting in the outbox
+ * (oldest first, rows locked by another relay skipped) and marks them.
+ * *pushed gets the number moved.  KEEL_EUNAVAIL when Redis or PostgreSQL
+ * is down (rows stay).
+ */
+enum keel_err	keel_jobs_relay(struct keel_db *db, struct keel_redis *r,
+		    int limit, int *pushed);
+
+/*
+ * Straight onto queue q, bypassing the outbox (operations: test emails,
+ * benchmarks).  A job whose key is already known is left alone
+ * (*added = 0).  delay_ms 0 runs it now.
+ */
+enum keel_err	keel_jobs_enqueue(struct keel_redis *r,
+		    const struct keel_queue *q, const char *kind,
+		    const char *payload, const char *idem_key, int64_t delay_ms,
+		    int *added);
+
+/* Counts for API.md's stats route. */
+struct keel_jobs_stats {
+	int64_t	 waiting;	/* on the stream, not leased */
+	int64_t	 active;	/* leased */
+	int64_t	 delayed;	/* waiting for their time (retries too) */
+	int64_t	 completed;	/* kept by the retention policy */
+	int64_t	 failed;	/* in the dead-letter stream */
+};
+
+enum keel_err	keel_jobs_stats(struct keel_redis *r,
+		    const struct keel_queue *q, struct keel_jobs_stats *st);
+/* Moves every dead letter of q back to the queue with fresh attempts;
+ * *moved gets the count. */
+enum keel_err	keel_jobs_retry_failed(struct keel_redis *r,
+		    const struct keel_queue *q, int64_t *moved);
+/* Applies q's retention now; *removed (may be NULL) gets the count. */
+enum keel_err	keel_jobs_prune(struct keel_redis *r,
+		    const struct keel_queue *q, int64_t *removed);
+/* Deletes q's "completed", "failed" or "all" jobs (all: the queue's
+ * every key, leased jobs included). */
+enum keel_err	keel_jobs_purge(struct keel_redis *r,
+		    const struct keel_queue *q, const char *what,
+		    int64_t *removed);
+
+/*
+ * Drainers.  A job as its handler sees it; strings live until the handler
+ * returns.
+ */
+struct keel_job {
+	const char	*queue;
+	const char	*key;		/* idempotency key */
+	const char	*kind;
+	const char	*payload;	/* JSON text */
+	int		 attempt;	/* 1 for the first try */
+};
+
+enum keel_job_result {
+	KEEL_JOB_DONE,		/* completed */
+	KEEL_JOB_RETRY,		/* failed; retried after the backoff, then
+				   dead-lettered past the last attempt */
+	KEEL_JOB_FAIL,		/* can never succeed (bad payload): dead
+				   letter at once */
+};
+
+/*
+ * A handler: ctx is what the drainer's setup returned.  On RETRY or FAIL
+ * it writes the reason (no secrets) into why (size n).
+ */
+typedef enum keel_job_result keel_job_fn(void *ctx, const struct keel_job *,
+		    char *why, size_t n);
+
+struct keel_job_kind {
+	const char	*kind;
+	keel_job_fn	*fn;
+};
+
+/* What a drain program is: its queue and a handler per job kind. */
+struct keel_drainer {
+	const char			*name;		/* program, for logs */
+	const char			*queue;
+	const struct keel_job_kind	*kinds;
+	size_t				 nkinds;
+	/* Called once after the configuration is read; returns ctx
+	 * (may be NULL).  teardown may be NULL. */
+	void				*(*setup)(const struct keel_config *);
+	void				 (*teardown)(void *ctx);
+};
+
+/*
+ * A drain program's main: reads the configuration, takes the program's
+ * lock (exits 0 at once if another run holds it), then leases and runs
+ * jobs -- blocking reads, so a new job starts within a second -- until
+ * the time budget ends (--budget SECONDS, KEEL_DRAIN_BUDGET) or SIGTERM;
+ * leased jobs not yet started are handed back, never left half-done.  A
+ * kind without a handler is dead-lettered with that reason.  Prints
+ * "processed=N failed=N retried=N took=S" and, on a terminal, progress.
+ * --until-empty stops once nothing is waiting or delayed.  Returns the
+ * exit status.
+ */
+int		 keel_jobs_drain(int argc, char *argv[],
+		    const struct keel_drainer *d);
 
 #endif /* KEEL_JOBS_H */

@@ -70,6 +70,14 @@ enum keel_err	 keel_redis_eval(struct keel_redis *r,
 		    const char **argv, const size_t *argvlen,
 		    struct keel_rreply **out);
 
+/*
+ * keel_redis_cmd() with its own timeout (milliseconds) for this command,
+ * for blocking reads (XREAD BLOCK n with timeout_ms > n).
+ */
+enum keel_err	 keel_redis_cmd_timeout(struct keel_redis *r, int timeout_ms,
+		    int argc, const char **argv, const size_t *argvlen,
+		    struct keel_rreply **out);
+
 /* rep may be NULL. */
 void		 keel_rreply_free(struct keel_rreply *rep);
 

@@ -22,7 +22,8 @@ STACK_SCRIPT = os.path.join(ROOT, "scripts", "stack")
 EXTRA_APPS = os.path.join(ROOT, "tests", "e2e", "apps.conf")
 
 # Components stop_component()/start_component() know besides the apps.
-SERVICES = ("primary", "replica", "redis", "memcached", "lighttpd")
+SERVICES = ("primary", "replica", "redis", "memcached", "smtp", "cron",
+            "lighttpd")
 
 
 class StackError(RuntimeError):
@@ -93,9 +94,9 @@ class Stack:
         # Under /tmp and 0755, so that the postgres user reaches it.
         self.dir = tempfile.mkdtemp(prefix="keel-e2e-", dir="/tmp")
         os.chmod(self.dir, 0o755)
-        http, pg, pg_replica, redis, memcached = free_ports(5)
+        http, pg, pg_replica, redis, memcached, smtp = free_ports(6)
         self.ports = {"http": http, "pg": pg, "pg_replica": pg_replica,
-                      "redis": redis, "memcached": memcached}
+                      "redis": redis, "memcached": memcached, "smtp": smtp}
         self._started = True
         atexit.register(self.stop)
         self._run("start", timeout=300)
@@ -129,6 +130,10 @@ class Stack:
             "KEEL_PG_REPLICA_PORT": str(self.ports["pg_replica"]),
             "KEEL_REDIS_PORT": str(self.ports["redis"]),
             "KEEL_MEMCACHED_PORT": str(self.ports["memcached"]),
+            "KEEL_SMTP_PORT": str(self.ports["smtp"]),
+            # Tests run the cron programs themselves; the one that
+            # checks cron starts the "cron" component.
+            "KEEL_CRON": "0",
             "KEEL_DEMO": "1" if self.demo else "0",
             "KEEL_EXTRA_APPS": self.extra_apps or "",
         })
@@ -215,6 +220,74 @@ class Stack:
                 return f.read()
         except OSError:
             return ""
+
+
+    # ---------------------------------------------------------------- mail
+
+    def mail(self):
+        """Every message the stack's SMTP server stored, oldest first, as
+        email.message.EmailMessage objects (X-Sink-Received holds when it
+        arrived, epoch seconds)."""
+        import email
+        import email.policy
+        new = self.path("mail", "new")
+        msgs = []
+        try:
+            names = os.listdir(new)
+        except OSError:
+            return []
+        for n in names:
+            try:
+                with open(os.path.join(new, n), "rb") as f:
+                    msgs.append(email.message_from_binary_file(
+                        f, policy=email.policy.default))
+            except OSError:
+                pass
+        msgs.sort(key=lambda m: float(m.get("X-Sink-Received", "0")))
+        return msgs
+
+    def clear_mail(self):
+        """Forget every stored message."""
+        new = self.path("mail", "new")
+        for n in os.listdir(new) if os.path.isdir(new) else []:
+            os.unlink(os.path.join(new, n))
+
+    def set_smtp_mode(self, mode):
+        """How the SMTP server answers from now on: "accept", "refuse"
+        (451), "reject" (550) or "hang", optionally "accept 0.3" (a delay
+        in seconds); see scripts/smtp_sink.py."""
+        with open(self.path("smtp-mode"), "w") as f:
+            f.write(mode + "\n")
+
+    def _program_path(self, name):
+        """cron/NAME of the build, or tests/bench/NAME (test-only)."""
+        p = os.path.join(self.build_dir, "cron", name)
+        if not os.path.exists(p):
+            p = os.path.join(self.build_dir, "tests", "bench", name)
+        return p
+
+    def program(self, name, *args, env=None, timeout=120, **kw):
+        """Run a cron program (cron/keel-...) of the build with the
+        stack's environment (plus env) and wait for it; returns the
+        CompletedProcess (stdout and stderr as text)."""
+        e = dict(os.environ)
+        e.update(self.env)
+        e.update(env or {})
+        return subprocess.run([self._program_path(name)]
+                              + [str(a) for a in args], env=e,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, timeout=timeout, **kw)
+
+    def spawn(self, name, *args, env=None):
+        """Start a cron program without waiting (a Popen; the caller stops
+        it by its pid)."""
+        e = dict(os.environ)
+        e.update(self.env)
+        e.update(env or {})
+        return subprocess.Popen([self._program_path(name)]
+                                + [str(a) for a in args], env=e,
+                                stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
 
 
 def _alive(pid):

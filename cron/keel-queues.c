@@ -1,0 +1,226 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * keel-queues.c -- the queues from a shell: stats, retry dead letters,
+ * purge, and enqueue (a test email, or any job, for tests and benches).
+ *
+ *	keel-queues stats [QUEUE]
+ *	keel-queues retry-failed QUEUE
+ *	keel-queues purge QUEUE completed|failed|all
+ *	keel-queues test-email ADDRESS
+ *	keel-queues enqueue [--outbox] [--key KEY] [--delay-ms N]
+ *	    [--count N] QUEUE KIND PAYLOAD
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "keel/cron.h"
+#include "keel/db.h"
+#include "keel/jobs.h"
+#include "keel/json.h"
+#include "keel/log.h"
+#include "keel/mail.h"
+#include "keel/redis.h"
+
+static void
+usage(void)
+{
+	fprintf(stderr,
+	    "usage: keel-queues stats [QUEUE]\n"
+	    "       keel-queues retry-failed QUEUE\n"
+	    "       keel-queues purge QUEUE completed|failed|all\n"
+	    "       keel-queues test-email ADDRESS\n"
+	    "       keel-queues enqueue [--outbox] [--key KEY] [--delay-ms N]"
+	    " [--count N]\n"
+	    "           QUEUE KIND PAYLOAD\n");
+	exit(2);
+}
+
+static const struct keel_queue *
+queue_arg(const char *name)
+{
+	const struct keel_queue	*q;
+
+	if ((q = keel_jobs_queue(name)) == NULL) {
+		fprintf(stderr, "keel-queues: no queue %s\n", name);
+		exit(2);
+	}
+	return q;
+}
+
+static int
+fail(const char *what, enum keel_err er)
+{
+	fprintf(stderr, "keel-queues: %s: %s\n", what, keel_strerror(er));
+	return 1;
+}
+
+static int
+cmd_stats(struct keel_redis *r, int argc, char *argv[])
+{
+	const struct keel_queue	*qs;
+	struct keel_jobs_stats	 st;
+	enum keel_err		 er;
+	size_t			 n, i;
+
+	if (argc > 1)
+		usage();
+	if (argc == 1) {
+		qs = queue_arg(argv[0]);
+		n = 1;
+	} else
+		qs = keel_jobs_queues(&n);
+	printf("%-16s %8s %8s %8s %10s %8s\n", "queue", "waiting", "active",
+	    "delayed", "completed", "failed");
+	for (i = 0; i < n; i++) {
+		if ((er = keel_jobs_stats(r, &qs[i], &st)) != KEEL_OK)
+			return fail("stats", er);
+		printf("%-16s %8lld %8lld %8lld %10lld %8lld\n", qs[i].name,
+		    (long long)st.waiting, (long long)st.active,
+		    (long long)st.delayed, (long long)st.completed,
+		    (long long)st.failed);
+	}
+	return 0;
+}
+
+/* Through the outbox, the way a request does it: a transaction, then the
+ * push after commit (the relay covers a push that fails). */
+static int
+outbox_enqueue(const struct keel_config *cfg, struct keel_redis *r,
+    const char *queue, const char *kind, const char *payload,
+    const char *key, int64_t delay_ms)
+{
+	struct keel_db	*db;
+	enum keel_err	 er;
+	int64_t		 id;
+
+	db = keel_db_open(cfg);
+	if ((er = keel_db_begin(db)) != KEEL_OK ||
+	    (er = keel_jobs_outbox_add_delayed(db, queue, kind, payload, key,
+	    delay_ms, &id)) != KEEL_OK ||
+	    (er = keel_db_commit(db)) != KEEL_OK) {
+		keel_db_rollback(db);
+		keel_db_close(db);
+		return fail("outbox", er);
+	}
+	if (keel_jobs_push(db, r, &id, 1) != KEEL_OK)
+		fprintf(stderr, "keel-queues: pushed later by the relay\n");
+	keel_db_close(db);
+	return 0;
+}
+
+static int
+cmd_enqueue(const struct keel_config *cfg, struct keel_redis *r, int argc,
+    char *argv[])
+{
+	const struct keel_queue	*q;
+	const char		*key = NULL;
+	char			 kbuf[256];
+	int64_t			 delay = 0, count = 1, i;
+	enum keel_err		 er;
+	int			 outbox = 0, a = 0, added, rc;
+
+	for (; a < argc && argv[a][0] == '-'; a++) {
+		if (strcmp(argv[a], "--outbox") == 0)
+			outbox = 1;
+		else if (strcmp(argv[a], "--key") == 0 && a + 1 < argc)
+			key = argv[++a];
+		else if (strcmp(argv[a], "--delay-ms") == 0 && a + 1 < argc &&
+		    keel_parse_int64(argv[a + 1], 0, 86400000, &delay) == 0)
+			a++;
+		else if (strcmp(argv[a], "--count") == 0 && a + 1 < argc &&
+		    keel_parse_int64(argv[a + 1], 1, 100000000, &count) == 0)
+			a++;
+		else
+			usage();
+	}
+	if (argc - a != 3)
+		usage();
+	q = queue_arg(argv[a]);
+	for (i = 0; i < count; i++) {
+		/* Without --key: a fresh key per job. */
+		if (key == NULL || count > 1)
+			snprintf(kbuf, sizeof(kbuf), "%s%scli-%ld-%lld-%lld",
+			    key != NULL ? key : "", key != NULL ? "-" : "",
+			    (long)getpid(), (long long)time(NULL),
+			    (long long)i);
+		else
+			snprintf(kbuf, sizeof(kbuf), "%s", key);
+		if (outbox) {
+			if ((rc = outbox_enqueue(cfg, r, q->name, argv[a + 1],
+			    argv[a + 2], kbuf, delay)) != 0)
+				return rc;
+			continue;
+		}
+		if ((er = keel_jobs_enqueue(r, q, argv[a + 1], argv[a + 2],
+		    kbuf, delay, &added)) != KEEL_OK)
+			return fail("enqueue", er);
+	}
+	printf("enqueued %lld job(s) on %s\n", (long long)count, q->name);
+	return 0;
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct keel_cron	 c;
+	struct keel_redis	*r;
+	const struct keel_queue	*q;
+	struct json_object	*o;
+	char			 key[128];
+	int64_t			 n = 0;
+	enum keel_err		 er;
+	int			 rc = 0;
+
+	if (argc < 2)
+		usage();
+	keel_cron_init(&c, "keel-queues", 0);
+	r = keel_redis_open(&c.cfg);
+	if (strcmp(argv[1], "stats") == 0)
+		rc = cmd_stats(r, argc - 2, argv + 2);
+	else if (strcmp(argv[1], "retry-failed") == 0 && argc == 3) {
+		q = queue_arg(argv[2]);
+		if ((er = keel_jobs_retry_failed(r, q, &n)) != KEEL_OK)
+			rc = fail("retry-failed", er);
+		else
+			printf("moved %lld dead letter(s) back to %s\n",
+			    (long long)n, q->name);
+	} else if (strcmp(argv[1], "purge") == 0 && argc == 4) {
+		q = queue_arg(argv[2]);
+		if ((er = keel_jobs_purge(r, q, argv[3], &n)) == KEEL_EINVAL)
+			usage();
+		else if (er != KEEL_OK)
+			rc = fail("purge", er);
+		else
+			printf("purged %lld from %s (%s)\n", (long long)n,
+			    q->name, argv[3]);
+	} else if (strcmp(argv[1], "test-email") == 0 && argc == 3) {
+		if (!keel_mail_addr_valid(argv[2])) {
+			fprintf(stderr, "keel-queues: %s is not an address\n",
+			    argv[2]);
+			rc = 2;
+		} else {
+			o = json_object_new_object();
+			json_object_object_add(o, "to",
+			    json_object_new_string(argv[2]));
+			snprintf(key, sizeof(key), "test-email-%ld-%lld",
+			    (long)getpid(), (long long)time(NULL));
+			rc = outbox_enqueue(&c.cfg, r, "email", "test",
+			    json_object_to_json_string(o), key, 0);
+			if (rc == 0)
+				printf("test email to %s queued (key %s)\n",
+				    argv[2], key);
+			json_object_put(o);
+		}
+	} else if (strcmp(argv[1], "enqueue") == 0)
+		rc = cmd_enqueue(&c.cfg, r, argc - 2, argv + 2);
+	else
+		usage();
+	keel_redis_close(r);
+	keel_config_free(&c.cfg);
+	return rc;
+}

@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * prune.c -- keel-jobs-prune: applies every queue's retention (completed
+ * jobs by count and age, dead letters by count) and deletes outbox rows
+ * pushed more than a week ago.  Drainers already trim on every finish;
+ * this catches queues nobody drained lately.  cron runs it hourly.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "keel/cron.h"
+#include "keel/db.h"
+#include "keel/jobs.h"
+#include "keel/log.h"
+#include "keel/redis.h"
+
+static const struct keel_query q_outbox_prune = { "jobs_outbox_prune",
+	"WITH gone AS (DELETE FROM outbox WHERE pushed_at < now() - "
+	"interval '7 days' RETURNING 1) SELECT count(*) FROM gone", 0,
+	KEEL_DB_PRIMARY };
+
+int
+main(int argc, char *argv[])
+{
+	const struct keel_queue	*qs;
+	struct keel_cron	 c;
+	struct keel_db		*db;
+	struct keel_redis	*r;
+	struct keel_rows	*rows = NULL;
+	enum keel_err		 er;
+	size_t			 nq, i;
+	int64_t			 n, removed = 0, outbox = 0;
+	long			 failed = 0;
+
+	if (argc > 1) {
+		fprintf(stderr, "usage: %s\n", argv[0]);
+		return 2;
+	}
+	keel_cron_init(&c, "keel-jobs-prune", 300);
+	if (keel_cron_lock(&c) == -1) {
+		keel_cron_done(&c, "skipped: another run is pruning");
+		return 0;
+	}
+	r = keel_redis_open(&c.cfg);
+	qs = keel_jobs_queues(&nq);
+	for (i = 0; i < nq && !keel_cron_stopping(&c); i++) {
+		if ((er = keel_jobs_prune(r, &qs[i], &n)) != KEEL_OK) {
+			keel_log_warnx("prune %s: %s", qs[i].name,
+			    keel_strerror(er));
+			failed++;
+			continue;
+		}
+		removed += n;
+	}
+	db = keel_db_open(&c.cfg);
+	if ((er = keel_db_query(db, &q_outbox_prune, NULL, &rows)) ==
+	    KEEL_OK)
+		outbox = keel_rows_int64(rows, 0, 0);
+	else {
+		keel_log_warnx("prune outbox: %s", keel_strerror(er));
+		failed++;
+	}
+	keel_rows_free(rows);
+	keel_db_close(db);
+	keel_redis_close(r);
+	keel_cron_done(&c, "processed=%lld failed=%ld retried=0 took=%.2fs "
+	    "outbox_rows=%lld", (long long)removed, failed,
+	    keel_cron_elapsed(&c), (long long)outbox);
+	return failed ? 1 : 0;
+}

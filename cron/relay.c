@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * relay.c -- keel-outbox-relay: moves outbox rows that no app pushed (Redis
+ * was down, or the worker died between commit and push) onto their
+ * queues.  cron starts it every minute; it polls every second within its
+ * budget, so jobs written during a Redis outage are queued within about a
+ * second of Redis coming back.
+ */
+#include "config.h"
+
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "keel/cron.h"
+#include "keel/db.h"
+#include "keel/jobs.h"
+#include "keel/json.h"
+#include "keel/log.h"
+#include "keel/redis.h"
+
+#define RELAY_BATCH	500	/* rows per transaction */
+
+int
+main(int argc, char *argv[])
+{
+	struct keel_cron	 c;
+	struct keel_db		*db;
+	struct keel_redis	*r;
+	enum keel_err		 er, last = KEEL_OK;
+	int64_t			 budget = 0;
+	long			 total = 0, errors = 0;
+	int			 n, once = 0, i;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--once") == 0)
+			once = 1;
+		else if (strcmp(argv[i], "--budget") == 0 && i + 1 < argc &&
+		    keel_parse_int64(argv[i + 1], 1, 86400, &budget) == 0)
+			i++;
+		else {
+			fprintf(stderr, "usage: keel-outbox-relay "
+			    "[--budget SECONDS] [--once]\n");
+			return 2;
+		}
+	}
+	keel_cron_init(&c, "keel-outbox-relay", 0);
+	c.deadline = c.t0 + (budget > 0 ? budget : c.cfg.drain_budget) *
+	    1000.0;
+	if (keel_cron_lock(&c) == -1) {
+		keel_cron_done(&c, "skipped: another run is relaying");
+		return 0;
+	}
+	db = keel_db_open(&c.cfg);
+	r = keel_redis_open(&c.cfg);
+	while (!keel_cron_stopping(&c)) {
+		er = keel_jobs_relay(db, r, RELAY_BATCH, &n);
+		total += n;
+		if (er != KEEL_OK) {
+			/* Log a failure once, not once a second. */
+			if (er != last)
+				keel_log_warnx("relay: %s (rows stay in the "
+				    "outbox)", keel_strerror(er));
+			errors++;
+		} else if (last != KEEL_OK)
+			keel_log_info("relay: working again");
+		last = er;
+		keel_cron_progress(&c, "pushed=%ld", total);
+		if (once && (er != KEEL_OK || n < RELAY_BATCH))
+			break;
+		/* A full batch: more may wait, go on at once. */
+		if (er == KEEL_OK && n == RELAY_BATCH)
+			continue;
+		poll(NULL, 0, 1000);
+	}
+	keel_redis_close(r);
+	keel_db_close(db);
+	keel_cron_done(&c, "processed=%ld failed=%ld retried=0 took=%.2fs",
+	    total, errors, keel_cron_elapsed(&c));
+	return last == KEEL_OK ? 0 : 1;
+}

@@ -1,0 +1,84 @@
+# SPDX-License-Identifier: ISC
+"""smtp_sink.py -- a real local SMTP server for the stack and the tests.
+
+aiosmtpd (Debian python3-aiosmtpd) runs it; this is only the handler:
+
+    PYTHONPATH=scripts python3 -m aiosmtpd -n -l 127.0.0.1:PORT \\
+        -c smtp_sink.MaildirSink MAILDIR
+
+Every message received is stored in the maildir MAILDIR (new/), exactly as
+sent, behind two trace headers: X-Sink-Received (epoch seconds, float:
+when DATA ended) and X-Sink-Concurrent (messages in DATA at that moment).
+
+Faults for the tests: MAILDIR/../smtp-mode (read on every message) holds
+one word -- "accept" (default), "refuse" (451 to DATA), "reject" (550), or
+"hang" (never answer DATA) -- optionally followed by a delay in seconds
+applied before answering ("accept 0.3").  Every DATA, whatever the mode,
+appends "<epoch seconds> <mode> <Message-ID>" to MAILDIR/../smtp-attempts.
+"""
+
+import asyncio
+import mailbox
+import os
+import time
+
+
+class MaildirSink:
+    def __init__(self, path):
+        self.path = os.path.abspath(path)
+        # Maildir(create=True) skips the subdirectories when the
+        # directory itself already exists.
+        for sub in ("tmp", "new", "cur"):
+            os.makedirs(os.path.join(self.path, sub), exist_ok=True)
+        self.box = mailbox.Maildir(self.path, create=True)
+        self.mode_file = os.path.join(os.path.dirname(self.path), "smtp-mode")
+        self.attempts = os.path.join(os.path.dirname(self.path),
+                                     "smtp-attempts")
+        self.busy = 0
+
+    @classmethod
+    def from_cli(cls, parser, *args):
+        if len(args) != 1:
+            parser.error("MaildirSink takes one argument: the maildir")
+        return cls(args[0])
+
+    def _mode(self):
+        try:
+            with open(self.mode_file) as f:
+                words = f.read().split()
+        except OSError:
+            words = []
+        mode = words[0] if words else "accept"
+        delay = float(words[1]) if len(words) > 1 else 0.0
+        return mode, delay
+
+    async def handle_DATA(self, server, session, envelope):
+        mode, delay = self._mode()
+        mid = "-"
+        for line in (envelope.content or b"").split(b"\r\n"):
+            if not line:
+                break
+            if line.lower().startswith(b"message-id:"):
+                mid = line.split(b":", 1)[1].strip().decode("ascii", "replace")
+        with open(self.attempts, "a") as f:
+            f.write("%.6f %s %s\n" % (time.time(), mode, mid))
+        self.busy += 1
+        try:
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if mode == "hang":
+                await asyncio.sleep(3600)
+            if mode == "refuse":
+                return "451 4.3.0 sink told to refuse"
+            if mode == "reject":
+                return "550 5.7.1 sink told to reject"
+            head = ("X-Sink-Received: %.6f\r\nX-Sink-Concurrent: %d\r\n"
+                    "X-Sink-Rcpt: %s\r\n"
+                    % (time.time(), self.busy, ",".join(envelope.rcpt_tos)))
+            data = envelope.original_content or envelope.content
+            if isinstance(data, str):
+                data = data.encode("utf-8", "surrogateescape")
+            self.box.add(head.encode() + data)
+            return "250 OK stored"
+        finally:
+            self.busy -= 1

@@ -1,0 +1,442 @@
+# SPDX-License-Identifier: ISC
+"""test_jobs.py -- the outbox, the Redis Streams queues and the cron drain
+programs (DESIGN.md "Jobs, outbox and cron", issue 5) against the real
+Redis, PostgreSQL, SMTP server (scripts/smtp_sink.py) and programs.
+
+Every test starts from empty queues and an empty maildir.  Drainers run
+as they do under cron, as separate processes; "two hosts" are two
+drainers with their own lock directories.  Time-based checks have
+tolerances: the machine is shared.
+"""
+
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+# Short leases for the reclaim tests; SMTP timeout below the lease.
+FAST = {"KEEL_JOB_VISIBILITY": "3", "SMTP_TIMEOUT": "2"}
+SUMMARY = re.compile(r"processed=(\d+) failed=(\d+) retried=(\d+) "
+                     r"took=([\d.]+)s stalled=(\d+) refused=(\d+) "
+                     r"released=(\d+)")
+
+
+def summary(out):
+    m = SUMMARY.search(out)
+    assert m, "no summary line in %r" % out
+    keys = ("processed", "failed", "retried", "took", "stalled", "refused",
+            "released")
+    return {k: float(v) if k == "took" else int(v)
+            for k, v in zip(keys, m.groups())}
+
+
+def message_id(key, domain="keel.localhost"):
+    """The Message-ID lib/mail.c derives from an idempotency key."""
+    return "<%s.keel@%s>" % (hashlib.sha256(key.encode()).hexdigest()[:32],
+                             domain)
+
+
+def stats(stack, queue="email"):
+    p = stack.program("keel-queues", "stats", queue)
+    assert p.returncode == 0, p.stderr
+    vals = p.stdout.splitlines()[1].split()[1:]
+    return dict(zip(("waiting", "active", "delayed", "completed", "failed"),
+                    map(int, vals)))
+
+
+def enqueue(stack, kind, payload, key=None, queue="email", count=1,
+            delay_ms=0):
+    args = ["enqueue", "--count", count, "--delay-ms", delay_ms]
+    if key:
+        args += ["--key", key]
+    p = stack.program("keel-queues", *args, queue, kind, payload)
+    assert p.returncode == 0, p.stderr
+
+
+def invitation(to="ann@example.com", name="Ann", link=None):
+    import json
+    return json.dumps({"to": to, "name": name,
+                       "link": link or "https://keel.example/set?token=abc"})
+
+
+def attempts(stack):
+    """(time, mode, message-id) of every DATA the SMTP server saw."""
+    try:
+        with open(stack.path("smtp-attempts")) as f:
+            return [(float(t), m, mid) for t, m, mid in
+                    (line.split(" ", 2) for line in f.read().splitlines())]
+    except OSError:
+        return []
+
+
+def wait_until(pred, timeout, step=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
+def drain(stack, *args, env=None, prog="keel-drain-email", budget=30):
+    e = dict(FAST)
+    e.update(env or {})
+    p = stack.program(prog, "--until-empty", "--budget", budget, *args,
+                      env=e, timeout=budget + 30)
+    assert p.returncode == 0, p.stderr
+    return p
+
+
+@pytest.fixture
+def jobs(stack):
+    for q in ("email", "noop", "leaderboard", "notifications"):
+        p = stack.program("keel-queues", "purge", q, "all")
+        assert p.returncode == 0, p.stderr
+    stack.clear_mail()
+    stack.set_smtp_mode("accept")
+    try:
+        os.unlink(stack.path("smtp-attempts"))
+    except OSError:
+        pass
+    yield stack
+    stack.set_smtp_mode("accept")
+
+
+# ------------------------------------------------------------ delivery
+
+def test_email_delivered_as_mime_with_message_id_from_key(jobs):
+    enqueue(jobs, "invitation",
+            invitation(to="zoe@example.com", name="Zoë Ångström",
+                       link="https://keel.example/set-password?token=t0k"),
+            key="inv-1")
+    p = drain(jobs)
+    s = summary(p.stdout)
+    assert (s["processed"], s["failed"], s["retried"]) == (1, 0, 0), p.stderr
+    (m,) = jobs.mail()
+    assert m["To"].addresses[0].addr_spec == "zoe@example.com"
+    assert m["To"].addresses[0].display_name == "Zoë Ångström"
+    assert m["Subject"] == "You are invited to keel"
+    assert m["Message-ID"] == message_id("inv-1")
+    assert m.get_content_type() == "multipart/alternative"
+    text = m.get_body(("plain",)).get_content()
+    html = m.get_body(("html",)).get_content()
+    assert "https://keel.example/set-password?token=t0k" in text
+    assert 'href="https://keel.example/set-password?token=t0k"' in html
+    assert "Zoë Ångström" in text and "Zoë Ångström" in html
+    assert stats(jobs) == {"waiting": 0, "active": 0, "delayed": 0,
+                           "completed": 1, "failed": 0}
+
+
+def test_utf8_subject_is_rfc2047_encoded(jobs):
+    import json
+    enqueue(jobs, "test_result", json.dumps({
+        "to": "bo@example.com", "name": "Bo", "testTitle": "Čeština für Anfänger ✓",
+        "score": 87.5, "correct": 7, "total": 8}), key="tr-1")
+    drain(jobs)
+    (m,) = jobs.mail()
+    raw = m.as_bytes().decode("ascii")   # the message itself is 7-bit
+    assert re.search(r"^Subject: =\?UTF-8\?B\?", raw, re.M)
+    assert m["Subject"] == "Your result: Čeština für Anfänger ✓"
+    assert "7 of 8" in m.get_body(("plain",)).get_content()
+
+
+def test_same_key_enqueued_twice_is_one_job(jobs):
+    enqueue(jobs, "invitation", invitation(), key="dup-1")
+    enqueue(jobs, "invitation", invitation(), key="dup-1")
+    drain(jobs)
+    assert len(jobs.mail()) == 1
+
+
+def test_delayed_job_waits_for_its_time(jobs):
+    t0 = time.time()
+    enqueue(jobs, "invitation", invitation(), key="later-1", delay_ms=1500)
+    assert stats(jobs)["delayed"] == 1
+    drain(jobs)
+    (m,) = jobs.mail()
+    assert float(m["X-Sink-Received"]) - t0 >= 1.4
+
+
+# ---------------------------------------------------------- bad input
+
+def test_unparseable_payload_is_dead_lettered_with_reason_once(jobs):
+    enqueue(jobs, "invitation", "this is not json", key="bad-1")
+    enqueue(jobs, "invitation", '{"to": "not an address"}', key="bad-2")
+    enqueue(jobs, "password_reset", '{"to": "a@example.com", "link": '
+            '"javascript:alert(1)"}', key="bad-3")
+    s = summary(drain(jobs).stdout)
+    assert (s["processed"], s["failed"], s["retried"]) == (0, 3, 0)
+    assert jobs.mail() == []
+    assert stats(jobs)["failed"] == 3
+    dead = subprocess.run(
+        ["redis-cli", "-p", str(jobs.ports["redis"]), "XRANGE",
+         "keel:q:email:x", "-", "+"], stdout=subprocess.PIPE, text=True,
+        check=True).stdout
+    assert "payload is not JSON" in dead
+    assert '"to" is not an email address' in dead
+    assert '"link" is not an http(s) URL' in dead
+    # Never loops: a second run finds nothing to do.
+    s = summary(drain(jobs).stdout)
+    assert (s["processed"], s["failed"], s["retried"]) == (0, 0, 0)
+
+
+# ----------------------------------------------------------- SMTP faults
+
+def test_smtp_refusing_retries_with_backoff_then_dead_letter(jobs):
+    jobs.set_smtp_mode("refuse")
+    enqueue(jobs, "invitation", invitation(), key="refused-1")
+    s = summary(drain(jobs).stdout)
+    assert (s["processed"], s["failed"], s["retried"]) == (0, 1, 2)
+    tries = [t for t, mode, _ in attempts(jobs)]
+    assert len(tries) == 3, tries           # 3 attempts in all
+    gap1, gap2 = tries[1] - tries[0], tries[2] - tries[1]
+    assert 1.9 <= gap1 <= 3.0, gap1          # retry after 2 s
+    assert 3.9 <= gap2 <= 5.0, gap2          # the last after 4 s
+    assert stats(jobs)["failed"] == 1
+    dead = subprocess.run(
+        ["redis-cli", "-p", str(jobs.ports["redis"]), "XRANGE",
+         "keel:q:email:x", "-", "+"], stdout=subprocess.PIPE, text=True,
+        check=True).stdout
+    assert "451" in dead and "refused-1" in dead
+
+
+def test_smtp_timeout_is_retried_then_delivered(jobs):
+    jobs.set_smtp_mode("hang")
+    enqueue(jobs, "invitation", invitation(), key="slow-1")
+    d = jobs.spawn("keel-drain-email", "--until-empty", "--budget", 30,
+                   env=dict(FAST, SMTP_TIMEOUT="1"))
+    try:
+        assert wait_until(lambda: len(attempts(jobs)) >= 1, 10)
+        jobs.set_smtp_mode("accept")
+        out, err = d.communicate(timeout=40)
+    finally:
+        if d.poll() is None:
+            d.kill()
+            d.wait()
+    s = summary(out)
+    assert (s["processed"], s["retried"]) == (1, 1), err
+    (m,) = jobs.mail()
+    assert m["Message-ID"] == message_id("slow-1")
+    assert "timed out" in err or "Timeout" in err
+
+
+def test_rate_limit_holds_across_two_drainers(jobs, tmp_path):
+    enqueue(jobs, "invitation", invitation(), count=25)
+    hosts = []
+    for i in range(2):
+        d = tmp_path / ("host%d" % i)
+        d.mkdir()
+        hosts.append(jobs.spawn("keel-drain-email", "--until-empty",
+                                "--budget", 30,
+                                env=dict(FAST, KEEL_LOCK_DIR=str(d))))
+    for h in hosts:
+        h.communicate(timeout=60)
+    times = sorted(float(m["X-Sink-Received"]) for m in jobs.mail())
+    assert len(times) == 25
+    # No more than 10 in any 1-second window (5 ms for clock noise
+    # between the lease and the server's receipt).
+    worst = max(sum(1 for u in times if t <= u < t + 0.995) for t in times)
+    assert worst <= 10, worst
+    assert times[-1] - times[0] >= 1.9     # 25 at 10/s: at least 2 s
+
+
+def test_in_flight_bound_holds_across_many_drainers(jobs, tmp_path):
+    jobs.set_smtp_mode("accept 0.4")        # each send takes 0.4 s
+    enqueue(jobs, "invitation", invitation(), count=15)
+    hosts = []
+    for i in range(8):
+        d = tmp_path / ("host%d" % i)
+        d.mkdir()
+        hosts.append(jobs.spawn("keel-drain-email", "--until-empty",
+                                "--budget", 30,
+                                env=dict(FAST, KEEL_LOCK_DIR=str(d))))
+    for h in hosts:
+        h.communicate(timeout=60)
+    conc = [int(m["X-Sink-Concurrent"]) for m in jobs.mail()]
+    assert len(conc) == 15
+    assert max(conc) <= 5, conc
+    assert max(conc) >= 3, conc              # the drainers did overlap
+
+
+# ------------------------------------------------------ crash and stop
+
+def test_drainer_killed_mid_send_jobs_are_reclaimed_and_delivered(jobs):
+    jobs.set_smtp_mode("accept 1.0")
+    for i in range(3):
+        enqueue(jobs, "invitation", invitation(), key="crash-%d" % i)
+    d = jobs.spawn("keel-drain-email", "--budget", 30, env=FAST)
+    assert wait_until(lambda: len(attempts(jobs)) >= 1, 10)
+    d.send_signal(signal.SIGKILL)            # mid-send, lease held
+    d.wait()
+    jobs.set_smtp_mode("accept")
+    s = summary(drain(jobs).stdout)
+    assert s["stalled"] == 1, s              # the killed lease, reclaimed
+    got = {}
+    for m in jobs.mail():
+        got.setdefault(m["Message-ID"], []).append(m)
+    assert set(got) == {message_id("crash-%d" % i) for i in range(3)}
+    # The message in flight at the kill may arrive twice, never more,
+    # and both copies carry the same Message-ID (asserted by grouping).
+    assert all(len(v) <= 2 for v in got.values())
+    assert stats(jobs) == {"waiting": 0, "active": 0, "delayed": 0,
+                           "completed": 3, "failed": 0}
+
+
+def test_late_answer_from_stalled_consumer_is_refused(jobs):
+    jobs.set_smtp_mode("accept 1.0")
+    enqueue(jobs, "invitation", invitation(), key="stall-1")
+    a = jobs.spawn("keel-drain-email", "--until-empty", "--budget", 30,
+                   env=FAST)
+    try:
+        assert wait_until(lambda: len(attempts(jobs)) >= 1, 10)
+        a.send_signal(signal.SIGSTOP)       # stalls holding the lease
+        jobs.set_smtp_mode("accept")
+        with tempfile.TemporaryDirectory() as other:
+            s = summary(drain(jobs, env={"KEEL_LOCK_DIR": other}).stdout)
+        assert s["stalled"] == 1 and s["processed"] == 1, s
+    finally:
+        a.send_signal(signal.SIGCONT)
+    out, _ = a.communicate(timeout=30)
+    assert summary(out)["refused"] == 1
+    assert stats(jobs)["completed"] == 1
+    mids = {m["Message-ID"] for m in jobs.mail()}
+    assert mids == {message_id("stall-1")}
+
+
+def test_sigterm_finishes_the_job_in_hand_and_hands_back_the_rest(jobs):
+    jobs.set_smtp_mode("accept 1.0")
+    for i in range(4):
+        enqueue(jobs, "invitation", invitation(), key="term-%d" % i)
+    d = jobs.spawn("keel-drain-email", "--budget", 30, env=FAST)
+    assert wait_until(lambda: len(attempts(jobs)) >= 1, 10)
+    t0 = time.monotonic()
+    d.send_signal(signal.SIGTERM)
+    out, _ = d.communicate(timeout=10)
+    assert d.returncode == 0
+    assert time.monotonic() - t0 < 3
+    s = summary(out)
+    assert s["processed"] == 1 and s["stalled"] == 0, s
+    st = stats(jobs)
+    assert st["active"] == 0 and st["waiting"] == 3, st
+
+
+def test_second_run_leaves_while_one_holds_the_lock(jobs):
+    a = jobs.spawn("keel-drain-email", "--budget", 5, env=FAST)
+    try:
+        assert wait_until(lambda: os.path.exists(
+            jobs.path("run", "keel-drain-email.lock")), 5)
+        time.sleep(0.3)
+        p = jobs.program("keel-drain-email", "--budget", 5, env=FAST)
+        assert p.returncode == 0
+        assert "skipped" in p.stdout
+    finally:
+        a.send_signal(signal.SIGTERM)
+        a.communicate(timeout=10)
+
+
+# ------------------------------------------------- outbox and Redis down
+
+def test_outbox_survives_redis_outage_and_consumer_reconnects(jobs):
+    d = jobs.spawn("keel-drain-email", "--budget", 40, env=FAST)
+    t_spawn = time.monotonic()
+    try:
+        time.sleep(0.5)
+        jobs.stop_component("redis")
+        # Writes commit while Redis is down; their jobs wait in the outbox.
+        for i in range(5):
+            jobs.psql("INSERT INTO outbox (queue, kind, payload, "
+                      "idempotency_key) VALUES ('email', 'password_reset', "
+                      "'{\"to\": \"u%d@example.com\", \"name\": \"U\", "
+                      "\"link\": \"https://keel.example/r?t=%d\"}', "
+                      "'outage-%d')" % (i, i, i))
+        p = jobs.program("keel-queues", "test-email", "ops@example.com")
+        assert p.returncode == 0, p.stderr   # committed, push deferred
+        assert "relay" in p.stderr
+        p = jobs.program("keel-outbox-relay", "--once")
+        assert p.returncode == 1             # Redis down: rows stay
+        assert jobs.psql("SELECT count(*) FROM outbox WHERE pushed_at IS "
+                         "NULL") == "6"
+        jobs.start_component("redis")
+        p = jobs.program("keel-outbox-relay", "--once")
+        assert p.returncode == 0, p.stderr
+        assert summary_relay(p.stdout) == 6
+        assert jobs.psql("SELECT count(*) FROM outbox WHERE pushed_at IS "
+                         "NULL") == "0"
+        # The drainer that lived through the outage delivers them.
+        assert wait_until(lambda: len(jobs.mail()) >= 6, 20)
+    finally:
+        d.send_signal(signal.SIGTERM)
+        out, err = d.communicate(timeout=10)
+    assert summary(out)["processed"] == 6
+    assert "redis is back" in err, (out, err, time.monotonic() - t_spawn)
+    to = sorted(m["To"].addresses[0].addr_spec for m in jobs.mail())
+    assert to == ["ops@example.com"] + ["u%d@example.com" % i
+                                        for i in range(5)]
+
+
+def summary_relay(out):
+    m = re.search(r"processed=(\d+)", out)
+    assert m, out
+    return int(m.group(1))
+
+
+# ------------------------------------------------------------ retention
+
+def test_retention_keeps_100_completed_and_500_failed(jobs):
+    enqueue(jobs, "noop", "{}", queue="noop", count=150)
+    enqueue(jobs, "fail", "{}", queue="noop", count=520)
+    s = summary(drain(jobs, prog="keel-drain-noop").stdout)
+    assert (s["processed"], s["failed"]) == (150, 520)
+    st = stats(jobs, "noop")
+    assert (st["completed"], st["failed"]) == (100, 500)
+    # The hashes of trimmed jobs are gone too (nothing leaks).
+    n = subprocess.run(["redis-cli", "-p", str(jobs.ports["redis"]),
+                        "--scan", "--pattern", "keel:q:noop:j:*"],
+                       stdout=subprocess.PIPE, text=True, check=True)
+    completed = sum(1 for k in n.stdout.split() if k)
+    assert completed <= 100 + 520      # tombstones of failed jobs expire
+
+
+def test_retention_by_age_prunes_old_completed_jobs(jobs):
+    enqueue(jobs, "noop", "{}", queue="noop", count=3, key="aged")
+    drain(jobs, prog="keel-drain-noop")
+    r = ["redis-cli", "-p", str(jobs.ports["redis"])]
+    # Make one completion 25 hours old (the email policy keeps 24 h).
+    key = subprocess.run(r + ["ZRANGE", "keel:q:noop:c", "0", "0"],
+                         stdout=subprocess.PIPE, text=True,
+                         check=True).stdout.strip()
+    subprocess.run(r + ["ZADD", "keel:q:noop:c", "1", key], check=True,
+                   stdout=subprocess.DEVNULL)
+    p = jobs.program("keel-jobs-prune")
+    assert p.returncode == 0, p.stderr
+    assert stats(jobs, "noop")["completed"] == 2
+    assert subprocess.run(r + ["EXISTS", "keel:q:noop:j:" + key],
+                          stdout=subprocess.PIPE, text=True,
+                          check=True).stdout.strip() == "0"
+
+
+def test_retry_failed_moves_dead_letters_back(jobs):
+    jobs.set_smtp_mode("reject")
+    enqueue(jobs, "invitation", invitation(), key="again-1")
+    drain(jobs)
+    assert stats(jobs)["failed"] == 1
+    jobs.set_smtp_mode("accept")
+    p = jobs.program("keel-queues", "retry-failed", "email")
+    assert p.returncode == 0 and "moved 1" in p.stdout, p.stdout
+    drain(jobs)
+    (m,) = jobs.mail()
+    assert m["Message-ID"] == message_id("again-1")
+    assert stats(jobs)["failed"] == 0
+
+
+def test_unconsumed_queues_leave_their_jobs_waiting(jobs):
+    enqueue(jobs, "attempt_submitted", "{}", queue="leaderboard")
+    p = jobs.program("keel-drain-leaderboard")
+    assert p.returncode == 0
+    assert "no job kind handled yet" in p.stdout
+    assert stats(jobs, "leaderboard")["waiting"] == 1
