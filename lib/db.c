@@ -350,12 +350,24 @@ keel_db_query(struct keel_db *db, const struct keel_query *q,
 	struct pgconn	*c;
 	enum keel_err	 er;
 	double		 t0, ms;
+	int		 had;
 
 	if (out != NULL)
 		*out = NULL;
 	t0 = now_ms();
 	c = keel_db_pick(db, q->target);
+	had = c->conn != NULL;
 	er = query_on(db, c, q, params, out);
+	/*
+	 * A connection the server closed while it sat idle (a restart) can
+	 * look healthy until a statement fails on it, before running.  Out
+	 * of a transaction one new connection is worth a retry.
+	 */
+	if (er == KEEL_EUNAVAIL && had && c->conn == NULL && !db->in_tx) {
+		keel_log_warnx("db: %s: connection lost; retrying on a new "
+		    "one", q->name);
+		er = query_on(db, c, q, params, out);
+	}
 	/*
 	 * A replica that went away mid-statement, or cancelled a read that
 	 * conflicted with recovery, costs a retry on the primary, not an
@@ -532,6 +544,29 @@ exec_bounded(struct keel_db *db, struct pgconn *c, const char *sql,
 }
 
 /*
+ * Connects c if needed and runs sql bounded by timeout_ms (see
+ * exec_bounded), once more on a new connection when the old one turns
+ * out to have been closed by the server while idle (a restart).
+ */
+static enum keel_err
+probe(struct keel_db *db, struct pgconn *c, int connect_s, const char *sql,
+    int timeout_ms, double *val)
+{
+	enum keel_err	 er;
+	int		 tries, had;
+
+	for (tries = 0; tries < 2; tries++) {
+		had = c->conn != NULL;
+		if ((er = conn_ensure(db, c, connect_s)) != KEEL_OK)
+			return er;
+		er = exec_bounded(db, c, sql, timeout_ms, val);
+		if (er != KEEL_EUNAVAIL || !had || c->conn != NULL)
+			break;
+	}
+	return er;
+}
+
+/*
  * 1 when replica c may serve a read now: reachable, and (checked at most
  * every LAG_CHECK_MS) not lagging past KEEL_DB_REPLICA_MAX_LAG.
  */
@@ -554,7 +589,7 @@ replica_usable(struct keel_db *db, struct pgconn *c)
 	if (db->cfg->db_replica_max_lag > 0 &&
 	    now - c->lag_checked >= LAG_CHECK_MS) {
 		c->lag_checked = now;
-		if (exec_bounded(db, c, LAG_SQL, LAG_QUERY_MS, &lag) !=
+		if (probe(db, c, secs, LAG_SQL, LAG_QUERY_MS, &lag) !=
 		    KEEL_OK) {
 			c->down_until = now + REPLICA_RETRY_MS;
 			return 0;
@@ -592,7 +627,6 @@ enum keel_err
 keel_db_ping(struct keel_db *db, int replica, int timeout_ms, double *lag_ms)
 {
 	struct pgconn	*c;
-	enum keel_err	 er;
 	int		 secs;
 
 	if (lag_ms != NULL)
@@ -602,11 +636,8 @@ keel_db_ping(struct keel_db *db, int replica, int timeout_ms, double *lag_ms)
 	c = replica < 0 ? &db->primary : &db->replicas[replica];
 	/* libpq's connect_timeout is whole seconds, and at least 2. */
 	secs = (timeout_ms + 999) / 1000;
-	if ((er = conn_ensure(db, c, secs < 2 ? 2 : secs)) != KEEL_OK)
-		return er;
-	if (replica < 0)
-		return exec_bounded(db, c, "SELECT 1", timeout_ms, NULL);
-	return exec_bounded(db, c, LAG_SQL, timeout_ms, lag_ms);
+	return probe(db, c, secs < 2 ? 2 : secs, replica < 0 ? "SELECT 1" :
+	    LAG_SQL, timeout_ms, replica < 0 ? NULL : lag_ms);
 }
 
 size_t
