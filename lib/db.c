@@ -312,6 +312,12 @@ query_on(struct keel_db *db, struct pgconn *c, const struct keel_query *q,
 
 	if ((er = conn_ensure(db, c, db->cfg->db_connect_timeout)) != KEEL_OK)
 		return er;
+	/* Past MAX_PREPARED names a statement runs unprepared, still safe. */
+	if (!is_prepared(c, q->name) && c->nprepared == MAX_PREPARED) {
+		res = PQexecParams(c->conn, q->sql, q->nparams, NULL, params,
+		    NULL, NULL, 0);
+		goto result;
+	}
 	if (!is_prepared(c, q->name)) {
 		res = PQprepare(c->conn, q->name, q->sql, q->nparams, NULL);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
@@ -320,11 +326,11 @@ query_on(struct keel_db *db, struct pgconn *c, const struct keel_query *q,
 		}
 		PQclear(res);
 		res = NULL;
-		if (c->nprepared < MAX_PREPARED)
-			c->prepared[c->nprepared++] = q->name;
+		c->prepared[c->nprepared++] = q->name;
 	}
 	res = PQexecPrepared(c->conn, q->name, q->nparams, params, NULL, NULL,
 	    0);
+result:
 	switch (PQresultStatus(res)) {
 	case PGRES_TUPLES_OK:
 	case PGRES_COMMAND_OK:
