@@ -73,8 +73,14 @@ struct keel_db {
  * A replica's replay lag in ms: caught up when everything received is
  * replayed, else the age of the last replayed transaction.
  */
-#define LAG_SQL	"SELECT CASE WHEN " \
-	"pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 " \
+/*
+ * Caught up when everything received is replayed.  Right after a replica
+ * restart, before new WAL arrives, the receive position can read below the
+ * replay position (or NULL): that is caught up too, not "lagging since the
+ * last commit".
+ */
+#define LAG_SQL	"SELECT CASE WHEN pg_last_wal_receive_lsn() IS NULL OR " \
+	"pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() THEN 0 " \
 	"ELSE COALESCE(EXTRACT(EPOCH FROM now() - " \
 	"pg_last_xact_replay_timestamp()) * 1000, 0) END"
 
