@@ -23,7 +23,7 @@
 #include "keel/page.h"
 #include "keel/serve.h"
 
-/* Columns every statement returns, in this order (see car_json). */
+/* Columns every statement returns, in this order (see car_write). */
 #define CAR_COLS "id, license_plate, manufacturer, model, category, status, " \
 	"year, is_archived, " \
 	"to_char(created_at AT TIME ZONE 'UTC', " \
@@ -137,49 +137,50 @@ static const struct keel_query q_car_archive = { "cars_archive",
 	"UPDATE cars SET is_archived = true, updated_at = now() "
 	"WHERE id = $1 RETURNING " CAR_COLS, 1, KEEL_DB_PRIMARY };
 
-static struct json_object *
-car_json(const struct keel_rows *rows, size_t r)
+/* Row r as a car object (API.md, "Fleet"). */
+static void
+car_write(struct keel_jw *w, const struct keel_rows *rows, size_t r)
 {
-	struct json_object	*o;
-
-	o = json_object_new_object();
-	json_object_object_add(o, "id",
-	    json_object_new_int64(keel_rows_int64(rows, r, COL_ID)));
-	json_object_object_add(o, "licensePlate",
-	    keel_json_str(keel_rows_value(rows, r, COL_PLATE)));
-	json_object_object_add(o, "manufacturer",
-	    keel_json_str(keel_rows_value(rows, r, COL_MANUFACTURER)));
-	json_object_object_add(o, "model",
-	    keel_json_str(keel_rows_value(rows, r, COL_MODEL)));
-	json_object_object_add(o, "category",
-	    keel_json_str(keel_rows_value(rows, r, COL_CATEGORY)));
-	json_object_object_add(o, "status",
-	    keel_json_str(keel_rows_value(rows, r, COL_STATUS)));
-	json_object_object_add(o, "year",
-	    json_object_new_int64(keel_rows_int64(rows, r, COL_YEAR)));
-	json_object_object_add(o, "isArchived",
-	    json_object_new_boolean(keel_rows_bool(rows, r, COL_ARCHIVED)));
-	json_object_object_add(o, "createdAt",
-	    keel_json_str(keel_rows_value(rows, r, COL_CREATED)));
-	json_object_object_add(o, "updatedAt",
-	    keel_json_str(keel_rows_value(rows, r, COL_UPDATED)));
-	return o;
+	keel_jw_obj_open(w);
+	keel_jw_key(w, "id");
+	keel_jw_int(w, keel_rows_int64(rows, r, COL_ID));
+	keel_jw_key(w, "licensePlate");
+	keel_jw_str(w, keel_rows_value(rows, r, COL_PLATE));
+	keel_jw_key(w, "manufacturer");
+	keel_jw_str(w, keel_rows_value(rows, r, COL_MANUFACTURER));
+	keel_jw_key(w, "model");
+	keel_jw_str(w, keel_rows_value(rows, r, COL_MODEL));
+	keel_jw_key(w, "category");
+	keel_jw_str(w, keel_rows_value(rows, r, COL_CATEGORY));
+	keel_jw_key(w, "status");
+	keel_jw_str(w, keel_rows_value(rows, r, COL_STATUS));
+	keel_jw_key(w, "year");
+	keel_jw_int(w, keel_rows_int64(rows, r, COL_YEAR));
+	keel_jw_key(w, "isArchived");
+	keel_jw_bool(w, keel_rows_bool(rows, r, COL_ARCHIVED));
+	keel_jw_key(w, "createdAt");
+	keel_jw_str(w, keel_rows_value(rows, r, COL_CREATED));
+	keel_jw_key(w, "updatedAt");
+	keel_jw_str(w, keel_rows_value(rows, r, COL_UPDATED));
+	keel_jw_obj_close(w);
 }
 
 /* Replies with the single car in rows, or 404 when there is none. */
 static enum keel_err
 cars_reply_one(struct keel_req *req, int status, struct keel_rows *rows)
 {
-	struct json_object	*o;
+	struct keel_buf	 b = { NULL, 0, 0 };
+	struct keel_jw	 w;
 
 	if (keel_rows_count(rows) == 0) {
 		keel_http_reply_error(req, 404, "not_found", "no such car",
 		    NULL);
 		return KEEL_OK;
 	}
-	o = car_json(rows, 0);
-	keel_http_reply_json(req, status, o);
-	json_object_put(o);
+	keel_jw_init(&w, &b);
+	car_write(&w, rows, 0);
+	keel_http_reply_buf(req, status, &b);
+	keel_buf_free(&b);
 	return KEEL_OK;
 }
 
@@ -201,7 +202,9 @@ cars_list_fill(struct keel_req *req, void *arg)
 	struct keel_value	 f[FILTER__MAX];
 	struct keel_page	 pg;
 	struct keel_rows	*rows = NULL;
-	struct json_object	*body, *data;
+	struct keel_buf		 b = { NULL, 0, 0 };
+	struct keel_jw		 w;
+	struct json_object	*page;
 	const char		*params[8];
 	const char		*next = NULL, *prev = NULL;
 	char			 limit[16];
@@ -237,11 +240,15 @@ cars_list_fill(struct keel_req *req, void *arg)
 	more = n > (size_t)pg.limit;
 	if (more)
 		n = (size_t)pg.limit;
-	data = json_object_new_array_ext((int)n);
+	/* Written as it is read: no object per value (json.h). */
+	keel_jw_init(&w, &b);
+	keel_jw_obj_open(&w);
+	keel_jw_key(&w, "data");
+	keel_jw_arr_open(&w);
 	/* "before" read ascending; reverse it into list order. */
 	for (i = 0; i < n; i++)
-		json_object_array_add(data, car_json(rows,
-		    pg.dir == KEEL_PAGE_BEFORE ? n - 1 - i : i));
+		car_write(&w, rows, pg.dir == KEEL_PAGE_BEFORE ? n - 1 - i : i);
+	keel_jw_arr_close(&w);
 	if (n > 0) {
 		first = pg.dir == KEEL_PAGE_BEFORE ? n - 1 : 0;
 		if (pg.dir == KEEL_PAGE_BEFORE ? 1 : more)
@@ -251,12 +258,14 @@ cars_list_fill(struct keel_req *req, void *arg)
 		    (pg.dir == KEEL_PAGE_BEFORE && more))
 			prev = cars_cursor(req, rows, first);
 	}
-	body = json_object_new_object();
-	json_object_object_add(body, "data", data);
-	json_object_object_add(body, "page", keel_page_json(&pg, next, prev));
-	keel_http_reply_json(req, 200, body);
-	json_object_put(body);
+	page = keel_page_json(&pg, next, prev);
+	keel_jw_key(&w, "page");
+	keel_jw_obj(&w, page);
+	json_object_put(page);
+	keel_jw_obj_close(&w);
+	keel_http_reply_buf(req, 200, &b);
 out:
+	keel_buf_free(&b);
 	keel_rows_free(rows);
 	return er;
 }

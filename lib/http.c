@@ -277,6 +277,21 @@ keel_http_reply(struct keel_req *req, int status, const char *ctype,
 }
 
 void
+keel_http_reply_buf(struct keel_req *req, int status, struct keel_buf *b)
+{
+	struct keel_http_conn	*c = req->conn;
+	struct keel_buf		 old = c->body;
+
+	assert(status >= 100 && status <= 599);
+	c->status = status;
+	c->ctype = "application/json; charset=utf-8";
+	/* Swap: the reply keeps b's bytes, b gets the old body's memory. */
+	c->body = *b;
+	*b = old;
+	keel_buf_reset(b);
+}
+
+void
 keel_http_reply_json(struct keel_req *req, int status, struct json_object *obj)
 {
 	const char	*s;

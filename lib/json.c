@@ -9,6 +9,7 @@
  */
 #include "config.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -17,6 +18,7 @@
 
 #include "keel/http.h"
 #include "keel/json.h"
+#include "keel/mem.h"
 
 int
 keel_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
@@ -508,4 +510,199 @@ struct json_object *
 keel_json_str(const char *s)
 {
 	return s == NULL ? NULL : json_object_new_string(s);
+}
+
+/* ------------------------------------------------------ the writer */
+
+void
+keel_jw_init(struct keel_jw *w, struct keel_buf *b)
+{
+	memset(w, 0, sizeof(*w));
+	w->b = b;
+}
+
+/* Before a value: the comma between members, unless a key just led. */
+static void
+jw_value(struct keel_jw *w)
+{
+	if (w->after_key) {
+		w->after_key = 0;
+		return;
+	}
+	assert(w->depth == 0 || !w->is_obj[w->depth]);
+	if (w->depth > 0 && w->nonempty[w->depth]++)
+		keel_buf_putc(w->b, ',');
+}
+
+static void
+jw_open(struct keel_jw *w, char c, int obj)
+{
+	jw_value(w);
+	assert(w->depth < KEEL_JSON_MAXDEPTH);
+	w->depth++;
+	w->nonempty[w->depth] = 0;
+	w->is_obj[w->depth] = (unsigned char)obj;
+	keel_buf_putc(w->b, c);
+}
+
+static void
+jw_close(struct keel_jw *w, char c)
+{
+	assert(w->depth > 0 && !w->after_key);
+	w->depth--;
+	keel_buf_putc(w->b, c);
+}
+
+void
+keel_jw_obj_open(struct keel_jw *w)
+{
+	jw_open(w, '{', 1);
+}
+
+void
+keel_jw_obj_close(struct keel_jw *w)
+{
+	jw_close(w, '}');
+}
+
+void
+keel_jw_arr_open(struct keel_jw *w)
+{
+	jw_open(w, '[', 0);
+}
+
+void
+keel_jw_arr_close(struct keel_jw *w)
+{
+	jw_close(w, ']');
+}
+
+/*
+ * s[0..n) as a JSON string, escaped as json-c escapes with
+ * JSON_C_TO_STRING_NOSLASHESCAPE: the two-character escapes for quote,
+ * backslash, \b \f \n \r \t, \u00xx (lower-case hex) for the other
+ * controls, every other byte (UTF-8 included) as it is.
+ */
+static void
+jw_quote(struct keel_buf *b, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t		 i, run = 0;
+	unsigned char	 c;
+	char		 esc[6];
+
+	keel_buf_putc(b, '"');
+	for (i = 0; i < n; i++) {
+		c = (unsigned char)s[i];
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		/* Flush the plain run before this byte in one append. */
+		keel_buf_append(b, s + run, i - run);
+		run = i + 1;
+		esc[0] = '\\';
+		switch (c) {
+		case '"':
+			esc[1] = '"';
+			break;
+		case '\\':
+			esc[1] = '\\';
+			break;
+		case '\b':
+			esc[1] = 'b';
+			break;
+		case '\f':
+			esc[1] = 'f';
+			break;
+		case '\n':
+			esc[1] = 'n';
+			break;
+		case '\r':
+			esc[1] = 'r';
+			break;
+		case '\t':
+			esc[1] = 't';
+			break;
+		default:
+			memcpy(esc + 1, "u00", 3);
+			esc[4] = hex[c >> 4];
+			esc[5] = hex[c & 0xf];
+			keel_buf_append(b, esc, 6);
+			continue;
+		}
+		keel_buf_append(b, esc, 2);
+	}
+	keel_buf_append(b, s + run, n - run);
+	keel_buf_putc(b, '"');
+}
+
+void
+keel_jw_key(struct keel_jw *w, const char *key)
+{
+	assert(w->depth > 0 && w->is_obj[w->depth] && !w->after_key);
+	if (w->nonempty[w->depth]++)
+		keel_buf_putc(w->b, ',');
+	jw_quote(w->b, key, strlen(key));
+	keel_buf_putc(w->b, ':');
+	w->after_key = 1;
+}
+
+void
+keel_jw_strn(struct keel_jw *w, const char *s, size_t n)
+{
+	jw_value(w);
+	jw_quote(w->b, s, n);
+}
+
+void
+keel_jw_str(struct keel_jw *w, const char *s)
+{
+	if (s == NULL)
+		keel_jw_null(w);
+	else
+		keel_jw_strn(w, s, strlen(s));
+}
+
+void
+keel_jw_int(struct keel_jw *w, int64_t v)
+{
+	char		 tmp[24], *p = tmp + sizeof(tmp);
+	uint64_t	 u = v < 0 ? -(uint64_t)v : (uint64_t)v;
+
+	jw_value(w);
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u > 0);
+	if (v < 0)
+		*--p = '-';
+	keel_buf_append(w->b, p, (size_t)(tmp + sizeof(tmp) - p));
+}
+
+void
+keel_jw_bool(struct keel_jw *w, int v)
+{
+	jw_value(w);
+	if (v)
+		keel_buf_append(w->b, "true", 4);
+	else
+		keel_buf_append(w->b, "false", 5);
+}
+
+void
+keel_jw_null(struct keel_jw *w)
+{
+	jw_value(w);
+	keel_buf_append(w->b, "null", 4);
+}
+
+void
+keel_jw_obj(struct keel_jw *w, struct json_object *o)
+{
+	const char	*s;
+	size_t		 len;
+
+	jw_value(w);
+	s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN |
+	    JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	keel_buf_append(w->b, s, len);
 }

@@ -10,6 +10,7 @@
 
 struct json_object;
 struct keel_arena;
+struct keel_buf;
 struct keel_db;
 struct keel_redis;
 struct keel_cache;
@@ -110,6 +111,12 @@ void	 keel_http_add_header(struct keel_req *, const char *name,
 /* Replies with a copy of body (len bytes) and the given content type. */
 void	 keel_http_reply(struct keel_req *, int status, const char *ctype,
 	    const char *body, size_t len);
+/*
+ * Replies with the JSON text in b (built with keel_jw_*), taking its bytes
+ * without a copy; b is left empty and may be reused or freed.
+ */
+void	 keel_http_reply_buf(struct keel_req *, int status,
+	    struct keel_buf *b);
 /* Replies with obj serialized; does not take ownership of obj. */
 void	 keel_http_reply_json(struct keel_req *, int status,
 	    struct json_object *obj);

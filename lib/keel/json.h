@@ -13,6 +13,8 @@
 
 #include "keel/err.h"
 
+struct keel_buf;
+
 enum keel_field_type {
 	KEEL_FIELD_STRING,	/* length bounds min..max, in characters */
 	KEEL_FIELD_INT,		/* value bounds min..max */
@@ -92,5 +94,41 @@ int		 keel_date_valid(const char *s);
 
 /* json_object_new_string, but NULL s gives JSON null. */
 struct json_object *keel_json_str(const char *s);
+
+/*
+ * A streaming JSON writer into a struct keel_buf, for responses built
+ * from rows: no object per value, so a page of 20 rows costs a few
+ * appends instead of ~200 json-c allocations.  It writes what
+ * json_object_to_json_string_ext(JSON_C_TO_STRING_PLAIN |
+ * JSON_C_TO_STRING_NOSLASHESCAPE) writes for the same values, byte for
+ * byte, so a response keeps its exact text whichever way it was built.
+ * Commas are placed by the writer; the caller pairs open and close and
+ * gives a key before each member of an object (programmer errors, caught
+ * by assert).  The buffer is the caller's; nothing here allocates else.
+ */
+struct keel_jw {
+	struct keel_buf	*b;
+	int		 depth;
+	int		 after_key;	/* a key was written; its value is next */
+	unsigned char	 nonempty[KEEL_JSON_MAXDEPTH + 1];
+	unsigned char	 is_obj[KEEL_JSON_MAXDEPTH + 1];
+};
+
+/* Starts writing into b (appends: b may already hold bytes). */
+void		 keel_jw_init(struct keel_jw *w, struct keel_buf *b);
+void		 keel_jw_obj_open(struct keel_jw *w);
+void		 keel_jw_obj_close(struct keel_jw *w);
+void		 keel_jw_arr_open(struct keel_jw *w);
+void		 keel_jw_arr_close(struct keel_jw *w);
+/* The key of the next member of the current object (escaped). */
+void		 keel_jw_key(struct keel_jw *w, const char *key);
+/* A string value, escaped; NULL s writes null. */
+void		 keel_jw_str(struct keel_jw *w, const char *s);
+void		 keel_jw_strn(struct keel_jw *w, const char *s, size_t n);
+void		 keel_jw_int(struct keel_jw *w, int64_t v);
+void		 keel_jw_bool(struct keel_jw *w, int v);
+void		 keel_jw_null(struct keel_jw *w);
+/* A json-c value (NULL: null), serialised as keel_http_reply_json does. */
+void		 keel_jw_obj(struct keel_jw *w, struct json_object *o);
 
 #endif /* KEEL_JSON_H */

@@ -1124,6 +1124,149 @@ test_json_str_null_gives_json_null(void **state)
 	json_object_put(o);
 }
 
+/* ------------------------------------------------ the streaming writer */
+
+/* json-c's text for o, as keel_http_reply_json() sends it. */
+static const char *
+jsonc_text(struct json_object *o)
+{
+	return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+	    JSON_C_TO_STRING_NOSLASHESCAPE);
+}
+
+static void
+test_jw_matches_jsonc_for_a_page(void **state)
+{
+	struct keel_buf		 b = { NULL, 0, 0 };
+	struct keel_jw		 w;
+	struct json_object	*o, *arr, *car, *page;
+	int			 i;
+
+	(void)state;
+	o = json_object_new_object();
+	arr = json_object_new_array();
+	keel_jw_init(&w, &b);
+	keel_jw_obj_open(&w);
+	keel_jw_key(&w, "data");
+	keel_jw_arr_open(&w);
+	for (i = 0; i < 3; i++) {
+		car = json_object_new_object();
+		json_object_object_add(car, "id", json_object_new_int64(i + 1));
+		json_object_object_add(car, "plate", json_object_new_string(
+		    "AB-12"));
+		json_object_object_add(car, "year", json_object_new_int64(-7));
+		json_object_object_add(car, "isArchived",
+		    json_object_new_boolean(i % 2));
+		json_object_object_add(car, "note", NULL);
+		json_object_array_add(arr, car);
+		keel_jw_obj_open(&w);
+		keel_jw_key(&w, "id");
+		keel_jw_int(&w, i + 1);
+		keel_jw_key(&w, "plate");
+		keel_jw_str(&w, "AB-12");
+		keel_jw_key(&w, "year");
+		keel_jw_int(&w, -7);
+		keel_jw_key(&w, "isArchived");
+		keel_jw_bool(&w, i % 2);
+		keel_jw_key(&w, "note");
+		keel_jw_str(&w, NULL);
+		keel_jw_obj_close(&w);
+	}
+	keel_jw_arr_close(&w);
+	json_object_object_add(o, "data", arr);
+	page = json_object_new_object();
+	json_object_object_add(page, "limit", json_object_new_int(20));
+	json_object_object_add(page, "next", json_object_new_string("x/y"));
+	keel_jw_key(&w, "page");
+	keel_jw_obj(&w, page);
+	json_object_object_add(o, "page", page);
+	keel_jw_key(&w, "empty");
+	keel_jw_arr_open(&w);
+	keel_jw_arr_close(&w);
+	json_object_object_add(o, "empty", json_object_new_array());
+	keel_jw_key(&w, "none");
+	keel_jw_obj_open(&w);
+	keel_jw_obj_close(&w);
+	json_object_object_add(o, "none", json_object_new_object());
+	keel_jw_obj_close(&w);
+	assert_string_equal(b.data, jsonc_text(o));
+	assert_int_equal(w.depth, 0);
+	json_object_put(o);
+	keel_buf_free(&b);
+}
+
+/* Every byte json-c escapes, and the ones it doesn't, in keys too. */
+static void
+test_jw_escapes_like_jsonc(void **state)
+{
+	struct keel_buf		 b = { NULL, 0, 0 };
+	struct keel_jw		 w;
+	struct json_object	*o;
+	char			 s[160];
+	size_t			 n = 0;
+	int			 c;
+
+	(void)state;
+	for (c = 1; c < 0x80; c++)
+		s[n++] = (char)c;
+	/* UTF-8 passes through: é, €, and a four-byte character. */
+	memcpy(s + n, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x9a\x97", 9);
+	n += 9;
+	s[n] = '\0';
+	o = json_object_new_object();
+	json_object_object_add(o, s, json_object_new_string(s));
+	json_object_object_add(o, "a/b", json_object_new_string("</script>"));
+	keel_jw_init(&w, &b);
+	keel_jw_obj_open(&w);
+	keel_jw_key(&w, s);
+	keel_jw_str(&w, s);
+	keel_jw_key(&w, "a/b");
+	keel_jw_strn(&w, "</script>xyz", 9);
+	keel_jw_obj_close(&w);
+	assert_string_equal(b.data, jsonc_text(o));
+	assert_non_null(strstr(b.data, "\\u001f"));
+	assert_non_null(strstr(b.data, "!\\\"#"));
+	assert_non_null(strstr(b.data, "[\\\\]"));
+	json_object_put(o);
+	keel_buf_free(&b);
+}
+
+static void
+test_jw_int_extremes(void **state)
+{
+	struct keel_buf	 b = { NULL, 0, 0 };
+	struct keel_jw	 w;
+
+	(void)state;
+	keel_jw_init(&w, &b);
+	keel_jw_arr_open(&w);
+	keel_jw_int(&w, 0);
+	keel_jw_int(&w, INT64_MAX);
+	keel_jw_int(&w, INT64_MIN);
+	keel_jw_null(&w);
+	keel_jw_obj(&w, NULL);
+	keel_jw_arr_close(&w);
+	assert_string_equal(b.data, "[0,9223372036854775807,"
+	    "-9223372036854775808,null,null]");
+	keel_buf_free(&b);
+}
+
+/* The writer appends: a prefix already in the buffer is kept. */
+static void
+test_jw_appends_to_the_buffer(void **state)
+{
+	struct keel_buf	 b = { NULL, 0, 0 };
+	struct keel_jw	 w;
+
+	(void)state;
+	keel_buf_puts(&b, "x=");
+	keel_jw_init(&w, &b);
+	keel_jw_str(&w, "");
+	assert_string_equal(b.data, "x=\"\"");
+	assert_int_equal(b.len, 4);
+	keel_buf_free(&b);
+}
+
 int
 main(void)
 {
@@ -1221,6 +1364,10 @@ main(void)
 		T(test_check_text_bool),
 		T(test_check_text_enum_date_and_string),
 		T(test_json_str_null_gives_json_null),
+		T(test_jw_matches_jsonc_for_a_page),
+		T(test_jw_escapes_like_jsonc),
+		T(test_jw_int_extremes),
+		T(test_jw_appends_to_the_buffer),
 #undef T
 	};
 
