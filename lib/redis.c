@@ -8,6 +8,7 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,8 @@ struct keel_redis {
 	int		 port;
 	int		 db;		/* SELECTed after connect */
 	char		*password;	/* owned, may be NULL */
+	int		 timeout_ms;	/* this command's; see cmd_timeout */
+	struct keel_buf	 cmd;		/* the command in RESP, reused */
 	char		 errstr[128];
 };
 
@@ -69,6 +72,7 @@ keel_redis_open(const struct keel_config *cfg)
 	struct keel_redis	*r;
 
 	r = keel_calloc(1, sizeof(*r));
+	r->timeout_ms = REDIS_TIMEOUT_MS;
 	parse_url(r, cfg->redis_url);
 	return r;
 }
@@ -86,6 +90,7 @@ keel_redis_close(struct keel_redis *r)
 	if (r == NULL)
 		return;
 	drop(r);
+	keel_buf_free(&r->cmd);
 	free(r->host);
 	if (r->password != NULL) {
 		explicit_bzero(r->password, strlen(r->password));
@@ -120,14 +125,22 @@ setup_cmd(struct keel_redis *r, const char *fmt, const char *arg)
 	return ok ? 0 : -1;
 }
 
+/*
+ * Connects unless connected.  *fresh (may be NULL) says whether this call
+ * made the connection, so a failure on it can't be an old socket's.
+ */
 static enum keel_err
-ensure(struct keel_redis *r, int timeout_ms)
+ensure(struct keel_redis *r, int timeout_ms, int *fresh)
 {
 	struct timeval	 tv = tv_ms(timeout_ms);
 	char		 db[16];
 
+	if (fresh != NULL)
+		*fresh = 0;
 	if (r->ctx != NULL && r->ctx->err == 0)
 		return KEEL_OK;
+	if (fresh != NULL)
+		*fresh = 1;
 	drop(r);
 	r->ctx = redisConnectWithTimeout(r->host, r->port, tv);
 	if (r->ctx == NULL || r->ctx->err != 0) {
@@ -143,6 +156,9 @@ ensure(struct keel_redis *r, int timeout_ms)
 		drop(r);
 		return KEEL_EUNAVAIL;
 	}
+	/* The command being run may want its own (cmd_timeout). */
+	if (r->timeout_ms != timeout_ms)
+		redisSetTimeout(r->ctx, tv_ms(r->timeout_ms));
 	return KEEL_OK;
 }
 
@@ -152,8 +168,8 @@ keel_redis_ping(struct keel_redis *r, int timeout_ms)
 	redisReply	*rep;
 	enum keel_err	 er;
 
-	if ((er = ensure(r, timeout_ms > 0 ? timeout_ms : REDIS_TIMEOUT_MS)) !=
-	    KEEL_OK)
+	if ((er = ensure(r, timeout_ms > 0 ? timeout_ms : REDIS_TIMEOUT_MS,
+	    NULL)) != KEEL_OK)
 		return er;
 	redisSetTimeout(r->ctx, tv_ms(timeout_ms));
 	rep = redisCommand(r->ctx, "PING");
@@ -257,23 +273,90 @@ keel_rreply_free(struct keel_rreply *rep)
 	free(rep);
 }
 
+/* v in decimal, written backwards from end; returns the first byte. */
+static char *
+fmt_size(char *end, size_t v)
+{
+	do {
+		*--end = (char)('0' + v % 10);
+		v /= 10;
+	} while (v > 0);
+	return end;
+}
+
+/*
+ * The command in RESP (an array of bulk strings), built here rather than
+ * by hiredis's printf-like formatter, which costs several times more.
+ */
+static void
+resp_format(struct keel_buf *b, int argc, const char **argv,
+    const size_t *argvlen)
+{
+	char	 num[24], *p, *end = num + sizeof(num);
+	size_t	 len;
+	int	 i;
+
+	keel_buf_reset(b);
+	p = fmt_size(end, (size_t)argc);
+	*--p = '*';
+	keel_buf_append(b, p, (size_t)(end - p));
+	keel_buf_append(b, "\r\n", 2);
+	for (i = 0; i < argc; i++) {
+		len = argvlen != NULL ? argvlen[i] : strlen(argv[i]);
+		p = fmt_size(end, len);
+		*--p = '$';
+		keel_buf_append(b, p, (size_t)(end - p));
+		keel_buf_append(b, "\r\n", 2);
+		keel_buf_append(b, argv[i], len);
+		keel_buf_append(b, "\r\n", 2);
+	}
+}
+
+/*
+ * True when a command failed because the server had closed this
+ * connection before it was sent (Redis restarted, or dropped an idle
+ * client): the end of the stream, or a reset, on a socket we didn't just
+ * open.  Such a command never reached a live server, so it can be sent
+ * again on a new connection.  A timeout is never one: the command may be
+ * running.
+ */
+static int
+closed_by_server(const redisContext *ctx, int err, int fresh)
+{
+	if (fresh)
+		return 0;
+	return ctx->err == REDIS_ERR_EOF || (ctx->err == REDIS_ERR_IO &&
+	    (err == ECONNRESET || err == EPIPE));
+}
+
 enum keel_err
 keel_redis_cmd(struct keel_redis *r, int argc, const char **argv,
     const size_t *argvlen, struct keel_rreply **out)
 {
-	redisReply	*rep;
+	void		*rep = NULL;
 	enum keel_err	 er;
+	int		 fresh, err, tries;
 
 	if (out != NULL)
 		*out = NULL;
-	if ((er = ensure(r, REDIS_TIMEOUT_MS)) != KEEL_OK)
-		return er;
-	rep = redisCommandArgv(r->ctx, argc, argv, argvlen);
-	if (rep == NULL) {
+	resp_format(&r->cmd, argc, argv, argvlen);
+	for (tries = 0;; tries++) {
+		if ((er = ensure(r, REDIS_TIMEOUT_MS, &fresh)) != KEEL_OK)
+			return er;
+		if (redisAppendFormattedCommand(r->ctx, r->cmd.data,
+		    r->cmd.len) == REDIS_OK &&
+		    redisGetReply(r->ctx, &rep) == REDIS_OK && rep != NULL)
+			break;
 		/* I/O error or timeout: the context is unusable now. */
+		err = errno;
 		snprintf(r->errstr, sizeof(r->errstr), "%s", r->ctx->errstr);
+		if (tries > 0 || !closed_by_server(r->ctx, err, fresh)) {
+			drop(r);
+			return KEEL_EUNAVAIL;
+		}
+		keel_log_info("redis: the server closed the connection (%s); "
+		    "reconnecting", r->errstr);
 		drop(r);
-		return KEEL_EUNAVAIL;
 	}
 	if (out != NULL)
 		*out = reply_dup(rep);
@@ -286,8 +369,8 @@ keel_redis_eval(struct keel_redis *r, struct keel_rscript *script, int nkeys,
     int argc, const char **argv, const size_t *argvlen,
     struct keel_rreply **out)
 {
-	const char		**av;
-	size_t			*al;
+	const char		**av, *av_small[32];
+	size_t			*al, al_small[32];
 	struct keel_rreply	*rep = NULL;
 	const char		*load[3];
 	char			 nk[16];
@@ -295,8 +378,14 @@ keel_redis_eval(struct keel_redis *r, struct keel_rscript *script, int nkeys,
 	int			 i, tries;
 
 	*out = NULL;
-	av = keel_calloc((size_t)argc + 3, sizeof(*av));
-	al = keel_calloc((size_t)argc + 3, sizeof(*al));
+	/* A request's scripts take a dozen arguments: no malloc for them. */
+	if ((size_t)argc + 3 <= sizeof(av_small) / sizeof(av_small[0])) {
+		av = av_small;
+		al = al_small;
+	} else {
+		av = keel_calloc((size_t)argc + 3, sizeof(*av));
+		al = keel_calloc((size_t)argc + 3, sizeof(*al));
+	}
 	snprintf(nk, sizeof(nk), "%d", nkeys);
 	av[0] = "EVALSHA";
 	av[2] = nk;
@@ -343,8 +432,10 @@ keel_redis_eval(struct keel_redis *r, struct keel_rscript *script, int nkeys,
 	rep = NULL;
 out:
 	keel_rreply_free(rep);
-	free(av);
-	free(al);
+	if (av != av_small) {
+		free(av);
+		free(al);
+	}
 	return er;
 }
 
@@ -356,12 +447,15 @@ keel_redis_cmd_timeout(struct keel_redis *r, int timeout_ms, int argc,
 
 	if (out != NULL)
 		*out = NULL;
-	if ((er = ensure(r, REDIS_TIMEOUT_MS)) != KEEL_OK)
+	if ((er = ensure(r, REDIS_TIMEOUT_MS, NULL)) != KEEL_OK)
 		return er;
 	/* A blocking command (XREAD BLOCK) may wait longer than the usual
-	 * command timeout; give it its own, then restore the default. */
+	 * command timeout; give it its own (kept across a reconnect by
+	 * ensure), then restore the default. */
+	r->timeout_ms = timeout_ms;
 	redisSetTimeout(r->ctx, tv_ms(timeout_ms));
 	er = keel_redis_cmd(r, argc, argv, argvlen, out);
+	r->timeout_ms = REDIS_TIMEOUT_MS;
 	if (r->ctx != NULL)
 		redisSetTimeout(r->ctx, tv_ms(REDIS_TIMEOUT_MS));
 	return er;
