@@ -90,26 +90,22 @@ cmd_stats(struct keel_redis *r, int argc, char *argv[])
 /* Through the outbox, the way a request does it: a transaction, then the
  * push after commit (the relay covers a push that fails). */
 static int
-outbox_enqueue(const struct keel_config *cfg, struct keel_redis *r,
+outbox_enqueue(struct keel_db *db, struct keel_redis *r,
     const char *queue, const char *kind, const char *payload,
     const char *key, int64_t delay_ms)
 {
-	struct keel_db	*db;
 	enum keel_err	 er;
 	int64_t		 id;
 
-	db = keel_db_open(cfg);
 	if ((er = keel_db_begin(db)) != KEEL_OK ||
 	    (er = keel_jobs_outbox_add_delayed(db, queue, kind, payload, key,
 	    delay_ms, &id)) != KEEL_OK ||
 	    (er = keel_db_commit(db)) != KEEL_OK) {
 		keel_db_rollback(db);
-		keel_db_close(db);
 		return fail("outbox", er);
 	}
 	if (keel_jobs_push(db, r, &id, 1) != KEEL_OK)
 		fprintf(stderr, "keel-queues: pushed later by the relay\n");
-	keel_db_close(db);
 	return 0;
 }
 
@@ -118,6 +114,7 @@ cmd_enqueue(const struct keel_config *cfg, struct keel_redis *r, int argc,
     char *argv[])
 {
 	const struct keel_queue	*q;
+	struct keel_db		*db;
 	const char		*key = NULL;
 	char			 kbuf[256];
 	int64_t			 delay = 0, count = 1, i;
@@ -141,7 +138,10 @@ cmd_enqueue(const struct keel_config *cfg, struct keel_redis *r, int argc,
 	if (argc - a != 3)
 		usage();
 	q = queue_arg(argv[a]);
-	for (i = 0; i < count; i++) {
+	/* One connection for every job, as a worker holds one. */
+	db = keel_db_open(cfg);
+	rc = 0;
+	for (i = 0; i < count && rc == 0; i++) {
 		/* Without --key: a fresh key per job. */
 		if (key == NULL || count > 1)
 			snprintf(kbuf, sizeof(kbuf), "%s%scli-%ld-%lld-%lld",
@@ -150,16 +150,16 @@ cmd_enqueue(const struct keel_config *cfg, struct keel_redis *r, int argc,
 			    (long long)i);
 		else
 			snprintf(kbuf, sizeof(kbuf), "%s", key);
-		if (outbox) {
-			if ((rc = outbox_enqueue(cfg, r, q->name, argv[a + 1],
-			    argv[a + 2], kbuf, delay)) != 0)
-				return rc;
-			continue;
-		}
-		if ((er = keel_jobs_enqueue(r, q, argv[a + 1], argv[a + 2],
-		    kbuf, delay, &added)) != KEEL_OK)
-			return fail("enqueue", er);
+		if (outbox)
+			rc = outbox_enqueue(db, r, q->name, argv[a + 1],
+			    argv[a + 2], kbuf, delay);
+		else if ((er = keel_jobs_enqueue(r, q, argv[a + 1],
+		    argv[a + 2], kbuf, delay, &added)) != KEEL_OK)
+			rc = fail("enqueue", er);
 	}
+	keel_db_close(db);
+	if (rc != 0)
+		return rc;
 	printf("enqueued %lld job(s) on %s\n", (long long)count, q->name);
 	return 0;
 }
@@ -169,6 +169,7 @@ main(int argc, char *argv[])
 {
 	struct keel_cron	 c;
 	struct keel_redis	*r;
+	struct keel_db		*db;
 	const struct keel_queue	*q;
 	struct json_object	*o;
 	char			 key[128];
@@ -209,8 +210,10 @@ main(int argc, char *argv[])
 			    json_object_new_string(argv[2]));
 			snprintf(key, sizeof(key), "test-email-%ld-%lld",
 			    (long)getpid(), (long long)time(NULL));
-			rc = outbox_enqueue(&c.cfg, r, "email", "test",
+			db = keel_db_open(&c.cfg);
+			rc = outbox_enqueue(db, r, "email", "test",
 			    json_object_to_json_string(o), key, 0);
+			keel_db_close(db);
 			if (rc == 0)
 				printf("test email to %s queued (key %s)\n",
 				    argv[2], key);

@@ -440,3 +440,26 @@ def test_unconsumed_queues_leave_their_jobs_waiting(jobs):
     assert p.returncode == 0
     assert "no job kind handled yet" in p.stdout
     assert stats(jobs, "leaderboard")["waiting"] == 1
+
+
+# ----------------------------------------------------------------- cron
+
+def test_cron_daemon_runs_the_crontab(jobs):
+    """The stack's private cron daemon runs cron/crontab with only the
+    env file for configuration; a queued email goes out within a cron
+    period (plus the drainer's start)."""
+    if os.geteuid() != 0:
+        pytest.skip("a private cron daemon needs root (scripts/stack)")
+    p = jobs.program("keel-queues", "test-email", "cron@example.com")
+    assert p.returncode == 0, p.stderr
+    jobs.start_component("cron")
+    try:
+        assert wait_until(lambda: len(jobs.mail()) >= 1, 75, step=0.5), \
+            jobs.log("cron")
+        (m,) = jobs.mail()
+        assert m["To"].addresses[0].addr_spec == "cron@example.com"
+    finally:
+        jobs.stop_component("cron")   # the daemon and the runs it started
+    log = jobs.log("drain-email")
+    assert re.search(r"processed=\d+ failed=\d+ retried=\d+ took=", log), log
+    assert not os.path.exists(jobs.path("run", "cron.pid"))
