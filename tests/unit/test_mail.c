@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: ISC */
+/* test_mail.c -- MIME building, RFC 2047 subjects, Message-IDs, backoff. */
+#include "config.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "keel/jobs.h"
+#include "keel/mail.h"
+#include "keel/mem.h"
+
+static void
+test_ascii_subject_left_alone(void **state)
+{
+	struct keel_buf	 b = { NULL, 0, 0 };
+
+	(void)state;
+	keel_mail_encode_header(&b, "Reset your keel password");
+	assert_string_equal(b.data, "Reset your keel password");
+	keel_buf_free(&b);
+}
+
+static void
+test_utf8_subject_encoded_words(void **state)
+{
+	struct keel_buf	 b = { NULL, 0, 0 };
+
+	(void)state;
+	keel_mail_encode_header(&b, "Zoë");
+	/* "Zoë" = 5a 6f c3 ab */
+	assert_string_equal(b.data, "=?UTF-8?B?Wm/Dqw==?=");
+	keel_buf_free(&b);
+}
+
+/* Long text: words under 76 characters, folded, never a split character. */
+static void
+test_long_subject_split_between_characters(void **state)
+{
+	struct keel_buf	 b = { NULL, 0, 0 };
+	const char	*s = "ééééééééééééééééééééééééééééééééééééééééééééé";
+	char		*p, *line;
+
+	(void)state;
+	keel_mail_encode_header(&b, s);
+	assert_non_null(strstr(b.data, "?=\r\n =?UTF-8?B?"));
+	for (line = b.data; (p = strstr(line, "\r\n")) != NULL; line = p + 2)
+		assert_true(p - line <= 75);
+	assert_true(strlen(line) <= 75);
+	keel_buf_free(&b);
+}
+
+static void
+test_message_id_from_key_and_sender_domain(void **state)
+{
+	char	 a[128], b[128], c[128];
+
+	(void)state;
+	keel_mail_message_id(a, sizeof(a), "inv-1", "keel <no@keel.example>");
+	keel_mail_message_id(b, sizeof(b), "inv-1", "no@keel.example");
+	keel_mail_message_id(c, sizeof(c), "inv-2", "no@keel.example");
+	assert_string_equal(a, b);
+	assert_string_not_equal(a, c);
+	/* sha256("inv-1")[0..16) in hex */
+	assert_int_equal(strlen(a), 1 + 32 + strlen(".keel@keel.example") + 1);
+	assert_non_null(strstr(a, ".keel@keel.example>"));
+}
+
+static void
+test_build_multipart_with_both_parts(void **state)
+{
+	struct keel_mail_msg	 m = { "a@b.example", "Ann", "Hi ✓", "text",
+	    "<p>html</p>", "k1" };
+	struct keel_buf		 b = { NULL, 0, 0 };
+	char			 mid[128];
+	size_t			 i;
+
+	(void)state;
+	keel_mail_build(&b, "keel <no@keel.example>", &m, 0);
+	keel_mail_message_id(mid, sizeof(mid), "k1", "no@keel.example");
+	assert_non_null(strstr(b.data, "Message-ID: "));
+	assert_non_null(strstr(b.data, mid));
+	assert_non_null(strstr(b.data, "Date: Thu, 01 Jan 1970 00:00:00 "
+	    "+0000\r\n"));
+	assert_non_null(strstr(b.data, "Subject: =?UTF-8?B?"));
+	assert_non_null(strstr(b.data, "multipart/alternative"));
+	assert_non_null(strstr(b.data, "text/plain; charset=UTF-8"));
+	assert_non_null(strstr(b.data, "text/html; charset=UTF-8"));
+	/* 7-bit, CRLF only. */
+	for (i = 0; i < b.len; i++) {
+		assert_true((unsigned char)b.data[i] < 0x80);
+		if (b.data[i] == '\n')
+			assert_true(i > 0 && b.data[i - 1] == '\r');
+	}
+	keel_buf_free(&b);
+}
+
+static void
+test_address_validation(void **state)
+{
+	(void)state;
+	assert_true(keel_mail_addr_valid("a@b.example"));
+	assert_false(keel_mail_addr_valid("a@b"));
+	assert_false(keel_mail_addr_valid("a b@c.example"));
+	assert_false(keel_mail_addr_valid("a@b.example\r\nRCPT TO:<x@y.z>"));
+	assert_false(keel_mail_addr_valid("<a@b.example>"));
+	assert_false(keel_mail_addr_valid("@b.example"));
+	assert_false(keel_mail_addr_valid(NULL));
+}
+
+static void
+test_render_rejects_bad_payloads(void **state)
+{
+	struct keel_arena	*a = keel_arena_new();
+	struct keel_mail_msg	 m;
+	char			 why[256];
+
+	(void)state;
+	assert_int_equal(keel_mail_render(a, "invitation", "nope", "k", &m,
+	    why, sizeof(why)), KEEL_EINVAL);
+	assert_int_equal(keel_mail_render(a, "invitation",
+	    "{\"to\":\"a@b.example\",\"link\":\"javascript:x\"}", "k", &m,
+	    why, sizeof(why)), KEEL_EINVAL);
+	assert_int_equal(keel_mail_render(a, "nosuch",
+	    "{\"to\":\"a@b.example\"}", "k", &m, why, sizeof(why)),
+	    KEEL_ENOENT);
+	assert_int_equal(keel_mail_render(a, "password_reset",
+	    "{\"to\":\"a@b.example\",\"name\":\"<b>\",\"link\":"
+	    "\"https://k.example/r?t=1\"}", "k", &m, why, sizeof(why)),
+	    KEEL_OK);
+	assert_non_null(strstr(m.html, "&lt;b&gt;"));
+	keel_arena_free(a);
+}
+
+/* email: the first try, a retry after 2 s, the last after 4 s. */
+static void
+test_backoff_doubles_from_the_base(void **state)
+{
+	const struct keel_queue	*q = keel_jobs_queue("email");
+
+	(void)state;
+	assert_non_null(q);
+	assert_int_equal(q->attempts, 3);
+	assert_int_equal(keel_jobs_backoff_ms(q, 2), 2000);
+	assert_int_equal(keel_jobs_backoff_ms(q, 3), 4000);
+	assert_int_equal(keel_jobs_backoff_ms(q, 4), 8000);
+	assert_int_equal(q->inflight, 5);
+	assert_int_equal(q->rate, 10);
+	assert_int_equal(q->rate_ms, 1000);
+	assert_int_equal(q->keep_completed, 100);
+	assert_int_equal(q->completed_age, 86400);
+	assert_int_equal(q->keep_failed, 500);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_ascii_subject_left_alone),
+		cmocka_unit_test(test_utf8_subject_encoded_words),
+		cmocka_unit_test(test_long_subject_split_between_characters),
+		cmocka_unit_test(test_message_id_from_key_and_sender_domain),
+		cmocka_unit_test(test_build_multipart_with_both_parts),
+		cmocka_unit_test(test_address_validation),
+		cmocka_unit_test(test_render_rejects_bad_payloads),
+		cmocka_unit_test(test_backoff_doubles_from_the_base),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
