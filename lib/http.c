@@ -29,6 +29,7 @@
 #define URI_MAX		16384	/* bytes of path and query we accept */
 #define QUERY_MAXPAIRS	64
 #define MAX_DOCS	4	/* parsed JSON documents per request */
+#define ID_POOL		256	/* random bytes drawn at once for request ids */
 
 struct keel_http_conn {
 	FCGX_Request		*fr;
@@ -39,6 +40,8 @@ struct keel_http_conn {
 	const char		*ctype;		/* static or arena */
 	struct json_object	*docs[MAX_DOCS]; /* freed at finish */
 	size_t			 ndocs;
+	unsigned char		 pool[ID_POOL];	/* unused random bytes ... */
+	size_t			 pool_used;	/* ... from here on */
 };
 
 static const struct {
@@ -258,8 +261,13 @@ void
 keel_http_add_header(struct keel_req *req, const char *name,
     const char *value)
 {
+	struct keel_buf	*h = &req->conn->head;
+
 	assert(header_ok(name) && header_ok(value));
-	keel_buf_printf(&req->conn->head, "%s: %s\r\n", name, value);
+	keel_buf_puts(h, name);
+	keel_buf_append(h, ": ", 2);
+	keel_buf_puts(h, value);
+	keel_buf_append(h, "\r\n", 2);
 }
 
 void
@@ -479,7 +487,39 @@ keel_http_query_fields(struct keel_req *req, const struct keel_field *fields,
 struct keel_http_conn *
 keel_http_conn_new(void)
 {
-	return keel_calloc(1, sizeof(struct keel_http_conn));
+	struct keel_http_conn	*c;
+
+	c = keel_calloc(1, sizeof(*c));
+	c->pool_used = ID_POOL;		/* drawn on first use */
+	return c;
+}
+
+/*
+ * A new request id: 8 bytes from the kernel's generator, as before, but
+ * drawn ID_POOL bytes at a time, so a request costs no getrandom(2) of
+ * its own.  The pool lives in the connection, which each worker makes
+ * after fork: two workers never share bytes.
+ */
+static void
+new_request_id(struct keel_http_conn *c, char *id)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char	*p;
+	size_t			 i;
+
+	if (c->pool_used + 8 > ID_POOL) {
+		randombytes_buf(c->pool, ID_POOL);
+		c->pool_used = 0;
+	}
+	p = c->pool + c->pool_used;
+	for (i = 0; i < 8; i++) {
+		id[2 * i] = hex[p[i] >> 4];
+		id[2 * i + 1] = hex[p[i] & 0xf];
+	}
+	id[16] = '\0';
+	/* Used bytes are not left behind for anyone to find. */
+	sodium_memzero(c->pool + c->pool_used, 8);
+	c->pool_used += 8;
 }
 
 void
@@ -535,10 +575,8 @@ keel_http_begin(struct keel_req *req, struct keel_http_conn *c,
 {
 	const char	*uri, *s, *bad;
 	const char	*q;
-	unsigned char	 rnd[8];
 	int64_t		 clen = 0;
 	char		*path;
-	size_t		 i;
 
 	memset(req, 0, sizeof(*req));
 	c->fr = fr;
@@ -550,9 +588,7 @@ keel_http_begin(struct keel_req *req, struct keel_http_conn *c,
 	req->conn = c;
 	req->arena = a;
 
-	randombytes_buf(rnd, sizeof(rnd));
-	for (i = 0; i < sizeof(rnd); i++)
-		snprintf(req->id + 2 * i, 3, "%02x", rnd[i]);
+	new_request_id(c, req->id);
 
 	/* Copied: the access log reads it after libfcgi frees its params. */
 	req->method = keel_arena_strdup(a,
@@ -628,11 +664,24 @@ keel_http_begin(struct keel_req *req, struct keel_http_conn *c,
 	return 0;
 }
 
+static void
+put_decimal(struct keel_buf *b, size_t v)
+{
+	char	 num[24], *p = num + sizeof(num);
+
+	do {
+		*--p = (char)('0' + v % 10);
+		v /= 10;
+	} while (v > 0);
+	keel_buf_append(b, p, (size_t)(num + sizeof(num) - p));
+}
+
 void
 keel_http_finish(struct keel_req *req)
 {
 	struct keel_http_conn	*c = req->conn;
 	FCGX_Stream		*out = c->fr->out;
+	struct keel_buf		*h;
 	size_t			 i;
 	int			 nobody;
 
@@ -640,23 +689,34 @@ keel_http_finish(struct keel_req *req)
 		keel_log_error("handler for %s made no reply", req->method);
 		keel_http_reply_err(req, KEEL_EINTERNAL);
 	}
-	/* libfcgi's own printf knows no %zu: format here, then send. */
-	keel_buf_reset(&c->status_head);
-	keel_buf_printf(&c->status_head, "Status: %d %s\r\n", c->status,
-	    reason(c->status));
-	if (c->ctype != NULL)
-		keel_buf_printf(&c->status_head, "Content-Type: %s\r\n",
-		    c->ctype);
+	/* Built here, then sent as one piece (libfcgi's printf knows no
+	 * %zu, and every request pays for what is done here). */
+	h = &c->status_head;
+	keel_buf_reset(h);
+	keel_buf_append(h, "Status: ", 8);
+	put_decimal(h, (size_t)c->status);
+	keel_buf_putc(h, ' ');
+	keel_buf_puts(h, reason(c->status));
+	keel_buf_append(h, "\r\n", 2);
+	if (c->ctype != NULL) {
+		keel_buf_append(h, "Content-Type: ", 14);
+		keel_buf_puts(h, c->ctype);
+		keel_buf_append(h, "\r\n", 2);
+	}
 	/* RFC 9110 §6.4.1: 204 and 304 have no content at all. */
 	nobody = c->status == 204 || c->status == 304;
-	if (!nobody)
-		keel_buf_printf(&c->status_head, "Content-Length: %zu\r\n",
-		    c->body.len);
-	keel_buf_printf(&c->status_head, "X-Request-Id: %s\r\n", req->id);
-	FCGX_PutStr(c->status_head.data, (int)c->status_head.len, out);
+	if (!nobody) {
+		keel_buf_append(h, "Content-Length: ", 16);
+		put_decimal(h, c->body.len);
+		keel_buf_append(h, "\r\n", 2);
+	}
+	keel_buf_append(h, "X-Request-Id: ", 14);
+	keel_buf_puts(h, req->id);
+	keel_buf_append(h, "\r\n", 2);
 	if (c->head.len > 0)
-		FCGX_PutStr(c->head.data, (int)c->head.len, out);
-	FCGX_PutStr("\r\n", 2, out);
+		keel_buf_append(h, c->head.data, c->head.len);
+	keel_buf_append(h, "\r\n", 2);
+	FCGX_PutStr(h->data, (int)h->len, out);
 	/* RFC 9110 §9.3.2: HEAD gets the headers of GET, no content. */
 	if (c->body.len > 0 && !nobody && strcmp(req->method, "HEAD") != 0)
 		FCGX_PutStr(c->body.data, (int)c->body.len, out);

@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,8 @@
 static const char	*log_prog = "keel";
 static enum keel_log_level log_level = KEEL_LOG_INFO;
 static char		 log_req[24];
+static pid_t		 log_pid;	/* 0: unknown, or forked since */
+static int		 log_atfork;	/* log_forked() is registered */
 
 static const char *const level_names[KEEL_LOG_LEVEL__MAX] = {
 	[KEEL_LOG_DEBUG] = "debug",
@@ -28,11 +31,33 @@ static const char *const level_names[KEEL_LOG_LEVEL__MAX] = {
 	[KEEL_LOG_ERROR] = "error",
 };
 
+static void
+log_forked(void)
+{
+	log_pid = 0;
+}
+
+/*
+ * getpid(2), asked once per process: glibc no longer caches it, and every
+ * request logs a line.  Only when a fork is sure to clear the cache.
+ */
+static long
+log_getpid(void)
+{
+	if (!log_atfork)
+		return (long)getpid();
+	if (log_pid == 0)
+		log_pid = getpid();
+	return (long)log_pid;
+}
+
 void
 keel_log_init(const char *prog, enum keel_log_level level)
 {
 	log_prog = prog;
 	log_level = level;
+	if (!log_atfork && pthread_atfork(NULL, NULL, log_forked) == 0)
+		log_atfork = 1;
 }
 
 int
@@ -71,7 +96,7 @@ log_vwrite(enum keel_log_level level, int with_errno, const char *fmt,
 
 	saved = errno;
 	n = snprintf(line, sizeof(line), "%s[%ld] %s ", log_prog,
-	    (long)getpid(), level_names[level]);
+	    log_getpid(), level_names[level]);
 	if (log_req[0] != '\0')
 		n += snprintf(line + n, sizeof(line) - n, "req=%s ", log_req);
 	m = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
