@@ -403,32 +403,140 @@ ceil_s(long long ms)
 	return ms <= 0 ? 0 : (ms + 999) / 1000;
 }
 
+/*
+ * A bounded string builder for the header values: what snprintf would
+ * write, truncated alike, without its cost on every /api response.
+ */
+struct hbuf {
+	char	*p;
+	size_t	 cap, len;
+};
+
+static void
+hb_put(struct hbuf *b, const char *s, size_t n)
+{
+	if (b->len + 1 >= b->cap)
+		return;
+	if (n > b->cap - 1 - b->len)
+		n = b->cap - 1 - b->len;
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static void
+hb_str(struct hbuf *b, const char *s)
+{
+	hb_put(b, s, strlen(s));
+}
+
+static void
+hb_int(struct hbuf *b, long long v)
+{
+	char			 num[24], *p = num + sizeof(num);
+	unsigned long long	 u = v < 0 ? -(unsigned long long)v :
+	    (unsigned long long)v;
+
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u > 0);
+	if (v < 0)
+		*--p = '-';
+	hb_put(b, p, (size_t)(num + sizeof(num) - p));
+}
+
+static void
+hb_init(struct hbuf *b, char *p, size_t cap)
+{
+	b->p = p;
+	b->cap = cap;
+	b->len = 0;
+	p[0] = '\0';
+}
+
+/* v in decimal into buf (n bytes), as snprintf "%lld" would. */
+static void
+fmt_ll(char *buf, size_t n, long long v)
+{
+	struct hbuf	 b;
+
+	hb_init(&b, buf, n);
+	hb_int(&b, v);
+}
+
+/* a, b and c (NULL: nothing) joined into the request's arena. */
+static char *
+arena_join(struct keel_arena *ar, const char *a, const char *b,
+    const char *c)
+{
+	size_t	 na, nb, nc;
+	char	*out;
+
+	/* memcpy from NULL is undefined even for 0 bytes. */
+	a = a != NULL ? a : "";
+	b = b != NULL ? b : "";
+	c = c != NULL ? c : "";
+	na = strlen(a);
+	nb = strlen(b);
+	nc = strlen(c);
+
+	out = keel_arena_alloc(ar, na + nb + nc + 1);
+	memcpy(out, a, na);
+	memcpy(out + na, b, nb);
+	memcpy(out + na + nb, c, nc);
+	out[na + nb + nc] = '\0';
+	return out;
+}
+
+/* "u:<id>", the client key of a user. */
+static char *
+user_key(struct keel_arena *ar, int64_t uid)
+{
+	char	 num[24];
+
+	fmt_ll(num, sizeof(num), (long long)uid);
+	return arena_join(ar, "u:", num, NULL);
+}
+
 void
 keel_limit_format(const struct keel_limit_result *res, size_t n,
     struct keel_limit_headers *h)
 {
-	size_t	 i, best = 0, pl = 0, fl = 0;
+	struct hbuf	 b, pol, fld;
+	size_t		 i, best = 0;
 
 	for (i = 1; i < n; i++)
 		if (res[i].remaining < res[best].remaining ||
 		    (res[i].remaining == res[best].remaining &&
 		    res[i].reset_ms > res[best].reset_ms))
 			best = i;
-	snprintf(h->limit, sizeof(h->limit), "%d", res[best].limit);
-	snprintf(h->remaining, sizeof(h->remaining), "%lld",
-	    res[best].remaining);
-	snprintf(h->reset, sizeof(h->reset), "%lld",
-	    ceil_s(res[best].reset_ms));
-	h->policy[0] = h->fields[0] = '\0';
+	hb_init(&b, h->limit, sizeof(h->limit));
+	hb_int(&b, res[best].limit);
+	hb_init(&b, h->remaining, sizeof(h->remaining));
+	hb_int(&b, res[best].remaining);
+	hb_init(&b, h->reset, sizeof(h->reset));
+	hb_int(&b, ceil_s(res[best].reset_ms));
+	/* "api";q=100;w=900, ... and "api";r=99;t=900, ... */
+	hb_init(&pol, h->policy, sizeof(h->policy));
+	hb_init(&fld, h->fields, sizeof(h->fields));
 	for (i = 0; i < n; i++) {
-		pl += (size_t)snprintf(h->policy + pl, pl < sizeof(h->policy) ?
-		    sizeof(h->policy) - pl : 0, "%s\"%s\";q=%d;w=%d",
-		    i > 0 ? ", " : "", names[res[i].which], res[i].limit,
-		    res[i].window);
-		fl += (size_t)snprintf(h->fields + fl, fl < sizeof(h->fields) ?
-		    sizeof(h->fields) - fl : 0, "%s\"%s\";r=%lld;t=%lld",
-		    i > 0 ? ", " : "", names[res[i].which], res[i].remaining,
-		    ceil_s(res[i].reset_ms));
+		if (i > 0) {
+			hb_put(&pol, ", ", 2);
+			hb_put(&fld, ", ", 2);
+		}
+		hb_put(&pol, "\"", 1);
+		hb_str(&pol, names[res[i].which]);
+		hb_put(&pol, "\";q=", 4);
+		hb_int(&pol, res[i].limit);
+		hb_put(&pol, ";w=", 3);
+		hb_int(&pol, res[i].window);
+		hb_put(&fld, "\"", 1);
+		hb_str(&fld, names[res[i].which]);
+		hb_put(&fld, "\";r=", 4);
+		hb_int(&fld, res[i].remaining);
+		hb_put(&fld, ";t=", 3);
+		hb_int(&fld, ceil_s(res[i].reset_ms));
 	}
 }
 
@@ -574,7 +682,7 @@ client_addr(struct keel_req *req)
 	    keel_http_header(req, "X-Forwarded-For"), cfg->trusted_proxies,
 	    cfg->rate_ipv6_prefix, addr, sizeof(addr)) == -1)
 		snprintf(addr, sizeof(addr), "unknown");
-	return keel_arena_printf(req->arena, "a:%s", addr);
+	return arena_join(req->arena, "a:", addr, NULL);
 }
 
 const char *
@@ -583,8 +691,7 @@ keel_limit_client(struct keel_req *req)
 	if (req->limit != NULL && req->limit->client != NULL)
 		return req->limit->client;
 	if (req->user != NULL)
-		return keel_arena_printf(req->arena, "u:%lld",
-		    (long long)req->user->id);
+		return user_key(req->arena, req->user->id);
 	return client_addr(req);
 }
 
@@ -706,18 +813,19 @@ keel_limit_step(struct keel_req *req)
 			    acct != NULL ? ":" : "", acct != NULL ? acct : "");
 			argv[argc++] = st->auth_key;
 		} else
-			argv[argc++] = keel_arena_printf(req->arena,
-			    KEY_PREFIX "%s:%s", names[which[i]], st->client);
+			argv[argc++] = arena_join(req->arena, KEY_PREFIX,
+			    names[which[i]], arena_join(req->arena, ":",
+			    st->client, NULL));
 	}
 	argv[argc++] = req->id;
-	snprintf(num[0][0], sizeof(num[0][0]), "%zu", n);
+	fmt_ll(num[0][0], sizeof(num[0][0]), (long long)n);
 	argv[argc++] = num[0][0];
 	argv[argc++] = KEY_PREFIX;
 	for (i = 0; i < n; i++) {
 		argv[argc++] = names[which[i]];
-		snprintf(num[i][1], sizeof(num[i][1]), "%d", st->res[i].limit);
+		fmt_ll(num[i][1], sizeof(num[i][1]), st->res[i].limit);
 		argv[argc++] = num[i][1];
-		snprintf(num[i][2], sizeof(num[i][2]), "%lld",
+		fmt_ll(num[i][2], sizeof(num[i][2]),
 		    (long long)st->res[i].window * 1000);
 		argv[argc++] = num[i][2];
 		argv[argc++] = which[i] == KEEL_LIMIT_AUTH ? "0" :
@@ -740,8 +848,7 @@ keel_limit_step(struct keel_req *req)
 		st->exp = strtoll(rep->elem[3].str != NULL ? rep->elem[3].str :
 		    "0", NULL, 10);
 		st->ryw_ms = rep->elem[4].integer;
-		st->client = keel_arena_printf(req->arena, "u:%lld",
-		    (long long)st->uid);
+		st->client = user_key(req->arena, st->uid);
 	}
 	for (i = 0; i < n; i++) {
 		st->res[i].remaining = rep->elem[5 + 2 * i].integer;
