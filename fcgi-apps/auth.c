@@ -7,8 +7,15 @@
  * without a password yet and a wrong password, and spends one Argon2id
  * verification on each (a dummy hash when there is no account), so
  * neither the answer nor its timing says whether an account exists.
- * Password reset answers 202 whatever the address; the link travels in an
- * outbox row committed in its own transaction.
+ * Password reset answers 202 whatever the address, after one statement
+ * that costs the same either way; the token and the outbox row carrying
+ * its link commit together in PostgreSQL, so a reset can be asked for
+ * while Redis is down (the email then waits in the outbox for the relay).
+ *
+ * Confirming a reset sets the password and must end every session of the
+ * user.  Sessions live in Redis, so the sessions end before the commit;
+ * when Redis can't be reached the transaction rolls back and the answer
+ * is 503 with nothing changed (the token still works once Redis is back).
  */
 #include "config.h"
 
@@ -20,6 +27,7 @@
 #include "keel/config.h"
 #include "keel/db.h"
 #include "keel/http.h"
+#include "keel/jobs.h"
 #include "keel/json.h"
 #include "keel/log.h"
 #include "keel/mem.h"
@@ -63,13 +71,13 @@ static const struct keel_query q_me = { "auth_me",
 	"SELECT " KEEL_AUTH_USER_COLS " FROM users WHERE id = $1 "
 	"AND is_active", 1, KEEL_DB_READ };
 
-static const struct keel_query q_by_email = { "auth_by_email",
-	"SELECT id, email, name FROM users "
-	"WHERE lower(email) = lower($1) AND is_active", 1, KEEL_DB_PRIMARY };
-
+/* The user's other live links die with the password they were for. */
 static const struct keel_query q_set_password = { "auth_set_password",
-	"UPDATE users SET password_hash = $2, updated_at = now() "
-	"WHERE id = $1 AND is_active RETURNING id", 2, KEEL_DB_PRIMARY };
+	"WITH u AS (UPDATE users SET password_hash = $2, updated_at = now() "
+	"WHERE id = $1 AND is_active RETURNING id), "
+	"k AS (UPDATE one_time_tokens SET used_at = now() "
+	"WHERE user_id IN (SELECT id FROM u) AND used_at IS NULL) "
+	"SELECT id FROM u", 2, KEEL_DB_PRIMARY };
 
 /* RFC 3339 UTC of t. */
 static char *
@@ -99,6 +107,7 @@ auth_login(struct keel_req *req)
 	struct json_object	*body;
 	const char		*params[1], *hash = NULL;
 	char			 tok[KEEL_AUTH_TOKEN_LEN + 1];
+	int64_t			 uid;
 	time_t			 exp;
 	int			 ok;
 	enum keel_err		 er;
@@ -119,8 +128,9 @@ auth_login(struct keel_req *req)
 		auth_bad_login(req);
 		goto out;
 	}
-	if ((er = keel_auth_session_new(req->redis, keel_rows_int64(rows, 0,
-	    0), keel_auth_role_parse(keel_rows_value(rows, 0, 4)),
+	uid = keel_rows_int64(rows, 0, 0);
+	if ((er = keel_auth_session_new(req->redis, uid,
+	    keel_auth_role_parse(keel_rows_value(rows, 0, 4)),
 	    keel_config()->session_ttl, tok, &exp)) != KEEL_OK)
 		goto out;
 	body = json_object_new_object();
@@ -178,42 +188,22 @@ static enum keel_err
 auth_reset(struct keel_req *req)
 {
 	struct keel_value	 v[RESET__MAX];
-	struct keel_rows	*rows = NULL;
-	struct keel_auth_mail	 m;
-	const char		*params[1];
-	char			 tok[KEEL_AUTH_TOKEN_LEN + 1];
-	char			 id[KEEL_AUTH_ID_LEN + 1];
+	int64_t			 job;
 	enum keel_err		 er;
 
 	if (keel_http_body_fields(req, reset_fields, RESET__MAX,
 	    KEEL_FIELDS_ALL, v))
 		return KEEL_OK;
-	params[0] = v[RESET_EMAIL].s;
-	if ((er = keel_db_query(req->db, &q_by_email, params, &rows)) != KEEL_OK)
-		goto out;
+	/* One statement, no Redis: the row commits even while it is down. */
+	if ((er = keel_auth_queue_reset(req->db, v[RESET_EMAIL].s, &job)) !=
+	    KEEL_OK)
+		return er;
+	/* Best effort: what isn't pushed now, the relay pushes. */
+	if (job > 0)
+		(void)keel_jobs_push(req->db, req->redis, &job, 1);
 	/* 202 either way: the answer must not say who has an account. */
-	if (keel_rows_count(rows) == 1) {
-		m.kind = "password_reset";
-		m.uid = keel_rows_int64(rows, 0, 0);
-		m.to = keel_rows_value(rows, 0, 1);
-		m.name = keel_rows_value(rows, 0, 2);
-		if ((er = keel_auth_once_new(req->redis, "reset", m.uid,
-		    KEEL_AUTH_RESET_TTL, tok, id)) != KEEL_OK)
-			goto out;
-		m.token = tok;
-		m.token_id = id;
-		if ((er = keel_db_begin(req->db)) == KEEL_OK &&
-		    (er = keel_auth_queue_mail(req->db, &m)) == KEEL_OK)
-			er = keel_db_commit(req->db);
-		keel_db_rollback(req->db);
-		explicit_bzero(tok, sizeof(tok));
-		if (er != KEEL_OK)
-			goto out;
-	}
 	keel_http_reply_empty(req, 202);
-out:
-	keel_rows_free(rows);
-	return er;
+	return KEEL_OK;
 }
 
 static void
@@ -254,12 +244,18 @@ auth_reset_confirm(struct keel_req *req)
 		json_object_put(f);
 		return KEEL_OK;
 	}
+	if (!keel_auth_token_valid(v[CONFIRM_TOKEN].s)) {
+		auth_bad_token(req);
+		return KEEL_OK;
+	}
+	/* Hashed before the transaction: no lock waits on Argon2id. */
 	if ((er = keel_auth_hash(v[CONFIRM_PASSWORD].s, hash)) != KEEL_OK)
 		return er;
-	er = keel_auth_once_take(req->redis, v[CONFIRM_TOKEN].s, &uid,
+	if ((er = keel_db_begin(req->db)) != KEEL_OK)
+		goto out;
+	er = keel_auth_once_take(req->db, v[CONFIRM_TOKEN].s, &uid,
 	    purpose, sizeof(purpose));
-	if (er == KEEL_ENOENT || (er == KEEL_OK && strcmp(purpose, "reset") !=
-	    0 && strcmp(purpose, "invite") != 0)) {
+	if (er == KEEL_ENOENT) {
 		auth_bad_token(req);
 		er = KEEL_OK;
 		goto out;
@@ -272,15 +268,27 @@ auth_reset_confirm(struct keel_req *req)
 	    KEEL_OK)
 		goto out;
 	if (keel_rows_count(rows) == 0) {
+		/* Deactivated since the link was sent. */
 		auth_bad_token(req);
 		goto out;
 	}
-	/* Whoever knew the old password is logged out everywhere. */
+	/*
+	 * Whoever knew the old password is logged out everywhere, before
+	 * the commit: without Redis nothing changes and the answer is 503.
+	 */
 	if ((er = keel_auth_sessions_end_all(req->redis, uid, NULL)) !=
-	    KEEL_OK)
+	    KEEL_OK) {
+		keel_log_warnx("auth: password reset of user %lld refused: "
+		    "sessions can't be ended (%s)", (long long)uid,
+		    keel_strerror(er));
+		er = KEEL_EUNAVAIL;
+		goto out;
+	}
+	if ((er = keel_db_commit(req->db)) != KEEL_OK)
 		goto out;
 	keel_http_reply_empty(req, 204);
 out:
+	keel_db_rollback(req->db);
 	explicit_bzero(hash, sizeof(hash));
 	keel_rows_free(rows);
 	return er;

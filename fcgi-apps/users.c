@@ -6,8 +6,10 @@
  * and changes only themselves (name and password), and another user's
  * id answers 404 as if it did not exist.  A change that makes a session's
  * role stale, deactivation and a password change end sessions at once.
- * An invitation's set-password link goes into the outbox in the same
- * transaction as the user, so there is never one without the other.
+ * An invitation's token and its
+ * set-password link go into PostgreSQL in the same transaction as the
+ * user, so there is never one without the other; the email is pushed to
+ * its queue right after the commit (the relay catches what that misses).
  */
 #include "config.h"
 
@@ -19,6 +21,7 @@
 #include "keel/config.h"
 #include "keel/db.h"
 #include "keel/http.h"
+#include "keel/jobs.h"
 #include "keel/json.h"
 #include "keel/mem.h"
 #include "keel/page.h"
@@ -293,6 +296,7 @@ users_create(struct keel_req *req)
 	const char		*params[4];
 	char			 tok[KEEL_AUTH_TOKEN_LEN + 1];
 	char			 id[KEEL_AUTH_ID_LEN + 1];
+	int64_t			 job = 0;
 	enum keel_err		 er;
 
 	if (keel_http_body_fields(req, user_fields, USER__MAX,
@@ -323,18 +327,22 @@ users_create(struct keel_req *req)
 		m.uid = keel_rows_int64(rows, 0, COL_ID);
 		m.to = keel_rows_value(rows, 0, COL_EMAIL);
 		m.name = keel_rows_value(rows, 0, COL_NAME);
-		if ((er = keel_auth_once_new(req->redis, "invite", m.uid,
+		if ((er = keel_auth_once_new(req->db, "invite", m.uid,
 		    keel_config()->invite_ttl, tok, id)) != KEEL_OK)
 			goto out;
 		m.token = tok;
 		m.token_id = id;
-		er = keel_auth_queue_mail(req->db, &m);
+		er = keel_auth_queue_mail(req->db, &m, &job);
 		explicit_bzero(tok, sizeof(tok));
 		if (er != KEEL_OK)
 			goto out;
 	}
-	if ((er = keel_db_commit(req->db)) == KEEL_OK)
-		er = users_reply_one(req, 201, rows);
+	if ((er = keel_db_commit(req->db)) != KEEL_OK)
+		goto out;
+	/* Best effort: what isn't pushed now, the relay pushes. */
+	if (job > 0)
+		(void)keel_jobs_push(req->db, req->redis, &job, 1);
+	er = users_reply_one(req, 201, rows);
 out:
 	keel_db_rollback(req->db);
 	keel_rows_free(rows);

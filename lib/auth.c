@@ -8,7 +8,9 @@
  * session is one DEL that takes effect on every host at once.  Each
  * multi-key change is one Lua script, so a session and the user's index
  * of sessions never disagree.  The key layout is in auth.h; the rate
- * limiter reads the same keys.
+ * limiter reads the same keys.  Single-use reset and invitation tokens
+ * live in PostgreSQL beside the outbox row that mails them, so a reset
+ * can be asked for while Redis is down.
  */
 #include "config.h"
 
@@ -353,40 +355,61 @@ keel_auth_sessions_end_all(struct keel_redis *r, int64_t uid,
 	return run(r, &sess_end_all_lua, 1, 2, argv, NULL);
 }
 
+/*
+ * One-time tokens (sql/008_one_time_tokens.sql).  Only a token's SHA-256
+ * is stored; taking one is a single UPDATE whose WHERE holds every rule
+ * (unused, unexpired, of an accepted purpose), so it works once even when
+ * two confirms race: the second waits on the row lock, then finds it used.
+ */
+static const struct keel_query q_once_new = { "auth_once_new",
+	"INSERT INTO one_time_tokens (hash, user_id, purpose, expires_at) "
+	"VALUES ($1, $2, $3, now() + $4::int * interval '1 second')", 4,
+	KEEL_DB_PRIMARY };
+
+static const struct keel_query q_once_take = { "auth_once_take",
+	"UPDATE one_time_tokens SET used_at = now() "
+	"WHERE hash = $1 AND used_at IS NULL AND expires_at > now() "
+	"AND purpose IN ('reset', 'invite') RETURNING user_id, purpose", 1,
+	KEEL_DB_PRIMARY };
+
+/*
+ * A reset request in one statement whether or not the address has an
+ * account: the token and the outbox row are inserted only when it does,
+ * so both answers cost the same index lookup and round trip.  $1 email,
+ * $2 token hash, $3 ttl (s), $4 link.  The idempotency key is
+ * keel_auth_queue_mail()'s: kind:uid:first 16 hex of the hash.
+ */
+static const struct keel_query q_reset_request = { "auth_reset_request",
+	"WITH u AS (SELECT id, email, name FROM users "
+	"WHERE lower(email) = lower($1) AND is_active), "
+	"t AS (INSERT INTO one_time_tokens (hash, user_id, purpose, "
+	"expires_at) SELECT $2, id, 'reset', "
+	"now() + $3::int * interval '1 second' FROM u RETURNING user_id) "
+	"INSERT INTO outbox (queue, kind, payload, idempotency_key) "
+	"SELECT 'email', 'password_reset', jsonb_build_object('to', u.email, "
+	"'name', u.name, 'link', $4::text), "
+	"'password_reset:' || u.id || ':' || left($2, 16) "
+	"FROM u JOIN t ON t.user_id = u.id RETURNING id", 4,
+	KEEL_DB_PRIMARY };
+
 enum keel_err
-keel_auth_once_new(struct keel_redis *r, const char *purpose, int64_t uid,
+keel_auth_once_new(struct keel_db *db, const char *purpose, int64_t uid,
     int ttl, char tok[KEEL_AUTH_TOKEN_LEN + 1],
     char id[KEEL_AUTH_ID_LEN + 1])
 {
-	struct keel_rreply	*rep = NULL;
-	char			 hid[KEEL_AUTH_ID_LEN + 1], key[80];
-	char			 val[96], sttl[16];
-	const char		*argv[6];
-	enum keel_err		 er;
+	char		 hid[KEEL_AUTH_ID_LEN + 1], suid[24], sttl[16];
+	const char	*params[4];
+	enum keel_err	 er;
 
 	keel_auth_token_new(tok);
 	keel_auth_token_id(tok, hid);
-	snprintf(key, sizeof(key), "keel:once:%s", hid);
-	snprintf(val, sizeof(val), "{\"uid\":%lld,\"purpose\":\"%s\"}",
-	    (long long)uid, purpose);
+	snprintf(suid, sizeof(suid), "%lld", (long long)uid);
 	snprintf(sttl, sizeof(sttl), "%d", ttl);
-	argv[0] = "SET";
-	argv[1] = key;
-	argv[2] = val;
-	argv[3] = "EX";
-	argv[4] = sttl;
-	argv[5] = "NX";
-	if ((er = keel_redis_cmd(r, 6, argv, NULL, &rep)) == KEEL_EUNAVAIL)
-		er = keel_redis_cmd(r, 6, argv, NULL, &rep);
-	if (er == KEEL_OK &&
-	    rep->type != KEEL_R_STR) {
-		/* NX lost only on a 2^-256 collision; an error is a bug. */
-		keel_log_error("auth: SET once: %s", rep->type ==
-		    KEEL_R_ERROR ? rep->str : "not set");
-		er = KEEL_EINTERNAL;
-	}
-	keel_rreply_free(rep);
-	if (er != KEEL_OK) {
+	params[0] = hid;
+	params[1] = suid;
+	params[2] = purpose;
+	params[3] = sttl;
+	if ((er = keel_db_query(db, &q_once_new, params, NULL)) != KEEL_OK) {
 		explicit_bzero(tok, KEEL_AUTH_TOKEN_LEN + 1);
 		return er;
 	}
@@ -396,58 +419,53 @@ keel_auth_once_new(struct keel_redis *r, const char *purpose, int64_t uid,
 }
 
 enum keel_err
-keel_auth_once_take(struct keel_redis *r, const char *tok, int64_t *uid,
+keel_auth_once_take(struct keel_db *db, const char *tok, int64_t *uid,
     char *purpose, size_t n)
 {
-	struct keel_rreply	*rep = NULL;
-	struct json_object	*doc = NULL, *v;
-	char			 hid[KEEL_AUTH_ID_LEN + 1], key[80], err[64];
-	const char		*argv[2];
+	struct keel_rows	*rows = NULL;
+	char			 hid[KEEL_AUTH_ID_LEN + 1];
+	const char		*params[1];
 	enum keel_err		 er;
 
 	if (!keel_auth_token_valid(tok))
 		return KEEL_ENOENT;
 	keel_auth_token_id(tok, hid);
-	snprintf(key, sizeof(key), "keel:once:%s", hid);
-	argv[0] = "GETDEL";
-	argv[1] = key;
-	if ((er = keel_redis_cmd(r, 2, argv, NULL, &rep)) == KEEL_EUNAVAIL)
-		er = keel_redis_cmd(r, 2, argv, NULL, &rep);
-	if (er != KEEL_OK)
-		return er;
-	er = KEEL_ENOENT;
-	if (rep->type != KEEL_R_STR || keel_json_parse(rep->str, rep->len,
-	    &doc, err, sizeof(err)) != KEEL_OK)
+	params[0] = hid;
+	if ((er = keel_db_query(db, &q_once_take, params, &rows)) != KEEL_OK)
 		goto out;
-	if (!json_object_object_get_ex(doc, "uid", &v) ||
-	    (*uid = json_object_get_int64(v)) < 1 ||
-	    !json_object_object_get_ex(doc, "purpose", &v) ||
-	    !json_object_is_type(v, json_type_string))
+	if (keel_rows_count(rows) != 1) {
+		er = KEEL_ENOENT;
 		goto out;
-	snprintf(purpose, n, "%s", json_object_get_string(v));
-	er = KEEL_OK;
+	}
+	*uid = keel_rows_int64(rows, 0, 0);
+	snprintf(purpose, n, "%s", keel_rows_value(rows, 0, 1));
 out:
-	json_object_put(doc);
-	keel_rreply_free(rep);
+	keel_rows_free(rows);
 	return er;
 }
 
-enum keel_err
-keel_auth_queue_mail(struct keel_db *db, const struct keel_auth_mail *m)
+void
+keel_auth_mail_link(struct keel_buf *b, const char *base, const char *tok)
 {
-	struct json_object	*o;
-	const char		*base = keel_config()->public_url;
-	struct keel_buf		 link = { NULL, 0, 0 };
-	char			 idem[128];
-	size_t			 n;
-	enum keel_err		 er;
+	size_t	 n;
 
 	n = strlen(base);
 	while (n > 0 && base[n - 1] == '/')
 		n--;
 	/* Tokens are base64url: safe in a query string as they are. */
-	keel_buf_printf(&link, "%.*s/set-password?token=%s", (int)n, base,
-	    m->token);
+	keel_buf_printf(b, "%.*s/set-password?token=%s", (int)n, base, tok);
+}
+
+enum keel_err
+keel_auth_queue_mail(struct keel_db *db, const struct keel_auth_mail *m,
+    int64_t *job)
+{
+	struct json_object	*o;
+	struct keel_buf		 link = { NULL, 0, 0 };
+	char			 idem[128];
+	enum keel_err		 er;
+
+	keel_auth_mail_link(&link, keel_config()->public_url, m->token);
 	o = json_object_new_object();
 	json_object_object_add(o, "to", json_object_new_string(m->to));
 	json_object_object_add(o, "name", json_object_new_string(m->name));
@@ -457,8 +475,38 @@ keel_auth_queue_mail(struct keel_db *db, const struct keel_auth_mail *m)
 	    (long long)m->uid, m->token_id);
 	er = keel_jobs_outbox_add(db, "email", m->kind,
 	    json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-	    JSON_C_TO_STRING_NOSLASHESCAPE), idem, NULL);
+	    JSON_C_TO_STRING_NOSLASHESCAPE), idem, job);
 	json_object_put(o);
+	explicit_bzero(link.data, link.len);
+	keel_buf_free(&link);
+	return er;
+}
+
+enum keel_err
+keel_auth_queue_reset(struct keel_db *db, const char *email, int64_t *job)
+{
+	struct keel_rows	*rows = NULL;
+	struct keel_buf		 link = { NULL, 0, 0 };
+	char			 tok[KEEL_AUTH_TOKEN_LEN + 1];
+	char			 hid[KEEL_AUTH_ID_LEN + 1], sttl[16];
+	const char		*params[4];
+	enum keel_err		 er;
+
+	*job = 0;
+	/* The same work for every address, an account behind it or not. */
+	keel_auth_token_new(tok);
+	keel_auth_token_id(tok, hid);
+	keel_auth_mail_link(&link, keel_config()->public_url, tok);
+	explicit_bzero(tok, sizeof(tok));
+	snprintf(sttl, sizeof(sttl), "%d", KEEL_AUTH_RESET_TTL);
+	params[0] = email;
+	params[1] = hid;
+	params[2] = sttl;
+	params[3] = link.data;
+	if ((er = keel_db_query(db, &q_reset_request, params, &rows)) ==
+	    KEEL_OK && keel_rows_count(rows) == 1)
+		*job = keel_rows_int64(rows, 0, 0);
+	keel_rows_free(rows);
 	explicit_bzero(link.data, link.len);
 	keel_buf_free(&link);
 	return er;

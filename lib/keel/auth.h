@@ -10,6 +10,7 @@
 #include "keel/err.h"
 
 struct json_object;
+struct keel_buf;
 struct keel_db;
 struct keel_redis;
 struct keel_req;
@@ -24,11 +25,13 @@ struct keel_user;
  *	keel:sess:<64 hex>	HASH uid <decimal>, role <name>, exp <unix s>;
  *				key TTL = the session's remaining life
  *	keel:user-sess:<uid>	SET of that user's 64-hex session ids
- *	keel:once:<64 hex>	STRING {"uid":N,"purpose":"reset"|"invite"};
- *				TTL 1 h (invitations: KEEL_INVITE_TTL);
- *				taken with GETDEL, so it works once
  *	keel:ryw:<uid>		present while the user's reads must go to
  *				the primary (read-your-writes window)
+ *
+ * Single-use reset and invitation tokens live in PostgreSQL
+ * (one_time_tokens, sql/008), by the same SHA-256 id, so that a token and
+ * the outbox row carrying its link commit together and a reset can be
+ * requested while Redis is down.
  *
  * Tokens reach clients as url-safe base64 (no padding) of 32 random bytes.
  */
@@ -133,19 +136,27 @@ enum keel_err	 keel_auth_sessions_end_all(struct keel_redis *r, int64_t uid,
 
 /*
  * A single-use token for purpose ("reset", "invite") of uid living ttl
- * seconds.  tok receives the token, id (may be NULL) its stored id.
+ * seconds, inserted into one_time_tokens: call it inside the transaction
+ * that queues the email carrying it.  tok receives the token, id (may be
+ * NULL) its stored id.  Errors are keel_db_query()'s.
  */
-enum keel_err	 keel_auth_once_new(struct keel_redis *r, const char *purpose,
+enum keel_err	 keel_auth_once_new(struct keel_db *db, const char *purpose,
 		    int64_t uid, int ttl, char tok[KEEL_AUTH_TOKEN_LEN + 1],
 		    char id[KEEL_AUTH_ID_LEN + 1]);
 
 /*
- * Takes tok (deleting it atomically, so it works once).  On KEEL_OK *uid
- * is its user and *purpose (size n) its purpose.  KEEL_ENOENT when it is
- * malformed, unknown, expired or used.
+ * Marks tok used in one UPDATE, so it works once even under concurrent
+ * takes.  Call it inside the transaction of the change it allows: a
+ * rollback gives the token back.  On KEEL_OK *uid is its user and
+ * *purpose (size n) its purpose.  KEEL_ENOENT when it is malformed,
+ * unknown, expired or used; else keel_db_query()'s errors.
  */
-enum keel_err	 keel_auth_once_take(struct keel_redis *r, const char *tok,
+enum keel_err	 keel_auth_once_take(struct keel_db *db, const char *tok,
 		    int64_t *uid, char *purpose, size_t n);
+
+/* Appends base + "/set-password?token=" + tok to b (pure). */
+void		 keel_auth_mail_link(struct keel_buf *b, const char *base,
+		    const char *tok);
 
 /* An email carrying a single-use set-password link. */
 struct keel_auth_mail {
@@ -160,11 +171,22 @@ struct keel_auth_mail {
 /*
  * Queues m in the outbox (queue "email", payload {"to","name","link"},
  * link KEEL_PUBLIC_URL/set-password?token=...; never a password).  Call
- * inside the transaction of the change that causes it.  Errors are
+ * inside the transaction of the change that causes it; *job (may be NULL)
+ * gets the outbox id to keel_jobs_push() after the commit.  Errors are
  * keel_jobs_outbox_add()'s.
  */
 enum keel_err	 keel_auth_queue_mail(struct keel_db *db,
-		    const struct keel_auth_mail *m);
+		    const struct keel_auth_mail *m, int64_t *job);
+
+/*
+ * A password-reset request for email, in one statement that does the
+ * same work whether or not an active account has that address: a new
+ * reset token (KEEL_AUTH_RESET_TTL) and its email in the outbox only
+ * when one does.  *job gets the outbox id, or 0 when there is no such
+ * account.  Needs no Redis.  Errors are keel_db_query()'s.
+ */
+enum keel_err	 keel_auth_queue_reset(struct keel_db *db, const char *email,
+		    int64_t *job);
 
 /*
  * Pipeline step "who is calling" (router.c): resolves the bearer token

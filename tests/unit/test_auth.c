@@ -15,6 +15,7 @@
 #include <sodium.h>
 
 #include "keel/auth.h"
+#include "keel/mem.h"
 #include "keel/router.h"
 
 static int
@@ -105,6 +106,23 @@ test_hash_and_verify(void **state)
 	assert_false(keel_auth_verify("not a hash", "x"));
 }
 
+static void
+test_mail_link(void **state)
+{
+	struct keel_buf	 b = { NULL, 0, 0 };
+
+	(void)state;
+	/* Trailing slashes of KEEL_PUBLIC_URL don't double up. */
+	keel_auth_mail_link(&b, "https://keel.example//", "t0k-_");
+	assert_string_equal(b.data,
+	    "https://keel.example/set-password?token=t0k-_");
+	keel_buf_reset(&b);
+	keel_auth_mail_link(&b, "http://127.0.0.1:8080", "abc");
+	assert_string_equal(b.data,
+	    "http://127.0.0.1:8080/set-password?token=abc");
+	keel_buf_free(&b);
+}
+
 int
 main(void)
 {
@@ -113,6 +131,7 @@ main(void)
 		cmocka_unit_test(test_password_rule),
 		cmocka_unit_test(test_tokens),
 		cmocka_unit_test(test_hash_and_verify),
+		cmocka_unit_test(test_mail_link),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, NULL);

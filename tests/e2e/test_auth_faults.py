@@ -1,0 +1,146 @@
+# SPDX-License-Identifier: ISC
+"""test_auth_faults.py -- auth and users when things fail or race
+(DESIGN.md "When a dependency fails"; issues 3 and 5).
+
+- A password reset asked for while Redis is down commits its token and
+  its email in PostgreSQL; the email waits in the outbox and is delivered,
+  with a working link, once Redis is back.
+- Confirming a reset while Redis is down answers 503 and changes nothing
+  (the user's sessions can't be ended, so the password must not change).
+- Reset and invitation emails are pushed to their stream right after the
+  commit: the drainer alone delivers them, no relay needed.
+"""
+
+import hashlib
+import time
+import urllib.parse
+
+import requests
+
+from accounts import login, make_user, session_for
+from test_jobs import FAST, jobs, stats, summary, wait_until  # noqa: F401
+
+
+def pending(stack, kind, to):
+    """pushed_at IS NULL of each outbox row of kind for address to."""
+    out = stack.psql("SELECT pushed_at IS NULL FROM outbox WHERE queue = "
+                     "'email' AND kind = '%s' AND payload->>'to' = '%s' "
+                     "ORDER BY id" % (kind, to))
+    return [v == "t" for v in out.splitlines()]
+
+
+def mail_token(msg):
+    text = msg.get_body(("plain",)).get_content()
+    link = next(w for w in text.split() if "/set-password?token=" in w)
+    return urllib.parse.parse_qs(urllib.parse.urlparse(link).query)[
+        "token"][0]
+
+
+def redis_down(stack):
+    """Context manager: Redis stopped inside, started (and ready) after."""
+    class _Down:
+        def __enter__(self):
+            stack.stop_component("redis")
+
+        def __exit__(self, *exc):
+            stack.start_component("redis")
+            # The apps reconnect on their next call.
+            assert wait_until(lambda: requests.get(
+                stack.url("/health"), timeout=10).json()["checks"]
+                ["redis"]["status"] == "up", 20)
+            return False
+    return _Down()
+
+
+def drain(stack, relay=True):
+    if relay:
+        p = stack.program("keel-outbox-relay", "--once")
+        assert p.returncode == 0, p.stderr
+    p = stack.program("keel-drain-email", "--until-empty", "--budget", 30,
+                      env=FAST, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return summary(p.stdout)
+
+
+# ------------------------------------------------------- Redis down
+
+def test_password_reset_while_redis_is_down_is_delivered_after(jobs, anon):
+    u = make_user(jobs, "customer")
+    with redis_down(jobs):
+        r = anon.post("/api/auth/password-reset", json={"email": u["email"]})
+        assert r.status_code == 202, r.text
+        # Committed; its push failed, so the job waits in the outbox.
+        assert pending(jobs, "password_reset", u["email"]) == [True]
+        assert jobs.psql("SELECT count(*) FROM one_time_tokens WHERE "
+                         "user_id = %d AND purpose = 'reset'"
+                         % u["id"]) == "1"
+    s = drain(jobs)
+    assert s["processed"] == 1, s
+    assert pending(jobs, "password_reset", u["email"]) == [False]
+    (m,) = jobs.mail()
+    assert m["To"].addresses[0].addr_spec == u["email"]
+    r = anon.post("/api/auth/password-reset/confirm",
+                  json={"token": mail_token(m),
+                        "password": "after-the-outage-1"})
+    assert r.status_code == 204, r.text
+    login(anon, u["email"], "after-the-outage-1")
+
+
+def test_reset_confirm_while_redis_is_down_changes_nothing(jobs, anon):
+    u, h = session_for(jobs, anon, "student")
+    r = anon.post("/api/auth/password-reset", json={"email": u["email"]})
+    assert r.status_code == 202
+    drain(jobs, relay=False)
+    token = mail_token(jobs.mail()[0])
+    tid = hashlib.sha256(token.encode()).hexdigest()
+    before = jobs.psql("SELECT password_hash FROM users WHERE id = %d"
+                       % u["id"])
+    with redis_down(jobs):
+        r = anon.post("/api/auth/password-reset/confirm",
+                      json={"token": token, "password": "not-yet-password"})
+        assert r.status_code == 503, r.text
+        assert r.json()["error"] == "unavailable"
+        # Nothing half-done: the password and the token are as they were.
+        assert jobs.psql("SELECT password_hash FROM users WHERE id = %d"
+                         % u["id"]) == before
+        assert jobs.psql("SELECT used_at IS NULL FROM one_time_tokens "
+                         "WHERE hash = '%s'" % tid) == "t"
+    # The old session still works (nothing changed) ...
+    assert wait_until(lambda: anon.get("/api/auth/me", headers=h)
+                      .status_code == 200, 10)
+    # ... until the same link is used with Redis back.
+    r = anon.post("/api/auth/password-reset/confirm",
+                  json={"token": token, "password": "now-it-is-changed"})
+    assert r.status_code == 204, r.text
+    assert anon.get("/api/auth/me", headers=h).status_code == 401
+    login(anon, u["email"], "now-it-is-changed")
+
+
+# -------------------------------------------------- push after commit
+
+def test_reset_email_is_on_the_stream_right_after_the_202(jobs, anon):
+    u = make_user(jobs, "customer")
+    r = anon.post("/api/auth/password-reset", json={"email": u["email"]})
+    assert r.status_code == 202
+    # Pushed by the request itself: no relay has run.
+    assert stats(jobs)["waiting"] == 1
+    assert pending(jobs, "password_reset", u["email"]) == [False]
+    s = drain(jobs, relay=False)
+    assert s["processed"] == 1, s
+    (m,) = jobs.mail()
+    r = anon.post("/api/auth/password-reset/confirm",
+                  json={"token": mail_token(m), "password": "pushed-at-once"})
+    assert r.status_code == 204, r.text
+
+
+def test_invitation_email_is_on_the_stream_right_after_the_201(jobs, http):
+    tag = "%d" % time.time_ns()
+    r = http.post("/api/users", json={
+        "email": "pushed-%s@e2e.test" % tag, "username": "pushed" + tag,
+        "name": "Pushed", "role": "student", "sendCredentials": True})
+    assert r.status_code == 201, r.text
+    assert stats(jobs)["waiting"] == 1
+    s = drain(jobs, relay=False)
+    assert s["processed"] == 1, s
+    (m,) = jobs.mail()
+    assert m["To"].addresses[0].addr_spec == "pushed-%s@e2e.test" % tag
