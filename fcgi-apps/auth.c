@@ -16,6 +16,8 @@
  * user.  Sessions live in Redis, so the sessions end before the commit;
  * when Redis can't be reached the transaction rolls back and the answer
  * is 503 with nothing changed (the token still works once Redis is back).
+ * A login racing any such change re-reads the account after creating its
+ * session (auth.h, "Ending sessions").
  */
 #include "config.h"
 
@@ -67,6 +69,17 @@ static const struct keel_query q_login = { "auth_login",
 	"WHERE lower(email) = lower($1) OR lower(username) = lower($1)",
 	1, KEEL_DB_PRIMARY };
 
+/*
+ * After the session exists: the account is still what the password was
+ * checked against.  FOR SHARE waits for a transaction changing the row
+ * (deactivation, new password, new role), which ends sessions before it
+ * commits -- so either that transaction ends this session or this query
+ * sees its change.
+ */
+static const struct keel_query q_login_recheck = { "auth_login_recheck",
+	"SELECT 1 FROM users WHERE id = $1 AND is_active "
+	"AND password_hash = $2 AND role = $3 FOR SHARE", 3, KEEL_DB_PRIMARY };
+
 static const struct keel_query q_me = { "auth_me",
 	"SELECT " KEEL_AUTH_USER_COLS " FROM users WHERE id = $1 "
 	"AND is_active", 1, KEEL_DB_READ };
@@ -103,10 +116,11 @@ static enum keel_err
 auth_login(struct keel_req *req)
 {
 	struct keel_value	 v[LOGIN__MAX];
-	struct keel_rows	*rows = NULL;
+	struct keel_rows	*rows = NULL, *again = NULL;
 	struct json_object	*body;
-	const char		*params[1], *hash = NULL;
+	const char		*params[3], *hash = NULL;
 	char			 tok[KEEL_AUTH_TOKEN_LEN + 1];
+	char			 sid[KEEL_AUTH_ID_LEN + 1];
 	int64_t			 uid;
 	time_t			 exp;
 	int			 ok;
@@ -133,6 +147,23 @@ auth_login(struct keel_req *req)
 	    keel_auth_role_parse(keel_rows_value(rows, 0, 4)),
 	    keel_config()->session_ttl, tok, &exp)) != KEEL_OK)
 		goto out;
+	params[0] = keel_rows_value(rows, 0, 0);
+	params[1] = hash;
+	params[2] = keel_rows_value(rows, 0, 4);
+	if ((er = keel_db_query(req->db, &q_login_recheck, params,
+	    &again)) != KEEL_OK || keel_rows_count(again) != 1) {
+		/* Deactivated, or its password or role changed, meanwhile. */
+		keel_auth_token_id(tok, sid);
+		explicit_bzero(tok, sizeof(tok));
+		if (keel_auth_session_end(req->redis, uid, sid) != KEEL_OK)
+			keel_log_error("auth: could not end a stale login's "
+			    "session of user %lld", (long long)uid);
+		if (er == KEEL_OK) {
+			keel_log_info("auth: login raced an account change");
+			auth_bad_login(req);
+		}
+		goto out;
+	}
 	body = json_object_new_object();
 	json_object_object_add(body, "token", json_object_new_string(tok));
 	json_object_object_add(body, "expiresAt",
@@ -142,6 +173,7 @@ auth_login(struct keel_req *req)
 	json_object_put(body);
 	explicit_bzero(tok, sizeof(tok));
 out:
+	keel_rows_free(again);
 	keel_rows_free(rows);
 	return er;
 }

@@ -5,8 +5,10 @@
  * Admins create, list, change and deactivate users; everyone else sees
  * and changes only themselves (name and password), and another user's
  * id answers 404 as if it did not exist.  A change that makes a session's
- * role stale, deactivation and a password change end sessions at once.
- * An invitation's token and its
+ * role stale, deactivation and a password change end sessions at once:
+ * inside their transaction, before the commit, so that without Redis they
+ * answer 503 and change nothing, and a login racing them is caught by its
+ * re-check (auth.h, "Ending sessions").  An invitation's token and its
  * set-password link go into PostgreSQL in the same transaction as the
  * user, so there is never one without the other; the email is pushed to
  * its queue right after the commit (the relay catches what that misses).
@@ -453,8 +455,11 @@ users_patch(struct keel_req *req)
 	params[3] = v[USER_NAME].s;
 	params[4] = v[USER_ROLE].s;
 	params[5] = hash[0] != '\0' ? hash : NULL;
+	if ((er = keel_db_begin(req->db)) != KEEL_OK)
+		goto out;
 	if ((er = keel_db_query(req->db, &q_user_update, params, &rows)) !=
 	    KEEL_OK) {
+		keel_db_rollback(req->db);
 		er = users_write_failed(req, er);
 		goto out;
 	}
@@ -462,15 +467,21 @@ users_patch(struct keel_req *req)
 		users_not_found(req);
 		goto out;
 	}
-	/* A stale role in a session would outlive the change: end them. */
+	/*
+	 * A stale role in a session would outlive the change, and a new
+	 * password logs out whoever knew the old one: end them before the
+	 * commit, so that without Redis nothing changes (503).
+	 */
 	if (keel_rows_bool(rows, 0, KEEL_AUTH_USER_NCOLS))
 		er = keel_auth_sessions_end_all(req->redis, id, NULL);
 	else if (hash[0] != '\0')
 		er = keel_auth_sessions_end_all(req->redis, id,
 		    req->user->session);
-	if (er == KEEL_OK)
-		er = users_reply_one(req, 200, rows);
+	if (er != KEEL_OK || (er = keel_db_commit(req->db)) != KEEL_OK)
+		goto out;
+	er = users_reply_one(req, 200, rows);
 out:
+	keel_db_rollback(req->db);
 	explicit_bzero(hash, sizeof(hash));
 	keel_rows_free(rows);
 	return er;
@@ -491,15 +502,26 @@ users_deactivate(struct keel_req *req)
 		return KEEL_OK;
 	}
 	params[0] = keel_http_param(req, "id");
+	if ((er = keel_db_begin(req->db)) != KEEL_OK)
+		goto out;
 	if ((er = keel_db_query(req->db, &q_user_deactivate, params,
 	    &rows)) != KEEL_OK)
 		goto out;
-	/* Committed first, then the sessions: a retry finishes the job. */
-	if (keel_rows_count(rows) > 0 &&
-	    (er = keel_auth_sessions_end_all(req->redis, id, NULL)) != KEEL_OK)
+	if (keel_rows_count(rows) == 0) {
+		users_not_found(req);
+		goto out;
+	}
+	/*
+	 * The sessions end before the commit: without Redis the account
+	 * stays active (503) rather than inactive with live sessions, and
+	 * a login that read it active re-checks after this commits.
+	 */
+	if ((er = keel_auth_sessions_end_all(req->redis, id, NULL)) !=
+	    KEEL_OK || (er = keel_db_commit(req->db)) != KEEL_OK)
 		goto out;
 	er = users_reply_one(req, 200, rows);
 out:
+	keel_db_rollback(req->db);
 	keel_rows_free(rows);
 	return er;
 }

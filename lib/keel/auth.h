@@ -33,6 +33,13 @@ struct keel_user;
  * the outbox row carrying its link commit together and a reset can be
  * requested while Redis is down.
  *
+ * Ending sessions: a change that must end a user's sessions (password,
+ * role, deactivation) ends them in Redis before its transaction commits
+ * and rolls back when it can't (503, nothing changed); a login re-reads
+ * the account with FOR SHARE after creating its session (which waits for
+ * such a transaction) and ends the session when the account changed.  So
+ * no session outlives the change, whichever finishes first.
+ *
  * Tokens reach clients as url-safe base64 (no padding) of 32 random bytes.
  */
 #define KEEL_AUTH_TOKEN_BYTES	32

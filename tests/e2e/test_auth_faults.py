@@ -9,15 +9,20 @@
   (the user's sessions can't be ended, so the password must not change).
 - Reset and invitation emails are pushed to their stream right after the
   commit: the drainer alone delivers them, no relay needed.
+- A login that races a deactivation or a password change leaves no live
+  session.  The race is made deterministic by holding the change's
+  transaction open in psql while the login runs.
 """
 
 import hashlib
+import subprocess
+import threading
 import time
 import urllib.parse
 
 import requests
 
-from accounts import login, make_user, session_for
+from accounts import PASSWORD, bearer, login, make_user, session_for
 from test_jobs import FAST, jobs, stats, summary, wait_until  # noqa: F401
 
 
@@ -144,3 +149,91 @@ def test_invitation_email_is_on_the_stream_right_after_the_201(jobs, http):
     assert s["processed"] == 1, s
     (m,) = jobs.mail()
     assert m["To"].addresses[0].addr_spec == "pushed-%s@e2e.test" % tag
+
+
+# --------------------------------------------------- login races
+
+class HeldChange:
+    """A psql session holding `sql` (an UPDATE of one users row) in an
+    open transaction until commit()."""
+
+    def __init__(self, stack, sql):
+        self.stack = stack
+        self.p = subprocess.Popen(
+            ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1",
+             "-d", stack.env["DATABASE_URL"]],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True)
+        self.p.stdin.write("BEGIN;\n%s;\n" % sql)
+        self.p.stdin.flush()
+        tag = sql[:40].replace("'", "''")
+        assert wait_until(lambda: stack.psql(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = "
+            "'idle in transaction' AND query LIKE '%s%%'" % tag) == "1", 10)
+
+    def commit(self):
+        self.p.stdin.write("COMMIT;\n")
+        self.p.stdin.close()
+        assert self.p.wait(timeout=30) == 0, self.p.stderr.read()
+
+
+def race_login(stack, who, change_sql):
+    """Logs in as who while change_sql is held uncommitted, commits it once
+    the login waits on it (or has already finished), and returns the
+    login's response."""
+    held = HeldChange(stack, change_sql)
+    out = {}
+
+    def go():
+        out["r"] = requests.post(stack.url("/api/auth/login"), timeout=60,
+                                 json={"login": who, "password": PASSWORD})
+
+    t = threading.Thread(target=go)
+    t.start()
+    try:
+        # The login's re-check waits for the change's row lock.
+        wait_until(lambda: not t.is_alive() or stack.psql(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+            "'Lock' AND query LIKE '%FOR SHARE%'") == "1", 15)
+    finally:
+        held.commit()
+        t.join(60)
+    return out["r"]
+
+
+def assert_no_live_session(stack, r):
+    if r.status_code == 200:
+        # Without the re-check the login "wins" the race: its session must
+        # not work anyway.
+        h = bearer(r.json()["token"])
+        got = requests.get(stack.url("/api/cars"), headers=h, timeout=30)
+        assert got.status_code == 401, "a live session survived the change"
+    assert r.status_code == 401, r.text
+
+
+def test_login_racing_deactivation_leaves_no_session(stack):
+    u = make_user(stack, "customer")
+    r = race_login(stack, u["email"], "UPDATE users SET is_active = false "
+                   "WHERE id = %d" % u["id"])
+    assert_no_live_session(stack, r)
+    assert stack.psql("SELECT count(*) FROM users WHERE id = %d AND NOT "
+                      "is_active" % u["id"]) == "1"
+
+
+def test_login_racing_a_password_change_leaves_no_session(stack):
+    u = make_user(stack, "student")
+    # Any other Argon2id string: the old password no longer matches.
+    other = "$argon2id$v=19$m=65536,t=2,p=1$" + "A" * 22 + "$" + "B" * 43
+    r = race_login(stack, u["email"], "UPDATE users SET password_hash = "
+                   "'%s' WHERE id = %d" % (other, u["id"]))
+    assert_no_live_session(stack, r)
+
+
+def test_login_waiting_on_an_unrelated_change_still_succeeds(stack):
+    u = make_user(stack, "staff")
+    r = race_login(stack, u["email"], "UPDATE users SET name = 'Renamed' "
+                   "WHERE id = %d" % u["id"])
+    assert r.status_code == 200, r.text
+    h = bearer(r.json()["token"])
+    assert requests.get(stack.url("/api/auth/me"), headers=h,
+                        timeout=30).status_code == 200
