@@ -241,9 +241,11 @@ def test_rate_limit_holds_across_two_drainers(jobs, tmp_path):
         h.communicate(timeout=60)
     times = sorted(float(m["X-Sink-Received"]) for m in jobs.mail())
     assert len(times) == 25
-    # No more than 10 in any 1-second window (5 ms for clock noise
-    # between the lease and the server's receipt).
-    worst = max(sum(1 for u in times if t <= u < t + 0.995) for t in times)
+    # No more than 10 in any 1-second window.  The limiter spaces the
+    # leases (Redis time); the server stamps receipts, which trail their
+    # lease by the send's latency -- on a loaded 2-core machine that
+    # varies by tens of ms, so allow 50 ms of jitter between the two.
+    worst = max(sum(1 for u in times if t <= u < t + 0.95) for t in times)
     assert worst <= 10, worst
     assert times[-1] - times[0] >= 1.9     # 25 at 10/s: at least 2 s
 
