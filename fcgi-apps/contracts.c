@@ -260,16 +260,8 @@ contracts_reply_one(struct keel_req *req, int status, struct keel_rows *rows)
 	return er;
 }
 
-static char *
-contracts_cursor(struct keel_req *req, const struct keel_rows *rows, size_t r)
-{
-	const char	*keys[2];
-
-	keys[0] = keel_rows_value(rows, r, COL_CREATED);
-	keys[1] = keel_rows_value(rows, r, COL_ID);
-	return keel_page_encode(req->arena, keel_config()->secret,
-	    "contracts", keys, 2);
-}
+/* Sort keys of a contract row, as the list's cursors carry them. */
+static const size_t contracts_keys[] = { COL_CREATED, COL_ID };
 
 static enum keel_err
 contracts_list(struct keel_req *req)
@@ -279,8 +271,9 @@ contracts_list(struct keel_req *req)
 	struct contract_refs	 refs;
 	struct keel_rows	*rows = NULL;
 	struct json_object	*body, *data;
-	const char		*params[8], *next = NULL, *prev = NULL;
-	size_t			 n, i, more;
+	struct keel_page_window	 w;
+	const char		*params[8];
+	size_t			 n, i;
 	int64_t			 id;
 	int			 back;
 	enum keel_err		 er;
@@ -328,24 +321,18 @@ contracts_list(struct keel_req *req)
 	if ((er = keel_db_query(req->db, back ? &q_contracts_before :
 	    &q_contracts_after, params, &rows)) != KEEL_OK)
 		goto out;
-	n = keel_rows_count(rows);
-	if ((more = n > (size_t)pg.limit))
-		n = (size_t)pg.limit;
+	keel_page_window(req, &pg, "contracts", rows, contracts_keys, 2, &w);
+	n = w.n;
 	if ((er = contracts_load_refs(req, rows, n, &refs)) != KEEL_OK)
 		goto out;
 	data = json_object_new_array_ext((int)n);
 	for (i = 0; i < n; i++)
 		json_object_array_add(data, contract_json(rows,
-		    back ? n - 1 - i : i, &refs));
-	if (n > 0) {
-		if (back || more)
-			next = contracts_cursor(req, rows, back ? 0 : n - 1);
-		if (pg.dir == KEEL_PAGE_AFTER || (back && more))
-			prev = contracts_cursor(req, rows, back ? n - 1 : 0);
-	}
+		    keel_page_at(&w, i), &refs));
 	body = json_object_new_object();
 	json_object_object_add(body, "data", data);
-	json_object_object_add(body, "page", keel_page_json(&pg, next, prev));
+	json_object_object_add(body, "page", keel_page_json(&pg, w.next,
+	    w.prev));
 	keel_http_reply_json(req, 200, body);
 	json_object_put(body);
 out:

@@ -206,16 +206,8 @@ users_write_failed(struct keel_req *req, enum keel_err er)
 	return er;
 }
 
-static char *
-users_cursor(struct keel_req *req, const struct keel_rows *rows, size_t r)
-{
-	const char	*keys[2];
-
-	keys[0] = keel_rows_value(rows, r, COL_CREATED);
-	keys[1] = keel_rows_value(rows, r, COL_ID);
-	return keel_page_encode(req->arena, keel_config()->secret, "users",
-	    keys, 2);
-}
+/* Sort keys of a user row, as the list's cursors carry them. */
+static const size_t users_keys[] = { COL_CREATED, COL_ID };
 
 static enum keel_err
 users_list(struct keel_req *req)
@@ -224,8 +216,9 @@ users_list(struct keel_req *req)
 	struct keel_page	 pg;
 	struct keel_rows	*rows = NULL;
 	struct json_object	*body, *data;
-	const char		*params[4], *next = NULL, *prev = NULL;
-	size_t			 n, i, more;
+	struct keel_page_window	 w;
+	const char		*params[4];
+	size_t			 i;
 	int64_t			 id;
 	int			 back;
 	enum keel_err		 er;
@@ -245,22 +238,15 @@ users_list(struct keel_req *req)
 	if ((er = keel_db_query(req->db, back ? &q_users_before :
 	    &q_users_after, params, &rows)) != KEEL_OK)
 		goto out;
-	n = keel_rows_count(rows);
-	if ((more = n > (size_t)pg.limit))
-		n = (size_t)pg.limit;
-	data = json_object_new_array_ext((int)n);
-	for (i = 0; i < n; i++)
+	keel_page_window(req, &pg, "users", rows, users_keys, 2, &w);
+	data = json_object_new_array_ext((int)w.n);
+	for (i = 0; i < w.n; i++)
 		json_object_array_add(data, keel_auth_user_json(rows,
-		    back ? n - 1 - i : i, 0));
-	if (n > 0) {
-		if (back || more)
-			next = users_cursor(req, rows, back ? 0 : n - 1);
-		if (pg.dir == KEEL_PAGE_AFTER || (back && more))
-			prev = users_cursor(req, rows, back ? n - 1 : 0);
-	}
+		    keel_page_at(&w, i), 0));
 	body = json_object_new_object();
 	json_object_object_add(body, "data", data);
-	json_object_object_add(body, "page", keel_page_json(&pg, next, prev));
+	json_object_object_add(body, "page", keel_page_json(&pg, w.next,
+	    w.prev));
 	keel_http_reply_json(req, 200, body);
 	json_object_put(body);
 out:

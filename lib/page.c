@@ -17,6 +17,7 @@
 #include <sodium.h>
 
 #include "keel/config.h"
+#include "keel/db.h"
 #include "keel/http.h"
 #include "keel/json.h"
 #include "keel/mem.h"
@@ -153,4 +154,53 @@ keel_page_json(const struct keel_page *pg, const char *next, const char *prev)
 	json_object_object_add(o, "next", keel_json_str(next));
 	json_object_object_add(o, "prev", keel_json_str(prev));
 	return o;
+}
+
+/* The cursor made of row r's sort keys. */
+static const char *
+row_cursor(struct keel_req *req, const char *scope,
+    const struct keel_rows *rows, size_t r, const size_t *key_cols,
+    size_t nkeys)
+{
+	const char	*keys[KEEL_PAGE_MAXKEYS];
+	size_t		 i;
+
+	assert(nkeys <= KEEL_PAGE_MAXKEYS);
+	for (i = 0; i < nkeys; i++)
+		keys[i] = keel_rows_value(rows, r, key_cols[i]);
+	return keel_page_encode(req->arena, keel_config()->secret, scope,
+	    keys, nkeys);
+}
+
+void
+keel_page_window(struct keel_req *req, const struct keel_page *pg,
+    const char *scope, const struct keel_rows *rows, const size_t *key_cols,
+    size_t nkeys, struct keel_page_window *w)
+{
+	size_t	 fetched = keel_rows_count(rows);
+	int	 more, back = pg->dir == KEEL_PAGE_BEFORE;
+
+	memset(w, 0, sizeof(*w));
+	more = fetched > (size_t)pg->limit;
+	w->n = more ? (size_t)pg->limit : fetched;
+	w->reversed = back;
+	if (w->n == 0)
+		return;
+	/*
+	 * "next" continues past the last shown row: there is more after it
+	 * when the extra row came (forward), and always when we came
+	 * backward from a cursor.  "prev" mirrors it at the first row.
+	 */
+	if (back || more)
+		w->next = row_cursor(req, scope, rows, back ? 0 : w->n - 1,
+		    key_cols, nkeys);
+	if (pg->dir == KEEL_PAGE_AFTER || (back && more))
+		w->prev = row_cursor(req, scope, rows, back ? w->n - 1 : 0,
+		    key_cols, nkeys);
+}
+
+size_t
+keel_page_at(const struct keel_page_window *w, size_t i)
+{
+	return w->reversed ? w->n - 1 - i : i;
 }

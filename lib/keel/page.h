@@ -10,6 +10,7 @@
 struct json_object;
 struct keel_arena;
 struct keel_req;
+struct keel_rows;
 
 #define KEEL_PAGE_MAXKEYS	4	/* sort-key columns in a cursor */
 #define KEEL_PAGE_DEFAULT	20
@@ -52,6 +53,28 @@ enum keel_err	 keel_page_decode(struct keel_arena *a, const char *secret,
  */
 int		 keel_page_from_request(struct keel_req *req, const char *scope,
 		    size_t nkeys, struct keel_page *pg);
+
+/*
+ * What a fetched page shows.  A list query fetches limit + 1 rows in the
+ * page's direction (newest first; oldest first for BEFORE, so the rows
+ * nearest the cursor come first); the extra row only says that more
+ * follow.  keel_page_window() works out how many rows to show, in which
+ * order, and the cursors for "next" and "prev" from the sort-key columns
+ * key_cols[0..nkeys) of the boundary rows.
+ */
+struct keel_page_window {
+	size_t		 n;		/* rows to show */
+	int		 reversed;	/* rows came in reverse list order */
+	const char	*next;		/* cursor for after=, or NULL */
+	const char	*prev;		/* cursor for before=, or NULL */
+};
+
+void		 keel_page_window(struct keel_req *req,
+		    const struct keel_page *pg, const char *scope,
+		    const struct keel_rows *rows, const size_t *key_cols,
+		    size_t nkeys, struct keel_page_window *w);
+/* The index in rows of the i-th shown row, in list order. */
+size_t		 keel_page_at(const struct keel_page_window *w, size_t i);
 
 /*
  * The "page" object of API.md: {"limit", "next", "prev"}; next and prev

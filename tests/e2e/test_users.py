@@ -114,6 +114,33 @@ def test_list_filters_by_role_and_pages(stack, http):
                  "validation_failed")
 
 
+def test_list_pages_forward_and_back_without_gaps(stack, http):
+    for _ in range(11):
+        make_user(stack, "customer")
+    want = []
+    params = {"role": "customer", "limit": 4}
+    page = http.get("/api/users", params=params).json()
+    assert page["page"]["prev"] is None
+    pages = [page]
+    while True:
+        want += [u["id"] for u in page["data"]]
+        if page["page"]["next"] is None:
+            break
+        page = http.get("/api/users", params=dict(
+            params, after=page["page"]["next"])).json()
+        pages.append(page)
+    assert len(want) == len(set(want)) >= 11
+    assert want == sorted(want, reverse=True)     # newest first
+    # Back from the last page with prev reproduces every earlier page.
+    back = pages[-1]
+    for expected in reversed(pages[:-1]):
+        back = http.get("/api/users", params=dict(
+            params, before=back["page"]["prev"])).json()
+        assert [u["id"] for u in back["data"]] == \
+            [u["id"] for u in expected["data"]]
+    assert back["page"]["prev"] is None
+
+
 def test_self_reads_and_renames_but_not_role(stack, http):
     u, h = session_for(stack, http, "customer")
     r = http.get("/api/users/%d" % u["id"], headers=h)
