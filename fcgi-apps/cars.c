@@ -184,17 +184,8 @@ cars_reply_one(struct keel_req *req, int status, struct keel_rows *rows)
 	return KEEL_OK;
 }
 
-/* The cursor of row r: its sort keys. */
-static char *
-cars_cursor(struct keel_req *req, const struct keel_rows *rows, size_t r)
-{
-	const char	*keys[2];
-
-	keys[0] = keel_rows_value(rows, r, COL_CREATED);
-	keys[1] = keel_rows_value(rows, r, COL_ID);
-	return keel_page_encode(req->arena, keel_config()->secret, "cars",
-	    keys, 2);
-}
+/* Sort keys of a car row, as the list's cursors carry them. */
+static const size_t cars_keys[] = { COL_CREATED, COL_ID };
 
 static enum keel_err
 cars_list_fill(struct keel_req *req, void *arg)
@@ -204,11 +195,10 @@ cars_list_fill(struct keel_req *req, void *arg)
 	struct keel_rows	*rows = NULL;
 	struct keel_buf		 b = { NULL, 0, 0 };
 	struct keel_jw		 w;
-	struct json_object	*page;
+	struct keel_page_window	 win;
 	const char		*params[8];
-	const char		*next = NULL, *prev = NULL;
 	char			 limit[16];
-	size_t			 n, i, first, more;
+	size_t			 i;
 	int64_t			 id;
 	enum keel_err		 er;
 
@@ -236,32 +226,17 @@ cars_list_fill(struct keel_req *req, void *arg)
 	if (er != KEEL_OK)
 		goto out;
 
-	n = keel_rows_count(rows);
-	more = n > (size_t)pg.limit;
-	if (more)
-		n = (size_t)pg.limit;
+	keel_page_window(req, &pg, "cars", rows, cars_keys, 2, &win);
 	/* Written as it is read: no object per value (json.h). */
 	keel_jw_init(&w, &b);
 	keel_jw_obj_open(&w);
 	keel_jw_key(&w, "data");
 	keel_jw_arr_open(&w);
-	/* "before" read ascending; reverse it into list order. */
-	for (i = 0; i < n; i++)
-		car_write(&w, rows, pg.dir == KEEL_PAGE_BEFORE ? n - 1 - i : i);
+	for (i = 0; i < win.n; i++)
+		car_write(&w, rows, keel_page_at(&win, i));
 	keel_jw_arr_close(&w);
-	if (n > 0) {
-		first = pg.dir == KEEL_PAGE_BEFORE ? n - 1 : 0;
-		if (pg.dir == KEEL_PAGE_BEFORE ? 1 : more)
-			next = cars_cursor(req, rows,
-			    pg.dir == KEEL_PAGE_BEFORE ? 0 : n - 1);
-		if (pg.dir == KEEL_PAGE_AFTER ||
-		    (pg.dir == KEEL_PAGE_BEFORE && more))
-			prev = cars_cursor(req, rows, first);
-	}
-	page = keel_page_json(&pg, next, prev);
 	keel_jw_key(&w, "page");
-	keel_jw_obj(&w, page);
-	json_object_put(page);
+	keel_page_write(&w, &pg, win.next, win.prev);
 	keel_jw_obj_close(&w);
 	keel_http_reply_buf(req, 200, &b);
 out:

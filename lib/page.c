@@ -204,3 +204,23 @@ keel_page_at(const struct keel_page_window *w, size_t i)
 {
 	return w->reversed ? w->n - 1 - i : i;
 }
+
+void
+keel_page_write(struct keel_jw *w, const struct keel_page *pg,
+    const char *next, const char *prev)
+{
+	keel_jw_obj_open(w);
+	keel_jw_key(w, "limit");
+	keel_jw_int(w, pg->limit);
+	keel_jw_key(w, "next");
+	if (next != NULL)
+		keel_jw_str(w, next);
+	else
+		keel_jw_null(w);
+	keel_jw_key(w, "prev");
+	if (prev != NULL)
+		keel_jw_str(w, prev);
+	else
+		keel_jw_null(w);
+	keel_jw_obj_close(w);
+}

@@ -82,5 +82,9 @@ size_t		 keel_page_at(const struct keel_page_window *w, size_t i);
  */
 struct json_object *keel_page_json(const struct keel_page *pg,
 		    const char *next, const char *prev);
+/* The same object written as the next value of w (json.h's writer). */
+struct keel_jw;
+void		 keel_page_write(struct keel_jw *w, const struct keel_page *pg,
+		    const char *next, const char *prev);
 
 #endif /* KEEL_PAGE_H */
