@@ -246,12 +246,20 @@ out:
 }
 
 /* The whole query string is the key (hashed by the cache): filters,
- * limit and cursor all shape the page. */
+ * limit and cursor all shape the page.  Also the router's prefetch. */
+static const char *
+cars_list_key(struct keel_req *req, const char **ns)
+{
+	*ns = "cars";
+	return keel_arena_printf(req->arena, "list?%s", req->query);
+}
+
 static enum keel_err
 cars_list(struct keel_req *req)
 {
-	return keel_cache_serve(req, "cars",
-	    keel_arena_printf(req->arena, "list?%s", req->query),
+	const char	*ns;
+
+	return keel_cache_serve(req, "cars", cars_list_key(req, &ns),
 	    KEEL_CACHE_TTL_CARS, cars_list_fill, NULL);
 }
 
@@ -271,13 +279,22 @@ cars_get_fill(struct keel_req *req, void *arg)
 	return er;
 }
 
+/* One car's key; also the router's prefetch. */
+static const char *
+cars_get_key(struct keel_req *req, const char **ns)
+{
+	*ns = "cars";
+	return keel_arena_printf(req->arena, "item:%s",
+	    keel_http_param(req, "id"));
+}
+
 static enum keel_err
 cars_get(struct keel_req *req)
 {
-	return keel_cache_serve(req, "cars",
-	    keel_arena_printf(req->arena, "item:%s",
-	    keel_http_param(req, "id")), KEEL_CACHE_TTL_CARS, cars_get_fill,
-	    NULL);
+	const char	*ns;
+
+	return keel_cache_serve(req, "cars", cars_get_key(req, &ns),
+	    KEEL_CACHE_TTL_CARS, cars_get_fill, NULL);
 }
 
 /*
@@ -432,5 +449,8 @@ main(int argc, char *argv[])
 	static const struct keel_app app = { "cars", cars_routes,
 	    sizeof(cars_routes) / sizeof(cars_routes[0]) };
 
+	/* Their lookups overlap the Redis round trip (router.h). */
+	keel_router_prefetch(cars_list, cars_list_key);
+	keel_router_prefetch(cars_get, cars_get_key);
 	return keel_serve(argc, argv, &app);
 }

@@ -27,9 +27,22 @@
 
 #define CACHE_TIMEOUT_MS	250
 
+/* The one lookup a prefetch may leave pending (keel_cache_prefetch). */
+enum pf_state {
+	PF_NONE,
+	PF_SENT,	/* mget sent, answer unread */
+	PF_FAILED,	/* mget failed: the lookup is KEEL_EUNAVAIL */
+};
+
 struct keel_cache {
 	memcached_st	*mc;
+	enum pf_state	 pf;
+	size_t		 pf_lens[2];
+	char		 pf_gk[KEEL_CACHE_KEY_MAX];
+	char		 pf_ek[KEEL_CACHE_KEY_MAX];
 };
+
+static void	 pf_drain(struct keel_cache *);
 
 struct keel_cache *
 keel_cache_open(const struct keel_config *cfg)
@@ -91,6 +104,7 @@ keel_cache_ping(struct keel_cache *c, int timeout_ms)
 
 	if (memcached_server_count(c->mc) == 0)
 		return KEEL_EUNAVAIL;
+	pf_drain(c);
 	memcached_behavior_set(c->mc, MEMCACHED_BEHAVIOR_POLL_TIMEOUT,
 	    (uint64_t)timeout_ms);
 	/* A get of a key nobody sets: NOTFOUND proves a round trip. */
@@ -234,39 +248,40 @@ gen_create(struct keel_cache *c, const char *gk, size_t gklen, uint64_t *gen)
 	free(got);
 }
 
-enum keel_err
-keel_cache_get(struct keel_cache *c, const char *ns, const char *key,
+/* Sends the multi-get of keys (lens) to their servers. */
+static enum keel_err
+get_send(struct keel_cache *c, const char *const keys[2],
+    const size_t lens[2])
+{
+	memcached_return_t	 rc;
+
+	if ((rc = memcached_mget(c->mc, keys, lens, 2)) != MEMCACHED_SUCCESS) {
+		keel_log_debug("cache: mget: %s", memcached_strerror(c->mc,
+		    rc));
+		return KEEL_EUNAVAIL;
+	}
+	return KEEL_OK;
+}
+
+/* Reads the answer to get_send(): keel_cache_get's outcome. */
+static enum keel_err
+get_recv(struct keel_cache *c, const char *gk, size_t gklen,
     struct keel_buf *val, enum keel_cache_found *found, uint64_t *gen)
 {
-	char			 gk[KEEL_CACHE_KEY_MAX], ek[KEEL_CACHE_KEY_MAX];
-	const char		*keys[2];
-	size_t			 lens[2], vlen;
+	size_t			 vlen;
 	const char		*v;
 	memcached_result_st	 res, *r;
 	memcached_return_t	 rc;
 	uint64_t		 cur = 0, egen = 0, stale_at = 0;
 	int			 have_gen = 0, have_entry = 0;
 
-	keel_buf_reset(val);
-	*found = KEEL_CACHE_MISS;
-	*gen = 0;
-	if ((lens[0] = keel_cache_key(gk, sizeof(gk), 'g', ns, NULL)) == 0 ||
-	    (lens[1] = keel_cache_key(ek, sizeof(ek), 'e', ns, key)) == 0)
-		return KEEL_EINVAL;
-	keys[0] = gk;
-	keys[1] = ek;
-	if ((rc = memcached_mget(c->mc, keys, lens, 2)) != MEMCACHED_SUCCESS) {
-		keel_log_debug("cache: mget: %s", memcached_strerror(c->mc,
-		    rc));
-		return KEEL_EUNAVAIL;
-	}
 	if (memcached_result_create(c->mc, &res) == NULL)
 		keel_log_fatalx("memcached_result_create failed");
 	while ((r = memcached_fetch_result(c->mc, &res, &rc)) != NULL) {
 		v = memcached_result_value(r);
 		vlen = memcached_result_length(r);
-		if (memcached_result_key_length(r) == lens[0] &&
-		    memcmp(memcached_result_key_value(r), gk, lens[0]) == 0)
+		if (memcached_result_key_length(r) == gklen &&
+		    memcmp(memcached_result_key_value(r), gk, gklen) == 0)
 			have_gen = parse_gen(v, vlen, &cur) == 0;
 		else if (vlen >= ENTRY_HEAD) {
 			egen = get_be64((const unsigned char *)v);
@@ -285,7 +300,7 @@ keel_cache_get(struct keel_cache *c, const char *ns, const char *key,
 	}
 	if (!have_gen) {
 		/* Whatever entry there is predates this generation. */
-		gen_create(c, gk, lens[0], gen);
+		gen_create(c, gk, gklen, gen);
 		keel_buf_reset(val);
 		return KEEL_OK;
 	}
@@ -299,6 +314,85 @@ keel_cache_get(struct keel_cache *c, const char *ns, const char *key,
 	return KEEL_OK;
 }
 
+/*
+ * A pending prefetch's answer, read and thrown away, so the connection
+ * is ready for the next command.
+ */
+static void
+pf_drain(struct keel_cache *c)
+{
+	memcached_result_st	 res;
+	memcached_return_t	 rc;
+
+	if (c->pf == PF_SENT) {
+		if (memcached_result_create(c->mc, &res) == NULL)
+			keel_log_fatalx("memcached_result_create failed");
+		while (memcached_fetch_result(c->mc, &res, &rc) != NULL)
+			;
+		memcached_result_free(&res);
+	}
+	c->pf = PF_NONE;
+}
+
+void
+keel_cache_prefetch(struct keel_cache *c, const char *ns, const char *key)
+{
+	const char	*keys[2];
+
+	if (c == NULL || !keel_config()->cache)
+		return;
+	pf_drain(c);
+	if ((c->pf_lens[0] = keel_cache_key(c->pf_gk, sizeof(c->pf_gk), 'g',
+	    ns, NULL)) == 0 || (c->pf_lens[1] = keel_cache_key(c->pf_ek,
+	    sizeof(c->pf_ek), 'e', ns, key)) == 0)
+		return;		/* keel_cache_get says EINVAL itself */
+	keys[0] = c->pf_gk;
+	keys[1] = c->pf_ek;
+	c->pf = get_send(c, keys, c->pf_lens) == KEEL_OK ? PF_SENT :
+	    PF_FAILED;
+}
+
+void
+keel_cache_prefetch_drop(struct keel_cache *c)
+{
+	if (c != NULL)
+		pf_drain(c);
+}
+
+enum keel_err
+keel_cache_get(struct keel_cache *c, const char *ns, const char *key,
+    struct keel_buf *val, enum keel_cache_found *found, uint64_t *gen)
+{
+	char			 gk[KEEL_CACHE_KEY_MAX], ek[KEEL_CACHE_KEY_MAX];
+	const char		*keys[2];
+	size_t			 lens[2];
+	enum pf_state		 pf = c->pf;
+
+	keel_buf_reset(val);
+	*found = KEEL_CACHE_MISS;
+	*gen = 0;
+	if ((lens[0] = keel_cache_key(gk, sizeof(gk), 'g', ns, NULL)) == 0 ||
+	    (lens[1] = keel_cache_key(ek, sizeof(ek), 'e', ns, key)) == 0) {
+		pf_drain(c);
+		return KEEL_EINVAL;
+	}
+	/* The same lookup, already sent: read its answer. */
+	if (pf != PF_NONE && lens[1] == c->pf_lens[1] &&
+	    memcmp(ek, c->pf_ek, lens[1]) == 0 && lens[0] == c->pf_lens[0] &&
+	    memcmp(gk, c->pf_gk, lens[0]) == 0) {
+		c->pf = PF_NONE;
+		if (pf == PF_FAILED)
+			return KEEL_EUNAVAIL;
+		return get_recv(c, gk, lens[0], val, found, gen);
+	}
+	pf_drain(c);
+	keys[0] = gk;
+	keys[1] = ek;
+	if (get_send(c, keys, lens) != KEEL_OK)
+		return KEEL_EUNAVAIL;
+	return get_recv(c, gk, lens[0], val, found, gen);
+}
+
 enum keel_err
 keel_cache_set(struct keel_cache *c, const char *ns, const char *key,
     uint64_t gen, int ttl, const char *val, size_t len)
@@ -310,6 +404,7 @@ keel_cache_set(struct keel_cache *c, const char *ns, const char *key,
 
 	if (gen == 0)
 		return KEEL_OK;		/* generation unknown: don't store */
+	pf_drain(c);
 	if ((eklen = keel_cache_key(ek, sizeof(ek), 'e', ns, key)) == 0)
 		return KEEL_EINVAL;
 	v = keel_malloc(ENTRY_HEAD + len);
@@ -338,6 +433,7 @@ keel_cache_invalidate(struct keel_cache *c, const char *ns)
 
 	if ((gklen = keel_cache_key(gk, sizeof(gk), 'g', ns, NULL)) == 0)
 		return KEEL_EINVAL;
+	pf_drain(c);
 	/*
 	 * Missing (evicted): a random start is as good as a bump.  The text
 	 * protocol has no incr-with-initial: incr, else add a fresh value,
@@ -369,6 +465,7 @@ keel_cache_lock(struct keel_cache *c, const char *ns, const char *key)
 
 	if ((lklen = keel_cache_key(lk, sizeof(lk), 'l', ns, key)) == 0)
 		return KEEL_EINVAL;
+	pf_drain(c);
 	rc = memcached_add(c->mc, lk, lklen, "1", 1, LOCK_EXPIRY, 0);
 	if (rc == MEMCACHED_SUCCESS)
 		return KEEL_OK;
@@ -383,6 +480,7 @@ keel_cache_unlock(struct keel_cache *c, const char *ns, const char *key)
 	char	 lk[KEEL_CACHE_KEY_MAX];
 	size_t	 lklen;
 
+	pf_drain(c);
 	if ((lklen = keel_cache_key(lk, sizeof(lk), 'l', ns, key)) != 0)
 		memcached_delete(c->mc, lk, lklen, 0);
 }

@@ -12,10 +12,12 @@
 #include <string.h>
 
 #include "keel/auth.h"
+#include "keel/cache.h"
 #include "keel/db.h"
 #include "keel/http.h"
 #include "keel/idem.h"
 #include "keel/limit.h"
+#include "keel/log.h"
 #include "keel/mem.h"
 #include "keel/router.h"
 
@@ -182,6 +184,44 @@ server_timing(struct keel_req *req, double ms, unsigned nq)
 	keel_http_add_header(req, "Server-Timing", p);
 }
 
+/* Handlers whose cache lookup is sent before limits and auth. */
+static struct {
+	keel_handler_fn		*handler;
+	keel_cache_key_fn	*key;
+} prefetch[KEEL_ROUTER_PREFETCH_MAX];
+static size_t	 nprefetch;
+
+void
+keel_router_prefetch(keel_handler_fn *handler, keel_cache_key_fn *key)
+{
+	if (nprefetch == KEEL_ROUTER_PREFETCH_MAX)
+		keel_log_fatalx("router: more than %d prefetching handlers",
+		    KEEL_ROUTER_PREFETCH_MAX);
+	prefetch[nprefetch].handler = handler;
+	prefetch[nprefetch].key = key;
+	nprefetch++;
+}
+
+/*
+ * A cached GET's two round trips, Redis (limits, session) and memcached
+ * (the lookup), are independent once the key is known: send the lookup
+ * first, so its answer is waiting when the handler asks for it.
+ */
+static void
+prefetch_send(struct keel_req *req, const struct keel_route *r)
+{
+	const char	*ns = NULL, *key;
+	size_t		 i;
+
+	for (i = 0; i < nprefetch; i++)
+		if (prefetch[i].handler == r->handler) {
+			if ((key = prefetch[i].key(req, &ns)) != NULL &&
+			    ns != NULL)
+				keel_cache_prefetch(req->cache, ns, key);
+			return;
+		}
+}
+
 /*
  * The steps between a match and the handler, in DESIGN.md's order ("One
  * request's life").  Each step either lets the request through or
@@ -196,14 +236,15 @@ router_run(struct keel_req *req, const struct keel_route *r)
 
 	/* Replica pinning and write tracking are per request. */
 	keel_db_request_reset(req->db);
+	prefetch_send(req, r);
 	/*
 	 * Rate limits (limit.c): one Redis round trip that also reads the
 	 * bearer token's session, which identify then takes from it, so
 	 * limits key on the user and 401s are limited too.  429 ends here.
 	 */
-	if (keel_limit_step(req) == -1)
-		return KEEL_OK;
 	er = KEEL_OK;
+	if (keel_limit_step(req) == -1)
+		goto drop;
 	/* Who is calling: the bearer token's session (auth.c). */
 	if (keel_auth_step_identify(req) == -1)
 		goto out;
@@ -223,6 +264,9 @@ router_run(struct keel_req *req, const struct keel_route *r)
 out:
 	/* Counts a failed login; RateLimit headers on whatever replied. */
 	keel_limit_step_after(req);
+drop:
+	/* The lookup sent early, unread when no handler served from it. */
+	keel_cache_prefetch_drop(req->cache);
 	return er;
 }
 

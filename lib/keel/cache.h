@@ -117,4 +117,19 @@ enum keel_err	 keel_cache_serve(struct keel_req *req, const char *ns,
 		    const char *key, int ttl, keel_cache_fill_fn *fill,
 		    void *arg);
 
+/*
+ * Sends the lookup of key in ns now (the multi-get's one write) without
+ * waiting for the answer, so another round trip can run meanwhile; the
+ * next keel_cache_get() of the same ns and key (keel_cache_serve's)
+ * reads it instead of asking again, with the same outcome, BYPASS when
+ * memcached is down included.  At most one is pending per connection;
+ * any other use of c reads and drops it first.  No-op when the cache is
+ * off (KEEL_CACHE=0) or c is NULL.
+ */
+void		 keel_cache_prefetch(struct keel_cache *c, const char *ns,
+		    const char *key);
+/* Reads and drops a prefetch nobody used (a 401, 403, 429...); c may be
+ * NULL. */
+void		 keel_cache_prefetch_drop(struct keel_cache *c);
+
 #endif /* KEEL_CACHE_H */

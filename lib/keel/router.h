@@ -16,6 +16,21 @@
 typedef enum keel_err keel_handler_fn(struct keel_req *);
 
 /*
+ * For a handler that answers through keel_cache_serve(): the cache key it
+ * will look up (and its namespace in *ns), from the matched route's
+ * params and query alone, or NULL for none.  Declared with
+ * keel_router_prefetch(), the router sends that lookup to memcached
+ * before the Redis round trip of limits and auth, so the two round trips
+ * overlap (keel_cache_prefetch), and drops it if the request ends before
+ * the handler (401, 403, 429, 503).
+ */
+typedef const char *keel_cache_key_fn(struct keel_req *, const char **ns);
+/* Before keel_serve(): handler's lookups are sent early (above).  Up to
+ * KEEL_ROUTER_PREFETCH_MAX handlers per process. */
+#define KEEL_ROUTER_PREFETCH_MAX	16
+void	keel_router_prefetch(keel_handler_fn *handler, keel_cache_key_fn *key);
+
+/*
  * One row of an app's route table.  Patterns are literal segments and
  * typed parameters: "/api/cars/{id:int}" (int: 1..18 digits, > 0) or
  * "{name:str}" (any non-empty segment, decoded).  A segment that fails

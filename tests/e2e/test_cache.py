@@ -65,6 +65,26 @@ def test_cache_item_miss_then_hit(http):
     assert r2.json() == car
 
 
+def test_cache_dropped_prefetch_never_answers_another_request(http):
+    """The router sends a cached GET's lookup before auth; a 401 drops it
+    unread, and the next request on that worker reads its own answer."""
+    a, b = new_car(http), new_car(http)
+    for car in (a, b):
+        http.get("/api/cars/%d" % car["id"])          # cached now
+    for _ in range(10):
+        r = requests.get(http.url("/api/cars/%d" % a["id"]), timeout=30)
+        assert r.status_code == 401
+        r = requests.get(http.url("/api/cars/%d" % a["id"]), timeout=30,
+                         headers={"Authorization": "Bearer " + "x" * 43})
+        assert r.status_code == 401
+        r = fresh_get(http, "/api/cars/%d" % b["id"])
+        assert (r.status_code, r.headers["X-Cache"]) == (200, "HIT")
+        assert r.json() == b
+        r = fresh_get(http, "/api/cars?manufacturer=" + a["manufacturer"])
+        assert r.status_code == 200
+        assert [c["id"] for c in r.json()["data"]] == [a["id"]]
+
+
 def test_cache_not_found_is_not_cached(http):
     for _ in range(2):
         r = http.get("/api/cars/999999999")
