@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: ISC */
 /*
  * prune.c -- keel-jobs-prune: applies every queue's retention (completed
- * jobs by count and age, dead letters by count) and deletes outbox rows
- * pushed more than a week ago.  Drainers already trim on every finish;
- * this catches queues nobody drained lately.  cron runs it hourly.
+ * jobs by count and age, dead letters by count), deletes outbox rows
+ * pushed more than a week ago, and one-time tokens a day after they were
+ * used or expired (a dead token is only a liability).  Drainers already
+ * trim on every finish; this catches queues nobody drained lately.  cron
+ * runs it hourly.
  */
 #include "config.h"
 
@@ -21,6 +23,28 @@ static const struct keel_query q_outbox_prune = { "jobs_outbox_prune",
 	"interval '7 days' RETURNING 1) SELECT count(*) FROM gone", 0,
 	KEEL_DB_PRIMARY };
 
+static const struct keel_query q_tokens_prune = { "jobs_tokens_prune",
+	"WITH gone AS (DELETE FROM one_time_tokens WHERE expires_at < now() - "
+	"interval '1 day' OR used_at < now() - interval '1 day' RETURNING 1) "
+	"SELECT count(*) FROM gone", 0, KEEL_DB_PRIMARY };
+
+/* Runs a counting DELETE; adds its count to *n, or counts a failure. */
+static void
+prune_rows(struct keel_db *db, const struct keel_query *q, int64_t *n,
+    long *failed)
+{
+	struct keel_rows	*rows = NULL;
+	enum keel_err		 er;
+
+	if ((er = keel_db_query(db, q, NULL, &rows)) == KEEL_OK)
+		*n += keel_rows_int64(rows, 0, 0);
+	else {
+		keel_log_warnx("%s: %s", q->name, keel_strerror(er));
+		(*failed)++;
+	}
+	keel_rows_free(rows);
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -28,10 +52,9 @@ main(int argc, char *argv[])
 	struct keel_cron	 c;
 	struct keel_db		*db;
 	struct keel_redis	*r;
-	struct keel_rows	*rows = NULL;
 	enum keel_err		 er;
 	size_t			 nq, i;
-	int64_t			 n, removed = 0, outbox = 0;
+	int64_t			 n, removed = 0, outbox = 0, tokens = 0;
 	long			 failed = 0;
 
 	if (argc > 1) {
@@ -55,18 +78,12 @@ main(int argc, char *argv[])
 		removed += n;
 	}
 	db = keel_db_open(&c.cfg);
-	if ((er = keel_db_query(db, &q_outbox_prune, NULL, &rows)) ==
-	    KEEL_OK)
-		outbox = keel_rows_int64(rows, 0, 0);
-	else {
-		keel_log_warnx("prune outbox: %s", keel_strerror(er));
-		failed++;
-	}
-	keel_rows_free(rows);
+	prune_rows(db, &q_outbox_prune, &outbox, &failed);
+	prune_rows(db, &q_tokens_prune, &tokens, &failed);
 	keel_db_close(db);
 	keel_redis_close(r);
 	keel_cron_done(&c, "processed=%lld failed=%ld retried=0 took=%.2fs "
-	    "outbox_rows=%lld", (long long)removed, failed,
-	    keel_cron_elapsed(&c), (long long)outbox);
+	    "outbox_rows=%lld tokens=%lld", (long long)removed, failed,
+	    keel_cron_elapsed(&c), (long long)outbox, (long long)tokens);
 	return failed ? 1 : 0;
 }

@@ -428,6 +428,31 @@ def test_retention_by_age_prunes_old_completed_jobs(jobs):
                           check=True).stdout.strip() == "0"
 
 
+def test_prune_deletes_dead_one_time_tokens_and_old_outbox_rows(jobs):
+    uid = jobs.psql("INSERT INTO users (email, username, name, role) "
+                    "VALUES ('prune-%s@e2e.test', 'prune_%s', 'P', "
+                    "'student') RETURNING id" % ((os.getpid(),) * 2))
+    mk = ("INSERT INTO one_time_tokens (hash, user_id, purpose, created_at, "
+          "expires_at, used_at) VALUES (repeat('%s', 64), " + uid +
+          ", 'reset', now() - interval '%s', now() - interval '%s', %s)")
+    jobs.psql(mk % ("a", "3 days", "2 days", "NULL"))        # expired long ago
+    jobs.psql(mk % ("b", "3 days", "-1 hour", "now() - interval '2 days'"))
+    jobs.psql(mk % ("c", "1 hour", "-1 hour", "NULL"))       # live
+    jobs.psql(mk % ("d", "2 hours", "-1 hour", "now()"))     # used just now
+    jobs.psql("INSERT INTO outbox (queue, kind, payload, idempotency_key, "
+              "pushed_at) VALUES ('email', 'noop', '{}', 'prune-old', "
+              "now() - interval '8 days'), ('email', 'noop', '{}', "
+              "'prune-new', now() - interval '1 day')")
+    p = jobs.program("keel-jobs-prune")
+    assert p.returncode == 0, p.stderr
+    assert "tokens=2" in p.stdout and "outbox_rows=1" in p.stdout, p.stdout
+    left = jobs.psql("SELECT left(hash, 1) FROM one_time_tokens WHERE "
+                     "user_id = %s ORDER BY 1" % uid).split()
+    assert left == ["c", "d"]
+    assert jobs.psql("SELECT idempotency_key FROM outbox WHERE "
+                     "idempotency_key LIKE 'prune-%'") == "prune-new"
+
+
 def test_retry_failed_moves_dead_letters_back(jobs):
     jobs.set_smtp_mode("reject")
     enqueue(jobs, "invitation", invitation(), key="again-1")
