@@ -104,7 +104,11 @@ keel_buf_puts(struct keel_buf *b, const char *s)
 void
 keel_buf_putc(struct keel_buf *b, char c)
 {
-	keel_buf_append(b, &c, 1);
+	/* No memcpy call for one byte: JSON writes a few per value. */
+	if (b->len + 2 > b->cap)
+		buf_reserve(b, 1);
+	b->data[b->len++] = c;
+	b->data[b->len] = '\0';
 }
 
 void

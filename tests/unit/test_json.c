@@ -1231,6 +1231,40 @@ test_jw_escapes_like_jsonc(void **state)
 	keel_buf_free(&b);
 }
 
+/*
+ * The writer scans eight bytes at a time: every escaped byte at every
+ * offset of a longer string, beside UTF-8 and DEL, still comes out as
+ * json-c writes it.
+ */
+static void
+test_jw_escapes_at_every_offset(void **state)
+{
+	static const char	 special[] = { '"', '\\', '\n', '\t', 0x01,
+	    0x1f, (char)0x7f, (char)0xc3, (char)0xa9, ' ', '~', '!', '#',
+	    '[', ']', (char)0x80, (char)0xff };
+	struct keel_buf		 b = { NULL, 0, 0 };
+	struct keel_jw		 w;
+	struct json_object	*o;
+	char			 s[40];
+	size_t			 len, at, k;
+
+	(void)state;
+	for (len = 1; len < sizeof(s); len++)
+		for (at = 0; at < len; at++)
+			for (k = 0; k < sizeof(special); k++) {
+				memset(s, 'a' + (int)(len % 26), len);
+				s[at] = special[k];
+				s[len] = '\0';
+				o = json_object_new_string_len(s, (int)len);
+				keel_buf_reset(&b);
+				keel_jw_init(&w, &b);
+				keel_jw_strn(&w, s, len);
+				assert_string_equal(b.data, jsonc_text(o));
+				json_object_put(o);
+			}
+	keel_buf_free(&b);
+}
+
 static void
 test_jw_int_extremes(void **state)
 {
@@ -1366,6 +1400,7 @@ main(void)
 		T(test_json_str_null_gives_json_null),
 		T(test_jw_matches_jsonc_for_a_page),
 		T(test_jw_escapes_like_jsonc),
+		T(test_jw_escapes_at_every_offset),
 		T(test_jw_int_extremes),
 		T(test_jw_appends_to_the_buffer),
 #undef T
