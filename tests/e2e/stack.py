@@ -141,6 +141,9 @@ class Stack:
         # requests; test_limits.py runs its own app with low ones.
         for name in ("API", "AUTH", "WRITE", "READ"):
             e.setdefault("KEEL_RATELIMIT_" + name, "1000000/900")
+        # A hung app is given up after this long (504); short enough for
+        # test_serve's check, long enough for every slow request we send.
+        e.setdefault("KEEL_FCGI_TIMEOUT", "12")
         return e
 
     def _run(self, *args, timeout=120, check=True):

@@ -573,6 +573,28 @@ def _answers(stack):
         return False
 
 
+def test_serve_hung_app_gets_json_504_not_a_hung_client(stack):
+    """A worker that stops answering (here: SIGSTOP, as a wedged process
+    would) costs its client lighttpd's read-timeout, then a JSON 504."""
+    workers = wait_workers(stack, "testapp", nworkers(stack))
+    limit = int(stack._stack_env()["KEEL_FCGI_TIMEOUT"])
+    for w in workers:
+        os.kill(w, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        r = requests.get(stack.url("/_test/pid"), timeout=limit + 20)
+        took = time.monotonic() - t0
+        assert r.status_code == 504, r.text
+        assert r.headers["Content-Type"].startswith("application/json")
+        assert r.json()["error"] == "unavailable"
+        assert limit - 1 <= took < limit + 10, took
+    finally:
+        for w in workers:
+            os.kill(w, signal.SIGCONT)
+    wait_until("testapp to answer again", lambda: _answers(stack), 15,
+               step=0.2)
+
+
 def test_serve_no_sanitizer_reports(stack):
     for name in ("testapp", "cars"):
         assert_no_sanitizer_report(stack.log(name))
