@@ -26,15 +26,32 @@
 #define MAC_LEN		16		/* truncated HMAC-SHA256, bytes */
 #define CURSOR_MAX	(KEEL_PAGE_MAXPAYLOAD + MAC_LEN)
 
+/*
+ * HMAC's keyed state (the key's inner and outer pads, two SHA-256 blocks)
+ * depends only on the secret, so it is computed once per process and
+ * copied for each cursor.  Like the configuration it comes from, it lives
+ * as long as the process.
+ */
+static crypto_auth_hmacsha256_state	 mac_base;
+static char				 mac_secret[128];	/* "" until set */
+
 static void
 cursor_mac(const char *secret, const char *scope, const unsigned char *p,
     size_t n, unsigned char mac[MAC_LEN])
 {
 	crypto_auth_hmacsha256_state	 st;
 	unsigned char			 full[crypto_auth_hmacsha256_BYTES];
+	size_t				 len = strlen(secret);
 
-	crypto_auth_hmacsha256_init(&st, (const unsigned char *)secret,
-	    strlen(secret));
+	/* Tests switch secrets: the state is rebuilt when it changes. */
+	if (len == 0 || len >= sizeof(mac_secret) ||
+	    strcmp(secret, mac_secret) != 0) {
+		crypto_auth_hmacsha256_init(&mac_base,
+		    (const unsigned char *)secret, len);
+		if (len < sizeof(mac_secret))
+			memcpy(mac_secret, secret, len + 1);
+	}
+	st = mac_base;
 	/* The scope's NUL separates it from the payload unambiguously. */
 	crypto_auth_hmacsha256_update(&st, (const unsigned char *)scope,
 	    strlen(scope) + 1);
