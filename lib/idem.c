@@ -80,18 +80,6 @@ keel_idem_key_valid(const char *k)
 	return 1;
 }
 
-static void
-hex(char *out, const unsigned char *p, size_t n)
-{
-	size_t	 i;
-
-	for (i = 0; i < n; i++) {
-		out[2 * i] = "0123456789abcdef"[p[i] >> 4];
-		out[2 * i + 1] = "0123456789abcdef"[p[i] & 0xf];
-	}
-	out[2 * n] = '\0';
-}
-
 /* The request's fingerprint: what "the same request" means. */
 static void
 fingerprint(const struct keel_req *req, char *out)
@@ -111,7 +99,7 @@ fingerprint(const struct keel_req *req, char *out)
 		crypto_hash_sha256_update(&s, (const unsigned char *)req->body,
 		    req->body_len);
 	crypto_hash_sha256_final(&s, h);
-	hex(out, h, sizeof(h));
+	sodium_bin2hex(out, 2 * sizeof(h) + 1, h, sizeof(h));
 }
 
 static void
@@ -153,7 +141,7 @@ keel_idem_step(struct keel_req *req)
 	st = keel_arena_alloc(req->arena, sizeof(*st));
 	crypto_generichash(h, sizeof(h), (const unsigned char *)key,
 	    strlen(key), NULL, 0);
-	hex(kh, h, sizeof(h));
+	sodium_bin2hex(kh, 2 * sizeof(h) + 1, h, sizeof(h));
 	st->key = keel_arena_printf(req->arena, "keel:idem:%s:%s",
 	    keel_limit_client(req), kh);
 	fingerprint(req, st->fp);

@@ -599,18 +599,6 @@ is_reset_request(const struct keel_req *req)
 	    "/auth/password-reset", 20) == 0;
 }
 
-static void
-hex(char *out, const unsigned char *p, size_t n)
-{
-	size_t	 i;
-
-	for (i = 0; i < n; i++) {
-		out[2 * i] = "0123456789abcdef"[p[i] >> 4];
-		out[2 * i + 1] = "0123456789abcdef"[p[i] & 0xf];
-	}
-	out[2 * n] = '\0';
-}
-
 /*
  * The account an auth attempt names ("login" or "email" of its JSON
  * body), lower-cased and hashed; NULL when there is none.
@@ -638,7 +626,7 @@ auth_account(struct keel_req *req)
 		crypto_generichash(h, sizeof(h), (unsigned char *)low, n,
 		    NULL, 0);
 		out = keel_arena_alloc(req->arena, 2 * sizeof(h) + 1);
-		hex(out, h, sizeof(h));
+		sodium_bin2hex(out, 2 * sizeof(h) + 1, h, sizeof(h));
 	}
 	json_object_put(doc);
 	return out;
@@ -668,7 +656,8 @@ session_key(struct keel_req *req)
 	crypto_hash_sha256(h, (const unsigned char *)tok, n);
 	key = keel_arena_alloc(req->arena, sizeof(SESS_PREFIX) + 2 * sizeof(h));
 	memcpy(key, SESS_PREFIX, sizeof(SESS_PREFIX) - 1);
-	hex(key + sizeof(SESS_PREFIX) - 1, h, sizeof(h));
+	sodium_bin2hex(key + sizeof(SESS_PREFIX) - 1, 2 * sizeof(h) + 1, h,
+	    sizeof(h));
 	return key;
 }
 
