@@ -176,24 +176,12 @@ class Stack:
                 pid = int(f.read().strip())
         except (OSError, ValueError):
             return None
-        return pid if _alive(pid) else None
+        return pid if alive(pid) else None
 
     def worker_pids(self, name):
         """Pids of the supervisor's live child processes (its workers)."""
         pid = self.app_pid(name)
-        if pid is None:
-            return []
-        kids = set()
-        try:
-            for task in os.listdir("/proc/%d/task" % pid):
-                try:
-                    with open("/proc/%d/task/%s/children" % (pid, task)) as f:
-                        kids.update(int(k) for k in f.read().split())
-                except OSError:
-                    pass
-        except OSError:
-            return []
-        return sorted(k for k in kids if _alive(k))
+        return [] if pid is None else children(pid)
 
     def psql(self, sql, replica=False, check=True):
         """Run sql on the primary (or replica) as the app's role; returns
@@ -293,11 +281,26 @@ class Stack:
                                 stderr=subprocess.PIPE, text=True)
 
 
-def _alive(pid):
-    """pid runs and is not a zombie."""
+def alive(pid):
+    """pid runs and is not a zombie (this container's init reaps late)."""
     try:
         with open("/proc/%d/stat" % pid) as f:
             stat = f.read()
     except OSError:
         return False
     return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def children(pid):
+    """Live child pids of pid, from /proc (every thread's children)."""
+    kids = set()
+    try:
+        for task in os.listdir("/proc/%d/task" % pid):
+            try:
+                with open("/proc/%d/task/%s/children" % (pid, task)) as f:
+                    kids.update(int(k) for k in f.read().split())
+            except OSError:
+                pass
+    except OSError:
+        return []
+    return sorted(k for k in kids if alive(k))

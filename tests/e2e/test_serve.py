@@ -24,6 +24,8 @@ import time
 import pytest
 import requests
 
+from stack import alive, children
+
 # -------------------------------------------------------------- FastCGI
 
 FCGI_BEGIN_REQUEST, FCGI_END_REQUEST, FCGI_PARAMS = 1, 3, 4
@@ -108,30 +110,6 @@ def fcgi_pid(sock_path, uri="/_test/pid"):
 
 
 # ------------------------------------------------------------ processes
-
-def alive(pid):
-    """pid runs and is not a zombie."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
-def children(pid):
-    kids = set()
-    try:
-        for task in os.listdir("/proc/%d/task" % pid):
-            try:
-                with open("/proc/%d/task/%s/children" % (pid, task)) as f:
-                    kids.update(int(k) for k in f.read().split())
-            except OSError:
-                pass
-    except OSError:
-        return []
-    return sorted(k for k in kids if alive(k))
-
 
 def cpu_seconds(pid):
     """utime + stime of pid, in seconds."""
