@@ -28,14 +28,14 @@
 #include "keel/db.h"
 #include "keel/log.h"
 
-static const struct keel_query q_admin_exists = { "admin_exists",
-	"SELECT EXISTS (SELECT FROM users WHERE role = 'admin' AND is_active)",
-	0, KEEL_DB_PRIMARY };
+static const struct keel_query q_admin_exists = { .name = "admin_exists",
+	.sql = "SELECT EXISTS (SELECT FROM users WHERE role = 'admin' AND is_active)",
+	.target = KEEL_DB_PRIMARY };
 
-static const struct keel_query q_admin_insert = { "admin_insert",
-	"INSERT INTO users (email, username, name, role, password_hash) "
-	"VALUES (lower($1), $2, $3, 'admin', $4) RETURNING id", 4,
-	KEEL_DB_PRIMARY };
+static const struct keel_query q_admin_insert = { .name = "admin_insert",
+	.sql = "INSERT INTO users (email, username, name, role, password_hash) "
+	"VALUES (lower($1), $2, $3, 'admin', $4) RETURNING id",
+	.target = KEEL_DB_PRIMARY };
 
 static void __attribute__((noreturn))
 usage(void)
@@ -133,7 +133,7 @@ create_admin(int argc, char *argv[])
 	struct keel_db		*db = NULL;
 	struct keel_rows	*rows = NULL;
 	const char		*email = NULL, *username = NULL, *name = NULL;
-	const char		*params[4];
+	struct keel_db_params	 p;
 	char			 pw[KEEL_AUTH_PASSWORD_MAX + 2];
 	char			 hash[KEEL_AUTH_HASH_MAX], err[256];
 	int			 c, force = 0, rc = 1;
@@ -160,7 +160,7 @@ create_admin(int argc, char *argv[])
 	if (email == NULL || username == NULL || name == NULL ||
 	    optind != argc)
 		usage();
-	if (keel_config_load(&cfg, err, sizeof(err)) == -1) {
+	if (!keel_config_load(&cfg, err, sizeof(err))) {
 		fprintf(stderr, "keel-admin: %s\n", err);
 		return 1;
 	}
@@ -179,11 +179,12 @@ create_admin(int argc, char *argv[])
 		goto out;
 	keel_rows_free(rows);
 	rows = NULL;
-	params[0] = email;
-	params[1] = username;
-	params[2] = name;
-	params[3] = hash;
-	if ((er = keel_db_query(db, &q_admin_insert, params, &rows)) !=
+	keel_db_params_init(&p);
+	keel_db_param_text(&p, email);
+	keel_db_param_text(&p, username);
+	keel_db_param_text(&p, name);
+	keel_db_param_text(&p, hash);
+	if ((er = keel_db_query(db, &q_admin_insert, &p, &rows)) !=
 	    KEEL_OK)
 		goto fail;
 	printf("created admin %s (id %lld)\n", username,

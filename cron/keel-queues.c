@@ -25,6 +25,7 @@
 #include "keel/log.h"
 #include "keel/mail.h"
 #include "keel/redis.h"
+#include "keel/text.h"
 
 static void
 usage(void)
@@ -127,10 +128,10 @@ cmd_enqueue(const struct keel_config *cfg, struct keel_redis *r, int argc,
 		else if (strcmp(argv[a], "--key") == 0 && a + 1 < argc)
 			key = argv[++a];
 		else if (strcmp(argv[a], "--delay-ms") == 0 && a + 1 < argc &&
-		    keel_parse_int64(argv[a + 1], 0, 86400000, &delay) == 0)
+		    keel_parse_int64(argv[a + 1], 0, 86400000, &delay))
 			a++;
 		else if (strcmp(argv[a], "--count") == 0 && a + 1 < argc &&
-		    keel_parse_int64(argv[a + 1], 1, 100000000, &count) == 0)
+		    keel_parse_int64(argv[a + 1], 1, 100000000, &count))
 			a++;
 		else
 			usage();

@@ -18,15 +18,16 @@
 #include "keel/log.h"
 #include "keel/redis.h"
 
-static const struct keel_query q_outbox_prune = { "jobs_outbox_prune",
-	"WITH gone AS (DELETE FROM outbox WHERE pushed_at < now() - "
-	"interval '7 days' RETURNING 1) SELECT count(*) FROM gone", 0,
-	KEEL_DB_PRIMARY };
+static const struct keel_query q_outbox_prune = { .name = "jobs_outbox_prune",
+	.sql = "WITH gone AS (DELETE FROM outbox WHERE pushed_at < now() - "
+	"interval '7 days' RETURNING 1) SELECT count(*) FROM gone",
+	.target = KEEL_DB_PRIMARY };
 
-static const struct keel_query q_tokens_prune = { "jobs_tokens_prune",
-	"WITH gone AS (DELETE FROM one_time_tokens WHERE expires_at < now() - "
+static const struct keel_query q_tokens_prune = { .name = "jobs_tokens_prune",
+	.sql = "WITH gone AS (DELETE FROM one_time_tokens WHERE expires_at < now() - "
 	"interval '1 day' OR used_at < now() - interval '1 day' RETURNING 1) "
-	"SELECT count(*) FROM gone", 0, KEEL_DB_PRIMARY };
+	"SELECT count(*) FROM gone",
+	.target = KEEL_DB_PRIMARY };
 
 /* Runs a counting DELETE; adds its count to *n, or counts a failure. */
 static void

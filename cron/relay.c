@@ -18,6 +18,7 @@
 #include "keel/json.h"
 #include "keel/log.h"
 #include "keel/redis.h"
+#include "keel/text.h"
 
 #define RELAY_BATCH	500	/* rows per transaction */
 
@@ -36,7 +37,7 @@ main(int argc, char *argv[])
 		if (strcmp(argv[i], "--once") == 0)
 			once = 1;
 		else if (strcmp(argv[i], "--budget") == 0 && i + 1 < argc &&
-		    keel_parse_int64(argv[i + 1], 1, 86400, &budget) == 0)
+		    keel_parse_int64(argv[i + 1], 1, 86400, &budget))
 			i++;
 		else {
 			fprintf(stderr, "usage: keel-outbox-relay "

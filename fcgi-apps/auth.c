@@ -33,41 +33,43 @@
 #include "keel/json.h"
 #include "keel/log.h"
 #include "keel/mem.h"
+#include "keel/resource.h"
 #include "keel/serve.h"
 
 enum login_field { LOGIN_LOGIN, LOGIN_PASSWORD, LOGIN__MAX };
 
 static const struct keel_field login_fields[LOGIN__MAX] = {
-	[LOGIN_LOGIN] = { "login", KEEL_FIELD_STRING, 1, 0, 1, 254, NULL,
-	    NULL, NULL },
-	[LOGIN_PASSWORD] = { "password", KEEL_FIELD_STRING, 1, 0, 1,
-	    KEEL_AUTH_PASSWORD_MAX, NULL, NULL, NULL },
+	[LOGIN_LOGIN] = { .name = "login", .type = KEEL_FIELD_STRING,
+	    .required = true, .min = 1, .max = 254 },
+	[LOGIN_PASSWORD] = { .name = "password", .type = KEEL_FIELD_STRING,
+	    .required = true, .min = 1, .max = KEEL_AUTH_PASSWORD_MAX },
 };
 
 enum reset_field { RESET_EMAIL, RESET__MAX };
 
 static const struct keel_field reset_fields[RESET__MAX] = {
-	[RESET_EMAIL] = { "email", KEEL_FIELD_STRING, 1, 0, 1, 254, NULL,
-	    NULL, NULL },
+	[RESET_EMAIL] = { .name = "email", .type = KEEL_FIELD_STRING,
+	    .required = true, .min = 1, .max = 254 },
 };
 
 enum confirm_field { CONFIRM_TOKEN, CONFIRM_PASSWORD, CONFIRM__MAX };
 
 static const struct keel_field confirm_fields[CONFIRM__MAX] = {
-	[CONFIRM_TOKEN] = { "token", KEEL_FIELD_STRING, 1, 0, 1, 256, NULL,
-	    NULL, NULL },
-	[CONFIRM_PASSWORD] = { "password", KEEL_FIELD_STRING, 1, 0, 1,
-	    KEEL_AUTH_PASSWORD_MAX, NULL, NULL, NULL },
+	[CONFIRM_TOKEN] = { .name = "token", .type = KEEL_FIELD_STRING,
+	    .required = true, .min = 1, .max = 256 },
+	[CONFIRM_PASSWORD] = { .name = "password", .type = KEEL_FIELD_STRING,
+	    .required = true, .min = 1, .max = KEEL_AUTH_PASSWORD_MAX },
 };
 
-/* Columns after KEEL_AUTH_USER_COLS in the login lookup. */
-#define COL_HASH	KEEL_AUTH_USER_NCOLS
-
-/* On the primary: a password changed a moment ago must count. */
-static const struct keel_query q_login = { "auth_login",
-	"SELECT " KEEL_AUTH_USER_COLS ", password_hash FROM users "
+/*
+ * On the primary: a password changed a moment ago must count.  The hash
+ * follows the user's columns, for this handler only.
+ */
+static const struct keel_query q_login = { .name = "auth_login",
+	.sql = "SELECT " KEEL_AUTH_USER_COLS ", password_hash AS hash "
+	"FROM users "
 	"WHERE lower(email) = lower($1) OR lower(username) = lower($1)",
-	1, KEEL_DB_PRIMARY };
+	.target = KEEL_DB_PRIMARY };
 
 /*
  * After the session exists: the account is still what the password was
@@ -76,21 +78,24 @@ static const struct keel_query q_login = { "auth_login",
  * commits -- so either that transaction ends this session or this query
  * sees its change.
  */
-static const struct keel_query q_login_recheck = { "auth_login_recheck",
-	"SELECT 1 FROM users WHERE id = $1 AND is_active "
-	"AND password_hash = $2 AND role = $3 FOR SHARE", 3, KEEL_DB_PRIMARY };
+static const struct keel_query q_login_recheck = {
+	.name = "auth_login_recheck",
+	.sql = "SELECT 1 FROM users WHERE id = $1 AND is_active "
+	"AND password_hash = $2 AND role = $3 FOR SHARE",
+	.target = KEEL_DB_PRIMARY };
 
-static const struct keel_query q_me = { "auth_me",
-	"SELECT " KEEL_AUTH_USER_COLS " FROM users WHERE id = $1 "
-	"AND is_active", 1, KEEL_DB_READ };
+static const struct keel_query q_me = { .name = "auth_me",
+	.sql = "SELECT " KEEL_AUTH_USER_COLS " FROM users WHERE id = $1 "
+	"AND is_active", .target = KEEL_DB_READ };
 
 /* The user's other live links die with the password they were for. */
-static const struct keel_query q_set_password = { "auth_set_password",
-	"WITH u AS (UPDATE users SET password_hash = $2, updated_at = now() "
-	"WHERE id = $1 AND is_active RETURNING id), "
+static const struct keel_query q_set_password = {
+	.name = "auth_set_password",
+	.sql = "WITH u AS (UPDATE users SET password_hash = $2, "
+	"updated_at = now() WHERE id = $1 AND is_active RETURNING id), "
 	"k AS (UPDATE one_time_tokens SET used_at = now() "
 	"WHERE user_id IN (SELECT id FROM u) AND used_at IS NULL) "
-	"SELECT id FROM u", 2, KEEL_DB_PRIMARY };
+	"SELECT id FROM u", .target = KEEL_DB_PRIMARY };
 
 /* RFC 3339 UTC of t. */
 static char *
@@ -109,52 +114,78 @@ auth_bad_login(struct keel_req *req)
 {
 	keel_http_add_header(req, "WWW-Authenticate", "Bearer realm=\"keel\"");
 	keel_http_reply_error(req, 401, "unauthorized",
-	    "wrong login or password", NULL);
+	    "wrong login or password");
+}
+
+/* {"token", "expiresAt", "user"} of a new session. */
+static void
+auth_reply_session(struct keel_req *req, const char *tok, time_t exp,
+    const struct keel_rows *user)
+{
+	struct keel_buf	 b = { NULL, 0, 0 };
+	struct keel_jw	 w;
+
+	keel_jw_init(&w, &b);
+	keel_jw_obj_open(&w);
+	keel_jw_key(&w, "token");
+	keel_jw_str(&w, tok);
+	keel_jw_key(&w, "expiresAt");
+	keel_jw_str(&w, auth_time(req, exp));
+	keel_jw_key(&w, "user");
+	keel_res_write(&w, &keel_auth_users, user, 0);
+	keel_jw_obj_close(&w);
+	keel_http_reply_buf(req, 200, &b);
+	keel_buf_free(&b);
 }
 
 static enum keel_err
 auth_login(struct keel_req *req)
 {
 	struct keel_value	 v[LOGIN__MAX];
+	struct keel_db_params	 p;
 	struct keel_rows	*rows = NULL, *again = NULL;
-	struct json_object	*body;
-	const char		*params[3], *hash = NULL;
+	const char		*hash = NULL, *role;
 	char			 tok[KEEL_AUTH_TOKEN_LEN + 1];
 	char			 sid[KEEL_AUTH_ID_LEN + 1];
 	int64_t			 uid;
 	time_t			 exp;
-	int			 ok;
 	enum keel_err		 er;
 
 	if (keel_http_body_fields(req, login_fields, LOGIN__MAX,
-	    KEEL_FIELDS_ALL, v))
+	    KEEL_FIELDS_ALL, v) != KEEL_STEP_GO)
 		return KEEL_OK;
-	params[0] = v[LOGIN_LOGIN].s;
-	if ((er = keel_db_query(req->db, &q_login, params, &rows)) != KEEL_OK)
+	keel_db_params_init(&p);
+	keel_db_param_text(&p, v[LOGIN_LOGIN].s);
+	if ((er = keel_db_query(req->db, &q_login, &p, &rows)) != KEEL_OK)
 		goto out;
+	if (!keel_res_check(&keel_auth_users, rows)) {
+		er = KEEL_EINTERNAL;
+		goto out;
+	}
 	/* Usernames can't hold '@', so at most one row matches. */
-	if (keel_rows_count(rows) == 1 && keel_rows_bool(rows, 0, 5))
-		hash = keel_rows_value(rows, 0, COL_HASH);
+	if (keel_rows_count(rows) == 1 &&
+	    keel_rows_bool(rows, 0, keel_rows_col(rows, "isActive")))
+		hash = keel_rows_value(rows, 0, keel_rows_col(rows, "hash"));
 	/* Always one verification: a NULL hash checks a dummy. */
-	ok = keel_auth_verify(hash, v[LOGIN_PASSWORD].s);
-	if (!ok) {
+	if (!keel_auth_verify(hash, v[LOGIN_PASSWORD].s)) {
 		keel_log_info("auth: failed login");
 		auth_bad_login(req);
 		goto out;
 	}
-	uid = keel_rows_int64(rows, 0, 0);
+	uid = keel_rows_int64(rows, 0, keel_rows_col(rows, "id"));
+	role = keel_rows_value(rows, 0, keel_rows_col(rows, "role"));
 	if ((er = keel_auth_session_new(req->redis, uid,
-	    keel_auth_role_parse(keel_rows_value(rows, 0, 4)),
-	    keel_config()->session_ttl, tok, &exp)) != KEEL_OK)
+	    keel_auth_role_parse(role), req->cfg->session_ttl, tok, &exp)) !=
+	    KEEL_OK)
 		goto out;
-	params[0] = keel_rows_value(rows, 0, 0);
-	params[1] = hash;
-	params[2] = keel_rows_value(rows, 0, 4);
-	if ((er = keel_db_query(req->db, &q_login_recheck, params,
-	    &again)) != KEEL_OK || keel_rows_count(again) != 1) {
+	keel_db_params_init(&p);
+	keel_db_param_int(&p, uid);
+	keel_db_param_text(&p, hash);
+	keel_db_param_text(&p, role);
+	if ((er = keel_db_query(req->db, &q_login_recheck, &p, &again)) !=
+	    KEEL_OK || keel_rows_count(again) != 1) {
 		/* Deactivated, or its password or role changed, meanwhile. */
 		keel_auth_token_id(tok, sid);
-		explicit_bzero(tok, sizeof(tok));
 		if (keel_auth_session_end(req->redis, uid, sid) != KEEL_OK)
 			keel_log_error("auth: could not end a stale login's "
 			    "session of user %lld", (long long)uid);
@@ -164,15 +195,9 @@ auth_login(struct keel_req *req)
 		}
 		goto out;
 	}
-	body = json_object_new_object();
-	json_object_object_add(body, "token", json_object_new_string(tok));
-	json_object_object_add(body, "expiresAt",
-	    json_object_new_string(auth_time(req, exp)));
-	json_object_object_add(body, "user", keel_auth_user_json(rows, 0, 0));
-	keel_http_reply_json(req, 200, body);
-	json_object_put(body);
-	explicit_bzero(tok, sizeof(tok));
+	auth_reply_session(req, tok, exp, rows);
 out:
+	explicit_bzero(tok, sizeof(tok));
 	keel_rows_free(again);
 	keel_rows_free(rows);
 	return er;
@@ -193,24 +218,20 @@ auth_logout(struct keel_req *req)
 static enum keel_err
 auth_me(struct keel_req *req)
 {
+	struct keel_db_params	 p;
 	struct keel_rows	*rows = NULL;
-	struct json_object	*o;
-	const char		*params[1];
 	enum keel_err		 er;
 
-	params[0] = keel_arena_printf(req->arena, "%lld",
-	    (long long)req->user->id);
-	if ((er = keel_db_query(req->db, &q_me, params, &rows)) != KEEL_OK)
+	keel_db_params_init(&p);
+	keel_db_param_int(&p, req->user->id);
+	if ((er = keel_db_query(req->db, &q_me, &p, &rows)) != KEEL_OK)
 		goto out;
-	if (keel_rows_count(rows) == 0) {
+	if (keel_rows_count(rows) == 0)
 		/* Deactivated a moment ago, before the session ended. */
 		keel_http_reply_error(req, 401, "unauthorized",
-		    "this account is not active", NULL);
-		goto out;
-	}
-	o = keel_auth_user_json(rows, 0, 0);
-	keel_http_reply_json(req, 200, o);
-	json_object_put(o);
+		    "this account is not active");
+	else
+		er = keel_res_reply_row(req, &keel_auth_users, 200, rows);
 out:
 	keel_rows_free(rows);
 	return er;
@@ -224,11 +245,11 @@ auth_reset(struct keel_req *req)
 	enum keel_err		 er;
 
 	if (keel_http_body_fields(req, reset_fields, RESET__MAX,
-	    KEEL_FIELDS_ALL, v))
+	    KEEL_FIELDS_ALL, v) != KEEL_STEP_GO)
 		return KEEL_OK;
 	/* One statement, no Redis: the row commits even while it is down. */
-	if ((er = keel_auth_queue_reset(req->db, v[RESET_EMAIL].s, &job)) !=
-	    KEEL_OK)
+	if ((er = keel_auth_queue_reset(req->db, v[RESET_EMAIL].s,
+	    req->cfg->public_url, &job)) != KEEL_OK)
 		return er;
 	/* Best effort: what isn't pushed now, the relay pushes. */
 	if (job > 0)
@@ -241,39 +262,31 @@ auth_reset(struct keel_req *req)
 static void
 auth_bad_token(struct keel_req *req)
 {
-	struct json_object	*f;
+	const struct keel_http_error e = { .status = 400,
+	    .message = "the link is invalid, expired or already used; ask "
+	    "for a new one",
+	    .field = "token", .why = "is invalid, expired or already used" };
 
-	f = json_object_new_object();
-	json_object_object_add(f, "token",
-	    json_object_new_string("is invalid, expired or already used"));
-	keel_http_reply_error(req, 400, "bad_request",
-	    "the link is invalid, expired or already used; ask for a new one",
-	    f);
-	json_object_put(f);
+	keel_http_reply_problem(req, &e);
 }
 
 static enum keel_err
 auth_reset_confirm(struct keel_req *req)
 {
 	struct keel_value	 v[CONFIRM__MAX];
+	struct keel_db_params	 p;
 	struct keel_rows	*rows = NULL;
-	struct json_object	*f;
-	const char		*params[2], *msg;
+	const char		*msg;
 	char			 hash[KEEL_AUTH_HASH_MAX], purpose[16];
 	int64_t			 uid;
 	enum keel_err		 er;
 
 	if (keel_http_body_fields(req, confirm_fields, CONFIRM__MAX,
-	    KEEL_FIELDS_ALL, v))
+	    KEEL_FIELDS_ALL, v) != KEEL_STEP_GO)
 		return KEEL_OK;
 	/* Check the password before the token dies for nothing. */
 	if ((msg = keel_auth_password_check(v[CONFIRM_PASSWORD].s)) != NULL) {
-		f = json_object_new_object();
-		json_object_object_add(f, "password",
-		    json_object_new_string(msg));
-		keel_http_reply_error(req, 422, "validation_failed",
-		    "some fields are not valid", f);
-		json_object_put(f);
+		keel_http_reply_field(req, "password", msg);
 		return KEEL_OK;
 	}
 	if (!keel_auth_token_valid(v[CONFIRM_TOKEN].s)) {
@@ -294,9 +307,10 @@ auth_reset_confirm(struct keel_req *req)
 	}
 	if (er != KEEL_OK)
 		goto out;
-	params[0] = keel_arena_printf(req->arena, "%lld", (long long)uid);
-	params[1] = hash;
-	if ((er = keel_db_query(req->db, &q_set_password, params, &rows)) !=
+	keel_db_params_init(&p);
+	keel_db_param_int(&p, uid);
+	keel_db_param_text(&p, hash);
+	if ((er = keel_db_query(req->db, &q_set_password, &p, &rows)) !=
 	    KEEL_OK)
 		goto out;
 	if (keel_rows_count(rows) == 0) {
@@ -326,20 +340,32 @@ out:
 	return er;
 }
 
+/*
+ * Login and the two password-reset routes count against the auth limiter
+ * (API.md "Rate limits"); asking for a reset answers 202 whatever
+ * happens, so every request of it counts.
+ */
 static const struct keel_route auth_routes[] = {
-	{ "POST", "/api/auth/login", auth_login, KEEL_ACCESS_ANYONE },
-	{ "POST", "/api/auth/logout", auth_logout, KEEL_ACCESS_USER },
-	{ "GET", "/api/auth/me", auth_me, KEEL_ACCESS_USER },
-	{ "POST", "/api/auth/password-reset", auth_reset, KEEL_ACCESS_ANYONE },
-	{ "POST", "/api/auth/password-reset/confirm", auth_reset_confirm,
-	    KEEL_ACCESS_ANYONE },
+	{ .method = "POST", .pattern = "/api/auth/login",
+	    .handler = auth_login, .access = KEEL_ACCESS_ANYONE,
+	    .limit = KEEL_LIMIT_CLASS_AUTH },
+	{ .method = "POST", .pattern = "/api/auth/logout",
+	    .handler = auth_logout, .access = KEEL_ACCESS_USER },
+	{ .method = "GET", .pattern = "/api/auth/me", .handler = auth_me,
+	    .access = KEEL_ACCESS_USER },
+	{ .method = "POST", .pattern = "/api/auth/password-reset",
+	    .handler = auth_reset, .access = KEEL_ACCESS_ANYONE,
+	    .limit = KEEL_LIMIT_CLASS_AUTH_EVERY },
+	{ .method = "POST", .pattern = "/api/auth/password-reset/confirm",
+	    .handler = auth_reset_confirm, .access = KEEL_ACCESS_ANYONE,
+	    .limit = KEEL_LIMIT_CLASS_AUTH },
 };
 
 int
 main(int argc, char *argv[])
 {
-	static const struct keel_app app = { "auth", auth_routes,
-	    sizeof(auth_routes) / sizeof(auth_routes[0]) };
+	static const struct keel_app app = { .name = "auth",
+	    .routes = auth_routes, .nroutes = KEEL_NELEM(auth_routes) };
 
 	return keel_serve(argc, argv, &app);
 }

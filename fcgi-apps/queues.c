@@ -11,39 +11,53 @@
 #include "keel/http.h"
 #include "keel/jobs.h"
 #include "keel/json.h"
+#include "keel/mem.h"
 #include "keel/router.h"
 #include "keel/serve.h"
 
-static int
+/* A step: the queue the path names, or a 404. */
+static enum keel_step
 queues_lookup(struct keel_req *req, const char *name,
     const struct keel_queue **q)
 {
-	if ((*q = keel_jobs_queue(name)) == NULL) {
-		keel_http_reply_error(req, 404, "not_found", "no such queue",
-		    NULL);
-		return -1;
+	if ((*q = keel_jobs_queue(name)) != NULL)
+		return KEEL_STEP_GO;
+	keel_http_reply_error(req, 404, "not_found", "no such queue");
+	return KEEL_STEP_REPLIED;
+}
+
+/* Replies with {name: n, ...} for names[0..n). */
+static void
+queues_reply(struct keel_req *req, const char *const *names,
+    const int64_t *vals, size_t n)
+{
+	struct keel_buf	 b = { NULL, 0, 0 };
+	struct keel_jw	 w;
+	size_t		 i;
+
+	keel_jw_init(&w, &b);
+	keel_jw_obj_open(&w);
+	for (i = 0; i < n; i++) {
+		keel_jw_key(&w, names[i]);
+		keel_jw_int(&w, vals[i]);
 	}
-	return 0;
+	keel_jw_obj_close(&w);
+	keel_http_reply_buf(req, 200, &b);
+	keel_buf_free(&b);
 }
 
 static enum keel_err
 queues_reply_stats(struct keel_req *req, const struct keel_queue *q)
 {
+	static const char *const names[] = { "waiting", "active", "delayed",
+	    "completed", "failed" };
 	struct keel_jobs_stats	 st;
-	struct json_object	*o;
 	enum keel_err		 er;
 
 	if ((er = keel_jobs_stats(req->redis, q, &st)) != KEEL_OK)
 		return er;
-	o = json_object_new_object();
-	json_object_object_add(o, "waiting", json_object_new_int64(st.waiting));
-	json_object_object_add(o, "active", json_object_new_int64(st.active));
-	json_object_object_add(o, "delayed", json_object_new_int64(st.delayed));
-	json_object_object_add(o, "completed",
-	    json_object_new_int64(st.completed));
-	json_object_object_add(o, "failed", json_object_new_int64(st.failed));
-	keel_http_reply_json(req, 200, o);
-	json_object_put(o);
+	queues_reply(req, names, (const int64_t[]){ st.waiting, st.active,
+	    st.delayed, st.completed, st.failed }, KEEL_NELEM(names));
 	return KEEL_OK;
 }
 
@@ -52,7 +66,8 @@ queues_stats(struct keel_req *req)
 {
 	const struct keel_queue	*q;
 
-	if (queues_lookup(req, keel_http_param(req, "name"), &q) == -1)
+	if (queues_lookup(req, keel_http_param(req, "name"), &q) !=
+	    KEEL_STEP_GO)
 		return KEEL_OK;
 	return queues_reply_stats(req, q);
 }
@@ -66,36 +81,34 @@ queues_email_stats(struct keel_req *req)
 static enum keel_err
 queues_retry(struct keel_req *req)
 {
+	static const char *const names[] = { "retried" };
 	const struct keel_queue	*q;
-	struct json_object	*o;
 	enum keel_err		 er;
 	int64_t			 n;
 
-	if (queues_lookup(req, keel_http_param(req, "name"), &q) == -1)
+	if (queues_lookup(req, keel_http_param(req, "name"), &q) !=
+	    KEEL_STEP_GO)
 		return KEEL_OK;
 	if ((er = keel_jobs_retry_failed(req->redis, q, &n)) != KEEL_OK)
 		return er;
-	o = json_object_new_object();
-	json_object_object_add(o, "retried", json_object_new_int64(n));
-	keel_http_reply_json(req, 200, o);
-	json_object_put(o);
+	queues_reply(req, names, &n, 1);
 	return KEEL_OK;
 }
 
 static const struct keel_route queues_routes[] = {
-	{ "GET", "/api/queues/{name:str}/stats", queues_stats,
-	    KEEL_ROLE_ADMIN },
-	{ "POST", "/api/queues/{name:str}/failed/retry", queues_retry,
-	    KEEL_ROLE_ADMIN },
-	{ "GET", "/api/email-queue/stats", queues_email_stats,
-	    KEEL_ROLE_ADMIN },
+	{ .method = "GET", .pattern = "/api/queues/{name:str}/stats",
+	    .handler = queues_stats, .access = KEEL_ROLE_ADMIN },
+	{ .method = "POST", .pattern = "/api/queues/{name:str}/failed/retry",
+	    .handler = queues_retry, .access = KEEL_ROLE_ADMIN },
+	{ .method = "GET", .pattern = "/api/email-queue/stats",
+	    .handler = queues_email_stats, .access = KEEL_ROLE_ADMIN },
 };
 
 int
 main(int argc, char *argv[])
 {
-	static const struct keel_app app = { "queues", queues_routes,
-	    sizeof(queues_routes) / sizeof(queues_routes[0]) };
+	static const struct keel_app app = { .name = "queues",
+	    .routes = queues_routes, .nroutes = KEEL_NELEM(queues_routes) };
 
 	return keel_serve(argc, argv, &app);
 }

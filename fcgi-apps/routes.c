@@ -10,22 +10,24 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "keel/config.h"
+#include "keel/http.h"
 #include "keel/json.h"
 #include "keel/log.h"
+#include "keel/mem.h"
 #include "keel/serve.h"
 
-/* The parsed file: configuration, loaded once per worker. */
-static struct json_object *routes_doc;
+/* The file's array as compact JSON text: loaded once per worker. */
+static char	*routes_text;
 
 static enum keel_err
-routes_load(void)
+routes_load(const char *path)
 {
 	struct json_object	*doc;
-	const char		*path = keel_config()->routes_file;
 
-	if (routes_doc != NULL)
+	if (routes_text != NULL)
 		return KEEL_OK;
 	if ((doc = json_object_from_file(path)) == NULL ||
 	    !json_object_is_type(doc, json_type_array)) {
@@ -34,34 +36,41 @@ routes_load(void)
 		json_object_put(doc);
 		return KEEL_EINTERNAL;
 	}
-	routes_doc = doc;
+	routes_text = keel_strdup(json_object_to_json_string_ext(doc,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(doc);
 	return KEEL_OK;
 }
 
 static enum keel_err
 routes_get(struct keel_req *req)
 {
-	struct json_object	*body;
-	enum keel_err		 er;
+	struct keel_buf	 b = { NULL, 0, 0 };
+	struct keel_jw	 w;
+	enum keel_err	 er;
 
-	if ((er = routes_load()) != KEEL_OK)
+	if ((er = routes_load(req->cfg->routes_file)) != KEEL_OK)
 		return er;
-	body = json_object_new_object();
-	json_object_object_add(body, "data", json_object_get(routes_doc));
-	keel_http_reply_json(req, 200, body);
-	json_object_put(body);
+	keel_jw_init(&w, &b);
+	keel_jw_obj_open(&w);
+	keel_jw_key(&w, "data");
+	keel_jw_raw(&w, routes_text, strlen(routes_text));
+	keel_jw_obj_close(&w);
+	keel_http_reply_buf(req, 200, &b);
+	keel_buf_free(&b);
 	return KEEL_OK;
 }
 
 static const struct keel_route routes_routes[] = {
-	{ "GET", "/routes", routes_get, KEEL_ACCESS_ANYONE },
+	{ .method = "GET", .pattern = "/routes", .handler = routes_get,
+	    .access = KEEL_ACCESS_ANYONE },
 };
 
 int
 main(int argc, char *argv[])
 {
-	static const struct keel_app app = { "routes", routes_routes,
-	    sizeof(routes_routes) / sizeof(routes_routes[0]) };
+	static const struct keel_app app = { .name = "routes",
+	    .routes = routes_routes, .nroutes = KEEL_NELEM(routes_routes) };
 
 	return keel_serve(argc, argv, &app);
 }

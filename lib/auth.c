@@ -7,13 +7,16 @@
  * reading Redis (or a backup of it) yields no usable token, and ending a
  * session is one DEL that takes effect on every host at once.  Each
  * multi-key change is one Lua script, so a session and the user's index
- * of sessions never disagree.  The key layout is in auth.h; the rate
- * limiter reads the same keys.  Single-use reset and invitation tokens
+ * of sessions never disagree.  The key layout is in auth.h, and only
+ * this file reads it: the rate limiter's script reads a session in
+ * passing with the fragment auth hands it.  Single-use reset and
+ * invitation tokens
  * live in PostgreSQL beside the outbox row that mails them, so a reset
  * can be asked for while Redis is down.
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,29 +31,75 @@
 #include "keel/http.h"
 #include "keel/jobs.h"
 #include "keel/json.h"
-#include "keel/limit.h"
 #include "keel/log.h"
 #include "keel/mem.h"
 #include "keel/redis.h"
+#include "keel/resource.h"
 #include "keel/router.h"
+#include "keel/text.h"
 
 /*
  * Verified when the account does not exist, so that an unknown login
  * costs one Argon2id verification like a wrong password does.  Made with
  * the same limits as keel_auth_hash(); its password is random and lost.
  */
-static const char dummy_hash[] = "$argon2id$v=19$m=65536,t=2,p=1$"
+static const char dummy_hash[crypto_pwhash_STRBYTES] = "$argon2id$v=19$m=65536,t=2,p=1$"
     "86XGApZ0TAlubm8NGlB7bA$TVpAr1SExHOeI4lVNweoHRIazQO25bZ17WvmsPO8KAI";
 
 static const struct {
 	const char	*name;
 	unsigned	 bit;
 } roles[] = {
-	{ "admin", KEEL_ROLE_ADMIN },
-	{ "staff", KEEL_ROLE_STAFF },
-	{ "customer", KEEL_ROLE_CUSTOMER },
-	{ "student", KEEL_ROLE_STUDENT },
+	{ .name = "admin", .bit = KEEL_ROLE_ADMIN },
+	{ .name = "staff", .bit = KEEL_ROLE_STAFF },
+	{ .name = "customer", .bit = KEEL_ROLE_CUSTOMER },
+	{ .name = "student", .bit = KEEL_ROLE_STUDENT },
 };
+
+static const struct keel_col user_cols[] = {
+	KEEL_COL("id", INT), KEEL_COL("email", TEXT),
+	KEEL_COL("username", TEXT), KEEL_COL("name", TEXT),
+	KEEL_COL("role", TEXT), KEEL_COL("isActive", BOOL),
+	KEEL_COL("createdAt", TEXT), KEEL_COL("updatedAt", TEXT),
+};
+
+static const struct keel_constraint user_cons[] = {
+	{ .name = "users_email_key", .reply = { .status = 409,
+	    .message = "a user with these details exists",
+	    .field = "email", .why = "is already registered" } },
+	{ .name = "users_username_key", .reply = { .status = 409,
+	    .message = "a user with these details exists",
+	    .field = "username", .why = "is taken" } },
+};
+
+const struct keel_resource keel_auth_users = {
+	.name = "user",
+	.cols = user_cols,
+	.ncols = KEEL_NELEM(user_cols),
+	.cons = user_cons,
+	.ncons = KEEL_NELEM(user_cons),
+};
+
+static const struct keel_col user_ref_cols[] = {
+	KEEL_COL("id", INT), KEEL_COL("name", TEXT), KEEL_COL("email", TEXT),
+};
+
+const struct keel_loader keel_auth_user_loader = {
+	.q = { .name = "auth_user_refs", .sql = "SELECT id, name, email "
+	    "FROM users WHERE id = ANY($1::bigint[])", .target = KEEL_DB_READ },
+	.cols = user_ref_cols, .ncols = KEEL_NELEM(user_ref_cols),
+};
+
+const char keel_auth_session_ride[] =
+"local function ride(key)\n"
+"  local t = redis.call('TIME')\n"
+"  local s = redis.call('HMGET', key, 'uid', 'role', 'exp')\n"
+"  local e = tonumber(s[3])\n"
+"  if not s[1] or not e or e <= tonumber(t[1]) then return false end\n"
+"  local ryw = redis.call('PTTL', 'keel:ryw:' .. s[1])\n"
+"  if ryw < 0 then ryw = 0 end\n"
+"  return s[1], s[2] or '', s[3], tostring(ryw)\n"
+"end\n";
 
 /* KEYS: session, user index.  ARGV: uid, role, exp, ttl, id. */
 static struct keel_rscript sess_new_lua = { "session_new",
@@ -69,12 +118,12 @@ static struct keel_rscript sess_new_lua = { "session_new",
 	"end\n"
 	"return 1\n", "" };
 
-/* KEYS: session.  The user's read-your-writes window rides along. */
-static struct keel_rscript sess_get_lua = { "session_get",
-	"local s = redis.call('HMGET', KEYS[1], 'uid', 'role', 'exp')\n"
-	"if not s[1] then return false end\n"
-	"return {s[1], s[2], s[3], redis.call('PTTL', 'keel:ryw:' .. s[1])}\n",
-	"" };
+/* KEYS: session.  What ride() reads, on its own (made on first use). */
+static struct keel_rscript sess_get_lua = { .name = "session_get" };
+static const char sess_get_tail[] =
+"local r = { ride(KEYS[1]) }\n"
+"if not r[1] then return false end\n"
+"return r\n";
 
 /* KEYS: session, user index.  ARGV: id. */
 static struct keel_rscript sess_end_lua = { "session_end",
@@ -91,31 +140,6 @@ static struct keel_rscript sess_end_all_lua = { "session_end_all",
 	"  end\n"
 	"end\n"
 	"return n\n", "" };
-
-struct json_object *
-keel_auth_user_json(const struct keel_rows *rows, size_t r, size_t col)
-{
-	struct json_object	*o;
-
-	o = json_object_new_object();
-	json_object_object_add(o, "id",
-	    json_object_new_int64(keel_rows_int64(rows, r, col)));
-	json_object_object_add(o, "email",
-	    keel_json_str(keel_rows_value(rows, r, col + 1)));
-	json_object_object_add(o, "username",
-	    keel_json_str(keel_rows_value(rows, r, col + 2)));
-	json_object_object_add(o, "name",
-	    keel_json_str(keel_rows_value(rows, r, col + 3)));
-	json_object_object_add(o, "role",
-	    keel_json_str(keel_rows_value(rows, r, col + 4)));
-	json_object_object_add(o, "isActive",
-	    json_object_new_boolean(keel_rows_bool(rows, r, col + 5)));
-	json_object_object_add(o, "createdAt",
-	    keel_json_str(keel_rows_value(rows, r, col + 6)));
-	json_object_object_add(o, "updatedAt",
-	    keel_json_str(keel_rows_value(rows, r, col + 7)));
-	return o;
-}
 
 unsigned
 keel_auth_role_parse(const char *name)
@@ -139,21 +163,42 @@ keel_auth_role_name(unsigned role)
 	return "";
 }
 
+bool
+keel_auth_email_valid(const char *s)
+{
+	const char	*at = strchr(s, '@');
+	size_t		 i;
+
+	/* One '@' inside, and no whitespace anywhere. */
+	if (at == NULL || at == s || at[1] == '\0' || strchr(at + 1, '@'))
+		return false;
+	for (i = 0; s[i] != '\0'; i++)
+		if ((unsigned char)s[i] <= ' ' || s[i] == 0x7f)
+			return false;
+	return true;
+}
+
+bool
+keel_auth_username_valid(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if (!isalnum((unsigned char)*s) && strchr("_.-", *s) == NULL)
+			return false;
+	return true;
+}
+
 const char *
 keel_auth_password_check(const char *pw)
 {
-	size_t	 n, chars, i;
+	size_t	 n;
 
 	n = strlen(pw);
 	if (n > KEEL_AUTH_PASSWORD_MAX)
 		return "must be at most 1024 bytes";
 	if (!keel_utf8_valid(pw, n))
 		return "must be valid UTF-8";
-	/* Characters, not bytes: count the bytes that start one. */
-	for (i = 0, chars = 0; i < n; i++)
-		if (((unsigned char)pw[i] & 0xc0) != 0x80)
-			chars++;
-	if (chars < KEEL_AUTH_PASSWORD_MIN)
+	/* Characters, not bytes. */
+	if (keel_utf8_chars(pw) < KEEL_AUTH_PASSWORD_MIN)
 		return "must be at least 10 characters";
 	return NULL;
 }
@@ -170,14 +215,54 @@ keel_auth_hash(const char *pw, char out[KEEL_AUTH_HASH_MAX])
 	return KEEL_OK;
 }
 
-int
+bool
 keel_auth_verify(const char *hash, const char *pw)
 {
-	int	 ok;
+	bool	 ok;
 
 	ok = crypto_pwhash_str_verify(hash != NULL ? hash : dummy_hash, pw,
 	    strlen(pw)) == 0;
 	return hash != NULL && ok;
+}
+
+/* On the primary: the hash a moment-old change left must count. */
+static const struct keel_query q_user_hash = { .name = "auth_user_hash",
+	.sql = "SELECT password_hash FROM users WHERE id = $1 AND is_active",
+	.target = KEEL_DB_PRIMARY };
+
+enum keel_step
+keel_auth_new_password(struct keel_req *req, const char *pw,
+    const char *current, char hash[KEEL_AUTH_HASH_MAX], enum keel_err *er)
+{
+	struct keel_db_params	 p;
+	struct keel_rows	*rows = NULL;
+	const char		*msg;
+	bool			 ok;
+
+	*er = KEEL_OK;
+	if ((msg = keel_auth_password_check(pw)) != NULL) {
+		keel_http_reply_field(req, "password", msg);
+		return KEEL_STEP_REPLIED;
+	}
+	if (current == NULL) {
+		keel_http_reply_field(req, "currentPassword",
+		    "is required to change the password");
+		return KEEL_STEP_REPLIED;
+	}
+	keel_db_params_init(&p);
+	keel_db_param_int(&p, req->user->id);
+	if ((*er = keel_db_query(req->db, &q_user_hash, &p, &rows)) !=
+	    KEEL_OK)
+		return KEEL_STEP_REPLIED;
+	ok = keel_auth_verify(keel_rows_value(rows, 0, 0), current);
+	keel_rows_free(rows);
+	if (!ok) {
+		keel_http_reply_field(req, "currentPassword", "is wrong");
+		return KEEL_STEP_REPLIED;
+	}
+	if ((*er = keel_auth_hash(pw, hash)) != KEEL_OK)
+		return KEEL_STEP_REPLIED;
+	return KEEL_STEP_GO;
 }
 
 void
@@ -200,18 +285,18 @@ keel_auth_token_id(const char *tok, char id[KEEL_AUTH_ID_LEN + 1])
 	sodium_bin2hex(id, KEEL_AUTH_ID_LEN + 1, h, sizeof(h));
 }
 
-int
+bool
 keel_auth_token_valid(const char *tok)
 {
 	size_t	 i;
 
 	if (strlen(tok) != KEEL_AUTH_TOKEN_LEN)
-		return 0;
+		return false;
 	for (i = 0; i < KEEL_AUTH_TOKEN_LEN; i++)
 		if (strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 		    "0123456789-_", tok[i]) == NULL)
-			return 0;
-	return 1;
+			return false;
+	return true;
 }
 
 /* Runs script; KEEL_EINTERNAL (logged) on an error reply. */
@@ -279,13 +364,44 @@ keel_auth_session_new(struct keel_redis *r, int64_t uid, unsigned role,
 	return KEEL_OK;
 }
 
-/* A reply element's text, or NULL when it is not a string. */
-static const char *
-elem_str(const struct keel_rreply *rep, size_t i)
+/*
+ * The session in what ride() returned (vals[0..n): uid, role, exp,
+ * read-your-writes ms); KEEL_ENOENT when it is none or malformed.
+ */
+static enum keel_err
+session_parse(const char *const *vals, size_t n, struct keel_session *out)
 {
-	if (i >= rep->nelem || rep->elem[i].type != KEEL_R_STR)
-		return NULL;
-	return rep->elem[i].str;
+	int64_t	 exp, ryw;
+
+	if (n != 4)
+		return KEEL_ENOENT;
+	if (!keel_parse_int64(vals[0], 1, INT64_MAX, &out->uid) ||
+	    (out->role = keel_auth_role_parse(vals[1])) == 0 ||
+	    !keel_parse_int64(vals[2], 0, INT64_MAX, &exp) ||
+	    !keel_parse_int64(vals[3], 0, INT64_MAX, &ryw)) {
+		keel_log_warnx("auth: malformed session %.12s...", out->id);
+		return KEEL_ENOENT;
+	}
+	/* The key's TTL ends it too; this covers a TTL lost in a restore. */
+	if ((out->exp = (time_t)exp) <= time(NULL))
+		return KEEL_ENOENT;
+	out->ryw_ms = ryw;
+	return KEEL_OK;
+}
+
+/* The session script: ride()'s fragment and its own return. */
+static struct keel_rscript *
+sess_get_script(void)
+{
+	struct keel_buf	 b = { NULL, 0, 0 };
+
+	if (sess_get_lua.lua == NULL) {
+		/* Kept for the life of the process, like its sha. */
+		keel_buf_puts(&b, keel_auth_session_ride);
+		keel_buf_puts(&b, sess_get_tail);
+		sess_get_lua.lua = b.data;
+	}
+	return &sess_get_lua;
 }
 
 enum keel_err
@@ -293,9 +409,9 @@ keel_auth_session_get(struct keel_redis *r, const char *tok,
     struct keel_session *out)
 {
 	struct keel_rreply	*rep = NULL;
-	const char		*argv[1];
+	const char		*argv[1], *vals[4];
 	char			 skey[80];
-	int64_t			 exp;
+	size_t			 i;
 	enum keel_err		 er;
 
 	memset(out, 0, sizeof(*out));
@@ -304,25 +420,15 @@ keel_auth_session_get(struct keel_redis *r, const char *tok,
 	keel_auth_token_id(tok, out->id);
 	snprintf(skey, sizeof(skey), "keel:sess:%s", out->id);
 	argv[0] = skey;
-	if ((er = run(r, &sess_get_lua, 1, 1, argv, &rep)) != KEEL_OK)
+	if ((er = run(r, sess_get_script(), 1, 1, argv, &rep)) != KEEL_OK)
 		return er;
 	er = KEEL_ENOENT;
-	if (rep->type != KEEL_R_ARRAY || rep->nelem != 4 ||
-	    elem_str(rep, 0) == NULL || elem_str(rep, 1) == NULL ||
-	    elem_str(rep, 2) == NULL)
+	if (rep->type != KEEL_R_ARRAY || rep->nelem != 4)
 		goto out;
-	if (keel_parse_int64(elem_str(rep, 0), 1, INT64_MAX, &out->uid) ==
-	    -1 || (out->role = keel_auth_role_parse(elem_str(rep, 1))) == 0 ||
-	    keel_parse_int64(elem_str(rep, 2), 0, INT64_MAX, &exp) == -1) {
-		keel_log_warnx("auth: malformed session %.12s...", out->id);
-		goto out;
-	}
-	/* The key's TTL ends it too; this covers a TTL lost in a restore. */
-	if ((out->exp = (time_t)exp) <= time(NULL))
-		goto out;
-	if (rep->elem[3].type == KEEL_R_INT && rep->elem[3].integer > 0)
-		out->ryw_ms = rep->elem[3].integer;
-	er = KEEL_OK;
+	for (i = 0; i < 4; i++)
+		if ((vals[i] = rep->elem[i].str) == NULL)
+			goto out;
+	er = session_parse(vals, 4, out);
 out:
 	keel_rreply_free(rep);
 	return er;
@@ -361,16 +467,16 @@ keel_auth_sessions_end_all(struct keel_redis *r, int64_t uid,
  * (unused, unexpired, of an accepted purpose), so it works once even when
  * two confirms race: the second waits on the row lock, then finds it used.
  */
-static const struct keel_query q_once_new = { "auth_once_new",
-	"INSERT INTO one_time_tokens (hash, user_id, purpose, expires_at) "
-	"VALUES ($1, $2, $3, now() + $4::int * interval '1 second')", 4,
-	KEEL_DB_PRIMARY };
+static const struct keel_query q_once_new = { .name = "auth_once_new",
+	.sql = "INSERT INTO one_time_tokens (hash, user_id, purpose, expires_at) "
+	"VALUES ($1, $2, $3, now() + $4::int * interval '1 second')",
+	.target = KEEL_DB_PRIMARY };
 
-static const struct keel_query q_once_take = { "auth_once_take",
-	"UPDATE one_time_tokens SET used_at = now() "
+static const struct keel_query q_once_take = { .name = "auth_once_take",
+	.sql = "UPDATE one_time_tokens SET used_at = now() "
 	"WHERE hash = $1 AND used_at IS NULL AND expires_at > now() "
-	"AND purpose IN ('reset', 'invite') RETURNING user_id, purpose", 1,
-	KEEL_DB_PRIMARY };
+	"AND purpose IN ('reset', 'invite') RETURNING user_id, purpose",
+	.target = KEEL_DB_PRIMARY };
 
 /*
  * A reset request in one statement whether or not the address has an
@@ -379,8 +485,8 @@ static const struct keel_query q_once_take = { "auth_once_take",
  * $2 token hash, $3 ttl (s), $4 link.  The idempotency key is
  * keel_auth_queue_mail()'s: kind:uid:first 16 hex of the hash.
  */
-static const struct keel_query q_reset_request = { "auth_reset_request",
-	"WITH u AS (SELECT id, email, name FROM users "
+static const struct keel_query q_reset_request = { .name = "auth_reset_request",
+	.sql = "WITH u AS (SELECT id, email, name FROM users "
 	"WHERE lower(email) = lower($1) AND is_active), "
 	"t AS (INSERT INTO one_time_tokens (hash, user_id, purpose, "
 	"expires_at) SELECT $2, id, 'reset', "
@@ -389,27 +495,26 @@ static const struct keel_query q_reset_request = { "auth_reset_request",
 	"SELECT 'email', 'password_reset', jsonb_build_object('to', u.email, "
 	"'name', u.name, 'link', $4::text), "
 	"'password_reset:' || u.id || ':' || left($2, 16) "
-	"FROM u JOIN t ON t.user_id = u.id RETURNING id", 4,
-	KEEL_DB_PRIMARY };
+	"FROM u JOIN t ON t.user_id = u.id RETURNING id",
+	.target = KEEL_DB_PRIMARY };
 
 enum keel_err
 keel_auth_once_new(struct keel_db *db, const char *purpose, int64_t uid,
     int ttl, char tok[KEEL_AUTH_TOKEN_LEN + 1],
     char id[KEEL_AUTH_ID_LEN + 1])
 {
-	char		 hid[KEEL_AUTH_ID_LEN + 1], suid[24], sttl[16];
-	const char	*params[4];
-	enum keel_err	 er;
+	struct keel_db_params	 p;
+	char			 hid[KEEL_AUTH_ID_LEN + 1];
+	enum keel_err		 er;
 
 	keel_auth_token_new(tok);
 	keel_auth_token_id(tok, hid);
-	snprintf(suid, sizeof(suid), "%lld", (long long)uid);
-	snprintf(sttl, sizeof(sttl), "%d", ttl);
-	params[0] = hid;
-	params[1] = suid;
-	params[2] = purpose;
-	params[3] = sttl;
-	if ((er = keel_db_query(db, &q_once_new, params, NULL)) != KEEL_OK) {
+	keel_db_params_init(&p);
+	keel_db_param_text(&p, hid);
+	keel_db_param_int(&p, uid);
+	keel_db_param_text(&p, purpose);
+	keel_db_param_int(&p, ttl);
+	if ((er = keel_db_query(db, &q_once_new, &p, NULL)) != KEEL_OK) {
 		explicit_bzero(tok, KEEL_AUTH_TOKEN_LEN + 1);
 		return er;
 	}
@@ -422,16 +527,17 @@ enum keel_err
 keel_auth_once_take(struct keel_db *db, const char *tok, int64_t *uid,
     char *purpose, size_t n)
 {
+	struct keel_db_params	 p;
 	struct keel_rows	*rows = NULL;
 	char			 hid[KEEL_AUTH_ID_LEN + 1];
-	const char		*params[1];
 	enum keel_err		 er;
 
 	if (!keel_auth_token_valid(tok))
 		return KEEL_ENOENT;
 	keel_auth_token_id(tok, hid);
-	params[0] = hid;
-	if ((er = keel_db_query(db, &q_once_take, params, &rows)) != KEEL_OK)
+	keel_db_params_init(&p);
+	keel_db_param_text(&p, hid);
+	if ((er = keel_db_query(db, &q_once_take, &p, &rows)) != KEEL_OK)
 		goto out;
 	if (keel_rows_count(rows) != 1) {
 		er = KEEL_ENOENT;
@@ -460,50 +566,78 @@ enum keel_err
 keel_auth_queue_mail(struct keel_db *db, const struct keel_auth_mail *m,
     int64_t *job)
 {
-	struct json_object	*o;
-	struct keel_buf		 link = { NULL, 0, 0 };
-	char			 idem[128];
-	enum keel_err		 er;
+	struct keel_buf	 link = { NULL, 0, 0 }, payload = { NULL, 0, 0 };
+	struct keel_jw	 w;
+	char		 idem[128];
+	enum keel_err	 er;
 
-	keel_auth_mail_link(&link, keel_config()->public_url, m->token);
-	o = json_object_new_object();
-	json_object_object_add(o, "to", json_object_new_string(m->to));
-	json_object_object_add(o, "name", json_object_new_string(m->name));
-	json_object_object_add(o, "link", json_object_new_string(link.data));
+	keel_auth_mail_link(&link, m->site, m->token);
+	keel_jw_init(&w, &payload);
+	keel_jw_obj_open(&w);
+	keel_jw_key(&w, "to");
+	keel_jw_str(&w, m->to);
+	keel_jw_key(&w, "name");
+	keel_jw_str(&w, m->name);
+	keel_jw_key(&w, "link");
+	keel_jw_str(&w, link.data);
+	keel_jw_obj_close(&w);
 	/* One job per token: a retried request can't send it twice. */
 	snprintf(idem, sizeof(idem), "%s:%lld:%.16s", m->kind,
 	    (long long)m->uid, m->token_id);
-	er = keel_jobs_outbox_add(db, "email", m->kind,
-	    json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-	    JSON_C_TO_STRING_NOSLASHESCAPE), idem, job);
-	json_object_put(o);
+	er = keel_jobs_outbox_add(db, "email", m->kind, payload.data, idem,
+	    job);
+	/* Both hold the link: wiped before their memory goes back. */
 	explicit_bzero(link.data, link.len);
+	explicit_bzero(payload.data, payload.len);
 	keel_buf_free(&link);
+	keel_buf_free(&payload);
 	return er;
 }
 
 enum keel_err
-keel_auth_queue_reset(struct keel_db *db, const char *email, int64_t *job)
+keel_auth_queue_invite(struct keel_db *db, const char *site, int ttl,
+    const struct keel_auth_mail *to, int64_t *job)
 {
+	struct keel_auth_mail	 m = *to;
+	char			 tok[KEEL_AUTH_TOKEN_LEN + 1];
+	char			 id[KEEL_AUTH_ID_LEN + 1];
+	enum keel_err		 er;
+
+	if ((er = keel_auth_once_new(db, "invite", m.uid, ttl, tok, id)) !=
+	    KEEL_OK)
+		return er;
+	m.kind = "invitation";
+	m.site = site;
+	m.token = tok;
+	m.token_id = id;
+	er = keel_auth_queue_mail(db, &m, job);
+	explicit_bzero(tok, sizeof(tok));
+	return er;
+}
+
+enum keel_err
+keel_auth_queue_reset(struct keel_db *db, const char *email, const char *site,
+    int64_t *job)
+{
+	struct keel_db_params	 p;
 	struct keel_rows	*rows = NULL;
 	struct keel_buf		 link = { NULL, 0, 0 };
 	char			 tok[KEEL_AUTH_TOKEN_LEN + 1];
-	char			 hid[KEEL_AUTH_ID_LEN + 1], sttl[16];
-	const char		*params[4];
+	char			 hid[KEEL_AUTH_ID_LEN + 1];
 	enum keel_err		 er;
 
 	*job = 0;
 	/* The same work for every address, an account behind it or not. */
 	keel_auth_token_new(tok);
 	keel_auth_token_id(tok, hid);
-	keel_auth_mail_link(&link, keel_config()->public_url, tok);
+	keel_auth_mail_link(&link, site, tok);
 	explicit_bzero(tok, sizeof(tok));
-	snprintf(sttl, sizeof(sttl), "%d", KEEL_AUTH_RESET_TTL);
-	params[0] = email;
-	params[1] = hid;
-	params[2] = sttl;
-	params[3] = link.data;
-	if ((er = keel_db_query(db, &q_reset_request, params, &rows)) ==
+	keel_db_params_init(&p);
+	keel_db_param_text(&p, email);
+	keel_db_param_text(&p, hid);
+	keel_db_param_int(&p, KEEL_AUTH_RESET_TTL);
+	keel_db_param_text(&p, link.data);
+	if ((er = keel_db_query(db, &q_reset_request, &p, &rows)) ==
 	    KEEL_OK && keel_rows_count(rows) == 1)
 		*job = keel_rows_int64(rows, 0, 0);
 	keel_rows_free(rows);
@@ -529,107 +663,86 @@ bearer(const struct keel_req *req)
 	return *h != '\0' ? h : NULL;
 }
 
-/*
- * The session the rate limiter's script read in the same round trip
- * (limit.h; DESIGN.md: steps 3 and 4 share one round trip), as
- * keel_auth_session_get() would give it.  KEEL_EUNAVAIL when the limiter
- * did not read it: look it up then.
- */
-static enum keel_err
-session_from_limiter(const struct keel_req *req, const char *tok,
-    struct keel_session *s)
+const char *
+keel_auth_session_key(struct keel_req *req)
 {
-	struct keel_limit_session	 ls;
-	enum keel_err			 er;
+	const char	*tok;
+	char		 id[KEEL_AUTH_ID_LEN + 1];
 
-	memset(s, 0, sizeof(*s));
-	if ((er = keel_limit_session(req, &ls)) != KEEL_OK)
-		return er;
-	if (!keel_auth_token_valid(tok) || ls.uid < 1 ||
-	    (s->role = keel_auth_role_parse(ls.role)) == 0)
-		return KEEL_ENOENT;
-	s->uid = ls.uid;
-	s->exp = (time_t)ls.exp;
-	s->ryw_ms = ls.ryw_ms;
-	snprintf(s->id, sizeof(s->id), "%s", ls.id);
-	return KEEL_OK;
+	if ((tok = bearer(req)) == NULL || !keel_auth_token_valid(tok))
+		return NULL;
+	keel_auth_token_id(tok, id);
+	return keel_arena_printf(req->arena, "keel:sess:%s", id);
 }
 
-enum keel_err
-keel_auth_identify(struct keel_req *req, struct keel_user **out)
+enum keel_step
+keel_auth_step_identify(struct keel_req *req, const char *const *seen,
+    size_t nseen)
 {
 	struct keel_session	 s;
 	struct keel_user	*u;
 	const char		*tok;
 	enum keel_err		 er;
 
-	*out = NULL;
-	if ((tok = bearer(req)) == NULL)
-		return KEEL_OK;
-	if ((er = session_from_limiter(req, tok, &s)) == KEEL_EUNAVAIL)
+	if ((tok = bearer(req)) == NULL || !keel_auth_token_valid(tok))
+		return KEEL_STEP_GO;
+	if (seen != NULL) {
+		memset(&s, 0, sizeof(s));
+		keel_auth_token_id(tok, s.id);
+		er = session_parse(seen, nseen, &s);
+	} else
 		er = keel_auth_session_get(req->redis, tok, &s);
 	if (er == KEEL_ENOENT)
-		return KEEL_OK;
-	if (er != KEEL_OK)
-		return er;
+		return KEEL_STEP_GO;
+	if (er != KEEL_OK) {
+		/* A public route still works without Redis, anonymously. */
+		if (req->route->access == KEEL_ACCESS_ANYONE)
+			return KEEL_STEP_GO;
+		keel_log_warnx("auth: sessions unavailable: %s",
+		    keel_redis_errstr(req->redis));
+		keel_http_reply_err(req, er == KEEL_EINTERNAL ? er :
+		    KEEL_EUNAVAIL);
+		return KEEL_STEP_REPLIED;
+	}
 	u = keel_arena_alloc(req->arena, sizeof(*u));
 	u->id = s.uid;
 	u->role = s.role;
 	u->session = keel_arena_strdup(req->arena, s.id);
+	req->user = u;
 	/* This user wrote moments ago: replicas may not have it yet. */
 	if (s.ryw_ms > 0)
-		keel_db_pin_primary(req->db, 1);
-	*out = u;
-	return KEEL_OK;
+		keel_db_pin_primary(req->db, true);
+	return KEEL_STEP_GO;
 }
 
-int
-keel_auth_step_identify(struct keel_req *req)
-{
-	struct keel_user	*u;
-	enum keel_err		 er;
-
-	if ((er = keel_auth_identify(req, &u)) == KEEL_OK) {
-		req->user = u;
-		return 0;
-	}
-	/* A public route still works without Redis, anonymously. */
-	if (req->route->access == KEEL_ACCESS_ANYONE)
-		return 0;
-	keel_log_warnx("auth: sessions unavailable: %s",
-	    keel_redis_errstr(req->redis));
-	keel_http_reply_err(req, er == KEEL_EINTERNAL ? er : KEEL_EUNAVAIL);
-	return -1;
-}
-
-int
+enum keel_step
 keel_auth_step_authorize(struct keel_req *req)
 {
 	unsigned	 access = req->route->access;
 
 	if (access == KEEL_ACCESS_ANYONE)
-		return 0;
+		return KEEL_STEP_GO;
 	if (req->user == NULL) {
 		/* RFC 6750 §3: say which scheme would work. */
 		keel_http_add_header(req, "WWW-Authenticate",
 		    "Bearer realm=\"keel\"");
 		keel_http_reply_error(req, 401, "unauthorized",
 		    "a valid session is required (Authorization: Bearer "
-		    "<token>)", NULL);
-		return -1;
+		    "<token>)");
+		return KEEL_STEP_REPLIED;
 	}
 	if ((access & req->user->role) == 0) {
 		keel_http_reply_error(req, 403, "forbidden",
-		    "your role may not do this", NULL);
-		return -1;
+		    "your role may not do this");
+		return KEEL_STEP_REPLIED;
 	}
-	return 0;
+	return KEEL_STEP_GO;
 }
 
 void
 keel_auth_note_writes(struct keel_req *req)
 {
-	const struct keel_config *cfg = keel_config();
+	const struct keel_config *cfg = req->cfg;
 	char		 key[48], ms[24];
 	const char	*argv[5];
 

@@ -71,10 +71,10 @@ enum keel_err
 keel_batch_load(struct keel_batch *b, struct keel_db *db,
     const struct keel_query *q)
 {
-	const char	*params[1];
-	char		*arr;
-	size_t		 i, n;
-	enum keel_err	 er;
+	struct keel_db_params	 p;
+	char			*arr;
+	size_t			 i, n;
+	enum keel_err		 er;
 
 	keel_rows_free(b->rows);
 	b->rows = NULL;
@@ -83,8 +83,9 @@ keel_batch_load(struct keel_batch *b, struct keel_db *db,
 	if (b->nids == 0)
 		return KEEL_OK;
 	arr = keel_batch_array(b->ids, b->nids);
-	params[0] = arr;
-	er = keel_db_query(db, q, params, &b->rows);
+	keel_db_params_init(&p);
+	keel_db_param_text(&p, arr);
+	er = keel_db_query(db, q, &p, &b->rows);
 	free(arr);
 	if (er != KEEL_OK)
 		return er;

@@ -10,6 +10,7 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,7 @@ enum pf_state {
 
 struct keel_cache {
 	memcached_st	*mc;
+	bool		 on;		/* KEEL_CACHE: answers are cached */
 	enum pf_state	 pf;
 	size_t		 pf_lens[2];
 	char		 pf_gk[KEEL_CACHE_KEY_MAX];
@@ -52,6 +54,7 @@ keel_cache_open(const struct keel_config *cfg)
 	memcached_return_t	 rc;
 
 	c = keel_calloc(1, sizeof(*c));
+	c->on = cfg->cache != 0;
 	if ((c->mc = memcached_create(NULL)) == NULL)
 		keel_log_fatalx("memcached_create failed");
 	memcached_behavior_set(c->mc, MEMCACHED_BEHAVIOR_DISTRIBUTION,
@@ -339,7 +342,7 @@ keel_cache_prefetch(struct keel_cache *c, const char *ns, const char *key)
 {
 	const char	*keys[2];
 
-	if (c == NULL || !keel_config()->cache)
+	if (c == NULL || !c->on)
 		return;
 	pf_drain(c);
 	if ((c->pf_lens[0] = keel_cache_key(c->pf_gk, sizeof(c->pf_gk), 'g',
@@ -507,7 +510,7 @@ keel_cache_serve(struct keel_req *req, const char *ns, const char *key,
 	uint64_t		 gen;
 	int			 i, locked = 0;
 
-	if (!keel_config()->cache ||
+	if (!c->on ||
 	    keel_cache_get(c, ns, key, &val, &found, &gen) != KEEL_OK) {
 		keel_http_add_header(req, "X-Cache", "BYPASS");
 		er = fill(req, arg);
@@ -551,7 +554,7 @@ keel_cache_serve(struct keel_req *req, const char *ns, const char *key,
 	 * include every write that bumped the generation: a replica may not
 	 * have replayed it yet, the primary has (we bump after commit).
 	 */
-	keel_db_pin_primary(req->db, 1);
+	keel_db_pin_primary(req->db, true);
 	er = fill(req, arg);
 	if (er == KEEL_OK && keel_http_status(req) == 200 &&
 	    (body = keel_http_reply_body(req, &len, NULL)) != NULL)

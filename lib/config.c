@@ -8,6 +8,7 @@
  */
 #include "config.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,11 +16,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "keel/addr.h"
 #include "keel/config.h"
-#include "keel/json.h"
-#include "keel/limit.h"
 #include "keel/log.h"
 #include "keel/mem.h"
+#include "keel/text.h"
 
 enum cfg_type {
 	CFG_INT,		/* integer within min..max */
@@ -28,9 +29,10 @@ enum cfg_type {
 	CFG_URL_REDIS,		/* redis:// URL */
 	CFG_SECRET,		/* at least min characters */
 	CFG_LEVEL,		/* a log level name */
-	CFG_RATE,		/* a limiter: "N/SECONDS" or "off" (limit.c) */
-	CFG_LIMITERS,		/* a comma list of limiter names */
-	CFG_PROXIES,		/* a comma list of addresses or CIDR blocks */
+	CFG_RATE,		/* "N/SECONDS" or "off": a struct keel_rate */
+	CFG_LIMITERS,		/* a comma list of limiter names: a bit mask */
+	CFG_NETS,		/* a comma list of addresses or CIDR blocks:
+				   a struct keel_addr_rule's trusted list */
 	CFG_TYPE__MAX
 };
 
@@ -46,147 +48,267 @@ struct cfg_row {
 #define OFF(f)	offsetof(struct keel_config, f)
 
 static const struct cfg_row rows[] = {
-	{ "KEEL_WORKERS", CFG_INT, NULL, 1, 256, OFF(workers),
-	    "worker processes per app (default: number of CPUs)" },
-	{ "KEEL_MAX_REQUESTS", CFG_INT, "10000", 0, 1000000000,
-	    OFF(max_requests), "requests a worker serves before it is "
-	    "replaced (0: never)" },
-	{ "KEEL_SHUTDOWN_TIMEOUT", CFG_INT, "35", 1, 3600,
-	    OFF(shutdown_timeout), "seconds SIGTERM waits for in-flight "
-	    "requests before killing workers" },
-	{ "KEEL_BODY_MAX", CFG_INT, "1048576", 1024, 67108864, OFF(body_max),
-	    "largest request body in bytes (413 past it)" },
-	{ "KEEL_LOG_LEVEL", CFG_LEVEL, "info", 0, 0, OFF(log_level),
-	    "debug, info, warn or error" },
-	{ "DATABASE_URL", CFG_URL_PG, "", 0, 0, OFF(database_url),
-	    "the PostgreSQL primary (postgresql://user:pw@host:port/db)" },
-	{ "DATABASE_READ_REPLICA_URL", CFG_URL_PG, "", 0, 0,
-	    OFF(replica_urls), "read replicas, comma-separated (optional)" },
-	{ "KEEL_DB_CONNECT_TIMEOUT", CFG_INT, "5", 1, 60,
-	    OFF(db_connect_timeout), "seconds to connect to PostgreSQL" },
-	{ "KEEL_DB_STATEMENT_TIMEOUT", CFG_INT, "30000", 100, 3600000,
-	    OFF(db_statement_timeout), "milliseconds a statement may run" },
-	{ "REDIS_URL", CFG_URL_REDIS, "redis://127.0.0.1:6379/0", 0, 0,
-	    OFF(redis_url), "Redis (redis://[:password@]host:port/db)" },
-	{ "MEMCACHED_SERVERS", CFG_STR, "127.0.0.1:11211", 0, 0,
-	    OFF(memcached_servers), "memcached servers, host:port, "
-	    "comma-separated (consistent hashing)" },
-	{ "KEEL_SECRET", CFG_SECRET, "", 32, 0, OFF(secret),
-	    "server secret signing cursors (at least 32 characters)" },
-	{ "KEEL_ROUTES_FILE", CFG_STR, PKGDATADIR "/routes.json", 0, 0,
-	    OFF(routes_file), "the route list the build generates" },
-	{ "KEEL_HEALTH_TIMEOUT", CFG_INT, "1000", 50, 10000,
-	    OFF(health_timeout), "milliseconds each /health check may take" },
-	{ "SMTP_URL", CFG_STR, "smtp://127.0.0.1:25", 0, 0, OFF(smtp_url),
-	    "mail server: smtp://[user:pw@]host:port (STARTTLS required when "
-	    "a user is given), smtps:// for TLS" },
-	{ "MAIL_FROM", CFG_STR, "keel <keel@localhost>", 0, 0, OFF(mail_from),
-	    "sender of every email; its domain names the Message-IDs" },
-	{ "SMTP_TIMEOUT", CFG_INT, "10", 1, 300, OFF(smtp_timeout),
-	    "seconds one message may take to send" },
-	{ "KEEL_JOB_VISIBILITY", CFG_INT, "60", 1, 3600, OFF(job_visibility),
-	    "seconds a leased job may run before another consumer reclaims "
-	    "it (keep above SMTP_TIMEOUT)" },
-	{ "KEEL_DRAIN_BUDGET", CFG_INT, "45", 1, 3600, OFF(drain_budget),
-	    "seconds a cron drainer works before it exits (under the cron "
-	    "period)" },
-	{ "KEEL_LOCK_DIR", CFG_STR, "/run/lock", 0, 0, OFF(lock_dir),
-	    "directory of the cron programs' lock files" },
-	{ "KEEL_DB_RYW_WINDOW", CFG_INT, "5", 0, 3600, OFF(db_ryw_window),
-	    "seconds a user's reads go to the primary after they write "
-	    "(read-your-writes; 0: off)" },
-	{ "KEEL_DB_REPLICA_MAX_LAG", CFG_INT, "2000", 0, 3600000,
-	    OFF(db_replica_max_lag), "milliseconds of replay lag past which "
-	    "a replica is skipped for the primary" },
-	{ "KEEL_DB_SLOW_MS", CFG_INT, "200", 0, 3600000, OFF(db_slow_ms),
-	    "milliseconds past which a query is logged by statement name "
-	    "(0: every query)" },
-	{ "KEEL_SESSION_TTL", CFG_INT, "86400", 60, 31536000,
-	    OFF(session_ttl), "seconds a login session lives" },
-	{ "KEEL_INVITE_TTL", CFG_INT, "259200", 3600, 2592000,
-	    OFF(invite_ttl), "seconds an invitation's set-password link "
-	    "stays valid" },
-	{ "KEEL_PUBLIC_URL", CFG_STR, "http://127.0.0.1:8080", 0, 0,
-	    OFF(public_url), "the site's public base URL, for links in "
-	    "emails" },
-	{ "KEEL_CACHE", CFG_INT, "1", 0, 1, OFF(cache),
-	    "response cache in memcached on (1) or off (0: every read goes "
-	    "to the database, X-Cache: BYPASS)" },
-	{ "KEEL_RATELIMIT", CFG_INT, "1", 0, 1, OFF(ratelimit),
-	    "rate limits on (1) or off (0)" },
-	{ "KEEL_RATELIMIT_API", CFG_RATE, "100/900", 0, 0, OFF(rate_api),
-	    "global limiter per client: requests/seconds, or off" },
-	{ "KEEL_RATELIMIT_AUTH", CFG_RATE, "5/900", 0, 0, OFF(rate_auth),
-	    "failed logins and password resets per address and account: "
-	    "attempts/seconds, or off" },
-	{ "KEEL_RATELIMIT_WRITE", CFG_RATE, "50/900", 0, 0, OFF(rate_write),
-	    "POST/PUT/PATCH/DELETE per client: requests/seconds, or off" },
-	{ "KEEL_RATELIMIT_READ", CFG_RATE, "200/900", 0, 0, OFF(rate_read),
-	    "GET per client: requests/seconds, or off" },
-	{ "KEEL_RATELIMIT_FAIL_CLOSED", CFG_LIMITERS, "", 0, 0,
-	    OFF(rate_fail_closed), "limiters that refuse requests (503) "
-	    "while Redis is down, e.g. auth; the others let them through" },
-	{ "KEEL_RATELIMIT_IPV6_PREFIX", CFG_INT, "56", 16, 128,
-	    OFF(rate_ipv6_prefix), "IPv6 clients are limited per prefix of "
-	    "this many bits" },
-	{ "TRUSTED_PROXIES", CFG_PROXIES, "", 0, 0, OFF(trusted_proxies),
-	    "addresses or CIDR blocks whose X-Forwarded-For is believed "
-	    "(comma-separated; empty: none)" },
+	{ .name = "KEEL_WORKERS", .type = CFG_INT, .def = NULL,
+	    .min = 1, .max = 256, .off = OFF(workers),
+	    .what = "worker processes per app (default: number of CPUs)" },
+	{ .name = "KEEL_MAX_REQUESTS", .type = CFG_INT, .def = "10000",
+	    .min = 0, .max = 1000000000, .off = OFF(max_requests),
+	    .what = "requests a worker serves before it is replaced "
+	    "(0: never)" },
+	{ .name = "KEEL_SHUTDOWN_TIMEOUT", .type = CFG_INT, .def = "35",
+	    .min = 1, .max = 3600, .off = OFF(shutdown_timeout),
+	    .what = "seconds SIGTERM waits for in-flight requests before "
+	    "killing workers" },
+	{ .name = "KEEL_BODY_MAX", .type = CFG_INT, .def = "1048576",
+	    .min = 1024, .max = 67108864, .off = OFF(body_max),
+	    .what = "largest request body in bytes (413 past it)" },
+	{ .name = "KEEL_LOG_LEVEL", .type = CFG_LEVEL, .def = "info",
+	    .off = OFF(log_level),
+	    .what = "debug, info, warn or error" },
+	{ .name = "DATABASE_URL", .type = CFG_URL_PG, .def = "",
+	    .off = OFF(database_url),
+	    .what = "the PostgreSQL primary "
+	    "(postgresql://user:pw@host:port/db)" },
+	{ .name = "DATABASE_READ_REPLICA_URL", .type = CFG_URL_PG, .def = "",
+	    .off = OFF(replica_urls),
+	    .what = "read replicas, comma-separated (optional)" },
+	{ .name = "KEEL_DB_CONNECT_TIMEOUT", .type = CFG_INT, .def = "5",
+	    .min = 1, .max = 60, .off = OFF(db_connect_timeout),
+	    .what = "seconds to connect to PostgreSQL" },
+	{ .name = "KEEL_DB_STATEMENT_TIMEOUT", .type = CFG_INT,
+	    .def = "30000", .min = 100, .max = 3600000,
+	    .off = OFF(db_statement_timeout),
+	    .what = "milliseconds a statement may run" },
+	{ .name = "REDIS_URL", .type = CFG_URL_REDIS,
+	    .def = "redis://127.0.0.1:6379/0", .off = OFF(redis_url),
+	    .what = "Redis (redis://[:password@]host:port/db)" },
+	{ .name = "MEMCACHED_SERVERS", .type = CFG_STR,
+	    .def = "127.0.0.1:11211", .off = OFF(memcached_servers),
+	    .what = "memcached servers, host:port, comma-separated "
+	    "(consistent hashing)" },
+	{ .name = "KEEL_SECRET", .type = CFG_SECRET, .def = "", .min = 32,
+	    .off = OFF(secret),
+	    .what = "server secret signing cursors (at least 32 characters)" },
+	{ .name = "KEEL_ROUTES_FILE", .type = CFG_STR,
+	    .def = PKGDATADIR "/routes.json", .off = OFF(routes_file),
+	    .what = "the route list the build generates" },
+	{ .name = "KEEL_HEALTH_TIMEOUT", .type = CFG_INT, .def = "1000",
+	    .min = 50, .max = 10000, .off = OFF(health_timeout),
+	    .what = "milliseconds each /health check may take" },
+	{ .name = "SMTP_URL", .type = CFG_STR, .def = "smtp://127.0.0.1:25",
+	    .off = OFF(smtp_url),
+	    .what = "mail server: smtp://[user:pw@]host:port (STARTTLS "
+	    "required when a user is given), smtps:// for TLS" },
+	{ .name = "MAIL_FROM", .type = CFG_STR,
+	    .def = "keel <keel@localhost>", .off = OFF(mail_from),
+	    .what = "sender of every email; its domain names the Message-IDs" },
+	{ .name = "SMTP_TIMEOUT", .type = CFG_INT, .def = "10",
+	    .min = 1, .max = 300, .off = OFF(smtp_timeout),
+	    .what = "seconds one message may take to send" },
+	{ .name = "KEEL_JOB_VISIBILITY", .type = CFG_INT, .def = "60",
+	    .min = 1, .max = 3600, .off = OFF(job_visibility),
+	    .what = "seconds a leased job may run before another consumer "
+	    "reclaims it (keep above SMTP_TIMEOUT)" },
+	{ .name = "KEEL_DRAIN_BUDGET", .type = CFG_INT, .def = "45",
+	    .min = 1, .max = 3600, .off = OFF(drain_budget),
+	    .what = "seconds a cron drainer works before it exits (under the "
+	    "cron period)" },
+	{ .name = "KEEL_LOCK_DIR", .type = CFG_STR, .def = "/run/lock",
+	    .off = OFF(lock_dir),
+	    .what = "directory of the cron programs' lock files" },
+	{ .name = "KEEL_DB_RYW_WINDOW", .type = CFG_INT, .def = "5",
+	    .min = 0, .max = 3600, .off = OFF(db_ryw_window),
+	    .what = "seconds a user's reads go to the primary after they "
+	    "write (read-your-writes; 0: off)" },
+	{ .name = "KEEL_DB_REPLICA_MAX_LAG", .type = CFG_INT, .def = "2000",
+	    .min = 0, .max = 3600000, .off = OFF(db_replica_max_lag),
+	    .what = "milliseconds of replay lag past which a replica is "
+	    "skipped for the primary" },
+	{ .name = "KEEL_DB_SLOW_MS", .type = CFG_INT, .def = "200",
+	    .min = 0, .max = 3600000, .off = OFF(db_slow_ms),
+	    .what = "milliseconds past which a query is logged by statement "
+	    "name (0: every query)" },
+	{ .name = "KEEL_SESSION_TTL", .type = CFG_INT, .def = "86400",
+	    .min = 60, .max = 31536000, .off = OFF(session_ttl),
+	    .what = "seconds a login session lives" },
+	{ .name = "KEEL_INVITE_TTL", .type = CFG_INT, .def = "259200",
+	    .min = 3600, .max = 2592000, .off = OFF(invite_ttl),
+	    .what = "seconds an invitation's set-password link stays valid" },
+	{ .name = "KEEL_PUBLIC_URL", .type = CFG_STR,
+	    .def = "http://127.0.0.1:8080", .off = OFF(public_url),
+	    .what = "the site's public base URL, for links in emails" },
+	{ .name = "KEEL_CACHE", .type = CFG_INT, .def = "1",
+	    .min = 0, .max = 1, .off = OFF(cache),
+	    .what = "response cache in memcached on (1) or off (0: every "
+	    "read goes to the database, X-Cache: BYPASS)" },
+	{ .name = "KEEL_RATELIMIT", .type = CFG_INT, .def = "1",
+	    .min = 0, .max = 1, .off = OFF(ratelimit),
+	    .what = "rate limits on (1) or off (0)" },
+	{ .name = "KEEL_RATELIMIT_API", .type = CFG_RATE, .def = "100/900",
+	    .off = OFF(rates[KEEL_LIMIT_API]),
+	    .what = "global limiter per client: requests/seconds, or off" },
+	{ .name = "KEEL_RATELIMIT_AUTH", .type = CFG_RATE, .def = "5/900",
+	    .off = OFF(rates[KEEL_LIMIT_AUTH]),
+	    .what = "failed logins and password resets per address and "
+	    "account: attempts/seconds, or off" },
+	{ .name = "KEEL_RATELIMIT_WRITE", .type = CFG_RATE, .def = "50/900",
+	    .off = OFF(rates[KEEL_LIMIT_WRITE]),
+	    .what = "POST/PUT/PATCH/DELETE per client: requests/seconds, "
+	    "or off" },
+	{ .name = "KEEL_RATELIMIT_READ", .type = CFG_RATE, .def = "200/900",
+	    .off = OFF(rates[KEEL_LIMIT_READ]),
+	    .what = "GET per client: requests/seconds, or off" },
+	{ .name = "KEEL_RATELIMIT_FAIL_CLOSED", .type = CFG_LIMITERS,
+	    .def = "", .off = OFF(rate_fail_closed),
+	    .what = "limiters that refuse requests (503) while Redis is "
+	    "down, e.g. auth; the others let them through" },
+	{ .name = "KEEL_RATELIMIT_IPV6_PREFIX", .type = CFG_INT, .def = "56",
+	    .min = 16, .max = 128, .off = OFF(client.v6_prefix),
+	    .what = "IPv6 clients are limited per prefix of this many bits" },
+	{ .name = "TRUSTED_PROXIES", .type = CFG_NETS, .def = "",
+	    .off = OFF(client),
+	    .what = "addresses or CIDR blocks whose X-Forwarded-For is "
+	    "believed (comma-separated; empty: none)" },
 };
 
 static const struct keel_config *current;
 
-static int
-valid_pg_list(const char *s)
+static const char *const limiter_names[KEEL_LIMIT__MAX] = {
+	[KEEL_LIMIT_API] = "api",
+	[KEEL_LIMIT_AUTH] = "auth",
+	[KEEL_LIMIT_WRITE] = "write",
+	[KEEL_LIMIT_READ] = "read",
+};
+
+const char *
+keel_config_limiter_name(enum keel_limiter l)
+{
+	return l < KEEL_LIMIT__MAX ? limiter_names[l] : "";
+}
+
+/*
+ * Each comma-separated item must be a URL libpq understands, with no
+ * blank around it: db.c hands the items to libpq as they are.
+ */
+static bool
+pg_urls_valid(const char *s)
 {
 	const char	*p;
 	size_t		 n;
 
-	/* Each comma-separated item must be a URL libpq understands. */
 	while (*s != '\0') {
 		p = strchr(s, ',');
 		n = p == NULL ? strlen(s) : (size_t)(p - s);
 		if (!((n > 13 && strncmp(s, "postgresql://", 13) == 0) ||
 		    (n > 11 && strncmp(s, "postgres://", 11) == 0)))
-			return 0;
+			return false;
 		if (p == NULL)
 			break;
 		s = p + 1;
 	}
-	return 1;
+	return true;
 }
 
-static int
+/* "N/SECONDS" (N 1..1e9, SECONDS 1..86400) or "off" (limit 0). */
+static bool
+parse_rate(const char *s, struct keel_rate *rate)
+{
+	const char	*slash;
+	char		 num[16];
+	int64_t		 l, w;
+	size_t		 n;
+
+	if (strcmp(s, "off") == 0) {
+		rate->limit = 0;
+		rate->window = 1;
+		return true;
+	}
+	if ((slash = strchr(s, '/')) == NULL ||
+	    (n = (size_t)(slash - s)) == 0 || n >= sizeof(num))
+		return false;
+	memcpy(num, s, n);
+	num[n] = '\0';
+	if (!keel_parse_int64(num, 1, 1000000000, &l) ||
+	    !keel_parse_int64(slash + 1, 1, 86400, &w))
+		return false;
+	rate->limit = (int)l;
+	rate->window = (int)w;
+	return true;
+}
+
+/* One limiter name into the mask *arg. */
+static bool
+limiter_bit(const char *s, size_t n, void *arg)
+{
+	unsigned	*mask = arg;
+	int		 i;
+
+	for (i = 0; i < KEEL_LIMIT__MAX; i++)
+		if (strlen(limiter_names[i]) == n &&
+		    strncmp(limiter_names[i], s, n) == 0) {
+			*mask |= 1u << i;
+			return true;
+		}
+	return false;
+}
+
+/* Parses v for row r into cfg; false with a message naming it in err. */
+static bool
 cfg_set(struct keel_config *cfg, const struct cfg_row *r, const char *v,
     char *err, size_t n)
 {
-	void	*field = (char *)cfg + r->off;
-	int64_t	 iv;
-	int	 lv;
+	void			*field = (char *)cfg + r->off;
+	struct keel_addr_rule	*rule;
+	int64_t			 iv;
+	int			 lv;
 
 	switch (r->type) {
 	case CFG_INT:
-		if (keel_parse_int64(v, r->min, r->max, &iv) == -1) {
+		if (!keel_parse_int64(v, r->min, r->max, &iv)) {
 			snprintf(err, n, "%s: expected an integer from %lld "
 			    "to %lld", r->name, (long long)r->min,
 			    (long long)r->max);
-			return -1;
+			return false;
 		}
 		*(int *)field = (int)iv;
-		return 0;
+		return true;
 	case CFG_LEVEL:
 		if ((lv = keel_log_level_parse(v)) == -1) {
 			snprintf(err, n, "%s: expected debug, info, warn or "
 			    "error", r->name);
-			return -1;
+			return false;
 		}
 		*(int *)field = lv;
-		return 0;
+		return true;
+	case CFG_RATE:
+		if (!parse_rate(v, field)) {
+			snprintf(err, n, "%s: expected REQUESTS/SECONDS (e.g. "
+			    "100/900) or off", r->name);
+			return false;
+		}
+		return true;
+	case CFG_LIMITERS:
+		*(unsigned *)field = 0;
+		if (!keel_text_each(v, limiter_bit, field)) {
+			snprintf(err, n, "%s: expected a comma-separated list "
+			    "of api, auth, write, read", r->name);
+			return false;
+		}
+		return true;
+	case CFG_NETS:
+		rule = field;
+		if (!keel_addr_nets_parse(v, &rule->trusted,
+		    &rule->ntrusted)) {
+			snprintf(err, n, "%s: expected comma-separated IP "
+			    "addresses or CIDR blocks", r->name);
+			return false;
+		}
+		return true;
 	case CFG_URL_PG:
-		if (*v != '\0' && !valid_pg_list(v)) {
+		if (*v != '\0' && !pg_urls_valid(v)) {
 			snprintf(err, n, "%s: expected postgresql:// URLs",
 			    r->name);
-			return -1;
+			return false;
 		}
 		break;
 	case CFG_URL_REDIS:
@@ -194,7 +316,7 @@ cfg_set(struct keel_config *cfg, const struct cfg_row *r, const char *v,
 		    strncmp(v, "unix://", 7) != 0) {
 			snprintf(err, n, "%s: expected redis://host:port/db",
 			    r->name);
-			return -1;
+			return false;
 		}
 		break;
 	case CFG_SECRET:
@@ -202,28 +324,7 @@ cfg_set(struct keel_config *cfg, const struct cfg_row *r, const char *v,
 			snprintf(err, n, "%s: must be set to at least %lld "
 			    "characters (e.g. openssl rand -hex 32)", r->name,
 			    (long long)r->min);
-			return -1;
-		}
-		break;
-	case CFG_RATE:
-		if (keel_limit_parse_rate(v, &lv, &lv) == -1) {
-			snprintf(err, n, "%s: expected REQUESTS/SECONDS (e.g. "
-			    "100/900) or off", r->name);
-			return -1;
-		}
-		break;
-	case CFG_LIMITERS:
-		if (keel_limit_names_valid(v) == -1) {
-			snprintf(err, n, "%s: expected a comma-separated list "
-			    "of api, auth, write, read", r->name);
-			return -1;
-		}
-		break;
-	case CFG_PROXIES:
-		if (keel_limit_proxies_valid(v) == -1) {
-			snprintf(err, n, "%s: expected comma-separated IP "
-			    "addresses or CIDR blocks", r->name);
-			return -1;
+			return false;
 		}
 		break;
 	case CFG_STR:
@@ -231,7 +332,7 @@ cfg_set(struct keel_config *cfg, const struct cfg_row *r, const char *v,
 		break;
 	}
 	*(char **)field = keel_strdup(v);
-	return 0;
+	return true;
 }
 
 static const char *
@@ -247,7 +348,7 @@ cfg_default(const struct cfg_row *r, char *tmp, size_t n)
 	return tmp;
 }
 
-int
+bool
 keel_config_load(struct keel_config *cfg, char *err, size_t n)
 {
 	const char	*v;
@@ -258,25 +359,40 @@ keel_config_load(struct keel_config *cfg, char *err, size_t n)
 	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 		if ((v = getenv(rows[i].name)) == NULL)
 			v = cfg_default(&rows[i], tmp, sizeof(tmp));
-		if (cfg_set(cfg, &rows[i], v, err, n) == -1) {
+		if (!cfg_set(cfg, &rows[i], v, err, n)) {
 			keel_config_free(cfg);
-			return -1;
+			return false;
 		}
 	}
-	return 0;
+	return true;
 }
 
 void
 keel_config_free(struct keel_config *cfg)
 {
-	size_t	 i;
-	char	**p;
+	struct keel_addr_rule	*rule;
+	size_t			 i;
+	char			**p;
 
 	if (cfg == NULL)
 		return;
 	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-		if (rows[i].type == CFG_INT || rows[i].type == CFG_LEVEL)
+		switch (rows[i].type) {
+		case CFG_INT:
+		case CFG_LEVEL:
+		case CFG_RATE:
+		case CFG_LIMITERS:
 			continue;
+		case CFG_NETS:
+			rule = (struct keel_addr_rule *)((char *)cfg +
+			    rows[i].off);
+			free(rule->trusted);
+			rule->trusted = NULL;
+			rule->ntrusted = 0;
+			continue;
+		default:
+			break;
+		}
 		p = (char **)((char *)cfg + rows[i].off);
 		if (*p != NULL && rows[i].type == CFG_SECRET)
 			explicit_bzero(*p, strlen(*p));

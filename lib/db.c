@@ -22,6 +22,8 @@
  */
 #include "config.h"
 
+#include <assert.h>
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <poll.h>
@@ -36,16 +38,23 @@
 #include "keel/db.h"
 #include "keel/log.h"
 #include "keel/mem.h"
+#include "keel/text.h"
 
 #define MAX_PREPARED	64
 #define REPLICA_RETRY_MS 5000	/* a failed replica rests this long */
 #define LAG_CHECK_MS	1000	/* replay lag is rechecked this often */
 #define LAG_QUERY_MS	500	/* the lag check's own time bound */
 
+/* A statement prepared on a connection, and the parameters it takes. */
+struct prepared {
+	const char	*name;
+	size_t		 nparams;
+};
+
 struct pgconn {
 	PGconn		*conn;		/* NULL until first use */
 	char		*url;		/* owned */
-	const char	*prepared[MAX_PREPARED]; /* statement names */
+	struct prepared	 prepared[MAX_PREPARED];
 	size_t		 nprepared;
 	const char	*label;		/* "primary", "replica" for logs */
 	double		 down_until;	/* ms (monotonic): skip until then */
@@ -61,8 +70,8 @@ struct keel_db {
 	int			 in_tx;		/* inside BEGIN on the primary */
 	int			 next;		/* round robin over replicas */
 	/* The current request (keel_db_request_reset clears them). */
-	int			 pinned;	/* reads go to the primary */
-	int			 wrote;		/* a statement changed rows */
+	bool			 pinned;	/* reads go to the primary */
+	bool			 wrote;		/* a statement changed rows */
 	unsigned		 nqueries;
 	double			 query_ms;
 	char			 errstr[256];
@@ -86,6 +95,7 @@ struct keel_db {
 
 struct keel_rows {
 	size_t	 nrows, ncols;
+	char	**names;		/* ncols column names */
 	char	**vals;			/* nrows * ncols; NULL is SQL NULL */
 };
 
@@ -208,15 +218,17 @@ conn_ensure(struct keel_db *db, struct pgconn *c, int timeout_s)
 }
 
 
-static int
-is_prepared(const struct pgconn *c, const char *name)
+/* The statement called name as prepared on c, or NULL. */
+static const struct prepared *
+prepared_on(const struct pgconn *c, const char *name)
 {
 	size_t	 i;
 
 	for (i = 0; i < c->nprepared; i++)
-		if (c->prepared[i] == name || strcmp(c->prepared[i], name) == 0)
-			return 1;
-	return 0;
+		if (c->prepared[i].name == name ||
+		    strcmp(c->prepared[i].name, name) == 0)
+			return &c->prepared[i];
+	return NULL;
 }
 
 static enum keel_err
@@ -261,17 +273,27 @@ rows_copy(PGresult *res)
 
 	nr = (size_t)PQntuples(res);
 	nc = (size_t)PQnfields(res);
+	for (c = 0; c < nc; c++)
+		bytes += strlen(PQfname(res, (int)c)) + 1;
 	for (r = 0; r < nr; r++)
 		for (c = 0; c < nc; c++)
 			if (!PQgetisnull(res, (int)r, (int)c))
 				bytes += (size_t)PQgetlength(res, (int)r,
 				    (int)c) + 1;
-	/* One block: header, pointer table, then the strings. */
-	rows = keel_malloc(sizeof(*rows) + nr * nc * sizeof(char *) + bytes);
+	/* One block: header, pointer tables, then the strings. */
+	rows = keel_malloc(sizeof(*rows) + (nc + nr * nc) * sizeof(char *) +
+	    bytes);
 	rows->nrows = nr;
 	rows->ncols = nc;
-	rows->vals = (char **)(rows + 1);
+	rows->names = (char **)(rows + 1);
+	rows->vals = rows->names + nc;
 	p = (char *)(rows->vals + nr * nc);
+	for (c = 0; c < nc; c++) {
+		len = strlen(PQfname(res, (int)c));
+		memcpy(p, PQfname(res, (int)c), len + 1);
+		rows->names[c] = p;
+		p += len + 1;
+	}
 	for (r = 0; r < nr; r++)
 		for (c = 0; c < nc; c++) {
 			if (PQgetisnull(res, (int)r, (int)c)) {
@@ -296,46 +318,102 @@ now_ms(void)
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-/* 1 when res reports rows changed by INSERT, UPDATE, DELETE or MERGE. */
-static int
+/* True when res reports rows changed by INSERT, UPDATE, DELETE or MERGE. */
+static bool
 changed_rows(PGresult *res)
 {
 	const char	*st = PQcmdStatus(res), *n = PQcmdTuples(res);
 
 	if (strncmp(st, "INSERT", 6) != 0 && strncmp(st, "UPDATE", 6) != 0 &&
 	    strncmp(st, "DELETE", 6) != 0 && strncmp(st, "MERGE", 5) != 0)
-		return 0;
+		return false;
 	return n[0] != '\0' && strcmp(n, "0") != 0;
+}
+
+/*
+ * The highest $N placeholder of sql, outside quoted literals and
+ * identifiers: the number of parameters the statement takes.
+ */
+static size_t
+placeholders(const char *sql)
+{
+	const char	*s;
+	char		 quote = 0;
+	size_t		 n, max = 0;
+
+	for (s = sql; *s != '\0'; s++) {
+		if (quote != 0) {
+			if (*s == quote)
+				quote = 0;
+			continue;
+		}
+		if (*s == '\'' || *s == '"') {
+			quote = *s;
+			continue;
+		}
+		if (*s != '$' || !isdigit((unsigned char)s[1]))
+			continue;
+		for (n = 0; isdigit((unsigned char)s[1]) && n < 100000; s++)
+			n = n * 10 + (size_t)(s[1] - '0');
+		if (n > max)
+			max = n;
+	}
+	return max;
+}
+
+/*
+ * The parameters given must be the ones the statement takes, or it would
+ * run with values shifted or missing: a programmer's error, refused
+ * (logged, KEEL_EINTERNAL) on the first request that makes it.
+ */
+static enum keel_err
+params_check(struct keel_db *db, const struct keel_query *q, size_t want,
+    size_t given)
+{
+	if (given == want)
+		return KEEL_OK;
+	snprintf(db->errstr, sizeof(db->errstr), "statement %s takes %zu "
+	    "parameters, %zu were given", q->name, want, given);
+	keel_log_error("db: %s", db->errstr);
+	return KEEL_EINTERNAL;
 }
 
 /* Runs q on c, preparing it first on this connection. */
 static enum keel_err
 query_on(struct keel_db *db, struct pgconn *c, const struct keel_query *q,
-    const char *const *params, struct keel_rows **out)
+    const struct keel_db_params *p, struct keel_rows **out)
 {
-	PGresult	*res = NULL;
-	enum keel_err	 er;
+	const struct prepared	*ps;
+	PGresult		*res = NULL;
+	const char *const	*params = p != NULL ? p->v : NULL;
+	size_t			 n = p != NULL ? p->n : 0, want;
+	enum keel_err		 er;
 
 	if ((er = conn_ensure(db, c, db->cfg->db_connect_timeout)) != KEEL_OK)
 		return er;
+	ps = prepared_on(c, q->name);
+	want = ps != NULL ? ps->nparams : placeholders(q->sql);
+	if ((er = params_check(db, q, want, n)) != KEEL_OK)
+		return er;
 	/* Past MAX_PREPARED names a statement runs unprepared, still safe. */
-	if (!is_prepared(c, q->name) && c->nprepared == MAX_PREPARED) {
-		res = PQexecParams(c->conn, q->sql, q->nparams, NULL, params,
-		    NULL, NULL, 0);
+	if (ps == NULL && c->nprepared == MAX_PREPARED) {
+		res = PQexecParams(c->conn, q->sql, (int)n, NULL, params, NULL,
+		    NULL, 0);
 		goto result;
 	}
-	if (!is_prepared(c, q->name)) {
-		res = PQprepare(c->conn, q->name, q->sql, q->nparams, NULL);
+	if (ps == NULL) {
+		/* The server infers the parameters' types. */
+		res = PQprepare(c->conn, q->name, q->sql, 0, NULL);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 			er = result_err(db, c, res, q->name);
 			goto out;
 		}
 		PQclear(res);
 		res = NULL;
-		c->prepared[c->nprepared++] = q->name;
+		c->prepared[c->nprepared].name = q->name;
+		c->prepared[c->nprepared++].nparams = n;
 	}
-	res = PQexecPrepared(c->conn, q->name, q->nparams, params, NULL, NULL,
-	    0);
+	res = PQexecPrepared(c->conn, q->name, (int)n, params, NULL, NULL, 0);
 result:
 	switch (PQresultStatus(res)) {
 	case PGRES_TUPLES_OK:
@@ -343,7 +421,7 @@ result:
 		if (out != NULL)
 			*out = rows_copy(res);
 		if (c == &db->primary && changed_rows(res))
-			db->wrote = 1;
+			db->wrote = true;
 		er = KEEL_OK;
 		break;
 	default:
@@ -355,9 +433,43 @@ out:
 	return er;
 }
 
+void
+keel_db_params_init(struct keel_db_params *p)
+{
+	p->n = 0;
+}
+
+void
+keel_db_param_text(struct keel_db_params *p, const char *s)
+{
+	assert(p->n < KEEL_DB_MAXPARAMS);
+	p->v[p->n++] = s;
+}
+
+void
+keel_db_param_int(struct keel_db_params *p, int64_t v)
+{
+	assert(p->n < KEEL_DB_MAXPARAMS);
+	keel_text_int(p->num[p->n], v);
+	p->v[p->n] = p->num[p->n];
+	p->n++;
+}
+
+void
+keel_db_param_bool(struct keel_db_params *p, bool v)
+{
+	keel_db_param_text(p, v ? "true" : "false");
+}
+
+void
+keel_db_param_null(struct keel_db_params *p)
+{
+	keel_db_param_text(p, NULL);
+}
+
 enum keel_err
 keel_db_query(struct keel_db *db, const struct keel_query *q,
-    const char *const *params, struct keel_rows **out)
+    const struct keel_db_params *params, struct keel_rows **out)
 {
 	struct pgconn	*c;
 	enum keel_err	 er;
@@ -409,19 +521,19 @@ keel_db_query(struct keel_db *db, const struct keel_query *q,
 void
 keel_db_request_reset(struct keel_db *db)
 {
-	db->pinned = 0;
-	db->wrote = 0;
+	db->pinned = false;
+	db->wrote = false;
 	db->nqueries = 0;
 	db->query_ms = 0;
 }
 
 void
-keel_db_pin_primary(struct keel_db *db, int on)
+keel_db_pin_primary(struct keel_db *db, bool on)
 {
 	db->pinned = on;
 }
 
-int
+bool
 keel_db_wrote(const struct keel_db *db)
 {
 	return db->wrote;
@@ -658,6 +770,31 @@ keel_rows_count(const struct keel_rows *rows)
 	return rows == NULL ? 0 : rows->nrows;
 }
 
+size_t
+keel_rows_ncols(const struct keel_rows *rows)
+{
+	return rows == NULL ? 0 : rows->ncols;
+}
+
+const char *
+keel_rows_name(const struct keel_rows *rows, size_t c)
+{
+	if (rows == NULL || c >= rows->ncols)
+		return NULL;
+	return rows->names[c];
+}
+
+size_t
+keel_rows_col(const struct keel_rows *rows, const char *name)
+{
+	size_t	 c;
+
+	for (c = 0; rows != NULL && c < rows->ncols; c++)
+		if (strcmp(rows->names[c], name) == 0)
+			return c;
+	return KEEL_ROWS_NOCOL;
+}
+
 const char *
 keel_rows_value(const struct keel_rows *rows, size_t r, size_t c)
 {
@@ -676,7 +813,7 @@ keel_rows_int64(const struct keel_rows *rows, size_t r, size_t c)
 	return strtoll(v, NULL, 10);
 }
 
-int
+bool
 keel_rows_bool(const struct keel_rows *rows, size_t r, size_t c)
 {
 	const char	*v;

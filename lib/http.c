@@ -20,10 +20,13 @@
 #include <fcgiapp.h>
 #include <sodium.h>
 
+#include "keel/addr.h"
+#include "keel/config.h"
 #include "keel/http.h"
 #include "keel/json.h"
 #include "keel/log.h"
 #include "keel/mem.h"
+#include "keel/text.h"
 #include "http_private.h"
 
 #define URI_MAX		16384	/* bytes of path and query we accept */
@@ -68,45 +71,6 @@ reason(int code)
 		if (reasons[i].code == code)
 			return reasons[i].text;
 	return "Unknown";
-}
-
-int
-keel_utf8_valid(const char *s, size_t n)
-{
-	const unsigned char	*p = (const unsigned char *)s;
-	const unsigned char	*end = p + n;
-	unsigned int		 c, need, min;
-
-	while (p < end) {
-		c = *p++;
-		if (c < 0x80)
-			continue;
-		if (c >= 0xc2 && c <= 0xdf) {
-			need = 1;
-			min = 0x80;
-			c &= 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			need = 2;
-			min = 0x800;
-			c &= 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			need = 3;
-			min = 0x10000;
-			c &= 0x07;
-		} else
-			return 0;
-		if ((size_t)(end - p) < need)
-			return 0;
-		for (; need > 0; need--, p++) {
-			if ((*p & 0xc0) != 0x80)
-				return 0;
-			c = (c << 6) | (*p & 0x3f);
-		}
-		/* Overlongs, surrogates and past U+10FFFF (RFC 3629 §3). */
-		if (c < min || (c >= 0xd800 && c <= 0xdfff) || c > 0x10ffff)
-			return 0;
-	}
-	return 1;
 }
 
 static int
@@ -226,7 +190,7 @@ keel_http_param_int(const struct keel_req *req, const char *name)
 
 	v = keel_http_param(req, name);
 	assert(v != NULL);
-	if (keel_parse_int64(v, 1, INT64_MAX, &out) == -1)
+	if (!keel_parse_int64(v, 1, INT64_MAX, &out))
 		return 0;
 	return out;
 }
@@ -249,6 +213,33 @@ keel_http_header(const struct keel_req *req, const char *name)
 		    (char)toupper((unsigned char)name[i]);
 	var[5 + n] = '\0';
 	return FCGX_GetParam(var, req->conn->fr->envp);
+}
+
+const char *
+keel_http_client_addr(struct keel_req *req)
+{
+	char	 addr[KEEL_ADDR_MAX];
+
+	if (req->addr != NULL)
+		return req->addr;
+	if (req->cfg == NULL || !keel_addr_client(&req->cfg->client,
+	    req->remote_addr, keel_http_header(req, "X-Forwarded-For"), addr))
+		memcpy(addr, "unknown", sizeof("unknown"));
+	req->addr = keel_arena_strdup(req->arena, addr);
+	return req->addr;
+}
+
+const char *
+keel_http_client(struct keel_req *req)
+{
+	char	 id[KEEL_TEXT_INT_MAX + 2];
+
+	if (req->user == NULL)
+		return keel_arena_printf(req->arena, "a:%s",
+		    keel_http_client_addr(req));
+	memcpy(id, "u:", 2);
+	keel_text_int(id + 2, req->user->id);
+	return keel_arena_strdup(req->arena, id);
 }
 
 static int
@@ -300,35 +291,136 @@ keel_http_reply_buf(struct keel_req *req, int status, struct keel_buf *b)
 }
 
 void
-keel_http_reply_json(struct keel_req *req, int status, struct json_object *obj)
-{
-	const char	*s;
-	size_t		 len;
-
-	s = json_object_to_json_string_length(obj, JSON_C_TO_STRING_PLAIN |
-	    JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-	keel_http_reply(req, status, "application/json; charset=utf-8", s, len);
-}
-
-void
 keel_http_reply_empty(struct keel_req *req, int status)
 {
 	keel_http_reply(req, status, NULL, NULL, 0);
 }
 
+/* API.md's code for an error status, when the caller names none. */
+static const char *
+status_code(int status)
+{
+	switch (status) {
+	case 401:
+		return "unauthorized";
+	case 403:
+		return "forbidden";
+	case 404:
+		return "not_found";
+	case 405:
+		return "method_not_allowed";
+	case 409:
+		return "conflict";
+	case 413:
+		return "payload_too_large";
+	case 415:
+		return "unsupported_media_type";
+	case 422:
+		return "validation_failed";
+	case 429:
+		return "rate_limited";
+	case 503:
+		return "unavailable";
+	default:
+		return status >= 500 ? "internal" : "bad_request";
+	}
+}
+
+/*
+ * The error object up to its "message" (left open for more members),
+ * written into b.
+ */
+static void
+error_open(struct keel_jw *w, struct keel_buf *b, const char *code,
+    const char *msg)
+{
+	keel_jw_init(w, b);
+	keel_jw_obj_open(w);
+	keel_jw_key(w, "error");
+	keel_jw_str(w, code);
+	keel_jw_key(w, "message");
+	keel_jw_str(w, msg);
+}
+
+static void
+error_send(struct keel_req *req, int status, struct keel_jw *w,
+    struct keel_buf *b)
+{
+	keel_jw_obj_close(w);
+	keel_http_reply_buf(req, status, b);
+	keel_buf_free(b);
+}
+
 void
 keel_http_reply_error(struct keel_req *req, int status, const char *code,
-    const char *msg, struct json_object *fields)
+    const char *msg)
 {
-	struct json_object	*o;
+	struct keel_buf	 b = { NULL, 0, 0 };
+	struct keel_jw	 w;
 
-	o = json_object_new_object();
-	json_object_object_add(o, "error", json_object_new_string(code));
-	json_object_object_add(o, "message", json_object_new_string(msg));
-	if (fields != NULL)
-		json_object_object_add(o, "fields", json_object_get(fields));
-	keel_http_reply_json(req, status, o);
-	json_object_put(o);
+	error_open(&w, &b, code, msg);
+	error_send(req, status, &w, &b);
+}
+
+void
+keel_http_reply_problem(struct keel_req *req, const struct keel_http_error *e)
+{
+	struct keel_buf	 b = { NULL, 0, 0 };
+	struct keel_jw	 w;
+
+	error_open(&w, &b, e->code != NULL ? e->code : status_code(e->status),
+	    e->message);
+	if (e->field != NULL) {
+		keel_jw_key(&w, "fields");
+		keel_jw_obj_open(&w);
+		keel_jw_key(&w, e->field);
+		keel_jw_str(&w, e->why);
+		keel_jw_obj_close(&w);
+	}
+	error_send(req, e->status, &w, &b);
+}
+
+void
+keel_http_reply_field(struct keel_req *req, const char *field,
+    const char *why)
+{
+	const struct keel_http_error e = {
+		.status = 422,
+		.message = "some fields are not valid",
+		.field = field,
+		.why = why,
+	};
+
+	keel_http_reply_problem(req, &e);
+}
+
+void
+keel_http_reply_query_field(struct keel_req *req, const char *field,
+    const char *why)
+{
+	const struct keel_http_error e = {
+		.status = 400,
+		.code = "validation_failed",
+		.message = "some query parameters are not valid",
+		.field = field,
+		.why = why,
+	};
+
+	keel_http_reply_problem(req, &e);
+}
+
+/* A validation error with every field's problem (json.h's errors). */
+static void
+reply_fields(struct keel_req *req, int status, const char *msg,
+    struct json_object *errors)
+{
+	struct keel_buf	 b = { NULL, 0, 0 };
+	struct keel_jw	 w;
+
+	error_open(&w, &b, "validation_failed", msg);
+	keel_jw_key(&w, "fields");
+	keel_jw_obj(&w, errors);
+	error_send(req, status, &w, &b);
 }
 
 void
@@ -339,36 +431,36 @@ keel_http_reply_err(struct keel_req *req, enum keel_err er)
 		break;
 	case KEEL_EINVAL:
 		keel_http_reply_error(req, 400, "bad_request",
-		    "the request is not valid", NULL);
+		    "the request is not valid");
 		break;
 	case KEEL_ENOENT:
 		keel_http_reply_error(req, 404, "not_found",
-		    "no such resource", NULL);
+		    "no such resource");
 		break;
 	case KEEL_ECONFLICT:
 		keel_http_reply_error(req, 409, "conflict",
-		    "the request conflicts with the current state", NULL);
+		    "the request conflicts with the current state");
 		break;
 	case KEEL_ETOOBIG:
 		keel_http_reply_error(req, 413, "payload_too_large",
-		    "the request is too large", NULL);
+		    "the request is too large");
 		break;
 	case KEEL_EUNAVAIL:
 	case KEEL_ETIMEOUT:
 		keel_http_add_header(req, "Retry-After", "5");
 		keel_http_reply_error(req, 503, "unavailable",
-		    "a service this request needs is unavailable; retry later",
-		    NULL);
+		    "a service this request needs is unavailable; retry "
+		    "later");
 		break;
 	case KEEL_EINTERNAL:
 	case KEEL_ERR__MAX:
 		keel_http_reply_error(req, 500, "internal",
-		    "an internal error occurred", NULL);
+		    "an internal error occurred");
 		break;
 	}
 }
 
-int
+bool
 keel_http_replied(const struct keel_req *req)
 {
 	return req->conn->status != 0;
@@ -421,7 +513,7 @@ is_json_type(const char *ct)
 	    strncasecmp(ct + n - 5, "+json", 5) == 0;
 }
 
-int
+enum keel_step
 keel_http_body_fields(struct keel_req *req, const struct keel_field *fields,
     size_t n, int mode, struct keel_value *vals)
 {
@@ -430,33 +522,31 @@ keel_http_body_fields(struct keel_req *req, const struct keel_field *fields,
 
 	if (req->body_len == 0) {
 		keel_http_reply_error(req, 400, "bad_request",
-		    "a JSON body is required", NULL);
-		return -1;
+		    "a JSON body is required");
+		return KEEL_STEP_REPLIED;
 	}
 	if (!is_json_type(req->content_type)) {
 		keel_http_reply_error(req, 415, "unsupported_media_type",
-		    "the body must be JSON (Content-Type: application/json)",
-		    NULL);
-		return -1;
+		    "the body must be JSON (Content-Type: application/json)");
+		return KEEL_STEP_REPLIED;
 	}
 	if (keel_json_parse(req->body, req->body_len, &doc, err,
 	    sizeof(err)) != KEEL_OK) {
-		keel_http_reply_error(req, 400, "bad_request", err, NULL);
-		return -1;
+		keel_http_reply_error(req, 400, "bad_request", err);
+		return KEEL_STEP_REPLIED;
 	}
 	keep_doc(req, doc);
 	errors = json_object_new_object();
 	if (keel_json_fields(doc, fields, n, mode, vals, errors) != KEEL_OK) {
-		keel_http_reply_error(req, 422, "validation_failed",
-		    "some fields are not valid", errors);
+		reply_fields(req, 422, "some fields are not valid", errors);
 		json_object_put(errors);
-		return -1;
+		return KEEL_STEP_REPLIED;
 	}
 	json_object_put(errors);
-	return 0;
+	return KEEL_STEP_GO;
 }
 
-int
+enum keel_step
 keel_http_query_fields(struct keel_req *req, const struct keel_field *fields,
     size_t n, struct keel_value *vals)
 {
@@ -466,7 +556,8 @@ keel_http_query_fields(struct keel_req *req, const struct keel_field *fields,
 
 	memset(vals, 0, n * sizeof(*vals));
 	for (i = 0; i < n; i++) {
-		if ((s = keel_http_query(req, fields[i].name)) == NULL)
+		if ((s = keel_http_query(req, fields[i].name)) == NULL &&
+		    (s = fields[i].def) == NULL)
 			continue;
 		if ((msg = keel_field_check_text(&fields[i], s,
 		    &vals[i])) == NULL)
@@ -477,11 +568,10 @@ keel_http_query_fields(struct keel_req *req, const struct keel_field *fields,
 		    json_object_new_string(msg));
 	}
 	if (errors == NULL)
-		return 0;
-	keel_http_reply_error(req, 400, "validation_failed",
-	    "some query parameters are not valid", errors);
+		return KEEL_STEP_GO;
+	reply_fields(req, 400, "some query parameters are not valid", errors);
 	json_object_put(errors);
-	return -1;
+	return KEEL_STEP_REPLIED;
 }
 
 struct keel_http_conn *
@@ -569,7 +659,7 @@ read_body(FCGX_Request *fr, char *buf, size_t len)
 	return 0;
 }
 
-int
+enum keel_step
 keel_http_begin(struct keel_req *req, struct keel_http_conn *c,
     FCGX_Request *fr, struct keel_arena *a, size_t body_max)
 {
@@ -605,8 +695,8 @@ keel_http_begin(struct keel_req *req, struct keel_http_conn *c,
 		uri = (s = param(fr, "SCRIPT_NAME")) != NULL ? s : "/";
 	if (strlen(uri) > URI_MAX) {
 		keel_http_reply_error(req, 414, "bad_request",
-		    "the request URI is too long", NULL);
-		return -1;
+		    "the request URI is too long");
+		return KEEL_STEP_REPLIED;
 	}
 	q = strchr(uri, '?');
 	path = keel_http_decode(a, uri, q == NULL ? strlen(uri) :
@@ -614,8 +704,8 @@ keel_http_begin(struct keel_req *req, struct keel_http_conn *c,
 	if (path == NULL || !keel_utf8_valid(path, strlen(path)) ||
 	    path[0] != '/') {
 		keel_http_reply_error(req, 400, "bad_request",
-		    "the request path is not valid", NULL);
-		return -1;
+		    "the request path is not valid");
+		return KEEL_STEP_REPLIED;
 	}
 	req->path = path;
 	if ((s = param(fr, "QUERY_STRING")) != NULL)
@@ -628,52 +718,47 @@ keel_http_begin(struct keel_req *req, struct keel_http_conn *c,
 		break;
 	case KEEL_ETOOBIG:
 		keel_http_reply_error(req, 400, "bad_request",
-		    "the query string has too many parameters", NULL);
-		return -1;
+		    "the query string has too many parameters");
+		return KEEL_STEP_REPLIED;
 	default:
 		keel_http_reply_error(req, 400, "bad_request",
 		    keel_arena_printf(a, "the query parameter \"%s\" is not "
-		    "valid percent-encoded UTF-8", utf8_prefix(a, bad, 64)),
-		    NULL);
-		return -1;
+		    "valid percent-encoded UTF-8", utf8_prefix(a, bad, 64)));
+		return KEEL_STEP_REPLIED;
 	}
 
 	if ((s = param(fr, "CONTENT_LENGTH")) != NULL && *s != '\0' &&
-	    keel_parse_int64(s, 0, INT64_MAX, &clen) == -1) {
+	    !keel_parse_int64(s, 0, INT64_MAX, &clen)) {
 		keel_http_reply_error(req, 400, "bad_request",
-		    "Content-Length is not valid", NULL);
-		return -1;
+		    "Content-Length is not valid");
+		return KEEL_STEP_REPLIED;
 	}
 	if (clen > (int64_t)body_max) {
 		keel_http_reply_error(req, 413, "payload_too_large",
 		    keel_arena_printf(a, "the body may be at most %zu bytes",
-		    body_max), NULL);
-		return -1;
+		    body_max));
+		return KEEL_STEP_REPLIED;
 	}
 	if (clen > 0) {
 		req->body = keel_arena_alloc(a, (size_t)clen + 1);
 		if (read_body(fr, (char *)req->body, (size_t)clen) == -1) {
 			keel_http_reply_error(req, 400, "bad_request",
-			    "the body ended before Content-Length bytes", NULL);
+			    "the body ended before Content-Length bytes");
 			req->body = NULL;
-			return -1;
+			return KEEL_STEP_REPLIED;
 		}
 		((char *)req->body)[clen] = '\0';
 		req->body_len = (size_t)clen;
 	}
-	return 0;
+	return KEEL_STEP_GO;
 }
 
 static void
 put_decimal(struct keel_buf *b, size_t v)
 {
-	char	 num[24], *p = num + sizeof(num);
+	char	 num[KEEL_TEXT_INT_MAX];
 
-	do {
-		*--p = (char)('0' + v % 10);
-		v /= 10;
-	} while (v > 0);
-	keel_buf_append(b, p, (size_t)(num + sizeof(num) - p));
+	keel_buf_append(b, num, keel_text_int(num, (int64_t)v));
 }
 
 void

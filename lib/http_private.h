@@ -5,6 +5,8 @@
 
 #include <stddef.h>
 
+#include "keel/http.h"
+
 struct FCGX_Request;
 struct keel_arena;
 struct keel_http_conn;
@@ -17,10 +19,11 @@ void		 keel_http_conn_free(struct keel_http_conn *);
 /*
  * Fills req from the accepted FastCGI request fr: method, path, query,
  * headers, a fresh request id, and the body bounded at body_max bytes.
- * Returns 0, or -1 after replying with the error (413, 400, 414): then the
- * router is skipped and keel_http_finish() still sends the reply.
+ * A step: KEEL_STEP_REPLIED after replying with the error (413, 400,
+ * 414), when the pipeline is skipped and keel_http_finish() still sends
+ * the reply.
  */
-int		 keel_http_begin(struct keel_req *req, struct keel_http_conn *c,
+enum keel_step	 keel_http_begin(struct keel_req *req, struct keel_http_conn *c,
 		    struct FCGX_Request *fr, struct keel_arena *a,
 		    size_t body_max);
 

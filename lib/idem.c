@@ -15,6 +15,7 @@
  */
 #include "config.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,11 +24,10 @@
 
 #include "keel/http.h"
 #include "keel/idem.h"
-#include "keel/json.h"
-#include "keel/limit.h"
 #include "keel/log.h"
 #include "keel/mem.h"
 #include "keel/redis.h"
+#include "keel/text.h"
 
 /* KEYS[1]: the key.  ARGV: fingerprint, claim TTL (ms). */
 static struct keel_rscript begin_script = { "idem_begin",
@@ -67,17 +67,17 @@ struct keel_idem_state {
 	char		 fp[2 * crypto_hash_sha256_BYTES + 1];
 };
 
-int
+bool
 keel_idem_key_valid(const char *k)
 {
 	size_t	 i, n = strlen(k);
 
 	if (n == 0 || n > KEEL_IDEM_KEY_MAX)
-		return 0;
+		return false;
 	for (i = 0; i < n; i++)
 		if (k[i] < 0x20 || k[i] > 0x7e)
-			return 0;
-	return 1;
+			return false;
+	return true;
 }
 
 /* The request's fingerprint: what "the same request" means. */
@@ -108,7 +108,7 @@ replay(struct keel_req *req, const struct keel_rreply *rep)
 	int64_t	 status;
 
 	if (rep->nelem != 4 || rep->elem[1].type != KEEL_R_STR ||
-	    keel_parse_int64(rep->elem[1].str, 100, 599, &status) == -1) {
+	    !keel_parse_int64(rep->elem[1].str, 100, 599, &status)) {
 		keel_http_reply_err(req, KEEL_EINTERNAL);
 		return;
 	}
@@ -118,34 +118,39 @@ replay(struct keel_req *req, const struct keel_rreply *rep)
 	    rep->elem[3].str, rep->elem[3].len);
 }
 
-int
+enum keel_step
 keel_idem_step(struct keel_req *req)
 {
+	const struct keel_http_error mismatch = {
+		.status = 422,
+		.message = "this Idempotency-Key belongs to a different request",
+		.field = "Idempotency-Key",
+		.why = "was used with a different request",
+	};
 	struct keel_idem_state	*st;
 	struct keel_rreply	*rep = NULL;
-	struct json_object	*fields;
 	const char		*key, *argv[3];
 	unsigned char		 h[16];
-	char			 kh[2 * sizeof(h) + 1], ttl[24];
-	int			 rc = 0;
+	char			 kh[2 * sizeof(h) + 1], ttl[KEEL_TEXT_INT_MAX];
+	enum keel_step		 step = KEEL_STEP_GO;
 
 	if (strcmp(req->method, "POST") != 0 ||
 	    (key = keel_http_header(req, "Idempotency-Key")) == NULL)
-		return 0;
+		return KEEL_STEP_GO;
 	if (!keel_idem_key_valid(key)) {
 		keel_http_reply_error(req, 400, "bad_request",
 		    "Idempotency-Key must be 1 to 255 printable ASCII "
-		    "characters", NULL);
-		return -1;
+		    "characters");
+		return KEEL_STEP_REPLIED;
 	}
 	st = keel_arena_alloc(req->arena, sizeof(*st));
 	crypto_generichash(h, sizeof(h), (const unsigned char *)key,
 	    strlen(key), NULL, 0);
 	sodium_bin2hex(kh, 2 * sizeof(h) + 1, h, sizeof(h));
 	st->key = keel_arena_printf(req->arena, "keel:idem:%s:%s",
-	    keel_limit_client(req), kh);
+	    keel_http_client(req), kh);
 	fingerprint(req, st->fp);
-	snprintf(ttl, sizeof(ttl), "%d", KEEL_IDEM_RUNNING_TTL * 1000);
+	keel_text_int(ttl, KEEL_IDEM_RUNNING_TTL * 1000);
 	argv[0] = st->key;
 	argv[1] = st->fp;
 	argv[2] = ttl;
@@ -162,26 +167,19 @@ keel_idem_step(struct keel_req *req)
 		req->idem = st;
 	} else if (strcmp(rep->elem[0].str, "done") == 0) {
 		replay(req, rep);
-		rc = -1;
+		step = KEEL_STEP_REPLIED;
 	} else if (strcmp(rep->elem[0].str, "running") == 0) {
 		keel_http_reply_error(req, 409, "conflict", "a request with "
 		    "this Idempotency-Key is still being processed; retry "
-		    "later", NULL);
-		rc = -1;
+		    "later");
+		step = KEEL_STEP_REPLIED;
 	} else {
-		fields = json_object_new_object();
-		json_object_object_add(fields, "Idempotency-Key",
-		    json_object_new_string("was used with a different "
-		    "request"));
-		keel_http_reply_error(req, 422, "validation_failed",
-		    "this Idempotency-Key belongs to a different request",
-		    fields);
-		json_object_put(fields);
-		rc = -1;
+		keel_http_reply_problem(req, &mismatch);
+		step = KEEL_STEP_REPLIED;
 	}
 out:
 	keel_rreply_free(rep);
-	return rc;
+	return step;
 }
 
 void
@@ -191,7 +189,7 @@ keel_idem_step_after(struct keel_req *req, enum keel_err er)
 	struct keel_rreply	*rep = NULL;
 	const char		*argv[6], *body, *ctype;
 	size_t			 argvlen[6], len;
-	char			 status[16], ttl[24];
+	char			 status[KEEL_TEXT_INT_MAX], ttl[KEEL_TEXT_INT_MAX];
 	int			 code = keel_http_status(req);
 
 	if (st == NULL)
@@ -204,8 +202,8 @@ keel_idem_step_after(struct keel_req *req, enum keel_err er)
 		goto out;
 	}
 	body = keel_http_reply_body(req, &len, &ctype);
-	snprintf(status, sizeof(status), "%d", code);
-	snprintf(ttl, sizeof(ttl), "%d", KEEL_IDEM_TTL);
+	keel_text_int(status, code);
+	keel_text_int(ttl, KEEL_IDEM_TTL);
 	argv[2] = status;
 	argv[3] = ctype != NULL ? ctype : "";
 	argv[4] = body != NULL ? body : "";

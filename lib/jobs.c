@@ -44,6 +44,7 @@
 #include "keel/log.h"
 #include "keel/mem.h"
 #include "keel/redis.h"
+#include "keel/text.h"
 
 #define JOBS_GROUP	"workers"
 #define NSETTINGS	10	/* ARGV[2..11]: the queue's policy */
@@ -478,16 +479,16 @@ rint_at(const struct keel_rreply *rep, size_t i)
 
 /* -------------------------------------------------------------- outbox */
 
-static const struct keel_query q_outbox_add = { "jobs_outbox_add",
-	"INSERT INTO outbox (queue, kind, payload, idempotency_key) "
-	"VALUES ($1, $2, $3::jsonb, $4) RETURNING id", 4, KEEL_DB_PRIMARY };
+static const struct keel_query q_outbox_add = { .name = "jobs_outbox_add",
+	.sql = "INSERT INTO outbox (queue, kind, payload, idempotency_key) "
+	"VALUES ($1, $2, $3::jsonb, $4) RETURNING id",
+	.target = KEEL_DB_PRIMARY };
 
-static const struct keel_query q_outbox_add_delayed = {
-	"jobs_outbox_add_delayed",
-	"INSERT INTO outbox (queue, kind, payload, idempotency_key, "
+static const struct keel_query q_outbox_add_delayed = { .name = "jobs_outbox_add_delayed",
+	.sql = "INSERT INTO outbox (queue, kind, payload, idempotency_key, "
 	"available_at) VALUES ($1, $2, $3::jsonb, $4, "
-	"now() + $5::bigint * interval '1 millisecond') RETURNING id", 5,
-	KEEL_DB_PRIMARY };
+	"now() + $5::bigint * interval '1 millisecond') RETURNING id",
+	.target = KEEL_DB_PRIMARY };
 
 /* The delay is what is left of available_at, by the database's clock;
  * Redis then counts it on its own. */
@@ -495,13 +496,15 @@ static const struct keel_query q_outbox_add_delayed = {
 	"GREATEST(0, ceil(extract(epoch FROM available_at - now()) * 1000))" \
 	"::bigint"
 
-static const struct keel_query q_outbox_by_ids = { "jobs_outbox_by_ids",
-	"SELECT " OUTBOX_COLS " FROM outbox WHERE id = ANY($1::bigint[]) "
-	"AND pushed_at IS NULL ORDER BY id", 1, KEEL_DB_PRIMARY };
+static const struct keel_query q_outbox_by_ids = { .name = "jobs_outbox_by_ids",
+	.sql = "SELECT " OUTBOX_COLS " FROM outbox WHERE id = ANY($1::bigint[]) "
+	"AND pushed_at IS NULL ORDER BY id",
+	.target = KEEL_DB_PRIMARY };
 
-static const struct keel_query q_outbox_pending = { "jobs_outbox_pending",
-	"SELECT " OUTBOX_COLS " FROM outbox WHERE pushed_at IS NULL "
-	"ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED", 1, KEEL_DB_PRIMARY };
+static const struct keel_query q_outbox_pending = { .name = "jobs_outbox_pending",
+	.sql = "SELECT " OUTBOX_COLS " FROM outbox WHERE pushed_at IS NULL "
+	"ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+	.target = KEEL_DB_PRIMARY };
 
 /*
  * The mark needn't be durable: lost in a crash, it only makes the relay
@@ -509,24 +512,26 @@ static const struct keel_query q_outbox_pending = { "jobs_outbox_pending",
  * the WAL flush (set_config(..., true) lasts until that commit), which
  * saves the request path a disk flush.
  */
-static const struct keel_query q_outbox_mark = { "jobs_outbox_mark",
-	"WITH async AS (SELECT set_config('synchronous_commit', 'off', true)) "
+static const struct keel_query q_outbox_mark = { .name = "jobs_outbox_mark",
+	.sql = "WITH async AS (SELECT set_config('synchronous_commit', 'off', true)) "
 	"UPDATE outbox SET pushed_at = now() FROM async "
-	"WHERE id = ANY($1::bigint[])", 1, KEEL_DB_PRIMARY };
+	"WHERE id = ANY($1::bigint[])",
+	.target = KEEL_DB_PRIMARY };
 
 enum keel_err
 keel_jobs_outbox_add(struct keel_db *db, const char *queue, const char *kind,
     const char *payload, const char *idem_key, int64_t *id)
 {
 	struct keel_rows	*rows = NULL;
-	const char		*params[4];
+	struct keel_db_params	 p;
 	enum keel_err		 er;
 
-	params[0] = queue;
-	params[1] = kind;
-	params[2] = payload;
-	params[3] = idem_key;
-	if ((er = keel_db_query(db, &q_outbox_add, params, &rows)) == KEEL_OK &&
+	keel_db_params_init(&p);
+	keel_db_param_text(&p, queue);
+	keel_db_param_text(&p, kind);
+	keel_db_param_text(&p, payload);
+	keel_db_param_text(&p, idem_key);
+	if ((er = keel_db_query(db, &q_outbox_add, &p, &rows)) == KEEL_OK &&
 	    id != NULL)
 		*id = keel_rows_int64(rows, 0, 0);
 	keel_rows_free(rows);
@@ -539,17 +544,16 @@ keel_jobs_outbox_add_delayed(struct keel_db *db, const char *queue,
     int64_t delay_ms, int64_t *id)
 {
 	struct keel_rows	*rows = NULL;
-	const char		*params[5];
-	char			 delay[24];
+	struct keel_db_params	 p;
 	enum keel_err		 er;
 
-	snprintf(delay, sizeof(delay), "%lld", (long long)delay_ms);
-	params[0] = queue;
-	params[1] = kind;
-	params[2] = payload;
-	params[3] = idem_key;
-	params[4] = delay;
-	if ((er = keel_db_query(db, &q_outbox_add_delayed, params, &rows)) ==
+	keel_db_params_init(&p);
+	keel_db_param_text(&p, queue);
+	keel_db_param_text(&p, kind);
+	keel_db_param_text(&p, payload);
+	keel_db_param_text(&p, idem_key);
+	keel_db_param_int(&p, delay_ms);
+	if ((er = keel_db_query(db, &q_outbox_add_delayed, &p, &rows)) ==
 	    KEEL_OK && id != NULL)
 		*id = keel_rows_int64(rows, 0, 0);
 	keel_rows_free(rows);
@@ -607,7 +611,7 @@ keel_jobs_push(struct keel_db *db, struct keel_redis *r, const int64_t *ids,
 {
 	struct keel_rows	*rows = NULL;
 	struct keel_buf		 in = { NULL, 0, 0 }, done = { NULL, 0, 0 };
-	const char		*param;
+	struct keel_db_params	 p;
 	enum keel_err		 er, er2;
 	size_t			 i;
 	int			 pushed = 0;
@@ -619,8 +623,9 @@ keel_jobs_push(struct keel_db *db, struct keel_redis *r, const int64_t *ids,
 		keel_buf_printf(&in, "%s%lld", i ? "," : "",
 		    (long long)ids[i]);
 	keel_buf_putc(&in, '}');
-	param = in.data;
-	if ((er = keel_db_query(db, &q_outbox_by_ids, &param, &rows)) !=
+	keel_db_params_init(&p);
+	keel_db_param_text(&p, in.data);
+	if ((er = keel_db_query(db, &q_outbox_by_ids, &p, &rows)) !=
 	    KEEL_OK)
 		goto out;
 	keel_buf_putc(&done, '{');
@@ -629,8 +634,9 @@ keel_jobs_push(struct keel_db *db, struct keel_redis *r, const int64_t *ids,
 	if (pushed > 0) {
 		/* Unmarked rows are pushed again by the relay; the queue
 		 * knows their keys, so that costs nothing but a call. */
-		param = done.data;
-		if ((er2 = keel_db_query(db, &q_outbox_mark, &param, NULL)) !=
+		keel_db_params_init(&p);
+		keel_db_param_text(&p, done.data);
+		if ((er2 = keel_db_query(db, &q_outbox_mark, &p, NULL)) !=
 		    KEEL_OK && er == KEEL_OK)
 			er = er2;
 	}
@@ -649,25 +655,26 @@ keel_jobs_relay(struct keel_db *db, struct keel_redis *r, int limit,
     int *pushed)
 {
 	struct keel_rows	*rows = NULL;
-	struct keel_buf		 done = { NULL, 0, 0 }, lim = { NULL, 0, 0 };
-	const char		*param;
+	struct keel_buf		 done = { NULL, 0, 0 };
+	struct keel_db_params	 p;
 	enum keel_err		 er, er2;
 
 	*pushed = 0;
 	if ((er = keel_db_begin(db)) != KEEL_OK)
 		return er;
-	keel_buf_printf(&lim, "%d", limit);
-	param = lim.data;
+	keel_db_params_init(&p);
+	keel_db_param_int(&p, limit);
 	/* FOR UPDATE SKIP LOCKED: two relays never push the same rows. */
-	if ((er = keel_db_query(db, &q_outbox_pending, &param, &rows)) !=
+	if ((er = keel_db_query(db, &q_outbox_pending, &p, &rows)) !=
 	    KEEL_OK)
 		goto out;
 	keel_buf_putc(&done, '{');
 	er = push_rows(r, rows, &done, pushed);
 	keel_buf_putc(&done, '}');
 	if (*pushed > 0) {
-		param = done.data;
-		if ((er2 = keel_db_query(db, &q_outbox_mark, &param, NULL)) !=
+		keel_db_params_init(&p);
+		keel_db_param_text(&p, done.data);
+		if ((er2 = keel_db_query(db, &q_outbox_mark, &p, NULL)) !=
 		    KEEL_OK) {
 			er = er2;
 			*pushed = 0;
@@ -683,7 +690,6 @@ out:
 	keel_db_rollback(db);
 	keel_rows_free(rows);
 	keel_buf_free(&done);
-	keel_buf_free(&lim);
 	return er;
 }
 
@@ -1090,7 +1096,7 @@ keel_jobs_drain(int argc, char *argv[], const struct keel_drainer *d)
 	    -1) {
 		switch (ch) {
 		case 'b':
-			if (keel_parse_int64(optarg, 1, 86400, &budget) == -1) {
+			if (!keel_parse_int64(optarg, 1, 86400, &budget)) {
 				drain_usage(argv[0]);
 				return 2;
 			}

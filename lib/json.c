@@ -16,70 +16,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "keel/http.h"
 #include "keel/json.h"
 #include "keel/mem.h"
-
-int
-keel_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
-{
-	const char	*p = s;
-	int64_t		 v = 0;
-	int		 neg = 0, digits = 0, d;
-
-	if (*p == '-') {
-		neg = 1;
-		p++;
-	}
-	for (; *p >= '0' && *p <= '9'; p++) {
-		d = *p - '0';
-		/* Accumulate negatively so INT64_MIN parses too. */
-		if (v < (INT64_MIN + d) / 10)
-			return -1;
-		v = v * 10 - d;
-		if (++digits > 19)
-			return -1;
-	}
-	if (digits == 0 || *p != '\0')
-		return -1;
-	if (!neg) {
-		if (v == INT64_MIN)
-			return -1;
-		v = -v;
-	}
-	if (v < min || v > max)
-		return -1;
-	*out = v;
-	return 0;
-}
-
-int
-keel_date_valid(const char *s)
-{
-	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31,
-	    30, 31 };
-	int	 y, m, d, i, leap;
-
-	for (i = 0; i < 10; i++) {
-		if (i == 4 || i == 7) {
-			if (s[i] != '-')
-				return 0;
-		} else if (s[i] < '0' || s[i] > '9')
-			return 0;
-	}
-	if (s[10] != '\0')
-		return 0;
-	y = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 +
-	    (s[3] - '0');
-	m = (s[5] - '0') * 10 + (s[6] - '0');
-	d = (s[8] - '0') * 10 + (s[9] - '0');
-	if (y < 1 || m < 1 || m > 12 || d < 1 || d > mdays[m - 1])
-		return 0;
-	leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-	if (m == 2 && d == 29 && !leap)
-		return 0;
-	return 1;
-}
+#include "keel/text.h"
 
 /*
  * A validating scan of RFC 8259's grammar, run before json-c parses: json-c
@@ -318,18 +257,6 @@ keel_json_parse(const char *buf, size_t len, struct json_object **out,
 	return KEEL_OK;
 }
 
-/* Characters (code points) in valid UTF-8 s. */
-static size_t
-utf8_chars(const char *s)
-{
-	size_t	 n = 0;
-
-	for (; *s != '\0'; s++)
-		if (((unsigned char)*s & 0xc0) != 0x80)
-			n++;
-	return n;
-}
-
 static const char *
 check_string(const struct keel_field *f, const char *s, size_t len)
 {
@@ -339,12 +266,12 @@ check_string(const struct keel_field *f, const char *s, size_t len)
 		return "must not contain NUL characters";
 	if (!keel_utf8_valid(s, len))
 		return "must be valid UTF-8";
-	chars = utf8_chars(s);
+	chars = keel_utf8_chars(s);
 	if (f->max > 0 && chars > (size_t)f->max)
 		return "is too long";
 	if (chars < (size_t)f->min)
 		return f->min <= 1 ? "must not be empty" : "is too short";
-	if (f->check != NULL && f->check(s) != 0)
+	if (f->check != NULL && !f->check(s))
 		return f->check_msg != NULL ? f->check_msg : "is not valid";
 	return NULL;
 }
@@ -378,9 +305,10 @@ field_from_json(const struct keel_field *f, struct json_object *o,
 	const char	*msg;
 	int64_t		 iv;
 
-	v->present = 1;
+	v->present = true;
+	v->type = f->type;
 	if (o == NULL) {
-		v->is_null = 1;
+		v->is_null = true;
 		return f->nullable ? NULL : "must not be null";
 	}
 	switch (f->type) {
@@ -443,7 +371,7 @@ keel_json_fields(struct json_object *obj, const struct keel_field *fields,
 				break;
 		if (i == n) {
 			json_object_object_add(errors, key,
-			    json_object_new_string("is not a known field"));
+			    keel_json_str("is not a known field"));
 			bad = 1;
 		}
 	}
@@ -477,7 +405,8 @@ keel_field_check_text(const struct keel_field *f, const char *s,
 {
 	int64_t	 iv;
 
-	v->present = 1;
+	v->present = true;
+	v->type = f->type;
 	v->s = s;
 	switch (f->type) {
 	case KEEL_FIELD_STRING:
@@ -488,15 +417,15 @@ keel_field_check_text(const struct keel_field *f, const char *s,
 		return keel_date_valid(s) ? NULL : "must be a date (YYYY-MM-DD)";
 	case KEEL_FIELD_INT:
 	case KEEL_FIELD_ID:
-		if (keel_parse_int64(s, INT64_MIN + 1, INT64_MAX - 1, &iv) == -1)
+		if (!keel_parse_int64(s, INT64_MIN + 1, INT64_MAX - 1, &iv))
 			return "must be an integer";
 		v->i = iv;
 		return check_int(f, iv);
 	case KEEL_FIELD_BOOL:
 		if (strcmp(s, "true") == 0)
-			v->b = 1;
+			v->b = true;
 		else if (strcmp(s, "false") == 0)
-			v->b = 0;
+			v->b = false;
 		else
 			return "must be true or false";
 		return NULL;
@@ -699,21 +628,14 @@ keel_jw_str(struct keel_jw *w, const char *s)
 void
 keel_jw_int(struct keel_jw *w, int64_t v)
 {
-	char		 tmp[24], *p = tmp + sizeof(tmp);
-	uint64_t	 u = v < 0 ? -(uint64_t)v : (uint64_t)v;
+	char	 num[KEEL_TEXT_INT_MAX];
 
 	jw_value(w);
-	do {
-		*--p = (char)('0' + u % 10);
-		u /= 10;
-	} while (u > 0);
-	if (v < 0)
-		*--p = '-';
-	keel_buf_append(w->b, p, (size_t)(tmp + sizeof(tmp) - p));
+	keel_buf_append(w->b, num, keel_text_int(num, v));
 }
 
 void
-keel_jw_bool(struct keel_jw *w, int v)
+keel_jw_bool(struct keel_jw *w, bool v)
 {
 	jw_value(w);
 	if (v)
@@ -727,6 +649,13 @@ keel_jw_null(struct keel_jw *w)
 {
 	jw_value(w);
 	keel_buf_append(w->b, "null", 4);
+}
+
+void
+keel_jw_raw(struct keel_jw *w, const char *json, size_t n)
+{
+	jw_value(w);
+	keel_buf_append(w->b, json, n);
 }
 
 void

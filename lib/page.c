@@ -22,6 +22,7 @@
 #include "keel/json.h"
 #include "keel/mem.h"
 #include "keel/page.h"
+#include "keel/text.h"
 
 #define MAC_LEN		16		/* truncated HMAC-SHA256, bytes */
 #define CURSOR_MAX	(KEEL_PAGE_MAXPAYLOAD + MAC_LEN)
@@ -117,7 +118,7 @@ keel_page_decode(struct keel_arena *a, const char *secret, const char *scope,
 	return off == len ? KEEL_OK : KEEL_EINVAL;
 }
 
-int
+enum keel_step
 keel_page_from_request(struct keel_req *req, const char *scope, size_t nkeys,
     struct keel_page *pg)
 {
@@ -128,16 +129,10 @@ keel_page_from_request(struct keel_req *req, const char *scope, size_t nkeys,
 	pg->limit = KEEL_PAGE_DEFAULT;
 	pg->dir = KEEL_PAGE_FIRST;
 	if ((lim = keel_http_query(req, "limit")) != NULL) {
-		if (keel_parse_int64(lim, 1, KEEL_PAGE_MAX, &v) == -1) {
-			struct json_object *f = json_object_new_object();
-
-			json_object_object_add(f, "limit",
-			    json_object_new_string("must be an integer from 1 "
-			    "to 100"));
-			keel_http_reply_error(req, 400, "validation_failed",
-			    "some query parameters are not valid", f);
-			json_object_put(f);
-			return -1;
+		if (!keel_parse_int64(lim, 1, KEEL_PAGE_MAX, &v)) {
+			keel_http_reply_query_field(req, "limit",
+			    "must be an integer from 1 to 100");
+			return KEEL_STEP_REPLIED;
 		}
 		pg->limit = (int)v;
 	}
@@ -145,32 +140,20 @@ keel_page_from_request(struct keel_req *req, const char *scope, size_t nkeys,
 	before = keel_http_query(req, "before");
 	if (after != NULL && before != NULL) {
 		keel_http_reply_error(req, 400, "bad_request",
-		    "give either after or before, not both", NULL);
-		return -1;
+		    "give either after or before, not both");
+		return KEEL_STEP_REPLIED;
 	}
 	if ((tok = after != NULL ? after : before) == NULL)
-		return 0;
+		return KEEL_STEP_GO;
 	pg->dir = after != NULL ? KEEL_PAGE_AFTER : KEEL_PAGE_BEFORE;
 	if (nkeys > KEEL_PAGE_MAXKEYS || keel_page_decode(req->arena,
-	    keel_config()->secret, scope, tok, pg->keys, nkeys) != KEEL_OK) {
+	    req->cfg->secret, scope, tok, pg->keys, nkeys) != KEEL_OK) {
 		keel_http_reply_error(req, 400, "bad_request",
-		    "the cursor is not valid for this list", NULL);
-		return -1;
+		    "the cursor is not valid for this list");
+		return KEEL_STEP_REPLIED;
 	}
 	pg->nkeys = nkeys;
-	return 0;
-}
-
-struct json_object *
-keel_page_json(const struct keel_page *pg, const char *next, const char *prev)
-{
-	struct json_object	*o;
-
-	o = json_object_new_object();
-	json_object_object_add(o, "limit", json_object_new_int(pg->limit));
-	json_object_object_add(o, "next", keel_json_str(next));
-	json_object_object_add(o, "prev", keel_json_str(prev));
-	return o;
+	return KEEL_STEP_GO;
 }
 
 /* The cursor made of row r's sort keys. */
@@ -185,7 +168,7 @@ row_cursor(struct keel_req *req, const char *scope,
 	assert(nkeys <= KEEL_PAGE_MAXKEYS);
 	for (i = 0; i < nkeys; i++)
 		keys[i] = keel_rows_value(rows, r, key_cols[i]);
-	return keel_page_encode(req->arena, keel_config()->secret, scope,
+	return keel_page_encode(req->arena, req->cfg->secret, scope,
 	    keys, nkeys);
 }
 

@@ -49,6 +49,7 @@
 #include "keel/json.h"
 #include "keel/log.h"
 #include "keel/mem.h"
+#include "keel/pipeline.h"
 #include "keel/redis.h"
 #include "keel/serve.h"
 #include "http_private.h"
@@ -185,21 +186,24 @@ inherited_socket(void)
 static void
 print_routes(const struct keel_app *app)
 {
-	struct json_object	*o;
-	size_t			 i;
+	struct keel_buf	 b = { NULL, 0, 0 };
+	struct keel_jw	 w;
+	size_t		 i;
 
 	for (i = 0; i < app->nroutes; i++) {
-		o = json_object_new_object();
-		json_object_object_add(o, "method",
-		    json_object_new_string(app->routes[i].method));
-		json_object_object_add(o, "path",
-		    json_object_new_string(app->routes[i].pattern));
-		json_object_object_add(o, "app",
-		    json_object_new_string(app->name));
-		printf("%s\n", json_object_to_json_string_ext(o,
-		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-		json_object_put(o);
+		keel_buf_reset(&b);
+		keel_jw_init(&w, &b);
+		keel_jw_obj_open(&w);
+		keel_jw_key(&w, "method");
+		keel_jw_str(&w, app->routes[i].method);
+		keel_jw_key(&w, "path");
+		keel_jw_str(&w, app->routes[i].pattern);
+		keel_jw_key(&w, "app");
+		keel_jw_str(&w, app->name);
+		keel_jw_obj_close(&w);
+		printf("%s\n", b.data);
 	}
+	keel_buf_free(&b);
 }
 
 static void
@@ -310,12 +314,13 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 		t0 = now_ms();
 		keel_arena_reset(arena);
 		if (keel_http_begin(&req, conn, &fr, arena,
-		    (size_t)cfg->body_max) == 0) {
+		    (size_t)cfg->body_max) == KEEL_STEP_GO) {
+			req.cfg = cfg;
 			req.db = db;
 			req.redis = redis;
 			req.cache = cache;
 			keel_log_set_request(req.id);
-			er = keel_router_dispatch(sv->app->routes,
+			er = keel_pipeline_run(sv->app->routes,
 			    sv->app->nroutes, &req);
 			if (er != KEEL_OK) {
 				keel_log_warnx("handler failed: %s",
@@ -567,7 +572,7 @@ keel_serve(int argc, char *argv[], const struct keel_app *app)
 		}
 	}
 	keel_log_init(app->name, KEEL_LOG_INFO);
-	if (keel_config_load(&cfg, err, sizeof(err)) == -1)
+	if (!keel_config_load(&cfg, err, sizeof(err)))
 		keel_log_fatalx("configuration: %s", err);
 	keel_config_set(&cfg);
 	keel_log_init(app->name, (enum keel_log_level)cfg.log_level);

@@ -3,24 +3,25 @@
 #ifndef KEEL_AUTH_H
 #define KEEL_AUTH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 
 #include "keel/err.h"
+#include "keel/http.h"
+#include "keel/resource.h"
 
-struct json_object;
 struct keel_buf;
 struct keel_db;
 struct keel_redis;
-struct keel_req;
 struct keel_rows;
-struct keel_user;
 
 /*
  * Sessions live in Redis only, keyed by the SHA-256 of the token, so a
- * copy of Redis holds nothing a client could present (the format is a
- * contract with the rate limiter, which reads it in its own script):
+ * copy of Redis holds nothing a client could present.  The format is
+ * this module's alone; another script that reads a session in passing
+ * (the limiter's) runs auth's fragment, keel_auth_session_ride:
  *
  *	keel:sess:<64 hex>	HASH uid <decimal>, role <name>, exp <unix s>;
  *				key TTL = the session's remaining life
@@ -51,35 +52,51 @@ struct keel_user;
 #define KEEL_AUTH_RESET_TTL	3600	/* seconds a reset link lives */
 
 /*
- * The columns of a user as every statement that returns one selects them
- * (FROM users), in the order keel_auth_user_json() reads them.  The
- * password hash is never among them.
+ * A user as API.md shows one (id, email, username, name, role, isActive,
+ * createdAt, updatedAt; never the password hash): the columns every
+ * statement returning a user selects (FROM users), and the resource
+ * table that writes them (resource.h), shared by the auth and users
+ * apps.
  */
-#define KEEL_AUTH_USER_COLS "id, email, username, name, role, is_active, " \
-	"to_char(created_at AT TIME ZONE 'UTC', " \
-	"'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), " \
-	"to_char(updated_at AT TIME ZONE 'UTC', " \
-	"'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-#define KEEL_AUTH_USER_NCOLS	8
-
+#define KEEL_AUTH_USER_COLS "id, email, username, name, role, " \
+	"is_active AS \"isActive\", " \
+	KEEL_SQL_TIME("created_at", "createdAt") ", " \
+	KEEL_SQL_TIME("updated_at", "updatedAt")
+extern const struct keel_resource keel_auth_users;
 /*
- * Row r of rows (from col on, KEEL_AUTH_USER_COLS) as API.md's user
- * object: id, email, username, name, role, isActive, createdAt,
- * updatedAt.  Returns a new reference.
+ * The users loader (resource.h): a user embedded in another resource's
+ * objects as {"id", "name", "email"}, loaded once per reply whatever
+ * the number of rows.
  */
-struct json_object *keel_auth_user_json(const struct keel_rows *rows,
-		    size_t r, size_t col);
+extern const struct keel_loader keel_auth_user_loader;
 
 /* Role bit (KEEL_ROLE_*) for "admin".."student"; 0 when unknown. */
 unsigned	 keel_auth_role_parse(const char *name);
 /* The name of one role bit; "" when not exactly one known bit. */
 const char	*keel_auth_role_name(unsigned role);
 
+/* True for an email address of the shape sql/002_users.sql checks. */
+bool		 keel_auth_email_valid(const char *s);
+/* True for a username of letters, digits, '_', '.' and '-' only. */
+bool		 keel_auth_username_valid(const char *s);
+
 /*
  * NULL when pw is acceptable as a new password (10+ characters, at most
  * KEEL_AUTH_PASSWORD_MAX bytes, valid UTF-8), else a static message.
  */
 const char	*keel_auth_password_check(const char *pw);
+
+/*
+ * A step for a user changing their own password (API.md: "with current
+ * password"): pw must pass the policy (422 naming "password"), current
+ * must be given and match req->user's stored hash (422 naming
+ * "currentPassword"); then hash receives pw's Argon2id hash.
+ * KEEL_STEP_REPLIED after a 422, or with *er set when a dependency
+ * failed (nothing replied: the caller returns *er).
+ */
+enum keel_step	 keel_auth_new_password(struct keel_req *req, const char *pw,
+		    const char *current, char hash[KEEL_AUTH_HASH_MAX],
+		    enum keel_err *er);
 
 /*
  * Hashes pw with Argon2id (libsodium crypto_pwhash_str, interactive
@@ -89,20 +106,20 @@ const char	*keel_auth_password_check(const char *pw);
 enum keel_err	 keel_auth_hash(const char *pw, char out[KEEL_AUTH_HASH_MAX]);
 
 /*
- * 1 when pw matches hash.  hash may be NULL (no such user, or no password
- * set yet): pw is then checked against a fixed dummy hash made with the
- * same parameters and 0 returned, so an unknown login costs exactly what
- * a wrong password does.
+ * True when pw matches hash.  hash may be NULL (no such user, or no
+ * password set yet): pw is then checked against a fixed dummy hash made
+ * with the same parameters and false returned, so an unknown login costs
+ * exactly what a wrong password does.
  */
-int		 keel_auth_verify(const char *hash, const char *pw);
+bool		 keel_auth_verify(const char *hash, const char *pw);
 
 /* A fresh token (KEEL_AUTH_TOKEN_LEN chars + NUL) from the kernel CSPRNG. */
 void		 keel_auth_token_new(char tok[KEEL_AUTH_TOKEN_LEN + 1]);
 /* The id under which tok is stored: SHA-256 in lower-case hex. */
 void		 keel_auth_token_id(const char *tok,
 		    char id[KEEL_AUTH_ID_LEN + 1]);
-/* 1 when tok has the shape of a token (43 base64url chars). */
-int		 keel_auth_token_valid(const char *tok);
+/* True when tok has the shape of a token (43 base64url chars). */
+bool		 keel_auth_token_valid(const char *tok);
 
 /* A session as stored in Redis. */
 struct keel_session {
@@ -168,6 +185,7 @@ void		 keel_auth_mail_link(struct keel_buf *b, const char *base,
 /* An email carrying a single-use set-password link. */
 struct keel_auth_mail {
 	const char	*kind;		/* "invitation", "password_reset" */
+	const char	*site;		/* the links' base (KEEL_PUBLIC_URL) */
 	int64_t		 uid;
 	const char	*to;		/* address */
 	const char	*name;		/* the addressee's name */
@@ -177,7 +195,7 @@ struct keel_auth_mail {
 
 /*
  * Queues m in the outbox (queue "email", payload {"to","name","link"},
- * link KEEL_PUBLIC_URL/set-password?token=...; never a password).  Call
+ * link <site>/set-password?token=...; never a password).  Call
  * inside the transaction of the change that causes it; *job (may be NULL)
  * gets the outbox id to keel_jobs_push() after the commit.  Errors are
  * keel_jobs_outbox_add()'s.
@@ -186,34 +204,53 @@ enum keel_err	 keel_auth_queue_mail(struct keel_db *db,
 		    const struct keel_auth_mail *m, int64_t *job);
 
 /*
+ * An invitation for user uid (address to, name): a single-use invite
+ * token living ttl seconds and its email in the outbox, linking to
+ * site.  Call it inside the transaction that creates the user; *job gets
+ * the outbox id to push after the commit.  Errors are keel_db_query()'s.
+ */
+enum keel_err	 keel_auth_queue_invite(struct keel_db *db, const char *site,
+		    int ttl, const struct keel_auth_mail *to, int64_t *job);
+
+/*
  * A password-reset request for email, in one statement that does the
  * same work whether or not an active account has that address: a new
  * reset token (KEEL_AUTH_RESET_TTL) and its email in the outbox only
- * when one does.  *job gets the outbox id, or 0 when there is no such
- * account.  Needs no Redis.  Errors are keel_db_query()'s.
+ * when one does; its link's base is site.  *job gets the outbox id, or 0
+ * when there is no such account.  Needs no Redis.  Errors are
+ * keel_db_query()'s.
  */
 enum keel_err	 keel_auth_queue_reset(struct keel_db *db, const char *email,
-		    int64_t *job);
+		    const char *site, int64_t *job);
 
 /*
- * Pipeline step "who is calling" (router.c): resolves the bearer token
- * of req into a user allocated from req's arena.  *out is NULL for an
- * anonymous request or a token that is unknown or expired.  KEEL_EUNAVAIL
- * when a token was given and Redis can't be reached.  Also points req's
- * database reads at the primary while the user's read-your-writes window
- * is open.  Usable on its own (the rate limiter wants the user id).
+ * The session read in passing, for another module's script (limit.h's
+ * struct keel_limit_ride): a Lua fragment defining ride(key), which
+ * returns uid, role, exp and the read-your-writes window left (ms), as
+ * text, or false when key holds no live session.
  */
-enum keel_err	 keel_auth_identify(struct keel_req *req,
-		    struct keel_user **out);
+extern const char keel_auth_session_ride[];
+/*
+ * The session key req's bearer token would have ("keel:sess:<64 hex>"),
+ * from req's arena; NULL when there is no token or it can't be one.
+ */
+const char	*keel_auth_session_key(struct keel_req *req);
 
 /*
- * The router's two steps.  Each returns 0 to go on, or -1 after replying:
- * identify fills req->user (503 when Redis is down and the route needs a
- * session); authorize answers 401 without a session on a route that is
- * not KEEL_ACCESS_ANYONE, 403 when the role's bit isn't in route->access.
+ * Pipeline steps.  identify fills req->user from the bearer token's
+ * session: from seen[0..nseen), what keel_auth_session_ride returned in
+ * another script (nseen 0: no session), or, when seen is NULL, from a
+ * lookup of its own.  A token naming no live session leaves req->user
+ * NULL.  KEEL_STEP_REPLIED after a 503 when Redis can't be reached and
+ * the route needs a session (a public route goes on anonymously).
+ * While the user's read-your-writes window is open, req's reads go to
+ * the primary.  authorize answers 401 without a session on a route that
+ * is not KEEL_ACCESS_ANYONE, 403 when the role's bit isn't in the
+ * route's access.
  */
-int		 keel_auth_step_identify(struct keel_req *req);
-int		 keel_auth_step_authorize(struct keel_req *req);
+enum keel_step	 keel_auth_step_identify(struct keel_req *req,
+		    const char *const *seen, size_t nseen);
+enum keel_step	 keel_auth_step_authorize(struct keel_req *req);
 
 /*
  * After the handler: when req wrote to the primary and has a user, opens

@@ -3,7 +3,28 @@
 #ifndef KEEL_CONFIG_H
 #define KEEL_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
+
+#include "keel/addr.h"
+
+/*
+ * The limiters of API.md "Rate limits", the index of their settings
+ * (KEEL_RATELIMIT_<NAME>); limit.c applies them.
+ */
+enum keel_limiter {
+	KEEL_LIMIT_API,		/* every /api route, per client */
+	KEEL_LIMIT_AUTH,	/* login, password reset: failures only */
+	KEEL_LIMIT_WRITE,	/* POST, PUT, PATCH, DELETE */
+	KEEL_LIMIT_READ,	/* GET, HEAD */
+	KEEL_LIMIT__MAX
+};
+
+/* One limiter's setting: limit requests per window; limit 0 is off. */
+struct keel_rate {
+	int	 limit;
+	int	 window;		/* seconds */
+};
 
 /*
  * Every variable is one row of the table in config.c (name, type, default,
@@ -42,26 +63,28 @@ struct keel_config {
 	char	*public_url;		/* KEEL_PUBLIC_URL: links in emails */
 	int	 cache;		/* KEEL_CACHE: 1 on, 0 off */
 	int	 ratelimit;		/* KEEL_RATELIMIT: 1 on, 0 off */
-	char	*rate_api;		/* KEEL_RATELIMIT_API: "N/S" or "off" */
-	char	*rate_auth;		/* KEEL_RATELIMIT_AUTH: failures */
-	char	*rate_write;		/* KEEL_RATELIMIT_WRITE */
-	char	*rate_read;		/* KEEL_RATELIMIT_READ */
-	char	*rate_fail_closed;	/* KEEL_RATELIMIT_FAIL_CLOSED: names */
-	int	 rate_ipv6_prefix;	/* KEEL_RATELIMIT_IPV6_PREFIX: bits */
-	char	*trusted_proxies;	/* TRUSTED_PROXIES: XFF believed from */
+	struct keel_rate rates[KEEL_LIMIT__MAX]; /* KEEL_RATELIMIT_API ... */
+	unsigned rate_fail_closed;	/* KEEL_RATELIMIT_FAIL_CLOSED: bit
+					   1 << KEEL_LIMIT_* per limiter */
+	struct keel_addr_rule client;	/* TRUSTED_PROXIES (parsed) and
+					   KEEL_RATELIMIT_IPV6_PREFIX */
 };
 
 /*
  * Reads every variable from the environment into cfg, applying defaults.
- * Returns 0, or -1 with a message naming the variable in err (size n).
+ * True when every value is valid, else false with a message naming the
+ * variable in err (size n).
  * Strings in cfg are owned by cfg; release with keel_config_free().
  */
-int	keel_config_load(struct keel_config *cfg, char *err, size_t n);
+bool	keel_config_load(struct keel_config *cfg, char *err, size_t n);
 void	keel_config_free(struct keel_config *cfg);
 
 /* The process's configuration, set once by keel_serve(); never NULL after. */
 const struct keel_config *keel_config(void);
 void	keel_config_set(const struct keel_config *cfg);
+
+/* "api", "auth", "write", "read": a limiter's name in settings and headers. */
+const char	*keel_config_limiter_name(enum keel_limiter);
 
 /*
  * Writes the table as "NAME<TAB>default<TAB>what" lines to stdout, for

@@ -3,10 +3,12 @@
 #ifndef KEEL_DB_H
 #define KEEL_DB_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "keel/err.h"
+#include "keel/text.h"
 
 struct keel_config;
 struct keel_db;			/* opaque: the worker's connections */
@@ -20,14 +22,37 @@ enum keel_db_target {
 
 /*
  * A statement: prepared once per connection under name, run with text
- * parameters.  SQL is always a constant; values always go as parameters.
+ * parameters $1..$n.  SQL is always a constant; values always go as
+ * parameters.  What it takes is read off its SQL (the highest $n).
  */
 struct keel_query {
 	const char		*name;		/* unique per app, for logs too */
 	const char		*sql;
-	int			 nparams;
 	enum keel_db_target	 target;
 };
+
+/*
+ * A statement's parameters, $1..$n in the order they are added: strings
+ * are pointed to (they must outlive the query; NULL is SQL NULL),
+ * numbers and booleans are formatted into the struct itself.  Start one
+ * with keel_db_params_init().  keel_db_query() refuses a count that is
+ * not the statement's -- the highest $n of its SQL -- (logged,
+ * KEEL_EINTERNAL), so a parameter forgotten or added fails loudly in the
+ * tests instead of shifting the others.
+ */
+#define KEEL_DB_MAXPARAMS	16
+struct keel_db_params {
+	size_t		 n;
+	const char	*v[KEEL_DB_MAXPARAMS];
+	char		 num[KEEL_DB_MAXPARAMS][KEEL_TEXT_INT_MAX];
+};
+
+void		 keel_db_params_init(struct keel_db_params *);
+/* Adds s ($n, text); NULL adds SQL NULL. */
+void		 keel_db_param_text(struct keel_db_params *, const char *s);
+void		 keel_db_param_int(struct keel_db_params *, int64_t v);
+void		 keel_db_param_bool(struct keel_db_params *, bool v);
+void		 keel_db_param_null(struct keel_db_params *);
 
 /*
  * Opens a handle; connects lazily on first use, so an app that never
@@ -38,8 +63,8 @@ struct keel_db	*keel_db_open(const struct keel_config *);
 void		 keel_db_close(struct keel_db *);
 
 /*
- * Runs q with params[0..q->nparams) (NULL entries are SQL NULL) on the
- * primary or, for KEEL_DB_READ outside a transaction and unless pinned,
+ * Runs q with p (NULL for none; exactly the parameters q's SQL takes,
+ * else KEEL_EINTERNAL) on the primary or, for KEEL_DB_READ outside a transaction and unless pinned,
  * on a usable replica (falling back to the primary).  On
  * KEEL_OK and out != NULL, *out holds the rows (caller frees).  Errors:
  * KEEL_ECONFLICT (unique or exclusion violation; keel_db_constraint()
@@ -48,7 +73,7 @@ void		 keel_db_close(struct keel_db *);
  * broken is reopened once before the statement is sent.
  */
 enum keel_err	 keel_db_query(struct keel_db *, const struct keel_query *q,
-		    const char *const *params, struct keel_rows **out);
+		    const struct keel_db_params *p, struct keel_rows **out);
 
 /*
  * Per-request state, cleared by the router before each request: whether
@@ -56,10 +81,10 @@ enum keel_err	 keel_db_query(struct keel_db *, const struct keel_query *q,
  * it, and the number and total time of statements run.
  */
 void		 keel_db_request_reset(struct keel_db *);
-/* on != 0: this request's KEEL_DB_READ statements go to the primary. */
-void		 keel_db_pin_primary(struct keel_db *, int on);
-/* 1 once an INSERT, UPDATE, DELETE or MERGE changed rows this request. */
-int		 keel_db_wrote(const struct keel_db *);
+/* on: this request's KEEL_DB_READ statements go to the primary. */
+void		 keel_db_pin_primary(struct keel_db *, bool on);
+/* True once an INSERT, UPDATE, DELETE or MERGE changed rows this request. */
+bool		 keel_db_wrote(const struct keel_db *);
 /* Statements run this request and their total time in ms. */
 void		 keel_db_stats(const struct keel_db *, unsigned *queries,
 		    double *ms);
@@ -86,11 +111,17 @@ enum keel_err	 keel_db_ping(struct keel_db *, int replica, int timeout_ms,
 int		 keel_db_replicas(const struct keel_db *);
 
 size_t		 keel_rows_count(const struct keel_rows *);
+size_t		 keel_rows_ncols(const struct keel_rows *);
+/* Column c's name as the statement gave it ("id", "createdAt"). */
+const char	*keel_rows_name(const struct keel_rows *, size_t c);
+/* The index of the column called name, or KEEL_ROWS_NOCOL. */
+#define KEEL_ROWS_NOCOL	((size_t)-1)
+size_t		 keel_rows_col(const struct keel_rows *, const char *name);
 /* The value at row r, column c as text; NULL for SQL NULL. */
 const char	*keel_rows_value(const struct keel_rows *, size_t r, size_t c);
 int64_t		 keel_rows_int64(const struct keel_rows *, size_t r, size_t c);
-/* 1 for 't', else 0. */
-int		 keel_rows_bool(const struct keel_rows *, size_t r, size_t c);
+/* True for 't'. */
+bool		 keel_rows_bool(const struct keel_rows *, size_t r, size_t c);
 /* rows may be NULL. */
 void		 keel_rows_free(struct keel_rows *);
 

@@ -3,17 +3,18 @@
 #ifndef KEEL_HTTP_H
 #define KEEL_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "keel/err.h"
 
-struct json_object;
 struct keel_arena;
 struct keel_buf;
 struct keel_db;
 struct keel_redis;
 struct keel_cache;
+struct keel_config;
 struct keel_field;
 struct keel_value;
 struct keel_route;
@@ -28,6 +29,16 @@ struct keel_param {
 };
 
 #define KEEL_HTTP_MAXPARAMS	8	/* typed path parameters per route */
+
+/*
+ * What a step of a request's life did (pipeline.c runs them; the input
+ * parsers below are steps too): let the request go on, or answered it
+ * (an error, a replayed or cached answer) and ended it.
+ */
+enum keel_step {
+	KEEL_STEP_GO,
+	KEEL_STEP_REPLIED,
+};
 
 /*
  * The authenticated caller, filled by auth before the handler runs when
@@ -62,8 +73,12 @@ struct keel_req {
 	struct keel_limit_state *limit;	/* limit.c's, NULL until it runs */
 	struct keel_idem_state *idem;	/* idem.c's, NULL unless a POST */
 
+	const char	*addr;		/* the client's address, once asked
+					   (keel_http_client_addr) */
+
 	struct keel_arena *arena;	/* request lifetime */
-	struct keel_db	*db;		/* worker's handles: process lifetime */
+	const struct keel_config *cfg;	/* process lifetime, like: */
+	struct keel_db	*db;		/* the worker's handles */
 	struct keel_redis *redis;
 	struct keel_cache *cache;
 
@@ -91,15 +106,24 @@ enum keel_err	 keel_http_parse_query(struct keel_arena *a, const char *qs,
 		    struct keel_param **out, size_t *n, const char **bad);
 
 /*
+ * The client's address as the limits and keys see it: the peer, or the
+ * first untrusted hop of X-Forwarded-For from TRUSTED_PROXIES, IPv6 cut
+ * to its prefix (addr.h).  Computed once per request, from req's arena.
+ */
+const char	*keel_http_client_addr(struct keel_req *);
+/*
+ * Who the client is, for keys scoped to it (limits, idempotency):
+ * "u:<id>" with a session, else "a:<address>".  From req's arena.
+ */
+const char	*keel_http_client(struct keel_req *);
+
+/*
  * Decodes %XX escapes of src (length n) into a new string from a;
  * plus_space turns '+' into ' ' (query strings).  NULL on a bad escape
  * or an embedded NUL.
  */
 char		*keel_http_decode(struct keel_arena *a, const char *src,
 		    size_t n, int plus_space);
-
-/* 1 when s (length n) is well-formed UTF-8 (RFC 3629), else 0. */
-int		 keel_utf8_valid(const char *s, size_t n);
 
 /*
  * Responses.  A handler replies once; lib sends it after the handler
@@ -117,21 +141,35 @@ void	 keel_http_reply(struct keel_req *, int status, const char *ctype,
  */
 void	 keel_http_reply_buf(struct keel_req *, int status,
 	    struct keel_buf *b);
-/* Replies with obj serialized; does not take ownership of obj. */
-void	 keel_http_reply_json(struct keel_req *, int status,
-	    struct json_object *obj);
 /* Replies with no body (204, 202 ...). */
 void	 keel_http_reply_empty(struct keel_req *, int status);
-/*
- * Replies with API.md's error object {"error": code, "message": msg};
- * fields (may be NULL; not taken) adds "fields".
- */
+/* Replies with API.md's error object {"error": code, "message": msg}. */
 void	 keel_http_reply_error(struct keel_req *, int status, const char *code,
-	    const char *msg, struct json_object *fields);
+	    const char *msg);
+/*
+ * An error naming what is wrong: API.md's error object with "fields":
+ * {field: why} when field is not NULL.
+ */
+struct keel_http_error {
+	int		 status;
+	const char	*code;		/* API.md's code; NULL: the status's
+					   own (422 validation_failed, ...) */
+	const char	*message;
+	const char	*field;		/* the field in "fields", or NULL */
+	const char	*why;		/* what is wrong with it */
+};
+void	 keel_http_reply_problem(struct keel_req *,
+	    const struct keel_http_error *);
+/* 422 validation_failed, "some fields are not valid", {field: why}. */
+void	 keel_http_reply_field(struct keel_req *, const char *field,
+	    const char *why);
+/* The same for a query parameter: 400, "some query parameters ...". */
+void	 keel_http_reply_query_field(struct keel_req *, const char *field,
+	    const char *why);
 /* The standard reply for a lib error that reached a handler. */
 void	 keel_http_reply_err(struct keel_req *, enum keel_err er);
-/* 1 once a reply has been made. */
-int	 keel_http_replied(const struct keel_req *);
+/* True once a reply has been made. */
+bool	 keel_http_replied(const struct keel_req *);
 /* The status replied (0 before any reply). */
 int	 keel_http_status(const struct keel_req *);
 /*
@@ -144,20 +182,27 @@ const char *keel_http_reply_body(const struct keel_req *, size_t *len,
 
 /*
  * Request bodies and query filters through a field table (json.h).
- * Each returns 0 with vals filled, or -1 after replying with the error
- * (415 for a non-JSON content type, 400 for malformed JSON or invalid
- * UTF-8, 422 naming each bad field), so a handler writes
+ * Each is a step: KEEL_STEP_GO with vals filled, or KEEL_STEP_REPLIED
+ * after replying with the error (415 for a non-JSON content type, 400
+ * for malformed JSON or invalid UTF-8, 422 naming each bad field), so a
+ * handler writes
  *
- *	if (keel_http_body_fields(req, fields, F__MAX, KEEL_FIELDS_ALL, v))
+ *	if (keel_http_body_fields(req, fields, F__MAX, KEEL_FIELDS_ALL,
+ *	    v) != KEEL_STEP_GO)
  *		return KEEL_OK;
  *
  * mode is KEEL_FIELDS_ALL (required fields must be present: create) or
  * KEEL_FIELDS_SOME (any subset, at least one: patch).
  */
-int	 keel_http_body_fields(struct keel_req *, const struct keel_field *,
-	    size_t n, int mode, struct keel_value *vals);
-/* The same over the query string; bad values are 400 validation_failed. */
-int	 keel_http_query_fields(struct keel_req *, const struct keel_field *,
-	    size_t n, struct keel_value *vals);
+enum keel_step	 keel_http_body_fields(struct keel_req *,
+		    const struct keel_field *, size_t n, int mode,
+		    struct keel_value *vals);
+/*
+ * The same over the query string; bad values are 400 validation_failed.
+ * A field's def stands for its parameter when the query has none.
+ */
+enum keel_step	 keel_http_query_fields(struct keel_req *,
+		    const struct keel_field *, size_t n,
+		    struct keel_value *vals);
 
 #endif /* KEEL_HTTP_H */

@@ -3,27 +3,28 @@
 #ifndef KEEL_IDEM_H
 #define KEEL_IDEM_H
 
-#include "keel/err.h"
+#include <stdbool.h>
 
-struct keel_req;
+#include "keel/err.h"
+#include "keel/http.h"
 
 #define KEEL_IDEM_TTL		86400	/* seconds an answer is kept */
 #define KEEL_IDEM_RUNNING_TTL	60	/* seconds a claim outlives a crash */
 #define KEEL_IDEM_KEY_MAX	255	/* bytes of an Idempotency-Key */
 
 /*
- * The router's step for a POST carrying an Idempotency-Key header (after
- * auth, before the handler), one Redis round trip.  The key is scoped to
- * the client (the user, else the address: keel_limit_client()) and bound
- * to the request's fingerprint (SHA-256 of method, path, query and body).
- * Returns 0 to run the handler (first use of the key; or no key; or
- * Redis down, when the request runs unprotected and a warning is
- * logged), or -1 after replying: the stored answer with
+ * The pipeline's step for a POST carrying an Idempotency-Key header
+ * (after auth, before the handler), one Redis round trip.  The key is
+ * scoped to the client (the user, else the address: keel_http_client())
+ * and bound to the request's fingerprint (SHA-256 of method, path, query
+ * and body).  KEEL_STEP_GO runs the handler (first use of the key; or no
+ * key; or Redis down, when the request runs unprotected and a warning is
+ * logged); KEEL_STEP_REPLIED after replying: the stored answer with
  * "Idempotent-Replayed: true"; 409 conflict while the first request is
  * still running; 422 validation_failed when the key was used with a
  * different request; 400 for a malformed key.
  */
-int	keel_idem_step(struct keel_req *req);
+enum keel_step	 keel_idem_step(struct keel_req *req);
 
 /*
  * After the handler (er is its result): keeps the reply's status, content
@@ -32,7 +33,7 @@ int	keel_idem_step(struct keel_req *req);
  */
 void	keel_idem_step_after(struct keel_req *req, enum keel_err er);
 
-/* 1 when k is an acceptable key: 1..KEEL_IDEM_KEY_MAX printable ASCII. */
-int	keel_idem_key_valid(const char *k);
+/* True when k is an acceptable key: 1..KEEL_IDEM_KEY_MAX printable ASCII. */
+bool	 keel_idem_key_valid(const char *k);
 
 #endif /* KEEL_IDEM_H */

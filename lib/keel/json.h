@@ -4,10 +4,13 @@
 #define KEEL_JSON_H
 
 /*
- * Decided once (STYLE.md): json-c objects cross into handlers through this
- * header, so handlers build responses with json_object_* directly.
+ * Decided once (STYLE.md): json-c parses (requests, stored documents);
+ * output has one style, the streaming writer keel_jw_* below, which
+ * handlers reach through resource.h.  json-c objects still cross this
+ * header for parsing.
  */
 #include <json-c/json.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,22 +36,25 @@ enum keel_field_type {
 struct keel_field {
 	const char		*name;		/* JSON / query name */
 	enum keel_field_type	 type;
-	int			 required;	/* in KEEL_FIELDS_ALL mode */
-	int			 nullable;	/* JSON null accepted */
+	bool			 required;	/* in KEEL_FIELDS_ALL mode */
+	bool			 nullable;	/* JSON null accepted */
 	int64_t			 min, max;	/* see the type; 0,0 = none */
 	const char *const	*values;	/* ENUM: NULL-terminated */
-	/* STRING: extra check, 0 when s is acceptable; msg on failure. */
-	int			(*check)(const char *s);
+	/* STRING: extra check, true when s is acceptable; msg if not. */
+	bool			(*check)(const char *s);
 	const char		*check_msg;
+	const char		*def;		/* query strings: the text an
+						   absent parameter stands for */
 };
 
 /* An extracted value; strings live as long as the parsed document. */
 struct keel_value {
-	int		 present;	/* the field was given */
-	int		 is_null;	/* given as JSON null */
+	bool		 present;	/* the field was given */
+	bool		 is_null;	/* given as JSON null */
+	enum keel_field_type type;	/* its field's type, once present */
 	const char	*s;		/* STRING, ENUM, DATE */
 	int64_t		 i;		/* INT, ID */
-	int		 b;		/* BOOL */
+	bool		 b;		/* BOOL */
 };
 
 enum { KEEL_FIELDS_ALL = 0, KEEL_FIELDS_SOME = 1 };
@@ -82,17 +88,7 @@ enum keel_err	 keel_json_fields(struct json_object *obj,
 const char	*keel_field_check_text(const struct keel_field *f,
 		    const char *s, struct keel_value *v);
 
-/*
- * Bounded integer parsing: the whole of s must be an optional '-' and
- * 1..19 digits within [min, max].  Returns 0 and sets *out, else -1.
- */
-int		 keel_parse_int64(const char *s, int64_t min, int64_t max,
-		    int64_t *out);
-
-/* 1 when s is a valid YYYY-MM-DD calendar date, else 0. */
-int		 keel_date_valid(const char *s);
-
-/* json_object_new_string, but NULL s gives JSON null. */
+/* json_object_new_string, but NULL s gives JSON null (NULL). */
 struct json_object *keel_json_str(const char *s);
 
 /*
@@ -126,8 +122,14 @@ void		 keel_jw_key(struct keel_jw *w, const char *key);
 void		 keel_jw_str(struct keel_jw *w, const char *s);
 void		 keel_jw_strn(struct keel_jw *w, const char *s, size_t n);
 void		 keel_jw_int(struct keel_jw *w, int64_t v);
-void		 keel_jw_bool(struct keel_jw *w, int v);
+void		 keel_jw_bool(struct keel_jw *w, bool v);
 void		 keel_jw_null(struct keel_jw *w);
+/*
+ * Text that is JSON already (a number formatted by the caller, a
+ * document the application wrote or PostgreSQL built), as the next
+ * value, unchecked: never client bytes.
+ */
+void		 keel_jw_raw(struct keel_jw *w, const char *json, size_t n);
 /* A json-c value (NULL: null), serialised as keel_http_reply_json does. */
 void		 keel_jw_obj(struct keel_jw *w, struct json_object *o);
 

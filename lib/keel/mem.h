@@ -6,6 +6,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 
+/* The number of elements of an array (not a pointer): tables' sizes. */
+#define KEEL_NELEM(a)	(sizeof(a) / sizeof((a)[0]))
+
 /*
  * Out of memory is not a path callers handle: these log and abort, and the
  * supervisor respawns the worker (STYLE.md, "Errors").

@@ -6,8 +6,8 @@
 #include <stddef.h>
 
 #include "keel/err.h"
+#include "keel/http.h"
 
-struct json_object;
 struct keel_arena;
 struct keel_req;
 struct keel_rows;
@@ -48,11 +48,11 @@ enum keel_err	 keel_page_decode(struct keel_arena *a, const char *secret,
 		    size_t nkeys);
 
 /*
- * Reads limit, after and before from req's query for a list of scope
- * whose cursor holds nkeys keys.  Returns 0, or -1 after replying 400.
+ * A step: reads limit, after and before from req's query for a list of
+ * scope whose cursor holds nkeys keys; KEEL_STEP_REPLIED after a 400.
  */
-int		 keel_page_from_request(struct keel_req *req, const char *scope,
-		    size_t nkeys, struct keel_page *pg);
+enum keel_step	 keel_page_from_request(struct keel_req *req,
+		    const char *scope, size_t nkeys, struct keel_page *pg);
 
 /*
  * What a fetched page shows.  A list query fetches limit + 1 rows in the
@@ -77,12 +77,10 @@ void		 keel_page_window(struct keel_req *req,
 size_t		 keel_page_at(const struct keel_page_window *w, size_t i);
 
 /*
- * The "page" object of API.md: {"limit", "next", "prev"}; next and prev
- * are cursors or NULL for JSON null.  Returns a new reference.
+ * The "page" object of API.md, {"limit", "next", "prev"}, as the next
+ * value of w (json.h's writer); next and prev are cursors or NULL for
+ * JSON null.
  */
-struct json_object *keel_page_json(const struct keel_page *pg,
-		    const char *next, const char *prev);
-/* The same object written as the next value of w (json.h's writer). */
 struct keel_jw;
 void		 keel_page_write(struct keel_jw *w, const struct keel_page *pg,
 		    const char *next, const char *prev);

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: ISC */
-/* router.h -- method + path pattern -> handler; 404 and 405 as JSON. */
+/* router.h -- route tables, and method + path pattern -> the route. */
 #ifndef KEEL_ROUTER_H
 #define KEEL_ROUTER_H
 
@@ -16,32 +16,54 @@
 typedef enum keel_err keel_handler_fn(struct keel_req *);
 
 /*
- * For a handler that answers through keel_cache_serve(): the cache key it
- * will look up (and its namespace in *ns), from the matched route's
- * params and query alone, or NULL for none.  Declared with
- * keel_router_prefetch(), the router sends that lookup to memcached
- * before the Redis round trip of limits and auth, so the two round trips
- * overlap (keel_cache_prefetch), and drops it if the request ends before
- * the handler (401, 403, 429, 503).
+ * The cache key of a cached GET (struct keel_route_cache), from the
+ * matched route's params and query, into req's arena; NULL: don't cache
+ * this one.  The pipeline asks it before it knows the caller, to send
+ * the lookup early, and again when it serves: a key that depends on the
+ * caller returns NULL while req->user is NULL (no early lookup then).
  */
-typedef const char *keel_cache_key_fn(struct keel_req *, const char **ns);
-/* Before keel_serve(): handler's lookups are sent early (above).  Up to
- * KEEL_ROUTER_PREFETCH_MAX handlers per process. */
-#define KEEL_ROUTER_PREFETCH_MAX	16
-void	keel_router_prefetch(keel_handler_fn *handler, keel_cache_key_fn *key);
+typedef const char *keel_cache_key_fn(struct keel_req *);
 
 /*
- * One row of an app's route table.  Patterns are literal segments and
- * typed parameters: "/api/cars/{id:int}" (int: 1..18 digits, > 0) or
- * "{name:str}" (any non-empty segment, decoded).  A segment that fails
- * its type does not match, so /api/cars/abc is a 404.
+ * The limiters a route counts against beyond the api limiter and the
+ * read or write one its method picks (limit.c; API.md "Rate limits").
+ */
+enum keel_limit_class {
+	KEEL_LIMIT_CLASS_DEFAULT = 0,
+	KEEL_LIMIT_CLASS_AUTH,		/* + auth: its failed answers (4xx)
+					   count, keyed by address and the
+					   account named in the body */
+	KEEL_LIMIT_CLASS_AUTH_EVERY,	/* + auth, every answer counting: a
+					   route that answers alike whatever
+					   happened (a reset request) */
+};
+
+/*
+ * A GET whose 200 answers are cached (cache.h, keel_cache_serve): the
+ * handler fills what is stored; the pipeline sends the lookup before
+ * the Redis round trip of limits and session, so the two overlap.
+ */
+struct keel_route_cache {
+	const char		*ns;	/* namespace; NULL: not cached */
+	int			 ttl;	/* seconds an answer stays fresh */
+	keel_cache_key_fn	*key;	/* NULL: the path and the query */
+};
+
+/*
+ * One row of an app's route table, written with designated initializers.
+ * Patterns are literal segments and typed parameters: "/api/cars/{id:int}"
+ * (int: 1..18 digits, > 0) or "{name:str}" (any non-empty segment,
+ * decoded).  A segment that fails its type does not match, so
+ * /api/cars/abc is a 404.
  */
 struct keel_route {
-	const char	*method;	/* "GET", "POST", "PATCH", "DELETE", ... */
-	const char	*pattern;
-	keel_handler_fn	*handler;
-	unsigned	 access;	/* roles allowed: KEEL_ROLE_* bits, or
-					   KEEL_ACCESS_ANYONE (no session) */
+	const char		*method;	/* "GET", "POST", ... */
+	const char		*pattern;
+	keel_handler_fn		*handler;
+	unsigned		 access;	/* roles allowed: KEEL_ROLE_* bits,
+						   or KEEL_ACCESS_ANYONE */
+	enum keel_limit_class	 limit;
+	struct keel_route_cache	 cache;
 };
 
 /* Roles (API.md "Auth"): one bit each, so a route lists who may call it. */
@@ -65,20 +87,13 @@ enum keel_route_match {
  * route and params[0..*nparams) its parameters (strings from a).  On
  * BAD_METHOD, allow (size allowlen) lists the methods that would match,
  * "GET, HEAD, POST" style (HEAD where GET is).  A trailing slash is
- * ignored.  HEAD matches GET routes.
+ * ignored.  HEAD matches GET routes.  Matching is all the router does:
+ * what follows a match is pipeline.c's.
  */
 enum keel_route_match keel_router_match(const struct keel_route *routes,
 		    size_t n, const char *method, const char *path,
 		    struct keel_arena *a, struct keel_param *params,
 		    size_t *nparams, const struct keel_route **found,
 		    char *allow, size_t allowlen);
-
-/*
- * Routes req through routes[0..n): sets req->route and req->params and
- * calls the handler, or replies 404/405 (with Allow) as JSON.  Returns the
- * handler's result, or KEEL_OK after a 404/405.
- */
-enum keel_err	 keel_router_dispatch(const struct keel_route *routes,
-		    size_t n, struct keel_req *req);
 
 #endif /* KEEL_ROUTER_H */

@@ -14,8 +14,31 @@
 
 #include <sodium.h>
 
+#include "keel/http.h"
 #include "keel/json.h"
+#include "keel/mem.h"
 #include "keel/serve.h"
+#include "keel/text.h"
+
+/* Replies status with {name: value}. */
+static void
+limitapp_reply(struct keel_req *req, int status, const char *name,
+    const char *s, int64_t i)
+{
+	struct keel_buf	 b = { NULL, 0, 0 };
+	struct keel_jw	 w;
+
+	keel_jw_init(&w, &b);
+	keel_jw_obj_open(&w);
+	keel_jw_key(&w, name);
+	if (s != NULL)
+		keel_jw_str(&w, s);
+	else
+		keel_jw_int(&w, i);
+	keel_jw_obj_close(&w);
+	keel_http_reply_buf(req, status, &b);
+	keel_buf_free(&b);
+}
 
 static enum keel_err
 limitapp_read(struct keel_req *req)
@@ -29,16 +52,12 @@ limitapp_read(struct keel_req *req)
 static enum keel_err
 limitapp_write(struct keel_req *req)
 {
-	unsigned char		 r[16];
-	char			 hex[33];
-	struct json_object	*o;
+	unsigned char	 r[16];
+	char		 hex[33];
 
 	randombytes_buf(r, sizeof(r));
 	sodium_bin2hex(hex, sizeof(hex), r, sizeof(r));
-	o = json_object_new_object();
-	json_object_object_add(o, "nonce", json_object_new_string(hex));
-	keel_http_reply_json(req, 201, o);
-	json_object_put(o);
+	limitapp_reply(req, 201, "nonce", hex, 0);
 	return KEEL_OK;
 }
 
@@ -51,9 +70,9 @@ limitapp_slow(struct keel_req *req)
 	int64_t		 ms = 1000;
 
 	if ((s = keel_http_query(req, "ms")) != NULL &&
-	    keel_parse_int64(s, 0, 10000, &ms) == -1) {
+	    !keel_parse_int64(s, 0, 10000, &ms)) {
 		keel_http_reply_error(req, 400, "bad_request",
-		    "ms must be 0..10000", NULL);
+		    "ms must be 0..10000");
 		return KEEL_OK;
 	}
 	ts.tv_sec = ms / 1000;
@@ -86,7 +105,7 @@ limitapp_login(struct keel_req *req)
 	}
 	if (!ok) {
 		keel_http_reply_error(req, 401, "unauthorized",
-		    "bad credentials", NULL);
+		    "bad credentials");
 		return KEEL_OK;
 	}
 	return limitapp_read(req);
@@ -95,30 +114,33 @@ limitapp_login(struct keel_req *req)
 static enum keel_err
 limitapp_me(struct keel_req *req)
 {
-	struct json_object	*o;
-
-	o = json_object_new_object();
-	json_object_object_add(o, "uid", json_object_new_int64(req->user->id));
-	keel_http_reply_json(req, 200, o);
-	json_object_put(o);
+	limitapp_reply(req, 200, "uid", NULL, req->user->id);
 	return KEEL_OK;
 }
 
 static const struct keel_route limitapp_routes[] = {
-	{ "GET", "/api/_limit/read", limitapp_read, KEEL_ACCESS_ANYONE },
-	{ "POST", "/api/_limit/write", limitapp_write, KEEL_ACCESS_ANYONE },
-	{ "POST", "/api/_limit/slow", limitapp_slow, KEEL_ACCESS_ANYONE },
-	{ "POST", "/api/_limit/fail", limitapp_fail, KEEL_ACCESS_ANYONE },
-	{ "POST", "/api/_limit/auth/login", limitapp_login,
-	    KEEL_ACCESS_ANYONE },
-	{ "GET", "/api/_limit/me", limitapp_me, KEEL_ACCESS_USER },
+	{ .method = "GET", .pattern = "/api/_limit/read",
+	    .handler = limitapp_read, .access = KEEL_ACCESS_ANYONE },
+	{ .method = "POST", .pattern = "/api/_limit/write",
+	    .handler = limitapp_write, .access = KEEL_ACCESS_ANYONE },
+	{ .method = "POST", .pattern = "/api/_limit/slow",
+	    .handler = limitapp_slow, .access = KEEL_ACCESS_ANYONE },
+	{ .method = "POST", .pattern = "/api/_limit/fail",
+	    .handler = limitapp_fail, .access = KEEL_ACCESS_ANYONE },
+	/* Counts its failures against the auth limiter, as login does. */
+	{ .method = "POST", .pattern = "/api/_limit/auth/login",
+	    .handler = limitapp_login, .access = KEEL_ACCESS_ANYONE,
+	    .limit = KEEL_LIMIT_CLASS_AUTH },
+	{ .method = "GET", .pattern = "/api/_limit/me",
+	    .handler = limitapp_me, .access = KEEL_ACCESS_USER },
 };
 
 int
 main(int argc, char *argv[])
 {
-	static const struct keel_app app = { "limitapp", limitapp_routes,
-	    sizeof(limitapp_routes) / sizeof(limitapp_routes[0]) };
+	static const struct keel_app app = { .name = "limitapp",
+	    .routes = limitapp_routes,
+	    .nroutes = KEEL_NELEM(limitapp_routes) };
 
 	return keel_serve(argc, argv, &app);
 }

@@ -89,16 +89,18 @@ def test_foreign_and_tampered_cursors_are_400(http, stack, thousand):
         assert r.status_code == 400
 
 
-# cars_list_after of fcgi-apps/cars.c, as the app prepares it.
+# cars_list_after of fcgi-apps/cars.c, as the app prepares it: the
+# cursor's keys and the row count first (resource.h, KEEL_SQL_AFTER),
+# then the filters.
 CARS_AFTER = (
-    "SELECT id FROM cars WHERE is_archived = $1 "
-    "AND ($2::text IS NULL OR status = $2) "
-    "AND ($3::text IS NULL OR manufacturer = $3) "
-    "AND ($4::text IS NULL OR model = $4) "
-    "AND ($5::text IS NULL OR category = $5) "
-    "AND ($6::timestamptz IS NULL OR "
-    "(created_at, id) < ($6::timestamptz, $7::bigint)) "
-    "ORDER BY created_at DESC, id DESC LIMIT $8")
+    "SELECT id FROM cars WHERE is_archived = $4 "
+    "AND ($5::text IS NULL OR status = $5) "
+    "AND ($6::text IS NULL OR manufacturer = $6) "
+    "AND ($7::text IS NULL OR model = $7) "
+    "AND ($8::text IS NULL OR category = $8) "
+    "AND ($1::timestamptz IS NULL OR "
+    "(created_at, id) < ($1::timestamptz, $2::bigint)) "
+    "ORDER BY created_at DESC, id DESC LIMIT $3")
 
 
 def nodes(plan):
@@ -115,10 +117,10 @@ def test_deep_page_is_an_index_range_scan(stack, thousand):
     created, cid = key.split("|")
     out = stack.psql(
         "SET plan_cache_mode = force_custom_plan; "
-        "PREPARE q(boolean, text, text, text, text, timestamptz, bigint, "
-        "integer) AS " + CARS_AFTER + "; "
-        "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE q(false, NULL, NULL, "
-        "NULL, NULL, '%s', %s, 21)" % (created, cid))
+        "PREPARE q(timestamptz, bigint, integer, boolean, text, text, "
+        "text, text) AS " + CARS_AFTER + "; "
+        "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE q('%s', %s, 21, false, "
+        "NULL, NULL, NULL, NULL)" % (created, cid))
     plan = json.loads(out)[0]["Plan"]
     text = json.dumps(plan)
     assert plan["Node Type"] == "Limit"

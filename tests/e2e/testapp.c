@@ -10,18 +10,25 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "keel/http.h"
 #include "keel/json.h"
+#include "keel/mem.h"
 #include "keel/serve.h"
+#include "keel/text.h"
 
 static enum keel_err
 testapp_reply_pid(struct keel_req *req)
 {
-	struct json_object	*o;
+	struct keel_buf	 b = { NULL, 0, 0 };
+	struct keel_jw	 w;
 
-	o = json_object_new_object();
-	json_object_object_add(o, "pid", json_object_new_int64(getpid()));
-	keel_http_reply_json(req, 200, o);
-	json_object_put(o);
+	keel_jw_init(&w, &b);
+	keel_jw_obj_open(&w);
+	keel_jw_key(&w, "pid");
+	keel_jw_int(&w, getpid());
+	keel_jw_obj_close(&w);
+	keel_http_reply_buf(req, 200, &b);
+	keel_buf_free(&b);
 	return KEEL_OK;
 }
 
@@ -40,9 +47,9 @@ testapp_sleep(struct keel_req *req)
 	int64_t		 ms = 1000;
 
 	if ((s = keel_http_query(req, "ms")) != NULL &&
-	    keel_parse_int64(s, 0, 60000, &ms) == -1) {
+	    !keel_parse_int64(s, 0, 60000, &ms)) {
 		keel_http_reply_error(req, 400, "bad_request",
-		    "ms must be 0..60000", NULL);
+		    "ms must be 0..60000");
 		return KEEL_OK;
 	}
 	ts.tv_sec = ms / 1000;
@@ -53,15 +60,17 @@ testapp_sleep(struct keel_req *req)
 }
 
 static const struct keel_route testapp_routes[] = {
-	{ "GET", "/_test/pid", testapp_pid, KEEL_ACCESS_ANYONE },
-	{ "GET", "/_test/sleep", testapp_sleep, KEEL_ACCESS_ANYONE },
+	{ .method = "GET", .pattern = "/_test/pid", .handler = testapp_pid,
+	    .access = KEEL_ACCESS_ANYONE },
+	{ .method = "GET", .pattern = "/_test/sleep",
+	    .handler = testapp_sleep, .access = KEEL_ACCESS_ANYONE },
 };
 
 int
 main(int argc, char *argv[])
 {
-	static const struct keel_app app = { "testapp", testapp_routes,
-	    sizeof(testapp_routes) / sizeof(testapp_routes[0]) };
+	static const struct keel_app app = { .name = "testapp",
+	    .routes = testapp_routes, .nroutes = KEEL_NELEM(testapp_routes) };
 
 	return keel_serve(argc, argv, &app);
 }

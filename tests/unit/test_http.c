@@ -76,9 +76,6 @@ assert_pair(const struct keel_param *p, const char *name, const char *value)
 	assert_string_equal(p->value, value);
 }
 
-/* keel_utf8_valid() over a string literal, not counting its NUL. */
-#define VALID(lit)	keel_utf8_valid((lit), sizeof(lit) - 1)
-
 static void
 test_query_two_pairs(void **state)
 {
@@ -387,97 +384,6 @@ test_decode_empty(void **state)
 	assert_string_equal(s, "");
 }
 
-static void
-test_utf8_valid_empty_and_ascii(void **state)
-{
-	(void)state;
-	assert_true(keel_utf8_valid("", 0));
-	assert_true(VALID("hello, world"));
-	assert_true(VALID("\x01\x7f"));
-}
-
-static void
-test_utf8_valid_two_byte_bounds(void **state)
-{
-	(void)state;
-	assert_true(VALID("\xc2\x80"));		/* U+0080 */
-	assert_true(VALID("\xdf\xbf"));		/* U+07FF */
-	assert_false(VALID("\xc0\x80"));	/* overlong NUL */
-	assert_false(VALID("\xc1\xbf"));	/* overlong U+007F */
-}
-
-static void
-test_utf8_valid_three_byte_bounds(void **state)
-{
-	(void)state;
-	assert_true(VALID("\xe0\xa0\x80"));	/* U+0800 */
-	assert_true(VALID("\xef\xbf\xbf"));	/* U+FFFF */
-	assert_false(VALID("\xe0\x9f\xbf"));	/* overlong U+07FF */
-	assert_false(VALID("\xe0\x80\xaf"));	/* overlong "/" */
-}
-
-static void
-test_utf8_valid_surrogates_rejected(void **state)
-{
-	(void)state;
-	assert_true(VALID("\xed\x9f\xbf"));	/* U+D7FF */
-	assert_false(VALID("\xed\xa0\x80"));	/* U+D800 */
-	assert_false(VALID("\xed\xbf\xbf"));	/* U+DFFF */
-	assert_true(VALID("\xee\x80\x80"));	/* U+E000 */
-}
-
-static void
-test_utf8_valid_four_byte_bounds(void **state)
-{
-	(void)state;
-	assert_true(VALID("\xf0\x90\x80\x80"));	/* U+10000 */
-	assert_true(VALID("\xf4\x8f\xbf\xbf"));	/* U+10FFFF */
-	assert_false(VALID("\xf0\x8f\xbf\xbf"));	/* overlong U+FFFF */
-	assert_false(VALID("\xf4\x90\x80\x80"));	/* U+110000 */
-	assert_false(VALID("\xf5\x80\x80\x80"));
-	assert_false(VALID("\xf7\xbf\xbf\xbf"));
-}
-
-static void
-test_utf8_valid_bad_bytes_rejected(void **state)
-{
-	(void)state;
-	assert_false(VALID("\x80"));		/* lone continuation */
-	assert_false(VALID("a\xbf"));
-	assert_false(VALID("\xfe"));
-	assert_false(VALID("\xff"));
-	assert_false(VALID("\xf8\x88\x80\x80\x80"));	/* 5-byte form */
-}
-
-static void
-test_utf8_valid_truncated_sequence_rejected(void **state)
-{
-	(void)state;
-	assert_false(VALID("\xc3"));
-	assert_false(VALID("\xe2\x82"));
-	assert_false(VALID("\xf0\x9f\x98"));
-	/* The length rules, not a NUL: "\xe2\x82\xac" cut to two bytes. */
-	assert_false(keel_utf8_valid("\xe2\x82\xac", 2));
-	assert_true(keel_utf8_valid("\xe2\x82\xac", 3));
-}
-
-static void
-test_utf8_valid_bad_continuation_rejected(void **state)
-{
-	(void)state;
-	assert_false(VALID("\xe2\x28\xa1"));
-	assert_false(VALID("\xc3\x28"));
-	assert_false(VALID("\xf0\x9f\x98\x41"));
-	assert_false(VALID("\xc3\xc3\xa9"));
-}
-
-static void
-test_utf8_valid_mixed_text(void **state)
-{
-	(void)state;
-	assert_true(VALID("na\xc3\xafve \xe2\x82\xac \xf0\x9f\x9a\x97 ok"));
-}
-
 int
 main(void)
 {
@@ -517,15 +423,6 @@ main(void)
 		T(test_decode_rejects_encoded_nul),
 		T(test_decode_rejects_raw_nul),
 		T(test_decode_empty),
-		T(test_utf8_valid_empty_and_ascii),
-		T(test_utf8_valid_two_byte_bounds),
-		T(test_utf8_valid_three_byte_bounds),
-		T(test_utf8_valid_surrogates_rejected),
-		T(test_utf8_valid_four_byte_bounds),
-		T(test_utf8_valid_bad_bytes_rejected),
-		T(test_utf8_valid_truncated_sequence_rejected),
-		T(test_utf8_valid_bad_continuation_rejected),
-		T(test_utf8_valid_mixed_text),
 #undef T
 	};
 

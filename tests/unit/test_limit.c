@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: ISC */
 /*
  * test_limit.c -- unit tests for the pure parts of limit.c, cache.c and
- * idem.c: limiter specs, client addresses (IPv6 /56, X-Forwarded-For
- * from trusted proxies only), the RateLimit header values, cache keys
- * and idempotency keys.
+ * idem.c: the RateLimit header values, cache keys and idempotency keys.
+ * (Limiter settings are config.c's: test_config.c; client addresses are
+ * addr.c's: test_addr.c.)
  */
 #include "config.h"
 
@@ -18,93 +18,6 @@
 #include "keel/cache.h"
 #include "keel/idem.h"
 #include "keel/limit.h"
-
-static void
-addr_is(const char *remote, const char *xff, const char *trusted, int bits,
-    const char *want)
-{
-	char	 out[64];
-
-	assert_int_equal(keel_limit_client_addr(remote, xff, trusted, bits,
-	    out, sizeof(out)), 0);
-	assert_string_equal(out, want);
-}
-
-static void
-test_rate_specs(void **state)
-{
-	int	 l, w;
-
-	(void)state;
-	assert_int_equal(keel_limit_parse_rate("100/900", &l, &w), 0);
-	assert_int_equal(l, 100);
-	assert_int_equal(w, 900);
-	assert_int_equal(keel_limit_parse_rate("off", &l, &w), 0);
-	assert_int_equal(l, 0);
-	assert_int_equal(keel_limit_parse_rate("100", &l, &w), -1);
-	assert_int_equal(keel_limit_parse_rate("/900", &l, &w), -1);
-	assert_int_equal(keel_limit_parse_rate("0/900", &l, &w), -1);
-	assert_int_equal(keel_limit_parse_rate("5/0", &l, &w), -1);
-	assert_int_equal(keel_limit_parse_rate("5/86401", &l, &w), -1);
-	assert_int_equal(keel_limit_parse_rate("5/9x", &l, &w), -1);
-	assert_int_equal(keel_limit_parse_rate("99999999999/9", &l, &w), -1);
-}
-
-static void
-test_names_and_proxies(void **state)
-{
-	(void)state;
-	assert_int_equal(keel_limit_names_valid(""), 0);
-	assert_int_equal(keel_limit_names_valid("auth"), 0);
-	assert_int_equal(keel_limit_names_valid("auth, write,read,api"), 0);
-	assert_int_equal(keel_limit_names_valid("auth,login"), -1);
-	assert_int_equal(keel_limit_proxies_valid(""), 0);
-	assert_int_equal(keel_limit_proxies_valid("127.0.0.1, 10.0.0.0/8, "
-	    "::1, 2001:db8::/32"), 0);
-	assert_int_equal(keel_limit_proxies_valid("10.0.0.0/33"), -1);
-	assert_int_equal(keel_limit_proxies_valid("2001:db8::/129"), -1);
-	assert_int_equal(keel_limit_proxies_valid("proxy.example"), -1);
-}
-
-static void
-test_addr_plain(void **state)
-{
-	(void)state;
-	addr_is("192.0.2.7", NULL, "", 56, "192.0.2.7");
-	addr_is("::ffff:192.0.2.7", NULL, "", 56, "192.0.2.7");
-	/* One /56 is one client however its low bits rotate. */
-	addr_is("2001:db8:0:ab12:1:2:3:4", NULL, "", 56,
-	    "2001:db8:0:ab00::/56");
-	addr_is("2001:db8:0:abff::9", NULL, "", 56, "2001:db8:0:ab00::/56");
-	addr_is("2001:db8:0:ab12:1:2:3:4", NULL, "", 64,
-	    "2001:db8:0:ab12::/64");
-	addr_is("2001:db8::1", NULL, "", 128, "2001:db8::1/128");
-	/* Not an address at all (a unix socket peer): made safe. */
-	addr_is("un ix\n", NULL, "", 56, "un_ix_");
-}
-
-static void
-test_addr_forwarded(void **state)
-{
-	const char	*t = "127.0.0.1, 10.1.0.0/16";
-
-	(void)state;
-	/* Untrusted peer: its X-Forwarded-For is a claim, ignored. */
-	addr_is("192.0.2.7", "203.0.113.9", t, 56, "192.0.2.7");
-	/* Trusted peer: the rightmost hop it did not add itself. */
-	addr_is("127.0.0.1", "203.0.113.9", t, 56, "203.0.113.9");
-	addr_is("127.0.0.1", "6.6.6.6, 203.0.113.9", t, 56, "203.0.113.9");
-	addr_is("127.0.0.1", "6.6.6.6,203.0.113.9 , 10.1.2.3", t, 56,
-	    "203.0.113.9");
-	/* Only proxies: the leftmost is as far as we can see. */
-	addr_is("127.0.0.1", "10.1.9.9, 10.1.2.3", t, 56, "10.1.9.9");
-	/* Junk stops the walk at the last good hop. */
-	addr_is("127.0.0.1", "203.0.113.9, junk", t, 56, "127.0.0.1");
-	addr_is("127.0.0.1", "", t, 56, "127.0.0.1");
-	addr_is("127.0.0.1", "2001:db8:0:ab12::5", t, 56,
-	    "2001:db8:0:ab00::/56");
-	addr_is("::1", "203.0.113.9", "::1", 56, "203.0.113.9");
-}
 
 static void
 test_headers(void **state)
@@ -185,10 +98,6 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_rate_specs),
-		cmocka_unit_test(test_names_and_proxies),
-		cmocka_unit_test(test_addr_plain),
-		cmocka_unit_test(test_addr_forwarded),
 		cmocka_unit_test(test_headers),
 		cmocka_unit_test(test_cache_keys),
 		cmocka_unit_test(test_idem_keys),

@@ -1,0 +1,229 @@
+/* SPDX-License-Identifier: ISC */
+/* resource.h -- a resource as tables; one row, one page, one write answered alike. */
+#ifndef KEEL_RESOURCE_H
+#define KEEL_RESOURCE_H
+
+/*
+ * An app describes its resource with data -- the columns of its JSON
+ * object, the constraints whose violations clients hear about, the
+ * related rows it embeds -- and answers with the helpers below, so every
+ * app writes rows, pages, errors and writes the same way, through one
+ * JSON writer (json.h's keel_jw_*).
+ *
+ * Statements name each result column as its JSON member ("is_archived
+ * AS \"isArchived\"", KEEL_SQL_TIME below), in the order of the column
+ * table; the table says how each is written.  Every reply checks the
+ * result's names against the table, so a statement and its table that
+ * drift apart fail loudly (500, logged) on the first request of a test,
+ * instead of shifting fields.  Columns a statement returns past the
+ * table's are for the handler (keel_rows_col()) and never written.
+ */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keel/db.h"
+#include "keel/err.h"
+#include "keel/http.h"
+#include "keel/json.h"
+#include "keel/router.h"
+
+/*
+ * A timestamptz as API.md's RFC 3339 UTC text with microseconds, named
+ * for its JSON member: KEEL_SQL_TIME("created_at", "createdAt").  (A
+ * different name than the column's keeps ORDER BY created_at on the
+ * column, and on its index.)
+ */
+#define KEEL_SQL_TIME(expr, name) "to_char(" expr " AT TIME ZONE 'UTC', " \
+	"'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS \"" name "\""
+
+/* How a column's text becomes JSON. */
+enum keel_col_type {
+	KEEL_COL_TEXT,		/* a string; SQL NULL is null */
+	KEEL_COL_INT,		/* an integer */
+	KEEL_COL_BOOL,		/* true or false */
+	KEEL_COL_JSON,		/* JSON PostgreSQL made (json_agg...), as is */
+	KEEL_COL_TYPE__MAX
+};
+
+/* One member of the object: result column i is the table's row i. */
+struct keel_col {
+	const char		*name;	/* JSON member = result column name */
+	enum keel_col_type	 type;
+};
+/* A row of a column table: KEEL_COL("createdAt", TEXT). */
+#define KEEL_COL(n, t)	{ .name = (n), .type = KEEL_COL_ ## t }
+
+/* A constraint whose violation is the client's to hear (API.md codes). */
+struct keel_constraint {
+	const char		*name;	/* PostgreSQL's constraint name */
+	struct keel_http_error	 reply;
+};
+
+/*
+ * A loader (the seeds' DataLoader): rows by id for a whole reply in one
+ * statement (batch.h).  q takes the ids as $1::bigint[] and returns the
+ * id first; cols say how each row is written.
+ */
+struct keel_loader {
+	struct keel_query	 q;
+	const struct keel_col	*cols;
+	size_t			 ncols;
+};
+
+/* A related row embedded in each object: "car": {...}, or null. */
+struct keel_relation {
+	const char			*name;	/* the member: "car" */
+	const char			*id;	/* the column naming it: "carId" */
+	const struct keel_loader	*load;
+};
+
+#define KEEL_RES_MAXRELS	4
+
+struct keel_resource {
+	const char			*name;	/* "car": "no such car" */
+	const char			*ns;	/* cache namespace its writes
+						   invalidate; NULL: none */
+	const struct keel_col		*cols;
+	size_t				 ncols;
+	const struct keel_constraint	*cons;	/* may be NULL */
+	size_t				 ncons;
+	const struct keel_relation	*rels;	/* may be NULL */
+	size_t				 nrels;
+};
+
+/*
+ * A keyset-paginated list (API.md "Lists"; page.h), newest first over
+ * (created_at, id), which an index serves as a range scan.  Its two
+ * statements take the cursor's keys as $1, $2 (NULL on the first page)
+ * and the number of rows to fetch as $3; then its filters, from the
+ * query string by the filters table, in the table's order from $4 on;
+ * then, when owner is set, the caller's id if their role is one of
+ * owner's, else NULL (a customer sees their own contracts: "AND ($9 IS
+ * NULL OR customer_id = $9)").  Each is a SELECT ... WHERE <filters>
+ * ending in KEEL_SQL_AFTER (newest first: the first page and after a
+ * cursor) or KEEL_SQL_BEFORE (oldest first: before a cursor).  keys
+ * name the result columns the cursors carry.
+ */
+struct keel_list {
+	const char		*scope;		/* cursors: "cars" */
+	struct keel_query	 after;
+	struct keel_query	 before;
+	const char		*keys[2];	/* { "createdAt", "id" } */
+	const struct keel_field	*filters;	/* may be NULL */
+	size_t			 nfilters;
+	unsigned		 owner;		/* KEEL_ROLE_* bits, or 0 */
+};
+#define KEEL_SQL_AFTER "AND ($1::timestamptz IS NULL OR " \
+	"(created_at, id) < ($1::timestamptz, $2::bigint)) " \
+	"ORDER BY created_at DESC, id DESC LIMIT $3"
+#define KEEL_SQL_BEFORE "AND (created_at, id) > ($1::timestamptz, " \
+	"$2::bigint) ORDER BY created_at ASC, id ASC LIMIT $3"
+
+/*
+ * Adds the value v extracted by a field table (json.h) as the next
+ * parameter: its text, integer or boolean, or SQL NULL when absent.
+ */
+void		 keel_res_param(struct keel_db_params *p,
+		    const struct keel_value *v);
+
+/*
+ * Writes row r of rows as res's object: its columns only (no relations)
+ * -- for a handler whose reply wraps the object.  rows must fit res
+ * (keel_res_check).
+ */
+void		 keel_res_write(struct keel_jw *w,
+		    const struct keel_resource *res,
+		    const struct keel_rows *rows, size_t r);
+/* True when rows' first columns are res's, by name; else logs why. */
+bool		 keel_res_check(const struct keel_resource *res,
+		    const struct keel_rows *rows);
+
+/*
+ * Replies status with the one row of rows as res's object, relations
+ * embedded, or 404 not_found "no such <name>" when rows has none.  The
+ * reply's own errors are returned (KEEL_OK once replied).
+ */
+enum keel_err	 keel_res_reply_row(struct keel_req *req,
+		    const struct keel_resource *res, int status,
+		    const struct keel_rows *rows);
+
+/* Runs q with p (a lookup of at most one row) and replies as above. */
+enum keel_err	 keel_res_get(struct keel_req *req,
+		    const struct keel_resource *res,
+		    const struct keel_query *q, struct keel_db_params *p);
+
+/*
+ * Adds who may see a row owned by someone: the caller's id if their role
+ * is one of roles' (they see their own), else NULL (they see any).
+ */
+void		 keel_res_param_owner(struct keel_req *req,
+		    struct keel_db_params *p, unsigned roles);
+
+/* A step: l's filters from the query into vals (400 naming bad ones). */
+enum keel_step	 keel_res_filters(struct keel_req *req,
+		    const struct keel_list *l, struct keel_value *vals);
+
+/*
+ * Replies with one page of list l: reads limit/after/before from the
+ * query (400 on a bad one), runs the list's statement with the cursor,
+ * the filters -- vals from keel_res_filters(), or, when vals is NULL,
+ * read here -- and the owner, and writes {"data": [...], "page": {...}},
+ * each object's relations loaded by one query per relation.
+ */
+enum keel_err	 keel_res_list(struct keel_req *req,
+		    const struct keel_resource *res,
+		    const struct keel_list *l, const struct keel_value *vals);
+
+/*
+ * Maps a failed write's error to its reply: a violated constraint of
+ * res->cons as its row says; another check or foreign key (KEEL_EINVAL)
+ * 422 "the <name> breaks a data rule".  KEEL_OK once replied, else er
+ * (lib answers it: 409, 503...).
+ */
+enum keel_err	 keel_res_failed(struct keel_req *req,
+		    const struct keel_resource *res, enum keel_err er);
+
+/*
+ * What a write does in its transaction after its statement returned its
+ * row: more statements, outbox jobs (keel_res_job), ending sessions.
+ * KEEL_OK commits; anything else rolls the whole write back and is its
+ * answer (a reply made here stands; else lib answers 503 or 500).
+ */
+struct keel_res_write;
+typedef enum keel_err keel_res_tx_fn(struct keel_req *req,
+		    const struct keel_rows *rows, struct keel_res_write *w);
+/* Explains, with its reply, a write whose statement changed no row. */
+typedef enum keel_err keel_res_none_fn(struct keel_req *req,
+		    struct keel_res_write *w);
+
+#define KEEL_RES_MAXJOBS	4
+
+/* One write answered the same way everywhere (keel_res_change). */
+struct keel_res_write {
+	const struct keel_query	*q;	/* RETURNING the resource's columns */
+	struct keel_db_params	*p;
+	int			 status;	/* of the reply: 200, 201 */
+	keel_res_tx_fn		*in_tx;	/* NULL: q runs on its own */
+	keel_res_none_fn	*none;	/* q returned no row: reply why
+					   (NULL: 404 "no such <name>") */
+	void			*arg;		/* for in_tx and none */
+	int64_t			 jobs[KEEL_RES_MAXJOBS]; /* outbox rows
+					   in_tx queued, pushed after the
+					   commit (keel_res_job) */
+	size_t			 njobs;
+};
+
+/*
+ * Runs w->q with w->p (in one transaction with w->in_tx when it is set);
+ * a failure goes through keel_res_failed(), no row through w->none or a
+ * 404; else it
+ * commits, pushes w's jobs to their queues (best effort: the relay pushes
+ * what fails), invalidates res->ns and replies w->status with the row.
+ */
+enum keel_err	 keel_res_change(struct keel_req *req,
+		    const struct keel_resource *res, struct keel_res_write *w);
+
+/* From in_tx: outbox row id is pushed once the write commits. */
+void		 keel_res_job(struct keel_res_write *w, int64_t id);
+
+#endif /* KEEL_RESOURCE_H */

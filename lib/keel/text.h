@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: ISC */
+/* text.h -- leaf helpers for text: UTF-8, bounded integers, dates, lists, decimals. */
+#ifndef KEEL_TEXT_H
+#define KEEL_TEXT_H
+
+/*
+ * Nothing here allocates or depends on another keel module: every module
+ * that reads client or configuration text may use these.  Predicates
+ * return bool, true when the text is acceptable.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* True when s (n bytes) is well-formed UTF-8 (RFC 3629). */
+bool		 keel_utf8_valid(const char *s, size_t n);
+/* Characters (code points) in the valid UTF-8 string s. */
+size_t		 keel_utf8_chars(const char *s);
+
+/*
+ * Bounded integer parsing: the whole of s must be an optional '-' and
+ * 1..19 digits within [min, max].  True with *out set, else false and
+ * *out untouched.
+ */
+bool		 keel_parse_int64(const char *s, int64_t min, int64_t max,
+		    int64_t *out);
+
+/* True when s is a YYYY-MM-DD date that exists in the calendar. */
+bool		 keel_date_valid(const char *s);
+
+/*
+ * Comma-separated lists ("a, b,c"): calls fn on each item with its
+ * surrounding blanks trimmed (s, n bytes; not NUL-terminated), skipping
+ * empty items.  fn returns false to stop.  Returns true when the walk
+ * reached the end, false when fn stopped it.
+ */
+typedef bool	 keel_text_item_fn(const char *s, size_t n, void *arg);
+bool		 keel_text_each(const char *list, keel_text_item_fn *fn,
+		    void *arg);
+
+/*
+ * The one decimal formatter: v in decimal into out, NUL-terminated, as
+ * printf's "%lld" writes it.  Returns the length.
+ */
+#define KEEL_TEXT_INT_MAX	21	/* "-9223372036854775808" and NUL */
+size_t		 keel_text_int(char out[KEEL_TEXT_INT_MAX], int64_t v);
+
+#endif /* KEEL_TEXT_H */

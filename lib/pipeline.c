@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * pipeline.c -- the steps between a request and its handler.
+ *
+ * Each step is a module's (limit, auth, idem, cache) and reads what it
+ * needs off the matched route's row: its limiter class, its roles, its
+ * cache namespace.  The steps know nothing of each other; this file is
+ * the one place that knows their order and glues their round trips:
+ * the cache lookup of a cached GET is sent first, then the limiter's
+ * script runs auth's session read in passing, so a cached GET waits for
+ * one round trip, not three.
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "keel/auth.h"
+#include "keel/cache.h"
+#include "keel/db.h"
+#include "keel/http.h"
+#include "keel/idem.h"
+#include "keel/limit.h"
+#include "keel/mem.h"
+#include "keel/pipeline.h"
+#include "keel/router.h"
+#include "keel/text.h"
+
+/* The cache key of a cached route: its own, or the path and query. */
+static const char *
+cache_key(struct keel_req *req, const struct keel_route *r)
+{
+	if (r->cache.key != NULL)
+		return r->cache.key(req);
+	return keel_arena_printf(req->arena, "%s?%s", req->path, req->query);
+}
+
+/*
+ * A cached GET's two round trips, Redis (limits, session) and memcached
+ * (the lookup), are independent once the key is known: send the lookup
+ * first, so its answer is waiting when the handler asks for it.
+ */
+static void
+prefetch(struct keel_req *req, const struct keel_route *r)
+{
+	const char	*key;
+
+	if (r->cache.ns != NULL && (key = cache_key(req, r)) != NULL)
+		keel_cache_prefetch(req->cache, r->cache.ns, key);
+}
+
+/* cache.h's fill function: the route's handler. */
+static enum keel_err
+fill(struct keel_req *req, void *arg)
+{
+	const struct keel_route	*r = arg;
+
+	return r->handler(req);
+}
+
+static enum keel_err
+handle(struct keel_req *req, const struct keel_route *r)
+{
+	const char	*key;
+
+	if (r->cache.ns == NULL || (key = cache_key(req, r)) == NULL)
+		return r->handler(req);
+	return keel_cache_serve(req, r->cache.ns, key, r->cache.ttl, fill,
+	    (void *)r);
+}
+
+/*
+ * Server-Timing: db;dur=<ms, 2 decimals>;desc="<n> queries" (W3C), so
+ * N+1 queries show in any client's tools.  Built without printf: its
+ * floating point was a visible share of a cached GET.
+ */
+static void
+server_timing(struct keel_req *req)
+{
+	char		 v[96];
+	unsigned	 nq;
+	double		 ms;
+	int64_t		 c;
+	size_t		 len;
+
+	keel_db_stats(req->db, &nq, &ms);
+	/* Hundredths, clamped: a cast past the type's range is undefined. */
+	c = ms > 0 ? (int64_t)((ms < 1e12 ? ms : 1e12) * 100 + 0.5) : 0;
+	memcpy(v, "db;dur=", 7);
+	len = 7 + keel_text_int(v + 7, c / 100);
+	v[len++] = '.';
+	v[len++] = (char)('0' + c % 100 / 10);
+	v[len++] = (char)('0' + c % 10);
+	memcpy(v + len, ";desc=\"", 7);
+	len += 7;
+	len += keel_text_int(v + len, nq);
+	memcpy(v + len, " queries\"", sizeof(" queries\""));
+	keel_http_add_header(req, "Server-Timing", v);
+}
+
+/* The steps of a matched request, in DESIGN.md's order. */
+static enum keel_err
+run(struct keel_req *req, const struct keel_route *r)
+{
+	struct keel_limit_ride	 ride = {
+		.lua = keel_auth_session_ride,
+		.key = keel_auth_session_key(req),
+	};
+	enum keel_err		 er = KEEL_OK;
+
+	/* Replica pinning and write tracking are per request. */
+	keel_db_request_reset(req->db);
+	prefetch(req, r);
+	/* 3, 4: limits and the session in one round trip; 429 ends here. */
+	if (keel_limit_check(req, r->limit, &ride) != KEEL_STEP_GO)
+		goto drop;
+	if (keel_auth_step_identify(req, ride.ran ? ride.vals : NULL,
+	    ride.n) != KEEL_STEP_GO ||
+	    keel_auth_step_authorize(req) != KEEL_STEP_GO ||
+	    keel_idem_step(req) != KEEL_STEP_GO)
+		goto out;
+	er = handle(req, r);
+	keel_idem_step_after(req, er);
+	/* Their next reads, on any host, must see what they just wrote. */
+	keel_auth_note_writes(req);
+	server_timing(req);
+out:
+	/* Counts an auth attempt; RateLimit headers on whatever replied. */
+	keel_limit_after(req);
+drop:
+	/* The lookup sent early, unread when no handler served from it. */
+	keel_cache_prefetch_drop(req->cache);
+	return er;
+}
+
+/*
+ * 404 and 405 cost budget too (API.md: every /api response), keyed on
+ * the address: no session is read for them.
+ */
+static void
+unrouted(struct keel_req *req, int status, const char *allow)
+{
+	struct keel_limit_ride	 ride = { .lua = keel_auth_session_ride };
+
+	if (keel_limit_check(req, KEEL_LIMIT_CLASS_DEFAULT, &ride) !=
+	    KEEL_STEP_GO)
+		return;
+	if (status == 405) {
+		keel_http_add_header(req, "Allow", allow);
+		keel_http_reply_error(req, 405, "method_not_allowed",
+		    keel_arena_printf(req->arena, "this method is not allowed "
+		    "here; allowed: %s", allow));
+	} else
+		keel_http_reply_error(req, 404, "not_found", "no such route");
+	keel_limit_after(req);
+}
+
+enum keel_err
+keel_pipeline_run(const struct keel_route *routes, size_t n,
+    struct keel_req *req)
+{
+	const struct keel_route	*r;
+	char			 allow[128];
+	size_t			 np = 0;
+
+	switch (keel_router_match(routes, n, req->method, req->path,
+	    req->arena, req->params, &np, &r, allow, sizeof(allow))) {
+	case KEEL_ROUTE_FOUND:
+		req->route = r;
+		req->nparams = np;
+		return run(req, r);
+	case KEEL_ROUTE_BAD_METHOD:
+		unrouted(req, 405, allow);
+		return KEEL_OK;
+	case KEEL_ROUTE_NOT_FOUND:
+		break;
+	}
+	unrouted(req, 404, NULL);
+	return KEEL_OK;
+}

@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * text.c -- UTF-8, bounded integers, dates, comma lists, decimals.
+ *
+ * The bottom of lib: what the parsers of client bytes (http, json) and of
+ * the configuration (config, addr) share, with no allocation and no other
+ * module beneath it, so that nothing above has to reach sideways for it.
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "keel/text.h"
+
+bool
+keel_utf8_valid(const char *s, size_t n)
+{
+	const unsigned char	*p = (const unsigned char *)s;
+	const unsigned char	*end = p + n;
+	unsigned int		 c, need, min;
+
+	while (p < end) {
+		c = *p++;
+		if (c < 0x80)
+			continue;
+		if (c >= 0xc2 && c <= 0xdf) {
+			need = 1;
+			min = 0x80;
+			c &= 0x1f;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			need = 2;
+			min = 0x800;
+			c &= 0x0f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			need = 3;
+			min = 0x10000;
+			c &= 0x07;
+		} else
+			return false;
+		if ((size_t)(end - p) < need)
+			return false;
+		for (; need > 0; need--, p++) {
+			if ((*p & 0xc0) != 0x80)
+				return false;
+			c = (c << 6) | (*p & 0x3f);
+		}
+		/* Overlongs, surrogates and past U+10FFFF (RFC 3629 §3). */
+		if (c < min || (c >= 0xd800 && c <= 0xdfff) || c > 0x10ffff)
+			return false;
+	}
+	return true;
+}
+
+size_t
+keel_utf8_chars(const char *s)
+{
+	size_t	 n = 0;
+
+	/* Every byte but a continuation byte starts a character. */
+	for (; *s != '\0'; s++)
+		if (((unsigned char)*s & 0xc0) != 0x80)
+			n++;
+	return n;
+}
+
+bool
+keel_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+	const char	*p = s;
+	int64_t		 v = 0;
+	int		 neg = 0, digits = 0, d;
+
+	if (*p == '-') {
+		neg = 1;
+		p++;
+	}
+	for (; *p >= '0' && *p <= '9'; p++) {
+		d = *p - '0';
+		/* Accumulate negatively so INT64_MIN parses too. */
+		if (v < (INT64_MIN + d) / 10)
+			return false;
+		v = v * 10 - d;
+		if (++digits > 19)
+			return false;
+	}
+	if (digits == 0 || *p != '\0')
+		return false;
+	if (!neg) {
+		if (v == INT64_MIN)
+			return false;
+		v = -v;
+	}
+	if (v < min || v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+bool
+keel_date_valid(const char *s)
+{
+	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31,
+	    30, 31 };
+	int	 y, m, d, i, leap;
+
+	for (i = 0; i < 10; i++) {
+		if (i == 4 || i == 7) {
+			if (s[i] != '-')
+				return false;
+		} else if (s[i] < '0' || s[i] > '9')
+			return false;
+	}
+	if (s[10] != '\0')
+		return false;
+	y = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 +
+	    (s[3] - '0');
+	m = (s[5] - '0') * 10 + (s[6] - '0');
+	d = (s[8] - '0') * 10 + (s[9] - '0');
+	if (y < 1 || m < 1 || m > 12 || d < 1 || d > mdays[m - 1])
+		return false;
+	leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	return m != 2 || d != 29 || leap;
+}
+
+static bool
+is_blank(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+bool
+keel_text_each(const char *s, keel_text_item_fn *fn, void *arg)
+{
+	const char	*e;
+	size_t		 n;
+
+	while (*s != '\0') {
+		while (is_blank(*s))
+			s++;
+		e = strchr(s, ',');
+		n = e == NULL ? strlen(s) : (size_t)(e - s);
+		while (n > 0 && is_blank(s[n - 1]))
+			n--;
+		if (n > 0 && !fn(s, n, arg))
+			return false;
+		if (e == NULL)
+			break;
+		s = e + 1;
+	}
+	return true;
+}
+
+size_t
+keel_text_int(char out[KEEL_TEXT_INT_MAX], int64_t v)
+{
+	char		 tmp[KEEL_TEXT_INT_MAX], *p = tmp + sizeof(tmp);
+	uint64_t	 u = v < 0 ? -(uint64_t)v : (uint64_t)v;
+	size_t		 n;
+
+	/* Backwards from the end, then moved to the front. */
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u > 0);
+	if (v < 0)
+		*--p = '-';
+	n = (size_t)(tmp + sizeof(tmp) - p);
+	memcpy(out, p, n);
+	out[n] = '\0';
+	return n;
+}

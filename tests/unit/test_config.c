@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * test_config.c -- unit tests for config.c: typed values parsed once at
+ * start (limiter rates, limiter lists, proxies), and errors that name
+ * the variable.
+ */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "keel/config.h"
+
+static struct keel_config	 cfg;
+static char			 err[256];
+
+/* Loads the configuration with name=value; true when it is valid. */
+static bool
+load_with(const char *name, const char *value)
+{
+	bool	 ok;
+
+	setenv("KEEL_SECRET", "0123456789abcdef0123456789abcdef", 1);
+	setenv(name, value, 1);
+	err[0] = '\0';
+	ok = keel_config_load(&cfg, err, sizeof(err));
+	unsetenv(name);
+	return ok;
+}
+
+/* The API limiter's setting from spec: 0 with *l and *w, else -1. */
+static int
+rate(const char *spec, int *l, int *w)
+{
+	if (!load_with("KEEL_RATELIMIT_API", spec))
+		return -1;
+	*l = cfg.rates[KEEL_LIMIT_API].limit;
+	*w = cfg.rates[KEEL_LIMIT_API].window;
+	keel_config_free(&cfg);
+	return 0;
+}
+
+/* KEEL_RATELIMIT_FAIL_CLOSED=s: 0 when valid, else -1. */
+static int
+names(const char *s)
+{
+	if (!load_with("KEEL_RATELIMIT_FAIL_CLOSED", s))
+		return -1;
+	keel_config_free(&cfg);
+	return 0;
+}
+
+static void
+test_rate_specs(void **state)
+{
+	int	 l, w;
+
+	(void)state;
+	assert_int_equal(rate("100/900", &l, &w), 0);
+	assert_int_equal(l, 100);
+	assert_int_equal(w, 900);
+	assert_int_equal(rate("off", &l, &w), 0);
+	assert_int_equal(l, 0);
+	assert_int_equal(rate("100", &l, &w), -1);
+	assert_int_equal(rate("/900", &l, &w), -1);
+	assert_int_equal(rate("0/900", &l, &w), -1);
+	assert_int_equal(rate("5/0", &l, &w), -1);
+	assert_int_equal(rate("5/86401", &l, &w), -1);
+	assert_int_equal(rate("5/9x", &l, &w), -1);
+	assert_int_equal(rate("99999999999/9", &l, &w), -1);
+}
+
+static void
+test_limiter_names(void **state)
+{
+	(void)state;
+	assert_int_equal(names(""), 0);
+	assert_int_equal(names("auth"), 0);
+	assert_int_equal(names("auth, write,read,api"), 0);
+	assert_int_equal(names("auth,login"), -1);
+}
+
+static void
+test_limiter_names_become_bits(void **state)
+{
+	(void)state;
+	assert_true(load_with("KEEL_RATELIMIT_FAIL_CLOSED", "read, auth"));
+	assert_int_equal(cfg.rate_fail_closed, (1u << KEEL_LIMIT_AUTH) |
+	    (1u << KEEL_LIMIT_READ));
+	keel_config_free(&cfg);
+}
+
+static void
+test_proxies_parsed_once(void **state)
+{
+	(void)state;
+	assert_true(load_with("TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8"));
+	assert_int_equal(cfg.client.ntrusted, 2);
+	assert_int_equal(cfg.client.trusted[1].bits, 96 + 8);
+	assert_int_equal(cfg.client.v6_prefix, 56);
+	keel_config_free(&cfg);
+	assert_null(cfg.client.trusted);
+	assert_false(load_with("TRUSTED_PROXIES", "10.0.0.0/33"));
+}
+
+static void
+test_errors_name_the_variable(void **state)
+{
+	(void)state;
+	assert_false(load_with("KEEL_RATELIMIT_WRITE", "fast"));
+	assert_non_null(strstr(err, "KEEL_RATELIMIT_WRITE"));
+	assert_false(load_with("KEEL_WORKERS", "0"));
+	assert_non_null(strstr(err, "KEEL_WORKERS"));
+	assert_false(load_with("KEEL_SECRET", "short"));
+	assert_non_null(strstr(err, "KEEL_SECRET"));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_rate_specs),
+		cmocka_unit_test(test_limiter_names),
+		cmocka_unit_test(test_limiter_names_become_bits),
+		cmocka_unit_test(test_proxies_parsed_once),
+		cmocka_unit_test(test_errors_name_the_variable),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
