@@ -44,6 +44,7 @@
 #include "keel/log.h"
 #include "keel/mem.h"
 #include "keel/redis.h"
+#include "lua_scripts.h"
 
 #define JOBS_GROUP	"workers"
 #define NSETTINGS	10	/* ARGV[2..11]: the queue's policy */
@@ -98,264 +99,23 @@ keel_jobs_backoff_ms(const struct keel_queue *q, int attempt)
 /* ------------------------------------------------------------- scripts */
 
 /*
- * Shared by every script.  KEYS: s d a c x r; ARGV[1] the job hash prefix,
- * ARGV[2..11] the policy (see policy_args), script arguments after.
+ * The scripts are lib/lua/queue_*.lua, each with queue_prelude.lua in
+ * front (KEYS: s d a c x r; ARGV[1] the job hash prefix, ARGV[2..11] the
+ * policy, see args_queue), embedded by scripts/lua-embed.  What each
+ * takes and returns is at the top of its file.
  */
-#define LUA_PRELUDE \
-"local S, D, A, C, X, R = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]\n" \
-"local JP = ARGV[1]\n" \
-"local ATTEMPTS, BACKOFF, INFLIGHT = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])\n" \
-"local RATE, RATE_MS, VIS = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])\n" \
-"local KEEP_C, AGE_C = tonumber(ARGV[8]), tonumber(ARGV[9])\n" \
-"local KEEP_F, AGE_F = tonumber(ARGV[10]), tonumber(ARGV[11])\n" \
-"local tm = redis.call('TIME')\n" \
-"local T = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)\n" \
-"local function ensure_group()\n" \
-"  if redis.call('EXISTS', S) == 0 then\n" \
-"    redis.call('XGROUP', 'CREATE', S, 'workers', '0', 'MKSTREAM')\n" \
-"  end\n" \
-"end\n" \
-/* Drops completed jobs past the count or the age, dead letters past \
- * theirs; bounded per call so no script runs long. */ \
-"local function trim()\n" \
-"  local n = 0\n" \
-"  if AGE_C > 0 then\n" \
-"    local old = redis.call('ZRANGEBYSCORE', C, '-inf', T - AGE_C, 'LIMIT', 0, 1000)\n" \
-"    for _, k in ipairs(old) do redis.call('DEL', JP .. k) end\n" \
-"    if #old > 0 then redis.call('ZREM', C, unpack(old)) end\n" \
-"    n = n + #old\n" \
-"  end\n" \
-"  local cnt = redis.call('ZCARD', C)\n" \
-"  if cnt > KEEP_C then\n" \
-"    local old = redis.call('ZRANGE', C, 0, math.min(cnt - KEEP_C, 1000) - 1)\n" \
-"    for _, k in ipairs(old) do redis.call('DEL', JP .. k) end\n" \
-"    if #old > 0 then redis.call('ZREM', C, unpack(old)) end\n" \
-"    n = n + #old\n" \
-"  end\n" \
-"  n = n + redis.call('XTRIM', X, 'MAXLEN', KEEP_F)\n" \
-"  if AGE_F > 0 then n = n + redis.call('XTRIM', X, 'MINID', T - AGE_F) end\n" \
-"  return n\n" \
-"end\n" \
-/* Past the last attempt, or a job that can never succeed: a dead \
- * letter with the reason; the hash stays a day as a tombstone so a \
- * re-push of the same key is still recognised. */ \
-"local function dead(k, why)\n" \
-"  local jk = JP .. k\n" \
-"  local h = redis.call('HMGET', jk, 'kind', 'payload', 'attempts', 'created')\n" \
-"  redis.call('XADD', X, '*', 'job', k, 'kind', h[1] or '', 'payload', h[2] or '',\n" \
-"    'attempts', h[3] or '0', 'reason', why, 'created', h[4] or '', 'failedAt', T)\n" \
-"  redis.call('HDEL', jk, 'payload')\n" \
-"  redis.call('HSET', jk, 'state', 'failed', 'error', why)\n" \
-"  redis.call('PEXPIRE', jk, 86400000)\n" \
-"end\n" \
-/* After attempt att failed: wait base * 2^(att-1), or dead letter. */ \
-"local function retry_or_dead(k, att, why)\n" \
-"  if att < ATTEMPTS then\n" \
-"    redis.call('HSET', JP .. k, 'state', 'delayed', 'error', why)\n" \
-"    redis.call('ZADD', D, T + BACKOFF * 2 ^ (att - 1), k)\n" \
-"    return 2\n" \
-"  end\n" \
-"  dead(k, why)\n" \
-"  return 3\n" \
-"end\n" \
-"local function add_job(k, kind, payload, delay)\n" \
-"  local jk = JP .. k\n" \
-"  redis.call('DEL', jk)\n" \
-"  redis.call('HSET', jk, 'kind', kind, 'payload', payload, 'attempts', 0,\n" \
-"    'lease', 0, 'created', T)\n" \
-"  if delay > 0 then\n" \
-"    redis.call('HSET', jk, 'state', 'delayed')\n" \
-"    redis.call('ZADD', D, T + delay, k)\n" \
-"  else\n" \
-"    redis.call('HSET', jk, 'state', 'waiting')\n" \
-"    redis.call('XADD', S, '*', 'job', k)\n" \
-"  end\n" \
-"end\n"
-
-/* ARGV[12..]: (key, kind, payload, delay_ms) per job.  Returns one 0/1
- * per job: 1 added, 0 already known. */
-static struct keel_rscript lua_enqueue = { "jobs_enqueue", LUA_PRELUDE
-"ensure_group()\n"
-"local res = {}\n"
-"for i = 12, #ARGV, 4 do\n"
-"  if redis.call('EXISTS', JP .. ARGV[i]) == 1 then\n"
-"    res[#res + 1] = 0\n"
-"  else\n"
-"    add_job(ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]))\n"
-"    res[#res + 1] = 1\n"
-"  end\n"
-"end\n"
-"return res\n", "" };
-
-/*
- * ARGV[12] consumer, ARGV[13] jobs wanted.  Promotes due delayed jobs,
- * reclaims messages idle past the visibility timeout (a stalled lease
- * counts as an attempt and takes the backoff), then leases what the
- * in-flight bound and the rate limit allow.  Returns
- * { wake_ms, limited, last_id, stalled, dead, pending, {id,key,kind,
- * payload,attempt}... }: wake_ms is when something may become ready
- * (-1: only a new job), limited 1 when capacity, not work, is missing.
- */
-static struct keel_rscript lua_fetch = { "jobs_fetch", LUA_PRELUDE
-"ensure_group()\n"
-"local me, want = ARGV[12], tonumber(ARGV[13])\n"
-"local out = {}\n"
-"local stalled, ndead = 0, 0\n"
-"local due = redis.call('ZRANGEBYSCORE', D, '-inf', T, 'LIMIT', 0, 1000)\n"
-"for _, k in ipairs(due) do\n"
-"  redis.call('HSET', JP .. k, 'state', 'waiting')\n"
-"  redis.call('XADD', S, '*', 'job', k)\n"
-"end\n"
-"if #due > 0 then redis.call('ZREM', D, unpack(due)) end\n"
-"local mine = {}\n"
-"local cl = redis.call('XAUTOCLAIM', S, 'workers', me, VIS, '0-0', 'COUNT', 100)\n"
-"for _, m in ipairs(cl[2]) do\n"
-"  local id = m[1]\n"
-"  local k = m[2] and m[2][2]\n"
-"  local st, lease, dl\n"
-"  if k then\n"
-"    local h = redis.call('HMGET', JP .. k, 'state', 'lease', 'deadline')\n"
-"    st, lease, dl = h[1], tonumber(h[2]), tonumber(h[3])\n"
-"  end\n"
-"  if st == 'active' and dl and dl <= T then\n"
-"    redis.call('ZREM', A, k)\n"
-"    redis.call('XACK', S, 'workers', id)\n"
-"    redis.call('XDEL', S, id)\n"
-"    stalled = stalled + 1\n"
-"    if retry_or_dead(k, lease, 'stalled: lease expired (consumer died or hung)') == 3 then\n"
-"      ndead = ndead + 1\n"
-"    end\n"
-"  elseif st == 'waiting' then\n"
-"    mine[#mine + 1] = { id, k }\n"
-"  elseif st ~= 'active' then\n"
-"    redis.call('XACK', S, 'workers', id)\n"
-"    redis.call('XDEL', S, id)\n"
-"  end\n"
-"end\n"
-"local cap = math.min(want, INFLIGHT - redis.call('ZCARD', A))\n"
-"local limited, wake = 0, -1\n"
-"if cap <= 0 then limited = 1 end\n"
-"if RATE > 0 then\n"
-"  redis.call('ZREMRANGEBYSCORE', R, '-inf', T - RATE_MS)\n"
-"  local free = RATE - redis.call('ZCARD', R)\n"
-"  if free < cap then\n"
-"    cap = free\n"
-"    local o = redis.call('ZRANGE', R, 0, 0, 'WITHSCORES')\n"
-"    if o[2] then wake = math.max(1, tonumber(o[2]) + RATE_MS - T) end\n"
-"    if cap <= 0 then limited = 1 end\n"
-"  end\n"
-"end\n"
-"local function lease(id, k)\n"
-"  local jk = JP .. k\n"
-"  local h = redis.call('HMGET', jk, 'state', 'attempts', 'kind', 'payload')\n"
-"  if h[1] ~= 'waiting' then\n"
-"    redis.call('XACK', S, 'workers', id)\n"
-"    redis.call('XDEL', S, id)\n"
-"    return\n"
-"  end\n"
-"  local att = tonumber(h[2]) + 1\n"
-"  redis.call('HSET', jk, 'state', 'active', 'attempts', att, 'lease', att,\n"
-"    'deadline', T + VIS, 'started', T, 'consumer', me)\n"
-"  redis.call('ZADD', A, T + VIS, k)\n"
-"  if RATE > 0 then redis.call('ZADD', R, T, id) end\n"
-"  cap = cap - 1\n"
-"  out[#out + 1] = { id, k, h[3], h[4], att }\n"
-"end\n"
-"for _, m in ipairs(mine) do\n"
-"  if cap <= 0 then break end\n"
-"  lease(m[1], m[2])\n"
-"end\n"
-"if cap > 0 then\n"
-"  local r = redis.call('XREADGROUP', 'GROUP', 'workers', me, 'COUNT', cap, 'STREAMS', S, '>')\n"
-"  if r then\n"
-"    for _, m in ipairs(r[1][2]) do lease(m[1], m[2][2]) end\n"
-"  end\n"
-"end\n"
-"local function sooner(z)\n"
-"  local o = redis.call('ZRANGE', z, 0, 0, 'WITHSCORES')\n"
-"  if o[2] then\n"
-"    local w = math.max(1, tonumber(o[2]) - T)\n"
-"    if wake < 0 or w < wake then wake = w end\n"
-"  end\n"
-"end\n"
-"sooner(D)\n"
-"sooner(A)\n"
-"local info = redis.call('XINFO', 'STREAM', S)\n"
-"local last = '0-0'\n"
-"for i = 1, #info, 2 do\n"
-"  if info[i] == 'last-generated-id' then last = info[i + 1] end\n"
-"end\n"
-"local pending = redis.call('XLEN', S) + redis.call('ZCARD', D)\n"
-"local res = { wake, limited, last, stalled, ndead, pending }\n"
-"for _, j in ipairs(out) do res[#res + 1] = j end\n"
-"return res\n", "" };
-
-/*
- * ARGV[12..]: (msg id, key, attempt, outcome, reason) per job; outcome is
- * done, retry, fail or release (handed back unstarted: the attempt is
- * not counted).  Returns per job 0 (the lease is no longer current:
- * refused), 1 done, 2 retrying, 3 dead letter, 4 released.
- */
-static struct keel_rscript lua_finish = { "jobs_finish", LUA_PRELUDE
-"local res = {}\n"
-"for i = 12, #ARGV, 5 do\n"
-"  local id, k, att, oc, why = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3], ARGV[i + 4]\n"
-"  local jk = JP .. k\n"
-"  local h = redis.call('HMGET', jk, 'state', 'lease')\n"
-"  if h[1] ~= 'active' or tonumber(h[2]) ~= att then\n"
-"    res[#res + 1] = 0\n"
-"  else\n"
-"    redis.call('ZREM', A, k)\n"
-"    redis.call('XACK', S, 'workers', id)\n"
-"    redis.call('XDEL', S, id)\n"
-"    if oc == 'done' then\n"
-"      if KEEP_C > 0 then\n"
-"        redis.call('HSET', jk, 'state', 'completed', 'finished', T)\n"
-"        redis.call('ZADD', C, T, k)\n"
-"      else\n"
-"        redis.call('DEL', jk)\n"
-"      end\n"
-"      res[#res + 1] = 1\n"
-"    elseif oc == 'release' then\n"
-"      redis.call('HSET', jk, 'state', 'waiting', 'attempts', att - 1, 'lease', 0)\n"
-"      redis.call('XADD', S, '*', 'job', k)\n"
-"      res[#res + 1] = 4\n"
-"    elseif oc == 'retry' then\n"
-"      res[#res + 1] = retry_or_dead(k, att, why)\n"
-"    else\n"
-"      dead(k, why)\n"
-"      res[#res + 1] = 3\n"
-"    end\n"
-"  end\n"
-"end\n"
-"trim()\n"
-"return res\n", "" };
-
-/* Returns { waiting, active, delayed, completed, failed }. */
-static struct keel_rscript lua_stats = { "jobs_stats", LUA_PRELUDE
-"local a = redis.call('ZCARD', A)\n"
-"return { math.max(0, redis.call('XLEN', S) - a), a, redis.call('ZCARD', D),\n"
-"  redis.call('ZCARD', C), redis.call('XLEN', X) }\n", "" };
-
-/* Moves every dead letter back with fresh attempts; returns the count. */
-static struct keel_rscript lua_retry_failed = { "jobs_retry_failed",
-LUA_PRELUDE
-"ensure_group()\n"
-"local n = 0\n"
-"local ents = redis.call('XRANGE', X, '-', '+', 'COUNT', 1000)\n"
-"for _, e in ipairs(ents) do\n"
-"  local f = {}\n"
-"  for i = 1, #e[2], 2 do f[e[2][i]] = e[2][i + 1] end\n"
-"  if f.job and f.job ~= '' then\n"
-"    add_job(f.job, f.kind or '', f.payload or '', 0)\n"
-"    n = n + 1\n"
-"  end\n"
-"  redis.call('XDEL', X, e[1])\n"
-"end\n"
-"return n\n", "" };
-
-static struct keel_rscript lua_prune = { "jobs_prune", LUA_PRELUDE
-"return trim()\n", "" };
+static struct keel_rscript lua_enqueue = {
+	.name = "jobs_enqueue", .lua = keel_lua_queue_enqueue };
+static struct keel_rscript lua_fetch = {
+	.name = "jobs_fetch", .lua = keel_lua_queue_fetch };
+static struct keel_rscript lua_finish = {
+	.name = "jobs_finish", .lua = keel_lua_queue_finish };
+static struct keel_rscript lua_stats = {
+	.name = "jobs_stats", .lua = keel_lua_queue_stats };
+static struct keel_rscript lua_retry_failed = {
+	.name = "jobs_retry_failed", .lua = keel_lua_queue_retry_failed };
+static struct keel_rscript lua_prune = {
+	.name = "jobs_prune", .lua = keel_lua_queue_prune };
 
 /* ------------------------------------------------------------ plumbing */
 
