@@ -3,14 +3,14 @@
  * queues.c -- queue stats and dead-letter retry (API.md, "Queues").
  *
  * Admin only (the router enforces the access bits).  Counts come from one
- * Lua script per queue (lib/jobs.c), so the five numbers are one
+ * Lua script per queue (lib/queue.c), so the five numbers are one
  * consistent snapshot.  keel-queues does the same from a shell.
  */
 #include "config.h"
 
 #include "keel/http.h"
-#include "keel/jobs.h"
 #include "keel/json.h"
+#include "keel/queue.h"
 #include "keel/router.h"
 #include "keel/serve.h"
 
@@ -18,7 +18,7 @@ static int
 queues_lookup(struct keel_req *req, const char *name,
     const struct keel_queue **q)
 {
-	if ((*q = keel_jobs_queue(name)) == NULL) {
+	if ((*q = keel_queue_find(name)) == NULL) {
 		keel_http_reply_error(req, 404, "not_found", "no such queue",
 		    NULL);
 		return -1;
@@ -29,11 +29,11 @@ queues_lookup(struct keel_req *req, const char *name,
 static enum keel_err
 queues_reply_stats(struct keel_req *req, const struct keel_queue *q)
 {
-	struct keel_jobs_stats	 st;
+	struct keel_queue_stats	 st;
 	struct json_object	*o;
 	enum keel_err		 er;
 
-	if ((er = keel_jobs_stats(req->redis, q, &st)) != KEEL_OK)
+	if ((er = keel_queue_stats(req->redis, q, &st)) != KEEL_OK)
 		return er;
 	o = json_object_new_object();
 	json_object_object_add(o, "waiting", json_object_new_int64(st.waiting));
@@ -60,7 +60,7 @@ queues_stats(struct keel_req *req)
 static enum keel_err
 queues_email_stats(struct keel_req *req)
 {
-	return queues_reply_stats(req, keel_jobs_queue("email"));
+	return queues_reply_stats(req, keel_queue_find("email"));
 }
 
 static enum keel_err
@@ -73,7 +73,7 @@ queues_retry(struct keel_req *req)
 
 	if (queues_lookup(req, keel_http_param(req, "name"), &q) == -1)
 		return KEEL_OK;
-	if ((er = keel_jobs_retry_failed(req->redis, q, &n)) != KEEL_OK)
+	if ((er = keel_queue_retry_failed(req->redis, q, &n)) != KEEL_OK)
 		return er;
 	o = json_object_new_object();
 	json_object_object_add(o, "retried", json_object_new_int64(n));

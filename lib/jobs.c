@@ -1,36 +1,21 @@
 /* SPDX-License-Identifier: ISC */
 /*
- * jobs.c -- the job outbox and the Redis Streams queues.
+ * jobs.c -- the job outbox and the drainer.
  *
  * A job is a row of the outbox table first (sql/006_outbox.sql), written in
  * the caller's transaction, so no job is lost between the database and the
  * queue: the app pushes it right after commit and the relay moves rows left
- * behind.
+ * behind.  The queues themselves -- keys, policy, scripts -- are queue.c's.
  *
- * In Redis a queue <q> is a handful of keys under "keel:q:<q>:":
- *
- *   s        stream of ready jobs ("job" => key), consumer group "workers"
- *   d        zset: delayed jobs (retries, too), scored by when they are due
- *   a        zset: leased jobs, scored by lease deadline (the in-flight set)
- *   c        zset: completed jobs kept for retention, scored by finish time
- *   x        stream: dead letters (job, kind, payload, attempts, reason)
- *   r        zset: recent lease times, the shared sliding-window rate limit
- *   j:<key>  hash: the job (kind, payload, state, attempts, lease, ...)
- *
- * Every state change is one Lua script, timed by the server's TIME, so all
- * consumers on all hosts agree on one clock.  A lease carries the attempt
- * number it was given for; finishing a job checks that number, so a late
- * answer from a consumer whose lease expired (and whose job was reclaimed
- * with XAUTOCLAIM, counted as an attempt and rescheduled with backoff) is
- * refused instead of corrupting the job.  Retention runs inside every
- * finish, not in a separate sweep that may never come.
+ * A lease carries the attempt number it was given for; finishing a job
+ * checks that number, so a late answer from a consumer whose lease expired
+ * (and whose job was reclaimed with XAUTOCLAIM, counted as an attempt and
+ * rescheduled with backoff) is refused instead of corrupting the job.
  */
 #include "config.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,211 +28,25 @@
 #include "keel/json.h"
 #include "keel/log.h"
 #include "keel/mem.h"
+#include "keel/queue.h"
 #include "keel/redis.h"
 #include "lua_scripts.h"
-
-#define JOBS_GROUP	"workers"
-#define NSETTINGS	10	/* ARGV[2..11]: the queue's policy */
-
-/*
- * The queues.  email is the seeds' policy (3 attempts: now, +2 s, +4 s;
- * 5 in flight; 10/s; 100 completed for a day; 500 failed).  leaderboard
- * and notifications are consumed by the drainers of their resources;
- * noop exists for benchmarks and smoke tests.  A queue missing here (an
- * outbox row naming one) gets the last row's policy.
- */
-static const struct keel_queue queues[] = {
-	/* name, attempts, backoff, inflight, rate, rate_ms, batch,
-	   keep_c, age_c, keep_f, age_f */
-	{ "email", 3, 2000, 5, 10, 1000, 1, 100, 86400, 500, 0 },
-	{ "leaderboard", 5, 1000, 100, 0, 1000, 100, 100, 86400, 500, 0 },
-	{ "notifications", 5, 1000, 100, 0, 1000, 100, 100, 86400, 500, 0 },
-	{ "noop", 3, 1000, 100000, 0, 1000, 1000, 100, 86400, 500, 0 },
-};
-
-static const struct keel_queue default_queue =
-	{ NULL, 5, 1000, 100, 0, 1000, 100, 100, 86400, 500, 0 };
-
-const struct keel_queue *
-keel_jobs_queue(const char *name)
-{
-	size_t	 i;
-
-	for (i = 0; i < sizeof(queues) / sizeof(queues[0]); i++)
-		if (strcmp(queues[i].name, name) == 0)
-			return &queues[i];
-	return NULL;
-}
-
-const struct keel_queue *
-keel_jobs_queues(size_t *n)
-{
-	*n = sizeof(queues) / sizeof(queues[0]);
-	return queues;
-}
-
-int64_t
-keel_jobs_backoff_ms(const struct keel_queue *q, int attempt)
-{
-	int	 shift = attempt < 2 ? 0 : attempt - 2;
-
-	if (shift > 20)
-		shift = 20;
-	return (int64_t)q->backoff_ms << shift;
-}
-
-/* ------------------------------------------------------------- scripts */
-
-/*
- * The scripts are lib/lua/queue_*.lua, each with queue_prelude.lua in
- * front (KEYS: s d a c x r; ARGV[1] the job hash prefix, ARGV[2..11] the
- * policy, see args_queue), embedded by scripts/lua-embed.  What each
- * takes and returns is at the top of its file.
- */
-static struct keel_rscript lua_enqueue = {
-	.name = "jobs_enqueue", .lua = keel_lua_queue_enqueue };
-static struct keel_rscript lua_fetch = {
-	.name = "jobs_fetch", .lua = keel_lua_queue_fetch };
-static struct keel_rscript lua_finish = {
-	.name = "jobs_finish", .lua = keel_lua_queue_finish };
-static struct keel_rscript lua_stats = {
-	.name = "jobs_stats", .lua = keel_lua_queue_stats };
-static struct keel_rscript lua_retry_failed = {
-	.name = "jobs_retry_failed", .lua = keel_lua_queue_retry_failed };
-static struct keel_rscript lua_prune = {
-	.name = "jobs_prune", .lua = keel_lua_queue_prune };
-
-/* ------------------------------------------------------------ plumbing */
-
-/* The argument vector of one script call: keys, prefix, policy, more. */
-struct jobs_args {
-	const char	**av;
-	size_t		 *al;
-	int		  n, cap;
-	struct keel_buf	  nums;		/* backing store of numbers */
-	char		**own;		/* strings we allocated */
-	int		  nown;
-};
-
-static void
-args_push(struct jobs_args *a, const char *s, size_t len)
-{
-	if (a->n == a->cap) {
-		a->cap = a->cap ? a->cap * 2 : 32;
-		a->av = keel_realloc(a->av, (size_t)a->cap * sizeof(*a->av));
-		a->al = keel_realloc(a->al, (size_t)a->cap * sizeof(*a->al));
-		a->own = keel_realloc(a->own, (size_t)a->cap *
-		    sizeof(*a->own));
-	}
-	a->av[a->n] = s;
-	a->al[a->n] = len;
-	a->n++;
-}
-
-static void
-args_str(struct jobs_args *a, const char *s)
-{
-	args_push(a, s, strlen(s));
-}
-
-/* A copy we own (numbers, built key names). */
-static void
-args_fmt(struct jobs_args *a, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
-args_fmt(struct jobs_args *a, const char *fmt, ...)
-{
-	struct keel_buf	 b = { NULL, 0, 0 };
-	va_list		 ap;
-
-	va_start(ap, fmt);
-	keel_buf_vprintf(&b, fmt, ap);
-	va_end(ap);
-	/* After the push own has room: nown < n <= cap. */
-	args_push(a, b.data, b.len);
-	a->own[a->nown++] = b.data;
-}
-
-static void
-args_free(struct jobs_args *a)
-{
-	int	 i;
-
-	for (i = 0; i < a->nown; i++)
-		free(a->own[i]);
-	free(a->own);
-	free(a->av);
-	free(a->al);
-	memset(a, 0, sizeof(*a));
-}
-
-/* Keys, the job prefix and the policy: the first 17 arguments. */
-static void
-args_queue(struct jobs_args *a, const struct keel_queue *q, const char *name)
-{
-	static const char *const sfx[] = { "s", "d", "a", "c", "x", "r" };
-	const struct keel_config *cfg = keel_config();
-	size_t	 i;
-	int	 vis = cfg != NULL ? cfg->job_visibility : 60;
-
-	for (i = 0; i < 6; i++)
-		args_fmt(a, "keel:q:%s:%s", name, sfx[i]);
-	args_fmt(a, "keel:q:%s:j:", name);
-	args_fmt(a, "%d", q->attempts);
-	args_fmt(a, "%d", q->backoff_ms);
-	args_fmt(a, "%d", q->inflight);
-	args_fmt(a, "%d", q->rate);
-	args_fmt(a, "%d", q->rate_ms);
-	args_fmt(a, "%d", vis * 1000);
-	args_fmt(a, "%d", q->keep_completed);
-	args_fmt(a, "%lld", (long long)q->completed_age * 1000);
-	args_fmt(a, "%d", q->keep_failed);
-	args_fmt(a, "%lld", (long long)q->failed_age * 1000);
-}
-
-static enum keel_err
-args_eval(struct keel_redis *r, struct keel_rscript *s, struct jobs_args *a,
-    struct keel_rreply **out)
-{
-	enum keel_err	 er;
-
-	if ((er = keel_redis_eval(r, s, 6, a->n, a->av, a->al, out)) !=
-	    KEEL_OK)
-		return er;
-	if ((*out)->type == KEEL_R_ERROR) {
-		keel_log_error("jobs: script %s: %s", s->name, (*out)->str);
-		keel_rreply_free(*out);
-		*out = NULL;
-		return KEEL_EINTERNAL;
-	}
-	return KEEL_OK;
-}
-
-static long long
-rint_at(const struct keel_rreply *rep, size_t i)
-{
-	if (rep->type != KEEL_R_ARRAY || i >= rep->nelem)
-		return 0;
-	if (rep->elem[i].type == KEEL_R_INT)
-		return rep->elem[i].integer;
-	if (rep->elem[i].type == KEEL_R_STR)
-		return strtoll(rep->elem[i].str, NULL, 10);
-	return 0;
-}
+#include "queue_private.h"
 
 /* -------------------------------------------------------------- outbox */
 
-static const struct keel_query q_outbox_add = { "jobs_outbox_add",
-	"INSERT INTO outbox (queue, kind, payload, idempotency_key) "
-	"VALUES ($1, $2, $3::jsonb, $4) RETURNING id", 4, KEEL_DB_PRIMARY };
+static const struct keel_query q_outbox_add = {
+	.name = "outbox_add",
+	.sql = "INSERT INTO outbox (queue, kind, payload, idempotency_key) "
+	    "VALUES ($1, $2, $3::jsonb, $4) RETURNING id",
+	.nparams = 4, .target = KEEL_DB_PRIMARY };
 
 static const struct keel_query q_outbox_add_delayed = {
-	"jobs_outbox_add_delayed",
-	"INSERT INTO outbox (queue, kind, payload, idempotency_key, "
-	"available_at) VALUES ($1, $2, $3::jsonb, $4, "
-	"now() + $5::bigint * interval '1 millisecond') RETURNING id", 5,
-	KEEL_DB_PRIMARY };
+	.name = "outbox_add_delayed",
+	.sql = "INSERT INTO outbox (queue, kind, payload, idempotency_key, "
+	    "available_at) VALUES ($1, $2, $3::jsonb, $4, "
+	    "now() + $5::bigint * interval '1 millisecond') RETURNING id",
+	.nparams = 5, .target = KEEL_DB_PRIMARY };
 
 /* The delay is what is left of available_at, by the database's clock;
  * Redis then counts it on its own. */
@@ -255,13 +54,17 @@ static const struct keel_query q_outbox_add_delayed = {
 	"GREATEST(0, ceil(extract(epoch FROM available_at - now()) * 1000))" \
 	"::bigint"
 
-static const struct keel_query q_outbox_by_ids = { "jobs_outbox_by_ids",
-	"SELECT " OUTBOX_COLS " FROM outbox WHERE id = ANY($1::bigint[]) "
-	"AND pushed_at IS NULL ORDER BY id", 1, KEEL_DB_PRIMARY };
+static const struct keel_query q_outbox_by_ids = {
+	.name = "outbox_by_ids",
+	.sql = "SELECT " OUTBOX_COLS " FROM outbox "
+	    "WHERE id = ANY($1::bigint[]) AND pushed_at IS NULL ORDER BY id",
+	.nparams = 1, .target = KEEL_DB_PRIMARY };
 
-static const struct keel_query q_outbox_pending = { "jobs_outbox_pending",
-	"SELECT " OUTBOX_COLS " FROM outbox WHERE pushed_at IS NULL "
-	"ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED", 1, KEEL_DB_PRIMARY };
+static const struct keel_query q_outbox_pending = {
+	.name = "outbox_pending",
+	.sql = "SELECT " OUTBOX_COLS " FROM outbox WHERE pushed_at IS NULL "
+	    "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+	.nparams = 1, .target = KEEL_DB_PRIMARY };
 
 /*
  * The mark needn't be durable: lost in a crash, it only makes the relay
@@ -269,10 +72,13 @@ static const struct keel_query q_outbox_pending = { "jobs_outbox_pending",
  * the WAL flush (set_config(..., true) lasts until that commit), which
  * saves the request path a disk flush.
  */
-static const struct keel_query q_outbox_mark = { "jobs_outbox_mark",
-	"WITH async AS (SELECT set_config('synchronous_commit', 'off', true)) "
-	"UPDATE outbox SET pushed_at = now() FROM async "
-	"WHERE id = ANY($1::bigint[])", 1, KEEL_DB_PRIMARY };
+static const struct keel_query q_outbox_mark = {
+	.name = "outbox_mark",
+	.sql = "WITH async AS "
+	    "(SELECT set_config('synchronous_commit', 'off', true)) "
+	    "UPDATE outbox SET pushed_at = now() FROM async "
+	    "WHERE id = ANY($1::bigint[])",
+	.nparams = 1, .target = KEEL_DB_PRIMARY };
 
 enum keel_err
 keel_jobs_outbox_add(struct keel_db *db, const char *queue, const char *kind,
@@ -325,28 +131,25 @@ static enum keel_err
 push_rows(struct keel_redis *r, const struct keel_rows *rows,
     struct keel_buf *ids, int *pushed)
 {
-	const struct keel_queue	*q;
 	struct keel_rreply	*rep = NULL;
-	struct jobs_args	 a;
+	struct keel_queue_args	 a;
 	const char		*name;
 	size_t			 i, j, n = keel_rows_count(rows);
 	enum keel_err		 er = KEEL_OK;
 
 	for (i = 0; i < n; i = j) {
 		name = keel_rows_value(rows, i, 1);
-		if ((q = keel_jobs_queue(name)) == NULL)
-			q = &default_queue;
-		memset(&a, 0, sizeof(a));
-		args_queue(&a, q, name);
+		keel_queue_args_init(&a, keel_queue_policy(name), name);
 		for (j = i; j < n && strcmp(keel_rows_value(rows, j, 1),
 		    name) == 0 && j - i < 200; j++) {
-			args_str(&a, keel_rows_value(rows, j, 4));
-			args_str(&a, keel_rows_value(rows, j, 2));
-			args_str(&a, keel_rows_value(rows, j, 3));
-			args_str(&a, keel_rows_value(rows, j, 5));
+			keel_queue_args_str(&a, keel_rows_value(rows, j, 4));
+			keel_queue_args_str(&a, keel_rows_value(rows, j, 2));
+			keel_queue_args_str(&a, keel_rows_value(rows, j, 3));
+			keel_queue_args_str(&a, keel_rows_value(rows, j, 5));
 		}
-		er = args_eval(r, &lua_enqueue, &a, &rep);
-		args_free(&a);
+		er = keel_queue_args_eval(r, &keel_queue_script_enqueue, &a,
+		    &rep);
+		keel_queue_args_free(&a);
 		keel_rreply_free(rep);
 		rep = NULL;
 		if (er != KEEL_OK)
@@ -396,7 +199,7 @@ keel_jobs_push(struct keel_db *db, struct keel_redis *r, const int64_t *ids,
 	}
 out:
 	if (er != KEEL_OK)
-		keel_log_warnx("jobs: push after commit failed (%s); the "
+		keel_log_warnx("outbox: push after commit failed (%s); the "
 		    "relay will move the job", keel_strerror(er));
 	keel_rows_free(rows);
 	keel_buf_free(&in);
@@ -447,182 +250,12 @@ out:
 	return er;
 }
 
-/* ------------------------------------------------------------ queues */
-
-enum keel_err
-keel_jobs_enqueue(struct keel_redis *r, const struct keel_queue *q,
-    const char *kind, const char *payload, const char *idem_key,
-    int64_t delay_ms, int *added)
-{
-	struct keel_rreply	*rep = NULL;
-	struct jobs_args	 a;
-	enum keel_err		 er;
-
-	memset(&a, 0, sizeof(a));
-	args_queue(&a, q, q->name);
-	args_str(&a, idem_key);
-	args_str(&a, kind);
-	args_str(&a, payload);
-	args_fmt(&a, "%lld", (long long)delay_ms);
-	if ((er = args_eval(r, &lua_enqueue, &a, &rep)) == KEEL_OK &&
-	    added != NULL)
-		*added = (int)rint_at(rep, 0);
-	keel_rreply_free(rep);
-	args_free(&a);
-	return er;
-}
-
-enum keel_err
-keel_jobs_stats(struct keel_redis *r, const struct keel_queue *q,
-    struct keel_jobs_stats *st)
-{
-	struct keel_rreply	*rep = NULL;
-	struct jobs_args	 a;
-	enum keel_err		 er;
-
-	memset(&a, 0, sizeof(a));
-	args_queue(&a, q, q->name);
-	if ((er = args_eval(r, &lua_stats, &a, &rep)) == KEEL_OK) {
-		st->waiting = rint_at(rep, 0);
-		st->active = rint_at(rep, 1);
-		st->delayed = rint_at(rep, 2);
-		st->completed = rint_at(rep, 3);
-		st->failed = rint_at(rep, 4);
-	}
-	keel_rreply_free(rep);
-	args_free(&a);
-	return er;
-}
-
-static enum keel_err
-simple_script(struct keel_redis *r, const struct keel_queue *q,
-    struct keel_rscript *s, int64_t *n)
-{
-	struct keel_rreply	*rep = NULL;
-	struct jobs_args	 a;
-	enum keel_err		 er;
-
-	memset(&a, 0, sizeof(a));
-	args_queue(&a, q, q->name);
-	if ((er = args_eval(r, s, &a, &rep)) == KEEL_OK && n != NULL)
-		*n = rep->type == KEEL_R_INT ? rep->integer : 0;
-	keel_rreply_free(rep);
-	args_free(&a);
-	return er;
-}
-
-enum keel_err
-keel_jobs_retry_failed(struct keel_redis *r, const struct keel_queue *q,
-    int64_t *moved)
-{
-	int64_t		 n;
-	enum keel_err	 er;
-
-	/* 1000 dead letters per call keeps each script short. */
-	*moved = 0;
-	do {
-		if ((er = simple_script(r, q, &lua_retry_failed, &n)) !=
-		    KEEL_OK)
-			return er;
-		*moved += n;
-	} while (n == 1000);
-	return KEEL_OK;
-}
-
-enum keel_err
-keel_jobs_prune(struct keel_redis *r, const struct keel_queue *q,
-    int64_t *removed)
-{
-	int64_t		 n, total = 0;
-	enum keel_err	 er;
-
-	do {
-		if ((er = simple_script(r, q, &lua_prune, &n)) != KEEL_OK)
-			return er;
-		total += n;
-	} while (n >= 1000);
-	if (removed != NULL)
-		*removed = total;
-	return KEEL_OK;
-}
-
-/* Deletes keys matching pattern with SCAN (never KEYS: it blocks). */
-static enum keel_err
-del_matching(struct keel_redis *r, const char *pattern, int64_t *n)
-{
-	struct keel_rreply	*rep = NULL, *keys;
-	const char		*av[6], **dv = NULL;
-	char			 cursor[32] = "0";
-	enum keel_err		 er;
-	size_t			 i;
-
-	do {
-		av[0] = "SCAN";
-		av[1] = cursor;
-		av[2] = "MATCH";
-		av[3] = pattern;
-		av[4] = "COUNT";
-		av[5] = "1000";
-		if ((er = keel_redis_cmd(r, 6, av, NULL, &rep)) != KEEL_OK)
-			return er;
-		if (rep->type != KEEL_R_ARRAY || rep->nelem != 2) {
-			keel_rreply_free(rep);
-			return KEEL_EINTERNAL;
-		}
-		snprintf(cursor, sizeof(cursor), "%s", rep->elem[0].str);
-		keys = &rep->elem[1];
-		if (keys->nelem > 0) {
-			dv = keel_calloc(keys->nelem + 1, sizeof(*dv));
-			dv[0] = "UNLINK";
-			for (i = 0; i < keys->nelem; i++)
-				dv[i + 1] = keys->elem[i].str;
-			er = keel_redis_cmd(r, (int)keys->nelem + 1, dv, NULL,
-			    NULL);
-			*n += (int64_t)keys->nelem;
-			free(dv);
-		}
-		keel_rreply_free(rep);
-		rep = NULL;
-	} while (er == KEEL_OK && strcmp(cursor, "0") != 0);
-	return er;
-}
-
-enum keel_err
-keel_jobs_purge(struct keel_redis *r, const struct keel_queue *q,
-    const char *what, int64_t *removed)
-{
-	struct keel_jobs_stats	 st;
-	char			 key[128], pat[128];
-	const char		*av[2];
-	enum keel_err		 er;
-	int64_t			 n = 0;
-
-	if ((er = keel_jobs_stats(r, q, &st)) != KEEL_OK)
-		return er;
-	av[0] = "UNLINK";
-	av[1] = key;
-	if (strcmp(what, "failed") == 0) {
-		snprintf(key, sizeof(key), "keel:q:%s:x", q->name);
-		er = keel_redis_cmd(r, 2, av, NULL, NULL);
-		n = st.failed;
-	} else if (strcmp(what, "completed") == 0) {
-		/* Retention with nothing to keep, by a zero-count policy. */
-		struct keel_queue	 z = *q;
-
-		z.keep_completed = 0;
-		er = keel_jobs_prune(r, &z, NULL);
-		n = st.completed;
-	} else if (strcmp(what, "all") == 0) {
-		snprintf(pat, sizeof(pat), "keel:q:%s:*", q->name);
-		er = del_matching(r, pat, &n);
-	} else
-		return KEEL_EINVAL;
-	if (er == KEEL_OK && removed != NULL)
-		*removed = n;
-	return er;
-}
-
 /* ------------------------------------------------------------ drainer */
+
+static struct keel_rscript script_fetch = {
+	.name = "queue_fetch", .lua = keel_lua_queue_fetch };
+static struct keel_rscript script_finish = {
+	.name = "queue_finish", .lua = keel_lua_queue_finish };
 
 struct drain_counts {
 	long	 processed;	/* completed */
@@ -667,48 +300,45 @@ drain_sleep(int ms)
  * already done into a stalled one, sent twice.
  */
 static void
-drain_finish(struct keel_cron *c, struct keel_redis *r,
-    const struct keel_queue *q, struct drain_job *jobs, size_t n,
-    struct drain_counts *cnt)
+drain_finish(struct keel_redis *r, const struct keel_queue *q,
+    struct drain_job *jobs, size_t n, struct drain_counts *cnt)
 {
 	struct keel_rreply	*rep = NULL;
-	struct jobs_args	 a;
+	struct keel_queue_args	 a;
 	enum keel_err		 er;
 	size_t			 i;
 	int			 tries;
 
-	memset(&a, 0, sizeof(a));
-	args_queue(&a, q, q->name);
+	keel_queue_args_init(&a, q, q->name);
 	for (i = 0; i < n; i++) {
-		args_str(&a, jobs[i].msgid);
-		args_str(&a, jobs[i].job.key);
-		args_fmt(&a, "%d", jobs[i].job.attempt);
-		args_str(&a, jobs[i].outcome);
-		args_str(&a, jobs[i].why);
+		keel_queue_args_str(&a, jobs[i].msgid);
+		keel_queue_args_str(&a, jobs[i].job.key);
+		keel_queue_args_fmt(&a, "%d", jobs[i].job.attempt);
+		keel_queue_args_str(&a, jobs[i].outcome);
+		keel_queue_args_str(&a, jobs[i].why);
 	}
 	for (tries = 0; tries < 40; tries++) {
-		if ((er = args_eval(r, &lua_finish, &a, &rep)) !=
+		if ((er = keel_queue_args_eval(r, &script_finish, &a, &rep)) !=
 		    KEEL_EUNAVAIL)
 			break;
 		if (tries == 0)
-			keel_log_warnx("jobs: recording results: redis "
+			keel_log_warnx("drain: recording results: redis "
 			    "unavailable (%s); retrying", keel_redis_errstr(r));
 		drain_sleep(250);
 	}
-	args_free(&a);
+	keel_queue_args_free(&a);
 	if (er != KEEL_OK) {
-		keel_log_error("jobs: %zu results not recorded (%s); their "
+		keel_log_error("drain: %zu results not recorded (%s); their "
 		    "leases will expire and count as attempts", n,
 		    keel_strerror(er));
-		(void)c;
 		return;
 	}
 	for (i = 0; i < n; i++) {
-		switch (rint_at(rep, i)) {
+		switch (keel_queue_reply_int(rep, i)) {
 		case 0:
 			cnt->refused++;
-			keel_log_warnx("jobs: %s %s attempt %d: lease no longer "
-			    "current, result dropped", q->name,
+			keel_log_warnx("drain: %s %s attempt %d: lease no "
+			    "longer current, result dropped", q->name,
 			    jobs[i].job.key, jobs[i].job.attempt);
 			break;
 		case 1:
@@ -716,14 +346,14 @@ drain_finish(struct keel_cron *c, struct keel_redis *r,
 			break;
 		case 2:
 			cnt->retried++;
-			keel_log_info("jobs: %s %s attempt %d failed, retrying:"
-			    " %s", q->name, jobs[i].job.key,
+			keel_log_info("drain: %s %s attempt %d failed, "
+			    "retrying: %s", q->name, jobs[i].job.key,
 			    jobs[i].job.attempt, jobs[i].why);
 			break;
 		case 3:
 			cnt->failed++;
-			keel_log_warnx("jobs: %s %s dead-lettered after attempt"
-			    " %d: %s", q->name, jobs[i].job.key,
+			keel_log_warnx("drain: %s %s dead-lettered after "
+			    "attempt %d: %s", q->name, jobs[i].job.key,
 			    jobs[i].job.attempt, jobs[i].why);
 			break;
 		default:
@@ -736,9 +366,9 @@ drain_finish(struct keel_cron *c, struct keel_redis *r,
 
 /* Runs the leased jobs of one fetch reply (elements 6..). */
 static void
-drain_batch(struct keel_cron *c, struct keel_redis *r,
-    const struct keel_drainer *d, const struct keel_queue *q, void *ctx,
-    const struct keel_rreply *rep, struct drain_counts *cnt)
+drain_batch(struct keel_redis *r, const struct keel_drainer *d,
+    const struct keel_queue *q, void *ctx, const struct keel_rreply *rep,
+    struct drain_counts *cnt)
 {
 	struct drain_job	*jobs;
 	const struct keel_rreply *e;
@@ -781,7 +411,7 @@ drain_batch(struct keel_cron *c, struct keel_redis *r,
 			break;
 		}
 	}
-	drain_finish(c, r, q, jobs, n, cnt);
+	drain_finish(r, q, jobs, n, cnt);
 	free(jobs);
 }
 
@@ -794,12 +424,11 @@ static enum keel_err
 drain_block(struct keel_redis *r, const struct keel_queue *q,
     const char *last_id, int ms)
 {
-	enum keel_err	 er;
-
 	const char	*av[6];
 	char		 key[128], block[16];
+	enum keel_err	 er;
 
-	snprintf(key, sizeof(key), "keel:q:%s:s", q->name);
+	snprintf(key, sizeof(key), KEEL_QUEUE_KEY, q->name, "s");
 	snprintf(block, sizeof(block), "%d", ms);
 	av[0] = "XREAD";
 	av[1] = "BLOCK";
@@ -838,12 +467,12 @@ keel_jobs_drain(int argc, char *argv[], const struct keel_drainer *d)
 	struct keel_redis	*r;
 	struct keel_rreply	*rep = NULL;
 	struct drain_counts	 cnt;
-	struct jobs_args	 a;
+	struct keel_queue_args	 a;
 	char			 consumer[300], host[256];
 	void			*ctx;
 	enum keel_err		 er;
 	int64_t			 budget = 0;
-	int			 ch, until_empty = 0, down = 0, wait;
+	int			 ch, until_empty = 0, down = 0, wait, vis_ms;
 	long long		 wake;
 
 	while ((ch = getopt_long(argc, argv, "b:ech", longopts, NULL)) !=
@@ -866,8 +495,8 @@ keel_jobs_drain(int argc, char *argv[], const struct keel_drainer *d)
 			return ch == 'h' ? 0 : 2;
 		}
 	}
-	if ((q = keel_jobs_queue(d->queue)) == NULL) {
-		fprintf(stderr, "%s: no queue %s in jobs.c\n", d->name,
+	if ((q = keel_queue_find(d->queue)) == NULL) {
+		fprintf(stderr, "%s: no queue %s in queue.c\n", d->name,
 		    d->queue);
 		return 1;
 	}
@@ -892,52 +521,53 @@ keel_jobs_drain(int argc, char *argv[], const struct keel_drainer *d)
 	snprintf(consumer, sizeof(consumer), "%s:%ld", host, (long)getpid());
 	r = keel_redis_open(&c.cfg);
 	ctx = d->setup != NULL ? d->setup(&c.cfg) : NULL;
+	vis_ms = c.cfg.job_visibility * 1000;
 
 	while (!keel_cron_stopping(&c)) {
-		memset(&a, 0, sizeof(a));
-		args_queue(&a, q, q->name);
-		args_str(&a, consumer);
-		args_fmt(&a, "%d", q->batch);
-		er = args_eval(r, &lua_fetch, &a, &rep);
-		args_free(&a);
+		keel_queue_args_init(&a, q, q->name);
+		keel_queue_args_str(&a, consumer);
+		keel_queue_args_fmt(&a, "%d", q->batch);
+		keel_queue_args_fmt(&a, "%d", vis_ms);
+		er = keel_queue_args_eval(r, &script_fetch, &a, &rep);
+		keel_queue_args_free(&a);
 		if (er != KEEL_OK) {
 			/* Redis restarting: reconnect and carry on. */
 			if (!down++)
-				keel_log_warnx("jobs: %s: %s (%s); retrying",
+				keel_log_warnx("drain: %s: %s (%s); retrying",
 				    q->name, keel_strerror(er),
 				    keel_redis_errstr(r));
 			drain_sleep(500);
 			continue;
 		}
 		if (down) {
-			keel_log_info("jobs: %s: redis is back", q->name);
+			keel_log_info("drain: %s: redis is back", q->name);
 			down = 0;
 		}
-		cnt.stalled += rint_at(rep, 3);
-		cnt.failed += rint_at(rep, 4);
+		cnt.stalled += keel_queue_reply_int(rep, 3);
+		cnt.failed += keel_queue_reply_int(rep, 4);
 		if (rep->nelem > 6) {
-			drain_batch(&c, r, d, q, ctx, rep, &cnt);
+			drain_batch(r, d, q, ctx, rep, &cnt);
 			keel_cron_progress(&c, "processed=%ld failed=%ld "
 			    "retried=%ld", cnt.processed, cnt.failed,
 			    cnt.retried);
-		} else if (until_empty && rint_at(rep, 5) == 0) {
+		} else if (until_empty && keel_queue_reply_int(rep, 5) == 0) {
 			break;
 		} else {
 			/* Nothing to lease: block until a new job, the next
 			 * due one, or free capacity -- at most a second. */
-			wake = rint_at(rep, 0);
+			wake = keel_queue_reply_int(rep, 0);
 			wait = (int)(keel_cron_left_ms(&c) < 1000 ?
 			    keel_cron_left_ms(&c) : 1000);
 			if (wake >= 0 && wake < wait)
 				wait = (int)wake;
 			if (wait < 1)
 				wait = 1;
-			if (rint_at(rep, 1))
+			if (keel_queue_reply_int(rep, 1))
 				drain_sleep(wait < 50 ? wait : 50);
 			else if (drain_block(r, q, rep->elem[2].str, wait) !=
 			    KEEL_OK && !down++)
-				keel_log_warnx("jobs: %s: waiting for jobs: %s; "
-				    "reconnecting", q->name,
+				keel_log_warnx("drain: %s: waiting for jobs: "
+				    "%s; reconnecting", q->name,
 				    keel_redis_errstr(r));
 		}
 		keel_rreply_free(rep);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: ISC */
-/* jobs.h -- the outbox and the Redis Streams queues (DESIGN.md, "Jobs"). */
+/* jobs.h -- the outbox and the drainer (DESIGN.md, "Jobs"); the queues
+ * are queue.h's. */
 #ifndef KEEL_JOBS_H
 #define KEEL_JOBS_H
 
@@ -11,33 +12,6 @@
 struct keel_config;
 struct keel_db;
 struct keel_redis;
-
-/*
- * One queue's policy: a row of the table in jobs.c.  Times are in
- * milliseconds of the Redis server's clock (TIME), never a host's.
- */
-struct keel_queue {
-	const char	*name;
-	int		 attempts;	/* in all, the first try included */
-	int		 backoff_ms;	/* before the 2nd attempt; doubles */
-	int		 inflight;	/* leases at once, every consumer */
-	int		 rate;		/* leases per rate_ms, every consumer;
-					   0: unlimited */
-	int		 rate_ms;
-	int		 batch;		/* jobs one fetch leases at most */
-	int		 keep_completed; /* newest completed jobs kept */
-	int		 completed_age;	/* seconds kept; 0: count only */
-	int		 keep_failed;	/* dead letters kept */
-	int		 failed_age;	/* seconds kept; 0: count only */
-};
-
-/* The queue called name, or NULL.  The table: keel_jobs_queues(). */
-const struct keel_queue *keel_jobs_queue(const char *name);
-/* Every configured queue; *n gets the count. */
-const struct keel_queue *keel_jobs_queues(size_t *n);
-/* The backoff before attempt (attempt - 1 failed): base * 2^(attempt-2).
- * attempt >= 2; pure, for tests. */
-int64_t		 keel_jobs_backoff_ms(const struct keel_queue *q, int attempt);
 
 /*
  * Writes a job into the outbox table.  Call it inside the transaction of
@@ -72,40 +46,6 @@ enum keel_err	keel_jobs_push(struct keel_db *db, struct keel_redis *r,
  */
 enum keel_err	keel_jobs_relay(struct keel_db *db, struct keel_redis *r,
 		    int limit, int *pushed);
-
-/*
- * Straight onto queue q, bypassing the outbox (operations: test emails,
- * benchmarks).  A job whose key is already known is left alone
- * (*added = 0).  delay_ms 0 runs it now.
- */
-enum keel_err	keel_jobs_enqueue(struct keel_redis *r,
-		    const struct keel_queue *q, const char *kind,
-		    const char *payload, const char *idem_key, int64_t delay_ms,
-		    int *added);
-
-/* Counts for API.md's stats route. */
-struct keel_jobs_stats {
-	int64_t	 waiting;	/* on the stream, not leased */
-	int64_t	 active;	/* leased */
-	int64_t	 delayed;	/* waiting for their time (retries too) */
-	int64_t	 completed;	/* kept by the retention policy */
-	int64_t	 failed;	/* in the dead-letter stream */
-};
-
-enum keel_err	keel_jobs_stats(struct keel_redis *r,
-		    const struct keel_queue *q, struct keel_jobs_stats *st);
-/* Moves every dead letter of q back to the queue with fresh attempts;
- * *moved gets the count. */
-enum keel_err	keel_jobs_retry_failed(struct keel_redis *r,
-		    const struct keel_queue *q, int64_t *moved);
-/* Applies q's retention now; *removed (may be NULL) gets the count. */
-enum keel_err	keel_jobs_prune(struct keel_redis *r,
-		    const struct keel_queue *q, int64_t *removed);
-/* Deletes q's "completed", "failed" or "all" jobs (all: the queue's
- * every key, leased jobs included). */
-enum keel_err	keel_jobs_purge(struct keel_redis *r,
-		    const struct keel_queue *q, const char *what,
-		    int64_t *removed);
 
 /*
  * Drainers.  A job as its handler sees it; strings live until the handler

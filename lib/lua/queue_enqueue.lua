@@ -1,12 +1,12 @@
 -- queue_enqueue.lua -- adds jobs unless their key is known.
 --
--- ARGV[12..]: (key, kind, payload, delay_ms) per job.  Returns one 0/1
+-- ARGV[11..]: (key, kind, payload, delay_ms) per job.  Returns one 0/1
 -- per job: 1 added, 0 already known.
 
 -- keel: include queue_prelude.lua
 ensure_group()
 local res = {}
-for i = 12, #ARGV, 4 do
+for i = 11, #ARGV, 4 do
   if redis.call('EXISTS', JP .. ARGV[i]) == 1 then
     res[#res + 1] = 0
   else

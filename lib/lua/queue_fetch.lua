@@ -1,6 +1,7 @@
 -- queue_fetch.lua -- a drainer's lease of the jobs it may run now.
 --
--- ARGV[12] consumer, ARGV[13] jobs wanted.  Promotes due delayed jobs,
+-- ARGV[11] consumer, ARGV[12] jobs wanted, ARGV[13] the visibility
+-- timeout in ms (the drainer's setting).  Promotes due delayed jobs,
 -- reclaims messages idle past the visibility timeout (a stalled lease
 -- counts as an attempt and takes the backoff), then leases what the
 -- in-flight bound and the rate limit allow.  Returns
@@ -11,7 +12,8 @@
 
 -- keel: include queue_prelude.lua
 ensure_group()
-local me, want = ARGV[12], tonumber(ARGV[13])
+local me, want = ARGV[11], tonumber(ARGV[12])
+local VIS = tonumber(ARGV[13])
 local out = {}
 local stalled, ndead = 0, 0
 local due = redis.call('ZRANGEBYSCORE', D, '-inf', T, 'LIMIT', 0, 1000)

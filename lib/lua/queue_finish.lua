@@ -1,6 +1,6 @@
 -- queue_finish.lua -- records what became of leased jobs.
 --
--- ARGV[12..]: (msg id, key, attempt, outcome, reason) per job; outcome
+-- ARGV[11..]: (msg id, key, attempt, outcome, reason) per job; outcome
 -- is done, retry, fail or release (handed back unstarted: the attempt is
 -- not counted).  Returns per job 0 (the lease is no longer current:
 -- refused), 1 done, 2 retrying, 3 dead letter, 4 released.  Retention
@@ -8,7 +8,7 @@
 
 -- keel: include queue_prelude.lua
 local res = {}
-for i = 12, #ARGV, 5 do
+for i = 11, #ARGV, 5 do
   local id, k, att = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local oc, why = ARGV[i + 3], ARGV[i + 4]
   local jk = JP .. k

@@ -1,8 +1,8 @@
--- queue_prelude.lua -- what every queue script shares (lib/jobs.c).
+-- queue_prelude.lua -- what every queue script shares (lib/queue.c).
 --
 -- KEYS: the queue's s d a c x r; ARGV[1] the job hash prefix,
--- ARGV[2..11] the queue's policy (args_queue() in C), the script's own
--- arguments after.  Times are milliseconds of this server's clock (T),
+-- ARGV[2..10] the queue's policy (keel_queue_args_init), the script's
+-- own arguments after.  Times are milliseconds of this server's clock (T),
 -- so all consumers on all hosts agree on one clock.
 local S, D, A = KEYS[1], KEYS[2], KEYS[3]
 local C, X, R = KEYS[4], KEYS[5], KEYS[6]
@@ -10,9 +10,8 @@ local JP = ARGV[1]
 local ATTEMPTS, BACKOFF = tonumber(ARGV[2]), tonumber(ARGV[3])
 local INFLIGHT = tonumber(ARGV[4])
 local RATE, RATE_MS = tonumber(ARGV[5]), tonumber(ARGV[6])
-local VIS = tonumber(ARGV[7])
-local KEEP_C, AGE_C = tonumber(ARGV[8]), tonumber(ARGV[9])
-local KEEP_F, AGE_F = tonumber(ARGV[10]), tonumber(ARGV[11])
+local KEEP_C, AGE_C = tonumber(ARGV[7]), tonumber(ARGV[8])
+local KEEP_F, AGE_F = tonumber(ARGV[9]), tonumber(ARGV[10])
 local tm = redis.call('TIME')
 local T = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
 
