@@ -20,10 +20,10 @@
 
 #include "keel/cron.h"
 #include "keel/db.h"
-#include "keel/jobs.h"
 #include "keel/json.h"
 #include "keel/log.h"
 #include "keel/mail.h"
+#include "keel/outbox.h"
 #include "keel/queue.h"
 #include "keel/redis.h"
 
@@ -99,13 +99,13 @@ outbox_enqueue(struct keel_db *db, struct keel_redis *r,
 	int64_t		 id;
 
 	if ((er = keel_db_begin(db)) != KEEL_OK ||
-	    (er = keel_jobs_outbox_add_delayed(db, queue, kind, payload, key,
+	    (er = keel_outbox_add_delayed(db, queue, kind, payload, key,
 	    delay_ms, &id)) != KEEL_OK ||
 	    (er = keel_db_commit(db)) != KEEL_OK) {
 		keel_db_rollback(db);
 		return fail("outbox", er);
 	}
-	if (keel_jobs_push(db, r, &id, 1) != KEEL_OK)
+	if (keel_outbox_push(db, r, &id, 1) != KEEL_OK)
 		fprintf(stderr, "keel-queues: pushed later by the relay\n");
 	return 0;
 }

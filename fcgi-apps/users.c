@@ -23,9 +23,9 @@
 #include "keel/config.h"
 #include "keel/db.h"
 #include "keel/http.h"
-#include "keel/jobs.h"
 #include "keel/json.h"
 #include "keel/mem.h"
+#include "keel/outbox.h"
 #include "keel/page.h"
 #include "keel/router.h"
 #include "keel/serve.h"
@@ -329,7 +329,7 @@ users_create(struct keel_req *req)
 		goto out;
 	/* Best effort: what isn't pushed now, the relay pushes. */
 	if (job > 0)
-		(void)keel_jobs_push(req->db, req->redis, &job, 1);
+		(void)keel_outbox_push(req->db, req->redis, &job, 1);
 	er = users_reply_one(req, 201, rows);
 out:
 	keel_db_rollback(req->db);

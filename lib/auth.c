@@ -26,11 +26,11 @@
 #include "keel/config.h"
 #include "keel/db.h"
 #include "keel/http.h"
-#include "keel/jobs.h"
 #include "keel/json.h"
 #include "keel/limit.h"
 #include "keel/log.h"
 #include "keel/mem.h"
+#include "keel/outbox.h"
 #include "keel/redis.h"
 #include "keel/router.h"
 
@@ -473,7 +473,7 @@ keel_auth_queue_mail(struct keel_db *db, const struct keel_auth_mail *m,
 	/* One job per token: a retried request can't send it twice. */
 	snprintf(idem, sizeof(idem), "%s:%lld:%.16s", m->kind,
 	    (long long)m->uid, m->token_id);
-	er = keel_jobs_outbox_add(db, "email", m->kind,
+	er = keel_outbox_add(db, "email", m->kind,
 	    json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
 	    JSON_C_TO_STRING_NOSLASHESCAPE), idem, job);
 	json_object_put(o);

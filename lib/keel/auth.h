@@ -179,8 +179,8 @@ struct keel_auth_mail {
  * Queues m in the outbox (queue "email", payload {"to","name","link"},
  * link KEEL_PUBLIC_URL/set-password?token=...; never a password).  Call
  * inside the transaction of the change that causes it; *job (may be NULL)
- * gets the outbox id to keel_jobs_push() after the commit.  Errors are
- * keel_jobs_outbox_add()'s.
+ * gets the outbox id to keel_outbox_push() after the commit.  Errors are
+ * keel_outbox_add()'s.
  */
 enum keel_err	 keel_auth_queue_mail(struct keel_db *db,
 		    const struct keel_auth_mail *m, int64_t *job);
