@@ -1,17 +1,17 @@
 /* SPDX-License-Identifier: ISC */
-/* jobs.h -- the drainer (DESIGN.md, "Jobs"); the queues are queue.h's,
- * the outbox outbox.h's. */
-#ifndef KEEL_JOBS_H
-#define KEEL_JOBS_H
+/*
+ * drain.h -- a drain program: leases one queue's jobs, runs each through
+ * its kind's handler, records the outcome (DESIGN.md, "Jobs, outbox and
+ * cron").  A cron/drain-*.c file is a table of handlers and a main.
+ */
+#ifndef KEEL_DRAIN_H
+#define KEEL_DRAIN_H
 
 #include <stddef.h>
 
 struct keel_config;
 
-/*
- * Drainers.  A job as its handler sees it; strings live until the handler
- * returns.
- */
+/* A job as its handler sees it; strings live until the handler returns. */
 struct keel_job {
 	const char	*queue;
 	const char	*key;		/* idempotency key */
@@ -43,11 +43,11 @@ struct keel_job_kind {
 /* What a drain program is: its queue and a handler per job kind. */
 struct keel_drainer {
 	const char			*name;		/* program, for logs */
-	const char			*queue;
+	const char			*queue;		/* keel_queue_find() */
 	const struct keel_job_kind	*kinds;
 	size_t				 nkinds;
-	/* Called once after the configuration is read; returns ctx
-	 * (may be NULL).  teardown may be NULL. */
+	/* Called once after the configuration is read (cfg lives until
+	 * teardown); returns ctx (may be NULL).  teardown may be NULL. */
 	void				*(*setup)(const struct keel_config *);
 	void				 (*teardown)(void *ctx);
 };
@@ -57,13 +57,14 @@ struct keel_drainer {
  * lock (exits 0 at once if another run holds it), then leases and runs
  * jobs -- blocking reads, so a new job starts within a second -- until
  * the time budget ends (--budget SECONDS, KEEL_DRAIN_BUDGET) or SIGTERM;
- * leased jobs not yet started are handed back, never left half-done.  A
- * kind without a handler is dead-lettered with that reason.  Prints
- * "processed=N failed=N retried=N took=S" and, on a terminal, progress.
- * --until-empty stops once nothing is waiting or delayed.  Returns the
- * exit status.
+ * leased jobs not yet started are handed back, never left half-done.
+ * Leases last KEEL_JOB_VISIBILITY.  A kind without a handler is
+ * dead-lettered with that reason.  Prints "processed=N failed=N
+ * retried=N took=S" and, on a terminal, progress.  --until-empty stops
+ * once nothing is waiting or delayed.  d (not NULL) is only read.
+ * Returns the exit status.
  */
-int		 keel_jobs_drain(int argc, char *argv[],
+int		 keel_drain_main(int argc, char *argv[],
 		    const struct keel_drainer *d);
 
-#endif /* KEEL_JOBS_H */
+#endif /* KEEL_DRAIN_H */

@@ -1,12 +1,20 @@
 /* SPDX-License-Identifier: ISC */
 /*
- * jobs.c -- the drainer.  The queues themselves -- keys, policy,
- * scripts -- are queue.c's, the outbox outbox.c's.
+ * drain.c -- a drain program's loop: lease, run, finish, until the budget.
  *
- * A lease carries the attempt number it was given for; finishing a job
- * checks that number, so a late answer from a consumer whose lease expired
- * (and whose job was reclaimed with XAUTOCLAIM, counted as an attempt and
- * rescheduled with backoff) is refused instead of corrupting the job.
+ * One fetch script call promotes due delayed jobs, reclaims leases past
+ * the visibility timeout and leases what the queue's in-flight bound and
+ * rate limit allow; the handlers run; one finish call records every
+ * outcome of the batch.  A lease carries the attempt number it was given
+ * for, and finishing checks it, so a late answer from a consumer whose
+ * lease expired (its job reclaimed with XAUTOCLAIM, counted as an
+ * attempt and rescheduled with backoff) is refused instead of
+ * corrupting the job.  When nothing can be leased the drainer blocks on
+ * the stream (XREAD, which leases nothing) until a new job, the next due
+ * one or free capacity -- at most a second.  The scripts are
+ * lib/lua/queue_fetch.lua and queue_finish.lua; their arguments are
+ * queue.c's (queue_private.h), the visibility timeout this program's
+ * configuration.
  */
 #include "config.h"
 
@@ -19,7 +27,7 @@
 
 #include "keel/config.h"
 #include "keel/cron.h"
-#include "keel/jobs.h"
+#include "keel/drain.h"
 #include "keel/json.h"
 #include "keel/log.h"
 #include "keel/mem.h"
@@ -229,7 +237,7 @@ drain_usage(const char *prog)
 }
 
 int
-keel_jobs_drain(int argc, char *argv[], const struct keel_drainer *d)
+keel_drain_main(int argc, char *argv[], const struct keel_drainer *d)
 {
 	static const struct option longopts[] = {
 		{ "budget", required_argument, NULL, 'b' },
