@@ -23,14 +23,9 @@
 #include "keel/redis.h"
 #include "queue_private.h"
 
+/* $5: milliseconds before the job may run, by the database's clock. */
 static const struct keel_query q_outbox_add = {
 	.name = "outbox_add",
-	.sql = "INSERT INTO outbox (queue, kind, payload, idempotency_key) "
-	    "VALUES ($1, $2, $3::jsonb, $4) RETURNING id",
-	.nparams = 4, .target = KEEL_DB_PRIMARY };
-
-static const struct keel_query q_outbox_add_delayed = {
-	.name = "outbox_add_delayed",
 	.sql = "INSERT INTO outbox (queue, kind, payload, idempotency_key, "
 	    "available_at) VALUES ($1, $2, $3::jsonb, $4, "
 	    "now() + $5::bigint * interval '1 millisecond') RETURNING id",
@@ -72,19 +67,9 @@ enum keel_err
 keel_outbox_add(struct keel_db *db, const char *queue, const char *kind,
     const char *payload, const char *idem_key, int64_t *id)
 {
-	struct keel_rows	*rows = NULL;
-	const char		*params[4];
-	enum keel_err		 er;
-
-	params[0] = queue;
-	params[1] = kind;
-	params[2] = payload;
-	params[3] = idem_key;
-	if ((er = keel_db_query(db, &q_outbox_add, params, &rows)) == KEEL_OK &&
-	    id != NULL)
-		*id = keel_rows_int64(rows, 0, 0);
-	keel_rows_free(rows);
-	return er;
+	/* One statement: now() + 0 is available_at's default anyway. */
+	return keel_outbox_add_delayed(db, queue, kind, payload, idem_key, 0,
+	    id);
 }
 
 enum keel_err
@@ -103,7 +88,7 @@ keel_outbox_add_delayed(struct keel_db *db, const char *queue,
 	params[2] = payload;
 	params[3] = idem_key;
 	params[4] = delay;
-	if ((er = keel_db_query(db, &q_outbox_add_delayed, params, &rows)) ==
+	if ((er = keel_db_query(db, &q_outbox_add, params, &rows)) ==
 	    KEEL_OK && id != NULL)
 		*id = keel_rows_int64(rows, 0, 0);
 	keel_rows_free(rows);
