@@ -164,7 +164,6 @@ create_admin(int argc, char *argv[])
 		fprintf(stderr, "keel-admin: %s\n", err);
 		return 1;
 	}
-	keel_config_set(&cfg);
 	hash[0] = pw[0] = '\0';
 	db = keel_db_open(&cfg);
 	if ((er = keel_db_query(db, &q_admin_exists, NULL, &rows)) != KEEL_OK)

@@ -3,14 +3,14 @@
  * drain-email.c -- keel-drain-email: sends the email queue's jobs over
  * SMTP (lib/mail.c renders them).  cron starts it every minute; the
  * queue's policy (3 attempts, 2 s backoff, 5 in flight, 10/s) is in
- * lib/jobs.c and holds across every drainer on every host.
+ * lib/queue.c and holds across every drainer on every host.
  */
 #include "config.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "keel/jobs.h"
+#include "keel/drain.h"
 #include "keel/mail.h"
 #include "keel/mem.h"
 
@@ -75,5 +75,5 @@ static const struct keel_drainer email_drainer = {
 int
 main(int argc, char *argv[])
 {
-	return keel_jobs_drain(argc, argv, &email_drainer);
+	return keel_drain_main(argc, argv, &email_drainer);
 }

@@ -12,7 +12,7 @@
  */
 #include "config.h"
 
-#include "keel/jobs.h"
+#include "keel/drain.h"
 
 static const struct keel_drainer leaderboard_drainer = {
 	"keel-drain-leaderboard", "leaderboard", NULL, 0, NULL, NULL,
@@ -21,5 +21,5 @@ static const struct keel_drainer leaderboard_drainer = {
 int
 main(int argc, char *argv[])
 {
-	return keel_jobs_drain(argc, argv, &leaderboard_drainer);
+	return keel_drain_main(argc, argv, &leaderboard_drainer);
 }

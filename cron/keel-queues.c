@@ -20,10 +20,11 @@
 
 #include "keel/cron.h"
 #include "keel/db.h"
-#include "keel/jobs.h"
 #include "keel/json.h"
 #include "keel/log.h"
 #include "keel/mail.h"
+#include "keel/outbox.h"
+#include "keel/queue.h"
 #include "keel/redis.h"
 #include "keel/text.h"
 
@@ -46,7 +47,7 @@ queue_arg(const char *name)
 {
 	const struct keel_queue	*q;
 
-	if ((q = keel_jobs_queue(name)) == NULL) {
+	if ((q = keel_queue_find(name)) == NULL) {
 		fprintf(stderr, "keel-queues: no queue %s\n", name);
 		exit(2);
 	}
@@ -64,7 +65,7 @@ static int
 cmd_stats(struct keel_redis *r, int argc, char *argv[])
 {
 	const struct keel_queue	*qs;
-	struct keel_jobs_stats	 st;
+	struct keel_queue_stats	 st;
 	enum keel_err		 er;
 	size_t			 n, i;
 
@@ -74,11 +75,11 @@ cmd_stats(struct keel_redis *r, int argc, char *argv[])
 		qs = queue_arg(argv[0]);
 		n = 1;
 	} else
-		qs = keel_jobs_queues(&n);
+		qs = keel_queue_all(&n);
 	printf("%-16s %8s %8s %8s %10s %8s\n", "queue", "waiting", "active",
 	    "delayed", "completed", "failed");
 	for (i = 0; i < n; i++) {
-		if ((er = keel_jobs_stats(r, &qs[i], &st)) != KEEL_OK)
+		if ((er = keel_queue_stats(r, &qs[i], &st)) != KEEL_OK)
 			return fail("stats", er);
 		printf("%-16s %8lld %8lld %8lld %10lld %8lld\n", qs[i].name,
 		    (long long)st.waiting, (long long)st.active,
@@ -99,13 +100,13 @@ outbox_enqueue(struct keel_db *db, struct keel_redis *r,
 	int64_t		 id;
 
 	if ((er = keel_db_begin(db)) != KEEL_OK ||
-	    (er = keel_jobs_outbox_add_delayed(db, queue, kind, payload, key,
+	    (er = keel_outbox_add_delayed(db, queue, kind, payload, key,
 	    delay_ms, &id)) != KEEL_OK ||
 	    (er = keel_db_commit(db)) != KEEL_OK) {
 		keel_db_rollback(db);
 		return fail("outbox", er);
 	}
-	if (keel_jobs_push(db, r, &id, 1) != KEEL_OK)
+	if (keel_outbox_push(db, r, &id, 1) != KEEL_OK)
 		fprintf(stderr, "keel-queues: pushed later by the relay\n");
 	return 0;
 }
@@ -154,7 +155,7 @@ cmd_enqueue(const struct keel_config *cfg, struct keel_redis *r, int argc,
 		if (outbox)
 			rc = outbox_enqueue(db, r, q->name, argv[a + 1],
 			    argv[a + 2], kbuf, delay);
-		else if ((er = keel_jobs_enqueue(r, q, argv[a + 1],
+		else if ((er = keel_queue_enqueue(r, q, argv[a + 1],
 		    argv[a + 2], kbuf, delay, &added)) != KEEL_OK)
 			rc = fail("enqueue", er);
 	}
@@ -186,14 +187,14 @@ main(int argc, char *argv[])
 		rc = cmd_stats(r, argc - 2, argv + 2);
 	else if (strcmp(argv[1], "retry-failed") == 0 && argc == 3) {
 		q = queue_arg(argv[2]);
-		if ((er = keel_jobs_retry_failed(r, q, &n)) != KEEL_OK)
+		if ((er = keel_queue_retry_failed(r, q, &n)) != KEEL_OK)
 			rc = fail("retry-failed", er);
 		else
 			printf("moved %lld dead letter(s) back to %s\n",
 			    (long long)n, q->name);
 	} else if (strcmp(argv[1], "purge") == 0 && argc == 4) {
 		q = queue_arg(argv[2]);
-		if ((er = keel_jobs_purge(r, q, argv[3], &n)) == KEEL_EINVAL)
+		if ((er = keel_queue_purge(r, q, argv[3], &n)) == KEEL_EINVAL)
 			usage();
 		else if (er != KEEL_OK)
 			rc = fail("purge", er);

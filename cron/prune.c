@@ -14,8 +14,8 @@
 
 #include "keel/cron.h"
 #include "keel/db.h"
-#include "keel/jobs.h"
 #include "keel/log.h"
+#include "keel/queue.h"
 #include "keel/redis.h"
 
 static const struct keel_query q_outbox_prune = { .name = "jobs_outbox_prune",
@@ -68,9 +68,9 @@ main(int argc, char *argv[])
 		return 0;
 	}
 	r = keel_redis_open(&c.cfg);
-	qs = keel_jobs_queues(&nq);
+	qs = keel_queue_all(&nq);
 	for (i = 0; i < nq && !keel_cron_stopping(&c); i++) {
-		if ((er = keel_jobs_prune(r, &qs[i], &n)) != KEEL_OK) {
+		if ((er = keel_queue_prune(r, &qs[i], &n)) != KEEL_OK) {
 			keel_log_warnx("prune %s: %s", qs[i].name,
 			    keel_strerror(er));
 			failed++;

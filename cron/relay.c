@@ -14,9 +14,9 @@
 
 #include "keel/cron.h"
 #include "keel/db.h"
-#include "keel/jobs.h"
 #include "keel/json.h"
 #include "keel/log.h"
+#include "keel/outbox.h"
 #include "keel/redis.h"
 #include "keel/text.h"
 
@@ -55,7 +55,7 @@ main(int argc, char *argv[])
 	db = keel_db_open(&c.cfg);
 	r = keel_redis_open(&c.cfg);
 	while (!keel_cron_stopping(&c)) {
-		er = keel_jobs_relay(db, r, RELAY_BATCH, &n);
+		er = keel_outbox_relay(db, r, RELAY_BATCH, &n);
 		total += n;
 		if (er != KEEL_OK) {
 			/* Log a failure once, not once a second. */

@@ -29,10 +29,10 @@
 #include "keel/config.h"
 #include "keel/db.h"
 #include "keel/http.h"
-#include "keel/jobs.h"
 #include "keel/json.h"
 #include "keel/log.h"
 #include "keel/mem.h"
+#include "keel/outbox.h"
 #include "keel/resource.h"
 #include "keel/serve.h"
 
@@ -253,7 +253,7 @@ auth_reset(struct keel_req *req)
 		return er;
 	/* Best effort: what isn't pushed now, the relay pushes. */
 	if (job > 0)
-		(void)keel_jobs_push(req->db, req->redis, &job, 1);
+		(void)keel_outbox_push(req->db, req->redis, &job, 1);
 	/* 202 either way: the answer must not say who has an account. */
 	keel_http_reply_empty(req, 202);
 	return KEEL_OK;

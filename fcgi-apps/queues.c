@@ -9,9 +9,9 @@
 #include "config.h"
 
 #include "keel/http.h"
-#include "keel/jobs.h"
 #include "keel/json.h"
 #include "keel/mem.h"
+#include "keel/queue.h"
 #include "keel/router.h"
 #include "keel/serve.h"
 
@@ -20,7 +20,7 @@ static enum keel_step
 queues_lookup(struct keel_req *req, const char *name,
     const struct keel_queue **q)
 {
-	if ((*q = keel_jobs_queue(name)) != NULL)
+	if ((*q = keel_queue_find(name)) != NULL)
 		return KEEL_STEP_GO;
 	keel_http_reply_error(req, 404, "not_found", "no such queue");
 	return KEEL_STEP_REPLIED;
@@ -51,10 +51,10 @@ queues_reply_stats(struct keel_req *req, const struct keel_queue *q)
 {
 	static const char *const names[] = { "waiting", "active", "delayed",
 	    "completed", "failed" };
-	struct keel_jobs_stats	 st;
+	struct keel_queue_stats	 st;
 	enum keel_err		 er;
 
-	if ((er = keel_jobs_stats(req->redis, q, &st)) != KEEL_OK)
+	if ((er = keel_queue_stats(req->redis, q, &st)) != KEEL_OK)
 		return er;
 	queues_reply(req, names, (const int64_t[]){ st.waiting, st.active,
 	    st.delayed, st.completed, st.failed }, KEEL_NELEM(names));
@@ -75,7 +75,7 @@ queues_stats(struct keel_req *req)
 static enum keel_err
 queues_email_stats(struct keel_req *req)
 {
-	return queues_reply_stats(req, keel_jobs_queue("email"));
+	return queues_reply_stats(req, keel_queue_find("email"));
 }
 
 static enum keel_err
@@ -89,7 +89,7 @@ queues_retry(struct keel_req *req)
 	if (queues_lookup(req, keel_http_param(req, "name"), &q) !=
 	    KEEL_STEP_GO)
 		return KEEL_OK;
-	if ((er = keel_jobs_retry_failed(req->redis, q, &n)) != KEEL_OK)
+	if ((er = keel_queue_retry_failed(req->redis, q, &n)) != KEEL_OK)
 		return er;
 	queues_reply(req, names, &n, 1);
 	return KEEL_OK;

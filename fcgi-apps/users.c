@@ -21,7 +21,6 @@
 #include "keel/config.h"
 #include "keel/db.h"
 #include "keel/http.h"
-#include "keel/jobs.h"
 #include "keel/json.h"
 #include "keel/mem.h"
 #include "keel/resource.h"

@@ -29,14 +29,15 @@
 #include "keel/config.h"
 #include "keel/db.h"
 #include "keel/http.h"
-#include "keel/jobs.h"
 #include "keel/json.h"
 #include "keel/log.h"
 #include "keel/mem.h"
+#include "keel/outbox.h"
 #include "keel/redis.h"
 #include "keel/resource.h"
 #include "keel/router.h"
 #include "keel/text.h"
+#include "lua_scripts.h"
 
 /*
  * Verified when the account does not exist, so that an unknown login
@@ -90,56 +91,17 @@ const struct keel_loader keel_auth_user_loader = {
 	.cols = user_ref_cols, .ncols = KEEL_NELEM(user_ref_cols),
 };
 
-const char keel_auth_session_ride[] =
-"local function ride(key)\n"
-"  local t = redis.call('TIME')\n"
-"  local s = redis.call('HMGET', key, 'uid', 'role', 'exp')\n"
-"  local e = tonumber(s[3])\n"
-"  if not s[1] or not e or e <= tonumber(t[1]) then return false end\n"
-"  local ryw = redis.call('PTTL', 'keel:ryw:' .. s[1])\n"
-"  if ryw < 0 then ryw = 0 end\n"
-"  return s[1], s[2] or '', s[3], tostring(ryw)\n"
-"end\n";
+const char *const keel_auth_session_ride = keel_lua_auth_session_ride;
 
-/* KEYS: session, user index.  ARGV: uid, role, exp, ttl, id. */
-static struct keel_rscript sess_new_lua = { "session_new",
-	"redis.call('HSET', KEYS[1], 'uid', ARGV[1], 'role', ARGV[2],"
-	" 'exp', ARGV[3])\n"
-	"redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
-	/* Drop ids whose session expired, so the index can't grow forever. */
-	"for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do\n"
-	"  if redis.call('EXISTS', 'keel:sess:' .. m) == 0 then\n"
-	"    redis.call('SREM', KEYS[2], m)\n"
-	"  end\n"
-	"end\n"
-	"redis.call('SADD', KEYS[2], ARGV[5])\n"
-	"if redis.call('TTL', KEYS[2]) < tonumber(ARGV[4]) then\n"
-	"  redis.call('EXPIRE', KEYS[2], ARGV[4])\n"
-	"end\n"
-	"return 1\n", "" };
-
-/* KEYS: session.  What ride() reads, on its own (made on first use). */
-static struct keel_rscript sess_get_lua = { .name = "session_get" };
-static const char sess_get_tail[] =
-"local r = { ride(KEYS[1]) }\n"
-"if not r[1] then return false end\n"
-"return r\n";
-
-/* KEYS: session, user index.  ARGV: id. */
-static struct keel_rscript sess_end_lua = { "session_end",
-	"redis.call('SREM', KEYS[2], ARGV[1])\n"
-	"return redis.call('DEL', KEYS[1])\n", "" };
-
-/* KEYS: user index.  ARGV: the id to keep, or "". */
-static struct keel_rscript sess_end_all_lua = { "session_end_all",
-	"local n = 0\n"
-	"for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
-	"  if m ~= ARGV[1] then\n"
-	"    n = n + redis.call('DEL', 'keel:sess:' .. m)\n"
-	"    redis.call('SREM', KEYS[1], m)\n"
-	"  end\n"
-	"end\n"
-	"return n\n", "" };
+/* The scripts of lib/lua/auth_*.lua: each multi-key change at once. */
+static struct keel_rscript sess_new_lua = { .name = "auth_session_new",
+	.lua = keel_lua_auth_session_new };
+static struct keel_rscript sess_get_lua = { .name = "auth_session_get",
+	.lua = keel_lua_auth_session_get };
+static struct keel_rscript sess_end_lua = { .name = "auth_session_end",
+	.lua = keel_lua_auth_session_end };
+static struct keel_rscript sess_end_all_lua = {
+	.name = "auth_session_end_all", .lua = keel_lua_auth_session_end_all };
 
 unsigned
 keel_auth_role_parse(const char *name)
@@ -389,21 +351,6 @@ session_parse(const char *const *vals, size_t n, struct keel_session *out)
 	return KEEL_OK;
 }
 
-/* The session script: ride()'s fragment and its own return. */
-static struct keel_rscript *
-sess_get_script(void)
-{
-	struct keel_buf	 b = { NULL, 0, 0 };
-
-	if (sess_get_lua.lua == NULL) {
-		/* Kept for the life of the process, like its sha. */
-		keel_buf_puts(&b, keel_auth_session_ride);
-		keel_buf_puts(&b, sess_get_tail);
-		sess_get_lua.lua = b.data;
-	}
-	return &sess_get_lua;
-}
-
 enum keel_err
 keel_auth_session_get(struct keel_redis *r, const char *tok,
     struct keel_session *out)
@@ -420,7 +367,7 @@ keel_auth_session_get(struct keel_redis *r, const char *tok,
 	keel_auth_token_id(tok, out->id);
 	snprintf(skey, sizeof(skey), "keel:sess:%s", out->id);
 	argv[0] = skey;
-	if ((er = run(r, sess_get_script(), 1, 1, argv, &rep)) != KEEL_OK)
+	if ((er = run(r, &sess_get_lua, 1, 1, argv, &rep)) != KEEL_OK)
 		return er;
 	er = KEEL_ENOENT;
 	if (rep->type != KEEL_R_ARRAY || rep->nelem != 4)
@@ -584,7 +531,7 @@ keel_auth_queue_mail(struct keel_db *db, const struct keel_auth_mail *m,
 	/* One job per token: a retried request can't send it twice. */
 	snprintf(idem, sizeof(idem), "%s:%lld:%.16s", m->kind,
 	    (long long)m->uid, m->token_id);
-	er = keel_jobs_outbox_add(db, "email", m->kind, payload.data, idem,
+	er = keel_outbox_add(db, "email", m->kind, payload.data, idem,
 	    job);
 	/* Both hold the link: wiped before their memory goes back. */
 	explicit_bzero(link.data, link.len);

@@ -171,8 +171,6 @@ static const struct cfg_row rows[] = {
 	    "believed (comma-separated; empty: none)" },
 };
 
-static const struct keel_config *current;
-
 static const char *const limiter_names[KEEL_LIMIT__MAX] = {
 	[KEEL_LIMIT_API] = "api",
 	[KEEL_LIMIT_AUTH] = "auth",
@@ -399,18 +397,6 @@ keel_config_free(struct keel_config *cfg)
 		free(*p);
 		*p = NULL;
 	}
-}
-
-const struct keel_config *
-keel_config(void)
-{
-	return current;
-}
-
-void
-keel_config_set(const struct keel_config *cfg)
-{
-	current = cfg;
 }
 
 void

@@ -56,7 +56,6 @@ keel_cron_init(struct keel_cron *c, const char *prog, int budget_s)
 	keel_log_init(prog, KEEL_LOG_INFO);
 	if (!keel_config_load(&c->cfg, err, sizeof(err)))
 		keel_log_fatalx("configuration: %s", err);
-	keel_config_set(&c->cfg);
 	keel_log_init(prog, (enum keel_log_level)c->cfg.log_level);
 
 	memset(&sa, 0, sizeof(sa));

@@ -28,39 +28,15 @@
 #include "keel/mem.h"
 #include "keel/redis.h"
 #include "keel/text.h"
+#include "lua_scripts.h"
 
-/* KEYS[1]: the key.  ARGV: fingerprint, claim TTL (ms). */
-static struct keel_rscript begin_script = { "idem_begin",
-"local v = redis.call('HMGET', KEYS[1], 'state', 'fp', 'status', 'ctype',"
-" 'body')\n"
-"if not v[1] then\n"
-"  redis.call('HSET', KEYS[1], 'state', 'running', 'fp', ARGV[1])\n"
-"  redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
-"  return {'new'}\n"
-"end\n"
-"if v[2] ~= ARGV[1] then return {'mismatch'} end\n"
-"if v[1] ~= 'done' then return {'running'} end\n"
-"return {'done', v[3], v[4] or '', v[5] or ''}\n",
-	"" };
-
-/* KEYS[1]: the key.  ARGV: fingerprint, status, ctype, body, TTL (s).
- * Only our own claim is completed (it may have expired meanwhile). */
-static struct keel_rscript done_script = { "idem_done",
-"if redis.call('HGET', KEYS[1], 'fp') ~= ARGV[1] then return 0 end\n"
-"redis.call('HSET', KEYS[1], 'state', 'done', 'status', ARGV[2],"
-" 'ctype', ARGV[3], 'body', ARGV[4])\n"
-"redis.call('EXPIRE', KEYS[1], ARGV[5])\n"
-"return 1\n",
-	"" };
-
-/* KEYS[1]: the key.  ARGV: fingerprint.  Drops our claim only. */
-static struct keel_rscript drop_script = { "idem_drop",
-"if redis.call('HGET', KEYS[1], 'fp') == ARGV[1] and"
-" redis.call('HGET', KEYS[1], 'state') == 'running' then\n"
-"  return redis.call('DEL', KEYS[1])\n"
-"end\n"
-"return 0\n",
-	"" };
+/* lib/lua/idem_*.lua: claiming and reading are one script. */
+static struct keel_rscript begin_script = { .name = "idem_begin",
+	.lua = keel_lua_idem_begin };
+static struct keel_rscript done_script = { .name = "idem_done",
+	.lua = keel_lua_idem_done };
+static struct keel_rscript drop_script = { .name = "idem_drop",
+	.lua = keel_lua_idem_drop };
 
 struct keel_idem_state {
 	const char	*key;		/* the Redis key we claimed */

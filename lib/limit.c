@@ -38,79 +38,19 @@
 #include "keel/redis.h"
 #include "keel/router.h"
 #include "keel/text.h"
+#include "lua_scripts.h"
 
 #define KEY_PREFIX	"keel:rl:"
 
 /*
- * After ride()'s fragment.  KEYS[1]: what ride() reads, or "";
- * KEYS[1 + i]: limiter i's key for an anonymous caller.  ARGV[1]: this
- * request's member (its id); ARGV[2]: the number of limiters; ARGV[3]:
- * the key prefix; then per limiter its name, limit, window (ms) and
- * flags (1: admitting consumes; 2: key on ride's id when it found one).
- * Returns {admitted, n, ride's n values as text, then remaining and
- * ms-to-reset per limiter}.
+ * The check (lib/lua/limit_check.lua) runs after the fragment of the
+ * ride its caller hands over; the script is made on first use.
  */
-static const char check_lua[] =
-"local t = redis.call('TIME')\n"
-"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-"local seen = {}\n"
-"if KEYS[1] ~= '' then\n"
-"  local r = { ride(KEYS[1]) }\n"
-"  if r[1] then\n"
-"    for i = 1, #r do seen[i] = tostring(r[i]) end\n"
-"  end\n"
-"end\n"
-"local id = seen[1]\n"
-"local n = tonumber(ARGV[2])\n"
-"local keys, cnt, ok = {}, {}, 1\n"
-"for i = 1, n do\n"
-"  local b = 4 + (i - 1) * 4\n"
-"  local k = KEYS[i + 1]\n"
-"  if id and tonumber(ARGV[b + 3]) >= 2 then\n"
-"    k = ARGV[3] .. ARGV[b] .. ':u:' .. id\n"
-"  end\n"
-"  redis.call('ZREMRANGEBYSCORE', k, '-inf', now - tonumber(ARGV[b + 2]))\n"
-"  keys[i] = k\n"
-"  cnt[i] = redis.call('ZCARD', k)\n"
-"  if cnt[i] >= tonumber(ARGV[b + 1]) then ok = 0 end\n"
-"end\n"
-"local out = {ok, #seen}\n"
-"for i = 1, #seen do out[#out + 1] = seen[i] end\n"
-"for i = 1, n do\n"
-"  local b = 4 + (i - 1) * 4\n"
-"  local lim, win = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2])\n"
-"  local k, c, rem, reset = keys[i], cnt[i], 0, win\n"
-"  if c >= lim then\n"
-"    local o = redis.call('ZRANGE', k, c - lim, c - lim, 'WITHSCORES')\n"
-"    reset = tonumber(o[2]) + win - now\n"
-"  else\n"
-"    if ok == 1 and tonumber(ARGV[b + 3]) % 2 == 1 then\n"
-"      redis.call('ZADD', k, now, ARGV[1])\n"
-"      redis.call('PEXPIRE', k, win)\n"
-"      c = c + 1\n"
-"    end\n"
-"    rem = lim - c\n"
-"    if c > 0 then\n"
-"      local o = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')\n"
-"      reset = tonumber(o[2]) + win - now\n"
-"    end\n"
-"  end\n"
-"  out[#out + 1] = rem\n"
-"  out[#out + 1] = reset\n"
-"end\n"
-"return out\n";
-
-/* The check: ride's fragment, then check_lua (made on first use). */
 static struct keel_rscript check_script = { .name = "limit_check" };
 static const char *check_ride;		/* the fragment it was made with */
 
-/* KEYS[1]: an auth limiter key; ARGV: member, window (ms). */
-static struct keel_rscript fail_script = { .name = "limit_fail", .lua =
-"local t = redis.call('TIME')\n"
-"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-"redis.call('ZADD', KEYS[1], now, ARGV[1])\n"
-"redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
-"return 1\n" };
+static struct keel_rscript record_script = { .name = "limit_record",
+	.lua = keel_lua_limit_record };
 
 static unsigned long	 failed_open;	/* process lifetime, for the log */
 
@@ -377,7 +317,7 @@ check_for(const char *ride_lua)
 		/* Kept for the life of the process, like the script's sha. */
 		keel_buf_puts(&b, ride_lua != NULL ? ride_lua :
 		    "local function ride(key) return false end\n");
-		keel_buf_puts(&b, check_lua);
+		keel_buf_puts(&b, keel_lua_limit_check);
 		check_script.lua = b.data;
 		check_ride = ride_lua;
 	}
@@ -520,7 +460,7 @@ keel_limit_after(struct keel_req *req)
 		argv[1] = req->id;
 		keel_text_int(win, (int64_t)st->res[i].window * 1000);
 		argv[2] = win;
-		if (keel_redis_eval(req->redis, &fail_script, 1, 3, argv, NULL,
+		if (keel_redis_eval(req->redis, &record_script, 1, 3, argv, NULL,
 		    &rep) == KEEL_OK && st->res[i].remaining > 0)
 			st->res[i].remaining--;
 		keel_rreply_free(rep);

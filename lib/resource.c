@@ -20,10 +20,10 @@
 #include "keel/cache.h"
 #include "keel/db.h"
 #include "keel/http.h"
-#include "keel/jobs.h"
 #include "keel/json.h"
 #include "keel/log.h"
 #include "keel/mem.h"
+#include "keel/outbox.h"
 #include "keel/page.h"
 #include "keel/resource.h"
 #include "keel/router.h"
@@ -422,7 +422,7 @@ keel_res_change(struct keel_req *req, const struct keel_resource *res,
 		if (res->ns != NULL)
 			keel_cache_invalidate(req->cache, res->ns);
 		if (w->njobs > 0)
-			(void)keel_jobs_push(req->db, req->redis, w->jobs,
+			(void)keel_outbox_push(req->db, req->redis, w->jobs,
 			    w->njobs);
 	}
 	er = keel_res_reply_row(req, res, w->status, rows);

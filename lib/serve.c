@@ -574,7 +574,6 @@ keel_serve(int argc, char *argv[], const struct keel_app *app)
 	keel_log_init(app->name, KEEL_LOG_INFO);
 	if (!keel_config_load(&cfg, err, sizeof(err)))
 		keel_log_fatalx("configuration: %s", err);
-	keel_config_set(&cfg);
 	keel_log_init(app->name, (enum keel_log_level)cfg.log_level);
 	if (sodium_init() < 0)
 		keel_log_fatalx("libsodium failed to initialise");

@@ -197,8 +197,8 @@ struct keel_auth_mail {
  * Queues m in the outbox (queue "email", payload {"to","name","link"},
  * link <site>/set-password?token=...; never a password).  Call
  * inside the transaction of the change that causes it; *job (may be NULL)
- * gets the outbox id to keel_jobs_push() after the commit.  Errors are
- * keel_jobs_outbox_add()'s.
+ * gets the outbox id to keel_outbox_push() after the commit.  Errors are
+ * keel_outbox_add()'s.
  */
 enum keel_err	 keel_auth_queue_mail(struct keel_db *db,
 		    const struct keel_auth_mail *m, int64_t *job);
@@ -229,7 +229,7 @@ enum keel_err	 keel_auth_queue_reset(struct keel_db *db, const char *email,
  * returns uid, role, exp and the read-your-writes window left (ms), as
  * text, or false when key holds no live session.
  */
-extern const char keel_auth_session_ride[];
+extern const char *const keel_auth_session_ride;
 /*
  * The session key req's bearer token would have ("keel:sess:<64 hex>"),
  * from req's arena; NULL when there is no token or it can't be one.

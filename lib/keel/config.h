@@ -79,10 +79,6 @@ struct keel_config {
 bool	keel_config_load(struct keel_config *cfg, char *err, size_t n);
 void	keel_config_free(struct keel_config *cfg);
 
-/* The process's configuration, set once by keel_serve(); never NULL after. */
-const struct keel_config *keel_config(void);
-void	keel_config_set(const struct keel_config *cfg);
-
 /* "api", "auth", "write", "read": a limiter's name in settings and headers. */
 const char	*keel_config_limiter_name(enum keel_limiter);
 

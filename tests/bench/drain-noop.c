@@ -10,7 +10,7 @@
 
 #include <stdio.h>
 
-#include "keel/jobs.h"
+#include "keel/drain.h"
 
 static enum keel_job_result
 noop_done(void *ctx, const struct keel_job *job, char *why, size_t n)
@@ -52,5 +52,5 @@ static const struct keel_drainer noop_drainer = {
 int
 main(int argc, char *argv[])
 {
-	return keel_jobs_drain(argc, argv, &noop_drainer);
+	return keel_drain_main(argc, argv, &noop_drainer);
 }

@@ -12,7 +12,7 @@ _build (KEEL_BUILD_DIR to change it) and measures:
             keel-drain-noop (batches of 1000 leases per script call,
             completions recorded the same way, retention trimming on)
   enqueue   per job, as a request does it: BEGIN, INSERT INTO outbox,
-            COMMIT, then keel_jobs_push (SELECT the row, one EVALSHA, UPDATE
+            COMMIT, then keel_outbox_push (SELECT the row, one EVALSHA, UPDATE
             pushed_at) -- keel-queues enqueue --outbox, one process for
             all, so connection setup is paid once
   redis     per job, the EVALSHA alone (keel-queues enqueue)

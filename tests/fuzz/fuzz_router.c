@@ -17,12 +17,14 @@ nop(struct keel_req *req)
 	return KEEL_OK;
 }
 
+#define R(m, p)	{ .method = (m), .pattern = (p), .handler = nop }
+
 static const struct keel_route routes[] = {
-	{ "GET", "/api/cars", nop, KEEL_ACCESS_ANYONE },
-	{ "POST", "/api/cars", nop, KEEL_ACCESS_ANYONE },
-	{ "GET", "/api/cars/{id:int}", nop, KEEL_ACCESS_ANYONE },
-	{ "PATCH", "/api/cars/{id:int}", nop, KEEL_ACCESS_ANYONE },
-	{ "GET", "/api/x/{a:str}/y/{b:int}", nop, KEEL_ACCESS_ANYONE },
+	R("GET", "/api/cars"),
+	R("POST", "/api/cars"),
+	R("GET", "/api/cars/{id:int}"),
+	R("PATCH", "/api/cars/{id:int}"),
+	R("GET", "/api/x/{a:str}/y/{b:int}"),
 };
 
 int

@@ -10,9 +10,9 @@
 
 #include <cmocka.h>
 
-#include "keel/jobs.h"
 #include "keel/mail.h"
 #include "keel/mem.h"
+#include "keel/queue.h"
 
 static void
 test_ascii_subject_left_alone(void **state)
@@ -140,14 +140,14 @@ test_render_rejects_bad_payloads(void **state)
 static void
 test_backoff_doubles_from_the_base(void **state)
 {
-	const struct keel_queue	*q = keel_jobs_queue("email");
+	const struct keel_queue	*q = keel_queue_find("email");
 
 	(void)state;
 	assert_non_null(q);
 	assert_int_equal(q->attempts, 3);
-	assert_int_equal(keel_jobs_backoff_ms(q, 2), 2000);
-	assert_int_equal(keel_jobs_backoff_ms(q, 3), 4000);
-	assert_int_equal(keel_jobs_backoff_ms(q, 4), 8000);
+	assert_int_equal(keel_queue_backoff_ms(q, 2), 2000);
+	assert_int_equal(keel_queue_backoff_ms(q, 3), 4000);
+	assert_int_equal(keel_queue_backoff_ms(q, 4), 8000);
 	assert_int_equal(q->inflight, 5);
 	assert_int_equal(q->rate, 10);
 	assert_int_equal(q->rate_ms, 1000);

@@ -1,0 +1,369 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * drain.c -- a drain program's loop: lease, run, finish, until the budget.
+ *
+ * One fetch script call promotes due delayed jobs, reclaims leases past
+ * the visibility timeout and leases what the queue's in-flight bound and
+ * rate limit allow; the handlers run; one finish call records every
+ * outcome of the batch.  A lease carries the attempt number it was given
+ * for, and finishing checks it, so a late answer from a consumer whose
+ * lease expired (its job reclaimed with XAUTOCLAIM, counted as an
+ * attempt and rescheduled with backoff) is refused instead of
+ * corrupting the job.  When nothing can be leased the drainer blocks on
+ * the stream (XREAD, which leases nothing) until a new job, the next due
+ * one or free capacity -- at most a second.  The scripts are
+ * lib/lua/queue_fetch.lua and queue_finish.lua; their arguments are
+ * queue.c's (queue_private.h), the visibility timeout this program's
+ * configuration.
+ */
+#include "config.h"
+
+#include <getopt.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "keel/config.h"
+#include "keel/cron.h"
+#include "keel/drain.h"
+#include "keel/log.h"
+#include "keel/mem.h"
+#include "keel/queue.h"
+#include "keel/redis.h"
+#include "keel/text.h"
+#include "lua_scripts.h"
+#include "queue_private.h"
+
+static struct keel_rscript script_fetch = {
+	.name = "queue_fetch", .lua = keel_lua_queue_fetch };
+static struct keel_rscript script_finish = {
+	.name = "queue_finish", .lua = keel_lua_queue_finish };
+
+struct drain_counts {
+	long	 processed;	/* completed */
+	long	 failed;	/* dead-lettered */
+	long	 retried;	/* rescheduled after a failed attempt */
+	long	 stalled;	/* reclaimed after their lease expired */
+	long	 refused;	/* finished too late: the lease had moved on */
+	long	 released;	/* handed back unstarted at SIGTERM */
+};
+
+/* One leased job of a fetch reply, with what became of it. */
+struct drain_job {
+	struct keel_job	 job;
+	const char	*msgid;
+	const char	*outcome;	/* done, retry, fail, release */
+	char		 why[256];
+};
+
+static keel_job_fn *
+drain_handler(const struct keel_drainer *d, const char *kind)
+{
+	size_t	 i;
+
+	for (i = 0; i < d->nkinds; i++)
+		if (strcmp(d->kinds[i].kind, kind) == 0)
+			return d->kinds[i].fn;
+	return NULL;
+}
+
+static void
+drain_sleep(int ms)
+{
+	/* poll() rather than sleep(): SIGTERM (no SA_RESTART for poll's
+	 * timeout) cuts it short at worst after ms anyway. */
+	if (ms > 0)
+		poll(NULL, 0, ms);
+}
+
+/*
+ * Records the outcomes of jobs[0..n) in one script call.  A finish lost to
+ * a Redis outage is tried again for a while: giving up would turn a job
+ * already done into a stalled one, sent twice.
+ */
+static void
+drain_finish(struct keel_redis *r, const struct keel_queue *q,
+    struct drain_job *jobs, size_t n, struct drain_counts *cnt)
+{
+	struct keel_rreply	*rep = NULL;
+	struct keel_queue_args	 a;
+	enum keel_err		 er;
+	size_t			 i;
+	int			 tries;
+
+	keel_queue_args_init(&a, q, q->name);
+	for (i = 0; i < n; i++) {
+		keel_queue_args_str(&a, jobs[i].msgid);
+		keel_queue_args_str(&a, jobs[i].job.key);
+		keel_queue_args_fmt(&a, "%d", jobs[i].job.attempt);
+		keel_queue_args_str(&a, jobs[i].outcome);
+		keel_queue_args_str(&a, jobs[i].why);
+	}
+	for (tries = 0; tries < 40; tries++) {
+		if ((er = keel_queue_args_eval(r, &script_finish, &a, &rep)) !=
+		    KEEL_EUNAVAIL)
+			break;
+		if (tries == 0)
+			keel_log_warnx("drain: recording results: redis "
+			    "unavailable (%s); retrying", keel_redis_errstr(r));
+		drain_sleep(250);
+	}
+	keel_queue_args_free(&a);
+	if (er != KEEL_OK) {
+		keel_log_error("drain: %zu results not recorded (%s); their "
+		    "leases will expire and count as attempts", n,
+		    keel_strerror(er));
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		switch (keel_queue_reply_int(rep, i)) {
+		case 0:
+			cnt->refused++;
+			keel_log_warnx("drain: %s %s attempt %d: lease no "
+			    "longer current, result dropped", q->name,
+			    jobs[i].job.key, jobs[i].job.attempt);
+			break;
+		case 1:
+			cnt->processed++;
+			break;
+		case 2:
+			cnt->retried++;
+			keel_log_info("drain: %s %s attempt %d failed, "
+			    "retrying: %s", q->name, jobs[i].job.key,
+			    jobs[i].job.attempt, jobs[i].why);
+			break;
+		case 3:
+			cnt->failed++;
+			keel_log_warnx("drain: %s %s dead-lettered after "
+			    "attempt %d: %s", q->name, jobs[i].job.key,
+			    jobs[i].job.attempt, jobs[i].why);
+			break;
+		default:
+			cnt->released++;
+			break;
+		}
+	}
+	keel_rreply_free(rep);
+}
+
+/* Runs the leased jobs of one fetch reply (elements 6..). */
+static void
+drain_batch(struct keel_redis *r, const struct keel_drainer *d,
+    const struct keel_queue *q, void *ctx, const struct keel_rreply *rep,
+    struct drain_counts *cnt)
+{
+	struct drain_job	*jobs;
+	const struct keel_rreply *e;
+	keel_job_fn		*fn;
+	size_t			 i, n = rep->nelem - 6;
+
+	jobs = keel_calloc(n, sizeof(*jobs));
+	for (i = 0; i < n; i++) {
+		e = &rep->elem[6 + i];
+		jobs[i].msgid = e->elem[0].str;
+		jobs[i].job.queue = q->name;
+		jobs[i].job.key = e->elem[1].str;
+		jobs[i].job.kind = e->elem[2].type == KEEL_R_STR ?
+		    e->elem[2].str : "";
+		jobs[i].job.payload = e->elem[3].type == KEEL_R_STR ?
+		    e->elem[3].str : "";
+		jobs[i].job.attempt = (int)e->elem[4].integer;
+		/* SIGTERM: finish the job in hand, hand the rest back. */
+		if (keel_cron_signalled()) {
+			jobs[i].outcome = "release";
+			continue;
+		}
+		if ((fn = drain_handler(d, jobs[i].job.kind)) == NULL) {
+			snprintf(jobs[i].why, sizeof(jobs[i].why),
+			    "no handler for kind '%.64s' in %s",
+			    jobs[i].job.kind, d->name);
+			jobs[i].outcome = "fail";
+			continue;
+		}
+		switch (fn(ctx, &jobs[i].job, jobs[i].why,
+		    sizeof(jobs[i].why))) {
+		case KEEL_JOB_DONE:
+			jobs[i].outcome = "done";
+			break;
+		case KEEL_JOB_RETRY:
+			jobs[i].outcome = "retry";
+			break;
+		default:
+			jobs[i].outcome = "fail";
+			break;
+		}
+	}
+	drain_finish(r, q, jobs, n, cnt);
+	free(jobs);
+}
+
+/*
+ * Waits up to ms for a job added to q's stream after last_id: XREAD, not
+ * XREADGROUP, so waking leases nothing -- the next fetch does, within
+ * the limits.
+ */
+static enum keel_err
+drain_block(struct keel_redis *r, const struct keel_queue *q,
+    const char *last_id, int ms)
+{
+	const char	*av[6];
+	char		 key[128], block[16];
+	enum keel_err	 er;
+
+	snprintf(key, sizeof(key), KEEL_QUEUE_KEY, q->name, "s");
+	snprintf(block, sizeof(block), "%d", ms);
+	av[0] = "XREAD";
+	av[1] = "BLOCK";
+	av[2] = block;
+	av[3] = "STREAMS";
+	av[4] = key;
+	av[5] = last_id;
+	if ((er = keel_redis_cmd_timeout(r, ms + 1000, 6, av, NULL, NULL)) !=
+	    KEEL_OK)
+		drain_sleep(ms < 500 ? ms : 500);
+	return er;
+}
+
+static void
+drain_usage(const char *prog)
+{
+	fprintf(stderr, "usage: %s [--budget SECONDS] [--until-empty]\n"
+	    "  --budget SECONDS  stop after this long (KEEL_DRAIN_BUDGET)\n"
+	    "  --until-empty     stop once nothing waits or is delayed\n"
+	    "  --config          print the environment variables and exit\n",
+	    prog);
+}
+
+int
+keel_drain_main(int argc, char *argv[], const struct keel_drainer *d)
+{
+	static const struct option longopts[] = {
+		{ "budget", required_argument, NULL, 'b' },
+		{ "until-empty", no_argument, NULL, 'e' },
+		{ "config", no_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	const struct keel_queue	*q;
+	struct keel_cron	 c;
+	struct keel_redis	*r;
+	struct keel_rreply	*rep = NULL;
+	struct drain_counts	 cnt;
+	struct keel_queue_args	 a;
+	char			 consumer[300], host[256];
+	void			*ctx;
+	enum keel_err		 er;
+	int64_t			 budget = 0;
+	int			 ch, until_empty = 0, down = 0, wait, vis_ms;
+	long long		 wake;
+
+	while ((ch = getopt_long(argc, argv, "b:ech", longopts, NULL)) !=
+	    -1) {
+		switch (ch) {
+		case 'b':
+			if (!keel_parse_int64(optarg, 1, 86400, &budget)) {
+				drain_usage(argv[0]);
+				return 2;
+			}
+			break;
+		case 'e':
+			until_empty = 1;
+			break;
+		case 'c':
+			keel_config_print_table();
+			return 0;
+		default:
+			drain_usage(argv[0]);
+			return ch == 'h' ? 0 : 2;
+		}
+	}
+	if ((q = keel_queue_find(d->queue)) == NULL) {
+		fprintf(stderr, "%s: no queue %s in queue.c\n", d->name,
+		    d->queue);
+		return 1;
+	}
+	keel_cron_init(&c, d->name, 0);
+	if (d->nkinds == 0) {
+		/* Its resource hasn't landed: leave the jobs waiting. */
+		keel_cron_done(&c, "processed=0 failed=0 retried=0 took=0.00s "
+		    "(no job kind handled yet: jobs wait on the %s queue)",
+		    q->name);
+		return 0;
+	}
+	c.deadline = c.t0 + (budget > 0 ? budget : c.cfg.drain_budget) *
+	    1000.0;
+	if (keel_cron_lock(&c) == -1) {
+		keel_cron_done(&c, "skipped: another run is draining");
+		return 0;
+	}
+	memset(&cnt, 0, sizeof(cnt));
+	if (gethostname(host, sizeof(host)) == -1)
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	snprintf(consumer, sizeof(consumer), "%s:%ld", host, (long)getpid());
+	r = keel_redis_open(&c.cfg);
+	ctx = d->setup != NULL ? d->setup(&c.cfg) : NULL;
+	vis_ms = c.cfg.job_visibility * 1000;
+
+	while (!keel_cron_stopping(&c)) {
+		keel_queue_args_init(&a, q, q->name);
+		keel_queue_args_str(&a, consumer);
+		keel_queue_args_fmt(&a, "%d", q->batch);
+		keel_queue_args_fmt(&a, "%d", vis_ms);
+		er = keel_queue_args_eval(r, &script_fetch, &a, &rep);
+		keel_queue_args_free(&a);
+		if (er != KEEL_OK) {
+			/* Redis restarting: reconnect and carry on. */
+			if (!down++)
+				keel_log_warnx("drain: %s: %s (%s); retrying",
+				    q->name, keel_strerror(er),
+				    keel_redis_errstr(r));
+			drain_sleep(500);
+			continue;
+		}
+		if (down) {
+			keel_log_info("drain: %s: redis is back", q->name);
+			down = 0;
+		}
+		cnt.stalled += keel_queue_reply_int(rep, 3);
+		cnt.failed += keel_queue_reply_int(rep, 4);
+		if (rep->nelem > 6) {
+			drain_batch(r, d, q, ctx, rep, &cnt);
+			keel_cron_progress(&c, "processed=%ld failed=%ld "
+			    "retried=%ld", cnt.processed, cnt.failed,
+			    cnt.retried);
+		} else if (until_empty && keel_queue_reply_int(rep, 5) == 0) {
+			break;
+		} else {
+			/* Nothing to lease: block until a new job, the next
+			 * due one, or free capacity -- at most a second. */
+			wake = keel_queue_reply_int(rep, 0);
+			wait = (int)(keel_cron_left_ms(&c) < 1000 ?
+			    keel_cron_left_ms(&c) : 1000);
+			if (wake >= 0 && wake < wait)
+				wait = (int)wake;
+			if (wait < 1)
+				wait = 1;
+			if (keel_queue_reply_int(rep, 1))
+				drain_sleep(wait < 50 ? wait : 50);
+			else if (drain_block(r, q, rep->elem[2].str, wait) !=
+			    KEEL_OK && !down++)
+				keel_log_warnx("drain: %s: waiting for jobs: "
+				    "%s; reconnecting", q->name,
+				    keel_redis_errstr(r));
+		}
+		keel_rreply_free(rep);
+		rep = NULL;
+	}
+	keel_rreply_free(rep);
+	if (d->teardown != NULL)
+		d->teardown(ctx);
+	keel_redis_close(r);
+	keel_cron_done(&c, "processed=%ld failed=%ld retried=%ld took=%.2fs "
+	    "stalled=%ld refused=%ld released=%ld", cnt.processed, cnt.failed,
+	    cnt.retried, keel_cron_elapsed(&c), cnt.stalled, cnt.refused,
+	    cnt.released);
+	return 0;
+}

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * outbox.h -- jobs written in the caller's transaction and moved to their
+ * queues after the commit (DESIGN.md, "Jobs, outbox and cron").
+ */
+#ifndef KEEL_OUTBOX_H
+#define KEEL_OUTBOX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keel/err.h"
+
+struct keel_db;
+struct keel_redis;
+
+/*
+ * Writes a job into the outbox table.  Call it inside the transaction of
+ * the change that causes the job (keel_db_begin ... keel_db_commit), so
+ * the job exists if and only if the change does.  payload is a JSON
+ * object's text; idem_key names the job uniquely forever (a second add
+ * with the same key is KEEL_ECONFLICT).  The strings are only read; *id
+ * (may be NULL) gets the outbox row's id.
+ */
+enum keel_err	 keel_outbox_add(struct keel_db *db, const char *queue,
+		    const char *kind, const char *payload, const char *idem_key,
+		    int64_t *id);
+/* The same for a job that must not run before delay_ms from now. */
+enum keel_err	 keel_outbox_add_delayed(struct keel_db *db,
+		    const char *queue, const char *kind, const char *payload,
+		    const char *idem_key, int64_t delay_ms, int64_t *id);
+
+/*
+ * After keel_db_commit(): moves the outbox rows ids[0..n) (the caller's;
+ * n 0 does nothing) to their queues at once and marks them pushed.  Best
+ * effort: any failure (Redis down) leaves the rows for the relay, is
+ * logged, and is returned, which the caller may ignore -- the write
+ * itself has succeeded.
+ */
+enum keel_err	 keel_outbox_push(struct keel_db *db, struct keel_redis *r,
+		    const int64_t *ids, size_t n);
+
+/*
+ * The relay's step, in a transaction of its own: pushes up to limit rows
+ * still waiting in the outbox (oldest first, rows locked by another relay
+ * skipped) and marks them.  *pushed (not NULL) gets the number moved.
+ * KEEL_EUNAVAIL when Redis or PostgreSQL is down (rows stay).
+ */
+enum keel_err	 keel_outbox_relay(struct keel_db *db, struct keel_redis *r,
+		    int limit, int *pushed);
+
+#endif /* KEEL_OUTBOX_H */

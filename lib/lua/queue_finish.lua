@@ -1,0 +1,44 @@
+-- queue_finish.lua -- records what became of leased jobs.
+--
+-- ARGV[11..]: (msg id, key, attempt, outcome, reason) per job; outcome
+-- is done, retry, fail or release (handed back unstarted: the attempt is
+-- not counted).  Returns per job 0 (the lease is no longer current:
+-- refused), 1 done, 2 retrying, 3 dead letter, 4 released.  Retention
+-- runs here, not in a separate sweep that may never come.
+
+-- keel: include queue_prelude.lua
+local res = {}
+for i = 11, #ARGV, 5 do
+  local id, k, att = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local oc, why = ARGV[i + 3], ARGV[i + 4]
+  local jk = JP .. k
+  local h = redis.call('HMGET', jk, 'state', 'lease')
+  if h[1] ~= 'active' or tonumber(h[2]) ~= att then
+    res[#res + 1] = 0
+  else
+    redis.call('ZREM', A, k)
+    redis.call('XACK', S, 'workers', id)
+    redis.call('XDEL', S, id)
+    if oc == 'done' then
+      if KEEP_C > 0 then
+        redis.call('HSET', jk, 'state', 'completed', 'finished', T)
+        redis.call('ZADD', C, T, k)
+      else
+        redis.call('DEL', jk)
+      end
+      res[#res + 1] = 1
+    elseif oc == 'release' then
+      redis.call('HSET', jk, 'state', 'waiting', 'attempts', att - 1,
+        'lease', 0)
+      redis.call('XADD', S, '*', 'job', k)
+      res[#res + 1] = 4
+    elseif oc == 'retry' then
+      res[#res + 1] = retry_or_dead(k, att, why)
+    else
+      dead(k, why)
+      res[#res + 1] = 3
+    end
+  end
+end
+trim()
+return res

@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * queue_private.h -- what outbox.c and drain.c share with queue.c and
+ * nothing else may use: the argument vector every queue script takes,
+ * the key names, and the script that adds jobs.
+ *
+ * A script call is KEYS s d a c x r (queue.c's list), ARGV[1] the job
+ * hash prefix, ARGV[2..10] the queue's policy, then the script's own
+ * arguments (see the top of each lib/lua/queue_*.lua).
+ */
+#ifndef KEEL_QUEUE_PRIVATE_H
+#define KEEL_QUEUE_PRIVATE_H
+
+#include <stddef.h>
+
+#include "keel/err.h"
+
+struct keel_queue;
+struct keel_redis;
+struct keel_rreply;
+struct keel_rscript;
+
+/* Queue name's key with suffix sfx ("s", "x", "j:", "*"). */
+#define KEEL_QUEUE_KEY	"keel:q:%s:%s"
+
+/* The arguments of one script call; the strings it points at are either
+ * the caller's (keel_queue_args_str) or its own (keel_queue_args_fmt). */
+struct keel_queue_args {
+	const char	**av;
+	size_t		 *al;
+	int		  n, cap;
+	char		**own;		/* strings we allocated */
+	int		  nown;
+};
+
+/*
+ * Starts a with queue name's keys, job prefix and policy q (name, not
+ * q->name, so an outbox row naming an unknown queue keeps its name under
+ * the default policy).  Free with keel_queue_args_free().
+ */
+void		 keel_queue_args_init(struct keel_queue_args *a,
+		    const struct keel_queue *q, const char *name);
+/* Appends s, borrowed: it must live until the call is made. */
+void		 keel_queue_args_str(struct keel_queue_args *a, const char *s);
+/* Appends a formatted copy that a owns. */
+void		 keel_queue_args_fmt(struct keel_queue_args *a,
+		    const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Frees what a holds and zeroes it; a zeroed a is fine too. */
+void		 keel_queue_args_free(struct keel_queue_args *a);
+/*
+ * Runs script with a.  On KEEL_OK *out (caller frees) is the reply; a
+ * script's error reply is logged and becomes KEEL_EINTERNAL, so *out is
+ * never KEEL_R_ERROR.  KEEL_EUNAVAIL when Redis can't be reached.
+ */
+enum keel_err	 keel_queue_args_eval(struct keel_redis *r,
+		    struct keel_rscript *script, struct keel_queue_args *a,
+		    struct keel_rreply **out);
+
+/* Element i of an array reply as an integer (0 when absent). */
+long long	 keel_queue_reply_int(const struct keel_rreply *rep, size_t i);
+
+/* The policy for name: its row, or the default for a queue the table
+ * doesn't know (an outbox row may name one).  Never NULL. */
+const struct keel_queue *keel_queue_policy(const char *name);
+
+/* lib/lua/queue_enqueue.lua, shared so it is loaded once per
+ * connection: ARGV (key, kind, payload, delay_ms) per job. */
+extern struct keel_rscript keel_queue_script_enqueue;
+
+#endif /* KEEL_QUEUE_PRIVATE_H */
