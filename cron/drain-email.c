@@ -60,16 +60,16 @@ email_send(void *arg, const struct keel_job *job, char *why, size_t n)
 }
 
 static const struct keel_job_kind email_kinds[] = {
-	{ "invitation", email_send },
-	{ "password_reset", email_send },
-	{ "test_result", email_send },
-	{ "test", email_send },
+	{ .kind = "invitation", .fn = email_send },
+	{ .kind = "password_reset", .fn = email_send },
+	{ .kind = "test_result", .fn = email_send },
+	{ .kind = "test", .fn = email_send },
 };
 
 static const struct keel_drainer email_drainer = {
-	"keel-drain-email", "email", email_kinds,
-	sizeof(email_kinds) / sizeof(email_kinds[0]),
-	email_setup, email_teardown,
+	.name = "keel-drain-email", .queue = "email",
+	.kinds = email_kinds, .nkinds = KEEL_NELEM(email_kinds),
+	.setup = email_setup, .teardown = email_teardown,
 };
 
 int

@@ -15,7 +15,7 @@
 #include "keel/drain.h"
 
 static const struct keel_drainer leaderboard_drainer = {
-	"keel-drain-leaderboard", "leaderboard", NULL, 0, NULL, NULL,
+	.name = "keel-drain-leaderboard", .queue = "leaderboard",
 };
 
 int

@@ -15,7 +15,7 @@
 #include "keel/drain.h"
 
 static const struct keel_drainer notifications_drainer = {
-	"keel-drain-notifications", "notifications", NULL, 0, NULL, NULL,
+	.name = "keel-drain-notifications", .queue = "notifications",
 };
 
 int

@@ -63,7 +63,7 @@ main(int argc, char *argv[])
 		return 2;
 	}
 	keel_cron_init(&c, "keel-jobs-prune", 300);
-	if (keel_cron_lock(&c) == -1) {
+	if (!keel_cron_lock(&c)) {
 		keel_cron_done(&c, "skipped: another run is pruning");
 		return 0;
 	}

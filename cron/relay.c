@@ -48,7 +48,7 @@ main(int argc, char *argv[])
 	keel_cron_init(&c, "keel-outbox-relay", 0);
 	c.deadline = c.t0 + (budget > 0 ? budget : c.cfg.drain_budget) *
 	    1000.0;
-	if (keel_cron_lock(&c) == -1) {
+	if (!keel_cron_lock(&c)) {
 		keel_cron_done(&c, "skipped: another run is relaying");
 		return 0;
 	}

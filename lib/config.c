@@ -257,8 +257,8 @@ cfg_set(struct keel_config *cfg, const struct cfg_row *r, const char *v,
 {
 	void			*field = (char *)cfg + r->off;
 	struct keel_addr_rule	*rule;
+	enum keel_log_level	 level;
 	int64_t			 iv;
-	int			 lv;
 
 	switch (r->type) {
 	case CFG_INT:
@@ -271,12 +271,12 @@ cfg_set(struct keel_config *cfg, const struct cfg_row *r, const char *v,
 		*(int *)field = (int)iv;
 		return true;
 	case CFG_LEVEL:
-		if ((lv = keel_log_level_parse(v)) == -1) {
+		if (!keel_log_level_parse(v, &level)) {
 			snprintf(err, n, "%s: expected debug, info, warn or "
 			    "error", r->name);
 			return false;
 		}
-		*(int *)field = lv;
+		*(int *)field = (int)level;
 		return true;
 	case CFG_RATE:
 		if (!parse_rate(v, field)) {

@@ -74,7 +74,7 @@ keel_cron_init(struct keel_cron *c, const char *prog, int budget_s)
 		c->deadline = c->t0 + budget_s * 1000.0;
 }
 
-int
+bool
 keel_cron_lock(struct keel_cron *c)
 {
 	char	 path[1024], buf[32];
@@ -93,22 +93,22 @@ keel_cron_lock(struct keel_cron *c)
 		keel_log_info("another run holds %s (pid %s); leaving", path,
 		    buf[0] != '\0' ? buf : "?");
 		close(fd);
-		return -1;
+		return false;
 	}
 	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
 	if (ftruncate(fd, 0) == -1 || pwrite(fd, buf, (size_t)n, 0) != n)
 		keel_log_warn("writing our pid to %s", path);
 	c->lockfd = fd;
-	return 0;
+	return true;
 }
 
-int
+bool
 keel_cron_signalled(void)
 {
 	return got_term != 0;
 }
 
-int
+bool
 keel_cron_stopping(const struct keel_cron *c)
 {
 	return got_term || (c->deadline > 0 &&

@@ -294,7 +294,7 @@ keel_drain_main(int argc, char *argv[], const struct keel_drainer *d)
 	}
 	c.deadline = c.t0 + (budget > 0 ? budget : c.cfg.drain_budget) *
 	    1000.0;
-	if (keel_cron_lock(&c) == -1) {
+	if (!keel_cron_lock(&c)) {
 		keel_cron_done(&c, "skipped: another run is draining");
 		return 0;
 	}

@@ -51,15 +51,27 @@ static const struct {
 	int		 code;
 	const char	*text;
 } reasons[] = {
-	{ 200, "OK" }, { 201, "Created" }, { 202, "Accepted" },
-	{ 204, "No Content" }, { 304, "Not Modified" },
-	{ 400, "Bad Request" }, { 401, "Unauthorized" }, { 403, "Forbidden" },
-	{ 404, "Not Found" }, { 405, "Method Not Allowed" },
-	{ 409, "Conflict" }, { 410, "Gone" }, { 413, "Content Too Large" },
-	{ 414, "URI Too Long" }, { 415, "Unsupported Media Type" },
-	{ 422, "Unprocessable Content" }, { 429, "Too Many Requests" },
-	{ 500, "Internal Server Error" }, { 502, "Bad Gateway" },
-	{ 503, "Service Unavailable" }, { 504, "Gateway Timeout" },
+	{ .code = 200, .text = "OK" },
+	{ .code = 201, .text = "Created" },
+	{ .code = 202, .text = "Accepted" },
+	{ .code = 204, .text = "No Content" },
+	{ .code = 304, .text = "Not Modified" },
+	{ .code = 400, .text = "Bad Request" },
+	{ .code = 401, .text = "Unauthorized" },
+	{ .code = 403, .text = "Forbidden" },
+	{ .code = 404, .text = "Not Found" },
+	{ .code = 405, .text = "Method Not Allowed" },
+	{ .code = 409, .text = "Conflict" },
+	{ .code = 410, .text = "Gone" },
+	{ .code = 413, .text = "Content Too Large" },
+	{ .code = 414, .text = "URI Too Long" },
+	{ .code = 415, .text = "Unsupported Media Type" },
+	{ .code = 422, .text = "Unprocessable Content" },
+	{ .code = 429, .text = "Too Many Requests" },
+	{ .code = 500, .text = "Internal Server Error" },
+	{ .code = 502, .text = "Bad Gateway" },
+	{ .code = 503, .text = "Service Unavailable" },
+	{ .code = 504, .text = "Gateway Timeout" },
 };
 
 static const char *

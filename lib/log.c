@@ -60,15 +60,17 @@ keel_log_init(const char *prog, enum keel_log_level level)
 		log_atfork = 1;
 }
 
-int
-keel_log_level_parse(const char *s)
+bool
+keel_log_level_parse(const char *s, enum keel_log_level *out)
 {
 	int	 i;
 
 	for (i = 0; i < KEEL_LOG_LEVEL__MAX; i++)
-		if (strcmp(s, level_names[i]) == 0)
-			return i;
-	return -1;
+		if (strcmp(s, level_names[i]) == 0) {
+			*out = (enum keel_log_level)i;
+			return true;
+		}
+	return false;
 }
 
 void
@@ -80,7 +82,7 @@ keel_log_set_request(const char *id)
 		snprintf(log_req, sizeof(log_req), "%s", id);
 }
 
-int
+bool
 keel_log_enabled(enum keel_log_level level)
 {
 	return level >= log_level;

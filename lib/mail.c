@@ -45,7 +45,7 @@ struct keel_mail {
 	char		 errstr[CURL_ERROR_SIZE + 64];
 };
 
-int
+bool
 keel_mail_addr_valid(const char *s)
 {
 	const char	*at, *p;
@@ -53,11 +53,11 @@ keel_mail_addr_valid(const char *s)
 	if (s == NULL || strlen(s) > 254 || (at = strchr(s, '@')) == NULL ||
 	    at == s || strchr(at + 1, '@') != NULL ||
 	    strchr(at + 1, '.') == NULL || at[1] == '.')
-		return 0;
+		return false;
 	for (p = s; *p != '\0'; p++)
 		if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f ||
 		    strchr("<>()[]\\,;:\"", *p) != NULL)
-			return 0;
+			return false;
 	return s[strlen(s) - 1] != '.';
 }
 
@@ -280,8 +280,11 @@ link_valid(const char *s)
 enum mail_field { MF_TO, MF_NAME, MF_LINK, MF_TITLE, MF_SCORE, MF_CORRECT,
 	MF_TOTAL, MF__MAX };
 
-static const char *const mf_names[MF__MAX] = { "to", "name", "link",
-	"testTitle", "score", "correct", "total" };
+static const char *const mf_names[MF__MAX] = {
+	[MF_TO] = "to", [MF_NAME] = "name", [MF_LINK] = "link",
+	[MF_TITLE] = "testTitle", [MF_SCORE] = "score",
+	[MF_CORRECT] = "correct", [MF_TOTAL] = "total",
+};
 
 /* The string field f of o, NULL when absent or not a string. */
 static const char *

@@ -4,6 +4,8 @@
 #ifndef KEEL_CRON_H
 #define KEEL_CRON_H
 
+#include <stdbool.h>
+
 #include "keel/config.h"
 
 struct keel_cron {
@@ -25,14 +27,14 @@ struct keel_cron {
 void	 keel_cron_init(struct keel_cron *c, const char *prog, int budget_s);
 /*
  * Takes $KEEL_LOCK_DIR/<prog>.lock with flock(2), so the kernel releases
- * it whatever kills us, and writes our pid into it.  Returns 0, or -1
- * when another run holds it (logged with that run's pid).
+ * it whatever kills us, and writes our pid into it.  True when taken;
+ * false when another run holds it (logged with that run's pid).
  */
-int	 keel_cron_lock(struct keel_cron *c);
-/* 1 once SIGTERM/SIGINT arrived or the budget is spent. */
-int	 keel_cron_stopping(const struct keel_cron *c);
-/* 1 once SIGTERM/SIGINT arrived. */
-int	 keel_cron_signalled(void);
+bool	 keel_cron_lock(struct keel_cron *c);
+/* True once SIGTERM/SIGINT arrived or the budget is spent. */
+bool	 keel_cron_stopping(const struct keel_cron *c);
+/* True once SIGTERM/SIGINT arrived. */
+bool	 keel_cron_signalled(void);
 /* Milliseconds left in the budget (a large number when there is none). */
 double	 keel_cron_left_ms(const struct keel_cron *c);
 /* Seconds since keel_cron_init. */

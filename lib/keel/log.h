@@ -4,6 +4,7 @@
 #define KEEL_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 
 enum keel_log_level {
 	KEEL_LOG_DEBUG,
@@ -15,11 +16,11 @@ enum keel_log_level {
 
 /* Sets the program name shown on every line (not copied: keep it alive). */
 void	keel_log_init(const char *prog, enum keel_log_level level);
-/* Parses "debug", "info", "warn", "error"; -1 if unknown. */
-int	keel_log_level_parse(const char *s);
+/* Parses "debug", "info", "warn", "error" into *out; false if unknown. */
+bool	keel_log_level_parse(const char *s, enum keel_log_level *out);
 /* The request id to show on following lines; NULL clears it. */
 void	keel_log_set_request(const char *id);
-int	keel_log_enabled(enum keel_log_level level);
+bool	keel_log_enabled(enum keel_log_level level);
 
 /* warn appends strerror(errno); warnx does not.  fatal* exit(1). */
 void	keel_log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -3,6 +3,7 @@
 #ifndef KEEL_MAIL_H
 #define KEEL_MAIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -23,9 +24,9 @@ struct keel_mail_msg {
 	const char	*idem_key;	/* the job's key: names the Message-ID */
 };
 
-/* 1 when s is a plain addr-spec we are willing to put in a header and
+/* True when s is a plain addr-spec we are willing to put in a header and
  * an SMTP command (no spaces, CR, LF, <>, quotes; local@domain.tld). */
-int		 keel_mail_addr_valid(const char *s);
+bool		 keel_mail_addr_valid(const char *s);
 /*
  * Appends s to b as a header value: as is when it is printable ASCII,
  * else as RFC 2047 "B" encoded-words of UTF-8, each under 76 characters,

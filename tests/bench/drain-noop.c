@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "keel/drain.h"
+#include "keel/mem.h"
 
 static enum keel_job_result
 noop_done(void *ctx, const struct keel_job *job, char *why, size_t n)
@@ -39,14 +40,14 @@ noop_retry(void *ctx, const struct keel_job *job, char *why, size_t n)
 }
 
 static const struct keel_job_kind noop_kinds[] = {
-	{ "noop", noop_done },
-	{ "fail", noop_fail },
-	{ "retry", noop_retry },
+	{ .kind = "noop", .fn = noop_done },
+	{ .kind = "fail", .fn = noop_fail },
+	{ .kind = "retry", .fn = noop_retry },
 };
 
 static const struct keel_drainer noop_drainer = {
-	"keel-drain-noop", "noop", noop_kinds,
-	sizeof(noop_kinds) / sizeof(noop_kinds[0]), NULL, NULL,
+	.name = "keel-drain-noop", .queue = "noop",
+	.kinds = noop_kinds, .nkinds = KEEL_NELEM(noop_kinds),
 };
 
 int
