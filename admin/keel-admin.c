@@ -29,7 +29,8 @@
 #include "keel/log.h"
 
 static const struct keel_query q_admin_exists = { .name = "admin_exists",
-	.sql = "SELECT EXISTS (SELECT FROM users WHERE role = 'admin' AND is_active)",
+	.sql = "SELECT EXISTS (SELECT FROM users WHERE role = 'admin' "
+	"AND is_active)",
 	.target = KEEL_DB_PRIMARY };
 
 static const struct keel_query q_admin_insert = { .name = "admin_insert",

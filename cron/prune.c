@@ -24,8 +24,9 @@ static const struct keel_query q_outbox_prune = { .name = "jobs_outbox_prune",
 	.target = KEEL_DB_PRIMARY };
 
 static const struct keel_query q_tokens_prune = { .name = "jobs_tokens_prune",
-	.sql = "WITH gone AS (DELETE FROM one_time_tokens WHERE expires_at < now() - "
-	"interval '1 day' OR used_at < now() - interval '1 day' RETURNING 1) "
+	.sql = "WITH gone AS (DELETE FROM one_time_tokens "
+	"WHERE expires_at < now() - interval '1 day' "
+	"OR used_at < now() - interval '1 day' RETURNING 1) "
 	"SELECT count(*) FROM gone",
 	.target = KEEL_DB_PRIMARY };
 

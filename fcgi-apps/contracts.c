@@ -77,7 +77,8 @@ enum contract_field {
 };
 
 static const struct keel_field contract_fields[CON__MAX] = {
-	[CON_CAR] = { .name = "carId", .type = KEEL_FIELD_ID, .required = true },
+	[CON_CAR] = { .name = "carId", .type = KEEL_FIELD_ID,
+	    .required = true },
 	[CON_CUSTOMER] = { .name = "customerId", .type = KEEL_FIELD_ID,
 	    .required = true },
 	[CON_START] = { .name = "startDate", .type = KEEL_FIELD_DATE,

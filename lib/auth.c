@@ -44,7 +44,8 @@
  * costs one Argon2id verification like a wrong password does.  Made with
  * the same limits as keel_auth_hash(); its password is random and lost.
  */
-static const char dummy_hash[crypto_pwhash_STRBYTES] = "$argon2id$v=19$m=65536,t=2,p=1$"
+static const char dummy_hash[crypto_pwhash_STRBYTES] =
+    "$argon2id$v=19$m=65536,t=2,p=1$"
     "86XGApZ0TAlubm8NGlB7bA$TVpAr1SExHOeI4lVNweoHRIazQO25bZ17WvmsPO8KAI";
 
 static const struct {
@@ -415,8 +416,8 @@ keel_auth_sessions_end_all(struct keel_redis *r, int64_t uid,
  * two confirms race: the second waits on the row lock, then finds it used.
  */
 static const struct keel_query q_once_new = { .name = "auth_once_new",
-	.sql = "INSERT INTO one_time_tokens (hash, user_id, purpose, expires_at) "
-	"VALUES ($1, $2, $3, now() + $4::int * interval '1 second')",
+	.sql = "INSERT INTO one_time_tokens (hash, user_id, purpose, "
+	"expires_at) VALUES ($1, $2, $3, now() + $4::int * interval '1 second')",
 	.target = KEEL_DB_PRIMARY };
 
 static const struct keel_query q_once_take = { .name = "auth_once_take",

@@ -99,7 +99,8 @@ keel_idem_step(struct keel_req *req)
 {
 	const struct keel_http_error mismatch = {
 		.status = 422,
-		.message = "this Idempotency-Key belongs to a different request",
+		.message = "this Idempotency-Key belongs to a different "
+		    "request",
 		.field = "Idempotency-Key",
 		.why = "was used with a different request",
 	};
@@ -165,7 +166,8 @@ keel_idem_step_after(struct keel_req *req, enum keel_err er)
 	struct keel_rreply	*rep = NULL;
 	const char		*argv[6], *body, *ctype;
 	size_t			 argvlen[6], len;
-	char			 status[KEEL_TEXT_INT_MAX], ttl[KEEL_TEXT_INT_MAX];
+	char			 status[KEEL_TEXT_INT_MAX];
+	char			 ttl[KEEL_TEXT_INT_MAX];
 	int			 code = keel_http_status(req);
 
 	if (st == NULL)

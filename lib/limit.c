@@ -460,8 +460,8 @@ keel_limit_after(struct keel_req *req)
 		argv[1] = req->id;
 		keel_text_int(win, (int64_t)st->res[i].window * 1000);
 		argv[2] = win;
-		if (keel_redis_eval(req->redis, &record_script, 1, 3, argv, NULL,
-		    &rep) == KEEL_OK && st->res[i].remaining > 0)
+		if (keel_redis_eval(req->redis, &record_script, 1, 3, argv,
+		    NULL, &rep) == KEEL_OK && st->res[i].remaining > 0)
 			st->res[i].remaining--;
 		keel_rreply_free(rep);
 		rep = NULL;

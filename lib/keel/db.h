@@ -64,7 +64,8 @@ void		 keel_db_close(struct keel_db *);
 
 /*
  * Runs q with p (NULL for none; exactly the parameters q's SQL takes,
- * else KEEL_EINTERNAL) on the primary or, for KEEL_DB_READ outside a transaction and unless pinned,
+ * else KEEL_EINTERNAL) on the primary or, for KEEL_DB_READ outside a
+ * transaction and unless pinned,
  * on a usable replica (falling back to the primary).  On
  * KEEL_OK and out != NULL, *out holds the rows (caller frees).  Errors:
  * KEEL_ECONFLICT (unique or exclusion violation; keel_db_constraint()

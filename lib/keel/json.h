@@ -43,8 +43,8 @@ struct keel_field {
 	/* STRING: extra check, true when s is acceptable; msg if not. */
 	bool			(*check)(const char *s);
 	const char		*check_msg;
-	const char		*def;		/* query strings: the text an
-						   absent parameter stands for */
+	/* Query strings: the text an absent parameter stands for. */
+	const char		*def;
 };
 
 /* An extracted value; strings live as long as the parsed document. */

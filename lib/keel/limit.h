@@ -26,7 +26,7 @@
 #define KEEL_LIMIT_RIDE_MAX	8
 struct keel_limit_ride {
 	const char	*lua;		/* the fragment defining ride() */
-	const char	*key;		/* what it reads (KEYS[1]); NULL: none */
+	const char	*key;		/* what it reads; NULL: nothing */
 	bool		 ran;		/* out: the script ran and read key */
 	size_t		 n;		/* out: values ride() returned */
 	const char	*vals[KEEL_LIMIT_RIDE_MAX]; /* out: as text, from

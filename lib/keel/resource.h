@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: ISC */
-/* resource.h -- a resource as tables; one row, one page, one write answered alike. */
+/* resource.h -- a resource as tables; rows, pages and writes alike. */
 #ifndef KEEL_RESOURCE_H
 #define KEEL_RESOURCE_H
 
@@ -73,7 +73,7 @@ struct keel_loader {
 /* A related row embedded in each object: "car": {...}, or null. */
 struct keel_relation {
 	const char			*name;	/* the member: "car" */
-	const char			*id;	/* the column naming it: "carId" */
+	const char			*id;	/* its id's column: "carId" */
 	const struct keel_loader	*load;
 };
 

@@ -60,8 +60,8 @@ struct keel_route {
 	const char		*method;	/* "GET", "POST", ... */
 	const char		*pattern;
 	keel_handler_fn		*handler;
-	unsigned		 access;	/* roles allowed: KEEL_ROLE_* bits,
-						   or KEEL_ACCESS_ANYONE */
+	unsigned		 access;	/* KEEL_ROLE_* bits, or
+						   KEEL_ACCESS_ANYONE */
 	enum keel_limit_class	 limit;
 	struct keel_route_cache	 cache;
 };

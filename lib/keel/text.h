@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: ISC */
-/* text.h -- leaf helpers for text: UTF-8, bounded integers, dates, lists, decimals. */
+/* text.h -- leaf helpers: UTF-8, bounded integers, dates, lists, decimals. */
 #ifndef KEEL_TEXT_H
 #define KEEL_TEXT_H
 
