@@ -132,14 +132,14 @@ drop:
 	return er;
 }
 
-/*
- * 404 and 405 cost budget too (API.md: every /api response), keyed on
- * the address: no session is read for them.
- */
+/* 404 and 405 cost budget too (API.md: every /api response). */
 static void
 unrouted(struct keel_req *req, int status, const char *allow)
 {
-	struct keel_limit_ride	 ride = { .lua = keel_auth_session_ride };
+	struct keel_limit_ride	 ride = {
+		.lua = keel_auth_session_ride,
+		.key = keel_auth_session_key(req),
+	};
 
 	if (keel_limit_check(req, KEEL_LIMIT_CLASS_DEFAULT, &ride) !=
 	    KEEL_STEP_GO)
