@@ -21,15 +21,19 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+
+#include <sodium.h>
 
 #include "keel/auth.h"
 #include "keel/config.h"
 #include "keel/db.h"
 #include "keel/http.h"
 #include "keel/json.h"
+#include "keel/limit.h"
 #include "keel/log.h"
 #include "keel/mem.h"
 #include "keel/outbox.h"
@@ -138,6 +142,31 @@ auth_reply_session(struct keel_req *req, const char *tok, time_t exp,
 	keel_buf_free(&b);
 }
 
+/*
+ * The account a login names, for its limiter bucket: the user, however
+ * named (email or username); for no user, the login string itself, so
+ * that both cost the same round trip.
+ */
+static const char *
+auth_account(struct keel_req *req, const struct keel_rows *rows,
+    const char *login)
+{
+	unsigned char	 h[16];
+	char		 hex[2 * sizeof(h) + 1];
+	char		*low;
+	size_t		 i;
+
+	if (keel_rows_count(rows) == 1)
+		return keel_rows_value(rows, 0, keel_rows_col(rows, "id"));
+	low = keel_arena_strdup(req->arena, login);
+	for (i = 0; low[i] != '\0'; i++)
+		low[i] = (char)tolower((unsigned char)low[i]);
+	crypto_generichash(h, sizeof(h), (const unsigned char *)low, i, NULL,
+	    0);
+	sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+	return keel_arena_printf(req->arena, "login:%s", hex);
+}
+
 static enum keel_err
 auth_login(struct keel_req *req)
 {
@@ -162,6 +191,10 @@ auth_login(struct keel_req *req)
 		er = KEEL_EINTERNAL;
 		goto out;
 	}
+	/* The account's own bucket too, before the password is looked at. */
+	if (keel_limit_account(req, auth_account(req, rows,
+	    v[LOGIN_LOGIN].s)) != KEEL_STEP_GO)
+		goto out;
 	/* Usernames can't hold '@', so at most one row matches. */
 	if (keel_rows_count(rows) == 1 &&
 	    keel_rows_bool(rows, 0, keel_rows_col(rows, "isActive")))

@@ -159,9 +159,10 @@ static const struct cfg_row rows[] = {
 	    .off = OFF(rates[KEEL_LIMIT_READ]),
 	    .what = "GET per client: requests/seconds, or off" },
 	{ .name = "KEEL_RATELIMIT_FAIL_CLOSED", .type = CFG_LIMITERS,
-	    .def = "", .off = OFF(rate_fail_closed),
+	    .def = "auth", .off = OFF(rate_fail_closed),
 	    .what = "limiters that refuse requests (503) while Redis is "
-	    "down, e.g. auth; the others let them through" },
+	    "down; the others let them through (auth: on the routes that "
+	    "check a password or a token)" },
 	{ .name = "KEEL_RATELIMIT_IPV6_PREFIX", .type = CFG_INT, .def = "56",
 	    .min = 16, .max = 128, .off = OFF(client.v6_prefix),
 	    .what = "IPv6 clients are limited per prefix of this many bits" },

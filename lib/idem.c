@@ -22,6 +22,7 @@
 
 #include <sodium.h>
 
+#include "keel/config.h"
 #include "keel/http.h"
 #include "keel/idem.h"
 #include "keel/log.h"
@@ -40,7 +41,7 @@ static struct keel_rscript drop_script = { .name = "idem_drop",
 
 struct keel_idem_state {
 	const char	*key;		/* the Redis key we claimed */
-	char		 fp[2 * crypto_hash_sha256_BYTES + 1];
+	char		 fp[2 * crypto_generichash_BYTES + 1];
 };
 
 bool
@@ -56,25 +57,34 @@ keel_idem_key_valid(const char *k)
 	return true;
 }
 
-/* The request's fingerprint: what "the same request" means. */
+/*
+ * The request's fingerprint: what "the same request" means.  Keyed
+ * (BLAKE2b under a key derived from KEEL_SECRET), so the stored value
+ * can't be used to test guesses of a body offline.
+ */
 static void
 fingerprint(const struct keel_req *req, char *out)
 {
-	crypto_hash_sha256_state	 s;
-	unsigned char			 h[crypto_hash_sha256_BYTES];
+	crypto_generichash_state	 s;
+	unsigned char			 key[crypto_generichash_KEYBYTES];
+	unsigned char			 h[crypto_generichash_BYTES];
 
-	crypto_hash_sha256_init(&s);
+	crypto_generichash(key, sizeof(key),
+	    (const unsigned char *)req->cfg->secret, strlen(req->cfg->secret),
+	    (const unsigned char *)"keel idempotency", 16);
+	crypto_generichash_init(&s, key, sizeof(key), sizeof(h));
 	/* NUL separators: no two different requests run together. */
-	crypto_hash_sha256_update(&s, (const unsigned char *)req->method,
+	crypto_generichash_update(&s, (const unsigned char *)req->method,
 	    strlen(req->method) + 1);
-	crypto_hash_sha256_update(&s, (const unsigned char *)req->path,
+	crypto_generichash_update(&s, (const unsigned char *)req->path,
 	    strlen(req->path) + 1);
-	crypto_hash_sha256_update(&s, (const unsigned char *)req->query,
+	crypto_generichash_update(&s, (const unsigned char *)req->query,
 	    strlen(req->query) + 1);
 	if (req->body != NULL)
-		crypto_hash_sha256_update(&s, (const unsigned char *)req->body,
+		crypto_generichash_update(&s, (const unsigned char *)req->body,
 		    req->body_len);
-	crypto_hash_sha256_final(&s, h);
+	crypto_generichash_final(&s, h, sizeof(h));
+	sodium_memzero(key, sizeof(key));
 	sodium_bin2hex(out, 2 * sizeof(h) + 1, h, sizeof(h));
 }
 

@@ -49,18 +49,22 @@
 static struct keel_rscript check_script = { .name = "limit_check" };
 static const char *check_ride;		/* the fragment it was made with */
 
-static struct keel_rscript record_script = { .name = "limit_record",
-	.lua = keel_lua_limit_record };
+static struct keel_rscript release_script = { .name = "limit_release",
+	.lua = keel_lua_limit_release };
 
 static unsigned long	 failed_open;	/* process lifetime, for the log */
 
-/* What one request's check found; lives in the request's arena. */
+/* Results a request may hold: each limiter, and the account's bucket. */
+#define NRES	(KEEL_LIMIT__MAX + 1)
+
+/* What one request's checks found; lives in the request's arena. */
 struct keel_limit_state {
 	bool			 ran;		/* the script answered */
 	enum keel_limit_class	 cls;
 	size_t			 n;
-	struct keel_limit_result res[KEEL_LIMIT__MAX];
-	const char		*auth_key;	/* set when auth applies */
+	struct keel_limit_result res[NRES];
+	const char		*keys[NRES];	/* each result's sorted set */
+	bool			 held[NRES];	/* we hold a place in it */
 };
 
 unsigned long
@@ -229,8 +233,10 @@ add_headers(struct keel_req *req, const struct keel_limit_state *st)
 	keel_http_add_header(req, "RateLimit", h.fields);
 }
 
+/* 429; with_headers: its RateLimit fields too (else after() adds them). */
 static void
-reply_limited(struct keel_req *req, const struct keel_limit_state *st)
+reply_limited(struct keel_req *req, const struct keel_limit_state *st,
+    bool with_headers)
 {
 	struct keel_buf	 b = { NULL, 0, 0 };
 	struct keel_jw	 w;
@@ -244,7 +250,8 @@ reply_limited(struct keel_req *req, const struct keel_limit_state *st)
 		    ceil_s(st->res[i].reset_ms) > wait)
 			wait = ceil_s(st->res[i].reset_ms);
 	keel_text_int(s, wait);
-	add_headers(req, st);
+	if (with_headers)
+		add_headers(req, st);
 	keel_http_add_header(req, "Retry-After", s);
 	keel_jw_init(&w, &b);
 	keel_jw_obj_open(&w);
@@ -260,6 +267,23 @@ reply_limited(struct keel_req *req, const struct keel_limit_state *st)
 	keel_buf_free(&b);
 }
 
+/*
+ * Whether limiter l fails closed for st's route.  The auth limiter does
+ * only where it guards a check of a secret (KEEL_LIMIT_CLASS_AUTH: a
+ * login, a token): failing open there would let anyone guess without
+ * limit while Redis is away, and tell a right guess by its 503.  A route
+ * that answers alike whatever happens (a reset request) has nothing to
+ * give away and must work while Redis is down (DESIGN.md's table).
+ */
+static bool
+fails_closed(const struct keel_req *req, const struct keel_limit_state *st,
+    enum keel_limiter l)
+{
+	if (!(req->cfg->rate_fail_closed & (1u << l)))
+		return false;
+	return l != KEEL_LIMIT_AUTH || st->cls == KEEL_LIMIT_CLASS_AUTH;
+}
+
 /* Redis could not answer: let the request through, or not. */
 static enum keel_step
 redis_down(struct keel_req *req, const struct keel_limit_state *st)
@@ -267,7 +291,7 @@ redis_down(struct keel_req *req, const struct keel_limit_state *st)
 	size_t	 i;
 
 	for (i = 0; i < st->n; i++)
-		if (req->cfg->rate_fail_closed & (1u << st->res[i].which)) {
+		if (fails_closed(req, st, st->res[i].which)) {
 			keel_log_warnx("limit: redis unavailable (%s); %s "
 			    "limiter fails closed", keel_redis_errstr(
 			    req->redis), keel_config_limiter_name(
@@ -341,18 +365,94 @@ ride_copy(struct keel_req *req, const struct keel_rreply *rep,
 		    "");
 }
 
+/*
+ * Runs the check script for st's results [from, st->n) (their keys and
+ * settings filled) with ride's read, and fills their counts; the auth
+ * limiter's places it admitted are held.  A step: replied on a 429 (with
+ * its headers when with_headers) or on a 503 when Redis is away and a
+ * limiter fails closed.  A later check (from > 0) that could not run is
+ * dropped, and the first one's results stand.
+ */
+static enum keel_step
+check_run(struct keel_req *req, struct keel_limit_state *st, size_t from,
+    struct keel_limit_ride *ride, bool with_headers)
+{
+	struct keel_rreply	*rep = NULL;
+	const char		*argv[4 + 5 * NRES];
+	char			 num[NRES][3][KEEL_TEXT_INT_MAX];
+	size_t			 n = st->n - from, i, seen;
+	int			 argc = 0;
+	enum keel_step		 step = KEEL_STEP_GO;
+
+	/* KEYS: ride's, then each limiter's key for this client. */
+	argv[argc++] = ride != NULL && ride->key != NULL ? ride->key : "";
+	for (i = from; i < st->n; i++)
+		argv[argc++] = st->keys[i];
+	argv[argc++] = req->id;
+	keel_text_int(num[0][0], (int64_t)n);
+	argv[argc++] = num[0][0];
+	argv[argc++] = KEY_PREFIX;
+	for (i = from; i < st->n; i++) {
+		argv[argc++] = keel_config_limiter_name(st->res[i].which);
+		keel_text_int(num[i][1], st->res[i].limit);
+		argv[argc++] = num[i][1];
+		keel_text_int(num[i][2], (int64_t)st->res[i].window * 1000);
+		argv[argc++] = num[i][2];
+		/* Every limiter holds a place for the request it admits;
+		 * all but auth's key on the caller ride() found. */
+		argv[argc++] = st->res[i].which == KEEL_LIMIT_AUTH ? "1" : "3";
+	}
+	if (keel_redis_eval(req->redis, check_for(ride != NULL ? ride->lua :
+	    check_ride), (int)n + 1, argc, argv, NULL, &rep) != KEEL_OK ||
+	    rep->type != KEEL_R_ARRAY || rep->nelem < 2 ||
+	    rep->elem[1].type != KEEL_R_INT || rep->elem[1].integer < 0 ||
+	    rep->elem[1].integer > KEEL_LIMIT_RIDE_MAX ||
+	    rep->nelem != 2 + (size_t)rep->elem[1].integer + 2 * n) {
+		if (rep != NULL && rep->type == KEEL_R_ERROR)
+			keel_log_error("limit: script: %s", rep->str);
+		/* A later check that failed leaves what the first found. */
+		st->n = from > 0 ? from : st->n;
+		step = redis_down(req, st);
+		goto out;
+	}
+	st->ran = true;
+	seen = (size_t)rep->elem[1].integer;
+	if (ride != NULL)
+		ride_copy(req, rep, ride);
+	for (i = from; i < st->n; i++) {
+		st->res[i].remaining = rep->elem[2 + seen + 2 * (i - from)].integer;
+		st->res[i].reset_ms = rep->elem[3 + seen + 2 * (i - from)].integer;
+	}
+	if (rep->elem[0].integer != 1) {
+		reply_limited(req, st, with_headers);
+		step = KEEL_STEP_REPLIED;
+	} else
+		for (i = from; i < st->n; i++)
+			st->held[i] = st->res[i].which == KEEL_LIMIT_AUTH;
+out:
+	keel_rreply_free(rep);
+	return step;
+}
+
+/* Limiter l's setting into result i of st, its sorted set key. */
+static void
+result_init(struct keel_req *req, struct keel_limit_state *st, size_t i,
+    enum keel_limiter l, const char *key)
+{
+	st->res[i].which = l;
+	st->res[i].limit = req->cfg->rates[l].limit;
+	st->res[i].window = req->cfg->rates[l].window;
+	st->keys[i] = key;
+}
+
 enum keel_step
 keel_limit_check(struct keel_req *req, enum keel_limit_class cls,
     struct keel_limit_ride *ride)
 {
 	struct keel_limit_state	*st;
-	struct keel_rreply	*rep = NULL;
 	enum keel_limiter	 which[KEEL_LIMIT__MAX];
-	const char		*argv[4 + 5 * KEEL_LIMIT__MAX], *client;
-	char			 num[KEEL_LIMIT__MAX][3][KEEL_TEXT_INT_MAX];
-	size_t			 n, i, seen;
-	int			 argc;
-	enum keel_step		 step = KEEL_STEP_GO;
+	const char		*client;
+	size_t			 n, i;
 
 	if (ride != NULL) {
 		ride->ran = false;
@@ -367,64 +467,40 @@ keel_limit_check(struct keel_req *req, enum keel_limit_class cls,
 	st->n = n;
 	st->cls = cls;
 	client = keel_http_client(req);
-
-	/* KEYS: ride's, then each limiter's key for this client. */
-	argc = 0;
-	argv[argc++] = ride != NULL && ride->key != NULL ? ride->key : "";
-	for (i = 0; i < n; i++) {
-		st->res[i].which = which[i];
-		st->res[i].limit = req->cfg->rates[which[i]].limit;
-		st->res[i].window = req->cfg->rates[which[i]].window;
-		if (which[i] == KEEL_LIMIT_AUTH)
-			argv[argc++] = st->auth_key = auth_key(req);
-		else
-			argv[argc++] = keel_arena_printf(req->arena,
-			    KEY_PREFIX "%s:%s",
-			    keel_config_limiter_name(which[i]), client);
-	}
-	argv[argc++] = req->id;
-	keel_text_int(num[0][0], (int64_t)n);
-	argv[argc++] = num[0][0];
-	argv[argc++] = KEY_PREFIX;
-	for (i = 0; i < n; i++) {
-		argv[argc++] = keel_config_limiter_name(which[i]);
-		keel_text_int(num[i][1], st->res[i].limit);
-		argv[argc++] = num[i][1];
-		keel_text_int(num[i][2], (int64_t)st->res[i].window * 1000);
-		argv[argc++] = num[i][2];
-		/* Auth: read only (after() records); the rest consume and
-		 * key on the caller ride() found. */
-		argv[argc++] = which[i] == KEEL_LIMIT_AUTH ? "0" : "3";
-	}
-	if (keel_redis_eval(req->redis, check_for(ride != NULL ? ride->lua :
-	    NULL), (int)n + 1, argc, argv, NULL, &rep) != KEEL_OK ||
-	    rep->type != KEEL_R_ARRAY || rep->nelem < 2 ||
-	    rep->elem[1].type != KEEL_R_INT || rep->elem[1].integer < 0 ||
-	    rep->elem[1].integer > KEEL_LIMIT_RIDE_MAX ||
-	    rep->nelem != 2 + (size_t)rep->elem[1].integer + 2 * n) {
-		if (rep != NULL && rep->type == KEEL_R_ERROR)
-			keel_log_error("limit: script: %s", rep->str);
-		step = redis_down(req, st);
-		goto out;
-	}
-	st->ran = true;
-	seen = (size_t)rep->elem[1].integer;
-	if (ride != NULL)
-		ride_copy(req, rep, ride);
-	for (i = 0; i < n; i++) {
-		st->res[i].remaining = rep->elem[2 + seen + 2 * i].integer;
-		st->res[i].reset_ms = rep->elem[3 + seen + 2 * i].integer;
-	}
-	if (rep->elem[0].integer != 1) {
-		reply_limited(req, st);
-		step = KEEL_STEP_REPLIED;
-	}
-out:
-	keel_rreply_free(rep);
-	return step;
+	for (i = 0; i < n; i++)
+		result_init(req, st, i, which[i], which[i] == KEEL_LIMIT_AUTH ?
+		    auth_key(req) : keel_arena_printf(req->arena,
+		    KEY_PREFIX "%s:%s", keel_config_limiter_name(which[i]),
+		    client));
+	return check_run(req, st, 0, ride, true);
 }
 
-/* Whether this answer is an attempt the auth limiter counts. */
+enum keel_step
+keel_limit_account(struct keel_req *req, const char *account)
+{
+	struct keel_limit_state	*st = req->limit;
+	size_t			 i;
+
+	/* The auth limiter didn't apply (off, or Redis was away and it
+	 * failed open): there is no place to take. */
+	if (st == NULL || !st->ran || st->n == NRES)
+		return KEEL_STEP_GO;
+	for (i = 0; i < st->n && st->res[i].which != KEEL_LIMIT_AUTH; i++)
+		continue;
+	if (i == st->n)
+		return KEEL_STEP_GO;
+	result_init(req, st, st->n++, KEEL_LIMIT_AUTH, keel_arena_printf(
+	    req->arena, KEY_PREFIX "auth:id:%s", account));
+	/* The headers come with after(), as for any other answer. */
+	return check_run(req, st, st->n - 1, NULL, false);
+}
+
+/*
+ * Whether the answer is an attempt the auth limiter keeps: every answer
+ * of a route of class AUTH_EVERY; on one of class AUTH, a failure (4xx),
+ * not a success, not a refusal before any check (429), not a fault of
+ * ours (5xx).
+ */
 static bool
 auth_counts(const struct keel_limit_state *st, int status)
 {
@@ -440,9 +516,9 @@ keel_limit_after(struct keel_req *req)
 	struct keel_limit_state	*st = req->limit;
 	struct keel_limit_headers h;
 	struct keel_rreply	*rep = NULL;
-	const char		*argv[3];
-	char			 win[KEEL_TEXT_INT_MAX];
+	const char		*argv[1 + NRES];
 	size_t			 i;
+	int			 nkeys = 0;
 
 	if (st == NULL)
 		return;
@@ -452,19 +528,21 @@ keel_limit_after(struct keel_req *req)
 		keel_http_add_header(req, "RateLimit-Policy", h.policy);
 		return;
 	}
-	for (i = 0; i < st->n; i++) {
-		if (st->res[i].which != KEEL_LIMIT_AUTH ||
-		    !auth_counts(st, keel_http_status(req)))
-			continue;
-		argv[0] = st->auth_key;
-		argv[1] = req->id;
-		keel_text_int(win, (int64_t)st->res[i].window * 1000);
-		argv[2] = win;
-		if (keel_redis_eval(req->redis, &record_script, 1, 3, argv,
-		    NULL, &rep) == KEEL_OK && st->res[i].remaining > 0)
-			st->res[i].remaining--;
+	/* The places an attempt that doesn't count held go back. */
+	if (!auth_counts(st, keel_http_status(req)))
+		for (i = 0; i < st->n; i++)
+			if (st->held[i]) {
+				argv[nkeys++] = st->keys[i];
+				st->res[i].remaining++;
+			}
+	if (nkeys > 0) {
+		argv[nkeys] = req->id;
+		if (keel_redis_eval(req->redis, &release_script, nkeys,
+		    nkeys + 1, argv, NULL, &rep) != KEEL_OK)
+			keel_log_warnx("limit: giving back an attempt's place "
+			    "failed (%s); it ages out with its window",
+			    keel_redis_errstr(req->redis));
 		keel_rreply_free(rep);
-		rep = NULL;
 	}
 	add_headers(req, st);
 }

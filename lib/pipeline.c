@@ -115,7 +115,11 @@ run(struct keel_req *req, const struct keel_route *r)
 		goto drop;
 	if (keel_auth_step_identify(req, ride.ran ? ride.vals : NULL,
 	    ride.n) != KEEL_STEP_GO ||
-	    keel_auth_step_authorize(req) != KEEL_STEP_GO ||
+	    keel_auth_step_authorize(req) != KEEL_STEP_GO)
+		goto out;
+	/* A route of an auth class takes no part: its bodies and answers
+	 * hold passwords and tokens, which no stored answer may hold. */
+	if (r->limit == KEEL_LIMIT_CLASS_DEFAULT &&
 	    keel_idem_step(req) != KEEL_STEP_GO)
 		goto out;
 	er = handle(req, r);

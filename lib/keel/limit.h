@@ -39,7 +39,10 @@ struct keel_limit_ride {
  * class KEEL_LIMIT_CLASS_AUTH(_EVERY) -- in one Redis round trip
  * (EVALSHA on Redis's clock), with ride's read in the same script
  * (ride may be NULL).  Limits key on ride's id when it found one, else
- * on the client's address.  KEEL_STEP_REPLIED after a 429 rate_limited
+ * on the client's address (auth's: the address and the account named).
+ * An admitted request holds its place in every window at once, so no
+ * number of concurrent requests gets past a limit; keel_limit_after()
+ * gives an auth place back when the attempt doesn't count.  KEEL_STEP_REPLIED after a 429 rate_limited
  * (Retry-After, retryAfter) or a 503 (Redis down and an applicable
  * limiter fails closed, KEEL_RATELIMIT_FAIL_CLOSED).  Paths outside /api
  * (/health, /routes) are exempt and cost nothing.
@@ -48,9 +51,22 @@ enum keel_step	 keel_limit_check(struct keel_req *req,
 		    enum keel_limit_class cls, struct keel_limit_ride *ride);
 
 /*
+ * For a route of an auth class, once the handler knows which account
+ * the attempt is for (a login's user, whatever login string named it):
+ * takes a place in that account's auth bucket too, atomically, so the
+ * limit holds per account from any address and under any concurrency.
+ * account is an opaque, key-safe name ("42" for user 42).  A step: 429
+ * when the account's attempts are spent, 503 when Redis can't be
+ * reached and the auth limiter fails closed; the caller answers nothing
+ * else then.  Nothing happens when the auth limiter didn't run.
+ */
+enum keel_step	 keel_limit_account(struct keel_req *req, const char *account);
+
+/*
  * After whatever answered a request that went past keel_limit_check():
- * records an auth attempt as its class says and adds the RateLimit
- * headers to the reply.
+ * an auth attempt keeps its places (a failure; every answer of class
+ * AUTH_EVERY) or gives them back (a success), and the RateLimit headers
+ * go on the reply.
  */
 void		 keel_limit_after(struct keel_req *req);
 

@@ -27,6 +27,8 @@ typedef const char *keel_cache_key_fn(struct keel_req *);
 /*
  * The limiters a route counts against beyond the api limiter and the
  * read or write one its method picks (limit.c; API.md "Rate limits").
+ * A route of an auth class checks secrets: it takes no part in
+ * idempotency (no stored answer may hold a password or a token).
  */
 enum keel_limit_class {
 	KEEL_LIMIT_CLASS_DEFAULT = 0,

@@ -1,0 +1,153 @@
+# SPDX-License-Identifier: ISC
+"""test_auth_hardening.py -- the login as an attacker tries it (issue 9,
+items 1-3): no password oracle while Redis is away, a brute-force limit
+that holds exactly under concurrency and per account however it is
+named, and no login token kept by idempotency.
+
+The brute-force tests run their own keel-auth on the stack's auth socket
+with a low auth limit (the shared stack's limits are huge), and give the
+stack's own back afterwards.
+"""
+
+import concurrent.futures
+import os
+import signal
+import subprocess
+import time
+import uuid
+
+import requests
+
+from accounts import PASSWORD, make_user
+
+AUTH_LIMIT = 5
+
+
+class OwnAuth:
+    """keel-auth on the stack's auth socket, with env overrides."""
+
+    def __init__(self, stack, **env):
+        self.stack = stack
+        self.sock = stack.path("run", "auth.sock")
+        self.env = dict(os.environ)
+        self.env.update(stack.env)
+        self.env.update(env)
+        self.proc = None
+
+    def __enter__(self):
+        self.stack.stop_component("auth")
+        if os.path.exists(self.sock):
+            os.unlink(self.sock)
+        log = open(self.stack.path("log", "auth-hardening.log"), "ab")
+        self.proc = subprocess.Popen(
+            [os.path.join(self.stack.build_dir, "fcgi-apps/keel-auth"),
+             "--socket", self.sock], env=self.env, stdout=log, stderr=log,
+            stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + 20
+        while not os.path.exists(self.sock):
+            assert self.proc.poll() is None, "keel-auth exited"
+            assert time.monotonic() < deadline, "keel-auth socket missing"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=60)
+        self.stack.start_component("auth")
+
+
+def redis(stack, *args):
+    p = subprocess.run(["redis-cli", "-p", str(stack.ports["redis"]),
+                        "--raw"] + list(args), stdout=subprocess.PIPE,
+                       text=True, timeout=10, check=True)
+    return p.stdout.strip()
+
+
+def login(anon, who, password, headers=None):
+    return anon.post("/api/auth/login", json={"login": who,
+                                              "password": password},
+                     headers=headers)
+
+
+def test_login_while_redis_is_down_answers_503_whatever_the_password(
+        stack, anon):
+    u = make_user(stack, "student")
+    stack.stop_component("redis")
+    try:
+        wrong = [login(anon, u["email"], "wrong-password-%d" % i)
+                 for i in range(12)]
+        right = login(anon, u["email"], PASSWORD)
+    finally:
+        stack.start_component("redis")
+    # Neither the answer nor its kind tells a right guess from a wrong
+    # one, and no guess is checked unlimited: all are refused first.
+    assert [r.status_code for r in wrong] == [503] * 12
+    assert right.status_code == 503, right.text
+    assert right.json()["error"] == "unavailable"
+    deadline = time.monotonic() + 20
+    while login(anon, u["email"], PASSWORD).status_code != 200:
+        assert time.monotonic() < deadline, "login did not come back"
+        time.sleep(0.2)
+
+
+def test_brute_force_limit_is_exact_under_concurrency(stack):
+    u = make_user(stack, "student")
+    url = stack.url("/api/auth/login")
+
+    def attempt(i):
+        return requests.post(url, json={"login": u["email"],
+                                        "password": "wrong-%d" % i},
+                             timeout=60).status_code
+
+    with OwnAuth(stack, KEEL_RATELIMIT_AUTH="%d/900" % AUTH_LIMIT,
+                 KEEL_WORKERS="2"):
+        with concurrent.futures.ThreadPoolExecutor(max_workers=40) as ex:
+            codes = list(ex.map(attempt, range(40)))
+    # Each admitted attempt held its place before its password was
+    # checked: exactly the limit reaches the check, the rest are 429.
+    assert codes.count(401) == AUTH_LIMIT, codes
+    assert codes.count(429) == 40 - AUTH_LIMIT, codes
+
+
+def test_brute_force_limit_counts_the_account_not_the_login_string(
+        stack, anon):
+    u = make_user(stack, "student")
+    with OwnAuth(stack, KEEL_RATELIMIT_AUTH="%d/900" % AUTH_LIMIT):
+        by_email = [login(anon, u["email"], "wrong-a-%d" % i).status_code
+                    for i in range(3)]
+        by_name = [login(anon, u["username"], "wrong-b-%d" % i).status_code
+                   for i in range(3)]
+        # Its own login string has attempts left; the account has not.
+        right = login(anon, u["username"].upper(), PASSWORD)
+    assert by_email == [401] * 3
+    assert by_name == [401, 401, 429], by_name
+    assert right.status_code == 429, right.text
+    assert int(right.headers["Retry-After"]) > 0
+
+
+def test_a_successful_login_gives_its_place_back(stack, anon):
+    u = make_user(stack, "student")
+    with OwnAuth(stack, KEEL_RATELIMIT_AUTH="%d/900" % AUTH_LIMIT):
+        for _ in range(AUTH_LIMIT + 3):
+            r = login(anon, u["email"], PASSWORD)
+            assert r.status_code == 200, r.text
+        left = int(r.headers["RateLimit-Remaining"])
+    # The auth limiter counts failures: every success was given back.
+    assert left >= 1
+
+
+def test_login_takes_no_part_in_idempotency(stack, anon):
+    u = make_user(stack, "student")
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    first = login(anon, u["email"], PASSWORD, headers=key)
+    again = login(anon, u["email"], PASSWORD, headers=key)
+    assert first.status_code == 200 and again.status_code == 200
+    assert "Idempotent-Replayed" not in again.headers
+    # A second login, not the first one's token handed out again ...
+    assert first.json()["token"] != again.json()["token"]
+    # ... and no answer kept anywhere in Redis holds a token.
+    for k in redis(stack, "--scan", "--pattern", "keel:idem:*").split():
+        body = redis(stack, "HGET", k, "body")
+        assert first.json()["token"] not in body
+        assert again.json()["token"] not in body
