@@ -20,10 +20,9 @@ import threading
 import time
 import urllib.parse
 
-import requests
-
 from accounts import PASSWORD, bearer, login, make_user, session_for
-from test_jobs import FAST, jobs, stats, summary, wait_until  # noqa: F401
+from helpers import request, wait_until
+from test_jobs import FAST, jobs, stats, summary  # noqa: F401
 
 
 def pending(stack, kind, to):
@@ -50,8 +49,8 @@ def redis_down(stack):
         def __exit__(self, *exc):
             stack.start_component("redis")
             # The apps reconnect on their next call.
-            assert wait_until(lambda: requests.get(
-                stack.url("/health"), timeout=10).json()["checks"]
+            assert wait_until(lambda: request(
+                "GET", stack.url("/health"), timeout=10).json()["checks"]
                 ["redis"]["status"] == "up", 20)
             return False
     return _Down()
@@ -185,8 +184,9 @@ def race_login(stack, who, change_sql):
     out = {}
 
     def go():
-        out["r"] = requests.post(stack.url("/api/auth/login"), timeout=60,
-                                 json={"login": who, "password": PASSWORD})
+        out["r"] = request("POST", stack.url("/api/auth/login"),
+                           timeout=60,
+                           json={"login": who, "password": PASSWORD})
 
     t = threading.Thread(target=go)
     t.start()
@@ -206,7 +206,7 @@ def assert_no_live_session(stack, r):
         # Without the re-check the login "wins" the race: its session must
         # not work anyway.
         h = bearer(r.json()["token"])
-        got = requests.get(stack.url("/api/cars"), headers=h, timeout=30)
+        got = request("GET", stack.url("/api/cars"), headers=h, timeout=30)
         assert got.status_code == 401, "a live session survived the change"
     assert r.status_code == 401, r.text
 
@@ -235,5 +235,5 @@ def test_login_waiting_on_an_unrelated_change_still_succeeds(stack):
                    "WHERE id = %d" % u["id"])
     assert r.status_code == 200, r.text
     h = bearer(r.json()["token"])
-    assert requests.get(stack.url("/api/auth/me"), headers=h,
-                        timeout=30).status_code == 200
+    assert request("GET", stack.url("/api/auth/me"), headers=h,
+                   timeout=30).status_code == 200

@@ -23,7 +23,8 @@ import time
 import uuid
 
 import pytest
-import requests
+
+from helpers import redis_cli, request
 
 LIMITS = {"KEEL_RATELIMIT_API": "1000/60", "KEEL_RATELIMIT_READ": "30/60",
           "KEEL_RATELIMIT_WRITE": "50/60", "KEEL_RATELIMIT_AUTH": "3/60"}
@@ -84,19 +85,14 @@ def client():
 def get(stack, path, ip, **kw):
     headers = kw.pop("headers", {})
     headers["X-Forwarded-For"] = ip
-    return requests.get(stack.url(path), headers=headers, timeout=30, **kw)
+    return request("GET", stack.url(path), headers=headers, timeout=30, **kw)
 
 
 def post(stack, path, ip, **kw):
     headers = kw.pop("headers", {})
     headers["X-Forwarded-For"] = ip
-    return requests.post(stack.url(path), headers=headers, timeout=30, **kw)
-
-
-def redis_cli(stack, *args):
-    return subprocess.run(["redis-cli", "-p", str(stack.ports["redis"])]
-                          + list(args), capture_output=True, text=True,
-                          timeout=30, check=True).stdout.strip()
+    return request("POST", stack.url(path), headers=headers, timeout=30,
+                   **kw)
 
 
 def test_limits_headers_on_api_responses(stack, app):
@@ -121,8 +117,8 @@ def test_limits_headers_on_api_responses(stack, app):
     r = get(stack, "/api/_limit/nope", ip)
     assert r.status_code == 404
     assert r.headers["RateLimit-Remaining"] == "27"
-    r = requests.delete(stack.url("/api/_limit/read"), timeout=30,
-                        headers={"X-Forwarded-For": ip})
+    r = request("DELETE", stack.url("/api/_limit/read"), timeout=30,
+                headers={"X-Forwarded-For": ip})
     assert r.status_code == 405
     assert r.headers["RateLimit"].startswith('"api";r=995;')
 
