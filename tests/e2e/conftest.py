@@ -6,6 +6,8 @@
          http.get("/api/cars"), http.url("/health").  It carries an
          admin's session (Authorization: Bearer), since most /api routes
          need one; a request's own Authorization header overrides it.
+         Every response it gets is checked against docs/openapi.yaml
+         (helpers.BaseUrlSession, apicheck.py).
 `anon`:  the same without a session.
 `admin_token`: that admin's token (accounts.py makes other users).
 """

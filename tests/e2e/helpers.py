@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: ISC
 """helpers.py -- what the end-to-end tests share.
 
-HTTP:
+HTTP: every response a test gets through these is checked against
+docs/openapi.yaml (apicheck.py), so a route whose answers the document
+doesn't describe fails its tests.
   BaseUrlSession   requests.Session on the stack's base URL (conftest's
                    `http` and `anon` fixtures are two of them)
   request()        one request on a new connection, for threads and for
@@ -28,13 +30,18 @@ import pytest
 import requests
 from requests.structures import CaseInsensitiveDict
 
+import apicheck
+
 JSON_CT = "application/json; charset=utf-8"
 
 
 # ------------------------------------------------------------------- HTTP
 
 class BaseUrlSession(requests.Session):
-    """requests.Session whose paths are relative to base_url."""
+    """requests.Session whose paths are relative to base_url; every
+    response is checked against docs/openapi.yaml (a streamed one is
+    not: the caller reads it, then calls apicheck.check_response with
+    the body)."""
 
     def __init__(self, base_url, timeout=30):
         super().__init__()
@@ -46,11 +53,15 @@ class BaseUrlSession(requests.Session):
 
     def request(self, method, url, *args, **kwargs):
         kwargs.setdefault("timeout", self.timeout)
-        return super().request(method, self.url(url), *args, **kwargs)
+        r = super().request(method, self.url(url), *args, **kwargs)
+        if not kwargs.get("stream"):
+            apicheck.check_response(r)
+        return r
 
 
 def request(method, url, **kwargs):
-    """requests.request(method, url, ...) on a connection of its own."""
+    """requests.request(method, url, ...) on a connection of its own,
+    the response checked like a session's."""
     with BaseUrlSession("") as s:
         return s.request(method, url, **kwargs)
 
@@ -75,7 +86,8 @@ class RawResponse:
 
 def raw_request(stack, data):
     """Send bytes to lighttpd as they are (no client-side encoding) and
-    read the answer up to the connection's end; returns a RawResponse."""
+    read the answer up to the connection's end; returns a RawResponse,
+    checked against docs/openapi.yaml like any other."""
     port = int(stack.base_url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
         s.sendall(data)
@@ -93,6 +105,8 @@ def raw_request(stack, data):
     for line in lines[1:]:
         k, _, v = line.partition(":")
         headers[k.strip().lower()] = v.strip()
+    method, target = data.split(b"\r\n", 1)[0].decode("latin-1").split()[:2]
+    apicheck.check(method, target, status, headers, body)
     return RawResponse(status, headers, body)
 
 

@@ -19,6 +19,7 @@ import uuid
 import pytest
 import requests
 
+import apicheck
 from helpers import JSON_CT, assert_error, new_car, plate, wait_until
 
 
@@ -273,8 +274,12 @@ def many_cars(stack):
 
 
 def raw_get(http, path, headers):
+    """GET path; the body as it came over the wire (gzip-encoded or not).
+    Streamed, so the session can't check it: checked here, decoded."""
     r = http.get(path, headers=headers, stream=True)
     raw = r.raw.read(decode_content=False)
+    apicheck.check_response(r, gzip.decompress(raw) if r.headers.get(
+        "Content-Encoding") == "gzip" else raw)
     return r, raw
 
 

@@ -24,6 +24,7 @@ import uuid
 
 import pytest
 
+import apicheck
 from helpers import redis_cli, request
 
 LIMITS = {"KEEL_RATELIMIT_API": "1000/60", "KEEL_RATELIMIT_READ": "30/60",
@@ -163,6 +164,23 @@ def test_limits_429_body_and_retry_after(stack, app):
     assert '"api";r=970;' in r.headers["RateLimit"]
     # Another client is unaffected.
     assert get(stack, "/api/_limit/read", client()).status_code == 200
+
+
+def test_limits_429_is_the_documented_rate_limited_answer(stack, app):
+    """The test app's answers are not part of the API (apicheck skips
+    them), but its 429 is lib/limit.c's, the one every /api route gives:
+    it must be docs/openapi.yaml's RateLimited, headers included."""
+    ip = client()
+    for _ in range(30):
+        assert get(stack, "/api/_limit/read", ip).status_code == 200
+    r = get(stack, "/api/_limit/read", ip)
+    assert r.status_code == 429
+    doc = apicheck.contract()
+    limited = doc.response({"responses": {"429": {
+        "$ref": "#/components/responses/RateLimited"}}}, 429)
+    doc.validate(limited["content"]["application/json"]["schema"], r.json(),
+                 "429 of lib/limit.c")
+    assert all(h in r.headers for h in limited["headers"])
 
 
 def test_limits_forged_forwarded_for_is_one_client(stack, app):

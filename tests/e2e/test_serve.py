@@ -24,6 +24,7 @@ import time
 import pytest
 import requests
 
+import apicheck
 from helpers import BaseUrlSession, request, wait_until
 from stack import alive, children
 
@@ -100,6 +101,8 @@ def fcgi_get(sock_path, uri, timeout=10, on_connect=None):
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     status = int(headers.get("status", "200").split()[0])
+    # Straight from the app, not through lighttpd: checked all the same.
+    apicheck.check("GET", uri, status, headers, body)
     return status, headers, body
 
 
