@@ -22,7 +22,7 @@ import urllib.parse
 
 from accounts import PASSWORD, bearer, login, make_user, session_for
 from helpers import request, wait_until
-from test_jobs import FAST, jobs, stats, summary  # noqa: F401
+from test_jobs import jobs, relay_and_drain, stats  # noqa: F401
 
 
 def pending(stack, kind, to):
@@ -56,16 +56,6 @@ def redis_down(stack):
     return _Down()
 
 
-def drain(stack, relay=True):
-    if relay:
-        p = stack.program("keel-outbox-relay", "--once")
-        assert p.returncode == 0, p.stderr
-    p = stack.program("keel-drain-email", "--until-empty", "--budget", 30,
-                      env=FAST, timeout=60)
-    assert p.returncode == 0, p.stderr
-    return summary(p.stdout)
-
-
 # ------------------------------------------------------- Redis down
 
 def test_password_reset_while_redis_is_down_is_delivered_after(jobs, anon):
@@ -78,7 +68,7 @@ def test_password_reset_while_redis_is_down_is_delivered_after(jobs, anon):
         assert jobs.psql("SELECT count(*) FROM one_time_tokens WHERE "
                          "user_id = %d AND purpose = 'reset'"
                          % u["id"]) == "1"
-    s = drain(jobs)
+    s = relay_and_drain(jobs)
     assert s["processed"] == 1, s
     assert pending(jobs, "password_reset", u["email"]) == [False]
     (m,) = jobs.mail()
@@ -94,7 +84,7 @@ def test_reset_confirm_while_redis_is_down_changes_nothing(jobs, anon):
     u, h = session_for(jobs, anon, "student")
     r = anon.post("/api/auth/password-reset", json={"email": u["email"]})
     assert r.status_code == 202
-    drain(jobs, relay=False)
+    relay_and_drain(jobs, relay=False)
     token = mail_token(jobs.mail()[0])
     tid = hashlib.sha256(token.encode()).hexdigest()
     before = jobs.psql("SELECT password_hash FROM users WHERE id = %d"
@@ -129,7 +119,7 @@ def test_reset_email_is_on_the_stream_right_after_the_202(jobs, anon):
     # Pushed by the request itself: no relay has run.
     assert stats(jobs)["waiting"] == 1
     assert pending(jobs, "password_reset", u["email"]) == [False]
-    s = drain(jobs, relay=False)
+    s = relay_and_drain(jobs, relay=False)
     assert s["processed"] == 1, s
     (m,) = jobs.mail()
     r = anon.post("/api/auth/password-reset/confirm",
@@ -144,7 +134,7 @@ def test_invitation_email_is_on_the_stream_right_after_the_201(jobs, http):
         "name": "Pushed", "role": "student", "sendCredentials": True})
     assert r.status_code == 201, r.text
     assert stats(jobs)["waiting"] == 1
-    s = drain(jobs, relay=False)
+    s = relay_and_drain(jobs, relay=False)
     assert s["processed"] == 1, s
     (m,) = jobs.mail()
     assert m["To"].addresses[0].addr_spec == "pushed-%s@e2e.test" % tag

@@ -84,6 +84,18 @@ def drain(stack, *args, env=None, prog="keel-drain-email", budget=30):
     return p
 
 
+def relay_and_drain(stack, relay=True):
+    """What cron would do next: keel-outbox-relay (unless relay=False),
+    then keel-drain-email until the queue is empty; the drain's summary."""
+    if relay:
+        p = stack.program("keel-outbox-relay", "--once")
+        assert p.returncode == 0, p.stderr
+    p = stack.program("keel-drain-email", "--until-empty", "--budget", 30,
+                      env=FAST, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return summary(p.stdout)
+
+
 @pytest.fixture
 def jobs(stack):
     # Each test starts from an empty outbox: rows other suites left behind

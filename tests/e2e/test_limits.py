@@ -147,12 +147,18 @@ def test_limits_exact_under_concurrency(stack, app):
     assert codes.count(429) == 150, codes
 
 
-def test_limits_429_body_and_retry_after(stack, app):
+def read_past_the_limit(stack):
+    """A new client's 30 reads (all 200) and its 31st, the 429."""
     ip = client()
     for _ in range(30):
         assert get(stack, "/api/_limit/read", ip).status_code == 200
     r = get(stack, "/api/_limit/read", ip)
     assert r.status_code == 429
+    return r
+
+
+def test_limits_429_body_and_retry_after(stack, app):
+    r = read_past_the_limit(stack)
     body = r.json()
     assert body["error"] == "rate_limited" and body["message"]
     retry = int(r.headers["Retry-After"])
@@ -170,11 +176,7 @@ def test_limits_429_is_the_documented_rate_limited_answer(stack, app):
     """The test app's answers are not part of the API (apicheck skips
     them), but its 429 is lib/limit.c's, the one every /api route gives:
     it must be docs/openapi.yaml's RateLimited, headers included."""
-    ip = client()
-    for _ in range(30):
-        assert get(stack, "/api/_limit/read", ip).status_code == 200
-    r = get(stack, "/api/_limit/read", ip)
-    assert r.status_code == 429
+    r = read_past_the_limit(stack)
     doc = apicheck.contract()
     limited = doc.response({"responses": {"429": {
         "$ref": "#/components/responses/RateLimited"}}}, 429)
