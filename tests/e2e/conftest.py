@@ -6,6 +6,8 @@
          http.get("/api/cars"), http.url("/health").  It carries an
          admin's session (Authorization: Bearer), since most /api routes
          need one; a request's own Authorization header overrides it.
+         Every response it gets is checked against docs/openapi.yaml
+         (helpers.BaseUrlSession, apicheck.py).
 `anon`:  the same without a session.
 `admin_token`: that admin's token (accounts.py makes other users).
 """
@@ -14,27 +16,11 @@ import os
 import sys
 
 import pytest
-import requests
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from helpers import BaseUrlSession  # noqa: E402
 from stack import Stack, StackError  # noqa: E402
-
-
-class BaseUrlSession(requests.Session):
-    """requests.Session whose paths are relative to the stack's base URL."""
-
-    def __init__(self, base_url, timeout=30):
-        super().__init__()
-        self.base_url = base_url
-        self.timeout = timeout
-
-    def url(self, path):
-        return path if "://" in path else self.base_url + path
-
-    def request(self, method, url, *args, **kwargs):
-        kwargs.setdefault("timeout", self.timeout)
-        return super().request(method, self.url(url), *args, **kwargs)
 
 
 @pytest.fixture(scope="session")

@@ -19,34 +19,11 @@ import uuid
 import pytest
 import requests
 
-JSON_CT = "application/json; charset=utf-8"
-CAR_FIELDS = {"id", "licensePlate", "manufacturer", "model", "category",
-              "status", "year", "isArchived", "createdAt", "updatedAt"}
+import apicheck
+from helpers import JSON_CT, assert_error, new_car, plate, wait_until
 
 
 # ------------------------------------------------------------------ helpers
-
-def plate():
-    return "B" + uuid.uuid4().hex[:12].upper()
-
-
-def new_car(http, **kw):
-    body = {"licensePlate": plate(), "manufacturer": "Basics",
-            "model": "Probe", "category": "compact", "year": 2020}
-    body.update(kw)
-    r = http.post("/api/cars", json=body)
-    assert r.status_code == 201, r.text
-    return r.json()
-
-
-def assert_error(r, status, code):
-    assert r.status_code == status, (r.status_code, r.text)
-    assert r.headers["Content-Type"] == JSON_CT
-    body = r.json()
-    assert body["error"] == code, body
-    assert isinstance(body.get("message"), str) and body["message"]
-    return body
-
 
 def health(http):
     r = http.get("/health")
@@ -78,15 +55,6 @@ def warm_workers(http, path, n=24):
     on the same worker).  Their answers don't matter here."""
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(lambda _: http.get(path).status_code, range(n)))
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    pytest.fail("timed out waiting for " + what)
 
 
 # ------------------------------------------------------------------- health
@@ -179,7 +147,7 @@ def test_health_replica_lag_small_when_caught_up_after_replica_restart(
                "category, year) VALUES ('%s', 'Lag', 'Probe', 'suv', 2020)"
                % tag)
     t_commit = time.monotonic()
-    wait_for(lambda: stack.psql("SELECT count(*) FROM cars WHERE "
+    wait_until(lambda: stack.psql("SELECT count(*) FROM cars WHERE "
                                 "license_plate = '%s'" % tag,
                                 replica=True) == "1",
              30, "the replica to replay the commit")
@@ -187,7 +155,7 @@ def test_health_replica_lag_small_when_caught_up_after_replica_restart(
     stack.start_component("replica")
     wait_healthy(http)
     primary_lsn = stack.psql("SELECT pg_current_wal_lsn()")
-    wait_for(lambda: stack.psql(
+    wait_until(lambda: stack.psql(
         "SELECT pg_last_wal_replay_lsn() >= '%s'::pg_lsn" % primary_lsn,
         replica=True) == "t", 30, "the replica to replay the primary's WAL")
     # Caught up.  Count only the readings taken while the replica's receive
@@ -306,8 +274,12 @@ def many_cars(stack):
 
 
 def raw_get(http, path, headers):
+    """GET path; the body as it came over the wire (gzip-encoded or not).
+    Streamed, so the session can't check it: checked here, decoded."""
     r = http.get(path, headers=headers, stream=True)
     raw = r.raw.read(decode_content=False)
+    apicheck.check_response(r, gzip.decompress(raw) if r.headers.get(
+        "Content-Encoding") == "gzip" else raw)
     return r, raw
 
 
@@ -390,10 +362,10 @@ def restart_primary(http, stack):
     wait_healthy(http)
     tag = "RS" + uuid.uuid4().hex[:10].upper()
 
-    def replicated():
+    def streamed():
         stack.psql("INSERT INTO cars (license_plate, manufacturer, model, "
                    "category, year) VALUES ('%s', 'Restart', 'Probe', "
                    "'suv', 2020) ON CONFLICT DO NOTHING" % tag)
         return stack.psql("SELECT count(*) FROM cars WHERE license_plate "
                           "= '%s'" % tag, replica=True) == "1"
-    wait_for(replicated, 60, "the replica to stream after the restart")
+    wait_until(streamed, 60, "the replica to stream after the restart")

@@ -10,33 +10,16 @@ starts it again in a `finally`; sessions survive the restart (AOF).
 import hashlib
 import json
 import statistics
-import subprocess
 import time
 import urllib.parse
 
 import pytest
-import requests
 
 from accounts import PASSWORD, bearer, login, make_user, session_for
+from helpers import assert_error, redis_cli, request
 
-JSON_CT = "application/json; charset=utf-8"
 USER_FIELDS = {"id", "email", "username", "name", "role", "isActive",
                "createdAt", "updatedAt"}
-
-
-def redis(stack, *args):
-    port = stack.ports["redis"]
-    p = subprocess.run(["redis-cli", "-p", str(port), "--raw"] + list(args),
-                       stdout=subprocess.PIPE, text=True, timeout=10,
-                       check=True)
-    return p.stdout.strip()
-
-
-def assert_error(r, status, code):
-    assert r.status_code == status, (r.status_code, r.text)
-    assert r.headers["Content-Type"] == JSON_CT
-    assert r.json()["error"] == code, r.text
-    return r.json()
 
 
 def outbox(stack, kind, to):
@@ -80,14 +63,14 @@ def test_session_stored_only_as_token_hash(stack, http):
     u = make_user(stack, "staff")
     token = login(http, u["email"])
     sid = hashlib.sha256(token.encode()).hexdigest()
-    assert redis(stack, "HGET", "keel:sess:" + sid, "uid") == str(u["id"])
-    assert redis(stack, "HGET", "keel:sess:" + sid, "role") == "staff"
-    exp = int(redis(stack, "HGET", "keel:sess:" + sid, "exp"))
-    ttl = int(redis(stack, "TTL", "keel:sess:" + sid))
+    assert redis_cli(stack, "HGET", "keel:sess:" + sid, "uid") == str(u["id"])
+    assert redis_cli(stack, "HGET", "keel:sess:" + sid, "role") == "staff"
+    exp = int(redis_cli(stack, "HGET", "keel:sess:" + sid, "exp"))
+    ttl = int(redis_cli(stack, "TTL", "keel:sess:" + sid))
     assert 0 < ttl <= 86400 and abs((exp - time.time()) - ttl) < 5
-    assert sid in redis(stack, "SMEMBERS", "keel:user-sess:%d" % u["id"])
-    assert redis(stack, "EXISTS", "keel:sess:" + token) == "0"
-    assert token not in redis(stack, "KEYS", "*")
+    assert sid in redis_cli(stack, "SMEMBERS", "keel:user-sess:%d" % u["id"])
+    assert redis_cli(stack, "EXISTS", "keel:sess:" + token) == "0"
+    assert token not in redis_cli(stack, "KEYS", "*")
 
 
 def test_wrong_password_and_unknown_user_get_the_same_401(stack, http):
@@ -191,7 +174,7 @@ def test_expired_session_is_401(stack, http):
     sid = hashlib.sha256(token.encode()).hexdigest()
     # exp in the past (the key's TTL would end it too; this is the check
     # that covers a TTL lost in a restore).
-    redis(stack, "HSET", "keel:sess:" + sid, "exp", "1")
+    redis_cli(stack, "HSET", "keel:sess:" + sid, "exp", "1")
     assert_error(http.get("/api/auth/me", headers=h), 401, "unauthorized")
 
 
@@ -287,7 +270,7 @@ def test_reset_token_is_stored_only_as_its_hash(stack, http):
     assert token not in stack.psql("SELECT string_agg(hash, ' ') FROM "
                                    "one_time_tokens")
     # Not in Redis at all any more: a reset needs no Redis (issue 5).
-    assert redis(stack, "KEYS", "keel:once:*") == ""
+    assert redis_cli(stack, "KEYS", "keel:once:*") == ""
 
 
 def test_reset_token_expires(stack, http):
@@ -310,8 +293,9 @@ def test_reset_confirms_racing_use_the_token_once(stack, http):
     token = link_token(outbox(stack, "password_reset", u["email"])[0][0])
 
     def confirm(i):
-        return requests.post(
-            stack.url("/api/auth/password-reset/confirm"), timeout=30,
+        return request(
+            "POST", stack.url("/api/auth/password-reset/confirm"),
+            timeout=30,
             json={"token": token, "password": "racing-password-%02d" % i})
 
     with ThreadPoolExecutor(8) as ex:

@@ -20,10 +20,9 @@ import threading
 import time
 import urllib.parse
 
-import requests
-
 from accounts import PASSWORD, bearer, login, make_user, session_for
-from test_jobs import FAST, jobs, stats, summary, wait_until  # noqa: F401
+from helpers import request, wait_until
+from test_jobs import jobs, relay_and_drain, stats  # noqa: F401
 
 
 def pending(stack, kind, to):
@@ -50,21 +49,11 @@ def redis_down(stack):
         def __exit__(self, *exc):
             stack.start_component("redis")
             # The apps reconnect on their next call.
-            assert wait_until(lambda: requests.get(
-                stack.url("/health"), timeout=10).json()["checks"]
+            assert wait_until(lambda: request(
+                "GET", stack.url("/health"), timeout=10).json()["checks"]
                 ["redis"]["status"] == "up", 20)
             return False
     return _Down()
-
-
-def drain(stack, relay=True):
-    if relay:
-        p = stack.program("keel-outbox-relay", "--once")
-        assert p.returncode == 0, p.stderr
-    p = stack.program("keel-drain-email", "--until-empty", "--budget", 30,
-                      env=FAST, timeout=60)
-    assert p.returncode == 0, p.stderr
-    return summary(p.stdout)
 
 
 # ------------------------------------------------------- Redis down
@@ -79,7 +68,7 @@ def test_password_reset_while_redis_is_down_is_delivered_after(jobs, anon):
         assert jobs.psql("SELECT count(*) FROM one_time_tokens WHERE "
                          "user_id = %d AND purpose = 'reset'"
                          % u["id"]) == "1"
-    s = drain(jobs)
+    s = relay_and_drain(jobs)
     assert s["processed"] == 1, s
     assert pending(jobs, "password_reset", u["email"]) == [False]
     (m,) = jobs.mail()
@@ -95,7 +84,7 @@ def test_reset_confirm_while_redis_is_down_changes_nothing(jobs, anon):
     u, h = session_for(jobs, anon, "student")
     r = anon.post("/api/auth/password-reset", json={"email": u["email"]})
     assert r.status_code == 202
-    drain(jobs, relay=False)
+    relay_and_drain(jobs, relay=False)
     token = mail_token(jobs.mail()[0])
     tid = hashlib.sha256(token.encode()).hexdigest()
     before = jobs.psql("SELECT password_hash FROM users WHERE id = %d"
@@ -130,7 +119,7 @@ def test_reset_email_is_on_the_stream_right_after_the_202(jobs, anon):
     # Pushed by the request itself: no relay has run.
     assert stats(jobs)["waiting"] == 1
     assert pending(jobs, "password_reset", u["email"]) == [False]
-    s = drain(jobs, relay=False)
+    s = relay_and_drain(jobs, relay=False)
     assert s["processed"] == 1, s
     (m,) = jobs.mail()
     r = anon.post("/api/auth/password-reset/confirm",
@@ -145,7 +134,7 @@ def test_invitation_email_is_on_the_stream_right_after_the_201(jobs, http):
         "name": "Pushed", "role": "student", "sendCredentials": True})
     assert r.status_code == 201, r.text
     assert stats(jobs)["waiting"] == 1
-    s = drain(jobs, relay=False)
+    s = relay_and_drain(jobs, relay=False)
     assert s["processed"] == 1, s
     (m,) = jobs.mail()
     assert m["To"].addresses[0].addr_spec == "pushed-%s@e2e.test" % tag
@@ -185,8 +174,9 @@ def race_login(stack, who, change_sql):
     out = {}
 
     def go():
-        out["r"] = requests.post(stack.url("/api/auth/login"), timeout=60,
-                                 json={"login": who, "password": PASSWORD})
+        out["r"] = request("POST", stack.url("/api/auth/login"),
+                           timeout=60,
+                           json={"login": who, "password": PASSWORD})
 
     t = threading.Thread(target=go)
     t.start()
@@ -206,7 +196,7 @@ def assert_no_live_session(stack, r):
         # Without the re-check the login "wins" the race: its session must
         # not work anyway.
         h = bearer(r.json()["token"])
-        got = requests.get(stack.url("/api/cars"), headers=h, timeout=30)
+        got = request("GET", stack.url("/api/cars"), headers=h, timeout=30)
         assert got.status_code == 401, "a live session survived the change"
     assert r.status_code == 401, r.text
 
@@ -235,5 +225,5 @@ def test_login_waiting_on_an_unrelated_change_still_succeeds(stack):
                    "WHERE id = %d" % u["id"])
     assert r.status_code == 200, r.text
     h = bearer(r.json()["token"])
-    assert requests.get(stack.url("/api/auth/me"), headers=h,
-                        timeout=30).status_code == 200
+    assert request("GET", stack.url("/api/auth/me"), headers=h,
+                   timeout=30).status_code == 200

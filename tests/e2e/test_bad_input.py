@@ -10,82 +10,17 @@ last in this file.
 """
 
 import json
-import socket
-import time
-import uuid
 
 import pytest
 
-JSON_CT = "application/json; charset=utf-8"
+from helpers import assert_error, car_body, raw_request, replicated
+
 MIB = 1024 * 1024
-
-
-def replicated(stack, timeout=30):
-    """Wait until the replica has replayed all the primary wrote (reads may
-    be served by the replica; test_cars.py tests read-your-writes)."""
-    lsn = stack.psql("SELECT pg_current_wal_lsn()")
-    deadline = time.monotonic() + timeout
-    while stack.psql("SELECT pg_last_wal_replay_lsn() >= '%s'::pg_lsn"
-                     % lsn, replica=True) != "t":
-        assert time.monotonic() < deadline, "the replica does not catch up"
-        time.sleep(0.02)
-
-
-def uniq(prefix="X"):
-    return prefix + uuid.uuid4().hex[:12].upper()
-
-
-def car_body(**kw):
-    body = {"licensePlate": uniq(), "manufacturer": "Bad", "model": "Input",
-            "category": "compact", "year": 2020}
-    body.update(kw)
-    return body
 
 
 def post_raw(http, data, ctype="application/json", path="/api/cars"):
     headers = {} if ctype is None else {"Content-Type": ctype}
     return http.post(path, data=data, headers=headers)
-
-
-def assert_error(r, status, code):
-    assert r.status_code == status, (r.status_code, r.text[:300])
-    assert r.headers["Content-Type"] == JSON_CT
-    body = r.json()
-    assert body["error"] == code, body
-    assert isinstance(body.get("message"), str) and body["message"]
-    return body
-
-
-def raw_request(stack, data):
-    """Send bytes as they are (no client-side encoding); returns (status,
-    headers dict with lower-case names, body bytes)."""
-    port = int(stack.base_url.rsplit(":", 1)[1])
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
-        buf = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-    head, _, body = buf.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {}
-    for line in lines[1:]:
-        k, _, v = line.partition(":")
-        headers[k.strip().lower()] = v.strip()
-    return status, headers, body
-
-
-def assert_raw_error(resp, status, code):
-    st, headers, body = resp
-    assert st == status, (st, body[:300])
-    assert headers["content-type"] == JSON_CT
-    doc = json.loads(body)
-    assert doc["error"] == code, doc
-    return doc
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -312,14 +247,14 @@ def test_bad_input_long_query_name_error_is_utf8(http):
 def test_bad_input_bad_query_bytes_400_json(stack, query):
     resp = raw_request(stack, b"GET /api/cars?" + query +
                        b" HTTP/1.0\r\nHost: t\r\n\r\n")
-    assert_raw_error(resp, 400, "bad_request")
+    assert_error(resp, 400, "bad_request")
 
 
 @pytest.mark.parametrize("path", [b"/api/cars/%C3%28", b"/%ff", b"/\xff",
                                   b"/api/cars/1%00"])
 def test_bad_input_bad_path_bytes_400_json(stack, path):
     resp = raw_request(stack, b"GET " + path + b" HTTP/1.0\r\nHost: t\r\n\r\n")
-    assert_raw_error(resp, 400, "bad_request")
+    assert_error(resp, 400, "bad_request")
 
 
 def test_bad_input_64k_path_4xx_json(http):

@@ -6,39 +6,18 @@ resurrect stale entries, and BYPASS while memcached is down.
 """
 
 import concurrent.futures
-import socket
 import time
-import uuid
 
 import pytest
 import requests
 
-
-def plate():
-    return "C" + uuid.uuid4().hex[:12].upper()
-
-
-def new_car(http, **kw):
-    body = {"licensePlate": plate(), "manufacturer": "Cache" + uuid.uuid4().hex[:8],
-            "model": "Probe", "category": "compact", "year": 2020}
-    body.update(kw)
-    r = http.post("/api/cars", json=body)
-    assert r.status_code == 201, r.text
-    return r.json()
-
-
-def memcached_cmd(stack, line):
-    """One text-protocol command to the stack's memcached; its reply."""
-    with socket.create_connection(("127.0.0.1", stack.ports["memcached"]),
-                                  timeout=5) as s:
-        s.sendall(line.encode() + b"\r\n")
-        return s.recv(4096).decode()
+from helpers import memcached_cmd, new_car, request
 
 
 def fresh_get(http, path):
     """A GET on a new connection, as http's user (lighttpd hands each
     request to whichever worker accepts first)."""
-    return requests.get(http.url(path), timeout=30, headers={
+    return request("GET", http.url(path), timeout=30, headers={
         "Authorization": http.headers["Authorization"]})
 
 
@@ -72,10 +51,10 @@ def test_cache_dropped_prefetch_never_answers_another_request(http):
     for car in (a, b):
         http.get("/api/cars/%d" % car["id"])          # cached now
     for _ in range(10):
-        r = requests.get(http.url("/api/cars/%d" % a["id"]), timeout=30)
+        r = request("GET", http.url("/api/cars/%d" % a["id"]), timeout=30)
         assert r.status_code == 401
-        r = requests.get(http.url("/api/cars/%d" % a["id"]), timeout=30,
-                         headers={"Authorization": "Bearer " + "x" * 43})
+        r = request("GET", http.url("/api/cars/%d" % a["id"]), timeout=30,
+                    headers={"Authorization": "Bearer " + "x" * 43})
         assert r.status_code == 401
         r = fresh_get(http, "/api/cars/%d" % b["id"])
         assert (r.status_code, r.headers["X-Cache"]) == (200, "HIT")

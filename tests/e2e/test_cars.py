@@ -7,49 +7,22 @@ their order.  Bulk setup goes through psql; one INSERT ... SELECT gives all
 its rows the same created_at, which is what the pagination tests need.
 """
 
-import socket
-import time
-import uuid
 from collections import Counter
 
 import pytest
 
-JSON_CT = "application/json; charset=utf-8"
+from helpers import (JSON_CT, assert_error, car_body, memcached_cmd, new_car,
+                     replicated, uniq)
+
 CAR_FIELDS = {"id", "licensePlate", "manufacturer", "model", "category",
               "status", "year", "isArchived", "createdAt", "updatedAt"}
-
-
-def replicated(stack, timeout=30):
-    """Wait until the replica has replayed everything the primary wrote so
-    far: reads may be served by the replica (and then cached), and only
-    the read-your-writes tests below may race it."""
-    lsn = stack.psql("SELECT pg_current_wal_lsn()")
-    deadline = time.monotonic() + timeout
-    while stack.psql("SELECT pg_last_wal_replay_lsn() >= '%s'::pg_lsn"
-                     % lsn, replica=True) != "t":
-        assert time.monotonic() < deadline, "the replica does not catch up"
-        time.sleep(0.02)
 
 
 def flush_cache(stack):
     """Rows written with psql bypass the API's cache invalidation: after
     such setup, wait for the replica and empty memcached."""
     replicated(stack)
-    with socket.create_connection(("127.0.0.1", stack.ports["memcached"]),
-                                  timeout=10) as s:
-        s.sendall(b"flush_all\r\n")
-        assert s.recv(64).startswith(b"OK")
-
-
-def uniq(prefix="C"):
-    return prefix + uuid.uuid4().hex[:12].upper()
-
-
-def car_body(**kw):
-    body = {"licensePlate": uniq(), "manufacturer": "Cars", "model": "T",
-            "category": "compact", "year": 2020}
-    body.update(kw)
-    return body
+    assert memcached_cmd(stack, "flush_all").startswith("OK")
 
 
 _STACK = []
@@ -62,19 +35,9 @@ def _remember_stack(stack):
 
 def create(http, **kw):
     """POST a car; returns it once the replica has it too."""
-    r = http.post("/api/cars", json=car_body(**kw))
-    assert r.status_code == 201, r.text
+    car = new_car(http, **kw)
     replicated(_STACK[0])
-    return r.json()
-
-
-def assert_error(r, status, code):
-    assert r.status_code == status, (r.status_code, r.text)
-    assert r.headers["Content-Type"] == JSON_CT
-    body = r.json()
-    assert body["error"] == code, body
-    assert isinstance(body.get("message"), str) and body["message"]
-    return body
+    return car
 
 
 def ids(r):

@@ -6,30 +6,17 @@ customers confined to their own, embedded relations in one query each.
 
 import concurrent.futures
 import re
-import uuid
 
 import pytest
-import requests
 
 from accounts import bearer, login, make_user
-
-JSON_CT = "application/json; charset=utf-8"
-
-
-def assert_error(r, status, code):
-    assert r.status_code == status, (r.status_code, r.text)
-    assert r.headers["Content-Type"] == JSON_CT
-    assert r.json()["error"] == code, r.text
-    return r.json()
+from helpers import assert_error, new_car, request
 
 
-def new_car(http):
-    r = http.post("/api/cars", json={
-        "licensePlate": "CT" + uuid.uuid4().hex[:10].upper(),
-        "manufacturer": "Contracts", "model": "Probe",
-        "category": "midsize", "year": 2022})
-    assert r.status_code == 201, r.text
-    return r.json()["id"]
+def car_id(http):
+    """A new car's id."""
+    return new_car(http, manufacturer="Contracts", category="midsize",
+                   year=2022)["id"]
 
 
 def new_contract(http, car, customer, start, end, status=201):
@@ -52,7 +39,7 @@ def customer(stack):
 
 
 def test_create_embeds_car_and_customer(http, customer):
-    car = new_car(http)
+    car = car_id(http)
     c = new_contract(http, car, customer["id"], "2030-03-01", "2030-03-10")
     assert c["carId"] == car and c["customerId"] == customer["id"]
     assert c["status"] == "active"
@@ -65,7 +52,7 @@ def test_create_embeds_car_and_customer(http, customer):
 
 
 def test_overlaps_are_409_adjacent_and_other_cars_are_fine(http, customer):
-    car, other = new_car(http), new_car(http)
+    car, other = car_id(http), car_id(http)
     new_contract(http, car, customer["id"], "2030-05-10", "2030-05-20")
     for start, end in (("2030-05-15", "2030-05-25"),   # overlaps the end
                        ("2030-05-01", "2030-05-10"),   # shares a day
@@ -81,7 +68,7 @@ def test_overlaps_are_409_adjacent_and_other_cars_are_fine(http, customer):
 
 
 def test_cancelled_contract_frees_the_dates(http, customer):
-    car = new_car(http)
+    car = car_id(http)
     c = new_contract(http, car, customer["id"], "2030-07-01", "2030-07-05")
     r = http.patch("/api/contracts/%d" % c["id"], json={"status": "cancelled"})
     assert r.status_code == 200 and r.json()["status"] == "cancelled"
@@ -92,7 +79,7 @@ def test_cancelled_contract_frees_the_dates(http, customer):
 
 
 def test_patch_dates_keeps_the_overlap_rule(http, customer):
-    car = new_car(http)
+    car = car_id(http)
     a = new_contract(http, car, customer["id"], "2030-08-01", "2030-08-05")
     new_contract(http, car, customer["id"], "2030-08-10", "2030-08-15")
     r = http.patch("/api/contracts/%d" % a["id"], json={"endDate": "2030-08-12"})
@@ -117,14 +104,14 @@ def test_patch_dates_keeps_the_overlap_rule(http, customer):
      "status"),
 ])
 def test_bad_dates_are_422_naming_the_field(http, customer, body, field):
-    car = new_car(http)
+    car = car_id(http)
     body = dict(body, carId=car, customerId=customer["id"])
     r = http.post("/api/contracts", json=body)
     assert field in assert_error(r, 422, "validation_failed")["fields"]
 
 
 def test_unknown_car_or_non_customer_is_422(stack, http, customer):
-    car = new_car(http)
+    car = car_id(http)
     student = make_user(stack, "student")
     r = http.post("/api/contracts", json={
         "carId": 999999999, "customerId": customer["id"],
@@ -141,7 +128,7 @@ def test_unknown_car_or_non_customer_is_422(stack, http, customer):
 def test_fifty_concurrent_conflicting_creations_make_one(stack, http,
                                                         admin_token,
                                                         customer):
-    car = new_car(http)
+    car = car_id(http)
     body = {"carId": car, "customerId": customer["id"]}
     url = http.url("/api/contracts")
 
@@ -149,8 +136,8 @@ def test_fifty_concurrent_conflicting_creations_make_one(stack, http,
         # Each its own overlapping range, all through the 3rd.
         b = dict(body, startDate="2030-09-%02d" % (1 + i % 3),
                  endDate="2030-09-%02d" % (3 + i % 5))
-        return requests.post(url, json=b, headers=bearer(admin_token),
-                             timeout=60).status_code
+        return request("POST", url, json=b, headers=bearer(admin_token),
+                       timeout=60).status_code
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=25) as pool:
         codes = list(pool.map(create, range(50)))
@@ -161,7 +148,7 @@ def test_fifty_concurrent_conflicting_creations_make_one(stack, http,
 
 
 def test_from_to_filters_find_overlapping_contracts(http, customer):
-    car = new_car(http)
+    car = car_id(http)
     ids = {}
     for name, (s, e) in {"jan": ("2032-01-05", "2032-01-20"),
                          "feb": ("2032-02-01", "2032-02-10"),
@@ -187,7 +174,7 @@ def test_from_to_filters_find_overlapping_contracts(http, customer):
 
 
 def test_customers_see_only_their_own(stack, http, customer):
-    car = new_car(http)
+    car = car_id(http)
     mine = new_contract(http, car, customer["id"], "2033-01-01", "2033-01-02")
     other = make_user(stack, "customer")
     theirs = new_contract(http, car, other["id"], "2033-02-01", "2033-02-02")
@@ -215,7 +202,7 @@ def test_list_embeds_with_one_query_per_relation(stack, http):
     def contracts_of(n):
         cust = make_user(stack, "customer")
         for i in range(n):
-            new_contract(http, new_car(http), cust["id"], "2034-01-01",
+            new_contract(http, car_id(http), cust["id"], "2034-01-01",
                          "2034-01-02")
         return cust
 
@@ -231,7 +218,7 @@ def test_list_embeds_with_one_query_per_relation(stack, http):
 
 def test_contract_paging_forward_and_back(stack, http):
     cust = make_user(stack, "customer")
-    car = new_car(http)
+    car = car_id(http)
     made = [new_contract(http, car, cust["id"], "2035-%02d-01" % m,
                          "2035-%02d-02" % m)["id"] for m in range(1, 8)]
     seen, page = [], http.get("/api/contracts", params={

@@ -13,7 +13,7 @@ import concurrent.futures
 import time
 import uuid
 
-import requests
+from helpers import request
 
 
 def key():
@@ -57,8 +57,8 @@ def test_idem_in_flight_is_409_then_replayed(stack, anon):
     url = stack.url("/api/_limit/slow?ms=1500")
 
     def first():
-        return requests.post(url, json={"x": 1}, timeout=30,
-                             headers={"Idempotency-Key": k})
+        return request("POST", url, json={"x": 1}, timeout=30,
+                       headers={"Idempotency-Key": k})
 
     with concurrent.futures.ThreadPoolExecutor(1) as ex:
         fut = ex.submit(first)

@@ -13,11 +13,12 @@ import hashlib
 import os
 import re
 import signal
-import subprocess
 import tempfile
 import time
 
 import pytest
+
+from helpers import redis_cli, wait_until
 
 # Short leases for the reclaim tests; SMTP timeout below the lease.
 FAST = {"KEEL_JOB_VISIBILITY": "3", "SMTP_TIMEOUT": "2"}
@@ -74,16 +75,6 @@ def attempts(stack):
         return []
 
 
-def wait_until(pred, timeout, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
-
-
 def drain(stack, *args, env=None, prog="keel-drain-email", budget=30):
     e = dict(FAST)
     e.update(env or {})
@@ -91,6 +82,18 @@ def drain(stack, *args, env=None, prog="keel-drain-email", budget=30):
                       env=e, timeout=budget + 30)
     assert p.returncode == 0, p.stderr
     return p
+
+
+def relay_and_drain(stack, relay=True):
+    """What cron would do next: keel-outbox-relay (unless relay=False),
+    then keel-drain-email until the queue is empty; the drain's summary."""
+    if relay:
+        p = stack.program("keel-outbox-relay", "--once")
+        assert p.returncode == 0, p.stderr
+    p = stack.program("keel-drain-email", "--until-empty", "--budget", 30,
+                      env=FAST, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return summary(p.stdout)
 
 
 @pytest.fixture
@@ -176,10 +179,7 @@ def test_unparseable_payload_is_dead_lettered_with_reason_once(jobs):
     assert (s["processed"], s["failed"], s["retried"]) == (0, 3, 0)
     assert jobs.mail() == []
     assert stats(jobs)["failed"] == 3
-    dead = subprocess.run(
-        ["redis-cli", "-p", str(jobs.ports["redis"]), "XRANGE",
-         "keel:q:email:x", "-", "+"], stdout=subprocess.PIPE, text=True,
-        check=True).stdout
+    dead = redis_cli(jobs, "XRANGE", "keel:q:email:x", "-", "+")
     assert "payload is not JSON" in dead
     assert '"to" is not an email address' in dead
     assert '"link" is not an http(s) URL' in dead
@@ -201,10 +201,7 @@ def test_smtp_refusing_retries_with_backoff_then_dead_letter(jobs):
     assert 1.9 <= gap1 <= 3.0, gap1          # retry after 2 s
     assert 3.9 <= gap2 <= 5.0, gap2          # the last after 4 s
     assert stats(jobs)["failed"] == 1
-    dead = subprocess.run(
-        ["redis-cli", "-p", str(jobs.ports["redis"]), "XRANGE",
-         "keel:q:email:x", "-", "+"], stdout=subprocess.PIPE, text=True,
-        check=True).stdout
+    dead = redis_cli(jobs, "XRANGE", "keel:q:email:x", "-", "+")
     assert "451" in dead and "refused-1" in dead
 
 
@@ -403,29 +400,21 @@ def test_retention_keeps_100_completed_and_500_failed(jobs):
     st = stats(jobs, "noop")
     assert (st["completed"], st["failed"]) == (100, 500)
     # The hashes of trimmed jobs are gone too (nothing leaks).
-    n = subprocess.run(["redis-cli", "-p", str(jobs.ports["redis"]),
-                        "--scan", "--pattern", "keel:q:noop:j:*"],
-                       stdout=subprocess.PIPE, text=True, check=True)
-    completed = sum(1 for k in n.stdout.split() if k)
+    n = redis_cli(jobs, "--scan", "--pattern", "keel:q:noop:j:*")
+    completed = sum(1 for k in n.split() if k)
     assert completed <= 100 + 520      # tombstones of failed jobs expire
 
 
 def test_retention_by_age_prunes_old_completed_jobs(jobs):
     enqueue(jobs, "noop", "{}", queue="noop", count=3, key="aged")
     drain(jobs, prog="keel-drain-noop")
-    r = ["redis-cli", "-p", str(jobs.ports["redis"])]
     # Make one completion 25 hours old (the email policy keeps 24 h).
-    key = subprocess.run(r + ["ZRANGE", "keel:q:noop:c", "0", "0"],
-                         stdout=subprocess.PIPE, text=True,
-                         check=True).stdout.strip()
-    subprocess.run(r + ["ZADD", "keel:q:noop:c", "1", key], check=True,
-                   stdout=subprocess.DEVNULL)
+    key = redis_cli(jobs, "ZRANGE", "keel:q:noop:c", "0", "0")
+    redis_cli(jobs, "ZADD", "keel:q:noop:c", "1", key)
     p = jobs.program("keel-jobs-prune")
     assert p.returncode == 0, p.stderr
     assert stats(jobs, "noop")["completed"] == 2
-    assert subprocess.run(r + ["EXISTS", "keel:q:noop:j:" + key],
-                          stdout=subprocess.PIPE, text=True,
-                          check=True).stdout.strip() == "0"
+    assert redis_cli(jobs, "EXISTS", "keel:q:noop:j:" + key) == "0"
 
 
 def test_prune_deletes_dead_one_time_tokens_and_old_outbox_rows(jobs):

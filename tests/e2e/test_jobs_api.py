@@ -10,16 +10,8 @@ import time
 import urllib.parse
 
 from accounts import PASSWORD, bearer, login, make_user, session_for
-from test_jobs import FAST, enqueue, jobs, invitation, summary  # noqa: F401
-
-
-def drain_all(stack):
-    p = stack.program("keel-outbox-relay", "--once")
-    assert p.returncode == 0, p.stderr
-    p = stack.program("keel-drain-email", "--until-empty", "--budget", 30,
-                      env=FAST, timeout=60)
-    assert p.returncode == 0, p.stderr
-    return summary(p.stdout)
+from test_jobs import (enqueue, invitation, jobs,  # noqa: F401
+                       relay_and_drain)
 
 
 def test_queue_stats_for_admin(jobs, http):
@@ -43,7 +35,7 @@ def test_queue_routes_are_admin_only(jobs, anon, stack):
 
 def test_retry_failed_over_http(jobs, http):
     enqueue(jobs, "invitation", "not json", key="bad-http")
-    drain_all(jobs)
+    relay_and_drain(jobs)
     assert http.get("/api/email-queue/stats").json()["failed"] == 1
     r = http.post("/api/queues/email/failed/retry")
     assert r.status_code == 200 and r.json() == {"retried": 1}
@@ -62,7 +54,7 @@ def test_password_reset_email_delivers_a_working_link(jobs, anon):
     u = make_user(jobs, "customer")
     r = anon.post("/api/auth/password-reset", json={"email": u["email"]})
     assert r.status_code == 202, r.text
-    s = drain_all(jobs)
+    s = relay_and_drain(jobs)
     assert s["processed"] == 1, s
     (m,) = jobs.mail()
     assert m["To"].addresses[0].addr_spec == u["email"]
@@ -80,7 +72,7 @@ def test_invitation_email_delivers_a_set_password_link(jobs, http, anon):
         "email": email, "username": "inv%d" % int(time.time() * 1000),
         "name": "Invitee", "role": "student", "sendCredentials": True})
     assert r.status_code == 201, r.text
-    drain_all(jobs)
+    relay_and_drain(jobs)
     (m,) = jobs.mail()
     assert m["To"].addresses[0].addr_spec == email
     assert m["Subject"] == "You are invited to keel"

@@ -23,7 +23,9 @@ import time
 import uuid
 
 import pytest
-import requests
+
+import apicheck
+from helpers import redis_cli, request
 
 LIMITS = {"KEEL_RATELIMIT_API": "1000/60", "KEEL_RATELIMIT_READ": "30/60",
           "KEEL_RATELIMIT_WRITE": "50/60", "KEEL_RATELIMIT_AUTH": "3/60"}
@@ -84,19 +86,14 @@ def client():
 def get(stack, path, ip, **kw):
     headers = kw.pop("headers", {})
     headers["X-Forwarded-For"] = ip
-    return requests.get(stack.url(path), headers=headers, timeout=30, **kw)
+    return request("GET", stack.url(path), headers=headers, timeout=30, **kw)
 
 
 def post(stack, path, ip, **kw):
     headers = kw.pop("headers", {})
     headers["X-Forwarded-For"] = ip
-    return requests.post(stack.url(path), headers=headers, timeout=30, **kw)
-
-
-def redis_cli(stack, *args):
-    return subprocess.run(["redis-cli", "-p", str(stack.ports["redis"])]
-                          + list(args), capture_output=True, text=True,
-                          timeout=30, check=True).stdout.strip()
+    return request("POST", stack.url(path), headers=headers, timeout=30,
+                   **kw)
 
 
 def test_limits_headers_on_api_responses(stack, app):
@@ -121,8 +118,8 @@ def test_limits_headers_on_api_responses(stack, app):
     r = get(stack, "/api/_limit/nope", ip)
     assert r.status_code == 404
     assert r.headers["RateLimit-Remaining"] == "27"
-    r = requests.delete(stack.url("/api/_limit/read"), timeout=30,
-                        headers={"X-Forwarded-For": ip})
+    r = request("DELETE", stack.url("/api/_limit/read"), timeout=30,
+                headers={"X-Forwarded-For": ip})
     assert r.status_code == 405
     assert r.headers["RateLimit"].startswith('"api";r=995;')
 
@@ -150,12 +147,18 @@ def test_limits_exact_under_concurrency(stack, app):
     assert codes.count(429) == 150, codes
 
 
-def test_limits_429_body_and_retry_after(stack, app):
+def read_past_the_limit(stack):
+    """A new client's 30 reads (all 200) and its 31st, the 429."""
     ip = client()
     for _ in range(30):
         assert get(stack, "/api/_limit/read", ip).status_code == 200
     r = get(stack, "/api/_limit/read", ip)
     assert r.status_code == 429
+    return r
+
+
+def test_limits_429_body_and_retry_after(stack, app):
+    r = read_past_the_limit(stack)
     body = r.json()
     assert body["error"] == "rate_limited" and body["message"]
     retry = int(r.headers["Retry-After"])
@@ -167,6 +170,19 @@ def test_limits_429_body_and_retry_after(stack, app):
     assert '"api";r=970;' in r.headers["RateLimit"]
     # Another client is unaffected.
     assert get(stack, "/api/_limit/read", client()).status_code == 200
+
+
+def test_limits_429_is_the_documented_rate_limited_answer(stack, app):
+    """The test app's answers are not part of the API (apicheck skips
+    them), but its 429 is lib/limit.c's, the one every /api route gives:
+    it must be docs/openapi.yaml's RateLimited, headers included."""
+    r = read_past_the_limit(stack)
+    doc = apicheck.contract()
+    limited = doc.response({"responses": {"429": {
+        "$ref": "#/components/responses/RateLimited"}}}, 429)
+    doc.validate(limited["content"]["application/json"]["schema"], r.json(),
+                 "429 of lib/limit.c")
+    assert all(h in r.headers for h in limited["headers"])
 
 
 def test_limits_forged_forwarded_for_is_one_client(stack, app):

@@ -6,7 +6,7 @@ command on it must reconnect and succeed, not cost a request a 503.
 
 from concurrent.futures import ThreadPoolExecutor
 
-import requests
+from helpers import request
 
 
 def test_redis_restart_first_request_on_every_worker_succeeds(stack,
@@ -16,8 +16,8 @@ def test_redis_restart_first_request_on_every_worker_succeeds(stack,
     n = 4 * workers
 
     def get(_):
-        return requests.get(stack.url("/api/cars"), headers=auth,
-                            timeout=30)
+        return request("GET", stack.url("/api/cars"), headers=auth,
+                       timeout=30)
 
     # Concurrent requests, so that every worker of the app has opened
     # its Redis connection (a session read) before Redis goes away.

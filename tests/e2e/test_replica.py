@@ -15,11 +15,9 @@ replay paused:
 
 import os
 import subprocess
-import time
-
-import pytest
 
 from accounts import session_for
+from helpers import wait_until
 
 
 def replica_sql(stack, sql):
@@ -30,15 +28,6 @@ def replica_sql(stack, sql):
         cmd = ["runuser", "-u", "postgres", "--"] + cmd
     return subprocess.run(cmd, stdout=subprocess.PIPE, check=True, text=True,
                           timeout=30).stdout.strip()
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    pytest.fail("timed out waiting for " + what)
 
 
 def name_of(http, uid, headers=None):
@@ -56,7 +45,7 @@ def test_writer_reads_own_write_while_others_may_lag(stack, http):
     # A fresh replayed transaction, so the measured lag starts near 0;
     # written through psql, so no session's read-your-writes window opens.
     stack.psql("UPDATE users SET name = 'Before' WHERE id = %d" % uid)
-    wait_for(lambda: stack.psql("SELECT name FROM users WHERE id = %d" % uid,
+    wait_until(lambda: stack.psql("SELECT name FROM users WHERE id = %d" % uid,
                                 replica=True) == "Before", 20, "replication")
     replica_sql(stack, "SELECT pg_wal_replay_pause()")
     try:
@@ -70,11 +59,11 @@ def test_writer_reads_own_write_while_others_may_lag(stack, http):
         # passes the bound and the replica is skipped.
         seen = [name_of(http, uid, headers=reader) for _ in range(5)]
         assert "Before" in seen, seen
-        wait_for(lambda: name_of(http, uid, headers=reader) == "After", 15,
+        wait_until(lambda: name_of(http, uid, headers=reader) == "After", 15,
                  "the lagging replica to be skipped")
     finally:
         replica_sql(stack, "SELECT pg_wal_replay_resume()")
-    wait_for(lambda: stack.psql("SELECT name FROM users WHERE id = %d" % uid,
+    wait_until(lambda: stack.psql("SELECT name FROM users WHERE id = %d" % uid,
                                 replica=True) == "After", 20, "replay")
 
 
@@ -89,5 +78,5 @@ def test_reads_survive_a_stopped_replica(stack, http):
             assert name_of(http, user["id"], headers=h) == user["name"]
     finally:
         stack.start_component("replica")
-    wait_for(lambda: http.get("/api/users").status_code == 200, 30,
+    wait_until(lambda: http.get("/api/users").status_code == 200, 30,
              "reads after the replica came back")

@@ -11,7 +11,8 @@ including 404 for another user's private data.
 
 import pytest
 
-from accounts import ROLES, bearer, login, make_user
+from accounts import ROLES, bearer, make_user
+from helpers import BaseUrlSession
 
 NOBODY = 999999999          # an id that never exists
 
@@ -26,8 +27,7 @@ def row(anon, admin, staff, customer, student):
 @pytest.fixture(scope="module")
 def world(stack, admin_token):
     """A session per role, a customer who owns a contract, a car."""
-    import requests
-    s = requests.Session()
+    s = BaseUrlSession("")
     base = stack.base_url
     w = {"tokens": {}, "users": {}}
     for role in ROLES:

@@ -24,6 +24,8 @@ import time
 import pytest
 import requests
 
+import apicheck
+from helpers import BaseUrlSession, request, wait_until
 from stack import alive, children
 
 # -------------------------------------------------------------- FastCGI
@@ -99,6 +101,8 @@ def fcgi_get(sock_path, uri, timeout=10, on_connect=None):
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     status = int(headers.get("status", "200").split()[0])
+    # Straight from the app, not through lighttpd: checked all the same.
+    apicheck.check("GET", uri, status, headers, body)
     return status, headers, body
 
 
@@ -116,18 +120,6 @@ def cpu_seconds(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_until(what, cond, timeout, step=0.02):
-    """Poll cond() until it returns a true value (returned) or fail."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            pytest.fail("timed out after %s s waiting for %s" % (timeout, what))
-        time.sleep(step)
 
 
 def _testapp_bin(stack):
@@ -160,10 +152,12 @@ class OwnApp:
                                      stdout=self.log, stderr=self.log,
                                      start_new_session=True)
         self.pid = self.proc.pid
-        wait_until("the app socket", lambda: os.path.exists(self.sock)
-                   or self.proc.poll() is not None, 15)
+        wait_until(lambda: os.path.exists(self.sock)
+                   or self.proc.poll() is not None, 15, "the app socket",
+                   step=0.02)
         assert self.proc.poll() is None, self.text()
-        wait_until("the workers", lambda: len(self.workers()) >= 1, 15)
+        wait_until(lambda: len(self.workers()) >= 1, 15, "the workers",
+                   step=0.02)
 
     def workers(self):
         return children(self.pid)
@@ -229,7 +223,7 @@ class Load:
     def _run(self):
         # Bounded even if stop() is never called.
         deadline = time.monotonic() + 60
-        with requests.Session() as s:
+        with BaseUrlSession("") as s:
             while not self.stopping.is_set() and time.monotonic() < deadline:
                 try:
                     r = s.get(self.url, timeout=15)
@@ -254,9 +248,9 @@ class Load:
 def wait_workers(stack, name, n, timeout=10, exclude=()):
     """Wait until app name has n workers, none of them in exclude."""
     return wait_until(
-        "%d workers of %s" % (n, name),
         lambda: (lambda w: w if len(w) == n and not set(w) & set(exclude)
-                 else None)(stack.worker_pids(name)), timeout)
+                 else None)(stack.worker_pids(name)), timeout,
+        "%d workers of %s" % (n, name), step=0.02)
 
 
 def nworkers(stack):
@@ -274,10 +268,10 @@ def test_serve_kill_worker_under_load_respawns(stack):
         victim = before[0]
         os.kill(victim, signal.SIGKILL)
         after = wait_until(
-            "a new worker replacing %d" % victim,
             lambda: (lambda w: w if len(w) == n and victim not in w and
                      set(w) - set(before) else None)(
-                         stack.worker_pids("testapp")), 10)
+                         stack.worker_pids("testapp")), 10,
+            "a new worker replacing %d" % victim, step=0.02)
         time.sleep(1.0)
     finally:
         ok, failures = load.stop()
@@ -326,7 +320,8 @@ def test_serve_sighup_roll_finishes_under_overload(own_app):
     try:
         time.sleep(0.5)
         os.kill(app.pid, signal.SIGHUP)
-        wait_until("the old worker to leave", lambda: not alive(old), 5)
+        wait_until(lambda: not alive(old), 5, "the old worker to leave",
+                   step=0.02)
         time.sleep(0.3)
     finally:
         stopping.set()
@@ -423,8 +418,8 @@ def test_serve_quick_deaths_back_off(own_app):
     for _ in range(5):
         os.kill(prev, signal.SIGKILL)
         t_kill = time.monotonic()
-        new = wait_until("a respawned worker",
-                         lambda: [w for w in app.workers() if w != prev], 15)
+        new = wait_until(lambda: [w for w in app.workers() if w != prev],
+                         15, "a respawned worker", step=0.02)
         delays.append(time.monotonic() - t_kill)
         prev = new[0]
     # 100, 200, 400, 800, 1600 ms: doubling, not spinning.
@@ -436,8 +431,8 @@ def test_serve_quick_deaths_back_off(own_app):
     time.sleep(1.2)
     os.kill(prev, signal.SIGKILL)
     t_kill = time.monotonic()
-    wait_until("an immediate respawn",
-               lambda: [w for w in app.workers() if w != prev], 5)
+    wait_until(lambda: [w for w in app.workers() if w != prev], 5,
+               "an immediate respawn", step=0.02)
     assert time.monotonic() - t_kill < 0.5
     assert fcgi_pid(app.sock) != prev
 
@@ -519,8 +514,8 @@ def test_serve_sigterm_finishes_inflight_request(stack):
     workers = wait_workers(stack, "testapp", nworkers(stack))
     pool = concurrent.futures.ThreadPoolExecutor(1)
     try:
-        slow = pool.submit(requests.get, stack.url("/_test/sleep?ms=3000"),
-                           timeout=20)
+        slow = pool.submit(request, "GET",
+                           stack.url("/_test/sleep?ms=3000"), timeout=20)
         # Long enough for the request to reach a worker.
         time.sleep(0.5)
         t0 = time.monotonic()
@@ -529,9 +524,9 @@ def test_serve_sigterm_finishes_inflight_request(stack):
         assert r.status_code == 200, r.text
         assert r.json()["pid"] in workers
         assert time.monotonic() - t0 >= 2.0
-        wait_until("the supervisor and its workers to exit",
-                   lambda: not any(alive(p) for p in [sup] + workers), 10)
-        r = requests.get(stack.url("/_test/pid"), timeout=10)
+        wait_until(lambda: not any(alive(p) for p in [sup] + workers), 10,
+                   "the supervisor and its workers to exit", step=0.02)
+        r = request("GET", stack.url("/_test/pid"), timeout=10)
         assert r.status_code == 503
         assert r.json()["error"] == "unavailable"
         assert "stopped" in stack.log("testapp")
@@ -539,14 +534,14 @@ def test_serve_sigterm_finishes_inflight_request(stack):
         pool.shutdown(wait=True)
         if stack.app_pid("testapp") is None:
             stack.start_component("testapp")
-        wait_until("testapp to answer again", lambda: _answers(stack), 15,
+        wait_until(lambda: _answers(stack), 15, "testapp to answer again",
                    step=0.2)
 
 
 def _answers(stack):
     try:
-        return requests.get(stack.url("/_test/pid"),
-                            timeout=5).status_code == 200
+        return request("GET", stack.url("/_test/pid"),
+                       timeout=5).status_code == 200
     except requests.RequestException:
         return False
 
@@ -560,7 +555,7 @@ def test_serve_hung_app_gets_json_504_not_a_hung_client(stack):
         os.kill(w, signal.SIGSTOP)
     try:
         t0 = time.monotonic()
-        r = requests.get(stack.url("/_test/pid"), timeout=limit + 20)
+        r = request("GET", stack.url("/_test/pid"), timeout=limit + 20)
         took = time.monotonic() - t0
         assert r.status_code == 504, r.text
         assert r.headers["Content-Type"].startswith("application/json")
@@ -569,7 +564,7 @@ def test_serve_hung_app_gets_json_504_not_a_hung_client(stack):
     finally:
         for w in workers:
             os.kill(w, signal.SIGCONT)
-    wait_until("testapp to answer again", lambda: _answers(stack), 15,
+    wait_until(lambda: _answers(stack), 15, "testapp to answer again",
                step=0.2)
 
 

@@ -11,15 +11,7 @@ import uuid
 import pytest
 
 from accounts import PASSWORD, bearer, login, make_user, session_for
-
-JSON_CT = "application/json; charset=utf-8"
-
-
-def assert_error(r, status, code):
-    assert r.status_code == status, (r.status_code, r.text)
-    assert r.headers["Content-Type"] == JSON_CT
-    assert r.json()["error"] == code, r.text
-    return r.json()
+from helpers import assert_error
 
 
 def new_body(role="student", **kw):

@@ -1,0 +1,195 @@
+# SPDX-License-Identifier: ISC
+"""helpers.py -- what the end-to-end tests share.
+
+HTTP: every response a test gets through these is checked against
+docs/openapi.yaml (apicheck.py), so a route whose answers the document
+doesn't describe fails its tests.
+  BaseUrlSession   requests.Session on the stack's base URL (conftest's
+                   `http` and `anon` fixtures are two of them)
+  request()        one request on a new connection, for threads and for
+                   tests that need a fresh connection per call
+  raw_request()    bytes sent as they are, over a plain socket
+
+Checks and waits:
+  assert_error(r, status, code)  an API error answer, exactly
+  wait_until(pred, timeout, what=None)
+  replicated(stack)              the replica has replayed every write
+
+Data:
+  uniq(prefix), plate(), car_body(**kw), new_car(http, **kw)
+  redis_cli(stack, *args)        a command to the stack's Redis
+  memcached_cmd(stack, line)     one to its memcached
+"""
+
+import socket
+import subprocess
+import time
+import uuid
+
+import pytest
+import requests
+from requests.structures import CaseInsensitiveDict
+
+import apicheck
+
+JSON_CT = "application/json; charset=utf-8"
+
+
+# ------------------------------------------------------------------- HTTP
+
+class BaseUrlSession(requests.Session):
+    """requests.Session whose paths are relative to base_url; every
+    response is checked against docs/openapi.yaml (a streamed one is
+    not: the caller reads it, then calls apicheck.check_response with
+    the body)."""
+
+    def __init__(self, base_url, timeout=30):
+        super().__init__()
+        self.base_url = base_url
+        self.timeout = timeout
+
+    def url(self, path):
+        return path if "://" in path else self.base_url + path
+
+    def request(self, method, url, *args, **kwargs):
+        kwargs.setdefault("timeout", self.timeout)
+        r = super().request(method, self.url(url), *args, **kwargs)
+        if not kwargs.get("stream"):
+            apicheck.check_response(r)
+        return r
+
+
+def request(method, url, **kwargs):
+    """requests.request(method, url, ...) on a connection of its own,
+    the response checked like a session's."""
+    with BaseUrlSession("") as s:
+        return s.request(method, url, **kwargs)
+
+
+class RawResponse:
+    """What raw_request() got: status_code, headers, content, like a
+    requests.Response as far as assert_error needs."""
+
+    def __init__(self, status, headers, content):
+        self.status_code = status
+        self.headers = CaseInsensitiveDict(headers)
+        self.content = content
+
+    @property
+    def text(self):
+        return self.content.decode("utf-8", "replace")
+
+    def json(self):
+        import json
+        return json.loads(self.content)
+
+
+def raw_request(stack, data):
+    """Send bytes to lighttpd as they are (no client-side encoding) and
+    read the answer up to the connection's end; returns a RawResponse,
+    checked against docs/openapi.yaml like any other."""
+    port = int(stack.base_url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        buf = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    head, _, body = buf.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    method, target = data.split(b"\r\n", 1)[0].decode("latin-1").split()[:2]
+    apicheck.check(method, target, status, headers, body)
+    return RawResponse(status, headers, body)
+
+
+# ---------------------------------------------------------- checks, waits
+
+def assert_error(r, status, code):
+    """r is an API error answer (API.md "Conventions"): that status, JSON,
+    that error code and a message; returns the body."""
+    assert r.status_code == status, (r.status_code, r.text[:500])
+    assert r.headers["Content-Type"] == JSON_CT
+    body = r.json()
+    assert body["error"] == code, body
+    assert isinstance(body.get("message"), str) and body["message"]
+    return body
+
+
+def wait_until(pred, timeout, what=None, step=0.05):
+    """Ask pred() every `step` seconds until it returns a true value, and
+    return that value.  At the deadline pred() is asked once more; if it
+    is still false the test fails naming `what` ("timed out after 10 s
+    waiting for <what>"), or, without `what`, the false value is returned
+    for the caller to assert on with its own message."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v or time.monotonic() >= deadline:
+            break
+        time.sleep(step)
+    if not v and what is not None:
+        pytest.fail("timed out after %s s waiting for %s" % (timeout, what))
+    return v
+
+
+def replicated(stack, timeout=30):
+    """Wait until the replica has replayed everything the primary wrote so
+    far: reads may be served by the replica (and then cached); only the
+    read-your-writes tests may race it."""
+    lsn = stack.psql("SELECT pg_current_wal_lsn()")
+    wait_until(lambda: stack.psql(
+        "SELECT pg_last_wal_replay_lsn() >= '%s'::pg_lsn" % lsn,
+        replica=True) == "t", timeout, "the replica to catch up", step=0.02)
+
+
+# ------------------------------------------------------------------- data
+
+def uniq(prefix="X"):
+    """prefix + 12 upper-case hex digits: unique per call."""
+    return prefix + uuid.uuid4().hex[:12].upper()
+
+
+def plate():
+    """A license plate no other test uses."""
+    return uniq("P")
+
+
+def car_body(**kw):
+    """A valid POST /api/cars body with a unique plate and manufacturer
+    (so a list filtered by it holds only this test's cars); kw overrides."""
+    body = {"licensePlate": plate(), "manufacturer": uniq("Make"),
+            "model": "Probe", "category": "compact", "year": 2020}
+    body.update(kw)
+    return body
+
+
+def new_car(http, **kw):
+    """POST a car (car_body(**kw)); returns it (asserts 201)."""
+    r = http.post("/api/cars", json=car_body(**kw))
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def memcached_cmd(stack, line):
+    """One text-protocol command to the stack's memcached; its reply."""
+    with socket.create_connection(("127.0.0.1", stack.ports["memcached"]),
+                                  timeout=10) as s:
+        s.sendall(line.encode() + b"\r\n")
+        return s.recv(4096).decode()
+
+
+def redis_cli(stack, *args):
+    """redis-cli --raw against the stack's Redis; its output, stripped."""
+    return subprocess.run(
+        ["redis-cli", "-p", str(stack.ports["redis"]), "--raw"]
+        + [str(a) for a in args], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, timeout=30,
+        check=True).stdout.strip()
