@@ -4,18 +4,31 @@
  * SMTP (lib/mail.c renders them).  cron starts it every minute; the
  * queue's policy (3 attempts, 2 s backoff, 5 in flight, 10/s) is in
  * lib/queue.c and holds across every drainer on every host.
+ *
+ * A set-password email (an invitation, a reset) is queued as a request
+ * naming who it is for; the link and its single-use token are made here,
+ * at sending, so none is ever stored in the outbox, in Redis or in a
+ * dead letter (auth.h).  A new token per attempt: a retry after a failed
+ * send doesn't depend on any stored secret.
  */
 #include "config.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "keel/auth.h"
+#include "keel/config.h"
+#include "keel/db.h"
 #include "keel/drain.h"
+#include "keel/json.h"
 #include "keel/mail.h"
 #include "keel/mem.h"
 
 struct email_ctx {
+	const struct keel_config *cfg;
 	struct keel_mail	*mail;
+	struct keel_db		*db;		/* for link requests */
 	struct keel_arena	*arena;
 };
 
@@ -25,7 +38,9 @@ email_setup(const struct keel_config *cfg)
 	struct email_ctx	*c;
 
 	c = keel_calloc(1, sizeof(*c));
+	c->cfg = cfg;
 	c->mail = keel_mail_open(cfg);
+	c->db = keel_db_open(cfg);
 	c->arena = keel_arena_new();
 	return c;
 }
@@ -36,21 +51,22 @@ email_teardown(void *arg)
 	struct email_ctx	*c = arg;
 
 	keel_mail_close(c->mail);
+	keel_db_close(c->db);
 	keel_arena_free(c->arena);
 	free(c);
 }
 
-/* Every kind: a payload that can't make a message is dead-lettered at
- * once; a server that refuses or times out is retried. */
+/* Renders kind's payload and sends it; the job's result. */
 static enum keel_job_result
-email_send(void *arg, const struct keel_job *job, char *why, size_t n)
+email_deliver(struct email_ctx *c, const char *kind, const char *payload,
+    const char *key, char *why, size_t n)
 {
-	struct email_ctx	*c = arg;
 	struct keel_mail_msg	 msg;
 
-	keel_arena_reset(c->arena);
-	if (keel_mail_render(c->arena, job->kind, job->payload, job->key,
-	    &msg, why, n) != KEEL_OK)
+	/* A payload that can't make a message is dead-lettered at once;
+	 * a server that refuses or times out is retried. */
+	if (keel_mail_render(c->arena, kind, payload, key, &msg, why, n) !=
+	    KEEL_OK)
 		return KEEL_JOB_FAIL;
 	if (keel_mail_send(c->mail, &msg) != KEEL_OK) {
 		snprintf(why, n, "%s", keel_mail_errstr(c->mail));
@@ -59,7 +75,62 @@ email_send(void *arg, const struct keel_job *job, char *why, size_t n)
 	return KEEL_JOB_DONE;
 }
 
+/* Every kind whose payload is the message's: sent as it is. */
+static enum keel_job_result
+email_send(void *arg, const struct keel_job *job, char *why, size_t n)
+{
+	struct email_ctx	*c = arg;
+
+	keel_arena_reset(c->arena);
+	return email_deliver(c, job->kind, job->payload, job->key, why, n);
+}
+
+/*
+ * invitation_request {"userId"}, password_reset_request {"email"}: the
+ * account, a fresh single-use token and its link, then the email.  No
+ * active account: done, nothing sent (the request said nothing either).
+ */
+static enum keel_job_result
+email_link(void *arg, const struct keel_job *job, char *why, size_t n)
+{
+	struct email_ctx	*c = arg;
+	struct keel_auth_link	 l = { .site = c->cfg->public_url,
+	    .invite_ttl = c->cfg->invite_ttl };
+	struct keel_buf		 payload = { NULL, 0, 0 };
+	struct json_object	*o = NULL, *v;
+	enum keel_job_result	 res;
+	enum keel_err		 er;
+	bool			 invite = job->kind[0] == 'i';
+	char			 err[64];
+
+	keel_arena_reset(c->arena);
+	if (keel_json_parse(job->payload, strlen(job->payload), &o, err,
+	    sizeof(err)) != KEEL_OK || !json_object_object_get_ex(o,
+	    invite ? "userId" : "email", &v) || (invite ?
+	    (l.uid = json_object_get_int64(v)) < 1 :
+	    (l.email = json_object_get_string(v)) == NULL)) {
+		snprintf(why, n, "payload: no %s", invite ? "userId" : "email");
+		json_object_put(o);
+		return KEEL_JOB_FAIL;
+	}
+	er = keel_auth_link_job(c->db, &l, &payload);
+	json_object_put(o);
+	if (er == KEEL_ENOENT)
+		return KEEL_JOB_DONE;
+	if (er != KEEL_OK) {
+		snprintf(why, n, "database: %s", keel_strerror(er));
+		return KEEL_JOB_RETRY;
+	}
+	res = email_deliver(c, invite ? "invitation" : "password_reset",
+	    payload.data, job->key, why, n);
+	explicit_bzero(payload.data, payload.len);
+	keel_buf_free(&payload);
+	return res;
+}
+
 static const struct keel_job_kind email_kinds[] = {
+	{ .kind = "invitation_request", .fn = email_link },
+	{ .kind = "password_reset_request", .fn = email_link },
 	{ .kind = "invitation", .fn = email_send },
 	{ .kind = "password_reset", .fn = email_send },
 	{ .kind = "test_result", .fn = email_send },

@@ -7,10 +7,11 @@
  * without a password yet and a wrong password, and spends one Argon2id
  * verification on each (a dummy hash when there is no account), so
  * neither the answer nor its timing says whether an account exists.
- * Password reset answers 202 whatever the address, after one statement
- * that costs the same either way; the token and the outbox row carrying
- * its link commit together in PostgreSQL, so a reset can be asked for
- * while Redis is down (the email then waits in the outbox for the relay).
+ * Password reset answers 202 whatever the address, after the same one
+ * statement either way: a job naming the address goes into the outbox
+ * (PostgreSQL, so a reset can be asked for while Redis is down), and the
+ * email drainer looks the account up and makes the link when it sends
+ * (auth.h): no link is ever stored.
  *
  * Confirming a reset sets the password and must end every session of the
  * user.  Sessions live in Redis, so the sessions end before the commit;
@@ -207,9 +208,8 @@ auth_login(struct keel_req *req)
 	}
 	uid = keel_rows_int64(rows, 0, keel_rows_col(rows, "id"));
 	role = keel_rows_value(rows, 0, keel_rows_col(rows, "role"));
-	if ((er = keel_auth_session_new(req->redis, uid,
-	    keel_auth_role_parse(role), req->cfg->session_ttl, tok, &exp)) !=
-	    KEEL_OK)
+	if ((er = keel_auth_session_new(req, uid, keel_auth_role_parse(role),
+	    tok, &exp)) != KEEL_OK)
 		goto out;
 	keel_db_params_init(&p);
 	keel_db_param_int(&p, uid);
@@ -281,8 +281,8 @@ auth_reset(struct keel_req *req)
 	    KEEL_FIELDS_ALL, v) != KEEL_STEP_GO)
 		return KEEL_OK;
 	/* One statement, no Redis: the row commits even while it is down. */
-	if ((er = keel_auth_queue_reset(req->db, v[RESET_EMAIL].s,
-	    req->cfg->public_url, &job)) != KEEL_OK)
+	if ((er = keel_auth_queue_reset(req->db, v[RESET_EMAIL].s, &job)) !=
+	    KEEL_OK)
 		return er;
 	/* Best effort: what isn't pushed now, the relay pushes. */
 	if (job > 0)

@@ -26,6 +26,7 @@
 #include "keel/resource.h"
 #include "keel/router.h"
 #include "keel/serve.h"
+#include "keel/text.h"
 
 static const char *const user_roles[] = { "admin", "staff", "customer",
     "student", NULL };
@@ -45,7 +46,9 @@ static const struct keel_field user_fields[USER__MAX] = {
 	    .check = keel_auth_username_valid, .check_msg = "must be 3-32 "
 	    "letters, digits, '_', '.' or '-'" },
 	[USER_NAME] = { .name = "name", .type = KEEL_FIELD_STRING,
-	    .required = true, .min = 1, .max = 100 },
+	    .required = true, .min = 1, .max = 100,
+	    .check = keel_text_one_line, .check_msg = "must be one line, "
+	    "without control characters" },
 	[USER_ROLE] = { .name = "role", .type = KEEL_FIELD_ENUM,
 	    .required = true, .values = user_roles },
 	[USER_SEND] = { .name = "sendCredentials", .type = KEEL_FIELD_BOOL },
@@ -81,15 +84,22 @@ static const struct keel_query q_user_insert = { .name = "users_insert",
 	"VALUES (lower($1), $2, $3, $4) RETURNING " KEEL_AUTH_USER_COLS,
 	.target = KEEL_DB_PRIMARY };
 
-/* "roleChanged": the new role differs from the old (sessions end). */
+/*
+ * "roleChanged": the new role differs from the old (sessions end).  A new
+ * password or address ends the links sent for the old ones (k).
+ */
 static const struct keel_query q_user_update = { .name = "users_update",
-	.sql = "WITH old AS (SELECT role FROM users WHERE id = $1) "
-	"UPDATE users SET email = COALESCE(lower($2), email), "
+	.sql = "WITH old AS (SELECT role, email FROM users WHERE id = $1), "
+	"u AS (UPDATE users SET email = COALESCE(lower($2), email), "
 	"username = COALESCE($3, username), name = COALESCE($4, name), "
 	"role = COALESCE($5, role), "
 	"password_hash = COALESCE($6, password_hash), updated_at = now() "
-	"WHERE id = $1 RETURNING " KEEL_AUTH_USER_COLS ", "
-	"role <> (SELECT role FROM old) AS \"roleChanged\"",
+	"WHERE id = $1 RETURNING *), "
+	"k AS (UPDATE one_time_tokens SET used_at = now() "
+	"WHERE user_id = $1 AND used_at IS NULL AND EXISTS (SELECT FROM u) "
+	"AND ($6 IS NOT NULL OR lower($2) <> (SELECT email FROM old))) "
+	"SELECT " KEEL_AUTH_USER_COLS ", "
+	"role <> (SELECT role FROM old) AS \"roleChanged\" FROM u",
 	.target = KEEL_DB_PRIMARY };
 
 static const struct keel_query q_user_deactivate = {
@@ -131,18 +141,13 @@ static enum keel_err
 users_invite(struct keel_req *req, const struct keel_rows *rows,
     struct keel_res_write *w)
 {
-	const struct keel_auth_mail	 to = {
-		.uid = keel_rows_int64(rows, 0, keel_rows_col(rows, "id")),
-		.to = keel_rows_value(rows, 0, keel_rows_col(rows, "email")),
-		.name = keel_rows_value(rows, 0, keel_rows_col(rows, "name")),
-	};
-	int64_t				 job;
-	enum keel_err			 er;
+	int64_t		 job;
+	enum keel_err	 er;
 
 	if (!*(const bool *)w->arg)
 		return KEEL_OK;
-	if ((er = keel_auth_queue_invite(req->db, req->cfg->public_url,
-	    req->cfg->invite_ttl, &to, &job)) == KEEL_OK)
+	if ((er = keel_auth_queue_invite(req->db, keel_rows_int64(rows, 0,
+	    keel_rows_col(rows, "id")), &job)) == KEEL_OK)
 		keel_res_job(w, job);
 	return er;
 }

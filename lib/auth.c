@@ -294,12 +294,13 @@ run(struct keel_redis *r, struct keel_rscript *script, int nkeys, int argc,
 }
 
 enum keel_err
-keel_auth_session_new(struct keel_redis *r, int64_t uid, unsigned role,
-    int ttl, char tok[KEEL_AUTH_TOKEN_LEN + 1], time_t *exp)
+keel_auth_session_new(struct keel_req *req, int64_t uid, unsigned role,
+    char tok[KEEL_AUTH_TOKEN_LEN + 1], time_t *exp)
 {
 	char		 id[KEEL_AUTH_ID_LEN + 1], skey[80], ukey[48];
-	char		 suid[24], sexp[24], sttl[16];
-	const char	*argv[7];
+	char		 suid[24], sexp[24], sttl[16], smax[16];
+	const char	*argv[8];
+	int		 ttl = req->cfg->session_ttl;
 	time_t		 e;
 	enum keel_err	 er;
 
@@ -311,6 +312,7 @@ keel_auth_session_new(struct keel_redis *r, int64_t uid, unsigned role,
 	snprintf(suid, sizeof(suid), "%lld", (long long)uid);
 	snprintf(sexp, sizeof(sexp), "%lld", (long long)e);
 	snprintf(sttl, sizeof(sttl), "%d", ttl);
+	snprintf(smax, sizeof(smax), "%d", req->cfg->session_max);
 	argv[0] = skey;
 	argv[1] = ukey;
 	argv[2] = suid;
@@ -318,7 +320,9 @@ keel_auth_session_new(struct keel_redis *r, int64_t uid, unsigned role,
 	argv[4] = sexp;
 	argv[5] = sttl;
 	argv[6] = id;
-	if ((er = run(r, &sess_new_lua, 2, 7, argv, NULL)) != KEEL_OK) {
+	argv[7] = smax;
+	if ((er = run(req->redis, &sess_new_lua, 2, 8, argv, NULL)) !=
+	    KEEL_OK) {
 		explicit_bzero(tok, KEEL_AUTH_TOKEN_LEN + 1);
 		return er;
 	}
@@ -426,24 +430,10 @@ static const struct keel_query q_once_take = { .name = "auth_once_take",
 	"AND purpose IN ('reset', 'invite') RETURNING user_id, purpose",
 	.target = KEEL_DB_PRIMARY };
 
-/*
- * A reset request in one statement whether or not the address has an
- * account: the token and the outbox row are inserted only when it does,
- * so both answers cost the same index lookup and round trip.  $1 email,
- * $2 token hash, $3 ttl (s), $4 link.  The idempotency key is
- * keel_auth_queue_mail()'s: kind:uid:first 16 hex of the hash.
- */
-static const struct keel_query q_reset_request = { .name = "auth_reset_request",
-	.sql = "WITH u AS (SELECT id, email, name FROM users "
-	"WHERE lower(email) = lower($1) AND is_active), "
-	"t AS (INSERT INTO one_time_tokens (hash, user_id, purpose, "
-	"expires_at) SELECT $2, id, 'reset', "
-	"now() + $3::int * interval '1 second' FROM u RETURNING user_id) "
-	"INSERT INTO outbox (queue, kind, payload, idempotency_key) "
-	"SELECT 'email', 'password_reset', jsonb_build_object('to', u.email, "
-	"'name', u.name, 'link', $4::text), "
-	"'password_reset:' || u.id || ':' || left($2, 16) "
-	"FROM u JOIN t ON t.user_id = u.id RETURNING id",
+/* Who a link job is for: $1 an address (reset) or $2 an id (invite). */
+static const struct keel_query q_link_user = { .name = "auth_link_user",
+	.sql = "SELECT id, email, name FROM users WHERE is_active "
+	"AND ((NOT $3 AND lower(email) = lower($1)) OR ($3 AND id = $2))",
 	.target = KEEL_DB_PRIMARY };
 
 enum keel_err
@@ -511,86 +501,98 @@ keel_auth_mail_link(struct keel_buf *b, const char *base, const char *tok)
 }
 
 enum keel_err
-keel_auth_queue_mail(struct keel_db *db, const struct keel_auth_mail *m,
-    int64_t *job)
+keel_auth_queue_invite(struct keel_db *db, int64_t uid, int64_t *job)
 {
-	struct keel_buf	 link = { NULL, 0, 0 }, payload = { NULL, 0, 0 };
-	struct keel_jw	 w;
-	char		 idem[128];
-	enum keel_err	 er;
+	char	 payload[64], key[64];
 
-	keel_auth_mail_link(&link, m->site, m->token);
+	snprintf(payload, sizeof(payload), "{\"userId\":%lld}", (long long)uid);
+	/* One invitation per user: a retried request can't send two. */
+	snprintf(key, sizeof(key), "invitation_request:%lld", (long long)uid);
+	return keel_outbox_add(db, "email", "invitation_request", payload,
+	    key, job);
+}
+
+/*
+ * A reset request is the same one outbox row whether or not the address
+ * has an account (the lookup is the drainer's), so neither the answer nor
+ * its time says which.
+ */
+enum keel_err
+keel_auth_queue_reset(struct keel_db *db, const char *email, int64_t *job)
+{
+	struct keel_buf		 payload = { 0 };
+	struct keel_jw		 w;
+	unsigned char		 r[12];
+	char			 key[64], hex[2 * sizeof(r) + 1];
+	enum keel_err		 er;
+
+	/* Each request its own job: two requests are two emails. */
+	randombytes_buf(r, sizeof(r));
+	sodium_bin2hex(hex, sizeof(hex), r, sizeof(r));
+	snprintf(key, sizeof(key), "password_reset_request:%s", hex);
 	keel_jw_init(&w, &payload);
 	keel_jw_obj_open(&w);
-	keel_jw_key(&w, "to");
-	keel_jw_str(&w, m->to);
-	keel_jw_key(&w, "name");
-	keel_jw_str(&w, m->name);
-	keel_jw_key(&w, "link");
-	keel_jw_str(&w, link.data);
+	keel_jw_key(&w, "email");
+	keel_jw_str(&w, email);
 	keel_jw_obj_close(&w);
-	/* One job per token: a retried request can't send it twice. */
-	snprintf(idem, sizeof(idem), "%s:%lld:%.16s", m->kind,
-	    (long long)m->uid, m->token_id);
-	er = keel_outbox_add(db, "email", m->kind, payload.data, idem,
-	    job);
-	/* Both hold the link: wiped before their memory goes back. */
-	explicit_bzero(link.data, link.len);
-	explicit_bzero(payload.data, payload.len);
-	keel_buf_free(&link);
+	er = keel_outbox_add(db, "email", "password_reset_request",
+	    payload.data, key, job);
 	keel_buf_free(&payload);
 	return er;
 }
 
-enum keel_err
-keel_auth_queue_invite(struct keel_db *db, const char *site, int ttl,
-    const struct keel_auth_mail *to, int64_t *job)
+/* {"to", "name", "link"}: the template's payload, into out. */
+static void
+link_payload(struct keel_buf *out, const struct keel_rows *u,
+    const struct keel_buf *link)
 {
-	struct keel_auth_mail	 m = *to;
-	char			 tok[KEEL_AUTH_TOKEN_LEN + 1];
-	char			 id[KEEL_AUTH_ID_LEN + 1];
-	enum keel_err		 er;
+	struct keel_jw	 w;
 
-	if ((er = keel_auth_once_new(db, "invite", m.uid, ttl, tok, id)) !=
-	    KEEL_OK)
-		return er;
-	m.kind = "invitation";
-	m.site = site;
-	m.token = tok;
-	m.token_id = id;
-	er = keel_auth_queue_mail(db, &m, job);
-	explicit_bzero(tok, sizeof(tok));
-	return er;
+	keel_jw_init(&w, out);
+	keel_jw_obj_open(&w);
+	keel_jw_key(&w, "to");
+	keel_jw_str(&w, keel_rows_value(u, 0, 1));
+	keel_jw_key(&w, "name");
+	keel_jw_str(&w, keel_rows_value(u, 0, 2));
+	keel_jw_key(&w, "link");
+	keel_jw_str(&w, link->data);
+	keel_jw_obj_close(&w);
 }
 
 enum keel_err
-keel_auth_queue_reset(struct keel_db *db, const char *email, const char *site,
-    int64_t *job)
+keel_auth_link_job(struct keel_db *db, const struct keel_auth_link *l,
+    struct keel_buf *out)
 {
 	struct keel_db_params	 p;
-	struct keel_rows	*rows = NULL;
+	struct keel_rows	*u = NULL;
 	struct keel_buf		 link = { NULL, 0, 0 };
 	char			 tok[KEEL_AUTH_TOKEN_LEN + 1];
-	char			 hid[KEEL_AUTH_ID_LEN + 1];
+	bool			 invite = l->uid > 0;
 	enum keel_err		 er;
 
-	*job = 0;
-	/* The same work for every address, an account behind it or not. */
-	keel_auth_token_new(tok);
-	keel_auth_token_id(tok, hid);
-	keel_auth_mail_link(&link, site, tok);
-	explicit_bzero(tok, sizeof(tok));
 	keel_db_params_init(&p);
-	keel_db_param_text(&p, email);
-	keel_db_param_text(&p, hid);
-	keel_db_param_int(&p, KEEL_AUTH_RESET_TTL);
-	keel_db_param_text(&p, link.data);
-	if ((er = keel_db_query(db, &q_reset_request, &p, &rows)) ==
-	    KEEL_OK && keel_rows_count(rows) == 1)
-		*job = keel_rows_int64(rows, 0, 0);
-	keel_rows_free(rows);
-	explicit_bzero(link.data, link.len);
+	keel_db_param_text(&p, invite ? NULL : l->email);
+	keel_db_param_int(&p, l->uid);
+	keel_db_param_bool(&p, invite);
+	if ((er = keel_db_query(db, &q_link_user, &p, &u)) != KEEL_OK)
+		goto out;
+	/* No such active account: nothing to send, and nobody told. */
+	if (keel_rows_count(u) != 1) {
+		er = KEEL_ENOENT;
+		goto out;
+	}
+	if ((er = keel_auth_once_new(db, invite ? "invite" : "reset",
+	    keel_rows_int64(u, 0, 0), invite ? l->invite_ttl :
+	    KEEL_AUTH_RESET_TTL, tok, NULL)) != KEEL_OK)
+		goto out;
+	keel_auth_mail_link(&link, l->site, tok);
+	link_payload(out, u, &link);
+out:
+	explicit_bzero(tok, sizeof(tok));
+	if (link.data != NULL)
+		explicit_bzero(link.data, link.len);
 	keel_buf_free(&link);
+	keel_rows_free(u);
 	return er;
 }
 

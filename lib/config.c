@@ -81,7 +81,8 @@ static const struct cfg_row rows[] = {
 	    .what = "milliseconds a statement may run" },
 	{ .name = "REDIS_URL", .type = CFG_URL_REDIS,
 	    .def = "redis://127.0.0.1:6379/0", .off = OFF(redis_url),
-	    .what = "Redis (redis://[:password@]host:port/db)" },
+	    .what = "Redis: redis://[:password@]host:port/db, or "
+	    "unix:///path/to/redis.sock[?db=N]" },
 	{ .name = "MEMCACHED_SERVERS", .type = CFG_STR,
 	    .def = "127.0.0.1:11211", .off = OFF(memcached_servers),
 	    .what = "memcached servers, host:port, comma-separated "
@@ -97,11 +98,15 @@ static const struct cfg_row rows[] = {
 	    .what = "milliseconds each /health check may take" },
 	{ .name = "SMTP_URL", .type = CFG_STR, .def = "smtp://127.0.0.1:25",
 	    .off = OFF(smtp_url),
-	    .what = "mail server: smtp://[user:pw@]host:port (STARTTLS "
-	    "required when a user is given), smtps:// for TLS" },
+	    .what = "mail server: smtp://[user:pw@]host:port (STARTTLS when "
+	    "offered; required when a user is given), smtps:// for TLS" },
 	{ .name = "MAIL_FROM", .type = CFG_STR,
 	    .def = "keel <keel@localhost>", .off = OFF(mail_from),
 	    .what = "sender of every email; its domain names the Message-IDs" },
+	{ .name = "SMTP_CA_FILE", .type = CFG_STR, .def = "",
+	    .off = OFF(smtp_ca_file),
+	    .what = "CA certificates (PEM) the SMTP server's is checked "
+	    "against; empty: the system's" },
 	{ .name = "SMTP_TIMEOUT", .type = CFG_INT, .def = "10",
 	    .min = 1, .max = 300, .off = OFF(smtp_timeout),
 	    .what = "seconds one message may take to send" },
@@ -131,6 +136,10 @@ static const struct cfg_row rows[] = {
 	{ .name = "KEEL_SESSION_TTL", .type = CFG_INT, .def = "86400",
 	    .min = 60, .max = 31536000, .off = OFF(session_ttl),
 	    .what = "seconds a login session lives" },
+	{ .name = "KEEL_SESSION_MAX", .type = CFG_INT, .def = "20",
+	    .min = 1, .max = 1000, .off = OFF(session_max),
+	    .what = "sessions a user may hold at once; a new login ends "
+	    "the oldest past it" },
 	{ .name = "KEEL_INVITE_TTL", .type = CFG_INT, .def = "259200",
 	    .min = 3600, .max = 2592000, .off = OFF(invite_ttl),
 	    .what = "seconds an invitation's set-password link stays valid" },
@@ -312,9 +321,9 @@ cfg_set(struct keel_config *cfg, const struct cfg_row *r, const char *v,
 		break;
 	case CFG_URL_REDIS:
 		if (strncmp(v, "redis://", 8) != 0 &&
-		    strncmp(v, "unix://", 7) != 0) {
-			snprintf(err, n, "%s: expected redis://host:port/db",
-			    r->name);
+		    strncmp(v, "unix:///", 8) != 0) {
+			snprintf(err, n, "%s: expected redis://host:port/db "
+			    "or unix:///path/to/socket", r->name);
 			return false;
 		}
 		break;

@@ -558,6 +558,44 @@ keel_http_body_fields(struct keel_req *req, const struct keel_field *fields,
 	return KEEL_STEP_GO;
 }
 
+/* True when name is one of fields[0..n) or of more. */
+static bool
+known_name(const char *name, const struct keel_field *fields, size_t n,
+    const char *const *more)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(fields[i].name, name) == 0)
+			return true;
+	for (; more != NULL && *more != NULL; more++)
+		if (strcmp(*more, name) == 0)
+			return true;
+	return false;
+}
+
+enum keel_step
+keel_http_query_known(struct keel_req *req, const struct keel_field *fields,
+    size_t n, const char *const *more)
+{
+	struct json_object	*errors = NULL;
+	size_t			 i;
+
+	for (i = 0; i < req->nqs; i++) {
+		if (known_name(req->qs[i].name, fields, n, more))
+			continue;
+		if (errors == NULL)
+			errors = json_object_new_object();
+		json_object_object_add(errors, req->qs[i].name,
+		    keel_json_str("is not a known parameter"));
+	}
+	if (errors == NULL)
+		return KEEL_STEP_GO;
+	reply_fields(req, 400, "some query parameters are not valid", errors);
+	json_object_put(errors);
+	return KEEL_STEP_REPLIED;
+}
+
 enum keel_step
 keel_http_query_fields(struct keel_req *req, const struct keel_field *fields,
     size_t n, struct keel_value *vals)

@@ -42,6 +42,7 @@ struct keel_mail {
 	char		*from;		/* MAIL_FROM as given */
 	char		 sender[256];	/* its addr-spec, for MAIL FROM */
 	int		 timeout;	/* seconds */
+	char		*ca_file;	/* SMTP_CA_FILE; NULL: the system's */
 	char		 errstr[CURL_ERROR_SIZE + 64];
 };
 
@@ -154,24 +155,41 @@ keel_mail_message_id(char *dst, size_t n, const char *key, const char *from)
 	    dom + 1 : "localhost");
 }
 
-/* "Name <addr>" with the name quoted or encoded as it needs. */
+/*
+ * "Name <addr>" with the name as RFC 5322 §3.4 needs it: as it is when
+ * it is atoms and spaces, a quoted-string when it is other printable
+ * ASCII (a comma or a quote must not start another address), RFC 2047
+ * encoded-words when it is not ASCII.  Control characters, which no
+ * header may carry, become spaces.
+ */
 static void
 put_mailbox(struct keel_buf *b, const char *name, const char *addr)
 {
 	const char	*p;
-	int		 simple = 1;
+	bool		 simple = true, ascii = true;
 
 	if (name == NULL || *name == '\0') {
 		keel_buf_puts(b, addr);
 		return;
 	}
-	for (p = name; *p != '\0'; p++)
+	for (p = name; *p != '\0'; p++) {
 		if (!isalnum((unsigned char)*p) && *p != ' ' && *p != '.' &&
 		    *p != '-')
-			simple = 0;
+			simple = false;
+		if ((unsigned char)*p >= 0x7f)
+			ascii = false;
+	}
 	if (simple)
 		keel_buf_puts(b, name);
-	else
+	else if (ascii) {
+		keel_buf_putc(b, '"');
+		for (p = name; *p != '\0'; p++) {
+			if (*p == '"' || *p == '\\')
+				keel_buf_putc(b, '\\');
+			keel_buf_putc(b, (unsigned char)*p < ' ' ? ' ' : *p);
+		}
+		keel_buf_putc(b, '"');
+	} else
 		keel_mail_encode_header(b, name);
 	keel_buf_printf(b, " <%s>", addr);
 }
@@ -311,6 +329,19 @@ num_field(struct json_object *o, enum mail_field f, double *out)
 	return 0;
 }
 
+/* s with every control character a space, from a. */
+static const char *
+one_line(struct keel_arena *a, const char *s)
+{
+	char	*out, *p;
+
+	out = keel_arena_strdup(a, s);
+	for (p = out; *p != '\0'; p++)
+		if ((unsigned char)*p < ' ' || *p == 0x7f)
+			*p = ' ';
+	return out;
+}
+
 enum keel_err
 keel_mail_render(struct keel_arena *a, const char *kind, const char *payload,
     const char *key, struct keel_mail_msg *m, char *why, size_t n)
@@ -336,13 +367,15 @@ keel_mail_render(struct keel_arena *a, const char *kind, const char *payload,
 		goto out;
 	}
 	name = str_field(o, MF_NAME);
-	if (name != NULL && (strlen(name) > 200 ||
-	    strpbrk(name, "\r\n") != NULL)) {
-		snprintf(why, n, "payload: \"name\" is not a one-line name");
+	if (name != NULL && strlen(name) > 200) {
+		snprintf(why, n, "payload: \"name\" is too long");
 		goto out;
 	}
 	m->to = keel_arena_strdup(a, to);
-	m->to_name = name != NULL ? keel_arena_strdup(a, name) : NULL;
+	/* A name stored before the API refused control characters must
+	 * not keep every email to its owner from being sent. */
+	m->to_name = name != NULL ? one_line(a, name) : NULL;
+	name = m->to_name;
 	m->idem_key = key;
 	hn = html_esc(a, name != NULL && *name != '\0' ? name : "there");
 	if (strcmp(kind, "invitation") == 0 ||
@@ -422,6 +455,8 @@ keel_mail_open(const struct keel_config *cfg)
 	m->url = keel_strdup(cfg->smtp_url);
 	m->from = keel_strdup(cfg->mail_from);
 	m->timeout = cfg->smtp_timeout;
+	m->ca_file = cfg->smtp_ca_file[0] != '\0' ?
+	    keel_strdup(cfg->smtp_ca_file) : NULL;
 	addr_of(m->sender, sizeof(m->sender), m->from);
 	return m;
 }
@@ -436,6 +471,7 @@ keel_mail_close(struct keel_mail *m)
 	explicit_bzero(m->url, strlen(m->url));
 	free(m->url);
 	free(m->from);
+	free(m->ca_file);
 	free(m);
 }
 
@@ -519,10 +555,13 @@ keel_mail_send(struct keel_mail *m, const struct keel_mail_msg *msg)
 	    (long)m->timeout);
 	curl_easy_setopt(m->curl, CURLOPT_ERRORBUFFER, cerr);
 	/* smtps:// is TLS from the start; a password never crosses in
-	 * clear, so a URL with a user demands STARTTLS. */
+	 * clear, so a URL with a user demands STARTTLS; without one,
+	 * STARTTLS is used whenever the server offers it. */
 	if (strncmp(m->url, "smtps://", 8) != 0)
 		curl_easy_setopt(m->curl, CURLOPT_USE_SSL, url_has_user(m->url) ?
-		    (long)CURLUSESSL_ALL : (long)CURLUSESSL_NONE);
+		    (long)CURLUSESSL_ALL : (long)CURLUSESSL_TRY);
+	if (m->ca_file != NULL)
+		curl_easy_setopt(m->curl, CURLOPT_CAINFO, m->ca_file);
 	rc = curl_easy_perform(m->curl);
 	curl_easy_getinfo(m->curl, CURLINFO_RESPONSE_CODE, &code);
 	curl_slist_free_all(rcpt);

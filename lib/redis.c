@@ -26,6 +26,7 @@
 struct keel_redis {
 	redisContext	*ctx;		/* NULL until first use */
 	char		*host;		/* owned */
+	char		*path;		/* unix socket (owned), or NULL */
 	int		 port;
 	int		 db;		/* SELECTed after connect */
 	char		*password;	/* owned, may be NULL */
@@ -34,15 +35,27 @@ struct keel_redis {
 	char		 errstr[128];
 };
 
-/* Parses redis://[:password@]host[:port][/db]. */
+/*
+ * Parses redis://[:password@]host[:port][/db] or unix:///path[?db=N]
+ * (config.c checked the scheme).
+ */
 static void
 parse_url(struct keel_redis *r, const char *url)
 {
-	const char	*p = url + strlen("redis://"), *at, *colon, *slash;
+	const char	*p = url + strlen("redis://"), *at, *colon, *slash, *q;
 	char		*end;
 
 	r->port = 6379;
 	r->db = 0;
+	if (strncmp(url, "unix://", 7) == 0) {
+		p = url + 7;
+		if ((q = strstr(p, "?db=")) != NULL)
+			r->db = (int)strtol(q + 4, &end, 10);
+		r->path = q != NULL ? keel_strndup(p, (size_t)(q - p)) :
+		    keel_strdup(p);
+		r->host = keel_strdup(r->path);
+		return;
+	}
 	if (strncmp(url, "redis://", 8) != 0) {
 		r->host = keel_strdup("127.0.0.1");
 		return;
@@ -92,6 +105,7 @@ keel_redis_close(struct keel_redis *r)
 	drop(r);
 	keel_buf_free(&r->cmd);
 	free(r->host);
+	free(r->path);
 	if (r->password != NULL) {
 		explicit_bzero(r->password, strlen(r->password));
 		free(r->password);
@@ -142,7 +156,8 @@ ensure(struct keel_redis *r, int timeout_ms, int *fresh)
 	if (fresh != NULL)
 		*fresh = 1;
 	drop(r);
-	r->ctx = redisConnectWithTimeout(r->host, r->port, tv);
+	r->ctx = r->path != NULL ? redisConnectUnixWithTimeout(r->path, tv) :
+	    redisConnectWithTimeout(r->host, r->port, tv);
 	if (r->ctx == NULL || r->ctx->err != 0) {
 		snprintf(r->errstr, sizeof(r->errstr), "%s", r->ctx != NULL ?
 		    r->ctx->errstr : "out of memory");

@@ -233,6 +233,9 @@ keel_res_get(struct keel_req *req, const struct keel_resource *res,
 	struct keel_rows	*rows = NULL;
 	enum keel_err		 er;
 
+	/* One row takes no parameter: none may shape its cache key. */
+	if (keel_http_query_known(req, NULL, 0, NULL) != KEEL_STEP_GO)
+		return KEEL_OK;
 	if ((er = keel_db_query(req->db, q, p, &rows)) == KEEL_OK)
 		er = keel_res_reply_row(req, res, 200, rows);
 	keel_rows_free(rows);
@@ -275,6 +278,12 @@ enum keel_step
 keel_res_filters(struct keel_req *req, const struct keel_list *l,
     struct keel_value *vals)
 {
+	static const char *const paging[] = { "limit", "after", "before",
+	    NULL };
+
+	if (keel_http_query_known(req, l->filters, l->nfilters, paging) !=
+	    KEEL_STEP_GO)
+		return KEEL_STEP_REPLIED;
 	return keel_http_query_fields(req, l->filters, l->nfilters, vals);
 }
 

@@ -97,6 +97,15 @@ keel_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
 }
 
 bool
+keel_text_one_line(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < ' ' || *s == 0x7f)
+			return false;
+	return true;
+}
+
+bool
 keel_date_valid(const char *s)
 {
 	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31,

@@ -7,8 +7,10 @@ aiosmtpd (Debian python3-aiosmtpd) runs it; this is only the handler:
         -c smtp_sink.MaildirSink MAILDIR
 
 Every message received is stored in the maildir MAILDIR (new/), exactly as
-sent, behind two trace headers: X-Sink-Received (epoch seconds, float:
-when DATA ended) and X-Sink-Concurrent (messages in DATA at that moment).
+sent, behind trace headers: X-Sink-Received (epoch seconds, float: when
+DATA ended), X-Sink-Concurrent (messages in DATA at that moment) and
+X-Sink-TLS ("yes" when the session was encrypted with STARTTLS; aiosmtpd
+offers it when started with --tlscert and --tlskey).
 
 Faults for the tests: MAILDIR/../smtp-mode (read on every message) holds
 one word -- "accept" (default), "refuse" (451 to DATA), "reject" (550), or
@@ -73,8 +75,9 @@ class MaildirSink:
             if mode == "reject":
                 return "550 5.7.1 sink told to reject"
             head = ("X-Sink-Received: %.6f\r\nX-Sink-Concurrent: %d\r\n"
-                    "X-Sink-Rcpt: %s\r\n"
-                    % (time.time(), self.busy, ",".join(envelope.rcpt_tos)))
+                    "X-Sink-Rcpt: %s\r\nX-Sink-TLS: %s\r\n"
+                    % (time.time(), self.busy, ",".join(envelope.rcpt_tos),
+                       "yes" if session.ssl else "no"))
             data = envelope.original_content or envelope.content
             if isinstance(data, str):
                 data = data.encode("utf-8", "surrogateescape")

@@ -25,7 +25,9 @@ struct keel_rows;
  *
  *	keel:sess:<64 hex>	HASH uid <decimal>, role <name>, exp <unix s>;
  *				key TTL = the session's remaining life
- *	keel:user-sess:<uid>	SET of that user's 64-hex session ids
+ *	keel:user-sess:<uid>	SET of that user's 64-hex session ids, at
+ *				most KEEL_SESSION_MAX: a new one ends the
+ *				oldest
  *	keel:ryw:<uid>		present while the user's reads must go to
  *				the primary (read-your-writes window)
  *
@@ -132,12 +134,13 @@ struct keel_session {
 };
 
 /*
- * Starts a session for uid with role, living ttl seconds: writes the
- * session hash and the user's index in one script.  tok receives the
- * token for the client, *exp (may be NULL) its expiry.
+ * Starts a session for uid with role, living KEEL_SESSION_TTL, in req's
+ * Redis: writes the session hash and the user's index in one script,
+ * ending the user's oldest sessions past KEEL_SESSION_MAX.  tok receives
+ * the token for the client, *exp (may be NULL) its expiry.
  */
-enum keel_err	 keel_auth_session_new(struct keel_redis *r, int64_t uid,
-		    unsigned role, int ttl, char tok[KEEL_AUTH_TOKEN_LEN + 1],
+enum keel_err	 keel_auth_session_new(struct keel_req *req, int64_t uid,
+		    unsigned role, char tok[KEEL_AUTH_TOKEN_LEN + 1],
 		    time_t *exp);
 
 /*
@@ -160,9 +163,9 @@ enum keel_err	 keel_auth_sessions_end_all(struct keel_redis *r, int64_t uid,
 
 /*
  * A single-use token for purpose ("reset", "invite") of uid living ttl
- * seconds, inserted into one_time_tokens: call it inside the transaction
- * that queues the email carrying it.  tok receives the token, id (may be
- * NULL) its stored id.  Errors are keel_db_query()'s.
+ * seconds, inserted into one_time_tokens (only its SHA-256).  tok
+ * receives the token, id (may be NULL) its stored id.  Errors are
+ * keel_db_query()'s.
  */
 enum keel_err	 keel_auth_once_new(struct keel_db *db, const char *purpose,
 		    int64_t uid, int ttl, char tok[KEEL_AUTH_TOKEN_LEN + 1],
@@ -182,46 +185,46 @@ enum keel_err	 keel_auth_once_take(struct keel_db *db, const char *tok,
 void		 keel_auth_mail_link(struct keel_buf *b, const char *base,
 		    const char *tok);
 
-/* An email carrying a single-use set-password link. */
-struct keel_auth_mail {
-	const char	*kind;		/* "invitation", "password_reset" */
-	const char	*site;		/* the links' base (KEEL_PUBLIC_URL) */
-	int64_t		 uid;
-	const char	*to;		/* address */
-	const char	*name;		/* the addressee's name */
-	const char	*token;		/* the once token for the link */
-	const char	*token_id;	/* its stored id (idempotency key) */
-};
-
 /*
- * Queues m in the outbox (queue "email", payload {"to","name","link"},
- * link <site>/set-password?token=...; never a password).  Call
- * inside the transaction of the change that causes it; *job (may be NULL)
- * gets the outbox id to keel_outbox_push() after the commit.  Errors are
- * keel_outbox_add()'s.
+ * Set-password links are never stored: a request queues a job that names
+ * who the email is for (an invitation: {"userId"}; a reset request:
+ * {"email"}), and the email drainer makes the single-use token and its
+ * link when it sends (keel_auth_link_job), so no outbox row, Redis job or
+ * dead letter ever holds a link.
+ *
+ * The invitation of user uid: call it inside the transaction that
+ * creates the user; *job gets the outbox id to push after the commit.
+ * Errors are keel_outbox_add()'s.
  */
-enum keel_err	 keel_auth_queue_mail(struct keel_db *db,
-		    const struct keel_auth_mail *m, int64_t *job);
+enum keel_err	 keel_auth_queue_invite(struct keel_db *db, int64_t uid,
+		    int64_t *job);
 
 /*
- * An invitation for user uid (address to, name): a single-use invite
- * token living ttl seconds and its email in the outbox, linking to
- * site.  Call it inside the transaction that creates the user; *job gets
- * the outbox id to push after the commit.  Errors are keel_db_query()'s.
- */
-enum keel_err	 keel_auth_queue_invite(struct keel_db *db, const char *site,
-		    int ttl, const struct keel_auth_mail *to, int64_t *job);
-
-/*
- * A password-reset request for email, in one statement that does the
- * same work whether or not an active account has that address: a new
- * reset token (KEEL_AUTH_RESET_TTL) and its email in the outbox only
- * when one does; its link's base is site.  *job gets the outbox id, or 0
- * when there is no such account.  Needs no Redis.  Errors are
+ * A password-reset request for email: one outbox row whether or not an
+ * active account has that address, so the answer and its time say
+ * nothing.  Needs no Redis.  *job gets the outbox id.  Errors are
  * keel_db_query()'s.
  */
 enum keel_err	 keel_auth_queue_reset(struct keel_db *db, const char *email,
-		    const char *site, int64_t *job);
+		    int64_t *job);
+
+/* A link job as the drainer reads it (kind and payload above). */
+struct keel_auth_link {
+	const char	*email;		/* a reset request's address */
+	int64_t		 uid;		/* an invitation's user; 0 for a reset */
+	const char	*site;		/* the links' base: KEEL_PUBLIC_URL */
+	int		 invite_ttl;	/* seconds: KEEL_INVITE_TTL */
+};
+
+/*
+ * For the email drainer: makes the single-use token of l (reset: 1 h;
+ * invitation: invite_ttl) and writes to out the payload of the
+ * "password_reset" or "invitation" email, {"to", "name", "link"}; the
+ * caller sends it and wipes out.  KEEL_ENOENT when no active account is
+ * behind l (nothing to send); else keel_db_query()'s errors.
+ */
+enum keel_err	 keel_auth_link_job(struct keel_db *db,
+		    const struct keel_auth_link *l, struct keel_buf *out);
 
 /*
  * The session read in passing, for another module's script (limit.h's

@@ -49,6 +49,7 @@ struct keel_config {
 	char	*smtp_url;		/* SMTP_URL: smtp:// or smtps:// */
 	char	*mail_from;		/* MAIL_FROM: "Name <addr>" or addr */
 	int	 smtp_timeout;		/* SMTP_TIMEOUT: seconds per message */
+	char	*smtp_ca_file;		/* SMTP_CA_FILE: "" for the system's */
 	int	 job_visibility;	/* KEEL_JOB_VISIBILITY: seconds a lease
 					   lasts before it may be reclaimed */
 	int	 drain_budget;		/* KEEL_DRAIN_BUDGET: seconds a cron
@@ -59,6 +60,8 @@ struct keel_config {
 	int	 db_replica_max_lag;	/* KEEL_DB_REPLICA_MAX_LAG: ms */
 	int	 db_slow_ms;		/* KEEL_DB_SLOW_MS: log queries slower */
 	int	 session_ttl;		/* KEEL_SESSION_TTL: seconds */
+	int	 session_max;		/* KEEL_SESSION_MAX: sessions a user
+					   may hold at once */
 	int	 invite_ttl;		/* KEEL_INVITE_TTL: seconds */
 	char	*public_url;		/* KEEL_PUBLIC_URL: links in emails */
 	int	 cache;		/* KEEL_CACHE: 1 on, 0 off */

@@ -198,6 +198,15 @@ enum keel_step	 keel_http_body_fields(struct keel_req *,
 		    const struct keel_field *, size_t n, int mode,
 		    struct keel_value *vals);
 /*
+ * A step: every parameter of req's query must be one of fields[0..n) or
+ * of more (NULL-terminated; may be NULL), else 400 validation_failed
+ * naming each stranger, as an unknown JSON field is: a typo must not pass
+ * silently, nor make a new cache key.
+ */
+enum keel_step	 keel_http_query_known(struct keel_req *,
+		    const struct keel_field *, size_t n,
+		    const char *const *more);
+/*
  * The same over the query string; bad values are 400 validation_failed.
  * A field's def stands for its parameter when the query has none.
  */

@@ -147,7 +147,10 @@ enum keel_err	 keel_res_reply_row(struct keel_req *req,
 		    const struct keel_resource *res, int status,
 		    const struct keel_rows *rows);
 
-/* Runs q with p (a lookup of at most one row) and replies as above. */
+/*
+ * Runs q with p (a lookup of at most one row) and replies as above; a
+ * query string (which one row never takes) is a 400 naming it.
+ */
 enum keel_err	 keel_res_get(struct keel_req *req,
 		    const struct keel_resource *res,
 		    const struct keel_query *q, struct keel_db_params *p);
@@ -159,7 +162,10 @@ enum keel_err	 keel_res_get(struct keel_req *req,
 void		 keel_res_param_owner(struct keel_req *req,
 		    struct keel_db_params *p, unsigned roles);
 
-/* A step: l's filters from the query into vals (400 naming bad ones). */
+/*
+ * A step: l's filters from the query into vals; 400 naming each bad one,
+ * and each parameter that is neither a filter nor limit/after/before.
+ */
 enum keel_step	 keel_res_filters(struct keel_req *req,
 		    const struct keel_list *l, struct keel_value *vals);
 

@@ -25,6 +25,9 @@ size_t		 keel_utf8_chars(const char *s);
 bool		 keel_parse_int64(const char *s, int64_t min, int64_t max,
 		    int64_t *out);
 
+/* True when s holds no control character (C0 or DEL): one line of text. */
+bool		 keel_text_one_line(const char *s);
+
 /* True when s is a YYYY-MM-DD date that exists in the calendar. */
 bool		 keel_date_valid(const char *s);
 

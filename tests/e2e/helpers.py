@@ -19,11 +19,13 @@ Data:
   uniq(prefix), plate(), car_body(**kw), new_car(http, **kw)
   redis_cli(stack, *args)        a command to the stack's Redis
   memcached_cmd(stack, line)     one to its memcached
+  link_tokens(stack, to)         the set-password tokens mailed to `to`
 """
 
 import socket
 import subprocess
 import time
+import urllib.parse
 import uuid
 
 import pytest
@@ -193,3 +195,18 @@ def redis_cli(stack, *args):
         + [str(a) for a in args], stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, timeout=30,
         check=True).stdout.strip()
+
+
+def link_tokens(stack, to):
+    """The set-password tokens of every email the stack's SMTP server got
+    for address `to`, oldest first.  The links exist nowhere else: the
+    drainer makes each one as it sends (README "Sessions")."""
+    out = []
+    for m in stack.mail():
+        if m["To"].addresses[0].addr_spec != to:
+            continue
+        text = m.get_body(("plain",)).get_content()
+        link = next(w for w in text.split() if "/set-password?token=" in w)
+        out.append(urllib.parse.parse_qs(
+            urllib.parse.urlparse(link).query)["token"][0])
+    return out

@@ -5,13 +5,13 @@ password changes, deactivation ending sessions at once.
 """
 
 import json
-import urllib.parse
 import uuid
 
 import pytest
 
 from accounts import PASSWORD, bearer, login, make_user, session_for
-from helpers import assert_error
+from helpers import assert_error, link_tokens
+from test_jobs import drain, jobs  # noqa: F401
 
 
 def new_body(role="student", **kw):
@@ -22,8 +22,8 @@ def new_body(role="student", **kw):
     return b
 
 
-def test_create_with_invitation_queues_a_link_not_a_password(stack, http,
-                                                             anon):
+def test_create_with_invitation_mails_a_link_not_a_password(jobs, http,
+                                                            anon):
     body = new_body(sendCredentials=True)
     r = http.post("/api/users", json=body)
     assert r.status_code == 201, r.text
@@ -31,20 +31,22 @@ def test_create_with_invitation_queues_a_link_not_a_password(stack, http,
     assert u["email"] == body["email"].lower()
     assert u["role"] == "student" and u["isActive"] is True
     assert "password" not in json.dumps(u).lower()
-    rows = stack.psql("SELECT payload::text, idempotency_key FROM outbox "
-                      "WHERE kind = 'invitation' AND payload->>'to' = '%s'"
-                      % u["email"]).splitlines()
-    assert len(rows) == 1
-    payload, idem = rows[0].split("|")
-    payload = json.loads(payload)
-    assert set(payload) == {"to", "name", "link"}
-    assert idem.startswith("invitation:%d:" % u["id"])
+    # The outbox asks for the invitation; the link is made when it is
+    # sent, so no row anywhere holds it.
+    rows = jobs.psql("SELECT payload::text, idempotency_key FROM outbox "
+                     "WHERE kind = 'invitation_request' AND "
+                     "(payload->>'userId')::bigint = %d" % u["id"])
+    payload, idem = rows.split("|")
+    assert json.loads(payload) == {"userId": u["id"]}
+    assert idem == "invitation_request:%d" % u["id"]
     # Invited: no password until the link is used.
     r = anon.post("/api/auth/login", json={"login": u["email"],
                                            "password": "anything-at-all"})
     assert_error(r, 401, "unauthorized")
-    token = urllib.parse.parse_qs(
-        urllib.parse.urlparse(payload["link"]).query)["token"][0]
+    drain(jobs)
+    (token,) = link_tokens(jobs, u["email"])
+    (m,) = [m for m in jobs.mail() if u["email"] in m["X-Sink-Rcpt"]]
+    assert PASSWORD not in m.as_string()
     r = anon.post("/api/auth/password-reset/confirm",
                   json={"token": token, "password": "my-own-password"})
     assert r.status_code == 204, r.text
@@ -54,8 +56,9 @@ def test_create_with_invitation_queues_a_link_not_a_password(stack, http,
 def test_create_without_invitation_queues_nothing(stack, http):
     r = http.post("/api/users", json=new_body())
     assert r.status_code == 201
-    assert stack.psql("SELECT count(*) FROM outbox WHERE payload->>'to' = "
-                      "'%s'" % r.json()["email"]) == "0"
+    assert stack.psql("SELECT count(*) FROM outbox WHERE kind = "
+                      "'invitation_request' AND (payload->>'userId')::bigint"
+                      " = %d" % r.json()["id"]) == "0"
 
 
 def test_duplicates_are_409_naming_the_field(http):

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -136,6 +137,43 @@ test_render_rejects_bad_payloads(void **state)
 	keel_arena_free(a);
 }
 
+/* The To: line keel_mail_build() writes for name and a@b.example. */
+static char *
+to_line(const char *name, char *out, size_t n)
+{
+	struct keel_mail_msg	 m = { .to = "a@b.example", .to_name = name,
+	    .subject = "s", .text = "t", .idem_key = "k" };
+	struct keel_buf		 b = { NULL, 0, 0 };
+	const char		*p, *e;
+
+	keel_mail_build(&b, "no@keel.example", &m, 0);
+	p = strstr(b.data, "\r\nTo: ") + 6;
+	e = strstr(p, "\r\n");
+	snprintf(out, n, "%.*s", (int)(e - p), p);
+	keel_buf_free(&b);
+	return out;
+}
+
+static void
+test_display_names_are_quoted_or_encoded(void **state)
+{
+	char	 l[256];
+
+	(void)state;
+	assert_string_equal(to_line("Ann Lee", l, sizeof(l)),
+	    "Ann Lee <a@b.example>");
+	/* A comma or a quote would start another address unquoted. */
+	assert_string_equal(to_line("O'Brien, Ann \"Nan\"", l, sizeof(l)),
+	    "\"O'Brien, Ann \\\"Nan\\\"\" <a@b.example>");
+	assert_string_equal(to_line("Bob <evil@x.y>", l, sizeof(l)),
+	    "\"Bob <evil@x.y>\" <a@b.example>");
+	/* No control character reaches a header. */
+	assert_string_equal(to_line("Ann\r\nBcc: x@y.z", l, sizeof(l)),
+	    "\"Ann  Bcc: x@y.z\" <a@b.example>");
+	assert_non_null(strstr(to_line("Zo\xc3\xab", l, sizeof(l)),
+	    "=?UTF-8?B?"));
+}
+
 /* email: the first try, a retry after 2 s, the last after 4 s. */
 static void
 test_backoff_doubles_from_the_base(void **state)
@@ -167,6 +205,7 @@ main(void)
 		cmocka_unit_test(test_build_multipart_with_both_parts),
 		cmocka_unit_test(test_address_validation),
 		cmocka_unit_test(test_render_rejects_bad_payloads),
+		cmocka_unit_test(test_display_names_are_quoted_or_encoded),
 		cmocka_unit_test(test_backoff_doubles_from_the_base),
 	};
 

@@ -285,6 +285,17 @@ test_utf8_chars_counts_code_points(void **state)
 }
 
 static void
+test_one_line_refuses_control_characters(void **state)
+{
+	(void)state;
+	assert_true(keel_text_one_line("Ann O'Brien, \"Nan\" \xc3\xa9"));
+	assert_true(keel_text_one_line(""));
+	assert_false(keel_text_one_line("Ann\r\nBcc: x@y.z"));
+	assert_false(keel_text_one_line("tab\there"));
+	assert_false(keel_text_one_line("del\x7f"));
+}
+
+static void
 test_text_int_matches_printf(void **state)
 {
 	static const int64_t vals[] = { 0, 7, -7, 10, 1234567890,
@@ -364,6 +375,7 @@ main(void)
 		cmocka_unit_test(test_parse_int64_rejects_junk),
 		cmocka_unit_test(test_parse_int64_bounds_inclusive),
 		cmocka_unit_test(test_utf8_chars_counts_code_points),
+		cmocka_unit_test(test_one_line_refuses_control_characters),
 		cmocka_unit_test(test_text_int_matches_printf),
 		cmocka_unit_test(test_text_each_trims_and_skips_empty),
 		cmocka_unit_test(test_text_each_stops_when_told),

@@ -1,0 +1,236 @@
+# SPDX-License-Identifier: ISC
+"""test_hardening_links.py -- secrets at rest, reset timing and the
+smaller holes of issue 9 (items 4-6), each tried as an attacker would.
+
+- No set-password link is ever stored readable: not in the outbox, not
+  in a Redis job, not in a dead letter; the drainer makes the token when
+  it sends.
+- A reset request costs the same for a known and an unknown address.
+- Links die with the password or address they were for; names can't
+  carry control characters into headers and are quoted there; sessions
+  per user are capped; REDIS_URL=unix:// works; STARTTLS is used when
+  the SMTP server offers it; an unknown query parameter is a 400.
+"""
+
+import os
+import socket
+import statistics
+import subprocess
+import time
+
+from accounts import PASSWORD, bearer, login, make_user
+from helpers import assert_error, link_tokens, redis_cli, wait_until
+from stack import free_port
+from test_jobs import FAST, drain, jobs  # noqa: F401
+
+SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "scripts")
+
+
+def everything_stored(stack):
+    """The text of every outbox row and every Redis key of the queues."""
+    parts = [stack.psql("SELECT coalesce(string_agg(payload::text || ' ' "
+                        "|| idempotency_key, ' '), '') FROM outbox")]
+    for k in redis_cli(stack, "--scan", "--pattern", "keel:q:*").split():
+        kind = redis_cli(stack, "TYPE", k)
+        if kind == "hash":
+            parts.append(redis_cli(stack, "HGETALL", k))
+        elif kind == "stream":
+            parts.append(redis_cli(stack, "XRANGE", k, "-", "+"))
+    return "\n".join(parts)
+
+
+# ------------------------------------------------------ 4: no secret at rest
+
+def test_no_link_is_stored_in_the_outbox_redis_or_a_dead_letter(jobs, http,
+                                                                anon):
+    u = make_user(jobs, "student")
+    r = anon.post("/api/auth/password-reset", json={"email": u["email"]})
+    assert r.status_code == 202
+    tag = "%d" % time.time_ns()
+    r = http.post("/api/users", json={
+        "email": "inv-%s@e2e.test" % tag, "username": "inv" + tag,
+        "name": "Invitee", "role": "student", "sendCredentials": True})
+    assert r.status_code == 201, r.text
+    # Delivered: the tokens exist only in the emails.
+    assert drain(jobs).returncode == 0
+    tokens = link_tokens(jobs, u["email"]) + link_tokens(
+        jobs, "inv-%s@e2e.test" % tag)
+    assert len(tokens) == 2
+    # And a reset whose every attempt fails ends as a dead letter.
+    jobs.set_smtp_mode("reject")
+    anon.post("/api/auth/password-reset", json={"email": u["email"]})
+    drain(jobs)
+    assert "password_reset_request" in redis_cli(
+        jobs, "XRANGE", "keel:q:email:x", "-", "+")
+    stored = everything_stored(jobs)
+    for t in tokens:
+        assert t not in stored
+    assert "set-password" not in stored
+    # The links work: made at sending, they are real single-use tokens.
+    r = anon.post("/api/auth/password-reset/confirm",
+                  json={"token": tokens[0], "password": "a-brand-new-one"})
+    assert r.status_code == 204, r.text
+
+
+# -------------------------------------------------- 5: no timing oracle
+
+def test_reset_requests_cost_the_same_for_known_and_unknown(stack, anon):
+    u = make_user(stack, "student")
+    ghost = "ghost-%d@e2e.test" % time.time_ns()
+    times = {u["email"]: [], ghost: []}
+    # Warm the connection and the statements first; then interleaved, so
+    # the machine's drift falls on both alike.
+    for email in (u["email"], ghost) * 10:
+        anon.post("/api/auth/password-reset", json={"email": email})
+    for _ in range(200):
+        for email in (u["email"], ghost):
+            t0 = time.perf_counter()
+            r = anon.post("/api/auth/password-reset", json={"email": email})
+            times[email].append(time.perf_counter() - t0)
+            assert r.status_code == 202
+    known = statistics.median(times[u["email"]])
+    unknown = statistics.median(times[ghost])
+    assert abs(known - unknown) / min(known, unknown) < 0.15, \
+        "median known %.3f ms, unknown %.3f ms" % (known * 1e3,
+                                                    unknown * 1e3)
+
+
+# ------------------------------------------------------ 6: smaller holes
+
+def test_a_password_change_ends_the_links_sent_before(jobs, anon):
+    u = make_user(jobs, "student")
+    anon.post("/api/auth/password-reset", json={"email": u["email"]})
+    drain(jobs)
+    (token,) = link_tokens(jobs, u["email"])
+    h = bearer(login(anon, u["email"]))
+    r = anon.patch("/api/users/%d" % u["id"], headers=h, json={
+        "password": "changed-by-patch", "currentPassword": PASSWORD})
+    assert r.status_code == 200, r.text
+    r = anon.post("/api/auth/password-reset/confirm",
+                  json={"token": token, "password": "from-the-old-link"})
+    assert_error(r, 400, "bad_request")
+    login(anon, u["email"], "changed-by-patch")
+
+
+def test_an_address_change_ends_the_links_sent_before(jobs, http, anon):
+    u = make_user(jobs, "student")
+    anon.post("/api/auth/password-reset", json={"email": u["email"]})
+    drain(jobs)
+    (token,) = link_tokens(jobs, u["email"])
+    r = http.patch("/api/users/%d" % u["id"],
+                   json={"email": "moved-%d@e2e.test" % time.time_ns()})
+    assert r.status_code == 200, r.text
+    r = anon.post("/api/auth/password-reset/confirm",
+                  json={"token": token, "password": "from-the-old-link"})
+    assert_error(r, 400, "bad_request")
+
+
+def test_a_name_with_control_characters_is_refused(http):
+    tag = "%d" % time.time_ns()
+    r = http.post("/api/users", json={
+        "email": "cr-%s@e2e.test" % tag, "username": "cr" + tag,
+        "name": "Ann\r\nBcc: someone@else.example", "role": "student"})
+    assert list(assert_error(r, 422, "validation_failed")["fields"]) == [
+        "name"]
+
+
+def test_a_name_with_commas_and_quotes_is_one_address(jobs, http):
+    tag = "%d" % time.time_ns()
+    name = 'O\'Brien, Ann "Nan"'
+    r = http.post("/api/users", json={
+        "email": "q-%s@e2e.test" % tag, "username": "q" + tag,
+        "name": name, "role": "student", "sendCredentials": True})
+    assert r.status_code == 201, r.text
+    drain(jobs)
+    (m,) = [m for m in jobs.mail()
+            if "q-%s@e2e.test" % tag in m["X-Sink-Rcpt"]]
+    addrs = m["To"].addresses
+    assert len(addrs) == 1, str(m["To"])
+    assert addrs[0].addr_spec == "q-%s@e2e.test" % tag
+    assert addrs[0].display_name == name
+
+
+def test_sessions_per_user_are_capped_the_oldest_end(stack, anon):
+    u = make_user(stack, "student")
+    tokens = [login(anon, u["email"]) for _ in range(23)]
+    # The default cap is 20: the first three logins' sessions ended.
+    assert int(redis_cli(stack, "SCARD", "keel:user-sess:%d" % u["id"])) == 20
+    codes = [anon.get("/api/auth/me", headers=bearer(t)).status_code
+             for t in tokens]
+    assert codes == [401] * 3 + [200] * 20, codes
+
+
+def test_redis_over_a_unix_socket(stack, tmp_path):
+    # The stack's Redis listens on TCP; a second one on a socket only.
+    sock = str(tmp_path / "redis.sock")
+    p = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket",
+                          sock, "--dir", str(tmp_path), "--save", ""],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: os.path.exists(sock), 10, "redis's socket")
+        run = stack.program("keel-queues", "enqueue", "email", "test", "{}",
+                            env={"REDIS_URL": "unix://" + sock})
+        assert run.returncode == 0, run.stderr
+        out = subprocess.run(["redis-cli", "-s", sock, "XLEN",
+                              "keel:q:email:s"], stdout=subprocess.PIPE,
+                             text=True, timeout=10).stdout.strip()
+        assert out == "1"
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
+
+
+def listening(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), 1).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_starttls_is_used_when_the_server_offers_it(jobs, tmp_path):
+    d = str(tmp_path)
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
+                    "-nodes", "-keyout", key, "-out", cert, "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext",
+                    "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    port = free_port()
+    maildir = os.path.join(d, "mail")
+    env = dict(os.environ, PYTHONPATH=SCRIPTS)
+    sink = subprocess.Popen(
+        ["/usr/bin/python3", "-m", "aiosmtpd", "-n", "-l",
+         "127.0.0.1:%d" % port, "--tlscert", cert, "--tlskey", key,
+         "--no-requiretls", "-c", "smtp_sink.MaildirSink", maildir],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: listening(port), 10, "the TLS sink")
+        e = dict(FAST, SMTP_URL="smtp://127.0.0.1:%d" % port,
+                 SMTP_CA_FILE=cert)
+        key_ = "tls-%d" % time.time_ns()
+        r = jobs.program("keel-queues", "enqueue", "--key", key_,
+                          "email", "test", '{"to":"t@e2e.example"}',
+                          env=e)
+        assert r.returncode == 0, r.stderr
+        drain(jobs, env=e)
+        got = []
+        for f in os.listdir(os.path.join(maildir, "new")):
+            with open(os.path.join(maildir, "new", f), "rb") as fh:
+                got.append(fh.read())
+        mine = [m for m in got if b"t@e2e.example" in m]
+        assert mine, "the message did not arrive"
+        assert b"X-Sink-TLS: yes" in mine[0]
+    finally:
+        sink.terminate()
+        sink.wait(timeout=10)
+
+
+def test_an_unknown_query_parameter_is_a_400_naming_it(http):
+    r = http.get("/api/cars", params={"colour": "red", "limit": 5})
+    assert list(assert_error(r, 400, "validation_failed")["fields"]) == [
+        "colour"]
+    r = http.get("/api/cars/1", params={"fresh": "1"})
+    assert list(assert_error(r, 400, "validation_failed")["fields"]) == [
+        "fresh"]
