@@ -20,8 +20,14 @@ Data:
   redis_cli(stack, *args)        a command to the stack's Redis
   memcached_cmd(stack, line)     one to its memcached
   link_tokens(stack, to)         the set-password tokens mailed to `to`
+
+Processes:
+  spawn_app(stack, binary, sock, env, log)  a FastCGI app of the build on
+                                 its own socket, up; stop_app(proc) ends it
 """
 
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -210,3 +216,32 @@ def link_tokens(stack, to):
         out.append(urllib.parse.parse_qs(
             urllib.parse.urlparse(link).query)["token"][0])
     return out
+
+
+def spawn_app(stack, binary, sock, env, log):
+    """Starts the build's FastCGI program binary (a path under the build
+    directory) on unix socket sock, with the stack's environment plus env,
+    its output appended to the stack's log/<log>; returns its Popen once
+    the socket exists.  The caller stops it with stop_app()."""
+    e = dict(os.environ)
+    e.update(stack.env)
+    e.update(env)
+    if os.path.exists(sock):
+        os.unlink(sock)
+    with open(stack.path("log", log), "ab") as out:
+        proc = subprocess.Popen(
+            [os.path.join(stack.build_dir, binary), "--socket", sock],
+            env=e, stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+
+    def up():
+        assert proc.poll() is None, "%s exited" % binary
+        return os.path.exists(sock)
+    wait_until(up, 20, "%s's socket" % binary, step=0.02)
+    return proc
+
+
+def stop_app(proc):
+    """SIGTERM to an app spawn_app() started, and wait for its exit."""
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)

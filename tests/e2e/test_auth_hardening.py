@@ -10,15 +10,10 @@ stack's own back afterwards.
 """
 
 import concurrent.futures
-import os
-import signal
-import subprocess
-import time
 import uuid
 
-import requests
-
 from accounts import PASSWORD, make_user
+from helpers import redis_cli, request, spawn_app, stop_app, wait_until
 
 AUTH_LIMIT = 5
 
@@ -28,40 +23,19 @@ class OwnAuth:
 
     def __init__(self, stack, **env):
         self.stack = stack
-        self.sock = stack.path("run", "auth.sock")
-        self.env = dict(os.environ)
-        self.env.update(stack.env)
-        self.env.update(env)
+        self.env = env
         self.proc = None
 
     def __enter__(self):
         self.stack.stop_component("auth")
-        if os.path.exists(self.sock):
-            os.unlink(self.sock)
-        log = open(self.stack.path("log", "auth-hardening.log"), "ab")
-        self.proc = subprocess.Popen(
-            [os.path.join(self.stack.build_dir, "fcgi-apps/keel-auth"),
-             "--socket", self.sock], env=self.env, stdout=log, stderr=log,
-            stdin=subprocess.DEVNULL, start_new_session=True)
-        log.close()
-        deadline = time.monotonic() + 20
-        while not os.path.exists(self.sock):
-            assert self.proc.poll() is None, "keel-auth exited"
-            assert time.monotonic() < deadline, "keel-auth socket missing"
-            time.sleep(0.02)
+        self.proc = spawn_app(self.stack, "fcgi-apps/keel-auth",
+                              self.stack.path("run", "auth.sock"), self.env,
+                              "auth-hardening.log")
         return self
 
     def __exit__(self, *exc):
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=60)
+        stop_app(self.proc)
         self.stack.start_component("auth")
-
-
-def redis(stack, *args):
-    p = subprocess.run(["redis-cli", "-p", str(stack.ports["redis"]),
-                        "--raw"] + list(args), stdout=subprocess.PIPE,
-                       text=True, timeout=10, check=True)
-    return p.stdout.strip()
 
 
 def login(anon, who, password, headers=None):
@@ -85,10 +59,8 @@ def test_login_while_redis_is_down_answers_503_whatever_the_password(
     assert [r.status_code for r in wrong] == [503] * 12
     assert right.status_code == 503, right.text
     assert right.json()["error"] == "unavailable"
-    deadline = time.monotonic() + 20
-    while login(anon, u["email"], PASSWORD).status_code != 200:
-        assert time.monotonic() < deadline, "login did not come back"
-        time.sleep(0.2)
+    wait_until(lambda: login(anon, u["email"], PASSWORD).status_code == 200,
+               20, "a login once Redis is back", step=0.2)
 
 
 def test_brute_force_limit_is_exact_under_concurrency(stack):
@@ -96,9 +68,9 @@ def test_brute_force_limit_is_exact_under_concurrency(stack):
     url = stack.url("/api/auth/login")
 
     def attempt(i):
-        return requests.post(url, json={"login": u["email"],
-                                        "password": "wrong-%d" % i},
-                             timeout=60).status_code
+        return request("POST", url, json={"login": u["email"],
+                                          "password": "wrong-%d" % i},
+                       timeout=60).status_code
 
     with OwnAuth(stack, KEEL_RATELIMIT_AUTH="%d/900" % AUTH_LIMIT,
                  KEEL_WORKERS="2"):
@@ -147,7 +119,7 @@ def test_login_takes_no_part_in_idempotency(stack, anon):
     # A second login, not the first one's token handed out again ...
     assert first.json()["token"] != again.json()["token"]
     # ... and no answer kept anywhere in Redis holds a token.
-    for k in redis(stack, "--scan", "--pattern", "keel:idem:*").split():
-        body = redis(stack, "HGET", k, "body")
+    for k in redis_cli(stack, "--scan", "--pattern", "keel:idem:*").split():
+        body = redis_cli(stack, "HGET", k, "body")
         assert first.json()["token"] not in body
         assert again.json()["token"] not in body

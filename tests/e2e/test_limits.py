@@ -15,17 +15,14 @@ never mix.  The stack's own limitapp is restored afterwards.
 
 import concurrent.futures
 import hashlib
-import os
 import random
-import signal
-import subprocess
 import time
 import uuid
 
 import pytest
 
 import apicheck
-from helpers import redis_cli, request
+from helpers import redis_cli, request, spawn_app, stop_app
 
 LIMITS = {"KEEL_RATELIMIT_API": "1000/60", "KEEL_RATELIMIT_READ": "30/60",
           "KEEL_RATELIMIT_WRITE": "50/60", "KEEL_RATELIMIT_AUTH": "3/60"}
@@ -41,30 +38,16 @@ class LimitApp:
 
     def start(self, **overrides):
         self.stop()
-        env = dict(os.environ)
-        env.update(self.stack.env)
-        env.update(LIMITS)
+        env = dict(LIMITS)
         env.update({"TRUSTED_PROXIES": "127.0.0.1, ::1",
                     "KEEL_WORKERS": "4"})
         env.update(overrides)
-        if os.path.exists(self.sock):
-            os.unlink(self.sock)
-        log = open(self.stack.path("log", "limitapp-test.log"), "ab")
-        self.proc = subprocess.Popen(
-            [os.path.join(self.stack.build_dir, "tests/e2e/keel-limitapp"),
-             "--socket", self.sock], env=env, stdout=log, stderr=log,
-            stdin=subprocess.DEVNULL, start_new_session=True)
-        log.close()
-        deadline = time.monotonic() + 20
-        while not os.path.exists(self.sock):
-            assert self.proc.poll() is None, "limitapp exited"
-            assert time.monotonic() < deadline, "limitapp socket missing"
-            time.sleep(0.02)
+        self.proc = spawn_app(self.stack, "tests/e2e/keel-limitapp",
+                              self.sock, env, "limitapp-test.log")
 
     def stop(self):
         if self.proc is not None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=60)
+            stop_app(self.proc)
             self.proc = None
 
 
