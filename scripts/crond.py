@@ -37,7 +37,9 @@ What it does, as Debian's cron (crontab(5)) does for a user crontab:
     refused: at start this program exits 1, later the one in force stays.
 
 Differences: MAILTO is ignored -- the jobs' output (cron would mail it)
-goes to this program's stdout, with the log lines; LOGNAME may be set.
+goes to this program's stdout, with the log lines; LOGNAME may be set; no
+special case for daylight saving time (a skipped hour's jobs don't run, a
+repeated hour's run twice).
 SIGTERM, SIGINT or SIGHUP ends this program within a second and leaves
 the jobs it started running, as cron does (scripts/stack stops those by
 their lock files).
@@ -240,8 +242,8 @@ def run(path):
             log("clock went back %d minutes" % (last - now))
             last = now
         if now <= last:
-            # Short naps: a signal ends the wait at once; just after the
-            # minute starts, the minute's jobs.
+            # Naps of a second at most, so that a signal is seen soon;
+            # the minute's jobs just after it starts.
             time.sleep(min(1.0, max(0.0, (last + 1) * 60 - time.time()))
                        + 0.01)
             continue

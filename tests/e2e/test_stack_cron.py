@@ -22,6 +22,7 @@ import time
 import pytest
 
 from stack import ROOT, Stack, StackError, alive
+from test_jobs import wait_until
 
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 import crond  # noqa: E402
@@ -43,16 +44,6 @@ def unprivileged():
         return []
     return ["setpriv", "--inh-caps=-all", "--ambient-caps=-all",
             "--bounding-set=-all," + ",".join("+" + c for c in DOCKER_CAPS)]
-
-
-def wait_until(pred, timeout, step=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
 
 
 def read(path):
