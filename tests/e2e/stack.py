@@ -73,13 +73,15 @@ class Stack:
     also registered with atexit, so an interrupted run cleans up)."""
 
     def __init__(self, build_dir=None, extra_apps=EXTRA_APPS, demo=False,
-                 keep=False):
+                 keep=False, cron=False, wrapper=()):
         self.build_dir = os.path.abspath(
             build_dir or os.environ.get("KEEL_BUILD_DIR")
             or os.path.join(ROOT, "_build-test"))
         self.extra_apps = extra_apps
         self.demo = demo
         self.keep = keep or os.environ.get("KEEL_KEEP_STACK") == "1"
+        self.cron = cron            # start the stack's cron with it
+        self.wrapper = list(wrapper)    # runs scripts/stack: setpriv ...
         self.dir = None
         self.ports = {}
         self.env = {}
@@ -131,9 +133,9 @@ class Stack:
             "KEEL_REDIS_PORT": str(self.ports["redis"]),
             "KEEL_MEMCACHED_PORT": str(self.ports["memcached"]),
             "KEEL_SMTP_PORT": str(self.ports["smtp"]),
-            # Tests run the cron programs themselves; the one that
-            # checks cron starts the "cron" component.
-            "KEEL_CRON": "0",
+            # Tests run the cron programs themselves; the ones that
+            # check cron start the "cron" component, or ask for it.
+            "KEEL_CRON": "1" if self.cron else "0",
             "KEEL_DEMO": "1" if self.demo else "0",
             "KEEL_EXTRA_APPS": self.extra_apps or "",
         })
@@ -147,7 +149,8 @@ class Stack:
         return e
 
     def _run(self, *args, timeout=120, check=True):
-        p = subprocess.run([STACK_SCRIPT] + list(args), env=self._stack_env(),
+        p = subprocess.run(self.wrapper + [STACK_SCRIPT] + list(args),
+                           env=self._stack_env(),
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            text=True, timeout=timeout)
         if check and p.returncode != 0:
