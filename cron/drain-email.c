@@ -28,19 +28,19 @@
 struct email_ctx {
 	const struct keel_config *cfg;
 	struct keel_mail	*mail;
-	struct keel_db		*db;		/* for link requests */
+	struct keel_db		*db;		/* the drainer's; for links */
 	struct keel_arena	*arena;
 };
 
 static void *
-email_setup(const struct keel_config *cfg)
+email_setup(const struct keel_config *cfg, struct keel_db *db)
 {
 	struct email_ctx	*c;
 
 	c = keel_calloc(1, sizeof(*c));
 	c->cfg = cfg;
 	c->mail = keel_mail_open(cfg);
-	c->db = keel_db_open(cfg);
+	c->db = db;
 	c->arena = keel_arena_new();
 	return c;
 }
@@ -51,7 +51,6 @@ email_teardown(void *arg)
 	struct email_ctx	*c = arg;
 
 	keel_mail_close(c->mail);
-	keel_db_close(c->db);
 	keel_arena_free(c->arena);
 	free(c);
 }

@@ -198,9 +198,20 @@ main(int argc, char *argv[])
 			usage();
 		else if (er != KEEL_OK)
 			rc = fail("purge", er);
-		else
+		else {
 			printf("purged %lld from %s (%s)\n", (long long)n,
 			    q->name, argv[3]);
+			/* Jobs purged unfinished: their rows must not bring
+			 * them back through the relay. */
+			if (strcmp(argv[3], "all") == 0) {
+				db = keel_db_open(&c.cfg);
+				if ((er = keel_outbox_abandon(db, q->name,
+				    &n)) != KEEL_OK)
+					rc = fail("purge: marking the outbox "
+					    "rows finished", er);
+				keel_db_close(db);
+			}
+		}
 	} else if (strcmp(argv[1], "test-email") == 0 && argc == 3) {
 		if (!keel_mail_addr_valid(argv[2])) {
 			fprintf(stderr, "keel-queues: %s is not an address\n",

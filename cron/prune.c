@@ -2,7 +2,8 @@
 /*
  * prune.c -- keel-jobs-prune: applies every queue's retention (completed
  * jobs by count and age, dead letters by count), deletes outbox rows
- * pushed more than a week ago, and one-time tokens a day after they were
+ * whose jobs finished more than a week ago (never one still to run: it is
+ * the job's source of truth, lib/outbox.c), and one-time tokens a day after they were
  * used or expired (a dead token is only a liability).  Drainers already
  * trim on every finish; this catches queues nobody drained lately.  cron
  * runs it hourly.
@@ -19,7 +20,7 @@
 #include "keel/redis.h"
 
 static const struct keel_query q_outbox_prune = { .name = "jobs_outbox_prune",
-	.sql = "WITH gone AS (DELETE FROM outbox WHERE pushed_at < now() - "
+	.sql = "WITH gone AS (DELETE FROM outbox WHERE finished_at < now() - "
 	"interval '7 days' RETURNING 1) SELECT count(*) FROM gone",
 	.target = KEEL_DB_PRIMARY };
 

@@ -2,9 +2,12 @@
 /*
  * relay.c -- keel-outbox-relay: moves outbox rows that no app pushed (Redis
  * was down, or the worker died between commit and push) onto their
- * queues.  cron starts it every minute; it polls every second within its
- * budget, so jobs written during a Redis outage are queued within about a
- * second of Redis coming back.
+ * queues, and pushes again the jobs Redis lost after it acknowledged
+ * them (a crash within its last second of writes): every pushed row not
+ * yet finished is asked about every KEEL_RELAY_RECHECK seconds
+ * (lib/outbox.c).  cron starts it every minute; it polls every second
+ * within its budget, so jobs written during a Redis outage are queued
+ * within about a second of Redis coming back.
  */
 #include "config.h"
 
@@ -28,10 +31,11 @@ main(int argc, char *argv[])
 	struct keel_cron	 c;
 	struct keel_db		*db;
 	struct keel_redis	*r;
+	struct keel_outbox_relayed rc;
 	enum keel_err		 er, last = KEEL_OK;
 	int64_t			 budget = 0;
-	long			 total = 0, errors = 0;
-	int			 n, once = 0, i;
+	long			 total = 0, errors = 0, lost = 0, finished = 0;
+	int			 n, once = 0, i, full;
 
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--once") == 0)
@@ -55,8 +59,17 @@ main(int argc, char *argv[])
 	db = keel_db_open(&c.cfg);
 	r = keel_redis_open(&c.cfg);
 	while (!keel_cron_stopping(&c)) {
-		er = keel_outbox_relay(db, r, RELAY_BATCH, &n);
+		memset(&rc, 0, sizeof(rc));
+		if ((er = keel_outbox_relay(db, r, RELAY_BATCH, &n)) ==
+		    KEEL_OK)
+			er = keel_outbox_recheck(db, r, RELAY_BATCH,
+			    c.cfg.relay_recheck, &rc);
 		total += n;
+		lost += rc.added;
+		finished += rc.finished;
+		if (rc.added > 0)
+			keel_log_warnx("relay: %d job(s) Redis had lost, "
+			    "pushed again", rc.added);
 		if (er != KEEL_OK) {
 			/* Log a failure once, not once a second. */
 			if (er != last)
@@ -66,17 +79,19 @@ main(int argc, char *argv[])
 		} else if (last != KEEL_OK)
 			keel_log_info("relay: working again");
 		last = er;
-		keel_cron_progress(&c, "pushed=%ld", total);
-		if (once && (er != KEEL_OK || n < RELAY_BATCH))
-			break;
+		keel_cron_progress(&c, "pushed=%ld lost=%ld", total, lost);
 		/* A full batch: more may wait, go on at once. */
-		if (er == KEEL_OK && n == RELAY_BATCH)
-			continue;
-		poll(NULL, 0, 1000);
+		full = er == KEEL_OK && (n == RELAY_BATCH ||
+		    rc.rows == RELAY_BATCH);
+		if (once && !full)
+			break;
+		if (!full)
+			poll(NULL, 0, 1000);
 	}
 	keel_redis_close(r);
 	keel_db_close(db);
-	keel_cron_done(&c, "processed=%ld failed=%ld retried=0 took=%.2fs",
-	    total, errors, keel_cron_elapsed(&c));
+	keel_cron_done(&c, "processed=%ld failed=%ld retried=0 took=%.2fs "
+	    "lost=%ld finished=%ld", total, errors, keel_cron_elapsed(&c),
+	    lost, finished);
 	return last == KEEL_OK ? 0 : 1;
 }

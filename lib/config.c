@@ -118,6 +118,10 @@ static const struct cfg_row rows[] = {
 	    .min = 1, .max = 3600, .off = OFF(drain_budget),
 	    .what = "seconds a cron drainer works before it exits (under the "
 	    "cron period)" },
+	{ .name = "KEEL_RELAY_RECHECK", .type = CFG_INT, .def = "30",
+	    .min = 1, .max = 86400, .off = OFF(relay_recheck),
+	    .what = "seconds between the relay's questions to Redis about a "
+	    "pushed job not yet finished (pushed again if Redis lost it)" },
 	{ .name = "KEEL_LOCK_DIR", .type = CFG_STR, .def = "/run/lock",
 	    .off = OFF(lock_dir),
 	    .what = "directory of the cron programs' lock files" },

@@ -14,12 +14,16 @@
  * one or free capacity -- at most a second.  The scripts are
  * lib/lua/queue_fetch.lua and queue_finish.lua; their arguments are
  * queue.c's (queue_private.h), the visibility timeout this program's
- * configuration.
+ * configuration.  Once Redis has recorded them, the jobs that completed
+ * or were dead-lettered are marked finished in the outbox (outbox.c), so
+ * the relay stops asking after them; a mark that fails is left to the
+ * relay, which finds them finished in Redis.
  */
 #include "config.h"
 
 #include <getopt.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,9 +31,11 @@
 
 #include "keel/config.h"
 #include "keel/cron.h"
+#include "keel/db.h"
 #include "keel/drain.h"
 #include "keel/log.h"
 #include "keel/mem.h"
+#include "keel/outbox.h"
 #include "keel/queue.h"
 #include "keel/redis.h"
 #include "keel/text.h"
@@ -48,6 +54,8 @@ struct drain_counts {
 	long	 stalled;	/* reclaimed after their lease expired */
 	long	 refused;	/* finished too late: the lease had moved on */
 	long	 released;	/* handed back unstarted at SIGTERM */
+	long	 ran_before;	/* leased again after they finished */
+	int	 unmarked;	/* the last outbox call failed (log once) */
 };
 
 /* One leased job of a fetch reply, with what became of it. */
@@ -55,6 +63,7 @@ struct drain_job {
 	struct keel_job	 job;
 	const char	*msgid;
 	const char	*outcome;	/* done, retry, fail, release */
+	bool		 ran_before;	/* done: its outbox row says so */
 	char		 why[256];
 };
 
@@ -78,20 +87,81 @@ drain_sleep(int ms)
 		poll(NULL, 0, ms);
 }
 
+/* Marks the outbox rows of the m finished jobs' keys; logs once. */
+static void
+drain_mark(struct keel_db *db, const char *const *keys, size_t m,
+    struct drain_counts *cnt)
+{
+	enum keel_err	 er;
+
+	if ((er = keel_outbox_finished(db, keys, m)) != KEEL_OK) {
+		if (!cnt->unmarked++)
+			keel_log_warnx("drain: finished jobs not marked in the "
+			    "outbox (%s); the relay will find them finished",
+			    keel_strerror(er));
+	} else if (cnt->unmarked) {
+		keel_log_info("drain: marking finished jobs again");
+		cnt->unmarked = 0;
+	}
+}
+
+/* Counts the finish script's answer for one job and logs what needs it;
+ * true when the job was dead-lettered. */
+static bool
+drain_count(const struct keel_queue *q, const struct drain_job *j,
+    long long res, struct drain_counts *cnt)
+{
+	switch (res) {
+	case 0:
+		cnt->refused++;
+		keel_log_warnx("drain: %s %s attempt %d: lease no longer "
+		    "current, result dropped", q->name, j->job.key,
+		    j->job.attempt);
+		break;
+	case 1:
+		if (j->ran_before)
+			cnt->ran_before++;
+		else
+			cnt->processed++;
+		break;
+	case 2:
+		cnt->retried++;
+		keel_log_info("drain: %s %s attempt %d failed, retrying: %s",
+		    q->name, j->job.key, j->job.attempt, j->why);
+		break;
+	case 3:
+		cnt->failed++;
+		keel_log_warnx("drain: %s %s dead-lettered after attempt %d: "
+		    "%s", q->name, j->job.key, j->job.attempt, j->why);
+		return true;
+	default:
+		cnt->released++;
+		break;
+	}
+	return false;
+}
+
 /*
- * Records the outcomes of jobs[0..n) in one script call.  A finish lost to
- * a Redis outage is tried again for a while: giving up would turn a job
- * already done into a stalled one, sent twice.
+ * Records the outcomes of jobs[0..n) in one script call, then marks the
+ * outbox rows of those that finished: every job its handler completed,
+ * whatever Redis answered (a Redis restarted without its last writes
+ * refuses the finish of a job it forgot, which the relay would push
+ * again), and every job dead-lettered.  A finish lost to a Redis outage
+ * is tried again for a while: giving up would turn a job already done
+ * into a stalled one, sent twice.
  */
 static void
-drain_finish(struct keel_redis *r, const struct keel_queue *q,
-    struct drain_job *jobs, size_t n, struct drain_counts *cnt)
+drain_finish(struct keel_redis *r, struct keel_db *db,
+    const struct keel_queue *q, struct drain_job *jobs, size_t n,
+    struct drain_counts *cnt)
 {
 	struct keel_rreply	*rep = NULL;
 	struct keel_queue_args	 a;
+	const char		**fin;
 	enum keel_err		 er;
-	size_t			 i;
+	size_t			 i, m = 0;
 	int			 tries;
+	bool			 dead;
 
 	keel_queue_args_init(&a, q, q->name);
 	for (i = 0; i < n; i++) {
@@ -111,46 +181,65 @@ drain_finish(struct keel_redis *r, const struct keel_queue *q,
 		drain_sleep(250);
 	}
 	keel_queue_args_free(&a);
-	if (er != KEEL_OK) {
+	if (er != KEEL_OK)
 		keel_log_error("drain: %zu results not recorded (%s); their "
 		    "leases will expire and count as attempts", n,
 		    keel_strerror(er));
-		return;
-	}
+	fin = keel_calloc(n + 1, sizeof(*fin));
 	for (i = 0; i < n; i++) {
-		switch (keel_queue_reply_int(rep, i)) {
-		case 0:
-			cnt->refused++;
-			keel_log_warnx("drain: %s %s attempt %d: lease no "
-			    "longer current, result dropped", q->name,
-			    jobs[i].job.key, jobs[i].job.attempt);
-			break;
-		case 1:
-			cnt->processed++;
-			break;
-		case 2:
-			cnt->retried++;
-			keel_log_info("drain: %s %s attempt %d failed, "
-			    "retrying: %s", q->name, jobs[i].job.key,
-			    jobs[i].job.attempt, jobs[i].why);
-			break;
-		case 3:
-			cnt->failed++;
-			keel_log_warnx("drain: %s %s dead-lettered after "
-			    "attempt %d: %s", q->name, jobs[i].job.key,
-			    jobs[i].job.attempt, jobs[i].why);
-			break;
-		default:
-			cnt->released++;
-			break;
+		dead = er == KEEL_OK &&
+		    drain_count(q, &jobs[i], keel_queue_reply_int(rep, i), cnt);
+		if (dead || (strcmp(jobs[i].outcome, "done") == 0 &&
+		    !jobs[i].ran_before))
+			fin[m++] = jobs[i].job.key;
+	}
+	drain_mark(db, fin, m, cnt);
+	free(fin);
+	keel_rreply_free(rep);
+}
+
+/*
+ * Jobs whose outbox rows say they finished already are done without
+ * running them again: a Redis that lost its last second of writes hands
+ * back jobs whose completion it forgot.  When PostgreSQL can't say, they
+ * run (at least once, as before).
+ */
+static void
+drain_ran_before(struct keel_db *db, struct drain_job *jobs, size_t n,
+    struct drain_counts *cnt)
+{
+	const char	**keys;
+	bool		*fin;
+	size_t		 i;
+	enum keel_err	 er;
+
+	keys = keel_calloc(n + 1, sizeof(*keys));
+	fin = keel_calloc(n + 1, sizeof(*fin));
+	for (i = 0; i < n; i++)
+		keys[i] = jobs[i].job.key;
+	if ((er = keel_outbox_which_finished(db, keys, n, fin)) != KEEL_OK) {
+		if (!cnt->unmarked++)
+			keel_log_warnx("drain: the outbox can't say which jobs "
+			    "ran (%s); running them", keel_strerror(er));
+	} else {
+		for (i = 0; i < n; i++) {
+			if (!fin[i])
+				continue;
+			jobs[i].outcome = "done";
+			jobs[i].ran_before = true;
+			keel_log_info("drain: %s %s ran before (its outbox row "
+			    "is finished); not run again", jobs[i].job.queue,
+			    jobs[i].job.key);
 		}
 	}
-	keel_rreply_free(rep);
+	free(keys);
+	free(fin);
 }
 
 /* Runs the leased jobs of one fetch reply (elements 6..). */
 static void
-drain_batch(struct keel_redis *r, const struct keel_drainer *d,
+drain_batch(struct keel_redis *r, struct keel_db *db,
+    const struct keel_drainer *d,
     const struct keel_queue *q, void *ctx, const struct keel_rreply *rep,
     struct drain_counts *cnt)
 {
@@ -170,6 +259,11 @@ drain_batch(struct keel_redis *r, const struct keel_drainer *d,
 		jobs[i].job.payload = e->elem[3].type == KEEL_R_STR ?
 		    e->elem[3].str : "";
 		jobs[i].job.attempt = (int)e->elem[4].integer;
+	}
+	drain_ran_before(db, jobs, n, cnt);
+	for (i = 0; i < n; i++) {
+		if (jobs[i].outcome != NULL)
+			continue;
 		/* SIGTERM: finish the job in hand, hand the rest back. */
 		if (keel_cron_signalled()) {
 			jobs[i].outcome = "release";
@@ -195,7 +289,7 @@ drain_batch(struct keel_redis *r, const struct keel_drainer *d,
 			break;
 		}
 	}
-	drain_finish(r, q, jobs, n, cnt);
+	drain_finish(r, db, q, jobs, n, cnt);
 	free(jobs);
 }
 
@@ -249,6 +343,7 @@ keel_drain_main(int argc, char *argv[], const struct keel_drainer *d)
 	const struct keel_queue	*q;
 	struct keel_cron	 c;
 	struct keel_redis	*r;
+	struct keel_db		*db;
 	struct keel_rreply	*rep = NULL;
 	struct drain_counts	 cnt;
 	struct keel_queue_args	 a;
@@ -304,7 +399,8 @@ keel_drain_main(int argc, char *argv[], const struct keel_drainer *d)
 	host[sizeof(host) - 1] = '\0';
 	snprintf(consumer, sizeof(consumer), "%s:%ld", host, (long)getpid());
 	r = keel_redis_open(&c.cfg);
-	ctx = d->setup != NULL ? d->setup(&c.cfg) : NULL;
+	db = keel_db_open(&c.cfg);
+	ctx = d->setup != NULL ? d->setup(&c.cfg, db) : NULL;
 	vis_ms = c.cfg.job_visibility * 1000;
 
 	while (!keel_cron_stopping(&c)) {
@@ -330,7 +426,7 @@ keel_drain_main(int argc, char *argv[], const struct keel_drainer *d)
 		cnt.stalled += keel_queue_reply_int(rep, 3);
 		cnt.failed += keel_queue_reply_int(rep, 4);
 		if (rep->nelem > 6) {
-			drain_batch(r, d, q, ctx, rep, &cnt);
+			drain_batch(r, db, d, q, ctx, rep, &cnt);
 			keel_cron_progress(&c, "processed=%ld failed=%ld "
 			    "retried=%ld", cnt.processed, cnt.failed,
 			    cnt.retried);
@@ -360,10 +456,11 @@ keel_drain_main(int argc, char *argv[], const struct keel_drainer *d)
 	keel_rreply_free(rep);
 	if (d->teardown != NULL)
 		d->teardown(ctx);
+	keel_db_close(db);
 	keel_redis_close(r);
 	keel_cron_done(&c, "processed=%ld failed=%ld retried=%ld took=%.2fs "
-	    "stalled=%ld refused=%ld released=%ld", cnt.processed, cnt.failed,
-	    cnt.retried, keel_cron_elapsed(&c), cnt.stalled, cnt.refused,
-	    cnt.released);
+	    "stalled=%ld refused=%ld released=%ld ran_before=%ld", cnt.processed,
+	    cnt.failed, cnt.retried, keel_cron_elapsed(&c), cnt.stalled,
+	    cnt.refused, cnt.released, cnt.ran_before);
 	return 0;
 }

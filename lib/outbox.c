@@ -10,6 +10,16 @@
  * key, so a row pushed twice (a mark lost, two pushers) is one job.  The
  * delay of a delayed row is counted by the database until the push and by
  * Redis after it.
+ *
+ * The row stays the job's source of truth until the job has finished
+ * (sql/009_outbox_finished.sql): Redis acknowledges a push before it is
+ * on disk, so a crash can lose it.  The drainer marks the rows of the
+ * jobs it completed or dead-lettered; the relay asks Redis, once per
+ * period, about every row pushed and not finished -- the same enqueue
+ * script, which adds a job it doesn't know and says whether one it knows
+ * has finished -- so a job Redis lost is pushed again and one that ran is
+ * marked.  The idempotency key keeps that one job: a key Redis knows is
+ * never added twice.
  */
 #include "config.h"
 
@@ -19,6 +29,7 @@
 
 #include "keel/batch.h"
 #include "keel/db.h"
+#include "keel/json.h"
 #include "keel/log.h"
 #include "keel/mem.h"
 #include "keel/outbox.h"
@@ -45,25 +56,77 @@ static const struct keel_query q_outbox_by_ids = {
 	    "WHERE id = ANY($1::bigint[]) AND pushed_at IS NULL ORDER BY id",
 	.target = KEEL_DB_PRIMARY };
 
+/* The relay's rows: not pushed yet ($2 ignored), oldest first ... */
 static const struct keel_query q_outbox_pending = {
 	.name = "outbox_pending",
 	.sql = "SELECT " OUTBOX_COLS " FROM outbox WHERE pushed_at IS NULL "
-	    "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+	    "AND $2::int >= 0 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+	.target = KEEL_DB_PRIMARY };
+
+/* ... and pushed, not finished, not asked about for $2 seconds. */
+static const struct keel_query q_outbox_unfinished = {
+	.name = "outbox_unfinished",
+	.sql = "SELECT " OUTBOX_COLS " FROM outbox WHERE pushed_at IS NOT NULL "
+	    "AND finished_at IS NULL AND coalesce(checked_at, pushed_at) < "
+	    "now() - $2::int * interval '1 second' "
+	    "ORDER BY coalesce(checked_at, pushed_at) LIMIT $1 "
+	    "FOR UPDATE SKIP LOCKED",
 	.target = KEEL_DB_PRIMARY };
 
 /*
- * The mark needn't be durable: lost in a crash, it only makes the relay
- * push the row again, and the queue knows the key.  So its commit skips
- * the WAL flush (set_config(..., true) lasts until that commit), which
- * saves the request path a disk flush.
+ * Rows $1 are on their queues: pushed now, or asked about now (checked)
+ * if they were pushed before; rows $2 among them have finished.  The mark
+ * needn't be durable: lost in a crash, it only makes the relay ask again,
+ * and the queue knows the key.  So its commit skips the WAL flush
+ * (set_config(..., true) lasts until that commit), which saves the
+ * request path a disk flush.  The right-hand sides read the old row.
  */
 static const struct keel_query q_outbox_mark = {
 	.name = "outbox_mark",
 	.sql = "WITH async AS "
 	    "(SELECT set_config('synchronous_commit', 'off', true)) "
-	    "UPDATE outbox SET pushed_at = now() FROM async "
-	    "WHERE id = ANY($1::bigint[])",
+	    "UPDATE outbox SET pushed_at = coalesce(pushed_at, now()), "
+	    "checked_at = CASE WHEN pushed_at IS NULL THEN NULL "
+	    "ELSE now() END, "
+	    "finished_at = CASE WHEN id = ANY($2::bigint[]) THEN now() END "
+	    "FROM async WHERE id = ANY($1::bigint[])",
 	.target = KEEL_DB_PRIMARY };
+
+/* The drainer's mark: the jobs of keys $1 (a JSON array) have finished. */
+static const struct keel_query q_outbox_finished = {
+	.name = "outbox_finished",
+	.sql = "WITH async AS "
+	    "(SELECT set_config('synchronous_commit', 'off', true)) "
+	    "UPDATE outbox SET finished_at = now() FROM async "
+	    "WHERE idempotency_key IN "
+	    "(SELECT jsonb_array_elements_text($1::jsonb)) "
+	    "AND pushed_at IS NOT NULL AND finished_at IS NULL",
+	.target = KEEL_DB_PRIMARY };
+
+/* Which of the keys $1 (a JSON array) name finished jobs. */
+static const struct keel_query q_outbox_which_finished = {
+	.name = "outbox_which_finished",
+	.sql = "SELECT idempotency_key FROM outbox WHERE idempotency_key IN "
+	    "(SELECT jsonb_array_elements_text($1::jsonb)) "
+	    "AND finished_at IS NOT NULL",
+	.target = KEEL_DB_PRIMARY };
+
+/* An operator emptied queue $1: its pushed rows will never run. */
+static const struct keel_query q_outbox_abandon = {
+	.name = "outbox_abandon",
+	.sql = "WITH gone AS (UPDATE outbox SET finished_at = now() "
+	    "WHERE queue = $1 AND pushed_at IS NOT NULL AND finished_at IS NULL "
+	    "RETURNING 1) SELECT count(*) FROM gone",
+	.target = KEEL_DB_PRIMARY };
+
+/* What one push of rows found, for the mark and the relay's summary. */
+struct push_tally {
+	struct keel_buf	 all;		/* "{id,...": every row on a queue */
+	struct keel_buf	 fin;		/* "{id,...": those finished */
+	int		 rows;		/* rows on their queues */
+	int		 added;		/* jobs Redis didn't know: added */
+	int		 finished;	/* jobs Redis says have finished */
+};
 
 enum keel_err
 keel_outbox_add(struct keel_db *db, const char *queue, const char *kind,
@@ -96,19 +159,40 @@ keel_outbox_add_delayed(struct keel_db *db, const char *queue,
 	return er;
 }
 
+static void
+push_tally_init(struct push_tally *t)
+{
+	memset(t, 0, sizeof(*t));
+	keel_buf_putc(&t->all, '{');
+	keel_buf_putc(&t->fin, '{');
+}
+
+static void
+push_tally_free(struct push_tally *t)
+{
+	keel_buf_free(&t->all);
+	keel_buf_free(&t->fin);
+}
+
+/* Appends id to the array literal b ("{" open, no "}" yet). */
+static void
+push_tally_id(struct keel_buf *b, const char *id)
+{
+	keel_buf_printf(b, "%s%s", b->len > 1 ? "," : "", id);
+}
+
 /*
  * Pushes outbox rows (OUTBOX_COLS) onto their queues, one script call per
- * queue run of consecutive rows, and appends the ids pushed to the array
- * literal ids ("{1,2}" without the braces).
+ * queue run of consecutive rows, and tallies each row in t.
  */
 static enum keel_err
 push_rows(struct keel_redis *r, const struct keel_rows *rows,
-    struct keel_buf *ids, int *pushed)
+    struct push_tally *t)
 {
 	struct keel_rreply	*rep = NULL;
 	struct keel_queue_args	 a;
-	const char		*name;
-	size_t			 i, j, n = keel_rows_count(rows);
+	const char		*name, *id;
+	size_t			 i, j, k, n = keel_rows_count(rows);
 	enum keel_err		 er = KEEL_OK;
 
 	for (i = 0; i < n; i = j) {
@@ -124,18 +208,47 @@ push_rows(struct keel_redis *r, const struct keel_rows *rows,
 		er = keel_queue_args_eval(r, &keel_queue_script_enqueue, &a,
 		    &rep);
 		keel_queue_args_free(&a);
+		if (er != KEEL_OK) {
+			keel_rreply_free(rep);
+			return er;
+		}
+		/* Known keys count as pushed too: they are on the queue. */
+		for (k = 0; i < j; i++, k++) {
+			id = keel_rows_value(rows, i, 0);
+			push_tally_id(&t->all, id);
+			t->rows++;
+			switch (keel_queue_reply_int(rep, k)) {
+			case 1:
+				t->added++;
+				break;
+			case 2:
+				push_tally_id(&t->fin, id);
+				t->finished++;
+				break;
+			default:
+				break;
+			}
+		}
 		keel_rreply_free(rep);
 		rep = NULL;
-		if (er != KEEL_OK)
-			return er;
-		/* Known keys count as pushed too: they are on the queue. */
-		for (; i < j; i++) {
-			keel_buf_printf(ids, "%s%s", ids->len > 1 ? "," : "",
-			    keel_rows_value(rows, i, 0));
-			(*pushed)++;
-		}
 	}
 	return er;
+}
+
+/* Marks the rows t tallied (q_outbox_mark), if any. */
+static enum keel_err
+push_mark(struct keel_db *db, struct push_tally *t)
+{
+	struct keel_db_params	 p;
+
+	if (t->rows == 0)
+		return KEEL_OK;
+	keel_buf_putc(&t->all, '}');
+	keel_buf_putc(&t->fin, '}');
+	keel_db_params_init(&p);
+	keel_db_param_text(&p, t->all.data);
+	keel_db_param_text(&p, t->fin.data);
+	return keel_db_query(db, &q_outbox_mark, &p, NULL);
 }
 
 enum keel_err
@@ -144,38 +257,73 @@ keel_outbox_push(struct keel_db *db, struct keel_redis *r, const int64_t *ids,
 {
 	struct keel_db_params	 p;
 	struct keel_rows	*rows = NULL;
-	struct keel_buf		 done = { NULL, 0, 0 };
+	struct push_tally	 t;
 	char			*in;
 	enum keel_err		 er, er2;
-	int			 pushed = 0;
 
 	if (n == 0)
 		return KEEL_OK;
+	push_tally_init(&t);
 	in = keel_batch_array(ids, n);
 	keel_db_params_init(&p);
 	keel_db_param_text(&p, in);
 	if ((er = keel_db_query(db, &q_outbox_by_ids, &p, &rows)) !=
 	    KEEL_OK)
 		goto out;
-	keel_buf_putc(&done, '{');
-	er = push_rows(r, rows, &done, &pushed);
-	keel_buf_putc(&done, '}');
-	if (pushed > 0) {
-		/* Unmarked rows are pushed again by the relay; the queue
-		 * knows their keys, so that costs nothing but a call. */
-		keel_db_params_init(&p);
-		keel_db_param_text(&p, done.data);
-		if ((er2 = keel_db_query(db, &q_outbox_mark, &p, NULL)) !=
-		    KEEL_OK && er == KEEL_OK)
-			er = er2;
-	}
+	er = push_rows(r, rows, &t);
+	/* Unmarked rows are pushed again by the relay; the queue knows
+	 * their keys, so that costs nothing but a call. */
+	if ((er2 = push_mark(db, &t)) != KEEL_OK && er == KEEL_OK)
+		er = er2;
 out:
 	if (er != KEEL_OK)
 		keel_log_warnx("outbox: push after commit failed (%s); the "
 		    "relay will move the job", keel_strerror(er));
 	keel_rows_free(rows);
 	free(in);
-	keel_buf_free(&done);
+	push_tally_free(&t);
+	return er;
+}
+
+/*
+ * One relay transaction: locks up to limit rows of q (q_outbox_pending
+ * or q_outbox_unfinished, $2 after seconds), pushes them, marks them and
+ * commits what was pushed even when Redis failed part-way.  Fills *out.
+ */
+static enum keel_err
+relay_step(struct keel_db *db, struct keel_redis *r,
+    const struct keel_query *q, int limit, int after,
+    struct keel_outbox_relayed *out)
+{
+	struct keel_db_params	 p;
+	struct keel_rows	*rows = NULL;
+	struct push_tally	 t;
+	enum keel_err		 er, er2;
+
+	memset(out, 0, sizeof(*out));
+	push_tally_init(&t);
+	if ((er = keel_db_begin(db)) != KEEL_OK)
+		goto out;
+	keel_db_params_init(&p);
+	keel_db_param_int(&p, limit);
+	keel_db_param_int(&p, after);
+	/* FOR UPDATE SKIP LOCKED: two relays never push the same rows. */
+	if ((er = keel_db_query(db, q, &p, &rows)) != KEEL_OK)
+		goto out;
+	er = push_rows(r, rows, &t);
+	if ((er2 = push_mark(db, &t)) == KEEL_OK)
+		er2 = keel_db_commit(db);
+	if (er2 != KEEL_OK) {
+		er = er2;
+		goto out;
+	}
+	out->rows = t.rows;
+	out->added = t.added;
+	out->finished = t.finished;
+out:
+	keel_db_rollback(db);
+	keel_rows_free(rows);
+	push_tally_free(&t);
 	return er;
 }
 
@@ -183,41 +331,86 @@ enum keel_err
 keel_outbox_relay(struct keel_db *db, struct keel_redis *r, int limit,
     int *pushed)
 {
+	struct keel_outbox_relayed	 out;
+	enum keel_err			 er;
+
+	er = relay_step(db, r, &q_outbox_pending, limit, 0, &out);
+	*pushed = out.rows;
+	return er;
+}
+
+enum keel_err
+keel_outbox_recheck(struct keel_db *db, struct keel_redis *r, int limit,
+    int after, struct keel_outbox_relayed *out)
+{
+	return relay_step(db, r, &q_outbox_unfinished, limit, after, out);
+}
+
+/* Runs q with keys[0..n) as its one parameter, a JSON array. */
+static enum keel_err
+keys_query(struct keel_db *db, const struct keel_query *q,
+    const char *const *keys, size_t n, struct keel_rows **rows)
+{
+	struct keel_db_params	 p;
+	struct keel_buf		 arr = { NULL, 0, 0 };
+	struct keel_jw		 w;
+	size_t			 i;
+	enum keel_err		 er;
+
+	keel_jw_init(&w, &arr);
+	keel_jw_arr_open(&w);
+	for (i = 0; i < n; i++)
+		keel_jw_str(&w, keys[i]);
+	keel_jw_arr_close(&w);
+	keel_db_params_init(&p);
+	keel_db_param_text(&p, arr.data);
+	er = keel_db_query(db, q, &p, rows);
+	keel_buf_free(&arr);
+	return er;
+}
+
+enum keel_err
+keel_outbox_finished(struct keel_db *db, const char *const *keys, size_t n)
+{
+	if (n == 0)
+		return KEEL_OK;
+	return keys_query(db, &q_outbox_finished, keys, n, NULL);
+}
+
+enum keel_err
+keel_outbox_which_finished(struct keel_db *db, const char *const *keys,
+    size_t n, bool *finished)
+{
+	struct keel_rows	*rows = NULL;
+	size_t			 i, j;
+	enum keel_err		 er;
+
+	memset(finished, 0, n * sizeof(*finished));
+	if (n == 0)
+		return KEEL_OK;
+	if ((er = keys_query(db, &q_outbox_which_finished, keys, n, &rows)) !=
+	    KEEL_OK)
+		return er;
+	for (j = 0; j < keel_rows_count(rows); j++)
+		for (i = 0; i < n; i++)
+			if (strcmp(keys[i], keel_rows_value(rows, j, 0)) == 0)
+				finished[i] = true;
+	keel_rows_free(rows);
+	return KEEL_OK;
+}
+
+enum keel_err
+keel_outbox_abandon(struct keel_db *db, const char *queue, int64_t *n)
+{
 	struct keel_db_params	 p;
 	struct keel_rows	*rows = NULL;
-	struct keel_buf		 done = { NULL, 0, 0 };
-	enum keel_err		 er, er2;
+	enum keel_err		 er;
 
-	*pushed = 0;
-	if ((er = keel_db_begin(db)) != KEEL_OK)
-		return er;
 	keel_db_params_init(&p);
-	keel_db_param_int(&p, limit);
-	/* FOR UPDATE SKIP LOCKED: two relays never push the same rows. */
-	if ((er = keel_db_query(db, &q_outbox_pending, &p, &rows)) !=
-	    KEEL_OK)
-		goto out;
-	keel_buf_putc(&done, '{');
-	er = push_rows(r, rows, &done, pushed);
-	keel_buf_putc(&done, '}');
-	if (*pushed > 0) {
-		keel_db_params_init(&p);
-		keel_db_param_text(&p, done.data);
-		if ((er2 = keel_db_query(db, &q_outbox_mark, &p, NULL)) !=
-		    KEEL_OK) {
-			er = er2;
-			*pushed = 0;
-			goto out;
-		}
-	}
-	/* Commit what was pushed even when Redis failed part-way. */
-	if ((er2 = keel_db_commit(db)) != KEEL_OK) {
-		er = er2;
-		*pushed = 0;
-	}
-out:
-	keel_db_rollback(db);
+	keel_db_param_text(&p, queue);
+	if ((er = keel_db_query(db, &q_outbox_abandon, &p, &rows)) == KEEL_OK &&
+	    n != NULL)
+		*n = keel_rows_int64(rows, 0, 0);
 	keel_rows_free(rows);
-	keel_buf_free(&done);
 	return er;
 }

@@ -235,7 +235,7 @@ keel_queue_enqueue(struct keel_redis *r, const struct keel_queue *q,
 	keel_queue_args_fmt(&a, "%lld", (long long)delay_ms);
 	if ((er = keel_queue_args_eval(r, &keel_queue_script_enqueue, &a,
 	    &rep)) == KEEL_OK && added != NULL)
-		*added = (int)keel_queue_reply_int(rep, 0);
+		*added = keel_queue_reply_int(rep, 0) == 1;
 	keel_rreply_free(rep);
 	keel_queue_args_free(&a);
 	return er;

@@ -54,6 +54,8 @@ struct keel_config {
 					   lasts before it may be reclaimed */
 	int	 drain_budget;		/* KEEL_DRAIN_BUDGET: seconds a cron
 					   run works (under the cron period) */
+	int	 relay_recheck;		/* KEEL_RELAY_RECHECK: seconds between
+					   the relay's checks of a pushed job */
 	char	*lock_dir;		/* KEEL_LOCK_DIR: cron programs' locks */
 	int	 db_ryw_window;		/* KEEL_DB_RYW_WINDOW: seconds a writer's
 					   reads stay on the primary */

@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 struct keel_config;
+struct keel_db;
 
 /* A job as its handler sees it; strings live until the handler returns. */
 struct keel_job {
@@ -46,9 +47,12 @@ struct keel_drainer {
 	const char			*queue;		/* keel_queue_find() */
 	const struct keel_job_kind	*kinds;
 	size_t				 nkinds;
-	/* Called once after the configuration is read (cfg lives until
-	 * teardown); returns ctx (may be NULL).  teardown may be NULL. */
-	void				*(*setup)(const struct keel_config *);
+	/* Called once after the configuration is read (cfg and db, the
+	 * program's PostgreSQL connections, live until teardown; db is the
+	 * loop's too, used between handlers); returns ctx (may be NULL).
+	 * teardown may be NULL. */
+	void				*(*setup)(const struct keel_config *,
+					    struct keel_db *);
 	void				 (*teardown)(void *ctx);
 };
 

@@ -6,6 +6,7 @@
 #ifndef KEEL_OUTBOX_H
 #define KEEL_OUTBOX_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,12 +42,56 @@ enum keel_err	 keel_outbox_push(struct keel_db *db, struct keel_redis *r,
 		    const int64_t *ids, size_t n);
 
 /*
- * The relay's step, in a transaction of its own: pushes up to limit rows
- * still waiting in the outbox (oldest first, rows locked by another relay
- * skipped) and marks them.  *pushed (not NULL) gets the number moved.
- * KEEL_EUNAVAIL when Redis or PostgreSQL is down (rows stay).
+ * The relay's first step, in a transaction of its own: pushes up to limit
+ * rows still waiting in the outbox (oldest first, rows locked by another
+ * relay skipped) and marks them.  *pushed (not NULL) gets the number
+ * moved.  KEEL_EUNAVAIL when Redis or PostgreSQL is down (rows stay).
  */
 enum keel_err	 keel_outbox_relay(struct keel_db *db, struct keel_redis *r,
 		    int limit, int *pushed);
+
+/* What keel_outbox_recheck() did with the rows it asked Redis about. */
+struct keel_outbox_relayed {
+	int	 rows;		/* rows asked about */
+	int	 added;		/* jobs Redis had lost, pushed again */
+	int	 finished;	/* jobs Redis says finished: rows marked */
+};
+
+/*
+ * The relay's second step, in a transaction of its own: asks Redis about
+ * up to limit rows pushed but not finished and not asked about for after
+ * seconds (least recently asked first), pushes again the jobs Redis no
+ * longer knows (a crash lost them), marks finished the rows whose jobs
+ * it says have finished, and the others asked.  *out (not NULL) gets the
+ * counts.  KEEL_EUNAVAIL when Redis or PostgreSQL is down.
+ */
+enum keel_err	 keel_outbox_recheck(struct keel_db *db,
+		    struct keel_redis *r, int limit, int after,
+		    struct keel_outbox_relayed *out);
+
+/*
+ * A drainer's mark, after Redis recorded it: the jobs of keys[0..n) have
+ * finished (completed or dead-lettered), so their rows need no recheck
+ * and may be pruned.  Keys without a row (jobs added straight to Redis)
+ * are ignored.  The keys are only read.
+ */
+enum keel_err	 keel_outbox_finished(struct keel_db *db,
+		    const char *const *keys, size_t n);
+
+/*
+ * Sets finished[i] (n of them) when the job of keys[i] has finished by its
+ * outbox row: a drainer asks before running jobs a Redis that lost its
+ * last writes may hand back.  Keys without a row are not finished.
+ */
+enum keel_err	 keel_outbox_which_finished(struct keel_db *db,
+		    const char *const *keys, size_t n, bool *finished);
+
+/*
+ * After an operator emptied queue (keel-queues purge QUEUE all): its
+ * pushed, unfinished rows are marked finished, so the relay doesn't push
+ * them back; *n (may be NULL) gets how many.  Rows not yet pushed stay.
+ */
+enum keel_err	 keel_outbox_abandon(struct keel_db *db, const char *queue,
+		    int64_t *n);
 
 #endif /* KEEL_OUTBOX_H */

@@ -1,17 +1,22 @@
 -- queue_enqueue.lua -- adds jobs unless their key is known.
 --
--- ARGV[11..]: (key, kind, payload, delay_ms) per job.  Returns one 0/1
--- per job: 1 added, 0 already known.
+-- ARGV[11..]: (key, kind, payload, delay_ms) per job.  Returns per job
+-- 1 added, 0 already known and still to run (waiting, delayed, leased),
+-- 2 already known and finished (completed or dead-lettered).  The
+-- outbox's relay tells by it a job Redis lost (1) from one that ran (2).
 
 -- keel: include queue_prelude.lua
 ensure_group()
 local res = {}
 for i = 11, #ARGV, 4 do
-  if redis.call('EXISTS', JP .. ARGV[i]) == 1 then
-    res[#res + 1] = 0
-  else
+  local state = redis.call('HGET', JP .. ARGV[i], 'state')
+  if not state then
     add_job(ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]))
     res[#res + 1] = 1
+  elseif state == 'completed' or state == 'failed' then
+    res[#res + 1] = 2
+  else
+    res[#res + 1] = 0
   end
 end
 return res

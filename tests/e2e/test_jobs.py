@@ -428,18 +428,25 @@ def test_prune_deletes_dead_one_time_tokens_and_old_outbox_rows(jobs):
     jobs.psql(mk % ("b", "3 days", "-1 hour", "now() - interval '2 days'"))
     jobs.psql(mk % ("c", "1 hour", "-1 hour", "NULL"))       # live
     jobs.psql(mk % ("d", "2 hours", "-1 hour", "now()"))     # used just now
+    # Finished a week ago: gone.  Finished yesterday, or pushed long ago
+    # and not finished (the job's only durable record): kept.
     jobs.psql("INSERT INTO outbox (queue, kind, payload, idempotency_key, "
-              "pushed_at) VALUES ('email', 'noop', '{}', 'prune-old', "
-              "now() - interval '8 days'), ('email', 'noop', '{}', "
-              "'prune-new', now() - interval '1 day')")
+              "pushed_at, finished_at) VALUES "
+              "('email', 'noop', '{}', 'prune-old', now() - interval "
+              "'9 days', now() - interval '8 days'), "
+              "('email', 'noop', '{}', 'prune-new', now() - interval "
+              "'2 days', now() - interval '1 day'), "
+              "('email', 'noop', '{}', 'prune-running', now() - interval "
+              "'9 days', NULL)")
     p = jobs.program("keel-jobs-prune")
     assert p.returncode == 0, p.stderr
     assert "tokens=2" in p.stdout and "outbox_rows=1" in p.stdout, p.stdout
     left = jobs.psql("SELECT left(hash, 1) FROM one_time_tokens WHERE "
                      "user_id = %s ORDER BY 1" % uid).split()
     assert left == ["c", "d"]
-    assert jobs.psql("SELECT idempotency_key FROM outbox WHERE "
-                     "idempotency_key LIKE 'prune-%'") == "prune-new"
+    assert jobs.psql("SELECT string_agg(idempotency_key, ' ' ORDER BY id) "
+                     "FROM outbox WHERE idempotency_key LIKE 'prune-%'") \
+        == "prune-new prune-running"
 
 
 def test_retry_failed_moves_dead_letters_back(jobs):
