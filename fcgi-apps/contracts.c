@@ -290,15 +290,14 @@ contracts_patch(struct keel_req *req)
 	return keel_res_change(req, &contract_res, &w);
 }
 
+#define STAFF_OR_OWNER	(KEEL_ACCESS_STAFF | KEEL_ROLE_CUSTOMER)
 static const struct keel_route contracts_routes[] = {
 	{ .method = "GET", .pattern = "/api/contracts",
-	    .handler = contracts_list,
-	    .access = KEEL_ACCESS_STAFF | KEEL_ROLE_CUSTOMER },
+	    .handler = contracts_list, .access = STAFF_OR_OWNER },
 	{ .method = "POST", .pattern = "/api/contracts",
 	    .handler = contracts_create, .access = KEEL_ACCESS_STAFF },
 	{ .method = "GET", .pattern = "/api/contracts/{id:int}",
-	    .handler = contracts_get,
-	    .access = KEEL_ACCESS_STAFF | KEEL_ROLE_CUSTOMER },
+	    .handler = contracts_get, .access = STAFF_OR_OWNER },
 	{ .method = "PATCH", .pattern = "/api/contracts/{id:int}",
 	    .handler = contracts_patch, .access = KEEL_ACCESS_STAFF },
 };
