@@ -74,11 +74,13 @@ static const struct cfg_row rows[] = {
 	    .what = "read replicas, comma-separated (optional)" },
 	{ .name = "KEEL_DB_CONNECT_TIMEOUT", .type = CFG_INT, .def = "5",
 	    .min = 1, .max = 60, .off = OFF(db_connect_timeout),
-	    .what = "seconds to connect to PostgreSQL" },
+	    .what = "seconds to connect to PostgreSQL (the whole startup: "
+	    "TCP, TLS, authentication)" },
 	{ .name = "KEEL_DB_STATEMENT_TIMEOUT", .type = CFG_INT,
 	    .def = "30000", .min = 100, .max = 3600000,
 	    .off = OFF(db_statement_timeout),
-	    .what = "milliseconds a statement may run" },
+	    .what = "milliseconds a statement may run (the server's "
+	    "statement_timeout; the client gives up 1 s later: 503)" },
 	{ .name = "REDIS_URL", .type = CFG_URL_REDIS,
 	    .def = "redis://127.0.0.1:6379/0", .off = OFF(redis_url),
 	    .what = "Redis: redis://[:password@]host:port/db, or "

@@ -1,0 +1,153 @@
+# SPDX-License-Identifier: ISC
+"""test_db_deadline.py -- a frozen PostgreSQL against the client-side
+deadlines of lib/db.c (issue 9, item 7; README "PostgreSQL: deadlines and
+failures").
+
+The primary is frozen by SIGSTOP of its postmaster and every process under
+it (a storage stall as the workers see it: connects land in the listen
+backlog, statements are never answered); every test that freezes it sends
+SIGCONT in a finally.  The app under test is a supervisor of our own
+(keel-cars on a socket in a temp dir, test_serve's own_app) with a short
+statement timeout, spoken to over FastCGI directly.  Every wait is bounded.
+"""
+import concurrent.futures
+import contextlib
+import json
+import os
+import random
+import signal
+import time
+
+from helpers import car_body, wait_until
+from stack import children
+from test_serve import _tcp_peer_ports, fcgi_request
+from test_serve import own_app  # noqa: F401 (a fixture)
+
+# The app's settings under test, and what lib/db.c adds to them: a
+# statement is given up DEADLINE_MARGIN after KEEL_DB_STATEMENT_TIMEOUT,
+# the cancel that follows takes at most CANCEL_MAX; a connect is given up
+# after KEEL_DB_CONNECT_TIMEOUT.
+STATEMENT_MS = 1000
+CONNECT_S = 1
+DEADLINE_MARGIN = 1.0
+CANCEL_MAX = 0.5
+# What a loaded 2-core machine running sanitizer builds may add.
+SLACK = 1.5
+BOUND = STATEMENT_MS / 1000 + DEADLINE_MARGIN + CANCEL_MAX + SLACK
+
+
+def cars_app(stack, own_app, **env):
+    """A keel-cars supervisor of our own with env on top of the stack's."""
+    binary = os.path.join(stack.build_dir, "fcgi-apps", "keel-cars")
+    return own_app(argv=lambda sock: [binary, "--socket", sock], **env)
+
+
+def call(app, token, method, uri, body=None, timeout=15):
+    """(seconds taken, status, headers, parsed JSON body or None)."""
+    headers = {"Authorization": "Bearer " + token}
+    data = b""
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    t0 = time.monotonic()
+    status, h, raw = fcgi_request(app.sock, method, uri, headers, data,
+                                  timeout=timeout)
+    took = time.monotonic() - t0
+    return took, status, h, json.loads(raw) if raw else None
+
+
+def assert_503(took, status, headers, body):
+    assert status == 503, (status, body)
+    assert headers["content-type"].startswith("application/json")
+    assert body["error"] == "unavailable", body
+    assert headers.get("retry-after") == "5"
+    assert took < BOUND, took
+
+
+def warm(stack, app, token):
+    """The cached list is in memcached (answered HIT), and every worker
+    holds its connection to the primary, so that a frozen primary meets
+    statements sent on a live connection, not only connects."""
+    def hit():
+        return call(app, token, "GET", "/api/cars?limit=3")[2].get(
+            "x-cache") == "HIT"
+    wait_until(hit, 10, "the list to be cached", step=0.1)
+    connect_workers(stack, lambda uri: call(app, token, "GET", uri),
+                    app.workers)
+
+
+def connect_workers(stack, get, workers):
+    """Uncached lists, four at a time (each fill reads the primary), until
+    every one of workers() holds a connection to the primary."""
+    pg = stack.ports["pg"]
+    pool = concurrent.futures.ThreadPoolExecutor(4)
+    try:
+        def connected():
+            list(pool.map(lambda _: get("/api/cars?limit=%d" %
+                                        random.randint(4, 100)), range(4)))
+            return all(pg in _tcp_peer_ports(w) for w in workers())
+        wait_until(connected, 15, "every worker connected to the primary")
+    finally:
+        pool.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def frozen_primary(stack):
+    """SIGSTOP the primary's postmaster, then every process under it;
+    SIGCONT them all on the way out, whatever happened."""
+    with open(stack.path("pg", "primary", "postmaster.pid")) as f:
+        postmaster = int(f.readline())
+    stopped = []
+    try:
+        os.kill(postmaster, signal.SIGSTOP)
+        stopped.append(postmaster)
+        # The postmaster forks nothing more once stopped.
+        for pid in children(postmaster):
+            os.kill(pid, signal.SIGSTOP)
+            stopped.append(pid)
+        yield
+    finally:
+        for pid in reversed(stopped):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+def test_db_frozen_primary_503_within_deadline_then_recovers(
+        stack, own_app, admin_token):
+    """Every request that needs the frozen primary answers a JSON 503
+    within the statement's deadline -- the first, two at once (both
+    workers), a third -- so no worker stays pinned and a cached GET is
+    still served; after SIGCONT the workers reconnect and write again."""
+    app = cars_app(stack, own_app, KEEL_WORKERS=2,
+                   KEEL_DB_STATEMENT_TIMEOUT=STATEMENT_MS,
+                   KEEL_DB_CONNECT_TIMEOUT=CONNECT_S)
+    warm(stack, app, admin_token)
+    cars = [car_body() for _ in range(4)]
+    pool = concurrent.futures.ThreadPoolExecutor(2)
+    try:
+        with frozen_primary(stack):
+            assert_503(*call(app, admin_token, "POST", "/api/cars",
+                             cars[0]))
+            both = [pool.submit(call, app, admin_token, "POST", "/api/cars",
+                                c) for c in cars[1:3]]
+            for f in both:
+                assert_503(*f.result(timeout=BOUND + 15))
+            assert_503(*call(app, admin_token, "POST", "/api/cars",
+                             cars[3]))
+            took, status, h, _ = call(app, admin_token, "GET",
+                                      "/api/cars?limit=3")
+            assert (status, h.get("x-cache")) == (200, "HIT")
+            assert took < SLACK, took
+    finally:
+        pool.shutdown(wait=True)
+    # Back: the next write reconnects and commits.
+    took, status, _, body = call(app, admin_token, "POST", "/api/cars",
+                                 car_body(), timeout=30)
+    assert status == 201, body
+    # A statement given up on may still have run when the server woke (it
+    # was sent): at most once, never twice.
+    counts = stack.psql("SELECT count(*) FROM cars WHERE license_plate IN "
+                        "(%s) GROUP BY license_plate" %
+                        ", ".join("'%s'" % c["licensePlate"] for c in cars))
+    assert all(n == "1" for n in counts.split()), counts
+    assert "statement deadline" in app.text()
