@@ -32,7 +32,8 @@
  * cancels the statement (within KEEL_DB_CANCEL_MAX) and drops the
  * connection; the next statement reconnects.  TCP keepalives and
  * tcp_user_timeout let the kernel notice a dead network under an idle
- * connection too.
+ * connection too.  A statement that was sent is never sent again unless
+ * it only reads (keel_db_may_resend()): the server may have committed it.
  */
 #include "config.h"
 
@@ -237,6 +238,20 @@ keel_db_ms_left(double deadline, double now)
 	if (left <= 0)
 		return 0;
 	return left >= INT_MAX ? INT_MAX : (int)left;
+}
+
+bool
+keel_db_may_resend(enum keel_err er, enum keel_db_reach reach, bool had_conn,
+    bool read_only, bool in_tx)
+{
+	/*
+	 * A transaction died with its connection; a timeout spent the
+	 * time; a connection just made that fails won't be mended by
+	 * another made at once.
+	 */
+	if (er != KEEL_EUNAVAIL || in_tx || !had_conn)
+		return false;
+	return reach == KEEL_DB_UNSENT || (reach == KEEL_DB_SENT && read_only);
 }
 
 /*
@@ -806,7 +821,7 @@ keel_db_query(struct keel_db *db, const struct keel_query *q,
 	enum keel_db_reach	 reach;
 	enum keel_err		 er;
 	double			 t0, ms;
-	bool			 had;
+	bool			 had, reads = q->target == KEEL_DB_READ;
 
 	if (out != NULL)
 		*out = NULL;
@@ -815,15 +830,21 @@ keel_db_query(struct keel_db *db, const struct keel_query *q,
 	had = c->conn != NULL;
 	er = query_on(db, c, q, params, out, &reach);
 	/*
-	 * A connection the server closed while it sat idle (a restart) can
-	 * look healthy until a statement fails on it, before running.  Out
-	 * of a transaction one new connection is worth a retry.
+	 * A connection that died while idle without a word (a host gone)
+	 * looks healthy until a statement fails on it.  One new connection
+	 * is worth a try if the statement can't have run, or only reads; a
+	 * write that was sent may have committed, and the caller answers
+	 * 503 rather than risk running it twice.
 	 */
-	if (er == KEEL_EUNAVAIL && had && c->conn == NULL && !db->in_tx) {
-		keel_log_warnx("db: %s: connection lost; retrying on a new "
-		    "one", q->name);
+	if (keel_db_may_resend(er, reach, had, reads, db->in_tx)) {
+		keel_log_warnx("db: %s: connection lost; running it again on "
+		    "a new one (%s)", q->name, reach == KEEL_DB_UNSENT ?
+		    "it was never sent" : "it only reads");
+		had = c->conn != NULL;
 		er = query_on(db, c, q, params, out, &reach);
-	}
+	} else if (er == KEEL_EUNAVAIL && reach == KEEL_DB_SENT)
+		keel_log_warnx("db: %s: connection lost after the statement "
+		    "was sent; not sent again (it may have run)", q->name);
 	if (c != &db->primary && er == KEEL_ETIMEOUT && c->conn == NULL) {
 		/*
 		 * A replica that doesn't answer rests; the deadline is
@@ -982,7 +1003,7 @@ probe(struct keel_db *db, struct pgconn *c, int connect_ms, const char *sql,
 			return er;
 		er = exec_bounded(db, c, &s, now_ms() + timeout_ms, &res,
 		    &reach);
-		if (er != KEEL_EUNAVAIL || !had || c->conn != NULL)
+		if (!keel_db_may_resend(er, reach, had, true, false))
 			break;
 	}
 	if (er != KEEL_OK)

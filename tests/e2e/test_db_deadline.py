@@ -1,14 +1,15 @@
 # SPDX-License-Identifier: ISC
-"""test_db_deadline.py -- a frozen PostgreSQL against the client-side
-deadlines of lib/db.c (issue 9, item 7; README "PostgreSQL: deadlines and
-failures").
+"""test_db_deadline.py -- a frozen or dying PostgreSQL against the
+client-side deadlines of lib/db.c (issue 9, item 7; README "PostgreSQL:
+deadlines and failures").
 
 The primary is frozen by SIGSTOP of its postmaster and every process under
 it (a storage stall as the workers see it: connects land in the listen
 backlog, statements are never answered); every test that freezes it sends
 SIGCONT in a finally.  The app under test is a supervisor of our own
 (keel-cars on a socket in a temp dir, test_serve's own_app) with a short
-statement timeout, spoken to over FastCGI directly.  Every wait is bounded.
+statement timeout, spoken to over FastCGI directly; the write-not-retried
+test goes through lighttpd to the stack's cars app.  Every wait is bounded.
 """
 import concurrent.futures
 import contextlib
@@ -151,3 +152,46 @@ def test_db_frozen_primary_503_within_deadline_then_recovers(
                         ", ".join("'%s'" % c["licensePlate"] for c in cars))
     assert all(n == "1" for n in counts.split()), counts
     assert "statement deadline" in app.text()
+
+
+def test_db_write_not_resent_after_its_connection_died(stack, http):
+    """A write whose backend is terminated while it runs may have
+    committed as far as the app can tell: it answers 503 and does not run
+    the statement again on a new connection.  A trigger counts the
+    executions (nextval survives the rollback) and sleeps, so the test
+    can find the backend and terminate it."""
+    connect_workers(stack, http.get, lambda: stack.worker_pids("cars"))
+    body = car_body()
+    tag = body["licensePlate"]
+    stack.psql("""
+        CREATE SEQUENCE test_deadline_execs;
+        CREATE FUNCTION test_deadline_exec() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.license_plate = '%s' THEN
+                PERFORM nextval('test_deadline_execs');
+                PERFORM pg_sleep(3);
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER test_deadline_exec BEFORE INSERT ON cars
+            FOR EACH ROW EXECUTE FUNCTION test_deadline_exec();
+    """ % tag)
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        post = pool.submit(http.post, "/api/cars", json=body, timeout=30)
+        backend = wait_until(lambda: stack.psql(
+            "SELECT pid FROM pg_stat_activity WHERE wait_event = 'PgSleep' "
+            "AND query LIKE 'INSERT INTO cars%'"), 10, "the write to run")
+        stack.psql("SELECT pg_terminate_backend(%s)" % backend)
+        r = post.result(timeout=30)
+    finally:
+        pool.shutdown(wait=True)
+        stack.psql("DROP TRIGGER test_deadline_exec ON cars; "
+                   "DROP FUNCTION test_deadline_exec(); ")
+    execs = stack.psql("SELECT last_value FROM test_deadline_execs")
+    stack.psql("DROP SEQUENCE test_deadline_execs")
+    assert (r.status_code, execs) == (503, "1"), r.text
+    assert r.json()["error"] == "unavailable"
+    assert stack.psql("SELECT count(*) FROM cars WHERE license_plate = "
+                      "'%s'" % tag) == "0"
