@@ -57,8 +57,8 @@ static const struct cfg_row rows[] = {
 	    "(0: never)" },
 	{ .name = "KEEL_SHUTDOWN_TIMEOUT", .type = CFG_INT, .def = "35",
 	    .min = 1, .max = 3600, .off = OFF(shutdown_timeout),
-	    .what = "seconds SIGTERM waits for in-flight requests before "
-	    "killing workers" },
+	    .what = "seconds a worker told to leave (SIGTERM, or a SIGHUP "
+	    "roll) may take to finish its request before it is killed" },
 	{ .name = "KEEL_BODY_MAX", .type = CFG_INT, .def = "1048576",
 	    .min = 1024, .max = 67108864, .off = OFF(body_max),
 	    .what = "largest request body in bytes (413 past it)" },

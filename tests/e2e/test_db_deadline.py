@@ -1,16 +1,17 @@
 # SPDX-License-Identifier: ISC
 """test_db_deadline.py -- a frozen or dying PostgreSQL against the
-client-side deadlines of lib/db.c (issue 9, item 7; README "PostgreSQL:
-deadlines and failures").
+client-side deadlines of lib/db.c and the roll's deadline of lib/serve.c
+(issue 9, item 7; README "PostgreSQL: deadlines and failures").
 
 The primary is frozen by SIGSTOP of its postmaster and every process under
 it (a storage stall as the workers see it: connects land in the listen
 backlog, statements are never answered); every test that freezes it sends
-SIGCONT in a finally.  The app under test is a supervisor of our own
+SIGCONT in a finally.  The apps under test are supervisors of our own
 (keel-cars on a socket in a temp dir, test_serve's own_app) with a short
 statement timeout, spoken to over FastCGI directly; the write-not-retried
 test goes through lighttpd to the stack's cars app.  Every wait is bounded.
 """
+
 import concurrent.futures
 import contextlib
 import json
@@ -19,8 +20,10 @@ import random
 import signal
 import time
 
+import pytest
+
 from helpers import car_body, wait_until
-from stack import children
+from stack import alive, children
 from test_serve import _tcp_peer_ports, fcgi_request
 from test_serve import own_app  # noqa: F401 (a fixture)
 
@@ -152,6 +155,65 @@ def test_db_frozen_primary_503_within_deadline_then_recovers(
                         ", ".join("'%s'" % c["licensePlate"] for c in cars))
     assert all(n == "1" for n in counts.split()), counts
     assert "statement deadline" in app.text()
+
+
+@contextlib.contextmanager
+def worker_stuck(stack, own_app, token):
+    """An app of one worker (KEEL_SHUTDOWN_TIMEOUT=1) waiting on a write
+    to the frozen primary, whose deadline (6 s) is later than that;
+    yields (app, the worker's pid, the write's future)."""
+    app = cars_app(stack, own_app, KEEL_WORKERS=1, KEEL_SHUTDOWN_TIMEOUT=1,
+                   KEEL_DB_STATEMENT_TIMEOUT=5000,
+                   KEEL_DB_CONNECT_TIMEOUT=CONNECT_S)
+    warm(stack, app, token)
+    worker = app.workers()[0]
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        with frozen_primary(stack):
+            stuck = pool.submit(call, app, token, "POST", "/api/cars",
+                                car_body(), timeout=20)
+            time.sleep(0.5)  # the worker has sent the statement
+            yield app, worker, stuck
+    finally:
+        pool.shutdown(wait=True)
+
+
+def test_db_sighup_roll_finishes_within_deadline_while_frozen(
+        stack, own_app, admin_token):
+    """The worker the roll retires is killed KEEL_SHUTDOWN_TIMEOUT after
+    it was asked to leave, though its statement's deadline is later; the
+    roll goes on, and the new worker serves."""
+    with worker_stuck(stack, own_app, admin_token) as (app, old, stuck):
+        t0 = time.monotonic()
+        os.kill(app.pid, signal.SIGHUP)
+        wait_until(lambda: not alive(old), 1 + SLACK + 1,
+                   "the stuck worker to be gone", step=0.02)
+        took = time.monotonic() - t0
+        wait_until(lambda: "reload: all 1 workers replaced" in app.text(),
+                   2, "the roll to finish")
+        _, status, h, _ = call(app, admin_token, "GET", "/api/cars?limit=3",
+                               timeout=5)
+        assert (status, h.get("x-cache")) == (200, "HIT")
+    assert took < 1 + SLACK, took
+    with pytest.raises(ConnectionError):
+        stuck.result(timeout=0)
+    assert "reload: killing worker %d" % old in app.text()
+
+
+def test_db_sigterm_kills_worker_stuck_on_frozen_primary(
+        stack, own_app, admin_token):
+    """SIGTERM's forced kill after KEEL_SHUTDOWN_TIMEOUT covers a worker
+    waiting on a statement whose deadline is later."""
+    with worker_stuck(stack, own_app, admin_token) as (app, worker, stuck):
+        t0 = time.monotonic()
+        os.kill(app.pid, signal.SIGTERM)
+        app.proc.wait(timeout=1 + SLACK + 5)
+        took = time.monotonic() - t0
+    assert took < 1 + SLACK, took
+    assert not alive(worker)
+    with pytest.raises(ConnectionError):
+        stuck.result(timeout=0)
+    assert "killing 1 workers after 1 s" in app.text()
 
 
 def test_db_write_not_resent_after_its_connection_died(stack, http):
