@@ -50,6 +50,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -82,6 +83,7 @@
 struct prepared {
 	const char	*name;
 	size_t		 nparams;
+	bool		 writes;	/* see sql_scan() */
 };
 
 struct pgconn {
@@ -648,29 +650,50 @@ rows_copy(PGresult *res)
 	return rows;
 }
 
-/* True when res reports rows changed by INSERT, UPDATE, DELETE or MERGE. */
+/*
+ * True when res reports rows changed: INSERT, UPDATE, DELETE or MERGE
+ * with a count above 0, or, for a statement whose SQL writes (writes: a
+ * data-modifying WITH under a SELECT, whose tag counts the rows it
+ * returns, not those it changed), any row returned.
+ */
 static bool
-changed_rows(PGresult *res)
+changed_rows(PGresult *res, bool writes)
 {
 	const char	*st = PQcmdStatus(res), *n = PQcmdTuples(res);
 
-	if (strncmp(st, "INSERT", 6) != 0 && strncmp(st, "UPDATE", 6) != 0 &&
-	    strncmp(st, "DELETE", 6) != 0 && strncmp(st, "MERGE", 5) != 0)
+	if (strncmp(st, "SELECT", 6) == 0 && !writes)
+		return false;
+	if (strncmp(st, "SELECT", 6) != 0 && strncmp(st, "INSERT", 6) != 0 &&
+	    strncmp(st, "UPDATE", 6) != 0 && strncmp(st, "DELETE", 6) != 0 &&
+	    strncmp(st, "MERGE", 5) != 0)
 		return false;
 	return n[0] != '\0' && strcmp(n, "0") != 0;
 }
 
-/*
- * The highest $N placeholder of sql, outside quoted literals and
- * identifiers: the number of parameters the statement takes.
- */
-static size_t
-placeholders(const char *sql)
+static bool
+word_char(char ch)
 {
-	const char	*s;
-	char		 quote = 0;
-	size_t		 n, max = 0;
+	return isalnum((unsigned char)ch) || ch == '_' || ch == '$';
+}
 
+/*
+ * What sql says outside quoted literals and identifiers: its highest $N
+ * placeholder (*nparams: the parameters it takes), and whether it holds
+ * the word INSERT, UPDATE, DELETE or MERGE (*writes: it may change rows
+ * even when its tag is a SELECT's; SELECT ... FOR UPDATE counts too,
+ * which costs the caller a read-your-writes window at most).
+ */
+static void
+sql_scan(const char *sql, size_t *nparams, bool *writes)
+{
+	static const char *const verbs[] = { "insert", "update", "delete",
+	    "merge" };
+	const char	*s, *w;
+	char		 quote = 0;
+	size_t		 i, n;
+
+	*nparams = 0;
+	*writes = false;
 	for (s = sql; *s != '\0'; s++) {
 		if (quote != 0) {
 			if (*s == quote)
@@ -681,14 +704,25 @@ placeholders(const char *sql)
 			quote = *s;
 			continue;
 		}
-		if (*s != '$' || !isdigit((unsigned char)s[1]))
+		if (*s == '$' && isdigit((unsigned char)s[1])) {
+			for (n = 0; isdigit((unsigned char)s[1]) && n < 100000;
+			    s++)
+				n = n * 10 + (size_t)(s[1] - '0');
+			if (n > *nparams)
+				*nparams = n;
 			continue;
-		for (n = 0; isdigit((unsigned char)s[1]) && n < 100000; s++)
-			n = n * 10 + (size_t)(s[1] - '0');
-		if (n > max)
-			max = n;
+		}
+		if (!word_char(*s))
+			continue;
+		for (w = s; word_char(*w); w++)
+			continue;
+		n = (size_t)(w - s);
+		for (i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+			if (strlen(verbs[i]) == n &&
+			    strncasecmp(s, verbs[i], n) == 0)
+				*writes = true;
+		s = w - 1;
 	}
-	return max;
 }
 
 /*
@@ -725,6 +759,7 @@ query_on(struct keel_db *db, struct pgconn *c, const struct keel_query *q,
 	size_t			 n = p != NULL ? p->n : 0, want;
 	double			 deadline;
 	enum keel_err		 er;
+	bool			 writes;
 
 	*reach = KEEL_DB_NOCONN;
 	if ((er = conn_ensure(db, c, db->cfg->db_connect_timeout * 1000)) !=
@@ -732,7 +767,11 @@ query_on(struct keel_db *db, struct pgconn *c, const struct keel_query *q,
 		return er;
 	*reach = KEEL_DB_UNSENT;
 	ps = prepared_on(c, q->name);
-	want = ps != NULL ? ps->nparams : placeholders(q->sql);
+	if (ps != NULL) {
+		want = ps->nparams;
+		writes = ps->writes;
+	} else
+		sql_scan(q->sql, &want, &writes);
 	if ((er = params_check(db, q, want, n)) != KEEL_OK)
 		return er;
 	s.n = (int)n;
@@ -755,8 +794,8 @@ query_on(struct keel_db *db, struct pgconn *c, const struct keel_query *q,
 		}
 		PQclear(res);
 		res = NULL;
-		c->prepared[c->nprepared].name = q->name;
-		c->prepared[c->nprepared++].nparams = n;
+		c->prepared[c->nprepared++] = (struct prepared){
+			.name = q->name, .nparams = n, .writes = writes };
 		s.kind = STMT_PREPARED;
 	}
 	if ((er = exec_bounded(db, c, &s, deadline, &res, reach)) != KEEL_OK)
@@ -766,7 +805,7 @@ query_on(struct keel_db *db, struct pgconn *c, const struct keel_query *q,
 	case PGRES_COMMAND_OK:
 		if (out != NULL)
 			*out = rows_copy(res);
-		if (c == &db->primary && changed_rows(res))
+		if (c == &db->primary && changed_rows(res, writes))
 			db->wrote = true;
 		er = KEEL_OK;
 		break;
