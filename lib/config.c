@@ -57,8 +57,8 @@ static const struct cfg_row rows[] = {
 	    "(0: never)" },
 	{ .name = "KEEL_SHUTDOWN_TIMEOUT", .type = CFG_INT, .def = "35",
 	    .min = 1, .max = 3600, .off = OFF(shutdown_timeout),
-	    .what = "seconds SIGTERM waits for in-flight requests before "
-	    "killing workers" },
+	    .what = "seconds a worker told to leave (SIGTERM, or a SIGHUP "
+	    "roll) may take to finish its request before it is killed" },
 	{ .name = "KEEL_BODY_MAX", .type = CFG_INT, .def = "1048576",
 	    .min = 1024, .max = 67108864, .off = OFF(body_max),
 	    .what = "largest request body in bytes (413 past it)" },
@@ -74,11 +74,13 @@ static const struct cfg_row rows[] = {
 	    .what = "read replicas, comma-separated (optional)" },
 	{ .name = "KEEL_DB_CONNECT_TIMEOUT", .type = CFG_INT, .def = "5",
 	    .min = 1, .max = 60, .off = OFF(db_connect_timeout),
-	    .what = "seconds to connect to PostgreSQL" },
+	    .what = "seconds to connect to PostgreSQL (the whole startup: "
+	    "TCP, TLS, authentication)" },
 	{ .name = "KEEL_DB_STATEMENT_TIMEOUT", .type = CFG_INT,
 	    .def = "30000", .min = 100, .max = 3600000,
 	    .off = OFF(db_statement_timeout),
-	    .what = "milliseconds a statement may run" },
+	    .what = "milliseconds a statement may run (the server's "
+	    "statement_timeout; the client gives up 1 s later: 503)" },
 	{ .name = "REDIS_URL", .type = CFG_URL_REDIS,
 	    .def = "redis://127.0.0.1:6379/0", .off = OFF(redis_url),
 	    .what = "Redis: redis://[:password@]host:port/db, or "

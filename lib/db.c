@@ -19,18 +19,40 @@
  *
  * Every statement is timed; past KEEL_DB_SLOW_MS it is logged by its
  * statement name, never with its parameters.
+ *
+ * Nothing waits on the server without a deadline, since a server that
+ * stops answering (stopped, a storage stall, a network gone) would pin
+ * the worker, and every request queued behind it.  Connections are
+ * opened with PQconnectStartParams/PQconnectPoll within
+ * KEEL_DB_CONNECT_TIMEOUT (a stopped server still accepts TCP connects
+ * into its backlog, then never answers the startup); statements,
+ * BEGIN/COMMIT/ROLLBACK and the health probes go through exec_bounded(),
+ * libpq's non-blocking API with a poll on the socket, until
+ * KEEL_DB_DEADLINE_MARGIN past the statement_timeout.  A missed deadline
+ * cancels the statement (within KEEL_DB_CANCEL_MAX) and drops the
+ * connection; the next statement reconnects.  TCP keepalives and
+ * tcp_user_timeout let the kernel notice a dead network under an idle
+ * connection too.  A statement that was sent is never sent again unless
+ * it only reads (keel_db_may_resend()): the server may have committed it.
  */
 #include "config.h"
+
+#include <sys/prctl.h>
+#include <sys/wait.h>
 
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 
@@ -45,10 +67,23 @@
 #define LAG_CHECK_MS	1000	/* replay lag is rechecked this often */
 #define LAG_QUERY_MS	500	/* the lag check's own time bound */
 
+/*
+ * TCP keepalives: an idle connection whose network went away is found
+ * dead in about 25 s, and data unacknowledged for 10 s breaks a
+ * connection (a live server's kernel acknowledges at once, however busy
+ * the server).  libpq's defaults come before the URL, so
+ * DATABASE_URL's own (?keepalives_idle=60) win.
+ */
+#define KEEPALIVES_IDLE		"10"	/* s idle before the first probe */
+#define KEEPALIVES_INTERVAL	"5"	/* s between probes */
+#define KEEPALIVES_COUNT	"3"	/* probes lost before it is dead */
+#define TCP_USER_TIMEOUT	"10000"	/* ms */
+
 /* A statement prepared on a connection, and the parameters it takes. */
 struct prepared {
 	const char	*name;
 	size_t		 nparams;
+	bool		 writes;	/* see sql_scan() */
 };
 
 struct pgconn {
@@ -60,6 +95,23 @@ struct pgconn {
 	double		 down_until;	/* ms (monotonic): skip until then */
 	double		 lag_checked;	/* ms (monotonic) of the last check */
 	int		 lagging;	/* the last check found it too far behind */
+	bool		 fatal;		/* the server said goodbye (FATAL) */
+};
+
+/* One statement as libpq sends it (see exec_bounded). */
+enum stmt_kind {
+	STMT_SQL,		/* PQsendQuery: no parameters */
+	STMT_PREPARE,		/* PQsendPrepare */
+	STMT_PREPARED,		/* PQsendQueryPrepared */
+	STMT_PARAMS,		/* PQsendQueryParams: unprepared */
+};
+
+struct stmt {
+	enum stmt_kind		 kind;
+	const char		*name;		/* prepared name; logs */
+	const char		*sql;
+	int			 n;
+	const char *const	*params;
 };
 
 struct keel_db {
@@ -165,58 +217,347 @@ set_err(struct keel_db *db, const char *msg)
 		db->errstr[--n] = '\0';
 }
 
+static double
+now_ms(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+double
+keel_db_deadline(double now, int timeout_ms)
+{
+	return now + timeout_ms + KEEL_DB_DEADLINE_MARGIN;
+}
+
+int
+keel_db_ms_left(double deadline, double now)
+{
+	double	 left = ceil(deadline - now);
+
+	if (left <= 0)
+		return 0;
+	return left >= INT_MAX ? INT_MAX : (int)left;
+}
+
+bool
+keel_db_may_resend(enum keel_err er, enum keel_db_reach reach, bool had_conn,
+    bool read_only, bool in_tx)
+{
+	/*
+	 * A transaction died with its connection; a timeout spent the
+	 * time; a connection just made that fails won't be mended by
+	 * another made at once.
+	 */
+	if (er != KEEL_EUNAVAIL || in_tx || !had_conn)
+		return false;
+	return reach == KEEL_DB_UNSENT || (reach == KEEL_DB_SENT && read_only);
+}
+
 /*
- * Connects c if it has no healthy connection.  An idle connection whose
- * socket is readable was closed by the server (restart, failover,
- * idle timeout), so it is replaced before anything is sent on it.
+ * Waits until conn's socket is ready for events or deadline (ms) passes:
+ * 1 ready, 0 timed out, -1 no socket or poll failed.
+ */
+static int
+wait_socket(PGconn *conn, short events, double deadline)
+{
+	struct pollfd	 pfd = { .fd = PQsocket(conn), .events = events };
+	int		 n;
+
+	if (pfd.fd < 0)
+		return -1;
+	for (;;) {
+		n = poll(&pfd, 1, keel_db_ms_left(deadline, now_ms()));
+		if (n > 0)
+			return 1;
+		if (n == 0)
+			return 0;
+		if (errno != EINTR)
+			return -1;
+	}
+}
+
+/*
+ * Notices and errors the server sends outside a statement's result (a
+ * WARNING, or the FATAL it sends before closing the connection: a
+ * restart, pg_terminate_backend, idle_session_timeout) come here instead
+ * of libpq's print to stderr.  A FATAL marks the connection dead before
+ * libpq has read the end of it.
+ */
+static void
+notice_seen(void *arg, const PGresult *res)
+{
+	struct pgconn	*c = arg;
+	const char	*sev, *msg;
+	char		 esc[256];
+
+	sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+	msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	if (sev == NULL)
+		sev = "NOTICE";
+	keel_log_escape(esc, sizeof(esc), msg != NULL ? msg : "");
+	if (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0)
+		c->fatal = true;
+	if (c->fatal || strcmp(sev, "WARNING") == 0 ||
+	    strcmp(sev, "ERROR") == 0)
+		keel_log_warnx("db: %s says %s: %s", c->label, sev, esc);
+	else
+		keel_log_debug("db: %s says %s: %s", c->label, sev, esc);
+}
+
+/*
+ * False when c's idle connection is gone.  An idle connection has
+ * nothing to read but the server's goodbye (a FATAL, then EOF) or a
+ * harmless message, so what is readable is read now, before a statement
+ * is sent on a connection that can't take it.
+ */
+static bool
+conn_alive(struct pgconn *c)
+{
+	struct pollfd	 pfd = { .fd = PQsocket(c->conn), .events = POLLIN };
+	int		 i;
+
+	for (i = 0; i < 4 && poll(&pfd, 1, 0) == 1; i++)
+		if (!PQconsumeInput(c->conn))
+			break;
+	return PQstatus(c->conn) == CONNECTION_OK && !c->fatal;
+}
+
+/*
+ * Opens c's connection within timeout_ms.  PQconnectdbParams would wait
+ * connect_timeout per address, in whole seconds and at least 2; polled
+ * here, the bound is the caller's, in ms, for the whole startup.
+ * (Resolving a host name, inside libpq, is not bounded: use addresses.)
  */
 static enum keel_err
-conn_ensure(struct keel_db *db, struct pgconn *c, int timeout_s)
+conn_open(struct keel_db *db, struct pgconn *c, int timeout_ms)
 {
-	const char	*keys[] = { "dbname", "connect_timeout", "options",
-	    "fallback_application_name", NULL };
-	const char	*vals[5];
-	char		 tmo[16], opts[96];
-	struct pollfd	 pfd;
+	/* Defaults before dbname (the URL may override), keel's after. */
+	static const char *const keys[] = { "keepalives", "keepalives_idle",
+	    "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+	    "dbname", "options", "fallback_application_name", NULL };
+	const char		*vals[9];
+	char			 opts[96];
+	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+	double			 deadline = now_ms() + timeout_ms;
+	char			 esc[256];
+	int			 w;
 
-	if (c->conn != NULL && PQstatus(c->conn) == CONNECTION_OK &&
-	    !db->in_tx) {
-		pfd.fd = PQsocket(c->conn);
-		pfd.events = POLLIN;
-		if (poll(&pfd, 1, 0) == 1 && (PQconsumeInput(c->conn) == 0 ||
-		    PQstatus(c->conn) != CONNECTION_OK)) {
-			keel_log_warnx("db: connection closed by the server; "
-			    "reconnecting");
-			conn_drop(c);
-		}
-	}
-	if (c->conn != NULL && PQstatus(c->conn) == CONNECTION_OK)
-		return KEEL_OK;
-	conn_drop(c);
-	if (c->url[0] == '\0') {
-		set_err(db, "DATABASE_URL is not set");
-		return KEEL_EUNAVAIL;
-	}
-	snprintf(tmo, sizeof(tmo), "%d", timeout_s);
 	/* Plan each execution: optional filters (NULL params) fold away. */
 	snprintf(opts, sizeof(opts), "-c statement_timeout=%d "
 	    "-c plan_cache_mode=force_custom_plan",
 	    db->cfg->db_statement_timeout);
-	vals[0] = c->url;
-	vals[1] = tmo;
-	vals[2] = opts;
-	vals[3] = "keel";
-	vals[4] = NULL;
-	c->conn = PQconnectdbParams(keys, vals, 1);
-	if (c->conn == NULL || PQstatus(c->conn) != CONNECTION_OK) {
-		set_err(db, c->conn != NULL ? PQerrorMessage(c->conn) :
-		    "out of memory");
-		conn_drop(c);
+	vals[0] = "1";
+	vals[1] = KEEPALIVES_IDLE;
+	vals[2] = KEEPALIVES_INTERVAL;
+	vals[3] = KEEPALIVES_COUNT;
+	vals[4] = TCP_USER_TIMEOUT;
+	vals[5] = c->url;
+	vals[6] = opts;
+	vals[7] = "keel";
+	vals[8] = NULL;
+	c->fatal = false;
+	if ((c->conn = PQconnectStartParams(keys, vals, 1)) == NULL) {
+		set_err(db, "out of memory");
 		return KEEL_EUNAVAIL;
 	}
+	while (st != PGRES_POLLING_OK) {
+		if (st == PGRES_POLLING_FAILED ||
+		    PQstatus(c->conn) == CONNECTION_BAD) {
+			set_err(db, PQerrorMessage(c->conn));
+			goto fail;
+		}
+		w = wait_socket(c->conn, st == PGRES_POLLING_READING ? POLLIN :
+		    POLLOUT, deadline);
+		if (w <= 0) {
+			snprintf(db->errstr, sizeof(db->errstr),
+			    "no connection within %d ms", timeout_ms);
+			goto fail;
+		}
+		st = PQconnectPoll(c->conn);
+	}
+	/* Sends never block either: exec_bounded flushes by poll. */
+	if (PQsetnonblocking(c->conn, 1) != 0) {
+		set_err(db, PQerrorMessage(c->conn));
+		goto fail;
+	}
+	PQsetNoticeReceiver(c->conn, notice_seen, c);
 	return KEEL_OK;
+fail:
+	/* libpq's messages run over several lines; a log line must not. */
+	keel_log_warnx("db: %s: cannot connect: %s", c->label,
+	    keel_log_escape(esc, sizeof(esc), db->errstr));
+	conn_drop(c);
+	return KEEL_EUNAVAIL;
 }
 
+/*
+ * Connects c within timeout_ms if it has no healthy connection.  An
+ * idle connection the server closed (restart, failover, idle timeout) is
+ * replaced before anything is sent on it (see conn_alive).
+ */
+static enum keel_err
+conn_ensure(struct keel_db *db, struct pgconn *c, int timeout_ms)
+{
+	if (c->conn != NULL && PQstatus(c->conn) == CONNECTION_OK &&
+	    !db->in_tx && !conn_alive(c)) {
+		keel_log_warnx("db: %s: connection closed by the server; "
+		    "reconnecting", c->label);
+		conn_drop(c);
+	}
+	if (c->conn != NULL && PQstatus(c->conn) == CONNECTION_OK)
+		return KEEL_OK;
+	conn_drop(c);
+	/* A transaction dies with its connection: never go on without it. */
+	if (db->in_tx && c == &db->primary) {
+		set_err(db, "the transaction's connection was lost");
+		return KEEL_EUNAVAIL;
+	}
+	if (c->url[0] == '\0') {
+		set_err(db, "DATABASE_URL is not set");
+		return KEEL_EUNAVAIL;
+	}
+	return conn_open(db, c, timeout_ms);
+}
+
+/*
+ * Asks the server to cancel c's statement, giving up after
+ * KEEL_DB_CANCEL_MAX.  PQcancel has no timeout: it connects, sends the
+ * request and waits for the server to close, and a stopped server takes
+ * the connect into its backlog and never closes.  So a child process
+ * runs it, killed if time is up; the child dies with this process too.
+ */
+static void
+cancel_bounded(struct pgconn *c)
+{
+	PGcancel	*cn;
+	struct pollfd	 pfd;
+	double		 deadline;
+	char		 buf[256];
+	pid_t		 pid, parent = getpid();
+	int		 p[2], n;
+
+	if ((cn = PQgetCancel(c->conn)) == NULL)
+		return;
+	if (pipe(p) == -1) {
+		keel_log_warn("db: cancel: pipe");
+		PQfreeCancel(cn);
+		return;
+	}
+	if ((pid = fork()) == 0) {
+		close(p[0]);
+		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() == parent)
+			(void)PQcancel(cn, buf, sizeof(buf));
+		_exit(0);
+	}
+	close(p[1]);
+	if (pid == -1)
+		keel_log_warn("db: cancel: fork");
+	else {
+		/* The pipe hangs up when the child exits. */
+		deadline = now_ms() + KEEL_DB_CANCEL_MAX;
+		pfd.fd = p[0];
+		pfd.events = POLLIN;
+		while ((n = poll(&pfd, 1, keel_db_ms_left(deadline,
+		    now_ms()))) == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			keel_log_warnx("db: %s: cancel not answered within "
+			    "%d ms", c->label, KEEL_DB_CANCEL_MAX);
+			kill(pid, SIGKILL);
+		}
+		while (waitpid(pid, NULL, 0) == -1 && errno == EINTR)
+			continue;
+	}
+	close(p[0]);
+	PQfreeCancel(cn);
+}
+
+/*
+ * Sends s on c and reads its results until deadline (ms, monotonic).
+ * KEEL_OK with *res the last result (caller clears it, and checks its
+ * status); KEEL_ETIMEOUT when the deadline passed (the statement is
+ * cancelled and the connection dropped); KEEL_EUNAVAIL when the
+ * connection broke (dropped).  *reach says whether s left whole: until
+ * the last byte of its last message is handed to the kernel the server
+ * can't run it (an extended-protocol statement commits at its Sync, the
+ * last message).
+ */
+static enum keel_err
+exec_bounded(struct keel_db *db, struct pgconn *c, const struct stmt *s,
+    double deadline, PGresult **res, enum keel_db_reach *reach)
+{
+	PGresult	*r, *last = NULL;
+	char		 esc[256];
+	int		 ok = 0, f, w;
+
+	*res = NULL;
+	*reach = KEEL_DB_UNSENT;
+	switch (s->kind) {
+	case STMT_SQL:
+		ok = PQsendQuery(c->conn, s->sql);
+		break;
+	case STMT_PREPARE:
+		/* The server infers the parameters' types. */
+		ok = PQsendPrepare(c->conn, s->name, s->sql, 0, NULL);
+		break;
+	case STMT_PREPARED:
+		ok = PQsendQueryPrepared(c->conn, s->name, s->n, s->params,
+		    NULL, NULL, 0);
+		break;
+	case STMT_PARAMS:
+		ok = PQsendQueryParams(c->conn, s->sql, s->n, NULL, s->params,
+		    NULL, NULL, 0);
+		break;
+	}
+	if (!ok)
+		goto lost;
+	/* Non-blocking: what the socket didn't take yet goes as it drains. */
+	while ((f = PQflush(c->conn)) == 1) {
+		w = wait_socket(c->conn, POLLOUT | POLLIN, deadline);
+		if (w == 0)
+			goto timeout;
+		if (w < 0 || !PQconsumeInput(c->conn))
+			goto lost;
+	}
+	if (f == -1)
+		goto lost;
+	*reach = KEEL_DB_SENT;
+	for (;;) {
+		while (PQisBusy(c->conn)) {
+			if ((w = wait_socket(c->conn, POLLIN, deadline)) == 0)
+				goto timeout;
+			if (w < 0 || !PQconsumeInput(c->conn))
+				goto lost;
+		}
+		if ((r = PQgetResult(c->conn)) == NULL)
+			break;
+		PQclear(last);
+		last = r;
+	}
+	*res = last;
+	return KEEL_OK;
+timeout:
+	PQclear(last);
+	keel_log_warnx("db: %s: no answer from the %s by the statement "
+	    "deadline; cancelling, reconnecting next time", s->name, c->label);
+	if (*reach == KEEL_DB_SENT)
+		cancel_bounded(c);
+	snprintf(db->errstr, sizeof(db->errstr), "no answer from the %s in "
+	    "time", c->label);
+	conn_drop(c);
+	return KEEL_ETIMEOUT;
+lost:
+	PQclear(last);
+	set_err(db, PQerrorMessage(c->conn));
+	keel_log_warnx("db: %s: connection to the %s lost: %s", s->name,
+	    c->label, keel_log_escape(esc, sizeof(esc), db->errstr));
+	conn_drop(c);
+	return KEEL_EUNAVAIL;
+}
 
 /* The statement called name as prepared on c, or NULL. */
 static const struct prepared *
@@ -309,38 +650,50 @@ rows_copy(PGresult *res)
 	return rows;
 }
 
-static double
-now_ms(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-/* True when res reports rows changed by INSERT, UPDATE, DELETE or MERGE. */
+/*
+ * True when res reports rows changed: INSERT, UPDATE, DELETE or MERGE
+ * with a count above 0, or, for a statement whose SQL writes (writes: a
+ * data-modifying WITH under a SELECT, whose tag counts the rows it
+ * returns, not those it changed), any row returned.
+ */
 static bool
-changed_rows(PGresult *res)
+changed_rows(PGresult *res, bool writes)
 {
 	const char	*st = PQcmdStatus(res), *n = PQcmdTuples(res);
 
-	if (strncmp(st, "INSERT", 6) != 0 && strncmp(st, "UPDATE", 6) != 0 &&
-	    strncmp(st, "DELETE", 6) != 0 && strncmp(st, "MERGE", 5) != 0)
+	if (strncmp(st, "SELECT", 6) == 0 && !writes)
+		return false;
+	if (strncmp(st, "SELECT", 6) != 0 && strncmp(st, "INSERT", 6) != 0 &&
+	    strncmp(st, "UPDATE", 6) != 0 && strncmp(st, "DELETE", 6) != 0 &&
+	    strncmp(st, "MERGE", 5) != 0)
 		return false;
 	return n[0] != '\0' && strcmp(n, "0") != 0;
 }
 
-/*
- * The highest $N placeholder of sql, outside quoted literals and
- * identifiers: the number of parameters the statement takes.
- */
-static size_t
-placeholders(const char *sql)
+static bool
+word_char(char ch)
 {
-	const char	*s;
-	char		 quote = 0;
-	size_t		 n, max = 0;
+	return isalnum((unsigned char)ch) || ch == '_' || ch == '$';
+}
 
+/*
+ * What sql says outside quoted literals and identifiers: its highest $N
+ * placeholder (*nparams: the parameters it takes), and whether it holds
+ * the word INSERT, UPDATE, DELETE or MERGE (*writes: it may change rows
+ * even when its tag is a SELECT's; SELECT ... FOR UPDATE counts too,
+ * which costs the caller a read-your-writes window at most).
+ */
+static void
+sql_scan(const char *sql, size_t *nparams, bool *writes)
+{
+	static const char *const verbs[] = { "insert", "update", "delete",
+	    "merge" };
+	const char	*s, *w;
+	char		 quote = 0;
+	size_t		 i, n;
+
+	*nparams = 0;
+	*writes = false;
 	for (s = sql; *s != '\0'; s++) {
 		if (quote != 0) {
 			if (*s == quote)
@@ -351,14 +704,25 @@ placeholders(const char *sql)
 			quote = *s;
 			continue;
 		}
-		if (*s != '$' || !isdigit((unsigned char)s[1]))
+		if (*s == '$' && isdigit((unsigned char)s[1])) {
+			for (n = 0; isdigit((unsigned char)s[1]) && n < 100000;
+			    s++)
+				n = n * 10 + (size_t)(s[1] - '0');
+			if (n > *nparams)
+				*nparams = n;
 			continue;
-		for (n = 0; isdigit((unsigned char)s[1]) && n < 100000; s++)
-			n = n * 10 + (size_t)(s[1] - '0');
-		if (n > max)
-			max = n;
+		}
+		if (!word_char(*s))
+			continue;
+		for (w = s; word_char(*w); w++)
+			continue;
+		n = (size_t)(w - s);
+		for (i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+			if (strlen(verbs[i]) == n &&
+			    strncasecmp(s, verbs[i], n) == 0)
+				*writes = true;
+		s = w - 1;
 	}
-	return max;
 }
 
 /*
@@ -378,49 +742,70 @@ params_check(struct keel_db *db, const struct keel_query *q, size_t want,
 	return KEEL_EINTERNAL;
 }
 
-/* Runs q on c, preparing it first on this connection. */
+/*
+ * Runs q on c, preparing it first on this connection, within one
+ * statement deadline.  *reach: how far q got (a failed PREPARE never
+ * sent q itself).
+ */
 static enum keel_err
 query_on(struct keel_db *db, struct pgconn *c, const struct keel_query *q,
-    const struct keel_db_params *p, struct keel_rows **out)
+    const struct keel_db_params *p, struct keel_rows **out,
+    enum keel_db_reach *reach)
 {
 	const struct prepared	*ps;
 	PGresult		*res = NULL;
-	const char *const	*params = p != NULL ? p->v : NULL;
+	struct stmt		 s = { .kind = STMT_PREPARED, .name = q->name,
+				    .sql = q->sql };
 	size_t			 n = p != NULL ? p->n : 0, want;
+	double			 deadline;
 	enum keel_err		 er;
+	bool			 writes;
 
-	if ((er = conn_ensure(db, c, db->cfg->db_connect_timeout)) != KEEL_OK)
+	*reach = KEEL_DB_NOCONN;
+	if ((er = conn_ensure(db, c, db->cfg->db_connect_timeout * 1000)) !=
+	    KEEL_OK)
 		return er;
+	*reach = KEEL_DB_UNSENT;
 	ps = prepared_on(c, q->name);
-	want = ps != NULL ? ps->nparams : placeholders(q->sql);
+	if (ps != NULL) {
+		want = ps->nparams;
+		writes = ps->writes;
+	} else
+		sql_scan(q->sql, &want, &writes);
 	if ((er = params_check(db, q, want, n)) != KEEL_OK)
 		return er;
+	s.n = (int)n;
+	s.params = p != NULL ? p->v : NULL;
+	deadline = keel_db_deadline(now_ms(), db->cfg->db_statement_timeout);
 	/* Past MAX_PREPARED names a statement runs unprepared, still safe. */
-	if (ps == NULL && c->nprepared == MAX_PREPARED) {
-		res = PQexecParams(c->conn, q->sql, (int)n, NULL, params, NULL,
-		    NULL, 0);
-		goto result;
-	}
-	if (ps == NULL) {
-		/* The server infers the parameters' types. */
-		res = PQprepare(c->conn, q->name, q->sql, 0, NULL);
+	if (ps == NULL && c->nprepared == MAX_PREPARED)
+		s.kind = STMT_PARAMS;
+	else if (ps == NULL) {
+		s.kind = STMT_PREPARE;
+		if ((er = exec_bounded(db, c, &s, deadline, &res, reach)) !=
+		    KEEL_OK) {
+			*reach = KEEL_DB_UNSENT;
+			return er;
+		}
+		*reach = KEEL_DB_UNSENT;
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 			er = result_err(db, c, res, q->name);
 			goto out;
 		}
 		PQclear(res);
 		res = NULL;
-		c->prepared[c->nprepared].name = q->name;
-		c->prepared[c->nprepared++].nparams = n;
+		c->prepared[c->nprepared++] = (struct prepared){
+			.name = q->name, .nparams = n, .writes = writes };
+		s.kind = STMT_PREPARED;
 	}
-	res = PQexecPrepared(c->conn, q->name, (int)n, params, NULL, NULL, 0);
-result:
+	if ((er = exec_bounded(db, c, &s, deadline, &res, reach)) != KEEL_OK)
+		return er;
 	switch (PQresultStatus(res)) {
 	case PGRES_TUPLES_OK:
 	case PGRES_COMMAND_OK:
 		if (out != NULL)
 			*out = rows_copy(res);
-		if (c == &db->primary && changed_rows(res))
+		if (c == &db->primary && changed_rows(res, writes))
 			db->wrote = true;
 		er = KEEL_OK;
 		break;
@@ -471,40 +856,53 @@ enum keel_err
 keel_db_query(struct keel_db *db, const struct keel_query *q,
     const struct keel_db_params *params, struct keel_rows **out)
 {
-	struct pgconn	*c;
-	enum keel_err	 er;
-	double		 t0, ms;
-	int		 had;
+	struct pgconn		*c;
+	enum keel_db_reach	 reach;
+	enum keel_err		 er;
+	double			 t0, ms;
+	bool			 had, reads = q->target == KEEL_DB_READ;
 
 	if (out != NULL)
 		*out = NULL;
 	t0 = now_ms();
 	c = keel_db_pick(db, q->target);
 	had = c->conn != NULL;
-	er = query_on(db, c, q, params, out);
+	er = query_on(db, c, q, params, out, &reach);
 	/*
-	 * A connection the server closed while it sat idle (a restart) can
-	 * look healthy until a statement fails on it, before running.  Out
-	 * of a transaction one new connection is worth a retry.
+	 * A connection that died while idle without a word (a host gone)
+	 * looks healthy until a statement fails on it.  One new connection
+	 * is worth a try if the statement can't have run, or only reads; a
+	 * write that was sent may have committed, and the caller answers
+	 * 503 rather than risk running it twice.
 	 */
-	if (er == KEEL_EUNAVAIL && had && c->conn == NULL && !db->in_tx) {
-		keel_log_warnx("db: %s: connection lost; retrying on a new "
-		    "one", q->name);
-		er = query_on(db, c, q, params, out);
-	}
-	/*
-	 * A replica that went away mid-statement, or cancelled a read that
-	 * conflicted with recovery, costs a retry on the primary, not an
-	 * error: reads are safe to repeat.
-	 */
-	if (c != &db->primary && (er == KEEL_EUNAVAIL ||
+	if (keel_db_may_resend(er, reach, had, reads, db->in_tx)) {
+		keel_log_warnx("db: %s: connection lost; running it again on "
+		    "a new one (%s)", q->name, reach == KEEL_DB_UNSENT ?
+		    "it was never sent" : "it only reads");
+		had = c->conn != NULL;
+		er = query_on(db, c, q, params, out, &reach);
+	} else if (er == KEEL_EUNAVAIL && reach == KEEL_DB_SENT)
+		keel_log_warnx("db: %s: connection lost after the statement "
+		    "was sent; not sent again (it may have run)", q->name);
+	if (c != &db->primary && er == KEEL_ETIMEOUT && c->conn == NULL) {
+		/*
+		 * A replica that doesn't answer rests; the deadline is
+		 * spent, so this read is not run again on the primary.
+		 */
+		c->down_until = now_ms() + REPLICA_RETRY_MS;
+	} else if (c != &db->primary && (er == KEEL_EUNAVAIL ||
 	    er == KEEL_ECONFLICT)) {
+		/*
+		 * A replica that went away mid-statement, or cancelled a
+		 * read that conflicted with recovery, costs a retry on the
+		 * primary, not an error: reads are safe to repeat.
+		 */
 		if (er == KEEL_EUNAVAIL)
 			c->down_until = now_ms() + REPLICA_RETRY_MS;
 		keel_log_warnx("db: %s: replica failed (%s); retrying on the "
 		    "primary", q->name, keel_strerror(er));
 		c = &db->primary;
-		er = query_on(db, c, q, params, out);
+		er = query_on(db, c, q, params, out, &reach);
 	}
 	ms = now_ms() - t0;
 	db->nqueries++;
@@ -546,13 +944,19 @@ keel_db_stats(const struct keel_db *db, unsigned *queries, double *ms)
 	*ms = db->query_ms;
 }
 
+/* Runs sql (BEGIN, COMMIT, ROLLBACK) on the primary within a deadline. */
 static enum keel_err
 exec_simple(struct keel_db *db, const char *sql)
 {
-	PGresult	*res;
-	enum keel_err	 er = KEEL_OK;
+	struct stmt		 s = { .kind = STMT_SQL, .name = sql,
+				    .sql = sql };
+	enum keel_db_reach	 reach;
+	PGresult		*res;
+	enum keel_err		 er;
 
-	res = PQexec(db->primary.conn, sql);
+	if ((er = exec_bounded(db, &db->primary, &s, keel_db_deadline(now_ms(),
+	    db->cfg->db_statement_timeout), &res, &reach)) != KEEL_OK)
+		return er;
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 		er = result_err(db, &db->primary, res, sql);
 	PQclear(res);
@@ -565,7 +969,7 @@ keel_db_begin(struct keel_db *db)
 	enum keel_err	 er;
 
 	if ((er = conn_ensure(db, &db->primary,
-	    db->cfg->db_connect_timeout)) != KEEL_OK)
+	    db->cfg->db_connect_timeout * 1000)) != KEEL_OK)
 		return er;
 	if ((er = exec_simple(db, "BEGIN")) == KEEL_OK)
 		db->in_tx = 1;
@@ -581,6 +985,7 @@ keel_db_commit(struct keel_db *db)
 		db->in_tx = 0;
 		return KEEL_EUNAVAIL;
 	}
+	/* Unanswered, a COMMIT may or may not have happened: 503 anyway. */
 	er = exec_simple(db, "COMMIT");
 	db->in_tx = 0;
 	return er;
@@ -614,79 +1019,39 @@ keel_db_replicas(const struct keel_db *db)
 }
 
 /*
- * Runs sql on c within timeout_ms using the asynchronous API, cancelling
- * it when time runs out, so a hung server can't hang /health.  The first
- * column of the first row goes to *val when val != NULL.
+ * Connects c if needed (within connect_ms) and runs sql, a read, within
+ * timeout_ms (see exec_bounded); once more on a new connection when the
+ * old one turns out to have been closed by the server while idle.  The
+ * first column of the first row goes to *val when val != NULL.
  */
 static enum keel_err
-exec_bounded(struct keel_db *db, struct pgconn *c, const char *sql,
+probe(struct keel_db *db, struct pgconn *c, int connect_ms, const char *sql,
     int timeout_ms, double *val)
 {
-	PGresult	*res, *last = NULL;
-	PGcancel	*cancel;
-	struct pollfd	 pfd;
-	double		 deadline;
-	char		 buf[128];
-	int		 left;
-	enum keel_err	 er = KEEL_OK;
-
-	if (!PQsendQuery(c->conn, sql)) {
-		set_err(db, PQerrorMessage(c->conn));
-		conn_drop(c);
-		return KEEL_EUNAVAIL;
-	}
-	deadline = now_ms() + timeout_ms;
-	pfd.fd = PQsocket(c->conn);
-	pfd.events = POLLIN;
-	while (PQisBusy(c->conn)) {
-		left = (int)(deadline - now_ms());
-		if (left <= 0 || poll(&pfd, 1, left) == 0) {
-			if ((cancel = PQgetCancel(c->conn)) != NULL) {
-				(void)PQcancel(cancel, buf, sizeof(buf));
-				PQfreeCancel(cancel);
-			}
-			set_err(db, "timed out");
-			conn_drop(c);
-			return KEEL_ETIMEOUT;
-		}
-		if (!PQconsumeInput(c->conn)) {
-			set_err(db, PQerrorMessage(c->conn));
-			conn_drop(c);
-			return KEEL_EUNAVAIL;
-		}
-	}
-	while ((res = PQgetResult(c->conn)) != NULL) {
-		PQclear(last);
-		last = res;
-	}
-	if (PQresultStatus(last) != PGRES_TUPLES_OK)
-		er = result_err(db, c, last, "ping");
-	else if (val != NULL && PQntuples(last) > 0 && !PQgetisnull(last, 0, 0))
-		*val = strtod(PQgetvalue(last, 0, 0), NULL);
-	PQclear(last);
-	return er;
-}
-
-/*
- * Connects c if needed and runs sql bounded by timeout_ms (see
- * exec_bounded), once more on a new connection when the old one turns
- * out to have been closed by the server while idle (a restart).
- */
-static enum keel_err
-probe(struct keel_db *db, struct pgconn *c, int connect_s, const char *sql,
-    int timeout_ms, double *val)
-{
-	enum keel_err	 er;
-	int		 tries, had;
+	struct stmt		 s = { .kind = STMT_SQL, .name = "ping",
+				    .sql = sql };
+	enum keel_db_reach	 reach;
+	PGresult		*res;
+	enum keel_err		 er;
+	int			 tries;
+	bool			 had;
 
 	for (tries = 0; tries < 2; tries++) {
 		had = c->conn != NULL;
-		if ((er = conn_ensure(db, c, connect_s)) != KEEL_OK)
+		if ((er = conn_ensure(db, c, connect_ms)) != KEEL_OK)
 			return er;
-		er = exec_bounded(db, c, sql, timeout_ms, val);
-		if (er != KEEL_EUNAVAIL || !had || c->conn != NULL)
+		er = exec_bounded(db, c, &s, now_ms() + timeout_ms, &res,
+		    &reach);
+		if (!keel_db_may_resend(er, reach, had, true, false))
 			break;
 	}
+	if (er != KEEL_OK)
+		return er;
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		er = result_err(db, c, res, "ping");
+	else if (val != NULL && PQntuples(res) > 0 && !PQgetisnull(res, 0, 0))
+		*val = strtod(PQgetvalue(res, 0, 0), NULL);
+	PQclear(res);
 	return er;
 }
 
@@ -698,22 +1063,20 @@ static int
 replica_usable(struct keel_db *db, struct pgconn *c)
 {
 	double	 now = now_ms(), lag = 0;
-	int	 secs;
+	int	 connect_ms = db->cfg->db_connect_timeout * 1000;
 
 	if (now < c->down_until)
 		return 0;
-	secs = db->cfg->db_connect_timeout;
-	if (conn_ensure(db, c, secs) != KEEL_OK) {
+	if (conn_ensure(db, c, connect_ms) != KEEL_OK) {
 		keel_log_warnx("db: replica unreachable, reads go to the "
-		    "primary for %d s: %s", REPLICA_RETRY_MS / 1000,
-		    db->errstr);
+		    "primary for %d s", REPLICA_RETRY_MS / 1000);
 		c->down_until = now + REPLICA_RETRY_MS;
 		return 0;
 	}
 	if (db->cfg->db_replica_max_lag > 0 &&
 	    now - c->lag_checked >= LAG_CHECK_MS) {
 		c->lag_checked = now;
-		if (probe(db, c, secs, LAG_SQL, LAG_QUERY_MS, &lag) !=
+		if (probe(db, c, connect_ms, LAG_SQL, LAG_QUERY_MS, &lag) !=
 		    KEEL_OK) {
 			c->down_until = now + REPLICA_RETRY_MS;
 			return 0;
@@ -751,17 +1114,14 @@ enum keel_err
 keel_db_ping(struct keel_db *db, int replica, int timeout_ms, double *lag_ms)
 {
 	struct pgconn	*c;
-	int		 secs;
 
 	if (lag_ms != NULL)
 		*lag_ms = -1;
 	if (replica >= db->nreplicas)
 		return KEEL_ENOENT;
 	c = replica < 0 ? &db->primary : &db->replicas[replica];
-	/* libpq's connect_timeout is whole seconds, and at least 2. */
-	secs = (timeout_ms + 999) / 1000;
-	return probe(db, c, secs < 2 ? 2 : secs, replica < 0 ? "SELECT 1" :
-	    LAG_SQL, timeout_ms, replica < 0 ? NULL : lag_ms);
+	return probe(db, c, timeout_ms, replica < 0 ? "SELECT 1" : LAG_SQL,
+	    timeout_ms, replica < 0 ? NULL : lag_ms);
 }
 
 size_t

@@ -8,7 +8,8 @@
  * to a self-pipe, so every decision is taken in the main loop:
  *
  *   SIGCHLD   reap; respawn a dead worker (with backoff if it died at once)
- *   SIGHUP    roll: start a new worker, then retire one old one, in turn
+ *   SIGHUP    roll: start a new worker, then retire one old one, in turn;
+ *             kill one that hasn't left after KEEL_SHUTDOWN_TIMEOUT
  *   SIGTERM   stop accepting, let workers finish their request, exit;
  *             kill what is left after KEEL_SHUTDOWN_TIMEOUT
  *
@@ -78,6 +79,7 @@ struct supervisor {
 	int			 nslots;
 	int			 roll_next;	/* next slot to roll; -1 idle */
 	pid_t			 roll_old;	/* worker being retired */
+	double			 roll_kill_at;	/* ms: roll_old is killed then */
 };
 
 static double
@@ -397,9 +399,33 @@ roll_step(struct supervisor *sv)
 	}
 	if (old > 0) {
 		sv->roll_old = old;
+		sv->roll_kill_at = now_ms() + sv->cfg->shutdown_timeout * 1000.0;
 		kill(old, SIGTERM);
 	} else
 		roll_step(sv);
+}
+
+/*
+ * Kills the worker the roll retires once it has had KEEL_SHUTDOWN_TIMEOUT
+ * to finish its request, as shutdown does: a worker stuck (a dependency
+ * that stopped answering) must not stop the roll.  Returns the ms until
+ * that is due, or -1 when nothing is pending.
+ */
+static int
+roll_deadline(struct supervisor *sv)
+{
+	double	 left;
+
+	if (sv->roll_old == 0 || sv->roll_kill_at == 0)
+		return -1;
+	if ((left = sv->roll_kill_at - now_ms()) > 0)
+		return (int)left + 1;
+	keel_log_warnx("reload: killing worker %ld, still busy after %d s",
+	    (long)sv->roll_old, sv->cfg->shutdown_timeout);
+	kill(sv->roll_old, SIGKILL);
+	/* Reaped as any exit is; the roll goes on from there. */
+	sv->roll_kill_at = 0;
+	return -1;
 }
 
 static void
@@ -553,7 +579,7 @@ keel_serve(int argc, char *argv[], const struct keel_app *app)
 	struct pollfd		 pfd;
 	const char		*sock_path = NULL;
 	char			 err[256];
-	int			 ch, i, wait;
+	int			 ch, i, wait, roll;
 
 	while ((ch = getopt_long(argc, argv, "s:rch", longopts, NULL)) != -1) {
 		switch (ch) {
@@ -606,6 +632,9 @@ keel_serve(int argc, char *argv[], const struct keel_app *app)
 	pfd.events = POLLIN;
 	while (!got_term) {
 		wait = respawn_due(&sv);
+		if ((roll = roll_deadline(&sv)) >= 0 && (wait < 0 ||
+		    roll < wait))
+			wait = roll;
 		if (poll(&pfd, 1, wait) == -1 && errno != EINTR)
 			keel_log_warn("poll");
 		drain_pipe();

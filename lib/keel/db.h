@@ -70,8 +70,12 @@ void		 keel_db_close(struct keel_db *);
  * KEEL_OK and out != NULL, *out holds the rows (caller frees).  Errors:
  * KEEL_ECONFLICT (unique or exclusion violation; keel_db_constraint()
  * names it), KEEL_EINVAL (check, foreign key or bad value), KEEL_ETIMEOUT
- * (statement timeout), KEEL_EUNAVAIL (no connection).  A connection found
- * broken is reopened once before the statement is sent.
+ * (statement timeout, or no answer by the client's deadline: see
+ * keel_db_deadline()), KEEL_EUNAVAIL (no connection, or it broke).
+ * Never blocks past KEEL_DB_CONNECT_TIMEOUT plus the deadline, and the
+ * bounded cancel after it.  A connection found broken is reopened once
+ * before the statement is sent; a statement is sent again only under
+ * keel_db_may_resend().
  */
 enum keel_err	 keel_db_query(struct keel_db *, const struct keel_query *q,
 		    const struct keel_db_params *p, struct keel_rows **out);
@@ -100,16 +104,53 @@ const char	*keel_db_errstr(const struct keel_db *);
 const char	*keel_db_constraint(const struct keel_db *);
 
 /*
- * Health: connects if needed (within timeout_ms, rounded up to seconds as
- * libpq wants) and runs a trivial query.  replica is -1 for the primary,
- * else the replica's index in DATABASE_READ_REPLICA_URL.  KEEL_ENOENT when
- * no such replica is configured.  *lag_ms gets the replica's replay lag
- * (-1 unknown); may be NULL.
+ * Health: connects if needed (within timeout_ms) and runs a trivial
+ * query (within timeout_ms, then the bounded cancel).  replica is -1 for
+ * the primary, else the replica's index in DATABASE_READ_REPLICA_URL.
+ * KEEL_ENOENT when no such replica is configured.  *lag_ms gets the
+ * replica's replay lag (-1 unknown); may be NULL.
  */
 enum keel_err	 keel_db_ping(struct keel_db *, int replica, int timeout_ms,
 		    double *lag_ms);
 /* Number of replicas configured. */
 int		 keel_db_replicas(const struct keel_db *);
+
+/*
+ * The pure parts of the deadlines and of the resend rule, exported for
+ * the unit tests.
+ *
+ * How much longer than its statement_timeout the client waits for a
+ * statement's answer: the server's own timeout fires first whenever the
+ * server runs at all, and its error has this long to arrive.
+ */
+#define KEEL_DB_DEADLINE_MARGIN	1000	/* ms */
+/* The cancel sent after a missed deadline waits at most this long. */
+#define KEEL_DB_CANCEL_MAX	500	/* ms */
+
+/*
+ * The deadline (ms, on the clock now_ms reads) of a statement sent at
+ * now_ms under a statement_timeout of timeout_ms.
+ */
+double		 keel_db_deadline(double now_ms, int timeout_ms);
+/* Whole ms from now_ms until deadline, rounded up; 0 once it passed. */
+int		 keel_db_ms_left(double deadline, double now_ms);
+
+/* How far a failed statement got. */
+enum keel_db_reach {
+	KEEL_DB_NOCONN,		/* no connection could be had */
+	KEEL_DB_UNSENT,		/* never left whole: it can't have run */
+	KEEL_DB_SENT,		/* the server may have run it, and committed */
+};
+
+/*
+ * True when a statement that failed with er may run again on a new
+ * connection: only after the connection it had before (had_conn) broke
+ * (KEEL_EUNAVAIL), outside a transaction, and only if it never reached
+ * the server -- or reached it but only reads (read_only).  A write that
+ * was sent may have committed: a second run could do it twice.
+ */
+bool		 keel_db_may_resend(enum keel_err er, enum keel_db_reach reach,
+		    bool had_conn, bool read_only, bool in_tx);
 
 size_t		 keel_rows_count(const struct keel_rows *);
 size_t		 keel_rows_ncols(const struct keel_rows *);

@@ -20,9 +20,9 @@ struct keel_app {
  * --socket PATH, forks KEEL_WORKERS workers, respawns them (with backoff
  * when one dies at once), recycles each after KEEL_MAX_REQUESTS, rolls
  * them one by one on SIGHUP, and on SIGTERM stops accepting, lets
- * in-flight requests finish and exits (workers killed after
- * KEEL_SHUTDOWN_TIMEOUT).  --routes prints the route table as JSON lines
- * and exits.  Returns the process exit status.
+ * in-flight requests finish and exits.  A worker told to leave (roll or
+ * SIGTERM) is killed after KEEL_SHUTDOWN_TIMEOUT.  --routes prints the
+ * route table as JSON lines and exits.  Returns the process exit status.
  */
 int	keel_serve(int argc, char *argv[], const struct keel_app *app);
 

@@ -58,13 +58,32 @@ def fcgi_get(sock_path, uri, timeout=10, on_connect=None):
     """GET uri from the FastCGI responder on unix socket sock_path; returns
     (status, headers dict with lower-case names, body bytes).  on_connect()
     runs between connecting and sending the request."""
+    return fcgi_request(sock_path, "GET", uri, timeout=timeout,
+                        on_connect=on_connect)
+
+
+def fcgi_request(sock_path, method, uri, headers=None, body=b"", timeout=10,
+                 on_connect=None):
+    """Like fcgi_get, for any method: headers (name: value) go as the
+    HTTP_* parameters a web server would pass, body as the request's
+    stdin."""
     path, _, query = uri.partition("?")
     params = {
         "GATEWAY_INTERFACE": "CGI/1.1", "SERVER_PROTOCOL": "HTTP/1.1",
-        "REQUEST_METHOD": "GET", "REQUEST_URI": uri, "SCRIPT_NAME": path,
+        "REQUEST_METHOD": method, "REQUEST_URI": uri, "SCRIPT_NAME": path,
         "QUERY_STRING": query, "REMOTE_ADDR": "127.0.0.1",
         "SERVER_NAME": "localhost", "SERVER_PORT": "80",
     }
+    for name, value in (headers or {}).items():
+        key = name.upper().replace("-", "_")
+        if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            params[key] = value
+        else:
+            params["HTTP_" + key] = value
+    if body:
+        params["CONTENT_LENGTH"] = str(len(body))
+    stdin = b"".join(_record(FCGI_STDIN, body[i:i + 65535])
+                     for i in range(0, len(body), 65535))
     out = b""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
@@ -74,7 +93,8 @@ def fcgi_get(sock_path, uri, timeout=10, on_connect=None):
         s.sendall(_record(FCGI_BEGIN_REQUEST,
                           struct.pack(">HB5x", FCGI_RESPONDER, 0))
                   + _record(FCGI_PARAMS, _params(params))
-                  + _record(FCGI_PARAMS, b"") + _record(FCGI_STDIN, b""))
+                  + _record(FCGI_PARAMS, b"") + stdin
+                  + _record(FCGI_STDIN, b""))
         buf = b""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -102,7 +122,7 @@ def fcgi_get(sock_path, uri, timeout=10, on_connect=None):
         headers[name.strip().lower()] = value.strip()
     status = int(headers.get("status", "200").split()[0])
     # Straight from the app, not through lighttpd: checked all the same.
-    apicheck.check("GET", uri, status, headers, body)
+    apicheck.check(method, uri, status, headers, body)
     return status, headers, body
 
 

@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * test_db.c -- unit tests for the pure parts of db.c: a statement's
+ * client-side deadline, the time left to it, and when a failed statement
+ * may run again on a new connection.  (The behaviour against a frozen or
+ * dying server is tests/e2e/test_db_deadline.py's.)
+ */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <limits.h>
+
+#include <cmocka.h>
+
+#include "keel/db.h"
+
+static void
+test_deadline_is_timeout_plus_margin(void **state)
+{
+	(void)state;
+	assert_true(keel_db_deadline(1000.0, 30000) ==
+	    1000.0 + 30000 + KEEL_DB_DEADLINE_MARGIN);
+	assert_true(keel_db_deadline(0.5, 100) ==
+	    0.5 + 100 + KEEL_DB_DEADLINE_MARGIN);
+	/* The cancel fits in the margin's order, not the timeout's. */
+	assert_true(KEEL_DB_CANCEL_MAX <= KEEL_DB_DEADLINE_MARGIN);
+}
+
+static void
+test_ms_left_rounds_up_and_stops_at_zero(void **state)
+{
+	(void)state;
+	assert_int_equal(keel_db_ms_left(100.0, 0.0), 100);
+	/* A fraction left is a whole ms: poll(0) would spin on it. */
+	assert_int_equal(keel_db_ms_left(100.0, 99.75), 1);
+	assert_int_equal(keel_db_ms_left(100.0, 100.0), 0);
+	assert_int_equal(keel_db_ms_left(100.0, 250.0), 0);
+	assert_int_equal(keel_db_ms_left(1e12, 0.0), INT_MAX);
+}
+
+static void
+test_resend_when_never_sent(void **state)
+{
+	(void)state;
+	/* Reads and writes alike: the server never saw it. */
+	assert_true(keel_db_may_resend(KEEL_EUNAVAIL, KEEL_DB_UNSENT, true,
+	    false, false));
+	assert_true(keel_db_may_resend(KEEL_EUNAVAIL, KEEL_DB_UNSENT, true,
+	    true, false));
+}
+
+static void
+test_no_resend_of_a_sent_write(void **state)
+{
+	(void)state;
+	/* It may have committed: running it again could do it twice. */
+	assert_false(keel_db_may_resend(KEEL_EUNAVAIL, KEEL_DB_SENT, true,
+	    false, false));
+	/* A read is safe to repeat. */
+	assert_true(keel_db_may_resend(KEEL_EUNAVAIL, KEEL_DB_SENT, true,
+	    true, false));
+}
+
+static void
+test_no_resend_after_a_timeout(void **state)
+{
+	(void)state;
+	/* The deadline is spent, sent or not, read or not. */
+	assert_false(keel_db_may_resend(KEEL_ETIMEOUT, KEEL_DB_SENT, true,
+	    true, false));
+	assert_false(keel_db_may_resend(KEEL_ETIMEOUT, KEEL_DB_UNSENT, true,
+	    false, false));
+}
+
+static void
+test_no_resend_inside_a_transaction(void **state)
+{
+	(void)state;
+	/* The transaction died with its connection. */
+	assert_false(keel_db_may_resend(KEEL_EUNAVAIL, KEEL_DB_UNSENT, true,
+	    true, true));
+	assert_false(keel_db_may_resend(KEEL_EUNAVAIL, KEEL_DB_SENT, true,
+	    true, true));
+}
+
+static void
+test_no_resend_on_a_new_connection(void **state)
+{
+	(void)state;
+	/* A connection just made that fails isn't mended by another. */
+	assert_false(keel_db_may_resend(KEEL_EUNAVAIL, KEEL_DB_UNSENT, false,
+	    true, false));
+	assert_false(keel_db_may_resend(KEEL_EUNAVAIL, KEEL_DB_NOCONN, true,
+	    true, false));
+}
+
+static void
+test_no_resend_of_statement_errors(void **state)
+{
+	(void)state;
+	/* The server answered: the answer stands. */
+	assert_false(keel_db_may_resend(KEEL_OK, KEEL_DB_SENT, true, true,
+	    false));
+	assert_false(keel_db_may_resend(KEEL_ECONFLICT, KEEL_DB_SENT, true,
+	    true, false));
+	assert_false(keel_db_may_resend(KEEL_EINTERNAL, KEEL_DB_UNSENT, true,
+	    true, false));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_deadline_is_timeout_plus_margin),
+		cmocka_unit_test(test_ms_left_rounds_up_and_stops_at_zero),
+		cmocka_unit_test(test_resend_when_never_sent),
+		cmocka_unit_test(test_no_resend_of_a_sent_write),
+		cmocka_unit_test(test_no_resend_after_a_timeout),
+		cmocka_unit_test(test_no_resend_inside_a_transaction),
+		cmocka_unit_test(test_no_resend_on_a_new_connection),
+		cmocka_unit_test(test_no_resend_of_statement_errors),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
