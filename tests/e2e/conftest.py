@@ -59,3 +59,13 @@ def http(stack, admin_token):
 def anon(stack):
     with BaseUrlSession(stack.base_url) as s:
         yield s
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """The fault suite's table (test_faults.py), when it ran."""
+    from faultload import TABLE
+    got = config.stash.get(TABLE, None)
+    if got:
+        path, text = got
+        terminalreporter.write_sep("-", "what survives what (%s)" % path)
+        terminalreporter.write(text)

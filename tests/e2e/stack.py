@@ -70,10 +70,11 @@ def parse_env_file(path):
 
 class Stack:
     """One running stack.  Use start() then stop() (stop is idempotent and
-    also registered with atexit, so an interrupted run cleans up)."""
+    also registered with atexit, so an interrupted run cleans up).  env:
+    variables of this stack only, for its apps and programs."""
 
     def __init__(self, build_dir=None, extra_apps=EXTRA_APPS, demo=False,
-                 keep=False, cron=False, wrapper=()):
+                 keep=False, cron=False, wrapper=(), env=None):
         self.build_dir = os.path.abspath(
             build_dir or os.environ.get("KEEL_BUILD_DIR")
             or os.path.join(ROOT, "_build-test"))
@@ -82,6 +83,9 @@ class Stack:
         self.keep = keep or os.environ.get("KEEL_KEEP_STACK") == "1"
         self.cron = cron            # start the stack's cron with it
         self.wrapper = list(wrapper)    # runs scripts/stack: setpriv ...
+        # Variables of this stack's own (KEEL_DB_STATEMENT_TIMEOUT=...):
+        # the apps get them from scripts/stack, the programs from env.
+        self.extra_env = dict(env or {})
         self.dir = None
         self.ports = {}
         self.env = {}
@@ -103,6 +107,7 @@ class Stack:
         atexit.register(self.stop)
         self._run("start", timeout=300)
         self.env = parse_env_file(os.path.join(self.dir, "env"))
+        self.env.update(self.extra_env)
         self.base_url = "http://127.0.0.1:%d" % http
         return self
 
@@ -146,6 +151,7 @@ class Stack:
         # A hung app is given up after this long (504); short enough for
         # test_serve's check, long enough for every slow request we send.
         e.setdefault("KEEL_FCGI_TIMEOUT", "12")
+        e.update(self.extra_env)
         return e
 
     def _run(self, *args, timeout=120, check=True):
