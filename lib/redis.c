@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -344,6 +345,28 @@ closed_by_server(const redisContext *ctx, int err, int fresh)
 	    (err == ECONNRESET || err == EPIPE));
 }
 
+/*
+ * An error reply that says the server can't serve any command yet, not
+ * that this one failed: a Redis loading its data after a restart
+ * (LOADING), one stuck in a long script (BUSY), a replica cut from its
+ * master (MASTERDOWN).  The caller sees KEEL_EUNAVAIL, as for a server
+ * that is down, so the failure policy applies (503, fail open or closed).
+ */
+static bool
+not_serving(const redisReply *rep)
+{
+	static const char *const words[] = { "LOADING ", "BUSY ",
+	    "MASTERDOWN " };
+	size_t	 i;
+
+	if (rep->type != REDIS_REPLY_ERROR || rep->str == NULL)
+		return false;
+	for (i = 0; i < KEEL_NELEM(words); i++)
+		if (strncmp(rep->str, words[i], strlen(words[i])) == 0)
+			return true;
+	return false;
+}
+
 enum keel_err
 keel_redis_cmd(struct keel_redis *r, int argc, const char **argv,
     const size_t *argvlen, struct keel_rreply **out)
@@ -372,6 +395,12 @@ keel_redis_cmd(struct keel_redis *r, int argc, const char **argv,
 		keel_log_info("redis: the server closed the connection (%s); "
 		    "reconnecting", r->errstr);
 		drop(r);
+	}
+	if (not_serving(rep)) {
+		snprintf(r->errstr, sizeof(r->errstr), "%s",
+		    ((redisReply *)rep)->str);
+		freeReplyObject(rep);
+		return KEEL_EUNAVAIL;
 	}
 	if (out != NULL)
 		*out = reply_dup(rep);
