@@ -95,6 +95,10 @@ const struct keel_loader keel_auth_user_loader = {
 const char *const keel_auth_session_ride = keel_lua_auth_session_ride;
 
 /* The scripts of lib/lua/auth_*.lua: each multi-key change at once. */
+/* A session's key in Redis is this and its id (auth.h). */
+#define SESS_PREFIX	"keel:sess:"
+#define SESS_PREFIX_LEN	(sizeof(SESS_PREFIX) - 1)
+
 static struct keel_rscript sess_new_lua = { .name = "auth_session_new",
 	.lua = keel_lua_auth_session_new };
 static struct keel_rscript sess_get_lua = { .name = "auth_session_get",
@@ -307,7 +311,7 @@ keel_auth_session_new(struct keel_req *req, int64_t uid, unsigned role,
 	keel_auth_token_new(tok);
 	keel_auth_token_id(tok, id);
 	e = time(NULL) + ttl;
-	snprintf(skey, sizeof(skey), "keel:sess:%s", id);
+	snprintf(skey, sizeof(skey), SESS_PREFIX "%s", id);
 	snprintf(ukey, sizeof(ukey), "keel:user-sess:%lld", (long long)uid);
 	snprintf(suid, sizeof(suid), "%lld", (long long)uid);
 	snprintf(sexp, sizeof(sexp), "%lld", (long long)e);
@@ -356,22 +360,18 @@ session_parse(const char *const *vals, size_t n, struct keel_session *out)
 	return KEEL_OK;
 }
 
-enum keel_err
-keel_auth_session_get(struct keel_redis *r, const char *tok,
-    struct keel_session *out)
+/* The session under key ("keel:sess:<id>"), into out (zeroed first). */
+static enum keel_err
+session_get(struct keel_redis *r, const char *key, struct keel_session *out)
 {
 	struct keel_rreply	*rep = NULL;
 	const char		*argv[1], *vals[4];
-	char			 skey[80];
 	size_t			 i;
 	enum keel_err		 er;
 
 	memset(out, 0, sizeof(*out));
-	if (!keel_auth_token_valid(tok))
-		return KEEL_ENOENT;
-	keel_auth_token_id(tok, out->id);
-	snprintf(skey, sizeof(skey), "keel:sess:%s", out->id);
-	argv[0] = skey;
+	snprintf(out->id, sizeof(out->id), "%s", key + SESS_PREFIX_LEN);
+	argv[0] = key;
 	if ((er = run(r, &sess_get_lua, 1, 1, argv, &rep)) != KEEL_OK)
 		return er;
 	er = KEEL_ENOENT;
@@ -387,12 +387,26 @@ out:
 }
 
 enum keel_err
+keel_auth_session_get(struct keel_redis *r, const char *tok,
+    struct keel_session *out)
+{
+	char	 key[SESS_PREFIX_LEN + KEEL_AUTH_ID_LEN + 1];
+
+	memset(out, 0, sizeof(*out));
+	if (!keel_auth_token_valid(tok))
+		return KEEL_ENOENT;
+	memcpy(key, SESS_PREFIX, SESS_PREFIX_LEN);
+	keel_auth_token_id(tok, key + SESS_PREFIX_LEN);
+	return session_get(r, key, out);
+}
+
+enum keel_err
 keel_auth_session_end(struct keel_redis *r, int64_t uid, const char *id)
 {
 	char		 skey[80], ukey[48];
 	const char	*argv[3];
 
-	snprintf(skey, sizeof(skey), "keel:sess:%s", id);
+	snprintf(skey, sizeof(skey), SESS_PREFIX "%s", id);
 	snprintf(ukey, sizeof(ukey), "keel:user-sess:%lld", (long long)uid);
 	argv[0] = skey;
 	argv[1] = ukey;
@@ -622,26 +636,25 @@ keel_auth_session_key(struct keel_req *req)
 	if ((tok = bearer(req)) == NULL || !keel_auth_token_valid(tok))
 		return NULL;
 	keel_auth_token_id(tok, id);
-	return keel_arena_printf(req->arena, "keel:sess:%s", id);
+	return keel_arena_printf(req->arena, SESS_PREFIX "%s", id);
 }
 
 enum keel_step
-keel_auth_step_identify(struct keel_req *req, const char *const *seen,
-    size_t nseen)
+keel_auth_step_identify(struct keel_req *req, const char *key,
+    const char *const *seen, size_t nseen)
 {
 	struct keel_session	 s;
 	struct keel_user	*u;
-	const char		*tok;
 	enum keel_err		 er;
 
-	if ((tok = bearer(req)) == NULL || !keel_auth_token_valid(tok))
+	if (key == NULL)
 		return KEEL_STEP_GO;
 	if (seen != NULL) {
 		memset(&s, 0, sizeof(s));
-		keel_auth_token_id(tok, s.id);
+		snprintf(s.id, sizeof(s.id), "%s", key + SESS_PREFIX_LEN);
 		er = session_parse(seen, nseen, &s);
 	} else
-		er = keel_auth_session_get(req->redis, tok, &s);
+		er = session_get(req->redis, key, &s);
 	if (er == KEEL_ENOENT)
 		return KEEL_STEP_GO;
 	if (er != KEEL_OK) {

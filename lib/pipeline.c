@@ -113,8 +113,8 @@ run(struct keel_req *req, const struct keel_route *r)
 	/* 3, 4: limits and the session in one round trip; 429 ends here. */
 	if (keel_limit_check(req, r->limit, &ride) != KEEL_STEP_GO)
 		goto drop;
-	if (keel_auth_step_identify(req, ride.ran ? ride.vals : NULL,
-	    ride.n) != KEEL_STEP_GO ||
+	if (keel_auth_step_identify(req, ride.key,
+	    ride.ran ? ride.vals : NULL, ride.n) != KEEL_STEP_GO ||
 	    keel_auth_step_authorize(req) != KEEL_STEP_GO)
 		goto out;
 	/* A route of an auth class takes no part: its bodies and answers

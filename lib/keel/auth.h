@@ -241,9 +241,10 @@ const char	*keel_auth_session_key(struct keel_req *req);
 
 /*
  * Pipeline steps.  identify fills req->user from the bearer token's
- * session: from seen[0..nseen), what keel_auth_session_ride returned in
- * another script (nseen 0: no session), or, when seen is NULL, from a
- * lookup of its own.  A token naming no live session leaves req->user
+ * session, key (keel_auth_session_key(req), computed once per request;
+ * NULL: no token): from seen[0..nseen), what keel_auth_session_ride
+ * returned in another script (nseen 0: no session), or, when seen is
+ * NULL, from a lookup of its own.  A token naming no live session leaves req->user
  * NULL.  KEEL_STEP_REPLIED after a 503 when Redis can't be reached and
  * the route needs a session (a public route goes on anonymously).
  * While the user's read-your-writes window is open, req's reads go to
@@ -252,7 +253,7 @@ const char	*keel_auth_session_key(struct keel_req *req);
  * route's access.
  */
 enum keel_step	 keel_auth_step_identify(struct keel_req *req,
-		    const char *const *seen, size_t nseen);
+		    const char *key, const char *const *seen, size_t nseen);
 enum keel_step	 keel_auth_step_authorize(struct keel_req *req);
 
 /*
