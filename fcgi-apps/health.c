@@ -115,7 +115,7 @@ health_get(struct keel_req *req)
 
 static const struct keel_route health_routes[] = {
 	{ .method = "GET", .pattern = "/health", .handler = health_get,
-	    .access = KEEL_ACCESS_ANYONE },
+	    .access = KEEL_ACCESS_ANYONE, .limit = KEEL_LIMIT_CLASS_NONE },
 };
 
 int

@@ -63,7 +63,7 @@ routes_get(struct keel_req *req)
 
 static const struct keel_route routes_routes[] = {
 	{ .method = "GET", .pattern = "/routes", .handler = routes_get,
-	    .access = KEEL_ACCESS_ANYONE },
+	    .access = KEEL_ACCESS_ANYONE, .limit = KEEL_LIMIT_CLASS_NONE },
 };
 
 int

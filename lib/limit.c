@@ -168,14 +168,6 @@ keel_limit_format(const struct keel_limit_result *res, size_t n,
 
 /* ------------------------------------------------------- the step */
 
-/* Only /api is limited: /health, /routes and the rest are exempt. */
-static bool
-is_api(const char *path)
-{
-	return strncmp(path, "/api", 4) == 0 &&
-	    (path[4] == '/' || path[4] == '\0');
-}
-
 /*
  * The account an auth attempt names ("login" or "email" of its JSON
  * body), lower-cased and hashed; NULL when there is none.
@@ -458,7 +450,7 @@ keel_limit_check(struct keel_req *req, enum keel_limit_class cls,
 		ride->ran = false;
 		ride->n = 0;
 	}
-	if (!req->cfg->ratelimit || !is_api(req->path) ||
+	if (!req->cfg->ratelimit || cls == KEEL_LIMIT_CLASS_NONE ||
 	    (n = applicable(req, cls, which)) == 0)
 		return KEEL_STEP_GO;
 	st = keel_arena_alloc(req->arena, sizeof(*st));

@@ -38,6 +38,8 @@ enum keel_limit_class {
 	KEEL_LIMIT_CLASS_AUTH_EVERY,	/* + auth, every answer counting: a
 					   route that answers alike whatever
 					   happened (a reset request) */
+	KEEL_LIMIT_CLASS_NONE,		/* not limited: the operators' probes
+					   (/health, /routes) */
 };
 
 /*

@@ -114,6 +114,15 @@ def test_limits_health_and_routes_exempt(http):
         assert "RateLimit-Policy" not in r.headers
 
 
+def test_limits_an_unrouted_answer_counts_whatever_its_path(http):
+    # The limiter reads its class off the route row, not the path: an
+    # answer no route gave counts under the API limiters, /api or not.
+    r = http.get("/no-such-page")
+    assert r.status_code == 404
+    assert int(r.headers["RateLimit-Limit"]) >= 1000
+    assert '"api"' in r.headers["RateLimit-Policy"]
+
+
 def test_limits_main_stack_api_has_headers(http):
     r = http.get("/api/cars")
     assert r.status_code == 200
