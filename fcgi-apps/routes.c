@@ -8,8 +8,9 @@
  */
 #include "config.h"
 
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "keel/config.h"
@@ -19,27 +20,45 @@
 #include "keel/mem.h"
 #include "keel/serve.h"
 
-/* The file's array as compact JSON text: loaded once per worker. */
-static char	*routes_text;
+/* The file's array, as the build wrote it: loaded once per worker. */
+static struct keel_buf	routes_text;
 
+/* Reads path whole into routes_text; checks it is one JSON array. */
 static enum keel_err
 routes_load(const char *path)
 {
-	struct json_object	*doc;
+	struct json_object	*doc = NULL;
+	FILE			*f;
+	char			 chunk[4096], why[128];
+	size_t			 n;
+	bool			 ok = false;
 
-	if (routes_text != NULL)
+	if (routes_text.len > 0)
 		return KEEL_OK;
-	if ((doc = json_object_from_file(path)) == NULL ||
-	    !json_object_is_type(doc, json_type_array)) {
-		keel_log_error("routes: can't read a JSON array from %s "
-		    "(KEEL_ROUTES_FILE)", path);
-		json_object_put(doc);
-		return KEEL_EINTERNAL;
+	if ((f = fopen(path, "r")) == NULL) {
+		snprintf(why, sizeof(why), "%s", strerror(errno));
+		goto fail;
 	}
-	routes_text = keel_strdup(json_object_to_json_string_ext(doc,
-	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		keel_buf_append(&routes_text, chunk, n);
+	if (ferror(f) || routes_text.len == 0)
+		snprintf(why, sizeof(why), "unreadable or empty");
+	else if (keel_json_parse(routes_text.data, routes_text.len, &doc,
+	    why, sizeof(why)) != KEEL_OK)
+		;	/* why says what is wrong */
+	else if (!json_object_is_type(doc, json_type_array))
+		snprintf(why, sizeof(why), "not an array");
+	else
+		ok = true;
+	fclose(f);
 	json_object_put(doc);
-	return KEEL_OK;
+	if (ok)
+		return KEEL_OK;
+fail:
+	keel_log_error("routes: can't read a JSON array from %s "
+	    "(KEEL_ROUTES_FILE): %s", path, why);
+	keel_buf_free(&routes_text);
+	return KEEL_EINTERNAL;
 }
 
 static enum keel_err
@@ -54,7 +73,7 @@ routes_get(struct keel_req *req)
 	keel_jw_init(&w, &b);
 	keel_jw_obj_open(&w);
 	keel_jw_key(&w, "data");
-	keel_jw_raw(&w, routes_text, strlen(routes_text));
+	keel_jw_raw(&w, routes_text.data, routes_text.len);
 	keel_jw_obj_close(&w);
 	keel_http_reply_buf(req, 200, &b);
 	keel_buf_free(&b);
