@@ -40,6 +40,7 @@
 #include "keel/outbox.h"
 #include "keel/resource.h"
 #include "keel/serve.h"
+#include "keel/text.h"
 
 enum login_field { LOGIN_LOGIN, LOGIN_PASSWORD, LOGIN__MAX };
 
@@ -102,18 +103,6 @@ static const struct keel_query q_set_password = {
 	"WHERE user_id IN (SELECT id FROM u) AND used_at IS NULL) "
 	"SELECT id FROM u", .target = KEEL_DB_PRIMARY };
 
-/* RFC 3339 UTC of t. */
-static char *
-auth_time(struct keel_req *req, time_t t)
-{
-	struct tm	 tm;
-	char		 buf[32];
-
-	gmtime_r(&t, &tm);
-	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	return keel_arena_strdup(req->arena, buf);
-}
-
 static void
 auth_bad_login(struct keel_req *req)
 {
@@ -129,13 +118,15 @@ auth_reply_session(struct keel_req *req, const char *tok, time_t exp,
 {
 	struct keel_buf	 b = { NULL, 0, 0 };
 	struct keel_jw	 w;
+	char		 at[KEEL_TIME_LEN + 1];
 
+	keel_time_format(exp, at);
 	keel_jw_init(&w, &b);
 	keel_jw_obj_open(&w);
 	keel_jw_key(&w, "token");
 	keel_jw_str(&w, tok);
 	keel_jw_key(&w, "expiresAt");
-	keel_jw_str(&w, auth_time(req, exp));
+	keel_jw_str(&w, at);
 	keel_jw_key(&w, "user");
 	keel_res_write(&w, &keel_auth_users, user, 0);
 	keel_jw_obj_close(&w);

@@ -131,6 +131,17 @@ keel_date_valid(const char *s)
 	return m != 2 || d != 29 || leap;
 }
 
+void
+keel_time_format(time_t t, char buf[KEEL_TIME_LEN + 1])
+{
+	struct tm	 tm;
+
+	/* Past year 9999 it doesn't fit: an empty string, never garbage. */
+	if (gmtime_r(&t, &tm) == NULL || strftime(buf, KEEL_TIME_LEN + 1,
+	    "%Y-%m-%dT%H:%M:%S.000000Z", &tm) == 0)
+		buf[0] = '\0';
+}
+
 static bool
 is_blank(char c)
 {

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* True when s (n bytes) is well-formed UTF-8 (RFC 3629). */
 bool		 keel_utf8_valid(const char *s, size_t n);
@@ -30,6 +31,14 @@ bool		 keel_text_one_line(const char *s);
 
 /* True when s is a YYYY-MM-DD date that exists in the calendar. */
 bool		 keel_date_valid(const char *s);
+
+/*
+ * t as every timestamp of the API is written (RFC 3339 UTC with
+ * microseconds, as KEEL_SQL_TIME has PostgreSQL write them):
+ * "2026-12-06T02:30:00.000000Z", into buf.
+ */
+#define KEEL_TIME_LEN	27
+void		 keel_time_format(time_t t, char buf[KEEL_TIME_LEN + 1]);
 
 /*
  * Comma-separated lists ("a, b,c"): calls fn on each item with its

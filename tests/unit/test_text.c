@@ -161,6 +161,19 @@ test_date_valid_rejects_trailing_chars(void **state)
 	assert_false(keel_date_valid("2024-01-010"));
 }
 
+static void
+test_time_format_is_rfc3339_utc_with_microseconds(void **state)
+{
+	char	 buf[KEEL_TIME_LEN + 1];
+
+	(void)state;
+	keel_time_format(0, buf);
+	assert_string_equal(buf, "1970-01-01T00:00:00.000000Z");
+	keel_time_format(1796524200, buf);	/* 2026-12-06 02:30 UTC */
+	assert_string_equal(buf, "2026-12-06T02:30:00.000000Z");
+	assert_int_equal(strlen(buf), KEEL_TIME_LEN);
+}
+
 /* keel_parse_int64 over the whole int64 range; false on failure. */
 static bool
 parse_any(const char *s, int64_t *v)
@@ -366,6 +379,7 @@ main(void)
 		cmocka_unit_test(test_date_valid_month_and_day_bounds),
 		cmocka_unit_test(test_date_valid_rejects_bad_shape),
 		cmocka_unit_test(test_date_valid_rejects_trailing_chars),
+		cmocka_unit_test(test_time_format_is_rfc3339_utc_with_microseconds),
 		cmocka_unit_test(test_parse_int64_plain),
 		cmocka_unit_test(test_parse_int64_max_accepted),
 		cmocka_unit_test(test_parse_int64_min_accepted),
