@@ -297,6 +297,32 @@ check_int(const struct keel_field *f, int64_t v)
 	return NULL;
 }
 
+/* An array or object whose elements (members) the handler checks. */
+static const char *
+check_container(const struct keel_field *f, struct json_object *o,
+    struct keel_value *v)
+{
+	int64_t	 n;
+
+	if (f->type == KEEL_FIELD_ARRAY) {
+		if (!json_object_is_type(o, json_type_array))
+			return "must be an array";
+		n = (int64_t)json_object_array_length(o);
+	} else {
+		if (!json_object_is_type(o, json_type_object))
+			return "must be an object";
+		n = json_object_object_length(o);
+	}
+	v->o = o;
+	if (f->max > 0 && n > f->max)
+		return f->type == KEEL_FIELD_ARRAY ? "has too many elements" :
+		    "has too many members";
+	if (n < f->min)
+		return f->type == KEEL_FIELD_ARRAY ? "has too few elements" :
+		    "has too few members";
+	return NULL;
+}
+
 /* Validates one JSON value against f into v; a message, or NULL. */
 static const char *
 field_from_json(const struct keel_field *f, struct json_object *o,
@@ -342,6 +368,9 @@ field_from_json(const struct keel_field *f, struct json_object *o,
 			return "must be true or false";
 		v->b = json_object_get_boolean(o);
 		return NULL;
+	case KEEL_FIELD_ARRAY:
+	case KEEL_FIELD_OBJECT:
+		return check_container(f, o, v);
 	case KEEL_FIELD_TYPE__MAX:
 		break;
 	}
@@ -429,6 +458,9 @@ keel_field_check_text(const struct keel_field *f, const char *s,
 		else
 			return "must be true or false";
 		return NULL;
+	case KEEL_FIELD_ARRAY:
+	case KEEL_FIELD_OBJECT:
+		/* A query string holds text only. */
 	case KEEL_FIELD_TYPE__MAX:
 		break;
 	}

@@ -25,6 +25,10 @@ enum keel_field_type {
 	KEEL_FIELD_ENUM,	/* one of values[] */
 	KEEL_FIELD_DATE,	/* YYYY-MM-DD, a real calendar date */
 	KEEL_FIELD_ID,		/* integer id >= 1 */
+	KEEL_FIELD_ARRAY,	/* a JSON array of min..max elements; the
+				   handler checks the elements (bodies only) */
+	KEEL_FIELD_OBJECT,	/* a JSON object of min..max members; the
+				   handler checks the members (bodies only) */
 	KEEL_FIELD_TYPE__MAX
 };
 
@@ -55,6 +59,8 @@ struct keel_value {
 	const char	*s;		/* STRING, ENUM, DATE */
 	int64_t		 i;		/* INT, ID */
 	bool		 b;		/* BOOL */
+	struct json_object *o;		/* ARRAY, OBJECT: borrowed from the
+					   document, which outlives it */
 };
 
 enum { KEEL_FIELDS_ALL = 0, KEEL_FIELDS_SOME = 1 };
