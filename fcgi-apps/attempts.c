@@ -155,7 +155,8 @@ static const struct keel_query q_attempt_get = { .name = "attempts_get",
  */
 static const struct keel_query q_submit_lock = { .name = "attempts_lock",
 	.sql = "SELECT a.question_ids::text AS qids, "
-	"a.submitted_at IS NOT NULL AS submitted, now() > a.expires_at AS late, "
+	"a.submitted_at IS NOT NULL AS submitted, "
+	"now() > a.expires_at AS late, "
 	"a.test_id AS \"testId\", t.title, u.email, u.name "
 	"FROM test_attempts a JOIN tests t ON t.id = a.test_id "
 	"JOIN users u ON u.id = a.user_id "

@@ -7,19 +7,13 @@ the result email, and lists that embed their tests without N+1 queries.
 """
 
 import json
-import re
 import threading
 
 from accounts import session_for
 from helpers import assert_error, replicated, request, uniq
+from test_contracts import db_queries
 from test_jobs import drain, jobs, message_id  # noqa: F401
 from test_tests import new_question, new_test, start
-
-
-def db_queries(r):
-    """Statements the request ran, from its Server-Timing header."""
-    return int(re.search(r'desc="(\d+) queries"',
-                         r.headers["Server-Timing"]).group(1))
 
 
 def submit(http, attempt, answers, headers):

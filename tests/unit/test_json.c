@@ -1139,6 +1139,59 @@ test_jw_appends_to_the_buffer(void **state)
 	keel_buf_free(&b);
 }
 
+/* Containers: the handler checks what they hold; json.c their kind and size. */
+enum box_field { BOX_LIST, BOX_MAP, BOX__MAX };
+
+static const struct keel_field box_fields[BOX__MAX] = {
+	[BOX_LIST] = { .name = "list", .type = KEEL_FIELD_ARRAY, .max = 3 },
+	[BOX_MAP] = { .name = "map", .type = KEEL_FIELD_OBJECT, .min = 1 },
+};
+
+static enum keel_err
+boxes(struct run *r, const char *body, struct keel_value *v)
+{
+	assert_int_equal(keel_json_parse(body, strlen(body), &r->doc, r->err,
+	    sizeof(r->err)), KEEL_OK);
+	return keel_json_fields(r->doc, box_fields, BOX__MAX,
+	    KEEL_FIELDS_SOME, v, r->errors);
+}
+
+static void
+test_json_fields_array_and_object_handed_over(void **state)
+{
+	struct run		*r = *state;
+	struct keel_value	 v[BOX__MAX];
+
+	assert_int_equal(boxes(r, "{\"list\":[1,\"a\",null],"
+	    "\"map\":{\"k\":1}}", v), KEEL_OK);
+	assert_true(v[BOX_LIST].present && v[BOX_MAP].present);
+	assert_int_equal(json_object_array_length(v[BOX_LIST].o), 3);
+	assert_int_equal(json_object_object_length(v[BOX_MAP].o), 1);
+}
+
+static void
+test_json_fields_array_and_object_kind_checked(void **state)
+{
+	struct run		*r = *state;
+	struct keel_value	 v[BOX__MAX];
+
+	assert_int_equal(boxes(r, "{\"list\":{},\"map\":[]}", v), KEEL_EINVAL);
+	assert_string_equal(error_for(r, "list"), "must be an array");
+	assert_string_equal(error_for(r, "map"), "must be an object");
+}
+
+static void
+test_json_fields_array_and_object_sizes_bounded(void **state)
+{
+	struct run		*r = *state;
+	struct keel_value	 v[BOX__MAX];
+
+	assert_int_equal(boxes(r, "{\"list\":[1,2,3,4],\"map\":{}}", v),
+	    KEEL_EINVAL);
+	assert_string_equal(error_for(r, "list"), "has too many elements");
+	assert_string_equal(error_for(r, "map"), "has too few members");
+}
+
 int
 main(void)
 {
@@ -1219,6 +1272,9 @@ main(void)
 		T(test_json_fields_date_leap_day_accepted),
 		T(test_json_fields_date_non_leap_day_rejected),
 		T(test_json_fields_date_timestamp_rejected),
+		T(test_json_fields_array_and_object_handed_over),
+		T(test_json_fields_array_and_object_kind_checked),
+		T(test_json_fields_array_and_object_sizes_bounded),
 		T(test_check_text_int),
 		T(test_check_text_id),
 		T(test_check_text_bool),
