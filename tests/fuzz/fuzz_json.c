@@ -11,7 +11,7 @@ int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
 static const char *const kinds[] = { "a", "b", NULL };
 
-enum { F_S, F_I, F_B, F_E, F_D, F_ID, F__MAX };
+enum { F_S, F_I, F_B, F_E, F_D, F_ID, F_A, F_O, F__MAX };
 
 static const struct keel_field fields[F__MAX] = {
 	[F_S] = { "s", KEEL_FIELD_STRING, 1, 0, 1, 10, NULL, NULL, NULL },
@@ -20,6 +20,8 @@ static const struct keel_field fields[F__MAX] = {
 	[F_E] = { "e", KEEL_FIELD_ENUM, 0, 0, 0, 0, kinds, NULL, NULL },
 	[F_D] = { "d", KEEL_FIELD_DATE, 0, 0, 0, 0, NULL, NULL, NULL },
 	[F_ID] = { "id", KEEL_FIELD_ID, 0, 0, 0, 0, NULL, NULL, NULL },
+	[F_A] = { "a", KEEL_FIELD_ARRAY, 0, 0, 1, 3, NULL, NULL, NULL },
+	[F_O] = { "o", KEEL_FIELD_OBJECT, 0, 0, 0, 2, NULL, NULL, NULL },
 };
 
 int
@@ -45,6 +47,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
 			    !keel_utf8_valid(v[F_S].s, strlen(v[F_S].s))))
 				__builtin_trap();
 			if (v[F_D].present && !keel_date_valid(v[F_D].s))
+				__builtin_trap();
+			if (v[F_A].present && (!json_object_is_type(v[F_A].o,
+			    json_type_array) ||
+			    json_object_array_length(v[F_A].o) < 1 ||
+			    json_object_array_length(v[F_A].o) > 3))
+				__builtin_trap();
+			if (v[F_O].present && (!json_object_is_type(v[F_O].o,
+			    json_type_object) ||
+			    json_object_object_length(v[F_O].o) > 2))
 				__builtin_trap();
 		}
 		json_object_put(errors);
