@@ -70,11 +70,22 @@ struct keel_loader {
 	size_t			 ncols;
 };
 
-/* A related row embedded in each object: "car": {...}, or null. */
+/*
+ * A related row embedded in each object: "car": {...}, or null.  With
+ * in set, the ids are inside a JSON column instead: each element of
+ * that column's array (objects, as a KEEL_FIELD_ARRAY stored them) names
+ * its row by its member id, and gets the row as its member name, or
+ * null: "items": [{"testId": 3, ..., "test": {...}}].  Either way one
+ * statement per relation loads every row a reply needs.
+ */
 struct keel_relation {
 	const char			*name;	/* the member: "car" */
-	const char			*id;	/* its id's column: "carId" */
+	const char			*id;	/* its id's column: "carId";
+						   with in, the element's
+						   member: "testId" */
 	const struct keel_loader	*load;
+	const char			*in;	/* a KEEL_COL_JSON column
+						   holding an array, or NULL */
 };
 
 #define KEEL_RES_MAXRELS	4
@@ -121,7 +132,8 @@ struct keel_list {
 
 /*
  * Adds the value v extracted by a field table (json.h) as the next
- * parameter: its text, integer or boolean, or SQL NULL when absent.
+ * parameter: its text, integer or boolean, an array as its JSON text,
+ * or SQL NULL when absent.
  */
 void		 keel_res_param(struct keel_db_params *p,
 		    const struct keel_value *v);
