@@ -564,3 +564,24 @@ out:
 	keel_rows_free(rows);
 	return er;
 }
+
+enum keel_err
+keel_res_delete(struct keel_req *req, const struct keel_resource *res,
+    const struct keel_query *q, struct keel_db_params *p)
+{
+	struct keel_rows	*rows = NULL;
+	enum keel_err		 er;
+
+	if ((er = keel_db_query(req->db, q, p, &rows)) != KEEL_OK)
+		er = keel_res_failed(req, res, er);
+	else if (keel_rows_count(rows) == 0)
+		keel_http_reply_error(req, 404, "not_found",
+		    keel_arena_printf(req->arena, "no such %s", res->name));
+	else {
+		if (res->ns != NULL)
+			keel_cache_invalidate(req->cache, res->ns);
+		keel_http_reply_empty(req, 204);
+	}
+	keel_rows_free(rows);
+	return er;
+}

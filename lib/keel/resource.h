@@ -241,6 +241,15 @@ struct keel_res_write {
 enum keel_err	 keel_res_change(struct keel_req *req,
 		    const struct keel_resource *res, struct keel_res_write *w);
 
+/*
+ * Runs q, a DELETE ... RETURNING, with p: 204 when it removed a row
+ * (res->ns invalidated), else 404 "no such <name>".  Errors are
+ * keel_res_failed()'s.
+ */
+enum keel_err	 keel_res_delete(struct keel_req *req,
+		    const struct keel_resource *res,
+		    const struct keel_query *q, struct keel_db_params *p);
+
 /* From in_tx: outbox row id is pushed once the write commits. */
 void		 keel_res_job(struct keel_res_write *w, int64_t id);
 
