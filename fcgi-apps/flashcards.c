@@ -146,15 +146,6 @@ static const struct keel_query q_card_review = {
 /* Reads that lose this many races in a row answer 409. */
 #define REVIEW_TRIES	3
 
-/* $1, $2 of every statement on one card: the card and the caller. */
-static void
-card_params(struct keel_req *req, struct keel_db_params *p)
-{
-	keel_db_params_init(p);
-	keel_db_param_int(p, keel_http_param_int(req, "id"));
-	keel_db_param_int(p, req->user->id);
-}
-
 static enum keel_err
 flashcards_list(struct keel_req *req)
 {
@@ -172,7 +163,7 @@ flashcards_get(struct keel_req *req)
 {
 	struct keel_db_params	 p;
 
-	card_params(req, &p);
+	keel_res_params_own(req, &p);
 	return keel_res_get(req, &card_res, &q_card_get, &p);
 }
 
@@ -206,7 +197,7 @@ flashcards_patch(struct keel_req *req)
 	if (keel_http_body_fields(req, card_fields, CARD__MAX,
 	    KEEL_FIELDS_SOME, v) != KEEL_STEP_GO)
 		return KEEL_OK;
-	card_params(req, &p);
+	keel_res_params_own(req, &p);
 	keel_res_param(&p, &v[CARD_FRONT]);
 	keel_res_param(&p, &v[CARD_BACK]);
 	keel_db_param_bool(&p, v[CARD_TOPIC].present);
@@ -219,7 +210,7 @@ flashcards_delete(struct keel_req *req)
 {
 	struct keel_db_params	 p;
 
-	card_params(req, &p);
+	keel_res_params_own(req, &p);
 	return keel_res_delete(req, &card_res, &q_card_delete, &p);
 }
 
@@ -237,7 +228,7 @@ review_try(struct keel_req *req, int64_t grade, bool *lost)
 	enum keel_err		 er;
 
 	*lost = false;
-	card_params(req, &p);
+	keel_res_params_own(req, &p);
 	if ((er = keel_db_query(req->db, &q_card_schedule, &p, &rows)) !=
 	    KEEL_OK)
 		goto out;
@@ -254,7 +245,7 @@ review_try(struct keel_req *req, int64_t grade, bool *lost)
 		er = KEEL_EINTERNAL;
 		goto out;
 	}
-	card_params(req, &p);
+	keel_res_params_own(req, &p);
 	keel_db_param_int(&p, s.ease);
 	keel_db_param_int(&p, s.interval);
 	keel_db_param_int(&p, s.reps);

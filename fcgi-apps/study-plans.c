@@ -134,15 +134,6 @@ static const struct keel_query q_plan_bad_item = {
 	.sql = BAD_ITEMS("$1::jsonb") " ORDER BY i LIMIT 1",
 	.target = KEEL_DB_PRIMARY };
 
-/* $1, $2 of every statement on one plan: the plan and the caller. */
-static void
-plan_params(struct keel_req *req, struct keel_db_params *p)
-{
-	keel_db_params_init(p);
-	keel_db_param_int(p, keel_http_param_int(req, "id"));
-	keel_db_param_int(p, req->user->id);
-}
-
 static enum keel_err
 plans_list(struct keel_req *req)
 {
@@ -154,7 +145,7 @@ plans_get(struct keel_req *req)
 {
 	struct keel_db_params	 p;
 
-	plan_params(req, &p);
+	keel_res_params_own(req, &p);
 	return keel_res_get(req, &plan_res, &q_plan_get, &p);
 }
 
@@ -182,31 +173,26 @@ plans_bad_test(struct keel_req *req, const struct keel_value *items)
 	return er;
 }
 
-/* Nothing inserted: an item named a test that isn't there. */
+/*
+ * Nothing written: an item named a test that isn't there; else, for a
+ * patch, no such plan of the caller's, and for a create, a test that was
+ * unpublished between the write and this look.
+ */
 static enum keel_err
-plans_not_created(struct keel_req *req, struct keel_res_write *w)
+plans_unchanged(struct keel_req *req, struct keel_res_write *w)
 {
 	enum keel_err	 er;
 
-	if ((er = plans_bad_test(req, w->arg)) == KEEL_OK &&
-	    !keel_http_replied(req))
-		/* The test was unpublished between the write and now. */
+	if ((er = plans_bad_test(req, w->arg)) != KEEL_OK ||
+	    keel_http_replied(req))
+		return er;
+	if (w->status == 201)
 		keel_http_reply_error(req, 409, "conflict", "a test the plan "
 		    "names changed meanwhile; try again");
-	return er;
-}
-
-/* Nothing updated: a bad test, else no such plan of the caller's. */
-static enum keel_err
-plans_not_updated(struct keel_req *req, struct keel_res_write *w)
-{
-	enum keel_err	 er;
-
-	if ((er = plans_bad_test(req, w->arg)) == KEEL_OK &&
-	    !keel_http_replied(req))
+	else
 		keel_http_reply_error(req, 404, "not_found",
 		    "no such study plan");
-	return er;
+	return KEEL_OK;
 }
 
 static enum keel_err
@@ -215,7 +201,7 @@ plans_create(struct keel_req *req)
 	struct keel_value	 v[PLAN__MAX];
 	struct keel_db_params	 p;
 	struct keel_res_write	 w = { .q = &q_plan_insert, .p = &p,
-	    .status = 201, .none = plans_not_created, .arg = &v[PLAN_ITEMS] };
+	    .status = 201, .none = plans_unchanged, .arg = &v[PLAN_ITEMS] };
 	size_t			 i;
 
 	if (keel_http_body_fields(req, plan_fields, PLAN__MAX,
@@ -234,12 +220,12 @@ plans_patch(struct keel_req *req)
 	struct keel_value	 v[PLAN__MAX];
 	struct keel_db_params	 p;
 	struct keel_res_write	 w = { .q = &q_plan_update, .p = &p,
-	    .status = 200, .none = plans_not_updated, .arg = &v[PLAN_ITEMS] };
+	    .status = 200, .none = plans_unchanged, .arg = &v[PLAN_ITEMS] };
 
 	if (keel_http_body_fields(req, plan_fields, PLAN__MAX,
 	    KEEL_FIELDS_SOME, v) != KEEL_STEP_GO)
 		return KEEL_OK;
-	plan_params(req, &p);
+	keel_res_params_own(req, &p);
 	keel_res_param(&p, &v[PLAN_TITLE]);
 	keel_db_param_bool(&p, v[PLAN_TARGET].present);
 	keel_res_param(&p, &v[PLAN_TARGET]);
@@ -252,7 +238,7 @@ plans_delete(struct keel_req *req)
 {
 	struct keel_db_params	 p;
 
-	plan_params(req, &p);
+	keel_res_params_own(req, &p);
 	return keel_res_delete(req, &plan_res, &q_plan_delete, &p);
 }
 

@@ -420,6 +420,15 @@ keel_res_param_owner(struct keel_req *req, struct keel_db_params *p,
 		keel_db_param_null(p);
 }
 
+void
+keel_res_params_own(struct keel_req *req, struct keel_db_params *p)
+{
+	assert(req->user != NULL);
+	keel_db_params_init(p);
+	keel_db_param_int(p, keel_http_param_int(req, "id"));
+	keel_db_param_int(p, req->user->id);
+}
+
 /* The list's parameters after the cursor's: filters, then the owner. */
 static void
 list_params(struct keel_req *req, const struct keel_list *l,

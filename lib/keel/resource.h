@@ -175,6 +175,13 @@ void		 keel_res_param_owner(struct keel_req *req,
 		    struct keel_db_params *p, unsigned roles);
 
 /*
+ * Starts p for a row of the caller's own: $1 the route's {id}, $2 the
+ * caller's id (the route lets only signed-in users through).
+ */
+void		 keel_res_params_own(struct keel_req *req,
+		    struct keel_db_params *p);
+
+/*
  * A step: l's filters from the query into vals; 400 naming each bad one,
  * and each parameter that is neither a filter nor limit/after/before.
  */
