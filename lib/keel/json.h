@@ -25,6 +25,7 @@ enum keel_field_type {
 	KEEL_FIELD_ENUM,	/* one of values[] */
 	KEEL_FIELD_DATE,	/* YYYY-MM-DD, a real calendar date */
 	KEEL_FIELD_ID,		/* integer id >= 1 */
+	KEEL_FIELD_ARRAY,	/* min..max objects, each through the table of */
 	KEEL_FIELD_TYPE__MAX
 };
 
@@ -45,7 +46,15 @@ struct keel_field {
 	const char		*check_msg;
 	/* Query strings: the text an absent parameter stands for. */
 	const char		*def;
+	/*
+	 * ARRAY: every element is an object of these fields, all required
+	 * ones present (KEEL_FIELDS_ALL); a problem is named after the
+	 * element: "items[2].topic".  nof <= KEEL_FIELD_MAXOF.
+	 */
+	const struct keel_field	*of;
+	size_t			 nof;
 };
+#define KEEL_FIELD_MAXOF	8
 
 /* An extracted value; strings live as long as the parsed document. */
 struct keel_value {
@@ -55,6 +64,7 @@ struct keel_value {
 	const char	*s;		/* STRING, ENUM, DATE */
 	int64_t		 i;		/* INT, ID */
 	bool		 b;		/* BOOL */
+	struct json_object *o;		/* ARRAY: owned by the document */
 };
 
 enum { KEEL_FIELDS_ALL = 0, KEEL_FIELDS_SOME = 1 };

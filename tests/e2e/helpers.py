@@ -12,6 +12,7 @@ doesn't describe fails its tests.
 
 Checks and waits:
   assert_error(r, status, code)  an API error answer, exactly
+  db_queries(r)                  statements a request ran (Server-Timing)
   wait_until(pred, timeout, what=None)
   replicated(stack)              the replica has replayed every write
 
@@ -27,6 +28,7 @@ Processes:
 """
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -129,6 +131,12 @@ def assert_error(r, status, code):
     assert body["error"] == code, body
     assert isinstance(body.get("message"), str) and body["message"]
     return body
+
+
+def db_queries(r):
+    """Statements the request ran, from its Server-Timing header."""
+    m = re.search(r'desc="(\d+) queries"', r.headers["Server-Timing"])
+    return int(m.group(1))
 
 
 def wait_until(pred, timeout, what=None, step=0.05):

@@ -11,7 +11,7 @@ including 404 for another user's private data.
 
 import pytest
 
-from accounts import ROLES, bearer, make_user
+from accounts import ROLES, bearer, login, make_user
 from helpers import BaseUrlSession
 
 NOBODY = 999999999          # an id that never exists
@@ -51,6 +51,15 @@ def world(stack, admin_token):
         "startDate": "2031-01-01", "endDate": "2031-01-05"})
     assert r.status_code == 201, r.text
     w["contract"] = r.json()["id"]
+    # study: the owner's own flashcard and plan, a 404 to everyone else
+    oh = bearer(login(BaseUrlSession(base), owner["email"]))
+    r = s.post(base + "/api/flashcards", headers=oh,
+               json={"front": "Roles?", "back": "Table."})
+    assert r.status_code == 201, r.text
+    w["card"] = r.json()["id"]
+    r = s.post(base + "/api/study-plans", headers=oh, json={"title": "Roles"})
+    assert r.status_code == 201, r.text
+    w["plan"] = r.json()["id"]
     return w
 
 
@@ -85,6 +94,23 @@ TABLE = [
     ("GET", "/api/contracts/{contract}", None, row(401, 200, 200, 404, 403)),
     ("POST", "/api/contracts", {}, row(401, 422, 422, 403, 403)),
     ("PATCH", "/api/contracts/{contract}", {}, row(401, 422, 422, 403, 403)),
+    # flashcards and study plans: any user, their own rows only
+    ("GET", "/api/flashcards", None, row(401, 200, 200, 200, 200)),
+    ("POST", "/api/flashcards", {}, row(401, 422, 422, 422, 422)),
+    ("GET", "/api/flashcards/due", None, row(401, 200, 200, 200, 200)),
+    ("GET", "/api/flashcards/{card}", None, row(401, 404, 404, 404, 404)),
+    ("PATCH", "/api/flashcards/{card}", {"front": "Mine?"},
+     row(401, 404, 404, 404, 404)),
+    ("DELETE", "/api/flashcards/{card}", None, row(401, 404, 404, 404, 404)),
+    ("POST", "/api/flashcards/{card}/review", {"grade": 3},
+     row(401, 404, 404, 404, 404)),
+    ("GET", "/api/study-plans", None, row(401, 200, 200, 200, 200)),
+    ("POST", "/api/study-plans", {}, row(401, 422, 422, 422, 422)),
+    ("GET", "/api/study-plans/{plan}", None, row(401, 404, 404, 404, 404)),
+    ("PATCH", "/api/study-plans/{plan}", {"title": "Mine"},
+     row(401, 404, 404, 404, 404)),
+    ("DELETE", "/api/study-plans/{plan}", None,
+     row(401, 404, 404, 404, 404)),
     # logout last: it ends the role's session
     ("POST", "/api/auth/logout", None, row(401, 204, 204, 204, 204)),
 ]
@@ -97,7 +123,8 @@ def test_route_role_table(anon, world):
             path = tmpl.format(
                 self=world["users"][who]["id"] if who != "anon" else NOBODY,
                 owner=world["owner"]["id"], car=world["car"],
-                contract=world["contract"])
+                contract=world["contract"], card=world["card"],
+                plan=world["plan"])
             headers = {} if who == "anon" else bearer(world["tokens"][who])
             r = anon.request(method, path, json=body, headers=headers)
             if r.status_code != expect[who]:

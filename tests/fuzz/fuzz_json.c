@@ -6,12 +6,13 @@
 #include <string.h>
 
 #include "keel/json.h"
+#include "keel/text.h"
 
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
 static const char *const kinds[] = { "a", "b", NULL };
 
-enum { F_S, F_I, F_B, F_E, F_D, F_ID, F__MAX };
+enum { F_S, F_I, F_B, F_E, F_D, F_ID, F_L, F__MAX };
 
 static const struct keel_field fields[F__MAX] = {
 	[F_S] = { "s", KEEL_FIELD_STRING, 1, 0, 1, 10, NULL, NULL, NULL },
@@ -20,6 +21,9 @@ static const struct keel_field fields[F__MAX] = {
 	[F_E] = { "e", KEEL_FIELD_ENUM, 0, 0, 0, 0, kinds, NULL, NULL },
 	[F_D] = { "d", KEEL_FIELD_DATE, 0, 0, 0, 0, NULL, NULL, NULL },
 	[F_ID] = { "id", KEEL_FIELD_ID, 0, 0, 0, 0, NULL, NULL, NULL },
+	/* An array of objects of the fields above (an array in each too). */
+	[F_L] = { .name = "l", .type = KEEL_FIELD_ARRAY, .max = 3,
+	    .of = fields, .nof = F__MAX },
 };
 
 int
@@ -45,6 +49,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
 			    !keel_utf8_valid(v[F_S].s, strlen(v[F_S].s))))
 				__builtin_trap();
 			if (v[F_D].present && !keel_date_valid(v[F_D].s))
+				__builtin_trap();
+			if (v[F_L].present && !v[F_L].is_null &&
+			    json_object_array_length(v[F_L].o) > 3)
 				__builtin_trap();
 		}
 		json_object_put(errors);

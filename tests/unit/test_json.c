@@ -1139,6 +1139,79 @@ test_jw_appends_to_the_buffer(void **state)
 	keel_buf_free(&b);
 }
 
+/* An array field: a plan's items, each {topic, testId?, done}. */
+static const struct keel_field item_fields[] = {
+	{ .name = "topic", .type = KEEL_FIELD_STRING, .required = true,
+	    .min = 1, .max = 5 },
+	{ .name = "testId", .type = KEEL_FIELD_ID, .nullable = true },
+	{ .name = "done", .type = KEEL_FIELD_BOOL, .required = true },
+};
+static const struct keel_field plan_fields[] = {
+	{ .name = "items", .type = KEEL_FIELD_ARRAY, .max = 2,
+	    .of = item_fields, .nof = 3 },
+};
+
+/* Parses body and extracts plan_fields (ALL). */
+static enum keel_err
+plan(struct run *r, const char *body)
+{
+	assert_int_equal(keel_json_parse(body, strlen(body), &r->doc, r->err,
+	    sizeof(r->err)), KEEL_OK);
+	return keel_json_fields(r->doc, plan_fields, 1, KEEL_FIELDS_ALL,
+	    r->vals, r->errors);
+}
+
+static void
+test_json_fields_array_of_objects_accepted(void **state)
+{
+	struct run	*r = *state;
+
+	assert_int_equal(plan(r, "{\"items\":[{\"topic\":\"a\","
+	    "\"done\":false},{\"topic\":\"b\",\"testId\":3,"
+	    "\"done\":true}]}"), KEEL_OK);
+	assert_true(r->vals[0].present);
+	assert_int_equal(r->vals[0].type, KEEL_FIELD_ARRAY);
+	assert_int_equal(json_object_array_length(r->vals[0].o), 2);
+}
+
+static void
+test_json_fields_array_elements_named_in_errors(void **state)
+{
+	struct run	*r = *state;
+
+	assert_int_equal(plan(r, "{\"items\":[{\"topic\":\"toolong\","
+	    "\"done\":1},{\"topic\":\"b\",\"testId\":0,"
+	    "\"done\":true,\"x\":1}]}"), KEEL_EINVAL);
+	assert_string_equal(error_for(r, "items[0].topic"), "is too long");
+	assert_string_equal(error_for(r, "items[0].done"),
+	    "must be true or false");
+	assert_string_equal(error_for(r, "items[1].testId"),
+	    "must be a positive id");
+	assert_string_equal(error_for(r, "items[1].x"), "is not a known field");
+	assert_int_equal(json_object_object_length(r->errors), 4);
+}
+
+static void
+test_json_fields_array_shape_rejected(void **state)
+{
+	struct run	*r = *state;
+
+	assert_int_equal(plan(r, "{\"items\":{}}"), KEEL_EINVAL);
+	assert_string_equal(error_for(r, "items"), "must be an array");
+	json_object_put(r->doc);
+	json_object_put(r->errors);
+	r->errors = json_object_new_object();
+	assert_int_equal(plan(r, "{\"items\":[1,{\"topic\":\"a\","
+	    "\"done\":true}]}"), KEEL_EINVAL);
+	assert_string_equal(error_for(r, "items[0]"), "must be a JSON object");
+	json_object_put(r->doc);
+	json_object_put(r->errors);
+	r->errors = json_object_new_object();
+	assert_int_equal(plan(r, "{\"items\":[1,2,3]}"), KEEL_EINVAL);
+	assert_string_equal(error_for(r, "items"), "must have 0 to 2 elements");
+	assert_int_equal(json_object_object_length(r->errors), 1);
+}
+
 int
 main(void)
 {
@@ -1229,6 +1302,9 @@ main(void)
 		T(test_jw_escapes_at_every_offset),
 		T(test_jw_int_extremes),
 		T(test_jw_appends_to_the_buffer),
+		T(test_json_fields_array_of_objects_accepted),
+		T(test_json_fields_array_elements_named_in_errors),
+		T(test_json_fields_array_shape_rejected),
 #undef T
 	};
 
