@@ -10,7 +10,11 @@ Every test makes its own questions under a unique subject, so a list
 filtered by it holds only that test's rows.
 """
 
+import datetime
 import json
+import os
+import re
+import subprocess
 
 import pytest
 
@@ -482,3 +486,94 @@ def test_bank_requests_quote_roundtrip(http):
     r = http.get("/api/question-bank", params={
         "q": "ratio 3/4 & 50% + more = ? #1", "subject": q["subject"]})
     assert ids(r) == [q["id"]]
+
+
+# --------------------------------------------------------------- demo data
+
+DEMO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                    "sql", "demo", "040_exam.sql")
+# The questions, and the demo's tests by their titles ("<subject> practice
+# test <n>"), before and after each run.
+DEMO_COUNTS = (
+    "SELECT 'counts', (SELECT count(*) FROM questions), "
+    "(SELECT count(*) FROM tests WHERE title LIKE '% practice test _'), "
+    "(SELECT count(*) FROM tests WHERE title LIKE '% practice test _' "
+    "AND published);\n")
+
+
+def test_bank_demo_data_loads_twice_fast_and_reads_right(stack):
+    """sql/demo/040_exam.sql, run twice in one transaction (rolled back:
+    the suite's database stays the tests'): the second run adds nothing,
+    each run is quick, and the generated questions are right."""
+    script = "\\set ON_ERROR_STOP 1\nBEGIN;\n" + DEMO_COUNTS
+    for _ in range(2):
+        script += ("SELECT 'start', clock_timestamp();\n\\i %s\n"
+                   "SELECT 'end', clock_timestamp();\n" % DEMO + DEMO_COUNTS)
+    script += (
+        # Tests: 10-20 questions each at 0..n-1, 10-60 minutes, one
+        # subject.
+        "SELECT 'tests', count(*), min(n), max(n), bool_and(ok), "
+        "min(d), max(d) FROM (SELECT t.id, count(*) AS n, "
+        "max(tq.position) = count(*) - 1 AND bool_and(q.subject = "
+        "t.subject) AS ok, min(t.duration_minutes) AS d FROM tests t "
+        "JOIN test_questions tq ON tq.test_id = t.id JOIN questions q "
+        "ON q.id = tq.question_id WHERE t.title LIKE '% practice test _' "
+        "GROUP BY t.id) x;\n"
+        "SELECT 'subjects', count(DISTINCT subject) FROM questions "
+        "WHERE subject IN ('Mathematics', 'Physics', 'Chemistry', "
+        "'Biology', 'History', 'Geography', 'English');\n"
+        # Four different options each; the answer spread over them.
+        "SELECT 'options', count(*) FILTER (WHERE (SELECT count(DISTINCT v) "
+        "FROM jsonb_array_elements_text(options) v) <> 4), "
+        "count(DISTINCT answer) FROM questions WHERE subject IN "
+        "('Mathematics', 'Geography', 'Chemistry');\n"
+        "SELECT 'q', body, options ->> answer FROM questions WHERE topic "
+        "= 'Arithmetic' AND subject = 'Mathematics';\n"
+        "SELECT 'q', body, options ->> answer FROM questions WHERE body "
+        "LIKE 'What is the capital of %' OR body LIKE "
+        "'What is the chemical symbol for %';\n"
+        "ROLLBACK;\n")
+    p = subprocess.run(["psql", "-X", "-q", "-At", "-d",
+                        stack.env["DATABASE_URL"]], input=script,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=120,
+                       env=dict(os.environ,
+                                PGOPTIONS="-c client_min_messages=warning"))
+    assert p.returncode == 0, p.stderr
+    rows = [line.split("|") for line in p.stdout.splitlines()]
+    counts = [[int(x) for x in r[1:]] for r in rows if r[0] == "counts"]
+    assert len(counts) == 3
+    added = counts[1][0] - counts[0][0]
+    assert 2500 <= added <= 4000, counts
+    assert counts[1][1:] == [counts[0][1] + 42, counts[0][2] + 35], counts
+    assert counts[2] == counts[1], "the second run added rows"
+    times = [datetime.datetime.fromisoformat(r[1]) for r in rows
+             if r[0] in ("start", "end")]
+    for start, end in zip(times[::2], times[1::2]):
+        assert (end - start).total_seconds() < 2, times
+    r = {x[0]: x[1:] for x in rows if x[0] not in ("q", "counts")}
+    n, qmin, qmax, ok, dmin, dmax = r["tests"]
+    assert (int(n), ok) == (42, "t")
+    assert 10 <= int(qmin) <= int(qmax) <= 20
+    assert 10 <= int(dmin) and int(dmax) <= 60
+    assert r["subjects"] == ["7"]
+    assert r["options"] == ["0", "4"]
+    capitals = {"France": "Paris", "Japan": "Tokyo", "Kenya": "Nairobi",
+                "Australia": "Canberra", "Brazil": "Brasília"}
+    symbols = {"Sodium": "Na", "Iron": "Fe", "Gold": "Au", "Carbon": "C"}
+    seen = 0
+    for _, body, right in (x for x in rows if x[0] == "q"):
+        m = re.fullmatch(r"What is (\d+) ([-+×]) (\d+)\?", body)
+        if m:
+            a, op, b = int(m[1]), m[2], int(m[3])
+            assert int(right) == {"+": a + b, "-": a - b, "×": a * b}[op]
+            seen += 1
+        m = re.fullmatch(r"What is the capital of (.+)\?", body)
+        if m and m[1] in capitals:
+            assert right == capitals[m[1]], body
+            seen += 1
+        m = re.fullmatch(r"What is the chemical symbol for (.+)\?", body)
+        if m and m[1] in symbols:
+            assert right == symbols[m[1]], body
+            seen += 1
+    assert seen > 500
