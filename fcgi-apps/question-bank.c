@@ -223,7 +223,7 @@ static const struct keel_query q_bank_insert = { .name = "bank_insert",
 	"$5::jsonb, $6::integer, $7, $8::bigint) RETURNING " BANK_COLS_STAFF,
 	.target = KEEL_DB_PRIMARY };
 
-/* explanation: absent keeps it, null clears it ($9 says which). */
+/* explanation: absent keeps it, null clears it ($10 says which). */
 static const struct keel_query q_bank_update = { .name = "bank_update",
 	.sql = "UPDATE questions SET subject = COALESCE($2, subject), "
 	"topic = COALESCE($3, topic), "
