@@ -351,8 +351,8 @@ field_from_json(const struct keel_field *f, struct json_object *o,
 
 /*
  * Validates the array o against f into v, each element an object of
- * f->of; adds each problem to errors, named for its element.  True when
- * there was none.
+ * f->of (or a value of its one unnamed field); adds each problem to
+ * errors, named for its element.  True when there was none.
  */
 static bool
 array_from_json(const struct keel_field *f, struct json_object *o,
@@ -360,6 +360,7 @@ array_from_json(const struct keel_field *f, struct json_object *o,
 {
 	struct keel_value	 ev[KEEL_FIELD_MAXOF];
 	struct json_object	*eerr;
+	const char		*msg;
 	char			 name[128];
 	size_t			 i, n;
 	bool			 ok = true;
@@ -382,6 +383,18 @@ array_from_json(const struct keel_field *f, struct json_object *o,
 	}
 	v->o = o;
 	for (i = 0; i < n; i++) {
+		if (f->nof == 1 && f->of->name == NULL) {
+			/* Values, not objects: the element is the field. */
+			if ((msg = field_from_json(f->of,
+			    json_object_array_get_idx(o, i), ev)) != NULL) {
+				ok = false;
+				snprintf(name, sizeof(name), "%s[%zu]",
+				    f->name, i);
+				json_object_object_add(errors, name,
+				    json_object_new_string(msg));
+			}
+			continue;
+		}
 		eerr = json_object_new_object();
 		if (keel_json_fields(json_object_array_get_idx(o, i), f->of,
 		    f->nof, KEEL_FIELDS_ALL, ev, eerr) != KEEL_OK) {

@@ -25,7 +25,8 @@ enum keel_field_type {
 	KEEL_FIELD_ENUM,	/* one of values[] */
 	KEEL_FIELD_DATE,	/* YYYY-MM-DD, a real calendar date */
 	KEEL_FIELD_ID,		/* integer id >= 1 */
-	KEEL_FIELD_ARRAY,	/* min..max objects, each through the table of */
+	KEEL_FIELD_ARRAY,	/* min..max objects, each through the table of
+				   (or values, through its one unnamed field) */
 	KEEL_FIELD_TYPE__MAX
 };
 
@@ -49,7 +50,10 @@ struct keel_field {
 	/*
 	 * ARRAY: every element is an object of these fields, all required
 	 * ones present (KEEL_FIELDS_ALL); a problem is named after the
-	 * element: "items[2].topic".  nof <= KEEL_FIELD_MAXOF.
+	 * element: "items[2].topic".  nof <= KEEL_FIELD_MAXOF.  One field
+	 * without a name (nof 1, of->name NULL): every element is a value
+	 * of that field instead ("options": ["a", "b"]), named "options[1]"
+	 * when wrong.
 	 */
 	const struct keel_field	*of;
 	size_t			 nof;

@@ -15,6 +15,7 @@ Checks and waits:
   db_queries(r)                  statements a request ran (Server-Timing)
   wait_until(pred, timeout, what=None)
   replicated(stack)              the replica has replayed every write
+  plan_nodes(plan)               every node of an EXPLAIN (FORMAT JSON) plan
 
 Data:
   uniq(prefix), plate(), car_body(**kw), new_car(http, **kw)
@@ -164,6 +165,13 @@ def replicated(stack, timeout=30):
     wait_until(lambda: stack.psql(
         "SELECT pg_last_wal_replay_lsn() >= '%s'::pg_lsn" % lsn,
         replica=True) == "t", timeout, "the replica to catch up", step=0.02)
+
+
+def plan_nodes(plan):
+    """plan (EXPLAIN (FORMAT JSON)'s "Plan") and every node under it."""
+    yield plan
+    for sub in plan.get("Plans", []):
+        yield from plan_nodes(sub)
 
 
 # ------------------------------------------------------------------- data

@@ -111,6 +111,19 @@ TABLE = [
      row(401, 404, 404, 404, 404)),
     ("DELETE", "/api/study-plans/{plan}", None,
      row(401, 404, 404, 404, 404)),
+    # question bank (answers hidden from students: test_question_bank.py)
+    ("GET", "/api/question-bank", None, row(401, 200, 200, 200, 200)),
+    ("GET", "/api/question-bank?difficulty=trivial", None,
+     row(401, 400, 400, 400, 400)),
+    ("GET", "/api/question-bank/%d" % NOBODY, None,
+     row(401, 404, 404, 404, 404)),
+    ("POST", "/api/question-bank", {}, row(401, 422, 422, 403, 403)),
+    ("PATCH", "/api/question-bank/%d" % NOBODY, {},
+     row(401, 422, 422, 403, 403)),
+    ("PATCH", "/api/question-bank/%d" % NOBODY, {"body": "x"},
+     row(401, 404, 404, 403, 403)),
+    ("DELETE", "/api/question-bank/%d" % NOBODY, None,
+     row(401, 404, 404, 403, 403)),
     # logout last: it ends the role's session
     ("POST", "/api/auth/logout", None, row(401, 204, 204, 204, 204)),
 ]

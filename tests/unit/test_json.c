@@ -1212,6 +1212,71 @@ test_json_fields_array_shape_rejected(void **state)
 	assert_int_equal(json_object_object_length(r->errors), 1);
 }
 
+/* An array of values: a question's options, each a bounded string. */
+static const struct keel_field option_field = { .type = KEEL_FIELD_STRING,
+	.min = 1, .max = 5, .check = no_space,
+	.check_msg = "must not contain spaces" };
+static const struct keel_field question_fields[] = {
+	{ .name = "options", .type = KEEL_FIELD_ARRAY, .min = 2, .max = 3,
+	    .of = &option_field, .nof = 1 },
+};
+
+/* Parses body and extracts question_fields (ALL). */
+static enum keel_err
+question(struct run *r, const char *body)
+{
+	assert_int_equal(keel_json_parse(body, strlen(body), &r->doc, r->err,
+	    sizeof(r->err)), KEEL_OK);
+	return keel_json_fields(r->doc, question_fields, 1, KEEL_FIELDS_ALL,
+	    r->vals, r->errors);
+}
+
+static void
+test_json_fields_array_of_values_accepted(void **state)
+{
+	struct run	*r = *state;
+
+	assert_int_equal(question(r, "{\"options\":[\"red\",\"a/b\"]}"),
+	    KEEL_OK);
+	assert_int_equal(r->vals[0].type, KEEL_FIELD_ARRAY);
+	assert_string_equal(json_object_to_json_string_ext(r->vals[0].o,
+	    JSON_C_TO_STRING_PLAIN), "[\"red\",\"a\\/b\"]");
+}
+
+static void
+test_json_fields_array_of_values_elements_named(void **state)
+{
+	struct run	*r = *state;
+
+	assert_int_equal(question(r, "{\"options\":[\"\",7,\"a b\"]}"),
+	    KEEL_EINVAL);
+	assert_string_equal(error_for(r, "options[0]"), "must not be empty");
+	assert_string_equal(error_for(r, "options[1]"), "must be a string");
+	assert_string_equal(error_for(r, "options[2]"),
+	    "must not contain spaces");
+	assert_int_equal(json_object_object_length(r->errors), 3);
+}
+
+static void
+test_json_fields_array_of_values_bounds(void **state)
+{
+	struct run	*r = *state;
+
+	assert_int_equal(question(r, "{\"options\":[\"toolong\",null,"
+	    "\"a\\u0000b\"]}"), KEEL_EINVAL);
+	assert_string_equal(error_for(r, "options[0]"), "is too long");
+	assert_string_equal(error_for(r, "options[1]"), "must not be null");
+	assert_string_equal(error_for(r, "options[2]"),
+	    "must not contain NUL characters");
+	json_object_put(r->doc);
+	json_object_put(r->errors);
+	r->errors = json_object_new_object();
+	assert_int_equal(question(r, "{\"options\":[\"a\"]}"), KEEL_EINVAL);
+	assert_string_equal(error_for(r, "options"),
+	    "must have 2 to 3 elements");
+	assert_int_equal(json_object_object_length(r->errors), 1);
+}
+
 int
 main(void)
 {
@@ -1305,6 +1370,9 @@ main(void)
 		T(test_json_fields_array_of_objects_accepted),
 		T(test_json_fields_array_elements_named_in_errors),
 		T(test_json_fields_array_shape_rejected),
+		T(test_json_fields_array_of_values_accepted),
+		T(test_json_fields_array_of_values_elements_named),
+		T(test_json_fields_array_of_values_bounds),
 #undef T
 	};
 
