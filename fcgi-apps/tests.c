@@ -90,6 +90,9 @@ enum test_field {
 	TEST_PUBLISHED, TEST__MAX
 };
 
+/* Each of questionIds: an id (the table's one unnamed field). */
+static const struct keel_field test_question_id = { .type = KEEL_FIELD_ID };
+
 static const struct keel_field test_fields[TEST__MAX] = {
 	[TEST_TITLE] = { .name = "title", .type = KEEL_FIELD_STRING,
 	    .required = true, .min = 1, .max = 200,
@@ -102,7 +105,7 @@ static const struct keel_field test_fields[TEST__MAX] = {
 	[TEST_DURATION] = { .name = "durationMinutes",
 	    .type = KEEL_FIELD_INT, .required = true, .min = 1, .max = 600 },
 	[TEST_QUESTIONS] = { .name = "questionIds", .type = KEEL_FIELD_ARRAY,
-	    .max = TEST_QUESTIONS_MAX },
+	    .max = TEST_QUESTIONS_MAX, .of = &test_question_id, .nof = 1 },
 	[TEST_PUBLISHED] = { .name = "published", .type = KEEL_FIELD_BOOL },
 };
 
@@ -231,17 +234,16 @@ struct test_write {
 };
 
 /*
- * A step: questionIds as a PostgreSQL array literal into tw, from the
- * request's arena; 422 unless every element is a distinct id.
+ * A step: questionIds (ids already, by the field table) as a PostgreSQL
+ * array literal into tw, from the request's arena; 422 when one repeats.
  */
 static enum keel_step
 tests_ids(struct keel_req *req, const struct keel_value *v,
     struct test_write *tw)
 {
-	struct json_object	*e;
-	int64_t			*ids;
-	char			*arr;
-	size_t			 i, j, n;
+	int64_t		*ids;
+	char		*arr;
+	size_t		 i, j, n;
 
 	tw->ids = NULL;
 	tw->nids = 0;
@@ -250,20 +252,14 @@ tests_ids(struct keel_req *req, const struct keel_value *v,
 	n = json_object_array_length(v->o);
 	ids = keel_calloc(n + 1, sizeof(*ids));
 	for (i = 0; i < n; i++) {
-		e = json_object_array_get_idx(v->o, i);
-		if (!json_object_is_type(e, json_type_int) ||
-		    (ids[i] = json_object_get_int64(e)) < 1 ||
-		    ids[i] == INT64_MAX) {
-			free(ids);
-			keel_http_reply_field(req, "questionIds",
-			    "must hold question ids (integers >= 1)");
-			return KEEL_STEP_REPLIED;
-		}
+		ids[i] = json_object_get_int64(json_object_array_get_idx(v->o,
+		    i));
 		for (j = 0; j < i; j++)
 			if (ids[j] == ids[i]) {
 				free(ids);
-				keel_http_reply_field(req, "questionIds",
-				    "must not name a question twice");
+				keel_http_reply_field(req, keel_arena_printf(
+				    req->arena, "questionIds[%zu]", i),
+				    "names a question already in the list");
 				return KEEL_STEP_REPLIED;
 			}
 	}

@@ -297,29 +297,21 @@ check_int(const struct keel_field *f, int64_t v)
 	return NULL;
 }
 
-/* An array or object whose elements (members) the handler checks. */
+/* An object whose members the handler checks. */
 static const char *
-check_container(const struct keel_field *f, struct json_object *o,
+check_object(const struct keel_field *f, struct json_object *o,
     struct keel_value *v)
 {
 	int64_t	 n;
 
-	if (f->type == KEEL_FIELD_ARRAY) {
-		if (!json_object_is_type(o, json_type_array))
-			return "must be an array";
-		n = (int64_t)json_object_array_length(o);
-	} else {
-		if (!json_object_is_type(o, json_type_object))
-			return "must be an object";
-		n = json_object_object_length(o);
-	}
+	if (!json_object_is_type(o, json_type_object))
+		return "must be an object";
+	n = json_object_object_length(o);
 	v->o = o;
 	if (f->max > 0 && n > f->max)
-		return f->type == KEEL_FIELD_ARRAY ? "has too many elements" :
-		    "has too many members";
+		return "has too many members";
 	if (n < f->min)
-		return f->type == KEEL_FIELD_ARRAY ? "has too few elements" :
-		    "has too few members";
+		return "has too few members";
 	return NULL;
 }
 
@@ -368,13 +360,80 @@ field_from_json(const struct keel_field *f, struct json_object *o,
 			return "must be true or false";
 		v->b = json_object_get_boolean(o);
 		return NULL;
-	case KEEL_FIELD_ARRAY:
 	case KEEL_FIELD_OBJECT:
-		return check_container(f, o, v);
+		return check_object(f, o, v);
+	case KEEL_FIELD_ARRAY:		/* array_from_json() */
 	case KEEL_FIELD_TYPE__MAX:
 		break;
 	}
 	return "has an unsupported type";
+}
+
+/*
+ * Validates the array o against f into v, each element an object of
+ * f->of (or a value of its one unnamed field); adds each problem to
+ * errors, named for its element.  True when there was none.
+ */
+static bool
+array_from_json(const struct keel_field *f, struct json_object *o,
+    struct keel_value *v, struct json_object *errors)
+{
+	struct keel_value	 ev[KEEL_FIELD_MAXOF];
+	struct json_object	*eerr;
+	const char		*msg;
+	char			 name[128];
+	size_t			 i, n;
+	bool			 ok = true;
+
+	assert(f->nof <= KEEL_FIELD_MAXOF);
+	v->present = true;
+	v->type = f->type;
+	if (!json_object_is_type(o, json_type_array)) {
+		json_object_object_add(errors, f->name,
+		    json_object_new_string("must be an array"));
+		return false;
+	}
+	n = json_object_array_length(o);
+	if ((f->max > 0 && n > (size_t)f->max) || n < (size_t)f->min) {
+		snprintf(name, sizeof(name), "must have %lld to %lld elements",
+		    (long long)f->min, (long long)f->max);
+		json_object_object_add(errors, f->name,
+		    json_object_new_string(name));
+		return false;
+	}
+	v->o = o;
+	for (i = 0; i < n; i++) {
+		if (f->nof == 1 && f->of->name == NULL) {
+			/* Values, not objects: the element is the field. */
+			if ((msg = field_from_json(f->of,
+			    json_object_array_get_idx(o, i), ev)) != NULL) {
+				ok = false;
+				snprintf(name, sizeof(name), "%s[%zu]",
+				    f->name, i);
+				json_object_object_add(errors, name,
+				    json_object_new_string(msg));
+			}
+			continue;
+		}
+		eerr = json_object_new_object();
+		if (keel_json_fields(json_object_array_get_idx(o, i), f->of,
+		    f->nof, KEEL_FIELDS_ALL, ev, eerr) != KEEL_OK) {
+			ok = false;
+			/* "body" is what keel_json_fields calls the element. */
+			json_object_object_foreach(eerr, key, why) {
+				if (strcmp(key, "body") == 0)
+					snprintf(name, sizeof(name), "%s[%zu]",
+					    f->name, i);
+				else
+					snprintf(name, sizeof(name),
+					    "%s[%zu].%s", f->name, i, key);
+				json_object_object_add(errors, name,
+				    json_object_get(why));
+			}
+		}
+		json_object_put(eerr);
+	}
+	return ok;
 }
 
 enum keel_err
@@ -414,7 +473,11 @@ keel_json_fields(struct json_object *obj, const struct keel_field *fields,
 			continue;
 		}
 		given++;
-		if ((msg = field_from_json(&fields[i], o, &vals[i])) != NULL) {
+		if (fields[i].type == KEEL_FIELD_ARRAY && o != NULL) {
+			if (!array_from_json(&fields[i], o, &vals[i], errors))
+				bad = 1;
+		} else if ((msg = field_from_json(&fields[i], o, &vals[i])) !=
+		    NULL) {
 			json_object_object_add(errors, fields[i].name,
 			    json_object_new_string(msg));
 			bad = 1;
@@ -458,9 +521,8 @@ keel_field_check_text(const struct keel_field *f, const char *s,
 		else
 			return "must be true or false";
 		return NULL;
-	case KEEL_FIELD_ARRAY:
-	case KEEL_FIELD_OBJECT:
-		/* A query string holds text only. */
+	case KEEL_FIELD_ARRAY:		/* never a query parameter */
+	case KEEL_FIELD_OBJECT:		/* never a query parameter */
 	case KEEL_FIELD_TYPE__MAX:
 		break;
 	}

@@ -49,6 +49,11 @@ keel_res_param(struct keel_db_params *p, const struct keel_value *v)
 	case KEEL_FIELD_BOOL:
 		keel_db_param_bool(p, v->b);
 		break;
+	case KEEL_FIELD_ARRAY:
+		/* The text lives as long as the parsed body. */
+		keel_db_param_text(p, json_object_to_json_string_ext(v->o,
+		    JSON_C_TO_STRING_PLAIN));
+		break;
 	default:
 		keel_db_param_text(p, v->s);
 		break;
@@ -85,35 +90,71 @@ keel_res_check(const struct keel_resource *res, const struct keel_rows *rows)
 	return cols_fit(res->name, res->cols, res->ncols, rows);
 }
 
+/* One member's value: v (NULL: SQL NULL) written as its column says. */
+static void
+write_col(struct keel_jw *w, const struct keel_col *col, const char *v)
+{
+	if (v == NULL) {
+		keel_jw_null(w);
+		return;
+	}
+	switch (col->type) {
+	case KEEL_COL_INT:
+	case KEEL_COL_JSON:
+		/* PostgreSQL's text of both is JSON's. */
+		keel_jw_raw(w, v, strlen(v));
+		break;
+	case KEEL_COL_BOOL:
+		keel_jw_bool(w, v[0] == 't');
+		break;
+	default:
+		keel_jw_str(w, v);
+		break;
+	}
+}
+
 /* The members of row r, cols over rows' first columns. */
 static void
 write_cols(struct keel_jw *w, const struct keel_col *cols, size_t ncols,
     const struct keel_rows *rows, size_t r)
 {
-	const char	*v;
-	size_t		 i;
+	size_t	 i;
 
 	for (i = 0; i < ncols; i++) {
 		keel_jw_key(w, cols[i].name);
-		v = keel_rows_value(rows, r, i);
-		if (v == NULL) {
-			keel_jw_null(w);
-			continue;
-		}
-		switch (cols[i].type) {
-		case KEEL_COL_INT:
-		case KEEL_COL_JSON:
-			/* PostgreSQL's text of both is JSON's. */
-			keel_jw_raw(w, v, strlen(v));
-			break;
-		case KEEL_COL_BOOL:
-			keel_jw_bool(w, v[0] == 't');
-			break;
-		default:
-			keel_jw_str(w, v);
-			break;
-		}
+		write_col(w, &cols[i], keel_rows_value(rows, r, i));
 	}
+}
+
+/* Row r's JSON column col parsed, when it holds an array (caller puts). */
+static struct json_object *
+array_at(const struct keel_rows *rows, size_t r, size_t col)
+{
+	struct json_object	*o;
+	const char		*v = keel_rows_value(rows, r, col);
+	char			 err[160];
+
+	if (v == NULL || keel_json_parse(v, strlen(v), &o, err,
+	    sizeof(err)) != KEEL_OK)
+		return NULL;
+	if (!json_object_is_type(o, json_type_array)) {
+		json_object_put(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* The id an array element names by its member name, or 0 for none. */
+static int64_t
+element_id(struct json_object *e, const char *name)
+{
+	struct json_object	*v;
+
+	if (!json_object_is_type(e, json_type_object) ||
+	    !json_object_object_get_ex(e, name, &v) ||
+	    !json_object_is_type(v, json_type_int))
+		return 0;
+	return json_object_get_int64(v);
 }
 
 void
@@ -145,7 +186,8 @@ refs_load(struct keel_req *req, const struct keel_resource *res,
     size_t n, struct refs *refs)
 {
 	const struct keel_relation	*rel;
-	size_t				 i, k, col;
+	struct json_object		*arr;
+	size_t				 i, j, k, r, col;
 	enum keel_err			 er;
 
 	memset(refs, 0, sizeof(*refs));
@@ -153,14 +195,27 @@ refs_load(struct keel_req *req, const struct keel_resource *res,
 		rel = &res->rels[k];
 		keel_batch_init(&refs->b[k]);
 		refs->n = k + 1;
-		if ((col = keel_rows_col(rows, rel->id)) == KEEL_ROWS_NOCOL) {
+		col = keel_rows_col(rows, rel->in != NULL ? rel->in : rel->id);
+		if (col == KEEL_ROWS_NOCOL) {
 			keel_log_error("resource %s: no column %s for %s",
-			    res->name, rel->id, rel->name);
+			    res->name, rel->in != NULL ? rel->in : rel->id,
+			    rel->name);
 			return KEEL_EINTERNAL;
 		}
-		for (i = 0; i < n; i++)
-			keel_batch_add(&refs->b[k], keel_rows_int64(rows,
-			    win != NULL ? keel_page_at(win, i) : i, col));
+		for (i = 0; i < n; i++) {
+			r = win != NULL ? keel_page_at(win, i) : i;
+			if (rel->in == NULL) {
+				keel_batch_add(&refs->b[k],
+				    keel_rows_int64(rows, r, col));
+				continue;
+			}
+			if ((arr = array_at(rows, r, col)) == NULL)
+				continue;
+			for (j = 0; j < json_object_array_length(arr); j++)
+				keel_batch_add(&refs->b[k], element_id(
+				    json_object_array_get_idx(arr, j), rel->id));
+			json_object_put(arr);
+		}
 		if ((er = keel_batch_load(&refs->b[k], req->db,
 		    &rel->load->q)) != KEEL_OK)
 			return er;
@@ -172,30 +227,98 @@ refs_load(struct keel_req *req, const struct keel_resource *res,
 	return KEEL_OK;
 }
 
+/* rel's member: the row of b holding id, or null. */
+static void
+write_rel(struct keel_jw *w, const struct keel_relation *rel,
+    const struct keel_batch *b, int64_t id)
+{
+	long	 at;
+
+	keel_jw_key(w, rel->name);
+	if ((at = keel_batch_find(b, id)) < 0) {
+		keel_jw_null(w);
+		return;
+	}
+	keel_jw_obj_open(w);
+	write_cols(w, rel->load->cols, rel->load->ncols, keel_batch_rows(b),
+	    (size_t)at);
+	keel_jw_obj_close(w);
+}
+
+/*
+ * Row r's JSON column col, an array whose elements get the relations
+ * that live in it (keel_relation's in); as it is when not an array.
+ */
+static void
+write_in(struct keel_jw *w, const struct keel_resource *res,
+    const struct keel_rows *rows, size_t r, size_t col,
+    const struct refs *refs)
+{
+	struct json_object	*arr, *e;
+	size_t			 j, k;
+
+	if ((arr = array_at(rows, r, col)) == NULL) {
+		write_col(w, &res->cols[col], keel_rows_value(rows, r, col));
+		return;
+	}
+	keel_jw_arr_open(w);
+	for (j = 0; j < json_object_array_length(arr); j++) {
+		e = json_object_array_get_idx(arr, j);
+		if (!json_object_is_type(e, json_type_object)) {
+			keel_jw_obj(w, e);
+			continue;
+		}
+		keel_jw_obj_open(w);
+		json_object_object_foreach(e, key, val) {
+			keel_jw_key(w, key);
+			keel_jw_obj(w, val);
+		}
+		for (k = 0; k < refs->n; k++)
+			if (res->rels[k].in != NULL &&
+			    strcmp(res->rels[k].in, res->cols[col].name) == 0)
+				write_rel(w, &res->rels[k], &refs->b[k],
+				    element_id(e, res->rels[k].id));
+		keel_jw_obj_close(w);
+	}
+	keel_jw_arr_close(w);
+	json_object_put(arr);
+}
+
+/* True when a relation of res lives in column name (keel_relation). */
+static bool
+holds_rels(const struct keel_resource *res, const char *name)
+{
+	size_t	 k;
+
+	for (k = 0; k < res->nrels && k < KEEL_RES_MAXRELS; k++)
+		if (res->rels[k].in != NULL && strcmp(res->rels[k].in,
+		    name) == 0)
+			return true;
+	return false;
+}
+
 /* Row r as res's object, each relation's row or null embedded. */
 static void
 write_object(struct keel_jw *w, const struct keel_resource *res,
     const struct keel_rows *rows, size_t r, const struct refs *refs)
 {
 	const struct keel_relation	*rel;
-	long				 at;
-	size_t				 k;
+	size_t				 i, k;
 
 	keel_jw_obj_open(w);
-	write_cols(w, res->cols, res->ncols, rows, r);
+	for (i = 0; i < res->ncols; i++) {
+		keel_jw_key(w, res->cols[i].name);
+		if (holds_rels(res, res->cols[i].name))
+			write_in(w, res, rows, r, i, refs);
+		else
+			write_col(w, &res->cols[i], keel_rows_value(rows, r,
+			    i));
+	}
 	for (k = 0; k < refs->n; k++) {
 		rel = &res->rels[k];
-		keel_jw_key(w, rel->name);
-		at = keel_batch_find(&refs->b[k], keel_rows_int64(rows, r,
-		    keel_rows_col(rows, rel->id)));
-		if (at < 0) {
-			keel_jw_null(w);
-			continue;
-		}
-		keel_jw_obj_open(w);
-		write_cols(w, rel->load->cols, rel->load->ncols,
-		    keel_batch_rows(&refs->b[k]), (size_t)at);
-		keel_jw_obj_close(w);
+		if (rel->in == NULL)
+			write_rel(w, rel, &refs->b[k], keel_rows_int64(rows,
+			    r, keel_rows_col(rows, rel->id)));
 	}
 	keel_jw_obj_close(w);
 }
@@ -295,6 +418,15 @@ keel_res_param_owner(struct keel_req *req, struct keel_db_params *p,
 		keel_db_param_int(p, req->user->id);
 	else
 		keel_db_param_null(p);
+}
+
+void
+keel_res_params_own(struct keel_req *req, struct keel_db_params *p)
+{
+	assert(req->user != NULL);
+	keel_db_params_init(p);
+	keel_db_param_int(p, keel_http_param_int(req, "id"));
+	keel_db_param_int(p, req->user->id);
 }
 
 /* The list's parameters after the cursor's: filters, then the owner. */
@@ -438,6 +570,27 @@ keel_res_change(struct keel_req *req, const struct keel_resource *res,
 out:
 	/* No row: the rollback of a transaction that changed nothing. */
 	keel_db_rollback(req->db);
+	keel_rows_free(rows);
+	return er;
+}
+
+enum keel_err
+keel_res_delete(struct keel_req *req, const struct keel_resource *res,
+    const struct keel_query *q, struct keel_db_params *p)
+{
+	struct keel_rows	*rows = NULL;
+	enum keel_err		 er;
+
+	if ((er = keel_db_query(req->db, q, p, &rows)) != KEEL_OK)
+		er = keel_res_failed(req, res, er);
+	else if (keel_rows_count(rows) == 0)
+		keel_http_reply_error(req, 404, "not_found",
+		    keel_arena_printf(req->arena, "no such %s", res->name));
+	else {
+		if (res->ns != NULL)
+			keel_cache_invalidate(req->cache, res->ns);
+		keel_http_reply_empty(req, 204);
+	}
 	keel_rows_free(rows);
 	return er;
 }

@@ -25,8 +25,8 @@ enum keel_field_type {
 	KEEL_FIELD_ENUM,	/* one of values[] */
 	KEEL_FIELD_DATE,	/* YYYY-MM-DD, a real calendar date */
 	KEEL_FIELD_ID,		/* integer id >= 1 */
-	KEEL_FIELD_ARRAY,	/* a JSON array of min..max elements; the
-				   handler checks the elements (bodies only) */
+	KEEL_FIELD_ARRAY,	/* min..max objects, each through the table of
+				   (or values, through its one unnamed field) */
 	KEEL_FIELD_OBJECT,	/* a JSON object of min..max members; the
 				   handler checks the members (bodies only) */
 	KEEL_FIELD_TYPE__MAX
@@ -49,7 +49,18 @@ struct keel_field {
 	const char		*check_msg;
 	/* Query strings: the text an absent parameter stands for. */
 	const char		*def;
+	/*
+	 * ARRAY: every element is an object of these fields, all required
+	 * ones present (KEEL_FIELDS_ALL); a problem is named after the
+	 * element: "items[2].topic".  nof <= KEEL_FIELD_MAXOF.  One field
+	 * without a name (nof 1, of->name NULL): every element is a value
+	 * of that field instead ("options": ["a", "b"]), named "options[1]"
+	 * when wrong.
+	 */
+	const struct keel_field	*of;
+	size_t			 nof;
 };
+#define KEEL_FIELD_MAXOF	8
 
 /* An extracted value; strings live as long as the parsed document. */
 struct keel_value {
@@ -59,8 +70,8 @@ struct keel_value {
 	const char	*s;		/* STRING, ENUM, DATE */
 	int64_t		 i;		/* INT, ID */
 	bool		 b;		/* BOOL */
-	struct json_object *o;		/* ARRAY, OBJECT: borrowed from the
-					   document, which outlives it */
+	struct json_object *o;		/* ARRAY, OBJECT: owned by the
+					   document */
 };
 
 enum { KEEL_FIELDS_ALL = 0, KEEL_FIELDS_SOME = 1 };

@@ -70,11 +70,22 @@ struct keel_loader {
 	size_t			 ncols;
 };
 
-/* A related row embedded in each object: "car": {...}, or null. */
+/*
+ * A related row embedded in each object: "car": {...}, or null.  With
+ * in set, the ids are inside a JSON column instead: each element of
+ * that column's array (objects, as a KEEL_FIELD_ARRAY stored them) names
+ * its row by its member id, and gets the row as its member name, or
+ * null: "items": [{"testId": 3, ..., "test": {...}}].  Either way one
+ * statement per relation loads every row a reply needs.
+ */
 struct keel_relation {
 	const char			*name;	/* the member: "car" */
-	const char			*id;	/* its id's column: "carId" */
+	const char			*id;	/* its id's column: "carId";
+						   with in, the element's
+						   member: "testId" */
 	const struct keel_loader	*load;
+	const char			*in;	/* a KEEL_COL_JSON column
+						   holding an array, or NULL */
 };
 
 #define KEEL_RES_MAXRELS	4
@@ -121,7 +132,8 @@ struct keel_list {
 
 /*
  * Adds the value v extracted by a field table (json.h) as the next
- * parameter: its text, integer or boolean, or SQL NULL when absent.
+ * parameter: its text, integer or boolean, an array as its JSON text,
+ * or SQL NULL when absent.
  */
 void		 keel_res_param(struct keel_db_params *p,
 		    const struct keel_value *v);
@@ -161,6 +173,13 @@ enum keel_err	 keel_res_get(struct keel_req *req,
  */
 void		 keel_res_param_owner(struct keel_req *req,
 		    struct keel_db_params *p, unsigned roles);
+
+/*
+ * Starts p for a row of the caller's own: $1 the route's {id}, $2 the
+ * caller's id (the route lets only signed-in users through).
+ */
+void		 keel_res_params_own(struct keel_req *req,
+		    struct keel_db_params *p);
 
 /*
  * A step: l's filters from the query into vals; 400 naming each bad one,
@@ -228,6 +247,15 @@ struct keel_res_write {
  */
 enum keel_err	 keel_res_change(struct keel_req *req,
 		    const struct keel_resource *res, struct keel_res_write *w);
+
+/*
+ * Runs q, a DELETE ... RETURNING, with p: 204 when it removed a row
+ * (res->ns invalidated), else 404 "no such <name>".  Errors are
+ * keel_res_failed()'s.
+ */
+enum keel_err	 keel_res_delete(struct keel_req *req,
+		    const struct keel_resource *res,
+		    const struct keel_query *q, struct keel_db_params *p);
 
 /* From in_tx: outbox row id is pushed once the write commits. */
 void		 keel_res_job(struct keel_res_write *w, int64_t id);

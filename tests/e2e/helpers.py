@@ -12,8 +12,10 @@ doesn't describe fails its tests.
 
 Checks and waits:
   assert_error(r, status, code)  an API error answer, exactly
+  db_queries(r)                  statements a request ran (Server-Timing)
   wait_until(pred, timeout, what=None)
   replicated(stack)              the replica has replayed every write
+  plan_nodes(plan)               every node of an EXPLAIN (FORMAT JSON) plan
 
 Data:
   uniq(prefix), plate(), car_body(**kw), new_car(http, **kw)
@@ -27,6 +29,7 @@ Processes:
 """
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -131,6 +134,12 @@ def assert_error(r, status, code):
     return body
 
 
+def db_queries(r):
+    """Statements the request ran, from its Server-Timing header."""
+    m = re.search(r'desc="(\d+) queries"', r.headers["Server-Timing"])
+    return int(m.group(1))
+
+
 def wait_until(pred, timeout, what=None, step=0.05):
     """Ask pred() every `step` seconds until it returns a true value, and
     return that value.  At the deadline pred() is asked once more; if it
@@ -156,6 +165,13 @@ def replicated(stack, timeout=30):
     wait_until(lambda: stack.psql(
         "SELECT pg_last_wal_replay_lsn() >= '%s'::pg_lsn" % lsn,
         replica=True) == "t", timeout, "the replica to catch up", step=0.02)
+
+
+def plan_nodes(plan):
+    """plan (EXPLAIN (FORMAT JSON)'s "Plan") and every node under it."""
+    yield plan
+    for sub in plan.get("Plans", []):
+        yield from plan_nodes(sub)
 
 
 # ------------------------------------------------------------------- data

@@ -10,8 +10,7 @@ import json
 import threading
 
 from accounts import session_for
-from helpers import assert_error, replicated, request, uniq
-from test_contracts import db_queries
+from helpers import assert_error, db_queries, replicated, request, uniq
 from test_jobs import drain, jobs, message_id  # noqa: F401
 from test_tests import new_question, new_test, start
 

@@ -5,12 +5,11 @@ customers confined to their own, embedded relations in one query each.
 """
 
 import concurrent.futures
-import re
 
 import pytest
 
 from accounts import bearer, login, make_user
-from helpers import assert_error, new_car, request
+from helpers import assert_error, db_queries, new_car, request
 
 
 def car_id(http):
@@ -25,12 +24,6 @@ def new_contract(http, car, customer, start, end, status=201):
         "endDate": end})
     assert r.status_code == status, r.text
     return r.json()
-
-
-def db_queries(r):
-    """Statements the request ran, from its Server-Timing header."""
-    m = re.search(r'desc="(\d+) queries"', r.headers["Server-Timing"])
-    return int(m.group(1))
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,8 @@ import uuid
 
 import pytest
 
+from helpers import plan_nodes
+
 N = 1000
 
 
@@ -103,12 +105,6 @@ CARS_AFTER = (
     "ORDER BY created_at DESC, id DESC LIMIT $3")
 
 
-def nodes(plan):
-    yield plan
-    for sub in plan.get("Plans", []):
-        yield from nodes(sub)
-
-
 def test_deep_page_is_an_index_range_scan(stack, thousand):
     """A cursor 900 rows deep reads 21 rows, as the first page does."""
     make, ids = thousand
@@ -124,7 +120,7 @@ def test_deep_page_is_an_index_range_scan(stack, thousand):
     plan = json.loads(out)[0]["Plan"]
     text = json.dumps(plan)
     assert plan["Node Type"] == "Limit"
-    scans = [n for n in nodes(plan) if "Scan" in n["Node Type"]]
+    scans = [n for n in plan_nodes(plan) if "Scan" in n["Node Type"]]
     assert len(scans) == 1, text
     scan = scans[0]
     assert scan["Node Type"] in ("Index Scan", "Index Only Scan"), text
@@ -133,5 +129,5 @@ def test_deep_page_is_an_index_range_scan(stack, thousand):
     # scan starts at the cursor and reads just the page.
     assert "created_at" in scan.get("Index Cond", ""), text
     assert scan["Actual Rows"] <= 21, text
-    assert "Sort" not in [n["Node Type"] for n in nodes(plan)]
+    assert "Sort" not in [n["Node Type"] for n in plan_nodes(plan)]
     assert "OFFSET" not in CARS_AFTER.upper()

@@ -11,7 +11,7 @@ including 404 for another user's private data.
 
 import pytest
 
-from accounts import PASSWORD, ROLES, bearer, make_user
+from accounts import ROLES, bearer, login, make_user
 from helpers import BaseUrlSession, replicated
 from test_tests import new_question
 
@@ -52,6 +52,15 @@ def world(stack, admin_token):
         "startDate": "2031-01-01", "endDate": "2031-01-05"})
     assert r.status_code == 201, r.text
     w["contract"] = r.json()["id"]
+    # study: the owner's own flashcard and plan, a 404 to everyone else
+    oh = bearer(login(BaseUrlSession(base), owner["email"]))
+    r = s.post(base + "/api/flashcards", headers=oh,
+               json={"front": "Roles?", "back": "Table."})
+    assert r.status_code == 201, r.text
+    w["card"] = r.json()["id"]
+    r = s.post(base + "/api/study-plans", headers=oh, json={"title": "Roles"})
+    assert r.status_code == 201, r.text
+    w["plan"] = r.json()["id"]
     # exam prep: a published test, a hidden one, another student's attempt
     q = new_question(stack)
     for name, published in (("test", True), ("hidden", False)):
@@ -61,12 +70,9 @@ def world(stack, admin_token):
             "published": published})
         assert r.status_code == 201, r.text
         w[name] = r.json()["id"]
-    examinee = make_user(stack, "student")
-    r = s.post(base + "/api/auth/login",
-               json={"login": examinee["email"], "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    r = s.post(base + "/api/tests/%d/attempts" % w["test"],
-               headers=bearer(r.json()["token"]))
+    eh = bearer(login(BaseUrlSession(base), make_user(stack, "student")[
+        "email"]))
+    r = s.post(base + "/api/tests/%d/attempts" % w["test"], headers=eh)
     assert r.status_code == 201, r.text
     w["attempt"] = r.json()["id"]
     replicated(stack)
@@ -117,6 +123,36 @@ TABLE = [
     ("GET", "/api/attempts/{attempt}", None, row(401, 200, 200, 403, 404)),
     ("POST", "/api/attempts/{attempt}/submit", {"answers": {}},
      row(401, 403, 403, 403, 404)),
+    # flashcards and study plans: any user, their own rows only
+    ("GET", "/api/flashcards", None, row(401, 200, 200, 200, 200)),
+    ("POST", "/api/flashcards", {}, row(401, 422, 422, 422, 422)),
+    ("GET", "/api/flashcards/due", None, row(401, 200, 200, 200, 200)),
+    ("GET", "/api/flashcards/{card}", None, row(401, 404, 404, 404, 404)),
+    ("PATCH", "/api/flashcards/{card}", {"front": "Mine?"},
+     row(401, 404, 404, 404, 404)),
+    ("DELETE", "/api/flashcards/{card}", None, row(401, 404, 404, 404, 404)),
+    ("POST", "/api/flashcards/{card}/review", {"grade": 3},
+     row(401, 404, 404, 404, 404)),
+    ("GET", "/api/study-plans", None, row(401, 200, 200, 200, 200)),
+    ("POST", "/api/study-plans", {}, row(401, 422, 422, 422, 422)),
+    ("GET", "/api/study-plans/{plan}", None, row(401, 404, 404, 404, 404)),
+    ("PATCH", "/api/study-plans/{plan}", {"title": "Mine"},
+     row(401, 404, 404, 404, 404)),
+    ("DELETE", "/api/study-plans/{plan}", None,
+     row(401, 404, 404, 404, 404)),
+    # question bank (answers hidden from students: test_question_bank.py)
+    ("GET", "/api/question-bank", None, row(401, 200, 200, 200, 200)),
+    ("GET", "/api/question-bank?difficulty=trivial", None,
+     row(401, 400, 400, 400, 400)),
+    ("GET", "/api/question-bank/%d" % NOBODY, None,
+     row(401, 404, 404, 404, 404)),
+    ("POST", "/api/question-bank", {}, row(401, 422, 422, 403, 403)),
+    ("PATCH", "/api/question-bank/%d" % NOBODY, {},
+     row(401, 422, 422, 403, 403)),
+    ("PATCH", "/api/question-bank/%d" % NOBODY, {"body": "x"},
+     row(401, 404, 404, 403, 403)),
+    ("DELETE", "/api/question-bank/%d" % NOBODY, None,
+     row(401, 404, 404, 403, 403)),
     # logout last: it ends the role's session
     ("POST", "/api/auth/logout", None, row(401, 204, 204, 204, 204)),
 ]
@@ -129,7 +165,8 @@ def test_route_role_table(anon, world):
             path = tmpl.format(
                 self=world["users"][who]["id"] if who != "anon" else NOBODY,
                 owner=world["owner"]["id"], car=world["car"],
-                contract=world["contract"], test=world["test"],
+                contract=world["contract"], card=world["card"],
+                plan=world["plan"], test=world["test"],
                 hidden=world["hidden"], attempt=world["attempt"])
             headers = {} if who == "anon" else bearer(world["tokens"][who])
             r = anon.request(method, path, json=body, headers=headers)

@@ -6,12 +6,16 @@
 #include <string.h>
 
 #include "keel/json.h"
+#include "keel/text.h"
 
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
 static const char *const kinds[] = { "a", "b", NULL };
 
-enum { F_S, F_I, F_B, F_E, F_D, F_ID, F_A, F_O, F__MAX };
+enum { F_S, F_I, F_B, F_E, F_D, F_ID, F_L, F_V, F_O, F__MAX };
+
+static const struct keel_field value = { .type = KEEL_FIELD_STRING,
+	.min = 1, .max = 10 };
 
 static const struct keel_field fields[F__MAX] = {
 	[F_S] = { "s", KEEL_FIELD_STRING, 1, 0, 1, 10, NULL, NULL, NULL },
@@ -20,9 +24,34 @@ static const struct keel_field fields[F__MAX] = {
 	[F_E] = { "e", KEEL_FIELD_ENUM, 0, 0, 0, 0, kinds, NULL, NULL },
 	[F_D] = { "d", KEEL_FIELD_DATE, 0, 0, 0, 0, NULL, NULL, NULL },
 	[F_ID] = { "id", KEEL_FIELD_ID, 0, 0, 0, 0, NULL, NULL, NULL },
-	[F_A] = { "a", KEEL_FIELD_ARRAY, 0, 0, 1, 3, NULL, NULL, NULL },
-	[F_O] = { "o", KEEL_FIELD_OBJECT, 0, 0, 0, 2, NULL, NULL, NULL },
+	/* An array of objects of the fields above (an array in each too). */
+	[F_L] = { .name = "l", .type = KEEL_FIELD_ARRAY, .max = 3,
+	    .of = fields, .nof = F_O },
+	/* An array of values, each a string like s. */
+	[F_V] = { .name = "v", .type = KEEL_FIELD_ARRAY, .min = 1, .max = 3,
+	    .of = &value, .nof = 1 },
+	[F_O] = { .name = "o", .type = KEEL_FIELD_OBJECT, .max = 2 },
 };
+
+/* An accepted list of values: 1..3 non-empty valid strings. */
+static int
+values_ok(struct json_object *o)
+{
+	struct json_object	*it;
+	size_t			 i, n = json_object_array_length(o);
+
+	if (n < 1 || n > 3)
+		return 0;
+	for (i = 0; i < n; i++) {
+		it = json_object_array_get_idx(o, i);
+		if (!json_object_is_type(it, json_type_string) ||
+		    json_object_get_string_len(it) == 0 ||
+		    !keel_utf8_valid(json_object_get_string(it),
+		    (size_t)json_object_get_string_len(it)))
+			return 0;
+	}
+	return 1;
+}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
@@ -48,14 +77,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
 				__builtin_trap();
 			if (v[F_D].present && !keel_date_valid(v[F_D].s))
 				__builtin_trap();
-			if (v[F_A].present && (!json_object_is_type(v[F_A].o,
-			    json_type_array) ||
-			    json_object_array_length(v[F_A].o) < 1 ||
-			    json_object_array_length(v[F_A].o) > 3))
+			if (v[F_L].present && !v[F_L].is_null &&
+			    json_object_array_length(v[F_L].o) > 3)
 				__builtin_trap();
-			if (v[F_O].present && (!json_object_is_type(v[F_O].o,
-			    json_type_object) ||
-			    json_object_object_length(v[F_O].o) > 2))
+			if (v[F_V].present && !values_ok(v[F_V].o))
+				__builtin_trap();
+			if (v[F_O].present && !v[F_O].is_null &&
+			    json_object_object_length(v[F_O].o) > 2)
 				__builtin_trap();
 		}
 		json_object_put(errors);

@@ -1139,57 +1139,198 @@ test_jw_appends_to_the_buffer(void **state)
 	keel_buf_free(&b);
 }
 
-/* Containers: the handler checks what they hold; json.c their kind and size. */
-enum box_field { BOX_LIST, BOX_MAP, BOX__MAX };
-
-static const struct keel_field box_fields[BOX__MAX] = {
-	[BOX_LIST] = { .name = "list", .type = KEEL_FIELD_ARRAY, .max = 3 },
-	[BOX_MAP] = { .name = "map", .type = KEEL_FIELD_OBJECT, .min = 1 },
+/* An array field: a plan's items, each {topic, testId?, done}. */
+static const struct keel_field item_fields[] = {
+	{ .name = "topic", .type = KEEL_FIELD_STRING, .required = true,
+	    .min = 1, .max = 5 },
+	{ .name = "testId", .type = KEEL_FIELD_ID, .nullable = true },
+	{ .name = "done", .type = KEEL_FIELD_BOOL, .required = true },
+};
+static const struct keel_field plan_fields[] = {
+	{ .name = "items", .type = KEEL_FIELD_ARRAY, .max = 2,
+	    .of = item_fields, .nof = 3 },
 };
 
+/* Parses body and extracts plan_fields (ALL). */
 static enum keel_err
-boxes(struct run *r, const char *body, struct keel_value *v)
+plan(struct run *r, const char *body)
 {
 	assert_int_equal(keel_json_parse(body, strlen(body), &r->doc, r->err,
 	    sizeof(r->err)), KEEL_OK);
-	return keel_json_fields(r->doc, box_fields, BOX__MAX,
-	    KEEL_FIELDS_SOME, v, r->errors);
+	return keel_json_fields(r->doc, plan_fields, 1, KEEL_FIELDS_ALL,
+	    r->vals, r->errors);
 }
 
 static void
-test_json_fields_array_and_object_handed_over(void **state)
+test_json_fields_array_of_objects_accepted(void **state)
 {
-	struct run		*r = *state;
-	struct keel_value	 v[BOX__MAX];
+	struct run	*r = *state;
 
-	assert_int_equal(boxes(r, "{\"list\":[1,\"a\",null],"
-	    "\"map\":{\"k\":1}}", v), KEEL_OK);
-	assert_true(v[BOX_LIST].present && v[BOX_MAP].present);
-	assert_int_equal(json_object_array_length(v[BOX_LIST].o), 3);
-	assert_int_equal(json_object_object_length(v[BOX_MAP].o), 1);
+	assert_int_equal(plan(r, "{\"items\":[{\"topic\":\"a\","
+	    "\"done\":false},{\"topic\":\"b\",\"testId\":3,"
+	    "\"done\":true}]}"), KEEL_OK);
+	assert_true(r->vals[0].present);
+	assert_int_equal(r->vals[0].type, KEEL_FIELD_ARRAY);
+	assert_int_equal(json_object_array_length(r->vals[0].o), 2);
 }
 
 static void
-test_json_fields_array_and_object_kind_checked(void **state)
+test_json_fields_array_elements_named_in_errors(void **state)
+{
+	struct run	*r = *state;
+
+	assert_int_equal(plan(r, "{\"items\":[{\"topic\":\"toolong\","
+	    "\"done\":1},{\"topic\":\"b\",\"testId\":0,"
+	    "\"done\":true,\"x\":1}]}"), KEEL_EINVAL);
+	assert_string_equal(error_for(r, "items[0].topic"), "is too long");
+	assert_string_equal(error_for(r, "items[0].done"),
+	    "must be true or false");
+	assert_string_equal(error_for(r, "items[1].testId"),
+	    "must be a positive id");
+	assert_string_equal(error_for(r, "items[1].x"), "is not a known field");
+	assert_int_equal(json_object_object_length(r->errors), 4);
+}
+
+static void
+test_json_fields_array_shape_rejected(void **state)
+{
+	struct run	*r = *state;
+
+	assert_int_equal(plan(r, "{\"items\":{}}"), KEEL_EINVAL);
+	assert_string_equal(error_for(r, "items"), "must be an array");
+	json_object_put(r->doc);
+	json_object_put(r->errors);
+	r->errors = json_object_new_object();
+	assert_int_equal(plan(r, "{\"items\":[1,{\"topic\":\"a\","
+	    "\"done\":true}]}"), KEEL_EINVAL);
+	assert_string_equal(error_for(r, "items[0]"), "must be a JSON object");
+	json_object_put(r->doc);
+	json_object_put(r->errors);
+	r->errors = json_object_new_object();
+	assert_int_equal(plan(r, "{\"items\":[1,2,3]}"), KEEL_EINVAL);
+	assert_string_equal(error_for(r, "items"), "must have 0 to 2 elements");
+	assert_int_equal(json_object_object_length(r->errors), 1);
+}
+
+/* An array of values: a question's options, each a bounded string. */
+static const struct keel_field option_field = { .type = KEEL_FIELD_STRING,
+	.min = 1, .max = 5, .check = no_space,
+	.check_msg = "must not contain spaces" };
+static const struct keel_field question_fields[] = {
+	{ .name = "options", .type = KEEL_FIELD_ARRAY, .min = 2, .max = 3,
+	    .of = &option_field, .nof = 1 },
+};
+
+/* Parses body and extracts question_fields (ALL). */
+static enum keel_err
+question(struct run *r, const char *body)
+{
+	assert_int_equal(keel_json_parse(body, strlen(body), &r->doc, r->err,
+	    sizeof(r->err)), KEEL_OK);
+	return keel_json_fields(r->doc, question_fields, 1, KEEL_FIELDS_ALL,
+	    r->vals, r->errors);
+}
+
+static void
+test_json_fields_array_of_values_accepted(void **state)
+{
+	struct run	*r = *state;
+
+	assert_int_equal(question(r, "{\"options\":[\"red\",\"a/b\"]}"),
+	    KEEL_OK);
+	assert_int_equal(r->vals[0].type, KEEL_FIELD_ARRAY);
+	assert_string_equal(json_object_to_json_string_ext(r->vals[0].o,
+	    JSON_C_TO_STRING_PLAIN), "[\"red\",\"a\\/b\"]");
+}
+
+static void
+test_json_fields_array_of_values_elements_named(void **state)
+{
+	struct run	*r = *state;
+
+	assert_int_equal(question(r, "{\"options\":[\"\",7,\"a b\"]}"),
+	    KEEL_EINVAL);
+	assert_string_equal(error_for(r, "options[0]"), "must not be empty");
+	assert_string_equal(error_for(r, "options[1]"), "must be a string");
+	assert_string_equal(error_for(r, "options[2]"),
+	    "must not contain spaces");
+	assert_int_equal(json_object_object_length(r->errors), 3);
+}
+
+static void
+test_json_fields_array_of_values_bounds(void **state)
+{
+	struct run	*r = *state;
+
+	assert_int_equal(question(r, "{\"options\":[\"toolong\",null,"
+	    "\"a\\u0000b\"]}"), KEEL_EINVAL);
+	assert_string_equal(error_for(r, "options[0]"), "is too long");
+	assert_string_equal(error_for(r, "options[1]"), "must not be null");
+	assert_string_equal(error_for(r, "options[2]"),
+	    "must not contain NUL characters");
+	json_object_put(r->doc);
+	json_object_put(r->errors);
+	r->errors = json_object_new_object();
+	assert_int_equal(question(r, "{\"options\":[\"a\"]}"), KEEL_EINVAL);
+	assert_string_equal(error_for(r, "options"),
+	    "must have 2 to 3 elements");
+	assert_int_equal(json_object_object_length(r->errors), 1);
+}
+
+/* An object field: the handler checks its members; json.c its size. */
+static const struct keel_field map_fields[] = {
+	{ .name = "map", .type = KEEL_FIELD_OBJECT, .min = 1, .max = 2 },
+};
+
+static enum keel_err
+map_run(struct run *r, const char *body, struct keel_value *v)
+{
+	assert_int_equal(keel_json_parse(body, strlen(body), &r->doc, r->err,
+	    sizeof(r->err)), KEEL_OK);
+	return keel_json_fields(r->doc, map_fields, 1, KEEL_FIELDS_ALL, v,
+	    r->errors);
+}
+
+static void
+test_json_fields_object_handed_over(void **state)
 {
 	struct run		*r = *state;
-	struct keel_value	 v[BOX__MAX];
+	struct keel_value	 v[1];
 
-	assert_int_equal(boxes(r, "{\"list\":{},\"map\":[]}", v), KEEL_EINVAL);
-	assert_string_equal(error_for(r, "list"), "must be an array");
+	assert_int_equal(map_run(r, "{\"map\":{\"k\":[1]}}", v), KEEL_OK);
+	assert_true(v[0].present);
+	assert_int_equal(json_object_object_length(v[0].o), 1);
+}
+
+static void
+test_json_fields_object_must_be_an_object(void **state)
+{
+	struct run		*r = *state;
+	struct keel_value	 v[1];
+
+	assert_int_equal(map_run(r, "{\"map\":[]}", v), KEEL_EINVAL);
 	assert_string_equal(error_for(r, "map"), "must be an object");
 }
 
 static void
-test_json_fields_array_and_object_sizes_bounded(void **state)
+test_json_fields_object_too_few_members(void **state)
 {
 	struct run		*r = *state;
-	struct keel_value	 v[BOX__MAX];
+	struct keel_value	 v[1];
 
-	assert_int_equal(boxes(r, "{\"list\":[1,2,3,4],\"map\":{}}", v),
-	    KEEL_EINVAL);
-	assert_string_equal(error_for(r, "list"), "has too many elements");
+	assert_int_equal(map_run(r, "{\"map\":{}}", v), KEEL_EINVAL);
 	assert_string_equal(error_for(r, "map"), "has too few members");
+}
+
+static void
+test_json_fields_object_too_many_members(void **state)
+{
+	struct run		*r = *state;
+	struct keel_value	 v[1];
+
+	assert_int_equal(map_run(r, "{\"map\":{\"a\":1,\"b\":2,\"c\":3}}",
+	    v), KEEL_EINVAL);
+	assert_string_equal(error_for(r, "map"), "has too many members");
 }
 
 int
@@ -1272,9 +1413,10 @@ main(void)
 		T(test_json_fields_date_leap_day_accepted),
 		T(test_json_fields_date_non_leap_day_rejected),
 		T(test_json_fields_date_timestamp_rejected),
-		T(test_json_fields_array_and_object_handed_over),
-		T(test_json_fields_array_and_object_kind_checked),
-		T(test_json_fields_array_and_object_sizes_bounded),
+		T(test_json_fields_object_handed_over),
+		T(test_json_fields_object_must_be_an_object),
+		T(test_json_fields_object_too_few_members),
+		T(test_json_fields_object_too_many_members),
 		T(test_check_text_int),
 		T(test_check_text_id),
 		T(test_check_text_bool),
@@ -1285,6 +1427,12 @@ main(void)
 		T(test_jw_escapes_at_every_offset),
 		T(test_jw_int_extremes),
 		T(test_jw_appends_to_the_buffer),
+		T(test_json_fields_array_of_objects_accepted),
+		T(test_json_fields_array_elements_named_in_errors),
+		T(test_json_fields_array_shape_rejected),
+		T(test_json_fields_array_of_values_accepted),
+		T(test_json_fields_array_of_values_elements_named),
+		T(test_json_fields_array_of_values_bounds),
 #undef T
 	};
 
