@@ -133,6 +133,7 @@ static const struct keel_job_kind email_kinds[] = {
 	{ .kind = "invitation", .fn = email_send },
 	{ .kind = "password_reset", .fn = email_send },
 	{ .kind = "test_result", .fn = email_send },
+	{ .kind = "attempt_result", .fn = email_send },
 	{ .kind = "test", .fn = email_send },
 };
 

@@ -297,6 +297,24 @@ check_int(const struct keel_field *f, int64_t v)
 	return NULL;
 }
 
+/* An object whose members the handler checks. */
+static const char *
+check_object(const struct keel_field *f, struct json_object *o,
+    struct keel_value *v)
+{
+	int64_t	 n;
+
+	if (!json_object_is_type(o, json_type_object))
+		return "must be an object";
+	n = json_object_object_length(o);
+	v->o = o;
+	if (f->max > 0 && n > f->max)
+		return "has too many members";
+	if (n < f->min)
+		return "has too few members";
+	return NULL;
+}
+
 /* Validates one JSON value against f into v; a message, or NULL. */
 static const char *
 field_from_json(const struct keel_field *f, struct json_object *o,
@@ -342,6 +360,8 @@ field_from_json(const struct keel_field *f, struct json_object *o,
 			return "must be true or false";
 		v->b = json_object_get_boolean(o);
 		return NULL;
+	case KEEL_FIELD_OBJECT:
+		return check_object(f, o, v);
 	case KEEL_FIELD_ARRAY:		/* array_from_json() */
 	case KEEL_FIELD_TYPE__MAX:
 		break;
@@ -502,6 +522,7 @@ keel_field_check_text(const struct keel_field *f, const char *s,
 			return "must be true or false";
 		return NULL;
 	case KEEL_FIELD_ARRAY:		/* never a query parameter */
+	case KEEL_FIELD_OBJECT:		/* never a query parameter */
 	case KEEL_FIELD_TYPE__MAX:
 		break;
 	}

@@ -15,6 +15,9 @@
  *   password_reset   {"to", "name", "link"}   reset link
  *   test_result      {"to", "name", "testTitle", "score", "correct",
  *                     "total"}                 score: a number, 0..100
+ *   attempt_result   {"to", "name", "testTitle", "score", "correct",
+ *                     "total", "late"}         a graded attempt (attempts.c);
+ *                                              late: a boolean, absent false
  *   test             {"to"}                   keel-queues' test message
  */
 #include "config.h"
@@ -296,12 +299,12 @@ link_valid(const char *s)
 }
 
 enum mail_field { MF_TO, MF_NAME, MF_LINK, MF_TITLE, MF_SCORE, MF_CORRECT,
-	MF_TOTAL, MF__MAX };
+	MF_TOTAL, MF_LATE, MF__MAX };
 
 static const char *const mf_names[MF__MAX] = {
 	[MF_TO] = "to", [MF_NAME] = "name", [MF_LINK] = "link",
 	[MF_TITLE] = "testTitle", [MF_SCORE] = "score",
-	[MF_CORRECT] = "correct", [MF_TOTAL] = "total",
+	[MF_CORRECT] = "correct", [MF_TOTAL] = "total", [MF_LATE] = "late",
 };
 
 /* The string field f of o, NULL when absent or not a string. */
@@ -329,6 +332,17 @@ num_field(struct json_object *o, enum mail_field f, double *out)
 	return 0;
 }
 
+/* The boolean field f of o; false when absent or not a boolean. */
+static bool
+bool_field(struct json_object *o, enum mail_field f)
+{
+	struct json_object	*v;
+
+	return json_object_object_get_ex(o, mf_names[f], &v) &&
+	    json_object_is_type(v, json_type_boolean) &&
+	    json_object_get_boolean(v);
+}
+
 /* s with every control character a space, from a. */
 static const char *
 one_line(struct keel_arena *a, const char *s)
@@ -349,6 +363,7 @@ keel_mail_render(struct keel_arena *a, const char *kind, const char *payload,
 	struct json_object	*o = NULL;
 	const char		*to, *name, *link, *title, *hn;
 	double			 score, correct, total;
+	bool			 late;
 	enum keel_err		 er = KEEL_EINVAL;
 	char			 perr[128];
 
@@ -407,26 +422,34 @@ keel_mail_render(struct keel_arena *a, const char *kind, const char *payload,
 		    "hour):", html_esc(a, link), inv ? "Set my password" :
 		    "Reset my password", inv ? "Welcome!" : "If it wasn't "
 		    "you, ignore this message.");
-	} else if (strcmp(kind, "test_result") == 0) {
+	} else if (strcmp(kind, "test_result") == 0 ||
+	    strcmp(kind, "attempt_result") == 0) {
 		if ((title = str_field(o, MF_TITLE)) == NULL ||
+		    strlen(title) > 1000 ||
 		    num_field(o, MF_SCORE, &score) == -1 ||
 		    num_field(o, MF_CORRECT, &correct) == -1 ||
 		    num_field(o, MF_TOTAL, &total) == -1 || total < 0 ||
 		    correct < 0 || correct > total) {
-			snprintf(why, n, "payload: test_result needs "
-			    "testTitle, score, correct <= total");
+			snprintf(why, n, "payload: %s needs testTitle, score, "
+			    "correct <= total", kind);
 			goto out;
 		}
-		m->subject = keel_arena_printf(a, "Your result: %s", title);
+		/* A title is one line in the subject, whatever was stored. */
+		title = one_line(a, title);
+		late = kind[0] == 'a' && bool_field(o, MF_LATE);
+		m->subject = keel_arena_printf(a, "Your result: %s%s", title,
+		    late ? " (late)" : "");
 		m->text = keel_arena_printf(a, "Hello %s,\n\nYou scored "
-		    "%.0f%% on \"%s\": %.0f of %.0f questions right.\n",
+		    "%.0f%% on \"%s\": %.0f of %.0f questions right.\n%s",
 		    name != NULL && *name != '\0' ? name : "there", score,
-		    title, correct, total);
+		    title, correct, total, late ? "\nYou submitted it after "
+		    "its time was up, so it is marked late.\n" : "");
 		m->html = keel_arena_printf(a, "<!DOCTYPE html><html><body>"
 		    "<p>Hello %s,</p><p>You scored <strong>%.0f%%</strong> "
 		    "on &ldquo;%s&rdquo;: %.0f of %.0f questions right.</p>"
-		    "</body></html>\n", hn, score, html_esc(a, title),
-		    correct, total);
+		    "%s</body></html>\n", hn, score, html_esc(a, title),
+		    correct, total, late ? "<p>You submitted it after its "
+		    "time was up, so it is marked late.</p>" : "");
 	} else if (strcmp(kind, "test") == 0) {
 		m->subject = "keel test message ✓";
 		m->text = "This is a test message from keel-queues.\n";

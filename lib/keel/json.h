@@ -27,6 +27,8 @@ enum keel_field_type {
 	KEEL_FIELD_ID,		/* integer id >= 1 */
 	KEEL_FIELD_ARRAY,	/* min..max objects, each through the table of
 				   (or values, through its one unnamed field) */
+	KEEL_FIELD_OBJECT,	/* a JSON object of min..max members; the
+				   handler checks the members (bodies only) */
 	KEEL_FIELD_TYPE__MAX
 };
 
@@ -68,7 +70,8 @@ struct keel_value {
 	const char	*s;		/* STRING, ENUM, DATE */
 	int64_t		 i;		/* INT, ID */
 	bool		 b;		/* BOOL */
-	struct json_object *o;		/* ARRAY: owned by the document */
+	struct json_object *o;		/* ARRAY, OBJECT: owned by the
+					   document */
 };
 
 enum { KEEL_FIELDS_ALL = 0, KEEL_FIELDS_SOME = 1 };

@@ -45,8 +45,9 @@ void		 keel_mail_message_id(char *dst, size_t n, const char *key,
 void		 keel_mail_build(struct keel_buf *out, const char *from,
 		    const struct keel_mail_msg *m, time_t date);
 /*
- * Fills m from a job: kind is invitation, password_reset, test_result or
- * test; payload its JSON (mail.c documents each).  Strings come from a.
+ * Fills m from a job: kind is invitation, password_reset, test_result,
+ * attempt_result or test; payload its JSON (mail.c documents each).
+ * Strings come from a.
  * KEEL_EINVAL with the reason in why (size n) when the payload can never
  * make a message; KEEL_ENOENT for an unknown kind.
  */

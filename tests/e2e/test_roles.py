@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: ISC
-"""test_roles.py -- every route of auth, users, cars and contracts for
-every role: the route x role table of issue 3's "Done when".
+"""test_roles.py -- every route of auth, users, cars, contracts, tests and
+attempts for every role: the route x role table of issue 3's "Done when".
 
 Each request is built so that, once the gate lets it through, the handler
 answers something deterministic (a 422 for an empty body, a 404 for an id
@@ -12,7 +12,8 @@ including 404 for another user's private data.
 import pytest
 
 from accounts import ROLES, bearer, login, make_user
-from helpers import BaseUrlSession
+from helpers import BaseUrlSession, replicated
+from test_tests import new_question
 
 NOBODY = 999999999          # an id that never exists
 
@@ -60,6 +61,21 @@ def world(stack, admin_token):
     r = s.post(base + "/api/study-plans", headers=oh, json={"title": "Roles"})
     assert r.status_code == 201, r.text
     w["plan"] = r.json()["id"]
+    # exam prep: a published test, a hidden one, another student's attempt
+    q = new_question(stack)
+    for name, published in (("test", True), ("hidden", False)):
+        r = s.post(base + "/api/tests", headers=h, json={
+            "title": "Roles " + name, "subject": "Roles",
+            "durationMinutes": 10, "questionIds": [q],
+            "published": published})
+        assert r.status_code == 201, r.text
+        w[name] = r.json()["id"]
+    eh = bearer(login(BaseUrlSession(base), make_user(stack, "student")[
+        "email"]))
+    r = s.post(base + "/api/tests/%d/attempts" % w["test"], headers=eh)
+    assert r.status_code == 201, r.text
+    w["attempt"] = r.json()["id"]
+    replicated(stack)
     return w
 
 
@@ -94,6 +110,19 @@ TABLE = [
     ("GET", "/api/contracts/{contract}", None, row(401, 200, 200, 404, 403)),
     ("POST", "/api/contracts", {}, row(401, 422, 422, 403, 403)),
     ("PATCH", "/api/contracts/{contract}", {}, row(401, 422, 422, 403, 403)),
+    # tests and attempts (exam prep)
+    ("GET", "/api/tests", None, row(401, 200, 200, 200, 200)),
+    ("GET", "/api/tests/{test}", None, row(401, 200, 200, 200, 200)),
+    ("GET", "/api/tests/{hidden}", None, row(401, 200, 200, 404, 404)),
+    ("POST", "/api/tests", {}, row(401, 422, 422, 403, 403)),
+    ("PATCH", "/api/tests/{test}", {}, row(401, 422, 422, 403, 403)),
+    ("POST", "/api/tests/{test}/attempts", None, row(401, 403, 403, 403, 201)),
+    ("POST", "/api/tests/{hidden}/attempts", None,
+     row(401, 403, 403, 403, 404)),
+    ("GET", "/api/attempts", None, row(401, 200, 200, 403, 200)),
+    ("GET", "/api/attempts/{attempt}", None, row(401, 200, 200, 403, 404)),
+    ("POST", "/api/attempts/{attempt}/submit", {"answers": {}},
+     row(401, 403, 403, 403, 404)),
     # flashcards and study plans: any user, their own rows only
     ("GET", "/api/flashcards", None, row(401, 200, 200, 200, 200)),
     ("POST", "/api/flashcards", {}, row(401, 422, 422, 422, 422)),
@@ -137,7 +166,8 @@ def test_route_role_table(anon, world):
                 self=world["users"][who]["id"] if who != "anon" else NOBODY,
                 owner=world["owner"]["id"], car=world["car"],
                 contract=world["contract"], card=world["card"],
-                plan=world["plan"])
+                plan=world["plan"], test=world["test"],
+                hidden=world["hidden"], attempt=world["attempt"])
             headers = {} if who == "anon" else bearer(world["tokens"][who])
             r = anon.request(method, path, json=body, headers=headers)
             if r.status_code != expect[who]:

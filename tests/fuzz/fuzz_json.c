@@ -12,7 +12,7 @@ int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
 static const char *const kinds[] = { "a", "b", NULL };
 
-enum { F_S, F_I, F_B, F_E, F_D, F_ID, F_L, F_V, F__MAX };
+enum { F_S, F_I, F_B, F_E, F_D, F_ID, F_L, F_V, F_O, F__MAX };
 
 static const struct keel_field value = { .type = KEEL_FIELD_STRING,
 	.min = 1, .max = 10 };
@@ -26,10 +26,11 @@ static const struct keel_field fields[F__MAX] = {
 	[F_ID] = { "id", KEEL_FIELD_ID, 0, 0, 0, 0, NULL, NULL, NULL },
 	/* An array of objects of the fields above (an array in each too). */
 	[F_L] = { .name = "l", .type = KEEL_FIELD_ARRAY, .max = 3,
-	    .of = fields, .nof = F__MAX },
+	    .of = fields, .nof = F_O },
 	/* An array of values, each a string like s. */
 	[F_V] = { .name = "v", .type = KEEL_FIELD_ARRAY, .min = 1, .max = 3,
 	    .of = &value, .nof = 1 },
+	[F_O] = { .name = "o", .type = KEEL_FIELD_OBJECT, .max = 2 },
 };
 
 /* An accepted list of values: 1..3 non-empty valid strings. */
@@ -80,6 +81,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
 			    json_object_array_length(v[F_L].o) > 3)
 				__builtin_trap();
 			if (v[F_V].present && !values_ok(v[F_V].o))
+				__builtin_trap();
+			if (v[F_O].present && !v[F_O].is_null &&
+			    json_object_object_length(v[F_O].o) > 2)
 				__builtin_trap();
 		}
 		json_object_put(errors);

@@ -1277,6 +1277,62 @@ test_json_fields_array_of_values_bounds(void **state)
 	assert_int_equal(json_object_object_length(r->errors), 1);
 }
 
+/* An object field: the handler checks its members; json.c its size. */
+static const struct keel_field map_fields[] = {
+	{ .name = "map", .type = KEEL_FIELD_OBJECT, .min = 1, .max = 2 },
+};
+
+static enum keel_err
+map_run(struct run *r, const char *body, struct keel_value *v)
+{
+	assert_int_equal(keel_json_parse(body, strlen(body), &r->doc, r->err,
+	    sizeof(r->err)), KEEL_OK);
+	return keel_json_fields(r->doc, map_fields, 1, KEEL_FIELDS_ALL, v,
+	    r->errors);
+}
+
+static void
+test_json_fields_object_handed_over(void **state)
+{
+	struct run		*r = *state;
+	struct keel_value	 v[1];
+
+	assert_int_equal(map_run(r, "{\"map\":{\"k\":[1]}}", v), KEEL_OK);
+	assert_true(v[0].present);
+	assert_int_equal(json_object_object_length(v[0].o), 1);
+}
+
+static void
+test_json_fields_object_must_be_an_object(void **state)
+{
+	struct run		*r = *state;
+	struct keel_value	 v[1];
+
+	assert_int_equal(map_run(r, "{\"map\":[]}", v), KEEL_EINVAL);
+	assert_string_equal(error_for(r, "map"), "must be an object");
+}
+
+static void
+test_json_fields_object_too_few_members(void **state)
+{
+	struct run		*r = *state;
+	struct keel_value	 v[1];
+
+	assert_int_equal(map_run(r, "{\"map\":{}}", v), KEEL_EINVAL);
+	assert_string_equal(error_for(r, "map"), "has too few members");
+}
+
+static void
+test_json_fields_object_too_many_members(void **state)
+{
+	struct run		*r = *state;
+	struct keel_value	 v[1];
+
+	assert_int_equal(map_run(r, "{\"map\":{\"a\":1,\"b\":2,\"c\":3}}",
+	    v), KEEL_EINVAL);
+	assert_string_equal(error_for(r, "map"), "has too many members");
+}
+
 int
 main(void)
 {
@@ -1357,6 +1413,10 @@ main(void)
 		T(test_json_fields_date_leap_day_accepted),
 		T(test_json_fields_date_non_leap_day_rejected),
 		T(test_json_fields_date_timestamp_rejected),
+		T(test_json_fields_object_handed_over),
+		T(test_json_fields_object_must_be_an_object),
+		T(test_json_fields_object_too_few_members),
+		T(test_json_fields_object_too_many_members),
 		T(test_check_text_int),
 		T(test_check_text_id),
 		T(test_check_text_bool),

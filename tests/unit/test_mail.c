@@ -137,6 +137,36 @@ test_render_rejects_bad_payloads(void **state)
 	keel_arena_free(a);
 }
 
+static void
+test_render_attempt_result(void **state)
+{
+	struct keel_arena	*a = keel_arena_new();
+	struct keel_mail_msg	 m;
+	char			 why[256];
+
+	(void)state;
+	assert_int_equal(keel_mail_render(a, "attempt_result",
+	    "{\"to\":\"a@b.example\",\"name\":\"Ann\",\"testTitle\":"
+	    "\"Algebra <1>\",\"score\":67,\"correct\":2,\"total\":3,"
+	    "\"late\":false}", "k", &m, why, sizeof(why)), KEEL_OK);
+	assert_string_equal(m.subject, "Your result: Algebra <1>");
+	assert_non_null(strstr(m.text, "67% on \"Algebra <1>\": 2 of 3"));
+	assert_null(strstr(m.text, "late"));
+	assert_non_null(strstr(m.html, "Algebra &lt;1&gt;"));
+	/* Late says so; a stored title with a line break stays one line. */
+	assert_int_equal(keel_mail_render(a, "attempt_result",
+	    "{\"to\":\"a@b.example\",\"testTitle\":\"A\\r\\nBcc: x\","
+	    "\"score\":0,\"correct\":0,\"total\":1,\"late\":true}", "k",
+	    &m, why, sizeof(why)), KEEL_OK);
+	assert_string_equal(m.subject, "Your result: A  Bcc: x (late)");
+	assert_non_null(strstr(m.text, "marked late"));
+	assert_int_equal(keel_mail_render(a, "attempt_result",
+	    "{\"to\":\"a@b.example\",\"testTitle\":\"A\",\"score\":0,"
+	    "\"correct\":2,\"total\":1}", "k", &m, why, sizeof(why)),
+	    KEEL_EINVAL);
+	keel_arena_free(a);
+}
+
 /* The To: line keel_mail_build() writes for name and a@b.example. */
 static char *
 to_line(const char *name, char *out, size_t n)
@@ -205,6 +235,7 @@ main(void)
 		cmocka_unit_test(test_build_multipart_with_both_parts),
 		cmocka_unit_test(test_address_validation),
 		cmocka_unit_test(test_render_rejects_bad_payloads),
+		cmocka_unit_test(test_render_attempt_result),
 		cmocka_unit_test(test_display_names_are_quoted_or_encoded),
 		cmocka_unit_test(test_backoff_doubles_from_the_base),
 	};
