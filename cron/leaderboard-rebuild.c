@@ -1,0 +1,262 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * leaderboard-rebuild.c -- keel-leaderboard-rebuild: recomputes the
+ * leaderboards from PostgreSQL (DESIGN.md, "Leaderboards").
+ *
+ * Each board (the global one and each test's with a submitted attempt,
+ * each all-time, this ISO week and this month; or the ones the flags
+ * name) is one statement over test_attempts that upserts
+ * leaderboard_entries and returns the board (lib/board.c), written into
+ * a fresh Redis key by multi-member ZADDs of KEEL_REBUILD_BATCH, then
+ * renamed over the live board in one step: a reader sees the old board
+ * or the new one, never an empty or partial one.  The fresh key exists
+ * before the statement runs, and the drainer writes into it too, so an
+ * attempt applied during the rebuild isn't lost by the swap.  A board
+ * another run (another host's cron) is filling is skipped.  cron runs
+ * it hourly; it restores boards Redis lost.
+ */
+#include "config.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "keel/board.h"
+#include "keel/cache.h"
+#include "keel/cron.h"
+#include "keel/db.h"
+#include "keel/log.h"
+#include "keel/mem.h"
+#include "keel/redis.h"
+#include "keel/text.h"
+
+#define KEEL_REBUILD_BATCH	1000	/* members per ZADD */
+#define KEEL_REBUILD_FRESH_TTL	600	/* s a dead run's fresh key lives */
+
+static const struct keel_query q_tests = { .name = "lb_rebuild_tests",
+	.sql = "SELECT id FROM tests t WHERE EXISTS (SELECT 1 FROM "
+	"test_attempts a WHERE a.test_id = t.id AND a.submitted_at IS NOT "
+	"NULL) ORDER BY id", .target = KEEL_DB_PRIMARY };
+
+struct rebuild {
+	struct keel_cron	 c;
+	struct keel_db		*db;
+	struct keel_redis	*redis;
+	char			 run[300];	/* the fresh keys' sentinel */
+	long			 boards, entries, skipped, failed;
+};
+
+/* Drops b's fresh key after a failure, so drainers stop feeding it. */
+static void
+rebuild_drop(struct rebuild *rb, const struct keel_board *b)
+{
+	const char	*av[2];
+	char		 key[KEEL_BOARD_KEY_MAX];
+
+	keel_board_key(key, sizeof(key), b, true);
+	av[0] = "DEL";
+	av[1] = key;
+	(void)keel_redis_cmd(rb->redis, 2, av, NULL, NULL);
+}
+
+/* Rebuilds board b; false (logged, counted) when it failed. */
+static bool
+rebuild_board(struct rebuild *rb, const struct keel_board *b)
+{
+	struct keel_db_params	 p;
+	struct keel_rows	*rows = NULL;
+	int64_t			*users;
+	double			*vals;
+	char			 end[24], key[KEEL_BOARD_KEY_MAX];
+	size_t			 i, n, m = 0;
+	enum keel_err		 er;
+	bool			 ok;
+
+	keel_board_key(key, sizeof(key), b, false);
+	if ((er = keel_board_begin(rb->redis, b, rb->run,
+	    KEEL_REBUILD_FRESH_TTL, &ok)) != KEEL_OK)
+		goto fail;
+	if (!ok) {
+		keel_log_info("%s: another run is rebuilding it; skipped",
+		    key);
+		rb->skipped++;
+		return true;
+	}
+	keel_db_params_init(&p);
+	keel_board_params(&p, b, end, sizeof(end));
+	keel_db_param_null(&p);
+	if ((er = keel_db_query(rb->db, &keel_board_q_compute, &p, &rows)) !=
+	    KEEL_OK) {
+		rebuild_drop(rb, b);
+		goto fail;
+	}
+	n = keel_rows_count(rows);
+	users = keel_calloc(n + 1, sizeof(*users));
+	vals = keel_calloc(n + 1, sizeof(*vals));
+	for (i = 0; i < n; i++) {
+		users[m] = keel_rows_int64(rows, i, 0);
+		if (keel_board_encode(keel_rows_int64(rows, i, 1),
+		    keel_rows_int64(rows, i, 2), &vals[m]))
+			m++;
+		else
+			keel_log_warnx("%s: user %lld's score %s is past the "
+			    "board's range", key, (long long)users[m],
+			    keel_rows_value(rows, i, 1));
+	}
+	keel_rows_free(rows);
+	for (i = 0; i < m && er == KEEL_OK; i += KEEL_REBUILD_BATCH) {
+		er = keel_board_fill(rb->redis, b, users + i, vals + i,
+		    m - i < KEEL_REBUILD_BATCH ? m - i : KEEL_REBUILD_BATCH);
+		keel_cron_progress(&rb->c, "%s %zu/%zu (boards=%ld)", key, i,
+		    m, rb->boards);
+	}
+	free(users);
+	free(vals);
+	if (er == KEEL_OK)
+		er = keel_board_swap(rb->redis, b, rb->run, &ok);
+	if (er != KEEL_OK) {
+		rebuild_drop(rb, b);
+		goto fail;
+	}
+	if (!ok) {
+		keel_log_warnx("%s: the fresh key expired before the swap",
+		    key);
+		rb->failed++;
+		return false;
+	}
+	rb->boards++;
+	rb->entries += (long)m;
+	return true;
+fail:
+	keel_log_warnx("%s: %s", key, keel_strerror(er));
+	rb->failed++;
+	return false;
+}
+
+/* Rebuilds test's boards (0: global) of the periods in mask. */
+static void
+rebuild_scope(struct rebuild *rb, int64_t test, unsigned mask, int64_t now)
+{
+	struct keel_board	 b;
+	int			 i;
+
+	for (i = 0; i < KEEL_BOARD_PERIOD__MAX; i++) {
+		if (!(mask & (1u << i)) || keel_cron_stopping(&rb->c))
+			continue;
+		keel_board_at(&b, test, (enum keel_board_period)i, now);
+		rebuild_board(rb, &b);
+	}
+}
+
+static void
+usage(const char *prog)
+{
+	fprintf(stderr, "usage: %s [--global] [--test ID] "
+	    "[--period all|week|month]\n"
+	    "  rebuilds every board, or those of the global scope and/or "
+	    "one test,\n  of every period or of one\n"
+	    "  --config  print the environment variables and exit\n", prog);
+}
+
+int
+main(int argc, char *argv[])
+{
+	static const struct option longopts[] = {
+		{ "global", no_argument, NULL, 'g' },
+		{ "test", required_argument, NULL, 't' },
+		{ "period", required_argument, NULL, 'p' },
+		{ "config", no_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct rebuild		 rb;
+	struct keel_rows	*rows = NULL;
+	struct keel_cache	*cache;
+	enum keel_board_period	 per;
+	enum keel_err		 er;
+	char			 host[256];
+	int64_t			 test = 0, now;
+	unsigned		 mask = (1u << KEEL_BOARD_PERIOD__MAX) - 1;
+	size_t			 i;
+	int			 ch, global = 0;
+
+	while ((ch = getopt_long(argc, argv, "gt:p:ch", longopts, NULL)) !=
+	    -1) {
+		switch (ch) {
+		case 'g':
+			global = 1;
+			break;
+		case 't':
+			if (!keel_parse_int64(optarg, 1, INT64_MAX, &test)) {
+				usage(argv[0]);
+				return 2;
+			}
+			break;
+		case 'p':
+			if ((per = keel_board_period_find(optarg)) ==
+			    KEEL_BOARD_PERIOD__MAX) {
+				usage(argv[0]);
+				return 2;
+			}
+			mask = 1u << per;
+			break;
+		case 'c':
+			keel_config_print_table();
+			return 0;
+		default:
+			usage(argv[0]);
+			return ch == 'h' ? 0 : 2;
+		}
+	}
+	if (optind != argc) {
+		usage(argv[0]);
+		return 2;
+	}
+	memset(&rb, 0, sizeof(rb));
+	keel_cron_init(&rb.c, "keel-leaderboard-rebuild", 3000);
+	if (!keel_cron_lock(&rb.c)) {
+		keel_cron_done(&rb.c, "skipped: another run is rebuilding");
+		return 0;
+	}
+	if (gethostname(host, sizeof(host)) == -1)
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	/* Not a user id: the sentinel can't be taken for an entry. */
+	snprintf(rb.run, sizeof(rb.run), "~rebuild:%s:%ld:%lld", host,
+	    (long)getpid(), (long long)time(NULL));
+	rb.db = keel_db_open(&rb.c.cfg);
+	rb.redis = keel_redis_open(&rb.c.cfg);
+	now = (int64_t)time(NULL);
+
+	if (global || (test == 0))
+		rebuild_scope(&rb, 0, mask, now);
+	if (test > 0)
+		rebuild_scope(&rb, test, mask, now);
+	else if (!global) {
+		if ((er = keel_db_query(rb.db, &q_tests, NULL, &rows)) !=
+		    KEEL_OK) {
+			keel_log_warnx("listing tests: %s", keel_strerror(er));
+			rb.failed++;
+		}
+		for (i = 0; i < keel_rows_count(rows) &&
+		    !keel_cron_stopping(&rb.c); i++)
+			rebuild_scope(&rb, keel_rows_int64(rows, i, 0), mask,
+			    now);
+		keel_rows_free(rows);
+	}
+	/* Pages cached from the old boards (or from PostgreSQL). */
+	if (rb.boards > 0) {
+		cache = keel_cache_open(&rb.c.cfg);
+		keel_cache_invalidate(cache, "leaderboard");
+		keel_cache_close(cache);
+	}
+	keel_redis_close(rb.redis);
+	keel_db_close(rb.db);
+	keel_cron_done(&rb.c, "processed=%ld failed=%ld retried=0 took=%.2fs "
+	    "entries=%ld skipped=%ld", rb.boards, rb.failed,
+	    keel_cron_elapsed(&rb.c), rb.entries, rb.skipped);
+	return rb.failed > 0 ? 1 : 0;
+}
