@@ -12,14 +12,16 @@
  * is added to a count, so a job run twice (a retry after a crash) or
  * out of order leaves the same entries.  An attempt that doesn't exist
  * or isn't submitted can never be applied: dead-lettered.  A board
- * missing from Redis is left to keel-leaderboard-rebuild; until then
- * reads answer from PostgreSQL.  Cached pages are invalidated.
+ * missing from Redis (lost, or new: a new test, a new week) is built
+ * whole from PostgreSQL, as the rebuild does, its entry included.
+ * Cached pages are invalidated.
  */
 #include "config.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "keel/board.h"
 #include "keel/cache.h"
@@ -34,7 +36,10 @@ struct lb_ctx {
 	struct keel_db		*db;		/* the drainer's */
 	struct keel_redis	*redis;
 	struct keel_cache	*cache;
+	char			 run[300];	/* fresh keys' sentinel */
 };
+
+#define LB_FRESH_TTL	600	/* s a dead drainer's fresh key lives */
 
 static const struct keel_query q_attempt = { .name = "lb_attempt",
 	.sql = "SELECT user_id, test_id, "
@@ -46,11 +51,18 @@ static void *
 lb_setup(const struct keel_config *cfg, struct keel_db *db)
 {
 	struct lb_ctx	*c;
+	char		 host[256];
 
 	c = keel_calloc(1, sizeof(*c));
 	c->db = db;
 	c->redis = keel_redis_open(cfg);
 	c->cache = keel_cache_open(cfg);
+	if (gethostname(host, sizeof(host)) == -1)
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	/* Not a user id: the sentinel can't be taken for an entry. */
+	snprintf(c->run, sizeof(c->run), "~drain:%s:%ld", host,
+	    (long)getpid());
 	return c;
 }
 
@@ -77,6 +89,7 @@ lb_board(struct lb_ctx *c, const struct keel_board *b, int64_t user,
 	char			 end[24], key[KEEL_BOARD_KEY_MAX];
 	enum keel_err		 er;
 	double			 v;
+	long			 built;
 	bool			 stored;
 
 	keel_db_params_init(&p);
@@ -104,8 +117,18 @@ lb_board(struct lb_ctx *c, const struct keel_board *b, int64_t user,
 		snprintf(why, n, "redis: %s", keel_strerror(er));
 		return KEEL_JOB_RETRY;
 	}
-	if (!stored)
-		keel_log_debug("%s is not in redis: left to the rebuild", key);
+	if (stored)
+		return KEEL_JOB_DONE;
+	/* Lost, or new (a new test, a new week): built from PostgreSQL,
+	 * whose entries include this one. */
+	if ((er = keel_board_rebuild(c->db, c->redis, b, c->run,
+	    LB_FRESH_TTL, &built)) != KEEL_OK) {
+		snprintf(why, n, "rebuilding %s: %s", key, keel_strerror(er));
+		return KEEL_JOB_RETRY;
+	}
+	if (built >= 0)
+		keel_log_info("%s was not in redis: built (%ld entries)", key,
+		    built);
 	return KEEL_JOB_DONE;
 }
 

@@ -7,7 +7,7 @@
  * each all-time, this ISO week and this month; or the ones the flags
  * name) is one statement over test_attempts that upserts
  * leaderboard_entries and returns the board (lib/board.c), written into
- * a fresh Redis key by multi-member ZADDs of KEEL_REBUILD_BATCH, then
+ * a fresh Redis key by multi-member ZADDs of KEEL_BOARD_BATCH, then
  * renamed over the live board in one step: a reader sees the old board
  * or the new one, never an empty or partial one.  The fresh key exists
  * before the statement runs, and the drainer writes into it too, so an
@@ -33,7 +33,6 @@
 #include "keel/redis.h"
 #include "keel/text.h"
 
-#define KEEL_REBUILD_BATCH	1000	/* members per ZADD */
 #define KEEL_REBUILD_FRESH_TTL	600	/* s a dead run's fresh key lives */
 
 static const struct keel_query q_tests = { .name = "lb_rebuild_tests",
@@ -49,91 +48,31 @@ struct rebuild {
 	long			 boards, entries, skipped, failed;
 };
 
-/* Drops b's fresh key after a failure, so drainers stop feeding it. */
+/* Rebuilds board b, counting what became of it. */
 static void
-rebuild_drop(struct rebuild *rb, const struct keel_board *b)
-{
-	const char	*av[2];
-	char		 key[KEEL_BOARD_KEY_MAX];
-
-	keel_board_key(key, sizeof(key), b, true);
-	av[0] = "DEL";
-	av[1] = key;
-	(void)keel_redis_cmd(rb->redis, 2, av, NULL, NULL);
-}
-
-/* Rebuilds board b; false (logged, counted) when it failed. */
-static bool
 rebuild_board(struct rebuild *rb, const struct keel_board *b)
 {
-	struct keel_db_params	 p;
-	struct keel_rows	*rows = NULL;
-	int64_t			*users;
-	double			*vals;
-	char			 end[24], key[KEEL_BOARD_KEY_MAX];
-	size_t			 i, n, m = 0;
-	enum keel_err		 er;
-	bool			 ok;
+	char		 key[KEEL_BOARD_KEY_MAX];
+	enum keel_err	 er;
+	long		 n;
 
 	keel_board_key(key, sizeof(key), b, false);
-	if ((er = keel_board_begin(rb->redis, b, rb->run,
-	    KEEL_REBUILD_FRESH_TTL, &ok)) != KEEL_OK)
-		goto fail;
-	if (!ok) {
+	keel_cron_progress(&rb->c, "%s (boards=%ld entries=%ld)", key,
+	    rb->boards, rb->entries);
+	if ((er = keel_board_rebuild(rb->db, rb->redis, b, rb->run,
+	    KEEL_REBUILD_FRESH_TTL, &n)) != KEEL_OK) {
+		keel_log_warnx("%s: %s", key, er == KEEL_ECONFLICT ?
+		    "the fresh key expired before the swap" :
+		    keel_strerror(er));
+		rb->failed++;
+	} else if (n < 0) {
 		keel_log_info("%s: another run is rebuilding it; skipped",
 		    key);
 		rb->skipped++;
-		return true;
+	} else {
+		rb->boards++;
+		rb->entries += n;
 	}
-	keel_db_params_init(&p);
-	keel_board_params(&p, b, end, sizeof(end));
-	keel_db_param_null(&p);
-	if ((er = keel_db_query(rb->db, &keel_board_q_compute, &p, &rows)) !=
-	    KEEL_OK) {
-		rebuild_drop(rb, b);
-		goto fail;
-	}
-	n = keel_rows_count(rows);
-	users = keel_calloc(n + 1, sizeof(*users));
-	vals = keel_calloc(n + 1, sizeof(*vals));
-	for (i = 0; i < n; i++) {
-		users[m] = keel_rows_int64(rows, i, 0);
-		if (keel_board_encode(keel_rows_int64(rows, i, 1),
-		    keel_rows_int64(rows, i, 2), &vals[m]))
-			m++;
-		else
-			keel_log_warnx("%s: user %lld's score %s is past the "
-			    "board's range", key, (long long)users[m],
-			    keel_rows_value(rows, i, 1));
-	}
-	keel_rows_free(rows);
-	for (i = 0; i < m && er == KEEL_OK; i += KEEL_REBUILD_BATCH) {
-		er = keel_board_fill(rb->redis, b, users + i, vals + i,
-		    m - i < KEEL_REBUILD_BATCH ? m - i : KEEL_REBUILD_BATCH);
-		keel_cron_progress(&rb->c, "%s %zu/%zu (boards=%ld)", key, i,
-		    m, rb->boards);
-	}
-	free(users);
-	free(vals);
-	if (er == KEEL_OK)
-		er = keel_board_swap(rb->redis, b, rb->run, &ok);
-	if (er != KEEL_OK) {
-		rebuild_drop(rb, b);
-		goto fail;
-	}
-	if (!ok) {
-		keel_log_warnx("%s: the fresh key expired before the swap",
-		    key);
-		rb->failed++;
-		return false;
-	}
-	rb->boards++;
-	rb->entries += (long)m;
-	return true;
-fail:
-	keel_log_warnx("%s: %s", key, keel_strerror(er));
-	rb->failed++;
-	return false;
 }
 
 /* Rebuilds test's boards (0: global) of the periods in mask. */

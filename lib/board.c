@@ -328,6 +328,74 @@ keel_board_swap(struct keel_redis *r, const struct keel_board *b,
 	return er;
 }
 
+/* Drops b's fresh key after a failed rebuild: writers stop feeding it. */
+static void
+board_drop(struct keel_redis *r, const struct keel_board *b)
+{
+	const char	*av[2];
+	char		 key[KEEL_BOARD_KEY_MAX];
+
+	keel_board_key(key, sizeof(key), b, true);
+	av[0] = "DEL";
+	av[1] = key;
+	(void)keel_redis_cmd(r, 2, av, NULL, NULL);
+}
+
+enum keel_err
+keel_board_rebuild(struct keel_db *db, struct keel_redis *r,
+    const struct keel_board *b, const char *run, int ttl, long *entries)
+{
+	struct keel_db_params	 p;
+	struct keel_rows	*rows = NULL;
+	int64_t			*users;
+	double			*vals;
+	char			 end[24], key[KEEL_BOARD_KEY_MAX];
+	size_t			 i, n, m = 0;
+	enum keel_err		 er;
+	bool			 ok;
+
+	*entries = -1;
+	if ((er = keel_board_begin(r, b, run, ttl, &ok)) != KEEL_OK || !ok)
+		return er;
+	keel_db_params_init(&p);
+	keel_board_params(&p, b, end, sizeof(end));
+	keel_db_param_null(&p);
+	if ((er = keel_db_query(db, &keel_board_q_compute, &p, &rows)) !=
+	    KEEL_OK) {
+		board_drop(r, b);
+		return er;
+	}
+	keel_board_key(key, sizeof(key), b, false);
+	n = keel_rows_count(rows);
+	users = keel_calloc(n + 1, sizeof(*users));
+	vals = keel_calloc(n + 1, sizeof(*vals));
+	for (i = 0; i < n; i++) {
+		users[m] = keel_rows_int64(rows, i, 0);
+		if (keel_board_encode(keel_rows_int64(rows, i, 1),
+		    keel_rows_int64(rows, i, 2), &vals[m]))
+			m++;
+		else
+			keel_log_warnx("%s: user %lld's score %s is past the "
+			    "board's range", key, (long long)users[m],
+			    keel_rows_value(rows, i, 1));
+	}
+	keel_rows_free(rows);
+	for (i = 0; i < m && er == KEEL_OK; i += KEEL_BOARD_BATCH)
+		er = keel_board_fill(r, b, users + i, vals + i,
+		    m - i < KEEL_BOARD_BATCH ? m - i : KEEL_BOARD_BATCH);
+	free(users);
+	free(vals);
+	if (er == KEEL_OK && (er = keel_board_swap(r, b, run, &ok)) ==
+	    KEEL_OK && !ok)
+		return KEEL_ECONFLICT;	/* the fresh key is another's now */
+	if (er != KEEL_OK) {
+		board_drop(r, b);
+		return er;
+	}
+	*entries = (long)m;
+	return KEEL_OK;
+}
+
 /* An integer element of a script's array answer. */
 static int64_t
 elem_int(const struct keel_rreply *e)

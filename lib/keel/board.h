@@ -138,6 +138,20 @@ enum keel_err	 keel_board_swap(struct keel_redis *r,
 		    const struct keel_board *b, const char *run,
 		    bool *swapped);
 
+/*
+ * Rebuilds b whole: begins it as run (its fresh key living ttl
+ * seconds), recomputes every user's entry with keel_board_q_compute,
+ * fills the fresh key KEEL_BOARD_BATCH members per ZADD and swaps it
+ * in; on a failure the fresh key is dropped.  *entries (not NULL) gets
+ * the board's size, or -1 when another run was filling it (skipped).
+ * KEEL_ECONFLICT when the fresh key expired before the swap; else the
+ * errors of PostgreSQL and Redis.
+ */
+#define KEEL_BOARD_BATCH	1000
+enum keel_err	 keel_board_rebuild(struct keel_db *db, struct keel_redis *r,
+		    const struct keel_board *b, const char *run, int ttl,
+		    long *entries);
+
 /* One entry of a page, as Redis has it. */
 struct keel_board_entry {
 	int64_t		 user;
