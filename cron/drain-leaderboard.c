@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "keel/board.h"
 #include "keel/cache.h"
@@ -51,18 +50,12 @@ static void *
 lb_setup(const struct keel_config *cfg, struct keel_db *db)
 {
 	struct lb_ctx	*c;
-	char		 host[256];
 
 	c = keel_calloc(1, sizeof(*c));
 	c->db = db;
 	c->redis = keel_redis_open(cfg);
 	c->cache = keel_cache_open(cfg);
-	if (gethostname(host, sizeof(host)) == -1)
-		snprintf(host, sizeof(host), "localhost");
-	host[sizeof(host) - 1] = '\0';
-	/* Not a user id: the sentinel can't be taken for an entry. */
-	snprintf(c->run, sizeof(c->run), "~drain:%s:%ld", host,
-	    (long)getpid());
+	keel_board_run(c->run, sizeof(c->run), "drain");
 	return c;
 }
 

@@ -22,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "keel/board.h"
 #include "keel/cache.h"
@@ -116,7 +115,6 @@ main(int argc, char *argv[])
 	struct keel_cache	*cache;
 	enum keel_board_period	 per;
 	enum keel_err		 er;
-	char			 host[256];
 	int64_t			 test = 0, now;
 	unsigned		 mask = (1u << KEEL_BOARD_PERIOD__MAX) - 1;
 	size_t			 i;
@@ -160,12 +158,7 @@ main(int argc, char *argv[])
 		keel_cron_done(&rb.c, "skipped: another run is rebuilding");
 		return 0;
 	}
-	if (gethostname(host, sizeof(host)) == -1)
-		snprintf(host, sizeof(host), "localhost");
-	host[sizeof(host) - 1] = '\0';
-	/* Not a user id: the sentinel can't be taken for an entry. */
-	snprintf(rb.run, sizeof(rb.run), "~rebuild:%s:%ld:%lld", host,
-	    (long)getpid(), (long long)time(NULL));
+	keel_board_run(rb.run, sizeof(rb.run), "rebuild");
 	rb.db = keel_db_open(&rb.c.cfg);
 	rb.redis = keel_redis_open(&rb.c.cfg);
 	now = (int64_t)time(NULL);

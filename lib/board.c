@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "keel/board.h"
 #include "keel/db.h"
@@ -251,6 +252,18 @@ keel_board_add(struct keel_redis *r, const struct keel_board *b,
 	if ((er = board_int(&script_add, er, rep, &n)) == KEEL_OK)
 		*stored = n > 0;
 	return er;
+}
+
+void
+keel_board_run(char *buf, size_t n, const char *who)
+{
+	char	 host[256];
+
+	if (gethostname(host, sizeof(host)) == -1)
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	snprintf(buf, n, "~%s:%s:%ld:%lld", who, host, (long)getpid(),
+	    (long long)time(NULL));
 }
 
 enum keel_err

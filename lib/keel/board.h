@@ -128,6 +128,11 @@ enum keel_err	 keel_board_add(struct keel_redis *r,
  * keeping it until a day after its period ends; *swapped false when the
  * fresh key is no longer run's.
  */
+/*
+ * A run's sentinel into buf (size n): "~<who>:<host>:<pid>:<time>",
+ * never a user id, so it can't be taken for an entry.
+ */
+void		 keel_board_run(char *buf, size_t n, const char *who);
 enum keel_err	 keel_board_begin(struct keel_redis *r,
 		    const struct keel_board *b, const char *run, int ttl,
 		    bool *began);
