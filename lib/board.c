@@ -144,8 +144,9 @@ keel_board_key(char *buf, size_t n, const struct keel_board *b, bool fresh)
 /*
  * A user's attempts of the scope and period, each test's best and when
  * it was first reached, summed per user (one test: its best), upserted
- * (only over an entry from fewer attempts, and only when it changes),
- * then every computed user's entry as it now stands.
+ * (only over an entry from fewer attempts, and only when it changes:
+ * an unchanged entry is not even locked), then every computed user's
+ * entry as it now stands.
  */
 const struct keel_query keel_board_q_compute = {
 	.name = "board_compute",
@@ -161,10 +162,17 @@ const struct keel_query keel_board_q_compute = {
 	"c AS (SELECT user_id, sum(best)::bigint AS score, "
 	"sum(n)::integer AS attempts, max(reached) AS reached "
 	"FROM bt GROUP BY user_id), "
+	"j AS (SELECT c.*, e.user_id IS NOT NULL AS known, e.score AS escore, "
+	"e.attempts AS eattempts, e.reached_at AS ereached FROM c "
+	"LEFT JOIN leaderboard_entries e ON e.user_id = c.user_id "
+	"AND COALESCE(e.test_id, 0) = COALESCE($1::bigint, 0) "
+	"AND e.period = $2::text AND e.period_start = $3::date), "
 	"up AS (INSERT INTO leaderboard_entries AS e (test_id, period, "
 	"period_start, user_id, score, attempts, reached_at) "
 	"SELECT $1::bigint, $2::text, $3::date, user_id, score, attempts, "
-	"reached FROM c "
+	"reached FROM j WHERE NOT known OR (attempts >= eattempts AND "
+	"(escore, eattempts, ereached) IS DISTINCT FROM "
+	"(score, attempts, reached)) "
 	"ON CONFLICT ((COALESCE(test_id, 0)), period, period_start, user_id) "
 	"DO UPDATE SET score = EXCLUDED.score, attempts = EXCLUDED.attempts, "
 	"reached_at = EXCLUDED.reached_at, updated_at = now() "
@@ -174,12 +182,9 @@ const struct keel_query keel_board_q_compute = {
 	"RETURNING user_id, score, reached_at) "
 	"SELECT user_id AS \"userId\", score, "
 	"floor(extract(epoch FROM reached_at))::bigint AS reached FROM up "
-	"UNION ALL SELECT e.user_id, e.score, "
-	"floor(extract(epoch FROM e.reached_at))::bigint "
-	"FROM c JOIN leaderboard_entries e ON e.user_id = c.user_id "
-	"AND COALESCE(e.test_id, 0) = COALESCE($1::bigint, 0) "
-	"AND e.period = $2::text AND e.period_start = $3::date "
-	"WHERE NOT EXISTS (SELECT 1 FROM up WHERE up.user_id = c.user_id)",
+	"UNION ALL SELECT user_id, escore, "
+	"floor(extract(epoch FROM ereached))::bigint FROM j WHERE known "
+	"AND NOT EXISTS (SELECT 1 FROM up WHERE up.user_id = j.user_id)",
 	.target = KEEL_DB_PRIMARY };
 
 void

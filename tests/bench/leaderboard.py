@@ -9,7 +9,8 @@ vs 1,000,000 entries (DESIGN.md: each O(log N)).
 
 Starts a throwaway stack (tests/e2e/stack.py) from the optimised build in
 _build (KEEL_BUILD_DIR to change it), loads STUDENTS students and ATTEMPTS
-submitted attempts spread over TESTS tests and the last 60 days, then:
+submitted attempts (each student's spread over ATTEMPTS / STUDENTS
+tests) over TESTS tests and the last 60 days, then:
 
   rebuild global   keel-leaderboard-rebuild --global --period all: every
                    attempt aggregated into one board (sum of bests)
@@ -99,14 +100,14 @@ def main():
                "FROM generate_series(1, %d) g" % tests)
         s.psql("INSERT INTO test_attempts (test_id, user_id, started_at, "
                "expires_at, submitted_at, score, correct, total) "
-               "SELECT t.min + (g * 7919) %% %d, u.min + g %% %d, "
+               "SELECT t.min + (g / %d * 13 + g) %% %d, u.min + g %% %d, "
                "now() - interval '61 days', now(), "
                "now() - ((g * 104729) %% 5184000) * interval '1 second', "
                "(g * 37) %% 101, (g * 37) %% 101, 100 "
-               "FROM generate_series(1, %d) g, "
+               "FROM generate_series(1::bigint, %d) g, "
                "(SELECT min(id) FROM tests) t, "
                "(SELECT min(id) FROM users WHERE role = 'student') u"
-               % (tests, students, attempts))
+               % (students, tests, students, attempts))
         s.psql("ANALYZE")
         load = time.monotonic() - t0
         env = {"KEEL_LOG_LEVEL": "warn"}
