@@ -142,8 +142,10 @@ keel_board_key(char *buf, size_t n, const struct keel_board *b, bool fresh)
 }
 
 /*
- * A user's attempts of the scope and period, each test's best and when
- * it was first reached, summed per user (one test: its best), upserted
+ * A user's attempts of the scope and period, each test's best and the
+ * second it was first reached -- one max() of score * 2^40 + (2^40 - 1
+ * - the second), a bigint, so a plain hash aggregate finds both --
+ * summed per user (one test: its best), upserted
  * (only over an entry from fewer attempts, and only when it changes:
  * an unchanged entry is not even locked), then every computed user's
  * entry as it now stands.
@@ -156,12 +158,12 @@ const struct keel_query keel_board_q_compute = {
 	"AND submitted_at >= $3::date::timestamp AT TIME ZONE 'UTC' "
 	"AND ($4::bigint IS NULL OR submitted_at < to_timestamp($4::bigint)) "
 	"AND ($5::bigint IS NULL OR user_id = $5::bigint)), "
-	"bt AS (SELECT user_id, max(score) AS best, count(*) AS n, "
-	"(array_agg(submitted_at ORDER BY score DESC, submitted_at))[1] "
-	"AS reached FROM a GROUP BY user_id, test_id), "
-	"c AS (SELECT user_id, sum(best)::bigint AS score, "
-	"sum(n)::integer AS attempts, max(reached) AS reached "
-	"FROM bt GROUP BY user_id), "
+	"bt AS (SELECT user_id, max(score::bigint * 1099511627776 + "
+	"1099511627775 - floor(extract(epoch FROM submitted_at))::bigint) "
+	"AS k, count(*) AS n FROM a GROUP BY user_id, test_id), "
+	"c AS (SELECT user_id, sum(k >> 40)::bigint AS score, "
+	"sum(n)::integer AS attempts, to_timestamp(max(1099511627775 - "
+	"(k & 1099511627775))) AS reached FROM bt GROUP BY user_id), "
 	"j AS (SELECT c.*, e.user_id IS NOT NULL AS known, e.score AS escore, "
 	"e.attempts AS eattempts, e.reached_at AS ereached FROM c "
 	"LEFT JOIN leaderboard_entries e ON e.user_id = c.user_id "

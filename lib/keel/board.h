@@ -94,9 +94,9 @@ void		 keel_board_key(char *buf, size_t n,
 
 /*
  * The statement that recomputes a board's entries from test_attempts
- * into leaderboard_entries (best score per user, the earliest reaching
- * of it, the attempts counted; for the global scope the sum of each
- * test's best, reached when the last of them was) and returns them as
+ * into leaderboard_entries (best score per user, the second it was
+ * first reached, the attempts counted; for the global scope the sum of
+ * each test's best, reached when the last of them was) and returns them as
  * (userId, score, reached Unix s).  $1 test (NULL: global), $2 period,
  * $3 its first day, $4 its end (NULL: all time), $5 one user (NULL:
  * every user).  An entry is only ever replaced by one computed from at

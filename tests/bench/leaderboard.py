@@ -110,7 +110,9 @@ def main():
                % (students, tests, students, attempts))
         s.psql("ANALYZE")
         load = time.monotonic() - t0
-        env = {"KEEL_LOG_LEVEL": "warn"}
+        # As cron/crontab runs it: one board's statement may be long.
+        env = {"KEEL_LOG_LEVEL": "warn",
+               "KEEL_DB_STATEMENT_TIMEOUT": "600000"}
         mem0 = info_bytes(s, "used_memory")
         p = run(s, "keel-leaderboard-rebuild", "--global", "--period",
                 "all", env=env)
