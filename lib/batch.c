@@ -71,6 +71,13 @@ enum keel_err
 keel_batch_load(struct keel_batch *b, struct keel_db *db,
     const struct keel_query *q)
 {
+	return keel_batch_load_with(b, db, q, NULL);
+}
+
+enum keel_err
+keel_batch_load_with(struct keel_batch *b, struct keel_db *db,
+    const struct keel_query *q, const struct keel_db_params *more)
+{
 	struct keel_db_params	 p;
 	char			*arr;
 	size_t			 i, n;
@@ -85,6 +92,9 @@ keel_batch_load(struct keel_batch *b, struct keel_db *db,
 	arr = keel_batch_array(b->ids, b->nids);
 	keel_db_params_init(&p);
 	keel_db_param_text(&p, arr);
+	/* more's strings and numbers stay where they are: it outlives q. */
+	for (i = 0; more != NULL && i < more->n; i++)
+		keel_db_param_text(&p, more->v[i]);
 	er = keel_db_query(db, q, &p, &b->rows);
 	free(arr);
 	if (er != KEEL_OK)

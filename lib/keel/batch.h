@@ -9,6 +9,7 @@
 #include "keel/err.h"
 
 struct keel_db;
+struct keel_db_params;
 struct keel_query;
 struct keel_rows;
 
@@ -36,6 +37,13 @@ void		 keel_batch_add(struct keel_batch *b, int64_t id);
  */
 enum keel_err	 keel_batch_load(struct keel_batch *b, struct keel_db *db,
 		    const struct keel_query *q);
+/*
+ * The same for a statement that takes more parameters after the ids:
+ * more's $1.. become its $2.. (more may be NULL).
+ */
+enum keel_err	 keel_batch_load_with(struct keel_batch *b, struct keel_db *db,
+		    const struct keel_query *q,
+		    const struct keel_db_params *more);
 /* The row holding id after a load, or -1 when none came back. */
 long		 keel_batch_find(const struct keel_batch *b, int64_t id);
 /* The loaded rows (NULL before a load); owned by b. */

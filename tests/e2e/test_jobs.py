@@ -463,12 +463,15 @@ def test_retry_failed_moves_dead_letters_back(jobs):
     assert stats(jobs)["failed"] == 0
 
 
-def test_unconsumed_queues_leave_their_jobs_waiting(jobs):
+def test_exam_queues_are_consumed(jobs):
+    # Their handlers landed (issue 10; test_leaderboard.py tests them): a
+    # job no handler can run is dead-lettered, not left waiting.
     enqueue(jobs, "attempt_submitted", "{}", queue="leaderboard")
-    p = jobs.program("keel-drain-leaderboard")
-    assert p.returncode == 0
-    assert "no job kind handled yet" in p.stdout
-    assert stats(jobs, "leaderboard")["waiting"] == 1
+    enqueue(jobs, "attempt_graded", "{}", queue="notifications")
+    for q in ("leaderboard", "notifications"):
+        s = summary(drain(jobs, prog="keel-drain-" + q).stdout)
+        assert (s["processed"], s["failed"]) == (0, 1)
+        assert stats(jobs, q)["waiting"] == 0
 
 
 # ----------------------------------------------------------------- cron

@@ -153,6 +153,13 @@ TABLE = [
      row(401, 404, 404, 403, 403)),
     ("DELETE", "/api/question-bank/%d" % NOBODY, None,
      row(401, 404, 404, 403, 403)),
+    # leaderboard (nobody in the table has an attempt: /me is 404)
+    ("GET", "/api/leaderboard", None, row(401, 200, 200, 200, 200)),
+    ("GET", "/api/leaderboard?testId=%d&period=week" % NOBODY, None,
+     row(401, 200, 200, 200, 200)),
+    ("GET", "/api/leaderboard/me", None, row(401, 404, 404, 404, 404)),
+    ("GET", "/api/leaderboard/me?period=year", None,
+     row(401, 400, 400, 400, 400)),
     # logout last: it ends the role's session
     ("POST", "/api/auth/logout", None, row(401, 204, 204, 204, 204)),
 ]

@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * leaderboard-rebuild.c -- keel-leaderboard-rebuild: recomputes the
+ * leaderboards from PostgreSQL (DESIGN.md, "Leaderboards").
+ *
+ * Each board (the global one and each test's with a submitted attempt,
+ * each all-time, this ISO week and this month; or the ones the flags
+ * name) is one statement over test_attempts that upserts
+ * leaderboard_entries and returns the board (lib/board.c), written into
+ * a fresh Redis key by multi-member ZADDs of KEEL_BOARD_BATCH, then
+ * renamed over the live board in one step: a reader sees the old board
+ * or the new one, never an empty or partial one.  The fresh key exists
+ * before the statement runs, and the drainer writes into it too, so an
+ * attempt applied during the rebuild isn't lost by the swap.  A board
+ * another run (another host's cron) is filling is skipped.  cron runs
+ * it hourly; it restores boards Redis lost.
+ */
+#include "config.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "keel/board.h"
+#include "keel/cache.h"
+#include "keel/cron.h"
+#include "keel/db.h"
+#include "keel/log.h"
+#include "keel/mem.h"
+#include "keel/redis.h"
+#include "keel/text.h"
+
+#define KEEL_REBUILD_FRESH_TTL	600	/* s a dead run's fresh key lives */
+
+static const struct keel_query q_tests = { .name = "lb_rebuild_tests",
+	.sql = "SELECT id FROM tests t WHERE EXISTS (SELECT 1 FROM "
+	"test_attempts a WHERE a.test_id = t.id AND a.submitted_at IS NOT "
+	"NULL) ORDER BY id", .target = KEEL_DB_PRIMARY };
+
+struct rebuild {
+	struct keel_cron	 c;
+	struct keel_db		*db;
+	struct keel_redis	*redis;
+	char			 run[300];	/* the fresh keys' sentinel */
+	long			 boards, entries, skipped, failed;
+};
+
+/* Rebuilds board b, counting what became of it. */
+static void
+rebuild_board(struct rebuild *rb, const struct keel_board *b)
+{
+	char		 key[KEEL_BOARD_KEY_MAX];
+	enum keel_err	 er;
+	long		 n;
+
+	keel_board_key(key, sizeof(key), b, false);
+	keel_cron_progress(&rb->c, "%s (boards=%ld entries=%ld)", key,
+	    rb->boards, rb->entries);
+	if ((er = keel_board_rebuild(rb->db, rb->redis, b, rb->run,
+	    KEEL_REBUILD_FRESH_TTL, &n)) != KEEL_OK) {
+		keel_log_warnx("%s: %s", key, er == KEEL_ECONFLICT ?
+		    "the fresh key expired before the swap" :
+		    keel_strerror(er));
+		rb->failed++;
+	} else if (n < 0) {
+		keel_log_info("%s: another run is rebuilding it; skipped",
+		    key);
+		rb->skipped++;
+	} else {
+		rb->boards++;
+		rb->entries += n;
+	}
+}
+
+/* Rebuilds test's boards (0: global) of the periods in mask. */
+static void
+rebuild_scope(struct rebuild *rb, int64_t test, unsigned mask, int64_t now)
+{
+	struct keel_board	 b;
+	int			 i;
+
+	for (i = 0; i < KEEL_BOARD_PERIOD__MAX; i++) {
+		if (!(mask & (1u << i)) || keel_cron_stopping(&rb->c))
+			continue;
+		keel_board_at(&b, test, (enum keel_board_period)i, now);
+		rebuild_board(rb, &b);
+	}
+}
+
+static void
+usage(const char *prog)
+{
+	fprintf(stderr, "usage: %s [--global] [--test ID] "
+	    "[--period all|week|month]\n"
+	    "  rebuilds every board, or those of the global scope and/or "
+	    "one test,\n  of every period or of one\n"
+	    "  --config  print the environment variables and exit\n", prog);
+}
+
+int
+main(int argc, char *argv[])
+{
+	static const struct option longopts[] = {
+		{ "global", no_argument, NULL, 'g' },
+		{ "test", required_argument, NULL, 't' },
+		{ "period", required_argument, NULL, 'p' },
+		{ "config", no_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct rebuild		 rb;
+	struct keel_rows	*rows = NULL;
+	struct keel_cache	*cache;
+	enum keel_board_period	 per;
+	enum keel_err		 er;
+	int64_t			 test = 0, now;
+	unsigned		 mask = (1u << KEEL_BOARD_PERIOD__MAX) - 1;
+	size_t			 i;
+	int			 ch, global = 0;
+
+	while ((ch = getopt_long(argc, argv, "gt:p:ch", longopts, NULL)) !=
+	    -1) {
+		switch (ch) {
+		case 'g':
+			global = 1;
+			break;
+		case 't':
+			if (!keel_parse_int64(optarg, 1, INT64_MAX, &test)) {
+				usage(argv[0]);
+				return 2;
+			}
+			break;
+		case 'p':
+			if ((per = keel_board_period_find(optarg)) ==
+			    KEEL_BOARD_PERIOD__MAX) {
+				usage(argv[0]);
+				return 2;
+			}
+			mask = 1u << per;
+			break;
+		case 'c':
+			keel_config_print_table();
+			return 0;
+		default:
+			usage(argv[0]);
+			return ch == 'h' ? 0 : 2;
+		}
+	}
+	if (optind != argc) {
+		usage(argv[0]);
+		return 2;
+	}
+	memset(&rb, 0, sizeof(rb));
+	keel_cron_init(&rb.c, "keel-leaderboard-rebuild", 3000);
+	if (!keel_cron_lock(&rb.c)) {
+		keel_cron_done(&rb.c, "skipped: another run is rebuilding");
+		return 0;
+	}
+	keel_board_run(rb.run, sizeof(rb.run), "rebuild");
+	rb.db = keel_db_open(&rb.c.cfg);
+	rb.redis = keel_redis_open(&rb.c.cfg);
+	now = (int64_t)time(NULL);
+
+	if (global || (test == 0))
+		rebuild_scope(&rb, 0, mask, now);
+	if (test > 0)
+		rebuild_scope(&rb, test, mask, now);
+	else if (!global) {
+		if ((er = keel_db_query(rb.db, &q_tests, NULL, &rows)) !=
+		    KEEL_OK) {
+			keel_log_warnx("listing tests: %s", keel_strerror(er));
+			rb.failed++;
+		}
+		for (i = 0; i < keel_rows_count(rows) &&
+		    !keel_cron_stopping(&rb.c); i++)
+			rebuild_scope(&rb, keel_rows_int64(rows, i, 0), mask,
+			    now);
+		keel_rows_free(rows);
+	}
+	/* Pages cached from the old boards (or from PostgreSQL). */
+	if (rb.boards > 0) {
+		cache = keel_cache_open(&rb.c.cfg);
+		keel_cache_invalidate(cache, "leaderboard");
+		keel_cache_close(cache);
+	}
+	keel_redis_close(rb.redis);
+	keel_db_close(rb.db);
+	keel_cron_done(&rb.c, "processed=%ld failed=%ld retried=0 took=%.2fs "
+	    "entries=%ld skipped=%ld", rb.boards, rb.failed,
+	    keel_cron_elapsed(&rb.c), rb.entries, rb.skipped);
+	return rb.failed > 0 ? 1 : 0;
+}

@@ -1,0 +1,184 @@
+/* SPDX-License-Identifier: ISC */
+/* board.h -- leaderboards: score encoding, periods, the Redis boards. */
+#ifndef KEEL_BOARD_H
+#define KEEL_BOARD_H
+
+/*
+ * A board is one scope (global, or one test) and one period (all time,
+ * this ISO week, this month, each starting on its first day UTC).  Its
+ * durable copy is leaderboard_entries; Redis holds it as a sorted set
+ * of user ids scored by keel_board_encode(), plus one sentinel member
+ * scored -1, so an empty board still exists and a missing key means
+ * "lost or never built": readers then answer from PostgreSQL.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "keel/db.h"
+#include "keel/err.h"
+
+struct keel_redis;
+
+/*
+ * The encoding: score * 2^32 + (2^32 - 1 - t), t the second the score
+ * was first reached counted from KEEL_BOARD_EPOCH, so a higher score
+ * always sorts higher and, for equal scores, an earlier time does.  The
+ * largest value is (2^21 - 1) * 2^32 + 2^32 - 1 = 2^53 - 1: every value
+ * is an integer a double holds exactly (Redis's sorted-set scores).
+ */
+#define KEEL_BOARD_TIME_BITS	32
+#define KEEL_BOARD_EPOCH	INT64_C(1577836800)	/* 2020-01-01 UTC */
+#define KEEL_BOARD_TIME_MAX	((INT64_C(1) << KEEL_BOARD_TIME_BITS) - 1)
+#define KEEL_BOARD_SCORE_MAX	((INT64_C(1) << (53 - KEEL_BOARD_TIME_BITS)) \
+				    - 1)
+
+/*
+ * The value of score (0..KEEL_BOARD_SCORE_MAX) first reached at
+ * reached (Unix seconds), times before the epoch counted as the epoch
+ * and after its range as its end.  False (and *out untouched) for a
+ * score out of range.
+ */
+bool		 keel_board_encode(int64_t score, int64_t reached,
+		    double *out);
+/* The score and the reaching second (Unix) of an encoded value v >= 0. */
+void		 keel_board_decode(double v, int64_t *score,
+		    int64_t *reached);
+/*
+ * The lowest value of score's band: members with a value >= the band
+ * of score + 1 are exactly those with a higher score (competition rank
+ * is 1 + their count).
+ */
+double		 keel_board_band(int64_t score);
+
+enum keel_board_period {
+	KEEL_BOARD_ALL,
+	KEEL_BOARD_WEEK,		/* ISO week: Monday 00:00 UTC */
+	KEEL_BOARD_MONTH,
+	KEEL_BOARD_PERIOD__MAX
+};
+
+/* "all", "week", "month"; NULL-terminated, for field tables. */
+extern const char *const keel_board_periods[];
+/* The period named s, or KEEL_BOARD_PERIOD__MAX. */
+enum keel_board_period keel_board_period_find(const char *s);
+
+/*
+ * The period p holding Unix second t: its first day as YYYY-MM-DD into
+ * day (11 bytes), 1970-01-01 for all time, and *end (may be NULL) the
+ * Unix second it ends (0 for all time).
+ */
+void		 keel_board_period(enum keel_board_period p, int64_t t,
+		    char day[11], int64_t *end);
+
+/* One board: test 0 is the global scope. */
+struct keel_board {
+	int64_t			 test;
+	enum keel_board_period	 period;
+	char			 start[11];	/* YYYY-MM-DD */
+	int64_t			 end;		/* Unix s; 0: all time */
+};
+
+/* Board b of test (0: global) for the period holding Unix second t. */
+void		 keel_board_at(struct keel_board *b, int64_t test,
+		    enum keel_board_period p, int64_t t);
+/*
+ * b's Redis key into buf (size n >= KEEL_BOARD_KEY_MAX):
+ * "keel:lb:g:all:1970-01-01", "keel:lb:t42:week:2026-11-30"; with
+ * fresh, the key a rebuild fills before swapping it in (":new").
+ */
+#define KEEL_BOARD_KEY_MAX	64
+void		 keel_board_key(char *buf, size_t n,
+		    const struct keel_board *b, bool fresh);
+
+/*
+ * The statement that recomputes a board's entries from test_attempts
+ * into leaderboard_entries (best score per user, the second it was
+ * first reached, the attempts counted; for the global scope the sum of
+ * each test's best, reached when the last of them was) and returns them as
+ * (userId, score, reached Unix s).  $1 test (NULL: global), $2 period,
+ * $3 its first day, $4 its end (NULL: all time), $5 one user (NULL:
+ * every user).  An entry is only ever replaced by one computed from at
+ * least as many attempts, so a slow run can't undo a newer one.
+ */
+extern const struct keel_query keel_board_q_compute;
+/* Adds b's $1..$4 of keel_board_q_compute (the caller adds $5). */
+void		 keel_board_params(struct keel_db_params *p,
+		    const struct keel_board *b, char *endbuf, size_t n);
+
+/* Redis. */
+
+/*
+ * Adds member user with value v to b when b exists (ZADD GT: never
+ * lowers it), and to b's fresh key when a rebuild is filling it.
+ * *stored (not NULL) is false when neither exists: the board is lost
+ * or not built yet (the next rebuild builds it; reads use PostgreSQL).
+ */
+enum keel_err	 keel_board_add(struct keel_redis *r,
+		    const struct keel_board *b, int64_t user, double v,
+		    bool *stored);
+
+/*
+ * A rebuild of b: begin creates b's fresh key (with a sentinel naming
+ * run, expiring after ttl seconds); false in *began when another run is
+ * filling it.  fill adds members (users[i], vals[i]) to the fresh key
+ * (ZADD GT, one command).  swap renames the fresh key over b in one
+ * step (readers see the old board or the new one, never a part),
+ * keeping it until a day after its period ends; *swapped false when the
+ * fresh key is no longer run's.
+ */
+/*
+ * A run's sentinel into buf (size n): "~<who>:<host>:<pid>:<time>",
+ * never a user id, so it can't be taken for an entry.
+ */
+void		 keel_board_run(char *buf, size_t n, const char *who);
+enum keel_err	 keel_board_begin(struct keel_redis *r,
+		    const struct keel_board *b, const char *run, int ttl,
+		    bool *began);
+enum keel_err	 keel_board_fill(struct keel_redis *r,
+		    const struct keel_board *b, const int64_t *users,
+		    const double *vals, size_t n);
+enum keel_err	 keel_board_swap(struct keel_redis *r,
+		    const struct keel_board *b, const char *run,
+		    bool *swapped);
+
+/*
+ * Rebuilds b whole: begins it as run (its fresh key living ttl
+ * seconds), recomputes every user's entry with keel_board_q_compute,
+ * fills the fresh key KEEL_BOARD_BATCH members per ZADD and swaps it
+ * in; on a failure the fresh key is dropped.  *entries (not NULL) gets
+ * the board's size, or -1 when another run was filling it (skipped).
+ * KEEL_ECONFLICT when the fresh key expired before the swap; else the
+ * errors of PostgreSQL and Redis.
+ */
+#define KEEL_BOARD_BATCH	1000
+enum keel_err	 keel_board_rebuild(struct keel_db *db, struct keel_redis *r,
+		    const struct keel_board *b, const char *run, int ttl,
+		    long *entries);
+
+/* One entry of a page, as Redis has it. */
+struct keel_board_entry {
+	int64_t		 user;
+	int64_t		 score;
+	int64_t		 rank;		/* competition: 1, 2, 2, 4 */
+};
+
+/*
+ * Entries offset .. offset + limit - 1 of b, best first, with their
+ * ranks, into out (limit of them; *n gets how many) and *total the
+ * board's size: one script, O(log N + limit).  KEEL_ENOENT when b's key
+ * is missing; KEEL_EUNAVAIL when Redis is down.
+ */
+enum keel_err	 keel_board_page(struct keel_redis *r,
+		    const struct keel_board *b, int64_t offset, int64_t limit,
+		    struct keel_board_entry *out, size_t *n, int64_t *total);
+/*
+ * user's entry on b into *e: O(log N).  *found false when user is not
+ * on it.  KEEL_ENOENT when b's key is missing.
+ */
+enum keel_err	 keel_board_rank(struct keel_redis *r,
+		    const struct keel_board *b, int64_t user,
+		    struct keel_board_entry *e, bool *found);
+
+#endif /* KEEL_BOARD_H */

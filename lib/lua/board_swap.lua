@@ -1,0 +1,13 @@
+-- Swaps a rebuilt board in (board.c): renames the fresh key over the
+-- board in one step, then sets when it expires (a day past its period)
+-- or makes it permanent.  KEYS[1]: the fresh key, KEYS[2]: the board.
+-- ARGV: the run's sentinel, Unix second to expire at (0: never).
+-- Returns 0 when the fresh key isn't this run's (it expired).
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('RENAME', KEYS[1], KEYS[2])
+if tonumber(ARGV[2]) > 0 then
+  redis.call('EXPIREAT', KEYS[2], ARGV[2])
+else
+  redis.call('PERSIST', KEYS[2])
+end
+return 1

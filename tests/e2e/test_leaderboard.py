@@ -1,0 +1,459 @@
+# SPDX-License-Identifier: ISC
+"""test_leaderboard.py -- the leaderboards (DESIGN.md "Leaderboards", issue
+10): ranks and ties, best scores, periods, per-test and global boards, the
+drainer (keel-drain-leaderboard) and its idempotency, the rebuild
+(keel-leaderboard-rebuild) under concurrent reads, the PostgreSQL fallback,
+bad input; and the attempt_graded notification (keel-drain-notifications).
+
+Attempts are written as the submit transaction writes them: a submitted
+row in test_attempts and, in the same statement, its outbox job (queue
+leaderboard, kind attempt_submitted, key leaderboard:attempt:<id>), which
+keel-outbox-relay pushes and the drainer runs, as under cron.  Each test
+uses tests of its own, so per-test boards start empty; the global board is
+shared, so its checks look at the test's own users only.
+"""
+
+import json
+import random
+import signal
+import threading
+import time
+
+import pytest
+
+from accounts import bearer, login, make_user
+from helpers import assert_error, memcached_cmd, redis_cli, wait_until
+
+DRAIN_ENV = {"KEEL_JOB_VISIBILITY": "3"}
+
+
+@pytest.fixture(scope="module")
+def lb(stack):
+    for q in ("leaderboard", "notifications"):
+        p = stack.program("keel-queues", "purge", q, "all")
+        assert p.returncode == 0, p.stderr
+    return stack
+
+
+def new_test(stack, title="Leaderboard test"):
+    return int(stack.psql(
+        "INSERT INTO tests (title, subject, duration_minutes, published) "
+        "VALUES ('%s', 'e2e', 30, true) RETURNING id"
+        % title.replace("'", "''")))
+
+
+def student(stack):
+    return make_user(stack, "student")
+
+
+def submit(stack, test, user, score, at=None):
+    """A submitted attempt of user on test with score (percent) at Unix
+    time `at` (default now), and its leaderboard job in the outbox, in
+    one statement; returns the attempt id."""
+    ts = "now()" if at is None else "to_timestamp(%r)" % float(at)
+    return int(stack.psql(
+        "WITH a AS (INSERT INTO test_attempts (test_id, user_id, "
+        "started_at, expires_at, submitted_at, score, correct, total) "
+        "VALUES (%d, %d, %s - interval '10 minutes', %s + interval '1 hour', "
+        "%s, %d, %d, 100) RETURNING id), "
+        "o AS (INSERT INTO outbox (queue, kind, payload, idempotency_key) "
+        "SELECT 'leaderboard', 'attempt_submitted', "
+        "jsonb_build_object('attemptId', id), 'leaderboard:attempt:' || id "
+        "FROM a) SELECT id FROM a"
+        % (test, user, ts, ts, ts, score, score)))
+
+
+def drain(stack, prog="keel-drain-leaderboard", relay=True):
+    """cron's next minute: the relay, then the drainer until the queue is
+    empty; the drainer's stdout (its summary)."""
+    if relay:
+        p = stack.program("keel-outbox-relay", "--once")
+        assert p.returncode == 0, p.stderr
+    p = stack.program(prog, "--until-empty", "--budget", 60,
+                      env=DRAIN_ENV, timeout=90)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def enqueue(stack, queue, kind, payload, key):
+    """A job straight onto queue (keel-queues), as a redelivery has it."""
+    if not isinstance(payload, str):
+        payload = json.dumps(payload)
+    p = stack.program("keel-queues", "enqueue", "--key", key, queue, kind,
+                      payload)
+    assert p.returncode == 0, p.stderr
+
+
+def rebuild(stack, *args):
+    p = stack.program("keel-leaderboard-rebuild", *args, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "processed=" in p.stdout, p.stdout
+    return p.stdout
+
+
+def board(http, test=None, period="all", limit=100, offset=0):
+    q = {"period": period, "limit": limit, "offset": offset}
+    if test is not None:
+        q["testId"] = test
+    r = http.get("/api/leaderboard", params=q)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def me(http, token, test=None, period="all"):
+    q = {"period": period}
+    if test is not None:
+        q["testId"] = test
+    return http.get("/api/leaderboard/me", params=q,
+                    headers=bearer(token))
+
+
+def board_key(stack, test=None, period="all"):
+    """The Redis key of a board of this period (lib/board.c)."""
+    start = stack.psql(
+        "SELECT CASE '%s' WHEN 'all' THEN '1970-01-01' ELSE "
+        "date_trunc('%s', now() AT TIME ZONE 'UTC')::date::text END"
+        % (period, "week" if period == "all" else period))
+    return "keel:lb:%s:%s:%s" % ("t%d" % test if test else "g", period,
+                                  start)
+
+
+def ranks(page, users=None):
+    """[(userId, rank, score, attempts)] of a page, or of its entries of
+    users only."""
+    return [(e["userId"], e["rank"], e["score"], e["attempts"])
+            for e in page["data"] if users is None or e["userId"] in users]
+
+
+# ------------------------------------------------------------ ranking
+
+def test_ties_share_a_rank_and_the_earlier_reach_ranks_first(lb, http):
+    t = new_test(lb)
+    a, b, c, d = (student(lb)["id"] for _ in range(4))
+    base = time.time() - 100
+    submit(lb, t, a, 90, base)
+    submit(lb, t, b, 80, base + 20)
+    submit(lb, t, c, 80, base + 10)     # 80 reached before b
+    submit(lb, t, d, 70, base + 5)
+    drain(lb)
+    # The drainer built the new test's board in Redis.
+    key = board_key(lb, t)
+    assert redis_cli(lb, "EXISTS", key) == "1"
+    page = board(http, t)
+    assert ranks(page) == [(a, 1, 90, 1), (c, 2, 80, 1), (b, 2, 80, 1),
+                           (d, 4, 70, 1)]
+    assert page["page"] == {"limit": 100, "offset": 0, "total": 4}
+    assert (page["testId"], page["period"], page["periodStart"]) == (
+        t, "all", "1970-01-01")
+    # A page starting inside the tie ranks it the same (ZCOUNT above).
+    page = board(http, t, limit=2, offset=2)
+    assert ranks(page) == [(b, 2, 80, 1), (d, 4, 70, 1)]
+    page = board(http, t, limit=1, offset=1)
+    assert ranks(page) == [(c, 2, 80, 1)]
+    # Names come with the page.
+    names = dict(l.split("|") for l in lb.psql(
+        "SELECT id, name FROM users WHERE id IN (%d, %d, %d, %d)"
+        % (a, b, c, d)).splitlines())
+    assert [e["name"] for e in board(http, t)["data"]] == [
+        names[str(u)] for u in (a, c, b, d)]
+
+
+def test_best_score_kept_attempts_counted_first_reach_wins(lb, http):
+    t = new_test(lb)
+    u, v = student(lb), student(lb)
+    now = time.time()
+    for score, ago in ((60, 50), (85, 40), (70, 30), (85, 10)):
+        submit(lb, t, u["id"], score, now - ago)
+    submit(lb, t, v["id"], 85, now - 20)   # 85 after u first had it
+    drain(lb)
+    assert ranks(board(http, t)) == [(u["id"], 1, 85, 4), (v["id"], 1, 85, 1)]
+    r = me(http, login(http, u["email"]), t)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"userId": u["id"], "rank": 1, "score": 85,
+                        "attempts": 4}
+    # A worse attempt later changes the count only.
+    submit(lb, t, v["id"], 10)
+    drain(lb)
+    assert ranks(board(http, t)) == [(u["id"], 1, 85, 4), (v["id"], 1, 85, 2)]
+
+
+def test_week_month_and_all_time_are_separate_boards(lb, http):
+    t = new_test(lb)
+    old, cur, edge = student(lb)["id"], student(lb)["id"], student(lb)["id"]
+    week0, month0 = (float(x) for x in lb.psql(
+        "SELECT extract(epoch FROM date_trunc('week', now() AT TIME ZONE "
+        "'UTC') AT TIME ZONE 'UTC'), extract(epoch FROM date_trunc('month', "
+        "now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')").split("|"))
+    now = time.time()
+    submit(lb, t, old, 95, now - 40 * 86400)    # all time only
+    submit(lb, t, cur, 50, now - 1)
+    submit(lb, t, cur, 40, now - 40 * 86400)
+    # An hour before the later of the two period starts: in exactly the
+    # period that began first (in neither when both began together).
+    edge_at = max(week0, month0) - 3600
+    submit(lb, t, edge, 77, edge_at)
+    drain(lb)
+    assert ranks(board(http, t, period="all"))[:2] == [
+        (old, 1, 95, 1), (edge, 2, 77, 1)]
+    assert (cur, 3, 50, 2) in ranks(board(http, t, period="all"))
+    for period, start in (("week", week0), ("month", month0)):
+        want = [(cur, 1, 50, 1)] if edge_at < start else [
+            (edge, 1, 77, 1), (cur, 2, 50, 1)]
+        page = board(http, t, period=period)
+        assert ranks(page) == want, period
+        assert page["periodStart"] == time.strftime(
+            "%Y-%m-%d", time.gmtime(start))
+    # The global boards of the same periods sum each test's best.
+    tok = login(http, make_user_email(lb, cur))
+    r = me(http, tok, None, "all")
+    assert r.status_code == 200 and r.json()["score"] == 50
+    assert r.json()["attempts"] == 2
+    r = me(http, tok, None, "week")
+    assert r.status_code == 200 and r.json()["attempts"] == 1
+
+
+def make_user_email(stack, uid):
+    return stack.psql("SELECT email FROM users WHERE id = %d" % uid)
+
+
+def test_global_board_sums_each_tests_best(lb, http):
+    t1, t2 = new_test(lb), new_test(lb)
+    u, v = student(lb), student(lb)
+    now = time.time()
+    submit(lb, t1, u["id"], 80, now - 30)
+    submit(lb, t1, u["id"], 60, now - 20)
+    submit(lb, t2, u["id"], 70, now - 10)
+    submit(lb, t1, v["id"], 100, now - 5)
+    drain(lb)
+    # Per test: v leads t1; u alone on t2.
+    assert ranks(board(http, t1)) == [(v["id"], 1, 100, 1),
+                                      (u["id"], 2, 80, 2)]
+    assert ranks(board(http, t2)) == [(u["id"], 1, 70, 1)]
+    # Global: u's 80 + 70 = 150 beats v's 100, whatever else is on it.
+    g = ranks(board(http, None, limit=100), {u["id"], v["id"]})
+    r_u = me(http, login(http, u["email"]))
+    r_v = me(http, login(http, v["email"]))
+    assert r_u.json()["score"] == 150 and r_u.json()["attempts"] == 3
+    assert r_v.json()["score"] == 100 and r_v.json()["attempts"] == 1
+    assert r_u.json()["rank"] < r_v.json()["rank"]
+    if len(g) == 2:
+        assert [x[0] for x in g] == [u["id"], v["id"]]
+
+
+# -------------------------------------------------------------- drainer
+
+def test_submitted_attempt_is_on_the_board_within_2s(lb, http):
+    t = new_test(lb)
+    u = student(lb)
+    rebuild(lb, "--test", t)        # an existing (empty) board
+    assert board(http, t)["data"] == []
+    p = lb.spawn("keel-drain-leaderboard", "--budget", 30, env=DRAIN_ENV)
+    try:
+        time.sleep(0.5)             # the drainer is waiting for jobs
+        submit(lb, t, u["id"], 64)
+        relay = lb.program("keel-outbox-relay", "--once")
+        assert relay.returncode == 0, relay.stderr
+        t0 = time.monotonic()
+        wait_until(lambda: board(http, t)["data"] != [], 2.0,
+                   "the attempt on the board")
+        assert time.monotonic() - t0 <= 2.0
+        assert ranks(board(http, t)) == [(u["id"], 1, 64, 1)]
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=30)
+
+
+def test_the_same_job_run_twice_counts_its_attempt_once(lb, http):
+    t = new_test(lb)
+    u = student(lb)
+    aid = submit(lb, t, u["id"], 55)
+    drain(lb)
+    assert ranks(board(http, t)) == [(u["id"], 1, 55, 1)]
+    # Redeliveries: the handler runs again on the same attempt (pushed
+    # straight to the queue under a key no outbox row has finished, as a
+    # job whose lease expired after the commit would run again).
+    for i in range(2):
+        enqueue(lb, "leaderboard", "attempt_submitted",
+                {"attemptId": aid, "score": 100},
+                "leaderboard:attempt:%d:again-%d" % (aid, i))
+        out = drain(lb, relay=False)
+        assert "processed=1 " in out, out
+    # Same entry: one attempt, its score (the payload's is ignored).
+    assert ranks(board(http, t)) == [(u["id"], 1, 55, 1)]
+    assert lb.psql(
+        "SELECT count(*), sum(attempts) FROM leaderboard_entries WHERE "
+        "user_id = %d" % u["id"]) == "6|6"
+
+
+def test_unknown_attempt_is_dead_lettered(lb):
+    enqueue(lb, "leaderboard", "attempt_submitted",
+            {"attemptId": 999999999}, "leaderboard:attempt:999999999")
+    out = drain(lb, relay=False)
+    assert "processed=0 failed=1 " in out, out
+    dead = redis_cli(lb, "XRANGE", "keel:q:leaderboard:x", "-", "+")
+    assert "no submitted attempt 999999999" in dead
+
+
+# -------------------------------------------------------------- rebuild
+
+def test_rebuild_under_concurrent_reads_never_shows_a_partial_board(lb,
+                                                                   http):
+    t = new_test(lb)
+    n = 1500
+    # n students, each with a best score the reader can check against.
+    lb.psql(
+        "WITH u AS (INSERT INTO users (email, username, name, role) "
+        "SELECT 'lb%d-' || g || '@e2e.test', 'lb%d_' || g, 'Student ' || g, "
+        "'student' FROM generate_series(1, %d) g RETURNING id) "
+        "INSERT INTO test_attempts (test_id, user_id, started_at, "
+        "expires_at, submitted_at, score, correct, total) "
+        "SELECT %d, id, now() - interval '1 hour', now(), "
+        "now() - (id %% 1000) * interval '1 second', s, s, 100 "
+        "FROM u, LATERAL (VALUES (id %% 101), ((id * 7) %% 101)) v(s)"
+        % (t, t, n, t))
+    best = dict((int(a), int(b)) for a, b in (l.split("|") for l in lb.psql(
+        "SELECT user_id, max(score) FROM test_attempts WHERE test_id = %d "
+        "GROUP BY user_id" % t).splitlines()))
+    out = rebuild(lb, "--test", t, "--period", "all")
+    assert "processed=1 failed=0" in out and "entries=%d" % n in out, out
+    key = board_key(lb, t)
+    stop = threading.Event()
+    seen = {"reads": 0, "bad": []}
+
+    def reader():
+        while not stop.is_set():
+            if redis_cli(lb, "EXISTS", key) != "1":
+                seen["bad"].append("board key missing")
+            # A miss, so the page is read from Redis now.
+            memcached_cmd(lb, "flush_all")
+            off = random.randrange(0, n - 100)
+            page = board(http, t, limit=100, offset=off)
+            if page["page"]["total"] != n or len(page["data"]) != 100:
+                seen["bad"].append("total %d, %d entries" % (
+                    page["page"]["total"], len(page["data"])))
+            for e in page["data"]:
+                if best.get(e["userId"]) != e["score"]:
+                    seen["bad"].append("user %d score %d" % (
+                        e["userId"], e["score"]))
+            seen["reads"] += 1
+
+    th = threading.Thread(target=reader)
+    th.start()
+    try:
+        for _ in range(5):
+            rebuild(lb, "--test", t, "--period", "all")
+    finally:
+        stop.set()
+        th.join(60)
+    assert seen["reads"] >= 5, seen
+    assert seen["bad"] == [], seen["bad"][:10]
+    # The board is whole: n entries and the sentinel.
+    assert redis_cli(lb, "ZCARD", key) == str(n + 1)
+    assert redis_cli(lb, "EXISTS", key + ":new") == "0"
+
+
+def test_postgres_fallback_same_answer_then_rebuild_restores(lb, http):
+    t = new_test(lb)
+    users = [student(lb) for _ in range(5)]
+    now = time.time()
+    for i, (u, s) in enumerate(zip(users, (70, 90, 70, 50, 90))):
+        submit(lb, t, u["id"], s, now - 60 + i)
+    drain(lb)
+    tok = login(http, users[2]["email"])
+    key = board_key(lb, t)
+    memcached_cmd(lb, "flush_all")
+    from_redis = [board(http, t), board(http, t, limit=2, offset=1)]
+    mine = me(http, tok, t).json()
+    assert mine == {"userId": users[2]["id"], "rank": 3, "score": 70,
+                    "attempts": 1}
+    # Those came from Redis: a score changed in PostgreSQL alone shows
+    # only once the board is gone.
+    lb.psql("UPDATE leaderboard_entries SET score = 1 WHERE test_id = %d "
+            "AND period = 'all' AND user_id = %d" % (t, users[3]["id"]))
+    memcached_cmd(lb, "flush_all")
+    assert board(http, t) == from_redis[0]
+    lb.psql("UPDATE leaderboard_entries SET score = 50 WHERE test_id = %d "
+            "AND period = 'all' AND user_id = %d" % (t, users[3]["id"]))
+    assert redis_cli(lb, "DEL", key) == "1"
+    memcached_cmd(lb, "flush_all")
+    from_pg = [board(http, t), board(http, t, limit=2, offset=1)]
+    assert redis_cli(lb, "EXISTS", key) == "0"     # read without it
+    assert from_pg == from_redis
+    assert me(http, tok, t).json() == mine
+    # A page past the end, and the size, agree too.
+    assert board(http, t, offset=50) == {**from_redis[0], "data": [],
+                                         "page": {"limit": 100, "offset": 50,
+                                                  "total": 5}}
+    # The next rebuild restores the board.
+    out = rebuild(lb, "--test", t)
+    assert "processed=3 failed=0" in out, out
+    assert redis_cli(lb, "ZCARD", key) == "6"
+    memcached_cmd(lb, "flush_all")
+    assert [board(http, t), board(http, t, limit=2, offset=1)] == from_redis
+
+
+def test_rebuild_of_everything_prints_a_summary(lb):
+    out = rebuild(lb)
+    assert "failed=0" in out and "skipped=0" in out, out
+    # The global boards are back too.
+    assert redis_cli(lb, "EXISTS", board_key(lb, None, "all")) == "1"
+
+
+# ------------------------------------------------------------ bad input
+
+@pytest.mark.parametrize("query,field", [
+    ("period=year", "period"), ("limit=0", "limit"), ("limit=1000", "limit"),
+    ("offset=-1", "offset"), ("offset=10001", "offset"),
+    ("testId=abc", "testId"), ("testId=0", "testId"), ("sort=rank", "sort"),
+])
+def test_bad_query_is_a_400_naming_it(lb, http, query, field):
+    r = http.get("/api/leaderboard?" + query)
+    assert_error(r, 400, "validation_failed")
+    assert field in r.json()["fields"]
+    if field not in ("limit", "offset"):
+        r = http.get("/api/leaderboard/me?" + query)
+        assert_error(r, 400, "validation_failed")
+        assert field in r.json()["fields"]
+
+
+def test_me_is_404_off_the_board(lb, http):
+    t = new_test(lb)
+    submit(lb, t, student(lb)["id"], 30)
+    drain(lb)
+    assert_error(http.get("/api/leaderboard/me", params={"testId": t}),
+                 404, "not_found")
+
+
+# -------------------------------------------------------- notifications
+
+def test_attempt_graded_notification_once_even_when_run_twice(lb):
+    u = student(lb)
+    t = new_test(lb, "Čeština ✓")
+    payload = json.dumps({"userId": u["id"], "attemptId": 4242,
+                          "testId": t, "testTitle": "Čeština ✓",
+                          "score": 85, "correct": 17, "total": 20,
+                          "late": True, "extra": "ignored"})
+    key = "notification:attempt:%d:%d" % (4242, u["id"])
+    for _ in range(2):
+        enqueue(lb, "notifications", "attempt_graded", payload, key)
+        out = drain(lb, "keel-drain-notifications", relay=False)
+        assert "processed=1 " in out, out
+        # Forgotten by Redis: the same job can be delivered again.
+        p = lb.program("keel-queues", "purge", "notifications", "all")
+        assert p.returncode == 0, p.stderr
+    rows = lb.psql(
+        "SELECT kind, title, body, data::text FROM notifications "
+        "WHERE user_id = %d" % u["id"]).splitlines()
+    assert len(rows) == 1, rows
+    kind, title, body, data = rows[0].split("|")
+    assert (kind, title) == ("attempt_graded", "Result: Čeština ✓")
+    assert "85%" in body and "17 of 20" in body and "late" in body
+    assert json.loads(data) == {"attemptId": 4242, "testId": t,
+                                "score": 85, "late": True}
+
+
+def test_attempt_graded_with_a_bad_payload_is_dead_lettered(lb):
+    enqueue(lb, "notifications", "attempt_graded", {"userId": 1},
+            "bad-graded")
+    out = drain(lb, "keel-drain-notifications", relay=False)
+    assert "failed=1 " in out, out
