@@ -53,9 +53,10 @@ def submit(stack, test, user, score, at=None):
     ts = "now()" if at is None else "to_timestamp(%r)" % float(at)
     return int(stack.psql(
         "WITH a AS (INSERT INTO test_attempts (test_id, user_id, "
-        "started_at, expires_at, submitted_at, score, correct, total) "
+        "started_at, expires_at, submitted_at, score, correct, total, "
+        "answers, answer_key) "
         "VALUES (%d, %d, %s - interval '10 minutes', %s + interval '1 hour', "
-        "%s, %d, %d, 100) RETURNING id), "
+        "%s, %d, %d, 100, '{}', '{}') RETURNING id), "
         "o AS (INSERT INTO outbox (queue, kind, payload, idempotency_key) "
         "SELECT 'leaderboard', 'attempt_submitted', "
         "jsonb_build_object('attemptId', id), 'leaderboard:attempt:' || id "
@@ -306,9 +307,10 @@ def test_rebuild_under_concurrent_reads_never_shows_a_partial_board(lb,
         "SELECT 'lb%d-' || g || '@e2e.test', 'lb%d_' || g, 'Student ' || g, "
         "'student' FROM generate_series(1, %d) g RETURNING id) "
         "INSERT INTO test_attempts (test_id, user_id, started_at, "
-        "expires_at, submitted_at, score, correct, total) "
+        "expires_at, submitted_at, score, correct, total, answers, "
+        "answer_key) "
         "SELECT %d, id, now() - interval '1 hour', now(), "
-        "now() - (id %% 1000) * interval '1 second', s, s, 100 "
+        "now() - (id %% 1000) * interval '1 second', s, s, 100, '{}', '{}' "
         "FROM u, LATERAL (VALUES (id %% 101), ((id * 7) %% 101)) v(s)"
         % (t, t, n, t))
     best = dict((int(a), int(b)) for a, b in (l.split("|") for l in lb.psql(

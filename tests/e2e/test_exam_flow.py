@@ -1,0 +1,82 @@
+# SPDX-License-Identifier: ISC
+"""test_exam_flow.py -- the exam-prep path a student takes, end to end
+through the real apps and the real drainers: a test made by staff over
+HTTP, an attempt started and submitted over HTTP, and what the submit's
+three jobs do while the drainers run (issue 10): the attempt on its test's
+board and on the global one within 2 s, the notification row, the result
+email.  test_attempts.py and test_leaderboard.py test each side alone;
+this is the seam between them.
+"""
+
+import signal
+import time
+
+from accounts import session_for
+from helpers import wait_until
+from test_leaderboard import DRAIN_ENV, board, lb  # noqa: F401 (fixture)
+from test_tests import new_question, new_test, start
+
+
+def drainers(stack):
+    """The three queues' drainers, as cron runs them (each waits for
+    jobs for its budget)."""
+    return [stack.spawn(p, "--budget", 30, env=DRAIN_ENV) for p in (
+        "keel-drain-leaderboard", "keel-drain-notifications",
+        "keel-drain-email")]
+
+
+def entry(page, uid):
+    for e in page["data"]:
+        if e["userId"] == uid:
+            return e
+    return None
+
+
+def test_a_submit_reaches_the_boards_the_inbox_and_the_mail(lb, http):
+    qids = [new_question(lb, answer=a) for a in (0, 1, 2)]
+    test = new_test(http, qids, title="Flow test")
+    u, h = session_for(lb, http, "student")
+    attempt = start(http, test["id"], h)
+    lb.clear_mail()
+    procs = drainers(lb)
+    try:
+        time.sleep(0.5)             # each drainer is waiting for jobs
+        # Two right of three, one wrong.
+        r = http.post("/api/attempts/%d/submit" % attempt["id"], headers=h,
+                      json={"answers": {str(qids[0]): 0, str(qids[1]): 1,
+                                        str(qids[2]): 0}})
+        assert r.status_code == 200, r.text
+        assert r.json()["score"] == 67 and r.json()["correct"] == 2
+        t0 = time.monotonic()
+        # No relay: the submit pushed its jobs after its commit.
+        wait_until(lambda: entry(board(http, test["id"]), u["id"]), 2.0,
+                   "the attempt on its test's board")
+        wait_until(lambda: entry(board(http), u["id"]), 2.0,
+                   "the attempt on the global board")
+        assert time.monotonic() - t0 <= 2.0
+        e = entry(board(http, test["id"]), u["id"])
+        assert (e["score"], e["attempts"], e["rank"]) == (67, 1, 1)
+        assert entry(board(http, test["id"], period="week"), u["id"])
+        r = http.get("/api/leaderboard/me", params={"testId": test["id"]},
+                     headers=h)
+        assert r.status_code == 200, r.text
+        assert (r.json()["rank"], r.json()["score"]) == (1, 67)
+
+        wait_until(lambda: lb.psql(
+            "SELECT count(*) FROM notifications WHERE user_id = %d AND "
+            "kind = 'attempt_graded'" % u["id"]) == "1", 5.0,
+            "the notification row")
+        assert lb.psql(
+            "SELECT data->>'attemptId', data->>'score' FROM notifications "
+            "WHERE user_id = %d" % u["id"]) == "%d|67" % attempt["id"]
+
+        wait_until(lambda: any(m["To"] and u["email"] in m["To"]
+                               for m in lb.mail()), 10.0, "the result email")
+        m = [m for m in lb.mail() if u["email"] in m["To"]][0]
+        assert "Flow test" in m["Subject"]
+        assert "67" in m.get_body(("plain",)).get_content()
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.communicate(timeout=30)
