@@ -29,6 +29,7 @@
 #include "keel/mem.h"
 #include "keel/resource.h"
 #include "keel/serve.h"
+#include "keel/text.h"
 
 #define LB_LIMIT_MAX	100
 #define LB_OFFSET_MAX	10000
@@ -77,14 +78,21 @@ static const struct keel_query q_lb_page = { .name = "lb_page",
 	.target = KEEL_DB_READ };
 
 /*
- * The caller's entry ($4): score, attempts, and its rank.  On the
- * primary: the drainer has just written what Redis shows.
+ * The caller's entry ($4): score and attempts; when Redis gave the rank,
+ * nothing more.  On the primary: the drainer has just written what Redis
+ * shows.
  */
+#define LB_ME_FROM " FROM leaderboard_entries e WHERE " \
+	LB_SCOPE("e", "$1", "$2", "$3") " AND e.user_id = $4"
 static const struct keel_query q_lb_me = { .name = "lb_me",
+	.sql = "SELECT e.score, e.attempts" LB_ME_FROM,
+	.target = KEEL_DB_PRIMARY };
+
+/* The same with its rank counted in PostgreSQL (no board in Redis). */
+static const struct keel_query q_lb_me_ranked = { .name = "lb_me_ranked",
 	.sql = "SELECT e.score, e.attempts, 1 + (SELECT count(*) FROM "
 	"leaderboard_entries x WHERE " LB_SCOPE("x", "$1", "$2", "$3")
-	" AND x.score > e.score) FROM leaderboard_entries e WHERE "
-	LB_SCOPE("e", "$1", "$2", "$3") " AND e.user_id = $4",
+	" AND x.score > e.score)" LB_ME_FROM,
 	.target = KEEL_DB_PRIMARY };
 
 /* The board the query names, now; KEEL_STEP_REPLIED on bad input. */
@@ -284,7 +292,8 @@ lb_me(struct keel_req *req)
 	}
 	lb_params(&p, &b);
 	keel_db_param_int(&p, req->user->id);
-	if ((er = keel_db_query(req->db, &q_lb_me, &p, &rows)) != KEEL_OK)
+	if ((er = keel_db_query(req->db, found ? &q_lb_me : &q_lb_me_ranked,
+	    &p, &rows)) != KEEL_OK)
 		return er;
 	if (keel_rows_count(rows) == 0) {
 		keel_rows_free(rows);
@@ -313,13 +322,12 @@ lb_me(struct keel_req *req)
 static const char *
 lb_cache_key(struct keel_req *req)
 {
-	time_t		 now = time(NULL);
-	struct tm	 tm;
+	char	 now[KEEL_TIME_LEN + 1];
 
-	gmtime_r(&now, &tm);
-	return keel_arena_printf(req->arena, "%s?%s|%04d-%02d-%02d",
-	    req->path, req->query, tm.tm_year + 1900, tm.tm_mon + 1,
-	    tm.tm_mday);
+	keel_time_format(time(NULL), now);
+	/* The date: RFC 3339's first ten characters. */
+	return keel_arena_printf(req->arena, "%s?%s|%.10s", req->path,
+	    req->query, now);
 }
 
 static const struct keel_route lb_routes[] = {
