@@ -36,6 +36,7 @@ ITEM_SQL = (
 
 def insert(stack, uid, title="note"):
     """The row, as the drainer writes it; (id, prev, item JSON)."""
+    title = title.replace("'", "''")
     out = stack.psql(
         "WITH u AS (SELECT id FROM users WHERE id = %d FOR NO KEY UPDATE), "
         "p AS (SELECT coalesce(max(id), 0) AS prev FROM notifications "
@@ -122,6 +123,23 @@ def test_heartbeat_comments_keep_an_idle_stream(stack, user):
     try:
         assert s.next_event(4.5) is None and not s.ended
         assert ": hb" in s.comments
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("role", ["admin", "staff", "customer", "student"])
+def test_every_role_opens_its_own_stream(stack, anon, role):
+    """The stream's row of the route x role table (test_roles.py reads
+    whole bodies, which a stream never ends): any user, their own
+    notifications only."""
+    u = make_user(stack, role)
+    other = make_user(stack, role)
+    s = SSE.open(stack, headers=bearer(login(anon, u["email"])))
+    try:
+        assert s.status == 200
+        notify(stack, other["id"], "someone else's")
+        mine = notify(stack, u["id"], "mine")
+        assert ids(s.events(2, timeout=2)) == [mine]
     finally:
         s.close()
 
