@@ -182,9 +182,8 @@ compose_role(const struct keel_value *v, struct notify_text *t,
     struct keel_jw *w)
 {
 	keel_buf_printf(&t->title, "Your role is now %s", v[R_ROLE].s);
-	keel_buf_printf(&t->body, "An administrator made you %s %s. Sign in "
-	    "again to use it.", v[R_ROLE].s[0] == 'a' ? "an" : "a",
-	    v[R_ROLE].s);
+	keel_buf_printf(&t->body, "An administrator changed your role to "
+	    "%s. Sign in again to use it.", v[R_ROLE].s);
 	keel_jw_key(w, "role");
 	keel_jw_str(w, v[R_ROLE].s);
 }

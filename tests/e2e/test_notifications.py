@@ -527,6 +527,28 @@ def test_a_job_run_again_publishes_the_same_row_and_prev(nt, http):
         "kind = 'e2e' AND id < %d" % (c["id"], m1["notification"]["id"])))
 
 
+def test_a_failed_publish_is_logged_and_the_job_done(nt, http):
+    c, hc = user(nt, http)
+    key = "notification:e2e-unpublished:%d" % c["id"]
+    p = nt.program("keel-queues", "enqueue", "--key", key, "notifications",
+                   "password_changed", json.dumps({"userId": c["id"]}))
+    assert p.returncode == 0, p.stderr
+    # Redis answers every command but PUBLISH (an error reply, as it
+    # would be for a Redis that can't take it).
+    redis_cli(nt, "ACL", "SETUSER", "default", "-publish")
+    try:
+        p = nt.program("keel-drain-notifications", "--until-empty",
+                       "--budget", 60, env=DRAIN_ENV, timeout=90)
+    finally:
+        redis_cli(nt, "ACL", "SETUSER", "default", "+publish")
+    assert p.returncode == 0, p.stderr
+    assert "processed=1 failed=0 retried=0 " in p.stdout, p.stdout
+    assert "publishing to user %d" % c["id"] in p.stderr, p.stderr
+    assert rows_by_key(nt, key) == "1"
+    assert [n["kind"] for n in listing(http, hc).json()["data"]] == [
+        "password_changed"]
+
+
 # --------------------------------------------------------------- tickets
 
 def test_ticket_is_single_secret_stored_hashed_for_60_s(nt, http):
