@@ -69,7 +69,8 @@ keel_notify_publish(struct keel_cache *c, struct keel_redis *r, int64_t uid,
     const char *msg, size_t len)
 {
 	struct keel_rreply	*rep = NULL;
-	char			 ns[KEEL_NOTIFY_NS_MAX], ch[KEEL_NOTIFY_CHANNEL_MAX];
+	char			 ns[KEEL_NOTIFY_NS_MAX];
+	char			 ch[KEEL_NOTIFY_CHANNEL_MAX];
 	const char		*argv[3];
 	size_t			 argvlen[3];
 	enum keel_err		 er;
@@ -139,7 +140,8 @@ keel_notify_ticket_new(struct keel_redis *r, int64_t uid,
 {
 	struct keel_rreply	*rep = NULL;
 	char			 key[KEEL_NOTIFY_TICKET_KEY_MAX];
-	char			 suid[KEEL_TEXT_INT_MAX], ttl[KEEL_TEXT_INT_MAX];
+	char			 suid[KEEL_TEXT_INT_MAX];
+	char			 ttl[KEEL_TEXT_INT_MAX];
 	const char		*argv[5];
 	time_t			 t = time(NULL);
 	enum keel_err		 er;
