@@ -6,7 +6,9 @@ read, the per-user cache and what invalidates it, every producer
 keel-notify-contracts) through the real apps, relay and drainer, each
 notifying once however often its job runs, the live channel
 (keel:notify:<uid>: the message after the commit, its prev chain), and
-stream tickets (shape, stored hashed, TTL, 401, 503 without Redis).
+stream tickets (shape, stored hashed, TTL, 401, 503 without Redis), and
+the seam with the stream app: a real ticket opens it and a real
+producer's notification arrives through it.
 
 Lists are set up with rows written straight into PostgreSQL (the
 drainer is the only writer in production; here it has its own tests).
@@ -23,6 +25,7 @@ import pytest
 from accounts import PASSWORD, bearer, login, make_user
 from helpers import assert_error, link_tokens, new_car, redis_cli, \
     request, wait_until
+from sse import SSE
 from test_auth_faults import redis_down
 
 DRAIN_ENV = {"KEEL_JOB_VISIBILITY": "3"}
@@ -547,6 +550,34 @@ def test_a_failed_publish_is_logged_and_the_job_done(nt, http):
     assert rows_by_key(nt, key) == "1"
     assert [n["kind"] for n in listing(http, hc).json()["data"]] == [
         "password_changed"]
+
+
+def test_the_stream_gets_a_producers_notification_by_a_real_ticket(
+        nt, http):
+    """The seam with the stream app (stream/stream.c): a ticket from
+    this app opens it, a contract's job run by the real drainer arrives
+    as the event the list shows, and the ticket works once."""
+    c, hc = user(nt, http)
+    ticket = http.post("/api/notifications/stream-ticket",
+                       headers=hc).json()["ticket"]
+    s = SSE.open(nt, query="?ticket=" + ticket)
+    try:
+        assert s.status == 200, s.body
+        s.next_event(0.3)           # subscribed: nothing yet
+        contract(http, c["id"], "2035-01-01")
+        relay_and_drain(nt)
+        ev = s.next_event(5)
+    finally:
+        s.close()
+    (item,) = listing(http, hc).json()["data"]
+    assert ev is not None
+    assert (int(ev["id"]), ev["event"]) == (item["id"], "notification")
+    assert json.loads(ev["data"]) == item
+    again = SSE.open(nt, query="?ticket=" + ticket)
+    try:
+        assert again.status == 401
+    finally:
+        again.close()
 
 
 # --------------------------------------------------------------- tickets
