@@ -124,6 +124,9 @@ static const struct cfg_row rows[] = {
 	    .min = 1, .max = 86400, .off = OFF(relay_recheck),
 	    .what = "seconds between the relay's questions to Redis about a "
 	    "pushed job not yet finished (pushed again if Redis lost it)" },
+	{ .name = "KEEL_METRICS", .type = CFG_INT, .def = "1", .min = 0,
+	    .max = 1, .off = OFF(metrics),
+	    .what = "metrics on (0: off, for measuring what they cost)" },
 	{ .name = "KEEL_METRICS_DIR", .type = CFG_STR,
 	    .def = "/run/keel/metrics", .off = OFF(metrics_dir),
 	    .what = "where each app and cron program keeps its metrics "

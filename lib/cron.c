@@ -75,7 +75,8 @@ keel_cron_init(struct keel_cron *c, const char *prog, int budget_s)
 	if (budget_s > 0)
 		c->deadline = c->t0 + budget_s * 1000.0;
 	/* One metrics file per program, one slot: runs never overlap. */
-	if (*c->cfg.metrics_dir != '\0' && !keel_metrics_open(
+	if (c->cfg.metrics && *c->cfg.metrics_dir != '\0' &&
+	    !keel_metrics_open(
 	    c->cfg.metrics_dir, prog, 1, err, sizeof(err)))
 		keel_log_warnx("metrics off: %s", err);
 	keel_metrics_add(KEEL_M_CRON_RUNS, "result=\"started\"", 1);

@@ -647,7 +647,8 @@ keel_serve(int argc, char *argv[], const struct keel_app *app)
 	if (sodium_init() < 0)
 		keel_log_fatalx("libsodium failed to initialise");
 	/* Before fork: the workers share the mapping. */
-	if (*cfg.metrics_dir != '\0' && !keel_metrics_open(cfg.metrics_dir,
+	if (cfg.metrics && *cfg.metrics_dir != '\0' &&
+	    !keel_metrics_open(cfg.metrics_dir,
 	    app->name, cfg.workers, err, sizeof(err)))
 		keel_log_warnx("metrics off: %s", err);
 
