@@ -273,5 +273,11 @@ def test_live_notifications_survive_stream_restarts(stack, http, browser,
     assert after["ids"] == rows(stack, u["id"])
     assert sorted(set(got) | set(after["ids"][:2])) == after["ids"]
     assert browser.problems() == []
+    # Every stream the page opened is in the access log, none with its
+    # ticket (lighttpd.conf logs those requests without the query).
+    wait_until(lambda: stack.log("access").count(
+        "GET /api/notifications/stream HTTP/1.1") >= after["opens"], 5,
+        "the streams in the access log")
+    assert "ticket=" not in stack.log("access")
     print(json.dumps({k: after[k] for k in
                       ("opens", "reconnects", "errors", "duplicates")}))
