@@ -25,7 +25,7 @@ import uuid
 
 import pytest
 
-from accounts import PASSWORD, session_for
+from accounts import PASSWORD, bearer, session_for
 from chromium import Chromium
 from helpers import assert_error, wait_until
 from stack import ROOT
@@ -273,8 +273,18 @@ def test_live_notifications_survive_stream_restarts(stack, http, browser,
     assert after["ids"] == rows(stack, u["id"])
     assert sorted(set(got) | set(after["ids"][:2])) == after["ids"]
     assert browser.problems() == []
-    # Every stream the page opened is in the access log, none with its
-    # ticket (lighttpd.conf logs those requests without the query).
+    # Log out: the stream closes, the page's session ends on the server.
+    page_token = browser.evaluate("sessionStorage.getItem('keel.token')")
+    assert http.get("/api/auth/me",
+                    headers=bearer(page_token)).status_code == 200
+    browser.evaluate("document.getElementById('logout').click()")
+    assert browser.evaluate("!document.getElementById('login-view').hidden"
+                            " && sessionStorage.length === 0"
+                            " && !keelState.connected") is True
+    wait_until(lambda: http.get("/api/auth/me", headers=bearer(page_token))
+               .status_code == 401, 5, "the page's session to end")
+    # Every stream the page opened is in the access log once it ended,
+    # none with its ticket (lighttpd.conf logs those without the query).
     wait_until(lambda: stack.log("access").count(
         "GET /api/notifications/stream HTTP/1.1") >= after["opens"], 5,
         "the streams in the access log")
