@@ -69,8 +69,9 @@ def descendants(pid):
 
 
 class Chromium:
-    def __init__(self, log_path):
+    def __init__(self, log_path, wrapper=()):
         self.log_path = log_path
+        self.wrapper = list(wrapper)    # runs the browser: setpriv ...
         self.proc = None
         self.profile = None
         self.session = None     # the page's CDP session (flattened)
@@ -102,10 +103,11 @@ class Chromium:
         ] + sandbox_flags() + ["about:blank"]
         # The pipe's ends onto fds 3 and 4 of the browser: the shell (bash:
         # dash knows fds 0-9 only) moves them there and execs the launcher,
-        # which execs the browser, so Popen's pid is the browser's.
+        # which execs the browser, so Popen's pid is the browser's (the
+        # wrapper execs too).
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                ["/bin/bash", "-c",
+                self.wrapper + ["/bin/bash", "-c",
                  'exec "$0" "$@" 3<&%d 4>&%d %d<&- %d>&-'
                  % (cmd_r, res_w, cmd_r, res_w), CHROMIUM] + args,
                 pass_fds=(cmd_r, res_w), stdin=subprocess.DEVNULL,

@@ -25,11 +25,12 @@ import uuid
 
 import pytest
 
-from accounts import PASSWORD, bearer, session_for
+from accounts import PASSWORD, bearer, make_user, session_for
 from chromium import Chromium
 from helpers import assert_error, wait_until
 from stack import ROOT
 from test_leaderboard import DRAIN_ENV, enqueue
+from test_stack_cron import unprivileged
 from test_tests import new_question, new_test, start
 
 PAGE = "/app/"
@@ -132,7 +133,10 @@ def stream_app():
 
 @pytest.fixture(scope="module")
 def browser(stack):
-    b = Chromium(stack.path("log", "chromium.log")).start()
+    """Chromium with Docker's default capabilities only, as in an
+    unprivileged container."""
+    b = Chromium(stack.path("log", "chromium.log"),
+                 wrapper=unprivileged()).start()
     yield b
     b.stop()
 
@@ -193,6 +197,25 @@ def log_in(b, base_url, who):
     b.evaluate("document.getElementById('password').focus()")
     b.type_text(PASSWORD)
     b.press_enter()
+
+
+def test_a_wrong_password_is_said_and_keeps_no_session(stack, browser):
+    u = make_user(stack, "student")
+    browser.navigate(stack.base_url + PAGE)
+    browser.evaluate("document.getElementById('login').focus()")
+    browser.type_text(u["username"])
+    browser.evaluate("document.getElementById('password').focus()")
+    browser.type_text("not-the-password")
+    browser.press_enter()
+    wait_until(lambda: browser.evaluate(
+        "document.getElementById('login-error').textContent"), 10,
+        "the login's answer")
+    assert browser.evaluate(
+        "[document.getElementById('login-error').textContent,"
+        " document.getElementById('app-view').hidden, sessionStorage.length,"
+        " document.getElementById('password').value !== '', location.href]"
+    ) == ["Wrong login or password.", True, 0, True,
+          stack.base_url + PAGE]
 
 
 def test_live_notifications_survive_stream_restarts(stack, http, browser,
