@@ -190,23 +190,19 @@ def shows(b, stack, uid, what, timeout=15):
                what)
 
 
-def log_in(b, base_url, who):
+def log_in(b, base_url, who, password=PASSWORD):
+    """Open the page, type into its form, press Enter."""
     b.navigate(base_url + PAGE)
     b.evaluate("document.getElementById('login').focus()")
     b.type_text(who)
     b.evaluate("document.getElementById('password').focus()")
-    b.type_text(PASSWORD)
+    b.type_text(password)
     b.press_enter()
 
 
 def test_a_wrong_password_is_said_and_keeps_no_session(stack, browser):
     u = make_user(stack, "student")
-    browser.navigate(stack.base_url + PAGE)
-    browser.evaluate("document.getElementById('login').focus()")
-    browser.type_text(u["username"])
-    browser.evaluate("document.getElementById('password').focus()")
-    browser.type_text("not-the-password")
-    browser.press_enter()
+    log_in(browser, stack.base_url, u["username"], "not-the-password")
     wait_until(lambda: browser.evaluate(
         "document.getElementById('login-error').textContent"), 10,
         "the login's answer")
