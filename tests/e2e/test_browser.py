@@ -234,6 +234,13 @@ def test_live_notifications_survive_stream_restarts(stack, http, browser,
         == "%s (student)" % u["name"]
     assert browser.evaluate("sessionStorage.length") == 1
     assert browser.evaluate("location.href") == stack.base_url + PAGE
+    # A reload keeps the session (the tab's sessionStorage): no form.
+    browser.navigate(stack.base_url + PAGE)
+    wait_until(lambda: browser.evaluate(
+        "keelState.ready && keelState.connected"), 15,
+        "the page resumed with its stream open")
+    assert browser.evaluate("document.getElementById('login-view').hidden")
+    assert page_ids(browser) == rows(stack, u["id"])[::-1]
 
     # An attempt submitted over the API: its notification arrives through
     # the stream, and the result and the board follow it.
