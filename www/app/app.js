@@ -108,8 +108,14 @@
 			sessionStorage.setItem(TOKEN_KEY, data.token);
 			await start();
 		} catch (e) {
-			err.textContent = e.status === 401 ? 'Wrong login or password.'
-			    : 'Could not log in: ' + e.message;
+			if (state.token === null) {
+				err.textContent = e.status === 401 ?
+				    'Wrong login or password.' :
+				    'Could not log in: ' + e.message;
+			} else {
+				err.textContent = 'Could not load your notifications: ' +
+				    e.message;
+			}
 		} finally {
 			$('login-submit').disabled = false;
 		}
