@@ -113,8 +113,10 @@
 				    'Wrong login or password.' :
 				    'Could not log in: ' + e.message;
 			} else {
-				err.textContent = 'Could not load your notifications: ' +
-				    e.message;
+				// Logged in, but the list failed: back to the form,
+				// saying so.
+				logout('Could not load your notifications: ' +
+				    e.message);
 			}
 		} finally {
 			$('login-submit').disabled = false;
