@@ -83,7 +83,7 @@
 		}
 		if (!r.ok) {
 			if (r.status === 401 && state.token) {
-				logout('Your session has ended; log in again.');
+				logout('Your session has ended; log in again.', false);
 			}
 			throw new ApiError(r.status, data);
 		}
@@ -139,7 +139,9 @@
 		}
 	}
 
-	function logout(why) {
+	// logout -- back to the form (saying why, if given); the session ends on
+	// the server too unless it already has (endSession false).
+	function logout(why, endSession = true) {
 		const token = state.token;
 		state.generation++;
 		state.session++;
@@ -158,7 +160,7 @@
 		$('who').textContent = '';
 		$('login-view').hidden = false;
 		$('login-error').textContent = why || '';
-		if (token && !why) {
+		if (token && endSession) {
 			// Best effort: the server ends the session at once.
 			fetch('/api/auth/logout', { method: 'POST', credentials: 'omit',
 			    headers: { 'Authorization': 'Bearer ' + token } }).catch(() => {});
