@@ -133,8 +133,8 @@
 			state.user = await api('GET', '/api/auth/me');
 			await start();
 		} catch (e) {
-			if (e.status !== 401) {
-				$('login-error').textContent = 'Could not resume: ' + e.message;
+			if (e.status !== 401) {		// (a 401 logged out already)
+				logout('Could not resume your session: ' + e.message);
 			}
 		}
 	}
