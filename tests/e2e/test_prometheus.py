@@ -7,7 +7,9 @@ this test sends are counted, that the rule group is loaded and
 evaluated, and that an alert goes pending when a dependency goes down.
 """
 
+import json
 import os
+import re
 
 import pytest
 import requests
@@ -94,6 +96,49 @@ def test_a_query_counts_the_requests_sent(stack):
     got = wait_until(lambda: query(stack, expr).get(()) == sent, WAIT)
     assert got, "Prometheus counts %r of the %d requests sent" % (
         query(stack, expr), sent)
+
+
+def dashboard_exprs():
+    """[(panel title, expr)] of ops/grafana/keel.json, with Grafana's
+    variables as it would fill them for this stack: every host of job
+    keel, a rate window of a few scrapes."""
+    path = os.path.join(ROOT, "ops", "grafana", "keel.json")
+    with open(path, encoding="utf-8") as f:
+        d = json.load(f)
+    out = []
+    for p in d["panels"]:
+        for t in p.get("targets") or []:
+            e = t["expr"].replace("$__rate_interval", "%ds" % (4 * INTERVAL))
+            e = re.sub(r"\$job\b", "keel", e)
+            e = re.sub(r"\$instance\b", ".+", e)
+            assert "$" not in e, e
+            out.append((p["title"], e))
+    return out
+
+
+def test_every_dashboard_query_runs_and_requests_show(stack):
+    """Each panel's query evaluates on real scrapes (promtool only parses:
+    a vector-matching error shows at run time), and the request panels
+    show the requests sent."""
+    with BaseUrlSession(stack.base_url) as anon:
+        for _ in range(5):
+            assert anon.get("/api/cars").status_code == 401
+
+    def request_rate():
+        for title, e in dashboard_exprs():
+            if title == "Request rate by app and route":
+                return [v for labels, v in query(stack, e).items()
+                        if ("route", "/api/cars") in labels and v > 0]
+        pytest.fail("the dashboard has no request rate panel")
+
+    wait_until(request_rate, WAIT, "the dashboard's request rate to "
+               "show /api/cars")
+    for title, e in dashboard_exprs():
+        port = stack.extra_env["KEEL_PROMETHEUS_PORT"]
+        r = requests.get("http://127.0.0.1:%s/api/v1/query" % port,
+                         params={"query": e}, timeout=10)
+        assert r.status_code == 200 and r.json()["status"] == "success", (
+            title, e, r.text)
 
 
 def test_the_rule_group_is_loaded_and_evaluated(stack):
