@@ -146,6 +146,17 @@ static const struct cfg_row rows[] = {
 	    .min = 1, .max = 1000, .off = OFF(session_max),
 	    .what = "sessions a user may hold at once; a new login ends "
 	    "the oldest past it" },
+	{ .name = "KEEL_STREAM_MAX", .type = CFG_INT, .def = "10000",
+	    .min = 1, .max = 1000000, .off = OFF(stream_max),
+	    .what = "notification streams one stream process holds; past "
+	    "it 503 with Retry-After" },
+	{ .name = "KEEL_STREAM_PER_USER", .type = CFG_INT, .def = "5",
+	    .min = 1, .max = 1000, .off = OFF(stream_per_user),
+	    .what = "notification streams a user may have open at once, "
+	    "over every process and host (429 past it)" },
+	{ .name = "KEEL_STREAM_HEARTBEAT", .type = CFG_INT, .def = "15",
+	    .min = 1, .max = 300, .off = OFF(stream_heartbeat),
+	    .what = "seconds between a stream's heartbeat comments" },
 	{ .name = "KEEL_INVITE_TTL", .type = CFG_INT, .def = "259200",
 	    .min = 3600, .max = 2592000, .off = OFF(invite_ttl),
 	    .what = "seconds an invitation's set-password link stays valid" },

@@ -26,44 +26,36 @@
 
 struct keel_redis {
 	redisContext	*ctx;		/* NULL until first use */
-	char		*host;		/* owned */
-	char		*path;		/* unix socket (owned), or NULL */
-	int		 port;
-	int		 db;		/* SELECTed after connect */
-	char		*password;	/* owned, may be NULL */
+	struct keel_redis_addr addr;	/* where, and the db SELECTed */
 	int		 timeout_ms;	/* this command's; see cmd_timeout */
 	struct keel_buf	 cmd;		/* the command in RESP, reused */
 	char		 errstr[128];
 };
 
-/*
- * Parses redis://[:password@]host[:port][/db] or unix:///path[?db=N]
- * (config.c checked the scheme).
- */
-static void
-parse_url(struct keel_redis *r, const char *url)
+void
+keel_redis_addr_parse(const char *url, struct keel_redis_addr *a)
 {
 	const char	*p = url + strlen("redis://"), *at, *colon, *slash, *q;
 	char		*end;
 
-	r->port = 6379;
-	r->db = 0;
+	memset(a, 0, sizeof(*a));
+	a->port = 6379;
 	if (strncmp(url, "unix://", 7) == 0) {
 		p = url + 7;
 		if ((q = strstr(p, "?db=")) != NULL)
-			r->db = (int)strtol(q + 4, &end, 10);
-		r->path = q != NULL ? keel_strndup(p, (size_t)(q - p)) :
+			a->db = (int)strtol(q + 4, &end, 10);
+		a->path = q != NULL ? keel_strndup(p, (size_t)(q - p)) :
 		    keel_strdup(p);
-		r->host = keel_strdup(r->path);
+		a->host = keel_strdup(a->path);
 		return;
 	}
 	if (strncmp(url, "redis://", 8) != 0) {
-		r->host = keel_strdup("127.0.0.1");
+		a->host = keel_strdup("127.0.0.1");
 		return;
 	}
 	if ((at = strrchr(p, '@')) != NULL) {
 		colon = memchr(p, ':', (size_t)(at - p));
-		r->password = colon != NULL ?
+		a->password = colon != NULL ?
 		    keel_strndup(colon + 1, (size_t)(at - colon - 1)) :
 		    keel_strndup(p, (size_t)(at - p));
 		p = at + 1;
@@ -71,13 +63,24 @@ parse_url(struct keel_redis *r, const char *url)
 	slash = strchr(p, '/');
 	colon = strchr(p, ':');
 	if (colon != NULL && (slash == NULL || colon < slash)) {
-		r->host = keel_strndup(p, (size_t)(colon - p));
-		r->port = (int)strtol(colon + 1, &end, 10);
+		a->host = keel_strndup(p, (size_t)(colon - p));
+		a->port = (int)strtol(colon + 1, &end, 10);
 	} else
-		r->host = slash != NULL ? keel_strndup(p, (size_t)(slash - p)) :
+		a->host = slash != NULL ? keel_strndup(p, (size_t)(slash - p)) :
 		    keel_strdup(p);
 	if (slash != NULL && slash[1] != '\0')
-		r->db = (int)strtol(slash + 1, &end, 10);
+		a->db = (int)strtol(slash + 1, &end, 10);
+}
+
+void
+keel_redis_addr_free(struct keel_redis_addr *a)
+{
+	free(a->host);
+	free(a->path);
+	if (a->password != NULL)
+		explicit_bzero(a->password, strlen(a->password));
+	free(a->password);
+	memset(a, 0, sizeof(*a));
 }
 
 struct keel_redis *
@@ -87,7 +90,7 @@ keel_redis_open(const struct keel_config *cfg)
 
 	r = keel_calloc(1, sizeof(*r));
 	r->timeout_ms = REDIS_TIMEOUT_MS;
-	parse_url(r, cfg->redis_url);
+	keel_redis_addr_parse(cfg->redis_url, &r->addr);
 	return r;
 }
 
@@ -105,12 +108,7 @@ keel_redis_close(struct keel_redis *r)
 		return;
 	drop(r);
 	keel_buf_free(&r->cmd);
-	free(r->host);
-	free(r->path);
-	if (r->password != NULL) {
-		explicit_bzero(r->password, strlen(r->password));
-		free(r->password);
-	}
+	keel_redis_addr_free(&r->addr);
 	free(r);
 }
 
@@ -157,8 +155,8 @@ ensure(struct keel_redis *r, int timeout_ms, int *fresh)
 	if (fresh != NULL)
 		*fresh = 1;
 	drop(r);
-	r->ctx = r->path != NULL ? redisConnectUnixWithTimeout(r->path, tv) :
-	    redisConnectWithTimeout(r->host, r->port, tv);
+	r->ctx = r->addr.path != NULL ? redisConnectUnixWithTimeout(r->addr.path, tv) :
+	    redisConnectWithTimeout(r->addr.host, r->addr.port, tv);
 	if (r->ctx == NULL || r->ctx->err != 0) {
 		snprintf(r->errstr, sizeof(r->errstr), "%s", r->ctx != NULL ?
 		    r->ctx->errstr : "out of memory");
@@ -166,9 +164,9 @@ ensure(struct keel_redis *r, int timeout_ms, int *fresh)
 		return KEEL_EUNAVAIL;
 	}
 	redisSetTimeout(r->ctx, tv);
-	snprintf(db, sizeof(db), "%d", r->db);
-	if ((r->password != NULL && setup_cmd(r, "AUTH %s", r->password)) ||
-	    (r->db != 0 && setup_cmd(r, "SELECT %s", db))) {
+	snprintf(db, sizeof(db), "%d", r->addr.db);
+	if ((r->addr.password != NULL && setup_cmd(r, "AUTH %s", r->addr.password)) ||
+	    (r->addr.db != 0 && setup_cmd(r, "SELECT %s", db))) {
 		drop(r);
 		return KEEL_EUNAVAIL;
 	}

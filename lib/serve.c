@@ -275,6 +275,10 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGCHLD, SIG_DFL);
 	signal(SIGPIPE, SIG_IGN);
+	if (sv->app->loop != NULL) {
+		sv->app->loop(cfg, sv->lfd, waitmask);
+		_exit(EXIT_RECYCLED);
+	}
 
 	/* Connections are this process's own: opened lazily, after fork. */
 	db = keel_db_open(cfg);

@@ -64,6 +64,10 @@ struct keel_config {
 	int	 session_ttl;		/* KEEL_SESSION_TTL: seconds */
 	int	 session_max;		/* KEEL_SESSION_MAX: sessions a user
 					   may hold at once */
+	int	 stream_max;		/* KEEL_STREAM_MAX: streams a stream
+					   process holds */
+	int	 stream_per_user;	/* KEEL_STREAM_PER_USER */
+	int	 stream_heartbeat;	/* KEEL_STREAM_HEARTBEAT: seconds */
 	int	 invite_ttl;		/* KEEL_INVITE_TTL: seconds */
 	char	*public_url;		/* KEEL_PUBLIC_URL: links in emails */
 	int	 cache;		/* KEEL_CACHE: 1 on, 0 off */

@@ -38,6 +38,22 @@ struct keel_rscript {
 	char		 sha[41];	/* filled by lib on first use */
 };
 
+/*
+ * Where REDIS_URL points: redis://[:password@]host[:port][/db] or
+ * unix:///path[?db=N] (config.c checked the scheme), for a connection
+ * made elsewhere (hiredis's async API in the stream app).  Strings are
+ * owned by a; release with keel_redis_addr_free().
+ */
+struct keel_redis_addr {
+	char	*host;		/* the socket's path for unix:// */
+	char	*path;		/* unix socket, or NULL */
+	int	 port;
+	int	 db;
+	char	*password;	/* or NULL */
+};
+void	keel_redis_addr_parse(const char *url, struct keel_redis_addr *a);
+void	keel_redis_addr_free(struct keel_redis_addr *a);
+
 /* Connects lazily on first use.  Never NULL. */
 struct keel_redis *keel_redis_open(const struct keel_config *);
 /* r may be NULL. */

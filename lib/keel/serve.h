@@ -3,15 +3,27 @@
 #ifndef KEEL_SERVE_H
 #define KEEL_SERVE_H
 
+#include <signal.h>
 #include <stddef.h>
 
 #include "keel/router.h"
 
-/* What an app is: its name (for logs and /routes) and its route table. */
+struct keel_config;
+
+/*
+ * What an app is: its name (for logs and /routes) and its route table.
+ * An app on its own event loop (the stream app) also sets loop: each
+ * worker then calls loop(cfg, lfd, waitmask) instead of serving FastCGI
+ * on the listening socket lfd, and exits when it returns.  loop starts
+ * with SIGTERM and SIGINT blocked and handles them itself (waitmask is
+ * the mask that lets them in); its routes are then only listed.
+ */
 struct keel_app {
 	const char		*name;
 	const struct keel_route	*routes;
 	size_t			 nroutes;
+	void			(*loop)(const struct keel_config *cfg, int lfd,
+				    const sigset_t *waitmask);
 };
 
 /*

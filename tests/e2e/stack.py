@@ -151,6 +151,9 @@ class Stack:
         # A hung app is given up after this long (504); short enough for
         # test_serve's check, long enough for every slow request we send.
         e.setdefault("KEEL_FCGI_TIMEOUT", "12")
+        # Streams' heartbeats (and lighttpd's read timeout, 3 of them)
+        # come quickly enough for a test to see them.
+        e.setdefault("KEEL_STREAM_HEARTBEAT", "2")
         e.update(self.extra_env)
         return e
 

@@ -1,0 +1,341 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * pgev.c -- one libpq connection on a libevent loop.
+ *
+ * The connection is opened on the first query and kept; a failure drops
+ * it and the next query opens another.  One event watches the socket
+ * (re-armed for reading or writing as libpq asks: PQconnectPoll while
+ * connecting, PQflush while sending, PQconsumeInput while waiting) and
+ * one timer bounds the connect and the query.  A query that meets a
+ * dead connection before anything came back is sent once more on a new
+ * one -- the stream app's queries are reads, so sending again is safe --
+ * which is what a PostgreSQL restart between two queries looks like.
+ * Callbacks run from a zero-delay timer, never inside pgev_query, so a
+ * caller can start the next query from its callback.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "keel/mem.h"
+#include "pgev.h"
+
+#define MAX_PARAMS	8
+
+enum pg_state {
+	PG_IDLE,	/* no query */
+	PG_CONNECTING,	/* PQconnectPoll until OK */
+	PG_SENDING,	/* PQflush until everything went */
+	PG_WAITING,	/* PQconsumeInput until the results end */
+	PG_DONE,	/* the callback is due (from the zero timer) */
+};
+
+struct pgev {
+	struct event_base	*base;
+	char			*conninfo;
+	int			 connect_s, query_ms;
+	PGconn			*conn;		/* NULL when down */
+	bool			 reused;	/* conn served a query before */
+	enum pg_state		 state;
+	struct event		*io;		/* conn's socket */
+	struct event		*timer;		/* deadline, or the zero delay */
+	const char		*sql;
+	int			 nparams;
+	char			*params[MAX_PARAMS];
+	pgev_done_fn		*done;
+	void			*arg;
+	PGresult		*res;		/* the last result, for done */
+	char			 err[256];
+};
+
+static void	on_io(evutil_socket_t fd, short what, void *arg);
+static void	on_timer(evutil_socket_t fd, short what, void *arg);
+
+struct pgev *
+pgev_new(struct event_base *base, const char *conninfo, int connect_s,
+    int query_ms)
+{
+	struct pgev	*pg;
+
+	pg = keel_calloc(1, sizeof(*pg));
+	pg->base = base;
+	pg->conninfo = keel_strdup(conninfo);
+	pg->connect_s = connect_s;
+	pg->query_ms = query_ms;
+	pg->timer = evtimer_new(base, on_timer, pg);
+	if (pg->timer == NULL)
+		abort();
+	return pg;
+}
+
+static void
+drop(struct pgev *pg)
+{
+	if (pg->io != NULL) {
+		event_free(pg->io);
+		pg->io = NULL;
+	}
+	if (pg->conn != NULL) {
+		PQfinish(pg->conn);
+		pg->conn = NULL;
+	}
+	pg->reused = false;
+}
+
+static void
+clear_query(struct pgev *pg)
+{
+	int	 i;
+
+	for (i = 0; i < pg->nparams; i++) {
+		free(pg->params[i]);
+		pg->params[i] = NULL;
+	}
+	pg->nparams = 0;
+	PQclear(pg->res);
+	pg->res = NULL;
+}
+
+void
+pgev_free(struct pgev *pg)
+{
+	if (pg == NULL)
+		return;
+	drop(pg);
+	clear_query(pg);
+	event_free(pg->timer);
+	free(pg->conninfo);
+	free(pg);
+}
+
+bool
+pgev_busy(const struct pgev *pg)
+{
+	return pg->state != PG_IDLE;
+}
+
+/* Watches the socket for what (EV_READ or EV_WRITE). */
+static bool
+watch(struct pgev *pg, short what)
+{
+	if (pg->io != NULL)
+		event_free(pg->io);
+	pg->io = event_new(pg->base, PQsocket(pg->conn), what, on_io, pg);
+	return pg->io != NULL && event_add(pg->io, NULL) == 0;
+}
+
+/* Ends the query: done runs from the loop with res or err. */
+static void
+finish(struct pgev *pg, const char *err)
+{
+	struct timeval	 zero = { 0, 0 };
+
+	if (err != NULL) {
+		snprintf(pg->err, sizeof(pg->err), "%s", err);
+		pg->err[strcspn(pg->err, "\n")] = '\0';
+		PQclear(pg->res);
+		pg->res = NULL;
+	}
+	if (pg->io != NULL)
+		event_del(pg->io);
+	pg->state = PG_DONE;
+	evtimer_add(pg->timer, &zero);
+}
+
+static void	start(struct pgev *pg);
+
+/*
+ * The connection failed: drop it; send the query again on a new one if
+ * the old one had served before and nothing came back yet.
+ */
+static void
+fail(struct pgev *pg, const char *err)
+{
+	bool	 again = pg->reused && pg->state != PG_CONNECTING &&
+		    pg->res == NULL;
+	char	 msg[sizeof(pg->err)];
+
+	snprintf(msg, sizeof(msg), "%s", err);	/* err may be conn's */
+	drop(pg);
+	if (again) {
+		start(pg);
+		return;
+	}
+	finish(pg, msg);
+}
+
+static void
+send_query(struct pgev *pg)
+{
+	if (PQsendQueryParams(pg->conn, pg->sql, pg->nparams, NULL,
+	    (const char *const *)pg->params, NULL, NULL, 0) == 0) {
+		fail(pg, PQerrorMessage(pg->conn));
+		return;
+	}
+	pg->state = PG_SENDING;
+	on_io(-1, EV_WRITE, pg);
+}
+
+static void
+connect_step(struct pgev *pg)
+{
+	switch (PQconnectPoll(pg->conn)) {
+	case PGRES_POLLING_OK:
+		if (PQsetnonblocking(pg->conn, 1) != 0) {
+			fail(pg, PQerrorMessage(pg->conn));
+			return;
+		}
+		send_query(pg);
+		return;
+	case PGRES_POLLING_READING:
+		if (!watch(pg, EV_READ))
+			fail(pg, "event_add failed");
+		return;
+	case PGRES_POLLING_WRITING:
+		if (!watch(pg, EV_WRITE))
+			fail(pg, "event_add failed");
+		return;
+	default:
+		fail(pg, PQerrorMessage(pg->conn));
+		return;
+	}
+}
+
+/* Connects if need be, then sends; the deadline covers both. */
+static void
+start(struct pgev *pg)
+{
+	struct timeval	 tv;
+	int		 ms = pg->query_ms;
+
+	if (pg->conn == NULL)
+		ms += pg->connect_s * 1000;
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(pg->timer, &tv);
+	if (pg->conn != NULL) {
+		pg->reused = true;
+		send_query(pg);
+		return;
+	}
+	pg->state = PG_CONNECTING;
+	pg->conn = PQconnectStart(pg->conninfo);
+	if (pg->conn == NULL || PQstatus(pg->conn) == CONNECTION_BAD) {
+		fail(pg, pg->conn != NULL ? PQerrorMessage(pg->conn) :
+		    "out of memory");
+		return;
+	}
+	if (!watch(pg, EV_WRITE))
+		fail(pg, "event_add failed");
+}
+
+bool
+pgev_query(struct pgev *pg, const char *sql, int nparams,
+    const char *const *params, pgev_done_fn *done, void *arg)
+{
+	int	 i;
+
+	if (pg->state != PG_IDLE || nparams > MAX_PARAMS)
+		return false;
+	pg->sql = sql;
+	pg->nparams = nparams;
+	for (i = 0; i < nparams; i++)
+		pg->params[i] = keel_strdup(params[i]);
+	pg->done = done;
+	pg->arg = arg;
+	pg->err[0] = '\0';
+	start(pg);
+	return true;
+}
+
+/* Reads what arrived; finishes when the last result is in. */
+static void
+receive(struct pgev *pg)
+{
+	PGresult	*r;
+
+	if (PQconsumeInput(pg->conn) == 0) {
+		fail(pg, PQerrorMessage(pg->conn));
+		return;
+	}
+	while (!PQisBusy(pg->conn)) {
+		if ((r = PQgetResult(pg->conn)) == NULL) {
+			if (pg->res == NULL)
+				finish(pg, "no result");
+			else if (PQresultStatus(pg->res) == PGRES_TUPLES_OK ||
+			    PQresultStatus(pg->res) == PGRES_COMMAND_OK)
+				finish(pg, NULL);
+			else
+				finish(pg, PQresultErrorMessage(pg->res));
+			return;
+		}
+		PQclear(pg->res);
+		pg->res = r;
+	}
+}
+
+static void
+on_io(evutil_socket_t fd, short what, void *arg)
+{
+	struct pgev	*pg = arg;
+	int		 r;
+
+	(void)fd;
+	switch (pg->state) {
+	case PG_CONNECTING:
+		connect_step(pg);
+		return;
+	case PG_SENDING:
+		if ((r = PQflush(pg->conn)) < 0) {
+			fail(pg, PQerrorMessage(pg->conn));
+			return;
+		}
+		if (r == 1) {
+			/* Read too: the server may answer while we send. */
+			if (!watch(pg, EV_WRITE | EV_READ))
+				fail(pg, "event_add failed");
+			return;
+		}
+		pg->state = PG_WAITING;
+		if (!watch(pg, EV_READ | EV_PERSIST))
+			fail(pg, "event_add failed");
+		else if (what & EV_READ)
+			receive(pg);
+		return;
+	case PG_WAITING:
+		receive(pg);
+		return;
+	default:
+		return;
+	}
+}
+
+static void
+on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct pgev	*pg = arg;
+	pgev_done_fn	*done;
+	void		*darg;
+	char		 err[sizeof(pg->err)];
+	PGresult	*res;
+
+	(void)fd;
+	(void)what;
+	if (pg->state != PG_DONE) {
+		/* The deadline: the connection may be wedged; drop it. */
+		drop(pg);
+		finish(pg, "timeout");
+		return;
+	}
+	done = pg->done;
+	darg = pg->arg;
+	res = pg->res;
+	pg->res = NULL;
+	snprintf(err, sizeof(err), "%s", pg->err);
+	clear_query(pg);
+	pg->state = PG_IDLE;
+	done(darg, res, res == NULL ? err : NULL);
+	PQclear(res);
+}

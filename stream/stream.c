@@ -1,0 +1,1166 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * stream.c -- keel-stream: GET /api/notifications/stream, Server-Sent
+ * Events (DESIGN.md, "Notifications in real time").
+ *
+ * libfcgi serves one request per process at a time, so this app is the
+ * one on an event loop: lib/serve.c supervises it like any app, and each
+ * worker runs libevent's HTTP server on the shared unix socket, behind
+ * lighttpd's mod_proxy.  A worker holds every stream it accepted, one
+ * Redis subscription (PSUBSCRIBE keel:notify:*) fanned out in memory by
+ * user, one Redis connection for commands and one PostgreSQL connection.
+ *
+ *   open     bearer token (HMGET the session) or single-use ticket
+ *            (GETDEL), then a lease among the user's streams (Lua), then
+ *            200 and the replay: the user's notifications after
+ *            Last-Event-ID from PostgreSQL, in id order
+ *   live     a published notification whose prev is the last id this
+ *            stream sent goes out at once; anything else (a gap, a
+ *            message that overtook another, a replay under way, the
+ *            subscription lost and back) marks the stream dirty, and
+ *            dirty streams catch up from PostgreSQL, many per query
+ *   close    the client went (lighttpd closes the socket), it stopped
+ *            reading (its output passed OUT_MAX), PostgreSQL failed
+ *            mid-replay (an error event), or SIGTERM (a reconnect event)
+ *
+ * The drainer serialises a user's notifications (a row lock per user),
+ * so per user, ids are in commit order: "after id N" is always complete.
+ * Callbacks name a stream by its sid, never by pointer, so an answer
+ * that arrives after the stream closed finds nothing and is dropped.
+ */
+#include "config.h"
+
+#include <sys/resource.h>
+#include <sys/time.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+#include <hiredis/adapters/libevent.h>
+
+#include "keel/auth.h"
+#include "keel/config.h"
+#include "keel/json.h"
+#include "keel/log.h"
+#include "keel/mem.h"
+#include "keel/redis.h"
+#include "keel/resource.h"
+#include "keel/serve.h"
+#include "keel/sse.h"
+#include "keel/text.h"
+#include "lua_scripts.h"
+#include "pgev.h"
+
+#define STREAM_PATH	"/api/notifications/stream"
+#define NBUCKETS	16384		/* sid and uid hash chains */
+#define BATCH_MAX	500		/* streams per catch-up query */
+#define REPLAY_ROWS	100		/* rows per stream per query */
+#define OUT_MAX		(64 * 1024)	/* unsent bytes before a drop */
+#define AUTH_MS		3000		/* Redis's answers to an open */
+#define RETRY_HINT_MS	2000		/* the client's reconnect delay */
+#define TERM_GRACE_MS	1000		/* final events' time to leave */
+#define REDIS_BACKOFF_MIN_MS	250
+#define REDIS_BACKOFF_MAX_MS	5000
+#define SESS_PREFIX	"keel:sess:"
+#define TICKET_PREFIX	"keel:sse:ticket:"
+#define OPEN_PREFIX	"keel:sse:open:"
+#define NOTIFY_PATTERN	"keel:notify:*"
+
+struct stream {
+	uint64_t		 sid;
+	int64_t			 uid;		/* 0 until authenticated */
+	struct evhttp_request	*req;		/* NULL once the client went */
+	struct evhttp_connection *evcon;
+	bool			 open;		/* 200 and headers sent */
+	bool			 leased;	/* holds a place in the cap */
+	bool			 dirty;		/* must catch up from PG */
+	bool			 inflight;	/* in the query under way */
+	int64_t			 last_id;	/* -1: not known yet */
+	int			 auth_wait;	/* Redis answers to come */
+	bool			 auth_bad;	/* a credential failed */
+	bool			 auth_down;	/* Redis failed */
+	struct event		*deadline;	/* the open's, until open */
+	struct stream		*next, *prev;	/* every stream */
+	struct stream		*hnext;		/* sid chain */
+	struct stream		*unext, *uprev;	/* the user's streams */
+	double			 opened;	/* ms, monotonic */
+	long			 sent;		/* events */
+};
+
+struct user {
+	int64_t		 uid;
+	struct stream	*streams;
+	struct user	*hnext;
+};
+
+/* One Redis connection, reconnected with backoff when it drops. */
+struct rconn {
+	const char		*name;
+	bool			 subscriber;
+	redisAsyncContext	*ac;		/* NULL while down */
+	bool			 up;		/* connected */
+	bool			 lost;		/* was up, went down */
+	int			 backoff_ms;
+	struct event		*retry;
+};
+
+/* A worker's whole state: one per process. */
+static struct {
+	const struct keel_config *cfg;
+	struct event_base	*base;
+	struct evhttp		*http;
+	struct evconnlistener	*listener;
+	struct evbuffer		*out;		/* a chunk on its way */
+	struct keel_redis_addr	 raddr;
+	struct rconn		 cmd, sub;
+	struct pgev		*pg;
+	struct stream		*all;
+	struct stream		*sids[NBUCKETS];
+	struct user		*users[NBUCKETS];
+	int			 nstreams;
+	int			 ndirty;
+	uint64_t		 next_sid;
+	uint64_t		 batch[BATCH_MAX];	/* the query's sids */
+	int			 nbatch;
+	struct event		*heartbeat, *sigterm, *sigint, *relisten;
+	bool			 term;
+	char			 member[96];	/* "host:pid:" */
+	int			 lease_ms;
+} W;
+
+/* ------------------------------------------------------------ helpers */
+
+static double
+now_ms(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+static struct timeval
+tv_ms(int ms)
+{
+	struct timeval	 tv = { .tv_sec = ms / 1000,
+	    .tv_usec = (ms % 1000) * 1000 };
+
+	return tv;
+}
+
+/* A JSON error as API.md shapes it, with extra headers (may be NULL). */
+static void
+reply_error(struct evhttp_request *req, int status, const char *code,
+    const char *msg, const char *retry_after)
+{
+	struct evkeyvalq	*h = evhttp_request_get_output_headers(req);
+	struct evbuffer		*body;
+	struct keel_buf		 b = { NULL, 0, 0 };
+	struct keel_jw		 w;
+
+	keel_jw_init(&w, &b);
+	keel_jw_obj_open(&w);
+	keel_jw_key(&w, "error");
+	keel_jw_str(&w, code);
+	keel_jw_key(&w, "message");
+	keel_jw_str(&w, msg);
+	keel_jw_obj_close(&w);
+	keel_buf_putc(&b, '\n');
+	evhttp_add_header(h, "Content-Type", "application/json; charset=utf-8");
+	evhttp_add_header(h, "Cache-Control", "no-store");
+	if (status == 405)
+		evhttp_add_header(h, "Allow", "GET");
+	if (retry_after != NULL)
+		evhttp_add_header(h, "Retry-After", retry_after);
+	if ((body = evbuffer_new()) == NULL)
+		abort();
+	evbuffer_add(body, b.data, b.len);
+	evhttp_send_reply(req, status, NULL, body);
+	evbuffer_free(body);
+	keel_buf_free(&b);
+}
+
+/* ----------------------------------------------------- streams, users */
+
+static struct stream *
+stream_find(uint64_t sid)
+{
+	struct stream	*s;
+
+	for (s = W.sids[sid % NBUCKETS]; s != NULL; s = s->hnext)
+		if (s->sid == sid)
+			return s;
+	return NULL;
+}
+
+static struct user *
+user_find(int64_t uid)
+{
+	struct user	*u;
+
+	for (u = W.users[(uint64_t)uid % NBUCKETS]; u != NULL; u = u->hnext)
+		if (u->uid == uid)
+			return u;
+	return NULL;
+}
+
+static void
+user_add(struct stream *s)
+{
+	struct user	**bucket = &W.users[(uint64_t)s->uid % NBUCKETS];
+	struct user	 *u;
+
+	if ((u = user_find(s->uid)) == NULL) {
+		u = keel_calloc(1, sizeof(*u));
+		u->uid = s->uid;
+		u->hnext = *bucket;
+		*bucket = u;
+	}
+	s->unext = u->streams;
+	s->uprev = NULL;
+	if (u->streams != NULL)
+		u->streams->uprev = s;
+	u->streams = s;
+}
+
+static void
+user_remove(struct stream *s)
+{
+	struct user	**pp = &W.users[(uint64_t)s->uid % NBUCKETS];
+	struct user	 *u;
+
+	if ((u = user_find(s->uid)) == NULL)
+		return;
+	if (s->uprev != NULL)
+		s->uprev->unext = s->unext;
+	else if (u->streams == s)
+		u->streams = s->unext;
+	else
+		return;		/* not in the list */
+	if (s->unext != NULL)
+		s->unext->uprev = s->uprev;
+	if (u->streams != NULL)
+		return;
+	while (*pp != u)
+		pp = &(*pp)->hnext;
+	*pp = u->hnext;
+	free(u);
+}
+
+static void
+mark_dirty(struct stream *s)
+{
+	if (!s->dirty) {
+		s->dirty = true;
+		W.ndirty++;
+	}
+}
+
+static void	on_close(struct evhttp_connection *evcon, void *arg);
+static void	on_deadline(evutil_socket_t fd, short what, void *arg);
+static void	stream_refuse(struct stream *s, int status, const char *code,
+		    const char *msg, const char *retry_after);
+
+static struct stream *
+stream_new(struct evhttp_request *req)
+{
+	struct stream	*s;
+	struct timeval	 tv = tv_ms(AUTH_MS);
+
+	s = keel_calloc(1, sizeof(*s));
+	s->sid = ++W.next_sid;
+	s->req = req;
+	s->evcon = evhttp_request_get_connection(req);
+	s->last_id = -1;
+	s->opened = now_ms();
+	s->deadline = evtimer_new(W.base, on_deadline,
+	    (void *)(uintptr_t)s->sid);
+	if (s->deadline == NULL)
+		abort();
+	evtimer_add(s->deadline, &tv);
+	s->hnext = W.sids[s->sid % NBUCKETS];
+	W.sids[s->sid % NBUCKETS] = s;
+	s->next = W.all;
+	if (W.all != NULL)
+		W.all->prev = s;
+	W.all = s;
+	W.nstreams++;
+	evhttp_connection_set_closecb(s->evcon, on_close,
+	    (void *)(uintptr_t)s->sid);
+	return s;
+}
+
+/* "keel:sse:open:<uid>" into buf. */
+static void
+open_key(char *buf, size_t n, int64_t uid)
+{
+	snprintf(buf, n, OPEN_PREFIX "%" PRId64, uid);
+}
+
+/*
+ * Forgets s: out of every table, its place in the cap given back, its
+ * line in the log.  The connection is the caller's business.
+ */
+static void
+stream_free(struct stream *s, const char *why)
+{
+	struct stream	**pp = &W.sids[s->sid % NBUCKETS];
+	char		  key[64], member[128];
+
+	while (*pp != s)
+		pp = &(*pp)->hnext;
+	*pp = s->hnext;
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		W.all = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	if (s->open)
+		user_remove(s);
+	if (s->dirty)
+		W.ndirty--;
+	if (s->leased && W.cmd.ac != NULL) {
+		open_key(key, sizeof(key), s->uid);
+		snprintf(member, sizeof(member), "%s%" PRIu64, W.member,
+		    s->sid);
+		redisAsyncCommand(W.cmd.ac, NULL, NULL, "ZREM %s %s", key,
+		    member);
+	}
+	if (s->open)
+		keel_log_info("stream closed: user %" PRId64 ", %ld events, "
+		    "%.1f s, %s", s->uid, s->sent,
+		    (now_ms() - s->opened) / 1000.0, why);
+	event_free(s->deadline);
+	W.nstreams--;
+	free(s);
+}
+
+/* The connection's unsent bytes. */
+static size_t
+pending(const struct stream *s)
+{
+	struct bufferevent	*bev;
+
+	bev = evhttp_connection_get_bufferevent(s->evcon);
+	return bev != NULL ? evbuffer_get_length(bufferevent_get_output(bev)) :
+	    0;
+}
+
+/*
+ * Ends s.  Gracefully (the response ends after what was written) unless
+ * abort, which cuts the connection: a client that stopped reading would
+ * otherwise hold its buffers until it read them.
+ */
+static void
+stream_close(struct stream *s, bool abort_conn, const char *why)
+{
+	struct evhttp_request		*req = s->req;
+	struct evhttp_connection	*evcon = s->evcon;
+	bool				 open = s->open;
+
+	stream_free(s, why);
+	if (req == NULL)
+		return;
+	evhttp_connection_set_closecb(evcon, NULL, NULL);
+	if (abort_conn)
+		evhttp_connection_free(evcon);
+	else if (open)
+		evhttp_send_reply_end(req);
+}
+
+/* Writes b to s; false (and s closed) when the client stopped reading. */
+static bool
+stream_write(struct stream *s, const struct keel_buf *b)
+{
+	if (pending(s) > OUT_MAX) {
+		stream_close(s, true, "client stopped reading");
+		return false;
+	}
+	if (evbuffer_add(W.out, b->data, b->len) != 0) {
+		stream_close(s, true, "out of memory");
+		return false;
+	}
+	evhttp_send_reply_chunk(s->req, W.out);
+	evbuffer_drain(W.out, evbuffer_get_length(W.out));
+	return true;
+}
+
+/* One notification (item: one line of JSON) to s. */
+static bool
+stream_event(struct stream *s, int64_t id, const char *item)
+{
+	struct keel_buf	 b = { NULL, 0, 0 };
+	bool		 ok = true;
+
+	if (keel_sse_event(&b, id, "notification", item)) {
+		ok = stream_write(s, &b);
+		if (ok) {
+			s->last_id = id;
+			s->sent++;
+		}
+	}
+	keel_buf_free(&b);
+	return ok;
+}
+
+/* An event with no id (reconnect, error), then the end of s. */
+static void
+stream_last_word(struct stream *s, const char *event, const char *data,
+    const char *why)
+{
+	struct keel_buf	 b = { NULL, 0, 0 };
+
+	if (keel_sse_event(&b, -1, event, data) && !stream_write(s, &b)) {
+		keel_buf_free(&b);
+		return;
+	}
+	keel_buf_free(&b);
+	stream_close(s, false, why);
+}
+
+/* ------------------------------------------------ catching up from PG */
+
+static const char q_catchup[] =
+	"SELECT s.sid, b.after, n.id, n.item "
+	"FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) "
+	"AS s (sid, uid, after) "
+	"CROSS JOIN LATERAL (SELECT CASE WHEN s.after >= 0 THEN s.after "
+	"ELSE (SELECT coalesce(max(id), 0) FROM notifications "
+	"WHERE user_id = s.uid) END AS after) AS b "
+	"LEFT JOIN LATERAL (SELECT id, json_build_object("
+	"'id', id, 'kind', kind, 'title', title, 'body', body, "
+	"'data', data, 'readAt', to_char(read_at AT TIME ZONE 'UTC', "
+	"'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), 'createdAt', "
+	"to_char(created_at AT TIME ZONE 'UTC', "
+	"'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))::text AS item "
+	"FROM notifications WHERE user_id = s.uid AND id > b.after "
+	"ORDER BY id LIMIT 100) AS n ON true "
+	"ORDER BY s.sid, n.id";
+
+static void	pump(void);
+
+/* Applies one row of the catch-up to its stream; false if it closed. */
+static void
+catchup_row(const PGresult *res, int r, uint64_t *cur, int *count)
+{
+	struct stream	*s;
+	uint64_t	 sid = strtoull(PQgetvalue(res, r, 0), NULL, 10);
+	int64_t		 id;
+	char		*item;
+
+	if (sid != *cur) {
+		*cur = sid;
+		*count = 0;
+	}
+	if ((s = stream_find(sid)) == NULL)
+		return;
+	if (s->last_id < 0)
+		s->last_id = strtoll(PQgetvalue(res, r, 1), NULL, 10);
+	if (PQgetisnull(res, r, 2))
+		return;
+	if (++*count == REPLAY_ROWS)
+		mark_dirty(s);		/* more where these came from */
+	id = strtoll(PQgetvalue(res, r, 2), NULL, 10);
+	if (id <= s->last_id)
+		return;
+	item = keel_sse_item(PQgetvalue(res, r, 3),
+	    (size_t)PQgetlength(res, r, 3));
+	if (item == NULL) {
+		keel_log_warnx("notification %" PRId64 ": bad item", id);
+		free(item);
+		return;
+	}
+	(void)stream_event(s, id, item);
+	free(item);
+}
+
+static void
+on_catchup(void *arg, const PGresult *res, const char *err)
+{
+	struct stream	*s;
+	uint64_t	 cur = 0;
+	int		 r, i, count = 0;
+
+	(void)arg;
+	if (res == NULL)
+		keel_log_warnx("notifications replay failed: %s", err);
+	for (r = 0; res != NULL && r < PQntuples(res); r++)
+		catchup_row(res, r, &cur, &count);
+	for (i = 0; i < W.nbatch; i++) {
+		if ((s = stream_find(W.batch[i])) == NULL)
+			continue;
+		s->inflight = false;
+		if (res == NULL)
+			stream_last_word(s, "error",
+			    "{\"error\":\"unavailable\",\"message\":"
+			    "\"The notification history is unavailable; "
+			    "reconnect.\"}", "database unavailable");
+	}
+	W.nbatch = 0;
+	pump();
+}
+
+/*
+ * Starts a catch-up query for the dirty streams not already in one, if
+ * the connection is free: their user, and the id after which they need
+ * events (-1: the stream just opened without Last-Event-ID, so "after
+ * the user's newest").
+ */
+static void
+pump(void)
+{
+	struct keel_buf	 a[3] = { { NULL, 0, 0 }, { NULL, 0, 0 },
+			    { NULL, 0, 0 } };
+	const char	*params[3];
+	struct stream	*s;
+	int		 i;
+
+	if (W.ndirty == 0 || pgev_busy(W.pg) || W.term)
+		return;
+	for (i = 0; i < 3; i++)
+		keel_buf_putc(&a[i], '{');
+	W.nbatch = 0;
+	for (s = W.all; s != NULL && W.nbatch < BATCH_MAX; s = s->next) {
+		if (!s->dirty || s->inflight || !s->open)
+			continue;
+		s->dirty = false;
+		W.ndirty--;
+		s->inflight = true;
+		keel_buf_printf(&a[0], "%s%" PRIu64, W.nbatch ? "," : "",
+		    s->sid);
+		keel_buf_printf(&a[1], "%s%" PRId64, W.nbatch ? "," : "",
+		    s->uid);
+		keel_buf_printf(&a[2], "%s%" PRId64, W.nbatch ? "," : "",
+		    s->last_id);
+		W.batch[W.nbatch++] = s->sid;
+	}
+	for (i = 0; i < 3; i++) {
+		keel_buf_puts(&a[i], "}");
+		params[i] = a[i].data;
+	}
+	if (W.nbatch > 0 && !pgev_query(W.pg, q_catchup, 3, params,
+	    on_catchup, NULL))
+		keel_log_warnx("catch-up query refused");
+	for (i = 0; i < 3; i++)
+		keel_buf_free(&a[i]);
+}
+
+/* ------------------------------------------------------ live messages */
+
+static void
+on_message(const char *msg, size_t len)
+{
+	struct keel_sse_msg	 m;
+	struct user		*u;
+	struct stream		*s, *next;
+
+	if (!keel_sse_msg_parse(msg, len, &m)) {
+		keel_log_warnx("notify: a message that is not one (%zu "
+		    "bytes)", len);
+		return;
+	}
+	if ((u = user_find(m.uid)) != NULL) {
+		for (s = u->streams; s != NULL; s = next) {
+			next = s->unext;
+			if (s->last_id >= 0 && m.id <= s->last_id)
+				continue;	/* sent already */
+			if (s->last_id >= 0 && m.prev == s->last_id)
+				(void)stream_event(s, m.id, m.item);
+			else
+				mark_dirty(s);
+		}
+	}
+	keel_sse_msg_free(&m);
+	pump();
+}
+
+/* After the subscription came back: every stream may have missed some. */
+static void
+catch_up_all(void)
+{
+	struct stream	*s;
+
+	for (s = W.all; s != NULL; s = s->next)
+		if (s->open)
+			mark_dirty(s);
+	pump();
+}
+
+static void
+on_pmessage(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	redisReply	*r = reply;
+
+	(void)ac;
+	(void)privdata;
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
+	    r->element[0]->type != REDIS_REPLY_STRING)
+		return;
+	if (strcmp(r->element[0]->str, "psubscribe") == 0) {
+		keel_log_info("subscribed to %s", NOTIFY_PATTERN);
+		if (W.sub.lost) {
+			W.sub.lost = false;
+			catch_up_all();
+		}
+		return;
+	}
+	if (strcmp(r->element[0]->str, "pmessage") == 0 &&
+	    r->elements == 4 && r->element[3]->type == REDIS_REPLY_STRING)
+		on_message(r->element[3]->str, r->element[3]->len);
+}
+
+/* -------------------------------------------------------------- Redis */
+
+static void	rconn_start(struct rconn *rc);
+
+static void
+on_rretry(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	rconn_start(arg);
+}
+
+static void
+rconn_later(struct rconn *rc)
+{
+	struct timeval	 tv;
+
+	if (W.term)
+		return;
+	rc->backoff_ms = rc->backoff_ms == 0 ? REDIS_BACKOFF_MIN_MS :
+	    rc->backoff_ms * 2 > REDIS_BACKOFF_MAX_MS ? REDIS_BACKOFF_MAX_MS :
+	    rc->backoff_ms * 2;
+	tv = tv_ms(rc->backoff_ms);
+	evtimer_add(rc->retry, &tv);
+}
+
+static void
+on_rconnect(const redisAsyncContext *ac, int status)
+{
+	struct rconn	*rc = ac->data;
+
+	if (status != REDIS_OK) {
+		keel_log_warnx("redis (%s): connect: %s", rc->name, ac->errstr);
+		rc->ac = NULL;		/* hiredis frees it */
+		rconn_later(rc);
+		return;
+	}
+	rc->up = true;
+	rc->backoff_ms = 0;
+	keel_log_info("redis (%s): connected", rc->name);
+}
+
+static void
+on_rdisconnect(const redisAsyncContext *ac, int status)
+{
+	struct rconn	*rc = ac->data;
+
+	if (rc->up)
+		keel_log_warnx("redis (%s): connection lost%s%s", rc->name,
+		    status != REDIS_OK ? ": " : "",
+		    status != REDIS_OK ? ac->errstr : "");
+	if (rc->subscriber && rc->up)
+		rc->lost = true;
+	rc->up = false;
+	rc->ac = NULL;
+	rconn_later(rc);
+}
+
+static void
+rconn_start(struct rconn *rc)
+{
+	const struct keel_redis_addr	*a = &W.raddr;
+	redisAsyncContext		*ac;
+
+	ac = a->path != NULL ? redisAsyncConnectUnix(a->path) :
+	    redisAsyncConnect(a->host, a->port);
+	if (ac == NULL || ac->err) {
+		keel_log_warnx("redis (%s): %s", rc->name,
+		    ac != NULL ? ac->errstr : "out of memory");
+		if (ac != NULL)
+			redisAsyncFree(ac);
+		rconn_later(rc);
+		return;
+	}
+	ac->data = rc;
+	if (redisLibeventAttach(ac, W.base) != REDIS_OK)
+		keel_log_fatalx("redis: cannot attach to the event loop");
+	redisAsyncSetConnectCallback(ac, on_rconnect);
+	redisAsyncSetDisconnectCallback(ac, on_rdisconnect);
+	rc->ac = ac;
+	if (a->password != NULL)
+		redisAsyncCommand(ac, NULL, NULL, "AUTH %s", a->password);
+	if (rc->subscriber)
+		redisAsyncCommand(ac, on_pmessage, NULL, "PSUBSCRIBE %s",
+		    NOTIFY_PATTERN);
+	else if (a->db != 0)
+		redisAsyncCommand(ac, NULL, NULL, "SELECT %d", a->db);
+}
+
+/* ---------------------------------------------------------- opening */
+
+static void
+on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct stream	*s = stream_find((uint64_t)(uintptr_t)arg);
+
+	(void)fd;
+	(void)what;
+	if (s == NULL || s->open)
+		return;
+	stream_refuse(s, 503, "unavailable",
+	    "Sessions could not be checked in time.", "1");
+}
+
+static void
+on_close(struct evhttp_connection *evcon, void *arg)
+{
+	struct stream	*s = stream_find((uint64_t)(uintptr_t)arg);
+
+	(void)evcon;
+	if (s == NULL)
+		return;
+	s->req = NULL;
+	stream_free(s, "client left");
+}
+
+/* Refuses s (not open yet) with an error reply, and forgets it. */
+static void
+stream_refuse(struct stream *s, int status, const char *code,
+    const char *msg, const char *retry_after)
+{
+	struct evhttp_request	*req = s->req;
+
+	evhttp_connection_set_closecb(s->evcon, NULL, NULL);
+	stream_free(s, code);
+	reply_error(req, status, code, msg, retry_after);
+}
+
+/* The lease is held: 200, the retry hint, and the replay. */
+static void
+stream_start(struct stream *s)
+{
+	struct evkeyvalq	*h = evhttp_request_get_output_headers(s->req);
+	struct bufferevent	*bev;
+	struct keel_buf		 b = { NULL, 0, 0 };
+
+	evtimer_del(s->deadline);
+	evhttp_add_header(h, "Content-Type", "text/event-stream");
+	evhttp_add_header(h, "Cache-Control", "no-cache, no-store");
+	evhttp_add_header(h, "X-Accel-Buffering", "no");
+	evhttp_send_reply_start(s->req, 200, "OK");
+	/* No read timeout: an idle stream reads nothing for hours. */
+	if ((bev = evhttp_connection_get_bufferevent(s->evcon)) != NULL)
+		bufferevent_set_timeouts(bev, NULL, NULL);
+	s->open = true;
+	user_add(s);
+	keel_buf_printf(&b, "retry: %d\n\n", RETRY_HINT_MS);
+	if (stream_write(s, &b)) {
+		mark_dirty(s);
+		pump();
+	}
+	keel_buf_free(&b);
+}
+
+static void
+on_lease(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	struct stream	*s = stream_find((uint64_t)(uintptr_t)privdata);
+	redisReply	*r = reply;
+
+	(void)ac;
+	if (s == NULL || s->open)
+		return;
+	if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
+		stream_refuse(s, 503, "unavailable",
+		    "Streams cannot be counted right now.", "1");
+		return;
+	}
+	if (r->integer != 1) {
+		stream_refuse(s, 429, "rate_limited",
+		    "Too many open notification streams for this user.", "5");
+		return;
+	}
+	s->leased = true;
+	stream_start(s);
+}
+
+/* The user is known: take a place among the user's streams. */
+static void
+stream_lease(struct stream *s)
+{
+	char	 key[64], member[128], max[16], lease[16];
+
+	open_key(key, sizeof(key), s->uid);
+	snprintf(member, sizeof(member), "%s%" PRIu64, W.member, s->sid);
+	snprintf(max, sizeof(max), "%d", W.cfg->stream_per_user);
+	snprintf(lease, sizeof(lease), "%d", W.lease_ms);
+	if (W.cmd.ac == NULL || redisAsyncCommand(W.cmd.ac, on_lease,
+	    (void *)(uintptr_t)s->sid, "EVAL %s 1 %s %s %s %s",
+	    keel_lua_stream_lease, key, member, max, lease) != REDIS_OK)
+		stream_refuse(s, 503, "unavailable",
+		    "Streams cannot be counted right now.", "1");
+}
+
+/* A session: [uid, role, exp], as auth.c stores it. */
+static int64_t
+session_uid(const redisReply *r)
+{
+	int64_t	 uid, exp;
+
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 3)
+		return 0;
+	if (r->element[0]->type != REDIS_REPLY_STRING ||
+	    r->element[1]->type != REDIS_REPLY_STRING ||
+	    r->element[2]->type != REDIS_REPLY_STRING)
+		return 0;
+	if (!keel_parse_int64(r->element[0]->str, 1, INT64_MAX, &uid) ||
+	    keel_auth_role_parse(r->element[1]->str) == 0 ||
+	    !keel_parse_int64(r->element[2]->str, 0, INT64_MAX, &exp) ||
+	    exp <= (int64_t)time(NULL))
+		return 0;
+	return uid;
+}
+
+/*
+ * One credential's answer: a ticket's user (GETDEL) or a session
+ * (HMGET).  When a request brings both, both must name the same user.
+ */
+static void
+on_auth(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	struct stream	*s = stream_find((uint64_t)(uintptr_t)privdata);
+	redisReply	*r = reply;
+	int64_t		 uid = 0;
+
+	(void)ac;
+	if (s == NULL || s->open)
+		return;
+	if (r == NULL || r->type == REDIS_REPLY_ERROR)
+		s->auth_down = true;
+	else if (r->type == REDIS_REPLY_STRING)	/* a ticket's user */
+		(void)keel_parse_int64(r->str, 1, INT64_MAX, &uid);
+	else
+		uid = session_uid(r);
+	if (uid == 0 || (s->uid != 0 && s->uid != uid))
+		s->auth_bad = true;
+	else
+		s->uid = uid;
+	if (--s->auth_wait > 0)
+		return;
+	if (s->auth_down)
+		stream_refuse(s, 503, "unavailable",
+		    "Sessions cannot be checked right now.", "1");
+	else if (s->auth_bad)
+		stream_refuse(s, 401, "unauthorized",
+		    "A valid session or stream ticket is required.", NULL);
+	else
+		stream_lease(s);
+}
+
+/*
+ * The credentials' Redis keys: the session a bearer token names
+ * (skey), the ticket's (tkey); either may be empty, not both.  False
+ * when there is none, or one has not the shape of a token.
+ */
+static bool
+credentials(struct evhttp_request *req, const struct evkeyvalq *query,
+    char skey[128], char tkey[128])
+{
+	const char	*authz, *ticket;
+	char		 id[KEEL_AUTH_ID_LEN + 1];
+
+	skey[0] = tkey[0] = '\0';
+	authz = evhttp_find_header(evhttp_request_get_input_headers(req),
+	    "Authorization");
+	ticket = evhttp_find_header(query, "ticket");
+	if (authz == NULL && ticket == NULL)
+		return false;
+	if (authz != NULL) {
+		if (strncasecmp(authz, "Bearer ", 7) != 0 ||
+		    !keel_auth_token_valid(authz + 7))
+			return false;
+		keel_auth_token_id(authz + 7, id);
+		snprintf(skey, 128, SESS_PREFIX "%s", id);
+	}
+	if (ticket != NULL) {
+		if (!keel_auth_token_valid(ticket))
+			return false;
+		keel_auth_token_id(ticket, id);
+		snprintf(tkey, 128, TICKET_PREFIX "%s", id);
+	}
+	return true;
+}
+
+static void
+on_request(struct evhttp_request *req, void *arg)
+{
+	const struct evhttp_uri	*uri = evhttp_request_get_evhttp_uri(req);
+	struct evkeyvalq	 query = { NULL, NULL };
+	const char		*path, *last;
+	struct stream		*s;
+	char			 skey[128], tkey[128];
+	void			*sid;
+	int64_t			 after = -1;
+	int			 want;
+
+	(void)arg;
+	path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+	if (path == NULL || strcmp(path, STREAM_PATH) != 0) {
+		reply_error(req, 404, "not_found", "No such resource.", NULL);
+		return;
+	}
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+		reply_error(req, 405, "method_not_allowed",
+		    "Method not allowed.", NULL);
+		return;
+	}
+	if (W.term || W.nstreams >= W.cfg->stream_max) {
+		reply_error(req, 503, "unavailable", W.term ?
+		    "This server is restarting." :
+		    "This server holds all the streams it can.", "5");
+		return;
+	}
+	if (evhttp_uri_get_query(uri) != NULL &&
+	    evhttp_parse_query_str(evhttp_uri_get_query(uri), &query) != 0) {
+		reply_error(req, 400, "bad_request",
+		    "The query string could not be parsed.", NULL);
+		return;
+	}
+	if (!credentials(req, &query, skey, tkey)) {
+		reply_error(req, 401, "unauthorized",
+		    "A valid session or stream ticket is required.", NULL);
+		goto out;
+	}
+	if (W.cmd.ac == NULL) {
+		reply_error(req, 503, "unavailable",
+		    "Sessions cannot be checked right now.", "1");
+		goto out;
+	}
+	/* A Last-Event-ID that is not an id is ignored: no replay. */
+	if ((last = evhttp_find_header(evhttp_request_get_input_headers(req),
+	    "Last-Event-ID")) == NULL)
+		last = evhttp_find_header(&query, "lastEventId");
+	if (last != NULL && !keel_sse_last_id(last, &after))
+		after = -1;
+	s = stream_new(req);
+	s->last_id = after;
+	sid = (void *)(uintptr_t)s->sid;
+	want = (skey[0] != '\0') + (tkey[0] != '\0');
+	if (skey[0] != '\0' && redisAsyncCommand(W.cmd.ac, on_auth, sid,
+	    "HMGET %s uid role exp", skey) == REDIS_OK)
+		s->auth_wait++;
+	/* A ticket is used up even when the session fails. */
+	if (tkey[0] != '\0' && redisAsyncCommand(W.cmd.ac, on_auth, sid,
+	    "GETDEL %s", tkey) == REDIS_OK)
+		s->auth_wait++;
+	if (s->auth_wait < want)
+		s->auth_down = true;
+	if (s->auth_wait == 0)
+		stream_refuse(s, 503, "unavailable",
+		    "Sessions cannot be checked right now.", "1");
+out:
+	evhttp_clear_headers(&query);
+}
+
+/* ----------------------------------------------------------- the loop */
+
+static void
+on_heartbeat(evutil_socket_t fd, short what, void *arg)
+{
+	struct keel_buf	 hb = { NULL, 0, 0 };
+	struct stream	*s, *next;
+	char		 key[64], member[128], lease[16];
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	keel_buf_puts(&hb, ": hb\n\n");
+	snprintf(lease, sizeof(lease), "%d", W.lease_ms);
+	for (s = W.all; s != NULL; s = next) {
+		next = s->next;
+		if (!s->open || !stream_write(s, &hb))
+			continue;
+		if (s->leased && W.cmd.ac != NULL) {
+			open_key(key, sizeof(key), s->uid);
+			snprintf(member, sizeof(member), "%s%" PRIu64,
+			    W.member, s->sid);
+			redisAsyncCommand(W.cmd.ac, NULL, NULL,
+			    "EVAL %s 1 %s %s %s", keel_lua_stream_renew, key,
+			    member, lease);
+		}
+	}
+	keel_buf_free(&hb);
+}
+
+static void
+on_term(evutil_socket_t fd, short what, void *arg)
+{
+	struct stream	*s, *next;
+	struct timeval	 grace = tv_ms(TERM_GRACE_MS);
+	int		 n = 0;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (W.term)
+		return;
+	W.term = true;
+	evconnlistener_disable(W.listener);
+	for (s = W.all; s != NULL; s = next) {
+		next = s->next;
+		if (s->open) {
+			stream_last_word(s, "reconnect", "{}", "shutdown");
+			n++;
+		} else if (s->req != NULL)
+			stream_refuse(s, 503, "unavailable",
+			    "This server is restarting.", "1");
+	}
+	keel_log_info("leaving: told %d streams to reconnect", n);
+	event_base_loopexit(W.base, &grace);
+}
+
+/* Out of descriptors: stop accepting for a moment instead of spinning. */
+static void
+on_accept_error(struct evconnlistener *l, void *arg)
+{
+	struct timeval	 tv = tv_ms(100);
+
+	(void)arg;
+	keel_log_warn("accept");
+	evconnlistener_disable(l);
+	evtimer_add(W.relisten, &tv);
+}
+
+static void
+on_relisten(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (!W.term)
+		evconnlistener_enable(W.listener);
+}
+
+/* Room for every stream the process may hold, if the hard limit allows. */
+static void
+raise_fd_limit(int want)
+{
+	struct rlimit	 rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && (rlim_t)want > rl.rlim_cur)
+		keel_log_warnx("KEEL_STREAM_MAX %d needs about %d descriptors; "
+		    "the limit is %ju", W.cfg->stream_max, want,
+		    (uintmax_t)rl.rlim_cur);
+}
+
+static struct event *
+must(struct event *ev)
+{
+	if (ev == NULL)
+		keel_log_fatalx("libevent: out of memory");
+	return ev;
+}
+
+static void
+stream_loop(const struct keel_config *cfg, int lfd, const sigset_t *waitmask)
+{
+	struct timeval	 hb;
+	char		 host[64];
+
+	W.cfg = cfg;
+	W.lease_ms = cfg->stream_heartbeat * 3000;
+	if (gethostname(host, sizeof(host)) != 0)
+		snprintf(host, sizeof(host), "host");
+	host[sizeof(host) - 1] = '\0';
+	snprintf(W.member, sizeof(W.member), "%s:%ld:", host, (long)getpid());
+	raise_fd_limit(cfg->stream_max + 64);
+	if ((W.base = event_base_new()) == NULL ||
+	    (W.http = evhttp_new(W.base)) == NULL ||
+	    (W.out = evbuffer_new()) == NULL)
+		keel_log_fatalx("libevent: cannot start");
+	W.listener = evconnlistener_new(W.base, NULL, NULL,
+	    LEV_OPT_CLOSE_ON_EXEC, 0, lfd);
+	if (W.listener == NULL)
+		keel_log_fatalx("libevent: cannot listen");
+	evconnlistener_set_error_cb(W.listener, on_accept_error);
+	if (evhttp_bind_listener(W.http, W.listener) == NULL)
+		keel_log_fatalx("libevent: cannot serve");
+	evhttp_set_gencb(W.http, on_request, NULL);
+	evhttp_set_timeout(W.http, 10);
+	evhttp_set_max_headers_size(W.http, 16384);
+	evhttp_set_max_body_size(W.http, 0);
+	keel_redis_addr_parse(cfg->redis_url, &W.raddr);
+	W.cmd = (struct rconn){ .name = "commands" };
+	W.sub = (struct rconn){ .name = "subscription", .subscriber = true };
+	W.cmd.retry = must(evtimer_new(W.base, on_rretry, &W.cmd));
+	W.sub.retry = must(evtimer_new(W.base, on_rretry, &W.sub));
+	W.pg = pgev_new(W.base, cfg->database_url, cfg->db_connect_timeout,
+	    cfg->db_statement_timeout);
+	W.relisten = must(evtimer_new(W.base, on_relisten, NULL));
+	W.heartbeat = must(event_new(W.base, -1, EV_PERSIST, on_heartbeat,
+	    NULL));
+	hb = tv_ms(cfg->stream_heartbeat * 1000);
+	event_add(W.heartbeat, &hb);
+	W.sigterm = must(evsignal_new(W.base, SIGTERM, on_term, NULL));
+	W.sigint = must(evsignal_new(W.base, SIGINT, on_term, NULL));
+	event_add(W.sigterm, NULL);
+	event_add(W.sigint, NULL);
+	rconn_start(&W.cmd);
+	rconn_start(&W.sub);
+	sigprocmask(SIG_SETMASK, waitmask, NULL);
+
+	event_base_dispatch(W.base);
+
+	if (W.cmd.ac != NULL)
+		redisAsyncFree(W.cmd.ac);
+	if (W.sub.ac != NULL)
+		redisAsyncFree(W.sub.ac);
+	evhttp_free(W.http);
+	pgev_free(W.pg);
+	event_free(W.heartbeat);
+	event_free(W.relisten);
+	event_free(W.sigterm);
+	event_free(W.sigint);
+	event_free(W.cmd.retry);
+	event_free(W.sub.retry);
+	keel_redis_addr_free(&W.raddr);
+	evbuffer_free(W.out);
+	event_base_free(W.base);
+}
+
+static const struct keel_route routes[] = {
+	{ .method = "GET", .pattern = STREAM_PATH, .access = KEEL_ACCESS_USER },
+};
+
+int
+main(int argc, char *argv[])
+{
+	static const struct keel_app app = { .name = "stream",
+	    .routes = routes, .nroutes = KEEL_NELEM(routes),
+	    .loop = stream_loop };
+
+	return keel_serve(argc, argv, &app);
+}
