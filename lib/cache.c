@@ -182,6 +182,20 @@ keel_cache_key(char *buf, size_t n, char kind, const char *ns,
 	return len;
 }
 
+size_t
+keel_cache_user_ns(char *buf, size_t n, const char *ns, int64_t uid)
+{
+	int	 len;
+
+	len = snprintf(buf, n, "%s:user:%lld", ns, (long long)uid);
+	if (len < 0 || (size_t)len >= n || len > KEEL_CACHE_NS_MAX) {
+		if (n > 0)
+			buf[0] = '\0';
+		return 0;
+	}
+	return (size_t)len;
+}
+
 static uint64_t
 fresh_gen(void)
 {

@@ -87,6 +87,16 @@ void		 keel_cache_unlock(struct keel_cache *c, const char *ns,
 		    const char *key);
 
 /*
+ * A namespace of one user's entries, "<ns>:user:<uid>", into buf (size
+ * n): a route cached per user (keel_route_cache's per_user) and every
+ * write that changes that user's data name it, so the write invalidates
+ * that user's entries only.  Returns the length, or 0 when it doesn't
+ * fit in n or in KEEL_CACHE_NS_MAX.  Pure: unit-tested.
+ */
+size_t		 keel_cache_user_ns(char *buf, size_t n, const char *ns,
+		    int64_t uid);
+
+/*
  * The memcached key of kind ('g' generation, 'e' entry, 'l' lock) for ns
  * and key (ignored for 'g') into buf (size n >= KEEL_CACHE_KEY_MAX):
  * "keel:<kind>:<ns>[:<32 hex digits of BLAKE2b(key)>]".  Returns the

@@ -258,6 +258,19 @@ def test_a_ticket_opens_a_stream_once(stack, user):
     assert again.status == 401
 
 
+def test_a_ticket_never_reaches_a_log(stack, user):
+    t = ticket_for(stack, user["id"])
+    s = SSE.open(stack, query="?ticket=" + t)
+    try:
+        assert s.status == 200
+    finally:
+        s.close()
+    wait_until(lambda: "/api/notifications/stream" in stack.log("access"),
+               timeout=3)
+    for name in ("access", "stream", "lighttpd-error"):
+        assert t not in stack.log(name), name
+
+
 def test_an_expired_ticket_gets_401(stack, user):
     t = secrets.token_urlsafe(32)
     key = "keel:sse:ticket:" + hashlib.sha256(t.encode()).hexdigest()
