@@ -6,50 +6,64 @@ fast vanished clients are noticed.
 
     scripts/build && /usr/bin/python3 tests/bench/stream.py \\
         [--streams 10000] [--vanish 1000] [--runs 3] [--idle 30] \\
-        [--burst 1000] [--sequence 200] [--publishers 4]
+        [--burst 1000] [--sequence 200] [--publishers 4] \\
+        [--via drainer,bench] [--json FILE] [--keep-log FILE]
 
 Starts a throwaway stack (tests/e2e/stack.py, the optimised build in
 _build; KEEL_BUILD_DIR to change it) with KEEL_WORKERS=1, so the stream
-app is one supervisor and ONE stream process.  This machine allows 20,000
-file descriptors per process (`ulimit -Hn`) and lighttpd holds two per
-proxied stream (the client's and the backend's), so the streams enter
-through TWO lighttpd front ends, each a copy of the stack's generated
-lighttpd.conf (same routes, same stream settings) on its own port with
-server.max-fds raised, both proxying to the one stream process's socket;
-the stack's own lighttpd carries nothing.  The clients are
-client processes of this script (asyncio, HTTP/1.1, chunked decoding, one
-connection per stream, each raising its soft fd limit to the hard one):
-the streams less VANISH in processes of at most 3,000, plus one process of
-exactly VANISH streams; each process alternates its streams between the
-two front ends.  Every stream has its own user (the per-user cap is 5)
-and its own single-use ticket, written to Redis as the ticket contract
-says (SET keel:sse:ticket:<sha256 hex> <uid> EX 60; logging in 10,000
-users through Argon2id would take minutes), presented as ?ticket=.
+app is one supervisor and ONE stream process, and the production
+heartbeat (KEEL_STREAM_HEARTBEAT=15; the e2e stack's default is 2).  This
+machine allows 20,000 file descriptors per process (`ulimit -Hn`) and
+lighttpd holds two per proxied stream (the client's and the backend's),
+so the streams enter through TWO lighttpd front ends, each a copy of the
+stack's generated lighttpd.conf (the same routes, the same stream block,
+its server.max-fds) on its own port with its own logs, both proxying to
+the one stream process's socket; the stack's own lighttpd carries
+nothing.  The clients are client processes of this script (asyncio,
+HTTP/1.1, chunked decoding, one connection per stream, each raising its
+soft fd limit to the hard one): the streams less VANISH in processes of
+at most 3,000, plus one process of exactly VANISH streams; each process
+alternates its streams between the two front ends.  Every stream has its
+own user (the per-user cap is 5) and its own single-use ticket, written
+to Redis as the ticket contract says (SET keel:sse:ticket:<sha256 hex>
+<uid> EX 60; logging in 10,000 users through Argon2id would take
+minutes), presented as ?ticket=.
 
 Then, with every stream open (its 200 and its `retry:` line received):
 
   memory    RSS of the stream process and its supervisor, RSS and PSS of
-            each lighttpd, open fds of each (/proc)
+            each lighttpd, open fds of each (/proc); again after the
+            bursts (heartbeat ticks have run by then)
   idle      CPU (utime+stime from /proc) of the stream process, the
-            lighttpds, Redis and PostgreSQL over IDLE seconds, RUNS times
-            (heartbeats included: every stream gets `: hb` every 15 s)
-  burst     one notification to each of BURST different users, made by
-            PUBLISHERS keel-bench-notify processes at once (each: lock
-            the user, read prev, insert, COMMIT, read the clock, PUBLISH
-            keel:notify:<uid>; tests/bench/notify.c), RUNS times; latency
-            = the client's time.time() when the event is parsed minus the
-            publisher's CLOCK_REALTIME right after COMMIT returned (one
-            machine, one clock)
-  sequence  SEQUENCE notifications to one user back to back, RUNS times;
-            also checks they arrive in id order, each once
+            lighttpds, Redis, PostgreSQL and the clients over IDLE
+            seconds, RUNS times (heartbeat ticks included); and each
+            tick's fan-out: first to last arrival of its `: hb` lines
+  burst     one notification to each of BURST different users, RUNS
+            times, made by
+              drainer: the real keel-drain-notifications --until-empty
+                       over BURST role_changed jobs queued by keel-queues
+                       enqueue; the commit time is the row's
+                       pg_xact_commit_timestamp(xmin) (the primary runs
+                       with track_commit_timestamp = on for this)
+              bench:   PUBLISHERS keel-bench-notify processes at once
+                       (tests/bench/notify.c: the contract's lock, prev,
+                       insert, COMMIT, clock, PUBLISH), burstier than one
+                       drainer; the commit time is read right after
+                       COMMIT returns
+            latency = the client's time.time() when the event is parsed
+            minus the commit time (one machine, one clock)
+  sequence  SEQUENCE notifications to one user back to back, each way,
+            RUNS times; also checks they arrive in id order, each once
   vanish    SIGKILL the client process holding VANISH streams (the kernel
             closes its sockets) and time until the stream process holds
             VANISH fewer fds (/proc/<pid>/fd, polled every 10 ms), and
             until the lighttpds dropped both fds of each; RUNS times, a
-            fresh process of VANISH streams (new users) each time
+            fresh process of VANISH streams (new users) each time; with
+            the first heartbeat tick that reached the survivors after
+            the kill
 
 Prints Markdown for tests/bench/RESULTS.md; --json FILE keeps the raw
-figures.
+figures, --keep-log FILE the stream app's log.
 """
 
 import argparse
@@ -61,7 +75,6 @@ import re
 import resource
 import secrets
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -179,6 +192,7 @@ class SSE(asyncio.Protocol):
                     self.opened.set_result(True)
             elif line.startswith(b":"):
                 c.heartbeats += 1
+                c.hb_times.append(t)
         if kind == "notification":
             c.events.append((nid, self.uid, t))
         elif kind is not None:
@@ -204,6 +218,7 @@ class Client:
         self.uids = list(range(first_uid, first_uid + count))
         self.events, self.others = [], []
         self.heartbeats = self.closed = 0
+        self.hb_times = []
         self.streams = []
 
     def tickets(self, uids):
@@ -260,13 +275,27 @@ class Client:
                 print(json.dumps({"events": self.events,
                                   "others": self.others,
                                   "heartbeats": self.heartbeats,
+                                  "ticks": ticks(self.hb_times),
                                   "closed": self.closed}), flush=True)
-                self.events, self.others = [], []
+                self.events, self.others, self.hb_times = [], [], []
             else:
                 break
         for s in self.streams:
             if s.transport:
                 s.transport.close()
+
+
+def ticks(times, gap=float(os.environ.get("BENCH_TICK_GAP", "5"))):
+    """Heartbeat arrival times grouped into ticks (arrivals less than gap
+    seconds apart): [first, last, count] each."""
+    out = []
+    for t in sorted(times):
+        if out and t - out[-1][1] < gap:
+            out[-1][1] = t
+            out[-1][2] += 1
+        else:
+            out.append([t, t, 1])
+    return out
 
 
 def client_main(argv):
@@ -289,9 +318,9 @@ class ClientProc:
              str(first_uid), str(count)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.ready = json.loads(self.p.stdout.readline() or "null")
-        if self.ready is None or self.ready["failed"]:
-            raise SystemExit("client of users %d..%d: %s" % (
-                first_uid, first_uid + count - 1, self.ready))
+        if self.ready is None:
+            raise SystemExit("client of users %d..%d died" % (
+                first_uid, first_uid + count - 1))
 
     def dump(self):
         self.p.stdin.write("dump\n")
@@ -317,29 +346,22 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(round(len(xs) * p / 100.0 + 0.5)) - 1)]
 
 
-def front_end_conf(stack, port, name, mock_sock=None):
-    """The stack's generated lighttpd.conf on another port, its own logs,
-    room for 5,000+ proxied streams (two fds each)."""
+def front_end_conf(stack, port, name):
+    """The stack's generated lighttpd.conf (its routes, its stream block,
+    its server.max-fds) on another port with its own logs."""
     with open(stack.path("lighttpd.conf")) as f:
         conf = f.read()
-    conf = re.sub(r"(?m)^server\.port\s*=.*$", "server.port = %d" % port,
-                  conf)
-    conf = re.sub(r"(?m)^server\.errorlog\s*=.*$",
-                  'server.errorlog = "%s"' % stack.path(
-                      "log", "%s-error.log" % name), conf)
-    conf = re.sub(r"(?m)^accesslog\.filename\s*=.*$",
-                  'accesslog.filename = "%s"' % stack.path(
-                      "log", "%s-access.log" % name), conf)
-    if mock_sock:
-        # Harness self-test only: a stand-in stream server behind
-        # mod_proxy, as the stream app will be.
-        conf = conf.replace('"mod_fastcgi",', '"mod_proxy",\n\t"mod_fastcgi",')
-        conf += ('\n$HTTP["url"] =~ "^/api/notifications/stream" {\n'
-                 '\tproxy.server = ( "" => (( "host" => "%s" )) )\n}\n'
-                 % mock_sock)
-    conf += ("\n# tests/bench/stream.py: 5,000 streams, two fds each\n"
-             "server.max-fds = 16384\nserver.max-connections = 8000\n"
-             "server.listen-backlog = 4096\n")
+    for key, val in (("server.port", str(port)),
+                     ("server.errorlog", '"%s"' % stack.path(
+                         "log", "%s-error.log" % name)),
+                     ("accesslog.filename", '"%s"' % stack.path(
+                         "log", "%s-access.log" % name))):
+        conf, n = re.subn(r"(?m)^%s\s*=.*$" % re.escape(key),
+                          "%s = %s" % (key, val), conf)
+        assert n == 1, key
+    # 5,000 streams at once each: connections come faster than the
+    # default backlog of 1024 drains.
+    conf += "\nserver.listen-backlog = 4096\n"
     path = stack.path("%s.conf" % name)
     with open(path, "w") as f:
         f.write(conf)
@@ -358,10 +380,8 @@ def wait_port(port, timeout=20):
     raise SystemExit("port %d never opened" % port)
 
 
-def stream_pids(stack, mock_pid=None):
+def stream_pids(stack):
     """(supervisor, stream process) of the stream app."""
-    if mock_pid:
-        return mock_pid, mock_pid
     run = stack.path("run")
     for f in sorted(os.listdir(run)):
         if "stream" in f and f.endswith(".pid"):
@@ -409,11 +429,65 @@ def publish(stack, uid_lists):
     return out, time.time() - t0
 
 
+def track_commit_timestamps(stack):
+    """track_commit_timestamp = on for the primary (a restart): the
+    drainer's rows then say when they committed,
+    pg_xact_commit_timestamp(xmin)."""
+    pg = os.path.realpath(stack.path("pg"))
+    su = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    subprocess.run(su + ["psql", "-X", "-q", "-h", os.path.join(pg, "sock"),
+                         "-p", str(stack.ports["pg"]), "-d", "postgres",
+                         "-c", "ALTER SYSTEM SET track_commit_timestamp "
+                         "= on"], check=True, cwd="/")
+    stack.stop_component("primary")
+    stack.start_component("primary")
+    assert stack.psql("SHOW track_commit_timestamp") == "on"
+
+
+def drain(stack, jobs, tag):
+    """jobs: (uid, count) pairs.  Each enqueued the way a producer's job
+    reaches the drainer (keel-queues enqueue, notifications
+    role_changed), then keel-drain-notifications --until-empty, as cron
+    runs it, makes them all; {nid: (uid, committed, None, None)} with
+    each row's commit time, and the drain's wall time."""
+    env = dict(os.environ)
+    env.update(stack.env)
+    q = os.path.join(stack.build_dir, "cron", "keel-queues")
+    running = []
+    for uid, count in jobs:
+        running.append(subprocess.Popen(
+            [q, "enqueue", "--key", "bench-%s-%d" % (tag, uid), "--count",
+             str(count), "notifications", "role_changed",
+             json.dumps({"userId": uid, "role": "staff"})], env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+        if len(running) >= 8:
+            p = running.pop(0)
+            assert p.wait() == 0, p.stderr.read()
+    for p in running:
+        assert p.wait() == 0, p.stderr.read()
+    top = int(stack.psql("SELECT coalesce(max(id), 0) FROM notifications"))
+    t0 = time.time()
+    p = stack.program("keel-drain-notifications", "--until-empty",
+                      "--budget", 300, env={"KEEL_LOG_LEVEL": "warn"},
+                      timeout=330)
+    wall = time.time() - t0
+    assert p.returncode == 0, p.stderr
+    out = {}
+    for line in stack.psql(
+            "SELECT id, user_id, extract(epoch FROM "
+            "pg_xact_commit_timestamp(xmin)) FROM notifications WHERE id > "
+            "%d" % top).splitlines():
+        nid, uid, c = line.split("|")
+        out[int(nid)] = (int(uid), float(c), None, None)
+    assert len(out) == sum(n for _, n in jobs), (len(out), p.stdout)
+    return out, wall
+
+
 def collect(clients, want, timeout=15):
     """Dump the clients until every notification in want (nid -> ...)
     arrived or timeout; {nid: [(uid, t), ...]} (a list: duplicates show),
     and the other events seen."""
-    got, others = {}, []
+    got, others, tk = {}, [], []
     end = time.monotonic() + timeout
     while True:
         for c in clients:
@@ -421,13 +495,14 @@ def collect(clients, want, timeout=15):
             for nid, uid, t in d["events"]:
                 got.setdefault(nid, []).append((uid, t))
             others += d["others"]
+            tk += d["ticks"]
         if all(n in got for n in want) or time.monotonic() > end:
-            return got, others
+            return got, others, ticks_merge(tk)
         time.sleep(0.2)
 
 
 def latency(pub, got):
-    lat, missing, wrong, dup = [], 0, 0, 0
+    lat, missing, wrong, dup, raw = [], 0, 0, 0, []
     for nid, (uid, committed, _, _) in pub.items():
         arr = got.get(nid)
         if not arr:
@@ -437,11 +512,29 @@ def latency(pub, got):
         if arr[0][0] != uid:
             wrong += 1
         lat.append((arr[0][1] - committed) * 1000)
+        raw.append((nid, committed, pub[nid][2], arr[0][1]))
+    after_pub = [(a - p) * 1000 for _, _, p, a in raw if p is not None]
     return {"n": len(pub), "p50": pct(lat, 50) if lat else None,
+            "pub_p99": pct(after_pub, 99) if after_pub else None,
+            "raw": raw,
             "p99": pct(lat, 99) if lat else None,
             "max": max(lat) if lat else None, "missing": missing,
             "misrouted": wrong, "duplicates": dup,
-            "receivers": sorted({v[3] for v in pub.values()})}
+            "receivers": sorted({v[3] for v in pub.values()
+                                 if v[3] is not None})}
+
+
+def ticks_merge(tk, gap=float(os.environ.get("BENCH_TICK_GAP", "5"))):
+    """Every client's ticks into the process's: [first arrival, last
+    arrival, streams reached]."""
+    out = []
+    for f, l, n in sorted(tk):
+        if out and f - out[-1][1] < gap:
+            out[-1][1] = max(out[-1][1], l)
+            out[-1][2] += n
+        else:
+            out.append([f, l, n])
+    return out
 
 
 def fds(pids):
@@ -457,30 +550,27 @@ def main():
     ap.add_argument("--burst", type=int, default=1000)
     ap.add_argument("--sequence", type=int, default=200)
     ap.add_argument("--publishers", type=int, default=4)
+    ap.add_argument("--via", default="drainer,bench",
+                    help="who makes the notifications: drainer (the real "
+                    "keel-drain-notifications), bench (keel-bench-notify)"
+                    ", or both, comma-separated")
     ap.add_argument("--json", help="write the raw figures here")
-    ap.add_argument("--mock", help="harness self-test: a stand-in stream "
-                    "server program (given the socket path) instead of "
-                    "the stream app; its figures mean nothing")
+    ap.add_argument("--keep-log", help="copy the stream app's log here")
     args = ap.parse_args()
     from stack import Stack, free_ports
 
     build = os.environ.get("KEEL_BUILD_DIR", os.path.join(ROOT, "_build"))
     os.environ["KEEL_WORKERS"] = "1"
+    # The production default; tests/e2e/stack.py makes it 2 s for tests.
+    os.environ.setdefault("KEEL_STREAM_HEARTBEAT", "15")
     stack = Stack(build_dir=build)
     stack.start()
-    lighttpds, clients, mock = [], [], None
+    lighttpds, clients = [], []
     res = {"streams": args.streams, "loadavg": [procstat.loadavg()]}
     try:
-        mock_sock = None
-        if args.mock:
-            mock_sock = stack.path("run", "bench-mock-stream.sock")
-            env = dict(os.environ)
-            env.update(stack.env)
-            mock = subprocess.Popen([sys.executable, args.mock, mock_sock],
-                                    env=env)
-            while not os.path.exists(mock_sock):
-                time.sleep(0.05)
-        sup, worker = stream_pids(stack, mock and mock.pid)
+        if "drainer" in args.via:
+            track_commit_timestamps(stack)
+        sup, worker = stream_pids(stack)
         nusers = args.streams + args.runs * args.vanish
         stack.psql("INSERT INTO users (email, username, name, role) "
                    "SELECT 'sse' || g || '@bench.test', 'sse_' || g, "
@@ -490,8 +580,7 @@ def main():
                               "'sse%@bench.test'"))
         ports = free_ports(2)
         for i, port in enumerate(ports):
-            conf = front_end_conf(stack, port, "bench-lighttpd%d" % (i + 1),
-                                  mock_sock)
+            conf = front_end_conf(stack, port, "bench-lighttpd%d" % (i + 1))
             lighttpds.append(subprocess.Popen(
                 ["lighttpd", "-D", "-f", conf], stdin=subprocess.DEVNULL,
                 start_new_session=True))
@@ -508,6 +597,9 @@ def main():
         t0, uid = time.monotonic(), umin
         for n in sizes:
             clients.append(ClientProc(ports, stack.ports["redis"], uid, n))
+            if clients[-1].ready["failed"]:
+                raise SystemExit("client of users %d..: %s" % (
+                    uid, clients[-1].ready))
             uid += n
         res["open_seconds"] = time.monotonic() - t0
         next_uid = uid
@@ -541,40 +633,54 @@ def main():
             res["idle"].append(dict(zip(
                 ("stream", "lighttpd", "postgres", "redis", "clients"),
                 ((b - a) / dt for a, b in zip(c0, c1)))))
+        tk = []
         for c in clients:
-            c.dump()                # heartbeats so far: forget them
+            tk += c.dump()["ticks"]
+        res["ticks"] = ticks_merge(tk)
         res["loadavg"].append(procstat.loadavg())
 
-        # Burst: BURST users spread over every client process.
+        # Burst: BURST users spread over every client process; sequence:
+        # SEQUENCE to one user, back to back.  "bench": keel-bench-notify
+        # (PUBLISHERS at once); "drainer": the real drainer.
         all_uids = list(range(umin, umin + args.streams))
-        res["burst"] = []
-        for r in range(args.runs):
-            step = len(all_uids) // args.burst
-            chosen = all_uids[r % step::step][:args.burst]
-            lists = [chosen[i::args.publishers]
-                     for i in range(args.publishers)]
-            pub, wall = publish(stack, lists)
-            got, others = collect(clients, pub)
-            lat = latency(pub, got)
-            lat["publish_seconds"] = wall
-            lat["others"] = others[:3]
-            res["burst"].append(lat)
-        res["loadavg"].append(procstat.loadavg())
-
-        # Sequence: one user, back to back.
-        res["sequence"] = []
-        for r in range(args.runs):
-            u = umin + 17 + r * 1013
-            pub, wall = publish(stack, [[u] * args.sequence])
-            got, others = collect(clients, pub)
-            lat = latency(pub, got)
-            order = [nid for nid, _ in sorted(
-                ((nid, arr[0][1]) for nid, arr in got.items()
-                 if nid in pub), key=lambda x: x[1])]
-            lat["in_order"] = order == sorted(order)
-            lat["publish_seconds"] = wall
-            lat["others"] = others[:3]
-            res["sequence"].append(lat)
+        step = len(all_uids) // args.burst
+        for via in args.via.split(","):
+            for what in ("burst", "sequence"):
+                key = "%s_%s" % (what, via)
+                res[key] = []
+                for r in range(args.runs):
+                    if what == "burst":
+                        chosen = all_uids[(r + (via == "drainer") * 3)
+                                          % step::step][:args.burst]
+                    else:
+                        chosen = [umin + 17 + r * 1013
+                                  + (via == "drainer") * 101]
+                    if via == "bench" and what == "burst":
+                        pub, wall = publish(stack, [
+                            chosen[i::args.publishers]
+                            for i in range(args.publishers)])
+                    elif via == "bench":
+                        pub, wall = publish(stack,
+                                            [chosen * args.sequence])
+                    elif what == "burst":
+                        pub, wall = drain(stack, [(u, 1) for u in chosen],
+                                          "%s%d" % (what, r))
+                    else:
+                        pub, wall = drain(stack, [(chosen[0],
+                                                   args.sequence)],
+                                          "%s%d" % (what, r))
+                    got, others, tk = collect(clients, pub)
+                    lat = latency(pub, got)
+                    lat["ticks"] = tk
+                    if what == "sequence":
+                        order = [nid for nid, _ in sorted(
+                            ((nid, arr[0][1]) for nid, arr in got.items()
+                             if nid in pub), key=lambda x: x[1])]
+                        lat["in_order"] = order == sorted(order)
+                    lat["publish_seconds"] = wall
+                    lat["others"] = others[:3]
+                    res[key].append(lat)
+                res["loadavg"].append(procstat.loadavg())
         res["memory_after"] = memory()
         res["loadavg"].append(procstat.loadavg())
 
@@ -582,8 +688,12 @@ def main():
         res["vanish"] = []
         for r in range(args.runs):
             victim = clients.pop()
+            tk = []
+            for c in clients + [victim]:
+                tk += c.dump()["ticks"]
+            before = ticks_merge(tk)
             base_s, base_l = procstat.fd_count(worker), fds(lpids)
-            t0 = time.monotonic()
+            t0, kill_wall = time.monotonic(), time.time()
             victim.p.kill()
             first = t_light = t_stream = None
             while time.monotonic() - t0 < 60:
@@ -598,7 +708,15 @@ def main():
                     break
                 time.sleep(0.01)
             victim.p.wait()
+            tk = []
+            for c in clients:
+                tk += c.dump()["ticks"]
+            after = ticks_merge(tk)
             res["vanish"].append({
+                "last_tick_before": before[-1][0] - kill_wall
+                if before else None,
+                "next_tick_after": after[0][0] - kill_wall
+                if after else None,
                 "first": first, "lighttpd_all": t_light, "stream_all":
                 t_stream, "stream_fds_before": base_s,
                 "stream_fds_after": procstat.fd_count(worker)})
@@ -606,21 +724,33 @@ def main():
                 clients.append(ClientProc(ports, stack.ports["redis"],
                                           next_uid, args.vanish))
                 next_uid += args.vanish
+                res["vanish"][-1]["reopened"] = clients[-1].ready
+                if clients[-1].ready["open"] < args.vanish:
+                    break           # the next kill would not be VANISH
         res["loadavg"].append(procstat.loadavg())
     finally:
+        if args.keep_log and stack.dir:
+            shutil.copy(stack.path("log", "stream.log"), args.keep_log)
         for c in clients:
             c.quit()
         for p in lighttpds:
             p.terminate()
             p.wait()
-        if mock:
-            mock.terminate()
-            mock.wait()
         stack.stop()
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=1)
     report(res, args)
+
+
+def overlaps(run, tick):
+    """The tick's fan-out overlapped the run's [first commit, last
+    arrival]."""
+    if not run["raw"]:
+        return False
+    lo = min(r[1] for r in run["raw"])
+    hi = max(r[3] for r in run["raw"])
+    return tick[0] <= hi and tick[1] >= lo
 
 
 def med(xs):
@@ -658,15 +788,33 @@ def report(res, args):
               % (k, len(res["idle"]), args.idle, ", ".join(
                   "%.4f" % i[k] for i in res["idle"]),
                  med(i[k] for i in res["idle"])))
-    for name, runs in (("burst to %d users" % args.burst, res["burst"]),
-                       ("sequence of %d to one user" % args.sequence,
-                        res["sequence"])):
+    full = [t for t in res["ticks"] if t[2] >= res["streams"] * 0.99]
+    print("| heartbeat ticks while idle: streams reached; first to last "
+          "arrival, ms | %s |" % "; ".join(
+              "%d; %.0f" % (n, (l - f) * 1000) for f, l, n in res["ticks"]))
+    if full:
+        print("| heartbeat tick reaching every stream, first to last "
+              "arrival (median of %d) | %.0f ms |" % (
+                  len(full), med((l - f) * 1000 for f, l, _ in full)))
+    series = []
+    for via in args.via.split(","):
+        series += [("burst to %d users (%s)" % (args.burst, via),
+                    res["burst_" + via]),
+                   ("sequence of %d to one user (%s)" % (args.sequence, via),
+                    res["sequence_" + via])]
+    for name, runs in series:
         print("| %s: p50 / p99 / max ms (median of runs: %s) | %s / %s / "
               "%s |" % (name, "; ".join(
                   "%s/%s" % (fmt(r["p50"], "%.2f"), fmt(r["p99"], "%.2f"))
                   for r in runs), fmt(med(r["p50"] for r in runs), "%.2f"),
                   fmt(med(r["p99"] for r in runs), "%.2f"),
                   fmt(med(r["max"] for r in runs), "%.2f")))
+        print("| %s: PUBLISH returned to arrival, p99 ms (runs) | %s |" % (
+            name, "; ".join(fmt(r["pub_p99"], "%.2f") for r in runs)))
+        print("| %s: heartbeat ticks between the first commit and the "
+              "last arrival (runs) | %s |" % (name, "; ".join(
+                  str(sum(1 for t in r["ticks"] if overlaps(r, t)))
+                  for r in runs)))
         print("| %s: missing, misrouted, duplicates, PUBLISH receivers, "
               "publish wall s | %s |" % (name, "; ".join(
                   "%d, %d, %d, %s, %.2f%s" % (
@@ -676,6 +824,11 @@ def report(res, args):
                       (", OUT OF ORDER" if "in_order" in r else ""))
                   for r in runs)))
     v = res["vanish"]
+    print("| vanish: the heartbeat tick before / after the kill, s from "
+          "the kill (runs) | %s |" % "; ".join(
+              "%s / %s" % (fmt(x.get("last_tick_before"), "%.2f"),
+                           fmt(x.get("next_tick_after"), "%.2f"))
+              for x in v))
     print("| vanish %d: first fd freed / lighttpd dropped all / stream "
           "process dropped all, s (median; runs: %s) | %s / %s / %s |"
           % (args.vanish, "; ".join(
