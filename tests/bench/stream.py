@@ -765,8 +765,9 @@ def fmt(x, spec="%.1f"):
 def report(res, args):
     m = res["memory_open"]
     print("%d streams (%d client processes), opened in %.1f s; nproc=%d; "
-          "load average at start, open, after idle, burst, sequence, "
-          "vanish: %s\n" % (res["streams"], -(-(res["streams"] - args.vanish)
+          "load average at the start, all open, after the idle runs, "
+          "after each burst and sequence series, after the vanish runs: "
+          "%s\n" % (res["streams"], -(-(res["streams"] - args.vanish)
                                               // PER_CLIENT) + 1,
                             res["open_seconds"], os.cpu_count(),
                             " | ".join(res["loadavg"])))
