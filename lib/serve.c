@@ -50,6 +50,7 @@
 #include "keel/json.h"
 #include "keel/log.h"
 #include "keel/mem.h"
+#include "keel/metrics.h"
 #include "keel/pipeline.h"
 #include "keel/redis.h"
 #include "keel/serve.h"
@@ -61,6 +62,7 @@
 #define EXIT_RECYCLED	0	/* a worker leaving on purpose */
 
 static volatile sig_atomic_t got_term, got_hup, got_chld;
+static int	spawn_slot;	/* the slot index a new worker takes */
 static int	sigpipe_fd[2] = { -1, -1 };
 
 struct slot {
@@ -228,6 +230,38 @@ access_log(const struct keel_req *req, double ms)
 }
 
 /* SIGTERM or SIGINT was taken, or waits while blocked. */
+/* A method as a label: the known ones, or "other" (clients choose it). */
+static const char *
+method_label(const char *m)
+{
+	static const char *const known[] = { "GET", "HEAD", "POST", "PUT",
+	    "PATCH", "DELETE", "OPTIONS" };
+	size_t	 i;
+
+	for (i = 0; i < KEEL_NELEM(known); i++)
+		if (strcmp(m, known[i]) == 0)
+			return known[i];
+	return "other";
+}
+
+/* The request's count and time, by route pattern (never the path). */
+static void
+count_request(const struct keel_req *req, double ms)
+{
+	char		 labels[KEEL_METRICS_LABELS_MAX], code[8];
+	const char	*route, *method;
+
+	if (!keel_metrics_on())
+		return;
+	route = req->route != NULL ? req->route->pattern : "unmatched";
+	method = method_label(req->method != NULL ? req->method : "");
+	snprintf(code, sizeof(code), "%d", keel_http_status(req));
+	keel_metrics_add(KEEL_M_HTTP_REQUESTS, keel_metrics_labels(labels,
+	    "route", route, "method", method, "code", code, (char *)NULL), 1);
+	keel_metrics_observe(KEEL_M_HTTP_DURATION, keel_metrics_labels(labels,
+	    "route", route, "method", method, (char *)NULL), ms / 1000.0);
+}
+
 static int
 term_pending(void)
 {
@@ -275,6 +309,8 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGCHLD, SIG_DFL);
 	signal(SIGPIPE, SIG_IGN);
+	keel_metrics_use(spawn_slot);
+	keel_metrics_add(KEEL_M_WORKER_STARTS, "", 1);
 	if (sv->app->loop != NULL) {
 		sv->app->loop(cfg, sv->lfd, waitmask);
 		_exit(EXIT_RECYCLED);
@@ -340,7 +376,9 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 			keel_log_set_request(req.id);
 		keel_http_finish(&req);
 		FCGX_Finish_r(&fr);
-		access_log(&req, now_ms() - t0);
+		t0 = now_ms() - t0;
+		access_log(&req, t0);
+		count_request(&req, t0);
 		keel_log_set_request(NULL);
 		served++;
 	}
@@ -365,6 +403,7 @@ spawn(struct supervisor *sv, int i)
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGINT);
 	sigprocmask(SIG_BLOCK, &block, &old);
+	spawn_slot = i;
 	if ((pid = fork()) == 0)
 		worker_main(sv, &old);
 	sigprocmask(SIG_SETMASK, &old, NULL);
@@ -607,6 +646,11 @@ keel_serve(int argc, char *argv[], const struct keel_app *app)
 	keel_log_init(app->name, (enum keel_log_level)cfg.log_level);
 	if (sodium_init() < 0)
 		keel_log_fatalx("libsodium failed to initialise");
+	/* Before fork: the workers share the mapping. */
+	if (cfg.metrics && *cfg.metrics_dir != '\0' &&
+	    !keel_metrics_open(cfg.metrics_dir,
+	    app->name, cfg.workers, err, sizeof(err)))
+		keel_log_warnx("metrics off: %s", err);
 
 	memset(&sv, 0, sizeof(sv));
 	sv.pid = getpid();

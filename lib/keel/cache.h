@@ -29,6 +29,10 @@ void		 keel_cache_close(struct keel_cache *c);
 /* One round trip to every server within timeout_ms; KEEL_EUNAVAIL if any
  * is unreachable. */
 enum keel_err	 keel_cache_ping(struct keel_cache *c, int timeout_ms);
+/* The servers' get hits and misses summed (memcached's own stats), into
+ * the caller's *hits and *misses; KEEL_EUNAVAIL if a server can't say. */
+enum keel_err	 keel_cache_stats(struct keel_cache *c, uint64_t *hits,
+		    uint64_t *misses);
 
 /*
  * What a lookup found.  FRESH: stored under the namespace's current

@@ -471,6 +471,7 @@ def test_sighup_rolls_and_a_reconnecting_client_loses_nothing(
     s = SSE.open(stack, headers=user["h"])
     seen = []
     made = [notify(stack, user["id"], "before")]
+    rolls = stream_log(stack).count("workers replaced")
     try:
         seen += ids(s.events(1, timeout=3))
         os.kill(stack.app_pid("stream"), signal.SIGHUP)
@@ -481,6 +482,10 @@ def test_sighup_rolls_and_a_reconnecting_client_loses_nothing(
         assert s.ended and "reconnect" in other
     finally:
         s.close()
+    # Reconnect once every worker is new: one still to be replaced would
+    # end this stream too (a client would just reconnect again).
+    wait_until(lambda: stream_log(stack).count("workers replaced") > rolls,
+               timeout=15)
     s = SSE.open(stack, headers=user["h"], last_id=seen[-1])
     try:
         made.append(notify(stack, user["id"], "after"))
