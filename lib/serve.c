@@ -358,6 +358,7 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 		if (keel_http_begin(&req, conn, &fr, arena,
 		    (size_t)cfg->body_max) == KEEL_STEP_GO) {
 			req.cfg = cfg;
+			keel_http_adopt_request_id(&req);
 			req.db = db;
 			req.redis = redis;
 			req.cache = cache;
