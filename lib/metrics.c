@@ -32,13 +32,13 @@
 #include "keel/mem.h"
 #include "keel/metrics.h"
 
-#define MAGIC		0x316d6c65656b0a31ULL	/* file format 1 */
+#define MAGIC		0x326d6c65656b0a31ULL	/* file format 2 */
 #define CAPACITY	512	/* series per slot */
-#define NCELLS		16
-#define NBUCKETS	13	/* finite histogram buckets */
-#define CELL_INF	13	/* observations past the last bucket */
-#define CELL_SUM	14	/* nanoseconds */
-#define CELL_COUNT	15
+#define NCELLS		18
+#define NBUCKETS	15	/* finite histogram buckets */
+#define CELL_INF	15	/* observations past the last bucket */
+#define CELL_SUM	16	/* nanoseconds */
+#define CELL_COUNT	17
 #define SPINS		4096	/* waits for a series being made */
 #define SUFFIX		".metrics"
 
@@ -113,9 +113,10 @@ static const struct {
 	    "Items a cron program handled, by outcome.", COUNTER },
 };
 
+/* Up to KEEL_DB_STATEMENT_TIMEOUT's default: a p99 near it must show. */
 static const double bounds[NBUCKETS] = {
 	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
-	2.5, 5,
+	2.5, 5, 10, 30,
 };
 
 static struct header	*map;		/* this process's file, or NULL */
