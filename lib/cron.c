@@ -79,8 +79,6 @@ keel_cron_init(struct keel_cron *c, const char *prog, int budget_s)
 	    !keel_metrics_open(
 	    c->cfg.metrics_dir, prog, 1, err, sizeof(err)))
 		keel_log_warnx("metrics off: %s", err);
-	keel_metrics_add(KEEL_M_CRON_RUNS, "result=\"started\"", 1);
-	keel_metrics_set(KEEL_M_CRON_START, "", (double)time(NULL));
 }
 
 /* The summary's processed=, failed= and retried= counts, as metrics. */
@@ -132,6 +130,9 @@ keel_cron_lock(struct keel_cron *c)
 	if (ftruncate(fd, 0) == -1 || pwrite(fd, buf, (size_t)n, 0) != n)
 		keel_log_warn("writing our pid to %s", path);
 	c->lockfd = fd;
+	/* A run starts when it holds the lock: a skipped one is no run. */
+	keel_metrics_add(KEEL_M_CRON_RUNS, "result=\"started\"", 1);
+	keel_metrics_set(KEEL_M_CRON_START, "", (double)time(NULL));
 	return true;
 }
 
@@ -196,7 +197,8 @@ keel_cron_done(struct keel_cron *c, const char *fmt, ...)
 	vsnprintf(summary, sizeof(summary), fmt, ap);
 	va_end(ap);
 	printf("%s: %s\n", c->prog, summary);
-	count_summary(c, summary);
+	if (c->lockfd != -1)
+		count_summary(c, summary);
 	fflush(stdout);
 	if (c->lockfd != -1) {
 		/* Closing releases the flock; the file stays for the next. */

@@ -103,7 +103,8 @@ static const struct {
 	[KEEL_M_STREAM_EVENTS] = { "keel_stream_events_total",
 	    "Notifications written to streams.", COUNTER },
 	[KEEL_M_CRON_RUNS] = { "keel_cron_runs_total",
-	    "Runs of a cron program: started, and completed (its summary "
+	    "Runs of a cron program: started (its lock taken; a run that "
+	    "finds another holding it is none), and completed (its summary "
 	    "printed); the difference died or is running.", COUNTER },
 	[KEEL_M_CRON_START] = { "keel_cron_last_start_timestamp_seconds",
 	    "When the program's last run started (unix time).", GAUGE },
