@@ -34,6 +34,15 @@ cache_key(struct keel_req *req, const struct keel_route *r)
 	return keel_arena_printf(req->arena, "%s?%s", req->path, req->query);
 }
 
+/* The cache namespace of a cached route's request: its own, or ns. */
+static const char *
+cache_ns(struct keel_req *req, const struct keel_route *r)
+{
+	if (r->cache.ns_of != NULL)
+		return r->cache.ns_of(req);
+	return r->cache.ns;
+}
+
 /*
  * A cached GET's two round trips, Redis (limits, session) and memcached
  * (the lookup), are independent once the key is known: send the lookup
@@ -42,10 +51,11 @@ cache_key(struct keel_req *req, const struct keel_route *r)
 static void
 prefetch(struct keel_req *req, const struct keel_route *r)
 {
-	const char	*key;
+	const char	*ns, *key;
 
-	if (r->cache.ns != NULL && (key = cache_key(req, r)) != NULL)
-		keel_cache_prefetch(req->cache, r->cache.ns, key);
+	if (r->cache.ns != NULL && (ns = cache_ns(req, r)) != NULL &&
+	    (key = cache_key(req, r)) != NULL)
+		keel_cache_prefetch(req->cache, ns, key);
 }
 
 /* cache.h's fill function: the route's handler. */
@@ -60,11 +70,12 @@ fill(struct keel_req *req, void *arg)
 static enum keel_err
 handle(struct keel_req *req, const struct keel_route *r)
 {
-	const char	*key;
+	const char	*ns, *key;
 
-	if (r->cache.ns == NULL || (key = cache_key(req, r)) == NULL)
+	if (r->cache.ns == NULL || (ns = cache_ns(req, r)) == NULL ||
+	    (key = cache_key(req, r)) == NULL)
 		return r->handler(req);
-	return keel_cache_serve(req, r->cache.ns, key, r->cache.ttl, fill,
+	return keel_cache_serve(req, ns, key, r->cache.ttl, fill,
 	    (void *)r);
 }
 
