@@ -491,12 +491,11 @@ static const struct keel_query q_run_write = { .name = "board_run_write",
 
 /*
  * Each entry as it now stands (an entry from more attempts stays),
- * board by board: board, user, score, reached (Unix s).  Held past the
- * commit, so Redis is fed after the durable copy is.
+ * board by board: board, user, score, reached (Unix s).
  */
 static const struct keel_query q_run_open = { .name = "board_run_open",
-	.sql = "DECLARE lb_cur NO SCROLL CURSOR WITH HOLD FOR SELECT i, "
-	"user_id, CASE WHEN eattempts > attempts THEN escore ELSE score END, "
+	.sql = "DECLARE lb_cur NO SCROLL CURSOR FOR SELECT i, user_id, "
+	"CASE WHEN eattempts > attempts THEN escore ELSE score END, "
 	"floor(extract(epoch FROM CASE WHEN eattempts > attempts "
 	"THEN ereached ELSE reached END))::bigint FROM lb_run ORDER BY i",
 	.target = KEEL_DB_PRIMARY };
@@ -504,8 +503,6 @@ static const struct keel_query q_run_open = { .name = "board_run_open",
 static const struct keel_query q_run_fetch = { .name = "board_run_fetch",
 	.sql = "FETCH FORWARD " BOARD_FETCH " FROM lb_cur",
 	.target = KEEL_DB_PRIMARY };
-static const struct keel_query q_run_close = { .name = "board_run_close",
-	.sql = "CLOSE lb_cur", .target = KEEL_DB_PRIMARY };
 
 /* The boards' four arrays, as q_run_fill takes them, into a[0..3]. */
 static void
@@ -531,7 +528,7 @@ board_arrays(const struct keel_board *b, size_t n, struct keel_buf a[4])
 		keel_buf_putc(&a[i], '}');
 }
 
-/* The PostgreSQL half: computed, written, committed, the cursor held. */
+/* The PostgreSQL half: computed, written (uncommitted), the cursor open. */
 static enum keel_err
 board_compute(struct keel_db *db, const struct keel_board *b, size_t n,
     struct keel_board_set *set)
@@ -560,8 +557,7 @@ board_compute(struct keel_db *db, const struct keel_board *b, size_t n,
 	set->written = keel_rows_count(rows) == 1 ?
 	    (long)keel_rows_int64(rows, 0, 0) : 0;
 	keel_rows_free(rows);
-	if ((er = keel_db_query(db, &q_run_open, NULL, NULL)) != KEEL_OK ||
-	    (er = keel_db_commit(db)) != KEEL_OK)
+	if ((er = keel_db_query(db, &q_run_open, NULL, NULL)) != KEEL_OK)
 		goto fail;
 	for (i = 0; i < 4; i++)
 		keel_buf_free(&a[i]);
@@ -670,7 +666,7 @@ feed_finish(struct feed *f, size_t k)
 }
 
 /*
- * The held cursor's rows into their boards' fresh keys, board by board,
+ * The cursor's rows into their boards' fresh keys, board by board,
  * each one's swap sent after its last member (Redis runs them in
  * order); *redis_ms the time spent on Redis and encoding.
  */
@@ -749,10 +745,19 @@ keel_board_rebuild_set(struct keel_db *db, struct keel_redis *r,
 	f->run = run;
 	f->res = set->boards;
 	er = board_feed(db, f, set, &set->redis_ms);
-	set->feed_ms = monotonic_ms() - t1;
+	t0 = monotonic_ms();
+	set->feed_ms = t0 - t1;
 	free(f->q);
 	free(f);
-	(void)keel_db_query(db, &q_run_close, NULL, NULL);
+	/* The boards swapped in hold what the attempts say even if this
+	 * fails: the next run writes the durable copy then. */
+	if (er == KEEL_OK)
+		er = keel_db_commit(db);
+	else
+		keel_db_rollback(db);
+	set->pg_ms += monotonic_ms() - t0;
+	if (er != KEEL_OK)
+		set->written = 0;
 out:
 	/* A board not swapped in is dropped (ECONFLICT: not ours). */
 	(void)keel_redis_wait(r);

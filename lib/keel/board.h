@@ -167,8 +167,9 @@ struct keel_board_set {
 	long		 written;	/* leaderboard_entries rows written */
 	long		 dropped;	/* entries past the encoding's range
 					   (logged, left out) */
-	double		 pg_ms;		/* computing and writing, committed */
-	double		 feed_ms;	/* then reading and loading them */
+	double		 pg_ms;		/* computing, writing, committing */
+	double		 feed_ms;	/* reading the entries and loading
+					   them */
 	double		 redis_ms;	/* of which Redis's (and encoding) */
 };
 
@@ -183,10 +184,12 @@ struct keel_board_set {
  * read by a cursor board by board, fill each fresh key KEEL_BOARD_BATCH
  * members per ZADD, pipelined (Redis works while PostgreSQL reads), and
  * each board is swapped in as soon as it is whole: Redis holds one fresh
- * board at a time besides the live ones.  set (free it with
- * keel_board_set_free) says what became of each board; a board not
- * swapped in is dropped.  The error of PostgreSQL or of reading, which
- * failed every board not yet swapped; KEEL_OK otherwise.
+ * board at a time besides the live ones.  The transaction commits last
+ * (a failed commit leaves the boards swapped in, which hold what the
+ * attempts say, and the durable copy to the next run).  set (free it
+ * with keel_board_set_free) says what became of each board; a board not
+ * swapped in is dropped.  The error of PostgreSQL or of reading (every
+ * board not yet swapped in failed with it); KEEL_OK otherwise.
  */
 enum keel_err	 keel_board_rebuild_set(struct keel_db *db,
 		    struct keel_redis *r, const struct keel_board *b,
