@@ -409,13 +409,12 @@ static const struct keel_query q_work_mem = { .name = "board_work_mem",
 	.sql = "SELECT set_config('work_mem', $1, true)",
 	.target = KEEL_DB_PRIMARY };
 
-/* A run's entries, computed and as they stood, dropped at its commit. */
+/* A run's entries as computed, dropped at its commit. */
 static const struct keel_query q_run_table = { .name = "board_run_table",
 	.sql = "CREATE TEMP TABLE lb_run (i integer NOT NULL, "
 	"test_id bigint NOT NULL, period text NOT NULL, start date NOT NULL, "
 	"user_id bigint NOT NULL, score bigint NOT NULL, "
-	"attempts integer NOT NULL, reached timestamptz NOT NULL, "
-	"escore bigint, eattempts integer, ereached timestamptz) "
+	"attempts integer NOT NULL, reached timestamptz NOT NULL) "
 	"ON COMMIT DROP", .target = KEEL_DB_PRIMARY };
 
 /*
@@ -427,7 +426,7 @@ static const struct keel_query q_run_table = { .name = "board_run_table",
  * sequential pass over the attempts (of the boards' tests only, unless
  * a global board needs them all), a week or a month by the submitted_at
  * index.  A test's board takes its rows, a global board sums them per
- * user.  Each entry is stored with the one it would replace.
+ * user.
  */
 #define BOARD_K	"max(a.score::bigint * 1099511627776 + 1099511627775 - " \
 	"floor(extract(epoch FROM a.submitted_at))::bigint) AS k, " \
@@ -449,38 +448,54 @@ static const struct keel_query q_run_fill = { .name = "board_run_fill",
 	"a.submitted_at >= p.start::timestamp AT TIME ZONE 'UTC' AND "
 	"a.submitted_at < to_timestamp(p.fin) AND "
 	"(p.g OR a.test_id = ANY (p.tests)) WHERE p.period <> 'all' "
-	"GROUP BY p.period, a.test_id, a.user_id), "
-	"c AS (SELECT b.i, b.test_id, b.period, b.start, bt.user_id, "
-	"bt.k >> 40 AS score, bt.n AS attempts, "
-	"1099511627775 - (bt.k & 1099511627775) AS t FROM bt JOIN b ON "
+	"GROUP BY p.period, a.test_id, a.user_id) "
+	"SELECT b.i, b.test_id, b.period, b.start, bt.user_id, "
+	"bt.k >> 40, bt.n, to_timestamp(1099511627775 - "
+	"(bt.k & 1099511627775)) FROM bt JOIN b ON "
 	"b.test_id = bt.test_id AND b.period = bt.period "
 	"UNION ALL SELECT b.i, 0, b.period, b.start, g.user_id, g.score, "
-	"g.attempts, g.t FROM (SELECT bt.period, bt.user_id, "
+	"g.attempts, to_timestamp(g.t) FROM (SELECT bt.period, bt.user_id, "
 	"sum((bt.k >> 40)::integer) AS score, sum(bt.n)::integer AS attempts, "
 	"max(1099511627775 - (bt.k & 1099511627775)) AS t FROM bt WHERE "
 	"bt.period IN (SELECT period FROM p WHERE g) "
 	"GROUP BY bt.period, bt.user_id) g JOIN b ON b.test_id = 0 AND "
-	"b.period = g.period) "
-	"SELECT c.i, c.test_id, c.period, c.start, c.user_id, c.score, "
-	"c.attempts, to_timestamp(c.t), e.score, e.attempts, e.reached_at "
-	"FROM c LEFT JOIN leaderboard_entries e ON "
-	"COALESCE(e.test_id, 0) = c.test_id AND e.period = c.period AND "
-	"e.period_start = c.start AND e.user_id = c.user_id",
+	"b.period = g.period",
 	.target = KEEL_DB_PRIMARY };
 
 /*
  * The durable copy, written where it differs, as keel_board_q_compute
  * writes it (never over an entry from more attempts; an unchanged entry
- * not even locked); in the unique index's order.  Returns the rows
- * written.
+ * not even locked), in the unique index's order.  Only the boards whose
+ * entries differ are compared row by row: each board's count and XOR of
+ * its rows' 64-bit hashes, computed and stored, tell them (a changed
+ * board passing for unchanged needs a 2^-64 coincidence).  Returns the
+ * rows written.
  */
+#define BOARD_H(u, s, a, t) "bit_xor(hash_record_extended(ROW(" u ", " s \
+	", " a ", " t "), 0))"
 static const struct keel_query q_run_write = { .name = "board_run_write",
-	.sql = "WITH up AS (INSERT INTO leaderboard_entries AS e (test_id, "
+	.sql = "WITH r AS (SELECT i, test_id, period, start, count(*) AS n, "
+	BOARD_H("user_id", "score", "attempts", "reached") " AS h "
+	"FROM lb_run GROUP BY i, test_id, period, start), "
+	"s AS (SELECT COALESCE(e.test_id, 0) AS test_id, e.period, "
+	"e.period_start AS start, count(*) AS n, "
+	BOARD_H("e.user_id", "e.score", "e.attempts", "e.reached_at") " AS h "
+	"FROM leaderboard_entries e WHERE (COALESCE(e.test_id, 0), e.period, "
+	"e.period_start) IN (SELECT test_id, period, start FROM r) "
+	"GROUP BY 1, 2, 3), "
+	"d AS (SELECT r.i FROM r LEFT JOIN s ON s.test_id = r.test_id AND "
+	"s.period = r.period AND s.start = r.start WHERE s.n IS DISTINCT "
+	"FROM r.n OR s.h IS DISTINCT FROM r.h), "
+	"up AS (INSERT INTO leaderboard_entries AS e (test_id, "
 	"period, period_start, user_id, score, attempts, reached_at) "
-	"SELECT NULLIF(test_id, 0), period, start, user_id, score, attempts, "
-	"reached FROM lb_run WHERE escore IS NULL OR (attempts >= eattempts "
-	"AND (escore, eattempts, ereached) IS DISTINCT FROM "
-	"(score, attempts, reached)) ORDER BY test_id, period, start, user_id "
+	"SELECT NULLIF(l.test_id, 0), l.period, l.start, l.user_id, l.score, "
+	"l.attempts, l.reached FROM lb_run l JOIN d ON d.i = l.i "
+	"LEFT JOIN leaderboard_entries x ON COALESCE(x.test_id, 0) = "
+	"l.test_id AND x.period = l.period AND x.period_start = l.start AND "
+	"x.user_id = l.user_id WHERE x.user_id IS NULL OR "
+	"(l.attempts >= x.attempts AND (x.score, x.attempts, x.reached_at) "
+	"IS DISTINCT FROM (l.score, l.attempts, l.reached)) "
+	"ORDER BY l.test_id, l.period, l.start, l.user_id "
 	"ON CONFLICT ((COALESCE(test_id, 0)), period, period_start, user_id) "
 	"DO UPDATE SET score = EXCLUDED.score, attempts = EXCLUDED.attempts, "
 	"reached_at = EXCLUDED.reached_at, updated_at = now() "
@@ -490,14 +505,14 @@ static const struct keel_query q_run_write = { .name = "board_run_write",
 	"RETURNING 1) SELECT count(*) FROM up", .target = KEEL_DB_PRIMARY };
 
 /*
- * Each entry as it now stands (an entry from more attempts stays),
- * board by board: board, user, score, reached (Unix s).
+ * The entries as computed, board by board: board, user, score, reached
+ * (Unix s).  A drainer that stored more attempts meanwhile wrote a
+ * higher value into the fresh key too (begun before this run's
+ * snapshot), and ZADD GT keeps it.
  */
 static const struct keel_query q_run_open = { .name = "board_run_open",
-	.sql = "DECLARE lb_cur NO SCROLL CURSOR FOR SELECT i, user_id, "
-	"CASE WHEN eattempts > attempts THEN escore ELSE score END, "
-	"floor(extract(epoch FROM CASE WHEN eattempts > attempts "
-	"THEN ereached ELSE reached END))::bigint FROM lb_run ORDER BY i",
+	.sql = "DECLARE lb_cur NO SCROLL CURSOR FOR SELECT i, user_id, score, "
+	"floor(extract(epoch FROM reached))::bigint FROM lb_run ORDER BY i",
 	.target = KEEL_DB_PRIMARY };
 #define BOARD_FETCH	"50000"
 static const struct keel_query q_run_fetch = { .name = "board_run_fetch",

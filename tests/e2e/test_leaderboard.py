@@ -427,7 +427,13 @@ def test_rebuild_computes_what_the_drainer_computes(lb, http):
     out = rebuild(lb)
     assert "failed=0" in out, out
     assert board_dump(lb, t) == before
-    # An entry lost from PostgreSQL is written again, the same.
+    # An entry changed in PostgreSQL (its board's count the same) is
+    # found and written back; so is one lost.
+    lb.psql("UPDATE leaderboard_entries SET score = score - 1 WHERE "
+            "test_id = %d AND period = 'all' AND user_id = %d" % (t, us[1]))
+    out = rebuild(lb, "--test", t)
+    assert "written=1" in out, out
+    assert board_dump(lb, t)[0] == before[0]
     lb.psql("DELETE FROM leaderboard_entries WHERE test_id = %d AND "
             "user_id = %d" % (t, us[0]))
     out = rebuild(lb, "--test", t)
