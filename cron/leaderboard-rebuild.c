@@ -90,14 +90,17 @@ begin_scope(struct rebuild *rb, int64_t test, unsigned mask, int64_t now)
  * scope), no other's. */
 static void
 tally(struct rebuild *rb, const struct keel_board_set *set,
-    struct keel_cache *cache)
+    enum keel_err all, struct keel_cache *cache)
 {
 	char		 key[KEEL_BOARD_KEY_MAX], ns[KEEL_BOARD_NS_MAX];
 	size_t		 i;
 	bool		 changed = false;
 
 	for (i = 0; i < set->n; i++) {
-		if (set->boards[i].err != KEEL_OK) {
+		if (set->boards[i].err != KEEL_OK &&
+		    set->boards[i].err == all)
+			rb->failed++;	/* said once, by the caller */
+		else if (set->boards[i].err != KEEL_OK) {
 			keel_board_key(key, sizeof(key), &rb->b[i], false);
 			keel_log_warnx("%s: %s", key, set->boards[i].err ==
 			    KEEL_ECONFLICT ? "the fresh key expired before "
@@ -217,9 +220,10 @@ main(int argc, char *argv[])
 	} else if (rb.n > 0) {
 		if ((er = keel_board_rebuild_set(rb.db, rb.redis, rb.b, rb.n,
 		    rb.run, &set)) != KEEL_OK)
-			keel_log_warnx("rebuilding: %s", keel_strerror(er));
+			keel_log_warnx("rebuilding: %s (every board not swapped "
+			    "in yet failed with it)", keel_strerror(er));
 		cache = keel_cache_open(&rb.c.cfg);
-		tally(&rb, &set, cache);
+		tally(&rb, &set, er, cache);
 		keel_cache_close(cache);
 	}
 	free(rb.b);

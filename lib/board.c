@@ -736,6 +736,23 @@ board_feed(struct keel_db *db, struct feed *f, struct keel_board_set *set,
 	return f->lost;
 }
 
+/* True when the boards of each period are of the same one (the run's
+ * statement finds a period's attempts once, for all its boards). */
+static bool
+boards_one_time(const struct keel_board *b, size_t n)
+{
+	const char	*start[KEEL_BOARD_PERIOD__MAX] = { NULL };
+	size_t		 i;
+
+	for (i = 0; i < n; i++) {
+		if (start[b[i].period] != NULL &&
+		    strcmp(start[b[i].period], b[i].start) != 0)
+			return false;
+		start[b[i].period] = b[i].start;
+	}
+	return true;
+}
+
 enum keel_err
 keel_board_rebuild_set(struct keel_db *db, struct keel_redis *r,
     const struct keel_board *b, size_t n, const char *run,
@@ -749,6 +766,12 @@ keel_board_rebuild_set(struct keel_db *db, struct keel_redis *r,
 	memset(set, 0, sizeof(*set));
 	set->n = n;
 	set->boards = keel_calloc(n + 1, sizeof(*set->boards));
+	if (!boards_one_time(b, n)) {
+		keel_log_error("board: a rebuild's boards of one period are "
+		    "of different ones");
+		er = KEEL_EINVAL;
+		goto out;
+	}
 	if ((er = board_compute(db, b, n, set)) != KEEL_OK)
 		goto out;
 	t1 = monotonic_ms();

@@ -174,7 +174,8 @@ struct keel_board_set {
 };
 
 /*
- * Rebuilds boards b[0..n-1] (any scopes and periods, each begun by
+ * Rebuilds boards b[0..n-1] (any scopes and periods, the boards of a
+ * period all of the same one, else KEEL_EINVAL; each begun by
  * keel_board_begin as run) together.  PostgreSQL first, one
  * transaction: one pass over the attempts of their periods for all of
  * them (best score per user and test, the second it was first reached,

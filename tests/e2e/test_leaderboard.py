@@ -444,6 +444,45 @@ def test_rebuild_computes_what_the_drainer_computes(lb, http):
         == [r.rsplit("|", 1)[0] for r in before[1].splitlines()]
 
 
+def test_a_rebuild_that_fails_changes_nothing(lb, http):
+    """A failure in the rebuild's transaction (here the durable write,
+    refused by a trigger) fails every board: the live boards and the
+    durable copy stay as they were and no fresh key is left behind."""
+    t = new_test(lb)
+    a, b, c = (student(lb)["id"] for _ in range(3))
+    submit(lb, t, a, 50)
+    submit(lb, t, b, 60)
+    drain(lb)
+    # An attempt no job announced: the rebuild has an entry to write.
+    lb.psql("INSERT INTO test_attempts (test_id, user_id, started_at, "
+            "expires_at, submitted_at, score, correct, total, answers, "
+            "answer_key) VALUES (%d, %d, now() - interval '1 hour', now(), "
+            "now(), 99, 99, 100, '{}', '{}')" % (t, c))
+    before = board_dump(lb, t)
+    lb.psql("CREATE FUNCTION e2e_refuse_%d() RETURNS trigger LANGUAGE "
+            "plpgsql AS $$BEGIN IF NEW.user_id = %d THEN RAISE EXCEPTION "
+            "'refused'; END IF; RETURN NEW; END$$; CREATE TRIGGER "
+            "e2e_refuse_%d BEFORE INSERT ON leaderboard_entries FOR EACH ROW "
+            "EXECUTE FUNCTION e2e_refuse_%d()" % (t, c, t, t))
+    try:
+        p = lb.program("keel-leaderboard-rebuild", "--test", t)
+        assert p.returncode == 1, p.stdout + p.stderr
+        assert "processed=0 failed=3" in p.stdout, p.stdout
+    finally:
+        lb.psql("DROP TRIGGER e2e_refuse_%d ON leaderboard_entries; "
+                "DROP FUNCTION e2e_refuse_%d()" % (t, t))
+    assert board_dump(lb, t) == before
+    for period in ("all", "week", "month"):
+        assert redis_cli(lb, "EXISTS", board_key(lb, t, period)) == "1"
+        assert redis_cli(lb, "EXISTS", board_key(lb, t, period) + ":new") \
+            == "0"
+    # The next run does it all.
+    assert "processed=3 failed=0" in rebuild(lb, "--test", t)
+    memcached_cmd(lb, "flush_all")
+    assert ranks(board(http, t)) == [(c, 1, 99, 1), (b, 2, 60, 1),
+                                     (a, 3, 50, 1)]
+
+
 def test_a_change_to_one_board_leaves_other_tests_pages_cached(lb, http):
     """DESIGN.md's leaderboard:<scope> namespaces: the drainer and the
     rebuild invalidate the scopes they change, not every board's pages."""
