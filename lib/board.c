@@ -2,16 +2,17 @@
 /*
  * board.c -- leaderboards (DESIGN.md, "Leaderboards"): the encoding of
  * a score and its time into one exact double, periods, board keys, the
- * statement every writer of leaderboard_entries shares, and the board
- * scripts (lib/lua/board_*.lua).
+ * statements that recompute entries (one user's, every board's of a
+ * rebuild), and the board scripts (lib/lua/board_*.lua).
  *
  * Writers never add to an entry: the drainer (one user) and the rebuild
- * (every user) run the same statement, which recomputes entries from
- * test_attempts, so a job run twice counts its attempt once and the two
- * always agree.  Redis only ever raises a value (ZADD GT); a rebuild
- * fills a fresh key, into which the drainer also writes while it
- * exists, and renames it over the board, so a reader sees the old board
- * or the new one and a concurrent update lands in whichever wins.
+ * (every board at once) recompute entries from test_attempts by the
+ * same expression (one max() per test and user; tests/e2e checks the
+ * two agree to the encoded value), so a job run twice counts its attempt
+ * once.  Redis only ever raises a value (ZADD GT); a rebuild fills a
+ * fresh key, into which the drainer also writes while it exists, and
+ * renames it over the board, so a reader sees the old board or the new
+ * one and a concurrent update lands in whichever wins.
  */
 #include "config.h"
 
