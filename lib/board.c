@@ -424,9 +424,9 @@ static const struct keel_query q_run_table = { .name = "board_run_table",
  * is the i-th, from 1).  Each (period, test, user)'s best and the
  * second it was first reached, as keel_board_q_compute finds them (one
  * max() of score * 2^40 + 2^40 - 1 - the second): all time by one
- * sequential pass over the attempts (of the boards' tests only, unless
- * a global board needs them all), a week or a month by the submitted_at
- * index.  A test's board takes its rows, a global board sums them per
+ * sequential pass over the attempts when a global board needs them all,
+ * else by the test_id index for the boards' tests (the drainer building
+ * a new test's board), a week or a month by the submitted_at index.  A test's board takes its rows, a global board sums them per
  * user.
  */
 #define BOARD_K	"max(a.score::bigint * 1099511627776 + 1099511627775 - " \
@@ -440,10 +440,13 @@ static const struct keel_query q_run_fill = { .name = "board_run_fill",
 	"array_agg(test_id) AS tests FROM b GROUP BY period, start, fin), "
 	"bt AS (SELECT 'all' AS period, a.test_id, a.user_id, " BOARD_K
 	" FROM test_attempts a WHERE a.submitted_at IS NOT NULL AND "
-	"EXISTS (SELECT 1 FROM p WHERE p.period = 'all') AND "
-	"((SELECT g FROM p WHERE p.period = 'all') OR a.test_id = ANY "
-	"((SELECT tests FROM p WHERE p.period = 'all')::bigint[])) "
+	"(SELECT g FROM p WHERE p.period = 'all') "
 	"GROUP BY a.test_id, a.user_id "
+	"UNION ALL SELECT 'all', a.test_id, a.user_id, " BOARD_K
+	" FROM test_attempts a WHERE a.submitted_at IS NOT NULL AND "
+	"NOT COALESCE((SELECT g FROM p WHERE p.period = 'all'), true) AND "
+	"a.test_id = ANY ((SELECT tests FROM p WHERE p.period = 'all')"
+	"::bigint[]) GROUP BY a.test_id, a.user_id "
 	"UNION ALL SELECT p.period, a.test_id, a.user_id, " BOARD_K
 	" FROM p JOIN test_attempts a ON "
 	"a.submitted_at >= p.start::timestamp AT TIME ZONE 'UTC' AND "
