@@ -14,7 +14,7 @@
  * or isn't submitted can never be applied: dead-lettered.  A board
  * missing from Redis (lost, or new: a new test, a new week) is built
  * whole from PostgreSQL, as the rebuild does, its entry included.
- * Cached pages are invalidated.
+ * The cached pages of the two scopes are invalidated.
  */
 #include "config.h"
 
@@ -138,7 +138,7 @@ lb_attempt_submitted(void *arg, const struct keel_job *job, char *why,
 	enum keel_err		 er;
 	int64_t			 id = 0, user, test, at;
 	int			 i, scope;
-	char			 err[64];
+	char			 err[64], ns[KEEL_BOARD_NS_MAX];
 
 	if (keel_json_parse(job->payload, strlen(job->payload), &o, err,
 	    sizeof(err)) == KEEL_OK && json_object_is_type(o,
@@ -172,8 +172,12 @@ lb_attempt_submitted(void *arg, const struct keel_job *job, char *why,
 			    (enum keel_board_period)i, at);
 			res = lb_board(c, &b, user, why, n);
 		}
-	/* Cached pages are a generation behind now (best effort). */
-	keel_cache_invalidate(c->cache, "leaderboard");
+	/* The two scopes' cached pages are a generation behind now (best
+	 * effort); other tests' pages stay cached. */
+	keel_board_ns(ns, sizeof(ns), test);
+	keel_cache_invalidate(c->cache, ns);
+	keel_board_ns(ns, sizeof(ns), 0);
+	keel_cache_invalidate(c->cache, ns);
 	return res;
 }
 

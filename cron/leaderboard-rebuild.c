@@ -3,16 +3,18 @@
  * leaderboard-rebuild.c -- keel-leaderboard-rebuild: recomputes the
  * leaderboards from PostgreSQL (DESIGN.md, "Leaderboards").
  *
- * Each board (the global one and each test's with a submitted attempt,
+ * Every board (the global one and each test's with a submitted attempt,
  * each all-time, this ISO week and this month; or the ones the flags
- * name) is one statement over test_attempts that upserts
- * leaderboard_entries and returns the board (lib/board.c), written into
- * a fresh Redis key by multi-member ZADDs of KEEL_BOARD_BATCH, then
- * renamed over the live board in one step: a reader sees the old board
- * or the new one, never an empty or partial one.  The fresh key exists
- * before the statement runs, and the drainer writes into it too, so an
+ * name) is computed at once from PostgreSQL by one pass over the
+ * attempts, which also writes leaderboard_entries where it differs
+ * (lib/board.c, keel_board_rebuild_set); then each board is written into a
+ * fresh Redis key by multi-member ZADDs of KEEL_BOARD_BATCH and renamed
+ * over the live board in one step: a reader sees the old board or the
+ * new one, never an empty or partial one.  The fresh keys exist before
+ * the statement runs, and the drainer writes into them too, so an
  * attempt applied during the rebuild isn't lost by the swap.  A board
- * another run (another host's cron) is filling is skipped.  cron runs
+ * another run (another host's cron) is filling is skipped.  The cached
+ * pages of each scope rebuilt are invalidated, no other's.  cron runs
  * it hourly; it restores boards Redis lost.
  */
 #include "config.h"
@@ -44,48 +46,77 @@ struct rebuild {
 	struct keel_db		*db;
 	struct keel_redis	*redis;
 	char			 run[300];	/* the fresh keys' sentinel */
+	struct keel_board	*b;		/* the boards begun */
+	size_t			 n, cap;
 	long			 boards, entries, skipped, failed;
 };
 
-/* Rebuilds board b, counting what became of it. */
+/* Begins test's boards (0: global) of the periods in mask. */
 static void
-rebuild_board(struct rebuild *rb, const struct keel_board *b)
+begin_scope(struct rebuild *rb, int64_t test, unsigned mask, int64_t now)
 {
-	char		 key[KEEL_BOARD_KEY_MAX];
-	enum keel_err	 er;
-	long		 n;
+	struct keel_board	 b;
+	char			 key[KEEL_BOARD_KEY_MAX];
+	enum keel_err		 er;
+	int			 i;
+	bool			 began;
 
-	keel_board_key(key, sizeof(key), b, false);
-	keel_cron_progress(&rb->c, "%s (boards=%ld entries=%ld)", key,
-	    rb->boards, rb->entries);
-	if ((er = keel_board_rebuild(rb->db, rb->redis, b, rb->run,
-	    KEEL_REBUILD_FRESH_TTL, &n)) != KEEL_OK) {
-		keel_log_warnx("%s: %s", key, er == KEEL_ECONFLICT ?
-		    "the fresh key expired before the swap" :
-		    keel_strerror(er));
-		rb->failed++;
-	} else if (n < 0) {
-		keel_log_info("%s: another run is rebuilding it; skipped",
-		    key);
-		rb->skipped++;
-	} else {
-		rb->boards++;
-		rb->entries += n;
+	for (i = 0; i < KEEL_BOARD_PERIOD__MAX; i++) {
+		if (!(mask & (1u << i)))
+			continue;
+		keel_board_at(&b, test, (enum keel_board_period)i, now);
+		keel_board_key(key, sizeof(key), &b, false);
+		if ((er = keel_board_begin(rb->redis, &b, rb->run,
+		    KEEL_REBUILD_FRESH_TTL, &began)) != KEEL_OK) {
+			keel_log_warnx("%s: %s", key, keel_strerror(er));
+			rb->failed++;
+		} else if (!began) {
+			keel_log_info("%s: another run is rebuilding it; "
+			    "skipped", key);
+			rb->skipped++;
+		} else {
+			if (rb->n == rb->cap) {
+				rb->cap = rb->cap > 0 ? rb->cap * 2 : 16;
+				rb->b = keel_realloc(rb->b, rb->cap *
+				    sizeof(*rb->b));
+			}
+			rb->b[rb->n++] = b;
+		}
 	}
 }
 
-/* Rebuilds test's boards (0: global) of the periods in mask. */
+/* Counts what became of each board, and invalidates the cached pages
+ * of each scope with a board swapped in (the boards come scope by
+ * scope), no other's. */
 static void
-rebuild_scope(struct rebuild *rb, int64_t test, unsigned mask, int64_t now)
+tally(struct rebuild *rb, const struct keel_board_set *set,
+    enum keel_err all, struct keel_cache *cache)
 {
-	struct keel_board	 b;
-	int			 i;
+	char		 key[KEEL_BOARD_KEY_MAX], ns[KEEL_BOARD_NS_MAX];
+	size_t		 i;
+	bool		 changed = false;
 
-	for (i = 0; i < KEEL_BOARD_PERIOD__MAX; i++) {
-		if (!(mask & (1u << i)) || keel_cron_stopping(&rb->c))
-			continue;
-		keel_board_at(&b, test, (enum keel_board_period)i, now);
-		rebuild_board(rb, &b);
+	for (i = 0; i < set->n; i++) {
+		if (set->boards[i].err != KEEL_OK &&
+		    set->boards[i].err == all)
+			rb->failed++;	/* said once, by the caller */
+		else if (set->boards[i].err != KEEL_OK) {
+			keel_board_key(key, sizeof(key), &rb->b[i], false);
+			keel_log_warnx("%s: %s", key, set->boards[i].err ==
+			    KEEL_ECONFLICT ? "the fresh key expired before "
+			    "the swap" : keel_strerror(set->boards[i].err));
+			rb->failed++;
+		} else {
+			rb->boards++;
+			rb->entries += set->boards[i].entries;
+			changed = true;
+		}
+		if (changed && (i + 1 == set->n ||
+		    rb->b[i + 1].test != rb->b[i].test)) {
+			keel_board_ns(ns, sizeof(ns), rb->b[i].test);
+			keel_cache_invalidate(cache, ns);
+			changed = false;
+		}
 	}
 }
 
@@ -113,6 +144,7 @@ main(int argc, char *argv[])
 	struct rebuild		 rb;
 	struct keel_rows	*rows = NULL;
 	struct keel_cache	*cache;
+	struct keel_board_set	 set;
 	enum keel_board_period	 per;
 	enum keel_err		 er;
 	int64_t			 test = 0, now;
@@ -164,31 +196,44 @@ main(int argc, char *argv[])
 	now = (int64_t)time(NULL);
 
 	if (global || (test == 0))
-		rebuild_scope(&rb, 0, mask, now);
+		begin_scope(&rb, 0, mask, now);
 	if (test > 0)
-		rebuild_scope(&rb, test, mask, now);
+		begin_scope(&rb, test, mask, now);
 	else if (!global) {
 		if ((er = keel_db_query(rb.db, &q_tests, NULL, &rows)) !=
 		    KEEL_OK) {
 			keel_log_warnx("listing tests: %s", keel_strerror(er));
 			rb.failed++;
 		}
-		for (i = 0; i < keel_rows_count(rows) &&
-		    !keel_cron_stopping(&rb.c); i++)
-			rebuild_scope(&rb, keel_rows_int64(rows, i, 0), mask,
+		for (i = 0; i < keel_rows_count(rows); i++)
+			begin_scope(&rb, keel_rows_int64(rows, i, 0), mask,
 			    now);
 		keel_rows_free(rows);
 	}
-	/* Pages cached from the old boards (or from PostgreSQL). */
-	if (rb.boards > 0) {
+	/* Every board at once: PostgreSQL, then Redis board by board. */
+	keel_cron_progress(&rb.c, "rebuilding %zu boards", rb.n);
+	memset(&set, 0, sizeof(set));
+	if (rb.n > 0 && keel_cron_stopping(&rb.c)) {
+		for (i = 0; i < rb.n; i++)
+			keel_board_drop(rb.redis, &rb.b[i]);
+		rb.failed += (long)rb.n;
+	} else if (rb.n > 0) {
+		if ((er = keel_board_rebuild_set(rb.db, rb.redis, rb.b, rb.n,
+		    rb.run, &set)) != KEEL_OK)
+			keel_log_warnx("rebuilding: %s (every board not swapped "
+			    "in yet failed with it)", keel_strerror(er));
 		cache = keel_cache_open(&rb.c.cfg);
-		keel_cache_invalidate(cache, "leaderboard");
+		tally(&rb, &set, er, cache);
 		keel_cache_close(cache);
 	}
+	free(rb.b);
 	keel_redis_close(rb.redis);
 	keel_db_close(rb.db);
 	keel_cron_done(&rb.c, "processed=%ld failed=%ld retried=0 took=%.2fs "
-	    "entries=%ld skipped=%ld", rb.boards, rb.failed,
-	    keel_cron_elapsed(&rb.c), rb.entries, rb.skipped);
+	    "entries=%ld skipped=%ld written=%ld postgres=%.2fs load=%.2fs "
+	    "redis=%.2fs", rb.boards, rb.failed, keel_cron_elapsed(&rb.c),
+	    rb.entries, rb.skipped, set.written, set.pg_ms / 1000,
+	    set.feed_ms / 1000, set.redis_ms / 1000);
+	keel_board_set_free(&set);
 	return rb.failed > 0 ? 1 : 0;
 }

@@ -11,10 +11,11 @@
  * names and attempt counts by one batched query per page.  When Redis
  * has lost the board, or is down, the same answer comes from
  * leaderboard_entries (slower: the scope is ranked in PostgreSQL) and
- * the next rebuild restores the board.  Pages are cached 5 min in the
- * "leaderboard" namespace, which the drainer and the rebuild invalidate;
- * the key carries the UTC day, so no page outlives its period.  The
- * caller's own entry is never cached.
+ * the next rebuild restores the board.  Pages are cached 5 min, each
+ * scope's in its own namespace ("leaderboard:t42", lib/board.c), which
+ * the drainer and the rebuild invalidate when they change that scope's
+ * boards; the key carries the UTC day, so no page outlives its period.
+ * The caller's own entry is never cached.
  */
 #include "config.h"
 
@@ -330,10 +331,27 @@ lb_cache_key(struct keel_req *req)
 	    req->query, now);
 }
 
+/* The page's namespace: its scope's; NULL (not cached) for a testId
+ * the handler will refuse. */
+static const char *
+lb_cache_ns(struct keel_req *req)
+{
+	const char	*s = keel_http_query(req, "testId");
+	char		*ns;
+	int64_t		 test = 0;
+
+	if (s != NULL && !keel_parse_int64(s, 1, INT64_MAX, &test))
+		return NULL;
+	ns = keel_arena_alloc(req->arena, KEEL_BOARD_NS_MAX);
+	keel_board_ns(ns, KEEL_BOARD_NS_MAX, test);
+	return ns;
+}
+
 static const struct keel_route lb_routes[] = {
 	{ .method = "GET", .pattern = "/api/leaderboard", .handler = lb_list,
 	    .access = KEEL_ACCESS_USER, .cache = { .ns = "leaderboard",
-	    .ttl = KEEL_CACHE_TTL_LEADERBOARD, .key = lb_cache_key } },
+	    .ttl = KEEL_CACHE_TTL_LEADERBOARD, .key = lb_cache_key,
+	    .ns_of = lb_cache_ns } },
 	{ .method = "GET", .pattern = "/api/leaderboard/me",
 	    .handler = lb_me, .access = KEEL_ACCESS_USER },
 };

@@ -10,7 +10,9 @@
  * written whole or not at all.  Each item that names a test embeds it,
  * {"id", "title"} (null once the test is unpublished), loaded for a
  * whole reply -- a page of plans included -- by one = ANY($1) statement
- * (resource.h, a relation "in" the items column).  Nothing is cached:
+ * (resource.h, a relation "in" the items column); and so does the
+ * caller's latest submitted attempt at it, {"testId", "id", "score",
+ * "submittedAt"} or null (the test attempts loader).  Nothing is cached:
  * the plans are private, and the shared namespaces are keyed by path.
  */
 #include "config.h"
@@ -45,8 +47,31 @@ static const struct keel_loader test_loader = {
 	.cols = test_cols, .ncols = KEEL_NELEM(test_cols),
 };
 
+/*
+ * The test attempts loader: the caller's latest submitted attempt at
+ * each test the reply's items name (the plan's progress), by the
+ * (user_id, test_id) index.
+ */
+static const struct keel_col attempt_cols[] = {
+	KEEL_COL("testId", INT), KEEL_COL("id", INT), KEEL_COL("score", INT),
+	KEEL_COL("submittedAt", TEXT),
+};
+
+static const struct keel_loader attempt_loader = {
+	.q = { .name = "study_plans_attempts", .sql = "SELECT DISTINCT ON "
+	    "(test_id) test_id AS \"testId\", id, score, "
+	    KEEL_SQL_TIME("submitted_at", "submittedAt") " FROM test_attempts "
+	    "WHERE test_id = ANY($1::bigint[]) AND user_id = $2 AND "
+	    "submitted_at IS NOT NULL ORDER BY test_id, submitted_at DESC, "
+	    "id DESC", .target = KEEL_DB_READ },
+	.cols = attempt_cols, .ncols = KEEL_NELEM(attempt_cols),
+	.caller = true,
+};
+
 static const struct keel_relation plan_rels[] = {
 	{ .name = "test", .id = "testId", .in = "items", .load = &test_loader },
+	{ .name = "lastAttempt", .id = "testId", .in = "items",
+	    .load = &attempt_loader },
 };
 
 static const struct keel_resource plan_res = { .name = "study plan",

@@ -35,15 +35,17 @@ cache_key(struct keel_req *req, const struct keel_route *r)
 }
 
 /*
- * The namespace of a cached route: its own, or, cached per user, the
- * caller's part of it (NULL before the caller is known: the lookup
- * waits for the session).
+ * The namespace of a cached route's request: the route's ns_of's (one
+ * board of many), its own, or, cached per user, the caller's part of it
+ * (NULL before the caller is known: the lookup waits for the session).
  */
 static const char *
 cache_ns(struct keel_req *req, const struct keel_route *r)
 {
 	char	*ns;
 
+	if (r->cache.ns_of != NULL)
+		return r->cache.ns_of(req);
 	if (!r->cache.per_user)
 		return r->cache.ns;
 	if (req->user == NULL)

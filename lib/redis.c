@@ -29,6 +29,7 @@ struct keel_redis {
 	struct keel_redis_addr addr;	/* where, and the db SELECTed */
 	int		 timeout_ms;	/* this command's; see cmd_timeout */
 	struct keel_buf	 cmd;		/* the command in RESP, reused */
+	size_t		 pending;	/* sent, replies unread (send) */
 	char		 errstr[128];
 };
 
@@ -99,6 +100,7 @@ drop(struct keel_redis *r)
 {
 	redisFree(r->ctx);
 	r->ctx = NULL;
+	r->pending = 0;
 }
 
 void
@@ -375,6 +377,11 @@ keel_redis_cmd(struct keel_redis *r, int argc, const char **argv,
 
 	if (out != NULL)
 		*out = NULL;
+	if (r->pending > 0) {
+		keel_log_error("redis: a command while %zu sent are unread",
+		    r->pending);
+		return KEEL_EINTERNAL;
+	}
 	resp_format(&r->cmd, argc, argv, argvlen);
 	for (tries = 0;; tries++) {
 		if ((er = ensure(r, REDIS_TIMEOUT_MS, &fresh)) != KEEL_OK)
@@ -404,6 +411,81 @@ keel_redis_cmd(struct keel_redis *r, int argc, const char **argv,
 		*out = reply_dup(rep);
 	freeReplyObject(rep);
 	return KEEL_OK;
+}
+
+enum keel_err
+keel_redis_send(struct keel_redis *r, int argc, const char **argv,
+    const size_t *argvlen)
+{
+	enum keel_err	 er;
+	int		 done = 0;
+
+	if (r->pending == 0 && (er = ensure(r, REDIS_TIMEOUT_MS, NULL)) !=
+	    KEEL_OK)
+		return er;
+	if (r->ctx == NULL)
+		return KEEL_EUNAVAIL;	/* dropped with commands unread */
+	resp_format(&r->cmd, argc, argv, argvlen);
+	if (redisAppendFormattedCommand(r->ctx, r->cmd.data, r->cmd.len) !=
+	    REDIS_OK)
+		goto fail;
+	while (!done)
+		if (redisBufferWrite(r->ctx, &done) != REDIS_OK)
+			goto fail;
+	r->pending++;
+	return KEEL_OK;
+fail:
+	snprintf(r->errstr, sizeof(r->errstr), "%s", r->ctx->errstr);
+	drop(r);
+	return KEEL_EUNAVAIL;
+}
+
+enum keel_err
+keel_redis_recv(struct keel_redis *r, struct keel_rreply **out)
+{
+	void	*v = NULL;
+
+	*out = NULL;
+	if (r->pending == 0) {
+		keel_log_error("redis: a reply read with none pending");
+		return KEEL_EINTERNAL;
+	}
+	if (r->ctx == NULL || redisGetReply(r->ctx, &v) != REDIS_OK ||
+	    v == NULL) {
+		if (r->ctx != NULL)
+			snprintf(r->errstr, sizeof(r->errstr), "%s",
+			    r->ctx->errstr);
+		drop(r);
+		return KEEL_EUNAVAIL;
+	}
+	r->pending--;
+	*out = reply_dup(v);
+	freeReplyObject(v);
+	return KEEL_OK;
+}
+
+size_t
+keel_redis_pending(const struct keel_redis *r)
+{
+	return r->pending;
+}
+
+enum keel_err
+keel_redis_wait(struct keel_redis *r)
+{
+	struct keel_rreply	*rep;
+	enum keel_err		 er = KEEL_OK, e;
+
+	while (r->pending > 0) {
+		if ((e = keel_redis_recv(r, &rep)) != KEEL_OK)
+			return e;
+		if (er == KEEL_OK && rep->type == KEEL_R_ERROR) {
+			keel_log_error("redis: a sent command: %s", rep->str);
+			er = KEEL_EINTERNAL;
+		}
+		keel_rreply_free(rep);
+	}
+	return er;
 }
 
 enum keel_err

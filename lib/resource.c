@@ -186,6 +186,7 @@ refs_load(struct keel_req *req, const struct keel_resource *res,
     size_t n, struct refs *refs)
 {
 	const struct keel_relation	*rel;
+	struct keel_db_params		 p;
 	struct json_object		*arr;
 	size_t				 i, j, k, r, col;
 	enum keel_err			 er;
@@ -216,8 +217,12 @@ refs_load(struct keel_req *req, const struct keel_resource *res,
 				    json_object_array_get_idx(arr, j), rel->id));
 			json_object_put(arr);
 		}
-		if ((er = keel_batch_load(&refs->b[k], req->db,
-		    &rel->load->q)) != KEEL_OK)
+		keel_db_params_init(&p);
+		if (rel->load->caller)
+			keel_db_param_int(&p, req->user != NULL ?
+			    req->user->id : 0);
+		if ((er = keel_batch_load_with(&refs->b[k], req->db,
+		    &rel->load->q, &p)) != KEEL_OK)
 			return er;
 		if (keel_batch_rows(&refs->b[k]) != NULL &&
 		    !cols_fit(rel->name, rel->load->cols, rel->load->ncols,

@@ -93,6 +93,15 @@ void		 keel_board_key(char *buf, size_t n,
 		    const struct keel_board *b, bool fresh);
 
 /*
+ * The memcached namespace of the cached pages of test's boards (0: the
+ * global scope), every period's: "leaderboard:global",
+ * "leaderboard:t42", into buf (size n >= KEEL_BOARD_NS_MAX).  A writer
+ * of a scope's boards invalidates its namespace only.
+ */
+#define KEEL_BOARD_NS_MAX	40
+void		 keel_board_ns(char *buf, size_t n, int64_t test);
+
+/*
  * The statement that recomputes a board's entries from test_attempts
  * into leaderboard_entries (best score per user, the second it was
  * first reached, the attempts counted; for the global scope the sum of
@@ -122,8 +131,9 @@ enum keel_err	 keel_board_add(struct keel_redis *r,
 /*
  * A rebuild of b: begin creates b's fresh key (with a sentinel naming
  * run, expiring after ttl seconds); false in *began when another run is
- * filling it.  fill adds members (users[i], vals[i]) to the fresh key
- * (ZADD GT, one command).  swap renames the fresh key over b in one
+ * filling it.  fill sends the adding of members (users[i], vals[i]) to
+ * the fresh key (ZADD GT, one command), pipelined: keel_redis_wait()
+ * reads its reply.  swap renames the fresh key over b in one
  * step (readers see the old board or the new one, never a part),
  * keeping it until a day after its period ends; *swapped false when the
  * fresh key is no longer run's.
@@ -143,16 +153,63 @@ enum keel_err	 keel_board_swap(struct keel_redis *r,
 		    const struct keel_board *b, const char *run,
 		    bool *swapped);
 
+/* What became of one board of a set rebuilt together. */
+struct keel_board_result {
+	enum keel_err	 err;		/* KEEL_OK: swapped in; KEEL_ECONFLICT:
+					   the fresh key expired first */
+	long		 entries;	/* its size */
+	bool		 swapped;
+};
+struct keel_board_set {
+	struct keel_board_result *boards;	/* owned; n, in the order
+						   asked */
+	size_t		 n;
+	long		 written;	/* leaderboard_entries rows written */
+	long		 dropped;	/* entries past the encoding's range
+					   (logged, left out) */
+	double		 pg_ms;		/* computing, writing, committing */
+	double		 feed_ms;	/* reading the entries and loading
+					   them */
+	double		 redis_ms;	/* of which Redis's (and encoding) */
+};
+
 /*
- * Rebuilds b whole: begins it as run (its fresh key living ttl
- * seconds), recomputes every user's entry with keel_board_q_compute,
- * fills the fresh key KEEL_BOARD_BATCH members per ZADD and swaps it
- * in; on a failure the fresh key is dropped.  *entries (not NULL) gets
- * the board's size, or -1 when another run was filling it (skipped).
- * KEEL_ECONFLICT when the fresh key expired before the swap; else the
- * errors of PostgreSQL and Redis.
+ * Rebuilds boards b[0..n-1] (any scopes and periods, the boards of a
+ * period all of the same one, else KEEL_EINVAL; each begun by
+ * keel_board_begin as run) together.  PostgreSQL first, one
+ * transaction: one pass over the attempts of their periods for all of
+ * them (best score per user and test, the second it was first reached,
+ * the global boards' sums, as keel_board_q_compute computes one user's)
+ * and the durable copy written in one statement where it differs (never
+ * over an entry from more attempts).  Then the entries as they stand,
+ * read by a cursor board by board, fill each fresh key KEEL_BOARD_BATCH
+ * members per ZADD, pipelined (Redis works while PostgreSQL reads), and
+ * each board is swapped in as soon as it is whole: Redis holds one fresh
+ * board at a time besides the live ones.  The transaction commits last
+ * (a failed commit leaves the boards swapped in, which hold what the
+ * attempts say, and the durable copy to the next run).  set (free it
+ * with keel_board_set_free) says what became of each board; a board not
+ * swapped in is dropped.  The error of PostgreSQL or of reading (every
+ * board not yet swapped in failed with it); KEEL_OK otherwise.
  */
+enum keel_err	 keel_board_rebuild_set(struct keel_db *db,
+		    struct keel_redis *r, const struct keel_board *b,
+		    size_t n, const char *run, struct keel_board_set *set);
+/* Frees set's results; set may be empty. */
+void		 keel_board_set_free(struct keel_board_set *set);
+/* Drops b's fresh key (a failed rebuild): writers stop feeding it. */
+void		 keel_board_drop(struct keel_redis *r,
+		    const struct keel_board *b);
 #define KEEL_BOARD_BATCH	1000
+
+/*
+ * Rebuilds one board: begins it as run (its fresh key living ttl
+ * seconds), then keel_board_rebuild_set of it alone; on a failure the
+ * fresh key is dropped.  *entries
+ * (not NULL) gets the board's size, or -1 when another run was filling
+ * it (skipped).  KEEL_ECONFLICT when the fresh key expired before the
+ * swap; else the errors of PostgreSQL and Redis.
+ */
 enum keel_err	 keel_board_rebuild(struct keel_db *db, struct keel_redis *r,
 		    const struct keel_board *b, const char *run, int ttl,
 		    long *entries);

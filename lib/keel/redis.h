@@ -94,6 +94,24 @@ enum keel_err	 keel_redis_cmd_timeout(struct keel_redis *r, int timeout_ms,
 		    int argc, const char **argv, const size_t *argvlen,
 		    struct keel_rreply **out);
 
+/*
+ * Pipelining, for bulk loads: keel_redis_send() sends one command
+ * without reading its reply, so Redis works on it while the caller
+ * does something else; keel_redis_recv() reads the oldest unread reply
+ * into *out (caller frees; it may be KEEL_R_ERROR), keel_redis_wait()
+ * every unread one (KEEL_EINTERNAL when one was an error, the first is
+ * logged), and keel_redis_pending() says how many are unread.  No other
+ * command may run while some are (KEEL_EINTERNAL).  KEEL_EUNAVAIL when
+ * Redis can't be reached or timed out: the unread commands are lost with
+ * the connection (the caller starts over: nothing is resent).
+ */
+enum keel_err	 keel_redis_send(struct keel_redis *r, int argc,
+		    const char **argv, const size_t *argvlen);
+enum keel_err	 keel_redis_recv(struct keel_redis *r,
+		    struct keel_rreply **out);
+size_t		 keel_redis_pending(const struct keel_redis *r);
+enum keel_err	 keel_redis_wait(struct keel_redis *r);
+
 /* rep may be NULL. */
 void		 keel_rreply_free(struct keel_rreply *rep);
 

@@ -62,12 +62,15 @@ struct keel_constraint {
 /*
  * A loader (the seeds' DataLoader): rows by id for a whole reply in one
  * statement (batch.h).  q takes the ids as $1::bigint[] and returns the
- * id first; cols say how each row is written.
+ * id first; cols say how each row is written.  With caller, q also
+ * takes the caller's user id as $2 (0 for no session): rows of the
+ * caller's own, such as their attempts at the tests a reply names.
  */
 struct keel_loader {
 	struct keel_query	 q;
 	const struct keel_col	*cols;
 	size_t			 ncols;
+	bool			 caller;
 };
 
 /*

@@ -24,6 +24,13 @@ typedef enum keel_err keel_handler_fn(struct keel_req *);
  * caller returns NULL while req->user is NULL (no early lookup then).
  */
 typedef const char *keel_cache_key_fn(struct keel_req *);
+/*
+ * The cache namespace of one request of a cached GET whose answers fall
+ * into several (one per leaderboard scope, so a change to one board
+ * leaves the others' pages cached), into req's arena; NULL: don't cache
+ * this one.  Asked when the key is, before the query is validated.
+ */
+typedef const char *keel_cache_ns_fn(struct keel_req *);
 
 /*
  * The limiters a route counts against beyond the api limiter and the
@@ -57,6 +64,7 @@ struct keel_route_cache {
 					   (keel_cache_user_ns), so a
 					   change to their data
 					   invalidates theirs only */
+	keel_cache_ns_fn	*ns_of;	/* NULL: ns for every request */
 };
 
 /*

@@ -22,7 +22,8 @@ import time
 import pytest
 
 from accounts import bearer, login, make_user
-from helpers import assert_error, memcached_cmd, redis_cli, wait_until
+from helpers import (assert_error, db_queries, memcached_cmd, redis_cli,
+                     wait_until)
 
 DRAIN_ENV = {"KEEL_JOB_VISIBILITY": "3"}
 
@@ -241,6 +242,27 @@ def test_global_board_sums_each_tests_best(lb, http):
         assert [x[0] for x in g] == [u["id"], v["id"]]
 
 
+def test_page_names_load_in_one_query_whatever_its_size(lb, http):
+    """The entries' names (and attempts) come by one = ANY($1) statement
+    per page (the users DataLoader): a page of 1 and one of 20 run the
+    same statements, counted by Server-Timing."""
+    t = new_test(lb)
+    users = [student(lb) for _ in range(20)]
+    for i, u in enumerate(users):
+        submit(lb, t, u["id"], 50 + i)
+    drain(lb)
+    memcached_cmd(lb, "flush_all")
+    r1 = http.get("/api/leaderboard", params={"testId": t, "limit": 1})
+    r20 = http.get("/api/leaderboard", params={"testId": t, "limit": 20})
+    assert r1.headers["X-Cache"] == r20.headers["X-Cache"] == "MISS"
+    assert len(r1.json()["data"]) == 1 and len(r20.json()["data"]) == 20
+    names = {u["id"]: lb.psql("SELECT name FROM users WHERE id = %d"
+                              % u["id"]) for u in users}
+    assert [(e["userId"], e["name"]) for e in r20.json()["data"]] == [
+        (u["id"], names[u["id"]]) for u in reversed(users)]
+    assert db_queries(r1) == db_queries(r20) == 1
+
+
 # -------------------------------------------------------------- drainer
 
 def test_submitted_attempt_is_on_the_board_within_2s(lb, http):
@@ -352,6 +374,151 @@ def test_rebuild_under_concurrent_reads_never_shows_a_partial_board(lb,
     # The board is whole: n entries and the sentinel.
     assert redis_cli(lb, "ZCARD", key) == str(n + 1)
     assert redis_cli(lb, "EXISTS", key + ":new") == "0"
+
+
+def board_dump(stack, test):
+    """Every board of test (and the global ones' entries of its users) as
+    Redis has them, and its durable entries with when they changed."""
+    users = stack.psql("SELECT string_agg(DISTINCT user_id::text, ' ') "
+                       "FROM test_attempts WHERE test_id = %d" % test).split()
+    boards = {}
+    for period in ("all", "week", "month"):
+        z = redis_cli(stack, "ZRANGE", board_key(stack, test, period), "0",
+                      "-1", "WITHSCORES").split("\n")
+        # Members and their exact values; the sentinel names its run.
+        boards[period] = [(m, v) for m, v in zip(z[::2], z[1::2])
+                          if not m.startswith("~")]
+        boards["g" + period] = [redis_cli(stack, "ZSCORE", board_key(
+            stack, None, period), u) for u in users]
+    rows = stack.psql(
+        "SELECT COALESCE(test_id, 0), period, period_start, user_id, score, "
+        "attempts, reached_at, updated_at FROM leaderboard_entries WHERE "
+        "test_id = %d OR (test_id IS NULL AND user_id IN (SELECT user_id "
+        "FROM test_attempts WHERE test_id = %d)) ORDER BY 1, 2, 3, 4"
+        % (test, test))
+    return boards, rows
+
+
+def test_rebuild_computes_what_the_drainer_computes(lb, http):
+    """The rebuild computes every board in one pass; the drainer one
+    user's entries at a time: the same entries, the same encoded values
+    (ties, best of several, first reach, week and month), so a rebuild
+    after the drainer rewrites no durable row."""
+    t = new_test(lb)
+    us = [student(lb)["id"] for _ in range(6)]
+    now = time.time()
+    for i, (u, score, ago) in enumerate(zip(
+            us + us[:3], (70, 90, 70, 50, 90, 100, 95, 60, 70),
+            (50, 40, 30, 20, 10, 40 * 86400, 5, 3, 1))):
+        submit(lb, t, u, score, now - ago - i)
+    drain(lb)
+    before = board_dump(lb, t)
+    assert len(before[0]["all"]) == 6
+    assert len(before[0]["week"]) == 5      # one attempt 40 days ago
+    # The boards gone from Redis, rebuilt from PostgreSQL: identical.
+    for period in ("all", "week", "month"):
+        redis_cli(lb, "DEL", board_key(lb, t, period))
+    out = rebuild(lb, "--test", t)
+    assert "processed=3 failed=0" in out and "written=0" in out, out
+    after = board_dump(lb, t)
+    assert after[0] == before[0]
+    assert after[1] == before[1]            # not one row rewritten
+    # The whole rebuild agrees with the drainer on the global boards too.
+    out = rebuild(lb)
+    assert "failed=0" in out, out
+    assert board_dump(lb, t) == before
+    # An entry changed in PostgreSQL (its board's count the same) is
+    # found and written back; so is one lost.
+    lb.psql("UPDATE leaderboard_entries SET score = score - 1 WHERE "
+            "test_id = %d AND period = 'all' AND user_id = %d" % (t, us[1]))
+    out = rebuild(lb, "--test", t)
+    assert "written=1" in out, out
+    assert board_dump(lb, t)[0] == before[0]
+    lb.psql("DELETE FROM leaderboard_entries WHERE test_id = %d AND "
+            "user_id = %d" % (t, us[0]))
+    out = rebuild(lb, "--test", t)
+    assert "written=3" in out, out
+    assert board_dump(lb, t)[0] == before[0]
+    # The same rows but for when they were written.
+    assert [r.rsplit("|", 1)[0] for r in board_dump(lb, t)[1].splitlines()] \
+        == [r.rsplit("|", 1)[0] for r in before[1].splitlines()]
+
+
+def test_a_rebuild_that_fails_changes_nothing(lb, http):
+    """A failure in the rebuild's transaction (here the durable write,
+    refused by a trigger) fails every board: the live boards and the
+    durable copy stay as they were and no fresh key is left behind."""
+    t = new_test(lb)
+    a, b, c = (student(lb)["id"] for _ in range(3))
+    submit(lb, t, a, 50)
+    submit(lb, t, b, 60)
+    drain(lb)
+    # An attempt no job announced: the rebuild has an entry to write.
+    lb.psql("INSERT INTO test_attempts (test_id, user_id, started_at, "
+            "expires_at, submitted_at, score, correct, total, answers, "
+            "answer_key) VALUES (%d, %d, now() - interval '1 hour', now(), "
+            "now(), 99, 99, 100, '{}', '{}')" % (t, c))
+    before = board_dump(lb, t)
+    lb.psql("CREATE FUNCTION e2e_refuse_%d() RETURNS trigger LANGUAGE "
+            "plpgsql AS $$BEGIN IF NEW.user_id = %d THEN RAISE EXCEPTION "
+            "'refused'; END IF; RETURN NEW; END$$; CREATE TRIGGER "
+            "e2e_refuse_%d BEFORE INSERT ON leaderboard_entries FOR EACH ROW "
+            "EXECUTE FUNCTION e2e_refuse_%d()" % (t, c, t, t))
+    try:
+        p = lb.program("keel-leaderboard-rebuild", "--test", t)
+        assert p.returncode == 1, p.stdout + p.stderr
+        assert "processed=0 failed=3" in p.stdout, p.stdout
+    finally:
+        lb.psql("DROP TRIGGER e2e_refuse_%d ON leaderboard_entries; "
+                "DROP FUNCTION e2e_refuse_%d()" % (t, t))
+    assert board_dump(lb, t) == before
+    for period in ("all", "week", "month"):
+        assert redis_cli(lb, "EXISTS", board_key(lb, t, period)) == "1"
+        assert redis_cli(lb, "EXISTS", board_key(lb, t, period) + ":new") \
+            == "0"
+    # The next run does it all.
+    assert "processed=3 failed=0" in rebuild(lb, "--test", t)
+    memcached_cmd(lb, "flush_all")
+    assert ranks(board(http, t)) == [(c, 1, 99, 1), (b, 2, 60, 1),
+                                     (a, 3, 50, 1)]
+
+
+def test_a_change_to_one_board_leaves_other_tests_pages_cached(lb, http):
+    """DESIGN.md's leaderboard:<scope> namespaces: the drainer and the
+    rebuild invalidate the scopes they change, not every board's pages."""
+    ta, tb = new_test(lb), new_test(lb)
+    ua, ub = student(lb)["id"], student(lb)["id"]
+    submit(lb, ta, ua, 40)
+    submit(lb, tb, ub, 60)
+    drain(lb)
+    memcached_cmd(lb, "flush_all")
+
+    def get(test):
+        r = http.get("/api/leaderboard", params={"testId": test})
+        assert r.status_code == 200, r.text
+        return r
+
+    for test in (ta, tb, None):
+        assert get(test).headers["X-Cache"] == "MISS"
+        assert get(test).headers["X-Cache"] == "HIT"
+    # A submit to test A: A's and the global pages are new, B's stay.
+    submit(lb, ta, ub, 90)
+    drain(lb)
+    a = get(ta)
+    assert a.headers["X-Cache"] == "MISS"
+    assert ranks(a.json()) == [(ub, 1, 90, 1), (ua, 2, 40, 1)]
+    assert get(None).headers["X-Cache"] == "MISS"
+    assert get(tb).headers["X-Cache"] == "HIT"
+    # A rebuild of test B's boards: B's pages only.
+    assert get(ta).headers["X-Cache"] == "HIT"
+    rebuild(lb, "--test", tb)
+    assert get(tb).headers["X-Cache"] == "MISS"
+    assert get(ta).headers["X-Cache"] == "HIT"
+    assert get(None).headers["X-Cache"] == "HIT"
+    # A testId the route refuses is never cached, in no namespace.
+    for _ in range(2):
+        r = http.get("/api/leaderboard?testId=x")
+        assert_error(r, 400, "validation_failed")
 
 
 def test_postgres_fallback_same_answer_then_rebuild_restores(lb, http):

@@ -303,9 +303,10 @@ def test_study_plan_crud_embeds_tests(stack, http, me):
     assert p["targetDate"] == "2027-06-30"
     assert p["items"] == [
         {"topic": "Limits", "testId": tid, "done": False,
-         "test": {"id": tid, "title": title}},
-        {"topic": "Series", "done": True, "test": None},
-        {"topic": "Vectors", "done": False, "test": None}]
+         "test": {"id": tid, "title": title}, "lastAttempt": None},
+        {"topic": "Series", "done": True, "test": None, "lastAttempt": None},
+        {"topic": "Vectors", "done": False, "test": None,
+         "lastAttempt": None}]
     r = http.get("/api/study-plans/%d" % p["id"], headers=me)
     assert r.status_code == 200 and r.json() == p
     r = http.patch("/api/study-plans/%d" % p["id"], headers=me,
@@ -319,7 +320,8 @@ def test_study_plan_crud_embeds_tests(stack, http, me):
     assert r.status_code == 200, r.text
     assert r.json()["items"] == [{"topic": "Limits", "testId": tid,
                                   "done": True,
-                                  "test": {"id": tid, "title": title}}]
+                                  "test": {"id": tid, "title": title},
+                                  "lastAttempt": None}]
     assert r.json()["title"] == "Renamed"
     r = http.get("/api/study-plans", headers=me)
     assert r.json()["data"] == [http.get("/api/study-plans/%d" % p["id"],
@@ -348,7 +350,7 @@ def test_unpublished_test_embeds_null(stack, http, me):
     replicated(stack)
     r = http.get("/api/study-plans/%d" % p["id"], headers=me)
     assert r.json()["items"] == [{"topic": "T", "testId": tid, "done": False,
-                                  "test": None}]
+                                  "test": None, "lastAttempt": None}]
 
 
 @pytest.mark.parametrize("body,field", [
@@ -398,20 +400,73 @@ def test_study_plan_unknown_test_is_422_naming_the_item(stack, http, me):
     assert http.get("/api/study-plans/%d" % p["id"], headers=me).json() == p
 
 
-def test_plan_list_loads_tests_in_one_query(stack, http, me, them):
+def attempt(stack, h_user, test, score, ago):
+    """A submitted attempt of the user (by id) at test, `ago` seconds
+    ago; its id."""
+    return int(stack.psql(
+        "INSERT INTO test_attempts (test_id, user_id, started_at, "
+        "expires_at, submitted_at, score, correct, total, answers, "
+        "answer_key) VALUES (%d, %d, now() - interval '1 hour', now(), "
+        "now() - %d * interval '1 second', %d, %d, 100, '{}', '{}') "
+        "RETURNING id" % (test, h_user, ago, score, score)))
+
+
+def user_id(http, h):
+    r = http.get("/api/auth/me", headers=h)
+    assert r.status_code == 200, r.text
+    return r.json()["id"]
+
+
+def test_plan_list_loads_tests_and_attempts_in_one_query_each(stack, http,
+                                                              me, them):
     """A page of 1 plan naming 1 test and a page of 20 plans naming 40
-    tests run the same statements: the list and one = ANY($1) load."""
+    tests run the same statements: the list, then one = ANY($1) load per
+    relation -- the tests, and the caller's latest attempts at them."""
     tid, _ = new_test(stack)
+    attempt(stack, user_id(http, me), tid, 70, 60)
     new_plan(http, me, items=[{"topic": "a", "testId": tid}])
-    for _ in range(20):
+    uid = user_id(http, them)
+    for i in range(20):
         t1, _ = new_test(stack)
         t2, _ = new_test(stack)
+        attempt(stack, uid, t1, i, 60)
         new_plan(http, them, items=[{"topic": "a", "testId": t1},
                                     {"topic": "b", "testId": t2},
                                     {"topic": "c"}])
+    replicated(stack)
     r1 = http.get("/api/study-plans", headers=me)
     r20 = http.get("/api/study-plans", headers=them)
     assert len(r1.json()["data"]) == 1 and len(r20.json()["data"]) == 20
     assert all(i.get("testId") is None or i["test"]["id"] == i["testId"]
                for p in r20.json()["data"] for i in p["items"])
-    assert db_queries(r1) == db_queries(r20) == 2
+    # Each plan's first item has an attempt of its own, the others none.
+    assert [[i["lastAttempt"] and i["lastAttempt"]["score"]
+             for i in p["items"]] for p in r20.json()["data"]] == [
+        [s, None, None] for s in range(19, -1, -1)]
+    assert r1.json()["data"][0]["items"][0]["lastAttempt"]["score"] == 70
+    assert db_queries(r1) == db_queries(r20) == 3
+
+
+def test_plan_item_embeds_the_callers_latest_submitted_attempt(stack, http,
+                                                                me, them):
+    """The test attempts loader: an item's lastAttempt is the caller's own
+    latest submitted attempt at its test -- not an older one, not one
+    still running, not another user's."""
+    tid, _ = new_test(stack)
+    uid = user_id(http, me)
+    attempt(stack, uid, tid, 90, 300)
+    latest = attempt(stack, uid, tid, 40, 100)
+    attempt(stack, user_id(http, them), tid, 100, 10)    # not mine
+    stack.psql("INSERT INTO test_attempts (test_id, user_id, started_at, "
+               "expires_at) VALUES (%d, %d, now(), now() + interval "
+               "'1 hour')" % (tid, uid))                  # running
+    p = new_plan(http, me, items=[{"topic": "a", "testId": tid}])
+    last = p["items"][0]["lastAttempt"]
+    assert (last["testId"], last["id"], last["score"]) == (tid, latest, 40)
+    when = stack.psql("SELECT to_char(submitted_at AT TIME ZONE 'UTC', "
+                      "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM "
+                      "test_attempts WHERE id = %d" % latest)
+    assert last["submittedAt"] == when
+    # Another user's plan naming the same test shows their own.
+    q = new_plan(http, them, items=[{"topic": "a", "testId": tid}])
+    assert q["items"][0]["lastAttempt"]["score"] == 100

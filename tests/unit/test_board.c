@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "keel/board.h"
+#include "keel/cache.h"
 
 #define T_MIN	KEEL_BOARD_EPOCH
 #define T_MAX	(KEEL_BOARD_EPOCH + KEEL_BOARD_TIME_MAX)
@@ -162,6 +163,22 @@ test_keys(void **state)
 	    "keel:lb:t9223372036854775807:month:2026-12-01:new");
 }
 
+/* One cache namespace per scope; the longest fits and is a valid one. */
+static void
+test_cache_namespaces(void **state)
+{
+	char	 ns[KEEL_BOARD_NS_MAX];
+
+	(void)state;
+	keel_board_ns(ns, sizeof(ns), 0);
+	assert_string_equal(ns, "leaderboard:global");
+	keel_board_ns(ns, sizeof(ns), 42);
+	assert_string_equal(ns, "leaderboard:t42");
+	keel_board_ns(ns, sizeof(ns), INT64_MAX);
+	assert_string_equal(ns, "leaderboard:t9223372036854775807");
+	assert_true(strlen(ns) <= KEEL_CACHE_NS_MAX);
+}
+
 int
 main(void)
 {
@@ -172,6 +189,7 @@ main(void)
 		cmocka_unit_test(test_band_separates_scores),
 		cmocka_unit_test(test_periods),
 		cmocka_unit_test(test_keys),
+		cmocka_unit_test(test_cache_namespaces),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
