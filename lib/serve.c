@@ -52,6 +52,8 @@
 #include "keel/mem.h"
 #include "keel/pipeline.h"
 #include "keel/redis.h"
+#include "keel/report.h"
+#include "keel/router.h"
 #include "keel/serve.h"
 #include "http_private.h"
 
@@ -227,6 +229,78 @@ access_log(const struct keel_req *req, double ms)
 	    keel_http_status(req), ms);
 }
 
+/*
+ * A 500 becomes an error event, any other request maybe a transaction
+ * (SENTRY_TRACES_SAMPLE_RATE), built into it while the request's headers
+ * are there; keel_report_spool() writes it after the reply went out.
+ */
+static void
+report_request(const struct supervisor *sv, const struct keel_req *req,
+    char **envp, enum keel_err er, double ms, struct keel_report_item *it)
+{
+	struct keel_report_event ev;
+	struct keel_report_txn	 t;
+	struct timespec		 now;
+
+	if (!keel_report_enabled())
+		return;
+	memset(&ev, 0, sizeof(ev));
+	memset(&t, 0, sizeof(t));
+	ev.app = t.app = sv->app->name;
+	ev.route = t.route = req->route != NULL ? req->route->pattern : NULL;
+	ev.method = t.method = req->method;
+	ev.status = t.status = keel_http_status(req);
+	ev.user_id = t.user_id = req->user != NULL ? req->user->id : 0;
+	ev.request_id = t.request_id = req->id;
+	if (ev.status == 500) {
+		ev.type = "InternalError";
+		ev.value = er != KEEL_OK ? keel_strerror(er) :
+		    "the request was answered 500";
+		ev.envp = (const char *const *)envp;
+		(void)keel_report_build(it, &ev);
+		return;
+	}
+	clock_gettime(CLOCK_REALTIME, &now);
+	t.end = (double)now.tv_sec + now.tv_nsec / 1e9;
+	t.start = t.end - ms / 1000;
+	(void)keel_report_build_txn(it, &t);
+}
+
+/* A worker that died: an event from the supervisor. */
+static void
+report_death(const struct supervisor *sv, pid_t pid, int status)
+{
+	struct keel_report_event ev;
+	struct keel_report_tag	 tags[2];
+	char			 what[160], num[2][24];
+
+	snprintf(num[0], sizeof(num[0]), "%ld", (long)pid);
+	tags[0].key = "pid";
+	tags[0].value = num[0];
+	if (WIFSIGNALED(status)) {
+		snprintf(what, sizeof(what), "worker %ld of %s killed by "
+		    "signal %d (%s)", (long)pid, sv->app->name,
+		    WTERMSIG(status), strsignal(WTERMSIG(status)));
+		snprintf(num[1], sizeof(num[1]), "%d", WTERMSIG(status));
+		tags[1].key = "signal";
+	} else {
+		snprintf(what, sizeof(what), "worker %ld of %s exited with "
+		    "status %d", (long)pid, sv->app->name,
+		    WEXITSTATUS(status));
+		snprintf(num[1], sizeof(num[1]), "%d", WEXITSTATUS(status));
+		tags[1].key = "exit_status";
+	}
+	tags[1].value = num[1];
+	memset(&ev, 0, sizeof(ev));
+	ev.level = "fatal";
+	ev.type = "WorkerDied";
+	ev.value = what;
+	ev.app = sv->app->name;
+	ev.tags = tags;
+	ev.ntags = KEEL_NELEM(tags);
+	keel_report_send(&ev);
+}
+
 /* SIGTERM or SIGINT was taken, or waits while blocked. */
 static int
 term_pending(void)
@@ -256,6 +330,7 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 	struct keel_redis	*redis;
 	struct keel_cache	*cache;
 	struct keel_req		 req;
+	struct keel_report_item	 rep;
 	struct pollfd		 pfd;
 	FCGX_Request		 fr;
 	enum keel_err		 er;
@@ -291,6 +366,7 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 
 	pfd.fd = sv->lfd;
 	pfd.events = POLLIN | POLLRDHUP;
+	memset(&rep, 0, sizeof(rep));
 	while (cfg->max_requests == 0 || served < cfg->max_requests) {
 		/* The one place SIGTERM gets in: no request is under way. */
 		if (ppoll(&pfd, 1, NULL, waitmask) == -1) {
@@ -318,6 +394,7 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 			continue;
 		}
 		t0 = now_ms();
+		er = KEEL_OK;
 		keel_arena_reset(arena);
 		if (keel_http_begin(&req, conn, &fr, arena,
 		    (size_t)cfg->body_max) == KEEL_STEP_GO) {
@@ -339,8 +416,10 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 		} else
 			keel_log_set_request(req.id);
 		keel_http_finish(&req);
+		report_request(sv, &req, fr.envp, er, now_ms() - t0, &rep);
 		FCGX_Finish_r(&fr);
 		access_log(&req, now_ms() - t0);
+		(void)keel_report_spool(&rep);
 		keel_log_set_request(NULL);
 		served++;
 	}
@@ -464,6 +543,7 @@ reap(struct supervisor *sv, int shutting_down)
 		else
 			keel_log_warnx("worker %ld exited with status %d; "
 			    "respawning", (long)pid, WEXITSTATUS(status));
+		report_death(sv, pid, status);
 		/* Dying at once again and again backs off, up to a bound. */
 		quick = now - sv->slots[i].started < QUICK_DEATH_MS;
 		if (!quick)
@@ -605,6 +685,8 @@ keel_serve(int argc, char *argv[], const struct keel_app *app)
 	if (!keel_config_load(&cfg, err, sizeof(err)))
 		keel_log_fatalx("configuration: %s", err);
 	keel_log_init(app->name, (enum keel_log_level)cfg.log_level);
+	if (!keel_report_init(&cfg, app->name, err, sizeof(err)))
+		keel_log_fatalx("configuration: %s", err);
 	if (sodium_init() < 0)
 		keel_log_fatalx("libsodium failed to initialise");
 
