@@ -23,6 +23,7 @@
  */
 #include "config.h"
 
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -63,6 +64,20 @@
 #define EXIT_RECYCLED	0	/* a worker leaving on purpose */
 
 static volatile sig_atomic_t got_term, got_hup, got_chld;
+
+/*
+ * The request each worker is serving, in memory the supervisor shares
+ * with its workers (one entry per slot), so a worker that dies mid-request
+ * is reported with that request's id.  A worker writes its own entry
+ * only; during a roll the retiring one and its successor share a slot,
+ * so the supervisor believes an entry only when its pid is the dead one's.
+ */
+struct busy {
+	pid_t	 pid;
+	char	 id[17];	/* "" while idle */
+};
+static struct busy *busy;	/* nslots of them; NULL when mmap failed */
+static int	 busy_slot;	/* a worker's slot (set before its fork) */
 static int	sigpipe_fd[2] = { -1, -1 };
 
 struct slot {
@@ -266,13 +281,27 @@ report_request(const struct supervisor *sv, const struct keel_req *req,
 	(void)keel_report_build_txn(it, &t);
 }
 
-/* A worker that died: an event from the supervisor. */
+/* A worker's entry in busy: serving request id, or idle (NULL). */
 static void
-report_death(const struct supervisor *sv, pid_t pid, int status)
+note_busy(pid_t self, const char *id)
+{
+	if (busy == NULL)
+		return;
+	busy[busy_slot].pid = self;
+	if (id != NULL)
+		memcpy(busy[busy_slot].id, id, sizeof(busy[0].id));
+	else
+		busy[busy_slot].id[0] = '\0';
+}
+
+/* A worker that died (in slot i): an event from the supervisor. */
+static void
+report_death(const struct supervisor *sv, int i, pid_t pid, int status)
 {
 	struct keel_report_event ev;
 	struct keel_report_tag	 tags[2];
-	char			 what[160], num[2][24];
+	char			 what[200], num[2][24];
+	const char		*rid = NULL;
 
 	snprintf(num[0], sizeof(num[0]), "%ld", (long)pid);
 	tags[0].key = "pid";
@@ -292,6 +321,12 @@ report_death(const struct supervisor *sv, pid_t pid, int status)
 	}
 	tags[1].value = num[1];
 	memset(&ev, 0, sizeof(ev));
+	if (busy != NULL && busy[i].pid == pid && busy[i].id[0] != '\0') {
+		rid = busy[i].id;
+		strncat(what, " during a request", sizeof(what) -
+		    strlen(what) - 1);
+	}
+	ev.request_id = rid;
 	ev.level = "fatal";
 	ev.type = "WorkerDied";
 	ev.value = what;
@@ -336,6 +371,7 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 	enum keel_err		 er;
 	double			 t0;
 	long			 served = 0;
+	pid_t			 self = getpid();
 
 	/* Die with the supervisor, whatever killed it (and reparented us). */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -403,6 +439,7 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 			req.redis = redis;
 			req.cache = cache;
 			keel_log_set_request(req.id);
+			note_busy(self, req.id);
 			er = keel_pipeline_run(sv->app->routes,
 			    sv->app->nroutes, &req);
 			if (er != KEEL_OK) {
@@ -420,6 +457,7 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 		FCGX_Finish_r(&fr);
 		access_log(&req, now_ms() - t0);
 		(void)keel_report_spool(&rep);
+		note_busy(self, NULL);
 		keel_log_set_request(NULL);
 		served++;
 	}
@@ -444,6 +482,7 @@ spawn(struct supervisor *sv, int i)
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGINT);
 	sigprocmask(SIG_BLOCK, &block, &old);
+	busy_slot = i;
 	if ((pid = fork()) == 0)
 		worker_main(sv, &old);
 	sigprocmask(SIG_SETMASK, &old, NULL);
@@ -543,7 +582,7 @@ reap(struct supervisor *sv, int shutting_down)
 		else
 			keel_log_warnx("worker %ld exited with status %d; "
 			    "respawning", (long)pid, WEXITSTATUS(status));
-		report_death(sv, pid, status);
+		report_death(sv, i, pid, status);
 		/* Dying at once again and again backs off, up to a bound. */
 		quick = now - sv->slots[i].started < QUICK_DEATH_MS;
 		if (!quick)
@@ -700,6 +739,10 @@ keel_serve(int argc, char *argv[], const struct keel_app *app)
 		keel_log_fatal("fcntl");
 	sv.nslots = cfg.workers;
 	sv.slots = keel_calloc((size_t)sv.nslots, sizeof(*sv.slots));
+	if ((busy = mmap(NULL, (size_t)sv.nslots * sizeof(*busy),
+	    PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)) ==
+	    MAP_FAILED)
+		busy = NULL;
 	sv.roll_next = -1;
 
 	make_sigpipe();
