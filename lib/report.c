@@ -282,7 +282,11 @@ keel_report_headers(const char *const *envp, size_t max,
 		    (eq = strchr(e, '=')) == NULL)
 			continue;
 		n = (size_t)(eq - e) - 5;
-		if (n == 0 || n >= sizeof(name))
+		/* CGI names are letters, digits and '_' (lighttpd maps the
+		 * rest): anything else is not a header we name. */
+		if (n == 0 || n >= sizeof(name) || strspn(e + 5,
+		    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+		    "0123456789_") != n)
 			continue;
 		/* HTTP_USER_AGENT: User-Agent. */
 		for (i = 0, up = true; i < n; i++) {
