@@ -119,9 +119,8 @@ ship_pass(struct keel_cron *c, const char *spool, int timeout,
 	char		 dir[1200], path[1400];
 	char		**names;
 	size_t		 n, i;
+	struct keel_report_posted p;
 	enum keel_err	 er;
-	int		 status;
-	long		 wait;
 	bool		 empty = true;
 
 	*failed = false;
@@ -133,37 +132,37 @@ ship_pass(struct keel_cron *c, const char *spool, int timeout,
 			break;
 		}
 		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
-		er = keel_report_post(path, timeout, &status, &wait);
-		if (wait > 0) {
+		er = keel_report_post(path, timeout, &p);
+		if (p.wait > 0) {
 			keel_log_warnx("report-ship: the endpoint asks for a "
 			    "pause of %ld s (status %d); every process of this "
-			    "host backs off", wait, status);
-			keel_report_backoff_for(wait);
+			    "host backs off", p.wait, p.status);
+			keel_report_backoff_for(p.wait);
 		}
+		cnt->sent += p.sent;
+		cnt->refused += p.refused;
+		if (p.refused > 0)
+			keel_log_warnx("report-ship: %s: %d envelope(s) refused "
+			    "for good (status %d)", names[i], p.refused,
+			    p.status);
 		if (er == KEEL_EINVAL) {
-			/* Unreadable or misnamed: never sendable. */
+			/* Unreadable: never sendable. */
 			keel_log_warnx("report-ship: %s is not an envelope; "
 			    "removed", names[i]);
 			(void)unlink(path);
 			cnt->refused++;
-		} else if (er != KEEL_OK || status >= 500 || status == 429 ||
-		    status < 200) {
+		} else if (p.done) {
+			if (unlink(path) == -1 && errno != ENOENT)
+				keel_log_warn("report-ship: unlink %s", path);
+		} else {
 			cnt->unsent++;
-			*failed = status != 429;
+			/* A pause asked for is the back-off's business. */
+			*failed = p.wait == 0;
 			if (*failed)
 				keel_log_warnx("report-ship: %s not sent (%s); "
 				    "kept", names[i], er != KEEL_OK ?
 				    keel_strerror(er) : "server error");
 			empty = false;
-		} else if (status < 300) {
-			if (unlink(path) == -1 && errno != ENOENT)
-				keel_log_warn("report-ship: unlink %s", path);
-			cnt->sent++;
-		} else {
-			keel_log_warnx("report-ship: %s refused with status "
-			    "%d; removed", names[i], status);
-			(void)unlink(path);
-			cnt->refused++;
 		}
 	}
 	free_list(names, n);

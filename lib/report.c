@@ -53,6 +53,9 @@
 #define TAG_VALUE_MAX	200
 #define BACKOFF_MAX	86400	/* seconds: a day at most */
 #define NAME_MAX_LEN	128	/* a spool file's name */
+#define TXN_BATCH	32	/* transactions a process holds, then writes
+				   as one file */
+#define TXN_AGE		10.0	/* seconds the oldest of them may wait */
 
 /* The process's reporting: set once by keel_report_init(). */
 static struct {
@@ -63,6 +66,9 @@ static struct {
 	char			 host[256];
 	char			 dir[1024];	/* the spool (KEEL_REPORT_SPOOL) */
 	long			 drops;		/* this process's, for logs */
+	struct keel_buf		 txns;		/* transactions not written */
+	int			 ntxns;
+	double			 txn_first;	/* when the oldest was added */
 	CURL			*curl;		/* the shipper's handle */
 } st;
 
@@ -883,7 +889,7 @@ spool_usage(long *files, long long *bytes)
 
 /* One more event dropped at the bound: a byte in "dropped". */
 static void
-count_drop(const struct keel_report_item *it, long files)
+count_drop(const char *id, long files)
 {
 	char	 path[PATH_MAX];
 	int	 fd;
@@ -900,7 +906,7 @@ count_drop(const struct keel_report_item *it, long files)
 		keel_log_warnx("report: spool full (%ld files, at most %d, "
 		    "%d bytes); event %s dropped, dropped=%ld", files,
 		    st.cfg->report_spool_max, st.cfg->report_spool_bytes,
-		    it->id, st.drops);
+		    id, st.drops);
 }
 
 /* Writes all n bytes of p to fd; false on an error. */
@@ -921,53 +927,84 @@ write_all(int fd, const char *p, size_t n)
 	return true;
 }
 
-enum keel_err
-keel_report_spool(struct keel_report_item *it)
+/*
+ * One spool file of n bytes (an error's envelope, or a batch of
+ * transactions' envelopes), named by id, within the bound.
+ */
+static enum keel_err
+spool_write(const char *data, size_t n, bool txn, const char *id)
 {
 	char		 tmp[PATH_MAX], dst[PATH_MAX + NAME_MAX_LEN];
 	long		 files, limit;
 	long long	 bytes;
-	enum keel_err	 er = KEEL_OK;
 	int		 fd;
 
-	if (it->env.len == 0)
-		return KEEL_OK;
-	if (!st.on)
-		goto out;
-	if (it->txn && keel_report_backoff_left() > 0)
-		goto out;
 	if (!spool_usage(&files, &bytes)) {
 		keel_log_warn("report: reading the spool %s", st.dir);
-		er = KEEL_EINTERNAL;
-		goto out;
+		return KEEL_EINTERNAL;
 	}
-	limit = it->txn ? st.cfg->report_spool_max / 2 :
-	    st.cfg->report_spool_max;
-	if (files >= limit || bytes + (long long)it->env.len >
-	    (long long)(it->txn ? st.cfg->report_spool_bytes / 2 :
-	    st.cfg->report_spool_bytes)) {
-		/* A transaction past its half is merely not sampled. */
-		if (!it->txn)
-			count_drop(it, files);
-		er = KEEL_ETOOBIG;
-		goto out;
+	limit = txn ? st.cfg->report_spool_max / 2 : st.cfg->report_spool_max;
+	if (files >= limit || bytes + (long long)n > (long long)(txn ?
+	    st.cfg->report_spool_bytes / 2 : st.cfg->report_spool_bytes)) {
+		/* Transactions past their half are merely not sampled. */
+		if (!txn)
+			count_drop(id, files);
+		return KEEL_ETOOBIG;
 	}
-	snprintf(tmp, sizeof(tmp), "%s/tmp/%s", st.dir, it->id);
+	snprintf(tmp, sizeof(tmp), "%s/tmp/%s", st.dir, id);
 	snprintf(dst, sizeof(dst), "%s/new/%013lld-%c-%s-%zu", st.dir,
-	    (long long)(now_real() * 1000), it->txn ? 't' : 'e', it->id,
-	    it->env.len);
+	    (long long)(now_real() * 1000), txn ? 't' : 'e', id, n);
 	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
 	    0640)) == -1) {
 		keel_log_warn("report: %s", tmp);
-		er = KEEL_EINTERNAL;
-		goto out;
+		return KEEL_EINTERNAL;
 	}
-	if (!write_all(fd, it->env.data, it->env.len) || close(fd) == -1 ||
+	if (!write_all(fd, data, n) || close(fd) == -1 ||
 	    rename(tmp, dst) == -1) {
 		keel_log_warn("report: writing %s", tmp);
 		(void)unlink(tmp);
-		er = KEEL_EINTERNAL;
+		return KEEL_EINTERNAL;
 	}
+	return KEEL_OK;
+}
+
+enum keel_err
+keel_report_flush(void)
+{
+	char		 id[KEEL_REPORT_ID_LEN + 1];
+	enum keel_err	 er = KEEL_OK;
+
+	if (st.ntxns == 0)
+		return KEEL_OK;
+	/* While the endpoint asks for a pause they would only wait. */
+	if (keel_report_backoff_left() <= 0) {
+		new_event_id(id);
+		er = spool_write(st.txns.data, st.txns.len, true, id);
+	}
+	keel_buf_reset(&st.txns);
+	st.ntxns = 0;
+	return er;
+}
+
+enum keel_err
+keel_report_spool(struct keel_report_item *it)
+{
+	enum keel_err	 er = KEEL_OK;
+
+	/* Transactions held too long go out first (an empty it too). */
+	if (st.ntxns > 0 && now_real() - st.txn_first >= TXN_AGE)
+		er = keel_report_flush();
+	if (it->env.len == 0 || !st.on)
+		goto out;
+	if (!it->txn) {
+		er = spool_write(it->env.data, it->env.len, false, it->id);
+		goto out;
+	}
+	if (st.ntxns++ == 0)
+		st.txn_first = now_real();
+	keel_buf_append(&st.txns, it->env.data, it->env.len);
+	if (st.ntxns >= TXN_BATCH)
+		er = keel_report_flush();
 out:
 	keel_buf_free(&it->env);
 	return er;
@@ -1085,25 +1122,56 @@ read_file(const char *path, struct keel_buf *b)
 	return n == 0;
 }
 
-/* The event id of a spool file's name: its third field. */
-static bool
-name_event_id(const char *path, char id[KEEL_REPORT_ID_LEN + 1])
+size_t
+keel_report_envelope_len(const char *p, size_t n)
 {
-	const char	*base = strrchr(path, '/'), *p;
+	const char	*h, *ih, *len;
+	size_t		 at;
+	int64_t		 plen;
+	char		 num[24];
 
-	p = base != NULL ? base + 1 : path;
-	if ((p = strchr(p, '-')) == NULL || (p = strchr(p + 1, '-')) == NULL ||
-	    strspn(p + 1, "0123456789abcdef") != KEEL_REPORT_ID_LEN)
+	if ((h = memchr(p, '\n', n)) == NULL ||
+	    (ih = memchr(h + 1, '\n', n - (size_t)(h + 1 - p))) == NULL)
+		return 0;
+	/* {"type":...,"length":N}: N bytes of payload after the line. */
+	len = h + 1;
+	while ((len = memchr(len, '"', (size_t)(ih - len))) != NULL &&
+	    (size_t)(ih - len) > 9 && strncmp(len, "\"length\":", 9) != 0)
+		len++;
+	if (len == NULL || (size_t)(ih - len) <= 9)
+		return 0;
+	snprintf(num, sizeof(num), "%.*s", (int)strspn(len + 9, "0123456789") <
+	    20 ? (int)strspn(len + 9, "0123456789") : 20, len + 9);
+	if (!keel_parse_int64(num, 0, INT32_MAX, &plen))
+		return 0;
+	at = (size_t)(ih + 1 - p) + (size_t)plen;
+	if (at > n)
+		return 0;
+	return at < n && p[at] == '\n' ? at + 1 : at;
+}
+
+/* The event id of an envelope's header line (at p, n bytes). */
+static bool
+header_event_id(const char *p, size_t n, char id[KEEL_REPORT_ID_LEN + 1])
+{
+	static const char key[] = "{\"event_id\":\"";
+
+	if (n < sizeof(key) - 1 + KEEL_REPORT_ID_LEN ||
+	    memcmp(p, key, sizeof(key) - 1) != 0 ||
+	    strspn(p + sizeof(key) - 1, "0123456789abcdef") <
+	    KEEL_REPORT_ID_LEN)
 		return false;
-	memcpy(id, p + 1, KEEL_REPORT_ID_LEN);
+	memcpy(id, p + sizeof(key) - 1, KEEL_REPORT_ID_LEN);
 	id[KEEL_REPORT_ID_LEN] = '\0';
 	return true;
 }
 
-enum keel_err
-keel_report_post(const char *path, int timeout_s, int *status, long *wait)
+/* POSTs one envelope (p, n bytes) with its header rebuilt: sent_at now
+ * and the DSN of today's settings. */
+static enum keel_err
+post_one(const char *p, size_t n, int timeout_s, int *status, long *wait)
 {
-	struct keel_buf		 file = { NULL, 0, 0 }, env = { NULL, 0, 0 };
+	struct keel_buf		 env = { NULL, 0, 0 };
 	struct curl_slist	*hdrs = NULL;
 	struct answer		 a;
 	char			 url[1024], auth[512], id[KEEL_REPORT_ID_LEN + 1];
@@ -1114,17 +1182,10 @@ keel_report_post(const char *path, int timeout_s, int *status, long *wait)
 
 	*status = 0;
 	*wait = 0;
-	if (!st.on || !read_file(path, &file) || file.len == 0 ||
-	    !name_event_id(path, id) ||
-	    (nl = memchr(file.data, '\n', file.len)) == NULL) {
-		keel_buf_free(&file);
+	if (!header_event_id(p, n, id) || (nl = memchr(p, '\n', n)) == NULL)
 		return KEEL_EINVAL;
-	}
-	/* The header again, sent_at now and the DSN of today's settings. */
 	envelope_header(&env, id, st.cfg->sentry_dsn, now_real());
-	keel_buf_append(&env, nl, file.len - (size_t)(nl - file.data));
-	keel_buf_free(&file);
-
+	keel_buf_append(&env, nl, n - (size_t)(nl - p));
 	if (st.curl == NULL) {
 		curl_global_init(CURL_GLOBAL_DEFAULT);
 		if ((st.curl = curl_easy_init()) == NULL) {
@@ -1169,6 +1230,52 @@ keel_report_post(const char *path, int timeout_s, int *status, long *wait)
 	*wait = keel_report_backoff((int)code,
 	    a.rate_limits[0] != '\0' ? a.rate_limits : NULL,
 	    a.retry_after[0] != '\0' ? a.retry_after : NULL);
+	return er;
+}
+
+enum keel_err
+keel_report_post(const char *path, int timeout_s,
+    struct keel_report_posted *out)
+{
+	struct keel_buf	 file = { NULL, 0, 0 };
+	enum keel_err	 er = KEEL_OK;
+	size_t		 at = 0, n;
+
+	memset(out, 0, sizeof(*out));
+	if (!st.on || !read_file(path, &file) || file.len == 0) {
+		keel_buf_free(&file);
+		return KEEL_EINVAL;
+	}
+	/* Each envelope of the file in turn, up to the first not taken. */
+	while (at < file.len) {
+		if ((n = keel_report_envelope_len(file.data + at,
+		    file.len - at)) == 0) {
+			/* Not an envelope: nothing after it ever will be. */
+			if (at == 0)
+				er = KEEL_EINVAL;
+			at = file.len;
+			break;
+		}
+		er = post_one(file.data + at, n, timeout_s, &out->status,
+		    &out->wait);
+		if (er == KEEL_EINVAL) {
+			out->refused++;
+			er = KEEL_OK;
+		} else if (er != KEEL_OK)
+			break;
+		else if (out->status >= 200 && out->status < 300)
+			out->sent++;
+		else if (out->status >= 400 && out->status < 500 &&
+		    out->status != 429)
+			out->refused++;
+		else
+			break;
+		at += n;
+		if (out->wait > 0)
+			break;
+	}
+	out->done = at >= file.len;
+	keel_buf_free(&file);
 	return er;
 }
 

@@ -467,6 +467,7 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 	keel_cache_close(cache);
 	keel_redis_close(redis);
 	keel_db_close(db);
+	(void)keel_report_flush();
 	keel_log_debug("worker exits after %ld requests", served);
 	_exit(EXIT_RECYCLED);
 }

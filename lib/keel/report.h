@@ -175,14 +175,18 @@ bool	 keel_report_build(struct keel_report_item *it,
 bool	 keel_report_build_txn(struct keel_report_item *it,
 	    const struct keel_report_txn *t);
 /*
- * Writes it into the spool (tmp/, then renamed into new/) and empties
- * it; it may be empty (nothing happens).  Past KEEL_REPORT_SPOOL_MAX
- * files or KEEL_REPORT_SPOOL_BYTES the event is dropped and counted
- * (a byte appended to the spool's "dropped" file); a transaction only
- * takes the spool's first half, and none is spooled while the shipper
- * backs off.  Never touches the network.
+ * Writes an error into the spool (tmp/, then renamed into new/) and
+ * empties it; it may be empty.  Past KEEL_REPORT_SPOOL_MAX files or
+ * KEEL_REPORT_SPOOL_BYTES the event is dropped and counted (a byte
+ * appended to the spool's "dropped" file).  A transaction is held in
+ * memory and written with others as one file (TXN_BATCH of them, or
+ * when the oldest is TXN_AGE old at the next call), in the spool's
+ * first half only, never while the shipper backs off.  Never touches
+ * the network.
  */
 enum keel_err	 keel_report_spool(struct keel_report_item *it);
+/* Writes the transactions held (a process calls it before it exits). */
+enum keel_err	 keel_report_flush(void);
 /* Build and spool at once (supervisors, drainers: no reply waits). */
 void	 keel_report_send(const struct keel_report_event *ev);
 
@@ -198,15 +202,31 @@ double	 keel_report_backoff_left(void);
 /* Backs every process of the host off for seconds from now (0: ends
  * it): the deadline written atomically (tmp file, rename). */
 void	 keel_report_backoff_for(long seconds);
+/* Bytes of the first envelope at p (n bytes), its trailing newline
+ * included; 0 when p does not start with a whole one. */
+size_t		 keel_report_envelope_len(const char *p, size_t n);
+
+/* What keel_report_post() did with a spool file. */
+struct keel_report_posted {
+	int	 status;	/* the last answer's (0: none came) */
+	long	 wait;		/* back-off it asked for, seconds; 0 none */
+	int	 sent;		/* envelopes taken (2xx) */
+	int	 refused;	/* refused for good (4xx but 429, malformed) */
+	bool	 done;		/* every envelope was sent or refused: the
+				   file may go */
+};
 /*
- * POSTs one spooled envelope file (path) to the DSN, its header line
- * rebuilt with sent_at now; *status gets the HTTP status (0 when no
- * answer came) and *wait the back-off the answer asked for (seconds,
- * 0 none).  KEEL_OK on an answer, KEEL_EUNAVAIL or KEEL_ETIMEOUT
- * without one, KEEL_EINVAL for an unreadable file.
+ * POSTs each envelope of a spool file (path) to the DSN in turn, its
+ * header line rebuilt with sent_at now, stopping at the first not taken
+ * for a reason that may pass (no answer, 5xx, 429) or whose answer asked
+ * for a pause.  KEEL_EUNAVAIL or KEEL_ETIMEOUT when the last got no
+ * answer, KEEL_EINVAL for a file that holds no envelope, else KEEL_OK
+ * (out->status: the last answer).  A file kept after some of its
+ * envelopes went is sent whole again later: Sentry drops an event id it
+ * already has.
  */
 enum keel_err	 keel_report_post(const char *path, int timeout_s,
-		    int *status, long *wait);
+		    struct keel_report_posted *out);
 /* Releases the shipper's connection (a later post opens another). */
 void		 keel_report_close(void);
 /* The spool's directory (NULL when reporting is off). */

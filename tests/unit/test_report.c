@@ -318,6 +318,26 @@ test_envelope_layout(void **state)
 }
 
 static void
+test_envelope_len_splits_a_batch(void **state)
+{
+	struct keel_buf	 b = { NULL, 0, 0 };
+	size_t		 first;
+
+	(void)state;
+	keel_report_envelope(&b, id, "https://k@h/1", 1, "transaction",
+	    "{\"a\":\"x\ny\"}", 12);
+	first = b.len;
+	keel_report_envelope(&b, id, "https://k@h/1", 1, "event", "{}", 2);
+	assert_int_equal(keel_report_envelope_len(b.data, b.len), first);
+	assert_int_equal(keel_report_envelope_len(b.data + first,
+	    b.len - first), b.len - first);
+	assert_int_equal(keel_report_envelope_len(b.data, first - 3), 0);
+	assert_int_equal(keel_report_envelope_len("{}\n{\"type\":\"e\"}\n",
+	    17), 0);
+	keel_buf_free(&b);
+}
+
+static void
 test_txn_fields(void **state)
 {
 	const struct keel_report_txn t = { .app = "cars",
@@ -437,11 +457,21 @@ test_spool_bound_drops_and_counts(void **state)
 	int			 i;
 
 	(void)state;
-	/* Transactions take at most half of the spool, uncounted. */
+	/* Held in memory, written as one file. */
 	for (i = 0; i < 3; i++) {
 		memset(&it, 0, sizeof(it));
 		assert_true(keel_report_build_txn(&it, &t));
 		keel_report_spool(&it);
+	}
+	assert_int_equal(files_in("new"), 0);
+	assert_int_equal(keel_report_flush(), KEEL_OK);
+	assert_int_equal(files_in("new"), 1);
+	/* Transactions take at most half of the spool, uncounted. */
+	for (i = 0; i < 2; i++) {
+		memset(&it, 0, sizeof(it));
+		assert_true(keel_report_build_txn(&it, &t));
+		keel_report_spool(&it);
+		keel_report_flush();
 	}
 	assert_int_equal(files_in("new"), 2);
 	assert_int_equal(size_of("dropped"), 0);
@@ -467,6 +497,7 @@ test_spool_no_txn_during_backoff(void **state)
 	memset(&it, 0, sizeof(it));
 	assert_true(keel_report_build_txn(&it, &t));
 	keel_report_spool(&it);
+	keel_report_flush();
 	assert_int_equal(files_in("new"), before);
 	keel_report_backoff_for(0);
 	assert_true(keel_report_backoff_left() == 0);
@@ -490,6 +521,7 @@ main(void)
 		cmocka_unit_test(test_event_long_value_cut),
 		cmocka_unit_test(test_event_tag_scrubbed_by_key),
 		cmocka_unit_test(test_envelope_layout),
+		cmocka_unit_test(test_envelope_len_splits_a_batch),
 		cmocka_unit_test(test_txn_fields),
 		cmocka_unit_test(test_sampled_by_request_id),
 		cmocka_unit_test(test_backoff_headers),
