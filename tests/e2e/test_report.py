@@ -212,6 +212,18 @@ def test_spool_bound_drops_and_counts_the_rest(reports, stack, tmp_path):
     assert sum(len(events_where(stack, job=k)) for k in keys) == 3
 
 
+def test_failing_receiver_keeps_reports_until_it_takes_them(reports,
+                                                             stack):
+    stack.set_sentry_mode("error")
+    rid = fail(stack)
+    s = summary(ship(stack))
+    assert s["processed"] == "0" and int(s["kept"]) >= 1, s
+    assert events_where(stack, request_id=rid) == []
+    stack.set_sentry_mode("accept")
+    ship(stack)
+    assert len(events_where(stack, request_id=rid)) == 1
+
+
 # ------------------------------- a receiver that hangs or says 429
 
 def p99_ms(stack, n=300):

@@ -109,6 +109,23 @@ test_dsn_refused(void **state)
 }
 
 static void
+test_init_refuses_a_bad_dsn_naming_it(void **state)
+{
+	static char	 bad[] = "https://sentry.example/1";
+	struct keel_config c;
+	char		 err[256];
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	c.sentry_dsn = bad;
+	assert_false(keel_report_init(&c, "t", err, sizeof(err)));
+	assert_non_null(strstr(err, "SENTRY_DSN"));
+	c.sentry_dsn = bad + sizeof(bad) - 1;	/* "": reports off */
+	assert_true(keel_report_init(&c, "t", err, sizeof(err)));
+	assert_false(keel_report_enabled());
+}
+
+static void
 test_secret_names(void **state)
 {
 	(void)state;
@@ -510,6 +527,7 @@ main(void)
 		cmocka_unit_test(test_dsn_parsed),
 		cmocka_unit_test(test_dsn_with_port_path_and_old_secret),
 		cmocka_unit_test(test_dsn_refused),
+		cmocka_unit_test(test_init_refuses_a_bad_dsn_naming_it),
 		cmocka_unit_test(test_secret_names),
 		cmocka_unit_test(test_secret_values),
 		cmocka_unit_test(test_scrub_filters_by_name_or_value),
