@@ -229,6 +229,25 @@ secret_pair(const char *s)
 	return false;
 }
 
+/* A mail address inside s: "local@domain.tld" (reports name no one). */
+static bool
+has_email(const char *s)
+{
+	const char	*at, *p;
+
+	for (at = strchr(s, '@'); at != NULL; at = strchr(at + 1, '@')) {
+		if (at == s || !(isalnum((unsigned char)at[-1]) ||
+		    strchr("._+-", at[-1]) != NULL))
+			continue;
+		/* A domain with a dot and a letter after it (not keel@0.1.0). */
+		for (p = at + 1; isalnum((unsigned char)*p) || *p == '-' ||
+		    (*p == '.' && isalnum((unsigned char)p[1])); p++)
+			if (*p == '.' && isalpha((unsigned char)p[1]))
+				return true;
+	}
+	return false;
+}
+
 bool
 keel_report_secret_value(const char *v)
 {
@@ -242,7 +261,34 @@ keel_report_secret_value(const char *v)
 	for (i = 0; i < KEEL_NELEM(schemes); i++)
 		if (strncasecmp(v, schemes[i], strlen(schemes[i])) == 0)
 			return true;
-	return looks_jwt(v) || looks_card(v) || secret_pair(v);
+	return looks_jwt(v) || looks_card(v) || secret_pair(v) || has_email(v);
+}
+
+void
+keel_report_scrub_text(struct keel_buf *out, const char *s)
+{
+	static const char	 seps[] = " \t\r\n,;()<>[]{}\"'";
+	char			 word[512];
+	size_t			 n;
+	bool			 credential = false;
+
+	while (*s != '\0') {
+		if ((n = strcspn(s, seps)) == 0) {
+			keel_buf_putc(out, *s++);
+			continue;
+		}
+		snprintf(word, sizeof(word), "%.*s", (int)(n < sizeof(word) ?
+		    n : sizeof(word) - 1), s);
+		/* The word after "Bearer" is the credential. */
+		if (credential || keel_report_secret_value(word))
+			keel_buf_puts(out, KEEL_REPORT_FILTERED);
+		else
+			keel_buf_append(out, s, n);
+		credential = strcasecmp(word, "bearer") == 0 ||
+		    strcasecmp(word, "basic") == 0 ||
+		    strcasecmp(word, "token") == 0;
+		s += n;
+	}
 }
 
 const char *
@@ -540,7 +586,11 @@ keel_report_event_json(struct keel_buf *b, const struct keel_report_event *ev,
 	keel_jw_arr_open(&w);
 	keel_jw_obj_open(&w);
 	put_str(&w, "type", ev->type, TAG_VALUE_MAX);
-	put_str(&w, "value", ev->value, VALUE_MAX);
+	if (ev->value != NULL) {
+		keel_buf_reset(&tmp);
+		keel_report_scrub_text(&tmp, ev->value);
+		put_str(&w, "value", tmp.data, VALUE_MAX);
+	}
 	keel_jw_obj_close(&w);
 	keel_jw_arr_close(&w);
 	keel_jw_obj_close(&w);

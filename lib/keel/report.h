@@ -46,11 +46,19 @@ void	 keel_report_auth_header(const struct keel_report_dsn *, char *buf,
  * Scrubbing, applied before anything is serialised.  A name is secret
  * when it contains (any case) pass, secret, token, auth, cookie, session,
  * key, signature, credit or card; a value when it is a bearer or basic
- * credential, a JWT (three base64url parts, the first "eyJ..."), or a
- * 13-19 digit number passing Luhn's check (a card).
+ * credential, a JWT (three base64url parts, the first "eyJ..."), a
+ * 13-19 digit number passing Luhn's check (a card), a name=value pair
+ * with a secret name inside it, or a mail address.
  */
 bool	 keel_report_secret_name(const char *name);
 bool	 keel_report_secret_value(const char *value);
+/*
+ * s into out (appended) with each word that looks like a secret or a
+ * mail address, and the word after "Bearer", "Basic" or "Token",
+ * replaced by KEEL_REPORT_FILTERED: for messages, which mix our text
+ * with what a dependency said.
+ */
+void	 keel_report_scrub_text(struct keel_buf *out, const char *s);
 /* value, or KEEL_REPORT_FILTERED when name or value is secret. */
 const char *keel_report_scrub(const char *name, const char *value);
 /*

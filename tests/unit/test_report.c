@@ -161,6 +161,29 @@ test_secret_values(void **state)
 }
 
 static void
+test_scrub_text_words(void **state)
+{
+	struct keel_buf	 b = { NULL, 0, 0 };
+
+	(void)state;
+	keel_report_scrub_text(&b, "smtp: 550 <bob@example.com> unknown, "
+	    "auth Bearer abc123 failed; url /x?token=zz&a=1 (ok)");
+	assert_string_equal(b.data, "smtp: 550 <[Filtered]> unknown, "
+	    "auth Bearer [Filtered] failed; url [Filtered] (ok)");
+	keel_buf_free(&b);
+}
+
+static void
+test_secret_value_mail_address(void **state)
+{
+	(void)state;
+	assert_true(keel_report_secret_value("Bob <bob@example.com>"));
+	assert_false(keel_report_secret_value("user@localhost"));
+	assert_false(keel_report_secret_value("keel@0.1.0"));
+	assert_false(keel_report_secret_value("a @ b"));
+}
+
+static void
 test_scrub_filters_by_name_or_value(void **state)
 {
 	(void)state;
@@ -531,6 +554,8 @@ main(void)
 		cmocka_unit_test(test_secret_names),
 		cmocka_unit_test(test_secret_values),
 		cmocka_unit_test(test_scrub_filters_by_name_or_value),
+		cmocka_unit_test(test_scrub_text_words),
+		cmocka_unit_test(test_secret_value_mail_address),
 		cmocka_unit_test(test_headers_named_scrubbed_no_address),
 		cmocka_unit_test(test_headers_bounded),
 		cmocka_unit_test(test_event_fields),
