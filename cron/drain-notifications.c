@@ -1,16 +1,31 @@
 /* SPDX-License-Identifier: ISC */
 /*
  * drain-notifications.c -- keel-drain-notifications: turns jobs into
- * users' notifications (DESIGN.md, "Notifications in real time").
+ * users' notifications and publishes each on its user's live channel
+ * (DESIGN.md, "Notifications in real time"; lib/notify.h).
  *
- * attempt_graded {"userId", "attemptId", "testId", "testTitle",
- * "score", "correct", "total", "late"} (the submit transaction's):
- * one notifications row, kind attempt_graded, "Result: <title>", its
- * data {attemptId, testId, score, late}.  The row carries the job's key
- * (sql/011), so a job run twice inserts it once.  Members the payload
- * has beyond these are ignored; a missing or ill-typed one, or a user
- * who doesn't exist, can never work: dead-lettered.  (Publishing to the
- * live stream comes with the stream's issue.)
+ * Every kind is a row of notify_kinds: the payload's fields (userId
+ * first; members beyond them are ignored) and how they make the row's
+ * title, body and data.  One path inserts them all, in one transaction
+ * that first locks the user's row (FOR NO KEY UPDATE: serialises one
+ * user's notifications, so their ids are in commit order), reads prev,
+ * the user's last notification id, and inserts the row keyed by the
+ * job's key (dedup_key, sql/011).  After the commit the user's cached
+ * pages are invalidated and {"userId", "prev", "notification"} is
+ * published on keel:notify:<userId>.  A job run twice finds its row and
+ * publishes it again, with the prev it had; a PUBLISH that fails (Redis
+ * down) is logged and the job is done all the same: the row is durable
+ * and a stream replays it from PostgreSQL.  A missing or ill-typed
+ * field, or a user who doesn't exist, can never work: dead-lettered.
+ *
+ *   attempt_graded {userId, attemptId, testId, testTitle, score,
+ *	correct, total, late}: "Result: <title>" (the submit's)
+ *   password_changed {userId, via?}: a change or a reset (users, auth)
+ *   role_changed {userId, role}: an admin's change (users)
+ *   contract_created {userId, contractId, carId, startDate, endDate,
+ *	car?}: for the contract's customer (contracts)
+ *   contract_starting {userId, contractId, startsAt, car?}: the day
+ *	before (keel-notify-contracts)
  */
 #include "config.h"
 
@@ -18,10 +33,38 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "keel/cache.h"
 #include "keel/db.h"
 #include "keel/drain.h"
 #include "keel/json.h"
 #include "keel/mem.h"
+#include "keel/notify.h"
+#include "keel/redis.h"
+#include "keel/resource.h"
+
+struct notify_ctx {
+	struct keel_db		*db;		/* the drainer's */
+	struct keel_redis	*redis;
+	struct keel_cache	*cache;
+};
+
+/* What a kind makes of its payload: the row's title, body and data. */
+struct notify_text {
+	struct keel_buf		 title;
+	struct keel_buf		 body;
+	struct keel_buf		 data;	/* a JSON object */
+};
+
+/* A kind: its payload's fields, [0] the user's id, and its words. */
+struct notify_kind {
+	const char		*kind;
+	const struct keel_field	*fields;
+	size_t			 nfields;
+	void			(*compose)(const struct keel_value *,
+				    struct notify_text *, struct keel_jw *);
+};
+
+#define NOTIFY_MAXFIELDS	8
 
 enum graded_field {
 	G_USER, G_ATTEMPT, G_TEST, G_TITLE, G_SCORE, G_CORRECT, G_TOTAL,
@@ -47,18 +90,211 @@ static const struct keel_field graded_fields[G__MAX] = {
 	    .required = true },
 };
 
-/* The row, once per job key; the title cut to the column's 200. */
-static const struct keel_query q_graded = { .name = "notify_graded",
-	.sql = "INSERT INTO notifications (user_id, kind, title, body, data, "
-	"dedup_key) VALUES ($1, 'attempt_graded', "
-	"left('Result: ' || $2::text, 200), "
-	"format('You scored %s%% (%s of %s correct)%s.', $3::integer, "
-	"$4::integer, $5::integer, CASE WHEN $6::boolean "
-	"THEN ', submitted late' ELSE '' END), "
-	"jsonb_build_object('attemptId', $7::bigint, 'testId', $8::bigint, "
-	"'score', $3::integer, 'late', $6::boolean), $9) "
-	"ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING",
+static const char *const password_vias[] = { "profile", "reset", NULL };
+
+enum password_field { P_USER, P_VIA, P__MAX };
+
+static const struct keel_field password_fields[P__MAX] = {
+	[P_USER] = { .name = "userId", .type = KEEL_FIELD_ID,
+	    .required = true },
+	[P_VIA] = { .name = "via", .type = KEEL_FIELD_ENUM,
+	    .values = password_vias },
+};
+
+static const char *const role_names[] = { "admin", "staff", "customer",
+    "student", NULL };
+
+enum role_field { R_USER, R_ROLE, R__MAX };
+
+static const struct keel_field role_fields[R__MAX] = {
+	[R_USER] = { .name = "userId", .type = KEEL_FIELD_ID,
+	    .required = true },
+	[R_ROLE] = { .name = "role", .type = KEEL_FIELD_ENUM,
+	    .required = true, .values = role_names },
+};
+
+enum created_field {
+	C_USER, C_CONTRACT, C_CAR, C_START, C_END, C_NAME, C__MAX
+};
+
+static const struct keel_field created_fields[C__MAX] = {
+	[C_USER] = { .name = "userId", .type = KEEL_FIELD_ID,
+	    .required = true },
+	[C_CONTRACT] = { .name = "contractId", .type = KEEL_FIELD_ID,
+	    .required = true },
+	[C_CAR] = { .name = "carId", .type = KEEL_FIELD_ID,
+	    .required = true },
+	[C_START] = { .name = "startDate", .type = KEEL_FIELD_DATE,
+	    .required = true },
+	[C_END] = { .name = "endDate", .type = KEEL_FIELD_DATE,
+	    .required = true },
+	[C_NAME] = { .name = "car", .type = KEEL_FIELD_STRING,
+	    .min = 1, .max = 300 },
+};
+
+enum starting_field { S_USER, S_CONTRACT, S_STARTS, S_NAME, S__MAX };
+
+static const struct keel_field starting_fields[S__MAX] = {
+	[S_USER] = { .name = "userId", .type = KEEL_FIELD_ID,
+	    .required = true },
+	[S_CONTRACT] = { .name = "contractId", .type = KEEL_FIELD_ID,
+	    .required = true },
+	[S_STARTS] = { .name = "startsAt", .type = KEEL_FIELD_DATE,
+	    .required = true },
+	[S_NAME] = { .name = "car", .type = KEEL_FIELD_STRING,
+	    .min = 1, .max = 300 },
+};
+
+static void
+compose_graded(const struct keel_value *v, struct notify_text *t,
+    struct keel_jw *w)
+{
+	keel_buf_printf(&t->title, "Result: %s", v[G_TITLE].s);
+	keel_buf_printf(&t->body, "You scored %lld%% (%lld of %lld "
+	    "correct)%s.", (long long)v[G_SCORE].i, (long long)v[G_CORRECT].i,
+	    (long long)v[G_TOTAL].i, v[G_LATE].b ? ", submitted late" : "");
+	keel_jw_key(w, "attemptId");
+	keel_jw_int(w, v[G_ATTEMPT].i);
+	keel_jw_key(w, "testId");
+	keel_jw_int(w, v[G_TEST].i);
+	keel_jw_key(w, "score");
+	keel_jw_int(w, v[G_SCORE].i);
+	keel_jw_key(w, "late");
+	keel_jw_bool(w, v[G_LATE].b);
+}
+
+static void
+compose_password(const struct keel_value *v, struct notify_text *t,
+    struct keel_jw *w)
+{
+	keel_buf_puts(&t->title, "Your password was changed");
+	keel_buf_puts(&t->body, "Your other sessions were ended. If you "
+	    "didn't change it, reset your password now and tell an "
+	    "administrator.");
+	if (v[P_VIA].present) {
+		keel_jw_key(w, "via");
+		keel_jw_str(w, v[P_VIA].s);
+	}
+}
+
+static void
+compose_role(const struct keel_value *v, struct notify_text *t,
+    struct keel_jw *w)
+{
+	keel_buf_printf(&t->title, "Your role is now %s", v[R_ROLE].s);
+	keel_buf_printf(&t->body, "An administrator changed your role to "
+	    "%s. Sign in again to use it.", v[R_ROLE].s);
+	keel_jw_key(w, "role");
+	keel_jw_str(w, v[R_ROLE].s);
+}
+
+static void
+compose_created(const struct keel_value *v, struct notify_text *t,
+    struct keel_jw *w)
+{
+	keel_buf_printf(&t->title, "New rental contract #%lld",
+	    (long long)v[C_CONTRACT].i);
+	if (v[C_NAME].present)
+		keel_buf_printf(&t->body, "%s is booked for you from %s to "
+		    "%s.", v[C_NAME].s, v[C_START].s, v[C_END].s);
+	else
+		keel_buf_printf(&t->body, "Car #%lld is booked for you from "
+		    "%s to %s.", (long long)v[C_CAR].i, v[C_START].s,
+		    v[C_END].s);
+	keel_jw_key(w, "contractId");
+	keel_jw_int(w, v[C_CONTRACT].i);
+	keel_jw_key(w, "carId");
+	keel_jw_int(w, v[C_CAR].i);
+	keel_jw_key(w, "startDate");
+	keel_jw_str(w, v[C_START].s);
+	keel_jw_key(w, "endDate");
+	keel_jw_str(w, v[C_END].s);
+}
+
+static void
+compose_starting(const struct keel_value *v, struct notify_text *t,
+    struct keel_jw *w)
+{
+	keel_buf_puts(&t->title, "Your rental starts tomorrow");
+	keel_buf_printf(&t->body, "Contract #%lld%s%s starts on %s.",
+	    (long long)v[S_CONTRACT].i, v[S_NAME].present ? " for " : "",
+	    v[S_NAME].present ? v[S_NAME].s : "", v[S_STARTS].s);
+	keel_jw_key(w, "contractId");
+	keel_jw_int(w, v[S_CONTRACT].i);
+	keel_jw_key(w, "startsAt");
+	keel_jw_str(w, v[S_STARTS].s);
+}
+
+static const struct notify_kind notify_kinds[] = {
+	{ .kind = "attempt_graded", .fields = graded_fields,
+	    .nfields = G__MAX, .compose = compose_graded },
+	{ .kind = "password_changed", .fields = password_fields,
+	    .nfields = P__MAX, .compose = compose_password },
+	{ .kind = "role_changed", .fields = role_fields,
+	    .nfields = R__MAX, .compose = compose_role },
+	{ .kind = "contract_created", .fields = created_fields,
+	    .nfields = C__MAX, .compose = compose_created },
+	{ .kind = "contract_starting", .fields = starting_fields,
+	    .nfields = S__MAX, .compose = compose_starting },
+};
+
+/* The user's row, locked until the commit: no row, no such user. */
+static const struct keel_query q_lock = { .name = "notify_lock",
+	.sql = "SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE",
 	.target = KEEL_DB_PRIMARY };
+
+static const struct keel_query q_prev = { .name = "notify_prev",
+	.sql = "SELECT coalesce(max(id), 0) FROM notifications "
+	"WHERE user_id = $1", .target = KEEL_DB_PRIMARY };
+
+/* Title and body cut to their columns' bounds, in characters. */
+static const struct keel_query q_insert = { .name = "notify_insert",
+	.sql = "INSERT INTO notifications (user_id, kind, title, body, data, "
+	"dedup_key) VALUES ($1, $2, left($3, 200), left($4, 5000), "
+	"$5::jsonb, $6) "
+	"ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING "
+	"RETURNING " KEEL_NOTIFY_COLS, .target = KEEL_DB_PRIMARY };
+
+/* The row a run before this one made, its user and its prev. */
+static const struct keel_query q_existing = { .name = "notify_existing",
+	.sql = "SELECT " KEEL_NOTIFY_COLS ", user_id, "
+	"(SELECT coalesce(max(p.id), 0) FROM notifications p "
+	"WHERE p.user_id = n.user_id AND p.id < n.id) AS prev "
+	"FROM notifications n WHERE dedup_key = $1",
+	.target = KEEL_DB_PRIMARY };
+
+static void *
+notify_setup(const struct keel_config *cfg, struct keel_db *db)
+{
+	struct notify_ctx	*c;
+
+	c = keel_calloc(1, sizeof(*c));
+	c->db = db;
+	c->redis = keel_redis_open(cfg);
+	c->cache = keel_cache_open(cfg);
+	return c;
+}
+
+static void
+notify_teardown(void *arg)
+{
+	struct notify_ctx	*c = arg;
+
+	keel_redis_close(c->redis);
+	keel_cache_close(c->cache);
+	free(c);
+}
+
+static const struct notify_kind *
+notify_kind_find(const char *kind)
+{
+	size_t	 i;
+
+	for (i = 0; i < KEEL_NELEM(notify_kinds); i++)
+		if (strcmp(notify_kinds[i].kind, kind) == 0)
+			return &notify_kinds[i];
+	return NULL;
+}
 
 /*
  * The payload's members of fields[0..n) into vals (whose strings live
@@ -100,56 +336,146 @@ notify_payload(const char *payload, const struct keel_field *fields,
 	return ok;
 }
 
-static enum keel_job_result
-notify_graded(void *arg, const struct keel_job *job, char *why, size_t n)
+/*
+ * In the transaction, the user locked: the job's row, inserted now or
+ * by a run before; *rows its columns, *prev the user's notification
+ * before it, *uid its user.
+ */
+static enum keel_err
+notify_insert(struct notify_ctx *c, const struct keel_job *job,
+    int64_t user, const struct notify_text *t, struct keel_rows **rows,
+    int64_t *prev, int64_t *uid)
 {
-	struct keel_db		*db = arg;
-	struct keel_value	 v[G__MAX];
 	struct keel_db_params	 p;
-	struct json_object	*doc;
+	struct keel_rows	*pr = NULL;
 	enum keel_err		 er;
 
-	if (!notify_payload(job->payload, graded_fields, G__MAX, v, &doc, why,
-	    n)) {
-		json_object_put(doc);
-		return KEEL_JOB_FAIL;
-	}
 	keel_db_params_init(&p);
-	keel_db_param_int(&p, v[G_USER].i);
-	keel_db_param_text(&p, v[G_TITLE].s);
-	keel_db_param_int(&p, v[G_SCORE].i);
-	keel_db_param_int(&p, v[G_CORRECT].i);
-	keel_db_param_int(&p, v[G_TOTAL].i);
-	keel_db_param_bool(&p, v[G_LATE].b);
-	keel_db_param_int(&p, v[G_ATTEMPT].i);
-	keel_db_param_int(&p, v[G_TEST].i);
+	keel_db_param_int(&p, user);
+	if ((er = keel_db_query(c->db, &q_prev, &p, &pr)) != KEEL_OK)
+		return er;
+	*prev = keel_rows_int64(pr, 0, 0);
+	*uid = user;
+	keel_rows_free(pr);
+	keel_db_params_init(&p);
+	keel_db_param_int(&p, user);
+	keel_db_param_text(&p, job->kind);
+	keel_db_param_text(&p, t->title.data);
+	keel_db_param_text(&p, t->body.data);
+	keel_db_param_text(&p, t->data.data);
 	keel_db_param_text(&p, job->key);
-	er = keel_db_query(db, &q_graded, &p, NULL);
-	json_object_put(doc);
-	if (er == KEEL_OK)
-		return KEEL_JOB_DONE;
-	snprintf(why, n, "database: %s", keel_strerror(er));
-	/* No such user (a foreign key), or a check: never will work. */
-	return er == KEEL_EINVAL ? KEEL_JOB_FAIL : KEEL_JOB_RETRY;
+	if ((er = keel_db_query(c->db, &q_insert, &p, rows)) != KEEL_OK ||
+	    keel_rows_count(*rows) > 0)
+		return er;
+	/* The key's row exists: this job ran before. */
+	keel_rows_free(*rows);
+	*rows = NULL;
+	keel_db_params_init(&p);
+	keel_db_param_text(&p, job->key);
+	if ((er = keel_db_query(c->db, &q_existing, &p, rows)) != KEEL_OK)
+		return er;
+	if (keel_rows_count(*rows) == 0)
+		return KEEL_EINTERNAL;
+	*uid = keel_rows_int64(*rows, 0, keel_rows_col(*rows, "user_id"));
+	*prev = keel_rows_int64(*rows, 0, keel_rows_col(*rows, "prev"));
+	return KEEL_OK;
 }
 
-/* The handlers' context is the drainer's own connection. */
-static void *
-notify_setup(const struct keel_config *cfg, struct keel_db *db)
+/* After the commit: pages invalidated, the row published (logged when
+ * it can't be: streams replay it). */
+static void
+notify_publish(struct notify_ctx *c, const struct keel_rows *rows,
+    int64_t uid, int64_t prev)
 {
-	(void)cfg;
-	return db;
+	struct keel_buf	 item = { NULL, 0, 0 }, msg = { NULL, 0, 0 };
+	struct keel_jw	 w;
+
+	keel_jw_init(&w, &item);
+	keel_res_write(&w, &keel_notify_res, rows, 0);
+	keel_notify_message(&msg, uid, prev, item.data, item.len);
+	(void)keel_notify_publish(c->cache, c->redis, uid, msg.data,
+	    msg.len);
+	keel_buf_free(&msg);
+	keel_buf_free(&item);
+}
+
+/* The one handler of every kind: payload, words, row, publish. */
+static enum keel_job_result
+notify_job(void *arg, const struct keel_job *job, char *why, size_t n)
+{
+	struct notify_ctx		*c = arg;
+	const struct notify_kind	*k = notify_kind_find(job->kind);
+	struct keel_value		 v[NOTIFY_MAXFIELDS];
+	struct keel_db_params		 p;
+	struct keel_rows		*rows = NULL, *lock = NULL;
+	struct json_object		*doc = NULL;
+	struct notify_text		 t;
+	struct keel_jw			 w;
+	enum keel_job_result		 res = KEEL_JOB_RETRY;
+	enum keel_err			 er;
+	int64_t				 prev = 0, uid = 0;
+
+	memset(&t, 0, sizeof(t));
+	if (k == NULL || k->nfields > NOTIFY_MAXFIELDS) {
+		snprintf(why, n, "no such kind");
+		return KEEL_JOB_FAIL;
+	}
+	if (!notify_payload(job->payload, k->fields, k->nfields, v, &doc,
+	    why, n)) {
+		res = KEEL_JOB_FAIL;
+		goto out;
+	}
+	keel_jw_init(&w, &t.data);
+	keel_jw_obj_open(&w);
+	k->compose(v, &t, &w);
+	keel_jw_obj_close(&w);
+
+	if ((er = keel_db_begin(c->db)) != KEEL_OK)
+		goto fail;
+	keel_db_params_init(&p);
+	keel_db_param_int(&p, v[0].i);
+	if ((er = keel_db_query(c->db, &q_lock, &p, &lock)) != KEEL_OK)
+		goto fail;
+	if (keel_rows_count(lock) == 0) {
+		snprintf(why, n, "no user %lld", (long long)v[0].i);
+		res = KEEL_JOB_FAIL;
+		goto out;
+	}
+	if ((er = notify_insert(c, job, v[0].i, &t, &rows, &prev, &uid)) !=
+	    KEEL_OK || (er = keel_db_commit(c->db)) != KEEL_OK)
+		goto fail;
+	notify_publish(c, rows, uid, prev);
+	res = KEEL_JOB_DONE;
+	goto out;
+fail:
+	snprintf(why, n, "database: %s", keel_strerror(er));
+	/* A check the row breaks never will pass. */
+	if (er == KEEL_EINVAL)
+		res = KEEL_JOB_FAIL;
+out:
+	keel_db_rollback(c->db);
+	keel_rows_free(lock);
+	keel_rows_free(rows);
+	json_object_put(doc);
+	keel_buf_free(&t.title);
+	keel_buf_free(&t.body);
+	keel_buf_free(&t.data);
+	return res;
 }
 
 static const struct keel_job_kind notifications_kinds[] = {
-	{ .kind = "attempt_graded", .fn = notify_graded },
+	{ .kind = "attempt_graded", .fn = notify_job },
+	{ .kind = "password_changed", .fn = notify_job },
+	{ .kind = "role_changed", .fn = notify_job },
+	{ .kind = "contract_created", .fn = notify_job },
+	{ .kind = "contract_starting", .fn = notify_job },
 };
 
 static const struct keel_drainer notifications_drainer = {
 	.name = "keel-drain-notifications", .queue = "notifications",
 	.kinds = notifications_kinds,
 	.nkinds = KEEL_NELEM(notifications_kinds),
-	.setup = notify_setup,
+	.setup = notify_setup, .teardown = notify_teardown,
 };
 
 int

@@ -37,6 +37,7 @@
 #include "keel/limit.h"
 #include "keel/log.h"
 #include "keel/mem.h"
+#include "keel/notify.h"
 #include "keel/outbox.h"
 #include "keel/resource.h"
 #include "keel/serve.h"
@@ -101,7 +102,8 @@ static const struct keel_query q_set_password = {
 	"updated_at = now() WHERE id = $1 AND is_active RETURNING id), "
 	"k AS (UPDATE one_time_tokens SET used_at = now() "
 	"WHERE user_id IN (SELECT id FROM u) AND used_at IS NULL) "
-	"SELECT id FROM u", .target = KEEL_DB_PRIMARY };
+	"SELECT id, pg_current_xact_id()::text AS event FROM u",
+	.target = KEEL_DB_PRIMARY };
 
 static void
 auth_bad_login(struct keel_req *req)
@@ -302,7 +304,7 @@ auth_reset_confirm(struct keel_req *req)
 	struct keel_rows	*rows = NULL;
 	const char		*msg;
 	char			 hash[KEEL_AUTH_HASH_MAX], purpose[16];
-	int64_t			 uid;
+	int64_t			 uid, job = 0;
 	enum keel_err		 er;
 
 	if (keel_http_body_fields(req, confirm_fields, CONFIRM__MAX,
@@ -354,8 +356,17 @@ auth_reset_confirm(struct keel_req *req)
 		er = KEEL_EUNAVAIL;
 		goto out;
 	}
+	/* A reset changed a password the user had; an invitation set the
+	 * first one, which is no news to them. */
+	if (strcmp(purpose, "reset") == 0 && (er =
+	    keel_notify_queue_password(req->db, uid, "reset",
+	    keel_rows_value(rows, 0, 1), &job)) != KEEL_OK)
+		goto out;
 	if ((er = keel_db_commit(req->db)) != KEEL_OK)
 		goto out;
+	/* Best effort: what isn't pushed now, the relay pushes. */
+	if (job > 0)
+		(void)keel_outbox_push(req->db, req->redis, &job, 1);
 	keel_http_reply_empty(req, 204);
 out:
 	keel_db_rollback(req->db);

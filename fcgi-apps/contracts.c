@@ -7,9 +7,12 @@
  * contracts, sql/003_contracts.sql) refuses the second of two racing
  * inserts, which answers 409 here.  Each contract embeds its car and its
  * customer.  Customers see only their own contracts; another's is a 404.
+ * A new contract queues its customer's notification in its transaction
+ * (contract_created: cron/drain-notifications.c).
  */
 #include "config.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "keel/auth.h"
@@ -17,6 +20,7 @@
 #include "keel/http.h"
 #include "keel/json.h"
 #include "keel/mem.h"
+#include "keel/outbox.h"
 #include "keel/resource.h"
 #include "keel/router.h"
 #include "keel/serve.h"
@@ -133,13 +137,18 @@ static const struct keel_query q_contract_get = { .name = "contracts_get",
 	"AND ($2::bigint IS NULL OR customer_id = $2)",
 	.target = KEEL_DB_READ };
 
-/* The car must be in service and the customer an active customer. */
+/*
+ * The car must be in service and the customer an active customer.
+ * "car" names it for the customer's notification (never written).
+ */
 static const struct keel_query q_contract_insert = {
 	.name = "contracts_insert",
 	.sql = "INSERT INTO contracts (car_id, customer_id, start_date, "
 	"end_date) SELECT c.id, u.id, $3::date, $4::date FROM cars c, users u "
 	"WHERE c.id = $1 AND NOT c.is_archived AND u.id = $2 "
-	"AND u.role = 'customer' AND u.is_active RETURNING " CONTRACT_COLS,
+	"AND u.role = 'customer' AND u.is_active RETURNING " CONTRACT_COLS
+	", (SELECT left(manufacturer || ' ' || model || ' (' || "
+	"license_plate || ')', 300) FROM cars WHERE id = car_id) AS car",
 	.target = KEEL_DB_PRIMARY };
 
 static const struct keel_query q_contract_car = { .name = "contracts_car",
@@ -203,6 +212,50 @@ contracts_bad_refs(struct keel_req *req, struct keel_res_write *w)
 	return er;
 }
 
+/*
+ * In the new contract's transaction: its customer's notification
+ * (contract_created, keyed by the contract), queued in the outbox.
+ */
+static enum keel_err
+contracts_notify(struct keel_req *req, const struct keel_rows *rows,
+    struct keel_res_write *w)
+{
+	static const char *const dates[] = { "startDate", "endDate" };
+	struct keel_buf	 b = { NULL, 0, 0 };
+	struct keel_jw	 jw;
+	char		 key[64];
+	int64_t		 id = keel_rows_int64(rows, 0, 0), job;
+	size_t		 i;
+	enum keel_err	 er;
+
+	keel_jw_init(&jw, &b);
+	keel_jw_obj_open(&jw);
+	keel_jw_key(&jw, "userId");
+	keel_jw_int(&jw, keel_rows_int64(rows, 0, keel_rows_col(rows,
+	    "customerId")));
+	keel_jw_key(&jw, "contractId");
+	keel_jw_int(&jw, id);
+	keel_jw_key(&jw, "carId");
+	keel_jw_int(&jw, keel_rows_int64(rows, 0, keel_rows_col(rows,
+	    "carId")));
+	for (i = 0; i < KEEL_NELEM(dates); i++) {
+		keel_jw_key(&jw, dates[i]);
+		keel_jw_str(&jw, keel_rows_value(rows, 0, keel_rows_col(rows,
+		    dates[i])));
+	}
+	keel_jw_key(&jw, "car");
+	keel_jw_str(&jw, keel_rows_value(rows, 0, keel_rows_col(rows,
+	    "car")));
+	keel_jw_obj_close(&jw);
+	snprintf(key, sizeof(key), "notification:contract-created:%lld",
+	    (long long)id);
+	if ((er = keel_outbox_add(req->db, "notifications",
+	    "contract_created", b.data, key, &job)) == KEEL_OK)
+		keel_res_job(w, job);
+	keel_buf_free(&b);
+	return er;
+}
+
 /* A step: the dates the request gives, end on or after start. */
 static enum keel_step
 contracts_dates(struct keel_req *req, const struct keel_value *v)
@@ -220,7 +273,8 @@ contracts_create(struct keel_req *req)
 	struct keel_value	 v[CON__MAX];
 	struct keel_db_params	 p;
 	struct keel_res_write	 w = { .q = &q_contract_insert, .p = &p,
-	    .status = 201, .none = contracts_bad_refs };
+	    .status = 201, .in_tx = contracts_notify,
+	    .none = contracts_bad_refs };
 	size_t			 i;
 
 	if (keel_http_body_fields(req, contract_fields, CON__MAX,

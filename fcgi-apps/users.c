@@ -23,6 +23,8 @@
 #include "keel/http.h"
 #include "keel/json.h"
 #include "keel/mem.h"
+#include "keel/notify.h"
+#include "keel/outbox.h"
 #include "keel/resource.h"
 #include "keel/router.h"
 #include "keel/serve.h"
@@ -87,6 +89,8 @@ static const struct keel_query q_user_insert = { .name = "users_insert",
 /*
  * "roleChanged": the new role differs from the old (sessions end).  A new
  * password or address ends the links sent for the old ones (k).
+ * "event": this transaction's id, naming the change in its
+ * notifications' job keys.
  */
 static const struct keel_query q_user_update = { .name = "users_update",
 	.sql = "WITH old AS (SELECT role, email FROM users WHERE id = $1), "
@@ -99,7 +103,8 @@ static const struct keel_query q_user_update = { .name = "users_update",
 	"WHERE user_id = $1 AND used_at IS NULL AND EXISTS (SELECT FROM u) "
 	"AND ($6 IS NOT NULL OR lower($2) <> (SELECT email FROM old))) "
 	"SELECT " KEEL_AUTH_USER_COLS ", "
-	"role <> (SELECT role FROM old) AS \"roleChanged\" FROM u",
+	"role <> (SELECT role FROM old) AS \"roleChanged\", "
+	"pg_current_xact_id()::text AS event FROM u",
 	.target = KEEL_DB_PRIMARY };
 
 static const struct keel_query q_user_deactivate = {
@@ -214,9 +219,54 @@ users_patch_allowed(struct keel_req *req, int64_t id,
 }
 
 /*
+ * In a change's transaction: the user's notifications of a new role and
+ * a new password (w->arg), queued in the outbox, each keyed by the
+ * change (its transaction), so a retried job notifies once and every
+ * change does.
+ */
+static enum keel_err
+users_notify(struct keel_req *req, const struct keel_rows *rows,
+    struct keel_res_write *w)
+{
+	struct keel_buf	 b = { NULL, 0, 0 }, key = { NULL, 0, 0 };
+	struct keel_jw	 jw;
+	int64_t		 id = keel_http_param_int(req, "id"), job;
+	const char	*event = keel_rows_value(rows, 0, keel_rows_col(rows,
+	    "event"));
+	const char	*role = keel_rows_value(rows, 0, keel_rows_col(rows,
+	    "role"));
+	enum keel_err	 er = KEEL_OK;
+
+	if (w->arg != NULL) {
+		if ((er = keel_notify_queue_password(req->db, id, "profile",
+		    event, &job)) != KEEL_OK)
+			return er;
+		keel_res_job(w, job);
+	}
+	if (!keel_rows_bool(rows, 0, keel_rows_col(rows, "roleChanged")))
+		return KEEL_OK;
+	keel_jw_init(&jw, &b);
+	keel_jw_obj_open(&jw);
+	keel_jw_key(&jw, "userId");
+	keel_jw_int(&jw, id);
+	keel_jw_key(&jw, "role");
+	keel_jw_str(&jw, role);
+	keel_jw_obj_close(&jw);
+	keel_buf_printf(&key, "notification:role:%lld:%s", (long long)id,
+	    event);
+	if ((er = keel_outbox_add(req->db, "notifications", "role_changed",
+	    b.data, key.data, &job)) == KEEL_OK)
+		keel_res_job(w, job);
+	keel_buf_free(&key);
+	keel_buf_free(&b);
+	return er;
+}
+
+/*
  * Before the commit of a change: a stale role in a session would outlive
  * it, and a new password logs out whoever knew the old one (but this
- * session).  So that without Redis nothing changes (503).
+ * session).  So that without Redis nothing changes (503).  A change
+ * (not a deactivation) then queues its notifications.
  */
 static enum keel_err
 users_end_sessions(struct keel_req *req, const struct keel_rows *rows,
@@ -224,13 +274,16 @@ users_end_sessions(struct keel_req *req, const struct keel_rows *rows,
 {
 	int64_t		 id = keel_http_param_int(req, "id");
 	size_t		 changed = keel_rows_col(rows, "roleChanged");
+	enum keel_err	 er = KEEL_OK;
 
 	if (changed == KEEL_ROWS_NOCOL || keel_rows_bool(rows, 0, changed))
-		return keel_auth_sessions_end_all(req->redis, id, NULL);
-	if (w->arg != NULL)
-		return keel_auth_sessions_end_all(req->redis, id,
+		er = keel_auth_sessions_end_all(req->redis, id, NULL);
+	else if (w->arg != NULL)
+		er = keel_auth_sessions_end_all(req->redis, id,
 		    req->user->session);
-	return KEEL_OK;
+	if (er != KEEL_OK || changed == KEEL_ROWS_NOCOL)
+		return er;
+	return users_notify(req, rows, w);
 }
 
 static enum keel_err

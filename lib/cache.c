@@ -25,6 +25,7 @@
 #include "keel/http.h"
 #include "keel/log.h"
 #include "keel/mem.h"
+#include "keel/metrics.h"
 
 #define CACHE_TIMEOUT_MS	250
 
@@ -120,6 +121,28 @@ keel_cache_ping(struct keel_cache *c, int timeout_ms)
 	return KEEL_EUNAVAIL;
 }
 
+enum keel_err
+keel_cache_stats(struct keel_cache *c, uint64_t *hits, uint64_t *misses)
+{
+	memcached_stat_st	*st;
+	memcached_return_t	 rc;
+	uint32_t		 i, n;
+
+	*hits = *misses = 0;
+	if ((n = memcached_server_count(c->mc)) == 0)
+		return KEEL_EUNAVAIL;
+	pf_drain(c);
+	st = memcached_stat(c->mc, NULL, &rc);
+	if (st == NULL)
+		return KEEL_EUNAVAIL;
+	for (i = 0; i < n; i++) {
+		*hits += st[i].get_hits;
+		*misses += st[i].get_misses;
+	}
+	memcached_stat_free(c->mc, st);
+	return rc == MEMCACHED_SUCCESS ? KEEL_OK : KEEL_EUNAVAIL;
+}
+
 /*
  * Namespaces and generations (DESIGN.md, "Caching").
  *
@@ -180,6 +203,20 @@ keel_cache_key(char *buf, size_t n, char kind, const char *ns,
 	}
 	buf[len] = '\0';
 	return len;
+}
+
+size_t
+keel_cache_user_ns(char *buf, size_t n, const char *ns, int64_t uid)
+{
+	int	 len;
+
+	len = snprintf(buf, n, "%s:user:%lld", ns, (long long)uid);
+	if (len < 0 || (size_t)len >= n || len > KEEL_CACHE_NS_MAX) {
+		if (n > 0)
+			buf[0] = '\0';
+		return 0;
+	}
+	return (size_t)len;
 }
 
 static uint64_t
@@ -452,6 +489,7 @@ keel_cache_invalidate(struct keel_cache *c, const char *ns)
 	}
 	if (rc != MEMCACHED_SUCCESS) {
 		/* Readers may keep the old data until its TTL: say so. */
+		keel_metrics_error("cache_invalidate_failed");
 		keel_log_warnx("cache: invalidating %s failed: %s", ns,
 		    memcached_strerror(c->mc, rc));
 		return KEEL_EUNAVAIL;
@@ -488,9 +526,26 @@ keel_cache_unlock(struct keel_cache *c, const char *ns, const char *key)
 		memcached_delete(c->mc, lk, lklen, 0);
 }
 
+/*
+ * A lookup's result by namespace; a namespace's name up to its first ':'
+ * (one board of many: "leaderboard:test:7") keeps the series few.
+ */
 static void
-cache_hit(struct keel_req *req, const struct keel_buf *val)
+count_lookup(const char *ns, const char *result)
 {
+	char	 name[64], labels[KEEL_METRICS_LABELS_MAX];
+
+	if (!keel_metrics_on())
+		return;
+	snprintf(name, sizeof(name), "%.*s", (int)strcspn(ns, ":"), ns);
+	keel_metrics_add(KEEL_M_CACHE, keel_metrics_labels(labels,
+	    "namespace", name, "result", result, (char *)NULL), 1);
+}
+
+static void
+cache_hit(struct keel_req *req, const char *ns, const struct keel_buf *val)
+{
+	count_lookup(ns, "hit");
 	keel_http_add_header(req, "X-Cache", "HIT");
 	keel_http_reply(req, 200, "application/json; charset=utf-8",
 	    val->data, val->len);
@@ -512,12 +567,13 @@ keel_cache_serve(struct keel_req *req, const char *ns, const char *key,
 
 	if (!c->on ||
 	    keel_cache_get(c, ns, key, &val, &found, &gen) != KEEL_OK) {
+		count_lookup(ns, "bypass");
 		keel_http_add_header(req, "X-Cache", "BYPASS");
 		er = fill(req, arg);
 		goto out;
 	}
 	if (found == KEEL_CACHE_FRESH) {
-		cache_hit(req, &val);
+		cache_hit(req, ns, &val);
 		er = KEEL_OK;
 		goto out;
 	}
@@ -528,7 +584,7 @@ keel_cache_serve(struct keel_req *req, const char *ns, const char *key,
 	case KEEL_ECONFLICT:
 		/* Someone is filling: the stale copy is still right. */
 		if (found == KEEL_CACHE_STALE) {
-			cache_hit(req, &val);
+			cache_hit(req, ns, &val);
 			er = KEEL_OK;
 			goto out;
 		}
@@ -539,7 +595,7 @@ keel_cache_serve(struct keel_req *req, const char *ns, const char *key,
 			    KEEL_OK)
 				break;
 			if (found == KEEL_CACHE_FRESH) {
-				cache_hit(req, &val);
+				cache_hit(req, ns, &val);
 				er = KEEL_OK;
 				goto out;
 			}
@@ -548,6 +604,7 @@ keel_cache_serve(struct keel_req *req, const char *ns, const char *key,
 	default:
 		break;
 	}
+	count_lookup(ns, "miss");
 	keel_http_add_header(req, "X-Cache", "MISS");
 	/*
 	 * What we store is served to everyone for ttl seconds, so it must

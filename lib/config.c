@@ -125,6 +125,17 @@ static const struct cfg_row rows[] = {
 	    .min = 1, .max = 86400, .off = OFF(relay_recheck),
 	    .what = "seconds between the relay's questions to Redis about a "
 	    "pushed job not yet finished (pushed again if Redis lost it)" },
+	{ .name = "KEEL_METRICS", .type = CFG_INT, .def = "1", .min = 0,
+	    .max = 1, .off = OFF(metrics),
+	    .what = "metrics on (0: off, for measuring what they cost)" },
+	{ .name = "KEEL_METRICS_DIR", .type = CFG_STR,
+	    .def = "/run/keel/metrics", .off = OFF(metrics_dir),
+	    .what = "where each app and cron program keeps its metrics "
+	    "file (one per name, shared memory); \"\" turns metrics off" },
+	{ .name = "KEEL_METRICS_TOKEN", .type = CFG_STR, .def = "",
+	    .off = OFF(metrics_token),
+	    .what = "bearer token that lets a scraper off this host read "
+	    "/api/metrics (\"\": loopback only)" },
 	{ .name = "KEEL_LOCK_DIR", .type = CFG_STR, .def = "/run/lock",
 	    .off = OFF(lock_dir),
 	    .what = "directory of the cron programs' lock files" },

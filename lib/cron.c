@@ -25,6 +25,8 @@
 #include "keel/config.h"
 #include "keel/cron.h"
 #include "keel/log.h"
+#include "keel/mem.h"
+#include "keel/metrics.h"
 #include "keel/report.h"
 
 static volatile sig_atomic_t got_term;
@@ -75,6 +77,37 @@ keel_cron_init(struct keel_cron *c, const char *prog, int budget_s)
 	c->t0 = keel_cron_now_ms();
 	if (budget_s > 0)
 		c->deadline = c->t0 + budget_s * 1000.0;
+	/* One metrics file per program, one slot: runs never overlap. */
+	if (c->cfg.metrics && *c->cfg.metrics_dir != '\0' &&
+	    !keel_metrics_open(
+	    c->cfg.metrics_dir, prog, 1, err, sizeof(err)))
+		keel_log_warnx("metrics off: %s", err);
+	keel_metrics_add(KEEL_M_CRON_RUNS, "result=\"started\"", 1);
+	keel_metrics_set(KEEL_M_CRON_START, "", (double)time(NULL));
+}
+
+/* The summary's processed=, failed= and retried= counts, as metrics. */
+static void
+count_summary(const struct keel_cron *c, const char *summary)
+{
+	static const char *const outcomes[] = { "processed", "failed",
+	    "retried" };
+	char		 key[16], labels[KEEL_METRICS_LABELS_MAX];
+	const char	*p;
+	long long	 v;
+	size_t		 i;
+
+	for (i = 0; i < KEEL_NELEM(outcomes); i++) {
+		snprintf(key, sizeof(key), "%s=", outcomes[i]);
+		if ((p = strstr(summary, key)) == NULL ||
+		    (p > summary && p[-1] != ' ') ||
+		    sscanf(p + strlen(key), "%lld", &v) != 1 || v < 0)
+			continue;
+		keel_metrics_add(KEEL_M_CRON_ITEMS, keel_metrics_labels(labels,
+		    "outcome", outcomes[i], (char *)NULL), (uint64_t)v);
+	}
+	keel_metrics_set(KEEL_M_CRON_DURATION, "", keel_cron_elapsed(c));
+	keel_metrics_add(KEEL_M_CRON_RUNS, "result=\"completed\"", 1);
 }
 
 bool
@@ -158,14 +191,15 @@ void
 keel_cron_done(struct keel_cron *c, const char *fmt, ...)
 {
 	va_list	 ap;
+	char	 summary[1024];
 
 	if (c->tty && c->shown > 0)
 		fprintf(stderr, "\r\033[K");
-	printf("%s: ", c->prog);
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	vsnprintf(summary, sizeof(summary), fmt, ap);
 	va_end(ap);
-	printf("\n");
+	printf("%s: %s\n", c->prog, summary);
+	count_summary(c, summary);
 	fflush(stdout);
 	if (c->lockfd != -1) {
 		/* Closing releases the flock; the file stays for the next. */

@@ -60,6 +60,7 @@
 #include "keel/db.h"
 #include "keel/log.h"
 #include "keel/mem.h"
+#include "keel/metrics.h"
 #include "keel/text.h"
 
 #define MAX_PREPARED	64
@@ -852,6 +853,24 @@ keel_db_param_null(struct keel_db_params *p)
 	keel_db_param_text(p, NULL);
 }
 
+/* The statement's time, and a failure that isn't the client's by kind. */
+static void
+count_query(const char *name, enum keel_err er, double ms)
+{
+	char	 labels[KEEL_METRICS_LABELS_MAX];
+
+	if (!keel_metrics_on())
+		return;
+	keel_metrics_observe(KEEL_M_DB_QUERY, keel_metrics_labels(labels,
+	    "statement", name, (char *)NULL), ms / 1000.0);
+	if (er == KEEL_EUNAVAIL)
+		keel_metrics_error("db_unavailable");
+	else if (er == KEEL_ETIMEOUT)
+		keel_metrics_error("db_timeout");
+	else if (er == KEEL_EINTERNAL)
+		keel_metrics_error("db_internal");
+}
+
 enum keel_err
 keel_db_query(struct keel_db *db, const struct keel_query *q,
     const struct keel_db_params *params, struct keel_rows **out)
@@ -907,6 +926,7 @@ keel_db_query(struct keel_db *db, const struct keel_query *q,
 	ms = now_ms() - t0;
 	db->nqueries++;
 	db->query_ms += ms;
+	count_query(q->name, er, ms);
 	if (ms >= db->cfg->db_slow_ms)
 		keel_log_warnx("db: slow query name=%s on=%s ms=%.1f", q->name,
 		    c->label, ms);
@@ -1068,6 +1088,7 @@ replica_usable(struct keel_db *db, struct pgconn *c)
 	if (now < c->down_until)
 		return 0;
 	if (conn_ensure(db, c, connect_ms) != KEEL_OK) {
+		keel_metrics_error("replica_unavailable");
 		keel_log_warnx("db: replica unreachable, reads go to the "
 		    "primary for %d s", REPLICA_RETRY_MS / 1000);
 		c->down_until = now + REPLICA_RETRY_MS;
@@ -1081,10 +1102,12 @@ replica_usable(struct keel_db *db, struct pgconn *c)
 			c->down_until = now + REPLICA_RETRY_MS;
 			return 0;
 		}
-		if (lag > db->cfg->db_replica_max_lag && !c->lagging)
+		if (lag > db->cfg->db_replica_max_lag && !c->lagging) {
+			keel_metrics_error("replica_lagging");
 			keel_log_warnx("db: replica lags %.0f ms (bound %d); "
 			    "reads go to the primary", lag,
 			    db->cfg->db_replica_max_lag);
+		}
 		c->lagging = lag > db->cfg->db_replica_max_lag;
 	}
 	return !c->lagging;

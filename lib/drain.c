@@ -35,6 +35,7 @@
 #include "keel/drain.h"
 #include "keel/log.h"
 #include "keel/mem.h"
+#include "keel/metrics.h"
 #include "keel/outbox.h"
 #include "keel/queue.h"
 #include "keel/redis.h"
@@ -164,6 +165,14 @@ static bool
 drain_count(const struct keel_queue *q, const struct drain_job *j,
     long long res, struct drain_counts *cnt)
 {
+	static const char *const outcome[] = { "refused", "done", "retried",
+	    "dead_lettered" };
+	char	 labels[KEEL_METRICS_LABELS_MAX];
+
+	keel_metrics_add(KEEL_M_JOBS, keel_metrics_labels(labels, "queue",
+	    q->name, "outcome", res >= 0 && res <= 3 ? (res == 1 &&
+	    j->ran_before ? "ran_before" : outcome[res]) : "released",
+	    (char *)NULL), 1);
 	switch (res) {
 	case 0:
 		cnt->refused++;

@@ -27,6 +27,7 @@
 #include "keel/idem.h"
 #include "keel/log.h"
 #include "keel/mem.h"
+#include "keel/metrics.h"
 #include "keel/redis.h"
 #include "keel/text.h"
 #include "lua_scripts.h"
@@ -145,6 +146,7 @@ keel_idem_step(struct keel_req *req)
 	    &rep) != KEEL_OK || rep->type != KEEL_R_ARRAY || rep->nelem < 1 ||
 	    rep->elem[0].type != KEEL_R_STR) {
 		/* Like the limiter: Redis down must not stop writes. */
+		keel_metrics_error("idem_unavailable");
 		keel_log_warnx("idem: redis unavailable (%s); running the "
 		    "request without deduplication",
 		    keel_redis_errstr(req->redis));
@@ -203,10 +205,12 @@ keel_idem_step_after(struct keel_req *req, enum keel_err er)
 	argvlen[4] = len;
 	argvlen[5] = strlen(argv[5]);
 	if (keel_redis_eval(req->redis, &done_script, 1, 6, argv, argvlen,
-	    &rep) != KEEL_OK)
+	    &rep) != KEEL_OK) {
+		keel_metrics_error("idem_store_failed");
 		keel_log_warnx("idem: keeping the answer failed (%s); a retry "
 		    "will see 409 until the claim expires",
 		    keel_redis_errstr(req->redis));
+	}
 out:
 	keel_rreply_free(rep);
 }

@@ -35,6 +35,7 @@
 #include "keel/limit.h"
 #include "keel/log.h"
 #include "keel/mem.h"
+#include "keel/metrics.h"
 #include "keel/redis.h"
 #include "keel/router.h"
 #include "keel/text.h"
@@ -276,6 +277,17 @@ fails_closed(const struct keel_req *req, const struct keel_limit_state *st,
 	return l != KEEL_LIMIT_AUTH || st->cls == KEEL_LIMIT_CLASS_AUTH;
 }
 
+/* keel_rate_limit_decisions_total{limiter, decision} + 1. */
+static void
+count_decision(enum keel_limiter l, const char *decision)
+{
+	char	 labels[KEEL_METRICS_LABELS_MAX];
+
+	keel_metrics_add(KEEL_M_RATE_LIMIT, keel_metrics_labels(labels,
+	    "limiter", keel_config_limiter_name(l), "decision", decision,
+	    (char *)NULL), 1);
+}
+
 /* Redis could not answer: let the request through, or not. */
 static enum keel_step
 redis_down(struct keel_req *req, const struct keel_limit_state *st)
@@ -284,6 +296,7 @@ redis_down(struct keel_req *req, const struct keel_limit_state *st)
 
 	for (i = 0; i < st->n; i++)
 		if (fails_closed(req, st, st->res[i].which)) {
+			count_decision(st->res[i].which, "fail_closed");
 			keel_log_warnx("limit: redis unavailable (%s); %s "
 			    "limiter fails closed", keel_redis_errstr(
 			    req->redis), keel_config_limiter_name(
@@ -294,8 +307,10 @@ redis_down(struct keel_req *req, const struct keel_limit_state *st)
 			    "later");
 			return KEEL_STEP_REPLIED;
 		}
-	/* No metrics module yet: the count rides on the log line. */
+	for (i = 0; i < st->n; i++)
+		count_decision(st->res[i].which, "fail_open");
 	failed_open++;
+	keel_metrics_error("ratelimit_unavailable");
 	keel_log_warnx("limit: redis unavailable (%s); failing open "
 	    "failed_open=%lu", keel_redis_errstr(req->redis), failed_open);
 	return KEEL_STEP_GO;
@@ -415,6 +430,9 @@ check_run(struct keel_req *req, struct keel_limit_state *st, size_t from,
 		st->res[i].remaining = rep->elem[2 + seen + 2 * (i - from)].integer;
 		st->res[i].reset_ms = rep->elem[3 + seen + 2 * (i - from)].integer;
 	}
+	for (i = from; i < st->n; i++)
+		count_decision(st->res[i].which, rep->elem[0].integer != 1 &&
+		    st->res[i].remaining == 0 ? "deny" : "allow");
 	if (rep->elem[0].integer != 1) {
 		reply_limited(req, st, with_headers);
 		step = KEEL_STEP_REPLIED;

@@ -35,6 +35,27 @@ cache_key(struct keel_req *req, const struct keel_route *r)
 }
 
 /*
+ * The namespace of a cached route: its own, or, cached per user, the
+ * caller's part of it (NULL before the caller is known: the lookup
+ * waits for the session).
+ */
+static const char *
+cache_ns(struct keel_req *req, const struct keel_route *r)
+{
+	char	*ns;
+
+	if (!r->cache.per_user)
+		return r->cache.ns;
+	if (req->user == NULL)
+		return NULL;
+	ns = keel_arena_alloc(req->arena, KEEL_CACHE_NS_MAX + 1);
+	if (keel_cache_user_ns(ns, KEEL_CACHE_NS_MAX + 1, r->cache.ns,
+	    req->user->id) == 0)
+		return NULL;
+	return ns;
+}
+
+/*
  * A cached GET's two round trips, Redis (limits, session) and memcached
  * (the lookup), are independent once the key is known: send the lookup
  * first, so its answer is waiting when the handler asks for it.
@@ -42,10 +63,11 @@ cache_key(struct keel_req *req, const struct keel_route *r)
 static void
 prefetch(struct keel_req *req, const struct keel_route *r)
 {
-	const char	*key;
+	const char	*ns, *key;
 
-	if (r->cache.ns != NULL && (key = cache_key(req, r)) != NULL)
-		keel_cache_prefetch(req->cache, r->cache.ns, key);
+	if (r->cache.ns != NULL && (ns = cache_ns(req, r)) != NULL &&
+	    (key = cache_key(req, r)) != NULL)
+		keel_cache_prefetch(req->cache, ns, key);
 }
 
 /* cache.h's fill function: the route's handler. */
@@ -60,12 +82,12 @@ fill(struct keel_req *req, void *arg)
 static enum keel_err
 handle(struct keel_req *req, const struct keel_route *r)
 {
-	const char	*key;
+	const char	*ns, *key;
 
-	if (r->cache.ns == NULL || (key = cache_key(req, r)) == NULL)
+	if (r->cache.ns == NULL || (ns = cache_ns(req, r)) == NULL ||
+	    (key = cache_key(req, r)) == NULL)
 		return r->handler(req);
-	return keel_cache_serve(req, r->cache.ns, key, r->cache.ttl, fill,
-	    (void *)r);
+	return keel_cache_serve(req, ns, key, r->cache.ttl, fill, (void *)r);
 }
 
 /*
@@ -118,8 +140,9 @@ run(struct keel_req *req, const struct keel_route *r)
 	    keel_auth_step_authorize(req) != KEEL_STEP_GO)
 		goto out;
 	/* A route of an auth class takes no part: its bodies and answers
-	 * hold passwords and tokens, which no stored answer may hold. */
-	if (r->limit == KEEL_LIMIT_CLASS_DEFAULT &&
+	 * hold passwords and tokens, which no stored answer may hold; nor
+	 * does one whose answer is a secret. */
+	if (r->limit == KEEL_LIMIT_CLASS_DEFAULT && !r->secret &&
 	    keel_idem_step(req) != KEEL_STEP_GO)
 		goto out;
 	er = handle(req, r);

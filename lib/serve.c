@@ -51,6 +51,7 @@
 #include "keel/json.h"
 #include "keel/log.h"
 #include "keel/mem.h"
+#include "keel/metrics.h"
 #include "keel/pipeline.h"
 #include "keel/redis.h"
 #include "keel/report.h"
@@ -64,6 +65,7 @@
 #define EXIT_RECYCLED	0	/* a worker leaving on purpose */
 
 static volatile sig_atomic_t got_term, got_hup, got_chld;
+static int	spawn_slot;	/* the slot index a new worker takes */
 
 /*
  * The request each worker is serving, in memory the supervisor shares
@@ -77,7 +79,6 @@ struct busy {
 	char	 id[17];	/* "" while idle */
 };
 static struct busy *busy;	/* nslots of them; NULL when mmap failed */
-static int	 busy_slot;	/* a worker's slot (set before its fork) */
 static int	sigpipe_fd[2] = { -1, -1 };
 
 struct slot {
@@ -287,11 +288,11 @@ note_busy(pid_t self, const char *id)
 {
 	if (busy == NULL)
 		return;
-	busy[busy_slot].pid = self;
+	busy[spawn_slot].pid = self;
 	if (id != NULL)
-		memcpy(busy[busy_slot].id, id, sizeof(busy[0].id));
+		memcpy(busy[spawn_slot].id, id, sizeof(busy[0].id));
 	else
-		busy[busy_slot].id[0] = '\0';
+		busy[spawn_slot].id[0] = '\0';
 }
 
 /* A worker that died (in slot i): an event from the supervisor. */
@@ -337,6 +338,38 @@ report_death(const struct supervisor *sv, int i, pid_t pid, int status)
 }
 
 /* SIGTERM or SIGINT was taken, or waits while blocked. */
+/* A method as a label: the known ones, or "other" (clients choose it). */
+static const char *
+method_label(const char *m)
+{
+	static const char *const known[] = { "GET", "HEAD", "POST", "PUT",
+	    "PATCH", "DELETE", "OPTIONS" };
+	size_t	 i;
+
+	for (i = 0; i < KEEL_NELEM(known); i++)
+		if (strcmp(m, known[i]) == 0)
+			return known[i];
+	return "other";
+}
+
+/* The request's count and time, by route pattern (never the path). */
+static void
+count_request(const struct keel_req *req, double ms)
+{
+	char		 labels[KEEL_METRICS_LABELS_MAX], code[8];
+	const char	*route, *method;
+
+	if (!keel_metrics_on())
+		return;
+	route = req->route != NULL ? req->route->pattern : "unmatched";
+	method = method_label(req->method != NULL ? req->method : "");
+	snprintf(code, sizeof(code), "%d", keel_http_status(req));
+	keel_metrics_add(KEEL_M_HTTP_REQUESTS, keel_metrics_labels(labels,
+	    "route", route, "method", method, "code", code, (char *)NULL), 1);
+	keel_metrics_observe(KEEL_M_HTTP_DURATION, keel_metrics_labels(labels,
+	    "route", route, "method", method, (char *)NULL), ms / 1000.0);
+}
+
 static int
 term_pending(void)
 {
@@ -386,6 +419,8 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGCHLD, SIG_DFL);
 	signal(SIGPIPE, SIG_IGN);
+	keel_metrics_use(spawn_slot);
+	keel_metrics_add(KEEL_M_WORKER_STARTS, "", 1);
 	if (sv->app->loop != NULL) {
 		sv->app->loop(cfg, sv->lfd, waitmask);
 		_exit(EXIT_RECYCLED);
@@ -455,7 +490,9 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 		keel_http_finish(&req);
 		report_request(sv, &req, fr.envp, er, now_ms() - t0, &rep);
 		FCGX_Finish_r(&fr);
-		access_log(&req, now_ms() - t0);
+		t0 = now_ms() - t0;
+		access_log(&req, t0);
+		count_request(&req, t0);
 		(void)keel_report_spool(&rep);
 		note_busy(self, NULL);
 		keel_log_set_request(NULL);
@@ -483,7 +520,7 @@ spawn(struct supervisor *sv, int i)
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGINT);
 	sigprocmask(SIG_BLOCK, &block, &old);
-	busy_slot = i;
+	spawn_slot = i;
 	if ((pid = fork()) == 0)
 		worker_main(sv, &old);
 	sigprocmask(SIG_SETMASK, &old, NULL);
@@ -729,6 +766,11 @@ keel_serve(int argc, char *argv[], const struct keel_app *app)
 		keel_log_fatalx("configuration: %s", err);
 	if (sodium_init() < 0)
 		keel_log_fatalx("libsodium failed to initialise");
+	/* Before fork: the workers share the mapping. */
+	if (cfg.metrics && *cfg.metrics_dir != '\0' &&
+	    !keel_metrics_open(cfg.metrics_dir,
+	    app->name, cfg.workers, err, sizeof(err)))
+		keel_log_warnx("metrics off: %s", err);
 
 	memset(&sv, 0, sizeof(sv));
 	sv.pid = getpid();

@@ -57,6 +57,7 @@
 #include "keel/json.h"
 #include "keel/log.h"
 #include "keel/mem.h"
+#include "keel/metrics.h"
 #include "keel/redis.h"
 #include "keel/resource.h"
 #include "keel/serve.h"
@@ -320,6 +321,7 @@ stream_free(struct stream *s, const char *why)
 {
 	struct stream	**pp = &W.sids[s->sid % NBUCKETS];
 	char		  key[64], member[128];
+	char		  labels[KEEL_METRICS_LABELS_MAX];
 
 	while (*pp != s)
 		pp = &(*pp)->hnext;
@@ -340,6 +342,11 @@ stream_free(struct stream *s, const char *why)
 		    s->sid);
 		redisAsyncCommand(W.cmd.ac, NULL, NULL, "ZREM %s %s", key,
 		    member);
+	}
+	if (s->open) {
+		keel_metrics_add(KEEL_M_STREAM_CLOSES, keel_metrics_labels(
+		    labels, "reason", why, (char *)NULL), 1);
+		keel_metrics_add(KEEL_M_STREAM_EVENTS, "", (uint64_t)s->sent);
 	}
 	if (s->open)
 		keel_log_info("stream closed: user %" PRId64 ", %ld events, "
@@ -769,6 +776,7 @@ stream_start(struct stream *s)
 	if ((bev = evhttp_connection_get_bufferevent(s->evcon)) != NULL)
 		bufferevent_set_timeouts(bev, NULL, NULL);
 	s->open = true;
+	keel_metrics_add(KEEL_M_STREAM_OPENS, "", 1);
 	user_add(s);
 	keel_buf_printf(&b, "retry: %d\n\n", RETRY_HINT_MS);
 	if (stream_write(s, &b)) {

@@ -29,6 +29,10 @@ void		 keel_cache_close(struct keel_cache *c);
 /* One round trip to every server within timeout_ms; KEEL_EUNAVAIL if any
  * is unreachable. */
 enum keel_err	 keel_cache_ping(struct keel_cache *c, int timeout_ms);
+/* The servers' get hits and misses summed (memcached's own stats), into
+ * the caller's *hits and *misses; KEEL_EUNAVAIL if a server can't say. */
+enum keel_err	 keel_cache_stats(struct keel_cache *c, uint64_t *hits,
+		    uint64_t *misses);
 
 /*
  * What a lookup found.  FRESH: stored under the namespace's current
@@ -85,6 +89,16 @@ enum keel_err	 keel_cache_lock(struct keel_cache *c, const char *ns,
 		    const char *key);
 void		 keel_cache_unlock(struct keel_cache *c, const char *ns,
 		    const char *key);
+
+/*
+ * A namespace of one user's entries, "<ns>:user:<uid>", into buf (size
+ * n): a route cached per user (keel_route_cache's per_user) and every
+ * write that changes that user's data name it, so the write invalidates
+ * that user's entries only.  Returns the length, or 0 when it doesn't
+ * fit in n or in KEEL_CACHE_NS_MAX.  Pure: unit-tested.
+ */
+size_t		 keel_cache_user_ns(char *buf, size_t n, const char *ns,
+		    int64_t uid);
 
 /*
  * The memcached key of kind ('g' generation, 'e' entry, 'l' lock) for ns

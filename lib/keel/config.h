@@ -57,6 +57,9 @@ struct keel_config {
 	int	 relay_recheck;		/* KEEL_RELAY_RECHECK: seconds between
 					   the relay's checks of a pushed job */
 	char	*lock_dir;		/* KEEL_LOCK_DIR: cron programs' locks */
+	int	 metrics;		/* KEEL_METRICS: 1 on, 0 off */
+	char	*metrics_dir;		/* KEEL_METRICS_DIR: "" off */
+	char	*metrics_token;		/* KEEL_METRICS_TOKEN: "" loopback only */
 	int	 db_ryw_window;		/* KEEL_DB_RYW_WINDOW: seconds a writer's
 					   reads stay on the primary */
 	int	 db_replica_max_lag;	/* KEEL_DB_REPLICA_MAX_LAG: ms */

@@ -3,6 +3,7 @@
 #ifndef KEEL_ROUTER_H
 #define KEEL_ROUTER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "keel/err.h"
@@ -51,6 +52,11 @@ struct keel_route_cache {
 	const char		*ns;	/* namespace; NULL: not cached */
 	int			 ttl;	/* seconds an answer stays fresh */
 	keel_cache_key_fn	*key;	/* NULL: the path and the query */
+	bool			 per_user; /* the namespace is the caller's
+					   own, "<ns>:user:<id>"
+					   (keel_cache_user_ns), so a
+					   change to their data
+					   invalidates theirs only */
 };
 
 /*
@@ -68,6 +74,10 @@ struct keel_route {
 						   KEEL_ACCESS_ANYONE */
 	enum keel_limit_class	 limit;
 	struct keel_route_cache	 cache;
+	bool			 secret;	/* its answer holds a secret
+						   (a stream ticket): no
+						   Idempotency-Key keeps it,
+						   as for the auth classes */
 };
 
 /* Roles (API.md "Auth"): one bit each, so a route lists who may call it. */

@@ -241,8 +241,10 @@ def test_rate_limit_holds_across_two_drainers(jobs, tmp_path):
     # No more than 10 in any 1-second window.  The limiter spaces the
     # leases (Redis time); the server stamps receipts, which trail their
     # lease by the send's latency -- on a loaded 2-core machine that
-    # varies by tens of ms, so allow 50 ms of jitter between the two.
-    worst = max(sum(1 for u in times if t <= u < t + 0.95) for t in times)
+    # varies by up to ~100 ms (seen: the first receipt 60 ms behind its
+    # lease, the eleventh on time), so allow 100 ms between the two.  A
+    # limiter that let them all through would still put 25 in the window.
+    worst = max(sum(1 for u in times if t <= u < t + 0.9) for t in times)
     assert worst <= 10, worst
     assert times[-1] - times[0] >= 1.9     # 25 at 10/s: at least 2 s
 

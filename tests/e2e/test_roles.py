@@ -75,6 +75,10 @@ def world(stack, admin_token):
     r = s.post(base + "/api/tests/%d/attempts" % w["test"], headers=eh)
     assert r.status_code == 201, r.text
     w["attempt"] = r.json()["id"]
+    # notifications: one of the owner's, a 404 to everyone else
+    w["note"] = int(stack.psql(
+        "INSERT INTO notifications (user_id, kind, title) VALUES "
+        "(%d, 'e2e', 'Roles') RETURNING id" % owner["id"]))
     replicated(stack)
     return w
 
@@ -160,6 +164,15 @@ TABLE = [
     ("GET", "/api/leaderboard/me", None, row(401, 404, 404, 404, 404)),
     ("GET", "/api/leaderboard/me?period=year", None,
      row(401, 400, 400, 400, 400)),
+    # notifications: any user, their own only (the stream is another
+    # program's)
+    ("GET", "/api/notifications", None, row(401, 200, 200, 200, 200)),
+    ("POST", "/api/notifications/{note}/read", None,
+     row(401, 404, 404, 404, 404)),
+    ("POST", "/api/notifications/read-all", None,
+     row(401, 200, 200, 200, 200)),
+    ("POST", "/api/notifications/stream-ticket", None,
+     row(401, 201, 201, 201, 201)),
     # logout last: it ends the role's session
     ("POST", "/api/auth/logout", None, row(401, 204, 204, 204, 204)),
 ]
@@ -174,7 +187,8 @@ def test_route_role_table(anon, world):
                 owner=world["owner"]["id"], car=world["car"],
                 contract=world["contract"], card=world["card"],
                 plan=world["plan"], test=world["test"],
-                hidden=world["hidden"], attempt=world["attempt"])
+                hidden=world["hidden"], attempt=world["attempt"],
+                note=world["note"])
             headers = {} if who == "anon" else bearer(world["tokens"][who])
             r = anon.request(method, path, json=body, headers=headers)
             if r.status_code != expect[who]:

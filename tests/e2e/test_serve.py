@@ -63,15 +63,15 @@ def fcgi_get(sock_path, uri, timeout=10, on_connect=None):
 
 
 def fcgi_request(sock_path, method, uri, headers=None, body=b"", timeout=10,
-                 on_connect=None):
+                 on_connect=None, remote_addr="127.0.0.1"):
     """Like fcgi_get, for any method: headers (name: value) go as the
     HTTP_* parameters a web server would pass, body as the request's
-    stdin."""
+    stdin, remote_addr as the peer's address."""
     path, _, query = uri.partition("?")
     params = {
         "GATEWAY_INTERFACE": "CGI/1.1", "SERVER_PROTOCOL": "HTTP/1.1",
         "REQUEST_METHOD": method, "REQUEST_URI": uri, "SCRIPT_NAME": path,
-        "QUERY_STRING": query, "REMOTE_ADDR": "127.0.0.1",
+        "QUERY_STRING": query, "REMOTE_ADDR": remote_addr,
         "SERVER_NAME": "localhost", "SERVER_PORT": "80",
     }
     for name, value in (headers or {}).items():

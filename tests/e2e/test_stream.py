@@ -258,6 +258,19 @@ def test_a_ticket_opens_a_stream_once(stack, user):
     assert again.status == 401
 
 
+def test_a_ticket_never_reaches_a_log(stack, user):
+    t = ticket_for(stack, user["id"])
+    s = SSE.open(stack, query="?ticket=" + t)
+    try:
+        assert s.status == 200
+    finally:
+        s.close()
+    wait_until(lambda: "/api/notifications/stream" in stack.log("access"),
+               timeout=3)
+    for name in ("access", "stream", "lighttpd-error"):
+        assert t not in stack.log(name), name
+
+
 def test_an_expired_ticket_gets_401(stack, user):
     t = secrets.token_urlsafe(32)
     key = "keel:sse:ticket:" + hashlib.sha256(t.encode()).hexdigest()
@@ -458,6 +471,7 @@ def test_sighup_rolls_and_a_reconnecting_client_loses_nothing(
     s = SSE.open(stack, headers=user["h"])
     seen = []
     made = [notify(stack, user["id"], "before")]
+    rolls = stream_log(stack).count("workers replaced")
     try:
         seen += ids(s.events(1, timeout=3))
         os.kill(stack.app_pid("stream"), signal.SIGHUP)
@@ -468,6 +482,10 @@ def test_sighup_rolls_and_a_reconnecting_client_loses_nothing(
         assert s.ended and "reconnect" in other
     finally:
         s.close()
+    # Reconnect once every worker is new: one still to be replaced would
+    # end this stream too (a client would just reconnect again).
+    wait_until(lambda: stream_log(stack).count("workers replaced") > rolls,
+               timeout=15)
     s = SSE.open(stack, headers=user["h"], last_id=seen[-1])
     try:
         made.append(notify(stack, user["id"], "after"))

@@ -1,0 +1,248 @@
+# SPDX-License-Identifier: ISC
+"""test_metrics.py -- lib/metrics.c and GET /api/metrics (issue 12): the
+counters every app keeps in its host's shared memory, summed by a scrape,
+exact, monotonic across kill -9 and respawn, one file per app whatever
+the restarts, in a text format promtool accepts.
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from accounts import bearer, login, make_user
+from helpers import BaseUrlSession, wait_until
+from stack import alive
+from test_serve import fcgi_get, fcgi_request
+
+SERIES = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$')
+
+
+def scrape(http):
+    r = http.get("/api/metrics")
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"].startswith(
+        "text/plain; version=0.0.4")
+    return parse(r.text)
+
+
+def parse(text):
+    """{(name, labels text): value} of every sample line."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = SERIES.match(line)
+        assert m, "not a sample line: %r" % line
+        out[(m.group(1), m.group(3) or "")] = float(m.group(4))
+    return out
+
+
+def value(samples, name, **labels):
+    """The sample whose labels include every given one (exactly one)."""
+    want = ['%s="%s"' % kv for kv in labels.items()]
+    hits = [v for (n, ls), v in samples.items()
+            if n == name and all(w in ls.split(",") for w in want)]
+    assert len(hits) <= 1, (name, labels, hits)
+    return hits[0] if hits else 0.0
+
+
+def test_a_scrape_counts_requests_exactly_by_route_pattern(http):
+    car = http.post("/api/cars", json={
+        "licensePlate": "MX" + str(time.time_ns())[-8:],
+        "manufacturer": "Metric", "model": "Exact", "category": "compact",
+        "year": 2022}).json()["id"]
+    before = scrape(http)
+    for _ in range(37):
+        assert http.get("/api/cars/%d" % car).status_code == 200
+    for _ in range(5):
+        assert http.get("/api/cars/999999999").status_code == 404
+    after = scrape(http)
+    labels = dict(app="cars", route="/api/cars/{id:int}", method="GET")
+    for code, n in (("200", 37), ("404", 5)):
+        assert value(after, "keel_http_requests_total", code=code,
+                     **labels) - value(before, "keel_http_requests_total",
+                                       code=code, **labels) == n
+    assert (value(after, "keel_http_request_duration_seconds_count",
+                  **labels) - value(before,
+                                    "keel_http_request_duration_seconds_count",
+                                    **labels)) == 42
+    # Never a raw path: no label carries the car's id.
+    assert not any("/%d" % car in ls for (_, ls) in after)
+
+
+def test_histograms_are_cumulative_and_end_at_count(http):
+    http.get("/api/cars")
+    s = scrape(http)
+    buckets = sorted(((float(re.search(r'le="([^"]+)"', ls).group(1)
+                             .replace("+Inf", "inf")), v)
+                      for (n, ls), v in s.items()
+                      if n == "keel_http_request_duration_seconds_bucket"
+                      and 'app="cars"' in ls and 'route="/api/cars"' in ls
+                      and 'method="GET"' in ls))
+    assert buckets and buckets[-1][0] == float("inf")
+    counts = [v for _, v in buckets]
+    assert counts == sorted(counts)
+    assert counts[-1] == value(s, "keel_http_request_duration_seconds_count",
+                               app="cars", route="/api/cars", method="GET")
+
+
+def test_db_cache_and_limit_series_appear(http):
+    http.get("/api/cars")
+    http.get("/api/cars")
+    s = scrape(http)
+    assert value(s, "keel_cache_requests_total", app="cars",
+                 namespace="cars", result="hit") >= 1
+    assert value(s, "keel_rate_limit_decisions_total", app="cars",
+                 limiter="api", decision="allow") >= 1
+    assert any(n == "keel_db_query_duration_seconds_count" and
+               'app="cars"' in ls and "statement=" in ls
+               for (n, ls) in s)
+    assert value(s, "keel_up", dependency="postgres") == 1
+    assert value(s, "keel_up", dependency="redis") == 1
+    assert value(s, "keel_queue_depth", queue="email") >= 0
+    assert ("keel_outbox_oldest_age_seconds", "") in s
+
+
+def test_no_user_ids_or_emails_in_labels(http, stack, anon):
+    u = make_user(stack, "customer")
+    h = bearer(login(anon, u["email"]))
+    anon.get("/api/users/%d" % u["id"], headers=h)
+    text = http.get("/api/metrics").text
+    assert u["email"] not in text and "@" not in text
+    assert '"/api/users/%d"' % u["id"] not in text
+
+
+def test_counters_survive_kill_9_of_a_worker(http, stack):
+    for _ in range(10):
+        http.get("/api/cars")
+    before = scrape(http)
+    victim = stack.worker_pids("cars")[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: victim not in stack.worker_pids("cars") and
+               len(stack.worker_pids("cars")) == 2, timeout=10)
+    for _ in range(10):
+        http.get("/api/cars")
+    after = scrape(http)
+    for key, v in before.items():
+        name = key[0]
+        if name.startswith("keel_up") or name in (
+                "keel_queue_depth", "keel_queue_active",
+                "keel_queue_dead_letters", "keel_outbox_oldest_age_seconds",
+                "keel_cache_hit_ratio", "keel_db_replica_lag_seconds") or \
+                name.startswith("keel_cron_last"):
+            continue                      # gauges may go down
+        assert after.get(key, 0) >= v, (key, v, after.get(key))
+    assert value(after, "keel_worker_starts_total", app="cars") > \
+        value(before, "keel_worker_starts_total", app="cars")
+
+
+def test_promtool_accepts_a_real_scrape(http):
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool (Debian's prometheus) is not installed"
+    http.get("/api/cars")
+    text = http.get("/api/metrics").text
+    p = subprocess.run([promtool, "check", "metrics"], input=text,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_a_cron_run_is_recorded(stack, http):
+    t0 = time.time()
+    p = stack.program("keel-outbox-relay")
+    assert p.returncode == 0, p.stderr
+    s = scrape(http)
+    assert value(s, "keel_cron_runs_total", app="keel-outbox-relay",
+                 result="completed") >= 1
+    assert value(s, "keel_cron_last_start_timestamp_seconds",
+                 app="keel-outbox-relay") >= int(t0)
+    assert ("keel_cron_items_total",
+            'app="keel-outbox-relay",outcome="processed"') in s
+
+
+# --------------------------------------- a metrics app and a test app of our own
+
+def spawn_app(stack, tmp_path, binary, name, **env):
+    sock = str(tmp_path / (name + ".sock"))
+    e = dict(os.environ)
+    e.update(stack.env)
+    e.update({"KEEL_WORKERS": "1", "KEEL_METRICS_DIR": str(tmp_path / "m")})
+    e.update(env)
+    log = open(tmp_path / (name + ".log"), "w")
+    p = subprocess.Popen([os.path.join(stack.build_dir, binary),
+                          "--socket", sock], env=e, stdout=log,
+                         stderr=subprocess.STDOUT)
+    wait_until(lambda: os.path.exists(sock), timeout=10)
+    return p, sock
+
+
+def stop(p):
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=20)
+
+
+def test_off_host_needs_the_token(stack, tmp_path):
+    p, sock = spawn_app(stack, tmp_path, "fcgi-apps/keel-metrics",
+                        "metrics", KEEL_METRICS_TOKEN="t" * 40)
+    try:
+        st, _, _ = fcgi_request(sock, "GET", "/api/metrics",
+                                remote_addr="10.1.2.3")
+        assert st == 403
+        st, _, _ = fcgi_request(sock, "GET", "/api/metrics",
+                                remote_addr="10.1.2.3",
+                                headers={"Authorization": "Bearer " +
+                                         "t" * 39 + "u"})
+        assert st == 403
+        st, h, body = fcgi_request(sock, "GET", "/api/metrics",
+                                   remote_addr="10.1.2.3",
+                                   headers={"Authorization": "Bearer " +
+                                            "t" * 40})
+        assert st == 200 and b"keel_up" in body
+        st, _, _ = fcgi_request(sock, "GET", "/api/metrics",
+                                remote_addr="127.0.0.1")
+        assert st == 200
+    finally:
+        stop(p)
+
+
+RECYCLES = 1000
+
+
+def test_the_file_count_stays_fixed_over_1000_recycles(stack, tmp_path):
+    """Each request recycles the worker (KEEL_MAX_REQUESTS=1): a thousand
+    workers count into the same slot of the same file."""
+    p, sock = spawn_app(stack, tmp_path, "tests/e2e/keel-testapp", "testapp",
+                        KEEL_MAX_REQUESTS="1")
+    mdir = tmp_path / "m"
+    try:
+        for i in range(RECYCLES):
+            for attempt in range(50):
+                try:
+                    st, _, _ = fcgi_get(sock, "/_test/pid")
+                    break
+                except (ConnectionError, OSError):
+                    time.sleep(0.01)    # between a worker and the next
+            assert st == 200
+        assert sorted(os.listdir(mdir)) == ["testapp.metrics"]
+        size = os.path.getsize(mdir / "testapp.metrics")
+        assert size < 2 * 1024 * 1024
+    finally:
+        stop(p)
+    m, msock = spawn_app(stack, tmp_path, "fcgi-apps/keel-metrics", "metrics",
+                         KEEL_METRICS_DIR=str(mdir))
+    try:
+        st, _, body = fcgi_get(msock, "/api/metrics")
+        s = parse(body.decode())
+        assert value(s, "keel_http_requests_total", app="testapp",
+                     route="/_test/pid", code="200") == RECYCLES
+        assert value(s, "keel_worker_starts_total",
+                     app="testapp") >= RECYCLES
+        assert sorted(os.listdir(mdir)) == ["metrics.metrics",
+                                            "testapp.metrics"]
+    finally:
+        stop(m)
