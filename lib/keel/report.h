@@ -163,6 +163,7 @@ bool	 keel_report_sampled(const char *request_id, double rate);
  */
 bool	 keel_report_init(const struct keel_config *cfg, const char *prog,
 	    char *err, size_t n);
+/* True once keel_report_init() found a DSN: events are built. */
 bool	 keel_report_enabled(void);
 
 /*
