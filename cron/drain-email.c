@@ -22,6 +22,7 @@
 #include "keel/db.h"
 #include "keel/drain.h"
 #include "keel/json.h"
+#include "keel/log.h"
 #include "keel/mail.h"
 #include "keel/mem.h"
 
@@ -67,6 +68,8 @@ email_deliver(struct email_ctx *c, const char *kind, const char *payload,
 	if (keel_mail_render(c->arena, kind, payload, key, &msg, why, n) !=
 	    KEEL_OK)
 		return KEEL_JOB_FAIL;
+	/* The job's request (lib/drain.c set it for the job's log lines). */
+	msg.request_id = keel_log_request();
 	if (keel_mail_send(c->mail, &msg) != KEEL_OK) {
 		snprintf(why, n, "%s", keel_mail_errstr(c->mail));
 		return KEEL_JOB_RETRY;

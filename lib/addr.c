@@ -170,6 +170,16 @@ walk_forwarded(const struct keel_addr_rule *rule, const char *xff,
 }
 
 bool
+keel_addr_trusted(const struct keel_addr_rule *rule, const char *remote)
+{
+	unsigned char	 ip[16];
+	bool		 v4;
+
+	return remote != NULL && ip_parse(remote, strlen(remote), ip, &v4) &&
+	    trusted(rule, ip);
+}
+
+bool
 keel_addr_client(const struct keel_addr_rule *rule, const char *remote,
     const char *xff, char out[KEEL_ADDR_MAX])
 {

@@ -135,6 +135,7 @@ drain_report(const struct keel_queue *q, const struct drain_job *j)
 	memset(&ev, 0, sizeof(ev));
 	ev.type = "JobDeadLettered";
 	ev.value = what;
+	ev.request_id = j->job.request_id;
 	ev.tags = tags;
 	ev.ntags = KEEL_NELEM(tags);
 	keel_report_send(&ev);
@@ -310,6 +311,8 @@ drain_batch(struct keel_redis *r, struct keel_db *db,
 	struct drain_job	*jobs;
 	const struct keel_rreply *e;
 	keel_job_fn		*fn;
+	enum keel_job_result	 er;
+	double			 t0;
 	size_t			 i, n = rep->nelem - 6;
 
 	jobs = keel_calloc(n, sizeof(*jobs));
@@ -323,6 +326,8 @@ drain_batch(struct keel_redis *r, struct keel_db *db,
 		jobs[i].job.payload = e->elem[3].type == KEEL_R_STR ?
 		    e->elem[3].str : "";
 		jobs[i].job.attempt = (int)e->elem[4].integer;
+		jobs[i].job.request_id = e->nelem > 5 &&
+		    e->elem[5].type == KEEL_R_STR ? e->elem[5].str : "";
 	}
 	drain_ran_before(db, jobs, n, cnt);
 	for (i = 0; i < n; i++) {
@@ -341,19 +346,19 @@ drain_batch(struct keel_redis *r, struct keel_db *db,
 			jobs[i].internal = true;
 			continue;
 		}
-		switch (fn(ctx, &jobs[i].job, jobs[i].why,
-		    sizeof(jobs[i].why))) {
-		case KEEL_JOB_DONE:
-			jobs[i].outcome = "done";
-			break;
-		case KEEL_JOB_RETRY:
-			jobs[i].outcome = "retry";
-			jobs[i].internal = true;
-			break;
-		default:
-			jobs[i].outcome = "fail";
-			break;
-		}
+		/* The job's lines carry the id of the request it came from. */
+		keel_log_set_request(*jobs[i].job.request_id != '\0' ?
+		    jobs[i].job.request_id : NULL);
+		t0 = keel_cron_now_ms();
+		er = fn(ctx, &jobs[i].job, jobs[i].why, sizeof(jobs[i].why));
+		jobs[i].outcome = er == KEEL_JOB_DONE ? "done" :
+		    er == KEEL_JOB_RETRY ? "retry" : "fail";
+		jobs[i].internal = er == KEEL_JOB_RETRY;
+		/* DESIGN.md, "Observability": one line per job. */
+		keel_log_info("job queue=%s kind=%.64s attempt=%d outcome=%s "
+		    "ms=%.1f", q->name, jobs[i].job.kind, jobs[i].job.attempt,
+		    jobs[i].outcome, keel_cron_now_ms() - t0);
+		keel_log_set_request(NULL);
 	}
 	drain_finish(r, db, q, jobs, n, cnt);
 	free(jobs);

@@ -663,6 +663,19 @@ new_request_id(struct keel_http_conn *c, char *id)
 }
 
 void
+keel_http_adopt_request_id(struct keel_req *req)
+{
+	const char	*h;
+
+	if (req->cfg == NULL || req->cfg->client.ntrusted == 0 ||
+	    (h = keel_http_header(req, "X-Request-Id")) == NULL ||
+	    !keel_text_request_id_valid(h) ||
+	    !keel_addr_trusted(&req->cfg->client, req->remote_addr))
+		return;
+	snprintf(req->id, sizeof(req->id), "%s", h);
+}
+
+void
 keel_http_conn_free(struct keel_http_conn *c)
 {
 	if (c == NULL)

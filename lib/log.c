@@ -20,7 +20,7 @@
 
 static const char	*log_prog = "keel";
 static enum keel_log_level log_level = KEEL_LOG_INFO;
-static char		 log_req[24];
+static char		 log_req[72];	/* KEEL_HTTP_ID_MAX and a NUL */
 static pid_t		 log_pid;	/* 0: unknown, or forked since */
 static int		 log_atfork;	/* log_forked() is registered */
 
@@ -80,6 +80,12 @@ keel_log_set_request(const char *id)
 		log_req[0] = '\0';
 	else
 		snprintf(log_req, sizeof(log_req), "%s", id);
+}
+
+const char *
+keel_log_request(void)
+{
+	return log_req;
 }
 
 bool

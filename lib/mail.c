@@ -35,6 +35,7 @@
 #include "keel/json.h"
 #include "keel/mail.h"
 #include "keel/mem.h"
+#include "keel/text.h"
 
 #define B64_LINE	76	/* RFC 2045 §6.8: at most 76 per line */
 #define WORD_BYTES	39	/* raw bytes per encoded-word: 52 in base64 */
@@ -243,6 +244,9 @@ keel_mail_build(struct keel_buf *out, const char *from,
 	keel_mail_encode_header(out, m->subject);
 	keel_buf_printf(out, "\r\nDate: %s\r\nMessage-ID: %s\r\n"
 	    "MIME-Version: 1.0\r\n", dbuf, mid);
+	/* The request the mail comes from, for whoever traces it. */
+	if (m->request_id != NULL && keel_text_request_id_valid(m->request_id))
+		keel_buf_printf(out, "X-Request-Id: %s\r\n", m->request_id);
 	if (m->html == NULL) {
 		keel_buf_puts(out, "Content-Type: text/plain; charset=UTF-8\r\n"
 		    "Content-Transfer-Encoding: base64\r\n\r\n");

@@ -40,15 +40,16 @@
 static const struct keel_query q_outbox_add = {
 	.name = "outbox_add",
 	.sql = "INSERT INTO outbox (queue, kind, payload, idempotency_key, "
-	    "available_at) VALUES ($1, $2, $3::jsonb, $4, "
-	    "now() + $5::bigint * interval '1 millisecond') RETURNING id",
+	    "available_at, request_id) VALUES ($1, $2, $3::jsonb, $4, "
+	    "now() + $5::bigint * interval '1 millisecond', NULLIF($6, '')) "
+	    "RETURNING id",
 	.target = KEEL_DB_PRIMARY };
 
 /* The delay is what is left of available_at, by the database's clock;
  * Redis then counts it on its own. */
 #define OUTBOX_COLS "id, queue, kind, payload::text, idempotency_key, " \
 	"GREATEST(0, ceil(extract(epoch FROM available_at - now()) * 1000))" \
-	"::bigint"
+	"::bigint, coalesce(request_id, '')"
 
 static const struct keel_query q_outbox_by_ids = {
 	.name = "outbox_by_ids",
@@ -152,6 +153,8 @@ keel_outbox_add_delayed(struct keel_db *db, const char *queue,
 	keel_db_param_text(&p, payload);
 	keel_db_param_text(&p, idem_key);
 	keel_db_param_int(&p, delay_ms);
+	/* The request's id follows the job to its logs and its mail. */
+	keel_db_param_text(&p, keel_log_request());
 	if ((er = keel_db_query(db, &q_outbox_add, &p, &rows)) ==
 	    KEEL_OK && id != NULL)
 		*id = keel_rows_int64(rows, 0, 0);
@@ -204,6 +207,7 @@ push_rows(struct keel_redis *r, const struct keel_rows *rows,
 			keel_queue_args_str(&a, keel_rows_value(rows, j, 2));
 			keel_queue_args_str(&a, keel_rows_value(rows, j, 3));
 			keel_queue_args_str(&a, keel_rows_value(rows, j, 5));
+			keel_queue_args_str(&a, keel_rows_value(rows, j, 6));
 		}
 		er = keel_queue_args_eval(r, &keel_queue_script_enqueue, &a,
 		    &rep);

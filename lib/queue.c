@@ -233,6 +233,7 @@ keel_queue_enqueue(struct keel_redis *r, const struct keel_queue *q,
 	keel_queue_args_str(&a, kind);
 	keel_queue_args_str(&a, payload);
 	keel_queue_args_fmt(&a, "%lld", (long long)delay_ms);
+	keel_queue_args_str(&a, keel_log_request());
 	if ((er = keel_queue_args_eval(r, &keel_queue_script_enqueue, &a,
 	    &rep)) == KEEL_OK && added != NULL)
 		*added = keel_queue_reply_int(rep, 0) == 1;

@@ -76,7 +76,7 @@ static int	spawn_slot;	/* the slot index a new worker takes */
  */
 struct busy {
 	pid_t	 pid;
-	char	 id[17];	/* "" while idle */
+	char	 id[KEEL_HTTP_ID_MAX + 1];	/* "" while idle */
 };
 static struct busy *busy;	/* nslots of them; NULL when mmap failed */
 static int	sigpipe_fd[2] = { -1, -1 };
@@ -289,10 +289,8 @@ note_busy(pid_t self, const char *id)
 	if (busy == NULL)
 		return;
 	busy[spawn_slot].pid = self;
-	if (id != NULL)
-		memcpy(busy[spawn_slot].id, id, sizeof(busy[0].id));
-	else
-		busy[spawn_slot].id[0] = '\0';
+	snprintf(busy[spawn_slot].id, sizeof(busy[0].id), "%s",
+	    id != NULL ? id : "");
 }
 
 /* A worker that died (in slot i): an event from the supervisor. */
@@ -470,6 +468,7 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 		if (keel_http_begin(&req, conn, &fr, arena,
 		    (size_t)cfg->body_max) == KEEL_STEP_GO) {
 			req.cfg = cfg;
+			keel_http_adopt_request_id(&req);
 			req.db = db;
 			req.redis = redis;
 			req.cache = cache;

@@ -189,3 +189,17 @@ keel_text_int(char out[KEEL_TEXT_INT_MAX], int64_t v)
 	out[n] = '\0';
 	return n;
 }
+
+bool
+keel_text_request_id_valid(const char *s)
+{
+	size_t	 n;
+
+	for (n = 0; s[n] != '\0'; n++)
+		if (n == KEEL_TEXT_REQUEST_ID_MAX ||
+		    !((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= 'A' &&
+		    s[n] <= 'Z') || (s[n] >= '0' && s[n] <= '9') ||
+		    strchr("._:-", s[n]) != NULL))
+			return false;
+	return n > 0;
+}

@@ -42,6 +42,11 @@ bool		 keel_addr_nets_parse(const char *list, struct keel_net **nets,
 bool		 keel_addr_in(const unsigned char ip[16],
 		    const struct keel_net *net);
 
+/* True when remote (the peer lighttpd saw) is one of rule's trusted
+ * proxies. */
+bool		 keel_addr_trusted(const struct keel_addr_rule *rule,
+		    const char *remote);
+
 /*
  * The client address for keys, into out.  remote is the peer lighttpd
  * saw; xff the X-Forwarded-For header (may be NULL), believed only when

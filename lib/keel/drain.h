@@ -19,6 +19,7 @@ struct keel_job {
 	const char	*kind;
 	const char	*payload;	/* JSON text */
 	int		 attempt;	/* 1 for the first try */
+	const char	*request_id;	/* of the request that made it; "" */
 };
 
 enum keel_job_result {

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "keel/err.h"
+#include "keel/text.h"
 
 struct keel_arena;
 struct keel_buf;
@@ -50,6 +51,9 @@ struct keel_user {
 	const char	*session;	/* the session's id (token hash, hex) */
 };
 
+/* The longest X-Request-Id accepted from a trusted proxy. */
+#define KEEL_HTTP_ID_MAX	KEEL_TEXT_REQUEST_ID_MAX
+
 /*
  * The request as handlers see it: plain data filled by lib before the
  * handler runs, all of it living in arena until the request ends.
@@ -62,7 +66,8 @@ struct keel_req {
 	const char	*remote_addr;	/* the peer lighttpd saw */
 	const char	*body;		/* NUL-terminated; NULL when empty */
 	size_t		 body_len;	/* bytes */
-	char		 id[17];	/* request id: 16 hex digits */
+	char		 id[KEEL_HTTP_ID_MAX + 1]; /* request id: 16 hex
+					   digits, or a trusted proxy's */
 
 	struct keel_param params[KEEL_HTTP_MAXPARAMS]; /* from the route */
 	size_t		 nparams;
@@ -84,6 +89,13 @@ struct keel_req {
 
 	struct keel_http_conn *conn;	/* response state; lib only */
 };
+
+/*
+ * Takes the request's X-Request-Id as its id when the peer is one of
+ * TRUSTED_PROXIES and the id is valid (req->cfg must be set); otherwise
+ * the id keel drew stays.
+ */
+void		 keel_http_adopt_request_id(struct keel_req *req);
 
 /* Request header by its HTTP name ("Authorization"); NULL when absent. */
 const char	*keel_http_header(const struct keel_req *, const char *name);

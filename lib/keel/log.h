@@ -20,6 +20,8 @@ void	keel_log_init(const char *prog, enum keel_log_level level);
 bool	keel_log_level_parse(const char *s, enum keel_log_level *out);
 /* The request id to show on following lines; NULL clears it. */
 void	keel_log_set_request(const char *id);
+/* The request (or job's request) id log lines carry now; "" if none. */
+const char *keel_log_request(void);
 bool	keel_log_enabled(enum keel_log_level level);
 
 /* warn appends strerror(errno); warnx does not.  fatal* exit(1). */

@@ -22,6 +22,7 @@ struct keel_mail_msg {
 	const char	*text;		/* the text/plain part */
 	const char	*html;		/* the text/html part; NULL: none */
 	const char	*idem_key;	/* the job's key: names the Message-ID */
+	const char	*request_id;	/* X-Request-Id header; NULL or "": none */
 };
 
 /* True when s is a plain addr-spec we are willing to put in a header and

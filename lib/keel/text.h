@@ -57,4 +57,12 @@ bool		 keel_text_each(const char *list, keel_text_item_fn *fn,
 #define KEEL_TEXT_INT_MAX	21	/* "-9223372036854775808" and NUL */
 size_t		 keel_text_int(char out[KEEL_TEXT_INT_MAX], int64_t v);
 
+/*
+ * A request id a proxy may hand us (X-Request-Id), or a job carries: 1 to
+ * KEEL_TEXT_REQUEST_ID_MAX of [A-Za-z0-9._:-] (a UUID, a trace id),
+ * nothing that could break a log line or a mail header.
+ */
+#define KEEL_TEXT_REQUEST_ID_MAX	64
+bool		 keel_text_request_id_valid(const char *s);
+
 #endif /* KEEL_TEXT_H */

@@ -1,6 +1,7 @@
 -- queue_enqueue.lua -- adds jobs unless their key is known.
 --
--- ARGV[11..]: (key, kind, payload, delay_ms) per job.  Returns per job
+-- ARGV[11..]: (key, kind, payload, delay_ms, request id or '') per job.
+-- Returns per job
 -- 1 added, 0 already known and still to run (waiting, delayed, leased),
 -- 2 already known and finished (completed or dead-lettered).  The
 -- outbox's relay tells by it a job Redis lost (1) from one that ran (2).
@@ -8,10 +9,11 @@
 -- keel: include queue_prelude.lua
 ensure_group()
 local res = {}
-for i = 11, #ARGV, 4 do
+for i = 11, #ARGV, 5 do
   local state = redis.call('HGET', JP .. ARGV[i], 'state')
   if not state then
-    add_job(ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]))
+    add_job(ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]),
+      ARGV[i + 4])
     res[#res + 1] = 1
   elseif state == 'completed' or state == 'failed' then
     res[#res + 1] = 2

@@ -6,9 +6,9 @@
 -- counts as an attempt and takes the backoff), then leases what the
 -- in-flight bound and the rate limit allow.  Returns
 -- { wake_ms, limited, last_id, stalled, dead, pending,
---   {id, key, kind, payload, attempt}... }: wake_ms is when something
--- may become ready (-1: only a new job), limited 1 when capacity, not
--- work, is missing.
+--   {id, key, kind, payload, attempt, request id}... }: wake_ms is
+-- when something may become ready (-1: only a new job), limited 1 when
+-- capacity, not work, is missing.
 
 -- keel: include queue_prelude.lua
 ensure_group()
@@ -72,7 +72,8 @@ end
 
 local function lease(id, k)
   local jk = JP .. k
-  local h = redis.call('HMGET', jk, 'state', 'attempts', 'kind', 'payload')
+  local h = redis.call('HMGET', jk, 'state', 'attempts', 'kind', 'payload',
+    'rid')
   if h[1] ~= 'waiting' then
     redis.call('XACK', S, 'workers', id)
     redis.call('XDEL', S, id)
@@ -84,7 +85,7 @@ local function lease(id, k)
   redis.call('ZADD', A, T + VIS, k)
   if RATE > 0 then redis.call('ZADD', R, T, id) end
   cap = cap - 1
-  out[#out + 1] = { id, k, h[3], h[4], att }
+  out[#out + 1] = { id, k, h[3], h[4], att, h[5] or '' }
 end
 for _, m in ipairs(mine) do
   if cap <= 0 then break end

@@ -50,10 +50,10 @@ end
 local function dead(k, why)
   local jk = JP .. k
   local h = redis.call('HMGET', jk, 'kind', 'payload', 'attempts',
-    'created')
+    'created', 'rid')
   redis.call('XADD', X, '*', 'job', k, 'kind', h[1] or '',
     'payload', h[2] or '', 'attempts', h[3] or '0', 'reason', why,
-    'created', h[4] or '', 'failedAt', T)
+    'created', h[4] or '', 'failedAt', T, 'rid', h[5] or '')
   redis.call('HDEL', jk, 'payload')
   redis.call('HSET', jk, 'state', 'failed', 'error', why)
   redis.call('PEXPIRE', jk, 86400000)
@@ -73,11 +73,13 @@ end
 
 -- A fresh job under key k (any old hash replaced): on the stream now,
 -- or in the delayed set for delay milliseconds.
-local function add_job(k, kind, payload, delay)
+-- rid: the id of the request that made the job ('' none), for its logs
+-- and the mail it sends.
+local function add_job(k, kind, payload, delay, rid)
   local jk = JP .. k
   redis.call('DEL', jk)
   redis.call('HSET', jk, 'kind', kind, 'payload', payload, 'attempts', 0,
-    'lease', 0, 'created', T)
+    'lease', 0, 'created', T, 'rid', rid)
   if delay > 0 then
     redis.call('HSET', jk, 'state', 'delayed')
     redis.call('ZADD', D, T + delay, k)

@@ -11,7 +11,7 @@ for _, e in ipairs(ents) do
   local f = {}
   for i = 1, #e[2], 2 do f[e[2][i]] = e[2][i + 1] end
   if f.job and f.job ~= '' then
-    add_job(f.job, f.kind or '', f.payload or '', 0)
+    add_job(f.job, f.kind or '', f.payload or '', 0, f.rid or '')
     n = n + 1
   end
   redis.call('XDEL', X, e[1])

@@ -109,10 +109,29 @@ test_addr_forwarded(void **state)
 	addr_is("::1", "203.0.113.9", "::1", 56, "203.0.113.9");
 }
 
+static void
+test_trusted_peer(void **state)
+{
+	struct keel_addr_rule	 rule = { .v6_prefix = 56 };
+
+	(void)state;
+	assert_false(keel_addr_trusted(&rule, "127.0.0.1"));
+	assert_true(keel_addr_nets_parse("127.0.0.1, 10.0.0.0/8", &rule.trusted,
+	    &rule.ntrusted));
+	assert_true(keel_addr_trusted(&rule, "127.0.0.1"));
+	assert_true(keel_addr_trusted(&rule, "10.9.8.7"));
+	assert_false(keel_addr_trusted(&rule, "127.0.0.2"));
+	assert_false(keel_addr_trusted(&rule, "/run/keel/cars.sock"));
+	assert_false(keel_addr_trusted(&rule, ""));
+	assert_false(keel_addr_trusted(&rule, NULL));
+	free(rule.trusted);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_trusted_peer),
 		cmocka_unit_test(test_proxies),
 		cmocka_unit_test(test_net_membership),
 		cmocka_unit_test(test_addr_plain),

@@ -72,10 +72,35 @@ test_message_id_from_key_and_sender_domain(void **state)
 }
 
 static void
+test_build_carries_a_valid_request_id_only(void **state)
+{
+	struct keel_mail_msg	 m = { .to = "a@b.example", .subject = "Hi",
+	    .text = "text", .idem_key = "k1", .request_id = "trace-7f3a:01" };
+	struct keel_buf		 b = { NULL, 0, 0 };
+
+	(void)state;
+	keel_mail_build(&b, "no@keel.example", &m, 0);
+	keel_buf_putc(&b, '\0');
+	assert_non_null(strstr(b.data, "\r\nX-Request-Id: trace-7f3a:01\r\n"));
+	keel_buf_free(&b);
+	m.request_id = "evil\r\nBcc: x@y.example";
+	keel_mail_build(&b, "no@keel.example", &m, 0);
+	keel_buf_putc(&b, '\0');
+	assert_null(strstr(b.data, "X-Request-Id"));
+	assert_null(strstr(b.data, "Bcc"));
+	keel_buf_free(&b);
+	m.request_id = NULL;
+	keel_mail_build(&b, "no@keel.example", &m, 0);
+	keel_buf_putc(&b, '\0');
+	assert_null(strstr(b.data, "X-Request-Id"));
+	keel_buf_free(&b);
+}
+
+static void
 test_build_multipart_with_both_parts(void **state)
 {
 	struct keel_mail_msg	 m = { "a@b.example", "Ann", "Hi ✓", "text",
-	    "<p>html</p>", "k1" };
+	    "<p>html</p>", "k1", NULL };
 	struct keel_buf		 b = { NULL, 0, 0 };
 	char			 mid[128];
 	size_t			 i;
@@ -233,6 +258,7 @@ main(void)
 		cmocka_unit_test(test_long_subject_split_between_characters),
 		cmocka_unit_test(test_message_id_from_key_and_sender_domain),
 		cmocka_unit_test(test_build_multipart_with_both_parts),
+		cmocka_unit_test(test_build_carries_a_valid_request_id_only),
 		cmocka_unit_test(test_address_validation),
 		cmocka_unit_test(test_render_rejects_bad_payloads),
 		cmocka_unit_test(test_render_attempt_result),

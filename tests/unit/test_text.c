@@ -362,6 +362,28 @@ test_text_each_stops_when_told(void **state)
 }
 
 
+static void
+test_request_id_valid(void **state)
+{
+	char	 max[KEEL_TEXT_REQUEST_ID_MAX + 2];
+
+	(void)state;
+	assert_true(keel_text_request_id_valid("0f3a9c"));
+	assert_true(keel_text_request_id_valid(
+	    "6ba7b810-9dad-11d1-80b4-00c04fd430c8"));
+	assert_true(keel_text_request_id_valid("edge.1:trace_2"));
+	assert_false(keel_text_request_id_valid(""));
+	assert_false(keel_text_request_id_valid("a b"));
+	assert_false(keel_text_request_id_valid("a\r\nX-Evil: 1"));
+	assert_false(keel_text_request_id_valid("a\"b"));
+	memset(max, 'a', sizeof(max));
+	max[KEEL_TEXT_REQUEST_ID_MAX] = '\0';
+	assert_true(keel_text_request_id_valid(max));
+	max[KEEL_TEXT_REQUEST_ID_MAX] = 'a';
+	max[KEEL_TEXT_REQUEST_ID_MAX + 1] = '\0';
+	assert_false(keel_text_request_id_valid(max));
+}
+
 int
 main(void)
 {
@@ -393,6 +415,7 @@ main(void)
 		cmocka_unit_test(test_text_int_matches_printf),
 		cmocka_unit_test(test_text_each_trims_and_skips_empty),
 		cmocka_unit_test(test_text_each_stops_when_told),
+		cmocka_unit_test(test_request_id_valid),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
