@@ -197,6 +197,33 @@ def test_job_dead_lettered_for_an_internal_reason_is_one_event(reports,
     assert events_where(stack, job=bad) == []
 
 
+def test_dead_email_job_carries_its_request_id_and_no_address(reports,
+                                                               stack):
+    # A reset whose email the mail server refuses every time: its job
+    # is dead-lettered (an internal reason) and reported with the id of
+    # the request that queued it, and without the address.
+    user = make_user(stack, "customer")
+    stack.set_smtp_mode("refuse")
+    try:
+        r = request("POST", stack.url("/api/auth/password-reset"),
+                    json={"email": user["email"]})
+        assert r.status_code == 202, r.text
+        rid = r.headers["X-Request-Id"]
+        p = stack.program("keel-drain-email", "--until-empty", "--budget",
+                          60, env={"KEEL_JOB_VISIBILITY": "3",
+                                   "SMTP_TIMEOUT": "2"}, timeout=90)
+        assert p.returncode == 0, p.stderr
+    finally:
+        stack.set_smtp_mode("accept")
+    ship(stack)
+    found = events_where(stack, request_id=rid)
+    assert len(found) == 1, found
+    ev, raw = found[0]
+    assert ev["tags"]["queue"] == "email"
+    assert ev["tags"]["job_kind"] == "password_reset_request"
+    assert user["email"].encode() not in raw
+
+
 def test_spool_bound_drops_and_counts_the_rest(reports, stack, tmp_path):
     # A spool of 3 for one drainer: 5 reports, 3 kept, 2 dropped.
     env = {"KEEL_REPORT_SPOOL": str(tmp_path / "spool"),
