@@ -32,13 +32,13 @@
 #include "keel/mem.h"
 #include "keel/metrics.h"
 
-#define MAGIC		0x316d6c65656b0a31ULL	/* file format 1 */
+#define MAGIC		0x326d6c65656b0a31ULL	/* file format 2 */
 #define CAPACITY	512	/* series per slot */
-#define NCELLS		16
-#define NBUCKETS	13	/* finite histogram buckets */
-#define CELL_INF	13	/* observations past the last bucket */
-#define CELL_SUM	14	/* nanoseconds */
-#define CELL_COUNT	15
+#define NCELLS		18
+#define NBUCKETS	15	/* finite histogram buckets */
+#define CELL_INF	15	/* observations past the last bucket */
+#define CELL_SUM	16	/* nanoseconds */
+#define CELL_COUNT	17
 #define SPINS		4096	/* waits for a series being made */
 #define SUFFIX		".metrics"
 
@@ -113,9 +113,10 @@ static const struct {
 	    "Items a cron program handled, by outcome.", COUNTER },
 };
 
+/* Up to KEEL_DB_STATEMENT_TIMEOUT's default: a p99 near it must show. */
 static const double bounds[NBUCKETS] = {
 	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
-	2.5, 5,
+	2.5, 5, 10, 30,
 };
 
 static struct header	*map;		/* this process's file, or NULL */
@@ -218,38 +219,50 @@ keel_metrics_on(void)
 	return map != NULL;
 }
 
+/* Appends s to buf at *len (escaped when esc), if it fits in max. */
+static bool
+put(char *buf, size_t *len, size_t max, const char *s, bool esc)
+{
+	size_t	 o = *len;
+
+	for (; *s != '\0'; s++) {
+		if (esc && (*s == '\\' || *s == '"' || *s == '\n')) {
+			if (o + 2 >= max)
+				return false;
+			buf[o++] = '\\';
+			buf[o++] = *s == '\n' ? 'n' : *s;
+		} else {
+			if (o + 1 >= max)
+				return false;
+			buf[o++] = *s;
+		}
+	}
+	*len = o;
+	return true;
+}
+
+/* No snprintf: this runs a few times per request. */
 char *
 keel_metrics_labels(char buf[KEEL_METRICS_LABELS_MAX], ...)
 {
 	va_list		 ap;
 	const char	*k, *v;
-	char		 one[KEEL_METRICS_LABELS_MAX];
-	size_t		 len = 0, o;
+	size_t		 len = 0, mark;
 
-	buf[0] = '\0';
 	va_start(ap, buf);
 	while ((k = va_arg(ap, const char *)) != NULL) {
 		if ((v = va_arg(ap, const char *)) == NULL)
 			break;
-		o = (size_t)snprintf(one, sizeof(one), "%s%s=\"",
-		    len > 0 ? "," : "", k);
-		for (; *v != '\0' && o + 3 < sizeof(one); v++) {
-			if (*v == '\\' || *v == '"' || *v == '\n') {
-				one[o++] = '\\';
-				one[o++] = *v == '\n' ? 'n' : *v;
-			} else
-				one[o++] = *v;
-		}
-		if (*v != '\0' || o + 2 > sizeof(one))
-			continue;	/* too long: left out */
-		one[o++] = '"';
-		one[o] = '\0';
-		if (len + o + 1 > KEEL_METRICS_LABELS_MAX)
-			continue;
-		memcpy(buf + len, one, o + 1);
-		len += o;
+		mark = len;
+		if ((len > 0 && !put(buf, &len, KEEL_METRICS_LABELS_MAX, ",",
+		    false)) || !put(buf, &len, KEEL_METRICS_LABELS_MAX, k,
+		    false) || !put(buf, &len, KEEL_METRICS_LABELS_MAX, "=\"",
+		    false) || !put(buf, &len, KEEL_METRICS_LABELS_MAX, v, true) ||
+		    !put(buf, &len, KEEL_METRICS_LABELS_MAX, "\"", false))
+			len = mark;	/* too long: left out */
 	}
 	va_end(ap);
+	buf[len] = '\0';
 	return buf;
 }
 

@@ -117,6 +117,8 @@ struct rconn {
 	bool			 lost;		/* was up, went down */
 	int			 backoff_ms;
 	struct event		*retry;
+	char			 sha_lease[41];	/* SCRIPT LOADed on this */
+	char			 sha_renew[41];	/* connection; "" not yet */
 };
 
 /* A worker's whole state: one per process. */
@@ -138,6 +140,7 @@ static struct {
 	uint64_t		 batch[BATCH_MAX];	/* the query's sids */
 	int			 nbatch;
 	struct event		*heartbeat, *sigterm, *sigint, *relisten;
+	uint64_t		 tick;		/* heartbeat seconds so far */
 	bool			 term;
 	char			 member[96];	/* "host:pid:" */
 	int			 lease_ms;
@@ -689,6 +692,39 @@ on_rdisconnect(const redisAsyncContext *ac, int status)
 	rconn_later(rc);
 }
 
+/* A SCRIPT LOAD's answer: the sha to run the script by from now on. */
+static void
+on_script(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	redisReply	*r = reply;
+	char		*sha = privdata;
+
+	(void)ac;
+	if (r != NULL && r->type == REDIS_REPLY_STRING && r->len == 40)
+		memcpy(sha, r->str, 41);
+}
+
+/*
+ * Runs a stream script: by sha once loaded on this connection (an open
+ * and every renewal would otherwise send the script's text), by text
+ * until then.  Format: the script's KEYS count, then its arguments.
+ */
+static int
+run_script(const char *sha, const char *lua, redisCallbackFn *fn,
+    void *privdata, const char *key, const char *a1, const char *a2,
+    const char *a3)
+{
+	if (*sha != '\0')
+		return a3 != NULL ? redisAsyncCommand(W.cmd.ac, fn, privdata,
+		    "EVALSHA %s 1 %s %s %s %s", sha, key, a1, a2, a3) :
+		    redisAsyncCommand(W.cmd.ac, fn, privdata,
+		    "EVALSHA %s 1 %s %s %s", sha, key, a1, a2);
+	return a3 != NULL ? redisAsyncCommand(W.cmd.ac, fn, privdata,
+	    "EVAL %s 1 %s %s %s %s", lua, key, a1, a2, a3) :
+	    redisAsyncCommand(W.cmd.ac, fn, privdata, "EVAL %s 1 %s %s %s",
+	    lua, key, a1, a2);
+}
+
 static void
 rconn_start(struct rconn *rc)
 {
@@ -713,11 +749,18 @@ rconn_start(struct rconn *rc)
 	rc->ac = ac;
 	if (a->password != NULL)
 		redisAsyncCommand(ac, NULL, NULL, "AUTH %s", a->password);
-	if (rc->subscriber)
+	if (rc->subscriber) {
 		redisAsyncCommand(ac, on_pmessage, NULL, "PSUBSCRIBE %s",
 		    NOTIFY_PATTERN);
-	else if (a->db != 0)
+		return;
+	}
+	if (a->db != 0)
 		redisAsyncCommand(ac, NULL, NULL, "SELECT %d", a->db);
+	rc->sha_lease[0] = rc->sha_renew[0] = '\0';
+	redisAsyncCommand(ac, on_script, rc->sha_lease, "SCRIPT LOAD %s",
+	    keel_lua_stream_lease);
+	redisAsyncCommand(ac, on_script, rc->sha_renew, "SCRIPT LOAD %s",
+	    keel_lua_stream_renew);
 }
 
 /* ---------------------------------------------------------- opening */
@@ -819,9 +862,9 @@ stream_lease(struct stream *s)
 	snprintf(member, sizeof(member), "%s%" PRIu64, W.member, s->sid);
 	snprintf(max, sizeof(max), "%d", W.cfg->stream_per_user);
 	snprintf(lease, sizeof(lease), "%d", W.lease_ms);
-	if (W.cmd.ac == NULL || redisAsyncCommand(W.cmd.ac, on_lease,
-	    (void *)(uintptr_t)s->sid, "EVAL %s 1 %s %s %s %s",
-	    keel_lua_stream_lease, key, member, max, lease) != REDIS_OK)
+	if (W.cmd.ac == NULL || run_script(W.cmd.sha_lease,
+	    keel_lua_stream_lease, on_lease, (void *)(uintptr_t)s->sid, key,
+	    member, max, lease) != REDIS_OK)
 		stream_refuse(s, 503, "unavailable",
 		    "Streams cannot be counted right now.", "1");
 }
@@ -989,29 +1032,37 @@ out:
 
 /* ----------------------------------------------------------- the loop */
 
+/*
+ * Once a second: the heartbeat of the streams whose turn it is (a
+ * stream's every KEEL_STREAM_HEARTBEAT seconds, spread over the seconds
+ * by its sid, so 10,000 streams never beat in one callback that holds
+ * up live events), and their leases renewed.
+ */
 static void
 on_heartbeat(evutil_socket_t fd, short what, void *arg)
 {
 	struct keel_buf	 hb = { NULL, 0, 0 };
 	struct stream	*s, *next;
 	char		 key[64], member[128], lease[16];
+	uint64_t	 every = (uint64_t)W.cfg->stream_heartbeat;
 
 	(void)fd;
 	(void)what;
 	(void)arg;
+	W.tick++;
 	keel_buf_puts(&hb, ": hb\n\n");
 	snprintf(lease, sizeof(lease), "%d", W.lease_ms);
 	for (s = W.all; s != NULL; s = next) {
 		next = s->next;
-		if (!s->open || !stream_write(s, &hb))
+		if (!s->open || (s->sid + W.tick) % every != 0 ||
+		    !stream_write(s, &hb))
 			continue;
 		if (s->leased && W.cmd.ac != NULL) {
 			open_key(key, sizeof(key), s->uid);
 			snprintf(member, sizeof(member), "%s%" PRIu64,
 			    W.member, s->sid);
-			redisAsyncCommand(W.cmd.ac, NULL, NULL,
-			    "EVAL %s 1 %s %s %s", keel_lua_stream_renew, key,
-			    member, lease);
+			(void)run_script(W.cmd.sha_renew, keel_lua_stream_renew,
+			    NULL, NULL, key, member, lease, NULL);
 		}
 	}
 	keel_buf_free(&hb);
@@ -1130,7 +1181,7 @@ stream_loop(const struct keel_config *cfg, int lfd, const sigset_t *waitmask)
 	W.relisten = must(evtimer_new(W.base, on_relisten, NULL));
 	W.heartbeat = must(event_new(W.base, -1, EV_PERSIST, on_heartbeat,
 	    NULL));
-	hb = tv_ms(cfg->stream_heartbeat * 1000);
+	hb = tv_ms(1000);
 	event_add(W.heartbeat, &hb);
 	W.sigterm = must(evsignal_new(W.base, SIGTERM, on_term, NULL));
 	W.sigint = must(evsignal_new(W.base, SIGINT, on_term, NULL));

@@ -23,7 +23,7 @@ EXTRA_APPS = os.path.join(ROOT, "tests", "e2e", "apps.conf")
 
 # Components stop_component()/start_component() know besides the apps.
 SERVICES = ("primary", "replica", "redis", "memcached", "smtp", "sentry",
-            "cron", "lighttpd")
+            "cron", "prometheus", "lighttpd")
 
 
 class StackError(RuntimeError):

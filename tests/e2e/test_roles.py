@@ -173,6 +173,9 @@ TABLE = [
      row(401, 200, 200, 200, 200)),
     ("POST", "/api/notifications/stream-ticket", None,
      row(401, 201, 201, 201, 201)),
+    # metrics: this host (loopback) or the metrics token, whoever asks;
+    # off the host without the token: test_metrics.py
+    ("GET", "/api/metrics", None, row(200, 200, 200, 200, 200)),
     # logout last: it ends the role's session
     ("POST", "/api/auth/logout", None, row(401, 204, 204, 204, 204)),
 ]

@@ -130,7 +130,7 @@ test_histogram_buckets_are_cumulative(void **state)
 	(void)state;
 	keel_metrics_observe(KEEL_M_DB_QUERY, "statement=\"h\"", 0.0004);
 	keel_metrics_observe(KEEL_M_DB_QUERY, "statement=\"h\"", 0.003);
-	keel_metrics_observe(KEEL_M_DB_QUERY, "statement=\"h\"", 7);
+	keel_metrics_observe(KEEL_M_DB_QUERY, "statement=\"h\"", 31);
 	s = scrape();
 	assert_non_null(strstr(s, "keel_db_query_duration_seconds_bucket{app="
 	    "\"unit\",statement=\"h\",le=\"0.0005\"} 1\n"));
@@ -139,9 +139,11 @@ test_histogram_buckets_are_cumulative(void **state)
 	assert_non_null(strstr(s, "keel_db_query_duration_seconds_bucket{app="
 	    "\"unit\",statement=\"h\",le=\"5\"} 2\n"));
 	assert_non_null(strstr(s, "keel_db_query_duration_seconds_bucket{app="
+	    "\"unit\",statement=\"h\",le=\"30\"} 2\n"));
+	assert_non_null(strstr(s, "keel_db_query_duration_seconds_bucket{app="
 	    "\"unit\",statement=\"h\",le=\"+Inf\"} 3\n"));
 	assert_non_null(strstr(s, "keel_db_query_duration_seconds_sum{app="
-	    "\"unit\",statement=\"h\"} 7.003400000\n"));
+	    "\"unit\",statement=\"h\"} 31.003400000\n"));
 	assert_non_null(strstr(s, "keel_db_query_duration_seconds_count{app="
 	    "\"unit\",statement=\"h\"} 3\n"));
 	free(s);
