@@ -33,6 +33,7 @@ enum cfg_type {
 	CFG_LIMITERS,		/* a comma list of limiter names: a bit mask */
 	CFG_NETS,		/* a comma list of addresses or CIDR blocks:
 				   a struct keel_addr_rule's trusted list */
+	CFG_RATIO,		/* a decimal from 0 to 1: a double */
 	CFG_TYPE__MAX
 };
 
@@ -207,6 +208,36 @@ static const struct cfg_row rows[] = {
 	    .off = OFF(client),
 	    .what = "addresses or CIDR blocks whose X-Forwarded-For is "
 	    "believed (comma-separated; empty: none)" },
+	/* Error reports (report.c, README "Error reports (Sentry)"). */
+	{ .name = "SENTRY_DSN", .type = CFG_STR, .def = "",
+	    .off = OFF(sentry_dsn),
+	    .what = "where error reports go: https://KEY@HOST/PROJECT "
+	    "(empty: no reports)" },
+	{ .name = "SENTRY_ENVIRONMENT", .type = CFG_STR, .def = "production",
+	    .off = OFF(sentry_environment),
+	    .what = "the environment every report names" },
+	{ .name = "SENTRY_RELEASE", .type = CFG_STR,
+	    .def = PACKAGE_NAME "@" PACKAGE_VERSION, .off = OFF(sentry_release),
+	    .what = "the release every report names" },
+	{ .name = "SENTRY_SAMPLE_RATE", .type = CFG_RATIO, .def = "1.0",
+	    .off = OFF(sentry_sample_rate),
+	    .what = "share of error events reported (0 to 1)" },
+	{ .name = "SENTRY_TRACES_SAMPLE_RATE", .type = CFG_RATIO, .def = "0.1",
+	    .off = OFF(sentry_traces_sample_rate),
+	    .what = "share of requests reported as transactions (0 to 1)" },
+	{ .name = "KEEL_REPORT_SPOOL", .type = CFG_STR,
+	    .def = "/var/spool/keel/report", .off = OFF(report_spool),
+	    .what = "directory reports wait in until keel-report-ship "
+	    "sends them" },
+	{ .name = "KEEL_REPORT_SPOOL_MAX", .type = CFG_INT, .def = "1000",
+	    .min = 1, .max = 1000000, .off = OFF(report_spool_max),
+	    .what = "reports the spool holds; past it new ones are dropped "
+	    "and counted (transactions: half of it)" },
+	{ .name = "KEEL_REPORT_SPOOL_BYTES", .type = CFG_INT,
+	    .def = "67108864", .min = 65536, .max = 1073741824,
+	    .off = OFF(report_spool_bytes),
+	    .what = "bytes the spool holds; past it new reports are "
+	    "dropped and counted" },
 };
 
 static const char *const limiter_names[KEEL_LIMIT__MAX] = {
@@ -269,6 +300,22 @@ parse_rate(const char *s, struct keel_rate *rate)
 		return false;
 	rate->limit = (int)l;
 	rate->window = (int)w;
+	return true;
+}
+
+/* "0", "1", "0.25", "1.0": a share from 0 to 1 into *out. */
+static bool
+parse_ratio(const char *s, double *out)
+{
+	char	*end;
+	double	 d;
+
+	if (*s < '0' || *s > '9')
+		return false;
+	d = strtod(s, &end);
+	if (*end != '\0' || !(d >= 0 && d <= 1))
+		return false;
+	*out = d;
 	return true;
 }
 
@@ -337,6 +384,13 @@ cfg_set(struct keel_config *cfg, const struct cfg_row *r, const char *v,
 		    &rule->ntrusted)) {
 			snprintf(err, n, "%s: expected comma-separated IP "
 			    "addresses or CIDR blocks", r->name);
+			return false;
+		}
+		return true;
+	case CFG_RATIO:
+		if (!parse_ratio(v, field)) {
+			snprintf(err, n, "%s: expected a number from 0 to 1 "
+			    "(e.g. 0.1)", r->name);
 			return false;
 		}
 		return true;
@@ -418,6 +472,7 @@ keel_config_free(struct keel_config *cfg)
 		case CFG_LEVEL:
 		case CFG_RATE:
 		case CFG_LIMITERS:
+		case CFG_RATIO:
 			continue;
 		case CFG_NETS:
 			rule = (struct keel_addr_rule *)((char *)cfg +

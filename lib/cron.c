@@ -27,6 +27,7 @@
 #include "keel/log.h"
 #include "keel/mem.h"
 #include "keel/metrics.h"
+#include "keel/report.h"
 
 static volatile sig_atomic_t got_term;
 
@@ -59,6 +60,8 @@ keel_cron_init(struct keel_cron *c, const char *prog, int budget_s)
 	if (!keel_config_load(&c->cfg, err, sizeof(err)))
 		keel_log_fatalx("configuration: %s", err);
 	keel_log_init(prog, (enum keel_log_level)c->cfg.log_level);
+	if (!keel_report_init(&c->cfg, prog, err, sizeof(err)))
+		keel_log_fatalx("configuration: %s", err);
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_term;

@@ -39,6 +39,7 @@
 #include "keel/outbox.h"
 #include "keel/queue.h"
 #include "keel/redis.h"
+#include "keel/report.h"
 #include "keel/text.h"
 #include "lua_scripts.h"
 #include "queue_private.h"
@@ -65,6 +66,9 @@ struct drain_job {
 	const char	*msgid;
 	const char	*outcome;	/* done, retry, fail, release */
 	bool		 ran_before;	/* done: its outbox row says so */
+	bool		 internal;	/* failed for a reason of ours, not
+					   its payload's: reported when it is
+					   dead-lettered */
 	char		 why[256];
 };
 
@@ -106,6 +110,56 @@ drain_mark(struct keel_db *db, const char *const *keys, size_t m,
 	}
 }
 
+/*
+ * A job dead-lettered for an internal reason becomes an error event: its
+ * last attempt failed with KEEL_JOB_RETRY (a dependency or a bug, every
+ * attempt), or no handler knows its kind.  A KEEL_JOB_FAIL (a payload
+ * that can never work) is the sender's problem, not reported.
+ */
+static void
+drain_report(const struct keel_queue *q, const struct drain_job *j)
+{
+	struct keel_report_event ev;
+	struct keel_report_tag	 tags[4];
+	char			 what[400], attempt[16];
+
+	snprintf(what, sizeof(what), "%s job %s dead-lettered after attempt "
+	    "%d: %s", q->name, j->job.key, j->job.attempt, j->why);
+	snprintf(attempt, sizeof(attempt), "%d", j->job.attempt);
+	tags[0] = (struct keel_report_tag){ .key = "queue", .value = q->name };
+	tags[1] = (struct keel_report_tag){ .key = "job_kind",
+	    .value = j->job.kind };
+	tags[2] = (struct keel_report_tag){ .key = "job", .value = j->job.key };
+	tags[3] = (struct keel_report_tag){ .key = "attempt",
+	    .value = attempt };
+	memset(&ev, 0, sizeof(ev));
+	ev.type = "JobDeadLettered";
+	ev.value = what;
+	ev.request_id = j->job.request_id;
+	ev.tags = tags;
+	ev.ntags = KEEL_NELEM(tags);
+	keel_report_send(&ev);
+}
+
+/* Jobs the fetch dead-lettered: their last lease expired (a drainer
+ * that died or hung on them, every attempt). */
+static void
+drain_report_stalled(const struct keel_queue *q, long long n)
+{
+	struct keel_report_event ev;
+	struct keel_report_tag	 tag = { .key = "queue", .value = q->name };
+	char			 what[200];
+
+	snprintf(what, sizeof(what), "%lld %s jobs dead-lettered: their last "
+	    "lease expired (KEEL_JOB_VISIBILITY)", n, q->name);
+	memset(&ev, 0, sizeof(ev));
+	ev.type = "JobDeadLettered";
+	ev.value = what;
+	ev.tags = &tag;
+	ev.ntags = 1;
+	keel_report_send(&ev);
+}
+
 /* Counts the finish script's answer for one job and logs what needs it;
  * true when the job was dead-lettered. */
 static bool
@@ -142,6 +196,8 @@ drain_count(const struct keel_queue *q, const struct drain_job *j,
 		cnt->failed++;
 		keel_log_warnx("drain: %s %s dead-lettered after attempt %d: "
 		    "%s", q->name, j->job.key, j->job.attempt, j->why);
+		if (j->internal)
+			drain_report(q, j);
 		return true;
 	default:
 		cnt->released++;
@@ -287,6 +343,7 @@ drain_batch(struct keel_redis *r, struct keel_db *db,
 			    "no handler for kind '%.64s' in %s",
 			    jobs[i].job.kind, d->name);
 			jobs[i].outcome = "fail";
+			jobs[i].internal = true;
 			continue;
 		}
 		/* The job's lines carry the id of the request it came from. */
@@ -296,6 +353,7 @@ drain_batch(struct keel_redis *r, struct keel_db *db,
 		er = fn(ctx, &jobs[i].job, jobs[i].why, sizeof(jobs[i].why));
 		jobs[i].outcome = er == KEEL_JOB_DONE ? "done" :
 		    er == KEEL_JOB_RETRY ? "retry" : "fail";
+		jobs[i].internal = er == KEEL_JOB_RETRY;
 		/* DESIGN.md, "Observability": one line per job. */
 		keel_log_info("job queue=%s kind=%.64s attempt=%d outcome=%s "
 		    "ms=%.1f", q->name, jobs[i].job.kind, jobs[i].job.attempt,
@@ -438,6 +496,8 @@ keel_drain_main(int argc, char *argv[], const struct keel_drainer *d)
 		}
 		cnt.stalled += keel_queue_reply_int(rep, 3);
 		cnt.failed += keel_queue_reply_int(rep, 4);
+		if (keel_queue_reply_int(rep, 4) > 0)
+			drain_report_stalled(q, keel_queue_reply_int(rep, 4));
 		if (rep->nelem > 6) {
 			drain_batch(r, db, d, q, ctx, rep, &cnt);
 			keel_cron_progress(&c, "processed=%ld failed=%ld "

@@ -23,6 +23,7 @@
  */
 #include "config.h"
 
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -53,6 +54,8 @@
 #include "keel/metrics.h"
 #include "keel/pipeline.h"
 #include "keel/redis.h"
+#include "keel/report.h"
+#include "keel/router.h"
 #include "keel/serve.h"
 #include "http_private.h"
 
@@ -63,6 +66,19 @@
 
 static volatile sig_atomic_t got_term, got_hup, got_chld;
 static int	spawn_slot;	/* the slot index a new worker takes */
+
+/*
+ * The request each worker is serving, in memory the supervisor shares
+ * with its workers (one entry per slot), so a worker that dies mid-request
+ * is reported with that request's id.  A worker writes its own entry
+ * only; during a roll the retiring one and its successor share a slot,
+ * so the supervisor believes an entry only when its pid is the dead one's.
+ */
+struct busy {
+	pid_t	 pid;
+	char	 id[KEEL_HTTP_ID_MAX + 1];	/* "" while idle */
+};
+static struct busy *busy;	/* nslots of them; NULL when mmap failed */
 static int	sigpipe_fd[2] = { -1, -1 };
 
 struct slot {
@@ -229,6 +245,96 @@ access_log(const struct keel_req *req, double ms)
 	    keel_http_status(req), ms);
 }
 
+/*
+ * A 500 becomes an error event, any other request maybe a transaction
+ * (SENTRY_TRACES_SAMPLE_RATE), built into it while the request's headers
+ * are there; keel_report_spool() writes it after the reply went out.
+ */
+static void
+report_request(const struct supervisor *sv, const struct keel_req *req,
+    char **envp, enum keel_err er, double ms, struct keel_report_item *it)
+{
+	struct keel_report_event ev;
+	struct keel_report_txn	 t;
+	struct timespec		 now;
+
+	if (!keel_report_enabled())
+		return;
+	memset(&ev, 0, sizeof(ev));
+	memset(&t, 0, sizeof(t));
+	ev.app = t.app = sv->app->name;
+	ev.route = t.route = req->route != NULL ? req->route->pattern : NULL;
+	ev.method = t.method = req->method;
+	ev.status = t.status = keel_http_status(req);
+	ev.user_id = t.user_id = req->user != NULL ? req->user->id : 0;
+	ev.request_id = t.request_id = req->id;
+	if (ev.status == 500) {
+		ev.type = "InternalError";
+		ev.value = er != KEEL_OK ? keel_strerror(er) :
+		    "the request was answered 500";
+		ev.envp = (const char *const *)envp;
+		(void)keel_report_build(it, &ev);
+		return;
+	}
+	clock_gettime(CLOCK_REALTIME, &now);
+	t.end = (double)now.tv_sec + now.tv_nsec / 1e9;
+	t.start = t.end - ms / 1000;
+	(void)keel_report_build_txn(it, &t);
+}
+
+/* A worker's entry in busy: serving request id, or idle (NULL). */
+static void
+note_busy(pid_t self, const char *id)
+{
+	if (busy == NULL)
+		return;
+	busy[spawn_slot].pid = self;
+	snprintf(busy[spawn_slot].id, sizeof(busy[0].id), "%s",
+	    id != NULL ? id : "");
+}
+
+/* A worker that died (in slot i): an event from the supervisor. */
+static void
+report_death(const struct supervisor *sv, int i, pid_t pid, int status)
+{
+	struct keel_report_event ev;
+	struct keel_report_tag	 tags[2];
+	char			 what[200], num[2][24];
+	const char		*rid = NULL;
+
+	snprintf(num[0], sizeof(num[0]), "%ld", (long)pid);
+	tags[0].key = "pid";
+	tags[0].value = num[0];
+	if (WIFSIGNALED(status)) {
+		snprintf(what, sizeof(what), "worker %ld of %s killed by "
+		    "signal %d (%s)", (long)pid, sv->app->name,
+		    WTERMSIG(status), strsignal(WTERMSIG(status)));
+		snprintf(num[1], sizeof(num[1]), "%d", WTERMSIG(status));
+		tags[1].key = "signal";
+	} else {
+		snprintf(what, sizeof(what), "worker %ld of %s exited with "
+		    "status %d", (long)pid, sv->app->name,
+		    WEXITSTATUS(status));
+		snprintf(num[1], sizeof(num[1]), "%d", WEXITSTATUS(status));
+		tags[1].key = "exit_status";
+	}
+	tags[1].value = num[1];
+	memset(&ev, 0, sizeof(ev));
+	if (busy != NULL && busy[i].pid == pid && busy[i].id[0] != '\0') {
+		rid = busy[i].id;
+		strncat(what, " during a request", sizeof(what) -
+		    strlen(what) - 1);
+	}
+	ev.request_id = rid;
+	ev.level = "fatal";
+	ev.type = "WorkerDied";
+	ev.value = what;
+	ev.app = sv->app->name;
+	ev.tags = tags;
+	ev.ntags = KEEL_NELEM(tags);
+	keel_report_send(&ev);
+}
+
 /* SIGTERM or SIGINT was taken, or waits while blocked. */
 /* A method as a label: the known ones, or "other" (clients choose it). */
 static const char *
@@ -290,11 +396,13 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 	struct keel_redis	*redis;
 	struct keel_cache	*cache;
 	struct keel_req		 req;
+	struct keel_report_item	 rep;
 	struct pollfd		 pfd;
 	FCGX_Request		 fr;
 	enum keel_err		 er;
 	double			 t0;
 	long			 served = 0;
+	pid_t			 self = getpid();
 
 	/* Die with the supervisor, whatever killed it (and reparented us). */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -327,6 +435,7 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 
 	pfd.fd = sv->lfd;
 	pfd.events = POLLIN | POLLRDHUP;
+	memset(&rep, 0, sizeof(rep));
 	while (cfg->max_requests == 0 || served < cfg->max_requests) {
 		/* The one place SIGTERM gets in: no request is under way. */
 		if (ppoll(&pfd, 1, NULL, waitmask) == -1) {
@@ -354,6 +463,7 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 			continue;
 		}
 		t0 = now_ms();
+		er = KEEL_OK;
 		keel_arena_reset(arena);
 		if (keel_http_begin(&req, conn, &fr, arena,
 		    (size_t)cfg->body_max) == KEEL_STEP_GO) {
@@ -363,6 +473,7 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 			req.redis = redis;
 			req.cache = cache;
 			keel_log_set_request(req.id);
+			note_busy(self, req.id);
 			er = keel_pipeline_run(sv->app->routes,
 			    sv->app->nroutes, &req);
 			if (er != KEEL_OK) {
@@ -376,10 +487,13 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 		} else
 			keel_log_set_request(req.id);
 		keel_http_finish(&req);
+		report_request(sv, &req, fr.envp, er, now_ms() - t0, &rep);
 		FCGX_Finish_r(&fr);
 		t0 = now_ms() - t0;
 		access_log(&req, t0);
 		count_request(&req, t0);
+		(void)keel_report_spool(&rep);
+		note_busy(self, NULL);
 		keel_log_set_request(NULL);
 		served++;
 	}
@@ -389,6 +503,7 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 	keel_cache_close(cache);
 	keel_redis_close(redis);
 	keel_db_close(db);
+	(void)keel_report_flush();
 	keel_log_debug("worker exits after %ld requests", served);
 	_exit(EXIT_RECYCLED);
 }
@@ -504,6 +619,7 @@ reap(struct supervisor *sv, int shutting_down)
 		else
 			keel_log_warnx("worker %ld exited with status %d; "
 			    "respawning", (long)pid, WEXITSTATUS(status));
+		report_death(sv, i, pid, status);
 		/* Dying at once again and again backs off, up to a bound. */
 		quick = now - sv->slots[i].started < QUICK_DEATH_MS;
 		if (!quick)
@@ -645,6 +761,8 @@ keel_serve(int argc, char *argv[], const struct keel_app *app)
 	if (!keel_config_load(&cfg, err, sizeof(err)))
 		keel_log_fatalx("configuration: %s", err);
 	keel_log_init(app->name, (enum keel_log_level)cfg.log_level);
+	if (!keel_report_init(&cfg, app->name, err, sizeof(err)))
+		keel_log_fatalx("configuration: %s", err);
 	if (sodium_init() < 0)
 		keel_log_fatalx("libsodium failed to initialise");
 	/* Before fork: the workers share the mapping. */
@@ -663,6 +781,10 @@ keel_serve(int argc, char *argv[], const struct keel_app *app)
 		keel_log_fatal("fcntl");
 	sv.nslots = cfg.workers;
 	sv.slots = keel_calloc((size_t)sv.nslots, sizeof(*sv.slots));
+	if ((busy = mmap(NULL, (size_t)sv.nslots * sizeof(*busy),
+	    PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)) ==
+	    MAP_FAILED)
+		busy = NULL;
 	sv.roll_next = -1;
 
 	make_sigpipe();

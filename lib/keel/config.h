@@ -80,6 +80,14 @@ struct keel_config {
 					   1 << KEEL_LIMIT_* per limiter */
 	struct keel_addr_rule client;	/* TRUSTED_PROXIES (parsed) and
 					   KEEL_RATELIMIT_IPV6_PREFIX */
+	char	*sentry_dsn;		/* SENTRY_DSN: "" reports nothing */
+	char	*sentry_environment;	/* SENTRY_ENVIRONMENT */
+	char	*sentry_release;	/* SENTRY_RELEASE */
+	double	 sentry_sample_rate;	/* SENTRY_SAMPLE_RATE: 0..1 */
+	double	 sentry_traces_sample_rate; /* SENTRY_TRACES_SAMPLE_RATE */
+	char	*report_spool;		/* KEEL_REPORT_SPOOL: a directory */
+	int	 report_spool_max;	/* KEEL_REPORT_SPOOL_MAX: files */
+	int	 report_spool_bytes;	/* KEEL_REPORT_SPOOL_BYTES */
 };
 
 /*

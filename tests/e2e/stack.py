@@ -22,8 +22,8 @@ STACK_SCRIPT = os.path.join(ROOT, "scripts", "stack")
 EXTRA_APPS = os.path.join(ROOT, "tests", "e2e", "apps.conf")
 
 # Components stop_component()/start_component() know besides the apps.
-SERVICES = ("primary", "replica", "redis", "memcached", "smtp", "cron",
-            "prometheus", "lighttpd")
+SERVICES = ("primary", "replica", "redis", "memcached", "smtp", "sentry",
+            "cron", "prometheus", "lighttpd")
 
 
 class StackError(RuntimeError):
@@ -100,9 +100,10 @@ class Stack:
         # Under /tmp and 0755, so that the postgres user reaches it.
         self.dir = tempfile.mkdtemp(prefix="keel-e2e-", dir="/tmp")
         os.chmod(self.dir, 0o755)
-        http, pg, pg_replica, redis, memcached, smtp = free_ports(6)
+        http, pg, pg_replica, redis, memcached, smtp, sentry = free_ports(7)
         self.ports = {"http": http, "pg": pg, "pg_replica": pg_replica,
-                      "redis": redis, "memcached": memcached, "smtp": smtp}
+                      "redis": redis, "memcached": memcached, "smtp": smtp,
+                      "sentry": sentry}
         self._started = True
         atexit.register(self.stop)
         self._run("start", timeout=300)
@@ -138,6 +139,7 @@ class Stack:
             "KEEL_REDIS_PORT": str(self.ports["redis"]),
             "KEEL_MEMCACHED_PORT": str(self.ports["memcached"]),
             "KEEL_SMTP_PORT": str(self.ports["smtp"]),
+            "KEEL_SENTRY_PORT": str(self.ports["sentry"]),
             # Tests run the cron programs themselves; the ones that
             # check cron start the "cron" component, or ask for it.
             "KEEL_CRON": "1" if self.cron else "0",
@@ -261,6 +263,38 @@ class Stack:
         in seconds); see scripts/smtp_sink.py."""
         with open(self.path("smtp-mode"), "w") as f:
             f.write(mode + "\n")
+
+    # ------------------------------------------------------- error reports
+
+    def sentry_events(self):
+        """Every event and transaction the stack's Sentry receiver stored
+        (scripts/sentry_sink.py), as {event_id: (event dict, raw envelope
+        bytes)}."""
+        import json
+        d, out = self.path("sentry"), {}
+        for n in os.listdir(d) if os.path.isdir(d) else []:
+            if not n.endswith(".json"):
+                continue
+            eid = n[:-len(".json")]
+            try:
+                with open(os.path.join(d, n), "rb") as f:
+                    ev = json.load(f)
+                with open(os.path.join(d, eid + ".envelope"), "rb") as f:
+                    out[eid] = (ev, f.read())
+            except (OSError, ValueError):
+                pass
+        return out
+
+    def set_sentry_mode(self, mode):
+        """How the Sentry receiver answers from now on: "accept",
+        "ratelimit [SECONDS]" (429), "error" (503) or "hang"."""
+        with open(self.path("sentry-mode"), "w") as f:
+            f.write(mode + "\n")
+
+    def spooled(self):
+        """Names of the error reports waiting in the spool (new/)."""
+        d = self.path("report", "new")
+        return sorted(os.listdir(d)) if os.path.isdir(d) else []
 
     def _program_path(self, name):
         """cron/NAME of the build, or tests/bench/NAME (test-only)."""

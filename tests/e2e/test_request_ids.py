@@ -10,7 +10,7 @@ import secrets
 import pytest
 
 from accounts import make_user
-from helpers import BaseUrlSession
+from helpers import BaseUrlSession, wait_until
 from stack import Stack, StackError
 
 
@@ -42,7 +42,8 @@ def test_a_trusted_proxys_id_follows_a_reset_to_the_email(proxied):
                    headers={"X-Request-Id": rid})
     assert r.status_code == 202, r.text
     assert r.headers["X-Request-Id"] == rid
-    assert rid in proxied.log("auth")
+    # The access line is written after the reply went out.
+    wait_until(lambda: rid in proxied.log("auth"), 5, "the id in auth's log")
     assert proxied.psql("SELECT request_id FROM outbox WHERE payload->>"
                         "'email' = '%s'" % u["email"]) == rid
     p = proxied.program("keel-drain-email", "--until-empty", "--budget",

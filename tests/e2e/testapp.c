@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: ISC */
 /*
  * testapp.c -- a test-only app for the process-manager tests: a slow
- * route (a request in flight during SIGTERM or SIGHUP) and the serving
- * worker's pid (which worker answered).  Built, never installed.
+ * route (a request in flight during SIGTERM or SIGHUP), the serving
+ * worker's pid (which worker answered) and a route that fails (500).  Built, never installed.
  */
 #include "config.h"
 
@@ -59,7 +59,18 @@ testapp_sleep(struct keel_req *req)
 	return testapp_reply_pid(req);
 }
 
+/* An internal error, whatever the request holds (the error reports'
+ * tests: a 500 with the route pattern, the caller and scrubbed headers). */
+static enum keel_err
+testapp_fail(struct keel_req *req)
+{
+	(void)req;
+	return KEEL_EINTERNAL;
+}
+
 static const struct keel_route testapp_routes[] = {
+	{ .method = "POST", .pattern = "/_test/fail/{id:int}",
+	    .handler = testapp_fail, .access = KEEL_ACCESS_ANYONE },
 	{ .method = "GET", .pattern = "/_test/pid", .handler = testapp_pid,
 	    .access = KEEL_ACCESS_ANYONE },
 	{ .method = "GET", .pattern = "/_test/sleep",

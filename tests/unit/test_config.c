@@ -122,6 +122,26 @@ test_errors_name_the_variable(void **state)
 	assert_non_null(strstr(err, "KEEL_SECRET"));
 }
 
+/* SENTRY_*_SAMPLE_RATE: a share from 0 to 1, with its defaults. */
+static void
+test_sample_rates(void **state)
+{
+	(void)state;
+	assert_true(load_with("SENTRY_TRACES_SAMPLE_RATE", "0.25"));
+	assert_true(cfg.sentry_traces_sample_rate == 0.25);
+	assert_true(cfg.sentry_sample_rate == 1.0);
+	keel_config_free(&cfg);
+	assert_true(load_with("SENTRY_SAMPLE_RATE", "0"));
+	assert_true(cfg.sentry_sample_rate == 0.0);
+	assert_true(cfg.sentry_traces_sample_rate == 0.1);
+	keel_config_free(&cfg);
+	assert_false(load_with("SENTRY_SAMPLE_RATE", "1.5"));
+	assert_non_null(strstr(err, "SENTRY_SAMPLE_RATE"));
+	assert_false(load_with("SENTRY_SAMPLE_RATE", "-0.1"));
+	assert_false(load_with("SENTRY_SAMPLE_RATE", "0.5x"));
+	assert_false(load_with("SENTRY_SAMPLE_RATE", "nan"));
+}
+
 int
 main(void)
 {
@@ -131,6 +151,7 @@ main(void)
 		cmocka_unit_test(test_limiter_names_become_bits),
 		cmocka_unit_test(test_proxies_parsed_once),
 		cmocka_unit_test(test_errors_name_the_variable),
+		cmocka_unit_test(test_sample_rates),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
