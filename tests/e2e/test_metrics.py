@@ -5,6 +5,7 @@ exact, monotonic across kill -9 and respawn, one file per app whatever
 the restarts, in a text format promtool accepts.
 """
 
+import concurrent.futures
 import os
 import re
 import shutil
@@ -57,10 +58,17 @@ def test_a_scrape_counts_requests_exactly_by_route_pattern(http):
         "manufacturer": "Metric", "model": "Exact", "category": "compact",
         "year": 2022}).json()["id"]
     before = scrape(http)
-    for _ in range(37):
-        assert http.get("/api/cars/%d" % car).status_code == 200
-    for _ in range(5):
-        assert http.get("/api/cars/999999999").status_code == 404
+    # Under load: eight clients at once, so both workers count together.
+    paths = ["/api/cars/%d" % car] * 37 + ["/api/cars/999999999"] * 5
+    token = http.headers["Authorization"]
+
+    def get(path):
+        with BaseUrlSession(http.url("")) as s:
+            s.headers["Authorization"] = token
+            return s.get(path).status_code
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(get, paths))
+    assert codes == [200] * 37 + [404] * 5
     after = scrape(http)
     labels = dict(app="cars", route="/api/cars/{id:int}", method="GET")
     for code, n in (("200", 37), ("404", 5)):
