@@ -163,6 +163,19 @@ keel_board_ns(char *buf, size_t n, int64_t test)
 }
 
 /*
+ * The durable copy's upsert, the recompute's and the rebuild's alike:
+ * an entry is never overwritten by one from fewer attempts, and an
+ * unchanged one is not touched.
+ */
+#define BOARD_UPSERT \
+	"ON CONFLICT ((COALESCE(test_id, 0)), period, period_start, user_id) " \
+	"DO UPDATE SET score = EXCLUDED.score, attempts = EXCLUDED.attempts, " \
+	"reached_at = EXCLUDED.reached_at, updated_at = now() " \
+	"WHERE EXCLUDED.attempts >= e.attempts AND " \
+	"(e.score, e.attempts, e.reached_at) IS DISTINCT FROM " \
+	"(EXCLUDED.score, EXCLUDED.attempts, EXCLUDED.reached_at) "
+
+/*
  * A user's attempts of the scope and period, each test's best and the
  * second it was first reached -- one max() of score * 2^40 + (2^40 - 1
  * - the second), a bigint, so a plain hash aggregate finds both --
@@ -196,12 +209,7 @@ const struct keel_query keel_board_q_compute = {
 	"reached FROM j WHERE NOT known OR (attempts >= eattempts AND "
 	"(escore, eattempts, ereached) IS DISTINCT FROM "
 	"(score, attempts, reached)) "
-	"ON CONFLICT ((COALESCE(test_id, 0)), period, period_start, user_id) "
-	"DO UPDATE SET score = EXCLUDED.score, attempts = EXCLUDED.attempts, "
-	"reached_at = EXCLUDED.reached_at, updated_at = now() "
-	"WHERE EXCLUDED.attempts >= e.attempts AND "
-	"(e.score, e.attempts, e.reached_at) IS DISTINCT FROM "
-	"(EXCLUDED.score, EXCLUDED.attempts, EXCLUDED.reached_at) "
+	BOARD_UPSERT
 	"RETURNING user_id, score, reached_at) "
 	"SELECT user_id AS \"userId\", score, "
 	"floor(extract(epoch FROM reached_at))::bigint AS reached FROM up "
@@ -500,12 +508,7 @@ static const struct keel_query q_run_write = { .name = "board_run_write",
 	"(l.attempts >= x.attempts AND (x.score, x.attempts, x.reached_at) "
 	"IS DISTINCT FROM (l.score, l.attempts, l.reached)) "
 	"ORDER BY l.test_id, l.period, l.start, l.user_id "
-	"ON CONFLICT ((COALESCE(test_id, 0)), period, period_start, user_id) "
-	"DO UPDATE SET score = EXCLUDED.score, attempts = EXCLUDED.attempts, "
-	"reached_at = EXCLUDED.reached_at, updated_at = now() "
-	"WHERE EXCLUDED.attempts >= e.attempts AND "
-	"(e.score, e.attempts, e.reached_at) IS DISTINCT FROM "
-	"(EXCLUDED.score, EXCLUDED.attempts, EXCLUDED.reached_at) "
+	BOARD_UPSERT
 	"RETURNING 1) SELECT count(*) FROM up", .target = KEEL_DB_PRIMARY };
 
 /*

@@ -58,6 +58,7 @@
 #include "keel/log.h"
 #include "keel/mem.h"
 #include "keel/metrics.h"
+#include "keel/notify.h"
 #include "keel/redis.h"
 #include "keel/resource.h"
 #include "keel/serve.h"
@@ -77,9 +78,8 @@
 #define REDIS_BACKOFF_MIN_MS	250
 #define REDIS_BACKOFF_MAX_MS	5000
 #define SESS_PREFIX	"keel:sess:"
-#define TICKET_PREFIX	"keel:sse:ticket:"
 #define OPEN_PREFIX	"keel:sse:open:"
-#define NOTIFY_PATTERN	"keel:notify:*"
+#define NOTIFY_PATTERN	KEEL_NOTIFY_CHANNEL_PREFIX "*"	/* lib/notify.h */
 
 struct stream {
 	uint64_t		 sid;
@@ -932,7 +932,7 @@ on_auth(redisAsyncContext *ac, void *reply, void *privdata)
  */
 static bool
 credentials(struct evhttp_request *req, const struct evkeyvalq *query,
-    char skey[128], char tkey[128])
+    char skey[128], char tkey[KEEL_NOTIFY_TICKET_KEY_MAX])
 {
 	const char	*authz, *ticket;
 	char		 id[KEEL_AUTH_ID_LEN + 1];
@@ -953,8 +953,7 @@ credentials(struct evhttp_request *req, const struct evkeyvalq *query,
 	if (ticket != NULL) {
 		if (!keel_auth_token_valid(ticket))
 			return false;
-		keel_auth_token_id(ticket, id);
-		snprintf(tkey, 128, TICKET_PREFIX "%s", id);
+		keel_notify_ticket_key(ticket, tkey);
 	}
 	return true;
 }
@@ -966,7 +965,7 @@ on_request(struct evhttp_request *req, void *arg)
 	struct evkeyvalq	 query = { NULL, NULL };
 	const char		*path, *last;
 	struct stream		*s;
-	char			 skey[128], tkey[128];
+	char			 skey[128], tkey[KEEL_NOTIFY_TICKET_KEY_MAX];
 	void			*sid;
 	int64_t			 after = -1;
 	int			 want;
