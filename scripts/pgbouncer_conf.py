@@ -8,9 +8,8 @@ starts a second one with it), printed on stdout.
 Each NAME=HOST:PORT/DB is a database clients ask for by NAME (keel, and
 keel_replica for the replica) and the server it pools connections to.
 Clients authenticate with SCRAM against --auth-file (PgBouncer's
-"user" "secret" lines); with the role's SCRAM secret copied from
-pg_authid there, PgBouncer logs in to PostgreSQL with the client's own
-keys and no password is kept anywhere.  Loopback only, no Unix socket
+"user" "password" lines), and PgBouncer logs in to PostgreSQL with the
+same password.  Loopback only, no Unix socket
 (several stacks on one machine), the log on stderr (the caller's file).
 
   --port N      the port to listen on, 127.0.0.1
