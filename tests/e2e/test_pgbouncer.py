@@ -14,7 +14,8 @@ the statements run under keel's statement_timeout alone and inside
 transactions, that the cron drainers and the leaderboard rebuild (a temp
 table and a cursor in one transaction) work through it, that under a
 load from more workers than the pool has connections PostgreSQL never
-sees more than the pool -- and that KEEL_DB_PREPARED=1 through it fails:
+sees more than the pool, that a restart of the primary is survived -- and
+that KEEL_DB_PREPARED=1 through it fails:
 refused at the startup (its session options), and, where the options
 are dropped (ignore_startup_parameters), on its named statements.
 """
@@ -31,7 +32,8 @@ import pytest
 import requests
 
 from accounts import login, make_user, session_for
-from helpers import BaseUrlSession, assert_error, new_car, wait_until
+from helpers import (BaseUrlSession, assert_error, car_body, new_car,
+                     wait_until)
 from stack import ROOT, Stack, StackError, free_port
 from test_jobs import FAST, message_id, summary
 from test_leaderboard import DRAIN_ENV, board
@@ -101,6 +103,14 @@ def test_apps_and_cron_reach_postgresql_through_pgbouncer(stack):
     assert stack.env["KEEL_DB_PREPARED"] == "0"
     assert ":%d/" % stack.ports["pg"] in stack.env["KEEL_STACK_PG_URL"]
     assert "pgbouncer" in stack.status()
+    # /health's probes (simple queries, the replica's lag) pass through.
+    with BaseUrlSession(stack.base_url) as s:
+        r = s.get("/health")
+    assert r.status_code == 200, r.text
+    checks = r.json()["checks"]
+    assert checks["postgres"]["status"] == checks["replica"]["status"] == \
+        "up", checks
+    assert checks["replica"]["lagMs"] >= 0
 
 
 def test_statements_run_under_keels_settings_alone_and_in_transactions(
@@ -374,6 +384,32 @@ def test_postgresql_connections_stay_within_the_pool_under_load(stack, crew):
     assert 1 <= peak["primary"] <= POOL, peak
     assert peak["replica"] <= POOL, peak
     assert xacts["keel"] > 0 and xacts["keel_replica"] > 0, xacts
+
+
+def test_a_primary_restart_is_survived_through_pgbouncer(stack, crew):
+    """The workers' connections are to PgBouncer and outlive the
+    primary's restart; PgBouncer logs in to the new server (the start
+    sets the role's password again, with a new SCRAM salt) and writes
+    succeed again."""
+    with BaseUrlSession(stack.base_url) as s:
+        s.headers.update(crew["staff"])
+        new_car(s, manufacturer="Restart")
+        stack.stop_component("primary")
+        stack.start_component("primary")
+
+        def write():
+            try:
+                return s.post("/api/cars", json=car_body(
+                    manufacturer="Restart"), timeout=30).status_code == 201
+            except requests.RequestException:
+                return False
+        wait_until(write, 60, "a write through PgBouncer after the restart",
+                   step=0.2)
+        for _ in range(10):
+            new_car(s, manufacturer="Restart")
+    # (A write answered 503 while the primary was away may have run.)
+    assert int(stack.psql("SELECT count(*) FROM cars WHERE manufacturer = "
+                          "'Restart'")) >= 12
 
 
 # ------------------------------------------- named statements: refused
