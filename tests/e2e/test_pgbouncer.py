@@ -14,10 +14,10 @@ the statements run under keel's statement_timeout alone and inside
 transactions, that the cron drainers and the leaderboard rebuild (a temp
 table and a cursor in one transaction) work through it, that under a
 load from more workers than the pool has connections PostgreSQL never
-sees more than the pool, that a restart of the primary is survived -- and
-that KEEL_DB_PREPARED=1 through it fails:
-refused at the startup (its session options), and, where the options
-are dropped (ignore_startup_parameters), on its named statements.
+sees more than the pool, that a restart of the primary is survived --
+and that KEEL_DB_PREPARED=1 through it fails: refused at the startup
+(its session options), and, where the options are dropped
+(ignore_startup_parameters), on its named statements.
 """
 
 import concurrent.futures
