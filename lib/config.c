@@ -82,6 +82,11 @@ static const struct cfg_row rows[] = {
 	    .off = OFF(db_statement_timeout),
 	    .what = "milliseconds a statement may run (the server's "
 	    "statement_timeout; the client gives up 1 s later: 503)" },
+	{ .name = "KEEL_DB_PREPARED", .type = CFG_INT, .def = "1",
+	    .min = 0, .max = 1, .off = OFF(db_prepared),
+	    .what = "1: each statement prepared once per connection under "
+	    "its name; 0: unnamed statements and no session state, for "
+	    "PgBouncer's transaction pooling (before 1.21)" },
 	{ .name = "REDIS_URL", .type = CFG_URL_REDIS,
 	    .def = "redis://127.0.0.1:6379/0", .off = OFF(redis_url),
 	    .what = "Redis: redis://[:password@]host:port/db, or "

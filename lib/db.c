@@ -34,6 +34,19 @@
  * tcp_user_timeout let the kernel notice a dead network under an idle
  * connection too.  A statement that was sent is never sent again unless
  * it only reads (keel_db_may_resend()): the server may have committed it.
+ *
+ * KEEL_DB_PREPARED=0 is for a pooler between keel and PostgreSQL that
+ * hands each transaction whatever server connection is free (PgBouncer's
+ * transaction pooling; before 1.21 it knows nothing of named prepared
+ * statements, and it refuses startup options it doesn't know).  Nothing
+ * is then left on a server connection past a transaction: statements
+ * are sent unnamed (Parse, Bind, Execute and Sync at once: planned with
+ * their values every time, as force_custom_plan does for the named
+ * ones), nothing goes in the startup packet, and statement_timeout is
+ * set for each transaction: by BEGIN's SET LOCAL, or, for a statement
+ * outside one, by a set_config(..., true) sent in front of it in one
+ * pipeline with one Sync, so both run in one implicit transaction, on
+ * one server connection, in one round trip (keel_db_send_as()).
  */
 #include "config.h"
 
@@ -111,6 +124,9 @@ struct stmt {
 	enum stmt_kind		 kind;
 	const char		*name;		/* prepared name; logs */
 	const char		*sql;
+	const char		*set;		/* NULL, or run first in the same
+						   implicit transaction (see
+						   exec_bounded) */
 	int			 n;
 	const char *const	*params;
 };
@@ -129,6 +145,9 @@ struct keel_db {
 	double			 query_ms;
 	char			 errstr[256];
 	char			 constraint[64];
+	/* KEEL_DB_PREPARED=0: the settings of each transaction. */
+	char			 set_sql[80];	/* before a lone statement */
+	char			 begin_sql[80];	/* BEGIN, then SET LOCAL */
 };
 
 /*
@@ -163,6 +182,11 @@ keel_db_open(const struct keel_config *cfg)
 
 	db = keel_calloc(1, sizeof(*db));
 	db->cfg = cfg;
+	snprintf(db->set_sql, sizeof(db->set_sql), "SELECT set_config("
+	    "'statement_timeout', '%d', true)", cfg->db_statement_timeout);
+	snprintf(db->begin_sql, sizeof(db->begin_sql), cfg->db_prepared ?
+	    "BEGIN" : "BEGIN; SET LOCAL statement_timeout = %d",
+	    cfg->db_statement_timeout);
 	db->primary.url = keel_strdup(cfg->database_url);
 	db->primary.label = "primary";
 	for (s = cfg->replica_urls; *s != '\0'; s = comma + 1) {
@@ -257,6 +281,19 @@ keel_db_may_resend(enum keel_err er, enum keel_db_reach reach, bool had_conn,
 	return reach == KEEL_DB_UNSENT || (reach == KEEL_DB_SENT && read_only);
 }
 
+enum keel_db_send
+keel_db_send_as(bool named, bool prepared, bool room, bool in_tx)
+{
+	if (named && prepared)
+		return KEEL_DB_SEND_PREPARED;
+	if (named && room)
+		return KEEL_DB_SEND_PREPARE;
+	/* Named past the table: unprepared, under the session's settings. */
+	if (named || in_tx)
+		return KEEL_DB_SEND_UNNAMED;
+	return KEEL_DB_SEND_UNNAMED_SET;
+}
+
 /*
  * Waits until conn's socket is ready for events or deadline (ms) passes:
  * 1 ready, 0 timed out, -1 no socket or poll failed.
@@ -335,10 +372,14 @@ conn_alive(struct pgconn *c)
 static enum keel_err
 conn_open(struct keel_db *db, struct pgconn *c, int timeout_ms)
 {
-	/* Defaults before dbname (the URL may override), keel's after. */
-	static const char *const keys[] = { "keepalives", "keepalives_idle",
+	/*
+	 * Defaults before dbname (the URL may override), keel's after;
+	 * the session's settings last, left out with KEEL_DB_PREPARED=0
+	 * (see the top of this file).
+	 */
+	const char		*keys[] = { "keepalives", "keepalives_idle",
 	    "keepalives_interval", "keepalives_count", "tcp_user_timeout",
-	    "dbname", "options", "fallback_application_name", NULL };
+	    "dbname", "fallback_application_name", "options", NULL };
 	const char		*vals[9];
 	char			 opts[96];
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
@@ -356,9 +397,11 @@ conn_open(struct keel_db *db, struct pgconn *c, int timeout_ms)
 	vals[3] = KEEPALIVES_COUNT;
 	vals[4] = TCP_USER_TIMEOUT;
 	vals[5] = c->url;
-	vals[6] = opts;
-	vals[7] = "keel";
+	vals[6] = "keel";
+	vals[7] = opts;
 	vals[8] = NULL;
+	if (!db->cfg->db_prepared)
+		keys[7] = NULL;
 	c->fatal = false;
 	if ((c->conn = PQconnectStartParams(keys, vals, 1)) == NULL) {
 		set_err(db, "out of memory");
@@ -477,6 +520,14 @@ cancel_bounded(struct pgconn *c)
 	PQfreeCancel(cn);
 }
 
+/* True when res reports success: a statement's rows or command tag. */
+static bool
+result_ok(const PGresult *res)
+{
+	return PQresultStatus(res) == PGRES_TUPLES_OK ||
+	    PQresultStatus(res) == PGRES_COMMAND_OK;
+}
+
 /*
  * Sends s on c and reads its results until deadline (ms, monotonic).
  * KEEL_OK with *res the last result (caller clears it, and checks its
@@ -486,6 +537,12 @@ cancel_bounded(struct pgconn *c)
  * the last byte of its last message is handed to the kernel the server
  * can't run it (an extended-protocol statement commits at its Sync, the
  * last message).
+ *
+ * With s->set, a pipeline: s->set then s, and one Sync, so that the
+ * server runs both in one implicit transaction (a pooler keeps its
+ * server connection for it: the Sync ends it) and s->set's
+ * set_config(..., true) holds for s alone.  *res is then s's result,
+ * or the first error.
  */
 static enum keel_err
 exec_bounded(struct keel_db *db, struct pgconn *c, const struct stmt *s,
@@ -493,10 +550,13 @@ exec_bounded(struct keel_db *db, struct pgconn *c, const struct stmt *s,
 {
 	PGresult	*r, *last = NULL;
 	char		 esc[256];
-	int		 ok = 0, f, w;
+	int		 ok = 0, f, w, ends = 0, synced = 0;
 
 	*res = NULL;
 	*reach = KEEL_DB_UNSENT;
+	if (s->set != NULL && (!PQenterPipelineMode(c->conn) ||
+	    !PQsendQueryParams(c->conn, s->set, 0, NULL, NULL, NULL, NULL, 0)))
+		goto lost;
 	switch (s->kind) {
 	case STMT_SQL:
 		ok = PQsendQuery(c->conn, s->sql);
@@ -514,7 +574,7 @@ exec_bounded(struct keel_db *db, struct pgconn *c, const struct stmt *s,
 		    NULL, NULL, 0);
 		break;
 	}
-	if (!ok)
+	if (!ok || (s->set != NULL && !PQpipelineSync(c->conn)))
 		goto lost;
 	/* Non-blocking: what the socket didn't take yet goes as it drains. */
 	while ((f = PQflush(c->conn)) == 1) {
@@ -534,11 +594,27 @@ exec_bounded(struct keel_db *db, struct pgconn *c, const struct stmt *s,
 			if (w < 0 || !PQconsumeInput(c->conn))
 				goto lost;
 		}
-		if ((r = PQgetResult(c->conn)) == NULL)
+		if ((r = PQgetResult(c->conn)) == NULL) {
+			/* In a pipeline a NULL ends one statement's results. */
+			if (s->set == NULL || ++ends > 2)
+				break;
+			continue;
+		}
+		if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+			PQclear(r);
+			synced = 1;
 			break;
-		PQclear(last);
-		last = r;
+		}
+		/* After an error the rest of a pipeline says "aborted". */
+		if (last != NULL && !result_ok(last))
+			PQclear(r);
+		else {
+			PQclear(last);
+			last = r;
+		}
 	}
+	if (s->set != NULL && (!synced || !PQexitPipelineMode(c->conn)))
+		goto lost;
 	*res = last;
 	return KEEL_OK;
 timeout:
@@ -744,9 +820,9 @@ params_check(struct keel_db *db, const struct keel_query *q, size_t want,
 }
 
 /*
- * Runs q on c, preparing it first on this connection, within one
- * statement deadline.  *reach: how far q got (a failed PREPARE never
- * sent q itself).
+ * Runs q on c, as keel_db_send_as() says (preparing it first on this
+ * connection, or unnamed), within one statement deadline.  *reach: how
+ * far q got (a failed PREPARE never sent q itself).
  */
 static enum keel_err
 query_on(struct keel_db *db, struct pgconn *c, const struct keel_query *q,
@@ -759,15 +835,16 @@ query_on(struct keel_db *db, struct pgconn *c, const struct keel_query *q,
 				    .sql = q->sql };
 	size_t			 n = p != NULL ? p->n : 0, want;
 	double			 deadline;
+	enum keel_db_send	 send;
 	enum keel_err		 er;
-	bool			 writes;
+	bool			 writes, named = db->cfg->db_prepared != 0;
 
 	*reach = KEEL_DB_NOCONN;
 	if ((er = conn_ensure(db, c, db->cfg->db_connect_timeout * 1000)) !=
 	    KEEL_OK)
 		return er;
 	*reach = KEEL_DB_UNSENT;
-	ps = prepared_on(c, q->name);
+	ps = named ? prepared_on(c, q->name) : NULL;
 	if (ps != NULL) {
 		want = ps->nparams;
 		writes = ps->writes;
@@ -778,10 +855,13 @@ query_on(struct keel_db *db, struct pgconn *c, const struct keel_query *q,
 	s.n = (int)n;
 	s.params = p != NULL ? p->v : NULL;
 	deadline = keel_db_deadline(now_ms(), db->cfg->db_statement_timeout);
-	/* Past MAX_PREPARED names a statement runs unprepared, still safe. */
-	if (ps == NULL && c->nprepared == MAX_PREPARED)
+	send = keel_db_send_as(named, ps != NULL, c->nprepared < MAX_PREPARED,
+	    db->in_tx && c == &db->primary);
+	if (send == KEEL_DB_SEND_UNNAMED_SET)
+		s.set = db->set_sql;
+	if (send == KEEL_DB_SEND_UNNAMED || send == KEEL_DB_SEND_UNNAMED_SET)
 		s.kind = STMT_PARAMS;
-	else if (ps == NULL) {
+	else if (send == KEEL_DB_SEND_PREPARE) {
 		s.kind = STMT_PREPARE;
 		if ((er = exec_bounded(db, c, &s, deadline, &res, reach)) !=
 		    KEEL_OK) {
@@ -991,7 +1071,7 @@ keel_db_begin(struct keel_db *db)
 	if ((er = conn_ensure(db, &db->primary,
 	    db->cfg->db_connect_timeout * 1000)) != KEEL_OK)
 		return er;
-	if ((er = exec_simple(db, "BEGIN")) == KEEL_OK)
+	if ((er = exec_simple(db, db->begin_sql)) == KEEL_OK)
 		db->in_tx = 1;
 	return er;
 }

@@ -41,6 +41,9 @@ struct keel_config {
 	char	*replica_urls;		/* DATABASE_READ_REPLICA_URL: comma list */
 	int	 db_connect_timeout;	/* KEEL_DB_CONNECT_TIMEOUT: seconds */
 	int	 db_statement_timeout;	/* KEEL_DB_STATEMENT_TIMEOUT: ms */
+	int	 db_prepared;		/* KEEL_DB_PREPARED: 1 named prepared
+					   statements, 0 unnamed (PgBouncer's
+					   transaction pooling) */
 	char	*redis_url;		/* REDIS_URL */
 	char	*memcached_servers;	/* MEMCACHED_SERVERS: host:port list */
 	char	*secret;		/* KEEL_SECRET: signs cursors; >= 32 chars */

@@ -152,6 +152,28 @@ enum keel_db_reach {
 bool		 keel_db_may_resend(enum keel_err er, enum keel_db_reach reach,
 		    bool had_conn, bool read_only, bool in_tx);
 
+/* How a statement goes to the server. */
+enum keel_db_send {
+	KEEL_DB_SEND_PREPARE,	/* prepared under its name, then run */
+	KEEL_DB_SEND_PREPARED,	/* run as prepared on this connection */
+	KEEL_DB_SEND_UNNAMED,	/* parsed, bound and run unnamed at once */
+	KEEL_DB_SEND_UNNAMED_SET, /* the same, behind the settings of its
+				   own transaction (statement_timeout), in
+				   one pipeline ending in one Sync */
+};
+
+/*
+ * How a statement is sent: named (KEEL_DB_PREPARED=1, the session keeps
+ * the settings given at connect) when it is already prepared on the
+ * connection (prepared) or there is room to prepare it (room), else
+ * unnamed; with named off (KEEL_DB_PREPARED=0: nothing lives on a server
+ * connection past a transaction, as behind PgBouncer's transaction
+ * pooling), always unnamed, with its settings in front of it unless a
+ * transaction (in_tx, whose BEGIN set them) holds it.
+ */
+enum keel_db_send keel_db_send_as(bool named, bool prepared, bool room,
+		    bool in_tx);
+
 size_t		 keel_rows_count(const struct keel_rows *);
 size_t		 keel_rows_ncols(const struct keel_rows *);
 /* Column c's name as the statement gave it ("id", "createdAt"). */

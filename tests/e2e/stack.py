@@ -198,9 +198,12 @@ class Stack:
         return [] if pid is None else children(pid)
 
     def psql(self, sql, replica=False, check=True):
-        """Run sql on the primary (or replica) as the app's role; returns
-        psql's unaligned, tuples-only output (fields separated by |)."""
-        url = self.env["DATABASE_READ_REPLICA_URL" if replica else "DATABASE_URL"]
+        """Run sql on the primary (or replica) as the app's role, never
+        through a PgBouncer (KEEL_PGBOUNCER=1); returns psql's unaligned,
+        tuples-only output (fields separated by |)."""
+        name = "DATABASE_READ_REPLICA_URL" if replica else "DATABASE_URL"
+        direct = "KEEL_STACK_PG_REPLICA_URL" if replica else "KEEL_STACK_PG_URL"
+        url = self.env.get(direct) or self.env[name]
         p = subprocess.run(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
                             "-d", url, "-c", sql],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,

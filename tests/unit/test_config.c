@@ -122,6 +122,21 @@ test_errors_name_the_variable(void **state)
 	assert_non_null(strstr(err, "KEEL_SECRET"));
 }
 
+/* KEEL_DB_PREPARED: named statements unless turned off, nothing else. */
+static void
+test_db_prepared(void **state)
+{
+	(void)state;
+	assert_true(load_with("KEEL_LOG_LEVEL", "info"));
+	assert_int_equal(cfg.db_prepared, 1);
+	keel_config_free(&cfg);
+	assert_true(load_with("KEEL_DB_PREPARED", "0"));
+	assert_int_equal(cfg.db_prepared, 0);
+	keel_config_free(&cfg);
+	assert_false(load_with("KEEL_DB_PREPARED", "2"));
+	assert_non_null(strstr(err, "KEEL_DB_PREPARED"));
+}
+
 /* SENTRY_*_SAMPLE_RATE: a share from 0 to 1, with its defaults. */
 static void
 test_sample_rates(void **state)
@@ -152,6 +167,7 @@ main(void)
 		cmocka_unit_test(test_proxies_parsed_once),
 		cmocka_unit_test(test_errors_name_the_variable),
 		cmocka_unit_test(test_sample_rates),
+		cmocka_unit_test(test_db_prepared),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: ISC */
 /*
  * test_db.c -- unit tests for the pure parts of db.c: a statement's
- * client-side deadline, the time left to it, and when a failed statement
- * may run again on a new connection.  (The behaviour against a frozen or
+ * client-side deadline, the time left to it, when a failed statement
+ * may run again on a new connection, and how a statement is sent
+ * (named, or unnamed for PgBouncer's transaction pooling).  (The behaviour against a frozen or
  * dying server is tests/e2e/test_db_deadline.py's.)
  */
 #include "config.h"
@@ -111,6 +112,57 @@ test_no_resend_of_statement_errors(void **state)
 	    true, false));
 }
 
+static void
+test_named_runs_what_is_prepared(void **state)
+{
+	(void)state;
+	assert_int_equal(keel_db_send_as(true, true, true, false),
+	    KEEL_DB_SEND_PREPARED);
+	assert_int_equal(keel_db_send_as(true, true, false, true),
+	    KEEL_DB_SEND_PREPARED);
+}
+
+static void
+test_named_prepares_while_there_is_room(void **state)
+{
+	(void)state;
+	assert_int_equal(keel_db_send_as(true, false, true, false),
+	    KEEL_DB_SEND_PREPARE);
+	assert_int_equal(keel_db_send_as(true, false, true, true),
+	    KEEL_DB_SEND_PREPARE);
+}
+
+static void
+test_named_past_the_table_runs_unnamed(void **state)
+{
+	(void)state;
+	/* The session's settings hold: nothing goes in front of it. */
+	assert_int_equal(keel_db_send_as(true, false, false, false),
+	    KEEL_DB_SEND_UNNAMED);
+}
+
+static void
+test_unnamed_alone_takes_its_settings_along(void **state)
+{
+	(void)state;
+	/* A pooled server connection keeps nothing: set it each time. */
+	assert_int_equal(keel_db_send_as(false, false, true, false),
+	    KEEL_DB_SEND_UNNAMED_SET);
+	/* Never a name, whatever the connection is thought to hold. */
+	assert_int_equal(keel_db_send_as(false, true, true, false),
+	    KEEL_DB_SEND_UNNAMED_SET);
+}
+
+static void
+test_unnamed_in_a_transaction_has_begins_settings(void **state)
+{
+	(void)state;
+	assert_int_equal(keel_db_send_as(false, false, true, true),
+	    KEEL_DB_SEND_UNNAMED);
+	assert_int_equal(keel_db_send_as(false, true, false, true),
+	    KEEL_DB_SEND_UNNAMED);
+}
+
 int
 main(void)
 {
@@ -123,6 +175,11 @@ main(void)
 		cmocka_unit_test(test_no_resend_inside_a_transaction),
 		cmocka_unit_test(test_no_resend_on_a_new_connection),
 		cmocka_unit_test(test_no_resend_of_statement_errors),
+		cmocka_unit_test(test_named_runs_what_is_prepared),
+		cmocka_unit_test(test_named_prepares_while_there_is_room),
+		cmocka_unit_test(test_named_past_the_table_runs_unnamed),
+		cmocka_unit_test(test_unnamed_alone_takes_its_settings_along),
+		cmocka_unit_test(test_unnamed_in_a_transaction_has_begins_settings),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
