@@ -427,7 +427,8 @@ keel_cache_get(struct keel_cache *c, const char *ns, const char *key,
 	*found = KEEL_CACHE_MISS;
 	*gen = 0;
 	if ((lens[0] = keel_cache_key(gk, sizeof(gk), 'g', ns, NULL)) == 0 ||
-	    (lens[1] = keel_cache_key(ek, sizeof(ek), ENTRY_KIND, ns, key)) == 0) {
+	    (lens[1] = keel_cache_key(ek, sizeof(ek), ENTRY_KIND, ns,
+	    key)) == 0) {
 		pf_drain(c);
 		return KEEL_EINVAL;
 	}

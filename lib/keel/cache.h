@@ -113,7 +113,7 @@ size_t		 keel_cache_user_ns(char *buf, size_t n, const char *ns,
 		    int64_t uid);
 
 /*
- * The memcached key of kind ('g' generation, 'e' entry, 'l' lock) for ns
+ * The memcached key of kind ('g' generation, 'v' entry, 'l' lock) for ns
  * and key (ignored for 'g') into buf (size n >= KEEL_CACHE_KEY_MAX):
  * "keel:<kind>:<ns>[:<32 hex digits of BLAKE2b(key)>]".  Returns the
  * length, or 0 when ns is not a valid namespace.  Pure: unit-tested.
