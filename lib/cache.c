@@ -22,6 +22,7 @@
 #include "keel/cache.h"
 #include "keel/config.h"
 #include "keel/db.h"
+#include "keel/gzip.h"
 #include "keel/http.h"
 #include "keel/log.h"
 #include "keel/mem.h"
@@ -147,16 +148,20 @@ keel_cache_stats(struct keel_cache *c, uint64_t *hits, uint64_t *misses)
  * Namespaces and generations (DESIGN.md, "Caching").
  *
  * A namespace's generation is a decimal counter under "keel:g:<ns>"; an
- * entry "keel:e:<ns>:<hash of key>" holds a 16-byte header (the
- * generation it was computed under and the unix second it goes stale,
- * both big-endian) and then the bytes.  A lookup multi-gets both keys in
- * one round trip; the entry counts only when its generation is the
- * current one, so invalidating is one incr.  When the generation key is
- * gone (evicted, flushed, never set) it is re-created with a random
- * 62-bit value rather than 0 or 1, so no entry stored under an earlier
- * life of the counter can match it again.
+ * entry "keel:v:<ns>:<hash of key>" holds a 24-byte header (the
+ * generation it was computed under, the unix second it goes stale and
+ * the length of the identity form, all big-endian) and then the answer's
+ * forms (struct keel_cache_entry).  A lookup multi-gets both keys in one
+ * round trip; the entry counts only when its generation is the current
+ * one, so invalidating is one incr, whatever forms the entry holds.  When
+ * the generation key is gone (evicted, flushed, never set) it is
+ * re-created with a random 62-bit value rather than 0 or 1, so no entry
+ * stored under an earlier life of the counter can match it again.  (The
+ * entries of a build before the gzip form were "keel:e:" keys: a host
+ * still running one during an upgrade reads and writes its own.)
  */
-#define ENTRY_HEAD	16	/* generation + stale-at, 8 bytes each */
+#define ENTRY_KIND	'v'	/* keel_cache_key's kind of an entry */
+#define ENTRY_HEAD	24	/* generation, stale-at, identity length */
 #define LOCK_EXPIRY	3	/* seconds: a dead filler blocks no longer */
 #define WAIT_STEP_MS	20	/* a waiter re-reads this often ... */
 #define WAIT_STEPS	5	/* ... this many times, then fills itself */
@@ -288,6 +293,13 @@ gen_create(struct keel_cache *c, const char *gk, size_t gklen, uint64_t *gen)
 	free(got);
 }
 
+static void
+entry_reset(struct keel_cache_entry *e)
+{
+	keel_buf_reset(&e->bytes);
+	e->identity_len = 0;
+}
+
 /* Sends the multi-get of keys (lens) to their servers. */
 static enum keel_err
 get_send(struct keel_cache *c, const char *const keys[2],
@@ -306,27 +318,30 @@ get_send(struct keel_cache *c, const char *const keys[2],
 /* Reads the answer to get_send(): keel_cache_get's outcome. */
 static enum keel_err
 get_recv(struct keel_cache *c, const char *gk, size_t gklen,
-    struct keel_buf *val, enum keel_cache_found *found, uint64_t *gen)
+    struct keel_cache_entry *e, enum keel_cache_found *found, uint64_t *gen)
 {
 	size_t			 vlen;
-	const char		*v;
+	const unsigned char	*v;
 	memcached_result_st	 res, *r;
 	memcached_return_t	 rc;
-	uint64_t		 cur = 0, egen = 0, stale_at = 0;
+	uint64_t		 cur = 0, egen = 0, stale_at = 0, ilen;
 	int			 have_gen = 0, have_entry = 0;
 
 	if (memcached_result_create(c->mc, &res) == NULL)
 		keel_log_fatalx("memcached_result_create failed");
 	while ((r = memcached_fetch_result(c->mc, &res, &rc)) != NULL) {
-		v = memcached_result_value(r);
+		v = (const unsigned char *)memcached_result_value(r);
 		vlen = memcached_result_length(r);
 		if (memcached_result_key_length(r) == gklen &&
 		    memcmp(memcached_result_key_value(r), gk, gklen) == 0)
-			have_gen = parse_gen(v, vlen, &cur) == 0;
-		else if (vlen >= ENTRY_HEAD) {
-			egen = get_be64((const unsigned char *)v);
-			stale_at = get_be64((const unsigned char *)v + 8);
-			keel_buf_append(val, v + ENTRY_HEAD, vlen - ENTRY_HEAD);
+			have_gen = parse_gen((const char *)v, vlen, &cur) == 0;
+		else if (vlen >= ENTRY_HEAD &&
+		    (ilen = get_be64(v + 16)) <= vlen - ENTRY_HEAD) {
+			egen = get_be64(v);
+			stale_at = get_be64(v + 8);
+			keel_buf_append(&e->bytes, v + ENTRY_HEAD,
+			    vlen - ENTRY_HEAD);
+			e->identity_len = (size_t)ilen;
 			have_entry = 1;
 		}
 	}
@@ -335,18 +350,18 @@ get_recv(struct keel_cache *c, const char *gk, size_t gklen,
 	    rc != MEMCACHED_NOTFOUND) {
 		keel_log_debug("cache: fetch: %s", memcached_strerror(c->mc,
 		    rc));
-		keel_buf_reset(val);
+		entry_reset(e);
 		return KEEL_EUNAVAIL;
 	}
 	if (!have_gen) {
 		/* Whatever entry there is predates this generation. */
 		gen_create(c, gk, gklen, gen);
-		keel_buf_reset(val);
+		entry_reset(e);
 		return KEEL_OK;
 	}
 	*gen = cur;
 	if (!have_entry || egen != cur) {
-		keel_buf_reset(val);
+		entry_reset(e);
 		return KEEL_OK;
 	}
 	*found = (uint64_t)time(NULL) < stale_at ? KEEL_CACHE_FRESH :
@@ -384,7 +399,7 @@ keel_cache_prefetch(struct keel_cache *c, const char *ns, const char *key)
 	pf_drain(c);
 	if ((c->pf_lens[0] = keel_cache_key(c->pf_gk, sizeof(c->pf_gk), 'g',
 	    ns, NULL)) == 0 || (c->pf_lens[1] = keel_cache_key(c->pf_ek,
-	    sizeof(c->pf_ek), 'e', ns, key)) == 0)
+	    sizeof(c->pf_ek), ENTRY_KIND, ns, key)) == 0)
 		return;		/* keel_cache_get says EINVAL itself */
 	keys[0] = c->pf_gk;
 	keys[1] = c->pf_ek;
@@ -401,18 +416,19 @@ keel_cache_prefetch_drop(struct keel_cache *c)
 
 enum keel_err
 keel_cache_get(struct keel_cache *c, const char *ns, const char *key,
-    struct keel_buf *val, enum keel_cache_found *found, uint64_t *gen)
+    struct keel_cache_entry *e, enum keel_cache_found *found, uint64_t *gen)
 {
 	char			 gk[KEEL_CACHE_KEY_MAX], ek[KEEL_CACHE_KEY_MAX];
 	const char		*keys[2];
 	size_t			 lens[2];
 	enum pf_state		 pf = c->pf;
 
-	keel_buf_reset(val);
+	entry_reset(e);
 	*found = KEEL_CACHE_MISS;
 	*gen = 0;
 	if ((lens[0] = keel_cache_key(gk, sizeof(gk), 'g', ns, NULL)) == 0 ||
-	    (lens[1] = keel_cache_key(ek, sizeof(ek), 'e', ns, key)) == 0) {
+	    (lens[1] = keel_cache_key(ek, sizeof(ek), ENTRY_KIND, ns,
+	    key)) == 0) {
 		pf_drain(c);
 		return KEEL_EINVAL;
 	}
@@ -423,19 +439,19 @@ keel_cache_get(struct keel_cache *c, const char *ns, const char *key,
 		c->pf = PF_NONE;
 		if (pf == PF_FAILED)
 			return KEEL_EUNAVAIL;
-		return get_recv(c, gk, lens[0], val, found, gen);
+		return get_recv(c, gk, lens[0], e, found, gen);
 	}
 	pf_drain(c);
 	keys[0] = gk;
 	keys[1] = ek;
 	if (get_send(c, keys, lens) != KEEL_OK)
 		return KEEL_EUNAVAIL;
-	return get_recv(c, gk, lens[0], val, found, gen);
+	return get_recv(c, gk, lens[0], e, found, gen);
 }
 
 enum keel_err
 keel_cache_set(struct keel_cache *c, const char *ns, const char *key,
-    uint64_t gen, int ttl, const char *val, size_t len)
+    uint64_t gen, int ttl, const struct keel_cache_entry *e)
 {
 	char			 ek[KEEL_CACHE_KEY_MAX];
 	size_t			 eklen;
@@ -445,14 +461,16 @@ keel_cache_set(struct keel_cache *c, const char *ns, const char *key,
 	if (gen == 0)
 		return KEEL_OK;		/* generation unknown: don't store */
 	pf_drain(c);
-	if ((eklen = keel_cache_key(ek, sizeof(ek), 'e', ns, key)) == 0)
+	if ((eklen = keel_cache_key(ek, sizeof(ek), ENTRY_KIND, ns, key)) == 0)
 		return KEEL_EINVAL;
-	v = keel_malloc(ENTRY_HEAD + len);
+	v = keel_malloc(ENTRY_HEAD + e->bytes.len);
 	put_be64((unsigned char *)v, gen);
 	put_be64((unsigned char *)v + 8, (uint64_t)time(NULL) + (uint64_t)ttl);
-	memcpy(v + ENTRY_HEAD, val, len);
+	put_be64((unsigned char *)v + 16, e->identity_len);
+	if (e->bytes.len > 0)
+		memcpy(v + ENTRY_HEAD, e->bytes.data, e->bytes.len);
 	/* Kept twice its TTL: the second half is served only as stale. */
-	rc = memcached_set(c->mc, ek, eklen, v, ENTRY_HEAD + len,
+	rc = memcached_set(c->mc, ek, eklen, v, ENTRY_HEAD + e->bytes.len,
 	    (time_t)ttl * 2, 0);
 	free(v);
 	if (rc != MEMCACHED_SUCCESS) {
@@ -542,13 +560,55 @@ count_lookup(const char *ns, const char *result)
 	    "namespace", name, "result", result, (char *)NULL), 1);
 }
 
+/*
+ * e's body for a filler that just made it: the handler's bytes, then
+ * their gzip coding when lighttpd would code them (KEEL_GZIP_MIN) and it
+ * shrinks them.  Coded here, once per fill, never per hit.
+ */
 static void
-cache_hit(struct keel_req *req, const char *ns, const struct keel_buf *val)
+entry_make(struct keel_cache_entry *e, const char *body, size_t len)
+{
+	struct keel_buf	 gz = { NULL, 0, 0 };
+
+	entry_reset(e);
+	keel_buf_append(&e->bytes, body, len);
+	e->identity_len = len;
+	if (len >= KEEL_GZIP_MIN &&
+	    keel_gzip_compress(&gz, body, len) == KEEL_OK && gz.len < len)
+		keel_buf_append(&e->bytes, gz.data, gz.len);
+	keel_buf_free(&gz);
+}
+
+/*
+ * Replies with e in the form req wants.  Vary on both: a shared cache
+ * must not hand one client's form to another.  lighttpd's mod_deflate
+ * leaves a reply with a Content-Encoding as it is, and gives an identity
+ * reply the same treatment as an uncached one (lighttpd.conf).
+ */
+static void
+reply_entry(struct keel_req *req, const struct keel_cache_entry *e,
+    const char *ctype)
+{
+	size_t	 gzlen = e->bytes.len - e->identity_len;
+
+	keel_http_add_header(req, "Vary", "Accept-Encoding");
+	if (gzlen > 0 && keel_gzip_wanted(keel_http_header(req,
+	    "Accept-Encoding"), keel_http_header(req, "X-No-Compression"))) {
+		keel_http_add_header(req, "Content-Encoding", "gzip");
+		keel_http_reply(req, 200, ctype, e->bytes.data +
+		    e->identity_len, gzlen);
+	} else
+		keel_http_reply(req, 200, ctype, e->bytes.data,
+		    e->identity_len);
+}
+
+static void
+cache_hit(struct keel_req *req, const char *ns,
+    const struct keel_cache_entry *e)
 {
 	count_lookup(ns, "hit");
 	keel_http_add_header(req, "X-Cache", "HIT");
-	keel_http_reply(req, 200, "application/json; charset=utf-8",
-	    val->data, val->len);
+	reply_entry(req, e, "application/json; charset=utf-8");
 }
 
 enum keel_err
@@ -556,24 +616,24 @@ keel_cache_serve(struct keel_req *req, const char *ns, const char *key,
     int ttl, keel_cache_fill_fn *fill, void *arg)
 {
 	struct keel_cache	*c = req->cache;
-	struct keel_buf		 val = { NULL, 0, 0 };
+	struct keel_cache_entry	 e = { { NULL, 0, 0 }, 0 };
 	struct timespec		 ts = { 0, WAIT_STEP_MS * 1000000L };
 	enum keel_cache_found	 found;
 	enum keel_err		 er;
-	const char		*body;
+	const char		*body, *ctype;
 	size_t			 len;
 	uint64_t		 gen;
 	int			 i, locked = 0;
 
 	if (!c->on ||
-	    keel_cache_get(c, ns, key, &val, &found, &gen) != KEEL_OK) {
+	    keel_cache_get(c, ns, key, &e, &found, &gen) != KEEL_OK) {
 		count_lookup(ns, "bypass");
 		keel_http_add_header(req, "X-Cache", "BYPASS");
 		er = fill(req, arg);
 		goto out;
 	}
 	if (found == KEEL_CACHE_FRESH) {
-		cache_hit(req, ns, &val);
+		cache_hit(req, ns, &e);
 		er = KEEL_OK;
 		goto out;
 	}
@@ -584,18 +644,18 @@ keel_cache_serve(struct keel_req *req, const char *ns, const char *key,
 	case KEEL_ECONFLICT:
 		/* Someone is filling: the stale copy is still right. */
 		if (found == KEEL_CACHE_STALE) {
-			cache_hit(req, ns, &val);
+			cache_hit(req, ns, &e);
 			er = KEEL_OK;
 			goto out;
 		}
 		/* No copy we may serve: give the filler a moment. */
 		for (i = 0; i < WAIT_STEPS; i++) {
 			nanosleep(&ts, NULL);
-			if (keel_cache_get(c, ns, key, &val, &found, &gen) !=
+			if (keel_cache_get(c, ns, key, &e, &found, &gen) !=
 			    KEEL_OK)
 				break;
 			if (found == KEEL_CACHE_FRESH) {
-				cache_hit(req, ns, &val);
+				cache_hit(req, ns, &e);
 				er = KEEL_OK;
 				goto out;
 			}
@@ -614,11 +674,15 @@ keel_cache_serve(struct keel_req *req, const char *ns, const char *key,
 	keel_db_pin_primary(req->db, true);
 	er = fill(req, arg);
 	if (er == KEEL_OK && keel_http_status(req) == 200 &&
-	    (body = keel_http_reply_body(req, &len, NULL)) != NULL)
-		keel_cache_set(c, ns, key, gen, ttl, body, len);
+	    (body = keel_http_reply_body(req, &len, &ctype)) != NULL) {
+		entry_make(&e, body, len);
+		keel_cache_set(c, ns, key, gen, ttl, &e);
+		/* The filler's client gets what the next hit will. */
+		reply_entry(req, &e, ctype);
+	}
 	if (locked)
 		keel_cache_unlock(c, ns, key);
 out:
-	keel_buf_free(&val);
+	keel_buf_free(&e.bytes);
 	return er;
 }

@@ -7,8 +7,8 @@
 #include <stdint.h>
 
 #include "keel/err.h"
+#include "keel/mem.h"
 
-struct keel_buf;
 struct keel_config;
 struct keel_req;
 struct keel_cache;		/* opaque: owns the memcached handle */
@@ -48,29 +48,41 @@ enum keel_cache_found {
 };
 
 /*
+ * A cached answer in its two forms, one memcached item: the body as the
+ * handler wrote it, then its gzip coding (gzip.h; none when the body is
+ * under KEEL_GZIP_MIN or doesn't shrink), so a hit is still one get and
+ * a write invalidates both at once.  The caller owns bytes (reset it
+ * with keel_buf_free).
+ */
+struct keel_cache_entry {
+	struct keel_buf	 bytes;		/* identity form, then gzip's */
+	size_t		 identity_len;	/* bytes of the identity form */
+};
+
+/*
  * One lookup: a single multi-get of key's entry and ns's generation (one
  * round trip).  A missing generation (never set, or evicted) is re-created
  * with a random value, so entries stored under an evicted generation can
- * never match again.  On KEEL_OK *found says what was found, val (reset
- * first) holds the entry's bytes for FRESH and STALE, and *gen is the
- * generation to store a recomputed value under.  KEEL_EUNAVAIL when
- * memcached can't be reached: go to the database.  ns must be at most
- * KEEL_CACHE_NS_MAX bytes of [A-Za-z0-9:_.-] (it names code's
- * namespaces, e.g. "notifications:user:42"); key may be any text (it is
- * hashed).
+ * never match again.  On KEEL_OK *found says what was found, e (reset
+ * first) holds the entry for FRESH and STALE, and *gen is the generation
+ * to store a recomputed value under.  KEEL_EUNAVAIL when memcached can't
+ * be reached: go to the database.  ns must be at most KEEL_CACHE_NS_MAX
+ * bytes of [A-Za-z0-9:_.-] (it names code's namespaces, e.g.
+ * "notifications:user:42"); key may be any text (it is hashed).
  */
 enum keel_err	 keel_cache_get(struct keel_cache *c, const char *ns,
-		    const char *key, struct keel_buf *val,
+		    const char *key, struct keel_cache_entry *e,
 		    enum keel_cache_found *found, uint64_t *gen);
 
 /*
- * Stores val (len bytes) as key's entry in ns, computed under generation
- * gen (from keel_cache_get), fresh for ttl seconds.  The entry itself
- * lives a little longer so it can be served stale during a refresh.
+ * Stores e (the caller keeps it) as key's entry in ns, computed under
+ * generation gen (from keel_cache_get), fresh for ttl seconds.  The entry
+ * itself lives a little longer so it can be served stale during a
+ * refresh.
  */
 enum keel_err	 keel_cache_set(struct keel_cache *c, const char *ns,
-		    const char *key, uint64_t gen, int ttl, const char *val,
-		    size_t len);
+		    const char *key, uint64_t gen, int ttl,
+		    const struct keel_cache_entry *e);
 
 /*
  * Invalidates every entry of ns with one increment of its generation.
@@ -101,7 +113,7 @@ size_t		 keel_cache_user_ns(char *buf, size_t n, const char *ns,
 		    int64_t uid);
 
 /*
- * The memcached key of kind ('g' generation, 'e' entry, 'l' lock) for ns
+ * The memcached key of kind ('g' generation, 'v' entry, 'l' lock) for ns
  * and key (ignored for 'g') into buf (size n >= KEEL_CACHE_KEY_MAX):
  * "keel:<kind>:<ns>[:<32 hex digits of BLAKE2b(key)>]".  Returns the
  * length, or 0 when ns is not a valid namespace.  Pure: unit-tested.
@@ -125,7 +137,10 @@ typedef enum keel_err keel_cache_fill_fn(struct keel_req *req, void *arg);
  * the others serve the stale copy if there is one, else wait up to about
  * 100 ms for the filler and then fill themselves.  Returns fill's result
  * (KEEL_OK on a hit).  The cached body is the whole reply body; the
- * content type is JSON's.
+ * content type is JSON's.  A cached or stored answer goes out with
+ * Vary: Accept-Encoding, gzip-coded (Content-Encoding: gzip) when the
+ * request wants it (keel_gzip_wanted) and the entry has that form: the
+ * filler codes it once, when it stores the body.
  */
 enum keel_err	 keel_cache_serve(struct keel_req *req, const char *ns,
 		    const char *key, int ttl, keel_cache_fill_fn *fill,

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: ISC */
+/* gzip.h -- the gzip content coding: who accepts it, and making it. */
+#ifndef KEEL_GZIP_H
+#define KEEL_GZIP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "keel/err.h"
+
+struct keel_buf;
+
+/*
+ * Bodies shorter than this are sent as they are: lighttpd.conf's
+ * deflate.min-compress-size, so a cached answer is coded exactly when
+ * lighttpd would code the same answer uncached.
+ */
+#define KEEL_GZIP_MIN		1024
+/* zlib's level, as lighttpd.conf's deflate.compression-level. */
+#define KEEL_GZIP_LEVEL		6
+
+/*
+ * True when an answer to a request with these header values (NULL:
+ * absent) may be sent gzip-coded: accept_encoding accepts gzip (RFC 9110
+ * §12.5.3: "gzip" or "x-gzip" with a q-value above 0, else "*" with
+ * one), and no_compression (the x-no-compression header of API.md) is
+ * absent or empty.  No Accept-Encoding means identity, as lighttpd has
+ * it; an element that does not parse counts as absent; gzip is chosen
+ * whenever acceptable, whatever q "identity" has.  Pure: unit-tested.
+ */
+bool		 keel_gzip_wanted(const char *accept_encoding,
+		    const char *no_compression);
+
+/*
+ * Appends the gzip coding (RFC 1952, zlib at KEEL_GZIP_LEVEL) of src (n
+ * bytes; NULL when n is 0) to out, which the caller owns.  KEEL_OK, or
+ * KEEL_ETOOBIG past 4 GiB and KEEL_EINTERNAL when zlib fails (logged),
+ * with out as it was.  The same bytes for the same input.  Pure:
+ * unit-tested.
+ */
+enum keel_err	 keel_gzip_compress(struct keel_buf *out, const void *src,
+		    size_t n);
+
+#endif /* KEEL_GZIP_H */
