@@ -12,6 +12,11 @@
  *             kill one that hasn't left after KEEL_SHUTDOWN_TIMEOUT
  *   SIGTERM   stop accepting, let workers finish their request, exit;
  *             kill what is left after KEEL_SHUTDOWN_TIMEOUT
+ *   a tick    (KEEL_PM=dynamic, every PM_TICK_MS) count the idle workers
+ *             on the scoreboard and fork or retire as pm.c decides
+ *
+ * A static pool has KEEL_WORKERS slots, all filled; a dynamic one has
+ * KEEL_PM_MAX_CHILDREN slots, of which the pool fills what it needs.
  *
  * The listening socket is non-blocking.  A worker keeps SIGTERM blocked
  * except while it waits in ppoll() for a connection, so SIGTERM wakes an
@@ -35,6 +40,7 @@
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +59,7 @@
 #include "keel/mem.h"
 #include "keel/metrics.h"
 #include "keel/pipeline.h"
+#include "keel/pm.h"
 #include "keel/redis.h"
 #include "keel/report.h"
 #include "keel/router.h"
@@ -63,19 +70,29 @@
 #define BACKOFF_MAX_MS	10000
 #define QUICK_DEATH_MS	1000	/* a worker dying younger than this backs off */
 #define EXIT_RECYCLED	0	/* a worker leaving on purpose */
+#define PM_TICK_MS	100	/* a dynamic pool looks at its workers */
 
 static volatile sig_atomic_t got_term, got_hup, got_chld;
 static int	spawn_slot;	/* the slot index a new worker takes */
 
 /*
- * The request each worker is serving, in memory the supervisor shares
- * with its workers (one entry per slot), so a worker that dies mid-request
- * is reported with that request's id.  A worker writes its own entry
- * only; during a roll the retiring one and its successor share a slot,
- * so the supervisor believes an entry only when its pid is the dead one's.
+ * The scoreboard, in memory the supervisor shares with its workers (one
+ * entry per slot): whether each worker is idle, since when, and the
+ * request it is serving, so a worker that dies mid-request is reported
+ * with that request's id and a dynamic pool knows its idle workers.  A
+ * worker writes its own entry only, pid and state with atomic stores;
+ * during a roll the retiring one and its successor share a slot, so the
+ * supervisor believes an entry only when its pid is the slot's.
  */
+enum board_state {
+	BOARD_STARTING,		/* forked, not yet waiting: counts as idle */
+	BOARD_IDLE,		/* waiting in ppoll() */
+	BOARD_BUSY		/* serving a connection it accepted */
+};
 struct busy {
 	pid_t	 pid;
+	int	 state;				/* enum board_state */
+	int64_t	 idle_since;			/* ms, monotonic */
 	char	 id[KEEL_HTTP_ID_MAX + 1];	/* "" while idle */
 };
 static struct busy *busy;	/* nslots of them; NULL when mmap failed */
@@ -86,6 +103,8 @@ struct slot {
 	double	 started;	/* ms, monotonic */
 	double	 respawn_at;	/* ms; 0 when no respawn is pending */
 	int	 backoff;	/* ms for the next quick death */
+	int	 leaving;	/* retired by the dynamic pool: not respawned */
+	double	 kill_at;	/* ms: a leaving one is killed then; 0 done */
 };
 
 struct supervisor {
@@ -96,8 +115,14 @@ struct supervisor {
 	struct slot		*slots;
 	int			 nslots;
 	int			 roll_next;	/* next slot to roll; -1 idle */
+	int			 rolled;	/* workers the roll replaced */
 	pid_t			 roll_old;	/* worker being retired */
 	double			 roll_kill_at;	/* ms: roll_old is killed then */
+	int			 dynamic;	/* KEEL_PM=dynamic */
+	struct keel_pm_limits	 lim;
+	struct keel_pm_state	 pm;
+	double			 next_tick;	/* ms */
+	int			 at_max;	/* warned: every worker busy */
 };
 
 static double
@@ -288,9 +313,25 @@ note_busy(pid_t self, const char *id)
 {
 	if (busy == NULL)
 		return;
-	busy[spawn_slot].pid = self;
+	__atomic_store_n(&busy[spawn_slot].pid, self, __ATOMIC_RELEASE);
 	snprintf(busy[spawn_slot].id, sizeof(busy[0].id), "%s",
 	    id != NULL ? id : "");
+}
+
+/* A worker's state on the scoreboard: idle (since now) or busy. */
+static void
+note_state(pid_t self, enum board_state st)
+{
+	struct busy	*b;
+
+	if (busy == NULL)
+		return;
+	b = &busy[spawn_slot];
+	if (st == BOARD_IDLE)
+		__atomic_store_n(&b->idle_since, (int64_t)now_ms(),
+		    __ATOMIC_RELAXED);
+	__atomic_store_n(&b->pid, self, __ATOMIC_RELAXED);
+	__atomic_store_n(&b->state, (int)st, __ATOMIC_RELEASE);
 }
 
 /* A worker that died (in slot i): an event from the supervisor. */
@@ -436,6 +477,7 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 	pfd.fd = sv->lfd;
 	pfd.events = POLLIN | POLLRDHUP;
 	memset(&rep, 0, sizeof(rep));
+	note_state(self, BOARD_IDLE);
 	while (cfg->max_requests == 0 || served < cfg->max_requests) {
 		/* The one place SIGTERM gets in: no request is under way. */
 		if (ppoll(&pfd, 1, NULL, waitmask) == -1) {
@@ -462,6 +504,8 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 				break;
 			continue;
 		}
+		/* SIGTERM now waits until this connection is served. */
+		note_state(self, BOARD_BUSY);
 		t0 = now_ms();
 		er = KEEL_OK;
 		keel_arena_reset(arena);
@@ -494,6 +538,7 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 		count_request(&req, t0);
 		(void)keel_report_spool(&rep);
 		note_busy(self, NULL);
+		note_state(self, BOARD_IDLE);
 		keel_log_set_request(NULL);
 		served++;
 	}
@@ -531,6 +576,7 @@ spawn(struct supervisor *sv, int i)
 	sv->slots[i].pid = pid;
 	sv->slots[i].started = now_ms();
 	sv->slots[i].respawn_at = 0;
+	sv->slots[i].leaving = 0;
 	return pid;
 }
 
@@ -544,18 +590,25 @@ roll_step(struct supervisor *sv)
 	if (sv->roll_next < 0 || sv->roll_old != 0)
 		return;
 	if (sv->roll_next >= sv->nslots) {
-		keel_log_info("reload: all %d workers replaced", sv->nslots);
+		keel_log_info("reload: all %d workers replaced", sv->rolled);
 		sv->roll_next = -1;
 		return;
 	}
 	i = sv->roll_next++;
 	old = sv->slots[i].pid;
+	/* A dynamic pool's unused slot, or a worker already leaving. */
+	if ((old == 0 && sv->slots[i].respawn_at == 0) ||
+	    sv->slots[i].leaving) {
+		roll_step(sv);
+		return;
+	}
 	/* The new worker accepts before the old one leaves. */
 	if (spawn(sv, i) == -1) {
 		sv->slots[i].pid = old;
 		sv->roll_next--;
 		return;
 	}
+	sv->rolled++;
 	if (old > 0) {
 		sv->roll_old = old;
 		sv->roll_kill_at = now_ms() + sv->cfg->shutdown_timeout * 1000.0;
@@ -605,6 +658,12 @@ reap(struct supervisor *sv, int shutting_down)
 		if (i == sv->nslots)
 			continue;
 		sv->slots[i].pid = 0;
+		if (sv->slots[i].leaving) {
+			/* Retired by the dynamic pool: its slot is free. */
+			sv->slots[i].leaving = 0;
+			sv->slots[i].respawn_at = 0;
+			continue;
+		}
 		if (shutting_down)
 			continue;
 		now = now_ms();
@@ -649,6 +708,116 @@ respawn_due(struct supervisor *sv)
 			wait = d;
 	}
 	return wait < 0 ? -1 : (int)wait + 1;
+}
+
+/* A free slot for a new worker of the dynamic pool, or -1. */
+static int
+free_slot(const struct supervisor *sv)
+{
+	int	 i;
+
+	for (i = 0; i < sv->nslots; i++)
+		if (sv->slots[i].pid == 0 && sv->slots[i].respawn_at == 0)
+			return i;
+	return -1;
+}
+
+/*
+ * Retires the worker in slot i: SIGTERM reaches an idle worker in ppoll()
+ * at once; one that has just accepted a connection serves it first (its
+ * SIGTERM stays blocked until then), so no request is lost.
+ */
+static void
+retire(struct supervisor *sv, int i)
+{
+	sv->slots[i].leaving = 1;
+	sv->slots[i].kill_at = now_ms() + sv->cfg->shutdown_timeout * 1000.0;
+	keel_log_debug("pool: retiring idle worker %ld",
+	    (long)sv->slots[i].pid);
+	kill(sv->slots[i].pid, SIGTERM);
+}
+
+/*
+ * One look at the scoreboard (KEEL_PM=dynamic): counts the idle workers,
+ * asks keel_pm_decide() and forks or retires.  A slot waiting for a
+ * respawn counts as a starting worker.  A retired worker still there
+ * past KEEL_SHUTDOWN_TIMEOUT is killed.
+ */
+static void
+pm_tick(struct supervisor *sv)
+{
+	struct keel_pm_view	 v;
+	struct keel_pm_step	 st;
+	const struct slot	*sl;
+	double			 now = now_ms(), since, oldest = 0;
+	int			 i, victim = -1, state;
+
+	memset(&v, 0, sizeof(v));
+	for (i = 0; i < sv->nslots; i++) {
+		sl = &sv->slots[i];
+		if (sl->pid == 0) {
+			v.total += sl->respawn_at != 0;
+			v.idle += sl->respawn_at != 0;
+			continue;
+		}
+		v.total++;
+		if (sl->leaving) {
+			if (sl->kill_at != 0 && now >= sl->kill_at) {
+				keel_log_warnx("pool: killing worker %ld, "
+				    "still busy after %d s", (long)sl->pid,
+				    sv->cfg->shutdown_timeout);
+				kill(sl->pid, SIGKILL);
+				sv->slots[i].kill_at = 0;
+			}
+			continue;
+		}
+		if (busy == NULL || __atomic_load_n(&busy[i].pid,
+		    __ATOMIC_ACQUIRE) != sl->pid) {
+			v.idle++;	/* starting */
+			continue;
+		}
+		state = __atomic_load_n(&busy[i].state, __ATOMIC_ACQUIRE);
+		if (state == BOARD_BUSY)
+			continue;
+		v.idle++;
+		if (state != BOARD_IDLE)
+			continue;
+		/* The one idle the longest leaves first. */
+		since = (double)__atomic_load_n(&busy[i].idle_since,
+		    __ATOMIC_RELAXED);
+		if (victim < 0 || since < oldest) {
+			victim = i;
+			oldest = since;
+		}
+	}
+	st = keel_pm_decide(&sv->lim, &v, now, &sv->pm);
+	if (v.idle == 0 && v.total >= sv->lim.max_children) {
+		if (!sv->at_max)
+			keel_log_warnx("pool: all %d workers busy "
+			    "(KEEL_PM_MAX_CHILDREN)", v.total);
+		sv->at_max = 1;
+	} else
+		sv->at_max = 0;
+	for (; st.spawn > 0 && (i = free_slot(sv)) >= 0; st.spawn--)
+		spawn(sv, i);
+	if (st.retire && victim >= 0)
+		retire(sv, victim);
+}
+
+/* Ms until the dynamic pool's next tick (taken when due), or -1. */
+static int
+pm_due(struct supervisor *sv)
+{
+	double	 now;
+
+	/* A roll replaces slot by slot: the pool waits for its end. */
+	if (!sv->dynamic || sv->roll_next >= 0)
+		return -1;
+	if ((now = now_ms()) >= sv->next_tick) {
+		pm_tick(sv);
+		sv->next_tick = now + PM_TICK_MS;
+	}
+	return (int)(sv->next_tick - now) + 1;
 }
 
 static int
@@ -739,7 +908,7 @@ keel_serve(int argc, char *argv[], const struct keel_app *app)
 	struct pollfd		 pfd;
 	const char		*sock_path = NULL;
 	char			 err[256];
-	int			 ch, i, wait, roll;
+	int			 ch, i, wait, roll, nstart;
 
 	while ((ch = getopt_long(argc, argv, "s:rch", longopts, NULL)) != -1) {
 		switch (ch) {
@@ -766,12 +935,16 @@ keel_serve(int argc, char *argv[], const struct keel_app *app)
 	if (sodium_init() < 0)
 		keel_log_fatalx("libsodium failed to initialise");
 	/* Before fork: the workers share the mapping. */
+	memset(&sv, 0, sizeof(sv));
+	/* An app on its own loop holds streams: its pool stays static. */
+	sv.dynamic = cfg.pm_dynamic && app->loop == NULL;
+	sv.nslots = sv.dynamic ? cfg.pm_max_children : cfg.workers;
+	/* Before fork: the workers share the mapping, a slot each. */
 	if (cfg.metrics && *cfg.metrics_dir != '\0' &&
 	    !keel_metrics_open(cfg.metrics_dir,
-	    app->name, cfg.workers, err, sizeof(err)))
+	    app->name, sv.nslots, err, sizeof(err)))
 		keel_log_warnx("metrics off: %s", err);
 
-	memset(&sv, 0, sizeof(sv));
 	sv.pid = getpid();
 	sv.app = app;
 	sv.cfg = &cfg;
@@ -779,7 +952,10 @@ keel_serve(int argc, char *argv[], const struct keel_app *app)
 	    inherited_socket();
 	if (fcntl(sv.lfd, F_SETFL, O_NONBLOCK) == -1)
 		keel_log_fatal("fcntl");
-	sv.nslots = cfg.workers;
+	sv.lim.max_children = cfg.pm_max_children;
+	sv.lim.min_spare = cfg.pm_min_spare;
+	sv.lim.max_spare = cfg.pm_max_spare;
+	sv.lim.idle_timeout = cfg.pm_idle_timeout * 1000.0;
 	sv.slots = keel_calloc((size_t)sv.nslots, sizeof(*sv.slots));
 	if ((busy = mmap(NULL, (size_t)sv.nslots * sizeof(*busy),
 	    PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)) ==
@@ -794,9 +970,16 @@ keel_serve(int argc, char *argv[], const struct keel_app *app)
 	set_handler(SIGCHLD, on_signal);
 	signal(SIGPIPE, SIG_IGN);
 
-	keel_log_info("starting %d workers on %s", sv.nslots,
-	    sock_path != NULL ? sock_path : "fd 0");
-	for (i = 0; i < sv.nslots; i++)
+	nstart = sv.dynamic ? cfg.pm_start : sv.nslots;
+	if (sv.dynamic)
+		keel_log_info("starting %d workers on %s (dynamic: %d to %d "
+		    "idle, at most %d)", nstart, sock_path != NULL ?
+		    sock_path : "fd 0", cfg.pm_min_spare, cfg.pm_max_spare,
+		    cfg.pm_max_children);
+	else
+		keel_log_info("starting %d workers on %s", nstart,
+		    sock_path != NULL ? sock_path : "fd 0");
+	for (i = 0; i < nstart; i++)
 		spawn(&sv, i);
 
 	pfd.fd = sigpipe_fd[0];
@@ -805,6 +988,8 @@ keel_serve(int argc, char *argv[], const struct keel_app *app)
 		wait = respawn_due(&sv);
 		if ((roll = roll_deadline(&sv)) >= 0 && (wait < 0 ||
 		    roll < wait))
+			wait = roll;
+		if ((roll = pm_due(&sv)) >= 0 && (wait < 0 || roll < wait))
 			wait = roll;
 		if (poll(&pfd, 1, wait) == -1 && errno != EINTR)
 			keel_log_warn("poll");
@@ -817,8 +1002,10 @@ keel_serve(int argc, char *argv[], const struct keel_app *app)
 		if (got_hup) {
 			got_hup = 0;
 			keel_log_info("reload: replacing workers one by one");
-			if (sv.roll_next < 0)
+			if (sv.roll_next < 0) {
 				sv.roll_next = 0;
+				sv.rolled = 0;
+			}
 			roll_step(&sv);
 		}
 	}
