@@ -42,6 +42,7 @@ struct keel_config {
 	int	 pm_min_spare;		/* KEEL_PM_MIN_SPARE */
 	int	 pm_max_spare;		/* KEEL_PM_MAX_SPARE */
 	int	 pm_idle_timeout;	/* KEEL_PM_IDLE_TIMEOUT: seconds */
+	char	*env_file;		/* KEEL_ENV_FILE: sourced on SIGHUP */
 	int	 body_max;		/* KEEL_BODY_MAX: bytes */
 	int	 log_level;		/* KEEL_LOG_LEVEL: enum keel_log_level */
 	char	*database_url;		/* DATABASE_URL: the primary ("" unset) */

@@ -120,7 +120,8 @@ def test_dynamic_pool_sighup_rolls_without_failures(own_app):
         app.workers()), 10, "three workers", step=0.02)
     load = clients(app, 2, "/_test/sleep?ms=30")
     try:
-        time.sleep(0.3)
+        wait_until(lambda: load.ok >= 4, 20, "the load to start",
+                   step=0.02)
         os.kill(app.pid, signal.SIGHUP)
         wait_until(lambda: "workers replaced" in app.text(), 20,
                    "the roll to finish", step=0.05)

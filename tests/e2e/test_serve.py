@@ -295,7 +295,9 @@ def test_serve_kill_worker_under_load_respawns(stack):
     before = wait_workers(stack, "testapp", n)
     load = Load(stack, "/_test/sleep?ms=50")
     try:
-        time.sleep(1.0)
+        # The clients' first response (the OpenAPI check loads its
+        # document then) may take seconds on a busy machine.
+        wait_until(lambda: load.ok >= 4, 20, "the load to start", step=0.02)
         victim = before[0]
         os.kill(victim, signal.SIGKILL)
         after = wait_until(
@@ -318,7 +320,7 @@ def test_serve_sighup_rolls_every_worker_without_failures(stack):
     before = wait_workers(stack, "testapp", n)
     load = Load(stack, "/_test/sleep?ms=50")
     try:
-        time.sleep(0.5)
+        wait_until(lambda: load.ok >= 4, 20, "the load to start", step=0.02)
         os.kill(sup, signal.SIGHUP)
         after = wait_workers(stack, "testapp", n, timeout=15, exclude=before)
         time.sleep(0.5)
