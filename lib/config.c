@@ -86,9 +86,9 @@ static const struct cfg_row rows[] = {
 	    "second" },
 	{ .name = "KEEL_ENV_FILE", .type = CFG_STR, .def = "",
 	    .off = OFF(env_file),
-	    .what = "a file of export NAME=value lines that SIGHUP sources "
-	    "(sh) before it runs the binary again: changed values take "
-	    "effect (\"\": the environment as it is)" },
+	    .what = "absolute path of a file of export NAME=value lines "
+	    "that SIGHUP sources (sh) before it runs the binary again: "
+	    "changed values take effect (\"\": the environment as it is)" },
 	{ .name = "KEEL_BODY_MAX", .type = CFG_INT, .def = "1048576",
 	    .min = 1024, .max = 67108864, .off = OFF(body_max),
 	    .what = "largest request body in bytes (413 past it)" },
