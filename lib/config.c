@@ -60,6 +60,35 @@ static const struct cfg_row rows[] = {
 	    .min = 1, .max = 3600, .off = OFF(shutdown_timeout),
 	    .what = "seconds a worker told to leave (SIGTERM, or a SIGHUP "
 	    "roll) may take to finish its request before it is killed" },
+	/* The pool (serve.c, README "Processes and signals"). */
+	{ .name = "KEEL_PM", .type = CFG_STR, .def = "static",
+	    .off = OFF(pm),
+	    .what = "static (KEEL_WORKERS workers) or dynamic (between "
+	    "KEEL_PM_MIN_SPARE idle workers and KEEL_PM_MAX_CHILDREN)" },
+	{ .name = "KEEL_PM_MAX_CHILDREN", .type = CFG_INT, .def = "16",
+	    .min = 1, .max = 256, .off = OFF(pm_max_children),
+	    .what = "dynamic: most workers an app runs at once" },
+	{ .name = "KEEL_PM_START", .type = CFG_INT, .def = "2",
+	    .min = 1, .max = 256, .off = OFF(pm_start),
+	    .what = "dynamic: workers forked at start" },
+	{ .name = "KEEL_PM_MIN_SPARE", .type = CFG_INT, .def = "1",
+	    .min = 1, .max = 256, .off = OFF(pm_min_spare),
+	    .what = "dynamic: fewest idle workers; fewer and more are "
+	    "forked (1, 2, 4 ... 32 a tick)" },
+	{ .name = "KEEL_PM_MAX_SPARE", .type = CFG_INT, .def = "4",
+	    .min = 1, .max = 256, .off = OFF(pm_max_spare),
+	    .what = "dynamic: most idle workers; the surplus is retired, "
+	    "one a second" },
+	{ .name = "KEEL_PM_IDLE_TIMEOUT", .type = CFG_INT, .def = "10",
+	    .min = 1, .max = 86400, .off = OFF(pm_idle_timeout),
+	    .what = "dynamic: seconds the pool may keep more than "
+	    "KEEL_PM_MIN_SPARE idle workers before it retires them, one a "
+	    "second" },
+	{ .name = "KEEL_ENV_FILE", .type = CFG_STR, .def = "",
+	    .off = OFF(env_file),
+	    .what = "absolute path of a file of export NAME=value lines "
+	    "that SIGHUP sources (sh) before it runs the binary again: "
+	    "changed values take effect (\"\": the environment as it is)" },
 	{ .name = "KEEL_BODY_MAX", .type = CFG_INT, .def = "1048576",
 	    .min = 1024, .max = 67108864, .off = OFF(body_max),
 	    .what = "largest request body in bytes (413 past it)" },
@@ -430,6 +459,39 @@ cfg_set(struct keel_config *cfg, const struct cfg_row *r, const char *v,
 	return true;
 }
 
+/* KEEL_PM and the dynamic pool's bounds, which hold together. */
+static bool
+pool_valid(struct keel_config *cfg, char *err, size_t n)
+{
+	if (strcmp(cfg->pm, "static") == 0)
+		return true;
+	if (strcmp(cfg->pm, "dynamic") != 0) {
+		snprintf(err, n, "KEEL_PM: expected static or dynamic");
+		return false;
+	}
+	cfg->pm_dynamic = 1;
+	if (cfg->pm_min_spare > cfg->pm_max_spare) {
+		snprintf(err, n, "KEEL_PM_MIN_SPARE (%d) is above "
+		    "KEEL_PM_MAX_SPARE (%d)", cfg->pm_min_spare,
+		    cfg->pm_max_spare);
+		return false;
+	}
+	if (cfg->pm_max_spare > cfg->pm_max_children) {
+		snprintf(err, n, "KEEL_PM_MAX_SPARE (%d) is above "
+		    "KEEL_PM_MAX_CHILDREN (%d)", cfg->pm_max_spare,
+		    cfg->pm_max_children);
+		return false;
+	}
+	if (cfg->pm_start < cfg->pm_min_spare ||
+	    cfg->pm_start > cfg->pm_max_children) {
+		snprintf(err, n, "KEEL_PM_START (%d) must be from "
+		    "KEEL_PM_MIN_SPARE (%d) to KEEL_PM_MAX_CHILDREN (%d)",
+		    cfg->pm_start, cfg->pm_min_spare, cfg->pm_max_children);
+		return false;
+	}
+	return true;
+}
+
 static const char *
 cfg_default(const struct cfg_row *r, char *tmp, size_t n)
 {
@@ -458,6 +520,10 @@ keel_config_load(struct keel_config *cfg, char *err, size_t n)
 			keel_config_free(cfg);
 			return false;
 		}
+	}
+	if (!pool_valid(cfg, err, n)) {
+		keel_config_free(cfg);
+		return false;
 	}
 	return true;
 }

@@ -8,10 +8,21 @@
  * to a self-pipe, so every decision is taken in the main loop:
  *
  *   SIGCHLD   reap; respawn a dead worker (with backoff if it died at once)
- *   SIGHUP    roll: start a new worker, then retire one old one, in turn;
- *             kill one that hasn't left after KEEL_SHUTDOWN_TIMEOUT
+ *   SIGHUP    reload: run the binary at our path (perhaps a new one) with
+ *             --check through the env file (KEEL_ENV_FILE); if it passes,
+ *             execve() it in place (the pid, so the workers, stay ours)
+ *             handing it the listening socket and the workers' pids
+ *             (KEEL_SERVE_HANDOFF); the new image starts a new worker,
+ *             then retires one old one, in turn; kills one that hasn't
+ *             left after KEEL_SHUTDOWN_TIMEOUT.  A binary that fails its
+ *             check changes nothing: the old workers serve on.
  *   SIGTERM   stop accepting, let workers finish their request, exit;
  *             kill what is left after KEEL_SHUTDOWN_TIMEOUT
+ *   a tick    (KEEL_PM=dynamic, every PM_TICK_MS) count the idle workers
+ *             on the scoreboard and fork or retire as pm.c decides
+ *
+ * A static pool has KEEL_WORKERS slots, all filled; a dynamic one has
+ * KEEL_PM_MAX_CHILDREN slots, of which the pool fills what it needs.
  *
  * The listening socket is non-blocking.  A worker keeps SIGTERM blocked
  * except while it waits in ppoll() for a connection, so SIGTERM wakes an
@@ -33,8 +44,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +67,7 @@
 #include "keel/mem.h"
 #include "keel/metrics.h"
 #include "keel/pipeline.h"
+#include "keel/pm.h"
 #include "keel/redis.h"
 #include "keel/report.h"
 #include "keel/router.h"
@@ -63,19 +78,42 @@
 #define BACKOFF_MAX_MS	10000
 #define QUICK_DEATH_MS	1000	/* a worker dying younger than this backs off */
 #define EXIT_RECYCLED	0	/* a worker leaving on purpose */
+#define PM_TICK_MS	100	/* a dynamic pool looks at its workers */
+#define CHECK_MS	20000	/* a new binary's --check may take this long */
+#define HANDOFF_ENV	"KEEL_SERVE_HANDOFF"	/* "FD:PID,PID,..." */
+
+/*
+ * What runs the binary on SIGHUP, as sh -c SCRIPT BINARY ARGS...: the env
+ * file the stack or the service manager sourced at start, again (values
+ * it sets win; a variable it no longer sets keeps its old value), then
+ * the binary, in place of the shell.
+ */
+static const char reexec_sh[] = "[ -z \"$KEEL_ENV_FILE\" ] || "
+    ". \"$KEEL_ENV_FILE\" || exit 1; exec \"$0\" \"$@\"";
+static char	self_path[PATH_MAX];	/* argv[0], absolute; "" unknown */
 
 static volatile sig_atomic_t got_term, got_hup, got_chld;
 static int	spawn_slot;	/* the slot index a new worker takes */
 
 /*
- * The request each worker is serving, in memory the supervisor shares
- * with its workers (one entry per slot), so a worker that dies mid-request
- * is reported with that request's id.  A worker writes its own entry
- * only; during a roll the retiring one and its successor share a slot,
- * so the supervisor believes an entry only when its pid is the dead one's.
+ * The scoreboard, in memory the supervisor shares with its workers (one
+ * entry per slot): whether each worker is idle, since when, and the
+ * request it is serving, so a worker that dies mid-request is reported
+ * with that request's id and a dynamic pool knows its idle workers.  A
+ * worker writes its own entry only, pid and state with atomic stores;
+ * a slot's entry may still be its previous worker's, so the supervisor
+ * believes an entry only when its pid is the slot's.  (An image before a
+ * reload had its own: its workers are only known by pid.)
  */
+enum board_state {
+	BOARD_STARTING,		/* forked, not yet waiting: counts as idle */
+	BOARD_IDLE,		/* waiting in ppoll() */
+	BOARD_BUSY		/* serving a connection it accepted */
+};
 struct busy {
 	pid_t	 pid;
+	int	 state;				/* enum board_state */
+	int64_t	 idle_since;			/* ms, monotonic */
 	char	 id[KEEL_HTTP_ID_MAX + 1];	/* "" while idle */
 };
 static struct busy *busy;	/* nslots of them; NULL when mmap failed */
@@ -86,18 +124,29 @@ struct slot {
 	double	 started;	/* ms, monotonic */
 	double	 respawn_at;	/* ms; 0 when no respawn is pending */
 	int	 backoff;	/* ms for the next quick death */
+	int	 leaving;	/* retired by the dynamic pool: not respawned */
+	double	 kill_at;	/* ms: a leaving one is killed then; 0 done */
 };
 
 struct supervisor {
 	pid_t			 pid;
 	const struct keel_app	*app;
 	const struct keel_config *cfg;
+	char			**argv;		/* re-executed on SIGHUP */
 	int			 lfd;
 	struct slot		*slots;
 	int			 nslots;
-	int			 roll_next;	/* next slot to roll; -1 idle */
+	pid_t			*old;		/* the image before's workers */
+	int			 nold;		/* still to retire */
+	int			 rolling;	/* a roll runs */
+	int			 roll_target;	/* workers once it is done */
 	pid_t			 roll_old;	/* worker being retired */
 	double			 roll_kill_at;	/* ms: roll_old is killed then */
+	int			 dynamic;	/* KEEL_PM=dynamic */
+	struct keel_pm_limits	 lim;
+	struct keel_pm_state	 pm;
+	double			 next_tick;	/* ms */
+	int			 at_max;	/* warned: every worker busy */
 };
 
 static double
@@ -190,14 +239,22 @@ bind_socket(const char *path)
 	return fd;
 }
 
-/* fd 0 as lighttpd and spawn-fcgi pass it: a listening socket. */
-static int
-inherited_socket(void)
+/* True when fd is a listening socket. */
+static bool
+listening(int fd)
 {
 	int		 on = 0;
 	socklen_t	 len = sizeof(on);
 
-	if (getsockopt(0, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == -1 || !on)
+	return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0 &&
+	    on;
+}
+
+/* fd 0 as lighttpd and spawn-fcgi pass it: a listening socket. */
+static int
+inherited_socket(void)
+{
+	if (!listening(0))
 		keel_log_fatalx("fd 0 is not a listening socket: start me from "
 		    "lighttpd or spawn-fcgi, or give --socket PATH");
 	return 0;
@@ -288,9 +345,25 @@ note_busy(pid_t self, const char *id)
 {
 	if (busy == NULL)
 		return;
-	busy[spawn_slot].pid = self;
+	__atomic_store_n(&busy[spawn_slot].pid, self, __ATOMIC_RELEASE);
 	snprintf(busy[spawn_slot].id, sizeof(busy[0].id), "%s",
 	    id != NULL ? id : "");
+}
+
+/* A worker's state on the scoreboard: idle (since now) or busy. */
+static void
+note_state(pid_t self, enum board_state st)
+{
+	struct busy	*b;
+
+	if (busy == NULL)
+		return;
+	b = &busy[spawn_slot];
+	if (st == BOARD_IDLE)
+		__atomic_store_n(&b->idle_since, (int64_t)now_ms(),
+		    __ATOMIC_RELAXED);
+	__atomic_store_n(&b->pid, self, __ATOMIC_RELAXED);
+	__atomic_store_n(&b->state, (int)st, __ATOMIC_RELEASE);
 }
 
 /* A worker that died (in slot i): an event from the supervisor. */
@@ -436,6 +509,7 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 	pfd.fd = sv->lfd;
 	pfd.events = POLLIN | POLLRDHUP;
 	memset(&rep, 0, sizeof(rep));
+	note_state(self, BOARD_IDLE);
 	while (cfg->max_requests == 0 || served < cfg->max_requests) {
 		/* The one place SIGTERM gets in: no request is under way. */
 		if (ppoll(&pfd, 1, NULL, waitmask) == -1) {
@@ -462,6 +536,8 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 				break;
 			continue;
 		}
+		/* SIGTERM now waits until this connection is served. */
+		note_state(self, BOARD_BUSY);
 		t0 = now_ms();
 		er = KEEL_OK;
 		keel_arena_reset(arena);
@@ -494,6 +570,7 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 		count_request(&req, t0);
 		(void)keel_report_spool(&rep);
 		note_busy(self, NULL);
+		note_state(self, BOARD_IDLE);
 		keel_log_set_request(NULL);
 		served++;
 	}
@@ -531,37 +608,76 @@ spawn(struct supervisor *sv, int i)
 	sv->slots[i].pid = pid;
 	sv->slots[i].started = now_ms();
 	sv->slots[i].respawn_at = 0;
+	sv->slots[i].leaving = 0;
 	return pid;
 }
 
-/* Starts the next step of a SIGHUP roll, if one is due. */
+/* A free slot for a new worker (a dynamic pool's, a roll's), or -1. */
+static int
+free_slot(const struct supervisor *sv)
+{
+	int	 i;
+
+	for (i = 0; i < sv->nslots; i++)
+		if (sv->slots[i].pid == 0 && sv->slots[i].respawn_at == 0)
+			return i;
+	return -1;
+}
+
+/* Workers of this image, a pending respawn counted, leaving ones not. */
+static int
+new_workers(const struct supervisor *sv)
+{
+	int	 i, n = 0;
+
+	for (i = 0; i < sv->nslots; i++)
+		n += (sv->slots[i].pid != 0 || sv->slots[i].respawn_at != 0) &&
+		    !sv->slots[i].leaving;
+	return n;
+}
+
+/*
+ * The next step of a roll, if one is due: new workers until there is one
+ * more than the roll needs (so a new one accepts before each old one
+ * leaves) but never past roll_target, then the next old one is told to
+ * go (SIGTERM: it finishes the request it serves).  Done when none is
+ * left.
+ */
 static void
 roll_step(struct supervisor *sv)
 {
-	pid_t	 old;
 	int	 i;
 
-	if (sv->roll_next < 0 || sv->roll_old != 0)
+	if (!sv->rolling || sv->roll_old != 0)
 		return;
-	if (sv->roll_next >= sv->nslots) {
-		keel_log_info("reload: all %d workers replaced", sv->nslots);
-		sv->roll_next = -1;
-		return;
-	}
-	i = sv->roll_next++;
-	old = sv->slots[i].pid;
-	/* The new worker accepts before the old one leaves. */
-	if (spawn(sv, i) == -1) {
-		sv->slots[i].pid = old;
-		sv->roll_next--;
+	while (new_workers(sv) < sv->roll_target &&
+	    new_workers(sv) + sv->nold <= sv->roll_target &&
+	    (i = free_slot(sv)) >= 0)
+		if (spawn(sv, i) == -1)
+			break;
+	if (sv->nold == 0) {
+		keel_log_info("reload: all %d workers replaced",
+		    new_workers(sv));
+		sv->rolling = 0;
 		return;
 	}
-	if (old > 0) {
-		sv->roll_old = old;
-		sv->roll_kill_at = now_ms() + sv->cfg->shutdown_timeout * 1000.0;
-		kill(old, SIGTERM);
-	} else
-		roll_step(sv);
+	sv->roll_old = sv->old[--sv->nold];
+	sv->roll_kill_at = now_ms() + sv->cfg->shutdown_timeout * 1000.0;
+	kill(sv->roll_old, SIGTERM);
+}
+
+/* Forgets pid if it is an old worker still to retire; true if it was. */
+static bool
+drop_old(struct supervisor *sv, pid_t pid)
+{
+	int	 i;
+
+	for (i = 0; i < sv->nold; i++)
+		if (sv->old[i] == pid) {
+			sv->old[i] = sv->old[--sv->nold];
+			return true;
+		}
+	return false;
 }
 
 /*
@@ -599,12 +715,20 @@ reap(struct supervisor *sv, int shutting_down)
 			sv->roll_old = 0;
 			continue;
 		}
+		if (drop_old(sv, pid))
+			continue;
 		for (i = 0; i < sv->nslots; i++)
 			if (sv->slots[i].pid == pid)
 				break;
 		if (i == sv->nslots)
 			continue;
 		sv->slots[i].pid = 0;
+		if (sv->slots[i].leaving) {
+			/* Retired by the dynamic pool: its slot is free. */
+			sv->slots[i].leaving = 0;
+			sv->slots[i].respawn_at = 0;
+			continue;
+		}
 		if (shutting_down)
 			continue;
 		now = now_ms();
@@ -651,10 +775,108 @@ respawn_due(struct supervisor *sv)
 	return wait < 0 ? -1 : (int)wait + 1;
 }
 
+/*
+ * Retires the worker in slot i: SIGTERM reaches an idle worker in ppoll()
+ * at once; one that has just accepted a connection serves it first (its
+ * SIGTERM stays blocked until then), so no request is lost.
+ */
+static void
+retire(struct supervisor *sv, int i)
+{
+	sv->slots[i].leaving = 1;
+	sv->slots[i].kill_at = now_ms() + sv->cfg->shutdown_timeout * 1000.0;
+	keel_log_debug("pool: retiring idle worker %ld",
+	    (long)sv->slots[i].pid);
+	kill(sv->slots[i].pid, SIGTERM);
+}
+
+/*
+ * One look at the scoreboard (KEEL_PM=dynamic): counts the idle workers,
+ * asks keel_pm_decide() and forks or retires.  A slot waiting for a
+ * respawn counts as a starting worker.  A retired worker still there
+ * past KEEL_SHUTDOWN_TIMEOUT is killed.
+ */
+static void
+pm_tick(struct supervisor *sv)
+{
+	struct keel_pm_view	 v;
+	struct keel_pm_step	 st;
+	const struct slot	*sl;
+	double			 now = now_ms(), since, oldest = 0;
+	int			 i, victim = -1, state;
+
+	memset(&v, 0, sizeof(v));
+	for (i = 0; i < sv->nslots; i++) {
+		sl = &sv->slots[i];
+		if (sl->pid == 0) {
+			v.total += sl->respawn_at != 0;
+			v.idle += sl->respawn_at != 0;
+			continue;
+		}
+		v.total++;
+		if (sl->leaving) {
+			if (sl->kill_at != 0 && now >= sl->kill_at) {
+				keel_log_warnx("pool: killing worker %ld, "
+				    "still busy after %d s", (long)sl->pid,
+				    sv->cfg->shutdown_timeout);
+				kill(sl->pid, SIGKILL);
+				sv->slots[i].kill_at = 0;
+			}
+			continue;
+		}
+		if (busy == NULL || __atomic_load_n(&busy[i].pid,
+		    __ATOMIC_ACQUIRE) != sl->pid) {
+			v.idle++;	/* starting */
+			continue;
+		}
+		state = __atomic_load_n(&busy[i].state, __ATOMIC_ACQUIRE);
+		if (state == BOARD_BUSY)
+			continue;
+		v.idle++;
+		if (state != BOARD_IDLE)
+			continue;
+		/* The one idle the longest leaves first. */
+		since = (double)__atomic_load_n(&busy[i].idle_since,
+		    __ATOMIC_RELAXED);
+		if (victim < 0 || since < oldest) {
+			victim = i;
+			oldest = since;
+		}
+	}
+	st = keel_pm_decide(&sv->lim, &v, now, &sv->pm);
+	if (v.idle == 0 && v.total >= sv->lim.max_children) {
+		if (!sv->at_max)
+			keel_log_warnx("pool: all %d workers busy "
+			    "(KEEL_PM_MAX_CHILDREN)", v.total);
+		sv->at_max = 1;
+	} else
+		sv->at_max = 0;
+	for (; st.spawn > 0 && (i = free_slot(sv)) >= 0; st.spawn--)
+		spawn(sv, i);
+	if (st.retire && victim >= 0)
+		retire(sv, victim);
+}
+
+/* Ms until the dynamic pool's next tick (taken when due), or -1. */
+static int
+pm_due(struct supervisor *sv)
+{
+	double	 now;
+
+	/* A roll spawns what it needs: the pool waits for its end. */
+	if (!sv->dynamic || sv->rolling)
+		return -1;
+	if ((now = now_ms()) >= sv->next_tick) {
+		pm_tick(sv);
+		sv->next_tick = now + PM_TICK_MS;
+	}
+	return (int)(sv->next_tick - now) + 1;
+}
+
 static int
 live_workers(const struct supervisor *sv)
 {
-	int	 i, n = sv->roll_old != 0;
+	int	 i, n = (sv->roll_old != 0) + sv->nold;
 
 	for (i = 0; i < sv->nslots; i++)
 		n += sv->slots[i].pid != 0;
@@ -671,6 +893,8 @@ signal_workers(const struct supervisor *sv, int sig)
 			kill(sv->slots[i].pid, sig);
 	if (sv->roll_old != 0)
 		kill(sv->roll_old, sig);
+	for (i = 0; i < sv->nold; i++)
+		kill(sv->old[i], sig);
 }
 
 static void
@@ -714,14 +938,309 @@ shutdown_workers(struct supervisor *sv, const char *sock_path)
 	keel_log_info("stopped");
 }
 
+/*
+ * argv[0] as an absolute path into self_path, found on PATH as execvp()
+ * would when it has no slash; not resolved further, so a symlink a deploy
+ * swaps is followed at the next SIGHUP (/proc/self/exe would name the
+ * old file).  "" when it can't be found: SIGHUP then changes nothing.
+ */
+static void
+resolve_self(const char *argv0)
+{
+	const char	*path, *end;
+	char		 cwd[PATH_MAX], try[PATH_MAX];
+	size_t		 n;
+
+	self_path[0] = '\0';
+	if (strchr(argv0, '/') != NULL) {
+		if (argv0[0] == '/')
+			n = (size_t)snprintf(self_path, sizeof(self_path),
+			    "%s", argv0);
+		else if (getcwd(cwd, sizeof(cwd)) != NULL)
+			n = (size_t)snprintf(self_path, sizeof(self_path),
+			    "%s/%s", cwd, argv0);
+		else
+			n = sizeof(self_path);
+		if (n >= sizeof(self_path))
+			self_path[0] = '\0';
+		return;
+	}
+	if ((path = getenv("PATH")) == NULL)
+		return;
+	for (; *path != '\0'; path = *end != '\0' ? end + 1 : end) {
+		if ((end = strchr(path, ':')) == NULL)
+			end = path + strlen(path);
+		n = (size_t)(end - path);
+		if ((size_t)snprintf(try, sizeof(try), "%.*s/%s", (int)n, path,
+		    argv0) >= sizeof(try))
+			continue;
+		if (try[0] == '/' && access(try, X_OK) == 0) {
+			snprintf(self_path, sizeof(self_path), "%s", try);
+			return;
+		}
+	}
+}
+
+/* "sh -c reexec_sh BINARY" and then args, NULL-terminated; free() it. */
+static char **
+reexec_argv(char *const args[])
+{
+	char	**av;
+	size_t	 n = 0, i;
+
+	while (args[n] != NULL)
+		n++;
+	av = keel_calloc(n + 5, sizeof(*av));
+	av[0] = (char *)"sh";
+	av[1] = (char *)"-c";
+	av[2] = (char *)reexec_sh;
+	av[3] = self_path;
+	for (i = 0; i < n; i++)
+		av[4 + i] = args[i];
+	return av;
+}
+
+/*
+ * Runs the binary at self_path with --check, through the env file as a
+ * reload would, and waits for it (CHECK_MS at most): true when it exits
+ * 0, so its configuration loads.  Else logs why and returns false.
+ */
+static bool
+reload_check(const struct supervisor *sv)
+{
+	static char	*check[] = { (char *)"--check", NULL };
+	char		**av = reexec_argv(check);
+	double		 deadline = now_ms() + CHECK_MS;
+	pid_t		 pid, r;
+	int		 status;
+
+	if ((pid = fork()) == 0) {
+		close(sv->lfd);
+		execv("/bin/sh", av);
+		_exit(127);
+	}
+	free(av);
+	if (pid == -1) {
+		keel_log_warn("reload: fork");
+		return false;
+	}
+	while ((r = waitpid(pid, &status, WNOHANG)) == 0) {
+		if (now_ms() >= deadline) {
+			kill(pid, SIGKILL);
+			(void)waitpid(pid, &status, 0);
+			keel_log_warnx("reload: %s --check took more than "
+			    "%d s: the workers serve on", self_path,
+			    CHECK_MS / 1000);
+			return false;
+		}
+		(void)poll(NULL, 0, 10);
+	}
+	if (r == -1) {
+		keel_log_warn("reload: waitpid");
+		return false;
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return true;
+	if (WIFSIGNALED(status))
+		keel_log_warnx("reload: %s --check was killed by signal %d: "
+		    "the workers serve on", self_path, WTERMSIG(status));
+	else
+		keel_log_warnx("reload: %s --check exited with status %d: "
+		    "the workers serve on", self_path, WEXITSTATUS(status));
+	return false;
+}
+
+/*
+ * SIGHUP: checks the binary at self_path, then execs it in place with
+ * the listening socket and every worker's pid in HANDOFF_ENV; returns
+ * only when that could not be done (logged), the workers untouched.
+ * Signals that would end or reload us stay blocked across the exec and
+ * are taken by the new image once it has its handlers.
+ */
+static void
+reload(struct supervisor *sv)
+{
+	struct keel_buf	 hand = { NULL, 0, 0 };
+	sigset_t	 block, old;
+	char		**av;
+	int		 i, ok;
+
+	if (self_path[0] == '\0') {
+		keel_log_warnx("reload: my binary's path is unknown: the "
+		    "workers serve on");
+		return;
+	}
+	keel_log_info("reload: checking %s", self_path);
+	if (!reload_check(sv))
+		return;
+	keel_buf_printf(&hand, "%d:", sv->lfd);
+	for (i = 0; i < sv->nslots; i++)
+		if (sv->slots[i].pid != 0)
+			keel_buf_printf(&hand, "%ld,", (long)sv->slots[i].pid);
+	for (i = 0; i < sv->nold; i++)
+		keel_buf_printf(&hand, "%ld,", (long)sv->old[i]);
+	if (sv->roll_old != 0)
+		keel_buf_printf(&hand, "%ld,", (long)sv->roll_old);
+	ok = setenv(HANDOFF_ENV, hand.data, 1) == 0;
+	keel_buf_free(&hand);
+	if (!ok) {
+		keel_log_warn("reload: setenv");
+		return;
+	}
+	av = reexec_argv(sv->argv + 1);
+	keel_log_info("reload: executing %s", self_path);
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGHUP);
+	sigprocmask(SIG_BLOCK, &block, &old);
+	execv("/bin/sh", av);
+	keel_log_warn("reload: execv /bin/sh");
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	(void)unsetenv(HANDOFF_ENV);
+	free(av);
+}
+
+/*
+ * A reload's new image: the listening socket and the workers of the image
+ * before, from HANDOFF_ENV (then unset, so no worker sees it); they are
+ * rolled.  False when there is none.
+ */
+static bool
+adopt(struct supervisor *sv)
+{
+	const char	*v;
+	char		*end;
+	long		 n;
+	size_t		 cap = 0;
+
+	if ((v = getenv(HANDOFF_ENV)) == NULL)
+		return false;
+	n = strtol(v, &end, 10);
+	if (end == v || *end != ':' || n < 0 || n > INT_MAX ||
+	    !listening((int)n))
+		keel_log_fatalx("%s: no listening socket in \"%s\"",
+		    HANDOFF_ENV, v);
+	sv->lfd = (int)n;
+	for (v = end + 1; *v != '\0'; v = end + 1) {
+		n = strtol(v, &end, 10);
+		if (end == v || *end != ',' || n <= 0)
+			keel_log_fatalx("%s: bad pid list", HANDOFF_ENV);
+		if ((size_t)sv->nold == cap) {
+			cap = cap == 0 ? 16 : cap * 2;
+			sv->old = keel_realloc(sv->old, cap *
+			    sizeof(*sv->old));
+		}
+		sv->old[sv->nold++] = (pid_t)n;
+	}
+	(void)unsetenv(HANDOFF_ENV);
+	return true;
+}
+
 static void
 usage(const char *prog)
 {
-	fprintf(stderr, "usage: %s [--socket PATH] [--routes] [--config]\n"
+	fprintf(stderr, "usage: %s [--socket PATH] [--routes] [--config] "
+	    "[--check]\n"
 	    "  --socket PATH  bind a unix socket instead of taking fd 0\n"
 	    "  --routes       print the route table as JSON lines and exit\n"
-	    "  --config       print the environment variables and exit\n",
+	    "  --config       print the environment variables and exit\n"
+	    "  --check        load the configuration, exit 0 if it is valid\n",
 	    prog);
+}
+
+/* Reads and checks the configuration (exits 1 naming a bad value). */
+static void
+load_config(const struct keel_app *app, struct keel_config *cfg)
+{
+	char	 err[256];
+
+	keel_log_init(app->name, KEEL_LOG_INFO);
+	if (!keel_config_load(cfg, err, sizeof(err)))
+		keel_log_fatalx("configuration: %s", err);
+	keel_log_init(app->name, (enum keel_log_level)cfg->log_level);
+	if (!keel_report_init(cfg, app->name, err, sizeof(err)))
+		keel_log_fatalx("configuration: %s", err);
+	if (sodium_init() < 0)
+		keel_log_fatalx("libsodium failed to initialise");
+}
+
+/*
+ * The supervisor's state before its first worker: slots, scoreboard,
+ * metrics, the listening socket (handed over by a reload, bound, or fd 0)
+ * and the signal handlers; then the first workers, or a roll of the ones
+ * a reload handed over.
+ */
+static void
+start(struct supervisor *sv, const struct keel_config *cfg,
+    const char *sock_path)
+{
+	sigset_t	 unblock;
+	char		 err[256];
+	int		 i, nstart;
+
+	/* An app on its own loop holds streams: its pool stays static. */
+	sv->dynamic = cfg->pm_dynamic && sv->app->loop == NULL;
+	sv->nslots = sv->dynamic ? cfg->pm_max_children : cfg->workers;
+	/* Before fork: the workers share the mapping, a slot each. */
+	if (cfg->metrics && *cfg->metrics_dir != '\0' &&
+	    !keel_metrics_open(cfg->metrics_dir,
+	    sv->app->name, sv->nslots, err, sizeof(err)))
+		keel_log_warnx("metrics off: %s", err);
+	sv->pid = getpid();
+	sv->cfg = cfg;
+	if (!adopt(sv))
+		sv->lfd = sock_path != NULL ? bind_socket(sock_path) :
+		    inherited_socket();
+	if (fcntl(sv->lfd, F_SETFL, O_NONBLOCK) == -1)
+		keel_log_fatal("fcntl");
+	sv->lim.max_children = cfg->pm_max_children;
+	sv->lim.min_spare = cfg->pm_min_spare;
+	sv->lim.max_spare = cfg->pm_max_spare;
+	sv->lim.idle_timeout = cfg->pm_idle_timeout * 1000.0;
+	sv->slots = keel_calloc((size_t)sv->nslots, sizeof(*sv->slots));
+	if ((busy = mmap(NULL, (size_t)sv->nslots * sizeof(*busy),
+	    PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)) ==
+	    MAP_FAILED)
+		busy = NULL;
+
+	make_sigpipe();
+	set_handler(SIGTERM, on_signal);
+	set_handler(SIGINT, on_signal);
+	set_handler(SIGHUP, on_signal);
+	set_handler(SIGCHLD, on_signal);
+	signal(SIGPIPE, SIG_IGN);
+	/* A reload blocked them across exec: what came meanwhile is taken. */
+	sigemptyset(&unblock);
+	sigaddset(&unblock, SIGTERM);
+	sigaddset(&unblock, SIGINT);
+	sigaddset(&unblock, SIGHUP);
+	sigprocmask(SIG_UNBLOCK, &unblock, NULL);
+
+	nstart = sv->dynamic ? cfg->pm_start : sv->nslots;
+	if (sv->old != NULL) {
+		/* Workers that left while we were exec'ing are reaped. */
+		got_chld = 1;
+		sv->rolling = 1;
+		sv->roll_target = nstart;
+		if (sv->dynamic && sv->nold > nstart)
+			sv->roll_target = sv->nold < sv->nslots ? sv->nold :
+			    sv->nslots;
+		keel_log_info("reload: replacing %d workers by %d, one by one",
+		    sv->nold, sv->roll_target);
+		roll_step(sv);
+		return;
+	}
+	if (sv->dynamic)
+		keel_log_info("starting %d workers on %s (dynamic: %d to %d "
+		    "idle, at most %d)", nstart, sock_path != NULL ?
+		    sock_path : "fd 0", cfg->pm_min_spare, cfg->pm_max_spare,
+		    cfg->pm_max_children);
+	else
+		keel_log_info("starting %d workers on %s", nstart,
+		    sock_path != NULL ? sock_path : "fd 0");
+	for (i = 0; i < nstart; i++)
+		spawn(sv, i);
 }
 
 int
@@ -731,6 +1250,7 @@ keel_serve(int argc, char *argv[], const struct keel_app *app)
 		{ "socket", required_argument, NULL, 's' },
 		{ "routes", no_argument, NULL, 'r' },
 		{ "config", no_argument, NULL, 'c' },
+		{ "check", no_argument, NULL, 'k' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -738,10 +1258,11 @@ keel_serve(int argc, char *argv[], const struct keel_app *app)
 	struct supervisor	 sv;
 	struct pollfd		 pfd;
 	const char		*sock_path = NULL;
-	char			 err[256];
-	int			 ch, i, wait, roll;
+	int			 ch, wait, roll, check = 0;
 
-	while ((ch = getopt_long(argc, argv, "s:rch", longopts, NULL)) != -1) {
+	resolve_self(argv[0]);
+	while ((ch = getopt_long(argc, argv, "s:rckh", longopts, NULL)) !=
+	    -1) {
 		switch (ch) {
 		case 's':
 			sock_path = optarg;
@@ -752,52 +1273,24 @@ keel_serve(int argc, char *argv[], const struct keel_app *app)
 		case 'c':
 			keel_config_print_table();
 			return 0;
+		case 'k':
+			check = 1;
+			break;
 		default:
 			usage(argv[0]);
 			return ch == 'h' ? 0 : 2;
 		}
 	}
-	keel_log_init(app->name, KEEL_LOG_INFO);
-	if (!keel_config_load(&cfg, err, sizeof(err)))
-		keel_log_fatalx("configuration: %s", err);
-	keel_log_init(app->name, (enum keel_log_level)cfg.log_level);
-	if (!keel_report_init(&cfg, app->name, err, sizeof(err)))
-		keel_log_fatalx("configuration: %s", err);
-	if (sodium_init() < 0)
-		keel_log_fatalx("libsodium failed to initialise");
-	/* Before fork: the workers share the mapping. */
-	if (cfg.metrics && *cfg.metrics_dir != '\0' &&
-	    !keel_metrics_open(cfg.metrics_dir,
-	    app->name, cfg.workers, err, sizeof(err)))
-		keel_log_warnx("metrics off: %s", err);
-
+	load_config(app, &cfg);
+	if (check) {
+		keel_log_info("check: %s, configuration valid", self_path);
+		keel_config_free(&cfg);
+		return 0;
+	}
 	memset(&sv, 0, sizeof(sv));
-	sv.pid = getpid();
 	sv.app = app;
-	sv.cfg = &cfg;
-	sv.lfd = sock_path != NULL ? bind_socket(sock_path) :
-	    inherited_socket();
-	if (fcntl(sv.lfd, F_SETFL, O_NONBLOCK) == -1)
-		keel_log_fatal("fcntl");
-	sv.nslots = cfg.workers;
-	sv.slots = keel_calloc((size_t)sv.nslots, sizeof(*sv.slots));
-	if ((busy = mmap(NULL, (size_t)sv.nslots * sizeof(*busy),
-	    PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)) ==
-	    MAP_FAILED)
-		busy = NULL;
-	sv.roll_next = -1;
-
-	make_sigpipe();
-	set_handler(SIGTERM, on_signal);
-	set_handler(SIGINT, on_signal);
-	set_handler(SIGHUP, on_signal);
-	set_handler(SIGCHLD, on_signal);
-	signal(SIGPIPE, SIG_IGN);
-
-	keel_log_info("starting %d workers on %s", sv.nslots,
-	    sock_path != NULL ? sock_path : "fd 0");
-	for (i = 0; i < sv.nslots; i++)
-		spawn(&sv, i);
+	sv.argv = argv;
+	start(&sv, &cfg, sock_path);
 
 	pfd.fd = sigpipe_fd[0];
 	pfd.events = POLLIN;
@@ -806,7 +1299,10 @@ keel_serve(int argc, char *argv[], const struct keel_app *app)
 		if ((roll = roll_deadline(&sv)) >= 0 && (wait < 0 ||
 		    roll < wait))
 			wait = roll;
-		if (poll(&pfd, 1, wait) == -1 && errno != EINTR)
+		if ((roll = pm_due(&sv)) >= 0 && (wait < 0 || roll < wait))
+			wait = roll;
+		if (poll(&pfd, 1, got_chld ? 0 : wait) == -1 &&
+		    errno != EINTR)
 			keel_log_warn("poll");
 		drain_pipe();
 		if (got_chld) {
@@ -816,14 +1312,12 @@ keel_serve(int argc, char *argv[], const struct keel_app *app)
 		}
 		if (got_hup) {
 			got_hup = 0;
-			keel_log_info("reload: replacing workers one by one");
-			if (sv.roll_next < 0)
-				sv.roll_next = 0;
-			roll_step(&sv);
+			reload(&sv);
 		}
 	}
 	shutdown_workers(&sv, sock_path);
 	free(sv.slots);
+	free(sv.old);
 	keel_config_free(&cfg);
 	return 0;
 }

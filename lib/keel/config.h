@@ -35,6 +35,14 @@ struct keel_config {
 	int	 workers;		/* KEEL_WORKERS: worker processes */
 	int	 max_requests;		/* KEEL_MAX_REQUESTS: recycle after; 0 never */
 	int	 shutdown_timeout;	/* KEEL_SHUTDOWN_TIMEOUT: seconds */
+	char	*pm;			/* KEEL_PM: "static" or "dynamic" */
+	int	 pm_dynamic;		/* 1 when KEEL_PM is dynamic */
+	int	 pm_max_children;	/* KEEL_PM_MAX_CHILDREN */
+	int	 pm_start;		/* KEEL_PM_START */
+	int	 pm_min_spare;		/* KEEL_PM_MIN_SPARE */
+	int	 pm_max_spare;		/* KEEL_PM_MAX_SPARE */
+	int	 pm_idle_timeout;	/* KEEL_PM_IDLE_TIMEOUT: seconds */
+	char	*env_file;		/* KEEL_ENV_FILE: sourced on SIGHUP */
 	int	 body_max;		/* KEEL_BODY_MAX: bytes */
 	int	 log_level;		/* KEEL_LOG_LEVEL: enum keel_log_level */
 	char	*database_url;		/* DATABASE_URL: the primary ("" unset) */

@@ -29,12 +29,18 @@ struct keel_app {
 /*
  * Runs app until SIGTERM: reads the configuration (exits 1 on a bad
  * value, naming it), takes the FastCGI listening socket from fd 0 or binds
- * --socket PATH, forks KEEL_WORKERS workers, respawns them (with backoff
- * when one dies at once), recycles each after KEEL_MAX_REQUESTS, rolls
- * them one by one on SIGHUP, and on SIGTERM stops accepting, lets
- * in-flight requests finish and exits.  A worker told to leave (roll or
- * SIGTERM) is killed after KEEL_SHUTDOWN_TIMEOUT.  --routes prints the
- * route table as JSON lines and exits.  Returns the process exit status.
+ * --socket PATH, forks KEEL_WORKERS workers (KEEL_PM=dynamic: as many as
+ * keep KEEL_PM_MIN_SPARE..KEEL_PM_MAX_SPARE of them idle, at most
+ * KEEL_PM_MAX_CHILDREN), respawns them (with backoff when one dies at
+ * once), recycles each after KEEL_MAX_REQUESTS, and on SIGTERM stops
+ * accepting, lets in-flight requests finish and exits.  On SIGHUP it
+ * checks the binary at its path (--check, through KEEL_ENV_FILE) and
+ * executes it in place, keeping the socket and the workers, which the new
+ * image replaces one by one; a binary that fails the check changes
+ * nothing.  A worker told to leave (roll or SIGTERM) is killed after
+ * KEEL_SHUTDOWN_TIMEOUT.  --routes prints the route table as JSON lines
+ * and exits; --check loads the configuration and exits 0 if it is valid.
+ * Returns the process exit status.
  */
 int	keel_serve(int argc, char *argv[], const struct keel_app *app);
 

@@ -229,10 +229,14 @@ def assert_no_sanitizer_report(text):
 # ----------------------------------------------------------------- load
 
 class Load:
-    """n client threads GETting url through lighttpd until stop()."""
+    """n client threads GETting url through lighttpd until stop(); or,
+    given get, each calling get() (None for a 200, else what failed)
+    every pause seconds."""
 
-    def __init__(self, stack, path, n=4):
-        self.url = stack.url(path)
+    def __init__(self, stack, path, n=4, get=None, pause=0.0):
+        self.url = stack.url(path) if path is not None else None
+        self.get = get
+        self.pause = pause
         self.stopping = threading.Event()
         self.lock = threading.Lock()
         self.ok = 0
@@ -240,22 +244,29 @@ class Load:
         self.pool = concurrent.futures.ThreadPoolExecutor(n)
         self.futures = [self.pool.submit(self._run) for _ in range(n)]
 
+    def _get(self, s):
+        if self.get is not None:
+            return self.get()
+        try:
+            r = s.get(self.url, timeout=15)
+        except requests.RequestException as e:
+            return repr(e)
+        return None if r.status_code == 200 else \
+            "%d %s" % (r.status_code, r.text[:200])
+
     def _run(self):
         # Bounded even if stop() is never called.
         deadline = time.monotonic() + 60
         with BaseUrlSession("") as s:
             while not self.stopping.is_set() and time.monotonic() < deadline:
-                try:
-                    r = s.get(self.url, timeout=15)
-                    bad = None if r.status_code == 200 else \
-                        "%d %s" % (r.status_code, r.text[:200])
-                except requests.RequestException as e:
-                    bad = repr(e)
+                bad = self._get(s)
                 with self.lock:
                     if bad is None:
                         self.ok += 1
                     else:
                         self.failures.append(bad)
+                if self.pause:
+                    time.sleep(self.pause)
 
     def stop(self):
         self.stopping.set()
@@ -284,7 +295,9 @@ def test_serve_kill_worker_under_load_respawns(stack):
     before = wait_workers(stack, "testapp", n)
     load = Load(stack, "/_test/sleep?ms=50")
     try:
-        time.sleep(1.0)
+        # The clients' first response (the OpenAPI check loads its
+        # document then) may take seconds on a busy machine.
+        wait_until(lambda: load.ok >= 4, 20, "the load to start", step=0.02)
         victim = before[0]
         os.kill(victim, signal.SIGKILL)
         after = wait_until(
@@ -307,7 +320,7 @@ def test_serve_sighup_rolls_every_worker_without_failures(stack):
     before = wait_workers(stack, "testapp", n)
     load = Load(stack, "/_test/sleep?ms=50")
     try:
-        time.sleep(0.5)
+        wait_until(lambda: load.ok >= 4, 20, "the load to start", step=0.02)
         os.kill(sup, signal.SIGHUP)
         after = wait_workers(stack, "testapp", n, timeout=15, exclude=before)
         time.sleep(0.5)

@@ -2,12 +2,15 @@
 /*
  * testapp.c -- a test-only app for the process-manager tests: a slow
  * route (a request in flight during SIGTERM or SIGHUP), the serving
- * worker's pid (which worker answered) and a route that fails (500).  Built, never installed.
+ * worker's pid and binary (which worker answered, and which file it
+ * runs: a reload's test replaces it) and a route that fails (500).  Built, never installed.
  * Two routes ask PostgreSQL through lib/db.c (test_pgbouncer.py): the
  * settings a statement runs under, alone and in a transaction, and a
  * statement that sleeps.
  */
 #include "config.h"
+
+#include <sys/stat.h>
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -26,11 +29,16 @@ testapp_reply_pid(struct keel_req *req)
 {
 	struct keel_buf	 b = { NULL, 0, 0 };
 	struct keel_jw	 w;
+	struct stat	 st;
 
 	keel_jw_init(&w, &b);
 	keel_jw_obj_open(&w);
 	keel_jw_key(&w, "pid");
 	keel_jw_int(&w, getpid());
+	/* Which binary serves: a reload's test replaces the file. */
+	keel_jw_key(&w, "exe");
+	keel_jw_int(&w, stat("/proc/self/exe", &st) == 0 ?
+	    (int64_t)st.st_ino : 0);
 	keel_jw_obj_close(&w);
 	keel_http_reply_buf(req, 200, &b);
 	keel_buf_free(&b);

@@ -157,6 +157,42 @@ test_sample_rates(void **state)
 	assert_false(load_with("SENTRY_SAMPLE_RATE", "nan"));
 }
 
+/* KEEL_PM: static by default, dynamic only with bounds that hold. */
+static void
+test_pool_modes(void **state)
+{
+	(void)state;
+	assert_true(load_with("KEEL_WORKERS", "3"));
+	assert_int_equal(cfg.pm_dynamic, 0);
+	keel_config_free(&cfg);
+	assert_true(load_with("KEEL_PM", "dynamic"));
+	assert_int_equal(cfg.pm_dynamic, 1);
+	assert_true(cfg.pm_min_spare <= cfg.pm_max_spare);
+	assert_true(cfg.pm_max_spare <= cfg.pm_max_children);
+	keel_config_free(&cfg);
+	assert_false(load_with("KEEL_PM", "ondemand"));
+	assert_non_null(strstr(err, "KEEL_PM"));
+}
+
+static void
+test_pool_bounds_checked_together(void **state)
+{
+	(void)state;
+	setenv("KEEL_PM", "dynamic", 1);
+	assert_false(load_with("KEEL_PM_MAX_CHILDREN", "3"));
+	assert_non_null(strstr(err, "KEEL_PM_MAX_SPARE (4) is above "
+	    "KEEL_PM_MAX_CHILDREN (3)"));
+	assert_false(load_with("KEEL_PM_MIN_SPARE", "5"));
+	assert_non_null(strstr(err, "KEEL_PM_MIN_SPARE"));
+	assert_false(load_with("KEEL_PM_START", "20"));
+	assert_non_null(strstr(err, "KEEL_PM_START"));
+	assert_false(load_with("KEEL_PM_MIN_SPARE", "0"));
+	/* A static pool ignores them. */
+	unsetenv("KEEL_PM");
+	assert_true(load_with("KEEL_PM_MAX_CHILDREN", "3"));
+	keel_config_free(&cfg);
+}
+
 int
 main(void)
 {
@@ -168,6 +204,8 @@ main(void)
 		cmocka_unit_test(test_errors_name_the_variable),
 		cmocka_unit_test(test_sample_rates),
 		cmocka_unit_test(test_db_prepared),
+		cmocka_unit_test(test_pool_modes),
+		cmocka_unit_test(test_pool_bounds_checked_together),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
