@@ -51,7 +51,7 @@ struct cfg_row {
 static const struct cfg_row rows[] = {
 	{ .name = "KEEL_WORKERS", .type = CFG_INT, .def = NULL,
 	    .min = 1, .max = 256, .off = OFF(workers),
-	    .what = "worker processes per app (default: number of CPUs)" },
+	    .what = "worker processes per app (default: 4 per CPU)" },
 	{ .name = "KEEL_MAX_REQUESTS", .type = CFG_INT, .def = "10000",
 	    .min = 0, .max = 1000000000, .off = OFF(max_requests),
 	    .what = "requests a worker serves before it is replaced "
@@ -499,9 +499,14 @@ cfg_default(const struct cfg_row *r, char *tmp, size_t n)
 
 	if (r->def != NULL)
 		return r->def;
-	/* Only KEEL_WORKERS is computed: one worker per CPU. */
+	/*
+	 * Only KEEL_WORKERS is computed: four workers per CPU, as a worker
+	 * mostly waits on Redis, memcached and PostgreSQL (README, "Sizing
+	 * the pool": the sweep's knee on 2 CPUs was 8).
+	 */
 	cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	snprintf(tmp, n, "%ld", cpus < 1 ? 1 : cpus > 256 ? 256 : cpus);
+	cpus = cpus < 1 ? 1 : cpus > 64 ? 64 : cpus;
+	snprintf(tmp, n, "%ld", cpus * KEEL_WORKERS_PER_CPU);
 	return tmp;
 }
 

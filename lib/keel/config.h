@@ -27,6 +27,12 @@ struct keel_rate {
 };
 
 /*
+ * KEEL_WORKERS's default per CPU: a worker mostly waits on its stores, so
+ * a pool the size of the CPUs leaves them idle (README, "Sizing the pool").
+ */
+#define KEEL_WORKERS_PER_CPU	4
+
+/*
  * Every variable is one row of the table in config.c (name, type, default,
  * bounds, field).  After keel_config_load() succeeds the struct is treated
  * as const; request code never reads the environment.

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -193,6 +194,20 @@ test_pool_bounds_checked_together(void **state)
 	keel_config_free(&cfg);
 }
 
+/* KEEL_WORKERS unset: four workers per CPU (the pool waits on I/O). */
+static void
+test_workers_default_per_cpu(void **state)
+{
+	long	 cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	(void)state;
+	unsetenv("KEEL_WORKERS");
+	assert_true(load_with("KEEL_LOG_LEVEL", "info"));
+	assert_int_equal(cfg.workers, KEEL_WORKERS_PER_CPU *
+	    (cpus < 1 ? 1 : cpus > 64 ? 64 : cpus));
+	keel_config_free(&cfg);
+}
+
 int
 main(void)
 {
@@ -204,6 +219,7 @@ main(void)
 		cmocka_unit_test(test_errors_name_the_variable),
 		cmocka_unit_test(test_sample_rates),
 		cmocka_unit_test(test_db_prepared),
+		cmocka_unit_test(test_workers_default_per_cpu),
 		cmocka_unit_test(test_pool_modes),
 		cmocka_unit_test(test_pool_bounds_checked_together),
 	};
