@@ -781,6 +781,23 @@ feed_finish(struct feed *f, size_t k)
 }
 
 /*
+ * Row i's first n columns, integers, into v: false for another value
+ * (keel_parse_int64, not strtoll: a rebuild reads millions).
+ */
+static bool
+row_ints(const struct keel_rows *rows, size_t i, int64_t *v, size_t n)
+{
+	const char	*s;
+	size_t		 c;
+
+	for (c = 0; c < n; c++)
+		if ((s = keel_rows_value(rows, i, c)) == NULL ||
+		    !keel_parse_int64(s, INT64_MIN, INT64_MAX, &v[c]))
+			return false;
+	return true;
+}
+
+/*
  * The cursor's rows into their boards' fresh keys, board by board,
  * each one's swap sent after its last member (Redis runs them in
  * order); *first_ms the time until the first rows came (PostgreSQL
@@ -793,6 +810,8 @@ board_feed(struct keel_db *db, struct feed *f, struct keel_board_set *set,
 	struct keel_rows	*rows;
 	struct entry		 e;
 	enum keel_err		 er;
+	int64_t			 c[6];	/* board, user, score, attempts,
+					   reached, hash */
 	size_t			 i, nr, cur = 0, at;
 	double			 v, t0 = monotonic_ms();
 	bool			 first = true;
@@ -809,20 +828,19 @@ board_feed(struct keel_db *db, struct feed *f, struct keel_board_set *set,
 		nr = keel_rows_count(rows);
 		t0 = monotonic_ms();
 		for (i = 0; i < nr; i++) {
-			at = (size_t)keel_rows_int64(rows, i, 0);
-			if (at < cur + 1 || at > set->n) {
+			if (!row_ints(rows, i, c, 6) || c[0] < (int64_t)cur +
+			    1 || c[0] > (int64_t)set->n) {
 				keel_rows_free(rows);
 				return KEEL_EINTERNAL;
 			}
+			at = (size_t)c[0];
 			for (; cur + 1 < at && f->pg == KEEL_OK; cur++)
 				feed_finish(f, cur);
 			if (f->pg != KEEL_OK)
 				break;
-			e.user = keel_rows_int64(rows, i, 1);
-			e.score = keel_rows_int64(rows, i, 2);
-			e.attempts = keel_rows_int64(rows, i, 3);
-			e.t = keel_rows_int64(rows, i, 4);
-			feed_keep(f, &e, keel_rows_int64(rows, i, 5));
+			e = (struct entry){ .user = c[1], .score = c[2],
+			    .attempts = c[3], .t = c[4] };
+			feed_keep(f, &e, c[5]);
 			if (!keel_board_encode(e.score, e.t, &v)) {
 				keel_log_warnx("board %zu: user %s's score %s "
 				    "is past the board's range", at,
