@@ -11,12 +11,12 @@
  * KEEL_BOARD_BATCH, its durable copy in leaderboard_entries rewritten
  * only if it differs (a count and a hash per board tell), and the fresh
  * key renamed over the live board in one step: a reader sees the old
- * board or the new one, never an empty or partial one.  The fresh keys exist before
- * the statement runs, and the drainer writes into them too, so an
- * attempt applied during the rebuild isn't lost by the swap.  A board
- * another run (another host's cron) is filling is skipped.  The cached
- * pages of each scope rebuilt are invalidated, no other's.  cron runs
- * it hourly; it restores boards Redis lost.
+ * board or the new one, never an empty or partial one.  The fresh keys
+ * exist before the statement runs, and the drainer writes into them
+ * too, so an attempt applied during the rebuild isn't lost by the
+ * swap.  A board another run (another host's cron) is filling is
+ * skipped.  The cached pages of each scope rebuilt are invalidated, no
+ * other's.  cron runs it hourly; it restores boards Redis lost.
  */
 #include "config.h"
 

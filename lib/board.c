@@ -441,7 +441,8 @@ static const struct keel_query q_run_durable = { .name = "board_run_durable",
 	.sql = "WITH b AS (SELECT * FROM unnest($1::bigint[], $2::text[], "
 	"$3::date[]) WITH ORDINALITY AS b(test_id, period, start, i)) "
 	"SELECT b.i, count(*), bit_xor(" BOARD_H("e.user_id", "e.score",
-	"e.attempts", "(extract(epoch FROM e.reached_at) * 1000000)::bigint") ") FROM b JOIN leaderboard_entries e "
+	"e.attempts", "(extract(epoch FROM e.reached_at) * 1000000)::bigint")
+	") FROM b JOIN leaderboard_entries e "
 	"ON COALESCE(e.test_id, 0) = b.test_id AND e.period = b.period AND "
 	"e.period_start = b.start GROUP BY b.i", .target = KEEL_DB_PRIMARY };
 
