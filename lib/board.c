@@ -919,6 +919,9 @@ keel_board_rebuild_set(struct keel_db *db, struct keel_redis *r,
 	f->run = run;
 	f->res = set->boards;
 	er = board_feed(db, f, set, &first, &set->redis_ms);
+	/* Stopped early: the swaps sent still say how their boards went. */
+	while (f->qlen > 0)
+		feed_recv(f);
 	/* The durable writes, made while feeding, are PostgreSQL's. */
 	set->redis_ms -= f->write_ms;
 	set->feed_ms = monotonic_ms() - t1 - first - f->write_ms;

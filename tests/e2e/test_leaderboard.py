@@ -555,6 +555,49 @@ def test_a_rebuild_that_fails_changes_nothing(lb, http):
                                      (a, 3, 50, 1)]
 
 
+def test_a_write_failing_on_a_later_board_keeps_the_boards_swapped_before(
+        lb, http):
+    """Boards are swapped in one by one, each after its durable write: a
+    write failing on the third board (month) fails it and every board
+    after it; the two swapped before hold what the attempts say, the
+    durable copy is rolled back whole, and the next run writes it."""
+    t = new_test(lb)
+    a, c = student(lb)["id"], student(lb)["id"]
+    submit(lb, t, a, 50)
+    drain(lb)
+    lb.psql("INSERT INTO test_attempts (test_id, user_id, started_at, "
+            "expires_at, submitted_at, score, correct, total, answers, "
+            "answer_key) VALUES (%d, %d, now() - interval '1 hour', now(), "
+            "now(), 99, 99, 100, '{}', '{}')" % (t, c))
+    before = board_dump(lb, t)
+    lb.psql("CREATE FUNCTION e2e_refuse_m%d() RETURNS trigger LANGUAGE "
+            "plpgsql AS $$BEGIN IF NEW.test_id = %d AND NEW.period = "
+            "'month' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; "
+            "END$$; CREATE TRIGGER e2e_refuse_m%d BEFORE INSERT ON "
+            "leaderboard_entries FOR EACH ROW EXECUTE FUNCTION "
+            "e2e_refuse_m%d()" % (t, t, t, t))
+    try:
+        p = lb.program("keel-leaderboard-rebuild", "--test", t)
+        assert p.returncode == 1, p.stdout + p.stderr
+        assert "processed=2 failed=1" in p.stdout, p.stdout
+    finally:
+        lb.psql("DROP TRIGGER e2e_refuse_m%d ON leaderboard_entries; "
+                "DROP FUNCTION e2e_refuse_m%d()" % (t, t))
+    after = board_dump(lb, t)
+    assert after[1] == before[1]            # the durable copy as it was
+    assert after[0]["month"] == before[0]["month"]
+    for period in ("all", "week"):
+        # ZRANGE: lowest first.
+        assert [m for m, _ in after[0][period]] == [str(a), str(c)]
+    assert redis_cli(lb, "EXISTS", board_key(lb, t, "month") + ":new") \
+        == "0"
+    out = rebuild(lb, "--test", t)
+    assert "processed=3 failed=0" in out and "written=3" in out, out
+    memcached_cmd(lb, "flush_all")
+    assert ranks(board(http, t, period="month")) == [(c, 1, 99, 1),
+                                                     (a, 2, 50, 1)]
+
+
 def test_a_change_to_one_board_leaves_other_tests_pages_cached(lb, http):
     """DESIGN.md's leaderboard:<scope> namespaces: the drainer and the
     rebuild invalidate the scopes they change, not every board's pages."""
