@@ -6,16 +6,17 @@
  * Every board (the global one and each test's with a submitted attempt,
  * each all-time, this ISO week and this month; or the ones the flags
  * name) is computed at once from PostgreSQL by one pass over the
- * attempts, which also writes leaderboard_entries where it differs
- * (lib/board.c, keel_board_rebuild_set); then each board is written into a
- * fresh Redis key by multi-member ZADDs of KEEL_BOARD_BATCH and renamed
- * over the live board in one step: a reader sees the old board or the
- * new one, never an empty or partial one.  The fresh keys exist before
- * the statement runs, and the drainer writes into them too, so an
- * attempt applied during the rebuild isn't lost by the swap.  A board
- * another run (another host's cron) is filling is skipped.  The cached
- * pages of each scope rebuilt are invalidated, no other's.  cron runs
- * it hourly; it restores boards Redis lost.
+ * attempts, read board by board (lib/board.c, keel_board_rebuild_set):
+ * each board is written into a fresh Redis key by multi-member ZADDs of
+ * KEEL_BOARD_BATCH, its durable copy in leaderboard_entries rewritten
+ * only if it differs (a count and a hash per board tell), and the fresh
+ * key renamed over the live board in one step: a reader sees the old
+ * board or the new one, never an empty or partial one.  The fresh keys
+ * exist before the statement runs, and the drainer writes into them
+ * too, so an attempt applied during the rebuild isn't lost by the
+ * swap.  A board another run (another host's cron) is filling is
+ * skipped.  The cached pages of each scope rebuilt are invalidated, no
+ * other's.  cron runs it hourly; it restores boards Redis lost.
  */
 #include "config.h"
 

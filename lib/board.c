@@ -406,44 +406,68 @@ board_swap_send(struct keel_redis *r, const struct keel_board *b,
 }
 
 /*
- * The statements of keel_board_compute, in one transaction.  Whole
- * boards aggregate every attempt of their periods (a million for the
- * benchmark's all-time boards): at the default 4 MB the hash aggregates
- * spill and PostgreSQL's row estimates for the steps after them are far
- * off (over a minute where it takes seconds with room), so work_mem is
- * raised for the transaction only.
+ * The rebuild's transaction.  Whole boards aggregate every attempt of
+ * their periods (a million for the benchmark's all-time boards): at the
+ * default 4 MB the hash aggregates spill and PostgreSQL's row estimates
+ * for the steps after them are far off (over a minute where it takes
+ * seconds with room), so work_mem is raised for the transaction only;
+ * and those estimates (millions of rows) make PostgreSQL compile the
+ * statements (JIT), a second or more spent before the first row of a
+ * statement that runs once, so JIT is off for it.
  */
 #define BOARD_WORK_MEM	"256MB"
-static const struct keel_query q_work_mem = { .name = "board_work_mem",
-	.sql = "SELECT set_config('work_mem', $1, true)",
-	.target = KEEL_DB_PRIMARY };
-
-/* A run's entries as computed, dropped at its commit. */
-static const struct keel_query q_run_table = { .name = "board_run_table",
-	.sql = "CREATE TEMP TABLE lb_run (i integer NOT NULL, "
-	"test_id bigint NOT NULL, period text NOT NULL, start date NOT NULL, "
-	"user_id bigint NOT NULL, score bigint NOT NULL, "
-	"attempts integer NOT NULL, reached timestamptz NOT NULL) "
-	"ON COMMIT DROP", .target = KEEL_DB_PRIMARY };
+static const struct keel_query q_settings = { .name = "board_settings",
+	.sql = "SELECT set_config('work_mem', $1, true), "
+	"set_config('jit', 'off', true)", .target = KEEL_DB_PRIMARY };
 
 /*
- * Every board of the run at once ($1..$4: each board's test (0:
- * global), period, first day, end (NULL: all time), as arrays; board i
- * is the i-th, from 1).  Each (period, test, user)'s best and the
- * second it was first reached, as keel_board_q_compute finds them (one
- * max() of score * 2^40 + 2^40 - 1 - the second): all time by one
- * sequential pass over the attempts when a global board needs them all,
- * else by the test_id index for the boards' tests (the drainer building
- * a new test's board), a week or a month by the submitted_at index.  A test's board takes its rows, a global board sums them per
- * user.
+ * An entry's 64-bit hash: the durable copy's and the computed entries'
+ * alike, of user, score, attempts and reached (us is its microseconds
+ * since 1970, exact: a bigint).  A board's count and XOR of its
+ * entries' hashes tell whether the durable copy holds exactly the
+ * computed entries (a changed board passing for unchanged needs a 2^-64
+ * coincidence).  Integer hashes chained: hash_record_extended() of a
+ * ROW() costs a second more over the benchmark's 1.4M entries.
+ */
+#define BOARD_H(u, s, a, us) "hashint8extended(" u ", hashint8extended(" \
+	s ", hashint8extended(" a ", " us ")))"
+
+/*
+ * Each board's durable entries, counted and hashed ($1..$3: each
+ * board's test (0: global), period and first day, as arrays; board i
+ * is the i-th, from 1): (i, count, hash), the boards with none left out.
+ */
+static const struct keel_query q_run_durable = { .name = "board_run_durable",
+	.sql = "WITH b AS (SELECT * FROM unnest($1::bigint[], $2::text[], "
+	"$3::date[]) WITH ORDINALITY AS b(test_id, period, start, i)) "
+	"SELECT b.i, count(*), bit_xor(" BOARD_H("e.user_id", "e.score",
+	"e.attempts", "(extract(epoch FROM e.reached_at) * 1000000)::bigint")
+	") FROM b JOIN leaderboard_entries e "
+	"ON COALESCE(e.test_id, 0) = b.test_id AND e.period = b.period AND "
+	"e.period_start = b.start GROUP BY b.i", .target = KEEL_DB_PRIMARY };
+
+/*
+ * Every board of the run at once, board by board ($1..$4: as
+ * q_run_durable's, and each board's end (NULL: all time)): board, user,
+ * score, attempts, reached (Unix s), the entry's hash.  Each (period,
+ * test, user)'s best and the second it was first reached, as
+ * keel_board_q_compute finds them (one max() of score * 2^40 + 2^40 - 1
+ * - the second): all time by one sequential pass over the attempts when
+ * a global board needs them all, else by the test_id index for the
+ * boards' tests (the drainer building a new test's board), a week or a
+ * month by the submitted_at index.  A test's board takes its rows, a
+ * global board sums them per user.  Read by a cursor, as the feeding
+ * goes: nothing is stored in PostgreSQL on the way.  A drainer that
+ * stored more attempts meanwhile wrote a higher value into the fresh key
+ * too (begun before this statement's snapshot), and ZADD GT keeps it.
  */
 #define BOARD_K	"max(a.score::bigint * 1099511627776 + 1099511627775 - " \
 	"floor(extract(epoch FROM a.submitted_at))::bigint) AS k, " \
 	"count(*)::integer AS n"
-static const struct keel_query q_run_fill = { .name = "board_run_fill",
-	.sql = "INSERT INTO lb_run WITH b AS (SELECT * FROM unnest("
-	"$1::bigint[], $2::text[], $3::date[], $4::bigint[]) WITH ORDINALITY "
-	"AS b(test_id, period, start, fin, i)), "
+static const struct keel_query q_run_open = { .name = "board_run_open",
+	.sql = "DECLARE lb_cur NO SCROLL CURSOR FOR WITH b AS (SELECT * FROM "
+	"unnest($1::bigint[], $2::text[], $3::date[], $4::bigint[]) WITH "
+	"ORDINALITY AS b(test_id, period, start, fin, i)), "
 	"p AS (SELECT period, start, fin, bool_or(test_id = 0) AS g, "
 	"array_agg(test_id) AS tests FROM b GROUP BY period, start, fin), "
 	"bt AS (SELECT 'all' AS period, a.test_id, a.user_id, " BOARD_K
@@ -460,73 +484,50 @@ static const struct keel_query q_run_fill = { .name = "board_run_fill",
 	"a.submitted_at >= p.start::timestamp AT TIME ZONE 'UTC' AND "
 	"a.submitted_at < to_timestamp(p.fin) AND "
 	"(p.g OR a.test_id = ANY (p.tests)) WHERE p.period <> 'all' "
-	"GROUP BY p.period, a.test_id, a.user_id) "
-	"SELECT b.i, b.test_id, b.period, b.start, bt.user_id, "
-	"bt.k >> 40, bt.n, to_timestamp(1099511627775 - "
-	"(bt.k & 1099511627775)) FROM bt JOIN b ON "
+	"GROUP BY p.period, a.test_id, a.user_id), "
+	"e AS (SELECT b.i, bt.user_id, bt.k >> 40 AS score, bt.n AS attempts, "
+	"1099511627775 - (bt.k & 1099511627775) AS t FROM bt JOIN b ON "
 	"b.test_id = bt.test_id AND b.period = bt.period "
-	"UNION ALL SELECT b.i, 0, b.period, b.start, g.user_id, g.score, "
-	"g.attempts, to_timestamp(g.t) FROM (SELECT bt.period, bt.user_id, "
-	"sum((bt.k >> 40)::integer) AS score, sum(bt.n)::integer AS attempts, "
+	"UNION ALL SELECT b.i, g.user_id, g.score, g.attempts, g.t FROM "
+	"(SELECT bt.period, bt.user_id, sum((bt.k >> 40)::integer) AS score, "
+	"sum(bt.n)::integer AS attempts, "
 	"max(1099511627775 - (bt.k & 1099511627775)) AS t FROM bt WHERE "
 	"bt.period IN (SELECT period FROM p WHERE g) "
 	"GROUP BY bt.period, bt.user_id) g JOIN b ON b.test_id = 0 AND "
-	"b.period = g.period",
-	.target = KEEL_DB_PRIMARY };
-
-/*
- * The durable copy, written where it differs, as keel_board_q_compute
- * writes it (never over an entry from more attempts; an unchanged entry
- * not even locked), in the unique index's order.  Only the boards whose
- * entries differ are compared row by row: each board's count and XOR of
- * its rows' 64-bit hashes, computed and stored, tell them (a changed
- * board passing for unchanged needs a 2^-64 coincidence).  Returns the
- * rows written.
- */
-#define BOARD_H(u, s, a, t) "bit_xor(hash_record_extended(ROW(" u ", " s \
-	", " a ", " t "), 0))"
-static const struct keel_query q_run_write = { .name = "board_run_write",
-	.sql = "WITH r AS (SELECT i, test_id, period, start, count(*) AS n, "
-	BOARD_H("user_id", "score", "attempts", "reached") " AS h "
-	"FROM lb_run GROUP BY i, test_id, period, start), "
-	"s AS (SELECT COALESCE(e.test_id, 0) AS test_id, e.period, "
-	"e.period_start AS start, count(*) AS n, "
-	BOARD_H("e.user_id", "e.score", "e.attempts", "e.reached_at") " AS h "
-	"FROM leaderboard_entries e WHERE (COALESCE(e.test_id, 0), e.period, "
-	"e.period_start) IN (SELECT test_id, period, start FROM r) "
-	"GROUP BY 1, 2, 3), "
-	"d AS (SELECT r.i FROM r LEFT JOIN s ON s.test_id = r.test_id AND "
-	"s.period = r.period AND s.start = r.start WHERE s.n IS DISTINCT "
-	"FROM r.n OR s.h IS DISTINCT FROM r.h), "
-	"up AS (INSERT INTO leaderboard_entries AS e (test_id, "
-	"period, period_start, user_id, score, attempts, reached_at) "
-	"SELECT NULLIF(l.test_id, 0), l.period, l.start, l.user_id, l.score, "
-	"l.attempts, l.reached FROM lb_run l JOIN d ON d.i = l.i "
-	"LEFT JOIN leaderboard_entries x ON COALESCE(x.test_id, 0) = "
-	"l.test_id AND x.period = l.period AND x.period_start = l.start AND "
-	"x.user_id = l.user_id WHERE x.user_id IS NULL OR "
-	"(l.attempts >= x.attempts AND (x.score, x.attempts, x.reached_at) "
-	"IS DISTINCT FROM (l.score, l.attempts, l.reached)) "
-	"ORDER BY l.test_id, l.period, l.start, l.user_id "
-	BOARD_UPSERT
-	"RETURNING 1) SELECT count(*) FROM up", .target = KEEL_DB_PRIMARY };
-
-/*
- * The entries as computed, board by board: board, user, score, reached
- * (Unix s).  A drainer that stored more attempts meanwhile wrote a
- * higher value into the fresh key too (begun before this run's
- * snapshot), and ZADD GT keeps it.
- */
-static const struct keel_query q_run_open = { .name = "board_run_open",
-	.sql = "DECLARE lb_cur NO SCROLL CURSOR FOR SELECT i, user_id, score, "
-	"floor(extract(epoch FROM reached))::bigint FROM lb_run ORDER BY i",
+	"b.period = g.period) "
+	"SELECT i, user_id, score, attempts, t, " BOARD_H("user_id", "score",
+	"attempts", "t * 1000000") " FROM e ORDER BY i",
 	.target = KEEL_DB_PRIMARY };
 #define BOARD_FETCH	"50000"
 static const struct keel_query q_run_fetch = { .name = "board_run_fetch",
 	.sql = "FETCH FORWARD " BOARD_FETCH " FROM lb_cur",
 	.target = KEEL_DB_PRIMARY };
 
-/* The boards' four arrays, as q_run_fill takes them, into a[0..3]. */
+/*
+ * One board's durable copy, written where it differs, as
+ * keel_board_q_compute writes it (never over an entry from more
+ * attempts; an unchanged entry not even locked), in the unique index's
+ * order: $1 test (0: global), $2 period, $3 first day, $4..$7 the
+ * entries' users, scores, attempts and reached (Unix s), as arrays.
+ * Returns the rows written.
+ */
+static const struct keel_query q_run_write = { .name = "board_run_write",
+	.sql = "WITH l AS (SELECT * FROM unnest($4::bigint[], $5::bigint[], "
+	"$6::integer[], $7::bigint[]) AS l(user_id, score, attempts, t)), "
+	"up AS (INSERT INTO leaderboard_entries AS e (test_id, "
+	"period, period_start, user_id, score, attempts, reached_at) "
+	"SELECT NULLIF($1::bigint, 0), $2::text, $3::date, l.user_id, "
+	"l.score, l.attempts, to_timestamp(l.t) FROM l "
+	"LEFT JOIN leaderboard_entries x ON COALESCE(x.test_id, 0) = "
+	"$1::bigint AND x.period = $2::text AND x.period_start = $3::date AND "
+	"x.user_id = l.user_id WHERE x.user_id IS NULL OR "
+	"(l.attempts >= x.attempts AND (x.score, x.attempts, x.reached_at) "
+	"IS DISTINCT FROM (l.score, l.attempts, to_timestamp(l.t))) "
+	"ORDER BY l.user_id "
+	BOARD_UPSERT
+	"RETURNING 1) SELECT count(*) FROM up", .target = KEEL_DB_PRIMARY };
+
+/* The boards' four arrays, as q_run_open takes them, into a[0..3]. */
 static void
 board_arrays(const struct keel_board *b, size_t n, struct keel_buf a[4])
 {
@@ -550,45 +551,61 @@ board_arrays(const struct keel_board *b, size_t n, struct keel_buf a[4])
 		keel_buf_putc(&a[i], '}');
 }
 
-/* The PostgreSQL half: computed, written (uncommitted), the cursor open. */
+/* A board's durable entries: their count and hash (q_run_durable). */
+struct durable {
+	int64_t		 n;
+	int64_t		 h;
+};
+
+/*
+ * The PostgreSQL half's start: the transaction begun, each board's
+ * durable count and hash into d[0..n-1], the cursor open.
+ */
 static enum keel_err
 board_compute(struct keel_db *db, const struct keel_board *b, size_t n,
-    struct keel_board_set *set)
+    struct durable *d)
 {
 	struct keel_db_params	 p;
 	struct keel_buf		 a[4];
 	struct keel_rows	*rows = NULL;
 	enum keel_err		 er;
-	size_t			 i;
+	size_t			 i, k;
 
 	memset(a, 0, sizeof(a));
 	if ((er = keel_db_begin(db)) != KEEL_OK)
 		return er;
 	keel_db_params_init(&p);
 	keel_db_param_text(&p, BOARD_WORK_MEM);
-	if ((er = keel_db_query(db, &q_work_mem, &p, NULL)) != KEEL_OK ||
-	    (er = keel_db_query(db, &q_run_table, NULL, NULL)) != KEEL_OK)
+	if ((er = keel_db_query(db, &q_settings, &p, NULL)) != KEEL_OK)
 		goto fail;
 	board_arrays(b, n, a);
 	keel_db_params_init(&p);
-	for (i = 0; i < 4; i++)
+	for (i = 0; i < 3; i++)
 		keel_db_param_text(&p, a[i].data);
-	if ((er = keel_db_query(db, &q_run_fill, &p, NULL)) != KEEL_OK ||
-	    (er = keel_db_query(db, &q_run_write, NULL, &rows)) != KEEL_OK)
+	if ((er = keel_db_query(db, &q_run_durable, &p, &rows)) != KEEL_OK)
 		goto fail;
-	set->written = keel_rows_count(rows) == 1 ?
-	    (long)keel_rows_int64(rows, 0, 0) : 0;
+	for (i = 0; i < keel_rows_count(rows); i++) {
+		k = (size_t)keel_rows_int64(rows, i, 0);
+		if (k < 1 || k > n) {
+			er = KEEL_EINTERNAL;
+			goto fail;
+		}
+		d[k - 1].n = keel_rows_int64(rows, i, 1);
+		d[k - 1].h = keel_rows_int64(rows, i, 2);
+	}
 	keel_rows_free(rows);
-	if ((er = keel_db_query(db, &q_run_open, NULL, NULL)) != KEEL_OK)
+	rows = NULL;
+	keel_db_param_text(&p, a[3].data);
+	if ((er = keel_db_query(db, &q_run_open, &p, NULL)) != KEEL_OK)
 		goto fail;
 	for (i = 0; i < 4; i++)
 		keel_buf_free(&a[i]);
 	return KEEL_OK;
 fail:
+	keel_rows_free(rows);
 	keel_db_rollback(db);
 	for (i = 0; i < 4; i++)
 		keel_buf_free(&a[i]);
-	set->written = 0;
 	return er;
 }
 
@@ -598,22 +615,36 @@ struct sent {
 	bool	 swap;
 };
 
+/* One computed entry of the board being fed, kept for the durable copy. */
+struct entry {
+	int64_t	 user, score, attempts, t;
+};
+
 /*
  * The boards being fed, in order: the members of the current one not
- * yet sent, the commands whose replies are unread, and how each board
- * went.
+ * yet sent, its entries so far (their count and hash, and the entries
+ * themselves, written if the durable copy differs), the commands whose
+ * replies are unread, and how each board went.
  */
 struct feed {
+	struct keel_db			*db;
 	struct keel_redis		*r;
 	const struct keel_board		*b;	/* the boards */
+	const struct durable		*d;	/* their durable copies */
 	const char			*run;
 	struct keel_board_result	*res;	/* the set's */
 	int64_t				 users[KEEL_BOARD_BATCH];
 	double				 vals[KEEL_BOARD_BATCH];
 	size_t				 n;
+	struct entry			*e;	/* the board's entries */
+	size_t				 ne, ecap;
+	int64_t				 h;	/* their hashes' XOR */
 	struct sent			*q;	/* a ring of qcap */
 	size_t				 qhead, qlen;
 	enum keel_err			 lost;	/* the connection broke */
+	enum keel_err			 pg;	/* a write failed */
+	long				 written;
+	double				 write_ms;
 };
 
 /* Unread replies allowed before the oldest are read: Redis keeps busy,
@@ -677,29 +708,114 @@ feed_send(struct feed *f, size_t k)
 	f->n = 0;
 }
 
-/* Board k is whole: its last members and its swap are sent. */
+/* Keeps entry e of the board being fed (for its durable copy). */
+static void
+feed_keep(struct feed *f, const struct entry *e, int64_t h)
+{
+	if (f->ne == f->ecap) {
+		f->ecap = f->ecap > 0 ? f->ecap * 2 : 4096;
+		f->e = keel_realloc(f->e, f->ecap * sizeof(*f->e));
+	}
+	f->e[f->ne++] = *e;
+	f->h ^= h;
+}
+
+/* Board k's entries into its durable copy where they differ. */
+static enum keel_err
+feed_write(struct feed *f, size_t k)
+{
+	struct keel_db_params	 p;
+	struct keel_buf		 a[4];
+	struct keel_rows	*rows = NULL;
+	char			 num[KEEL_TEXT_INT_MAX];
+	enum keel_err		 er;
+	size_t			 i, c;
+	double			 t0 = monotonic_ms();
+
+	memset(a, 0, sizeof(a));
+	for (c = 0; c < 4; c++)
+		keel_buf_putc(&a[c], '{');
+	for (i = 0; i < f->ne; i++) {
+		for (c = 0; c < 4; c++) {
+			if (i > 0)
+				keel_buf_putc(&a[c], ',');
+			keel_buf_append(&a[c], num, keel_text_int(num,
+			    c == 0 ? f->e[i].user : c == 1 ? f->e[i].score :
+			    c == 2 ? f->e[i].attempts : f->e[i].t));
+		}
+	}
+	keel_db_params_init(&p);
+	keel_db_param_int(&p, f->b[k].test);
+	keel_db_param_text(&p, keel_board_periods[f->b[k].period]);
+	keel_db_param_text(&p, f->b[k].start);
+	for (c = 0; c < 4; c++) {
+		keel_buf_putc(&a[c], '}');
+		keel_db_param_text(&p, a[c].data);
+	}
+	if ((er = keel_db_query(f->db, &q_run_write, &p, &rows)) == KEEL_OK &&
+	    keel_rows_count(rows) == 1)
+		f->written += (long)keel_rows_int64(rows, 0, 0);
+	keel_rows_free(rows);
+	for (c = 0; c < 4; c++)
+		keel_buf_free(&a[c]);
+	f->write_ms += monotonic_ms() - t0;
+	return er;
+}
+
+/*
+ * Board k is whole: its last members sent, its durable copy written if
+ * it differs (the board is swapped in only once that is done), then its
+ * swap sent.
+ */
 static void
 feed_finish(struct feed *f, size_t k)
 {
 	feed_send(f, k);
-	if (f->lost == KEEL_OK)
+	if (f->pg == KEEL_OK && f->ne > 0 && ((int64_t)f->ne != f->d[k].n ||
+	    f->h != f->d[k].h))
+		f->pg = feed_write(f, k);
+	f->ne = 0;
+	f->h = 0;
+	if (f->lost == KEEL_OK && f->pg == KEEL_OK)
 		feed_sent(f, k, true, board_swap_send(f->r, &f->b[k], f->run,
 		    f->res[k].entries + 1));
 }
 
 /*
+ * Row i's first n columns, integers, into v: false for another value
+ * (keel_parse_int64, not strtoll: a rebuild reads millions).
+ */
+static bool
+row_ints(const struct keel_rows *rows, size_t i, int64_t *v, size_t n)
+{
+	const char	*s;
+	size_t		 c;
+
+	for (c = 0; c < n; c++)
+		if ((s = keel_rows_value(rows, i, c)) == NULL ||
+		    !keel_parse_int64(s, INT64_MIN, INT64_MAX, &v[c]))
+			return false;
+	return true;
+}
+
+/*
  * The cursor's rows into their boards' fresh keys, board by board,
  * each one's swap sent after its last member (Redis runs them in
- * order); *redis_ms the time spent on Redis and encoding.
+ * order); *first_ms the time until the first rows came (PostgreSQL
+ * computing them), *redis_ms the time spent on Redis and encoding.
  */
 static enum keel_err
 board_feed(struct keel_db *db, struct feed *f, struct keel_board_set *set,
-    double *redis_ms)
+    double *first_ms, double *redis_ms)
 {
 	struct keel_rows	*rows;
+	struct entry		 e;
 	enum keel_err		 er;
+	int64_t			 c[6];	/* board, user, score, attempts,
+					   reached, hash */
 	size_t			 i, nr, cur = 0, at;
-	double			 v, t0;
+	double			 v, t0 = monotonic_ms();
+	bool			 first = true;
 
 	*redis_ms = 0;
 	do {
@@ -707,18 +823,26 @@ board_feed(struct keel_db *db, struct feed *f, struct keel_board_set *set,
 		if ((er = keel_db_query(db, &q_run_fetch, NULL, &rows)) !=
 		    KEEL_OK)
 			return er;
+		if (first)
+			*first_ms = monotonic_ms() - t0;
+		first = false;
 		nr = keel_rows_count(rows);
 		t0 = monotonic_ms();
 		for (i = 0; i < nr; i++) {
-			at = (size_t)keel_rows_int64(rows, i, 0);
-			if (at < cur + 1 || at > set->n) {
+			if (!row_ints(rows, i, c, 6) || c[0] < (int64_t)cur +
+			    1 || c[0] > (int64_t)set->n) {
 				keel_rows_free(rows);
 				return KEEL_EINTERNAL;
 			}
-			for (; cur + 1 < at; cur++)
+			at = (size_t)c[0];
+			for (; cur + 1 < at && f->pg == KEEL_OK; cur++)
 				feed_finish(f, cur);
-			if (!keel_board_encode(keel_rows_int64(rows, i, 2),
-			    keel_rows_int64(rows, i, 3), &v)) {
+			if (f->pg != KEEL_OK)
+				break;
+			e = (struct entry){ .user = c[1], .score = c[2],
+			    .attempts = c[3], .t = c[4] };
+			feed_keep(f, &e, c[5]);
+			if (!keel_board_encode(e.score, e.t, &v)) {
 				keel_log_warnx("board %zu: user %s's score %s "
 				    "is past the board's range", at,
 				    keel_rows_value(rows, i, 1),
@@ -726,21 +850,23 @@ board_feed(struct keel_db *db, struct feed *f, struct keel_board_set *set,
 				set->dropped++;
 				continue;
 			}
-			f->users[f->n] = keel_rows_int64(rows, i, 1);
+			f->users[f->n] = e.user;
 			f->vals[f->n++] = v;
 			if (f->n == KEEL_BOARD_BATCH)
 				feed_send(f, cur);
 		}
 		keel_rows_free(rows);
 		*redis_ms += monotonic_ms() - t0;
+		if (f->pg != KEEL_OK)
+			return f->pg;
 	} while (nr > 0);
 	t0 = monotonic_ms();
-	for (; cur < set->n; cur++)
+	for (; cur < set->n && f->pg == KEEL_OK; cur++)
 		feed_finish(f, cur);
 	while (f->qlen > 0)
 		feed_recv(f);
 	*redis_ms += monotonic_ms() - t0;
-	return f->lost;
+	return f->pg != KEEL_OK ? f->pg : f->lost;
 }
 
 /* True when the boards of each period are of the same one (the run's
@@ -765,45 +891,57 @@ keel_board_rebuild_set(struct keel_db *db, struct keel_redis *r,
     const struct keel_board *b, size_t n, const char *run,
     struct keel_board_set *set)
 {
-	struct feed	*f;
+	struct feed	*f = NULL;
+	struct durable	*d;
 	enum keel_err	 er;
-	double		 t0 = monotonic_ms(), t1;
+	double		 t0 = monotonic_ms(), t1, first = 0;
 	size_t		 i;
 
 	memset(set, 0, sizeof(*set));
 	set->n = n;
 	set->boards = keel_calloc(n + 1, sizeof(*set->boards));
+	d = keel_calloc(n + 1, sizeof(*d));
 	if (!boards_one_time(b, n)) {
 		keel_log_error("board: a rebuild's boards of one period are "
 		    "of different ones");
 		er = KEEL_EINVAL;
 		goto out;
 	}
-	if ((er = board_compute(db, b, n, set)) != KEEL_OK)
+	if ((er = board_compute(db, b, n, d)) != KEEL_OK)
 		goto out;
 	t1 = monotonic_ms();
-	set->pg_ms = t1 - t0;
 	f = keel_calloc(1, sizeof(*f));
 	f->q = keel_calloc(FEED_AHEAD, sizeof(*f->q));
+	f->db = db;
 	f->r = r;
 	f->b = b;
+	f->d = d;
 	f->run = run;
 	f->res = set->boards;
-	er = board_feed(db, f, set, &set->redis_ms);
-	t0 = monotonic_ms();
-	set->feed_ms = t0 - t1;
-	free(f->q);
-	free(f);
+	er = board_feed(db, f, set, &first, &set->redis_ms);
+	/* Stopped early: the swaps sent still say how their boards went. */
+	while (f->qlen > 0)
+		feed_recv(f);
+	/* The durable writes, made while feeding, are PostgreSQL's. */
+	set->redis_ms -= f->write_ms;
+	set->feed_ms = monotonic_ms() - t1 - first - f->write_ms;
+	set->written = f->written;
 	/* The boards swapped in hold what the attempts say even if this
 	 * fails: the next run writes the durable copy then. */
 	if (er == KEEL_OK)
 		er = keel_db_commit(db);
 	else
 		keel_db_rollback(db);
-	set->pg_ms += monotonic_ms() - t0;
 	if (er != KEEL_OK)
 		set->written = 0;
 out:
+	set->pg_ms = monotonic_ms() - t0 - set->feed_ms;
+	if (f != NULL) {
+		free(f->e);
+		free(f->q);
+		free(f);
+	}
+	free(d);
 	/* A board not swapped in is dropped (ECONFLICT: not ours). */
 	(void)keel_redis_wait(r);
 	for (i = 0; i < n; i++) {

@@ -167,30 +167,34 @@ struct keel_board_set {
 	long		 written;	/* leaderboard_entries rows written */
 	long		 dropped;	/* entries past the encoding's range
 					   (logged, left out) */
-	double		 pg_ms;		/* computing, writing, committing */
-	double		 feed_ms;	/* reading the entries and loading
-					   them */
+	double		 pg_ms;		/* computing (until the first
+					   entries), writing, committing */
+	double		 feed_ms;	/* reading the rest of the entries
+					   and loading them */
 	double		 redis_ms;	/* of which Redis's (and encoding) */
 };
 
 /*
  * Rebuilds boards b[0..n-1] (any scopes and periods, the boards of a
  * period all of the same one, else KEEL_EINVAL; each begun by
- * keel_board_begin as run) together.  PostgreSQL first, one
- * transaction: one pass over the attempts of their periods for all of
- * them (best score per user and test, the second it was first reached,
- * the global boards' sums, as keel_board_q_compute computes one user's)
- * and the durable copy written in one statement where it differs (never
- * over an entry from more attempts).  Then the entries as they stand,
- * read by a cursor board by board, fill each fresh key KEEL_BOARD_BATCH
- * members per ZADD, pipelined (Redis works while PostgreSQL reads), and
- * each board is swapped in as soon as it is whole: Redis holds one fresh
- * board at a time besides the live ones.  The transaction commits last
- * (a failed commit leaves the boards swapped in, which hold what the
- * attempts say, and the durable copy to the next run).  set (free it
- * with keel_board_set_free) says what became of each board; a board not
- * swapped in is dropped.  The error of PostgreSQL or of reading (every
- * board not yet swapped in failed with it); KEEL_OK otherwise.
+ * keel_board_begin as run) together, in one PostgreSQL transaction.
+ * First each board's durable copy is counted and hashed; then one
+ * statement, read by a cursor board by board, computes every board's
+ * entries in one pass over the attempts of their periods (best score
+ * per user and test, the second it was first reached, the global
+ * boards' sums, as keel_board_q_compute computes one user's), each with
+ * its hash.  The entries fill each fresh key KEEL_BOARD_BATCH members
+ * per ZADD, pipelined (Redis works while PostgreSQL reads); when a
+ * board is whole its count and hashes are compared with its durable
+ * copy's, and only a board that differs is written (its changed entries,
+ * one statement, never over an entry from more attempts) before it is
+ * swapped in: Redis holds one fresh board at a time besides the live
+ * ones.  The transaction commits last (a failed commit leaves the boards
+ * swapped in, which hold what the attempts say, and the durable copy to
+ * the next run).  set (free it with keel_board_set_free) says what
+ * became of each board; a board not swapped in is dropped.  The error of
+ * PostgreSQL or of reading (every board not yet swapped in failed with
+ * it); KEEL_OK otherwise.
  */
 enum keel_err	 keel_board_rebuild_set(struct keel_db *db,
 		    struct keel_redis *r, const struct keel_board *b,

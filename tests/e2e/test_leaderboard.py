@@ -444,6 +444,78 @@ def test_rebuild_computes_what_the_drainer_computes(lb, http):
         == [r.rsplit("|", 1)[0] for r in before[1].splitlines()]
 
 
+def durable(stack, users):
+    """users' durable entries, every scope's, with when they changed."""
+    return stack.psql(
+        "SELECT COALESCE(test_id, 0), period, period_start, user_id, score, "
+        "attempts, reached_at, updated_at FROM leaderboard_entries WHERE "
+        "user_id IN (%s) ORDER BY 1, 2, 3, 4"
+        % ", ".join(str(u) for u in users))
+
+
+def test_rebuild_writes_what_the_drainer_missed(lb, http):
+    """The rebuild compares each board's durable copy with the entries
+    it computes (a count and a hash per board) and writes the boards that
+    differ, only their changed entries: attempts the drainer never saw
+    (no job) land in the durable copy as the drainer would have written
+    them, on the test's boards and, by a full rebuild, the global ones."""
+    t = new_test(lb)
+    a, b, c = (student(lb)["id"] for _ in range(3))
+    submit(lb, t, a, 40)
+    submit(lb, t, b, 70)
+    drain(lb)
+    out = rebuild(lb, "--test", t)
+    assert "processed=3 failed=0" in out and "written=0" in out, out
+    # Two attempts no job announced: b's better score, a new user c.
+    missed = [int(lb.psql(
+        "INSERT INTO test_attempts (test_id, user_id, started_at, "
+        "expires_at, submitted_at, score, correct, total, answers, "
+        "answer_key) VALUES (%d, %d, now() - interval '1 hour', now(), "
+        "now(), %d, %d, 100, '{}', '{}') RETURNING id" % (t, u, s, s)))
+        for u, s in ((b, 90), (c, 80))]
+    out = rebuild(lb, "--test", t)
+    # b's and c's entries on the test's three boards; a's untouched.
+    assert "processed=3 failed=0" in out and "written=6" in out, out
+    memcached_cmd(lb, "flush_all")
+    assert ranks(board(http, t)) == [(b, 1, 90, 2), (c, 2, 80, 1),
+                                     (a, 3, 40, 1)]
+    out = rebuild(lb)
+    assert "failed=0" in out, out
+    # Their global entries (their only test): the same scores.
+    for period in ("all", "week", "month"):
+        assert [int(float(redis_cli(lb, "ZSCORE", board_key(
+            lb, None, period), u))) >> 32 for u in (a, b, c)] == [40, 90, 80]
+    # What the drainer computes from the same attempts: nothing to
+    # change, not one row rewritten, the boards as they are.
+    before = durable(lb, [a, b, c]), board_dump(lb, t)[0]
+    assert len(before[0].splitlines()) == 18
+    for aid in missed:
+        enqueue(lb, "leaderboard", "attempt_submitted", {"attemptId": aid},
+                "leaderboard:attempt:%d" % aid)
+    assert "processed=2 " in drain(lb, relay=False)
+    assert (durable(lb, [a, b, c]), board_dump(lb, t)[0]) == before
+    assert "written=0" in rebuild(lb, "--test", t)
+
+
+def test_rebuild_finds_an_entry_off_by_a_fraction_of_a_second(lb, http):
+    """The boards' hashes take reached_at to the microsecond: a durable
+    entry that differs by half a second alone is found and written back."""
+    t = new_test(lb)
+    u = student(lb)["id"]
+    submit(lb, t, u, 75)
+    drain(lb)
+    before = board_dump(lb, t)
+    lb.psql("UPDATE leaderboard_entries SET reached_at = reached_at + "
+            "interval '0.5 second' WHERE test_id = %d AND period = 'month'"
+            % t)
+    out = rebuild(lb, "--test", t)
+    assert "processed=3 failed=0" in out and "written=1" in out, out
+    after = board_dump(lb, t)
+    assert after[0] == before[0]
+    assert [r.rsplit("|", 1)[0] for r in after[1].splitlines()] \
+        == [r.rsplit("|", 1)[0] for r in before[1].splitlines()]
+
+
 def test_a_rebuild_that_fails_changes_nothing(lb, http):
     """A failure in the rebuild's transaction (here the durable write,
     refused by a trigger) fails every board: the live boards and the
@@ -481,6 +553,49 @@ def test_a_rebuild_that_fails_changes_nothing(lb, http):
     memcached_cmd(lb, "flush_all")
     assert ranks(board(http, t)) == [(c, 1, 99, 1), (b, 2, 60, 1),
                                      (a, 3, 50, 1)]
+
+
+def test_a_write_failing_on_a_later_board_keeps_the_boards_swapped_before(
+        lb, http):
+    """Boards are swapped in one by one, each after its durable write: a
+    write failing on the third board (month) fails it and every board
+    after it; the two swapped before hold what the attempts say, the
+    durable copy is rolled back whole, and the next run writes it."""
+    t = new_test(lb)
+    a, c = student(lb)["id"], student(lb)["id"]
+    submit(lb, t, a, 50)
+    drain(lb)
+    lb.psql("INSERT INTO test_attempts (test_id, user_id, started_at, "
+            "expires_at, submitted_at, score, correct, total, answers, "
+            "answer_key) VALUES (%d, %d, now() - interval '1 hour', now(), "
+            "now(), 99, 99, 100, '{}', '{}')" % (t, c))
+    before = board_dump(lb, t)
+    lb.psql("CREATE FUNCTION e2e_refuse_m%d() RETURNS trigger LANGUAGE "
+            "plpgsql AS $$BEGIN IF NEW.test_id = %d AND NEW.period = "
+            "'month' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; "
+            "END$$; CREATE TRIGGER e2e_refuse_m%d BEFORE INSERT ON "
+            "leaderboard_entries FOR EACH ROW EXECUTE FUNCTION "
+            "e2e_refuse_m%d()" % (t, t, t, t))
+    try:
+        p = lb.program("keel-leaderboard-rebuild", "--test", t)
+        assert p.returncode == 1, p.stdout + p.stderr
+        assert "processed=2 failed=1" in p.stdout, p.stdout
+    finally:
+        lb.psql("DROP TRIGGER e2e_refuse_m%d ON leaderboard_entries; "
+                "DROP FUNCTION e2e_refuse_m%d()" % (t, t))
+    after = board_dump(lb, t)
+    assert after[1] == before[1]            # the durable copy as it was
+    assert after[0]["month"] == before[0]["month"]
+    for period in ("all", "week"):
+        # ZRANGE: lowest first.
+        assert [m for m, _ in after[0][period]] == [str(a), str(c)]
+    assert redis_cli(lb, "EXISTS", board_key(lb, t, "month") + ":new") \
+        == "0"
+    out = rebuild(lb, "--test", t)
+    assert "processed=3 failed=0" in out and "written=3" in out, out
+    memcached_cmd(lb, "flush_all")
+    assert ranks(board(http, t, period="month")) == [(c, 1, 99, 1),
+                                                     (a, 2, 50, 1)]
 
 
 def test_a_change_to_one_board_leaves_other_tests_pages_cached(lb, http):
