@@ -13,6 +13,7 @@ uses tests of its own, so per-test boards start empty; the global board is
 shared, so its checks look at the test's own users only.
 """
 
+import contextlib
 import json
 import random
 import signal
@@ -376,6 +377,33 @@ def test_rebuild_under_concurrent_reads_never_shows_a_partial_board(lb,
     assert redis_cli(lb, "EXISTS", key + ":new") == "0"
 
 
+def unannounced_attempt(stack, test, user, score):
+    """A graded attempt inserted without its job (as if the drainer missed
+    it): only a rebuild puts it on the boards.  Returns its id."""
+    return int(stack.psql(
+        "INSERT INTO test_attempts (test_id, user_id, started_at, "
+        "expires_at, submitted_at, score, correct, total, answers, "
+        "answer_key) VALUES (%d, %d, now() - interval '1 hour', now(), "
+        "now(), %d, %d, 100, '{}', '{}') RETURNING id"
+        % (test, user, score, score)))
+
+
+@contextlib.contextmanager
+def refusing_durable_writes(stack, name, condition):
+    """A trigger refusing leaderboard_entries inserts where condition (SQL
+    over NEW) holds, for the with block; dropped after it."""
+    stack.psql("CREATE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS "
+               "$$BEGIN IF %s THEN RAISE EXCEPTION 'refused'; END IF; "
+               "RETURN NEW; END$$; CREATE TRIGGER %s BEFORE INSERT ON "
+               "leaderboard_entries FOR EACH ROW EXECUTE FUNCTION %s()"
+               % (name, condition, name, name))
+    try:
+        yield
+    finally:
+        stack.psql("DROP TRIGGER %s ON leaderboard_entries; DROP FUNCTION "
+                   "%s()" % (name, name))
+
+
 def board_dump(stack, test):
     """Every board of test (and the global ones' entries of its users) as
     Redis has them, and its durable entries with when they changed."""
@@ -467,12 +495,7 @@ def test_rebuild_writes_what_the_drainer_missed(lb, http):
     out = rebuild(lb, "--test", t)
     assert "processed=3 failed=0" in out and "written=0" in out, out
     # Two attempts no job announced: b's better score, a new user c.
-    missed = [int(lb.psql(
-        "INSERT INTO test_attempts (test_id, user_id, started_at, "
-        "expires_at, submitted_at, score, correct, total, answers, "
-        "answer_key) VALUES (%d, %d, now() - interval '1 hour', now(), "
-        "now(), %d, %d, 100, '{}', '{}') RETURNING id" % (t, u, s, s)))
-        for u, s in ((b, 90), (c, 80))]
+    missed = [unannounced_attempt(lb, t, u, s) for u, s in ((b, 90), (c, 80))]
     out = rebuild(lb, "--test", t)
     # b's and c's entries on the test's three boards; a's untouched.
     assert "processed=3 failed=0" in out and "written=6" in out, out
@@ -526,23 +549,13 @@ def test_a_rebuild_that_fails_changes_nothing(lb, http):
     submit(lb, t, b, 60)
     drain(lb)
     # An attempt no job announced: the rebuild has an entry to write.
-    lb.psql("INSERT INTO test_attempts (test_id, user_id, started_at, "
-            "expires_at, submitted_at, score, correct, total, answers, "
-            "answer_key) VALUES (%d, %d, now() - interval '1 hour', now(), "
-            "now(), 99, 99, 100, '{}', '{}')" % (t, c))
+    unannounced_attempt(lb, t, c, 99)
     before = board_dump(lb, t)
-    lb.psql("CREATE FUNCTION e2e_refuse_%d() RETURNS trigger LANGUAGE "
-            "plpgsql AS $$BEGIN IF NEW.user_id = %d THEN RAISE EXCEPTION "
-            "'refused'; END IF; RETURN NEW; END$$; CREATE TRIGGER "
-            "e2e_refuse_%d BEFORE INSERT ON leaderboard_entries FOR EACH ROW "
-            "EXECUTE FUNCTION e2e_refuse_%d()" % (t, c, t, t))
-    try:
+    with refusing_durable_writes(lb, "e2e_refuse_%d" % t,
+                                 "NEW.user_id = %d" % c):
         p = lb.program("keel-leaderboard-rebuild", "--test", t)
         assert p.returncode == 1, p.stdout + p.stderr
         assert "processed=0 failed=3" in p.stdout, p.stdout
-    finally:
-        lb.psql("DROP TRIGGER e2e_refuse_%d ON leaderboard_entries; "
-                "DROP FUNCTION e2e_refuse_%d()" % (t, t))
     assert board_dump(lb, t) == before
     for period in ("all", "week", "month"):
         assert redis_cli(lb, "EXISTS", board_key(lb, t, period)) == "1"
@@ -565,24 +578,14 @@ def test_a_write_failing_on_a_later_board_keeps_the_boards_swapped_before(
     a, c = student(lb)["id"], student(lb)["id"]
     submit(lb, t, a, 50)
     drain(lb)
-    lb.psql("INSERT INTO test_attempts (test_id, user_id, started_at, "
-            "expires_at, submitted_at, score, correct, total, answers, "
-            "answer_key) VALUES (%d, %d, now() - interval '1 hour', now(), "
-            "now(), 99, 99, 100, '{}', '{}')" % (t, c))
+    unannounced_attempt(lb, t, c, 99)
     before = board_dump(lb, t)
-    lb.psql("CREATE FUNCTION e2e_refuse_m%d() RETURNS trigger LANGUAGE "
-            "plpgsql AS $$BEGIN IF NEW.test_id = %d AND NEW.period = "
-            "'month' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; "
-            "END$$; CREATE TRIGGER e2e_refuse_m%d BEFORE INSERT ON "
-            "leaderboard_entries FOR EACH ROW EXECUTE FUNCTION "
-            "e2e_refuse_m%d()" % (t, t, t, t))
-    try:
+    with refusing_durable_writes(lb, "e2e_refuse_m%d" % t,
+                                 "NEW.test_id = %d AND NEW.period = 'month'"
+                                 % t):
         p = lb.program("keel-leaderboard-rebuild", "--test", t)
         assert p.returncode == 1, p.stdout + p.stderr
         assert "processed=2 failed=1" in p.stdout, p.stdout
-    finally:
-        lb.psql("DROP TRIGGER e2e_refuse_m%d ON leaderboard_entries; "
-                "DROP FUNCTION e2e_refuse_m%d()" % (t, t))
     after = board_dump(lb, t)
     assert after[1] == before[1]            # the durable copy as it was
     assert after[0]["month"] == before[0]["month"]
