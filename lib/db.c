@@ -35,6 +35,15 @@
  * connection too.  A statement that was sent is never sent again unless
  * it only reads (keel_db_may_resend()): the server may have committed it.
  *
+ * A statement with optional filters, arms "($N::type IS NULL OR cond)",
+ * is prepared once per set of filters a run leaves out, with no arm in
+ * it (sqlspec.h), and its LIMIT written in: a plan that PostgreSQL may
+ * cache (plan_cache_mode auto: five runs planned with their values, then
+ * the generic plan unless its estimate is worse).  Planning each run cost
+ * more than running it (tests/bench/RESULTS.md, "Planning").  A worker
+ * keeps at most SPEC_MAX such forms; past them, statements with arms run
+ * unnamed, planned with their values as before.
+ *
  * KEEL_DB_PREPARED=0 is for a pooler between keel and PostgreSQL that
  * hands each transaction whatever server connection is free (PgBouncer's
  * transaction pooling; before 1.21 it knows nothing of named prepared
@@ -74,9 +83,13 @@
 #include "keel/log.h"
 #include "keel/mem.h"
 #include "keel/metrics.h"
+#include "keel/sqlspec.h"
 #include "keel/text.h"
 
-#define MAX_PREPARED	64
+#define MAX_PREPARED	128	/* statements prepared per connection */
+#define SPEC_SHAPES	128	/* statements read for arms, per worker */
+#define SPEC_MAX	256	/* their specialised forms, per worker */
+#define TEXTOID		25	/* pg_type.h: declares unnamed parameters */
 #define REPLICA_RETRY_MS 5000	/* a failed replica rests this long */
 #define LAG_CHECK_MS	1000	/* replay lag is rechecked this often */
 #define LAG_QUERY_MS	500	/* the lag check's own time bound */
@@ -112,6 +125,24 @@ struct pgconn {
 	bool		 fatal;		/* the server said goodbye (FATAL) */
 };
 
+/* A statement with arms, written for one key (sqlspec.h). */
+struct spec {
+	struct keel_sqlspec_key	 key;
+	char			*name;		/* "cars_list_after~11~21" */
+	char			*sql;
+	Oid			 types[KEEL_DB_MAXPARAMS]; /* 0: inferred */
+	size_t			 n;
+	struct spec		*next;
+};
+
+/* What a statement's SQL holds, read once per worker (spec_for). */
+struct shape {
+	const struct keel_query	*q;		/* NULL: a free slot */
+	struct keel_sqlspec_shape sh;
+	bool			 arms;		/* sh holds some */
+	struct spec		*specs;
+};
+
 /* One statement as libpq sends it (see exec_bounded). */
 enum stmt_kind {
 	STMT_SQL,		/* PQsendQuery: no parameters */
@@ -127,6 +158,7 @@ struct stmt {
 	const char		*set;		/* NULL, or run first in the same
 						   implicit transaction (see
 						   exec_bounded) */
+	const Oid		*types;		/* STMT_PREPARE; NULL: inferred */
 	int			 n;
 	const char *const	*params;
 };
@@ -148,6 +180,9 @@ struct keel_db {
 	/* KEEL_DB_PREPARED=0: the settings of each transaction. */
 	char			 set_sql[80];	/* before a lone statement */
 	char			 begin_sql[80];	/* BEGIN, then SET LOCAL */
+	/* Statements with arms: their forms (sqlspec.h), per worker. */
+	struct shape		 shapes[SPEC_SHAPES];
+	size_t			 nspecs;
 };
 
 /*
@@ -216,7 +251,8 @@ conn_drop(struct pgconn *c)
 void
 keel_db_close(struct keel_db *db)
 {
-	int	 i;
+	struct spec	*sp;
+	int		 i;
 
 	if (db == NULL)
 		return;
@@ -227,6 +263,13 @@ keel_db_close(struct keel_db *db)
 		free(db->replicas[i].url);
 	}
 	free(db->replicas);
+	for (i = 0; i < SPEC_SHAPES; i++)
+		while ((sp = db->shapes[i].specs) != NULL) {
+			db->shapes[i].specs = sp->next;
+			free(sp->name);
+			free(sp->sql);
+			free(sp);
+		}
 	free(db);
 }
 
@@ -387,9 +430,13 @@ conn_open(struct keel_db *db, struct pgconn *c, int timeout_ms)
 	char			 esc[256];
 	int			 w;
 
-	/* Plan each execution: optional filters (NULL params) fold away. */
+	/*
+	 * PostgreSQL's default, whatever the server's configuration says:
+	 * optional filters are prepared per set (spec_for), so a cached
+	 * plan serves them well.
+	 */
 	snprintf(opts, sizeof(opts), "-c statement_timeout=%d "
-	    "-c plan_cache_mode=force_custom_plan",
+	    "-c plan_cache_mode=auto",
 	    db->cfg->db_statement_timeout);
 	vals[0] = "1";
 	vals[1] = KEEPALIVES_IDLE;
@@ -562,8 +609,9 @@ exec_bounded(struct keel_db *db, struct pgconn *c, const struct stmt *s,
 		ok = PQsendQuery(c->conn, s->sql);
 		break;
 	case STMT_PREPARE:
-		/* The server infers the parameters' types. */
-		ok = PQsendPrepare(c->conn, s->name, s->sql, 0, NULL);
+		/* The server infers the types of those s->types leaves 0. */
+		ok = PQsendPrepare(c->conn, s->name, s->sql,
+		    s->types != NULL ? s->n : 0, s->types);
 		break;
 	case STMT_PREPARED:
 		ok = PQsendQueryPrepared(c->conn, s->name, s->n, s->params,
@@ -642,11 +690,88 @@ prepared_on(const struct pgconn *c, const char *name)
 {
 	size_t	 i;
 
+	/* Names are constants or the forms' (spec_for): the same pointer. */
 	for (i = 0; i < c->nprepared; i++)
-		if (c->prepared[i].name == name ||
-		    strcmp(c->prepared[i].name, name) == 0)
+		if (c->prepared[i].name == name)
+			return &c->prepared[i];
+	for (i = 0; i < c->nprepared; i++)
+		if (strcmp(c->prepared[i].name, name) == 0)
 			return &c->prepared[i];
 	return NULL;
+}
+
+/* q's entry in db's table of shapes (made on first sight), or NULL. */
+static struct shape *
+shape_of(struct keel_db *db, const struct keel_query *q)
+{
+	size_t		 i, h = ((uintptr_t)q >> 3) % SPEC_SHAPES, k;
+	struct shape	*sh;
+
+	for (k = 0; k < SPEC_SHAPES; k++) {
+		i = (h + k) % SPEC_SHAPES;
+		sh = &db->shapes[i];
+		if (sh->q == q)
+			return sh;
+		if (sh->q == NULL) {
+			sh->q = q;
+			sh->arms = keel_sqlspec_shape(q->sql, &sh->sh);
+			return sh;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * The form of q for p (sqlspec.h): *sp NULL when q has no arm; false
+ * when it has some but no form can be had (SPEC_MAX reached): then it
+ * runs unnamed, planned with its values.
+ */
+static bool
+spec_for(struct keel_db *db, const struct keel_query *q,
+    const struct keel_db_params *p, const struct spec **sp)
+{
+	struct keel_sqlspec_shape	 tmp;
+	struct keel_sqlspec_key		 key;
+	struct shape			*sh;
+	struct spec			*f;
+	size_t				 i, n = p != NULL ? p->n : 0;
+	uint32_t			 unref;
+	char				*sql, name[64];
+	int				 w;
+
+	*sp = NULL;
+	if ((sh = shape_of(db, q)) == NULL)	/* a full table: read again */
+		return !keel_sqlspec_shape(q->sql, &tmp);
+	if (!sh->arms)
+		return true;
+	keel_sqlspec_key(&sh->sh, n, p != NULL ? p->v : NULL, &key);
+	for (f = sh->specs; f != NULL; f = f->next)
+		if (f->key.nulls == key.nulls && f->key.limit == key.limit &&
+		    f->n == n) {
+			*sp = f;
+			return true;
+		}
+	if (db->nspecs >= SPEC_MAX || n > KEEL_DB_MAXPARAMS ||
+	    (sql = keel_sqlspec_write(q->sql, &key, n, &unref)) == NULL)
+		return false;
+	f = keel_calloc(1, sizeof(*f));
+	f->key = key;
+	f->sql = sql;
+	f->n = n;
+	/* A parameter the form no longer names still needs a type. */
+	for (i = 0; i < n; i++)
+		f->types[i] = (unref & (1u << i)) ? TEXTOID : 0;
+	/* Unique per worker as q->name is; PostgreSQL keeps 63 bytes. */
+	w = snprintf(name, sizeof(name), "%s~%x~%d", q->name,
+	    (unsigned)key.nulls, key.limit);
+	if (w < 0 || (size_t)w >= sizeof(name))
+		snprintf(name, sizeof(name), "keel_spec~%zu", db->nspecs);
+	f->name = keel_strdup(name);
+	f->next = sh->specs;
+	sh->specs = f;
+	db->nspecs++;
+	*sp = f;
+	return true;
 }
 
 static enum keel_err
@@ -830,6 +955,7 @@ query_on(struct keel_db *db, struct pgconn *c, const struct keel_query *q,
     enum keel_db_reach *reach)
 {
 	const struct prepared	*ps;
+	const struct spec	*sp = NULL;
 	PGresult		*res = NULL;
 	struct stmt		 s = { .kind = STMT_PREPARED, .name = q->name,
 				    .sql = q->sql };
@@ -838,29 +964,43 @@ query_on(struct keel_db *db, struct pgconn *c, const struct keel_query *q,
 	enum keel_db_send	 send;
 	enum keel_err		 er;
 	bool			 writes, named = db->cfg->db_prepared != 0;
+	bool			 room;
 
 	*reach = KEEL_DB_NOCONN;
 	if ((er = conn_ensure(db, c, db->cfg->db_connect_timeout * 1000)) !=
 	    KEEL_OK)
 		return er;
 	*reach = KEEL_DB_UNSENT;
-	ps = named ? prepared_on(c, q->name) : NULL;
+	/* Named: the form for these values' filters, if q has arms. */
+	room = c->nprepared < MAX_PREPARED;
+	if (named && !spec_for(db, q, p, &sp))
+		room = false;
+	if (sp != NULL) {
+		s.name = sp->name;
+		s.sql = sp->sql;
+		s.types = sp->types;
+	}
+	ps = named ? prepared_on(c, s.name) : NULL;
 	if (ps != NULL) {
 		want = ps->nparams;
 		writes = ps->writes;
 	} else
-		sql_scan(q->sql, &want, &writes);
+		sql_scan(q->sql, &want, &writes);	/* q's, not the form's */
 	if ((er = params_check(db, q, want, n)) != KEEL_OK)
 		return er;
 	s.n = (int)n;
 	s.params = p != NULL ? p->v : NULL;
 	deadline = keel_db_deadline(now_ms(), db->cfg->db_statement_timeout);
-	send = keel_db_send_as(named, ps != NULL, c->nprepared < MAX_PREPARED,
+	send = keel_db_send_as(named, ps != NULL, room,
 	    db->in_tx && c == &db->primary);
 	if (send == KEEL_DB_SEND_UNNAMED_SET)
 		s.set = db->set_sql;
-	if (send == KEEL_DB_SEND_UNNAMED || send == KEEL_DB_SEND_UNNAMED_SET)
+	if (send == KEEL_DB_SEND_UNNAMED || send == KEEL_DB_SEND_UNNAMED_SET) {
+		/* Planned with its values: q's own SQL, arms and all. */
 		s.kind = STMT_PARAMS;
+		s.sql = q->sql;
+		s.types = NULL;
+	}
 	else if (send == KEEL_DB_SEND_PREPARE) {
 		s.kind = STMT_PREPARE;
 		if ((er = exec_bounded(db, c, &s, deadline, &res, reach)) !=
@@ -876,7 +1016,7 @@ query_on(struct keel_db *db, struct pgconn *c, const struct keel_query *q,
 		PQclear(res);
 		res = NULL;
 		c->prepared[c->nprepared++] = (struct prepared){
-			.name = q->name, .nparams = n, .writes = writes };
+			.name = s.name, .nparams = n, .writes = writes };
 		s.kind = STMT_PREPARED;
 	}
 	if ((er = exec_bounded(db, c, &s, deadline, &res, reach)) != KEEL_OK)
