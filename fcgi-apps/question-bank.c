@@ -129,7 +129,7 @@ static const struct keel_field bank_filters[BANK_F__MAX] = {
 	    .max = BANK_Q_MAX },
 };
 
-/* A NULL filter folds away (the connection plans each execution). */
+/* A NULL filter's arm goes (lib/db.c prepares a statement per set). */
 #define BANK_WHERE "FROM questions WHERE is_archived = $4 " \
 	"AND ($5::text IS NULL OR subject = $5) " \
 	"AND ($6::text IS NULL OR topic = $6) " \
@@ -137,9 +137,10 @@ static const struct keel_field bank_filters[BANK_F__MAX] = {
 /* Without q: newest first, on questions_page_idx. */
 #define BANK_PLAIN BANK_WHERE "AND $8::text IS NULL "
 /*
- * With q: a match of the GIN index, ranked.  websearch_to_tsquery takes
- * any text (quotes, "or", "-": web search syntax; garbage is words) and
- * never fails; a q of stop words only matches nothing.
+ * With q: a match of the GIN index, ranked, planned for its words each
+ * run (replan).  websearch_to_tsquery takes any text (quotes, "or", "-":
+ * web search syntax; garbage is words) and never fails; a q of stop
+ * words only matches nothing.
  */
 #define BANK_TSQ "websearch_to_tsquery('english', $8)"
 #define BANK_RANK "(ts_rank(search, " BANK_TSQ ")::float8 * 1e9)::bigint"
@@ -164,10 +165,10 @@ static const struct keel_list bank_search_ ## view = { \
 	.scope = "questions:q", \
 	.after = { .name = "bank_" #view "_search_after", .sql = "SELECT " \
 	    cols ", " BANK_RANK " AS rank " BANK_SEARCH BANK_SEARCH_AFTER, \
-	    .target = KEEL_DB_READ }, \
+	    .target = KEEL_DB_READ, .replan = true }, \
 	.before = { .name = "bank_" #view "_search_before", .sql = "SELECT " \
 	    cols ", " BANK_RANK " AS rank " BANK_SEARCH BANK_SEARCH_BEFORE, \
-	    .target = KEEL_DB_READ }, \
+	    .target = KEEL_DB_READ, .replan = true }, \
 	.keys = { "rank", "id" }, \
 	.filters = bank_filters, .nfilters = BANK_F__MAX, \
 }; \

@@ -182,7 +182,8 @@ keel_board_ns(char *buf, size_t n, int64_t test)
  * summed per user (one test: its best), upserted
  * (only over an entry from fewer attempts, and only when it changes:
  * an unchanged entry is not even locked), then every computed user's
- * entry as it now stands.
+ * entry as it now stands.  Planned for its values each run (replan): a
+ * week's attempts and all time's are best read by different plans.
  */
 const struct keel_query keel_board_q_compute = {
 	.name = "board_compute",
@@ -216,7 +217,7 @@ const struct keel_query keel_board_q_compute = {
 	"UNION ALL SELECT user_id, escore, "
 	"floor(extract(epoch FROM ereached))::bigint FROM j WHERE known "
 	"AND NOT EXISTS (SELECT 1 FROM up WHERE up.user_id = j.user_id)",
-	.target = KEEL_DB_PRIMARY };
+	.target = KEEL_DB_PRIMARY, .replan = true };
 
 void
 keel_board_params(struct keel_db_params *p, const struct keel_board *b,

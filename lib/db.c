@@ -42,7 +42,11 @@
  * the generic plan unless its estimate is worse).  Planning each run cost
  * more than running it (tests/bench/RESULTS.md, "Planning").  A worker
  * keeps at most SPEC_MAX such forms; past them, statements with arms run
- * unnamed, planned with their values as before.
+ * unnamed, planned with their values as before; so do a statement marked
+ * replan (whose best plan depends on a value: a text search's words
+ * choose between its index and a scan, and only a plan made for them
+ * evaluates the search's function once) and one whose arms sqlspec.c
+ * can't read.
  *
  * KEEL_DB_PREPARED=0 is for a pooler between keel and PostgreSQL that
  * hands each transaction whatever server connection is free (PgBouncer's
@@ -140,6 +144,8 @@ struct shape {
 	const struct keel_query	*q;		/* NULL: a free slot */
 	struct keel_sqlspec_shape sh;
 	bool			 arms;		/* sh holds some */
+	bool			 unread;	/* arms sqlspec.c can't read:
+						   planned each run, unnamed */
 	struct spec		*specs;
 };
 
@@ -715,6 +721,8 @@ shape_of(struct keel_db *db, const struct keel_query *q)
 		if (sh->q == NULL) {
 			sh->q = q;
 			sh->arms = keel_sqlspec_shape(q->sql, &sh->sh);
+			sh->unread = !sh->arms && strstr(q->sql, "IS NULL OR") !=
+			    NULL;
 			return sh;
 		}
 	}
@@ -723,8 +731,8 @@ shape_of(struct keel_db *db, const struct keel_query *q)
 
 /*
  * The form of q for p (sqlspec.h): *sp NULL when q has no arm; false
- * when it has some but no form can be had (SPEC_MAX reached): then it
- * runs unnamed, planned with its values.
+ * when q is to be planned with its values (replan, arms unread, or
+ * SPEC_MAX reached): then it runs unnamed.
  */
 static bool
 spec_for(struct keel_db *db, const struct keel_query *q,
@@ -740,10 +748,13 @@ spec_for(struct keel_db *db, const struct keel_query *q,
 	int				 w;
 
 	*sp = NULL;
+	if (q->replan)
+		return false;
 	if ((sh = shape_of(db, q)) == NULL)	/* a full table: read again */
-		return !keel_sqlspec_shape(q->sql, &tmp);
+		return !keel_sqlspec_shape(q->sql, &tmp) &&
+		    strstr(q->sql, "IS NULL OR") == NULL;
 	if (!sh->arms)
-		return true;
+		return !sh->unread;
 	keel_sqlspec_key(&sh->sh, n, p != NULL ? p->v : NULL, &key);
 	for (f = sh->specs; f != NULL; f = f->next)
 		if (f->key.nulls == key.nulls && f->key.limit == key.limit &&

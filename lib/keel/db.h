@@ -29,6 +29,11 @@ struct keel_query {
 	const char		*name;		/* unique per app, for logs too */
 	const char		*sql;
 	enum keel_db_target	 target;
+	bool			 replan;	/* planned with its values on
+						   every run (sent unnamed):
+						   its best plan depends on a
+						   value, as a text search's
+						   on its words (db.c) */
 };
 
 /*
