@@ -94,6 +94,7 @@
 #define SPEC_SHAPES	128	/* statements read for arms, per worker */
 #define SPEC_MAX	256	/* their specialised forms, per worker */
 #define TEXTOID		25	/* pg_type.h: declares unnamed parameters */
+#define TIMESTAMPOID	1114	/* pg_type.h: KEEL_SQL_TIME's columns */
 #define REPLICA_RETRY_MS 5000	/* a failed replica rests this long */
 #define LAG_CHECK_MS	1000	/* replay lag is rechecked this often */
 #define LAG_QUERY_MS	500	/* the lag check's own time bound */
@@ -184,8 +185,8 @@ struct keel_db {
 	char			 errstr[256];
 	char			 constraint[64];
 	/* KEEL_DB_PREPARED=0: the settings of each transaction. */
-	char			 set_sql[80];	/* before a lone statement */
-	char			 begin_sql[80];	/* BEGIN, then SET LOCAL */
+	char			 set_sql[128];	/* before a lone statement */
+	char			 begin_sql[128]; /* BEGIN, then SET LOCAL */
 	/* Statements with arms: their forms (sqlspec.h), per worker. */
 	struct shape		 shapes[SPEC_SHAPES];
 	size_t			 nspecs;
@@ -224,10 +225,11 @@ keel_db_open(const struct keel_config *cfg)
 	db = keel_calloc(1, sizeof(*db));
 	db->cfg = cfg;
 	snprintf(db->set_sql, sizeof(db->set_sql), "SELECT set_config("
-	    "'statement_timeout', '%d', true)", cfg->db_statement_timeout);
+	    "'statement_timeout', '%d', true), set_config('DateStyle', 'ISO', "
+	    "true)", cfg->db_statement_timeout);
 	snprintf(db->begin_sql, sizeof(db->begin_sql), cfg->db_prepared ?
-	    "BEGIN" : "BEGIN; SET LOCAL statement_timeout = %d",
-	    cfg->db_statement_timeout);
+	    "BEGIN" : "BEGIN; SET LOCAL statement_timeout = %d; "
+	    "SET LOCAL DateStyle = ISO", cfg->db_statement_timeout);
 	db->primary.url = keel_strdup(cfg->database_url);
 	db->primary.label = "primary";
 	for (s = cfg->replica_urls; *s != '\0'; s = comma + 1) {
@@ -430,7 +432,7 @@ conn_open(struct keel_db *db, struct pgconn *c, int timeout_ms)
 	    "keepalives_interval", "keepalives_count", "tcp_user_timeout",
 	    "dbname", "fallback_application_name", "options", NULL };
 	const char		*vals[9];
-	char			 opts[96];
+	char			 opts[128];
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
 	double			 deadline = now_ms() + timeout_ms;
 	char			 esc[256];
@@ -442,7 +444,7 @@ conn_open(struct keel_db *db, struct pgconn *c, int timeout_ms)
 	 * plan serves them well.
 	 */
 	snprintf(opts, sizeof(opts), "-c statement_timeout=%d "
-	    "-c plan_cache_mode=auto",
+	    "-c plan_cache_mode=auto -c DateStyle=ISO",
 	    db->cfg->db_statement_timeout);
 	vals[0] = "1";
 	vals[1] = KEEPALIVES_IDLE;
@@ -818,22 +820,57 @@ result_err(struct keel_db *db, struct pgconn *c, PGresult *res,
 	return KEEL_EINTERNAL;
 }
 
+bool
+keel_db_time_rfc3339(const char *in, size_t len, char out[KEEL_DB_TIME_LEN + 1])
+{
+	/* "YYYY-MM-DD HH:MM:SS": digits but at these offsets. */
+	static const char	 shape[] = "dddd-dd-dd dd:dd:dd";
+	size_t			 i;
+
+	if (len < 19 || len > 26 || (len > 19 && (in[19] != '.' ||
+	    len == 20)))
+		return false;
+	for (i = 0; i < len; i++)
+		if (i < 19 && shape[i] != 'd' ? in[i] != shape[i] :
+		    i != 19 && !isdigit((unsigned char)in[i]))
+			return false;
+	memcpy(out, in, 19);
+	out[10] = 'T';
+	out[19] = '.';
+	/* The fraction PostgreSQL trimmed of its trailing zeros. */
+	for (i = 20; i < 26; i++)
+		out[i] = i < len ? in[i] : '0';
+	out[26] = 'Z';
+	out[27] = '\0';
+	return true;
+}
+
 static struct keel_rows *
 rows_copy(PGresult *res)
 {
 	struct keel_rows	*rows;
 	size_t			 r, c, nr, nc, bytes = 0, len;
+	uint64_t		 times = 0;	/* bit c: a timestamp */
+	const char		*v;
 	char			*p;
 
 	nr = (size_t)PQntuples(res);
 	nc = (size_t)PQnfields(res);
+	for (c = 0; c < nc && c < 64; c++)
+		if (PQftype(res, (int)c) == TIMESTAMPOID)
+			times |= (uint64_t)1 << c;
 	for (c = 0; c < nc; c++)
 		bytes += strlen(PQfname(res, (int)c)) + 1;
 	for (r = 0; r < nr; r++)
 		for (c = 0; c < nc; c++)
-			if (!PQgetisnull(res, (int)r, (int)c))
-				bytes += (size_t)PQgetlength(res, (int)r,
-				    (int)c) + 1;
+			if (!PQgetisnull(res, (int)r, (int)c)) {
+				len = (size_t)PQgetlength(res, (int)r, (int)c);
+				/* A time may grow to KEEL_DB_TIME_LEN. */
+				if (c < 64 && (times & ((uint64_t)1 << c)) &&
+				    len < KEEL_DB_TIME_LEN)
+					len = KEEL_DB_TIME_LEN;
+				bytes += len + 1;
+			}
 	/* One block: header, pointer tables, then the strings. */
 	rows = keel_malloc(sizeof(*rows) + (nc + nr * nc) * sizeof(char *) +
 	    bytes);
@@ -855,9 +892,15 @@ rows_copy(PGresult *res)
 				continue;
 			}
 			len = (size_t)PQgetlength(res, (int)r, (int)c);
-			memcpy(p, PQgetvalue(res, (int)r, (int)c), len);
-			p[len] = '\0';
+			v = PQgetvalue(res, (int)r, (int)c);
 			rows->vals[r * nc + c] = p;
+			if (c < 64 && (times & ((uint64_t)1 << c)) &&
+			    keel_db_time_rfc3339(v, len, p)) {
+				p += KEEL_DB_TIME_LEN + 1;
+				continue;
+			}
+			memcpy(p, v, len);
+			p[len] = '\0';
 			p += len + 1;
 		}
 	return rows;

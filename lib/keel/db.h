@@ -179,6 +179,17 @@ enum keel_db_send {
 enum keel_db_send keel_db_send_as(bool named, bool prepared, bool room,
 		    bool in_tx);
 
+/*
+ * A timestamp (without time zone) as PostgreSQL's DateStyle ISO writes
+ * it -- "2026-12-06 02:30:00", with up to six digits of fraction -- in
+ * len bytes at in, written into out as the API writes every timestamp,
+ * RFC 3339 UTC with microseconds: "2026-12-06T02:30:00.000000Z".  False
+ * (out untouched) for any other text: infinity, years past 9999, BC.
+ */
+#define KEEL_DB_TIME_LEN	27
+bool		 keel_db_time_rfc3339(const char *in, size_t len,
+		    char out[KEEL_DB_TIME_LEN + 1]);
+
 size_t		 keel_rows_count(const struct keel_rows *);
 size_t		 keel_rows_ncols(const struct keel_rows *);
 /* Column c's name as the statement gave it ("id", "createdAt"). */

@@ -5,10 +5,13 @@
  * first page of available cars, as tests/bench/peer asks for it) on one
  * connection, N times each way, alternating rounds:
  *
- *   planned  the statement as written, arms and all, under
- *            plan_cache_mode=force_custom_plan (keel before sqlspec.h)
+ *   planned  the statement as written, arms and all, its times by
+ *            to_char(), under plan_cache_mode=force_custom_plan (keel
+ *            before sqlspec.h)
  *   spec     its form for these filters (keel_sqlspec_write), under
  *            plan_cache_mode=auto, as lib/db.c prepares it now
+ *   time     the same with its times as KEEL_SQL_TIME has them sent now
+ *            (timestamps, which lib/db.c writes as RFC 3339)
  *
  * and prints, per round, the wall time per round trip and the server
  * backend's CPU time per statement (utime + stime of its /proc entry:
@@ -31,15 +34,21 @@
 #include "keel/resource.h"
 #include "keel/sqlspec.h"
 
+/* KEEL_SQL_TIME before: the server wrote the text. */
+#define TO_CHAR(expr, name) "to_char(" expr " AT TIME ZONE 'UTC', " \
+	"'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS \"" name "\""
 /* fcgi-apps/cars.c's list, first page (KEEL_SQL_AFTER). */
-#define CARS_LIST "SELECT id, license_plate AS \"licensePlate\", " \
+#define LIST(time) "SELECT id, license_plate AS \"licensePlate\", " \
 	"manufacturer, model, category, status, year, is_archived AS " \
-	"\"isArchived\", " KEEL_SQL_TIME("created_at", "createdAt") ", " \
-	KEEL_SQL_TIME("updated_at", "updatedAt") " FROM cars WHERE " \
+	"\"isArchived\", " time("created_at", "createdAt") ", " \
+	time("updated_at", "updatedAt") " FROM cars WHERE " \
 	"is_archived = $4 AND ($5::text IS NULL OR status = $5) " \
 	"AND ($6::text IS NULL OR manufacturer = $6) " \
 	"AND ($7::text IS NULL OR model = $7) " \
 	"AND ($8::text IS NULL OR category = $8) " KEEL_SQL_AFTER
+#define CARS_LIST	LIST(TO_CHAR)
+#define CARS_LIST_NOW	LIST(KEEL_SQL_TIME)
+#define NWAYS	3
 
 #define NPARAMS	8
 
@@ -155,13 +164,15 @@ main(int argc, char *argv[])
 {
 	struct keel_sqlspec_shape	 sh;
 	struct keel_sqlspec_key		 key;
-	PGconn				*pc, *sc;
+	static const char *const	 way[NWAYS] = { "planned", "spec",
+	    "time" };
+	PGconn				*c[NWAYS];
 	PGresult			*r;
 	Oid				 types[NPARAMS];
-	double				 w[2][64], u[2][64];
-	char				*spec;
+	double				 w[NWAYS][64], u[NWAYS][64];
+	char				*spec, *now;
 	uint32_t			 unref;
-	int				 n, rounds, i, ppid, spid;
+	int				 n, rounds, i, k, pid[NWAYS];
 
 	if (argc < 2) {
 		fprintf(stderr, "usage: keel-bench-plans DATABASE_URL "
@@ -176,26 +187,35 @@ main(int argc, char *argv[])
 		return 1;
 	keel_sqlspec_key(&sh, NPARAMS, params, &key);
 	spec = keel_sqlspec_write(CARS_LIST, &key, NPARAMS, &unref);
+	now = keel_sqlspec_write(CARS_LIST_NOW, &key, NPARAMS, &unref);
 	for (i = 0; i < NPARAMS; i++)
 		types[i] = (unref & (1u << i)) ? 25 : 0;
-	pc = open_as(argv[1], "force_custom_plan");
-	sc = open_as(argv[1], "auto");
-	ppid = backend_pid(pc);
-	spid = backend_pid(sc);
-	PQclear(r = PQprepare(pc, "planned", CARS_LIST, 0, NULL));
-	PQclear(r = PQprepare(sc, "spec", spec, NPARAMS, types));
-	printf("spec: %s\n", spec);
-	printf("round  planned wall/cpu us  spec wall/cpu us\n");
-	for (i = 0; i < rounds; i++) {
-		run(pc, ppid, "planned", n, &w[0][i], &u[0][i]);
-		run(sc, spid, "spec", n, &w[1][i], &u[1][i]);
-		printf("%5d  %8.1f %8.1f  %8.1f %8.1f\n", i + 1, w[0][i],
-		    u[0][i], w[1][i], u[1][i]);
+	for (k = 0; k < NWAYS; k++) {
+		c[k] = open_as(argv[1], k == 0 ? "force_custom_plan" : "auto");
+		pid[k] = backend_pid(c[k]);
 	}
-	printf("median %8.1f %8.1f  %8.1f %8.1f\n", median(w[0], rounds),
-	    median(u[0], rounds), median(w[1], rounds), median(u[1], rounds));
+	PQclear(r = PQprepare(c[0], way[0], CARS_LIST, 0, NULL));
+	PQclear(r = PQprepare(c[1], way[1], spec, NPARAMS, types));
+	PQclear(r = PQprepare(c[2], way[2], now, NPARAMS, types));
+	printf("time: %s\n", now);
+	printf("round  planned wall/cpu us  spec wall/cpu us  time wall/cpu us"
+	    "\n");
+	for (i = 0; i < rounds; i++) {
+		printf("%5d", i + 1);
+		for (k = 0; k < NWAYS; k++) {
+			run(c[k], pid[k], way[k], n, &w[k][i], &u[k][i]);
+			printf("  %8.1f %8.1f", w[k][i], u[k][i]);
+		}
+		printf("\n");
+	}
+	printf("median");
+	for (k = 0; k < NWAYS; k++)
+		printf("  %8.1f %8.1f", median(w[k], rounds), median(u[k],
+		    rounds));
+	printf("\n");
 	free(spec);
-	PQfinish(pc);
-	PQfinish(sc);
+	free(now);
+	for (k = 0; k < NWAYS; k++)
+		PQfinish(c[k]);
 	return 0;
 }

@@ -14,6 +14,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <limits.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -163,10 +164,42 @@ test_unnamed_in_a_transaction_has_begins_settings(void **state)
 	    KEEL_DB_SEND_UNNAMED);
 }
 
+/* KEEL_SQL_TIME's timestamps, as the API writes every one. */
+static void
+test_time_rfc3339(void **state)
+{
+	static const struct {
+		const char	*in, *out;
+	} ok[] = {
+		{ "2026-12-06 02:30:00", "2026-12-06T02:30:00.000000Z" },
+		{ "2026-12-06 02:30:00.5", "2026-12-06T02:30:00.500000Z" },
+		{ "2026-12-06 02:30:00.12345", "2026-12-06T02:30:00.123450Z" },
+		{ "0001-01-01 00:00:00.000001", "0001-01-01T00:00:00.000001Z" },
+		{ "2026-12-06 23:59:59.999999", "2026-12-06T23:59:59.999999Z" },
+	};
+	static const char *const bad[] = { "infinity", "-infinity", "",
+	    "2026-12-06 02:30:00.", "2026-12-06 02:30:00 BC",
+	    "12026-12-06 02:30:00", "2026-12-06T02:30:00",
+	    "2026-12-06 02:30:00.1234567", "2026-12-06 02:30:0x",
+	    "Sun Dec 06 02:30:00 2026", "12/06/2026 02:30:00" };
+	char	 out[KEEL_DB_TIME_LEN + 1];
+	size_t	 i;
+
+	(void)state;
+	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		assert_true(keel_db_time_rfc3339(ok[i].in, strlen(ok[i].in),
+		    out));
+		assert_string_equal(out, ok[i].out);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_false(keel_db_time_rfc3339(bad[i], strlen(bad[i]), out));
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_time_rfc3339),
 		cmocka_unit_test(test_deadline_is_timeout_plus_margin),
 		cmocka_unit_test(test_ms_left_rounds_up_and_stops_at_zero),
 		cmocka_unit_test(test_resend_when_never_sent),
