@@ -823,23 +823,30 @@ result_err(struct keel_db *db, struct pgconn *c, PGresult *res,
 bool
 keel_db_time_rfc3339(const char *in, size_t len, char out[KEEL_DB_TIME_LEN + 1])
 {
-	/* "YYYY-MM-DD HH:MM:SS": digits but at these offsets. */
-	static const char	 shape[] = "dddd-dd-dd dd:dd:dd";
-	size_t			 i;
+	/* "YYYY-MM-DD HH:MM:SS": the digits' offsets. */
+	static const unsigned char	 dig[] = { 0, 1, 2, 3, 5, 6, 8, 9, 11,
+	    12, 14, 15, 17, 18 };
+	size_t				 i;
 
-	if (len < 19 || len > 26 || (len > 19 && (in[19] != '.' ||
-	    len == 20)))
+#define DIGIT(c)	((unsigned char)((c) - '0') <= 9)
+	if (len < 19 || len > 26 || in[4] != '-' || in[7] != '-' ||
+	    in[10] != ' ' || in[13] != ':' || in[16] != ':' ||
+	    (len > 19 && (in[19] != '.' || len == 20)))
 		return false;
-	for (i = 0; i < len; i++)
-		if (i < 19 && shape[i] != 'd' ? in[i] != shape[i] :
-		    i != 19 && !isdigit((unsigned char)in[i]))
+	for (i = 0; i < sizeof(dig); i++)
+		if (!DIGIT(in[dig[i]]))
 			return false;
+	for (i = 20; i < len; i++)
+		if (!DIGIT(in[i]))
+			return false;
+#undef DIGIT
 	memcpy(out, in, 19);
 	out[10] = 'T';
 	out[19] = '.';
 	/* The fraction PostgreSQL trimmed of its trailing zeros. */
-	for (i = 20; i < 26; i++)
-		out[i] = i < len ? in[i] : '0';
+	memcpy(out + 20, "000000", 6);
+	if (len > 20)
+		memcpy(out + 20, in + 20, len - 20);
 	out[26] = 'Z';
 	out[27] = '\0';
 	return true;

@@ -610,7 +610,7 @@ keel_jw_arr_close(struct keel_jw *w)
  */
 #define ONES	UINT64_C(0x0101010101010101)
 #define HIGHS	UINT64_C(0x8080808080808080)
-static size_t
+static inline size_t
 jw_plain_span(const char *s, size_t i, size_t n)
 {
 	uint64_t	 x, q, bs;
@@ -635,6 +635,30 @@ jw_plain_span(const char *s, size_t i, size_t n)
 #undef HIGHS
 
 /*
+ * pre, then s[0..n) in quotes (nothing in it to escape), then post: one
+ * reservation and one copy.  pre and post are NULL or one byte.
+ */
+static void
+jw_put_quoted(struct keel_buf *b, const char *pre, const char *s, size_t n,
+    const char *post)
+{
+	char	*p;
+
+	keel_buf_reserve(b, n + 4);
+	p = b->data + b->len;
+	if (pre != NULL)
+		*p++ = *pre;
+	*p++ = '"';
+	memcpy(p, s, n);
+	p += n;
+	*p++ = '"';
+	if (post != NULL)
+		*p++ = *post;
+	*p = '\0';
+	b->len = (size_t)(p - b->data);
+}
+
+/*
  * s[0..n) as a JSON string, escaped as json-c escapes with
  * JSON_C_TO_STRING_NOSLASHESCAPE: the two-character escapes for quote,
  * backslash, \b \f \n \r \t, \u00xx (lower-case hex) for the other
@@ -648,6 +672,11 @@ jw_quote(struct keel_buf *b, const char *s, size_t n)
 	unsigned char	 c;
 	char		 esc[6];
 
+	if (jw_plain_span(s, 0, n) == n) {
+		/* Nothing to escape (most strings): one copy. */
+		jw_put_quoted(b, NULL, s, n, NULL);
+		return;
+	}
 	keel_buf_putc(b, '"');
 	for (;;) {
 		/* The plain run up to the next byte to escape, at once. */
@@ -695,12 +724,21 @@ jw_quote(struct keel_buf *b, const char *s, size_t n)
 void
 keel_jw_key(struct keel_jw *w, const char *key)
 {
+	size_t	 n = strlen(key);
+	bool	 comma;
+
 	assert(w->depth > 0 && w->is_obj[w->depth] && !w->after_key);
-	if (w->nonempty[w->depth]++)
-		keel_buf_putc(w->b, ',');
-	jw_quote(w->b, key, strlen(key));
-	keel_buf_putc(w->b, ':');
+	comma = w->nonempty[w->depth]++ != 0;
 	w->after_key = 1;
+	if (jw_plain_span(key, 0, n) == n) {
+		/* A column's name: ,"name": at once. */
+		jw_put_quoted(w->b, comma ? "," : NULL, key, n, ":");
+		return;
+	}
+	if (comma)
+		keel_buf_putc(w->b, ',');
+	jw_quote(w->b, key, n);
+	keel_buf_putc(w->b, ':');
 }
 
 void

@@ -87,6 +87,12 @@ buf_reserve(struct keel_buf *b, size_t extra)
 }
 
 void
+keel_buf_reserve(struct keel_buf *b, size_t extra)
+{
+	buf_reserve(b, extra);
+}
+
+void
 keel_buf_append(struct keel_buf *b, const void *p, size_t n)
 {
 	buf_reserve(b, n);

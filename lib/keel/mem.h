@@ -27,6 +27,8 @@ struct keel_buf {
 };
 
 void	 keel_buf_append(struct keel_buf *b, const void *p, size_t n);
+/* Makes room for extra more bytes (and the NUL) past b->len. */
+void	 keel_buf_reserve(struct keel_buf *b, size_t extra);
 void	 keel_buf_puts(struct keel_buf *b, const char *s);
 void	 keel_buf_putc(struct keel_buf *b, char c);
 void	 keel_buf_printf(struct keel_buf *b, const char *fmt, ...)
