@@ -99,7 +99,7 @@ static const struct keel_field car_filters[] = {
 	    .values = car_categories },
 };
 
-/* A NULL filter folds away (the connection plans each execution). */
+/* A NULL filter's arm goes: lib/db.c prepares a statement per set. */
 #define CARS_LIST "SELECT " CAR_COLS " FROM cars WHERE is_archived = $4 " \
 	"AND ($5::text IS NULL OR status = $5) " \
 	"AND ($6::text IS NULL OR manufacturer = $6) " \

@@ -110,7 +110,7 @@ static const struct keel_field contract_filters[FILTER__MAX] = {
 /*
  * Overlap with [from, to] is start <= to AND end >= from (both ends
  * inclusive), which contracts_dates_idx and contracts_car_dates_idx
- * serve.  A NULL filter folds away (the connection plans each run).
+ * serve.  A NULL filter's arm goes (db.c prepares one per filter set).
  */
 #define CONTRACTS_LIST "SELECT " CONTRACT_COLS " FROM contracts " \
 	"WHERE ($4::bigint IS NULL OR car_id = $4) " \

@@ -40,7 +40,8 @@
  * it (sqlspec.h), and its LIMIT written in: a plan that PostgreSQL may
  * cache (plan_cache_mode auto: five runs planned with their values, then
  * the generic plan unless its estimate is worse).  Planning each run cost
- * more than running it (tests/bench/RESULTS.md, "Planning").  A worker
+ * more than running it (tests/bench/RESULTS.md, "The uncached list's
+ * planning").  A worker
  * keeps at most SPEC_MAX such forms; past them, statements with arms run
  * unnamed, planned with their values as before; so do a statement marked
  * replan (whose best plan depends on a value: a text search's words
@@ -48,15 +49,20 @@
  * evaluates the search's function once) and one whose arms sqlspec.c
  * can't read.
  *
+ * Timestamps (KEEL_SQL_TIME: type timestamp, DateStyle ISO, which keel
+ * sets with statement_timeout) are written as the API's RFC 3339 text
+ * as the result is copied (keel_db_time_rfc3339): cheaper here than
+ * to_char() on the server.
+ *
  * KEEL_DB_PREPARED=0 is for a pooler between keel and PostgreSQL that
  * hands each transaction whatever server connection is free (PgBouncer's
  * transaction pooling; before 1.21 it knows nothing of named prepared
  * statements, and it refuses startup options it doesn't know).  Nothing
  * is then left on a server connection past a transaction: statements
- * are sent unnamed (Parse, Bind, Execute and Sync at once: planned with
- * their values every time, as force_custom_plan does for the named
- * ones), nothing goes in the startup packet, and statement_timeout is
- * set for each transaction: by BEGIN's SET LOCAL, or, for a statement
+ * are sent unnamed (Parse, Bind, Execute and Sync at once: parsed and
+ * planned with their values every time), nothing goes in the startup
+ * packet, and statement_timeout and DateStyle are set for each
+ * transaction: by BEGIN's SET LOCAL, or, for a statement
  * outside one, by a set_config(..., true) sent in front of it in one
  * pipeline with one Sync, so both run in one implicit transaction, on
  * one server connection, in one round trip (keel_db_send_as()).

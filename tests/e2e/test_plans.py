@@ -14,7 +14,9 @@ auto) caches a generic plan instead of planning each run.
   into its new connections by session_preload_libraries, superuser over
   the unix socket, reset in a `finally`): the statements it runs hold no
   arm, and after PostgreSQL's five custom plans per connection the plan
-  logged is the generic one -- its conditions name $N, not the values.
+  logged is the generic one -- its conditions name $N, not the values --
+  and a generic plan after a cursor still starts the index scan at the
+  cursor and reads one page (test_paging.py checks the custom plan).
 """
 
 import itertools
@@ -152,6 +154,8 @@ def test_forms_have_no_arms_and_their_plans_are_cached(stack, http, fleet):
                                   "session_preload_libraries = 'auto_explain'",
                                   "ALTER SYSTEM SET "
                                   "auto_explain.log_min_duration = 0",
+                                  "ALTER SYSTEM SET "
+                                  "auto_explain.log_analyze = on",
                                   "SELECT pg_reload_conf()"], replica=replica)
     except subprocess.CalledProcessError as e:
         pytest.skip("no auto_explain here: %s" % e.stderr)
@@ -170,6 +174,14 @@ def test_forms_have_no_arms_and_their_plans_are_cached(stack, http, fleet):
         for i in range(40):
             r = http.get("/api/cars", params={"status": "available"})
             assert r.status_code == 200, r.text
+        # And the page after a cursor, 30 times.
+        r = http.get("/api/cars", params={"limit": 5})
+        assert r.status_code == 200, r.text
+        cursor = r.json()["page"]["next"]
+        assert cursor
+        for i in range(30):
+            r = http.get("/api/cars", params={"after": cursor})
+            assert r.status_code == 200, r.text
         text = ""
         for p, at in zip(logs, start):
             with open(p, errors="replace") as f:
@@ -185,10 +197,16 @@ def test_forms_have_no_arms_and_their_plans_are_cached(stack, http, fleet):
                                   "session_preload_libraries",
                                   "ALTER SYSTEM RESET "
                                   "auto_explain.log_min_duration",
+                                  "ALTER SYSTEM RESET "
+                                  "auto_explain.log_analyze",
                                   "SELECT pg_reload_conf()"], replica=replica)
         stack.stop_component("cars")
         stack.start_component("cars")
-    runs = logged_lists(text)
+    lists = logged_lists(text)
+    runs = [(sql, plan) for sql, plan in lists if "LIMIT 21" in sql
+            and "(status = $5)" in sql]
+    after = [(sql, plan) for sql, plan in lists if "(created_at, id) <"
+             in sql]
     assert len(runs) >= 40, text[-4000:]
     # The form: no arm; the absent filters are "true", the LIMIT a value.
     for sql, _ in runs:
@@ -206,3 +224,22 @@ def test_forms_have_no_arms_and_their_plans_are_cached(stack, http, fleet):
     custom = [plan for _, plan in runs if "'::text" in plan]
     assert len(generic) + len(custom) == len(runs), text[-4000:]
     assert len(generic) >= len(runs) - 5 * 4, (len(generic), len(runs))
+
+    # After a cursor: one form too, its generic plans an index range scan
+    # from the cursor that reads the page and one row more.
+    assert len(after) >= 30, text[-4000:]
+    generic = []
+    for sql, plan in after:
+        assert "IS NULL OR" not in sql, sql
+        assert sql.endswith("LIMIT 21"), sql
+        if "$1" in plan:
+            generic.append(plan)
+    assert len(generic) >= len(after) - 5 * 4, (len(generic), len(after))
+    for plan in generic:
+        scan = re.search(r"Index (?:Only )?Scan using cars_page_idx on "
+                         r"cars .*rows=(\d+) loops=1\)\n\s*Index Cond: "
+                         r"(.*)", plan)
+        assert scan, plan
+        assert int(scan.group(1)) <= 21, plan
+        assert re.search(r"ROW\(created_at, id\) < ROW\(.*\$1.*\$2",
+                         scan.group(2)), plan
