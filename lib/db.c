@@ -41,13 +41,12 @@
  * cache (plan_cache_mode auto: five runs planned with their values, then
  * the generic plan unless its estimate is worse).  Planning each run cost
  * more than running it (tests/bench/RESULTS.md, "The uncached list's
- * planning").  A worker
- * keeps at most SPEC_MAX such forms; past them, statements with arms run
- * unnamed, planned with their values as before; so do a statement marked
- * replan (whose best plan depends on a value: a text search's words
- * choose between its index and a scan, and only a plan made for them
- * evaluates the search's function once) and one whose arms sqlspec.c
- * can't read.
+ * planning").  A worker keeps at most SPEC_MAX such forms; past them,
+ * statements with arms run unnamed, planned with their values as
+ * before; so do a statement marked replan (whose best plan depends on a
+ * value: a text search's words choose between its index and a scan, and
+ * only a plan made for them evaluates the search's function once) and
+ * one whose arms sqlspec.c can't read.
  *
  * Timestamps (KEEL_SQL_TIME: type timestamp, DateStyle ISO, which keel
  * sets with statement_timeout) are written as the API's RFC 3339 text
@@ -62,10 +61,10 @@
  * are sent unnamed (Parse, Bind, Execute and Sync at once: parsed and
  * planned with their values every time), nothing goes in the startup
  * packet, and statement_timeout and DateStyle are set for each
- * transaction: by BEGIN's SET LOCAL, or, for a statement
- * outside one, by a set_config(..., true) sent in front of it in one
- * pipeline with one Sync, so both run in one implicit transaction, on
- * one server connection, in one round trip (keel_db_send_as()).
+ * transaction: by BEGIN's SET LOCAL, or, for a statement outside one,
+ * by a set_config(..., true) sent in front of it in one pipeline with
+ * one Sync, so both run in one implicit transaction, on one server
+ * connection, in one round trip (keel_db_send_as()).
  */
 #include "config.h"
 
