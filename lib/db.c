@@ -170,7 +170,8 @@ struct stmt {
 	const char		*set;		/* NULL, or run first in the same
 						   implicit transaction (see
 						   exec_bounded) */
-	const Oid		*types;		/* STMT_PREPARE; NULL: inferred */
+	const Oid		*types;		/* STMT_PREPARE (NULL: all
+						   inferred) */
 	int			 n;
 	const char *const	*params;
 };
@@ -728,8 +729,8 @@ shape_of(struct keel_db *db, const struct keel_query *q)
 		if (sh->q == NULL) {
 			sh->q = q;
 			sh->arms = keel_sqlspec_shape(q->sql, &sh->sh);
-			sh->unread = !sh->arms && strstr(q->sql, "IS NULL OR") !=
-			    NULL;
+			sh->unread = !sh->arms &&
+			    strstr(q->sql, "IS NULL OR") != NULL;
 			return sh;
 		}
 	}
@@ -1051,7 +1052,7 @@ query_on(struct keel_db *db, struct pgconn *c, const struct keel_query *q,
 		want = ps->nparams;
 		writes = ps->writes;
 	} else
-		sql_scan(q->sql, &want, &writes);	/* q's, not the form's */
+		sql_scan(q->sql, &want, &writes);	/* q's, not sp's */
 	if ((er = params_check(db, q, want, n)) != KEEL_OK)
 		return er;
 	s.n = (int)n;
