@@ -729,8 +729,12 @@ shape_of(struct keel_db *db, const struct keel_query *q)
 		if (sh->q == NULL) {
 			sh->q = q;
 			sh->arms = keel_sqlspec_shape(q->sql, &sh->sh);
-			sh->unread = !sh->arms &&
+			sh->unread = sh->sh.unread &&
 			    strstr(q->sql, "IS NULL OR") != NULL;
+			if (sh->unread)
+				keel_log_warnx("db: %s: optional filters "
+				    "sqlspec.c can't read: planned each run",
+				    q->name);
 			return sh;
 		}
 	}
@@ -759,8 +763,8 @@ spec_for(struct keel_db *db, const struct keel_query *q,
 	if (q->replan)
 		return false;
 	if ((sh = shape_of(db, q)) == NULL)	/* a full table: read again */
-		return !keel_sqlspec_shape(q->sql, &tmp) &&
-		    strstr(q->sql, "IS NULL OR") == NULL;
+		return !keel_sqlspec_shape(q->sql, &tmp) && !(tmp.unread &&
+		    strstr(q->sql, "IS NULL OR") != NULL);
 	if (!sh->arms)
 		return !sh->unread;
 	keel_sqlspec_key(&sh->sh, n, p != NULL ? p->v : NULL, &key);

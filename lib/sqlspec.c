@@ -170,6 +170,11 @@ scan(struct scan *sc, size_t i, size_t to)
 	char		 num[32];
 
 	while (i < to && !sc->bad) {
+		if (s[i] == '\'' && i > 0 && (s[i - 1] == 'E' ||
+		    s[i - 1] == 'e') && (i < 2 || !ident(s[i - 2]))) {
+			sc->bad = true;		/* E'...': backslash escapes */
+			return;
+		}
 		if (s[i] == '\'' || s[i] == '"') {
 			if ((e = quote_end(s, i, to)) == 0) {
 				sc->bad = true;
@@ -238,6 +243,7 @@ keel_sqlspec_shape(const char *sql, struct keel_sqlspec_shape *sh)
 	scan(&sc, 0, strlen(sql));
 	sh->heads = sc.bad ? 0 : sc.heads;
 	sh->limit = sc.bad || sc.limit < 0 ? 0 : sc.limit;
+	sh->unread = sc.bad;
 	return !sc.bad && sc.heads != 0;
 }
 

@@ -34,6 +34,7 @@
 struct keel_sqlspec_shape {
 	uint32_t	 heads;		/* bit N-1: $N heads an arm */
 	int		 limit;		/* N of the one "LIMIT $N", or 0 */
+	bool		 unread;	/* the reader gave up (below) */
 };
 
 /* One specialised form: the arms whose $N is NULL, the LIMIT's value. */
@@ -44,8 +45,9 @@ struct keel_sqlspec_key {
 
 /*
  * Reads sql's arms and LIMIT into *sh.  False when sql has no arm, or
- * holds what this reader doesn't follow (comments, dollar quotes, an
- * unclosed quote or parenthesis): such a statement is left as it is.
+ * holds what this reader doesn't follow (comments, dollar quotes, E''
+ * strings, an unclosed quote or parenthesis): such a statement is left
+ * as it is.
  */
 bool	 keel_sqlspec_shape(const char *sql, struct keel_sqlspec_shape *sh);
 

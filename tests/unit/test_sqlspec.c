@@ -51,13 +51,20 @@ test_shape(void **state)
 	/* An arm's words in a string are text, not an arm. */
 	assert_false(keel_sqlspec_shape("SELECT '($1::text IS NULL OR a)', "
 	    "$1", &sh));
-	/* What the reader doesn't follow is left alone. */
+	assert_false(sh.unread);
+	/* What the reader doesn't follow is left alone, and said so. */
 	assert_false(keel_sqlspec_shape("SELECT 1 -- ($1 IS NULL OR a = $1)\n",
 	    &sh));
+	assert_true(sh.unread);
 	assert_false(keel_sqlspec_shape("SELECT $$x$$ WHERE ($1 IS NULL OR "
 	    "a = $1)", &sh));
 	assert_false(keel_sqlspec_shape("SELECT 'open WHERE ($1 IS NULL OR "
 	    "a = $1)", &sh));
+	assert_false(keel_sqlspec_shape("SELECT E'it\\'s' WHERE ($1 IS NULL "
+	    "OR a = $1)", &sh));
+	/* A name ending in e before a quote is not an E'' string. */
+	assert_true(keel_sqlspec_shape("SELECT 1 FROM t WHERE ($1 IS NULL OR "
+	    "name = $1) AND type='x'", &sh));
 	/* Lower case, no cast, a two-word type, a subquery's parentheses. */
 	assert_true(keel_sqlspec_shape("select 1 where ( $2 is null or a in "
 	    "(select b from c where d = ')')) and ($3::double precision IS "
