@@ -23,6 +23,7 @@ import itertools
 import os
 import re
 import subprocess
+import time
 
 import pytest
 
@@ -182,11 +183,18 @@ def test_forms_have_no_arms_and_their_plans_are_cached(stack, http, fleet):
         for i in range(30):
             r = http.get("/api/cars", params={"after": cursor})
             assert r.status_code == 200, r.text
-        text = ""
-        for p, at in zip(logs, start):
-            with open(p, errors="replace") as f:
-                f.seek(at)
-                text += f.read()
+        # The server's log may trail the replies a little.
+        deadline = time.monotonic() + 10
+        while True:
+            text = ""
+            for p, at in zip(logs, start):
+                with open(p, errors="replace") as f:
+                    f.seek(at)
+                    text += f.read()
+            if (len(logged_lists(text)) >= 70 or
+                    time.monotonic() > deadline):
+                break
+            time.sleep(0.1)
     finally:
         if cache is None:
             os.environ.pop("KEEL_CACHE", None)
