@@ -59,6 +59,7 @@ struct keel_config {
 					   statements, 0 unnamed (PgBouncer's
 					   transaction pooling) */
 	char	*redis_url;		/* REDIS_URL */
+	int	 redis_cluster;		/* REDIS_CLUSTER: 1 Redis Cluster */
 	char	*memcached_servers;	/* MEMCACHED_SERVERS: host:port list */
 	char	*secret;		/* KEEL_SECRET: signs cursors; >= 32 chars */
 	char	*routes_file;		/* KEEL_ROUTES_FILE: built route list */

@@ -54,8 +54,23 @@ struct keel_redis_addr {
 void	keel_redis_addr_parse(const char *url, struct keel_redis_addr *a);
 void	keel_redis_addr_free(struct keel_redis_addr *a);
 
-/* Connects lazily on first use.  Never NULL. */
+/*
+ * Connects lazily on first use.  Never NULL.  With REDIS_CLUSTER=1 the
+ * handle is a cluster client (redis.c's top comment): every command,
+ * script and pipeline goes to the master of its (first) key's slot.
+ */
 struct keel_redis *keel_redis_open(const struct keel_config *);
+/*
+ * True for a cluster handle (r may be NULL: false).  Key names differ by
+ * one thing in cluster mode: the part naming what keys belong together
+ * (a user, a queue, a board, a client) is wrapped in braces, a hash tag,
+ * so a script's keys share one slot: "keel:user-sess:{42}" where a
+ * single Redis has "keel:user-sess:42" (names there are unchanged, so
+ * an upgrade moves no data).  KEEL_RTAG_L/R give the braces or "".
+ */
+int		 keel_redis_is_cluster(const struct keel_redis *r);
+#define KEEL_RTAG_L(r)	(keel_redis_is_cluster(r) ? "{" : "")
+#define KEEL_RTAG_R(r)	(keel_redis_is_cluster(r) ? "}" : "")
 /* r may be NULL. */
 void		 keel_redis_close(struct keel_redis *r);
 /*
