@@ -48,7 +48,28 @@ struct keel_redis {
 	redisContext	*nctx[KEEL_RC_NODES_MAX];
 	int		 cur;		/* the node ctx talks to */
 	int		 stale;		/* load the map before the next call */
+	struct fifo_item *fifo, *fifo_tail;	/* cluster_send's replies */
 };
+
+struct fifo_item {
+	struct keel_rreply	*rep;
+	struct fifo_item	*next;
+};
+
+/* Forgets the replies cluster_send kept. */
+static void
+fifo_clear(struct keel_redis *r)
+{
+	struct fifo_item	*it;
+
+	while ((it = r->fifo) != NULL) {
+		r->fifo = it->next;
+		keel_rreply_free(it->rep);
+		free(it);
+	}
+	r->fifo_tail = NULL;
+	r->pending = 0;
+}
 
 void
 keel_redis_addr_parse(const char *url, struct keel_redis_addr *a)
@@ -138,7 +159,8 @@ drop(struct keel_redis *r)
 		r->stale = 1;
 	redisFree(r->ctx);
 	r->ctx = NULL;
-	r->pending = 0;
+	if (r->map == NULL)
+		r->pending = 0;	/* (cluster mode: replies kept apart) */
 }
 
 /* Makes node n's connection the current one (cluster mode). */
@@ -173,9 +195,10 @@ keel_redis_close(struct keel_redis *r)
 {
 	if (r == NULL)
 		return;
-	if (r->map != NULL)
+	if (r->map != NULL) {
+		fifo_clear(r);
 		drop_all(r);
-	else
+	} else
 		drop(r);
 	free(r->map);
 	keel_buf_free(&r->cmd);
@@ -651,14 +674,14 @@ cmd_slot(int argc, const char **argv, const size_t *argvlen)
 	    strlen(argv[k]));
 }
 
+static enum keel_err cmd_run(struct keel_redis *, int, int, const char **,
+		    const size_t *, struct keel_rreply **);
+
 /* keel_redis_cmd at slot (-1: its key's; -2: any node). */
 static enum keel_err
 cmd_at(struct keel_redis *r, int slot, int argc, const char **argv,
     const size_t *argvlen, struct keel_rreply **out)
 {
-	redisReply	*rep = NULL;
-	enum keel_err	 er;
-
 	if (out != NULL)
 		*out = NULL;
 	if (r->pending > 0) {
@@ -666,6 +689,19 @@ cmd_at(struct keel_redis *r, int slot, int argc, const char **argv,
 		    r->pending);
 		return KEEL_EINTERNAL;
 	}
+	return cmd_run(r, slot, argc, argv, argvlen, out);
+}
+
+/* cmd_at, whatever is pending (cluster_send's replies wait apart). */
+static enum keel_err
+cmd_run(struct keel_redis *r, int slot, int argc, const char **argv,
+    const size_t *argvlen, struct keel_rreply **out)
+{
+	redisReply	*rep = NULL;
+	enum keel_err	 er;
+
+	if (out != NULL)
+		*out = NULL;
 	resp_format(&r->cmd, argc, argv, argvlen);
 	if (r->map == NULL)
 		er = exchange(r, 0, &rep);
@@ -694,34 +730,31 @@ keel_redis_cmd(struct keel_redis *r, int argc, const char **argv,
 }
 
 /*
- * Cluster mode: a pipeline's commands go to one node, the master of the
- * first one's key; a later command whose key is elsewhere is refused.
- * A redirect comes back as the command's error reply (the caller starts
- * over, and the next call loads the map again).
+ * Cluster mode: a "sent" command runs at once on its key's node, its
+ * redirects followed, and its reply waits in r->fifo for recv: the order
+ * and the results of a pipeline, without its overlap (a pipeline's
+ * commands may go to several nodes).
  */
 static enum keel_err
-route_send(struct keel_redis *r, int argc, const char **argv,
+cluster_send(struct keel_redis *r, int argc, const char **argv,
     const size_t *argvlen)
 {
-	int	 slot, n;
+	struct keel_rreply	*rep = NULL;
+	struct fifo_item	*it;
+	enum keel_err		 er;
 
-	if (r->pending == 0 && r->stale)
-		(void)load_map(r);
-	if ((slot = cmd_slot(argc, argv, argvlen)) < 0)
-		return KEEL_OK;
-	if ((n = keel_rc_map_lookup(r->map, (unsigned)slot)) < 0) {
-		snprintf(r->errstr, sizeof(r->errstr), "no cluster node "
-		    "serves slot %d", slot);
-		r->stale = 1;
-		return KEEL_EUNAVAIL;
+	if ((er = cmd_run(r, -1, argc, argv, argvlen, &rep)) != KEEL_OK) {
+		fifo_clear(r);
+		return er;
 	}
-	if (r->pending == 0)
-		select_node(r, n);
-	else if (n != r->cur) {
-		keel_log_error("redis: a pipeline of %zu spans cluster nodes "
-		    "(%s's slot %d)", r->pending, argv[0], slot);
-		return KEEL_EINTERNAL;
-	}
+	it = keel_calloc(1, sizeof(*it));
+	it->rep = rep;
+	if (r->fifo_tail != NULL)
+		r->fifo_tail->next = it;
+	else
+		r->fifo = it;
+	r->fifo_tail = it;
+	r->pending++;
 	return KEEL_OK;
 }
 
@@ -732,9 +765,8 @@ keel_redis_send(struct keel_redis *r, int argc, const char **argv,
 	enum keel_err	 er;
 	int		 done = 0;
 
-	if (r->map != NULL && (er = route_send(r, argc, argv, argvlen)) !=
-	    KEEL_OK)
-		return er;
+	if (r->map != NULL)
+		return cluster_send(r, argc, argv, argvlen);
 	if (r->pending == 0 && (er = ensure(r, REDIS_TIMEOUT_MS, NULL)) !=
 	    KEEL_OK)
 		return er;
@@ -758,12 +790,22 @@ fail:
 enum keel_err
 keel_redis_recv(struct keel_redis *r, struct keel_rreply **out)
 {
-	void	*v = NULL;
+	struct fifo_item *it;
+	void		*v = NULL;
 
 	*out = NULL;
 	if (r->pending == 0) {
 		keel_log_error("redis: a reply read with none pending");
 		return KEEL_EINTERNAL;
+	}
+	if (r->map != NULL) {
+		it = r->fifo;
+		if ((r->fifo = it->next) == NULL)
+			r->fifo_tail = NULL;
+		*out = it->rep;
+		free(it);
+		r->pending--;
+		return KEEL_OK;
 	}
 	if (r->ctx == NULL || redisGetReply(r->ctx, &v) != REDIS_OK ||
 	    v == NULL) {
@@ -794,10 +836,6 @@ keel_redis_wait(struct keel_redis *r)
 	while (r->pending > 0) {
 		if ((e = keel_redis_recv(r, &rep)) != KEEL_OK)
 			return e;
-		if (rep->type == KEEL_R_ERROR && r->map != NULL &&
-		    (strncmp(rep->str, "MOVED ", 6) == 0 ||
-		    strncmp(rep->str, "ASK ", 4) == 0))
-			r->stale = 1;
 		if (er == KEEL_OK && rep->type == KEEL_R_ERROR) {
 			keel_log_error("redis: a sent command: %s", rep->str);
 			er = KEEL_EINTERNAL;
