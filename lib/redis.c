@@ -652,6 +652,9 @@ cluster_exchange(struct keel_redis *r, int slot, int argc,
 		if ((n = node_named(r, rd.host, rd.port, r->cur)) < 0)
 			return KEEL_EUNAVAIL;
 		if (kind == KEEL_RC_MOVED) {
+			keel_log_info("redis: slot %u moved to %s:%d; the map "
+			    "is reloaded at the next call", rd.slot,
+			    r->map->node[n].host, r->map->node[n].port);
 			/* This slot now; the others at the next call. */
 			keel_rc_map_assign(r->map, rd.slot, rd.slot, n);
 			r->stale = 1;
