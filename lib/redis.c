@@ -151,6 +151,36 @@ keel_redis_is_cluster(const struct keel_redis *r)
 	return r != NULL && r->map != NULL;
 }
 
+static enum keel_err load_map(struct keel_redis *);
+
+enum keel_err
+keel_redis_node_of(struct keel_redis *r, const char *key, size_t len,
+    char *host, size_t n, int *port)
+{
+	int	 node;
+
+	if (r->map == NULL || r->pending > 0)
+		return KEEL_EINTERNAL;
+	if (r->stale)
+		(void)load_map(r);
+	if ((node = keel_rc_map_lookup(r->map, keel_rc_slot(key, len))) < 0) {
+		snprintf(r->errstr, sizeof(r->errstr), "no cluster node "
+		    "serves the slot of %.*s", (int)(len < 64 ? len : 64), key);
+		r->stale = 1;
+		return KEEL_EUNAVAIL;
+	}
+	snprintf(host, n, "%s", r->map->node[node].host);
+	*port = r->map->node[node].port;
+	return KEEL_OK;
+}
+
+void
+keel_redis_map_stale(struct keel_redis *r)
+{
+	if (r->map != NULL)
+		r->stale = 1;
+}
+
 static void
 drop(struct keel_redis *r)
 {

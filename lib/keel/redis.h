@@ -130,4 +130,17 @@ enum keel_err	 keel_redis_wait(struct keel_redis *r);
 /* rep may be NULL. */
 void		 keel_rreply_free(struct keel_rreply *rep);
 
+/*
+ * Cluster mode, for a client of its own (the stream app's, on hiredis's
+ * async API): the master serving key's slot (len bytes), its host into
+ * host (n bytes) and its port into *port, the map loaded first when it
+ * is stale (blocking, the usual timeouts).  KEEL_EUNAVAIL when no node
+ * gave a map; KEEL_EINTERNAL when r is not a cluster handle.
+ * keel_redis_map_stale() has the map loaded again at the next call (the
+ * caller saw a MOVED or ASK).
+ */
+enum keel_err	 keel_redis_node_of(struct keel_redis *r, const char *key,
+		    size_t len, char *host, size_t n, int *port);
+void		 keel_redis_map_stale(struct keel_redis *r);
+
 #endif /* KEEL_REDIS_H */

@@ -27,6 +27,7 @@ import pytest
 from accounts import PASSWORD, bearer, login, make_user
 from helpers import BaseUrlSession, assert_error, request, wait_until
 from rcluster import ClusterError, RedisCluster
+from sse import SSE
 from stack import Stack, StackError
 from test_jobs import FAST, enqueue, invitation, message_id, stats, summary
 from test_limits import LimitApp
@@ -328,6 +329,48 @@ def test_queue_dead_letter_retried(jobs):
     (m,) = jobs.mail()
     assert m["Message-ID"] == message_id("rc-again")
     assert stats(jobs)["failed"] == 0
+
+
+# ------------------------------------------------------------- streams
+
+def test_streams_open_by_token_and_ticket_and_get_live_events(cluster,
+                                                              stack, web):
+    # The stream app (hiredis async): the session and the ticket on
+    # their nodes, the lease on the user's; a notification published on
+    # a node the subscription isn't on still arrives (Redis 7 broadcasts
+    # a PUBLISH to the whole cluster).
+    from test_stream import insert
+    import json
+    users = []
+    for _ in range(3):
+        u = make_user(stack, "student")
+        u["h"] = bearer(login(web, u["email"]))
+        users.append(u)
+    for i, u in enumerate(users):
+        if i % 2 == 0:
+            s = SSE.open(stack, headers=u["h"])
+        else:
+            r = web.post("/api/notifications/stream-ticket", headers=u["h"])
+            assert r.status_code == 201, r.text
+            s = SSE.open(stack, query="?ticket=" + r.json()["ticket"])
+        try:
+            assert s.status == 200, s.body
+            s.next_event(0.3)
+            key = "keel:sse:open:%d" % u["id"]
+            assert owner(cluster, key) == cluster.port_of(key)
+            nid, prev, item = insert(stack, u["id"], "on the cluster")
+            msg = json.dumps({"userId": u["id"], "prev": prev,
+                              "notification": json.loads(item)})
+            at = cluster.ports[(i + 1) % 3]     # not the seed, mostly
+            assert int(cluster.cli(at, "PUBLISH",
+                                   "keel:notify:%d" % u["id"], msg)) >= 0
+            ev = s.next_event(3)
+            assert ev is not None and int(ev["id"]) == nid, ev
+        finally:
+            s.close()
+        # The place is given back (ZREM on the user's node).
+        wait_until(lambda: cluster.call("ZCARD", key) == "0", 5,
+                   "the stream's place given back")
 
 
 # ------------------------------------------------- resharding, redirects
