@@ -331,6 +331,45 @@ def test_queue_dead_letter_retried(jobs):
     assert stats(jobs)["failed"] == 0
 
 
+# ---------------------------------------------------------- leaderboard
+
+def test_leaderboard_drained_and_rebuilt_on_the_cluster(cluster, stack,
+                                                        web):
+    # The drainer's board_add (a board and its fresh key: one tag), the
+    # rebuild's pipelined bulk load over several boards (command by
+    # command, each on its board's node) and its swap, and the page.
+    from test_leaderboard import drain, new_test, rebuild, submit, ranks
+    for q in ("leaderboard", "notifications"):
+        assert stack.program("keel-queues", "purge", q, "all").returncode \
+            == 0
+    t = new_test(stack)
+    a, b, c = (make_user(stack, "student")["id"] for _ in range(3))
+    submit(stack, t, a, 90)
+    submit(stack, t, b, 80)
+    drain(stack)
+    key = "keel:lb:{t%d:all:1970-01-01}" % t
+    assert owner(cluster, key) == cluster.port_of(key)
+    h = bearer(login(web, make_user(stack, "student")["email"]))
+    page = web.get("/api/leaderboard", params={"testId": t, "period": "all"},
+                   headers=h)
+    assert page.status_code == 200, page.text
+    assert ranks(page.json()) == [(a, 1, 90, 1), (b, 2, 80, 1)]
+    # An attempt only a rebuild finds: the rebuild writes it on every
+    # period's board of the test (several boards, several slots).
+    stack.psql("INSERT INTO test_attempts (test_id, user_id, started_at, "
+               "expires_at, submitted_at, score, correct, total, answers, "
+               "answer_key) VALUES (%d, %d, now() - interval '1 minute', "
+               "now() + interval '1 hour', now(), 85, 85, 100, '{}', '{}')"
+               % (t, c))
+    out = rebuild(stack, "--test", t)
+    assert "failed=0" in out, out
+    page = web.get("/api/leaderboard", params={"testId": t, "period": "all"},
+                   headers=h)
+    assert ranks(page.json()) == [(a, 1, 90, 1), (c, 2, 85, 1),
+                                  (b, 3, 80, 1)]
+    assert cluster.call("EXISTS", key + ":new") == "0"
+
+
 # ------------------------------------------------------------- streams
 
 def test_streams_open_by_token_and_ticket_and_get_live_events(cluster,
