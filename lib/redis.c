@@ -610,19 +610,24 @@ bad:
 	return KEEL_EUNAVAIL;
 }
 
-/* Loads the slot map from the first node that answers: the current one,
- * then every node known (the REDIS_URL node is node 0). */
+/*
+ * Loads the slot map from the first node that answers: the current one
+ * when its connection is up (a MOVED), then every node known (the
+ * REDIS_URL node is node 0), a current one that just failed last.
+ */
 static enum keel_err
 load_map(struct keel_redis *r)
 {
-	enum keel_err	 er;
-	int		 n, first = r->cur;
+	enum keel_err	 er = KEEL_EUNAVAIL;
+	int		 n, first = r->cur, up = r->ctx != NULL;
 
-	if ((er = load_from(r, first)) == KEEL_OK)
+	if (up && (er = load_from(r, first)) == KEEL_OK)
 		goto ok;
 	for (n = 0; n < r->map->nnodes; n++)
 		if (n != first && (er = load_from(r, n)) == KEEL_OK)
 			goto ok;
+	if (!up && (er = load_from(r, first)) == KEEL_OK)
+		goto ok;
 	keel_log_warnx("redis: no cluster node gave its slot map: %s",
 	    r->errstr);
 	return er;
@@ -633,9 +638,9 @@ ok:
 
 /*
  * In cluster mode, runs the command in r->cmd on the master of slot (-1:
- * any node), following redirects; a reply is in *rep on KEEL_OK.
- * loaded says r->cmd must be formatted again (a map load reused it), so
- * argv and argvlen are kept for that.
+ * any node), following redirects; a reply is in *rep on KEEL_OK.  A map
+ * load reuses r->cmd, so the command is formatted again from argv after
+ * one.
  */
 static enum keel_err
 cluster_exchange(struct keel_redis *r, int slot, int argc,
