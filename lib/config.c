@@ -497,6 +497,33 @@ pool_valid(struct keel_config *cfg, char *err, size_t n)
 	return true;
 }
 
+/*
+ * REDIS_CLUSTER=1 with a REDIS_URL a cluster can be reached by: TCP
+ * (nodes announce addresses, not sockets) and database 0 (a cluster has
+ * no other).
+ */
+static bool
+cluster_valid(const struct keel_config *cfg, char *err, size_t n)
+{
+	const char	*p, *slash;
+
+	if (!cfg->redis_cluster)
+		return true;
+	if (strncmp(cfg->redis_url, "redis://", 8) != 0) {
+		snprintf(err, n, "REDIS_CLUSTER=1: REDIS_URL must be "
+		    "redis://host:port (a cluster node), not a unix socket");
+		return false;
+	}
+	p = cfg->redis_url + 8;
+	if ((slash = strchr(p, '/')) != NULL && slash[1] != '\0' &&
+	    strcmp(slash + 1, "0") != 0) {
+		snprintf(err, n, "REDIS_CLUSTER=1: REDIS_URL's database must "
+		    "be 0 (a cluster has no other)");
+		return false;
+	}
+	return true;
+}
+
 static const char *
 cfg_default(const struct cfg_row *r, char *tmp, size_t n)
 {
@@ -531,7 +558,7 @@ keel_config_load(struct keel_config *cfg, char *err, size_t n)
 			return false;
 		}
 	}
-	if (!pool_valid(cfg, err, n)) {
+	if (!pool_valid(cfg, err, n) || !cluster_valid(cfg, err, n)) {
 		keel_config_free(cfg);
 		return false;
 	}

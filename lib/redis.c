@@ -130,11 +130,8 @@ keel_redis_open(const struct keel_config *cfg)
 	r = keel_calloc(1, sizeof(*r));
 	r->timeout_ms = REDIS_TIMEOUT_MS;
 	keel_redis_addr_parse(cfg->redis_url, &r->addr);
+	/* config.c checked the URL: redis://, database 0. */
 	if (cfg->redis_cluster) {
-		if (r->addr.path != NULL || r->addr.db != 0)
-			keel_log_warnx("redis: REDIS_CLUSTER=1 wants a "
-			    "redis://host:port URL of db 0; using %s:%d, db 0",
-			    r->addr.host, r->addr.port);
 		r->map = keel_calloc(1, sizeof(*r->map));
 		keel_rc_map_reset(r->map);
 		/* Node 0: the seed, until the map says more. */

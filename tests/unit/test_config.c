@@ -194,6 +194,35 @@ test_pool_bounds_checked_together(void **state)
 	keel_config_free(&cfg);
 }
 
+/* REDIS_CLUSTER=1: a redis:// URL of database 0 only. */
+static void
+test_redis_cluster(void **state)
+{
+	(void)state;
+	assert_true(load_with("KEEL_LOG_LEVEL", "info"));
+	assert_int_equal(cfg.redis_cluster, 0);
+	keel_config_free(&cfg);
+	setenv("REDIS_URL", "redis://10.0.0.1:7000/0", 1);
+	assert_true(load_with("REDIS_CLUSTER", "1"));
+	assert_int_equal(cfg.redis_cluster, 1);
+	keel_config_free(&cfg);
+	setenv("REDIS_URL", "redis://:pw@10.0.0.1:7000", 1);
+	assert_true(load_with("REDIS_CLUSTER", "1"));
+	keel_config_free(&cfg);
+	setenv("REDIS_URL", "redis://10.0.0.1:7000/3", 1);
+	assert_false(load_with("REDIS_CLUSTER", "1"));
+	assert_non_null(strstr(err, "database must be 0"));
+	setenv("REDIS_URL", "unix:///run/redis.sock", 1);
+	assert_false(load_with("REDIS_CLUSTER", "1"));
+	assert_non_null(strstr(err, "REDIS_CLUSTER=1"));
+	/* Without it, anything REDIS_URL accepts. */
+	assert_true(load_with("REDIS_CLUSTER", "0"));
+	keel_config_free(&cfg);
+	unsetenv("REDIS_URL");
+	assert_false(load_with("REDIS_CLUSTER", "2"));
+	assert_non_null(strstr(err, "REDIS_CLUSTER"));
+}
+
 /* KEEL_WORKERS unset: four workers per CPU (the pool waits on I/O). */
 static void
 test_workers_default_per_cpu(void **state)
@@ -222,6 +251,7 @@ main(void)
 		cmocka_unit_test(test_workers_default_per_cpu),
 		cmocka_unit_test(test_pool_modes),
 		cmocka_unit_test(test_pool_bounds_checked_together),
+		cmocka_unit_test(test_redis_cluster),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
