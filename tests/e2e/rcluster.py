@@ -2,9 +2,11 @@
 """rcluster.py -- a real Redis Cluster for the end-to-end tests.
 
 Three (or n) masters of Debian's redis-server with cluster-enabled on free
-loopback ports in a temp directory, joined by `redis-cli --cluster
-create`, waited on until every node says cluster_state:ok, and stopped by
-their pids.  No replicas: the tests need the routing, not failover.
+loopback ports in a temp directory, each with `replicas` replicas, joined
+by `redis-cli --cluster create`, waited on until every node says
+cluster_state:ok, and stopped by their pids.  `ports` are the masters'
+(as the cluster says once made), `replicas` the others'; kill() takes a
+node away for a failover.
 """
 
 import os
@@ -22,11 +24,18 @@ class ClusterError(RuntimeError):
 
 
 class RedisCluster:
-    def __init__(self, n=3):
+    def __init__(self, n=3, replicas=0):
         self.n = n
+        self.nreplicas = replicas
         self.dir = None
-        self.ports = []
+        self.ports = []         # masters
+        self.replicas = []
         self.pids = []
+        self.pid_of = {}
+        self.dead = set()
+
+    def live(self):
+        return [p for p in self.ports + self.replicas if p not in self.dead]
 
     def cli(self, port, *args, check=True):
         """redis-cli --raw against one node (no -c: a redirect is an
@@ -40,7 +49,7 @@ class RedisCluster:
 
     def call(self, *args):
         """A command on whichever node holds its key (-c follows MOVED)."""
-        p = subprocess.run(["redis-cli", "-c", "-p", str(self.ports[0]),
+        p = subprocess.run(["redis-cli", "-c", "-p", str(self.live()[0]),
                             "--raw"] + [str(a) for a in args],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            text=True, timeout=30, check=True)
@@ -50,10 +59,11 @@ class RedisCluster:
         self.dir = tempfile.mkdtemp(prefix="keel-rcluster-")
         # The bus ports too: the default (port + 10000) may be taken, or
         # past 65535.
-        ports = free_ports(2 * self.n)
-        self.ports, bus = ports[:self.n], ports[self.n:]
+        total = self.n * (1 + self.nreplicas)
+        ports = free_ports(2 * total)
+        nodes, bus = ports[:total], ports[total:]
         try:
-            for port, bport in zip(self.ports, bus):
+            for port, bport in zip(nodes, bus):
                 d = os.path.join(self.dir, str(port))
                 os.mkdir(d)
                 subprocess.run(
@@ -67,18 +77,30 @@ class RedisCluster:
                      "--logfile", os.path.join(d, "redis.log"),
                      "--save", "", "--appendonly", "no"],
                     check=True, timeout=30)
-            for port in self.ports:
-                self.pids.append(self._pid(port, 10))
-            for port in self.ports:
+            for port in nodes:
+                self.pid_of[port] = self._pid(port, 10)
+                self.pids.append(self.pid_of[port])
+            for port in nodes:
                 self._wait(lambda: self.cli(port, "PING", check=False) ==
                            "PONG", timeout, "node %d up" % port)
             subprocess.run(
                 ["redis-cli", "--cluster", "create"]
-                + ["127.0.0.1:%d" % p for p in self.ports]
-                + ["--cluster-replicas", "0", "--cluster-yes"],
+                + ["127.0.0.1:%d" % p for p in nodes]
+                + ["--cluster-replicas", str(self.nreplicas),
+                   "--cluster-yes"],
                 check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 timeout=60)
-            for port in self.ports:
+            self.ports = nodes      # until the cluster says which
+            for port in nodes:
+                self._wait(lambda: "cluster_state:ok" in
+                           self.cli(port, "CLUSTER", "INFO", check=False),
+                           timeout, "cluster_state:ok on %d" % port)
+            self._wait(lambda: len(self.masters()) == self.n and all(
+                len(self.cli(p, "CLUSTER", "NODES").splitlines()) == total
+                for p in nodes), timeout, "every node known to every node")
+            self.ports = sorted(self.masters().values())
+            self.replicas = [p for p in nodes if p not in self.ports]
+            for port in nodes:
                 self._wait(lambda: "cluster_state:ok" in
                            self.cli(port, "CLUSTER", "INFO", check=False),
                            timeout, "cluster_state:ok on %d" % port)
@@ -109,21 +131,31 @@ class RedisCluster:
     def masters(self):
         """{node id: port} of the masters, from CLUSTER NODES."""
         out = {}
-        for line in self.cli(self.ports[0], "CLUSTER", "NODES").splitlines():
+        for line in self.cli(self.live()[0], "CLUSTER",
+                             "NODES").splitlines():
             f = line.split()
-            if "master" in f[2]:
+            if "master" in f[2] and "fail" not in f[2]:
                 out[f[0]] = int(f[1].split("@")[0].rsplit(":", 1)[1])
         return out
 
     def slot(self, key):
-        return int(self.cli(self.ports[0], "CLUSTER", "KEYSLOT", key))
+        return int(self.cli(self.live()[0], "CLUSTER", "KEYSLOT", key))
+
+    def kill(self, port):
+        """SIGKILL to node port (a crash: its replica takes over after
+        cluster-node-timeout)."""
+        os.kill(self.pid_of[port], signal.SIGKILL)
+        while alive(self.pid_of[port]):
+            time.sleep(0.02)
+        self.dead.add(port)
 
     def slots(self):
         """[(lo, hi, port)] of the masters' slot ranges (CLUSTER NODES)."""
         out = []
-        for line in self.cli(self.ports[0], "CLUSTER", "NODES").splitlines():
+        for line in self.cli(self.live()[0], "CLUSTER",
+                             "NODES").splitlines():
             f = line.split()
-            if "master" not in f[2]:
+            if "master" not in f[2] or "fail" in f[2]:
                 continue
             port = int(f[1].split("@")[0].rsplit(":", 1)[1])
             for r in f[8:]:

@@ -14,8 +14,11 @@ command-at-a-time paths); exact rate limits under concurrency, per
 address and per user, and the auth limiter on a signed-in request whose
 limiters span two slots (refused places given back); an idempotent
 replay; the queues drained exactly once by two drainers, a dead letter
-retried; and a slot moved under the running apps (MOVED) and a slot
-being migrated (ASK) followed.
+retried; notification streams on the cluster; the leaderboard drained
+and rebuilt; a slot moved under the running apps (MOVED) and a slot
+being migrated (ASK) followed; and, last, a master killed: its replica
+promoted, the apps find it (the map is loaded again after a node
+fails), and the sessions written before the crash still work.
 """
 
 import concurrent.futures
@@ -37,7 +40,7 @@ QUEUES = ("email", "noop", "leaderboard", "notifications")
 
 @pytest.fixture(scope="module")
 def cluster(request):
-    c = RedisCluster(3)
+    c = RedisCluster(3, replicas=1)
     request.addfinalizer(c.stop)
     try:
         c.start()
@@ -463,3 +466,42 @@ def test_slot_being_migrated_is_followed_with_asking(cluster, stack, web):
             cluster.cli(p, "CLUSTER", "SETSLOT", slot, "NODE", dst_id)
     assert owner(cluster, key) == dst
     assert web.get("/api/auth/me", headers=h).status_code == 200
+
+
+# ------------------------------------------------------------ failover
+
+def test_master_killed_its_promoted_replica_is_found(cluster, stack, web):
+    # Last: it takes a master away for good.  A user whose keys are on
+    # the master of the REDIS_URL node's neighbour, written and
+    # replicated (WAIT) before the crash.
+    u = make_user(stack, "student")
+    key = "keel:user-sess:{%d}" % u["id"]
+    tok = login(web, u["email"])
+    h = bearer(tok)
+    assert web.get("/api/auth/me", headers=h).status_code == 200
+    port = cluster.port_of(key)
+    assert int(cluster.cli(port, "WAIT", 1, 5000)) == 1
+    cluster.kill(port)
+    # The cluster fails the node over (cluster-node-timeout 3 s).
+    def promoted():
+        try:
+            return cluster.port_of(key) not in (port, None)
+        except ClusterError:
+            return False            # the slot's master is failing
+    wait_until(promoted, 30, "the replica promoted")
+    new = cluster.port_of(key)
+    assert new in cluster.replicas
+    # Every worker finds the new master: a failed node makes its map
+    # stale, and the next call loads it again.
+    def me(h):      # own connections: lighttpd closed the idle ones
+        return request("GET", stack.url("/api/auth/me"), headers=h,
+                       timeout=30).status_code
+    wait_until(lambda: me(h) == 200, 20, "sessions back after failover")
+    for _ in range(8):
+        assert me(h) == 200
+    assert session_key(web, tok)[len("keel:sess:"):] in \
+        cluster.cli(new, "SMEMBERS", key).split()
+    with BaseUrlSession(stack.base_url) as fresh:
+        h2 = bearer(login(fresh, u["email"]))
+    assert me(h2) == 200
+    assert int(cluster.cli(new, "SCARD", key)) == 2
