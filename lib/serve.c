@@ -84,12 +84,15 @@
 
 /*
  * What runs the binary on SIGHUP, as sh -c SCRIPT BINARY ARGS...: the env
- * file the stack or the service manager sourced at start, again (values
- * it sets win; a variable it no longer sets keeps its old value), then
- * the binary, in place of the shell.
+ * file the stack or the service manager sourced at start, again, after
+ * unsetting what it set last time (ENV_SET_ENV, see note_env_file), so a
+ * variable taken out of the file goes back to its default; then the
+ * binary, in place of the shell.
  */
-static const char reexec_sh[] = "[ -z \"$KEEL_ENV_FILE\" ] || "
-    ". \"$KEEL_ENV_FILE\" || exit 1; exec \"$0\" \"$@\"";
+#define ENV_SET_ENV	"KEEL_ENV_FILE_SET"	/* "NAME NAME ..." */
+static const char reexec_sh[] = "[ -z \"$KEEL_ENV_FILE\" ] || { "
+    "for v in $" ENV_SET_ENV "; do unset \"$v\"; done; "
+    ". \"$KEEL_ENV_FILE\" || exit 1; }; exec \"$0\" \"$@\"";
 static char	self_path[PATH_MAX];	/* argv[0], absolute; "" unknown */
 
 static volatile sig_atomic_t got_term, got_hup, got_chld;
@@ -1166,6 +1169,28 @@ load_config(const struct keel_app *app, struct keel_config *cfg)
 }
 
 /*
+ * The names the env file sets now, into ENV_SET_ENV, for the next
+ * reload to unset before it sources the file again.  A file that can't
+ * be read sets nothing here; the reload will say why.
+ */
+static void
+note_env_file(const struct keel_config *cfg)
+{
+	struct keel_buf	 file = { NULL, 0, 0 };
+	char		*names;
+
+	if (cfg->env_file == NULL || cfg->env_file[0] == '\0')
+		return;
+	if (keel_buf_read_file(&file, cfg->env_file) && file.data != NULL) {
+		names = keel_config_env_names(file.data);
+		if (setenv(ENV_SET_ENV, names, 1) == -1)
+			keel_log_warn("setenv %s", ENV_SET_ENV);
+		free(names);
+	}
+	keel_buf_free(&file);
+}
+
+/*
  * The supervisor's state before its first worker: slots, scoreboard,
  * metrics, the listening socket (handed over by a reload, bound, or fd 0)
  * and the signal handlers; then the first workers, or a roll of the ones
@@ -1287,6 +1312,7 @@ keel_serve(int argc, char *argv[], const struct keel_app *app)
 		keel_config_free(&cfg);
 		return 0;
 	}
+	note_env_file(&cfg);
 	memset(&sv, 0, sizeof(sv));
 	sv.app = app;
 	sv.argv = argv;

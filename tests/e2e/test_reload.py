@@ -197,3 +197,29 @@ def test_reload_keeps_a_socket_passed_on_fd0(stack, own_app, tmp_path):
     wait_until(lambda: "reload: all 1 workers replaced" in app.text(), 20,
                "the roll to finish", step=0.05)
     assert exe_of(app) == new
+
+
+def test_reload_forgets_a_variable_taken_out_of_the_env_file(
+        stack, own_app, tmp_path):
+    """A variable removed from the env file goes back to its default on
+    SIGHUP, as if the app had been started afresh: the reload unsets what
+    the file set before sourcing it again."""
+    d = Deploy(stack, tmp_path, workers=2)
+    d.write_env(KEEL_WORKERS=2, KEEL_MAX_REQUESTS=3)
+    app = d.start(own_app)
+    first = workers_n(app, 2)
+    for _ in range(12):
+        assert fcgi_ok(app, "/_test/pid") is None
+    # Three requests each: the workers were replaced.
+    wait_until(lambda: not set(app.workers()) & set(first), 20,
+               "recycled workers", step=0.02)
+    d.write_env(KEEL_WORKERS=2)
+    os.kill(app.pid, signal.SIGHUP)
+    wait_until(lambda: "reload: all 2 workers replaced" in app.text(), 20,
+               "the roll to finish", step=0.05)
+    settled = workers_n(app, 2)
+    for _ in range(30):
+        assert fcgi_ok(app, "/_test/pid") is None
+    time.sleep(0.3)
+    # KEEL_MAX_REQUESTS is back to 10,000: nobody was recycled.
+    assert sorted(app.workers()) == sorted(settled)
