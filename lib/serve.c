@@ -377,7 +377,8 @@ note_state(pid_t self, enum board_state st)
 	__atomic_store_n(&b->state, (int)st, __ATOMIC_RELEASE);
 }
 
-/* A worker that died (in slot i): an event from the supervisor. */
+/* A worker that died (in slot i; -1: an old one a roll was retiring):
+ * an event from the supervisor. */
 static void
 report_death(const struct supervisor *sv, int i, pid_t pid, int status)
 {
@@ -404,7 +405,8 @@ report_death(const struct supervisor *sv, int i, pid_t pid, int status)
 	}
 	tags[1].value = num[1];
 	memset(&ev, 0, sizeof(ev));
-	if (busy != NULL && busy[i].pid == pid && busy[i].id[0] != '\0') {
+	if (i >= 0 && busy != NULL && busy[i].pid == pid &&
+	    busy[i].id[0] != '\0') {
 		rid = busy[i].id;
 		strncat(what, " during a request", sizeof(what) -
 		    strlen(what) - 1);
@@ -677,6 +679,33 @@ roll_step(struct supervisor *sv)
 	kill(sv->roll_old, SIGTERM);
 }
 
+/*
+ * Whether an old worker a roll retires died of something else than its
+ * SIGTERM (it exits 0 then) or the roll's SIGKILL after
+ * KEEL_SHUTDOWN_TIMEOUT (logged when sent): a crash, worth an event.
+ */
+static bool
+old_died(int status)
+{
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status) != EXIT_RECYCLED;
+	return WIFSIGNALED(status) && WTERMSIG(status) != SIGTERM &&
+	    WTERMSIG(status) != SIGKILL;
+}
+
+/* An old worker crashed while the roll retired it: logged, reported. */
+static void
+report_old_death(const struct supervisor *sv, pid_t pid, int status)
+{
+	if (WIFSIGNALED(status))
+		keel_log_warnx("reload: old worker %ld killed by signal %d",
+		    (long)pid, WTERMSIG(status));
+	else
+		keel_log_warnx("reload: old worker %ld exited with status %d",
+		    (long)pid, WEXITSTATUS(status));
+	report_death(sv, -1, pid, status);
+}
+
 /* Forgets pid if it is an old worker still to retire; true if it was. */
 static bool
 drop_old(struct supervisor *sv, pid_t pid)
@@ -728,12 +757,13 @@ reap(struct supervisor *sv, int shutting_down)
 			sv->check_done = 1;
 			continue;
 		}
-		if (pid == sv->roll_old) {
-			sv->roll_old = 0;
+		if (pid == sv->roll_old || drop_old(sv, pid)) {
+			if (pid == sv->roll_old)
+				sv->roll_old = 0;
+			if (old_died(status))
+				report_old_death(sv, pid, status);
 			continue;
 		}
-		if (drop_old(sv, pid))
-			continue;
 		for (i = 0; i < sv->nslots; i++)
 			if (sv->slots[i].pid == pid)
 				break;
