@@ -290,6 +290,26 @@ keel_auth_token_valid(const char *tok)
 	return true;
 }
 
+/* What run() and cmd() got: an error reply is KEEL_EINTERNAL (logged
+ * with what), else the reply into *out (or freed: out NULL). */
+static enum keel_err
+got(const char *what, enum keel_err er, struct keel_rreply *rep,
+    struct keel_rreply **out)
+{
+	if (er != KEEL_OK)
+		return er;
+	if (rep->type == KEEL_R_ERROR) {
+		keel_log_error("auth: %s: %s", what, rep->str);
+		keel_rreply_free(rep);
+		return KEEL_EINTERNAL;
+	}
+	if (out != NULL)
+		*out = rep;
+	else
+		keel_rreply_free(rep);
+	return KEEL_OK;
+}
+
 /* Runs script; KEEL_EINTERNAL (logged) on an error reply. */
 static enum keel_err
 run(struct keel_redis *r, struct keel_rscript *script, int nkeys, int argc,
@@ -307,18 +327,7 @@ run(struct keel_redis *r, struct keel_rscript *script, int nkeys, int argc,
 	if ((er = keel_redis_eval(r, script, nkeys, argc, argv, NULL,
 	    &rep)) == KEEL_EUNAVAIL)
 		er = keel_redis_eval(r, script, nkeys, argc, argv, NULL, &rep);
-	if (er != KEEL_OK)
-		return er;
-	if (rep->type == KEEL_R_ERROR) {
-		keel_log_error("auth: %s: %s", script->name, rep->str);
-		keel_rreply_free(rep);
-		return KEEL_EINTERNAL;
-	}
-	if (out != NULL)
-		*out = rep;
-	else
-		keel_rreply_free(rep);
-	return KEEL_OK;
+	return got(script->name, er, rep, out);
 }
 
 /* One command, as run() runs a script (cluster mode's steps). */
@@ -334,18 +343,7 @@ cmd(struct keel_redis *r, int argc, const char **argv,
 	if ((er = keel_redis_cmd(r, argc, argv, NULL, &rep)) ==
 	    KEEL_EUNAVAIL)
 		er = keel_redis_cmd(r, argc, argv, NULL, &rep);
-	if (er != KEEL_OK)
-		return er;
-	if (rep->type == KEEL_R_ERROR) {
-		keel_log_error("auth: %s: %s", argv[0], rep->str);
-		keel_rreply_free(rep);
-		return KEEL_EINTERNAL;
-	}
-	if (out != NULL)
-		*out = rep;
-	else
-		keel_rreply_free(rep);
-	return KEEL_OK;
+	return got(argv[0], er, rep, out);
 }
 
 /* The key of session id into buf (SESS_PREFIX_LEN + 65 bytes). */

@@ -22,18 +22,21 @@ fails), and the sessions written before the crash still work.
 """
 
 import concurrent.futures
-import random
 import uuid
 
 import pytest
 
-from accounts import PASSWORD, bearer, login, make_user
+from accounts import bearer, login, make_user
 from helpers import BaseUrlSession, assert_error, request, wait_until
 from rcluster import ClusterError, RedisCluster
 from sse import SSE
 from stack import Stack, StackError
+from test_idempotency import (
+    test_idem_replay_returns_first_answer as idem_replay,
+    test_idem_same_key_other_body_is_422 as idem_mismatch)
 from test_jobs import FAST, enqueue, invitation, message_id, stats, summary
-from test_limits import LimitApp
+from test_limits import app  # noqa: F401 (a fixture)
+from test_limits import client as client_ip, get, post
 
 QUEUES = ("email", "noop", "leaderboard", "notifications")
 
@@ -189,33 +192,11 @@ def test_writes_open_the_users_read_your_writes_window(cluster, stack, web,
 
 # ---------------------------------------------------------- rate limits
 
-@pytest.fixture(scope="module")
-def limits(stack):
-    stack.stop_component("limitapp")
-    a = LimitApp(stack)
-    a.start()
-    yield a
-    a.stop()
-    stack.start_component("limitapp")
+# test_limits.py's app (its limitapp with low limits: READ 30/60, WRITE
+# 50/60, AUTH 3/60) and clients, on this module's stack.
 
 
-def client_ip():
-    return "198.51.%d.%d" % (random.randrange(256), random.randrange(1, 255))
-
-
-def get(stack, path, ip, headers=None):
-    h = dict(headers or {})
-    h["X-Forwarded-For"] = ip
-    return request("GET", stack.url(path), headers=h, timeout=30)
-
-
-def post(stack, path, ip, headers=None, **kw):
-    h = dict(headers or {})
-    h["X-Forwarded-For"] = ip
-    return request("POST", stack.url(path), headers=h, timeout=30, **kw)
-
-
-def test_rate_limit_exact_per_address_under_concurrency(stack, limits):
+def test_rate_limit_exact_per_address_under_concurrency(stack, app):
     ip = client_ip()            # READ: 30/60
     with concurrent.futures.ThreadPoolExecutor(16) as ex:
         codes = list(ex.map(lambda _: get(stack, "/api/_limit/read",
@@ -224,12 +205,13 @@ def test_rate_limit_exact_per_address_under_concurrency(stack, limits):
 
 
 def test_rate_limit_exact_per_user_across_addresses(cluster, stack, web,
-                                                    limits):
+                                                    app):
     u = make_user(stack, "student")
     h = bearer(login(web, u["email"]))
     with concurrent.futures.ThreadPoolExecutor(16) as ex:
         codes = list(ex.map(lambda _: get(stack, "/api/_limit/read",
-                                          client_ip(), h).status_code,
+                                          client_ip(), headers=h)
+                            .status_code,
                             range(50)))
     assert codes.count(200) == 30 and codes.count(429) == 20, codes
     # The user's list, in the user's slot, on the user's node.
@@ -240,7 +222,7 @@ def test_rate_limit_exact_per_user_across_addresses(cluster, stack, web,
 
 def test_auth_limit_on_a_signed_in_request_spanning_two_slots(cluster,
                                                               stack, web,
-                                                              limits):
+                                                              app):
     # api and write key on the user, auth on the address: two slots,
     # checked in turn.  AUTH 3/60: three failures, then 429s whose
     # places in the user's lists are given back.
@@ -250,33 +232,23 @@ def test_auth_limit_on_a_signed_in_request_spanning_two_slots(cluster,
     while cluster.port_of("{%s}" % ip) == cluster.port_of("{%d}" % u["id"]):
         ip = client_ip()
     body = {"login": "someone", "password": "wrong"}
-    codes = [post(stack, "/api/_limit/auth/login", ip, h, json=body)
+    codes = [post(stack, "/api/_limit/auth/login", ip, headers=h, json=body)
              .status_code for _ in range(6)]
     assert codes == [401, 401, 401, 429, 429, 429], codes
     assert int(cluster.call("LLEN", "keel:rate:write:u:{%d}" % u["id"])) \
         == 3
     # A success gives its auth place back: the address may still fail 0
     # more times, but the user's writes go on elsewhere.
-    assert post(stack, "/api/_limit/write", client_ip(), h).status_code \
-        == 201
+    r = post(stack, "/api/_limit/write", client_ip(), headers=h)
+    assert r.status_code == 201
 
 
 # --------------------------------------------------------- idempotency
 
-def test_idempotent_replay(cluster, stack, web):
-    k = "k-" + uuid.uuid4().hex
-    r1 = web.post("/api/_limit/write", json={"a": 1},
-                  headers={"Idempotency-Key": k})
-    assert r1.status_code == 201
-    assert "Idempotent-Replayed" not in r1.headers
-    r2 = web.post("/api/_limit/write", json={"a": 1},
-                  headers={"Idempotency-Key": k})
-    assert r2.status_code == 201
-    assert r2.headers["Idempotent-Replayed"] == "true"
-    assert r2.json() == r1.json()
-    r3 = web.post("/api/_limit/write", json={"a": 2},
-                  headers={"Idempotency-Key": k})
-    assert r3.status_code == 422
+def test_idempotent_replay_and_mismatch(stack, web):
+    # test_idempotency.py's, on the cluster (a key: one slot, any node).
+    idem_replay(web)
+    idem_mismatch(web)
 
 
 # --------------------------------------------------------------- queues
