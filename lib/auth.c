@@ -353,6 +353,28 @@ skey_of(char *buf, size_t n, const char *id)
 	snprintf(buf, n, SESS_PREFIX "%s", id);
 }
 
+/*
+ * Cluster mode: ends session id of the user whose index is ukey, the
+ * session first, then its place in the index (two slots, two commands).
+ */
+static enum keel_err
+cluster_end(struct keel_redis *r, const char *ukey, const char *id)
+{
+	const char	*av[3];
+	char		 skey[SESS_PREFIX_LEN + KEEL_AUTH_ID_LEN + 1];
+	enum keel_err	 er;
+
+	skey_of(skey, sizeof(skey), id);
+	av[0] = "DEL";
+	av[1] = skey;
+	if ((er = cmd(r, 2, av, NULL)) != KEEL_OK)
+		return er;
+	av[0] = "SREM";
+	av[1] = ukey;
+	av[2] = id;
+	return cmd(r, 3, av, NULL);
+}
+
 struct born {
 	const char	*id;
 	long long	 born;
@@ -407,17 +429,8 @@ cluster_evict(struct keel_redis *r, const char *ukey, int max)
 	}
 	qsort(live, n, sizeof(*live), born_cmp);
 	for (i = 0; er == KEEL_OK && n > (size_t)max && i < n - (size_t)max;
-	    i++) {
-		skey_of(skey, sizeof(skey), live[i].id);
-		av[0] = "DEL";
-		av[1] = skey;
-		if ((er = cmd(r, 2, av, NULL)) != KEEL_OK)
-			break;
-		av[0] = "SREM";
-		av[1] = ukey;
-		av[2] = live[i].id;
-		er = cmd(r, 3, av, NULL);
-	}
+	    i++)
+		er = cluster_end(r, ukey, live[i].id);
 	free(live);
 	keel_rreply_free(mem);
 	return er;
@@ -612,21 +625,11 @@ keel_auth_session_end(struct keel_redis *r, int64_t uid, const char *id)
 {
 	char		 skey[80], ukey[48];
 	const char	*argv[3];
-	enum keel_err	 er;
 
 	skey_of(skey, sizeof(skey), id);
 	ukey_of(r, ukey, sizeof(ukey), uid);
-	if (keel_redis_is_cluster(r)) {
-		/* The session, then its place in the index (two slots). */
-		argv[0] = "DEL";
-		argv[1] = skey;
-		if ((er = cmd(r, 2, argv, NULL)) != KEEL_OK)
-			return er;
-		argv[0] = "SREM";
-		argv[1] = ukey;
-		argv[2] = id;
-		return cmd(r, 3, argv, NULL);
-	}
+	if (keel_redis_is_cluster(r))
+		return cluster_end(r, ukey, id);
 	argv[0] = skey;
 	argv[1] = ukey;
 	argv[2] = id;
@@ -641,8 +644,7 @@ static enum keel_err
 cluster_end_all(struct keel_redis *r, const char *ukey, const char *keep)
 {
 	struct keel_rreply	*mem = NULL;
-	const char		*av[3];
-	char			 skey[SESS_PREFIX_LEN + KEEL_AUTH_ID_LEN + 1];
+	const char		*av[2];
 	size_t			 i;
 	enum keel_err		 er;
 
@@ -650,19 +652,9 @@ cluster_end_all(struct keel_redis *r, const char *ukey, const char *keep)
 	av[1] = ukey;
 	if ((er = cmd(r, 2, av, &mem)) != KEEL_OK)
 		return er;
-	for (i = 0; i < mem->nelem && er == KEEL_OK; i++) {
-		if (keep != NULL && strcmp(mem->elem[i].str, keep) == 0)
-			continue;
-		skey_of(skey, sizeof(skey), mem->elem[i].str);
-		av[0] = "DEL";
-		av[1] = skey;
-		if ((er = cmd(r, 2, av, NULL)) != KEEL_OK)
-			break;
-		av[0] = "SREM";
-		av[1] = ukey;
-		av[2] = mem->elem[i].str;
-		er = cmd(r, 3, av, NULL);
-	}
+	for (i = 0; i < mem->nelem && er == KEEL_OK; i++)
+		if (keep == NULL || strcmp(mem->elem[i].str, keep) != 0)
+			er = cluster_end(r, ukey, mem->elem[i].str);
 	keel_rreply_free(mem);
 	return er;
 }
