@@ -308,7 +308,21 @@ keel_redis_ping(struct keel_redis *r, int timeout_ms)
 {
 	redisReply	*rep;
 	enum keel_err	 er;
+	int		 n;
 
+	/* Cluster mode: the master of slot 0, from a map loaded again
+	 * after any failure (so not a node that failed over). */
+	if (r->map != NULL) {
+		if (r->stale && (er = load_map(r)) != KEEL_OK)
+			return er;
+		if ((n = keel_rc_map_lookup(r->map, 0)) < 0) {
+			snprintf(r->errstr, sizeof(r->errstr), "no cluster "
+			    "node serves slot 0");
+			r->stale = 1;
+			return KEEL_EUNAVAIL;
+		}
+		select_node(r, n);
+	}
 	if ((er = ensure(r, timeout_ms > 0 ? timeout_ms : REDIS_TIMEOUT_MS,
 	    NULL)) != KEEL_OK)
 		return er;

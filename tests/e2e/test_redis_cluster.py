@@ -469,6 +469,11 @@ def test_master_killed_its_promoted_replica_is_found(cluster, stack, web):
         return request("GET", stack.url("/api/auth/me"), headers=h,
                        timeout=30).status_code
     wait_until(lambda: me(h) == 200, 20, "sessions back after failover")
+    # /health's Redis check pings a master the map names, not the dead
+    # node it may have been talking to.
+    wait_until(lambda: request("GET", stack.url("/health"),
+                               timeout=30).status_code == 200, 20,
+               "/health after the failover")
     for _ in range(8):
         assert me(h) == 200
     assert session_key(web, tok)[len("keel:sess:"):] in \
