@@ -543,21 +543,29 @@ pool_valid(struct keel_config *cfg, char *err, size_t n)
 static bool
 cluster_valid(const struct keel_config *cfg, char *err, size_t n)
 {
-	const char	*p, *slash;
+	const char	*p, *end, *db;
+	size_t		 len;
 
 	if (!cfg->redis_cluster)
 		return true;
-	if (strncmp(cfg->redis_url, "redis://", 8) != 0) {
-		snprintf(err, n, "REDIS_CLUSTER=1: REDIS_URL must be "
-		    "redis://host:port (a cluster node), not a unix socket");
-		return false;
-	}
-	p = cfg->redis_url + 8;
-	if ((slash = strchr(p, '/')) != NULL && slash[1] != '\0' &&
-	    strcmp(slash + 1, "0") != 0) {
-		snprintf(err, n, "REDIS_CLUSTER=1: REDIS_URL's database must "
-		    "be 0 (a cluster has no other)");
-		return false;
+	/* One node's URL, or several, comma-separated (seeds). */
+	for (p = cfg->redis_url; p != NULL; p = end != NULL ? end + 1 : NULL) {
+		end = strchr(p, ',');
+		len = end != NULL ? (size_t)(end - p) : strlen(p);
+		if (len < 8 || strncmp(p, "redis://", 8) != 0) {
+			snprintf(err, n, "REDIS_CLUSTER=1: REDIS_URL must be "
+			    "redis://host:port (cluster nodes, comma-separated), "
+			    "not a unix socket");
+			return false;
+		}
+		/* The database, after the first '/' past the scheme. */
+		if ((db = memchr(p + 8, '/', len - 8)) != NULL &&
+		    (size_t)(p + len - db - 1) > 0 &&
+		    !((size_t)(p + len - db - 1) == 1 && db[1] == '0')) {
+			snprintf(err, n, "REDIS_CLUSTER=1: REDIS_URL's database "
+			    "must be 0 (a cluster has no other)");
+			return false;
+		}
 	}
 	return true;
 }

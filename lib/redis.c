@@ -122,6 +122,34 @@ keel_redis_addr_free(struct keel_redis_addr *a)
 	memset(a, 0, sizeof(*a));
 }
 
+/*
+ * Cluster mode: REDIS_URL's nodes (config.c checked them: redis://,
+ * database 0, comma-separated) are the map's first nodes, asked for the
+ * map in turn; r->addr is the first's (its password is every node's).
+ */
+static void
+seeds(struct keel_redis *r, const char *url)
+{
+	struct keel_redis_addr	 a;
+	const char		*p, *end;
+	char			*one;
+
+	keel_rc_map_reset(r->map);
+	keel_redis_addr_free(&r->addr);
+	for (p = url; p != NULL; p = end != NULL ? end + 1 : NULL) {
+		end = strchr(p, ',');
+		one = end != NULL ? keel_strndup(p, (size_t)(end - p)) :
+		    keel_strdup(p);
+		keel_redis_addr_parse(one, &a);
+		free(one);
+		(void)keel_rc_map_node(r->map, a.host, a.port);
+		if (p == url)
+			r->addr = a;
+		else
+			keel_redis_addr_free(&a);
+	}
+}
+
 struct keel_redis *
 keel_redis_open(const struct keel_config *cfg)
 {
@@ -130,12 +158,9 @@ keel_redis_open(const struct keel_config *cfg)
 	r = keel_calloc(1, sizeof(*r));
 	r->timeout_ms = REDIS_TIMEOUT_MS;
 	keel_redis_addr_parse(cfg->redis_url, &r->addr);
-	/* config.c checked the URL: redis://, database 0. */
 	if (cfg->redis_cluster) {
 		r->map = keel_calloc(1, sizeof(*r->map));
-		keel_rc_map_reset(r->map);
-		/* Node 0: the seed, until the map says more. */
-		(void)keel_rc_map_node(r->map, r->addr.host, r->addr.port);
+		seeds(r, cfg->redis_url);
 		r->cur = 0;
 		r->stale = 1;
 	}

@@ -687,6 +687,8 @@ on_rconnect(const redisAsyncContext *ac, int status)
 	if (status != REDIS_OK) {
 		keel_log_warnx("redis (%s): connect: %s", rc->name, ac->errstr);
 		rc->ac = NULL;		/* hiredis frees it */
+		if (W.rc != NULL)
+			keel_redis_map_stale(W.rc);
 		rconn_later(rc);
 		return;
 	}
@@ -706,6 +708,9 @@ on_rdisconnect(const redisAsyncContext *ac, int status)
 		    status != REDIS_OK ? ac->errstr : "");
 	if (rc->subscriber && rc->up)
 		rc->lost = true;
+	/* Cluster mode: the node may have failed over; ask the map again. */
+	if (W.rc != NULL)
+		keel_redis_map_stale(W.rc);
 	rc->up = false;
 	rc->ac = NULL;
 	rconn_later(rc);
@@ -811,6 +816,15 @@ rconn_start(struct rconn *rc)
 	const struct keel_redis_addr	*a = &W.raddr;
 	redisAsyncContext		*ac;
 
+	/* Cluster mode: the subscription on slot 0's master by the map
+	 * (loaded again after it failed); any node hears every PUBLISH. */
+	if (rc->subscriber && W.rc != NULL && keel_redis_node_of(W.rc, "", 0,
+	    rc->host, sizeof(rc->host), &rc->port) != KEEL_OK) {
+		keel_log_warnx("redis (%s): %s", rc->name,
+		    keel_redis_errstr(W.rc));
+		rconn_later(rc);
+		return;
+	}
 	if (rc->host[0] != '\0')
 		ac = redisAsyncConnect(rc->host, rc->port);
 	else
@@ -1262,7 +1276,15 @@ stream_loop(const struct keel_config *cfg, int lfd, const sigset_t *waitmask)
 	evhttp_set_timeout(W.http, 10);
 	evhttp_set_max_headers_size(W.http, 16384);
 	evhttp_set_max_body_size(W.http, 0);
-	keel_redis_addr_parse(cfg->redis_url, &W.raddr);
+	if (cfg->redis_cluster) {
+		/* The first of the seeds (its password is every node's). */
+		char	*first = keel_strndup(cfg->redis_url,
+			    strcspn(cfg->redis_url, ","));
+
+		keel_redis_addr_parse(first, &W.raddr);
+		free(first);
+	} else
+		keel_redis_addr_parse(cfg->redis_url, &W.raddr);
 	W.cmd = (struct rconn){ .name = "commands" };
 	W.sub = (struct rconn){ .name = "subscription", .subscriber = true };
 	W.cmd.retry = must(evtimer_new(W.base, on_rretry, &W.cmd));

@@ -128,6 +128,10 @@ class RedisCluster:
     def url(self, i=0):
         return "redis://127.0.0.1:%d/0" % self.ports[i]
 
+    def urls(self):
+        """Every master's URL, comma-separated (REDIS_URL's seeds)."""
+        return ",".join(self.url(i) for i in range(len(self.ports)))
+
     def masters(self):
         """{node id: port} of the masters, from CLUSTER NODES."""
         out = {}

@@ -55,7 +55,7 @@ def cluster(request):
 @pytest.fixture(scope="module")
 def stack(request, cluster):
     """This module's own stack, its apps and programs on the cluster."""
-    s = Stack(env={"KEEL_STACK_REDIS_URL": cluster.url(0),
+    s = Stack(env={"KEEL_STACK_REDIS_URL": cluster.urls(),
                    "REDIS_CLUSTER": "1"})
     request.addfinalizer(s.stop)
     try:
@@ -347,14 +347,24 @@ def test_leaderboard_drained_and_rebuilt_on_the_cluster(cluster, stack,
 
 # ------------------------------------------------------------- streams
 
+def notify_via(cluster, port, stack, uid, title="on the cluster"):
+    """A notification for uid as the drainer makes it (test_stream.py's
+    row), published on the node at port; its id."""
+    from test_stream import insert
+    import json
+    nid, prev, item = insert(stack, uid, title)
+    msg = json.dumps({"userId": uid, "prev": prev,
+                      "notification": json.loads(item)})
+    cluster.cli(port, "PUBLISH", "keel:notify:%d" % uid, msg)
+    return nid
+
+
 def test_streams_open_by_token_and_ticket_and_get_live_events(cluster,
                                                               stack, web):
     # The stream app (hiredis async): the session and the ticket on
     # their nodes, the lease on the user's; a notification published on
     # a node the subscription isn't on still arrives (Redis 7 broadcasts
     # a PUBLISH to the whole cluster).
-    from test_stream import insert
-    import json
     users = []
     for _ in range(3):
         u = make_user(stack, "student")
@@ -372,12 +382,9 @@ def test_streams_open_by_token_and_ticket_and_get_live_events(cluster,
             s.next_event(0.3)
             key = "keel:sse:open:%d" % u["id"]
             assert owner(cluster, key) == cluster.port_of(key)
-            nid, prev, item = insert(stack, u["id"], "on the cluster")
-            msg = json.dumps({"userId": u["id"], "prev": prev,
-                              "notification": json.loads(item)})
-            at = cluster.ports[(i + 1) % 3]     # not the seed, mostly
-            assert int(cluster.cli(at, "PUBLISH",
-                                   "keel:notify:%d" % u["id"], msg)) >= 0
+            # On each node in turn: wherever the subscription is, one
+            # PUBLISH reaches it (Redis 7 broadcasts it).
+            nid = notify_via(cluster, cluster.ports[i % 3], stack, u["id"])
             ev = s.next_event(3)
             assert ev is not None and int(ev["id"]) == nid, ev
         finally:
@@ -443,37 +450,36 @@ def test_slot_being_migrated_is_followed_with_asking(cluster, stack, web):
 # ------------------------------------------------------------ failover
 
 def test_master_killed_its_promoted_replica_is_found(cluster, stack, web):
-    # Last: it takes a master away for good.  A user whose keys are on
-    # the master of the REDIS_URL node's neighbour, written and
-    # replicated (WAIT) before the crash.
-    u = make_user(stack, "student")
-    key = "keel:user-sess:{%d}" % u["id"]
+    # Last: it takes a master away for good -- the first of REDIS_URL's
+    # seeds.  A user whose keys are on it, written and replicated (WAIT)
+    # before the crash.
+    seed = cluster.ports[0]
+    while True:
+        u = make_user(stack, "student")
+        key = "keel:user-sess:{%d}" % u["id"]
+        if cluster.port_of(key) == seed:
+            break
     tok = login(web, u["email"])
     h = bearer(tok)
     assert web.get("/api/auth/me", headers=h).status_code == 200
-    port = cluster.port_of(key)
-    assert int(cluster.cli(port, "WAIT", 1, 5000)) == 1
-    cluster.kill(port)
-    # The cluster fails the node over (cluster-node-timeout 3 s).
-    def promoted():
+    assert int(cluster.cli(seed, "WAIT", 1, 5000)) == 1
+    cluster.kill(seed)
+
+    def promoted():     # the cluster fails it over (node timeout 3 s)
         try:
-            return cluster.port_of(key) not in (port, None)
+            return cluster.port_of(key) != seed
         except ClusterError:
             return False            # the slot's master is failing
     wait_until(promoted, 30, "the replica promoted")
     new = cluster.port_of(key)
     assert new in cluster.replicas
-    # Every worker finds the new master: a failed node makes its map
-    # stale, and the next call loads it again.
+
     def me(h):      # own connections: lighttpd closed the idle ones
         return request("GET", stack.url("/api/auth/me"), headers=h,
                        timeout=30).status_code
+    # Every worker finds the new master: a failed node makes its map
+    # stale, and the next call loads it again from another node.
     wait_until(lambda: me(h) == 200, 20, "sessions back after failover")
-    # /health's Redis check pings a master the map names, not the dead
-    # node it may have been talking to.
-    wait_until(lambda: request("GET", stack.url("/health"),
-                               timeout=30).status_code == 200, 20,
-               "/health after the failover")
     for _ in range(8):
         assert me(h) == 200
     assert session_key(web, tok)[len("keel:sess:"):] in \
@@ -482,3 +488,24 @@ def test_master_killed_its_promoted_replica_is_found(cluster, stack, web):
         h2 = bearer(login(fresh, u["email"]))
     assert me(h2) == 200
     assert int(cluster.cli(new, "SCARD", key)) == 2
+    # /health's Redis check pings a master the map names, not the dead
+    # node it may have been talking to.
+    wait_until(lambda: request("GET", stack.url("/health"),
+                               timeout=30).status_code == 200, 20,
+               "/health after the failover")
+    # A program started now finds the cluster from the other seeds.
+    p = stack.program("keel-queues", "stats", "email")
+    assert p.returncode == 0, p.stderr
+    # The stream app opens streams (the session and the lease on their
+    # masters) and its subscription moved off the dead node: a
+    # notification arrives (live, or by the catch-up that follows a
+    # subscription's return).
+    s = SSE.open(stack, headers=h2)
+    try:
+        assert s.status == 200, s.body
+        s.next_event(0.3)
+        nid = notify_via(cluster, cluster.live()[0], stack, u["id"])
+        ev = s.next_event(15)
+        assert ev is not None and int(ev["id"]) == nid, ev
+    finally:
+        s.close()

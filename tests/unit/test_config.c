@@ -209,9 +209,21 @@ test_redis_cluster(void **state)
 	setenv("REDIS_URL", "redis://:pw@10.0.0.1:7000", 1);
 	assert_true(load_with("REDIS_CLUSTER", "1"));
 	keel_config_free(&cfg);
+	/* Several seeds. */
+	setenv("REDIS_URL", "redis://10.0.0.1:7000/0,redis://10.0.0.2:7000,"
+	    "redis://10.0.0.3:7000/", 1);
+	assert_true(load_with("REDIS_CLUSTER", "1"));
+	keel_config_free(&cfg);
 	setenv("REDIS_URL", "redis://10.0.0.1:7000/3", 1);
 	assert_false(load_with("REDIS_CLUSTER", "1"));
 	assert_non_null(strstr(err, "database must be 0"));
+	setenv("REDIS_URL", "redis://10.0.0.1:7000,redis://10.0.0.2:7000/01",
+	    1);
+	assert_false(load_with("REDIS_CLUSTER", "1"));
+	assert_non_null(strstr(err, "database must be 0"));
+	setenv("REDIS_URL", "redis://10.0.0.1:7000,unix:///run/r.sock", 1);
+	assert_false(load_with("REDIS_CLUSTER", "1"));
+	assert_non_null(strstr(err, "REDIS_CLUSTER=1"));
 	setenv("REDIS_URL", "unix:///run/redis.sock", 1);
 	assert_false(load_with("REDIS_CLUSTER", "1"));
 	assert_non_null(strstr(err, "REDIS_CLUSTER=1"));
