@@ -17,6 +17,11 @@ Each host and the stores are stack.Stack objects attached to the
 directories scripts/fleet made (their start() is never called): path(),
 log(), app_pid(), worker_pids(), program(), spawn() act on that host,
 psql(), mail(), ports["redis"] on the shared stores.
+
+The hosts run the build through a deploy directory of the fleet's own
+(f.deploy_dir: symlinks to the build, the apps' binaries one by one), so
+a test can put a new binary in place, as a deploy does, without touching
+the build: f.deploy(path) puts a new copy at that path.
 """
 
 import atexit
@@ -56,6 +61,7 @@ class Fleet:
     def start(self):
         self.dir = tempfile.mkdtemp(prefix="keel-fleet-", dir="/tmp")
         os.chmod(self.dir, 0o755)
+        self._make_deploy_dir()
         names = ("haproxy", "host", "pg", "pg_replica", "redis", "memcached",
                  "memcached2", "smtp", "sentry", "prometheus")
         self.ports = dict(zip(names, free_ports(len(names))))
@@ -93,11 +99,41 @@ class Fleet:
     def fleet_dir(self):
         return os.path.join(self.dir, "fleet")
 
+    @property
+    def deploy_dir(self):
+        return os.path.join(self.dir, "deploy")
+
+    # The build's directories whose programs a deploy replaces one by one.
+    DEPLOYED = ("fcgi-apps", "stream")
+
+    def _make_deploy_dir(self):
+        os.mkdir(self.deploy_dir)
+        for e in os.listdir(self.build_dir):
+            src = os.path.join(self.build_dir, e)
+            dst = os.path.join(self.deploy_dir, e)
+            if e in self.DEPLOYED and os.path.isdir(src):
+                os.mkdir(dst)
+                for f in os.listdir(src):
+                    os.symlink(os.path.join(src, f), os.path.join(dst, f))
+            else:
+                os.symlink(src, dst)
+
+    def deploy(self, path):
+        """A new copy of the binary at path (under deploy_dir/fcgi-apps or
+        /stream) renamed over it, as a deploy puts a new build in place;
+        returns the new file's inode."""
+        assert os.path.dirname(os.path.dirname(path)) == self.deploy_dir \
+            and os.path.basename(os.path.dirname(path)) in self.DEPLOYED, path
+        tmp = path + ".new"
+        shutil.copy2(os.path.realpath(path), tmp)
+        os.rename(tmp, path)
+        return os.stat(path).st_ino
+
     def _env(self):
         e = dict(os.environ)
         e.update({
             "KEEL_FLEET_DIR": self.fleet_dir,
-            "KEEL_BUILD_DIR": self.build_dir,
+            "KEEL_BUILD_DIR": self.deploy_dir,
             "KEEL_FLEET_PORT": str(self.ports["haproxy"]),
             "KEEL_FLEET_HOST_PORT": str(self.ports["host"]),
             "KEEL_PG_PORT": str(self.ports["pg"]),
@@ -135,7 +171,7 @@ class Fleet:
 
     def _attach(self, d, addr, port):
         """A Stack on a directory scripts/fleet started."""
-        s = Stack(build_dir=self.build_dir)
+        s = Stack(build_dir=self.deploy_dir)
         s.dir = d
         s.env = parse_env_file(os.path.join(d, "env"))
         s.env.update(self.extra_env)

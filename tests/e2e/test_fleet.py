@@ -11,8 +11,9 @@ behind HAProxy, and what must hold across hosts.
   - jobs are drained exactly once by the cron drainers of both hosts,
     running at once on one queue;
   - the requests both hosts counted sum right in one Prometheus;
-  - every app of every host upgraded (SIGHUP), host after host, under load
-    through HAProxy: no failed request;
+  - a deploy: new binaries in place, every app of host 1 re-executed
+    (SIGHUP) and rolled, then host 2's, under load through HAProxy: no
+    failed request;
   - a host killed under load through HAProxy costs at most the requests
     it had in flight; HAProxy takes it out within ~2 s.
 
@@ -465,28 +466,54 @@ def app_pids(host):
     return out
 
 
+def exe_inode(pid):
+    """The inode of the file pid runs."""
+    return os.stat("/proc/%d/exe" % pid).st_ino
+
+
+def argv0(pid):
+    with open("/proc/%d/cmdline" % pid, "rb") as f:
+        return f.read().split(b"\0")[0].decode()
+
+
 def test_every_host_upgraded_in_turn_under_load_fails_no_request(
         fleet, admin, cars):
+    """A deploy: new binaries of every app in place, then every app of
+    host 1 told to re-execute (SIGHUP) and its roll waited for, then host
+    2's, all under load through HAProxy, writes included."""
+    apps = [app_pids(h) for h in fleet.hosts]
+    assert all(len(a) >= 15 for a in apps), apps
+    bins = {argv0(pid) for a in apps for pid in a.values()}
+    old = {b: os.stat(b).st_ino for b in bins}
     load = Load(fleet, admin, cars, n=4, writes=True)
     try:
         wait_until(lambda: len(load.ok) >= 20, 20, "the load to start")
-        for host in fleet.hosts:
-            apps = app_pids(host)
-            assert len(apps) >= 15, apps
-            before = {n: set(host.worker_pids(n)) for n in apps}
-            rolls = {n: host.log(n).count("workers replaced") for n in apps}
-            for pid in apps.values():
+        new = {b: fleet.deploy(b) for b in sorted(bins)
+               if os.path.basename(os.path.dirname(b)) in Fleet.DEPLOYED}
+        assert len(new) >= 14, new
+        for i, host in enumerate(fleet.hosts):
+            before = {n: set(host.worker_pids(n)) for n in apps[i]}
+            # Not rolled yet: the old binaries still serve here.
+            for n, pid in apps[i].items():
+                assert {exe_inode(w) for w in before[n]} == {
+                    old[argv0(pid)]}, n
+            rolls = {n: host.log(n).count("workers replaced")
+                     for n in apps[i]}
+            for pid in apps[i].values():
                 os.kill(pid, signal.SIGHUP)
 
             def rolled():
                 return all(host.log(n).count("workers replaced") > rolls[n]
-                           for n in apps)
+                           for n in apps[i])
             wait_until(rolled, 60, "every app of %s to roll" % host.addr,
                        step=0.1)
-            for n, pid in apps.items():
-                assert host.app_pid(n) == pid, n    # same supervisor
+            for n, pid in apps[i].items():
+                assert host.app_pid(n) == pid, n    # the same supervisor
                 now = set(host.worker_pids(n))
                 assert now and not now & before[n], (n, before[n], now)
+                b = argv0(pid)
+                assert {exe_inode(w) for w in now} | {exe_inode(pid)} == {
+                    new.get(b, old[b])}, n
             done = len(load.ok)
             wait_until(lambda: len(load.ok) >= done + 10, 20,
                        "answers after the roll of %s" % host.addr)
