@@ -484,7 +484,9 @@ def test_every_host_upgraded_in_turn_under_load_fails_no_request(
     apps = [app_pids(h) for h in fleet.hosts]
     assert all(len(a) >= 15 for a in apps), apps
     bins = {argv0(pid) for a in apps for pid in a.values()}
-    old = {b: os.stat(b).st_ino for b in bins}
+    # What each supervisor runs now: the file its workers run until its
+    # roll.
+    old = [{n: exe_inode(pid) for n, pid in a.items()} for a in apps]
     load = Load(fleet, admin, cars, n=4, writes=True)
     try:
         wait_until(lambda: len(load.ok) >= 20, 20, "the load to start")
@@ -494,9 +496,8 @@ def test_every_host_upgraded_in_turn_under_load_fails_no_request(
         for i, host in enumerate(fleet.hosts):
             before = {n: set(host.worker_pids(n)) for n in apps[i]}
             # Not rolled yet: the old binaries still serve here.
-            for n, pid in apps[i].items():
-                assert {exe_inode(w) for w in before[n]} == {
-                    old[argv0(pid)]}, n
+            for n in apps[i]:
+                assert {exe_inode(w) for w in before[n]} == {old[i][n]}, n
             rolls = {n: host.log(n).count("workers replaced")
                      for n in apps[i]}
             for pid in apps[i].values():
@@ -513,7 +514,7 @@ def test_every_host_upgraded_in_turn_under_load_fails_no_request(
                 assert now and not now & before[n], (n, before[n], now)
                 b = argv0(pid)
                 assert {exe_inode(w) for w in now} | {exe_inode(pid)} == {
-                    new.get(b, old[b])}, n
+                    new.get(b, old[i][n])}, n
             done = len(load.ok)
             wait_until(lambda: len(load.ok) >= done + 10, 20,
                        "answers after the roll of %s" % host.addr)
@@ -548,8 +549,11 @@ def test_a_host_killed_under_load_costs_at_most_its_requests_in_flight(
                    "answers from the host left")
     finally:
         ok, failures = load.stop()
-    print("kill: %d answers, %d failed, host2 out after %.2f s"
-          % (len(ok), len(failures), drained_in))
+    c = fleet.haproxy_counters()["host2"]
+    print("kill: %d answers, %d failed, host2 out after %.2f s; HAProxy: "
+          "%s retries, %s redispatches, %s connection errors, %s response "
+          "errors on host2" % (len(ok), len(failures), drained_in, c["wretr"],
+                               c["wredis"], c["econ"], c["eresp"]))
     # At most one request in flight per client connection when it died.
     assert len(failures) <= n, failures
     assert drained_in <= 2.5, drained_in
