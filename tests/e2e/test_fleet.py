@@ -5,7 +5,8 @@ behind HAProxy, and what must hold across hosts.
 
   - a session made on host A works on B, and a logout on B ends it on A;
   - a rate limit is exact over both hosts together;
-  - a write on A invalidates B's next cached read;
+  - a write on A invalidates B's next cached read; both hosts cache in
+    both memcached servers;
   - a submit on A reaches the board, and a stream connected to B, within
     2 s (the hosts' cron drainers carry it);
   - jobs are drained exactly once by the cron drainers of both hosts,
@@ -190,6 +191,38 @@ def test_a_write_on_one_host_invalidates_the_others_cached_read(
             r = rd.get(item, headers=admin)
             assert (r.headers["X-Cache"], r.json()["model"]) == ("HIT",
                                                                  model), i
+
+
+def memcached_items(port):
+    """curr_items of the memcached server on 127.0.0.1:port."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        c.sendall(b"stats\r\n")
+        buf = b""
+        while not buf.endswith(b"END\r\n"):
+            b = c.recv(65536)
+            if not b:
+                break
+            buf += b
+    m = re.search(rb"STAT curr_items (\d+)", buf)
+    return int(m.group(1))
+
+
+def test_every_host_caches_in_both_memcached_servers(fleet, admin):
+    ports = (fleet.ports["memcached"], fleet.ports["memcached2"])
+    servers = fleet.hosts[0].env["MEMCACHED_SERVERS"]
+    assert servers == ",".join("127.0.0.1:%d" % p for p in ports)
+    assert all(h.env["MEMCACHED_SERVERS"] == servers for h in fleet.hosts)
+    before = [memcached_items(p) for p in ports]
+    with session(fleet.hosts[0]) as on_a, session(fleet.hosts[1]) as on_b:
+        for i in range(24):
+            r = on_a.post("/api/cars", json=car_body(), headers=admin)
+            assert r.status_code == 201, r.text
+            r = (on_a, on_b)[i % 2].get("/api/cars/%d" % r.json()["id"],
+                                        headers=admin)
+            assert r.status_code == 200
+    after = [memcached_items(p) for p in ports]
+    # Keys spread over both servers by consistent hashing.
+    assert all(a > b for a, b in zip(after, before)), (before, after)
 
 
 # ------------------------------------------------------------ cron drainers
