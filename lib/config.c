@@ -20,6 +20,7 @@
 #include "keel/config.h"
 #include "keel/log.h"
 #include "keel/mem.h"
+#include "keel/sentinel.h"
 #include "keel/text.h"
 
 enum cfg_type {
@@ -27,6 +28,7 @@ enum cfg_type {
 	CFG_STR,		/* any string */
 	CFG_URL_PG,		/* postgres:// or postgresql:// URL, or "" */
 	CFG_URL_REDIS,		/* redis:// URL */
+	CFG_SENTINELS,		/* a host:port comma list, or "" */
 	CFG_SECRET,		/* at least min characters */
 	CFG_LEVEL,		/* a log level name */
 	CFG_RATE,		/* "N/SECONDS" or "off": a struct keel_rate */
@@ -120,6 +122,16 @@ static const struct cfg_row rows[] = {
 	    .def = "redis://127.0.0.1:6379/0", .off = OFF(redis_url),
 	    .what = "Redis: redis://[:password@]host:port/db, or "
 	    "unix:///path/to/redis.sock[?db=N]" },
+	{ .name = "REDIS_SENTINELS", .type = CFG_SENTINELS, .def = "",
+	    .off = OFF(redis_sentinels),
+	    .what = "Redis Sentinel: the sentinels, host:port, "
+	    "comma-separated; set, keel asks them where the master is at "
+	    "every (re)connection and REDIS_URL gives only the password and "
+	    "the db (empty: REDIS_URL's host is the master)" },
+	{ .name = "REDIS_SENTINEL_MASTER", .type = CFG_STR, .def = "mymaster",
+	    .off = OFF(redis_sentinel_master),
+	    .what = "the name the sentinels know the master by (their "
+	    "sentinel monitor line)" },
 	{ .name = "MEMCACHED_SERVERS", .type = CFG_STR,
 	    .def = "127.0.0.1:11211", .off = OFF(memcached_servers),
 	    .what = "memcached servers, host:port, comma-separated "
@@ -376,6 +388,7 @@ cfg_set(struct keel_config *cfg, const struct cfg_row *r, const char *v,
 {
 	void			*field = (char *)cfg + r->off;
 	struct keel_addr_rule	*rule;
+	struct keel_sentinel_addr sentinels[KEEL_SENTINEL_MAX];
 	enum keel_log_level	 level;
 	int64_t			 iv;
 
@@ -440,6 +453,14 @@ cfg_set(struct keel_config *cfg, const struct cfg_row *r, const char *v,
 		    strncmp(v, "unix:///", 8) != 0) {
 			snprintf(err, n, "%s: expected redis://host:port/db "
 			    "or unix:///path/to/socket", r->name);
+			return false;
+		}
+		break;
+	case CFG_SENTINELS:
+		if (*v != '\0' && keel_sentinel_parse(v, sentinels,
+		    KEEL_NELEM(sentinels)) < 0) {
+			snprintf(err, n, "%s: expected host:port[,host:port"
+			    "...] (at most %d)", r->name, KEEL_SENTINEL_MAX);
 			return false;
 		}
 		break;

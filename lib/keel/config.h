@@ -59,6 +59,9 @@ struct keel_config {
 					   statements, 0 unnamed (PgBouncer's
 					   transaction pooling) */
 	char	*redis_url;		/* REDIS_URL */
+	char	*redis_sentinels;	/* REDIS_SENTINELS: host:port list, or
+					   "" (REDIS_URL's host is the master) */
+	char	*redis_sentinel_master;	/* REDIS_SENTINEL_MASTER: its name */
 	char	*memcached_servers;	/* MEMCACHED_SERVERS: host:port list */
 	char	*secret;		/* KEEL_SECRET: signs cursors; >= 32 chars */
 	char	*routes_file;		/* KEEL_ROUTES_FILE: built route list */
