@@ -1,0 +1,326 @@
+# SPDX-License-Identifier: ISC
+"""test_sentinel.py -- keel follows a Redis Sentinel failover and loses no
+job (issue 14 item 4, the Sentinel part).
+
+The module starts its own Redis master, one replica and three sentinels
+(quorum 2, down-after 1 s, failover-timeout 3 s) on free loopback ports
+in a temp dir, then a stack whose apps and cron programs find Redis only
+through the sentinels (REDIS_SENTINELS, REDIS_SENTINEL_MASTER; the
+stack's own Redis is left unused).  Under a bounded stream of requests --
+password resets, each a job through the outbox, and session reads, which
+need Redis -- it cuts the replica's link (so the master acknowledges
+writes the replica never gets, as asynchronous replication does), kills
+the master with SIGKILL, and holds keel to:
+
+- the sentinels promote the replica, and keel's session reads answer 200
+  again within a few seconds of it; meanwhile they answer 503
+  `unavailable` (DESIGN.md's failure table, Redis row), never a 500;
+- every reset answers 202 throughout (a write needs no Redis: its job
+  waits in the outbox);
+- every job committed is delivered exactly once: one mail per reset, no
+  Message-ID twice, every outbox row finished -- the relay pushes again
+  what the promoted replica never had (lost=N);
+- a notification stream opened before the kill receives a notification
+  made after the failover (the stream app resubscribes through the
+  sentinels and catches up).
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+
+from accounts import bearer, login, make_user
+from helpers import BaseUrlSession, request, wait_until
+from sse import SSE
+from stack import Stack, StackError, alive, free_ports
+from test_jobs import FAST, summary
+from test_stream import insert
+
+MASTER = "keel"             # the name the sentinels know the master by
+RESETS = 80                 # jobs in the write stream
+RESET_PACE = 0.06           # seconds between them (~5 s of writes)
+READ_PACE = 0.02
+RECOVER_S = 5.0             # promotion to keel's first 200, at most
+
+
+def cli(port, *args, timeout=5):
+    """redis-cli --raw against 127.0.0.1:port; its output, stripped."""
+    return subprocess.run(
+        ["redis-cli", "-h", "127.0.0.1", "-p", str(port), "--raw"]
+        + [str(a) for a in args], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, timeout=timeout).stdout.strip()
+
+
+class Sentinels:
+    """A master, a replica and three sentinels, started by pid, stopped
+    by pid."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="keel-sentinel-", dir="/tmp")
+        (self.master, self.replica, *self.sentinels) = free_ports(5)
+        self.procs = {}
+
+    def _spawn(self, name, args):
+        log = open(os.path.join(self.dir, name + ".log"), "w")
+        self.procs[name] = subprocess.Popen(
+            ["redis-server"] + args, stdout=log, stderr=subprocess.STDOUT,
+            cwd=self.dir)
+        log.close()
+
+    def start(self):
+        common = ["--bind", "127.0.0.1", "--save", "", "--appendonly",
+                  "no", "--dir", self.dir]
+        self._spawn("master", ["--port", str(self.master),
+                               "--dbfilename", "master.rdb"] + common)
+        self._spawn("replica", ["--port", str(self.replica),
+                                "--dbfilename", "replica.rdb",
+                                "--replicaof", "127.0.0.1",
+                                str(self.master)] + common)
+        for i, port in enumerate(self.sentinels):
+            conf = os.path.join(self.dir, "sentinel%d.conf" % i)
+            with open(conf, "w") as f:
+                f.write("bind 127.0.0.1\nport %d\ndir %s\n"
+                        "sentinel monitor %s 127.0.0.1 %d 2\n"
+                        "sentinel down-after-milliseconds %s 1000\n"
+                        "sentinel failover-timeout %s 3000\n"
+                        "sentinel parallel-syncs %s 1\n"
+                        % (port, self.dir, MASTER, self.master, MASTER,
+                           MASTER, MASTER))
+            self._spawn("sentinel%d" % i, [conf, "--sentinel"])
+        # Ready: the replica in sync, and every sentinel knowing it and
+        # the two others (a failover needs a majority to authorise it).
+        wait_until(lambda: "master_link_status:up" in cli(
+            self.replica, "INFO", "replication"), 20, "replica in sync")
+        for port in self.sentinels:
+            wait_until(lambda: self._knows_all(port), 30,
+                       "sentinel %d knows the replica and the others" % port)
+        return self
+
+    def _knows_all(self, port):
+        out = cli(port, "SENTINEL", "MASTER", MASTER).split("\n")
+        fields = dict(zip(out[0::2], out[1::2]))
+        return (fields.get("num-slaves") == "1"
+                and fields.get("num-other-sentinels") == "2")
+
+    def master_port(self, via=None):
+        """The master's port as a sentinel says it (None if it can't)."""
+        out = cli(via or self.sentinels[0], "SENTINEL",
+                  "get-master-addr-by-name", MASTER).split("\n")
+        return int(out[1]) if len(out) == 2 and out[1].isdigit() else None
+
+    def env(self):
+        return {"REDIS_SENTINELS": ",".join(
+            "127.0.0.1:%d" % p for p in self.sentinels),
+            "REDIS_SENTINEL_MASTER": MASTER}
+
+    def stop(self):
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.procs = {}
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def redis_ha(request):
+    s = Sentinels()
+    request.addfinalizer(s.stop)
+    return s.start()
+
+
+@pytest.fixture(scope="module")
+def stack(request, redis_ha):
+    """This module's stack: its apps and programs reach Redis only
+    through the sentinels."""
+    env = redis_ha.env()
+    env.update({"KEEL_RELAY_RECHECK": "1", "KEEL_WORKERS": "4"})
+    s = Stack(env=env)
+    request.addfinalizer(s.stop)
+    try:
+        s.start()
+    except StackError as e:
+        pytest.fail("could not start the stack: %s" % e)
+    return s
+
+
+def test_keel_finds_the_master_through_the_sentinels(stack, redis_ha):
+    assert stack.env["REDIS_SENTINELS"] == redis_ha.env()["REDIS_SENTINELS"]
+    with BaseUrlSession(stack.base_url) as s:
+        r = s.get("/health")
+        assert r.status_code == 200, r.text
+        assert r.json()["checks"]["redis"]["status"] == "up"
+        u = make_user(stack, "student")
+        r = s.get("/api/auth/me", headers=bearer(login(s, u["email"])))
+        assert r.status_code == 200, r.text
+    # The session is in the sentinels' master, not in the stack's Redis.
+    assert cli(redis_ha.master, "KEYS", "keel:sess:*") != ""
+    assert cli(stack.ports["redis"], "KEYS", "keel:sess:*") == ""
+
+
+def reads(stack, headers, out, stop):
+    """Session reads until stop: (t, status, code, seconds) each."""
+    while not stop.is_set():
+        t0 = time.monotonic()
+        try:
+            r = request("GET", stack.url("/api/auth/me"), headers=headers,
+                        timeout=20)
+            code = None
+            if r.status_code != 200:
+                try:
+                    code = r.json()["error"]["code"]
+                except (ValueError, KeyError, TypeError):
+                    code = r.text[:80]
+            out.append((t0, r.status_code, code, time.monotonic() - t0))
+        except Exception as e:      # noqa: BLE001 -- a failed request
+            out.append((t0, None, repr(e), time.monotonic() - t0))
+        time.sleep(READ_PACE)
+
+
+def resets(stack, email, out):
+    """RESETS password resets for email, paced: (t, status) each."""
+    for _ in range(RESETS):
+        t0 = time.monotonic()
+        try:
+            r = request("POST", stack.url("/api/auth/password-reset"),
+                        json={"email": email}, timeout=20)
+            out.append((t0, r.status_code))
+        except Exception as e:      # noqa: BLE001
+            out.append((t0, repr(e)))
+        time.sleep(RESET_PACE)
+
+
+def cut_replication(redis_ha):
+    """Drops the replica's link and returns once the replica says it is
+    down: from here the master acknowledges writes the replica never
+    gets (the replica reconnects within a second: kill at once)."""
+    for _ in range(10):
+        cli(redis_ha.master, "CLIENT", "KILL", "TYPE", "replica")
+        if "master_link_status:down" in cli(redis_ha.replica, "INFO",
+                                            "replication"):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_failover_under_load_loses_no_job(stack, redis_ha):
+    stack.psql("DELETE FROM outbox")
+    stack.clear_mail()
+    with BaseUrlSession(stack.base_url) as s:
+        reader = make_user(stack, "customer")
+        h = bearer(login(s, reader["email"]))
+        mailer = make_user(stack, "student")
+        streamer = make_user(stack, "student")
+        sh = bearer(login(s, streamer["email"]))
+    # The sessions reach the replica before anything is cut.
+    assert int(cli(redis_ha.master, "WAIT", 1, 2000)) == 1
+    assert redis_ha.master_port() == redis_ha.master
+
+    relay = stack.spawn("keel-outbox-relay", "--budget", 120,
+                        env={"KEEL_RELAY_RECHECK": "1"})
+    drainer = stack.spawn("keel-drain-email", "--budget", 120, env=FAST)
+    sse = SSE.open(stack, headers=sh)
+    assert sse.status == 200
+    got, sent, stop = [], [], threading.Event()
+    tr = threading.Thread(target=reads, args=(stack, h, got, stop))
+    tw = threading.Thread(target=resets, args=(stack, mailer["email"],
+                                               sent))
+    master_pid = redis_ha.procs["master"].pid
+    try:
+        tr.start()
+        tw.start()
+        time.sleep(1.5)
+        assert cut_replication(redis_ha), "the replica kept its link"
+        time.sleep(0.3)
+        t_kill = time.monotonic()
+        os.kill(master_pid, signal.SIGKILL)
+        wait_until(lambda: not alive(master_pid), 5, "the master dead")
+        # The sentinels promote the replica.
+        wait_until(lambda: redis_ha.master_port() == redis_ha.replica, 30,
+                   "the sentinels' promotion of the replica", step=0.1)
+        t_promoted = time.monotonic()
+        # keel answers again within RECOVER_S of the promotion.
+        wait_until(lambda: any(t > t_promoted and st == 200
+                               for t, st, _, _ in got), RECOVER_S + 5,
+                   "keel's first 200 after the promotion")
+        tw.join(timeout=60)
+        assert not tw.is_alive(), "the write stream did not end"
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        tr.join(timeout=30)
+    try:
+        # The stream opened before the kill gets a notification made
+        # after the failover: resubscribed through the sentinels (and
+        # caught up from PostgreSQL on the way).
+        nid, prev, item = insert(stack, streamer["id"], "after failover")
+        cli(redis_ha.replica, "PUBLISH", "keel:notify:%d" % streamer["id"],
+            json.dumps({"userId": streamer["id"], "prev": prev,
+                        "notification": json.loads(item)}))
+        ev = None
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            ev = sse.next_event(1)
+            if ev is not None and ev.get("id") == str(nid):
+                break
+        assert ev is not None and ev.get("id") == str(nid), \
+            "the stream missed the notification made after the failover"
+    finally:
+        sse.close()
+
+    # Every reset committed: a write needs no Redis.
+    assert [st for _, st in sent] == [202] * RESETS, sent
+    # Reads: 200, or 503 unavailable while there was no master; no 500,
+    # nothing else, and answered well within the deadline.
+    bad = [g for g in got if not (g[1] == 200 or (
+        g[1] == 503 and g[2] == "unavailable"))]
+    assert not bad, bad[:10]
+    assert max(g[3] for g in got) < 5, max(g[3] for g in got)
+    n503 = sum(1 for g in got if g[1] == 503)
+    first_ok = min(t for t, st, _, _ in got if t > t_promoted and st == 200)
+    assert first_ok - t_promoted < RECOVER_S
+    after = [st for t, st, _, _ in got if t > first_ok + 1.0]
+    assert after and all(st == 200 for st in after), after[:20]
+    assert all(st == 200 for t, st, _, _ in got if t < t_kill)
+
+    # Every job delivered once: the drainer and relay run on; wait for
+    # the last mail, then stop them and read their summaries.
+    def delivered():
+        return [m for m in stack.mail()
+                if m["To"].addresses[0].addr_spec == mailer["email"]]
+    try:
+        wait_until(lambda: len(delivered()) >= RESETS, 60,
+                   "every reset's mail", step=0.5)
+        wait_until(lambda: stack.psql(
+            "SELECT count(*) FROM outbox WHERE finished_at IS NULL") == "0",
+            30, "every outbox row finished", step=0.5)
+        time.sleep(1.0)     # a duplicate would come now, if ever
+    finally:
+        for p in (drainer, relay):
+            p.send_signal(signal.SIGTERM)
+        dout = drainer.communicate(timeout=60)
+        rout = relay.communicate(timeout=60)
+    mails = delivered()
+    ids = [m["Message-ID"] for m in mails]
+    assert len(mails) == RESETS, (len(mails), dout, rout)
+    assert len(set(ids)) == len(ids), "a job was delivered twice"
+    lost = re.search(r"lost=(\d+)", rout[0])
+    s = summary(dout[0])
+    print("sentinel failover: %d reads (%d x 503), first 200 %.2f s after "
+          "the promotion (%.2f s after the kill), relay lost=%s, drain %s"
+          % (len(got), n503, first_ok - t_promoted, first_ok - t_kill,
+             lost.group(1) if lost else "?", s))
+    assert lost, rout
