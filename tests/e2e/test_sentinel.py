@@ -23,6 +23,11 @@ the master with SIGKILL, and holds keel to:
 - a notification stream opened before the kill receives a notification
   made after the failover (the stream app resubscribes through the
   sentinels and catches up).
+
+Then a planned switchover (SENTINEL FAILOVER to a new replica, the old
+master alive): the same load and the same checks.  The old master takes
+keel's writes until the sentinels demote it (they close its clients
+then), so pushes are lost there too and come back through the relay.
 """
 
 import json
@@ -109,6 +114,26 @@ class Sentinels:
         fields = dict(zip(out[0::2], out[1::2]))
         return (fields.get("num-slaves") == "1"
                 and fields.get("num-other-sentinels") == "2")
+
+    def add_replica(self, of):
+        """Starts another replica, of port `of`, and waits until every
+        sentinel knows it as a healthy replica; its port."""
+        (port,) = free_ports(1)
+        self._spawn("replica%d" % port, [
+            "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", self.dir, "--dbfilename",
+            "r%d.rdb" % port, "--replicaof", "127.0.0.1", str(of)])
+        wait_until(lambda: "master_link_status:up" in cli(
+            port, "INFO", "replication"), 20, "the new replica in sync")
+
+        def healthy(via):
+            out = cli(via, "SENTINEL", "REPLICAS", MASTER).split("\n")
+            return "name\n127.0.0.1:%d\n" % port in "\n".join(out) + "\n" \
+                and any(line == "slave" for line in out)
+        for via in self.sentinels:
+            wait_until(lambda: healthy(via), 30,
+                       "sentinel %d knows the new replica" % via, step=0.2)
+        return port
 
     def master_port(self, via=None):
         """The master's port as a sentinel says it (None if it can't)."""
@@ -214,52 +239,123 @@ def cut_replication(redis_ha):
         redis_ha.replica, "INFO", "replication"), 5)
 
 
+class Load:
+    """Session reads and password resets (jobs through the outbox) on
+    their threads, with keel's relay and email drainer running, around a
+    fault; then the checks every scenario shares."""
+
+    def __init__(self, stack):
+        self.stack = stack
+        stack.psql("DELETE FROM outbox")
+        stack.clear_mail()
+        with BaseUrlSession(stack.base_url) as s:
+            reader = make_user(stack, "customer")
+            self.h = bearer(login(s, reader["email"]))
+            self.mailer = make_user(stack, "student")
+        self.got, self.sent, self.stop = [], [], threading.Event()
+        self.tr = threading.Thread(target=reads, args=(
+            stack, self.h, self.got, self.stop))
+        self.tw = threading.Thread(target=resets, args=(
+            stack, self.mailer["email"], self.sent))
+        self.progs = []
+        self.t_fault = self.t_promoted = self.first_ok = None
+
+    def start(self):
+        self.relay = self.stack.spawn("keel-outbox-relay", "--budget", 120,
+                                      env={"KEEL_RELAY_RECHECK": "1"})
+        self.drainer = self.stack.spawn("keel-drain-email", "--budget", 120,
+                                        env=FAST)
+        self.tr.start()
+        self.tw.start()
+
+    def promoted(self, redis_ha, port):
+        """Waits for the sentinels to name port the master, then for
+        keel's first 200 after that, then for the writes to end."""
+        wait_until(lambda: redis_ha.master_port() == port, 60,
+                   "the sentinels' promotion of %d" % port, step=0.1)
+        self.t_promoted = time.monotonic()
+        wait_until(lambda: any(t > self.t_promoted and st == 200
+                               for t, st, _, _ in self.got), RECOVER_S + 5,
+                   "keel's first 200 after the promotion")
+        self.tw.join(timeout=60)
+        assert not self.tw.is_alive(), "the write stream did not end"
+        time.sleep(1.0)
+
+    def end(self):
+        self.stop.set()
+        self.tr.join(timeout=30)
+
+    def check(self):
+        """The requests, then every job delivered exactly once; returns
+        the relay's lost=N."""
+        got, sent = self.got, self.sent
+        # Every reset committed: a write needs no Redis.
+        assert [st for _, st in sent] == [202] * RESETS, sent
+        # Reads: 200, or 503 unavailable while there was no master; no
+        # 500, nothing else, and answered well within the deadline.
+        bad = [g for g in got if not (g[1] == 200 or (
+            g[1] == 503 and g[2] == "unavailable"))]
+        assert not bad, bad[:10]
+        assert max(g[3] for g in got) < 5, max(g[3] for g in got)
+        self.first_ok = min(t for t, st, _, _ in got
+                            if t > self.t_promoted and st == 200)
+        assert self.first_ok - self.t_promoted < RECOVER_S
+        after = [st for t, st, _, _ in got if t > self.first_ok + 1.0]
+        assert after and all(st == 200 for st in after), after[:20]
+        assert all(st == 200 for t, st, _, _ in got if t < self.t_fault)
+
+        def delivered():
+            return [m for m in self.stack.mail() if
+                    m["To"].addresses[0].addr_spec == self.mailer["email"]]
+        try:
+            wait_until(lambda: len(delivered()) >= RESETS, 60,
+                       "every reset's mail", step=0.5)
+            wait_until(lambda: self.stack.psql(
+                "SELECT count(*) FROM outbox WHERE finished_at IS NULL")
+                == "0", 30, "every outbox row finished", step=0.5)
+            time.sleep(1.0)     # a duplicate would come now, if ever
+        finally:
+            for p in (self.drainer, self.relay):
+                p.send_signal(signal.SIGTERM)
+            dout = self.drainer.communicate(timeout=60)
+            rout = self.relay.communicate(timeout=60)
+        mails = delivered()
+        ids = [m["Message-ID"] for m in mails]
+        assert len(mails) == RESETS, (len(mails), dout, rout)
+        assert len(set(ids)) == len(ids), "a job was delivered twice"
+        lost = re.search(r"lost=(\d+)", rout[0])
+        assert lost, rout
+        print("%d reads (%d x 503), first 200 %.2f s after the promotion "
+              "(%.2f s after the fault), relay lost=%s, drain %s"
+              % (len(got), sum(1 for g in got if g[1] == 503),
+                 self.first_ok - self.t_promoted,
+                 self.first_ok - self.t_fault, lost.group(1),
+                 summary(dout[0])))
+        return int(lost.group(1))
+
+
 def test_failover_under_load_loses_no_job(stack, redis_ha):
-    stack.psql("DELETE FROM outbox")
-    stack.clear_mail()
+    load = Load(stack)
     with BaseUrlSession(stack.base_url) as s:
-        reader = make_user(stack, "customer")
-        h = bearer(login(s, reader["email"]))
-        mailer = make_user(stack, "student")
         streamer = make_user(stack, "student")
         sh = bearer(login(s, streamer["email"]))
     # The sessions reach the replica before anything is cut.
     assert int(cli(redis_ha.master, "WAIT", 1, 2000)) == 1
     assert redis_ha.master_port() == redis_ha.master
-
-    relay = stack.spawn("keel-outbox-relay", "--budget", 120,
-                        env={"KEEL_RELAY_RECHECK": "1"})
-    drainer = stack.spawn("keel-drain-email", "--budget", 120, env=FAST)
     sse = SSE.open(stack, headers=sh)
     assert sse.status == 200
-    got, sent, stop = [], [], threading.Event()
-    tr = threading.Thread(target=reads, args=(stack, h, got, stop))
-    tw = threading.Thread(target=resets, args=(stack, mailer["email"],
-                                               sent))
     master_pid = redis_ha.procs["master"].pid
     try:
-        tr.start()
-        tw.start()
+        load.start()
         time.sleep(1.5)
         assert cut_replication(redis_ha), "the replica kept its link"
         time.sleep(0.3)
-        t_kill = time.monotonic()
+        load.t_fault = time.monotonic()
         os.kill(master_pid, signal.SIGKILL)
         wait_until(lambda: not alive(master_pid), 5, "the master dead")
-        # The sentinels promote the replica.
-        wait_until(lambda: redis_ha.master_port() == redis_ha.replica, 30,
-                   "the sentinels' promotion of the replica", step=0.1)
-        t_promoted = time.monotonic()
-        # keel answers again within RECOVER_S of the promotion.
-        wait_until(lambda: any(t > t_promoted and st == 200
-                               for t, st, _, _ in got), RECOVER_S + 5,
-                   "keel's first 200 after the promotion")
-        tw.join(timeout=60)
-        assert not tw.is_alive(), "the write stream did not end"
-        time.sleep(1.0)
+        load.promoted(redis_ha, redis_ha.replica)
     finally:
-        stop.set()
-        tr.join(timeout=30)
+        load.end()
     try:
         # The stream opened before the kill gets a notification made
         # after the failover: resubscribed through the sentinels (and
@@ -278,47 +374,37 @@ def test_failover_under_load_loses_no_job(stack, redis_ha):
             "the stream missed the notification made after the failover"
     finally:
         sse.close()
+    print("\nsentinel failover (kill -9):", end=" ")
+    lost = load.check()
+    # The cut link made the master acknowledge pushes the replica never
+    # got: the relay pushed them again (else the test tested nothing).
+    assert lost > 0
 
-    # Every reset committed: a write needs no Redis.
-    assert [st for _, st in sent] == [202] * RESETS, sent
-    # Reads: 200, or 503 unavailable while there was no master; no 500,
-    # nothing else, and answered well within the deadline.
-    bad = [g for g in got if not (g[1] == 200 or (
-        g[1] == 503 and g[2] == "unavailable"))]
-    assert not bad, bad[:10]
-    assert max(g[3] for g in got) < 5, max(g[3] for g in got)
-    n503 = sum(1 for g in got if g[1] == 503)
-    first_ok = min(t for t, st, _, _ in got if t > t_promoted and st == 200)
-    assert first_ok - t_promoted < RECOVER_S
-    after = [st for t, st, _, _ in got if t > first_ok + 1.0]
-    assert after and all(st == 200 for st in after), after[:20]
-    assert all(st == 200 for t, st, _, _ in got if t < t_kill)
 
-    # Every job delivered once: the drainer and relay run on; wait for
-    # the last mail, then stop them and read their summaries.
-    def delivered():
-        return [m for m in stack.mail()
-                if m["To"].addresses[0].addr_spec == mailer["email"]]
+def test_a_planned_switchover_is_followed(stack, redis_ha):
+    """SENTINEL FAILOVER with the old master alive: it is demoted to a
+    replica of the new one (the sentinels close its clients), and keel,
+    whose writes would meet -READONLY there, follows to the new master."""
+    old = redis_ha.master_port()
+    assert old == redis_ha.replica      # after the failover above
+    new = redis_ha.add_replica(old)
+    load = Load(stack)
     try:
-        wait_until(lambda: len(delivered()) >= RESETS, 60,
-                   "every reset's mail", step=0.5)
-        wait_until(lambda: stack.psql(
-            "SELECT count(*) FROM outbox WHERE finished_at IS NULL") == "0",
-            30, "every outbox row finished", step=0.5)
-        time.sleep(1.0)     # a duplicate would come now, if ever
+        load.start()
+        time.sleep(1.5)
+        load.t_fault = time.monotonic()
+        assert cli(redis_ha.sentinels[1], "SENTINEL", "FAILOVER",
+                   MASTER) == "OK"
+        load.promoted(redis_ha, new)
     finally:
-        for p in (drainer, relay):
-            p.send_signal(signal.SIGTERM)
-        dout = drainer.communicate(timeout=60)
-        rout = relay.communicate(timeout=60)
-    mails = delivered()
-    ids = [m["Message-ID"] for m in mails]
-    assert len(mails) == RESETS, (len(mails), dout, rout)
-    assert len(set(ids)) == len(ids), "a job was delivered twice"
-    lost = re.search(r"lost=(\d+)", rout[0])
-    s = summary(dout[0])
-    print("sentinel failover: %d reads (%d x 503), first 200 %.2f s after "
-          "the promotion (%.2f s after the kill), relay lost=%s, drain %s"
-          % (len(got), n503, first_ok - t_promoted, first_ok - t_kill,
-             lost.group(1) if lost else "?", s))
-    assert lost, rout
+        load.end()
+    print("\nsentinel switchover:", end=" ")
+    load.check()
+    # The old master is a replica now, and keel writes to the new one: a
+    # login (a session written) works.
+    wait_until(lambda: cli(old, "ROLE").split("\n")[0] == "slave", 30,
+               "the old master demoted")
+    with BaseUrlSession(stack.base_url) as s:
+        u = make_user(stack, "student")
+        r = s.get("/api/auth/me", headers=bearer(login(s, u["email"])))
+        assert r.status_code == 200, r.text
