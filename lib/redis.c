@@ -157,19 +157,19 @@ setup_cmd(struct keel_redis *r, const char *fmt, const char *arg)
 static redisContext *
 connect_to(struct keel_redis *r, int timeout_ms)
 {
-	char	 host[KEEL_SENTINEL_HOST_MAX];
-	int	 port;
+	struct timeval	 tv = tv_ms(timeout_ms);
+	char		 host[KEEL_SENTINEL_HOST_MAX];
+	int		 port;
 
 	if (r->sentinel == NULL)
 		return r->addr.path != NULL ?
-		    redisConnectUnixWithTimeout(r->addr.path, tv_ms(timeout_ms)) :
-		    redisConnectWithTimeout(r->addr.host, r->addr.port,
-		    tv_ms(timeout_ms));
+		    redisConnectUnixWithTimeout(r->addr.path, tv) :
+		    redisConnectWithTimeout(r->addr.host, r->addr.port, tv);
 	if (keel_sentinel_master(r->sentinel, timeout_ms < 250 ? timeout_ms :
 	    250, host, sizeof(host), &port, r->errstr, sizeof(r->errstr)) !=
 	    KEEL_OK)
 		return NULL;
-	return redisConnectWithTimeout(host, port, tv_ms(timeout_ms));
+	return redisConnectWithTimeout(host, port, tv);
 }
 
 /* Through sentinels: true when the server says it is the master. */

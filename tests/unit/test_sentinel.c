@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <netinet/in.h>
@@ -21,8 +22,12 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <hiredis/hiredis.h>
 
+#include "keel/config.h"
+#include "keel/redis.h"
 #include "keel/sentinel.h"
 
 static void
@@ -206,6 +211,7 @@ test_asks_in_turn_and_remembers(void **state)
 	/* ... and a fake sentinel that answers once. */
 	fd = listener(&live);
 	if ((pid = fork()) == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if ((c = accept(fd, NULL, NULL)) >= 0 &&
 		    read(c, buf, sizeof(buf)) > 0 &&
 		    write(c, answer, sizeof(answer) - 1) > 0)
@@ -233,6 +239,137 @@ test_asks_in_turn_and_remembers(void **state)
 	keel_sentinel_free(s);
 }
 
+/*
+ * A fake that is both the sentinel and the server it names (one port,
+ * one connection at a time): it answers get-master-addr-by-name with
+ * its own address (and writes a byte to *asked for each), ROLE with
+ * role, anything else with other.  Returns its pid; the port in *port.
+ */
+static pid_t
+fake(const char *role, const char *other, int *port, int *asked)
+{
+	char	 addr[64], buf[1024], num[8];
+	int	 fd, c, p[2];
+	ssize_t	 n;
+	pid_t	 pid;
+
+	fd = listener(port);
+	assert_int_equal(pipe(p), 0);
+	snprintf(num, sizeof(num), "%d", *port);
+	snprintf(addr, sizeof(addr), "*2\r\n$9\r\n127.0.0.1\r\n$%zu\r\n"
+	    "%s\r\n", strlen(num), num);
+	if ((pid = fork()) == 0) {
+		/* A failed assertion skips the kill: die with the test. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		close(p[0]);
+		while ((c = accept(fd, NULL, NULL)) >= 0) {
+			while ((n = read(c, buf, sizeof(buf) - 1)) > 0) {
+				buf[n] = '\0';
+				if (strstr(buf, "get-master-addr-by-name")) {
+					(void)!write(p[1], "s", 1);
+					(void)!write(c, addr, strlen(addr));
+				} else if (strstr(buf, "ROLE"))
+					(void)!write(c, role, strlen(role));
+				else
+					(void)!write(c, other, strlen(other));
+			}
+			close(c);
+		}
+		_exit(0);
+	}
+	close(fd);
+	close(p[1]);
+	fcntl(p[0], F_SETFL, O_NONBLOCK);
+	*asked = p[0];
+	return pid;
+}
+
+/* Times the fake was asked where the master is, since the last call. */
+static int
+asked(int fd)
+{
+	char	 buf[64];
+	ssize_t	 n;
+	int	 total = 0;
+
+	usleep(20000);
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		total += (int)n;
+	return total;
+}
+
+static struct keel_redis *
+redis_via(int port, struct keel_config *cfg, char *list, size_t n)
+{
+	static char	 url[] = "redis://ignored:1/0", name[] = "keel";
+
+	memset(cfg, 0, sizeof(*cfg));
+	snprintf(list, n, "127.0.0.1:%d", port);
+	cfg->redis_url = url;
+	cfg->redis_sentinels = list;
+	cfg->redis_sentinel_master = name;
+	return keel_redis_open(cfg);
+}
+
+static void
+test_redis_refuses_a_master_that_is_not_one(void **state)
+{
+	static const char slave[] = "*5\r\n$5\r\nslave\r\n$9\r\n127.0.0.1"
+	    "\r\n:6379\r\n$9\r\nconnected\r\n:0\r\n";
+	struct keel_config	 cfg;
+	struct keel_redis	*r;
+	const char		*ping[] = { "PING" };
+	char			 list[64];
+	int			 port, fd, st;
+	pid_t			 pid;
+
+	(void)state;
+	pid = fake(slave, "+PONG\r\n", &port, &fd);
+	r = redis_via(port, &cfg, list, sizeof(list));
+	assert_int_equal(keel_redis_cmd(r, 1, ping, NULL, NULL),
+	    KEEL_EUNAVAIL);
+	assert_non_null(strstr(keel_redis_errstr(r), "not one"));
+	assert_int_equal(asked(fd), 1);
+	/* Never kept: the next command asks the sentinels again. */
+	assert_int_equal(keel_redis_cmd(r, 1, ping, NULL, NULL),
+	    KEEL_EUNAVAIL);
+	assert_int_equal(asked(fd), 1);
+	keel_redis_close(r);
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	close(fd);
+}
+
+static void
+test_redis_readonly_drops_the_connection(void **state)
+{
+	static const char master[] = "*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n";
+	struct keel_config	 cfg;
+	struct keel_redis	*r;
+	const char		*set[] = { "SET", "k", "v" };
+	char			 list[64];
+	int			 port, fd, st;
+	pid_t			 pid;
+
+	(void)state;
+	pid = fake(master, "-READONLY You can't write against a read only "
+	    "replica.\r\n", &port, &fd);
+	r = redis_via(port, &cfg, list, sizeof(list));
+	/* Unavailable (a 503), not a reply handed up (a 500) ... */
+	assert_int_equal(keel_redis_cmd(r, 3, set, NULL, NULL),
+	    KEEL_EUNAVAIL);
+	assert_non_null(strstr(keel_redis_errstr(r), "READONLY"));
+	assert_int_equal(asked(fd), 1);
+	/* ... and the connection is gone: the next asks again. */
+	assert_int_equal(keel_redis_cmd(r, 3, set, NULL, NULL),
+	    KEEL_EUNAVAIL);
+	assert_int_equal(asked(fd), 1);
+	keel_redis_close(r);
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	close(fd);
+}
+
 int
 main(void)
 {
@@ -242,6 +379,8 @@ main(void)
 		cmocka_unit_test(test_master_reply),
 		cmocka_unit_test(test_role),
 		cmocka_unit_test(test_asks_in_turn_and_remembers),
+		cmocka_unit_test(test_redis_refuses_a_master_that_is_not_one),
+		cmocka_unit_test(test_redis_readonly_drops_the_connection),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
