@@ -132,6 +132,10 @@ static const struct cfg_row rows[] = {
 	    .off = OFF(redis_sentinel_master),
 	    .what = "the name the sentinels know the master by (their "
 	    "sentinel monitor line)" },
+	{ .name = "REDIS_SENTINEL_PASSWORD", .type = CFG_STR, .def = "",
+	    .off = OFF(redis_sentinel_password),
+	    .what = "the sentinels' own password (their requirepass), sent "
+	    "with AUTH to each; empty: none (the master's is REDIS_URL's)" },
 	{ .name = "MEMCACHED_SERVERS", .type = CFG_STR,
 	    .def = "127.0.0.1:11211", .off = OFF(memcached_servers),
 	    .what = "memcached servers, host:port, comma-separated "

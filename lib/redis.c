@@ -99,7 +99,7 @@ keel_redis_open(const struct keel_config *cfg)
 	r->timeout_ms = REDIS_TIMEOUT_MS;
 	keel_redis_addr_parse(cfg->redis_url, &r->addr);
 	r->sentinel = keel_sentinel_new(cfg->redis_sentinels,
-	    cfg->redis_sentinel_master);
+	    cfg->redis_sentinel_master, cfg->redis_sentinel_password);
 	return r;
 }
 

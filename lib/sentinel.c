@@ -29,6 +29,7 @@ struct keel_sentinel {
 	size_t				 n;
 	size_t				 first;	/* asked first */
 	char				*name;	/* the master's */
+	char				*password; /* theirs, or NULL */
 };
 
 struct parse_state {
@@ -103,7 +104,7 @@ keel_sentinel_parse(const char *list, struct keel_sentinel_addr *out,
 }
 
 struct keel_sentinel *
-keel_sentinel_new(const char *list, const char *name)
+keel_sentinel_new(const char *list, const char *name, const char *password)
 {
 	struct keel_sentinel	*s;
 	int			 n;
@@ -117,6 +118,8 @@ keel_sentinel_new(const char *list, const char *name)
 	}
 	s->n = (size_t)n;
 	s->name = keel_strdup(name != NULL ? name : "mymaster");
+	if (password != NULL && *password != '\0')
+		s->password = keel_strdup(password);
 	return s;
 }
 
@@ -126,6 +129,9 @@ keel_sentinel_free(struct keel_sentinel *s)
 	if (s == NULL)
 		return;
 	free(s->name);
+	if (s->password != NULL)
+		explicit_bzero(s->password, strlen(s->password));
+	free(s->password);
 	free(s);
 }
 
@@ -190,6 +196,19 @@ ask(const struct keel_sentinel *s, const struct keel_sentinel_addr *a,
 		return false;
 	}
 	redisSetTimeout(c, tv);
+	if (s->password != NULL) {
+		rep = redisCommand(c, "AUTH %s", s->password);
+		ok = rep != NULL && rep->type != REDIS_REPLY_ERROR;
+		if (!ok)
+			snprintf(err, errsz, "sentinel %s:%d: AUTH: %s",
+			    a->host, a->port, rep != NULL ? rep->str :
+			    c->errstr);
+		freeReplyObject(rep);
+		if (!ok) {
+			redisFree(c);
+			return false;
+		}
+	}
 	rep = redisCommand(c, "SENTINEL get-master-addr-by-name %s", s->name);
 	ok = keel_sentinel_master_reply(rep, host, hostsz, port);
 	if (!ok)

@@ -1210,7 +1210,7 @@ stream_loop(const struct keel_config *cfg, int lfd, const sigset_t *waitmask)
 	evhttp_set_max_body_size(W.http, 0);
 	keel_redis_addr_parse(cfg->redis_url, &W.raddr);
 	W.sentinel = keel_sentinel_new(cfg->redis_sentinels,
-	    cfg->redis_sentinel_master);
+	    cfg->redis_sentinel_master, cfg->redis_sentinel_password);
 	W.cmd = (struct rconn){ .name = "commands" };
 	W.sub = (struct rconn){ .name = "subscription", .subscriber = true };
 	W.cmd.retry = must(evtimer_new(W.base, on_rretry, &W.cmd));

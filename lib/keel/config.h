@@ -62,6 +62,8 @@ struct keel_config {
 	char	*redis_sentinels;	/* REDIS_SENTINELS: host:port list, or
 					   "" (REDIS_URL's host is the master) */
 	char	*redis_sentinel_master;	/* REDIS_SENTINEL_MASTER: its name */
+	char	*redis_sentinel_password; /* REDIS_SENTINEL_PASSWORD: the
+					   sentinels' own, or "" */
 	char	*memcached_servers;	/* MEMCACHED_SERVERS: host:port list */
 	char	*secret;		/* KEEL_SECRET: signs cursors; >= 32 chars */
 	char	*routes_file;		/* KEEL_ROUTES_FILE: built route list */

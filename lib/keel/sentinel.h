@@ -41,10 +41,12 @@ int	 keel_sentinel_parse(const char *list, struct keel_sentinel_addr *out,
 
 /*
  * The sentinels of list (keel_sentinel_parse()'s format) watching the
- * master called name.  NULL when list is empty or malformed (config.c
- * checked it).
+ * master called name; password (NULL or "": none) is sent to each
+ * sentinel with AUTH (their own requirepass, not the master's).  NULL
+ * when list is empty or malformed (config.c checked it).
  */
-struct keel_sentinel *keel_sentinel_new(const char *list, const char *name);
+struct keel_sentinel *keel_sentinel_new(const char *list, const char *name,
+		    const char *password);
 /* s may be NULL. */
 void		 keel_sentinel_free(struct keel_sentinel *s);
 

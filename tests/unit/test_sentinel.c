@@ -77,8 +77,8 @@ test_parse_refuses(void **state)
 	memset(big, 'h', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
 	assert_int_equal(keel_sentinel_parse(big, a, 2), -1);
-	assert_null(keel_sentinel_new("", "m"));
-	assert_null(keel_sentinel_new("host:0", "m"));
+	assert_null(keel_sentinel_new("", "m", NULL));
+	assert_null(keel_sentinel_new("host:0", "m", NULL));
 }
 
 /* A reply node, as hiredis builds them. */
@@ -221,7 +221,7 @@ test_asks_in_turn_and_remembers(void **state)
 	close(fd);
 	snprintf(list, sizeof(list), "127.0.0.1:%d,127.0.0.1:%d", dead,
 	    live);
-	s = keel_sentinel_new(list, "keel");
+	s = keel_sentinel_new(list, "keel", NULL);
 	assert_non_null(s);
 	assert_int_equal(keel_sentinel_first(s), 0);
 	assert_int_equal(keel_sentinel_master(s, 500, host, sizeof(host),
@@ -242,8 +242,9 @@ test_asks_in_turn_and_remembers(void **state)
 /*
  * A fake that is both the sentinel and the server it names (one port,
  * one connection at a time): it answers get-master-addr-by-name with
- * its own address (and writes a byte to *asked for each), ROLE with
- * role, anything else with other.  Returns its pid; the port in *port.
+ * its own address (and writes a byte to *asked for each), AUTH with OK
+ * for the password "s3cret" only, ROLE with role, anything else with
+ * other.  Returns its pid; the port in *port.
  */
 static pid_t
 fake(const char *role, const char *other, int *port, int *asked)
@@ -265,7 +266,13 @@ fake(const char *role, const char *other, int *port, int *asked)
 		while ((c = accept(fd, NULL, NULL)) >= 0) {
 			while ((n = read(c, buf, sizeof(buf) - 1)) > 0) {
 				buf[n] = '\0';
-				if (strstr(buf, "get-master-addr-by-name")) {
+				if (strstr(buf, "AUTH"))
+					(void)!write(c, strstr(buf, "s3cret") ?
+					    "+OK\r\n" : "-WRONGPASS invalid "
+					    "password\r\n", strstr(buf,
+					    "s3cret") ? 5 : 29);
+				else if (strstr(buf,
+				    "get-master-addr-by-name")) {
 					(void)!write(p[1], "s", 1);
 					(void)!write(c, addr, strlen(addr));
 				} else if (strstr(buf, "ROLE"))
@@ -370,6 +377,37 @@ test_redis_readonly_drops_the_connection(void **state)
 	close(fd);
 }
 
+static void
+test_sentinels_own_password(void **state)
+{
+	static const char master[] = "*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n";
+	struct keel_sentinel	*s;
+	char			 list[64], host[KEEL_SENTINEL_HOST_MAX];
+	char			 err[128];
+	int			 port, fd, st, p;
+	pid_t			 pid;
+
+	(void)state;
+	pid = fake(master, "+PONG\r\n", &port, &fd);
+	snprintf(list, sizeof(list), "127.0.0.1:%d", port);
+	s = keel_sentinel_new(list, "keel", "s3cret");
+	assert_int_equal(keel_sentinel_master(s, 500, host, sizeof(host), &p,
+	    err, sizeof(err)), KEEL_OK);
+	assert_int_equal(p, port);
+	assert_int_equal(asked(fd), 1);
+	keel_sentinel_free(s);
+	/* A wrong one: that sentinel can't say (and isn't asked). */
+	s = keel_sentinel_new(list, "keel", "wrong");
+	assert_int_equal(keel_sentinel_master(s, 500, host, sizeof(host), &p,
+	    err, sizeof(err)), KEEL_EUNAVAIL);
+	assert_non_null(strstr(err, "AUTH: WRONGPASS"));
+	assert_int_equal(asked(fd), 0);
+	keel_sentinel_free(s);
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	close(fd);
+}
+
 int
 main(void)
 {
@@ -381,6 +419,7 @@ main(void)
 		cmocka_unit_test(test_asks_in_turn_and_remembers),
 		cmocka_unit_test(test_redis_refuses_a_master_that_is_not_one),
 		cmocka_unit_test(test_redis_readonly_drops_the_connection),
+		cmocka_unit_test(test_sentinels_own_password),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
