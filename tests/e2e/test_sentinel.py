@@ -21,8 +21,9 @@ the master with SIGKILL, and holds keel to:
   Message-ID twice, every outbox row finished -- the relay pushes again
   what the promoted replica never had (lost=N);
 - a notification stream opened before the kill receives a notification
-  made after the failover (the stream app resubscribes through the
-  sentinels and catches up).
+  keel makes after the failover (a password change, its job drained and
+  published through the sentinels; the stream app resubscribed through
+  them).
 
 Then a planned switchover (SENTINEL FAILOVER to a new replica, the old
 master alive): the same load and the same checks.  The old master takes
@@ -42,12 +43,12 @@ import time
 
 import pytest
 
-from accounts import bearer, login, make_user
+from accounts import PASSWORD, bearer, login, make_user
 from helpers import BaseUrlSession, request, wait_until
 from sse import SSE
 from stack import Stack, StackError, alive, free_ports
 from test_jobs import FAST, summary
-from test_stream import insert
+from test_leaderboard import DRAIN_ENV
 
 MASTER = "keel"             # the name the sentinels know the master by
 RESETS = 80                 # jobs in the write stream
@@ -369,20 +370,30 @@ def test_failover_under_load_loses_no_job(stack, redis_ha):
     finally:
         load.end()
     try:
-        # The stream opened before the kill gets a notification made
-        # after the failover: resubscribed through the sentinels (and
-        # caught up from PostgreSQL on the way).
-        nid, prev, item = insert(stack, streamer["id"], "after failover")
-        cli(replica, "PUBLISH", "keel:notify:%d" % streamer["id"],
-            json.dumps({"userId": streamer["id"], "prev": prev,
-                        "notification": json.loads(item)}))
+        # The stream opened before the kill gets a notification keel
+        # makes after the failover: a password change (its session read
+        # from the promoted replica), its job relayed and drained, the
+        # drainer's PUBLISH on the new master, and the stream app
+        # resubscribed there through the sentinels.
+        with BaseUrlSession(stack.base_url) as s:
+            r = s.patch("/api/users/%d" % streamer["id"], headers=sh,
+                        json={"password": "a-new-password-after-failover",
+                              "currentPassword": PASSWORD})
+        assert r.status_code == 200, r.text
+        p = stack.program("keel-outbox-relay", "--once")
+        assert p.returncode == 0, p.stderr
+        p = stack.program("keel-drain-notifications", "--until-empty",
+                          "--budget", 60, env=DRAIN_ENV, timeout=90)
+        assert p.returncode == 0, p.stderr
         ev = None
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             ev = sse.next_event(1)
-            if ev is not None and ev.get("id") == str(nid):
+            if ev is not None and json.loads(ev["data"]).get(
+                    "kind") == "password_changed":
                 break
-        assert ev is not None and ev.get("id") == str(nid), \
+        assert ev is not None and json.loads(ev["data"])["kind"] == \
+            "password_changed", \
             "the stream missed the notification made after the failover"
     finally:
         sse.close()
