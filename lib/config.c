@@ -8,6 +8,7 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -296,6 +297,43 @@ static const char *const limiter_names[KEEL_LIMIT__MAX] = {
 	[KEEL_LIMIT_WRITE] = "write",
 	[KEEL_LIMIT_READ] = "read",
 };
+
+/* Whether the n bytes at p are the name s. */
+static bool
+name_is(const char *p, size_t n, const char *s)
+{
+	return strlen(s) == n && memcmp(p, s, n) == 0;
+}
+
+char *
+keel_config_env_names(const char *text)
+{
+	struct keel_buf	 out = { NULL, 0, 0 };
+	const char	*p = text, *eol, *name;
+	size_t		 n;
+
+	for (; *p != '\0'; p = *eol != '\0' ? eol + 1 : eol) {
+		if ((eol = strchr(p, '\n')) == NULL)
+			eol = p + strlen(p);
+		p += strspn(p, " \t");
+		if (strncmp(p, "export", 6) != 0 || (p[6] != ' ' &&
+		    p[6] != '\t'))
+			continue;
+		p += 6;
+		p += strspn(p, " \t");
+		name = p;
+		while (p < eol && (isalnum((unsigned char)*p) || *p == '_'))
+			p++;
+		n = (size_t)(p - name);
+		if (n == 0 || isdigit((unsigned char)name[0]) || *p != '=' ||
+		    name_is(name, n, "KEEL_ENV_FILE") ||
+		    name_is(name, n, "PATH"))
+			continue;
+		keel_buf_printf(&out, "%s%.*s", out.len > 0 ? " " : "",
+		    (int)n, name);
+	}
+	return out.data != NULL ? out.data : keel_strdup("");
+}
 
 const char *
 keel_config_limiter_name(enum keel_limiter l)

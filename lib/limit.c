@@ -3,8 +3,9 @@
  * limit.c -- sliding-window rate limits in Redis (DESIGN.md, "Rate
  * limits"; API.md, "Rate limits").
  *
- * Each limiter of each client is a sorted set of the requests it admitted
- * inside the window, scored by Redis's clock in milliseconds.  One Lua
+ * Each limiter of each client is a list of the requests it admitted
+ * inside the window, newest first, each stamped with Redis's clock in
+ * milliseconds (lib/lua/limit_check.lua: O(1) a step).  One Lua
  * script checks every limiter that applies to a request and admits it
  * only when all agree, so 200 concurrent requests against a limit of 50
  * admit exactly 50 whatever the number of workers and hosts: Redis runs
@@ -41,7 +42,7 @@
 #include "keel/text.h"
 #include "lua_scripts.h"
 
-#define KEY_PREFIX	"keel:rl:"
+#define KEY_PREFIX	"keel:rate:"	/* lists; "keel:rl:" held sorted sets */
 
 /*
  * The check (lib/lua/limit_check.lua) runs after the fragment of the
@@ -64,7 +65,7 @@ struct keel_limit_state {
 	enum keel_limit_class	 cls;
 	size_t			 n;
 	struct keel_limit_result res[NRES];
-	const char		*keys[NRES];	/* each result's sorted set */
+	const char		*keys[NRES];	/* each result's list */
 	bool			 held[NRES];	/* we hold a place in it */
 };
 
@@ -444,7 +445,7 @@ out:
 	return step;
 }
 
-/* Limiter l's setting into result i of st, its sorted set key. */
+/* Limiter l's setting into result i of st, its list's key. */
 static void
 result_init(struct keel_req *req, struct keel_limit_state *st, size_t i,
     enum keel_limiter l, const char *key)

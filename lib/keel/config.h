@@ -125,6 +125,14 @@ void	keel_config_free(struct keel_config *cfg);
 const char	*keel_config_limiter_name(enum keel_limiter);
 
 /*
+ * The names an env file's "export NAME=..." lines set, space-separated,
+ * in order (KEEL_ENV_FILE and PATH left out): what a reload unsets before
+ * it sources the file again, so a variable taken out of the file goes.
+ * Caller frees.
+ */
+char	*keel_config_env_names(const char *text);
+
+/*
  * Writes the table as "NAME<TAB>default<TAB>what" lines to stdout, for
  * --help and the README's configuration table.
  */

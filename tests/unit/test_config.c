@@ -224,6 +224,49 @@ test_workers_default_per_cpu(void **state)
 	keel_config_free(&cfg);
 }
 
+/* env_names: one name per "export NAME=" line, in order. */
+static void
+test_env_names_exported_lines(void **state)
+{
+	char	*n;
+
+	(void)state;
+	n = keel_config_env_names("export KEEL_WORKERS=2\n"
+	    "  export\tREDIS_URL='redis://x'\nexport A_1=\n");
+	assert_string_equal(n, "KEEL_WORKERS REDIS_URL A_1");
+	free(n);
+}
+
+/* Comments, plain assignments and other shell are not exported names. */
+static void
+test_env_names_skip_the_rest(void **state)
+{
+	char	*n;
+
+	(void)state;
+	n = keel_config_env_names("# export NOPE=1\nPLAIN=1\n"
+	    "exporter X=1\nexport 9BAD=1\nexport NOEQ\nexport\n"
+	    "echo hi\nexport OK=1");
+	assert_string_equal(n, "OK");
+	free(n);
+}
+
+/* The file's own name and PATH are never unset before sourcing it. */
+static void
+test_env_names_keep_env_file_and_path(void **state)
+{
+	char	*n;
+
+	(void)state;
+	n = keel_config_env_names("export KEEL_ENV_FILE=/etc/keel/env\n"
+	    "export PATH=/usr/bin\nexport KEEL_ENV_FILE_X=1\n");
+	assert_string_equal(n, "KEEL_ENV_FILE_X");
+	free(n);
+	n = keel_config_env_names("");
+	assert_string_equal(n, "");
+	free(n);
+}
+
 int
 main(void)
 {
@@ -239,6 +282,9 @@ main(void)
 		cmocka_unit_test(test_workers_default_per_cpu),
 		cmocka_unit_test(test_pool_modes),
 		cmocka_unit_test(test_pool_bounds_checked_together),
+		cmocka_unit_test(test_env_names_exported_lines),
+		cmocka_unit_test(test_env_names_skip_the_rest),
+		cmocka_unit_test(test_env_names_keep_env_file_and_path),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
