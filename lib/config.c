@@ -21,6 +21,7 @@
 #include "keel/config.h"
 #include "keel/log.h"
 #include "keel/mem.h"
+#include "keel/sentinel.h"
 #include "keel/text.h"
 
 enum cfg_type {
@@ -28,6 +29,7 @@ enum cfg_type {
 	CFG_STR,		/* any string */
 	CFG_URL_PG,		/* postgres:// or postgresql:// URL, or "" */
 	CFG_URL_REDIS,		/* redis:// URL */
+	CFG_SENTINELS,		/* a host:port comma list, or "" */
 	CFG_SECRET,		/* at least min characters */
 	CFG_LEVEL,		/* a log level name */
 	CFG_RATE,		/* "N/SECONDS" or "off": a struct keel_rate */
@@ -123,9 +125,24 @@ static const struct cfg_row rows[] = {
 	    "unix:///path/to/redis.sock[?db=N]" },
 	{ .name = "REDIS_CLUSTER", .type = CFG_INT, .def = "0", .min = 0,
 	    .max = 1, .off = OFF(redis_cluster),
-	    .what = "1: REDIS_URL names one node of a Redis Cluster (db 0, "
-	    "redis:// only); keys carry hash tags and commands follow the "
-	    "cluster's slot map and its MOVED and ASK redirects" },
+	    .what = "1: REDIS_URL names nodes of a Redis Cluster, "
+	    "comma-separated (db 0, redis:// only); keys carry hash tags and "
+	    "commands follow the cluster's slot map and its MOVED and ASK "
+	    "redirects" },
+	{ .name = "REDIS_SENTINELS", .type = CFG_SENTINELS, .def = "",
+	    .off = OFF(redis_sentinels),
+	    .what = "Redis Sentinel: the sentinels, host:port, "
+	    "comma-separated; set, keel asks them where the master is at "
+	    "every (re)connection and REDIS_URL gives only the password and "
+	    "the db (empty: REDIS_URL's host is the master)" },
+	{ .name = "REDIS_SENTINEL_MASTER", .type = CFG_STR, .def = "mymaster",
+	    .off = OFF(redis_sentinel_master),
+	    .what = "the name the sentinels know the master by (their "
+	    "sentinel monitor line)" },
+	{ .name = "REDIS_SENTINEL_PASSWORD", .type = CFG_STR, .def = "",
+	    .off = OFF(redis_sentinel_password),
+	    .what = "the sentinels' own password (their requirepass), sent "
+	    "with AUTH to each; empty: none (the master's is REDIS_URL's)" },
 	{ .name = "MEMCACHED_SERVERS", .type = CFG_STR,
 	    .def = "127.0.0.1:11211", .off = OFF(memcached_servers),
 	    .what = "memcached servers, host:port, comma-separated "
@@ -419,6 +436,7 @@ cfg_set(struct keel_config *cfg, const struct cfg_row *r, const char *v,
 {
 	void			*field = (char *)cfg + r->off;
 	struct keel_addr_rule	*rule;
+	struct keel_sentinel_addr sentinels[KEEL_SENTINEL_MAX];
 	enum keel_log_level	 level;
 	int64_t			 iv;
 
@@ -486,6 +504,14 @@ cfg_set(struct keel_config *cfg, const struct cfg_row *r, const char *v,
 			return false;
 		}
 		break;
+	case CFG_SENTINELS:
+		if (*v != '\0' && keel_sentinel_parse(v, sentinels,
+		    KEEL_NELEM(sentinels)) < 0) {
+			snprintf(err, n, "%s: expected host:port[,host:port"
+			    "...] (at most %d)", r->name, KEEL_SENTINEL_MAX);
+			return false;
+		}
+		break;
 	case CFG_SECRET:
 		if (strlen(v) < (size_t)r->min) {
 			snprintf(err, n, "%s: must be set to at least %lld "
@@ -548,6 +574,11 @@ cluster_valid(const struct keel_config *cfg, char *err, size_t n)
 
 	if (!cfg->redis_cluster)
 		return true;
+	if (cfg->redis_sentinels[0] != '\0') {
+		snprintf(err, n, "REDIS_CLUSTER=1 and REDIS_SENTINELS: a "
+		    "cluster fails over by itself; set one or the other");
+		return false;
+	}
 	/* One node's URL, or several, comma-separated (seeds). */
 	for (p = cfg->redis_url; p != NULL; p = end != NULL ? end + 1 : NULL) {
 		end = strchr(p, ',');

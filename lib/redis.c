@@ -4,7 +4,11 @@
  *
  * Connected on first use with a connect timeout and a command timeout, so
  * a dead or hung Redis costs a request at most the timeout; after an error
- * the context is dropped and the next call reconnects.
+ * the context is dropped and the next call reconnects.  With
+ * REDIS_SENTINELS every connection asks the sentinels where the master is
+ * first (sentinel.c) and checks it reached one; a -READONLY answer (a
+ * master demoted under us) drops the connection, so the next call asks
+ * again.
  *
  * Cluster mode (REDIS_CLUSTER=1): hiredis 0.14 follows no redirects, so
  * this file does what a cluster client does, for the synchronous calls
@@ -32,6 +36,7 @@
 #include "keel/mem.h"
 #include "keel/rcluster.h"
 #include "keel/redis.h"
+#include "keel/sentinel.h"
 
 #define REDIS_TIMEOUT_MS	500	/* default connect and command timeout */
 #define MAX_REDIRECTS		5	/* MOVED/ASK hops one command may take */
@@ -39,6 +44,7 @@
 struct keel_redis {
 	redisContext	*ctx;		/* NULL until first use */
 	struct keel_redis_addr addr;	/* where, and the db SELECTed */
+	struct keel_sentinel *sentinel;	/* or NULL: addr's host */
 	int		 timeout_ms;	/* this command's; see cmd_timeout */
 	struct keel_buf	 cmd;		/* the command in RESP, reused */
 	size_t		 pending;	/* sent, replies unread (send) */
@@ -164,6 +170,8 @@ keel_redis_open(const struct keel_config *cfg)
 		r->cur = 0;
 		r->stale = 1;
 	}
+	r->sentinel = keel_sentinel_new(cfg->redis_sentinels,
+	    cfg->redis_sentinel_master, cfg->redis_sentinel_password);
 	return r;
 }
 
@@ -255,6 +263,7 @@ keel_redis_close(struct keel_redis *r)
 	free(r->map);
 	keel_buf_free(&r->cmd);
 	keel_redis_addr_free(&r->addr);
+	keel_sentinel_free(r->sentinel);
 	free(r);
 }
 
@@ -285,6 +294,46 @@ setup_cmd(struct keel_redis *r, const char *fmt, const char *arg)
 }
 
 /*
+ * A new connection to REDIS_URL's server, or to the master the sentinels
+ * name (each asked within the connect timeout, at most 250 ms); NULL
+ * with errstr set when the sentinels can't say.
+ */
+static redisContext *
+connect_to(struct keel_redis *r, int timeout_ms)
+{
+	struct timeval	 tv = tv_ms(timeout_ms);
+	char		 host[KEEL_SENTINEL_HOST_MAX];
+	int		 port;
+
+	if (r->sentinel == NULL)
+		return r->addr.path != NULL ?
+		    redisConnectUnixWithTimeout(r->addr.path, tv) :
+		    redisConnectWithTimeout(r->addr.host, r->addr.port, tv);
+	if (keel_sentinel_master(r->sentinel, timeout_ms < 250 ? timeout_ms :
+	    250, host, sizeof(host), &port, r->errstr, sizeof(r->errstr)) !=
+	    KEEL_OK)
+		return NULL;
+	return redisConnectWithTimeout(host, port, tv);
+}
+
+/* Through sentinels: true when the server says it is the master. */
+static bool
+is_master(struct keel_redis *r)
+{
+	redisReply	*rep;
+	bool		 ok;
+
+	if (r->sentinel == NULL)
+		return true;
+	rep = redisCommand(r->ctx, "ROLE");
+	if (!(ok = keel_sentinel_role_is_master(rep)))
+		snprintf(r->errstr, sizeof(r->errstr), "%s", rep == NULL ?
+		    r->ctx->errstr : "the sentinels' master is not one (yet)");
+	freeReplyObject(rep);
+	return ok;
+}
+
+/*
  * Connects unless connected.  *fresh (may be NULL) says whether this call
  * made the connection, so a failure on it can't be an old socket's.
  */
@@ -305,9 +354,9 @@ ensure(struct keel_redis *r, int timeout_ms, int *fresh)
 		r->ctx = redisConnectWithTimeout(r->map->node[r->cur].host,
 		    r->map->node[r->cur].port, tv);
 	else
-		r->ctx = r->addr.path != NULL ?
-		    redisConnectUnixWithTimeout(r->addr.path, tv) :
-		    redisConnectWithTimeout(r->addr.host, r->addr.port, tv);
+		r->ctx = connect_to(r, timeout_ms);
+	if (r->ctx == NULL && r->sentinel != NULL)
+		return KEEL_EUNAVAIL;	/* errstr: the sentinels' */
 	if (r->ctx == NULL || r->ctx->err != 0) {
 		snprintf(r->errstr, sizeof(r->errstr), "%s", r->ctx != NULL ?
 		    r->ctx->errstr : "out of memory");
@@ -318,7 +367,7 @@ ensure(struct keel_redis *r, int timeout_ms, int *fresh)
 	snprintf(db, sizeof(db), "%d", r->addr.db);
 	if ((r->addr.password != NULL && setup_cmd(r, "AUTH %s", r->addr.password)) ||
 	    (r->addr.db != 0 && r->map == NULL &&
-	    setup_cmd(r, "SELECT %s", db))) {
+	    setup_cmd(r, "SELECT %s", db)) || !is_master(r)) {
 		drop(r);
 		return KEEL_EUNAVAIL;
 	}
@@ -513,14 +562,15 @@ closed_by_server(const redisContext *ctx, int err, int fresh)
  * An error reply that says the server can't serve any command yet, not
  * that this one failed: a Redis loading its data after a restart
  * (LOADING), one stuck in a long script (BUSY), a replica cut from its
- * master (MASTERDOWN).  The caller sees KEEL_EUNAVAIL, as for a server
+ * master (MASTERDOWN), a replica (READONLY: a failover demoted the
+ * master).  The caller sees KEEL_EUNAVAIL, as for a server
  * that is down, so the failure policy applies (503, fail open or closed).
  */
 static bool
 not_serving(const redisReply *rep)
 {
 	static const char *const words[] = { "LOADING ", "BUSY ",
-	    "MASTERDOWN ", "TRYAGAIN ", "CLUSTERDOWN " };
+	    "MASTERDOWN ", "READONLY ", "TRYAGAIN ", "CLUSTERDOWN " };
 	size_t	 i;
 
 	if (rep->type != REDIS_REPLY_ERROR || rep->str == NULL)
@@ -787,6 +837,10 @@ cmd_run(struct keel_redis *r, int slot, int argc, const char **argv,
 		return er;
 	if (not_serving(rep)) {
 		snprintf(r->errstr, sizeof(r->errstr), "%s", rep->str);
+		/* A master demoted under us (a failover): the next call
+		 * reconnects, through the sentinels when there are some. */
+		if (strncmp(r->errstr, "READONLY ", 9) == 0)
+			drop(r);
 		freeReplyObject(rep);
 		return KEEL_EUNAVAIL;
 	}

@@ -70,6 +70,7 @@
 #include "keel/rcluster.h"
 #include "keel/redis.h"
 #include "keel/resource.h"
+#include "keel/sentinel.h"
 #include "keel/serve.h"
 #include "keel/sse.h"
 #include "keel/text.h"
@@ -140,6 +141,7 @@ static struct {
 	struct evconnlistener	*listener;
 	struct evbuffer		*out;		/* a chunk on its way */
 	struct keel_redis_addr	 raddr;
+	struct keel_sentinel	*sentinel;	/* REDIS_SENTINELS, or NULL */
 	struct rconn		 cmd, sub;
 	struct keel_redis	*rc;		/* cluster: the slot map */
 	struct rconn		*nodes[KEEL_RC_NODES_MAX];	/* cluster: a */
@@ -810,11 +812,30 @@ cmd_for(const char *key)
 	return rc->ac != NULL ? rc : NULL;
 }
 
+/*
+ * Through sentinels, the ROLE asked right after connecting: a server
+ * that isn't the master (a stale answer, or one demoted since) is left,
+ * and the reconnection asks the sentinels again.
+ */
+static void
+on_role(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	struct rconn	*rc = privdata;
+
+	if (reply == NULL || keel_sentinel_role_is_master(reply))
+		return;
+	keel_log_warnx("redis (%s): the sentinels' master is not one (yet); "
+	    "reconnecting", rc->name);
+	redisAsyncDisconnect(ac);
+}
+
 static void
 rconn_start(struct rconn *rc)
 {
 	const struct keel_redis_addr	*a = &W.raddr;
 	redisAsyncContext		*ac;
+	char				 host[KEEL_SENTINEL_HOST_MAX], err[160];
+	int				 port;
 
 	/* Cluster mode: the subscription on slot 0's master by the map
 	 * (loaded again after it failed); any node hears every PUBLISH. */
@@ -827,7 +848,17 @@ rconn_start(struct rconn *rc)
 	}
 	if (rc->host[0] != '\0')
 		ac = redisAsyncConnect(rc->host, rc->port);
-	else
+	else if (W.sentinel != NULL) {
+		/* Blocks the loop while the sentinels answer: at most 250 ms
+		 * each, and only when a connection is being made. */
+		if (keel_sentinel_master(W.sentinel, 250, host, sizeof(host),
+		    &port, err, sizeof(err)) != KEEL_OK) {
+			keel_log_warnx("redis (%s): %s", rc->name, err);
+			rconn_later(rc);
+			return;
+		}
+		ac = redisAsyncConnect(host, port);
+	} else
 		ac = a->path != NULL ? redisAsyncConnectUnix(a->path) :
 		    redisAsyncConnect(a->host, a->port);
 	if (ac == NULL || ac->err) {
@@ -846,6 +877,8 @@ rconn_start(struct rconn *rc)
 	rc->ac = ac;
 	if (a->password != NULL)
 		redisAsyncCommand(ac, NULL, NULL, "AUTH %s", a->password);
+	if (W.sentinel != NULL)
+		redisAsyncCommand(ac, on_role, rc, "ROLE");
 	if (rc->subscriber) {
 		redisAsyncCommand(ac, on_pmessage, NULL, "PSUBSCRIBE %s",
 		    NOTIFY_PATTERN);
@@ -932,8 +965,12 @@ on_lease(redisAsyncContext *ac, void *reply, void *privdata)
 	struct stream	*s = stream_find((uint64_t)(uintptr_t)privdata);
 	redisReply	*r = reply;
 
-	(void)ac;
 	(void)redirected(r);
+	/* A master demoted under us (a failover): reconnect, through
+	 * the sentinels when there are some. */
+	if (r != NULL && r->type == REDIS_REPLY_ERROR &&
+	    strncmp(r->str, "READONLY ", 9) == 0)
+		redisAsyncDisconnect(ac);
 	if (s == NULL || s->open)
 		return;
 	if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
@@ -1285,6 +1322,8 @@ stream_loop(const struct keel_config *cfg, int lfd, const sigset_t *waitmask)
 		free(first);
 	} else
 		keel_redis_addr_parse(cfg->redis_url, &W.raddr);
+	W.sentinel = keel_sentinel_new(cfg->redis_sentinels,
+	    cfg->redis_sentinel_master, cfg->redis_sentinel_password);
 	W.cmd = (struct rconn){ .name = "commands" };
 	W.sub = (struct rconn){ .name = "subscription", .subscriber = true };
 	W.cmd.retry = must(evtimer_new(W.base, on_rretry, &W.cmd));
@@ -1329,6 +1368,7 @@ stream_loop(const struct keel_config *cfg, int lfd, const sigset_t *waitmask)
 	event_free(W.cmd.retry);
 	event_free(W.sub.retry);
 	keel_redis_addr_free(&W.raddr);
+	keel_sentinel_free(W.sentinel);
 	evbuffer_free(W.out);
 	event_base_free(W.base);
 }

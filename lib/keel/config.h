@@ -60,6 +60,11 @@ struct keel_config {
 					   transaction pooling) */
 	char	*redis_url;		/* REDIS_URL */
 	int	 redis_cluster;		/* REDIS_CLUSTER: 1 Redis Cluster */
+	char	*redis_sentinels;	/* REDIS_SENTINELS: host:port list, or
+					   "" (REDIS_URL's host is the master) */
+	char	*redis_sentinel_master;	/* REDIS_SENTINEL_MASTER: its name */
+	char	*redis_sentinel_password; /* REDIS_SENTINEL_PASSWORD: the
+					   sentinels' own, or "" */
 	char	*memcached_servers;	/* MEMCACHED_SERVERS: host:port list */
 	char	*secret;		/* KEEL_SECRET: signs cursors; >= 32 chars */
 	char	*routes_file;		/* KEEL_ROUTES_FILE: built route list */

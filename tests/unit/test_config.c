@@ -123,6 +123,22 @@ test_errors_name_the_variable(void **state)
 	assert_non_null(strstr(err, "KEEL_SECRET"));
 }
 
+/* REDIS_SENTINELS: empty (REDIS_URL's host is the master) or a list. */
+static void
+test_redis_sentinels(void **state)
+{
+	(void)state;
+	assert_true(load_with("KEEL_LOG_LEVEL", "info"));
+	assert_string_equal(cfg.redis_sentinels, "");
+	assert_string_equal(cfg.redis_sentinel_master, "mymaster");
+	keel_config_free(&cfg);
+	assert_true(load_with("REDIS_SENTINELS", "10.0.0.1:26379, s2"));
+	assert_string_equal(cfg.redis_sentinels, "10.0.0.1:26379, s2");
+	keel_config_free(&cfg);
+	assert_false(load_with("REDIS_SENTINELS", "10.0.0.1:0"));
+	assert_non_null(strstr(err, "REDIS_SENTINELS"));
+}
+
 /* KEEL_DB_PREPARED: named statements unless turned off, nothing else. */
 static void
 test_db_prepared(void **state)
@@ -303,6 +319,7 @@ main(void)
 		cmocka_unit_test(test_errors_name_the_variable),
 		cmocka_unit_test(test_sample_rates),
 		cmocka_unit_test(test_db_prepared),
+		cmocka_unit_test(test_redis_sentinels),
 		cmocka_unit_test(test_workers_default_per_cpu),
 		cmocka_unit_test(test_pool_modes),
 		cmocka_unit_test(test_pool_bounds_checked_together),
