@@ -123,9 +123,10 @@ static const struct cfg_row rows[] = {
 	    "unix:///path/to/redis.sock[?db=N]" },
 	{ .name = "REDIS_CLUSTER", .type = CFG_INT, .def = "0", .min = 0,
 	    .max = 1, .off = OFF(redis_cluster),
-	    .what = "1: REDIS_URL names one node of a Redis Cluster (db 0, "
-	    "redis:// only); keys carry hash tags and commands follow the "
-	    "cluster's slot map and its MOVED and ASK redirects" },
+	    .what = "1: REDIS_URL names nodes of a Redis Cluster, "
+	    "comma-separated (db 0, redis:// only); keys carry hash tags and "
+	    "commands follow the cluster's slot map and its MOVED and ASK "
+	    "redirects" },
 	{ .name = "MEMCACHED_SERVERS", .type = CFG_STR,
 	    .def = "127.0.0.1:11211", .off = OFF(memcached_servers),
 	    .what = "memcached servers, host:port, comma-separated "
