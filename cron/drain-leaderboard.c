@@ -93,7 +93,7 @@ lb_board(struct lb_ctx *c, const struct keel_board *b, int64_t user,
 		snprintf(why, n, "database: %s", keel_strerror(er));
 		return KEEL_JOB_RETRY;
 	}
-	keel_board_key(key, sizeof(key), b, false);
+	keel_board_key(key, sizeof(key), b, false, c->redis);
 	if (keel_rows_count(rows) != 1)
 		er = KEEL_ENOENT;
 	else if (!keel_board_encode(keel_rows_int64(rows, 0, 1),

@@ -66,7 +66,7 @@ begin_scope(struct rebuild *rb, int64_t test, unsigned mask, int64_t now)
 		if (!(mask & (1u << i)))
 			continue;
 		keel_board_at(&b, test, (enum keel_board_period)i, now);
-		keel_board_key(key, sizeof(key), &b, false);
+		keel_board_key(key, sizeof(key), &b, false, rb->redis);
 		if ((er = keel_board_begin(rb->redis, &b, rb->run,
 		    KEEL_REBUILD_FRESH_TTL, &began)) != KEEL_OK) {
 			keel_log_warnx("%s: %s", key, keel_strerror(er));
@@ -102,7 +102,8 @@ tally(struct rebuild *rb, const struct keel_board_set *set,
 		    set->boards[i].err == all)
 			rb->failed++;	/* said once, by the caller */
 		else if (set->boards[i].err != KEEL_OK) {
-			keel_board_key(key, sizeof(key), &rb->b[i], false);
+			keel_board_key(key, sizeof(key), &rb->b[i], false,
+			    rb->redis);
 			keel_log_warnx("%s: %s", key, set->boards[i].err ==
 			    KEEL_ECONFLICT ? "the fresh key expired before "
 			    "the swap" : keel_strerror(set->boards[i].err));

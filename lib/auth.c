@@ -107,6 +107,30 @@ static struct keel_rscript sess_end_lua = { .name = "auth_session_end",
 	.lua = keel_lua_auth_session_end };
 static struct keel_rscript sess_end_all_lua = {
 	.name = "auth_session_end_all", .lua = keel_lua_auth_session_end_all };
+/* Cluster mode's: a session and its user's index are in two slots. */
+static struct keel_rscript sess_put_lua = { .name = "auth_session_put",
+	.lua = keel_lua_auth_session_put };
+static struct keel_rscript index_add_lua = { .name = "auth_index_add",
+	.lua = keel_lua_auth_index_add };
+
+/*
+ * The user's index and read-your-writes keys ("keel:user-sess:<uid>",
+ * "keel:ryw:<uid>"); in cluster mode the uid is their hash tag, so a
+ * user's keys (and the limiter's, limit.c) share a slot.
+ */
+static void
+ukey_of(const struct keel_redis *r, char *buf, size_t n, int64_t uid)
+{
+	snprintf(buf, n, "keel:user-sess:%s%lld%s", KEEL_RTAG_L(r),
+	    (long long)uid, KEEL_RTAG_R(r));
+}
+
+static void
+rywkey_of(const struct keel_redis *r, char *buf, size_t n, int64_t uid)
+{
+	snprintf(buf, n, "keel:ryw:%s%lld%s", KEEL_RTAG_L(r), (long long)uid,
+	    KEEL_RTAG_R(r));
+}
 
 unsigned
 keel_auth_role_parse(const char *name)
@@ -266,6 +290,26 @@ keel_auth_token_valid(const char *tok)
 	return true;
 }
 
+/* What run() and cmd() got: an error reply is KEEL_EINTERNAL (logged
+ * with what), else the reply into *out (or freed: out NULL). */
+static enum keel_err
+got(const char *what, enum keel_err er, struct keel_rreply *rep,
+    struct keel_rreply **out)
+{
+	if (er != KEEL_OK)
+		return er;
+	if (rep->type == KEEL_R_ERROR) {
+		keel_log_error("auth: %s: %s", what, rep->str);
+		keel_rreply_free(rep);
+		return KEEL_EINTERNAL;
+	}
+	if (out != NULL)
+		*out = rep;
+	else
+		keel_rreply_free(rep);
+	return KEEL_OK;
+}
+
 /* Runs script; KEEL_EINTERNAL (logged) on an error reply. */
 static enum keel_err
 run(struct keel_redis *r, struct keel_rscript *script, int nkeys, int argc,
@@ -283,18 +327,144 @@ run(struct keel_redis *r, struct keel_rscript *script, int nkeys, int argc,
 	if ((er = keel_redis_eval(r, script, nkeys, argc, argv, NULL,
 	    &rep)) == KEEL_EUNAVAIL)
 		er = keel_redis_eval(r, script, nkeys, argc, argv, NULL, &rep);
-	if (er != KEEL_OK)
-		return er;
-	if (rep->type == KEEL_R_ERROR) {
-		keel_log_error("auth: %s: %s", script->name, rep->str);
-		keel_rreply_free(rep);
-		return KEEL_EINTERNAL;
-	}
+	return got(script->name, er, rep, out);
+}
+
+/* One command, as run() runs a script (cluster mode's steps). */
+static enum keel_err
+cmd(struct keel_redis *r, int argc, const char **argv,
+    struct keel_rreply **out)
+{
+	struct keel_rreply	*rep = NULL;
+	enum keel_err		 er;
+
 	if (out != NULL)
-		*out = rep;
-	else
+		*out = NULL;
+	if ((er = keel_redis_cmd(r, argc, argv, NULL, &rep)) ==
+	    KEEL_EUNAVAIL)
+		er = keel_redis_cmd(r, argc, argv, NULL, &rep);
+	return got(argv[0], er, rep, out);
+}
+
+/* The key of session id into buf (SESS_PREFIX_LEN + 65 bytes). */
+static void
+skey_of(char *buf, size_t n, const char *id)
+{
+	snprintf(buf, n, SESS_PREFIX "%s", id);
+}
+
+/*
+ * Cluster mode: ends session id of the user whose index is ukey, the
+ * session first, then its place in the index (two slots, two commands).
+ */
+static enum keel_err
+cluster_end(struct keel_redis *r, const char *ukey, const char *id)
+{
+	const char	*av[3];
+	char		 skey[SESS_PREFIX_LEN + KEEL_AUTH_ID_LEN + 1];
+	enum keel_err	 er;
+
+	skey_of(skey, sizeof(skey), id);
+	av[0] = "DEL";
+	av[1] = skey;
+	if ((er = cmd(r, 2, av, NULL)) != KEEL_OK)
+		return er;
+	av[0] = "SREM";
+	av[1] = ukey;
+	av[2] = id;
+	return cmd(r, 3, av, NULL);
+}
+
+struct born {
+	const char	*id;
+	long long	 born;
+};
+
+static int
+born_cmp(const void *a, const void *b)
+{
+	const struct born *x = a, *y = b;
+
+	return x->born < y->born ? -1 : x->born > y->born;
+}
+
+/*
+ * Cluster mode: ends the oldest of the user's sessions past max, as
+ * auth_session_new.lua does on a single Redis, a command at a time (the
+ * sessions are in other slots): a login past the limit only.
+ */
+static enum keel_err
+cluster_evict(struct keel_redis *r, const char *ukey, int max)
+{
+	struct keel_rreply	*mem = NULL, *rep = NULL;
+	struct born		*live;
+	const char		*av[3];
+	char			 skey[SESS_PREFIX_LEN + KEEL_AUTH_ID_LEN + 1];
+	size_t			 i, n = 0;
+	enum keel_err		 er;
+
+	av[0] = "SMEMBERS";
+	av[1] = ukey;
+	if ((er = cmd(r, 2, av, &mem)) != KEEL_OK)
+		return er;
+	live = keel_calloc(mem->nelem + 1, sizeof(*live));
+	for (i = 0; i < mem->nelem && er == KEEL_OK; i++) {
+		skey_of(skey, sizeof(skey), mem->elem[i].str);
+		av[0] = "HGET";
+		av[1] = skey;
+		av[2] = "born";
+		if ((er = cmd(r, 3, av, &rep)) != KEEL_OK)
+			break;
+		if (rep->type == KEEL_R_STR) {
+			live[n].id = mem->elem[i].str;
+			live[n++].born = strtoll(rep->str, NULL, 10);
+		} else {
+			av[0] = "SREM";
+			av[1] = ukey;
+			av[2] = mem->elem[i].str;
+			er = cmd(r, 3, av, NULL);
+		}
 		keel_rreply_free(rep);
-	return KEEL_OK;
+		rep = NULL;
+	}
+	qsort(live, n, sizeof(*live), born_cmp);
+	for (i = 0; er == KEEL_OK && n > (size_t)max && i < n - (size_t)max;
+	    i++)
+		er = cluster_end(r, ukey, live[i].id);
+	free(live);
+	keel_rreply_free(mem);
+	return er;
+}
+
+/*
+ * Cluster mode's session_new: the index first, then the session, so a
+ * session that exists is always in its index (a logout everywhere finds
+ * it); an id whose session is missing is dropped by the next eviction.
+ */
+static enum keel_err
+cluster_session_new(struct keel_redis *r, const char **argv, int max)
+{
+	struct keel_rreply	*rep = NULL;
+	const char		*av[5];
+	long long		 n;
+	enum keel_err		 er;
+
+	/* argv: skey ukey uid role exp ttl id max (the script's). */
+	av[0] = argv[1];
+	av[1] = argv[6];
+	av[2] = argv[5];
+	if ((er = run(r, &index_add_lua, 1, 3, av, &rep)) != KEEL_OK)
+		return er;
+	n = rep->type == KEEL_R_INT ? rep->integer : 0;
+	keel_rreply_free(rep);
+	av[0] = argv[0];
+	av[1] = argv[2];
+	av[2] = argv[3];
+	av[3] = argv[4];
+	av[4] = argv[5];
+	if ((er = run(r, &sess_put_lua, 1, 5, av, NULL)) != KEEL_OK)
+		return er;
+	return n > max ? cluster_evict(r, argv[1], max) : KEEL_OK;
 }
 
 enum keel_err
@@ -311,8 +481,8 @@ keel_auth_session_new(struct keel_req *req, int64_t uid, unsigned role,
 	keel_auth_token_new(tok);
 	keel_auth_token_id(tok, id);
 	e = time(NULL) + ttl;
-	snprintf(skey, sizeof(skey), SESS_PREFIX "%s", id);
-	snprintf(ukey, sizeof(ukey), "keel:user-sess:%lld", (long long)uid);
+	skey_of(skey, sizeof(skey), id);
+	ukey_of(req->redis, ukey, sizeof(ukey), uid);
 	snprintf(suid, sizeof(suid), "%lld", (long long)uid);
 	snprintf(sexp, sizeof(sexp), "%lld", (long long)e);
 	snprintf(sttl, sizeof(sttl), "%d", ttl);
@@ -325,8 +495,9 @@ keel_auth_session_new(struct keel_req *req, int64_t uid, unsigned role,
 	argv[5] = sttl;
 	argv[6] = id;
 	argv[7] = smax;
-	if ((er = run(req->redis, &sess_new_lua, 2, 8, argv, NULL)) !=
-	    KEEL_OK) {
+	if ((er = keel_redis_is_cluster(req->redis) ?
+	    cluster_session_new(req->redis, argv, req->cfg->session_max) :
+	    run(req->redis, &sess_new_lua, 2, 8, argv, NULL)) != KEEL_OK) {
 		explicit_bzero(tok, KEEL_AUTH_TOKEN_LEN + 1);
 		return er;
 	}
@@ -360,6 +531,53 @@ session_parse(const char *const *vals, size_t n, struct keel_session *out)
 	return KEEL_OK;
 }
 
+/*
+ * Cluster mode's session_get: the session (its slot), then the user's
+ * read-your-writes window (the user's slot): two round trips where a
+ * single Redis takes one.
+ */
+static enum keel_err
+cluster_session_get(struct keel_redis *r, const char *key,
+    struct keel_session *out)
+{
+	struct keel_rreply	*rep = NULL, *ryw = NULL;
+	const char		*av[5], *vals[4];
+	char			 rkey[48], ms[KEEL_TEXT_INT_MAX];
+	int64_t			 uid;
+	size_t			 i;
+	enum keel_err		 er;
+
+	av[0] = "HMGET";
+	av[1] = key;
+	av[2] = "uid";
+	av[3] = "role";
+	av[4] = "exp";
+	if ((er = cmd(r, 5, av, &rep)) != KEEL_OK)
+		return er;
+	er = KEEL_ENOENT;
+	if (rep->type != KEEL_R_ARRAY || rep->nelem != 3 ||
+	    rep->elem[0].type != KEEL_R_STR)
+		goto out;
+	for (i = 0; i < 3; i++)
+		vals[i] = rep->elem[i].type == KEEL_R_STR ? rep->elem[i].str :
+		    "";
+	if (!keel_parse_int64(vals[0], 1, INT64_MAX, &uid))
+		goto out;
+	rywkey_of(r, rkey, sizeof(rkey), uid);
+	av[0] = "PTTL";
+	av[1] = rkey;
+	if ((er = cmd(r, 2, av, &ryw)) != KEEL_OK)
+		goto out;
+	keel_text_int(ms, ryw->type == KEEL_R_INT && ryw->integer > 0 ?
+	    ryw->integer : 0);
+	vals[3] = ms;
+	er = session_parse(vals, 4, out);
+out:
+	keel_rreply_free(ryw);
+	keel_rreply_free(rep);
+	return er;
+}
+
 /* The session under key ("keel:sess:<id>"), into out (zeroed first). */
 static enum keel_err
 session_get(struct keel_redis *r, const char *key, struct keel_session *out)
@@ -371,6 +589,8 @@ session_get(struct keel_redis *r, const char *key, struct keel_session *out)
 
 	memset(out, 0, sizeof(*out));
 	snprintf(out->id, sizeof(out->id), "%s", key + SESS_PREFIX_LEN);
+	if (keel_redis_is_cluster(r))
+		return cluster_session_get(r, key, out);
 	argv[0] = key;
 	if ((er = run(r, &sess_get_lua, 1, 1, argv, &rep)) != KEEL_OK)
 		return er;
@@ -406,12 +626,37 @@ keel_auth_session_end(struct keel_redis *r, int64_t uid, const char *id)
 	char		 skey[80], ukey[48];
 	const char	*argv[3];
 
-	snprintf(skey, sizeof(skey), SESS_PREFIX "%s", id);
-	snprintf(ukey, sizeof(ukey), "keel:user-sess:%lld", (long long)uid);
+	skey_of(skey, sizeof(skey), id);
+	ukey_of(r, ukey, sizeof(ukey), uid);
+	if (keel_redis_is_cluster(r))
+		return cluster_end(r, ukey, id);
 	argv[0] = skey;
 	argv[1] = ukey;
 	argv[2] = id;
 	return run(r, &sess_end_lua, 2, 3, argv, NULL);
+}
+
+/*
+ * Cluster mode's end_all: each session but keep, then its place in the
+ * index, a command at a time (the sessions are in other slots).
+ */
+static enum keel_err
+cluster_end_all(struct keel_redis *r, const char *ukey, const char *keep)
+{
+	struct keel_rreply	*mem = NULL;
+	const char		*av[2];
+	size_t			 i;
+	enum keel_err		 er;
+
+	av[0] = "SMEMBERS";
+	av[1] = ukey;
+	if ((er = cmd(r, 2, av, &mem)) != KEEL_OK)
+		return er;
+	for (i = 0; i < mem->nelem && er == KEEL_OK; i++)
+		if (keep == NULL || strcmp(mem->elem[i].str, keep) != 0)
+			er = cluster_end(r, ukey, mem->elem[i].str);
+	keel_rreply_free(mem);
+	return er;
 }
 
 enum keel_err
@@ -421,7 +666,9 @@ keel_auth_sessions_end_all(struct keel_redis *r, int64_t uid,
 	char		 ukey[48];
 	const char	*argv[2];
 
-	snprintf(ukey, sizeof(ukey), "keel:user-sess:%lld", (long long)uid);
+	ukey_of(r, ukey, sizeof(ukey), uid);
+	if (keel_redis_is_cluster(r))
+		return cluster_end_all(r, ukey, keep);
 	argv[0] = ukey;
 	argv[1] = keep != NULL ? keep : "";
 	return run(r, &sess_end_all_lua, 1, 2, argv, NULL);
@@ -712,7 +959,7 @@ keel_auth_note_writes(struct keel_req *req)
 	if (req->user == NULL || cfg->db_ryw_window == 0 ||
 	    !keel_db_wrote(req->db))
 		return;
-	snprintf(key, sizeof(key), "keel:ryw:%lld", (long long)req->user->id);
+	rywkey_of(req->redis, key, sizeof(key), req->user->id);
 	snprintf(ms, sizeof(ms), "%lld", (long long)cfg->db_ryw_window * 1000);
 	argv[0] = "SET";
 	argv[1] = key;

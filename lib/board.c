@@ -141,15 +141,16 @@ keel_board_at(struct keel_board *b, int64_t test, enum keel_board_period p,
 }
 
 void
-keel_board_key(char *buf, size_t n, const struct keel_board *b, bool fresh)
+keel_board_key(char *buf, size_t n, const struct keel_board *b, bool fresh,
+    const struct keel_redis *r)
 {
 	if (b->test > 0)
-		snprintf(buf, n, "keel:lb:t%" PRId64 ":%s:%s%s", b->test,
-		    keel_board_periods[b->period], b->start,
-		    fresh ? ":new" : "");
+		snprintf(buf, n, "keel:lb:%st%" PRId64 ":%s:%s%s%s",
+		    KEEL_RTAG_L(r), b->test, keel_board_periods[b->period],
+		    b->start, KEEL_RTAG_R(r), fresh ? ":new" : "");
 	else
-		snprintf(buf, n, "keel:lb:g:%s:%s%s",
-		    keel_board_periods[b->period], b->start,
+		snprintf(buf, n, "keel:lb:%sg:%s:%s%s%s", KEEL_RTAG_L(r),
+		    keel_board_periods[b->period], b->start, KEEL_RTAG_R(r),
 		    fresh ? ":new" : "");
 }
 
@@ -246,8 +247,8 @@ board_eval(struct keel_redis *r, struct keel_rscript *s,
 	const char	*av[8];
 	int		 i;
 
-	keel_board_key(k1, sizeof(k1), b, fresh_first);
-	keel_board_key(k2, sizeof(k2), b, !fresh_first);
+	keel_board_key(k1, sizeof(k1), b, fresh_first, r);
+	keel_board_key(k2, sizeof(k2), b, !fresh_first, r);
 	av[0] = k1;
 	av[1] = k2;
 	for (i = 0; i < argc; i++)
@@ -335,7 +336,7 @@ keel_board_fill(struct keel_redis *r, const struct keel_board *b,
 		return KEEL_OK;
 	av = keel_calloc(3 + 2 * n, sizeof(*av));
 	num = keel_malloc(n * 2 * 24);
-	keel_board_key(key, sizeof(key), b, true);
+	keel_board_key(key, sizeof(key), b, true, r);
 	av[0] = "ZADD";
 	av[1] = key;
 	av[2] = "GT";
@@ -391,8 +392,8 @@ board_swap_send(struct keel_redis *r, const struct keel_board *b,
 	char		 k1[KEEL_BOARD_KEY_MAX], k2[KEEL_BOARD_KEY_MAX];
 	char		 at[KEEL_TEXT_INT_MAX], n[KEEL_TEXT_INT_MAX];
 
-	keel_board_key(k1, sizeof(k1), b, true);
-	keel_board_key(k2, sizeof(k2), b, false);
+	keel_board_key(k1, sizeof(k1), b, true, r);
+	keel_board_key(k2, sizeof(k2), b, false, r);
 	board_expiry(b, at);
 	keel_text_int(n, least);
 	av[0] = "EVAL";
@@ -970,7 +971,7 @@ keel_board_drop(struct keel_redis *r, const struct keel_board *b)
 	char		 key[KEEL_BOARD_KEY_MAX];
 
 	(void)keel_redis_wait(r);
-	keel_board_key(key, sizeof(key), b, true);
+	keel_board_key(key, sizeof(key), b, true, r);
 	av[0] = "DEL";
 	av[1] = key;
 	(void)keel_redis_cmd(r, 2, av, NULL, NULL);

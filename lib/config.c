@@ -8,6 +8,7 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -20,6 +21,7 @@
 #include "keel/config.h"
 #include "keel/log.h"
 #include "keel/mem.h"
+#include "keel/sentinel.h"
 #include "keel/text.h"
 
 enum cfg_type {
@@ -27,6 +29,7 @@ enum cfg_type {
 	CFG_STR,		/* any string */
 	CFG_URL_PG,		/* postgres:// or postgresql:// URL, or "" */
 	CFG_URL_REDIS,		/* redis:// URL */
+	CFG_SENTINELS,		/* a host:port comma list, or "" */
 	CFG_SECRET,		/* at least min characters */
 	CFG_LEVEL,		/* a log level name */
 	CFG_RATE,		/* "N/SECONDS" or "off": a struct keel_rate */
@@ -120,6 +123,26 @@ static const struct cfg_row rows[] = {
 	    .def = "redis://127.0.0.1:6379/0", .off = OFF(redis_url),
 	    .what = "Redis: redis://[:password@]host:port/db, or "
 	    "unix:///path/to/redis.sock[?db=N]" },
+	{ .name = "REDIS_CLUSTER", .type = CFG_INT, .def = "0", .min = 0,
+	    .max = 1, .off = OFF(redis_cluster),
+	    .what = "1: REDIS_URL names nodes of a Redis Cluster, "
+	    "comma-separated (db 0, redis:// only); keys carry hash tags and "
+	    "commands follow the cluster's slot map and its MOVED and ASK "
+	    "redirects" },
+	{ .name = "REDIS_SENTINELS", .type = CFG_SENTINELS, .def = "",
+	    .off = OFF(redis_sentinels),
+	    .what = "Redis Sentinel: the sentinels, host:port, "
+	    "comma-separated; set, keel asks them where the master is at "
+	    "every (re)connection and REDIS_URL gives only the password and "
+	    "the db (empty: REDIS_URL's host is the master)" },
+	{ .name = "REDIS_SENTINEL_MASTER", .type = CFG_STR, .def = "mymaster",
+	    .off = OFF(redis_sentinel_master),
+	    .what = "the name the sentinels know the master by (their "
+	    "sentinel monitor line)" },
+	{ .name = "REDIS_SENTINEL_PASSWORD", .type = CFG_STR, .def = "",
+	    .off = OFF(redis_sentinel_password),
+	    .what = "the sentinels' own password (their requirepass), sent "
+	    "with AUTH to each; empty: none (the master's is REDIS_URL's)" },
 	{ .name = "MEMCACHED_SERVERS", .type = CFG_STR,
 	    .def = "127.0.0.1:11211", .off = OFF(memcached_servers),
 	    .what = "memcached servers, host:port, comma-separated "
@@ -281,6 +304,43 @@ static const char *const limiter_names[KEEL_LIMIT__MAX] = {
 	[KEEL_LIMIT_READ] = "read",
 };
 
+/* Whether the n bytes at p are the name s. */
+static bool
+name_is(const char *p, size_t n, const char *s)
+{
+	return strlen(s) == n && memcmp(p, s, n) == 0;
+}
+
+char *
+keel_config_env_names(const char *text)
+{
+	struct keel_buf	 out = { NULL, 0, 0 };
+	const char	*p = text, *eol, *name;
+	size_t		 n;
+
+	for (; *p != '\0'; p = *eol != '\0' ? eol + 1 : eol) {
+		if ((eol = strchr(p, '\n')) == NULL)
+			eol = p + strlen(p);
+		p += strspn(p, " \t");
+		if (strncmp(p, "export", 6) != 0 || (p[6] != ' ' &&
+		    p[6] != '\t'))
+			continue;
+		p += 6;
+		p += strspn(p, " \t");
+		name = p;
+		while (p < eol && (isalnum((unsigned char)*p) || *p == '_'))
+			p++;
+		n = (size_t)(p - name);
+		if (n == 0 || isdigit((unsigned char)name[0]) || *p != '=' ||
+		    name_is(name, n, "KEEL_ENV_FILE") ||
+		    name_is(name, n, "PATH"))
+			continue;
+		keel_buf_printf(&out, "%s%.*s", out.len > 0 ? " " : "",
+		    (int)n, name);
+	}
+	return out.data != NULL ? out.data : keel_strdup("");
+}
+
 const char *
 keel_config_limiter_name(enum keel_limiter l)
 {
@@ -376,6 +436,7 @@ cfg_set(struct keel_config *cfg, const struct cfg_row *r, const char *v,
 {
 	void			*field = (char *)cfg + r->off;
 	struct keel_addr_rule	*rule;
+	struct keel_sentinel_addr sentinels[KEEL_SENTINEL_MAX];
 	enum keel_log_level	 level;
 	int64_t			 iv;
 
@@ -443,6 +504,14 @@ cfg_set(struct keel_config *cfg, const struct cfg_row *r, const char *v,
 			return false;
 		}
 		break;
+	case CFG_SENTINELS:
+		if (*v != '\0' && keel_sentinel_parse(v, sentinels,
+		    KEEL_NELEM(sentinels)) < 0) {
+			snprintf(err, n, "%s: expected host:port[,host:port"
+			    "...] (at most %d)", r->name, KEEL_SENTINEL_MAX);
+			return false;
+		}
+		break;
 	case CFG_SECRET:
 		if (strlen(v) < (size_t)r->min) {
 			snprintf(err, n, "%s: must be set to at least %lld "
@@ -492,6 +561,46 @@ pool_valid(struct keel_config *cfg, char *err, size_t n)
 	return true;
 }
 
+/*
+ * REDIS_CLUSTER=1 with a REDIS_URL a cluster can be reached by: TCP
+ * (nodes announce addresses, not sockets) and database 0 (a cluster has
+ * no other).
+ */
+static bool
+cluster_valid(const struct keel_config *cfg, char *err, size_t n)
+{
+	const char	*p, *end, *db;
+	size_t		 len;
+
+	if (!cfg->redis_cluster)
+		return true;
+	if (cfg->redis_sentinels[0] != '\0') {
+		snprintf(err, n, "REDIS_CLUSTER=1 and REDIS_SENTINELS: a "
+		    "cluster fails over by itself; set one or the other");
+		return false;
+	}
+	/* One node's URL, or several, comma-separated (seeds). */
+	for (p = cfg->redis_url; p != NULL; p = end != NULL ? end + 1 : NULL) {
+		end = strchr(p, ',');
+		len = end != NULL ? (size_t)(end - p) : strlen(p);
+		if (len < 8 || strncmp(p, "redis://", 8) != 0) {
+			snprintf(err, n, "REDIS_CLUSTER=1: REDIS_URL must be "
+			    "redis://host:port (cluster nodes, comma-separated), "
+			    "not a unix socket");
+			return false;
+		}
+		/* The database, after the first '/' past the scheme. */
+		if ((db = memchr(p + 8, '/', len - 8)) != NULL &&
+		    (size_t)(p + len - db - 1) > 0 &&
+		    !((size_t)(p + len - db - 1) == 1 && db[1] == '0')) {
+			snprintf(err, n, "REDIS_CLUSTER=1: REDIS_URL's database "
+			    "must be 0 (a cluster has no other)");
+			return false;
+		}
+	}
+	return true;
+}
+
 static const char *
 cfg_default(const struct cfg_row *r, char *tmp, size_t n)
 {
@@ -526,7 +635,7 @@ keel_config_load(struct keel_config *cfg, char *err, size_t n)
 			return false;
 		}
 	}
-	if (!pool_valid(cfg, err, n)) {
+	if (!pool_valid(cfg, err, n) || !cluster_valid(cfg, err, n)) {
 		keel_config_free(cfg);
 		return false;
 	}

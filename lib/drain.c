@@ -228,7 +228,7 @@ drain_finish(struct keel_redis *r, struct keel_db *db,
 	int			 tries;
 	bool			 dead;
 
-	keel_queue_args_init(&a, q, q->name);
+	keel_queue_args_init(&a, r, q, q->name);
 	for (i = 0; i < n; i++) {
 		keel_queue_args_str(&a, jobs[i].msgid);
 		keel_queue_args_str(&a, jobs[i].job.key);
@@ -377,7 +377,8 @@ drain_block(struct keel_redis *r, const struct keel_queue *q,
 	char		 key[128], block[16];
 	enum keel_err	 er;
 
-	snprintf(key, sizeof(key), KEEL_QUEUE_KEY, q->name, "s");
+	snprintf(key, sizeof(key), KEEL_QUEUE_KEY,
+	    KEEL_QUEUE_KEY_ARGS(r, q->name, "s"));
 	snprintf(block, sizeof(block), "%d", ms);
 	av[0] = "XREAD";
 	av[1] = "BLOCK";
@@ -475,7 +476,7 @@ keel_drain_main(int argc, char *argv[], const struct keel_drainer *d)
 	vis_ms = c.cfg.job_visibility * 1000;
 
 	while (!keel_cron_stopping(&c)) {
-		keel_queue_args_init(&a, q, q->name);
+		keel_queue_args_init(&a, r, q, q->name);
 		keel_queue_args_str(&a, consumer);
 		keel_queue_args_fmt(&a, "%d", q->batch);
 		keel_queue_args_fmt(&a, "%d", vis_ms);

@@ -3,8 +3,9 @@
  * limit.c -- sliding-window rate limits in Redis (DESIGN.md, "Rate
  * limits"; API.md, "Rate limits").
  *
- * Each limiter of each client is a sorted set of the requests it admitted
- * inside the window, scored by Redis's clock in milliseconds.  One Lua
+ * Each limiter of each client is a list of the requests it admitted
+ * inside the window, newest first, each stamped with Redis's clock in
+ * milliseconds (lib/lua/limit_check.lua: O(1) a step).  One Lua
  * script checks every limiter that applies to a request and admits it
  * only when all agree, so 200 concurrent requests against a limit of 50
  * admit exactly 50 whatever the number of workers and hosts: Redis runs
@@ -18,6 +19,18 @@
  * (struct keel_limit_ride: auth's session read), so that limits key on
  * the user and "who is calling" costs no second round trip; what it
  * reads is that module's business, not this one's.
+ *
+ * Redis Cluster (REDIS_CLUSTER=1): a script's keys must share a slot, and
+ * a session's and a client's do not, so there the pipeline identifies
+ * the caller first (auth's own read) and the check runs without a ride,
+ * every key declared: a user's lists tagged with the user
+ * ("keel:rate:api:u:{42}"), an address's with the address.  When a
+ * request's limiters still span slots (a signed-in user on an auth
+ * route: the user's api list and the address's auth list), each slot's
+ * group is checked and consumed in turn, and a group that refuses gives
+ * back the places the earlier groups took (limit_release.lua): never
+ * more admitted than a limit, though a concurrent request may for that
+ * moment see one place fewer.  A single Redis keeps the one round trip.
  */
 #include "config.h"
 
@@ -36,12 +49,13 @@
 #include "keel/log.h"
 #include "keel/mem.h"
 #include "keel/metrics.h"
+#include "keel/rcluster.h"
 #include "keel/redis.h"
 #include "keel/router.h"
 #include "keel/text.h"
 #include "lua_scripts.h"
 
-#define KEY_PREFIX	"keel:rl:"
+#define KEY_PREFIX	"keel:rate:"	/* lists; "keel:rl:" held sorted sets */
 
 /*
  * The check (lib/lua/limit_check.lua) runs after the fragment of the
@@ -52,6 +66,10 @@ static const char *check_ride;		/* the fragment it was made with */
 
 static struct keel_rscript release_script = { .name = "limit_release",
 	.lua = keel_lua_limit_release };
+
+/* Cluster mode's check: no ride (KEYS[1] is then the first limiter's
+ * key, for the slot, and ride() reads nothing). */
+static struct keel_rscript check_bare = { .name = "limit_check_bare" };
 
 static unsigned long	 failed_open;	/* process lifetime, for the log */
 
@@ -64,7 +82,7 @@ struct keel_limit_state {
 	enum keel_limit_class	 cls;
 	size_t			 n;
 	struct keel_limit_result res[NRES];
-	const char		*keys[NRES];	/* each result's sorted set */
+	const char		*keys[NRES];	/* each result's list */
 	bool			 held[NRES];	/* we hold a place in it */
 };
 
@@ -357,6 +375,20 @@ check_for(const char *ride_lua)
 	return &check_script;
 }
 
+/* The check whose ride() reads nothing (cluster mode). */
+static struct keel_rscript *
+bare(void)
+{
+	struct keel_buf	 b = { NULL, 0, 0 };
+
+	if (check_bare.lua == NULL) {
+		keel_buf_puts(&b, "local function ride(key) return false end\n");
+		keel_buf_puts(&b, keel_lua_limit_check);
+		check_bare.lua = b.data;
+	}
+	return &check_bare;
+}
+
 /* Copies what ride() read (n values at elem[2..]) into ride. */
 static void
 ride_copy(struct keel_req *req, const struct keel_rreply *rep,
@@ -392,7 +424,11 @@ check_run(struct keel_req *req, struct keel_limit_state *st, size_t from,
 	enum keel_step		 step = KEEL_STEP_GO;
 
 	/* KEYS: ride's, then each limiter's key for this client. */
-	argv[argc++] = ride != NULL && ride->key != NULL ? ride->key : "";
+	if (keel_redis_is_cluster(req->redis))
+		argv[argc++] = st->keys[from];	/* (check_bare's ride) */
+	else
+		argv[argc++] = ride != NULL && ride->key != NULL ? ride->key :
+		    "";
 	for (i = from; i < st->n; i++)
 		argv[argc++] = st->keys[i];
 	argv[argc++] = req->id;
@@ -409,8 +445,9 @@ check_run(struct keel_req *req, struct keel_limit_state *st, size_t from,
 		 * all but auth's key on the caller ride() found. */
 		argv[argc++] = st->res[i].which == KEEL_LIMIT_AUTH ? "1" : "3";
 	}
-	if (keel_redis_eval(req->redis, check_for(ride != NULL ? ride->lua :
-	    check_ride), (int)n + 1, argc, argv, NULL, &rep) != KEEL_OK ||
+	if (keel_redis_eval(req->redis, keel_redis_is_cluster(req->redis) ?
+	    bare() : check_for(ride != NULL ? ride->lua : check_ride),
+	    (int)n + 1, argc, argv, NULL, &rep) != KEEL_OK ||
 	    rep->type != KEEL_R_ARRAY || rep->nelem < 2 ||
 	    rep->elem[1].type != KEEL_R_INT || rep->elem[1].integer < 0 ||
 	    rep->elem[1].integer > KEEL_LIMIT_RIDE_MAX ||
@@ -444,7 +481,7 @@ out:
 	return step;
 }
 
-/* Limiter l's setting into result i of st, its sorted set key. */
+/* Limiter l's setting into result i of st, its list's key. */
 static void
 result_init(struct keel_req *req, struct keel_limit_state *st, size_t i,
     enum keel_limiter l, const char *key)
@@ -453,6 +490,106 @@ result_init(struct keel_req *req, struct keel_limit_state *st, size_t i,
 	st->res[i].limit = req->cfg->rates[l].limit;
 	st->res[i].window = req->cfg->rates[l].window;
 	st->keys[i] = key;
+}
+
+/*
+ * Cluster mode's key of limiter l for req: the user's when the pipeline
+ * identified one (all but auth's), else the client's, each tagged with
+ * its owner; auth's is the address and account, tagged with the client.
+ */
+static const char *
+cluster_key(struct keel_req *req, enum keel_limiter l, const char *client)
+{
+	if (l == KEEL_LIMIT_AUTH)
+		return keel_arena_printf(req->arena, "%s:{%s}", auth_key(req),
+		    client);
+	if (req->user != NULL)
+		return keel_arena_printf(req->arena, KEY_PREFIX "%s:u:{%lld}",
+		    keel_config_limiter_name(l), (long long)req->user->id);
+	return keel_arena_printf(req->arena, KEY_PREFIX "%s:{%s}",
+	    keel_config_limiter_name(l), client);
+}
+
+/* Gives back req's place in keys[0..n) (limit_release.lua), one call
+ * per key in cluster mode (the keys may be in several slots). */
+static void
+release(struct keel_req *req, const char **keys, size_t n)
+{
+	struct keel_rreply	*rep = NULL;
+	const char		*argv[1 + NRES];
+	size_t			 i, k, step;
+
+	step = keel_redis_is_cluster(req->redis) ? 1 : n;
+	for (i = 0; i < n; i += step) {
+		for (k = 0; k < step; k++)
+			argv[k] = keys[i + k];
+		argv[step] = req->id;
+		if (keel_redis_eval(req->redis, &release_script, (int)step,
+		    (int)step + 1, argv, NULL, &rep) != KEEL_OK)
+			keel_log_warnx("limit: giving back a place failed "
+			    "(%s); it ages out with its window",
+			    keel_redis_errstr(req->redis));
+		keel_rreply_free(rep);
+		rep = NULL;
+	}
+}
+
+/*
+ * Cluster mode: st's limiters grouped by their keys' slot, each group
+ * checked (and consumed) in turn; a group that refuses or can't be
+ * checked gives back what the earlier ones took.  One group, the usual
+ * case, is one check as on a single Redis.
+ */
+static enum keel_step
+cluster_check(struct keel_req *req, struct keel_limit_state *st)
+{
+	struct keel_limit_result res[NRES];
+	const char		*keys[NRES];
+	unsigned		 slot[NRES], gs[NRES];
+	size_t			 n = st->n, from, to, i, j, k = 0;
+	enum keel_step		 step;
+
+	for (i = 0; i < n; i++)
+		slot[i] = keel_rc_slot(st->keys[i], strlen(st->keys[i]));
+	/* Each slot's limiters together, in the order the slots come. */
+	for (i = 0; i < n; i++) {
+		for (j = 0; j < i && slot[j] != slot[i]; j++)
+			continue;
+		if (j < i)
+			continue;	/* its slot's group is placed */
+		for (j = i; j < n; j++)
+			if (slot[j] == slot[i]) {
+				res[k] = st->res[j];
+				keys[k] = st->keys[j];
+				gs[k++] = slot[j];
+			}
+	}
+	memcpy(st->res, res, n * sizeof(res[0]));
+	memcpy(st->keys, keys, n * sizeof(keys[0]));
+	for (from = 0; from < n; from = to) {
+		for (to = from + 1; to < n && gs[to] == gs[from]; to++)
+			continue;
+		st->n = to;
+		step = check_run(req, st, from, NULL, true);
+		if (from == 0 && !st->ran) {
+			/* Redis away: the policy (open or closed) spoke. */
+			st->n = n;
+			return step;
+		}
+		if (step != KEEL_STEP_GO) {
+			/* Refused here: the earlier groups' places go back
+			 * (an auth place among them not twice). */
+			if (from > 0) {
+				release(req, st->keys, from);
+				for (i = 0; i < from; i++)
+					st->held[i] = false;
+			}
+			return step;
+		}
+		if (st->n < to)
+			return step;	/* not checked: failed open */
+	}
+	return KEEL_STEP_GO;
 }
 
 enum keel_step
@@ -477,6 +614,12 @@ keel_limit_check(struct keel_req *req, enum keel_limit_class cls,
 	st->n = n;
 	st->cls = cls;
 	client = keel_http_client(req);
+	if (keel_redis_is_cluster(req->redis)) {
+		for (i = 0; i < n; i++)
+			result_init(req, st, i, which[i], cluster_key(req,
+			    which[i], client));
+		return cluster_check(req, st);
+	}
 	for (i = 0; i < n; i++)
 		result_init(req, st, i, which[i], which[i] == KEEL_LIMIT_AUTH ?
 		    auth_key(req) : keel_arena_printf(req->arena,
@@ -525,7 +668,6 @@ keel_limit_after(struct keel_req *req)
 {
 	struct keel_limit_state	*st = req->limit;
 	struct keel_limit_headers h;
-	struct keel_rreply	*rep = NULL;
 	const char		*argv[1 + NRES];
 	size_t			 i;
 	int			 nkeys = 0;
@@ -545,14 +687,7 @@ keel_limit_after(struct keel_req *req)
 				argv[nkeys++] = st->keys[i];
 				st->res[i].remaining++;
 			}
-	if (nkeys > 0) {
-		argv[nkeys] = req->id;
-		if (keel_redis_eval(req->redis, &release_script, nkeys,
-		    nkeys + 1, argv, NULL, &rep) != KEEL_OK)
-			keel_log_warnx("limit: giving back an attempt's place "
-			    "failed (%s); it ages out with its window",
-			    keel_redis_errstr(req->redis));
-		keel_rreply_free(rep);
-	}
+	if (nkeys > 0)
+		release(req, argv, (size_t)nkeys);
 	add_headers(req, st);
 }

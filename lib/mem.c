@@ -9,11 +9,14 @@
  */
 #include "config.h"
 
+#include <fcntl.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "keel/log.h"
 #include "keel/mem.h"
@@ -159,6 +162,21 @@ keel_buf_free(struct keel_buf *b)
 	free(b->data);
 	b->data = NULL;
 	b->len = b->cap = 0;
+}
+
+bool
+keel_buf_read_file(struct keel_buf *b, const char *path)
+{
+	char	 chunk[8192];
+	ssize_t	 n;
+	int	 fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return false;
+	while ((n = read(fd, chunk, sizeof(chunk))) > 0)
+		keel_buf_append(b, chunk, (size_t)n);
+	close(fd);
+	return n == 0;
 }
 
 #define ARENA_BLOCK	(16 * 1024)	/* bytes in an ordinary block */

@@ -200,7 +200,7 @@ push_rows(struct keel_redis *r, const struct keel_rows *rows,
 
 	for (i = 0; i < n; i = j) {
 		name = keel_rows_value(rows, i, 1);
-		keel_queue_args_init(&a, keel_queue_policy(name), name);
+		keel_queue_args_init(&a, r, keel_queue_policy(name), name);
 		for (j = i; j < n && strcmp(keel_rows_value(rows, j, 1),
 		    name) == 0 && j - i < 200; j++) {
 			keel_queue_args_str(&a, keel_rows_value(rows, j, 4));

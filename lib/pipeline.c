@@ -22,6 +22,7 @@
 #include "keel/limit.h"
 #include "keel/mem.h"
 #include "keel/pipeline.h"
+#include "keel/redis.h"
 #include "keel/router.h"
 #include "keel/text.h"
 
@@ -134,10 +135,20 @@ run(struct keel_req *req, const struct keel_route *r)
 	/* Replica pinning and write tracking are per request. */
 	keel_db_request_reset(req->db);
 	prefetch(req, r);
+	if (keel_redis_is_cluster(req->redis)) {
+		/* Redis Cluster: the session (its slot) first, then the
+		 * limits keyed on its user (theirs): limit.c's top comment. */
+		if (keel_auth_step_identify(req, ride.key, NULL, 0) !=
+		    KEEL_STEP_GO)
+			goto out;
+		if (keel_limit_check(req, r->limit, NULL) != KEEL_STEP_GO)
+			goto drop;
+		if (keel_auth_step_authorize(req) != KEEL_STEP_GO)
+			goto out;
 	/* 3, 4: limits and the session in one round trip; 429 ends here. */
-	if (keel_limit_check(req, r->limit, &ride) != KEEL_STEP_GO)
+	} else if (keel_limit_check(req, r->limit, &ride) != KEEL_STEP_GO)
 		goto drop;
-	if (keel_auth_step_identify(req, ride.key,
+	else if (keel_auth_step_identify(req, ride.key,
 	    ride.ran ? ride.vals : NULL, ride.n) != KEEL_STEP_GO ||
 	    keel_auth_step_authorize(req) != KEEL_STEP_GO)
 		goto out;
@@ -170,7 +181,10 @@ unrouted(struct keel_req *req, int status, const char *allow)
 		.key = keel_auth_session_key(req),
 	};
 
-	if (keel_limit_check(req, KEEL_LIMIT_CLASS_DEFAULT, &ride) !=
+	/* Redis Cluster: no ride (a session and a client's limits are in
+	 * two slots); an unrouted answer's limits key on the client. */
+	if (keel_limit_check(req, KEEL_LIMIT_CLASS_DEFAULT,
+	    keel_redis_is_cluster(req->redis) ? NULL : &ride) !=
 	    KEEL_STEP_GO)
 		return;
 	if (status == 405) {

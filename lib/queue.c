@@ -166,16 +166,18 @@ keel_queue_args_free(struct keel_queue_args *a)
 
 /* Keys, the job prefix and the policy: the first 16 arguments. */
 void
-keel_queue_args_init(struct keel_queue_args *a, const struct keel_queue *q,
-    const char *name)
+keel_queue_args_init(struct keel_queue_args *a, const struct keel_redis *r,
+    const struct keel_queue *q, const char *name)
 {
 	static const char *const sfx[] = { "s", "d", "a", "c", "x", "r" };
 	size_t	 i;
 
 	memset(a, 0, sizeof(*a));
 	for (i = 0; i < 6; i++)
-		keel_queue_args_fmt(a, KEEL_QUEUE_KEY, name, sfx[i]);
-	keel_queue_args_fmt(a, KEEL_QUEUE_KEY, name, "j:");
+		keel_queue_args_fmt(a, KEEL_QUEUE_KEY,
+		    KEEL_QUEUE_KEY_ARGS(r, name, sfx[i]));
+	keel_queue_args_fmt(a, KEEL_QUEUE_KEY, KEEL_QUEUE_KEY_ARGS(r, name,
+	    "j:"));
 	keel_queue_args_fmt(a, "%d", q->attempts);
 	keel_queue_args_fmt(a, "%d", q->backoff_ms);
 	keel_queue_args_fmt(a, "%d", q->inflight);
@@ -228,7 +230,7 @@ keel_queue_enqueue(struct keel_redis *r, const struct keel_queue *q,
 	struct keel_queue_args	 a;
 	enum keel_err		 er;
 
-	keel_queue_args_init(&a, q, q->name);
+	keel_queue_args_init(&a, r, q, q->name);
 	keel_queue_args_str(&a, idem_key);
 	keel_queue_args_str(&a, kind);
 	keel_queue_args_str(&a, payload);
@@ -250,7 +252,7 @@ keel_queue_stats(struct keel_redis *r, const struct keel_queue *q,
 	struct keel_queue_args	 a;
 	enum keel_err		 er;
 
-	keel_queue_args_init(&a, q, q->name);
+	keel_queue_args_init(&a, r, q, q->name);
 	if ((er = keel_queue_args_eval(r, &script_stats, &a, &rep)) ==
 	    KEEL_OK) {
 		st->waiting = keel_queue_reply_int(rep, 0);
@@ -273,7 +275,7 @@ simple_script(struct keel_redis *r, const struct keel_queue *q,
 	struct keel_queue_args	 a;
 	enum keel_err		 er;
 
-	keel_queue_args_init(&a, q, q->name);
+	keel_queue_args_init(&a, r, q, q->name);
 	if ((er = keel_queue_args_eval(r, s, &a, &rep)) == KEEL_OK &&
 	    n != NULL)
 		*n = rep->type == KEEL_R_INT ? rep->integer : 0;
@@ -373,7 +375,8 @@ keel_queue_purge(struct keel_redis *r, const struct keel_queue *q,
 	av[0] = "UNLINK";
 	av[1] = key;
 	if (strcmp(what, "failed") == 0) {
-		snprintf(key, sizeof(key), KEEL_QUEUE_KEY, q->name, "x");
+		snprintf(key, sizeof(key), KEEL_QUEUE_KEY,
+		    KEEL_QUEUE_KEY_ARGS(r, q->name, "x"));
 		er = keel_redis_cmd(r, 2, av, NULL, NULL);
 		n = st.failed;
 	} else if (strcmp(what, "completed") == 0) {
@@ -384,7 +387,8 @@ keel_queue_purge(struct keel_redis *r, const struct keel_queue *q,
 		er = keel_queue_prune(r, &z, NULL);
 		n = st.completed;
 	} else if (strcmp(what, "all") == 0) {
-		snprintf(pat, sizeof(pat), KEEL_QUEUE_KEY, q->name, "*");
+		snprintf(pat, sizeof(pat), KEEL_QUEUE_KEY,
+		    KEEL_QUEUE_KEY_ARGS(r, q->name, "*"));
 		er = del_matching(r, pat, &n);
 	} else
 		return KEEL_EINVAL;

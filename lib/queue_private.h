@@ -14,14 +14,22 @@
 #include <stddef.h>
 
 #include "keel/err.h"
+#include "keel/redis.h"
 
 struct keel_queue;
 struct keel_redis;
 struct keel_rreply;
 struct keel_rscript;
 
-/* Queue name's key with suffix sfx ("s", "x", "j:", "*"). */
-#define KEEL_QUEUE_KEY	"keel:q:%s:%s"
+/*
+ * Queue name's key with suffix sfx ("s", "x", "j:", "*"), formatted with
+ * KEEL_QUEUE_KEY_ARGS(r, name, sfx): in cluster mode the name is the
+ * hash tag, "keel:q:{email}:s", so a queue's keys and its jobs' hashes
+ * share a slot (redis.h).
+ */
+#define KEEL_QUEUE_KEY	"keel:q:%s%s%s:%s"
+#define KEEL_QUEUE_KEY_ARGS(r, name, sfx) \
+	KEEL_RTAG_L(r), (name), KEEL_RTAG_R(r), (sfx)
 
 /* The arguments of one script call; the strings it points at are either
  * the caller's (keel_queue_args_str) or its own (keel_queue_args_fmt). */
@@ -39,7 +47,8 @@ struct keel_queue_args {
  * the default policy).  Free with keel_queue_args_free().
  */
 void		 keel_queue_args_init(struct keel_queue_args *a,
-		    const struct keel_queue *q, const char *name);
+		    const struct keel_redis *r, const struct keel_queue *q,
+		    const char *name);
 /* Appends s, borrowed: it must live until the call is made. */
 void		 keel_queue_args_str(struct keel_queue_args *a, const char *s);
 /* Appends a formatted copy that a owns. */

@@ -1156,22 +1156,6 @@ on_body(char *p, size_t size, size_t nmemb, void *arg)
 	return size * nmemb;
 }
 
-/* The file at path into b; false when it can't be read. */
-static bool
-read_file(const char *path, struct keel_buf *b)
-{
-	char	 chunk[8192];
-	ssize_t	 n;
-	int	 fd;
-
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
-		return false;
-	while ((n = read(fd, chunk, sizeof(chunk))) > 0)
-		keel_buf_append(b, chunk, (size_t)n);
-	close(fd);
-	return n == 0;
-}
-
 size_t
 keel_report_envelope_len(const char *p, size_t n)
 {
@@ -1292,7 +1276,7 @@ keel_report_post(const char *path, int timeout_s,
 	size_t		 at = 0, n;
 
 	memset(out, 0, sizeof(*out));
-	if (!st.on || !read_file(path, &file) || file.len == 0) {
+	if (!st.on || !keel_buf_read_file(&file, path) || file.len == 0) {
 		keel_buf_free(&file);
 		return KEEL_EINVAL;
 	}

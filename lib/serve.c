@@ -9,7 +9,9 @@
  *
  *   SIGCHLD   reap; respawn a dead worker (with backoff if it died at once)
  *   SIGHUP    reload: run the binary at our path (perhaps a new one) with
- *             --check through the env file (KEEL_ENV_FILE); if it passes,
+ *             --check through the env file (KEEL_ENV_FILE), reaping and
+ *             respawning meanwhile (a SIGHUP then checks again after it,
+ *             the newest binary); if it passes,
  *             execve() it in place (the pid, so the workers, stay ours)
  *             handing it the listening socket and the workers' pids
  *             (KEEL_SERVE_HANDOFF); the new image starts a new worker,
@@ -84,12 +86,15 @@
 
 /*
  * What runs the binary on SIGHUP, as sh -c SCRIPT BINARY ARGS...: the env
- * file the stack or the service manager sourced at start, again (values
- * it sets win; a variable it no longer sets keeps its old value), then
- * the binary, in place of the shell.
+ * file the stack or the service manager sourced at start, again, after
+ * unsetting what it set last time (ENV_SET_ENV, see note_env_file), so a
+ * variable taken out of the file goes back to its default; then the
+ * binary, in place of the shell.
  */
-static const char reexec_sh[] = "[ -z \"$KEEL_ENV_FILE\" ] || "
-    ". \"$KEEL_ENV_FILE\" || exit 1; exec \"$0\" \"$@\"";
+#define ENV_SET_ENV	"KEEL_ENV_FILE_SET"	/* "NAME NAME ..." */
+static const char reexec_sh[] = "[ -z \"$KEEL_ENV_FILE\" ] || { "
+    "for v in $" ENV_SET_ENV "; do unset \"$v\"; done; "
+    ". \"$KEEL_ENV_FILE\" || exit 1; }; exec \"$0\" \"$@\"";
 static char	self_path[PATH_MAX];	/* argv[0], absolute; "" unknown */
 
 static volatile sig_atomic_t got_term, got_hup, got_chld;
@@ -147,6 +152,12 @@ struct supervisor {
 	struct keel_pm_state	 pm;
 	double			 next_tick;	/* ms */
 	int			 at_max;	/* warned: every worker busy */
+	pid_t			 check_pid;	/* a reload's --check, running */
+	double			 check_kill_at;	/* ms: it took too long then */
+	int			 check_status;	/* its wait status, once reaped */
+	int			 check_done;	/* reaped, not yet acted on */
+	int			 check_again;	/* SIGHUP while it ran */
+	int			 check_killed;	/* it ran out of time */
 };
 
 static double
@@ -366,7 +377,8 @@ note_state(pid_t self, enum board_state st)
 	__atomic_store_n(&b->state, (int)st, __ATOMIC_RELEASE);
 }
 
-/* A worker that died (in slot i): an event from the supervisor. */
+/* A worker that died (in slot i; -1: an old one a roll was retiring):
+ * an event from the supervisor. */
 static void
 report_death(const struct supervisor *sv, int i, pid_t pid, int status)
 {
@@ -393,7 +405,8 @@ report_death(const struct supervisor *sv, int i, pid_t pid, int status)
 	}
 	tags[1].value = num[1];
 	memset(&ev, 0, sizeof(ev));
-	if (busy != NULL && busy[i].pid == pid && busy[i].id[0] != '\0') {
+	if (i >= 0 && busy != NULL && busy[i].pid == pid &&
+	    busy[i].id[0] != '\0') {
 		rid = busy[i].id;
 		strncat(what, " during a request", sizeof(what) -
 		    strlen(what) - 1);
@@ -666,6 +679,33 @@ roll_step(struct supervisor *sv)
 	kill(sv->roll_old, SIGTERM);
 }
 
+/*
+ * Whether an old worker a roll retires died of something else than its
+ * SIGTERM (it exits 0 then) or the roll's SIGKILL after
+ * KEEL_SHUTDOWN_TIMEOUT (logged when sent): a crash, worth an event.
+ */
+static bool
+old_died(int status)
+{
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status) != EXIT_RECYCLED;
+	return WIFSIGNALED(status) && WTERMSIG(status) != SIGTERM &&
+	    WTERMSIG(status) != SIGKILL;
+}
+
+/* An old worker crashed while the roll retired it: logged, reported. */
+static void
+report_old_death(const struct supervisor *sv, pid_t pid, int status)
+{
+	if (WIFSIGNALED(status))
+		keel_log_warnx("reload: old worker %ld killed by signal %d",
+		    (long)pid, WTERMSIG(status));
+	else
+		keel_log_warnx("reload: old worker %ld exited with status %d",
+		    (long)pid, WEXITSTATUS(status));
+	report_death(sv, -1, pid, status);
+}
+
 /* Forgets pid if it is an old worker still to retire; true if it was. */
 static bool
 drop_old(struct supervisor *sv, pid_t pid)
@@ -711,12 +751,19 @@ reap(struct supervisor *sv, int shutting_down)
 	double	 now;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		if (pid == sv->roll_old) {
-			sv->roll_old = 0;
+		if (pid == sv->check_pid) {
+			sv->check_pid = 0;
+			sv->check_status = status;
+			sv->check_done = 1;
 			continue;
 		}
-		if (drop_old(sv, pid))
+		if (pid == sv->roll_old || drop_old(sv, pid)) {
+			if (pid == sv->roll_old)
+				sv->roll_old = 0;
+			if (old_died(status))
+				report_old_death(sv, pid, status);
 			continue;
+		}
 		for (i = 0; i < sv->nslots; i++)
 			if (sv->slots[i].pid == pid)
 				break;
@@ -906,6 +953,8 @@ shutdown_workers(struct supervisor *sv, const char *sock_path)
 
 	keel_log_info("shutting down: %d workers finish their requests",
 	    live_workers(sv));
+	if (sv->check_pid != 0)
+		kill(sv->check_pid, SIGKILL);	/* a reload's, now moot */
 	/*
 	 * Stop accepting.  The workers hold the socket open, so closing
 	 * ours is not enough: shut it, and connect() is refused at once
@@ -1001,19 +1050,19 @@ reexec_argv(char *const args[])
 }
 
 /*
- * Runs the binary at self_path with --check, through the env file as a
- * reload would, and waits for it (CHECK_MS at most): true when it exits
- * 0, so its configuration loads.  Else logs why and returns false.
+ * Starts the binary at self_path with --check, through the env file as a
+ * reload would; the supervisor goes on reaping, respawning and ticking
+ * the pool while it runs (reap() takes its status, check_due() its
+ * deadline).  False (logged) when it could not be started.
  */
 static bool
-reload_check(const struct supervisor *sv)
+check_start(struct supervisor *sv)
 {
 	static char	*check[] = { (char *)"--check", NULL };
 	char		**av = reexec_argv(check);
-	double		 deadline = now_ms() + CHECK_MS;
-	pid_t		 pid, r;
-	int		 status;
+	pid_t		 pid;
 
+	keel_log_info("reload: checking %s", self_path);
 	if ((pid = fork()) == 0) {
 		close(sv->lfd);
 		execv("/bin/sh", av);
@@ -1024,23 +1073,42 @@ reload_check(const struct supervisor *sv)
 		keel_log_warn("reload: fork");
 		return false;
 	}
-	while ((r = waitpid(pid, &status, WNOHANG)) == 0) {
-		if (now_ms() >= deadline) {
-			kill(pid, SIGKILL);
-			(void)waitpid(pid, &status, 0);
-			keel_log_warnx("reload: %s --check took more than "
-			    "%d s: the workers serve on", self_path,
-			    CHECK_MS / 1000);
-			return false;
-		}
-		(void)poll(NULL, 0, 10);
-	}
-	if (r == -1) {
-		keel_log_warn("reload: waitpid");
-		return false;
-	}
+	sv->check_pid = pid;
+	sv->check_kill_at = now_ms() + CHECK_MS;
+	sv->check_killed = 0;
+	return true;
+}
+
+/*
+ * Kills a check that has run CHECK_MS (reaped as any exit is); returns
+ * the ms until that is due, or -1 when no check runs.
+ */
+static int
+check_due(struct supervisor *sv)
+{
+	double	 left;
+
+	if (sv->check_pid == 0 || sv->check_killed)
+		return -1;
+	if ((left = sv->check_kill_at - now_ms()) > 0)
+		return (int)left + 1;
+	keel_log_warnx("reload: %s --check took more than %d s: the "
+	    "workers serve on", self_path, CHECK_MS / 1000);
+	kill(sv->check_pid, SIGKILL);
+	sv->check_killed = 1;
+	return -1;
+}
+
+/* Whether the reaped check passed (exit 0); else logs why not. */
+static bool
+check_passed(const struct supervisor *sv)
+{
+	int	 status = sv->check_status;
+
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return true;
+	if (sv->check_killed)
+		return false;		/* check_due() said why */
 	if (WIFSIGNALED(status))
 		keel_log_warnx("reload: %s --check was killed by signal %d: "
 		    "the workers serve on", self_path, WTERMSIG(status));
@@ -1051,9 +1119,9 @@ reload_check(const struct supervisor *sv)
 }
 
 /*
- * SIGHUP: checks the binary at self_path, then execs it in place with
- * the listening socket and every worker's pid in HANDOFF_ENV; returns
- * only when that could not be done (logged), the workers untouched.
+ * A passed check: execs the binary at self_path in place with the
+ * listening socket and every worker's pid in HANDOFF_ENV; returns only
+ * when that could not be done (logged), the workers untouched.
  * Signals that would end or reload us stay blocked across the exec and
  * are taken by the new image once it has its handlers.
  */
@@ -1065,14 +1133,6 @@ reload(struct supervisor *sv)
 	char		**av;
 	int		 i, ok;
 
-	if (self_path[0] == '\0') {
-		keel_log_warnx("reload: my binary's path is unknown: the "
-		    "workers serve on");
-		return;
-	}
-	keel_log_info("reload: checking %s", self_path);
-	if (!reload_check(sv))
-		return;
 	keel_buf_printf(&hand, "%d:", sv->lfd);
 	for (i = 0; i < sv->nslots; i++)
 		if (sv->slots[i].pid != 0)
@@ -1166,6 +1226,28 @@ load_config(const struct keel_app *app, struct keel_config *cfg)
 }
 
 /*
+ * The names the env file sets now, into ENV_SET_ENV, for the next
+ * reload to unset before it sources the file again.  A file that can't
+ * be read sets nothing here; the reload will say why.
+ */
+static void
+note_env_file(const struct keel_config *cfg)
+{
+	struct keel_buf	 file = { NULL, 0, 0 };
+	char		*names;
+
+	if (cfg->env_file == NULL || cfg->env_file[0] == '\0')
+		return;
+	if (keel_buf_read_file(&file, cfg->env_file) && file.data != NULL) {
+		names = keel_config_env_names(file.data);
+		if (setenv(ENV_SET_ENV, names, 1) == -1)
+			keel_log_warn("setenv %s", ENV_SET_ENV);
+		free(names);
+	}
+	keel_buf_free(&file);
+}
+
+/*
  * The supervisor's state before its first worker: slots, scoreboard,
  * metrics, the listening socket (handed over by a reload, bound, or fd 0)
  * and the signal handlers; then the first workers, or a roll of the ones
@@ -1243,6 +1325,26 @@ start(struct supervisor *sv, const struct keel_config *cfg,
 		spawn(sv, i);
 }
 
+/*
+ * SIGHUP: checks the binary at self_path (a reload follows if it
+ * passes); during a check, checks again once it is over, so the newest
+ * binary and file are the ones that run.
+ */
+static void
+hup(struct supervisor *sv)
+{
+	if (self_path[0] == '\0') {
+		keel_log_warnx("reload: my binary's path is unknown: the "
+		    "workers serve on");
+		return;
+	}
+	if (sv->check_pid != 0) {
+		sv->check_again = 1;
+		return;
+	}
+	(void)check_start(sv);
+}
+
 int
 keel_serve(int argc, char *argv[], const struct keel_app *app)
 {
@@ -1287,6 +1389,7 @@ keel_serve(int argc, char *argv[], const struct keel_app *app)
 		keel_config_free(&cfg);
 		return 0;
 	}
+	note_env_file(&cfg);
 	memset(&sv, 0, sizeof(sv));
 	sv.app = app;
 	sv.argv = argv;
@@ -1301,6 +1404,8 @@ keel_serve(int argc, char *argv[], const struct keel_app *app)
 			wait = roll;
 		if ((roll = pm_due(&sv)) >= 0 && (wait < 0 || roll < wait))
 			wait = roll;
+		if ((roll = check_due(&sv)) >= 0 && (wait < 0 || roll < wait))
+			wait = roll;
 		if (poll(&pfd, 1, got_chld ? 0 : wait) == -1 &&
 		    errno != EINTR)
 			keel_log_warn("poll");
@@ -1312,7 +1417,16 @@ keel_serve(int argc, char *argv[], const struct keel_app *app)
 		}
 		if (got_hup) {
 			got_hup = 0;
-			reload(&sv);
+			hup(&sv);
+		}
+		if (sv.check_done) {
+			sv.check_done = 0;
+			if (sv.check_again) {
+				/* A newer binary or file: check that one. */
+				sv.check_again = 0;
+				(void)check_start(&sv);
+			} else if (check_passed(&sv))
+				reload(&sv);
 		}
 	}
 	shutdown_workers(&sv, sock_path);

@@ -27,6 +27,14 @@
  * so per user, ids are in commit order: "after id N" is always complete.
  * Callbacks name a stream by its sid, never by pointer, so an answer
  * that arrives after the stream closed finds nothing and is dropped.
+ *
+ * Redis Cluster (REDIS_CLUSTER=1): the subscription stays one
+ * connection to the REDIS_URL node (Redis 7 broadcasts a PUBLISH to
+ * every node); commands go to the master of their key's slot, on a
+ * connection per master opened on first use, the slot map being
+ * lib/redis.c's (loaded, blocking, on first use and after a redirect).
+ * A MOVED or ASK answer fails that one open (503, the client retries)
+ * or renewal (the next one goes right): the map is loaded again first.
  */
 #include "config.h"
 
@@ -59,8 +67,10 @@
 #include "keel/mem.h"
 #include "keel/metrics.h"
 #include "keel/notify.h"
+#include "keel/rcluster.h"
 #include "keel/redis.h"
 #include "keel/resource.h"
+#include "keel/sentinel.h"
 #include "keel/serve.h"
 #include "keel/sse.h"
 #include "keel/text.h"
@@ -111,6 +121,8 @@ struct user {
 /* One Redis connection, reconnected with backoff when it drops. */
 struct rconn {
 	const char		*name;
+	char			 host[KEEL_RC_HOST_MAX];	/* cluster: the */
+	int			 port;		/* node's; "": REDIS_URL's */
 	bool			 subscriber;
 	redisAsyncContext	*ac;		/* NULL while down */
 	bool			 up;		/* connected */
@@ -129,7 +141,11 @@ static struct {
 	struct evconnlistener	*listener;
 	struct evbuffer		*out;		/* a chunk on its way */
 	struct keel_redis_addr	 raddr;
+	struct keel_sentinel	*sentinel;	/* REDIS_SENTINELS, or NULL */
 	struct rconn		 cmd, sub;
+	struct keel_redis	*rc;		/* cluster: the slot map */
+	struct rconn		*nodes[KEEL_RC_NODES_MAX];	/* cluster: a */
+	int			 nnodes;	/* command connection per master */
 	struct pgev		*pg;
 	struct stream		*all;
 	struct stream		*sids[NBUCKETS];
@@ -308,6 +324,9 @@ stream_new(struct evhttp_request *req)
 	return s;
 }
 
+static struct rconn	*cmd_for(const char *key);
+static void		 on_redirect(redisAsyncContext *, void *, void *);
+
 /* "keel:sse:open:<uid>" into buf. */
 static void
 open_key(char *buf, size_t n, int64_t uid)
@@ -323,6 +342,7 @@ static void
 stream_free(struct stream *s, const char *why)
 {
 	struct stream	**pp = &W.sids[s->sid % NBUCKETS];
+	struct rconn	 *rc;
 	char		  key[64], member[128];
 	char		  labels[KEEL_METRICS_LABELS_MAX];
 
@@ -339,12 +359,13 @@ stream_free(struct stream *s, const char *why)
 		user_remove(s);
 	if (s->dirty)
 		W.ndirty--;
-	if (s->leased && W.cmd.ac != NULL) {
+	if (s->leased) {
 		open_key(key, sizeof(key), s->uid);
 		snprintf(member, sizeof(member), "%s%" PRIu64, W.member,
 		    s->sid);
-		redisAsyncCommand(W.cmd.ac, NULL, NULL, "ZREM %s %s", key,
-		    member);
+		if ((rc = cmd_for(key)) != NULL)
+			redisAsyncCommand(rc->ac, on_redirect, NULL,
+			    "ZREM %s %s", key, member);
 	}
 	if (s->open) {
 		keel_metrics_add(KEEL_M_STREAM_CLOSES, keel_metrics_labels(
@@ -668,6 +689,8 @@ on_rconnect(const redisAsyncContext *ac, int status)
 	if (status != REDIS_OK) {
 		keel_log_warnx("redis (%s): connect: %s", rc->name, ac->errstr);
 		rc->ac = NULL;		/* hiredis frees it */
+		if (W.rc != NULL)
+			keel_redis_map_stale(W.rc);
 		rconn_later(rc);
 		return;
 	}
@@ -687,6 +710,9 @@ on_rdisconnect(const redisAsyncContext *ac, int status)
 		    status != REDIS_OK ? ac->errstr : "");
 	if (rc->subscriber && rc->up)
 		rc->lost = true;
+	/* Cluster mode: the node may have failed over; ask the map again. */
+	if (W.rc != NULL)
+		keel_redis_map_stale(W.rc);
 	rc->up = false;
 	rc->ac = NULL;
 	rconn_later(rc);
@@ -710,19 +736,97 @@ on_script(redisAsyncContext *ac, void *reply, void *privdata)
  * until then.  Format: the script's KEYS count, then its arguments.
  */
 static int
-run_script(const char *sha, const char *lua, redisCallbackFn *fn,
+run_script(struct rconn *rc, bool lease, redisCallbackFn *fn,
     void *privdata, const char *key, const char *a1, const char *a2,
     const char *a3)
 {
+	const char	*sha = lease ? rc->sha_lease : rc->sha_renew;
+	const char	*lua = lease ? keel_lua_stream_lease :
+			    keel_lua_stream_renew;
+
 	if (*sha != '\0')
-		return a3 != NULL ? redisAsyncCommand(W.cmd.ac, fn, privdata,
+		return a3 != NULL ? redisAsyncCommand(rc->ac, fn, privdata,
 		    "EVALSHA %s 1 %s %s %s %s", sha, key, a1, a2, a3) :
-		    redisAsyncCommand(W.cmd.ac, fn, privdata,
+		    redisAsyncCommand(rc->ac, fn, privdata,
 		    "EVALSHA %s 1 %s %s %s", sha, key, a1, a2);
-	return a3 != NULL ? redisAsyncCommand(W.cmd.ac, fn, privdata,
+	return a3 != NULL ? redisAsyncCommand(rc->ac, fn, privdata,
 	    "EVAL %s 1 %s %s %s %s", lua, key, a1, a2, a3) :
-	    redisAsyncCommand(W.cmd.ac, fn, privdata, "EVAL %s 1 %s %s %s",
+	    redisAsyncCommand(rc->ac, fn, privdata, "EVAL %s 1 %s %s %s",
 	    lua, key, a1, a2);
+}
+
+/* An answer that is a redirect: the slot map is loaded again first. */
+static bool
+redirected(const redisReply *r)
+{
+	if (r == NULL || r->type != REDIS_REPLY_ERROR || W.rc == NULL ||
+	    (strncmp(r->str, "MOVED ", 6) != 0 &&
+	    strncmp(r->str, "ASK ", 4) != 0))
+		return false;
+	keel_log_info("redis: %s; the slot map is loaded again", r->str);
+	keel_redis_map_stale(W.rc);
+	return true;
+}
+
+/* For the commands whose answer is not otherwise read. */
+static void
+on_redirect(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	(void)ac;
+	(void)privdata;
+	(void)redirected(reply);
+}
+
+/*
+ * The connection for commands on key: the one, or in cluster mode the
+ * one to its slot's master (opened now if new).  NULL when there is
+ * none right now (down, reconnecting, or no map).
+ */
+static struct rconn *
+cmd_for(const char *key)
+{
+	struct rconn	*rc;
+	char		 host[KEEL_RC_HOST_MAX];
+	int		 port, i;
+
+	if (W.rc == NULL)
+		return W.cmd.ac != NULL ? &W.cmd : NULL;
+	if (keel_redis_node_of(W.rc, key, strlen(key), host, sizeof(host),
+	    &port) != KEEL_OK) {
+		keel_log_warnx("redis: %s", keel_redis_errstr(W.rc));
+		return NULL;
+	}
+	for (i = 0; i < W.nnodes; i++)
+		if (W.nodes[i]->port == port &&
+		    strcmp(W.nodes[i]->host, host) == 0)
+			return W.nodes[i]->ac != NULL ? W.nodes[i] : NULL;
+	if (W.nnodes == KEEL_RC_NODES_MAX)
+		return NULL;
+	rc = keel_calloc(1, sizeof(*rc));
+	rc->name = "commands";
+	snprintf(rc->host, sizeof(rc->host), "%s", host);
+	rc->port = port;
+	rc->retry = evtimer_new(W.base, on_rretry, rc);
+	W.nodes[W.nnodes++] = rc;
+	rconn_start(rc);
+	return rc->ac != NULL ? rc : NULL;
+}
+
+/*
+ * Through sentinels, the ROLE asked right after connecting: a server
+ * that isn't the master (a stale answer, or one demoted since) is left,
+ * and the reconnection asks the sentinels again.
+ */
+static void
+on_role(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	struct rconn	*rc = privdata;
+
+	if (reply == NULL || keel_sentinel_role_is_master(reply))
+		return;
+	keel_log_warnx("redis (%s): the sentinels' master is not one (yet); "
+	    "reconnecting", rc->name);
+	redisAsyncDisconnect(ac);
 }
 
 static void
@@ -730,9 +834,33 @@ rconn_start(struct rconn *rc)
 {
 	const struct keel_redis_addr	*a = &W.raddr;
 	redisAsyncContext		*ac;
+	char				 host[KEEL_SENTINEL_HOST_MAX], err[160];
+	int				 port;
 
-	ac = a->path != NULL ? redisAsyncConnectUnix(a->path) :
-	    redisAsyncConnect(a->host, a->port);
+	/* Cluster mode: the subscription on slot 0's master by the map
+	 * (loaded again after it failed); any node hears every PUBLISH. */
+	if (rc->subscriber && W.rc != NULL && keel_redis_node_of(W.rc, "", 0,
+	    rc->host, sizeof(rc->host), &rc->port) != KEEL_OK) {
+		keel_log_warnx("redis (%s): %s", rc->name,
+		    keel_redis_errstr(W.rc));
+		rconn_later(rc);
+		return;
+	}
+	if (rc->host[0] != '\0')
+		ac = redisAsyncConnect(rc->host, rc->port);
+	else if (W.sentinel != NULL) {
+		/* Blocks the loop while the sentinels answer: at most 250 ms
+		 * each, and only when a connection is being made. */
+		if (keel_sentinel_master(W.sentinel, 250, host, sizeof(host),
+		    &port, err, sizeof(err)) != KEEL_OK) {
+			keel_log_warnx("redis (%s): %s", rc->name, err);
+			rconn_later(rc);
+			return;
+		}
+		ac = redisAsyncConnect(host, port);
+	} else
+		ac = a->path != NULL ? redisAsyncConnectUnix(a->path) :
+		    redisAsyncConnect(a->host, a->port);
 	if (ac == NULL || ac->err) {
 		keel_log_warnx("redis (%s): %s", rc->name,
 		    ac != NULL ? ac->errstr : "out of memory");
@@ -749,12 +877,14 @@ rconn_start(struct rconn *rc)
 	rc->ac = ac;
 	if (a->password != NULL)
 		redisAsyncCommand(ac, NULL, NULL, "AUTH %s", a->password);
+	if (W.sentinel != NULL)
+		redisAsyncCommand(ac, on_role, rc, "ROLE");
 	if (rc->subscriber) {
 		redisAsyncCommand(ac, on_pmessage, NULL, "PSUBSCRIBE %s",
 		    NOTIFY_PATTERN);
 		return;
 	}
-	if (a->db != 0)
+	if (a->db != 0 && W.rc == NULL)
 		redisAsyncCommand(ac, NULL, NULL, "SELECT %d", a->db);
 	rc->sha_lease[0] = rc->sha_renew[0] = '\0';
 	redisAsyncCommand(ac, on_script, rc->sha_lease, "SCRIPT LOAD %s",
@@ -835,7 +965,12 @@ on_lease(redisAsyncContext *ac, void *reply, void *privdata)
 	struct stream	*s = stream_find((uint64_t)(uintptr_t)privdata);
 	redisReply	*r = reply;
 
-	(void)ac;
+	(void)redirected(r);
+	/* A master demoted under us (a failover): reconnect, through
+	 * the sentinels when there are some. */
+	if (r != NULL && r->type == REDIS_REPLY_ERROR &&
+	    strncmp(r->str, "READONLY ", 9) == 0)
+		redisAsyncDisconnect(ac);
 	if (s == NULL || s->open)
 		return;
 	if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
@@ -858,13 +993,14 @@ stream_lease(struct stream *s)
 {
 	char	 key[64], member[128], max[16], lease[16];
 
+	struct rconn	*rc;
+
 	open_key(key, sizeof(key), s->uid);
 	snprintf(member, sizeof(member), "%s%" PRIu64, W.member, s->sid);
 	snprintf(max, sizeof(max), "%d", W.cfg->stream_per_user);
 	snprintf(lease, sizeof(lease), "%d", W.lease_ms);
-	if (W.cmd.ac == NULL || run_script(W.cmd.sha_lease,
-	    keel_lua_stream_lease, on_lease, (void *)(uintptr_t)s->sid, key,
-	    member, max, lease) != REDIS_OK)
+	if ((rc = cmd_for(key)) == NULL || run_script(rc, true, on_lease,
+	    (void *)(uintptr_t)s->sid, key, member, max, lease) != REDIS_OK)
 		stream_refuse(s, 503, "unavailable",
 		    "Streams cannot be counted right now.", "1");
 }
@@ -901,6 +1037,7 @@ on_auth(redisAsyncContext *ac, void *reply, void *privdata)
 	int64_t		 uid = 0;
 
 	(void)ac;
+	(void)redirected(r);
 	if (s == NULL || s->open)
 		return;
 	if (r == NULL || r->type == REDIS_REPLY_ERROR)
@@ -965,6 +1102,7 @@ on_request(struct evhttp_request *req, void *arg)
 	struct evkeyvalq	 query = { NULL, NULL };
 	const char		*path, *last;
 	struct stream		*s;
+	struct rconn		*rs = NULL, *rt = NULL;
 	char			 skey[128], tkey[KEEL_NOTIFY_TICKET_KEY_MAX];
 	void			*sid;
 	int64_t			 after = -1;
@@ -998,7 +1136,8 @@ on_request(struct evhttp_request *req, void *arg)
 		    "A valid session or stream ticket is required.", NULL);
 		goto out;
 	}
-	if (W.cmd.ac == NULL) {
+	if ((skey[0] != '\0' && (rs = cmd_for(skey)) == NULL) ||
+	    (tkey[0] != '\0' && (rt = cmd_for(tkey)) == NULL)) {
 		reply_error(req, 503, "unavailable",
 		    "Sessions cannot be checked right now.", "1");
 		goto out;
@@ -1013,11 +1152,11 @@ on_request(struct evhttp_request *req, void *arg)
 	s->last_id = after;
 	sid = (void *)(uintptr_t)s->sid;
 	want = (skey[0] != '\0') + (tkey[0] != '\0');
-	if (skey[0] != '\0' && redisAsyncCommand(W.cmd.ac, on_auth, sid,
+	if (skey[0] != '\0' && redisAsyncCommand(rs->ac, on_auth, sid,
 	    "HMGET %s uid role exp", skey) == REDIS_OK)
 		s->auth_wait++;
 	/* A ticket is used up even when the session fails. */
-	if (tkey[0] != '\0' && redisAsyncCommand(W.cmd.ac, on_auth, sid,
+	if (tkey[0] != '\0' && redisAsyncCommand(rt->ac, on_auth, sid,
 	    "GETDEL %s", tkey) == REDIS_OK)
 		s->auth_wait++;
 	if (s->auth_wait < want)
@@ -1042,6 +1181,7 @@ on_heartbeat(evutil_socket_t fd, short what, void *arg)
 {
 	struct keel_buf	 hb = { NULL, 0, 0 };
 	struct stream	*s, *next;
+	struct rconn	*rc;
 	char		 key[64], member[128], lease[16];
 	uint64_t	 every = (uint64_t)W.cfg->stream_heartbeat;
 
@@ -1056,12 +1196,14 @@ on_heartbeat(evutil_socket_t fd, short what, void *arg)
 		if (!s->open || (s->sid + W.tick) % every != 0 ||
 		    !stream_write(s, &hb))
 			continue;
-		if (s->leased && W.cmd.ac != NULL) {
-			open_key(key, sizeof(key), s->uid);
+		if (!s->leased)
+			continue;
+		open_key(key, sizeof(key), s->uid);
+		if ((rc = cmd_for(key)) != NULL) {
 			snprintf(member, sizeof(member), "%s%" PRIu64,
 			    W.member, s->sid);
-			(void)run_script(W.cmd.sha_renew, keel_lua_stream_renew,
-			    NULL, NULL, key, member, lease, NULL);
+			(void)run_script(rc, false, on_redirect, NULL, key,
+			    member, lease, NULL);
 		}
 	}
 	keel_buf_free(&hb);
@@ -1147,6 +1289,7 @@ stream_loop(const struct keel_config *cfg, int lfd, const sigset_t *waitmask)
 {
 	struct timeval	 hb;
 	char		 host[64];
+	int		 i;
 
 	W.cfg = cfg;
 	W.lease_ms = cfg->stream_heartbeat * 3000;
@@ -1170,7 +1313,17 @@ stream_loop(const struct keel_config *cfg, int lfd, const sigset_t *waitmask)
 	evhttp_set_timeout(W.http, 10);
 	evhttp_set_max_headers_size(W.http, 16384);
 	evhttp_set_max_body_size(W.http, 0);
-	keel_redis_addr_parse(cfg->redis_url, &W.raddr);
+	if (cfg->redis_cluster) {
+		/* The first of the seeds (its password is every node's). */
+		char	*first = keel_strndup(cfg->redis_url,
+			    strcspn(cfg->redis_url, ","));
+
+		keel_redis_addr_parse(first, &W.raddr);
+		free(first);
+	} else
+		keel_redis_addr_parse(cfg->redis_url, &W.raddr);
+	W.sentinel = keel_sentinel_new(cfg->redis_sentinels,
+	    cfg->redis_sentinel_master, cfg->redis_sentinel_password);
 	W.cmd = (struct rconn){ .name = "commands" };
 	W.sub = (struct rconn){ .name = "subscription", .subscriber = true };
 	W.cmd.retry = must(evtimer_new(W.base, on_rretry, &W.cmd));
@@ -1186,7 +1339,10 @@ stream_loop(const struct keel_config *cfg, int lfd, const sigset_t *waitmask)
 	W.sigint = must(evsignal_new(W.base, SIGINT, on_term, NULL));
 	event_add(W.sigterm, NULL);
 	event_add(W.sigint, NULL);
-	rconn_start(&W.cmd);
+	if (cfg->redis_cluster)
+		W.rc = keel_redis_open(cfg);	/* the map; node conns later */
+	else
+		rconn_start(&W.cmd);
 	rconn_start(&W.sub);
 	sigprocmask(SIG_SETMASK, waitmask, NULL);
 
@@ -1194,6 +1350,13 @@ stream_loop(const struct keel_config *cfg, int lfd, const sigset_t *waitmask)
 
 	if (W.cmd.ac != NULL)
 		redisAsyncFree(W.cmd.ac);
+	for (i = 0; i < W.nnodes; i++) {
+		if (W.nodes[i]->ac != NULL)
+			redisAsyncFree(W.nodes[i]->ac);
+		event_free(W.nodes[i]->retry);
+		free(W.nodes[i]);
+	}
+	keel_redis_close(W.rc);
 	if (W.sub.ac != NULL)
 		redisAsyncFree(W.sub.ac);
 	evhttp_free(W.http);
@@ -1205,6 +1368,7 @@ stream_loop(const struct keel_config *cfg, int lfd, const sigset_t *waitmask)
 	event_free(W.cmd.retry);
 	event_free(W.sub.retry);
 	keel_redis_addr_free(&W.raddr);
+	keel_sentinel_free(W.sentinel);
 	evbuffer_free(W.out);
 	event_base_free(W.base);
 }

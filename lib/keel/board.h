@@ -86,11 +86,14 @@ void		 keel_board_at(struct keel_board *b, int64_t test,
 /*
  * b's Redis key into buf (size n >= KEEL_BOARD_KEY_MAX):
  * "keel:lb:g:all:1970-01-01", "keel:lb:t42:week:2026-11-30"; with
- * fresh, the key a rebuild fills before swapping it in (":new").
+ * fresh, the key a rebuild fills before swapping it in (":new").  For
+ * r in cluster mode (redis.h; r may be NULL) the board is the hash tag,
+ * "keel:lb:{t42:week:2026-11-30}:new", so both keys share a slot.
  */
 #define KEEL_BOARD_KEY_MAX	64
 void		 keel_board_key(char *buf, size_t n,
-		    const struct keel_board *b, bool fresh);
+		    const struct keel_board *b, bool fresh,
+		    const struct keel_redis *r);
 
 /*
  * The memcached namespace of the cached pages of test's boards (0: the

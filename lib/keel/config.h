@@ -59,6 +59,12 @@ struct keel_config {
 					   statements, 0 unnamed (PgBouncer's
 					   transaction pooling) */
 	char	*redis_url;		/* REDIS_URL */
+	int	 redis_cluster;		/* REDIS_CLUSTER: 1 Redis Cluster */
+	char	*redis_sentinels;	/* REDIS_SENTINELS: host:port list, or
+					   "" (REDIS_URL's host is the master) */
+	char	*redis_sentinel_master;	/* REDIS_SENTINEL_MASTER: its name */
+	char	*redis_sentinel_password; /* REDIS_SENTINEL_PASSWORD: the
+					   sentinels' own, or "" */
 	char	*memcached_servers;	/* MEMCACHED_SERVERS: host:port list */
 	char	*secret;		/* KEEL_SECRET: signs cursors; >= 32 chars */
 	char	*routes_file;		/* KEEL_ROUTES_FILE: built route list */
@@ -118,6 +124,14 @@ void	keel_config_free(struct keel_config *cfg);
 
 /* "api", "auth", "write", "read": a limiter's name in settings and headers. */
 const char	*keel_config_limiter_name(enum keel_limiter);
+
+/*
+ * The names an env file's "export NAME=..." lines set, space-separated,
+ * in order (KEEL_ENV_FILE and PATH left out): what a reload unsets before
+ * it sources the file again, so a variable taken out of the file goes.
+ * Caller frees.
+ */
+char	*keel_config_env_names(const char *text);
 
 /*
  * Writes the table as "NAME<TAB>default<TAB>what" lines to stdout, for

@@ -4,6 +4,7 @@
 #define KEEL_MEM_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 /* The number of elements of an array (not a pointer): tables' sizes. */
@@ -39,6 +40,8 @@ void	 keel_buf_vprintf(struct keel_buf *b, const char *fmt, va_list ap)
 void	 keel_buf_reset(struct keel_buf *b);
 /* Frees b's memory; b may be NULL. */
 void	 keel_buf_free(struct keel_buf *b);
+/* Appends the file at path to b; false when it can't be read. */
+bool	 keel_buf_read_file(struct keel_buf *b, const char *path);
 
 /*
  * An arena: many small allocations released at once.  Each request owns

@@ -54,8 +54,23 @@ struct keel_redis_addr {
 void	keel_redis_addr_parse(const char *url, struct keel_redis_addr *a);
 void	keel_redis_addr_free(struct keel_redis_addr *a);
 
-/* Connects lazily on first use.  Never NULL. */
+/*
+ * Connects lazily on first use.  Never NULL.  With REDIS_CLUSTER=1 the
+ * handle is a cluster client (redis.c's top comment): every command,
+ * script and pipeline goes to the master of its (first) key's slot.
+ */
 struct keel_redis *keel_redis_open(const struct keel_config *);
+/*
+ * True for a cluster handle (r may be NULL: false).  Key names differ by
+ * one thing in cluster mode: the part naming what keys belong together
+ * (a user, a queue, a board, a client) is wrapped in braces, a hash tag,
+ * so a script's keys share one slot: "keel:user-sess:{42}" where a
+ * single Redis has "keel:user-sess:42" (names there are unchanged, so
+ * an upgrade moves no data).  KEEL_RTAG_L/R give the braces or "".
+ */
+int		 keel_redis_is_cluster(const struct keel_redis *r);
+#define KEEL_RTAG_L(r)	(keel_redis_is_cluster(r) ? "{" : "")
+#define KEEL_RTAG_R(r)	(keel_redis_is_cluster(r) ? "}" : "")
 /* r may be NULL. */
 void		 keel_redis_close(struct keel_redis *r);
 /*
@@ -114,5 +129,18 @@ enum keel_err	 keel_redis_wait(struct keel_redis *r);
 
 /* rep may be NULL. */
 void		 keel_rreply_free(struct keel_rreply *rep);
+
+/*
+ * Cluster mode, for a client of its own (the stream app's, on hiredis's
+ * async API): the master serving key's slot (len bytes), its host into
+ * host (n bytes) and its port into *port, the map loaded first when it
+ * is stale (blocking, the usual timeouts).  KEEL_EUNAVAIL when no node
+ * gave a map; KEEL_EINTERNAL when r is not a cluster handle.
+ * keel_redis_map_stale() has the map loaded again at the next call (the
+ * caller saw a MOVED or ASK).
+ */
+enum keel_err	 keel_redis_node_of(struct keel_redis *r, const char *key,
+		    size_t len, char *host, size_t n, int *port);
+void		 keel_redis_map_stale(struct keel_redis *r);
 
 #endif /* KEEL_REDIS_H */

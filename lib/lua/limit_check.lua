@@ -5,6 +5,14 @@
 -- rides on this round trip (auth's session), whose first value, when it
 -- finds one, is the id the limits key on.
 --
+-- Each limiter is a list of the requests it admitted inside its window,
+-- newest at the head, each entry "<ms>:<member>".  A denied request is
+-- never pushed, so a list holds at most its limit, and the aged leave
+-- from the tail: every step is O(1) (amortised over the entries' one
+-- pop each), where a sorted set paid O(log n) per step.  Exact like the
+-- sorted set, as long as Redis's clock doesn't step back (then an entry
+-- pushed after it leaves late: a stricter limit for one window).
+--
 -- KEYS[1]: what ride() reads, or ''; KEYS[1 + i]: limiter i's key for an
 -- anonymous caller.  ARGV[1]: this request's member (its id); ARGV[2]:
 -- the number of limiters; ARGV[3]: the key prefix; then per limiter its
@@ -13,6 +21,19 @@
 -- as text, then remaining and ms-to-reset per limiter}.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+-- Drops k's entries at or before cut; the oldest kept one's ms, or nil.
+local function trim(k, cut)
+  local o = redis.call('LINDEX', k, -1)
+  while o do
+    local ms = tonumber(string.match(o, '^%d+'))
+    if ms > cut then return ms end
+    redis.call('RPOP', k)
+    o = redis.call('LINDEX', k, -1)
+  end
+  return nil
+end
+
 local seen = {}
 if KEYS[1] ~= '' then
   local r = { ride(KEYS[1]) }
@@ -22,16 +43,16 @@ if KEYS[1] ~= '' then
 end
 local id = seen[1]
 local n = tonumber(ARGV[2])
-local keys, cnt, ok = {}, {}, 1
+local keys, cnt, oldest, ok = {}, {}, {}, 1
 for i = 1, n do
   local b = 4 + (i - 1) * 4
   local k = KEYS[i + 1]
   if id and tonumber(ARGV[b + 3]) >= 2 then
     k = ARGV[3] .. ARGV[b] .. ':u:' .. id
   end
-  redis.call('ZREMRANGEBYSCORE', k, '-inf', now - tonumber(ARGV[b + 2]))
   keys[i] = k
-  cnt[i] = redis.call('ZCARD', k)
+  oldest[i] = trim(k, now - tonumber(ARGV[b + 2]))
+  cnt[i] = oldest[i] and redis.call('LLEN', k) or 0
   if cnt[i] >= tonumber(ARGV[b + 1]) then ok = 0 end
 end
 local out = {ok, #seen}
@@ -39,22 +60,21 @@ for i = 1, #seen do out[#out + 1] = seen[i] end
 for i = 1, n do
   local b = 4 + (i - 1) * 4
   local lim, win = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2])
-  local k, c, rem, reset = keys[i], cnt[i], 0, win
+  local k, c, first, rem, reset = keys[i], cnt[i], oldest[i], 0, win
   if c >= lim then
-    -- Full: the window frees a place when its oldest counted one ages.
-    local o = redis.call('ZRANGE', k, c - lim, c - lim, 'WITHSCORES')
-    reset = tonumber(o[2]) + win - now
+    -- Full: the window frees a place when its oldest counted one ages
+    -- (the limit may have shrunk below the list: count from the tail).
+    local o = redis.call('LINDEX', k, lim - c - 1)
+    if o then reset = tonumber(string.match(o, '^%d+')) + win - now end
   else
     if ok == 1 and tonumber(ARGV[b + 3]) % 2 == 1 then
-      redis.call('ZADD', k, now, ARGV[1])
+      redis.call('LPUSH', k, now .. ':' .. ARGV[1])
       redis.call('PEXPIRE', k, win)
       c = c + 1
+      first = first or now
     end
     rem = lim - c
-    if c > 0 then
-      local o = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
-      reset = tonumber(o[2]) + win - now
-    end
+    if first then reset = first + win - now end
   end
   out[#out + 1] = rem
   out[#out + 1] = reset

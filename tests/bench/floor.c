@@ -50,7 +50,9 @@ static const char cars_sql[] =
 	"(created_at, id) < ($6::timestamptz, $7::bigint)) "
 	"ORDER BY created_at DESC, id DESC LIMIT $8";
 
-/* The Redis work of keel's limiter for a GET with a session. */
+/* The Redis work of keel's limiter for a GET with a session: a list per
+ * limiter, the aged dropped from its tail, the request pushed at its head
+ * (lib/lua/limit_check.lua). */
 static const char window_lua[] =
 	"local t = redis.call('TIME')\n"
 	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
@@ -58,11 +60,16 @@ static const char window_lua[] =
 	"local out = {s[1], s[2], s[3]}\n"
 	"for i = 2, 3 do\n"
 	"  local k = KEYS[i] .. s[1]\n"
-	"  redis.call('ZREMRANGEBYSCORE', k, '-inf', now - 60000)\n"
-	"  local c = redis.call('ZCARD', k)\n"
-	"  redis.call('ZADD', k, now, ARGV[1] .. now .. math.random())\n"
+	"  local o = redis.call('LINDEX', k, -1)\n"
+	"  while o and tonumber(string.match(o, '^%d+')) <= now - 60000 do\n"
+	"    redis.call('RPOP', k)\n"
+	"    o = redis.call('LINDEX', k, -1)\n"
+	"  end\n"
+	"  local c = redis.call('LLEN', k)\n"
+	"  redis.call('LPUSH', k, now .. ':' .. ARGV[1])\n"
 	"  redis.call('PEXPIRE', k, 60000)\n"
-	"  out[#out + 1] = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')[2]\n"
+	"  out[#out + 1] = o and string.match(o, '^%d+') or now\n"
+	"  out[#out + 1] = c\n"
 	"end\n"
 	"return out\n";
 

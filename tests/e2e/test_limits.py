@@ -317,3 +317,55 @@ def test_limits_untrusted_forwarded_for_ignored(stack, app):
         assert codes.count(200) <= 20 and codes[-1] == 429
     finally:
         app.start()
+
+
+def test_limits_window_slides(stack, app):
+    """A sliding window, not a fixed one: a place frees when the request
+    that took it ages, one by one.  Four reads per 4 s: two at t0, two
+    at t0 + 2 s; at t0 + 4.5 s the first two have aged and the last two
+    have not, so exactly two more are admitted (a fixed window restarted
+    at t0 + 4 s would admit four)."""
+    app.start(KEEL_RATELIMIT_READ="4/4")
+    try:
+        ip = client()
+        t0 = time.monotonic()
+        for _ in range(2):
+            assert get(stack, "/api/_limit/read", ip).status_code == 200
+        time.sleep(max(0, t0 + 2 - time.monotonic()))
+        for _ in range(2):
+            assert get(stack, "/api/_limit/read", ip).status_code == 200
+        r = get(stack, "/api/_limit/read", ip)
+        assert r.status_code == 429
+        # The first place frees when t0's reads age: about 2 s away.
+        assert 1 <= int(r.headers["RateLimit-Reset"]) <= 3
+        time.sleep(max(0, t0 + 4.5 - time.monotonic()))
+        assert time.monotonic() < t0 + 5.5, "the box was too slow to tell"
+        codes = [get(stack, "/api/_limit/read", ip).status_code
+                 for _ in range(3)]
+        assert codes == [200, 200, 429], codes
+    finally:
+        app.start()
+
+
+def test_limits_lowered_limit_counts_what_was_admitted(stack, app):
+    """A limit lowered below what a window already holds (a config
+    change) refuses until enough of the admitted have aged, and says when
+    that is: the fourth oldest of six, for a limit of three."""
+    ip = client()
+    app.start(KEEL_RATELIMIT_READ="6/6")
+    try:
+        t0 = time.monotonic()
+        for i in range(6):
+            if i == 3:
+                time.sleep(max(0, t0 + 3 - time.monotonic()))
+            assert get(stack, "/api/_limit/read", ip).status_code == 200
+        app.start(KEEL_RATELIMIT_READ="3/6")
+        r = get(stack, "/api/_limit/read", ip)
+        assert r.status_code == 429
+        assert r.headers["RateLimit-Remaining"] == "0"
+        # The first three age at t0 + 6 s; the fourth, at t0 + 9 s.
+        left = t0 + 9 - time.monotonic()
+        assert abs(int(r.headers["RateLimit-Reset"]) - left) <= 1.5, (
+            r.headers["RateLimit-Reset"], left)
+    finally:
+        app.start()

@@ -197,3 +197,89 @@ def test_reload_keeps_a_socket_passed_on_fd0(stack, own_app, tmp_path):
     wait_until(lambda: "reload: all 1 workers replaced" in app.text(), 20,
                "the roll to finish", step=0.05)
     assert exe_of(app) == new
+
+
+def test_reload_forgets_a_variable_taken_out_of_the_env_file(
+        stack, own_app, tmp_path):
+    """A variable removed from the env file goes back to its default on
+    SIGHUP, as if the app had been started afresh: the reload unsets what
+    the file set before sourcing it again."""
+    d = Deploy(stack, tmp_path, workers=2)
+    d.write_env(KEEL_WORKERS=2, KEEL_MAX_REQUESTS=3)
+    app = d.start(own_app)
+    first = workers_n(app, 2)
+    for _ in range(12):
+        assert fcgi_ok(app, "/_test/pid") is None
+    # Three requests each: the workers were replaced.
+    wait_until(lambda: not set(app.workers()) & set(first), 20,
+               "recycled workers", step=0.02)
+    d.write_env(KEEL_WORKERS=2)
+    os.kill(app.pid, signal.SIGHUP)
+    wait_until(lambda: "reload: all 2 workers replaced" in app.text(), 20,
+               "the roll to finish", step=0.05)
+    settled = workers_n(app, 2)
+    for _ in range(30):
+        assert fcgi_ok(app, "/_test/pid") is None
+    time.sleep(0.3)
+    # KEEL_MAX_REQUESTS is back to 10,000: nobody was recycled.
+    assert sorted(app.workers()) == sorted(settled)
+
+
+def serving_workers(app):
+    """app's children but the check (sh -c ... BINARY --check)."""
+    def checking(pid):
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                return b"--check" in f.read().split(b"\0")
+        except OSError:
+            return False
+    return [p for p in app.workers() if not checking(p)]
+
+
+def test_reload_check_does_not_stop_the_supervisor(stack, own_app,
+                                                    tmp_path):
+    """A slow --check (a binary whose start takes seconds) doesn't stop
+    the supervisor's work: a worker killed meanwhile is replaced at once,
+    and the reload goes on when the check passes."""
+    d, app, before, _, clients = serving(stack, own_app, tmp_path, 2)
+    try:
+        d.install_script("#!/bin/sh\nsleep 3\nexec %s \"$@\"\n" % d.src)
+        os.kill(app.pid, signal.SIGHUP)
+        wait_until(lambda: "reload: checking" in app.text(), 10,
+                   "the check to start", step=0.02)
+        os.kill(before[0], signal.SIGKILL)
+        respawned = wait_until(
+            lambda: set(serving_workers(app)) - set(before) or None, 2,
+            "a new worker while the check runs", step=0.02)
+        assert "reload: executing" not in app.text()
+        assert "killed by signal 9; respawning" in app.text()
+        wait_until(lambda: "reload: all 2 workers replaced" in app.text(),
+                   30, "the roll after the check", step=0.05)
+    finally:
+        ok, failures = clients.stop()
+    assert respawned
+    # The killed worker's request, if it had one, and nothing else.
+    assert len(failures) <= 1, failures[:5]
+    assert app.proc.poll() is None
+
+
+def test_reload_sighup_during_a_check_checks_the_newest(stack, own_app,
+                                                        tmp_path):
+    """A SIGHUP while a check runs (a deploy right after another) checks
+    again once it is over, and the newest binary is the one that runs."""
+    d, app, _, _, clients = serving(stack, own_app, tmp_path, 2)
+    try:
+        d.install_script("#!/bin/sh\nsleep 2\nexec %s \"$@\"\n" % d.src)
+        os.kill(app.pid, signal.SIGHUP)
+        wait_until(lambda: "reload: checking" in app.text(), 10,
+                   "the first check", step=0.02)
+        newest = d.install()
+        os.kill(app.pid, signal.SIGHUP)
+        wait_until(lambda: "reload: all 2 workers replaced" in app.text(),
+                   30, "the roll", step=0.05)
+    finally:
+        ok, failures = clients.stop()
+    assert failures == [], failures[:5]
+    assert app.text().count("reload: checking") == 2
+    assert app.text().count("reload: executing") == 1
+    assert {exe_of(app) for _ in range(12)} == {newest}

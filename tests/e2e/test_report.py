@@ -130,14 +130,16 @@ def test_anonymous_500_has_no_user(reports, stack):
 
 # ------------------------------------------- a worker that died
 
-def test_worker_killed_mid_request_is_one_event(reports, stack):
-    def sleeping(pid):
-        try:
-            with open("/proc/%d/syscall" % pid) as f:
-                return f.read().split()[0] in ("35", "230")
-        except (OSError, IndexError):
-            return False
+def sleeping(pid):
+    """Whether pid sleeps in nanosleep/clock_nanosleep: /_test/sleep."""
+    try:
+        with open("/proc/%d/syscall" % pid) as f:
+            return f.read().split()[0] in ("35", "230")
+    except (OSError, IndexError):
+        return False
 
+
+def test_worker_killed_mid_request_is_one_event(reports, stack):
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         slow = pool.submit(request, "GET",
                            stack.url("/_test/sleep?ms=5000"))
@@ -158,6 +160,35 @@ def test_worker_killed_mid_request_is_one_event(reports, stack):
     assert re.fullmatch(r"[0-9a-f]{16}", ev["tags"]["request_id"])
     assert ev["exception"]["values"][0]["value"].endswith(
         "during a request")
+
+
+def test_old_worker_crashing_mid_roll_is_one_event(reports, stack):
+    """A worker a SIGHUP's roll is retiring (it finishes its request
+    first) that crashes meanwhile is reported like any other."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(request, "GET",
+                           stack.url("/_test/sleep?ms=5000"))
+        victim = wait_until(
+            lambda: next((p for p in stack.worker_pids("testapp")
+                          if sleeping(p)), None), 10,
+            "a testapp worker in its slow request")
+        rolls = stack.log("testapp").count("workers replaced")
+        execs = stack.log("testapp").count("reload: executing")
+        os.kill(stack.app_pid("testapp"), signal.SIGHUP)
+        wait_until(lambda: stack.log("testapp").count("reload: executing")
+                   > execs, 20, "the reload")
+        os.kill(victim, signal.SIGABRT)
+        slow.result(timeout=30)
+    wait_until(lambda: stack.log("testapp").count("workers replaced") >
+               rolls, 30, "the roll to end")
+    assert "reload: old worker %d killed by signal 6" % victim in \
+        stack.log("testapp")
+    ship(stack)
+    found = events_where(stack, pid=str(victim))
+    assert len(found) == 1, found
+    ev = found[0][0]
+    assert ev["tags"]["signal"] == "6"
+    assert ev["exception"]["values"][0]["type"] == "WorkerDied"
 
 
 # ------------------------------------------------ dead letters

@@ -149,16 +149,16 @@ test_keys(void **state)
 
 	(void)state;
 	keel_board_at(&b, 42, KEEL_BOARD_WEEK, INT64_C(1796558400));
-	keel_board_key(k, sizeof(k), &b, false);
+	keel_board_key(k, sizeof(k), &b, false, NULL);
 	assert_string_equal(k, "keel:lb:t42:week:2026-11-30");
-	keel_board_key(k, sizeof(k), &b, true);
+	keel_board_key(k, sizeof(k), &b, true, NULL);
 	assert_string_equal(k, "keel:lb:t42:week:2026-11-30:new");
 	keel_board_at(&b, 0, KEEL_BOARD_ALL, INT64_C(1796558400));
-	keel_board_key(k, sizeof(k), &b, false);
+	keel_board_key(k, sizeof(k), &b, false, NULL);
 	assert_string_equal(k, "keel:lb:g:all:1970-01-01");
 	/* The longest key fits. */
 	keel_board_at(&b, INT64_MAX, KEEL_BOARD_MONTH, INT64_C(1796558400));
-	keel_board_key(k, sizeof(k), &b, true);
+	keel_board_key(k, sizeof(k), &b, true, NULL);
 	assert_string_equal(k,
 	    "keel:lb:t9223372036854775807:month:2026-12-01:new");
 }

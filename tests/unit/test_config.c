@@ -123,6 +123,22 @@ test_errors_name_the_variable(void **state)
 	assert_non_null(strstr(err, "KEEL_SECRET"));
 }
 
+/* REDIS_SENTINELS: empty (REDIS_URL's host is the master) or a list. */
+static void
+test_redis_sentinels(void **state)
+{
+	(void)state;
+	assert_true(load_with("KEEL_LOG_LEVEL", "info"));
+	assert_string_equal(cfg.redis_sentinels, "");
+	assert_string_equal(cfg.redis_sentinel_master, "mymaster");
+	keel_config_free(&cfg);
+	assert_true(load_with("REDIS_SENTINELS", "10.0.0.1:26379, s2"));
+	assert_string_equal(cfg.redis_sentinels, "10.0.0.1:26379, s2");
+	keel_config_free(&cfg);
+	assert_false(load_with("REDIS_SENTINELS", "10.0.0.1:0"));
+	assert_non_null(strstr(err, "REDIS_SENTINELS"));
+}
+
 /* KEEL_DB_PREPARED: named statements unless turned off, nothing else. */
 static void
 test_db_prepared(void **state)
@@ -194,6 +210,47 @@ test_pool_bounds_checked_together(void **state)
 	keel_config_free(&cfg);
 }
 
+/* REDIS_CLUSTER=1: a redis:// URL of database 0 only. */
+static void
+test_redis_cluster(void **state)
+{
+	(void)state;
+	assert_true(load_with("KEEL_LOG_LEVEL", "info"));
+	assert_int_equal(cfg.redis_cluster, 0);
+	keel_config_free(&cfg);
+	setenv("REDIS_URL", "redis://10.0.0.1:7000/0", 1);
+	assert_true(load_with("REDIS_CLUSTER", "1"));
+	assert_int_equal(cfg.redis_cluster, 1);
+	keel_config_free(&cfg);
+	setenv("REDIS_URL", "redis://:pw@10.0.0.1:7000", 1);
+	assert_true(load_with("REDIS_CLUSTER", "1"));
+	keel_config_free(&cfg);
+	/* Several seeds. */
+	setenv("REDIS_URL", "redis://10.0.0.1:7000/0,redis://10.0.0.2:7000,"
+	    "redis://10.0.0.3:7000/", 1);
+	assert_true(load_with("REDIS_CLUSTER", "1"));
+	keel_config_free(&cfg);
+	setenv("REDIS_URL", "redis://10.0.0.1:7000/3", 1);
+	assert_false(load_with("REDIS_CLUSTER", "1"));
+	assert_non_null(strstr(err, "database must be 0"));
+	setenv("REDIS_URL", "redis://10.0.0.1:7000,redis://10.0.0.2:7000/01",
+	    1);
+	assert_false(load_with("REDIS_CLUSTER", "1"));
+	assert_non_null(strstr(err, "database must be 0"));
+	setenv("REDIS_URL", "redis://10.0.0.1:7000,unix:///run/r.sock", 1);
+	assert_false(load_with("REDIS_CLUSTER", "1"));
+	assert_non_null(strstr(err, "REDIS_CLUSTER=1"));
+	setenv("REDIS_URL", "unix:///run/redis.sock", 1);
+	assert_false(load_with("REDIS_CLUSTER", "1"));
+	assert_non_null(strstr(err, "REDIS_CLUSTER=1"));
+	/* Without it, anything REDIS_URL accepts. */
+	assert_true(load_with("REDIS_CLUSTER", "0"));
+	keel_config_free(&cfg);
+	unsetenv("REDIS_URL");
+	assert_false(load_with("REDIS_CLUSTER", "2"));
+	assert_non_null(strstr(err, "REDIS_CLUSTER"));
+}
+
 /* KEEL_WORKERS unset: four workers per CPU (the pool waits on I/O). */
 static void
 test_workers_default_per_cpu(void **state)
@@ -208,6 +265,49 @@ test_workers_default_per_cpu(void **state)
 	keel_config_free(&cfg);
 }
 
+/* env_names: one name per "export NAME=" line, in order. */
+static void
+test_env_names_exported_lines(void **state)
+{
+	char	*n;
+
+	(void)state;
+	n = keel_config_env_names("export KEEL_WORKERS=2\n"
+	    "  export\tREDIS_URL='redis://x'\nexport A_1=\n");
+	assert_string_equal(n, "KEEL_WORKERS REDIS_URL A_1");
+	free(n);
+}
+
+/* Comments, plain assignments and other shell are not exported names. */
+static void
+test_env_names_skip_the_rest(void **state)
+{
+	char	*n;
+
+	(void)state;
+	n = keel_config_env_names("# export NOPE=1\nPLAIN=1\n"
+	    "exporter X=1\nexport 9BAD=1\nexport NOEQ\nexport\n"
+	    "echo hi\nexport OK=1");
+	assert_string_equal(n, "OK");
+	free(n);
+}
+
+/* The file's own name and PATH are never unset before sourcing it. */
+static void
+test_env_names_keep_env_file_and_path(void **state)
+{
+	char	*n;
+
+	(void)state;
+	n = keel_config_env_names("export KEEL_ENV_FILE=/etc/keel/env\n"
+	    "export PATH=/usr/bin\nexport KEEL_ENV_FILE_X=1\n");
+	assert_string_equal(n, "KEEL_ENV_FILE_X");
+	free(n);
+	n = keel_config_env_names("");
+	assert_string_equal(n, "");
+	free(n);
+}
+
 int
 main(void)
 {
@@ -219,9 +319,14 @@ main(void)
 		cmocka_unit_test(test_errors_name_the_variable),
 		cmocka_unit_test(test_sample_rates),
 		cmocka_unit_test(test_db_prepared),
+		cmocka_unit_test(test_redis_sentinels),
 		cmocka_unit_test(test_workers_default_per_cpu),
 		cmocka_unit_test(test_pool_modes),
 		cmocka_unit_test(test_pool_bounds_checked_together),
+		cmocka_unit_test(test_redis_cluster),
+		cmocka_unit_test(test_env_names_exported_lines),
+		cmocka_unit_test(test_env_names_skip_the_rest),
+		cmocka_unit_test(test_env_names_keep_env_file_and_path),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
