@@ -298,51 +298,78 @@ def test_cron_drainers_and_the_rebuild_work_through_pgbouncer(stack, crew):
 
 # ---------------------------------------------------------------- load
 
-def test_postgresql_connections_stay_within_the_pool_under_load(stack, crew):
-    """LOAD_CLIENTS clients over four apps (WORKERS workers each, so
-    more client connections than POOL): PostgreSQL's connection count on
-    each server, sampled from a direct connection throughout, never
-    passes POOL, and every request succeeds.  The customer's reads go to
-    the replica, through PgBouncer's keel_replica."""
-    cust, cust_headers = crew["customer"]
-    with BaseUrlSession(stack.base_url) as s:
-        s.headers.update(crew["staff"])
-        cars = [new_car(s, manufacturer="Load")["id"]
-                for _ in range(LOAD_CLIENTS)]
-    stop = threading.Event()
-    peak = {"primary": 0, "replica": 0}
-    samples = []
+class PooledLoad:
+    """LOAD_CLIENTS clients for LOAD_SECONDS through base_url (a stack's
+    lighttpd, or a fleet's HAProxy), each PATCHing a car of its own,
+    booking it, listing contracts (staff's on the primary, the
+    customer's on the replica) and notifications, while PostgreSQL's
+    keel connections on each server of stores are sampled every 50 ms.
+    After run(): done, bad (what failed), peak and samples per server,
+    clients (keel's client connections at PgBouncer) and xacts
+    (PgBouncer's transactions per database)."""
 
-    def sample():
+    def __init__(self, stores, base_url, staff, customer):
+        self.stores, self.base_url = stores, base_url
+        self.staff = staff
+        self.cust, self.cust_headers = customer
+        self.peak = {"primary": 0, "replica": 0}
+        self.samples = []
+        self.done, self.bad = 0, []
+        self.clients, self.xacts = [], {}
+
+    def run(self):
+        with BaseUrlSession(self.base_url) as s:
+            s.headers.update(self.staff)
+            self.cars = [new_car(s, manufacturer="Load")["id"]
+                         for _ in range(LOAD_CLIENTS)]
+        stop = threading.Event()
+        sampler = threading.Thread(target=self._sample, args=(stop,))
+        sampler.start()
+        try:
+            with concurrent.futures.ThreadPoolExecutor(LOAD_CLIENTS) as ex:
+                results = list(ex.map(self._client, range(LOAD_CLIENTS)))
+            self.clients = [r for r in console(self.stores, "SHOW CLIENTS")
+                            if r[2] == "keel"]
+            self.xacts = {r[0]: int(r[1])
+                          for r in console(self.stores, "SHOW STATS")}
+        finally:
+            stop.set()
+            sampler.join(timeout=30)
+        self.done = sum(d for d, _ in results)
+        self.bad = [b for _, bs in results for b in bs]
+        return self
+
+    def _sample(self, stop):
         while not stop.is_set():
-            for name in peak:
-                n = backends(stack, replica=name == "replica")
-                peak[name] = max(peak[name], n)
-                samples.append(n)
+            for name in self.peak:
+                n = backends(self.stores, replica=name == "replica")
+                self.peak[name] = max(self.peak[name], n)
+                self.samples.append(n)
             stop.wait(0.05)
 
-    def client(i):
-        done, bad = 0, []
+    def _client(self, i):
+        done, bad, day = 0, [], 0
         deadline = time.monotonic() + LOAD_SECONDS
-        day = 0
-        with BaseUrlSession(stack.base_url) as c:
-            c.headers.update(crew["staff"])
+        car = self.cars[i]
+        with BaseUrlSession(self.base_url) as c:
+            c.headers.update(self.staff)
             while time.monotonic() < deadline:
                 day += 1
                 # (method, path, body, headers: the customer's, or
                 # None for staff's, status wanted: None for a contract)
                 calls = (
                     ("GET", "/_test/db/settings", None, None, 200),
-                    ("PATCH", "/api/cars/%d" % cars[i],
+                    ("PATCH", "/api/cars/%d" % car,
                      {"year": 2000 + day % 20}, None, 200),
                     ("GET", "/api/contracts", None, None, 200),
                     ("POST", "/api/contracts", {
-                        "carId": cars[i], "customerId": cust["id"],
+                        "carId": car, "customerId": self.cust["id"],
                         "startDate": "2040-01-%02d" % (day % 27 + 1),
                         "endDate": "2040-01-%02d" % (day % 27 + 2)},
                      None, None),
                     ("GET", "/api/notifications", None, None, 200),
-                    ("GET", "/api/contracts", None, cust_headers, 200),
+                    ("GET", "/api/contracts", None, self.cust_headers,
+                     200),
                 )
                 for method, path, body, h, want in calls:
                     try:
@@ -362,28 +389,27 @@ def test_postgresql_connections_stay_within_the_pool_under_load(stack, crew):
                     done += 1
         return done, bad
 
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    try:
-        with concurrent.futures.ThreadPoolExecutor(LOAD_CLIENTS) as ex:
-            results = list(ex.map(client, range(LOAD_CLIENTS)))
-        clients = [r for r in console(stack, "SHOW CLIENTS")
-                   if r[2] == "keel"]
-        xacts = {r[0]: int(r[1]) for r in console(stack, "SHOW STATS")}
-    finally:
-        stop.set()
-        sampler.join(timeout=30)
-    done = sum(d for d, _ in results)
-    bad = [b for _, bs in results for b in bs]
-    assert not bad, bad[:10]
-    assert done >= LOAD_CLIENTS * 5
-    assert len(samples) >= 10
-    # What the workers hold open to PgBouncer, and what it holds open to
-    # PostgreSQL: the pool, not apps x workers.
-    assert len(clients) > POOL, clients
-    assert 1 <= peak["primary"] <= POOL, peak
-    assert peak["replica"] <= POOL, peak
-    assert xacts["keel"] > 0 and xacts["keel_replica"] > 0, xacts
+    def assert_within_the_pool(self):
+        """Every request succeeded, and PostgreSQL saw the pool, not
+        apps x workers, while more clients than that used PgBouncer."""
+        assert not self.bad, self.bad[:10]
+        assert self.done >= LOAD_CLIENTS * 5
+        assert len(self.samples) >= 10
+        assert len(self.clients) > POOL, self.clients
+        assert 1 <= self.peak["primary"] <= POOL, self.peak
+        assert self.peak["replica"] <= POOL, self.peak
+        assert self.xacts["keel"] > 0 and \
+            self.xacts["keel_replica"] > 0, self.xacts
+
+
+def test_postgresql_connections_stay_within_the_pool_under_load(stack, crew):
+    """LOAD_CLIENTS clients over four apps (WORKERS workers each, so
+    more client connections than POOL): PostgreSQL's connection count on
+    each server, sampled from a direct connection throughout, never
+    passes POOL, and every request succeeds.  The customer's reads go to
+    the replica, through PgBouncer's keel_replica."""
+    PooledLoad(stack, stack.base_url, crew["staff"],
+               crew["customer"]).run().assert_within_the_pool()
 
 
 def test_a_primary_restart_is_survived_through_pgbouncer(stack, crew):

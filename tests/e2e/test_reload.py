@@ -236,6 +236,16 @@ def serving_workers(app):
     return [p for p in app.workers() if not checking(p)]
 
 
+def slow_check(d, app, seconds):
+    """Deploys a binary whose start (so its --check) takes seconds, and
+    SIGHUPs app; returns once the check runs."""
+    d.install_script("#!/bin/sh\nsleep %d\nexec %s \"$@\"\n"
+                     % (seconds, d.src))
+    os.kill(app.pid, signal.SIGHUP)
+    wait_until(lambda: "reload: checking" in app.text(), 10,
+               "the check to start", step=0.02)
+
+
 def test_reload_check_does_not_stop_the_supervisor(stack, own_app,
                                                     tmp_path):
     """A slow --check (a binary whose start takes seconds) doesn't stop
@@ -243,10 +253,7 @@ def test_reload_check_does_not_stop_the_supervisor(stack, own_app,
     and the reload goes on when the check passes."""
     d, app, before, _, clients = serving(stack, own_app, tmp_path, 2)
     try:
-        d.install_script("#!/bin/sh\nsleep 3\nexec %s \"$@\"\n" % d.src)
-        os.kill(app.pid, signal.SIGHUP)
-        wait_until(lambda: "reload: checking" in app.text(), 10,
-                   "the check to start", step=0.02)
+        slow_check(d, app, 3)
         os.kill(before[0], signal.SIGKILL)
         respawned = wait_until(
             lambda: set(serving_workers(app)) - set(before) or None, 2,
@@ -269,10 +276,7 @@ def test_reload_sighup_during_a_check_checks_the_newest(stack, own_app,
     again once it is over, and the newest binary is the one that runs."""
     d, app, _, _, clients = serving(stack, own_app, tmp_path, 2)
     try:
-        d.install_script("#!/bin/sh\nsleep 2\nexec %s \"$@\"\n" % d.src)
-        os.kill(app.pid, signal.SIGHUP)
-        wait_until(lambda: "reload: checking" in app.text(), 10,
-                   "the first check", step=0.02)
+        slow_check(d, app, 2)
         newest = d.install()
         os.kill(app.pid, signal.SIGHUP)
         wait_until(lambda: "reload: all 2 workers replaced" in app.text(),

@@ -139,14 +139,19 @@ def sleeping(pid):
         return False
 
 
+def slow_request(pool, stack):
+    """A 5 s request on a testapp worker, submitted to pool: (its
+    future, the worker serving it)."""
+    slow = pool.submit(request, "GET", stack.url("/_test/sleep?ms=5000"))
+    return slow, wait_until(
+        lambda: next((p for p in stack.worker_pids("testapp")
+                      if sleeping(p)), None), 10,
+        "a testapp worker in its slow request")
+
+
 def test_worker_killed_mid_request_is_one_event(reports, stack):
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        slow = pool.submit(request, "GET",
-                           stack.url("/_test/sleep?ms=5000"))
-        victim = wait_until(
-            lambda: next((p for p in stack.worker_pids("testapp")
-                          if sleeping(p)), None), 10,
-            "a testapp worker in its slow request")
+        slow, victim = slow_request(pool, stack)
         os.kill(victim, signal.SIGKILL)
         slow.result(timeout=30)
     ship(stack)
@@ -166,12 +171,7 @@ def test_old_worker_crashing_mid_roll_is_one_event(reports, stack):
     """A worker a SIGHUP's roll is retiring (it finishes its request
     first) that crashes meanwhile is reported like any other."""
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        slow = pool.submit(request, "GET",
-                           stack.url("/_test/sleep?ms=5000"))
-        victim = wait_until(
-            lambda: next((p for p in stack.worker_pids("testapp")
-                          if sleeping(p)), None), 10,
-            "a testapp worker in its slow request")
+        slow, victim = slow_request(pool, stack)
         rolls = stack.log("testapp").count("workers replaced")
         execs = stack.log("testapp").count("reload: executing")
         os.kill(stack.app_pid("testapp"), signal.SIGHUP)
