@@ -225,15 +225,22 @@ def test_smtp_timeout_is_retried_then_delivered(jobs):
     assert "timed out" in err or "Timeout" in err
 
 
-def test_rate_limit_holds_across_two_drainers(jobs, tmp_path):
-    enqueue(jobs, "invitation", invitation(), count=25)
+def drainers(jobs, tmp_path, n):
+    """n email drainers started at once, each with a lock directory of
+    its own (as on n hosts), draining until the queue is empty."""
     hosts = []
-    for i in range(2):
+    for i in range(n):
         d = tmp_path / ("host%d" % i)
         d.mkdir()
         hosts.append(jobs.spawn("keel-drain-email", "--until-empty",
                                 "--budget", 30,
                                 env=dict(FAST, KEEL_LOCK_DIR=str(d))))
+    return hosts
+
+
+def test_rate_limit_holds_across_two_drainers(jobs, tmp_path):
+    enqueue(jobs, "invitation", invitation(), count=25)
+    hosts = drainers(jobs, tmp_path, 2)
     for h in hosts:
         h.communicate(timeout=60)
     times = sorted(float(m["X-Sink-Received"]) for m in jobs.mail())
@@ -252,13 +259,7 @@ def test_rate_limit_holds_across_two_drainers(jobs, tmp_path):
 def test_in_flight_bound_holds_across_many_drainers(jobs, tmp_path):
     jobs.set_smtp_mode("accept 0.4")        # each send takes 0.4 s
     enqueue(jobs, "invitation", invitation(), count=15)
-    hosts = []
-    for i in range(8):
-        d = tmp_path / ("host%d" % i)
-        d.mkdir()
-        hosts.append(jobs.spawn("keel-drain-email", "--until-empty",
-                                "--budget", 30,
-                                env=dict(FAST, KEEL_LOCK_DIR=str(d))))
+    hosts = drainers(jobs, tmp_path, 8)
     for h in hosts:
         h.communicate(timeout=60)
     conc = [int(m["X-Sink-Concurrent"]) for m in jobs.mail()]

@@ -34,7 +34,8 @@ from stack import Stack, StackError
 from test_idempotency import (
     test_idem_replay_returns_first_answer as idem_replay,
     test_idem_same_key_other_body_is_422 as idem_mismatch)
-from test_jobs import FAST, enqueue, invitation, message_id, stats, summary
+from test_jobs import (FAST, drainers, enqueue, invitation, message_id, stats,
+                       summary)
 from test_limits import app  # noqa: F401 (a fixture)
 from test_limits import client as client_ip, get, post
 
@@ -271,13 +272,7 @@ def test_queues_drained_exactly_once_by_two_drainers(jobs, tmp_path):
         enqueue(jobs, "invitation", invitation(), key=k)
     enqueue(jobs, "invitation", invitation(), key=keys[0])  # known: once
     assert stats(jobs)["waiting"] == 12
-    hosts = []
-    for i in range(2):
-        d = tmp_path / ("host%d" % i)
-        d.mkdir()
-        hosts.append(jobs.spawn("keel-drain-email", "--until-empty",
-                                "--budget", 30,
-                                env=dict(FAST, KEEL_LOCK_DIR=str(d))))
+    hosts = drainers(jobs, tmp_path, 2)
     outs = [h.communicate(timeout=60)[0] for h in hosts]
     assert all(h.returncode == 0 for h in hosts), outs
     assert sum(summary(o)["processed"] for o in outs) == 12
