@@ -7,11 +7,12 @@
 --
 -- Each limiter is a list of the requests it admitted inside its window,
 -- newest at the head, each entry "<ms>:<member>".  A denied request is
--- never pushed, so a list holds at most its limit, and the aged leave
--- from the tail: every step is O(1) (amortised over the entries' one
--- pop each), where a sorted set paid O(log n) per step.  Exact like the
--- sorted set, as long as Redis's clock doesn't step back (then an entry
--- pushed after it leaves late: a stricter limit for one window).
+-- never pushed, so a list holds at most its limit, and the aged are cut
+-- from the tail (trim below): a check costs a fixed handful of calls,
+-- O(log n) when a run of entries aged, where a sorted set paid O(log n)
+-- on every step.  Exact like the sorted set, as long as Redis's clock
+-- doesn't step back (then entries are out of order for one window, and
+-- some leave early or late).
 --
 -- KEYS[1]: what ride() reads, or ''; KEYS[1 + i]: limiter i's key for an
 -- anonymous caller.  ARGV[1]: this request's member (its id); ARGV[2]:
@@ -22,16 +23,35 @@
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
--- Drops k's entries at or before cut; the oldest kept one's ms, or nil.
+local function stamp(o) return tonumber(string.match(o, '^%d+')) end
+
+-- Drops k's entries stamped at or before cut; returns the oldest kept
+-- one's ms (nil: none left) and how many are left.  Usually the tail is
+-- in the window: two calls.  Else the aged run at the tail is measured
+-- by doubling and then halving (the list is in time order) and cut off
+-- with one LTRIM, so a window that aged whole while its client was away
+-- costs O(log n) calls, not one per entry.
 local function trim(k, cut)
   local o = redis.call('LINDEX', k, -1)
-  while o do
-    local ms = tonumber(string.match(o, '^%d+'))
-    if ms > cut then return ms end
-    redis.call('RPOP', k)
-    o = redis.call('LINDEX', k, -1)
+  if not o then return nil, 0 end
+  local n = redis.call('LLEN', k)
+  if stamp(o) > cut then return stamp(o), n end
+  local lo, hi = 1, 2     -- the last lo are aged; the last hi are not all
+  while hi <= n and stamp(redis.call('LINDEX', k, -hi)) <= cut do
+    lo, hi = hi, hi * 2
   end
-  return nil
+  if hi > n then hi = n + 1 end
+  while hi - lo > 1 do
+    local mid = math.floor((lo + hi) / 2)
+    if stamp(redis.call('LINDEX', k, -mid)) > cut then hi = mid
+    else lo = mid end
+  end
+  if lo == n then
+    redis.call('DEL', k)
+    return nil, 0
+  end
+  redis.call('LTRIM', k, 0, n - lo - 1)
+  return stamp(redis.call('LINDEX', k, -1)), n - lo
 end
 
 local seen = {}
@@ -51,8 +71,7 @@ for i = 1, n do
     k = ARGV[3] .. ARGV[b] .. ':u:' .. id
   end
   keys[i] = k
-  oldest[i] = trim(k, now - tonumber(ARGV[b + 2]))
-  cnt[i] = oldest[i] and redis.call('LLEN', k) or 0
+  oldest[i], cnt[i] = trim(k, now - tonumber(ARGV[b + 2]))
   if cnt[i] >= tonumber(ARGV[b + 1]) then ok = 0 end
 end
 local out = {ok, #seen}
@@ -65,7 +84,7 @@ for i = 1, n do
     -- Full: the window frees a place when its oldest counted one ages
     -- (the limit may have shrunk below the list: count from the tail).
     local o = redis.call('LINDEX', k, lim - c - 1)
-    if o then reset = tonumber(string.match(o, '^%d+')) + win - now end
+    if o then reset = stamp(o) + win - now end
   else
     if ok == 1 and tonumber(ARGV[b + 3]) % 2 == 1 then
       redis.call('LPUSH', k, now .. ':' .. ARGV[1])
