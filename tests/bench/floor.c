@@ -46,25 +46,38 @@ static const char cars_sql[] =
 	"ORDER BY created_at DESC, id DESC LIMIT 21";
 
 /* The Redis work of keel's limiter for a GET with a session: a list per
- * limiter, the aged dropped from its tail, the request pushed at its head
+ * limiter, the aged cut from its tail (one LTRIM after a doubling and
+ * halving search when a run aged), the request pushed at its head
  * (lib/lua/limit_check.lua). */
 static const char window_lua[] =
 	"local t = redis.call('TIME')\n"
 	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+	"local function stamp(o) return tonumber(string.match(o, '^%d+')) end\n"
 	"local s = redis.call('HMGET', KEYS[1], 'uid', 'role', 'exp')\n"
 	"local out = {s[1], s[2], s[3]}\n"
 	"for i = 2, 3 do\n"
-	"  local k = KEYS[i] .. s[1]\n"
+	"  local k, cut = KEYS[i] .. s[1], now - 60000\n"
 	"  local o = redis.call('LINDEX', k, -1)\n"
-	"  while o and tonumber(string.match(o, '^%d+')) <= now - 60000 do\n"
-	"    redis.call('RPOP', k)\n"
+	"  local n = redis.call('LLEN', k)\n"
+	"  if o and stamp(o) <= cut then\n"
+	"    local lo, hi = 1, 2\n"
+	"    while hi <= n and stamp(redis.call('LINDEX', k, -hi)) <= cut do\n"
+	"      lo, hi = hi, hi * 2\n"
+	"    end\n"
+	"    if hi > n then hi = n + 1 end\n"
+	"    while hi - lo > 1 do\n"
+	"      local mid = math.floor((lo + hi) / 2)\n"
+	"      if stamp(redis.call('LINDEX', k, -mid)) > cut then hi = mid\n"
+	"      else lo = mid end\n"
+	"    end\n"
+	"    redis.call('LTRIM', k, 0, n - lo - 1)\n"
+	"    n = n - lo\n"
 	"    o = redis.call('LINDEX', k, -1)\n"
 	"  end\n"
-	"  local c = redis.call('LLEN', k)\n"
 	"  redis.call('LPUSH', k, now .. ':' .. ARGV[1])\n"
 	"  redis.call('PEXPIRE', k, 60000)\n"
 	"  out[#out + 1] = o and string.match(o, '^%d+') or now\n"
-	"  out[#out + 1] = c\n"
+	"  out[#out + 1] = n\n"
 	"end\n"
 	"return out\n";
 
