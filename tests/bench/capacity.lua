@@ -22,12 +22,11 @@ function init(args)
     local m, p, t, b = line:match("^(%u+)\t([^\t]+)\t([^\t]+)\t?(.*)$")
     local h = {}
     if t ~= "-" then h["Authorization"] = "Bearer " .. t end
-    if b ~= "" then
-      h["Content-Type"] = "application/json"
-    elseif m == "POST" then
-      h["Content-Length"] = "0"
-    end
-    all[#all + 1] = wrk.format(m, p, h, b ~= "" and b or nil)
+    if b ~= "" then h["Content-Type"] = "application/json" end
+    -- wrk.format sets Content-Length from the body: "" makes it 0,
+    -- which a POST without a body needs.
+    if b == "" and m ~= "POST" then b = nil end
+    all[#all + 1] = wrk.format(m, p, h, b)
   end
   local step = tonumber(args[2])
   mine = {}
