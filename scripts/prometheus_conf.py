@@ -5,7 +5,7 @@ config scripts/stack runs (KEEL_PROMETHEUS=1), printed on stdout.
 
 It is ops/prometheus/prometheus.yml (SHIPPED) pointed at one stack: its
 first job that scrapes /api/metrics, with TARGET (127.0.0.1:PORT, the
-stack's lighttpd) as its only target and no bearer token (the metrics
+stack's lighttpd; or a comma-separated list, a fleet's hosts) as its targets and no bearer token (the metrics
 app answers loopback without one); the scrape and rule evaluation
 interval INTERVAL (tests use 1s); the shipped rule files by absolute
 path.  The other jobs (example fleets) are left out.
@@ -30,7 +30,8 @@ def main():
         sys.exit("%s: no job scrapes /api/metrics" % shipped)
     job = jobs[0]
     job.pop("authorization", None)
-    job["static_configs"] = [{"targets": [target]}]
+    job["static_configs"] = [{"targets": [t.strip() for t in
+                                          target.split(",") if t.strip()]}]
     g = cfg.setdefault("global", {})
     g["scrape_interval"] = g["evaluation_interval"] = interval
     # A scrape may not outlast its interval.
