@@ -395,21 +395,32 @@ def session(redis_port, uid, role, pipe):
     return tok
 
 
-def setup_data(stack, attempts):
-    """Questions, USERS students with sessions, their board, a test and
-    `attempts` started attempts.  Returns what the request files need."""
-    stack.psql(
+STUDENT_HASH = ("$argon2id$v=19$m=65536,t=2,p=1$LPCoCKEUueS1MJuus7YJAA$"
+                "IKw8CbEIPiMmC4D8chWbRwg5dYrgTmGAi57zVSgIyas")
+LOGINS = 40     # users with STUDENT_HASH (keel-student-demo), for login
+
+
+def setup_data(psql, redis_port, program, attempts):
+    """Questions, USERS students with sessions, their board, a test,
+    `attempts` started attempts, LOGINS users with a password.  psql,
+    program: the stack's (or the fleet's stores' and first host's).
+    Returns what the request files need."""
+    psql(
         "INSERT INTO questions (subject, topic, difficulty, body, options, "
         "answer, explanation) SELECT 'Mathematics', 'Arithmetic', 'easy', "
         "'What is ' || g || ' + ' || g * 3 || '?', jsonb_build_array((g * 4)"
         "::text, (g * 4 + 1)::text, (g * 4 - 1)::text, (g * 5)::text), 0, "
         "g || ' + ' || g * 3 || ' = ' || g * 4 FROM generate_series(1, 100) g")
-    users = stack.psql(
+    users = psql(
         "WITH u AS (INSERT INTO users (email, username, name, role) "
         "SELECT 'cap' || g || '@bench.test', 'cap_' || g, 'Student ' || g, "
         "'student' FROM generate_series(1, %d) g RETURNING id) "
         "SELECT id FROM u ORDER BY id" % USERS).split()
-    test = int(stack.psql(
+    psql("INSERT INTO users (email, username, name, role, password_hash) "
+         "SELECT 'caplogin' || g || '@bench.test', 'caplogin' || g, "
+         "'Login ' || g, 'student', '%s' FROM generate_series(1, %d) g"
+         % (STUDENT_HASH, LOGINS))
+    test = int(psql(
         "WITH q AS (INSERT INTO questions (subject, topic, difficulty, "
         "body, options, answer) SELECT 'Bench', 'Submit', 'easy', "
         "'Question ' || g, '[\"a\", \"b\", \"c\", \"d\"]', g %% 4 "
@@ -420,25 +431,25 @@ def setup_data(stack, attempts):
         "tq AS (INSERT INTO test_questions (test_id, question_id, "
         "position) SELECT t.id, q.id, row_number() OVER (ORDER BY q.id)"
         " - 1 FROM t, q) SELECT id FROM t" % QUESTIONS))
-    qids = stack.psql("SELECT question_id FROM test_questions WHERE "
-                      "test_id = %d ORDER BY position" % test).split()
+    qids = psql("SELECT question_id FROM test_questions WHERE "
+                "test_id = %d ORDER BY position" % test).split()
     # A board: one graded attempt each, rebuilt as cron does.
-    stack.psql(
+    psql(
         "INSERT INTO test_attempts (test_id, user_id, started_at, "
         "expires_at, submitted_at, score, correct, total, answers, "
         "answer_key) SELECT %d, u.id, now() - interval '1 hour', now(), "
         "now() - u.id * interval '1 second', u.id %% 11, u.id %% 11, 10, "
-        "'{}', '{}' FROM users u WHERE u.email LIKE 'cap%%@bench.test'"
-        % test)
-    p = stack.program("keel-leaderboard-rebuild")
+        "'{}', '{}' FROM users u WHERE u.email LIKE 'cap%%@bench.test' "
+        "AND u.password_hash IS NULL" % test)
+    p = program("keel-leaderboard-rebuild")
     assert p.returncode == 0, p.stderr
     pipe, tokens = [], {}
     for uid in users:
-        tokens[uid] = session(stack.ports["redis"], uid, "student", pipe)
-    subprocess.run(["redis-cli", "-p", str(stack.ports["redis"])],
+        tokens[uid] = session(redis_port, uid, "student", pipe)
+    subprocess.run(["redis-cli", "-p", str(redis_port)],
                    input="".join(pipe), text=True, check=True,
                    stdout=subprocess.DEVNULL)
-    rows = stack.psql(
+    rows = psql(
         "INSERT INTO test_attempts (test_id, user_id, expires_at, "
         "question_ids) SELECT %d, (ARRAY[%s]::bigint[])[1 + g %% %d], "
         "now() + interval '10 hours', ARRAY[%s]::bigint[] "
@@ -451,8 +462,14 @@ def setup_data(stack, attempts):
             "answers": answers}
 
 
-def request_files(work, data, runs_of_submit):
-    """One request file per path."""
+# The check's mix (docs/capacity.md, "Checking the model"): of every 20
+# requests, 12 cached list pages, 2 boards, 5 submits, 1 stream ticket.
+MIX = ["list"] * 12 + ["board"] * 2 + ["submit"] * 5 + ["ticket"]
+
+
+def request_files(work, data, runs, submits_per_run, mix_per_run):
+    """One request file per path (submit and mix: one per run, each
+    attempt submitted once)."""
     toks = [data["tokens"][u] for u in data["users"]]
     files = {}
 
@@ -462,22 +479,31 @@ def request_files(work, data, runs_of_submit):
             f.write("".join(l + "\n" for l in lines))
         files[name] = path
 
-    write("list", ["GET\t/api/question-bank\t%s\t" % t for t in toks])
+    line = {
+        "list": lambda t: "GET\t/api/question-bank\t%s\t" % t,
+        "board": lambda t: "GET\t/api/leaderboard?limit=100\t%s\t" % t,
+        "ticket": lambda t: "POST\t/api/notifications/stream-ticket\t%s\t"
+        % t,
+    }
+    for name, f in line.items():
+        write(name, [f(t) for t in toks])
     files["uncached"] = files["list"]
-    write("board", ["GET\t/api/leaderboard?limit=100\t%s\t" % t
-                    for t in toks])
-    write("ticket", ["POST\t/api/notifications/stream-ticket\t%s\t" % t
-                     for t in toks])
-    write("login", ['POST\t/api/auth/login\t-\t{"login": "student%d", '
-                    '"password": "keel-student-demo"}' % (1 + i % 43)
-                    for i in range(43)])
-    # Submits: each attempt once, by its owner; split per run.
-    subs = ["POST\t/api/attempts/%s/submit\t%s\t%s" % (
+    write("login", ['POST\t/api/auth/login\t-\t{"login": "caplogin%d", '
+                    '"password": "keel-student-demo"}' % (1 + i)
+                    for i in range(LOGINS)])
+    # Submits: each attempt once, by its owner.
+    subs = iter(["POST\t/api/attempts/%s/submit\t%s\t%s" % (
         r.split("|")[0], data["tokens"][r.split("|")[1]], data["answers"])
-        for r in data["attempts"]]
-    per = len(subs) // runs_of_submit
-    for i in range(runs_of_submit):
-        write("submit-%d" % i, subs[i * per:(i + 1) * per])
+        for r in data["attempts"]])
+    for i in range(runs):
+        write("submit-%d" % i, [next(subs) for _ in range(submits_per_run)])
+    for i in range(runs):
+        lines = []
+        for j in range(mix_per_run):
+            kind = MIX[j % len(MIX)]
+            lines.append(next(subs) if kind == "submit"
+                         else line[kind](toks[j % len(toks)]))
+        write("mix-%d" % i, lines)
     return files
 
 
@@ -492,6 +518,8 @@ PATHS = {
                "3 outbox rows)", None, {}, True),
     "ticket": ("POST /api/notifications/stream-ticket", None, {}, False),
     "login": ("POST /api/auth/login (Argon2id)", None, {}, False),
+    "mix": ("12 list : 2 board : 5 submit : 1 ticket, interleaved", None,
+            {}, True),
 }
 
 
@@ -653,7 +681,141 @@ def report(res):
             for k, v in sorted(res["memory"].items())))
 
 
-# ------------------------------------------------------------------- main
+# ----------------------------------------------------------------- drain
+
+DRAINERS = ("keel-drain-email", "keel-drain-leaderboard",
+            "keel-drain-notifications")
+
+
+def drain(meter, program, submits):
+    """The jobs the submits queued (3 each), drained by the three
+    drainers --until-empty, as cron runs them: CPU per submit."""
+    b = meter.before()
+    for d in DRAINERS:
+        p = program(d, "--until-empty")
+        if p.returncode != 0:
+            raise SystemExit("%s failed: %s" % (d, p.stderr[-500:]))
+    res = meter.after(b, submits)
+    # wrk ran nothing: our children's CPU is the drainers'.
+    res["cpu_us"]["drainers"] = res["cpu_us"].pop("wrk")
+    res["server_us"] += res["cpu_us"]["drainers"]
+    res.update({"n": submits, "rps": 0, "p50": 0, "p99": 0, "non2xx": 0,
+                "stderr": ""})
+    return res
+
+
+# ------------------------------------------------------------------ run
+
+def measure(t, args, paths, res):
+    """Every path of `paths` on target t (an object with url, meter,
+    psql, redis_port, program, restart(app, env) or None); the per-path
+    medians go into res["paths"], the runs into res["raw"]."""
+    per_run = args.duration * 3000
+    data = setup_data(t.psql, t.redis_port, t.program,
+                      attempts=args.runs * per_run)
+    files = request_files(t.work, data, args.runs, per_run // 2,
+                          per_run // 2 * len(MIX) // MIX.count("submit"))
+    cur = {}
+    for name in paths:
+        what, app, penv, once = PATHS[name]
+        if app and t.restart and cur.get(app) != penv:
+            if cur.get(app) is not None or penv != PATHS["list"][2]:
+                t.restart(app, penv)
+            cur[app] = penv
+        if app and not t.restart and penv != PATHS["list"][2]:
+            print("%s: skipped (needs an app restarted)" % name,
+                  file=sys.stderr)
+            continue
+        if not once:            # warm: connections, caches, plans
+            wrk(t.url, files[name], args.connections, 1)
+        runs = []
+        for i in range(args.runs):
+            f = files["%s-%d" % (name, i)] if once else files[name]
+            r = run_path(name, t.meter, t.url, f, args, once)
+            runs.append(r)
+            print("%s%s run %d: %.0f req/s, server %.0f us/req, ours %.2f "
+                  "cores, others %.2f, load %s%s" % (
+                      t.label, name, i + 1, r["rps"], r["server_us"],
+                      r["cores_ours"], r["cores_others"], r["load_before"],
+                      (" non-2xx %d: %s" % (r["non2xx"], r["stderr"]))
+                      if r["non2xx"] else ""), file=sys.stderr)
+        res["raw"][name] = runs
+        res["paths"][name] = med_runs(runs)
+        res["paths"][name]["what"] = what
+        if app and t.restart and penv != PATHS["list"][2]:
+            t.restart(app, PATHS["list"][2])    # the others want it cached
+            cur[app] = PATHS["list"][2]
+        if name == "submit" and t.drain:
+            r = drain(t.meter, t.program, sum(x["n"] for x in runs))
+            res["raw"]["drain"] = [r]
+            res["paths"]["drain"] = med_runs([r])
+            res["paths"]["drain"]["what"] = ("the submit's 3 jobs, drained "
+                                             "(per submit)")
+            print("%sdrain: %.0f us per submit" % (t.label, r["server_us"]),
+                  file=sys.stderr)
+
+
+class Target:
+    pass
+
+
+def stack_target(stack, work):
+    t = Target()
+    env = stack.env
+    t.label, t.work, t.url = "", work, stack.url("/")
+    t.procs = Procs([stack.dir, "redis-server 127.0.0.1:%d"
+                     % stack.ports["redis"],
+                     "-p %d " % stack.ports["memcached"]])
+    t.meter = Meter(t.procs, stack.ports["redis"], env["DATABASE_URL"],
+                    env.get("DATABASE_READ_REPLICA_URL", "").split(",")[0]
+                    or None, [stack.ports["memcached"]])
+    t.psql, t.program = stack.psql, stack.program
+    t.redis_port = stack.ports["redis"]
+    t.drain = True
+
+    def restart(app, penv):
+        stack.stop_component(app)
+        saved = {k: os.environ.get(k) for k in penv}
+        os.environ.update(penv)
+        try:
+            stack.start_component(app)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    t.restart = restart
+    return t
+
+
+def fleet_target(f, work, n):
+    t = Target()
+    t.label, t.work, t.url = "[%d hosts] " % n, work, f.url("/")
+    t.procs = Procs([f.dir, "redis-server 127.0.0.1:%d" % f.ports["redis"],
+                     "-p %d " % f.ports["memcached"],
+                     "-p %d " % f.ports["memcached2"]])
+    t.meter = Meter(t.procs, f.ports["redis"], f.info["DATABASE_URL"],
+                    f.info.get("DATABASE_READ_REPLICA_URL", "")
+                    .split(",")[0] or None,
+                    [f.ports["memcached"], f.ports["memcached2"]])
+    t.psql, t.program = f.stores.psql, f.hosts[0].program
+    t.redis_port = f.ports["redis"]
+    t.restart, t.drain = None, False
+    return t
+
+
+ENV = {
+    "KEEL_LOG_LEVEL": "warn", "KEEL_RATELIMIT": "1", "KEEL_CACHE": "1",
+    # The seeds' windows, limits no run reaches: each of the 2,000
+    # users' sets holds what the bench sent it in 15 minutes.
+    "KEEL_RATELIMIT_API": "1000000/900",
+    "KEEL_RATELIMIT_READ": "1000000/900",
+    "KEEL_RATELIMIT_WRITE": "1000000/900",
+    "KEEL_RATELIMIT_AUTH": "1000000/900",
+    "KEEL_STREAM_HEARTBEAT": "15", "KEEL_STREAM_PER_USER": "5",
+}
+
 
 def main():
     ap = argparse.ArgumentParser()
@@ -662,87 +824,64 @@ def main():
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--paths", default="list,uncached,board,submit,ticket,"
-                    "login")
+                    "login,mix")
     ap.add_argument("--streams", type=int, default=2000)
+    ap.add_argument("--fleet", help="comma-separated host counts: measure "
+                    "through scripts/fleet (HAProxy) with each, instead of "
+                    "one stack (paths that restart an app are skipped)")
     ap.add_argument("--json")
     args = ap.parse_args()
     paths = [p for p in args.paths.split(",") if p]
     for p in paths:
         if p not in PATHS:
             raise SystemExit("no path %r (%s)" % (p, ", ".join(PATHS)))
-    from stack import Stack
-
     build = os.environ.get("KEEL_BUILD_DIR", os.path.join(ROOT, "_build"))
-    os.environ.update({
-        "KEEL_WORKERS": str(args.workers), "KEEL_LOG_LEVEL": "warn",
-        "KEEL_RATELIMIT": "1", "KEEL_CACHE": "1",
-        # The seeds' windows, limits no run reaches: each of the 2,000
-        # users' sets holds what the bench sent it in 15 minutes.
-        "KEEL_RATELIMIT_API": "1000000/900",
-        "KEEL_RATELIMIT_READ": "1000000/900",
-        "KEEL_RATELIMIT_WRITE": "1000000/900",
-        "KEEL_RATELIMIT_AUTH": "1000000/900",
-        "KEEL_STREAM_HEARTBEAT": "15", "KEEL_STREAM_PER_USER": "5",
-    })
-    work = tempfile.mkdtemp(prefix="keel-bench-capacity-")
-    stack = Stack(build_dir=build, demo=True)
-    stack.start()
-    res = {"args": vars(args), "started": time.strftime(
-        "%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "paths": {}, "raw": {}}
-    try:
-        env = stack.env
-        procs = Procs([stack.dir, "redis-server 127.0.0.1:%d"
-                       % stack.ports["redis"],
-                       "-p %d " % stack.ports["memcached"]])
-        meter = Meter(procs, stack.ports["redis"], env["DATABASE_URL"],
-                      env.get("DATABASE_READ_REPLICA_URL", "").split(",")[0]
-                      or None, [stack.ports["memcached"]])
-        # Enough attempts for the submit runs at ~1,000/s.
-        data = setup_data(stack, attempts=args.runs * args.duration * 2500
-                          if "submit" in paths else 10)
-        files = request_files(work, data, args.runs)
-        url = stack.url("/")
-        cur_env = {}
-        for name in paths:
-            what, app, penv, once = PATHS[name]
-            if app and any(cur_env.get(app, {}).get(k) != v
-                           for k, v in penv.items()):
-                stack.stop_component(app)
-                os.environ.update(penv)
-                stack.start_component(app)
-                cur_env[app] = dict(penv)
-                os.environ.update(PATHS["list"][2])
-            # Warm: connections, caches, plans.
-            if not once:
-                wrk(url, files[name], args.connections, 1)
-            runs = []
-            for i in range(args.runs):
-                f = files["submit-%d" % i] if name == "submit" \
-                    else files[name]
-                r = run_path(name, meter, url, f, args, once)
-                runs.append(r)
-                print("%s run %d: %.0f req/s, server %.0f us/req, ours %.2f"
-                      " cores, others %.2f, load %s%s" % (
-                          name, i + 1, r["rps"], r["server_us"],
-                          r["cores_ours"], r["cores_others"],
-                          r["load_before"],
-                          (" non-2xx %d: %s" % (r["non2xx"], r["stderr"]))
-                          if r["non2xx"] else ""), file=sys.stderr)
-            res["raw"][name] = runs
-            res["paths"][name] = med_runs(runs)
-            res["paths"][name]["what"] = what
-        if args.streams:
-            res["streams"] = streams(stack, meter, procs, args.streams, args)
-        res["memory"] = memory(procs)
-        res["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC",
-                                        time.gmtime())
-    finally:
-        stack.stop()
-        shutil.rmtree(work, ignore_errors=True)
+    os.environ.update(ENV)
+    os.environ["KEEL_WORKERS"] = str(args.workers)
+    out = {"args": vars(args), "started": time.strftime(
+        "%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    if args.fleet:
+        from fleet import Fleet
+        out["fleet"] = {}
+        for n in [int(x) for x in args.fleet.split(",")]:
+            work = tempfile.mkdtemp(prefix="keel-bench-capacity-")
+            # No cron: the drainers' work is measured apart (one stack).
+            f = Fleet(hosts=n, build_dir=build, env={"KEEL_CRON": "0"})
+            f.start()
+            res = {"hosts": n, "paths": {}, "raw": {}}
+            try:
+                t = fleet_target(f, work, n)
+                measure(t, args, paths, res)
+                res["memory"] = memory(t.procs)
+            finally:
+                f.stop()
+                shutil.rmtree(work, ignore_errors=True)
+            out["fleet"][n] = res
+            print("## %d host%s\n" % (n, "s" if n > 1 else ""))
+            report(res)
+            print(flush=True)
+    else:
+        from stack import Stack
+        work = tempfile.mkdtemp(prefix="keel-bench-capacity-")
+        stack = Stack(build_dir=build)
+        stack.start()
+        res = out
+        res.update({"paths": {}, "raw": {}})
+        try:
+            t = stack_target(stack, work)
+            measure(t, args, paths, res)
+            if args.streams:
+                res["streams"] = streams(stack, t.meter, t.procs,
+                                         args.streams, args)
+            res["memory"] = memory(t.procs)
+        finally:
+            stack.stop()
+            shutil.rmtree(work, ignore_errors=True)
+        report(res)
+    out["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(res, f, indent=1)
-    report(res)
+            json.dump(out, f, indent=1)
 
 
 if __name__ == "__main__":
