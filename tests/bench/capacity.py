@@ -805,6 +805,72 @@ def fleet_target(f, work, n):
     return t
 
 
+def fleet_main(args, paths, build, out):
+    """All the fleets at once (one per host count, each on its own ports
+    and directory), their runs alternating: N=1, 2, 3, 1, 2, 3 ... so that
+    what the rest of the box does falls on every N alike."""
+    from fleet import Fleet
+    ns = [int(x) for x in args.fleet.split(",")]
+    paths = [p for p in paths if not (PATHS[p][1] and
+                                      PATHS[p][2] != PATHS["list"][2])]
+    fleets, targets = {}, {}
+    out["fleet"] = {}
+    try:
+        for n in ns:
+            # No cron: the drainers' work is measured apart (one stack).
+            fleets[n] = Fleet(hosts=n, build_dir=build,
+                              env={"KEEL_CRON": "0"})
+            fleets[n].start()
+            t = targets[n] = fleet_target(
+                fleets[n], tempfile.mkdtemp(prefix="keel-bench-capacity-"),
+                n)
+            per_run = args.duration * 3000
+            data = setup_data(t.psql, t.redis_port, t.program,
+                              attempts=args.runs * per_run)
+            t.files = request_files(
+                t.work, data, args.runs, per_run // 2,
+                per_run // 2 * len(MIX) // MIX.count("submit"))
+            out["fleet"][n] = {"hosts": n, "paths": {}, "raw": {}}
+            print("fleet of %d up" % n, file=sys.stderr)
+        for name in paths:
+            what, _, _, once = PATHS[name]
+            runs = {n: [] for n in ns}
+            if not once:
+                for n in ns:
+                    wrk(targets[n].url, targets[n].files[name],
+                        args.connections, 1)
+            for i in range(args.runs):
+                for n in ns:
+                    t = targets[n]
+                    f = t.files["%s-%d" % (name, i)] if once \
+                        else t.files[name]
+                    r = run_path(name, t.meter, t.url, f, args, once)
+                    runs[n].append(r)
+                    print("%s%s run %d: %.0f req/s, server %.0f us/req, "
+                          "all %.0f, ours %.2f cores, others %.2f, load %s%s"
+                          % (t.label, name, i + 1, r["rps"], r["server_us"],
+                             r["server_us"] + r["cpu_us"].get("wrk", 0),
+                             r["cores_ours"], r["cores_others"],
+                             r["load_before"],
+                             (" non-2xx %d: %s" % (r["non2xx"], r["stderr"]))
+                             if r["non2xx"] else ""), file=sys.stderr)
+            for n in ns:
+                out["fleet"][n]["raw"][name] = runs[n]
+                out["fleet"][n]["paths"][name] = med_runs(runs[n])
+                out["fleet"][n]["paths"][name]["what"] = what
+        for n in ns:
+            out["fleet"][n]["memory"] = memory(targets[n].procs)
+    finally:
+        for n, f in fleets.items():
+            f.stop()
+            if n in targets:
+                shutil.rmtree(targets[n].work, ignore_errors=True)
+    for n in ns:
+        print("## %d host%s\n" % (n, "s" if n > 1 else ""))
+        report(out["fleet"][n])
+        print()
+
+
 ENV = {
     "KEEL_LOG_LEVEL": "warn", "KEEL_RATELIMIT": "1", "KEEL_CACHE": "1",
     # The seeds' windows, limits no run reaches: each of the 2,000
@@ -841,25 +907,7 @@ def main():
     out = {"args": vars(args), "started": time.strftime(
         "%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     if args.fleet:
-        from fleet import Fleet
-        out["fleet"] = {}
-        for n in [int(x) for x in args.fleet.split(",")]:
-            work = tempfile.mkdtemp(prefix="keel-bench-capacity-")
-            # No cron: the drainers' work is measured apart (one stack).
-            f = Fleet(hosts=n, build_dir=build, env={"KEEL_CRON": "0"})
-            f.start()
-            res = {"hosts": n, "paths": {}, "raw": {}}
-            try:
-                t = fleet_target(f, work, n)
-                measure(t, args, paths, res)
-                res["memory"] = memory(t.procs)
-            finally:
-                f.stop()
-                shutil.rmtree(work, ignore_errors=True)
-            out["fleet"][n] = res
-            print("## %d host%s\n" % (n, "s" if n > 1 else ""))
-            report(res)
-            print(flush=True)
+        fleet_main(args, paths, build, out)
     else:
         from stack import Stack
         work = tempfile.mkdtemp(prefix="keel-bench-capacity-")
