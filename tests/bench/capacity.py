@@ -258,9 +258,11 @@ def pg_settled(url, before, timeout=12.0):
     while time.monotonic() - t0 < timeout:
         time.sleep(0.5)
         now = pg_stats(url)
-        # psql's own reading is a transaction and reads a few rows:
-        # stable means the writes stopped and the commits nearly did.
-        if now and last and now[0] - last[0] <= 2 and \
+        # psql's own reading is a transaction, and a fleet's health
+        # checks (HAProxy's GET /health, every host twice a second) are
+        # more: stable means the writes stopped and the commits nearly
+        # did.
+        if now and last and now[0] - last[0] <= 30 and \
                 now[4:7] == last[4:7]:
             if time.monotonic() - since >= 1.5:
                 return now
@@ -689,16 +691,43 @@ DRAINERS = ("keel-drain-email", "keel-drain-leaderboard",
 
 def drain(meter, program, submits):
     """The jobs the submits queued (3 each), drained by the three
-    drainers --until-empty, as cron runs them: CPU per submit."""
-    b = meter.before()
+    drainers --until-empty, as cron runs them: CPU per submit, in all
+    and by drainer (res["by"])."""
+    runs = []
     for d in DRAINERS:
+        b = meter.before()
         p = program(d, "--until-empty")
         if p.returncode != 0:
             raise SystemExit("%s failed: %s" % (d, p.stderr[-500:]))
-    res = meter.after(b, submits)
-    # wrk ran nothing: our children's CPU is the drainers'.
-    res["cpu_us"]["drainers"] = res["cpu_us"].pop("wrk")
-    res["server_us"] += res["cpu_us"]["drainers"]
+        r = meter.after(b, submits)
+        # wrk ran nothing: our children's CPU is the drainer's.
+        r["cpu_us"]["drainers"] = r["cpu_us"].pop("wrk")
+        r["server_us"] += r["cpu_us"]["drainers"]
+        runs.append((d, r))
+    res = {"by": {d: {"cpu_us": r["cpu_us"], "server_us": r["server_us"],
+                      "pg": r["pg"], "redis": r["redis"]}
+                  for d, r in runs}}
+    # The sum of the three, shaped as one run.
+    first = runs[0][1]
+    for k in ("cpu_us",):
+        tot = {}
+        for _, r in runs:
+            for c, v in r[k].items():
+                tot[c] = tot.get(c, 0) + v
+        res[k] = tot
+    res["server_us"] = sum(r["server_us"] for _, r in runs)
+    res["redis"] = {f: sum(r["redis"][f] for _, r in runs) if f != "calls"
+                    else {} for f in first["redis"]}
+    res["pg"] = {f: sum((r["pg"] or {}).get(f, 0) for _, r in runs)
+                 for f in (first["pg"] or {})}
+    res["pg_replica"] = {f: sum((r["pg_replica"] or {}).get(f, 0)
+                                for _, r in runs)
+                         for f in (first["pg_replica"] or {})}
+    res["mc"] = {f: sum(r["mc"][f] for _, r in runs) for f in first["mc"]}
+    res["cores_ours"] = statistics.median(r["cores_ours"] for _, r in runs)
+    res["cores_others"] = statistics.median(r["cores_others"]
+                                            for _, r in runs)
+    res["load_before"] = first["load_before"]
     res.update({"n": submits, "rps": 0, "p50": 0, "p99": 0, "non2xx": 0,
                 "stderr": ""})
     return res
@@ -749,6 +778,7 @@ def measure(t, args, paths, res):
             r = drain(t.meter, t.program, sum(x["n"] for x in runs))
             res["raw"]["drain"] = [r]
             res["paths"]["drain"] = med_runs([r])
+            res["paths"]["drain"]["by"] = r["by"]
             res["paths"]["drain"]["what"] = ("the submit's 3 jobs, drained "
                                              "(per submit)")
             print("%sdrain: %.0f us per submit" % (t.label, r["server_us"]),
