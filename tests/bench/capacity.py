@@ -838,13 +838,21 @@ def fleet_target(f, work, n):
 def fleet_main(args, paths, build, out):
     """All the fleets at once (one per host count, each on its own ports
     and directory), their runs alternating: N=1, 2, 3, 1, 2, 3 ... so that
-    what the rest of the box does falls on every N alike."""
+    what the rest of the box does falls on every N alike.  --fleet takes
+    host counts, or N@C pairs (N hosts, wrk with C connections): 1@8 is
+    the 1-host fleet loaded as each host of a 2-host fleet at 16 is."""
     from fleet import Fleet
-    ns = [int(x) for x in args.fleet.split(",")]
+    configs = []
+    for x in args.fleet.split(","):
+        n, _, c = x.partition("@")
+        configs.append((int(n), int(c) if c else args.connections))
+    ns = sorted({n for n, _ in configs})
     paths = [p for p in paths if not (PATHS[p][1] and
                                       PATHS[p][2] != PATHS["list"][2])]
     fleets, targets = {}, {}
     out["fleet"] = {}
+    per_run = args.duration * 3000
+    uses = {n: sum(1 for m, _ in configs if m == n) for n in ns}
     try:
         for n in ns:
             # No cron: the drainers' work is measured apart (one stack).
@@ -854,50 +862,60 @@ def fleet_main(args, paths, build, out):
             t = targets[n] = fleet_target(
                 fleets[n], tempfile.mkdtemp(prefix="keel-bench-capacity-"),
                 n)
-            per_run = args.duration * 3000
             data = setup_data(t.psql, t.redis_port, t.program,
-                              attempts=args.runs * per_run)
+                              attempts=args.runs * per_run * uses[n])
             t.files = request_files(
-                t.work, data, args.runs, per_run // 2,
+                t.work, data, args.runs * uses[n], per_run // 2,
                 per_run // 2 * len(MIX) // MIX.count("submit"))
-            out["fleet"][n] = {"hosts": n, "paths": {}, "raw": {}}
+            t.next = {}
             print("fleet of %d up" % n, file=sys.stderr)
+        for n, c in configs:
+            out["fleet"]["%d@%d" % (n, c)] = {"hosts": n, "connections": c,
+                                              "paths": {}, "raw": {}}
         for name in paths:
             what, _, _, once = PATHS[name]
-            runs = {n: [] for n in ns}
+            runs = {k: [] for k in out["fleet"]}
             if not once:
                 for n in ns:
                     wrk(targets[n].url, targets[n].files[name],
                         args.connections, 1)
             for i in range(args.runs):
-                for n in ns:
+                for n, c in configs:
                     t = targets[n]
-                    f = t.files["%s-%d" % (name, i)] if once \
-                        else t.files[name]
-                    r = run_path(name, t.meter, t.url, f, args, once)
-                    runs[n].append(r)
-                    print("%s%s run %d: %.0f req/s, server %.0f us/req, "
-                          "all %.0f, ours %.2f cores, others %.2f, load %s%s"
-                          % (t.label, name, i + 1, r["rps"], r["server_us"],
-                             r["server_us"] + r["cpu_us"].get("wrk", 0),
-                             r["cores_ours"], r["cores_others"],
-                             r["load_before"],
-                             (" non-2xx %d: %s" % (r["non2xx"], r["stderr"]))
-                             if r["non2xx"] else ""), file=sys.stderr)
-            for n in ns:
-                out["fleet"][n]["raw"][name] = runs[n]
-                out["fleet"][n]["paths"][name] = med_runs(runs[n])
-                out["fleet"][n]["paths"][name]["what"] = what
-        for n in ns:
-            out["fleet"][n]["memory"] = memory(targets[n].procs)
+                    if once:
+                        j = t.next.get(name, 0)
+                        t.next[name] = j + 1
+                        f = t.files["%s-%d" % (name, j)]
+                    else:
+                        f = t.files[name]
+                    a = argparse.Namespace(**vars(args))
+                    a.connections = c
+                    r = run_path(name, t.meter, t.url, f, a, once)
+                    runs["%d@%d" % (n, c)].append(r)
+                    print("[%d hosts, c%d] %s run %d: %.0f req/s, server %.0f"
+                          " us/req, all %.0f, ours %.2f cores, others %.2f, "
+                          "load %s%s" % (
+                              n, c, name, i + 1, r["rps"], r["server_us"],
+                              r["server_us"] + r["cpu_us"].get("wrk", 0),
+                              r["cores_ours"], r["cores_others"],
+                              r["load_before"],
+                              (" non-2xx %d: %s" % (r["non2xx"], r["stderr"]))
+                              if r["non2xx"] else ""), file=sys.stderr)
+            for k in out["fleet"]:
+                out["fleet"][k]["raw"][name] = runs[k]
+                out["fleet"][k]["paths"][name] = med_runs(runs[k])
+                out["fleet"][k]["paths"][name]["what"] = what
+        for n, c in configs:
+            out["fleet"]["%d@%d" % (n, c)]["memory"] = memory(
+                targets[n].procs)
     finally:
         for n, f in fleets.items():
             f.stop()
             if n in targets:
                 shutil.rmtree(targets[n].work, ignore_errors=True)
-    for n in ns:
-        print("## %d host%s\n" % (n, "s" if n > 1 else ""))
-        report(out["fleet"][n])
+    for k, res in out["fleet"].items():
+        print("## %s hosts, wrk -c%s\n" % tuple(k.split("@")))
+        report(res)
         print()
 
 

@@ -123,39 +123,65 @@ def model(host, users, out):
     return c, tot, http
 
 
+def med_cost(res, name, part):
+    """Median over runs of a path's CPU us per request: part "all" (every
+    process, wrk included), "host" (apps + lighttpd), or "rest" (all
+    but the hosts')."""
+    vals = []
+    for r in res["raw"][name]:
+        g = groups(r)
+        total = r["server_us"] + r["cpu_us"].get("wrk", 0)
+        vals.append({"all": total, "host": g["host"],
+                     "rest": total - g["host"]}[part])
+    return statistics.median(vals)
+
+
+def norm(fleet):
+    """{(hosts, connections): result}; old files keyed by host count."""
+    out = {}
+    for k, v in fleet.items():
+        n, _, c = k.partition("@")
+        out[(int(n), int(c) if c else 16)] = v
+    return out
+
+
 def fleet_check(fleet, out):
-    """Prediction for N hosts on THIS machine from the 1-host fleet's
-    per-request CPU: throughput = (2 cores - what the rest of the box
-    took) / (CPU per request over every process, wrk included)."""
+    """Prediction for N hosts on THIS machine, from the 1-host fleet
+    alone: throughput = (2 cores - what the rest of the box took during
+    the run) / CPU per request, where CPU per request = the hosts' part
+    as the 1-host fleet spends it when loaded as each of N hosts is (wrk
+    with C/N connections: 1@8 for 2 hosts, 1@5 for 3) + everything else
+    (HAProxy, the stores, wrk) as the 1-host fleet spends it at C."""
     w = out.append
-    ns = sorted(fleet, key=int)
-    base = fleet[ns[0]]
-    w("| path | hosts | CPU us/req, all (1-host) | others' cores | "
-      "predicted req/s | measured req/s | measured / predicted | CPU us/req "
-      "measured | host / Redis / PG primary / HAProxy us/req |")
+    f = norm(fleet)
+    c0 = 16
+    w("| path | hosts | predicted CPU us/req (hosts' part from) | others' "
+      "cores | predicted req/s | measured req/s | **measured / predicted**"
+      " | measured CPU us/req | hosts / HAProxy / Redis / PG primary "
+      "us/req |")
     w("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     ratios = {}
+    base = f[(1, c0)]
     for name in base["paths"]:
-        b = base["paths"][name]
-        runs1 = base["raw"][name]
-        c1 = statistics.median(r["server_us"] + r["cpu_us"].get("wrk", 0)
-                               for r in runs1)
-        for n in ns:
-            runs = fleet[n]["raw"][name]
-            preds = [(2.0 - r["cores_others"]) / c1 * 1e6 for r in runs]
+        for n in sorted({k[0] for k in f if k[1] == c0}):
+            cal = (1, round(c0 / n))
+            src = cal if cal in f and name in f[cal]["raw"] else (1, c0)
+            pred_us = med_cost(base, name, "rest") + \
+                med_cost(f[src], name, "host")
+            res = f[(n, c0)]
+            runs = res["raw"][name]
+            preds = [(2.0 - r["cores_others"]) / pred_us * 1e6 for r in runs]
             meas = [r["rps"] for r in runs]
             ratio = statistics.median(m / p for m, p in zip(meas, preds))
-            cn = statistics.median(r["server_us"] + r["cpu_us"].get("wrk", 0)
-                                   for r in runs)
-            g = groups(fleet[n]["paths"][name])
-            ratios[(name, int(n))] = ratio
-            w("| %s | %s | %s | %.2f | %s | %s | **%.2f** | %s | %s |" % (
-                name, n, fmt(c1),
-                statistics.median(r["cores_others"] for r in runs),
-                fmt(statistics.median(preds)), fmt(statistics.median(meas)),
-                ratio, fmt(cn), " / ".join(fmt(g[k]) for k in
-                                           ("host", "redis", "pg-primary",
-                                            "haproxy"))))
+            g = groups(res["paths"][name])
+            ratios[(name, n)] = ratio
+            w("| %s | %d | %s (1@%d) | %.2f | %s | %s | **%.2f** | %s | %s |"
+              % (name, n, fmt(pred_us), src[1],
+                 statistics.median(r["cores_others"] for r in runs),
+                 fmt(statistics.median(preds)), fmt(statistics.median(meas)),
+                 ratio, fmt(med_cost(res, name, "all")),
+                 " / ".join(fmt(g[k]) for k in ("host", "haproxy", "redis",
+                                                "pg-primary"))))
     w("")
     return ratios
 
@@ -165,7 +191,7 @@ def scale_out(fleet, out, host_cores=2, pg_cores=2, name="mix"):
     own (one core: one thread), the PG primary on pg_cores: the mix's
     throughput is the least of N x a host's and each store's ceiling."""
     w = out.append
-    p = fleet[sorted(fleet, key=int)[0]]["paths"][name]
+    p = norm(fleet)[(1, 16)]["paths"][name]
     g = groups(p)
     host_us = g["host"] + g["haproxy"]
     lim = {"web hosts (N x %d cores)" % host_cores: 1e6 * host_cores /
