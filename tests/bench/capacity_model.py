@@ -69,6 +69,8 @@ def costs(host):
 
 
 def fmt(x, d=0):
+    if x == float("inf"):
+        return "-"
     return ("{:,.%df}" % d).format(x)
 
 
@@ -186,7 +188,7 @@ def fleet_check(fleet, out):
     return ratios
 
 
-def scale_out(fleet, out, host_cores=2, pg_cores=2, name="mix"):
+def scale_out(fleet, out, host_cores=2, pg_cores=8, name="mix"):
     """Separate machines: N web hosts of host_cores each, Redis on its
     own (one core: one thread), the PG primary on pg_cores: the mix's
     throughput is the least of N x a host's and each store's ceiling."""
@@ -195,26 +197,26 @@ def scale_out(fleet, out, host_cores=2, pg_cores=2, name="mix"):
     g = groups(p)
     host_us = g["host"] + g["haproxy"]
     lim = {"web hosts (N x %d cores)" % host_cores: 1e6 * host_cores /
-           host_us,
+           host_us if host_us else float("inf"),
            "Redis (1 core)": 1e6 / g["redis"],
            "PG primary (%d cores)" % pg_cores: 1e6 * pg_cores /
-           g["pg-primary"]}
-    if g["pg-replica"]:
+           g["pg-primary"] if g["pg-primary"] >= 1 else float("inf")}
+    if g["pg-replica"] >= 1:
         lim["PG replica (%d cores)" % pg_cores] = 1e6 * pg_cores / \
             g["pg-replica"]
-    if g["memcached"]:
+    if g["memcached"] >= 1:
         lim["memcached (1 core)"] = 1e6 / g["memcached"]
-    w("Per-request CPU of the check's mix through the 1-host fleet: host "
+    w("**%s** -- per-request CPU through the 1-host fleet: host "
       "%s us (apps + lighttpd) + HAProxy %s, Redis %s, PG primary %s, PG "
       "replica %s, memcached %s.\n" % (
-          fmt(g["host"]), fmt(g["haproxy"]), fmt(g["redis"]),
+          name, fmt(g["host"]), fmt(g["haproxy"]), fmt(g["redis"]),
           fmt(g["pg-primary"]), fmt(g["pg-replica"]), fmt(g["memcached"])))
     w("| web hosts | hosts' ceiling req/s | " +
       " | ".join(k for k in lim if not k.startswith("web")) +
       " | throughput req/s | bound by |")
     w("|---:|---:|" + "---:|" * (len(lim) - 1) + "---:|---|")
     hosts1 = list(lim.values())[0]
-    for n in range(1, 9):
+    for n in range(1, 5):
         vals = dict(lim)
         k0 = list(lim)[0]
         vals[k0] = n * hosts1
@@ -241,7 +243,8 @@ def main():
         fleet_check(f, out)
         out.append("### Separate machines: where the shared stores "
                    "saturate\n")
-        scale_out(f, out)
+        scale_out(f, out, name="list")
+        scale_out(f, out, name="mix")
     print("\n".join(out))
 
 
