@@ -159,9 +159,9 @@ def fleet_check(fleet, out):
     c0 = 16
     w("| path | hosts | predicted CPU us/req (hosts' part from) | others' "
       "cores | predicted req/s | measured req/s | **measured / predicted**"
-      " | measured CPU us/req | hosts / HAProxy / Redis / PG primary "
-      "us/req |")
-    w("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+      " | the same, hosts' part at 16 too | measured CPU us/req | hosts / "
+      "HAProxy / Redis / PG primary us/req |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     ratios = {}
     base = f[(1, c0)]
     for name in base["paths"]:
@@ -175,13 +175,18 @@ def fleet_check(fleet, out):
             preds = [(2.0 - r["cores_others"]) / pred_us * 1e6 for r in runs]
             meas = [r["rps"] for r in runs]
             ratio = statistics.median(m / p for m, p in zip(meas, preds))
+            flat = med_cost(base, name, "all")
+            ratio_flat = statistics.median(
+                m / ((2.0 - r["cores_others"]) / flat * 1e6)
+                for m, r in zip(meas, runs))
             g = groups(res["paths"][name])
             ratios[(name, n)] = ratio
-            w("| %s | %d | %s (1@%d) | %.2f | %s | %s | **%.2f** | %s | %s |"
+            w("| %s | %d | %s (1@%d) | %.2f | %s | %s | **%.2f** | %.2f | %s "
+              "| %s |"
               % (name, n, fmt(pred_us), src[1],
                  statistics.median(r["cores_others"] for r in runs),
                  fmt(statistics.median(preds)), fmt(statistics.median(meas)),
-                 ratio, fmt(med_cost(res, name, "all")),
+                 ratio, ratio_flat, fmt(med_cost(res, name, "all")),
                  " / ".join(fmt(g[k]) for k in ("host", "haproxy", "redis",
                                                 "pg-primary"))))
     w("")
