@@ -7,32 +7,34 @@ transactions and memcached operations per request, and the memory per
 worker and per open stream.
 
     scripts/build && /usr/bin/python3 tests/bench/capacity.py \\
-        [--duration 4] [--connections 16] [--runs 2] [--workers 4] \\
-        [--paths list,uncached,board,submit,ticket,login] [--streams 2000] \\
-        [--json FILE]
+        [--duration 5] [--connections 16] [--runs 2] [--workers 4] \\
+        [--paths list,uncached,board,submit,ticket,login,mix] \\
+        [--streams 2000] [--json FILE]
+    /usr/bin/python3 tests/bench/capacity.py --fleet 1@16,2@16,3@16,1@8,1@5 \\
+        --paths list,submit,mix --runs 3 [--json FILE]
 
 Starts a throwaway stack (tests/e2e/stack.py, the optimised build in
-_build; KEEL_BUILD_DIR to change it) with the demo data (for login's
-passwords), rate limits ON with the seeds' windows (900 s) but limits no
-run reaches, the production heartbeat (15 s), KEEL_WORKERS workers per
-app; adds 100 questions, 2,000 students each with a session written to
-Redis as auth writes it, a board of those students (cron's rebuild), a
-published test of 10 questions and enough started attempts for every
-submit.  Each path runs wrk (tests/bench/capacity.lua: the requests
-spread over the 2,000 users, so each user's limiter sets hold what a
-real user's would) RUNS times for DURATION seconds, and around each run
-reads:
+_build; KEEL_BUILD_DIR to change it), rate limits ON with the seeds'
+windows (900 s) but limits no run reaches, the production heartbeat
+(15 s), KEEL_WORKERS workers per app; adds 100 questions, 2,000 students
+each with a session written to Redis as auth writes it, 40 users with a
+password (login), a board of the students (cron's rebuild), a published
+test of 10 questions and enough started attempts for every submit.  Each
+path runs wrk (tests/bench/capacity.lua: the requests spread over the
+2,000 users, so each user's limiter sets hold what a real user's would)
+RUNS times for DURATION seconds, and around each run reads:
 
   CPU      utime+stime (+ what each reaped) from /proc/<pid>/stat of
            every process of THIS stack, by component: each app, the
            stream process, lighttpd, PostgreSQL primary and replica,
-           Redis, memcached; wrk from our own rusage.  Other engineers'
-           stacks on the box are not counted (processes are picked by
-           the stack's directory and ports, and their descendants).
+           Redis, memcached, HAProxy; wrk from our own rusage.  Other
+           engineers' stacks on the box are not counted (processes are
+           picked by the stack's directory and ports, and their
+           descendants).
   box      the whole machine's busy CPU from /proc/stat, so "others"
            (everything not ours) is known for each run, and the load
            average before.
-  Redis    INFO commandstats: calls per command, and Redis's own usec
+  Redis    INFO commandstats: calls and usec per command
   PG       pg_stat_database on primary and replica: transactions
            (commit + rollback), tuples returned/fetched/inserted/updated
            (read after the backends have flushed their counters)
@@ -42,24 +44,27 @@ Paths (the seeds' hot paths):
   list      GET /api/question-bank (page of 20), cached, session + limits
   uncached  the same with the question-bank app restarted KEEL_CACHE=0
   board     GET /api/leaderboard?limit=100, cached
-  submit    POST /api/attempts/{id}/submit (grade 10, store, 3 outbox rows)
+  submit    POST /api/attempts/{id}/submit (grade 10, store, 3 outbox
+            rows); then its jobs drained by the three drainers
+            --until-empty, measured per drainer ("drain", per submit)
   ticket    POST /api/notifications/stream-ticket (before a stream opens)
   login     POST /api/auth/login (Argon2id, interactive limits)
+  mix       12 list : 2 board : 5 submit : 1 ticket, interleaved
 
 Then streams: STREAMS streams opened (tickets written to Redis as the
 ticket contract says; tests/bench/stream.py's client), the CPU the open
 cost per stream, the PSS and descriptors per open stream of the stream
-process and lighttpd, and their idle CPU per stream over 15 s (one
-heartbeat period).  Memory: PSS of each app's supervisor and workers,
-lighttpd, a PostgreSQL backend, Redis, memcached.
+processes and lighttpd, and their idle CPU per stream over 15 s (one
+heartbeat period).  Memory: PSS of every process by component.
 
-Prints Markdown; --json FILE keeps everything.
+--fleet measures through scripts/fleet (tests/e2e/fleet.py: N hosts
+behind HAProxy sharing one set of stores, cron off) instead: one fleet
+per host count, all started at once, every path's runs alternating over
+the configurations N@C (N hosts, wrk -cC), so that what the rest of the
+box does falls on each alike.  Paths that restart an app are skipped.
 
---target FILE measures an already running fleet instead (tests/bench
-capacity mode of docs/capacity.md, "Checking the model"): FILE is JSON
-{"url", "match": [substrings of our processes' command lines], "redis":
-port, "pg": port, "pg_replica": port or null, "memcached": [ports],
-"psql": DATABASE_URL, "tokens_from": ...} written by the fleet runner.
+Prints Markdown; --json FILE keeps everything, for
+tests/bench/capacity_model.py (docs/capacity.md's arithmetic).
 """
 
 import argparse
@@ -186,24 +191,10 @@ def children_cpu():
 # --------------------------------------------------------------- stores
 
 def redis_cmd(port, *args):
-    """One command over a plain socket; the raw reply as text."""
-    req = b"*%d\r\n" % len(args) + b"".join(
-        b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode()) for a in args)
-    with socket.create_connection(("127.0.0.1", port)) as s:
-        s.sendall(req)
-        buf = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-            if buf.startswith(b"$"):
-                n = int(buf[1:buf.index(b"\r\n")])
-                if len(buf) >= buf.index(b"\r\n") + 2 + n + 2:
-                    break
-            elif buf.endswith(b"\r\n"):
-                break
-    return buf.decode(errors="replace")
+    """One command by redis-cli; its answer as text."""
+    return subprocess.run(["redis-cli", "-p", str(port)] + list(args),
+                          capture_output=True, text=True, check=True,
+                          timeout=30).stdout
 
 
 def redis_stats(port):
@@ -720,8 +711,14 @@ def drain(meter, program, submits):
                 tot[c] = tot.get(c, 0) + v
         res[k] = tot
     res["server_us"] = sum(r["server_us"] for _, r in runs)
-    res["redis"] = {f: sum(r["redis"][f] for _, r in runs) if f != "calls"
-                    else {} for f in first["redis"]}
+    res["redis"] = {f: sum(r["redis"][f] for _, r in runs)
+                    for f in first["redis"]
+                    if not isinstance(first["redis"][f], dict)}
+    for f in ("calls", "usec_by"):
+        res["redis"][f] = {}
+        for _, r in runs:
+            for c, v in r["redis"][f].items():
+                res["redis"][f][c] = res["redis"][f].get(c, 0) + v
     res["pg"] = {f: sum((r["pg"] or {}).get(f, 0) for _, r in runs)
                  for f in (first["pg"] or {})}
     res["pg_replica"] = {f: sum((r["pg_replica"] or {}).get(f, 0)
@@ -937,7 +934,7 @@ ENV = {
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--duration", type=int, default=4)
+    ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--workers", type=int, default=4)
