@@ -81,15 +81,17 @@ def model(host, users, out):
     w = out.append
     w("### Cost per request, CPU us by component (measured)\n")
     w("| path | host (apps + lighttpd) | Redis | PG primary | PG replica "
-      "| memcached | total |")
-    w("|---|---:|---:|---:|---:|---:|---:|")
+      "| memcached | total | req/s per core: all / host's part |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name in ("list", "uncached", "board", "submit", "drain", "ticket",
                  "open", "login"):
         g = c[name]
-        w("| %s | %s | %s | %s | %s | %s | **%s** |" % (
+        w("| %s | %s | %s | %s | %s | %s | **%s** | %s / %s |" % (
             name, fmt(g["host"]), fmt(g["redis"]), fmt(g["pg-primary"]),
             fmt(g["pg-replica"]), fmt(g["memcached"]),
-            fmt(sum(g.values()))))
+            fmt(sum(g.values())), fmt(1e6 / sum(g.values()), 1 if
+                                      sum(g.values()) > 1e5 else 0),
+            fmt(1e6 / g["host"], 1 if g["host"] > 1e5 else 0)))
     w("")
     rate = users / WINDOW
     tot = {k: 0.0 for k in GROUPS}
