@@ -494,10 +494,18 @@ def test_master_killed_its_promoted_replica_is_found(cluster, stack, web):
     # The stream app opens streams (the session and the lease on their
     # masters) and its subscription moved off the dead node: a
     # notification arrives (live, or by the catch-up that follows a
-    # subscription's return).
-    s = SSE.open(stack, headers=h2)
+    # subscription's return).  An open that reaches the dead master
+    # first answers 503 (Retry-After) and reloads the map: a client
+    # retries, as browsers' EventSource does.
+    def opened():
+        o = SSE.open(stack, headers=h2)
+        if o.status == 200:
+            return o
+        assert o.status == 503, o.body
+        o.close()
+        return None
+    s = wait_until(opened, 20, "a stream open after the failover")
     try:
-        assert s.status == 200, s.body
         s.next_event(0.3)
         nid = notify_via(cluster, cluster.live()[0], stack, u["id"])
         ev = s.next_event(15)
