@@ -169,9 +169,6 @@ def test_forms_have_no_arms_and_their_plans_are_cached(stack, http, fleet):
         stack.stop_component("cars")
         os.environ["KEEL_CACHE"] = "0"
         stack.start_component("cars")
-        # The plans follow the statistics: the other suites' cars, not
-        # yet analysed, must not decide them.
-        stack.psql("ANALYZE cars")
         start = [os.path.getsize(p) for p in logs]
         # The benchmark's list's form (tests/bench/peer: one status):
         # 40 runs over at most four connections (two workers, primary
