@@ -804,19 +804,7 @@ def stack_target(stack, work):
     t.redis_port = stack.ports["redis"]
     t.drain = True
 
-    def restart(app, penv):
-        stack.stop_component(app)
-        saved = {k: os.environ.get(k) for k in penv}
-        os.environ.update(penv)
-        try:
-            stack.start_component(app)
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-    t.restart = restart
+    t.restart = stack.restart_component
     return t
 
 

@@ -79,21 +79,11 @@ def wrk(stack, token, secs, conns):
 
 
 def restart_cars(stack, build):
-    stack.stop_component("cars")
-    saved = {k: os.environ.get(k) for k in ("KEEL_BUILD_DIR", "KEEL_CACHE",
-                                            "KEEL_RATELIMIT")}
     # scripts/stack runs the app from KEEL_BUILD_DIR (Stack sets it from
     # build_dir, which _stack_env reads each time).
     stack.build_dir = os.path.abspath(build)
-    os.environ.update({"KEEL_CACHE": "0", "KEEL_RATELIMIT": "1"})
-    try:
-        stack.start_component("cars")
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    stack.restart_component("cars", {"KEEL_CACHE": "0",
+                                     "KEEL_RATELIMIT": "1"})
 
 
 def main():

@@ -221,6 +221,23 @@ class Stack:
         """Start a stopped component again and wait until it is ready."""
         self._run("start", name, timeout=120)
 
+    def restart_component(self, name, env):
+        """Stop a component and start it again with env (name: value)
+        over this process's environment for its start, which
+        scripts/stack copies into the app's; the environment is put back
+        afterwards."""
+        self.stop_component(name)
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            self.start_component(name)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
     def log(self, name):
         """The text of log/<name>.log (an app's stderr, access, ...)."""
         try:
