@@ -883,7 +883,7 @@ keel_auth_session_key(struct keel_req *req)
 	if ((tok = bearer(req)) == NULL || !keel_auth_token_valid(tok))
 		return NULL;
 	keel_auth_token_id(tok, id);
-	return keel_arena_printf(req->arena, SESS_PREFIX "%s", id);
+	return keel_arena_cat(req->arena, SESS_PREFIX, id, NULL);
 }
 
 enum keel_step
@@ -898,7 +898,7 @@ keel_auth_step_identify(struct keel_req *req, const char *key,
 		return KEEL_STEP_GO;
 	if (seen != NULL) {
 		memset(&s, 0, sizeof(s));
-		snprintf(s.id, sizeof(s.id), "%s", key + SESS_PREFIX_LEN);
+		keel_text_copy(s.id, sizeof(s.id), key + SESS_PREFIX_LEN);
 		er = session_parse(seen, nseen, &s);
 	} else
 		er = session_get(req->redis, key, &s);

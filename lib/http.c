@@ -247,8 +247,8 @@ keel_http_client(struct keel_req *req)
 	char	 id[KEEL_TEXT_INT_MAX + 2];
 
 	if (req->user == NULL)
-		return keel_arena_printf(req->arena, "a:%s",
-		    keel_http_client_addr(req));
+		return keel_arena_cat(req->arena, "a:",
+		    keel_http_client_addr(req), NULL);
 	memcpy(id, "u:", 2);
 	keel_text_int(id + 2, req->user->id);
 	return keel_arena_strdup(req->arena, id);

@@ -226,9 +226,9 @@ auth_key(struct keel_req *req)
 {
 	const char	*acct = auth_account(req);
 
-	return keel_arena_printf(req->arena, KEY_PREFIX "auth:a:%s%s%s",
+	return keel_arena_cat(req->arena, KEY_PREFIX "auth:a:",
 	    keel_http_client_addr(req), acct != NULL ? ":" : "",
-	    acct != NULL ? acct : "");
+	    acct != NULL ? acct : "", NULL);
 }
 
 static void
@@ -622,9 +622,8 @@ keel_limit_check(struct keel_req *req, enum keel_limit_class cls,
 	}
 	for (i = 0; i < n; i++)
 		result_init(req, st, i, which[i], which[i] == KEEL_LIMIT_AUTH ?
-		    auth_key(req) : keel_arena_printf(req->arena,
-		    KEY_PREFIX "%s:%s", keel_config_limiter_name(which[i]),
-		    client));
+		    auth_key(req) : keel_arena_cat(req->arena, KEY_PREFIX,
+		    keel_config_limiter_name(which[i]), ":", client, NULL));
 	return check_run(req, st, 0, ride, true);
 }
 
@@ -642,8 +641,8 @@ keel_limit_account(struct keel_req *req, const char *account)
 		continue;
 	if (i == st->n)
 		return KEEL_STEP_GO;
-	result_init(req, st, st->n++, KEEL_LIMIT_AUTH, keel_arena_printf(
-	    req->arena, KEY_PREFIX "auth:id:%s", account));
+	result_init(req, st, st->n++, KEEL_LIMIT_AUTH, keel_arena_cat(
+	    req->arena, KEY_PREFIX "auth:id:", account, NULL));
 	/* The headers come with after(), as for any other answer. */
 	return check_run(req, st, st->n - 1, NULL, false);
 }

@@ -76,10 +76,13 @@ keel_log_level_parse(const char *s, enum keel_log_level *out)
 void
 keel_log_set_request(const char *id)
 {
-	if (id == NULL)
-		log_req[0] = '\0';
-	else
-		snprintf(log_req, sizeof(log_req), "%s", id);
+	size_t	 n;
+
+	/* Cut to fit, as snprintf's "%s" would, without its parsing. */
+	n = id != NULL ? strnlen(id, sizeof(log_req) - 1) : 0;
+	if (n > 0)
+		memcpy(log_req, id, n);
+	log_req[n] = '\0';
 }
 
 const char *
@@ -94,32 +97,88 @@ keel_log_enabled(enum keel_log_level level)
 	return level >= log_level;
 }
 
+#define LINE_MAX_LEN	2048
+
+/* Appends s, cut to what line[LINE_MAX_LEN - 64] holds; the new length. */
+static size_t
+put(char *line, size_t len, const char *s)
+{
+	size_t	 n = strlen(s);
+
+	if (n > LINE_MAX_LEN - 64 - len)
+		n = LINE_MAX_LEN - 64 - len;
+	memcpy(line + len, s, n);
+	return len + n;
+}
+
+/* "prog[pid] level req=id ": every line's start, printf-free (one is
+ * written per request). */
+static size_t
+prefix(char *line, enum keel_log_level level)
+{
+	static long	 pid_of = -1;	/* whose pid pid_txt holds */
+	static char	 pid_txt[24];
+	size_t		 len;
+
+	if (log_getpid() != pid_of) {
+		pid_of = log_getpid();
+		snprintf(pid_txt, sizeof(pid_txt), "%ld", pid_of);
+	}
+	len = put(line, 0, log_prog);
+	line[len++] = '[';
+	len = put(line, len, pid_txt);
+	line[len++] = ']';
+	line[len++] = ' ';
+	len = put(line, len, level_names[level]);
+	line[len++] = ' ';
+	if (log_req[0] != '\0') {
+		len = put(line, len, "req=");
+		len = put(line, len, log_req);
+		line[len++] = ' ';
+	}
+	return len;
+}
+
+/* line[0..len) and a newline, in one write, so concurrent workers' lines
+ * stay whole.  If stderr is gone there is nowhere left to report that. */
+static void
+emit(char *line, size_t len, int saved)
+{
+	line[len++] = '\n';
+	if (write(STDERR_FILENO, line, len) == -1)
+		errno = saved;
+	errno = saved;
+}
+
 static void
 log_vwrite(enum keel_log_level level, int with_errno, const char *fmt,
     va_list ap)
 {
-	char	 line[2048];
-	int	 saved, n, m;
+	char	 line[LINE_MAX_LEN];
+	int	 saved, m;
 	size_t	 len;
 
 	saved = errno;
-	n = snprintf(line, sizeof(line), "%s[%ld] %s ", log_prog,
-	    log_getpid(), level_names[level]);
-	if (log_req[0] != '\0')
-		n += snprintf(line + n, sizeof(line) - n, "req=%s ", log_req);
-	m = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
-	len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+	len = prefix(line, level);
+	m = vsnprintf(line + len, sizeof(line) - len, fmt, ap);
+	len += m < 0 ? 0 : (size_t)m;
 	if (len > sizeof(line) - 64)
 		len = sizeof(line) - 64;	/* truncated: keep room below */
 	if (with_errno)
 		len += snprintf(line + len, sizeof(line) - len, ": %s",
 		    strerror(saved));
-	line[len++] = '\n';
-	/* One write, so concurrent workers' lines stay whole.  If stderr
-	 * is gone there is nowhere left to report that. */
-	if (write(STDERR_FILENO, line, len) == -1)
-		errno = saved;
-	errno = saved;
+	emit(line, len, saved);
+}
+
+void
+keel_log_text(enum keel_log_level level, const char *msg)
+{
+	char	 line[LINE_MAX_LEN];
+	int	 saved = errno;
+
+	if (!keel_log_enabled(level))
+		return;
+	emit(line, put(line, prefix(line, level), msg), saved);
 }
 
 void

@@ -294,6 +294,30 @@ keel_arena_strdup(struct keel_arena *a, const char *s)
 }
 
 char *
+keel_arena_cat(struct keel_arena *a, ...)
+{
+	va_list		 ap;
+	const char	*s;
+	size_t		 n = 0, len;
+	char		*p, *out;
+
+	va_start(ap, a);
+	while ((s = va_arg(ap, const char *)) != NULL)
+		n += strlen(s);
+	va_end(ap);
+	out = p = keel_arena_alloc(a, n + 1);
+	va_start(ap, a);
+	while ((s = va_arg(ap, const char *)) != NULL) {
+		len = strlen(s);
+		memcpy(p, s, len);
+		p += len;
+	}
+	va_end(ap);
+	*p = '\0';
+	return out;
+}
+
+char *
 keel_arena_printf(struct keel_arena *a, const char *fmt, ...)
 {
 	va_list	 ap;

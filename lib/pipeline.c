@@ -32,7 +32,7 @@ cache_key(struct keel_req *req, const struct keel_route *r)
 {
 	if (r->cache.key != NULL)
 		return r->cache.key(req);
-	return keel_arena_printf(req->arena, "%s?%s", req->path, req->query);
+	return keel_arena_cat(req->arena, req->path, "?", req->query, NULL);
 }
 
 /*

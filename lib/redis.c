@@ -1004,8 +1004,12 @@ keel_redis_eval(struct keel_redis *r, struct keel_rscript *script, int nkeys,
 	}
 	al[0] = 7;
 	al[2] = strlen(nk);
-	/* Cluster mode: loaded where the script will run, its key's node. */
-	slot = nkeys > 0 ? (int)keel_rc_slot(av[3], al[3]) : -2;
+	/*
+	 * Cluster mode: loaded where the script will run, its key's node.
+	 * A single Redis has no slots (the CRC was ~7% of a request).
+	 */
+	slot = r->map != NULL && nkeys > 0 ? (int)keel_rc_slot(av[3],
+	    al[3]) : -2;
 	for (tries = 0; tries < 2; tries++) {
 		if (script->sha[0] == '\0') {
 			load[0] = "SCRIPT";

@@ -74,6 +74,7 @@
 #include "keel/report.h"
 #include "keel/router.h"
 #include "keel/serve.h"
+#include "keel/text.h"
 #include "http_private.h"
 
 #define BACKOFF_MIN_MS	100	/* first respawn delay after a quick death */
@@ -294,23 +295,75 @@ print_routes(const struct keel_app *app)
 	keel_buf_free(&b);
 }
 
+/* Appends the n digits of v (zero-padded) at p; returns the end. */
+static char *
+put_digits(char *p, long v, int n)
+{
+	int	 i;
+
+	for (i = n - 1; i >= 0; i--, v /= 10)
+		p[i] = (char)('0' + v % 10);
+	return p + n;
+}
+
+/* Appends s (at most max bytes) at p; returns the end. */
+static char *
+put_str(char *p, const char *s, size_t max)
+{
+	size_t	 n = strnlen(s, max);
+
+	memcpy(p, s, n);
+	return p + n;
+}
+
+/* Appends the string literal lit at p. */
+#define PUT_LIT(p, lit)	(memcpy((p), (lit), sizeof(lit) - 1), \
+	(p) + sizeof(lit) - 1)
+
+/*
+ * One line per request, built by hand: it was the largest printf of a
+ * request (strftime, then a format of six conversions).
+ *	access time=<UTC>.<ms>Z method=<16> path=<escaped> status=<n> ms=<x.yy>
+ */
 static void
 access_log(const struct keel_req *req, double ms)
 {
-	char		 path[256], ts[32];
+	static time_t	 ts_of = -1;	/* the second ts spells */
+	static char	 ts[32];
+	char		 path[256], line[512], num[KEEL_TEXT_INT_MAX], *p;
 	struct timespec	 now;
 	struct tm	 tm;
+	long		 cs;
 
 	if (!keel_log_enabled(KEEL_LOG_INFO))
 		return;
 	clock_gettime(CLOCK_REALTIME, &now);
-	gmtime_r(&now.tv_sec, &tm);
-	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	if (now.tv_sec != ts_of) {
+		gmtime_r(&now.tv_sec, &tm);
+		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+		ts_of = now.tv_sec;
+	}
 	/* The path only: query strings may carry secrets (STYLE.md). */
 	keel_log_escape(path, sizeof(path), req->path);
-	keel_log_info("access time=%s.%03ldZ method=%.16s path=%s status=%d "
-	    "ms=%.2f", ts, now.tv_nsec / 1000000L, req->method, path,
-	    keel_http_status(req), ms);
+	cs = ms < 0 ? 0 : (long)(ms * 100 + 0.5);	/* %.2f's hundredths */
+	p = PUT_LIT(line, "access time=");
+	p = put_str(p, ts, sizeof(ts));
+	*p++ = '.';
+	p = put_digits(p, now.tv_nsec / 1000000L, 3);
+	p = PUT_LIT(p, "Z method=");
+	p = put_str(p, req->method != NULL ? req->method : "", 16);
+	p = PUT_LIT(p, " path=");
+	p = put_str(p, path, sizeof(path));
+	p = PUT_LIT(p, " status=");
+	keel_text_int(num, keel_http_status(req));
+	p = put_str(p, num, sizeof(num));
+	p = PUT_LIT(p, " ms=");
+	keel_text_int(num, cs / 100);
+	p = put_str(p, num, sizeof(num));
+	*p++ = '.';
+	p = put_digits(p, cs % 100, 2);
+	*p = '\0';
+	keel_log_text(KEEL_LOG_INFO, line);
 }
 
 /*
@@ -357,7 +410,7 @@ note_busy(pid_t self, const char *id)
 	if (busy == NULL)
 		return;
 	__atomic_store_n(&busy[spawn_slot].pid, self, __ATOMIC_RELEASE);
-	snprintf(busy[spawn_slot].id, sizeof(busy[0].id), "%s",
+	keel_text_copy(busy[spawn_slot].id, sizeof(busy[0].id),
 	    id != NULL ? id : "");
 }
 

@@ -190,6 +190,18 @@ keel_text_int(char out[KEEL_TEXT_INT_MAX], int64_t v)
 	return n;
 }
 
+size_t
+keel_text_copy(char *dst, size_t size, const char *s)
+{
+	size_t	 n;
+
+	for (n = 0; n + 1 < size && s[n] != '\0'; n++)
+		continue;
+	memcpy(dst, s, n);
+	dst[n] = '\0';
+	return n;
+}
+
 bool
 keel_text_request_id_valid(const char *s)
 {

@@ -40,6 +40,9 @@ void	keel_log_fatalx(const char *fmt, ...)
 		keel_log_write(KEEL_LOG_DEBUG, 0, __VA_ARGS__);		\
 } while (0)
 
+/* msg as it is (no format), cut to a line's length; for a line a caller
+ * builds itself, such as the access line every request writes. */
+void	keel_log_text(enum keel_log_level level, const char *msg);
 void	keel_log_write(enum keel_log_level, int with_errno, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));
 

@@ -61,5 +61,12 @@ char	*keel_arena_strdup(struct keel_arena *a, const char *s);
 char	*keel_arena_strndup(struct keel_arena *a, const char *s, size_t n);
 char	*keel_arena_printf(struct keel_arena *a, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
+/*
+ * The strings up to the NULL, joined, in a's memory: the request path's
+ * keys and names, where printf's parsing of its format was a tenth of a
+ * cached GET's instructions.
+ */
+char	*keel_arena_cat(struct keel_arena *a, ...)
+	    __attribute__((sentinel));
 
 #endif /* KEEL_MEM_H */

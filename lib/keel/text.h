@@ -58,6 +58,13 @@ bool		 keel_text_each(const char *list, keel_text_item_fn *fn,
 size_t		 keel_text_int(char out[KEEL_TEXT_INT_MAX], int64_t v);
 
 /*
+ * s into dst[0..size), cut to fit and NUL-terminated (size > 0), as
+ * snprintf(dst, size, "%s", s) writes it without parsing a format.
+ * Returns the length written.
+ */
+size_t		 keel_text_copy(char *dst, size_t size, const char *s);
+
+/*
  * A request id a proxy may hand us (X-Request-Id), or a job carries: 1 to
  * KEEL_TEXT_REQUEST_ID_MAX of [A-Za-z0-9._:-] (a UUID, a trace id),
  * nothing that could break a log line or a mail header.

@@ -5,6 +5,8 @@ response, the app's log lines, the outbox row the request wrote, the
 drainer's log lines for that job, and the email it sends.
 """
 
+import datetime
+import re
 import secrets
 
 import pytest
@@ -19,6 +21,35 @@ def test_an_untrusted_client_cannot_choose_the_id(http):
     rid = r.headers["X-Request-Id"]
     assert rid != "mine-123"
     assert len(rid) == 16 and int(rid, 16) >= 0
+
+
+ACCESS = re.compile(
+    r"^cars\[(\d+)\] info req=([0-9a-f]{16}) access "
+    r"time=(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) method=GET "
+    r"path=/api/cars/no(\S*) status=404 ms=(\d+\.\d\d)$", re.M)
+
+
+def test_the_access_line_names_the_request_and_not_its_query(stack, http):
+    # Two requests in the same second share its text; the path is
+    # escaped and the query (it may carry secrets) left out.
+    secret = secrets.token_hex(8)
+    ids = []
+    for _ in range(2):
+        r = http.get("/api/cars/no%20pe?token=" + secret)
+        assert r.status_code == 404, r.text
+        ids.append(r.headers["X-Request-Id"])
+    wait_until(lambda: all(i in stack.log("cars") for i in ids), 5,
+               "both access lines")
+    lines = {m.group(2): m for m in ACCESS.finditer(stack.log("cars"))}
+    for i in ids:
+        m = lines[i]
+        assert int(m.group(1)) > 0
+        t = datetime.datetime.strptime(m.group(3), "%Y-%m-%dT%H:%M:%S.%fZ")
+        age = datetime.datetime.utcnow() - t
+        assert datetime.timedelta(0) <= age < datetime.timedelta(seconds=30)
+        assert m.group(4) == "\\x20pe"       # the space escaped
+        assert 0 <= float(m.group(5)) < 5000
+    assert secret not in stack.log("cars")
 
 
 @pytest.fixture(scope="module")

@@ -253,6 +253,29 @@ test_arena_printf_long_output(void **state)
 }
 
 static void
+test_arena_cat_joins(void **state)
+{
+	assert_string_equal(keel_arena_cat(*state, "keel:", "rate:", "api",
+	    ":u:", "42", NULL), "keel:rate:api:u:42");
+	assert_string_equal(keel_arena_cat(*state, "", "x", "", NULL), "x");
+	assert_string_equal(keel_arena_cat(*state, NULL), "");
+}
+
+static void
+test_arena_cat_long_output(void **state)
+{
+	char	 big[12001];
+	char	*s;
+
+	/* Longer than a block: goes through the large-allocation path. */
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	s = keel_arena_cat(*state, big, "|", big, NULL);
+	assert_int_equal(strlen(s), 24001);
+	assert_true(s[11999] == 'a' && s[12000] == '|' && s[12001] == 'a');
+}
+
+static void
 test_arena_free_null_ok(void **state)
 {
 	(void)state;
@@ -509,6 +532,8 @@ main(void)
 		T(test_arena_strndup_stops_at_n),
 		T(test_arena_printf_formats),
 		T(test_arena_printf_long_output),
+		T(test_arena_cat_joins),
+		T(test_arena_cat_long_output),
 #undef T
 		cmocka_unit_test(test_arena_free_null_ok),
 		cmocka_unit_test(test_arena_new_free_cycle),

@@ -324,6 +324,26 @@ test_text_int_matches_printf(void **state)
 	}
 }
 
+static void
+test_text_copy_matches_snprintf(void **state)
+{
+	static const char *const srcs[] = { "", "a", "abc", "abcd", "abcdef" };
+	char	 out[8], want[8];
+	size_t	 i, size;
+
+	(void)state;
+	for (i = 0; i < sizeof(srcs) / sizeof(srcs[0]); i++)
+		for (size = 1; size <= 5; size++) {
+			memset(out, 'x', sizeof(out));
+			snprintf(want, size, "%s", srcs[i]);
+			assert_int_equal(keel_text_copy(out, size, srcs[i]),
+			    strlen(want));
+			assert_string_equal(out, want);
+			/* Nothing written past size. */
+			assert_true(out[size] == 'x');
+		}
+}
+
 /* Collects the items keel_text_each() hands out, "|"-separated. */
 static bool
 collect(const char *s, size_t n, void *arg)
@@ -413,6 +433,7 @@ main(void)
 		cmocka_unit_test(test_utf8_chars_counts_code_points),
 		cmocka_unit_test(test_one_line_refuses_control_characters),
 		cmocka_unit_test(test_text_int_matches_printf),
+		cmocka_unit_test(test_text_copy_matches_snprintf),
 		cmocka_unit_test(test_text_each_trims_and_skips_empty),
 		cmocka_unit_test(test_text_each_stops_when_told),
 		cmocka_unit_test(test_request_id_valid),
