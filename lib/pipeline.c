@@ -176,11 +176,11 @@ drop:
 static void
 unrouted(struct keel_req *req, int status, const char *allow)
 {
-	struct keel_limit_ride	 ride = {
-		.lua = keel_auth_session_ride,
-		.key = keel_auth_session_key(req),
-	};
+	struct keel_limit_ride	 ride = { .lua = keel_auth_session_ride };
 
+	/* The session's key costs a SHA-256 of the token: only for limits. */
+	if (req->cfg->ratelimit)
+		ride.key = keel_auth_session_key(req);
 	/* Redis Cluster: no ride (a session and a client's limits are in
 	 * two slots); an unrouted answer's limits key on the client. */
 	if (keel_limit_check(req, KEEL_LIMIT_CLASS_DEFAULT,
