@@ -552,10 +552,15 @@ static void
 count_lookup(const char *ns, const char *result)
 {
 	char	 name[64], labels[KEEL_METRICS_LABELS_MAX];
+	size_t	 n = strcspn(ns, ":");
 
 	if (!keel_metrics_on())
 		return;
-	snprintf(name, sizeof(name), "%.*s", (int)strcspn(ns, ":"), ns);
+	/* The namespace's first part, cut to fit (as "%.*s" did). */
+	if (n > sizeof(name) - 1)
+		n = sizeof(name) - 1;
+	memcpy(name, ns, n);
+	name[n] = '\0';
 	keel_metrics_add(KEEL_M_CACHE, keel_metrics_labels(labels,
 	    "namespace", name, "result", result, (char *)NULL), 1);
 }

@@ -37,6 +37,7 @@
 #include "keel/rcluster.h"
 #include "keel/redis.h"
 #include "keel/sentinel.h"
+#include "keel/text.h"
 
 #define REDIS_TIMEOUT_MS	500	/* default connect and command timeout */
 #define MAX_REDIRECTS		5	/* MOVED/ASK hops one command may take */
@@ -982,7 +983,7 @@ keel_redis_eval(struct keel_redis *r, struct keel_rscript *script, int nkeys,
 	size_t			*al, al_small[32];
 	struct keel_rreply	*rep = NULL;
 	const char		*load[3];
-	char			 nk[16];
+	char			 nk[KEEL_TEXT_INT_MAX];
 	enum keel_err		 er;
 	int			 i, tries, slot;
 
@@ -995,7 +996,7 @@ keel_redis_eval(struct keel_redis *r, struct keel_rscript *script, int nkeys,
 		av = keel_calloc((size_t)argc + 3, sizeof(*av));
 		al = keel_calloc((size_t)argc + 3, sizeof(*al));
 	}
-	snprintf(nk, sizeof(nk), "%d", nkeys);
+	keel_text_int(nk, nkeys);
 	av[0] = "EVALSHA";
 	av[2] = nk;
 	for (i = 0; i < argc; i++) {

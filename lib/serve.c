@@ -493,14 +493,14 @@ method_label(const char *m)
 static void
 count_request(const struct keel_req *req, double ms)
 {
-	char		 labels[KEEL_METRICS_LABELS_MAX], code[8];
+	char		 labels[KEEL_METRICS_LABELS_MAX], code[KEEL_TEXT_INT_MAX];
 	const char	*route, *method;
 
 	if (!keel_metrics_on())
 		return;
 	route = req->route != NULL ? req->route->pattern : "unmatched";
 	method = method_label(req->method != NULL ? req->method : "");
-	snprintf(code, sizeof(code), "%d", keel_http_status(req));
+	keel_text_int(code, keel_http_status(req));
 	keel_metrics_add(KEEL_M_HTTP_REQUESTS, keel_metrics_labels(labels,
 	    "route", route, "method", method, "code", code, (char *)NULL), 1);
 	keel_metrics_observe(KEEL_M_HTTP_DURATION, keel_metrics_labels(labels,
