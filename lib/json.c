@@ -742,6 +742,50 @@ keel_jw_key(struct keel_jw *w, const char *key)
 }
 
 void
+keel_jw_member(struct keel_jw *w, const char *key, size_t keylen,
+    const char *v, size_t vlen, bool raw)
+{
+	char	*p;
+	bool	 comma;
+
+	if (v == NULL) {
+		v = "null";
+		vlen = 4;
+		raw = true;
+	}
+	if (jw_plain_span(key, 0, keylen) != keylen ||
+	    (!raw && jw_plain_span(v, 0, vlen) != vlen)) {
+		/* Something to escape: the general writer. */
+		keel_jw_key(w, key);
+		if (raw)
+			keel_jw_raw(w, v, vlen);
+		else
+			keel_jw_strn(w, v, vlen);
+		return;
+	}
+	assert(w->depth > 0 && w->is_obj[w->depth] && !w->after_key);
+	comma = w->nonempty[w->depth]++ != 0;
+	/* ,"key":"v" and the NUL. */
+	keel_buf_reserve(w->b, keylen + vlen + 8);
+	p = w->b->data + w->b->len;
+	if (comma)
+		*p++ = ',';
+	*p++ = '"';
+	memcpy(p, key, keylen);
+	p += keylen;
+	*p++ = '"';
+	*p++ = ':';
+	if (!raw)
+		*p++ = '"';
+	memcpy(p, v, vlen);
+	p += vlen;
+	if (!raw)
+		*p++ = '"';
+	*p = '\0';
+	w->b->len = (size_t)(p - w->b->data);
+}
+
+void
 keel_jw_strn(struct keel_jw *w, const char *s, size_t n)
 {
 	jw_value(w);

@@ -90,25 +90,30 @@ keel_res_check(const struct keel_resource *res, const struct keel_rows *rows)
 	return cols_fit(res->name, res->cols, res->ncols, rows);
 }
 
-/* One member's value: v (NULL: SQL NULL) written as its column says. */
+/* col's member: its name and v (NULL: SQL NULL) as its type says. */
 static void
 write_col(struct keel_jw *w, const struct keel_col *col, const char *v)
 {
+	size_t	 n = col->len != 0 ? col->len : strlen(col->name);
+
 	if (v == NULL) {
-		keel_jw_null(w);
+		keel_jw_member(w, col->name, n, NULL, 0, true);
 		return;
 	}
 	switch (col->type) {
 	case KEEL_COL_INT:
 	case KEEL_COL_JSON:
 		/* PostgreSQL's text of both is JSON's. */
-		keel_jw_raw(w, v, strlen(v));
+		keel_jw_member(w, col->name, n, v, strlen(v), true);
 		break;
 	case KEEL_COL_BOOL:
-		keel_jw_bool(w, v[0] == 't');
+		if (v[0] == 't')
+			keel_jw_member(w, col->name, n, "true", 4, true);
+		else
+			keel_jw_member(w, col->name, n, "false", 5, true);
 		break;
 	default:
-		keel_jw_str(w, v);
+		keel_jw_member(w, col->name, n, v, strlen(v), false);
 		break;
 	}
 }
@@ -120,10 +125,8 @@ write_cols(struct keel_jw *w, const struct keel_col *cols, size_t ncols,
 {
 	size_t	 i;
 
-	for (i = 0; i < ncols; i++) {
-		keel_jw_key(w, cols[i].name);
+	for (i = 0; i < ncols; i++)
 		write_col(w, &cols[i], keel_rows_value(rows, r, i));
-	}
 }
 
 /* Row r's JSON column col parsed, when it holds an array (caller puts). */
@@ -251,8 +254,9 @@ write_rel(struct keel_jw *w, const struct keel_relation *rel,
 }
 
 /*
- * Row r's JSON column col, an array whose elements get the relations
- * that live in it (keel_relation's in); as it is when not an array.
+ * Row r's JSON column col as a member, an array whose elements get the
+ * relations that live in it (keel_relation's in); as it is when not an
+ * array.
  */
 static void
 write_in(struct keel_jw *w, const struct keel_resource *res,
@@ -266,6 +270,7 @@ write_in(struct keel_jw *w, const struct keel_resource *res,
 		write_col(w, &res->cols[col], keel_rows_value(rows, r, col));
 		return;
 	}
+	keel_jw_key(w, res->cols[col].name);
 	keel_jw_arr_open(w);
 	for (j = 0; j < json_object_array_length(arr); j++) {
 		e = json_object_array_get_idx(arr, j);
@@ -312,7 +317,6 @@ write_object(struct keel_jw *w, const struct keel_resource *res,
 
 	keel_jw_obj_open(w);
 	for (i = 0; i < res->ncols; i++) {
-		keel_jw_key(w, res->cols[i].name);
 		if (holds_rels(res, res->cols[i].name))
 			write_in(w, res, rows, r, i, refs);
 		else

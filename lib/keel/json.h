@@ -138,6 +138,15 @@ void		 keel_jw_key(struct keel_jw *w, const char *key);
 /* A string value, escaped; NULL s writes null. */
 void		 keel_jw_str(struct keel_jw *w, const char *s);
 void		 keel_jw_strn(struct keel_jw *w, const char *s, size_t n);
+/*
+ * One member of the current object: key (NUL-terminated, keylen bytes)
+ * and v (vlen bytes) as a string, escaped, or with raw as JSON text as
+ * it is; NULL v writes null.  The bytes of keel_jw_key() then
+ * keel_jw_strn(), keel_jw_raw() or keel_jw_null(), in one reservation
+ * when nothing needs escaping: a resource's rows are written with it.
+ */
+void		 keel_jw_member(struct keel_jw *w, const char *key,
+		    size_t keylen, const char *v, size_t vlen, bool raw);
 void		 keel_jw_int(struct keel_jw *w, int64_t v);
 void		 keel_jw_bool(struct keel_jw *w, bool v);
 void		 keel_jw_null(struct keel_jw *w);

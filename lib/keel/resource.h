@@ -51,10 +51,12 @@ enum keel_col_type {
 /* One member of the object: result column i is the table's row i. */
 struct keel_col {
 	const char		*name;	/* JSON member = result column name */
+	size_t			 len;	/* strlen(name); 0: not known */
 	enum keel_col_type	 type;
 };
-/* A row of a column table: KEEL_COL("createdAt", TEXT). */
-#define KEEL_COL(n, t)	{ .name = (n), .type = KEEL_COL_ ## t }
+/* A row of a column table: KEEL_COL("createdAt", TEXT) (a literal). */
+#define KEEL_COL(n, t)	{ .name = (n), .len = sizeof("" n) - 1, \
+	.type = KEEL_COL_ ## t }
 
 /* A constraint whose violation is the client's to hear (API.md codes). */
 struct keel_constraint {

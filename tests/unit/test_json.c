@@ -1139,6 +1139,64 @@ test_jw_appends_to_the_buffer(void **state)
 	keel_buf_free(&b);
 }
 
+/*
+ * keel_jw_member writes what keel_jw_key then the value writes: plain
+ * and escaped keys and values, raw text, NULL, first and later members,
+ * in an object in an array (as a list's rows are).
+ */
+static void
+test_jw_member_matches_key_then_value(void **state)
+{
+	static const struct {
+		const char	*key, *v;
+		bool		 raw;
+	} m[] = {
+		{ "id", "42", true },
+		{ "licensePlate", "AB-123", false },
+		{ "note", "say \"hi\"\n\\", false },
+		{ "qu\"oted", "plain", false },
+		{ "empty", "", false },
+		{ "gone", NULL, false },
+		{ "gone2", NULL, true },
+		{ "isArchived", "false", true },
+		{ "utf8", "\xc3\xa9t\xc3\xa9", false },
+		{ "ctl", "a\x01b", false },
+	};
+	struct keel_buf	 a = { NULL, 0, 0 }, b = { NULL, 0, 0 };
+	struct keel_jw	 wa, wb;
+	size_t		 i, round;
+
+	(void)state;
+	keel_jw_init(&wa, &a);
+	keel_jw_init(&wb, &b);
+	keel_jw_arr_open(&wa);
+	keel_jw_arr_open(&wb);
+	for (round = 0; round < 2; round++) {
+		keel_jw_obj_open(&wa);
+		keel_jw_obj_open(&wb);
+		for (i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
+			keel_jw_member(&wa, m[i].key, strlen(m[i].key), m[i].v,
+			    m[i].v != NULL ? strlen(m[i].v) : 0, m[i].raw);
+			keel_jw_key(&wb, m[i].key);
+			if (m[i].v == NULL)
+				keel_jw_null(&wb);
+			else if (m[i].raw)
+				keel_jw_raw(&wb, m[i].v, strlen(m[i].v));
+			else
+				keel_jw_str(&wb, m[i].v);
+		}
+		keel_jw_obj_close(&wa);
+		keel_jw_obj_close(&wb);
+	}
+	keel_jw_arr_close(&wa);
+	keel_jw_arr_close(&wb);
+	assert_string_equal(a.data, b.data);
+	assert_int_equal(a.len, b.len);
+	assert_non_null(strstr(a.data, "},{\"id\":42,\"licensePlate\":"));
+	keel_buf_free(&a);
+	keel_buf_free(&b);
+}
+
 /* An array field: a plan's items, each {topic, testId?, done}. */
 static const struct keel_field item_fields[] = {
 	{ .name = "topic", .type = KEEL_FIELD_STRING, .required = true,
@@ -1427,6 +1485,7 @@ main(void)
 		T(test_jw_escapes_at_every_offset),
 		T(test_jw_int_extremes),
 		T(test_jw_appends_to_the_buffer),
+		T(test_jw_member_matches_key_then_value),
 		T(test_json_fields_array_of_objects_accepted),
 		T(test_json_fields_array_elements_named_in_errors),
 		T(test_json_fields_array_shape_rejected),
