@@ -1,7 +1,8 @@
 -- SPDX-License-Identifier: ISC
--- capacity.lua -- wrk script of tests/bench/capacity.py: requests read
--- from a file, one a line, "METHOD<TAB>PATH<TAB>TOKEN<TAB>BODY" (TOKEN
--- "-": none; BODY may be empty).
+-- capacity.lua -- wrk script of tests/bench/capacity.py and submit.py:
+-- requests read from a file, one a line,
+-- "METHOD<TAB>PATH<TAB>TOKEN<TAB>BODY" (TOKEN "-": none; BODY may be
+-- empty).
 --   wrk -tN ... -s capacity.lua URL -- FILE N ONCE
 -- wrk's threads each run this file in their own Lua state: thread k of N
 -- takes lines k, k + N, k + 2N, ... and starts over at its first line

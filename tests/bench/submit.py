@@ -13,8 +13,9 @@ _build (KEEL_BUILD_DIR to change it), with limits off and 2 workers per
 app as in tests/bench/run; makes one published test of 10 questions, 200
 students with a session each (written to Redis as auth writes them) and
 enough started attempts that no request of a run submits one twice; then
-runs wrk (tests/bench/submit.lua: each request names the next unused
-attempt, with its owner's token) N times and prints the medians.  A run
+runs wrk (tests/bench/capacity.lua, each line used once: each request
+names the next unused attempt, with its owner's token) N times and
+prints the medians.  A run
 that saw any non-2xx answer fails the benchmark: a 409 would be a
 cheaper request counted as a submit.
 """
@@ -44,10 +45,10 @@ def ms(v, unit):
         if unit == "s" else float(v)
 
 
-def wrk(stack, lua, conns, duration, pairs_file, body_file):
+def wrk(stack, lua, conns, duration, requests_file):
     out = subprocess.run(
         ["wrk", "-t2", "-c%d" % conns, "-d%ds" % duration, "--latency",
-         "-s", lua, stack.url("/"), "--", pairs_file, body_file, "2"],
+         "-s", lua, stack.url("/"), "--", requests_file, "2", "1"],
         capture_output=True, text=True, check=True)
     out, err = out.stdout, out.stderr
 
@@ -120,30 +121,27 @@ def main():
             "FROM generate_series(0, %d) g RETURNING id, user_id"
             % (test, ",".join(users), STUDENTS, ",".join(qids),
                args.attempts - 1)).split()
-        pairs = os.path.join(work, "pairs")
-        with open(pairs, "w") as f:
-            for r in rows:
-                aid, uid = r.split("|")
-                f.write("%s %s\n" % (aid, tokens[uid]))
-        body = os.path.join(work, "body")
-        with open(body, "w") as f:
-            f.write('{"answers": {%s}}' % ", ".join(
-                '"%s": %d' % (q, i % 4) for i, q in enumerate(qids)))
-        lua = os.path.join(ROOT, "tests", "bench", "submit.lua")
+        # capacity.lua's lines: METHOD, path, token, body, tab-separated.
+        body = '{"answers": {%s}}' % ", ".join(
+            '"%s": %d' % (q, i % 4) for i, q in enumerate(qids))
+        lines = []
+        for r in rows:
+            aid, uid = r.split("|")
+            lines.append("POST\t/api/attempts/%s/submit\t%s\t%s\n"
+                         % (aid, tokens[uid], body))
+        lua = os.path.join(ROOT, "tests", "bench", "capacity.lua")
         print("%d attempts, %d students, %d questions; wrk -t2 -c%d -d%ds"
               % (len(rows), STUDENTS, QUESTIONS, args.connections,
                  args.duration), file=sys.stderr)
         res = []
-        with open(pairs) as f:
-            lines = f.readlines()
         per = len(lines) // args.runs
         for i in range(args.runs):
             # Each run its own slice; a thread takes every other line of
             # it, and may run ahead of the other by any amount.
-            part = os.path.join(work, "pairs-%d" % i)
+            part = os.path.join(work, "requests-%d" % i)
             with open(part, "w") as f:
                 f.writelines(lines[i * per:(i + 1) * per])
-            r = wrk(s, lua, args.connections, args.duration, part, body)
+            r = wrk(s, lua, args.connections, args.duration, part)
             if 2 * r["n"] + args.connections > per:
                 raise SystemExit("ran out of attempts: raise --attempts")
             res.append(r)
