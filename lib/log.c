@@ -99,12 +99,15 @@ keel_log_enabled(enum keel_log_level level)
 
 #define LINE_MAX_LEN	2048
 
-/* Appends s, cut to what line[LINE_MAX_LEN - 64] holds; the new length. */
+/* Appends s, cut to what line[LINE_MAX_LEN - 64] holds (the bytes put
+ * between these calls stay inside the 64); the new length. */
 static size_t
 put(char *line, size_t len, const char *s)
 {
 	size_t	 n = strlen(s);
 
+	if (len >= LINE_MAX_LEN - 64)
+		return len;
 	if (n > LINE_MAX_LEN - 64 - len)
 		n = LINE_MAX_LEN - 64 - len;
 	memcpy(line + len, s, n);

@@ -1,0 +1,118 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * test_log.c -- unit tests for log.c's line: its prefix, a caller's own
+ * text, and the bound that keeps every line inside its buffer.  Each test
+ * points stderr at a temporary file and reads back what was written.
+ */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "keel/log.h"
+
+/* Runs fn with stderr in a temp file; returns what it wrote (caller frees). */
+static char *
+captured(void (*fn)(void))
+{
+	FILE	*f;
+	char	*out;
+	long	 n;
+	int	 saved;
+
+	f = tmpfile();
+	assert_non_null(f);
+	fflush(stderr);
+	saved = dup(STDERR_FILENO);
+	assert_true(saved != -1);
+	assert_true(dup2(fileno(f), STDERR_FILENO) != -1);
+	fn();
+	assert_true(dup2(saved, STDERR_FILENO) != -1);
+	close(saved);
+	n = ftell(f);
+	assert_true(n >= 0);
+	out = calloc(1, (size_t)n + 1);
+	assert_non_null(out);
+	rewind(f);
+	assert_int_equal(fread(out, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	return out;
+}
+
+static void
+write_text(void)
+{
+	keel_log_init("cars", KEEL_LOG_INFO);
+	keel_log_set_request("0123456789abcdef");
+	keel_log_text(KEEL_LOG_INFO, "access time=x status=200");
+	keel_log_set_request(NULL);
+	keel_log_info("n=%d", 7);
+	keel_log_text(KEEL_LOG_DEBUG, "not at info");
+}
+
+static void
+test_log_text_is_written_as_is_after_the_prefix(void **state)
+{
+	char	*out, want[128];
+
+	(void)state;
+	out = captured(write_text);
+	snprintf(want, sizeof(want), "cars[%ld] info req=0123456789abcdef "
+	    "access time=x status=200\ncars[%ld] info n=7\n", (long)getpid(),
+	    (long)getpid());
+	assert_string_equal(out, want);
+	free(out);
+}
+
+static char	 huge[3000];
+
+static void
+write_huge(void)
+{
+	memset(huge, 'p', sizeof(huge) - 1);
+	huge[sizeof(huge) - 1] = '\0';
+	keel_log_init(huge, KEEL_LOG_INFO);
+	keel_log_set_request("0123456789abcdef");
+	keel_log_text(KEEL_LOG_INFO, huge);
+	keel_log_info("%s", huge);
+	keel_log_set_request(NULL);
+	keel_log_init("keel", KEEL_LOG_INFO);
+}
+
+/* A name longer than a line: each line is cut, none overruns (ASan). */
+static void
+test_log_lines_stay_inside_their_buffer(void **state)
+{
+	char	*out, *nl, *line;
+	int	 lines = 0;
+
+	(void)state;
+	out = captured(write_huge);
+	for (line = out; (nl = strchr(line, '\n')) != NULL; line = nl + 1) {
+		assert_true(nl - line < 2048);
+		assert_true(strncmp(line, "ppp", 3) == 0);
+		lines++;
+	}
+	assert_int_equal(lines, 2);
+	assert_string_equal(line, "");
+	free(out);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_log_text_is_written_as_is_after_the_prefix),
+		cmocka_unit_test(test_log_lines_stay_inside_their_buffer),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
