@@ -567,18 +567,19 @@ count_lookup(const char *ns, const char *result)
 
 /*
  * e's body for a filler that just made it: the handler's bytes, then
- * their gzip coding when lighttpd would code them (KEEL_GZIP_MIN) and it
- * shrinks them.  Coded here, once per fill, never per hit.
+ * their gzip coding when lighttpd would code them (keel_gzip_codes) and
+ * it shrinks them.  Coded here, once per fill, never per hit.
  */
 static void
-entry_make(struct keel_cache_entry *e, const char *body, size_t len)
+entry_make(struct keel_cache_entry *e, const char *body, size_t len,
+    const char *ctype)
 {
 	struct keel_buf	 gz = { NULL, 0, 0 };
 
 	entry_reset(e);
 	keel_buf_append(&e->bytes, body, len);
 	e->identity_len = len;
-	if (len >= KEEL_GZIP_MIN &&
+	if (keel_gzip_codes(ctype, len) &&
 	    keel_gzip_compress(&gz, body, len) == KEEL_OK && gz.len < len)
 		keel_buf_append(&e->bytes, gz.data, gz.len);
 	keel_buf_free(&gz);
@@ -586,9 +587,10 @@ entry_make(struct keel_cache_entry *e, const char *body, size_t len)
 
 /*
  * Replies with e in the form req wants.  Vary on both: a shared cache
- * must not hand one client's form to another.  lighttpd's mod_deflate
- * leaves a reply with a Content-Encoding as it is, and gives an identity
- * reply the same treatment as an uncached one (lighttpd.conf).
+ * must not hand one client's form to another.  The reply's coding at
+ * the end (http.c) leaves a reply with a Content-Encoding as it is, and
+ * gives an identity one the treatment an uncached one gets (an entry
+ * whose coding didn't shrink it is coded for a client that asks).
  */
 static void
 reply_entry(struct keel_req *req, const struct keel_cache_entry *e,
@@ -680,7 +682,7 @@ keel_cache_serve(struct keel_req *req, const char *ns, const char *key,
 	er = fill(req, arg);
 	if (er == KEEL_OK && keel_http_status(req) == 200 &&
 	    (body = keel_http_reply_body(req, &len, &ctype)) != NULL) {
-		entry_make(&e, body, len);
+		entry_make(&e, body, len, ctype);
 		keel_cache_set(c, ns, key, gen, ttl, &e);
 		/* The filler's client gets what the next hit will. */
 		reply_entry(req, &e, ctype);

@@ -1,14 +1,17 @@
 /* SPDX-License-Identifier: ISC */
 /*
- * gzip.c -- the gzip content coding: Accept-Encoding, and zlib.
+ * gzip.c -- the gzip content coding: Accept-Encoding, and libdeflate.
  *
- * lighttpd's mod_deflate codes every answer anew.  A cached answer is
- * coded once, when it is stored (cache.c), and its coded bytes are sent
- * as they are to every client that accepts them; lighttpd passes an
- * answer that has a Content-Encoding through untouched.  So the choice
- * lighttpd makes for an uncached answer is made here for a cached one,
- * by the RFC rather than by lighttpd 1.4.69's reading of the header
- * (which ignores q-values: "gzip;q=0" gets gzip from it).
+ * keel codes its own answers: a cached one once, when it is stored
+ * (cache.c), every other one as it is sent (http.c); lighttpd's
+ * mod_deflate codes only the page's static files.  So whether an answer
+ * is coded is decided by the RFC rather than by lighttpd 1.4.69's
+ * reading of the header (which ignores q-values: "gzip;q=0" gets gzip
+ * from it), the same way for a cached answer and an uncached one, and a
+ * HEAD gets the headers of its GET (lighttpd codes no HEAD: there is no
+ * body to code).  libdeflate codes a whole buffer in one call, at
+ * lighttpd's level for small answers; on the 4.5 KB car list it takes
+ * about a quarter of zlib's time, and a process keeps its compressor.
  */
 #include "config.h"
 
@@ -17,8 +20,7 @@
 #include <string.h>
 #include <strings.h>
 
-#define ZLIB_CONST		/* next_in is const */
-#include <zlib.h>
+#include <libdeflate.h>
 
 #include "keel/err.h"
 #include "keel/gzip.h"
@@ -26,8 +28,6 @@
 #include "keel/mem.h"
 
 #define QMAX		1000	/* q=1, in thousandths */
-#define GZIP_WBITS	(15 + 16) /* a 32 KiB window, gzip's wrapper (zlib.h) */
-#define GZIP_MEMLEVEL	8	/* zlib's default */
 
 /* OWS (RFC 9110 §5.6.3). */
 static const char *
@@ -146,38 +146,41 @@ keel_gzip_wanted(const char *accept_encoding, const char *no_compression)
 	return gzip > 0;
 }
 
+bool
+keel_gzip_codes(const char *ctype, size_t len)
+{
+	/* mod_deflate matches each entry as a prefix of the type. */
+	return len > KEEL_GZIP_MIN && ctype != NULL &&
+	    (strncmp(ctype, "application/json", 16) == 0 ||
+	    strncmp(ctype, "text/", 5) == 0);
+}
+
 enum keel_err
 keel_gzip_compress(struct keel_buf *out, const void *src, size_t n)
 {
-	z_stream	 z;
-	unsigned char	 chunk[4096];
-	size_t		 start = out->len;
-	int		 rc;
+	/* One per process, made on first use: the workers are forked. */
+	static struct libdeflate_compressor	*c;
+	size_t					 bound, got;
 
 	if (n > UINT_MAX)
 		return KEEL_ETOOBIG;
-	memset(&z, 0, sizeof(z));
-	if (deflateInit2(&z, KEEL_GZIP_LEVEL, Z_DEFLATED, GZIP_WBITS,
-	    GZIP_MEMLEVEL, Z_DEFAULT_STRATEGY) != Z_OK) {
-		keel_log_warnx("gzip: deflateInit2 failed");
+	if (c == NULL &&
+	    (c = libdeflate_alloc_compressor(KEEL_GZIP_LEVEL)) == NULL) {
+		keel_log_warnx("gzip: libdeflate_alloc_compressor failed");
 		return KEEL_EINTERNAL;
 	}
-	z.next_in = src;
-	z.avail_in = (uInt)n;
-	/* Z_OK: more to come; Z_STREAM_END: the trailer is written. */
-	do {
-		z.next_out = chunk;
-		z.avail_out = sizeof(chunk);
-		rc = deflate(&z, Z_FINISH);
-		keel_buf_append(out, chunk, sizeof(chunk) - z.avail_out);
-	} while (rc == Z_OK);
-	deflateEnd(&z);
-	if (rc != Z_STREAM_END) {
-		keel_log_warnx("gzip: deflate failed (%d)", rc);
-		out->len = start;
-		if (out->data != NULL)
-			out->data[start] = '\0';
+	if (src == NULL)
+		src = "";
+	bound = libdeflate_gzip_compress_bound(c, n);
+	keel_buf_reserve(out, bound);
+	got = libdeflate_gzip_compress(c, src, n, out->data + out->len,
+	    bound);
+	if (got == 0) {
+		/* Not expected: bound is the worst case. */
+		keel_log_warnx("gzip: libdeflate_gzip_compress failed");
 		return KEEL_EINTERNAL;
 	}
+	out->len += got;
+	out->data[out->len] = '\0';
 	return KEEL_OK;
 }

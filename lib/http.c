@@ -22,6 +22,7 @@
 
 #include "keel/addr.h"
 #include "keel/config.h"
+#include "keel/gzip.h"
 #include "keel/http.h"
 #include "keel/json.h"
 #include "keel/log.h"
@@ -40,6 +41,7 @@ struct keel_http_conn {
 	struct keel_buf		 status_head;	/* status and lib's headers */
 	struct keel_buf		 head;		/* extra header lines */
 	struct keel_buf		 body;
+	struct keel_buf		 coded;		/* body's coding goes here */
 	const char		*ctype;		/* static or arena */
 	struct json_object	*docs[MAX_DOCS]; /* freed at finish */
 	size_t			 ndocs;
@@ -683,6 +685,7 @@ keel_http_conn_free(struct keel_http_conn *c)
 	keel_buf_free(&c->status_head);
 	keel_buf_free(&c->head);
 	keel_buf_free(&c->body);
+	keel_buf_free(&c->coded);
 	free(c);
 }
 
@@ -816,6 +819,57 @@ keel_http_begin(struct keel_req *req, struct keel_http_conn *c,
 	return KEEL_STEP_GO;
 }
 
+/* True when the header lines in h (as head holds them) include name. */
+static int
+has_header(const struct keel_buf *h, const char *name)
+{
+	size_t	 n = strlen(name), i = 0;
+
+	while (i + n < h->len) {
+		if (strncasecmp(h->data + i, name, n) == 0 &&
+		    h->data[i + n] == ':')
+			return 1;
+		while (i < h->len && h->data[i] != '\n')
+			i++;
+		i++;
+	}
+	return 0;
+}
+
+/*
+ * The gzip coding of the reply, for a client that takes it (gzip.c: keel
+ * codes its own answers, lighttpd only the page's files).  A reply that
+ * lighttpd would have coded (keel_gzip_codes) varies with the request's
+ * Accept-Encoding, so it says so (Vary) whether it is coded or not.  A
+ * reply with its coding already (a cached one, cache.c) is left as it
+ * is.  HEAD is coded too: its Content-Length is then GET's (RFC 9110
+ * §9.3.2), though its body is never sent.
+ */
+static void
+code_reply(struct keel_req *req)
+{
+	struct keel_http_conn	*c = req->conn;
+	struct keel_buf		 t;
+
+	if (!keel_gzip_codes(c->ctype, c->body.len) ||
+	    has_header(&c->head, "Content-Encoding"))
+		return;
+	if (!has_header(&c->head, "Vary"))
+		keel_http_add_header(req, "Vary", "Accept-Encoding");
+	if (!keel_gzip_wanted(keel_http_header(req, "Accept-Encoding"),
+	    keel_http_header(req, "X-No-Compression")))
+		return;
+	keel_buf_reset(&c->coded);
+	if (keel_gzip_compress(&c->coded, c->body.data, c->body.len) !=
+	    KEEL_OK)
+		return;		/* sent as identity, as it is */
+	keel_http_add_header(req, "Content-Encoding", "gzip");
+	/* Swap: both buffers' memory stays for the next requests. */
+	t = c->body;
+	c->body = c->coded;
+	c->coded = t;
+}
+
 static void
 put_decimal(struct keel_buf *b, size_t v)
 {
@@ -831,12 +885,14 @@ keel_http_finish(struct keel_req *req)
 	FCGX_Stream		*out = c->fr->out;
 	struct keel_buf		*h;
 	size_t			 i;
-	int			 nobody;
+	int			 nobody, head;
 
 	if (c->status == 0) {
 		keel_log_error("handler for %s made no reply", req->method);
 		keel_http_reply_err(req, KEEL_EINTERNAL);
 	}
+	head = strcmp(req->method, "HEAD") == 0;
+	code_reply(req);
 	/* Built here, then sent as one piece (libfcgi's printf knows no
 	 * %zu, and every request pays for what is done here). */
 	h = &c->status_head;
@@ -866,7 +922,7 @@ keel_http_finish(struct keel_req *req)
 	keel_buf_append(h, "\r\n", 2);
 	FCGX_PutStr(h->data, (int)h->len, out);
 	/* RFC 9110 §9.3.2: HEAD gets the headers of GET, no content. */
-	if (c->body.len > 0 && !nobody && strcmp(req->method, "HEAD") != 0)
+	if (c->body.len > 0 && !nobody && !head)
 		FCGX_PutStr(c->body.data, (int)c->body.len, out);
 	for (i = 0; i < c->ndocs; i++)
 		json_object_put(c->docs[i]);

@@ -11,12 +11,12 @@
 struct keel_buf;
 
 /*
- * Bodies shorter than this are sent as they are: lighttpd.conf's
+ * Bodies of at most this many bytes are sent as they are: lighttpd.conf's
  * deflate.min-compress-size, so a cached answer is coded exactly when
  * lighttpd would code the same answer uncached.
  */
 #define KEEL_GZIP_MIN		1024
-/* zlib's level, as lighttpd.conf's deflate.compression-level. */
+/* The level, as lighttpd.conf's deflate.compression-level. */
 #define KEEL_GZIP_LEVEL		6
 
 /*
@@ -32,11 +32,20 @@ bool		 keel_gzip_wanted(const char *accept_encoding,
 		    const char *no_compression);
 
 /*
- * Appends the gzip coding (RFC 1952, zlib at KEEL_GZIP_LEVEL) of src (n
- * bytes; NULL when n is 0) to out, which the caller owns.  KEEL_OK, or
- * KEEL_ETOOBIG past 4 GiB and KEEL_EINTERNAL when zlib fails (logged),
- * with out as it was.  The same bytes for the same input.  Pure:
- * unit-tested.
+ * True when lighttpd.conf's mod_deflate would code an answer of type
+ * ctype (NULL: none) with a body of len bytes, for a client that takes
+ * gzip: more than KEEL_GZIP_MIN bytes of application/json or text/...
+ * (deflate.mimetypes).  Pure: unit-tested.
+ */
+bool		 keel_gzip_codes(const char *ctype, size_t len);
+
+/*
+ * Appends the gzip coding (RFC 1952, libdeflate at KEEL_GZIP_LEVEL) of
+ * src (n bytes; NULL when n is 0) to out, which the caller owns.
+ * KEEL_OK, or KEEL_ETOOBIG past 4 GiB and KEEL_EINTERNAL when libdeflate
+ * fails (logged), with out as it was.  The same bytes for the same input.
+ * The process's one compressor is made on the first call and kept: not
+ * for threads.  Unit-tested.
  */
 enum keel_err	 keel_gzip_compress(struct keel_buf *out, const void *src,
 		    size_t n);

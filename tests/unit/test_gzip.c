@@ -270,6 +270,30 @@ test_compress_empty(void **state)
 	keel_buf_free(&gz);
 }
 
+/* lighttpd.conf: deflate.min-compress-size = 1024, and mod_deflate
+ * leaves a body of exactly that size alone. */
+static void
+test_codes_only_past_the_minimum(void **state)
+{
+	(void)state;
+	assert_false(keel_gzip_codes("application/json", KEEL_GZIP_MIN));
+	assert_true(keel_gzip_codes("application/json", KEEL_GZIP_MIN + 1));
+	assert_false(keel_gzip_codes("application/json", 0));
+}
+
+/* deflate.mimetypes = ("application/json", "text/"), each a prefix. */
+static void
+test_codes_json_and_text_only(void **state)
+{
+	(void)state;
+	assert_true(keel_gzip_codes("application/json; charset=utf-8", 4096));
+	assert_true(keel_gzip_codes("text/plain", 4096));
+	assert_false(keel_gzip_codes("text", 4096));
+	assert_false(keel_gzip_codes("image/png", 4096));
+	assert_false(keel_gzip_codes("application/octet-stream", 4096));
+	assert_false(keel_gzip_codes(NULL, 4096));
+}
+
 int
 main(void)
 {
@@ -290,6 +314,8 @@ main(void)
 		cmocka_unit_test(test_compress_appends),
 		cmocka_unit_test(test_compress_deterministic),
 		cmocka_unit_test(test_compress_empty),
+		cmocka_unit_test(test_codes_only_past_the_minimum),
+		cmocka_unit_test(test_codes_json_and_text_only),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
