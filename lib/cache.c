@@ -587,26 +587,25 @@ entry_make(struct keel_cache_entry *e, const char *body, size_t len,
 
 /*
  * Replies with e in the form req wants.  Vary on both: a shared cache
- * must not hand one client's form to another.  The reply's coding at
- * the end (http.c) leaves a reply with a Content-Encoding as it is, and
- * gives an identity one the treatment an uncached one gets (an entry
- * whose coding didn't shrink it is coded for a client that asks).
+ * must not hand one client's form to another.  An entry whose coding
+ * didn't shrink it has none, and goes out as identity.
  */
 static void
 reply_entry(struct keel_req *req, const struct keel_cache_entry *e,
     const char *ctype)
 {
 	size_t	 gzlen = e->bytes.len - e->identity_len;
+	bool	 gz;
 
-	keel_http_add_header(req, "Vary", "Accept-Encoding");
-	if (gzlen > 0 && keel_gzip_wanted(keel_http_header(req,
-	    "Accept-Encoding"), keel_http_header(req, "X-No-Compression"))) {
-		keel_http_add_header(req, "Content-Encoding", "gzip");
+	gz = gzlen > 0 && keel_gzip_wanted(keel_http_header(req,
+	    "Accept-Encoding"), keel_http_header(req, "X-No-Compression"));
+	if (gz)
 		keel_http_reply(req, 200, ctype, e->bytes.data +
 		    e->identity_len, gzlen);
-	} else
+	else
 		keel_http_reply(req, 200, ctype, e->bytes.data,
 		    e->identity_len);
+	keel_http_reply_coded(req, gz);
 }
 
 static void

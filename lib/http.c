@@ -35,6 +35,13 @@
 #define MAX_DOCS	4	/* parsed JSON documents per request */
 #define ID_POOL		256	/* random bytes drawn at once for request ids */
 
+/* A reply body's content coding. */
+enum coding {
+	CODING_OPEN,		/* not chosen: keel_http_finish may code it */
+	CODING_IDENTITY,	/* identity, chosen for Accept-Encoding */
+	CODING_GZIP		/* gzip */
+};
+
 struct keel_http_conn {
 	FCGX_Request		*fr;
 	int			 status;	/* 0 until replied */
@@ -42,6 +49,7 @@ struct keel_http_conn {
 	struct keel_buf		 head;		/* extra header lines */
 	struct keel_buf		 body;
 	struct keel_buf		 coded;		/* body's coding goes here */
+	enum coding		 coding;	/* the body's, see code_reply */
 	const char		*ctype;		/* static or arena */
 	struct json_object	*docs[MAX_DOCS]; /* freed at finish */
 	size_t			 ndocs;
@@ -284,6 +292,7 @@ keel_http_reply(struct keel_req *req, int status, const char *ctype,
 	assert(status >= 100 && status <= 599);
 	c->status = status;
 	c->ctype = ctype;
+	c->coding = CODING_OPEN;
 	keel_buf_reset(&c->body);
 	if (len > 0)
 		keel_buf_append(&c->body, body, len);
@@ -298,10 +307,17 @@ keel_http_reply_buf(struct keel_req *req, int status, struct keel_buf *b)
 	assert(status >= 100 && status <= 599);
 	c->status = status;
 	c->ctype = "application/json; charset=utf-8";
+	c->coding = CODING_OPEN;
 	/* Swap: the reply keeps b's bytes, b gets the old body's memory. */
 	c->body = *b;
 	*b = old;
 	keel_buf_reset(b);
+}
+
+void
+keel_http_reply_coded(struct keel_req *req, bool gzip)
+{
+	req->conn->coding = gzip ? CODING_GZIP : CODING_IDENTITY;
 }
 
 void
@@ -738,6 +754,7 @@ keel_http_begin(struct keel_req *req, struct keel_http_conn *c,
 	c->fr = fr;
 	c->status = 0;
 	c->ctype = NULL;
+	c->coding = CODING_OPEN;
 	c->ndocs = 0;
 	keel_buf_reset(&c->head);
 	keel_buf_reset(&c->body);
@@ -819,55 +836,39 @@ keel_http_begin(struct keel_req *req, struct keel_http_conn *c,
 	return KEEL_STEP_GO;
 }
 
-/* True when the header lines in h (as head holds them) include name. */
-static int
-has_header(const struct keel_buf *h, const char *name)
-{
-	size_t	 n = strlen(name), i = 0;
-
-	while (i + n < h->len) {
-		if (strncasecmp(h->data + i, name, n) == 0 &&
-		    h->data[i + n] == ':')
-			return 1;
-		while (i < h->len && h->data[i] != '\n')
-			i++;
-		i++;
-	}
-	return 0;
-}
-
 /*
  * The gzip coding of the reply, for a client that takes it (gzip.c: keel
  * codes its own answers, lighttpd only the page's files).  A reply that
  * lighttpd would have coded (keel_gzip_codes) varies with the request's
  * Accept-Encoding, so it says so (Vary) whether it is coded or not.  A
- * reply with its coding already (a cached one, cache.c) is left as it
- * is.  HEAD is coded too: its Content-Length is then GET's (RFC 9110
- * §9.3.2), though its body is never sent.
+ * reply whose coding is chosen already (a cached one,
+ * keel_http_reply_coded) is left as it is.  HEAD is coded too: its
+ * Content-Length is then GET's (RFC 9110 §9.3.2), though its body is
+ * never sent.
  */
 static void
 code_reply(struct keel_req *req)
 {
 	struct keel_http_conn	*c = req->conn;
 	struct keel_buf		 t;
+	const char		*ae;
 
-	if (!keel_gzip_codes(c->ctype, c->body.len) ||
-	    has_header(&c->head, "Content-Encoding"))
+	if (c->coding != CODING_OPEN ||
+	    !keel_gzip_codes(c->ctype, c->body.len))
 		return;
-	if (!has_header(&c->head, "Vary"))
-		keel_http_add_header(req, "Vary", "Accept-Encoding");
-	if (!keel_gzip_wanted(keel_http_header(req, "Accept-Encoding"),
-	    keel_http_header(req, "X-No-Compression")))
+	c->coding = CODING_IDENTITY;
+	if ((ae = keel_http_header(req, "Accept-Encoding")) == NULL ||
+	    !keel_gzip_wanted(ae, keel_http_header(req, "X-No-Compression")))
 		return;
 	keel_buf_reset(&c->coded);
 	if (keel_gzip_compress(&c->coded, c->body.data, c->body.len) !=
 	    KEEL_OK)
 		return;		/* sent as identity, as it is */
-	keel_http_add_header(req, "Content-Encoding", "gzip");
 	/* Swap: both buffers' memory stays for the next requests. */
 	t = c->body;
 	c->body = c->coded;
 	c->coded = t;
+	c->coding = CODING_GZIP;
 }
 
 static void
@@ -914,6 +915,10 @@ keel_http_finish(struct keel_req *req)
 		put_decimal(h, c->body.len);
 		keel_buf_append(h, "\r\n", 2);
 	}
+	if (c->coding != CODING_OPEN)
+		keel_buf_append(h, "Vary: Accept-Encoding\r\n", 23);
+	if (c->coding == CODING_GZIP)
+		keel_buf_append(h, "Content-Encoding: gzip\r\n", 24);
 	keel_buf_append(h, "X-Request-Id: ", 14);
 	keel_buf_puts(h, req->id);
 	keel_buf_append(h, "\r\n", 2);

@@ -153,6 +153,15 @@ void	 keel_http_reply(struct keel_req *, int status, const char *ctype,
  */
 void	 keel_http_reply_buf(struct keel_req *, int status,
 	    struct keel_buf *b);
+/*
+ * Says the reply's body is in the coding chosen for this request's
+ * Accept-Encoding already, gzip or identity (a cached answer keeps both
+ * forms: cache.c): keel_http_finish() then codes nothing, and sends
+ * Vary: Accept-Encoding, and Content-Encoding: gzip when gzip is true.
+ * Call it after the reply; a later reply undoes it.  Other replies over
+ * 1 KB are coded by keel_http_finish() itself (lib/gzip.c).
+ */
+void	 keel_http_reply_coded(struct keel_req *, bool gzip);
 /* Replies with no body (204, 202 ...). */
 void	 keel_http_reply_empty(struct keel_req *, int status);
 /* Replies with API.md's error object {"error": code, "message": msg}. */
