@@ -567,7 +567,7 @@ count_lookup(const char *ns, const char *result)
 
 /*
  * e's body for a filler that just made it: the handler's bytes, then
- * their gzip coding when lighttpd would code them (keel_gzip_codes) and
+ * their gzip coding when keel_gzip_codes() says so and
  * it shrinks them.  Coded here, once per fill, never per hit.
  */
 static void

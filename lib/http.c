@@ -838,8 +838,8 @@ keel_http_begin(struct keel_req *req, struct keel_http_conn *c,
 
 /*
  * The gzip coding of the reply, for a client that takes it (gzip.c: keel
- * codes its own answers, lighttpd only the page's files).  A reply that
- * lighttpd would have coded (keel_gzip_codes) varies with the request's
+ * codes its own answers, lighttpd only the page's files).  A reply
+ * keel_gzip_codes() would code varies with the request's
  * Accept-Encoding, so it says so (Vary) whether it is coded or not.  A
  * reply whose coding is chosen already (a cached one,
  * keel_http_reply_coded) is left as it is.  HEAD is coded too: its

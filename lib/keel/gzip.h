@@ -11,9 +11,8 @@
 struct keel_buf;
 
 /*
- * Bodies of at most this many bytes are sent as they are: lighttpd.conf's
- * deflate.min-compress-size, so a cached answer is coded exactly when
- * lighttpd would code the same answer uncached.
+ * Bodies of at most this many bytes are sent as they are, as
+ * lighttpd.conf's deflate.min-compress-size has it for the page's files.
  */
 #define KEEL_GZIP_MIN		1024
 /* The level, as lighttpd.conf's deflate.compression-level. */
@@ -32,10 +31,10 @@ bool		 keel_gzip_wanted(const char *accept_encoding,
 		    const char *no_compression);
 
 /*
- * True when lighttpd.conf's mod_deflate would code an answer of type
- * ctype (NULL: none) with a body of len bytes, for a client that takes
- * gzip: more than KEEL_GZIP_MIN bytes of application/json or text/...
- * (deflate.mimetypes).  Pure: unit-tested.
+ * True when an answer of type ctype (NULL: none) with a body of len
+ * bytes is coded for a client that takes gzip: more than KEEL_GZIP_MIN
+ * bytes of application/json or text/... (each a prefix of the type, as
+ * mod_deflate matches deflate.mimetypes).  Pure: unit-tested.
  */
 bool		 keel_gzip_codes(const char *ctype, size_t len);
 
