@@ -567,8 +567,8 @@ count_lookup(const char *ns, const char *result)
 
 /*
  * e's body for a filler that just made it: the handler's bytes, then
- * their gzip coding when keel_gzip_codes() says so and
- * it shrinks them.  Coded here, once per fill, never per hit.
+ * their gzip coding when keel_gzip_codes() says so and it shrinks them.
+ * Coded here, once per fill, never per hit.
  */
 static void
 entry_make(struct keel_cache_entry *e, const char *body, size_t len,
