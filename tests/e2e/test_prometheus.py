@@ -10,13 +10,14 @@ evaluated, and that an alert goes pending when a dependency goes down.
 import json
 import os
 import re
+import subprocess
 
 import pytest
 import requests
 import yaml
 
 from helpers import BaseUrlSession, wait_until
-from stack import ROOT, Stack, StackError, free_port
+from stack import ROOT, STACK_SCRIPT, Stack, StackError, free_port
 
 INTERVAL = 2        # seconds between scrapes and between rule evaluations
 WAIT = 30           # seconds: several scrapes on a loaded 2-core machine
@@ -185,3 +186,29 @@ def test_a_dependency_down_makes_its_alert_pending(stack):
         stack.start_component("memcached")
     wait_until(lambda: alert() is None, WAIT,
                "KeelDependencyDown to clear once memcached is back")
+
+
+def test_prometheus_comes_back_on_its_own_port(stack):
+    """The stack remembers its prometheus settings with its ports: an
+    operator's `scripts/stack start prometheus` with only KEEL_STACK_DIR
+    set brings it back on the port it was started with (it used to come
+    back on 19090)."""
+    port = stack.extra_env["KEEL_PROMETHEUS_PORT"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
+    env["KEEL_STACK_DIR"] = stack.dir
+    stack.stop_component("prometheus")
+    p = subprocess.run(stack.wrapper + [STACK_SCRIPT, "start", "prometheus"],
+                       env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout
+    assert "prometheus on http://127.0.0.1:%s/" % port in p.stdout, p.stdout
+    r = requests.get("http://127.0.0.1:%s/-/ready" % port, timeout=10)
+    assert r.status_code == 200
+    # And it scrapes this stack again (a new process: a target's health
+    # is "unknown" until its first scrape).
+    def scraped():
+        active = api(stack, "targets", state="active")["activeTargets"]
+        return [t for t in active if t["labels"]["job"] == "keel" and
+                t["labels"]["instance"] == "127.0.0.1:%d" %
+                stack.ports["http"] and t["health"] == "up"]
+    wait_until(scraped, WAIT, "this stack scraped after the restart")
