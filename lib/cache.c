@@ -481,22 +481,19 @@ keel_cache_set(struct keel_cache *c, const char *ns, const char *key,
 	return KEEL_OK;
 }
 
-enum keel_err
-keel_cache_invalidate(struct keel_cache *c, const char *ns)
+/*
+ * One bump of the generation at gk.  Missing (evicted): a random start
+ * is as good as a bump.  The text protocol has no incr-with-initial:
+ * incr, else add a fresh value, else (another worker added one
+ * meanwhile) incr that.
+ */
+static memcached_return_t
+bump(struct keel_cache *c, const char *gk, size_t gklen)
 {
-	char			 gk[KEEL_CACHE_KEY_MAX], num[24];
-	size_t			 gklen;
+	char			 num[24];
 	uint64_t		 v;
 	memcached_return_t	 rc;
 
-	if ((gklen = keel_cache_key(gk, sizeof(gk), 'g', ns, NULL)) == 0)
-		return KEEL_EINVAL;
-	pf_drain(c);
-	/*
-	 * Missing (evicted): a random start is as good as a bump.  The text
-	 * protocol has no incr-with-initial: incr, else add a fresh value,
-	 * else (another worker added one meanwhile) incr that.
-	 */
 	rc = memcached_increment(c->mc, gk, gklen, 1, &v);
 	if (rc == MEMCACHED_NOTFOUND) {
 		snprintf(num, sizeof(num), "%llu",
@@ -504,6 +501,33 @@ keel_cache_invalidate(struct keel_cache *c, const char *ns)
 		rc = memcached_add(c->mc, gk, gklen, num, strlen(num), 0, 0);
 		if (rc == MEMCACHED_NOTSTORED || rc == MEMCACHED_DATA_EXISTS)
 			rc = memcached_increment(c->mc, gk, gklen, 1, &v);
+	}
+	return rc;
+}
+
+enum keel_err
+keel_cache_invalidate(struct keel_cache *c, const char *ns)
+{
+	const memcached_instance_st	*server;
+	char				 gk[KEEL_CACHE_KEY_MAX];
+	size_t				 gklen;
+	memcached_return_t		 rc, r2;
+
+	if ((gklen = keel_cache_key(gk, sizeof(gk), 'g', ns, NULL)) == 0)
+		return KEEL_EINVAL;
+	pf_drain(c);
+	rc = bump(c, gk, gklen);
+	/*
+	 * This worker found the server dead a moment ago and skips it until
+	 * its retry delay ends, while the other workers may be reading it
+	 * again already: a skipped bump leaves them the old entries until
+	 * their TTL, to the writer too.  A write is worth one attempt now.
+	 */
+	if (rc == MEMCACHED_SERVER_TEMPORARILY_DISABLED &&
+	    (server = memcached_server_by_key(c->mc, gk, gklen, &r2)) !=
+	    NULL) {
+		memcached_instance_next_retry(server, 0);
+		rc = bump(c, gk, gklen);
 	}
 	if (rc != MEMCACHED_SUCCESS) {
 		/* Readers may keep the old data until its TTL: say so. */

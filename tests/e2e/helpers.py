@@ -15,6 +15,9 @@ Checks and waits:
   db_queries(r)                  statements a request ran (Server-Timing)
   wait_until(pred, timeout, what=None)
   replicated(stack)              the replica has replayed every write
+  cache_back(x_cache)            after memcached's restart, every worker
+                                 uses it again (x_cache(): a fresh GET's
+                                 X-Cache)
   plan_nodes(plan)               every node of an EXPLAIN (FORMAT JSON) plan
 
 Data:
@@ -155,6 +158,29 @@ def wait_until(pred, timeout, what=None, step=0.05):
     if not v and what is not None:
         pytest.fail("timed out after %s s waiting for %s" % (timeout, what))
     return v
+
+
+# lib/cache.c: libmemcached retries a server it found dead after 2 s,
+# counted in whole seconds (so 2 to 3 s).
+MEMCACHED_RETRY = 3
+
+
+def cache_back(x_cache, timeout=20, streak=8):
+    """After memcached's restart: wait out the retry delay of the workers
+    that found it dead, then until `streak` fresh GETs in a row (spread
+    over the workers, each on its own connection) were not BYPASS.  A
+    worker still waiting to retry loses its invalidations (readers keep
+    the old entry until its TTL, README), so the next test's write could
+    go unseen."""
+    time.sleep(MEMCACHED_RETRY + 0.5)
+    deadline = time.monotonic() + timeout
+    ok = 0
+    while ok < streak:
+        if time.monotonic() > deadline:
+            pytest.fail("the cache not back within %s s of memcached's "
+                        "restart" % timeout)
+        ok = ok + 1 if x_cache() != "BYPASS" else 0
+    return True
 
 
 def replicated(stack, timeout=30):

@@ -20,7 +20,8 @@ import pytest
 import requests
 
 import apicheck
-from helpers import JSON_CT, assert_error, new_car, plate, wait_until
+from helpers import (JSON_CT, assert_error, cache_back, new_car, plate,
+                     wait_until)
 
 
 # ------------------------------------------------------------------ helpers
@@ -93,6 +94,7 @@ def test_health_memcached_down_degraded(http, stack):
     finally:
         stack.start_component("memcached")
         wait_healthy(http)
+        cache_back(lambda: http.get("/api/cars").headers.get("X-Cache"))
 
 
 def test_health_replica_down_degraded(http, stack):

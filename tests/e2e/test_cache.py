@@ -6,12 +6,15 @@ resurrect stale entries, and BYPASS while memcached is down.
 """
 
 import concurrent.futures
+import socket
+import threading
 import time
 
 import pytest
 import requests
 
-from helpers import memcached_cmd, new_car, request
+from helpers import (cache_back, memcached_cmd, new_car, request, spawn_app,
+                     stop_app, wait_until)
 
 
 def fresh_get(http, path):
@@ -134,6 +137,112 @@ def test_cache_cold_key_under_concurrency(stack, http):
     assert {r.headers["X-Cache"] for r in rs} <= {"HIT", "MISS"}
 
 
+class Gate:
+    """A TCP relay to memcached that can be shut: shut, it drops its
+    connections and refuses new ones (memcached itself keeps running and
+    keeps its entries, as through a network blip)."""
+
+    def __init__(self, port):
+        self.target = ("127.0.0.1", port)
+        self.lsock = None
+        self.conns = []
+        self.port = None
+        self.open()
+
+    def open(self):
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", self.port or 0))
+        self.port = self.lsock.getsockname()[1]
+        self.lsock.listen(16)
+        threading.Thread(target=self._accept, args=(self.lsock,),
+                         daemon=True).start()
+
+    def _accept(self, lsock):
+        while True:
+            try:
+                c, _ = lsock.accept()
+            except OSError:
+                return
+            u = socket.create_connection(self.target)
+            self.conns += [c, u]
+            for x, y in ((c, u), (u, c)):
+                threading.Thread(target=self._pump, args=(x, y),
+                                 daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for x in (src, dst):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def shut(self):
+        # shutdown() first: close() alone leaves a blocked accept() holding
+        # the port, listening.
+        try:
+            self.lsock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.lsock.close()
+        for c in self.conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+                c.close()
+            except OSError:
+                pass
+        self.conns = []
+
+
+def test_cache_a_write_just_after_a_memcached_blip_still_invalidates(
+        stack, http):
+    """A worker that could not reach memcached skips it for libmemcached's
+    retry delay (2 s), while memcached and the other workers carry on.  A
+    write that worker serves in the delay must still bump the generation,
+    or every reader, the writer too, gets the old entry until its TTL.
+    The stack's cars app is replaced by one worker that reaches memcached
+    through a Gate."""
+    gate = Gate(stack.ports["memcached"])
+    stack.stop_component("cars")
+    proc = spawn_app(stack, "fcgi-apps/keel-cars",
+                     stack.path("run", "cars.sock"),
+                     {"KEEL_WORKERS": "1",
+                      "MEMCACHED_SERVERS": "127.0.0.1:%d" % gate.port},
+                     "cars-blip.log")
+    try:
+        car = new_car(http)
+        item = "/api/cars/%d" % car["id"]
+        fresh_get(http, item)
+        assert fresh_get(http, item).headers["X-Cache"] == "HIT"
+        gate.shut()
+        # The first fails on its connection, the next ones to connect:
+        # that starts the delay.
+        for _ in range(3):
+            assert fresh_get(http, item).headers["X-Cache"] == "BYPASS"
+        gate.open()
+        # In the worker's retry delay: the write's bump is tried anyway.
+        r = http.patch(item, json={"model": "After the blip"})
+        assert r.status_code == 200, r.text
+        # The first answer from the cache once the delay is over.
+        r = wait_until(lambda: next((r for r in [fresh_get(http, item)]
+                                     if r.headers["X-Cache"] != "BYPASS"),
+                                    None), 10, "the worker back on memcached")
+        assert r.json()["model"] == "After the blip", r.headers["X-Cache"]
+    finally:
+        stop_app(proc)
+        gate.shut()
+        stack.start_component("cars")
+
+
 def test_cache_memcached_down_bypasses(stack, http):
     car = new_car(http)
     item = "/api/cars/%d" % car["id"]
@@ -157,6 +266,7 @@ def test_cache_memcached_down_bypasses(stack, http):
     finally:
         stack.start_component("memcached")
     # Back: workers retry the server within a few seconds.
+    cache_back(lambda: fresh_get(http, item).headers["X-Cache"])
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if fresh_get(http, item).headers["X-Cache"] == "HIT":
