@@ -619,10 +619,8 @@ reply_entry(struct keel_req *req, const struct keel_cache_entry *e,
     const char *ctype)
 {
 	size_t	 gzlen = e->bytes.len - e->identity_len;
-	bool	 gz;
+	bool	 gz = gzlen > 0 && keel_http_takes_gzip(req);
 
-	gz = gzlen > 0 && keel_gzip_wanted(keel_http_header(req,
-	    "Accept-Encoding"), keel_http_header(req, "X-No-Compression"));
 	if (gz)
 		keel_http_reply(req, 200, ctype, e->bytes.data +
 		    e->identity_len, gzlen);

@@ -314,6 +314,16 @@ keel_http_reply_buf(struct keel_req *req, int status, struct keel_buf *b)
 	keel_buf_reset(b);
 }
 
+bool
+keel_http_takes_gzip(const struct keel_req *req)
+{
+	const char	*ae;
+
+	/* Most clients without gzip send no Accept-Encoding: one lookup. */
+	return (ae = keel_http_header(req, "Accept-Encoding")) != NULL &&
+	    keel_gzip_wanted(ae, keel_http_header(req, "X-No-Compression"));
+}
+
 void
 keel_http_reply_coded(struct keel_req *req, bool gzip)
 {
@@ -851,14 +861,12 @@ code_reply(struct keel_req *req)
 {
 	struct keel_http_conn	*c = req->conn;
 	struct keel_buf		 t;
-	const char		*ae;
 
 	if (c->coding != CODING_OPEN ||
 	    !keel_gzip_codes(c->ctype, c->body.len))
 		return;
 	c->coding = CODING_IDENTITY;
-	if ((ae = keel_http_header(req, "Accept-Encoding")) == NULL ||
-	    !keel_gzip_wanted(ae, keel_http_header(req, "X-No-Compression")))
+	if (!keel_http_takes_gzip(req))
 		return;
 	keel_buf_reset(&c->coded);
 	if (keel_gzip_compress(&c->coded, c->body.data, c->body.len) !=

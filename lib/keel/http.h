@@ -154,6 +154,11 @@ void	 keel_http_reply(struct keel_req *, int status, const char *ctype,
 void	 keel_http_reply_buf(struct keel_req *, int status,
 	    struct keel_buf *b);
 /*
+ * True when the request takes a gzip-coded answer: its Accept-Encoding
+ * and x-no-compression as keel_gzip_wanted() reads them.
+ */
+bool	 keel_http_takes_gzip(const struct keel_req *);
+/*
  * Says the reply's body is in the coding chosen for this request's
  * Accept-Encoding already, gzip or identity (a cached answer keeps both
  * forms: cache.c): keel_http_finish() then codes nothing, and sends
