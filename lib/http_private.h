@@ -27,6 +27,15 @@ enum keel_step	 keel_http_begin(struct keel_req *req, struct keel_http_conn *c,
 		    struct FCGX_Request *fr, struct keel_arena *a,
 		    size_t body_max);
 
+/*
+ * Whether c's request has been read to its end, the FastCGI end of its
+ * input included (lighttpd sends it with the request: reading it does not
+ * wait), after a keel_http_begin() that went on to the pipeline.  Then
+ * nothing is left unread, and the connection may close at once, without
+ * libfcgi's lingering close (serve.c).
+ */
+bool		 keel_http_input_ended(struct keel_http_conn *c);
+
 /* Sends req's reply (500 if the handler made none) and releases the
  * request's JSON documents. */
 void		 keel_http_finish(struct keel_req *req);
