@@ -442,8 +442,9 @@ check_run(struct keel_req *req, struct keel_limit_state *st, size_t from,
 		keel_text_int(num[i][2], (int64_t)st->res[i].window * 1000);
 		argv[argc++] = num[i][2];
 		/* Every limiter holds a place for the request it admits;
-		 * all but auth's key on the caller ride() found. */
-		argv[argc++] = st->res[i].which == KEEL_LIMIT_AUTH ? "1" : "3";
+		 * all but auth's key on the caller ride() found; only
+		 * auth's is kept through a Redis restart (the script). */
+		argv[argc++] = st->res[i].which == KEEL_LIMIT_AUTH ? "5" : "3";
 	}
 	if (keel_redis_eval(req->redis, keel_redis_is_cluster(req->redis) ?
 	    bare() : check_for(ride != NULL ? ride->lua : check_ride),

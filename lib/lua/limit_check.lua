@@ -18,8 +18,24 @@
 -- anonymous caller.  ARGV[1]: this request's member (its id); ARGV[2]:
 -- the number of limiters; ARGV[3]: the key prefix; then per limiter its
 -- name, limit, window (ms) and flags (1: admitting consumes; 2: key on
--- ride's id when it found one).  Returns {admitted, n, ride's n values
--- as text, then remaining and ms-to-reset per limiter}.
+-- ride's id when it found one; 4: keep, see below).  Returns {admitted,
+-- n, ride's n values as text, then remaining and ms-to-reset per
+-- limiter}.
+--
+-- What a check writes is not worth its disk: a window is a minute of
+-- other requests, and writing it to the AOF cost Redis a fifth of its
+-- time on every request (and grew the file with every request).  So
+-- unless a limiter asks to be kept (4: the auth limiter's, whose
+-- failed logins a restart should not forgive), this call's writes go
+-- neither to the AOF nor to replicas: a Redis restart or failover
+-- starts those windows afresh.
+local n, flags, keep = tonumber(ARGV[2]), {}, false
+for i = 1, n do
+  flags[i] = tonumber(ARGV[4 + (i - 1) * 4 + 3])
+  if flags[i] >= 4 then keep = true end
+end
+if not keep then redis.set_repl(redis.REPL_NONE) end
+
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
@@ -35,7 +51,8 @@ local function trim(k, cut)
   local o = redis.call('LINDEX', k, -1)
   if not o then return nil, 0 end
   local n = redis.call('LLEN', k)
-  if stamp(o) > cut then return stamp(o), n end
+  local s = stamp(o)
+  if s > cut then return s, n end
   local lo, hi = 1, 2     -- the last lo are aged; the last hi are not all
   while hi <= n and stamp(redis.call('LINDEX', k, -hi)) <= cut do
     lo, hi = hi, hi * 2
@@ -62,23 +79,25 @@ if KEYS[1] ~= '' then
   end
 end
 local id = seen[1]
-local n = tonumber(ARGV[2])
-local keys, cnt, oldest, ok = {}, {}, {}, 1
+-- Each argument is read as a number once: in Lua 5.1 every conversion
+-- is a strtod() or a "%.14g", and these run on every request.
+local keys, cnt, oldest, lims, wins, ok = {}, {}, {}, {}, {}, 1
 for i = 1, n do
   local b = 4 + (i - 1) * 4
   local k = KEYS[i + 1]
-  if id and tonumber(ARGV[b + 3]) >= 2 then
+  lims[i], wins[i] = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2])
+  if id and flags[i] % 4 >= 2 then
     k = ARGV[3] .. ARGV[b] .. ':u:' .. id
   end
   keys[i] = k
-  oldest[i], cnt[i] = trim(k, now - tonumber(ARGV[b + 2]))
-  if cnt[i] >= tonumber(ARGV[b + 1]) then ok = 0 end
+  oldest[i], cnt[i] = trim(k, now - wins[i])
+  if cnt[i] >= lims[i] then ok = 0 end
 end
 local out = {ok, #seen}
 for i = 1, #seen do out[#out + 1] = seen[i] end
+local entry = now .. ':' .. ARGV[1]
 for i = 1, n do
-  local b = 4 + (i - 1) * 4
-  local lim, win = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2])
+  local lim, win = lims[i], wins[i]
   local k, c, first, rem, reset = keys[i], cnt[i], oldest[i], 0, win
   if c >= lim then
     -- Full: the window frees a place when its oldest counted one ages
@@ -86,8 +105,8 @@ for i = 1, n do
     local o = redis.call('LINDEX', k, lim - c - 1)
     if o then reset = stamp(o) + win - now end
   else
-    if ok == 1 and tonumber(ARGV[b + 3]) % 2 == 1 then
-      redis.call('LPUSH', k, now .. ':' .. ARGV[1])
+    if ok == 1 and flags[i] % 2 == 1 then
+      redis.call('LPUSH', k, entry)
       redis.call('PEXPIRE', k, win)
       c = c + 1
       first = first or now

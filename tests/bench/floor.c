@@ -48,9 +48,10 @@ static const char cars_sql[] =
 
 /* The Redis work of keel's limiter for a GET with a session: a list per
  * limiter, the aged cut from its tail (one LTRIM after a doubling and
- * halving search when a run aged), the request pushed at its head
- * (lib/lua/limit_check.lua). */
+ * halving search when a run aged), the request pushed at its head,
+ * none of it written to the AOF (lib/lua/limit_check.lua). */
 static const char window_lua[] =
+	"redis.set_repl(redis.REPL_NONE)\n"
 	"local t = redis.call('TIME')\n"
 	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 	"local function stamp(o) return tonumber(string.match(o, '^%d+')) end\n"

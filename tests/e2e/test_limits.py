@@ -308,6 +308,35 @@ def test_a_body_the_app_refuses_unread_still_gets_its_413(stack, app):
         app.start()
 
 
+def test_limits_a_redis_restart_forgets_windows_but_not_failed_logins(
+        stack, app):
+    # The check writes its windows neither to the AOF nor to replicas
+    # (limit_check.lua: a fifth of Redis's time on every request), except
+    # the auth limiter's: a restart must not forgive failed logins.
+    ip = client()
+    acct = "u%s@example.org" % uuid.uuid4().hex[:8]
+    for i in range(5):
+        r = get(stack, "/api/_limit/read", ip)
+        assert r.headers["RateLimit-Remaining"] == str(29 - i)
+    for _ in range(2):
+        r = post(stack, "/api/_limit/auth/login", ip,
+                 json={"login": acct, "password": "wrong"})
+        assert r.status_code == 401
+    assert '"auth";r=1;' in r.headers["RateLimit"]
+    stack.stop_component("redis")
+    stack.start_component("redis")
+    wait_redis(stack)
+    r = get(stack, "/api/_limit/read", ip)
+    assert r.headers["RateLimit-Remaining"] == "29"
+    r = post(stack, "/api/_limit/auth/login", ip,
+             json={"login": acct, "password": "wrong"})
+    assert r.status_code == 401
+    assert '"auth";r=0;' in r.headers["RateLimit"]
+    r = post(stack, "/api/_limit/auth/login", ip,
+             json={"login": acct, "password": "right"})
+    assert r.status_code == 429
+
+
 def test_limits_redis_down_fail_closed_per_limiter(stack, app):
     app.start(KEEL_RATELIMIT_FAIL_CLOSED="auth")
     try:
