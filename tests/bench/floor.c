@@ -247,6 +247,9 @@ worker(int fd)
 	FCGX_InitRequest(&fr, fd, 0);
 	while (FCGX_Accept_r(&fr) >= 0) {
 		serve_one(&fr);
+		/* Input read to its end: close at once, as serve.c does. */
+		if (FCGX_GetChar(fr.in) == EOF && FCGX_HasSeenEOF(fr.in))
+			(void)FCGX_Detach(&fr);
 		FCGX_Finish_r(&fr);
 	}
 	_exit(0);
