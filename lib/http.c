@@ -51,7 +51,6 @@ struct keel_http_conn {
 	struct keel_buf		 coded;		/* body's coding goes here */
 	enum coding		 coding;	/* the body's, see code_reply */
 	const char		*ctype;		/* static or arena */
-	bool			 body_read;	/* all Content-Length read */
 	struct json_object	*docs[MAX_DOCS]; /* freed at finish */
 	size_t			 ndocs;
 	unsigned char		 pool[ID_POOL];	/* unused random bytes ... */
@@ -766,7 +765,6 @@ keel_http_begin(struct keel_req *req, struct keel_http_conn *c,
 	c->status = 0;
 	c->ctype = NULL;
 	c->coding = CODING_OPEN;
-	c->body_read = false;
 	c->ndocs = 0;
 	keel_buf_reset(&c->head);
 	keel_buf_reset(&c->body);
@@ -845,7 +843,6 @@ keel_http_begin(struct keel_req *req, struct keel_http_conn *c,
 		((char *)req->body)[clen] = '\0';
 		req->body_len = (size_t)clen;
 	}
-	c->body_read = true;
 	return KEEL_STEP_GO;
 }
 
@@ -854,8 +851,6 @@ keel_http_input_ended(struct keel_http_conn *c)
 {
 	FCGX_Stream	*in = c->fr->in;
 
-	if (!c->body_read)
-		return false;
 	if (!FCGX_HasSeenEOF(in) && FCGX_GetChar(in) != EOF)
 		return false;	/* more than Content-Length: linger */
 	return FCGX_HasSeenEOF(in) != 0;

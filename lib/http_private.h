@@ -30,9 +30,11 @@ enum keel_step	 keel_http_begin(struct keel_req *req, struct keel_http_conn *c,
 /*
  * Whether c's request has been read to its end, the FastCGI end of its
  * input included (lighttpd sends it with the request: reading it does not
- * wait), after a keel_http_begin() that went on to the pipeline.  Then
- * nothing is left unread, and the connection may close at once, without
- * libfcgi's lingering close (serve.c).
+ * wait).  Only after a keel_http_begin() that returned KEEL_STEP_GO, which
+ * read the whole body: one that replied early may have left the body
+ * unread, and this would wait for it.  Then nothing is left unread, and
+ * the connection may close at once, without libfcgi's lingering close
+ * (serve.c).
  */
 bool		 keel_http_input_ended(struct keel_http_conn *c);
 

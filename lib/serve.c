@@ -542,6 +542,7 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 	double			 t0;
 	long			 served = 0;
 	pid_t			 self = getpid();
+	bool			 read_whole;	/* begin read the body */
 
 	/* Die with the supervisor, whatever killed it (and reparented us). */
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -607,8 +608,9 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 		t0 = now_ms();
 		er = KEEL_OK;
 		keel_arena_reset(arena);
-		if (keel_http_begin(&req, conn, &fr, arena,
-		    (size_t)cfg->body_max) == KEEL_STEP_GO) {
+		read_whole = keel_http_begin(&req, conn, &fr, arena,
+		    (size_t)cfg->body_max) == KEEL_STEP_GO;
+		if (read_whole) {
 			req.cfg = cfg;
 			keel_http_adopt_request_id(&req);
 			req.db = db;
@@ -638,7 +640,7 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 		 * at once (FCGX_Detach: no shutdown), and spare every request
 		 * the wait for lighttpd and three system calls.
 		 */
-		if (keel_http_input_ended(conn))
+		if (read_whole && keel_http_input_ended(conn))
 			(void)FCGX_Detach(&fr);
 		FCGX_Finish_r(&fr);
 		t0 = now_ms() - t0;
