@@ -8,13 +8,13 @@
  * PostgreSQL, the source of truth, and its user's entries on six boards
  * -- its test's and the global one, each all-time, for the ISO week and
  * for the month the attempt was submitted in -- are recomputed from
- * test_attempts (lib/board.c), then raised in Redis (ZADD GT).  Nothing
- * is added to a count, so a job run twice (a retry after a crash) or
- * out of order leaves the same entries.  An attempt that doesn't exist
- * or isn't submitted can never be applied: dead-lettered.  A board
- * missing from Redis (lost, or new: a new test, a new week) is built
- * whole from PostgreSQL, as the rebuild does, its entry included.
- * The cached pages of the two scopes are invalidated.
+ * test_attempts, all six by one statement (lib/board.c), then raised in
+ * Redis (ZADD GT).  Nothing is added to a count, so a job run twice (a
+ * retry after a crash) or out of order leaves the same entries.  An
+ * attempt that doesn't exist or isn't submitted can never be applied:
+ * dead-lettered.  A board missing from Redis (lost, or new: a new test,
+ * a new week) is built whole from PostgreSQL, as the rebuild does, its
+ * entry included.  The cached pages of the two scopes are invalidated.
  */
 #include "config.h"
 
@@ -39,6 +39,12 @@ struct lb_ctx {
 };
 
 #define LB_FRESH_TTL	600	/* s a dead drainer's fresh key lives */
+/*
+ * An attempt's boards, in the order the rebuild writes boards (the
+ * global scope's, then its test's, each by period), so the two lock
+ * entries in one order and can't deadlock.
+ */
+#define LB_BOARDS	(2 * KEEL_BOARD_PERIOD__MAX)
 
 static const struct keel_query q_attempt = { .name = "lb_attempt",
 	.sql = "SELECT user_id, test_id, "
@@ -70,42 +76,19 @@ lb_teardown(void *arg)
 }
 
 /*
- * Recomputes user's entry on b and raises it in Redis.  RETRY when
- * PostgreSQL or Redis can't be reached (what was done is done again).
+ * Raises user's entry on b to v in Redis; builds b from PostgreSQL when
+ * it is missing there.  RETRY when PostgreSQL or Redis can't be reached
+ * (what was done is done again).
  */
 static enum keel_job_result
 lb_board(struct lb_ctx *c, const struct keel_board *b, int64_t user,
-    char *why, size_t n)
+    double v, char *why, size_t n)
 {
-	struct keel_db_params	 p;
-	struct keel_rows	*rows = NULL;
-	char			 end[24], key[KEEL_BOARD_KEY_MAX];
+	char			 key[KEEL_BOARD_KEY_MAX];
 	enum keel_err		 er;
-	double			 v;
 	long			 built;
 	bool			 stored;
 
-	keel_db_params_init(&p);
-	keel_board_params(&p, b, end, sizeof(end));
-	keel_db_param_int(&p, user);
-	if ((er = keel_db_query(c->db, &keel_board_q_compute, &p, &rows)) !=
-	    KEEL_OK) {
-		snprintf(why, n, "database: %s", keel_strerror(er));
-		return KEEL_JOB_RETRY;
-	}
-	keel_board_key(key, sizeof(key), b, false, c->redis);
-	if (keel_rows_count(rows) != 1)
-		er = KEEL_ENOENT;
-	else if (!keel_board_encode(keel_rows_int64(rows, 0, 1),
-	    keel_rows_int64(rows, 0, 2), &v)) {
-		keel_log_warnx("%s: user %lld's score %s is past the "
-		    "board's range", key, (long long)user,
-		    keel_rows_value(rows, 0, 1));
-		er = KEEL_ENOENT;
-	}
-	keel_rows_free(rows);
-	if (er != KEEL_OK)
-		return KEEL_JOB_DONE;
 	if ((er = keel_board_add(c->redis, b, user, v, &stored)) != KEEL_OK) {
 		snprintf(why, n, "redis: %s", keel_strerror(er));
 		return KEEL_JOB_RETRY;
@@ -114,6 +97,7 @@ lb_board(struct lb_ctx *c, const struct keel_board *b, int64_t user,
 		return KEEL_JOB_DONE;
 	/* Lost, or new (a new test, a new week): built from PostgreSQL,
 	 * whose entries include this one. */
+	keel_board_key(key, sizeof(key), b, false, c->redis);
 	if ((er = keel_board_rebuild(c->db, c->redis, b, c->run,
 	    LB_FRESH_TTL, &built)) != KEEL_OK) {
 		snprintf(why, n, "rebuilding %s: %s", key, keel_strerror(er));
@@ -132,12 +116,14 @@ lb_attempt_submitted(void *arg, const struct keel_job *job, char *why,
 	struct lb_ctx		*c = arg;
 	struct keel_db_params	 p;
 	struct keel_rows	*rows = NULL;
-	struct keel_board	 b;
+	struct keel_board	 b[LB_BOARDS];
 	struct json_object	*o = NULL, *v;
 	enum keel_job_result	 res = KEEL_JOB_DONE;
 	enum keel_err		 er;
 	int64_t			 id = 0, user, test, at;
-	int			 i, scope;
+	double			 vals[LB_BOARDS];
+	bool			 has[LB_BOARDS];
+	size_t			 k;
 	char			 err[64], ns[KEEL_BOARD_NS_MAX];
 
 	if (keel_json_parse(job->payload, strlen(job->payload), &o, err,
@@ -165,13 +151,17 @@ lb_attempt_submitted(void *arg, const struct keel_job *job, char *why,
 	test = keel_rows_int64(rows, 0, 1);
 	at = keel_rows_int64(rows, 0, 2);
 	keel_rows_free(rows);
-	for (scope = 0; scope < 2 && res == KEEL_JOB_DONE; scope++)
-		for (i = 0; i < KEEL_BOARD_PERIOD__MAX &&
-		    res == KEEL_JOB_DONE; i++) {
-			keel_board_at(&b, scope == 0 ? test : 0,
-			    (enum keel_board_period)i, at);
-			res = lb_board(c, &b, user, why, n);
-		}
+	for (k = 0; k < LB_BOARDS; k++)
+		keel_board_at(&b[k], k < KEEL_BOARD_PERIOD__MAX ? 0 : test,
+		    (enum keel_board_period)(k % KEEL_BOARD_PERIOD__MAX), at);
+	if ((er = keel_board_compute_user(c->db, b, LB_BOARDS, user, vals,
+	    has)) != KEEL_OK) {
+		snprintf(why, n, "database: %s", keel_strerror(er));
+		return KEEL_JOB_RETRY;
+	}
+	for (k = 0; k < LB_BOARDS && res == KEEL_JOB_DONE; k++)
+		if (has[k])
+			res = lb_board(c, &b[k], user, vals[k], why, n);
 	/* The two scopes' cached pages are a generation behind now (best
 	 * effort); other tests' pages stay cached. */
 	keel_board_ns(ns, sizeof(ns), test);

@@ -176,67 +176,6 @@ keel_board_ns(char *buf, size_t n, int64_t test)
 	"(e.score, e.attempts, e.reached_at) IS DISTINCT FROM " \
 	"(EXCLUDED.score, EXCLUDED.attempts, EXCLUDED.reached_at) "
 
-/*
- * A user's attempts of the scope and period, each test's best and the
- * second it was first reached -- one max() of score * 2^40 + (2^40 - 1
- * - the second), a bigint, so a plain hash aggregate finds both --
- * summed per user (one test: its best), upserted
- * (only over an entry from fewer attempts, and only when it changes:
- * an unchanged entry is not even locked), then every computed user's
- * entry as it now stands.  Planned for its values each run (replan): a
- * week's attempts and all time's are best read by different plans.
- */
-const struct keel_query keel_board_q_compute = {
-	.name = "board_compute",
-	.sql = "WITH a AS (SELECT user_id, test_id, score, submitted_at "
-	"FROM test_attempts WHERE submitted_at IS NOT NULL "
-	"AND ($1::bigint IS NULL OR test_id = $1::bigint) "
-	"AND submitted_at >= $3::date::timestamp AT TIME ZONE 'UTC' "
-	"AND ($4::bigint IS NULL OR submitted_at < to_timestamp($4::bigint)) "
-	"AND ($5::bigint IS NULL OR user_id = $5::bigint)), "
-	"bt AS (SELECT user_id, max(score::bigint * 1099511627776 + "
-	"1099511627775 - floor(extract(epoch FROM submitted_at))::bigint) "
-	"AS k, count(*) AS n FROM a GROUP BY user_id, test_id), "
-	"c AS (SELECT user_id, sum(k >> 40)::bigint AS score, "
-	"sum(n)::integer AS attempts, to_timestamp(max(1099511627775 - "
-	"(k & 1099511627775))) AS reached FROM bt GROUP BY user_id), "
-	"j AS (SELECT c.*, e.user_id IS NOT NULL AS known, e.score AS escore, "
-	"e.attempts AS eattempts, e.reached_at AS ereached FROM c "
-	"LEFT JOIN leaderboard_entries e ON e.user_id = c.user_id "
-	"AND COALESCE(e.test_id, 0) = COALESCE($1::bigint, 0) "
-	"AND e.period = $2::text AND e.period_start = $3::date), "
-	"up AS (INSERT INTO leaderboard_entries AS e (test_id, period, "
-	"period_start, user_id, score, attempts, reached_at) "
-	"SELECT $1::bigint, $2::text, $3::date, user_id, score, attempts, "
-	"reached FROM j WHERE NOT known OR (attempts >= eattempts AND "
-	"(escore, eattempts, ereached) IS DISTINCT FROM "
-	"(score, attempts, reached)) "
-	BOARD_UPSERT
-	"RETURNING user_id, score, reached_at) "
-	"SELECT user_id AS \"userId\", score, "
-	"floor(extract(epoch FROM reached_at))::bigint AS reached FROM up "
-	"UNION ALL SELECT user_id, escore, "
-	"floor(extract(epoch FROM ereached))::bigint FROM j WHERE known "
-	"AND NOT EXISTS (SELECT 1 FROM up WHERE up.user_id = j.user_id)",
-	.target = KEEL_DB_PRIMARY, .replan = true };
-
-void
-keel_board_params(struct keel_db_params *p, const struct keel_board *b,
-    char *endbuf, size_t n)
-{
-	if (b->test > 0)
-		keel_db_param_int(p, b->test);
-	else
-		keel_db_param_null(p);
-	keel_db_param_text(p, keel_board_periods[b->period]);
-	keel_db_param_text(p, b->start);
-	if (b->end > 0) {
-		snprintf(endbuf, n, "%" PRId64, b->end);
-		keel_db_param_text(p, endbuf);
-	} else
-		keel_db_param_null(p);
-}
-
 /* Runs script over b's key (and its fresh key when two) with argv. */
 static enum keel_err
 board_eval(struct keel_redis *r, struct keel_rscript *s,
@@ -453,7 +392,7 @@ static const struct keel_query q_run_durable = { .name = "board_run_durable",
  * q_run_durable's, and each board's end (NULL: all time)): board, user,
  * score, attempts, reached (Unix s), the entry's hash.  Each (period,
  * test, user)'s best and the second it was first reached, as
- * keel_board_q_compute finds them (one max() of score * 2^40 + 2^40 - 1
+ * keel_board_compute_user finds them (one max() of score * 2^40 + 2^40 - 1
  * - the second): all time by one sequential pass over the attempts when
  * a global board needs them all, else by the test_id index for the
  * boards' tests (the drainer building a new test's board), a week or a
@@ -507,7 +446,7 @@ static const struct keel_query q_run_fetch = { .name = "board_run_fetch",
 
 /*
  * One board's durable copy, written where it differs, as
- * keel_board_q_compute writes it (never over an entry from more
+ * keel_board_compute_user writes it (never over an entry from more
  * attempts; an unchanged entry not even locked), in the unique index's
  * order: $1 test (0: global), $2 period, $3 first day, $4..$7 the
  * entries' users, scores, attempts and reached (Unix s), as arrays.
@@ -551,6 +490,95 @@ board_arrays(const struct keel_board *b, size_t n, struct keel_buf a[4])
 	}
 	for (i = 0; i < 4; i++)
 		keel_buf_putc(&a[i], '}');
+}
+
+/*
+ * One user's entries on a set of boards ($1..$4: as q_run_open's, $5
+ * the user): the user's attempts of each board's scope and period, each
+ * test's best and the second it was first reached (one max() of score *
+ * 2^40 + (2^40 - 1 - the second), a bigint, so a plain hash aggregate
+ * finds both), summed per board (a test's board: its one test), upserted
+ * in the boards' order (only over an entry from fewer attempts, and only
+ * when it changes: an unchanged entry is not even locked), then each
+ * board's entry as it now stands: (board, score, reached Unix s), the
+ * boards where the user has none left out.  One statement for all the
+ * boards of a job: one plan, one transaction.
+ */
+static const struct keel_query q_user = { .name = "board_user",
+	.sql = "WITH b AS (SELECT * FROM unnest($1::bigint[], $2::text[], "
+	"$3::date[], $4::bigint[]) WITH ORDINALITY AS b(test_id, period, "
+	"start, fin, i)), "
+	"bt AS (SELECT b.i, " BOARD_K " FROM b JOIN test_attempts a ON "
+	"a.user_id = $5::bigint AND a.submitted_at IS NOT NULL AND "
+	"(b.test_id = 0 OR a.test_id = b.test_id) AND "
+	"a.submitted_at >= b.start::timestamp AT TIME ZONE 'UTC' AND "
+	"(b.fin IS NULL OR a.submitted_at < to_timestamp(b.fin)) "
+	"GROUP BY b.i, a.test_id), "
+	"c AS (SELECT i, sum(k >> 40)::bigint AS score, "
+	"sum(n)::integer AS attempts, to_timestamp(max(1099511627775 - "
+	"(k & 1099511627775))) AS reached FROM bt GROUP BY i), "
+	"j AS (SELECT c.*, b.test_id, b.period, b.start, "
+	"e.user_id IS NOT NULL AS known, e.score AS escore, "
+	"e.attempts AS eattempts, e.reached_at AS ereached FROM c "
+	"JOIN b ON b.i = c.i LEFT JOIN leaderboard_entries e ON "
+	"e.user_id = $5::bigint AND COALESCE(e.test_id, 0) = b.test_id AND "
+	"e.period = b.period AND e.period_start = b.start), "
+	"up AS (INSERT INTO leaderboard_entries AS e (test_id, period, "
+	"period_start, user_id, score, attempts, reached_at) "
+	"SELECT NULLIF(test_id, 0), period, start, $5::bigint, score, "
+	"attempts, reached FROM j WHERE NOT known OR (attempts >= eattempts "
+	"AND (escore, eattempts, ereached) IS DISTINCT FROM "
+	"(score, attempts, reached)) ORDER BY i "
+	BOARD_UPSERT
+	"RETURNING COALESCE(test_id, 0) AS test_id, period, period_start, "
+	"score, reached_at) "
+	"SELECT j.i, COALESCE(up.score, j.escore), "
+	"floor(extract(epoch FROM COALESCE(up.reached_at, j.ereached)))"
+	"::bigint FROM j LEFT JOIN up ON up.test_id = j.test_id AND "
+	"up.period = j.period AND up.period_start = j.start "
+	"WHERE up.test_id IS NOT NULL OR j.known",
+	.target = KEEL_DB_PRIMARY };
+
+enum keel_err
+keel_board_compute_user(struct keel_db *db, const struct keel_board *b,
+    size_t n, int64_t user, double *vals, bool *has)
+{
+	struct keel_db_params	 p;
+	struct keel_buf		 a[4];
+	struct keel_rows	*rows = NULL;
+	enum keel_err		 er;
+	size_t			 i, k;
+
+	for (i = 0; i < n; i++)
+		has[i] = false;
+	memset(a, 0, sizeof(a));
+	board_arrays(b, n, a);
+	keel_db_params_init(&p);
+	for (i = 0; i < 4; i++)
+		keel_db_param_text(&p, a[i].data);
+	keel_db_param_int(&p, user);
+	er = keel_db_query(db, &q_user, &p, &rows);
+	for (i = 0; i < 4; i++)
+		keel_buf_free(&a[i]);
+	if (er != KEEL_OK)
+		return er;
+	for (i = 0; i < keel_rows_count(rows); i++) {
+		k = (size_t)keel_rows_int64(rows, i, 0);
+		if (k < 1 || k > n) {
+			keel_rows_free(rows);
+			return KEEL_EINTERNAL;
+		}
+		if (keel_board_encode(keel_rows_int64(rows, i, 1),
+		    keel_rows_int64(rows, i, 2), &vals[k - 1]))
+			has[k - 1] = true;
+		else
+			keel_log_warnx("board %" PRId64 " %s %s: user %" PRId64
+			    "'s score %s is past the board's range",
+			    b[k - 1].test, keel_board_periods[b[k - 1].period],
+			    b[k - 1].start, user, keel_rows_value(rows, i, 1));
+	}
+	keel_rows_free(rows);
+	return KEEL_OK;
 }
 
 /* A board's durable entries: their count and hash (q_run_durable). */

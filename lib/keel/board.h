@@ -105,19 +105,20 @@ void		 keel_board_key(char *buf, size_t n,
 void		 keel_board_ns(char *buf, size_t n, int64_t test);
 
 /*
- * The statement that recomputes a board's entries from test_attempts
- * into leaderboard_entries (best score per user, the second it was
- * first reached, the attempts counted; for the global scope the sum of
- * each test's best, reached when the last of them was) and returns them as
- * (userId, score, reached Unix s).  $1 test (NULL: global), $2 period,
- * $3 its first day, $4 its end (NULL: all time), $5 one user (NULL:
- * every user).  An entry is only ever replaced by one computed from at
- * least as many attempts, so a slow run can't undo a newer one.
+ * Recomputes user's entries on boards b[0..n-1] from test_attempts into
+ * leaderboard_entries, in one statement (one transaction): on each, the
+ * user's best score per test of its scope in its period, and the second
+ * it was first reached; a global board sums each test's best, reached
+ * when the last of them was.  An entry is only ever replaced by one
+ * computed from at least as many attempts, so a slow run can't undo a
+ * newer one.  has[i] says whether the user has an entry on b[i], vals[i]
+ * (encoded, keel_board_encode) what it now is; an entry past the
+ * encoding's range is logged and left out.  The error of PostgreSQL
+ * (nothing written then).
  */
-extern const struct keel_query keel_board_q_compute;
-/* Adds b's $1..$4 of keel_board_q_compute (the caller adds $5). */
-void		 keel_board_params(struct keel_db_params *p,
-		    const struct keel_board *b, char *endbuf, size_t n);
+enum keel_err	 keel_board_compute_user(struct keel_db *db,
+		    const struct keel_board *b, size_t n, int64_t user,
+		    double *vals, bool *has);
 
 /* Redis. */
 
@@ -185,7 +186,7 @@ struct keel_board_set {
  * statement, read by a cursor board by board, computes every board's
  * entries in one pass over the attempts of their periods (best score
  * per user and test, the second it was first reached, the global
- * boards' sums, as keel_board_q_compute computes one user's), each with
+ * boards' sums, as keel_board_compute_user computes one user's), each with
  * its hash.  The entries fill each fresh key KEEL_BOARD_BATCH members
  * per ZADD, pipelined (Redis works while PostgreSQL reads); when a
  * board is whole its count and hashes are compared with its durable

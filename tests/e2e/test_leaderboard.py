@@ -309,6 +309,28 @@ def test_the_same_job_run_twice_counts_its_attempt_once(lb, http):
         "user_id = %d" % u["id"]) == "6|6"
 
 
+def test_a_jobs_six_entries_are_written_together(lb, http):
+    """One statement, one transaction, for the six boards: all six
+    entries or none (and one plan on the primary, not six)."""
+    t = new_test(lb)
+    u = student(lb)
+    submit(lb, t, u["id"], 70)
+    drain(lb)
+    assert lb.psql(
+        "SELECT count(*), count(DISTINCT xmin::text) FROM "
+        "leaderboard_entries WHERE user_id = %d" % u["id"]) == "6|1"
+    # A better attempt changes all six, again together; the entries are
+    # the recomputed ones (the best, both attempts counted).
+    submit(lb, t, u["id"], 90)
+    drain(lb)
+    assert lb.psql(
+        "SELECT count(*), count(DISTINCT xmin::text), min(score), "
+        "max(score), min(attempts), max(attempts) FROM "
+        "leaderboard_entries WHERE user_id = %d" % u["id"]) == \
+        "6|1|90|90|2|2"
+    assert ranks(board(http, t)) == [(u["id"], 1, 90, 2)]
+
+
 def test_unknown_attempt_is_dead_lettered(lb):
     enqueue(lb, "leaderboard", "attempt_submitted",
             {"attemptId": 999999999}, "leaderboard:attempt:999999999")
