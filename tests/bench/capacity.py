@@ -694,6 +694,10 @@ def drain(meter, program, submits):
         p = program(d, "--until-empty")
         if p.returncode != 0:
             raise SystemExit("%s failed: %s" % (d, p.stderr[-500:]))
+        # Its backends' CPU is counted once the postmaster has reaped
+        # them (then it is the postmaster's children's): read at once, a
+        # backend just ending was sometimes missed.
+        time.sleep(1.0)
         r = meter.after(b, submits)
         # wrk ran nothing: our children's CPU is the drainer's.
         r["cpu_us"]["drainers"] = r["cpu_us"].pop("wrk")

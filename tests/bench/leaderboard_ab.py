@@ -40,13 +40,19 @@ DATA = (
     "ANALYZE")
 
 
-def main():
+def ab_args(program):
+    """OTHER_BUILD_DIR [RUNS] from the command line: RUNS (4), this
+    tree's build dir (KEEL_BUILD_DIR, or _build) and program's path in
+    each build, as (("this", path), ("other", path))."""
     other = os.path.abspath(sys.argv[1])
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 4
     build = os.environ.get("KEEL_BUILD_DIR", os.path.join(ROOT, "_build"))
-    progs = (("this", os.path.join(build, "cron", "keel-leaderboard-rebuild")),
-             ("other", os.path.join(other, "cron",
-                                    "keel-leaderboard-rebuild")))
+    return runs, build, (("this", os.path.join(build, "cron", program)),
+                         ("other", os.path.join(other, "cron", program)))
+
+
+def main():
+    runs, build, progs = ab_args("keel-leaderboard-rebuild")
     s = Stack(build_dir=build)
     s.start()
     try:
