@@ -562,13 +562,11 @@ keel_board_compute_user(struct keel_db *db, const struct keel_board *b,
 		keel_buf_free(&a[i]);
 	if (er != KEEL_OK)
 		return er;
-	for (i = 0; i < keel_rows_count(rows); i++) {
+	for (i = 0; i < keel_rows_count(rows) && er == KEEL_OK; i++) {
 		k = (size_t)keel_rows_int64(rows, i, 0);
-		if (k < 1 || k > n) {
-			keel_rows_free(rows);
-			return KEEL_EINTERNAL;
-		}
-		if (keel_board_encode(keel_rows_int64(rows, i, 1),
+		if (k < 1 || k > n)
+			er = KEEL_EINTERNAL;
+		else if (keel_board_encode(keel_rows_int64(rows, i, 1),
 		    keel_rows_int64(rows, i, 2), &vals[k - 1]))
 			has[k - 1] = true;
 		else
@@ -578,7 +576,7 @@ keel_board_compute_user(struct keel_db *db, const struct keel_board *b,
 			    b[k - 1].start, user, keel_rows_value(rows, i, 1));
 	}
 	keel_rows_free(rows);
-	return KEEL_OK;
+	return er;
 }
 
 /* A board's durable entries: their count and hash (q_run_durable). */

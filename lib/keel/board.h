@@ -111,10 +111,12 @@ void		 keel_board_ns(char *buf, size_t n, int64_t test);
  * it was first reached; a global board sums each test's best, reached
  * when the last of them was.  An entry is only ever replaced by one
  * computed from at least as many attempts, so a slow run can't undo a
- * newer one.  has[i] says whether the user has an entry on b[i], vals[i]
- * (encoded, keel_board_encode) what it now is; an entry past the
- * encoding's range is logged and left out.  The error of PostgreSQL
- * (nothing written then).
+ * newer one.  The entries are locked in b's order: pass the boards in
+ * the order a rebuild writes them (the global scope's, then a test's,
+ * each by period), so the two can't deadlock.  has[i] says whether the
+ * user has an entry on b[i], vals[i] (encoded, keel_board_encode) what
+ * it now is; an entry past the encoding's range is logged and left out.
+ * The error of PostgreSQL (nothing written then).
  */
 enum keel_err	 keel_board_compute_user(struct keel_db *db,
 		    const struct keel_board *b, size_t n, int64_t user,
