@@ -18,6 +18,7 @@
 
 #include <sodium.h>
 
+#include "keel/addr.h"
 #include "keel/cache.h"
 #include "keel/config.h"
 #include "keel/db.h"
@@ -35,16 +36,19 @@ static const struct keel_query q_outbox_age = { .name = "metrics_outbox_age",
 	"0)::float8 AS age FROM outbox WHERE pushed_at IS NULL",
 	.target = KEEL_DB_PRIMARY };
 
-/* The peer is this host, or the scraper knows the token. */
+/*
+ * The client is this host, or the scraper knows the token.  The client,
+ * not the peer: behind a proxy on this host (HAProxy, TRUSTED_PROXIES)
+ * every peer is loopback, and the client is who the proxy says.
+ */
 static bool
-allowed(const struct keel_req *req)
+allowed(struct keel_req *req)
 {
 	const char	*tok = req->cfg->metrics_token, *authz;
 	size_t		 n;
 
-	if (req->remote_addr != NULL &&
-	    (strncmp(req->remote_addr, "127.", 4) == 0 ||
-	    strcmp(req->remote_addr, "::1") == 0))
+	if (keel_addr_client_local(&req->cfg->client, req->remote_addr,
+	    keel_http_header(req, "X-Forwarded-For")))
 		return true;
 	if (*tok == '\0' ||
 	    (authz = keel_http_header(req, "Authorization")) == NULL ||

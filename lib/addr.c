@@ -180,6 +180,26 @@ keel_addr_trusted(const struct keel_addr_rule *rule, const char *remote)
 }
 
 bool
+keel_addr_client_local(const struct keel_addr_rule *rule, const char *remote,
+    const char *xff)
+{
+	static const unsigned char loop6[16] = { [15] = 1 };
+	unsigned char	 ip[16];
+	bool		 v4;
+
+	if (remote == NULL || !ip_parse(remote, strlen(remote), ip, &v4))
+		return false;
+	if (xff != NULL && *xff != '\0') {
+		/* Forwarded: by a proxy we don't believe, for someone we
+		 * can't know. */
+		if (!trusted(rule, ip))
+			return false;
+		walk_forwarded(rule, xff, ip, &v4);
+	}
+	return v4 ? ip[12] == 127 : memcmp(ip, loop6, sizeof(ip)) == 0;
+}
+
+bool
 keel_addr_client(const struct keel_addr_rule *rule, const char *remote,
     const char *xff, char out[KEEL_ADDR_MAX])
 {

@@ -60,4 +60,15 @@ bool		 keel_addr_client(const struct keel_addr_rule *rule,
 		    const char *remote, const char *xff,
 		    char out[KEEL_ADDR_MAX]);
 
+/*
+ * True when the client, found as keel_addr_client() finds it (through
+ * the trusted proxies' X-Forwarded-For), is this host: 127.0.0.0/8 or
+ * ::1.  A request a local proxy forwards for someone else is not local,
+ * and neither is one forwarded by a proxy not trusted (a non-empty xff
+ * from an untrusted peer: the client can't be known).  False for a
+ * peer that is no address.
+ */
+bool		 keel_addr_client_local(const struct keel_addr_rule *rule,
+		    const char *remote, const char *xff);
+
 #endif /* KEEL_ADDR_H */

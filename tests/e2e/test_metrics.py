@@ -218,6 +218,49 @@ def test_off_host_needs_the_token(stack, tmp_path):
         stop(p)
 
 
+def test_a_client_a_local_proxy_forwards_needs_the_token(stack, tmp_path):
+    """Behind HAProxy on the same host (scripts/fleet) every peer is
+    127.0.0.1: the client is who the trusted proxy says, and one
+    forwarded by a proxy not trusted is no one we know."""
+    tok = "t" * 40
+    p, sock = spawn_app(stack, tmp_path, "fcgi-apps/keel-metrics",
+                        "metrics", KEEL_METRICS_TOKEN=tok,
+                        TRUSTED_PROXIES="127.0.0.1")
+    try:
+        def get(xff=None, token=None, peer="127.0.0.1"):
+            h = {}
+            if xff is not None:
+                h["X-Forwarded-For"] = xff
+            if token is not None:
+                h["Authorization"] = "Bearer " + token
+            st, _, body = fcgi_request(sock, "GET", "/api/metrics",
+                                       headers=h, remote_addr=peer)
+            return st, body
+
+        assert get("203.0.113.7")[0] == 403
+        assert get("203.0.113.7", "t" * 39 + "u")[0] == 403
+        st, body = get("203.0.113.7", tok)
+        assert st == 200 and b"keel_up" in body
+        # The proxy forwarding a scraper on this host; the scraper
+        # asking this host directly.
+        assert get("127.0.0.1")[0] == 200
+        assert get()[0] == 200
+        # A proxy we don't trust (here: any other peer) vouches for no
+        # one, and an untrusted local peer forwarding is not local.
+        assert get("127.0.0.1", peer="192.0.2.9")[0] == 403
+    finally:
+        stop(p)
+    p, sock = spawn_app(stack, tmp_path, "fcgi-apps/keel-metrics",
+                        "metrics", KEEL_METRICS_TOKEN=tok)
+    try:
+        st, _, _ = fcgi_request(sock, "GET", "/api/metrics",
+                                headers={"X-Forwarded-For": "203.0.113.7"},
+                                remote_addr="127.0.0.1")
+        assert st == 403
+    finally:
+        stop(p)
+
+
 RECYCLES = 1000
 
 

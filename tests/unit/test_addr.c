@@ -127,6 +127,46 @@ test_trusted_peer(void **state)
 	free(rule.trusted);
 }
 
+/* Whether the client of remote and xff, with trusted, is this host. */
+static bool
+local(const char *remote, const char *xff, const char *trusted)
+{
+	struct keel_addr_rule	 rule = { .v6_prefix = 56 };
+	bool			 r;
+
+	assert_true(keel_addr_nets_parse(trusted, &rule.trusted,
+	    &rule.ntrusted));
+	r = keel_addr_client_local(&rule, remote, xff);
+	free(rule.trusted);
+	return r;
+}
+
+static void
+test_client_local(void **state)
+{
+	(void)state;
+	assert_true(local("127.0.0.1", NULL, ""));
+	assert_true(local("127.3.2.1", NULL, ""));
+	assert_true(local("::1", NULL, ""));
+	assert_true(local("::ffff:127.0.0.1", NULL, ""));
+	assert_false(local("192.0.2.7", NULL, ""));
+	assert_false(local("::2", NULL, ""));
+	assert_false(local("/run/keel/metrics.sock", NULL, ""));
+	assert_false(local(NULL, NULL, ""));
+	/* A local proxy forwarding someone else: not local. */
+	assert_false(local("127.0.0.1", "203.0.113.9", "127.0.0.1"));
+	assert_false(local("::1", "2001:db8::5", "::1"));
+	/* ... forwarding a local client, or no one: local. */
+	assert_true(local("127.0.0.1", "127.0.0.1", "127.0.0.1"));
+	assert_true(local("127.0.0.1", "", "127.0.0.1"));
+	/* Forwarded by a proxy not trusted: whose request can't be known
+	 * (a local HAProxy without TRUSTED_PROXIES), and a claim of being
+	 * local is no proof of it. */
+	assert_false(local("127.0.0.1", "203.0.113.9", ""));
+	assert_false(local("127.0.0.1", "127.0.0.1", ""));
+	assert_false(local("192.0.2.7", "127.0.0.1", "127.0.0.1"));
+}
+
 int
 main(void)
 {
@@ -136,6 +176,7 @@ main(void)
 		cmocka_unit_test(test_net_membership),
 		cmocka_unit_test(test_addr_plain),
 		cmocka_unit_test(test_addr_forwarded),
+		cmocka_unit_test(test_client_local),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
