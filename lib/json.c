@@ -206,6 +206,7 @@ keel_json_parse(const char *buf, size_t len, struct json_object **out,
 	struct json_tokener	*tok;
 	struct json_object	*obj;
 	enum json_tokener_error	 jerr;
+	struct scan		 sc = { buf, len, 0, 0 };
 	long			 bad;
 	int			 too_deep;
 
@@ -243,11 +244,19 @@ keel_json_parse(const char *buf, size_t len, struct json_object **out,
 	if (obj == NULL && json_tokener_get_error(tok) == json_tokener_continue)
 		obj = json_tokener_parse_ex(tok, "", 1);
 	jerr = json_tokener_get_error(tok);
-	/* json_scan() vouched for the grammar and for nothing after the
-	 * value; json-c failing now means it ran out of memory. */
-	if (obj == NULL || jerr != json_tokener_success) {
+	/*
+	 * json_scan() vouched for the grammar and for nothing after the
+	 * value; json-c failing now means it ran out of memory.  A NULL
+	 * with success is the document `null` (json-c's null is NULL):
+	 * the one value that starts with 'n'.
+	 */
+	sc.i = 0;
+	scan_ws(&sc);
+	if (jerr != json_tokener_success ||
+	    (obj == NULL && buf[sc.i] != 'n')) {
 		snprintf(err, errlen, "the JSON could not be parsed: %s",
-		    json_tokener_error_desc(jerr));
+		    jerr != json_tokener_success ?
+		    json_tokener_error_desc(jerr) : "out of memory");
 		json_object_put(obj);
 		json_tokener_free(tok);
 		return KEEL_EINVAL;

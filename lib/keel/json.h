@@ -81,7 +81,10 @@ enum { KEEL_FIELDS_ALL = 0, KEEL_FIELDS_SOME = 1 };
 /*
  * Parses buf (len bytes) strictly (RFC 8259: no trailing data, no
  * comments, valid UTF-8, depth <= KEEL_JSON_MAXDEPTH).  On KEEL_OK *out is
- * a new reference (caller puts).  KEEL_EINVAL with a reason in err.
+ * a new reference (caller puts), or NULL for the document `null` (json-c's
+ * null: json_object_is_type(NULL, json_type_null) is true, and its
+ * getters and json_object_put() accept NULL).  KEEL_EINVAL with a reason
+ * in err.
  */
 enum keel_err	 keel_json_parse(const char *buf, size_t len,
 		    struct json_object **out, char *err, size_t errlen);

@@ -63,6 +63,19 @@ def test_bad_input_json_not_an_object_422(http):
     assert "body" in body["fields"]
 
 
+@pytest.mark.parametrize("data", [b"null", b" null\n", b"1", b'"x"',
+                                  b"true", b"[]"])
+@pytest.mark.parametrize("method,path", [("POST", "/api/cars"),
+                                         ("PATCH", "/api/users/1")])
+def test_bad_input_json_scalar_or_null_body_422(http, data, method, path):
+    """`null` is valid JSON, not an object: the 422 of `[]` or `1`, not a
+    400 "the JSON could not be parsed: success" (json-c's NULL for it)."""
+    r = http.request(method, path, data=data,
+                     headers={"Content-Type": "application/json"})
+    body = assert_error(r, 422, "validation_failed")
+    assert body["fields"] == {"body": "must be a JSON object"}
+
+
 def test_bad_input_nested_100_deep_400(http):
     doc = b'{"a":' * 100 + b"1" + b"}" * 100
     assert_error(post_raw(http, doc), 400, "bad_request")

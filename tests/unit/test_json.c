@@ -482,6 +482,23 @@ test_json_fields_string_body_rejected(void **state)
 	    "must be a JSON object");
 }
 
+/*
+ * Regression (lib/json.c, keel_json_parse): json-c answers the valid
+ * document `null` with NULL and success, and the parse was refused as
+ * "the JSON could not be parsed: success" (a 400).  It is JSON, just
+ * not an object: the same 422 as `[1,2]`.
+ */
+static void
+test_json_fields_null_body_rejected(void **state)
+{
+	struct run	*r = *state;
+
+	assert_int_equal(PARSE(r, " null\n"), KEEL_OK);
+	assert_null(r->doc);
+	assert_only_error(r, "null", KEEL_FIELDS_SOME, "body",
+	    "must be a JSON object");
+}
+
 static void
 test_json_fields_unknown_field_reported(void **state)
 {
@@ -1429,6 +1446,7 @@ main(void)
 		T(test_json_fields_valid_body_filled),
 		T(test_json_fields_absent_optional_not_present),
 		T(test_json_fields_non_object_body_rejected),
+		T(test_json_fields_null_body_rejected),
 		T(test_json_fields_string_body_rejected),
 		T(test_json_fields_unknown_field_reported),
 		T(test_json_fields_name_match_is_case_sensitive),
