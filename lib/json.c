@@ -500,6 +500,20 @@ keel_json_fields(struct json_object *obj, const struct keel_field *fields,
 	return bad ? KEEL_EINVAL : KEEL_OK;
 }
 
+/* True when s is an optional '-' and one or more digits only. */
+static bool
+int_syntax(const char *s)
+{
+	if (*s == '-')
+		s++;
+	if (*s == '\0')
+		return false;
+	for (; *s != '\0'; s++)
+		if (*s < '0' || *s > '9')
+			return false;
+	return true;
+}
+
 const char *
 keel_field_check_text(const struct keel_field *f, const char *s,
     struct keel_value *v)
@@ -518,8 +532,11 @@ keel_field_check_text(const struct keel_field *f, const char *s,
 		return keel_date_valid(s) ? NULL : "must be a date (YYYY-MM-DD)";
 	case KEEL_FIELD_INT:
 	case KEEL_FIELD_ID:
-		if (!keel_parse_int64(s, INT64_MIN + 1, INT64_MAX - 1, &iv))
-			return "must be an integer";
+		/* Text has no saturation to guard against (unlike json-c's
+		 * numbers): every int64 is one, past it is out of range. */
+		if (!keel_parse_int64(s, INT64_MIN, INT64_MAX, &iv))
+			return int_syntax(s) ? "is out of range" :
+			    "must be an integer";
 		v->i = iv;
 		return check_int(f, iv);
 	case KEEL_FIELD_BOOL:

@@ -280,6 +280,26 @@ def test_bad_input_64k_query_4xx_json(http):
     assert_error(r, 431, "bad_request")
 
 
+@pytest.mark.parametrize("param", ["carId", "customerId"])
+def test_bad_input_largest_int64_id_query_finds_nothing(http, param):
+    """9223372036854775807 is an integer (and a bigint): no such row, not
+    a 400 "must be an integer"."""
+    r = http.get("/api/contracts", params={param: "9223372036854775807"})
+    assert r.status_code == 200, r.text
+    assert r.json()["data"] == []
+
+
+@pytest.mark.parametrize("value,msg", [
+    ("9223372036854775808", "is out of range"),
+    ("99999999999999999999", "is out of range"),
+    ("-9223372036854775809", "is out of range"),
+    ("12x", "must be an integer"), ("-", "must be an integer")])
+def test_bad_input_id_query_past_int64_400_says_why(http, value, msg):
+    r = http.get("/api/contracts", params={"carId": value})
+    assert assert_error(r, 400, "validation_failed")["fields"] == \
+        {"carId": msg}
+
+
 def test_bad_input_many_query_params_400(http):
     q = "&".join("p%d=1" % i for i in range(65))
     assert_error(http.get("/api/cars?" + q), 400, "bad_request")

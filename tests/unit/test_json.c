@@ -907,7 +907,36 @@ test_check_text_int(void **state)
 	assert_string_equal(keel_field_check_text(&car_fields[CAR_YEAR],
 	    "2101", &v), "is out of range");
 	assert_string_equal(keel_field_check_text(&car_fields[CAR_MILES],
-	    "99999999999999999999", &v), "must be an integer");
+	    "99999999999999999999", &v), "is out of range");
+	assert_string_equal(keel_field_check_text(&car_fields[CAR_MILES],
+	    "-9223372036854775809", &v), "is out of range");
+	assert_string_equal(keel_field_check_text(&car_fields[CAR_MILES],
+	    "-", &v), "must be an integer");
+	assert_string_equal(keel_field_check_text(&car_fields[CAR_MILES],
+	    "1.5", &v), "must be an integer");
+}
+
+/*
+ * Regression (lib/json.c, keel_field_check_text): the extremes of int64
+ * were refused as "must be an integer", a bound meant for json-c's
+ * saturated numbers that text doesn't have.
+ */
+static void
+test_check_text_int64_extremes(void **state)
+{
+	struct keel_value	 v;
+
+	(void)state;
+	memset(&v, 0, sizeof(v));
+	assert_null(keel_field_check_text(&car_fields[CAR_MILES],
+	    "9223372036854775807", &v));
+	assert_true(v.i == INT64_MAX);
+	assert_null(keel_field_check_text(&car_fields[CAR_MILES],
+	    "-9223372036854775808", &v));
+	assert_true(v.i == INT64_MIN);
+	assert_null(keel_field_check_text(&car_fields[CAR_OWNER],
+	    "9223372036854775807", &v));
+	assert_true(v.i == INT64_MAX);
 }
 
 static void
@@ -1494,6 +1523,7 @@ main(void)
 		T(test_json_fields_object_too_few_members),
 		T(test_json_fields_object_too_many_members),
 		T(test_check_text_int),
+		T(test_check_text_int64_extremes),
 		T(test_check_text_id),
 		T(test_check_text_bool),
 		T(test_check_text_enum_date_and_string),
