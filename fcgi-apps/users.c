@@ -203,6 +203,12 @@ users_patch_allowed(struct keel_req *req, int64_t id,
 	    v[USER_EMAIL].present || v[USER_USERNAME].present))
 		keel_http_reply_error(req, 403, "forbidden",
 		    "you may change your own name and password only");
+	/* The last admin must not leave the system without one (as with
+	 * DELETE); another admin may still change this one's role. */
+	else if (self && v[USER_ROLE].present && !v[USER_ROLE].is_null &&
+	    strcmp(v[USER_ROLE].s, "admin") != 0)
+		keel_http_reply_error(req, 409, "conflict",
+		    "you can't change your own role");
 	else if (v[USER_SEND].present)
 		keel_http_reply_field(req, "sendCredentials",
 		    "applies to new users only");

@@ -206,6 +206,27 @@ def test_admin_cannot_deactivate_themselves(stack, http):
     assert_error(http.delete("/api/users/%d" % me["id"]), 409, "conflict")
 
 
+def test_admin_cannot_demote_themselves(stack, http):
+    """As with DELETE: the last admin could otherwise leave the system
+    with none.  Their other fields, and another admin's role, still
+    change."""
+    a, h = session_for(stack, http, "admin")
+    path = "/api/users/%d" % a["id"]
+    for role in ("student", "staff", "customer"):
+        body = assert_error(http.patch(path, json={"role": role},
+                                       headers=h), 409, "conflict")
+        assert body["message"] == "you can't change your own role"
+    assert stack.psql("SELECT role FROM users WHERE id = %d"
+                      % a["id"]) == "admin"
+    assert http.get("/api/auth/me", headers=h).status_code == 200
+    r = http.patch(path, json={"role": "admin", "name": "Still Admin"},
+                   headers=h)
+    assert r.status_code == 200 and r.json()["name"] == "Still Admin"
+    assert http.get("/api/auth/me", headers=h).status_code == 200
+    r = http.patch(path, json={"role": "staff"})
+    assert r.status_code == 200 and r.json()["role"] == "staff"
+
+
 def test_unknown_user_is_404(http):
     assert_error(http.get("/api/users/999999999"), 404, "not_found")
     assert_error(http.patch("/api/users/999999999", json={"name": "x"}), 404,
