@@ -18,10 +18,12 @@
 #include <string.h>
 
 #include "keel/auth.h"
+#include "keel/board.h"
 #include "keel/config.h"
 #include "keel/db.h"
 #include "keel/http.h"
 #include "keel/json.h"
+#include "keel/log.h"
 #include "keel/mem.h"
 #include "keel/notify.h"
 #include "keel/outbox.h"
@@ -318,6 +320,16 @@ users_patch(struct keel_req *req)
 	keel_db_param_text(&p, hash[0] != '\0' ? hash : NULL);
 	w.arg = hash[0] != '\0' ? hash : NULL;
 	er = keel_res_change(req, &keel_auth_users, &w);
+	/*
+	 * Committed: the leaderboard pages cached with the old name are a
+	 * generation behind (best effort, as keel_res_change's own
+	 * invalidation; the reply is sent after this returns).
+	 */
+	if (er == KEEL_OK && keel_http_status(req) == 200 &&
+	    v[USER_NAME].present &&
+	    keel_board_invalidate_user(req->db, req->cache, id) != KEEL_OK)
+		keel_log_warnx("users: leaderboard pages of user %lld may "
+		    "show the old name until they expire", (long long)id);
 out:
 	explicit_bzero(hash, sizeof(hash));
 	return er;

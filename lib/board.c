@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "keel/board.h"
+#include "keel/cache.h"
 #include "keel/db.h"
 #include "keel/log.h"
 #include "keel/mem.h"
@@ -161,6 +162,38 @@ keel_board_ns(char *buf, size_t n, int64_t test)
 		snprintf(buf, n, "leaderboard:t%" PRId64, test);
 	else
 		snprintf(buf, n, "leaderboard:global");
+}
+
+/* The scopes (0: global) of a user's entries, any period's: $1 the user.
+ * On the primary, so a change the caller just committed is seen. */
+static const struct keel_query q_user_scopes = {
+	.name = "board_user_scopes",
+	.sql = "SELECT DISTINCT COALESCE(test_id, 0) FROM leaderboard_entries "
+	"WHERE user_id = $1", .target = KEEL_DB_PRIMARY };
+
+enum keel_err
+keel_board_invalidate_user(struct keel_db *db, struct keel_cache *c,
+    int64_t user)
+{
+	struct keel_db_params	 p;
+	struct keel_rows	*rows = NULL;
+	enum keel_err		 er;
+	size_t			 i;
+	char			 ns[KEEL_BOARD_NS_MAX];
+
+	keel_db_params_init(&p);
+	keel_db_param_int(&p, user);
+	if ((er = keel_db_query(db, &q_user_scopes, &p, &rows)) != KEEL_OK)
+		return er;
+	/* One bump per scope; a failed one (logged by cache.c) leaves that
+	 * scope's pages to their TTL, so the rest are still worth doing. */
+	for (i = 0; i < keel_rows_count(rows); i++) {
+		keel_board_ns(ns, sizeof(ns), keel_rows_int64(rows, i, 0));
+		if (keel_cache_invalidate(c, ns) != KEEL_OK)
+			er = KEEL_EUNAVAIL;
+	}
+	keel_rows_free(rows);
+	return er;
 }
 
 /*

@@ -19,6 +19,7 @@
 #include "keel/db.h"
 #include "keel/err.h"
 
+struct keel_cache;
 struct keel_redis;
 
 /*
@@ -103,6 +104,18 @@ void		 keel_board_key(char *buf, size_t n,
  */
 #define KEEL_BOARD_NS_MAX	40
 void		 keel_board_ns(char *buf, size_t n, int64_t test);
+
+/*
+ * Invalidates the cached pages of every scope user has an entry in
+ * (leaderboard_entries, read on the primary), each scope's namespace
+ * once: for a change to what a page shows of the user (their name)
+ * rather than to a board.  Call after that change commits: a page
+ * filled before it was stored under the generation this bumps.  The
+ * error of PostgreSQL (nothing invalidated), else KEEL_EUNAVAIL when a
+ * namespace could not be bumped (the others were), else KEEL_OK.
+ */
+enum keel_err	 keel_board_invalidate_user(struct keel_db *,
+		    struct keel_cache *, int64_t user);
 
 /*
  * Recomputes user's entries on boards b[0..n-1] from test_attempts into

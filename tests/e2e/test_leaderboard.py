@@ -730,6 +730,50 @@ def test_a_change_to_one_board_leaves_other_tests_pages_cached(lb, http):
         assert_error(r, 400, "validation_failed")
 
 
+def test_a_rename_refreshes_every_cached_page_showing_the_user(lb, http):
+    """API.md: a GET after a successful write never returns the old data.
+    A user's name is on the pages of every scope they have entries in
+    (two tests here, and the global board), every period's; a test they
+    are not on keeps its pages cached."""
+    ta, tb, tc = new_test(lb), new_test(lb), new_test(lb)
+    u, other = student(lb)["id"], student(lb)["id"]
+    submit(lb, ta, u, 70)
+    submit(lb, tb, u, 50)
+    submit(lb, tc, other, 90)
+    drain(lb)
+    pages = [(t, p) for t in (ta, tb, None) for p in ("all", "week",
+                                                        "month")]
+    # The global board holds the module's other users too: the page
+    # that starts at this user's rank.
+    token = login(http, make_user_email(lb, u))
+    offset = {p: me(http, token, period=p).json()["rank"] - 1
+              for p in ("all", "week", "month")}
+
+    def get(test, period):
+        q = {"period": period, "limit": 100}
+        if test is not None:
+            q["testId"] = test
+        else:
+            q["offset"] = offset[period]
+        r = http.get("/api/leaderboard", params=q)
+        assert r.status_code == 200, r.text
+        return r
+
+    def name_on(r):
+        return [e["name"] for e in r.json()["data"] if e["userId"] == u]
+
+    for test, period in pages + [(tc, "all")]:
+        get(test, period)
+        assert get(test, period).headers["X-Cache"] == "HIT"
+    r = http.patch("/api/users/%d" % u, json={"name": "Renamed Person"})
+    assert r.status_code == 200, r.text
+    for test, period in pages:
+        r = get(test, period)
+        assert name_on(r) == ["Renamed Person"], (test, period, r.text)
+        assert r.headers["X-Cache"] == "MISS", (test, period)
+    assert get(tc, "all").headers["X-Cache"] == "HIT"
+
+
 def test_postgres_fallback_same_answer_then_rebuild_restores(lb, http):
     t = new_test(lb)
     users = [student(lb) for _ in range(5)]
