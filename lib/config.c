@@ -246,6 +246,11 @@ static const struct cfg_row rows[] = {
 	    .off = OFF(rates[KEEL_LIMIT_AUTH]),
 	    .what = "failed logins and password resets per address and "
 	    "account: attempts/seconds, or off" },
+	{ .name = "KEEL_RATELIMIT_AUTH_ACCOUNT", .type = CFG_RATE,
+	    .def = "100/900", .off = OFF(auth_account),
+	    .what = "failed logins per account from all addresses together "
+	    "(bounds a guesser with many addresses; high, as anyone can "
+	    "spend it): attempts/seconds, or off" },
 	{ .name = "KEEL_RATELIMIT_WRITE", .type = CFG_RATE, .def = "50/900",
 	    .off = OFF(rates[KEEL_LIMIT_WRITE]),
 	    .what = "POST/PUT/PATCH/DELETE per client: requests/seconds, "

@@ -73,8 +73,9 @@ static struct keel_rscript check_bare = { .name = "limit_check_bare" };
 
 static unsigned long	 failed_open;	/* process lifetime, for the log */
 
-/* Results a request may hold: each limiter, and the account's bucket. */
-#define NRES	(KEEL_LIMIT__MAX + 1)
+/* Results a request may hold: each limiter, and the account's two
+ * buckets. */
+#define NRES	(KEEL_LIMIT__MAX + 2)
 
 /* What one request's checks found; lives in the request's arena. */
 struct keel_limit_state {
@@ -632,7 +633,8 @@ enum keel_step
 keel_limit_account(struct keel_req *req, const char *account)
 {
 	struct keel_limit_state	*st = req->limit;
-	size_t			 i;
+	const char		*tl, *tr;
+	size_t			 i, from;
 
 	/* The auth limiter didn't apply (off, or Redis was away and it
 	 * failed open): there is no place to take. */
@@ -642,10 +644,25 @@ keel_limit_account(struct keel_req *req, const char *account)
 		continue;
 	if (i == st->n)
 		return KEEL_STEP_GO;
+	from = st->n;
+	/* One slot for both in a cluster, tagged by the account, and not
+	 * the user's own slot ("{42}"): a script on keys that don't exist
+	 * yet gets TRYAGAIN while its slot migrates, and a login would
+	 * fail with the user's sessions moving. */
+	tl = KEEL_RTAG_L(req->redis);
+	tr = KEEL_RTAG_R(req->redis);
 	result_init(req, st, st->n++, KEEL_LIMIT_AUTH, keel_arena_cat(
-	    req->arena, KEY_PREFIX "auth:id:", account, NULL));
+	    req->arena, KEY_PREFIX "auth:", tl, "id:", account, tr, ":",
+	    keel_http_client_addr(req), NULL));
+	if (req->cfg->auth_account.limit > 0) {
+		result_init(req, st, st->n, KEEL_LIMIT_AUTH, keel_arena_cat(
+		    req->arena, KEY_PREFIX "auth:", tl, "id:", account, tr,
+		    NULL));
+		st->res[st->n].limit = req->cfg->auth_account.limit;
+		st->res[st->n++].window = req->cfg->auth_account.window;
+	}
 	/* The headers come with after(), as for any other answer. */
-	return check_run(req, st, st->n - 1, NULL, false);
+	return check_run(req, st, from, NULL, false);
 }
 
 /*

@@ -99,6 +99,9 @@ struct keel_config {
 	int	 cache;		/* KEEL_CACHE: 1 on, 0 off */
 	int	 ratelimit;		/* KEEL_RATELIMIT: 1 on, 0 off */
 	struct keel_rate rates[KEEL_LIMIT__MAX]; /* KEEL_RATELIMIT_API ... */
+	struct keel_rate auth_account;	/* KEEL_RATELIMIT_AUTH_ACCOUNT: failed
+					   logins per account, from every
+					   address together */
 	unsigned rate_fail_closed;	/* KEEL_RATELIMIT_FAIL_CLOSED: bit
 					   1 << KEEL_LIMIT_* per limiter */
 	struct keel_addr_rule client;	/* TRUSTED_PROXIES (parsed) and

@@ -53,12 +53,16 @@ enum keel_step	 keel_limit_check(struct keel_req *req,
 /*
  * For a route of an auth class, once the handler knows which account
  * the attempt is for (a login's user, whatever login string named it):
- * takes a place in that account's auth bucket too, atomically, so the
- * limit holds per account from any address and under any concurrency.
- * account is an opaque, key-safe name ("42" for user 42).  A step: 429
- * when the account's attempts are spent, 503 when Redis can't be
- * reached and the auth limiter fails closed; the caller answers nothing
- * else then.  Nothing happens when the auth limiter didn't run.
+ * takes a place, atomically, in two buckets of that account: this
+ * client address's (KEEL_RATELIMIT_AUTH: the limit holds per address
+ * and account however the login string spells the account), and every
+ * address's together (KEEL_RATELIMIT_AUTH_ACCOUNT, much higher: it
+ * bounds a guesser with many addresses, and since anyone can spend it,
+ * it must not be a lockout five requests buy).  account is an opaque,
+ * key-safe name ("42" for user 42).  A step: 429 when either is spent,
+ * 503 when Redis can't be reached and the auth limiter fails closed;
+ * the caller answers nothing else then.  Nothing happens when the auth
+ * limiter didn't run.
  */
 enum keel_step	 keel_limit_account(struct keel_req *req, const char *account);
 

@@ -10,6 +10,9 @@ stack's own back afterwards.
 """
 
 import concurrent.futures
+import http.client
+import json
+import urllib.parse
 import uuid
 
 from accounts import PASSWORD, make_user
@@ -96,6 +99,53 @@ def test_brute_force_limit_counts_the_account_not_the_login_string(
     assert by_name == [401, 401, 429], by_name
     assert right.status_code == 429, right.text
     assert int(right.headers["Retry-After"]) > 0
+
+
+def login_from(stack, src, who, password):
+    """A login sent from the loopback address src (127.0.0.0/8 is all
+    this host's): a client of its own to the limiters."""
+    u = urllib.parse.urlsplit(stack.url("/"))
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=60,
+                                   source_address=(src, 0))
+    try:
+        c.request("POST", "/api/auth/login",
+                  body=json.dumps({"login": who, "password": password}),
+                  headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        r.read()
+        return r.status
+    finally:
+        c.close()
+
+
+def test_another_address_still_logs_in_when_one_spent_the_accounts_tries(
+        stack):
+    """The limit is per address and account (API.md): five wrong
+    passwords from one address are no lockout of the account's owner
+    elsewhere (a trivial denial of service, admins included)."""
+    u = make_user(stack, "admin")
+    with OwnAuth(stack, KEEL_RATELIMIT_AUTH="%d/900" % AUTH_LIMIT):
+        spent = [login_from(stack, "127.0.0.2", u["email"], "wrong-%d" % i)
+                 for i in range(AUTH_LIMIT + 1)]
+        by_name = login_from(stack, "127.0.0.2", u["username"], PASSWORD)
+        owner = login_from(stack, "127.0.0.3", u["email"], PASSWORD)
+    assert spent == [401] * AUTH_LIMIT + [429], spent
+    assert by_name == 429       # however the account is spelled
+    assert owner == 200
+
+
+def test_the_account_limit_holds_over_every_address(stack):
+    """KEEL_RATELIMIT_AUTH_ACCOUNT bounds a guesser with many addresses:
+    past it no address gets a password checked, the right one neither."""
+    u = make_user(stack, "student")
+    with OwnAuth(stack, KEEL_RATELIMIT_AUTH="3/900",
+                 KEEL_RATELIMIT_AUTH_ACCOUNT="7/900"):
+        codes = [login_from(stack, "127.0.0.%d" % (10 + i // 3), u["email"],
+                            "wrong-%d" % i) for i in range(7)]
+        late = [login_from(stack, "127.0.0.%d" % a, u["email"], PASSWORD)
+                for a in (20, 21)]
+    assert codes == [401] * 7, codes
+    assert late == [429, 429], late
 
 
 def test_a_successful_login_gives_its_place_back(stack, anon):
