@@ -132,6 +132,20 @@ rywkey_of(const struct keel_redis *r, char *buf, size_t n, int64_t uid)
 	    KEEL_RTAG_R(r));
 }
 
+/*
+ * The user's live channel (KEEL_AUTH_USER_CHANNEL + uid: not a key, so
+ * no hash tag), where a session's end is announced as END_MSG says,
+ * byte for byte as lib/lua/auth_session_gone.lua writes it.
+ */
+#define END_MSG		"{\"userId\":%lld,\"sessionEnded\":\"%s\"}"
+#define CHAN_MAX	(sizeof(KEEL_AUTH_USER_CHANNEL) + KEEL_TEXT_INT_MAX)
+
+static void
+chan_of(char *buf, size_t n, int64_t uid)
+{
+	snprintf(buf, n, KEEL_AUTH_USER_CHANNEL "%lld", (long long)uid);
+}
+
 unsigned
 keel_auth_role_parse(const char *name)
 {
@@ -354,25 +368,44 @@ skey_of(char *buf, size_t n, const char *id)
 }
 
 /*
- * Cluster mode: ends session id of the user whose index is ukey, the
- * session first, then its place in the index (two slots, two commands).
+ * Cluster mode: ends session id of uid, whose index is ukey, the
+ * session first, then its place in the index (two slots, two
+ * commands), then announces it (a third: a failure there is logged and
+ * the session's streams last to its expiry).
  */
 static enum keel_err
-cluster_end(struct keel_redis *r, const char *ukey, const char *id)
+cluster_end(struct keel_redis *r, int64_t uid, const char *ukey,
+    const char *id)
 {
-	const char	*av[3];
-	char		 skey[SESS_PREFIX_LEN + KEEL_AUTH_ID_LEN + 1];
-	enum keel_err	 er;
+	struct keel_rreply	*rep = NULL;
+	const char		*av[3];
+	char			 skey[SESS_PREFIX_LEN + KEEL_AUTH_ID_LEN + 1];
+	char			 chan[CHAN_MAX], msg[128];
+	bool			 was;
+	enum keel_err		 er;
 
 	skey_of(skey, sizeof(skey), id);
 	av[0] = "DEL";
 	av[1] = skey;
-	if ((er = cmd(r, 2, av, NULL)) != KEEL_OK)
+	if ((er = cmd(r, 2, av, &rep)) != KEEL_OK)
 		return er;
+	was = rep->type == KEEL_R_INT && rep->integer == 1;
+	keel_rreply_free(rep);
 	av[0] = "SREM";
 	av[1] = ukey;
 	av[2] = id;
-	return cmd(r, 3, av, NULL);
+	if ((er = cmd(r, 3, av, NULL)) != KEEL_OK || !was)
+		return er;
+	chan_of(chan, sizeof(chan), uid);
+	snprintf(msg, sizeof(msg), END_MSG, (long long)uid, id);
+	av[0] = "PUBLISH";
+	av[1] = chan;
+	av[2] = msg;
+	if (cmd(r, 3, av, NULL) != KEEL_OK)
+		keel_log_warnx("auth: the end of a session of user %lld was "
+		    "not announced: its streams last to its expiry",
+		    (long long)uid);
+	return KEEL_OK;
 }
 
 struct born {
@@ -394,7 +427,7 @@ born_cmp(const void *a, const void *b)
  * sessions are in other slots): a login past the limit only.
  */
 static enum keel_err
-cluster_evict(struct keel_redis *r, const char *ukey, int max)
+cluster_evict(struct keel_redis *r, int64_t uid, const char *ukey, int max)
 {
 	struct keel_rreply	*mem = NULL, *rep = NULL;
 	struct born		*live;
@@ -430,7 +463,7 @@ cluster_evict(struct keel_redis *r, const char *ukey, int max)
 	qsort(live, n, sizeof(*live), born_cmp);
 	for (i = 0; er == KEEL_OK && n > (size_t)max && i < n - (size_t)max;
 	    i++)
-		er = cluster_end(r, ukey, live[i].id);
+		er = cluster_end(r, uid, ukey, live[i].id);
 	free(live);
 	keel_rreply_free(mem);
 	return er;
@@ -442,14 +475,15 @@ cluster_evict(struct keel_redis *r, const char *ukey, int max)
  * it); an id whose session is missing is dropped by the next eviction.
  */
 static enum keel_err
-cluster_session_new(struct keel_redis *r, const char **argv, int max)
+cluster_session_new(struct keel_redis *r, int64_t uid, const char **argv,
+    int max)
 {
 	struct keel_rreply	*rep = NULL;
 	const char		*av[5];
 	long long		 n;
 	enum keel_err		 er;
 
-	/* argv: skey ukey uid role exp ttl id max (the script's). */
+	/* argv: skey ukey uid role exp ttl id max chan (the script's). */
 	av[0] = argv[1];
 	av[1] = argv[6];
 	av[2] = argv[5];
@@ -464,7 +498,7 @@ cluster_session_new(struct keel_redis *r, const char **argv, int max)
 	av[4] = argv[5];
 	if ((er = run(r, &sess_put_lua, 1, 5, av, NULL)) != KEEL_OK)
 		return er;
-	return n > max ? cluster_evict(r, argv[1], max) : KEEL_OK;
+	return n > max ? cluster_evict(r, uid, argv[1], max) : KEEL_OK;
 }
 
 enum keel_err
@@ -473,7 +507,8 @@ keel_auth_session_new(struct keel_req *req, int64_t uid, unsigned role,
 {
 	char		 id[KEEL_AUTH_ID_LEN + 1], skey[80], ukey[48];
 	char		 suid[24], sexp[24], sttl[16], smax[16];
-	const char	*argv[8];
+	char		 chan[CHAN_MAX];
+	const char	*argv[9];
 	int		 ttl = req->cfg->session_ttl;
 	time_t		 e;
 	enum keel_err	 er;
@@ -495,9 +530,12 @@ keel_auth_session_new(struct keel_req *req, int64_t uid, unsigned role,
 	argv[5] = sttl;
 	argv[6] = id;
 	argv[7] = smax;
+	chan_of(chan, sizeof(chan), uid);
+	argv[8] = chan;
 	if ((er = keel_redis_is_cluster(req->redis) ?
-	    cluster_session_new(req->redis, argv, req->cfg->session_max) :
-	    run(req->redis, &sess_new_lua, 2, 8, argv, NULL)) != KEEL_OK) {
+	    cluster_session_new(req->redis, uid, argv,
+	    req->cfg->session_max) :
+	    run(req->redis, &sess_new_lua, 2, 9, argv, NULL)) != KEEL_OK) {
 		explicit_bzero(tok, KEEL_AUTH_TOKEN_LEN + 1);
 		return er;
 	}
@@ -623,17 +661,22 @@ keel_auth_session_get(struct keel_redis *r, const char *tok,
 enum keel_err
 keel_auth_session_end(struct keel_redis *r, int64_t uid, const char *id)
 {
-	char		 skey[80], ukey[48];
-	const char	*argv[3];
+	char		 skey[80], ukey[48], chan[CHAN_MAX];
+	char		 suid[KEEL_TEXT_INT_MAX];
+	const char	*argv[5];
 
 	skey_of(skey, sizeof(skey), id);
 	ukey_of(r, ukey, sizeof(ukey), uid);
 	if (keel_redis_is_cluster(r))
-		return cluster_end(r, ukey, id);
+		return cluster_end(r, uid, ukey, id);
+	chan_of(chan, sizeof(chan), uid);
+	keel_text_int(suid, uid);
 	argv[0] = skey;
 	argv[1] = ukey;
 	argv[2] = id;
-	return run(r, &sess_end_lua, 2, 3, argv, NULL);
+	argv[3] = chan;
+	argv[4] = suid;
+	return run(r, &sess_end_lua, 2, 5, argv, NULL);
 }
 
 /*
@@ -641,7 +684,8 @@ keel_auth_session_end(struct keel_redis *r, int64_t uid, const char *id)
  * index, a command at a time (the sessions are in other slots).
  */
 static enum keel_err
-cluster_end_all(struct keel_redis *r, const char *ukey, const char *keep)
+cluster_end_all(struct keel_redis *r, int64_t uid, const char *ukey,
+    const char *keep)
 {
 	struct keel_rreply	*mem = NULL;
 	const char		*av[2];
@@ -654,7 +698,7 @@ cluster_end_all(struct keel_redis *r, const char *ukey, const char *keep)
 		return er;
 	for (i = 0; i < mem->nelem && er == KEEL_OK; i++)
 		if (keep == NULL || strcmp(mem->elem[i].str, keep) != 0)
-			er = cluster_end(r, ukey, mem->elem[i].str);
+			er = cluster_end(r, uid, ukey, mem->elem[i].str);
 	keel_rreply_free(mem);
 	return er;
 }
@@ -663,15 +707,19 @@ enum keel_err
 keel_auth_sessions_end_all(struct keel_redis *r, int64_t uid,
     const char *keep)
 {
-	char		 ukey[48];
-	const char	*argv[2];
+	char		 ukey[48], chan[CHAN_MAX], suid[KEEL_TEXT_INT_MAX];
+	const char	*argv[4];
 
 	ukey_of(r, ukey, sizeof(ukey), uid);
 	if (keel_redis_is_cluster(r))
-		return cluster_end_all(r, ukey, keep);
+		return cluster_end_all(r, uid, ukey, keep);
+	chan_of(chan, sizeof(chan), uid);
+	keel_text_int(suid, uid);
 	argv[0] = ukey;
 	argv[1] = keep != NULL ? keep : "";
-	return run(r, &sess_end_all_lua, 1, 2, argv, NULL);
+	argv[2] = chan;
+	argv[3] = suid;
+	return run(r, &sess_end_all_lua, 1, 4, argv, NULL);
 }
 
 /*

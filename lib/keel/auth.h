@@ -43,6 +43,13 @@ struct keel_rows;
  * such a transaction) and ends the session when the account changed.  So
  * no session outlives the change, whichever finishes first.
  *
+ * Each session that ends (a logout, the end of all, the oldest past
+ * KEEL_SESSION_MAX at a login) is announced, by the script that ends
+ * it, on its user's live channel "keel:notify:<uid>" (notify.h) as
+ * {"userId": <uid>, "sessionEnded": "<its 64-hex id>"}: every stream
+ * process closes the streams that session opened (stream/stream.c).  A
+ * session that expires is not announced; its streams end at its exp.
+ *
  * Tokens reach clients as url-safe base64 (no padding) of 32 random bytes.
  */
 #define KEEL_AUTH_TOKEN_BYTES	32
@@ -52,6 +59,8 @@ struct keel_rows;
 #define KEEL_AUTH_PASSWORD_MIN	10	/* characters (API.md) */
 #define KEEL_AUTH_PASSWORD_MAX	1024	/* bytes: bounds the hashing work */
 #define KEEL_AUTH_RESET_TTL	3600	/* seconds a reset link lives */
+/* The user's live channel's prefix, notify.h's too (auth is below it). */
+#define KEEL_AUTH_USER_CHANNEL	"keel:notify:"
 
 /*
  * A user as API.md shows one (id, email, username, name, role, isActive,
@@ -150,13 +159,14 @@ enum keel_err	 keel_auth_session_new(struct keel_req *req, int64_t uid,
 enum keel_err	 keel_auth_session_get(struct keel_redis *r, const char *tok,
 		    struct keel_session *out);
 
-/* Ends the session id (hex) of uid at once. */
+/* Ends the session id (hex) of uid at once, and announces it (above). */
 enum keel_err	 keel_auth_session_end(struct keel_redis *r, int64_t uid,
 		    const char *id);
 
 /*
  * Ends every session of uid at once except keep (an id, or NULL for
- * all): logout everywhere, deactivation, password change.
+ * all): logout everywhere, deactivation, password change; each one
+ * announced (above).
  */
 enum keel_err	 keel_auth_sessions_end_all(struct keel_redis *r, int64_t uid,
 		    const char *keep);

@@ -1,8 +1,10 @@
+-- keel: include auth_session_gone.lua
 -- A new session and its place in the user's index, at once (auth.c).
 -- KEYS[1]: the session, KEYS[2]: the user's index.  ARGV: uid, role,
 -- exp (unix s), ttl (s), the session's id, the most sessions a user may
--- hold.  Past that, the oldest end: the index never grows past it and a
--- login never walks more than it.
+-- hold, the user's channel.  Past that, the oldest end (said on the
+-- channel, as a logout is): the index never grows past it and a login
+-- never walks more than it.
 local max = tonumber(ARGV[6])
 -- born: the server's clock in microseconds, which orders logins made in
 -- the same second.
@@ -27,6 +29,7 @@ if redis.call('SCARD', KEYS[2]) > max then
   for i = 1, #live - max do
     redis.call('DEL', 'keel:sess:' .. live[i][1])
     redis.call('SREM', KEYS[2], live[i][1])
+    gone(ARGV[7], ARGV[1], live[i][1])
   end
 end
 if redis.call('TTL', KEYS[2]) < tonumber(ARGV[4]) then
