@@ -161,7 +161,8 @@ out:
 }
 
 /*
- * A single-use ticket for the stream, stored hashed for 60 s (notify.h).
+ * A single-use ticket for the stream, stored hashed for 60 s and bound
+ * to the caller's session (notify.h).
  * Without Redis there is none to give: 503, as lib answers
  * KEEL_EUNAVAIL.
  */
@@ -174,8 +175,8 @@ notify_ticket(struct keel_req *req)
 	time_t		 exp;
 	enum keel_err	 er;
 
-	if ((er = keel_notify_ticket_new(req->redis, req->user->id, tok,
-	    &exp)) != KEEL_OK)
+	if ((er = keel_notify_ticket_new(req->redis, req->user->id,
+	    req->user->session, tok, &exp)) != KEEL_OK)
 		return er;
 	keel_time_format(exp, at);
 	keel_jw_init(&w, &b);

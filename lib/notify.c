@@ -135,12 +135,12 @@ keel_notify_ticket_key(const char *tok, char key[KEEL_NOTIFY_TICKET_KEY_MAX])
 }
 
 enum keel_err
-keel_notify_ticket_new(struct keel_redis *r, int64_t uid,
+keel_notify_ticket_new(struct keel_redis *r, int64_t uid, const char *sid,
     char tok[KEEL_AUTH_TOKEN_LEN + 1], time_t *exp)
 {
 	struct keel_rreply	*rep = NULL;
 	char			 key[KEEL_NOTIFY_TICKET_KEY_MAX];
-	char			 suid[KEEL_TEXT_INT_MAX];
+	char			 val[KEEL_TEXT_INT_MAX + KEEL_AUTH_ID_LEN + 1];
 	char			 ttl[KEEL_TEXT_INT_MAX];
 	const char		*argv[5];
 	time_t			 t = time(NULL);
@@ -148,11 +148,12 @@ keel_notify_ticket_new(struct keel_redis *r, int64_t uid,
 
 	keel_auth_token_new(tok);
 	keel_notify_ticket_key(tok, key);
-	keel_text_int(suid, uid);
+	/* The session's id, not its token: a hash, as auth.c stores it. */
+	snprintf(val, sizeof(val), "%lld:%s", (long long)uid, sid);
 	keel_text_int(ttl, KEEL_NOTIFY_TICKET_TTL);
 	argv[0] = "SET";
 	argv[1] = key;
-	argv[2] = suid;
+	argv[2] = val;
 	argv[3] = "EX";
 	argv[4] = ttl;
 	if ((er = keel_redis_cmd(r, 5, argv, NULL, &rep)) == KEEL_OK &&

@@ -11,9 +11,10 @@
  * user, one Redis connection for commands and one PostgreSQL connection.
  *
  *   open     bearer token (HMGET the session) or single-use ticket
- *            (GETDEL), then a lease among the user's streams (Lua), then
- *            200 and the replay: the user's notifications after
- *            Last-Event-ID from PostgreSQL, in id order
+ *            (stream_ticket.lua: GETDEL it, read its session), then a
+ *            lease among the user's streams (Lua) and the session read
+ *            again, then 200 and the replay: the user's notifications
+ *            after Last-Event-ID from PostgreSQL, in id order
  *   live     a published notification whose prev is the last id this
  *            stream sent goes out at once; anything else (a gap, a
  *            message that overtook another, a replay under way, the
@@ -21,7 +22,22 @@
  *            dirty streams catch up from PostgreSQL, many per query
  *   close    the client went (lighttpd closes the socket), it stopped
  *            reading (its output passed OUT_MAX), PostgreSQL failed
- *            mid-replay (an error event), or SIGTERM (a reconnect event)
+ *            mid-replay (an error event), SIGTERM (a reconnect event),
+ *            or its session ended or expired (an end event)
+ *
+ * A stream belongs to the session that opened it (the bearer's, or the
+ * one that took the ticket) and ends with it: auth.c announces each
+ * session it ends on the user's channel (auth.h), so every process
+ * closes that session's streams at once.  The session is read again
+ * after the stream is in its user's list, so a logout that lands while
+ * the stream opens is seen either by that read or, later, by the
+ * announcement.  A session that expires is not announced: a stream
+ * keeps its session's exp and ends at its first heartbeat past it.
+ * Sessions never slide (auth.c sets exp once, with the key's TTL), so
+ * that costs nothing in Redis, where reading every session again each
+ * heartbeat would double an idle stream's commands (docs/capacity.md).
+ * When the subscription comes back after a loss, announcements may have
+ * been missed: every stream's session is read again then.
  *
  * The drainer serialises a user's notifications (a row lock per user),
  * so per user, ids are in commit order: "after id N" is always complete.
@@ -88,6 +104,8 @@
 #define REDIS_BACKOFF_MIN_MS	250
 #define REDIS_BACKOFF_MAX_MS	5000
 #define SESS_PREFIX	"keel:sess:"
+#define SESS_BYTES	32		/* a session's id: SHA-256 */
+#define SESS_KEY_MAX	(sizeof(SESS_PREFIX) + KEEL_AUTH_ID_LEN)
 #define OPEN_PREFIX	"keel:sse:open:"
 #define NOTIFY_PATTERN	KEEL_NOTIFY_CHANNEL_PREFIX "*"	/* lib/notify.h */
 
@@ -104,6 +122,12 @@ struct stream {
 	int			 auth_wait;	/* Redis answers to come */
 	bool			 auth_bad;	/* a credential failed */
 	bool			 auth_down;	/* Redis failed */
+	bool			 checking;	/* leased, session read again */
+	bool			 crowded;	/* the user has the most */
+	bool			 listed;	/* in its user's list */
+	bool			 have_sess;	/* sess is known */
+	unsigned char		 sess[SESS_BYTES];	/* its session's id */
+	time_t			 exp;		/* its session's end, unix s */
 	struct event		*deadline;	/* the open's, until open */
 	struct stream		*next, *prev;	/* every stream */
 	struct stream		*hnext;		/* sid chain */
@@ -118,6 +142,20 @@ struct user {
 	struct user	*hnext;
 };
 
+/* The scripts a stream runs, by sha once loaded (run_script). */
+enum script {
+	SCRIPT_LEASE,		/* stream_lease.lua: a place, at open */
+	SCRIPT_RENEW,		/* stream_renew.lua: kept, each heartbeat */
+	SCRIPT_TICKET,		/* stream_ticket.lua: a ticket and its session */
+	SCRIPT__MAX
+};
+
+static const char *const scripts[SCRIPT__MAX] = {
+	[SCRIPT_LEASE] = keel_lua_stream_lease,
+	[SCRIPT_RENEW] = keel_lua_stream_renew,
+	[SCRIPT_TICKET] = keel_lua_stream_ticket,
+};
+
 /* One Redis connection, reconnected with backoff when it drops. */
 struct rconn {
 	const char		*name;
@@ -129,9 +167,8 @@ struct rconn {
 	bool			 lost;		/* was up, went down */
 	int			 backoff_ms;
 	struct event		*retry;
-	char			 sha_lease[41];	/* SCRIPT LOADed on this */
-	char			 sha_renew[41];	/* connection; "" not yet */
-};
+	char			 sha[SCRIPT__MAX][41];	/* SCRIPT LOADed on */
+};					/* this connection; "" not yet */
 
 /* A worker's whole state: one per process. */
 static struct {
@@ -157,6 +194,7 @@ static struct {
 	int			 nbatch;
 	struct event		*heartbeat, *sigterm, *sigint, *relisten;
 	uint64_t		 tick;		/* heartbeat seconds so far */
+	bool			 verify;	/* sessions to read again */
 	bool			 term;
 	char			 member[96];	/* "host:pid:" */
 	int			 lease_ms;
@@ -180,6 +218,52 @@ tv_ms(int ms)
 	    .tv_usec = (ms % 1000) * 1000 };
 
 	return tv;
+}
+
+/* A lower-case hex digit's value (auth.c's ids); -1 for anything else. */
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* n hex digits (n = 2 * SESS_BYTES) into a session id; false if not. */
+static bool
+sess_parse(const char *hex, size_t n, unsigned char out[SESS_BYTES])
+{
+	size_t	 i;
+	int	 hi, lo;
+
+	if (n != 2 * SESS_BYTES)
+		return false;
+	for (i = 0; i < SESS_BYTES; i++) {
+		hi = hexval(hex[2 * i]);
+		lo = hexval(hex[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return false;
+		out[i] = (unsigned char)(hi << 4 | lo);
+	}
+	return true;
+}
+
+/* "keel:sess:<64 hex>", the key of session id, into buf. */
+static void
+sess_key(char buf[SESS_KEY_MAX], const unsigned char id[SESS_BYTES])
+{
+	static const char	 hex[] = "0123456789abcdef";
+	char			*p = buf + sizeof(SESS_PREFIX) - 1;
+	size_t			 i;
+
+	memcpy(buf, SESS_PREFIX, sizeof(SESS_PREFIX) - 1);
+	for (i = 0; i < SESS_BYTES; i++) {
+		*p++ = hex[id[i] >> 4];
+		*p++ = hex[id[i] & 0xf];
+	}
+	*p = '\0';
 }
 
 /* A JSON error as API.md shapes it, with extra headers (may be NULL). */
@@ -326,6 +410,7 @@ stream_new(struct evhttp_request *req)
 
 static struct rconn	*cmd_for(const char *key);
 static void		 on_redirect(redisAsyncContext *, void *, void *);
+static bool		 redirected(const redisReply *r);
 
 /* "keel:sse:open:<uid>" into buf. */
 static void
@@ -355,7 +440,7 @@ stream_free(struct stream *s, const char *why)
 		W.all = s->next;
 	if (s->next != NULL)
 		s->next->prev = s->prev;
-	if (s->open)
+	if (s->listed)
 		user_remove(s);
 	if (s->dirty)
 		W.ndirty--;
@@ -462,6 +547,23 @@ stream_last_word(struct stream *s, const char *event, const char *data,
 	}
 	keel_buf_free(&b);
 	stream_close(s, false, why);
+}
+
+/*
+ * Its session ended (a logout, the end of all the user's sessions) or
+ * expired: an end event saying which, and the end of the response.  Not
+ * a reconnect: the session is gone, and a client that comes back with
+ * it gets 401.
+ */
+static void
+stream_end(struct stream *s, bool expired)
+{
+	if (expired)
+		stream_last_word(s, "end", "{\"reason\":\"session_expired\"}",
+		    "session expired");
+	else
+		stream_last_word(s, "end", "{\"reason\":\"session_ended\"}",
+		    "session ended");
 }
 
 /* ------------------------------------------------ catching up from PG */
@@ -593,13 +695,75 @@ pump(void)
 
 /* ------------------------------------------------------ live messages */
 
+/*
+ * A session's end as auth.c announces it (auth.h), {"userId":<uid>,
+ * "sessionEnded":"<64 hex>"}: one producer writes it with one format,
+ * so it is matched byte for byte.  True with *uid and id set.
+ */
+static bool
+session_ended(const char *msg, size_t len, int64_t *uid,
+    unsigned char id[SESS_BYTES])
+{
+	static const char	 a[] = "{\"userId\":";
+	static const char	 b[] = ",\"sessionEnded\":\"";
+	const char		*p = msg, *end = msg + len, *q;
+	char			 num[KEEL_TEXT_INT_MAX];
+
+	if (len < sizeof(a) - 1 || memcmp(p, a, sizeof(a) - 1) != 0)
+		return false;
+	p += sizeof(a) - 1;
+	for (q = p; q < end && *q >= '0' && *q <= '9'; q++)
+		continue;
+	if (q == p || (size_t)(q - p) >= sizeof(num))
+		return false;
+	memcpy(num, p, (size_t)(q - p));
+	num[q - p] = '\0';
+	if (!keel_parse_int64(num, 1, INT64_MAX, uid))
+		return false;
+	if ((size_t)(end - q) != sizeof(b) - 1 + 2 * SESS_BYTES + 2 ||
+	    memcmp(q, b, sizeof(b) - 1) != 0 ||
+	    memcmp(end - 2, "\"}", 2) != 0)
+		return false;
+	return sess_parse(q + sizeof(b) - 1, 2 * SESS_BYTES, id);
+}
+
+/*
+ * Session id of uid ended: its open streams end, and one still opening
+ * is refused (401) when its checks answer.
+ */
+static void
+session_gone(int64_t uid, const unsigned char id[SESS_BYTES])
+{
+	struct user	*u;
+	struct stream	*s, *next;
+
+	if ((u = user_find(uid)) == NULL)
+		return;
+	/* Closing the last stream frees u: only next is read after. */
+	for (s = u->streams; s != NULL; s = next) {
+		next = s->unext;
+		if (memcmp(s->sess, id, SESS_BYTES) != 0)
+			continue;
+		if (s->open)
+			stream_end(s, false);
+		else
+			s->auth_bad = true;
+	}
+}
+
 static void
 on_message(const char *msg, size_t len)
 {
 	struct keel_sse_msg	 m;
 	struct user		*u;
 	struct stream		*s, *next;
+	unsigned char		 id[SESS_BYTES];
+	int64_t			 uid;
 
+	if (session_ended(msg, len, &uid, id)) {
+		session_gone(uid, id);
+		return;
+	}
 	if (!keel_sse_msg_parse(msg, len, &m)) {
 		keel_log_warnx("notify: a message that is not one (%zu "
 		    "bytes)", len);
@@ -608,6 +772,8 @@ on_message(const char *msg, size_t len)
 	if ((u = user_find(m.uid)) != NULL) {
 		for (s = u->streams; s != NULL; s = next) {
 			next = s->unext;
+			if (!s->open)
+				continue;	/* its replay will have it */
 			if (s->last_id >= 0 && m.id <= s->last_id)
 				continue;	/* sent already */
 			if (s->last_id >= 0 && m.prev == s->last_id)
@@ -618,6 +784,49 @@ on_message(const char *msg, size_t len)
 	}
 	keel_sse_msg_free(&m);
 	pump();
+}
+
+/* A session read again after the subscription was lost (verify_all). */
+static void
+on_verify(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	struct stream	*s = stream_find((uint64_t)(uintptr_t)privdata);
+	redisReply	*r = reply;
+
+	(void)ac;
+	(void)redirected(r);
+	if (s == NULL || r == NULL || r->type != REDIS_REPLY_INTEGER ||
+	    r->integer != 0)
+		return;
+	if (s->open)
+		stream_end(s, false);
+	else
+		s->auth_bad = true;
+}
+
+/*
+ * After the subscription came back: an end announced while it was lost
+ * was missed, so every listed stream's session is read again (once per
+ * loss, not per heartbeat).  Left for the next heartbeat while a
+ * command connection is down.
+ */
+static void
+verify_all(void)
+{
+	struct stream	*s;
+	struct rconn	*rc;
+	char		 skey[SESS_KEY_MAX];
+
+	W.verify = false;
+	for (s = W.all; s != NULL; s = s->next) {
+		if (!s->listed)
+			continue;
+		sess_key(skey, s->sess);
+		if ((rc = cmd_for(skey)) == NULL || redisAsyncCommand(rc->ac,
+		    on_verify, (void *)(uintptr_t)s->sid, "EXISTS %s",
+		    skey) != REDIS_OK)
+			W.verify = true;
+	}
 }
 
 /* After the subscription came back: every stream may have missed some. */
@@ -647,6 +856,7 @@ on_pmessage(redisAsyncContext *ac, void *reply, void *privdata)
 		if (W.sub.lost) {
 			W.sub.lost = false;
 			catch_up_all();
+			verify_all();
 		}
 		return;
 	}
@@ -731,28 +941,30 @@ on_script(redisAsyncContext *ac, void *reply, void *privdata)
 }
 
 /*
- * Runs a stream script: by sha once loaded on this connection (an open
- * and every renewal would otherwise send the script's text), by text
- * until then.  Format: the script's KEYS count, then its arguments.
+ * Runs a stream script on key with up to three arguments (NULL: fewer):
+ * by sha once loaded on this connection (an open and every renewal
+ * would otherwise send the script's text), by text until then.
  */
 static int
-run_script(struct rconn *rc, bool lease, redisCallbackFn *fn,
+run_script(struct rconn *rc, enum script which, redisCallbackFn *fn,
     void *privdata, const char *key, const char *a1, const char *a2,
     const char *a3)
 {
-	const char	*sha = lease ? rc->sha_lease : rc->sha_renew;
-	const char	*lua = lease ? keel_lua_stream_lease :
-			    keel_lua_stream_renew;
+	const char	*argv[7];
+	int		 argc = 0;
+	bool		 sha = rc->sha[which][0] != '\0';
 
-	if (*sha != '\0')
-		return a3 != NULL ? redisAsyncCommand(rc->ac, fn, privdata,
-		    "EVALSHA %s 1 %s %s %s %s", sha, key, a1, a2, a3) :
-		    redisAsyncCommand(rc->ac, fn, privdata,
-		    "EVALSHA %s 1 %s %s %s", sha, key, a1, a2);
-	return a3 != NULL ? redisAsyncCommand(rc->ac, fn, privdata,
-	    "EVAL %s 1 %s %s %s %s", lua, key, a1, a2, a3) :
-	    redisAsyncCommand(rc->ac, fn, privdata, "EVAL %s 1 %s %s %s",
-	    lua, key, a1, a2);
+	argv[argc++] = sha ? "EVALSHA" : "EVAL";
+	argv[argc++] = sha ? rc->sha[which] : scripts[which];
+	argv[argc++] = "1";
+	argv[argc++] = key;
+	if (a1 != NULL)
+		argv[argc++] = a1;
+	if (a2 != NULL)
+		argv[argc++] = a2;
+	if (a3 != NULL)
+		argv[argc++] = a3;
+	return redisAsyncCommandArgv(rc->ac, fn, privdata, argc, argv, NULL);
 }
 
 /* An answer that is a redirect: the slot map is loaded again first. */
@@ -835,7 +1047,7 @@ rconn_start(struct rconn *rc)
 	const struct keel_redis_addr	*a = &W.raddr;
 	redisAsyncContext		*ac;
 	char				 host[KEEL_SENTINEL_HOST_MAX], err[160];
-	int				 port;
+	int				 port, i;
 
 	/* Cluster mode: the subscription on slot 0's master by the map
 	 * (loaded again after it failed); any node hears every PUBLISH. */
@@ -886,11 +1098,11 @@ rconn_start(struct rconn *rc)
 	}
 	if (a->db != 0 && W.rc == NULL)
 		redisAsyncCommand(ac, NULL, NULL, "SELECT %d", a->db);
-	rc->sha_lease[0] = rc->sha_renew[0] = '\0';
-	redisAsyncCommand(ac, on_script, rc->sha_lease, "SCRIPT LOAD %s",
-	    keel_lua_stream_lease);
-	redisAsyncCommand(ac, on_script, rc->sha_renew, "SCRIPT LOAD %s",
-	    keel_lua_stream_renew);
+	for (i = 0; i < SCRIPT__MAX; i++) {
+		rc->sha[i][0] = '\0';
+		redisAsyncCommand(ac, on_script, rc->sha[i], "SCRIPT LOAD %s",
+		    scripts[i]);
+	}
 }
 
 /* ---------------------------------------------------------- opening */
@@ -950,13 +1162,40 @@ stream_start(struct stream *s)
 		bufferevent_set_timeouts(bev, NULL, NULL);
 	s->open = true;
 	keel_metrics_add(KEEL_M_STREAM_OPENS, "", 1);
-	user_add(s);
 	keel_buf_printf(&b, "retry: %d\n\n", RETRY_HINT_MS);
 	if (stream_write(s, &b)) {
 		mark_dirty(s);
 		pump();
 	}
 	keel_buf_free(&b);
+}
+
+/*
+ * Every answer of a step of the open counts down; at the last, the
+ * verdict.  First the credentials (a token's session, a ticket and its
+ * session), then, the session known, the lease and the session read
+ * again (stream_check); then 200.
+ */
+static void	stream_check(struct stream *s);
+
+static void
+auth_step(struct stream *s)
+{
+	if (--s->auth_wait > 0)
+		return;
+	if (s->auth_down)
+		stream_refuse(s, 503, "unavailable",
+		    "Sessions cannot be checked right now.", "1");
+	else if (s->auth_bad)
+		stream_refuse(s, 401, "unauthorized",
+		    "A valid session or stream ticket is required.", NULL);
+	else if (!s->checking)
+		stream_check(s);
+	else if (s->crowded)
+		stream_refuse(s, 429, "rate_limited",
+		    "Too many open notification streams for this user.", "5");
+	else
+		stream_start(s);
 }
 
 static void
@@ -973,68 +1212,126 @@ on_lease(redisAsyncContext *ac, void *reply, void *privdata)
 		redisAsyncDisconnect(ac);
 	if (s == NULL || s->open)
 		return;
-	if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
-		stream_refuse(s, 503, "unavailable",
-		    "Streams cannot be counted right now.", "1");
-		return;
-	}
-	if (r->integer != 1) {
-		stream_refuse(s, 429, "rate_limited",
-		    "Too many open notification streams for this user.", "5");
-		return;
-	}
-	s->leased = true;
-	stream_start(s);
+	if (r == NULL || r->type != REDIS_REPLY_INTEGER)
+		s->auth_down = true;
+	else if (r->integer != 1)
+		s->crowded = true;
+	else
+		s->leased = true;
+	auth_step(s);
 }
 
-/* The user is known: take a place among the user's streams. */
+/* The session read again once the stream is listed: EXISTS's answer. */
 static void
-stream_lease(struct stream *s)
+on_recheck(redisAsyncContext *ac, void *reply, void *privdata)
 {
-	char	 key[64], member[128], max[16], lease[16];
+	struct stream	*s = stream_find((uint64_t)(uintptr_t)privdata);
+	redisReply	*r = reply;
 
+	(void)ac;
+	(void)redirected(r);
+	if (s == NULL || s->open)
+		return;
+	if (r == NULL || r->type != REDIS_REPLY_INTEGER)
+		s->auth_down = true;
+	else if (r->integer != 1)
+		s->auth_bad = true;
+	auth_step(s);
+}
+
+/*
+ * The session is known: the stream joins its user's list, so the news
+ * of the session's end finds it from now on (session_gone), then takes
+ * a place among the user's streams and reads the session again, both
+ * at once.  The read sees an end that came before the stream was
+ * listed, when the announcement found nothing (the two connections'
+ * answers may come in either order).
+ */
+static void
+stream_check(struct stream *s)
+{
+	char		 key[64], member[128], max[16], lease[16];
+	char		 skey[SESS_KEY_MAX];
 	struct rconn	*rc;
+	void		*sid = (void *)(uintptr_t)s->sid;
 
+	user_add(s);
+	s->listed = true;
+	s->checking = true;
 	open_key(key, sizeof(key), s->uid);
 	snprintf(member, sizeof(member), "%s%" PRIu64, W.member, s->sid);
 	snprintf(max, sizeof(max), "%d", W.cfg->stream_per_user);
 	snprintf(lease, sizeof(lease), "%d", W.lease_ms);
-	if ((rc = cmd_for(key)) == NULL || run_script(rc, true, on_lease,
-	    (void *)(uintptr_t)s->sid, key, member, max, lease) != REDIS_OK)
+	if ((rc = cmd_for(key)) != NULL && run_script(rc, SCRIPT_LEASE,
+	    on_lease, sid, key, member, max, lease) == REDIS_OK)
+		s->auth_wait++;
+	else
+		s->auth_down = true;
+	sess_key(skey, s->sess);
+	if ((rc = cmd_for(skey)) != NULL && redisAsyncCommand(rc->ac,
+	    on_recheck, sid, "EXISTS %s", skey) == REDIS_OK)
+		s->auth_wait++;
+	else
+		s->auth_down = true;
+	if (s->auth_wait == 0)
 		stream_refuse(s, 503, "unavailable",
-		    "Streams cannot be counted right now.", "1");
+		    "Sessions cannot be checked right now.", "1");
 }
 
-/* A session: [uid, role, exp], as auth.c stores it. */
+/*
+ * A session as the first n elements of r hold it, [uid, role, exp, ...]
+ * as auth.c stores it: its uid, *exp set; 0 when it is none, malformed
+ * or over.
+ */
 static int64_t
-session_uid(const redisReply *r)
+session_of(const redisReply *r, size_t n, time_t *exp)
 {
-	int64_t	 uid, exp;
+	int64_t	 uid, e;
+	size_t	 i;
 
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != 3)
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != n)
 		return 0;
-	if (r->element[0]->type != REDIS_REPLY_STRING ||
-	    r->element[1]->type != REDIS_REPLY_STRING ||
-	    r->element[2]->type != REDIS_REPLY_STRING)
-		return 0;
+	for (i = 0; i < n; i++)
+		if (r->element[i]->type != REDIS_REPLY_STRING)
+			return 0;
 	if (!keel_parse_int64(r->element[0]->str, 1, INT64_MAX, &uid) ||
 	    keel_auth_role_parse(r->element[1]->str) == 0 ||
-	    !keel_parse_int64(r->element[2]->str, 0, INT64_MAX, &exp) ||
-	    exp <= (int64_t)time(NULL))
+	    !keel_parse_int64(r->element[2]->str, 0, INT64_MAX, &e) ||
+	    e <= (int64_t)time(NULL))
 		return 0;
+	*exp = (time_t)e;
 	return uid;
 }
 
 /*
- * One credential's answer: a ticket's user (GETDEL) or a session
- * (HMGET).  When a request brings both, both must name the same user.
+ * One credential's session: uid's (0: none), id, ending at exp (0: not
+ * known yet).  When a request brings both a token and a ticket, both
+ * must name the same session.
  */
 static void
-on_auth(redisAsyncContext *ac, void *reply, void *privdata)
+auth_got(struct stream *s, int64_t uid, const unsigned char *id, time_t exp)
+{
+	if (uid == 0 || (s->uid != 0 && s->uid != uid) ||
+	    (s->have_sess && memcmp(s->sess, id, SESS_BYTES) != 0)) {
+		s->auth_bad = true;
+		return;
+	}
+	s->uid = uid;
+	if (id != s->sess)
+		memcpy(s->sess, id, SESS_BYTES);
+	s->have_sess = true;
+	if (exp != 0)
+		s->exp = exp;
+}
+
+/* A token's session (HMGET), or in cluster mode a ticket's. */
+static void
+on_auth_session(redisAsyncContext *ac, void *reply, void *privdata)
 {
 	struct stream	*s = stream_find((uint64_t)(uintptr_t)privdata);
 	redisReply	*r = reply;
-	int64_t		 uid = 0;
+	time_t		 exp = 0;
+	int64_t		 uid;
 
 	(void)ac;
 	(void)redirected(r);
@@ -1042,24 +1339,76 @@ on_auth(redisAsyncContext *ac, void *reply, void *privdata)
 		return;
 	if (r == NULL || r->type == REDIS_REPLY_ERROR)
 		s->auth_down = true;
-	else if (r->type == REDIS_REPLY_STRING)	/* a ticket's user */
-		(void)keel_parse_int64(r->str, 1, INT64_MAX, &uid);
-	else
-		uid = session_uid(r);
-	if (uid == 0 || (s->uid != 0 && s->uid != uid))
+	else {
+		uid = session_of(r, 3, &exp);
+		auth_got(s, uid, s->sess, exp);
+	}
+	auth_step(s);
+}
+
+/*
+ * Cluster mode: a ticket's value, "<uid>:<session id>", taken by
+ * GETDEL; its session is in another slot, read next (the answer goes
+ * to on_auth_session, as a token's does).
+ */
+static void
+ticket_session(struct stream *s, const char *v, size_t len)
+{
+	const char	*colon = memchr(v, ':', len);
+	char		 num[KEEL_TEXT_INT_MAX], skey[SESS_KEY_MAX];
+	unsigned char	 id[SESS_BYTES];
+	struct rconn	*rc;
+	int64_t		 uid = 0;
+	size_t		 n;
+
+	if (colon == NULL || (n = (size_t)(colon - v)) >= sizeof(num) ||
+	    !sess_parse(colon + 1, len - n - 1, id)) {
 		s->auth_bad = true;
-	else
-		s->uid = uid;
-	if (--s->auth_wait > 0)
 		return;
-	if (s->auth_down)
-		stream_refuse(s, 503, "unavailable",
-		    "Sessions cannot be checked right now.", "1");
-	else if (s->auth_bad)
-		stream_refuse(s, 401, "unauthorized",
-		    "A valid session or stream ticket is required.", NULL);
+	}
+	memcpy(num, v, n);
+	num[n] = '\0';
+	(void)keel_parse_int64(num, 1, INT64_MAX, &uid);
+	auth_got(s, uid, id, 0);
+	if (s->auth_bad)
+		return;
+	sess_key(skey, s->sess);
+	if ((rc = cmd_for(skey)) != NULL && redisAsyncCommand(rc->ac,
+	    on_auth_session, (void *)(uintptr_t)s->sid,
+	    "HMGET %s uid role exp", skey) == REDIS_OK)
+		s->auth_wait++;
 	else
-		stream_lease(s);
+		s->auth_down = true;
+}
+
+/*
+ * A ticket's answer: stream_ticket.lua's [uid, role, exp, session id]
+ * (nil: unknown, used, or its session over), or in cluster mode
+ * GETDEL's value.
+ */
+static void
+on_auth_ticket(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	struct stream	*s = stream_find((uint64_t)(uintptr_t)privdata);
+	redisReply	*r = reply;
+	unsigned char	 id[SESS_BYTES];
+	time_t		 exp = 0;
+	int64_t		 uid;
+
+	(void)ac;
+	(void)redirected(r);
+	if (s == NULL || s->open)
+		return;
+	if (r == NULL || r->type == REDIS_REPLY_ERROR)
+		s->auth_down = true;
+	else if (r->type == REDIS_REPLY_STRING)
+		ticket_session(s, r->str, r->len);
+	else if ((uid = session_of(r, 4, &exp)) != 0 &&
+	    sess_parse(r->element[3]->str, r->element[3]->len, id))
+		auth_got(s, uid, id, exp);
+	else
+		s->auth_bad = true;
+	auth_step(s);
 }
 
 /*
@@ -1069,7 +1418,7 @@ on_auth(redisAsyncContext *ac, void *reply, void *privdata)
  */
 static bool
 credentials(struct evhttp_request *req, const struct evkeyvalq *query,
-    char skey[128], char tkey[KEEL_NOTIFY_TICKET_KEY_MAX])
+    char skey[SESS_KEY_MAX], char tkey[KEEL_NOTIFY_TICKET_KEY_MAX])
 {
 	const char	*authz, *ticket;
 	char		 id[KEEL_AUTH_ID_LEN + 1];
@@ -1085,7 +1434,7 @@ credentials(struct evhttp_request *req, const struct evkeyvalq *query,
 		    !keel_auth_token_valid(authz + 7))
 			return false;
 		keel_auth_token_id(authz + 7, id);
-		snprintf(skey, 128, SESS_PREFIX "%s", id);
+		snprintf(skey, SESS_KEY_MAX, SESS_PREFIX "%s", id);
 	}
 	if (ticket != NULL) {
 		if (!keel_auth_token_valid(ticket))
@@ -1103,7 +1452,8 @@ on_request(struct evhttp_request *req, void *arg)
 	const char		*path, *last;
 	struct stream		*s;
 	struct rconn		*rs = NULL, *rt = NULL;
-	char			 skey[128], tkey[KEEL_NOTIFY_TICKET_KEY_MAX];
+	char			 skey[SESS_KEY_MAX];
+	char			 tkey[KEEL_NOTIFY_TICKET_KEY_MAX];
 	void			*sid;
 	int64_t			 after = -1;
 	int			 want;
@@ -1152,12 +1502,22 @@ on_request(struct evhttp_request *req, void *arg)
 	s->last_id = after;
 	sid = (void *)(uintptr_t)s->sid;
 	want = (skey[0] != '\0') + (tkey[0] != '\0');
-	if (skey[0] != '\0' && redisAsyncCommand(rs->ac, on_auth, sid,
-	    "HMGET %s uid role exp", skey) == REDIS_OK)
+	/* A token's session is the stream's; a ticket must be of it too. */
+	if (skey[0] != '\0')
+		s->have_sess = sess_parse(skey + sizeof(SESS_PREFIX) - 1,
+		    KEEL_AUTH_ID_LEN, s->sess);
+	if (skey[0] != '\0' && redisAsyncCommand(rs->ac, on_auth_session,
+	    sid, "HMGET %s uid role exp", skey) == REDIS_OK)
 		s->auth_wait++;
-	/* A ticket is used up even when the session fails. */
-	if (tkey[0] != '\0' && redisAsyncCommand(rt->ac, on_auth, sid,
-	    "GETDEL %s", tkey) == REDIS_OK)
+	/*
+	 * A ticket is used up even when the session fails.  A single Redis
+	 * takes it and reads its session in one script; a cluster holds
+	 * them in two slots, a command each.
+	 */
+	if (tkey[0] != '\0' && (W.rc == NULL ? run_script(rt, SCRIPT_TICKET,
+	    on_auth_ticket, sid, tkey, NULL, NULL, NULL) :
+	    redisAsyncCommand(rt->ac, on_auth_ticket, sid, "GETDEL %s",
+	    tkey)) == REDIS_OK)
 		s->auth_wait++;
 	if (s->auth_wait < want)
 		s->auth_down = true;
@@ -1174,7 +1534,8 @@ out:
  * Once a second: the heartbeat of the streams whose turn it is (a
  * stream's every KEEL_STREAM_HEARTBEAT seconds, spread over the seconds
  * by its sid, so 10,000 streams never beat in one callback that holds
- * up live events), and their leases renewed.
+ * up live events), and their leases renewed; a stream whose session's
+ * exp has passed ends instead, so within a heartbeat of it.
  */
 static void
 on_heartbeat(evutil_socket_t fd, short what, void *arg)
@@ -1184,17 +1545,25 @@ on_heartbeat(evutil_socket_t fd, short what, void *arg)
 	struct rconn	*rc;
 	char		 key[64], member[128], lease[16];
 	uint64_t	 every = (uint64_t)W.cfg->stream_heartbeat;
+	time_t		 now = time(NULL);
 
 	(void)fd;
 	(void)what;
 	(void)arg;
 	W.tick++;
+	if (W.verify)
+		verify_all();
 	keel_buf_puts(&hb, ": hb\n\n");
 	snprintf(lease, sizeof(lease), "%d", W.lease_ms);
 	for (s = W.all; s != NULL; s = next) {
 		next = s->next;
-		if (!s->open || (s->sid + W.tick) % every != 0 ||
-		    !stream_write(s, &hb))
+		if (!s->open || (s->sid + W.tick) % every != 0)
+			continue;
+		if (s->exp <= now) {
+			stream_end(s, true);
+			continue;
+		}
+		if (!stream_write(s, &hb))
 			continue;
 		if (!s->leased)
 			continue;
@@ -1202,8 +1571,8 @@ on_heartbeat(evutil_socket_t fd, short what, void *arg)
 		if ((rc = cmd_for(key)) != NULL) {
 			snprintf(member, sizeof(member), "%s%" PRIu64,
 			    W.member, s->sid);
-			(void)run_script(rc, false, on_redirect, NULL, key,
-			    member, lease, NULL);
+			(void)run_script(rc, SCRIPT_RENEW, on_redirect, NULL,
+			    key, member, lease, NULL);
 		}
 	}
 	keel_buf_free(&hb);

@@ -49,9 +49,11 @@ extern const struct keel_resource keel_notify_res;
  * notification before it, 0 for none>, "notification": <the object
  * above>}.  A user's ids are in commit order (their inserts are
  * serialised), so a subscriber that has seen prev has missed nothing;
- * one that hasn't replays from PostgreSQL.
+ * one that hasn't replays from PostgreSQL.  The channel also carries
+ * the end of each of the user's sessions (auth.h), {"userId": uid,
+ * "sessionEnded": "<64-hex session id>"}, which has no "notification".
  */
-#define KEEL_NOTIFY_CHANNEL_PREFIX	"keel:notify:"
+#define KEEL_NOTIFY_CHANNEL_PREFIX	KEEL_AUTH_USER_CHANNEL
 #define KEEL_NOTIFY_CHANNEL_MAX		(sizeof(KEEL_NOTIFY_CHANNEL_PREFIX) + \
 					 KEEL_TEXT_INT_MAX)
 /* The channel of uid into buf (size n); returns its length. */
@@ -91,10 +93,13 @@ enum keel_err	 keel_notify_queue_password(struct keel_db *db, int64_t uid,
  * Stream tickets: GET /api/notifications/stream is an EventSource,
  * which can't send headers, so a signed-in client first asks for a
  * ticket.  Redis holds "keel:sse:ticket:<lower-case hex SHA-256 of the
- * ticket>" = "<uid>" for KEEL_NOTIFY_TICKET_TTL seconds; the stream takes
- * it with GETDEL, so it works once.  The ticket itself is stored
- * nowhere.  Tickets look like session tokens (auth.h: 43 url-safe
- * base64 characters).
+ * ticket>" = "<uid>:<the 64-hex id of the session that took it>" for
+ * KEEL_NOTIFY_TICKET_TTL seconds; the stream takes it and reads that
+ * session in one script (lib/lua/stream_ticket.lua), so it works once,
+ * and not after its session ended; the stream it opens belongs to that
+ * session.  Neither the ticket nor the session's token is stored.
+ * Tickets look like session tokens (auth.h: 43 url-safe base64
+ * characters).
  */
 #define KEEL_NOTIFY_TICKET_TTL		60	/* seconds */
 #define KEEL_NOTIFY_TICKET_PREFIX	"keel:sse:ticket:"
@@ -105,11 +110,13 @@ void		 keel_notify_ticket_key(const char *tok,
 		    char key[KEEL_NOTIFY_TICKET_KEY_MAX]);
 
 /*
- * A new ticket of uid, stored as above: tok gets it, *exp (may be NULL)
- * when it expires.  KEEL_EUNAVAIL when Redis can't be reached (no
- * ticket: the caller answers 503).
+ * A new ticket of uid's session sid (its 64-hex id: struct keel_user's
+ * session), stored as above: tok gets it, *exp (may be NULL) when it
+ * expires.  KEEL_EUNAVAIL when Redis can't be reached (no ticket: the
+ * caller answers 503).
  */
 enum keel_err	 keel_notify_ticket_new(struct keel_redis *r, int64_t uid,
-		    char tok[KEEL_AUTH_TOKEN_LEN + 1], time_t *exp);
+		    const char *sid, char tok[KEEL_AUTH_TOKEN_LEN + 1],
+		    time_t *exp);
 
 #endif /* KEEL_NOTIFY_H */

@@ -591,7 +591,9 @@ def test_ticket_is_single_secret_stored_hashed_for_60_s(nt, http):
     assert TICKET.match(body["ticket"])
     key = "keel:sse:ticket:" + hashlib.sha256(
         body["ticket"].encode()).hexdigest()
-    assert redis_cli(nt, "GET", key) == str(u["id"])
+    # Bound to the session that took it: its id (the token's SHA-256).
+    sid = hashlib.sha256(h["Authorization"][7:].encode()).hexdigest()
+    assert redis_cli(nt, "GET", key) == "%d:%s" % (u["id"], sid)
     assert 0 < int(redis_cli(nt, "TTL", key)) <= 60
     # The ticket itself is nowhere in Redis: not a key, not a value.
     keys = redis_cli(nt, "--scan").split()

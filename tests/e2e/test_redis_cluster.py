@@ -389,6 +389,28 @@ def test_streams_open_by_token_and_ticket_and_get_live_events(cluster,
                    "the stream's place given back")
 
 
+def test_a_logout_on_the_cluster_ends_its_stream_and_its_tickets(cluster,
+                                                                 stack, web):
+    # The session's end announced by a command of its own (auth.c's
+    # cluster_end); a ticket taken (GETDEL) and its session read on
+    # their own nodes, a command each (stream.c).
+    from test_stream import ended_for, until_end
+    u = make_user(stack, "student")
+    u["h"] = bearer(login(web, u["email"]))
+    t = [web.post("/api/notifications/stream-ticket",
+                  headers=u["h"]).json()["ticket"] for _ in range(2)]
+    s = SSE.open(stack, query="?ticket=" + t[0])
+    try:
+        assert s.status == 200, s.body
+        assert web.post("/api/auth/logout", headers=u["h"]).status_code == 204
+        got, other = until_end(s)
+        assert got == []
+        ended_for(other, "session_ended")
+    finally:
+        s.close()
+    assert SSE.open(stack, query="?ticket=" + t[1]).status == 401
+
+
 # ------------------------------------------------- resharding, redirects
 
 def test_moved_slot_is_followed_by_running_apps(cluster, stack, web):

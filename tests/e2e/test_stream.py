@@ -70,11 +70,16 @@ def user(stack, anon):
     return u
 
 
-def ticket_for(stack, uid, ttl=60):
-    """A stream ticket as POST /api/notifications/stream-ticket stores it."""
+def sha(text):
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def ticket_for(stack, u, ttl=60):
+    """A stream ticket of u's session (u["token"]) as POST
+    /api/notifications/stream-ticket stores it: "<uid>:<session id>"."""
     t = secrets.token_urlsafe(32)
-    redis_cli(stack, "SET", "keel:sse:ticket:" +
-              hashlib.sha256(t.encode()).hexdigest(), uid, "EX", ttl)
+    redis_cli(stack, "SET", "keel:sse:ticket:" + sha(t),
+              "%d:%s" % (u["id"], sha(u["token"])), "EX", ttl)
     return t
 
 
@@ -246,7 +251,7 @@ def test_a_gap_in_the_chain_is_filled_from_postgresql(stack, user):
 # ----------------------------------------------------------------- tickets
 
 def test_a_ticket_opens_a_stream_once(stack, user):
-    t = ticket_for(stack, user["id"])
+    t = ticket_for(stack, user)
     s = SSE.open(stack, query="?ticket=" + t)
     try:
         assert s.status == 200
@@ -259,7 +264,7 @@ def test_a_ticket_opens_a_stream_once(stack, user):
 
 
 def test_a_ticket_never_reaches_a_log(stack, user):
-    t = ticket_for(stack, user["id"])
+    t = ticket_for(stack, user)
     s = SSE.open(stack, query="?ticket=" + t)
     try:
         assert s.status == 200
@@ -280,9 +285,10 @@ def test_an_expired_ticket_gets_401(stack, user):
     assert s.status == 401
 
 
-def test_a_ticket_is_bound_to_its_user(stack, user):
+def test_a_ticket_is_bound_to_its_user(stack, anon, user):
     other = make_user(stack, "student")
-    t = ticket_for(stack, other["id"])
+    other["token"] = login(anon, other["email"])
+    t = ticket_for(stack, other)
     s = SSE.open(stack, headers=user["h"], query="?ticket=" + t)
     assert s.status == 401
     # Unused: a mismatch burns the ticket too.
@@ -292,7 +298,7 @@ def test_a_ticket_is_bound_to_its_user(stack, user):
 def test_a_ticket_with_lastEventId_replays(stack, user):
     first = notify(stack, user["id"], "a")
     second = notify(stack, user["id"], "b")
-    t = ticket_for(stack, user["id"])
+    t = ticket_for(stack, user)
     s = SSE.open(stack, query="?ticket=%s&lastEventId=%d" % (t, first))
     try:
         assert ids(s.events(1, timeout=3)) == [second]
@@ -524,6 +530,177 @@ def test_redis_restart_resubscribes_and_catches_up(stack, user):
         assert ids(s.events(2, timeout=10)) == missed
         live = notify(stack, user["id"], "after")
         assert ids(s.events(1, timeout=5)) == [live]
+    finally:
+        s.close()
+
+
+# ------------------------------------------------ a stream and its session
+
+def logout(http, u):
+    r = http.post("/api/auth/logout", headers=u["h"])
+    assert r.status_code == 204, r.text
+
+
+def until_end(s, timeout=3):
+    """What s sends until it ends, asserted to end within timeout: the
+    notifications' ids and the other events ({"event", "data"})."""
+    got, other = [], []
+    deadline = time.monotonic() + timeout
+    while not s.ended and time.monotonic() < deadline:
+        ev = s.next_event(deadline - time.monotonic())
+        if ev is None:
+            continue
+        if ev["event"] == "notification":
+            got.append(int(ev["id"]))
+        else:
+            other.append(ev)
+    assert s.ended, "the stream is still open after %s s" % timeout
+    return got, other
+
+
+def ended_for(other, reason):
+    """The stream's last word: one end event with reason, no reconnect."""
+    assert [e["event"] for e in other] == ["end"], other
+    assert json.loads(other[0]["data"]) == {"reason": reason}
+
+
+def test_logout_ends_the_sessions_stream_and_nothing_follows(
+        stack, anon, user):
+    s = SSE.open(stack, headers=user["h"])
+    try:
+        assert s.status == 200
+        before = notify(stack, user["id"], "before the logout")
+        assert ids(s.events(1, timeout=3)) == [before]
+        logout(anon, user)
+        notify(stack, user["id"], "after the logout")
+        got, other = until_end(s)
+        assert got == []
+        ended_for(other, "session_ended")
+    finally:
+        s.close()
+    wait_until(lambda: "user %d," % user["id"] in stream_log(stack) and
+               "session ended" in stream_log(stack), timeout=2)
+
+
+@pytest.mark.parametrize("change", ["deactivation", "role change"])
+def test_ending_all_sessions_ends_every_stream_of_the_user(
+        stack, http, anon, user, change):
+    second = bearer(login(anon, user["email"]))
+    t = anon.post("/api/notifications/stream-ticket",
+                  headers=user["h"]).json()["ticket"]
+    streams = [SSE.open(stack, headers=user["h"]),
+               SSE.open(stack, headers=second),
+               SSE.open(stack, query="?ticket=" + t)]
+    try:
+        assert [s.status for s in streams] == [200] * 3
+        if change == "deactivation":
+            r = http.delete("/api/users/%d" % user["id"])
+        else:
+            r = http.patch("/api/users/%d" % user["id"],
+                           json={"role": "staff"})
+        assert r.status_code == 200, r.text
+        notify(stack, user["id"], "after the " + change)
+        for s in streams:
+            got, other = until_end(s)
+            assert got == []
+            ended_for(other, "session_ended")
+    finally:
+        for s in streams:
+            s.close()
+
+
+def test_a_ticket_whose_session_logged_out_gets_401(stack, anon, user):
+    r = anon.post("/api/notifications/stream-ticket", headers=user["h"])
+    assert r.status_code == 201, r.text
+    logout(anon, user)
+    s = SSE.open(stack, query="?ticket=" + r.json()["ticket"])
+    assert s.status == 401
+    assert s.json()["error"] == "unauthorized"
+
+
+def test_a_ticket_of_a_deactivated_user_gets_401(stack, http, anon, user):
+    r = anon.post("/api/notifications/stream-ticket", headers=user["h"])
+    assert r.status_code == 201, r.text
+    assert http.delete("/api/users/%d" % user["id"]).status_code == 200
+    s = SSE.open(stack, query="?ticket=" + r.json()["ticket"])
+    assert s.status == 401
+
+
+def test_a_ticket_is_stored_with_its_session_never_a_token(stack, anon,
+                                                           user):
+    r = anon.post("/api/notifications/stream-ticket", headers=user["h"])
+    t = r.json()["ticket"]
+    stored = redis_cli(stack, "GET", "keel:sse:ticket:" + sha(t))
+    assert stored == "%d:%s" % (user["id"], sha(user["token"]))
+
+
+def test_a_ticket_stream_ends_with_the_session_that_took_it(stack, anon,
+                                                            user):
+    t = anon.post("/api/notifications/stream-ticket",
+                  headers=user["h"]).json()["ticket"]
+    s = SSE.open(stack, query="?ticket=" + t)
+    try:
+        assert s.status == 200
+        logout(anon, user)
+        got, other = until_end(s)
+        assert got == []
+        ended_for(other, "session_ended")
+    finally:
+        s.close()
+
+
+def test_another_session_keeps_its_stream_when_one_logs_out(stack, anon,
+                                                           user):
+    second = bearer(login(anon, user["email"]))
+    mine = SSE.open(stack, headers=user["h"])
+    theirs = SSE.open(stack, headers=second)
+    try:
+        assert (mine.status, theirs.status) == (200, 200)
+        logout(anon, user)
+        got, other = until_end(mine)
+        ended_for(other, "session_ended")
+        nid = notify(stack, user["id"], "for the other session")
+        assert ids(theirs.events(1, timeout=3)) == [nid]
+        assert not theirs.ended
+    finally:
+        mine.close()
+        theirs.close()
+
+
+def test_a_stream_ends_within_a_heartbeat_of_its_sessions_expiry(
+        stack, own, user):
+    # A session as auth.c writes one, living two seconds; a stream app
+    # whose heartbeat is 1 s.
+    o = own()
+    tok = secrets.token_urlsafe(32)
+    key = "keel:sess:" + sha(tok)
+    exp = int(time.time()) + 2
+    redis_cli(stack, "HSET", key, "uid", user["id"], "role", "student",
+              "exp", exp, "born", 0)
+    redis_cli(stack, "EXPIREAT", key, exp)
+    s = o.open(bearer(tok))
+    try:
+        assert s.status == 200
+        got, other = until_end(s, timeout=6)
+        assert time.time() < exp + 2.5, "ended late"
+        ended_for(other, "session_expired")
+    finally:
+        s.close()
+    assert "session expired" in o.text()
+
+
+def test_an_end_missed_while_unsubscribed_is_caught_on_resubscribing(
+        stack, user):
+    s = SSE.open(stack, headers=user["h"])
+    try:
+        assert s.status == 200
+        # The session goes with no announcement heard, as when it is
+        # made while the subscription is down; then the subscription
+        # drops and comes back.
+        redis_cli(stack, "DEL", "keel:sess:" + sha(user["token"]))
+        redis_cli(stack, "CLIENT", "KILL", "TYPE", "pubsub")
+        got, other = until_end(s, timeout=6)
+        ended_for(other, "session_ended")
     finally:
         s.close()
 

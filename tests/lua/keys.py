@@ -22,6 +22,8 @@ SINGLE = ("a single Redis only: in cluster mode lib/auth.c does this a "
 RIDE = ("a single Redis only: in cluster mode the pipeline reads the "
         "session itself and the check runs without a ride, every list "
         "declared (lib/limit.c)")
+TICKET = ("a single Redis only: in cluster mode stream/stream.c takes the "
+          "ticket, then reads its session, a command at a time")
 JOBS = ("the queue's job hashes, under the prefix ARGV[1] that lib/queue.c "
         "builds with the queue's hash tag in cluster mode: KEYS' slot")
 
@@ -30,6 +32,7 @@ ALLOWED = {
     "auth_session_new": {"'keel:sess:'": SINGLE},
     "auth_session_end_all": {"'keel:sess:'": SINGLE},
     "auth_session_ride": {"'keel:ryw:'": RIDE},
+    "stream_ticket": {"'keel:sess:'": TICKET},
     "auth_session_get": {"'keel:ryw:'": RIDE},
     "limit_check": {"'keel:ryw:'": RIDE, "ARGV[3]": RIDE, "ARGV[b]": RIDE},
 }
