@@ -6,12 +6,16 @@ document's numbers can be re-derived after any re-run:
 
     /usr/bin/python3 tests/bench/capacity_model.py \\
         --host tests/bench/capacity-1host.json \\
-        [--fleet tests/bench/capacity-fleet.json] [--users 100000]
+        [--fleet tests/bench/capacity-fleet.json] [--users 100000] \\
+        [--before OLD.json ...]
 
 Prints Markdown: the cost table, the seeds' mix, the cores and memory
 for USERS concurrent users, each shared store's ceiling, and (with
 --fleet) the prediction for the 1-, 2- and 3-host fleets on this machine
-beside what they measured.
+beside what they measured.  With --before (capacity.py's --json of
+another build, run beside --host's in the same session; several runs of
+each are given as --host A --before B --before C, medians taken per
+figure), a table of what each path cost then and now, per component.
 """
 
 import argparse
@@ -127,6 +131,33 @@ def model(host, users, out):
     return c, tot, http
 
 
+def before_after(befores, host, out):
+    """Each path's CPU per request by group on the builds of befores (a
+    list of capacity.py JSON, medians over them) and of host."""
+    old = [costs(b) for b in befores]
+    new = costs(host)
+    w = out.append
+    w("### Then and now: CPU us per request, the earlier build -> this "
+      "one\n")
+    w("| path | host | Redis | PG primary | PG replica | memcached | "
+      "total | now / then |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name in ("list", "uncached", "board", "submit", "drain", "ticket",
+                 "open", "login"):
+        if name not in new or any(name not in o for o in old):
+            continue
+        cells = []
+        for k in ("host", "redis", "pg-primary", "pg-replica",
+                  "memcached"):
+            a = statistics.median(o[name][k] for o in old)
+            cells.append("%s -> %s" % (fmt(a), fmt(new[name][k])))
+        a = statistics.median(sum(o[name].values()) for o in old)
+        b = sum(new[name].values())
+        w("| %s | %s | %s -> **%s** | %.2f |" % (
+            name, " | ".join(cells), fmt(a), fmt(b), b / a))
+    w("")
+
+
 def med_cost(res, name, part):
     """Median over runs of a path's CPU us per request: part "all" (every
     process, wrk included), "host" (apps + lighttpd), or "rest" (all
@@ -240,9 +271,12 @@ def main():
     ap.add_argument("--host", required=True)
     ap.add_argument("--fleet")
     ap.add_argument("--users", type=int, default=100000)
+    ap.add_argument("--before", action="append", default=[])
     args = ap.parse_args()
     out = []
     model(load(args.host), args.users, out)
+    if args.before:
+        before_after([load(b) for b in args.before], load(args.host), out)
     if args.fleet:
         f = load(args.fleet)["fleet"]
         out.append("### The fleets on this machine: prediction and "
