@@ -446,17 +446,19 @@ static const struct keel_query q_run_open = { .name = "board_run_open",
 	"array_agg(test_id) AS tests FROM b GROUP BY period, start, fin), "
 	"bt AS (SELECT 'all' AS period, a.test_id, a.user_id, " BOARD_K
 	" FROM test_attempts a WHERE a.submitted_at IS NOT NULL AND "
+	"NOT a.late AND "
 	"(SELECT g FROM p WHERE p.period = 'all') "
 	"GROUP BY a.test_id, a.user_id "
 	"UNION ALL SELECT 'all', a.test_id, a.user_id, " BOARD_K
 	" FROM test_attempts a WHERE a.submitted_at IS NOT NULL AND "
+	"NOT a.late AND "
 	"NOT COALESCE((SELECT g FROM p WHERE p.period = 'all'), true) AND "
 	"a.test_id = ANY ((SELECT tests FROM p WHERE p.period = 'all')"
 	"::bigint[]) GROUP BY a.test_id, a.user_id "
 	"UNION ALL SELECT p.period, a.test_id, a.user_id, " BOARD_K
 	" FROM p JOIN test_attempts a ON "
 	"a.submitted_at >= p.start::timestamp AT TIME ZONE 'UTC' AND "
-	"a.submitted_at < to_timestamp(p.fin) AND "
+	"a.submitted_at < to_timestamp(p.fin) AND NOT a.late AND "
 	"(p.g OR a.test_id = ANY (p.tests)) WHERE p.period <> 'all' "
 	"GROUP BY p.period, a.test_id, a.user_id), "
 	"e AS (SELECT b.i, bt.user_id, bt.k >> 40 AS score, bt.n AS attempts, "
@@ -543,6 +545,7 @@ static const struct keel_query q_user = { .name = "board_user",
 	"start, fin, i)), "
 	"bt AS (SELECT b.i, " BOARD_K " FROM b JOIN test_attempts a ON "
 	"a.user_id = $5::bigint AND a.submitted_at IS NOT NULL AND "
+	"NOT a.late AND "
 	"(b.test_id = 0 OR a.test_id = b.test_id) AND "
 	"a.submitted_at >= b.start::timestamp AT TIME ZONE 'UTC' AND "
 	"(b.fin IS NULL OR a.submitted_at < to_timestamp(b.fin)) "

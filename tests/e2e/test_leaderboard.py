@@ -49,22 +49,24 @@ def student(stack):
     return make_user(stack, "student")
 
 
-def submit(stack, test, user, score, at=None):
+def submit(stack, test, user, score, at=None, late=False):
     """A submitted attempt of user on test with score (percent) at Unix
     time `at` (default now), and its leaderboard job in the outbox, in
-    one statement; returns the attempt id."""
+    one statement; returns the attempt id.  late: submitted a minute
+    past its expiry, as the submit flags it."""
     ts = "now()" if at is None else "to_timestamp(%r)" % float(at)
     return int(stack.psql(
         "WITH a AS (INSERT INTO test_attempts (test_id, user_id, "
         "started_at, expires_at, submitted_at, score, correct, total, "
-        "answers, answer_key) "
-        "VALUES (%d, %d, %s - interval '10 minutes', %s + interval '1 hour', "
-        "%s, %d, %d, 100, '{}', '{}') RETURNING id), "
+        "answers, answer_key, late) "
+        "VALUES (%d, %d, %s - interval '10 minutes', %s + interval '%s', "
+        "%s, %d, %d, 100, '{}', '{}', %s) RETURNING id), "
         "o AS (INSERT INTO outbox (queue, kind, payload, idempotency_key) "
         "SELECT 'leaderboard', 'attempt_submitted', "
         "jsonb_build_object('attemptId', id), 'leaderboard:attempt:' || id "
         "FROM a) SELECT id FROM a"
-        % (test, user, ts, ts, ts, score, score)))
+        % (test, user, ts, ts, "-1 minute" if late else "1 hour", ts,
+           score, score, "true" if late else "false")))
 
 
 def drain(stack, prog="keel-drain-leaderboard", relay=True):
@@ -333,6 +335,35 @@ def test_a_jobs_six_entries_are_written_together(lb, http):
         "leaderboard_entries WHERE user_id = %d" % u["id"]) == \
         "6|1|90|90|2|2"
     assert ranks(board(http, t)) == [(u["id"], 1, 90, 2)]
+
+
+def test_a_late_attempt_is_graded_but_never_ranked(lb, http):
+    """Past its time an attempt still grades (API.md), but a board of
+    timed tests ranks only attempts made in time: else anyone could keep
+    an attempt open for days and top the board."""
+    t = new_test(lb)
+    u, v = student(lb), student(lb)
+    at = time.time()
+    submit(lb, t, u["id"], 50, at)
+    submit(lb, t, u["id"], 100, at, late=True)
+    submit(lb, t, v["id"], 90, at, late=True)
+    drain(lb)
+    for period in ("all", "week", "month"):
+        assert ranks(board(http, t, period=period)) == [
+            (u["id"], 1, 50, 1)], period
+    r = me(http, login(http, u["email"]))
+    assert r.status_code == 200
+    assert (r.json()["score"], r.json()["attempts"]) == (50, 1)
+    assert me(http, login(http, v["email"])).status_code == 404
+    # The rebuild computes the same: nothing to change.
+    before = lb.psql("SELECT count(*), sum(score), sum(attempts) FROM "
+                     "leaderboard_entries WHERE user_id IN (%d, %d)"
+                     % (u["id"], v["id"]))
+    rebuild(lb, "--test", t)
+    assert ranks(board(http, t)) == [(u["id"], 1, 50, 1)]
+    assert lb.psql("SELECT count(*), sum(score), sum(attempts) FROM "
+                   "leaderboard_entries WHERE user_id IN (%d, %d)"
+                   % (u["id"], v["id"])) == before == "6|300|6"
 
 
 def test_unknown_attempt_is_dead_lettered(lb):
