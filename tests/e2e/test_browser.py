@@ -214,6 +214,31 @@ def test_a_wrong_password_is_said_and_keeps_no_session(stack, browser):
           stack.base_url + PAGE]
 
 
+def test_a_session_ended_elsewhere_sends_the_page_to_the_form_at_once(
+        stack, http, browser):
+    """The stream's "event: end" (the account deactivated here) logs the
+    page out: no new ticket asked for, the form and its reason shown."""
+    u = make_user(stack, "student")
+    log_in(browser, stack.base_url, u["email"])
+    wait_until(lambda: browser.evaluate(
+        "keelState.ready && keelState.connected"), 15,
+        "the page logged in with its stream open")
+    before = state(browser)
+    r = http.delete("/api/users/%d" % u["id"])
+    assert r.status_code == 200, r.text
+    wait_until(lambda: browser.evaluate(
+        "!document.getElementById('login-view').hidden"), 10,
+        "the page back at the form")
+    after = state(browser)
+    assert after["ends"] == 1
+    assert (after["opens"], after["errors"]) == (before["opens"],
+                                                 before["errors"])
+    assert browser.evaluate(
+        "[document.getElementById('login-error').textContent,"
+        " sessionStorage.length]") == [
+        "Your session has ended; log in again.", 0]
+
+
 def test_live_notifications_survive_stream_restarts(stack, http, browser,
                                                      drainers):
     name = stream_app()

@@ -11,7 +11,10 @@
 // ticket and send Last-Event-ID only to that same URL, so on any error, and
 // on the server's "event: reconnect", the page closes the EventSource and
 // opens a new one with a fresh ticket and lastEventId = the newest id it
-// holds: the server replays what came after it from PostgreSQL.
+// holds: the server replays what came after it from PostgreSQL.  The
+// server's "event: end" says the session ended (a logout elsewhere, the
+// account deactivated, its password or role changed) or expired: the page
+// goes back to the form at once, asking for no ticket it would be refused.
 // Notifications are kept by id, so none is shown twice.
 //
 // window.keelState is what tests read (tests/e2e/test_browser.py); it holds
@@ -45,6 +48,7 @@
 		duplicates: 0,		// of those, ids the page already held (not shown again)
 		opens: 0,		// EventSources opened
 		reconnects: 0,		// "event: reconnect" received
+		ends: 0,		// "event: end" received (the session is over)
 		errors: 0,		// errors (connection or "event: error")
 		connected: false,
 		ready: false,		// logged in, list loaded, first stream opening
@@ -317,6 +321,13 @@
 			if (es === state.es) {
 				keelState.reconnects++;
 				reopen(0);
+			}
+		});
+		// The session is over: nothing to reopen.
+		es.addEventListener('end', () => {
+			if (es === state.es) {
+				keelState.ends++;
+				logout('Your session has ended; log in again.', false);
 			}
 		});
 		// A lost connection (EventSource would retry with the spent
