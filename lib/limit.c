@@ -708,3 +708,94 @@ keel_limit_after(struct keel_req *req)
 		release(req, argv, (size_t)nkeys);
 	add_headers(req, st);
 }
+
+/* ------------------------------------------- a check sent by others */
+
+void
+keel_limit_call_init(struct keel_limit_call *c, const struct keel_config *cfg,
+    int64_t uid, const char *member, bool cluster)
+{
+	static const enum keel_limiter get[] = { KEEL_LIMIT_API,
+	    KEEL_LIMIT_READ };
+	char		 id[KEEL_TEXT_INT_MAX];
+	size_t		 i, k;
+
+	memset(c, 0, sizeof(*c));
+	if (!cfg->ratelimit)
+		return;
+	for (i = 0; i < KEEL_NELEM(get); i++)
+		if (cfg->rates[get[i]].limit > 0) {
+			c->res[c->n].which = get[i];
+			c->res[c->n].limit = cfg->rates[get[i]].limit;
+			c->res[c->n++].window = cfg->rates[get[i]].window;
+		}
+	if (c->n == 0)
+		return;
+	/* The keys limit_check.lua makes of a ride's id, or cluster_key's. */
+	keel_text_int(id, uid);
+	for (i = 0; i < c->n; i++)
+		snprintf(c->keys[i], sizeof(c->keys[i]), KEY_PREFIX "%s:u:%s%s%s",
+		    keel_config_limiter_name(c->res[i].which),
+		    cluster ? "{" : "", id, cluster ? "}" : "");
+	snprintf(c->nums[0], sizeof(c->nums[0]), "%zu", c->n + 1);
+	c->argv[c->argc++] = c->nums[0];
+	/* KEYS[1]: no ride (bare's ride() reads nothing), the slot's key. */
+	c->argv[c->argc++] = c->keys[0];
+	for (i = 0; i < c->n; i++)
+		c->argv[c->argc++] = c->keys[i];
+	c->argv[c->argc++] = member;
+	snprintf(c->nums[1], sizeof(c->nums[1]), "%zu", c->n);
+	c->argv[c->argc++] = c->nums[1];
+	c->argv[c->argc++] = KEY_PREFIX;
+	for (i = 0, k = 2; i < c->n; i++, k += 2) {
+		c->argv[c->argc++] = keel_config_limiter_name(c->res[i].which);
+		snprintf(c->nums[k], sizeof(c->nums[k]), "%d", c->res[i].limit);
+		c->argv[c->argc++] = c->nums[k];
+		snprintf(c->nums[k + 1], sizeof(c->nums[k + 1]), "%lld",
+		    (long long)c->res[i].window * 1000);
+		c->argv[c->argc++] = c->nums[k + 1];
+		c->argv[c->argc++] = "1";	/* admitting consumes */
+	}
+}
+
+const char *
+keel_limit_call_lua(void)
+{
+	return bare()->lua;
+}
+
+bool
+keel_limit_call_reply(struct keel_limit_result *res, size_t n,
+    const long long *vals, size_t nvals, bool *admitted)
+{
+	size_t	 i;
+
+	/* {admitted, 0 rides, then remaining and reset per limiter} */
+	if (nvals != 2 + 2 * n || vals[1] != 0)
+		return false;
+	*admitted = vals[0] == 1;
+	for (i = 0; i < n; i++) {
+		res[i].remaining = vals[2 + 2 * i];
+		res[i].reset_ms = vals[3 + 2 * i];
+		count_decision(res[i].which, !*admitted &&
+		    res[i].remaining == 0 ? "deny" : "allow");
+	}
+	return true;
+}
+
+bool
+keel_limit_call_down(const struct keel_config *cfg,
+    const struct keel_limit_result *res, size_t n)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++)
+		if (cfg->rate_fail_closed & (1u << res[i].which)) {
+			count_decision(res[i].which, "fail_closed");
+			return true;
+		}
+	for (i = 0; i < n; i++)
+		count_decision(res[i].which, "fail_open");
+	failed_open++;
+	return false;
+}

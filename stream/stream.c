@@ -79,6 +79,7 @@
 #include "keel/auth.h"
 #include "keel/config.h"
 #include "keel/json.h"
+#include "keel/limit.h"
 #include "keel/log.h"
 #include "keel/mem.h"
 #include "keel/metrics.h"
@@ -124,6 +125,11 @@ struct stream {
 	bool			 auth_down;	/* Redis failed */
 	bool			 checking;	/* leased, session read again */
 	bool			 crowded;	/* the user has the most */
+	bool			 limited;	/* a rate window is full */
+	bool			 limit_down;	/* ... can't be read, and a
+						   limiter fails closed */
+	size_t			 nlim;		/* the limiters checked */
+	struct keel_limit_result lim[KEEL_LIMIT_CALL_MAX];
 	bool			 listed;	/* in its user's list */
 	bool			 have_sess;	/* sess is known */
 	unsigned char		 sess[SESS_BYTES];	/* its session's id */
@@ -147,10 +153,11 @@ enum script {
 	SCRIPT_LEASE,		/* stream_lease.lua: a place, at open */
 	SCRIPT_RENEW,		/* stream_renew.lua: kept, each heartbeat */
 	SCRIPT_TICKET,		/* stream_ticket.lua: a ticket and its session */
+	SCRIPT_LIMIT,		/* the rate limits' check (limit.c) */
 	SCRIPT__MAX
 };
 
-static const char *const scripts[SCRIPT__MAX] = {
+static const char *scripts[SCRIPT__MAX] = {	/* [SCRIPT_LIMIT]: at start */
 	[SCRIPT_LEASE] = keel_lua_stream_lease,
 	[SCRIPT_RENEW] = keel_lua_stream_renew,
 	[SCRIPT_TICKET] = keel_lua_stream_ticket,
@@ -282,6 +289,10 @@ reply_error(struct evhttp_request *req, int status, const char *code,
 	keel_jw_str(&w, code);
 	keel_jw_key(&w, "message");
 	keel_jw_str(&w, msg);
+	if (status == 429 && retry_after != NULL) {
+		keel_jw_key(&w, "retryAfter");
+		keel_jw_raw(&w, retry_after, strlen(retry_after));
+	}
 	keel_jw_obj_close(&w);
 	keel_buf_putc(&b, '\n');
 	evhttp_add_header(h, "Content-Type", "application/json; charset=utf-8");
@@ -967,6 +978,24 @@ run_script(struct rconn *rc, enum script which, redisCallbackFn *fn,
 	return redisAsyncCommandArgv(rc->ac, fn, privdata, argc, argv, NULL);
 }
 
+/* Runs a stream script with its arguments (numkeys first), as above. */
+static int
+run_script_argv(struct rconn *rc, enum script which, redisCallbackFn *fn,
+    void *privdata, int argc, const char **argv)
+{
+	const char	*all[2 + 5 + 5 * KEEL_LIMIT_CALL_MAX];
+	int		 n = 0, i;
+	bool		 sha = rc->sha[which][0] != '\0';
+
+	if (argc > (int)KEEL_NELEM(all) - 2)
+		return REDIS_ERR;
+	all[n++] = sha ? "EVALSHA" : "EVAL";
+	all[n++] = sha ? rc->sha[which] : scripts[which];
+	for (i = 0; i < argc; i++)
+		all[n++] = argv[i];
+	return redisAsyncCommandArgv(rc->ac, fn, privdata, n, all, NULL);
+}
+
 /* An answer that is a redirect: the slot map is loaded again first. */
 static bool
 redirected(const redisReply *r)
@@ -1144,6 +1173,32 @@ stream_refuse(struct stream *s, int status, const char *code,
 	reply_error(req, status, code, msg, retry_after);
 }
 
+/*
+ * The RateLimit fields of the limiters the open was checked by (none
+ * when limits are off or failed open), as keel_limit_after() writes
+ * them for the apps; Retry-After too when one is full.  Its value into
+ * retry (n bytes) when retry is not NULL.
+ */
+static void
+limit_headers(struct stream *s, char *retry, size_t n)
+{
+	struct evkeyvalq		*h;
+	struct keel_limit_headers	 lh;
+
+	if (s->nlim == 0)
+		return;
+	h = evhttp_request_get_output_headers(s->req);
+	keel_limit_format(s->lim, s->nlim, &lh);
+	evhttp_add_header(h, "RateLimit-Limit", lh.limit);
+	evhttp_add_header(h, "RateLimit-Remaining", lh.remaining);
+	evhttp_add_header(h, "RateLimit-Reset", lh.reset);
+	evhttp_add_header(h, "RateLimit-Policy", lh.policy);
+	evhttp_add_header(h, "RateLimit", lh.fields);
+	if (retry != NULL)
+		snprintf(retry, n, "%s", strcmp(lh.reset, "0") == 0 ? "1" :
+		    lh.reset);
+}
+
 /* The lease is held: 200, the retry hint, and the replay. */
 static void
 stream_start(struct stream *s)
@@ -1153,6 +1208,7 @@ stream_start(struct stream *s)
 	struct keel_buf		 b = { NULL, 0, 0 };
 
 	evtimer_del(s->deadline);
+	limit_headers(s, NULL, 0);
 	evhttp_add_header(h, "Content-Type", "text/event-stream");
 	evhttp_add_header(h, "Cache-Control", "no-cache, no-store");
 	evhttp_add_header(h, "X-Accel-Buffering", "no");
@@ -1181,6 +1237,8 @@ static void	stream_check(struct stream *s);
 static void
 auth_step(struct stream *s)
 {
+	char	 retry[24];
+
 	if (--s->auth_wait > 0)
 		return;
 	if (s->auth_down)
@@ -1191,7 +1249,15 @@ auth_step(struct stream *s)
 		    "A valid session or stream ticket is required.", NULL);
 	else if (!s->checking)
 		stream_check(s);
-	else if (s->crowded)
+	else if (s->limit_down)
+		stream_refuse(s, 503, "unavailable",
+		    "Rate limits can't be checked right now; retry later.",
+		    "5");
+	else if (s->limited) {
+		limit_headers(s, retry, sizeof(retry));
+		stream_refuse(s, 429, "rate_limited",
+		    "Too many requests; retry later.", retry);
+	} else if (s->crowded)
 		stream_refuse(s, 429, "rate_limited",
 		    "Too many open notification streams for this user.", "5");
 	else
@@ -1239,6 +1305,49 @@ on_recheck(redisAsyncContext *ac, void *reply, void *privdata)
 	auth_step(s);
 }
 
+/* The rate limits could not be read: open, or closed as configured. */
+static void
+limit_failed(struct stream *s)
+{
+	if (keel_limit_call_down(W.cfg, s->lim, s->nlim))
+		s->limit_down = true;
+	else
+		keel_log_warnx("stream: rate limits unavailable; failing "
+		    "open (user %lld)", (long long)s->uid);
+	s->nlim = 0;
+}
+
+/*
+ * The rate limits' answer (limit.c's script): a full window is a 429;
+ * an answer that is none fails open, unless a limiter fails closed.
+ */
+static void
+on_limit(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	struct stream	*s = stream_find((uint64_t)(uintptr_t)privdata);
+	redisReply	*r = reply;
+	long long	 vals[2 + 2 * KEEL_LIMIT_CALL_MAX];
+	size_t		 i;
+	bool		 ok, admitted = false;
+
+	(void)ac;
+	(void)redirected(r);
+	if (s == NULL || s->open)
+		return;
+	ok = r != NULL && r->type == REDIS_REPLY_ARRAY &&
+	    r->elements <= KEEL_NELEM(vals);
+	for (i = 0; ok && i < r->elements; i++) {
+		ok = r->element[i]->type == REDIS_REPLY_INTEGER;
+		vals[i] = ok ? r->element[i]->integer : 0;
+	}
+	if (!ok || !keel_limit_call_reply(s->lim, s->nlim, vals,
+	    r->elements, &admitted))
+		limit_failed(s);
+	else if (!admitted)
+		s->limited = true;
+	auth_step(s);
+}
+
 /*
  * The session is known: the stream joins its user's list, so the news
  * of the session's end finds it from now on (session_gone), then takes
@@ -1252,6 +1361,7 @@ stream_check(struct stream *s)
 {
 	char		 key[64], member[128], max[16], lease[16];
 	char		 skey[SESS_KEY_MAX];
+	struct keel_limit_call lc;
 	struct rconn	*rc;
 	void		*sid = (void *)(uintptr_t)s->sid;
 
@@ -1273,6 +1383,17 @@ stream_check(struct stream *s)
 		s->auth_wait++;
 	else
 		s->auth_down = true;
+	/* An /api route: the user's api and read windows count it. */
+	keel_limit_call_init(&lc, W.cfg, s->uid, member, W.rc != NULL);
+	s->nlim = lc.n;
+	memcpy(s->lim, lc.res, sizeof(s->lim));
+	if (lc.n > 0) {
+		if ((rc = cmd_for(lc.argv[1])) != NULL && run_script_argv(rc,
+		    SCRIPT_LIMIT, on_limit, sid, lc.argc, lc.argv) == REDIS_OK)
+			s->auth_wait++;
+		else
+			limit_failed(s);
+	}
 	if (s->auth_wait == 0)
 		stream_refuse(s, 503, "unavailable",
 		    "Sessions cannot be checked right now.", "1");
@@ -1662,6 +1783,7 @@ stream_loop(const struct keel_config *cfg, int lfd, const sigset_t *waitmask)
 
 	W.cfg = cfg;
 	W.lease_ms = cfg->stream_heartbeat * 3000;
+	scripts[SCRIPT_LIMIT] = keel_limit_call_lua();
 	if (gethostname(host, sizeof(host)) != 0)
 		snprintf(host, sizeof(host), "host");
 	host[sizeof(host) - 1] = '\0';

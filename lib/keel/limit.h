@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "keel/config.h"
 #include "keel/http.h"
@@ -105,5 +106,42 @@ struct keel_limit_headers {
 };
 void		 keel_limit_format(const struct keel_limit_result *res,
 		    size_t n, struct keel_limit_headers *h);
+
+/*
+ * A check for a caller with a Redis client of its own (the stream
+ * process, on hiredis's async API): the limiters of a GET (api, read)
+ * by user uid, keyed as keel_limit_check() keys a signed-in user's, so
+ * the two count in the same windows.  keel_limit_call_init() fills c:
+ * c->n limiters (0: none applies, nothing to run) and the arguments of
+ * an EVAL of keel_limit_call_lua() after the script (or its sha):
+ * c->argv[0..c->argc), numkeys first, pointing into c.  member names
+ * the request in the windows (unique per request).
+ *
+ * keel_limit_call_reply() reads the script's answer, given as its
+ * integers (vals[0..nvals)), into res[0..n) (c->res, or a copy):
+ * false when it is not one; *admitted when every limiter let the
+ * request in.  keel_limit_call_down() is the answer when the script
+ * could not run: true when one of the limiters fails closed
+ * (KEEL_RATELIMIT_FAIL_CLOSED).  Both count the decisions in the
+ * metrics as keel_limit_check() does.
+ */
+#define KEEL_LIMIT_CALL_MAX	2
+struct keel_limit_call {
+	size_t			 n;
+	struct keel_limit_result res[KEEL_LIMIT_CALL_MAX];
+	int			 argc;
+	const char		*argv[5 + 5 * KEEL_LIMIT_CALL_MAX];
+	char			 keys[KEEL_LIMIT_CALL_MAX][64];
+	char			 nums[1 + 3 * KEEL_LIMIT_CALL_MAX][24];
+};
+void		 keel_limit_call_init(struct keel_limit_call *c,
+		    const struct keel_config *cfg, int64_t uid,
+		    const char *member, bool cluster);
+const char	*keel_limit_call_lua(void);
+bool		 keel_limit_call_reply(struct keel_limit_result *res,
+		    size_t n, const long long *vals, size_t nvals,
+		    bool *admitted);
+bool		 keel_limit_call_down(const struct keel_config *cfg,
+		    const struct keel_limit_result *res, size_t n);
 
 #endif /* KEEL_LIMIT_H */

@@ -398,6 +398,35 @@ def test_past_the_process_maximum_503_with_retry_after(stack, own, user):
         b.close()
 
 
+def test_opening_a_stream_counts_in_the_users_read_window(stack, own,
+                                                         user):
+    """An /api route like any other (API.md: the global limiter and the
+    read limiter apply to every GET): each open takes a place in the
+    user's windows, the same keys the apps use, and past the limit a
+    stream is refused before any replay."""
+    o = own(KEEL_RATELIMIT_READ="3/900")
+    key = "keel:rate:read:u:%d" % user["id"]
+    left = []
+    for _ in range(3):
+        s = o.open(user["h"])
+        assert s.status == 200
+        # (SSE's headers are keyed in title case.)
+        assert s.headers["Ratelimit-Policy"].count('"read";q=3;w=900') == 1
+        left.append(int(s.headers["Ratelimit-Remaining"]))
+        s.close()
+    assert left == [2, 1, 0]
+    assert redis_cli(stack, "LLEN", key) == "3"
+    r = o.open(user["h"])
+    assert r.status == 429
+    assert r.json()["error"] == "rate_limited"
+    assert 0 < int(r.headers["Retry-After"]) <= 900
+    assert r.json()["retryAfter"] == int(r.headers["Retry-After"])
+    assert r.headers["Ratelimit-Remaining"] == "0"
+    # The refused open took no place in the user's streams.
+    assert redis_cli(stack, "ZCARD", "keel:sse:open:%d" % user["id"]) == "0"
+    assert o.proc.poll() is None
+
+
 def test_postgresql_down_during_a_replay_says_so_and_closes(
         stack, own, user):
     with socket.socket() as s:

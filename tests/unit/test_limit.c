@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
@@ -46,6 +47,68 @@ test_headers(void **state)
 	keel_limit_format(r, 2, &h);
 	assert_string_equal(h.limit, "200");
 	assert_string_equal(h.reset, "1");
+}
+
+/* A check another client sends: the keys keel_limit_check() uses for a
+ * signed-in user, and the script's argument layout. */
+static void
+test_call_args(void **state)
+{
+	struct keel_config	 cfg;
+	struct keel_limit_call	 c;
+	const long long		 ok[] = { 1, 0, 99, 899000, 0, 1000 };
+	const long long		 no[] = { 0, 0, 0, 5000, 150, 900000 };
+	bool			 admitted;
+
+	(void)state;
+	memset(&cfg, 0, sizeof(cfg));
+	keel_limit_call_init(&c, &cfg, 42, "m", false);
+	assert_int_equal(c.n, 0);		/* limits off */
+	cfg.ratelimit = 1;
+	cfg.rates[KEEL_LIMIT_API] = (struct keel_rate){ 100, 900 };
+	cfg.rates[KEEL_LIMIT_READ] = (struct keel_rate){ 200, 900 };
+	cfg.rates[KEEL_LIMIT_WRITE] = (struct keel_rate){ 50, 900 };
+	keel_limit_call_init(&c, &cfg, 42, "host:1:7", false);
+	assert_int_equal(c.n, 2);
+	assert_int_equal(c.argc, 15);
+	assert_string_equal(c.argv[0], "3");
+	assert_string_equal(c.argv[1], "keel:rate:api:u:42");
+	assert_string_equal(c.argv[2], "keel:rate:api:u:42");
+	assert_string_equal(c.argv[3], "keel:rate:read:u:42");
+	assert_string_equal(c.argv[4], "host:1:7");
+	assert_string_equal(c.argv[5], "2");
+	assert_string_equal(c.argv[6], "keel:rate:");
+	assert_string_equal(c.argv[7], "api");
+	assert_string_equal(c.argv[8], "100");
+	assert_string_equal(c.argv[9], "900000");
+	assert_string_equal(c.argv[10], "1");
+	assert_string_equal(c.argv[11], "read");
+	assert_string_equal(c.argv[12], "200");
+	keel_limit_call_init(&c, &cfg, 42, "m", true);
+	assert_string_equal(c.argv[1], "keel:rate:api:u:{42}");
+	assert_string_equal(c.argv[3], "keel:rate:read:u:{42}");
+	/* Off limiters are left out. */
+	cfg.rates[KEEL_LIMIT_API].limit = 0;
+	keel_limit_call_init(&c, &cfg, 42, "m", false);
+	assert_int_equal(c.n, 1);
+	assert_int_equal(c.res[0].which, KEEL_LIMIT_READ);
+	assert_int_equal(c.argc, 10);
+	/* The answer. */
+	cfg.rates[KEEL_LIMIT_API].limit = 100;
+	keel_limit_call_init(&c, &cfg, 42, "m", false);
+	assert_true(keel_limit_call_reply(c.res, c.n, ok, 6, &admitted));
+	assert_true(admitted);
+	assert_int_equal(c.res[0].remaining, 99);
+	assert_int_equal(c.res[1].reset_ms, 1000);
+	assert_true(keel_limit_call_reply(c.res, c.n, no, 6, &admitted));
+	assert_false(admitted);
+	assert_int_equal(c.res[0].reset_ms, 5000);
+	assert_false(keel_limit_call_reply(c.res, c.n, ok, 5, &admitted));
+	assert_true(keel_limit_call_lua() != NULL);
+	/* Redis away: open unless a limiter is set to fail closed. */
+	assert_false(keel_limit_call_down(&cfg, c.res, c.n));
+	cfg.rate_fail_closed = 1u << KEEL_LIMIT_READ;
+	assert_true(keel_limit_call_down(&cfg, c.res, c.n));
 }
 
 static void
@@ -99,6 +162,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_headers),
+		cmocka_unit_test(test_call_args),
 		cmocka_unit_test(test_cache_keys),
 		cmocka_unit_test(test_idem_keys),
 	};
