@@ -232,17 +232,30 @@ auth_key(struct keel_req *req)
 	    acct != NULL ? acct : "", NULL);
 }
 
+void
+keel_limit_headers_each(const struct keel_limit_headers *h,
+    void (*add)(void *, const char *, const char *), void *arg)
+{
+	add(arg, "RateLimit-Limit", h->limit);
+	add(arg, "RateLimit-Remaining", h->remaining);
+	add(arg, "RateLimit-Reset", h->reset);
+	add(arg, "RateLimit-Policy", h->policy);
+	add(arg, "RateLimit", h->fields);
+}
+
+static void
+http_add(void *req, const char *name, const char *value)
+{
+	keel_http_add_header(req, name, value);
+}
+
 static void
 add_headers(struct keel_req *req, const struct keel_limit_state *st)
 {
 	struct keel_limit_headers h;
 
 	keel_limit_format(st->res, st->n, &h);
-	keel_http_add_header(req, "RateLimit-Limit", h.limit);
-	keel_http_add_header(req, "RateLimit-Remaining", h.remaining);
-	keel_http_add_header(req, "RateLimit-Reset", h.reset);
-	keel_http_add_header(req, "RateLimit-Policy", h.policy);
-	keel_http_add_header(req, "RateLimit", h.fields);
+	keel_limit_headers_each(&h, http_add, req);
 }
 
 /* 429; with_headers: its RateLimit fields too (else after() adds them). */

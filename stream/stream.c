@@ -75,6 +75,7 @@
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
 #include <hiredis/adapters/libevent.h>
+#include <sodium.h>
 
 #include "keel/auth.h"
 #include "keel/config.h"
@@ -227,50 +228,24 @@ tv_ms(int ms)
 	return tv;
 }
 
-/* A lower-case hex digit's value (auth.c's ids); -1 for anything else. */
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
 /* n hex digits (n = 2 * SESS_BYTES) into a session id; false if not. */
 static bool
 sess_parse(const char *hex, size_t n, unsigned char out[SESS_BYTES])
 {
-	size_t	 i;
-	int	 hi, lo;
+	const char	*end;
+	size_t		 len;
 
-	if (n != 2 * SESS_BYTES)
-		return false;
-	for (i = 0; i < SESS_BYTES; i++) {
-		hi = hexval(hex[2 * i]);
-		lo = hexval(hex[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return false;
-		out[i] = (unsigned char)(hi << 4 | lo);
-	}
-	return true;
+	return n == 2 * SESS_BYTES && sodium_hex2bin(out, SESS_BYTES, hex, n,
+	    NULL, &len, &end) == 0 && len == SESS_BYTES && end == hex + n;
 }
 
 /* "keel:sess:<64 hex>", the key of session id, into buf. */
 static void
 sess_key(char buf[SESS_KEY_MAX], const unsigned char id[SESS_BYTES])
 {
-	static const char	 hex[] = "0123456789abcdef";
-	char			*p = buf + sizeof(SESS_PREFIX) - 1;
-	size_t			 i;
-
 	memcpy(buf, SESS_PREFIX, sizeof(SESS_PREFIX) - 1);
-	for (i = 0; i < SESS_BYTES; i++) {
-		*p++ = hex[id[i] >> 4];
-		*p++ = hex[id[i] & 0xf];
-	}
-	*p = '\0';
+	sodium_bin2hex(buf + sizeof(SESS_PREFIX) - 1, 2 * SESS_BYTES + 1, id,
+	    SESS_BYTES);
 }
 
 /* A JSON error as API.md shapes it, with extra headers (may be NULL). */
@@ -1173,6 +1148,13 @@ stream_refuse(struct stream *s, int status, const char *code,
 	reply_error(req, status, code, msg, retry_after);
 }
 
+/* keel_limit_headers_each()'s add, for libevent's headers. */
+static void
+ev_add(void *h, const char *name, const char *value)
+{
+	evhttp_add_header(h, name, value);
+}
+
 /*
  * The RateLimit fields of the limiters the open was checked by (none
  * when limits are off or failed open), as keel_limit_after() writes
@@ -1189,11 +1171,7 @@ limit_headers(struct stream *s, char *retry, size_t n)
 		return;
 	h = evhttp_request_get_output_headers(s->req);
 	keel_limit_format(s->lim, s->nlim, &lh);
-	evhttp_add_header(h, "RateLimit-Limit", lh.limit);
-	evhttp_add_header(h, "RateLimit-Remaining", lh.remaining);
-	evhttp_add_header(h, "RateLimit-Reset", lh.reset);
-	evhttp_add_header(h, "RateLimit-Policy", lh.policy);
-	evhttp_add_header(h, "RateLimit", lh.fields);
+	keel_limit_headers_each(&lh, ev_add, h);
 	if (retry != NULL)
 		snprintf(retry, n, "%s", strcmp(lh.reset, "0") == 0 ? "1" :
 		    lh.reset);

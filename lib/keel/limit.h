@@ -106,6 +106,10 @@ struct keel_limit_headers {
 };
 void		 keel_limit_format(const struct keel_limit_result *res,
 		    size_t n, struct keel_limit_headers *h);
+/* h's fields by their header names, each as add(arg, name, value). */
+void		 keel_limit_headers_each(const struct keel_limit_headers *h,
+		    void (*add)(void *, const char *, const char *),
+		    void *arg);
 
 /*
  * A check for a caller with a Redis client of its own (the stream
