@@ -24,6 +24,7 @@
 #include "keel/http.h"
 #include "keel/json.h"
 #include "keel/log.h"
+#include "keel/limit.h"
 #include "keel/mem.h"
 #include "keel/notify.h"
 #include "keel/outbox.h"
@@ -310,6 +311,11 @@ users_patch(struct keel_req *req)
 	    KEEL_FIELDS_SOME, v) != KEEL_STEP_GO ||
 	    users_patch_allowed(req, id, v) != KEEL_STEP_GO)
 		return KEEL_OK;
+	/* A currentPassword is a guess like a login's: the same buckets. */
+	if (v[USER_PASSWORD].present && v[USER_CURRENT].present &&
+	    keel_limit_account(req, keel_arena_printf(req->arena, "%lld",
+	    (long long)req->user->id)) != KEEL_STEP_GO)
+		goto out;
 	if (v[USER_PASSWORD].present && keel_auth_new_password(req,
 	    v[USER_PASSWORD].s, v[USER_CURRENT].s, hash, &er) != KEEL_STEP_GO)
 		goto out;

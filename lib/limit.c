@@ -80,6 +80,8 @@ static unsigned long	 failed_open;	/* process lifetime, for the log */
 /* What one request's checks found; lives in the request's arena. */
 struct keel_limit_state {
 	bool			 ran;		/* the script answered */
+	bool			 attempt;	/* a password checked on a route
+						   of another class (below) */
 	enum keel_limit_class	 cls;
 	size_t			 n;
 	struct keel_limit_result res[NRES];
@@ -306,7 +308,8 @@ fails_closed(const struct keel_req *req, const struct keel_limit_state *st,
 {
 	if (!(req->cfg->rate_fail_closed & (1u << l)))
 		return false;
-	return l != KEEL_LIMIT_AUTH || st->cls == KEEL_LIMIT_CLASS_AUTH;
+	return l != KEEL_LIMIT_AUTH || st->cls == KEEL_LIMIT_CLASS_AUTH ||
+	    st->attempt;
 }
 
 /* keel_rate_limit_decisions_total{limiter, decision} + 1. */
@@ -326,6 +329,17 @@ redis_down(struct keel_req *req, const struct keel_limit_state *st)
 {
 	size_t	 i;
 
+	/* A password attempt's buckets, dropped with the check that could
+	 * not run: the auth limiter's policy is still the one to apply. */
+	if (st->attempt && fails_closed(req, st, KEEL_LIMIT_AUTH)) {
+		count_decision(KEEL_LIMIT_AUTH, "fail_closed");
+		keel_log_warnx("limit: redis unavailable (%s); auth limiter "
+		    "fails closed", keel_redis_errstr(req->redis));
+		keel_http_add_header(req, "Retry-After", "5");
+		keel_http_reply_error(req, 503, "unavailable",
+		    "rate limits can't be checked right now; retry later");
+		return KEEL_STEP_REPLIED;
+	}
 	for (i = 0; i < st->n; i++)
 		if (fails_closed(req, st, st->res[i].which)) {
 			count_decision(st->res[i].which, "fail_closed");
@@ -649,14 +663,25 @@ keel_limit_account(struct keel_req *req, const char *account)
 	const char		*tl, *tr;
 	size_t			 i, from;
 
-	/* The auth limiter didn't apply (off, or Redis was away and it
-	 * failed open): there is no place to take. */
-	if (st == NULL || !st->ran || st->n == NRES)
-		return KEEL_STEP_GO;
+	if (st == NULL || st->n + 2 > NRES)
+		return KEEL_STEP_GO;		/* limits off or exempt */
 	for (i = 0; i < st->n && st->res[i].which != KEEL_LIMIT_AUTH; i++)
 		continue;
-	if (i == st->n)
-		return KEEL_STEP_GO;
+	if (i == st->n) {
+		/*
+		 * A route of another class that checks a password (a
+		 * password change's currentPassword): the attempt is a
+		 * login's, in the same buckets, its 4xx answers kept,
+		 * and with Redis away it fails as the auth limiter does.
+		 */
+		if (req->cfg->rates[KEEL_LIMIT_AUTH].limit <= 0)
+			return KEEL_STEP_GO;
+		st->attempt = true;
+		if (!st->ran)	/* the route's check failed open */
+			return fails_closed(req, st, KEEL_LIMIT_AUTH) ?
+			    redis_down(req, st) : KEEL_STEP_GO;
+	} else if (!st->ran)
+		return KEEL_STEP_GO;	/* auth's check failed open */
 	from = st->n;
 	/* One slot for both in a cluster, tagged by the account, and not
 	 * the user's own slot ("{42}"): a script on keys that don't exist
@@ -680,17 +705,17 @@ keel_limit_account(struct keel_req *req, const char *account)
 
 /*
  * Whether the answer is an attempt the auth limiter keeps: every answer
- * of a route of class AUTH_EVERY; on one of class AUTH, a failure (4xx),
- * not a success, not a refusal before any check (429), not a fault of
- * ours (5xx).
+ * of a route of class AUTH_EVERY; on one of class AUTH, or that checked
+ * a password (keel_limit_account), a failure (4xx), not a success, not
+ * a refusal before any check (429), not a fault of ours (5xx).
  */
 static bool
 auth_counts(const struct keel_limit_state *st, int status)
 {
 	if (st->cls == KEEL_LIMIT_CLASS_AUTH_EVERY)
 		return true;
-	return st->cls == KEEL_LIMIT_CLASS_AUTH && status >= 400 &&
-	    status < 500 && status != 429;
+	return (st->cls == KEEL_LIMIT_CLASS_AUTH || st->attempt) &&
+	    status >= 400 && status < 500 && status != 429;
 }
 
 void

@@ -62,8 +62,12 @@ enum keel_step	 keel_limit_check(struct keel_req *req,
  * it must not be a lockout five requests buy).  account is an opaque,
  * key-safe name ("42" for user 42).  A step: 429 when either is spent,
  * 503 when Redis can't be reached and the auth limiter fails closed;
- * the caller answers nothing else then.  Nothing happens when the auth
- * limiter didn't run.
+ * the caller answers nothing else then.  On a route of another class
+ * that checks a password (a password change's currentPassword) the
+ * attempt is a login's: the same buckets, its 4xx answers kept by
+ * keel_limit_after(), and the auth limiter's failure policy.  Nothing
+ * happens when limits are off, the auth limiter is off, or on an auth
+ * route whose check failed open.
  */
 enum keel_step	 keel_limit_account(struct keel_req *req, const char *account);
 

@@ -21,24 +21,30 @@ from helpers import redis_cli, request, spawn_app, stop_app, wait_until
 AUTH_LIMIT = 5
 
 
-class OwnAuth:
-    """keel-auth on the stack's auth socket, with env overrides."""
+class OwnApp:
+    """An app of the stack (keel-<name>) on its own socket, with env
+    overrides, and the stack's own back afterwards."""
 
-    def __init__(self, stack, **env):
+    def __init__(self, stack, name, **env):
         self.stack = stack
+        self.name = name
         self.env = env
         self.proc = None
 
     def __enter__(self):
-        self.stack.stop_component("auth")
-        self.proc = spawn_app(self.stack, "fcgi-apps/keel-auth",
-                              self.stack.path("run", "auth.sock"), self.env,
-                              "auth-hardening.log")
+        self.stack.stop_component(self.name)
+        self.proc = spawn_app(self.stack, "fcgi-apps/keel-" + self.name,
+                              self.stack.path("run", self.name + ".sock"),
+                              self.env, self.name + "-hardening.log")
         return self
 
     def __exit__(self, *exc):
         stop_app(self.proc)
-        self.stack.start_component("auth")
+        self.stack.start_component(self.name)
+
+
+def OwnAuth(stack, **env):
+    return OwnApp(stack, "auth", **env)
 
 
 def login(anon, who, password, headers=None):
@@ -146,6 +152,47 @@ def test_the_account_limit_holds_over_every_address(stack):
                 for a in (20, 21)]
     assert codes == [401] * 7, codes
     assert late == [429, 429], late
+
+
+def test_current_password_guesses_are_logins_guesses(stack, anon):
+    """A session's PATCH of its own password checks currentPassword: a
+    password oracle unless its guesses count as a login's do, in the
+    same buckets (a stolen session must not guess 10x faster than a
+    login form)."""
+    u = make_user(stack, "student")
+    h = {"Authorization": "Bearer " +
+         login(anon, u["email"], PASSWORD).json()["token"]}
+    url = "/api/users/%d" % u["id"]
+
+    def change(current):
+        return anon.patch(url, headers=h, json={
+            "password": "a-new-password-%d" % len(current),
+            "currentPassword": current}).status_code
+
+    with OwnApp(stack, "users", KEEL_RATELIMIT_AUTH="%d/900" % AUTH_LIMIT):
+        guesses = [change("wrong-%d" % i) for i in range(AUTH_LIMIT + 1)]
+        right = change(PASSWORD)
+    assert guesses == [422] * AUTH_LIMIT + [429], guesses
+    assert right == 429
+    # The same buckets as a login's: this address is spent for the
+    # account there too, and another address is not.
+    with OwnAuth(stack, KEEL_RATELIMIT_AUTH="%d/900" % AUTH_LIMIT):
+        assert login_from(stack, "127.0.0.1", u["email"], PASSWORD) == 429
+        assert login_from(stack, "127.0.0.5", u["email"], PASSWORD) == 200
+
+
+def test_a_right_current_password_gives_its_place_back(stack, anon):
+    u = make_user(stack, "student")
+    pw = PASSWORD
+    with OwnApp(stack, "users", KEEL_RATELIMIT_AUTH="%d/900" % AUTH_LIMIT):
+        for i in range(AUTH_LIMIT + 2):
+            h = {"Authorization": "Bearer " +
+                 login(anon, u["email"], pw).json()["token"]}
+            new = "changed-password-%d" % i
+            r = anon.patch("/api/users/%d" % u["id"], headers=h,
+                           json={"password": new, "currentPassword": pw})
+            assert r.status_code == 200, r.text
+            pw = new
 
 
 def test_a_successful_login_gives_its_place_back(stack, anon):
