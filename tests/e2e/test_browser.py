@@ -15,25 +15,35 @@ notifications are made; at the end the page holds every notification of
 the user exactly once, in order, as PostgreSQL has them, and the stream
 never delivered one twice or out of order.  The page's own record
 (window.keelState) and its DOM are read with Runtime.evaluate.
+
+The set-password page: an invitation email's link, as keel-drain-email
+sends it, opened in the browser at /set-password (lighttpd rewrites that
+path to www/app/set-password.html): the token leaves the address bar at
+once, the password typed twice is set, a login with it works, and the
+same link a second time is said to be used.
 """
 
 import html.parser
 import json
 import os
 import signal
+import urllib.parse
 import uuid
 
 import pytest
 
-from accounts import PASSWORD, bearer, make_user, session_for
+from accounts import PASSWORD, bearer, login, make_user, session_for
 from chromium import Chromium
-from helpers import BaseUrlSession, assert_error, wait_until
+from helpers import BaseUrlSession, assert_error, request, wait_until
 from stack import ROOT
+from test_jobs import jobs, relay_and_drain  # noqa: F401
 from test_leaderboard import DRAIN_ENV, enqueue
 from test_stack_cron import unprivileged
 from test_tests import new_question, new_test, start
 
 PAGE = "/app/"
+SET_PASSWORD = "/set-password"      # the emails' links (lib/auth.c)
+SET_PASSWORD_LOGGED = '"GET /app/set-password.html HTTP/1.1"'
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; "
        "connect-src 'self'; img-src 'self'; base-uri 'none'; "
        "form-action 'none'; frame-ancestors 'none'")
@@ -83,6 +93,8 @@ class InlineCode(html.parser.HTMLParser):
     ("/app/index.html", "text/html; charset=utf-8"),
     ("/app/app.js", "text/javascript; charset=utf-8"),
     ("/app/app.css", "text/css; charset=utf-8"),
+    ("/app/set-password.html", "text/html; charset=utf-8"),
+    ("/app/set-password.js", "text/javascript; charset=utf-8"),
 ])
 def test_page_files_have_their_type_and_the_csp(anon, path, ctype):
     r = anon.get(path)
@@ -101,6 +113,45 @@ def test_page_has_no_inline_code(anon):
     p.feed(anon.get(PAGE).text)
     assert p.found == []
     assert p.scripts == ["app.js"]
+
+
+def page_headers_are_the_pages(r):
+    assert r.headers["Content-Security-Policy"] == CSP
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert r.headers["Referrer-Policy"] == "no-referrer"
+    assert r.headers["Cache-Control"] == "no-cache"
+
+
+def test_set_password_is_served_at_the_emails_path(stack, anon):
+    """The emails' link, /set-password?token=..., is the page's
+    set-password.html with the page's headers; the apps never see it."""
+    for q in ("", "?token=" + "A" * 43, "?token="):
+        r = anon.get(SET_PASSWORD + q)
+        assert r.status_code == 200, r.text[:200]
+        assert r.headers["Content-Type"] == "text/html; charset=utf-8"
+        page_headers_are_the_pages(r)
+        with open(os.path.join(ROOT, "www", "app", "set-password.html"),
+                  "rb") as f:
+            want = f.read()
+        assert r.content == want
+    r = request("HEAD", stack.url(SET_PASSWORD))
+    assert r.status_code == 200
+    page_headers_are_the_pages(r)
+    p = InlineCode()
+    p.feed(want.decode())
+    assert p.found == []
+    assert p.scripts == ["/app/set-password.js"]
+    # GET and HEAD only, as the page's other files.
+    assert_error(anon.post(SET_PASSWORD + "?token=x", json={}), 403,
+                 "forbidden")
+    # That exact path: the rest is the apps' as before.
+    for path in ("/set-password/", "/set-passwordx", "/set-password/x"):
+        assert_error(anon.get(path), 404, "not_found")
+    # The token never reaches the access log (lighttpd.conf logs %U, the
+    # rewritten path).
+    wait_until(lambda: stack.log("access").count(SET_PASSWORD_LOGGED) >= 3,
+               5, "the page's GETs in the access log")
+    assert "A" * 43 not in stack.log("access")
 
 
 def test_page_errors_stay_json_and_the_api_is_untouched(anon):
@@ -347,3 +398,111 @@ def test_live_notifications_survive_stream_restarts(stack, http, browser,
     assert "ticket=" not in stack.log("access")
     print(json.dumps({k: after[k] for k in
                       ("opens", "reconnects", "errors", "duplicates")}))
+
+
+# ---------------------------------------------------- the set-password page
+
+def mail_link(stack, to):
+    """The set-password link of the one email the SMTP server got for
+    `to`."""
+    links = []
+    for m in stack.mail():
+        if m["To"].addresses[0].addr_spec == to:
+            links += [w for w in m.get_body(("plain",)).get_content().split()
+                      if "/set-password?token=" in w]
+    assert len(links) == 1, links
+    return links[0]
+
+
+def history(b):
+    """The tab's history entries' addresses and titles, as text.  (Not
+    their userTypedURL: Chromium keeps there the address it was asked to
+    open, here by Page.navigate, which no page can change.)"""
+    h = b.call("Page.getNavigationHistory", session=True)
+    return json.dumps([(e["url"], e["title"]) for e in h["entries"]])
+
+
+def set_password_in(b, url, password, again=None):
+    """Open url, type the password twice (again: the second, if it
+    differs), press Enter, and wait for the page's answer: the error
+    shown ("" once the password is set)."""
+    b.navigate(url)
+    b.evaluate("document.getElementById('password').focus()")
+    b.type_text(password)
+    b.evaluate("document.getElementById('password2').focus()")
+    b.type_text(password if again is None else again)
+    b.press_enter()
+    return wait_until(lambda: b.evaluate(
+        "document.getElementById('set-error').textContent ||"
+        " (document.getElementById('done-view').hidden ? '' : 'done')"),
+        15, "the page's answer")
+
+
+def test_an_invitation_link_sets_the_password_in_the_browser(jobs, http,
+                                                              anon, browser):
+    tag = uuid.uuid4().hex[:12]
+    email = "invited-%s@e2e.test" % tag
+    r = http.post("/api/users", json={
+        "email": email, "username": "invited_" + tag, "name": "Invited",
+        "role": "student", "sendCredentials": True})
+    assert r.status_code == 201, r.text
+    s = relay_and_drain(jobs, relay=False)
+    assert s["processed"] == 1, s
+    link = urllib.parse.urlsplit(mail_link(jobs, email))
+    assert link.path == SET_PASSWORD
+    token = urllib.parse.parse_qs(link.query)["token"][0]
+    # KEEL_PUBLIC_URL is not the test stack's address: the same path and
+    # query on the stack.
+    url = jobs.base_url + link.path + "?" + link.query
+    new = "a-new-password-" + tag
+    logged = jobs.log("access").count(SET_PASSWORD_LOGGED)
+
+    # Opened: the token is out of the address bar and of the history at
+    # once, before anything is typed.
+    browser.navigate(url)
+    assert browser.evaluate("location.href") == jobs.base_url + SET_PASSWORD
+    assert token not in history(browser)
+    assert browser.evaluate(
+        "[document.getElementById('set-form').hidden,"
+        " document.getElementById('no-token').hidden,"
+        " document.getElementById('password').autocomplete,"
+        " document.getElementById('password2').autocomplete]") == [
+        False, True, "new-password", "new-password"]
+
+    # Two different passwords: said, nothing sent (the link still works).
+    assert set_password_in(browser, url, new, new + "x") == \
+        "The two passwords differ; type them again."
+    # Too short: the API's rule, as the API says it (the link still works).
+    assert set_password_in(browser, url, "short") == \
+        "The new password must be at least 10 characters."
+
+    # Set: success, a link to log in, the token gone from the page.
+    assert set_password_in(browser, url, new) == "done"
+    assert browser.evaluate(
+        "[document.getElementById('set-view').hidden,"
+        " document.getElementById('login-link').getAttribute('href'),"
+        " location.href, document.getElementById('password').value]") == [
+        True, "/app/", jobs.base_url + SET_PASSWORD, ""]
+    assert token not in history(browser)
+    login(anon, email, new)
+
+    # The same link again: used, said so, and the form is gone.
+    assert set_password_in(browser, url, "another-password-1") == (
+        "The link is invalid, expired or already used; ask for a new one.")
+    assert browser.evaluate("document.getElementById('set-form').hidden")
+    login(anon, email, new)
+
+    # A reload (or an address without the token): said clearly.
+    browser.navigate(jobs.base_url + SET_PASSWORD)
+    assert browser.evaluate(
+        "[document.getElementById('no-token').hidden,"
+        " document.getElementById('set-form').hidden]") == [False, True]
+    assert "email" in browser.evaluate(
+        "document.getElementById('no-token').textContent")
+
+    assert browser.problems() == []
+    # The page's six loads are in the access log, under the rewritten
+    # path and without their query string.
+    wait_until(lambda: jobs.log("access").count(SET_PASSWORD_LOGGED) >=
+               logged + 6, 5, "the page's loads in the access log")
+    assert token not in jobs.log("access")
