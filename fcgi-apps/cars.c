@@ -7,6 +7,17 @@
  * are cached in the "cars" namespace (5 min, API.md); every write that
  * changes a row bumps the namespace after it commits, so the next read
  * misses.  One namespace for lists and items: a write changes both.
+ *
+ * A car with an active contract whose period has not ended stays in
+ * service: archiving it is a 409.  The car's row orders archiving against
+ * a contract being written (contracts.c locks the row FOR SHARE to insert
+ * one or change its dates): the archive updates the row first, which
+ * waits for such a writer to commit, and only then looks for active
+ * contracts, in a statement of its own and so, under READ COMMITTED, a
+ * snapshot that sees what the writer committed.  A writer that comes
+ * after the update waits on the row and then finds the car archived.  One
+ * UPDATE ... WHERE NOT EXISTS would not do: its snapshot is taken before
+ * it waits on the row, and misses the contract it waited for.
  */
 #include "config.h"
 
@@ -138,6 +149,11 @@ static const struct keel_query q_car_archive = { .name = "cars_archive",
 	.sql = "UPDATE cars SET is_archived = true, updated_at = now() "
 	"WHERE id = $1 RETURNING " CAR_COLS, .target = KEEL_DB_PRIMARY };
 
+/* An active contract of car $1 not yet ended: the car stays in service. */
+static const struct keel_query q_car_booked = { .name = "cars_booked",
+	.sql = "SELECT FROM contracts WHERE car_id = $1 AND status = 'active' "
+	"AND end_date >= current_date LIMIT 1", .target = KEEL_DB_PRIMARY };
+
 static enum keel_err
 cars_list(struct keel_req *req)
 {
@@ -186,6 +202,29 @@ cars_create(struct keel_req *req)
 	return keel_res_change(req, &car_res, &w);
 }
 
+/*
+ * In the archive's transaction, after its UPDATE locked the car's row:
+ * 409 (rolled back) when the car has an active contract not yet ended.
+ */
+static enum keel_err
+cars_unbooked(struct keel_req *req, const struct keel_rows *rows,
+    struct keel_res_write *w)
+{
+	struct keel_db_params	 p;
+	struct keel_rows	*booked = NULL;
+	enum keel_err		 er;
+
+	(void)w;
+	keel_db_params_init(&p);
+	keel_db_param_int(&p, keel_rows_int64(rows, 0, 0));	/* its id */
+	if ((er = keel_db_query(req->db, &q_car_booked, &p, &booked)) ==
+	    KEEL_OK && keel_rows_count(booked) > 0)
+		keel_http_reply_error(req, 409, "conflict", "the car has "
+		    "active contracts; cancel or complete them first");
+	keel_rows_free(booked);
+	return er;
+}
+
 static enum keel_err
 cars_patch(struct keel_req *req)
 {
@@ -197,6 +236,9 @@ cars_patch(struct keel_req *req)
 	if (keel_http_body_fields(req, car_fields, CAR__MAX, KEEL_FIELDS_SOME,
 	    v) != KEEL_STEP_GO)
 		return KEEL_OK;
+	/* isArchived true archives, as DELETE does: the same refusal. */
+	if (v[CAR_ARCHIVED].present && v[CAR_ARCHIVED].b)
+		w.in_tx = cars_unbooked;
 	keel_db_params_init(&p);
 	keel_db_param_int(&p, keel_http_param_int(req, "id"));
 	cars_params(&p, v, CAR__MAX);
@@ -208,7 +250,7 @@ cars_archive(struct keel_req *req)
 {
 	struct keel_db_params	 p;
 	struct keel_res_write	 w = { .q = &q_car_archive, .p = &p,
-	    .status = 200 };
+	    .status = 200, .in_tx = cars_unbooked };
 
 	keel_db_params_init(&p);
 	keel_db_param_int(&p, keel_http_param_int(req, "id"));

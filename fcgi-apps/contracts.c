@@ -9,6 +9,13 @@
  * customer.  Customers see only their own contracts; another's is a 404.
  * A new contract queues its customer's notification in its transaction
  * (contract_created: cron/drain-notifications.c).
+ *
+ * An active contract is on a car in service.  Inserting one, or changing
+ * its dates, checks the car is not archived and holds its row FOR SHARE
+ * to the commit: an archive racing it (cars.c) either went first, and
+ * the lock's recheck of the newest row finds the car archived, or waits
+ * for the commit and then sees the contract.  Ending a contract needs no
+ * car in service, so one on a car archived before the rule winds down.
  */
 #include "config.h"
 
@@ -138,15 +145,17 @@ static const struct keel_query q_contract_get = { .name = "contracts_get",
 	.target = KEEL_DB_READ };
 
 /*
- * The car must be in service and the customer an active customer.
- * "car" names it for the customer's notification (never written).
+ * The car must be in service, its row held against archiving, and the
+ * customer an active customer.  "car" names it for the customer's
+ * notification (never written).
  */
 static const struct keel_query q_contract_insert = {
 	.name = "contracts_insert",
 	.sql = "INSERT INTO contracts (car_id, customer_id, start_date, "
 	"end_date) SELECT c.id, u.id, $3::date, $4::date FROM cars c, users u "
 	"WHERE c.id = $1 AND NOT c.is_archived AND u.id = $2 "
-	"AND u.role = 'customer' AND u.is_active RETURNING " CONTRACT_COLS
+	"AND u.role = 'customer' AND u.is_active FOR SHARE OF c "
+	"RETURNING " CONTRACT_COLS
 	", (SELECT left(manufacturer || ' ' || model || ' (' || "
 	"license_plate || ')', 300) FROM cars WHERE id = car_id) AS car",
 	.target = KEEL_DB_PRIMARY };
@@ -155,13 +164,27 @@ static const struct keel_query q_contract_car = { .name = "contracts_car",
 	.sql = "SELECT FROM cars WHERE id = $1 AND NOT is_archived",
 	.target = KEEL_DB_PRIMARY };
 
-/* Only an active contract changes; $4 is the status it may end with. */
+/*
+ * Only an active contract changes; $4 is the status it may end with.
+ * One that stays active needs its car in service, the row held as an
+ * insert holds it; ending one (a $4) needs no car.
+ */
 static const struct keel_query q_contract_update = {
 	.name = "contracts_update",
-	.sql = "UPDATE contracts SET start_date = COALESCE($2::date, "
+	.sql = "WITH car AS (SELECT c.id FROM contracts k JOIN cars c "
+	"ON c.id = k.car_id WHERE k.id = $1 AND NOT c.is_archived "
+	"FOR SHARE OF c) "
+	"UPDATE contracts SET start_date = COALESCE($2::date, "
 	"start_date), end_date = COALESCE($3::date, end_date), "
 	"status = COALESCE($4, status), updated_at = now() "
-	"WHERE id = $1 AND status = 'active' RETURNING " CONTRACT_COLS,
+	"WHERE id = $1 AND status = 'active' "
+	"AND ($4::text IS NOT NULL OR EXISTS (SELECT FROM car)) "
+	"RETURNING " CONTRACT_COLS, .target = KEEL_DB_PRIMARY };
+
+/* Why an update changed nothing: its status (active: the car archived). */
+static const struct keel_query q_contract_state = {
+	.name = "contracts_state",
+	.sql = "SELECT status FROM contracts WHERE id = $1",
 	.target = KEEL_DB_PRIMARY };
 
 static enum keel_err
@@ -293,26 +316,39 @@ contracts_create(struct keel_req *req)
 	return keel_res_change(req, &contract_res, &w);
 }
 
-/* Not changed: missing, or no longer active. */
+/*
+ * Not changed: missing, no longer active, or its car archived.  Asked of
+ * the primary, which the update just read: a replica's lag could tell an
+ * old status.
+ */
 static enum keel_err
 contracts_unchanged(struct keel_req *req, struct keel_res_write *w)
 {
 	struct keel_db_params	 p;
 	struct keel_rows	*rows = NULL;
+	const char		*status;
 	enum keel_err		 er;
 
 	keel_db_params_init(&p);
 	keel_db_param_text(&p, w->p->v[0]);	/* the contract, $1 */
-	keel_db_param_null(&p);			/* as staff see it */
-	if ((er = keel_db_query(req->db, &q_contract_get, &p, &rows)) ==
-	    KEEL_OK && keel_rows_count(rows) == 0)
+	if ((er = keel_db_query(req->db, &q_contract_state, &p, &rows)) !=
+	    KEEL_OK)
+		goto out;
+	if (keel_rows_count(rows) == 0) {
 		keel_http_reply_error(req, 404, "not_found",
 		    "no such contract");
-	else if (er == KEEL_OK)
+		goto out;
+	}
+	status = keel_rows_value(rows, 0, 0);
+	if (strcmp(status, "active") != 0)
 		keel_http_reply_error(req, 409, "conflict",
 		    keel_arena_printf(req->arena, "the contract is %s; only "
-		    "an active contract changes", keel_rows_value(rows, 0,
-		    keel_rows_col(rows, "status"))));
+		    "an active contract changes", status));
+	else
+		keel_http_reply_error(req, 409, "conflict", "the car is "
+		    "archived; its contract can only be cancelled or "
+		    "completed");
+out:
 	keel_rows_free(rows);
 	return er;
 }
