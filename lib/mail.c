@@ -161,24 +161,29 @@ keel_mail_message_id(char *dst, size_t n, const char *key, const char *from)
 
 /*
  * "Name <addr>" with the name as RFC 5322 §3.4 needs it: as it is when
- * it is atoms and spaces, a quoted-string when it is other printable
- * ASCII (a comma or a quote must not start another address), RFC 2047
- * encoded-words when it is not ASCII.  Control characters, which no
- * header may carry, become spaces.
+ * it is atoms of letters, digits and '-' between spaces, a quoted-string
+ * when it is other printable ASCII (a comma or a quote must not start
+ * another address; '.' is no atext: §4.1's obsolete phrase lets a
+ * reader take J. R. R. Tolkien bare but forbids writing it, and a lone
+ * "." is no phrase at all), RFC 2047 encoded-words when it is not ASCII.
+ * Control characters, which no header may carry, become spaces.
  */
 static void
 put_mailbox(struct keel_buf *b, const char *name, const char *addr)
 {
 	const char	*p;
-	bool		 simple = true, ascii = true;
+	bool		 simple = false, ascii = true;
 
 	if (name == NULL || *name == '\0') {
 		keel_buf_puts(b, addr);
 		return;
 	}
+	/* Simple: at least one atom, nothing but atoms and spaces. */
+	for (p = name; *p != '\0'; p++)
+		if (isalnum((unsigned char)*p) || *p == '-')
+			simple = true;
 	for (p = name; *p != '\0'; p++) {
-		if (!isalnum((unsigned char)*p) && *p != ' ' && *p != '.' &&
-		    *p != '-')
+		if (!isalnum((unsigned char)*p) && *p != ' ' && *p != '-')
 			simple = false;
 		if ((unsigned char)*p >= 0x7f)
 			ascii = false;

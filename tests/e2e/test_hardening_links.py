@@ -10,6 +10,7 @@ smaller holes of issue 9 (items 4-6), each tried as an attacker would.
   carry control characters into headers and are quoted there; sessions
   per user are capped; REDIS_URL=unix:// works; STARTTLS is used when
   the SMTP server offers it; an unknown query parameter is a 400.
+- A display name holding '.' is quoted ("J. R. R. Tolkien", ".").
 """
 
 import os
@@ -17,6 +18,8 @@ import socket
 import statistics
 import subprocess
 import time
+
+import pytest
 
 from accounts import PASSWORD, bearer, login, make_user
 from helpers import assert_error, link_tokens, redis_cli, wait_until
@@ -149,6 +152,24 @@ def test_a_name_with_commas_and_quotes_is_one_address(jobs, http):
     assert len(addrs) == 1, str(m["To"])
     assert addrs[0].addr_spec == "q-%s@e2e.test" % tag
     assert addrs[0].display_name == name
+
+
+@pytest.mark.parametrize("name", ["J. R. R. Tolkien", ".", ".Bob",
+                                  'Dr. "Who" \\ Else'])
+def test_a_name_with_dots_is_quoted_in_the_to_header(jobs, http, name):
+    """RFC 5322 forbids writing '.' in a bare phrase: Python's parser
+    flags "J. R. R. Tolkien" and fails on a lone "."."""
+    tag = "%d" % time.time_ns()
+    to = "dot-%s@e2e.test" % tag
+    r = http.post("/api/users", json={
+        "email": to, "username": "dot" + tag, "name": name,
+        "role": "student", "sendCredentials": True})
+    assert r.status_code == 201, r.text
+    drain(jobs)
+    (m,) = [m for m in jobs.mail() if to in m["X-Sink-Rcpt"]]
+    assert m["To"].defects == (), m["To"].defects
+    (addr,) = m["To"].addresses
+    assert (addr.display_name, addr.addr_spec) == (name, to)
 
 
 def test_sessions_per_user_are_capped_the_oldest_end(stack, anon):

@@ -229,6 +229,50 @@ test_display_names_are_quoted_or_encoded(void **state)
 	    "=?UTF-8?B?"));
 }
 
+/* RFC 5322 §3.2.5: '.' is no atext, so a name holding one is quoted. */
+static void
+test_display_name_with_dots_is_quoted(void **state)
+{
+	char	 l[256];
+
+	(void)state;
+	assert_string_equal(to_line("J. R. R. Tolkien", l, sizeof(l)),
+	    "\"J. R. R. Tolkien\" <a@b.example>");
+	assert_string_equal(to_line(".Bob", l, sizeof(l)),
+	    "\".Bob\" <a@b.example>");
+}
+
+static void
+test_display_name_of_a_lone_dot_is_quoted(void **state)
+{
+	char	 l[256];
+
+	(void)state;
+	assert_string_equal(to_line(".", l, sizeof(l)),
+	    "\".\" <a@b.example>");
+}
+
+/* Spaces alone are no phrase: "To:   <a@b.example>" has no name. */
+static void
+test_display_name_of_spaces_is_quoted(void **state)
+{
+	char	 l[256];
+
+	(void)state;
+	assert_string_equal(to_line("  ", l, sizeof(l)),
+	    "\"  \" <a@b.example>");
+}
+
+static void
+test_display_name_quotes_and_backslashes_escaped(void **state)
+{
+	char	 l[256];
+
+	(void)state;
+	assert_string_equal(to_line("A. \"B\" C\\", l, sizeof(l)),
+	    "\"A. \\\"B\\\" C\\\\\" <a@b.example>");
+}
+
 /* email: the first try, a retry after 2 s, the last after 4 s. */
 static void
 test_backoff_doubles_from_the_base(void **state)
@@ -263,6 +307,11 @@ main(void)
 		cmocka_unit_test(test_render_rejects_bad_payloads),
 		cmocka_unit_test(test_render_attempt_result),
 		cmocka_unit_test(test_display_names_are_quoted_or_encoded),
+		cmocka_unit_test(test_display_name_with_dots_is_quoted),
+		cmocka_unit_test(test_display_name_of_a_lone_dot_is_quoted),
+		cmocka_unit_test(test_display_name_of_spaces_is_quoted),
+		cmocka_unit_test(
+		    test_display_name_quotes_and_backslashes_escaped),
 		cmocka_unit_test(test_backoff_doubles_from_the_base),
 	};
 
