@@ -213,7 +213,7 @@ main(int argc, char *argv[])
 			}
 		}
 	} else if (strcmp(argv[1], "test-email") == 0 && argc == 3) {
-		if (!keel_mail_addr_valid(argv[2])) {
+		if (!keel_text_email_valid(argv[2])) {
 			fprintf(stderr, "keel-queues: %s is not an address\n",
 			    argv[2]);
 			rc = 2;

@@ -55,8 +55,14 @@ static const struct keel_field login_fields[LOGIN__MAX] = {
 enum reset_field { RESET_EMAIL, RESET__MAX };
 
 static const struct keel_field reset_fields[RESET__MAX] = {
+	/* The check accounts are made with: only ASCII, so no other
+	 * spelling of an address (U+212A for 'k', which lower() folds)
+	 * opens a fresh limiter bucket.  Syntax alone: it says nothing
+	 * about who has an account. */
 	[RESET_EMAIL] = { .name = "email", .type = KEEL_FIELD_STRING,
-	    .required = true, .min = 1, .max = 254 },
+	    .required = true, .min = 1, .max = KEEL_TEXT_EMAIL_MAX,
+	    .check = keel_text_email_valid,
+	    .check_msg = "must be an email address" },
 };
 
 enum confirm_field { CONFIRM_TOKEN, CONFIRM_PASSWORD, CONFIRM__MAX };

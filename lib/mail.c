@@ -50,22 +50,6 @@ struct keel_mail {
 	char		 errstr[CURL_ERROR_SIZE + 64];
 };
 
-bool
-keel_mail_addr_valid(const char *s)
-{
-	const char	*at, *p;
-
-	if (s == NULL || strlen(s) > 254 || (at = strchr(s, '@')) == NULL ||
-	    at == s || strchr(at + 1, '@') != NULL ||
-	    strchr(at + 1, '.') == NULL || at[1] == '.')
-		return false;
-	for (p = s; *p != '\0'; p++)
-		if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f ||
-		    strchr("<>()[]\\,;:\"", *p) != NULL)
-			return false;
-	return s[strlen(s) - 1] != '.';
-}
-
 static int
 plain_ascii(const char *s)
 {
@@ -386,7 +370,7 @@ keel_mail_render(struct keel_arena *a, const char *kind, const char *payload,
 		snprintf(why, n, "payload is not a JSON object");
 		goto out;
 	}
-	if ((to = str_field(o, MF_TO)) == NULL || !keel_mail_addr_valid(to)) {
+	if ((to = str_field(o, MF_TO)) == NULL || !keel_text_email_valid(to)) {
 		snprintf(why, n, "payload: \"to\" is not an email address");
 		goto out;
 	}

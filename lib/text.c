@@ -105,6 +105,54 @@ keel_text_one_line(const char *s)
 	return true;
 }
 
+/* RFC 5322 §3.2.3's atext, the ASCII letters and digits aside. */
+static bool
+atext(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9') ||
+	    (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
+}
+
+static bool
+ldh(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9') || c == '-';
+}
+
+bool
+keel_text_email_valid(const char *s)
+{
+	const char	*at, *p, *label;
+	size_t		 labels = 0;
+
+	if (s == NULL || strlen(s) > KEEL_TEXT_EMAIL_MAX ||
+	    (at = strchr(s, '@')) == NULL || at == s || at - s > 64)
+		return false;
+	/* Local part: atoms joined by single dots. */
+	for (p = s; p < at; p++)
+		if (*p == '.') {
+			if (p == s || p + 1 == at || p[1] == '.')
+				return false;
+		} else if (!atext((unsigned char)*p))
+			return false;
+	/* Domain: LDH labels, none empty, none starting or ending '-'. */
+	for (label = p = at + 1;; p++) {
+		if (*p == '.' || *p == '\0') {
+			if (p == label || p - label > 63 || *label == '-' ||
+			    p[-1] == '-')
+				return false;
+			labels++;
+			if (*p == '\0')
+				break;
+			label = p + 1;
+		} else if (!ldh((unsigned char)*p))
+			return false;
+	}
+	return labels >= 2;
+}
+
 bool
 keel_date_valid(const char *s)
 {

@@ -86,7 +86,10 @@ unsigned	 keel_auth_role_parse(const char *name);
 /* The name of one role bit; "" when not exactly one known bit. */
 const char	*keel_auth_role_name(unsigned role);
 
-/* True for an email address of the shape sql/002_users.sql checks. */
+/*
+ * True for an email address the API takes: keel_text_email_valid(), the
+ * check the mailer makes, so no account holds an address mail refuses.
+ */
 bool		 keel_auth_email_valid(const char *s);
 /* True for a username of letters, digits, '_', '.' and '-' only. */
 bool		 keel_auth_username_valid(const char *s);

@@ -16,7 +16,8 @@ struct keel_mail;		/* opaque: the libcurl handle and settings */
 
 /* One message; every string UTF-8 and owned by the caller. */
 struct keel_mail_msg {
-	const char	*to;		/* address only: a@b.example */
+	const char	*to;		/* address only: a@b.example, as
+					   keel_text_email_valid() takes */
 	const char	*to_name;	/* display name; may be NULL */
 	const char	*subject;
 	const char	*text;		/* the text/plain part */
@@ -25,9 +26,6 @@ struct keel_mail_msg {
 	const char	*request_id;	/* X-Request-Id header; NULL or "": none */
 };
 
-/* True when s is a plain addr-spec we are willing to put in a header and
- * an SMTP command (no spaces, CR, LF, <>, quotes; local@domain.tld). */
-bool		 keel_mail_addr_valid(const char *s);
 /*
  * Appends s to b as a header value: as is when it is printable ASCII,
  * else as RFC 2047 "B" encoded-words of UTF-8, each under 76 characters,

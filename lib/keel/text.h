@@ -29,6 +29,18 @@ bool		 keel_parse_int64(const char *s, int64_t min, int64_t max,
 /* True when s holds no control character (C0 or DEL): one line of text. */
 bool		 keel_text_one_line(const char *s);
 
+/*
+ * The one email address check, the API's and the mailer's: an addr-spec
+ * we will put in a header and an SMTP command, ASCII only.  The local
+ * part a dot-atom of atext (RFC 5322 §3.2.3, at most 64 bytes), the
+ * domain two or more labels of letters, digits and inner '-' (RFC 5321
+ * §4.1.2, each 1..63 bytes), 254 bytes in all (RFC 5321 §4.5.3.1).  No
+ * quoted local parts, comments, address literals or trailing dot.
+ * s may be NULL (false).
+ */
+#define KEEL_TEXT_EMAIL_MAX	254
+bool		 keel_text_email_valid(const char *s);
+
 /* True when s is a YYYY-MM-DD date that exists in the calendar. */
 bool		 keel_date_valid(const char *s);
 

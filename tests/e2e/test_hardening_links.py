@@ -11,6 +11,8 @@ smaller holes of issue 9 (items 4-6), each tried as an attacker would.
   per user are capped; REDIS_URL=unix:// works; STARTTLS is used when
   the SMTP server offers it; an unknown query parameter is a 400.
 - A display name holding '.' is quoted ("J. R. R. Tolkien", ".").
+- Another spelling of an address (a Kelvin sign for 'k') is a 422 at
+  the reset request, not a fresh limiter bucket.
 """
 
 import os
@@ -255,3 +257,26 @@ def test_an_unknown_query_parameter_is_a_400_naming_it(http):
     r = http.get("/api/cars/1", params={"fresh": "1"})
     assert list(assert_error(r, 400, "validation_failed")["fields"]) == [
         "fresh"]
+
+
+# ------------------------------------- addresses the mailer can reach
+
+@pytest.mark.parametrize("spell", [
+    lambda e: e.replace("k", "\u212a", 1),   # KELVIN SIGN, lower(): 'k'
+    lambda e: e.replace("i", "\u0130", 1),   # I WITH DOT, lower(): 'i'
+    lambda e: e + ".",
+    lambda e: "x<" + e,
+], ids=["kelvin", "dotted-i", "trailing-dot", "angle"])
+def test_another_spelling_of_an_address_is_a_422_not_a_fresh_bucket(
+        jobs, anon, spell):
+    u = make_user(jobs, "student")
+    email = "kiki-%d@e2e.test" % time.time_ns()
+    jobs.psql("UPDATE users SET email = '%s' WHERE id = %d"
+              % (email, u["id"]))
+    r = anon.post("/api/auth/password-reset", json={"email": spell(email)})
+    assert list(assert_error(r, 422, "validation_failed")["fields"]) == [
+        "email"]
+    assert jobs.psql("SELECT count(*) FROM outbox") == "0"
+    # The address itself still asks (and counts in its own bucket).
+    r = anon.post("/api/auth/password-reset", json={"email": email})
+    assert r.status_code == 202

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: ISC */
 /*
  * test_auth.c -- unit tests for auth's pure logic: roles, the password
- * rule, tokens and their ids, Argon2id hashing and the dummy verify.
+ * rule, tokens and their ids, Argon2id hashing and the dummy verify,
+ * the email check accounts are made with.
  */
 #include "config.h"
 
@@ -17,6 +18,7 @@
 #include "keel/auth.h"
 #include "keel/mem.h"
 #include "keel/router.h"
+#include "keel/text.h"
 
 static int
 group_setup(void **state)
@@ -123,6 +125,87 @@ test_mail_link(void **state)
 	keel_buf_free(&b);
 }
 
+/* What the security probe created (201) and the mailer then refused. */
+static const char *const refused[] = {
+	"x<y@e2e.test", "user@localhost", "\xc3\xbc@e2e.test",
+	"q\"x\"@e2e.test", "a@e2e.test.", "a(x)@e2e.test",
+	/* U+212A KELVIN SIGN for 'k', U+0130 for 'i': lower() folds them. */
+	"\xe2\x84\xaa" "eel@e2e.test", "adm\xc4\xb0n@keel.test",
+	"a b@e2e.test", "a@b@e2e.test", "@e2e.test", "a@", "a@.e2e.test",
+	"a..b@e2e.test", ".a@e2e.test", "a.@e2e.test", "a@e2e..test",
+	"a@-e2e.test", "a@e2e-.test", "a@e2e_x.test", "a,b@e2e.test",
+	"a;b@e2e.test", "a:b@e2e.test", "a\\b@e2e.test", "[a]@e2e.test",
+	"a@[127.0.0.1]", "a@e2e.test\r\nRCPT TO:<x@y.z>",
+};
+
+/* The shapes demo data and the tests' accounts use, and RFC's atext. */
+static const char *const taken[] = {
+	"admin@keel.test", "student43@keel.test", "customer-0A1B2C@e2e.test",
+	"New-0A1B2C@E2E.test", "a.b+tag@sub.example.org",
+	"o'brien!#$%&*/=?^_`{|}~@x-y.example", "a@b.co",
+};
+
+static void
+test_email_check_refuses_what_mail_refuses(void **state)
+{
+	size_t	 i;
+
+	(void)state;
+	for (i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		if (keel_auth_email_valid(refused[i]))
+			fail_msg("taken: %s", refused[i]);
+		assert_false(keel_text_email_valid(refused[i]));
+	}
+	assert_false(keel_text_email_valid(NULL));
+}
+
+static void
+test_email_check_takes_ordinary_addresses(void **state)
+{
+	size_t	 i;
+
+	(void)state;
+	for (i = 0; i < sizeof(taken) / sizeof(taken[0]); i++) {
+		if (!keel_auth_email_valid(taken[i]))
+			fail_msg("refused: %s", taken[i]);
+		assert_true(keel_text_email_valid(taken[i]));
+	}
+}
+
+/* RFC 5321 §4.5.3.1: 64 for the local part, 63 a label, 254 in all. */
+static void
+test_email_check_lengths(void **state)
+{
+	char	 s[300];
+
+	(void)state;
+	memset(s, 'a', 64);
+	strcpy(s + 64, "@e2e.test");
+	assert_true(keel_auth_email_valid(s));
+	memset(s, 'a', 65);
+	strcpy(s + 65, "@e2e.test");
+	assert_false(keel_auth_email_valid(s));
+	strcpy(s, "a@");
+	memset(s + 2, 'b', 64);
+	strcpy(s + 66, ".test");
+	assert_false(keel_auth_email_valid(s));
+	/* 254 bytes, labels of 63, 63, 63 and 60; then 255. */
+	strcpy(s, "a@");
+	memset(s + 2, 'b', 63);
+	s[65] = '.';
+	memset(s + 66, 'c', 63);
+	s[129] = '.';
+	memset(s + 130, 'd', 63);
+	s[193] = '.';
+	memset(s + 194, 'e', 60);
+	s[254] = '\0';
+	assert_int_equal(strlen(s), 254);
+	assert_true(keel_auth_email_valid(s));
+	s[254] = 'e';
+	s[255] = '\0';
+	assert_false(keel_auth_email_valid(s));
+}
+
 int
 main(void)
 {
@@ -132,6 +215,9 @@ main(void)
 		cmocka_unit_test(test_tokens),
 		cmocka_unit_test(test_hash_and_verify),
 		cmocka_unit_test(test_mail_link),
+		cmocka_unit_test(test_email_check_refuses_what_mail_refuses),
+		cmocka_unit_test(test_email_check_takes_ordinary_addresses),
+		cmocka_unit_test(test_email_check_lengths),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, NULL);

@@ -14,6 +14,7 @@
 #include "keel/mail.h"
 #include "keel/mem.h"
 #include "keel/queue.h"
+#include "keel/text.h"
 
 static void
 test_ascii_subject_left_alone(void **state)
@@ -129,13 +130,35 @@ static void
 test_address_validation(void **state)
 {
 	(void)state;
-	assert_true(keel_mail_addr_valid("a@b.example"));
-	assert_false(keel_mail_addr_valid("a@b"));
-	assert_false(keel_mail_addr_valid("a b@c.example"));
-	assert_false(keel_mail_addr_valid("a@b.example\r\nRCPT TO:<x@y.z>"));
-	assert_false(keel_mail_addr_valid("<a@b.example>"));
-	assert_false(keel_mail_addr_valid("@b.example"));
-	assert_false(keel_mail_addr_valid(NULL));
+	assert_true(keel_text_email_valid("a@b.example"));
+	assert_false(keel_text_email_valid("a@b"));
+	assert_false(keel_text_email_valid("a b@c.example"));
+	assert_false(keel_text_email_valid("a@b.example\r\nRCPT TO:<x@y.z>"));
+	assert_false(keel_text_email_valid("<a@b.example>"));
+	assert_false(keel_text_email_valid("@b.example"));
+	assert_false(keel_text_email_valid(NULL));
+}
+
+/* The probe's addresses, which the API took before it shared this check. */
+static void
+test_render_refuses_what_the_api_refuses(void **state)
+{
+	static const char *const bad[] = { "x<y@e2e.test", "user@localhost",
+	    "\xc3\xbc@e2e.test", "q\\\"x\\\"@e2e.test", "a@e2e.test.",
+	    "a(x)@e2e.test" };
+	struct keel_arena	*a = keel_arena_new();
+	struct keel_mail_msg	 m;
+	char			 payload[128], why[256];
+	size_t			 i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(payload, sizeof(payload), "{\"to\":\"%s\"}", bad[i]);
+		assert_int_equal(keel_mail_render(a, "test", payload, "k", &m,
+		    why, sizeof(why)), KEEL_EINVAL);
+		assert_non_null(strstr(why, "not an email address"));
+	}
+	keel_arena_free(a);
 }
 
 static void
@@ -304,6 +327,7 @@ main(void)
 		cmocka_unit_test(test_build_multipart_with_both_parts),
 		cmocka_unit_test(test_build_carries_a_valid_request_id_only),
 		cmocka_unit_test(test_address_validation),
+		cmocka_unit_test(test_render_refuses_what_the_api_refuses),
 		cmocka_unit_test(test_render_rejects_bad_payloads),
 		cmocka_unit_test(test_render_attempt_result),
 		cmocka_unit_test(test_display_names_are_quoted_or_encoded),
