@@ -25,11 +25,13 @@
 #include "keel/log.h"
 #include "keel/mail.h"
 #include "keel/mem.h"
+#include "keel/redis.h"
 
 struct email_ctx {
 	const struct keel_config *cfg;
 	struct keel_mail	*mail;
 	struct keel_db		*db;		/* the drainer's; for links */
+	struct keel_redis	*redis;		/* the reset cap's */
 	struct keel_arena	*arena;
 };
 
@@ -42,6 +44,7 @@ email_setup(const struct keel_config *cfg, struct keel_db *db)
 	c->cfg = cfg;
 	c->mail = keel_mail_open(cfg);
 	c->db = db;
+	c->redis = keel_redis_open(cfg);
 	c->arena = keel_arena_new();
 	return c;
 }
@@ -52,6 +55,7 @@ email_teardown(void *arg)
 	struct email_ctx	*c = arg;
 
 	keel_mail_close(c->mail);
+	keel_redis_close(c->redis);
 	keel_arena_free(c->arena);
 	free(c);
 }
@@ -91,13 +95,17 @@ email_send(void *arg, const struct keel_job *job, char *why, size_t n)
  * invitation_request {"userId"}, password_reset_request {"email"}: the
  * account, a fresh single-use token and its link, then the email.  No
  * active account: done, nothing sent (the request said nothing either).
+ * A reset past its account's cap (KEEL_RESET_MAIL_MAX) is done unsent
+ * too; with Redis unable to say, retried, as a failed send is.
  */
 static enum keel_job_result
 email_link(void *arg, const struct keel_job *job, char *why, size_t n)
 {
 	struct email_ctx	*c = arg;
 	struct keel_auth_link	 l = { .site = c->cfg->public_url,
-	    .invite_ttl = c->cfg->invite_ttl };
+	    .invite_ttl = c->cfg->invite_ttl, .key = job->key,
+	    .redis = c->redis, .reset_max = c->cfg->reset_mail_max.limit,
+	    .reset_window = c->cfg->reset_mail_max.window };
 	struct keel_buf		 payload = { NULL, 0, 0 };
 	struct json_object	*o = NULL, *v;
 	enum keel_job_result	 res;
@@ -117,10 +125,11 @@ email_link(void *arg, const struct keel_job *job, char *why, size_t n)
 	}
 	er = keel_auth_link_job(c->db, &l, &payload);
 	json_object_put(o);
-	if (er == KEEL_ENOENT)
+	if (er == KEEL_ENOENT || er == KEEL_ETOOBIG)
 		return KEEL_JOB_DONE;
 	if (er != KEEL_OK) {
-		snprintf(why, n, "database: %s", keel_strerror(er));
+		/* The account's lookup (PostgreSQL) or its cap (Redis). */
+		snprintf(why, n, "account: %s", keel_strerror(er));
 		return KEEL_JOB_RETRY;
 	}
 	res = email_deliver(c, invite ? "invitation" : "password_reset",

@@ -32,6 +32,7 @@
 #include "keel/json.h"
 #include "keel/log.h"
 #include "keel/mem.h"
+#include "keel/metrics.h"
 #include "keel/outbox.h"
 #include "keel/redis.h"
 #include "keel/resource.h"
@@ -112,6 +113,9 @@ static struct keel_rscript sess_put_lua = { .name = "auth_session_put",
 	.lua = keel_lua_auth_session_put };
 static struct keel_rscript index_add_lua = { .name = "auth_index_add",
 	.lua = keel_lua_auth_index_add };
+/* The password-reset emails one account was sent (keel_auth_link_job). */
+static struct keel_rscript reset_mail_lua = { .name = "auth_reset_mail",
+	.lua = keel_lua_auth_reset_mail };
 
 /*
  * The user's index and read-your-writes keys ("keel:user-sess:<uid>",
@@ -860,6 +864,49 @@ link_payload(struct keel_buf *out, const struct keel_rows *u,
 	keel_jw_obj_close(&w);
 }
 
+/*
+ * The reset cap, where the account is known: the request's limiter keys
+ * on the address typed and the asker's address, so many askers (or many
+ * spellings) could each mail the one account their own five.  KEEL_OK:
+ * send; KEEL_ETOOBIG: the account's emails for the window are spent.
+ */
+static enum keel_err
+reset_mail_take(const struct keel_auth_link *l, int64_t uid)
+{
+	struct keel_rreply	*rep = NULL;
+	const char		*argv[4];
+	char			 key[64], max[KEEL_TEXT_INT_MAX],
+				 win[KEEL_TEXT_INT_MAX];
+	char			 labels[KEEL_METRICS_LABELS_MAX];
+	enum keel_err		 er;
+	bool			 send;
+
+	if (l->reset_max <= 0)
+		return KEEL_OK;
+	snprintf(key, sizeof(key), "keel:reset-mail:%s%lld%s",
+	    KEEL_RTAG_L(l->redis), (long long)uid, KEEL_RTAG_R(l->redis));
+	keel_text_int(max, l->reset_max);
+	keel_text_int(win, (int64_t)l->reset_window * 1000);
+	argv[0] = key;
+	argv[1] = max;
+	argv[2] = win;
+	argv[3] = l->key != NULL ? l->key : "";
+	if ((er = run(l->redis, &reset_mail_lua, 1, 4, argv, &rep)) !=
+	    KEEL_OK)
+		return er;
+	send = rep->type == KEEL_R_INT && rep->integer == 1;
+	keel_rreply_free(rep);
+	keel_metrics_add(KEEL_M_RATE_LIMIT, keel_metrics_labels(labels,
+	    "limiter", "reset_mail", "decision", send ? "allow" : "deny",
+	    NULL), 1);
+	if (send)
+		return KEEL_OK;
+	/* The user's id, never the address or a token. */
+	keel_log_info("auth: reset email not sent: the account's %d a "
+	    "window are spent uid=%lld", l->reset_max, (long long)uid);
+	return KEEL_ETOOBIG;
+}
+
 enum keel_err
 keel_auth_link_job(struct keel_db *db, const struct keel_auth_link *l,
     struct keel_buf *out)
@@ -882,6 +929,9 @@ keel_auth_link_job(struct keel_db *db, const struct keel_auth_link *l,
 		er = KEEL_ENOENT;
 		goto out;
 	}
+	if (!invite && (er = reset_mail_take(l, keel_rows_int64(u, 0, 0))) !=
+	    KEEL_OK)
+		goto out;
 	if ((er = keel_auth_once_new(db, invite ? "invite" : "reset",
 	    keel_rows_int64(u, 0, 0), invite ? l->invite_ttl :
 	    KEEL_AUTH_RESET_TTL, tok, NULL)) != KEEL_OK)

@@ -229,6 +229,11 @@ static const struct cfg_row rows[] = {
 	{ .name = "KEEL_INVITE_TTL", .type = CFG_INT, .def = "259200",
 	    .min = 3600, .max = 2592000, .off = OFF(invite_ttl),
 	    .what = "seconds an invitation's set-password link stays valid" },
+	{ .name = "KEEL_RESET_MAIL_MAX", .type = CFG_RATE, .def = "3/900",
+	    .off = OFF(reset_mail_max),
+	    .what = "password-reset emails one account is sent, however many "
+	    "addresses ask: emails/seconds, or off (past it a request is "
+	    "answered as ever and nothing is sent)" },
 	{ .name = "KEEL_PUBLIC_URL", .type = CFG_STR,
 	    .def = "http://127.0.0.1:8080", .off = OFF(public_url),
 	    .what = "the site's public base URL, for links in emails" },

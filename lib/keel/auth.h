@@ -227,6 +227,10 @@ struct keel_auth_link {
 	int64_t		 uid;		/* an invitation's user; 0 for a reset */
 	const char	*site;		/* the links' base: KEEL_PUBLIC_URL */
 	int		 invite_ttl;	/* seconds: KEEL_INVITE_TTL */
+	const char	*key;		/* the job's idempotency key */
+	struct keel_redis *redis;	/* for the reset cap */
+	int		 reset_max;	/* KEEL_RESET_MAIL_MAX: emails per */
+	int		 reset_window;	/* seconds; reset_max 0: no cap */
 };
 
 /*
@@ -234,7 +238,13 @@ struct keel_auth_link {
  * invitation: invite_ttl) and writes to out the payload of the
  * "password_reset" or "invitation" email, {"to", "name", "link"}; the
  * caller sends it and wipes out.  KEEL_ENOENT when no active account is
- * behind l (nothing to send); else keel_db_query()'s errors.
+ * behind l (nothing to send).  A reset counts against its account's cap
+ * first (reset_max emails per reset_window, in Redis as
+ * "keel:reset-mail:<uid>", the uid its hash tag in cluster mode; a job
+ * retried counts once): KEEL_ETOOBIG past it (logged; nothing made,
+ * nothing to send), KEEL_EUNAVAIL when Redis can't say (retry: a cap
+ * that can't be read is not a reason to send).  Else keel_db_query()'s
+ * errors.
  */
 enum keel_err	 keel_auth_link_job(struct keel_db *db,
 		    const struct keel_auth_link *l, struct keel_buf *out);

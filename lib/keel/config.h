@@ -95,6 +95,8 @@ struct keel_config {
 	int	 stream_per_user;	/* KEEL_STREAM_PER_USER */
 	int	 stream_heartbeat;	/* KEEL_STREAM_HEARTBEAT: seconds */
 	int	 invite_ttl;		/* KEEL_INVITE_TTL: seconds */
+	struct keel_rate reset_mail_max; /* KEEL_RESET_MAIL_MAX: reset
+					   emails per account per window */
 	char	*public_url;		/* KEEL_PUBLIC_URL: links in emails */
 	int	 cache;		/* KEEL_CACHE: 1 on, 0 off */
 	int	 ratelimit;		/* KEEL_RATELIMIT: 1 on, 0 off */

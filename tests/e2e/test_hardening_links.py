@@ -13,20 +13,26 @@ smaller holes of issue 9 (items 4-6), each tried as an attacker would.
 - A display name holding '.' is quoted ("J. R. R. Tolkien", ".").
 - Another spelling of an address (a Kelvin sign for 'k') is a 422 at
   the reset request, not a fresh limiter bucket.
+- Reset emails to one account are capped (KEEL_RESET_MAIL_MAX) however
+  many client addresses ask.
 """
 
+import http.client
+import json
 import os
 import socket
 import statistics
 import subprocess
 import time
+import urllib.parse
 
 import pytest
 
 from accounts import PASSWORD, bearer, login, make_user
 from helpers import assert_error, link_tokens, redis_cli, wait_until
 from stack import free_port
-from test_jobs import FAST, drain, jobs  # noqa: F401
+from test_auth_hardening import OwnAuth
+from test_jobs import FAST, drain, jobs, summary  # noqa: F401
 
 SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "scripts")
@@ -280,3 +286,58 @@ def test_another_spelling_of_an_address_is_a_422_not_a_fresh_bucket(
     # The address itself still asks (and counts in its own bucket).
     r = anon.post("/api/auth/password-reset", json={"email": email})
     assert r.status_code == 202
+
+
+# ------------------------------------------------- the reset email cap
+
+RESET_MAIL_MAX = 3
+ASKERS = 4              # client addresses, each with the auth limit's 5
+
+
+def reset_from(stack, src, email):
+    """A reset request sent from the loopback address src (127.0.0.0/8 is
+    all this host's): a client of its own to the limiters."""
+    u = urllib.parse.urlsplit(stack.url("/"))
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=60,
+                                   source_address=(src, 0))
+    try:
+        c.request("POST", "/api/auth/password-reset",
+                  body=json.dumps({"email": email}),
+                  headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        r.read()
+        return r.status
+    finally:
+        c.close()
+
+
+def test_reset_emails_to_one_account_are_capped_however_many_ask(jobs):
+    """The request's limiter keys on the asker and the address typed, so
+    many askers each got their own 5 through to one inbox (the probe's
+    130 reset emails).  The drainer caps what the account is sent."""
+    u = make_user(jobs, "student")
+    spellings = [u["email"], u["email"].upper(), u["email"].title()]
+    with OwnAuth(jobs, KEEL_RATELIMIT_AUTH="5/900"):
+        codes = [reset_from(jobs, "127.0.0.%d" % (2 + a),
+                            spellings[(a + i) % len(spellings)])
+                 for a in range(ASKERS) for i in range(5)]
+    # Every answer the same: the cap says nothing to whoever asks.
+    assert codes == [202] * (ASKERS * 5), codes
+    p = drain(jobs, env={"KEEL_RESET_MAIL_MAX": "%d/900" % RESET_MAIL_MAX})
+    s = summary(p.stdout)
+    assert s["failed"] == 0 and s["retried"] == 0, s
+    assert len(link_tokens(jobs, u["email"])) == RESET_MAIL_MAX
+    # Each one held back is logged by the account's id, not its address.
+    log = p.stdout + p.stderr
+    assert log.count("reset email not sent") == ASKERS * 5 - RESET_MAIL_MAX
+    assert "uid=%d" % u["id"] in log
+    assert u["email"] not in log.lower()
+    # The jobs past the cap are done (not retried, not dead letters).
+    assert jobs.psql("SELECT count(*) FROM outbox WHERE kind = "
+                     "'password_reset_request' AND finished_at IS NULL "
+                     "AND lower(payload->>'email') = '%s'"
+                     % u["email"].lower()) == "0"
+    # A later drain, a later ask: the window is still spent.
+    assert reset_from(jobs, "127.0.0.%d" % (2 + ASKERS), u["email"]) == 202
+    drain(jobs, env={"KEEL_RESET_MAIL_MAX": "%d/900" % RESET_MAIL_MAX})
+    assert len(link_tokens(jobs, u["email"])) == RESET_MAIL_MAX
