@@ -161,6 +161,12 @@ create_admin(int argc, char *argv[])
 	if (email == NULL || username == NULL || name == NULL ||
 	    optind != argc)
 		usage();
+	/* The API's check: an admin the mailer can't reach gets no reset. */
+	if (!keel_auth_email_valid(email)) {
+		fprintf(stderr, "keel-admin: --email: not an email address "
+		    "mail can be sent to\n");
+		return 1;
+	}
 	if (!keel_config_load(&cfg, err, sizeof(err))) {
 		fprintf(stderr, "keel-admin: %s\n", err);
 		return 1;

@@ -57,6 +57,18 @@ def test_create_admin_rejects_short_passwords_and_bad_args(stack):
     assert p.returncode == 2
 
 
+def test_create_admin_refuses_an_address_the_mailer_refuses(stack):
+    tag = uuid.uuid4().hex[:8]
+    for email in ("root%s@localhost" % tag, "r\u00fc%s@e2e.test" % tag,
+                  "root%s@e2e.test." % tag):
+        p = keel_admin(stack, "create-admin", "--email", email,
+                       "--username", "r_" + tag, "--name", "R", "--force",
+                       stdin="first-admin-password\n")
+        assert p.returncode == 1 and "--email" in p.stderr, p.stderr
+    assert stack.psql("SELECT count(*) FROM users WHERE username = "
+                      "'r_%s'" % tag) == "0"
+
+
 def test_hash_password_prints_an_argon2id_hash(stack):
     p = keel_admin(stack, "hash-password", stdin="some-long-password\n")
     assert p.returncode == 0
