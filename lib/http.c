@@ -558,6 +558,7 @@ keel_http_body_fields(struct keel_req *req, const struct keel_field *fields,
     size_t n, int mode, struct keel_value *vals)
 {
 	struct json_object	*doc, *errors;
+	const char		*ce;
 	char			 err[160];
 
 	if (req->body_len == 0) {
@@ -568,6 +569,15 @@ keel_http_body_fields(struct keel_req *req, const struct keel_field *fields,
 	if (!is_json_type(req->content_type)) {
 		keel_http_reply_error(req, 415, "unsupported_media_type",
 		    "the body must be JSON (Content-Type: application/json)");
+		return KEEL_STEP_REPLIED;
+	}
+	/* A coded body is not decoded here (RFC 9110 §15.5.16: 415, and
+	 * Accept-Encoding names the codings that would do). */
+	if ((ce = keel_http_header(req, "Content-Encoding")) != NULL &&
+	    strcasecmp(ce, "identity") != 0) {
+		keel_http_add_header(req, "Accept-Encoding", "identity");
+		keel_http_reply_error(req, 415, "unsupported_media_type",
+		    "the body must not be content-coded (Content-Encoding)");
 		return KEEL_STEP_REPLIED;
 	}
 	if (keel_json_parse(req->body, req->body_len, &doc, err,

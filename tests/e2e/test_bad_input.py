@@ -9,6 +9,7 @@ test_bad_input_no_worker_crashed and test_bad_input_no_sanitizer_report
 last in this file.
 """
 
+import gzip
 import json
 
 import pytest
@@ -149,6 +150,26 @@ def test_bad_input_missing_content_type_415(http):
 def test_bad_input_non_json_content_type_415(http, ctype):
     r = post_raw(http, json.dumps(car_body()).encode(), ctype=ctype)
     assert_error(r, 415, "unsupported_media_type")
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br"])
+def test_bad_input_coded_body_415_says_identity(http, coding):
+    """A coded body is refused as coded (RFC 9110 §15.5.16), not read as
+    JSON full of NUL bytes (400 before)."""
+    body = json.dumps(car_body()).encode()
+    if coding == "gzip":
+        body = gzip.compress(body)
+    r = http.post("/api/cars", data=body, headers={
+        "Content-Type": "application/json", "Content-Encoding": coding})
+    assert_error(r, 415, "unsupported_media_type")
+    assert r.headers["Accept-Encoding"] == "identity"
+
+
+def test_bad_input_identity_coded_body_accepted(http):
+    r = http.post("/api/cars", data=json.dumps(car_body()).encode(),
+                  headers={"Content-Type": "application/json",
+                           "Content-Encoding": "identity"})
+    assert r.status_code == 201, r.text
 
 
 def test_bad_input_json_content_type_with_charset_accepted(http):
