@@ -30,6 +30,7 @@
 #include "keel/json.h"
 #include "keel/mem.h"
 #include "keel/resource.h"
+#include "keel/text.h"
 #include "keel/serve.h"
 
 /* The car object: every statement returns these, in this order. */
@@ -87,9 +88,13 @@ static const struct keel_field car_fields[CAR__MAX] = {
 	    .required = true, .min = 2, .max = 16, .check = cars_plate_check,
 	    .check_msg = "must be 2-16 letters, digits, spaces or dashes" },
 	[CAR_MANUFACTURER] = { .name = "manufacturer",
-	    .type = KEEL_FIELD_STRING, .required = true, .min = 1, .max = 100 },
+	    .type = KEEL_FIELD_STRING, .required = true, .min = 1, .max = 100,
+	    .check = keel_text_one_line, .check_msg = "must be one line, "
+	    "without control characters" },
 	[CAR_MODEL] = { .name = "model", .type = KEEL_FIELD_STRING,
-	    .required = true, .min = 1, .max = 100 },
+	    .required = true, .min = 1, .max = 100,
+	    .check = keel_text_one_line, .check_msg = "must be one line, "
+	    "without control characters" },
 	[CAR_CATEGORY] = { .name = "category", .type = KEEL_FIELD_ENUM,
 	    .required = true, .values = car_categories },
 	[CAR_STATUS] = { .name = "status", .type = KEEL_FIELD_ENUM,

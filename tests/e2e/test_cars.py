@@ -90,6 +90,10 @@ def test_cars_create_is_archived_rejected_422(http):
     ("licensePlate", "X" * 17), ("category", "spaceship"),
     ("status", "stolen"), ("year", 1899), ("year", 2101),
     ("manufacturer", ""), ("model", "m" * 101),
+    # Both reach customers' notifications and emails: one line, as a
+    # user's name or a test's title must be.
+    ("manufacturer", "Ford\r\nBcc: x@y.z"), ("model", "V60\x07"),
+    ("model", "a\tb"),
 ])
 def test_cars_create_invalid_value_422_names_field(http, field, value):
     r = http.post("/api/cars", json=car_body(**{field: value}))
