@@ -14,7 +14,9 @@
  * the next rebuild restores the board.  Pages are cached 5 min, each
  * scope's in its own namespace ("leaderboard:t42", lib/board.c), which
  * the drainer and the rebuild invalidate when they change that scope's
- * boards; the key carries the UTC day, so no page outlives its period.
+ * boards, and a rename every scope the user is on (users.c,
+ * keel_board_invalidate_user); the key carries the UTC day, so no page
+ * outlives its period.
  * The caller's own entry is never cached.
  */
 #include "config.h"
