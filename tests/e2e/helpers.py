@@ -9,6 +9,7 @@ doesn't describe fails its tests.
   request()        one request on a new connection, for threads and for
                    tests that need a fresh connection per call
   raw_request()    bytes sent as they are, over a plain socket
+  post_from(stack, src, path, body)  a JSON POST from loopback address src
 
 Checks and waits:
   assert_error(r, status, code)  an API error answer, exactly
@@ -31,6 +32,8 @@ Processes:
                                  its own socket, up; stop_app(proc) ends it
 """
 
+import http.client
+import json
 import os
 import re
 import signal
@@ -243,6 +246,23 @@ def redis_cli(stack, *args):
         + [str(a) for a in args], stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, timeout=30,
         check=True).stdout.strip()
+
+
+def post_from(stack, src, path, body):
+    """POST body (JSON) to the stack from the loopback address src
+    (127.0.0.0/8 is all this host's): a client of its own to the
+    limiters.  The answer's status."""
+    u = urllib.parse.urlsplit(stack.url("/"))
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=60,
+                                   source_address=(src, 0))
+    try:
+        c.request("POST", path, body=json.dumps(body),
+                  headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        r.read()
+        return r.status
+    finally:
+        c.close()
 
 
 def link_tokens(stack, to):

@@ -10,13 +10,11 @@ stack's own back afterwards.
 """
 
 import concurrent.futures
-import http.client
-import json
-import urllib.parse
 import uuid
 
 from accounts import PASSWORD, make_user
-from helpers import redis_cli, request, spawn_app, stop_app, wait_until
+from helpers import (post_from, redis_cli, request, spawn_app, stop_app,
+                     wait_until)
 
 AUTH_LIMIT = 5
 
@@ -108,20 +106,9 @@ def test_brute_force_limit_counts_the_account_not_the_login_string(
 
 
 def login_from(stack, src, who, password):
-    """A login sent from the loopback address src (127.0.0.0/8 is all
-    this host's): a client of its own to the limiters."""
-    u = urllib.parse.urlsplit(stack.url("/"))
-    c = http.client.HTTPConnection(u.hostname, u.port, timeout=60,
-                                   source_address=(src, 0))
-    try:
-        c.request("POST", "/api/auth/login",
-                  body=json.dumps({"login": who, "password": password}),
-                  headers={"Content-Type": "application/json"})
-        r = c.getresponse()
-        r.read()
-        return r.status
-    finally:
-        c.close()
+    """A login sent from the loopback address src: its status."""
+    return post_from(stack, src, "/api/auth/login",
+                     {"login": who, "password": password})
 
 
 def test_another_address_still_logs_in_when_one_spent_the_accounts_tries(

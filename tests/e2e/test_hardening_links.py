@@ -17,19 +17,17 @@ smaller holes of issue 9 (items 4-6), each tried as an attacker would.
   many client addresses ask.
 """
 
-import http.client
-import json
 import os
 import socket
 import statistics
 import subprocess
 import time
-import urllib.parse
 
 import pytest
 
 from accounts import PASSWORD, bearer, login, make_user
-from helpers import assert_error, link_tokens, redis_cli, wait_until
+from helpers import (assert_error, link_tokens, post_from, redis_cli,
+                     wait_until)
 from stack import free_port
 from test_auth_hardening import OwnAuth
 from test_jobs import FAST, drain, jobs, summary  # noqa: F401
@@ -295,20 +293,9 @@ ASKERS = 4              # client addresses, each with the auth limit's 5
 
 
 def reset_from(stack, src, email):
-    """A reset request sent from the loopback address src (127.0.0.0/8 is
-    all this host's): a client of its own to the limiters."""
-    u = urllib.parse.urlsplit(stack.url("/"))
-    c = http.client.HTTPConnection(u.hostname, u.port, timeout=60,
-                                   source_address=(src, 0))
-    try:
-        c.request("POST", "/api/auth/password-reset",
-                  body=json.dumps({"email": email}),
-                  headers={"Content-Type": "application/json"})
-        r = c.getresponse()
-        r.read()
-        return r.status
-    finally:
-        c.close()
+    """A reset request sent from the loopback address src: its status."""
+    return post_from(stack, src, "/api/auth/password-reset",
+                     {"email": email})
 
 
 def test_reset_emails_to_one_account_are_capped_however_many_ask(jobs):
