@@ -180,6 +180,25 @@ keel_addr_trusted(const struct keel_addr_rule *rule, const char *remote)
 }
 
 bool
+keel_addr_last_hop_trusted(const struct keel_addr_rule *rule, const char *xff)
+{
+	unsigned char	 ip[16];
+	const char	*s, *end;
+	bool		 v4;
+
+	if (xff == NULL)
+		return false;
+	end = xff + strlen(xff);
+	for (s = end; s > xff && s[-1] != ','; s--)
+		continue;
+	while (s < end && (*s == ' ' || *s == '\t'))
+		s++;
+	while (end > s && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	return ip_parse(s, (size_t)(end - s), ip, &v4) && trusted(rule, ip);
+}
+
+bool
 keel_addr_client_local(const struct keel_addr_rule *rule, const char *remote,
     const char *xff)
 {

@@ -31,6 +31,7 @@
 
 #include "keel/mem.h"
 #include "keel/metrics.h"
+#include "keel/text.h"
 
 #define MAGIC		0x326d6c65656b0a31ULL	/* file format 2 */
 #define CAPACITY	512	/* series per slot */
@@ -363,6 +364,36 @@ keel_metrics_error(const char *kind)
 	if (cur != NULL)
 		keel_metrics_add(KEEL_M_ERRORS, keel_metrics_labels(labels,
 		    "kind", kind, (char *)NULL), 1);
+}
+
+/* A method as a label: the known ones, or "other" (clients choose it). */
+static const char *
+method_label(const char *m)
+{
+	static const char *const known[] = { "GET", "HEAD", "POST", "PUT",
+	    "PATCH", "DELETE", "OPTIONS" };
+	size_t	 i;
+
+	for (i = 0; m != NULL && i < sizeof(known) / sizeof(known[0]); i++)
+		if (strcmp(m, known[i]) == 0)
+			return known[i];
+	return "other";
+}
+
+void
+keel_metrics_request(const char *route, const char *method, int status,
+    double ms)
+{
+	char		 labels[KEEL_METRICS_LABELS_MAX], code[KEEL_TEXT_INT_MAX];
+	const char	*m = method_label(method);
+
+	if (cur == NULL)
+		return;
+	keel_text_int(code, status);
+	keel_metrics_add(KEEL_M_HTTP_REQUESTS, keel_metrics_labels(labels,
+	    "route", route, "method", m, "code", code, (char *)NULL), 1);
+	keel_metrics_observe(KEEL_M_HTTP_DURATION, keel_metrics_labels(labels,
+	    "route", route, "method", m, (char *)NULL), ms / 1000.0);
 }
 
 /* ------------------------------------------------------------ scrape */

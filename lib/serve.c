@@ -295,77 +295,6 @@ print_routes(const struct keel_app *app)
 	keel_buf_free(&b);
 }
 
-/* Appends the n digits of v (zero-padded) at p; returns the end. */
-static char *
-put_digits(char *p, long v, int n)
-{
-	int	 i;
-
-	for (i = n - 1; i >= 0; i--, v /= 10)
-		p[i] = (char)('0' + v % 10);
-	return p + n;
-}
-
-/* Appends s (at most max bytes) at p; returns the end. */
-static char *
-put_str(char *p, const char *s, size_t max)
-{
-	size_t	 n = strnlen(s, max);
-
-	memcpy(p, s, n);
-	return p + n;
-}
-
-/* Appends the string literal lit at p. */
-#define PUT_LIT(p, lit)	(memcpy((p), (lit), sizeof(lit) - 1), \
-	(p) + sizeof(lit) - 1)
-
-/*
- * One line per request, built by hand: it was the largest printf of a
- * request (strftime, then a format of six conversions).
- *	access time=<UTC>.<ms>Z method=<16> path=<escaped> status=<n> ms=<x.yy>
- */
-static void
-access_log(const struct keel_req *req, double ms)
-{
-	static time_t	 ts_of = -1;	/* the second ts spells */
-	static char	 ts[32];
-	char		 path[256], line[512], num[KEEL_TEXT_INT_MAX], *p;
-	struct timespec	 now;
-	struct tm	 tm;
-	long		 cs;
-
-	if (!keel_log_enabled(KEEL_LOG_INFO))
-		return;
-	clock_gettime(CLOCK_REALTIME, &now);
-	if (now.tv_sec != ts_of) {
-		gmtime_r(&now.tv_sec, &tm);
-		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-		ts_of = now.tv_sec;
-	}
-	/* The path only: query strings may carry secrets (STYLE.md). */
-	keel_log_escape(path, sizeof(path), req->path);
-	cs = ms < 0 ? 0 : (long)(ms * 100 + 0.5);	/* %.2f's hundredths */
-	p = PUT_LIT(line, "access time=");
-	p = put_str(p, ts, sizeof(ts));
-	*p++ = '.';
-	p = put_digits(p, now.tv_nsec / 1000000L, 3);
-	p = PUT_LIT(p, "Z method=");
-	p = put_str(p, req->method != NULL ? req->method : "", 16);
-	p = PUT_LIT(p, " path=");
-	p = put_str(p, path, sizeof(path));
-	p = PUT_LIT(p, " status=");
-	keel_text_int(num, keel_http_status(req));
-	p = put_str(p, num, sizeof(num));
-	p = PUT_LIT(p, " ms=");
-	keel_text_int(num, cs / 100);
-	p = put_str(p, num, sizeof(num));
-	*p++ = '.';
-	p = put_digits(p, cs % 100, 2);
-	*p = '\0';
-	keel_log_text(KEEL_LOG_INFO, line);
-}
-
 /*
  * A 500 becomes an error event, any other request maybe a transaction
  * (SENTRY_TRACES_SAMPLE_RATE), built into it while the request's headers
@@ -475,38 +404,6 @@ report_death(const struct supervisor *sv, int i, pid_t pid, int status)
 }
 
 /* SIGTERM or SIGINT was taken, or waits while blocked. */
-/* A method as a label: the known ones, or "other" (clients choose it). */
-static const char *
-method_label(const char *m)
-{
-	static const char *const known[] = { "GET", "HEAD", "POST", "PUT",
-	    "PATCH", "DELETE", "OPTIONS" };
-	size_t	 i;
-
-	for (i = 0; i < KEEL_NELEM(known); i++)
-		if (strcmp(m, known[i]) == 0)
-			return known[i];
-	return "other";
-}
-
-/* The request's count and time, by route pattern (never the path). */
-static void
-count_request(const struct keel_req *req, double ms)
-{
-	char		 labels[KEEL_METRICS_LABELS_MAX], code[KEEL_TEXT_INT_MAX];
-	const char	*route, *method;
-
-	if (!keel_metrics_on())
-		return;
-	route = req->route != NULL ? req->route->pattern : "unmatched";
-	method = method_label(req->method != NULL ? req->method : "");
-	keel_text_int(code, keel_http_status(req));
-	keel_metrics_add(KEEL_M_HTTP_REQUESTS, keel_metrics_labels(labels,
-	    "route", route, "method", method, "code", code, (char *)NULL), 1);
-	keel_metrics_observe(KEEL_M_HTTP_DURATION, keel_metrics_labels(labels,
-	    "route", route, "method", method, (char *)NULL), ms / 1000.0);
-}
-
 static int
 term_pending(void)
 {
@@ -644,8 +541,11 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 			(void)FCGX_Detach(&fr);
 		FCGX_Finish_r(&fr);
 		t0 = now_ms() - t0;
-		access_log(&req, t0);
-		count_request(&req, t0);
+		keel_log_access(req.method, req.path, keel_http_status(&req),
+		    t0);
+		keel_metrics_request(req.route != NULL ?
+		    req.route->pattern : "unmatched", req.method,
+		    keel_http_status(&req), t0);
 		(void)keel_report_spool(&rep);
 		note_busy(self, NULL);
 		note_state(self, BOARD_IDLE);

@@ -77,6 +77,7 @@
 #include <hiredis/adapters/libevent.h>
 #include <sodium.h>
 
+#include "keel/addr.h"
 #include "keel/auth.h"
 #include "keel/config.h"
 #include "keel/json.h"
@@ -111,11 +112,24 @@
 #define OPEN_PREFIX	"keel:sse:open:"
 #define NOTIFY_PATTERN	KEEL_NOTIFY_CHANNEL_PREFIX "*"	/* lib/notify.h */
 
+/*
+ * A request's answer, whichever it is (the 200 that opens a stream, or a
+ * refusal): its id on X-Request-Id (README, "Request ids"), then its
+ * access line and its count in keel_http_requests_total, as every
+ * app's requests have.
+ */
+struct answer {
+	char			 id[KEEL_TEXT_REQUEST_ID_MAX + 1];
+	double			 t0;		/* ms, monotonic: it came */
+	const char		*route;		/* pattern, or "unmatched" */
+};
+
 struct stream {
 	uint64_t		 sid;
 	int64_t			 uid;		/* 0 until authenticated */
 	struct evhttp_request	*req;		/* NULL once the client went */
 	struct evhttp_connection *evcon;
+	struct answer		 ans;		/* the open's */
 	bool			 open;		/* 200 and headers sent */
 	bool			 leased;	/* holds a place in the cap */
 	bool			 dirty;		/* must catch up from PG */
@@ -248,10 +262,70 @@ sess_key(char buf[SESS_KEY_MAX], const unsigned char id[SESS_BYTES])
 	    SESS_BYTES);
 }
 
+/* A request's method as its name (a label, a log field). */
+static const char *
+method_name(const struct evhttp_request *req)
+{
+	switch (evhttp_request_get_command(req)) {
+	case EVHTTP_REQ_GET:		return "GET";
+	case EVHTTP_REQ_HEAD:		return "HEAD";
+	case EVHTTP_REQ_POST:		return "POST";
+	case EVHTTP_REQ_PUT:		return "PUT";
+	case EVHTTP_REQ_PATCH:		return "PATCH";
+	case EVHTTP_REQ_DELETE:		return "DELETE";
+	case EVHTTP_REQ_OPTIONS:	return "OPTIONS";
+	default:			return "other";
+	}
+}
+
+/*
+ * The answer to req begins: its id is the X-Request-Id lighttpd passed
+ * on when the peer lighttpd saw (the last X-Forwarded-For hop, which
+ * lighttpd appends) is a trusted proxy and the id is well formed, as
+ * the apps adopt one; otherwise 16 hex digits drawn here.
+ */
+static void
+answer_begin(struct answer *a, struct evhttp_request *req, bool routed)
+{
+	struct evkeyvalq	*in = evhttp_request_get_input_headers(req);
+	const char		*id;
+	unsigned char		 r[8];
+
+	a->t0 = now_ms();
+	a->route = routed ? STREAM_PATH : "unmatched";
+	if (W.cfg->client.ntrusted > 0 &&
+	    (id = evhttp_find_header(in, "X-Request-Id")) != NULL &&
+	    keel_text_request_id_valid(id) &&
+	    keel_addr_last_hop_trusted(&W.cfg->client,
+	    evhttp_find_header(in, "X-Forwarded-For"))) {
+		keel_text_copy(a->id, sizeof(a->id), id);
+		return;
+	}
+	randombytes_buf(r, sizeof(r));
+	sodium_bin2hex(a->id, sizeof(a->id), r, sizeof(r));
+}
+
+/* The answer with status is about to go: its id, access line, count. */
+static void
+answered(const struct answer *a, struct evhttp_request *req, int status)
+{
+	const struct evhttp_uri	*uri = evhttp_request_get_evhttp_uri(req);
+	const char		*path = uri != NULL ?
+				    evhttp_uri_get_path(uri) : NULL;
+	double			 ms = now_ms() - a->t0;
+
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "X-Request-Id", a->id);
+	keel_log_set_request(a->id);
+	keel_log_access(method_name(req), path, status, ms);
+	keel_log_set_request(NULL);
+	keel_metrics_request(a->route, method_name(req), status, ms);
+}
+
 /* A JSON error as API.md shapes it, with extra headers (may be NULL). */
 static void
-reply_error(struct evhttp_request *req, int status, const char *code,
-    const char *msg, const char *retry_after)
+reply_error(const struct answer *a, struct evhttp_request *req, int status,
+    const char *code, const char *msg, const char *retry_after)
 {
 	struct evkeyvalq	*h = evhttp_request_get_output_headers(req);
 	struct evbuffer		*body;
@@ -279,6 +353,7 @@ reply_error(struct evhttp_request *req, int status, const char *code,
 	if ((body = evbuffer_new()) == NULL)
 		abort();
 	evbuffer_add(body, b.data, b.len);
+	answered(a, req, status);
 	evhttp_send_reply(req, status, NULL, body);
 	evbuffer_free(body);
 	keel_buf_free(&b);
@@ -1143,9 +1218,11 @@ stream_refuse(struct stream *s, int status, const char *code,
 {
 	struct evhttp_request	*req = s->req;
 
+	struct answer		 a = s->ans;
+
 	evhttp_connection_set_closecb(s->evcon, NULL, NULL);
 	stream_free(s, code);
-	reply_error(req, status, code, msg, retry_after);
+	reply_error(&a, req, status, code, msg, retry_after);
 }
 
 /* keel_limit_headers_each()'s add, for libevent's headers. */
@@ -1190,6 +1267,7 @@ stream_start(struct stream *s)
 	evhttp_add_header(h, "Content-Type", "text/event-stream");
 	evhttp_add_header(h, "Cache-Control", "no-cache, no-store");
 	evhttp_add_header(h, "X-Accel-Buffering", "no");
+	answered(&s->ans, s->req, 200);
 	evhttp_send_reply_start(s->req, 200, "OK");
 	/* No read timeout: an idle stream reads nothing for hours. */
 	if ((bev = evhttp_connection_get_bufferevent(s->evcon)) != NULL)
@@ -1550,6 +1628,7 @@ on_request(struct evhttp_request *req, void *arg)
 	struct evkeyvalq	 query = { NULL, NULL };
 	const char		*path, *last;
 	struct stream		*s;
+	struct answer		 a;
 	struct rconn		*rs = NULL, *rt = NULL;
 	char			 skey[SESS_KEY_MAX];
 	char			 tkey[KEEL_NOTIFY_TICKET_KEY_MAX];
@@ -1559,35 +1638,36 @@ on_request(struct evhttp_request *req, void *arg)
 
 	(void)arg;
 	path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+	answer_begin(&a, req, path != NULL && strcmp(path, STREAM_PATH) == 0);
 	if (path == NULL || strcmp(path, STREAM_PATH) != 0) {
-		reply_error(req, 404, "not_found", "No such resource.", NULL);
+		reply_error(&a, req, 404, "not_found", "No such resource.", NULL);
 		return;
 	}
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
-		reply_error(req, 405, "method_not_allowed",
+		reply_error(&a, req, 405, "method_not_allowed",
 		    "Method not allowed.", NULL);
 		return;
 	}
 	if (W.term || W.nstreams >= W.cfg->stream_max) {
-		reply_error(req, 503, "unavailable", W.term ?
+		reply_error(&a, req, 503, "unavailable", W.term ?
 		    "This server is restarting." :
 		    "This server holds all the streams it can.", "5");
 		return;
 	}
 	if (evhttp_uri_get_query(uri) != NULL &&
 	    evhttp_parse_query_str(evhttp_uri_get_query(uri), &query) != 0) {
-		reply_error(req, 400, "bad_request",
+		reply_error(&a, req, 400, "bad_request",
 		    "The query string could not be parsed.", NULL);
 		return;
 	}
 	if (!credentials(req, &query, skey, tkey)) {
-		reply_error(req, 401, "unauthorized",
+		reply_error(&a, req, 401, "unauthorized",
 		    "A valid session or stream ticket is required.", NULL);
 		goto out;
 	}
 	if ((skey[0] != '\0' && (rs = cmd_for(skey)) == NULL) ||
 	    (tkey[0] != '\0' && (rt = cmd_for(tkey)) == NULL)) {
-		reply_error(req, 503, "unavailable",
+		reply_error(&a, req, 503, "unavailable",
 		    "Sessions cannot be checked right now.", "1");
 		goto out;
 	}
@@ -1598,6 +1678,7 @@ on_request(struct evhttp_request *req, void *arg)
 	if (last != NULL && !keel_sse_last_id(last, &after))
 		after = -1;
 	s = stream_new(req);
+	s->ans = a;
 	s->last_id = after;
 	sid = (void *)(uintptr_t)s->sid;
 	want = (skey[0] != '\0') + (tkey[0] != '\0');

@@ -48,6 +48,16 @@ bool		 keel_addr_trusted(const struct keel_addr_rule *rule,
 		    const char *remote);
 
 /*
+ * For a process behind lighttpd's mod_proxy (the stream app), whose peer
+ * is lighttpd itself: true when the last entry of xff, the address
+ * lighttpd saw and appended, is one of rule's trusted proxies -- what
+ * keel_addr_trusted() tells an app of its REMOTE_ADDR.  False for a
+ * missing header or an entry that is no address.
+ */
+bool		 keel_addr_last_hop_trusted(const struct keel_addr_rule *rule,
+		    const char *xff);
+
+/*
  * The client address for keys, into out.  remote is the peer lighttpd
  * saw; xff the X-Forwarded-For header (may be NULL), believed only when
  * remote is one of rule's trusted proxies: then the rightmost entry that

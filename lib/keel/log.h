@@ -53,4 +53,14 @@ void	keel_log_write(enum keel_log_level, int with_errno, const char *fmt, ...)
  */
 char	*keel_log_escape(char *dst, size_t n, const char *s);
 
+/*
+ * One request's access line, at info level (every app's, and the stream
+ * app's for each answer it starts):
+ *	access time=<UTC>.<ms>Z method=<16> path=<escaped> status=<n> ms=<x.yy>
+ * path escaped here, cut to 255 bytes; pass the path alone, never the
+ * query string (it may carry secrets, STYLE.md).  method may be NULL.
+ */
+void	keel_log_access(const char *method, const char *path, int status,
+	    double ms);
+
 #endif /* KEEL_LOG_H */

@@ -78,6 +78,15 @@ void	keel_metrics_observe(enum keel_metric m, const char *labels,
 	    double seconds);
 void	keel_metrics_set(enum keel_metric m, const char *labels, double v);
 
+/*
+ * One answered request: keel_http_requests_total{route, method, code} + 1
+ * and ms in keel_http_request_duration_seconds{route, method}.  route is
+ * a route table's pattern or "unmatched", never a path; a method other
+ * than the seven common ones (clients choose it) counts as "other".
+ */
+void	keel_metrics_request(const char *route, const char *method,
+	    int status, double ms);
+
 /* keel_errors_total{kind} + 1; kind is a name from code. */
 void	keel_metrics_error(const char *kind);
 

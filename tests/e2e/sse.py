@@ -57,12 +57,15 @@ class SSE:
 
     @classmethod
     def open(cls, stack, headers=None, last_id=None, query="",
-             timeout=10):
+             timeout=10, source="127.0.0.1"):
+        """source: the loopback address to connect from (127.0.0.0/8
+        is all this host's): another client to the stack."""
         h = dict(headers or {})
         if last_id is not None:
             h["Last-Event-ID"] = str(last_id)
         s = socket.create_connection(("127.0.0.1", stack.ports["http"]),
-                                     timeout=timeout)
+                                     timeout=timeout,
+                                     source_address=(source, 0))
         return cls(s, "/api/notifications/stream" + query, h, timeout)
 
     @classmethod

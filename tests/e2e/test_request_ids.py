@@ -11,8 +11,9 @@ import secrets
 
 import pytest
 
-from accounts import make_user
+from accounts import bearer, login, make_user
 from helpers import BaseUrlSession, wait_until
+from sse import SSE
 from stack import Stack, StackError
 
 
@@ -93,3 +94,28 @@ def test_a_bad_id_from_the_proxy_is_replaced(proxied):
             r = s.get("/health", headers={"X-Request-Id": bad})
             rid = r.headers["X-Request-Id"]
             assert rid != bad and len(rid) == 16
+
+
+def test_the_stream_takes_the_id_of_a_trusted_proxy_only(proxied):
+    """The stream app is behind lighttpd's mod_proxy, not FastCGI: the
+    peer lighttpd saw is the last X-Forwarded-For hop, which lighttpd
+    appends, so a client can't pass for the proxy by naming it."""
+    u = make_user(proxied, "student")
+    with BaseUrlSession(proxied.base_url) as s:
+        h = bearer(login(s, u["email"]))
+    rid = "edge-" + secrets.token_hex(8)
+    st = SSE.open(proxied, headers=dict(h, **{"X-Request-Id": rid}))
+    st.close()
+    assert st.status == 200 and st.headers["X-Request-Id"] == rid
+    wait_until(lambda: "req=%s access" % rid in proxied.log("stream"), 5,
+               "the proxy's id on the stream's access line")
+    for src, xff in (("127.0.0.2", "127.0.0.1"), ("127.0.0.1", None)):
+        other = "edge-" + secrets.token_hex(8)
+        hh = dict(h, **{"X-Request-Id": other if xff else "has space"})
+        if xff:
+            hh["X-Forwarded-For"] = xff
+        st = SSE.open(proxied, headers=hh, source=src)
+        st.close()
+        assert st.status == 200
+        got = st.headers["X-Request-Id"]
+        assert got not in (other, "has space") and len(got) == 16

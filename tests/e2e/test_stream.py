@@ -13,6 +13,7 @@ test_notifications.py and test_exam_flow.py drive the drainer itself.
 import hashlib
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -25,6 +26,7 @@ import pytest
 from accounts import bearer, login, make_user
 from helpers import assert_error, redis_cli, wait_until
 from sse import SSE
+from test_metrics import scrape, value
 
 ITEM_SQL = (
     "json_build_object('id', n.id, 'kind', n.kind, 'title', n.title, "
@@ -161,6 +163,49 @@ def test_anonymous_and_bad_tokens_get_401(stack, anon):
 def test_other_methods_get_405(stack, user, anon):
     r = anon.post("/api/notifications/stream", headers=user["h"])
     assert_error(r, 405, "method_not_allowed")
+
+
+ACCESS = re.compile(
+    r"^stream\[\d+\] info req=([0-9a-f]{16}) access "
+    r"time=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z method=(\S+) "
+    r"path=(\S+) status=(\d+) ms=\d+\.\d\d$", re.M)
+
+
+def test_every_answer_has_an_id_an_access_line_and_a_count(stack, http,
+                                                           user):
+    """As every app's requests (README "Request ids", "Metrics"): the
+    open's 200 and each refusal carry X-Request-Id (keel's own: a client
+    can't choose it), name it on their access line, and count in
+    keel_http_requests_total by the route's pattern."""
+    route = "/api/notifications/stream"
+
+    def count(samples, method, code):
+        return value(samples, "keel_http_requests_total", app="stream",
+                     route=route, method=method, code=code)
+
+    before = scrape(http)
+    ok = SSE.open(stack, headers=dict(user["h"], **{"X-Request-Id": "m-1"}),
+                  query="?x=" + "1")
+    ok.close()
+    refused = SSE.open(stack, headers={"X-Request-Id": "m-2"})
+    post = http.post(route, headers=user["h"])
+    assert (ok.status, refused.status, post.status_code) == (200, 401, 405)
+    got = {ok.headers["X-Request-Id"]: ("GET", "200"),
+           refused.headers["X-Request-Id"]: ("GET", "401"),
+           post.headers["X-Request-Id"]: ("POST", "405")}
+    assert len(got) == 3
+    for rid in got:
+        assert re.fullmatch(r"[0-9a-f]{16}", rid), rid
+    wait_until(lambda: all(r in stream_log(stack) for r in got), 5,
+               "the three access lines")
+    lines = {m.group(1): m.groups()[1:]
+             for m in ACCESS.finditer(stream_log(stack))}
+    for rid, (method, code) in got.items():
+        assert lines[rid] == (method, route, code)
+    after = scrape(http)
+    for method, code in got.values():
+        assert count(after, method, code) - count(before, method, code) \
+            == 1, (method, code)
 
 
 # ------------------------------------------------------------------ replay

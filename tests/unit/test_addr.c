@@ -127,6 +127,26 @@ test_trusted_peer(void **state)
 	free(rule.trusted);
 }
 
+static void
+test_last_hop_trusted(void **state)
+{
+	struct keel_addr_rule	 rule = { .v6_prefix = 56 };
+
+	(void)state;
+	assert_false(keel_addr_last_hop_trusted(&rule, "127.0.0.1"));
+	assert_true(keel_addr_nets_parse("127.0.0.1, 10.0.0.0/8", &rule.trusted,
+	    &rule.ntrusted));
+	assert_true(keel_addr_last_hop_trusted(&rule, "127.0.0.1"));
+	assert_true(keel_addr_last_hop_trusted(&rule, "6.6.6.6, 10.1.2.3 "));
+	/* A client's own entries come first: only the last one counts. */
+	assert_false(keel_addr_last_hop_trusted(&rule, "127.0.0.1, 6.6.6.6"));
+	assert_false(keel_addr_last_hop_trusted(&rule, "10.1.2.3,"));
+	assert_false(keel_addr_last_hop_trusted(&rule, "10.1.2.3, junk"));
+	assert_false(keel_addr_last_hop_trusted(&rule, ""));
+	assert_false(keel_addr_last_hop_trusted(&rule, NULL));
+	free(rule.trusted);
+}
+
 /* Whether the client of remote and xff, with trusted, is this host. */
 static bool
 local(const char *remote, const char *xff, const char *trusted)
@@ -176,6 +196,7 @@ main(void)
 		cmocka_unit_test(test_net_membership),
 		cmocka_unit_test(test_addr_plain),
 		cmocka_unit_test(test_addr_forwarded),
+		cmocka_unit_test(test_last_hop_trusted),
 		cmocka_unit_test(test_client_local),
 	};
 
