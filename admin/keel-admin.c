@@ -11,6 +11,10 @@
  * history would show them.  create-admin refuses when an active admin
  * exists already, unless --force: after the first, admins invite admins
  * through POST /api/users.
+ *
+ * What it stores passes the checks the users API makes: the same field
+ * rows, through the same lib check, so an account made here is one the
+ * API could have made.
  */
 #include "config.h"
 
@@ -26,7 +30,9 @@
 #include "keel/auth.h"
 #include "keel/config.h"
 #include "keel/db.h"
+#include "keel/json.h"
 #include "keel/log.h"
+#include "keel/text.h"
 
 static const struct keel_query q_admin_exists = { .name = "admin_exists",
 	.sql = "SELECT EXISTS (SELECT FROM users WHERE role = 'admin' "
@@ -37,6 +43,28 @@ static const struct keel_query q_admin_insert = { .name = "admin_insert",
 	.sql = "INSERT INTO users (email, username, name, role, password_hash) "
 	"VALUES (lower($1), $2, $3, 'admin', $4) RETURNING id",
 	.target = KEEL_DB_PRIMARY };
+
+/*
+ * The users API's rows for these fields (fcgi-apps/users.c, user_fields),
+ * checked with keel_field_check_text(): what PATCH /api/users/N answers
+ * 422 to, create-admin refuses.
+ */
+enum admin_field { ADMIN_EMAIL, ADMIN_USERNAME, ADMIN_NAME, ADMIN__MAX };
+
+static const struct keel_field admin_fields[ADMIN__MAX] = {
+	[ADMIN_EMAIL] = { .name = "email", .type = KEEL_FIELD_STRING,
+	    .required = true, .min = 3, .max = KEEL_TEXT_EMAIL_MAX,
+	    .check = keel_auth_email_valid, .check_msg = "must be an email "
+	    "address" },
+	[ADMIN_USERNAME] = { .name = "username", .type = KEEL_FIELD_STRING,
+	    .required = true, .min = 3, .max = 32,
+	    .check = keel_auth_username_valid, .check_msg = "must be 3-32 "
+	    "letters, digits, '_', '.' or '-'" },
+	[ADMIN_NAME] = { .name = "name", .type = KEEL_FIELD_STRING,
+	    .required = true, .min = 1, .max = 100,
+	    .check = keel_text_one_line, .check_msg = "must be one line, "
+	    "without control characters" },
+};
 
 static void __attribute__((noreturn))
 usage(void)
@@ -135,9 +163,11 @@ create_admin(int argc, char *argv[])
 	struct keel_rows	*rows = NULL;
 	const char		*email = NULL, *username = NULL, *name = NULL;
 	struct keel_db_params	 p;
+	struct keel_value	 v;
 	char			 pw[KEEL_AUTH_PASSWORD_MAX + 2];
 	char			 hash[KEEL_AUTH_HASH_MAX], err[256];
-	int			 c, force = 0, rc = 1;
+	const char		*vals[ADMIN__MAX], *msg;
+	int			 c, force = 0, rc = 1, i;
 	enum keel_err		 er;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -161,12 +191,18 @@ create_admin(int argc, char *argv[])
 	if (email == NULL || username == NULL || name == NULL ||
 	    optind != argc)
 		usage();
-	/* The API's check: an admin the mailer can't reach gets no reset. */
-	if (!keel_auth_email_valid(email)) {
-		fprintf(stderr, "keel-admin: --email: not an email address "
-		    "mail can be sent to\n");
-		return 1;
-	}
+	/* The API's checks: an admin the mailer can't reach gets no reset,
+	 * a name with a newline or an escape breaks every page and email. */
+	vals[ADMIN_EMAIL] = email;
+	vals[ADMIN_USERNAME] = username;
+	vals[ADMIN_NAME] = name;
+	for (i = 0; i < ADMIN__MAX; i++)
+		if ((msg = keel_field_check_text(&admin_fields[i], vals[i],
+		    &v)) != NULL) {
+			fprintf(stderr, "keel-admin: --%s: %s\n",
+			    admin_fields[i].name, msg);
+			return 1;
+		}
 	if (!keel_config_load(&cfg, err, sizeof(err))) {
 		fprintf(stderr, "keel-admin: %s\n", err);
 		return 1;

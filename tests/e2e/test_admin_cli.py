@@ -73,3 +73,29 @@ def test_hash_password_prints_an_argon2id_hash(stack):
     p = keel_admin(stack, "hash-password", stdin="some-long-password\n")
     assert p.returncode == 0
     assert p.stdout.startswith("$argon2id$v=19$")
+
+
+def test_create_admin_refuses_what_the_users_api_refuses(stack):
+    # The users API's checks (PATCH /api/users/N answers 422 to each): a
+    # name is one line without control characters, 1-100 characters; a
+    # username 3-32 of [A-Za-z0-9_.-].
+    tag = uuid.uuid4().hex[:8]
+    good = {"--email": "v%s@e2e.test" % tag, "--username": "v_" + tag,
+            "--name": "V"}
+    for opt, bad, why in (
+            ("--name", "Evil\nAdmin\x1b[31m", "one line"),
+            ("--name", "Tab\there", "one line"),
+            ("--name", "x" * 101, "too long"),
+            ("--name", "", "empty"),
+            ("--username", "v " + tag, "letters, digits"),
+            ("--username", "v\x1b" + tag, "letters, digits"),
+            ("--username", "v" * 33, "too long"),
+            ("--username", "vv", "too short")):
+        args = dict(good, **{opt: bad})
+        p = keel_admin(stack, "create-admin", *sum(args.items(), ()),
+                       "--force", stdin="first-admin-password\n")
+        assert p.returncode == 1, (opt, bad, p.stdout)
+        assert opt in p.stderr and why in p.stderr, (opt, bad, p.stderr)
+        assert "\x1b" not in p.stderr
+    assert stack.psql("SELECT count(*) FROM users WHERE email = "
+                      "'v%s@e2e.test'" % tag) == "0"
