@@ -14,7 +14,8 @@
  *
  * What it stores passes the checks the users API makes: the same field
  * rows, through the same lib check, so an account made here is one the
- * API could have made.
+ * API could have made.  A password is the whole line, or refused: a NUL
+ * or a carriage return inside it is never where it silently ends.
  */
 #include "config.h"
 
@@ -66,6 +67,22 @@ static const struct keel_field admin_fields[ADMIN__MAX] = {
 	    "without control characters" },
 };
 
+/* How a line of standard input ended; indexes line_why. */
+enum line { LINE_OK, LINE_EOF, LINE_NUL, LINE_CR, LINE_LONG, LINE__MAX };
+
+#define STR(x)	XSTR(x)
+#define XSTR(x)	#x
+
+static const char *const line_why[LINE__MAX] = {
+	[LINE_OK] = "",
+	[LINE_EOF] = "no password on standard input",
+	[LINE_NUL] = "the password holds a NUL byte (refused, not cut there)",
+	[LINE_CR] = "the password holds a carriage return before its end "
+	    "(refused, not cut there)",
+	[LINE_LONG] = "the password must be at most "
+	    STR(KEEL_AUTH_PASSWORD_MAX) " bytes",
+};
+
 static void __attribute__((noreturn))
 usage(void)
 {
@@ -77,14 +94,21 @@ usage(void)
 	exit(2);
 }
 
-/* Reads one line into buf (size n) without its newline; -1 at EOF. */
-static int
+/*
+ * Reads one line into buf (size n > 0, NUL-terminated) without its end,
+ * "\n" or "\r\n" (or EOF).  LINE_EOF when there was no line at all.  A
+ * NUL, a carriage return before the end, or more than n - 1 bytes is
+ * LINE_NUL, LINE_CR or LINE_LONG, never a line cut there: the bytes are
+ * read to the line's end all the same, so a terminal is left clean.
+ */
+static enum line
 read_line(const char *prompt, char *buf, size_t n)
 {
 	struct termios	 old, quiet;
 	int		 tty = isatty(STDIN_FILENO), restore = 0;
-	size_t		 len;
-	char		*got;
+	int		 c, cr = 0, any = 0;
+	size_t		 len = 0;
+	enum line	 why = LINE_OK;
 
 	if (tty) {
 		fputs(prompt, stderr);
@@ -95,28 +119,40 @@ read_line(const char *prompt, char *buf, size_t n)
 			    0;
 		}
 	}
-	got = fgets(buf, (int)n, stdin);
+	while ((c = getc(stdin)) != EOF && c != '\n') {
+		any = 1;
+		/* A CR is held back: only "\r\n" or "\r" EOF may end a line. */
+		if (cr && why == LINE_OK)
+			why = LINE_CR;
+		if ((cr = c == '\r'))
+			continue;
+		if (c == '\0') {
+			if (why == LINE_OK)
+				why = LINE_NUL;
+		} else if (len + 1 < n)
+			buf[len++] = (char)c;
+		else if (why == LINE_OK)
+			why = LINE_LONG;
+	}
+	buf[len] = '\0';
 	if (restore) {
 		(void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
 		fputc('\n', stderr);
 	}
-	if (got == NULL)
-		return -1;
-	len = strcspn(buf, "\r\n");
-	buf[len] = '\0';
-	return 0;
+	return !any && c == EOF ? LINE_EOF : why;
 }
 
 /* A new password from stdin, checked and (on a terminal) confirmed. */
 static int
 read_password(char *pw, size_t n)
 {
-	char		 again[KEEL_AUTH_PASSWORD_MAX + 2];
+	char		 again[KEEL_AUTH_PASSWORD_MAX + 1];
 	const char	*msg;
+	enum line	 l;
 	int		 ok;
 
-	if (read_line("Password: ", pw, n) == -1) {
-		fprintf(stderr, "keel-admin: no password on standard input\n");
+	if ((l = read_line("Password: ", pw, n)) != LINE_OK) {
+		fprintf(stderr, "keel-admin: %s\n", line_why[l]);
 		return -1;
 	}
 	if ((msg = keel_auth_password_check(pw)) != NULL) {
@@ -125,10 +161,11 @@ read_password(char *pw, size_t n)
 	}
 	if (!isatty(STDIN_FILENO))
 		return 0;
-	ok = read_line("Again: ", again, sizeof(again)) == 0 &&
-	    strcmp(pw, again) == 0;
+	if ((l = read_line("Again: ", again, sizeof(again))) != LINE_OK)
+		fprintf(stderr, "keel-admin: %s\n", line_why[l]);
+	ok = l == LINE_OK && strcmp(pw, again) == 0;
 	sodium_memzero(again, sizeof(again));
-	if (!ok)
+	if (l == LINE_OK && !ok)
 		fprintf(stderr, "keel-admin: the passwords differ\n");
 	return ok ? 0 : -1;
 }
@@ -136,7 +173,7 @@ read_password(char *pw, size_t n)
 static int
 hash_password(void)
 {
-	char	 pw[KEEL_AUTH_PASSWORD_MAX + 2], hash[KEEL_AUTH_HASH_MAX];
+	char	 pw[KEEL_AUTH_PASSWORD_MAX + 1], hash[KEEL_AUTH_HASH_MAX];
 	int	 rc = 1;
 
 	if (read_password(pw, sizeof(pw)) == 0 &&
@@ -164,7 +201,7 @@ create_admin(int argc, char *argv[])
 	const char		*email = NULL, *username = NULL, *name = NULL;
 	struct keel_db_params	 p;
 	struct keel_value	 v;
-	char			 pw[KEEL_AUTH_PASSWORD_MAX + 2];
+	char			 pw[KEEL_AUTH_PASSWORD_MAX + 1];
 	char			 hash[KEEL_AUTH_HASH_MAX], err[256];
 	const char		*vals[ADMIN__MAX], *msg;
 	int			 c, force = 0, rc = 1, i;

@@ -99,3 +99,41 @@ def test_create_admin_refuses_what_the_users_api_refuses(stack):
         assert "\x1b" not in p.stderr
     assert stack.psql("SELECT count(*) FROM users WHERE email = "
                       "'v%s@e2e.test'" % tag) == "0"
+
+
+def test_hash_password_refuses_a_nul_rather_than_cutting_there(stack):
+    for pw in ("abcdefghij\0klmnop\n", "abcdefghijkl\0\n",
+               "\0abcdefghijkl\n"):
+        p = keel_admin(stack, "hash-password", stdin=pw)
+        assert p.returncode == 1, repr(pw)
+        assert p.stdout == "" and "NUL" in p.stderr, p.stderr
+
+
+def test_hash_password_refuses_a_carriage_return_inside_the_line(stack):
+    p = keel_admin(stack, "hash-password", stdin="abcdefghij\rklmnop\n")
+    assert p.returncode == 1
+    assert p.stdout == "" and "carriage return" in p.stderr, p.stderr
+
+
+def test_hash_password_takes_1024_bytes_and_refuses_more(stack):
+    p = keel_admin(stack, "hash-password", stdin="p" * 1024 + "\r\n")
+    assert p.returncode == 0 and p.stdout.startswith("$argon2id$"), p.stderr
+    p = keel_admin(stack, "hash-password", stdin="p" * 1025 + "\n")
+    assert p.returncode == 1 and "1024" in p.stderr, p.stderr
+
+
+def test_create_admin_refuses_a_password_with_a_nul(stack, anon):
+    tag = uuid.uuid4().hex[:8]
+    email = "n%s@e2e.test" % tag
+    p = keel_admin(stack, "create-admin", "--email", email, "--username",
+                   "n_" + tag, "--name", "N", "--force",
+                   stdin="abcdefghij\0klmnop\n")
+    assert p.returncode == 1 and "NUL" in p.stderr, p.stderr
+    assert stack.psql("SELECT count(*) FROM users WHERE email = '%s'"
+                      % email) == "0"
+    # A CRLF line end is the line's end, not part of the password.
+    p = keel_admin(stack, "create-admin", "--email", email, "--username",
+                   "n_" + tag, "--name", "N", "--force",
+                   stdin="crlf-admin-password\r\n")
+    assert p.returncode == 0, p.stderr
+    login(anon, email, "crlf-admin-password")
