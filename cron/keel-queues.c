@@ -9,9 +9,14 @@
  *	keel-queues test-email ADDRESS
  *	keel-queues enqueue [--outbox] [--key KEY] [--delay-ms N]
  *	    [--count N] QUEUE KIND PAYLOAD
+ *
+ * enqueue refuses what a drainer would only dead-letter or what would
+ * name another job: a PAYLOAD that is not a JSON object, a job key past
+ * the outbox's bound (QUEUES_KEY_MAX), never cut to fit.
  */
 #include "config.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +32,10 @@
 #include "keel/queue.h"
 #include "keel/redis.h"
 #include "keel/text.h"
+
+/* Bytes of a job's key: outbox.idempotency_key's CHECK (sql/006_outbox.sql),
+ * with or without --outbox, so a job key means one job either way. */
+#define QUEUES_KEY_MAX	200
 
 static void
 usage(void)
@@ -111,6 +120,47 @@ outbox_enqueue(struct keel_db *db, struct keel_redis *r,
 	return 0;
 }
 
+/*
+ * Job i's key into buf (QUEUES_KEY_MAX + 1 bytes): key itself when it
+ * names one job, else with a suffix unique to this run (t its start) and
+ * job.  False when that would pass QUEUES_KEY_MAX or be empty; buf is
+ * then not a key.
+ */
+static bool
+job_key(char *buf, const char *key, int64_t count, int64_t i, time_t t)
+{
+	int	 n;
+
+	if (key != NULL && count == 1)
+		n = snprintf(buf, QUEUES_KEY_MAX + 1, "%s", key);
+	else
+		n = snprintf(buf, QUEUES_KEY_MAX + 1, "%s%scli-%ld-%lld-%lld",
+		    key != NULL ? key : "", key != NULL ? "-" : "",
+		    (long)getpid(), (long long)t, (long long)i);
+	return n > 0 && n <= QUEUES_KEY_MAX;
+}
+
+/* True when payload is a JSON object, parsed as the drainers parse it;
+ * else says why on stderr. */
+static bool
+payload_valid(const char *payload)
+{
+	struct json_object	*o = NULL;
+	char			 err[128];
+	bool			 ok;
+
+	if (keel_json_parse(payload, strlen(payload), &o, err, sizeof(err)) !=
+	    KEEL_OK) {
+		fprintf(stderr, "keel-queues: PAYLOAD is not a JSON object: "
+		    "%s\n", err);
+		return false;
+	}
+	if (!(ok = json_object_is_type(o, json_type_object)))
+		fprintf(stderr, "keel-queues: PAYLOAD is not a JSON object\n");
+	json_object_put(o);
+	return ok;
+}
+
 static int
 cmd_enqueue(const struct keel_config *cfg, struct keel_redis *r, int argc,
     char *argv[])
@@ -118,8 +168,9 @@ cmd_enqueue(const struct keel_config *cfg, struct keel_redis *r, int argc,
 	const struct keel_queue	*q;
 	struct keel_db		*db;
 	const char		*key = NULL;
-	char			 kbuf[256];
+	char			 kbuf[QUEUES_KEY_MAX + 1];
 	int64_t			 delay = 0, count = 1, i;
+	time_t			 t = time(NULL);
 	enum keel_err		 er;
 	int			 outbox = 0, a = 0, added, rc;
 
@@ -140,18 +191,21 @@ cmd_enqueue(const struct keel_config *cfg, struct keel_redis *r, int argc,
 	if (argc - a != 3)
 		usage();
 	q = queue_arg(argv[a]);
+	/* Before any job: the last job's key is the longest. */
+	if (!job_key(kbuf, key, count, count - 1, t)) {
+		fprintf(stderr, "keel-queues: --key: a job's key must be 1 to "
+		    "%d bytes%s\n", QUEUES_KEY_MAX, count > 1 ? " with its "
+		    "suffix (-cli-PID-TIME-N)" : "");
+		return 2;
+	}
+	if (!payload_valid(argv[a + 2]))
+		return 2;
 	/* One connection for every job, as a worker holds one. */
 	db = keel_db_open(cfg);
 	rc = 0;
 	for (i = 0; i < count && rc == 0; i++) {
-		/* Without --key: a fresh key per job. */
-		if (key == NULL || count > 1)
-			snprintf(kbuf, sizeof(kbuf), "%s%scli-%ld-%lld-%lld",
-			    key != NULL ? key : "", key != NULL ? "-" : "",
-			    (long)getpid(), (long long)time(NULL),
-			    (long long)i);
-		else
-			snprintf(kbuf, sizeof(kbuf), "%s", key);
+		/* Without --key: a fresh key per job; fits, as the last's did. */
+		(void)job_key(kbuf, key, count, i, t);
 		if (outbox)
 			rc = outbox_enqueue(db, r, q->name, argv[a + 1],
 			    argv[a + 2], kbuf, delay);

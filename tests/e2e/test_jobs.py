@@ -171,7 +171,7 @@ def test_delayed_job_waits_for_its_time(jobs):
 # ---------------------------------------------------------- bad input
 
 def test_unparseable_payload_is_dead_lettered_with_reason_once(jobs):
-    enqueue(jobs, "invitation", "this is not json", key="bad-1")
+    enqueue_unparseable(jobs, "bad-1")
     enqueue(jobs, "invitation", '{"to": "not an address"}', key="bad-2")
     enqueue(jobs, "password_reset", '{"to": "a@example.com", "link": '
             '"javascript:alert(1)"}', key="bad-3")
@@ -511,3 +511,47 @@ def test_cron_daemon_runs_the_crontab(jobs):
     log = jobs.log("drain-email")
     assert re.search(r"processed=\d+ failed=\d+ retried=\d+ took=", log), log
     assert not os.path.exists(jobs.path("run", "cron.pid"))
+
+
+# ------------------------------------------------- keel-queues enqueue input
+
+def enqueue_unparseable(stack, key, queue="email", kind="invitation"):
+    """A job whose payload is not JSON on queue (keel-queues refuses one,
+    so it is written into the job's hash: a job an older writer left)."""
+    enqueue(stack, kind, "{}", key=key, queue=queue)
+    redis_cli(stack, "HSET", "keel:q:%s:j:%s" % (queue, key), "payload",
+              "this is not json")
+
+
+def test_enqueue_refuses_a_payload_that_is_not_a_json_object(jobs):
+    for outbox in ([], ["--outbox"]):
+        for i, payload in enumerate(("this is not json", "[1]", "1", "null",
+                                     '"s"', '{"to": 1} x', "")):
+            key = "notobj-%d-%d" % (len(outbox), i)
+            p = jobs.program("keel-queues", "enqueue", *outbox, "--key",
+                             key, "email", "invitation", payload)
+            assert p.returncode == 2, (outbox, payload, p.stdout)
+            assert "PAYLOAD" in p.stderr and "JSON object" in p.stderr, \
+                p.stderr
+    assert stats(jobs) == {"waiting": 0, "active": 0, "delayed": 0,
+                           "completed": 0, "failed": 0}
+    assert jobs.psql("SELECT count(*) FROM outbox") == "0"
+
+
+def test_enqueue_refuses_a_key_past_the_limit_never_cuts_it(jobs):
+    # Two keys that differ past byte 255 were cut to one and deduplicated.
+    for k in ("a" * 300 + "1", "a" * 300 + "2", "b" * 201, ""):
+        p = jobs.program("keel-queues", "enqueue", "--key", k, "email",
+                         "invitation", invitation())
+        assert p.returncode == 2, (len(k), p.stdout)
+        assert "--key" in p.stderr and "200" in p.stderr, p.stderr
+    # With --count the job keys get a suffix: the longest must fit too.
+    p = jobs.program("keel-queues", "enqueue", "--count", 2, "--key",
+                     "c" * 195, "email", "invitation", invitation())
+    assert p.returncode == 2 and "--key" in p.stderr, p.stderr
+    assert stats(jobs)["waiting"] == 0
+    enqueue(jobs, "invitation", invitation(), key="d" * 200)
+    p = jobs.program("keel-queues", "enqueue", "--outbox", "--key",
+                     "e" * 200, "email", "invitation", invitation())
+    assert p.returncode == 0, p.stderr
+    assert stats(jobs)["waiting"] == 2

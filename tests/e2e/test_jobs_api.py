@@ -10,8 +10,8 @@ import time
 import urllib.parse
 
 from accounts import PASSWORD, bearer, login, make_user, session_for
-from test_jobs import (enqueue, invitation, jobs,  # noqa: F401
-                       relay_and_drain)
+from test_jobs import (enqueue, enqueue_unparseable, invitation,  # noqa
+                       jobs, relay_and_drain)
 
 
 def test_queue_stats_for_admin(jobs, http):
@@ -34,7 +34,7 @@ def test_queue_routes_are_admin_only(jobs, anon, stack):
 
 
 def test_retry_failed_over_http(jobs, http):
-    enqueue(jobs, "invitation", "not json", key="bad-http")
+    enqueue_unparseable(jobs, "bad-http")
     relay_and_drain(jobs)
     assert http.get("/api/email-queue/stats").json()["failed"] == 1
     r = http.post("/api/queues/email/failed/retry")
