@@ -5,9 +5,13 @@
  * A plan is a title, an optional target date and up to 100 items
  * {topic, testId?, done}, stored as one jsonb array.  Every statement is
  * scoped to the caller, so another user's plan is a 404.  An item's
- * testId must name a published test (the tests a student can see), else
- * 422 naming items[i].testId: the write itself checks it, so a plan is
- * written whole or not at all.  Each item that names a test embeds it,
+ * testId new to the plan must name a published test (the tests a student
+ * can see), else 422 naming items[i].testId; one the plan already holds
+ * stays acceptable after its test was unpublished, so the plan can still
+ * be edited and its progress kept.  The write itself checks it, against
+ * the items it read under the plan row's lock (a concurrent patch of the
+ * same plan is waited for, and its items are the ones held), so a plan
+ * is written whole or not at all.  Each item that names a test embeds it,
  * {"id", "title"} (null once the test is unpublished), loaded for a
  * whole reply -- a page of plans included -- by one = ANY($1) statement
  * (resource.h, a relation "in" the items column); and so does the
@@ -108,10 +112,16 @@ static const struct keel_field plan_fields[PLAN__MAX] = {
 	"jsonb_build_object('topic', e->'topic', 'testId', e->'testId', " \
 	"'done', COALESCE(e->'done', 'false'))) ORDER BY i), '[]') " \
 	"FROM jsonb_array_elements(" n ") WITH ORDINALITY AS x(e, i))"
-/* The positions (0-based) of the items of $n naming no published test. */
-#define BAD_ITEMS(n) "SELECT i - 1 AS at FROM jsonb_array_elements(" n \
-	") WITH ORDINALITY AS x(e, i) WHERE jsonb_typeof(e->'testId') = " \
-	"'number' AND NOT EXISTS (SELECT FROM tests t WHERE " \
+/*
+ * The positions (0-based) of the items of $n naming a test that is
+ * neither one the items held (the plan's as stored; NULL: none) name nor
+ * a published one.
+ */
+#define BAD_ITEMS(n, held) "SELECT i - 1 AS at FROM " \
+	"jsonb_array_elements(" n ") WITH ORDINALITY AS x(e, i) WHERE " \
+	"jsonb_typeof(e->'testId') = 'number' AND NOT COALESCE(" held \
+	" @> jsonb_build_array(jsonb_build_object('testId', e->'testId')), " \
+	"false) AND NOT EXISTS (SELECT FROM tests t WHERE " \
 	"t.id = (e->>'testId')::bigint AND t.published)"
 
 #define PLANS_LIST "SELECT " PLAN_COLS " FROM study_plans WHERE user_id = $4 "
@@ -134,29 +144,40 @@ static const struct keel_query q_plan_insert = {
 	.name = "study_plans_insert",
 	.sql = "INSERT INTO study_plans (user_id, title, target_date, items) "
 	"SELECT $1, $2, $3::date, " ITEMS("COALESCE($4::jsonb, '[]')")
-	" WHERE NOT EXISTS (" BAD_ITEMS("$4::jsonb") ") RETURNING "
+	" WHERE NOT EXISTS (" BAD_ITEMS("$4::jsonb", "NULL::jsonb")
+	") RETURNING "
 	PLAN_COLS, .target = KEEL_DB_PRIMARY };
 
-/* $4: whether targetDate was given ($5, null clears it). */
+/*
+ * $4: whether targetDate was given ($5, null clears it).  The items held
+ * are read under the row's lock (held): after a concurrent write of the
+ * plan commits, FOR UPDATE returns the row as it left it -- a test that
+ * write dropped is new again here.  (Checked against the row the UPDATE
+ * scans, the items were those from before that write.)
+ */
 static const struct keel_query q_plan_update = {
 	.name = "study_plans_update",
-	.sql = "UPDATE study_plans SET title = COALESCE($3, title), "
+	.sql = "WITH held AS (SELECT items FROM study_plans "
+	"WHERE id = $1 AND user_id = $2 FOR UPDATE) "
+	"UPDATE study_plans SET title = COALESCE($3, title), "
 	"target_date = CASE WHEN $4::boolean THEN $5::date "
 	"ELSE target_date END, "
 	"items = CASE WHEN $6::jsonb IS NULL THEN items ELSE "
 	ITEMS("$6::jsonb") " END, updated_at = now() "
 	"WHERE id = $1 AND user_id = $2 AND NOT EXISTS ("
-	BAD_ITEMS("$6::jsonb") ") RETURNING " PLAN_COLS,
-	.target = KEEL_DB_PRIMARY };
+	BAD_ITEMS("$6::jsonb", "(SELECT items FROM held)") ") RETURNING "
+	PLAN_COLS, .target = KEEL_DB_PRIMARY };
 
 static const struct keel_query q_plan_delete = {
 	.name = "study_plans_delete",
 	.sql = "DELETE FROM study_plans WHERE id = $1 AND user_id = $2 "
 	"RETURNING id", .target = KEEL_DB_PRIMARY };
 
+/* $1: the plan (NULL for a create), $2: the caller, $3: the items. */
 static const struct keel_query q_plan_bad_item = {
 	.name = "study_plans_bad_item",
-	.sql = BAD_ITEMS("$1::jsonb") " ORDER BY i LIMIT 1",
+	.sql = BAD_ITEMS("$3::jsonb", "(SELECT items FROM study_plans "
+	"WHERE id = $1 AND user_id = $2)") " ORDER BY i LIMIT 1",
 	.target = KEEL_DB_PRIMARY };
 
 static enum keel_err
@@ -176,18 +197,26 @@ plans_get(struct keel_req *req)
 
 /*
  * A step, after a write that changed nothing: 422 naming the first item
- * whose testId names no published test, when there is one.
+ * whose testId names no published test the plan (w's, the caller's) did
+ * not hold already, when there is one.
  */
 static enum keel_err
-plans_bad_test(struct keel_req *req, const struct keel_value *items)
+plans_bad_test(struct keel_req *req, struct keel_res_write *w)
 {
+	const struct keel_value	*items = w->arg;
 	struct keel_db_params	 p;
 	struct keel_rows	*rows = NULL;
 	enum keel_err		 er;
 
 	if (!items->present)
 		return KEEL_OK;
-	keel_db_params_init(&p);
+	if (w->status == 201) {
+		/* A create: no plan yet, every testId is new. */
+		keel_db_params_init(&p);
+		keel_db_param_null(&p);
+		keel_db_param_int(&p, req->user->id);
+	} else
+		keel_res_params_own(req, &p);
 	keel_res_param(&p, items);
 	if ((er = keel_db_query(req->db, &q_plan_bad_item, &p, &rows)) ==
 	    KEEL_OK && keel_rows_count(rows) > 0)
@@ -208,7 +237,7 @@ plans_unchanged(struct keel_req *req, struct keel_res_write *w)
 {
 	enum keel_err	 er;
 
-	if ((er = plans_bad_test(req, w->arg)) != KEEL_OK ||
+	if ((er = plans_bad_test(req, w)) != KEEL_OK ||
 	    keel_http_replied(req))
 		return er;
 	if (w->status == 201)

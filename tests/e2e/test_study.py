@@ -1,17 +1,23 @@
 # SPDX-License-Identifier: ISC
 """test_study.py -- a user's own flashcards and study plans (API.md "Exam
 prep"; issue 10): CRUD, another user's rows as 404, pages, SM-2 reviews
-through HTTP, the due list, bad input named by field, and the tests a
-page of plans names loaded by one query whatever the page size.
+through HTTP, the due list, bad input named by field, the tests a page
+of plans names loaded by one query whatever the page size, and a plan
+that stays editable once a test it names is unpublished.
 """
 
 import concurrent.futures
 import datetime
+import os
+import subprocess
+import threading
+import uuid
 
 import pytest
 
 from accounts import session_for
-from helpers import assert_error, db_queries, replicated, request, uniq
+from helpers import (assert_error, db_queries, replicated, request, uniq,
+                     wait_until)
 
 NOBODY = 999999999
 
@@ -470,3 +476,158 @@ def test_plan_item_embeds_the_callers_latest_submitted_attempt(stack, http,
     # Another user's plan naming the same test shows their own.
     q = new_plan(http, them, items=[{"topic": "a", "testId": tid}])
     assert q["items"][0]["lastAttempt"]["score"] == 100
+
+
+# ------------------------------------------- tests unpublished since
+
+def unpublish(stack, http, tid):
+    """Staff unpublish test tid through the tests app, as the probe did."""
+    staff = session_for(stack, http, "staff")[1]
+    r = http.patch("/api/tests/%d" % tid, json={"published": False},
+                   headers=staff)
+    assert r.status_code == 200, r.text
+
+
+def test_plan_keeps_a_test_unpublished_since(stack, http, me):
+    """A testId the plan already holds stays acceptable on a patch after
+    its test was unpublished: the plan can still be marked done, its
+    item keeps its testId and its history (lastAttempt)."""
+    tid, _ = new_test(stack)
+    attempt(stack, user_id(http, me), tid, 80, 60)
+    p = new_plan(http, me, items=[{"topic": "x", "testId": tid},
+                                  {"topic": "y"}])
+    unpublish(stack, http, tid)
+    url = "/api/study-plans/%d" % p["id"]
+    r = http.patch(url, headers=me, json={"items": [
+        {"topic": "x", "testId": tid, "done": False},
+        {"topic": "y", "done": True}]})
+    assert r.status_code == 200, r.text
+    got = r.json()["items"]
+    assert [(i["topic"], i.get("testId"), i["done"], i["test"])
+            for i in got] == [("x", tid, False, None),
+                              ("y", None, True, None)]
+    assert got[0]["lastAttempt"]["score"] == 80
+    # Its own item's done, and a reordering, alike.
+    r = http.patch(url, headers=me, json={"items": [
+        {"topic": "y", "done": True},
+        {"topic": "x again", "testId": tid, "done": True}]})
+    assert r.status_code == 200, r.text
+    assert r.json()["items"][1]["testId"] == tid
+    assert r.json()["items"][1]["done"] is True
+
+
+def test_unpublished_test_is_new_to_other_plans(stack, http, me):
+    """Only the plan that holds it keeps it: creating a plan with it,
+    adding it to another plan, or adding it back once dropped is naming
+    a test the student can't see, 422, and nothing changes."""
+    tid, _ = new_test(stack)
+    p = new_plan(http, me, items=[{"topic": "x", "testId": tid}])
+    q = new_plan(http, me, items=[{"topic": "y"}])
+    unpublish(stack, http, tid)
+    r = http.post("/api/study-plans", headers=me, json={
+        "title": "t", "items": [{"topic": "x", "testId": tid}]})
+    assert assert_error(r, 422, "validation_failed")["fields"] == {
+        "items[0].testId": "no such test"}
+    r = http.patch("/api/study-plans/%d" % q["id"], headers=me, json={
+        "items": [{"topic": "y"}, {"topic": "x", "testId": tid}]})
+    assert assert_error(r, 422, "validation_failed")["fields"] == {
+        "items[1].testId": "no such test"}
+    assert http.get("/api/study-plans/%d" % q["id"], headers=me).json() == q
+    url = "/api/study-plans/%d" % p["id"]
+    r = http.patch(url, headers=me, json={"items": []})
+    assert r.status_code == 200, r.text
+    r = http.patch(url, headers=me, json={
+        "items": [{"topic": "x", "testId": tid}]})
+    assert assert_error(r, 422, "validation_failed")["fields"] == {
+        "items[0].testId": "no such test"}
+    assert http.get(url, headers=me).json()["items"] == []
+
+
+def test_plan_held_by_another_user_is_not_held_by_mine(stack, http, me,
+                                                       them):
+    """Another user's plan holding an unpublished test doesn't make it
+    acceptable in mine, nor does patching their plan (a 404 to me)."""
+    tid, _ = new_test(stack)
+    theirs = new_plan(http, them, items=[{"topic": "x", "testId": tid}])
+    mine = new_plan(http, me, items=[{"topic": "y"}])
+    unpublish(stack, http, tid)
+    body = {"items": [{"topic": "x", "testId": tid}]}
+    r = http.patch("/api/study-plans/%d" % mine["id"], headers=me,
+                   json=body)
+    assert "items[0].testId" in assert_error(r, 422,
+                                             "validation_failed")["fields"]
+    r = http.patch("/api/study-plans/%d" % theirs["id"], headers=me,
+                   json=body)
+    assert r.status_code in (404, 422), r.text
+    r = http.get("/api/study-plans/%d" % theirs["id"], headers=them)
+    assert r.json() == dict(theirs, items=[dict(theirs["items"][0],
+                                                test=None)])
+
+
+class Held:
+    """A psql session holding `sql` in an open transaction until
+    commit()."""
+
+    def __init__(self, stack, sql):
+        self.stack = stack
+        self.app = "keel-e2e-held-" + uuid.uuid4().hex[:8]
+        url = stack.env.get("KEEL_STACK_PG_URL") or stack.env["DATABASE_URL"]
+        self.proc = subprocess.Popen(
+            ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True,
+            env=dict(os.environ, PGAPPNAME=self.app))
+        self.proc.stdin.write("BEGIN;\n%s;\n" % sql)
+        self.proc.stdin.flush()
+        wait_until(lambda: self._count(
+            "application_name = '%s' AND state = 'idle in transaction' "
+            "AND query NOT ILIKE 'begin%%'" % self.app), 20,
+            "psql to hold its transaction")
+
+    def _count(self, where):
+        assert self.proc.poll() is None, self.proc.stderr.read()
+        return self.stack.psql("SELECT count(*) FROM pg_stat_activity a "
+                               "WHERE " + where) != "0"
+
+    def blocking(self):
+        """True once another session waits on this one's locks."""
+        return self._count("(SELECT pid FROM pg_stat_activity WHERE "
+                           "application_name = '%s') = ANY "
+                           "(pg_blocking_pids(a.pid))" % self.app)
+
+    def commit(self):
+        self.proc.communicate("COMMIT;\n", timeout=20)
+        assert self.proc.returncode == 0
+
+
+def test_plan_patch_racing_one_that_drops_the_test_sees_it(stack, http, me):
+    """A patch that drops the unpublished test holds the plan's row
+    uncommitted; a patch keeping it waits, then finds it no longer held:
+    the test is new to the plan again, 422, and the drop stands."""
+    tid, _ = new_test(stack)
+    p = new_plan(http, me, items=[{"topic": "x", "testId": tid}])
+    unpublish(stack, http, tid)
+    held = Held(stack, "UPDATE study_plans SET items = '[]' WHERE id = %d"
+                % p["id"])
+    out = {}
+
+    def send():
+        out["r"] = request("PATCH", stack.url("/api/study-plans/%d"
+                                              % p["id"]), headers=me,
+                           json={"items": [{"topic": "x", "testId": tid,
+                                            "done": True}]}, timeout=60)
+
+    t = threading.Thread(target=send)
+    try:
+        t.start()
+        first = wait_until(lambda: ("answered" if "r" in out else
+                                    "blocked" if held.blocking() else None),
+                           20, "the patch to wait or answer")
+    finally:
+        held.commit()
+        t.join(60)
+    assert first == "blocked", out["r"].text
+    assert assert_error(out["r"], 422, "validation_failed")["fields"] == {
+        "items[0].testId": "no such test"}
+    assert http.get("/api/study-plans/%d" % p["id"],
+                    headers=me).json()["items"] == []
