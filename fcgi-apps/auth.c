@@ -384,22 +384,26 @@ out:
 /*
  * Login and the two password-reset routes count against the auth limiter
  * (API.md "Rate limits"); asking for a reset answers 202 whatever
- * happens, so every request of it counts.
+ * happens, so every request of it counts.  Every row says .no_idem: an
+ * auth route takes no part in idempotency (README "Idempotency"), its
+ * bodies and answers hold passwords and tokens, and each logout must end
+ * the session it names.
  */
 static const struct keel_route auth_routes[] = {
 	{ .method = "POST", .pattern = "/api/auth/login",
 	    .handler = auth_login, .access = KEEL_ACCESS_ANYONE,
-	    .limit = KEEL_LIMIT_CLASS_AUTH },
+	    .limit = KEEL_LIMIT_CLASS_AUTH, .no_idem = true },
 	{ .method = "POST", .pattern = "/api/auth/logout",
-	    .handler = auth_logout, .access = KEEL_ACCESS_USER },
+	    .handler = auth_logout, .access = KEEL_ACCESS_USER,
+	    .no_idem = true },
 	{ .method = "GET", .pattern = "/api/auth/me", .handler = auth_me,
-	    .access = KEEL_ACCESS_USER },
+	    .access = KEEL_ACCESS_USER, .no_idem = true },
 	{ .method = "POST", .pattern = "/api/auth/password-reset",
 	    .handler = auth_reset, .access = KEEL_ACCESS_ANYONE,
-	    .limit = KEEL_LIMIT_CLASS_AUTH_EVERY },
+	    .limit = KEEL_LIMIT_CLASS_AUTH_EVERY, .no_idem = true },
 	{ .method = "POST", .pattern = "/api/auth/password-reset/confirm",
 	    .handler = auth_reset_confirm, .access = KEEL_ACCESS_ANYONE,
-	    .limit = KEEL_LIMIT_CLASS_AUTH },
+	    .limit = KEEL_LIMIT_CLASS_AUTH, .no_idem = true },
 };
 
 int

@@ -152,10 +152,10 @@ run(struct keel_req *req, const struct keel_route *r)
 	    ride.ran ? ride.vals : NULL, ride.n) != KEEL_STEP_GO ||
 	    keel_auth_step_authorize(req) != KEEL_STEP_GO)
 		goto out;
-	/* A route of an auth class takes no part: its bodies and answers
-	 * hold passwords and tokens, which no stored answer may hold; nor
-	 * does one whose answer is a secret. */
-	if (r->limit == KEEL_LIMIT_CLASS_DEFAULT && !r->secret &&
+	/* Its row says whether it takes part (router.h: no_idem, secret),
+	 * never its limiter class: a logout, of the default class, replayed
+	 * another session's 204 and left its own session working. */
+	if (!r->no_idem && !r->secret &&
 	    keel_idem_step(req) != KEEL_STEP_GO)
 		goto out;
 	er = handle(req, r);

@@ -35,8 +35,7 @@ typedef const char *keel_cache_ns_fn(struct keel_req *);
 /*
  * The limiters a route counts against beyond the api limiter and the
  * read or write one its method picks (limit.c; API.md "Rate limits").
- * A route of an auth class checks secrets: it takes no part in
- * idempotency (no stored answer may hold a password or a token).
+ * A class says nothing of idempotency: a route row's no_idem does.
  */
 enum keel_limit_class {
 	KEEL_LIMIT_CLASS_DEFAULT = 0,
@@ -84,8 +83,16 @@ struct keel_route {
 	struct keel_route_cache	 cache;
 	bool			 secret;	/* its answer holds a secret
 						   (a stream ticket): no
-						   Idempotency-Key keeps it,
-						   as for the auth classes */
+						   Idempotency-Key keeps it
+						   (implies no_idem) */
+	bool			 no_idem;	/* an Idempotency-Key is
+						   ignored: the route runs
+						   every time.  Every auth
+						   route: bodies and answers
+						   hold passwords and tokens,
+						   and a logout must end the
+						   session it names, not
+						   replay another's 204 */
 };
 
 /* Roles (API.md "Auth"): one bit each, so a route lists who may call it. */

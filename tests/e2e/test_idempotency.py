@@ -13,6 +13,7 @@ import concurrent.futures
 import time
 import uuid
 
+from accounts import PASSWORD, bearer, login, make_user
 from helpers import request
 
 
@@ -129,3 +130,32 @@ def test_idem_car_create_once(stack, http):
     r2 = http.post("/api/cars", json=bad, headers={"Idempotency-Key": k2})
     assert r1.status_code == r2.status_code == 422
     assert r2.headers["Idempotent-Replayed"] == "true"
+
+
+def test_idem_logout_ignores_the_key(stack, anon):
+    # Keys are per user and every logout looks alike: a replayed 204
+    # would leave the second session working (API.md: the token stops
+    # working at once).
+    u = make_user(stack, "student")
+    k = {"Idempotency-Key": key()}
+    for _ in range(2):
+        t = bearer(login(anon, u["email"]))
+        r = anon.post("/api/auth/logout", headers=dict(t, **k))
+        assert r.status_code == 204
+        assert "Idempotent-Replayed" not in r.headers
+        assert anon.get("/api/auth/me", headers=t).status_code == 401
+
+
+def test_idem_no_auth_route_takes_part(stack, anon):
+    # Login has its own test (test_auth_hardening); the reset routes
+    # answer alike every time, so only the header tells a replay.
+    u = make_user(stack, "student")
+    k = {"Idempotency-Key": key()}
+    for path, body in (
+            ("/api/auth/password-reset", {"email": u["email"]}),
+            ("/api/auth/password-reset/confirm",
+             {"token": "x" * 43, "password": PASSWORD + "-new"})):
+        first = anon.post(path, json=body, headers=k)
+        again = anon.post(path, json=body, headers=k)
+        assert first.status_code == again.status_code, path
+        assert "Idempotent-Replayed" not in again.headers, path
