@@ -138,6 +138,25 @@ keel_http_decode(struct keel_arena *a, const char *src, size_t n,
 	return out;
 }
 
+bool
+keel_http_path_escapes_ok(const char *src, size_t n)
+{
+	size_t	 i;
+	int	 hi, lo;
+
+	for (i = 0; i + 2 < n; i++) {
+		if (src[i] != '%')
+			continue;
+		hi = hexval((unsigned char)src[i + 1]);
+		lo = hexval((unsigned char)src[i + 2]);
+		if (hi == 2 && lo == 0xf)
+			return false;		/* %2F: '/' */
+		if (hi == 5 && lo == 0xc)
+			return false;		/* %5C: '\\' */
+	}
+	return true;
+}
+
 enum keel_err
 keel_http_parse_query(struct keel_arena *a, const char *qs,
     struct keel_param **out, size_t *n, const char **bad)
@@ -768,6 +787,7 @@ keel_http_begin(struct keel_req *req, struct keel_http_conn *c,
 	const char	*uri, *s, *bad;
 	const char	*q;
 	int64_t		 clen = 0;
+	size_t		 len;
 	char		*path;
 
 	memset(req, 0, sizeof(*req));
@@ -802,8 +822,19 @@ keel_http_begin(struct keel_req *req, struct keel_http_conn *c,
 		return KEEL_STEP_REPLIED;
 	}
 	q = strchr(uri, '?');
-	path = keel_http_decode(a, uri, q == NULL ? strlen(uri) :
-	    (size_t)(q - uri), 0);
+	len = q == NULL ? strlen(uri) : (size_t)(q - uri);
+	/*
+	 * An encoded separator is refused before routing, as Apache's
+	 * AllowEncodedSlashes Off and Tomcat do: the path lighttpd matched
+	 * must be the path served.  400, not 404: the route may exist; it
+	 * is this spelling of the request that keel won't read.
+	 */
+	if (!keel_http_path_escapes_ok(uri, len)) {
+		keel_http_reply_error(req, 400, "bad_request",
+		    "the request path encodes a '/' or '\\' (%2F, %5C)");
+		return KEEL_STEP_REPLIED;
+	}
+	path = keel_http_decode(a, uri, len, 0);
 	if (path == NULL || !keel_utf8_valid(path, strlen(path)) ||
 	    path[0] != '/') {
 		keel_http_reply_error(req, 400, "bad_request",

@@ -136,6 +136,13 @@ const char	*keel_http_client(struct keel_req *);
  */
 char		*keel_http_decode(struct keel_arena *a, const char *src,
 		    size_t n, int plus_space);
+/*
+ * True when no %XX escape of the path src (length n) encodes a path
+ * separator, '/' (%2F) or '\' (%5C), in either case of hex.  lighttpd
+ * routes, and an operator's mod_access rule denies, the path with %2F
+ * still encoded; decoded here it would route a path lighttpd never saw.
+ */
+bool		 keel_http_path_escapes_ok(const char *src, size_t n);
 
 /*
  * Responses.  A handler replies once; lib sends it after the handler

@@ -21,7 +21,7 @@ import requests
 
 import apicheck
 from helpers import (JSON_CT, assert_error, cache_back, new_car, plate,
-                     wait_until)
+                     raw_request, wait_until)
 
 
 # ------------------------------------------------------------------ helpers
@@ -223,6 +223,32 @@ def test_cars_prefix_lookalike_404(http):
 
 def test_cars_subpath_404(http):
     assert_error(http.get("/api/cars/1/extra"), 404, "not_found")
+
+
+@pytest.mark.parametrize("sep", ["%2F", "%2f", "%5C", "%5c"])
+def test_encoded_separator_in_path_400(stack, http, sep):
+    # lighttpd matches (and a mod_access rule denies) the path with %2F
+    # still encoded: the app must not serve the decoded one instead.
+    car = new_car(http)
+    assert http.get("/api/cars/%d" % car["id"]).status_code == 200
+    body = assert_error(http.get("/api/cars%s%d" % (sep, car["id"])), 400,
+                        "bad_request")
+    assert "%2F" in body["message"]
+    assert_error(http.get("/api%scars" % sep), 400, "bad_request")
+
+
+def test_encoded_nul_in_path_400(http):
+    assert_error(http.get("/api/cars%00"), 400, "bad_request")
+
+
+def test_raw_fragment_in_path_404(stack, http):
+    # A conforming client never sends its fragment; a raw '#' is then
+    # part of the last segment, which no route matches.
+    r = raw_request(stack, b"GET /api/cars/1#frag HTTP/1.1\r\n"
+                    b"Host: 127.0.0.1\r\nConnection: close\r\n"
+                    b"Authorization: " +
+                    http.headers["Authorization"].encode() + b"\r\n\r\n")
+    assert_error(r, 404, "not_found")
 
 
 def test_wrong_method_405_with_allow(http):

@@ -384,6 +384,36 @@ test_decode_empty(void **state)
 	assert_string_equal(s, "");
 }
 
+/* An encoded '/' or '\' is refused, either case of hex, anywhere. */
+static void
+test_path_encoded_separator_refused(void **state)
+{
+	static const char *bad[] = { "/api/cars%2F1", "/api/cars%2f1",
+	    "/api/cars%5C1", "/api/cars%5c1", "%2F", "/a/b%2F" };
+	size_t	 i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_false(keel_http_path_escapes_ok(bad[i],
+		    strlen(bad[i])));
+}
+
+static void
+test_path_other_escapes_pass(void **state)
+{
+	(void)state;
+	assert_true(keel_http_path_escapes_ok("/api/cars/1", 11));
+	assert_true(keel_http_path_escapes_ok("/api/a%20b", 10));
+	/* Double-encoded: decoded once, it is the text "%2F", not a '/'. */
+	assert_true(keel_http_path_escapes_ok("/api/a%252F", 11));
+	/* Only the first n bytes count (a query follows the path). */
+	assert_true(keel_http_path_escapes_ok("/api/cars?x=%2F", 9));
+	/* Truncated or bad escapes are keel_http_decode's to refuse. */
+	assert_true(keel_http_path_escapes_ok("/a%2", 4));
+	assert_true(keel_http_path_escapes_ok("/a%g2F", 6));
+	assert_true(keel_http_path_escapes_ok("", 0));
+}
+
 int
 main(void)
 {
@@ -423,6 +453,8 @@ main(void)
 		T(test_decode_rejects_encoded_nul),
 		T(test_decode_rejects_raw_nul),
 		T(test_decode_empty),
+		T(test_path_encoded_separator_refused),
+		T(test_path_other_escapes_pass),
 #undef T
 	};
 
