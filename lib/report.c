@@ -147,6 +147,7 @@ keel_report_auth_header(const struct keel_report_dsn *d, char *buf,
 static const char *const secret_words[] = {
 	"pass", "secret", "token", "auth", "cookie", "session", "key",
 	"signature", "credit", "card",
+	"ticket",	/* a stream ticket opens a user's stream (lighttpd.conf) */
 };
 
 /* True when s[0..n) contains one of secret_words, in any case. */

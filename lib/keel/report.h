@@ -45,8 +45,8 @@ void	 keel_report_auth_header(const struct keel_report_dsn *, char *buf,
 /*
  * Scrubbing, applied before anything is serialised.  A name is secret
  * when it contains (any case) pass, secret, token, auth, cookie, session,
- * key, signature, credit or card; a value when it is a bearer or basic
- * credential, a JWT (three base64url parts, the first "eyJ..."), a
+ * key, signature, credit, card or ticket; a value when it is a bearer or
+ * basic credential, a JWT (three base64url parts, the first "eyJ..."), a
  * 13-19 digit number passing Luhn's check (a card), a name=value pair
  * with a secret name inside it, or a mail address.
  */

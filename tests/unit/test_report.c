@@ -160,6 +160,25 @@ test_secret_values(void **state)
 	assert_false(keel_report_secret_value("q=1&page=2"));
 }
 
+/* A stream ticket opens its user's stream: a Referer may carry one. */
+static void
+test_secret_stream_ticket(void **state)
+{
+	struct keel_buf	 b = { NULL, 0, 0 };
+	const char	*url = "https://keel.example/api/notifications/stream"
+			    "?ticket=0123456789abcdefXYZ";
+
+	(void)state;
+	assert_true(keel_report_secret_value(url));
+	assert_true(keel_report_secret_value("/api/x?lastEventId=3&ticket=t"));
+	assert_string_equal(keel_report_scrub("Referer", url),
+	    KEEL_REPORT_FILTERED);
+	assert_true(keel_report_secret_name("X-Stream-Ticket"));
+	keel_report_scrub_text(&b, "stream refused ticket=abc (expired)");
+	assert_string_equal(b.data, "stream refused [Filtered] (expired)");
+	keel_buf_free(&b);
+}
+
 static void
 test_scrub_text_words(void **state)
 {
@@ -553,6 +572,7 @@ main(void)
 		cmocka_unit_test(test_init_refuses_a_bad_dsn_naming_it),
 		cmocka_unit_test(test_secret_names),
 		cmocka_unit_test(test_secret_values),
+		cmocka_unit_test(test_secret_stream_ticket),
 		cmocka_unit_test(test_scrub_filters_by_name_or_value),
 		cmocka_unit_test(test_scrub_text_words),
 		cmocka_unit_test(test_secret_value_mail_address),
