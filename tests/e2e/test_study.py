@@ -8,16 +8,13 @@ that stays editable once a test it names is unpublished.
 
 import concurrent.futures
 import datetime
-import os
-import subprocess
-import threading
-import uuid
 
 import pytest
 
-from accounts import session_for
-from helpers import (assert_error, db_queries, replicated, request, uniq,
-                     wait_until)
+from accounts import bearer, login, make_user, session_for
+from helpers import assert_error, db_queries, replicated, request, uniq
+# The held-transaction race of the contracts tests, reused as it is.
+from test_contracts_archived_cars import while_held
 
 NOBODY = 999999999
 
@@ -564,70 +561,20 @@ def test_plan_held_by_another_user_is_not_held_by_mine(stack, http, me,
                                                 test=None)])
 
 
-class Held:
-    """A psql session holding `sql` in an open transaction until
-    commit()."""
-
-    def __init__(self, stack, sql):
-        self.stack = stack
-        self.app = "keel-e2e-held-" + uuid.uuid4().hex[:8]
-        url = stack.env.get("KEEL_STACK_PG_URL") or stack.env["DATABASE_URL"]
-        self.proc = subprocess.Popen(
-            ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, text=True,
-            env=dict(os.environ, PGAPPNAME=self.app))
-        self.proc.stdin.write("BEGIN;\n%s;\n" % sql)
-        self.proc.stdin.flush()
-        wait_until(lambda: self._count(
-            "application_name = '%s' AND state = 'idle in transaction' "
-            "AND query NOT ILIKE 'begin%%'" % self.app), 20,
-            "psql to hold its transaction")
-
-    def _count(self, where):
-        assert self.proc.poll() is None, self.proc.stderr.read()
-        return self.stack.psql("SELECT count(*) FROM pg_stat_activity a "
-                               "WHERE " + where) != "0"
-
-    def blocking(self):
-        """True once another session waits on this one's locks."""
-        return self._count("(SELECT pid FROM pg_stat_activity WHERE "
-                           "application_name = '%s') = ANY "
-                           "(pg_blocking_pids(a.pid))" % self.app)
-
-    def commit(self):
-        self.proc.communicate("COMMIT;\n", timeout=20)
-        assert self.proc.returncode == 0
-
-
-def test_plan_patch_racing_one_that_drops_the_test_sees_it(stack, http, me):
+def test_plan_patch_racing_one_that_drops_the_test_sees_it(stack, http):
     """A patch that drops the unpublished test holds the plan's row
     uncommitted; a patch keeping it waits, then finds it no longer held:
     the test is new to the plan again, 422, and the drop stands."""
+    u = make_user(stack, "student")
+    token = login(http, u["email"])
     tid, _ = new_test(stack)
-    p = new_plan(http, me, items=[{"topic": "x", "testId": tid}])
+    p = new_plan(http, bearer(token), items=[{"topic": "x", "testId": tid}])
     unpublish(stack, http, tid)
-    held = Held(stack, "UPDATE study_plans SET items = '[]' WHERE id = %d"
-                % p["id"])
-    out = {}
-
-    def send():
-        out["r"] = request("PATCH", stack.url("/api/study-plans/%d"
-                                              % p["id"]), headers=me,
-                           json={"items": [{"topic": "x", "testId": tid,
-                                            "done": True}]}, timeout=60)
-
-    t = threading.Thread(target=send)
-    try:
-        t.start()
-        first = wait_until(lambda: ("answered" if "r" in out else
-                                    "blocked" if held.blocking() else None),
-                           20, "the patch to wait or answer")
-    finally:
-        held.commit()
-        t.join(60)
-    assert first == "blocked", out["r"].text
-    assert assert_error(out["r"], 422, "validation_failed")["fields"] == {
+    r = while_held(stack, "UPDATE study_plans SET items = '[]' WHERE id = %d"
+                   % p["id"], "PATCH", stack.url("/api/study-plans/%d"
+                                                 % p["id"]), token,
+                   {"items": [{"topic": "x", "testId": tid, "done": True}]})
+    assert assert_error(r, 422, "validation_failed")["fields"] == {
         "items[0].testId": "no such test"}
     assert http.get("/api/study-plans/%d" % p["id"],
-                    headers=me).json()["items"] == []
+                    headers=bearer(token)).json()["items"] == []
