@@ -26,11 +26,17 @@
  * characters in strings, "1.") and counts depth differently.  No
  * allocation; returns the offset of the first error, or -1 when s[0..n)
  * is exactly one JSON text (UTF-8 is checked separately).
+ *
+ * It also refuses an escape json-c would read wrong: \u0000 in a name
+ * (json-c's keys are C strings, so "front\u0000x" became "front"; a value
+ * keeps its NUL and its field refuses it, field_from_json()): the body
+ * is then as unreadable as invalid UTF-8 is.
  */
 struct scan {
 	const char	*s;
 	size_t		 n, i;
 	int		 depth;
+	const char	*why;		/* an error's reason, NULL: malformed */
 };
 
 static void
@@ -87,12 +93,52 @@ scan_number(struct scan *sc)
 	return 0;
 }
 
-/* string = quotation-mark *char quotation-mark (RFC 8259 §7) */
+/* The XXXX of a \uXXXX at s[i] into *cp; -1 if they are not 4 hex digits. */
 static int
-scan_string(struct scan *sc)
+scan_hex4(struct scan *sc, unsigned int *cp)
 {
 	unsigned char	 c;
 	int		 k;
+
+	*cp = 0;
+	for (k = 0; k < 4; k++, sc->i++) {
+		if (sc->i >= sc->n ||
+		    !isxdigit(c = (unsigned char)sc->s[sc->i]))
+			return -1;
+		*cp = *cp << 4 | (unsigned int)(isdigit(c) ? c - '0' :
+		    tolower(c) - 'a' + 10);
+	}
+	return 0;
+}
+
+/*
+ * The rest of a \u escape whose u is at s[i - 1], esc the offset of its
+ * backslash: a NUL in a name is an error (sc->why says so, sc->i points
+ * at the escape).
+ */
+static int
+scan_unicode(struct scan *sc, size_t esc, int name)
+{
+	unsigned int	 cp;
+
+	if (scan_hex4(sc, &cp) == -1)
+		return -1;
+	if (cp == 0 && name) {
+		sc->why = "a name holds a NUL character (\\u0000)";
+		sc->i = esc;
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * string = quotation-mark *char quotation-mark (RFC 8259 §7); name: the
+ * string is an object member's name.
+ */
+static int
+scan_string(struct scan *sc, int name)
+{
+	unsigned char	 c;
 
 	sc->i++;			/* the opening quote */
 	while (sc->i < sc->n) {
@@ -107,10 +153,8 @@ scan_string(struct scan *sc)
 			return -1;
 		c = (unsigned char)sc->s[sc->i++];
 		if (c == 'u') {
-			for (k = 0; k < 4; k++, sc->i++)
-				if (sc->i >= sc->n ||
-				    !isxdigit((unsigned char)sc->s[sc->i]))
-					return -1;
+			if (scan_unicode(sc, sc->i - 2, name) == -1)
+				return -1;
 		} else if (strchr("\"\\/bfnrt", c) == NULL || c == '\0')
 			return -1;
 	}
@@ -135,7 +179,7 @@ scan_container(struct scan *sc, char close)
 	for (;;) {
 		if (close == '}') {
 			if (sc->i >= sc->n || sc->s[sc->i] != '"' ||
-			    scan_string(sc) == -1)
+			    scan_string(sc, 1) == -1)
 				return -1;
 			scan_ws(sc);
 			if (sc->i >= sc->n || sc->s[sc->i++] != ':')
@@ -169,7 +213,7 @@ scan_value(struct scan *sc)
 	case '[':
 		return scan_container(sc, ']');
 	case '"':
-		return scan_string(sc);
+		return scan_string(sc, 0);
 	case 't':
 		return scan_lit(sc, "true");
 	case 'f':
@@ -184,18 +228,21 @@ scan_value(struct scan *sc)
 	}
 }
 
+/* why: NULL, or the reason for an error beyond the grammar's. */
 static long
-json_scan(const char *s, size_t n, int *too_deep)
+json_scan(const char *s, size_t n, int *too_deep, const char **why)
 {
-	struct scan	 sc = { s, n, 0, 0 };
+	struct scan	 sc = { s, n, 0, 0, NULL };
 
 	*too_deep = 0;
+	*why = NULL;
 	if (scan_value(&sc) == 0) {
 		scan_ws(&sc);
 		if (sc.i == n)
 			return -1;
 	}
 	*too_deep = sc.depth > KEEL_JSON_MAXDEPTH;
+	*why = sc.why;
 	return (long)sc.i;
 }
 
@@ -206,7 +253,8 @@ keel_json_parse(const char *buf, size_t len, struct json_object **out,
 	struct json_tokener	*tok;
 	struct json_object	*obj;
 	enum json_tokener_error	 jerr;
-	struct scan		 sc = { buf, len, 0, 0 };
+	struct scan		 sc = { buf, len, 0, 0, NULL };
+	const char		*why;
 	long			 bad;
 	int			 too_deep;
 
@@ -223,10 +271,12 @@ keel_json_parse(const char *buf, size_t len, struct json_object **out,
 		snprintf(err, errlen, "the body is not valid UTF-8");
 		return KEEL_EINVAL;
 	}
-	if ((bad = json_scan(buf, len, &too_deep)) != -1) {
+	if ((bad = json_scan(buf, len, &too_deep, &why)) != -1) {
 		if (too_deep)
 			snprintf(err, errlen, "the JSON nests deeper than %d "
 			    "levels", KEEL_JSON_MAXDEPTH);
+		else if (why != NULL)
+			snprintf(err, errlen, "%s at byte %ld", why, bad);
 		else
 			snprintf(err, errlen, "malformed JSON at byte %ld",
 			    bad);
@@ -271,8 +321,6 @@ check_string(const struct keel_field *f, const char *s, size_t len)
 {
 	size_t	 chars;
 
-	if (strlen(s) != len)
-		return "must not contain NUL characters";
 	if (!keel_utf8_valid(s, len))
 		return "must be valid UTF-8";
 	chars = keel_utf8_chars(s);
@@ -345,6 +393,13 @@ field_from_json(const struct keel_field *f, struct json_object *o,
 		if (!json_object_is_type(o, json_type_string))
 			return "must be a string";
 		v->s = json_object_get_string(o);
+		/*
+		 * json-c keeps a \u0000 in the string, and everything after
+		 * it reads as C would: "2026-01-01\u0000junk" as a date,
+		 * "rented\u0000x" as "rented".  Every kind, once, here.
+		 */
+		if (strlen(v->s) != (size_t)json_object_get_string_len(o))
+			return "must not contain NUL characters";
 		if (f->type == KEEL_FIELD_DATE)
 			return keel_date_valid(v->s) ? NULL :
 			    "must be a date (YYYY-MM-DD)";

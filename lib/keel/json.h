@@ -80,7 +80,8 @@ enum { KEEL_FIELDS_ALL = 0, KEEL_FIELDS_SOME = 1 };
 
 /*
  * Parses buf (len bytes) strictly (RFC 8259: no trailing data, no
- * comments, valid UTF-8, depth <= KEEL_JSON_MAXDEPTH).  On KEEL_OK *out is
+ * comments, valid UTF-8, depth <= KEEL_JSON_MAXDEPTH; no \u0000 in a
+ * name).  On KEEL_OK *out is
  * a new reference (caller puts), or NULL for the document `null` (json-c's
  * null: json_object_is_type(NULL, json_type_null) is true, and its
  * getters and json_object_put() accept NULL).  KEEL_EINVAL with a reason
@@ -92,9 +93,9 @@ enum keel_err	 keel_json_parse(const char *buf, size_t len,
 /*
  * Extracts fields[0..n) from the object obj into vals.  Every problem is
  * added to errors (an object: field name -> message): wrong type, out of
- * range, unknown enum value, missing required field (mode ALL), unknown
- * field, no field at all (mode SOME).  Returns KEEL_OK when errors got
- * nothing, else KEEL_EINVAL.
+ * range, unknown enum value, a string of any kind holding a NUL, missing
+ * required field (mode ALL), unknown field, no field at all (mode SOME).
+ * Returns KEEL_OK when errors got nothing, else KEEL_EINVAL.
  */
 enum keel_err	 keel_json_fields(struct json_object *obj,
 		    const struct keel_field *fields, size_t n, int mode,

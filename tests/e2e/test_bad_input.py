@@ -14,6 +14,7 @@ import json
 
 import pytest
 
+from accounts import session_for
 from helpers import assert_error, car_body, raw_request, replicated
 
 MIB = 1024 * 1024
@@ -22,6 +23,13 @@ MIB = 1024 * 1024
 def post_raw(http, data, ctype="application/json", path="/api/cars"):
     headers = {} if ctype is None else {"Content-Type": ctype}
     return http.post(path, data=data, headers=headers)
+
+
+@pytest.fixture
+def student(stack, http):
+    """A fresh student's headers: flashcards and study plans are a user's
+    own."""
+    return session_for(stack, http, "student")[1]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -231,6 +239,40 @@ def test_bad_input_escaped_nul_422(http):
     assert list(body["fields"]) == ["manufacturer"]
 
 
+@pytest.mark.parametrize("text", ["available\\u0000x", "available\\u0000"])
+def test_bad_input_escaped_nul_in_enum_422(http, text):
+    """An ENUM was compared up to the NUL: "available\\u0000x" was stored
+    as available (201)."""
+    data = json.dumps(car_body(status="@@")).encode().replace(
+        b"@@", text.encode())
+    body = assert_error(post_raw(http, data), 422, "validation_failed")
+    assert body["fields"] == {"status": "must not contain NUL characters"}
+
+
+def test_bad_input_escaped_nul_in_date_422(http, student):
+    """A DATE was read up to the NUL: "2026-01-01\\u0000junk" was stored
+    as 2026-01-01 (201)."""
+    r = http.post("/api/study-plans", headers=student, json={
+        "title": "x", "targetDate": "2026-01-01\u0000junk"})
+    body = assert_error(r, 422, "validation_failed")
+    assert body["fields"] == {"targetDate":
+                              "must not contain NUL characters"}
+
+
+@pytest.mark.parametrize("key", [b"front\\u0000x", b"zz\\u0000x"])
+def test_bad_input_escaped_nul_in_field_name_400(http, student, key):
+    """json-c cut a name at its NUL: {"front\\u0000x": ...} was read as
+    "front" (201), and an unknown one was echoed cut.  Refused as the
+    body's (no field can have the name, at any depth)."""
+    data = b'{"' + key + b'":"a","back":"b","topic":"t"}'
+    if not key.startswith(b"front"):
+        data = data.replace(b'{"', b'{"front":"f","', 1)
+    r = http.post("/api/flashcards", data=data, headers=dict(
+        student, **{"Content-Type": "application/json"}))
+    body = assert_error(r, 400, "bad_request")
+    assert "NUL" in body["message"]
+
+
 def test_bad_input_body_exactly_1mib_passes_size_check(http):
     doc = json.dumps(car_body(model="m" * 200)).encode()
     data = doc + b" " * (MIB - len(doc))
@@ -361,7 +403,7 @@ def test_bad_input_no_worker_crashed(http, stack, cars_workers):
 
 
 def test_bad_input_no_sanitizer_report(stack):
-    for app in ("cars", "health", "routes"):
+    for app in ("cars", "flashcards", "study-plans", "health", "routes"):
         log = stack.log(app)
         for needle in ("runtime error", "AddressSanitizer",
                        "LeakSanitizer", "UndefinedBehaviorSanitizer",

@@ -377,6 +377,35 @@ test_json_parse_utf8_above_max_rejected(void **state)
 }
 
 /*
+ * Regression (lib/json.c, scan_string): json-c's keys are C strings, so
+ * {"front\u0000x":"a"} was read as {"front":"a"}, at any depth.
+ */
+static void
+test_json_parse_u0000_in_name_rejected(void **state)
+{
+	struct run	*r = *state;
+
+	PARSE_FAILS(r, "{\"front\\u0000x\":1}");
+	assert_string_equal(r->err, "a name holds a NUL character (\\u0000) "
+	    "at byte 7");
+}
+
+static void
+test_json_parse_u0000_in_nested_name_rejected(void **state)
+{
+	PARSE_FAILS(*state, "{\"a\":[{\"b\\u0000\":1}]}");
+}
+
+static void
+test_json_parse_u0000_in_value_parses(void **state)
+{
+	struct run	*r = *state;
+
+	/* The value's field refuses it, by name (422, not 400). */
+	assert_int_equal(PARSE(r, "{\"a\":\"x\\u0000y\"}"), KEEL_OK);
+}
+
+/*
  * Regression (lib/json.c, keel_json_parse): JSON_TOKENER_STRICT in json-c
  * 0.16 still takes several things RFC 8259 does not, although json.h says
  * "strictly (RFC 8259)".
@@ -859,6 +888,17 @@ test_json_fields_enum_non_string_rejected(void **state)
 	    KEEL_FIELDS_ALL, "status", "must be a string");
 }
 
+/* Regression: check_enum() compared up to the NUL, "rented" passed. */
+static void
+test_json_fields_enum_with_u0000_rejected(void **state)
+{
+	char	 b[256];
+
+	assert_only_error(*state, car_with(b, sizeof(b), "status",
+	    "\"rented\\u0000x\""), KEEL_FIELDS_ALL, "status",
+	    "must not contain NUL characters");
+}
+
 static void
 test_json_fields_date_leap_day_accepted(void **state)
 {
@@ -888,6 +928,17 @@ test_json_fields_date_timestamp_rejected(void **state)
 	assert_only_error(*state, car_with(b, sizeof(b), "startDate",
 	    "\"2024-01-01T00:00:00Z\""), KEEL_FIELDS_ALL, "startDate",
 	    "must be a date (YYYY-MM-DD)");
+}
+
+/* Regression: a date was read up to the NUL and stored as 2024-02-29. */
+static void
+test_json_fields_date_with_u0000_rejected(void **state)
+{
+	char	 b[256];
+
+	assert_only_error(*state, car_with(b, sizeof(b), "startDate",
+	    "\"2024-02-29\\u0000junk\""), KEEL_FIELDS_ALL, "startDate",
+	    "must not contain NUL characters");
 }
 
 static void
@@ -1466,6 +1517,9 @@ main(void)
 		T(test_json_parse_overlong_utf8_rejected),
 		T(test_json_parse_surrogate_utf8_rejected),
 		T(test_json_parse_utf8_above_max_rejected),
+		T(test_json_parse_u0000_in_name_rejected),
+		T(test_json_parse_u0000_in_nested_name_rejected),
+		T(test_json_parse_u0000_in_value_parses),
 		T(test_json_parse_single_quoted_name_rejected),
 		T(test_json_parse_nan_and_infinity_rejected),
 		T(test_json_parse_raw_control_char_in_string_rejected),
@@ -1515,9 +1569,11 @@ main(void)
 		T(test_json_fields_enum_unknown_value),
 		T(test_json_fields_enum_is_case_sensitive),
 		T(test_json_fields_enum_non_string_rejected),
+		T(test_json_fields_enum_with_u0000_rejected),
 		T(test_json_fields_date_leap_day_accepted),
 		T(test_json_fields_date_non_leap_day_rejected),
 		T(test_json_fields_date_timestamp_rejected),
+		T(test_json_fields_date_with_u0000_rejected),
 		T(test_json_fields_object_handed_over),
 		T(test_json_fields_object_must_be_an_object),
 		T(test_json_fields_object_too_few_members),
