@@ -27,10 +27,12 @@
  * allocation; returns the offset of the first error, or -1 when s[0..n)
  * is exactly one JSON text (UTF-8 is checked separately).
  *
- * It also refuses an escape json-c would read wrong: \u0000 in a name
+ * It also refuses two escapes json-c would read wrong: \u0000 in a name
  * (json-c's keys are C strings, so "front\u0000x" became "front"; a value
- * keeps its NUL and its field refuses it, field_from_json()): the body
- * is then as unreadable as invalid UTF-8 is.
+ * keeps its NUL and its field refuses it, field_from_json()), and a
+ * UTF-16 surrogate escape not in a high-low pair (no Unicode scalar
+ * value, RFC 8259 §8.2: "unpredictable"; json-c stored U+FFFD for it):
+ * the body is then as unreadable as invalid UTF-8 is.
  */
 struct scan {
 	const char	*s;
@@ -113,22 +115,38 @@ scan_hex4(struct scan *sc, unsigned int *cp)
 
 /*
  * The rest of a \u escape whose u is at s[i - 1], esc the offset of its
- * backslash: a NUL in a name is an error (sc->why says so, sc->i points
- * at the escape).
+ * backslash: a NUL in a name, or a surrogate not in a pair, is an error
+ * (sc->why says which, sc->i points at the escape).
  */
 static int
 scan_unicode(struct scan *sc, size_t esc, int name)
 {
-	unsigned int	 cp;
+	unsigned int	 cp, lo;
 
 	if (scan_hex4(sc, &cp) == -1)
 		return -1;
 	if (cp == 0 && name) {
 		sc->why = "a name holds a NUL character (\\u0000)";
-		sc->i = esc;
-		return -1;
+		goto fail;
 	}
-	return 0;
+	if (cp >= 0xdc00 && cp <= 0xdfff)
+		goto lone;
+	if (cp < 0xd800 || cp > 0xdbff)
+		return 0;
+	/* A high surrogate: the low one must follow, escaped (§7). */
+	if (sc->n - sc->i < 2 || sc->s[sc->i] != '\\' ||
+	    sc->s[sc->i + 1] != 'u')
+		goto lone;
+	sc->i += 2;
+	if (scan_hex4(sc, &lo) == -1)
+		return -1;
+	if (lo >= 0xdc00 && lo <= 0xdfff)
+		return 0;
+lone:
+	sc->why = "a UTF-16 surrogate escape not in a high-low pair";
+fail:
+	sc->i = esc;
+	return -1;
 }
 
 /*

@@ -81,7 +81,7 @@ enum { KEEL_FIELDS_ALL = 0, KEEL_FIELDS_SOME = 1 };
 /*
  * Parses buf (len bytes) strictly (RFC 8259: no trailing data, no
  * comments, valid UTF-8, depth <= KEEL_JSON_MAXDEPTH; no \u0000 in a
- * name).  On KEEL_OK *out is
+ * name, every \u-escaped UTF-16 surrogate in a pair).  On KEEL_OK *out is
  * a new reference (caller puts), or NULL for the document `null` (json-c's
  * null: json_object_is_type(NULL, json_type_null) is true, and its
  * getters and json_object_put() accept NULL).  KEEL_EINVAL with a reason

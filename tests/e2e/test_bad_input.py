@@ -273,6 +273,32 @@ def test_bad_input_escaped_nul_in_field_name_400(http, student, key):
     assert "NUL" in body["message"]
 
 
+@pytest.mark.parametrize("escaped", [b"\\ud800", b"\\udc00\\ud800",
+                                     b"\\udbff", b"\\udfff",
+                                     b"a\\ud83dx", b"\\ud83d\\u0041"])
+def test_bad_input_lone_surrogate_escape_400(http, student, escaped):
+    """A \\u-escaped surrogate outside a high-low pair is no character;
+    it was stored as U+FFFD (201).  400, as invalid UTF-8 is."""
+    data = b'{"front":"' + escaped + b'","back":"b","topic":"t"}'
+    r = http.post("/api/flashcards", data=data, headers=dict(
+        student, **{"Content-Type": "application/json"}))
+    body = assert_error(r, 400, "bad_request")
+    assert "surrogate" in body["message"]
+
+
+def test_bad_input_surrogate_pair_escape_round_trips(http, stack, student):
+    data = b'{"front":"smile \\ud83d\\ude00","back":"b","topic":"t"}'
+    r = http.post("/api/flashcards", data=data, headers=dict(
+        student, **{"Content-Type": "application/json"}))
+    assert r.status_code == 201, r.text
+    card = r.json()
+    assert card["front"] == "smile \U0001F600"
+    replicated(stack)
+    got = http.get("/api/flashcards/%d" % card["id"], headers=student)
+    assert got.status_code == 200, got.text
+    assert got.json()["front"] == "smile \U0001F600"
+
+
 def test_bad_input_body_exactly_1mib_passes_size_check(http):
     doc = json.dumps(car_body(model="m" * 200)).encode()
     data = doc + b" " * (MIB - len(doc))

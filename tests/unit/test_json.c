@@ -377,6 +377,64 @@ test_json_parse_utf8_above_max_rejected(void **state)
 }
 
 /*
+ * Regression (lib/json.c, scan_string): a \u-escaped UTF-16 surrogate
+ * outside a high-low pair is no Unicode scalar value, yet json-c stored
+ * U+FFFD for it: {"front":"\ud800"} made a card of "\xef\xbf\xbd".  The
+ * body is refused as invalid UTF-8 is.
+ */
+static void
+test_json_parse_lone_high_surrogate_rejected(void **state)
+{
+	struct run	*r = *state;
+
+	PARSE_FAILS(r, "{\"a\":\"\\ud800\"}");
+	assert_string_equal(r->err, "a UTF-16 surrogate escape not in a "
+	    "high-low pair at byte 6");
+}
+
+static void
+test_json_parse_high_surrogate_without_low_rejected(void **state)
+{
+	PARSE_FAILS(*state, "{\"a\":\"\\ud800x\"}");
+	PARSE_FAILS(*state, "{\"a\":\"\\ud800\\n\"}");
+	PARSE_FAILS(*state, "{\"a\":\"\\ud800\\u0041\"}");
+	PARSE_FAILS(*state, "{\"a\":\"\\uDBFF\\uDBFF\"}");
+}
+
+static void
+test_json_parse_lone_low_surrogate_rejected(void **state)
+{
+	PARSE_FAILS(*state, "{\"a\":\"\\udc00\"}");
+	PARSE_FAILS(*state, "{\"a\":\"\\uDFFF\"}");
+}
+
+static void
+test_json_parse_reversed_surrogate_pair_rejected(void **state)
+{
+	PARSE_FAILS(*state, "{\"a\":\"\\udc00\\ud800\"}");
+}
+
+static void
+test_json_parse_lone_surrogate_in_name_rejected(void **state)
+{
+	PARSE_FAILS(*state, "{\"\\udc00\":1}");
+}
+
+static void
+test_json_parse_surrogate_pair_accepted(void **state)
+{
+	struct run		*r = *state;
+	struct json_object	*a;
+
+	assert_int_equal(PARSE(r, "{\"a\":\"\\ud83d\\ude00\","
+	    "\"b\":\"\\uD83D\\uDE00\"}"), KEEL_OK);
+	assert_true(json_object_object_get_ex(r->doc, "a", &a));
+	assert_string_equal(json_object_get_string(a), "\xf0\x9f\x98\x80");
+	assert_true(json_object_object_get_ex(r->doc, "b", &a));
+	assert_string_equal(json_object_get_string(a), "\xf0\x9f\x98\x80");
+}
+
+/*
  * Regression (lib/json.c, scan_string): json-c's keys are C strings, so
  * {"front\u0000x":"a"} was read as {"front":"a"}, at any depth.
  */
@@ -1517,6 +1575,12 @@ main(void)
 		T(test_json_parse_overlong_utf8_rejected),
 		T(test_json_parse_surrogate_utf8_rejected),
 		T(test_json_parse_utf8_above_max_rejected),
+		T(test_json_parse_lone_high_surrogate_rejected),
+		T(test_json_parse_high_surrogate_without_low_rejected),
+		T(test_json_parse_lone_low_surrogate_rejected),
+		T(test_json_parse_reversed_surrogate_pair_rejected),
+		T(test_json_parse_lone_surrogate_in_name_rejected),
+		T(test_json_parse_surrogate_pair_accepted),
 		T(test_json_parse_u0000_in_name_rejected),
 		T(test_json_parse_u0000_in_nested_name_rejected),
 		T(test_json_parse_u0000_in_value_parses),
