@@ -46,25 +46,16 @@ static const struct keel_query q_admin_insert = { .name = "admin_insert",
 	.target = KEEL_DB_PRIMARY };
 
 /*
- * The users API's rows for these fields (fcgi-apps/users.c, user_fields),
- * checked with keel_field_check_text(): what PATCH /api/users/N answers
- * 422 to, create-admin refuses.
+ * The users API's rows for these fields (auth.h), checked with
+ * keel_field_check_text(): what POST and PATCH /api/users answer 422 to,
+ * create-admin refuses.
  */
 enum admin_field { ADMIN_EMAIL, ADMIN_USERNAME, ADMIN_NAME, ADMIN__MAX };
 
 static const struct keel_field admin_fields[ADMIN__MAX] = {
-	[ADMIN_EMAIL] = { .name = "email", .type = KEEL_FIELD_STRING,
-	    .required = true, .min = 3, .max = KEEL_TEXT_EMAIL_MAX,
-	    .check = keel_auth_email_valid, .check_msg = "must be an email "
-	    "address" },
-	[ADMIN_USERNAME] = { .name = "username", .type = KEEL_FIELD_STRING,
-	    .required = true, .min = 3, .max = 32,
-	    .check = keel_auth_username_valid, .check_msg = "must be 3-32 "
-	    "letters, digits, '_', '.' or '-'" },
-	[ADMIN_NAME] = { .name = "name", .type = KEEL_FIELD_STRING,
-	    .required = true, .min = 1, .max = 100,
-	    .check = keel_text_one_line, .check_msg = "must be one line, "
-	    "without control characters" },
+	[ADMIN_EMAIL] = KEEL_AUTH_FIELD_EMAIL,
+	[ADMIN_USERNAME] = KEEL_AUTH_FIELD_USERNAME,
+	[ADMIN_NAME] = KEEL_AUTH_FIELD_NAME,
 };
 
 /* How a line of standard input ended; indexes line_why. */

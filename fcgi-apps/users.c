@@ -42,18 +42,9 @@ enum user_field {
 };
 
 static const struct keel_field user_fields[USER__MAX] = {
-	[USER_EMAIL] = { .name = "email", .type = KEEL_FIELD_STRING,
-	    .required = true, .min = 3, .max = 254,
-	    .check = keel_auth_email_valid, .check_msg = "must be an email "
-	    "address" },
-	[USER_USERNAME] = { .name = "username", .type = KEEL_FIELD_STRING,
-	    .required = true, .min = 3, .max = 32,
-	    .check = keel_auth_username_valid, .check_msg = "must be 3-32 "
-	    "letters, digits, '_', '.' or '-'" },
-	[USER_NAME] = { .name = "name", .type = KEEL_FIELD_STRING,
-	    .required = true, .min = 1, .max = 100,
-	    .check = keel_text_one_line, .check_msg = "must be one line, "
-	    "without control characters" },
+	[USER_EMAIL] = KEEL_AUTH_FIELD_EMAIL,
+	[USER_USERNAME] = KEEL_AUTH_FIELD_USERNAME,
+	[USER_NAME] = KEEL_AUTH_FIELD_NAME,
 	[USER_ROLE] = { .name = "role", .type = KEEL_FIELD_ENUM,
 	    .required = true, .values = user_roles },
 	[USER_SEND] = { .name = "sendCredentials", .type = KEEL_FIELD_BOOL },

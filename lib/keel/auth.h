@@ -95,6 +95,24 @@ bool		 keel_auth_email_valid(const char *s);
 bool		 keel_auth_username_valid(const char *s);
 
 /*
+ * A user's email, username and name as field rows (struct keel_field,
+ * json.h), one definition for every table that takes them: the users
+ * API's and keel-admin's create-admin, so neither takes what the other
+ * refuses.  Initializers, as a static table needs constants.
+ */
+#define KEEL_AUTH_FIELD_EMAIL { .name = "email", .type = KEEL_FIELD_STRING, \
+	.required = true, .min = 3, .max = KEEL_TEXT_EMAIL_MAX,		\
+	.check = keel_auth_email_valid,					\
+	.check_msg = "must be an email address" }
+#define KEEL_AUTH_FIELD_USERNAME { .name = "username",			\
+	.type = KEEL_FIELD_STRING, .required = true, .min = 3, .max = 32, \
+	.check = keel_auth_username_valid,				\
+	.check_msg = "must be 3-32 letters, digits, '_', '.' or '-'" }
+#define KEEL_AUTH_FIELD_NAME { .name = "name", .type = KEEL_FIELD_STRING, \
+	.required = true, .min = 1, .max = 100, .check = keel_text_one_line, \
+	.check_msg = "must be one line, without control characters" }
+
+/*
  * NULL when pw is acceptable as a new password (10+ characters, at most
  * KEEL_AUTH_PASSWORD_MAX bytes, valid UTF-8), else a static message.
  */
