@@ -390,6 +390,58 @@ check_object(const struct keel_field *f, struct json_object *o,
 	return NULL;
 }
 
+/*
+ * The problems of one body, bounded whatever the body holds (a 1 MB body
+ * of unknown names once made a 3 MB answer): at most KEEL_JSON_MAXERRORS
+ * entries, each name cut to KEEL_JSON_MAXNAME bytes; the rest are only
+ * counted, for keel_json_fields() to report as one more entry.
+ */
+struct errs {
+	struct json_object	*o;		/* name -> message */
+	size_t			 rest;		/* problems not listed */
+};
+
+/*
+ * Adds msg for the member name of the object called prefix: prefix
+ * NULL for the body, name NULL for the object itself (the body is
+ * "body", an element "items[2]").  A name already listed keeps its
+ * first message; the second is counted (two long names can share
+ * their cut).
+ */
+static void
+errs_add(struct errs *e, const char *prefix, const char *name,
+    const char *msg)
+{
+	char		 full[256];
+	const char	*more = "";
+	size_t		 n = 0;
+
+	if (name != NULL && (n = strlen(name)) > KEEL_JSON_MAXNAME) {
+		/* Never in the middle of a character (the body is UTF-8). */
+		n = KEEL_JSON_MAXNAME;
+		while (n > 0 && ((unsigned char)name[n] & 0xc0) == 0x80)
+			n--;
+		more = KEEL_JSON_CUT;
+	}
+	if (name == NULL)
+		snprintf(full, sizeof(full), "%s",
+		    prefix != NULL ? prefix : "body");
+	else
+		snprintf(full, sizeof(full), "%s%s%.*s%s",
+		    prefix != NULL ? prefix : "", prefix != NULL ? "." : "",
+		    (int)n, name, more);
+	if (json_object_object_get_ex(e->o, full, NULL) ||
+	    json_object_object_length(e->o) >= KEEL_JSON_MAXERRORS) {
+		e->rest++;
+		return;
+	}
+	json_object_object_add(e->o, full, json_object_new_string(msg));
+}
+
+static bool	fields_from_json(struct json_object *,
+		    const struct keel_field *, size_t, int,
+		    struct keel_value *, struct errs *, const char *);
+
 /* Validates one JSON value against f into v; a message, or NULL. */
 static const char *
 field_from_json(const struct keel_field *f, struct json_object *o,
@@ -453,15 +505,15 @@ field_from_json(const struct keel_field *f, struct json_object *o,
 
 /*
  * Validates the array o against f into v, each element an object of
- * f->of (or a value of its one unnamed field); adds each problem to
- * errors, named for its element.  True when there was none.
+ * f->of (or a value of its one unnamed field); adds each problem to e,
+ * named for its element ("items[2].topic", "options[1]") under prefix.
+ * True when there was none.
  */
 static bool
 array_from_json(const struct keel_field *f, struct json_object *o,
-    struct keel_value *v, struct json_object *errors)
+    struct keel_value *v, struct errs *e, const char *prefix)
 {
 	struct keel_value	 ev[KEEL_FIELD_MAXOF];
-	struct json_object	*eerr;
 	const char		*msg;
 	char			 name[128];
 	size_t			 i, n;
@@ -471,67 +523,76 @@ array_from_json(const struct keel_field *f, struct json_object *o,
 	v->present = true;
 	v->type = f->type;
 	if (!json_object_is_type(o, json_type_array)) {
-		json_object_object_add(errors, f->name,
-		    json_object_new_string("must be an array"));
+		errs_add(e, prefix, f->name, "must be an array");
 		return false;
 	}
 	n = json_object_array_length(o);
 	if ((f->max > 0 && n > (size_t)f->max) || n < (size_t)f->min) {
 		snprintf(name, sizeof(name), "must have %lld to %lld elements",
 		    (long long)f->min, (long long)f->max);
-		json_object_object_add(errors, f->name,
-		    json_object_new_string(name));
+		errs_add(e, prefix, f->name, name);
 		return false;
 	}
 	v->o = o;
 	for (i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "%s%s%s[%zu]",
+		    prefix != NULL ? prefix : "", prefix != NULL ? "." : "",
+		    f->name, i);
 		if (f->nof == 1 && f->of->name == NULL) {
 			/* Values, not objects: the element is the field. */
 			if ((msg = field_from_json(f->of,
 			    json_object_array_get_idx(o, i), ev)) != NULL) {
 				ok = false;
-				snprintf(name, sizeof(name), "%s[%zu]",
-				    f->name, i);
-				json_object_object_add(errors, name,
-				    json_object_new_string(msg));
+				errs_add(e, name, NULL, msg);
 			}
 			continue;
 		}
-		eerr = json_object_new_object();
-		if (keel_json_fields(json_object_array_get_idx(o, i), f->of,
-		    f->nof, KEEL_FIELDS_ALL, ev, eerr) != KEEL_OK) {
+		if (!fields_from_json(json_object_array_get_idx(o, i), f->of,
+		    f->nof, KEEL_FIELDS_ALL, ev, e, name))
 			ok = false;
-			/* "body" is what keel_json_fields calls the element. */
-			json_object_object_foreach(eerr, key, why) {
-				if (strcmp(key, "body") == 0)
-					snprintf(name, sizeof(name), "%s[%zu]",
-					    f->name, i);
-				else
-					snprintf(name, sizeof(name),
-					    "%s[%zu].%s", f->name, i, key);
-				json_object_object_add(errors, name,
-				    json_object_get(why));
-			}
-		}
-		json_object_put(eerr);
 	}
 	return ok;
 }
 
-enum keel_err
-keel_json_fields(struct json_object *obj, const struct keel_field *fields,
-    size_t n, int mode, struct keel_value *vals, struct json_object *errors)
+/*
+ * keel_json_fields() for the object obj called prefix (NULL: the body):
+ * true when it had no problem.  The table's own fields first, so their
+ * problems are listed before any unknown name's.
+ */
+static bool
+fields_from_json(struct json_object *obj, const struct keel_field *fields,
+    size_t n, int mode, struct keel_value *vals, struct errs *e,
+    const char *prefix)
 {
 	struct json_object	*o;
 	const char		*msg;
 	size_t			 i, given = 0;
-	int			 bad = 0;
+	bool			 ok = true;
 
 	memset(vals, 0, n * sizeof(*vals));
 	if (!json_object_is_type(obj, json_type_object)) {
-		json_object_object_add(errors, "body",
-		    json_object_new_string("must be a JSON object"));
-		return KEEL_EINVAL;
+		errs_add(e, prefix, NULL, "must be a JSON object");
+		return false;
+	}
+	for (i = 0; i < n; i++) {
+		if (!json_object_object_get_ex(obj, fields[i].name, &o)) {
+			if (mode == KEEL_FIELDS_ALL && fields[i].required) {
+				errs_add(e, prefix, fields[i].name,
+				    "is required");
+				ok = false;
+			}
+			continue;
+		}
+		given++;
+		if (fields[i].type == KEEL_FIELD_ARRAY && o != NULL) {
+			if (!array_from_json(&fields[i], o, &vals[i], e,
+			    prefix))
+				ok = false;
+		} else if ((msg = field_from_json(&fields[i], o, &vals[i])) !=
+		    NULL) {
+			errs_add(e, prefix, fields[i].name, msg);
+			ok = false;
+		}
 	}
 	/* Unknown fields are rejected: a typo must not pass silently. */
 	json_object_object_foreach(obj, key, val) {
@@ -540,37 +601,36 @@ keel_json_fields(struct json_object *obj, const struct keel_field *fields,
 			if (strcmp(fields[i].name, key) == 0)
 				break;
 		if (i == n) {
-			json_object_object_add(errors, key,
-			    keel_json_str("is not a known field"));
-			bad = 1;
+			errs_add(e, prefix, key, "is not a known field");
+			ok = false;
 		}
 	}
-	for (i = 0; i < n; i++) {
-		if (!json_object_object_get_ex(obj, fields[i].name, &o)) {
-			if (mode == KEEL_FIELDS_ALL && fields[i].required) {
-				json_object_object_add(errors, fields[i].name,
-				    json_object_new_string("is required"));
-				bad = 1;
-			}
-			continue;
-		}
-		given++;
-		if (fields[i].type == KEEL_FIELD_ARRAY && o != NULL) {
-			if (!array_from_json(&fields[i], o, &vals[i], errors))
-				bad = 1;
-		} else if ((msg = field_from_json(&fields[i], o, &vals[i])) !=
-		    NULL) {
-			json_object_object_add(errors, fields[i].name,
-			    json_object_new_string(msg));
-			bad = 1;
-		}
+	if (mode == KEEL_FIELDS_SOME && given == 0 && ok) {
+		errs_add(e, prefix, NULL, "must change at least one field");
+		ok = false;
 	}
-	if (mode == KEEL_FIELDS_SOME && given == 0 && !bad) {
-		json_object_object_add(errors, "body",
-		    json_object_new_string("must change at least one field"));
-		bad = 1;
+	return ok;
+}
+
+enum keel_err
+keel_json_fields(struct json_object *obj, const struct keel_field *fields,
+    size_t n, int mode, struct keel_value *vals, struct json_object *errors)
+{
+	struct errs	 e = { errors, 0 };
+	char		 msg[64];
+
+	if (fields_from_json(obj, fields, n, mode, vals, &e, NULL))
+		return KEEL_OK;
+	if (e.rest > 0) {
+		/* A client's own name "…" gives way, and is counted. */
+		if (json_object_object_get_ex(errors, KEEL_JSON_CUT, NULL))
+			e.rest++;
+		snprintf(msg, sizeof(msg), "%zu more %s not listed", e.rest,
+		    e.rest == 1 ? "problem is" : "problems are");
+		json_object_object_add(errors, KEEL_JSON_CUT,
+		    json_object_new_string(msg));
 	}
-	return bad ? KEEL_EINVAL : KEEL_OK;
+	return KEEL_EINVAL;
 }
 
 /* True when s is an optional '-' and one or more digits only. */

@@ -91,11 +91,22 @@ enum keel_err	 keel_json_parse(const char *buf, size_t len,
 		    struct json_object **out, char *err, size_t errlen);
 
 /*
+ * What a 422 lists, bounded whatever the body: at most KEEL_JSON_MAXERRORS
+ * names, each cut to KEEL_JSON_MAXNAME bytes (at a character) and marked
+ * with KEEL_JSON_CUT; the problems past them are counted in one more
+ * entry named KEEL_JSON_CUT ("12 more problems are not listed").
+ */
+#define KEEL_JSON_MAXERRORS	16
+#define KEEL_JSON_MAXNAME	64	/* bytes */
+#define KEEL_JSON_CUT		"\xe2\x80\xa6"	/* "…", U+2026 in UTF-8 */
+
+/*
  * Extracts fields[0..n) from the object obj into vals.  Every problem is
  * added to errors (an object: field name -> message): wrong type, out of
  * range, unknown enum value, a string of any kind holding a NUL, missing
- * required field (mode ALL), unknown field, no field at all (mode SOME).
- * Returns KEEL_OK when errors got nothing, else KEEL_EINVAL.
+ * required field (mode ALL), unknown field, no field at all (mode SOME);
+ * the table's fields first, then unknown names, within the bounds above.
+ * Returns KEEL_OK when there was no problem, else KEEL_EINVAL.
  */
 enum keel_err	 keel_json_fields(struct json_object *obj,
 		    const struct keel_field *fields, size_t n, int mode,

@@ -18,6 +18,7 @@ from accounts import session_for
 from helpers import assert_error, car_body, raw_request, replicated
 
 MIB = 1024 * 1024
+CUT = "\u2026"                      # json.h KEEL_JSON_CUT, "…"
 
 
 def post_raw(http, data, ctype="application/json", path="/api/cars"):
@@ -325,6 +326,64 @@ def test_bad_input_chunked_body_over_1mib_413(http):
                   headers={"Content-Type": "application/json"})
     assert r.request.headers.get("Transfer-Encoding") == "chunked"
     assert_error(r, 413, "payload_too_large")
+
+
+# -------------------------------------------------------- the 422's size
+# A 422 names the fields to blame (API.md), but no more than json.h's
+# KEEL_JSON_MAXERRORS (16) of them, each cut to 64 bytes and marked "…";
+# a last entry "…" counts the rest.  Before, a 0.98 MB body of 90k
+# unknown names made a 2.9 MB answer, and a 1 MB name came back whole.
+
+def unknown_names_body(n, name="k%d"):
+    """A valid car body and n unknown fields, as bytes."""
+    doc = json.dumps(car_body()).encode()[:-1]
+    return doc + b"".join(b',"' + (name % i).encode() + b'":1'
+                          for i in range(n)) + b"}"
+
+
+def test_bad_input_many_unknown_fields_422_bounded(http):
+    data = unknown_names_body(90000)
+    assert 0.9 * MIB < len(data) <= MIB
+    r = post_raw(http, data)
+    body = assert_error(r, 422, "validation_failed")
+    assert len(r.content) < 2048, len(r.content)
+    assert len(body["fields"]) == 17
+    assert body["fields"]["k0"] == "is not a known field"
+    assert body["fields"][CUT] == "89984 more problems are not listed"
+
+
+def test_bad_input_1mb_field_name_422_cut(http):
+    data = unknown_names_body(1, name="k" * 1000000 + "%d")
+    assert len(data) <= MIB
+    r = post_raw(http, data)
+    body = assert_error(r, 422, "validation_failed")
+    assert len(r.content) < 1024, len(r.content)
+    assert body["fields"] == {"k" * 64 + CUT: "is not a known field"}
+
+
+def test_bad_input_escaped_control_names_422_bounded(http):
+    """The worst case for the answer's size: names that each escape to six
+    bytes a byte (\\u0001), as long as a name is listed."""
+    data = unknown_names_body(2000, name="\\u0001" * 60 + "%04d")
+    assert len(data) <= MIB
+    r = post_raw(http, data)
+    body = assert_error(r, 422, "validation_failed")
+    assert len(r.content) < 8192, len(r.content)
+    assert len(body["fields"]) == 17
+
+
+@pytest.mark.parametrize("n", [200, 1000])
+def test_bad_input_plan_items_unknown_fields_422_bounded(http, student, n):
+    """Elements' problems share the one bound: 100 items of n names."""
+    item = {"topic": "t"}
+    item.update(("k%d" % i, 1) for i in range(n // 100))
+    r = http.post("/api/study-plans", headers=student, json={
+        "title": "x", "items": [item] * 100})
+    body = assert_error(r, 422, "validation_failed")
+    assert len(r.content) < 2048, len(r.content)
+    assert body["fields"]["items[0].k0"] == "is not a known field"
+    assert body["fields"][CUT] == "%d more problems are not listed" % (
+        n - 16)
 
 
 # ------------------------------------------------------------- URI and query

@@ -1546,6 +1546,177 @@ test_json_fields_object_too_many_members(void **state)
 	assert_string_equal(error_for(r, "map"), "has too many members");
 }
 
+/*
+ * Regression (lib/json.c, keel_json_fields): every unknown name was
+ * listed whole, so a 0.98 MB body of 90k names made a 2.9 MB 422 and a
+ * 1 MB name came back whole.  The list is bounded now (json.h).
+ */
+
+/* {"name":"Golf","year":2020 then each of n "<pfx><i>":1, then }. */
+static char *
+with_unknown(const char *head, const char *pfx, size_t n)
+{
+	struct keel_buf	 b = { NULL, 0, 0 };
+	char		 m[64];
+	size_t		 i;
+
+	keel_buf_append(&b, head, strlen(head));
+	for (i = 0; i < n; i++) {
+		snprintf(m, sizeof(m), ",\"%s%zu\":1", pfx, i);
+		keel_buf_append(&b, m, strlen(m));
+	}
+	keel_buf_append(&b, "}", 1);
+	return b.data;
+}
+
+static void
+test_json_fields_unknown_fields_listed_up_to_bound(void **state)
+{
+	struct run	*r = *state;
+	char		*body;
+
+	body = with_unknown("{\"name\":\"Golf\",\"year\":2020", "u", 1000);
+	assert_int_equal(fields(r, body, KEEL_FIELDS_ALL), KEEL_EINVAL);
+	free(body);
+	assert_int_equal(json_object_object_length(r->errors),
+	    KEEL_JSON_MAXERRORS + 1);
+	assert_string_equal(error_for(r, "u0"), "is not a known field");
+	assert_string_equal(error_for(r, "u15"), "is not a known field");
+	assert_string_equal(error_for(r, KEEL_JSON_CUT),
+	    "984 more problems are not listed");
+}
+
+static void
+test_json_fields_table_problems_listed_before_unknown(void **state)
+{
+	struct run	*r = *state;
+	char		*body;
+
+	body = with_unknown("{\"year\":\"x\"", "u", 100);
+	assert_int_equal(fields(r, body, KEEL_FIELDS_ALL), KEEL_EINVAL);
+	free(body);
+	assert_string_equal(error_for(r, "name"), "is required");
+	assert_string_equal(error_for(r, "year"), "must be an integer");
+	assert_string_equal(error_for(r, KEEL_JSON_CUT),
+	    "86 more problems are not listed");
+}
+
+static void
+test_json_fields_one_more_problem_said_once(void **state)
+{
+	struct run	*r = *state;
+	char		*body;
+
+	body = with_unknown("{\"name\":\"Golf\",\"year\":2020", "u",
+	    KEEL_JSON_MAXERRORS + 1);
+	assert_int_equal(fields(r, body, KEEL_FIELDS_ALL), KEEL_EINVAL);
+	free(body);
+	assert_string_equal(error_for(r, KEEL_JSON_CUT),
+	    "1 more problem is not listed");
+}
+
+static void
+test_json_fields_unknown_fields_at_bound_all_listed(void **state)
+{
+	struct run	*r = *state;
+	char		*body;
+
+	body = with_unknown("{\"name\":\"Golf\",\"year\":2020", "u",
+	    KEEL_JSON_MAXERRORS);
+	assert_int_equal(fields(r, body, KEEL_FIELDS_ALL), KEEL_EINVAL);
+	free(body);
+	assert_int_equal(json_object_object_length(r->errors),
+	    KEEL_JSON_MAXERRORS);
+	assert_false(json_object_object_get_ex(r->errors, KEEL_JSON_CUT,
+	    NULL));
+}
+
+static void
+test_json_fields_long_unknown_name_cut(void **state)
+{
+	struct run	*r = *state;
+	char		 body[1100], name[1001], want[KEEL_JSON_MAXNAME + 4];
+
+	memset(name, 'a', 1000);
+	name[1000] = '\0';
+	memset(want, 'a', KEEL_JSON_MAXNAME);
+	strcpy(want + KEEL_JSON_MAXNAME, KEEL_JSON_CUT);
+	snprintf(body, sizeof(body), "{\"name\":\"Golf\",\"year\":2020,"
+	    "\"%s\":1}", name);
+	assert_only_error(r, body, KEEL_FIELDS_ALL, want,
+	    "is not a known field");
+}
+
+static void
+test_json_fields_long_name_cut_between_characters(void **state)
+{
+	struct run	*r = *state;
+	char		 body[256], want[KEEL_JSON_MAXNAME + 4];
+
+	/* 63 ASCII bytes, then two-byte characters: cut before the 64th. */
+	memset(want, 'a', KEEL_JSON_MAXNAME - 1);
+	strcpy(want + KEEL_JSON_MAXNAME - 1, KEEL_JSON_CUT);
+	snprintf(body, sizeof(body), "{\"name\":\"Golf\",\"year\":2020,"
+	    "\"%.*s\xc3\xa9\xc3\xa9\xc3\xa9\":1}", KEEL_JSON_MAXNAME - 1,
+	    want);
+	assert_only_error(r, body, KEEL_FIELDS_ALL, want,
+	    "is not a known field");
+}
+
+static void
+test_json_fields_names_sharing_their_cut_counted(void **state)
+{
+	struct run	*r = *state;
+	char		 body[512], a[KEEL_JSON_MAXNAME + 1];
+
+	memset(a, 'a', KEEL_JSON_MAXNAME);
+	a[KEEL_JSON_MAXNAME] = '\0';
+	snprintf(body, sizeof(body), "{\"name\":\"Golf\",\"year\":2020,"
+	    "\"%sx\":1,\"%sy\":1}", a, a);
+	assert_int_equal(fields(r, body, KEEL_FIELDS_ALL), KEEL_EINVAL);
+	assert_int_equal(json_object_object_length(r->errors), 2);
+	assert_string_equal(error_for(r, KEEL_JSON_CUT),
+	    "1 more problem is not listed");
+}
+
+static void
+test_json_fields_client_ellipsis_name_counted(void **state)
+{
+	struct run	*r = *state;
+	char		*body;
+
+	/* "…" listed first, then replaced by the count, which has it. */
+	body = with_unknown("{\"name\":\"Golf\",\"year\":2020,"
+	    "\"" KEEL_JSON_CUT "\":1", "u", 20);
+	assert_int_equal(fields(r, body, KEEL_FIELDS_ALL), KEEL_EINVAL);
+	free(body);
+	assert_int_equal(json_object_object_length(r->errors),
+	    KEEL_JSON_MAXERRORS);
+	assert_string_equal(error_for(r, KEEL_JSON_CUT),
+	    "6 more problems are not listed");
+}
+
+static void
+test_json_fields_array_elements_share_the_bound(void **state)
+{
+	struct run	*r = *state;
+	char		*body, *elem;
+
+	/* Two elements of 100 unknown names each: one list for all. */
+	elem = with_unknown("{\"topic\":\"a\",\"done\":true", "x", 100);
+	body = keel_malloc(2 * strlen(elem) + 32);
+	sprintf(body, "{\"items\":[%s,%s]}", elem, elem);
+	assert_int_equal(plan(r, body), KEEL_EINVAL);
+	free(elem);
+	free(body);
+	assert_int_equal(json_object_object_length(r->errors),
+	    KEEL_JSON_MAXERRORS + 1);
+	assert_string_equal(error_for(r, "items[0].x0"),
+	    "is not a known field");
+	assert_string_equal(error_for(r, KEEL_JSON_CUT),
+	    "184 more problems are not listed");
+}
+
 int
 main(void)
 {
@@ -1642,6 +1813,15 @@ main(void)
 		T(test_json_fields_object_must_be_an_object),
 		T(test_json_fields_object_too_few_members),
 		T(test_json_fields_object_too_many_members),
+		T(test_json_fields_unknown_fields_listed_up_to_bound),
+		T(test_json_fields_table_problems_listed_before_unknown),
+		T(test_json_fields_one_more_problem_said_once),
+		T(test_json_fields_unknown_fields_at_bound_all_listed),
+		T(test_json_fields_long_unknown_name_cut),
+		T(test_json_fields_long_name_cut_between_characters),
+		T(test_json_fields_names_sharing_their_cut_counted),
+		T(test_json_fields_client_ellipsis_name_counted),
+		T(test_json_fields_array_elements_share_the_bound),
 		T(test_check_text_int),
 		T(test_check_text_int64_extremes),
 		T(test_check_text_id),
