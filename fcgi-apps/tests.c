@@ -14,7 +14,12 @@
  * given) its questions replaced, positions from the array's order, so a
  * test never shows half of an edit.  A published test has at least one
  * question: publishing an empty test, or emptying a published one, is a
- * 422 and changes nothing.
+ * 422 and changes nothing.  Writes of one test are serialised by its
+ * row: every write updates (so locks) it before touching its questions,
+ * and what the rule counts is read after that lock, never from the
+ * UPDATE's own snapshot, which predates any wait for it.  The questions
+ * named are held FOR SHARE while they are checked, so an archive racing
+ * the write either comes first (the write is a 422) or waits for it.
  *
  * Starting an attempt copies the test's question ids onto the attempt
  * (sql/010_attempt_questions.sql): the attempt is graded against them
@@ -51,9 +56,6 @@
 	"WHERE tq.test_id = t.id)"
 #define TEST_COLS TEST_COLS_HEAD TEST_QIDS " AS \"questionIds\"" \
 	TEST_COLS_TAIL
-/* After the table's columns, for the handler: the questions stored. */
-#define TEST_COUNT "(SELECT count(*) FROM test_questions tq " \
-	"WHERE tq.test_id = t.id) AS \"questionCount\""
 
 static const struct keel_col test_cols[] = {
 	KEEL_COL("id", INT), KEEL_COL("title", TEXT),
@@ -156,8 +158,8 @@ static const struct keel_query q_test_insert = { .name = "tests_insert",
 	.sql = "INSERT INTO tests AS t (title, subject, duration_minutes, "
 	"published, created_by) VALUES ($1, $2, $3::integer, "
 	"COALESCE($4::boolean, false), $5) RETURNING " TEST_COLS_HEAD
-	"to_json($6::bigint[]) AS \"questionIds\"" TEST_COLS_TAIL ", "
-	TEST_COUNT, .target = KEEL_DB_PRIMARY };
+	"to_json($6::bigint[]) AS \"questionIds\"" TEST_COLS_TAIL,
+	.target = KEEL_DB_PRIMARY };
 
 /* $6: the new question ids, or NULL to keep them. */
 static const struct keel_query q_test_update = { .name = "tests_update",
@@ -167,14 +169,31 @@ static const struct keel_query q_test_update = { .name = "tests_update",
 	"published = COALESCE($5::boolean, published), updated_at = now() "
 	"WHERE t.id = $1 RETURNING " TEST_COLS_HEAD
 	"COALESCE(to_json($6::bigint[]), " TEST_QIDS ") AS \"questionIds\""
-	TEST_COLS_TAIL ", " TEST_COUNT, .target = KEEL_DB_PRIMARY };
+	TEST_COLS_TAIL, .target = KEEL_DB_PRIMARY };
 
-/* The first of the ids that is not a question in the bank (archived). */
+/*
+ * The test's questions now: a statement of its own, run once the write's
+ * UPDATE holds the test's row, so it sees what a write that held the row
+ * before committed.
+ */
+static const struct keel_query q_test_count = { .name = "tests_count",
+	.sql = "SELECT count(*) FROM test_questions WHERE test_id = $1",
+	.target = KEEL_DB_PRIMARY };
+
+/*
+ * The first of the ids that is not a question in the bank (archived),
+ * the others held FOR SHARE until the write commits: an archive waits
+ * for it, and one that committed while this waited is seen (the lock
+ * rechecks the row as it is now).  When no id is missing, the NOT IN has
+ * read each of held's rows, so each is locked; a missing one is a 422,
+ * rolled back.
+ */
 static const struct keel_query q_test_unknown = {
 	.name = "tests_unknown_question",
-	.sql = "SELECT x FROM unnest($1::bigint[]) WITH ORDINALITY AS u(x, n) "
-	"WHERE NOT EXISTS (SELECT FROM questions q WHERE q.id = u.x "
-	"AND NOT q.is_archived) ORDER BY u.n LIMIT 1",
+	.sql = "WITH held AS MATERIALIZED (SELECT q.id FROM questions q "
+	"WHERE q.id = ANY($1::bigint[]) AND NOT q.is_archived FOR SHARE) "
+	"SELECT x FROM unnest($1::bigint[]) WITH ORDINALITY AS u(x, n) "
+	"WHERE x NOT IN (SELECT id FROM held) ORDER BY u.n LIMIT 1",
 	.target = KEEL_DB_PRIMARY };
 
 static const struct keel_query q_test_clear = { .name = "tests_clear",
@@ -272,9 +291,10 @@ tests_ids(struct keel_req *req, const struct keel_value *v,
 }
 
 /*
- * In the write's transaction, after the test's row: the questions
- * replaced when given (each one in the bank), and a published test left
- * with one at least.  A 422 replied here rolls the whole write back.
+ * In the write's transaction, after the test's row (locked now): the
+ * questions replaced when given (each one in the bank), and a published
+ * test left with one at least.  A 422 replied here rolls the whole write
+ * back.
  */
 static enum keel_err
 tests_questions_tx(struct keel_req *req, const struct keel_rows *rows,
@@ -282,24 +302,37 @@ tests_questions_tx(struct keel_req *req, const struct keel_rows *rows,
 {
 	const struct test_write	*tw = w->arg;
 	struct keel_db_params	 p;
-	struct keel_rows	*bad = NULL;
+	struct keel_rows	*kept = NULL, *bad = NULL;
 	const char		*id;
 	int64_t			 count;
-	enum keel_err		 er;
+	bool			 published;
+	enum keel_err		 er = KEEL_OK;
 
 	id = keel_rows_value(rows, 0, keel_rows_col(rows, "id"));
-	count = tw->ids != NULL ? (int64_t)tw->nids : keel_rows_int64(rows, 0,
-	    keel_rows_col(rows, "questionCount"));
-	if (count == 0 && keel_rows_bool(rows, 0,
-	    keel_rows_col(rows, "published"))) {
+	published = keel_rows_bool(rows, 0, keel_rows_col(rows, "published"));
+	count = (int64_t)tw->nids;
+	/*
+	 * Kept questions are counted now, not by the UPDATE: under READ
+	 * COMMITTED its subqueries read the snapshot it took before waiting
+	 * for the row, and would miss a racing PATCH's emptying of it.
+	 */
+	if (published && tw->ids == NULL) {
+		keel_db_params_init(&p);
+		keel_db_param_text(&p, id);
+		if ((er = keel_db_query(req->db, &q_test_count, &p, &kept)) !=
+		    KEEL_OK)
+			goto out;
+		count = keel_rows_int64(kept, 0, 0);
+	}
+	if (count == 0 && published) {
 		keel_http_reply_field(req, tw->published_given ? "published" :
 		    "questionIds", tw->published_given ? "a test without "
 		    "questions can't be published" : "a published test keeps "
 		    "one question at least");
-		return KEEL_OK;
+		goto out;
 	}
 	if (tw->ids == NULL)
-		return KEEL_OK;
+		goto out;
 	keel_db_params_init(&p);
 	keel_db_param_text(&p, tw->ids);
 	if ((er = keel_db_query(req->db, &q_test_unknown, &p, &bad)) !=
@@ -318,6 +351,7 @@ tests_questions_tx(struct keel_req *req, const struct keel_rows *rows,
 	keel_db_param_text(&p, tw->ids);
 	er = keel_db_query(req->db, &q_test_fill, &p, NULL);
 out:
+	keel_rows_free(kept);
 	keel_rows_free(bad);
 	return er;
 }

@@ -8,11 +8,15 @@ don't depend on the question bank's app.  test_attempts.py uses the
 helpers below too.
 """
 
+import concurrent.futures
 import datetime
 import json
+import threading
+import time
 
-from accounts import session_for
-from helpers import assert_error, replicated, uniq
+from accounts import bearer, session_for
+from helpers import assert_error, replicated, request, uniq
+from test_contracts_archived_cars import while_held
 
 
 # ---------------------------------------------------------------- helpers
@@ -169,6 +173,92 @@ def test_tests_publishing_without_questions_is_422(stack, http):
     assert "questionIds" in assert_error(r, 422, "validation_failed")[
         "fields"]
     assert http.get("/api/tests/%d" % t["id"]).json()["questionIds"] == [q]
+
+
+# ------------------------------------------------------------ races
+
+def published_without_questions(stack, test_id):
+    """The test is published and holds no question: what the rule
+    forbids."""
+    return stack.psql(
+        "SELECT t.published AND NOT EXISTS (SELECT FROM test_questions tq "
+        "WHERE tq.test_id = t.id) FROM tests t WHERE t.id = %d"
+        % test_id) == "t"
+
+
+def test_publish_racing_an_emptying_patch_is_422(stack, http, admin_token):
+    """The emptying PATCH (as tests.c makes it: the test's row, then its
+    questions) holds the test uncommitted; publishing waits for it, then
+    finds no question left: 422, and the test stays unpublished."""
+    t = new_test(http, [new_question(stack) for _ in range(3)],
+                 published=False)
+    r = while_held(stack, "UPDATE tests SET updated_at = now() WHERE id = "
+                   "%d; DELETE FROM test_questions WHERE test_id = %d"
+                   % (t["id"], t["id"]), "PATCH",
+                   http.url("/api/tests/%d" % t["id"]), admin_token,
+                   {"published": True})
+    assert "published" in assert_error(r, 422, "validation_failed")[
+        "fields"]
+    assert stack.psql("SELECT published FROM tests WHERE id = %d"
+                      % t["id"]) == "f"
+
+
+def test_emptying_racing_a_publish_is_422(stack, http, admin_token):
+    """The other order: the publish holds the row; emptying waits for it,
+    then finds the test published: 422, its questions kept."""
+    qs = [new_question(stack) for _ in range(2)]
+    t = new_test(http, qs, published=False)
+    r = while_held(stack, "UPDATE tests SET published = true WHERE id = %d"
+                   % t["id"], "PATCH", http.url("/api/tests/%d" % t["id"]),
+                   admin_token, {"questionIds": []})
+    assert "questionIds" in assert_error(r, 422, "validation_failed")[
+        "fields"]
+    assert http.get("/api/tests/%d" % t["id"]).json()["questionIds"] == qs
+
+
+def test_questions_racing_their_archive_are_422(stack, http, admin_token):
+    """The archive of a question holds its row uncommitted; a write that
+    names it waits for the archive (the check holds the questions FOR
+    SHARE), then finds it archived: 422, and the test unchanged."""
+    a, gone = new_question(stack), new_question(stack)
+    t = new_test(http, [a])
+    r = while_held(stack, "UPDATE questions SET is_archived = true "
+                   "WHERE id = %d" % gone, "PATCH",
+                   http.url("/api/tests/%d" % t["id"]), admin_token,
+                   {"questionIds": [a, gone]})
+    body = assert_error(r, 422, "validation_failed")
+    assert str(gone) in body["fields"]["questionIds"]
+    assert http.get("/api/tests/%d" % t["id"]).json()["questionIds"] == [a]
+
+
+def test_publish_and_empty_racing_never_publish_an_empty_test(
+        stack, http, admin_token):
+    """Many rounds of the two PATCHes sent at once (bounded in time): one
+    of them wins, never both."""
+    deadline = time.monotonic() + 40
+    rounds, seen = 0, set()
+    qs = [new_question(stack) for _ in range(3)]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        while rounds < 30 and time.monotonic() < deadline:
+            t = new_test(http, qs, published=False)["id"]
+            go = threading.Barrier(2)
+
+            def patch(body, t=t, go=go):
+                go.wait(10)
+                return request("PATCH", http.url("/api/tests/%d" % t),
+                               json=body, headers=bearer(admin_token),
+                               timeout=60).status_code
+
+            fe = pool.submit(patch, {"questionIds": []})
+            fp = pool.submit(patch, {"published": True})
+            codes = (fe.result(), fp.result())
+            assert codes in ((200, 422), (422, 200)), (rounds, codes)
+            assert not published_without_questions(stack, t), (rounds,
+                                                               codes)
+            seen.add(codes)
+            rounds += 1
+    assert rounds >= 10, rounds
+    print("rounds %d, outcomes %s" % (rounds, sorted(seen)))
 
 
 # ------------------------------------------------------------ reads
