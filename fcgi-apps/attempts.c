@@ -4,16 +4,23 @@
  * and reading them back (API.md "Exam prep").
  *
  * An attempt is started by POST /api/tests/{id}/attempts (tests.c),
- * which fixes its questions on the row.  Submitting grades it on the
- * server in one transaction: the attempt's row is locked (SELECT ... FOR
- * UPDATE), so of any number of submits racing only the first finds it
- * unsubmitted and the others wait for it, then answer 409; the answers
- * are checked against the attempt's own questions (a bad one is a 422
- * naming "answers.<questionId>", and nothing is stored), the grade is
- * stored, and three jobs go into the outbox in the same transaction: the
- * result email, the leaderboard update and the notification.  They are
- * pushed to their queues after the commit (the relay pushes what that
- * misses).  Past expiresAt an attempt still grades, flagged late.
+ * which fixes its questions on the row as the student is shown them,
+ * each with its answer and explanation (column shown,
+ * sql/016_attempt_shown.sql): an edit of the question bank after the
+ * start changes neither the grade nor the review.  An attempt without
+ * that copy (started before it, or written by the demo seed or a
+ * benchmark) is read from the bank as it is now (ATTEMPT_SHOWN).
+ *
+ * Submitting grades it on the server in one transaction: the attempt's
+ * row is locked (SELECT ... FOR UPDATE), so of any number of submits
+ * racing only the first finds it unsubmitted and the others wait for
+ * it, then answer 409; the answers are checked against the attempt's
+ * own questions as shown (a bad one is a 422 naming
+ * "answers.<questionId>", and nothing is stored), the grade is stored,
+ * and three jobs go into the outbox in the same transaction: the result
+ * email, the leaderboard update and the notification.  They are pushed
+ * to their queues after the commit (the relay pushes what that misses).
+ * Past expiresAt an attempt still grades, flagged late.
  *
  * A student sees their own attempts only (another's is a 404); staff and
  * admins see everyone's.  Each attempt embeds its test's title, loaded
@@ -129,21 +136,36 @@ static const struct keel_list attempts_list_rows = { .scope = "attempts",
 };
 
 /*
+ * Attempt a's questions as its student was shown them, in order: a jsonb
+ * array of {"id", "body", "options", "answer", "explanation"}, as
+ * tests.c's start stores it in a.shown; for a row without it, the same
+ * built from the bank as it is now.  A question gone from the bank since
+ * (never through the API: deleting archives) has only its id there.
+ */
+#define ATTEMPT_SHOWN "COALESCE(a.shown, (SELECT jsonb_agg(" \
+	"jsonb_build_object('id', u.x, 'body', q.body, 'options', q.options, " \
+	"'answer', q.answer, 'explanation', q.explanation) ORDER BY u.n) " \
+	"FROM unnest(a.question_ids) WITH ORDINALITY AS u(x, n) " \
+	"LEFT JOIN questions q ON q.id = u.x))"
+
+/*
  * $2: the student who asks, or NULL for staff.  The questions in the
- * attempt's order; the grade's members only once it is submitted.
+ * attempt's order, as shown (a gone one left out); the grade's members
+ * only once it is submitted, the answer the key it was graded with.
  */
 static const struct keel_query q_attempt_get = { .name = "attempts_get",
 	.sql = "SELECT " ATTEMPT_COLS ", (SELECT COALESCE(json_agg("
-	"jsonb_build_object('id', q.id, 'body', q.body, "
-	"'options', q.options) || CASE WHEN a.submitted_at IS NULL "
+	"jsonb_build_object('id', s.q -> 'id', 'body', s.q -> 'body', "
+	"'options', s.q -> 'options') || CASE WHEN a.submitted_at IS NULL "
 	"THEN '{}'::jsonb ELSE jsonb_build_object("
-	"'chosen', a.answers -> u.x::text, "
-	"'answer', a.answer_key -> u.x::text, "
-	"'correct', COALESCE((a.answers -> u.x::text) = "
-	"(a.answer_key -> u.x::text), false), "
-	"'explanation', q.explanation) END ORDER BY u.n), '[]') "
-	"FROM unnest(a.question_ids) WITH ORDINALITY AS u(x, n) "
-	"JOIN questions q ON q.id = u.x) AS questions "
+	"'chosen', a.answers -> (s.q ->> 'id'), "
+	"'answer', a.answer_key -> (s.q ->> 'id'), "
+	"'correct', COALESCE((a.answers -> (s.q ->> 'id')) = "
+	"(a.answer_key -> (s.q ->> 'id')), false), "
+	"'explanation', s.q -> 'explanation') END ORDER BY s.n), '[]') "
+	"FROM jsonb_array_elements(" ATTEMPT_SHOWN ") "
+	"WITH ORDINALITY AS s(q, n) "
+	"WHERE jsonb_typeof(s.q -> 'options') = 'array') AS questions "
 	"FROM test_attempts a WHERE a.id = $1 "
 	"AND ($2::bigint IS NULL OR a.user_id = $2)",
 	.target = KEEL_DB_READ };
@@ -154,8 +176,7 @@ static const struct keel_query q_attempt_get = { .name = "attempts_get",
  * here and then sees submitted.
  */
 static const struct keel_query q_submit_lock = { .name = "attempts_lock",
-	.sql = "SELECT a.question_ids::text AS qids, "
-	"a.submitted_at IS NOT NULL AS submitted, "
+	.sql = "SELECT a.submitted_at IS NOT NULL AS submitted, "
 	"now() > a.expires_at AS late, "
 	"a.test_id AS \"testId\", t.title, u.email, u.name "
 	"FROM test_attempts a JOIN tests t ON t.id = a.test_id "
@@ -163,12 +184,19 @@ static const struct keel_query q_submit_lock = { .name = "attempts_lock",
 	"WHERE a.id = $1 AND a.user_id = $2 FOR UPDATE OF a",
 	.target = KEEL_DB_PRIMARY };
 
-/* The attempt's questions in order; options NULL for one gone since. */
+/*
+ * Attempt $1's questions in order, as shown: each one's number of options
+ * and its answer (both NULL for one gone from the bank).  Read after the
+ * lock, from the row it holds.
+ */
 static const struct keel_query q_submit_questions = {
 	.name = "attempts_questions",
-	.sql = "SELECT u.x AS id, jsonb_array_length(q.options) AS options, "
-	"q.answer FROM unnest($1::bigint[]) WITH ORDINALITY AS u(x, n) "
-	"LEFT JOIN questions q ON q.id = u.x ORDER BY u.n",
+	.sql = "SELECT (s.q ->> 'id')::bigint AS id, "
+	"CASE jsonb_typeof(s.q -> 'options') WHEN 'array' "
+	"THEN jsonb_array_length(s.q -> 'options') END AS options, "
+	"(s.q ->> 'answer')::integer AS answer FROM test_attempts a, "
+	"jsonb_array_elements(" ATTEMPT_SHOWN ") WITH ORDINALITY AS s(q, n) "
+	"WHERE a.id = $1 ORDER BY s.n",
 	.target = KEEL_DB_PRIMARY };
 
 static const struct keel_query q_submit_store = { .name = "attempts_store",
@@ -442,8 +470,7 @@ attempts_submit(struct keel_req *req)
 	}
 	g.late = keel_rows_bool(at, 0, keel_rows_col(at, "late"));
 	keel_db_params_init(&p);
-	keel_db_param_text(&p, keel_rows_value(at, 0, keel_rows_col(at,
-	    "qids")));
+	keel_db_param_int(&p, id);
 	if ((er = keel_db_query(req->db, &q_submit_questions, &p, &qs)) !=
 	    KEEL_OK)
 		goto out;

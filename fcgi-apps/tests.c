@@ -21,9 +21,11 @@
  * named are held FOR SHARE while they are checked, so an archive racing
  * the write either comes first (the write is a 422) or waits for it.
  *
- * Starting an attempt copies the test's question ids onto the attempt
- * (sql/010_attempt_questions.sql): the attempt is graded against them
- * whatever later happens to the test.
+ * Starting an attempt copies onto the attempt the test's question ids
+ * (sql/010_attempt_questions.sql) and each question as the student is
+ * shown it, with its answer and explanation (sql/016_attempt_shown.sql):
+ * the attempt is graded and reviewed against them whatever later happens
+ * to the test or to the question bank.
  */
 #include "config.h"
 
@@ -206,17 +208,24 @@ static const struct keel_query q_test_fill = { .name = "tests_fill",
 	"WITH ORDINALITY AS u(x, n)", .target = KEEL_DB_PRIMARY };
 
 /*
- * A published test only; its questions, in order, fixed on the attempt;
- * it expires durationMinutes after it started.
+ * A published test only; its questions, in order, fixed on the attempt:
+ * their ids, and each as the student is shown it with its answer and
+ * explanation, in one pass over them (attempts.c's ATTEMPT_SHOWN reads
+ * this shape, and builds it alike from the bank for an attempt without
+ * it); it expires durationMinutes after it started.
  */
 static const struct keel_query q_attempt_start = {
 	.name = "tests_attempt_start",
 	.sql = "INSERT INTO test_attempts (test_id, user_id, started_at, "
-	"expires_at, question_ids) SELECT t.id, $2, now(), "
-	"now() + make_interval(mins => t.duration_minutes), "
-	"ARRAY(SELECT tq.question_id FROM test_questions tq "
-	"WHERE tq.test_id = t.id ORDER BY tq.position) "
-	"FROM tests t WHERE t.id = $1 AND t.published "
+	"expires_at, question_ids, shown) SELECT t.id, $2, now(), "
+	"now() + make_interval(mins => t.duration_minutes), s.ids, s.shown "
+	"FROM tests t CROSS JOIN LATERAL (SELECT "
+	"COALESCE(array_agg(q.id ORDER BY tq.position), '{}') AS ids, "
+	"COALESCE(jsonb_agg(jsonb_build_object('id', q.id, 'body', q.body, "
+	"'options', q.options, 'answer', q.answer, "
+	"'explanation', q.explanation) ORDER BY tq.position), '[]') AS shown "
+	"FROM test_questions tq JOIN questions q ON q.id = tq.question_id "
+	"WHERE tq.test_id = t.id) s WHERE t.id = $1 AND t.published "
 	"RETURNING id, test_id AS \"testId\", "
 	KEEL_SQL_TIME("started_at", "startedAt") ", "
 	KEEL_SQL_TIME("expires_at", "expiresAt"),

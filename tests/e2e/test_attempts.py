@@ -100,6 +100,93 @@ def test_before_submit_an_attempt_shows_no_answers(stack, http):
     assert "Because it is." not in r.text
 
 
+# ------------------------------------------- what the student was shown
+
+def edit_question(stack, http, qid, **change):
+    """PATCH /api/question-bank/{qid} as staff, then wait for the replica
+    (the attempt's reads may be served there)."""
+    r = http.patch("/api/question-bank/%d" % qid, json=change)
+    assert r.status_code == 200, r.text
+    replicated(stack)
+
+
+def shown_one(stack, http, options, answer):
+    """A published test of one question with these options and answer, a
+    new student and their attempt: (question id, headers, attempt)."""
+    q = new_question(stack, answer=answer, options=options,
+                     explanation="As it was.")
+    t = new_test(http, [q])
+    _, h = session_for(stack, http, "student")
+    replicated(stack)
+    return q, h, start(http, t["id"], h)
+
+
+def test_review_shows_the_question_as_it_was_when_taken(stack, http):
+    """Staff reorder a question's options (and move its answer along)
+    after it was graded: the review still shows what the student saw,
+    their choice right against those options."""
+    q, h, att = shown_one(stack, http, ("3", "4", "5"), 1)
+    body = http.get("/api/attempts/%d" % att["id"],
+                    headers=h).json()["questions"][0]["body"]
+    r = submit(http, att["id"], {q: 1}, h)
+    assert (r.json()["score"], r.json()["correct"]) == (100, 1), r.text
+    edit_question(stack, http, q, options=["4", "3", "5"], answer=0,
+                  body="Edited", explanation="Edited too.")
+    got = http.get("/api/attempts/%d" % att["id"], headers=h).json()
+    assert got["questions"] == [{
+        "id": q, "body": body, "options": ["3", "4", "5"], "chosen": 1,
+        "answer": 1, "correct": True, "explanation": "As it was."}]
+    assert got["score"] == 100
+
+
+def test_options_reordered_before_the_submit_grade_as_shown(stack, http):
+    """Staff reorder the options while the attempt is in progress: it
+    still shows (and grades against) the order its student was shown."""
+    q, h, att = shown_one(stack, http, ("3", "4", "5"), 1)
+    edit_question(stack, http, q, options=["4", "3", "5"], answer=0)
+    got = http.get("/api/attempts/%d" % att["id"], headers=h).json()
+    assert got["questions"][0]["options"] == ["3", "4", "5"]
+    assert set(got["questions"][0]) == {"id", "body", "options"}
+    r = submit(http, att["id"], {q: 1}, h)
+    assert r.status_code == 200, r.text
+    assert (r.json()["score"], r.json()["correct"]) == (100, 1)
+    assert stack.psql("SELECT answer_key::text FROM test_attempts "
+                      "WHERE id = %d" % att["id"]) == '{"%d": 1}' % q
+
+
+def test_options_removed_before_the_submit_still_grade(stack, http):
+    """An option the student was shown, removed from the bank since, is
+    still an answer to their attempt."""
+    q, h, att = shown_one(stack, http, ("a", "b", "c"), 2)
+    edit_question(stack, http, q, options=["a", "b"], answer=0)
+    r = submit(http, att["id"], {q: 2}, h)
+    assert r.status_code == 200, r.text
+    assert (r.json()["score"], r.json()["correct"]) == (100, 1)
+    # Past what it was shown is still a 422.
+    q, h, att = shown_one(stack, http, ("a", "b"), 0)
+    edit_question(stack, http, q, options=["a", "b", "c"], answer=2)
+    body = assert_error(submit(http, att["id"], {q: 2}, h), 422,
+                        "validation_failed")
+    assert "below 2" in body["fields"]["answers.%d" % q]
+
+
+def test_attempt_without_a_copy_reads_the_bank(stack, http):
+    """An attempt started before sql/016 (or written by the demo seed)
+    has no copy: it shows and grades the question as the bank has it."""
+    q, h, att = shown_one(stack, http, ("3", "4", "5"), 1)
+    stack.psql("UPDATE test_attempts SET shown = NULL WHERE id = %d"
+               % att["id"])
+    edit_question(stack, http, q, options=["4", "3", "5"], answer=0)
+    got = http.get("/api/attempts/%d" % att["id"], headers=h).json()
+    assert got["questions"][0]["options"] == ["4", "3", "5"]
+    r = submit(http, att["id"], {q: 0}, h)
+    assert (r.json()["score"], r.json()["correct"]) == (100, 1), r.text
+    replicated(stack)
+    got = http.get("/api/attempts/%d" % att["id"], headers=h).json()
+    assert (got["questions"][0]["answer"],
+            got["questions"][0]["correct"]) == (0, True)
+
+
 def test_second_submit_is_409(stack, http):
     qs, _, _, h, att = taken(stack, http)
     assert submit(http, att["id"], {qs[0]: 0}, h).status_code == 200
