@@ -6,11 +6,20 @@
  * page is "WHERE (created_at, id) < ($1, $2) ORDER BY ... LIMIT n": an
  * index range scan whose cost does not grow with the page number, unlike
  * OFFSET.  Clients must not forge keys, so each cursor is signed with
- * HMAC-SHA256 under the server secret and the list's scope.
+ * HMAC-SHA256 under the server secret.  The MAC also covers what the
+ * cursor is for -- the list's scope, its filters (the request's other
+ * query parameters, sorted by name, so their order doesn't matter) and,
+ * for a list of one user's rows, that user -- so a cursor used on another
+ * list, with other filters, or by another user fails its MAC.  None of
+ * that is in the token: it stays the keys and a 16-byte MAC whatever the
+ * filters.  The MAC input is scope NUL, the number of filters (8 bytes),
+ * each filter as name NUL value NUL, the owner (8 bytes), then the keys:
+ * every part is delimited, so no two bindings feed it the same bytes.
  */
 #include "config.h"
 
 #include <assert.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -36,26 +45,91 @@
 static crypto_auth_hmacsha256_state	 mac_base;
 static char				 mac_secret[128];	/* "" until set */
 
+/* The query parameters that page a list, not filter it. */
+static const char *const paging[] = { "limit", "after", "before" };
+
+static bool
+is_paging(const char *name)
+{
+	size_t	 i;
+
+	for (i = 0; i < KEEL_NELEM(paging); i++)
+		if (strcmp(name, paging[i]) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * The filters of qs[0..n) in name order, as indexes from a: *nf of them.
+ * The sort is stable, so a name given twice keeps its values' order
+ * (the first is the one a list reads: keel_http_query).
+ */
+static size_t *
+sig_filters(struct keel_arena *a, const struct keel_param *qs, size_t n,
+    size_t *nf)
+{
+	size_t	*ix, i, j, k;
+
+	ix = keel_arena_alloc(a, (n > 0 ? n : 1) * sizeof(*ix));
+	for (i = 0, k = 0; i < n; i++) {
+		if (is_paging(qs[i].name))
+			continue;
+		/* Insertion sort: a query holds at most 64 pairs. */
+		for (j = k; j > 0 && strcmp(qs[ix[j - 1]].name,
+		    qs[i].name) > 0; j--)
+			ix[j] = ix[j - 1];
+		ix[j] = i;
+		k++;
+	}
+	*nf = k;
+	return ix;
+}
+
 static void
-cursor_mac(const char *secret, const char *scope, const unsigned char *p,
-    size_t n, unsigned char mac[MAC_LEN])
+mac_u64(crypto_auth_hmacsha256_state *st, uint64_t v)
+{
+	unsigned char	 b[8];
+	size_t		 i;
+
+	for (i = 0; i < 8; i++)
+		b[i] = (unsigned char)(v >> (56 - 8 * i));
+	crypto_auth_hmacsha256_update(st, b, sizeof(b));
+}
+
+static void
+mac_str(crypto_auth_hmacsha256_state *st, const char *s)
+{
+	/* With its NUL, which no parameter holds (http.c refuses %00). */
+	crypto_auth_hmacsha256_update(st, (const unsigned char *)s,
+	    strlen(s) + 1);
+}
+
+static void
+cursor_mac(struct keel_arena *a, const struct keel_page_sig *sig,
+    const unsigned char *p, size_t n, unsigned char mac[MAC_LEN])
 {
 	crypto_auth_hmacsha256_state	 st;
 	unsigned char			 full[crypto_auth_hmacsha256_BYTES];
-	size_t				 len = strlen(secret);
+	size_t				 len = strlen(sig->secret), nf, i;
+	size_t				*ix;
 
 	/* Tests switch secrets: the state is rebuilt when it changes. */
 	if (len == 0 || len >= sizeof(mac_secret) ||
-	    strcmp(secret, mac_secret) != 0) {
+	    strcmp(sig->secret, mac_secret) != 0) {
 		crypto_auth_hmacsha256_init(&mac_base,
-		    (const unsigned char *)secret, len);
+		    (const unsigned char *)sig->secret, len);
 		if (len < sizeof(mac_secret))
-			memcpy(mac_secret, secret, len + 1);
+			memcpy(mac_secret, sig->secret, len + 1);
 	}
 	st = mac_base;
-	/* The scope's NUL separates it from the payload unambiguously. */
-	crypto_auth_hmacsha256_update(&st, (const unsigned char *)scope,
-	    strlen(scope) + 1);
+	mac_str(&st, sig->scope);
+	ix = sig_filters(a, sig->qs, sig->qs != NULL ? sig->nqs : 0, &nf);
+	mac_u64(&st, nf);
+	for (i = 0; i < nf; i++) {
+		mac_str(&st, sig->qs[ix[i]].name);
+		mac_str(&st, sig->qs[ix[i]].value);
+	}
+	mac_u64(&st, (uint64_t)sig->owner);
 	crypto_auth_hmacsha256_update(&st, p, n);
 	crypto_auth_hmacsha256_final(&st, full);
 	memcpy(mac, full, MAC_LEN);
@@ -63,7 +137,7 @@ cursor_mac(const char *secret, const char *scope, const unsigned char *p,
 }
 
 char *
-keel_page_encode(struct keel_arena *a, const char *secret, const char *scope,
+keel_page_encode_sig(struct keel_arena *a, const struct keel_page_sig *sig,
     const char *const *keys, size_t nkeys)
 {
 	unsigned char	*raw;
@@ -79,7 +153,7 @@ keel_page_encode(struct keel_arena *a, const char *secret, const char *scope,
 		memcpy(raw + len, keys[i], strlen(keys[i]) + 1);
 		len += strlen(keys[i]) + 1;
 	}
-	cursor_mac(secret, scope, raw, n, raw + n);
+	cursor_mac(a, sig, raw, n, raw + n);
 	b64len = sodium_base64_ENCODED_LEN(n + MAC_LEN,
 	    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 	out = keel_arena_alloc(a, b64len);
@@ -89,7 +163,7 @@ keel_page_encode(struct keel_arena *a, const char *secret, const char *scope,
 }
 
 enum keel_err
-keel_page_decode(struct keel_arena *a, const char *secret, const char *scope,
+keel_page_decode_sig(struct keel_arena *a, const struct keel_page_sig *sig,
     const char *tok, const char **keys, size_t nkeys)
 {
 	unsigned char	 mac[MAC_LEN];
@@ -105,7 +179,7 @@ keel_page_decode(struct keel_arena *a, const char *secret, const char *scope,
 	    *end != '\0' || len <= MAC_LEN)
 		return KEEL_EINVAL;
 	len -= MAC_LEN;
-	cursor_mac(secret, scope, raw, len, mac);
+	cursor_mac(a, sig, raw, len, mac);
 	if (sodium_memcmp(mac, raw + len, MAC_LEN) != 0)
 		return KEEL_EINVAL;
 	/* Signed by us: exactly nkeys NUL-terminated keys. */
@@ -118,14 +192,54 @@ keel_page_decode(struct keel_arena *a, const char *secret, const char *scope,
 	return off == len ? KEEL_OK : KEEL_EINVAL;
 }
 
+char *
+keel_page_encode(struct keel_arena *a, const char *secret, const char *scope,
+    const char *const *keys, size_t nkeys)
+{
+	struct keel_page_sig	 sig = { .secret = secret, .scope = scope };
+
+	return keel_page_encode_sig(a, &sig, keys, nkeys);
+}
+
+enum keel_err
+keel_page_decode(struct keel_arena *a, const char *secret, const char *scope,
+    const char *tok, const char **keys, size_t nkeys)
+{
+	struct keel_page_sig	 sig = { .secret = secret, .scope = scope };
+
+	return keel_page_decode_sig(a, &sig, tok, keys, nkeys);
+}
+
+/* What req's cursors for scope are signed for (see the top). */
+static void
+req_sig(const struct keel_req *req, const char *scope, int64_t owner,
+    struct keel_page_sig *sig)
+{
+	sig->secret = req->cfg->secret;
+	sig->scope = scope;
+	sig->qs = req->qs;
+	sig->nqs = req->nqs;
+	sig->owner = owner;
+}
+
 enum keel_step
 keel_page_from_request(struct keel_req *req, const char *scope, size_t nkeys,
     struct keel_page *pg)
 {
-	const char	*lim, *after, *before, *tok;
-	int64_t		 v;
+	return keel_page_from_request_owner(req, scope, 0, nkeys, pg);
+}
 
+enum keel_step
+keel_page_from_request_owner(struct keel_req *req, const char *scope,
+    int64_t owner, size_t nkeys, struct keel_page *pg)
+{
+	struct keel_page_sig	 sig;
+	const char		*lim, *after, *before, *tok;
+	int64_t			 v;
+
+	assert(owner >= 0);
 	memset(pg, 0, sizeof(*pg));
+	pg->owner = owner;
 	pg->limit = KEEL_PAGE_DEFAULT;
 	pg->dir = KEEL_PAGE_FIRST;
 	if ((lim = keel_http_query(req, "limit")) != NULL) {
@@ -146,8 +260,9 @@ keel_page_from_request(struct keel_req *req, const char *scope, size_t nkeys,
 	if ((tok = after != NULL ? after : before) == NULL)
 		return KEEL_STEP_GO;
 	pg->dir = after != NULL ? KEEL_PAGE_AFTER : KEEL_PAGE_BEFORE;
-	if (nkeys > KEEL_PAGE_MAXKEYS || keel_page_decode(req->arena,
-	    req->cfg->secret, scope, tok, pg->keys, nkeys) != KEEL_OK) {
+	req_sig(req, scope, owner, &sig);
+	if (nkeys > KEEL_PAGE_MAXKEYS || keel_page_decode_sig(req->arena,
+	    &sig, tok, pg->keys, nkeys) != KEEL_OK) {
 		keel_http_reply_error(req, 400, "bad_request",
 		    "the cursor is not valid for this list");
 		return KEEL_STEP_REPLIED;
@@ -156,9 +271,9 @@ keel_page_from_request(struct keel_req *req, const char *scope, size_t nkeys,
 	return KEEL_STEP_GO;
 }
 
-/* The cursor made of row r's sort keys. */
+/* The cursor made of row r's sort keys, signed for sig. */
 static const char *
-row_cursor(struct keel_req *req, const char *scope,
+row_cursor(struct keel_req *req, const struct keel_page_sig *sig,
     const struct keel_rows *rows, size_t r, const size_t *key_cols,
     size_t nkeys)
 {
@@ -168,8 +283,7 @@ row_cursor(struct keel_req *req, const char *scope,
 	assert(nkeys <= KEEL_PAGE_MAXKEYS);
 	for (i = 0; i < nkeys; i++)
 		keys[i] = keel_rows_value(rows, r, key_cols[i]);
-	return keel_page_encode(req->arena, req->cfg->secret, scope,
-	    keys, nkeys);
+	return keel_page_encode_sig(req->arena, sig, keys, nkeys);
 }
 
 void
@@ -177,10 +291,13 @@ keel_page_window(struct keel_req *req, const struct keel_page *pg,
     const char *scope, const struct keel_rows *rows, const size_t *key_cols,
     size_t nkeys, struct keel_page_window *w)
 {
-	size_t	 fetched = keel_rows_count(rows);
-	int	 more, back = pg->dir == KEEL_PAGE_BEFORE;
+	struct keel_page_sig	 sig;
+	size_t			 fetched = keel_rows_count(rows);
+	int			 more, back = pg->dir == KEEL_PAGE_BEFORE;
 
 	memset(w, 0, sizeof(*w));
+	/* The request's own filters: a cached answer is the same query's. */
+	req_sig(req, scope, pg->owner, &sig);
 	more = fetched > (size_t)pg->limit;
 	w->n = more ? (size_t)pg->limit : fetched;
 	w->reversed = back;
@@ -192,10 +309,10 @@ keel_page_window(struct keel_req *req, const struct keel_page *pg,
 	 * backward from a cursor.  "prev" mirrors it at the first row.
 	 */
 	if (back || more)
-		w->next = row_cursor(req, scope, rows, back ? 0 : w->n - 1,
+		w->next = row_cursor(req, &sig, rows, back ? 0 : w->n - 1,
 		    key_cols, nkeys);
 	if (pg->dir == KEEL_PAGE_AFTER || (back && more))
-		w->prev = row_cursor(req, scope, rows, back ? w->n - 1 : 0,
+		w->prev = row_cursor(req, &sig, rows, back ? w->n - 1 : 0,
 		    key_cols, nkeys);
 }
 

@@ -438,6 +438,27 @@ keel_res_params_own(struct keel_req *req, struct keel_db_params *p)
 	keel_db_param_int(p, req->user->id);
 }
 
+/*
+ * The user l's cursors are bound to (page.h): the caller when the list
+ * shows them their own rows only (l->owner, as keel_res_param_owner()
+ * passes it), so their cursor is foreign to anyone else.  Never when the
+ * route's cached answers are shared between callers: a cursor in a
+ * cached body must serve whoever the body is served to.  0: anyone's.
+ */
+static int64_t
+list_owner(const struct keel_req *req, const struct keel_list *l)
+{
+	const struct keel_route_cache	*c;
+
+	if (l->owner == 0 || req->user == NULL ||
+	    (req->user->role & l->owner) == 0)
+		return 0;
+	c = req->route != NULL ? &req->route->cache : NULL;
+	if (c != NULL && (c->ns != NULL || c->ns_of != NULL) && !c->per_user)
+		return 0;
+	return req->user->id;
+}
+
 /* The list's parameters after the cursor's: filters, then the owner. */
 static void
 list_params(struct keel_req *req, const struct keel_list *l,
@@ -470,7 +491,8 @@ keel_res_list(struct keel_req *req, const struct keel_resource *res,
 			return KEEL_OK;
 		vals = own;
 	}
-	if (keel_page_from_request(req, l->scope, 2, &pg) != KEEL_STEP_GO)
+	if (keel_page_from_request_owner(req, l->scope, list_owner(req, l), 2,
+	    &pg) != KEEL_STEP_GO)
 		return KEEL_OK;
 	first = pg.dir == KEEL_PAGE_FIRST;
 	keel_db_params_init(&p);

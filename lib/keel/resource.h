@@ -121,7 +121,11 @@ struct keel_resource {
  * NULL OR customer_id = $9)").  Each is a SELECT ... WHERE <filters>
  * ending in KEEL_SQL_AFTER (newest first: the first page and after a
  * cursor) or KEEL_SQL_BEFORE (oldest first: before a cursor).  keys
- * name the result columns the cursors carry.
+ * name the result columns the cursors carry.  A cursor is signed for
+ * scope and the request's filters (page.h), and, when the caller's id
+ * went in as the owner, for the caller: another user's is a 400.  (Not
+ * on a route whose cached answers all callers share: a cursor in them
+ * must work for each.)
  */
 struct keel_list {
 	const char		*scope;		/* cursors: "cars" */

@@ -3,14 +3,20 @@
 and back over 1,000 rows with no gaps or repeats, ties on the sort key
 broken by id, and EXPLAIN showing a deep page is an index range scan that
 reads only the page (no OFFSET, so cost does not grow with the page).
+A cursor is bound to its list's filters (in any order; limit may change)
+and, on a list of the caller's own rows, to the caller; on a list whose
+pages are cached for everyone, anyone may follow it.
 """
 
 import json
+import urllib.parse
 import uuid
 
 import pytest
 
-from helpers import plan_nodes
+from accounts import session_for
+from helpers import plan_nodes, replicated
+from test_tests import new_question, new_test, start
 
 N = 1000
 
@@ -89,6 +95,87 @@ def test_foreign_and_tampered_cursors_are_400(http, stack, thousand):
     if users["page"]["next"]:
         r = http.get("/api/cars", params={"after": users["page"]["next"]})
         assert r.status_code == 400
+
+
+def raw_page(http, qs, headers=None):
+    """GET /api/cars with the query string exactly as given."""
+    return http.get("/api/cars?" + urllib.parse.urlencode(qs),
+                    headers=headers)
+
+
+def test_cursor_with_other_filters_is_400(http, thousand):
+    make, _ = thousand
+    q = {"manufacturer": make, "status": "available", "limit": 5}
+    nxt = page(http, make, status="available", limit=5)["page"]["next"]
+    for changed in ({"status": "rented"}, {"status": None},
+                    {"category": "compact"}, {"manufacturer": make + "X"}):
+        qs = dict(q, after=nxt, **changed)
+        qs = {k: v for k, v in qs.items() if v is not None}
+        r = raw_page(http, qs)
+        assert r.status_code == 400, (changed, r.text)
+        assert r.json()["message"] == "the cursor is not valid for this list"
+
+
+def test_cursor_filter_order_does_not_matter(http, thousand):
+    make, ids = thousand
+    first = raw_page(http, [("manufacturer", make), ("status", "available"),
+                            ("limit", 5)])
+    nxt = first.json()["page"]["next"]
+    r = raw_page(http, [("after", nxt), ("status", "available"),
+                        ("limit", 5), ("manufacturer", make)])
+    assert r.status_code == 200, r.text
+    assert [c["id"] for c in r.json()["data"]] == ids[5:10]
+
+
+def test_cursor_limit_may_change(http, thousand):
+    make, ids = thousand
+    nxt = page(http, make, limit=5)["page"]["next"]
+    p = page(http, make, limit=12, after=nxt)
+    assert [c["id"] for c in p["data"]] == ids[5:17]
+    p = page(http, make, before=p["page"]["prev"])
+    assert [c["id"] for c in p["data"]] == ids[:5]
+
+
+def test_owner_list_cursor_of_another_user_is_400(stack, http):
+    """Attempts are a student's own: student2 can't walk student1's."""
+    t = new_test(http, [new_question(stack)])
+    _, h1 = session_for(stack, http, "student")
+    _, h2 = session_for(stack, http, "student")
+    replicated(stack)
+    mine = [start(http, t["id"], h1)["id"] for _ in range(3)]
+    start(http, t["id"], h2)
+    replicated(stack)
+    got = http.get("/api/attempts", headers=h1, params={"limit": 2}).json()
+    nxt = got["page"]["next"]
+    assert nxt is not None
+    r = http.get("/api/attempts", headers=h2,
+                 params={"limit": 2, "after": nxt})
+    assert r.status_code == 400, r.text
+    # Their own cursor still pages, and staff (who see everyone's) aren't
+    # bound to a student's.
+    r = http.get("/api/attempts", headers=h1,
+                 params={"limit": 2, "after": nxt})
+    assert r.status_code == 200, r.text
+    assert [a["id"] for a in r.json()["data"]] == [mine[0]]
+    r = http.get("/api/attempts", params={"limit": 2, "after": nxt})
+    assert r.status_code == 400, r.text
+
+
+def test_shared_cached_page_cursor_serves_another_user(stack, http,
+                                                       thousand):
+    """A cars page is cached for every caller, cursors inside: user B
+    gets the page user A warmed, and its next cursor works for B."""
+    make, ids = thousand
+    _, hb = session_for(stack, http, "customer")
+    qs = {"manufacturer": make, "limit": 7}
+    a = raw_page(http, qs)
+    assert (a.status_code, a.headers["X-Cache"]) == (200, "MISS"), a.text
+    b = raw_page(http, qs, headers=hb)
+    assert (b.status_code, b.headers["X-Cache"]) == (200, "HIT"), b.text
+    assert b.json()["page"]["next"] == a.json()["page"]["next"]
+    r = raw_page(http, dict(qs, after=b.json()["page"]["next"]), headers=hb)
+    assert r.status_code == 200, r.text
+    assert [c["id"] for c in r.json()["data"]] == ids[7:14]
 
 
 # cars_list_after of fcgi-apps/cars.c, as the app prepares it: the

@@ -5,7 +5,8 @@
  *
  * A cursor comes back from the client, so decode must refuse anything it
  * did not sign for this scope, with this secret and this many keys
- * (API.md: "a tampered or foreign cursor is a 400").
+ * (API.md: "a tampered or foreign cursor is a 400"), and, through
+ * keel_page_encode_sig(), for these filters and this owner.
  */
 #include "config.h"
 
@@ -18,6 +19,7 @@
 #include <cmocka.h>
 #include <sodium.h>
 
+#include "keel/http.h"
 #include "keel/mem.h"
 #include "keel/page.h"
 
@@ -395,6 +397,154 @@ test_page_realistic_long_keys_round_trip(void **state)
 	assert_string_equal(out[1], k[1]);
 }
 
+/* A query's pairs, as http.c parses them: "name=value" strings. */
+static struct keel_param *
+pairs(struct keel_arena *a, size_t n, const char *const *nv)
+{
+	struct keel_param	*qs;
+	size_t			 i;
+
+	qs = keel_arena_alloc(a, (n > 0 ? n : 1) * sizeof(*qs));
+	for (i = 0; i < n; i++) {
+		qs[i].name = nv[2 * i];
+		qs[i].value = nv[2 * i + 1];
+	}
+	return qs;
+}
+
+/* Decode under qs[0..n) and owner a cursor signed for the cars filters. */
+static enum keel_err
+decode_for(struct keel_arena *a, const char *tok, size_t n,
+    const char *const *nv, int64_t owner)
+{
+	struct keel_page_sig	 sig = { .secret = SECRET, .scope = "cars",
+	    .owner = owner };
+	const char		*keys[2];
+
+	sig.qs = pairs(a, n, nv);
+	sig.nqs = n;
+	return keel_page_decode_sig(a, &sig, tok, keys, 2);
+}
+
+static char *
+encode_for(struct keel_arena *a, size_t n, const char *const *nv,
+    int64_t owner)
+{
+	struct keel_page_sig	 sig = { .secret = SECRET, .scope = "cars",
+	    .owner = owner };
+
+	sig.qs = pairs(a, n, nv);
+	sig.nqs = n;
+	return keel_page_encode_sig(a, &sig, two_keys, 2);
+}
+
+/* The query of a filtered first page: ?status=available&model=X&limit=5 */
+static const char *const filtered[] = {
+	"status", "available", "model", "X", "limit", "5"
+};
+
+static void
+test_page_filter_order_irrelevant(void **state)
+{
+	static const char *const moved[] = {
+		"after", "tok", "model", "X", "limit", "5",
+		"status", "available"
+	};
+	char	*tok;
+
+	tok = encode_for(*state, 3, filtered, 0);
+	assert_int_equal(decode_for(*state, tok, 4, moved, 0), KEEL_OK);
+}
+
+static void
+test_page_changed_filter_rejected(void **state)
+{
+	static const char *const other[] = {
+		"status", "rented", "model", "X", "after", "tok"
+	};
+	static const char *const fewer[] = { "model", "X", "after", "tok" };
+	static const char *const more[] = {
+		"status", "available", "model", "X", "category", "suv"
+	};
+	char	*tok;
+
+	tok = encode_for(*state, 3, filtered, 0);
+	assert_int_equal(decode_for(*state, tok, 3, other, 0), KEEL_EINVAL);
+	assert_int_equal(decode_for(*state, tok, 2, fewer, 0), KEEL_EINVAL);
+	assert_int_equal(decode_for(*state, tok, 3, more, 0), KEEL_EINVAL);
+	/* And the unfiltered list's cursor is not the filtered one's. */
+	assert_int_equal(decode_for(*state, encode2(*state), 3, filtered, 0),
+	    KEEL_EINVAL);
+}
+
+static void
+test_page_repeated_filter_keeps_its_order(void **state)
+{
+	static const char *const ab[] = { "status", "a", "status", "b" };
+	static const char *const ba[] = { "status", "b", "status", "a" };
+
+	/* The first value is the one a list reads: a different filter. */
+	assert_int_equal(decode_for(*state, encode_for(*state, 2, ab, 0), 2,
+	    ba, 0), KEEL_EINVAL);
+}
+
+static void
+test_page_filter_boundaries_unambiguous(void **state)
+{
+	static const char *const one[] = { "a", "bc" };
+	static const char *const two[] = { "ab", "c" };
+	static const char *const split[] = { "a", "b", "c", "" };
+
+	assert_int_equal(decode_for(*state, encode_for(*state, 1, one, 0), 1,
+	    two, 0), KEEL_EINVAL);
+	assert_int_equal(decode_for(*state, encode_for(*state, 1, one, 0), 2,
+	    split, 0), KEEL_EINVAL);
+}
+
+static void
+test_page_limit_change_allowed(void **state)
+{
+	static const char *const paged[] = {
+		"limit", "50", "status", "available", "before", "tok",
+		"model", "X"
+	};
+	static const char *const nolimit[] = {
+		"status", "available", "model", "X"
+	};
+	char	*tok;
+
+	tok = encode_for(*state, 3, filtered, 0);
+	assert_int_equal(decode_for(*state, tok, 4, paged, 0), KEEL_OK);
+	assert_int_equal(decode_for(*state, tok, 2, nolimit, 0), KEEL_OK);
+}
+
+static void
+test_page_other_owner_rejected(void **state)
+{
+	char	*tok;
+
+	tok = encode_for(*state, 3, filtered, 7);
+	assert_int_equal(decode_for(*state, tok, 3, filtered, 7), KEEL_OK);
+	assert_int_equal(decode_for(*state, tok, 3, filtered, 8), KEEL_EINVAL);
+	/* Nor is it anyone's, and an unbound cursor is not user 7's. */
+	assert_int_equal(decode_for(*state, tok, 3, filtered, 0), KEEL_EINVAL);
+	assert_int_equal(decode_for(*state, encode_for(*state, 3, filtered,
+	    0), 3, filtered, 7), KEEL_EINVAL);
+}
+
+static void
+test_page_binding_does_not_grow_cursor(void **state)
+{
+	static const char *const many[] = {
+		"status", "available", "model", "a long model name, say",
+		"manufacturer", "a long manufacturer name too",
+		"category", "compact"
+	};
+
+	assert_int_equal(strlen(encode_for(*state, 4, many, 42)),
+	    strlen(encode2(*state)));
+}
+
 int
 main(void)
 {
@@ -424,6 +574,13 @@ main(void)
 		T(test_page_very_long_token_rejected),
 		T(test_page_max_payload_round_trips),
 		T(test_page_realistic_long_keys_round_trip),
+		T(test_page_filter_order_irrelevant),
+		T(test_page_changed_filter_rejected),
+		T(test_page_repeated_filter_keeps_its_order),
+		T(test_page_filter_boundaries_unambiguous),
+		T(test_page_limit_change_allowed),
+		T(test_page_other_owner_rejected),
+		T(test_page_binding_does_not_grow_cursor),
 #undef T
 	};
 
