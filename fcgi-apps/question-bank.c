@@ -14,8 +14,9 @@
  * "search") they are ranked instead: ts_rank, best first, ties by id
  * descending; the cursor carries (rank, id), rank as an integer (ts_rank
  * scaled by 1e9, so the key round-trips as text exactly), and is signed
- * for that q alone (a cursor of another query, or of the unranked list,
- * is a 400).  Deleting archives: tests that hold the question keep it.
+ * for that q alone, as every cursor is for its list's filters (page.h: a
+ * cursor of another query, or of the unranked list, is a 400).  Deleting
+ * archives: tests that hold the question keep it.
  */
 #include "config.h"
 
@@ -246,17 +247,15 @@ bank_list(struct keel_req *req)
 {
 	const struct bank_view	*v = bank_view(req);
 	struct keel_value	 vals[BANK_F__MAX];
-	struct keel_list	 l;
 
 	if (keel_res_filters(req, v->plain, vals) != KEEL_STEP_GO)
 		return KEEL_OK;
-	if (!vals[BANK_F_Q].present)
-		return keel_res_list(req, v->res, v->plain, vals);
-	/* A rank means something for its own query only. */
-	l = *v->search;
-	l.scope = keel_arena_printf(req->arena, "%s:%s", l.scope,
-	    vals[BANK_F_Q].s);
-	return keel_res_list(req, v->res, &l, vals);
+	/*
+	 * A rank means something for its own q only: q is a filter, and
+	 * every cursor is signed for its list's filters (page.h).
+	 */
+	return keel_res_list(req, v->res, vals[BANK_F_Q].present ?
+	    v->search : v->plain, vals);
 }
 
 static enum keel_err
