@@ -10,16 +10,13 @@ API request waits on it (seen in pg_stat_activity), then commits.
 """
 
 import concurrent.futures
-import os
-import subprocess
 import threading
 import time
-import uuid
 
 import pytest
 
 from accounts import bearer, make_user
-from helpers import assert_error, new_car, request, wait_until
+from helpers import assert_error, new_car, request, while_held
 
 
 @pytest.fixture(scope="module")
@@ -101,75 +98,6 @@ def test_contract_on_a_car_archived_before_the_rule(stack, http, customer,
 
 
 # ------------------------------------------------------------------ races
-
-class Held:
-    """A psql session holding a transaction open: Held(stack, sql) runs
-    BEGIN and sql and leaves them uncommitted until commit()."""
-
-    def __init__(self, stack, sql):
-        self.stack = stack
-        self.app = "keel-e2e-held-" + uuid.uuid4().hex[:8]
-        env = dict(os.environ, PGAPPNAME=self.app)
-        url = stack.env.get("KEEL_STACK_PG_URL") or stack.env["DATABASE_URL"]
-        self.proc = subprocess.Popen(
-            ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", url],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, env=env)
-        self.proc.stdin.write("BEGIN;\n%s;\n" % sql)
-        self.proc.stdin.flush()
-        wait_until(self._holding, 20, "psql to hold its transaction")
-
-    def _holding(self):
-        """sql ran (past the BEGIN) and the transaction is open."""
-        assert self.proc.poll() is None, self.proc.stderr.read()
-        return self.stack.psql(
-            "SELECT count(*) FROM pg_stat_activity WHERE "
-            "application_name = '%s' AND state = 'idle in transaction' "
-            "AND query NOT ILIKE 'begin%%'" % self.app) == "1"
-
-    def blocking(self):
-        """True once another session waits on this one's locks."""
-        return self.stack.psql(
-            "SELECT count(*) FROM pg_stat_activity a, pg_stat_activity h "
-            "WHERE h.application_name = '%s' AND "
-            "h.pid = ANY (pg_blocking_pids(a.pid))" % self.app) != "0"
-
-    def commit(self):
-        self.proc.communicate("COMMIT;\n", timeout=20)
-        assert self.proc.returncode == 0
-
-    def abort(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
-def while_held(stack, sql, method, url, token, body=None):
-    """The API request made while sql is held uncommitted: it must wait
-    for the commit (a request that doesn't wait never saw the other
-    side), then it answers; returns its response."""
-    held = Held(stack, sql)
-    out = {}
-
-    def send():
-        out["r"] = request(method, url, json=body, headers=bearer(token),
-                           timeout=60)
-
-    t = threading.Thread(target=send)
-    try:
-        t.start()
-        first = wait_until(lambda: ("answered" if "r" in out else
-                                    "blocked" if held.blocking() else None),
-                           20, "the request to wait or answer")
-        held.commit()
-    finally:
-        held.abort()
-        t.join(60)
-    assert first == "blocked", ("answered without waiting for the held "
-                                "transaction", out["r"].status_code,
-                                out["r"].text)
-    return out["r"]
-
 
 def test_archive_racing_a_contract_insert_sees_it(stack, http, admin_token,
                                                   customer):

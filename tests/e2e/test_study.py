@@ -12,9 +12,9 @@ import datetime
 import pytest
 
 from accounts import bearer, login, make_user, session_for
-from helpers import assert_error, db_queries, replicated, request, uniq
+from helpers import (assert_error, db_queries, replicated, request, uniq,
+                     while_held)
 # The held-transaction race of the contracts tests, reused as it is.
-from test_contracts_archived_cars import while_held
 
 NOBODY = 999999999
 

@@ -15,8 +15,7 @@ import threading
 import time
 
 from accounts import bearer, session_for
-from helpers import assert_error, replicated, request, uniq
-from test_contracts_archived_cars import while_held
+from helpers import assert_error, replicated, request, uniq, while_held
 
 
 # ---------------------------------------------------------------- helpers
