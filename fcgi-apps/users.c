@@ -12,6 +12,13 @@
  * set-password link go into PostgreSQL in the same transaction as the
  * user, so there is never one without the other; the email is pushed to
  * its queue right after the commit (the relay catches what that misses).
+ *
+ * A change that takes a user away -- deactivation, a new role -- is
+ * refused (409) when it would leave the system without an active admin,
+ * decided in its transaction after its UPDATE.  Two admins demoting each
+ * other touch different rows: those changes take one advisory lock, and
+ * count the active admins in the statement after it, which (READ
+ * COMMITTED) sees what the lock's last holder committed.
  */
 #include "config.h"
 
@@ -107,6 +114,28 @@ static const struct keel_query q_user_deactivate = {
 	"WHERE id = $1 RETURNING " KEEL_AUTH_USER_COLS,
 	.target = KEEL_DB_PRIMARY };
 
+/*
+ * The lock every change that may take an active admin away holds to its
+ * commit: one key, for this rule only.
+ */
+static const struct keel_query q_user_admins_lock = {
+	.name = "users_admins_lock",
+	.sql = "SELECT pg_advisory_xact_lock(hashtext('keel:users:admins'))",
+	.target = KEEL_DB_PRIMARY };
+
+/* Any active admin, this transaction's change counted. */
+static const struct keel_query q_user_admin_left = {
+	.name = "users_admin_left",
+	.sql = "SELECT FROM users WHERE role = 'admin' AND is_active LIMIT 1",
+	.target = KEEL_DB_PRIMARY };
+
+/* What a change's transaction needs of its request (w->arg). */
+struct users_change {
+	const char	*hash;		/* a new password's, or NULL */
+	bool		 role;		/* the request sets a role */
+	bool		 deactivate;	/* DELETE */
+};
+
 static void
 users_not_found(struct keel_req *req)
 {
@@ -197,12 +226,6 @@ users_patch_allowed(struct keel_req *req, int64_t id,
 	    v[USER_EMAIL].present || v[USER_USERNAME].present))
 		keel_http_reply_error(req, 403, "forbidden",
 		    "you may change your own name and password only");
-	/* The last admin must not leave the system without one (as with
-	 * DELETE); another admin may still change this one's role. */
-	else if (self && v[USER_ROLE].present && !v[USER_ROLE].is_null &&
-	    strcmp(v[USER_ROLE].s, "admin") != 0)
-		keel_http_reply_error(req, 409, "conflict",
-		    "you can't change your own role");
 	else if (v[USER_SEND].present)
 		keel_http_reply_field(req, "sendCredentials",
 		    "applies to new users only");
@@ -220,9 +243,8 @@ users_patch_allowed(struct keel_req *req, int64_t id,
 
 /*
  * In a change's transaction: the user's notifications of a new role and
- * a new password (w->arg), queued in the outbox, each keyed by the
- * change (its transaction), so a retried job notifies once and every
- * change does.
+ * a new password, queued in the outbox, each keyed by the change (its
+ * transaction), so a retried job notifies once and every change does.
  */
 static enum keel_err
 users_notify(struct keel_req *req, const struct keel_rows *rows,
@@ -235,9 +257,10 @@ users_notify(struct keel_req *req, const struct keel_rows *rows,
 	    "event"));
 	const char	*role = keel_rows_value(rows, 0, keel_rows_col(rows,
 	    "role"));
+	const struct users_change *c = w->arg;
 	enum keel_err	 er = KEEL_OK;
 
-	if (w->arg != NULL) {
+	if (c->hash != NULL) {
 		if ((er = keel_notify_queue_password(req->db, id, "profile",
 		    event, &job)) != KEEL_OK)
 			return er;
@@ -263,6 +286,47 @@ users_notify(struct keel_req *req, const struct keel_rows *rows,
 }
 
 /*
+ * In a change's transaction, after its UPDATE (the file's comment): a
+ * step, replied (409, rolled back) when the change takes away the last
+ * active admin.
+ */
+static enum keel_step
+users_still_whole(struct keel_req *req, const struct keel_rows *rows,
+    const struct users_change *c, enum keel_err *er)
+{
+	struct keel_db_params	 p;
+	struct keel_rows	*found = NULL;
+	const char		*role = keel_rows_value(rows, 0,
+	    keel_rows_col(rows, "role"));
+	enum keel_step		 step = KEEL_STEP_REPLIED;
+
+	*er = KEEL_OK;
+	if (!c->deactivate && !c->role)
+		return KEEL_STEP_GO;
+	if (c->deactivate || strcmp(role, "admin") != 0) {
+		keel_db_params_init(&p);
+		if ((*er = keel_db_query(req->db, &q_user_admins_lock, &p,
+		    &found)) != KEEL_OK)
+			goto out;
+		keel_rows_free(found);
+		found = NULL;
+		if ((*er = keel_db_query(req->db, &q_user_admin_left, &p,
+		    &found)) != KEEL_OK)
+			goto out;
+		if (keel_rows_count(found) == 0) {
+			keel_http_reply_error(req, 409, "conflict", "the last "
+			    "active admin can't be demoted or deactivated; "
+			    "make another admin first");
+			goto out;
+		}
+	}
+	step = KEEL_STEP_GO;
+out:
+	keel_rows_free(found);
+	return step;
+}
+
+/*
  * Before the commit of a change: a stale role in a session would outlive
  * it, and a new password logs out whoever knew the old one (but this
  * session).  So that without Redis nothing changes (503).  A change
@@ -272,13 +336,16 @@ static enum keel_err
 users_end_sessions(struct keel_req *req, const struct keel_rows *rows,
     struct keel_res_write *w)
 {
+	const struct users_change *c = w->arg;
 	int64_t		 id = keel_http_param_int(req, "id");
 	size_t		 changed = keel_rows_col(rows, "roleChanged");
 	enum keel_err	 er = KEEL_OK;
 
+	if (users_still_whole(req, rows, c, &er) != KEEL_STEP_GO)
+		return er;
 	if (changed == KEEL_ROWS_NOCOL || keel_rows_bool(rows, 0, changed))
 		er = keel_auth_sessions_end_all(req->redis, id, NULL);
-	else if (w->arg != NULL)
+	else if (c->hash != NULL)
 		er = keel_auth_sessions_end_all(req->redis, id,
 		    req->user->session);
 	if (er != KEEL_OK || changed == KEEL_ROWS_NOCOL)
@@ -294,6 +361,7 @@ users_patch(struct keel_req *req)
 	struct keel_res_write	 w = { .q = &q_user_update, .p = &p,
 	    .status = 200, .in_tx = users_end_sessions };
 	char			 hash[KEEL_AUTH_HASH_MAX] = "";
+	struct users_change	 c = { NULL, false, false };
 	int64_t			 id = keel_http_param_int(req, "id");
 	size_t			 i;
 	enum keel_err		 er = KEEL_OK;
@@ -315,7 +383,9 @@ users_patch(struct keel_req *req)
 	for (i = USER_EMAIL; i <= USER_ROLE; i++)
 		keel_res_param(&p, &v[i]);
 	keel_db_param_text(&p, hash[0] != '\0' ? hash : NULL);
-	w.arg = hash[0] != '\0' ? hash : NULL;
+	c.hash = hash[0] != '\0' ? hash : NULL;
+	c.role = v[USER_ROLE].present && !v[USER_ROLE].is_null;
+	w.arg = &c;
 	er = keel_res_change(req, &keel_auth_users, &w);
 	/*
 	 * Committed: the leaderboard pages cached with the old name are a
@@ -341,8 +411,9 @@ static enum keel_err
 users_deactivate(struct keel_req *req)
 {
 	struct keel_db_params	 p;
+	struct users_change	 c = { NULL, false, true };
 	struct keel_res_write	 w = { .q = &q_user_deactivate, .p = &p,
-	    .status = 200, .in_tx = users_end_sessions };
+	    .status = 200, .in_tx = users_end_sessions, .arg = &c };
 
 	if (keel_http_param_int(req, "id") == req->user->id) {
 		keel_http_reply_error(req, 409, "conflict",

@@ -1,16 +1,23 @@
 # SPDX-License-Identifier: ISC
 """test_users.py -- accounts (API.md "Auth and users"; issue 3):
 invitations through the outbox, uniqueness, who may read and change whom,
-password changes, deactivation ending sessions at once.
+password changes, deactivation ending sessions at once; the system keeps
+an active admin, even under racing requests (made deterministic, as in
+test_contracts_archived_cars.py, by a psql session holding the other
+side's statements uncommitted while the API request waits on them).
 """
 
+import concurrent.futures
+import contextlib
 import json
+import threading
+import time
 import uuid
 
 import pytest
 
 from accounts import PASSWORD, bearer, login, make_user, session_for
-from helpers import assert_error, link_tokens
+from helpers import assert_error, link_tokens, request, while_held
 from test_jobs import drain, jobs  # noqa: F401
 
 
@@ -242,25 +249,146 @@ def test_admin_cannot_deactivate_themselves(stack, http):
     assert_error(http.delete("/api/users/%d" % me["id"]), 409, "conflict")
 
 
-def test_admin_cannot_demote_themselves(stack, http):
-    """As with DELETE: the last admin could otherwise leave the system
-    with none.  Their other fields, and another admin's role, still
-    change."""
+def role_of(stack, u):
+    return stack.psql("SELECT role FROM users WHERE id = %d" % u["id"])
+
+
+def active_admins(stack, *users):
+    return sorted(u["id"] for u in users if stack.psql(
+        "SELECT role = 'admin' AND is_active FROM users WHERE id = %d"
+        % u["id"]) == "t")
+
+
+@contextlib.contextmanager
+def only_admins(stack, *users):
+    """Within: users are the system's only active admins.  The others
+    (the fixture's admin among them) are staff in the database until
+    the end; their sessions still say admin, so their tokens still act."""
+    others = stack.psql(
+        "UPDATE users SET role = 'staff' WHERE role = 'admin' AND is_active "
+        "AND id NOT IN (%s) RETURNING id"
+        % ", ".join(str(u["id"]) for u in users)).split()
+    try:
+        yield
+    finally:
+        if others:
+            stack.psql("UPDATE users SET role = 'admin' WHERE id IN (%s)"
+                       % ", ".join(others))
+
+
+def admin_with_token(stack, http):
+    a = make_user(stack, "admin")
+    return a, login(http, a["email"])
+
+
+def test_admin_may_step_down_while_another_admin_remains(stack, http, anon):
+    """Their own role, as anyone's: the rule is that the system keeps
+    an active admin, and here it does."""
     a, h = session_for(stack, http, "admin")
     path = "/api/users/%d" % a["id"]
-    for role in ("student", "staff", "customer"):
-        body = assert_error(http.patch(path, json={"role": role},
-                                       headers=h), 409, "conflict")
-        assert body["message"] == "you can't change your own role"
-    assert stack.psql("SELECT role FROM users WHERE id = %d"
-                      % a["id"]) == "admin"
-    assert http.get("/api/auth/me", headers=h).status_code == 200
     r = http.patch(path, json={"role": "admin", "name": "Still Admin"},
                    headers=h)
     assert r.status_code == 200 and r.json()["name"] == "Still Admin"
     assert http.get("/api/auth/me", headers=h).status_code == 200
-    r = http.patch(path, json={"role": "staff"})
-    assert r.status_code == 200 and r.json()["role"] == "staff"
+    r = http.patch(path, json={"role": "staff"}, headers=h)
+    assert r.status_code == 200 and r.json()["role"] == "staff", r.text
+    # A role change: the session that made it ends too.
+    assert_error(anon.get("/api/auth/me", headers=h), 401, "unauthorized")
+
+
+@pytest.mark.parametrize("role", ["staff", "customer", "student"])
+def test_the_last_admin_cannot_step_down(stack, http, role):
+    a, h = session_for(stack, http, "admin")
+    with only_admins(stack, a):
+        r = http.patch("/api/users/%d" % a["id"], json={"role": role},
+                       headers=h)
+        body = assert_error(r, 409, "conflict")
+        assert "last active admin" in body["message"]
+        assert role_of(stack, a) == "admin"
+        # Decided before the sessions end: this one still works.
+        assert http.get("/api/auth/me", headers=h).status_code == 200
+        r = http.patch("/api/users/%d" % a["id"], json={"name": "Last"},
+                       headers=h)
+        assert r.status_code == 200, r.text
+
+
+def test_admin_cannot_deactivate_themselves(stack, http):
+    me = http.get("/api/auth/me").json()
+    assert_error(http.delete("/api/users/%d" % me["id"]), 409, "conflict")
+
+
+@pytest.mark.parametrize("method,body", [("PATCH", {"role": "staff"}),
+                                         ("DELETE", None)])
+def test_the_other_admin_goes_then_the_last_stays(stack, http, method, body):
+    """One admin demotes or deactivates the other: 200; then the one
+    left can't step down."""
+    a1, t1 = admin_with_token(stack, http)
+    a2 = make_user(stack, "admin")
+    with only_admins(stack, a1, a2):
+        r = request(method, http.url("/api/users/%d" % a2["id"]),
+                    json=body, headers=bearer(t1))
+        assert r.status_code == 200, r.text
+        r = http.patch("/api/users/%d" % a1["id"], json={"role": "staff"},
+                       headers=bearer(t1))
+        assert "last active admin" in assert_error(r, 409,
+                                                   "conflict")["message"]
+        assert active_admins(stack, a1, a2) == [a1["id"]]
+
+
+# The other admin's change as users.c makes it: its UPDATE, then the lock
+# that orders the changes taking an admin away, held to its commit.
+ADMINS_LOCK = "SELECT pg_advisory_xact_lock(hashtext('keel:users:admins'))"
+
+
+@pytest.mark.parametrize("held,method,body", [
+    ("role = 'staff'", "PATCH", {"role": "staff"}),
+    ("is_active = false", "DELETE", None),
+    ("role = 'student'", "DELETE", None),
+])
+def test_admins_removing_each_other_at_once_keep_one(stack, http, held,
+                                                     method, body):
+    """a2 demotes or deactivates a1 (held uncommitted) while a1 does the
+    same to a2: a1's request waits, then counts what a2's committed and
+    finds no other admin: 409, and a2 stays."""
+    a1, t1 = admin_with_token(stack, http)
+    a2 = make_user(stack, "admin")
+    with only_admins(stack, a1, a2):
+        r = while_held(stack, "UPDATE users SET %s WHERE id = %d; %s"
+                       % (held, a1["id"], ADMINS_LOCK), method,
+                       http.url("/api/users/%d" % a2["id"]), t1, body)
+        assert "last active admin" in assert_error(r, 409,
+                                                   "conflict")["message"]
+        assert active_admins(stack, a1, a2) == [a2["id"]]
+
+
+def test_admins_removing_each_other_in_many_rounds_keep_one(stack, http):
+    """Rounds (bounded in time) of two admins demoting or deactivating
+    each other, the two requests sent at once: one wins, never both."""
+    deadline = time.monotonic() + 30
+    kinds = [("PATCH", {"role": "staff"}), ("DELETE", None)]
+    rounds = 0
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        while rounds < 12 and time.monotonic() < deadline:
+            (a1, t1), (a2, t2) = (admin_with_token(stack, http),
+                                  admin_with_token(stack, http))
+            method, body = kinds[rounds % 2]
+            go = threading.Barrier(2)
+
+            def send(token, target):
+                go.wait(10)
+                return request(method, http.url("/api/users/%d"
+                                                 % target["id"]),
+                               json=body, headers=bearer(token), timeout=60)
+            with only_admins(stack, a1, a2):
+                f = [pool.submit(send, t1, a2), pool.submit(send, t2, a1)]
+                got = sorted(x.result().status_code for x in f)
+                # The loser is refused, or finds its session ended by
+                # the winner before it was read.
+                assert got in ([200, 401], [200, 409]), \
+                    [x.result().text for x in f]
+                assert len(active_admins(stack, a1, a2)) == 1
+            rounds += 1
+    assert rounds >= 2
 
 
 def test_unknown_user_is_404(http):
