@@ -145,16 +145,16 @@ static const struct keel_query q_contract_get = { .name = "contracts_get",
 	.target = KEEL_DB_READ };
 
 /*
- * The car must be in service, its row held against archiving, and the
- * customer an active customer.  "car" names it for the customer's
- * notification (never written).
+ * The car must be in service and the customer an active customer, both
+ * rows held against archiving and deactivation (users.c) to the commit.
+ * "car" names it for the customer's notification (never written).
  */
 static const struct keel_query q_contract_insert = {
 	.name = "contracts_insert",
 	.sql = "INSERT INTO contracts (car_id, customer_id, start_date, "
 	"end_date) SELECT c.id, u.id, $3::date, $4::date FROM cars c, users u "
 	"WHERE c.id = $1 AND NOT c.is_archived AND u.id = $2 "
-	"AND u.role = 'customer' AND u.is_active FOR SHARE OF c "
+	"AND u.role = 'customer' AND u.is_active FOR SHARE OF c, u "
 	"RETURNING " CONTRACT_COLS
 	", (SELECT left(manufacturer || ' ' || model || ' (' || "
 	"license_plate || ')', 300) FROM cars WHERE id = car_id) AS car",

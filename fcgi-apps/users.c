@@ -14,11 +14,17 @@
  * its queue right after the commit (the relay catches what that misses).
  *
  * A change that takes a user away -- deactivation, a new role -- is
- * refused (409) when it would leave the system without an active admin,
- * decided in its transaction after its UPDATE.  Two admins demoting each
- * other touch different rows: those changes take one advisory lock, and
- * count the active admins in the statement after it, which (READ
- * COMMITTED) sees what the lock's last holder committed.
+ * refused (409) when it would leave what depends on them broken, decided
+ * in its transaction after its UPDATE holds the user's row: an active
+ * contract not yet ended keeps its customer an active customer (as it
+ * keeps its car in service, cars.c), and the system keeps an active
+ * admin.  The customer's row orders the first against a contract being
+ * written (contracts.c holds it FOR SHARE to insert one), so the check,
+ * a statement of its own and so a newer snapshot under READ COMMITTED,
+ * sees the contract it waited for.  Two admins demoting each other touch
+ * different rows: those changes take one advisory lock, and count the
+ * active admins in the statement after it, which sees what the lock's
+ * last holder committed.
  */
 #include "config.h"
 
@@ -127,6 +133,12 @@ static const struct keel_query q_user_admins_lock = {
 static const struct keel_query q_user_admin_left = {
 	.name = "users_admin_left",
 	.sql = "SELECT FROM users WHERE role = 'admin' AND is_active LIMIT 1",
+	.target = KEEL_DB_PRIMARY };
+
+/* An active contract of customer $1 not yet ended (cars.c's rule). */
+static const struct keel_query q_user_booked = { .name = "users_booked",
+	.sql = "SELECT FROM contracts WHERE customer_id = $1 "
+	"AND status = 'active' AND end_date >= current_date LIMIT 1",
 	.target = KEEL_DB_PRIMARY };
 
 /* What a change's transaction needs of its request (w->arg). */
@@ -286,9 +298,11 @@ users_notify(struct keel_req *req, const struct keel_rows *rows,
 }
 
 /*
- * In a change's transaction, after its UPDATE (the file's comment): a
- * step, replied (409, rolled back) when the change takes away the last
- * active admin.
+ * In a change's transaction, after its UPDATE holds the user's row (the
+ * file's comment): a step, replied (409, rolled back) when the change
+ * takes away a customer who holds a contract, or the last active admin,
+ * or sets the role of a deactivated account (which has no sessions to
+ * take a role into, and no way back: nothing reactivates one).
  */
 static enum keel_step
 users_still_whole(struct keel_req *req, const struct keel_rows *rows,
@@ -303,6 +317,27 @@ users_still_whole(struct keel_req *req, const struct keel_rows *rows,
 	*er = KEEL_OK;
 	if (!c->deactivate && !c->role)
 		return KEEL_STEP_GO;
+	if (!c->deactivate && !keel_rows_bool(rows, 0, keel_rows_col(rows,
+	    "isActive"))) {
+		keel_http_reply_error(req, 409, "conflict", "the user is "
+		    "deactivated; their role doesn't change");
+		return KEEL_STEP_REPLIED;
+	}
+	keel_db_params_init(&p);
+	keel_db_param_int(&p, keel_rows_int64(rows, 0, 0));	/* its id */
+	if (c->deactivate || strcmp(role, "customer") != 0) {
+		if ((*er = keel_db_query(req->db, &q_user_booked, &p,
+		    &found)) != KEEL_OK)
+			goto out;
+		if (keel_rows_count(found) > 0) {
+			keel_http_reply_error(req, 409, "conflict", "the "
+			    "customer has active contracts; cancel or "
+			    "complete them first");
+			goto out;
+		}
+		keel_rows_free(found);
+		found = NULL;
+	}
 	if (c->deactivate || strcmp(role, "admin") != 0) {
 		keel_db_params_init(&p);
 		if ((*er = keel_db_query(req->db, &q_user_admins_lock, &p,

@@ -2,7 +2,8 @@
 """test_users.py -- accounts (API.md "Auth and users"; issue 3):
 invitations through the outbox, uniqueness, who may read and change whom,
 password changes, deactivation ending sessions at once; the system keeps
-an active admin, even under racing requests (made deterministic, as in
+an active admin, and a customer with a contract not yet ended stays an
+active customer, even under racing requests (made deterministic, as in
 test_contracts_archived_cars.py, by a psql session holding the other
 side's statements uncommitted while the API request waits on them).
 """
@@ -17,7 +18,7 @@ import uuid
 import pytest
 
 from accounts import PASSWORD, bearer, login, make_user, session_for
-from helpers import assert_error, link_tokens, request, while_held
+from helpers import assert_error, link_tokens, new_car, request, while_held
 from test_jobs import drain, jobs  # noqa: F401
 
 
@@ -389,6 +390,120 @@ def test_admins_removing_each_other_in_many_rounds_keep_one(stack, http):
                 assert len(active_admins(stack, a1, a2)) == 1
             rounds += 1
     assert rounds >= 2
+
+
+# ------------------------------------------------ a customer's contracts
+
+def contract(http, customer, start="2030-04-01", end="2030-04-10"):
+    r = http.post("/api/contracts", json={
+        "carId": new_car(http)["id"], "customerId": customer["id"],
+        "startDate": start, "endDate": end})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def is_active(stack, u):
+    return stack.psql("SELECT is_active FROM users WHERE id = %d" % u["id"])
+
+
+def test_deactivating_a_customer_with_an_active_contract_is_409(stack,
+                                                                http):
+    u, h = session_for(stack, http, "customer")
+    c = contract(http, u)
+    body = assert_error(http.delete("/api/users/%d" % u["id"]), 409,
+                        "conflict")
+    assert "active contracts" in body["message"]
+    assert is_active(stack, u) == "t"
+    # Refused before the sessions end: the customer still sees it.
+    assert http.get("/api/contracts/%d" % c["id"],
+                    headers=h).status_code == 200
+    r = http.patch("/api/contracts/%d" % c["id"],
+                   json={"status": "completed"})
+    assert r.status_code == 200, r.text
+    r = http.delete("/api/users/%d" % u["id"])
+    assert r.status_code == 200 and r.json()["isActive"] is False, r.text
+
+
+def test_a_contract_whose_period_ended_does_not_keep_the_customer(stack,
+                                                                  http):
+    u = make_user(stack, "customer")
+    contract(http, u, "2020-01-01", "2020-01-05")
+    r = http.delete("/api/users/%d" % u["id"])
+    assert r.status_code == 200 and r.json()["isActive"] is False, r.text
+
+
+@pytest.mark.parametrize("role", ["student", "staff", "admin"])
+def test_role_change_of_a_customer_with_an_active_contract_is_409(
+        stack, http, role):
+    u, h = session_for(stack, http, "customer")
+    contract(http, u)
+    r = http.patch("/api/users/%d" % u["id"], json={"role": role})
+    assert "active contracts" in assert_error(r, 409, "conflict")["message"]
+    assert role_of(stack, u) == "customer"
+    assert http.get("/api/contracts", headers=h).status_code == 200
+    # Other changes are not held up by the contract.
+    r = http.patch("/api/users/%d" % u["id"], json={"name": "Booked",
+                                                    "role": "customer"})
+    assert r.status_code == 200 and r.json()["name"] == "Booked", r.text
+
+
+def test_role_change_of_a_deactivated_user_is_409(stack, http):
+    """Nothing reactivates an account, and it has no sessions to take a
+    role into: its role stays, and no one is told of a change.  Its
+    other fields still change (an admin's correction of the record)."""
+    u = make_user(stack, "student")
+    assert http.delete("/api/users/%d" % u["id"]).status_code == 200
+    r = http.patch("/api/users/%d" % u["id"], json={"role": "staff"})
+    assert "deactivated" in assert_error(r, 409, "conflict")["message"]
+    assert role_of(stack, u) == "student"
+    assert stack.psql("SELECT count(*) FROM outbox WHERE kind = "
+                      "'role_changed' AND (payload->>'userId')::bigint = %d"
+                      % u["id"]) == "0"
+    r = http.patch("/api/users/%d" % u["id"], json={"name": "Gone"})
+    assert r.status_code == 200 and r.json()["isActive"] is False, r.text
+
+
+# A contract's insert as contracts.c makes it: the car's and the
+# customer's rows held FOR SHARE to its commit.
+INSERT_CONTRACT = ("INSERT INTO contracts (car_id, customer_id, start_date, "
+                   "end_date) SELECT c.id, u.id, '2030-06-01', '2030-06-05' "
+                   "FROM cars c, users u WHERE c.id = %d AND NOT "
+                   "c.is_archived AND u.id = %d AND u.role = 'customer' AND "
+                   "u.is_active FOR SHARE OF c, u")
+
+
+@pytest.mark.parametrize("method,body", [("DELETE", None),
+                                         ("PATCH", {"role": "student"})])
+def test_taking_a_customer_away_racing_a_contract_insert_sees_it(
+        stack, http, admin_token, method, body):
+    """The contract's insert holds the customer's row uncommitted; the
+    deactivation or role change waits for it, then sees the contract."""
+    u = make_user(stack, "customer")
+    car = new_car(http)["id"]
+    r = while_held(stack, INSERT_CONTRACT % (car, u["id"]), method,
+                   http.url("/api/users/%d" % u["id"]), admin_token, body)
+    assert "active contracts" in assert_error(r, 409, "conflict")["message"]
+    assert stack.psql("SELECT role, is_active FROM users WHERE id = %d"
+                      % u["id"]) == "customer|t"
+
+
+@pytest.mark.parametrize("held", ["is_active = false", "role = 'student'"])
+def test_contract_insert_racing_a_customer_taken_away_sees_it(
+        stack, http, admin_token, held):
+    """The deactivation or role change holds the customer's row
+    uncommitted; a new contract waits for it, then finds no active
+    customer: 422, and no contract."""
+    u = make_user(stack, "customer")
+    car = new_car(http)["id"]
+    r = while_held(stack, "UPDATE users SET %s WHERE id = %d"
+                   % (held, u["id"]), "POST", http.url("/api/contracts"),
+                   admin_token, {"carId": car, "customerId": u["id"],
+                                 "startDate": "2030-06-01",
+                                 "endDate": "2030-06-05"})
+    assert "customerId" in assert_error(r, 422,
+                                        "validation_failed")["fields"]
+    assert stack.psql("SELECT count(*) FROM contracts WHERE customer_id = "
+                      "%d" % u["id"]) == "0"
 
 
 def test_unknown_user_is_404(http):
