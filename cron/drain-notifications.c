@@ -18,6 +18,19 @@
  * and a stream replays it from PostgreSQL.  A missing or ill-typed
  * field, or a user who doesn't exist, can never work: dead-lettered.
  *
+ * A kind whose payload may be stale by the time it is drained says so
+ * with a check (holds), run in the transaction after the user's lock:
+ * PostgreSQL, not the payload, says whether it is still true.  A job
+ * that no longer holds is done with nothing made (logged).  Only the
+ * reminder has one: it speaks of the contract as it will be tomorrow,
+ * so a contract cancelled or moved since, or a customer deactivated
+ * since, makes none.  The others record what happened to the account
+ * (a grade, a change of password or role, a new contract): true
+ * whatever changed after, and kept for a deactivated user too, whose
+ * inbox nobody reads until an administrator reactivates the account --
+ * then it is whole.  Nothing of theirs leaves the system: a
+ * deactivated user has no session, so no stream to publish to.
+ *
  *   attempt_graded {userId, attemptId, testId, testTitle, score,
  *	correct, total, late}: "Result: <title>" (the submit's)
  *   password_changed {userId, via?}: a change or a reset (users, auth)
@@ -37,6 +50,7 @@
 #include "keel/db.h"
 #include "keel/drain.h"
 #include "keel/json.h"
+#include "keel/log.h"
 #include "keel/mem.h"
 #include "keel/notify.h"
 #include "keel/redis.h"
@@ -55,13 +69,22 @@ struct notify_text {
 	struct keel_buf		 data;	/* a JSON object */
 };
 
-/* A kind: its payload's fields, [0] the user's id, and its words. */
+/*
+ * A kind: its payload's fields, [0] the user's id, and its words; holds,
+ * when not NULL, is its check at drain time (in the transaction, user
+ * the locked row: id, is_active): KEEL_OK with why left empty while the
+ * notification still holds, else why says what changed.
+ */
 struct notify_kind {
 	const char		*kind;
 	const struct keel_field	*fields;
 	size_t			 nfields;
 	void			(*compose)(const struct keel_value *,
 				    struct notify_text *, struct keel_jw *);
+	enum keel_err		(*holds)(struct notify_ctx *,
+				    const struct keel_value *,
+				    const struct keel_rows *user, char *why,
+				    size_t n);
 };
 
 #define NOTIFY_MAXFIELDS	8
@@ -225,6 +248,47 @@ compose_starting(const struct keel_value *v, struct notify_text *t,
 	keel_jw_str(w, v[S_STARTS].s);
 }
 
+/* The contract now, locked against a change until the commit. */
+static const struct keel_query q_contract = { .name = "notify_contract",
+	.sql = "SELECT status, start_date::text FROM contracts "
+	"WHERE id = $1 AND customer_id = $2 FOR SHARE",
+	.target = KEEL_DB_PRIMARY };
+
+/*
+ * A reminder holds while its customer is active and its contract active,
+ * theirs and starting on the date it names.
+ */
+static enum keel_err
+holds_starting(struct notify_ctx *c, const struct keel_value *v,
+    const struct keel_rows *user, char *why, size_t n)
+{
+	struct keel_db_params	 p;
+	struct keel_rows	*rows = NULL;
+	const char		*status, *start;
+	enum keel_err		 er;
+
+	*why = '\0';
+	if (!keel_rows_bool(user, 0, 1)) {
+		snprintf(why, n, "customer inactive");
+		return KEEL_OK;
+	}
+	keel_db_params_init(&p);
+	keel_db_param_int(&p, v[S_CONTRACT].i);
+	keel_db_param_int(&p, v[S_USER].i);
+	if ((er = keel_db_query(c->db, &q_contract, &p, &rows)) != KEEL_OK)
+		return er;
+	if (keel_rows_count(rows) == 0)
+		snprintf(why, n, "contract not the customer's");
+	else if (strcmp((status = keel_rows_value(rows, 0, 0)),
+	    "active") != 0)
+		snprintf(why, n, "contract %s", status);
+	else if (strcmp((start = keel_rows_value(rows, 0, 1)),
+	    v[S_STARTS].s) != 0)
+		snprintf(why, n, "contract starts on %s now", start);
+	keel_rows_free(rows);
+	return KEEL_OK;
+}
+
 static const struct notify_kind notify_kinds[] = {
 	{ .kind = "attempt_graded", .fields = graded_fields,
 	    .nfields = G__MAX, .compose = compose_graded },
@@ -235,12 +299,14 @@ static const struct notify_kind notify_kinds[] = {
 	{ .kind = "contract_created", .fields = created_fields,
 	    .nfields = C__MAX, .compose = compose_created },
 	{ .kind = "contract_starting", .fields = starting_fields,
-	    .nfields = S__MAX, .compose = compose_starting },
+	    .nfields = S__MAX, .compose = compose_starting,
+	    .holds = holds_starting },
 };
 
 /* The user's row, locked until the commit: no row, no such user. */
 static const struct keel_query q_lock = { .name = "notify_lock",
-	.sql = "SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE",
+	.sql = "SELECT id, is_active FROM users WHERE id = $1 "
+	"FOR NO KEY UPDATE",
 	.target = KEEL_DB_PRIMARY };
 
 static const struct keel_query q_prev = { .name = "notify_prev",
@@ -414,6 +480,7 @@ notify_job(void *arg, const struct keel_job *job, char *why, size_t n)
 	enum keel_job_result		 res = KEEL_JOB_RETRY;
 	enum keel_err			 er;
 	int64_t				 prev = 0, uid = 0;
+	char				 stale[128];
 
 	memset(&t, 0, sizeof(t));
 	if (k == NULL || k->nfields > NOTIFY_MAXFIELDS) {
@@ -440,6 +507,17 @@ notify_job(void *arg, const struct keel_job *job, char *why, size_t n)
 		snprintf(why, n, "no user %lld", (long long)v[0].i);
 		res = KEEL_JOB_FAIL;
 		goto out;
+	}
+	if (k->holds != NULL) {
+		if ((er = k->holds(c, v, lock, stale, sizeof(stale))) !=
+		    KEEL_OK)
+			goto fail;
+		if (stale[0] != '\0') {
+			keel_log_info("notify: %s: nothing made: %s",
+			    job->key, stale);
+			res = KEEL_JOB_DONE;
+			goto out;
+		}
 	}
 	if ((er = notify_insert(c, job, v[0].i, &t, &rows, &prev, &uid)) !=
 	    KEEL_OK || (er = keel_db_commit(c->db)) != KEEL_OK)

@@ -3,16 +3,22 @@
  * notify-contracts.c -- keel-notify-contracts: tells each customer, the
  * day before, that their rental starts tomorrow.  cron runs it daily.
  *
- * It finds the active contracts starting tomorrow (the UTC day after
- * the database's today) and queues one notifications job per contract,
- * contract_starting {"userId", "contractId", "startsAt", "car"}, keyed
- * "notification:contract-starting:<contractId>" (outbox.h: one job per
- * key, ever), and pushes them (the relay pushes what it couldn't).  A
- * contract whose job or notification exists already is not asked
- * about again, so running it twice, or twice a day, or on two hosts,
- * notifies once: the key refuses a second job, and the drainer's
- * dedup_key a second row.  Contracts are read in pages by id, within
- * the budget.
+ * It finds the active contracts of active customers starting tomorrow
+ * (the UTC day after the database's today) and queues one
+ * notifications job per contract and start date, contract_starting
+ * {"userId", "contractId", "startsAt", "car"}, keyed
+ * "notification:contract-starting:<contractId>:<startsAt>" (outbox.h:
+ * one job per key, ever), and pushes them (the relay pushes what it
+ * couldn't).  A contract whose job or notification for that date exists
+ * already is not asked about again, so running it twice, or twice a
+ * day, or on two hosts, notifies once: the key refuses a second job,
+ * and the drainer's dedup_key a second row.  The date is in the key so
+ * that a contract moved to another day is reminded again the day
+ * before it; the drainer checks the contract again before it notifies
+ * (drain-notifications.c), so a reminder queued before a cancellation
+ * or a move is never made.  Keys queued before the date was in them,
+ * "...:<contractId>", still count for the date their payload names.
+ * Contracts are read in pages by id, within the budget.
  */
 #include "config.h"
 
@@ -30,18 +36,27 @@
 #define NOTIFY_BATCH	500	/* contracts per page */
 #define NOTIFY_KEY	"notification:contract-starting:"
 
-/* Tomorrow's, after id $1, none already queued or notified. */
+/*
+ * Tomorrow's, after id $1, of active customers, none queued or notified
+ * for that date: under its key, or under a key of before the date was in
+ * it whose payload names the date.
+ */
 static const struct keel_query q_starting = { .name = "notify_starting",
 	.sql = "SELECT c.id, c.customer_id, c.start_date::text, "
 	"left(r.manufacturer || ' ' || r.model || ' (' || r.license_plate || "
 	"')', 300) FROM contracts c JOIN cars r ON r.id = c.car_id "
-	"WHERE c.status = 'active' "
+	"JOIN users u ON u.id = c.customer_id "
+	"WHERE c.status = 'active' AND u.is_active "
 	"AND c.start_date = (now() AT TIME ZONE 'UTC')::date + 1 "
 	"AND c.id > $1 "
 	"AND NOT EXISTS (SELECT FROM outbox o "
-	"WHERE o.idempotency_key = '" NOTIFY_KEY "' || c.id) "
+	"WHERE o.idempotency_key IN ('" NOTIFY_KEY "' || c.id || ':' || "
+	"c.start_date::text, '" NOTIFY_KEY "' || c.id) "
+	"AND o.payload->>'startsAt' = c.start_date::text) "
 	"AND NOT EXISTS (SELECT FROM notifications n "
-	"WHERE n.dedup_key = '" NOTIFY_KEY "' || c.id) "
+	"WHERE n.dedup_key IN ('" NOTIFY_KEY "' || c.id || ':' || "
+	"c.start_date::text, '" NOTIFY_KEY "' || c.id) "
+	"AND n.data->>'startsAt' = c.start_date::text) "
 	"ORDER BY c.id LIMIT $2", .target = KEEL_DB_PRIMARY };
 
 struct notify_run {
@@ -57,7 +72,7 @@ notify_one(struct keel_db *db, const struct keel_rows *rows, size_t r,
 {
 	struct keel_buf	 b = { NULL, 0, 0 };
 	struct keel_jw	 w;
-	char		 key[64];
+	char		 key[96];
 	int64_t		 id = keel_rows_int64(rows, r, 0);
 	enum keel_err	 er;
 
@@ -73,7 +88,8 @@ notify_one(struct keel_db *db, const struct keel_rows *rows, size_t r,
 	keel_jw_key(&w, "car");
 	keel_jw_str(&w, keel_rows_value(rows, r, 3));
 	keel_jw_obj_close(&w);
-	snprintf(key, sizeof(key), NOTIFY_KEY "%lld", (long long)id);
+	snprintf(key, sizeof(key), NOTIFY_KEY "%lld:%s", (long long)id,
+	    keel_rows_value(rows, r, 2));
 	er = keel_outbox_add(db, "notifications", "contract_starting",
 	    b.data, key, job);
 	if (er == KEEL_OK)

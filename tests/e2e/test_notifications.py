@@ -67,13 +67,13 @@ def ids(r):
 
 def relay_and_drain(stack):
     """cron's next minute: the relay, then the notifications drainer
-    until its queue is empty; the drainer's summary line."""
+    until its queue is empty; the drainer's summary and log lines."""
     p = stack.program("keel-outbox-relay", "--once")
     assert p.returncode == 0, p.stderr
     p = stack.program("keel-drain-notifications", "--until-empty",
                       "--budget", 60, env=DRAIN_ENV, timeout=90)
     assert p.returncode == 0, p.stderr
-    return p.stdout
+    return p.stdout + p.stderr
 
 
 def outbox_jobs(stack, like):
@@ -392,12 +392,49 @@ def test_bad_payloads_are_dead_lettered(nt, http):
 
 # ------------------------------------------------- keel-notify-contracts
 
-def notify_contracts(stack):
-    p = stack.program("keel-notify-contracts")
+def notify_contracts(stack, days=0):
+    """keel-notify-contracts run today, or as if `days` days later: its
+    now() is then the database's moved on by that many days (a now() in
+    a schema ahead of pg_catalog in its search_path); the jobs queued."""
+    env = None
+    if days:
+        if stack.env.get("KEEL_PGBOUNCER") == "1":
+            pytest.skip("PgBouncer passes no startup options")
+        stack.psql(
+            "CREATE SCHEMA IF NOT EXISTS e2e_clock; "
+            "CREATE OR REPLACE FUNCTION e2e_clock.now() RETURNS timestamptz "
+            "LANGUAGE sql STABLE AS $$ SELECT pg_catalog.now() + "
+            "current_setting('e2e.days')::int * interval '1 day' $$")
+        # Startup options reach the server only without keel's own
+        # (lib/db.c: KEEL_DB_PREPARED=0 sends none).
+        env = {"KEEL_DB_PREPARED": "0",
+               "PGOPTIONS": "-c search_path=e2e_clock,pg_catalog,public "
+                            "-c e2e.days=%d" % days}
+    p = stack.program("keel-notify-contracts", env=env)
     assert p.returncode == 0, p.stdout + p.stderr
     m = re.search(r"processed=(\d+) failed=0 ", p.stdout)
     assert m, p.stdout
     return int(m.group(1))
+
+
+def starting_key(contract_id, date):
+    return "notification:contract-starting:%d:%s" % (contract_id, date)
+
+
+def reminder_jobs(stack, contract_id):
+    """The keys of the contract_starting jobs queued for a contract."""
+    return stack.psql(
+        "SELECT idempotency_key FROM outbox WHERE kind = "
+        "'contract_starting' AND payload->>'contractId' = '%d' ORDER BY id"
+        % contract_id).splitlines()
+
+
+def reminders(stack, uid):
+    """The data of uid's contract_starting notifications, newest first."""
+    out = stack.psql("SELECT data::text FROM notifications WHERE user_id = "
+                     "%d AND kind = 'contract_starting' ORDER BY id DESC"
+                     % uid)
+    return [json.loads(line) for line in out.splitlines()]
 
 
 def test_contracts_starting_tomorrow_notified_once_however_often(nt, http):
@@ -410,11 +447,11 @@ def test_contracts_starting_tomorrow_notified_once_however_often(nt, http):
     later, _ = contract(http, c["id"], tomorrow(nt, 2))
     today, _ = contract(http, c["id"], tomorrow(nt, 0))
     assert notify_contracts(nt) >= 1
-    key = "notification:contract-starting:%d" % due["id"]
+    key = starting_key(due["id"], tomorrow(nt))
     assert [k for _, _, k in outbox_jobs(
         nt, "notification:contract-starting:%")
-        if k.endswith((":%d" % cancelled["id"], ":%d" % later["id"],
-                       ":%d" % today["id"]))] == []
+        if k.split(":")[2] in {str(cancelled["id"]), str(later["id"]),
+                               str(today["id"])}] == []
     ((kind, payload, _),) = outbox_jobs(nt, key)
     assert (kind, payload["userId"], payload["contractId"],
             payload["startsAt"]) == ("contract_starting", c["id"],
@@ -428,6 +465,87 @@ def test_contracts_starting_tomorrow_notified_once_however_often(nt, http):
                 if n["kind"] == "contract_starting"]
     assert [n["data"] for n in starting] == [
         {"contractId": due["id"], "startsAt": tomorrow(nt)}]
+
+
+def test_a_moved_contract_is_reminded_again_the_day_before_its_new_date(
+        nt, http):
+    c, _ = user(nt, http)
+    k, _ = contract(http, c["id"], tomorrow(nt), tomorrow(nt, 2))
+    assert notify_contracts(nt) >= 1
+    relay_and_drain(nt)
+    assert reminders(nt, c["id"]) == [
+        {"contractId": k["id"], "startsAt": tomorrow(nt)}]
+    r = http.patch("/api/contracts/%d" % k["id"], json={
+        "startDate": tomorrow(nt, 7), "endDate": tomorrow(nt, 8)})
+    assert r.status_code == 200, r.text
+    # Not today: it starts in a week.  Six days on, the day before its
+    # new date: reminded for that date, once however often it runs.
+    notify_contracts(nt)
+    assert outbox_jobs(nt, starting_key(k["id"], tomorrow(nt, 7))) == []
+    assert notify_contracts(nt, days=6) >= 1
+    assert notify_contracts(nt, days=6) == 0
+    ((kind, payload, _),) = outbox_jobs(
+        nt, starting_key(k["id"], tomorrow(nt, 7)))
+    assert (kind, payload["startsAt"]) == ("contract_starting",
+                                           tomorrow(nt, 7))
+    relay_and_drain(nt)
+    assert notify_contracts(nt, days=6) == 0
+    assert reminders(nt, c["id"]) == [
+        {"contractId": k["id"], "startsAt": tomorrow(nt, 7)},
+        {"contractId": k["id"], "startsAt": tomorrow(nt)}]
+    assert nt.psql("SELECT body FROM notifications WHERE dedup_key = '%s'"
+                   % starting_key(k["id"], tomorrow(nt, 7))).endswith(
+        "starts on %s." % tomorrow(nt, 7))
+
+
+def test_a_reminder_queued_before_a_cancel_or_a_move_is_not_made(nt, http):
+    c, _ = user(nt, http)
+    gone, _ = contract(http, c["id"], tomorrow(nt))
+    moved, _ = contract(http, c["id"], tomorrow(nt))
+    assert notify_contracts(nt) >= 2
+    keys = [reminder_jobs(nt, x["id"]) for x in (gone, moved)]
+    assert [len(k) for k in keys] == [1, 1]
+    keys = [k for (k,) in keys]
+    # Queued; then, before the drainer runs, staff change them.
+    r = http.patch("/api/contracts/%d" % gone["id"],
+                   json={"status": "cancelled"})
+    assert r.status_code == 200, r.text
+    r = http.patch("/api/contracts/%d" % moved["id"], json={
+        "startDate": tomorrow(nt, 4), "endDate": tomorrow(nt, 4)})
+    assert r.status_code == 200, r.text
+    out = relay_and_drain(nt)
+    assert "failed=0 " in out, out
+    assert reminders(nt, c["id"]) == []
+    # Done, not retried or dead-lettered: the contract said no.
+    assert nt.psql("SELECT count(*) FROM outbox WHERE idempotency_key IN "
+                   "('%s', '%s') AND finished_at IS NOT NULL"
+                   % tuple(keys)) == "2"
+    assert "%s: nothing made: contract cancelled" % keys[0] in out, out
+    assert "%s: nothing made: contract starts on %s now" % (
+        keys[1], tomorrow(nt, 4)) in out, out
+
+
+def deactivate(stack, uid):
+    """uid made inactive in PostgreSQL, however the API came to allow it
+    (an account deactivated with contracts still active)."""
+    stack.psql("UPDATE users SET is_active = false WHERE id = %d" % uid)
+
+
+def test_no_reminder_for_a_deactivated_customer(nt, http):
+    before, _ = user(nt, http)
+    after, _ = user(nt, http)
+    kb, _ = contract(http, before["id"], tomorrow(nt))
+    ka, _ = contract(http, after["id"], tomorrow(nt))
+    deactivate(nt, before["id"])
+    notify_contracts(nt)
+    assert reminder_jobs(nt, kb["id"]) == []
+    (key,) = reminder_jobs(nt, ka["id"])
+    # Deactivated after its reminder was queued: none made either.
+    deactivate(nt, after["id"])
+    out = relay_and_drain(nt)
+    assert "failed=0 " in out, out
+    assert reminders(nt, before["id"]) == reminders(nt, after["id"]) == []
+    assert "%s: nothing made: customer inactive" % key in out, out
 
 
 # ------------------------------------------------------- live channel
