@@ -10,6 +10,11 @@
  * at sending, so none is ever stored in the outbox, in Redis or in a
  * dead letter (auth.h).  A new token per attempt: a retry after a failed
  * send doesn't depend on any stored secret.
+ *
+ * A result email (test_result, attempt_result) goes to its account as
+ * it is at sending, looked up the way the links' is (keel_auth_mail_user):
+ * the address and name the payload carries are the submit's, and the
+ * student may since have changed the one or been deactivated.
  */
 #include "config.h"
 
@@ -26,6 +31,15 @@
 #include "keel/mail.h"
 #include "keel/mem.h"
 #include "keel/redis.h"
+#include "keel/text.h"
+
+#define ATTEMPT_KEY	"email:attempt:"	/* attempts.c's result emails */
+
+/* The student of a graded attempt (its result email's account). */
+static const struct keel_query q_attempt_user = {
+	.name = "email_attempt_user",
+	.sql = "SELECT user_id FROM test_attempts WHERE id = $1",
+	.target = KEEL_DB_PRIMARY };
 
 struct email_ctx {
 	const struct keel_config *cfg;
@@ -139,13 +153,108 @@ email_link(void *arg, const struct keel_job *job, char *why, size_t n)
 	return res;
 }
 
+/*
+ * The account of a result email that names none (every attempt_result
+ * attempts.c queued): the student of the attempt its key names, into
+ * *uid (left 0 for a key that names no attempt).  KEEL_ENOENT when the
+ * attempt is gone.
+ */
+static enum keel_err
+email_attempt_user(struct email_ctx *c, const char *key, int64_t *uid)
+{
+	struct keel_db_params	 p;
+	struct keel_rows	*rows = NULL;
+	int64_t			 aid;
+	enum keel_err		 er;
+
+	if (strncmp(key, ATTEMPT_KEY, strlen(ATTEMPT_KEY)) != 0 ||
+	    !keel_parse_int64(key + strlen(ATTEMPT_KEY), 1, INT64_MAX, &aid))
+		return KEEL_OK;
+	keel_db_params_init(&p);
+	keel_db_param_int(&p, aid);
+	if ((er = keel_db_query(c->db, &q_attempt_user, &p, &rows)) !=
+	    KEEL_OK)
+		goto out;
+	if (keel_rows_count(rows) != 1) {
+		er = KEEL_ENOENT;
+		goto out;
+	}
+	*uid = keel_rows_int64(rows, 0, 0);
+out:
+	keel_rows_free(rows);
+	return er;
+}
+
+/*
+ * test_result, attempt_result {"to", "name", "userId"?, ...}: sent to
+ * the account's address and name as they are now.  The account is
+ * "userId", else an attempt_result's attempt (its key); no active
+ * account: done, nothing sent, as for a link.  A payload naming no
+ * account (an operator's test_result) is sent to its "to".  A payload
+ * that isn't an object is the renderer's to refuse.
+ */
+static enum keel_job_result
+email_result(void *arg, const struct keel_job *job, char *why, size_t n)
+{
+	struct email_ctx		*c = arg;
+	struct keel_auth_recipient	 u = { 0, NULL, NULL };
+	struct json_object		*o = NULL, *v;
+	enum keel_job_result		 res;
+	enum keel_err			 er = KEEL_OK;
+	int64_t				 uid = 0;
+	char				 err[64];
+
+	keel_arena_reset(c->arena);
+	if (keel_json_parse(job->payload, strlen(job->payload), &o, err,
+	    sizeof(err)) != KEEL_OK || !json_object_is_type(o,
+	    json_type_object)) {
+		res = email_deliver(c, job->kind, job->payload, job->key, why,
+		    n);
+		goto out;
+	}
+	if (json_object_object_get_ex(o, "userId", &v)) {
+		if (!json_object_is_type(v, json_type_int) ||
+		    (uid = json_object_get_int64(v)) < 1) {
+			snprintf(why, n, "payload: \"userId\" is not an id");
+			res = KEEL_JOB_FAIL;
+			goto out;
+		}
+	} else if (job->kind[0] == 'a')
+		er = email_attempt_user(c, job->key, &uid);
+	if (er == KEEL_OK && uid > 0)
+		er = keel_auth_mail_user(c->db, NULL, uid, &u);
+	if (er == KEEL_ENOENT) {
+		/* The user's id, never the address. */
+		keel_log_info("drain-email: %s not sent: no active account "
+		    "uid=%lld", job->kind, (long long)uid);
+		res = KEEL_JOB_DONE;
+		goto out;
+	}
+	if (er != KEEL_OK) {
+		snprintf(why, n, "account: %s", keel_strerror(er));
+		res = KEEL_JOB_RETRY;
+		goto out;
+	}
+	if (u.to != NULL) {
+		json_object_object_add(o, "to", json_object_new_string(u.to));
+		json_object_object_add(o, "name",
+		    json_object_new_string(u.name));
+	}
+	res = email_deliver(c, job->kind, json_object_to_json_string_ext(o,
+	    JSON_C_TO_STRING_PLAIN), job->key, why, n);
+out:
+	keel_auth_recipient_free(&u);
+	json_object_put(o);
+	return res;
+}
+
 static const struct keel_job_kind email_kinds[] = {
 	{ .kind = "invitation_request", .fn = email_link },
 	{ .kind = "password_reset_request", .fn = email_link },
 	{ .kind = "invitation", .fn = email_send },
 	{ .kind = "password_reset", .fn = email_send },
-	{ .kind = "test_result", .fn = email_send },
-	{ .kind = "attempt_result", .fn = email_send },
+	{ .kind = "test_result", .fn = email_result },
+	{ .kind = "attempt_result", .fn = email_result },
 	{ .kind = "test", .fn = email_send },
 };
 

@@ -848,7 +848,7 @@ keel_auth_queue_reset(struct keel_db *db, const char *email, int64_t *job)
 
 /* {"to", "name", "link"}: the template's payload, into out. */
 static void
-link_payload(struct keel_buf *out, const struct keel_rows *u,
+link_payload(struct keel_buf *out, const struct keel_auth_recipient *u,
     const struct keel_buf *link)
 {
 	struct keel_jw	 w;
@@ -856,12 +856,49 @@ link_payload(struct keel_buf *out, const struct keel_rows *u,
 	keel_jw_init(&w, out);
 	keel_jw_obj_open(&w);
 	keel_jw_key(&w, "to");
-	keel_jw_str(&w, keel_rows_value(u, 0, 1));
+	keel_jw_str(&w, u->to);
 	keel_jw_key(&w, "name");
-	keel_jw_str(&w, keel_rows_value(u, 0, 2));
+	keel_jw_str(&w, u->name);
 	keel_jw_key(&w, "link");
 	keel_jw_str(&w, link->data);
 	keel_jw_obj_close(&w);
+}
+
+enum keel_err
+keel_auth_mail_user(struct keel_db *db, const char *email, int64_t uid,
+    struct keel_auth_recipient *out)
+{
+	struct keel_db_params	 p;
+	struct keel_rows	*u = NULL;
+	bool			 byid = uid > 0;
+	enum keel_err		 er;
+
+	keel_db_params_init(&p);
+	keel_db_param_text(&p, byid ? NULL : email);
+	keel_db_param_int(&p, uid);
+	keel_db_param_bool(&p, byid);
+	if ((er = keel_db_query(db, &q_link_user, &p, &u)) != KEEL_OK)
+		goto out;
+	if (keel_rows_count(u) != 1) {
+		er = KEEL_ENOENT;
+		goto out;
+	}
+	out->uid = keel_rows_int64(u, 0, 0);
+	out->to = keel_strdup(keel_rows_value(u, 0, 1));
+	out->name = keel_strdup(keel_rows_value(u, 0, 2));
+out:
+	keel_rows_free(u);
+	return er;
+}
+
+void
+keel_auth_recipient_free(struct keel_auth_recipient *r)
+{
+	if (r == NULL)
+		return;
+	free(r->to);
+	free(r->name);
+	r->to = r->name = NULL;
 }
 
 /*
@@ -911,39 +948,30 @@ enum keel_err
 keel_auth_link_job(struct keel_db *db, const struct keel_auth_link *l,
     struct keel_buf *out)
 {
-	struct keel_db_params	 p;
-	struct keel_rows	*u = NULL;
+	struct keel_auth_recipient u = { 0, NULL, NULL };
 	struct keel_buf		 link = { NULL, 0, 0 };
 	char			 tok[KEEL_AUTH_TOKEN_LEN + 1];
 	bool			 invite = l->uid > 0;
 	enum keel_err		 er;
 
-	keel_db_params_init(&p);
-	keel_db_param_text(&p, invite ? NULL : l->email);
-	keel_db_param_int(&p, l->uid);
-	keel_db_param_bool(&p, invite);
-	if ((er = keel_db_query(db, &q_link_user, &p, &u)) != KEEL_OK)
-		goto out;
 	/* No such active account: nothing to send, and nobody told. */
-	if (keel_rows_count(u) != 1) {
-		er = KEEL_ENOENT;
+	if ((er = keel_auth_mail_user(db, invite ? NULL : l->email, l->uid,
+	    &u)) != KEEL_OK)
 		goto out;
-	}
-	if (!invite && (er = reset_mail_take(l, keel_rows_int64(u, 0, 0))) !=
-	    KEEL_OK)
+	if (!invite && (er = reset_mail_take(l, u.uid)) != KEEL_OK)
 		goto out;
 	if ((er = keel_auth_once_new(db, invite ? "invite" : "reset",
-	    keel_rows_int64(u, 0, 0), invite ? l->invite_ttl :
-	    KEEL_AUTH_RESET_TTL, tok, NULL)) != KEEL_OK)
+	    u.uid, invite ? l->invite_ttl : KEEL_AUTH_RESET_TTL, tok,
+	    NULL)) != KEEL_OK)
 		goto out;
 	keel_auth_mail_link(&link, l->site, tok);
-	link_payload(out, u, &link);
+	link_payload(out, &u, &link);
 out:
 	explicit_bzero(tok, sizeof(tok));
 	if (link.data != NULL)
 		explicit_bzero(link.data, link.len);
 	keel_buf_free(&link);
-	keel_rows_free(u);
+	keel_auth_recipient_free(&u);
 	return er;
 }
 

@@ -239,6 +239,27 @@ enum keel_err	 keel_auth_queue_invite(struct keel_db *db, int64_t uid,
 enum keel_err	 keel_auth_queue_reset(struct keel_db *db, const char *email,
 		    int64_t *job);
 
+/* The account an email is for, as it is now (keel_auth_mail_user). */
+struct keel_auth_recipient {
+	int64_t		 uid;
+	char		*to;		/* its address now; owned */
+	char		*name;		/* owned */
+};
+
+/*
+ * The active account an email is for, read when it is sent: by uid when
+ * uid > 0, else by email (any case).  On KEEL_OK out holds its id, its
+ * current address and name (free with keel_auth_recipient_free).
+ * KEEL_ENOENT when no active account is behind them: nothing to send.
+ * Else keel_db_query()'s errors.  The one lookup of every email that
+ * names its user: the links' (keel_auth_link_job) and the results'
+ * (keel-drain-email).
+ */
+enum keel_err	 keel_auth_mail_user(struct keel_db *db, const char *email,
+		    int64_t uid, struct keel_auth_recipient *out);
+/* Frees r's members; r may be NULL. */
+void		 keel_auth_recipient_free(struct keel_auth_recipient *r);
+
 /* A link job as the drainer reads it (kind and payload above). */
 struct keel_auth_link {
 	const char	*email;		/* a reset request's address */

@@ -82,3 +82,60 @@ def test_a_submit_reaches_the_boards_the_inbox_and_the_mail(lb, http):
             p.send_signal(signal.SIGTERM)
         for p in procs:
             p.communicate(timeout=30)
+
+
+# ------------------------------------------- the result email at sending
+
+def submitted(stack, http, title):
+    """A student's attempt at a new test of title, submitted while no
+    drainer runs: (the student, the attempt's id)."""
+    qids = [new_question(stack, answer=a) for a in (0, 1)]
+    test = new_test(http, qids, title=title)
+    u, h = session_for(stack, http, "student")
+    attempt = start(http, test["id"], h)
+    r = http.post("/api/attempts/%d/submit" % attempt["id"], headers=h,
+                  json={"answers": {str(qids[0]): 0, str(qids[1]): 0}})
+    assert r.status_code == 200, r.text
+    return u, attempt["id"]
+
+
+def drain_email(stack):
+    """keel-drain-email until its queue is empty: its summary and log."""
+    p = stack.program("keel-drain-email", "--until-empty", "--budget", 30,
+                      env=DRAIN_ENV, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return p.stdout + p.stderr
+
+
+def mail_to(stack, addr):
+    return [m for m in stack.mail()
+            if m["To"].addresses[0].addr_spec == addr]
+
+
+def test_a_result_email_goes_to_the_address_and_name_of_now(lb, http):
+    u, aid = submitted(lb, http, "Moved result")
+    new = "moved-%d@e2e.test" % u["id"]
+    r = http.patch("/api/users/%d" % u["id"],
+                   json={"email": new, "name": "Renamed Student"})
+    assert r.status_code == 200, r.text
+    drain_email(lb)
+    assert mail_to(lb, u["email"]) == []
+    (m,) = mail_to(lb, new)
+    assert m["Subject"] == "Your result: Moved result"
+    assert "Hello Renamed Student," in m.get_body(("plain",)).get_content()
+    assert "50%" in m.get_body(("plain",)).get_content()
+
+
+def test_a_deactivated_student_is_sent_no_result(lb, http):
+    u, aid = submitted(lb, http, "Unsent result")
+    r = http.delete("/api/users/%d" % u["id"])
+    assert r.status_code in (200, 204), r.text
+    out = drain_email(lb)
+    assert "failed=0 " in out, out
+    assert mail_to(lb, u["email"]) == []
+    # Done, nothing sent: not retried, not dead-lettered.
+    assert lb.psql("SELECT count(*) FROM outbox WHERE idempotency_key = "
+                   "'email:attempt:%d' AND finished_at IS NOT NULL"
+                   % aid) == "1"
+    assert "attempt_result not sent: no active account uid=%d" % u["id"] \
+        in out, out

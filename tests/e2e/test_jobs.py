@@ -555,3 +555,37 @@ def test_enqueue_refuses_a_key_past_the_limit_never_cuts_it(jobs):
                      "e" * 200, "email", "invitation", invitation())
     assert p.returncode == 0, p.stderr
     assert stats(jobs)["waiting"] == 2
+
+
+# ------------------------------------ a result email's account at sending
+
+def result_payload(to, name, **kw):
+    import json
+    p = {"to": to, "name": name, "testTitle": "Looked up", "score": 50,
+         "correct": 1, "total": 2}
+    p.update(kw)
+    return json.dumps(p)
+
+
+def test_result_email_naming_its_user_goes_to_them_as_they_are_now(jobs):
+    from accounts import make_user
+    moved = make_user(jobs, "student", name="Now Named")
+    gone = make_user(jobs, "student", active=False)
+    enqueue(jobs, "test_result", result_payload(
+        "old@example.com", "Then Named", userId=moved["id"]), key="trl-1")
+    enqueue(jobs, "test_result", result_payload(
+        gone["email"], "Gone", userId=gone["id"]), key="trl-2")
+    # Queued before result emails named their user: sent as it is.
+    enqueue(jobs, "test_result", result_payload("as-is@example.com", "As"),
+            key="trl-3")
+    enqueue(jobs, "test_result", result_payload(
+        "x@example.com", "X", userId="7"), key="trl-4")
+    p = drain(jobs)
+    s = summary(p.stdout)
+    assert (s["processed"], s["failed"]) == (3, 1), p.stdout + p.stderr
+    got = sorted((m["To"].addresses[0].addr_spec, m["Message-ID"])
+                 for m in jobs.mail())
+    assert got == sorted([(moved["email"], message_id("trl-1")),
+                          ("as-is@example.com", message_id("trl-3"))])
+    (m,) = [m for m in jobs.mail() if m["Message-ID"] == message_id("trl-1")]
+    assert "Hello Now Named," in m.get_body(("plain",)).get_content()
