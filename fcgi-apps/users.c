@@ -97,15 +97,21 @@ static const struct keel_query q_user_insert = { .name = "users_insert",
  * "roleChanged": the new role differs from the old (sessions end).  A new
  * password or address ends the links sent for the old ones (k).
  * "event": this transaction's id, naming the change in its
- * notifications' job keys.
+ * notifications' job keys.  The old row is read FOR UPDATE, and the
+ * UPDATE waits on that read (its EXISTS): a change that waited for a
+ * racing one compares with the row that one left, not with the
+ * statement's snapshot, which predates the wait -- else a role changed
+ * back to what the snapshot held would look unchanged and the sessions
+ * of the role in between would live on.
  */
 static const struct keel_query q_user_update = { .name = "users_update",
-	.sql = "WITH old AS (SELECT role, email FROM users WHERE id = $1), "
+	.sql = "WITH old AS MATERIALIZED (SELECT role, email FROM users "
+	"WHERE id = $1 FOR UPDATE), "
 	"u AS (UPDATE users SET email = COALESCE(lower($2), email), "
 	"username = COALESCE($3, username), name = COALESCE($4, name), "
 	"role = COALESCE($5, role), "
 	"password_hash = COALESCE($6, password_hash), updated_at = now() "
-	"WHERE id = $1 RETURNING *), "
+	"WHERE id = $1 AND EXISTS (SELECT FROM old) RETURNING *), "
 	"k AS (UPDATE one_time_tokens SET used_at = now() "
 	"WHERE user_id = $1 AND used_at IS NULL AND EXISTS (SELECT FROM u) "
 	"AND ($6 IS NOT NULL OR lower($2) <> (SELECT email FROM old))) "

@@ -235,6 +235,22 @@ def test_role_change_ends_the_users_sessions(stack, http, anon):
     assert anon.get("/api/cars", headers=h).status_code == 200
 
 
+def test_a_role_change_that_waited_on_another_sees_its_role(stack, http,
+                                                            anon,
+                                                            admin_token):
+    """A staff user made admin by a transaction still open, then made
+    staff again by the API, which waits for it: the API's change is from
+    admin, so the sessions end, though staff is what the statement's
+    snapshot held (a session the user opened as admin meanwhile would
+    otherwise have kept its role)."""
+    u, h = session_for(stack, http, "staff")
+    r = while_held(stack, "UPDATE users SET role = 'admin' WHERE id = %d"
+                   % u["id"], "PATCH", http.url("/api/users/%d" % u["id"]),
+                   admin_token, {"role": "staff"})
+    assert r.status_code == 200 and r.json()["role"] == "staff", r.text
+    assert_error(anon.get("/api/auth/me", headers=h), 401, "unauthorized")
+
+
 def test_deactivation_ends_sessions_and_logins(stack, http, anon):
     u, h = session_for(stack, http, "student")
     r = http.delete("/api/users/%d" % u["id"])
