@@ -10,12 +10,14 @@
  * A new contract queues its customer's notification in its transaction
  * (contract_created: cron/drain-notifications.c).
  *
- * An active contract is on a car in service.  Inserting one, or changing
- * its dates, checks the car is not archived and holds its row FOR SHARE
- * to the commit: an archive racing it (cars.c) either went first, and
- * the lock's recheck of the newest row finds the car archived, or waits
- * for the commit and then sees the contract.  Ending a contract needs no
- * car in service, so one on a car archived before the rule winds down.
+ * An active contract is on a car in service, for an active customer.
+ * Inserting one, or changing its dates, checks the car is not archived
+ * and the customer is an active customer, and holds both rows FOR SHARE
+ * to the commit: an archive (cars.c) or a deactivation or role change
+ * (users.c) racing it either went first, and the lock's recheck of the
+ * newest row finds it, or waits for the commit and then sees the
+ * contract.  Ending a contract needs neither, so one on a car archived,
+ * or of a customer deactivated, before the rule winds down.
  */
 #include "config.h"
 
@@ -171,20 +173,27 @@ static const struct keel_query q_contract_car = { .name = "contracts_car",
  */
 static const struct keel_query q_contract_update = {
 	.name = "contracts_update",
-	.sql = "WITH car AS (SELECT c.id FROM contracts k JOIN cars c "
-	"ON c.id = k.car_id WHERE k.id = $1 AND NOT c.is_archived "
-	"FOR SHARE OF c) "
+	.sql = "WITH held AS (SELECT FROM contracts k JOIN cars c "
+	"ON c.id = k.car_id JOIN users u ON u.id = k.customer_id "
+	"WHERE k.id = $1 AND NOT c.is_archived AND u.is_active "
+	"AND u.role = 'customer' FOR SHARE OF c, u) "
 	"UPDATE contracts SET start_date = COALESCE($2::date, "
 	"start_date), end_date = COALESCE($3::date, end_date), "
 	"status = COALESCE($4, status), updated_at = now() "
 	"WHERE id = $1 AND status = 'active' "
-	"AND ($4::text IS NOT NULL OR EXISTS (SELECT FROM car)) "
+	"AND ($4::text IS NOT NULL OR EXISTS (SELECT FROM held)) "
 	"RETURNING " CONTRACT_COLS, .target = KEEL_DB_PRIMARY };
 
-/* Why an update changed nothing: its status (active: the car archived). */
+/*
+ * Why an update changed nothing: its status; an active one was re-dated
+ * with its car archived or its customer no longer an active customer.
+ */
 static const struct keel_query q_contract_state = {
 	.name = "contracts_state",
-	.sql = "SELECT status FROM contracts WHERE id = $1",
+	.sql = "SELECT k.status, c.is_archived, "
+	"NOT (u.is_active AND u.role = 'customer') FROM contracts k "
+	"JOIN cars c ON c.id = k.car_id JOIN users u ON u.id = k.customer_id "
+	"WHERE k.id = $1",
 	.target = KEEL_DB_PRIMARY };
 
 static enum keel_err
@@ -344,10 +353,14 @@ contracts_unchanged(struct keel_req *req, struct keel_res_write *w)
 		keel_http_reply_error(req, 409, "conflict",
 		    keel_arena_printf(req->arena, "the contract is %s; only "
 		    "an active contract changes", status));
-	else
+	else if (keel_rows_bool(rows, 0, 1))
 		keel_http_reply_error(req, 409, "conflict", "the car is "
 		    "archived; its contract can only be cancelled or "
 		    "completed");
+	else
+		keel_http_reply_error(req, 409, "conflict", "the customer's "
+		    "account is deactivated or no longer a customer's; its "
+		    "contract can only be cancelled or completed");
 out:
 	keel_rows_free(rows);
 	return er;

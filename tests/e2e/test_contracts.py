@@ -9,7 +9,7 @@ import concurrent.futures
 import pytest
 
 from accounts import bearer, login, make_user
-from helpers import assert_error, db_queries, new_car, request
+from helpers import assert_error, db_queries, new_car, request, while_held
 
 
 def car_id(http):
@@ -230,3 +230,37 @@ def test_contract_paging_forward_and_back(stack, http):
     assert [c["id"] for c in back["data"]] == seen[3:6]
     r = http.get("/api/contracts", params={"after": "x" + page["page"]["prev"]})
     assert_error(r, 400, "bad_request")
+
+
+def past_contract_of_a_deactivated_customer(stack, http):
+    """An active contract that ended yesterday, of a customer deactivated
+    since (users.c refuses only while a contract hasn't ended)."""
+    u = make_user(stack, "customer")
+    k = new_contract(http, car_id(http), u["id"], "2020-03-01", "2020-03-05")
+    r = http.delete("/api/users/%d" % u["id"])
+    assert r.status_code == 200, r.text
+    return k
+
+
+def test_a_deactivated_customers_contract_is_not_re_dated(stack, http):
+    k = past_contract_of_a_deactivated_customer(stack, http)
+    r = http.patch("/api/contracts/%d" % k["id"],
+                   json={"startDate": "2031-01-01", "endDate": "2031-01-05"})
+    assert_error(r, 409, "conflict")
+    assert "customer" in r.json()["message"]
+    assert stack.psql("SELECT end_date FROM contracts WHERE id = %d"
+                      % k["id"]) == "2020-03-05"
+    # Winding it down still works.
+    r = http.patch("/api/contracts/%d" % k["id"], json={"status": "completed"})
+    assert r.status_code == 200 and r.json()["status"] == "completed", r.text
+
+
+def test_re_dating_racing_a_deactivation_waits_and_sees_it(stack, http,
+                                                          admin_token):
+    u = make_user(stack, "customer")
+    k = new_contract(http, car_id(http), u["id"], "2020-04-01", "2020-04-05")
+    r = while_held(stack, "UPDATE users SET is_active = false WHERE id = %d"
+                   % u["id"], "PATCH", http.url("/api/contracts/%d" % k["id"]),
+                   admin_token, {"startDate": "2031-02-01",
+                                 "endDate": "2031-02-05"})
+    assert_error(r, 409, "conflict")
