@@ -241,11 +241,14 @@ main(int argc, char *argv[])
 		rc = cmd_stats(r, argc - 2, argv + 2);
 	else if (strcmp(argv[1], "retry-failed") == 0 && argc == 3) {
 		q = queue_arg(argv[2]);
-		if ((er = keel_queue_retry_failed(r, q, &n)) != KEEL_OK)
+		/* Their outbox rows too: a dead row must not stop them. */
+		db = keel_db_open(&c.cfg);
+		if ((er = keel_outbox_retry_failed(db, r, q, &n)) != KEEL_OK)
 			rc = fail("retry-failed", er);
 		else
 			printf("moved %lld dead letter(s) back to %s\n",
 			    (long long)n, q->name);
+		keel_db_close(db);
 	} else if (strcmp(argv[1], "purge") == 0 && argc == 4) {
 		q = queue_arg(argv[2]);
 		if ((er = keel_queue_purge(r, q, argv[3], &n)) == KEEL_EINVAL)

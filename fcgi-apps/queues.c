@@ -3,14 +3,18 @@
  * queues.c -- queue stats and dead-letter retry (API.md, "Queues").
  *
  * Admin only (the router enforces the access bits).  Counts come from one
- * Lua script per queue (lib/jobs.c), so the five numbers are one
- * consistent snapshot.  keel-queues does the same from a shell.
+ * Lua script per queue (lib/queue.c), so the five numbers are one
+ * consistent snapshot.  A retry is the outbox's (lib/outbox.c): the dead
+ * letters go back with fresh attempts and their outbox rows become
+ * unfinished, so the jobs run again.  keel-queues does the same from a
+ * shell.
  */
 #include "config.h"
 
 #include "keel/http.h"
 #include "keel/json.h"
 #include "keel/mem.h"
+#include "keel/outbox.h"
 #include "keel/queue.h"
 #include "keel/router.h"
 #include "keel/serve.h"
@@ -89,7 +93,8 @@ queues_retry(struct keel_req *req)
 	if (queues_lookup(req, keel_http_param(req, "name"), &q) !=
 	    KEEL_STEP_GO)
 		return KEEL_OK;
-	if ((er = keel_queue_retry_failed(req->redis, q, &n)) != KEEL_OK)
+	if ((er = keel_outbox_retry_failed(req->db, req->redis, q,
+	    &n)) != KEEL_OK)
 		return er;
 	queues_reply(req, names, &n, 1);
 	return KEEL_OK;

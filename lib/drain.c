@@ -15,9 +15,10 @@
  * lib/lua/queue_fetch.lua and queue_finish.lua; their arguments are
  * queue.c's (queue_private.h), the visibility timeout this program's
  * configuration.  Once Redis has recorded them, the jobs that completed
- * or were dead-lettered are marked finished in the outbox (outbox.c), so
- * the relay stops asking after them; a mark that fails is left to the
- * relay, which finds them finished in Redis.
+ * or were dead-lettered are marked so in the outbox (outbox.c), so the
+ * relay stops asking after them; a mark that fails is left to the relay,
+ * which finds them finished in Redis.  A job whose row says it completed
+ * is not run again; a dead-lettered one is, when an operator retries it.
  */
 #include "config.h"
 
@@ -92,14 +93,15 @@ drain_sleep(int ms)
 		poll(NULL, 0, ms);
 }
 
-/* Marks the outbox rows of the m finished jobs' keys; logs once. */
+/* Marks the outbox rows of the jobs that completed (done[0..nd)) and
+ * died (dead[0..nx)); logs once. */
 static void
-drain_mark(struct keel_db *db, const char *const *keys, size_t m,
-    struct drain_counts *cnt)
+drain_mark(struct keel_db *db, const char *const *done, size_t nd,
+    const char *const *dead, size_t nx, struct drain_counts *cnt)
 {
 	enum keel_err	 er;
 
-	if ((er = keel_outbox_finished(db, keys, m)) != KEEL_OK) {
+	if ((er = keel_outbox_finished(db, done, nd, dead, nx)) != KEEL_OK) {
 		if (!cnt->unmarked++)
 			keel_log_warnx("drain: finished jobs not marked in the "
 			    "outbox (%s); the relay will find them finished",
@@ -211,9 +213,10 @@ drain_count(const struct keel_queue *q, const struct drain_job *j,
  * outbox rows of those that finished: every job its handler completed,
  * whatever Redis answered (a Redis restarted without its last writes
  * refuses the finish of a job it forgot, which the relay would push
- * again), and every job dead-lettered.  A finish lost to a Redis outage
- * is tried again for a while: giving up would turn a job already done
- * into a stalled one, sent twice.
+ * again), as completed, and every job dead-lettered as dead -- not as
+ * run, so a retry of its dead letter runs it.  A finish lost to a Redis
+ * outage is tried again for a while: giving up would turn a job already
+ * done into a stalled one, sent twice.
  */
 static void
 drain_finish(struct keel_redis *r, struct keel_db *db,
@@ -222,11 +225,11 @@ drain_finish(struct keel_redis *r, struct keel_db *db,
 {
 	struct keel_rreply	*rep = NULL;
 	struct keel_queue_args	 a;
-	const char		**fin;
+	const char		**done, **dead;
 	enum keel_err		 er;
-	size_t			 i, m = 0;
+	size_t			 i, nd = 0, nx = 0;
 	int			 tries;
-	bool			 dead;
+	bool			 died;
 
 	keel_queue_args_init(&a, r, q, q->name);
 	for (i = 0; i < n; i++) {
@@ -250,55 +253,60 @@ drain_finish(struct keel_redis *r, struct keel_db *db,
 		keel_log_error("drain: %zu results not recorded (%s); their "
 		    "leases will expire and count as attempts", n,
 		    keel_strerror(er));
-	fin = keel_calloc(n + 1, sizeof(*fin));
+	done = keel_calloc(n + 1, sizeof(*done));
+	dead = keel_calloc(n + 1, sizeof(*dead));
 	for (i = 0; i < n; i++) {
-		dead = er == KEEL_OK &&
+		died = er == KEEL_OK &&
 		    drain_count(q, &jobs[i], keel_queue_reply_int(rep, i), cnt);
-		if (dead || (strcmp(jobs[i].outcome, "done") == 0 &&
-		    !jobs[i].ran_before))
-			fin[m++] = jobs[i].job.key;
+		if (died)
+			dead[nx++] = jobs[i].job.key;
+		else if (strcmp(jobs[i].outcome, "done") == 0 &&
+		    !jobs[i].ran_before)
+			done[nd++] = jobs[i].job.key;
 	}
-	drain_mark(db, fin, m, cnt);
-	free(fin);
+	drain_mark(db, done, nd, dead, nx, cnt);
+	free(done);
+	free(dead);
 	keel_rreply_free(rep);
 }
 
 /*
- * Jobs whose outbox rows say they finished already are done without
+ * Jobs whose outbox rows say they completed already are done without
  * running them again: a Redis that lost its last second of writes hands
- * back jobs whose completion it forgot.  When PostgreSQL can't say, they
- * run (at least once, as before).
+ * back jobs whose completion it forgot.  A dead-lettered job's row
+ * doesn't stop it: it is back because an operator retried it.  When
+ * PostgreSQL can't say, they run (at least once, as before).
  */
 static void
 drain_ran_before(struct keel_db *db, struct drain_job *jobs, size_t n,
     struct drain_counts *cnt)
 {
 	const char	**keys;
-	bool		*fin;
+	bool		*ran;
 	size_t		 i;
 	enum keel_err	 er;
 
 	keys = keel_calloc(n + 1, sizeof(*keys));
-	fin = keel_calloc(n + 1, sizeof(*fin));
+	ran = keel_calloc(n + 1, sizeof(*ran));
 	for (i = 0; i < n; i++)
 		keys[i] = jobs[i].job.key;
-	if ((er = keel_outbox_which_finished(db, keys, n, fin)) != KEEL_OK) {
+	if ((er = keel_outbox_which_ran(db, keys, n, ran)) != KEEL_OK) {
 		if (!cnt->unmarked++)
 			keel_log_warnx("drain: the outbox can't say which jobs "
 			    "ran (%s); running them", keel_strerror(er));
 	} else {
 		for (i = 0; i < n; i++) {
-			if (!fin[i])
+			if (!ran[i])
 				continue;
 			jobs[i].outcome = "done";
 			jobs[i].ran_before = true;
 			keel_log_info("drain: %s %s ran before (its outbox row "
-			    "is finished); not run again", jobs[i].job.queue,
-			    jobs[i].job.key);
+			    "says it completed); not run again",
+			    jobs[i].job.queue, jobs[i].job.key);
 		}
 	}
 	free(keys);
-	free(fin);
+	free(ran);
 }
 
 /* Runs the leased jobs of one fetch reply (elements 6..). */

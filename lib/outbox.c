@@ -14,12 +14,21 @@
  * The row stays the job's source of truth until the job has finished
  * (sql/009_outbox_finished.sql): Redis acknowledges a push before it is
  * on disk, so a crash can lose it.  The drainer marks the rows of the
- * jobs it completed or dead-lettered; the relay asks Redis, once per
- * period, about every row pushed and not finished -- the same enqueue
- * script, which adds a job it doesn't know and says whether one it knows
- * has finished -- so a job Redis lost is pushed again and one that ran is
- * marked.  The idempotency key keeps that one job: a key Redis knows is
- * never added twice.
+ * jobs it completed or dead-lettered, and how (outcome, sql/017); the
+ * relay asks Redis, once per period, about every row pushed and not
+ * finished -- the same enqueue script, which adds a job it doesn't know
+ * and says whether one it knows has completed or died -- so a job Redis
+ * lost is pushed again and one that finished is marked.  The idempotency
+ * key keeps that one job: a key Redis knows is never added twice.
+ *
+ * Only a completed job has run: a drainer never runs one again, whatever
+ * Redis hands back.  A dead one is finished too (the relay leaves it
+ * alone) until an operator retries it: the retry moves its dead letter
+ * back in Redis, then makes its row unfinished, so the relay watches it
+ * again and prune keeps it.  A completion mark wins over a dead one, and
+ * a dead mark never overwrites a completion, so marks that arrive late
+ * (a drainer's, racing a retry and another drainer) can't make a
+ * completed job run again.
  */
 #include "config.h"
 
@@ -33,6 +42,7 @@
 #include "keel/log.h"
 #include "keel/mem.h"
 #include "keel/outbox.h"
+#include "keel/queue.h"
 #include "keel/redis.h"
 #include "queue_private.h"
 
@@ -76,7 +86,8 @@ static const struct keel_query q_outbox_unfinished = {
 
 /*
  * Rows $1 are on their queues: pushed now, or asked about now (checked)
- * if they were pushed before; rows $2 among them have finished.  The mark
+ * if they were pushed before; rows $2 among them have completed, rows $3
+ * died (dead-lettered: finished, not run).  The mark
  * needn't be durable: lost in a crash, it only makes the relay ask again,
  * and the queue knows the key.  So its commit skips the WAL flush
  * (set_config(..., true) lasts until that commit), which saves the
@@ -89,30 +100,61 @@ static const struct keel_query q_outbox_mark = {
 	    "UPDATE outbox SET pushed_at = coalesce(pushed_at, now()), "
 	    "checked_at = CASE WHEN pushed_at IS NULL THEN NULL "
 	    "ELSE now() END, "
-	    "finished_at = CASE WHEN id = ANY($2::bigint[]) THEN now() END "
+	    "finished_at = CASE WHEN id = ANY($2::bigint[]) "
+	    "OR id = ANY($3::bigint[]) THEN now() END, "
+	    "outcome = CASE WHEN id = ANY($2::bigint[]) THEN 'completed' "
+	    "WHEN id = ANY($3::bigint[]) THEN 'dead' END "
 	    "FROM async WHERE id = ANY($1::bigint[])",
 	.target = KEEL_DB_PRIMARY };
 
-/* The drainer's mark: the jobs of keys $1 (a JSON array) have finished. */
+/*
+ * The drainer's mark: the jobs of keys $1 (a JSON array) have completed,
+ * those of keys $2 died.  A completion is marked over a dead mark (the
+ * job was retried and ran); a death never over a finished row: it may
+ * be a completion that came first, or the job died again.
+ */
 static const struct keel_query q_outbox_finished = {
 	.name = "outbox_finished",
 	.sql = "WITH async AS "
-	    "(SELECT set_config('synchronous_commit', 'off', true)) "
-	    "UPDATE outbox SET finished_at = now() FROM async "
-	    "WHERE idempotency_key IN "
-	    "(SELECT jsonb_array_elements_text($1::jsonb)) "
-	    "AND pushed_at IS NOT NULL AND finished_at IS NULL",
+	    "(SELECT set_config('synchronous_commit', 'off', true)), "
+	    "done AS (SELECT jsonb_array_elements_text($1::jsonb) AS k), "
+	    "dead AS (SELECT jsonb_array_elements_text($2::jsonb) AS k) "
+	    "UPDATE outbox SET finished_at = now(), outcome = CASE WHEN "
+	    "idempotency_key IN (SELECT k FROM done) THEN 'completed' "
+	    "ELSE 'dead' END FROM async WHERE pushed_at IS NOT NULL AND "
+	    "((idempotency_key IN (SELECT k FROM done) AND (finished_at IS "
+	    "NULL OR outcome IS DISTINCT FROM 'completed')) OR "
+	    "(idempotency_key IN (SELECT k FROM dead) AND finished_at IS NULL))",
 	.target = KEEL_DB_PRIMARY };
 
-/* Which of the keys $1 (a JSON array) name finished jobs. */
-static const struct keel_query q_outbox_which_finished = {
-	.name = "outbox_which_finished",
+/* Which of the keys $1 (a JSON array) name jobs that ran: finished, and
+ * not dead (a row finished before sql/017 counts: it may have run). */
+static const struct keel_query q_outbox_which_ran = {
+	.name = "outbox_which_ran",
 	.sql = "SELECT idempotency_key FROM outbox WHERE idempotency_key IN "
 	    "(SELECT jsonb_array_elements_text($1::jsonb)) "
-	    "AND finished_at IS NOT NULL",
+	    "AND finished_at IS NOT NULL AND outcome IS DISTINCT FROM 'dead'",
 	.target = KEEL_DB_PRIMARY };
 
-/* An operator emptied queue $1: its pushed rows will never run. */
+/*
+ * An operator retried the jobs of keys $1 (a JSON array): their rows are
+ * unfinished again, as if pushed now.  Never a completed one's (a dead
+ * letter Redis brought back after a crash forgot its retry): the
+ * drainer finds it ran.  A row finished before sql/017 (outcome NULL)
+ * died, since its key was a dead letter.
+ */
+static const struct keel_query q_outbox_revive = {
+	.name = "outbox_revive",
+	.sql = "WITH back AS (UPDATE outbox SET finished_at = NULL, "
+	    "outcome = NULL, checked_at = now() WHERE idempotency_key IN "
+	    "(SELECT jsonb_array_elements_text($1::jsonb)) "
+	    "AND finished_at IS NOT NULL "
+	    "AND outcome IS DISTINCT FROM 'completed' RETURNING 1) "
+	    "SELECT count(*) FROM back",
+	.target = KEEL_DB_PRIMARY };
+
+/* An operator emptied queue $1: its pushed rows will never run (their
+ * outcome stays NULL: counted as run, so nothing brings them back). */
 static const struct keel_query q_outbox_abandon = {
 	.name = "outbox_abandon",
 	.sql = "WITH gone AS (UPDATE outbox SET finished_at = now() "
@@ -123,7 +165,8 @@ static const struct keel_query q_outbox_abandon = {
 /* What one push of rows found, for the mark and the relay's summary. */
 struct push_tally {
 	struct keel_buf	 all;		/* "{id,...": every row on a queue */
-	struct keel_buf	 fin;		/* "{id,...": those finished */
+	struct keel_buf	 fin;		/* "{id,...": those completed */
+	struct keel_buf	 dead;		/* "{id,...": those dead-lettered */
 	int		 rows;		/* rows on their queues */
 	int		 added;		/* jobs Redis didn't know: added */
 	int		 finished;	/* jobs Redis says have finished */
@@ -168,6 +211,7 @@ push_tally_init(struct push_tally *t)
 	memset(t, 0, sizeof(*t));
 	keel_buf_putc(&t->all, '{');
 	keel_buf_putc(&t->fin, '{');
+	keel_buf_putc(&t->dead, '{');
 }
 
 static void
@@ -175,6 +219,7 @@ push_tally_free(struct push_tally *t)
 {
 	keel_buf_free(&t->all);
 	keel_buf_free(&t->fin);
+	keel_buf_free(&t->dead);
 }
 
 /* Appends id to the array literal b ("{" open, no "}" yet). */
@@ -229,6 +274,10 @@ push_rows(struct keel_redis *r, const struct keel_rows *rows,
 				push_tally_id(&t->fin, id);
 				t->finished++;
 				break;
+			case 3:
+				push_tally_id(&t->dead, id);
+				t->finished++;
+				break;
 			default:
 				break;
 			}
@@ -249,9 +298,11 @@ push_mark(struct keel_db *db, struct push_tally *t)
 		return KEEL_OK;
 	keel_buf_putc(&t->all, '}');
 	keel_buf_putc(&t->fin, '}');
+	keel_buf_putc(&t->dead, '}');
 	keel_db_params_init(&p);
 	keel_db_param_text(&p, t->all.data);
 	keel_db_param_text(&p, t->fin.data);
+	keel_db_param_text(&p, t->dead.data);
 	return keel_db_query(db, &q_outbox_mark, &p, NULL);
 }
 
@@ -350,6 +401,20 @@ keel_outbox_recheck(struct keel_db *db, struct keel_redis *r, int limit,
 	return relay_step(db, r, &q_outbox_unfinished, limit, after, out);
 }
 
+/* Sets b (empty) to keys[0..n) as a JSON array of strings. */
+static void
+keys_json(struct keel_buf *b, const char *const *keys, size_t n)
+{
+	struct keel_jw		 w;
+	size_t			 i;
+
+	keel_jw_init(&w, b);
+	keel_jw_arr_open(&w);
+	for (i = 0; i < n; i++)
+		keel_jw_str(&w, keys[i]);
+	keel_jw_arr_close(&w);
+}
+
 /* Runs q with keys[0..n) as its one parameter, a JSON array. */
 static enum keel_err
 keys_query(struct keel_db *db, const struct keel_query *q,
@@ -357,15 +422,9 @@ keys_query(struct keel_db *db, const struct keel_query *q,
 {
 	struct keel_db_params	 p;
 	struct keel_buf		 arr = { NULL, 0, 0 };
-	struct keel_jw		 w;
-	size_t			 i;
 	enum keel_err		 er;
 
-	keel_jw_init(&w, &arr);
-	keel_jw_arr_open(&w);
-	for (i = 0; i < n; i++)
-		keel_jw_str(&w, keys[i]);
-	keel_jw_arr_close(&w);
+	keys_json(&arr, keys, n);
 	keel_db_params_init(&p);
 	keel_db_param_text(&p, arr.data);
 	er = keel_db_query(db, q, &p, rows);
@@ -374,32 +433,110 @@ keys_query(struct keel_db *db, const struct keel_query *q,
 }
 
 enum keel_err
-keel_outbox_finished(struct keel_db *db, const char *const *keys, size_t n)
+keel_outbox_finished(struct keel_db *db, const char *const *done,
+    size_t ndone, const char *const *dead, size_t ndead)
 {
-	if (n == 0)
+	struct keel_db_params	 p;
+	struct keel_buf		 d1 = { NULL, 0, 0 }, d2 = { NULL, 0, 0 };
+	enum keel_err		 er;
+
+	if (ndone + ndead == 0)
 		return KEEL_OK;
-	return keys_query(db, &q_outbox_finished, keys, n, NULL);
+	keys_json(&d1, done, ndone);
+	keys_json(&d2, dead, ndead);
+	keel_db_params_init(&p);
+	keel_db_param_text(&p, d1.data);
+	keel_db_param_text(&p, d2.data);
+	er = keel_db_query(db, &q_outbox_finished, &p, NULL);
+	keel_buf_free(&d1);
+	keel_buf_free(&d2);
+	return er;
 }
 
 enum keel_err
-keel_outbox_which_finished(struct keel_db *db, const char *const *keys,
-    size_t n, bool *finished)
+keel_outbox_which_ran(struct keel_db *db, const char *const *keys,
+    size_t n, bool *ran)
 {
 	struct keel_rows	*rows = NULL;
 	size_t			 i, j;
 	enum keel_err		 er;
 
-	memset(finished, 0, n * sizeof(*finished));
+	memset(ran, 0, n * sizeof(*ran));
 	if (n == 0)
 		return KEEL_OK;
-	if ((er = keys_query(db, &q_outbox_which_finished, keys, n, &rows)) !=
+	if ((er = keys_query(db, &q_outbox_which_ran, keys, n, &rows)) !=
 	    KEEL_OK)
 		return er;
 	for (j = 0; j < keel_rows_count(rows); j++)
 		for (i = 0; i < n; i++)
 			if (strcmp(keys[i], keel_rows_value(rows, j, 0)) == 0)
-				finished[i] = true;
+				ran[i] = true;
 	keel_rows_free(rows);
+	return KEEL_OK;
+}
+
+/*
+ * One batch of a retry: up to 1000 dead letters of q moved back in
+ * Redis, then their rows made unfinished.  *read gets the dead letters
+ * the script read, *moved the jobs it moved back.  A failed revive is
+ * logged (once, by *warned) and not returned: the jobs are back and will
+ * run (a dead row doesn't stop them); only the relay's watch and prune's
+ * hold on their rows wait for their next finish.
+ */
+static enum keel_err
+retry_batch(struct keel_db *db, struct keel_redis *r,
+    const struct keel_queue *q, int64_t *read, int64_t *moved, int *warned)
+{
+	struct keel_rreply	*rep = NULL;
+	struct keel_queue_args	 a;
+	const char		**keys;
+	size_t			 i, n;
+	enum keel_err		 er;
+
+	*read = *moved = 0;
+	keel_queue_args_init(&a, r, q, q->name);
+	er = keel_queue_args_eval(r, &keel_queue_script_retry_failed, &a,
+	    &rep);
+	keel_queue_args_free(&a);
+	if (er != KEEL_OK)
+		return er;
+	if (rep->type != KEEL_R_ARRAY || rep->nelem < 1) {
+		keel_rreply_free(rep);
+		return KEEL_EINTERNAL;
+	}
+	*read = keel_queue_reply_int(rep, 0);
+	n = rep->nelem - 1;
+	keys = keel_calloc(n + 1, sizeof(*keys));
+	for (i = 0; i < n; i++)
+		keys[i] = rep->elem[i + 1].type == KEEL_R_STR ?
+		    rep->elem[i + 1].str : "";
+	*moved = (int64_t)n;
+	if (n > 0 && (er = keys_query(db, &q_outbox_revive, keys, n, NULL)) !=
+	    KEEL_OK && !(*warned)++)
+		keel_log_warnx("outbox: %s: %zu retried job(s) back on the "
+		    "queue, their outbox rows still finished (%s); they run "
+		    "all the same", q->name, n, keel_strerror(er));
+	free(keys);
+	keel_rreply_free(rep);
+	return KEEL_OK;
+}
+
+enum keel_err
+keel_outbox_retry_failed(struct keel_db *db, struct keel_redis *r,
+    const struct keel_queue *q, int64_t *moved)
+{
+	int64_t		 read, n;
+	enum keel_err	 er;
+	int		 warned = 0;
+
+	/* 1000 dead letters per call keeps each script short. */
+	*moved = 0;
+	do {
+		if ((er = retry_batch(db, r, q, &read, &n, &warned)) !=
+		    KEEL_OK)
+			return er;
+		*moved += n;
+	} while (read == 1000);
 	return KEEL_OK;
 }
 

@@ -16,8 +16,9 @@
  * Every state change is one Lua script (lib/lua/queue_*.lua, after the
  * shared queue_prelude.lua), timed by the server's TIME, so all consumers
  * on all hosts agree on one clock.  This file owns the keys, the policy
- * and the argument vector every script takes; outbox.c adds jobs through
- * it and drain.c leases and finishes them (queue_private.h).  Nothing
+ * and the argument vector every script takes; outbox.c adds jobs and
+ * retries dead letters through it (a retry changes the jobs' outbox rows
+ * too) and drain.c leases and finishes them (queue_private.h).  Nothing
  * here reads the configuration: the one setting a script needs from it,
  * the visibility timeout, is the drainer's to pass.
  */
@@ -68,13 +69,14 @@ static const struct keel_queue default_queue = {
 	.keep_failed = 500, .failed_age = 0,
 };
 
-/* The scripts this file runs; drain.c has fetch and finish. */
+/* The scripts this file runs, and two outbox.c runs (queue_private.h);
+ * drain.c has fetch and finish. */
 struct keel_rscript keel_queue_script_enqueue = {
 	.name = "queue_enqueue", .lua = keel_lua_queue_enqueue };
+struct keel_rscript keel_queue_script_retry_failed = {
+	.name = "queue_retry_failed", .lua = keel_lua_queue_retry_failed };
 static struct keel_rscript script_stats = {
 	.name = "queue_stats", .lua = keel_lua_queue_stats };
-static struct keel_rscript script_retry_failed = {
-	.name = "queue_retry_failed", .lua = keel_lua_queue_retry_failed };
 static struct keel_rscript script_prune = {
 	.name = "queue_prune", .lua = keel_lua_queue_prune };
 
@@ -282,24 +284,6 @@ simple_script(struct keel_redis *r, const struct keel_queue *q,
 	keel_rreply_free(rep);
 	keel_queue_args_free(&a);
 	return er;
-}
-
-enum keel_err
-keel_queue_retry_failed(struct keel_redis *r, const struct keel_queue *q,
-    int64_t *moved)
-{
-	int64_t		 n;
-	enum keel_err	 er;
-
-	/* 1000 dead letters per call keeps each script short. */
-	*moved = 0;
-	do {
-		if ((er = simple_script(r, q, &script_retry_failed, &n)) !=
-		    KEEL_OK)
-			return er;
-		*moved += n;
-	} while (n == 1000);
-	return KEEL_OK;
 }
 
 enum keel_err

@@ -2,7 +2,7 @@
 /*
  * queue_private.h -- what outbox.c and drain.c share with queue.c and
  * nothing else may use: the argument vector every queue script takes,
- * the key names, and the script that adds jobs.
+ * the key names, and the scripts that add jobs and retry dead letters.
  *
  * A script call is KEYS s d a c x r (queue.c's list), ARGV[1] the job
  * hash prefix, ARGV[2..10] the queue's policy, then the script's own
@@ -73,7 +73,10 @@ long long	 keel_queue_reply_int(const struct keel_rreply *rep, size_t i);
 const struct keel_queue *keel_queue_policy(const char *name);
 
 /* lib/lua/queue_enqueue.lua, shared so it is loaded once per
- * connection: ARGV (key, kind, payload, delay_ms) per job. */
+ * connection: ARGV (key, kind, payload, delay_ms, request id) per job. */
 extern struct keel_rscript keel_queue_script_enqueue;
+/* lib/lua/queue_retry_failed.lua, outbox.c's: no ARGV of its own;
+ * returns { dead letters read, key of each job moved back... }. */
+extern struct keel_rscript keel_queue_script_retry_failed;
 
 #endif /* KEEL_QUEUE_PRIVATE_H */

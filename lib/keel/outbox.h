@@ -13,6 +13,7 @@
 #include "keel/err.h"
 
 struct keel_db;
+struct keel_queue;
 struct keel_redis;
 
 /*
@@ -54,7 +55,8 @@ enum keel_err	 keel_outbox_relay(struct keel_db *db, struct keel_redis *r,
 struct keel_outbox_relayed {
 	int	 rows;		/* rows asked about */
 	int	 added;		/* jobs Redis had lost, pushed again */
-	int	 finished;	/* jobs Redis says finished: rows marked */
+	int	 finished;	/* jobs Redis says completed or dead-lettered:
+				   rows marked so */
 };
 
 /*
@@ -62,7 +64,8 @@ struct keel_outbox_relayed {
  * up to limit rows pushed but not finished and not asked about for after
  * seconds (least recently asked first), pushes again the jobs Redis no
  * longer knows (a crash lost them), marks finished the rows whose jobs
- * it says have finished, and the others asked.  *out (not NULL) gets the
+ * it says have completed or died (a dead row is never pushed again but
+ * by an operator's retry), and the others asked.  *out (not NULL) gets the
  * counts.  KEEL_EUNAVAIL when Redis or PostgreSQL is down.
  */
 enum keel_err	 keel_outbox_recheck(struct keel_db *db,
@@ -70,21 +73,41 @@ enum keel_err	 keel_outbox_recheck(struct keel_db *db,
 		    struct keel_outbox_relayed *out);
 
 /*
- * A drainer's mark, after Redis recorded it: the jobs of keys[0..n) have
- * finished (completed or dead-lettered), so their rows need no recheck
- * and may be pruned.  Keys without a row (jobs added straight to Redis)
- * are ignored.  The keys are only read.
+ * A drainer's mark, after Redis recorded it: the jobs of done[0..ndone)
+ * completed and those of dead[0..ndead) were dead-lettered, so their
+ * rows need no recheck and may be pruned.  A completion is marked over a
+ * dead mark (a retried job that ran); a death never over a finished
+ * row.  Keys without a row (jobs added straight to Redis) are ignored.
+ * The keys are only read; either array may be NULL when its count is 0.
  */
 enum keel_err	 keel_outbox_finished(struct keel_db *db,
-		    const char *const *keys, size_t n);
+		    const char *const *done, size_t ndone,
+		    const char *const *dead, size_t ndead);
 
 /*
- * Sets finished[i] (n of them) when the job of keys[i] has finished by its
- * outbox row: a drainer asks before running jobs a Redis that lost its
- * last writes may hand back.  Keys without a row are not finished.
+ * Sets ran[i] (n of them) when the job of keys[i] ran by its outbox row:
+ * it completed (or finished before sql/017, when a row didn't say how).
+ * A drainer asks before running jobs a Redis that lost its last writes
+ * may hand back.  A dead-lettered job didn't run: retried, it runs.  Keys
+ * without a row did not run.
  */
-enum keel_err	 keel_outbox_which_finished(struct keel_db *db,
-		    const char *const *keys, size_t n, bool *finished);
+enum keel_err	 keel_outbox_which_ran(struct keel_db *db,
+		    const char *const *keys, size_t n, bool *ran);
+
+/*
+ * An operator's retry (keel-queues retry-failed, POST
+ * /api/queues/{name}/failed/retry): moves every dead letter of q back to
+ * the queue with fresh attempts, then makes the outbox rows of those
+ * jobs unfinished again (never a completed one's), so the relay watches
+ * them and prune keeps them until they finish anew.  *moved (not NULL)
+ * gets the number moved.  A failure to change the rows is logged, not
+ * returned: the jobs run all the same (a dead row doesn't stop its job;
+ * only one finished before sql/017 would).  KEEL_EUNAVAIL when Redis
+ * can't be reached (what was moved before stays moved).
+ */
+enum keel_err	 keel_outbox_retry_failed(struct keel_db *db,
+		    struct keel_redis *r, const struct keel_queue *q,
+		    int64_t *moved);
 
 /*
  * After an operator emptied queue (keel-queues purge QUEUE all): its

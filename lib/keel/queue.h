@@ -67,10 +67,8 @@ struct keel_queue_stats {
 /* Fills *st (the caller's) with q's counts; untouched on an error. */
 enum keel_err	 keel_queue_stats(struct keel_redis *r,
 		    const struct keel_queue *q, struct keel_queue_stats *st);
-/* Moves every dead letter of q back to the queue with fresh attempts;
- * *moved (not NULL) gets the count. */
-enum keel_err	 keel_queue_retry_failed(struct keel_redis *r,
-		    const struct keel_queue *q, int64_t *moved);
+/* Retrying q's dead letters is keel_outbox_retry_failed() (outbox.h):
+ * it makes their outbox rows unfinished too. */
 /* Applies q's retention now; *removed (may be NULL) gets the count. */
 enum keel_err	 keel_queue_prune(struct keel_redis *r,
 		    const struct keel_queue *q, int64_t *removed);

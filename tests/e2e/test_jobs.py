@@ -589,3 +589,114 @@ def test_result_email_naming_its_user_goes_to_them_as_they_are_now(jobs):
                           ("as-is@example.com", message_id("trl-3"))])
     (m,) = [m for m in jobs.mail() if m["Message-ID"] == message_id("trl-1")]
     assert "Hello Now Named," in m.get_body(("plain",)).get_content()
+
+
+# ------------------------------------- a retried dead letter of the outbox
+
+def outbox_row(stack, key):
+    """(finished, outcome) of key's outbox row: "true"/"false", and the
+    outcome, "" for none."""
+    return tuple(stack.psql(
+        "SELECT (finished_at IS NOT NULL)::text || '|' || "
+        "coalesce(outcome, '') FROM outbox WHERE idempotency_key = '%s'"
+        % key).split("|"))
+
+
+def ran_before(out):
+    m = re.search(r"ran_before=(\d+)", out)
+    assert m, out
+    return int(m.group(1))
+
+
+def dead_through_outbox(stack, key):
+    """A job of key through the outbox, dead-lettered: the SMTP server
+    rejects it (then accepts again)."""
+    p = stack.program("keel-queues", "enqueue", "--outbox", "--key", key,
+                      "email", "invitation", invitation())
+    assert p.returncode == 0, p.stderr
+    stack.set_smtp_mode("reject")
+    s = summary(drain(stack).stdout)
+    assert (s["processed"], s["failed"]) == (0, 1), s
+    stack.set_smtp_mode("accept")
+
+
+def retry_failed(stack, moved):
+    p = stack.program("keel-queues", "retry-failed", "email")
+    assert p.returncode == 0, p.stderr
+    assert "moved %d " % moved in p.stdout, p.stdout
+
+
+def test_retry_failed_runs_an_outbox_job_once_and_never_again(jobs):
+    """A job that came through the outbox, dead-lettered, then retried
+    with keel-queues retry-failed runs again with fresh attempts, once:
+    its row said dead, not run.  The relay leaves the dead row alone
+    until the retry; once the job completed, a redelivery (a Redis that
+    forgot the completion) doesn't run it, nor does a second retry."""
+    key = "ob-retry-1"
+    dead_through_outbox(jobs, key)
+    # The relay doesn't bring a dead row back on its own, not even once
+    # Redis forgot the job (its tombstone expired).
+    redis_cli(jobs, "DEL", "keel:q:email:j:" + key)
+    time.sleep(1.2)
+    p = jobs.program("keel-outbox-relay", "--once",
+                     env={"KEEL_RELAY_RECHECK": "1"})
+    assert p.returncode == 0, p.stderr
+    assert stats(jobs) == {"waiting": 0, "active": 0, "delayed": 0,
+                           "completed": 0, "failed": 1}
+    retry_failed(jobs, 1)
+    p = drain(jobs)
+    s = summary(p.stdout)
+    assert (s["processed"], s["failed"]) == (1, 0), (p.stdout, p.stderr)
+    assert ran_before(p.stdout) == 0
+    assert [m["Message-ID"] for m in jobs.mail()] == [message_id(key)]
+    assert outbox_row(jobs, key) == ("true", "completed")
+    # Redelivered, as by a Redis that lost the completion: not run.
+    redis_cli(jobs, "DEL", "keel:q:email:j:" + key)
+    redis_cli(jobs, "ZREM", "keel:q:email:c", key)
+    enqueue(jobs, "invitation", invitation(), key=key)
+    p = drain(jobs)
+    assert summary(p.stdout)["processed"] == 0 and \
+        ran_before(p.stdout) == 1, p.stdout
+    # A second retry finds nothing to move; nothing more is sent.
+    retry_failed(jobs, 0)
+    drain(jobs)
+    assert len(jobs.mail()) == 1
+    assert outbox_row(jobs, key) == ("true", "completed")
+
+
+
+def test_relay_marks_a_dead_letter_dead_and_a_retry_runs_it(jobs):
+    """A dead letter whose row the drainer could not mark (PostgreSQL
+    away, or a lease that expired on every attempt) is marked by the
+    relay, as dead, not as run: retried, it is delivered once."""
+    key = "ob-relay-dead-1"
+    dead_through_outbox(jobs, key)
+    jobs.psql("UPDATE outbox SET finished_at = NULL, outcome = NULL, "
+              "checked_at = NULL WHERE idempotency_key = '%s'" % key)
+    time.sleep(1.2)
+    p = jobs.program("keel-outbox-relay", "--once",
+                     env={"KEEL_RELAY_RECHECK": "1"})
+    assert p.returncode == 0 and "finished=1" in p.stdout, p.stdout
+    assert stats(jobs)["waiting"] == 0
+    retry_failed(jobs, 1)
+    s = summary(drain(jobs).stdout)
+    assert s["processed"] == 1, s
+    assert [m["Message-ID"] for m in jobs.mail()] == [message_id(key)]
+    assert outbox_row(jobs, key) == ("true", "completed")
+
+
+def test_a_retried_jobs_row_is_unfinished_until_it_finishes_again(jobs):
+    """A retry makes the rows of the jobs it moves back unfinished: the
+    relay watches them again and prune never deletes one while its job
+    may still run, however long ago it died."""
+    key = "ob-revive-1"
+    dead_through_outbox(jobs, key)
+    jobs.psql("UPDATE outbox SET finished_at = now() - interval '40 days' "
+              "WHERE idempotency_key = '%s'" % key)
+    retry_failed(jobs, 1)
+    assert outbox_row(jobs, key) == ("false", "")
+    p = jobs.program("keel-jobs-prune")
+    assert p.returncode == 0 and "outbox_rows=0" in p.stdout, p.stdout
+    assert summary(drain(jobs).stdout)["processed"] == 1
+    assert [m["Message-ID"] for m in jobs.mail()] == [message_id(key)]
+    assert outbox_row(jobs, key) == ("true", "completed")

@@ -10,8 +10,8 @@ import time
 import urllib.parse
 
 from accounts import PASSWORD, bearer, login, make_user, session_for
-from test_jobs import (enqueue, enqueue_unparseable, invitation,  # noqa
-                       jobs, relay_and_drain)
+from test_jobs import (drain, enqueue, enqueue_unparseable,  # noqa
+                       invitation, jobs, relay_and_drain, summary)
 
 
 def test_queue_stats_for_admin(jobs, http):
@@ -84,3 +84,34 @@ def test_invitation_email_delivers_a_set_password_link(jobs, http, anon):
     assert r.status_code == 204, r.text
     assert login(anon, email, "my-first-password")
     assert bearer("x")
+
+
+def test_retried_password_reset_is_delivered_once(jobs, http, anon):
+    """A reset's email (through the outbox) dead-lettered by an SMTP
+    outage longer than its attempts, then retried by an admin over HTTP,
+    is delivered, once; a second retry of the completed job sends
+    nothing."""
+    u = make_user(jobs, "customer")
+    r = anon.post("/api/auth/password-reset", json={"email": u["email"]})
+    assert r.status_code == 202, r.text
+    p = jobs.program("keel-outbox-relay", "--once")
+    assert p.returncode == 0, p.stderr
+    s = summary(drain(jobs, env={"SMTP_URL": "smtp://127.0.0.1:1"}).stdout)
+    assert (s["processed"], s["failed"]) == (0, 1), s
+    assert jobs.mail() == []
+    r = http.post("/api/queues/email/failed/retry")
+    assert r.status_code == 200 and r.json() == {"retried": 1}, r.text
+    assert http.get("/api/email-queue/stats").json()["waiting"] == 1
+    p = drain(jobs)
+    s = summary(p.stdout)
+    assert (s["processed"], s["failed"]) == (1, 0), (p.stdout, p.stderr)
+    (m,) = jobs.mail()
+    assert m["To"].addresses[0].addr_spec == u["email"]
+    assert http.get("/api/email-queue/stats").json()["completed"] == 1
+    assert jobs.psql("SELECT outcome FROM outbox WHERE kind = "
+                     "'password_reset_request' AND payload->>'email' = "
+                     "'%s'" % u["email"]) == "completed"
+    r = http.post("/api/queues/email/failed/retry")
+    assert r.status_code == 200 and r.json() == {"retried": 0}, r.text
+    drain(jobs)
+    assert len(jobs.mail()) == 1
