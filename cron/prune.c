@@ -2,11 +2,16 @@
 /*
  * prune.c -- keel-jobs-prune: applies every queue's retention (completed
  * jobs by count and age, dead letters by count), deletes outbox rows
- * whose jobs finished more than a week ago (never one still to run: it is
- * the job's source of truth, lib/outbox.c), and one-time tokens a day after they were
- * used or expired (a dead token is only a liability).  Drainers already
- * trim on every finish; this catches queues nobody drained lately.  cron
- * runs it hourly.
+ * whose jobs completed more than a week ago or were dead-lettered more
+ * than 30 days ago (never one still to run: it is the job's source of
+ * truth, lib/outbox.c; a retried dead letter's row is unfinished again),
+ * and one-time tokens a day after they were used or expired (a dead
+ * token is only a liability).  A dead row is kept longer because an
+ * operator may retry its dead letter after fixing what killed it: while
+ * the row lives, the retried job has the outbox's guarantees (a Redis
+ * crash can't lose it or run it twice); after, it still runs, from its
+ * dead letter alone.  Drainers already trim on every finish; this
+ * catches queues nobody drained lately.  cron runs it hourly.
  */
 #include "config.h"
 
@@ -21,7 +26,8 @@
 
 static const struct keel_query q_outbox_prune = { .name = "jobs_outbox_prune",
 	.sql = "WITH gone AS (DELETE FROM outbox WHERE finished_at < now() - "
-	"interval '7 days' RETURNING 1) SELECT count(*) FROM gone",
+	"CASE WHEN outcome = 'dead' THEN interval '30 days' "
+	"ELSE interval '7 days' END RETURNING 1) SELECT count(*) FROM gone",
 	.target = KEEL_DB_PRIMARY };
 
 static const struct keel_query q_tokens_prune = { .name = "jobs_tokens_prune",

@@ -700,3 +700,23 @@ def test_a_retried_jobs_row_is_unfinished_until_it_finishes_again(jobs):
     assert summary(drain(jobs).stdout)["processed"] == 1
     assert [m["Message-ID"] for m in jobs.mail()] == [message_id(key)]
     assert outbox_row(jobs, key) == ("true", "completed")
+
+
+def test_prune_keeps_a_dead_lettered_row_30_days(jobs):
+    """A dead letter may be retried once what killed it is fixed: its
+    row, which keeps a retried job from running twice, stays 30 days
+    after it died; a completed job's row a week."""
+    jobs.psql("INSERT INTO outbox (queue, kind, payload, idempotency_key, "
+              "pushed_at, finished_at, outcome) VALUES "
+              "('email', 'noop', '{}', 'prune-dead-new', now() - interval "
+              "'9 days', now() - interval '8 days', 'dead'), "
+              "('email', 'noop', '{}', 'prune-dead-old', now() - interval "
+              "'32 days', now() - interval '31 days', 'dead'), "
+              "('email', 'noop', '{}', 'prune-done', now() - interval "
+              "'9 days', now() - interval '8 days', 'completed')")
+    p = jobs.program("keel-jobs-prune")
+    assert p.returncode == 0, p.stderr
+    assert "outbox_rows=2" in p.stdout, p.stdout
+    assert jobs.psql("SELECT string_agg(idempotency_key, ' ') FROM outbox "
+                     "WHERE idempotency_key LIKE 'prune-%'") \
+        == "prune-dead-new"
