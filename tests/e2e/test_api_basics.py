@@ -12,6 +12,7 @@ The primary-down test is the last one of this module.
 import gzip
 from concurrent.futures import ThreadPoolExecutor
 import json
+import os
 import re
 import time
 import uuid
@@ -22,6 +23,7 @@ import requests
 import apicheck
 from helpers import (JSON_CT, assert_error, cache_back, new_car, plate,
                      raw_request, wait_until)
+from test_serve import fcgi_get
 
 
 # ------------------------------------------------------------------ helpers
@@ -227,14 +229,27 @@ def test_cars_subpath_404(http):
 
 @pytest.mark.parametrize("sep", ["%2F", "%2f", "%5C", "%5c"])
 def test_encoded_separator_in_path_400(stack, http, sep):
-    # lighttpd matches (and a mod_access rule denies) the path with %2F
-    # still encoded: the app must not serve the decoded one instead.
+    # Through lighttpd (which refuses %2F itself, with the JSON page) and
+    # straight to the app's socket (which refuses both, whatever server
+    # is in front): never the decoded path's resource.
     car = new_car(http)
     assert http.get("/api/cars/%d" % car["id"]).status_code == 200
-    body = assert_error(http.get("/api/cars%s%d" % (sep, car["id"])), 400,
-                        "bad_request")
-    assert "%2F" in body["message"]
+    assert_error(http.get("/api/cars%s%d" % (sep, car["id"])), 400,
+                 "bad_request")
     assert_error(http.get("/api%scars" % sep), 400, "bad_request")
+    st, _, body = fcgi_get(os.path.join(stack.dir, "run", "cars.sock"),
+                           "/api/cars%s%d" % (sep, car["id"]))
+    assert st == 400 and json.loads(body)["error"] == "bad_request"
+    assert "%2F" in json.loads(body)["message"]
+
+
+def test_encoded_slash_never_reaches_the_stream(stack, anon):
+    # The stream app is behind mod_proxy, which forwards the path lighttpd
+    # decoded: lighttpd's own refusal is its guard.  Without a token, so
+    # that a stream that did open (the stream's 401) can't hang the test.
+    for sep in ("%2F", "%2f"):
+        r = anon.get("/api/notifications%sstream" % sep, timeout=10)
+        assert_error(r, 400, "bad_request")
 
 
 def test_encoded_nul_in_path_400(http):
