@@ -219,7 +219,7 @@ email_result(void *arg, const struct keel_job *job, char *why, size_t n)
 			res = KEEL_JOB_FAIL;
 			goto out;
 		}
-	} else if (job->kind[0] == 'a')
+	} else if (strcmp(job->kind, "attempt_result") == 0)
 		er = email_attempt_user(c, job->key, &uid);
 	if (er == KEEL_OK && uid > 0)
 		er = keel_auth_mail_user(c->db, NULL, uid, &u);
