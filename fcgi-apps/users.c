@@ -94,7 +94,8 @@ static const struct keel_query q_user_insert = { .name = "users_insert",
 	.target = KEEL_DB_PRIMARY };
 
 /*
- * "roleChanged": the new role differs from the old (sessions end).  A new
+ * "roleChanged": the new role differs from the old (sessions end);
+ * "wasAdmin": the old role was admin (the last-admin rule).  A new
  * password or address ends the links sent for the old ones (k).
  * "event": this transaction's id, naming the change in its
  * notifications' job keys.  The old row is read FOR UPDATE, and the
@@ -117,6 +118,7 @@ static const struct keel_query q_user_update = { .name = "users_update",
 	"AND ($6 IS NOT NULL OR lower($2) <> (SELECT email FROM old))) "
 	"SELECT " KEEL_AUTH_USER_COLS ", "
 	"role <> (SELECT role FROM old) AS \"roleChanged\", "
+	"(SELECT role FROM old) = 'admin' AS \"wasAdmin\", "
 	"pg_current_xact_id()::text AS event FROM u",
 	.target = KEEL_DB_PRIMARY };
 
@@ -344,7 +346,11 @@ users_still_whole(struct keel_req *req, const struct keel_rows *rows,
 		keel_rows_free(found);
 		found = NULL;
 	}
-	if (c->deactivate || strcmp(role, "admin") != 0) {
+	/* Only an admin taken away can leave none: everyone else's change
+	 * needs neither the lock nor the count. */
+	if (c->deactivate ? strcmp(role, "admin") == 0 :
+	    strcmp(role, "admin") != 0 && keel_rows_bool(rows, 0,
+	    keel_rows_col(rows, "wasAdmin"))) {
 		keel_db_params_init(&p);
 		if ((*er = keel_db_query(req->db, &q_user_admins_lock, &p,
 		    &found)) != KEEL_OK)
