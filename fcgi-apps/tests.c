@@ -163,23 +163,27 @@ static const struct keel_query q_test_insert = { .name = "tests_insert",
 	"to_json($6::bigint[]) AS \"questionIds\"" TEST_COLS_TAIL,
 	.target = KEEL_DB_PRIMARY };
 
-/* $6: the new question ids, or NULL to keep them. */
+/*
+ * $6: the new question ids, or NULL to keep them (then questionIds is
+ * NULL here, and the reply is q_test_now's).
+ */
 static const struct keel_query q_test_update = { .name = "tests_update",
 	.sql = "UPDATE tests AS t SET title = COALESCE($2, title), "
 	"subject = COALESCE($3, subject), "
 	"duration_minutes = COALESCE($4::integer, duration_minutes), "
 	"published = COALESCE($5::boolean, published), updated_at = now() "
 	"WHERE t.id = $1 RETURNING " TEST_COLS_HEAD
-	"COALESCE(to_json($6::bigint[]), " TEST_QIDS ") AS \"questionIds\""
-	TEST_COLS_TAIL, .target = KEEL_DB_PRIMARY };
+	"to_json($6::bigint[]) AS \"questionIds\"" TEST_COLS_TAIL,
+	.target = KEEL_DB_PRIMARY };
 
 /*
- * The test's questions now: a statement of its own, run once the write's
- * UPDATE holds the test's row, so it sees what a write that held the row
- * before committed.
+ * The test as it is now: a statement of its own, run once the write's
+ * UPDATE holds the test's row, so it sees the questions a write that
+ * held the row before committed (the UPDATE's own subqueries would read
+ * its snapshot, taken before it waited).
  */
-static const struct keel_query q_test_count = { .name = "tests_count",
-	.sql = "SELECT count(*) FROM test_questions WHERE test_id = $1",
+static const struct keel_query q_test_now = { .name = "tests_now",
+	.sql = "SELECT " TEST_COLS " FROM tests t WHERE t.id = $1",
 	.target = KEEL_DB_PRIMARY };
 
 /*
@@ -259,6 +263,7 @@ struct test_write {
 	const char	*ids;		/* "{1,2}", or NULL: not given */
 	size_t		 nids;
 	bool		 published_given;
+	bool		 keeps;		/* a PATCH that keeps the questions */
 };
 
 /*
@@ -302,8 +307,9 @@ tests_ids(struct keel_req *req, const struct keel_value *v,
 /*
  * In the write's transaction, after the test's row (locked now): the
  * questions replaced when given (each one in the bank), and a published
- * test left with one at least.  A 422 replied here rolls the whole write
- * back.
+ * test left with one at least.  A PATCH that keeps the questions reads
+ * the test again, now, for both the rule and its reply.  A 422 replied
+ * here rolls the whole write back.
  */
 static enum keel_err
 tests_questions_tx(struct keel_req *req, const struct keel_rows *rows,
@@ -311,29 +317,30 @@ tests_questions_tx(struct keel_req *req, const struct keel_rows *rows,
 {
 	const struct test_write	*tw = w->arg;
 	struct keel_db_params	 p;
-	struct keel_rows	*kept = NULL, *bad = NULL;
-	const char		*id;
-	int64_t			 count;
-	bool			 published;
+	struct keel_rows	*bad = NULL;
+	const char		*id, *kept;
+	bool			 published, empty;
 	enum keel_err		 er = KEEL_OK;
 
 	id = keel_rows_value(rows, 0, keel_rows_col(rows, "id"));
 	published = keel_rows_bool(rows, 0, keel_rows_col(rows, "published"));
-	count = (int64_t)tw->nids;
-	/*
-	 * Kept questions are counted now, not by the UPDATE: under READ
-	 * COMMITTED its subqueries read the snapshot it took before waiting
-	 * for the row, and would miss a racing PATCH's emptying of it.
-	 */
-	if (published && tw->ids == NULL) {
+	empty = tw->nids == 0;
+	if (tw->keeps) {
 		keel_db_params_init(&p);
 		keel_db_param_text(&p, id);
-		if ((er = keel_db_query(req->db, &q_test_count, &p, &kept)) !=
+		if ((er = keel_db_query(req->db, &q_test_now, &p, &w->reply)) !=
 		    KEEL_OK)
 			goto out;
-		count = keel_rows_int64(kept, 0, 0);
+		if (keel_rows_count(w->reply) != 1) {
+			er = KEEL_EINTERNAL;	/* the row is ours, locked */
+			goto out;
+		}
+		/* TEST_QIDS' text of no question. */
+		kept = keel_rows_value(w->reply, 0,
+		    keel_rows_col(w->reply, "questionIds"));
+		empty = strcmp(kept, "[]") == 0;
 	}
-	if (count == 0 && published) {
+	if (empty && published) {
 		keel_http_reply_field(req, tw->published_given ? "published" :
 		    "questionIds", tw->published_given ? "a test without "
 		    "questions can't be published" : "a published test keeps "
@@ -360,7 +367,6 @@ tests_questions_tx(struct keel_req *req, const struct keel_rows *rows,
 	keel_db_param_text(&p, tw->ids);
 	er = keel_db_query(req->db, &q_test_fill, &p, NULL);
 out:
-	keel_rows_free(kept);
 	keel_rows_free(bad);
 	return er;
 }
@@ -380,6 +386,7 @@ tests_create(struct keel_req *req)
 	    tests_ids(req, &v[TEST_QUESTIONS], &tw) != KEEL_STEP_GO)
 		return KEEL_OK;
 	tw.published_given = v[TEST_PUBLISHED].present;
+	tw.keeps = false;
 	keel_db_params_init(&p);
 	for (i = TEST_TITLE; i <= TEST_DURATION; i++)
 		keel_res_param(&p, &v[i]);
@@ -404,6 +411,7 @@ tests_patch(struct keel_req *req)
 	    tests_ids(req, &v[TEST_QUESTIONS], &tw) != KEEL_STEP_GO)
 		return KEEL_OK;
 	tw.published_given = v[TEST_PUBLISHED].present;
+	tw.keeps = tw.ids == NULL;
 	keel_db_params_init(&p);
 	keel_db_param_int(&p, keel_http_param_int(req, "id"));
 	for (i = TEST_TITLE; i <= TEST_DURATION; i++)

@@ -573,9 +573,16 @@ change_tx(struct keel_req *req, const struct keel_resource *res,
 		return KEEL_OK;
 	if ((er = w->in_tx(req, *rows, w)) != KEEL_OK ||
 	    keel_http_replied(req) || (er = keel_db_commit(req->db)) !=
-	    KEEL_OK)
+	    KEEL_OK) {
 		keel_db_rollback(req->db);
-	return er;
+		return er;
+	}
+	if (w->reply != NULL) {
+		keel_rows_free(*rows);
+		*rows = w->reply;
+		w->reply = NULL;
+	}
+	return KEEL_OK;
 }
 
 enum keel_err
@@ -586,6 +593,7 @@ keel_res_change(struct keel_req *req, const struct keel_resource *res,
 	enum keel_err		 er;
 
 	w->njobs = 0;
+	w->reply = NULL;
 	if ((er = change_tx(req, res, w, &rows)) != KEEL_OK ||
 	    keel_http_replied(req))
 		goto out;
@@ -602,6 +610,8 @@ out:
 	/* No row: the rollback of a transaction that changed nothing. */
 	keel_db_rollback(req->db);
 	keel_rows_free(rows);
+	keel_rows_free(w->reply);	/* set by an in_tx that failed */
+	w->reply = NULL;
 	return er;
 }
 

@@ -244,6 +244,10 @@ struct keel_res_write {
 	keel_res_none_fn	*none;	/* q returned no row: reply why
 					   (NULL: 404 "no such <name>") */
 	void			*arg;		/* for in_tx and none */
+	struct keel_rows	*reply;		/* in_tx may set it: the row
+					   replied instead of q's, read in
+					   the transaction after q's lock
+					   (keel_res_change frees it) */
 	int64_t			 jobs[KEEL_RES_MAXJOBS]; /* outbox rows
 					   in_tx queued, pushed after the
 					   commit (keel_res_job) */
@@ -255,7 +259,8 @@ struct keel_res_write {
  * a failure goes through keel_res_failed(), no row through w->none or a
  * 404; else it
  * commits, pushes w's jobs to their queues (best effort: the relay pushes
- * what fails), invalidates res->ns and replies w->status with the row.
+ * what fails), invalidates res->ns and replies w->status with the row
+ * (in_tx's w->reply when it set one).
  */
 enum keel_err	 keel_res_change(struct keel_req *req,
 		    const struct keel_resource *res, struct keel_res_write *w);

@@ -230,6 +230,27 @@ def test_questions_racing_their_archive_are_422(stack, http, admin_token):
     assert http.get("/api/tests/%d" % t["id"]).json()["questionIds"] == [a]
 
 
+def test_patch_keeping_questions_replies_them_as_committed(
+        stack, http, admin_token):
+    """A PATCH of the title waits for a change of the test's questions
+    held uncommitted; its reply names the questions that change
+    committed, not those of the snapshot it took before waiting."""
+    a, b = new_question(stack), new_question(stack)
+    t = new_test(http, [a])
+    r = while_held(stack, "UPDATE tests SET updated_at = now() WHERE id = "
+                   "%d; DELETE FROM test_questions WHERE test_id = %d; "
+                   "INSERT INTO test_questions (test_id, question_id, "
+                   "position) VALUES (%d, %d, 0), (%d, %d, 1)"
+                   % (t["id"], t["id"], t["id"], b, t["id"], a), "PATCH",
+                   http.url("/api/tests/%d" % t["id"]), admin_token,
+                   {"title": "renamed while held"})
+    assert r.status_code == 200, r.text
+    assert r.json()["title"] == "renamed while held"
+    assert r.json()["questionIds"] == [b, a]
+    assert http.get("/api/tests/%d" % t["id"]).json()["questionIds"] == [
+        b, a]
+
+
 def test_publish_and_empty_racing_never_publish_an_empty_test(
         stack, http, admin_token):
     """Many rounds of the two PATCHes sent at once (bounded in time): one
