@@ -154,10 +154,10 @@ email_link(void *arg, const struct keel_job *job, char *why, size_t n)
 }
 
 /*
- * The account of a result email that names none (every attempt_result
- * attempts.c queued): the student of the attempt its key names, into
- * *uid (left 0 for a key that names no attempt).  KEEL_ENOENT when the
- * attempt is gone.
+ * The account of a result email that names none (an attempt_result
+ * attempts.c queued before its payload carried "userId"): the student of
+ * the attempt its key names, into *uid (left 0 for a key that names no
+ * attempt).  KEEL_ENOENT when the attempt is gone.
  */
 static enum keel_err
 email_attempt_user(struct email_ctx *c, const char *key, int64_t *uid)
@@ -188,7 +188,7 @@ out:
 /*
  * test_result, attempt_result {"to", "name", "userId"?, ...}: sent to
  * the account's address and name as they are now.  The account is
- * "userId", else an attempt_result's attempt (its key); no active
+ * "userId", else (an older attempt_result) its attempt's; no active
  * account: done, nothing sent, as for a link.  A payload naming no
  * account (an operator's test_result) is sent to its "to".  A payload
  * that isn't an object is the renderer's to refuse.

@@ -386,6 +386,8 @@ attempts_jobs(struct keel_req *req, int64_t id, const struct keel_rows *at,
 
 	keel_jw_init(&w, &b);
 	keel_jw_obj_open(&w);
+	keel_jw_key(&w, "userId");
+	keel_jw_int(&w, req->user->id);
 	keel_jw_key(&w, "to");
 	keel_jw_str(&w, keel_rows_value(at, 0, keel_rows_col(at, "email")));
 	keel_jw_key(&w, "name");

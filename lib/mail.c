@@ -15,9 +15,12 @@
  *   password_reset   {"to", "name", "link"}   reset link
  *   test_result      {"to", "name", "testTitle", "score", "correct",
  *                     "total"}                 score: a number, 0..100
- *   attempt_result   {"to", "name", "testTitle", "score", "correct",
- *                     "total", "late"}         a graded attempt (attempts.c);
- *                                              late: a boolean, absent false
+ *   attempt_result   {"userId", "to", "name", "testTitle", "score",
+ *                     "correct", "total", "late"}  a graded attempt
+ *                                              (attempts.c); late: a
+ *                                              boolean, absent false;
+ *                                              userId: the drainer's
+ *                                              (absent before it was)
  *   test             {"to"}                   keel-queues' test message
  */
 #include "config.h"

@@ -317,7 +317,8 @@ def test_submit_writes_three_jobs_and_the_email_is_delivered(jobs, http):
          "late": False})
     kind, key, payload = got["email"]
     assert (kind, key) == ("attempt_result", "email:attempt:%d" % aid)
-    assert payload == {"to": u["email"], "name": u["name"],
+    assert payload == {"userId": u["id"], "to": u["email"],
+                       "name": u["name"],
                        "testTitle": title, "score": 67, "correct": 2,
                        "total": 3, "late": False}
     # keel-drain-email sends it to the SMTP server.

@@ -8,11 +8,13 @@ email.  test_attempts.py and test_leaderboard.py test each side alone;
 this is the seam between them.
 """
 
+import json
 import signal
 import time
 
 from accounts import session_for
 from helpers import wait_until
+from test_jobs import enqueue
 from test_leaderboard import DRAIN_ENV, board, lb  # noqa: F401 (fixture)
 from test_tests import new_question, new_test, start
 
@@ -124,6 +126,27 @@ def test_a_result_email_goes_to_the_address_and_name_of_now(lb, http):
     assert m["Subject"] == "Your result: Moved result"
     assert "Hello Renamed Student," in m.get_body(("plain",)).get_content()
     assert "50%" in m.get_body(("plain",)).get_content()
+
+
+def test_a_result_queued_without_its_user_finds_them_by_its_attempt(
+        lb, http):
+    """An attempt_result queued before its payload named the student
+    ("userId") goes to the student of the attempt its key names, at the
+    address of now."""
+    test = new_test(http, [new_question(lb, answer=0)], title="Old result")
+    u, h = session_for(lb, http, "student")
+    aid = start(http, test["id"], h)["id"]
+    new = "keyed-%d@e2e.test" % u["id"]
+    r = http.patch("/api/users/%d" % u["id"], json={"email": new})
+    assert r.status_code == 200, r.text
+    enqueue(lb, "attempt_result", json.dumps({
+        "to": u["email"], "name": u["name"], "testTitle": "Old result",
+        "score": 100, "correct": 1, "total": 1, "late": False}),
+        key="email:attempt:%d" % aid)
+    drain_email(lb)
+    assert mail_to(lb, u["email"]) == []
+    (m,) = mail_to(lb, new)
+    assert m["Subject"] == "Your result: Old result"
 
 
 def test_a_deactivated_student_is_sent_no_result(lb, http):
