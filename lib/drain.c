@@ -19,6 +19,12 @@
  * relay stops asking after them; a mark that fails is left to the relay,
  * which finds them finished in Redis.  A job whose row says it completed
  * is not run again; a dead-lettered one is, when an operator retries it.
+ * A job that failed while PostgreSQL can't be reached (a ping after the
+ * failure says so) is handed back without counting the attempt, with the
+ * rest of its batch, and nothing is leased until PostgreSQL answers: an
+ * outage of the database, which every handler needs, is waited out as
+ * DESIGN.md's table says ("wait"), not spent in attempts that end in the
+ * dead letters.
  */
 #include "config.h"
 
@@ -59,6 +65,7 @@ struct drain_counts {
 	long	 released;	/* handed back unstarted at SIGTERM */
 	long	 ran_before;	/* leased again after they finished */
 	int	 unmarked;	/* the last outbox call failed (log once) */
+	bool	 db_down;	/* PostgreSQL didn't answer after a failure */
 };
 
 /* One leased job of a fetch reply, with what became of it. */
@@ -309,9 +316,21 @@ drain_ran_before(struct keel_db *db, struct drain_job *jobs, size_t n,
 	free(ran);
 }
 
+/*
+ * After a job failed (KEEL_JOB_RETRY): true when PostgreSQL doesn't
+ * answer a ping either, so the failure is the outage's, not the job's.
+ */
+static bool
+drain_db_down(struct keel_db *db, const struct keel_config *cfg)
+{
+	return keel_db_ping(db, -1, cfg->db_connect_timeout * 1000, NULL) !=
+	    KEEL_OK;
+}
+
 /* Runs the leased jobs of one fetch reply (elements 6..). */
 static void
 drain_batch(struct keel_redis *r, struct keel_db *db,
+    const struct keel_config *cfg,
     const struct keel_drainer *d,
     const struct keel_queue *q, void *ctx, const struct keel_rreply *rep,
     struct drain_counts *cnt)
@@ -341,8 +360,9 @@ drain_batch(struct keel_redis *r, struct keel_db *db,
 	for (i = 0; i < n; i++) {
 		if (jobs[i].outcome != NULL)
 			continue;
-		/* SIGTERM: finish the job in hand, hand the rest back. */
-		if (keel_cron_signalled()) {
+		/* SIGTERM: finish the job in hand, hand the rest back; and
+		 * all of them while PostgreSQL is down. */
+		if (keel_cron_signalled() || cnt->db_down) {
 			jobs[i].outcome = "release";
 			continue;
 		}
@@ -362,6 +382,15 @@ drain_batch(struct keel_redis *r, struct keel_db *db,
 		jobs[i].outcome = er == KEEL_JOB_DONE ? "done" :
 		    er == KEEL_JOB_RETRY ? "retry" : "fail";
 		jobs[i].internal = er == KEEL_JOB_RETRY;
+		if (er == KEEL_JOB_RETRY && drain_db_down(db, cfg)) {
+			jobs[i].outcome = "release";
+			cnt->db_down = true;
+			keel_log_warnx("drain: %s %s attempt %d failed with "
+			    "PostgreSQL unavailable (%s): handed back, not "
+			    "counted; waiting for PostgreSQL", q->name,
+			    jobs[i].job.key, jobs[i].job.attempt,
+			    jobs[i].why);
+		}
 		/* DESIGN.md, "Observability": one line per job. */
 		keel_log_info("job queue=%s kind=%.64s attempt=%d outcome=%s "
 		    "ms=%.1f", q->name, jobs[i].job.kind, jobs[i].job.attempt,
@@ -432,6 +461,7 @@ keel_drain_main(int argc, char *argv[], const struct keel_drainer *d)
 	enum keel_err		 er;
 	int64_t			 budget = 0;
 	int			 ch, until_empty = 0, down = 0, wait, vis_ms;
+	int			 db_wait = 0;
 	long long		 wake;
 
 	while ((ch = getopt_long(argc, argv, "b:ech", longopts, NULL)) !=
@@ -484,6 +514,19 @@ keel_drain_main(int argc, char *argv[], const struct keel_drainer *d)
 	vis_ms = c.cfg.job_visibility * 1000;
 
 	while (!keel_cron_stopping(&c)) {
+		if (cnt.db_down) {
+			/* Lease nothing until PostgreSQL answers: 0.5 s,
+			 * doubling to 5 s, between pings. */
+			db_wait = db_wait == 0 ? 500 : db_wait < 2500 ?
+			    db_wait * 2 : 5000;
+			drain_sleep(keel_cron_left_ms(&c) < db_wait ?
+			    (int)keel_cron_left_ms(&c) : db_wait);
+			if (keel_cron_stopping(&c) || drain_db_down(db, &c.cfg))
+				continue;
+			keel_log_info("drain: %s: PostgreSQL is back", q->name);
+			cnt.db_down = false;
+			db_wait = 0;
+		}
 		keel_queue_args_init(&a, r, q, q->name);
 		keel_queue_args_str(&a, consumer);
 		keel_queue_args_fmt(&a, "%d", q->batch);
@@ -508,7 +551,7 @@ keel_drain_main(int argc, char *argv[], const struct keel_drainer *d)
 		if (keel_queue_reply_int(rep, 4) > 0)
 			drain_report_stalled(q, keel_queue_reply_int(rep, 4));
 		if (rep->nelem > 6) {
-			drain_batch(r, db, d, q, ctx, rep, &cnt);
+			drain_batch(r, db, &c.cfg, d, q, ctx, rep, &cnt);
 			keel_cron_progress(&c, "processed=%ld failed=%ld "
 			    "retried=%ld", cnt.processed, cnt.failed,
 			    cnt.retried);

@@ -10,6 +10,7 @@ tolerances: the machine is shared.
 """
 
 import hashlib
+import json
 import os
 import re
 import signal
@@ -357,6 +358,40 @@ def test_second_run_leaves_while_one_holds_the_lock(jobs):
     finally:
         a.send_signal(signal.SIGTERM)
         a.communicate(timeout=10)
+
+
+# ------------------------------------------------- PostgreSQL down
+
+def test_jobs_wait_out_a_primary_outage(jobs, http):
+    """A job whose handler needs PostgreSQL, drained while the primary is
+    down: handed back each time, no attempt counted, so not dead-lettered
+    however long the outage lasts (the email queue's 3 attempts take 6 s);
+    once the primary is back, it is sent."""
+    from accounts import make_user
+    from test_api_basics import restart_primary
+    u = make_user(jobs, "student")
+    enqueue(jobs, "test_result", json.dumps({
+        "userId": u["id"], "to": u["email"], "name": u["name"],
+        "testTitle": "Outage", "score": 50, "correct": 1, "total": 2}),
+        key="outage-result-%d" % u["id"])
+    jobs.stop_component("primary")
+    try:
+        p = jobs.program("keel-drain-email", "--until-empty", "--budget", 12,
+                         env=FAST, timeout=60)
+        assert p.returncode == 0, p.stderr
+    finally:
+        restart_primary(http, jobs)
+    s = summary(p.stdout)
+    assert s["failed"] == 0 and s["retried"] == 0, (p.stdout, p.stderr)
+    assert s["released"] >= 1, (p.stdout, p.stderr)
+    assert "waiting for PostgreSQL" in p.stderr, p.stderr
+    assert stats(jobs, "email")["failed"] == 0
+    p = jobs.program("keel-drain-email", "--until-empty", "--budget", 20,
+                     env=FAST, timeout=60)
+    assert summary(p.stdout)["processed"] == 1, (p.stdout, p.stderr)
+    (m,) = [m for m in jobs.mail()
+            if m["To"].addresses[0].addr_spec == u["email"]]
+    assert m["Subject"] == "Your result: Outage"
 
 
 # ------------------------------------------------- outbox and Redis down
