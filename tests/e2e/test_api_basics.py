@@ -252,6 +252,22 @@ def test_encoded_slash_never_reaches_the_stream(stack, anon):
         assert_error(r, 400, "bad_request")
 
 
+@pytest.mark.parametrize("path,status", [
+    ("/api/cars?limit=1", 200),             # an app's answer
+    ("/api/nothing/here", 404),             # an app's error
+    ("/api/notifications/stream", 401),     # the stream app's
+    ("/api/cars/0", 404),                   # ... a 404 of its routes
+    ("/app/no-such-file.js", 404),          # the page's block
+])
+def test_every_answer_says_nosniff(anon, http, path, status):
+    """No browser may sniff an answer into a page: JSON with user text
+    read as HTML (README "Response headers")."""
+    who = anon if path.startswith("/api/notifications") else http
+    r = who.get(path, timeout=10)
+    assert r.status_code == status, r.text
+    assert r.headers.get("X-Content-Type-Options") == "nosniff", r.headers
+
+
 def test_encoded_nul_in_path_400(http):
     assert_error(http.get("/api/cars%00"), 400, "bad_request")
 
