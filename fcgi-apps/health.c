@@ -107,7 +107,6 @@ health_get(struct keel_req *req)
 		health_write(&w, &h[i]);
 	keel_jw_obj_close(&w);
 	keel_jw_obj_close(&w);
-	keel_http_add_header(req, "Cache-Control", "no-store");
 	keel_http_reply_buf(req, h[0].er != KEEL_OK ? 503 : 200, &b);
 	keel_buf_free(&b);
 	return KEEL_OK;

@@ -147,7 +147,6 @@ metrics_get(struct keel_req *req)
 	dependencies(req, &b);
 	queues(req, &b);
 	outbox_and_cache(req, &b);
-	keel_http_add_header(req, "Cache-Control", "no-store");
 	keel_http_reply(req, 200, CONTENT_TYPE, b.data, b.len);
 	keel_buf_free(&b);
 	return KEEL_OK;

@@ -981,6 +981,9 @@ keel_http_finish(struct keel_req *req)
 	keel_buf_append(h, "X-Request-Id: ", 14);
 	keel_buf_puts(h, req->id);
 	keel_buf_append(h, "\r\n", 2);
+	/* Answers are per caller and may hold a token (a login's): no
+	 * cache between keel and the client keeps one (RFC 6749 §5.1). */
+	keel_buf_append(h, "Cache-Control: no-store\r\n", 25);
 	if (c->head.len > 0)
 		keel_buf_append(h, c->head.data, c->head.len);
 	keel_buf_append(h, "\r\n", 2);

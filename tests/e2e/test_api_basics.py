@@ -21,6 +21,7 @@ import pytest
 import requests
 
 import apicheck
+from accounts import PASSWORD, make_user
 from helpers import (JSON_CT, assert_error, cache_back, new_car, plate,
                      raw_request, wait_until)
 from test_serve import fcgi_get
@@ -266,6 +267,20 @@ def test_every_answer_says_nosniff(anon, http, path, status):
     r = who.get(path, timeout=10)
     assert r.status_code == status, r.text
     assert r.headers.get("X-Content-Type-Options") == "nosniff", r.headers
+
+
+def test_app_answers_are_never_stored(stack, anon, http):
+    """A login's answer holds a bearer token (RFC 6749 §5.1), every other
+    app answer is the caller's: none may be kept by a cache on the way."""
+    u = make_user(stack, "student")
+    r = anon.post("/api/auth/login", json={"login": u["email"],
+                                           "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    assert r.headers.get("Cache-Control") == "no-store"
+    for path in ("/api/auth/me", "/api/cars?limit=1", "/api/nothing"):
+        r = http.get(path)
+        assert r.headers.get("Cache-Control") == "no-store", (path,
+                                                             r.headers)
 
 
 def test_encoded_nul_in_path_400(http):
