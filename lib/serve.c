@@ -84,6 +84,7 @@
 #define PM_TICK_MS	100	/* a dynamic pool looks at its workers */
 #define CHECK_MS	20000	/* a new binary's --check may take this long */
 #define HANDOFF_ENV	"KEEL_SERVE_HANDOFF"	/* "FD:PID,PID,..." */
+#define LISTEN_QUEUE	65535	/* asked of listen(); the kernel caps it */
 
 /*
  * What runs the binary on SIGHUP, as sh -c SCRIPT BINARY ARGS...: the env
@@ -246,7 +247,14 @@ bind_socket(const char *path)
 	/* The web server may run as another user of the same group. */
 	if (chmod(path, 0660) == -1)
 		keel_log_fatal("chmod %s", path);
-	if (listen(fd, 1024) == -1)
+	/*
+	 * The queue of connections no worker has taken yet: as deep as the
+	 * kernel allows (Linux cuts it to net.core.somaxconn, 4096 by
+	 * default; PHP-FPM asks the same), since one past it is refused and
+	 * lighttpd answers that request 500 at once.  lighttpd may hold many
+	 * more connections than 1024 to one app while its workers wait.
+	 */
+	if (listen(fd, LISTEN_QUEUE) == -1)
 		keel_log_fatal("listen %s", path);
 	return fd;
 }

@@ -12,6 +12,7 @@ and every process a test starts is stopped by its pid.
 import concurrent.futures
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -371,6 +372,43 @@ def test_serve_max_requests_recycles_workers(own_app):
     assert len(set(pids)) >= 4, pids
     # Recycling is not a failure: no backoff, no warning.
     assert "respawning" not in app.text()
+
+
+def test_serve_listen_queue_holds_a_burst(own_app):
+    """With every worker busy, a burst of connections waits in the
+    socket's queue, as deep as the kernel allows, not 1024: past the
+    queue a connect is refused, which lighttpd answers with a 500."""
+    burst = 1100
+    with open("/proc/sys/net/core/somaxconn") as f:
+        somaxconn = int(f.read())
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if somaxconn < burst or hard < burst + 100:
+        pytest.skip("the kernel's queue (%d) or fd limit (%d) is below "
+                    "the burst" % (somaxconn, hard))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, burst + 100),
+                                                hard))
+    app = own_app(KEEL_WORKERS=1)
+    busy = threading.Thread(target=fcgi_get,
+                            args=(app.sock, "/_test/sleep?ms=3000"))
+    busy.start()
+    socks, queued = [], 0
+    try:
+        time.sleep(0.5)     # the one worker took the sleep
+        for _ in range(burst):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.setblocking(False)
+            socks.append(s)
+            try:
+                s.connect(app.sock)
+            except BlockingIOError:
+                break       # the queue is full: refused
+            queued += 1
+    finally:
+        for s in socks:
+            s.close()
+        busy.join(15)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert queued == burst, queued
 
 
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM])
