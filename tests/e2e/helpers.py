@@ -55,6 +55,7 @@ import requests
 from requests.structures import CaseInsensitiveDict
 
 import apicheck
+from stack import psql_env
 
 JSON_CT = "application/json; charset=utf-8"
 
@@ -323,8 +324,9 @@ class Held:
     def __init__(self, stack, sql):
         self.stack = stack
         self.app = "keel-e2e-held-" + uuid.uuid4().hex[:8]
-        env = dict(os.environ, PGAPPNAME=self.app)
-        url = stack.env.get("KEEL_STACK_PG_URL") or stack.env["DATABASE_URL"]
+        url, env = psql_env(stack.env.get("KEEL_STACK_PG_URL")
+                            or stack.env["DATABASE_URL"])
+        env["PGAPPNAME"] = self.app
         self.proc = subprocess.Popen(
             ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", url],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import urllib.parse
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STACK_SCRIPT = os.path.join(ROOT, "scripts", "stack")
@@ -66,6 +67,21 @@ def parse_env_file(path):
             if sep:
                 env[name] = " ".join(shlex.split(value)) if value else ""
     return env
+
+
+def psql_env(url, env=None):
+    """(url, env) for running psql on url without its password on the
+    command line, which ps shows to every local user: url without the
+    password, and env (os.environ by default) plus PGPASSWORD."""
+    parts = urllib.parse.urlsplit(url)
+    env = dict(os.environ if env is None else env)
+    if parts.password is None:
+        return url, env
+    env["PGPASSWORD"] = urllib.parse.unquote(parts.password)
+    netloc = parts.netloc.rpartition("@")[2]
+    if parts.username is not None:
+        netloc = parts.netloc.partition(":")[0] + "@" + netloc
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), env
 
 
 class Stack:
@@ -206,9 +222,9 @@ class Stack:
         tuples-only output (fields separated by |)."""
         name = "DATABASE_READ_REPLICA_URL" if replica else "DATABASE_URL"
         direct = "KEEL_STACK_PG_REPLICA_URL" if replica else "KEEL_STACK_PG_URL"
-        url = self.env.get(direct) or self.env[name]
+        url, env = psql_env(self.env.get(direct) or self.env[name])
         p = subprocess.run(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
-                            "-d", url, "-c", sql],
+                            "-d", url, "-c", sql], env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            text=True, timeout=60)
         if check and p.returncode != 0:

@@ -9,6 +9,9 @@ other local users and from other processes.
   stack's lighttpd) is neither killed nor reported running.  A cron lock
   names a run to stop only while it is held, by a keel program of this
   stack.  These run scripts/stack on a scratch directory: no services.
+- No password is on a command line (ps shows those to every local user):
+  a stack of stores only, started with psql, runuser and env wrapped on
+  PATH to record their argv, and scripts/migrate under a fake psql.
 """
 
 import fcntl
@@ -18,7 +21,9 @@ import subprocess
 
 import pytest
 
-from stack import STACK_SCRIPT, alive
+from stack import ROOT, STACK_SCRIPT, Stack, StackError, alive
+
+MIGRATE = os.path.join(ROOT, "scripts", "migrate")
 
 # What the old pid check looked for in a command line, per pid file.
 COMPONENTS = {
@@ -176,3 +181,85 @@ def test_stop_cron_signals_only_a_run_holding_its_lock(scratch, held, exe,
     finally:
         os.close(fd)
         end([p])
+
+
+# ----------------------------------------------------- secrets in argv
+
+WRAPPED = ("psql", "runuser", "env")
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    """A stack of stores only (demo data loaded), with psql, runuser and
+    env on PATH recording their command lines in argv/."""
+    wrap = tmp_path_factory.mktemp("wrap")
+    argv = wrap / "argv"
+    argv.mkdir()
+    os.chmod(str(argv), 0o777)
+    for name in WRAPPED:
+        real = shutil.which(name)
+        assert real, name
+        w = wrap / name
+        w.write_text('#!/bin/sh\nprintf "%%s\\n" "$0" "$@" >"$(mktemp %s/'
+                     '%s.XXXXXX)"\nexec %s "$@"\n' % (argv, name, real))
+        os.chmod(str(w), 0o755)
+    s = Stack(demo=True, extra_apps=None,
+              env={"PATH": "%s:%s" % (wrap, os.environ["PATH"]),
+                   "KEEL_STACK_APPS": "0", "KEEL_SENTRY": "0"})
+    try:
+        s.start()
+    except StackError as e:
+        s.stop()
+        pytest.fail(str(e))
+    s.argv_dir = argv
+    yield s
+    s.stop()
+
+
+def test_no_password_on_a_command_line(stores):
+    secrets = [open(stores.path("secrets", n)).read().strip()
+               for n in ("pg-password", "replication-password")]
+    assert all(len(x) >= 32 for x in secrets)
+    seen = {}
+    for n in os.listdir(stores.argv_dir):
+        with open(os.path.join(stores.argv_dir, n)) as f:
+            text = f.read()
+        for secret in secrets:
+            assert secret not in text, (n, text)
+        seen.setdefault(n.split(".")[0], []).append(text)
+    # The wrappers did see the calls: the migrations and the demo data
+    # (psql, password-less URLs), and, as root, the base backup.
+    psql = "\n".join(seen.get("psql", []))
+    assert "postgresql://keel@127.0.0.1:%d/keel" % stores.ports["pg"] in psql
+    assert "sql/demo/" in psql, psql
+    if os.geteuid() == 0:
+        assert "pg_basebackup" in "\n".join(seen.get("runuser", []))
+
+
+def test_migrate_gives_psql_the_password_in_its_environment(tmp_path):
+    """scripts/migrate under a fake psql: the URL without its password
+    on the command line, the password (percent-decoded) in PGPASSWORD."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "log"
+    fake = bin_dir / "psql"
+    fake.write_text('#!/bin/sh\nprintf "argv:%%s\\n" "$*" >>%s\n'
+                    'printf "env:%%s\\n" "$PGPASSWORD" >>%s\n' % (log, log))
+    os.chmod(str(fake), 0o755)
+    sql = tmp_path / "sql"
+    sql.mkdir()
+    (sql / "001_x.sql").write_text("SELECT 1;\n")
+    env = dict(os.environ, PATH="%s:%s" % (bin_dir, os.environ["PATH"]),
+               KEEL_SQL_DIR=str(sql),
+               DATABASE_URL="postgresql://keel:s3cr%40t%3Ax@127.0.0.1:1/keel")
+    env.pop("PGPASSWORD", None)
+    p = subprocess.run([MIGRATE], env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout
+    lines = log.read_text().splitlines()
+    argv = [x for x in lines if x.startswith("argv:")]
+    assert len(argv) >= 3, lines
+    for a in argv:
+        assert "s3cr" not in a, a
+        assert "-d postgresql://keel@127.0.0.1:1/keel" in a, a
+    assert set(x for x in lines if x.startswith("env:")) == {"env:s3cr@t:x"}
