@@ -12,15 +12,19 @@ other local users and from other processes.
 - No password is on a command line (ps shows those to every local user):
   a stack of stores only, started with psql, runuser and env wrapped on
   PATH to record their argv, and scripts/migrate under a fake psql.
+- The maildir (set-password links) is the user's only.
 """
 
 import fcntl
 import os
 import shutil
+import smtplib
+import stat
 import subprocess
 
 import pytest
 
+from helpers import wait_until
 from stack import ROOT, STACK_SCRIPT, Stack, StackError, alive
 
 MIGRATE = os.path.join(ROOT, "scripts", "migrate")
@@ -263,3 +267,19 @@ def test_migrate_gives_psql_the_password_in_its_environment(tmp_path):
         assert "s3cr" not in a, a
         assert "-d postgresql://keel@127.0.0.1:1/keel" in a, a
     assert set(x for x in lines if x.startswith("env:")) == {"env:s3cr@t:x"}
+
+
+# ----------------------------------------------------- the maildir
+
+def test_maildir_is_the_users_only(stores):
+    def mode(*p):
+        return stat.S_IMODE(os.stat(stores.path(*p)).st_mode)
+
+    assert mode("mail") == 0o700
+    with smtplib.SMTP("127.0.0.1", stores.ports["smtp"], timeout=30) as c:
+        c.sendmail("a@example.com", ["b@example.com"],
+                   "Subject: set your password\r\n\r\n/set-password?token=x\r\n")
+    (name,) = wait_until(lambda: os.listdir(stores.path("mail", "new")), 20,
+                         "the sink to store the message")
+    assert mode("mail", "new") == 0o700
+    assert mode("mail", "new", name) == 0o600
