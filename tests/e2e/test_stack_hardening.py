@@ -13,9 +13,11 @@ other local users and from other processes.
   a stack of stores only, started with psql, runuser and env wrapped on
   PATH to record their argv, and scripts/migrate under a fake psql.
 - The maildir (set-password links) is the user's only.
+- lighttpd ignores Range (no half a JSON document).
 """
 
 import fcntl
+import json
 import os
 import shutil
 import smtplib
@@ -283,3 +285,27 @@ def test_maildir_is_the_users_only(stores):
                          "the sink to store the message")
     assert mode("mail", "new") == 0o700
     assert mode("mail", "new", name) == 0o600
+
+
+# ----------------------------------------------------- lighttpd
+
+@pytest.mark.parametrize("path", ["/health", "/app/index.html"])
+@pytest.mark.parametrize("rng", ["bytes=0-10", "bytes=5000-6000"])
+def test_a_range_request_gets_the_whole_answer(anon, path, rng):
+    whole = anon.get(path)
+    r = anon.get(path, headers={"Range": rng})
+    assert r.status_code == 200, (r.status_code, r.text[:200])
+    assert "Content-Range" not in r.headers
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    if path == "/health":
+        assert r.json()["status"] == whole.json()["status"]
+    else:
+        assert r.content == whole.content
+
+
+def test_lighttpds_416_page_is_json(stack):
+    """For an operator who turns ranges on: lighttpd's 416 is API.md
+    error JSON like its other pages."""
+    with open(stack.path("errors", "status-416.html")) as f:
+        body = json.load(f)
+    assert body["error"] == "bad_request" and body["message"]
