@@ -13,7 +13,8 @@ other local users and from other processes.
   a stack of stores only, started with psql, runuser and env wrapped on
   PATH to record their argv, and scripts/migrate under a fake psql.
 - The maildir (set-password links) is the user's only.
-- lighttpd ignores Range (no half a JSON document).
+- lighttpd ignores Range (no half a JSON document), and the page's 403
+  for a refused method keeps the page's headers.
 """
 
 import fcntl
@@ -309,3 +310,13 @@ def test_lighttpds_416_page_is_json(stack):
     with open(stack.path("errors", "status-416.html")) as f:
         body = json.load(f)
     assert body["error"] == "bad_request" and body["message"]
+
+
+@pytest.mark.parametrize("method", ["DELETE", "POST", "OPTIONS"])
+def test_a_refused_method_on_the_page_keeps_its_headers(anon, method):
+    r = anon.request(method, "/app/index.html", data=b"")
+    assert r.status_code == 403, r.text[:200]
+    assert r.json()["error"] == "forbidden"
+    assert r.headers["Content-Security-Policy"].startswith("default-src 'none'")
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert r.headers["Referrer-Policy"] == "no-referrer"
