@@ -20,43 +20,42 @@
 #include "keel/mem.h"
 #include "keel/serve.h"
 
-/* The file's array, as the build wrote it: loaded once per worker. */
+/*
+ * The file's array, as the build wrote it: read once at start, before
+ * the workers fork (they inherit it), so a missing or broken file stops
+ * the app with its variable's name instead of answering 500.
+ */
 static struct keel_buf	routes_text;
 
 /* Reads path whole into routes_text; checks it is one JSON array. */
 static enum keel_err
-routes_load(const char *path)
+routes_load(const char *path, char *why, size_t whysz)
 {
 	struct json_object	*doc = NULL;
 	FILE			*f;
-	char			 chunk[4096], why[128];
+	char			 chunk[4096];
 	size_t			 n;
 	bool			 ok = false;
 
-	if (routes_text.len > 0)
-		return KEEL_OK;
 	if ((f = fopen(path, "r")) == NULL) {
-		snprintf(why, sizeof(why), "%s", strerror(errno));
-		goto fail;
+		snprintf(why, whysz, "%s", strerror(errno));
+		return KEEL_EINTERNAL;
 	}
 	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
 		keel_buf_append(&routes_text, chunk, n);
 	if (ferror(f) || routes_text.len == 0)
-		snprintf(why, sizeof(why), "unreadable or empty");
+		snprintf(why, whysz, "unreadable or empty");
 	else if (keel_json_parse(routes_text.data, routes_text.len, &doc,
-	    why, sizeof(why)) != KEEL_OK)
+	    why, whysz) != KEEL_OK)
 		;	/* why says what is wrong */
 	else if (!json_object_is_type(doc, json_type_array))
-		snprintf(why, sizeof(why), "not an array");
+		snprintf(why, whysz, "not an array");
 	else
 		ok = true;
 	fclose(f);
 	json_object_put(doc);
 	if (ok)
 		return KEEL_OK;
-fail:
-	keel_log_error("routes: can't read a JSON array from %s "
-	    "(KEEL_ROUTES_FILE): %s", path, why);
 	keel_buf_free(&routes_text);
 	return KEEL_EINTERNAL;
 }
@@ -66,10 +65,10 @@ routes_get(struct keel_req *req)
 {
 	struct keel_buf	 b = { NULL, 0, 0 };
 	struct keel_jw	 w;
-	enum keel_err	 er;
 
-	if ((er = routes_load(req->cfg->routes_file)) != KEEL_OK)
-		return er;
+	/* main() loaded it, or the app would not have started. */
+	if (routes_text.len == 0)
+		return KEEL_EINTERNAL;
 	keel_jw_init(&w, &b);
 	keel_jw_obj_open(&w);
 	keel_jw_key(&w, "data");
@@ -78,6 +77,45 @@ routes_get(struct keel_req *req)
 	keel_http_reply_buf(req, 200, &b);
 	keel_buf_free(&b);
 	return KEEL_OK;
+}
+
+/*
+ * Whether argv asks for something that needs no routes file: --routes
+ * (the build runs it to write the file), --config and --help.
+ */
+static bool
+prints_only(int argc, char *argv[])
+{
+	static const char *const opts[] = { "--routes", "-r", "--config",
+	    "-c", "--help", "-h" };
+	size_t	 i;
+	int	 a;
+
+	for (a = 1; a < argc; a++)
+		for (i = 0; i < KEEL_NELEM(opts); i++)
+			if (strcmp(argv[a], opts[i]) == 0)
+				return true;
+	return false;
+}
+
+/*
+ * KEEL_ROUTES_FILE, read before keel_serve() starts anything (--check
+ * too, so a reload's check refuses a file gone bad).  A configuration
+ * that doesn't load is left to keel_serve(), which names the variable.
+ */
+static void
+routes_preload(void)
+{
+	struct keel_config	 cfg;
+	char			 err[256], why[128];
+
+	keel_log_init("routes", KEEL_LOG_INFO);
+	if (!keel_config_load(&cfg, err, sizeof(err)))
+		return;
+	if (routes_load(cfg.routes_file, why, sizeof(why)) != KEEL_OK)
+		keel_log_fatalx("configuration: KEEL_ROUTES_FILE: can't read "
+		    "a JSON array from %s: %s", cfg.routes_file, why);
+	keel_config_free(&cfg);
 }
 
 static const struct keel_route routes_routes[] = {
@@ -91,5 +129,7 @@ main(int argc, char *argv[])
 	static const struct keel_app app = { .name = "routes",
 	    .routes = routes_routes, .nroutes = KEEL_NELEM(routes_routes) };
 
+	if (!prints_only(argc, argv))
+		routes_preload();
 	return keel_serve(argc, argv, &app);
 }

@@ -17,18 +17,28 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 #include "keel/addr.h"
+#include "keel/cache.h"
 #include "keel/config.h"
 #include "keel/log.h"
 #include "keel/mem.h"
+#include "keel/redis.h"
 #include "keel/sentinel.h"
 #include "keel/text.h"
 
 enum cfg_type {
 	CFG_INT,		/* integer within min..max */
 	CFG_STR,		/* any string */
-	CFG_URL_PG,		/* postgres:// or postgresql:// URL, or "" */
-	CFG_URL_REDIS,		/* redis:// URL */
+	CFG_PATH,		/* an absolute path; "" too unless min is 1 */
+	CFG_URL_PG,		/* postgres:// or postgresql:// URLs,
+				   comma-separated; "" too unless min is 1 */
+	CFG_URL_REDIS,		/* redis:// or unix:// URL (a comma list:
+				   cluster_valid decides) */
+	CFG_URL_SMTP,		/* smtp:// or smtps:// URL */
+	CFG_URL_HTTP,		/* http:// or https:// URL, no query */
+	CFG_SERVERS,		/* memcached host:port comma list, or "" */
 	CFG_SENTINELS,		/* a host:port comma list, or "" */
 	CFG_SECRET,		/* at least min characters */
 	CFG_LEVEL,		/* a log level name */
@@ -44,7 +54,8 @@ struct cfg_row {
 	const char	*name;
 	enum cfg_type	 type;
 	const char	*def;		/* NULL: computed (see cfg_default) */
-	int64_t		 min, max;
+	int64_t		 min, max;	/* CFG_PATH, CFG_URL_PG: min 1 is
+					   "required" */
 	size_t		 off;		/* offset in struct keel_config */
 	const char	*what;		/* one line for --help and the README */
 };
@@ -87,7 +98,7 @@ static const struct cfg_row rows[] = {
 	    .what = "dynamic: seconds the pool may keep more than "
 	    "KEEL_PM_MIN_SPARE idle workers before it retires them, one a "
 	    "second" },
-	{ .name = "KEEL_ENV_FILE", .type = CFG_STR, .def = "",
+	{ .name = "KEEL_ENV_FILE", .type = CFG_PATH, .def = "",
 	    .off = OFF(env_file),
 	    .what = "absolute path of a file of export NAME=value lines "
 	    "that SIGHUP sources (sh) before it runs the binary again: "
@@ -98,10 +109,10 @@ static const struct cfg_row rows[] = {
 	{ .name = "KEEL_LOG_LEVEL", .type = CFG_LEVEL, .def = "info",
 	    .off = OFF(log_level),
 	    .what = "debug, info, warn or error" },
-	{ .name = "DATABASE_URL", .type = CFG_URL_PG, .def = "",
+	{ .name = "DATABASE_URL", .type = CFG_URL_PG, .def = "", .min = 1,
 	    .off = OFF(database_url),
 	    .what = "the PostgreSQL primary "
-	    "(postgresql://user:pw@host:port/db)" },
+	    "(postgresql://user:pw@host:port/db); required" },
 	{ .name = "DATABASE_READ_REPLICA_URL", .type = CFG_URL_PG, .def = "",
 	    .off = OFF(replica_urls),
 	    .what = "read replicas, comma-separated (optional)" },
@@ -121,7 +132,8 @@ static const struct cfg_row rows[] = {
 	    "PgBouncer's transaction pooling (before 1.21)" },
 	{ .name = "REDIS_URL", .type = CFG_URL_REDIS,
 	    .def = "redis://127.0.0.1:6379/0", .off = OFF(redis_url),
-	    .what = "Redis: redis://[:password@]host:port/db, or "
+	    .what = "Redis: redis://[:password@]host[:port][/db] (port "
+	    "1-65535, default 6379; db 0-2147483647, default 0), or "
 	    "unix:///path/to/redis.sock[?db=N]" },
 	{ .name = "REDIS_CLUSTER", .type = CFG_INT, .def = "0", .min = 0,
 	    .max = 1, .off = OFF(redis_cluster),
@@ -143,20 +155,22 @@ static const struct cfg_row rows[] = {
 	    .off = OFF(redis_sentinel_password),
 	    .what = "the sentinels' own password (their requirepass), sent "
 	    "with AUTH to each; empty: none (the master's is REDIS_URL's)" },
-	{ .name = "MEMCACHED_SERVERS", .type = CFG_STR,
+	{ .name = "MEMCACHED_SERVERS", .type = CFG_SERVERS,
 	    .def = "127.0.0.1:11211", .off = OFF(memcached_servers),
-	    .what = "memcached servers, host:port, comma-separated "
-	    "(consistent hashing)" },
+	    .what = "memcached servers, host:port (the port required), "
+	    "comma-separated (consistent hashing); \"\": none, no cache" },
 	{ .name = "KEEL_SECRET", .type = CFG_SECRET, .def = "", .min = 32,
 	    .off = OFF(secret),
 	    .what = "server secret signing cursors (at least 32 characters)" },
 	{ .name = "KEEL_ROUTES_FILE", .type = CFG_STR,
 	    .def = PKGDATADIR "/routes.json", .off = OFF(routes_file),
-	    .what = "the route list the build generates" },
+	    .what = "the route list the build generates (the routes app "
+	    "stops at start if it can't read it)" },
 	{ .name = "KEEL_HEALTH_TIMEOUT", .type = CFG_INT, .def = "1000",
 	    .min = 50, .max = 10000, .off = OFF(health_timeout),
 	    .what = "milliseconds each /health check may take" },
-	{ .name = "SMTP_URL", .type = CFG_STR, .def = "smtp://127.0.0.1:25",
+	{ .name = "SMTP_URL", .type = CFG_URL_SMTP,
+	    .def = "smtp://127.0.0.1:25",
 	    .off = OFF(smtp_url),
 	    .what = "mail server: smtp://[user:pw@]host:port (STARTTLS when "
 	    "offered; required when a user is given), smtps:// for TLS" },
@@ -193,9 +207,11 @@ static const struct cfg_row rows[] = {
 	    .off = OFF(metrics_token),
 	    .what = "bearer token that lets a scraper off this host read "
 	    "/api/metrics (\"\": loopback only)" },
-	{ .name = "KEEL_LOCK_DIR", .type = CFG_STR, .def = "/run/lock",
-	    .off = OFF(lock_dir),
-	    .what = "directory of the cron programs' lock files" },
+	{ .name = "KEEL_LOCK_DIR", .type = CFG_PATH, .def = "/run/lock",
+	    .min = 1, .off = OFF(lock_dir),
+	    .what = "directory of the cron programs' lock files (an "
+	    "absolute path; each cron program stops at start if it can't "
+	    "lock there)" },
 	{ .name = "KEEL_DB_RYW_WINDOW", .type = CFG_INT, .def = "5",
 	    .min = 0, .max = 3600, .off = OFF(db_ryw_window),
 	    .what = "seconds a user's reads go to the primary after they "
@@ -234,9 +250,10 @@ static const struct cfg_row rows[] = {
 	    .what = "password-reset emails one account is sent, however many "
 	    "addresses ask: emails/seconds, or off (past it a request is "
 	    "answered as ever and nothing is sent)" },
-	{ .name = "KEEL_PUBLIC_URL", .type = CFG_STR,
+	{ .name = "KEEL_PUBLIC_URL", .type = CFG_URL_HTTP,
 	    .def = "http://127.0.0.1:8080", .off = OFF(public_url),
-	    .what = "the site's public base URL, for links in emails" },
+	    .what = "the site's public base URL, for links in emails: "
+	    "http(s)://host[:port][/path], no query or fragment" },
 	{ .name = "KEEL_CACHE", .type = CFG_INT, .def = "1",
 	    .min = 0, .max = 1, .off = OFF(cache),
 	    .what = "response cache in memcached on (1) or off (0: every "
@@ -357,9 +374,125 @@ keel_config_limiter_name(enum keel_limiter l)
 	return l < KEEL_LIMIT__MAX ? limiter_names[l] : "";
 }
 
+/* What url_valid() lets through besides scheme://host[:port][/path]. */
+#define URL_USERINFO	0x01	/* user[:password]@ */
+#define URL_QUERY	0x02	/* ?query (no #fragment ever) */
+#define URL_PG		0x04	/* libpq's: an empty host (its socket), a
+				   %-encoded socket path as the host */
+
+/* The n bytes at s as a port, 1..65535, digits only. */
+static bool
+port_valid(const char *s, size_t n)
+{
+	char	 tmp[8];
+	int64_t	 v;
+
+	if (n == 0 || n >= sizeof(tmp) || *s == '-')
+		return false;
+	memcpy(tmp, s, n);
+	tmp[n] = '\0';
+	return keel_parse_int64(tmp, 1, 65535, &v);
+}
+
+/* The n bytes at s as a host: a name, an IPv4 address or [IPv6]. */
+static bool
+host_valid(const char *s, size_t n, int flags)
+{
+	size_t	 i;
+
+	if (n == 0)
+		return (flags & URL_PG) != 0;
+	if (s[0] == '[')
+		return n > 2 && s[n - 1] == ']' &&
+		    strspn(s + 1, "0123456789abcdefABCDEF:.") == n - 2;
+	for (i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '.' &&
+		    s[i] != '-' && s[i] != '_' &&
+		    !(s[i] == '%' && (flags & URL_PG)))
+			return false;
+	return true;
+}
+
+/*
+ * Whether the n bytes at v are scheme://[userinfo@]host[:port][/path]
+ * for one of schemes (NULL-terminated), with what flags allow: the
+ * shape each library after us (libcurl, libpq) reads, checked here so a
+ * typo stops the program at start instead of failing every send.
+ */
+static bool
+url_valid(const char *v, size_t n, const char *const *schemes, int flags)
+{
+	const char	*end = v + n, *p, *auth, *at, *colon, *hend;
+	size_t		 k;
+
+	for (; *schemes != NULL; schemes++) {
+		k = strlen(*schemes);
+		if (n > k + 3 && strncmp(v, *schemes, k) == 0 &&
+		    strncmp(v + k, "://", 3) == 0)
+			break;
+	}
+	if (*schemes == NULL)
+		return false;
+	/* No blank or control byte anywhere: none survives a URL. */
+	for (p = v; p < end; p++)
+		if ((unsigned char)*p <= ' ' || *p == 0x7f || *p == '#')
+			return false;
+	if (!(flags & URL_QUERY) && memchr(v, '?', n) != NULL)
+		return false;
+	auth = v + k + 3;
+	for (p = auth; p < end && *p != '/' && *p != '?'; p++)
+		;
+	/* The last '@' ends the user part: a password may hold one. */
+	for (at = NULL, hend = auth; hend < p; hend++)
+		if (*hend == '@')
+			at = hend;
+	if (at != NULL) {
+		if (!(flags & URL_USERINFO))
+			return false;
+		auth = at + 1;
+	}
+	/* A port after the host (after the brackets of an IPv6 one). */
+	hend = *auth == '[' ? memchr(auth, ']', (size_t)(p - auth)) : auth;
+	if (hend == NULL)
+		return false;
+	if ((colon = memchr(hend, ':', (size_t)(p - hend))) != NULL) {
+		if (!port_valid(colon + 1, (size_t)(p - colon - 1)))
+			return false;
+		hend = colon;
+	} else
+		hend = p;
+	return host_valid(auth, (size_t)(hend - auth), flags);
+}
+
+/*
+ * One DATABASE_URL item: the shape above, with what libpq itself
+ * refuses too (an unknown ?parameter, bad %-encoding), asked of libpq's
+ * own parser, which connects to nothing.  Its message is not repeated:
+ * it may quote the password.
+ */
+static bool
+pg_url_valid(const char *s, size_t n)
+{
+	static const char *const schemes[] = { "postgresql", "postgres",
+	    NULL };
+	PQconninfoOption	*opts;
+	char			*one, *msg = NULL;
+
+	if (!url_valid(s, n, schemes, URL_USERINFO | URL_QUERY | URL_PG))
+		return false;
+	one = keel_strndup(s, n);
+	opts = PQconninfoParse(one, &msg);
+	explicit_bzero(one, n);
+	free(one);
+	PQfreemem(msg);
+	PQconninfoFree(opts);
+	return opts != NULL;
+}
+
 /*
  * Each comma-separated item must be a URL libpq understands, with no
- * blank around it: db.c hands the items to libpq as they are.
+ * blank around it and none empty: db.c hands the items to libpq as
+ * they are.
  */
 static bool
 pg_urls_valid(const char *s)
@@ -367,17 +500,65 @@ pg_urls_valid(const char *s)
 	const char	*p;
 	size_t		 n;
 
-	while (*s != '\0') {
+	for (;;) {
 		p = strchr(s, ',');
 		n = p == NULL ? strlen(s) : (size_t)(p - s);
-		if (!((n > 13 && strncmp(s, "postgresql://", 13) == 0) ||
-		    (n > 11 && strncmp(s, "postgres://", 11) == 0)))
+		if (!pg_url_valid(s, n))
 			return false;
 		if (p == NULL)
-			break;
+			return true;
 		s = p + 1;
 	}
-	return true;
+}
+
+/*
+ * Each comma-separated REDIS_URL item as redis.c will read it, with its
+ * own parser (a cluster's seeds are several; cluster_valid says whether
+ * several may be).
+ */
+static bool
+redis_urls_valid(const char *s)
+{
+	struct keel_redis_addr	 a;
+	char			*one;
+	const char		*p;
+	bool			 ok;
+
+	for (;;) {
+		p = strchr(s, ',');
+		one = p == NULL ? keel_strdup(s) :
+		    keel_strndup(s, (size_t)(p - s));
+		ok = keel_redis_addr_parse(one, &a);
+		keel_redis_addr_free(&a);
+		explicit_bzero(one, strlen(one));
+		free(one);
+		if (!ok)
+			return false;
+		if (p == NULL)
+			return true;
+		s = p + 1;
+	}
+}
+
+/*
+ * Whether a comma list holds an empty item ("a,,b", "a,", " , "):
+ * keel_text_each() skips them, but one is a typo, not a meaning.
+ */
+static bool
+list_has_empty(const char *s)
+{
+	const char	*p;
+
+	if (s[strspn(s, " \t")] == '\0')
+		return false;		/* the whole list empty: none */
+	for (;;) {
+		s += strspn(s, " \t");
+		if (*s == ',' || *s == '\0')
+			return true;
+		if ((p = strchr(s, ',')) == NULL)
+			return false;
+		s = p + 1;
+	}
 }
 
 /* "N/SECONDS" (N 1..1e9, SECONDS 1..86400) or "off" (limit 0). */
@@ -439,6 +620,9 @@ limiter_bit(const char *s, size_t n, void *arg)
 	return false;
 }
 
+static const char *const smtp_schemes[] = { "smtp", "smtps", NULL };
+static const char *const http_schemes[] = { "http", "https", NULL };
+
 /* Parses v for row r into cfg; false with a message naming it in err. */
 static bool
 cfg_set(struct keel_config *cfg, const struct cfg_row *r, const char *v,
@@ -477,7 +661,8 @@ cfg_set(struct keel_config *cfg, const struct cfg_row *r, const char *v,
 		return true;
 	case CFG_LIMITERS:
 		*(unsigned *)field = 0;
-		if (!keel_text_each(v, limiter_bit, field)) {
+		if (list_has_empty(v) || !keel_text_each(v, limiter_bit,
+		    field)) {
 			snprintf(err, n, "%s: expected a comma-separated list "
 			    "of api, auth, write, read", r->name);
 			return false;
@@ -485,8 +670,8 @@ cfg_set(struct keel_config *cfg, const struct cfg_row *r, const char *v,
 		return true;
 	case CFG_NETS:
 		rule = field;
-		if (!keel_addr_nets_parse(v, &rule->trusted,
-		    &rule->ntrusted)) {
+		if (list_has_empty(v) || !keel_addr_nets_parse(v,
+		    &rule->trusted, &rule->ntrusted)) {
 			snprintf(err, n, "%s: expected comma-separated IP "
 			    "addresses or CIDR blocks", r->name);
 			return false;
@@ -499,18 +684,59 @@ cfg_set(struct keel_config *cfg, const struct cfg_row *r, const char *v,
 			return false;
 		}
 		return true;
-	case CFG_URL_PG:
-		if (*v != '\0' && !pg_urls_valid(v)) {
-			snprintf(err, n, "%s: expected postgresql:// URLs",
+	case CFG_PATH:
+		if (*v == '\0' && r->min > 0) {
+			snprintf(err, n, "%s: must be set (an absolute path)",
+			    r->name);
+			return false;
+		}
+		if (*v != '\0' && *v != '/') {
+			snprintf(err, n, "%s: expected an absolute path",
 			    r->name);
 			return false;
 		}
 		break;
+	case CFG_URL_PG:
+		if (*v == '\0' && r->min > 0) {
+			snprintf(err, n, "%s: must be set (postgresql://user:"
+			    "password@host:port/db)", r->name);
+			return false;
+		}
+		if (*v != '\0' && !pg_urls_valid(v)) {
+			snprintf(err, n, "%s: expected postgresql://[user[:"
+			    "password]@]host[:port][/db][?param=value] (port "
+			    "1-65535), comma-separated", r->name);
+			return false;
+		}
+		break;
 	case CFG_URL_REDIS:
-		if (strncmp(v, "redis://", 8) != 0 &&
-		    strncmp(v, "unix:///", 8) != 0) {
-			snprintf(err, n, "%s: expected redis://host:port/db "
-			    "or unix:///path/to/socket", r->name);
+		if (!redis_urls_valid(v)) {
+			snprintf(err, n, "%s: expected redis://[:password@]"
+			    "host[:port][/db] (port 1-65535, db 0-2147483647) "
+			    "or unix:///path/to/socket[?db=N]", r->name);
+			return false;
+		}
+		break;
+	case CFG_URL_SMTP:
+		if (!url_valid(v, strlen(v), smtp_schemes, URL_USERINFO)) {
+			snprintf(err, n, "%s: expected smtp://[user:password@]"
+			    "host[:port] or smtps://... (port 1-65535)",
+			    r->name);
+			return false;
+		}
+		break;
+	case CFG_URL_HTTP:
+		if (!url_valid(v, strlen(v), http_schemes, 0)) {
+			snprintf(err, n, "%s: expected http://host[:port]"
+			    "[/path] or https://... (port 1-65535; no user, "
+			    "?query or #fragment)", r->name);
+			return false;
+		}
+		break;
+	case CFG_SERVERS:
+		if (!keel_cache_servers_valid(v)) {
+			snprintf(err, n, "%s: expected host:port[,host:port"
+			    "...] (port 1-65535)", r->name);
 			return false;
 		}
 		break;
@@ -582,8 +808,14 @@ cluster_valid(const struct keel_config *cfg, char *err, size_t n)
 	const char	*p, *end, *db;
 	size_t		 len;
 
-	if (!cfg->redis_cluster)
+	if (!cfg->redis_cluster) {
+		if (strchr(cfg->redis_url, ',') != NULL) {
+			snprintf(err, n, "REDIS_URL: one URL (several, "
+			    "comma-separated, only with REDIS_CLUSTER=1)");
+			return false;
+		}
 		return true;
+	}
 	if (cfg->redis_sentinels[0] != '\0') {
 		snprintf(err, n, "REDIS_CLUSTER=1 and REDIS_SENTINELS: a "
 		    "cluster fails over by itself; set one or the other");

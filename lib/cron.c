@@ -117,7 +117,7 @@ keel_cron_lock(struct keel_cron *c)
 
 	snprintf(path, sizeof(path), "%s/%s.lock", c->cfg.lock_dir, c->prog);
 	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) == -1)
-		keel_log_fatal("lock %s", path);
+		keel_log_fatal("lock %s (KEEL_LOCK_DIR)", path);
 	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
 		if (errno != EWOULDBLOCK)
 			keel_log_fatal("flock %s", path);

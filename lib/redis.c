@@ -22,8 +22,11 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,44 +81,105 @@ fifo_clear(struct keel_redis *r)
 	r->pending = 0;
 }
 
-void
-keel_redis_addr_parse(const char *url, struct keel_redis_addr *a)
+/*
+ * The n bytes at s as a decimal from min to max into *out: digits only,
+ * so "0abc", "41497x" and an overflow are refused, not cut short.
+ */
+static bool
+addr_num(const char *s, size_t n, int64_t min, int64_t max, int *out)
 {
-	const char	*p = url + strlen("redis://"), *at, *colon, *slash, *q;
-	char		*end;
+	char	 tmp[24];
+	int64_t	 v;
 
-	memset(a, 0, sizeof(*a));
-	a->port = 6379;
-	if (strncmp(url, "unix://", 7) == 0) {
-		p = url + 7;
-		if ((q = strstr(p, "?db=")) != NULL)
-			a->db = (int)strtol(q + 4, &end, 10);
-		a->path = q != NULL ? keel_strndup(p, (size_t)(q - p)) :
-		    keel_strdup(p);
-		a->host = keel_strdup(a->path);
-		return;
-	}
-	if (strncmp(url, "redis://", 8) != 0) {
-		a->host = keel_strdup("127.0.0.1");
-		return;
-	}
+	if (n == 0 || n >= sizeof(tmp) || *s == '-')
+		return false;
+	memcpy(tmp, s, n);
+	tmp[n] = '\0';
+	if (!keel_parse_int64(tmp, min, max, &v))
+		return false;
+	*out = (int)v;
+	return true;
+}
+
+/* A host name or IPv4 address: hiredis takes it as it is. */
+static bool
+addr_host_ok(const char *s, size_t n)
+{
+	size_t	 i;
+
+	if (n == 0)
+		return false;
+	for (i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '.' &&
+		    s[i] != '-' && s[i] != '_')
+			return false;
+	return true;
+}
+
+/* unix:///path[?db=N]: the path absolute, nothing after it but the db. */
+static bool
+addr_parse_unix(const char *p, struct keel_redis_addr *a)
+{
+	const char	*q = strchr(p, '?');
+	size_t		 n = q != NULL ? (size_t)(q - p) : strlen(p);
+
+	if (n < 2 || *p != '/')
+		return false;
+	if (q != NULL && (strncmp(q, "?db=", 4) != 0 ||
+	    !addr_num(q + 4, strlen(q + 4), 0, INT_MAX, &a->db)))
+		return false;
+	a->path = keel_strndup(p, n);
+	a->host = keel_strdup(a->path);
+	return true;
+}
+
+/* [[user]:password@]host[:port][/[db]], after "redis://". */
+static bool
+addr_parse_tcp(const char *p, struct keel_redis_addr *a)
+{
+	const char	*at, *colon, *slash, *hend;
+
 	if ((at = strrchr(p, '@')) != NULL) {
+		/* A user before the colon is not sent: AUTH takes the password. */
 		colon = memchr(p, ':', (size_t)(at - p));
 		a->password = colon != NULL ?
 		    keel_strndup(colon + 1, (size_t)(at - colon - 1)) :
 		    keel_strndup(p, (size_t)(at - p));
 		p = at + 1;
 	}
-	slash = strchr(p, '/');
-	colon = strchr(p, ':');
-	if (colon != NULL && (slash == NULL || colon < slash)) {
-		a->host = keel_strndup(p, (size_t)(colon - p));
-		a->port = (int)strtol(colon + 1, &end, 10);
+	if ((slash = strchr(p, '/')) == NULL)
+		slash = p + strlen(p);
+	if ((colon = memchr(p, ':', (size_t)(slash - p))) != NULL) {
+		if (!addr_num(colon + 1, (size_t)(slash - colon - 1), 1, 65535,
+		    &a->port))
+			return false;
+		hend = colon;
 	} else
-		a->host = slash != NULL ? keel_strndup(p, (size_t)(slash - p)) :
-		    keel_strdup(p);
-	if (slash != NULL && slash[1] != '\0')
-		a->db = (int)strtol(slash + 1, &end, 10);
+		hend = slash;
+	if (!addr_host_ok(p, (size_t)(hend - p)))
+		return false;
+	a->host = keel_strndup(p, (size_t)(hend - p));
+	/* "/" alone, or nothing, is database 0. */
+	if (*slash == '/' && slash[1] != '\0' &&
+	    !addr_num(slash + 1, strlen(slash + 1), 0, INT_MAX, &a->db))
+		return false;
+	return true;
+}
+
+bool
+keel_redis_addr_parse(const char *url, struct keel_redis_addr *a)
+{
+	bool	 ok = false;
+
+	memset(a, 0, sizeof(*a));
+	a->port = 6379;
+	if (strncmp(url, "unix://", 7) == 0)
+		ok = addr_parse_unix(url + 7, a);
+	else if (strncmp(url, "redis://", 8) == 0)
+		ok = addr_parse_tcp(url + 8, a);
+	if (!ok)
+		keel_redis_addr_free(a);
+	return ok;
 }
 
 void

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: ISC */
 /*
  * test_config.c -- unit tests for config.c: typed values parsed once at
- * start (limiter rates, limiter lists, proxies), and errors that name
- * the variable.
+ * start (limiter rates, limiter lists, proxies, URLs, server lists,
+ * paths), and errors that name the variable.
  */
 #include "config.h"
 
@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "keel/config.h"
+#include "keel/redis.h"
 
 static struct keel_config	 cfg;
 static char			 err[256];
@@ -29,6 +30,7 @@ load_with(const char *name, const char *value)
 	bool	 ok;
 
 	setenv("KEEL_SECRET", "0123456789abcdef0123456789abcdef", 1);
+	setenv("DATABASE_URL", "postgresql://keel:pw@127.0.0.1:5432/keel", 1);
 	setenv(name, value, 1);
 	err[0] = '\0';
 	ok = keel_config_load(&cfg, err, sizeof(err));
@@ -86,6 +88,232 @@ test_limiter_names(void **state)
 	assert_int_equal(names("auth"), 0);
 	assert_int_equal(names("auth, write,read,api"), 0);
 	assert_int_equal(names("auth,login"), -1);
+}
+
+/* An empty item in a list is a typo, refused, not skipped. */
+static void
+test_lists_refuse_empty_items(void **state)
+{
+	(void)state;
+	assert_int_equal(names("auth,,"), -1);
+	assert_int_equal(names("auth,"), -1);
+	assert_int_equal(names(",auth"), -1);
+	assert_int_equal(names(" , "), -1);
+	assert_int_equal(names("  "), 0);
+	assert_false(load_with("TRUSTED_PROXIES", ","));
+	assert_non_null(strstr(err, "TRUSTED_PROXIES"));
+	assert_false(load_with("TRUSTED_PROXIES", "10.0.0.1,,10.0.0.2"));
+}
+
+/* Whether REDIS_URL=v loads; on false err names the variable. */
+static bool
+redis_url(const char *v)
+{
+	if (!load_with("REDIS_URL", v)) {
+		assert_non_null(strstr(err, "REDIS_URL"));
+		return false;
+	}
+	keel_config_free(&cfg);
+	return true;
+}
+
+/* REDIS_URL is read by redis.c's own parser: what it takes, we take. */
+static void
+test_redis_url_valid_forms(void **state)
+{
+	(void)state;
+	assert_true(redis_url("redis://127.0.0.1:6379/0"));
+	assert_true(redis_url("redis://redis.internal"));
+	assert_true(redis_url("redis://h:6379/"));
+	assert_true(redis_url("redis://:s3cr@t@h:1/15"));
+	assert_true(redis_url("redis://user:pw@h:65535/2147483647"));
+	assert_true(redis_url("unix:///run/redis.sock"));
+	assert_true(redis_url("unix:///run/redis.sock?db=3"));
+}
+
+/* A db past INT_MAX or with junk after it is refused, not read as 0. */
+static void
+test_redis_url_bad_db(void **state)
+{
+	(void)state;
+	assert_false(redis_url("redis://h:6379/4294967296"));
+	assert_false(redis_url("redis://h:6379/2147483648"));
+	assert_false(redis_url("redis://h:6379/0abc"));
+	assert_false(redis_url("redis://h:6379/-1"));
+	assert_false(redis_url("redis://h:6379/0?x=1"));
+	assert_false(redis_url("unix:///run/redis.sock?db=x"));
+	assert_false(redis_url("unix:///run/redis.sock?dbx=1"));
+}
+
+/* A port with junk after it, or out of range, is refused. */
+static void
+test_redis_url_bad_port(void **state)
+{
+	(void)state;
+	assert_false(redis_url("redis://h:41497x/0"));
+	assert_false(redis_url("redis://h:0/0"));
+	assert_false(redis_url("redis://h:65536/0"));
+	assert_false(redis_url("redis://h:/0"));
+	assert_false(redis_url("redis://h:+1/0"));
+}
+
+/* No host, another scheme, a relative socket: refused. */
+static void
+test_redis_url_bad_shape(void **state)
+{
+	(void)state;
+	assert_false(redis_url("redis://"));
+	assert_false(redis_url("redis:///0"));
+	assert_false(redis_url("redis://:pw@/0"));
+	assert_false(redis_url("rediss://h:6379/0"));
+	assert_false(redis_url("http://h:6379/0"));
+	assert_false(redis_url("unix://"));
+	assert_false(redis_url("unix://run/redis.sock"));
+	assert_false(redis_url("redis://h h:6379/0"));
+	assert_false(redis_url(""));
+}
+
+/* What redis.c's parser reads out of a URL config.c let through. */
+static void
+test_redis_addr_fields(void **state)
+{
+	struct keel_redis_addr	 a;
+
+	(void)state;
+	assert_true(keel_redis_addr_parse("redis://u:p@w@h:7000/12", &a));
+	assert_string_equal(a.host, "h");
+	assert_int_equal(a.port, 7000);
+	assert_int_equal(a.db, 12);
+	assert_string_equal(a.password, "p@w");
+	assert_null(a.path);
+	keel_redis_addr_free(&a);
+	assert_true(keel_redis_addr_parse("redis://h", &a));
+	assert_int_equal(a.port, 6379);
+	assert_int_equal(a.db, 0);
+	assert_null(a.password);
+	keel_redis_addr_free(&a);
+	assert_true(keel_redis_addr_parse("unix:///s.sock?db=2", &a));
+	assert_string_equal(a.path, "/s.sock");
+	assert_int_equal(a.db, 2);
+	keel_redis_addr_free(&a);
+	/* Refused: a holds nothing. */
+	assert_false(keel_redis_addr_parse("redis://:pw@h:1/x", &a));
+	assert_null(a.host);
+	assert_null(a.password);
+}
+
+/* Several URLs are a cluster's seeds, so only with REDIS_CLUSTER=1. */
+static void
+test_redis_url_one_unless_cluster(void **state)
+{
+	(void)state;
+	assert_false(redis_url("redis://a:1/0,redis://b:2/0"));
+	assert_non_null(strstr(err, "REDIS_CLUSTER=1"));
+	setenv("REDIS_CLUSTER", "1", 1);
+	assert_true(redis_url("redis://a:1/0,redis://b:2/0"));
+	assert_false(redis_url("redis://a:1/0,redis://b:2x/0"));
+	assert_false(redis_url("redis://a:1/0,"));
+	unsetenv("REDIS_CLUSTER");
+}
+
+/* MEMCACHED_SERVERS: host:port items; the port is required. */
+static void
+test_memcached_servers(void **state)
+{
+	(void)state;
+	assert_true(load_with("MEMCACHED_SERVERS", "127.0.0.1:11211"));
+	keel_config_free(&cfg);
+	assert_true(load_with("MEMCACHED_SERVERS", "mc1:11211,mc-2.lan:1"));
+	keel_config_free(&cfg);
+	assert_true(load_with("MEMCACHED_SERVERS", ""));
+	keel_config_free(&cfg);
+	assert_false(load_with("MEMCACHED_SERVERS", "garbage"));
+	assert_non_null(strstr(err, "MEMCACHED_SERVERS"));
+	assert_false(load_with("MEMCACHED_SERVERS", "a:1,,b:2"));
+	assert_false(load_with("MEMCACHED_SERVERS", "a:1,"));
+	assert_false(load_with("MEMCACHED_SERVERS", "a:99999"));
+	assert_false(load_with("MEMCACHED_SERVERS", "a:11211x"));
+	assert_false(load_with("MEMCACHED_SERVERS", "a:1 b:2"));
+	assert_false(load_with("MEMCACHED_SERVERS", ":11211"));
+}
+
+/* SMTP_URL: smtp:// or smtps://, a host, an optional user and port. */
+static void
+test_smtp_url(void **state)
+{
+	(void)state;
+	assert_true(load_with("SMTP_URL", "smtp://127.0.0.1:25"));
+	keel_config_free(&cfg);
+	assert_true(load_with("SMTP_URL", "smtps://u:p@mail.example.com"));
+	keel_config_free(&cfg);
+	assert_true(load_with("SMTP_URL", "smtp://mail/example.com"));
+	keel_config_free(&cfg);
+	assert_false(load_with("SMTP_URL", "garbage"));
+	assert_non_null(strstr(err, "SMTP_URL"));
+	assert_false(load_with("SMTP_URL", "http://x"));
+	assert_false(load_with("SMTP_URL", "smtp://"));
+	assert_false(load_with("SMTP_URL", "smtp://h:0"));
+	assert_false(load_with("SMTP_URL", "smtp://h:25x"));
+}
+
+/* KEEL_PUBLIC_URL: http(s)://host[:port][/path], nothing after. */
+static void
+test_public_url(void **state)
+{
+	(void)state;
+	assert_true(load_with("KEEL_PUBLIC_URL", "https://exams.example.com"));
+	keel_config_free(&cfg);
+	assert_true(load_with("KEEL_PUBLIC_URL", "http://[::1]:8080/keel"));
+	keel_config_free(&cfg);
+	assert_false(load_with("KEEL_PUBLIC_URL", "garbage"));
+	assert_non_null(strstr(err, "KEEL_PUBLIC_URL"));
+	assert_false(load_with("KEEL_PUBLIC_URL", "ftp://h"));
+	assert_false(load_with("KEEL_PUBLIC_URL", "https://h/?a=1"));
+	assert_false(load_with("KEEL_PUBLIC_URL", "https://h/#top"));
+	assert_false(load_with("KEEL_PUBLIC_URL", "https://u@h/"));
+	assert_false(load_with("KEEL_PUBLIC_URL", "https://h:99999"));
+}
+
+/* DATABASE_URL: required; its port in range; libpq must parse it. */
+static void
+test_database_url(void **state)
+{
+	(void)state;
+	assert_true(load_with("DATABASE_URL", "postgres://u:p@db:5432/keel"
+	    "?sslmode=require"));
+	keel_config_free(&cfg);
+	assert_true(load_with("DATABASE_URL", "postgresql:///keel?host=/tmp"));
+	keel_config_free(&cfg);
+	assert_false(load_with("DATABASE_URL", ""));
+	assert_non_null(strstr(err, "DATABASE_URL: must be set"));
+	assert_false(load_with("DATABASE_URL", "postgresql://h:99999999/k"));
+	assert_non_null(strstr(err, "DATABASE_URL"));
+	assert_false(load_with("DATABASE_URL", "postgresql://h/k?nosuch=1"));
+	assert_false(load_with("DATABASE_URL", "mysql://h/k"));
+	/* No replica is fine; an empty item of a list is not. */
+	assert_true(load_with("DATABASE_READ_REPLICA_URL", ""));
+	keel_config_free(&cfg);
+	assert_false(load_with("DATABASE_READ_REPLICA_URL",
+	    "postgresql://r1/k,"));
+	assert_non_null(strstr(err, "DATABASE_READ_REPLICA_URL"));
+}
+
+/* KEEL_LOCK_DIR absolute and set; KEEL_ENV_FILE absolute or "". */
+static void
+test_paths_absolute(void **state)
+{
+	(void)state;
+	assert_true(load_with("KEEL_LOCK_DIR", "/run/lock"));
+	keel_config_free(&cfg);
+	assert_false(load_with("KEEL_LOCK_DIR", ""));
+	assert_non_null(strstr(err, "KEEL_LOCK_DIR"));
+	assert_false(load_with("KEEL_LOCK_DIR", "run/lock"));
+	assert_true(load_with("KEEL_ENV_FILE", ""));
+	keel_config_free(&cfg);
+	assert_true(load_with("KEEL_ENV_FILE", "/etc/keel/env"));
+	keel_config_free(&cfg);
+	assert_false(load_with("KEEL_ENV_FILE", "env"));
+	assert_non_null(strstr(err, "KEEL_ENV_FILE"));
 }
 
 static void
@@ -315,6 +543,18 @@ main(void)
 		cmocka_unit_test(test_rate_specs),
 		cmocka_unit_test(test_limiter_names),
 		cmocka_unit_test(test_limiter_names_become_bits),
+		cmocka_unit_test(test_lists_refuse_empty_items),
+		cmocka_unit_test(test_redis_url_valid_forms),
+		cmocka_unit_test(test_redis_url_bad_db),
+		cmocka_unit_test(test_redis_url_bad_port),
+		cmocka_unit_test(test_redis_url_bad_shape),
+		cmocka_unit_test(test_redis_addr_fields),
+		cmocka_unit_test(test_redis_url_one_unless_cluster),
+		cmocka_unit_test(test_memcached_servers),
+		cmocka_unit_test(test_smtp_url),
+		cmocka_unit_test(test_public_url),
+		cmocka_unit_test(test_database_url),
+		cmocka_unit_test(test_paths_absolute),
 		cmocka_unit_test(test_proxies_parsed_once),
 		cmocka_unit_test(test_errors_name_the_variable),
 		cmocka_unit_test(test_sample_rates),
