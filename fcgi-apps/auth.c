@@ -22,7 +22,6 @@
  */
 #include "config.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -75,13 +74,19 @@ static const struct keel_field confirm_fields[CONFIRM__MAX] = {
 };
 
 /*
- * On the primary: a password changed a moment ago must count.  The hash
- * follows the user's columns, for this handler only.
+ * On the primary: a password changed a moment ago must count.  Always
+ * one row: the user's columns (all NULL when no account answers to the
+ * login), then, for this handler only, the hash and the login as
+ * lower() folds it -- what the lookup compares, Unicode and all (U+212A
+ * KELVIN SIGN is 'k' there), so the limiter's bucket of the login is
+ * the one the lookup used, whoever it found, at no extra round trip.
  */
 static const struct keel_query q_login = { .name = "auth_login",
-	.sql = "SELECT " KEEL_AUTH_USER_COLS ", password_hash AS hash "
-	"FROM users "
-	"WHERE lower(email) = lower($1) OR lower(username) = lower($1)",
+	.sql = "WITH l AS (SELECT lower($1) AS login) "
+	"SELECT " KEEL_AUTH_USER_COLS ", password_hash AS hash, "
+	"l.login AS folded FROM l LEFT JOIN LATERAL (SELECT * FROM users "
+	"WHERE lower(email) = l.login OR lower(username) = l.login) u "
+	"ON true",
 	.target = KEEL_DB_PRIMARY };
 
 /*
@@ -143,28 +148,30 @@ auth_reply_session(struct keel_req *req, const char *tok, time_t exp,
 }
 
 /*
- * The account a login names, for its limiter bucket: the user, however
- * named (email or username); for no user, the login string itself, so
- * that both cost the same round trip.
+ * A login's two limiter buckets (keel_limit_account()): *spelling names
+ * the login as the lookup folded it (row's "folded"), hashed, whoever
+ * answers to it, so its count can't say whether anyone does; *account
+ * the user, however named (email or username), else the spelling
+ * again.  False when the row has no folded login.
  */
-static const char *
-auth_account(struct keel_req *req, const struct keel_rows *rows,
-    const char *login)
+static bool
+auth_buckets(struct keel_req *req, const struct keel_rows *rows,
+    const char **spelling, const char **account)
 {
 	unsigned char	 h[16];
 	char		 hex[2 * sizeof(h) + 1];
-	char		*low;
-	size_t		 i;
+	const char	*folded, *id;
 
-	if (keel_rows_count(rows) == 1)
-		return keel_rows_value(rows, 0, keel_rows_col(rows, "id"));
-	low = keel_arena_strdup(req->arena, login);
-	for (i = 0; low[i] != '\0'; i++)
-		low[i] = (char)tolower((unsigned char)low[i]);
-	crypto_generichash(h, sizeof(h), (const unsigned char *)low, i, NULL,
-	    0);
+	folded = keel_rows_value(rows, 0, keel_rows_col(rows, "folded"));
+	if (folded == NULL)
+		return false;
+	crypto_generichash(h, sizeof(h), (const unsigned char *)folded,
+	    strlen(folded), NULL, 0);
 	sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
-	return keel_arena_printf(req->arena, "login:%s", hex);
+	*spelling = keel_arena_printf(req->arena, "login:%s", hex);
+	id = keel_rows_value(rows, 0, keel_rows_col(rows, "id"));
+	*account = id != NULL ? id : *spelling;
+	return true;
 }
 
 static enum keel_err
@@ -173,7 +180,7 @@ auth_login(struct keel_req *req)
 	struct keel_value	 v[LOGIN__MAX];
 	struct keel_db_params	 p;
 	struct keel_rows	*rows = NULL, *again = NULL;
-	const char		*hash = NULL, *role;
+	const char		*hash = NULL, *role, *spelling, *account;
 	char			 tok[KEEL_AUTH_TOKEN_LEN + 1];
 	char			 sid[KEEL_AUTH_ID_LEN + 1];
 	int64_t			 uid;
@@ -191,13 +198,19 @@ auth_login(struct keel_req *req)
 		er = KEEL_EINTERNAL;
 		goto out;
 	}
-	/* The account's own bucket too, before the password is looked at. */
-	if (keel_limit_account(req, auth_account(req, rows,
-	    v[LOGIN_LOGIN].s)) != KEEL_STEP_GO)
+	/* Usernames can't hold '@', so at most one user matches: one row. */
+	if (keel_rows_count(rows) != 1 ||
+	    !auth_buckets(req, rows, &spelling, &account)) {
+		keel_log_error("auth: the login lookup returned %zu rows, not "
+		    "one with the folded login", keel_rows_count(rows));
+		er = KEEL_EINTERNAL;
 		goto out;
-	/* Usernames can't hold '@', so at most one row matches. */
-	if (keel_rows_count(rows) == 1 &&
-	    keel_rows_bool(rows, 0, keel_rows_col(rows, "isActive")))
+	}
+	/* The login's buckets too, before the password is looked at. */
+	if (keel_limit_account(req, spelling, account) != KEEL_STEP_GO)
+		goto out;
+	/* No account: its columns are NULL, and the hash stays NULL. */
+	if (keel_rows_bool(rows, 0, keel_rows_col(rows, "isActive")))
 		hash = keel_rows_value(rows, 0, keel_rows_col(rows, "hash"));
 	/* Always one verification: a NULL hash checks a dummy. */
 	if (!keel_auth_verify(hash, v[LOGIN_PASSWORD].s)) {

@@ -400,6 +400,16 @@ users_end_sessions(struct keel_req *req, const struct keel_rows *rows,
 	return users_notify(req, rows, w);
 }
 
+/* A currentPassword guess's place in the login buckets of req's user. */
+static enum keel_step
+users_limit_guess(struct keel_req *req)
+{
+	const char	*me = keel_arena_printf(req->arena, "%lld",
+			    (long long)req->user->id);
+
+	return keel_limit_account(req, me, me);
+}
+
 static enum keel_err
 users_patch(struct keel_req *req)
 {
@@ -417,10 +427,13 @@ users_patch(struct keel_req *req)
 	    KEEL_FIELDS_SOME, v) != KEEL_STEP_GO ||
 	    users_patch_allowed(req, id, v) != KEEL_STEP_GO)
 		return KEEL_OK;
-	/* A currentPassword is a guess like a login's: the same buckets. */
+	/*
+	 * A currentPassword is a guess like a login's: the account's
+	 * bucket of every address, and this address's of the one spelling
+	 * a session has for its own account, its id.
+	 */
 	if (v[USER_PASSWORD].present && v[USER_CURRENT].present &&
-	    keel_limit_account(req, keel_arena_printf(req->arena, "%lld",
-	    (long long)req->user->id)) != KEEL_STEP_GO)
+	    users_limit_guess(req) != KEEL_STEP_GO)
 		goto out;
 	if (v[USER_PASSWORD].present && keel_auth_new_password(req,
 	    v[USER_PASSWORD].s, v[USER_CURRENT].s, hash, &er) != KEEL_STEP_GO)

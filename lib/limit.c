@@ -87,6 +87,7 @@ struct keel_limit_state {
 	struct keel_limit_result res[NRES];
 	const char		*keys[NRES];	/* each result's list */
 	bool			 held[NRES];	/* we hold a place in it */
+	bool			 quiet[NRES];	/* headers show it only spent */
 };
 
 unsigned long
@@ -255,8 +256,21 @@ static void
 add_headers(struct keel_req *req, const struct keel_limit_state *st)
 {
 	struct keel_limit_headers h;
+	struct keel_limit_result res[NRES];
+	size_t			 i, n = 0;
 
-	keel_limit_format(st->res, st->n, &h);
+	/*
+	 * An account's all-addresses count, shown on every login, would
+	 * say which login strings name one account (an email's try takes
+	 * one from its username's count too) and how many others guessed
+	 * at it: it shows only once spent, when the 429 says as much.
+	 */
+	for (i = 0; i < st->n; i++)
+		if (!st->quiet[i] || st->res[i].remaining == 0)
+			res[n++] = st->res[i];
+	if (n == 0)
+		return;
+	keel_limit_format(res, n, &h);
 	keel_limit_headers_each(&h, http_add, req);
 }
 
@@ -656,8 +670,42 @@ keel_limit_check(struct keel_req *req, enum keel_limit_class cls,
 	return check_run(req, st, 0, ride, true);
 }
 
+/*
+ * Cluster mode's check of an attempt's two buckets (results from and
+ * from + 1 of st, when there are two): each is tagged with what it
+ * counts, the spelling's with the spelling and the account's with the
+ * account, so they sit in two slots and are checked in turn.  Sharing
+ * the account's tag would put the account in the spelling's key, and a
+ * spelling's count would start afresh when the account it names comes
+ * or goes.  The account's refusing gives the spelling's place back.
+ */
+static enum keel_step
+account_cluster(struct keel_req *req, struct keel_limit_state *st,
+    size_t from)
+{
+	size_t		 n = st->n;
+	enum keel_step	 step;
+
+	st->n = from + 1;
+	step = check_run(req, st, from, NULL, false);
+	/* Refused, or not checked (st->n is back at from), or no second. */
+	if (step != KEEL_STEP_GO || st->n == from || n == from + 1)
+		return step;
+	st->n = n;
+	step = check_run(req, st, from + 1, NULL, false);
+	/* Refused after the check ran (it drops what it couldn't check:
+	 * then the spelling's place stays, for after() to judge). */
+	if (step != KEEL_STEP_GO && st->n == n && st->held[from]) {
+		release(req, &st->keys[from], 1);
+		st->held[from] = false;
+		st->res[from].remaining++;
+	}
+	return step;
+}
+
 enum keel_step
-keel_limit_account(struct keel_req *req, const char *account)
+keel_limit_account(struct keel_req *req, const char *spelling,
+    const char *account)
 {
 	struct keel_limit_state	*st = req->limit;
 	const char		*tl, *tr;
@@ -683,23 +731,28 @@ keel_limit_account(struct keel_req *req, const char *account)
 	} else if (!st->ran)
 		return KEEL_STEP_GO;	/* auth's check failed open */
 	from = st->n;
-	/* One slot for both in a cluster, tagged by the account, and not
+	/*
+	 * In a cluster each bucket is tagged with what it counts, not with
 	 * the user's own slot ("{42}"): a script on keys that don't exist
 	 * yet gets TRYAGAIN while its slot migrates, and a login would
-	 * fail with the user's sessions moving. */
+	 * fail with the user's sessions moving.
+	 */
 	tl = KEEL_RTAG_L(req->redis);
 	tr = KEEL_RTAG_R(req->redis);
 	result_init(req, st, st->n++, KEEL_LIMIT_AUTH, keel_arena_cat(
-	    req->arena, KEY_PREFIX "auth:", tl, "id:", account, tr, ":",
+	    req->arena, KEY_PREFIX "auth:", tl, "s:", spelling, tr, ":",
 	    keel_http_client_addr(req), NULL));
 	if (req->cfg->auth_account.limit > 0) {
 		result_init(req, st, st->n, KEEL_LIMIT_AUTH, keel_arena_cat(
 		    req->arena, KEY_PREFIX "auth:", tl, "id:", account, tr,
 		    NULL));
 		st->res[st->n].limit = req->cfg->auth_account.limit;
-		st->res[st->n++].window = req->cfg->auth_account.window;
+		st->res[st->n].window = req->cfg->auth_account.window;
+		st->quiet[st->n++] = true;
 	}
 	/* The headers come with after(), as for any other answer. */
+	if (keel_redis_is_cluster(req->redis))
+		return account_cluster(req, st, from);
 	return check_run(req, st, from, NULL, false);
 }
 

@@ -52,24 +52,32 @@ enum keel_step	 keel_limit_check(struct keel_req *req,
 		    enum keel_limit_class cls, struct keel_limit_ride *ride);
 
 /*
- * For a route of an auth class, once the handler knows which account
- * the attempt is for (a login's user, whatever login string named it):
- * takes a place, atomically, in two buckets of that account: this
- * client address's (KEEL_RATELIMIT_AUTH: the limit holds per address
- * and account however the login string spells the account), and every
- * address's together (KEEL_RATELIMIT_AUTH_ACCOUNT, much higher: it
- * bounds a guesser with many addresses, and since anyone can spend it,
- * it must not be a lockout five requests buy).  account is an opaque,
- * key-safe name ("42" for user 42).  A step: 429 when either is spent,
- * 503 when Redis can't be reached and the auth limiter fails closed;
- * the caller answers nothing else then.  On a route of another class
- * that checks a password (a password change's currentPassword) the
- * attempt is a login's: the same buckets, its 4xx answers kept by
- * keel_limit_after(), and the auth limiter's failure policy.  Nothing
- * happens when limits are off, the auth limiter is off, or on an auth
- * route whose check failed open.
+ * For a route of an auth class, once the handler knows what the attempt
+ * names: takes a place in two buckets, atomically (on a Redis Cluster
+ * one after the other, the first given back when the second refuses).
+ * This client address's bucket of spelling (KEEL_RATELIMIT_AUTH): the
+ * login string as the account lookup folds it, the same whether or not
+ * an account answers to it, so a refusal never says whether one does;
+ * an account thus has one such bucket per address for its email and
+ * one for its username, and every case spelling of either shares it.
+ * And every address's bucket of account together
+ * (KEEL_RATELIMIT_AUTH_ACCOUNT, much higher: it bounds a guesser with
+ * many addresses, and since anyone can spend it, it must not be a
+ * lockout five requests buy); its count stays out of the RateLimit
+ * headers until it is spent.  spelling and account are opaque,
+ * key-safe names, neither NULL, copied ("login:<hash>" of a folded
+ * login; "42" for user 42; for no user, the spelling's name again).  A
+ * step: 429 when either is spent, 503 when Redis can't be reached and
+ * the auth limiter fails closed; the caller answers nothing else then.
+ * On a route of another class that checks a password (a password
+ * change's currentPassword, whose spelling is the user's id) the
+ * attempt is a login's: its 4xx answers kept by keel_limit_after(),
+ * and the auth limiter's failure policy.  Nothing happens when limits
+ * are off, the auth limiter is off, or on an auth route whose check
+ * failed open.
  */
-enum keel_step	 keel_limit_account(struct keel_req *req, const char *account);
+enum keel_step	 keel_limit_account(struct keel_req *req, const char *spelling,
+		    const char *account);
 
 /*
  * After whatever answered a request that went past keel_limit_check():

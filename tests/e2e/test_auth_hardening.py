@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: ISC
 """test_auth_hardening.py -- the login as an attacker tries it (issue 9,
 items 1-3): no password oracle while Redis is away, a brute-force limit
-that holds exactly under concurrency and per account however it is
-named, and no login token kept by idempotency.
+that holds exactly under concurrency, per address and login string as
+the lookup folds it and per account over every address, and says
+neither whether an account exists nor which login strings name one;
+and no login token kept by idempotency.
 
 The brute-force tests run their own keel-auth on the stack's auth socket
 with a low auth limit (the shared stack's limits are huge), and give the
@@ -10,6 +12,7 @@ stack's own back afterwards.
 """
 
 import concurrent.futures
+import re
 import uuid
 
 from accounts import PASSWORD, make_user
@@ -89,20 +92,29 @@ def test_brute_force_limit_is_exact_under_concurrency(stack):
     assert codes.count(429) == 40 - AUTH_LIMIT, codes
 
 
-def test_brute_force_limit_counts_the_account_not_the_login_string(
+KELVIN = "\u212a"   # KELVIN SIGN: PostgreSQL's lower() makes it 'k'
+
+
+def test_brute_force_limit_counts_the_login_as_the_lookup_folds_it(
         stack, anon):
-    u = make_user(stack, "student")
+    """An address's bucket is the login string as the account lookup
+    folds it (lower(), Unicode and all): a case spelling of the email
+    shares the email's, the username has its own."""
+    u = with_k_email(stack, "student")
     with OwnAuth(stack, KEEL_RATELIMIT_AUTH="%d/900" % AUTH_LIMIT):
         by_email = [login(anon, u["email"], "wrong-a-%d" % i).status_code
                     for i in range(3)]
-        by_name = [login(anon, u["username"], "wrong-b-%d" % i).status_code
-                   for i in range(3)]
-        # Its own login string has attempts left; the account has not.
-        right = login(anon, u["username"].upper(), PASSWORD)
+        by_upper = [login(anon, u["email"].upper(), "wrong-b-%d" % i)
+                    .status_code for i in range(3)]
+        # The route's limiter lowers ASCII only: KELVIN SIGN is a fresh
+        # string to it, and the email's own to the lookup and its bucket.
+        kelvin = login(anon, KELVIN + u["email"][1:], PASSWORD)
+        by_name = login(anon, u["username"].upper(), PASSWORD)
     assert by_email == [401] * 3
-    assert by_name == [401, 401, 429], by_name
-    assert right.status_code == 429, right.text
-    assert int(right.headers["Retry-After"]) > 0
+    assert by_upper == [401, 401, 429], by_upper
+    assert kelvin.status_code == 429, kelvin.text
+    assert int(kelvin.headers["Retry-After"]) > 0
+    assert by_name.status_code == 200, by_name.text
 
 
 def login_from(stack, src, who, password):
@@ -111,20 +123,93 @@ def login_from(stack, src, who, password):
                      {"login": who, "password": password})
 
 
-def test_another_address_still_logs_in_when_one_spent_the_accounts_tries(
+def test_another_address_still_logs_in_when_one_spent_the_emails_tries(
         stack):
-    """The limit is per address and account (API.md): five wrong
+    """The limit is per address and login string (API.md): five wrong
     passwords from one address are no lockout of the account's owner
     elsewhere (a trivial denial of service, admins included)."""
     u = make_user(stack, "admin")
     with OwnAuth(stack, KEEL_RATELIMIT_AUTH="%d/900" % AUTH_LIMIT):
         spent = [login_from(stack, "127.0.0.2", u["email"], "wrong-%d" % i)
                  for i in range(AUTH_LIMIT + 1)]
+        upper = login_from(stack, "127.0.0.2", u["email"].upper(), PASSWORD)
         by_name = login_from(stack, "127.0.0.2", u["username"], PASSWORD)
         owner = login_from(stack, "127.0.0.3", u["email"], PASSWORD)
     assert spent == [401] * AUTH_LIMIT + [429], spent
-    assert by_name == 429       # however the account is spelled
+    assert upper == 429         # the email however it is cased
+    assert by_name == 200       # the username is a bucket of its own
     assert owner == 200
+
+
+def auth_fields(r):
+    """The auth limiter's items of r's RateLimit field, by remaining."""
+    return sorted(int(n) for n in
+                  re.findall(r'"auth";r=(\d+)', r.headers["RateLimit"]))
+
+
+def test_a_spent_email_says_nothing_of_its_username(stack, anon):
+    """Five wrong passwords on an email, then a guessed username: the
+    account's username answers as a missing one does (401, and the same
+    counts), so no 429 links a username to an email."""
+    u = make_user(stack, "student")
+    missing = "nobody_" + uuid.uuid4().hex[:12]
+    with OwnAuth(stack, KEEL_RATELIMIT_AUTH="%d/900" % AUTH_LIMIT):
+        spent = [login(anon, u["email"], "wrong-%d" % i).status_code
+                 for i in range(AUTH_LIMIT + 1)]
+        own = login(anon, u["username"], "wrong-x")
+        other = login(anon, missing, "wrong-x")
+    assert spent == [401] * AUTH_LIMIT + [429], spent
+    assert own.status_code == other.status_code == 401, (own.text,
+                                                         other.text)
+    assert auth_fields(own) == auth_fields(other), (
+        own.headers["RateLimit"], other.headers["RateLimit"])
+    assert own.headers["RateLimit-Policy"] == \
+        other.headers["RateLimit-Policy"]
+
+
+def test_a_login_s_counts_say_nothing_of_which_logins_are_one_account(
+        stack, anon):
+    """One wrong password on an email, then one on a username: the
+    RateLimit counts the username's answer shows are a missing
+    username's, whether or not it is the email's account (the account's
+    count over every address stays out of the headers)."""
+    u = make_user(stack, "student")
+    missing = "nobody_" + uuid.uuid4().hex[:12]
+    with OwnAuth(stack, KEEL_RATELIMIT_AUTH="%d/900" % AUTH_LIMIT):
+        assert login(anon, u["email"], "wrong-1").status_code == 401
+        own = login(anon, u["username"], "wrong-2")
+        other = login(anon, missing, "wrong-2")
+    assert own.status_code == other.status_code == 401
+    assert auth_fields(own) == auth_fields(other), (
+        own.headers["RateLimit"], other.headers["RateLimit"])
+    assert own.headers["RateLimit-Policy"] == \
+        other.headers["RateLimit-Policy"]
+
+
+def with_k_email(stack, role):
+    """make_user's user, with an email that holds a 'k'."""
+    u = make_user(stack, role)
+    u["email"] = "kate-%s@e2e.test" % uuid.uuid4().hex[:12]
+    stack.psql("UPDATE users SET email = '%s' WHERE id = %d"
+               % (u["email"], u["id"]))
+    return u
+
+
+def test_kelvin_sign_tells_no_existing_email_from_a_missing_one(
+        stack, anon):
+    """KELVIN SIGN folds to 'k' in the lookup (lower()) but not in C's
+    tolower(): a locked email, spelled with it, answers alike whether an
+    account has the email or not -- 429, the locked bucket, both."""
+    u = with_k_email(stack, "student")
+    missing = "kim-%s@e2e.test" % uuid.uuid4().hex[:12]
+    with OwnAuth(stack, KEEL_RATELIMIT_AUTH="%d/900" % AUTH_LIMIT):
+        spent = [login(anon, e, "wrong-%d" % i).status_code
+                 for e in (u["email"], missing)
+                 for i in range(AUTH_LIMIT + 1)]
+        kelvin = [login(anon, KELVIN + e[1:], "wrong-x").status_code
+                  for e in (u["email"], missing)]
+    assert spent == ([401] * AUTH_LIMIT + [429]) * 2, spent
+    assert kelvin == [429, 429], kelvin
 
 
 def test_the_account_limit_holds_over_every_address(stack):
@@ -156,16 +241,25 @@ def test_current_password_guesses_are_logins_guesses(stack, anon):
             "password": "a-new-password-%d" % len(current),
             "currentPassword": current}).status_code
 
-    with OwnApp(stack, "users", KEEL_RATELIMIT_AUTH="%d/900" % AUTH_LIMIT):
+    limits = {"KEEL_RATELIMIT_AUTH": "%d/900" % AUTH_LIMIT,
+              "KEEL_RATELIMIT_AUTH_ACCOUNT": "%d/900" % (AUTH_LIMIT + 2)}
+    with OwnApp(stack, "users", **limits):
         guesses = [change("wrong-%d" % i) for i in range(AUTH_LIMIT + 1)]
         right = change(PASSWORD)
     assert guesses == [422] * AUTH_LIMIT + [429], guesses
     assert right == 429
-    # The same buckets as a login's: this address is spent for the
-    # account there too, and another address is not.
-    with OwnAuth(stack, KEEL_RATELIMIT_AUTH="%d/900" % AUTH_LIMIT):
-        assert login_from(stack, "127.0.0.1", u["email"], PASSWORD) == 429
-        assert login_from(stack, "127.0.0.5", u["email"], PASSWORD) == 200
+    # A session names its account one way, its id: this address's
+    # bucket of it is not the email's, which still has its tries ...
+    with OwnAuth(stack, **limits):
+        own = login_from(stack, "127.0.0.1", u["email"], PASSWORD)
+        # ... while the account's bucket of every address is a login's:
+        # the guesses spent five of its seven.
+        more = [login_from(stack, "127.0.0.5", u["email"], "wrong-%d" % i)
+                for i in range(2)]
+        late = login_from(stack, "127.0.0.6", u["email"], PASSWORD)
+    assert own == 200
+    assert more == [401, 401], more
+    assert late == 429
 
 
 def test_a_right_current_password_gives_its_place_back(stack, anon):
