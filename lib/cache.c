@@ -11,7 +11,6 @@
 
 #include <ctype.h>
 #include <stdbool.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +27,6 @@
 #include "keel/log.h"
 #include "keel/mem.h"
 #include "keel/metrics.h"
-#include "keel/text.h"
 
 #define CACHE_TIMEOUT_MS	250
 
@@ -49,43 +47,6 @@ struct keel_cache {
 };
 
 static void	 pf_drain(struct keel_cache *);
-
-/* One "host:port": a name or IPv4 address, and a port 1..65535. */
-static bool
-server_ok(const char *s, size_t n)
-{
-	const char	*colon = memchr(s, ':', n);
-	char		 port[8];
-	int64_t		 v;
-	size_t		 i, hn, pn;
-
-	if (colon == NULL || (hn = (size_t)(colon - s)) == 0 ||
-	    (pn = n - hn - 1) == 0 || pn >= sizeof(port))
-		return false;
-	for (i = 0; i < hn; i++)
-		if (!isalnum((unsigned char)s[i]) && s[i] != '.' &&
-		    s[i] != '-' && s[i] != '_')
-			return false;
-	memcpy(port, colon + 1, pn);
-	port[pn] = '\0';
-	return keel_parse_int64(port, 1, 65535, &v);
-}
-
-bool
-keel_cache_servers_valid(const char *list)
-{
-	const char	*p, *end;
-
-	if (*list == '\0')
-		return true;
-	for (p = list;; p = end + 1) {
-		end = p + strcspn(p, ",");
-		if (!server_ok(p, (size_t)(end - p)))
-			return false;
-		if (*end == '\0')
-			return true;
-	}
-}
 
 struct keel_cache *
 keel_cache_open(const struct keel_config *cfg)

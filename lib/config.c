@@ -17,16 +17,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <libpq-fe.h>
-
 #include "keel/addr.h"
-#include "keel/cache.h"
 #include "keel/config.h"
 #include "keel/log.h"
 #include "keel/mem.h"
-#include "keel/redis.h"
 #include "keel/sentinel.h"
 #include "keel/text.h"
+#include "keel/url.h"
 
 enum cfg_type {
 	CFG_INT,		/* integer within min..max */
@@ -374,121 +371,6 @@ keel_config_limiter_name(enum keel_limiter l)
 	return l < KEEL_LIMIT__MAX ? limiter_names[l] : "";
 }
 
-/* What url_valid() lets through besides scheme://host[:port][/path]. */
-#define URL_USERINFO	0x01	/* user[:password]@ */
-#define URL_QUERY	0x02	/* ?query (no #fragment ever) */
-#define URL_PG		0x04	/* libpq's: an empty host (its socket), a
-				   %-encoded socket path as the host */
-
-/* The n bytes at s as a port, 1..65535, digits only. */
-static bool
-port_valid(const char *s, size_t n)
-{
-	char	 tmp[8];
-	int64_t	 v;
-
-	if (n == 0 || n >= sizeof(tmp) || *s == '-')
-		return false;
-	memcpy(tmp, s, n);
-	tmp[n] = '\0';
-	return keel_parse_int64(tmp, 1, 65535, &v);
-}
-
-/* The n bytes at s as a host: a name, an IPv4 address or [IPv6]. */
-static bool
-host_valid(const char *s, size_t n, int flags)
-{
-	size_t	 i;
-
-	if (n == 0)
-		return (flags & URL_PG) != 0;
-	if (s[0] == '[')
-		return n > 2 && s[n - 1] == ']' &&
-		    strspn(s + 1, "0123456789abcdefABCDEF:.") == n - 2;
-	for (i = 0; i < n; i++)
-		if (!isalnum((unsigned char)s[i]) && s[i] != '.' &&
-		    s[i] != '-' && s[i] != '_' &&
-		    !(s[i] == '%' && (flags & URL_PG)))
-			return false;
-	return true;
-}
-
-/*
- * Whether the n bytes at v are scheme://[userinfo@]host[:port][/path]
- * for one of schemes (NULL-terminated), with what flags allow: the
- * shape each library after us (libcurl, libpq) reads, checked here so a
- * typo stops the program at start instead of failing every send.
- */
-static bool
-url_valid(const char *v, size_t n, const char *const *schemes, int flags)
-{
-	const char	*end = v + n, *p, *auth, *at, *colon, *hend;
-	size_t		 k;
-
-	for (; *schemes != NULL; schemes++) {
-		k = strlen(*schemes);
-		if (n > k + 3 && strncmp(v, *schemes, k) == 0 &&
-		    strncmp(v + k, "://", 3) == 0)
-			break;
-	}
-	if (*schemes == NULL)
-		return false;
-	/* No blank or control byte anywhere: none survives a URL. */
-	for (p = v; p < end; p++)
-		if ((unsigned char)*p <= ' ' || *p == 0x7f || *p == '#')
-			return false;
-	if (!(flags & URL_QUERY) && memchr(v, '?', n) != NULL)
-		return false;
-	auth = v + k + 3;
-	for (p = auth; p < end && *p != '/' && *p != '?'; p++)
-		;
-	/* The last '@' ends the user part: a password may hold one. */
-	for (at = NULL, hend = auth; hend < p; hend++)
-		if (*hend == '@')
-			at = hend;
-	if (at != NULL) {
-		if (!(flags & URL_USERINFO))
-			return false;
-		auth = at + 1;
-	}
-	/* A port after the host (after the brackets of an IPv6 one). */
-	hend = *auth == '[' ? memchr(auth, ']', (size_t)(p - auth)) : auth;
-	if (hend == NULL)
-		return false;
-	if ((colon = memchr(hend, ':', (size_t)(p - hend))) != NULL) {
-		if (!port_valid(colon + 1, (size_t)(p - colon - 1)))
-			return false;
-		hend = colon;
-	} else
-		hend = p;
-	return host_valid(auth, (size_t)(hend - auth), flags);
-}
-
-/*
- * One DATABASE_URL item: the shape above, with what libpq itself
- * refuses too (an unknown ?parameter, bad %-encoding), asked of libpq's
- * own parser, which connects to nothing.  Its message is not repeated:
- * it may quote the password.
- */
-static bool
-pg_url_valid(const char *s, size_t n)
-{
-	static const char *const schemes[] = { "postgresql", "postgres",
-	    NULL };
-	PQconninfoOption	*opts;
-	char			*one, *msg = NULL;
-
-	if (!url_valid(s, n, schemes, URL_USERINFO | URL_QUERY | URL_PG))
-		return false;
-	one = keel_strndup(s, n);
-	opts = PQconninfoParse(one, &msg);
-	explicit_bzero(one, n);
-	free(one);
-	PQfreemem(msg);
-	PQconninfoFree(opts);
-	return opts != NULL;
-}
-
 /*
  * Each comma-separated item must be a URL libpq understands, with no
  * blank around it and none empty: db.c hands the items to libpq as
@@ -503,7 +385,7 @@ pg_urls_valid(const char *s)
 	for (;;) {
 		p = strchr(s, ',');
 		n = p == NULL ? strlen(s) : (size_t)(p - s);
-		if (!pg_url_valid(s, n))
+		if (!keel_url_pg_valid(s, n))
 			return false;
 		if (p == NULL)
 			return true;
@@ -519,7 +401,7 @@ pg_urls_valid(const char *s)
 static bool
 redis_urls_valid(const char *s)
 {
-	struct keel_redis_addr	 a;
+	struct keel_url_redis	 a;
 	char			*one;
 	const char		*p;
 	bool			 ok;
@@ -528,8 +410,8 @@ redis_urls_valid(const char *s)
 		p = strchr(s, ',');
 		one = p == NULL ? keel_strdup(s) :
 		    keel_strndup(s, (size_t)(p - s));
-		ok = keel_redis_addr_parse(one, &a);
-		keel_redis_addr_free(&a);
+		ok = keel_url_redis_parse(one, &a);
+		keel_url_redis_free(&a);
 		explicit_bzero(one, strlen(one));
 		free(one);
 		if (!ok)
@@ -718,7 +600,8 @@ cfg_set(struct keel_config *cfg, const struct cfg_row *r, const char *v,
 		}
 		break;
 	case CFG_URL_SMTP:
-		if (!url_valid(v, strlen(v), smtp_schemes, URL_USERINFO)) {
+		if (!keel_url_valid(v, strlen(v), smtp_schemes,
+		    KEEL_URL_USERINFO)) {
 			snprintf(err, n, "%s: expected smtp://[user:password@]"
 			    "host[:port] or smtps://... (port 1-65535)",
 			    r->name);
@@ -726,7 +609,7 @@ cfg_set(struct keel_config *cfg, const struct cfg_row *r, const char *v,
 		}
 		break;
 	case CFG_URL_HTTP:
-		if (!url_valid(v, strlen(v), http_schemes, 0)) {
+		if (!keel_url_valid(v, strlen(v), http_schemes, 0)) {
 			snprintf(err, n, "%s: expected http://host[:port]"
 			    "[/path] or https://... (port 1-65535; no user, "
 			    "?query or #fragment)", r->name);
@@ -734,7 +617,7 @@ cfg_set(struct keel_config *cfg, const struct cfg_row *r, const char *v,
 		}
 		break;
 	case CFG_SERVERS:
-		if (!keel_cache_servers_valid(v)) {
+		if (!keel_url_memcached_valid(v)) {
 			snprintf(err, n, "%s: expected host:port[,host:port"
 			    "...] (port 1-65535)", r->name);
 			return false;

@@ -41,13 +41,14 @@
 #include "keel/redis.h"
 #include "keel/sentinel.h"
 #include "keel/text.h"
+#include "keel/url.h"
 
 #define REDIS_TIMEOUT_MS	500	/* default connect and command timeout */
 #define MAX_REDIRECTS		5	/* MOVED/ASK hops one command may take */
 
 struct keel_redis {
 	redisContext	*ctx;		/* NULL until first use */
-	struct keel_redis_addr addr;	/* where, and the db SELECTed */
+	struct keel_url_redis addr;	/* where, and the db SELECTed */
 	struct keel_sentinel *sentinel;	/* or NULL: addr's host */
 	int		 timeout_ms;	/* this command's; see cmd_timeout */
 	struct keel_buf	 cmd;		/* the command in RESP, reused */
@@ -82,118 +83,6 @@ fifo_clear(struct keel_redis *r)
 }
 
 /*
- * The n bytes at s as a decimal from min to max into *out: digits only,
- * so "0abc", "41497x" and an overflow are refused, not cut short.
- */
-static bool
-addr_num(const char *s, size_t n, int64_t min, int64_t max, int *out)
-{
-	char	 tmp[24];
-	int64_t	 v;
-
-	if (n == 0 || n >= sizeof(tmp) || *s == '-')
-		return false;
-	memcpy(tmp, s, n);
-	tmp[n] = '\0';
-	if (!keel_parse_int64(tmp, min, max, &v))
-		return false;
-	*out = (int)v;
-	return true;
-}
-
-/* A host name or IPv4 address: hiredis takes it as it is. */
-static bool
-addr_host_ok(const char *s, size_t n)
-{
-	size_t	 i;
-
-	if (n == 0)
-		return false;
-	for (i = 0; i < n; i++)
-		if (!isalnum((unsigned char)s[i]) && s[i] != '.' &&
-		    s[i] != '-' && s[i] != '_')
-			return false;
-	return true;
-}
-
-/* unix:///path[?db=N]: the path absolute, nothing after it but the db. */
-static bool
-addr_parse_unix(const char *p, struct keel_redis_addr *a)
-{
-	const char	*q = strchr(p, '?');
-	size_t		 n = q != NULL ? (size_t)(q - p) : strlen(p);
-
-	if (n < 2 || *p != '/')
-		return false;
-	if (q != NULL && (strncmp(q, "?db=", 4) != 0 ||
-	    !addr_num(q + 4, strlen(q + 4), 0, INT_MAX, &a->db)))
-		return false;
-	a->path = keel_strndup(p, n);
-	a->host = keel_strdup(a->path);
-	return true;
-}
-
-/* [[user]:password@]host[:port][/[db]], after "redis://". */
-static bool
-addr_parse_tcp(const char *p, struct keel_redis_addr *a)
-{
-	const char	*at, *colon, *slash, *hend;
-
-	if ((at = strrchr(p, '@')) != NULL) {
-		/* A user before the colon is not sent: AUTH takes the password. */
-		colon = memchr(p, ':', (size_t)(at - p));
-		a->password = colon != NULL ?
-		    keel_strndup(colon + 1, (size_t)(at - colon - 1)) :
-		    keel_strndup(p, (size_t)(at - p));
-		p = at + 1;
-	}
-	if ((slash = strchr(p, '/')) == NULL)
-		slash = p + strlen(p);
-	if ((colon = memchr(p, ':', (size_t)(slash - p))) != NULL) {
-		if (!addr_num(colon + 1, (size_t)(slash - colon - 1), 1, 65535,
-		    &a->port))
-			return false;
-		hend = colon;
-	} else
-		hend = slash;
-	if (!addr_host_ok(p, (size_t)(hend - p)))
-		return false;
-	a->host = keel_strndup(p, (size_t)(hend - p));
-	/* "/" alone, or nothing, is database 0. */
-	if (*slash == '/' && slash[1] != '\0' &&
-	    !addr_num(slash + 1, strlen(slash + 1), 0, INT_MAX, &a->db))
-		return false;
-	return true;
-}
-
-bool
-keel_redis_addr_parse(const char *url, struct keel_redis_addr *a)
-{
-	bool	 ok = false;
-
-	memset(a, 0, sizeof(*a));
-	a->port = 6379;
-	if (strncmp(url, "unix://", 7) == 0)
-		ok = addr_parse_unix(url + 7, a);
-	else if (strncmp(url, "redis://", 8) == 0)
-		ok = addr_parse_tcp(url + 8, a);
-	if (!ok)
-		keel_redis_addr_free(a);
-	return ok;
-}
-
-void
-keel_redis_addr_free(struct keel_redis_addr *a)
-{
-	free(a->host);
-	free(a->path);
-	if (a->password != NULL)
-		explicit_bzero(a->password, strlen(a->password));
-	free(a->password);
-	memset(a, 0, sizeof(*a));
-}
-
-/*
  * Cluster mode: REDIS_URL's nodes (config.c checked them: redis://,
  * database 0, comma-separated) are the map's first nodes, asked for the
  * map in turn; r->addr is the first's (its password is every node's).
@@ -201,23 +90,23 @@ keel_redis_addr_free(struct keel_redis_addr *a)
 static void
 seeds(struct keel_redis *r, const char *url)
 {
-	struct keel_redis_addr	 a;
+	struct keel_url_redis	 a;
 	const char		*p, *end;
 	char			*one;
 
 	keel_rc_map_reset(r->map);
-	keel_redis_addr_free(&r->addr);
+	keel_url_redis_free(&r->addr);
 	for (p = url; p != NULL; p = end != NULL ? end + 1 : NULL) {
 		end = strchr(p, ',');
 		one = end != NULL ? keel_strndup(p, (size_t)(end - p)) :
 		    keel_strdup(p);
-		keel_redis_addr_parse(one, &a);
+		keel_url_redis_parse(one, &a);
 		free(one);
 		(void)keel_rc_map_node(r->map, a.host, a.port);
 		if (p == url)
 			r->addr = a;
 		else
-			keel_redis_addr_free(&a);
+			keel_url_redis_free(&a);
 	}
 }
 
@@ -228,7 +117,7 @@ keel_redis_open(const struct keel_config *cfg)
 
 	r = keel_calloc(1, sizeof(*r));
 	r->timeout_ms = REDIS_TIMEOUT_MS;
-	keel_redis_addr_parse(cfg->redis_url, &r->addr);
+	keel_url_redis_parse(cfg->redis_url, &r->addr);
 	if (cfg->redis_cluster) {
 		r->map = keel_calloc(1, sizeof(*r->map));
 		seeds(r, cfg->redis_url);
@@ -327,7 +216,7 @@ keel_redis_close(struct keel_redis *r)
 		drop(r);
 	free(r->map);
 	keel_buf_free(&r->cmd);
-	keel_redis_addr_free(&r->addr);
+	keel_url_redis_free(&r->addr);
 	keel_sentinel_free(r->sentinel);
 	free(r);
 }

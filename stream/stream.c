@@ -93,6 +93,7 @@
 #include "keel/serve.h"
 #include "keel/sse.h"
 #include "keel/text.h"
+#include "keel/url.h"
 #include "lua_scripts.h"
 #include "pgev.h"
 
@@ -199,7 +200,7 @@ static struct {
 	struct evhttp		*http;
 	struct evconnlistener	*listener;
 	struct evbuffer		*out;		/* a chunk on its way */
-	struct keel_redis_addr	 raddr;
+	struct keel_url_redis	 raddr;
 	struct keel_sentinel	*sentinel;	/* REDIS_SENTINELS, or NULL */
 	struct rconn		 cmd, sub;
 	struct keel_redis	*rc;		/* cluster: the slot map */
@@ -1123,7 +1124,7 @@ on_role(redisAsyncContext *ac, void *reply, void *privdata)
 static void
 rconn_start(struct rconn *rc)
 {
-	const struct keel_redis_addr	*a = &W.raddr;
+	const struct keel_url_redis	*a = &W.raddr;
 	redisAsyncContext		*ac;
 	char				 host[KEEL_SENTINEL_HOST_MAX], err[160];
 	int				 port, i;
@@ -1868,10 +1869,10 @@ stream_loop(const struct keel_config *cfg, int lfd, const sigset_t *waitmask)
 		char	*first = keel_strndup(cfg->redis_url,
 			    strcspn(cfg->redis_url, ","));
 
-		keel_redis_addr_parse(first, &W.raddr);
+		keel_url_redis_parse(first, &W.raddr);
 		free(first);
 	} else
-		keel_redis_addr_parse(cfg->redis_url, &W.raddr);
+		keel_url_redis_parse(cfg->redis_url, &W.raddr);
 	W.sentinel = keel_sentinel_new(cfg->redis_sentinels,
 	    cfg->redis_sentinel_master, cfg->redis_sentinel_password);
 	W.cmd = (struct rconn){ .name = "commands" };
@@ -1917,7 +1918,7 @@ stream_loop(const struct keel_config *cfg, int lfd, const sigset_t *waitmask)
 	event_free(W.sigint);
 	event_free(W.cmd.retry);
 	event_free(W.sub.retry);
-	keel_redis_addr_free(&W.raddr);
+	keel_url_redis_free(&W.raddr);
 	keel_sentinel_free(W.sentinel);
 	evbuffer_free(W.out);
 	event_base_free(W.base);

@@ -3,7 +3,6 @@
 #ifndef KEEL_CACHE_H
 #define KEEL_CACHE_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,16 +21,6 @@ struct keel_cache;		/* opaque: owns the memcached handle */
 
 /* Longest namespace name; the key itself is hashed and may be anything. */
 #define KEEL_CACHE_NS_MAX		100
-
-/*
- * Whether list is a MEMCACHED_SERVERS value: "host:port[,host:port...]",
- * each host a name or IPv4 address and each port 1..65535 (no empty
- * item, no blank), or "" (no server: the cache is off).  Stricter than
- * libmemcached's memcached_servers_parse(), which takes anything (a bare
- * word is a server at port 11211 that never answers), so config.c checks
- * with this at start.  Pure.
- */
-bool	 keel_cache_servers_valid(const char *list);
 
 /* MEMCACHED_SERVERS, spread by consistent hashing.  Never NULL. */
 struct keel_cache *keel_cache_open(const struct keel_config *);

@@ -3,7 +3,6 @@
 #ifndef KEEL_REDIS_H
 #define KEEL_REDIS_H
 
-#include <stdbool.h>
 #include <stddef.h>
 
 #include "keel/err.h"
@@ -38,25 +37,6 @@ struct keel_rscript {
 	const char	*lua;
 	char		 sha[41];	/* filled by lib on first use */
 };
-
-/*
- * Where REDIS_URL points: redis://[[user]:password@]host[:port][/db] or
- * unix:///path[?db=N], for a connection made elsewhere too (hiredis's
- * async API in the stream app).  Strict: host a name or IPv4 address,
- * port 1..65535, db 0..INT_MAX, digits only.  False when url is none of
- * these (a then holds nothing); config.c refuses such a REDIS_URL at
- * start, so the callers after it never see false.  Strings are owned by
- * a; release with keel_redis_addr_free().
- */
-struct keel_redis_addr {
-	char	*host;		/* the socket's path for unix:// */
-	char	*path;		/* unix socket, or NULL */
-	int	 port;
-	int	 db;
-	char	*password;	/* or NULL */
-};
-bool	keel_redis_addr_parse(const char *url, struct keel_redis_addr *a);
-void	keel_redis_addr_free(struct keel_redis_addr *a);
 
 /*
  * Connects lazily on first use.  Never NULL.  With REDIS_CLUSTER=1 the

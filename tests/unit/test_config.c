@@ -18,7 +18,7 @@
 #include <cmocka.h>
 
 #include "keel/config.h"
-#include "keel/redis.h"
+#include "keel/url.h"
 
 static struct keel_config	 cfg;
 static char			 err[256];
@@ -177,27 +177,27 @@ test_redis_url_bad_shape(void **state)
 static void
 test_redis_addr_fields(void **state)
 {
-	struct keel_redis_addr	 a;
+	struct keel_url_redis	 a;
 
 	(void)state;
-	assert_true(keel_redis_addr_parse("redis://u:p@w@h:7000/12", &a));
+	assert_true(keel_url_redis_parse("redis://u:p@w@h:7000/12", &a));
 	assert_string_equal(a.host, "h");
 	assert_int_equal(a.port, 7000);
 	assert_int_equal(a.db, 12);
 	assert_string_equal(a.password, "p@w");
 	assert_null(a.path);
-	keel_redis_addr_free(&a);
-	assert_true(keel_redis_addr_parse("redis://h", &a));
+	keel_url_redis_free(&a);
+	assert_true(keel_url_redis_parse("redis://h", &a));
 	assert_int_equal(a.port, 6379);
 	assert_int_equal(a.db, 0);
 	assert_null(a.password);
-	keel_redis_addr_free(&a);
-	assert_true(keel_redis_addr_parse("unix:///s.sock?db=2", &a));
+	keel_url_redis_free(&a);
+	assert_true(keel_url_redis_parse("unix:///s.sock?db=2", &a));
 	assert_string_equal(a.path, "/s.sock");
 	assert_int_equal(a.db, 2);
-	keel_redis_addr_free(&a);
+	keel_url_redis_free(&a);
 	/* Refused: a holds nothing. */
-	assert_false(keel_redis_addr_parse("redis://:pw@h:1/x", &a));
+	assert_false(keel_url_redis_parse("redis://:pw@h:1/x", &a));
 	assert_null(a.host);
 	assert_null(a.password);
 }
