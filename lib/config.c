@@ -264,7 +264,8 @@ static const struct cfg_row rows[] = {
 	{ .name = "KEEL_RATELIMIT_AUTH", .type = CFG_RATE, .def = "5/900",
 	    .off = OFF(rates[KEEL_LIMIT_AUTH]),
 	    .what = "failed logins and password resets per address and "
-	    "account: attempts/seconds, or off" },
+	    "login (as the account lookup folds it): attempts/seconds, "
+	    "or off" },
 	{ .name = "KEEL_RATELIMIT_AUTH_ACCOUNT", .type = CFG_RATE,
 	    .def = "100/900", .off = OFF(auth_account),
 	    .what = "failed logins per account from all addresses together "
