@@ -119,6 +119,31 @@ def test_stop_leaves_a_stranger_that_took_a_recorded_pid(scratch, recorded):
         end(procs.values())
 
 
+def test_fleet_stop_leaves_a_stranger_that_took_haproxys_pid(scratch):
+    """scripts/fleet keeps HAProxy's pid as scripts/stack keeps its own
+    (scripts/procs.sh): a stranger named haproxy under a recorded pid,
+    with no start time or another's, is left alone by `stop`."""
+    fleet = os.path.join(ROOT, "scripts", "fleet")
+    env = dict(os.environ, KEEL_FLEET_DIR=str(scratch))
+    for recorded in ("nothing", "an earlier process"):
+        p = stranger("haproxy -db -f /etc/haproxy/haproxy.cfg")
+        try:
+            (scratch / "run" / "haproxy.pid").write_text("%d\n" % p.pid)
+            if recorded != "nothing":
+                boot, ticks = proc_start(p.pid).split()
+                (scratch / "run" / "haproxy.pid.start").write_text(
+                    "%s %d\n" % (boot, int(ticks) - 1))
+            out = subprocess.run([fleet, "stop"], env=env,
+                                 stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True,
+                                 timeout=120)
+            assert out.returncode == 0, out.stdout
+            assert p.poll() is None and alive(p.pid), (recorded,
+                                                        out.stdout)
+        finally:
+            end([p])
+
+
 def test_status_takes_no_stranger_for_a_component(scratch):
     procs = {name: stranger(COMPONENTS[name])
              for name in ("lighttpd", "redis", "tests")}
