@@ -2,16 +2,17 @@
 """sentry_sink.py -- a local Sentry envelope endpoint for the stack and the
 tests: stores what it gets.
 
-    python3 scripts/sentry_sink.py --port PORT --key KEY --dir DIR
+    python3 scripts/sentry_sink.py --port PORT --key-file FILE --dir DIR
 
 Takes `POST /api/<project>/envelope/` (Sentry's envelope format, as
 Debian's python3-sentry-sdk writes it: a header line, then items, each an
 item header line with "type" and "length" and that many bytes of
-payload), checks `X-Sentry-Auth` (sentry_version=7 and sentry_key=KEY;
-else 401) and `Content-Type: application/x-sentry-envelope`, and stores
-each envelope as it came, DIR/<event_id>.envelope, and each event or
-transaction item as DIR/<event_id>.json (written to a temp name and
-renamed, so a reader never sees half of one).  A malformed envelope is
+payload), checks `X-Sentry-Auth` (sentry_version=7 and sentry_key= the
+key FILE holds: a file, so no command line shows it; else 401) and
+`Content-Type: application/x-sentry-envelope`, and stores each envelope
+as it came, DIR/<event_id>.envelope, and each event or transaction item
+as DIR/<event_id>.json (written to a temp name and renamed, so a reader
+never sees half of one).  A malformed envelope is
 400.  Every request appends "<epoch> <mode> <status> <event_id>" to
 DIR/../sentry-attempts.
 
@@ -157,11 +158,12 @@ class Sink(BaseHTTPRequestHandler):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--key", required=True)
+    ap.add_argument("--key-file", required=True)
     ap.add_argument("--dir", required=True)
     a = ap.parse_args()
     os.makedirs(a.dir, exist_ok=True)
-    Sink.key = a.key
+    with open(a.key_file) as f:
+        Sink.key = f.read().strip()
     Sink.dir = os.path.abspath(a.dir)
     srv = ThreadingHTTPServer(("127.0.0.1", a.port), Sink)
     srv.daemon_threads = True

@@ -268,6 +268,17 @@ def test_no_password_on_a_command_line(stores):
         assert "pg_basebackup" in "\n".join(seen.get("runuser", []))
 
 
+def test_sentry_sinks_key_is_on_no_command_line(stack):
+    """The stack's Sentry receiver reads its key from the secrets, not
+    from its command line, which every local user can read."""
+    key = open(stack.path("secrets", "sentry-key")).read().strip()
+    pid = int(open(stack.path("run", "sentry.pid")).read())
+    with open("/proc/%d/cmdline" % pid, "rb") as f:
+        argv = f.read().decode()
+    assert "sentry_sink.py" in argv
+    assert len(key) >= 16 and key not in argv, argv
+
+
 def test_migrate_gives_psql_the_password_in_its_environment(tmp_path):
     """scripts/migrate under a fake psql: the URL without its password
     on the command line, the password (percent-decoded) in PGPASSWORD."""
