@@ -21,6 +21,7 @@ import time
 
 from accounts import PASSWORD, bearer, login, make_user, session_for
 from helpers import link_tokens, request, wait_until
+from stack import psql_env
 from test_jobs import jobs, relay_and_drain, stats  # noqa: F401
 
 
@@ -143,11 +144,11 @@ class HeldChange:
 
     def __init__(self, stack, sql):
         self.stack = stack
+        url, env = psql_env(stack.env["DATABASE_URL"])
         self.p = subprocess.Popen(
-            ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1",
-             "-d", stack.env["DATABASE_URL"]],
+            ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, text=True)
+            stderr=subprocess.PIPE, text=True, env=env)
         self.p.stdin.write("BEGIN;\n%s;\n" % sql)
         self.p.stdin.flush()
         tag = sql[:40].replace("'", "''")

@@ -34,7 +34,7 @@ import requests
 from accounts import login, make_user, session_for
 from helpers import (BaseUrlSession, assert_error, car_body, new_car,
                      wait_until)
-from stack import ROOT, Stack, StackError, free_port
+from stack import ROOT, Stack, StackError, free_port, psql_env
 from test_jobs import FAST, message_id, summary
 from test_leaderboard import DRAIN_ENV, board
 from test_serve import fcgi_request
@@ -85,10 +85,11 @@ def backends(stack, replica=False):
 def console(stack, command):
     """The rows of a command on PgBouncer's console (as keel, one of its
     stats_users), as lists of fields."""
-    url = stack.env["DATABASE_URL"].rsplit("/", 1)[0] + "/pgbouncer"
+    url, env = psql_env(stack.env["DATABASE_URL"].rsplit("/", 1)[0]
+                        + "/pgbouncer")
     p = subprocess.run(["psql", "-X", "-At", "-d", url, "-c", command],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       text=True, timeout=30)
+                       text=True, timeout=30, env=env)
     assert p.returncode == 0, p.stderr
     return [line.split("|") for line in p.stdout.splitlines()]
 

@@ -21,6 +21,7 @@ import pytest
 from accounts import session_for
 from helpers import (BaseUrlSession, assert_error, plan_nodes, replicated,
                      request, uniq)
+from stack import psql_env
 
 PUBLIC = {"id", "subject", "topic", "difficulty", "body", "options",
           "isArchived", "createdAt", "updatedAt"}
@@ -533,12 +534,11 @@ def test_bank_demo_data_loads_twice_fast_and_reads_right(stack):
         "LIKE 'What is the capital of %' OR body LIKE "
         "'What is the chemical symbol for %';\n"
         "ROLLBACK;\n")
-    p = subprocess.run(["psql", "-X", "-q", "-At", "-d",
-                        stack.env["DATABASE_URL"]], input=script,
+    url, env = psql_env(stack.env["DATABASE_URL"], dict(
+        os.environ, PGOPTIONS="-c client_min_messages=warning"))
+    p = subprocess.run(["psql", "-X", "-q", "-At", "-d", url], input=script,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       text=True, timeout=120,
-                       env=dict(os.environ,
-                                PGOPTIONS="-c client_min_messages=warning"))
+                       text=True, timeout=120, env=env)
     assert p.returncode == 0, p.stderr
     rows = [line.split("|") for line in p.stdout.splitlines()]
     counts = [[int(x) for x in r[1:]] for r in rows if r[0] == "counts"]
