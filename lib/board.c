@@ -438,6 +438,19 @@ static const struct keel_query q_run_durable = { .name = "board_run_durable",
 #define BOARD_K	"max(a.score::bigint * 1099511627776 + 1099511627775 - " \
 	"floor(extract(epoch FROM a.submitted_at))::bigint) AS k, " \
 	"count(*)::integer AS n"
+/*
+ * When a board's sum of bests (each k of BOARD_K: a test's best and the
+ * second it was first reached) was reached: when it last rose, the
+ * latest of the bests above 0; with none above 0, the first 0.  A best
+ * of 0 adds nothing, so a 0 on another test must not make the sum's time
+ * later: the encoded value would fall, and Redis, which only raises
+ * (ZADD GT), would keep the old one while the durable copy and a rebuild
+ * took the new -- the two would order a tie differently.  A test's
+ * board has one k: its best's time either way.
+ */
+#define BOARD_REACHED(k) "COALESCE(max(1099511627775 - (" k \
+	" & 1099511627775)) FILTER (WHERE " k " >> 40 > 0), " \
+	"min(1099511627775 - (" k " & 1099511627775)))"
 static const struct keel_query q_run_open = { .name = "board_run_open",
 	.sql = "DECLARE lb_cur NO SCROLL CURSOR FOR WITH b AS (SELECT * FROM "
 	"unnest($1::bigint[], $2::text[], $3::date[], $4::bigint[]) WITH "
@@ -467,7 +480,7 @@ static const struct keel_query q_run_open = { .name = "board_run_open",
 	"UNION ALL SELECT b.i, g.user_id, g.score, g.attempts, g.t FROM "
 	"(SELECT bt.period, bt.user_id, sum((bt.k >> 40)::integer) AS score, "
 	"sum(bt.n)::integer AS attempts, "
-	"max(1099511627775 - (bt.k & 1099511627775)) AS t FROM bt WHERE "
+	BOARD_REACHED("bt.k") " AS t FROM bt WHERE "
 	"bt.period IN (SELECT period FROM p WHERE g) "
 	"GROUP BY bt.period, bt.user_id) g JOIN b ON b.test_id = 0 AND "
 	"b.period = g.period) "
@@ -551,8 +564,8 @@ static const struct keel_query q_user = { .name = "board_user",
 	"(b.fin IS NULL OR a.submitted_at < to_timestamp(b.fin)) "
 	"GROUP BY b.i, a.test_id), "
 	"c AS (SELECT i, sum(k >> 40)::bigint AS score, "
-	"sum(n)::integer AS attempts, to_timestamp(max(1099511627775 - "
-	"(k & 1099511627775))) AS reached FROM bt GROUP BY i), "
+	"sum(n)::integer AS attempts, to_timestamp(" BOARD_REACHED("k")
+	") AS reached FROM bt GROUP BY i), "
 	"j AS (SELECT c.*, b.test_id, b.period, b.start, "
 	"e.user_id IS NOT NULL AS known, e.score AS escore, "
 	"e.attempts AS eattempts, e.reached_at AS ereached FROM c "

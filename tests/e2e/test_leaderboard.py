@@ -529,6 +529,35 @@ def test_rebuild_computes_what_the_drainer_computes(lb, http):
         == [r.rsplit("|", 1)[0] for r in before[1].splitlines()]
 
 
+def test_a_zero_on_another_test_keeps_a_global_ties_order(lb, http):
+    """u and v tie on the global board, u first.  u's 0 on another test
+    adds nothing to u's sum, so it must not make u's time later: the
+    drainer (Redis only raises a value) and a rebuild (which computes it
+    afresh) then order the tie alike, and agree to the encoded value."""
+    t1, t2 = new_test(lb), new_test(lb)
+    u, v = student(lb)["id"], student(lb)["id"]
+    now = time.time()
+    submit(lb, t1, u, 100, now - 30)
+    submit(lb, t1, v, 100, now - 20)
+    drain(lb)
+    submit(lb, t2, u, 0, now - 10)
+    drain(lb)
+    key = board_key(lb, None, "all")
+    drained = [redis_cli(lb, "ZSCORE", key, str(x)) for x in (u, v)]
+    durable = lb.psql("SELECT user_id, score, reached_at FROM "
+                      "leaderboard_entries WHERE test_id IS NULL AND "
+                      "period = 'all' AND user_id IN (%d, %d) ORDER BY "
+                      "user_id" % (u, v))
+    assert float(drained[0]) > float(drained[1]), drained   # u first
+    out = rebuild(lb, "--global", "--period", "all")
+    assert "failed=0" in out, out
+    assert [redis_cli(lb, "ZSCORE", key, str(x)) for x in (u, v)] == drained
+    assert lb.psql("SELECT user_id, score, reached_at FROM "
+                   "leaderboard_entries WHERE test_id IS NULL AND "
+                   "period = 'all' AND user_id IN (%d, %d) ORDER BY user_id"
+                   % (u, v)) == durable
+
+
 def test_drainers_and_rebuilds_together_lose_nothing_and_never_deadlock(
         lb, tmp_path):
     """Two drainers on the same users' jobs while full rebuilds run (the
