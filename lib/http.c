@@ -631,20 +631,41 @@ known_name(const char *name, const struct keel_field *fields, size_t n,
 	return false;
 }
 
+/*
+ * Whether the request's query names parameter i's name before it: each
+ * takes one value, and which of two the handler would read is no answer
+ * a client should have to guess (nor a second cache key for one query).
+ */
+static bool
+given_before(const struct keel_req *req, size_t i)
+{
+	size_t	 j;
+
+	for (j = 0; j < i; j++)
+		if (strcmp(req->qs[j].name, req->qs[i].name) == 0)
+			return true;
+	return false;
+}
+
 enum keel_step
 keel_http_query_known(struct keel_req *req, const struct keel_field *fields,
     size_t n, const char *const *more)
 {
 	struct json_object	*errors = NULL;
+	const char		*msg;
 	size_t			 i;
 
 	for (i = 0; i < req->nqs; i++) {
-		if (known_name(req->qs[i].name, fields, n, more))
+		if (!known_name(req->qs[i].name, fields, n, more))
+			msg = "is not a known parameter";
+		else if (given_before(req, i))
+			msg = "is given more than once";
+		else
 			continue;
 		if (errors == NULL)
 			errors = json_object_new_object();
 		json_object_object_add(errors, req->qs[i].name,
-		    keel_json_str("is not a known parameter"));
+		    keel_json_str(msg));
 	}
 	if (errors == NULL)
 		return KEEL_STEP_GO;

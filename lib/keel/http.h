@@ -232,9 +232,9 @@ enum keel_step	 keel_http_body_fields(struct keel_req *,
 		    struct keel_value *vals);
 /*
  * A step: every parameter of req's query must be one of fields[0..n) or
- * of more (NULL-terminated; may be NULL), else 400 validation_failed
- * naming each stranger, as an unknown JSON field is: a typo must not pass
- * silently, nor make a new cache key.
+ * of more (NULL-terminated; may be NULL), and given once, else 400
+ * validation_failed naming each stranger or repeat, as an unknown JSON
+ * field is: a typo must not pass silently, nor make a new cache key.
  */
 enum keel_step	 keel_http_query_known(struct keel_req *,
 		    const struct keel_field *, size_t n,

@@ -283,6 +283,18 @@ def test_app_answers_are_never_stored(stack, anon, http):
                                                              r.headers)
 
 
+@pytest.mark.parametrize("path,name", [
+    ("/api/cars?status=available&status=available", "status"),
+    ("/api/cars?limit=5&status=rented&limit=6", "limit"),
+    ("/api/cars?manufacturer=A&manufacturer=B", "manufacturer"),
+])
+def test_a_query_parameter_given_twice_is_400_naming_it(http, path, name):
+    """Each parameter takes one value: which of two a handler reads is no
+    answer to guess, and the repeat would make another cache key."""
+    body = assert_error(http.get(path), 400, "validation_failed")
+    assert name in body["fields"], body
+
+
 def test_encoded_nul_in_path_400(http):
     assert_error(http.get("/api/cars%00"), 400, "bad_request")
 
