@@ -27,6 +27,10 @@
  * allocation; returns the offset of the first error, or -1 when s[0..n)
  * is exactly one JSON text (UTF-8 is checked separately).
  *
+ * It counts the values as it goes and stops at the first past
+ * KEEL_JSON_MAXVALUES, so what json-c builds next is bounded whatever the
+ * body holds; a body past it costs a linear scan and no allocation.
+ *
  * It also refuses two escapes json-c would read wrong: \u0000 in a name
  * (json-c's keys are C strings, so "front\u0000x" became "front"; a value
  * keeps its NUL and its field refuses it, field_from_json()), and a
@@ -38,6 +42,7 @@ struct scan {
 	const char	*s;
 	size_t		 n, i;
 	int		 depth;
+	size_t		 values;	/* seen so far, containers included */
 	const char	*why;		/* an error's reason, NULL: malformed */
 };
 
@@ -223,7 +228,7 @@ static int
 scan_value(struct scan *sc)
 {
 	scan_ws(sc);
-	if (sc->i >= sc->n)
+	if (sc->i >= sc->n || ++sc->values > KEEL_JSON_MAXVALUES)
 		return -1;
 	switch (sc->s[sc->i]) {
 	case '{':
@@ -246,22 +251,19 @@ scan_value(struct scan *sc)
 	}
 }
 
-/* why: NULL, or the reason for an error beyond the grammar's. */
+/*
+ * Scans sc, fresh, to its end.  On an error sc says which bound was
+ * passed (depth, values) or why (NULL: malformed).
+ */
 static long
-json_scan(const char *s, size_t n, int *too_deep, const char **why)
+json_scan(struct scan *sc)
 {
-	struct scan	 sc = { s, n, 0, 0, NULL };
-
-	*too_deep = 0;
-	*why = NULL;
-	if (scan_value(&sc) == 0) {
-		scan_ws(&sc);
-		if (sc.i == n)
+	if (scan_value(sc) == 0) {
+		scan_ws(sc);
+		if (sc->i == sc->n)
 			return -1;
 	}
-	*too_deep = sc.depth > KEEL_JSON_MAXDEPTH;
-	*why = sc.why;
-	return (long)sc.i;
+	return (long)sc->i;
 }
 
 enum keel_err
@@ -271,10 +273,8 @@ keel_json_parse(const char *buf, size_t len, struct json_object **out,
 	struct json_tokener	*tok;
 	struct json_object	*obj;
 	enum json_tokener_error	 jerr;
-	struct scan		 sc = { buf, len, 0, 0, NULL };
-	const char		*why;
+	struct scan		 sc = { buf, len, 0, 0, 0, NULL };
 	long			 bad;
-	int			 too_deep;
 
 	*out = NULL;
 	if (len == 0) {
@@ -289,12 +289,15 @@ keel_json_parse(const char *buf, size_t len, struct json_object **out,
 		snprintf(err, errlen, "the body is not valid UTF-8");
 		return KEEL_EINVAL;
 	}
-	if ((bad = json_scan(buf, len, &too_deep, &why)) != -1) {
-		if (too_deep)
+	if ((bad = json_scan(&sc)) != -1) {
+		if (sc.depth > KEEL_JSON_MAXDEPTH)
 			snprintf(err, errlen, "the JSON nests deeper than %d "
 			    "levels", KEEL_JSON_MAXDEPTH);
-		else if (why != NULL)
-			snprintf(err, errlen, "%s at byte %ld", why, bad);
+		else if (sc.values > KEEL_JSON_MAXVALUES)
+			snprintf(err, errlen, "the JSON holds more than %d "
+			    "values", KEEL_JSON_MAXVALUES);
+		else if (sc.why != NULL)
+			snprintf(err, errlen, "%s at byte %ld", sc.why, bad);
 		else
 			snprintf(err, errlen, "malformed JSON at byte %ld",
 			    bad);

@@ -193,7 +193,9 @@ keel_limit_format(const struct keel_limit_result *res, size_t n,
 
 /*
  * The account an auth attempt names ("login" or "email" of its JSON
- * body), lower-cased and hashed; NULL when there is none.
+ * body), lower-cased and hashed; NULL when there is none.  It parses
+ * before the limiter decides, so a refused client pays for it too:
+ * keel_json_parse() bounds that to a scan (json.h KEEL_JSON_MAXVALUES).
  */
 static const char *
 auth_account(struct keel_req *req)

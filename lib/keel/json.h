@@ -77,15 +77,22 @@ struct keel_value {
 enum { KEEL_FIELDS_ALL = 0, KEEL_FIELDS_SOME = 1 };
 
 #define KEEL_JSON_MAXDEPTH	16
+/*
+ * Values in one document, containers and the document itself included
+ * (not member names): json-c allocates an object per value, a hash table
+ * per JSON object, so 1 MiB of "[{},{},...]" cost ~300 MB and a second.
+ * The largest body a route takes holds ~400 (a study plan's 100 items).
+ */
+#define KEEL_JSON_MAXVALUES	4096
 
 /*
  * Parses buf (len bytes) strictly (RFC 8259: no trailing data, no
- * comments, valid UTF-8, depth <= KEEL_JSON_MAXDEPTH; no \u0000 in a
- * name, every \u-escaped UTF-16 surrogate in a pair).  On KEEL_OK *out is
- * a new reference (caller puts), or NULL for the document `null` (json-c's
- * null: json_object_is_type(NULL, json_type_null) is true, and its
- * getters and json_object_put() accept NULL).  KEEL_EINVAL with a reason
- * in err.
+ * comments, valid UTF-8, depth <= KEEL_JSON_MAXDEPTH, at most
+ * KEEL_JSON_MAXVALUES values; no \u0000 in a name, every \u-escaped
+ * UTF-16 surrogate in a pair).  On KEEL_OK *out is a new reference
+ * (caller puts), or NULL for the document `null` (json-c's null:
+ * json_object_is_type(NULL, json_type_null) is true, and its getters and
+ * json_object_put() accept NULL).  KEEL_EINVAL with a reason in err.
  */
 enum keel_err	 keel_json_parse(const char *buf, size_t len,
 		    struct json_object **out, char *err, size_t errlen);

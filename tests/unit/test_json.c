@@ -337,6 +337,136 @@ test_json_parse_depth_16_accepted(void **state)
 	    sizeof(r->err)), KEEL_OK);
 }
 
+/*
+ * Regression (lib/json.c, json_scan): nothing bounded the number of
+ * values, and json-c allocates an object per value and a hash table per
+ * JSON object: 1 MiB of "[{},{},...]" (349k objects) cost ~300 MB and
+ * over a second, before a handler or the auth limiter saw a field.
+ */
+
+/* head, then n copies of elem separated by commas, then tail (caller
+ * frees). */
+static char *
+repeat(const char *head, const char *elem, size_t n, const char *tail,
+    size_t *len)
+{
+	struct keel_buf	 b = { NULL, 0, 0 };
+	size_t		 i;
+
+	keel_buf_puts(&b, head);
+	for (i = 0; i < n; i++) {
+		if (i > 0)
+			keel_buf_putc(&b, ',');
+		keel_buf_puts(&b, elem);
+	}
+	keel_buf_puts(&b, tail);
+	*len = b.len;
+	return b.data;
+}
+
+/* Parses head, n elems, tail; expects KEEL_OK, or the values' reason. */
+static void
+assert_values_parse(struct run *r, const char *head, const char *elem,
+    size_t n, const char *tail, bool ok)
+{
+	char		*body, want[64];
+	size_t		 len;
+	enum keel_err	 er;
+
+	body = repeat(head, elem, n, tail, &len);
+	er = keel_json_parse(body, len, &r->doc, r->err, sizeof(r->err));
+	free(body);
+	if (ok) {
+		assert_int_equal(er, KEEL_OK);
+		return;
+	}
+	assert_int_equal(er, KEEL_EINVAL);
+	assert_null(r->doc);
+	snprintf(want, sizeof(want), "the JSON holds more than %d values",
+	    KEEL_JSON_MAXVALUES);
+	assert_string_equal(r->err, want);
+}
+
+static void
+test_json_parse_values_at_bound_accepted(void **state)
+{
+	/* The array and its elements: KEEL_JSON_MAXVALUES values. */
+	assert_values_parse(*state, "[", "0", KEEL_JSON_MAXVALUES - 1, "]",
+	    true);
+	assert_int_equal(json_object_array_length(((struct run *)*state)->doc),
+	    KEEL_JSON_MAXVALUES - 1);
+}
+
+static void
+test_json_parse_values_past_bound_rejected(void **state)
+{
+	assert_values_parse(*state, "[", "0", KEEL_JSON_MAXVALUES, "]", false);
+}
+
+static void
+test_json_parse_empty_containers_counted(void **state)
+{
+	struct run	*r = *state;
+
+	assert_values_parse(r, "[", "{}", KEEL_JSON_MAXVALUES - 1, "]", true);
+	json_object_put(r->doc);
+	r->doc = NULL;
+	assert_values_parse(r, "[", "[]", KEEL_JSON_MAXVALUES, "]", false);
+}
+
+static void
+test_json_parse_nested_values_counted(void **state)
+{
+	struct run	*r = *state;
+
+	/* An object, its array and two arrays in it, 2k zeros in those. */
+	assert_values_parse(r, "{\"a\":[[", "0,0", KEEL_JSON_MAXVALUES / 2 - 2,
+	    "],[]]}", true);
+	json_object_put(r->doc);
+	r->doc = NULL;
+	assert_values_parse(r, "{\"a\":[[", "0,0", KEEL_JSON_MAXVALUES / 2 - 2,
+	    "],[0]]}", false);
+}
+
+static void
+test_json_parse_member_names_not_counted(void **state)
+{
+	struct run	*r = *state;
+	struct keel_buf	 b = { NULL, 0, 0 };
+	enum keel_err	 er;
+	int		 i;
+
+	/* The object and one value per member: names are not values. */
+	keel_buf_putc(&b, '{');
+	for (i = 0; i < KEEL_JSON_MAXVALUES - 1; i++)
+		keel_buf_printf(&b, "%s\"k%d\":0", i > 0 ? "," : "", i);
+	keel_buf_putc(&b, '}');
+	er = keel_json_parse(b.data, b.len, &r->doc, r->err, sizeof(r->err));
+	keel_buf_free(&b);
+	assert_int_equal(er, KEEL_OK);
+}
+
+static void
+test_json_parse_string_punctuation_not_counted(void **state)
+{
+	struct run	*r = *state;
+
+	/* Commas, brackets and escaped quotes in a string are one value. */
+	assert_values_parse(r, "[", "\"a,[0],{\\\"b\\\":[]},\"",
+	    KEEL_JSON_MAXVALUES - 1, "]", true);
+	json_object_put(r->doc);
+	r->doc = NULL;
+	assert_values_parse(r, "[", "\"a,[0],{\\\"b\\\":[]},\"",
+	    KEEL_JSON_MAXVALUES, "]", false);
+}
+
+static void
+test_json_parse_mib_of_empty_objects_rejected(void **state)
+{
+	/* The probe's body: 349000 "{}" in one array, just under 1 MiB. */
+	assert_values_parse(*state, "[", "{}", 349000, "]", false);
+}
+
 static void
 test_json_parse_invalid_utf8_in_string_rejected(void **state)
 {
@@ -1741,6 +1871,13 @@ main(void)
 		T(test_json_parse_depth_far_over_limit_rejected),
 		T(test_json_parse_depth_15_accepted),
 		T(test_json_parse_depth_16_accepted),
+		T(test_json_parse_values_at_bound_accepted),
+		T(test_json_parse_values_past_bound_rejected),
+		T(test_json_parse_empty_containers_counted),
+		T(test_json_parse_nested_values_counted),
+		T(test_json_parse_member_names_not_counted),
+		T(test_json_parse_string_punctuation_not_counted),
+		T(test_json_parse_mib_of_empty_objects_rejected),
 		T(test_json_parse_invalid_utf8_in_string_rejected),
 		T(test_json_parse_truncated_utf8_in_string_rejected),
 		T(test_json_parse_overlong_utf8_rejected),
