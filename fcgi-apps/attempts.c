@@ -4,12 +4,13 @@
  * and reading them back (API.md "Exam prep").
  *
  * An attempt is started by POST /api/tests/{id}/attempts (tests.c),
- * which fixes its questions on the row as the student is shown them,
- * each with its answer and explanation (column shown,
- * sql/016_attempt_shown.sql): an edit of the question bank after the
- * start changes neither the grade nor the review.  An attempt without
- * that copy (started before it, or written by the demo seed or a
- * benchmark) is read from the bank as it is now (ATTEMPT_SHOWN).
+ * which fixes its questions as the student is shown them, each with its
+ * answer and explanation (sql/016_attempt_shown.sql; a row of
+ * attempt_snapshots the attempt names, shared by every attempt shown
+ * the same, sql/019_attempt_snapshots.sql): an edit of the question bank
+ * after the start changes neither the grade nor the review.  An attempt
+ * without that copy (started before 016, or written by the demo seed or
+ * a benchmark) is read from the bank as it is now (ATTEMPT_SHOWN).
  *
  * Submitting grades it on the server in one transaction: the attempt's
  * row is locked (SELECT ... FOR UPDATE), so of any number of submits
@@ -138,11 +139,15 @@ static const struct keel_list attempts_list_rows = { .scope = "attempts",
 /*
  * Attempt a's questions as its student was shown them, in order: a jsonb
  * array of {"id", "body", "options", "answer", "explanation"}, as
- * tests.c's start stores it in a.shown; for a row without it, the same
- * built from the bank as it is now.  A question gone from the bank since
- * (never through the API: deleting archives) has only its id there.
+ * tests.c's start stores it in the snapshot a.snapshot_id names (a.shown
+ * for an attempt started between sql/016 and sql/019); for a row with
+ * neither, the same built from the bank as it is now.  A question gone
+ * from the bank since (never through the API: deleting archives) has
+ * only its id there.
  */
-#define ATTEMPT_SHOWN "COALESCE(a.shown, (SELECT jsonb_agg(" \
+#define ATTEMPT_SHOWN "COALESCE(a.shown, (SELECT x.shown " \
+	"FROM attempt_snapshots x WHERE x.id = a.snapshot_id), " \
+	"(SELECT jsonb_agg(" \
 	"jsonb_build_object('id', u.x, 'body', q.body, 'options', q.options, " \
 	"'answer', q.answer, 'explanation', q.explanation) ORDER BY u.n) " \
 	"FROM unnest(a.question_ids) WITH ORDINALITY AS u(x, n) " \

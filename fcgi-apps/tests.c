@@ -22,10 +22,13 @@
  * the write either comes first (the write is a 422) or waits for it.
  *
  * Starting an attempt copies onto the attempt the test's question ids
- * (sql/010_attempt_questions.sql) and each question as the student is
- * shown it, with its answer and explanation (sql/016_attempt_shown.sql):
+ * (sql/010_attempt_questions.sql) and fixes each question as the student
+ * is shown it, with its answer and explanation (sql/016_attempt_shown.sql):
  * the attempt is graded and reviewed against them whatever later happens
- * to the test or to the question bank.
+ * to the test or to the question bank.  That copy is a row of
+ * attempt_snapshots shared by every attempt shown the same versions of
+ * the same questions (sql/019_attempt_snapshots.sql); the attempt holds
+ * its id.
  */
 #include "config.h"
 
@@ -212,24 +215,54 @@ static const struct keel_query q_test_fill = { .name = "tests_fill",
 	"WITH ORDINALITY AS u(x, n)", .target = KEEL_DB_PRIMARY };
 
 /*
+ * A published test's questions, in order: their ids, and the key of the
+ * snapshot of them as shown -- sha256 over each one's id and revision
+ * (sql/019_attempt_snapshots.sql), which reads no question's text.
+ */
+#define ATTEMPT_KEY "SELECT t.id, t.duration_minutes, s.ids, s.key " \
+	"FROM tests t CROSS JOIN LATERAL (SELECT " \
+	"COALESCE(array_agg(q.id ORDER BY tq.position), '{}') AS ids, " \
+	"sha256(convert_to(COALESCE(string_agg(q.id || ':' || q.revision, " \
+	"',' ORDER BY tq.position), ''), 'UTF8')) AS key " \
+	"FROM test_questions tq JOIN questions q ON q.id = tq.question_id " \
+	"WHERE tq.test_id = t.id) s WHERE t.id = $1 AND t.published"
+
+/*
+ * Test k's questions as the student is shown them, each with its answer
+ * and explanation (attempts.c's ATTEMPT_SHOWN reads this shape, and
+ * builds it alike from the bank for an attempt without it).  Read in
+ * the statement's one snapshot, as k was, so it is the versions k's key
+ * names.
+ */
+#define ATTEMPT_BUILD "(SELECT COALESCE(jsonb_agg(jsonb_build_object(" \
+	"'id', q.id, 'body', q.body, 'options', q.options, " \
+	"'answer', q.answer, 'explanation', q.explanation) " \
+	"ORDER BY tq.position), '[]') FROM test_questions tq " \
+	"JOIN questions q ON q.id = tq.question_id WHERE tq.test_id = k.id)"
+
+/*
  * A published test only; its questions, in order, fixed on the attempt:
- * their ids, and each as the student is shown it with its answer and
- * explanation, in one pass over them (attempts.c's ATTEMPT_SHOWN reads
- * this shape, and builds it alike from the bank for an attempt without
- * it); it expires durationMinutes after it started.
+ * their ids, and a reference to the snapshot of them as shown, which
+ * every attempt shown the same versions shares (5 MB at most, once, not
+ * per start).  The snapshot is built only when no row has its key yet;
+ * a start that races another to make it finds the other's row through
+ * ON CONFLICT, which under READ COMMITTED sees rows committed after the
+ * statement began (a lookup would not), and takes its id from there.
+ * One statement, so one round trip; it expires durationMinutes after it
+ * started.
  */
 static const struct keel_query q_attempt_start = {
 	.name = "tests_attempt_start",
-	.sql = "INSERT INTO test_attempts (test_id, user_id, started_at, "
-	"expires_at, question_ids, shown) SELECT t.id, $2, now(), "
-	"now() + make_interval(mins => t.duration_minutes), s.ids, s.shown "
-	"FROM tests t CROSS JOIN LATERAL (SELECT "
-	"COALESCE(array_agg(q.id ORDER BY tq.position), '{}') AS ids, "
-	"COALESCE(jsonb_agg(jsonb_build_object('id', q.id, 'body', q.body, "
-	"'options', q.options, 'answer', q.answer, "
-	"'explanation', q.explanation) ORDER BY tq.position), '[]') AS shown "
-	"FROM test_questions tq JOIN questions q ON q.id = tq.question_id "
-	"WHERE tq.test_id = t.id) s WHERE t.id = $1 AND t.published "
+	.sql = "WITH k AS MATERIALIZED (" ATTEMPT_KEY "), "
+	"made AS (INSERT INTO attempt_snapshots AS x (key, shown) "
+	"SELECT k.key, " ATTEMPT_BUILD " FROM k WHERE NOT EXISTS "
+	"(SELECT FROM attempt_snapshots o WHERE o.key = k.key) "
+	"ON CONFLICT (key) DO UPDATE SET key = x.key RETURNING x.id) "
+	"INSERT INTO test_attempts (test_id, user_id, started_at, "
+	"expires_at, question_ids, snapshot_id) SELECT k.id, $2, now(), "
+	"now() + make_interval(mins => k.duration_minutes), k.ids, "
+	"COALESCE((SELECT id FROM made), (SELECT o.id FROM "
+	"attempt_snapshots o WHERE o.key = k.key)) FROM k "
 	"RETURNING id, test_id AS \"testId\", "
 	KEEL_SQL_TIME("started_at", "startedAt") ", "
 	KEEL_SQL_TIME("expires_at", "expiresAt"),

@@ -174,8 +174,8 @@ def test_attempt_without_a_copy_reads_the_bank(stack, http):
     """An attempt started before sql/016 (or written by the demo seed)
     has no copy: it shows and grades the question as the bank has it."""
     q, h, att = shown_one(stack, http, ("3", "4", "5"), 1)
-    stack.psql("UPDATE test_attempts SET shown = NULL WHERE id = %d"
-               % att["id"])
+    stack.psql("UPDATE test_attempts SET shown = NULL, snapshot_id = NULL "
+               "WHERE id = %d" % att["id"])
     edit_question(stack, http, q, options=["4", "3", "5"], answer=0)
     got = http.get("/api/attempts/%d" % att["id"], headers=h).json()
     assert got["questions"][0]["options"] == ["4", "3", "5"]
@@ -185,6 +185,134 @@ def test_attempt_without_a_copy_reads_the_bank(stack, http):
     got = http.get("/api/attempts/%d" % att["id"], headers=h).json()
     assert (got["questions"][0]["answer"],
             got["questions"][0]["correct"]) == (0, True)
+
+
+def snapshots(stack, attempts):
+    """Each attempt's snapshot id (sql/019), in the order given; asserts
+    none holds a copy of its own (sql/016's shown)."""
+    rows = stack.psql(
+        "SELECT a.snapshot_id, a.shown IS NULL FROM unnest('{%s}'::bigint[]) "
+        "WITH ORDINALITY AS u(x, n) JOIN test_attempts a ON a.id = u.x "
+        "ORDER BY u.n" % ",".join(str(a["id"]) for a in attempts)).split()
+    assert len(rows) == len(attempts)
+    assert all(r.endswith("|t") for r in rows), rows
+    return [int(r.split("|")[0]) for r in rows]
+
+
+def test_starts_of_one_test_share_one_snapshot(stack, http):
+    """Students starting one test at once store its questions as shown
+    once, between them; each still grades and reviews against it after
+    staff edit the question."""
+    q = new_question(stack, answer=1, options=("3", "4", "5"),
+                     explanation="As it was.")
+    t = new_test(http, [q])
+    students = [session_for(stack, http, "student")[1] for _ in range(6)]
+    replicated(stack)
+    url = stack.url("/api/tests/%d/attempts" % t["id"])
+    gate = threading.Barrier(len(students))
+    got = {}
+
+    def one(i):
+        gate.wait()
+        got[i] = request("POST", url, headers=students[i], timeout=60)
+    threads = [threading.Thread(target=one, args=(i,))
+               for i in range(len(students))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert sorted(r.status_code for r in got.values()) == [201] * 6
+    atts = [got[i].json() for i in range(len(students))]
+    ids = snapshots(stack, atts)
+    assert len(set(ids)) == 1, ids
+    assert stack.psql("SELECT count(*) FROM attempt_snapshots WHERE "
+                      "shown @> '[{\"id\": %d}]'" % q) == "1"
+    # As in test_options_reordered_before_the_submit_grade_as_shown.
+    edit_question(stack, http, q, options=["4", "3", "5"], answer=0)
+    for h, att in zip(students[:2], atts):
+        view = http.get("/api/attempts/%d" % att["id"], headers=h).json()
+        assert view["questions"][0]["options"] == ["3", "4", "5"]
+        r = submit(http, att["id"], {q: 1}, h)
+        assert (r.json()["score"], r.json()["correct"]) == (100, 1), r.text
+    replicated(stack)
+    view = http.get("/api/attempts/%d" % atts[0]["id"],
+                    headers=students[0]).json()
+    assert view["questions"][0]["explanation"] == "As it was."
+
+
+def test_a_changed_test_gets_a_new_snapshot_for_later_starts(stack, http):
+    """A change to what a test shows -- its questions or their order, or
+    a question's body, options, answer or explanation, however written
+    -- gives the starts after it a snapshot of their own; earlier
+    attempts keep theirs.  A change the student isn't shown doesn't."""
+    a = new_question(stack, answer=0, explanation="A.")
+    b = new_question(stack, answer=1, explanation="B.")
+    t = new_test(http, [a, b])
+    _, h = session_for(stack, http, "student")
+    replicated(stack)
+
+    def taken_now():
+        return start(http, t["id"], h)
+
+    def shown(att):
+        r = http.get("/api/attempts/%d" % att["id"], headers=h)
+        assert r.status_code == 200, r.text
+        return [(x["id"], x["body"], x["options"])
+                for x in r.json()["questions"]]
+    first = [taken_now(), taken_now()]
+    before = shown(first[0])
+    # The order of the test's questions.
+    r = http.patch("/api/tests/%d" % t["id"], json={"questionIds": [b, a]})
+    assert r.status_code == 200, r.text
+    reordered = taken_now()
+    # A question's body, through the question bank.
+    edit_question(stack, http, b, body="Edited body")
+    edited = taken_now()
+    # Not shown to students: the same snapshot.
+    edit_question(stack, http, b, topic="Another topic")
+    retopic = taken_now()
+    # A write that sets the revision back itself is renumbered all the
+    # same (sql/019's trigger).
+    stack.psql("UPDATE questions SET explanation = 'Again.', revision = 0 "
+               "WHERE id = %d" % a)
+    rewritten = taken_now()
+    ids = snapshots(stack, first + [reordered, edited, retopic, rewritten])
+    assert ids[0] == ids[1]
+    assert len({ids[0], ids[2], ids[3], ids[5]}) == 4, ids
+    assert ids[4] == ids[3], ids
+    replicated(stack)
+    assert shown(first[0]) == shown(first[1]) == before
+    assert [x[0] for x in before] == [a, b]
+    assert [x[0] for x in shown(reordered)] == [b, a]
+    assert shown(edited)[0][1] == "Edited body"
+    assert shown(reordered)[0][1] == before[1][1]
+    # Each grades against its own: the explanation as it was started.
+    for att, want in ((first[0], "A."), (rewritten, "Again.")):
+        r = submit(http, att["id"], {a: 0}, h)
+        assert r.json()["correct"] == 1, r.text
+    replicated(stack)
+    for att, want in ((first[0], "A."), (rewritten, "Again.")):
+        got = http.get("/api/attempts/%d" % att["id"], headers=h).json()
+        assert [x["explanation"] for x in got["questions"]
+                if x["id"] == a] == [want]
+
+
+def test_attempt_with_a_copy_of_its_own_reads_it(stack, http):
+    """An attempt started between sql/016 and sql/019 holds its questions
+    as shown on its own row: it shows and grades them as before."""
+    q, h, att = shown_one(stack, http, ("3", "4", "5"), 1)
+    stack.psql("UPDATE test_attempts a SET shown = x.shown, "
+               "snapshot_id = NULL FROM attempt_snapshots x "
+               "WHERE x.id = a.snapshot_id AND a.id = %d" % att["id"])
+    edit_question(stack, http, q, options=["4", "3", "5"], answer=0,
+                  explanation="Edited.")
+    got = http.get("/api/attempts/%d" % att["id"], headers=h).json()
+    assert got["questions"][0]["options"] == ["3", "4", "5"]
+    r = submit(http, att["id"], {q: 1}, h)
+    assert (r.json()["score"], r.json()["correct"]) == (100, 1), r.text
+    replicated(stack)
+    got = http.get("/api/attempts/%d" % att["id"], headers=h).json()
+    assert got["questions"][0]["explanation"] == "As it was."
 
 
 def test_second_submit_is_409(stack, http):
