@@ -335,7 +335,9 @@ def test_a_range_request_gets_the_whole_answer(anon, path, rng):
     assert "Content-Range" not in r.headers
     assert r.headers["X-Content-Type-Options"] == "nosniff"
     if path == "/health":
-        assert r.json()["status"] == whole.json()["status"]
+        # Whole JSON (its checks may differ from a moment before: a
+        # replica's lag on a loaded machine).
+        assert set(r.json()) == set(whole.json()), r.text
     else:
         assert r.content == whole.content
 
