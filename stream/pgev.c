@@ -9,7 +9,8 @@
  * one timer bounds the connect and the query.  A query that meets a
  * dead connection before anything came back is sent once more on a new
  * one -- the stream app's queries are reads, so sending again is safe --
- * which is what a PostgreSQL restart between two queries looks like.
+ * which is what a PostgreSQL restart between two queries looks like
+ * (the server's FATAL farewell, read first, is no answer to the query).
  * Callbacks run from a zero-delay timer, never inside pgev_query, so a
  * caller can start the next query from its callback.
  */
@@ -148,18 +149,24 @@ static void	start(struct pgev *pg);
 
 /*
  * The connection failed: drop it; send the query again on a new one if
- * the old one had served before and nothing came back yet.
+ * the old one had served before and nothing of the query came back yet.
+ * A FATAL error read just before the connection ended is the server's
+ * farewell (a restart's "terminating connection due to administrator
+ * command", sent while the connection sat idle), not the query's answer.
  */
 static void
 fail(struct pgev *pg, const char *err)
 {
 	bool	 again = pg->reused && pg->state != PG_CONNECTING &&
-		    pg->res == NULL;
+		    (pg->res == NULL ||
+		    PQresultStatus(pg->res) == PGRES_FATAL_ERROR);
 	char	 msg[sizeof(pg->err)];
 
 	snprintf(msg, sizeof(msg), "%s", err);	/* err may be conn's */
 	drop(pg);
 	if (again) {
+		PQclear(pg->res);
+		pg->res = NULL;
 		start(pg);
 		return;
 	}
@@ -262,7 +269,12 @@ receive(struct pgev *pg)
 	}
 	while (!PQisBusy(pg->conn)) {
 		if ((r = PQgetResult(pg->conn)) == NULL) {
-			if (pg->res == NULL)
+			/* Ended by the connection's end, not the query's. */
+			if ((pg->res == NULL || PQresultStatus(pg->res) ==
+			    PGRES_FATAL_ERROR) && PQstatus(pg->conn) ==
+			    CONNECTION_BAD)
+				fail(pg, PQerrorMessage(pg->conn));
+			else if (pg->res == NULL)
 				finish(pg, "no result");
 			else if (PQresultStatus(pg->res) == PGRES_TUPLES_OK ||
 			    PQresultStatus(pg->res) == PGRES_COMMAND_OK)

@@ -787,3 +787,28 @@ def test_the_stream_app_never_crashed(stack):
     for bad in ("AddressSanitizer", "runtime error", "killed by signal",
                 "exited with"):
         assert bad not in text, bad
+
+
+def test_a_stream_opened_after_a_primary_restart_replays(stack, http, user):
+    """The stream process's PostgreSQL connection outlives a restart of
+    the primary; the first stream after it must not get the server's
+    farewell (FATAL, read when the connection is next used) as its
+    replay's answer: the query goes again on a new connection."""
+    from test_api_basics import restart_primary
+    s = SSE.open(stack, headers=user["h"])
+    try:
+        assert s.status == 200
+        assert s.next_event(0.5) is None and not s.ended   # replay ran
+    finally:
+        s.close()
+    stack.stop_component("primary")
+    restart_primary(http, stack)
+    s = SSE.open(stack, headers=user["h"])
+    try:
+        assert s.status == 200
+        assert s.next_event(1.0) is None and not s.ended
+        nid = notify(stack, user["id"], "after the restart")
+        ev = s.next_event(3)
+        assert ev is not None and int(ev["id"]) == nid, ev
+    finally:
+        s.close()
