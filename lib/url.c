@@ -148,15 +148,36 @@ keel_url_pg_valid(const char *s, size_t n)
 	return opts != NULL;
 }
 
-/* One MEMCACHED_SERVERS item: host:port, the port required. */
+/*
+ * One MEMCACHED_SERVERS item as libmemcached's memcached_servers_parse()
+ * reads it: a socket path, or host[:port[:weight]] (port 11211 when left
+ * out), blanks around it allowed.
+ */
 static bool
 memcached_ok(const char *s, size_t n)
 {
-	const char	*colon = memchr(s, ':', n);
-	int		 port;
+	const char	*colon, *weight;
+	int		 v;
 
-	return colon != NULL && name_ok(s, (size_t)(colon - s)) &&
-	    port_ok(colon + 1, n - (size_t)(colon - s) - 1, &port);
+	while (n > 0 && (*s == ' ' || *s == '\t')) {
+		s++;
+		n--;
+	}
+	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+		n--;
+	if (n > 1 && *s == '/')
+		return memchr(s, ' ', n) == NULL && memchr(s, '\t', n) == NULL;
+	if ((colon = memchr(s, ':', n)) == NULL)
+		return name_ok(s, n);
+	if (!name_ok(s, (size_t)(colon - s)))
+		return false;
+	n -= (size_t)(colon - s) + 1;
+	s = colon + 1;
+	if ((weight = memchr(s, ':', n)) == NULL)
+		return port_ok(s, n, &v);
+	return port_ok(s, (size_t)(weight - s), &v) &&
+	    num_parse(weight + 1, n - (size_t)(weight - s) - 1, 1, 1000000,
+	    &v);
 }
 
 bool

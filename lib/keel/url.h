@@ -35,11 +35,13 @@ bool	 keel_url_valid(const char *v, size_t n, const char *const *schemes,
 bool	 keel_url_pg_valid(const char *s, size_t n);
 
 /*
- * Whether list is a MEMCACHED_SERVERS value: "host:port[,host:port...]",
- * each host a name or IPv4 address and each port 1..65535 (no empty item,
- * no blank), or "" (no server).  Stricter than libmemcached's
- * memcached_servers_parse(), which takes anything (a bare word is a
- * server at port 11211 that never answers).
+ * Whether list is a MEMCACHED_SERVERS value, as libmemcached's
+ * memcached_servers_parse() reads it: comma-separated items, each a
+ * socket path or host[:port[:weight]] (a name or IPv4 address, port
+ * 1..65535, 11211 when left out), blanks around an item allowed, no
+ * empty item; or "" (no server).  What libmemcached would misread (a bad
+ * port, a stray character) is refused; a host that doesn't resolve is
+ * the network's to fail.
  */
 bool	 keel_url_memcached_valid(const char *list);
 

@@ -2,7 +2,7 @@
 """test_config_check.py -- a bad setting stops a program at start with a
 message naming the variable (README "Configuration"), for the values that
 once passed and then failed quietly: a Redis db or port with junk after
-it, a memcached word with no port, an SMTP or public URL of another
+it, a memcached port with junk after it, an SMTP or public URL of another
 scheme, an empty DATABASE_URL, a relative lock directory or env file, a
 list with an empty item; the routes app's missing KEEL_ROUTES_FILE; a
 cron program's lock directory that isn't there.
@@ -53,12 +53,27 @@ def test_valid_settings_pass_the_check():
     assert rc == 0, err
 
 
+@pytest.mark.parametrize("servers", [
+    "memcached",                            # a bare host: port 11211
+    "/var/run/memcached/memcached.sock",    # a socket path
+    "mc1:11211:2,mc2:11211:1",              # weights
+    "mc1:11211, mc2:11211",                 # a blank after the comma
+])
+def test_memcached_forms_libmemcached_reads_pass(servers):
+    """Every form libmemcached's memcached_servers_parse() reads right
+    passes, as before the check was made strict (9e4a293 took them)."""
+    rc, err = run("fcgi-apps/keel-cars", MEMCACHED_SERVERS=servers)
+    assert rc == 0, err
+
+
 @pytest.mark.parametrize("name,value", [
     ("REDIS_URL", "redis://127.0.0.1:6379/4294967296"),
     ("REDIS_URL", "redis://127.0.0.1:6379/0abc"),
     ("REDIS_URL", "redis://127.0.0.1:41497x/0"),
     ("REDIS_URL", "redis://"),
-    ("MEMCACHED_SERVERS", "garbage"),
+    ("MEMCACHED_SERVERS", "mc1:11211x"),
+    ("MEMCACHED_SERVERS", "mc1:99999"),
+    ("MEMCACHED_SERVERS", "mc1:11211,,mc2:11211"),
     ("SMTP_URL", "garbage"),
     ("SMTP_URL", "http://x"),
     ("DATABASE_URL", ""),

@@ -216,7 +216,10 @@ test_redis_url_one_unless_cluster(void **state)
 	unsetenv("REDIS_CLUSTER");
 }
 
-/* MEMCACHED_SERVERS: host:port items; the port is required. */
+/*
+ * MEMCACHED_SERVERS: what libmemcached reads right -- host[:port[:weight]]
+ * or a socket path, blanks around an item -- and nothing it misreads.
+ */
 static void
 test_memcached_servers(void **state)
 {
@@ -227,7 +230,13 @@ test_memcached_servers(void **state)
 	keel_config_free(&cfg);
 	assert_true(load_with("MEMCACHED_SERVERS", ""));
 	keel_config_free(&cfg);
-	assert_false(load_with("MEMCACHED_SERVERS", "garbage"));
+	assert_true(load_with("MEMCACHED_SERVERS", "memcached"));
+	keel_config_free(&cfg);
+	assert_true(load_with("MEMCACHED_SERVERS", "/run/mc.sock"));
+	keel_config_free(&cfg);
+	assert_true(load_with("MEMCACHED_SERVERS", "a:1:2, b:2:1"));
+	keel_config_free(&cfg);
+	assert_false(load_with("MEMCACHED_SERVERS", "a:1:x"));
 	assert_non_null(strstr(err, "MEMCACHED_SERVERS"));
 	assert_false(load_with("MEMCACHED_SERVERS", "a:1,,b:2"));
 	assert_false(load_with("MEMCACHED_SERVERS", "a:1,"));
