@@ -779,16 +779,6 @@ def test_an_end_missed_while_unsubscribed_is_caught_on_resubscribing(
         s.close()
 
 
-def test_the_stream_app_never_crashed(stack):
-    """Last in the file: no worker of the stack's stream app died or
-    tripped a sanitizer during the tests above (the supervisor would
-    have respawned it quietly)."""
-    text = stream_log(stack)
-    for bad in ("AddressSanitizer", "runtime error", "killed by signal",
-                "exited with"):
-        assert bad not in text, bad
-
-
 def test_a_stream_opened_after_a_primary_restart_replays(stack, http, user):
     """The stream process's PostgreSQL connection outlives a restart of
     the primary; the first stream after it must not get the server's
@@ -812,3 +802,14 @@ def test_a_stream_opened_after_a_primary_restart_replays(stack, http, user):
         assert ev is not None and int(ev["id"]) == nid, ev
     finally:
         s.close()
+
+
+def test_the_stream_app_never_crashed(stack):
+    """Last in the file: no worker of the stack's stream app died or
+    tripped a sanitizer during the tests above (the supervisor would
+    have respawned it quietly)."""
+    text = stream_log(stack)
+    for bad in ("AddressSanitizer", "runtime error", "killed by signal",
+                "exited with"):
+        assert bad not in text, bad
+
