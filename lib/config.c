@@ -29,10 +29,12 @@ enum cfg_type {
 	CFG_INT,		/* integer within min..max */
 	CFG_STR,		/* any string */
 	CFG_PATH,		/* an absolute path; "" too unless min is 1 */
-	CFG_URL_PG,		/* postgres:// or postgresql:// URLs,
-				   comma-separated; "" too unless min is 1 */
+	CFG_URL_PG,		/* one postgres:// or postgresql:// URL;
+				   "" too unless min is 1 */
+	CFG_URL_PGS,		/* CFG_URL_PG's, comma-separated, or "" */
 	CFG_URL_REDIS,		/* redis:// or unix:// URL (a comma list:
-				   cluster_valid decides) */
+				   redis_valid decides, knowing
+				   REDIS_CLUSTER) */
 	CFG_URL_SMTP,		/* smtp:// or smtps:// URL */
 	CFG_URL_HTTP,		/* http:// or https:// URL, no query */
 	CFG_SERVERS,		/* memcached host:port comma list, or "" */
@@ -110,7 +112,7 @@ static const struct cfg_row rows[] = {
 	    .off = OFF(database_url),
 	    .what = "the PostgreSQL primary "
 	    "(postgresql://user:pw@host:port/db); required" },
-	{ .name = "DATABASE_READ_REPLICA_URL", .type = CFG_URL_PG, .def = "",
+	{ .name = "DATABASE_READ_REPLICA_URL", .type = CFG_URL_PGS, .def = "",
 	    .off = OFF(replica_urls),
 	    .what = "read replicas, comma-separated (optional)" },
 	{ .name = "KEEL_DB_CONNECT_TIMEOUT", .type = CFG_INT, .def = "5",
@@ -394,33 +396,17 @@ pg_urls_valid(const char *s)
 	}
 }
 
-/*
- * Each comma-separated REDIS_URL item as redis.c will read it, with its
- * own parser (a cluster's seeds are several; cluster_valid says whether
- * several may be).
- */
+/* The n bytes at s read as redis.c will (free *a after, also on false). */
 static bool
-redis_urls_valid(const char *s)
+redis_url_read(const char *s, size_t n, struct keel_url_redis *a)
 {
-	struct keel_url_redis	 a;
-	char			*one;
-	const char		*p;
-	bool			 ok;
+	char	*one = keel_strndup(s, n);
+	bool	 ok;
 
-	for (;;) {
-		p = strchr(s, ',');
-		one = p == NULL ? keel_strdup(s) :
-		    keel_strndup(s, (size_t)(p - s));
-		ok = keel_url_redis_parse(one, &a);
-		keel_url_redis_free(&a);
-		explicit_bzero(one, strlen(one));
-		free(one);
-		if (!ok)
-			return false;
-		if (p == NULL)
-			return true;
-		s = p + 1;
-	}
+	ok = keel_url_redis_parse(one, a);
+	explicit_bzero(one, n);
+	free(one);
+	return ok;
 }
 
 /*
@@ -585,6 +571,14 @@ cfg_set(struct keel_config *cfg, const struct cfg_row *r, const char *v,
 			    "password@host:port/db)", r->name);
 			return false;
 		}
+		if (*v != '\0' && !keel_url_pg_valid(v, strlen(v))) {
+			snprintf(err, n, "%s: expected postgresql://[user[:"
+			    "password]@]host[:port][/db][?param=value] (port "
+			    "1-65535)", r->name);
+			return false;
+		}
+		break;
+	case CFG_URL_PGS:
 		if (*v != '\0' && !pg_urls_valid(v)) {
 			snprintf(err, n, "%s: expected postgresql://[user[:"
 			    "password]@]host[:port][/db][?param=value] (port "
@@ -593,13 +587,7 @@ cfg_set(struct keel_config *cfg, const struct cfg_row *r, const char *v,
 		}
 		break;
 	case CFG_URL_REDIS:
-		if (!redis_urls_valid(v)) {
-			snprintf(err, n, "%s: expected redis://[:password@]"
-			    "host[:port][/db] (port 1-65535, db 0-2147483647) "
-			    "or unix:///path/to/socket[?db=N]", r->name);
-			return false;
-		}
-		break;
+		break;		/* redis_valid(), once REDIS_CLUSTER is read */
 	case CFG_URL_SMTP:
 		if (!keel_url_valid(v, strlen(v), smtp_schemes,
 		    KEEL_URL_USERINFO)) {
@@ -682,23 +670,34 @@ pool_valid(struct keel_config *cfg, char *err, size_t n)
 }
 
 /*
- * REDIS_CLUSTER=1 with a REDIS_URL a cluster can be reached by: TCP
- * (nodes announce addresses, not sockets) and database 0 (a cluster has
- * no other).
+ * REDIS_URL as redis.c will read it: one URL (a comma may be its
+ * password's); with REDIS_CLUSTER=1 one or several, comma-separated, each
+ * a node a cluster can be reached by: TCP (nodes announce addresses, not
+ * sockets) and database 0 (a cluster has no other).
  */
 static bool
-cluster_valid(const struct keel_config *cfg, char *err, size_t n)
+redis_valid(const struct keel_config *cfg, char *err, size_t n)
 {
-	const char	*p, *end, *db;
-	size_t		 len;
+	struct keel_url_redis	 a;
+	const char		*url = cfg->redis_url, *p, *end;
+	bool			 ok, sock;
+	int			 db;
 
 	if (!cfg->redis_cluster) {
-		if (strchr(cfg->redis_url, ',') != NULL) {
+		ok = redis_url_read(url, strlen(url), &a);
+		keel_url_redis_free(&a);
+		if (ok)
+			return true;
+		if (strstr(url, ",redis://") != NULL ||
+		    strstr(url, ",unix://") != NULL)
 			snprintf(err, n, "REDIS_URL: one URL (several, "
 			    "comma-separated, only with REDIS_CLUSTER=1)");
-			return false;
-		}
-		return true;
+		else
+			snprintf(err, n, "REDIS_URL: expected redis://"
+			    "[:password@]host[:port][/db] (port 1-65535, db "
+			    "0-2147483647; no ?parameters) or "
+			    "unix:///path/to/socket[?db=N]");
+		return false;
 	}
 	if (cfg->redis_sentinels[0] != '\0') {
 		snprintf(err, n, "REDIS_CLUSTER=1 and REDIS_SENTINELS: a "
@@ -706,19 +705,26 @@ cluster_valid(const struct keel_config *cfg, char *err, size_t n)
 		return false;
 	}
 	/* One node's URL, or several, comma-separated (seeds). */
-	for (p = cfg->redis_url; p != NULL; p = end != NULL ? end + 1 : NULL) {
+	for (p = url; p != NULL; p = end != NULL ? end + 1 : NULL) {
 		end = strchr(p, ',');
-		len = end != NULL ? (size_t)(end - p) : strlen(p);
-		if (len < 8 || strncmp(p, "redis://", 8) != 0) {
+		ok = redis_url_read(p, end != NULL ? (size_t)(end - p) :
+		    strlen(p), &a);
+		sock = a.path != NULL;
+		db = a.db;
+		keel_url_redis_free(&a);
+		if (!ok) {
+			snprintf(err, n, "REDIS_URL: expected redis://"
+			    "[:password@]host[:port][/db], comma-separated "
+			    "(port 1-65535)");
+			return false;
+		}
+		if (sock) {
 			snprintf(err, n, "REDIS_CLUSTER=1: REDIS_URL must be "
 			    "redis://host:port (cluster nodes, comma-separated), "
 			    "not a unix socket");
 			return false;
 		}
-		/* The database, after the first '/' past the scheme. */
-		if ((db = memchr(p + 8, '/', len - 8)) != NULL &&
-		    (size_t)(p + len - db - 1) > 0 &&
-		    !((size_t)(p + len - db - 1) == 1 && db[1] == '0')) {
+		if (db != 0) {
 			snprintf(err, n, "REDIS_CLUSTER=1: REDIS_URL's database "
 			    "must be 0 (a cluster has no other)");
 			return false;
@@ -761,7 +767,7 @@ keel_config_load(struct keel_config *cfg, char *err, size_t n)
 			return false;
 		}
 	}
-	if (!pool_valid(cfg, err, n) || !cluster_valid(cfg, err, n)) {
+	if (!pool_valid(cfg, err, n) || !redis_valid(cfg, err, n)) {
 		keel_config_free(cfg);
 		return false;
 	}

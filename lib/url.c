@@ -80,11 +80,25 @@ host_ok(const char *s, size_t n, int flags)
 	return true;
 }
 
+/*
+ * libpq's credentials: from auth to the first '@' before any '/', read
+ * raw (a password may hold '?', '#' or a blank).  The '@', or NULL.
+ */
+static const char *
+pg_credentials(const char *auth, const char *end)
+{
+	const char	*p;
+
+	for (p = auth; p < end && *p != '@' && *p != '/'; p++)
+		;
+	return p < end && *p == '@' ? p : NULL;
+}
+
 bool
 keel_url_valid(const char *v, size_t n, const char *const *schemes,
     int flags)
 {
-	const char	*end = v + n, *p, *auth, *at, *colon, *hend;
+	const char	*end = v + n, *p, *auth, *at = NULL, *colon, *hend;
 	size_t		 k = 0;
 	int		 port;
 
@@ -96,19 +110,30 @@ keel_url_valid(const char *v, size_t n, const char *const *schemes,
 	}
 	if (*schemes == NULL)
 		return false;
-	/* No blank or control byte anywhere: none survives a URL. */
-	for (p = v; p < end; p++)
-		if ((unsigned char)*p <= ' ' || *p == 0x7f || *p == '#')
-			return false;
-	if (!(flags & KEEL_URL_QUERY) && memchr(v, '?', n) != NULL)
-		return false;
 	auth = v + k + 3;
-	for (p = auth; p < end && *p != '/' && *p != '?'; p++)
+	if (flags & KEEL_URL_PG)
+		at = pg_credentials(auth, end);
+	/*
+	 * No blank or control byte anywhere, nor '#': none survives a URL.
+	 * libpq's credentials are the exception, bar control bytes.
+	 */
+	for (p = v; p < end; p++) {
+		if ((unsigned char)*p < ' ' || *p == 0x7f)
+			return false;
+		if (at != NULL && p >= auth && p < at)
+			continue;
+		if (*p == ' ' || *p == '#' ||
+		    (*p == '?' && !(flags & KEEL_URL_QUERY)))
+			return false;
+	}
+	for (p = at != NULL ? at + 1 : auth; p < end && *p != '/' &&
+	    *p != '?'; p++)
 		;
-	/* The last '@' ends the user part: a password may hold one. */
-	for (at = NULL, hend = auth; hend < p; hend++)
-		if (*hend == '@')
-			at = hend;
+	/* Elsewhere the last '@' ends the user part: a password may hold one. */
+	if (at == NULL)
+		for (hend = auth; hend < p; hend++)
+			if (*hend == '@')
+				at = hend;
 	if (at != NULL) {
 		if (!(flags & KEEL_URL_USERINFO))
 			return false;

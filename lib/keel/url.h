@@ -16,13 +16,15 @@
 #define KEEL_URL_QUERY		0x02	/* ?query (no #fragment ever) */
 #define KEEL_URL_PG		0x04	/* libpq's: an empty host (its
 					   socket), a %-encoded socket path
-					   as the host */
+					   as the host, raw credentials */
 
 /*
  * Whether the n bytes at v are scheme://[userinfo@]host[:port][/path] for
  * one of schemes (NULL-terminated), with what flags allow: a host a name,
  * an IPv4 address or [IPv6], a port 1..65535, no blank, control byte or
- * '#' anywhere.  The shape libcurl and libpq read after us.
+ * '#' anywhere (with KEEL_URL_PG, but for blanks and '#' in the
+ * credentials, which libpq reads raw up to the first '@' before a '/').
+ * The shape libcurl and libpq read after us.
  */
 bool	 keel_url_valid(const char *v, size_t n, const char *const *schemes,
 	    int flags);

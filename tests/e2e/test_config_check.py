@@ -67,6 +67,21 @@ def test_memcached_forms_libmemcached_reads_pass(servers):
 
 
 @pytest.mark.parametrize("name,value", [
+    # libpq reads a URL's credentials raw, up to the first '@'.
+    ("DATABASE_URL", "postgresql://keel:p?w#d@127.0.0.1:5432/keel"),
+    ("DATABASE_URL", "postgresql://keel:a,b@127.0.0.1:5432/keel"),
+    # One REDIS_URL outside a cluster: the comma is the password's.
+    ("REDIS_URL", "redis://:pa,ss@127.0.0.1:6379/0"),
+])
+def test_passwords_libpq_and_redis_read_pass(name, value):
+    """A password the library reads right passes: the check reads a URL
+    as libpq and redis.c do (the strict check of 7ea1422 refused the
+    first and the third, which 9e4a293 took)."""
+    rc, err = run("fcgi-apps/keel-cars", **{name: value})
+    assert rc == 0, err
+
+
+@pytest.mark.parametrize("name,value", [
     ("REDIS_URL", "redis://127.0.0.1:6379/4294967296"),
     ("REDIS_URL", "redis://127.0.0.1:6379/0abc"),
     ("REDIS_URL", "redis://127.0.0.1:41497x/0"),

@@ -129,6 +129,10 @@ test_redis_url_valid_forms(void **state)
 	assert_true(redis_url("redis://user:pw@h:65535/2147483647"));
 	assert_true(redis_url("unix:///run/redis.sock"));
 	assert_true(redis_url("unix:///run/redis.sock?db=3"));
+	/* One URL without REDIS_CLUSTER: a comma is its password's. */
+	assert_true(redis_url("redis://:pa,ss@h:6379/0"));
+	assert_false(redis_url("redis://h:6379,redis://h2:6379"));
+	assert_non_null(strstr(err, "only with REDIS_CLUSTER=1"));
 }
 
 /* A db past INT_MAX or with junk after it is refused, not read as 0. */
@@ -299,6 +303,15 @@ test_database_url(void **state)
 	assert_non_null(strstr(err, "DATABASE_URL"));
 	assert_false(load_with("DATABASE_URL", "postgresql://h/k?nosuch=1"));
 	assert_false(load_with("DATABASE_URL", "mysql://h/k"));
+	/* libpq reads the credentials raw, up to the first '@': a password
+	 * may hold '?', '#', a blank or a comma (one URL, not a list). */
+	assert_true(load_with("DATABASE_URL", "postgresql://u:p?w#d @db/k"));
+	keel_config_free(&cfg);
+	assert_true(load_with("DATABASE_URL", "postgresql://u:a,b@db/k"));
+	keel_config_free(&cfg);
+	assert_false(load_with("DATABASE_URL", "postgresql://u:p@db/k#x"));
+	assert_false(load_with("DATABASE_URL", "postgresql://u:p\t@db/k"));
+	assert_false(load_with("DATABASE_URL", "postgresql://u:p@d b/k"));
 	/* No replica is fine; an empty item of a list is not. */
 	assert_true(load_with("DATABASE_READ_REPLICA_URL", ""));
 	keel_config_free(&cfg);
