@@ -247,16 +247,25 @@ bind_socket(const char *path)
 	/* The web server may run as another user of the same group. */
 	if (chmod(path, 0660) == -1)
 		keel_log_fatal("chmod %s", path);
-	/*
-	 * The queue of connections no worker has taken yet: as deep as the
-	 * kernel allows (Linux cuts it to net.core.somaxconn, 4096 by
-	 * default; PHP-FPM asks the same), since one past it is refused and
-	 * lighttpd answers that request 500 at once.  lighttpd may hold many
-	 * more connections than 1024 to one app while its workers wait.
-	 */
 	if (listen(fd, LISTEN_QUEUE) == -1)
 		keel_log_fatal("listen %s", path);
 	return fd;
+}
+
+/*
+ * The queue of connections no worker has taken yet: as deep as the
+ * kernel allows (Linux cuts it to net.core.somaxconn, 4096 by default;
+ * PHP-FPM asks the same), since one past it is refused and lighttpd
+ * answers that request 500 at once.  lighttpd may hold many more
+ * connections than 1024 to one app while its workers wait.  Asked again
+ * of a socket we were given (spawn-fcgi's 1024, or an older binary's on
+ * a reload): on Linux a second listen() changes the queue's depth.
+ */
+static void
+deepen_queue(int fd)
+{
+	if (listen(fd, LISTEN_QUEUE) == -1)
+		keel_log_fatal("listen");
 }
 
 /* True when fd is a listening socket. */
@@ -1247,6 +1256,7 @@ start(struct supervisor *sv, const struct keel_config *cfg,
 	if (!adopt(sv))
 		sv->lfd = sock_path != NULL ? bind_socket(sock_path) :
 		    inherited_socket();
+	deepen_queue(sv->lfd);
 	if (fcntl(sv->lfd, F_SETFL, O_NONBLOCK) == -1)
 		keel_log_fatal("fcntl");
 	sv->lim.max_children = cfg->pm_max_children;

@@ -374,10 +374,13 @@ def test_serve_max_requests_recycles_workers(own_app):
     assert "respawning" not in app.text()
 
 
-def test_serve_listen_queue_holds_a_burst(own_app):
+@pytest.mark.parametrize("mode", ["socket", "fd0"])
+def test_serve_listen_queue_holds_a_burst(stack, own_app, mode):
     """With every worker busy, a burst of connections waits in the
     socket's queue, as deep as the kernel allows, not 1024: past the
-    queue a connect is refused, which lighttpd answers with a 500."""
+    queue a connect is refused, which lighttpd answers with a 500.  A
+    socket handed over (spawn-fcgi's fd 0, listening with 1024) is
+    deepened too."""
     burst = 1100
     with open("/proc/sys/net/core/somaxconn") as f:
         somaxconn = int(f.read())
@@ -387,7 +390,11 @@ def test_serve_listen_queue_holds_a_burst(own_app):
                     "the burst" % (somaxconn, hard))
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, burst + 100),
                                                 hard))
-    app = own_app(KEEL_WORKERS=1)
+    argv = None
+    if mode == "fd0":
+        argv = lambda sock: ["spawn-fcgi", "-n", "-b", "1024", "-s", sock,
+                             "--", _testapp_bin(stack)]
+    app = own_app(argv=argv, KEEL_WORKERS=1)
     busy = threading.Thread(target=fcgi_get,
                             args=(app.sock, "/_test/sleep?ms=3000"))
     busy.start()
