@@ -38,6 +38,11 @@
 -- migration's lock on test_attempts, and could not key them by revision
 -- anyway (the revisions they were built from are not known).  Rows with
 -- neither (before 016, the demo seed, benchmarks) read the bank as now.
+--
+-- Rolling upgrade: reload keel-attempts before keel-tests (README,
+-- "Rolling upgrades").  A new keel-tests starts attempts with a
+-- snapshot_id and no shown; an old keel-attempts would grade those
+-- against the live bank, so an edit in between would count.
 CREATE SEQUENCE question_revisions;
 
 -- A constant default: no rewrite of questions; the trigger numbers
