@@ -12,7 +12,9 @@ session use and logout, the oldest session ended past KEEL_SESSION_MAX
 and every session ended by a deactivation (the cluster mode's
 command-at-a-time paths); exact rate limits under concurrency, per
 address and per user, and the auth limiter on a signed-in request whose
-limiters span two slots (refused places given back); an idempotent
+limiters span two slots (refused places given back); a login's two
+buckets, its spelling's from one address and its account's from every
+address, in two slots and checked in turn; an idempotent
 replay; the queues drained exactly once by two drainers, a dead letter
 retried; notification streams on the cluster; the leaderboard drained
 and rebuilt; a slot moved under the running apps (MOVED) and a slot
@@ -22,15 +24,17 @@ fails), and the sessions written before the crash still work.
 """
 
 import concurrent.futures
+import hashlib
 import uuid
 
 import pytest
 
-from accounts import bearer, login, make_user
+from accounts import PASSWORD, bearer, login, make_user
 from helpers import BaseUrlSession, assert_error, request, wait_until
 from rcluster import ClusterError, RedisCluster
 from sse import SSE
 from stack import Stack, StackError
+from test_auth_hardening import AUTH_LIMIT, KELVIN, OwnAuth, auth_fields
 from test_idempotency import (
     test_idem_replay_returns_first_answer as idem_replay,
     test_idem_same_key_other_body_is_422 as idem_mismatch)
@@ -242,6 +246,141 @@ def test_auth_limit_on_a_signed_in_request_spanning_two_slots(cluster,
     # more times, but the user's writes go on elsewhere.
     r = post(stack, "/api/_limit/write", client_ip(), headers=h)
     assert r.status_code == 201
+
+
+# -------------------------------------------------------- login buckets
+
+# keel_limit_account() on the cluster (lib/limit.c's account_cluster): a
+# login's bucket of one address is tagged with the login as the lookup
+# folds it, its account's of every address with the account, so they
+# sit in two slots -- here on two nodes -- and are checked in turn.
+# test_auth_hardening.py's single-Redis tests of them, on the cluster,
+# with each bucket looked at where the cluster keeps it.
+
+def spelling_key(login_folded, addr):
+    """The bucket of a folded login from addr (auth.c's auth_buckets:
+    BLAKE2b-128, as libsodium's crypto_generichash, of lower(login))."""
+    h = hashlib.blake2b(login_folded.encode(), digest_size=16).hexdigest()
+    return "keel:rate:auth:{s:login:%s}:%s" % (h, addr)
+
+
+def account_key(uid):
+    """The bucket of account uid over every address."""
+    return "keel:rate:auth:{id:%d}" % uid
+
+
+def user_with_buckets_apart(cluster, stack, k=False):
+    """make_user's student whose email's buckets and account's bucket are
+    on two nodes (with an email holding a 'k' when k)."""
+    for _ in range(64):
+        u = make_user(stack, "student")
+        if k:
+            u["email"] = "kate-%s@e2e.test" % uuid.uuid4().hex[:12]
+            stack.psql("UPDATE users SET email = '%s' WHERE id = %d"
+                       % (u["email"], u["id"]))
+        if cluster.port_of(spelling_key(u["email"], "x")) != \
+                cluster.port_of(account_key(u["id"])):
+            return u
+    pytest.fail("no user whose buckets are on two nodes")
+
+
+# The auth app's own, trusting lighttpd's X-Forwarded-For (test_limits'
+# clients are made-up addresses).
+PROXIED = {"TRUSTED_PROXIES": "127.0.0.1, ::1"}
+
+
+def login_via(stack, ip, who, password):
+    """A login from client address ip (X-Forwarded-For, as test_limits'
+    clients): the answer."""
+    return post(stack, "/api/auth/login", ip,
+                json={"login": who, "password": password})
+
+
+def test_cluster_login_spent_email_locks_not_its_account_elsewhere(
+        cluster, stack):
+    """Five wrong passwords on an email from one address: that address's
+    email is refused however spelled (KELVIN SIGN, folded by the lookup
+    alone, reaches the login's own bucket: its check refuses), while the
+    username from the same address, and the email from another, still
+    log in."""
+    u = user_with_buckets_apart(cluster, stack, k=True)
+    ip, elsewhere = client_ip(), client_ip()
+    with OwnAuth(stack, KEEL_RATELIMIT_AUTH="%d/900" % AUTH_LIMIT,
+                 **PROXIED):
+        spent = [login_via(stack, ip, u["email"], "wrong-%d" % i)
+                 .status_code for i in range(AUTH_LIMIT + 1)]
+        upper = login_via(stack, ip, u["email"].upper(), PASSWORD)
+        kelvin = login_via(stack, ip, KELVIN + u["email"][1:], PASSWORD)
+        by_name = login_via(stack, ip, u["username"], PASSWORD)
+        other = login_via(stack, elsewhere, u["email"], PASSWORD)
+    assert spent == [401] * AUTH_LIMIT + [429], spent
+    assert upper.status_code == 429, upper.text
+    assert kelvin.status_code == 429, kelvin.text
+    assert int(kelvin.headers["Retry-After"]) > 0
+    assert by_name.status_code == 200, by_name.text
+    assert other.status_code == 200, other.text
+    # The email's bucket of this address holds its five failures, on its
+    # own node; the account's the same five (the refusals and the
+    # successes kept no place), on another.
+    key = spelling_key(u["email"], ip)
+    assert owner(cluster, key) == cluster.port_of(key)
+    assert cluster.call("LLEN", key) == str(AUTH_LIMIT)
+    acct = account_key(u["id"])
+    assert owner(cluster, acct) == cluster.port_of(acct) != \
+        cluster.port_of(key)
+    assert cluster.call("LLEN", acct) == str(AUTH_LIMIT)
+    assert cluster.call("LLEN", spelling_key(u["email"], elsewhere)) == "0"
+
+
+def test_cluster_login_account_bucket_holds_over_every_address(cluster,
+                                                               stack):
+    """KEEL_RATELIMIT_AUTH_ACCOUNT on the cluster: seven failures from
+    three addresses spend the account's bucket, and then no address gets
+    a password checked, the right one neither; the 429 shows the spent
+    bucket, and the place the login's own bucket took is given back."""
+    u = user_with_buckets_apart(cluster, stack)
+    ips = [client_ip() for _ in range(3)]
+    late = [client_ip() for _ in range(2)]
+    with OwnAuth(stack, KEEL_RATELIMIT_AUTH="3/900",
+                 KEEL_RATELIMIT_AUTH_ACCOUNT="7/900", **PROXIED):
+        codes = [login_via(stack, ips[i // 3], u["email"], "wrong-%d" % i)
+                 .status_code for i in range(7)]
+        refused = [login_via(stack, ip, u["email"], PASSWORD)
+                   for ip in late]
+    assert codes == [401] * 7, codes
+    assert [r.status_code for r in refused] == [429, 429], \
+        [r.text for r in refused]
+    for r in refused:
+        assert int(r.headers["Retry-After"]) > 0
+        assert 0 in auth_fields(r), r.headers["RateLimit"]
+        assert '"auth";q=7;w=900' in r.headers["RateLimit-Policy"]
+    assert cluster.call("LLEN", account_key(u["id"])) == "7"
+    for ip in late:
+        assert cluster.call("LLEN", spelling_key(u["email"], ip)) == "0"
+
+
+def test_cluster_login_counts_say_nothing_of_which_logins_are_one(
+        cluster, stack):
+    """One wrong password on an email, then one on its username: the
+    RateLimit fields the username's answer shows are a missing
+    username's (the account's bucket of every address, in its own slot,
+    stays out of the headers until spent)."""
+    u = user_with_buckets_apart(cluster, stack)
+    missing = "nobody_" + uuid.uuid4().hex[:12]
+    ip = client_ip()
+    with OwnAuth(stack, KEEL_RATELIMIT_AUTH="%d/900" % AUTH_LIMIT,
+                 **PROXIED):
+        assert login_via(stack, ip, u["email"], "wrong-1").status_code \
+            == 401
+        own = login_via(stack, ip, u["username"], "wrong-2")
+        other = login_via(stack, ip, missing, "wrong-2")
+    assert own.status_code == other.status_code == 401
+    assert auth_fields(own) == auth_fields(other), (
+        own.headers["RateLimit"], other.headers["RateLimit"])
+    assert own.headers["RateLimit-Policy"] == \
+        other.headers["RateLimit-Policy"]
+    # Not for want of a count: the account's bucket holds both tries.
+    assert cluster.call("LLEN", account_key(u["id"])) == "2"
 
 
 # --------------------------------------------------------- idempotency
