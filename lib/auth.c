@@ -723,6 +723,11 @@ keel_auth_sessions_end_all(struct keel_redis *r, int64_t uid,
  * is stored; taking one is a single UPDATE whose WHERE holds every rule
  * (unused, unexpired, of an accepted purpose), so it works once even when
  * two confirms race: the second waits on the row lock, then finds it used.
+ * It locks the token's user first (u): every writer of both takes the
+ * user's row before its tokens (a users PATCH that ends the links, the
+ * new password's own statement), so a confirm racing a PATCH of the
+ * same user waits instead of deadlocking, and then finds the link
+ * ended if the PATCH ended it.
  */
 static const struct keel_query q_once_new = { .name = "auth_once_new",
 	.sql = "INSERT INTO one_time_tokens (hash, user_id, purpose, "
@@ -730,9 +735,12 @@ static const struct keel_query q_once_new = { .name = "auth_once_new",
 	.target = KEEL_DB_PRIMARY };
 
 static const struct keel_query q_once_take = { .name = "auth_once_take",
-	.sql = "UPDATE one_time_tokens SET used_at = now() "
+	.sql = "WITH u AS MATERIALIZED (SELECT id FROM users WHERE id = "
+	"(SELECT user_id FROM one_time_tokens WHERE hash = $1) FOR UPDATE) "
+	"UPDATE one_time_tokens SET used_at = now() "
 	"WHERE hash = $1 AND used_at IS NULL AND expires_at > now() "
-	"AND purpose IN ('reset', 'invite') RETURNING user_id, purpose",
+	"AND purpose IN ('reset', 'invite') "
+	"AND user_id IN (SELECT id FROM u) RETURNING user_id, purpose",
 	.target = KEEL_DB_PRIMARY };
 
 /* Who a link job is for: $1 an address (reset) or $2 an id (invite). */

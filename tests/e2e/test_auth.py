@@ -16,7 +16,8 @@ import time
 import pytest
 
 from accounts import PASSWORD, bearer, login, make_user, session_for
-from helpers import assert_error, link_tokens, redis_cli, request
+from helpers import (Held, assert_error, link_tokens, redis_cli, request,
+                     wait_until)
 from test_jobs import drain, jobs  # noqa: F401
 
 USER_FIELDS = {"id", "email", "username", "name", "role", "isActive",
@@ -314,6 +315,44 @@ def test_reset_confirms_racing_use_the_token_once(jobs, http):
     assert codes == [204] + [400] * 7, codes
     winner = [i for i, r in enumerate(got) if r.status_code == 204][0]
     login(http, u["email"], "racing-password-%02d" % winner)
+
+
+def test_reset_confirm_racing_a_patch_of_its_user_waits(jobs, http):
+    """A confirm and an admin's PATCH of the same user's address take the
+    user's row before the link's, so neither deadlocks (PostgreSQL would
+    end one after deadlock_timeout): the PATCH, first in line, ends the
+    links of the old address, and the confirm then finds its link used.
+    A third session holds the row so both queue behind it in order."""
+    from concurrent.futures import ThreadPoolExecutor
+    u = make_user(jobs, "customer")
+    token = reset_link(jobs, http, u["email"])
+    _, admin = session_for(jobs, http, "admin")
+
+    def waiting():
+        return int(jobs.psql("SELECT count(*) FROM pg_stat_activity "
+                             "WHERE wait_event_type = 'Lock'"))
+
+    held = Held(jobs, "SELECT 1 FROM users WHERE id = %d FOR UPDATE"
+                % u["id"])
+    try:
+        with ThreadPoolExecutor(2) as ex:
+            patch = ex.submit(request, "PATCH",
+                              jobs.url("/api/users/%d" % u["id"]),
+                              headers=admin, timeout=30,
+                              json={"email": "moved-" + u["email"]})
+            wait_until(lambda: waiting() == 1, 20, "the PATCH to wait")
+            confirm = ex.submit(
+                request, "POST",
+                jobs.url("/api/auth/password-reset/confirm"), timeout=30,
+                json={"token": token, "password": "a-password-raced"})
+            wait_until(lambda: waiting() == 2, 20, "the confirm to wait")
+            held.commit()
+            p, c = patch.result(timeout=30), confirm.result(timeout=30)
+    finally:
+        held.abort()
+    assert p.status_code == 200, p.text
+    assert_error(c, 400, "bad_request")
+    login(http, "moved-" + u["email"])
 
 
 def test_new_password_kills_the_users_other_links(jobs, http):
