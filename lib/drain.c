@@ -24,7 +24,11 @@
  * rest of its batch, and nothing is leased until PostgreSQL answers: an
  * outage of the database, which every handler needs, is waited out as
  * DESIGN.md's table says ("wait"), not spent in attempts that end in the
- * dead letters.
+ * dead letters.  But only
+ * DRAIN_OUTAGES_MAX times in a job's life: a job that takes PostgreSQL
+ * down itself (a statement that gets its backend killed, and the crash
+ * recovery that follows) would otherwise be handed back forever, never
+ * counted, never dead-lettered; past that its failures count as usual.
  */
 #include "config.h"
 
@@ -56,13 +60,23 @@ static struct keel_rscript script_fetch = {
 static struct keel_rscript script_finish = {
 	.name = "queue_finish", .lua = keel_lua_queue_finish };
 
+/*
+ * Failures with PostgreSQL down a job may have handed back uncounted
+ * (queue_finish.lua counts them in its hash).  Each costs an outage: the
+ * drainer leases nothing until a ping answers, so 10 is 10 outages, or
+ * 10 crash recoveries of a job that causes them -- far more than real
+ * outages give one job, few enough that a poisonous one dies in minutes.
+ */
+#define DRAIN_OUTAGES_MAX	10
+
 struct drain_counts {
 	long	 processed;	/* completed */
 	long	 failed;	/* dead-lettered */
 	long	 retried;	/* rescheduled after a failed attempt */
 	long	 stalled;	/* reclaimed after their lease expired */
 	long	 refused;	/* finished too late: the lease had moved on */
-	long	 released;	/* handed back unstarted at SIGTERM */
+	long	 released;	/* handed back uncounted: unstarted at
+				   SIGTERM or PostgreSQL down */
 	long	 ran_before;	/* leased again after they finished */
 	int	 unmarked;	/* the last outbox call failed (log once) */
 	bool	 db_down;	/* PostgreSQL didn't answer after a failure */
@@ -72,7 +86,8 @@ struct drain_counts {
 struct drain_job {
 	struct keel_job	 job;
 	const char	*msgid;
-	const char	*outcome;	/* done, retry, fail, release */
+	const char	*outcome;	/* done, retry, fail, release, outage
+					   (queue_finish.lua) */
 	bool		 ran_before;	/* done: its outbox row says so */
 	bool		 internal;	/* failed for a reason of ours, not
 					   its payload's: reported when it is
@@ -169,6 +184,22 @@ drain_report_stalled(const struct keel_queue *q, long long n)
 	keel_report_send(&ev);
 }
 
+/* Logs what the finish script made of job j, which failed with
+ * PostgreSQL down (outcome "outage"): handed back uncounted (4), or
+ * counted (2, 3) once it has been handed back DRAIN_OUTAGES_MAX times. */
+static void
+drain_log_outage(const struct keel_queue *q, const struct drain_job *j,
+    long long res)
+{
+	if (res == 4)
+		keel_log_warnx("drain: %s %s attempt %d handed back, not "
+		    "counted", q->name, j->job.key, j->job.attempt);
+	else if (res == 2 || res == 3)
+		keel_log_warnx("drain: %s %s attempt %d counted: it failed "
+		    "with PostgreSQL down more than %d times", q->name,
+		    j->job.key, j->job.attempt, DRAIN_OUTAGES_MAX);
+}
+
 /* Counts the finish script's answer for one job and logs what needs it;
  * true when the job was dead-lettered. */
 static bool
@@ -183,6 +214,8 @@ drain_count(const struct keel_queue *q, const struct drain_job *j,
 	    q->name, "outcome", res >= 0 && res <= 3 ? (res == 1 &&
 	    j->ran_before ? "ran_before" : outcome[res]) : "released",
 	    (char *)NULL), 1);
+	if (strcmp(j->outcome, "outage") == 0)
+		drain_log_outage(q, j, res);
 	switch (res) {
 	case 0:
 		cnt->refused++;
@@ -239,6 +272,7 @@ drain_finish(struct keel_redis *r, struct keel_db *db,
 	bool			 died;
 
 	keel_queue_args_init(&a, r, q, q->name);
+	keel_queue_args_fmt(&a, "%d", DRAIN_OUTAGES_MAX);
 	for (i = 0; i < n; i++) {
 		keel_queue_args_str(&a, jobs[i].msgid);
 		keel_queue_args_str(&a, jobs[i].job.key);
@@ -316,15 +350,29 @@ drain_ran_before(struct keel_db *db, struct drain_job *jobs, size_t n,
 	free(ran);
 }
 
-/*
- * After a job failed (KEEL_JOB_RETRY): true when PostgreSQL doesn't
- * answer a ping either, so the failure is the outage's, not the job's.
- */
+/* True when PostgreSQL doesn't answer a ping. */
 static bool
 drain_db_down(struct keel_db *db, const struct keel_config *cfg)
 {
 	return keel_db_ping(db, -1, cfg->db_connect_timeout * 1000, NULL) !=
 	    KEEL_OK;
+}
+
+/*
+ * After job j failed (KEEL_JOB_RETRY): true when the failure is an
+ * outage's, not the job's -- PostgreSQL doesn't answer a ping either.
+ */
+static bool
+drain_outage(struct keel_db *db, const struct keel_config *cfg,
+    const struct keel_queue *q, const struct drain_job *j,
+    struct drain_counts *cnt)
+{
+	cnt->db_down = drain_db_down(db, cfg);
+	if (cnt->db_down)
+		keel_log_warnx("drain: %s %s attempt %d failed with PostgreSQL "
+		    "unavailable (%s); waiting for PostgreSQL", q->name,
+		    j->job.key, j->job.attempt, j->why);
+	return cnt->db_down;
 }
 
 /* Runs the leased jobs of one fetch reply (elements 6..). */
@@ -382,15 +430,9 @@ drain_batch(struct keel_redis *r, struct keel_db *db,
 		jobs[i].outcome = er == KEEL_JOB_DONE ? "done" :
 		    er == KEEL_JOB_RETRY ? "retry" : "fail";
 		jobs[i].internal = er == KEEL_JOB_RETRY;
-		if (er == KEEL_JOB_RETRY && drain_db_down(db, cfg)) {
-			jobs[i].outcome = "release";
-			cnt->db_down = true;
-			keel_log_warnx("drain: %s %s attempt %d failed with "
-			    "PostgreSQL unavailable (%s): handed back, not "
-			    "counted; waiting for PostgreSQL", q->name,
-			    jobs[i].job.key, jobs[i].job.attempt,
-			    jobs[i].why);
-		}
+		if (er == KEEL_JOB_RETRY &&
+		    drain_outage(db, cfg, q, &jobs[i], cnt))
+			jobs[i].outcome = "outage";
 		/* DESIGN.md, "Observability": one line per job. */
 		keel_log_info("job queue=%s kind=%.64s attempt=%d outcome=%s "
 		    "ms=%.1f", q->name, jobs[i].job.kind, jobs[i].job.attempt,
