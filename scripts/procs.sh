@@ -3,7 +3,9 @@
 # processes are the ones a script started.  A pid alone proves nothing: once
 # our process is gone its pid may be anyone's, whatever its command line
 # says, so a pid file is kept with the process's start (record_pid) and a
-# process is ours only while both match (pid_alive, same_proc).
+# process is ours only while both match (pid_alive, same_proc).  A pid
+# file an older script wrote has no start beside it; while its pid runs,
+# no command signals, replaces or reports that process (pid_unrecorded).
 
 # proc_field PID N -- field N (3 or more) of /proc/PID/stat (proc(5)).
 proc_field() {
@@ -63,4 +65,26 @@ pid_alive() {
 	pid=$(<"$1")
 	[[ $pid =~ ^[0-9]+$ ]] || return 1
 	same_proc "$pid" "$(<"$1.start")"
+}
+
+# pid_unrecorded PIDFILE NAME -- PIDFILE was written by an older script,
+# which kept no start beside it (no PIDFILE.start), and its pid runs: says
+# so on stderr, naming the pid, and succeeds.  That process may be the
+# NAME the older script started, or anyone who got its pid since; nothing
+# here can tell, so no command may signal it, and no start may start a
+# second NAME beside it (which would fight the first for its socket or
+# port) or write over PIDFILE (which would hide the first from stop): the
+# operator stops it by hand, once.  Such a file whose pid is gone is
+# stale: removed, and false, as for no file at all.
+pid_unrecorded() {
+	local pid me=${0##*/}
+	[[ -e $1 && ! -e $1.start ]] || return 1
+	pid=$(<"$1")
+	# Not 0 or -1: kill -0 takes those for a process group.
+	if [[ $pid =~ ^[1-9][0-9]*$ ]] && proc_alive "$pid"; then
+		echo "$me: $1: pid $pid runs, but no start time was recorded with it (an older scripts/$me wrote the file): left alone; if it is this $me's $2, stop it by hand once: kill $pid" >&2
+		return 0
+	fi
+	rm -f "$1"
+	return 1
 }
