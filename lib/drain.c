@@ -19,12 +19,12 @@
  * relay stops asking after them; a mark that fails is left to the relay,
  * which finds them finished in Redis.  A job whose row says it completed
  * is not run again; a dead-lettered one is, when an operator retries it.
- * A job that failed while PostgreSQL can't be reached (a ping after the
- * failure says so) is handed back without counting the attempt, with the
- * rest of its batch, and nothing is leased until PostgreSQL answers: an
- * outage of the database, which every handler needs, is waited out as
- * DESIGN.md's table says ("wait"), not spent in attempts that end in the
- * dead letters.  But only
+ * A job that failed while PostgreSQL can't be reached (one ping per
+ * batch, after its first failure, says so) is handed back without
+ * counting the attempt, with the rest of its batch, and nothing is
+ * leased until PostgreSQL answers: an outage of the database, which
+ * every handler needs, is waited out as DESIGN.md's table says ("wait"),
+ * not spent in attempts that end in the dead letters.  But only
  * DRAIN_OUTAGES_MAX times in a job's life: a job that takes PostgreSQL
  * down itself (a statement that gets its backend killed, and the crash
  * recovery that follows) would otherwise be handed back forever, never
@@ -354,20 +354,28 @@ drain_ran_before(struct keel_db *db, struct drain_job *jobs, size_t n,
 static bool
 drain_db_down(struct keel_db *db, const struct keel_config *cfg)
 {
+	keel_log_debug("drain: pinging PostgreSQL");
 	return keel_db_ping(db, -1, cfg->db_connect_timeout * 1000, NULL) !=
 	    KEEL_OK;
 }
 
 /*
  * After job j failed (KEEL_JOB_RETRY): true when the failure is an
- * outage's, not the job's -- PostgreSQL doesn't answer a ping either.
+ * outage's, not the job's -- PostgreSQL doesn't answer.  The first
+ * failure of a batch pings (*pinged then set); a later one takes that
+ * answer: a ping that failed has released the rest of the batch
+ * already, and one that answered a moment ago needn't be asked again
+ * (for up to KEEL_DB_CONNECT_TIMEOUT a failed job, a hundred a batch).
  */
 static bool
 drain_outage(struct keel_db *db, const struct keel_config *cfg,
-    const struct keel_queue *q, const struct drain_job *j,
+    const struct keel_queue *q, const struct drain_job *j, bool *pinged,
     struct drain_counts *cnt)
 {
-	cnt->db_down = drain_db_down(db, cfg);
+	if (!*pinged) {
+		*pinged = true;
+		cnt->db_down = drain_db_down(db, cfg);
+	}
 	if (cnt->db_down)
 		keel_log_warnx("drain: %s %s attempt %d failed with PostgreSQL "
 		    "unavailable (%s); waiting for PostgreSQL", q->name,
@@ -389,6 +397,7 @@ drain_batch(struct keel_redis *r, struct keel_db *db,
 	enum keel_job_result	 er;
 	double			 t0;
 	size_t			 i, n = rep->nelem - 6;
+	bool			 pinged = false;
 
 	jobs = keel_calloc(n, sizeof(*jobs));
 	for (i = 0; i < n; i++) {
@@ -431,7 +440,7 @@ drain_batch(struct keel_redis *r, struct keel_db *db,
 		    er == KEEL_JOB_RETRY ? "retry" : "fail";
 		jobs[i].internal = er == KEEL_JOB_RETRY;
 		if (er == KEEL_JOB_RETRY &&
-		    drain_outage(db, cfg, q, &jobs[i], cnt))
+		    drain_outage(db, cfg, q, &jobs[i], &pinged, cnt))
 			jobs[i].outcome = "outage";
 		/* DESIGN.md, "Observability": one line per job. */
 		keel_log_info("job queue=%s kind=%.64s attempt=%d outcome=%s "

@@ -3,7 +3,7 @@
 while PostgreSQL doesn't answer (lib/drain.c): handed back uncounted, but
 only so many times, so a job that takes PostgreSQL down itself, or
 whose failures meet an outage every time, still reaches the dead
-letters.
+letters; and one ping per batch, not one per failed job.
 
 The drainer is tests/bench/keel-drain-noop, whose "retry" jobs fail
 every attempt without touching the database; "PostgreSQL down" is its
@@ -11,6 +11,7 @@ DATABASE_URL pointing at a loopback port nothing listens on, so the
 stack's primary stays up for the other suites.
 """
 
+import re
 import time
 from urllib.parse import urlsplit, urlunsplit
 
@@ -79,3 +80,18 @@ def test_job_failing_while_postgresql_is_down_dies_after_10_hand_backs(noop):
     assert "fails every attempt" in why, why
     assert "PostgreSQL" in why, why
 
+
+def test_a_batch_of_failed_jobs_pings_postgresql_once(noop):
+    """Five jobs leased together that all fail, PostgreSQL up: one ping
+    after the first failure answers for the batch; each attempt counts.
+    The three attempts are three batches: three pings, not fifteen."""
+    enqueue(noop, "retry", "{}", queue="noop", count=5)
+    p = noop.program("keel-drain-noop", "--until-empty", "--budget", 30,
+                     env=dict(FAST, KEEL_LOG_LEVEL="debug"), timeout=90)
+    assert p.returncode == 0, p.stderr
+    s = summary(p.stdout)
+    assert s["retried"] == 5 * (NOOP_ATTEMPTS - 1) and s["failed"] == 5, \
+        (s, p.stderr[-3000:])
+    assert s["released"] == 0, (s, p.stderr[-3000:])
+    pings = re.findall(r"pinging PostgreSQL", p.stderr)
+    assert len(pings) == NOOP_ATTEMPTS, p.stderr[-3000:]
