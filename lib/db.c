@@ -116,6 +116,17 @@
 #define KEEPALIVES_COUNT	"3"	/* probes lost before it is dead */
 #define TCP_USER_TIMEOUT	"10000"	/* ms */
 
+/*
+ * How often a backend running one of our statements checks that we are
+ * still there (client_connection_check_interval, PostgreSQL 14).  A
+ * worker killed mid-statement (the supervisor's SIGKILL past
+ * KEEL_SHUTDOWN_TIMEOUT, a crash) closes its socket, but a backend
+ * waiting on a lock would only see that once its statement had run, and
+ * a lone write would commit after its client was told 500.  With the
+ * check it cancels the statement within this bound instead.
+ */
+#define CLIENT_CHECK_MS		1000
+
 /* A statement prepared on a connection, and the parameters it takes. */
 struct prepared {
 	const char	*name;
@@ -191,8 +202,8 @@ struct keel_db {
 	char			 errstr[256];
 	char			 constraint[64];
 	/* KEEL_DB_PREPARED=0: the settings of each transaction. */
-	char			 set_sql[128];	/* before a lone statement */
-	char			 begin_sql[128]; /* BEGIN, then SET LOCAL */
+	char			 set_sql[256];	/* before a lone statement */
+	char			 begin_sql[256]; /* BEGIN, then SET LOCAL */
 	/* Statements with arms: their forms (sqlspec.h), per worker. */
 	struct shape		 shapes[SPEC_SHAPES];
 	size_t			 nspecs;
@@ -232,10 +243,13 @@ keel_db_open(const struct keel_config *cfg)
 	db->cfg = cfg;
 	snprintf(db->set_sql, sizeof(db->set_sql), "SELECT set_config("
 	    "'statement_timeout', '%d', true), set_config('DateStyle', 'ISO', "
-	    "true)", cfg->db_statement_timeout);
+	    "true), set_config('client_connection_check_interval', '%d', "
+	    "true)", cfg->db_statement_timeout, CLIENT_CHECK_MS);
 	snprintf(db->begin_sql, sizeof(db->begin_sql), cfg->db_prepared ?
 	    "BEGIN" : "BEGIN; SET LOCAL statement_timeout = %d; "
-	    "SET LOCAL DateStyle = ISO", cfg->db_statement_timeout);
+	    "SET LOCAL DateStyle = ISO; "
+	    "SET LOCAL client_connection_check_interval = %d",
+	    cfg->db_statement_timeout, CLIENT_CHECK_MS);
 	db->primary.url = keel_strdup(cfg->database_url);
 	db->primary.label = "primary";
 	for (s = cfg->replica_urls; *s != '\0'; s = comma + 1) {
@@ -438,7 +452,7 @@ conn_open(struct keel_db *db, struct pgconn *c, int timeout_ms)
 	    "keepalives_interval", "keepalives_count", "tcp_user_timeout",
 	    "dbname", "fallback_application_name", "options", NULL };
 	const char		*vals[9];
-	char			 opts[128];
+	char			 opts[192];
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
 	double			 deadline = now_ms() + timeout_ms;
 	char			 esc[256];
@@ -450,8 +464,9 @@ conn_open(struct keel_db *db, struct pgconn *c, int timeout_ms)
 	 * plan serves them well.
 	 */
 	snprintf(opts, sizeof(opts), "-c statement_timeout=%d "
-	    "-c plan_cache_mode=auto -c DateStyle=ISO",
-	    db->cfg->db_statement_timeout);
+	    "-c plan_cache_mode=auto -c DateStyle=ISO "
+	    "-c client_connection_check_interval=%d",
+	    db->cfg->db_statement_timeout, CLIENT_CHECK_MS);
 	vals[0] = "1";
 	vals[1] = KEEPALIVES_IDLE;
 	vals[2] = KEEPALIVES_INTERVAL;

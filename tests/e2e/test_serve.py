@@ -484,6 +484,41 @@ def test_serve_sigterm_kills_workers_after_timeout(own_app):
     assert "killing 1 workers after 1 s" in app.text()
 
 
+@pytest.mark.parametrize("prepared", ["1", "0"])
+def test_serve_killed_worker_leaves_no_statement_running(stack, own_app,
+                                                         prepared):
+    """A worker killed past KEEL_SHUTDOWN_TIMEOUT mid-statement leaves
+    nothing running in PostgreSQL: the backend checks its client every
+    second (client_connection_check_interval) and cancels, where it
+    would otherwise run on -- a lone write waiting on a lock would then
+    commit after its client was answered 500.  Both ways of setting a
+    session up: the startup packet, and KEEL_DB_PREPARED=0's SETs."""
+    app = own_app(KEEL_WORKERS=1, KEEL_SHUTDOWN_TIMEOUT=1,
+                  KEEL_DB_PREPARED=prepared)
+    mark = "pg_sleep($1::float8 / 1000)"
+
+    def running():
+        return int(stack.psql(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+            "AND pid <> pg_backend_pid() AND position('%s' in query) > 0"
+            % mark))
+
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        stuck = pool.submit(fcgi_get, app.sock, "/_test/db/sleep?ms=20000")
+        wait_until(lambda: running() == 1, 10, "the statement to run")
+        os.kill(app.pid, signal.SIGTERM)
+        app.proc.wait(timeout=10)
+        with pytest.raises(ConnectionError):
+            stuck.result(timeout=10)
+        t0 = time.monotonic()
+        assert wait_until(lambda: running() == 0, 5), \
+            "the killed worker's statement still runs"
+        assert time.monotonic() - t0 < 3
+    finally:
+        pool.shutdown(wait=True)
+
+
 def test_serve_quick_deaths_back_off(own_app):
     """Nothing in a worker's start can fail on its own (connections are
     lazy, the configuration is checked before fork), so quick deaths are
