@@ -11,8 +11,10 @@
  *	    [--count N] QUEUE KIND PAYLOAD
  *
  * enqueue refuses what a drainer would only dead-letter or what would
- * name another job: a PAYLOAD that is not a JSON object, a job key past
- * the outbox's bound (QUEUES_KEY_MAX), never cut to fit.
+ * name another job: a KIND that is not a name (QUEUES_KIND_MAX), a
+ * PAYLOAD that is not a JSON object, a job key past the outbox's bound
+ * (QUEUES_KEY_MAX), never cut to fit.  One rule with or without
+ * --outbox, checked before anything is written.
  */
 #include "config.h"
 
@@ -36,6 +38,8 @@
 /* Bytes of a job's key: outbox.idempotency_key's CHECK (sql/006_outbox.sql),
  * with or without --outbox, so a job key means one job either way. */
 #define QUEUES_KEY_MAX	200
+/* Bytes of a job's kind: outbox.kind's CHECK (sql/006_outbox.sql). */
+#define QUEUES_KIND_MAX	64
 
 static void
 usage(void)
@@ -140,6 +144,30 @@ job_key(char *buf, const char *key, int64_t count, int64_t i, time_t t)
 	return n > 0 && n <= QUEUES_KEY_MAX;
 }
 
+/*
+ * True when kind is 1 to QUEUES_KIND_MAX printable ASCII bytes, no
+ * blank, as every kind the apps write is ("attempt_result"); else says
+ * why on stderr.  Only the outbox's CHECK looked at a kind, and the
+ * direct path never meets it: "" or a control byte went onto the queue,
+ * for a drainer to dead-letter with it in its log line's kind= and its
+ * Sentry event's job_kind tag.
+ */
+static bool
+kind_valid(const char *kind)
+{
+	const unsigned char	*p = (const unsigned char *)kind;
+	size_t			 n;
+
+	for (n = 0; p[n] != '\0'; n++)
+		if (n == QUEUES_KIND_MAX || p[n] <= ' ' || p[n] > '~')
+			break;
+	if (n > 0 && p[n] == '\0')
+		return true;
+	fprintf(stderr, "keel-queues: KIND must be 1 to %d printable ASCII "
+	    "bytes, no blank\n", QUEUES_KIND_MAX);
+	return false;
+}
+
 /* True when payload is a JSON object, parsed as the drainers parse it;
  * else says why on stderr. */
 static bool
@@ -198,7 +226,7 @@ cmd_enqueue(const struct keel_config *cfg, struct keel_redis *r, int argc,
 		    "suffix (-cli-PID-TIME-N)" : "");
 		return 2;
 	}
-	if (!payload_valid(argv[a + 2]))
+	if (!kind_valid(argv[a + 1]) || !payload_valid(argv[a + 2]))
 		return 2;
 	/* One connection for every job, as a worker holds one. */
 	db = keel_db_open(cfg);

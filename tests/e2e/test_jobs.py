@@ -592,6 +592,27 @@ def test_enqueue_refuses_a_key_past_the_limit_never_cuts_it(jobs):
     assert stats(jobs)["waiting"] == 2
 
 
+def test_enqueue_refuses_a_kind_that_is_not_a_name(jobs):
+    # The outbox's CHECK (1..64) was the only check, and the direct path
+    # never met it: a drainer dead-lettered the job, kind and all.
+    for outbox in ([], ["--outbox"]):
+        for i, kind in enumerate(("", "k\x01ind", "k ind", "k\x7find",
+                                  "k" * 65, "k" * 300, "kïnd")):
+            p = jobs.program("keel-queues", "enqueue", *outbox, "--key",
+                             "kind-%d-%d" % (len(outbox), i), "email",
+                             kind, invitation())
+            assert p.returncode == 2, (outbox, kind, p.stdout)
+            assert "KIND" in p.stderr and "64" in p.stderr, p.stderr
+    assert stats(jobs)["waiting"] == 0
+    assert jobs.psql("SELECT count(*) FROM outbox") == "0"
+    # 64 bytes is a kind, either way.
+    enqueue(jobs, "k" * 64, invitation(), key="kind-64")
+    p = jobs.program("keel-queues", "enqueue", "--outbox", "--key",
+                     "kind-64-outbox", "email", "k" * 64, invitation())
+    assert p.returncode == 0, p.stderr
+    assert stats(jobs)["waiting"] == 2
+
+
 # ------------------------------------ a result email's account at sending
 
 def result_payload(to, name, **kw):
