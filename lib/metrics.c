@@ -113,6 +113,9 @@ static const struct {
 	    "How long the program's last run took.", GAUGE },
 	[KEEL_M_CRON_ITEMS] = { "keel_cron_items_total",
 	    "Items a cron program handled, by outcome.", COUNTER },
+	[KEEL_M_METRICS_DROPPED] = { "keel_metrics_dropped_total",
+	    "Updates lost because their series found its slot's table full "
+	    "(the series is missing from this scrape).", COUNTER },
 };
 
 /* Up to KEEL_DB_STATEMENT_TIMEOUT's default: a p99 near it must show. */
@@ -428,7 +431,7 @@ sum_find(struct sums *s, uint16_t m, const char *app, const char *labels)
 	memset(&s->v[s->n], 0, sizeof(s->v[0]));
 	s->v[s->n].metric = m;
 	s->v[s->n].app = keel_strdup(app);
-	memcpy(s->v[s->n].labels, labels, sizeof(s->v[0].labels));
+	keel_text_copy(s->v[s->n].labels, sizeof(s->v[0].labels), labels);
 	return &s->v[s->n++];
 }
 
@@ -461,6 +464,11 @@ sum_file(struct sums *s, const char *path, const char *app)
 		munmap(p, (size_t)st.st_size);
 		return false;
 	}
+	/* Always, 0 too: an alert on it needs the series before the loss. */
+	t = sum_find(s, KEEL_M_METRICS_DROPPED, app, "");
+	for (i = 0; i < h->nslots; i++)
+		t->cells[0] += __atomic_load_n(&slot_at((struct header *)p,
+		    i)->dropped, __ATOMIC_RELAXED);
 	for (i = 0; i < h->nslots; i++)
 		for (j = 0; j < CAPACITY; j++) {
 			e = &slot_at((struct header *)p, i)->e[j];

@@ -36,6 +36,10 @@ enum keel_metric {
 	KEEL_M_CRON_DURATION,	/* gauge (s): (none) */
 	KEEL_M_CRON_ITEMS,	/* counter: outcome (processed, failed,
 				   retried) */
+	KEEL_M_METRICS_DROPPED,	/* counter: (none); metrics.c's own, read
+				   from the slots at scrape time: a series
+				   that found its slot full is counted here,
+				   never shown */
 	KEEL_M__MAX
 };
 
@@ -94,7 +98,8 @@ void	keel_metrics_error(const char *kind);
  * Appends the Prometheus text format 0.0.4 of every *.metrics file in
  * dir to out: each series summed over its file's slots, with
  * app="<file name>" first among its labels; HELP and TYPE once per
- * metric.  False, with the reason in err, when dir can't be read.
+ * metric.  Every file also gets keel_metrics_dropped_total{app}: the
+ * updates of series that found no room in their slot (0 when none).  False, with the reason in err, when dir can't be read.
  */
 bool	keel_metrics_scrape(const char *dir, struct keel_buf *out, char *err,
 	    size_t n);

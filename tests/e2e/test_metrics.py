@@ -127,6 +127,17 @@ def test_db_cache_and_limit_series_appear(http):
     assert ("keel_outbox_oldest_age_seconds", "") in s
 
 
+def test_no_series_dropped_and_the_count_is_shown(http):
+    # metrics.c counts the updates of a series that found its slot full;
+    # the scrape shows that count for every file, 0 here (a full slot is
+    # tests/unit/test_metrics.c's).
+    http.get("/api/cars")
+    s = scrape(http)
+    assert s[("keel_metrics_dropped_total", 'app="cars"')] == 0
+    assert all(v == 0 for (n, _), v in s.items()
+               if n == "keel_metrics_dropped_total")
+
+
 def test_no_user_ids_or_emails_in_labels(http, stack, anon):
     u = make_user(stack, "customer")
     h = bearer(login(anon, u["email"]))

@@ -98,6 +98,10 @@ test_counters_sum_over_slots(void **state)
 	    "outcome=\"done\"} 7\n"));
 	assert_non_null(strstr(s, "keel_jobs_total{app=\"unit\",queue=\"q\","
 	    "outcome=\"retried\"} 1\n"));
+
+	/* Nothing lost yet: the series is there, at 0. */
+	assert_non_null(strstr(s, "# TYPE keel_metrics_dropped_total counter\n"
+	    "keel_metrics_dropped_total{app=\"unit\"} 0\n"));
 	free(s);
 }
 
@@ -180,6 +184,10 @@ test_a_full_slot_drops_new_series_only(void **state)
 	s = scrape();
 	/* The series made before the slot filled still count. */
 	assert_non_null(strstr(s, "outcome=\"done\"} 8\n"));
+	/* Slot 1 held 3 series (jobs done and retried, worker starts), so
+	 * 509 of the 600 fit and 91 updates were lost: counted, not hidden. */
+	assert_non_null(strstr(s, "keel_metrics_dropped_total{app=\"unit\"} "
+	    "91\n"));
 	free(s);
 }
 
