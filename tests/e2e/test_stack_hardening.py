@@ -13,8 +13,9 @@ other local users and from other processes.
   a stack of stores only, started with psql, runuser and env wrapped on
   PATH to record their argv, and scripts/migrate under a fake psql.
 - The maildir (set-password links) is the user's only.
-- lighttpd ignores Range (no half a JSON document), and the page's 403
-  for a refused method keeps the page's headers.
+- lighttpd ignores Range (no half a JSON document), the page's 403
+  for a refused method keeps the page's headers, and the access log holds
+  no secret a client put in a Referer's query.
 """
 
 import fcntl
@@ -358,3 +359,19 @@ def test_a_refused_method_on_the_page_keeps_its_headers(anon, method):
     assert r.headers["Content-Security-Policy"].startswith("default-src 'none'")
     assert r.headers["X-Content-Type-Options"] == "nosniff"
     assert r.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_a_referers_query_never_reaches_the_access_log(stack, anon):
+    # A client that is not a browser obeys no Referrer-Policy: the URL it
+    # came from, query and all, may carry a stream ticket or a token.
+    agent = "referer-probe-%d" % os.getpid()
+    for ref in ("https://keel.example/api/notifications/stream"
+                "?ticket=TICKETSECRET",
+                "https://keel.example/set-password?token=TOKENSECRET"):
+        r = anon.get("/health", headers={"Referer": ref,
+                                          "User-Agent": agent})
+        assert r.status_code in (200, 503), r.status_code
+    wait_until(lambda: stack.log("access").count(agent) >= 2, 5,
+               "the two requests in the access log")
+    log = stack.log("access")
+    assert "TICKETSECRET" not in log and "TOKENSECRET" not in log
