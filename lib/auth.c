@@ -729,9 +729,25 @@ keel_auth_sessions_end_all(struct keel_redis *r, int64_t uid,
  * same user waits instead of deadlocking, and then finds the link
  * ended if the PATCH ended it.
  */
+/*
+ * A link's token, made only while its account is active and (a reset's,
+ * $5) still has the address the request named, read FOR SHARE: a users
+ * PATCH that changes the address or password (its row FOR UPDATE, then
+ * the links' end) either commits first, and the row is read as it left
+ * it -- a reset of a moved address makes nothing, an invitation goes to
+ * the corrected one -- or waits for this statement, and then ends the
+ * token it made.  Without the lock a PATCH between the lookup and the
+ * insert found no token to end, and the link went to the old address,
+ * alive (probe I).  The address and name returned are the row's now.
+ */
 static const struct keel_query q_once_new = { .name = "auth_once_new",
-	.sql = "INSERT INTO one_time_tokens (hash, user_id, purpose, "
-	"expires_at) VALUES ($1, $2, $3, now() + $4::int * interval '1 second')",
+	.sql = "WITH u AS MATERIALIZED (SELECT id, email, name FROM users "
+	"WHERE id = $2 AND is_active "
+	"AND ($5::text IS NULL OR lower(email) = lower($5)) FOR SHARE), "
+	"t AS (INSERT INTO one_time_tokens (hash, user_id, purpose, "
+	"expires_at) SELECT $1, id, $3, now() + $4::int * interval "
+	"'1 second' FROM u RETURNING user_id) "
+	"SELECT u.email, u.name FROM u JOIN t ON t.user_id = u.id",
 	.target = KEEL_DB_PRIMARY };
 
 static const struct keel_query q_once_take = { .name = "auth_once_take",
@@ -749,12 +765,22 @@ static const struct keel_query q_link_user = { .name = "auth_link_user",
 	"AND ((NOT $3 AND lower(email) = lower($1)) OR ($3 AND id = $2))",
 	.target = KEEL_DB_PRIMARY };
 
-enum keel_err
-keel_auth_once_new(struct keel_db *db, const char *purpose, int64_t uid,
-    int ttl, char tok[KEEL_AUTH_TOKEN_LEN + 1],
-    char id[KEEL_AUTH_ID_LEN + 1])
+/*
+ * A single-use token for purpose ("reset", "invite") of r's account,
+ * living ttl seconds, inserted into one_time_tokens (only its SHA-256)
+ * by q_once_new, which rereads the account under a lock: r gets its
+ * address and name as they are now.  email, when not NULL, is the
+ * address the account must still have.  KEEL_ENOENT when the account is
+ * no longer active or no longer has it (nothing made); else
+ * keel_db_query()'s errors.  tok receives the token.
+ */
+static enum keel_err
+once_new(struct keel_db *db, const char *purpose,
+    struct keel_auth_recipient *r, const char *email, int ttl,
+    char tok[KEEL_AUTH_TOKEN_LEN + 1])
 {
 	struct keel_db_params	 p;
+	struct keel_rows	*rows = NULL;
 	char			 hid[KEEL_AUTH_ID_LEN + 1];
 	enum keel_err		 er;
 
@@ -762,16 +788,24 @@ keel_auth_once_new(struct keel_db *db, const char *purpose, int64_t uid,
 	keel_auth_token_id(tok, hid);
 	keel_db_params_init(&p);
 	keel_db_param_text(&p, hid);
-	keel_db_param_int(&p, uid);
+	keel_db_param_int(&p, r->uid);
 	keel_db_param_text(&p, purpose);
 	keel_db_param_int(&p, ttl);
-	if ((er = keel_db_query(db, &q_once_new, &p, NULL)) != KEEL_OK) {
-		explicit_bzero(tok, KEEL_AUTH_TOKEN_LEN + 1);
-		return er;
+	keel_db_param_text(&p, email);
+	if ((er = keel_db_query(db, &q_once_new, &p, &rows)) != KEEL_OK)
+		goto out;
+	if (keel_rows_count(rows) != 1) {
+		er = KEEL_ENOENT;
+		goto out;
 	}
-	if (id != NULL)
-		memcpy(id, hid, sizeof(hid));
-	return KEEL_OK;
+	keel_auth_recipient_free(r);
+	r->to = keel_strdup(keel_rows_value(rows, 0, 0));
+	r->name = keel_strdup(keel_rows_value(rows, 0, 1));
+out:
+	if (er != KEEL_OK)
+		explicit_bzero(tok, KEEL_AUTH_TOKEN_LEN + 1);
+	keel_rows_free(rows);
+	return er;
 }
 
 enum keel_err
@@ -968,9 +1002,9 @@ keel_auth_link_job(struct keel_db *db, const struct keel_auth_link *l,
 		goto out;
 	if (!invite && (er = reset_mail_take(l, u.uid)) != KEEL_OK)
 		goto out;
-	if ((er = keel_auth_once_new(db, invite ? "invite" : "reset",
-	    u.uid, invite ? l->invite_ttl : KEEL_AUTH_RESET_TTL, tok,
-	    NULL)) != KEEL_OK)
+	if ((er = once_new(db, invite ? "invite" : "reset", &u,
+	    invite ? NULL : l->email, invite ? l->invite_ttl :
+	    KEEL_AUTH_RESET_TTL, tok)) != KEEL_OK)
 		goto out;
 	keel_auth_mail_link(&link, l->site, tok);
 	link_payload(out, &u, &link);

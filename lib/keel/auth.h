@@ -193,16 +193,6 @@ enum keel_err	 keel_auth_sessions_end_all(struct keel_redis *r, int64_t uid,
 		    const char *keep);
 
 /*
- * A single-use token for purpose ("reset", "invite") of uid living ttl
- * seconds, inserted into one_time_tokens (only its SHA-256).  tok
- * receives the token, id (may be NULL) its stored id.  Errors are
- * keel_db_query()'s.
- */
-enum keel_err	 keel_auth_once_new(struct keel_db *db, const char *purpose,
-		    int64_t uid, int ttl, char tok[KEEL_AUTH_TOKEN_LEN + 1],
-		    char id[KEEL_AUTH_ID_LEN + 1]);
-
-/*
  * Marks tok used in one UPDATE, so it works once even under concurrent
  * takes.  Call it inside the transaction of the change it allows: a
  * rollback gives the token back.  On KEEL_OK *uid is its user and
@@ -276,8 +266,10 @@ struct keel_auth_link {
  * For the email drainer: makes the single-use token of l (reset: 1 h;
  * invitation: invite_ttl) and writes to out the payload of the
  * "password_reset" or "invitation" email, {"to", "name", "link"}; the
- * caller sends it and wipes out.  KEEL_ENOENT when no active account is
- * behind l (nothing to send).  A reset counts against its account's cap
+ * caller sends it and wipes out, to the address the account has as the
+ * token is made (read under a lock with it).  KEEL_ENOENT when no active
+ * account is behind l, or a reset's account no longer has its address
+ * (nothing to send).  A reset counts against its account's cap
  * first (reset_max emails per reset_window, in Redis as
  * "keel:reset-mail:<uid>", the uid its hash tag in cluster mode; a job
  * retried counts once): KEEL_ETOOBIG past it (logged; nothing made,

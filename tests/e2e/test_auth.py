@@ -12,6 +12,7 @@ import json
 import re
 import statistics
 import time
+import uuid
 
 import pytest
 
@@ -317,6 +318,13 @@ def test_reset_confirms_racing_use_the_token_once(jobs, http):
     login(http, u["email"], "racing-password-%02d" % winner)
 
 
+def lock_waiters(stack):
+    """How many sessions of the stack's database wait on a lock."""
+    return int(stack.psql("SELECT count(*) FROM pg_stat_activity WHERE "
+                          "wait_event_type = 'Lock' AND "
+                          "datname = current_database()"))
+
+
 def test_reset_confirm_racing_a_patch_of_its_user_waits(jobs, http):
     """A confirm and an admin's PATCH of the same user's address take the
     user's row before the link's, so neither deadlocks (PostgreSQL would
@@ -328,10 +336,6 @@ def test_reset_confirm_racing_a_patch_of_its_user_waits(jobs, http):
     token = reset_link(jobs, http, u["email"])
     _, admin = session_for(jobs, http, "admin")
 
-    def waiting():
-        return int(jobs.psql("SELECT count(*) FROM pg_stat_activity "
-                             "WHERE wait_event_type = 'Lock'"))
-
     held = Held(jobs, "SELECT 1 FROM users WHERE id = %d FOR UPDATE"
                 % u["id"])
     try:
@@ -340,12 +344,13 @@ def test_reset_confirm_racing_a_patch_of_its_user_waits(jobs, http):
                               jobs.url("/api/users/%d" % u["id"]),
                               headers=admin, timeout=30,
                               json={"email": "moved-" + u["email"]})
-            wait_until(lambda: waiting() == 1, 20, "the PATCH to wait")
+            wait_until(lambda: lock_waiters(jobs) == 1, 20, "the PATCH to wait")
             confirm = ex.submit(
                 request, "POST",
                 jobs.url("/api/auth/password-reset/confirm"), timeout=30,
                 json={"token": token, "password": "a-password-raced"})
-            wait_until(lambda: waiting() == 2, 20, "the confirm to wait")
+            wait_until(lambda: lock_waiters(jobs) == 2, 20,
+                       "the confirm to wait")
             held.commit()
             p, c = patch.result(timeout=30), confirm.result(timeout=30)
     finally:
@@ -353,6 +358,77 @@ def test_reset_confirm_racing_a_patch_of_its_user_waits(jobs, http):
     assert p.status_code == 200, p.text
     assert_error(c, 400, "bad_request")
     login(http, "moved-" + u["email"])
+
+
+def move_while_a_link_is_made(jobs, admin, uid, new):
+    """The drainer makes the link queued for account uid while an admin
+    moves it to address new.  A held row lock queues the PATCH, then the
+    drainer (after its lookup read the old address), so the PATCH
+    commits between the lookup and the link."""
+    from concurrent.futures import ThreadPoolExecutor
+    assert jobs.program("keel-outbox-relay", "--once").returncode == 0
+    held = Held(jobs, "SELECT 1 FROM users WHERE id = %d FOR UPDATE" % uid)
+    drainer = None
+    try:
+        with ThreadPoolExecutor(1) as ex:
+            patch = ex.submit(request, "PATCH",
+                              jobs.url("/api/users/%d" % uid),
+                              headers=admin, timeout=30, json={"email": new})
+            wait_until(lambda: lock_waiters(jobs) == 1, 20,
+                       "the PATCH to wait")
+            drainer = jobs.spawn("keel-drain-email", "--until-empty",
+                                 "--budget", 20)
+            wait_until(lambda: lock_waiters(jobs) == 2, 20,
+                       "the drainer to wait")
+            held.commit()
+            assert patch.result(timeout=30).status_code == 200
+        _, err = drainer.communicate(timeout=40)
+        assert drainer.returncode == 0, err
+    finally:
+        held.abort()
+        if drainer is not None and drainer.poll() is None:
+            drainer.kill()
+            drainer.wait()
+
+
+def test_reset_link_made_while_the_address_moves_dies_with_it(jobs, http):
+    """No reset link sent to an address the account was moved from works,
+    whichever of the move and the link commits first.  Before the fix
+    the link was made after the PATCH had ended the old ones, mailed to
+    the old address, and set the moved account's password (probe I)."""
+    u = make_user(jobs, "student")
+    old, new = u["email"], "moved-" + u["email"]
+    _, admin = session_for(jobs, http, "admin")
+    r = http.post("/api/auth/password-reset", json={"email": old})
+    assert r.status_code == 202
+    move_while_a_link_is_made(jobs, admin, u["id"], new)
+    for token in link_tokens(jobs, old):
+        r = http.post("/api/auth/password-reset/confirm",
+                      json={"token": token, "password": "taken-over-pw-1"})
+        assert_error(r, 400, "bad_request")
+    assert jobs.psql("SELECT count(*) FROM one_time_tokens WHERE user_id "
+                     "= %d AND used_at IS NULL" % u["id"]) == "0"
+    login(http, new)
+
+
+def test_invitation_made_while_its_address_is_corrected_goes_there(jobs,
+                                                                    http):
+    """An admin corrects a mistyped address as the invitation is made:
+    the link goes to the corrected address, none to the mistyped one."""
+    _, admin = session_for(jobs, http, "admin")
+    typo = "typo-%s@e2e.test" % uuid.uuid4().hex[:10]
+    r = http.post("/api/users", headers=admin, json={
+        "email": typo, "username": "inv" + uuid.uuid4().hex[:10],
+        "name": "Invited", "role": "student", "sendCredentials": True})
+    assert r.status_code == 201, r.text
+    fixed = "fixed-" + typo
+    move_while_a_link_is_made(jobs, admin, r.json()["id"], fixed)
+    assert link_tokens(jobs, typo) == []
+    token = link_tokens(jobs, fixed)[-1]
+    r = http.post("/api/auth/password-reset/confirm",
+                  json={"token": token, "password": "invited-pw-123"})
+    assert r.status_code == 204, r.text
+    login(http, fixed, "invited-pw-123")
 
 
 def test_new_password_kills_the_users_other_links(jobs, http):
