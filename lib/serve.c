@@ -376,15 +376,41 @@ note_state(pid_t self, enum board_state st)
 	__atomic_store_n(&b->state, (int)st, __ATOMIC_RELEASE);
 }
 
+/*
+ * An event from the supervisor about worker pid: type, level, what
+ * happened and two tags; the request it was serving when slot i (-1:
+ * an old worker, whose scoreboard was the old image's) says so, and
+ * then what says "during a request".
+ */
+static void
+report_worker(const struct supervisor *sv, int i, pid_t pid,
+    const char *type, const char *level, char *what, size_t n,
+    struct keel_report_tag tags[2])
+{
+	struct keel_report_event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	if (i >= 0 && busy != NULL && busy[i].pid == pid &&
+	    busy[i].id[0] != '\0') {
+		ev.request_id = busy[i].id;
+		strncat(what, " during a request", n - strlen(what) - 1);
+	}
+	ev.level = level;
+	ev.type = type;
+	ev.value = what;
+	ev.app = sv->app->name;
+	ev.tags = tags;
+	ev.ntags = 2;
+	keel_report_send(&ev);
+}
+
 /* A worker that died (in slot i; -1: an old one a roll was retiring):
  * an event from the supervisor. */
 static void
 report_death(const struct supervisor *sv, int i, pid_t pid, int status)
 {
-	struct keel_report_event ev;
 	struct keel_report_tag	 tags[2];
 	char			 what[200], num[2][24];
-	const char		*rid = NULL;
 
 	snprintf(num[0], sizeof(num[0]), "%ld", (long)pid);
 	tags[0].key = "pid";
@@ -403,21 +429,32 @@ report_death(const struct supervisor *sv, int i, pid_t pid, int status)
 		tags[1].key = "exit_status";
 	}
 	tags[1].value = num[1];
-	memset(&ev, 0, sizeof(ev));
-	if (i >= 0 && busy != NULL && busy[i].pid == pid &&
-	    busy[i].id[0] != '\0') {
-		rid = busy[i].id;
-		strncat(what, " during a request", sizeof(what) -
-		    strlen(what) - 1);
-	}
-	ev.request_id = rid;
-	ev.level = "fatal";
-	ev.type = "WorkerDied";
-	ev.value = what;
-	ev.app = sv->app->name;
-	ev.tags = tags;
-	ev.ntags = KEEL_NELEM(tags);
-	keel_report_send(&ev);
+	report_worker(sv, i, pid, "WorkerDied", "fatal", what, sizeof(what),
+	    tags);
+}
+
+/*
+ * A worker the supervisor is about to SIGKILL because it is still busy
+ * KEEL_SHUTDOWN_TIMEOUT after it was told to leave (slot i; -1: an old
+ * one a roll retires): its request is lost (lighttpd answers it 500),
+ * so it is an event, not only a log line.  why: "shutdown" or "reload".
+ */
+static void
+report_kill(const struct supervisor *sv, int i, pid_t pid, const char *why)
+{
+	struct keel_report_tag	 tags[2];
+	char			 what[200], num[24];
+
+	snprintf(num, sizeof(num), "%ld", (long)pid);
+	tags[0].key = "pid";
+	tags[0].value = num;
+	tags[1].key = "during";
+	tags[1].value = why;
+	snprintf(what, sizeof(what), "worker %ld of %s still busy %d s "
+	    "after the %s asked it to leave (KEEL_SHUTDOWN_TIMEOUT): killed",
+	    (long)pid, sv->app->name, sv->cfg->shutdown_timeout, why);
+	report_worker(sv, i, pid, "WorkerKilled", "error", what,
+	    sizeof(what), tags);
 }
 
 /* SIGTERM or SIGINT was taken, or waits while blocked. */
@@ -719,6 +756,7 @@ roll_deadline(struct supervisor *sv)
 		return (int)left + 1;
 	keel_log_warnx("reload: killing worker %ld, still busy after %d s",
 	    (long)sv->roll_old, sv->cfg->shutdown_timeout);
+	report_kill(sv, -1, sv->roll_old, "reload");
 	kill(sv->roll_old, SIGKILL);
 	/* Reaped as any exit is; the roll goes on from there. */
 	sv->roll_kill_at = 0;
@@ -926,6 +964,21 @@ signal_workers(const struct supervisor *sv, int sig)
 		kill(sv->old[i], sig);
 }
 
+/* report_kill() for each worker signal_workers() reaches, at shutdown. */
+static void
+report_kills(const struct supervisor *sv)
+{
+	int	 i;
+
+	for (i = 0; i < sv->nslots; i++)
+		if (sv->slots[i].pid != 0)
+			report_kill(sv, i, sv->slots[i].pid, "shutdown");
+	if (sv->roll_old != 0)
+		report_kill(sv, -1, sv->roll_old, "shutdown");
+	for (i = 0; i < sv->nold; i++)
+		report_kill(sv, -1, sv->old[i], "shutdown");
+}
+
 static void
 shutdown_workers(struct supervisor *sv, const char *sock_path)
 {
@@ -957,6 +1010,7 @@ shutdown_workers(struct supervisor *sv, const char *sock_path)
 			keel_log_warnx("shutdown: killing %d workers after "
 			    "%d s", live_workers(sv),
 			    sv->cfg->shutdown_timeout);
+			report_kills(sv);
 			signal_workers(sv, SIGKILL);
 			while (waitpid(-1, NULL, 0) > 0)
 				continue;

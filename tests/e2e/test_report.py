@@ -191,6 +191,57 @@ def test_old_worker_crashing_mid_roll_is_one_event(reports, stack):
     assert ev["exception"]["values"][0]["type"] == "WorkerDied"
 
 
+@pytest.fixture
+def short_shutdown(stack):
+    """The testapp with KEEL_SHUTDOWN_TIMEOUT=1, started again as it was
+    afterwards."""
+    stack.restart_component("testapp", {"KEEL_SHUTDOWN_TIMEOUT": "1"})
+    yield stack
+    stack.stop_component("testapp")
+    stack.start_component("testapp")
+
+
+def test_worker_killed_at_shutdown_mid_request_is_one_event(
+        reports, short_shutdown):
+    """A worker still serving KEEL_SHUTDOWN_TIMEOUT after SIGTERM is
+    killed and its client answered 500 by lighttpd: the lost request is
+    an event naming it, not only a log line."""
+    stack = short_shutdown
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        slow, victim = slow_request(pool, stack)
+        stack.stop_component("testapp")
+        assert slow.result(timeout=30).status_code >= 500
+    assert "shutdown: killing 1 workers after 1 s" in stack.log("testapp")
+    ship(stack)
+    found = events_where(stack, pid=str(victim))
+    assert len(found) == 1, found
+    ev = found[0][0]
+    assert ev["level"] == "error" and ev["tags"]["during"] == "shutdown"
+    assert ev["exception"]["values"][0]["type"] == "WorkerKilled"
+    assert re.fullmatch(r"[0-9a-f]{16}", ev["tags"]["request_id"])
+    assert ev["exception"]["values"][0]["value"].endswith(
+        "killed during a request")
+
+
+def test_worker_killed_by_a_rolls_deadline_is_one_event(reports,
+                                                         short_shutdown):
+    """Likewise an old worker a SIGHUP's roll kills at the deadline (its
+    request id was in the old image's scoreboard: not known)."""
+    stack = short_shutdown
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        slow, victim = slow_request(pool, stack)
+        os.kill(stack.app_pid("testapp"), signal.SIGHUP)
+        wait_until(lambda: "reload: killing worker %d" % victim in
+                   stack.log("testapp"), 20, "the roll's kill")
+        assert slow.result(timeout=30).status_code >= 500
+    ship(stack)
+    found = events_where(stack, pid=str(victim))
+    assert len(found) == 1, found
+    ev = found[0][0]
+    assert ev["tags"]["during"] == "reload"
+    assert ev["exception"]["values"][0]["type"] == "WorkerKilled"
+
+
 # ------------------------------------------------ dead letters
 
 def enqueue(stack, kind, key, env=None):
