@@ -51,7 +51,11 @@
  * Timestamps (KEEL_SQL_TIME: type timestamp, DateStyle ISO, which keel
  * sets with statement_timeout) are written as the API's RFC 3339 text
  * as the result is copied (keel_db_time_rfc3339): cheaper here than
- * to_char() on the server.
+ * to_char() on the server.  Every session runs in TimeZone UTC, whatever
+ * the server's configuration says: the API's day is UTC's, so
+ * current_date (a booked car, a contract still running) and a whole
+ * number of days added to now() (a flashcard's next review, across a
+ * daylight-saving change) mean the same on every server.
  *
  * KEEL_DB_PREPARED=0 is for a pooler between keel and PostgreSQL that
  * hands each transaction whatever server connection is free (PgBouncer's
@@ -60,7 +64,7 @@
  * is then left on a server connection past a transaction: statements
  * are sent unnamed (Parse, Bind, Execute and Sync at once: parsed and
  * planned with their values every time), nothing goes in the startup
- * packet, and statement_timeout and DateStyle are set for each
+ * packet, and statement_timeout, DateStyle and TimeZone are set for each
  * transaction: by BEGIN's SET LOCAL, or, for a statement outside one,
  * by a set_config(..., true) sent in front of it in one pipeline with
  * one Sync, so both run in one implicit transaction, on one server
@@ -243,11 +247,12 @@ keel_db_open(const struct keel_config *cfg)
 	db->cfg = cfg;
 	snprintf(db->set_sql, sizeof(db->set_sql), "SELECT set_config("
 	    "'statement_timeout', '%d', true), set_config('DateStyle', 'ISO', "
-	    "true), set_config('client_connection_check_interval', '%d', "
-	    "true)", cfg->db_statement_timeout, CLIENT_CHECK_MS);
+	    "true), set_config('TimeZone', 'UTC', true), "
+	    "set_config('client_connection_check_interval', '%d', true)",
+	    cfg->db_statement_timeout, CLIENT_CHECK_MS);
 	snprintf(db->begin_sql, sizeof(db->begin_sql), cfg->db_prepared ?
 	    "BEGIN" : "BEGIN; SET LOCAL statement_timeout = %d; "
-	    "SET LOCAL DateStyle = ISO; "
+	    "SET LOCAL DateStyle = ISO; SET LOCAL TimeZone = UTC; "
 	    "SET LOCAL client_connection_check_interval = %d",
 	    cfg->db_statement_timeout, CLIENT_CHECK_MS);
 	db->primary.url = keel_strdup(cfg->database_url);
@@ -464,7 +469,7 @@ conn_open(struct keel_db *db, struct pgconn *c, int timeout_ms)
 	 * plan serves them well.
 	 */
 	snprintf(opts, sizeof(opts), "-c statement_timeout=%d "
-	    "-c plan_cache_mode=auto -c DateStyle=ISO "
+	    "-c plan_cache_mode=auto -c DateStyle=ISO -c TimeZone=UTC "
 	    "-c client_connection_check_interval=%d",
 	    db->cfg->db_statement_timeout, CLIENT_CHECK_MS);
 	vals[0] = "1";
