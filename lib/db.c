@@ -1396,6 +1396,7 @@ replica_usable(struct keel_db *db, struct pgconn *c)
 {
 	double	 now = now_ms(), lag = 0;
 	int	 connect_ms = db->cfg->db_connect_timeout * 1000;
+	bool	 over;
 
 	if (now < c->down_until)
 		return 0;
@@ -1414,13 +1415,29 @@ replica_usable(struct keel_db *db, struct pgconn *c)
 			c->down_until = now + REPLICA_RETRY_MS;
 			return 0;
 		}
-		if (lag > db->cfg->db_replica_max_lag && !c->lagging) {
+		/*
+		 * The lag is the replica's now() less a commit time the
+		 * primary's clock stamped: below zero, the replica's clock
+		 * is behind by more than the lag, which can't then be read.
+		 * Within the bound that is taken as it comes (staleness at
+		 * most twice the bound); past it the replica is skipped as
+		 * one lagging, else its clock would hide any lag.
+		 */
+		over = lag > db->cfg->db_replica_max_lag ||
+		    lag < -db->cfg->db_replica_max_lag;
+		if (over && !c->lagging) {
 			keel_metrics_error("replica_lagging");
-			keel_log_warnx("db: replica lags %.0f ms (bound %d); "
-			    "reads go to the primary", lag,
-			    db->cfg->db_replica_max_lag);
+			if (lag < 0)
+				keel_log_warnx("db: replica's clock is behind "
+				    "the primary's (lag reads %.0f ms): its "
+				    "lag can't be measured; reads go to the "
+				    "primary", lag);
+			else
+				keel_log_warnx("db: replica lags %.0f ms "
+				    "(bound %d); reads go to the primary", lag,
+				    db->cfg->db_replica_max_lag);
 		}
-		c->lagging = lag > db->cfg->db_replica_max_lag;
+		c->lagging = over;
 	}
 	return !c->lagging;
 }

@@ -67,6 +67,41 @@ def test_writer_reads_own_write_while_others_may_lag(stack, http):
                                 replica=True) == "After", 20, "replay")
 
 
+FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+def test_a_replica_whose_clock_is_behind_is_not_taken_for_current(stack,
+                                                                   http):
+    """The lag keel measures is the replica's now() less the primary's
+    commit time: a replica clock 30 s behind made a paused replica read
+    as 30 s ahead of the primary, and everyone's reads stayed stale on
+    it far past KEEL_DB_REPLICA_MAX_LAG (probe Z).  A lag below minus
+    the bound is now read as unknown, and the replica skipped."""
+    user, h = session_for(stack, http, "customer")
+    uid = user["id"]
+    _, reader = session_for(stack, http, "admin")
+    stack.restart_component("replica", {"LD_PRELOAD": FAKETIME,
+                                        "FAKETIME": "-30s"})
+    try:
+        stack.psql("UPDATE users SET name = 'Before' WHERE id = %d" % uid)
+        wait_until(lambda: stack.psql("SELECT name FROM users WHERE id = "
+                                      "%d" % uid, replica=True) == "Before",
+                   20, "replication")
+        replica_sql(stack, "SELECT pg_wal_replay_pause()")
+        try:
+            r = http.patch("/api/users/%d" % uid, json={"name": "After"},
+                           headers=h)
+            assert r.status_code == 200
+            # The bound (2 s) and a lag check (1 s) later, at the most.
+            wait_until(lambda: name_of(http, uid, headers=reader) ==
+                       "After", 8, "reads to leave the skewed replica")
+        finally:
+            replica_sql(stack, "SELECT pg_wal_replay_resume()")
+    finally:
+        stack.restart_component("replica", {})
+    assert "replica's clock is behind" in stack.log("users")
+
+
 def test_reads_survive_a_stopped_replica(stack, http):
     user, h = session_for(stack, http, "customer")
     stack.stop_component("replica")
