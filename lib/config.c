@@ -684,19 +684,25 @@ redis_valid(const struct keel_config *cfg, char *err, size_t n)
 	int			 db;
 
 	if (!cfg->redis_cluster) {
+		/*
+		 * A list of nodes with REDIS_CLUSTER forgotten: with
+		 * passwords it would parse (the last '@' ends the user
+		 * part), as a password no one has.
+		 */
+		if (strstr(url, ",redis://") != NULL ||
+		    strstr(url, ",unix://") != NULL) {
+			snprintf(err, n, "REDIS_URL: one URL (several, "
+			    "comma-separated, only with REDIS_CLUSTER=1)");
+			return false;
+		}
 		ok = redis_url_read(url, strlen(url), &a);
 		keel_url_redis_free(&a);
 		if (ok)
 			return true;
-		if (strstr(url, ",redis://") != NULL ||
-		    strstr(url, ",unix://") != NULL)
-			snprintf(err, n, "REDIS_URL: one URL (several, "
-			    "comma-separated, only with REDIS_CLUSTER=1)");
-		else
-			snprintf(err, n, "REDIS_URL: expected redis://"
-			    "[:password@]host[:port][/db] (port 1-65535, db "
-			    "0-2147483647; no ?parameters) or "
-			    "unix:///path/to/socket[?db=N]");
+		snprintf(err, n, "REDIS_URL: expected redis://"
+		    "[:password@]host[:port][/db] (port 1-65535, db "
+		    "0-2147483647; no ?parameters) or "
+		    "unix:///path/to/socket[?db=N]");
 		return false;
 	}
 	if (cfg->redis_sentinels[0] != '\0') {

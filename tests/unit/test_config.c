@@ -133,6 +133,11 @@ test_redis_url_valid_forms(void **state)
 	assert_true(redis_url("redis://:pa,ss@h:6379/0"));
 	assert_false(redis_url("redis://h:6379,redis://h2:6379"));
 	assert_non_null(strstr(err, "only with REDIS_CLUSTER=1"));
+	/* With passwords such a list parses (the last '@' ends the user
+	 * part): still a list of nodes, not one URL. */
+	assert_false(redis_url("redis://:pw@h:1/0,redis://:pw@h2:2/0"));
+	assert_non_null(strstr(err, "only with REDIS_CLUSTER=1"));
+	assert_false(redis_url("unix:///run/a.sock,unix:///run/b.sock"));
 }
 
 /* A db past INT_MAX or with junk after it is refused, not read as 0. */
