@@ -280,7 +280,14 @@ def test_sentry_sinks_key_is_on_no_command_line(stack):
     assert len(key) >= 16 and key not in argv, argv
 
 
-def test_migrate_gives_psql_the_password_in_its_environment(tmp_path):
+@pytest.mark.parametrize("password,plain", [
+    ("s3cr%40t%3Ax", "s3cr@t:x"),
+    # Raw, as libpq reads the credentials (to the first '@').
+    ("s3cr?t#x,y", "s3cr?t#x,y"),
+])
+def test_migrate_gives_psql_the_password_in_its_environment(tmp_path,
+                                                             password,
+                                                             plain):
     """scripts/migrate under a fake psql: the URL without its password
     on the command line, the password (percent-decoded) in PGPASSWORD."""
     bin_dir = tmp_path / "bin"
@@ -295,7 +302,8 @@ def test_migrate_gives_psql_the_password_in_its_environment(tmp_path):
     (sql / "001_x.sql").write_text("SELECT 1;\n")
     env = dict(os.environ, PATH="%s:%s" % (bin_dir, os.environ["PATH"]),
                KEEL_SQL_DIR=str(sql),
-               DATABASE_URL="postgresql://keel:s3cr%40t%3Ax@127.0.0.1:1/keel")
+               DATABASE_URL="postgresql://keel:%s@127.0.0.1:1/keel"
+               % password)
     env.pop("PGPASSWORD", None)
     p = subprocess.run([MIGRATE], env=env, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, text=True, timeout=60)
@@ -306,7 +314,7 @@ def test_migrate_gives_psql_the_password_in_its_environment(tmp_path):
     for a in argv:
         assert "s3cr" not in a, a
         assert "-d postgresql://keel@127.0.0.1:1/keel" in a, a
-    assert set(x for x in lines if x.startswith("env:")) == {"env:s3cr@t:x"}
+    assert set(x for x in lines if x.startswith("env:")) == {"env:" + plain}
 
 
 # ----------------------------------------------------- the maildir
