@@ -437,7 +437,9 @@ report_death(const struct supervisor *sv, int i, pid_t pid, int status)
  * A worker the supervisor is about to SIGKILL because it is still busy
  * KEEL_SHUTDOWN_TIMEOUT after it was told to leave (slot i; -1: an old
  * one a roll retires): its request is lost (lighttpd answers it 500),
- * so it is an event, not only a log line.  why: "shutdown" or "reload".
+ * so it is an event, not only a log line.  why: "shutdown", "reload" or
+ * "retire" (the dynamic pool's: a worker retired idle may have taken a
+ * connection as it was told to leave).
  */
 static void
 report_kill(const struct supervisor *sv, int i, pid_t pid, const char *why)
@@ -451,7 +453,7 @@ report_kill(const struct supervisor *sv, int i, pid_t pid, const char *why)
 	tags[1].key = "during";
 	tags[1].value = why;
 	snprintf(what, sizeof(what), "worker %ld of %s still busy %d s "
-	    "after the %s asked it to leave (KEEL_SHUTDOWN_TIMEOUT): killed",
+	    "after it was told to leave (%s; KEEL_SHUTDOWN_TIMEOUT): killed",
 	    (long)pid, sv->app->name, sv->cfg->shutdown_timeout, why);
 	report_worker(sv, i, pid, "WorkerKilled", "error", what,
 	    sizeof(what), tags);
@@ -886,6 +888,7 @@ pm_tick(struct supervisor *sv)
 				keel_log_warnx("pool: killing worker %ld, "
 				    "still busy after %d s", (long)sl->pid,
 				    sv->cfg->shutdown_timeout);
+				report_kill(sv, i, sl->pid, "retire");
 				kill(sl->pid, SIGKILL);
 				sv->slots[i].kill_at = 0;
 			}
