@@ -727,7 +727,9 @@ keel_auth_sessions_end_all(struct keel_redis *r, int64_t uid,
  * user's row before its tokens (a users PATCH that ends the links, the
  * new password's own statement), so a confirm racing a PATCH of the
  * same user waits instead of deadlocking, and then finds the link
- * ended if the PATCH ended it.
+ * ended if the PATCH ended it.  FOR NO KEY UPDATE: enough against those
+ * writers, and it doesn't hold up inserts that only reference the user
+ * (a contract, an attempt: FOR KEY SHARE).
  */
 /*
  * A link's token, made only while its account is active and (a reset's,
@@ -752,7 +754,8 @@ static const struct keel_query q_once_new = { .name = "auth_once_new",
 
 static const struct keel_query q_once_take = { .name = "auth_once_take",
 	.sql = "WITH u AS MATERIALIZED (SELECT id FROM users WHERE id = "
-	"(SELECT user_id FROM one_time_tokens WHERE hash = $1) FOR UPDATE) "
+	"(SELECT user_id FROM one_time_tokens WHERE hash = $1) "
+	"FOR NO KEY UPDATE) "
 	"UPDATE one_time_tokens SET used_at = now() "
 	"WHERE hash = $1 AND used_at IS NULL AND expires_at > now() "
 	"AND purpose IN ('reset', 'invite') "

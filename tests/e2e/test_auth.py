@@ -319,9 +319,10 @@ def test_reset_confirms_racing_use_the_token_once(jobs, http):
 
 
 def lock_waiters(stack):
-    """How many sessions of the stack's database wait on a lock."""
+    """How many clients of the stack's database wait on a lock."""
     return int(stack.psql("SELECT count(*) FROM pg_stat_activity WHERE "
                           "wait_event_type = 'Lock' AND "
+                          "backend_type = 'client backend' AND "
                           "datname = current_database()"))
 
 
