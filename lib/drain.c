@@ -69,6 +69,9 @@ static struct keel_rscript script_finish = {
  */
 #define DRAIN_OUTAGES_MAX	10
 
+/* How long a ping's answer stands for the failures after it (ms). */
+#define PING_FRESH_MS		1000
+
 struct drain_counts {
 	long	 processed;	/* completed */
 	long	 failed;	/* dead-lettered */
@@ -362,18 +365,22 @@ drain_db_down(struct keel_db *db, const struct keel_config *cfg)
 /*
  * After job j failed (KEEL_JOB_RETRY): true when the failure is an
  * outage's, not the job's -- PostgreSQL doesn't answer.  The first
- * failure of a batch pings (*pinged then set); a later one takes that
- * answer: a ping that failed has released the rest of the batch
- * already, and one that answered a moment ago needn't be asked again
- * (for up to KEEL_DB_CONNECT_TIMEOUT a failed job, a hundred a batch).
+ * failure of a batch pings (*pinged_at then its time); a later one takes
+ * that answer while it is under PING_FRESH_MS old: a ping that failed
+ * has released the rest of the batch already, and one that answered a
+ * moment ago needn't be asked again (for up to KEEL_DB_CONNECT_TIMEOUT a
+ * failed job, a hundred a batch).  An older answer is asked again, so an
+ * outage that begins in a long batch still releases its failures.
  */
 static bool
 drain_outage(struct keel_db *db, const struct keel_config *cfg,
-    const struct keel_queue *q, const struct drain_job *j, bool *pinged,
-    struct drain_counts *cnt)
+    const struct keel_queue *q, const struct drain_job *j,
+    double *pinged_at, struct drain_counts *cnt)
 {
-	if (!*pinged) {
-		*pinged = true;
+	double	 now = keel_cron_now_ms();
+
+	if (*pinged_at == 0 || now - *pinged_at >= PING_FRESH_MS) {
+		*pinged_at = now;
 		cnt->db_down = drain_db_down(db, cfg);
 	}
 	if (cnt->db_down)
@@ -397,7 +404,7 @@ drain_batch(struct keel_redis *r, struct keel_db *db,
 	enum keel_job_result	 er;
 	double			 t0;
 	size_t			 i, n = rep->nelem - 6;
-	bool			 pinged = false;
+	double			 pinged_at = 0;
 
 	jobs = keel_calloc(n, sizeof(*jobs));
 	for (i = 0; i < n; i++) {
@@ -440,7 +447,7 @@ drain_batch(struct keel_redis *r, struct keel_db *db,
 		    er == KEEL_JOB_RETRY ? "retry" : "fail";
 		jobs[i].internal = er == KEEL_JOB_RETRY;
 		if (er == KEEL_JOB_RETRY &&
-		    drain_outage(db, cfg, q, &jobs[i], &pinged, cnt))
+		    drain_outage(db, cfg, q, &jobs[i], &pinged_at, cnt))
 			jobs[i].outcome = "outage";
 		/* DESIGN.md, "Observability": one line per job. */
 		keel_log_info("job queue=%s kind=%.64s attempt=%d outcome=%s "
