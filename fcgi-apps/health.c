@@ -1,23 +1,45 @@
 /* SPDX-License-Identifier: ISC */
 /*
- * health.c -- GET /health: is every dependency reachable?
+ * health.c -- GET /health: is every dependency reachable?  GET
+ * /health/live: does every app of this host take connections?
  *
- * Each check has a short timeout (KEEL_HEALTH_TIMEOUT) so a hung
- * dependency can't hang the probe.  Only a down primary makes the answer
- * 503: the rest degrade keel (DESIGN.md, "When a dependency fails") but it
- * still serves.
+ * /health is readiness, for operators and monitoring.  Each check has a
+ * short timeout (KEEL_HEALTH_TIMEOUT) so a hung dependency can't hang the
+ * probe.  Only a down primary makes the answer 503: the rest degrade keel
+ * (DESIGN.md, "When a dependency fails") but it still serves.
+ *
+ * /health/live is liveness, for a load balancer in front of several hosts
+ * (scripts/fleet's HAProxy).  It checks only what is this host's own:
+ * lighttpd (it routed the request), this app, and every other app's
+ * socket.  No store: the stores are shared, so a host taken out for one
+ * of them is taken out with all the others, and the cached reads every
+ * host still serves would go with them.  The sockets are every *.sock in
+ * the directory of this app's own --socket (scripts/stack's run/), so
+ * the list needs no setting of its own; started on fd 0 (spawn-fcgi,
+ * lighttpd), no directory is known and only lighttpd and this app are
+ * checked.
  */
 #include "config.h"
 
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "keel/cache.h"
 #include "keel/config.h"
 #include "keel/db.h"
 #include "keel/http.h"
 #include "keel/json.h"
+#include "keel/log.h"
 #include "keel/mem.h"
 #include "keel/redis.h"
 #include "keel/serve.h"
@@ -112,8 +134,140 @@ health_get(struct keel_req *req)
 	return KEEL_OK;
 }
 
+/* The apps' sockets' directory, from --socket; "" when not known. */
+static char	health_sock_dir[PATH_MAX];
+
+/*
+ * True when a process listens on the unix socket dir/name.  A full listen
+ * queue (EAGAIN) counts as up: the app is there, only busy, and a host
+ * taken out for its load would pass the load to the others.  The
+ * connection is closed unsent; libfcgi's accept drops it unanswered.
+ */
+static bool
+health_sock_up(const char *dir, const char *name)
+{
+	struct sockaddr_un	 sun;
+	int			 fd, n, rc, err;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	n = snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/%s", dir, name);
+	/* Too long to bind, so no app listens there. */
+	if (n < 0 || (size_t)n >= sizeof(sun.sun_path))
+		return false;
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0)) == -1) {
+		keel_log_warn("health: socket");
+		return false;
+	}
+	rc = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+	err = errno;
+	close(fd);
+	if (rc == -1 && err != EAGAIN)
+		keel_log_debug("health: %s: %s", name, strerror(err));
+	return rc == 0 || err == EAGAIN;
+}
+
+/* Only the apps' sockets: "name.sock", nothing hidden. */
+static int
+health_sock_name(const struct dirent *d)
+{
+	size_t	 n = strlen(d->d_name);
+
+	return d->d_name[0] != '.' && n > 5 &&
+	    strcmp(d->d_name + n - 5, ".sock") == 0;
+}
+
+/*
+ * "apps": {"cars": "up", ...} for every socket in health_sock_dir, in name
+ * order; true when every one is up.  A directory that can't be read is
+ * reported down: the host can't say its apps are there.
+ */
+static bool
+health_apps_write(struct keel_jw *w)
+{
+	struct dirent	**names = NULL;
+	bool		  all = true, up;
+	int		  i, n;
+
+	keel_jw_key(w, "apps");
+	keel_jw_obj_open(w);
+	if (health_sock_dir[0] == '\0') {
+		keel_jw_obj_close(w);
+		return true;
+	}
+	if ((n = scandir(health_sock_dir, &names, health_sock_name,
+	    alphasort)) == -1) {
+		keel_log_warn("health: %s", health_sock_dir);
+		keel_jw_obj_close(w);
+		return false;
+	}
+	for (i = 0; i < n; i++) {
+		up = health_sock_up(health_sock_dir, names[i]->d_name);
+		all = all && up;
+		/* The app's name: its socket's, less ".sock". */
+		names[i]->d_name[strlen(names[i]->d_name) - 5] = '\0';
+		keel_jw_key(w, names[i]->d_name);
+		keel_jw_str(w, up ? "up" : "down");
+		free(names[i]);
+	}
+	free(names);
+	keel_jw_obj_close(w);
+	return all;
+}
+
+/* {"status": "ok"|"down", "apps": {...}}: 503 when any app is down. */
+static enum keel_err
+health_live(struct keel_req *req)
+{
+	struct keel_buf	 b = { NULL, 0, 0 };
+	struct keel_jw	 w;
+	bool		 ok;
+
+	keel_jw_init(&w, &b);
+	keel_jw_obj_open(&w);
+	ok = health_apps_write(&w);
+	keel_jw_key(&w, "status");
+	keel_jw_str(&w, ok ? "ok" : "down");
+	keel_jw_obj_close(&w);
+	keel_http_reply_buf(req, ok ? 200 : 503, &b);
+	keel_buf_free(&b);
+	return KEEL_OK;
+}
+
+/*
+ * health_sock_dir from --socket PATH (or --socket=PATH, -s PATH), as
+ * keel_serve() will read it: the directory the other apps' sockets share.
+ * Left "" without one.
+ */
+static void
+health_sock_dir_set(int argc, char *argv[])
+{
+	const char	*path = NULL, *slash;
+	int		 i;
+
+	for (i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+		if ((strcmp(argv[i], "--socket") == 0 ||
+		    strcmp(argv[i], "-s") == 0) && i + 1 < argc)
+			path = argv[++i];
+		else if (strncmp(argv[i], "--socket=", 9) == 0)
+			path = argv[i] + 9;
+	}
+	if (path == NULL)
+		return;
+	if ((slash = strrchr(path, '/')) == NULL)
+		(void)snprintf(health_sock_dir, sizeof(health_sock_dir), ".");
+	else if (slash == path)
+		(void)snprintf(health_sock_dir, sizeof(health_sock_dir), "/");
+	else if ((size_t)(slash - path) < sizeof(health_sock_dir))
+		(void)snprintf(health_sock_dir, sizeof(health_sock_dir),
+		    "%.*s", (int)(slash - path), path);
+}
+
 static const struct keel_route health_routes[] = {
 	{ .method = "GET", .pattern = "/health", .handler = health_get,
+	    .access = KEEL_ACCESS_ANYONE, .limit = KEEL_LIMIT_CLASS_NONE },
+	{ .method = "GET", .pattern = "/health/live", .handler = health_live,
 	    .access = KEEL_ACCESS_ANYONE, .limit = KEEL_LIMIT_CLASS_NONE },
 };
 
@@ -123,5 +277,6 @@ main(int argc, char *argv[])
 	static const struct keel_app app = { .name = "health",
 	    .routes = health_routes, .nroutes = KEEL_NELEM(health_routes) };
 
+	health_sock_dir_set(argc, argv);
 	return keel_serve(argc, argv, &app);
 }

@@ -126,6 +126,38 @@ def test_health_redis_down_degraded(http, stack):
         wait_healthy(http)
 
 
+def live(http):
+    r = http.get("/health/live")
+    assert r.headers["Content-Type"] == JSON_CT
+    assert r.headers.get("Cache-Control") == "no-store"
+    return r.status_code, r.json()
+
+
+def test_health_live_every_app_of_the_host_up(http, stack):
+    """/health/live, what a load balancer checks: every app's socket of
+    this host (scripts/stack's run/), each by name, and nothing else."""
+    code, body = live(http)
+    assert code == 200, body
+    assert body["status"] == "ok"
+    socks = {f[:-len(".sock")] for f in os.listdir(stack.path("run"))
+             if f.endswith(".sock")}
+    assert {"cars", "health", "routes", "stream"} <= socks
+    assert body["apps"] == {n: "up" for n in socks}, body
+
+
+def test_health_live_checks_no_store(http, stack):
+    """A store down (shared by every host) is /health's business: the
+    host's liveness is still 200."""
+    stack.stop_component("redis")
+    try:
+        code, body = live(http)
+        assert code == 200, body
+        assert body["status"] == "ok"
+    finally:
+        stack.start_component("redis")
+        wait_healthy(http)
+
+
 def test_health_replica_up_on_first_probe_after_replica_restart(http, stack):
     """start_component returns once the replica accepts connections; from
     then on every probe must say up (a worker's connection that the restart

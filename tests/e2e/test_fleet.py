@@ -16,7 +16,11 @@ behind HAProxy, and what must hold across hosts.
     (SIGHUP) and rolled, then host 2's, under load through HAProxy: no
     failed request;
   - a host killed under load through HAProxy costs at most the requests
-    it had in flight; HAProxy takes it out within ~2 s.
+    it had in flight; HAProxy takes it out within ~2 s;
+  - HAProxy checks a host's own liveness (/health/live), not the shared
+    stores: the primary down leaves every host in, answering; one app
+    killed on a host takes that host out within a few tenths of a second,
+    back once lighttpd sends to the app again.
 
 Every load is bounded (a few threads, a few seconds) and loopback only.
 """
@@ -27,6 +31,7 @@ import random
 import re
 import signal
 import socket
+import subprocess
 import threading
 import time
 
@@ -35,10 +40,10 @@ import requests
 
 from accounts import bearer, login, make_user
 from fleet import Fleet
-from helpers import (BaseUrlSession, assert_error, car_body, replicated,
-                     request, spawn_app, stop_app, wait_until)
+from helpers import (JSON_CT, BaseUrlSession, assert_error, car_body,
+                     replicated, request, spawn_app, stop_app, wait_until)
 from sse import SSE
-from stack import StackError, alive, children
+from stack import ROOT, StackError, alive, children
 from test_leaderboard import board
 from test_tests import new_question, new_test, start
 
@@ -434,7 +439,7 @@ class Load:
         self.stopping = threading.Event()
         self.lock = threading.Lock()
         self.ok = []            # monotonic times of good answers
-        self.failures = []      # (time, what)
+        self.failures = []      # (time, "METHOD what")
         self.pool = concurrent.futures.ThreadPoolExecutor(n)
         self.futures = [self.pool.submit(self._run, writes and i == 0)
                         for i in range(n)]
@@ -450,9 +455,9 @@ class Load:
                           headers=self.headers, timeout=15)
                 want = 200
         except requests.RequestException as e:
-            return repr(e)
-        return None if r.status_code == want else "%d %s" % (
-            r.status_code, r.text[:200])
+            return "%s %r" % ("POST" if write else "GET", e)
+        return None if r.status_code == want else "%s %d %s" % (
+            "POST" if write else "GET", r.status_code, r.text[:200])
 
     def _run(self, write):
         deadline = time.monotonic() + 120       # bounded regardless
@@ -597,3 +602,129 @@ def test_a_host_killed_under_load_costs_at_most_its_requests_in_flight(
     wait_until(lambda: fleet.server_states().get("host2") == "UP", 20,
                "host2 back behind HAProxy")
     assert not any(alive(p) for p in pids)
+
+
+# ------------------------------------------------- what HAProxy checks
+
+def stores_stack(fleet, *args):
+    """scripts/stack ARGS on the fleet's stores, as scripts/fleet runs it
+    (stop primary, start redis ...); its output."""
+    e = fleet._env()
+    e.update({"KEEL_STACK_DIR": fleet.info["KEEL_FLEET_STORES_DIR"],
+              "KEEL_STACK_APPS": "0", "KEEL_CRON": "0",
+              "KEEL_PG_HOSTS": str(fleet.n + 1),
+              "KEEL_HTTP_PORT": str(fleet.ports["host"]),
+              "KEEL_PROMETHEUS": "1"})
+    p = subprocess.run([os.path.join(ROOT, "scripts", "stack")] + list(args),
+                       env=e, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=180)
+    assert p.returncode == 0, p.stdout
+    return p.stdout
+
+
+def stays_up(fleet, secs):
+    """Every host UP in HAProxy's view throughout secs seconds (asked
+    every 50 ms); the first other view seen, or None."""
+    deadline = time.monotonic() + secs
+    while time.monotonic() < deadline:
+        s = fleet.server_states()
+        if set(s.values()) != {"UP"}:
+            return s
+        time.sleep(0.05)
+    return None
+
+
+def healthy(fleet):
+    """Every host's /health is 200 (its stores are back)."""
+    return all(request("GET", h.url("/health"), timeout=5).status_code == 200
+               for h in fleet.hosts)
+
+
+def test_the_primary_down_leaves_every_host_in_serving_its_answers(
+        fleet, admin):
+    """/health is 503 without the primary, on every host at once; HAProxy
+    checks /health/live (the host's own lighttpd and apps), so no host is
+    taken out for a store they all share, and a client gets the hosts'
+    answers: a cached read, a write's 503 JSON, never HAProxy's HTML."""
+    with BaseUrlSession(fleet.base_url) as s:
+        r = s.post("/api/cars", json=car_body(), headers=admin)
+        assert r.status_code == 201, r.text
+        path = "/api/cars/%d" % r.json()["id"]
+        replicated(fleet.stores)
+        for h in fleet.hosts:
+            with session(h) as on_h:
+                for _ in range(2):      # the second one a hit
+                    assert on_h.get(path, headers=admin).status_code == 200
+        stores_stack(fleet, "stop", "primary")
+        try:
+            for h in fleet.hosts:       # readiness: still the primary's
+                r = request("GET", h.url("/health"), timeout=10)
+                assert r.status_code == 503, r.text
+                assert r.json()["status"] == "down"
+            # HAProxy took every host out within ~1.5 s on /health.
+            assert stays_up(fleet, 2.5) is None, fleet.server_states()
+            for _ in range(4):          # round robin: both hosts
+                r = s.get(path, headers=admin)
+                assert r.status_code == 200, r.text[:200]
+                assert r.headers["Content-Type"] == JSON_CT
+            r = s.post("/api/cars", json=car_body(), headers=admin)
+            assert_error(r, 503, "unavailable")
+            assert fleet.server_states() == {"host1": "UP", "host2": "UP"}
+        finally:
+            stores_stack(fleet, "start", "primary")
+            wait_until(lambda: healthy(fleet), 60, "the hosts' /health ok")
+
+
+def test_a_host_whose_app_is_killed_leaves_haproxy_until_it_is_back(
+        fleet, admin, cars):
+    """One app dead on host 2 (its supervisor SIGKILLed; its workers
+    follow): host 2's /health/live is 503 naming it, HAProxy takes the
+    host out within a few seconds, so writes to that app fail only until
+    then; started again, the host is back in."""
+    victim = fleet.hosts[1]
+    pid = victim.app_pid("cars")
+    try:
+        load = Load(fleet, admin, cars, n=4, writes=True)
+        try:
+            wait_until(lambda: len(load.ok) >= 30, 20, "the load to start")
+            t_kill = time.monotonic()
+            os.kill(pid, signal.SIGKILL)
+            wait_until(lambda: fleet.server_states().get("host2") == "DOWN",
+                       5, "HAProxy to take host2 out", step=0.05)
+            out_in = time.monotonic() - t_kill
+            with load.lock:
+                t_out = time.monotonic()
+                failed_then = len(load.failures)
+            r = request("GET", victim.url("/health/live"), timeout=5)
+            assert r.status_code == 503, r.text
+            assert r.json()["apps"]["cars"] == "down", r.text
+            assert r.json()["apps"]["health"] == "up", r.text
+            done = len(load.ok)
+            wait_until(lambda: len(load.ok) >= done + 50, 20,
+                       "answers from the host left")
+        finally:
+            ok, failures = load.stop()
+    finally:
+        if victim.app_pid("cars") is None:
+            fleet.host_stack(2, "start", "cars")
+    writes = [f for f in failures if f[1].startswith("POST")]
+    print("cars killed on host2: %d answers, %d failed (%d writes; %d by "
+          "the time it was out), out after %.2f s" % (
+              len(ok), len(failures), len(writes), failed_then, out_in))
+    # Before: host2 stayed in, every other request to it a 503 (a write
+    # is never retried), hundreds a second for as long as the app was
+    # down.  Now only those sent before HAProxy's check saw it: the
+    # clients here send the next at once, a few hundred a second.
+    assert out_in <= 3, out_in
+    assert not [f for f in failures if f[0] > t_out + 0.5], failures[-5:]
+    assert len(writes) <= 50, writes[:5]
+    wait_until(lambda: fleet.server_states().get("host2") == "UP", 20,
+               "host2 back behind HAProxy")
+    r = request("GET", victim.url("/health/live"), timeout=5)
+    assert r.status_code == 200 and r.json()["status"] == "ok", r.text
+    # Back only once its lighttpd sends to the app again: no 503 of
+    # lighttpd's for a backend it still holds disabled.
+    with session(victim) as s:
+        for _ in range(5):
+            r = s.get(cars[0], headers=admin)
+            assert r.status_code == 200, r.text
