@@ -20,7 +20,8 @@ behind HAProxy, and what must hold across hosts.
   - HAProxy checks a host's own liveness (/health/live), not the shared
     stores: the primary down leaves every host in, answering; one app
     killed on a host takes that host out within a few tenths of a second,
-    back once lighttpd sends to the app again.
+    back once lighttpd sends to the app again;
+  - HAProxy's own answers are error JSON.
 
 Every load is bounded (a few threads, a few seconds) and loopback only.
 """
@@ -673,6 +674,22 @@ def test_the_primary_down_leaves_every_host_in_serving_its_answers(
         finally:
             stores_stack(fleet, "start", "primary")
             wait_until(lambda: healthy(fleet), 60, "the hosts' /health ok")
+
+
+def test_haproxys_own_answers_are_api_error_json(fleet):
+    """With no host to take it, HAProxy's own 503 is API.md's error JSON
+    (an errorfile), not its HTML page."""
+    try:
+        for i in (1, 2):
+            fleet.haproxy("disable server hosts/host%d" % i)
+        r = request("GET", fleet.url("/api/cars"), timeout=10)
+        assert_error(r, 503, "unavailable")
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+    finally:
+        for i in (1, 2):
+            fleet.haproxy("enable server hosts/host%d" % i)
+        wait_until(lambda: set(fleet.server_states().values()) == {"UP"},
+                   20, "both hosts back behind HAProxy")
 
 
 def test_a_host_whose_app_is_killed_leaves_haproxy_until_it_is_back(
