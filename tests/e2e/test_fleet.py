@@ -21,7 +21,8 @@ behind HAProxy, and what must hold across hosts.
     stores: the primary down leaves every host in, answering; one app
     killed on a host takes that host out within a few tenths of a second,
     back once lighttpd sends to the app again;
-  - HAProxy's own answers are error JSON.
+  - keel's own 503 is not retried on another host; HAProxy's own answers
+    are error JSON.
 
 Every load is bounded (a few threads, a few seconds) and loopback only.
 """
@@ -745,3 +746,35 @@ def test_a_host_whose_app_is_killed_leaves_haproxy_until_it_is_back(
         for _ in range(5):
             r = s.get(cars[0], headers=admin)
             assert r.status_code == 200, r.text
+
+
+def access_lines(fleet, path):
+    """The hosts' cars access-log lines for path, all hosts together."""
+    return sum(sum(1 for line in h.log("cars").splitlines()
+                   if "access" in line and path + " " in line + " ")
+               for h in fleet.hosts)
+
+
+def test_keels_own_503_is_not_retried_on_another_host(fleet, admin):
+    """Redis down: a car read answers keel's own 503 (a dependency), and
+    HAProxy hands the client that one answer: one app request, not one
+    per host and retry."""
+    with BaseUrlSession(fleet.base_url) as s:
+        r = s.post("/api/cars", json=car_body(), headers=admin)
+        assert r.status_code == 201, r.text
+    path = "/api/cars/%d" % r.json()["id"]
+    stores_stack(fleet, "stop", "redis")
+    try:
+        before = access_lines(fleet, path)
+        r = request("GET", fleet.url(path), headers=admin, timeout=30)
+        assert_error(r, 503, "unavailable")
+        wait_until(lambda: access_lines(fleet, path) > before, 5,
+                   "the request in a host's access log")
+        # Retried, the others were logged before the answer came back.
+        assert not wait_until(
+            lambda: access_lines(fleet, path) > before + 1, 1), \
+            access_lines(fleet, path) - before
+        assert fleet.server_states() == {"host1": "UP", "host2": "UP"}
+    finally:
+        stores_stack(fleet, "start", "redis")
+        wait_until(lambda: healthy(fleet), 60, "the hosts' /health ok")
