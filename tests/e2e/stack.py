@@ -244,9 +244,14 @@ class Stack:
         """Stop a component and start it again with env (name: value)
         over this process's environment for its start, which
         scripts/stack copies into the app's; the environment is put back
-        afterwards."""
+        afterwards, and so is what the stack remembers (its settings
+        file records the variables a start was given, for every later
+        start): env is for this start only."""
         self.stop_component(name)
         saved = {k: os.environ.get(k) for k in env}
+        settings = self.path("settings")
+        with open(settings) as f:
+            remembered = f.read()
         os.environ.update(env)
         try:
             self.start_component(name)
@@ -256,6 +261,11 @@ class Stack:
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
+            fd = os.open(settings + ".tmp",
+                         os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(remembered)
+            os.replace(settings + ".tmp", settings)
 
     def log(self, name):
         """The text of log/<name>.log (an app's stderr, access, ...)."""
