@@ -134,8 +134,25 @@ health_get(struct keel_req *req)
 	return KEEL_OK;
 }
 
-/* The apps' sockets' directory, from --socket; "" when not known. */
-static char	health_sock_dir[PATH_MAX];
+/*
+ * The apps' sockets' directory into dir (size n): that of this app's own
+ * --socket (keel_serve_socket()).  False when it took fd 0: not known.
+ */
+static bool
+health_sock_dir(char *dir, size_t n)
+{
+	const char	*path = keel_serve_socket(), *slash;
+
+	if (path == NULL)
+		return false;
+	if ((slash = strrchr(path, '/')) == NULL)
+		(void)snprintf(dir, n, ".");
+	else if (slash == path)
+		(void)snprintf(dir, n, "/");
+	else
+		(void)snprintf(dir, n, "%.*s", (int)(slash - path), path);
+	return true;
+}
 
 /*
  * True when a process listens on the unix socket dir/name.  A full listen
@@ -179,7 +196,7 @@ health_sock_name(const struct dirent *d)
 }
 
 /*
- * "apps": {"cars": "up", ...} for every socket in health_sock_dir, in name
+ * "apps": {"cars": "up", ...} for every socket in health_sock_dir(), in name
  * order; true when every one is up.  A directory that can't be read is
  * reported down: the host can't say its apps are there.
  */
@@ -187,23 +204,24 @@ static bool
 health_apps_write(struct keel_jw *w)
 {
 	struct dirent	**names = NULL;
+	char		  dir[PATH_MAX];
 	bool		  all = true, up;
 	int		  i, n;
 
 	keel_jw_key(w, "apps");
 	keel_jw_obj_open(w);
-	if (health_sock_dir[0] == '\0') {
+	if (!health_sock_dir(dir, sizeof(dir))) {
 		keel_jw_obj_close(w);
 		return true;
 	}
-	if ((n = scandir(health_sock_dir, &names, health_sock_name,
+	if ((n = scandir(dir, &names, health_sock_name,
 	    alphasort)) == -1) {
-		keel_log_warn("health: %s", health_sock_dir);
+		keel_log_warn("health: %s", dir);
 		keel_jw_obj_close(w);
 		return false;
 	}
 	for (i = 0; i < n; i++) {
-		up = health_sock_up(health_sock_dir, names[i]->d_name);
+		up = health_sock_up(dir, names[i]->d_name);
 		all = all && up;
 		/* The app's name: its socket's, less ".sock". */
 		names[i]->d_name[strlen(names[i]->d_name) - 5] = '\0';
@@ -235,35 +253,6 @@ health_live(struct keel_req *req)
 	return KEEL_OK;
 }
 
-/*
- * health_sock_dir from --socket PATH (or --socket=PATH, -s PATH), as
- * keel_serve() will read it: the directory the other apps' sockets share.
- * Left "" without one.
- */
-static void
-health_sock_dir_set(int argc, char *argv[])
-{
-	const char	*path = NULL, *slash;
-	int		 i;
-
-	for (i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
-		if ((strcmp(argv[i], "--socket") == 0 ||
-		    strcmp(argv[i], "-s") == 0) && i + 1 < argc)
-			path = argv[++i];
-		else if (strncmp(argv[i], "--socket=", 9) == 0)
-			path = argv[i] + 9;
-	}
-	if (path == NULL)
-		return;
-	if ((slash = strrchr(path, '/')) == NULL)
-		(void)snprintf(health_sock_dir, sizeof(health_sock_dir), ".");
-	else if (slash == path)
-		(void)snprintf(health_sock_dir, sizeof(health_sock_dir), "/");
-	else if ((size_t)(slash - path) < sizeof(health_sock_dir))
-		(void)snprintf(health_sock_dir, sizeof(health_sock_dir),
-		    "%.*s", (int)(slash - path), path);
-}
-
 static const struct keel_route health_routes[] = {
 	{ .method = "GET", .pattern = "/health", .handler = health_get,
 	    .access = KEEL_ACCESS_ANYONE, .limit = KEEL_LIMIT_CLASS_NONE },
@@ -277,6 +266,5 @@ main(int argc, char *argv[])
 	static const struct keel_app app = { .name = "health",
 	    .routes = health_routes, .nroutes = KEEL_NELEM(health_routes) };
 
-	health_sock_dir_set(argc, argv);
 	return keel_serve(argc, argv, &app);
 }

@@ -1385,6 +1385,15 @@ hup(struct supervisor *sv)
 	(void)check_start(sv);
 }
 
+/* --socket's path, for keel_serve_socket(); NULL: fd 0. */
+static const char	*serve_socket;
+
+const char *
+keel_serve_socket(void)
+{
+	return serve_socket;
+}
+
 int
 keel_serve(int argc, char *argv[], const struct keel_app *app)
 {
@@ -1407,7 +1416,7 @@ keel_serve(int argc, char *argv[], const struct keel_app *app)
 	    -1) {
 		switch (ch) {
 		case 's':
-			sock_path = optarg;
+			sock_path = serve_socket = optarg;
 			break;
 		case 'r':
 			print_routes(app);

@@ -44,4 +44,11 @@ struct keel_app {
  */
 int	keel_serve(int argc, char *argv[], const struct keel_app *app);
 
+/*
+ * The unix socket keel_serve() was told to serve on (--socket), or NULL
+ * when it took fd 0 (or before keel_serve() read its arguments).  Points
+ * into argv: valid for the process's life, not to be freed.
+ */
+const char	*keel_serve_socket(void);
+
 #endif /* KEEL_SERVE_H */
