@@ -999,11 +999,16 @@ keel_auth_link_job(struct keel_db *db, const struct keel_auth_link *l,
 	bool			 invite = l->uid > 0;
 	enum keel_err		 er;
 
-	/* No such active account: nothing to send, and nobody told. */
-	if ((er = keel_auth_mail_user(db, invite ? NULL : l->email, l->uid,
-	    &u)) != KEEL_OK)
-		goto out;
-	if (!invite && (er = reset_mail_take(l, u.uid)) != KEEL_OK)
+	/*
+	 * No such active account: nothing to send, and nobody told.  A
+	 * reset finds its account by address first, for the cap; once_new()
+	 * reads the account again under its lock either way, so an
+	 * invitation, which names its user, needs no read before it.
+	 */
+	if (invite)
+		u.uid = l->uid;
+	else if ((er = keel_auth_mail_user(db, l->email, 0, &u)) !=
+	    KEEL_OK || (er = reset_mail_take(l, u.uid)) != KEEL_OK)
 		goto out;
 	if ((er = once_new(db, invite ? "invite" : "reset", &u,
 	    invite ? NULL : l->email, invite ? l->invite_ttl :

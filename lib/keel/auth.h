@@ -241,9 +241,10 @@ struct keel_auth_recipient {
  * uid > 0, else by email (any case).  On KEEL_OK out holds its id, its
  * current address and name (free with keel_auth_recipient_free).
  * KEEL_ENOENT when no active account is behind them: nothing to send.
- * Else keel_db_query()'s errors.  The one lookup of every email that
- * names its user: the links' (keel_auth_link_job) and the results'
- * (keel-drain-email).
+ * Else keel_db_query()'s errors.  The lookup of the emails that name
+ * their user: a reset link's, before its cap (keel_auth_link_job, whose
+ * token statement then reads the account again under a lock, as it does
+ * for an invitation), and the results' (keel-drain-email).
  */
 enum keel_err	 keel_auth_mail_user(struct keel_db *db, const char *email,
 		    int64_t uid, struct keel_auth_recipient *out);
