@@ -109,6 +109,21 @@ drain_handler(const struct keel_drainer *d, const char *kind)
 	return NULL;
 }
 
+/*
+ * j's reason when no handler of d knows its kind.  The kind is escaped:
+ * a job written straight into Redis (not through keel-queues, which
+ * refuses such a kind) may hold a newline or an escape, and the reason
+ * goes into the drainer's log line and the dead letter.
+ */
+static void
+drain_no_handler(const struct keel_drainer *d, struct drain_job *j)
+{
+	char	 kind[160];	/* escaped, cut to leave the rest room */
+
+	snprintf(j->why, sizeof(j->why), "no handler for kind '%s' in %s",
+	    keel_log_escape(kind, sizeof(kind), j->job.kind), d->name);
+}
+
 static void
 drain_sleep(int ms)
 {
@@ -431,9 +446,7 @@ drain_batch(struct keel_redis *r, struct keel_db *db,
 			continue;
 		}
 		if ((fn = drain_handler(d, jobs[i].job.kind)) == NULL) {
-			snprintf(jobs[i].why, sizeof(jobs[i].why),
-			    "no handler for kind '%.64s' in %s",
-			    jobs[i].job.kind, d->name);
+			drain_no_handler(d, &jobs[i]);
 			jobs[i].outcome = "fail";
 			jobs[i].internal = true;
 			continue;

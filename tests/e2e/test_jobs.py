@@ -776,3 +776,29 @@ def test_prune_keeps_a_dead_lettered_row_30_days(jobs):
     assert jobs.psql("SELECT string_agg(idempotency_key, ' ') FROM outbox "
                      "WHERE idempotency_key LIKE 'prune-%'") \
         == "prune-dead-new"
+
+
+def test_a_kind_written_into_redis_is_escaped_in_log_and_dead_letter(jobs):
+    """keel-queues refuses such a kind, but a buggy producer or anyone
+    with Redis access writes the job's hash itself: a kind no handler
+    knows, with a newline, an escape and quotes, forges no log line and
+    reaches neither the drainer's log nor the dead letter raw."""
+    key = "forged-kind-1"
+    enqueue(jobs, "invitation", invitation(), key=key)
+    kind = 'x\nkeel-drain-email[1] ERROR forged\x1b[31m "q"'
+    redis_cli(jobs, "HSET", "keel:q:email:j:" + key, "kind", kind)
+    p = drain(jobs)
+    s = summary(p.stdout)
+    assert (s["processed"], s["failed"]) == (0, 1), p.stderr
+    why = redis_cli(jobs, "HGET", "keel:q:email:j:" + key, "error")
+    assert why.startswith("no handler for kind 'x\\x0akeel-drain-email"), \
+        repr(why)
+    assert "\\x1b" in why, repr(why)
+    line = [ln for ln in p.stderr.splitlines() if key in ln and
+            "dead-lettered" in ln]
+    assert len(line) == 1 and "x\\x0akeel-drain-email" in line[0], \
+        repr(p.stderr)
+    for text in (why, p.stderr):
+        assert "\x1b" not in text, repr(text)
+        assert "\nkeel-drain-email[1] ERROR forged" not in text, repr(text)
+    assert jobs.mail() == []
