@@ -375,25 +375,36 @@ keel_config_limiter_name(enum keel_limiter l)
 }
 
 /*
- * Each comma-separated item must be a URL libpq understands, with no
- * blank around it and none empty: db.c hands the items to libpq as
- * they are.
+ * Calls fn on each item of the comma list s (the n bytes at it), stopping
+ * at the first it refuses; true when none did.  The URL lists walk this
+ * way, not with keel_text_each(), which trims blanks and skips empty
+ * items: db.c (replicas) and redis.c (cluster seeds) split at every comma
+ * and hand each item on as it is, so fn must see what they will -- "a,,b"
+ * gives it an empty item and "a, b" one with a blank, for it to refuse.
+ * Whether an empty s is "none" or one empty item is the setting's, so the
+ * caller decides before it walks.
  */
 static bool
-pg_urls_valid(const char *s)
+url_list_each(const char *s, keel_text_item_fn *fn, void *arg)
 {
-	const char	*p;
-	size_t		 n;
+	const char	*end;
 
 	for (;;) {
-		p = strchr(s, ',');
-		n = p == NULL ? strlen(s) : (size_t)(p - s);
-		if (!keel_url_pg_valid(s, n))
+		end = strchr(s, ',');
+		if (!fn(s, end != NULL ? (size_t)(end - s) : strlen(s), arg))
 			return false;
-		if (p == NULL)
+		if (end == NULL)
 			return true;
-		s = p + 1;
+		s = end + 1;
 	}
+}
+
+/* One replica: a URL libpq understands (url_list_each's fn). */
+static bool
+pg_url_item(const char *s, size_t n, void *arg)
+{
+	(void)arg;
+	return keel_url_pg_valid(s, n);
 }
 
 /* The n bytes at s read as redis.c will (free *a after, also on false). */
@@ -407,6 +418,49 @@ redis_url_read(const char *s, size_t n, struct keel_url_redis *a)
 	explicit_bzero(one, n);
 	free(one);
 	return ok;
+}
+
+/* Where redis_seed_item() writes why it refused a seed. */
+struct seed_err {
+	char	*buf;
+	size_t	 size;
+};
+
+/*
+ * One cluster seed (url_list_each's fn, arg a struct seed_err): a node a
+ * cluster can be reached by, TCP (nodes announce addresses, not sockets)
+ * and database 0 (a cluster has no other).
+ */
+static bool
+redis_seed_item(const char *s, size_t len, void *arg)
+{
+	struct seed_err		*e = arg;
+	struct keel_url_redis	 a;
+	bool			 ok, sock;
+	int			 db;
+
+	ok = redis_url_read(s, len, &a);
+	sock = a.path != NULL;
+	db = a.db;
+	keel_url_redis_free(&a);
+	if (!ok) {
+		snprintf(e->buf, e->size, "REDIS_URL: expected redis://"
+		    "[:password@]host[:port][/db], comma-separated "
+		    "(port 1-65535)");
+		return false;
+	}
+	if (sock) {
+		snprintf(e->buf, e->size, "REDIS_CLUSTER=1: REDIS_URL must be "
+		    "redis://host:port (cluster nodes, comma-separated), "
+		    "not a unix socket");
+		return false;
+	}
+	if (db != 0) {
+		snprintf(e->buf, e->size, "REDIS_CLUSTER=1: REDIS_URL's "
+		    "database must be 0 (a cluster has no other)");
+		return false;
+	}
+	return true;
 }
 
 /*
@@ -579,7 +633,8 @@ cfg_set(struct keel_config *cfg, const struct cfg_row *r, const char *v,
 		}
 		break;
 	case CFG_URL_PGS:
-		if (*v != '\0' && !pg_urls_valid(v)) {
+		/* "" is no replica; past that, no empty item. */
+		if (*v != '\0' && !url_list_each(v, pg_url_item, NULL)) {
 			snprintf(err, n, "%s: expected postgresql://[user[:"
 			    "password]@]host[:port][/db][?param=value] (port "
 			    "1-65535), comma-separated", r->name);
@@ -672,16 +727,15 @@ pool_valid(struct keel_config *cfg, char *err, size_t n)
 /*
  * REDIS_URL as redis.c will read it: one URL (a comma may be its
  * password's); with REDIS_CLUSTER=1 one or several, comma-separated, each
- * a node a cluster can be reached by: TCP (nodes announce addresses, not
- * sockets) and database 0 (a cluster has no other).
+ * a seed redis_seed_item() takes.
  */
 static bool
 redis_valid(const struct keel_config *cfg, char *err, size_t n)
 {
 	struct keel_url_redis	 a;
-	const char		*url = cfg->redis_url, *p, *end;
-	bool			 ok, sock;
-	int			 db;
+	struct seed_err		 e = { err, n };
+	const char		*url = cfg->redis_url;
+	bool			 ok;
 
 	if (!cfg->redis_cluster) {
 		/*
@@ -710,33 +764,11 @@ redis_valid(const struct keel_config *cfg, char *err, size_t n)
 		    "cluster fails over by itself; set one or the other");
 		return false;
 	}
-	/* One node's URL, or several, comma-separated (seeds). */
-	for (p = url; p != NULL; p = end != NULL ? end + 1 : NULL) {
-		end = strchr(p, ',');
-		ok = redis_url_read(p, end != NULL ? (size_t)(end - p) :
-		    strlen(p), &a);
-		sock = a.path != NULL;
-		db = a.db;
-		keel_url_redis_free(&a);
-		if (!ok) {
-			snprintf(err, n, "REDIS_URL: expected redis://"
-			    "[:password@]host[:port][/db], comma-separated "
-			    "(port 1-65535)");
-			return false;
-		}
-		if (sock) {
-			snprintf(err, n, "REDIS_CLUSTER=1: REDIS_URL must be "
-			    "redis://host:port (cluster nodes, comma-separated), "
-			    "not a unix socket");
-			return false;
-		}
-		if (db != 0) {
-			snprintf(err, n, "REDIS_CLUSTER=1: REDIS_URL's database "
-			    "must be 0 (a cluster has no other)");
-			return false;
-		}
-	}
-	return true;
+	/*
+	 * One node's URL, or several (seeds).  "" is walked too, as one
+	 * empty seed: a cluster needs a node to ask for its map.
+	 */
+	return url_list_each(url, redis_seed_item, &e);
 }
 
 static const char *

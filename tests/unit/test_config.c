@@ -222,6 +222,11 @@ test_redis_url_one_unless_cluster(void **state)
 	assert_true(redis_url("redis://a:1/0,redis://b:2/0"));
 	assert_false(redis_url("redis://a:1/0,redis://b:2x/0"));
 	assert_false(redis_url("redis://a:1/0,"));
+	/* redis.c splits at every comma and trims nothing: nor do we. */
+	assert_false(redis_url(",redis://a:1/0"));
+	assert_false(redis_url("redis://a:1/0,,redis://b:2/0"));
+	assert_false(redis_url("redis://a:1/0, redis://b:2/0"));
+	assert_false(redis_url(""));
 	unsetenv("REDIS_CLUSTER");
 }
 
@@ -323,6 +328,17 @@ test_database_url(void **state)
 	assert_false(load_with("DATABASE_READ_REPLICA_URL",
 	    "postgresql://r1/k,"));
 	assert_non_null(strstr(err, "DATABASE_READ_REPLICA_URL"));
+	/* db.c splits at every comma and trims nothing: nor do we. */
+	assert_true(load_with("DATABASE_READ_REPLICA_URL",
+	    "postgresql://r1/k,postgres://u:p@r2:5433/k"));
+	keel_config_free(&cfg);
+	assert_false(load_with("DATABASE_READ_REPLICA_URL",
+	    ",postgresql://r1/k"));
+	assert_false(load_with("DATABASE_READ_REPLICA_URL",
+	    "postgresql://r1/k,,postgresql://r2/k"));
+	assert_false(load_with("DATABASE_READ_REPLICA_URL",
+	    "postgresql://r1/k, postgresql://r2/k"));
+	assert_false(load_with("DATABASE_READ_REPLICA_URL", ","));
 }
 
 /* KEEL_LOCK_DIR absolute and set; KEEL_ENV_FILE absolute or "". */
