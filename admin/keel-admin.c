@@ -176,6 +176,21 @@ hash_password(void)
 	return rc;
 }
 
+/*
+ * Sets *dst to val, or stops with the usage when an earlier --opt set
+ * it: "--email a --email b" is a typo or a script's bug, and taking the
+ * last would make an admin nobody meant.
+ */
+static void
+option_once(const char **dst, const char *opt, const char *val)
+{
+	if (*dst != NULL) {
+		fprintf(stderr, "keel-admin: --%s given twice\n", opt);
+		usage();
+	}
+	*dst = val;
+}
+
 static int
 create_admin(int argc, char *argv[])
 {
@@ -201,13 +216,13 @@ create_admin(int argc, char *argv[])
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case 'e':
-			email = optarg;
+			option_once(&email, "email", optarg);
 			break;
 		case 'u':
-			username = optarg;
+			option_once(&username, "username", optarg);
 			break;
 		case 'n':
-			name = optarg;
+			option_once(&name, "name", optarg);
 			break;
 		case 'f':
 			force = 1;

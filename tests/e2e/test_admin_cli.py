@@ -137,3 +137,21 @@ def test_create_admin_refuses_a_password_with_a_nul(stack, anon):
                    stdin="crlf-admin-password\r\n")
     assert p.returncode == 0, p.stderr
     login(anon, email, "crlf-admin-password")
+
+
+def test_create_admin_refuses_an_option_given_twice(stack):
+    # "--email a --email b" took the last one: an admin nobody meant.
+    tag = uuid.uuid4().hex[:8]
+    args = {"--email": ("t%s@e2e.test" % tag, "u%s@e2e.test" % tag),
+            "--username": ("t_" + tag, "u_" + tag),
+            "--name": ("T", "U")}
+    for opt in args:
+        argv = ["create-admin", "--force"]
+        for o, (first, second) in args.items():
+            argv += [o, first] + ([o, second] if o == opt else [])
+        p = keel_admin(stack, *argv, stdin="first-admin-password\n")
+        assert p.returncode == 2, (opt, p.stdout, p.stderr)
+        assert "usage:" in p.stderr and opt + " given twice" in p.stderr, \
+            p.stderr
+    assert stack.psql("SELECT count(*) FROM users WHERE username IN "
+                      "('t_%s', 'u_%s')" % (tag, tag)) == "0"
