@@ -3,6 +3,10 @@
  * test_config.c -- unit tests for config.c: typed values parsed once at
  * start (limiter rates, limiter lists, proxies, URLs, server lists,
  * paths), and errors that name the variable.
+ *
+ * Whether a value is taken or refused is one table, settings[], a row per
+ * case, run by one loop that names every failing row; what a taken value
+ * is read into, and the env file's names, have a test each.
  */
 #include "config.h"
 
@@ -11,6 +15,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -38,148 +43,327 @@ load_with(const char *name, const char *value)
 	return ok;
 }
 
-/* The API limiter's setting from spec: 0 with *l and *w, else -1. */
-static int
-rate(const char *spec, int *l, int *w)
-{
-	if (!load_with("KEEL_RATELIMIT_API", spec))
-		return -1;
-	*l = cfg.rates[KEEL_LIMIT_API].limit;
-	*w = cfg.rates[KEEL_LIMIT_API].window;
-	keel_config_free(&cfg);
-	return 0;
-}
+/*
+ * One setting's value and what keel_config_load() makes of it: valid, or
+ * refused with a message naming the variable and holding msg too.  with,
+ * "NAME=value", is another variable the row needs (REDIS_CLUSTER=1, say);
+ * unset after the row like name itself.
+ */
+struct setting_case {
+	const char	*name;
+	const char	*value;
+	bool		 valid;
+	const char	*msg;		/* refused: err holds it too, or NULL */
+	const char	*with;		/* "NAME=value" set as well, or NULL */
+};
 
-/* KEEL_RATELIMIT_FAIL_CLOSED=s: 0 when valid, else -1. */
-static int
-names(const char *s)
-{
-	if (!load_with("KEEL_RATELIMIT_FAIL_CLOSED", s))
-		return -1;
-	keel_config_free(&cfg);
-	return 0;
-}
+/* The rows that need neither msg nor with. */
+#define TAKEN(n, v)	{ (n), (v), true, NULL, NULL }
+#define REFUSED(n, v)	{ (n), (v), false, NULL, NULL }
 
-static void
-test_rate_specs(void **state)
-{
-	int	 l, w;
+static const struct setting_case settings[] = {
+	/* KEEL_RATELIMIT_*: REQUESTS/SECONDS within bounds, or off. */
+	TAKEN("KEEL_RATELIMIT_API", "100/900"),
+	TAKEN("KEEL_RATELIMIT_API", "off"),
+	REFUSED("KEEL_RATELIMIT_API", "100"),
+	REFUSED("KEEL_RATELIMIT_API", "/900"),
+	REFUSED("KEEL_RATELIMIT_API", "0/900"),
+	REFUSED("KEEL_RATELIMIT_API", "5/0"),
+	REFUSED("KEEL_RATELIMIT_API", "5/86401"),
+	REFUSED("KEEL_RATELIMIT_API", "5/9x"),
+	REFUSED("KEEL_RATELIMIT_API", "99999999999/9"),
+	REFUSED("KEEL_RATELIMIT_WRITE", "fast"),
 
-	(void)state;
-	assert_int_equal(rate("100/900", &l, &w), 0);
-	assert_int_equal(l, 100);
-	assert_int_equal(w, 900);
-	assert_int_equal(rate("off", &l, &w), 0);
-	assert_int_equal(l, 0);
-	assert_int_equal(rate("100", &l, &w), -1);
-	assert_int_equal(rate("/900", &l, &w), -1);
-	assert_int_equal(rate("0/900", &l, &w), -1);
-	assert_int_equal(rate("5/0", &l, &w), -1);
-	assert_int_equal(rate("5/86401", &l, &w), -1);
-	assert_int_equal(rate("5/9x", &l, &w), -1);
-	assert_int_equal(rate("99999999999/9", &l, &w), -1);
-}
+	/* Limiter names; an empty item in a list is a typo, refused, not
+	 * skipped, but a list of blanks is none. */
+	TAKEN("KEEL_RATELIMIT_FAIL_CLOSED", ""),
+	TAKEN("KEEL_RATELIMIT_FAIL_CLOSED", "auth"),
+	TAKEN("KEEL_RATELIMIT_FAIL_CLOSED", "auth, write,read,api"),
+	TAKEN("KEEL_RATELIMIT_FAIL_CLOSED", "read, auth"),
+	REFUSED("KEEL_RATELIMIT_FAIL_CLOSED", "auth,login"),
+	REFUSED("KEEL_RATELIMIT_FAIL_CLOSED", "auth,,"),
+	REFUSED("KEEL_RATELIMIT_FAIL_CLOSED", "auth,"),
+	REFUSED("KEEL_RATELIMIT_FAIL_CLOSED", ",auth"),
+	REFUSED("KEEL_RATELIMIT_FAIL_CLOSED", " , "),
+	TAKEN("KEEL_RATELIMIT_FAIL_CLOSED", "  "),
+	TAKEN("TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8"),
+	REFUSED("TRUSTED_PROXIES", ","),
+	REFUSED("TRUSTED_PROXIES", "10.0.0.1,,10.0.0.2"),
+	REFUSED("TRUSTED_PROXIES", "10.0.0.0/33"),
 
-static void
-test_limiter_names(void **state)
-{
-	(void)state;
-	assert_int_equal(names(""), 0);
-	assert_int_equal(names("auth"), 0);
-	assert_int_equal(names("auth, write,read,api"), 0);
-	assert_int_equal(names("auth,login"), -1);
-}
-
-/* An empty item in a list is a typo, refused, not skipped. */
-static void
-test_lists_refuse_empty_items(void **state)
-{
-	(void)state;
-	assert_int_equal(names("auth,,"), -1);
-	assert_int_equal(names("auth,"), -1);
-	assert_int_equal(names(",auth"), -1);
-	assert_int_equal(names(" , "), -1);
-	assert_int_equal(names("  "), 0);
-	assert_false(load_with("TRUSTED_PROXIES", ","));
-	assert_non_null(strstr(err, "TRUSTED_PROXIES"));
-	assert_false(load_with("TRUSTED_PROXIES", "10.0.0.1,,10.0.0.2"));
-}
-
-/* Whether REDIS_URL=v loads; on false err names the variable. */
-static bool
-redis_url(const char *v)
-{
-	if (!load_with("REDIS_URL", v)) {
-		assert_non_null(strstr(err, "REDIS_URL"));
-		return false;
-	}
-	keel_config_free(&cfg);
-	return true;
-}
-
-/* REDIS_URL is read by redis.c's own parser: what it takes, we take. */
-static void
-test_redis_url_valid_forms(void **state)
-{
-	(void)state;
-	assert_true(redis_url("redis://127.0.0.1:6379/0"));
-	assert_true(redis_url("redis://redis.internal"));
-	assert_true(redis_url("redis://h:6379/"));
-	assert_true(redis_url("redis://:s3cr@t@h:1/15"));
-	assert_true(redis_url("redis://user:pw@h:65535/2147483647"));
-	assert_true(redis_url("unix:///run/redis.sock"));
-	assert_true(redis_url("unix:///run/redis.sock?db=3"));
+	/* REDIS_URL is read by redis.c's own parser: what it takes, we take. */
+	TAKEN("REDIS_URL", "redis://127.0.0.1:6379/0"),
+	TAKEN("REDIS_URL", "redis://redis.internal"),
+	TAKEN("REDIS_URL", "redis://h:6379/"),
+	TAKEN("REDIS_URL", "redis://:s3cr@t@h:1/15"),
+	TAKEN("REDIS_URL", "redis://user:pw@h:65535/2147483647"),
+	TAKEN("REDIS_URL", "unix:///run/redis.sock"),
+	TAKEN("REDIS_URL", "unix:///run/redis.sock?db=3"),
 	/* One URL without REDIS_CLUSTER: a comma is its password's. */
-	assert_true(redis_url("redis://:pa,ss@h:6379/0"));
-	assert_false(redis_url("redis://h:6379,redis://h2:6379"));
-	assert_non_null(strstr(err, "only with REDIS_CLUSTER=1"));
+	TAKEN("REDIS_URL", "redis://:pa,ss@h:6379/0"),
+	{ "REDIS_URL", "redis://h:6379,redis://h2:6379",
+	    false, "only with REDIS_CLUSTER=1", NULL },
 	/* With passwords such a list parses (the last '@' ends the user
 	 * part): still a list of nodes, not one URL. */
-	assert_false(redis_url("redis://:pw@h:1/0,redis://:pw@h2:2/0"));
-	assert_non_null(strstr(err, "only with REDIS_CLUSTER=1"));
-	assert_false(redis_url("unix:///run/a.sock,unix:///run/b.sock"));
+	{ "REDIS_URL", "redis://:pw@h:1/0,redis://:pw@h2:2/0",
+	    false, "only with REDIS_CLUSTER=1", NULL },
+	REFUSED("REDIS_URL", "unix:///run/a.sock,unix:///run/b.sock"),
+	/* A db past INT_MAX or with junk after it is refused, not read as
+	 * 0. */
+	REFUSED("REDIS_URL", "redis://h:6379/4294967296"),
+	REFUSED("REDIS_URL", "redis://h:6379/2147483648"),
+	REFUSED("REDIS_URL", "redis://h:6379/0abc"),
+	REFUSED("REDIS_URL", "redis://h:6379/-1"),
+	REFUSED("REDIS_URL", "redis://h:6379/0?x=1"),
+	REFUSED("REDIS_URL", "unix:///run/redis.sock?db=x"),
+	REFUSED("REDIS_URL", "unix:///run/redis.sock?dbx=1"),
+	/* A port with junk after it, or out of range. */
+	REFUSED("REDIS_URL", "redis://h:41497x/0"),
+	REFUSED("REDIS_URL", "redis://h:0/0"),
+	REFUSED("REDIS_URL", "redis://h:65536/0"),
+	REFUSED("REDIS_URL", "redis://h:/0"),
+	REFUSED("REDIS_URL", "redis://h:+1/0"),
+	/* No host, another scheme, a relative socket. */
+	REFUSED("REDIS_URL", "redis://"),
+	REFUSED("REDIS_URL", "redis:///0"),
+	REFUSED("REDIS_URL", "redis://:pw@/0"),
+	REFUSED("REDIS_URL", "rediss://h:6379/0"),
+	REFUSED("REDIS_URL", "http://h:6379/0"),
+	REFUSED("REDIS_URL", "unix://"),
+	REFUSED("REDIS_URL", "unix://run/redis.sock"),
+	REFUSED("REDIS_URL", "redis://h h:6379/0"),
+	REFUSED("REDIS_URL", ""),
+
+	/* Several URLs are a cluster's seeds, so only with REDIS_CLUSTER=1;
+	 * redis.c splits them at every comma and trims nothing: nor do we. */
+	{ "REDIS_URL", "redis://a:1/0,redis://b:2/0",
+	    false, "REDIS_CLUSTER=1", NULL },
+	{ "REDIS_URL", "redis://a:1/0,redis://b:2/0",
+	    true, NULL, "REDIS_CLUSTER=1" },
+	{ "REDIS_URL", "redis://a:1/0,redis://b:2x/0",
+	    false, NULL, "REDIS_CLUSTER=1" },
+	{ "REDIS_URL", "redis://a:1/0,", false, NULL, "REDIS_CLUSTER=1" },
+	{ "REDIS_URL", ",redis://a:1/0", false, NULL, "REDIS_CLUSTER=1" },
+	{ "REDIS_URL", "redis://a:1/0,,redis://b:2/0",
+	    false, NULL, "REDIS_CLUSTER=1" },
+	{ "REDIS_URL", "redis://a:1/0, redis://b:2/0",
+	    false, NULL, "REDIS_CLUSTER=1" },
+	{ "REDIS_URL", "", false, NULL, "REDIS_CLUSTER=1" },
+	/* REDIS_CLUSTER=1: redis:// URLs of database 0 only. */
+	{ "REDIS_CLUSTER", "1",
+	    true, NULL, "REDIS_URL=redis://10.0.0.1:7000/0" },
+	{ "REDIS_CLUSTER", "1",
+	    true, NULL, "REDIS_URL=redis://:pw@10.0.0.1:7000" },
+	{ "REDIS_CLUSTER", "1",
+	    true, NULL, "REDIS_URL=redis://10.0.0.1:7000/0,"
+	    "redis://10.0.0.2:7000,redis://10.0.0.3:7000/" },
+	{ "REDIS_CLUSTER", "1",
+	    false, "database must be 0", "REDIS_URL=redis://10.0.0.1:7000/3" },
+	{ "REDIS_CLUSTER", "1",
+	    false, "database must be 0",
+	    "REDIS_URL=redis://10.0.0.1:7000,redis://10.0.0.2:7000/01" },
+	{ "REDIS_CLUSTER", "1",
+	    false, "REDIS_CLUSTER=1",
+	    "REDIS_URL=redis://10.0.0.1:7000,unix:///run/r.sock" },
+	{ "REDIS_CLUSTER", "1",
+	    false, "REDIS_CLUSTER=1", "REDIS_URL=unix:///run/redis.sock" },
+	/* Without it, anything REDIS_URL accepts. */
+	{ "REDIS_CLUSTER", "0",
+	    true, NULL, "REDIS_URL=unix:///run/redis.sock" },
+	REFUSED("REDIS_CLUSTER", "2"),
+	/* REDIS_SENTINELS: empty (REDIS_URL's host is the master) or a
+	 * list. */
+	TAKEN("REDIS_SENTINELS", "10.0.0.1:26379, s2"),
+	REFUSED("REDIS_SENTINELS", "10.0.0.1:0"),
+
+	/* MEMCACHED_SERVERS: what libmemcached reads right --
+	 * host[:port[:weight]] or a socket path, blanks around an item --
+	 * and nothing it misreads. */
+	TAKEN("MEMCACHED_SERVERS", "127.0.0.1:11211"),
+	TAKEN("MEMCACHED_SERVERS", "mc1:11211,mc-2.lan:1"),
+	TAKEN("MEMCACHED_SERVERS", ""),
+	TAKEN("MEMCACHED_SERVERS", "memcached"),
+	TAKEN("MEMCACHED_SERVERS", "/run/mc.sock"),
+	TAKEN("MEMCACHED_SERVERS", "a:1:2, b:2:1"),
+	REFUSED("MEMCACHED_SERVERS", "a:1:x"),
+	REFUSED("MEMCACHED_SERVERS", "a:1,,b:2"),
+	REFUSED("MEMCACHED_SERVERS", "a:1,"),
+	REFUSED("MEMCACHED_SERVERS", "a:99999"),
+	REFUSED("MEMCACHED_SERVERS", "a:11211x"),
+	REFUSED("MEMCACHED_SERVERS", "a:1 b:2"),
+	REFUSED("MEMCACHED_SERVERS", ":11211"),
+
+	/* SMTP_URL: smtp:// or smtps://, a host, an optional user and
+	 * port. */
+	TAKEN("SMTP_URL", "smtp://127.0.0.1:25"),
+	TAKEN("SMTP_URL", "smtps://u:p@mail.example.com"),
+	TAKEN("SMTP_URL", "smtp://mail/example.com"),
+	REFUSED("SMTP_URL", "garbage"),
+	REFUSED("SMTP_URL", "http://x"),
+	REFUSED("SMTP_URL", "smtp://"),
+	REFUSED("SMTP_URL", "smtp://h:0"),
+	REFUSED("SMTP_URL", "smtp://h:25x"),
+	/* KEEL_PUBLIC_URL: http(s)://host[:port][/path], nothing after. */
+	TAKEN("KEEL_PUBLIC_URL", "https://exams.example.com"),
+	TAKEN("KEEL_PUBLIC_URL", "http://[::1]:8080/keel"),
+	REFUSED("KEEL_PUBLIC_URL", "garbage"),
+	REFUSED("KEEL_PUBLIC_URL", "ftp://h"),
+	REFUSED("KEEL_PUBLIC_URL", "https://h/?a=1"),
+	REFUSED("KEEL_PUBLIC_URL", "https://h/#top"),
+	REFUSED("KEEL_PUBLIC_URL", "https://u@h/"),
+	REFUSED("KEEL_PUBLIC_URL", "https://h:99999"),
+
+	/* DATABASE_URL: required; its port in range; libpq must parse it. */
+	TAKEN("DATABASE_URL", "postgres://u:p@db:5432/keel?sslmode=require"),
+	TAKEN("DATABASE_URL", "postgresql:///keel?host=/tmp"),
+	{ "DATABASE_URL", "", false, "DATABASE_URL: must be set", NULL },
+	REFUSED("DATABASE_URL", "postgresql://h:99999999/k"),
+	REFUSED("DATABASE_URL", "postgresql://h/k?nosuch=1"),
+	REFUSED("DATABASE_URL", "mysql://h/k"),
+	/* libpq reads the credentials raw, up to the first '@': a password
+	 * may hold '?', '#', a blank or a comma (one URL, not a list). */
+	TAKEN("DATABASE_URL", "postgresql://u:p?w#d @db/k"),
+	TAKEN("DATABASE_URL", "postgresql://u:a,b@db/k"),
+	REFUSED("DATABASE_URL", "postgresql://u:p@db/k#x"),
+	REFUSED("DATABASE_URL", "postgresql://u:p\t@db/k"),
+	REFUSED("DATABASE_URL", "postgresql://u:p@d b/k"),
+	/* No replica is fine; an empty item of a list is not.  db.c splits
+	 * at every comma and trims nothing: nor do we. */
+	TAKEN("DATABASE_READ_REPLICA_URL", ""),
+	REFUSED("DATABASE_READ_REPLICA_URL", "postgresql://r1/k,"),
+	TAKEN("DATABASE_READ_REPLICA_URL",
+	    "postgresql://r1/k,postgres://u:p@r2:5433/k"),
+	REFUSED("DATABASE_READ_REPLICA_URL", ",postgresql://r1/k"),
+	REFUSED("DATABASE_READ_REPLICA_URL",
+	    "postgresql://r1/k,,postgresql://r2/k"),
+	REFUSED("DATABASE_READ_REPLICA_URL",
+	    "postgresql://r1/k, postgresql://r2/k"),
+	REFUSED("DATABASE_READ_REPLICA_URL", ","),
+
+	/* KEEL_LOCK_DIR absolute and set; KEEL_ENV_FILE absolute or "". */
+	TAKEN("KEEL_LOCK_DIR", "/run/lock"),
+	REFUSED("KEEL_LOCK_DIR", ""),
+	REFUSED("KEEL_LOCK_DIR", "run/lock"),
+	TAKEN("KEEL_ENV_FILE", ""),
+	TAKEN("KEEL_ENV_FILE", "/etc/keel/env"),
+	REFUSED("KEEL_ENV_FILE", "env"),
+
+	/* Integers within bounds, a secret long enough. */
+	TAKEN("KEEL_WORKERS", "3"),
+	REFUSED("KEEL_WORKERS", "0"),
+	REFUSED("KEEL_SECRET", "short"),
+	TAKEN("KEEL_DB_PREPARED", "0"),
+	REFUSED("KEEL_DB_PREPARED", "2"),
+	/* SENTRY_*_SAMPLE_RATE: a share from 0 to 1. */
+	TAKEN("SENTRY_TRACES_SAMPLE_RATE", "0.25"),
+	TAKEN("SENTRY_SAMPLE_RATE", "0"),
+	REFUSED("SENTRY_SAMPLE_RATE", "1.5"),
+	REFUSED("SENTRY_SAMPLE_RATE", "-0.1"),
+	REFUSED("SENTRY_SAMPLE_RATE", "0.5x"),
+	REFUSED("SENTRY_SAMPLE_RATE", "nan"),
+
+	/* KEEL_PM: static or dynamic; a dynamic pool's bounds are checked
+	 * together, a static pool ignores them. */
+	TAKEN("KEEL_PM", "dynamic"),
+	REFUSED("KEEL_PM", "ondemand"),
+	{ "KEEL_PM_MAX_CHILDREN", "3",
+	    false, "KEEL_PM_MAX_SPARE (4) is above KEEL_PM_MAX_CHILDREN (3)",
+	    "KEEL_PM=dynamic" },
+	{ "KEEL_PM_MIN_SPARE", "5", false, NULL, "KEEL_PM=dynamic" },
+	{ "KEEL_PM_START", "20", false, NULL, "KEEL_PM=dynamic" },
+	{ "KEEL_PM_MIN_SPARE", "0", false, NULL, "KEEL_PM=dynamic" },
+	TAKEN("KEEL_PM_MAX_CHILDREN", "3"),
+};
+
+/*
+ * Runs row i; false, with the row printed and why, when it doesn't hold.
+ * Every variable it sets is unset again before it judges, so a failing
+ * row leaves nothing behind for the next.
+ */
+static bool
+setting_case_holds(size_t i)
+{
+	const struct setting_case	*c = &settings[i];
+	char				 with[64];
+	const char			*eq = NULL, *why = NULL;
+	bool				 ok;
+
+	if (c->with != NULL) {
+		eq = strchr(c->with, '=');
+		assert_non_null(eq);
+		assert_true((size_t)(eq - c->with) < sizeof(with));
+		snprintf(with, sizeof(with), "%.*s", (int)(eq - c->with),
+		    c->with);
+		setenv(with, eq + 1, 1);
+	}
+	ok = load_with(c->name, c->value);
+	if (c->with != NULL)
+		unsetenv(with);
+	if (ok)
+		keel_config_free(&cfg);
+	if (ok != c->valid)
+		why = ok ? "taken, but must be refused" :
+		    "refused, but must be taken";
+	else if (!ok && strstr(err, c->name) == NULL)
+		why = "the message doesn't name the variable";
+	else if (!ok && c->msg != NULL && strstr(err, c->msg) == NULL)
+		why = "the message lacks the expected words";
+	if (why == NULL)
+		return true;
+	print_error("settings[%zu]: %s=\"%s\"%s%s: %s%s%s%s\n", i, c->name,
+	    c->value, c->with != NULL ? " with " : "",
+	    c->with != NULL ? c->with : "", why, ok ? "" : " (",
+	    ok ? "" : err, ok ? "" : ")");
+	return false;
 }
 
-/* A db past INT_MAX or with junk after it is refused, not read as 0. */
+/* Every row of settings[], each failing one named. */
 static void
-test_redis_url_bad_db(void **state)
+test_settings_valid_or_refused(void **state)
 {
+	size_t	 i, failed = 0;
+
 	(void)state;
-	assert_false(redis_url("redis://h:6379/4294967296"));
-	assert_false(redis_url("redis://h:6379/2147483648"));
-	assert_false(redis_url("redis://h:6379/0abc"));
-	assert_false(redis_url("redis://h:6379/-1"));
-	assert_false(redis_url("redis://h:6379/0?x=1"));
-	assert_false(redis_url("unix:///run/redis.sock?db=x"));
-	assert_false(redis_url("unix:///run/redis.sock?dbx=1"));
+	for (i = 0; i < sizeof(settings) / sizeof(settings[0]); i++)
+		if (!setting_case_holds(i))
+			failed++;
+	assert_int_equal(failed, 0);
 }
 
-/* A port with junk after it, or out of range, is refused. */
+/* The API limiter's setting from spec, read into its struct keel_rate. */
 static void
-test_redis_url_bad_port(void **state)
+test_rate_values(void **state)
 {
 	(void)state;
-	assert_false(redis_url("redis://h:41497x/0"));
-	assert_false(redis_url("redis://h:0/0"));
-	assert_false(redis_url("redis://h:65536/0"));
-	assert_false(redis_url("redis://h:/0"));
-	assert_false(redis_url("redis://h:+1/0"));
+	assert_true(load_with("KEEL_RATELIMIT_API", "100/900"));
+	assert_int_equal(cfg.rates[KEEL_LIMIT_API].limit, 100);
+	assert_int_equal(cfg.rates[KEEL_LIMIT_API].window, 900);
+	keel_config_free(&cfg);
+	assert_true(load_with("KEEL_RATELIMIT_API", "off"));
+	assert_int_equal(cfg.rates[KEEL_LIMIT_API].limit, 0);
+	keel_config_free(&cfg);
 }
 
-/* No host, another scheme, a relative socket: refused. */
 static void
-test_redis_url_bad_shape(void **state)
+test_limiter_names_become_bits(void **state)
 {
 	(void)state;
-	assert_false(redis_url("redis://"));
-	assert_false(redis_url("redis:///0"));
-	assert_false(redis_url("redis://:pw@/0"));
-	assert_false(redis_url("rediss://h:6379/0"));
-	assert_false(redis_url("http://h:6379/0"));
-	assert_false(redis_url("unix://"));
-	assert_false(redis_url("unix://run/redis.sock"));
-	assert_false(redis_url("redis://h h:6379/0"));
-	assert_false(redis_url(""));
+	assert_true(load_with("KEEL_RATELIMIT_FAIL_CLOSED", "read, auth"));
+	assert_int_equal(cfg.rate_fail_closed, (1u << KEEL_LIMIT_AUTH) |
+	    (1u << KEEL_LIMIT_READ));
+	keel_config_free(&cfg);
+}
+
+static void
+test_proxies_parsed_once(void **state)
+{
+	(void)state;
+	assert_true(load_with("TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8"));
+	assert_int_equal(cfg.client.ntrusted, 2);
+	assert_int_equal(cfg.client.trusted[1].bits, 96 + 8);
+	assert_int_equal(cfg.client.v6_prefix, 56);
+	keel_config_free(&cfg);
+	assert_null(cfg.client.trusted);
 }
 
 /* What redis.c's parser reads out of a URL config.c let through. */
@@ -211,190 +395,7 @@ test_redis_addr_fields(void **state)
 	assert_null(a.password);
 }
 
-/* Several URLs are a cluster's seeds, so only with REDIS_CLUSTER=1. */
-static void
-test_redis_url_one_unless_cluster(void **state)
-{
-	(void)state;
-	assert_false(redis_url("redis://a:1/0,redis://b:2/0"));
-	assert_non_null(strstr(err, "REDIS_CLUSTER=1"));
-	setenv("REDIS_CLUSTER", "1", 1);
-	assert_true(redis_url("redis://a:1/0,redis://b:2/0"));
-	assert_false(redis_url("redis://a:1/0,redis://b:2x/0"));
-	assert_false(redis_url("redis://a:1/0,"));
-	/* redis.c splits at every comma and trims nothing: nor do we. */
-	assert_false(redis_url(",redis://a:1/0"));
-	assert_false(redis_url("redis://a:1/0,,redis://b:2/0"));
-	assert_false(redis_url("redis://a:1/0, redis://b:2/0"));
-	assert_false(redis_url(""));
-	unsetenv("REDIS_CLUSTER");
-}
-
-/*
- * MEMCACHED_SERVERS: what libmemcached reads right -- host[:port[:weight]]
- * or a socket path, blanks around an item -- and nothing it misreads.
- */
-static void
-test_memcached_servers(void **state)
-{
-	(void)state;
-	assert_true(load_with("MEMCACHED_SERVERS", "127.0.0.1:11211"));
-	keel_config_free(&cfg);
-	assert_true(load_with("MEMCACHED_SERVERS", "mc1:11211,mc-2.lan:1"));
-	keel_config_free(&cfg);
-	assert_true(load_with("MEMCACHED_SERVERS", ""));
-	keel_config_free(&cfg);
-	assert_true(load_with("MEMCACHED_SERVERS", "memcached"));
-	keel_config_free(&cfg);
-	assert_true(load_with("MEMCACHED_SERVERS", "/run/mc.sock"));
-	keel_config_free(&cfg);
-	assert_true(load_with("MEMCACHED_SERVERS", "a:1:2, b:2:1"));
-	keel_config_free(&cfg);
-	assert_false(load_with("MEMCACHED_SERVERS", "a:1:x"));
-	assert_non_null(strstr(err, "MEMCACHED_SERVERS"));
-	assert_false(load_with("MEMCACHED_SERVERS", "a:1,,b:2"));
-	assert_false(load_with("MEMCACHED_SERVERS", "a:1,"));
-	assert_false(load_with("MEMCACHED_SERVERS", "a:99999"));
-	assert_false(load_with("MEMCACHED_SERVERS", "a:11211x"));
-	assert_false(load_with("MEMCACHED_SERVERS", "a:1 b:2"));
-	assert_false(load_with("MEMCACHED_SERVERS", ":11211"));
-}
-
-/* SMTP_URL: smtp:// or smtps://, a host, an optional user and port. */
-static void
-test_smtp_url(void **state)
-{
-	(void)state;
-	assert_true(load_with("SMTP_URL", "smtp://127.0.0.1:25"));
-	keel_config_free(&cfg);
-	assert_true(load_with("SMTP_URL", "smtps://u:p@mail.example.com"));
-	keel_config_free(&cfg);
-	assert_true(load_with("SMTP_URL", "smtp://mail/example.com"));
-	keel_config_free(&cfg);
-	assert_false(load_with("SMTP_URL", "garbage"));
-	assert_non_null(strstr(err, "SMTP_URL"));
-	assert_false(load_with("SMTP_URL", "http://x"));
-	assert_false(load_with("SMTP_URL", "smtp://"));
-	assert_false(load_with("SMTP_URL", "smtp://h:0"));
-	assert_false(load_with("SMTP_URL", "smtp://h:25x"));
-}
-
-/* KEEL_PUBLIC_URL: http(s)://host[:port][/path], nothing after. */
-static void
-test_public_url(void **state)
-{
-	(void)state;
-	assert_true(load_with("KEEL_PUBLIC_URL", "https://exams.example.com"));
-	keel_config_free(&cfg);
-	assert_true(load_with("KEEL_PUBLIC_URL", "http://[::1]:8080/keel"));
-	keel_config_free(&cfg);
-	assert_false(load_with("KEEL_PUBLIC_URL", "garbage"));
-	assert_non_null(strstr(err, "KEEL_PUBLIC_URL"));
-	assert_false(load_with("KEEL_PUBLIC_URL", "ftp://h"));
-	assert_false(load_with("KEEL_PUBLIC_URL", "https://h/?a=1"));
-	assert_false(load_with("KEEL_PUBLIC_URL", "https://h/#top"));
-	assert_false(load_with("KEEL_PUBLIC_URL", "https://u@h/"));
-	assert_false(load_with("KEEL_PUBLIC_URL", "https://h:99999"));
-}
-
-/* DATABASE_URL: required; its port in range; libpq must parse it. */
-static void
-test_database_url(void **state)
-{
-	(void)state;
-	assert_true(load_with("DATABASE_URL", "postgres://u:p@db:5432/keel"
-	    "?sslmode=require"));
-	keel_config_free(&cfg);
-	assert_true(load_with("DATABASE_URL", "postgresql:///keel?host=/tmp"));
-	keel_config_free(&cfg);
-	assert_false(load_with("DATABASE_URL", ""));
-	assert_non_null(strstr(err, "DATABASE_URL: must be set"));
-	assert_false(load_with("DATABASE_URL", "postgresql://h:99999999/k"));
-	assert_non_null(strstr(err, "DATABASE_URL"));
-	assert_false(load_with("DATABASE_URL", "postgresql://h/k?nosuch=1"));
-	assert_false(load_with("DATABASE_URL", "mysql://h/k"));
-	/* libpq reads the credentials raw, up to the first '@': a password
-	 * may hold '?', '#', a blank or a comma (one URL, not a list). */
-	assert_true(load_with("DATABASE_URL", "postgresql://u:p?w#d @db/k"));
-	keel_config_free(&cfg);
-	assert_true(load_with("DATABASE_URL", "postgresql://u:a,b@db/k"));
-	keel_config_free(&cfg);
-	assert_false(load_with("DATABASE_URL", "postgresql://u:p@db/k#x"));
-	assert_false(load_with("DATABASE_URL", "postgresql://u:p\t@db/k"));
-	assert_false(load_with("DATABASE_URL", "postgresql://u:p@d b/k"));
-	/* No replica is fine; an empty item of a list is not. */
-	assert_true(load_with("DATABASE_READ_REPLICA_URL", ""));
-	keel_config_free(&cfg);
-	assert_false(load_with("DATABASE_READ_REPLICA_URL",
-	    "postgresql://r1/k,"));
-	assert_non_null(strstr(err, "DATABASE_READ_REPLICA_URL"));
-	/* db.c splits at every comma and trims nothing: nor do we. */
-	assert_true(load_with("DATABASE_READ_REPLICA_URL",
-	    "postgresql://r1/k,postgres://u:p@r2:5433/k"));
-	keel_config_free(&cfg);
-	assert_false(load_with("DATABASE_READ_REPLICA_URL",
-	    ",postgresql://r1/k"));
-	assert_false(load_with("DATABASE_READ_REPLICA_URL",
-	    "postgresql://r1/k,,postgresql://r2/k"));
-	assert_false(load_with("DATABASE_READ_REPLICA_URL",
-	    "postgresql://r1/k, postgresql://r2/k"));
-	assert_false(load_with("DATABASE_READ_REPLICA_URL", ","));
-}
-
-/* KEEL_LOCK_DIR absolute and set; KEEL_ENV_FILE absolute or "". */
-static void
-test_paths_absolute(void **state)
-{
-	(void)state;
-	assert_true(load_with("KEEL_LOCK_DIR", "/run/lock"));
-	keel_config_free(&cfg);
-	assert_false(load_with("KEEL_LOCK_DIR", ""));
-	assert_non_null(strstr(err, "KEEL_LOCK_DIR"));
-	assert_false(load_with("KEEL_LOCK_DIR", "run/lock"));
-	assert_true(load_with("KEEL_ENV_FILE", ""));
-	keel_config_free(&cfg);
-	assert_true(load_with("KEEL_ENV_FILE", "/etc/keel/env"));
-	keel_config_free(&cfg);
-	assert_false(load_with("KEEL_ENV_FILE", "env"));
-	assert_non_null(strstr(err, "KEEL_ENV_FILE"));
-}
-
-static void
-test_limiter_names_become_bits(void **state)
-{
-	(void)state;
-	assert_true(load_with("KEEL_RATELIMIT_FAIL_CLOSED", "read, auth"));
-	assert_int_equal(cfg.rate_fail_closed, (1u << KEEL_LIMIT_AUTH) |
-	    (1u << KEEL_LIMIT_READ));
-	keel_config_free(&cfg);
-}
-
-static void
-test_proxies_parsed_once(void **state)
-{
-	(void)state;
-	assert_true(load_with("TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8"));
-	assert_int_equal(cfg.client.ntrusted, 2);
-	assert_int_equal(cfg.client.trusted[1].bits, 96 + 8);
-	assert_int_equal(cfg.client.v6_prefix, 56);
-	keel_config_free(&cfg);
-	assert_null(cfg.client.trusted);
-	assert_false(load_with("TRUSTED_PROXIES", "10.0.0.0/33"));
-}
-
-static void
-test_errors_name_the_variable(void **state)
-{
-	(void)state;
-	assert_false(load_with("KEEL_RATELIMIT_WRITE", "fast"));
-	assert_non_null(strstr(err, "KEEL_RATELIMIT_WRITE"));
-	assert_false(load_with("KEEL_WORKERS", "0"));
-	assert_non_null(strstr(err, "KEEL_WORKERS"));
-	assert_false(load_with("KEEL_SECRET", "short"));
-	assert_non_null(strstr(err, "KEEL_SECRET"));
-}
-
-/* REDIS_SENTINELS: empty (REDIS_URL's host is the master) or a list. */
+/* REDIS_SENTINELS: empty by default, kept as given when set. */
 static void
 test_redis_sentinels(void **state)
 {
@@ -406,11 +407,9 @@ test_redis_sentinels(void **state)
 	assert_true(load_with("REDIS_SENTINELS", "10.0.0.1:26379, s2"));
 	assert_string_equal(cfg.redis_sentinels, "10.0.0.1:26379, s2");
 	keel_config_free(&cfg);
-	assert_false(load_with("REDIS_SENTINELS", "10.0.0.1:0"));
-	assert_non_null(strstr(err, "REDIS_SENTINELS"));
 }
 
-/* KEEL_DB_PREPARED: named statements unless turned off, nothing else. */
+/* KEEL_DB_PREPARED: named statements unless turned off. */
 static void
 test_db_prepared(void **state)
 {
@@ -421,11 +420,9 @@ test_db_prepared(void **state)
 	assert_true(load_with("KEEL_DB_PREPARED", "0"));
 	assert_int_equal(cfg.db_prepared, 0);
 	keel_config_free(&cfg);
-	assert_false(load_with("KEEL_DB_PREPARED", "2"));
-	assert_non_null(strstr(err, "KEEL_DB_PREPARED"));
 }
 
-/* SENTRY_*_SAMPLE_RATE: a share from 0 to 1, with its defaults. */
+/* SENTRY_*_SAMPLE_RATE: the share read, and the other's default. */
 static void
 test_sample_rates(void **state)
 {
@@ -438,14 +435,9 @@ test_sample_rates(void **state)
 	assert_true(cfg.sentry_sample_rate == 0.0);
 	assert_true(cfg.sentry_traces_sample_rate == 0.1);
 	keel_config_free(&cfg);
-	assert_false(load_with("SENTRY_SAMPLE_RATE", "1.5"));
-	assert_non_null(strstr(err, "SENTRY_SAMPLE_RATE"));
-	assert_false(load_with("SENTRY_SAMPLE_RATE", "-0.1"));
-	assert_false(load_with("SENTRY_SAMPLE_RATE", "0.5x"));
-	assert_false(load_with("SENTRY_SAMPLE_RATE", "nan"));
 }
 
-/* KEEL_PM: static by default, dynamic only with bounds that hold. */
+/* KEEL_PM: static by default; dynamic with its defaults in order. */
 static void
 test_pool_modes(void **state)
 {
@@ -458,30 +450,9 @@ test_pool_modes(void **state)
 	assert_true(cfg.pm_min_spare <= cfg.pm_max_spare);
 	assert_true(cfg.pm_max_spare <= cfg.pm_max_children);
 	keel_config_free(&cfg);
-	assert_false(load_with("KEEL_PM", "ondemand"));
-	assert_non_null(strstr(err, "KEEL_PM"));
 }
 
-static void
-test_pool_bounds_checked_together(void **state)
-{
-	(void)state;
-	setenv("KEEL_PM", "dynamic", 1);
-	assert_false(load_with("KEEL_PM_MAX_CHILDREN", "3"));
-	assert_non_null(strstr(err, "KEEL_PM_MAX_SPARE (4) is above "
-	    "KEEL_PM_MAX_CHILDREN (3)"));
-	assert_false(load_with("KEEL_PM_MIN_SPARE", "5"));
-	assert_non_null(strstr(err, "KEEL_PM_MIN_SPARE"));
-	assert_false(load_with("KEEL_PM_START", "20"));
-	assert_non_null(strstr(err, "KEEL_PM_START"));
-	assert_false(load_with("KEEL_PM_MIN_SPARE", "0"));
-	/* A static pool ignores them. */
-	unsetenv("KEEL_PM");
-	assert_true(load_with("KEEL_PM_MAX_CHILDREN", "3"));
-	keel_config_free(&cfg);
-}
-
-/* REDIS_CLUSTER=1: a redis:// URL of database 0 only. */
+/* REDIS_CLUSTER: off by default, on when set. */
 static void
 test_redis_cluster(void **state)
 {
@@ -491,35 +462,9 @@ test_redis_cluster(void **state)
 	keel_config_free(&cfg);
 	setenv("REDIS_URL", "redis://10.0.0.1:7000/0", 1);
 	assert_true(load_with("REDIS_CLUSTER", "1"));
+	unsetenv("REDIS_URL");
 	assert_int_equal(cfg.redis_cluster, 1);
 	keel_config_free(&cfg);
-	setenv("REDIS_URL", "redis://:pw@10.0.0.1:7000", 1);
-	assert_true(load_with("REDIS_CLUSTER", "1"));
-	keel_config_free(&cfg);
-	/* Several seeds. */
-	setenv("REDIS_URL", "redis://10.0.0.1:7000/0,redis://10.0.0.2:7000,"
-	    "redis://10.0.0.3:7000/", 1);
-	assert_true(load_with("REDIS_CLUSTER", "1"));
-	keel_config_free(&cfg);
-	setenv("REDIS_URL", "redis://10.0.0.1:7000/3", 1);
-	assert_false(load_with("REDIS_CLUSTER", "1"));
-	assert_non_null(strstr(err, "database must be 0"));
-	setenv("REDIS_URL", "redis://10.0.0.1:7000,redis://10.0.0.2:7000/01",
-	    1);
-	assert_false(load_with("REDIS_CLUSTER", "1"));
-	assert_non_null(strstr(err, "database must be 0"));
-	setenv("REDIS_URL", "redis://10.0.0.1:7000,unix:///run/r.sock", 1);
-	assert_false(load_with("REDIS_CLUSTER", "1"));
-	assert_non_null(strstr(err, "REDIS_CLUSTER=1"));
-	setenv("REDIS_URL", "unix:///run/redis.sock", 1);
-	assert_false(load_with("REDIS_CLUSTER", "1"));
-	assert_non_null(strstr(err, "REDIS_CLUSTER=1"));
-	/* Without it, anything REDIS_URL accepts. */
-	assert_true(load_with("REDIS_CLUSTER", "0"));
-	keel_config_free(&cfg);
-	unsetenv("REDIS_URL");
-	assert_false(load_with("REDIS_CLUSTER", "2"));
-	assert_non_null(strstr(err, "REDIS_CLUSTER"));
 }
 
 /* KEEL_WORKERS unset: four workers per CPU (the pool waits on I/O). */
@@ -583,29 +528,16 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_rate_specs),
-		cmocka_unit_test(test_limiter_names),
+		cmocka_unit_test(test_settings_valid_or_refused),
+		cmocka_unit_test(test_rate_values),
 		cmocka_unit_test(test_limiter_names_become_bits),
-		cmocka_unit_test(test_lists_refuse_empty_items),
-		cmocka_unit_test(test_redis_url_valid_forms),
-		cmocka_unit_test(test_redis_url_bad_db),
-		cmocka_unit_test(test_redis_url_bad_port),
-		cmocka_unit_test(test_redis_url_bad_shape),
-		cmocka_unit_test(test_redis_addr_fields),
-		cmocka_unit_test(test_redis_url_one_unless_cluster),
-		cmocka_unit_test(test_memcached_servers),
-		cmocka_unit_test(test_smtp_url),
-		cmocka_unit_test(test_public_url),
-		cmocka_unit_test(test_database_url),
-		cmocka_unit_test(test_paths_absolute),
 		cmocka_unit_test(test_proxies_parsed_once),
-		cmocka_unit_test(test_errors_name_the_variable),
-		cmocka_unit_test(test_sample_rates),
-		cmocka_unit_test(test_db_prepared),
+		cmocka_unit_test(test_redis_addr_fields),
 		cmocka_unit_test(test_redis_sentinels),
+		cmocka_unit_test(test_db_prepared),
+		cmocka_unit_test(test_sample_rates),
 		cmocka_unit_test(test_workers_default_per_cpu),
 		cmocka_unit_test(test_pool_modes),
-		cmocka_unit_test(test_pool_bounds_checked_together),
 		cmocka_unit_test(test_redis_cluster),
 		cmocka_unit_test(test_env_names_exported_lines),
 		cmocka_unit_test(test_env_names_skip_the_rest),
