@@ -15,6 +15,10 @@
  * PAYLOAD that is not a JSON object, a job key past the outbox's bound
  * (QUEUES_KEY_MAX), never cut to fit.  One rule with or without
  * --outbox, checked before anything is written.
+ *
+ * retry-failed moves the dead letters back only with their outbox rows
+ * (cmd_retry_failed()): exit 1, nothing moved, while PostgreSQL can't be
+ * reached; 3 when the jobs moved and the rows' update failed after all.
  */
 #include "config.h"
 
@@ -51,7 +55,12 @@ usage(void)
 	    "       keel-queues test-email ADDRESS\n"
 	    "       keel-queues enqueue [--outbox] [--key KEY] [--delay-ms N]"
 	    " [--count N]\n"
-	    "           QUEUE KIND PAYLOAD\n");
+	    "           QUEUE KIND PAYLOAD\n"
+	    "exit status: 0 done, 1 failed, 2 usage; retry-failed moves "
+	    "nothing (1) while\n"
+	    "PostgreSQL can't be reached, and exits 3 when jobs moved but "
+	    "their outbox\n"
+	    "rows were not updated\n");
 	exit(2);
 }
 
@@ -100,6 +109,47 @@ cmd_stats(struct keel_redis *r, int argc, char *argv[])
 		    (long long)st.failed);
 	}
 	return 0;
+}
+
+/*
+ * Moves q's dead letters back, and their outbox rows with them (a dead
+ * row must not stop them; an unfinished one keeps the relay watching and
+ * prune away).  Nothing moves while PostgreSQL can't be reached: a job
+ * back on the queue with a row that says finished is one a Redis crash
+ * loses for good.  Exit status 1 for that or any failure, 3 when the
+ * jobs moved but PostgreSQL failed their rows' update after all.
+ */
+static int
+cmd_retry_failed(const struct keel_config *cfg, struct keel_redis *r,
+    const struct keel_queue *q)
+{
+	struct keel_db	*db;
+	int64_t		 n = 0, unrevived = 0;
+	enum keel_err	 er;
+	int		 rc = 0;
+
+	db = keel_db_open(cfg);
+	if ((er = keel_db_ping(db, -1, cfg->db_connect_timeout * 1000,
+	    NULL)) != KEEL_OK) {
+		fprintf(stderr, "keel-queues: retry-failed: PostgreSQL: %s; "
+		    "nothing moved\n", keel_strerror(er));
+		rc = 1;
+	} else if ((er = keel_outbox_retry_failed_rows(db, r, q, &n,
+	    &unrevived)) != KEEL_OK)
+		rc = fail("retry-failed", er);
+	else {
+		printf("moved %lld dead letter(s) back to %s\n", (long long)n,
+		    q->name);
+		if (unrevived > 0) {
+			fprintf(stderr, "keel-queues: retry-failed: %lld of "
+			    "them kept outbox rows that say finished "
+			    "(PostgreSQL failed); they run, unwatched by the "
+			    "relay\n", (long long)unrevived);
+			rc = 3;
+		}
+	}
+	keel_db_close(db);
+	return rc;
 }
 
 /* Through the outbox, the way a request does it: a transaction, then the
@@ -267,17 +317,9 @@ main(int argc, char *argv[])
 	r = keel_redis_open(&c.cfg);
 	if (strcmp(argv[1], "stats") == 0)
 		rc = cmd_stats(r, argc - 2, argv + 2);
-	else if (strcmp(argv[1], "retry-failed") == 0 && argc == 3) {
-		q = queue_arg(argv[2]);
-		/* Their outbox rows too: a dead row must not stop them. */
-		db = keel_db_open(&c.cfg);
-		if ((er = keel_outbox_retry_failed(db, r, q, &n)) != KEEL_OK)
-			rc = fail("retry-failed", er);
-		else
-			printf("moved %lld dead letter(s) back to %s\n",
-			    (long long)n, q->name);
-		keel_db_close(db);
-	} else if (strcmp(argv[1], "purge") == 0 && argc == 4) {
+	else if (strcmp(argv[1], "retry-failed") == 0 && argc == 3)
+		rc = cmd_retry_failed(&c.cfg, r, queue_arg(argv[2]));
+	else if (strcmp(argv[1], "purge") == 0 && argc == 4) {
 		q = queue_arg(argv[2]);
 		if ((er = keel_queue_purge(r, q, argv[3], &n)) == KEEL_EINVAL)
 			usage();

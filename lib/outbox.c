@@ -478,14 +478,16 @@ keel_outbox_which_ran(struct keel_db *db, const char *const *keys,
 /*
  * One batch of a retry: up to 1000 dead letters of q moved back in
  * Redis, then their rows made unfinished.  *read gets the dead letters
- * the script read, *moved the jobs it moved back.  A failed revive is
- * logged (once, by *warned) and not returned: the jobs are back and will
- * run (a dead row doesn't stop them); only the relay's watch and prune's
- * hold on their rows wait for their next finish.
+ * the script read, *moved the jobs it moved back.  A failed revive adds
+ * the batch to *unrevived and is logged (once, while *unrevived is 0),
+ * not returned: the jobs are back and will run (a dead row doesn't stop
+ * them); only the relay's watch and prune's hold on their rows wait for
+ * their next finish.
  */
 static enum keel_err
 retry_batch(struct keel_db *db, struct keel_redis *r,
-    const struct keel_queue *q, int64_t *read, int64_t *moved, int *warned)
+    const struct keel_queue *q, int64_t *read, int64_t *moved,
+    int64_t *unrevived)
 {
 	struct keel_rreply	*rep = NULL;
 	struct keel_queue_args	 a;
@@ -512,12 +514,34 @@ retry_batch(struct keel_db *db, struct keel_redis *r,
 		    rep->elem[i + 1].str : "";
 	*moved = (int64_t)n;
 	if (n > 0 && (er = keys_query(db, &q_outbox_revive, keys, n, NULL)) !=
-	    KEEL_OK && !(*warned)++)
-		keel_log_warnx("outbox: %s: %zu retried job(s) back on the "
-		    "queue, their outbox rows still finished (%s); they run "
-		    "all the same", q->name, n, keel_strerror(er));
+	    KEEL_OK) {
+		if (*unrevived == 0)
+			keel_log_warnx("outbox: %s: %zu retried job(s) back on "
+			    "the queue, their outbox rows still finished (%s); "
+			    "they run all the same", q->name, n,
+			    keel_strerror(er));
+		*unrevived += (int64_t)n;
+	}
 	free(keys);
 	keel_rreply_free(rep);
+	return KEEL_OK;
+}
+
+enum keel_err
+keel_outbox_retry_failed_rows(struct keel_db *db, struct keel_redis *r,
+    const struct keel_queue *q, int64_t *moved, int64_t *unrevived)
+{
+	int64_t		 read, n;
+	enum keel_err	 er;
+
+	/* 1000 dead letters per call keeps each script short. */
+	*moved = *unrevived = 0;
+	do {
+		if ((er = retry_batch(db, r, q, &read, &n, unrevived)) !=
+		    KEEL_OK)
+			return er;
+		*moved += n;
+	} while (read == 1000);
 	return KEEL_OK;
 }
 
@@ -525,19 +549,9 @@ enum keel_err
 keel_outbox_retry_failed(struct keel_db *db, struct keel_redis *r,
     const struct keel_queue *q, int64_t *moved)
 {
-	int64_t		 read, n;
-	enum keel_err	 er;
-	int		 warned = 0;
+	int64_t		 unrevived;
 
-	/* 1000 dead letters per call keeps each script short. */
-	*moved = 0;
-	do {
-		if ((er = retry_batch(db, r, q, &read, &n, &warned)) !=
-		    KEEL_OK)
-			return er;
-		*moved += n;
-	} while (read == 1000);
-	return KEEL_OK;
+	return keel_outbox_retry_failed_rows(db, r, q, moved, &unrevived);
 }
 
 enum keel_err

@@ -110,6 +110,17 @@ enum keel_err	 keel_outbox_retry_failed(struct keel_db *db,
 		    int64_t *moved);
 
 /*
+ * keel_outbox_retry_failed(), and *unrevived (not NULL) gets how many of
+ * the jobs moved back kept rows that say finished: PostgreSQL failed the
+ * update.  Until they finish again the relay doesn't watch them (a Redis
+ * that loses them loses them for good) and prune may delete their rows;
+ * keel-queues says so in its exit status.
+ */
+enum keel_err	 keel_outbox_retry_failed_rows(struct keel_db *db,
+		    struct keel_redis *r, const struct keel_queue *q,
+		    int64_t *moved, int64_t *unrevived);
+
+/*
  * After an operator emptied queue (keel-queues purge QUEUE all): its
  * pushed, unfinished rows are marked finished, so the relay doesn't push
  * them back; *n (may be NULL) gets how many.  Rows not yet pushed stay.

@@ -802,3 +802,47 @@ def test_a_kind_written_into_redis_is_escaped_in_log_and_dead_letter(jobs):
         assert "\x1b" not in text, repr(text)
         assert "\nkeel-drain-email[1] ERROR forged" not in text, repr(text)
     assert jobs.mail() == []
+
+
+def test_retry_failed_moves_nothing_while_postgresql_is_unreachable(jobs):
+    """A dead letter moved back while its row still says dead is one the
+    relay no longer watches: retry-failed refuses (exit 1) and moves
+    nothing; with PostgreSQL back, the retry runs it once."""
+    from test_drain_release import dead_database_url
+    key = "ob-retry-nodb-1"
+    dead_through_outbox(jobs, key)
+    p = jobs.program("keel-queues", "retry-failed", "email",
+                     env={"DATABASE_URL": dead_database_url(jobs)})
+    assert p.returncode == 1, (p.stdout, p.stderr)
+    assert "nothing moved" in p.stderr and "moved" not in p.stdout, \
+        (p.stdout, p.stderr)
+    assert stats(jobs)["failed"] == 1 and stats(jobs)["waiting"] == 0
+    assert outbox_row(jobs, key) == ("true", "dead")
+    retry_failed(jobs, 1)
+    assert summary(drain(jobs).stdout)["processed"] == 1
+    assert [m["Message-ID"] for m in jobs.mail()] == [message_id(key)]
+
+
+def test_retry_failed_exits_3_when_the_rows_were_not_updated(jobs):
+    """PostgreSQL answered before the move and failed the rows' update
+    after it (a trigger stands for the outage): the jobs are back, and
+    the exit status says their rows still say finished."""
+    key = "ob-retry-norows-1"
+    dead_through_outbox(jobs, key)
+    jobs.psql("CREATE FUNCTION keel_test_refuse() RETURNS trigger "
+              "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused'; "
+              "END $$; CREATE TRIGGER keel_test_refuse BEFORE UPDATE ON "
+              "outbox FOR EACH ROW WHEN (OLD.idempotency_key = '%s') "
+              "EXECUTE FUNCTION keel_test_refuse()" % key)
+    try:
+        p = jobs.program("keel-queues", "retry-failed", "email")
+    finally:
+        jobs.psql("DROP TRIGGER keel_test_refuse ON outbox; "
+                  "DROP FUNCTION keel_test_refuse()")
+    assert p.returncode == 3, (p.stdout, p.stderr)
+    assert "moved 1 " in p.stdout, p.stdout
+    assert "1 of them kept outbox rows" in p.stderr, p.stderr
+    assert outbox_row(jobs, key) == ("true", "dead")
+    # They run all the same, and the row says so once they finish.
+    assert summary(drain(jobs).stdout)["processed"] == 1
+    assert outbox_row(jobs, key) == ("true", "completed")
