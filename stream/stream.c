@@ -20,7 +20,8 @@
  *            message that overtook another, a replay under way, the
  *            subscription lost and back) marks the stream dirty, and
  *            dirty streams catch up from PostgreSQL, many per query
- *   close    the client went (lighttpd closes the socket), it stopped
+ *   close    the client went (lighttpd closes the socket, or on a FIN
+ *            shuts it down: tcp-fin-propagate, scripts/stack), it stopped
  *            reading (its output passed OUT_MAX), PostgreSQL failed
  *            mid-replay (an error event), SIGTERM (a reconnect event),
  *            or its session ended or expired (an end event)

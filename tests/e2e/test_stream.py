@@ -17,8 +17,8 @@ import re
 import secrets
 import signal
 import socket
+import struct
 import subprocess
-import threading
 import time
 
 import pytest
@@ -378,6 +378,65 @@ def test_a_closed_stream_is_freed_at_once(stack, user):
     wait_until(lambda: redis_cli(stack, "ZCARD", key) == "0", timeout=2)
     wait_until(lambda: "user %d," % user["id"] in stream_log(stack)
                and "client left" in stream_log(stack), timeout=2)
+
+
+@pytest.fixture
+def default_heartbeat(stack):
+    """The stream app with KEEL_STREAM_HEARTBEAT at its default (15 s,
+    where a close noticed only by a heartbeat shows), then the suite's
+    again.  lighttpd keeps its read timeout (3 of the suite's), which
+    the test's streams never reach."""
+    stack.restart_component("stream", {"KEEL_STREAM_HEARTBEAT": "15"})
+    yield
+    stack.restart_component("stream", {})
+
+
+def killed(s):
+    """Closes s as a client that was killed: RST (SO_LINGER 0), no FIN."""
+    s.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                      struct.pack("ii", 1, 0))
+    s.close()
+
+
+@pytest.mark.parametrize("close", ["closed", "killed"])
+def test_streams_closed_by_their_client_give_their_places_back_at_once(
+        stack, http, user, default_heartbeat, close):
+    """Five page reloads: the user's five streams closed by the client
+    (a FIN, which lighttpd can't tell from a half-close, or a reset),
+    and a sixth opens with 200 well within one heartbeat, each close in
+    the log and the closes' count."""
+    key = "keel:sse:open:%d" % user["id"]
+    shut = SSE.close if close == "closed" else killed
+
+    def closes():
+        return value(scrape(http), "keel_stream_closes_total",
+                     app="stream", reason="client left")
+    open_ = [SSE.open(stack, headers=user["h"]) for _ in range(5)]
+    try:
+        assert [s.status for s in open_] == [200] * 5
+        before = closes()
+        for s in open_:
+            s.next_event(0.1)            # the retry hint; the stream is up
+        t0 = time.monotonic()
+        for s in open_:
+            shut(s)
+        sixth = None
+        while time.monotonic() - t0 < 2:
+            sixth = SSE.open(stack, headers=user["h"])
+            shut(sixth)
+            if sixth.status == 200:
+                break
+            time.sleep(0.1)
+        assert sixth.status == 200, "still %d after %.1f s" % (
+            sixth.status, time.monotonic() - t0)
+        wait_until(lambda: redis_cli(stack, "ZCARD", key) == "0", timeout=2,
+                   what="every lease given back")
+        wait_until(lambda: closes() >= before + 6, timeout=2,
+                   what="the closes counted")
+        assert stream_log(stack).count("user %d," % user["id"]) >= 6
+    finally:
+        for s in open_:
+            s.close()
 
 
 # ----------------------------------------------- a stream process of our own
