@@ -52,6 +52,13 @@
  * lib/redis.c's (loaded, blocking, on first use and after a redirect).
  * A MOVED or ASK answer fails that one open (503, the client retries)
  * or renewal (the next one goes right): the map is loaded again first.
+ *
+ * libevent's evhttp (2.1) keeps reading a connection while it writes a
+ * chunked reply, to see it close: the EOF or reset reaches on_close at
+ * once, which frees the stream and gives its place in the cap back.
+ * A Redis connection that drops is tried again with backoff, up to
+ * REDIS_BACKOFF_MAX_MS apart; an open that finds it down tries at once
+ * (rconn_wake), so a Redis that is back serves the next open.
  */
 #include "config.h"
 
@@ -108,6 +115,9 @@
 #define TERM_GRACE_MS	1000		/* final events' time to leave */
 #define REDIS_BACKOFF_MIN_MS	250
 #define REDIS_BACKOFF_MAX_MS	5000
+#define REDIS_WAKE_MS		200	/* an open's retry, at most this */
+#define REDIS_WAKE_SENTINEL_MS	1000	/* often; through sentinels, whose
+					   lookup blocks the loop */
 #define SESS_PREFIX	"keel:sess:"
 #define SESS_BYTES	32		/* a session's id: SHA-256 */
 #define SESS_KEY_MAX	(sizeof(SESS_PREFIX) + KEEL_AUTH_ID_LEN)
@@ -190,6 +200,7 @@ struct rconn {
 	bool			 up;		/* connected */
 	bool			 lost;		/* was up, went down */
 	int			 backoff_ms;
+	double			 tried;		/* ms, monotonic: last attempt */
 	struct event		*retry;
 	char			 sha[SCRIPT__MAX][41];	/* SCRIPT LOADed on */
 };					/* this connection; "" not yet */
@@ -242,6 +253,14 @@ tv_ms(int ms)
 	    .tv_usec = (ms % 1000) * 1000 };
 
 	return tv;
+}
+
+static struct event *
+must(struct event *ev)
+{
+	if (ev == NULL)
+		keel_log_fatalx("libevent: out of memory");
+	return ev;
 }
 
 /* n hex digits (n = 2 * SESS_BYTES) into a session id; false if not. */
@@ -1071,19 +1090,19 @@ on_redirect(redisAsyncContext *ac, void *reply, void *privdata)
 }
 
 /*
- * The connection for commands on key: the one, or in cluster mode the
- * one to its slot's master (opened now if new).  NULL when there is
- * none right now (down, reconnecting, or no map).
+ * The connection for commands on key, up or not: the one, or in cluster
+ * mode the one to its slot's master (made and started now if new).
+ * NULL when there is no map, or no room for another master.
  */
 static struct rconn *
-cmd_for(const char *key)
+conn_for(const char *key)
 {
 	struct rconn	*rc;
 	char		 host[KEEL_RC_HOST_MAX];
 	int		 port, i;
 
 	if (W.rc == NULL)
-		return W.cmd.ac != NULL ? &W.cmd : NULL;
+		return &W.cmd;
 	if (keel_redis_node_of(W.rc, key, strlen(key), host, sizeof(host),
 	    &port) != KEEL_OK) {
 		keel_log_warnx("redis: %s", keel_redis_errstr(W.rc));
@@ -1092,17 +1111,64 @@ cmd_for(const char *key)
 	for (i = 0; i < W.nnodes; i++)
 		if (W.nodes[i]->port == port &&
 		    strcmp(W.nodes[i]->host, host) == 0)
-			return W.nodes[i]->ac != NULL ? W.nodes[i] : NULL;
+			return W.nodes[i];
 	if (W.nnodes == KEEL_RC_NODES_MAX)
 		return NULL;
 	rc = keel_calloc(1, sizeof(*rc));
 	rc->name = "commands";
 	snprintf(rc->host, sizeof(rc->host), "%s", host);
 	rc->port = port;
-	rc->retry = evtimer_new(W.base, on_rretry, rc);
+	rc->retry = must(evtimer_new(W.base, on_rretry, rc));
 	W.nodes[W.nnodes++] = rc;
 	rconn_start(rc);
-	return rc->ac != NULL ? rc : NULL;
+	return rc;
+}
+
+/*
+ * The connection for commands on key (conn_for), NULL when there is
+ * none right now (down, or no map).  One that is connecting is given:
+ * hiredis holds the commands until it is up, and answers them NULL if
+ * it fails.
+ */
+static struct rconn *
+cmd_for(const char *key)
+{
+	struct rconn	*rc = conn_for(key);
+
+	return rc != NULL && rc->ac != NULL ? rc : NULL;
+}
+
+/*
+ * rc is down and an open needs it: try now rather than wait out the
+ * backoff (up to REDIS_BACKOFF_MAX_MS), so a Redis that is back serves
+ * this open, not one some seconds later.  Only between attempts (none
+ * under way: no context, the retry timer set), and at most every
+ * REDIS_WAKE_MS, so a crowd of opens while Redis is down is not a crowd
+ * of connects; a failure doubles the backoff as any does.  Not from a
+ * hiredis callback: a context may be being freed under it.
+ */
+static void
+rconn_wake(struct rconn *rc)
+{
+	int	 gap = W.sentinel != NULL ? REDIS_WAKE_SENTINEL_MS :
+		    REDIS_WAKE_MS;
+
+	if (W.term || rc->ac != NULL || !evtimer_pending(rc->retry, NULL) ||
+	    now_ms() - rc->tried < gap)
+		return;
+	evtimer_del(rc->retry);
+	rconn_start(rc);
+}
+
+/* cmd_for() for an open: a connection that is down is woken first. */
+static struct rconn *
+cmd_wake(const char *key)
+{
+	struct rconn	*rc = conn_for(key);
+
+	if (rc != NULL)
+		rconn_wake(rc);
+	return rc != NULL && rc->ac != NULL ? rc : NULL;
 }
 
 /*
@@ -1130,6 +1196,7 @@ rconn_start(struct rconn *rc)
 	char				 host[KEEL_SENTINEL_HOST_MAX], err[160];
 	int				 port, i;
 
+	rc->tried = now_ms();
 	/* Cluster mode: the subscription on slot 0's master by the map
 	 * (loaded again after it failed); any node hears every PUBLISH. */
 	if (rc->subscriber && W.rc != NULL && keel_redis_node_of(W.rc, "", 0,
@@ -1667,8 +1734,10 @@ on_request(struct evhttp_request *req, void *arg)
 		    "A valid session or stream ticket is required.", NULL);
 		goto out;
 	}
-	if ((skey[0] != '\0' && (rs = cmd_for(skey)) == NULL) ||
-	    (tkey[0] != '\0' && (rt = cmd_for(tkey)) == NULL)) {
+	/* The subscription too: streams that open get live events. */
+	rconn_wake(&W.sub);
+	if ((skey[0] != '\0' && (rs = cmd_wake(skey)) == NULL) ||
+	    (tkey[0] != '\0' && (rt = cmd_wake(tkey)) == NULL)) {
 		reply_error(&a, req, 503, "unavailable",
 		    "Sessions cannot be checked right now.", "1");
 		goto out;
@@ -1825,14 +1894,6 @@ raise_fd_limit(int want)
 		keel_log_warnx("KEEL_STREAM_MAX %d needs about %d descriptors; "
 		    "the limit is %ju", W.cfg->stream_max, want,
 		    (uintmax_t)rl.rlim_cur);
-}
-
-static struct event *
-must(struct event *ev)
-{
-	if (ev == NULL)
-		keel_log_fatalx("libevent: out of memory");
-	return ev;
 }
 
 static void

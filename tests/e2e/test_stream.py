@@ -550,6 +550,44 @@ def test_postgresql_down_during_a_replay_says_so_and_closes(
         s.close()
 
 
+def redis_failures(o):
+    """The own stream's failed connects of its command connection."""
+    return sum(1 for line in o.text().splitlines()
+               if "redis (commands): " in line
+               and "connected" not in line and "connection lost" not in line)
+
+
+def test_an_open_after_redis_is_back_finds_it_at_once(stack, own, user):
+    """Redis down long enough for the reconnect's backoff to reach its
+    most (5 s apart), opens refused 503 meanwhile; Redis back, and an
+    open gets its stream within a second, not when the backoff runs
+    out.  One worker of our own, so the backoff is the one measured."""
+    o = own()
+    try:
+        stack.stop_component("redis")
+        # 250, 500, 1000, 2000, 4000 ms after each failure: after the
+        # fifth the next try is 5 s away.
+        wait_until(lambda: redis_failures(o) >= 5, timeout=20,
+                   what="the backoff at its most")
+        r = o.open(user["h"])
+        assert r.status == 503 and r.json()["error"] == "unavailable"
+        assert int(r.headers["Retry-After"]) > 0
+    finally:
+        stack.start_component("redis")
+    t0 = time.monotonic()
+    status = None
+    while time.monotonic() - t0 < 6:
+        s = o.open(user["h"])
+        s.close()
+        status = s.status
+        if status == 200:
+            break
+        time.sleep(0.1)
+    took = time.monotonic() - t0
+    assert status == 200 and took < 1.0, "%s after %.1f s" % (status, took)
+    assert o.proc.poll() is None
+
+
 def test_a_client_that_stops_reading_is_dropped_and_slows_nobody(
         stack, own, user):
     other = make_user(stack, "student")
