@@ -757,6 +757,46 @@ def test_a_host_whose_app_is_killed_leaves_haproxy_until_it_is_back(
     assert r.status_code == 200 and r.json()["status"] == "ok", r.text
 
 
+def timed_get(fleet, path, headers):
+    """GET path through HAProxy on a connection of its own: (status,
+    seconds it took)."""
+    t = time.monotonic()
+    r = request("GET", fleet.url(path), headers=headers, timeout=40)
+    return r.status_code, time.monotonic() - t
+
+
+def test_a_hung_host_costs_its_requests_in_flight_the_deadline_only(
+        fleet, admin, cars):
+    """Host 2's lighttpd SIGSTOPped: it takes connections (the kernel's
+    backlog) and never answers.  The GETs it was sent wait HAProxy's
+    timeout server -- the hosts' own deadline (KEEL_FCGI_TIMEOUT, 12 s
+    here) and 3 s -- and are then retried on host 1, not held 60 s for a
+    504; HAProxy's checks time out and take host 2 out, so later requests
+    go to host 1 at once."""
+    deadline = int(fleet._env()["KEEL_FCGI_TIMEOUT"]) + 3
+    with open(fleet.hosts[1].path("run", "lighttpd.pid")) as f:
+        pid = int(f.read())
+    pool = concurrent.futures.ThreadPoolExecutor(4)
+    try:
+        os.kill(pid, signal.SIGSTOP)
+        # Round robin: of 4 at once, two go to host 2.
+        got = list(pool.map(lambda p: timed_get(fleet, p, admin), cars[:4]))
+        wait_until(lambda: fleet.server_states().get("host2") == "DOWN",
+                   5, "HAProxy to take the hung host out")
+        later = [timed_get(fleet, p, admin) for p in cars]
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        pool.shutdown()
+    print("host2 hung: in flight %r, then %r" % (got, later))
+    assert all(code == 200 for code, _ in got + later), (got, later)
+    # Some did wait for host 2, none past its deadline and the retry.
+    assert max(secs for _, secs in got) >= deadline - 1, got
+    assert max(secs for _, secs in got) <= deadline + 2, got
+    assert max(secs for _, secs in later) < 2, later
+    wait_until(lambda: fleet.server_states().get("host2") == "UP", 20,
+               "host2 back behind HAProxy")
+
+
 def access_lines(fleet, path):
     """The hosts' cars access-log lines for path, all hosts together."""
     return sum(sum(1 for line in h.log("cars").splitlines()
