@@ -4,7 +4,8 @@
  *
  * Lines read "prog[pid] LEVEL req=<id> message key=value ...", written with
  * one write(2) so lines from many workers sharing stderr never interleave.
- * Callers escape client text with keel_log_escape() before it gets here.
+ * Callers escape client text with keel_log_escape() before it gets here;
+ * a control byte that still arrives is escaped on the way out (emit()).
  */
 #include "config.h"
 
@@ -143,13 +144,46 @@ prefix(char *line, enum keel_log_level level)
 	return len;
 }
 
-/* line[0..len) and a newline, in one write, so concurrent workers' lines
- * stay whole.  If stderr is gone there is nowhere left to report that. */
+/*
+ * line[0..len) and a newline, in one write, so concurrent workers' lines
+ * stay whole.  A control byte that got this far (a value a caller didn't
+ * pass through keel_log_escape(): a job key from Redis, a server's
+ * message) is written as keel_log_escape() writes it, so no value can end
+ * the line or forge the next one.  If stderr is gone there is nowhere
+ * left to report that.
+ */
 static void
 emit(char *line, size_t len, int saved)
 {
-	line[len++] = '\n';
-	if (write(STDERR_FILENO, line, len) == -1)
+	static const char hex[] = "0123456789abcdef";
+	char		 esc[LINE_MAX_LEN * 4 + 1];
+	char		*out = line;
+	size_t		 i, o = 0;
+	unsigned char	 c;
+
+	if (len > LINE_MAX_LEN - 1)
+		len = LINE_MAX_LEN - 1;	/* a would-be length, cut */
+	for (i = 0; i < len; i++)
+		if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
+			break;
+	if (i < len) {
+		memcpy(esc, line, i);
+		for (o = i; i < len; i++) {
+			c = (unsigned char)line[i];
+			if (c < 0x20 || c == 0x7f) {
+				esc[o++] = '\\';
+				esc[o++] = 'x';
+				esc[o++] = hex[c >> 4];
+				esc[o++] = hex[c & 0xf];
+			} else
+				esc[o++] = (char)c;
+		}
+		out = esc;
+		len = o;
+	}
+	/* Both buffers keep a byte past len: line's 64, esc's one. */
+	out[len++] = '\n';
+	if (write(STDERR_FILENO, out, len) == -1)
 		errno = saved;
 	errno = saved;
 }

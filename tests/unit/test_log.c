@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: ISC */
 /*
  * test_log.c -- unit tests for log.c's line: its prefix, a caller's own
- * text, and the bound that keeps every line inside its buffer.  Each test
+ * text, a control byte no caller escaped, and the bound that keeps every
+ * line inside its buffer.  Each test
  * points stderr at a temporary file and reads back what was written.
  */
 #include "config.h"
@@ -72,6 +73,29 @@ test_log_text_is_written_as_is_after_the_prefix(void **state)
 	free(out);
 }
 
+static void
+write_forged(void)
+{
+	keel_log_init("drain", KEEL_LOG_INFO);
+	keel_log_info("job key=%s", "k\ndrain[1] error forged\x1b[2J\x7f");
+	keel_log_text(KEEL_LOG_INFO, "tab\there");
+}
+
+/* A value nobody escaped can't end its line or start another. */
+static void
+test_log_control_bytes_are_escaped_on_the_way_out(void **state)
+{
+	char	*out, want[192];
+
+	(void)state;
+	out = captured(write_forged);
+	snprintf(want, sizeof(want), "drain[%ld] info job key=k\\x0adrain[1] "
+	    "error forged\\x1b[2J\\x7f\ndrain[%ld] info tab\\x09here\n",
+	    (long)getpid(), (long)getpid());
+	assert_string_equal(out, want);
+	free(out);
+}
+
 static char	 huge[3000];
 
 static void
@@ -111,6 +135,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_log_text_is_written_as_is_after_the_prefix),
+		cmocka_unit_test(test_log_control_bytes_are_escaped_on_the_way_out),
 		cmocka_unit_test(test_log_lines_stay_inside_their_buffer),
 	};
 
