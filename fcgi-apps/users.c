@@ -12,6 +12,8 @@
  * set-password link go into PostgreSQL in the same transaction as the
  * user, so there is never one without the other; the email is pushed to
  * its queue right after the commit (the relay catches what that misses).
+ * A new user starts with no session: any Redis still holds for its id (a
+ * restored database reuses ids) ends in the same way, before the commit.
  *
  * A change that takes a user away -- deactivation, a new role -- is
  * refused (409) when it would leave what depends on them broken, decided
@@ -184,18 +186,31 @@ users_get(struct keel_req *req)
 	return keel_res_get(req, &keel_auth_users, &q_user_get, &p);
 }
 
-/* In the new user's transaction: the invitation, when one was asked. */
+/*
+ * In the new user's transaction: no session may name the new id, then
+ * the invitation, when one was asked.  A database restored to an earlier
+ * point hands out again the ids the lost writes had used, while Redis
+ * still holds those users' sessions (uid, role): one would act as the
+ * new user, with the old one's role.  They end here, before the commit,
+ * so without Redis the user is not created (503) rather than created
+ * with someone's session (README, "Restoring PostgreSQL from a backup").
+ * One Redis call per user created; sessions are still read from Redis
+ * alone.
+ */
 static enum keel_err
-users_invite(struct keel_req *req, const struct keel_rows *rows,
+users_created(struct keel_req *req, const struct keel_rows *rows,
     struct keel_res_write *w)
 {
-	int64_t		 job;
+	int64_t		 id = keel_rows_int64(rows, 0, keel_rows_col(rows,
+			    "id")), job;
 	enum keel_err	 er;
 
+	if ((er = keel_auth_sessions_end_all(req->redis, id, NULL)) !=
+	    KEEL_OK)
+		return er;
 	if (!*(const bool *)w->arg)
 		return KEEL_OK;
-	if ((er = keel_auth_queue_invite(req->db, keel_rows_int64(rows, 0,
-	    keel_rows_col(rows, "id")), &job)) == KEEL_OK)
+	if ((er = keel_auth_queue_invite(req->db, id, &job)) == KEEL_OK)
 		keel_res_job(w, job);
 	return er;
 }
@@ -206,7 +221,7 @@ users_create(struct keel_req *req)
 	struct keel_value	 v[USER__MAX];
 	struct keel_db_params	 p;
 	struct keel_res_write	 w = { .q = &q_user_insert, .p = &p,
-	    .status = 201, .in_tx = users_invite };
+	    .status = 201, .in_tx = users_created };
 	bool			 invite;
 	size_t			 i;
 
