@@ -6,11 +6,13 @@
  * Lua script per queue (lib/queue.c), so the five numbers are one
  * consistent snapshot.  A retry is the outbox's (lib/outbox.c): the dead
  * letters go back with fresh attempts and their outbox rows become
- * unfinished, so the jobs run again.  keel-queues does the same from a
- * shell.
+ * unfinished, so the jobs run again; nothing moves while PostgreSQL
+ * can't be reached.  keel-queues does the same from a shell.
  */
 #include "config.h"
 
+#include "keel/config.h"
+#include "keel/db.h"
 #include "keel/http.h"
 #include "keel/json.h"
 #include "keel/mem.h"
@@ -93,6 +95,15 @@ queues_retry(struct keel_req *req)
 	if (queues_lookup(req, keel_http_param(req, "name"), &q) !=
 	    KEEL_STEP_GO)
 		return KEEL_OK;
+	/*
+	 * Nothing moves without PostgreSQL: a job back on the queue with an
+	 * outbox row that still says finished is one the relay no longer
+	 * watches, so a Redis crash would lose it (503, as keel-queues'
+	 * exit 1).
+	 */
+	if ((er = keel_db_ping(req->db, -1, req->cfg->db_connect_timeout *
+	    1000, NULL)) != KEEL_OK)
+		return er;
 	if ((er = keel_outbox_retry_failed(req->db, req->redis, q,
 	    &n)) != KEEL_OK)
 		return er;

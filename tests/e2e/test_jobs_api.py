@@ -43,6 +43,27 @@ def test_retry_failed_over_http(jobs, http):
     assert st["failed"] == 0 and st["waiting"] == 1
 
 
+def test_retry_over_http_moves_nothing_while_postgresql_is_down(jobs, http):
+    """A dead letter moved back while its outbox row can't be revived is
+    one the relay no longer watches: with PostgreSQL down the retry
+    answers 503 and moves nothing (keel-queues exits 1)."""
+    from test_api_basics import restart_primary
+    enqueue_unparseable(jobs, "bad-http-nodb")
+    relay_and_drain(jobs)
+    assert http.get("/api/email-queue/stats").json()["failed"] == 1
+    jobs.stop_component("primary")
+    try:
+        r = http.post("/api/queues/email/failed/retry")
+        assert r.status_code == 503, r.text
+        assert r.json()["error"] == "unavailable", r.text
+        st = http.get("/api/email-queue/stats").json()
+        assert (st["failed"], st["waiting"]) == (1, 0), st
+    finally:
+        restart_primary(http, jobs)
+    r = http.post("/api/queues/email/failed/retry")
+    assert r.status_code == 200 and r.json() == {"retried": 1}, r.text
+
+
 def _link(msg):
     text = msg.get_body(("plain",)).get_content()
     m = re.search(r"https?://\S+", text)
