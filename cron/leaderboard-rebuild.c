@@ -7,15 +7,19 @@
  * each all-time, this ISO week and this month; or the ones the flags
  * name) is computed at once from PostgreSQL by one pass over the
  * attempts, read board by board (lib/board.c, keel_board_rebuild_set):
- * each board is written into a fresh Redis key by multi-member ZADDs of
- * KEEL_BOARD_BATCH, its durable copy in leaderboard_entries rewritten
- * only if it differs (a count and a hash per board tell), and the fresh
- * key renamed over the live board in one step: a reader sees the old
- * board or the new one, never an empty or partial one.  The fresh keys
- * exist before the statement runs, and the drainer writes into them
- * too, so an attempt applied during the rebuild isn't lost by the
- * swap.  A board another run (another host's cron) is filling is
- * skipped.  The cached pages of each scope rebuilt are invalidated, no
+ * each board is written into a fresh Redis key by multi-member adds of
+ * KEEL_BOARD_BATCH (only while the key holds this run's sentinel: one
+ * Redis lost mid-run is never recreated without one), its durable copy
+ * in leaderboard_entries rewritten only if it differs (a count and a
+ * hash per board tell), and the fresh key renamed over the live board
+ * in one step: a reader sees the old board or the new one, never an
+ * empty or partial one.  The fresh keys exist before the statement
+ * runs, and the drainer writes into them too, so an attempt applied
+ * during the rebuild isn't lost by the swap.  A board another run
+ * (another host's cron) is filling is skipped; a fresh key that is no
+ * run's (no TTL or no sentinel) is taken over (lib/lua/board_begin.lua).
+ * A board whose fresh key was lost before its swap fails: the run exits
+ * 1.  The cached pages of each scope rebuilt are invalidated, no
  * other's.  cron runs it hourly; it restores boards Redis lost.
  */
 #include "config.h"
@@ -105,8 +109,9 @@ tally(struct rebuild *rb, const struct keel_board_set *set,
 			keel_board_key(key, sizeof(key), &rb->b[i], false,
 			    rb->redis);
 			keel_log_warnx("%s: %s", key, set->boards[i].err ==
-			    KEEL_ECONFLICT ? "the fresh key expired before "
-			    "the swap" : keel_strerror(set->boards[i].err));
+			    KEEL_ECONFLICT ? "the fresh key was lost before "
+			    "the swap (it expired, or Redis was emptied)" :
+			    keel_strerror(set->boards[i].err));
 			rb->failed++;
 		} else {
 			rb->boards++;

@@ -48,6 +48,8 @@ static struct keel_rscript script_add = {
 	.name = "board_add", .lua = keel_lua_board_add };
 static struct keel_rscript script_begin = {
 	.name = "board_begin", .lua = keel_lua_board_begin };
+static struct keel_rscript script_fill = {
+	.name = "board_fill", .lua = keel_lua_board_fill };
 static struct keel_rscript script_swap = {
 	.name = "board_swap", .lua = keel_lua_board_swap };
 static struct keel_rscript script_page = {
@@ -282,7 +284,7 @@ keel_board_begin(struct keel_redis *r, const struct keel_board *b,
 {
 	struct keel_rreply	*rep = NULL;
 	const char		*av[2];
-	char			 t[16];
+	char			 t[16], key[KEEL_BOARD_KEY_MAX];
 	long long		 n = 0;
 	enum keel_err		 er;
 
@@ -290,14 +292,20 @@ keel_board_begin(struct keel_redis *r, const struct keel_board *b,
 	av[0] = run;
 	av[1] = t;
 	er = board_eval(r, &script_begin, b, 1, true, 2, av, &rep);
-	if ((er = board_int(&script_begin, er, rep, &n)) == KEEL_OK)
-		*began = n == 1;
-	return er;
+	if ((er = board_int(&script_begin, er, rep, &n)) != KEEL_OK)
+		return er;
+	*began = n >= 1;
+	if (n == 2) {
+		keel_board_key(key, sizeof(key), b, true, r);
+		keel_log_warnx("%s: took over a fresh key no run owned (no "
+		    "TTL or no sentinel: Redis lost it during a rebuild)", key);
+	}
+	return KEEL_OK;
 }
 
 enum keel_err
 keel_board_fill(struct keel_redis *r, const struct keel_board *b,
-    const int64_t *users, const double *vals, size_t n)
+    const char *run, const int64_t *users, const double *vals, size_t n)
 {
 	const char		**av;
 	char			*num, key[KEEL_BOARD_KEY_MAX];
@@ -306,19 +314,24 @@ keel_board_fill(struct keel_redis *r, const struct keel_board *b,
 
 	if (n == 0)
 		return KEEL_OK;
-	av = keel_calloc(3 + 2 * n, sizeof(*av));
+	/* EVAL with the text, as the swap: a pipelined EVALSHA would find
+	 * no script in a Redis restarted mid-run, and Redis compiles the
+	 * text once (it keeps EVAL's scripts by their SHA). */
+	av = keel_calloc(5 + 2 * n, sizeof(*av));
 	num = keel_malloc(n * 2 * 24);
 	keel_board_key(key, sizeof(key), b, true, r);
-	av[0] = "ZADD";
-	av[1] = key;
-	av[2] = "GT";
+	av[0] = "EVAL";
+	av[1] = script_fill.lua;
+	av[2] = "1";
+	av[3] = key;
+	av[4] = run;
 	for (i = 0; i < n; i++) {
-		av[3 + 2 * i] = num + 48 * i;
-		av[4 + 2 * i] = num + 48 * i + 24;
+		av[5 + 2 * i] = num + 48 * i;
+		av[6 + 2 * i] = num + 48 * i + 24;
 		keel_text_int(num + 48 * i, (int64_t)vals[i]);
 		keel_text_int(num + 48 * i + 24, users[i]);
 	}
-	er = keel_redis_send(r, (int)(3 + 2 * n), av, NULL);
+	er = keel_redis_send(r, (int)(5 + 2 * n), av, NULL);
 	free(num);
 	free(av);
 	return er;
@@ -774,13 +787,13 @@ feed_sent(struct feed *f, size_t k, bool swap, enum keel_err er)
 	f->qlen++;
 }
 
-/* Sends what board k holds: one ZADD, its reply read later. */
+/* Sends what board k holds: one board_fill.lua, its reply read later. */
 static void
 feed_send(struct feed *f, size_t k)
 {
 	if (f->n > 0 && f->lost == KEEL_OK)
 		feed_sent(f, k, false, keel_board_fill(f->r, &f->b[k],
-		    f->users, f->vals, f->n));
+		    f->run, f->users, f->vals, f->n));
 	f->res[k].entries += (long)f->n;
 	f->n = 0;
 }

@@ -139,8 +139,9 @@ enum keel_err	 keel_board_compute_user(struct keel_db *db,
 
 /*
  * Adds member user with value v to b when b exists (ZADD GT: never
- * lowers it), and to b's fresh key when a rebuild is filling it.
- * *stored (not NULL) is false when neither exists: the board is lost
+ * lowers it), and to b's fresh key when a rebuild is filling it (a
+ * fresh key with no TTL or no sentinel is no run's: left alone).
+ * *stored (not NULL) is false when neither took it: the board is lost
  * or not built yet (the next rebuild builds it; reads use PostgreSQL).
  */
 enum keel_err	 keel_board_add(struct keel_redis *r,
@@ -150,12 +151,15 @@ enum keel_err	 keel_board_add(struct keel_redis *r,
 /*
  * A rebuild of b: begin creates b's fresh key (with a sentinel naming
  * run, expiring after ttl seconds); false in *began when another run is
- * filling it.  fill sends the adding of members (users[i], vals[i]) to
- * the fresh key (ZADD GT, one command), pipelined: keel_redis_wait()
- * reads its reply.  swap renames the fresh key over b in one
- * step (readers see the old board or the new one, never a part),
- * keeping it until a day after its period ends; *swapped false when the
- * fresh key is no longer run's.
+ * filling it.  A fresh key with no TTL or no sentinel is no run's (Redis
+ * lost it while an older writer filled it): begin takes it over, logged.
+ * fill sends the adding of members (users[i], vals[i]) to the fresh key
+ * (ZADD GT, one script), pipelined: keel_redis_wait() reads its reply;
+ * it adds nothing once the key no longer holds run's sentinel, so a key
+ * Redis lost is never recreated without one.  swap renames the fresh
+ * key over b in one step (readers see the old board or the new one,
+ * never a part), keeping it until a day after its period ends;
+ * *swapped false when the fresh key is no longer run's.
  */
 /*
  * A run's sentinel into buf (size n): "~<who>:<host>:<pid>:<time>",
@@ -166,8 +170,8 @@ enum keel_err	 keel_board_begin(struct keel_redis *r,
 		    const struct keel_board *b, const char *run, int ttl,
 		    bool *began);
 enum keel_err	 keel_board_fill(struct keel_redis *r,
-		    const struct keel_board *b, const int64_t *users,
-		    const double *vals, size_t n);
+		    const struct keel_board *b, const char *run,
+		    const int64_t *users, const double *vals, size_t n);
 enum keel_err	 keel_board_swap(struct keel_redis *r,
 		    const struct keel_board *b, const char *run,
 		    bool *swapped);
@@ -175,7 +179,8 @@ enum keel_err	 keel_board_swap(struct keel_redis *r,
 /* What became of one board of a set rebuilt together. */
 struct keel_board_result {
 	enum keel_err	 err;		/* KEEL_OK: swapped in; KEEL_ECONFLICT:
-					   the fresh key expired first */
+					   the fresh key was lost first
+					   (expired, Redis emptied) */
 	long		 entries;	/* its size */
 	bool		 swapped;
 };
@@ -203,7 +208,8 @@ struct keel_board_set {
  * per user and test, the second it was first reached, the global
  * boards' sums, as keel_board_compute_user computes one user's), each with
  * its hash.  The entries fill each fresh key KEEL_BOARD_BATCH members
- * per ZADD, pipelined (Redis works while PostgreSQL reads); when a
+ * per keel_board_fill, pipelined (Redis works while PostgreSQL reads),
+ * never into a key that lost the run's sentinel; when a
  * board is whole its count and hashes are compared with its durable
  * copy's, and only a board that differs is written (its changed entries,
  * one statement, never over an entry from more attempts) before it is
@@ -230,8 +236,9 @@ void		 keel_board_drop(struct keel_redis *r,
  * seconds), then keel_board_rebuild_set of it alone; on a failure the
  * fresh key is dropped.  *entries
  * (not NULL) gets the board's size, or -1 when another run was filling
- * it (skipped).  KEEL_ECONFLICT when the fresh key expired before the
- * swap; else the errors of PostgreSQL and Redis.
+ * it (skipped).  KEEL_ECONFLICT when the fresh key was lost (expired,
+ * Redis emptied) before the swap; else the errors of PostgreSQL and
+ * Redis.
  */
 enum keel_err	 keel_board_rebuild(struct keel_db *db, struct keel_redis *r,
 		    const struct keel_board *b, const char *run, int ttl,

@@ -4,8 +4,8 @@
 -- ARGV: the run's sentinel, Unix second to expire at (0: never), the
 -- fewest members the fresh key must hold (its entries sent and the
 -- sentinel; the drainer may have added more).  Returns 0 when the fresh
--- key isn't this run's (it expired), 2 when it holds fewer (an add
--- failed: the caller drops it), 1 when swapped.
+-- key isn't this run's (it expired, or Redis lost it), 2 when it holds
+-- fewer (an add failed: the caller drops it), 1 when swapped.
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then return 2 end
 redis.call('RENAME', KEYS[1], KEYS[2])

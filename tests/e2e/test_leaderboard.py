@@ -18,6 +18,7 @@ import json
 import random
 import re
 import signal
+import subprocess
 import threading
 import time
 
@@ -26,6 +27,7 @@ import pytest
 from accounts import bearer, login, make_user
 from helpers import (assert_error, db_queries, memcached_cmd, redis_cli,
                      wait_until)
+from stack import psql_env
 
 DRAIN_ENV = {"KEEL_JOB_VISIBILITY": "3"}
 
@@ -939,3 +941,148 @@ def test_attempt_graded_with_a_bad_payload_is_dead_lettered(lb):
             "bad-graded")
     out = drain(lb, "keel-drain-notifications", relay=False)
     assert "failed=1 " in out, out
+
+
+# ------------------------------------------- Redis lost during a rebuild
+
+def abandoned_fresh_key(stack, key, members, sentinel=False, ttl=0):
+    """key as a writer that recreated it after Redis lost it leaves it:
+    members {user: score}, with no TTL and no sentinel unless asked."""
+    args = []
+    for u, s in members.items():
+        args += ["%d" % (s << 32), str(u)]
+    if sentinel:
+        args += ["-1", "~rebuild:gone:1:1"]
+    redis_cli(stack, "ZADD", key, *args)
+    if ttl:
+        redis_cli(stack, "EXPIRE", key, ttl)
+
+
+def test_a_fresh_key_no_run_owns_is_taken_over_by_the_next_rebuild(lb):
+    """Redis emptied while a rebuild filled a board: a fresh key with
+    no TTL or no sentinel is no run's.  The next rebuild takes it over
+    and builds every board (it used to skip them all, forever, and say
+    failed=0)."""
+    t = new_test(lb)
+    a, b = student(lb)["id"], student(lb)["id"]
+    submit(lb, t, a, 40)
+    submit(lb, t, b, 70)
+    drain(lb)
+    for period in ("all", "week", "month"):
+        redis_cli(lb, "DEL", board_key(lb, t, period))
+    # No TTL, no sentinel (as the flush left it); a sentinel but no
+    # TTL; a TTL but no sentinel.
+    abandoned_fresh_key(lb, board_key(lb, t, "all") + ":new", {a: 40})
+    abandoned_fresh_key(lb, board_key(lb, t, "week") + ":new", {a: 40},
+                        sentinel=True)
+    abandoned_fresh_key(lb, board_key(lb, t, "month") + ":new", {a: 40},
+                        ttl=600)
+    p = lb.program("keel-leaderboard-rebuild", "--test", t)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "processed=3 failed=0" in p.stdout, p.stdout
+    assert "skipped=0" in p.stdout, p.stdout
+    assert p.stderr.count("took over a fresh key no run owned") == 3, \
+        p.stderr
+    for period in ("all", "week", "month"):
+        key = board_key(lb, t, period)
+        assert redis_cli(lb, "ZCARD", key) == "3", period
+        assert redis_cli(lb, "EXISTS", key + ":new") == "0", period
+        assert int(float(redis_cli(lb, "ZSCORE", key, b))) >> 32 == 70
+
+
+def test_the_drainers_add_skips_a_fresh_key_no_run_owns(lb, http):
+    """The drainer's add, finding the board lost and only a fresh key no
+    run owns, doesn't count that as stored (no swap will ever make it
+    the board): it builds the board, its entry on it."""
+    t = new_test(lb)
+    a, b = student(lb)["id"], student(lb)["id"]
+    submit(lb, t, a, 40)
+    drain(lb)
+    key = board_key(lb, t)
+    redis_cli(lb, "DEL", key)
+    abandoned_fresh_key(lb, key + ":new", {a: 40})
+    submit(lb, t, b, 90)
+    drain(lb)
+    assert redis_cli(lb, "EXISTS", key + ":new") == "0"
+    assert redis_cli(lb, "ZCARD", key) == "3"
+    assert int(float(redis_cli(lb, "ZSCORE", key, b))) >> 32 == 90
+    memcached_cmd(lb, "flush_all")
+    assert ranks(board(http, t)) == [(b, 1, 90, 1), (a, 2, 40, 1)]
+
+
+@contextlib.contextmanager
+def held_advisory_lock(stack, k):
+    """Advisory lock k held by a psql session of its own for the with
+    block (a trigger taking it waits until then)."""
+    url, env = psql_env(stack.env.get("KEEL_STACK_PG_URL")
+                        or stack.env["DATABASE_URL"])
+    p = subprocess.Popen(["psql", "-X", "-q", "-At", "-d", url],
+                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, env=env, text=True)
+    try:
+        p.stdin.write("SELECT pg_advisory_lock(%d);\n" % k)
+        p.stdin.flush()
+        wait_until(lambda: stack.psql(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND "
+            "objid = %d AND granted" % k) == "1", 10, "the advisory lock")
+        yield
+    finally:
+        p.stdin.write("SELECT pg_advisory_unlock(%d);\n\\q\n" % k)
+        p.stdin.close()
+        p.wait(30)
+
+
+def test_a_fresh_key_redis_lost_mid_rebuild_is_never_recreated(lb):
+    """Redis emptied while a rebuild feeds its boards: the fill adds only
+    to a fresh key holding the run's sentinel, so it never recreates one
+    without (no sentinel, no TTL: no swap takes it, nothing drops it).
+    The rebuild is held in the first board's durable write (a trigger
+    waiting on a lock) while the later boards' fresh keys hold only the
+    sentinel; the boards are emptied then.  That run fails every board
+    and says so; the next builds them all."""
+    t = new_test(lb)
+    a, c = student(lb)["id"], student(lb)["id"]
+    submit(lb, t, a, 50)
+    drain(lb)
+    unannounced_attempt(lb, t, c, 99)      # a durable write to make
+    name = "e2e_hold_%d" % t
+    lb.psql("CREATE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$BEGIN PERFORM pg_advisory_xact_lock_shared(%d); RETURN NEW; "
+            "END$$; CREATE TRIGGER %s BEFORE INSERT ON leaderboard_entries "
+            "FOR EACH ROW WHEN (NEW.test_id = %d AND NEW.period = 'all') "
+            "EXECUTE FUNCTION %s()" % (name, t, name, t, name))
+    keys = [board_key(lb, t, period) for period in ("all", "week",
+                                                     "month")]
+    try:
+        with held_advisory_lock(lb, t):
+            p = lb.spawn("keel-leaderboard-rebuild", "--test", t)
+            try:
+                wait_until(lambda: lb.psql(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = "
+                    "'advisory' AND objid = %d AND NOT granted" % t) == "1",
+                    60, "the rebuild waiting in its first durable write")
+                # The first board filled (two entries, the sentinel),
+                # the later ones not yet.
+                assert [redis_cli(lb, "ZCARD", k + ":new") for k in keys] \
+                    == ["3", "1", "1"]
+                # Redis loses the boards (FLUSHALL would take the queues
+                # of the tests around too).
+                redis_cli(lb, "DEL", *(keys + [k + ":new" for k in keys]))
+            except BaseException:
+                p.kill()
+                p.wait()
+                raise
+        out, err = p.communicate(timeout=120)
+    finally:
+        lb.psql("DROP TRIGGER %s ON leaderboard_entries; DROP FUNCTION "
+                "%s()" % (name, name))
+    assert p.returncode == 1, out + err
+    assert "processed=0 failed=3" in out, out
+    assert "the fresh key was lost before the swap" in err, err
+    for k in keys:
+        assert redis_cli(lb, "EXISTS", k + ":new") == "0", k
+        assert redis_cli(lb, "EXISTS", k) == "0", k
+    out = rebuild(lb, "--test", t)
+    assert "processed=3 failed=0" in out and "skipped=0" in out, out
+    for k in keys:
+        assert redis_cli(lb, "ZCARD", k) == "3", k
