@@ -21,6 +21,18 @@
  * lost is pushed again and one that finished is marked.  The idempotency
  * key keeps that one job: a key Redis knows is never added twice.
  *
+ * Known means known from this row.  Each push carries the row's origin,
+ * its id and creation time to the microsecond, which the app's push and
+ * the relay's share and which no other row has: after PostgreSQL is
+ * restored to an earlier point, ids come again -- and keys built on
+ * them, email:attempt:<id> -- while Redis still holds the jobs of the
+ * rows the restore took away (completed ones for a day).  Such a job is
+ * another row's; the enqueue script replaces it with this row's, or,
+ * while it is leased or has only just completed (its drainer marks rows
+ * by key), says so, and the row stays unpushed for the relay to ask
+ * again (lib/lua/queue_enqueue.lua).  Without origins a restore had new
+ * jobs marked completed that never ran.
+ *
  * Only a completed job has run: a drainer never runs one again, whatever
  * Redis hands back.  A dead one is finished too (the relay leaves it
  * alone) until an operator retries it: the retry moves its dead letter
@@ -59,7 +71,13 @@ static const struct keel_query q_outbox_add = {
  * Redis then counts it on its own. */
 #define OUTBOX_COLS "id, queue, kind, payload::text, idempotency_key, " \
 	"GREATEST(0, ceil(extract(epoch FROM available_at - now()) * 1000))" \
-	"::bigint, coalesce(request_id, '')"
+	"::bigint, coalesce(request_id, ''), " OUTBOX_ORIGIN
+
+/* A row's origin (queue_enqueue.lua): its id, reused after a restore,
+ * and its creation time in microseconds, which a restore doesn't bring
+ * back with it. */
+#define OUTBOX_ORIGIN "id::text || '@' || " \
+	"round(extract(epoch FROM created_at) * 1000000)::bigint::text"
 
 static const struct keel_query q_outbox_by_ids = {
 	.name = "outbox_by_ids",
@@ -67,11 +85,14 @@ static const struct keel_query q_outbox_by_ids = {
 	    "WHERE id = ANY($1::bigint[]) AND pushed_at IS NULL ORDER BY id",
 	.target = KEEL_DB_PRIMARY };
 
-/* The relay's rows: not pushed yet ($2 ignored), oldest first ... */
+/* The relay's rows: not pushed yet ($2 ignored), oldest first, but not
+ * those a push found waiting for another origin's job (checked_at, set
+ * without pushed_at) in the last second, so they can't hold the batch ... */
 static const struct keel_query q_outbox_pending = {
 	.name = "outbox_pending",
 	.sql = "SELECT " OUTBOX_COLS " FROM outbox WHERE pushed_at IS NULL "
-	    "AND $2::int >= 0 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+	    "AND $2::int >= 0 AND (checked_at IS NULL OR checked_at < now() - "
+	    "interval '1 second') ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
 	.target = KEEL_DB_PRIMARY };
 
 /* ... and pushed, not finished, not asked about for $2 seconds. */
@@ -87,7 +108,10 @@ static const struct keel_query q_outbox_unfinished = {
 /*
  * Rows $1 are on their queues: pushed now, or asked about now (checked)
  * if they were pushed before; rows $2 among them have completed, rows $3
- * died (dead-lettered: finished, not run).  The mark
+ * died (dead-lettered: finished, not run).  Rows $4 are not: their key
+ * holds another origin's job for now; they are only checked, and stay
+ * as pushed as they were, so a drainer's mark of that job by key can't
+ * finish one that was never pushed.  The mark
  * needn't be durable: lost in a crash, it only makes the relay ask again,
  * and the queue knows the key.  So its commit skips the WAL flush
  * (set_config(..., true) lasts until that commit), which saves the
@@ -97,14 +121,16 @@ static const struct keel_query q_outbox_mark = {
 	.name = "outbox_mark",
 	.sql = "WITH async AS "
 	    "(SELECT set_config('synchronous_commit', 'off', true)) "
-	    "UPDATE outbox SET pushed_at = coalesce(pushed_at, now()), "
-	    "checked_at = CASE WHEN pushed_at IS NULL THEN NULL "
-	    "ELSE now() END, "
+	    "UPDATE outbox SET pushed_at = CASE WHEN id = ANY($4::bigint[]) "
+	    "THEN pushed_at ELSE coalesce(pushed_at, now()) END, "
+	    "checked_at = CASE WHEN id = ANY($4::bigint[]) THEN now() "
+	    "WHEN pushed_at IS NULL THEN NULL ELSE now() END, "
 	    "finished_at = CASE WHEN id = ANY($2::bigint[]) "
 	    "OR id = ANY($3::bigint[]) THEN now() END, "
 	    "outcome = CASE WHEN id = ANY($2::bigint[]) THEN 'completed' "
 	    "WHEN id = ANY($3::bigint[]) THEN 'dead' END "
-	    "FROM async WHERE id = ANY($1::bigint[])",
+	    "FROM async WHERE id = ANY($1::bigint[]) "
+	    "OR id = ANY($4::bigint[])",
 	.target = KEEL_DB_PRIMARY };
 
 /*
@@ -167,7 +193,10 @@ struct push_tally {
 	struct keel_buf	 all;		/* "{id,...": every row on a queue */
 	struct keel_buf	 fin;		/* "{id,...": those completed */
 	struct keel_buf	 dead;		/* "{id,...": those dead-lettered */
+	struct keel_buf	 busy;		/* "{id,...": rows not pushed, their
+					   key another origin's job for now */
 	int		 rows;		/* rows on their queues */
+	int		 busy_rows;	/* rows in busy */
 	int		 added;		/* jobs Redis didn't know: added */
 	int		 finished;	/* jobs Redis says have finished */
 };
@@ -212,6 +241,7 @@ push_tally_init(struct push_tally *t)
 	keel_buf_putc(&t->all, '{');
 	keel_buf_putc(&t->fin, '{');
 	keel_buf_putc(&t->dead, '{');
+	keel_buf_putc(&t->busy, '{');
 }
 
 static void
@@ -220,6 +250,7 @@ push_tally_free(struct push_tally *t)
 	keel_buf_free(&t->all);
 	keel_buf_free(&t->fin);
 	keel_buf_free(&t->dead);
+	keel_buf_free(&t->busy);
 }
 
 /* Appends id to the array literal b ("{" open, no "}" yet). */
@@ -246,6 +277,7 @@ push_rows(struct keel_redis *r, const struct keel_rows *rows,
 	for (i = 0; i < n; i = j) {
 		name = keel_rows_value(rows, i, 1);
 		keel_queue_args_init(&a, r, keel_queue_policy(name), name);
+		keel_queue_args_fmt(&a, "%d", KEEL_QUEUE_REUSE_GRACE_MS);
 		for (j = i; j < n && strcmp(keel_rows_value(rows, j, 1),
 		    name) == 0 && j - i < 200; j++) {
 			keel_queue_args_str(&a, keel_rows_value(rows, j, 4));
@@ -253,6 +285,7 @@ push_rows(struct keel_redis *r, const struct keel_rows *rows,
 			keel_queue_args_str(&a, keel_rows_value(rows, j, 3));
 			keel_queue_args_str(&a, keel_rows_value(rows, j, 5));
 			keel_queue_args_str(&a, keel_rows_value(rows, j, 6));
+			keel_queue_args_str(&a, keel_rows_value(rows, j, 7));
 		}
 		er = keel_queue_args_eval(r, &keel_queue_script_enqueue, &a,
 		    &rep);
@@ -264,17 +297,22 @@ push_rows(struct keel_redis *r, const struct keel_rows *rows,
 		/* Known keys count as pushed too: they are on the queue. */
 		for (k = 0; i < j; i++, k++) {
 			id = keel_rows_value(rows, i, 0);
+			if (keel_queue_reply_int(rep, k) == KEEL_QUEUE_ADD_BUSY) {
+				push_tally_id(&t->busy, id);
+				t->busy_rows++;
+				continue;
+			}
 			push_tally_id(&t->all, id);
 			t->rows++;
 			switch (keel_queue_reply_int(rep, k)) {
-			case 1:
+			case KEEL_QUEUE_ADD_ADDED:
 				t->added++;
 				break;
-			case 2:
+			case KEEL_QUEUE_ADD_DONE:
 				push_tally_id(&t->fin, id);
 				t->finished++;
 				break;
-			case 3:
+			case KEEL_QUEUE_ADD_DEAD:
 				push_tally_id(&t->dead, id);
 				t->finished++;
 				break;
@@ -294,15 +332,17 @@ push_mark(struct keel_db *db, struct push_tally *t)
 {
 	struct keel_db_params	 p;
 
-	if (t->rows == 0)
+	if (t->rows + t->busy_rows == 0)
 		return KEEL_OK;
 	keel_buf_putc(&t->all, '}');
 	keel_buf_putc(&t->fin, '}');
 	keel_buf_putc(&t->dead, '}');
+	keel_buf_putc(&t->busy, '}');
 	keel_db_params_init(&p);
 	keel_db_param_text(&p, t->all.data);
 	keel_db_param_text(&p, t->fin.data);
 	keel_db_param_text(&p, t->dead.data);
+	keel_db_param_text(&p, t->busy.data);
 	return keel_db_query(db, &q_outbox_mark, &p, NULL);
 }
 

@@ -233,14 +233,17 @@ keel_queue_enqueue(struct keel_redis *r, const struct keel_queue *q,
 	enum keel_err		 er;
 
 	keel_queue_args_init(&a, r, q, q->name);
+	keel_queue_args_fmt(&a, "%d", KEEL_QUEUE_REUSE_GRACE_MS);
 	keel_queue_args_str(&a, idem_key);
 	keel_queue_args_str(&a, kind);
 	keel_queue_args_str(&a, payload);
 	keel_queue_args_fmt(&a, "%lld", (long long)delay_ms);
 	keel_queue_args_str(&a, keel_log_request());
+	/* No outbox row, no origin: the key alone says which job it is. */
+	keel_queue_args_str(&a, "");
 	if ((er = keel_queue_args_eval(r, &keel_queue_script_enqueue, &a,
 	    &rep)) == KEEL_OK && added != NULL)
-		*added = keel_queue_reply_int(rep, 0) == 1;
+		*added = keel_queue_reply_int(rep, 0) == KEEL_QUEUE_ADD_ADDED;
 	keel_rreply_free(rep);
 	keel_queue_args_free(&a);
 	return er;

@@ -73,8 +73,29 @@ long long	 keel_queue_reply_int(const struct keel_rreply *rep, size_t i);
 const struct keel_queue *keel_queue_policy(const char *name);
 
 /* lib/lua/queue_enqueue.lua, shared so it is loaded once per
- * connection: ARGV (key, kind, payload, delay_ms, request id) per job. */
+ * connection: ARGV the grace (KEEL_QUEUE_REUSE_GRACE_MS), then (key,
+ * kind, payload, delay_ms, request id, origin) per job.  Answers per job
+ * 1 added, 0 known and to run, 2 completed, 3 dead, 4 another origin's
+ * job not replaceable yet (KEEL_QUEUE_ADD_*). */
 extern struct keel_rscript keel_queue_script_enqueue;
+
+/* The enqueue script's answers, per job. */
+#define KEEL_QUEUE_ADD_KNOWN	0	/* known, still to run */
+#define KEEL_QUEUE_ADD_ADDED	1
+#define KEEL_QUEUE_ADD_DONE	2	/* known, completed */
+#define KEEL_QUEUE_ADD_DEAD	3	/* known, dead-lettered */
+#define KEEL_QUEUE_ADD_BUSY	4	/* another origin's, leased or just
+					   completed: ask again later */
+
+/*
+ * How long after another origin's job completed the enqueue script may
+ * replace it (ms).  Its drainer marks outbox rows by key right after the
+ * finish (lib/drain.c): one statement, bounded by KEEL_DB_STATEMENT_TIMEOUT
+ * (30 s by default) and a reconnect (KEEL_DB_CONNECT_TIMEOUT), so ten
+ * minutes leaves that mark no row of a new origin to hit.  Only a key
+ * whose id PostgreSQL reused waits for it.
+ */
+#define KEEL_QUEUE_REUSE_GRACE_MS	600000
 /* lib/lua/queue_retry_failed.lua, outbox.c's: no ARGV of its own;
  * returns { dead letters read, key of each job moved back... }. */
 extern struct keel_rscript keel_queue_script_retry_failed;

@@ -47,8 +47,10 @@ int64_t		 keel_queue_backoff_ms(const struct keel_queue *q,
 /*
  * Straight onto queue q, bypassing the outbox (operations: test emails,
  * benchmarks).  A job whose key is already known is left alone
- * (*added = 0; added may be NULL).  delay_ms 0 runs it now.  The strings
- * are only read.  KEEL_EUNAVAIL when Redis can't be reached.
+ * (*added = 0; added may be NULL), whichever outbox row it came from:
+ * with no row of its own, the key alone says which job it is.  delay_ms
+ * 0 runs it now.  The strings are only read.  KEEL_EUNAVAIL when Redis
+ * can't be reached.
  */
 enum keel_err	 keel_queue_enqueue(struct keel_redis *r,
 		    const struct keel_queue *q, const char *kind,

@@ -1,21 +1,98 @@
 -- queue_enqueue.lua -- adds jobs unless their key is known.
 --
--- ARGV[11..]: (key, kind, payload, delay_ms, request id or '') per job.
--- Returns per job
+-- ARGV[11] the grace in ms (below); ARGV[12..]: (key, kind, payload,
+-- delay_ms, request id or '', origin or '') per job.  Returns per job
 -- 1 added, 0 already known and still to run (waiting, delayed, leased),
--- 2 already known and completed, 3 already known and dead-lettered.  The
--- outbox's relay tells by it a job Redis lost (1) from one that finished
--- (2, 3), and a job that ran (2) from one that may be retried (3).
+-- 2 already known and completed, 3 already known and dead-lettered,
+-- 4 the key is another origin's job that can't be replaced yet (not
+-- added: ask again).  The outbox's relay tells by it a job Redis lost
+-- (1) from one that finished (2, 3), and a job that ran (2) from one that
+-- may be retried (3).
+--
+-- The origin names the outbox row a job came from (its id and creation
+-- time, lib/outbox.c): the app's push after commit and the relay's push
+-- of one row carry the same origin, and are one job.  A key known under
+-- another origin is another row's job: a row that is gone, since the
+-- outbox holds one row per key (PostgreSQL restored to an earlier point
+-- reuses ids, and with them keys like email:attempt:<id>, while Redis
+-- kept the old job).  That job says nothing about the new row's, so it
+-- is replaced -- dropped, its dead letter too: its cause is gone with its
+-- row -- and the new one added:
+--
+--   waiting, delayed, dead  replaced now;
+--   leased                  4: a consumer runs it; asked again later;
+--   completed               replaced once it finished ARGV[11] ms ago,
+--                           4 before: its drainer marks outbox rows by
+--                           key right after the finish (lib/drain.c),
+--                           and a new row pushed before that mark would
+--                           be marked as run.  A 4 leaves the row
+--                           unpushed, which that mark never touches.
+--
+-- A job with no origin on either side (keel_queue_enqueue, hashes of
+-- code older than origins, a dead letter retried) is known by its key
+-- alone, as before.
 
 -- keel: include queue_prelude.lua
 ensure_group()
+local GRACE = tonumber(ARGV[11])
+
+-- The dead letters of key k out of the dead-letter stream, so a retry
+-- can't bring back the job of a row that is gone.  X is trimmed to the
+-- retention (KEEP_F and its batch), so this walk is bounded; it runs
+-- only when a dead job is replaced.
+local function drop_dead_letters(k)
+  local from = '-'
+  for _ = 1, 1000 do
+    local ents = redis.call('XRANGE', X, from, '+', 'COUNT', 1000)
+    for _, e in ipairs(ents) do
+      for i = 1, #e[2], 2 do
+        if e[2][i] == 'job' and e[2][i + 1] == k then
+          redis.call('XDEL', X, e[1])
+        end
+      end
+    end
+    if #ents < 1000 then return end
+    from = '(' .. ents[#ents][1]
+  end
+end
+
+-- Replaces the job of key k (in state) with a fresh one of origin.  The
+-- old job's stream message, if any, stays: a lease finds the new job's
+-- state and takes it or drops the message (queue_fetch.lua).
+local function replace(k, kind, payload, delay, rid, origin, state)
+  redis.call('ZREM', C, k)
+  redis.call('ZREM', D, k)
+  if state == 'failed' then drop_dead_letters(k) end
+  add_job(k, kind, payload, delay, rid)
+  redis.call('HSET', JP .. k, 'origin', origin)
+end
+
+-- Whether a job of another origin in state (finished at ms finished)
+-- may be replaced now; leased (active) never.
+local function replaceable(state, finished)
+  if state == 'completed' then
+    return T - (tonumber(finished) or 0) >= GRACE
+  end
+  return state == 'waiting' or state == 'delayed' or state == 'failed'
+end
+
 local res = {}
-for i = 11, #ARGV, 5 do
-  local state = redis.call('HGET', JP .. ARGV[i], 'state')
+for i = 12, #ARGV, 6 do
+  local k, origin = ARGV[i], ARGV[i + 5]
+  local h = redis.call('HMGET', JP .. k, 'state', 'origin', 'finished')
+  local state, was = h[1], h[2] or ''
+  local other = origin ~= '' and was ~= '' and was ~= origin
   if not state then
-    add_job(ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]),
+    add_job(k, ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]),
       ARGV[i + 4])
+    if origin ~= '' then redis.call('HSET', JP .. k, 'origin', origin) end
     res[#res + 1] = 1
+  elseif other and replaceable(state, h[3]) then
+    replace(k, ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]),
+      ARGV[i + 4], origin, state)
+    res[#res + 1] = 1
+  elseif other then
+    res[#res + 1] = 4
   elseif state == 'completed' then
     res[#res + 1] = 2
   elseif state == 'failed' then

@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: ISC
+"""tests/lua/enqueue_cases.py -- queue_enqueue.lua run by a real Redis.
+
+What the enqueue script answers for a key it knows, by the origin (the
+outbox row) of the job it holds and of the push (lib/outbox.c): the same
+origin, or none on either side, is one job, as before origins; another
+origin's job -- a row that is gone, its id reused by a restore of
+PostgreSQL -- is replaced if it waits, is delayed, died or completed
+past the grace, and answered 4 (ask again) while it is leased or has
+just completed.  Starts its own redis-server on a free loopback port in
+a temporary directory and stops it (its pid) at the end.  Prints "lua
+queue_enqueue case NAME: ok" or "... FAILED: why" per case, as
+tests/lua/run does per script; exits 1 if any failed.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+KEYS = ["q:s", "q:d", "q:a", "q:c", "q:x", "q:r"]
+JP = "q:j:"
+# attempts backoff inflight rate rate_ms keep_c age_c keep_f age_f
+POLICY = ["3", "1000", "100", "0", "1000", "100", "86400000", "500", "0"]
+GRACE = 600000          # lib/queue_private.h, KEEL_QUEUE_REUSE_GRACE_MS
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Redis:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="keel-lua-redis.")
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind",
+             "127.0.0.1", "--dir", self.dir, "--save", "",
+             "--appendonly", "no"], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if self.cli("PING") == "PONG":
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("redis-server did not answer on %d" % self.port)
+
+    def cli(self, *args):
+        p = subprocess.run(["redis-cli", "-p", str(self.port)] +
+                           [str(a) for a in args], capture_output=True,
+                           text=True, timeout=30)
+        return p.stdout.strip()
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def script():
+    return subprocess.run(
+        [os.path.join(ROOT, "scripts", "lua-embed"), "-e",
+         os.path.join(ROOT, "lib", "lua", "queue_enqueue.lua")],
+        capture_output=True, text=True, check=True).stdout
+
+
+def now_ms(r):
+    sec, usec = r.cli("TIME").split()
+    return int(sec) * 1000 + int(usec) // 1000
+
+
+def enqueue(r, text, key, payload, origin, delay=0):
+    """One push of key; the script's answer."""
+    out = r.cli("EVAL", text, len(KEYS), *KEYS, JP, *POLICY, GRACE, key,
+                "k", payload, delay, "", origin)
+    return int(out)
+
+
+def job(r, key, state, origin=None, finished=None, payload="old"):
+    """A job hash as the queue scripts leave one in state."""
+    r.cli("DEL", JP + key)
+    r.cli("HSET", JP + key, "kind", "k", "payload", payload, "attempts",
+          1, "lease", 1, "created", 1, "rid", "", "state", state)
+    if origin is not None:
+        r.cli("HSET", JP + key, "origin", origin)
+    if finished is not None:
+        r.cli("HSET", JP + key, "finished", finished)
+        r.cli("ZADD", "q:c", finished, key)
+    if state == "delayed":
+        r.cli("ZADD", "q:d", now_ms(r) + 3600000, key)
+    if state == "failed":
+        r.cli("XADD", "q:x", "*", "job", key, "kind", "k", "payload",
+              payload, "reason", "test")
+    if state == "active":
+        r.cli("ZADD", "q:a", now_ms(r) + 60000, key)
+
+
+def h(r, key, field):
+    return r.cli("HGET", JP + key, field)
+
+
+def dead_letters(r, key):
+    out = r.cli("XRANGE", "q:x", "-", "+").splitlines()
+    return sum(1 for i, v in enumerate(out)
+               if v == "job" and i + 1 < len(out) and out[i + 1] == key)
+
+
+def case_same_origin_is_one_job(r, text):
+    job(r, "a1", "completed", origin="7@100", finished=now_ms(r) - 10**9)
+    assert enqueue(r, text, "a1", "new", "7@100") == 2
+    assert h(r, "a1", "payload") == "old"
+
+
+def case_no_origin_on_either_side_is_known_by_key(r, text):
+    # A hash of code older than origins, pushed with one; a push of
+    # keel_queue_enqueue (no origin) onto a hash with one.
+    job(r, "a2", "completed", finished=now_ms(r) - 10**9)
+    assert enqueue(r, text, "a2", "new", "8@100") == 2
+    job(r, "a3", "failed", origin="9@100")
+    assert enqueue(r, text, "a3", "new", "") == 3
+    job(r, "a4", "waiting", origin="9@100")
+    assert enqueue(r, text, "a4", "new", "") == 0
+    assert h(r, "a4", "payload") == "old"
+
+
+def case_other_origin_completed_long_ago_is_replaced(r, text):
+    job(r, "b1", "completed", origin="7@100", finished=now_ms(r) - GRACE - 1)
+    assert enqueue(r, text, "b1", "new", "7@200") == 1
+    assert (h(r, "b1", "state"), h(r, "b1", "payload"),
+            h(r, "b1", "origin")) == ("waiting", "new", "7@200")
+    # Out of the completed set: its retention mustn't drop the new job.
+    assert r.cli("ZSCORE", "q:c", "b1") == ""
+    # A second push of the new row is the same job.
+    assert enqueue(r, text, "b1", "new", "7@200") == 0
+
+
+def case_other_origin_just_completed_waits(r, text):
+    job(r, "b2", "completed", origin="7@100", finished=now_ms(r) - 1000)
+    assert enqueue(r, text, "b2", "new", "7@200") == 4
+    assert (h(r, "b2", "state"), h(r, "b2", "origin")) == \
+        ("completed", "7@100")
+
+
+def case_other_origin_leased_waits(r, text):
+    job(r, "b3", "active", origin="7@100")
+    assert enqueue(r, text, "b3", "new", "7@200") == 4
+    assert (h(r, "b3", "state"), h(r, "b3", "payload")) == ("active", "old")
+
+
+def case_other_origin_waiting_is_replaced(r, text):
+    job(r, "b4", "waiting", origin="7@100")
+    assert enqueue(r, text, "b4", "new", "7@200") == 1
+    assert (h(r, "b4", "state"), h(r, "b4", "payload"),
+            h(r, "b4", "attempts")) == ("waiting", "new", "0")
+
+
+def case_other_origin_delayed_is_replaced(r, text):
+    job(r, "b5", "delayed", origin="7@100")
+    assert enqueue(r, text, "b5", "new", "7@200") == 1
+    assert h(r, "b5", "state") == "waiting"
+    # Its old due time can't promote the new job a second time.
+    assert r.cli("ZSCORE", "q:d", "b5") == ""
+
+
+def case_other_origin_dead_is_replaced_with_its_dead_letter(r, text):
+    job(r, "b6", "failed", origin="7@100")
+    job(r, "b7", "failed", origin="8@100")
+    assert dead_letters(r, "b6") == 1
+    assert enqueue(r, text, "b6", "new", "7@200") == 1
+    assert (h(r, "b6", "state"), h(r, "b6", "payload")) == ("waiting", "new")
+    # A retry of the dead letters can't bring the gone row's job back;
+    # another key's stays.
+    assert dead_letters(r, "b6") == 0 and dead_letters(r, "b7") == 1
+
+
+def case_a_new_key_keeps_its_origin(r, text):
+    assert enqueue(r, text, "c1", "new", "5@100") == 1
+    assert h(r, "c1", "origin") == "5@100"
+    assert enqueue(r, text, "c2", "new", "") == 1
+    assert r.cli("HEXISTS", JP + "c2", "origin") == "0"
+
+
+def main():
+    text = script()
+    r = Redis()
+    failed = 0
+    try:
+        for name, fn in sorted(globals().items()):
+            if not name.startswith("case_"):
+                continue
+            try:
+                fn(r, text)
+                print("lua queue_enqueue case %s: ok" % name[5:])
+            except (AssertionError, ValueError) as e:
+                # ValueError: the script answered an error, not a number.
+                failed = 1
+                print("lua queue_enqueue case %s: FAILED: %r line %d" % (
+                    name[5:], e, sys.exc_info()[2].tb_next.tb_lineno))
+    finally:
+        r.stop()
+    return failed
+
+
+if __name__ == "__main__":
+    sys.exit(main())
