@@ -1268,6 +1268,17 @@ on_deadline(evutil_socket_t fd, short what, void *arg)
 	    "Sessions could not be checked in time.", "1");
 }
 
+/*
+ * The client went: its stream was open, or its 200 found it gone
+ * (libevent reads no more of a connection whose request is being
+ * answered until the answer starts, so a client that left during the
+ * checks is seen then).  libevent 2.1 (http.c,
+ * evhttp_connection_incoming_fail) took the request off the connection
+ * before freeing it, the answer being unfinished: the request is ours
+ * to free, or the worker keeps it, headers and all, until it exits.
+ * One still on its connection (those evhttp_free frees at exit) is
+ * libevent's.
+ */
 static void
 on_close(struct evhttp_connection *evcon, void *arg)
 {
@@ -1276,6 +1287,8 @@ on_close(struct evhttp_connection *evcon, void *arg)
 	(void)evcon;
 	if (s == NULL)
 		return;
+	if (s->req != NULL && evhttp_request_get_connection(s->req) == NULL)
+		evhttp_request_free(s->req);
 	s->req = NULL;
 	stream_free(s, "client left");
 }
