@@ -439,6 +439,43 @@ conn_alive(struct pgconn *c)
 	return PQstatus(c->conn) == CONNECTION_OK && !c->fatal;
 }
 
+void
+keel_db_conn_params_init(struct keel_db_conn_params *c,
+    const struct keel_config *cfg, const char *url, const char *name)
+{
+	/*
+	 * Defaults before dbname (the URL may override), keel's after;
+	 * the session's settings last, left out with KEEL_DB_PREPARED=0
+	 * (see the top of this file).
+	 */
+	static const char *const keys[KEEL_DB_CONN_PARAMS] = {
+	    "keepalives", "keepalives_idle", "keepalives_interval",
+	    "keepalives_count", "tcp_user_timeout", "dbname",
+	    "fallback_application_name", "options", NULL };
+
+	/*
+	 * plan_cache_mode: PostgreSQL's default, whatever the server's
+	 * configuration says: optional filters are prepared per set
+	 * (spec_for), so a cached plan serves them well.
+	 */
+	snprintf(c->opts, sizeof(c->opts), "-c statement_timeout=%d "
+	    "-c plan_cache_mode=auto -c DateStyle=ISO -c TimeZone=UTC "
+	    "-c client_connection_check_interval=%d",
+	    cfg->db_statement_timeout, CLIENT_CHECK_MS);
+	memcpy(c->keys, keys, sizeof(c->keys));
+	c->vals[0] = "1";
+	c->vals[1] = KEEPALIVES_IDLE;
+	c->vals[2] = KEEPALIVES_INTERVAL;
+	c->vals[3] = KEEPALIVES_COUNT;
+	c->vals[4] = TCP_USER_TIMEOUT;
+	c->vals[5] = url;
+	c->vals[6] = name;
+	c->vals[7] = c->opts;
+	c->vals[8] = NULL;
+	if (!cfg->db_prepared)
+		c->keys[7] = NULL;
+}
+
 /*
  * Opens c's connection within timeout_ms.  PQconnectdbParams would wait
  * connect_timeout per address, in whole seconds and at least 2; polled
@@ -448,43 +485,15 @@ conn_alive(struct pgconn *c)
 static enum keel_err
 conn_open(struct keel_db *db, struct pgconn *c, int timeout_ms)
 {
-	/*
-	 * Defaults before dbname (the URL may override), keel's after;
-	 * the session's settings last, left out with KEEL_DB_PREPARED=0
-	 * (see the top of this file).
-	 */
-	const char		*keys[] = { "keepalives", "keepalives_idle",
-	    "keepalives_interval", "keepalives_count", "tcp_user_timeout",
-	    "dbname", "fallback_application_name", "options", NULL };
-	const char		*vals[9];
-	char			 opts[192];
+	struct keel_db_conn_params p;
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
 	double			 deadline = now_ms() + timeout_ms;
 	char			 esc[256];
 	int			 w;
 
-	/*
-	 * PostgreSQL's default, whatever the server's configuration says:
-	 * optional filters are prepared per set (spec_for), so a cached
-	 * plan serves them well.
-	 */
-	snprintf(opts, sizeof(opts), "-c statement_timeout=%d "
-	    "-c plan_cache_mode=auto -c DateStyle=ISO -c TimeZone=UTC "
-	    "-c client_connection_check_interval=%d",
-	    db->cfg->db_statement_timeout, CLIENT_CHECK_MS);
-	vals[0] = "1";
-	vals[1] = KEEPALIVES_IDLE;
-	vals[2] = KEEPALIVES_INTERVAL;
-	vals[3] = KEEPALIVES_COUNT;
-	vals[4] = TCP_USER_TIMEOUT;
-	vals[5] = c->url;
-	vals[6] = "keel";
-	vals[7] = opts;
-	vals[8] = NULL;
-	if (!db->cfg->db_prepared)
-		keys[7] = NULL;
+	keel_db_conn_params_init(&p, db->cfg, c->url, "keel");
 	c->fatal = false;
-	if ((c->conn = PQconnectStartParams(keys, vals, 1)) == NULL) {
+	if ((c->conn = PQconnectStartParams(p.keys, p.vals, 1)) == NULL) {
 		set_err(db, "out of memory");
 		return KEEL_EUNAVAIL;
 	}

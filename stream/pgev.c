@@ -35,7 +35,8 @@ enum pg_state {
 
 struct pgev {
 	struct event_base	*base;
-	char			*conninfo;
+	char			*keys[PGEV_PARAMS_MAX + 1];	/* libpq's */
+	char			*vals[PGEV_PARAMS_MAX + 1];
 	int			 connect_s, query_ms;
 	PGconn			*conn;		/* NULL when down */
 	bool			 reused;	/* conn served a query before */
@@ -55,14 +56,20 @@ static void	on_io(evutil_socket_t fd, short what, void *arg);
 static void	on_timer(evutil_socket_t fd, short what, void *arg);
 
 struct pgev *
-pgev_new(struct event_base *base, const char *conninfo, int connect_s,
-    int query_ms)
+pgev_new(struct event_base *base, const char *const *keys,
+    const char *const *vals, int connect_s, int query_ms)
 {
 	struct pgev	*pg;
+	int		 i;
 
 	pg = keel_calloc(1, sizeof(*pg));
 	pg->base = base;
-	pg->conninfo = keel_strdup(conninfo);
+	for (i = 0; keys[i] != NULL; i++) {
+		if (i == PGEV_PARAMS_MAX)
+			abort();	/* the caller's mistake */
+		pg->keys[i] = keel_strdup(keys[i]);
+		pg->vals[i] = vals[i] != NULL ? keel_strdup(vals[i]) : NULL;
+	}
 	pg->connect_s = connect_s;
 	pg->query_ms = query_ms;
 	pg->timer = evtimer_new(base, on_timer, pg);
@@ -102,12 +109,17 @@ clear_query(struct pgev *pg)
 void
 pgev_free(struct pgev *pg)
 {
+	int	 i;
+
 	if (pg == NULL)
 		return;
 	drop(pg);
 	clear_query(pg);
 	event_free(pg->timer);
-	free(pg->conninfo);
+	for (i = 0; pg->keys[i] != NULL; i++) {
+		free(pg->keys[i]);
+		free(pg->vals[i]);
+	}
 	free(pg);
 }
 
@@ -228,7 +240,8 @@ start(struct pgev *pg)
 		return;
 	}
 	pg->state = PG_CONNECTING;
-	pg->conn = PQconnectStart(pg->conninfo);
+	pg->conn = PQconnectStartParams((const char *const *)pg->keys,
+	    (const char *const *)pg->vals, 1);
 	if (pg->conn == NULL || PQstatus(pg->conn) == CONNECTION_BAD) {
 		fail(pg, pg->conn != NULL ? PQerrorMessage(pg->conn) :
 		    "out of memory");

@@ -23,13 +23,17 @@ struct pgev;
 typedef void	pgev_done_fn(void *arg, const PGresult *res, const char *err);
 
 /*
- * A connection to conninfo (not opened until the first query) whose
- * connect may take connect_s seconds and each query query_ms ms before
- * it fails with "timeout" (and the connection is dropped).  Owned by the
- * caller; release with pgev_free(), which fails no pending callback.
+ * A connection opened with libpq's keys and vals (NULL-terminated, at
+ * most PGEV_PARAMS_MAX; copied), as PQconnectStartParams takes them with
+ * expand_dbname 1 -- keel_db_conn_params_init() makes keel's -- not
+ * opened until the first query; its connect may take connect_s seconds
+ * and each query query_ms ms before it fails with "timeout" (and the
+ * connection is dropped).  Owned by the caller; release with
+ * pgev_free(), which fails no pending callback.
  */
-struct pgev	*pgev_new(struct event_base *base, const char *conninfo,
-		    int connect_s, int query_ms);
+#define PGEV_PARAMS_MAX	16
+struct pgev	*pgev_new(struct event_base *base, const char *const *keys,
+		    const char *const *vals, int connect_s, int query_ms);
 void		 pgev_free(struct pgev *pg);
 
 /* True while a query is under way (pgev_query would refuse). */

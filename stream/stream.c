@@ -88,6 +88,7 @@
 #include "keel/addr.h"
 #include "keel/auth.h"
 #include "keel/config.h"
+#include "keel/db.h"
 #include "keel/json.h"
 #include "keel/limit.h"
 #include "keel/log.h"
@@ -1912,6 +1913,7 @@ raise_fd_limit(int want)
 static void
 stream_loop(const struct keel_config *cfg, int lfd, const sigset_t *waitmask)
 {
+	struct keel_db_conn_params pgp;
 	struct timeval	 hb;
 	char		 host[64];
 	int		 i;
@@ -1954,7 +1956,10 @@ stream_loop(const struct keel_config *cfg, int lfd, const sigset_t *waitmask)
 	W.sub = (struct rconn){ .name = "subscription", .subscriber = true };
 	W.cmd.retry = must(evtimer_new(W.base, on_rretry, &W.cmd));
 	W.sub.retry = must(evtimer_new(W.base, on_rretry, &W.sub));
-	W.pg = pgev_new(W.base, cfg->database_url, cfg->db_connect_timeout,
+	/* Every keel session's settings (lib/db.c): its replay runs as
+	 * the apps' reads do, and pg_stat_activity names it. */
+	keel_db_conn_params_init(&pgp, cfg, cfg->database_url, "keel-stream");
+	W.pg = pgev_new(W.base, pgp.keys, pgp.vals, cfg->db_connect_timeout,
 	    cfg->db_statement_timeout);
 	W.relisten = must(evtimer_new(W.base, on_relisten, NULL));
 	W.heartbeat = must(event_new(W.base, -1, EV_PERSIST, on_heartbeat,

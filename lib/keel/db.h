@@ -121,6 +121,30 @@ enum keel_err	 keel_db_ping(struct keel_db *, int replica, int timeout_ms,
 int		 keel_db_replicas(const struct keel_db *);
 
 /*
+ * The libpq parameters every keel session opens with, for a connection
+ * made outside this module (the stream app's own, stream/pgev.c):
+ * TCP keepalives and tcp_user_timeout as defaults, then url (a URL or
+ * conninfo, whose own settings win over those), then name as
+ * fallback_application_name and the session's settings in options --
+ * statement_timeout, DateStyle ISO, TimeZone UTC,
+ * client_connection_check_interval -- which are left out with
+ * KEEL_DB_PREPARED=0 (a pooler refuses them; db.c).  For
+ * PQconnectStartParams(keys, vals, 1).  keys and vals end with NULL and
+ * point into c itself, url and name: c is not to be copied, and url and
+ * name must outlive it.
+ */
+#define KEEL_DB_CONN_PARAMS	9	/* keys, with the NULL */
+struct keel_db_conn_params {
+	const char	*keys[KEEL_DB_CONN_PARAMS];
+	const char	*vals[KEEL_DB_CONN_PARAMS];
+	char		 opts[192];	/* the options value */
+};
+
+void		 keel_db_conn_params_init(struct keel_db_conn_params *c,
+		    const struct keel_config *cfg, const char *url,
+		    const char *name);
+
+/*
  * The pure parts of the deadlines and of the resend rule, exported for
  * the unit tests.
  *

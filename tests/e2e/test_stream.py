@@ -984,6 +984,55 @@ def test_streams_their_clients_close_leave_no_memory(stack, own, user, when):
     assert o.proc.poll() is None and children(o.proc.pid) == [worker]
 
 
+# ------------------------------------------------ the stream's PostgreSQL
+
+def test_the_streams_postgresql_session_is_keels_and_named(stack, user):
+    """The stream app's connection opens with every keel session's
+    settings (lib/db.c: TCP keepalives, statement_timeout, TimeZone UTC,
+    DateStyle ISO, client_connection_check_interval) and names itself in
+    pg_stat_activity, where it was blank."""
+    nid = notify(stack, user["id"], "named")
+    s = SSE.open(stack, headers=user["h"], last_id=nid - 1)
+    try:
+        ev = s.next_event(5)                # a replay: the connection
+        assert ev is not None and int(ev["id"]) == nid, ev
+    finally:
+        s.close()
+    assert stack.psql("SELECT count(*) FROM pg_stat_activity "
+                      "WHERE application_name = 'keel-stream'") != "0"
+
+
+def test_a_replay_in_another_server_zone_reads_as_the_list(stack, http,
+                                                           user):
+    """PostgreSQL's TimeZone moved 14 hours east (test_time_zone.py's
+    way): a notification replayed by the stream is the same JSON, its
+    createdAt in UTC, as GET /api/notifications gives.  (The replay
+    formats created_at AT TIME ZONE 'UTC', so this held before its
+    session was UTC too: a guard for the query, not the session.)"""
+    from test_plans import superuser_sql
+
+    def zone(sql):
+        for replica in (False, True):
+            superuser_sql(stack, [sql, "SELECT pg_reload_conf()"],
+                          replica=replica)
+    zone("ALTER SYSTEM SET timezone = 'Etc/GMT-14'")
+    try:
+        nid = notify(stack, user["id"], "zoned")
+        s = SSE.open(stack, headers=user["h"], last_id=nid - 1)
+        try:
+            ev = s.next_event(5)
+        finally:
+            s.close()
+        r = http.get("/api/notifications", headers=user["h"])
+    finally:
+        zone("ALTER SYSTEM RESET timezone")
+    assert ev is not None and int(ev["id"]) == nid, ev
+    assert r.status_code == 200, r.text
+    (listed,) = [n for n in r.json()["data"] if n["id"] == nid]
+    assert json.loads(ev["data"]) == listed
+    assert listed["createdAt"].endswith("Z")
+
+
 def test_the_stream_app_never_crashed(stack):
     """Last in the file: no worker of the stack's stream app died or
     tripped a sanitizer during the tests above (the supervisor would
