@@ -292,6 +292,11 @@ static const struct cfg_row rows[] = {
 	    .off = OFF(client),
 	    .what = "addresses or CIDR blocks whose X-Forwarded-For is "
 	    "believed (comma-separated; empty: none)" },
+	/* What one client's Idempotency-Keys may hold in Redis (idem.c). */
+	{ .name = "KEEL_IDEM_MAX", .type = CFG_INT, .def = "1000",
+	    .min = 1, .max = 1000000, .off = OFF(idem_max),
+	    .what = "answers kept for one client's Idempotency-Keys; keeping "
+	    "one more drops the oldest (its retry then runs again)" },
 	/* Error reports (report.c, README "Error reports (Sentry)"). */
 	{ .name = "SENTRY_DSN", .type = CFG_STR, .def = "",
 	    .off = OFF(sentry_dsn),

@@ -108,6 +108,8 @@ struct keel_config {
 					   1 << KEEL_LIMIT_* per limiter */
 	struct keel_addr_rule client;	/* TRUSTED_PROXIES (parsed) and
 					   KEEL_RATELIMIT_IPV6_PREFIX */
+	int	 idem_max;		/* KEEL_IDEM_MAX: answers one client's
+					   Idempotency-Keys keep in Redis */
 	char	*sentry_dsn;		/* SENTRY_DSN: "" reports nothing */
 	char	*sentry_environment;	/* SENTRY_ENVIRONMENT */
 	char	*sentry_release;	/* SENTRY_RELEASE */

@@ -11,6 +11,7 @@
 #define KEEL_IDEM_TTL		86400	/* seconds an answer is kept */
 #define KEEL_IDEM_RUNNING_TTL	60	/* seconds a claim outlives a crash */
 #define KEEL_IDEM_KEY_MAX	255	/* bytes of an Idempotency-Key */
+#define KEEL_IDEM_BODY_MAX	65536	/* bytes of an answer kept whole */
 
 /*
  * The pipeline's step for a POST carrying an Idempotency-Key header
@@ -29,7 +30,12 @@ enum keel_step	 keel_idem_step(struct keel_req *req);
 /*
  * After the handler (er is its result): keeps the reply's status, content
  * type and body for KEEL_IDEM_TTL seconds, or, for a 5xx or a failed
- * handler, forgets the key so that a retry runs again.
+ * handler, forgets the key so that a retry runs again.  A client keeps
+ * at most KEEL_IDEM_MAX answers (cfg->idem_max): keeping one more
+ * deletes its oldest, whose retry then runs again.  A body over
+ * KEEL_IDEM_BODY_MAX bytes is not kept: a retry gets 422
+ * validation_failed naming the key and the first status, and doesn't
+ * run again.  Failures are logged; the request's reply is never changed.
  */
 void	keel_idem_step_after(struct keel_req *req, enum keel_err er);
 

@@ -2,9 +2,10 @@
 /*
  * limitapp.c -- a test-only app under /api/_limit for the rate-limit and
  * idempotency tests: a read, a write that answers a fresh nonce (so a
- * replay is told from a second run), a slow write (a request in flight),
- * a failing write, a login that fails unless the password is "right",
- * and a route that needs a session.  Built, never installed.
+ * replay is told from a second run), the same with a body as large as
+ * asked (an answer too large to keep), a slow write (a request in
+ * flight), a failing write, a login that fails unless the password is
+ * "right", and a route that needs a session.  Built, never installed.
  */
 #include "config.h"
 
@@ -82,6 +83,40 @@ limitapp_slow(struct keel_req *req)
 	return limitapp_write(req);
 }
 
+/* 201 {"nonce": as write's, "pad": ?bytes= (at most 1 MiB) "x"s}. */
+static enum keel_err
+limitapp_big(struct keel_req *req)
+{
+	struct keel_buf	 b = { NULL, 0, 0 };
+	struct keel_jw	 w;
+	unsigned char	 r[16];
+	char		 hex[33], *pad;
+	const char	*s;
+	int64_t		 n = 0;
+
+	if ((s = keel_http_query(req, "bytes")) != NULL &&
+	    !keel_parse_int64(s, 0, 1048576, &n)) {
+		keel_http_reply_error(req, 400, "bad_request",
+		    "bytes must be 0..1048576");
+		return KEEL_OK;
+	}
+	randombytes_buf(r, sizeof(r));
+	sodium_bin2hex(hex, sizeof(hex), r, sizeof(r));
+	pad = keel_arena_alloc(req->arena, (size_t)n + 1);
+	memset(pad, 'x', (size_t)n);
+	pad[n] = '\0';
+	keel_jw_init(&w, &b);
+	keel_jw_obj_open(&w);
+	keel_jw_key(&w, "nonce");
+	keel_jw_str(&w, hex);
+	keel_jw_key(&w, "pad");
+	keel_jw_str(&w, pad);
+	keel_jw_obj_close(&w);
+	keel_http_reply_buf(req, 201, &b);
+	keel_buf_free(&b);
+	return KEEL_OK;
+}
+
 static enum keel_err
 limitapp_fail(struct keel_req *req)
 {
@@ -123,6 +158,8 @@ static const struct keel_route limitapp_routes[] = {
 	    .handler = limitapp_read, .access = KEEL_ACCESS_ANYONE },
 	{ .method = "POST", .pattern = "/api/_limit/write",
 	    .handler = limitapp_write, .access = KEEL_ACCESS_ANYONE },
+	{ .method = "POST", .pattern = "/api/_limit/big",
+	    .handler = limitapp_big, .access = KEEL_ACCESS_ANYONE },
 	{ .method = "POST", .pattern = "/api/_limit/slow",
 	    .handler = limitapp_slow, .access = KEEL_ACCESS_ANYONE },
 	{ .method = "POST", .pattern = "/api/_limit/fail",

@@ -15,7 +15,7 @@ address and per user, and the auth limiter on a signed-in request whose
 limiters span two slots (refused places given back); a login's two
 buckets, its spelling's from one address and its account's from every
 address, in two slots and checked in turn; an idempotent
-replay; the queues drained exactly once by two drainers, a dead letter
+replay, and one client's kept answers bounded; the queues drained exactly once by two drainers, a dead letter
 retried; notification streams on the cluster; the leaderboard drained
 and rebuilt; a slot moved under the running apps (MOVED) and a slot
 being migrated (ASK) followed; and, last, a master killed: its replica
@@ -36,6 +36,7 @@ from sse import SSE
 from stack import Stack, StackError
 from test_auth_hardening import AUTH_LIMIT, KELVIN, OwnAuth, auth_fields
 from test_idempotency import (
+    max_answers_kept, small_limitapp,
     test_idem_replay_returns_first_answer as idem_replay,
     test_idem_same_key_other_body_is_422 as idem_mismatch)
 from test_jobs import (FAST, drainers, enqueue, invitation, message_id, stats,
@@ -389,6 +390,13 @@ def test_idempotent_replay_and_mismatch(stack, web):
     # test_idempotency.py's, on the cluster (a key: one slot, any node).
     idem_replay(web)
     idem_mismatch(web)
+
+
+def test_idempotent_answers_bounded_per_client(stack, cluster):
+    # test_idempotency.py's, on the cluster: the client's index in one
+    # slot, its answers in others, the oldest deleted a command at a time.
+    with small_limitapp(stack):
+        max_answers_kept(stack, cluster.call)
 
 
 # --------------------------------------------------------------- queues

@@ -24,6 +24,9 @@ RIDE = ("a single Redis only: in cluster mode the pipeline reads the "
         "declared (lib/limit.c)")
 TICKET = ("a single Redis only: in cluster mode stream/stream.c takes the "
           "ticket, then reads its session, a command at a time")
+IDEM = ("a single Redis only: in cluster mode lib/idem.c keeps the index "
+        "with idem_keep.lua and deletes the answers it hands back a "
+        "command at a time")
 JOBS = ("the queue's job hashes, under the prefix ARGV[1] that lib/queue.c "
         "builds with the queue's hash tag in cluster mode: KEYS' slot")
 
@@ -35,6 +38,7 @@ ALLOWED = {
     "stream_ticket": {"'keel:sess:'": TICKET},
     "auth_session_get": {"'keel:ryw:'": RIDE},
     "limit_check": {"'keel:ryw:'": RIDE, "ARGV[3]": RIDE, "ARGV[b]": RIDE},
+    "idem_done": {"prefix": IDEM},
 }
 for q in ("prelude", "enqueue", "fetch", "finish", "prune", "retry_failed",
           "stats"):

@@ -254,6 +254,10 @@ static const struct setting_case settings[] = {
 	REFUSED("KEEL_SECRET", "short"),
 	TAKEN("KEEL_DB_PREPARED", "0"),
 	REFUSED("KEEL_DB_PREPARED", "2"),
+	/* KEEL_IDEM_MAX: at least one answer per client is kept. */
+	TAKEN("KEEL_IDEM_MAX", "1"),
+	REFUSED("KEEL_IDEM_MAX", "0"),
+	REFUSED("KEEL_IDEM_MAX", "1000001"),
 	/* SENTRY_*_SAMPLE_RATE: a share from 0 to 1. */
 	TAKEN("SENTRY_TRACES_SAMPLE_RATE", "0.25"),
 	TAKEN("SENTRY_SAMPLE_RATE", "0"),

@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: ISC
+"""tests/lua/idem_cases.py -- idem_done.lua and idem_keep.lua run by a
+real Redis.
+
+What one client keeps (lib/idem.c): idem_done.lua on a single Redis keeps
+an answer and its place in the client's index, and past the most a client
+keeps deletes the oldest answers; a key kept again takes one place; index
+entries older than an answer's life count for nothing; a claim that is no
+longer ours keeps and indexes nothing.  idem_keep.lua (cluster mode) keeps
+the index alone and hands back what it took out.  Starts its own
+redis-server on a free loopback port in a temporary directory and stops
+it (its pid) at the end.  Prints "lua idem case NAME: ok" or "... FAILED:
+why" per case, as tests/lua/run does per script; exits 1 if any failed.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+PREFIX = "keel:idem:a:192.0.2.1:"
+INDEX = "keel:idem:i:a:192.0.2.1"
+TTL = 86400
+MAX = 3
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Redis:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="keel-lua-redis.")
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind",
+             "127.0.0.1", "--dir", self.dir, "--save", "",
+             "--appendonly", "no"], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if self.cli("PING") == "PONG":
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("redis-server did not answer on %d" % self.port)
+
+    def cli(self, *args):
+        p = subprocess.run(["redis-cli", "-p", str(self.port)] +
+                           [str(a) for a in args], capture_output=True,
+                           text=True, timeout=30)
+        return p.stdout.strip()
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def script(name):
+    return subprocess.run(
+        [os.path.join(ROOT, "scripts", "lua-embed"), "-e",
+         os.path.join(ROOT, "lib", "lua", name + ".lua")],
+        capture_output=True, text=True, check=True).stdout
+
+
+def claim(r, h, fp="fp"):
+    """A claim as idem_begin.lua leaves one."""
+    r.cli("HSET", PREFIX + h, "state", "running", "fp", fp)
+
+
+def done(r, s, h, fp="fp", body="b"):
+    """idem_done.lua on a single Redis for hash h; its answer."""
+    return int(r.cli("EVAL", s["idem_done"], 2, PREFIX + h, INDEX, fp,
+                     "201", "application/json", body, TTL, h, MAX, PREFIX))
+
+
+def kept(r):
+    return sorted(k[len(PREFIX):] for k in
+                  r.cli("--scan", "--pattern", PREFIX + "*").split())
+
+
+def index(r):
+    return r.cli("ZRANGE", INDEX, 0, -1).split()
+
+
+def case_past_the_most_the_oldest_go(r, s):
+    for h in ("h1", "h2", "h3", "h4"):
+        claim(r, h)
+        assert done(r, s, h) == 1
+        time.sleep(0.002)       # scores in ms: an order to keep
+    assert kept(r) == ["h2", "h3", "h4"]
+    assert index(r) == ["h2", "h3", "h4"]
+    assert r.cli("HGET", PREFIX + "h4", "state") == "done"
+    assert 0 < int(r.cli("TTL", INDEX)) <= TTL
+
+
+def case_a_key_kept_again_takes_one_place(r, s):
+    for h in ("h1", "h2", "h1", "h1"):
+        claim(r, h)
+        assert done(r, s, h) == 1
+    assert kept(r) == ["h1", "h2"]
+    assert sorted(index(r)) == ["h1", "h2"]
+
+
+def case_entries_past_an_answers_life_count_for_nothing(r, s):
+    # Entries whose answers expired (Redis dropped them) hold no place.
+    r.cli("ZADD", INDEX, 1000, "old1", 2000, "old2", 3000, "old3")
+    claim(r, "h1")
+    assert done(r, s, "h1") == 1
+    assert index(r) == ["h1"]
+
+
+def case_a_claim_not_ours_keeps_nothing(r, s):
+    claim(r, "h1", fp="another")
+    assert done(r, s, "h1") == 0
+    assert r.cli("HGET", PREFIX + "h1", "state") == "running"
+    assert index(r) == []
+
+
+def case_keep_alone_hands_back_what_it_took_out(r, s):
+    # Cluster mode: the answers are elsewhere; idem.c deletes them.
+    for h in ("h1", "h2", "h3"):
+        claim(r, h)
+        out = r.cli("EVAL", s["idem_keep"], 1, INDEX, h, TTL, MAX)
+        assert out == "", out
+        time.sleep(0.002)
+    out = r.cli("EVAL", s["idem_keep"], 1, INDEX, "h4", TTL, MAX)
+    assert out.split() == ["h1"], out
+    assert index(r) == ["h2", "h3", "h4"]
+    assert kept(r) == ["h1", "h2", "h3"]
+
+
+def main():
+    s = {n: script(n) for n in ("idem_done", "idem_keep")}
+    r = Redis()
+    failed = 0
+    try:
+        for name, fn in sorted(globals().items()):
+            if not name.startswith("case_"):
+                continue
+            r.cli("FLUSHALL")
+            try:
+                fn(r, s)
+                print("lua idem case %s: ok" % name[5:])
+            except (AssertionError, ValueError) as e:
+                # ValueError: the script answered an error, not a number.
+                failed = 1
+                print("lua idem case %s: FAILED: %r line %d" % (
+                    name[5:], e, sys.exc_info()[2].tb_next.tb_lineno))
+    finally:
+        r.stop()
+    return failed
+
+
+if __name__ == "__main__":
+    sys.exit(main())
