@@ -80,17 +80,20 @@ email_deliver(struct email_ctx *c, const char *kind, const char *payload,
     const char *key, char *why, size_t n)
 {
 	struct keel_mail_msg	 msg;
+	enum keel_err		 er;
 
-	/* A payload that can't make a message is dead-lettered at once;
-	 * a server that refuses or times out is retried. */
+	/* A payload that can't make a message is dead-lettered at once, and
+	 * so is a message the server rejects (5yz): both fail every time.  A
+	 * server that refuses for now (4yz), can't be reached or times out
+	 * is retried. */
 	if (keel_mail_render(c->arena, kind, payload, key, &msg, why, n) !=
 	    KEEL_OK)
 		return KEEL_JOB_FAIL;
 	/* The job's request (lib/drain.c set it for the job's log lines). */
 	msg.request_id = keel_log_request();
-	if (keel_mail_send(c->mail, &msg) != KEEL_OK) {
+	if ((er = keel_mail_send(c->mail, &msg)) != KEEL_OK) {
 		snprintf(why, n, "%s", keel_mail_errstr(c->mail));
-		return KEEL_JOB_RETRY;
+		return er == KEEL_EINVAL ? KEEL_JOB_FAIL : KEEL_JOB_RETRY;
 	}
 	return KEEL_JOB_DONE;
 }

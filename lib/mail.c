@@ -533,6 +533,26 @@ url_has_user(const char *url)
 	return at != NULL && (slash == NULL || at < slash);
 }
 
+/*
+ * What a failed send means for the message.  A 5yz reply is permanent
+ * (RFC 5321 §4.2.1): the server refuses the same message every time, so
+ * it is KEEL_EINVAL, never retried.  curl stops on one with
+ * CURLE_SEND_ERROR (to MAIL FROM, RCPT TO or DATA) or
+ * CURLE_WEIRD_SERVER_REPLY (to the message's end, or a 554 greeting: no
+ * mail taken there), and code is that last reply.  A 4yz, a connection
+ * that failed or a timeout may pass: retried.  So is a 5yz to AUTH or
+ * STARTTLS (curl's LOGIN_DENIED, USE_SSL_FAILED): the setup's fault,
+ * every message's, for an operator to see.
+ */
+static enum keel_err
+send_failure(CURLcode rc, long code)
+{
+	if ((rc == CURLE_SEND_ERROR || rc == CURLE_WEIRD_SERVER_REPLY) &&
+	    code >= 500 && code <= 599)
+		return KEEL_EINVAL;
+	return rc == CURLE_OPERATION_TIMEDOUT ? KEEL_ETIMEOUT : KEEL_EUNAVAIL;
+}
+
 enum keel_err
 keel_mail_send(struct keel_mail *m, const struct keel_mail_msg *msg)
 {
@@ -542,6 +562,7 @@ keel_mail_send(struct keel_mail *m, const struct keel_mail_msg *msg)
 	char			 from[300], to[300], cerr[CURL_ERROR_SIZE];
 	long			 code = 0;
 	CURLcode		 rc;
+	enum keel_err		 er;
 
 	if (m->curl == NULL && (m->curl = curl_easy_init()) == NULL) {
 		snprintf(m->errstr, sizeof(m->errstr), "curl_easy_init");
@@ -586,11 +607,12 @@ keel_mail_send(struct keel_mail *m, const struct keel_mail_msg *msg)
 	curl_slist_free_all(rcpt);
 	keel_buf_free(&body);
 	if (rc != CURLE_OK) {
-		snprintf(m->errstr, sizeof(m->errstr), "smtp: %s (%s)%s%.0ld",
+		er = send_failure(rc, code);
+		snprintf(m->errstr, sizeof(m->errstr), "smtp: %s%s (%s)%s%.0ld",
+		    er == KEEL_EINVAL ? "rejected for good: " : "",
 		    curl_easy_strerror(rc), cerr[0] != '\0' ? cerr : "-",
 		    code ? " last reply " : "", code);
-		return rc == CURLE_OPERATION_TIMEDOUT ? KEEL_ETIMEOUT :
-		    KEEL_EUNAVAIL;
+		return er;
 	}
 	m->errstr[0] = '\0';
 	return KEEL_OK;

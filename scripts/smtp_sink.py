@@ -13,10 +13,12 @@ X-Sink-TLS ("yes" when the session was encrypted with STARTTLS; aiosmtpd
 offers it when started with --tlscert and --tlskey).
 
 Faults for the tests: MAILDIR/../smtp-mode (read on every message) holds
-one word -- "accept" (default), "refuse" (451 to DATA), "reject" (550), or
+one word -- "accept" (default), "refuse" (451 to DATA), "reject" (550 to
+DATA), "reject-rcpt" (550 to RCPT TO: a mailbox that doesn't exist), or
 "hang" (never answer DATA) -- optionally followed by a delay in seconds
 applied before answering ("accept 0.3").  Every DATA, whatever the mode,
-appends "<epoch seconds> <mode> <Message-ID>" to MAILDIR/../smtp-attempts.
+appends "<epoch seconds> <mode> <Message-ID>" to MAILDIR/../smtp-attempts;
+a refused RCPT TO appends "<epoch seconds> reject-rcpt -".
 """
 
 import asyncio
@@ -53,6 +55,17 @@ class MaildirSink:
         mode = words[0] if words else "accept"
         delay = float(words[1]) if len(words) > 1 else 0.0
         return mode, delay
+
+    async def handle_RCPT(self, server, session, envelope, address,
+                          rcpt_options):
+        if self._mode()[0] == "reject-rcpt":
+            with open(self.attempts, "a") as f:
+                f.write("%.6f reject-rcpt -\n" % time.time())
+            return "550 5.1.1 sink told to reject the recipient"
+        # What aiosmtpd does without this hook.
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         mode, delay = self._mode()

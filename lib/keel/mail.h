@@ -59,8 +59,11 @@ struct keel_mail *keel_mail_open(const struct keel_config *);
 /* m may be NULL. */
 void		 keel_mail_close(struct keel_mail *m);
 /*
- * Sends msg within SMTP_TIMEOUT.  KEEL_EUNAVAIL when the server can't be
- * reached, refuses, or times out (keel_mail_errstr() says which).
+ * Sends msg within SMTP_TIMEOUT.  KEEL_EINVAL when the server rejects it
+ * with a 5yz reply (RFC 5321 §4.2.1: permanent, the same message is
+ * refused again); KEEL_EUNAVAIL when the server can't be reached or
+ * refuses for now (4yz), KEEL_ETIMEOUT when it times out
+ * (keel_mail_errstr() says which).
  */
 enum keel_err	 keel_mail_send(struct keel_mail *m,
 		    const struct keel_mail_msg *msg);

@@ -846,3 +846,67 @@ def test_retry_failed_exits_3_when_the_rows_were_not_updated(jobs):
     # They run all the same, and the row says so once they finish.
     assert summary(drain(jobs).stdout)["processed"] == 1
     assert outbox_row(jobs, key) == ("true", "completed")
+
+# ------------------------------------------ SMTP: a 5yz reply is final
+
+def empty_spool(stack):
+    """Ships what the spool holds (test_report.py's way), so a report
+    made next finds room (KEEL_REPORT_SPOOL_MAX) whatever ran before."""
+    from test_report import backoff_file, ship
+    stack.set_sentry_mode("accept")
+    try:
+        os.unlink(backoff_file(stack))
+    except OSError:
+        pass
+    ship(stack)
+
+
+def spooled_with(stack, key):
+    """The error reports waiting in the stack's spool that name key (a
+    drainer spools one per job dead-lettered for an internal reason)."""
+    d = stack.path("report", "new")
+    out = []
+    for n in stack.spooled():
+        try:
+            with open(os.path.join(d, n), "rb") as f:
+                if key.encode() in f.read():
+                    out.append(n)
+        except OSError:
+            pass
+    return out
+
+
+@pytest.mark.parametrize("mode", ["reject", "reject-rcpt"])
+def test_smtp_rejecting_dead_letters_at_once_unreported(jobs, mode):
+    """A 550 -- to the message (DATA) or to its recipient (RCPT TO) -- is
+    permanent (RFC 5321 §4.2.1): the same message would be rejected
+    again.  The job is dead-lettered on its first attempt with the reply
+    in its reason, and not reported as an internal error; a 451 is
+    retried (test_smtp_refusing_retries_with_backoff_then_dead_letter)."""
+    key = "rejected-%s-%d" % (mode, time.time_ns())
+    if "SENTRY_DSN" in jobs.env:
+        empty_spool(jobs)
+    jobs.set_smtp_mode(mode)
+    enqueue(jobs, "invitation", invitation(), key=key)
+    s = summary(drain(jobs).stdout)
+    assert (s["processed"], s["failed"], s["retried"]) == (0, 1, 0), s
+    assert [m for _, m, _ in attempts(jobs)] == [mode]
+    assert stats(jobs)["failed"] == 1
+    dead = redis_cli(jobs, "XRANGE", "keel:q:email:x", "-", "+")
+    assert key in dead and "550" in dead, dead
+    assert spooled_with(jobs, key) == []
+
+
+def test_smtp_refusing_to_the_end_is_reported(jobs):
+    """The other side of the test above, and the proof its spool check
+    sees a report: a 451 every attempt is an internal reason (a server
+    down for us), reported once dead-lettered."""
+    if "SENTRY_DSN" not in jobs.env:
+        pytest.skip("the stack runs without error reports (KEEL_SENTRY=0)")
+    key = "refused-to-the-end-%d" % time.time_ns()
+    empty_spool(jobs)
+    jobs.set_smtp_mode("refuse")
+    enqueue(jobs, "invitation", invitation(), key=key)
+    s = summary(drain(jobs).stdout)
+    assert (s["processed"], s["failed"], s["retried"]) == (0, 1, 2), s
+    assert len(spooled_with(jobs, key)) == 1
