@@ -17,7 +17,7 @@
  * The pipeline's step for a POST carrying an Idempotency-Key header
  * (after auth, before the handler), one Redis round trip.  The key is
  * scoped to the client (the user, else the address: keel_http_client())
- * and bound to the request's fingerprint (SHA-256 of method, path, query
+ * and bound to the request's fingerprint (keyed BLAKE2b of method, path, query
  * and body).  KEEL_STEP_GO runs the handler (first use of the key; or no
  * key; or Redis down, when the request runs unprotected and a warning is
  * logged); KEEL_STEP_REPLIED after replying: the stored answer with
