@@ -62,6 +62,18 @@ plain_ascii(const char *s)
 	return 1;
 }
 
+/*
+ * Whether s can go into a header as it is: printable ASCII holding no
+ * "=?".  A reader decodes what looks like an encoded-word (RFC 2047 §6.1),
+ * and lenient ones do inside a quoted-string too, which §5 forbids: a
+ * name typed as "=?UTF-8?B?...?=" would show as whatever it encodes.
+ */
+static int
+header_literal(const char *s)
+{
+	return plain_ascii(s) && strstr(s, "=?") == NULL;
+}
+
 /* Bytes of the UTF-8 sequence starting with c (1 for a stray byte). */
 static size_t
 utf8_len(unsigned char c)
@@ -93,7 +105,7 @@ keel_mail_encode_header(struct keel_buf *b, const char *s)
 	size_t	 n = strlen(s), i = 0, take, cl;
 	int	 first = 1;
 
-	if (plain_ascii(s)) {
+	if (header_literal(s)) {
 		keel_buf_puts(b, s);
 		return;
 	}
@@ -152,8 +164,10 @@ keel_mail_message_id(char *dst, size_t n, const char *key, const char *from)
  * when it is other printable ASCII (a comma or a quote must not start
  * another address; '.' is no atext: §4.1's obsolete phrase lets a
  * reader take J. R. R. Tolkien bare but forbids writing it, and a lone
- * "." is no phrase at all), RFC 2047 encoded-words when it is not ASCII.
- * Control characters, which no header may carry, become spaces.
+ * "." is no phrase at all), RFC 2047 encoded-words when it is not ASCII
+ * or holds "=?" (header_literal(): the literal goes inside the encoding,
+ * where no reader takes it for a word of its own).  Control characters,
+ * which no header may carry, become spaces.
  */
 static void
 put_mailbox(struct keel_buf *b, const char *name, const char *addr)
@@ -175,6 +189,8 @@ put_mailbox(struct keel_buf *b, const char *name, const char *addr)
 		if ((unsigned char)*p >= 0x7f)
 			ascii = false;
 	}
+	if (strstr(name, "=?") != NULL)
+		ascii = false;
 	if (simple)
 		keel_buf_puts(b, name);
 	else if (ascii) {

@@ -27,9 +27,10 @@ struct keel_mail_msg {
 };
 
 /*
- * Appends s to b as a header value: as is when it is printable ASCII,
- * else as RFC 2047 "B" encoded-words of UTF-8, each under 76 characters,
- * split between characters and folded with CRLF SP.
+ * Appends s to b as a header value: as is when it is printable ASCII
+ * with no "=?" (which a reader would take for an encoded-word), else as
+ * RFC 2047 "B" encoded-words of UTF-8, each under 76 characters, split
+ * between characters and folded with CRLF SP.
  */
 void		 keel_mail_encode_header(struct keel_buf *b, const char *s);
 /* "<hex@domain>" into dst (size n): the same key gives the same id, so a

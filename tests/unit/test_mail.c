@@ -296,6 +296,40 @@ test_display_name_quotes_and_backslashes_escaped(void **state)
 	    "\"A. \\\"B\\\" C\\\\\" <a@b.example>");
 }
 
+/*
+ * A name typed as an encoded-word ("=?UTF-8?B?QWRtaW4=?=" is "Admin")
+ * is encoded whole: quoted, a lenient reader would decode it (RFC 2047
+ * §5 forbids the word there, not the reader), and the To line would show
+ * a name its owner never typed.  Inside the encoding it is plain text.
+ */
+static void
+test_name_like_an_encoded_word_encoded_whole(void **state)
+{
+	char	 l[256];
+
+	(void)state;
+	assert_string_equal(to_line("=?UTF-8?B?QWRtaW4=?= Support", l,
+	    sizeof(l)), "=?UTF-8?B?PT9VVEYtOD9CP1FXUnRhVzQ9Pz0gU3VwcG9ydA==?= "
+	    "<a@b.example>");
+	/* "=?" alone is enough: what follows is the reader's to guess. */
+	assert_non_null(strstr(to_line("a=?b", l, sizeof(l)), "=?UTF-8?B?"));
+	/* A '=' or a '?' alone is no word's start: quoted as before. */
+	assert_string_equal(to_line("a=b?", l, sizeof(l)),
+	    "\"a=b?\" <a@b.example>");
+}
+
+/* The same for a subject: a test's title typed as an encoded-word. */
+static void
+test_subject_like_an_encoded_word_encoded(void **state)
+{
+	struct keel_buf	 b = { NULL, 0, 0 };
+
+	(void)state;
+	keel_mail_encode_header(&b, "=?UTF-8?B?QWRtaW4=?=");
+	assert_string_equal(b.data, "=?UTF-8?B?PT9VVEYtOD9CP1FXUnRhVzQ9Pz0=?=");
+	keel_buf_free(&b);
+}
+
 /* email: the first try, a retry after 2 s, the last after 4 s. */
 static void
 test_backoff_doubles_from_the_base(void **state)
@@ -336,6 +370,8 @@ main(void)
 		cmocka_unit_test(test_display_name_of_spaces_is_quoted),
 		cmocka_unit_test(
 		    test_display_name_quotes_and_backslashes_escaped),
+		cmocka_unit_test(test_name_like_an_encoded_word_encoded_whole),
+		cmocka_unit_test(test_subject_like_an_encoded_word_encoded),
 		cmocka_unit_test(test_backoff_doubles_from_the_base),
 	};
 
