@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "keel/addr.h"
@@ -36,7 +37,8 @@ enum cfg_type {
 				   redis_valid decides, knowing
 				   REDIS_CLUSTER) */
 	CFG_URL_SMTP,		/* smtp:// or smtps:// URL */
-	CFG_URL_HTTP,		/* http:// or https:// URL, no query */
+	CFG_URL_HTTP,		/* https:// URL, no query; http:// only to
+				   a loopback host (http_url_private) */
 	CFG_SERVERS,		/* memcached host:port comma list, or "" */
 	CFG_SENTINELS,		/* a host:port comma list, or "" */
 	CFG_SECRET,		/* at least min characters */
@@ -252,7 +254,8 @@ static const struct cfg_row rows[] = {
 	{ .name = "KEEL_PUBLIC_URL", .type = CFG_URL_HTTP,
 	    .def = "http://127.0.0.1:8080", .off = OFF(public_url),
 	    .what = "the site's public base URL, for links in emails: "
-	    "http(s)://host[:port][/path], no query or fragment" },
+	    "https://host[:port][/path], no query or fragment (http:// "
+	    "only to a loopback host)" },
 	{ .name = "KEEL_CACHE", .type = CFG_INT, .def = "1",
 	    .min = 0, .max = 1, .off = OFF(cache),
 	    .what = "response cache in memcached on (1) or off (0: every "
@@ -551,6 +554,43 @@ limiter_bit(const char *s, size_t n, void *arg)
 static const char *const smtp_schemes[] = { "smtp", "smtps", NULL };
 static const char *const http_schemes[] = { "http", "https", NULL };
 
+/*
+ * Whether v, an http(s) URL keel_url_valid() took, keeps what its links
+ * carry (reset and invitation tokens) off the network: https://, or
+ * http:// to a loopback host (127.0.0.0/8, [::1], localhost), where a
+ * development stack serves.  An http:// link anywhere else sends its
+ * token in clear to whoever is on the path.
+ */
+static bool
+http_url_private(const char *v)
+{
+	static const char *const loopback[] = { "127.0.0.0/8", "::1" };
+	const char	*h, *e;
+	struct keel_net	 host, net;
+	size_t		 i;
+
+	if (strncmp(v, "http://", 7) != 0)
+		return true;
+	/* No user: keel_url_valid() refused one.  "[::1]" is bracketed. */
+	h = v + 7;
+	if (*h == '[')
+		e = strchr(++h, ']');
+	else
+		e = h + strcspn(h, ":/");
+	if (e == NULL)
+		return false;
+	if ((size_t)(e - h) == strlen("localhost") &&
+	    strncasecmp(h, "localhost", e - h) == 0)
+		return true;
+	if (!keel_addr_net_parse(h, e - h, &host) || host.bits != 128)
+		return false;
+	for (i = 0; i < KEEL_NELEM(loopback); i++)
+		if (keel_addr_net_parse(loopback[i], strlen(loopback[i]),
+		    &net) && keel_addr_in(host.ip, &net))
+			return true;
+	return false;
+}
+
 /* Parses v for row r into cfg; false with a message naming it in err. */
 static bool
 cfg_set(struct keel_config *cfg, const struct cfg_row *r, const char *v,
@@ -662,6 +702,13 @@ cfg_set(struct keel_config *cfg, const struct cfg_row *r, const char *v,
 			snprintf(err, n, "%s: expected http://host[:port]"
 			    "[/path] or https://... (port 1-65535; no user, "
 			    "?query or #fragment)", r->name);
+			return false;
+		}
+		if (!http_url_private(v)) {
+			snprintf(err, n, "%s: http:// only to a loopback host "
+			    "(127.0.0.0/8, [::1], localhost: a development "
+			    "stack); links in emails carry tokens, use "
+			    "https://", r->name);
 			return false;
 		}
 		break;

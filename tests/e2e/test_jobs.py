@@ -847,6 +847,7 @@ def test_retry_failed_exits_3_when_the_rows_were_not_updated(jobs):
     assert summary(drain(jobs).stdout)["processed"] == 1
     assert outbox_row(jobs, key) == ("true", "completed")
 
+
 # ------------------------------------------ SMTP: a 5yz reply is final
 
 def empty_spool(stack):
@@ -910,3 +911,22 @@ def test_smtp_refusing_to_the_end_is_reported(jobs):
     s = summary(drain(jobs).stdout)
     assert (s["processed"], s["failed"], s["retried"]) == (0, 1, 2), s
     assert len(spooled_with(jobs, key)) == 1
+
+
+def test_stack_links_lead_to_the_stack_that_sent_them(jobs):
+    """scripts/stack sets KEEL_PUBLIC_URL to its own lighttpd (http:// to
+    a loopback host, which config.c lets through): an invitation's link
+    opens the set-password page on the stack that sent it, whatever its
+    port -- not on 127.0.0.1:8080, the default."""
+    import urllib.request
+    from accounts import make_user
+    u = make_user(jobs, "student", password_hash=None)
+    enqueue(jobs, "invitation_request", json.dumps({"userId": u["id"]}),
+            key="stack-link-%d" % time.time_ns())
+    assert summary(drain(jobs).stdout)["processed"] == 1
+    (m,) = jobs.mail()
+    text = m.get_body(("plain",)).get_content()
+    link = next(w for w in text.split() if "/set-password?token=" in w)
+    assert link.startswith(jobs.base_url + "/set-password?token="), link
+    with urllib.request.urlopen(link, timeout=10) as r:
+        assert r.status == 200

@@ -212,6 +212,20 @@ static const struct setting_case settings[] = {
 	REFUSED("KEEL_PUBLIC_URL", "https://h/#top"),
 	REFUSED("KEEL_PUBLIC_URL", "https://u@h/"),
 	REFUSED("KEEL_PUBLIC_URL", "https://h:99999"),
+	/* Its links carry tokens: http:// only to a loopback host (a
+	 * development stack), never in clear over a network. */
+	TAKEN("KEEL_PUBLIC_URL", "http://127.0.0.1:8080"),
+	TAKEN("KEEL_PUBLIC_URL", "http://127.0.0.11:8080/keel"),
+	TAKEN("KEEL_PUBLIC_URL", "http://localhost"),
+	TAKEN("KEEL_PUBLIC_URL", "http://LocalHost:8080/"),
+	TAKEN("KEEL_PUBLIC_URL", "https://10.0.0.5"),
+	{ "KEEL_PUBLIC_URL", "http://exams.example.com", false,
+	    "loopback", NULL },
+	REFUSED("KEEL_PUBLIC_URL", "http://10.0.0.5:8080"),
+	REFUSED("KEEL_PUBLIC_URL", "http://128.0.0.1"),
+	REFUSED("KEEL_PUBLIC_URL", "http://[::2]:8080"),
+	REFUSED("KEEL_PUBLIC_URL", "http://localhost.example.com"),
+	REFUSED("KEEL_PUBLIC_URL", "http://127.0.0.1.example.com"),
 
 	/* DATABASE_URL: required; its port in range; libpq must parse it. */
 	TAKEN("DATABASE_URL", "postgres://u:p@db:5432/keel?sslmode=require"),
