@@ -945,17 +945,18 @@ def test_streams_their_clients_close_leave_no_memory(stack, own, user, when):
     h = dict(user["h"], **{"X-Pad": "p" * 8192})
 
     def cycle(n):
-        """The n-th stream closed by its client, once the worker saw it
-        go: one at a time, so that the worker never holds many at once
-        (which would grow it as much, for good)."""
+        """The n-th stream closed by its client, once the worker
+        answered it (its access line): one or two at a time, so that the
+        worker never holds many at once (which would grow it as much,
+        for good)."""
         if when == "open":
             s = o.open(h)
             assert s.status == 200
             s.close()
         else:
             left_at_once(o.sock, h)
-        wait_until(lambda: o.text().count("client left") >= n, timeout=5,
-                   step=0.002, what="the worker to see stream %d go" % n)
+        wait_until(lambda: o.text().count(" access ") >= n, timeout=5,
+                   step=0.002, what="the worker's answer %d" % n)
 
     def no_places():
         wait_until(lambda: redis_cli(stack, "ZCARD", "keel:sse:open:%d"
@@ -982,6 +983,7 @@ def test_streams_their_clients_close_leave_no_memory(stack, own, user, when):
     assert grown < 1024, "the worker grew %d kB over 300 closed streams" % (
         grown)
     assert o.proc.poll() is None and children(o.proc.pid) == [worker]
+    assert o.text().count("client left") >= 300
 
 
 # ------------------------------------------------ the stream's PostgreSQL
