@@ -26,8 +26,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <sodium.h>
-
 #include "keel/auth.h"
 #include "keel/config.h"
 #include "keel/db.h"
@@ -149,25 +147,23 @@ auth_reply_session(struct keel_req *req, const char *tok, time_t exp,
 
 /*
  * A login's two limiter buckets (keel_limit_account()): *spelling names
- * the login as the lookup folded it (row's "folded"), hashed, whoever
- * answers to it, so its count can't say whether anyone does; *account
- * the user, however named (email or username), else the spelling
- * again.  False when the row has no folded login.
+ * the login as the lookup folded it (row's "folded"), hashed under a key
+ * of KEEL_SECRET's (keel_limit_login_hash()), whoever answers to it, so
+ * its count can't say whether anyone does; *account the user, however
+ * named (email or username), else the spelling again.  False when the
+ * row has no folded login.
  */
 static bool
 auth_buckets(struct keel_req *req, const struct keel_rows *rows,
     const char **spelling, const char **account)
 {
-	unsigned char	 h[16];
-	char		 hex[2 * sizeof(h) + 1];
+	char		 hex[KEEL_LIMIT_LOGIN_HEX + 1];
 	const char	*folded, *id;
 
 	folded = keel_rows_value(rows, 0, keel_rows_col(rows, "folded"));
 	if (folded == NULL)
 		return false;
-	crypto_generichash(h, sizeof(h), (const unsigned char *)folded,
-	    strlen(folded), NULL, 0);
-	sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+	keel_limit_login_hash(req->cfg->secret, folded, strlen(folded), hex);
 	*spelling = keel_arena_printf(req->arena, "login:%s", hex);
 	id = keel_rows_value(rows, 0, keel_rows_col(rows, "id"));
 	*account = id != NULL ? id : *spelling;

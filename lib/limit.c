@@ -189,13 +189,53 @@ keel_limit_format(const struct keel_limit_result *res, size_t n,
 	}
 }
 
+/*
+ * keel_limit_login_hash()'s key: BLAKE2b of KEEL_SECRET keyed by a label
+ * of its own, as idem.c derives its fingerprints' ("keel idempotency"),
+ * so neither key says anything of the other or of the secret.  Derived
+ * on first use and kept, like the configuration it comes from, for the
+ * life of the process; again when the secret changes (unit tests switch
+ * secrets; page.c's cursor key does the same).  A secret too long to
+ * compare this way is derived from at every call.
+ */
+static unsigned char	 login_key[crypto_generichash_KEYBYTES];
+static char		 login_secret[128];	/* "" until derived */
+
+static const unsigned char *
+login_hash_key(const char *secret)
+{
+	size_t	 len = strlen(secret);
+
+	if (len == 0 || len >= sizeof(login_secret) ||
+	    strcmp(secret, login_secret) != 0) {
+		crypto_generichash(login_key, sizeof(login_key),
+		    (const unsigned char *)secret, len,
+		    (const unsigned char *)"keel rate logins", 16);
+		if (len < sizeof(login_secret))
+			memcpy(login_secret, secret, len + 1);
+	}
+	return login_key;
+}
+
+void
+keel_limit_login_hash(const char *secret, const char *s, size_t n,
+    char out[KEEL_LIMIT_LOGIN_HEX + 1])
+{
+	unsigned char	 h[KEEL_LIMIT_LOGIN_HEX / 2];
+
+	crypto_generichash(h, sizeof(h), (const unsigned char *)s, n,
+	    login_hash_key(secret), sizeof(login_key));
+	sodium_bin2hex(out, KEEL_LIMIT_LOGIN_HEX + 1, h, sizeof(h));
+}
+
 /* ------------------------------------------------------- the step */
 
 /*
  * The account an auth attempt names ("login" or "email" of its JSON
- * body), lower-cased and hashed; NULL when there is none.  It parses
- * before the limiter decides, so a refused client pays for it too:
- * keel_json_parse() bounds that to a scan (json.h KEEL_JSON_MAXVALUES).
+ * body), lower-cased and hashed (keel_limit_login_hash()); NULL when
+ * there is none.  It parses before the limiter decides, so a refused
+ * client pays for it too: keel_json_parse() bounds that to a scan
+ * (json.h KEEL_JSON_MAXVALUES).
  */
 static const char *
 auth_account(struct keel_req *req)
@@ -203,7 +243,6 @@ auth_account(struct keel_req *req)
 	struct json_object	*doc, *v;
 	const char		*s;
 	char			*low, *out = NULL, err[64];
-	unsigned char		 h[16];
 	size_t			 i, n;
 
 	if (req->body == NULL || keel_json_parse(req->body, req->body_len,
@@ -217,10 +256,8 @@ auth_account(struct keel_req *req)
 		low = keel_arena_strndup(req->arena, s, n);
 		for (i = 0; i < n; i++)
 			low[i] = (char)tolower((unsigned char)low[i]);
-		crypto_generichash(h, sizeof(h), (unsigned char *)low, n,
-		    NULL, 0);
-		out = keel_arena_alloc(req->arena, 2 * sizeof(h) + 1);
-		sodium_bin2hex(out, 2 * sizeof(h) + 1, h, sizeof(h));
+		out = keel_arena_alloc(req->arena, KEEL_LIMIT_LOGIN_HEX + 1);
+		keel_limit_login_hash(req->cfg->secret, low, n, out);
 	}
 	json_object_put(doc);
 	return out;

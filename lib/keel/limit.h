@@ -124,6 +124,19 @@ void		 keel_limit_headers_each(const struct keel_limit_headers *h,
 		    void *arg);
 
 /*
+ * The name a typed login or reset address s[0..n) (folded by the
+ * caller) goes by in the auth limiter's keys, into out: BLAKE2b-128 in
+ * hex, keyed with a key derived from secret (KEEL_SECRET), so that
+ * what Redis and its AOF keep for 15 minutes neither tells who tried to
+ * log in (by hashing the users table) nor lets a password typed into
+ * the login field be searched for offline.  The key is derived once
+ * per process (again when secret changes).  secret and s not NULL.
+ */
+#define KEEL_LIMIT_LOGIN_HEX	32	/* hex digits of such a name */
+void		 keel_limit_login_hash(const char *secret, const char *s,
+		    size_t n, char out[KEEL_LIMIT_LOGIN_HEX + 1]);
+
+/*
  * A check for a caller with a Redis client of its own (the stream
  * process, on hiredis's async API): the limiters of a GET (api, read)
  * by user uid, keyed as keel_limit_check() keys a signed-in user's, so

@@ -12,6 +12,7 @@ stack's own back afterwards.
 """
 
 import concurrent.futures
+import hashlib
 import re
 import uuid
 
@@ -301,3 +302,39 @@ def test_login_takes_no_part_in_idempotency(stack, anon):
         body = redis_cli(stack, "HGET", k, "body")
         assert first.json()["token"] not in body
         assert again.json()["token"] not in body
+
+
+# --------------------------------------------- what a login's name at rest says
+
+def keyed_name(secret, folded):
+    """A folded login's name in the auth limiter's keys (limit.c's
+    keel_limit_login_hash()): BLAKE2b-128 keyed with BLAKE2b-256 of
+    KEEL_SECRET keyed by the label "keel rate logins"."""
+    key = hashlib.blake2b(secret.encode(), key=b"keel rate logins",
+                          digest_size=32).digest()
+    return hashlib.blake2b(folded.encode(), key=key,
+                           digest_size=16).hexdigest()
+
+
+def test_a_typed_login_is_kept_under_a_keyed_hash(stack, anon):
+    """A failed login's buckets name the login by a hash keyed with
+    KEEL_SECRET: what Redis and its AOF keep can't be matched against a
+    guess (the users table, a password typed as the login) without the
+    secret."""
+    typed = "Pa55word-typed-as-login-%s" % uuid.uuid4().hex[:8]
+    with OwnAuth(stack, KEEL_RATELIMIT_AUTH="%d/900" % AUTH_LIMIT):
+        assert login(anon, typed, "wrong").status_code == 401
+    keys = redis_cli(stack, "--scan", "--pattern",
+                     "keel:rate:auth:*").split()
+    plain = hashlib.blake2b(typed.lower().encode(),
+                            digest_size=16).hexdigest()
+    keyed = keyed_name(stack.env["KEEL_SECRET"], typed.lower())
+    assert not [k for k in keys if plain in k], keys
+    # The route's bucket (ASCII-lowered), the lookup's (lower()), and,
+    # no account answering, the account's bucket under the same name.
+    assert "keel:rate:auth:s:login:%s:127.0.0.1" % keyed in keys, keys
+    assert "keel:rate:auth:id:login:%s" % keyed in keys, keys
+    assert [k for k in keys if k.startswith("keel:rate:auth:a:") and
+            k.endswith(":" + keyed)], keys
+    assert keyed != keyed_name("x" * 32, typed.lower())
+

@@ -24,7 +24,6 @@ fails), and the sessions written before the crash still work.
 """
 
 import concurrent.futures
-import hashlib
 import uuid
 
 import pytest
@@ -34,7 +33,8 @@ from helpers import BaseUrlSession, assert_error, request, wait_until
 from rcluster import ClusterError, RedisCluster
 from sse import SSE
 from stack import Stack, StackError
-from test_auth_hardening import AUTH_LIMIT, KELVIN, OwnAuth, auth_fields
+from test_auth_hardening import (AUTH_LIMIT, KELVIN, OwnAuth, auth_fields,
+                                 keyed_name)
 from test_idempotency import (
     max_answers_kept, small_limitapp,
     test_idem_replay_returns_first_answer as idem_replay,
@@ -258,10 +258,10 @@ def test_auth_limit_on_a_signed_in_request_spanning_two_slots(cluster,
 # test_auth_hardening.py's single-Redis tests of them, on the cluster,
 # with each bucket looked at where the cluster keeps it.
 
-def spelling_key(login_folded, addr):
+def spelling_key(stack, login_folded, addr):
     """The bucket of a folded login from addr (auth.c's auth_buckets:
-    BLAKE2b-128, as libsodium's crypto_generichash, of lower(login))."""
-    h = hashlib.blake2b(login_folded.encode(), digest_size=16).hexdigest()
+    lower(login) hashed under a key of stack's KEEL_SECRET)."""
+    h = keyed_name(stack.env["KEEL_SECRET"], login_folded)
     return "keel:rate:auth:{s:login:%s}:%s" % (h, addr)
 
 
@@ -279,7 +279,7 @@ def user_with_buckets_apart(cluster, stack, k=False):
             u["email"] = "kate-%s@e2e.test" % uuid.uuid4().hex[:12]
             stack.psql("UPDATE users SET email = '%s' WHERE id = %d"
                        % (u["email"], u["id"]))
-        if cluster.port_of(spelling_key(u["email"], "x")) != \
+        if cluster.port_of(spelling_key(stack, u["email"], "x")) != \
                 cluster.port_of(account_key(u["id"])):
             return u
     pytest.fail("no user whose buckets are on two nodes")
@@ -323,14 +323,15 @@ def test_cluster_login_spent_email_locks_not_its_account_elsewhere(
     # The email's bucket of this address holds its five failures, on its
     # own node; the account's the same five (the refusals and the
     # successes kept no place), on another.
-    key = spelling_key(u["email"], ip)
+    key = spelling_key(stack, u["email"], ip)
     assert owner(cluster, key) == cluster.port_of(key)
     assert cluster.call("LLEN", key) == str(AUTH_LIMIT)
     acct = account_key(u["id"])
     assert owner(cluster, acct) == cluster.port_of(acct) != \
         cluster.port_of(key)
     assert cluster.call("LLEN", acct) == str(AUTH_LIMIT)
-    assert cluster.call("LLEN", spelling_key(u["email"], elsewhere)) == "0"
+    assert cluster.call("LLEN", spelling_key(stack, u["email"],
+                                             elsewhere)) == "0"
 
 
 def test_cluster_login_account_bucket_holds_over_every_address(cluster,
@@ -357,7 +358,8 @@ def test_cluster_login_account_bucket_holds_over_every_address(cluster,
         assert '"auth";q=7;w=900' in r.headers["RateLimit-Policy"]
     assert cluster.call("LLEN", account_key(u["id"])) == "7"
     for ip in late:
-        assert cluster.call("LLEN", spelling_key(u["email"], ip)) == "0"
+        assert cluster.call("LLEN",
+                            spelling_key(stack, u["email"], ip)) == "0"
 
 
 def test_cluster_login_counts_say_nothing_of_which_logins_are_one(

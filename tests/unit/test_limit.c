@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: ISC */
 /*
  * test_limit.c -- unit tests for the pure parts of limit.c, cache.c and
- * idem.c: the RateLimit header values, cache keys and idempotency keys.
+ * idem.c: the RateLimit header values, cache keys, idempotency keys and
+ * the auth limiter's names for logins.
  * (Limiter settings are config.c's: test_config.c; client addresses are
  * addr.c's: test_addr.c.)
  */
@@ -15,6 +16,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <sodium.h>
 
 #include "keel/cache.h"
 #include "keel/idem.h"
@@ -157,6 +159,47 @@ test_idem_keys(void **state)
 	assert_true(keel_idem_key_valid(k));
 }
 
+#define SECRET_A	"0123456789abcdef0123456789abcdef"
+#define SECRET_B	"fedcba9876543210fedcba9876543210"
+
+/* The unkeyed BLAKE2b-128 the auth limiter's keys once named logins by. */
+static void
+unkeyed(const char *s, char out[KEEL_LIMIT_LOGIN_HEX + 1])
+{
+	unsigned char	 h[KEEL_LIMIT_LOGIN_HEX / 2];
+
+	crypto_generichash(h, sizeof(h), (const unsigned char *)s, strlen(s),
+	    NULL, 0);
+	sodium_bin2hex(out, KEEL_LIMIT_LOGIN_HEX + 1, h, sizeof(h));
+}
+
+static void
+test_login_names_are_keyed_by_the_secret(void **state)
+{
+	const char	*login = "ann@example.com";
+	char		 a[KEEL_LIMIT_LOGIN_HEX + 1], b[KEEL_LIMIT_LOGIN_HEX + 1];
+	char		 again[KEEL_LIMIT_LOGIN_HEX + 1];
+	char		 plain[KEEL_LIMIT_LOGIN_HEX + 1];
+	size_t		 i;
+
+	(void)state;
+	keel_limit_login_hash(SECRET_A, login, strlen(login), a);
+	assert_int_equal(strlen(a), KEEL_LIMIT_LOGIN_HEX);
+	for (i = 0; i < KEEL_LIMIT_LOGIN_HEX; i++)
+		assert_non_null(strchr("0123456789abcdef", a[i]));
+	/* Not what anyone can compute from a guess of the login ... */
+	unkeyed(login, plain);
+	assert_string_not_equal(a, plain);
+	/* ... and another secret's name for it is another name. */
+	keel_limit_login_hash(SECRET_B, login, strlen(login), b);
+	assert_string_not_equal(a, b);
+	/* The same secret names it alike (the key is rebuilt, not lost). */
+	keel_limit_login_hash(SECRET_A, login, strlen(login), again);
+	assert_string_equal(a, again);
+	keel_limit_login_hash(SECRET_A, "ann@example.co", 14, again);
+	assert_string_not_equal(a, again);
+}
+
 int
 main(void)
 {
@@ -165,6 +208,7 @@ main(void)
 		cmocka_unit_test(test_call_args),
 		cmocka_unit_test(test_cache_keys),
 		cmocka_unit_test(test_idem_keys),
+		cmocka_unit_test(test_login_names_are_keyed_by_the_secret),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
