@@ -96,11 +96,39 @@ keel_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
 	return true;
 }
 
+/*
+ * True when p starts a code point keel_text_one_line() refuses past
+ * ASCII: a C1 control U+0080-009F (C2 80-9F; U+0085 NEL ends a line,
+ * U+009B is an 8-bit CSI that terminals take for ESC [), the line and
+ * paragraph separators U+2028-2029 (E2 80 A8-A9), the bidi embeddings
+ * and overrides U+202A-202E (E2 80 AA-AE) and isolates U+2066-2069
+ * (E2 81 A6-A9; Unicode TR #9 §2), which turn the text shown after a
+ * name around: one user's name would rewrite a leaderboard line, a
+ * notification or an email someone else reads.  The callers' strings
+ * are NUL-terminated, so a byte is read only when the one before it
+ * matched (and is not NUL).
+ */
+static bool
+not_one_line_utf8(const unsigned char *p)
+{
+	if (p[0] == 0xc2)
+		return p[1] >= 0x80 && p[1] <= 0x9f;
+	if (p[0] != 0xe2)
+		return false;
+	if (p[1] == 0x80)
+		return p[2] >= 0xa8 && p[2] <= 0xae;
+	if (p[1] == 0x81)
+		return p[2] >= 0xa6 && p[2] <= 0xa9;
+	return false;
+}
+
 bool
 keel_text_one_line(const char *s)
 {
-	for (; *s != '\0'; s++)
-		if ((unsigned char)*s < ' ' || *s == 0x7f)
+	const unsigned char	*p = (const unsigned char *)s;
+
+	for (; *p != '\0'; p++)
+		if (*p < ' ' || *p == 0x7f || not_one_line_utf8(p))
 			return false;
 	return true;
 }

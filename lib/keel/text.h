@@ -26,7 +26,13 @@ size_t		 keel_utf8_chars(const char *s);
 bool		 keel_parse_int64(const char *s, int64_t min, int64_t max,
 		    int64_t *out);
 
-/* True when s holds no control character (C0 or DEL): one line of text. */
+/*
+ * True when s holds one line of text that shows as it reads: no control
+ * character (C0, DEL, C1 U+0080-009F), no line or paragraph separator
+ * (U+2028-2029) and no bidi embedding, override or isolate (U+202A-202E,
+ * U+2066-2069).  Other code points, bidi marks (U+200E-200F) among
+ * them, are left alone.  s is not NULL.
+ */
 bool		 keel_text_one_line(const char *s);
 
 /*

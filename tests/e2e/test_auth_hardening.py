@@ -16,9 +16,9 @@ import hashlib
 import re
 import uuid
 
-from accounts import PASSWORD, make_user
-from helpers import (post_from, redis_cli, request, spawn_app, stop_app,
-                     wait_until)
+from accounts import PASSWORD, make_user, session_for
+from helpers import (assert_error, car_body, post_from, redis_cli, request,
+                     spawn_app, stop_app, wait_until)
 
 AUTH_LIMIT = 5
 
@@ -338,3 +338,42 @@ def test_a_typed_login_is_kept_under_a_keyed_hash(stack, anon):
             k.endswith(":" + keyed)], keys
     assert keyed != keyed_name("x" * 32, typed.lower())
 
+
+# ------------------------------------------------ names shown to other users
+
+# keel_text_one_line(): besides C0 and DEL, the C1 controls (NEL, an 8-bit
+# CSI), the line and paragraph separators and the bidi embeddings,
+# overrides and isolates, which reach leaderboards, notifications and
+# emails other people read.
+NOT_ONE_LINE = ["\u0080", "\u0085", "\u009b", "\u009f", "\u2028", "\u2029",
+                "\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066",
+                "\u2067", "\u2068", "\u2069"]
+ONE_LINE_MSG = "must be one line, without control characters"
+
+
+def test_a_name_with_a_c1_or_bidi_control_is_refused(stack, anon):
+    u, h = session_for(stack, anon, "customer")
+    for c in NOT_ONE_LINE:
+        r = anon.patch("/api/users/%d" % u["id"],
+                       json={"name": "Ann" + c + "evil"}, headers=h)
+        body = assert_error(r, 422, "validation_failed")
+        assert body["fields"] == {"name": ONE_LINE_MSG}, (hex(ord(c)), body)
+    assert stack.psql("SELECT name FROM users WHERE id = %d"
+                      % u["id"]) == u["name"]
+    # Names in any script, and a bidi mark, are still names.
+    for ok in ("Zo\u00eb \u00dcnal", "\u05e9\u05e8\u05d4 \u200e",
+               "\u5c71\u7530"):
+        r = anon.patch("/api/users/%d" % u["id"], json={"name": ok},
+                       headers=h)
+        assert r.status_code == 200 and r.json()["name"] == ok, r.text
+
+
+def test_a_car_maker_with_a_c1_or_bidi_control_is_refused(http):
+    for c in NOT_ONE_LINE:
+        r = http.post("/api/cars", json=car_body(
+            manufacturer="Volvo" + c + "x"))
+        body = assert_error(r, 422, "validation_failed")
+        assert body["fields"] == {"manufacturer": ONE_LINE_MSG}, (
+            hex(ord(c)), body)
+    r = http.post("/api/cars", json=car_body(manufacturer="\u0160koda"))
+    assert r.status_code == 201, r.text

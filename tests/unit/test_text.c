@@ -308,6 +308,50 @@ test_one_line_refuses_control_characters(void **state)
 	assert_false(keel_text_one_line("del\x7f"));
 }
 
+/* "a<c>b" with code point c as UTF-8, into buf. */
+static const char *
+around(char buf[8], unsigned int c)
+{
+	if (c < 0x800)
+		snprintf(buf, 8, "a%c%cb", (int)(0xc0 | (c >> 6)),
+		    (int)(0x80 | (c & 0x3f)));
+	else
+		snprintf(buf, 8, "a%c%c%cb", (int)(0xe0 | (c >> 12)),
+		    (int)(0x80 | ((c >> 6) & 0x3f)), (int)(0x80 | (c & 0x3f)));
+	return buf;
+}
+
+static void
+test_one_line_refuses_c1_separators_and_bidi_controls(void **state)
+{
+	char		 buf[8];
+	unsigned int	 c;
+
+	(void)state;
+	/* C1: U+0085 NEL ends a line, U+009B is an 8-bit CSI. */
+	for (c = 0x80; c <= 0x9f; c++)
+		assert_false(keel_text_one_line(around(buf, c)));
+	/* Separators, bidi embeddings and overrides, isolates. */
+	for (c = 0x2028; c <= 0x202e; c++)
+		assert_false(keel_text_one_line(around(buf, c)));
+	for (c = 0x2066; c <= 0x2069; c++)
+		assert_false(keel_text_one_line(around(buf, c)));
+	/* Their neighbours are text: NBSP, ÿ, ‧, NNBSP, WJ, U+206A. */
+	assert_true(keel_text_one_line(around(buf, 0xa0)));
+	assert_true(keel_text_one_line(around(buf, 0xff)));
+	assert_true(keel_text_one_line(around(buf, 0x2027)));
+	assert_true(keel_text_one_line(around(buf, 0x202f)));
+	assert_true(keel_text_one_line(around(buf, 0x2060)));
+	assert_true(keel_text_one_line(around(buf, 0x206a)));
+	/* A bidi mark (LRM) and names in other scripts stay allowed. */
+	assert_true(keel_text_one_line(around(buf, 0x200e)));
+	assert_true(keel_text_one_line("\xd7\xa9\xd7\xa8\xd7\x94 "
+	    "\xe5\xb1\xb1\xe7\x94\xb0 \xf0\x9f\x9a\x97"));
+	/* One at the very end of the string. */
+	assert_false(keel_text_one_line("Ann\xe2\x80\xae"));
+	assert_false(keel_text_one_line("Ann\xc2\x85"));
+}
+
 static void
 test_text_int_matches_printf(void **state)
 {
@@ -432,6 +476,8 @@ main(void)
 		cmocka_unit_test(test_parse_int64_bounds_inclusive),
 		cmocka_unit_test(test_utf8_chars_counts_code_points),
 		cmocka_unit_test(test_one_line_refuses_control_characters),
+		cmocka_unit_test(
+		    test_one_line_refuses_c1_separators_and_bidi_controls),
 		cmocka_unit_test(test_text_int_matches_printf),
 		cmocka_unit_test(test_text_copy_matches_snprintf),
 		cmocka_unit_test(test_text_each_trims_and_skips_empty),
