@@ -36,6 +36,19 @@ static const struct keel_query q_outbox_age = { .name = "metrics_outbox_age",
 	"0)::float8 AS age FROM outbox WHERE pushed_at IS NULL",
 	.target = KEEL_DB_PRIMARY };
 
+/* Whether req carries a forwarding header other than X-Forwarded-For. */
+static bool
+forwarded_otherwise(struct keel_req *req)
+{
+	const char *const	*h;
+	const char		*v;
+
+	for (h = keel_addr_forward_headers; *h != NULL; h++)
+		if ((v = keel_http_header(req, *h)) != NULL && *v != '\0')
+			return true;
+	return false;
+}
+
 /*
  * The client is this host, or the scraper knows the token.  The client,
  * not the peer: behind a proxy on this host (HAProxy, TRUSTED_PROXIES)
@@ -48,7 +61,8 @@ allowed(struct keel_req *req)
 	size_t		 n;
 
 	if (keel_addr_client_local(&req->cfg->client, req->remote_addr,
-	    keel_http_header(req, "X-Forwarded-For")))
+	    keel_http_header(req, "X-Forwarded-For"),
+	    forwarded_otherwise(req)))
 		return true;
 	if (*tok == '\0' ||
 	    (authz = keel_http_header(req, "Authorization")) == NULL ||

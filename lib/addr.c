@@ -198,15 +198,26 @@ keel_addr_last_hop_trusted(const struct keel_addr_rule *rule, const char *xff)
 	return ip_parse(s, (size_t)(end - s), ip, &v4) && trusted(rule, ip);
 }
 
+/*
+ * Host and Proto name no client, but a proxy that sets only them (or
+ * only X-Real-IP) would otherwise pass off everyone it forwards as
+ * this host.
+ */
+const char *const keel_addr_forward_headers[] = {
+	"Forwarded", "X-Real-IP", "X-Forwarded-Host", "X-Forwarded-Proto",
+	NULL
+};
+
 bool
 keel_addr_client_local(const struct keel_addr_rule *rule, const char *remote,
-    const char *xff)
+    const char *xff, bool other)
 {
 	static const unsigned char loop6[16] = { [15] = 1 };
 	unsigned char	 ip[16];
 	bool		 v4;
 
-	if (remote == NULL || !ip_parse(remote, strlen(remote), ip, &v4))
+	if (other || remote == NULL ||
+	    !ip_parse(remote, strlen(remote), ip, &v4))
 		return false;
 	if (xff != NULL && *xff != '\0') {
 		/* Forwarded: by a proxy we don't believe, for someone we

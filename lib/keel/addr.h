@@ -71,14 +71,25 @@ bool		 keel_addr_client(const struct keel_addr_rule *rule,
 		    char out[KEEL_ADDR_MAX]);
 
 /*
+ * The request headers besides X-Forwarded-For that a proxy forwarding a
+ * request sets (RFC 7239's Forwarded; X-Real-IP; X-Forwarded-Host and
+ * -Proto), NULL-terminated.  keel reads the client from none of them:
+ * a request carrying one was forwarded by something that names its
+ * client in a way keel doesn't read.
+ */
+extern const char *const keel_addr_forward_headers[];
+
+/*
  * True when the client, found as keel_addr_client() finds it (through
  * the trusted proxies' X-Forwarded-For), is this host: 127.0.0.0/8 or
  * ::1.  A request a local proxy forwards for someone else is not local,
  * and neither is one forwarded by a proxy not trusted (a non-empty xff
- * from an untrusted peer: the client can't be known).  False for a
+ * from an untrusted peer: the client can't be known), nor one with
+ * other set (it carries a non-empty keel_addr_forward_headers[] header,
+ * trusted peer or not: its client can't be known either).  False for a
  * peer that is no address.
  */
 bool		 keel_addr_client_local(const struct keel_addr_rule *rule,
-		    const char *remote, const char *xff);
+		    const char *remote, const char *xff, bool other);
 
 #endif /* KEEL_ADDR_H */

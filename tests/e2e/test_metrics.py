@@ -16,7 +16,7 @@ import time
 import pytest
 
 from accounts import bearer, login, make_user
-from helpers import BaseUrlSession, wait_until
+from helpers import BaseUrlSession, request, wait_until
 from stack import alive
 from test_serve import fcgi_get, fcgi_request
 
@@ -319,3 +319,57 @@ def test_the_file_count_stays_fixed_over_1000_recycles(stack, tmp_path):
                                             "testapp.metrics"]
     finally:
         stop(m)
+
+
+# ------------------------------- forwarded by other headers than X-Forwarded-For
+
+# lib/addr.c's keel_addr_forward_headers: keel reads the client only from
+# X-Forwarded-For, so a request that names its client any other way, or
+# says it was forwarded at all, is not "from this host".
+OTHER_FORWARDING = {
+    "Forwarded": "for=203.0.113.7;proto=https",
+    "X-Real-IP": "203.0.113.7",
+    "X-Forwarded-Host": "keel.example",
+    "X-Forwarded-Proto": "https",
+}
+
+
+def test_any_forwarding_header_from_loopback_needs_the_token(stack, tmp_path):
+    """From a loopback peer, each of Forwarded, X-Real-IP,
+    X-Forwarded-Host and X-Forwarded-Proto makes the request a forwarded
+    one: 403 without the token, trusted proxy or not, and 200 with it;
+    the same peer without them is this host (200)."""
+    tok = "t" * 40
+    for i, trusted in enumerate(("", "127.0.0.1")):
+        p, sock = spawn_app(stack, tmp_path, "fcgi-apps/keel-metrics",
+                            "metrics-%d" % i, KEEL_METRICS_TOKEN=tok,
+                            TRUSTED_PROXIES=trusted)
+        try:
+            def get(headers):
+                return fcgi_request(sock, "GET", "/api/metrics",
+                                    headers=headers,
+                                    remote_addr="127.0.0.1")[0]
+
+            assert get({}) == 200
+            for name, v in OTHER_FORWARDING.items():
+                assert get({name: v}) == 403, (trusted, name)
+                assert get({name: v, "X-Forwarded-For": "127.0.0.1"}) \
+                    == 403, (trusted, name)
+                assert get({name: v, "Authorization": "Bearer " + tok}) \
+                    == 200, (trusted, name)
+                # An empty header names no one, as an empty XFF doesn't.
+                assert get({name: ""}) == 200, (trusted, name)
+        finally:
+            stop(p)
+
+
+def test_a_forwarded_header_through_lighttpd_needs_the_token(stack):
+    """The stack's own /api/metrics, asked from this host through
+    lighttpd: plain, 200; claiming to be forwarded, 403."""
+    assert request("GET", stack.url("/api/metrics"),
+                   timeout=10).status_code == 200
+    for name, v in OTHER_FORWARDING.items():
+        r = request("GET", stack.url("/api/metrics"), headers={name: v},
+                    timeout=10)
+        assert r.status_code == 403, (name, r.status_code)
+        assert r.json()["error"] == "forbidden"

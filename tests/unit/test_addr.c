@@ -147,18 +147,28 @@ test_last_hop_trusted(void **state)
 	free(rule.trusted);
 }
 
-/* Whether the client of remote and xff, with trusted, is this host. */
+/*
+ * Whether the client of remote and xff, with trusted, is this host;
+ * other: another forwarding header came too.
+ */
 static bool
-local(const char *remote, const char *xff, const char *trusted)
+local_other(const char *remote, const char *xff, const char *trusted,
+    bool other)
 {
 	struct keel_addr_rule	 rule = { .v6_prefix = 56 };
 	bool			 r;
 
 	assert_true(keel_addr_nets_parse(trusted, &rule.trusted,
 	    &rule.ntrusted));
-	r = keel_addr_client_local(&rule, remote, xff);
+	r = keel_addr_client_local(&rule, remote, xff, other);
 	free(rule.trusted);
 	return r;
+}
+
+static bool
+local(const char *remote, const char *xff, const char *trusted)
+{
+	return local_other(remote, xff, trusted, false);
 }
 
 static void
@@ -187,6 +197,28 @@ test_client_local(void **state)
 	assert_false(local("192.0.2.7", "127.0.0.1", "127.0.0.1"));
 }
 
+static void
+test_client_local_forwarded_otherwise(void **state)
+{
+	size_t	 i;
+
+	(void)state;
+	/* Forwarded, X-Real-IP, X-Forwarded-Host/-Proto from loopback:
+	 * forwarded by something naming its client in a way we don't
+	 * read, trusted or not, with or without X-Forwarded-For. */
+	assert_false(local_other("127.0.0.1", NULL, "", true));
+	assert_false(local_other("::1", NULL, "", true));
+	assert_false(local_other("127.0.0.1", NULL, "127.0.0.1", true));
+	assert_false(local_other("127.0.0.1", "127.0.0.1", "127.0.0.1",
+	    true));
+	assert_true(local_other("127.0.0.1", NULL, "", false));
+	for (i = 0; keel_addr_forward_headers[i] != NULL; i++)
+		continue;
+	assert_int_equal(i, 4);
+	assert_string_equal(keel_addr_forward_headers[0], "Forwarded");
+	assert_string_equal(keel_addr_forward_headers[1], "X-Real-IP");
+}
+
 int
 main(void)
 {
@@ -198,6 +230,7 @@ main(void)
 		cmocka_unit_test(test_addr_forwarded),
 		cmocka_unit_test(test_last_hop_trusted),
 		cmocka_unit_test(test_client_local),
+		cmocka_unit_test(test_client_local_forwarded_otherwise),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
