@@ -145,38 +145,69 @@ prefix(char *line, enum keel_log_level level)
 }
 
 /*
+ * How many of the bytes at p[0..n) emit() writes as \xNN: 1 for a C0
+ * control or DEL, 2 for a C1 control in UTF-8 (U+0080-U+009F: NEL, the
+ * 8-bit CSI a terminal acts on), 1 for a byte no UTF-8 sequence starts
+ * with where one must start (a stray 0x80-0xbf: a raw C1 to an 8-bit
+ * terminal); 0 for a byte to write as it is.  *cont counts the
+ * continuation bytes the last lead byte asked for.
+ */
+static size_t
+unsafe(const unsigned char *p, size_t n, int *cont)
+{
+	if (p[0] >= 0x80 && p[0] <= 0xbf) {
+		if (*cont == 0)
+			return 1;
+		(*cont)--;
+		return 0;
+	}
+	*cont = p[0] >= 0xf0 ? 3 : p[0] >= 0xe0 ? 2 : p[0] >= 0xc0 ? 1 : 0;
+	if (p[0] < 0x20 || p[0] == 0x7f)
+		return 1;
+	if (p[0] == 0xc2 && n > 1 && p[1] >= 0x80 && p[1] <= 0x9f) {
+		*cont = 0;
+		return 2;
+	}
+	return 0;
+}
+
+/*
  * line[0..len) and a newline, in one write, so concurrent workers' lines
- * stay whole.  A control byte that got this far (a value a caller didn't
- * pass through keel_log_escape(): a job key from Redis, a server's
- * message) is written as keel_log_escape() writes it, so no value can end
- * the line or forge the next one.  If stderr is gone there is nowhere
- * left to report that.
+ * stay whole.  A control that got this far (a value a caller didn't pass
+ * through keel_log_escape(): a job key from Redis, a server's message),
+ * C0, DEL or C1 (unsafe()), is written as keel_log_escape() writes it, so
+ * no value can end the line, forge the next one or drive the terminal
+ * that shows it.  If stderr is gone there is nowhere left to report that.
  */
 static void
 emit(char *line, size_t len, int saved)
 {
 	static const char hex[] = "0123456789abcdef";
+	const unsigned char *u = (const unsigned char *)line;
 	char		 esc[LINE_MAX_LEN * 4 + 1];
 	char		*out = line;
-	size_t		 i, o = 0;
-	unsigned char	 c;
+	size_t		 i, j, k, o = 0;
+	int		 cont = 0;
 
 	if (len > LINE_MAX_LEN - 1)
 		len = LINE_MAX_LEN - 1;	/* a would-be length, cut */
 	for (i = 0; i < len; i++)
-		if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
+		if (unsafe(u + i, len - i, &cont) > 0)
 			break;
 	if (i < len) {
-		memcpy(esc, line, i);
-		for (o = i; i < len; i++) {
-			c = (unsigned char)line[i];
-			if (c < 0x20 || c == 0x7f) {
+		/* Again from the start: the escape needs each byte's state. */
+		for (cont = 0, i = 0; i < len; i += k) {
+			if ((k = unsafe(u + i, len - i, &cont)) == 0) {
+				esc[o++] = line[i];
+				k = 1;
+				continue;
+			}
+			for (j = 0; j < k; j++) {
 				esc[o++] = '\\';
 				esc[o++] = 'x';
-				esc[o++] = hex[c >> 4];
-				esc[o++] = hex[c & 0xf];
-			} else
-				esc[o++] = (char)c;
+				esc[o++] = hex[u[i + j] >> 4];
+				esc[o++] = hex[u[i + j] & 0xf];
+			}
 		}
 		out = esc;
 		len = o;

@@ -96,6 +96,32 @@ test_log_control_bytes_are_escaped_on_the_way_out(void **state)
 	free(out);
 }
 
+static void
+write_c1(void)
+{
+	keel_log_init("drain", KEEL_LOG_INFO);
+	keel_log_info("k=%s", "\xc2\x9b[2J \xc2\x85 \x9b \xc3\xa9 \xe2\x82\xac "
+	    "\xc2\xa0");
+}
+
+/*
+ * C1 controls, as UTF-8 (U+009B, U+0085) or a raw stray byte, are escaped;
+ * characters whose bytes merely include 0x80-0x9f (U+20AC) are not.
+ */
+static void
+test_log_c1_controls_are_escaped_other_utf8_is_not(void **state)
+{
+	char	*out, want[192];
+
+	(void)state;
+	out = captured(write_c1);
+	snprintf(want, sizeof(want), "drain[%ld] info k=\\xc2\\x9b[2J "
+	    "\\xc2\\x85 \\x9b \xc3\xa9 \xe2\x82\xac \xc2\xa0\n",
+	    (long)getpid());
+	assert_string_equal(out, want);
+	free(out);
+}
+
 static char	 huge[3000];
 
 static void
@@ -136,6 +162,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_log_text_is_written_as_is_after_the_prefix),
 		cmocka_unit_test(test_log_control_bytes_are_escaped_on_the_way_out),
+		cmocka_unit_test(test_log_c1_controls_are_escaped_other_utf8_is_not),
 		cmocka_unit_test(test_log_lines_stay_inside_their_buffer),
 	};
 
