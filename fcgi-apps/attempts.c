@@ -521,7 +521,8 @@ out:
 #define STUDENT_OR_STAFF	(KEEL_ACCESS_STAFF | KEEL_ROLE_STUDENT)
 static const struct keel_route attempts_routes[] = {
 	{ .method = "GET", .pattern = "/api/attempts",
-	    .handler = attempts_list, .access = STUDENT_OR_STAFF },
+	    .handler = attempts_list, .access = STUDENT_OR_STAFF,
+	    .query = KEEL_QUERY_HANDLER },
 	{ .method = "GET", .pattern = "/api/attempts/{id:int}",
 	    .handler = attempts_get, .access = STUDENT_OR_STAFF },
 	{ .method = "POST", .pattern = "/api/attempts/{id:int}/submit",

@@ -267,7 +267,8 @@ cars_archive(struct keel_req *req)
 
 static const struct keel_route cars_routes[] = {
 	{ .method = "GET", .pattern = "/api/cars", .handler = cars_list,
-	    .access = KEEL_ACCESS_USER, .cache = CARS_CACHE },
+	    .access = KEEL_ACCESS_USER, .cache = CARS_CACHE,
+	    .query = KEEL_QUERY_HANDLER },
 	{ .method = "POST", .pattern = "/api/cars", .handler = cars_create,
 	    .access = KEEL_ACCESS_STAFF },
 	{ .method = "GET", .pattern = "/api/cars/{id:int}",

@@ -396,7 +396,8 @@ contracts_patch(struct keel_req *req)
 #define STAFF_OR_OWNER	(KEEL_ACCESS_STAFF | KEEL_ROLE_CUSTOMER)
 static const struct keel_route contracts_routes[] = {
 	{ .method = "GET", .pattern = "/api/contracts",
-	    .handler = contracts_list, .access = STAFF_OR_OWNER },
+	    .handler = contracts_list, .access = STAFF_OR_OWNER,
+	    .query = KEEL_QUERY_HANDLER },
 	{ .method = "POST", .pattern = "/api/contracts",
 	    .handler = contracts_create, .access = KEEL_ACCESS_STAFF },
 	{ .method = "GET", .pattern = "/api/contracts/{id:int}",

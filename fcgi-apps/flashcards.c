@@ -290,11 +290,13 @@ flashcards_review(struct keel_req *req)
  */
 static const struct keel_route flashcards_routes[] = {
 	{ .method = "GET", .pattern = "/api/flashcards",
-	    .handler = flashcards_list, .access = KEEL_ACCESS_USER },
+	    .handler = flashcards_list, .access = KEEL_ACCESS_USER,
+	    .query = KEEL_QUERY_HANDLER },
 	{ .method = "POST", .pattern = "/api/flashcards",
 	    .handler = flashcards_create, .access = KEEL_ACCESS_USER },
 	{ .method = "GET", .pattern = "/api/flashcards/due",
-	    .handler = flashcards_due, .access = KEEL_ACCESS_USER },
+	    .handler = flashcards_due, .access = KEEL_ACCESS_USER,
+	    .query = KEEL_QUERY_HANDLER },
 	{ .method = "GET", .pattern = "/api/flashcards/{id:int}",
 	    .handler = flashcards_get, .access = KEEL_ACCESS_USER },
 	{ .method = "PATCH", .pattern = "/api/flashcards/{id:int}",

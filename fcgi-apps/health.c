@@ -255,9 +255,11 @@ health_live(struct keel_req *req)
 
 static const struct keel_route health_routes[] = {
 	{ .method = "GET", .pattern = "/health", .handler = health_get,
-	    .access = KEEL_ACCESS_ANYONE, .limit = KEEL_LIMIT_CLASS_NONE },
+	    .access = KEEL_ACCESS_ANYONE, .limit = KEEL_LIMIT_CLASS_NONE,
+	    .query = KEEL_QUERY_IGNORED },
 	{ .method = "GET", .pattern = "/health/live", .handler = health_live,
-	    .access = KEEL_ACCESS_ANYONE, .limit = KEEL_LIMIT_CLASS_NONE },
+	    .access = KEEL_ACCESS_ANYONE, .limit = KEEL_LIMIT_CLASS_NONE,
+	    .query = KEEL_QUERY_IGNORED },
 };
 
 int

@@ -353,9 +353,10 @@ static const struct keel_route lb_routes[] = {
 	{ .method = "GET", .pattern = "/api/leaderboard", .handler = lb_list,
 	    .access = KEEL_ACCESS_USER, .cache = { .ns = "leaderboard",
 	    .ttl = KEEL_CACHE_TTL_LEADERBOARD, .key = lb_cache_key,
-	    .ns_of = lb_cache_ns } },
+	    .ns_of = lb_cache_ns }, .query = KEEL_QUERY_HANDLER },
 	{ .method = "GET", .pattern = "/api/leaderboard/me",
-	    .handler = lb_me, .access = KEEL_ACCESS_USER },
+	    .handler = lb_me, .access = KEEL_ACCESS_USER,
+	    .query = KEEL_QUERY_HANDLER },
 };
 
 int

@@ -168,7 +168,8 @@ metrics_get(struct keel_req *req)
 
 static const struct keel_route metrics_routes[] = {
 	{ .method = "GET", .pattern = "/api/metrics", .handler = metrics_get,
-	    .access = KEEL_ACCESS_ANYONE, .limit = KEEL_LIMIT_CLASS_NONE },
+	    .access = KEEL_ACCESS_ANYONE, .limit = KEEL_LIMIT_CLASS_NONE,
+	    .query = KEEL_QUERY_IGNORED },
 };
 
 int

@@ -377,7 +377,7 @@ bank_archive(struct keel_req *req)
 static const struct keel_route bank_routes[] = {
 	{ .method = "GET", .pattern = "/api/question-bank",
 	    .handler = bank_list, .access = KEEL_ACCESS_USER,
-	    .cache = BANK_CACHE },
+	    .cache = BANK_CACHE, .query = KEEL_QUERY_HANDLER },
 	{ .method = "POST", .pattern = "/api/question-bank",
 	    .handler = bank_create, .access = KEEL_ACCESS_STAFF },
 	{ .method = "GET", .pattern = "/api/question-bank/{id:int}",

@@ -120,7 +120,8 @@ routes_preload(void)
 
 static const struct keel_route routes_routes[] = {
 	{ .method = "GET", .pattern = "/routes", .handler = routes_get,
-	    .access = KEEL_ACCESS_ANYONE, .limit = KEEL_LIMIT_CLASS_NONE },
+	    .access = KEEL_ACCESS_ANYONE, .limit = KEEL_LIMIT_CLASS_NONE,
+	    .query = KEEL_QUERY_IGNORED },
 };
 
 int

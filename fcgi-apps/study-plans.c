@@ -299,7 +299,8 @@ plans_delete(struct keel_req *req)
 /* Owner-private: any signed-in user, on their own plans only. */
 static const struct keel_route plans_routes[] = {
 	{ .method = "GET", .pattern = "/api/study-plans",
-	    .handler = plans_list, .access = KEEL_ACCESS_USER },
+	    .handler = plans_list, .access = KEEL_ACCESS_USER,
+	    .query = KEEL_QUERY_HANDLER },
 	{ .method = "POST", .pattern = "/api/study-plans",
 	    .handler = plans_create, .access = KEEL_ACCESS_USER },
 	{ .method = "GET", .pattern = "/api/study-plans/{id:int}",

@@ -471,7 +471,7 @@ tests_attempt(struct keel_req *req)
 /* Never cached: what a test shows depends on the caller's role. */
 static const struct keel_route tests_routes[] = {
 	{ .method = "GET", .pattern = "/api/tests", .handler = tests_list,
-	    .access = KEEL_ACCESS_USER },
+	    .access = KEEL_ACCESS_USER, .query = KEEL_QUERY_HANDLER },
 	{ .method = "POST", .pattern = "/api/tests", .handler = tests_create,
 	    .access = KEEL_ACCESS_STAFF },
 	{ .method = "GET", .pattern = "/api/tests/{id:int}",

@@ -502,7 +502,7 @@ users_deactivate(struct keel_req *req)
 
 static const struct keel_route users_routes[] = {
 	{ .method = "GET", .pattern = "/api/users", .handler = users_list,
-	    .access = KEEL_ROLE_ADMIN },
+	    .access = KEEL_ROLE_ADMIN, .query = KEEL_QUERY_HANDLER },
 	{ .method = "POST", .pattern = "/api/users", .handler = users_create,
 	    .access = KEEL_ROLE_ADMIN },
 	{ .method = "GET", .pattern = "/api/users/{id:int}",

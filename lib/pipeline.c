@@ -2,10 +2,11 @@
 /*
  * pipeline.c -- the steps between a request and its handler.
  *
- * Each step is a module's (limit, auth, idem, cache) and reads what it
- * needs off the matched route's row: its limiter class, its roles, its
- * cache namespace.  The steps know nothing of each other; this file is
- * the one place that knows their order and glues their round trips:
+ * Each step is a module's (limit, auth, http's query check, idem,
+ * cache) and reads what it needs off the matched route's row: its
+ * limiter class, its roles, the query it takes, its cache namespace.
+ * The steps know nothing of each other; this file is the one place
+ * that knows their order and glues their round trips:
  * the cache lookup of a cached GET is sent first, then the limiter's
  * script runs auth's session read in passing, so a cached GET waits for
  * one round trip, not three.
@@ -94,6 +95,21 @@ handle(struct keel_req *req, const struct keel_route *r)
 }
 
 /*
+ * A route that takes no query refuses every parameter here, with the
+ * 400 a list gives an unknown filter (keel_http_query_known), before the
+ * idempotency record, the cache and the handler: a client's ?dryRun=1
+ * must not become a real write.  It runs after the limiter and auth, as
+ * a handler's own 400 would: it counts, and a 401 or 403 comes first.
+ */
+static enum keel_step
+query_step(struct keel_req *req, const struct keel_route *r)
+{
+	if (r->query != KEEL_QUERY_NONE)
+		return KEEL_STEP_GO;
+	return keel_http_query_known(req, NULL, 0, NULL);
+}
+
+/*
  * Server-Timing: db;dur=<ms, 2 decimals>;desc="<n> queries" (W3C), so
  * N+1 queries show in any client's tools.  Built without printf: its
  * floating point was a visible share of a cached GET.
@@ -151,6 +167,8 @@ run(struct keel_req *req, const struct keel_route *r)
 	else if (keel_auth_step_identify(req, ride.key,
 	    ride.ran ? ride.vals : NULL, ride.n) != KEEL_STEP_GO ||
 	    keel_auth_step_authorize(req) != KEEL_STEP_GO)
+		goto out;
+	if (query_step(req, r) != KEEL_STEP_GO)
 		goto out;
 	/* Its row says whether it takes part (router.h: no_idem, secret),
 	 * never its limiter class: a logout, of the default class, replayed

@@ -50,6 +50,26 @@ enum keel_limit_class {
 };
 
 /*
+ * What a route takes in its query string.  A parameter a route doesn't
+ * take, or one given twice, is 400 validation_failed naming it
+ * (docs/openapi.yaml): a client's ?dryRun=1 or ?force=true must never
+ * be ignored on its way to a real write.
+ */
+enum keel_route_query {
+	KEEL_QUERY_NONE = 0,		/* none: the pipeline refuses every
+					   parameter, before anything runs */
+	KEEL_QUERY_HANDLER,		/* its own: the handler refuses what
+					   it doesn't take (a list's filters
+					   and paging, keel_res_filters; the
+					   leaderboard's fields) through
+					   keel_http_query_known */
+	KEEL_QUERY_IGNORED,		/* reads what it takes and ignores
+					   the rest: the operators' probes
+					   (/health, /routes, /metrics), the
+					   e2e test apps' knobs (?ms=) */
+};
+
+/*
  * A GET whose 200 answers are cached (cache.h, keel_cache_serve): the
  * handler fills what is stored; the pipeline sends the lookup before
  * the Redis round trip of limits and session, so the two overlap.
@@ -81,6 +101,7 @@ struct keel_route {
 						   KEEL_ACCESS_ANYONE */
 	enum keel_limit_class	 limit;
 	struct keel_route_cache	 cache;
+	enum keel_route_query	 query;		/* NONE unless it reads one */
 	bool			 secret;	/* its answer holds a secret
 						   (a stream ticket): no
 						   Idempotency-Key keeps it

@@ -159,9 +159,11 @@ static const struct keel_route limitapp_routes[] = {
 	{ .method = "POST", .pattern = "/api/_limit/write",
 	    .handler = limitapp_write, .access = KEEL_ACCESS_ANYONE },
 	{ .method = "POST", .pattern = "/api/_limit/big",
-	    .handler = limitapp_big, .access = KEEL_ACCESS_ANYONE },
+	    .handler = limitapp_big, .access = KEEL_ACCESS_ANYONE,
+	    .query = KEEL_QUERY_IGNORED },
 	{ .method = "POST", .pattern = "/api/_limit/slow",
-	    .handler = limitapp_slow, .access = KEEL_ACCESS_ANYONE },
+	    .handler = limitapp_slow, .access = KEEL_ACCESS_ANYONE,
+	    .query = KEEL_QUERY_IGNORED },
 	{ .method = "POST", .pattern = "/api/_limit/fail",
 	    .handler = limitapp_fail, .access = KEEL_ACCESS_ANYONE },
 	/* Counts its failures against the auth limiter, as login does. */

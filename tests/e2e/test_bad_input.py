@@ -580,6 +580,96 @@ def test_bad_input_sql_metacharacters_in_id_404(http):
     assert_error(r, 404, "not_found")
 
 
+# ------------------------------------------- query a route doesn't take
+# docs/openapi.yaml: a query parameter a route doesn't take is 400
+# validation_failed naming it, so is one given twice, and only the probes
+# and the stream ignore what they don't take.  A write that ignored it
+# would turn a client's ?dryRun=1 into a real one.
+
+# The routes that read only what they take (router.h KEEL_QUERY_IGNORED;
+# the stream is another app, libevent's).
+IGNORE_QUERY = {("GET", "/health"), ("GET", "/health/live"),
+                ("GET", "/routes"), ("GET", "/api/metrics"),
+                ("GET", "/api/notifications/stream")}
+# Only a student gets past their auth, to where the query is judged.
+STUDENT_ONLY = {("POST", "/api/tests/{id:int}/attempts"),
+                ("POST", "/api/attempts/{id:int}/submit")}
+NOT_TAKEN = [("bogus=1", "bogus"), ("dryRun=1&dryRun=2", "dryRun")]
+
+
+def test_bad_input_every_route_refuses_a_query_it_doesnt_take(stack, http):
+    """Every route of every app (/routes) but the probes: a parameter it
+    doesn't take, alone or repeated, is the 400 a list gives an unknown
+    filter, counted by the api limiter like any 400.  No body and ids of
+    nothing: the query is judged before anything else of the request."""
+    admin = session_for(stack, http, "admin")[1]
+    student = session_for(stack, http, "student")[1]
+    routes = http.get("/routes").json()["data"]
+    wrong, tried = [], 0
+    for x in routes:
+        route = (x["method"], x["path"])
+        if route in IGNORE_QUERY:
+            continue
+        path = x["path"].replace("{id:int}", "999999999").replace(
+            "{name:str}", "email")
+        h = student if route in STUDENT_ONLY else admin
+        for query, name in NOT_TAKEN:
+            r = http.request(x["method"], path + "?" + query, headers=h)
+            tried += 1
+            got = r.json() if r.status_code == 400 else {}
+            if (r.status_code != 400 or
+                    got.get("error") != "validation_failed" or
+                    got.get("fields") != {
+                        name: "is not a known parameter"} or
+                    '"api"' not in r.headers.get("RateLimit-Policy", "")):
+                wrong.append((x["method"], path + "?" + query,
+                              r.status_code, r.text[:200]))
+    assert tried >= 100, routes
+    assert wrong == [], wrong
+
+
+def test_bad_input_post_with_a_query_it_doesnt_take_writes_nothing(http,
+                                                                  stack):
+    body = car_body()
+    r = http.post("/api/cars?dryRun=1", json=body)
+    assert assert_error(r, 400, "validation_failed")["fields"] == \
+        {"dryRun": "is not a known parameter"}
+    assert stack.psql("SELECT count(*) FROM cars WHERE license_plate = "
+                      "'%s'" % body["licensePlate"]) == "0"
+
+
+def test_bad_input_patch_with_a_query_it_doesnt_take_changes_nothing(
+        http, stack):
+    car = http.post("/api/cars", json=car_body()).json()
+    r = http.patch("/api/cars/%d?force=true" % car["id"],
+                   json={"model": "Changed"})
+    assert assert_error(r, 400, "validation_failed")["fields"] == \
+        {"force": "is not a known parameter"}
+    assert stack.psql("SELECT model FROM cars WHERE id = %d" %
+                      car["id"]) == "Probe"
+
+
+def test_bad_input_delete_with_a_query_it_doesnt_take_deletes_nothing(
+        http, stack, student):
+    r = http.post("/api/flashcards", json={"front": "Q?", "back": "A"},
+                  headers=student)
+    assert r.status_code == 201, r.text
+    card = r.json()["id"]
+    r = http.delete("/api/flashcards/%d?bogus=1" % card, headers=student)
+    assert assert_error(r, 400, "validation_failed")["fields"] == \
+        {"bogus": "is not a known parameter"}
+    assert stack.psql("SELECT count(*) FROM flashcards WHERE id = %d" %
+                      card) == "1"
+
+
+def test_bad_input_logout_with_a_query_it_doesnt_take_ends_nothing(
+        http, student):
+    r = http.post("/api/auth/logout?all=1&all=1", headers=student)
+    assert assert_error(r, 400, "validation_failed")["fields"] == \
+        {"all": "is not a known parameter"}
+    assert http.get("/api/auth/me", headers=student).status_code == 200
+
+
 # -------------------------------------------------------- nothing crashed
 # Keep these two last: they judge everything above.
 

@@ -168,11 +168,13 @@ static const struct keel_route testapp_routes[] = {
 	{ .method = "GET", .pattern = "/_test/pid", .handler = testapp_pid,
 	    .access = KEEL_ACCESS_ANYONE },
 	{ .method = "GET", .pattern = "/_test/sleep",
-	    .handler = testapp_sleep, .access = KEEL_ACCESS_ANYONE },
+	    .handler = testapp_sleep, .access = KEEL_ACCESS_ANYONE,
+	    .query = KEEL_QUERY_IGNORED },
 	{ .method = "GET", .pattern = "/_test/db/settings",
 	    .handler = testapp_db_settings, .access = KEEL_ACCESS_ANYONE },
 	{ .method = "GET", .pattern = "/_test/db/sleep",
-	    .handler = testapp_db_sleep, .access = KEEL_ACCESS_ANYONE },
+	    .handler = testapp_db_sleep, .access = KEEL_ACCESS_ANYONE,
+	    .query = KEEL_QUERY_IGNORED },
 };
 
 int
