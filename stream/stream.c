@@ -58,7 +58,10 @@
  * once, which frees the stream and gives its place in the cap back.
  * A Redis connection that drops is tried again with backoff, up to
  * REDIS_BACKOFF_MAX_MS apart; an open that finds it down tries at once
- * (rconn_wake), so a Redis that is back serves the next open.
+ * (open_wake), so a Redis that is back serves the next open.  Through
+ * sentinels only the backoff asks them where the master is (a lookup
+ * blocks the loop, up to 250 ms a sentinel); an open only connects
+ * again to the master their last answer named.
  */
 #include "config.h"
 
@@ -116,9 +119,7 @@
 #define TERM_GRACE_MS	1000		/* final events' time to leave */
 #define REDIS_BACKOFF_MIN_MS	250
 #define REDIS_BACKOFF_MAX_MS	5000
-#define REDIS_WAKE_MS		200	/* an open's retry, at most this */
-#define REDIS_WAKE_SENTINEL_MS	1000	/* often; through sentinels, whose
-					   lookup blocks the loop */
+#define REDIS_WAKE_MS		200	/* opens' retries, at most this often */
 #define SESS_PREFIX	"keel:sess:"
 #define SESS_BYTES	32		/* a session's id: SHA-256 */
 #define SESS_KEY_MAX	(sizeof(SESS_PREFIX) + KEEL_AUTH_ID_LEN)
@@ -215,6 +216,10 @@ static struct {
 	struct evbuffer		*out;		/* a chunk on its way */
 	struct keel_url_redis	 raddr;
 	struct keel_sentinel	*sentinel;	/* REDIS_SENTINELS, or NULL */
+	char			 master[KEEL_SENTINEL_HOST_MAX];	/* their */
+	int			 master_port;	/* last lookup's answer, */
+	bool			 master_known;	/* if it had one */
+	double			 woke;		/* ms, monotonic: an open's wake */
 	struct rconn		 cmd, sub;
 	struct keel_redis	*rc;		/* cluster: the slot map */
 	struct rconn		*nodes[KEEL_RC_NODES_MAX];	/* cluster: a */
@@ -951,6 +956,7 @@ on_pmessage(redisAsyncContext *ac, void *reply, void *privdata)
 /* -------------------------------------------------------------- Redis */
 
 static void	rconn_start(struct rconn *rc);
+static void	rconn_connect(struct rconn *rc, bool lookup);
 
 static void
 on_rretry(evutil_socket_t fd, short what, void *arg)
@@ -1143,33 +1149,73 @@ cmd_for(const char *key)
  * rc is down and an open needs it: try now rather than wait out the
  * backoff (up to REDIS_BACKOFF_MAX_MS), so a Redis that is back serves
  * this open, not one some seconds later.  Only between attempts (none
- * under way: no context, the retry timer set), and at most every
- * REDIS_WAKE_MS, so a crowd of opens while Redis is down is not a crowd
- * of connects; a failure doubles the backoff as any does.  Not from a
+ * under way: no context, the retry timer set), and not within
+ * REDIS_WAKE_MS of rc's last one.  Through sentinels, never a lookup:
+ * it blocks the loop (up to 250 ms a sentinel, every stream's heartbeat
+ * and timer waiting), and a partition that drops their packets would
+ * make every open pay it.  Only when their last answer named a master
+ * is it connected to again; that lookup failing, rc waits for its
+ * backoff, which asks them.  True when an attempt was made; a failure
+ * doubles the backoff as any does.
+ */
+static bool
+rconn_wake(struct rconn *rc, double now)
+{
+	if (rc->ac != NULL || !evtimer_pending(rc->retry, NULL) ||
+	    now - rc->tried < REDIS_WAKE_MS)
+		return false;
+	if (W.sentinel != NULL && rc->host[0] == '\0' && !W.master_known)
+		return false;
+	evtimer_del(rc->retry);
+	rconn_connect(rc, false);
+	return true;
+}
+
+/*
+ * An open needs the subscription (its stream gets live events) and the
+ * connections for its keys: wake those that are down.  One limit for
+ * them all, REDIS_WAKE_MS from the last open that woke any, so a crowd
+ * of opens while Redis is down is not a crowd of connects.  Not from a
  * hiredis callback: a context may be being freed under it.
  */
 static void
-rconn_wake(struct rconn *rc)
+open_wake(const char *skey, const char *tkey)
 {
-	int	 gap = W.sentinel != NULL ? REDIS_WAKE_SENTINEL_MS :
-		    REDIS_WAKE_MS;
+	struct rconn	*rcs[3] = { &W.sub, NULL, NULL };
+	double		 now = now_ms();
+	bool		 woke = false;
+	size_t		 i;
 
-	if (W.term || rc->ac != NULL || !evtimer_pending(rc->retry, NULL) ||
-	    now_ms() - rc->tried < gap)
+	if (W.term || now - W.woke < REDIS_WAKE_MS)
 		return;
-	evtimer_del(rc->retry);
-	rconn_start(rc);
+	if (skey[0] != '\0')
+		rcs[1] = conn_for(skey);
+	if (tkey[0] != '\0')
+		rcs[2] = conn_for(tkey);
+	/* The same connection twice is tried once: its tried is now. */
+	for (i = 0; i < sizeof(rcs) / sizeof(rcs[0]); i++)
+		if (rcs[i] != NULL && rconn_wake(rcs[i], now))
+			woke = true;
+	if (woke)
+		W.woke = now;
 }
 
-/* cmd_for() for an open: a connection that is down is woken first. */
-static struct rconn *
-cmd_wake(const char *key)
+/*
+ * Through sentinels, the master's address into W.master; false (logged)
+ * when none could say, and opens then wake nothing until one does.
+ * Blocks the loop while they answer, at most 250 ms each: only at start
+ * and on a connection's backoff timer.
+ */
+static bool
+master_lookup(struct rconn *rc)
 {
-	struct rconn	*rc = conn_for(key);
+	char	 err[160];
 
-	if (rc != NULL)
-		rconn_wake(rc);
-	return rc != NULL && rc->ac != NULL ? rc : NULL;
+	W.master_known = keel_sentinel_master(W.sentinel, 250, W.master,
+	    sizeof(W.master), &W.master_port, err, sizeof(err)) == KEEL_OK;
+	if (!W.master_known)
+		keel_log_warnx("redis (%s): %s", rc->name, err);
+	return W.master_known;
 }
 
 /*
@@ -1184,18 +1230,30 @@ on_role(redisAsyncContext *ac, void *reply, void *privdata)
 
 	if (reply == NULL || keel_sentinel_role_is_master(reply))
 		return;
+	/* Opens wait for a lookup now, not for this address again. */
+	W.master_known = false;
 	keel_log_warnx("redis (%s): the sentinels' master is not one (yet); "
 	    "reconnecting", rc->name);
 	redisAsyncDisconnect(ac);
 }
 
+/* Connects rc, asking the sentinels first if there are some. */
 static void
 rconn_start(struct rconn *rc)
 {
+	rconn_connect(rc, true);
+}
+
+/*
+ * Connects rc; through sentinels to the master they name now (lookup),
+ * or to the one they named last (!lookup: an open's wake).
+ */
+static void
+rconn_connect(struct rconn *rc, bool lookup)
+{
 	const struct keel_url_redis	*a = &W.raddr;
 	redisAsyncContext		*ac;
-	char				 host[KEEL_SENTINEL_HOST_MAX], err[160];
-	int				 port, i;
+	int				 i;
 
 	rc->tried = now_ms();
 	/* Cluster mode: the subscription on slot 0's master by the map
@@ -1210,15 +1268,11 @@ rconn_start(struct rconn *rc)
 	if (rc->host[0] != '\0')
 		ac = redisAsyncConnect(rc->host, rc->port);
 	else if (W.sentinel != NULL) {
-		/* Blocks the loop while the sentinels answer: at most 250 ms
-		 * each, and only when a connection is being made. */
-		if (keel_sentinel_master(W.sentinel, 250, host, sizeof(host),
-		    &port, err, sizeof(err)) != KEEL_OK) {
-			keel_log_warnx("redis (%s): %s", rc->name, err);
+		if (lookup && !master_lookup(rc)) {
 			rconn_later(rc);
 			return;
 		}
-		ac = redisAsyncConnect(host, port);
+		ac = redisAsyncConnect(W.master, W.master_port);
 	} else
 		ac = a->path != NULL ? redisAsyncConnectUnix(a->path) :
 		    redisAsyncConnect(a->host, a->port);
@@ -1748,10 +1802,9 @@ on_request(struct evhttp_request *req, void *arg)
 		    "A valid session or stream ticket is required.", NULL);
 		goto out;
 	}
-	/* The subscription too: streams that open get live events. */
-	rconn_wake(&W.sub);
-	if ((skey[0] != '\0' && (rs = cmd_wake(skey)) == NULL) ||
-	    (tkey[0] != '\0' && (rt = cmd_wake(tkey)) == NULL)) {
+	open_wake(skey, tkey);
+	if ((skey[0] != '\0' && (rs = cmd_for(skey)) == NULL) ||
+	    (tkey[0] != '\0' && (rt = cmd_for(tkey)) == NULL)) {
 		reply_error(&a, req, 503, "unavailable",
 		    "Sessions cannot be checked right now.", "1");
 		goto out;

@@ -19,6 +19,7 @@ import signal
 import socket
 import struct
 import subprocess
+import threading
 import time
 
 import pytest
@@ -587,6 +588,120 @@ def test_an_open_after_redis_is_back_finds_it_at_once(stack, own, user):
     took = time.monotonic() - t0
     assert status == 200 and took < 1.0, "%s after %.1f s" % (status, took)
     assert o.proc.poll() is None
+
+
+class FakeSentinels:
+    """Sentinels on loopback, stopped by close(): `silent` of them
+    accept and read but never answer (a partition that drops their
+    packets, as the stream's 250 ms wait per sentinel sees it), then one
+    that names master_port as the master, or, once `refuse` is set,
+    hangs up at once.  `asked` counts the connections the first silent
+    one took: the lookups made."""
+
+    def __init__(self, master_port, silent=2):
+        self.master_port = master_port
+        self.refuse = False
+        self.asked = 0
+        self.done = False
+        self.lock = threading.Lock()
+        self.socks = []
+        for i in range(silent + 1):
+            ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            ls.bind(("127.0.0.1", 0))
+            ls.listen(64)
+            ls.settimeout(0.2)
+            self.socks.append(ls)
+            threading.Thread(target=self._serve, args=(ls, i < silent,
+                             i == 0), daemon=True).start()
+
+    def env(self):
+        return {"REDIS_SENTINELS": ",".join(
+            "127.0.0.1:%d" % ls.getsockname()[1] for ls in self.socks),
+            "REDIS_SENTINEL_MASTER": "keel"}
+
+    def _serve(self, ls, silent, count):
+        while not self.done:
+            try:
+                c, _ = ls.accept()
+            except (socket.timeout, TimeoutError):
+                continue
+            except OSError:
+                return
+            if count:
+                with self.lock:
+                    self.asked += 1
+            threading.Thread(target=self._talk, args=(c, silent),
+                             daemon=True).start()
+
+    def _talk(self, c, silent):
+        port = str(self.master_port)
+        c.settimeout(0.5)
+        with c:
+            while not self.done and not (self.refuse and not silent):
+                try:
+                    b = c.recv(4096)
+                except (socket.timeout, TimeoutError):
+                    continue
+                except OSError:
+                    return
+                if not b:
+                    return
+                if not silent:
+                    c.sendall(b"*2\r\n$9\r\n127.0.0.1\r\n$%d\r\n%s\r\n"
+                              % (len(port), port.encode()))
+
+    def close(self):
+        self.done = True
+        for ls in self.socks:
+            ls.close()
+
+
+def test_opens_while_the_sentinels_are_silent_do_not_stall_the_loop(
+        stack, own, user):
+    """Through sentinels, with Redis down and the sentinels silent (two
+    that never answer, the one that did hanging up): opens, one after
+    another for 5 s, are refused 503 at once, and the sentinels are not
+    asked for them -- their lookup blocks the whole loop, every stream's
+    heartbeat and timer waiting, 500 ms here each time.  Only the
+    connections' backoff asks them, at most every 5 s by then (two
+    connections: two lookups in the 5 s).  Then the sentinels answer,
+    Redis is back and an open gets its stream once the backoff asks."""
+    fake = FakeSentinels(stack.ports["redis"])
+    try:
+        o = own(**fake.env())
+        fake.refuse = True
+        stack.stop_component("redis")
+        try:
+            # Each connection's backoff at its most (5 s).
+            wait_until(lambda: redis_failures(o) >= 5, timeout=30,
+                       what="the backoff at its most")
+            asked0, waited, n = fake.asked, 0.0, 0
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 5:
+                t = time.monotonic()
+                r = o.open(user["h"])
+                r.close()
+                waited += time.monotonic() - t
+                n += 1
+                assert r.status == 503, r.status
+                time.sleep(0.01)
+            asked = fake.asked - asked0
+        finally:
+            fake.refuse = False
+            stack.start_component("redis")
+        assert asked <= 2, "%d lookups for %d opens" % (asked, n)
+        # The backoff's two lookups may hold some opens, 1 s in all.
+        assert waited < 1.5, "%d opens waited %.1f s" % (n, waited)
+
+        def gets_its_stream():
+            s = o.open(user["h"])
+            s.close()
+            return s.status == 200
+        wait_until(gets_its_stream, timeout=15, what="a stream again",
+                   step=0.2)
+        assert o.proc.poll() is None
+    finally:
+        fake.close()
 
 
 def test_a_client_that_stops_reading_is_dropped_and_slows_nobody(
