@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <curl/curl.h>
@@ -549,22 +550,61 @@ url_has_user(const char *url)
 	return at != NULL && (slash == NULL || at < slash);
 }
 
+/* Where a send was when the server answered last (smtp_trace). */
+enum smtp_step {
+	STEP_SETUP,		/* greeting, EHLO, STARTTLS, AUTH, MAIL FROM */
+	STEP_RCPT,		/* RCPT TO */
+	STEP_DATA		/* DATA, the message, its end */
+};
+
 /*
- * What a failed send means for the message.  A 5yz reply is permanent
- * (RFC 5321 §4.2.1): the server refuses the same message every time, so
- * it is KEEL_EINVAL, never retried.  curl stops on one with
- * CURLE_SEND_ERROR (to MAIL FROM, RCPT TO or DATA) or
- * CURLE_WEIRD_SERVER_REPLY (to the message's end, or a 554 greeting: no
- * mail taken there), and code is that last reply.  A 4yz, a connection
- * that failed or a timeout may pass: retried.  So is a 5yz to AUTH or
- * STARTTLS (curl's LOGIN_DENIED, USE_SSL_FAILED): the setup's fault,
- * every message's, for an operator to see.
+ * curl's debug stream: each command it sends is a CURLINFO_HEADER_OUT
+ * (pingpong.c), so the last one it sent is the one the reply that
+ * stopped it answers -- the reply code alone says nothing of which.
+ * Only the commands that begin a step move it: the message and its end
+ * are DATA's (curl sends no other command before the reply to them), a
+ * QUIT changes nothing.  Never logs: AUTH lines hold the password.
+ */
+static int
+smtp_trace(CURL *c, curl_infotype type, char *data, size_t size, void *arg)
+{
+	enum smtp_step	*step = arg;
+
+	(void)c;
+	if (type != CURLINFO_HEADER_OUT || size < 4)
+		return 0;
+	if (strncasecmp(data, "RCPT", 4) == 0)
+		*step = STEP_RCPT;
+	else if (strncasecmp(data, "DATA", 4) == 0)
+		*step = STEP_DATA;
+	else if (strncasecmp(data, "MAIL", 4) == 0 ||
+	    strncasecmp(data, "EHLO", 4) == 0 ||
+	    strncasecmp(data, "HELO", 4) == 0)
+		*step = STEP_SETUP;
+	return 0;
+}
+
+/*
+ * What a failed send means for the message.  A 5yz reply to RCPT TO (a
+ * mailbox that doesn't exist), to DATA or to the message's end is
+ * permanent (RFC 5321 §4.2.1): the server refuses this message every
+ * time, so it is KEEL_EINVAL, never retried.  curl stops on one with
+ * CURLE_SEND_ERROR, or CURLE_WEIRD_SERVER_REPLY at the message's end,
+ * and code is that last reply; step says which command it answered.
+ * Everything else may pass and is retried (KEEL_EUNAVAIL, reported if
+ * it lasts): a 4yz, a connection that failed, a timeout; a 552 to RCPT
+ * TO, which RFC 5321 §4.5.3.1.10 says to treat as temporary; and a 5yz
+ * to the greeting (554), to MAIL FROM (SMTP_FROM refused, relaying not
+ * allowed), to AUTH or to STARTTLS (curl's LOGIN_DENIED,
+ * USE_SSL_FAILED) -- the setup's fault, every message's, for an
+ * operator to see rather than a dead letter per message.
  */
 static enum keel_err
-send_failure(CURLcode rc, long code)
+send_failure(CURLcode rc, long code, enum smtp_step step)
 {
 	if ((rc == CURLE_SEND_ERROR || rc == CURLE_WEIRD_SERVER_REPLY) &&
-	    code >= 500 && code <= 599)
+	    code >= 500 && code <= 599 &&
+	    ((step == STEP_RCPT && code != 552) || step == STEP_DATA))
 		return KEEL_EINVAL;
 	return rc == CURLE_OPERATION_TIMEDOUT ? KEEL_ETIMEOUT : KEEL_EUNAVAIL;
 }
@@ -577,6 +617,7 @@ keel_mail_send(struct keel_mail *m, const struct keel_mail_msg *msg)
 	struct upload		 u;
 	char			 from[300], to[300], cerr[CURL_ERROR_SIZE];
 	long			 code = 0;
+	enum smtp_step		 step = STEP_SETUP;
 	CURLcode		 rc;
 	enum keel_err		 er;
 
@@ -610,6 +651,11 @@ keel_mail_send(struct keel_mail *m, const struct keel_mail_msg *msg)
 	curl_easy_setopt(m->curl, CURLOPT_SERVER_RESPONSE_TIMEOUT,
 	    (long)m->timeout);
 	curl_easy_setopt(m->curl, CURLOPT_ERRORBUFFER, cerr);
+	/* The debug stream says which command a refusal answered; curl
+	 * calls it only when verbose, and prints nothing itself then. */
+	curl_easy_setopt(m->curl, CURLOPT_DEBUGFUNCTION, smtp_trace);
+	curl_easy_setopt(m->curl, CURLOPT_DEBUGDATA, &step);
+	curl_easy_setopt(m->curl, CURLOPT_VERBOSE, 1L);
 	/* smtps:// is TLS from the start; a password never crosses in
 	 * clear, so a URL with a user demands STARTTLS; without one,
 	 * STARTTLS is used whenever the server offers it. */
@@ -623,7 +669,7 @@ keel_mail_send(struct keel_mail *m, const struct keel_mail_msg *msg)
 	curl_slist_free_all(rcpt);
 	keel_buf_free(&body);
 	if (rc != CURLE_OK) {
-		er = send_failure(rc, code);
+		er = send_failure(rc, code, step);
 		snprintf(m->errstr, sizeof(m->errstr), "smtp: %s%s (%s)%s%.0ld",
 		    er == KEEL_EINVAL ? "rejected for good: " : "",
 		    curl_easy_strerror(rc), cerr[0] != '\0' ? cerr : "-",

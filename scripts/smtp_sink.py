@@ -14,11 +14,14 @@ offers it when started with --tlscert and --tlskey).
 
 Faults for the tests: MAILDIR/../smtp-mode (read on every message) holds
 one word -- "accept" (default), "refuse" (451 to DATA), "reject" (550 to
-DATA), "reject-rcpt" (550 to RCPT TO: a mailbox that doesn't exist), or
-"hang" (never answer DATA) -- optionally followed by a delay in seconds
-applied before answering ("accept 0.3").  Every DATA, whatever the mode,
-appends "<epoch seconds> <mode> <Message-ID>" to MAILDIR/../smtp-attempts;
-a refused RCPT TO appends "<epoch seconds> reject-rcpt -".
+DATA), "reject-rcpt" (550 to RCPT TO: a mailbox that doesn't exist),
+"full-rcpt" (552 to RCPT TO: too many recipients, temporary by RFC 5321
+§4.5.3.1.10), "reject-mail" (550 to MAIL FROM: a sender the server won't
+take), or "hang" (never answer DATA) -- optionally followed by a delay in
+seconds applied before answering ("accept 0.3").  Every DATA, whatever
+the mode, appends "<epoch seconds> <mode> <Message-ID>" to
+MAILDIR/../smtp-attempts; a refused MAIL FROM or RCPT TO appends
+"<epoch seconds> <mode> -".
 """
 
 import asyncio
@@ -56,12 +59,29 @@ class MaildirSink:
         delay = float(words[1]) if len(words) > 1 else 0.0
         return mode, delay
 
+    def _refused(self, mode):
+        with open(self.attempts, "a") as f:
+            f.write("%.6f %s -\n" % (time.time(), mode))
+
+    async def handle_MAIL(self, server, session, envelope, address,
+                          mail_options):
+        if self._mode()[0] == "reject-mail":
+            self._refused("reject-mail")
+            return "550 5.7.1 sink told to reject the sender"
+        # What aiosmtpd does without this hook.
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
     async def handle_RCPT(self, server, session, envelope, address,
                           rcpt_options):
-        if self._mode()[0] == "reject-rcpt":
-            with open(self.attempts, "a") as f:
-                f.write("%.6f reject-rcpt -\n" % time.time())
+        mode = self._mode()[0]
+        if mode == "reject-rcpt":
+            self._refused(mode)
             return "550 5.1.1 sink told to reject the recipient"
+        if mode == "full-rcpt":
+            self._refused(mode)
+            return "552 5.3.4 sink told to have too many recipients"
         # What aiosmtpd does without this hook.
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)

@@ -913,6 +913,28 @@ def test_smtp_refusing_to_the_end_is_reported(jobs):
     assert len(spooled_with(jobs, key)) == 1
 
 
+@pytest.mark.parametrize("mode", ["reject-mail", "full-rcpt"])
+def test_smtp_refusing_the_sender_or_552_to_rcpt_retries(jobs, mode):
+    """Not every 5yz is the message's: a 550 to MAIL FROM (SMTP_FROM
+    refused, relaying not allowed) fails every message alike, the
+    setup's fault, and a 552 to RCPT TO is temporary (RFC 5321
+    §4.5.3.1.10).  Retried with backoff like a 451, and reported once
+    dead-lettered -- not a dead letter at the first attempt, unreported,
+    as a 550 to RCPT TO is (test_smtp_rejecting_dead_letters_at_once_
+    unreported)."""
+    key = "refused-%s-%d" % (mode, time.time_ns())
+    reported = "SENTRY_DSN" in jobs.env
+    if reported:
+        empty_spool(jobs)
+    jobs.set_smtp_mode(mode)
+    enqueue(jobs, "invitation", invitation(), key=key)
+    s = summary(drain(jobs).stdout)
+    assert (s["processed"], s["failed"], s["retried"]) == (0, 1, 2), s
+    assert [m for _, m, _ in attempts(jobs)] == [mode] * 3
+    if reported:
+        assert len(spooled_with(jobs, key)) == 1
+
+
 def test_stack_links_lead_to_the_stack_that_sent_them(jobs):
     """scripts/stack sets KEEL_PUBLIC_URL to its own lighttpd (http:// to
     a loopback host, which config.c lets through): an invitation's link
