@@ -85,15 +85,16 @@ extern struct keel_rscript keel_queue_script_enqueue;
 #define KEEL_QUEUE_ADD_DONE	2	/* known, completed */
 #define KEEL_QUEUE_ADD_DEAD	3	/* known, dead-lettered */
 #define KEEL_QUEUE_ADD_BUSY	4	/* another origin's, leased or just
-					   completed: ask again later */
+					   completed or dead: ask again later */
 
 /*
- * How long after another origin's job completed the enqueue script may
- * replace it (ms).  Its drainer marks outbox rows by key right after the
- * finish (lib/drain.c): one statement, bounded by KEEL_DB_STATEMENT_TIMEOUT
- * (30 s by default) and a reconnect (KEEL_DB_CONNECT_TIMEOUT), so ten
- * minutes leaves that mark no row of a new origin to hit.  Only a key
- * whose id PostgreSQL reused waits for it.
+ * How long after another origin's job completed or died the enqueue
+ * script may replace it (ms).  Its drainer marks outbox rows by key
+ * right after the finish or the death (lib/drain.c): one statement,
+ * bounded by KEEL_DB_STATEMENT_TIMEOUT (30 s by default) and a reconnect
+ * (KEEL_DB_CONNECT_TIMEOUT), so ten minutes leaves that mark no row of a
+ * new origin to hit.  Only a key whose id PostgreSQL reused waits for
+ * it.
  */
 #define KEEL_QUEUE_REUSE_GRACE_MS	600000
 /* lib/lua/queue_retry_failed.lua, outbox.c's: no ARGV of its own;

@@ -19,14 +19,27 @@
 -- is replaced -- dropped, its dead letter too: its cause is gone with its
 -- row -- and the new one added:
 --
---   waiting, delayed, dead  replaced now;
+--   waiting, delayed        replaced now;
 --   leased                  4: a consumer runs it; asked again later;
---   completed               replaced once it finished ARGV[11] ms ago,
+--   completed, dead         replaced once it finished ARGV[11] ms ago,
 --                           4 before: its drainer marks outbox rows by
---                           key right after the finish (lib/drain.c),
---                           and a new row pushed before that mark would
---                           be marked as run.  A 4 leaves the row
---                           unpushed, which that mark never touches.
+--                           key right after the finish or the death
+--                           (lib/drain.c), and a new row pushed before
+--                           that mark would be marked as run, or as dead
+--                           while its job waits -- and the relay watches
+--                           no finished row, so a Redis loss then loses
+--                           that job.  A 4 leaves the row unpushed,
+--                           which that mark never touches.
+--
+-- A job finishes at its hash's finished (queue_finish.lua, dead() in
+-- queue_prelude.lua).  A dead job's hash from code that didn't time
+-- deaths has no finished, but its TTL tells the time all the same:
+-- dead() has always set DEAD_TTL at the death, and nothing else sets a
+-- TTL on a job's hash.  So during a rolling upgrade a job killed by an
+-- older drainer still gets its grace.  A hash that tells neither (its
+-- TTL removed by hand) is taken as past the grace, as before deaths
+-- were timed: waiting on it would hold the new row unpushed for good,
+-- since such a hash never ages.
 --
 -- A job with no origin on either side (keel_queue_enqueue, hashes of
 -- code older than origins, a dead letter retried) is known by its key
@@ -67,13 +80,24 @@ local function replace(k, kind, payload, delay, rid, origin, state)
   redis.call('HSET', JP .. k, 'origin', origin)
 end
 
--- Whether a job of another origin in state (finished at ms finished)
--- may be replaced now; leased (active) never.
-local function replaceable(state, finished)
-  if state == 'completed' then
-    return T - (tonumber(finished) or 0) >= GRACE
+-- When the job of key k, in state, with its hash's finished, finished
+-- (ms); nil when that can't be told (above).
+local function finished_at(k, state, finished)
+  if finished then return tonumber(finished) end
+  if state ~= 'failed' then return nil end
+  local ttl = redis.call('PTTL', JP .. k)
+  if ttl > 0 and ttl <= DEAD_TTL then return T - (DEAD_TTL - ttl) end
+  return nil
+end
+
+-- Whether the job of key k, of another origin, in state, may be
+-- replaced now; leased (active) never.
+local function replaceable(k, state, finished)
+  if state == 'completed' or state == 'failed' then
+    local at = finished_at(k, state, finished)
+    return at == nil or T - at >= GRACE
   end
-  return state == 'waiting' or state == 'delayed' or state == 'failed'
+  return state == 'waiting' or state == 'delayed'
 end
 
 local res = {}
@@ -87,7 +111,7 @@ for i = 12, #ARGV, 6 do
       ARGV[i + 4])
     if origin ~= '' then redis.call('HSET', JP .. k, 'origin', origin) end
     res[#res + 1] = 1
-  elseif other and replaceable(state, h[3]) then
+  elseif other and replaceable(k, state, h[3]) then
     replace(k, ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]),
       ARGV[i + 4], origin, state)
     res[#res + 1] = 1

@@ -44,9 +44,16 @@ local function trim()
   return n
 end
 
+-- How long a dead job's hash stays (ms), from its death.
+local DEAD_TTL = 86400000
+
 -- Past the last attempt, or a job that can never succeed: a dead letter
 -- with the reason; the hash stays a day as a tombstone so a re-push of
--- the same key is still recognised.
+-- the same key is still recognised.  Every death comes here (a finish,
+-- a stalled lease, the outage cap), and each records when it happened
+-- (finished), as a completion does: its drainer marks outbox rows dead
+-- by key right after, and queue_enqueue.lua won't hand the key to
+-- another row before that mark has landed.
 local function dead(k, why)
   local jk = JP .. k
   local h = redis.call('HMGET', jk, 'kind', 'payload', 'attempts',
@@ -55,8 +62,8 @@ local function dead(k, why)
     'payload', h[2] or '', 'attempts', h[3] or '0', 'reason', why,
     'created', h[4] or '', 'failedAt', T, 'rid', h[5] or '')
   redis.call('HDEL', jk, 'payload')
-  redis.call('HSET', jk, 'state', 'failed', 'error', why)
-  redis.call('PEXPIRE', jk, 86400000)
+  redis.call('HSET', jk, 'state', 'failed', 'error', why, 'finished', T)
+  redis.call('PEXPIRE', jk, DEAD_TTL)
 end
 
 -- After attempt att failed: wait base * 2^(att-1), or dead letter.

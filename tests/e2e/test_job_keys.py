@@ -99,6 +99,19 @@ def age_completions(stack, aid):
                   int(time.time() * 1000) - GRACE_MS - 1000)
 
 
+def kill(stack, aid):
+    """The attempt's jobs dead-lettered just now, as dead() leaves them
+    (their hash a tombstone for a day, its death timed): a drainer's
+    mark of outbox rows dead by key may still be on its way."""
+    for q, key in attempt_keys(aid).items():
+        jk = "keel:q:%s:j:%s" % (q, key)
+        assert redis_cli(stack, "HGET", jk, "state") == "completed", jk
+        redis_cli(stack, "ZREM", "keel:q:%s:c" % q, key)
+        redis_cli(stack, "HSET", jk, "state", "failed", "error", "test",
+                  "finished", int(time.time() * 1000))
+        redis_cli(stack, "PEXPIRE", jk, 86400000)
+
+
 def rows(stack, aid):
     """{key: (pushed, outcome)} of the attempt's outbox rows."""
     out = stack.psql(
@@ -167,6 +180,29 @@ def test_a_key_whose_old_job_just_completed_waits_unpushed(queues, http):
     assert rows(queues, aid_b) == {k: ("false", "")
                                    for k in attempt_keys(aid_b).values()}
     age_completions(queues, aid_b)
+    time.sleep(1.2)                 # the relay asks a row once a second
+    drain_all(queues)
+    assert delivered(queues, http, b, test) == (1, 1, True)
+    assert rows(queues, aid_b) == {k: ("true", "completed")
+                                   for k in attempt_keys(aid_b).values()}
+
+
+def test_a_key_whose_old_job_just_died_waits_unpushed(queues, http):
+    """As for a completion: pushed before the old job's drainer marked
+    its rows dead by key, a new row would be marked dead while its job
+    waits, and the relay, which watches no finished row, would let a
+    Redis loss lose that job.  So the new rows wait unpushed too."""
+    test, qids, aid_a = reused(queues, http)
+    kill(queues, aid_a)
+    b, aid_b = submit(queues, http, test, qids)
+    assert aid_b == aid_a, "the restore reused no id: nothing tested"
+    drain_all(queues)
+    assert delivered(queues, http, b, test) == (0, 0, False)
+    assert rows(queues, aid_b) == {k: ("false", "")
+                                   for k in attempt_keys(aid_b).values()}
+    for q, key in attempt_keys(aid_b).items():
+        redis_cli(queues, "HSET", "keel:q:%s:j:%s" % (q, key), "finished",
+                  int(time.time() * 1000) - GRACE_MS - 1000)
     time.sleep(1.2)                 # the relay asks a row once a second
     drain_all(queues)
     assert delivered(queues, http, b, test) == (1, 1, True)

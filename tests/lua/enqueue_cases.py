@@ -6,9 +6,10 @@ What the enqueue script answers for a key it knows, by the origin (the
 outbox row) of the job it holds and of the push (lib/outbox.c): the same
 origin, or none on either side, is one job, as before origins; another
 origin's job -- a row that is gone, its id reused by a restore of
-PostgreSQL -- is replaced if it waits, is delayed, died or completed
+PostgreSQL -- is replaced if it waits, is delayed, or completed or died
 past the grace, and answered 4 (ask again) while it is leased or has
-just completed.  Starts its own redis-server on a free loopback port in
+just completed or died.  Every way a job dies (queue_finish.lua's fail
+and outage cap, queue_fetch.lua's stalled lease) times the death.  Starts its own redis-server on a free loopback port in
 a temporary directory and stops it (its pid) at the end.  Prints "lua
 queue_enqueue case NAME: ok" or "... FAILED: why" per case, as
 tests/lua/run does per script; exits 1 if any failed.
@@ -30,6 +31,8 @@ JP = "q:j:"
 # attempts backoff inflight rate rate_ms keep_c age_c keep_f age_f
 POLICY = ["3", "1000", "100", "0", "1000", "100", "86400000", "500", "0"]
 GRACE = 600000          # lib/queue_private.h, KEEL_QUEUE_REUSE_GRACE_MS
+DEAD_TTL = 86400000     # lib/lua/queue_prelude.lua, a dead job's hash
+OUTAGES_MAX = 3         # queue_finish.lua's ARGV[11] (lib/drain.c's)
 
 
 def free_port():
@@ -72,10 +75,10 @@ class Redis:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def script():
+def script(name="queue_enqueue"):
     return subprocess.run(
         [os.path.join(ROOT, "scripts", "lua-embed"), "-e",
-         os.path.join(ROOT, "lib", "lua", "queue_enqueue.lua")],
+         os.path.join(ROOT, "lib", "lua", name + ".lua")],
         capture_output=True, text=True, check=True).stdout
 
 
@@ -91,8 +94,10 @@ def enqueue(r, text, key, payload, origin, delay=0):
     return int(out)
 
 
-def job(r, key, state, origin=None, finished=None, payload="old"):
-    """A job hash as the queue scripts leave one in state."""
+def job(r, key, state, origin=None, finished=None, payload="old",
+        ttl=None):
+    """A job hash as the queue scripts leave one in state; a dead one
+    with its TTL (ms) if ttl, as dead() leaves one."""
     r.cli("DEL", JP + key)
     r.cli("HSET", JP + key, "kind", "k", "payload", payload, "attempts",
           1, "lease", 1, "created", 1, "rid", "", "state", state)
@@ -100,7 +105,10 @@ def job(r, key, state, origin=None, finished=None, payload="old"):
         r.cli("HSET", JP + key, "origin", origin)
     if finished is not None:
         r.cli("HSET", JP + key, "finished", finished)
+    if finished is not None and state == "completed":
         r.cli("ZADD", "q:c", finished, key)
+    if ttl is not None:
+        r.cli("PEXPIRE", JP + key, ttl)
     if state == "delayed":
         r.cli("ZADD", "q:d", now_ms(r) + 3600000, key)
     if state == "failed":
@@ -177,15 +185,105 @@ def case_other_origin_delayed_is_replaced(r, text):
     assert r.cli("ZSCORE", "q:d", "b5") == ""
 
 
-def case_other_origin_dead_is_replaced_with_its_dead_letter(r, text):
-    job(r, "b6", "failed", origin="7@100")
-    job(r, "b7", "failed", origin="8@100")
+def case_other_origin_dead_long_ago_is_replaced_with_its_dead_letter(
+        r, text):
+    job(r, "b6", "failed", origin="7@100", finished=now_ms(r) - GRACE - 1,
+        ttl=DEAD_TTL - GRACE - 1)
+    job(r, "b7", "failed", origin="8@100", finished=now_ms(r) - 1000)
     assert dead_letters(r, "b6") == 1
     assert enqueue(r, text, "b6", "new", "7@200") == 1
     assert (h(r, "b6", "state"), h(r, "b6", "payload")) == ("waiting", "new")
     # A retry of the dead letters can't bring the gone row's job back;
     # another key's stays.
     assert dead_letters(r, "b6") == 0 and dead_letters(r, "b7") == 1
+
+
+def case_other_origin_just_dead_waits(r, text):
+    # Its drainer's mark of outbox rows dead by key may not have landed:
+    # a new row pushed now would be marked dead while its job waits.
+    job(r, "b8", "failed", origin="7@100", finished=now_ms(r) - 1000,
+        ttl=DEAD_TTL - 1000)
+    assert enqueue(r, text, "b8", "new", "7@200") == 4
+    assert (h(r, "b8", "state"), h(r, "b8", "origin")) == ("failed", "7@100")
+    assert dead_letters(r, "b8") == 1
+
+
+def case_other_origin_dead_untimed_is_timed_by_its_ttl(r, text):
+    # A hash an older drainer dead-lettered: no finished, but dead() gave
+    # it DEAD_TTL at the death.
+    job(r, "b9", "failed", origin="7@100", ttl=DEAD_TTL - 1000)
+    assert enqueue(r, text, "b9", "new", "7@200") == 4
+    assert h(r, "b9", "state") == "failed"
+    job(r, "b10", "failed", origin="7@100", ttl=DEAD_TTL - GRACE - 1000)
+    assert enqueue(r, text, "b10", "new", "7@200") == 1
+    assert (h(r, "b10", "state"), h(r, "b10", "payload")) == \
+        ("waiting", "new")
+
+
+def case_other_origin_dead_untold_is_replaced(r, text):
+    # Neither finished nor a TTL (removed by hand): such a hash never
+    # ages, so waiting for it would hold the new row for good.
+    job(r, "b11", "failed", origin="7@100")
+    assert enqueue(r, text, "b11", "new", "7@200") == 1
+    assert h(r, "b11", "payload") == "new"
+
+
+# The scripts that kill a job, each on a queue of its own (p:*) so their
+# leases and sweeps leave the other cases' jobs alone.
+PKEYS = ["p:s", "p:d", "p:a", "p:c", "p:x", "p:r"]
+PJP = "p:j:"
+
+
+def leased(r, key, att):
+    """key's job leased by consumer c1 for its attempt att, its lease
+    already past its deadline; the stream message's id."""
+    r.cli("XGROUP", "CREATE", "p:s", "workers", "0", "MKSTREAM")
+    r.cli("DEL", PJP + key)
+    r.cli("HSET", PJP + key, "kind", "k", "payload", "old", "attempts",
+          att, "lease", att, "created", 1, "rid", "", "state", "active",
+          "origin", "7@100", "deadline", now_ms(r) - 1, "started", 1)
+    r.cli("ZADD", "p:a", now_ms(r) - 1, key)
+    mid = r.cli("XADD", "p:s", "*", "job", key)
+    r.cli("XREADGROUP", "GROUP", "workers", "c1", "COUNT", 1,
+          "STREAMS", "p:s", ">")
+    return mid
+
+
+def died_now(r, text, key):
+    """key's job is dead, its death timed just now, and another origin's
+    push waits for the grace."""
+    assert r.cli("HGET", PJP + key, "state") == "failed"
+    died = int(r.cli("HGET", PJP + key, "finished") or 0)
+    assert abs(now_ms(r) - died) < 5000, died
+    out = r.cli("EVAL", text, len(PKEYS), *PKEYS, PJP, *POLICY, GRACE, key,
+                "k", "new", 0, "", "7@200")
+    assert int(out) == 4, out
+
+
+def case_a_failed_job_dies_timed(r, text):
+    mid = leased(r, "d1", 1)
+    out = r.cli("EVAL", script("queue_finish"), len(PKEYS), *PKEYS, PJP,
+                *POLICY, OUTAGES_MAX, mid, "d1", 1, "fail", "no")
+    assert out == "3", out
+    died_now(r, text, "d1")
+
+
+def case_a_job_past_the_outage_cap_dies_timed(r, text):
+    mid = leased(r, "d2", 3)
+    r.cli("HSET", PJP + "d2", "outages", OUTAGES_MAX)
+    out = r.cli("EVAL", script("queue_finish"), len(PKEYS), *PKEYS, PJP,
+                *POLICY, OUTAGES_MAX, mid, "d2", 3, "outage", "db down")
+    assert out == "3", out
+    died_now(r, text, "d2")
+
+
+def case_a_stalled_last_lease_dies_timed(r, text):
+    leased(r, "d3", 3)
+    # A visibility timeout of 0: the pending message is reclaimed now.
+    out = r.cli("EVAL", script("queue_fetch"), len(PKEYS), *PKEYS, PJP,
+                *POLICY, "c2", 1, 0).splitlines()
+    assert out[4] == "1", out       # one job dead-lettered
+    died_now(r, text, "d3")
 
 
 def case_a_new_key_keeps_its_origin(r, text):
