@@ -28,8 +28,8 @@
  * them, email:attempt:<id> -- while Redis still holds the jobs of the
  * rows the restore took away (completed ones for a day).  Such a job is
  * another row's; the enqueue script replaces it with this row's, or,
- * while it is leased or has only just completed (its drainer marks rows
- * by key), says so, and the row stays unpushed for the relay to ask
+ * while it is leased or has only just completed or died (its drainer
+ * marks rows by key), says so, and the row stays unpushed for the relay to ask
  * again (lib/lua/queue_enqueue.lua).  Without origins a restore had new
  * jobs marked completed that never ran.
  *
