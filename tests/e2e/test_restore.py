@@ -5,9 +5,12 @@ backup").  A restore hands out again the ids the lost writes used, so a
 new user must start with no session (users.c, keel-admin create-admin:
 ended before the commit, nothing created without Redis), and `keel-admin
 restored` advances the sequences and drops what Redis and memcached hold
-about rows.  Its own stack: `restored` ends every session of it.
+about rows.  Its own stack: `restored` ends every session of it.  It asks
+first (--yes) and refuses while keel is at work (--force), so the tests
+stop the apps around it, as the runbook does.
 """
 
+import contextlib
 import os
 import subprocess
 import threading
@@ -19,7 +22,7 @@ import pytest
 from accounts import bearer, login, make_user
 from helpers import (BaseUrlSession, Held, assert_error, redis_cli, request,
                      wait_until)
-from stack import Stack, StackError
+from stack import ROOT, Stack, StackError, free_port
 
 GAP = 1000000       # keel-admin restored's default
 
@@ -42,13 +45,48 @@ def anon(rstack):
         yield s
 
 
-def keel_admin(stack, *args, stdin=""):
-    env = dict(os.environ)
-    env.update(stack.env)
+def keel_admin(stack, *args, stdin="", env=None):
+    e = dict(os.environ)
+    e.update(stack.env)
+    e.update(env or {})
     return subprocess.run(
         [os.path.join(stack.build_dir, "admin", "keel-admin")] + list(args),
-        input=stdin, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        input=stdin, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, timeout=120)
+
+
+def app_names():
+    """The stack's apps (fcgi-apps/apps.conf; this stack has no others)."""
+    names = []
+    with open(os.path.join(ROOT, "fcgi-apps", "apps.conf")) as f:
+        for line in f:
+            w = line.split()
+            if w and not w[0].startswith("#") and w[0] not in names:
+                names.append(w[0])
+    return names
+
+
+def keel_sessions(stack):
+    """The apps' PostgreSQL sessions, as `restored` counts them."""
+    return int(stack.psql("SELECT count(*) FROM pg_stat_activity WHERE "
+                          "application_name IN ('keel', 'keel-stream')"))
+
+
+@contextlib.contextmanager
+def apps_stopped(stack):
+    """The runbook's "before any traffic": lighttpd and every app stopped
+    (this stack runs no cron), until their sessions have left
+    PostgreSQL; started again afterwards."""
+    names = ["lighttpd"] + app_names()
+    try:
+        for name in names:
+            stack.stop_component(name)
+        wait_until(lambda: keel_sessions(stack) == 0, 30,
+                   "the apps' sessions to leave PostgreSQL")
+        yield
+    finally:
+        for name in reversed(names):
+            stack.start_component(name)
 
 
 def restore_to(stack, seq):
@@ -140,7 +178,8 @@ def test_restored_advances_ids_and_drops_what_named_rows(rstack, anon):
     assert int(redis_cli(rstack, "XLEN", "keel:q:email:s")) >= 1
     seq = int(rstack.psql("SELECT last_value FROM users_id_seq"))
 
-    p = keel_admin(rstack, "restored")
+    with apps_stopped(rstack):
+        p = keel_admin(rstack, "restored", "--yes")
     assert p.returncode == 0, p.stdout + p.stderr
     assert "sequence users_id_seq: %d -> %d" % (seq, seq + GAP) in p.stdout
     for prefix in ("keel:sess:*", "keel:user-sess:*", "keel:q:*"):
@@ -164,3 +203,90 @@ def test_restored_advances_ids_and_drops_what_named_rows(rstack, anon):
                "the invitation to be delivered")
     p = rstack.program("keel-drain-email", "--until-empty", "--budget", 10)
     assert invited(rstack, body["email"]) == 1
+
+
+def seq_now(stack):
+    return int(stack.psql("SELECT last_value FROM users_id_seq"))
+
+
+def test_restored_without_yes_says_what_and_changes_nothing(rstack, anon):
+    who = bearer(login(anon, make_user(rstack, "admin")["email"]))
+    seq = seq_now(rstack)
+    p = keel_admin(rstack, "restored")
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert "sequence users_id_seq: %d -> %d" % (seq, seq + GAP) in p.stdout
+    assert "redis keel:sess:*: " in p.stdout
+    assert "to delete" in p.stdout and "deleted" not in p.stdout
+    assert "--yes" in p.stdout
+    assert seq_now(rstack) == seq
+    assert anon.get("/api/auth/me", headers=who).status_code == 200
+
+
+def test_restored_refuses_while_the_apps_run_unless_forced(rstack, anon):
+    who = bearer(login(anon, make_user(rstack, "admin")["email"]))
+    assert anon.get("/api/cars", headers=who).status_code == 200
+    assert anon.get("/api/cars", headers=who).headers["X-Cache"] == "HIT"
+    seq = seq_now(rstack)
+    p = keel_admin(rstack, "restored", "--yes")
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "session(s) named keel" in p.stderr
+    assert "nothing changed" in p.stderr
+    assert seq_now(rstack) == seq
+    assert anon.get("/api/auth/me", headers=who).status_code == 200
+    assert anon.get("/api/cars", headers=who).headers["X-Cache"] == "HIT"
+
+    p = keel_admin(rstack, "restored", "--yes", "--force")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert seq_now(rstack) == seq + GAP
+    assert anon.get("/api/auth/me", headers=who).status_code == 401
+
+
+def test_restored_refuses_while_a_drainer_holds_a_job(rstack):
+    seq = seq_now(rstack)
+    lease = "keel:q:noop:a"
+    with apps_stopped(rstack):
+        try:
+            # A lease running out in a minute: a drainer is at work.
+            now_ms = int(redis_cli(rstack, "TIME").split()[0]) * 1000
+            redis_cli(rstack, "ZADD", lease, now_ms + 60000, "job-1")
+            p = keel_admin(rstack, "restored", "--yes")
+            assert p.returncode == 1, p.stdout + p.stderr
+            assert "job(s) a drainer holds" in p.stderr
+            assert seq_now(rstack) == seq
+            assert redis_cli(rstack, "ZCARD", lease) == "1"
+            # Past its deadline, its drainer died: the job is dropped.
+            redis_cli(rstack, "ZADD", lease, now_ms - 1000, "job-1")
+            p = keel_admin(rstack, "restored", "--yes")
+            assert p.returncode == 0, p.stdout + p.stderr
+            assert redis_cli(rstack, "EXISTS", lease) == "0"
+        finally:
+            redis_cli(rstack, "DEL", lease)
+
+
+@pytest.mark.parametrize("form", ["127.0.0.1:{port}:2",
+                                  "127.0.0.1:{port} , 127.0.0.1:{port}"])
+def test_restored_reads_memcached_servers_as_the_apps_do(rstack, anon, form):
+    who = bearer(login(anon, make_user(rstack, "admin")["email"]))
+    assert anon.get("/api/cars", headers=who).status_code == 200
+    assert anon.get("/api/cars", headers=who).headers["X-Cache"] == "HIT"
+    servers = form.format(port=rstack.ports["memcached"])
+    # --force: the apps run; what this checks is the server list.
+    p = keel_admin(rstack, "restored", "--yes", "--force",
+                   env={"MEMCACHED_SERVERS": servers})
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "cache namespace(s) invalidated" in p.stdout
+    who = bearer(login(anon, make_user(rstack, "admin")["email"]))
+    assert anon.get("/api/cars", headers=who).headers["X-Cache"] != "HIT"
+
+
+def test_restored_changes_nothing_when_memcached_cannot_list(rstack, anon):
+    who = bearer(login(anon, make_user(rstack, "admin")["email"]))
+    seq = seq_now(rstack)
+    # Nothing listens there: the check comes before any change.
+    p = keel_admin(rstack, "restored", "--yes", "--force",
+                   env={"MEMCACHED_SERVERS": "127.0.0.1:%d" % free_port()})
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "restart memcached instead" in p.stderr
+    assert "nothing changed" in p.stderr
+    assert seq_now(rstack) == seq
+    assert anon.get("/api/auth/me", headers=who).status_code == 200
