@@ -9,23 +9,17 @@ origin's job -- a row that is gone, its id reused by a restore of
 PostgreSQL -- is replaced if it waits, is delayed, or completed or died
 past the grace, and answered 4 (ask again) while it is leased or has
 just completed or died.  Every way a job dies (queue_finish.lua's fail
-and outage cap, queue_fetch.lua's stalled lease) times the death.  Starts its own redis-server on a free loopback port in
-a temporary directory and stops it (its pid) at the end.  Prints "lua
+and outage cap, queue_fetch.lua's stalled lease) times the death.
+Starts its own redis-server (luaredis.py) and stops it at the end.  Prints "lua
 queue_enqueue case NAME: ok" or "... FAILED: why" per case, as
 tests/lua/run does per script; exits 1 if any failed.
 """
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+import luaredis
+from luaredis import Redis
+
 KEYS = ["q:s", "q:d", "q:a", "q:c", "q:x", "q:r"]
 JP = "q:j:"
 # attempts backoff inflight rate rate_ms keep_c age_c keep_f age_f
@@ -35,51 +29,8 @@ DEAD_TTL = 86400000     # lib/lua/queue_prelude.lua, a dead job's hash
 OUTAGES_MAX = 3         # queue_finish.lua's ARGV[11] (lib/drain.c's)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class Redis:
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="keel-lua-redis.")
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind",
-             "127.0.0.1", "--dir", self.dir, "--save", "",
-             "--appendonly", "no"], stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
-        for _ in range(100):
-            if self.cli("PING") == "PONG":
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("redis-server did not answer on %d" % self.port)
-
-    def cli(self, *args):
-        p = subprocess.run(["redis-cli", "-p", str(self.port)] +
-                           [str(a) for a in args], capture_output=True,
-                           text=True, timeout=30)
-        return p.stdout.strip()
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 def script(name="queue_enqueue"):
-    return subprocess.run(
-        [os.path.join(ROOT, "scripts", "lua-embed"), "-e",
-         os.path.join(ROOT, "lib", "lua", name + ".lua")],
-        capture_output=True, text=True, check=True).stdout
+    return luaredis.script(name)
 
 
 def now_ms(r):
