@@ -116,6 +116,7 @@
 #define OUT_MAX		(64 * 1024)	/* unsent bytes before a drop */
 #define AUTH_MS		3000		/* Redis's answers to an open */
 #define RETRY_HINT_MS	2000		/* the client's reconnect delay */
+#define STREAM_BODY_MAX	(1024 * 1024 + 1) /* past lighttpd's bound */
 #define TERM_GRACE_MS	1000		/* final events' time to leave */
 #define REDIS_BACKOFF_MIN_MS	250
 #define REDIS_BACKOFF_MAX_MS	5000
@@ -375,6 +376,9 @@ reply_error(const struct answer *a, struct evhttp_request *req, int status,
 	evhttp_add_header(h, "Cache-Control", "no-store");
 	if (status == 405)
 		evhttp_add_header(h, "Allow", "GET");
+	/* RFC 6750 §3, as the FastCGI apps' 401 (lib/auth.c). */
+	if (status == 401)
+		evhttp_add_header(h, "WWW-Authenticate", "Bearer realm=\"keel\"");
 	if (retry_after != NULL)
 		evhttp_add_header(h, "Retry-After", retry_after);
 	if ((body = evbuffer_new()) == NULL)
@@ -1993,7 +1997,18 @@ stream_loop(const struct keel_config *cfg, int lfd, const sigset_t *waitmask)
 	evhttp_set_gencb(W.http, on_request, NULL);
 	evhttp_set_timeout(W.http, 10);
 	evhttp_set_max_headers_size(W.http, 16384);
-	evhttp_set_max_body_size(W.http, 0);
+	/*
+	 * Every method and any body reach on_request, whose 405 is JSON with
+	 * Allow: libevent's own answers to a method outside its default set
+	 * (OPTIONS, PATCH, TRACE: 501) or a body past its cap (413) are HTML
+	 * pages.  lighttpd bounds a body first (server.max-request-size,
+	 * 1 MiB, its JSON 413); the stream never reads one.
+	 */
+	evhttp_set_allowed_methods(W.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
+	    EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+	    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT |
+	    EVHTTP_REQ_PATCH);
+	evhttp_set_max_body_size(W.http, STREAM_BODY_MAX);
 	if (cfg->redis_cluster) {
 		/* The first of the seeds (its password is every node's). */
 		char	*first = keel_strndup(cfg->redis_url,

@@ -156,15 +156,27 @@ def test_every_role_opens_its_own_stream(stack, anon, role):
 def test_anonymous_and_bad_tokens_get_401(stack, anon):
     s = SSE.open(stack)
     assert s.status == 401 and s.json()["error"] == "unauthorized"
+    # RFC 6750 §3, as every other route's 401.
+    assert s.headers.get("Www-Authenticate") == 'Bearer realm="keel"'
     s = SSE.open(stack, headers=bearer("x" * 43))
     assert s.status == 401
+    assert s.headers.get("Www-Authenticate") == 'Bearer realm="keel"'
     s = SSE.open(stack, headers=bearer("not a token"))
     assert s.status == 401
 
 
-def test_other_methods_get_405(stack, user, anon):
-    r = anon.post("/api/notifications/stream", headers=user["h"])
+@pytest.mark.parametrize("method,body", [
+    ("POST", None), ("POST", b"{}"), ("PUT", b"{}"), ("DELETE", None),
+    ("OPTIONS", None), ("PATCH", b"{}"), ("TRACE", None)])
+def test_other_methods_get_405(stack, user, anon, method, body):
+    """Every other method, with a body or none, gets the API's 405 with
+    Allow; libevent's own answers (501 to a method outside its default
+    set, 413 to any body) were HTML pages."""
+    r = anon.request(method, "/api/notifications/stream",
+                     headers=dict(user["h"], **{
+                         "Content-Type": "application/json"}), data=body)
     assert_error(r, 405, "method_not_allowed")
+    assert r.headers["Allow"] == "GET"
 
 
 ACCESS = re.compile(
