@@ -18,7 +18,6 @@ tests/lua/run does per script; exits 1 if any failed.
 import sys
 
 import luaredis
-from luaredis import Redis
 
 KEYS = ["q:s", "q:d", "q:a", "q:c", "q:x", "q:r"]
 JP = "q:j:"
@@ -245,24 +244,7 @@ def case_a_new_key_keeps_its_origin(r, text):
 
 
 def main():
-    text = script()
-    r = Redis()
-    failed = 0
-    try:
-        for name, fn in sorted(globals().items()):
-            if not name.startswith("case_"):
-                continue
-            try:
-                fn(r, text)
-                print("lua queue_enqueue case %s: ok" % name[5:])
-            except (AssertionError, ValueError) as e:
-                # ValueError: the script answered an error, not a number.
-                failed = 1
-                print("lua queue_enqueue case %s: FAILED: %r line %d" % (
-                    name[5:], e, sys.exc_info()[2].tb_next.tb_lineno))
-    finally:
-        r.stop()
-    return failed
+    return luaredis.run_cases("queue_enqueue", globals(), script())
 
 
 if __name__ == "__main__":

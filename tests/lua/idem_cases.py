@@ -17,7 +17,7 @@ why" per case, as tests/lua/run does per script; exits 1 if any failed.
 import sys
 import time
 
-from luaredis import Redis, script
+from luaredis import run_cases, script
 
 PREFIX = "keel:idem:a:192.0.2.1:"
 INDEX = "keel:idem:i:a:192.0.2.1"
@@ -93,25 +93,9 @@ def case_keep_alone_hands_back_what_it_took_out(r, s):
 
 
 def main():
-    s = {n: script(n) for n in ("idem_done", "idem_keep")}
-    r = Redis()
-    failed = 0
-    try:
-        for name, fn in sorted(globals().items()):
-            if not name.startswith("case_"):
-                continue
-            r.cli("FLUSHALL")
-            try:
-                fn(r, s)
-                print("lua idem case %s: ok" % name[5:])
-            except (AssertionError, ValueError) as e:
-                # ValueError: the script answered an error, not a number.
-                failed = 1
-                print("lua idem case %s: FAILED: %r line %d" % (
-                    name[5:], e, sys.exc_info()[2].tb_next.tb_lineno))
-    finally:
-        r.stop()
-    return failed
+    return run_cases("idem", globals(), {n: script(n) for n in
+                                          ("idem_done", "idem_keep")},
+                     flush=True)
 
 
 if __name__ == "__main__":

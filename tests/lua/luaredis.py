@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -62,3 +63,29 @@ def script(name):
         [os.path.join(ROOT, "scripts", "lua-embed"), "-e",
          os.path.join(ROOT, "lib", "lua", name + ".lua")],
         capture_output=True, text=True, check=True).stdout
+
+
+def run_cases(label, names, arg, flush=False):
+    """Runs every case_* function of names (a module's globals()) as
+    fn(redis, arg) on one throwaway Redis (FLUSHALL before each when
+    flush), printing "lua LABEL case NAME: ok" or "... FAILED: why"; 1 if
+    any failed, else 0."""
+    r = Redis()
+    failed = 0
+    try:
+        for name, fn in sorted(names.items()):
+            if not name.startswith("case_"):
+                continue
+            if flush:
+                r.cli("FLUSHALL")
+            try:
+                fn(r, arg)
+                print("lua %s case %s: ok" % (label, name[5:]))
+            except (AssertionError, ValueError) as e:
+                # ValueError: the script answered an error, not a number.
+                failed = 1
+                print("lua %s case %s: FAILED: %r line %d" % (
+                    label, name[5:], e, sys.exc_info()[2].tb_next.tb_lineno))
+    finally:
+        r.stop()
+    return failed
