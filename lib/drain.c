@@ -15,7 +15,8 @@
  * lib/lua/queue_fetch.lua and queue_finish.lua; their arguments are
  * queue.c's (queue_private.h), the visibility timeout this program's
  * configuration.  Once Redis has recorded them, the jobs that completed
- * or were dead-lettered are marked so in the outbox (outbox.c), so the
+ * or were dead-lettered are marked so in the outbox (outbox.c), each in
+ * its own row, by key and origin (a restore may reuse the key), so the
  * relay stops asking after them; a mark that fails is left to the relay,
  * which finds them finished in Redis.  A job whose row says it completed
  * is not run again; a dead-lettered one is, when an operator retries it.
@@ -134,10 +135,10 @@ drain_sleep(int ms)
 }
 
 /* Marks the outbox rows of the jobs that completed (done[0..nd)) and
- * died (dead[0..nx)); logs once. */
+ * died (dead[0..nx)), each its own origin's; logs once. */
 static void
-drain_mark(struct keel_db *db, const char *const *done, size_t nd,
-    const char *const *dead, size_t nx, struct drain_counts *cnt)
+drain_mark(struct keel_db *db, const struct keel_outbox_job *done, size_t nd,
+    const struct keel_outbox_job *dead, size_t nx, struct drain_counts *cnt)
 {
 	enum keel_err	 er;
 
@@ -272,9 +273,11 @@ drain_count(const struct keel_queue *q, const struct drain_job *j,
  * whatever Redis answered (a Redis restarted without its last writes
  * refuses the finish of a job it forgot, which the relay would push
  * again), as completed, and every job dead-lettered as dead -- not as
- * run, so a retry of its dead letter runs it.  A finish lost to a Redis
- * outage is tried again for a while: giving up would turn a job already
- * done into a stalled one, sent twice.
+ * run, so a retry of its dead letter runs it.  Each marks the row of its
+ * origin only: its key may have been handed to a new row since it was
+ * leased (a restore of PostgreSQL reuses ids), which this mark must not
+ * finish.  A finish lost to a Redis outage is tried again for a while:
+ * giving up would turn a job already done into a stalled one, sent twice.
  */
 static void
 drain_finish(struct keel_redis *r, struct keel_db *db,
@@ -283,7 +286,7 @@ drain_finish(struct keel_redis *r, struct keel_db *db,
 {
 	struct keel_rreply	*rep = NULL;
 	struct keel_queue_args	 a;
-	const char		**done, **dead;
+	struct keel_outbox_job	*done, *dead;
 	enum keel_err		 er;
 	size_t			 i, nd = 0, nx = 0;
 	int			 tries;
@@ -318,10 +321,12 @@ drain_finish(struct keel_redis *r, struct keel_db *db,
 		died = er == KEEL_OK &&
 		    drain_count(q, &jobs[i], keel_queue_reply_int(rep, i), cnt);
 		if (died)
-			dead[nx++] = jobs[i].job.key;
+			dead[nx++] = (struct keel_outbox_job){
+			    jobs[i].job.key, jobs[i].job.origin };
 		else if (strcmp(jobs[i].outcome, "done") == 0 &&
 		    !jobs[i].ran_before)
-			done[nd++] = jobs[i].job.key;
+			done[nd++] = (struct keel_outbox_job){
+			    jobs[i].job.key, jobs[i].job.origin };
 	}
 	drain_mark(db, done, nd, dead, nx, cnt);
 	free(done);
@@ -434,6 +439,8 @@ drain_batch(struct keel_redis *r, struct keel_db *db,
 		jobs[i].job.attempt = (int)e->elem[4].integer;
 		jobs[i].job.request_id = e->nelem > 5 &&
 		    e->elem[5].type == KEEL_R_STR ? e->elem[5].str : "";
+		jobs[i].job.origin = e->nelem > 6 &&
+		    e->elem[6].type == KEEL_R_STR ? e->elem[6].str : "";
 	}
 	drain_ran_before(db, jobs, n, cnt);
 	for (i = 0; i < n; i++) {

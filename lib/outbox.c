@@ -28,10 +28,12 @@
  * them, email:attempt:<id> -- while Redis still holds the jobs of the
  * rows the restore took away (completed ones for a day).  Such a job is
  * another row's; the enqueue script replaces it with this row's, or,
- * while it is leased or has only just completed or died (its drainer
- * marks rows by key), says so, and the row stays unpushed for the relay to ask
- * again (lib/lua/queue_enqueue.lua).  Without origins a restore had new
- * jobs marked completed that never ran.
+ * while it is leased (or has only just finished by code older than this,
+ * whose drainer marked rows by key alone), says so, and the row stays
+ * unpushed for the relay to ask again (lib/lua/queue_enqueue.lua).  A
+ * drainer marks the row of its job's origin, never another row of the
+ * key, so a late mark can't finish a row that reused it.  Without
+ * origins a restore had new jobs marked completed that never ran.
  *
  * Only a completed job has run: a drainer never runs one again, whatever
  * Redis hands back.  A dead one is finished too (the relay leaves it
@@ -134,23 +136,28 @@ static const struct keel_query q_outbox_mark = {
 	.target = KEEL_DB_PRIMARY };
 
 /*
- * The drainer's mark: the jobs of keys $1 (a JSON array) have completed,
- * those of keys $2 died.  A completion is marked over a dead mark (the
- * job was retried and ran); a death never over a finished row: it may
- * be a completion that came first, or the job died again.
+ * The drainer's mark: the jobs $1 (a JSON array of [key, origin]) have
+ * completed, the jobs $2 died.  Each marks its key's row only if the row
+ * is of its origin ('' none: any, as before origins): a job of a row a
+ * restore took away finishes no row that reused its key.  A completion
+ * is marked over a dead mark (the job was retried and ran); a death
+ * never over a finished row: it may be a completion that came first, or
+ * the job died again.  A batch leases a key once, so a row matches one
+ * job at most.
  */
 static const struct keel_query q_outbox_finished = {
 	.name = "outbox_finished",
 	.sql = "WITH async AS "
 	    "(SELECT set_config('synchronous_commit', 'off', true)), "
-	    "done AS (SELECT jsonb_array_elements_text($1::jsonb) AS k), "
-	    "dead AS (SELECT jsonb_array_elements_text($2::jsonb) AS k) "
-	    "UPDATE outbox SET finished_at = now(), outcome = CASE WHEN "
-	    "idempotency_key IN (SELECT k FROM done) THEN 'completed' "
-	    "ELSE 'dead' END FROM async WHERE pushed_at IS NOT NULL AND "
-	    "((idempotency_key IN (SELECT k FROM done) AND (finished_at IS "
-	    "NULL OR outcome IS DISTINCT FROM 'completed')) OR "
-	    "(idempotency_key IN (SELECT k FROM dead) AND finished_at IS NULL))",
+	    "m AS (SELECT e->>0 AS k, e->>1 AS o, true AS ok "
+	    "FROM jsonb_array_elements($1::jsonb) e UNION ALL "
+	    "SELECT e->>0, e->>1, false FROM jsonb_array_elements($2::jsonb) e) "
+	    "UPDATE outbox SET finished_at = now(), outcome = CASE WHEN m.ok "
+	    "THEN 'completed' ELSE 'dead' END FROM async, m "
+	    "WHERE idempotency_key = m.k AND (m.o = '' OR m.o = "
+	    OUTBOX_ORIGIN ") AND pushed_at IS NOT NULL AND CASE WHEN m.ok "
+	    "THEN finished_at IS NULL OR outcome IS DISTINCT FROM 'completed' "
+	    "ELSE finished_at IS NULL END",
 	.target = KEEL_DB_PRIMARY };
 
 /* Which of the keys $1 (a JSON array) name jobs that ran: finished, and
@@ -455,6 +462,24 @@ keys_json(struct keel_buf *b, const char *const *keys, size_t n)
 	keel_jw_arr_close(&w);
 }
 
+/* Sets b (empty) to jobs[0..n) as a JSON array of [key, origin]. */
+static void
+jobs_json(struct keel_buf *b, const struct keel_outbox_job *jobs, size_t n)
+{
+	struct keel_jw		 w;
+	size_t			 i;
+
+	keel_jw_init(&w, b);
+	keel_jw_arr_open(&w);
+	for (i = 0; i < n; i++) {
+		keel_jw_arr_open(&w);
+		keel_jw_str(&w, jobs[i].key);
+		keel_jw_str(&w, jobs[i].origin != NULL ? jobs[i].origin : "");
+		keel_jw_arr_close(&w);
+	}
+	keel_jw_arr_close(&w);
+}
+
 /* Runs q with keys[0..n) as its one parameter, a JSON array. */
 static enum keel_err
 keys_query(struct keel_db *db, const struct keel_query *q,
@@ -473,8 +498,8 @@ keys_query(struct keel_db *db, const struct keel_query *q,
 }
 
 enum keel_err
-keel_outbox_finished(struct keel_db *db, const char *const *done,
-    size_t ndone, const char *const *dead, size_t ndead)
+keel_outbox_finished(struct keel_db *db, const struct keel_outbox_job *done,
+    size_t ndone, const struct keel_outbox_job *dead, size_t ndead)
 {
 	struct keel_db_params	 p;
 	struct keel_buf		 d1 = { NULL, 0, 0 }, d2 = { NULL, 0, 0 };
@@ -482,8 +507,8 @@ keel_outbox_finished(struct keel_db *db, const char *const *done,
 
 	if (ndone + ndead == 0)
 		return KEEL_OK;
-	keys_json(&d1, done, ndone);
-	keys_json(&d2, dead, ndead);
+	jobs_json(&d1, done, ndone);
+	jobs_json(&d2, dead, ndead);
 	keel_db_params_init(&p);
 	keel_db_param_text(&p, d1.data);
 	keel_db_param_text(&p, d2.data);

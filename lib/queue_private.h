@@ -89,12 +89,15 @@ extern struct keel_rscript keel_queue_script_enqueue;
 
 /*
  * How long after another origin's job completed or died the enqueue
- * script may replace it (ms).  Its drainer marks outbox rows by key
- * right after the finish or the death (lib/drain.c): one statement,
- * bounded by KEEL_DB_STATEMENT_TIMEOUT (30 s by default) and a reconnect
- * (KEEL_DB_CONNECT_TIMEOUT), so ten minutes leaves that mark no row of a
- * new origin to hit.  Only a key whose id PostgreSQL reused waits for
- * it.
+ * script may replace it (ms) when older code finished it: that code's
+ * drainer marked outbox rows by key alone right after the finish or the
+ * death -- one statement, bounded by KEEL_DB_STATEMENT_TIMEOUT (30 s by
+ * default) and a reconnect (KEEL_DB_CONNECT_TIMEOUT), so ten minutes
+ * leaves that mark no row of a new origin to hit.  This code's drainer
+ * marks by key and origin (lib/drain.c) and says so in the hash (marks,
+ * queue_prelude.lua), and its jobs are replaced at once: the grace
+ * serves only a rolling upgrade and the day its hashes live after it.
+ * Only a key whose id PostgreSQL reused waits for it.
  */
 #define KEEL_QUEUE_REUSE_GRACE_MS	600000
 /* lib/lua/queue_retry_failed.lua, outbox.c's: no ARGV of its own;

@@ -20,6 +20,8 @@ struct keel_job {
 	const char	*payload;	/* JSON text */
 	int		 attempt;	/* 1 for the first try */
 	const char	*request_id;	/* of the request that made it; "" */
+	const char	*origin;	/* its outbox row, "<id>@<µs>"
+					   (lib/outbox.c); "": none */
 };
 
 enum keel_job_result {

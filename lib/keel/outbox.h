@@ -72,17 +72,29 @@ enum keel_err	 keel_outbox_recheck(struct keel_db *db,
 		    struct keel_redis *r, int limit, int after,
 		    struct keel_outbox_relayed *out);
 
+/* A job as the outbox knows it: its key and the origin of its row. */
+struct keel_outbox_job {
+	const char	*key;		/* idempotency key */
+	const char	*origin;	/* "<row id>@<created_at, µs>" as the
+					   job carries it (lib/outbox.c);
+					   "": none, the key alone */
+};
+
 /*
- * A drainer's mark, after Redis recorded it: the jobs of done[0..ndone)
- * completed and those of dead[0..ndead) were dead-lettered, so their
- * rows need no recheck and may be pruned.  A completion is marked over a
- * dead mark (a retried job that ran); a death never over a finished
- * row.  Keys without a row (jobs added straight to Redis) are ignored.
- * The keys are only read; either array may be NULL when its count is 0.
+ * A drainer's mark, after Redis recorded it: the jobs done[0..ndone)
+ * completed and dead[0..ndead) were dead-lettered, so their rows need no
+ * recheck and may be pruned.  A job marks the row of its own origin
+ * only: a key's row of another origin (the key reused after a restore)
+ * belongs to another job, which this mark, however late, must not
+ * finish.  A job without an origin marks by its key alone.  A
+ * completion is marked over a dead mark (a retried job that ran); a
+ * death never over a finished row.  Keys without a row (jobs added
+ * straight to Redis) are ignored.  The jobs are only read; either array
+ * may be NULL when its count is 0.
  */
 enum keel_err	 keel_outbox_finished(struct keel_db *db,
-		    const char *const *done, size_t ndone,
-		    const char *const *dead, size_t ndead);
+		    const struct keel_outbox_job *done, size_t ndone,
+		    const struct keel_outbox_job *dead, size_t ndead);
 
 /*
  * Sets ran[i] (n of them) when the job of keys[i] ran by its outbox row:

@@ -21,25 +21,30 @@
 --
 --   waiting, delayed        replaced now;
 --   leased                  4: a consumer runs it; asked again later;
---   completed, dead         replaced once it finished ARGV[11] ms ago,
---                           4 before: its drainer marks outbox rows by
---                           key right after the finish or the death
---                           (lib/drain.c), and a new row pushed before
---                           that mark would be marked as run, or as dead
+--   completed, dead         replaced now when its hash says marks =
+--                           'origin' (queue_prelude.lua): its drainer
+--                           marks the outbox row of its own origin, so
+--                           that mark, however late, can't land on the
+--                           new row;
+--   the same, finished by   replaced once it finished ARGV[11] ms ago,
+--   older code (no marks)   4 before: that code's drainer marks outbox
+--                           rows by key alone right after the finish or
+--                           the death, and a new row pushed before that
+--                           mark would be marked as run, or as dead
 --                           while its job waits -- and the relay watches
 --                           no finished row, so a Redis loss then loses
 --                           that job.  A 4 leaves the row unpushed,
 --                           which that mark never touches.
 --
--- A job finishes at its hash's finished (queue_finish.lua, dead() in
--- queue_prelude.lua).  A dead job's hash from code that didn't time
--- deaths has no finished, but its TTL tells the time all the same:
--- dead() has always set DEAD_TTL at the death, and nothing else sets a
--- TTL on a job's hash.  So during a rolling upgrade a job killed by an
--- older drainer still gets its grace.  A hash that tells neither (its
--- TTL removed by hand) is taken as past the grace, as before deaths
--- were timed: waiting on it would hold the new row unpushed for good,
--- since such a hash never ages.
+-- The grace is for a rolling upgrade, and for a day after it (a
+-- finished hash lives a day at most).  Such a job finished at its
+-- hash's finished.  A dead job's hash from code that didn't time deaths
+-- has no finished, but its TTL tells the time all the same: dead() has
+-- always set DEAD_TTL at the death, and nothing else sets a TTL on a
+-- job's hash.  A hash that tells neither (its TTL removed by hand) is
+-- taken as past the grace, as before deaths were timed: waiting on it
+-- would hold the new row unpushed for good, since such a hash never
+-- ages.
 --
 -- A job with no origin on either side (keel_queue_enqueue, hashes of
 -- code older than origins, a dead letter retried) is known by its key
@@ -90,10 +95,11 @@ local function finished_at(k, state, finished)
   return nil
 end
 
--- Whether the job of key k, of another origin, in state, may be
--- replaced now; leased (active) never.
-local function replaceable(k, state, finished)
+-- Whether the job of key k, of another origin, in state, its hash's
+-- finished and marks, may be replaced now; leased (active) never.
+local function replaceable(k, state, finished, marks)
   if state == 'completed' or state == 'failed' then
+    if marks == 'origin' then return true end
     local at = finished_at(k, state, finished)
     return at == nil or T - at >= GRACE
   end
@@ -103,7 +109,8 @@ end
 local res = {}
 for i = 12, #ARGV, 6 do
   local k, origin = ARGV[i], ARGV[i + 5]
-  local h = redis.call('HMGET', JP .. k, 'state', 'origin', 'finished')
+  local h = redis.call('HMGET', JP .. k, 'state', 'origin', 'finished',
+    'marks')
   local state, was = h[1], h[2] or ''
   local other = origin ~= '' and was ~= '' and was ~= origin
   if not state then
@@ -111,7 +118,7 @@ for i = 12, #ARGV, 6 do
       ARGV[i + 4])
     if origin ~= '' then redis.call('HSET', JP .. k, 'origin', origin) end
     res[#res + 1] = 1
-  elseif other and replaceable(k, state, h[3]) then
+  elseif other and replaceable(k, state, h[3], h[4]) then
     replace(k, ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]),
       ARGV[i + 4], origin, state)
     res[#res + 1] = 1

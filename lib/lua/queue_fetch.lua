@@ -6,9 +6,10 @@
 -- counts as an attempt and takes the backoff), then leases what the
 -- in-flight bound and the rate limit allow.  Returns
 -- { wake_ms, limited, last_id, stalled, dead, pending,
---   {id, key, kind, payload, attempt, request id}... }: wake_ms is
--- when something may become ready (-1: only a new job), limited 1 when
--- capacity, not work, is missing.
+--   {id, key, kind, payload, attempt, request id, origin}... }: wake_ms
+-- is when something may become ready (-1: only a new job), limited 1
+-- when capacity, not work, is missing; origin is the job's outbox row
+-- ('' none, queue_enqueue.lua), by which the drainer marks that row.
 
 -- keel: include queue_prelude.lua
 ensure_group()
@@ -73,7 +74,7 @@ end
 local function lease(id, k)
   local jk = JP .. k
   local h = redis.call('HMGET', jk, 'state', 'attempts', 'kind', 'payload',
-    'rid')
+    'rid', 'origin')
   if h[1] ~= 'waiting' then
     redis.call('XACK', S, 'workers', id)
     redis.call('XDEL', S, id)
@@ -85,7 +86,7 @@ local function lease(id, k)
   redis.call('ZADD', A, T + VIS, k)
   if RATE > 0 then redis.call('ZADD', R, T, id) end
   cap = cap - 1
-  out[#out + 1] = { id, k, h[3], h[4], att, h[5] or '' }
+  out[#out + 1] = { id, k, h[3], h[4], att, h[5] or '', h[6] or '' }
 end
 for _, m in ipairs(mine) do
   if cap <= 0 then break end

@@ -34,7 +34,8 @@ for i = 12, #ARGV, 5 do
     redis.call('XDEL', S, id)
     if oc == 'done' then
       if KEEP_C > 0 then
-        redis.call('HSET', jk, 'state', 'completed', 'finished', T)
+        redis.call('HSET', jk, 'state', 'completed', 'finished', T,
+          'marks', MARKS)
         redis.call('ZADD', C, T, k)
       else
         redis.call('DEL', jk)

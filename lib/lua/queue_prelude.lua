@@ -47,13 +47,19 @@ end
 -- How long a dead job's hash stays (ms), from its death.
 local DEAD_TTL = 86400000
 
+-- A finished job's hash says, by marks = 'origin', that the outbox row
+-- of its job is marked by key and origin (lib/drain.c), never by key
+-- alone: the code that finished it is this code, whose drainer does so.
+-- queue_enqueue.lua hands the key of such a job to another row at once;
+-- one finished by older code, whose drainer marked by key alone, only
+-- after its grace.
+local MARKS = 'origin'
+
 -- Past the last attempt, or a job that can never succeed: a dead letter
 -- with the reason; the hash stays a day as a tombstone so a re-push of
 -- the same key is still recognised.  Every death comes here (a finish,
 -- a stalled lease, the outage cap), and each records when it happened
--- (finished), as a completion does: its drainer marks outbox rows dead
--- by key right after, and queue_enqueue.lua won't hand the key to
--- another row before that mark has landed.
+-- (finished), as a completion does, and how its row is marked (MARKS).
 local function dead(k, why)
   local jk = JP .. k
   local h = redis.call('HMGET', jk, 'kind', 'payload', 'attempts',
@@ -62,7 +68,8 @@ local function dead(k, why)
     'payload', h[2] or '', 'attempts', h[3] or '0', 'reason', why,
     'created', h[4] or '', 'failedAt', T, 'rid', h[5] or '')
   redis.call('HDEL', jk, 'payload')
-  redis.call('HSET', jk, 'state', 'failed', 'error', why, 'finished', T)
+  redis.call('HSET', jk, 'state', 'failed', 'error', why, 'finished', T,
+    'marks', MARKS)
   redis.call('PEXPIRE', jk, DEAD_TTL)
 end
 

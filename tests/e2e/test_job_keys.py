@@ -100,15 +100,17 @@ def age_completions(stack, aid):
 
 
 def kill(stack, aid):
-    """The attempt's jobs dead-lettered just now, as dead() leaves them
-    (their hash a tombstone for a day, its death timed): a drainer's
-    mark of outbox rows dead by key may still be on its way."""
+    """The attempt's jobs dead-lettered just now, as older code's dead()
+    left them (their hash a tombstone for a day, its death timed, no
+    marks): its drainer's mark of outbox rows dead by key may still be
+    on its way."""
     for q, key in attempt_keys(aid).items():
         jk = "keel:q:%s:j:%s" % (q, key)
         assert redis_cli(stack, "HGET", jk, "state") == "completed", jk
         redis_cli(stack, "ZREM", "keel:q:%s:c" % q, key)
         redis_cli(stack, "HSET", jk, "state", "failed", "error", "test",
                   "finished", int(time.time() * 1000))
+        redis_cli(stack, "HDEL", jk, "marks")
         redis_cli(stack, "PEXPIRE", jk, 86400000)
 
 
@@ -167,12 +169,69 @@ def test_a_restored_attempt_id_runs_the_new_attempts_jobs(queues, http):
     assert delivered(queues, http, b, test) == (1, 1, True)
 
 
-def test_a_key_whose_old_job_just_completed_waits_unpushed(queues, http):
-    """Within the grace after the old job completed (its drainer may
-    still be marking outbox rows by key), the new rows are left
-    unpushed -- never marked as run -- and the relay pushes them once the
-    grace is over."""
+def older_code(stack, aid):
+    """The attempt's jobs as older code finished them: without marks, so
+    their drainer marked outbox rows by key alone (queue_prelude.lua)."""
+    for q, key in attempt_keys(aid).items():
+        redis_cli(stack, "HDEL", "keel:q:%s:j:%s" % (q, key), "marks")
+
+
+def origins(stack, aid):
+    """{queue: the origin of the attempt's job in Redis}."""
+    return {q: redis_cli(stack, "HGET", "keel:q:%s:j:%s" % (q, key),
+                         "origin")
+            for q, key in attempt_keys(aid).items()}
+
+
+def test_a_key_whose_old_job_just_completed_runs_the_new_job_at_once(
+        queues, http):
+    """The old job's drainer marks the row of its own origin, so no mark
+    of it can land on the new rows: they are pushed and run at once."""
     test, qids, aid_a = reused(queues, http)
+    b, aid_b = submit(queues, http, test, qids)
+    assert aid_b == aid_a, "the restore reused no id: nothing tested"
+    drain_all(queues)
+    assert delivered(queues, http, b, test) == (1, 1, True)
+    assert rows(queues, aid_b) == {k: ("true", "completed")
+                                   for k in attempt_keys(aid_b).values()}
+
+
+def test_a_late_mark_of_another_origins_job_finishes_no_row(queues, http):
+    """A job of the gone row, finished after the new row was pushed (a
+    stalled drainer's late answer), marks the row of its origin: the new
+    row stays unfinished, and the relay's recheck finds its job gone and
+    runs it."""
+    test, qids, aid_a = reused(queues, http)
+    old = origins(queues, aid_a)
+    b, aid_b = submit(queues, http, test, qids)
+    assert aid_b == aid_a, "the restore reused no id: nothing tested"
+    assert origins(queues, aid_b) != old
+    # The jobs on the queues are the gone row's again, as when its
+    # drainer answers late.
+    for q, key in attempt_keys(aid_b).items():
+        redis_cli(queues, "HSET", "keel:q:%s:j:%s" % (q, key), "origin",
+                  old[q])
+    drain_all(queues)
+    assert rows(queues, aid_b) == {k: ("true", "")
+                                   for k in attempt_keys(aid_b).values()}
+    time.sleep(1.2)
+    p = queues.program("keel-outbox-relay", "--once",
+                       env={"KEEL_RELAY_RECHECK": "1"})
+    assert p.returncode == 0, p.stderr
+    drain_all(queues)
+    assert rows(queues, aid_b) == {k: ("true", "completed")
+                                   for k in attempt_keys(aid_b).values()}
+    assert delivered(queues, http, b, test)[1:] == (1, True)
+
+
+def test_a_key_whose_old_job_older_code_just_completed_waits_unpushed(
+        queues, http):
+    """Within the grace after older code completed the old job (its
+    drainer may still be marking outbox rows by key alone), the new rows
+    are left unpushed -- never marked as run -- and the relay pushes them
+    once the grace is over."""
+    test, qids, aid_a = reused(queues, http)
+    older_code(queues, aid_a)
     b, aid_b = submit(queues, http, test, qids)
     assert aid_b == aid_a, "the restore reused no id: nothing tested"
     drain_all(queues)
@@ -187,8 +246,9 @@ def test_a_key_whose_old_job_just_completed_waits_unpushed(queues, http):
                                    for k in attempt_keys(aid_b).values()}
 
 
-def test_a_key_whose_old_job_just_died_waits_unpushed(queues, http):
-    """As for a completion: pushed before the old job's drainer marked
+def test_a_key_whose_old_job_older_code_just_killed_waits_unpushed(
+        queues, http):
+    """As for a completion: pushed before older code's drainer marked
     its rows dead by key, a new row would be marked dead while its job
     waits, and the relay, which watches no finished row, would let a
     Redis loss lose that job.  So the new rows wait unpushed too."""

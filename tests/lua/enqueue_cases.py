@@ -7,9 +7,12 @@ outbox row) of the job it holds and of the push (lib/outbox.c): the same
 origin, or none on either side, is one job, as before origins; another
 origin's job -- a row that is gone, its id reused by a restore of
 PostgreSQL -- is replaced if it waits, is delayed, or completed or died
-past the grace, and answered 4 (ask again) while it is leased or has
-just completed or died.  Every way a job dies (queue_finish.lua's fail
-and outage cap, queue_fetch.lua's stalled lease) times the death.
+and its drainer marks rows by origin (marks), or, finished by older
+code, past the grace, and answered 4 (ask again) while it is leased or
+has just been finished by older code.  Every way a job finishes
+(queue_finish.lua's done, fail and outage cap, queue_fetch.lua's stalled
+lease) times it and says marks = origin, and a lease hands the drainer
+the job's origin (lib/drain.c marks the outbox row by it).
 Starts its own redis-server (luaredis.py) and stops it at the end.  Prints "lua
 queue_enqueue case NAME: ok" or "... FAILED: why" per case, as
 tests/lua/run does per script; exits 1 if any failed.
@@ -45,14 +48,17 @@ def enqueue(r, text, key, payload, origin, delay=0):
 
 
 def job(r, key, state, origin=None, finished=None, payload="old",
-        ttl=None):
+        ttl=None, marks=None):
     """A job hash as the queue scripts leave one in state; a dead one
-    with its TTL (ms) if ttl, as dead() leaves one."""
+    with its TTL (ms) if ttl, as dead() leaves one; marks as this code's
+    finish leaves it (none: older code's)."""
     r.cli("DEL", JP + key)
     r.cli("HSET", JP + key, "kind", "k", "payload", payload, "attempts",
           1, "lease", 1, "created", 1, "rid", "", "state", state)
     if origin is not None:
         r.cli("HSET", JP + key, "origin", origin)
+    if marks is not None:
+        r.cli("HSET", JP + key, "marks", marks)
     if finished is not None:
         r.cli("HSET", JP + key, "finished", finished)
     if finished is not None and state == "completed":
@@ -112,6 +118,23 @@ def case_other_origin_just_completed_waits(r, text):
     assert enqueue(r, text, "b2", "new", "7@200") == 4
     assert (h(r, "b2", "state"), h(r, "b2", "origin")) == \
         ("completed", "7@100")
+
+
+def case_other_origin_just_finished_marking_by_origin_is_replaced(r, text):
+    # Its drainer marks the row of its own origin: no mark of it can
+    # land on the new row, so nothing to wait for.
+    job(r, "e1", "completed", origin="7@100", finished=now_ms(r) - 1000,
+        marks="origin")
+    assert enqueue(r, text, "e1", "new", "7@200") == 1
+    assert (h(r, "e1", "state"), h(r, "e1", "payload"),
+            h(r, "e1", "origin")) == ("waiting", "new", "7@200")
+    assert r.cli("HEXISTS", JP + "e1", "marks") == "0"
+    assert r.cli("ZSCORE", "q:c", "e1") == ""
+    job(r, "e2", "failed", origin="7@100", finished=now_ms(r) - 1000,
+        ttl=DEAD_TTL - 1000, marks="origin")
+    assert enqueue(r, text, "e2", "new", "7@200") == 1
+    assert (h(r, "e2", "state"), h(r, "e2", "payload")) == ("waiting", "new")
+    assert dead_letters(r, "e2") == 0
 
 
 def case_other_origin_leased_waits(r, text):
@@ -199,41 +222,68 @@ def leased(r, key, att):
     return mid
 
 
-def died_now(r, text, key):
-    """key's job is dead, its death timed just now, and another origin's
-    push waits for the grace."""
-    assert r.cli("HGET", PJP + key, "state") == "failed"
+def finished_now(r, text, key, state="failed"):
+    """key's job is in state, its finish timed just now and marked as
+    this code's (its row marked by origin), and another origin's push
+    replaces it at once."""
+    assert r.cli("HGET", PJP + key, "state") == state
     died = int(r.cli("HGET", PJP + key, "finished") or 0)
     assert abs(now_ms(r) - died) < 5000, died
+    assert r.cli("HGET", PJP + key, "marks") == "origin"
     out = r.cli("EVAL", text, len(PKEYS), *PKEYS, PJP, *POLICY, GRACE, key,
                 "k", "new", 0, "", "7@200")
-    assert int(out) == 4, out
+    assert int(out) == 1, out
+    assert r.cli("HGET", PJP + key, "origin") == "7@200"
 
 
-def case_a_failed_job_dies_timed(r, text):
+def case_a_completed_job_finishes_timed_and_marked(r, text):
+    mid = leased(r, "d0", 1)
+    out = r.cli("EVAL", script("queue_finish"), len(PKEYS), *PKEYS, PJP,
+                *POLICY, OUTAGES_MAX, mid, "d0", 1, "done", "")
+    assert out == "1", out
+    finished_now(r, text, "d0", "completed")
+
+
+def case_a_lease_hands_over_the_jobs_origin(r, text):
+    # The drainer marks the outbox row of this origin (lib/drain.c).
+    r.cli("DEL", "p:s", "p:a", "p:r")
+    # o1 last: redis-cli's output loses a trailing empty string.
+    assert int(r.cli("EVAL", text, len(PKEYS), *PKEYS, PJP, *POLICY, GRACE,
+                     "o2", "k", "{}", 0, "", "")) == 1
+    assert int(r.cli("EVAL", text, len(PKEYS), *PKEYS, PJP, *POLICY, GRACE,
+                     "o1", "k", "{}", 0, "", "5@100")) == 1
+    out = r.cli("EVAL", script("queue_fetch"), len(PKEYS), *PKEYS, PJP,
+                *POLICY, "c3", 10, 60000).splitlines()
+    # Six header elements, then 7 per job, flattened by redis-cli.
+    assert len(out) == 6 + 2 * 7, out
+    jobs = [out[i:i + 7] for i in range(6, len(out), 7)]
+    assert {j[1]: j[6] for j in jobs} == {"o1": "5@100", "o2": ""}, out
+
+
+def case_a_failed_job_dies_timed_and_marked(r, text):
     mid = leased(r, "d1", 1)
     out = r.cli("EVAL", script("queue_finish"), len(PKEYS), *PKEYS, PJP,
                 *POLICY, OUTAGES_MAX, mid, "d1", 1, "fail", "no")
     assert out == "3", out
-    died_now(r, text, "d1")
+    finished_now(r, text, "d1")
 
 
-def case_a_job_past_the_outage_cap_dies_timed(r, text):
+def case_a_job_past_the_outage_cap_dies_timed_and_marked(r, text):
     mid = leased(r, "d2", 3)
     r.cli("HSET", PJP + "d2", "outages", OUTAGES_MAX)
     out = r.cli("EVAL", script("queue_finish"), len(PKEYS), *PKEYS, PJP,
                 *POLICY, OUTAGES_MAX, mid, "d2", 3, "outage", "db down")
     assert out == "3", out
-    died_now(r, text, "d2")
+    finished_now(r, text, "d2")
 
 
-def case_a_stalled_last_lease_dies_timed(r, text):
+def case_a_stalled_last_lease_dies_timed_and_marked(r, text):
     leased(r, "d3", 3)
     # A visibility timeout of 0: the pending message is reclaimed now.
     out = r.cli("EVAL", script("queue_fetch"), len(PKEYS), *PKEYS, PJP,
                 *POLICY, "c2", 1, 0).splitlines()
     assert out[4] == "1", out       # one job dead-lettered
-    died_now(r, text, "d3")
+    finished_now(r, text, "d3")
 
 
 def case_a_new_key_keeps_its_origin(r, text):
