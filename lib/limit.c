@@ -148,6 +148,13 @@ hb_init(struct hbuf *b, char *p, size_t cap)
 	p[0] = '\0';
 }
 
+/* The name r goes by in the headers. */
+static const char *
+result_name(const struct keel_limit_result *r)
+{
+	return r->name != NULL ? r->name : keel_config_limiter_name(r->which);
+}
+
 void
 keel_limit_format(const struct keel_limit_result *res, size_t n,
     struct keel_limit_headers *h)
@@ -175,13 +182,13 @@ keel_limit_format(const struct keel_limit_result *res, size_t n,
 			hb_put(&fld, ", ", 2);
 		}
 		hb_put(&pol, "\"", 1);
-		hb_str(&pol, keel_config_limiter_name(res[i].which));
+		hb_str(&pol, result_name(&res[i]));
 		hb_put(&pol, "\";q=", 4);
 		hb_int(&pol, res[i].limit);
 		hb_put(&pol, ";w=", 3);
 		hb_int(&pol, res[i].window);
 		hb_put(&fld, "\"", 1);
-		hb_str(&fld, keel_config_limiter_name(res[i].which));
+		hb_str(&fld, result_name(&res[i]));
 		hb_put(&fld, "\";r=", 4);
 		hb_int(&fld, res[i].remaining);
 		hb_put(&fld, ";t=", 3);
@@ -778,13 +785,20 @@ keel_limit_account(struct keel_req *req, const char *spelling,
 	 */
 	tl = KEEL_RTAG_L(req->redis);
 	tr = KEEL_RTAG_R(req->redis);
-	result_init(req, st, st->n++, KEEL_LIMIT_AUTH, keel_arena_cat(
+	/*
+	 * Each bucket by a name of its own in the headers: a client maps
+	 * the RateLimit field's items to the policy's by name, and three
+	 * "auth" items (the address's, these two) named none of them.
+	 */
+	result_init(req, st, st->n, KEEL_LIMIT_AUTH, keel_arena_cat(
 	    req->arena, KEY_PREFIX "auth:", tl, "s:", spelling, tr, ":",
 	    keel_http_client_addr(req), NULL));
+	st->res[st->n++].name = "auth-login";
 	if (req->cfg->auth_account.limit > 0) {
 		result_init(req, st, st->n, KEEL_LIMIT_AUTH, keel_arena_cat(
 		    req->arena, KEY_PREFIX "auth:", tl, "id:", account, tr,
 		    NULL));
+		st->res[st->n].name = "auth-account";
 		st->res[st->n].limit = req->cfg->auth_account.limit;
 		st->res[st->n].window = req->cfg->auth_account.window;
 		st->quiet[st->n++] = true;

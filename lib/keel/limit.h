@@ -99,6 +99,7 @@ struct keel_limit_result {
 	int		 window;	/* seconds */
 	long long	 remaining;	/* requests left, >= 0 */
 	long long	 reset_ms;	/* until the next request frees up */
+	const char	*name;		/* the headers' name; NULL: which's */
 };
 
 /*
@@ -106,7 +107,9 @@ struct keel_limit_result {
  * describes the most restrictive limiter (least remaining, then the
  * longest wait); policy and fields are the IETF draft's structured lists
  * (draft-ietf-httpapi-ratelimit-headers: RateLimit-Policy
- * "name";q=N;w=S, RateLimit "name";r=N;t=S), one item per limiter.
+ * "name";q=N;w=S, RateLimit "name";r=N;t=S), one item per limiter,
+ * by its name (a bucket of a limiter's own, such as a login's, by the
+ * name it is given, so no two items share one).
  * Seconds are rounded up.  Each output has its size.
  */
 struct keel_limit_headers {

@@ -143,9 +143,37 @@ def test_another_address_still_logs_in_when_one_spent_the_emails_tries(
 
 
 def auth_fields(r):
-    """The auth limiter's items of r's RateLimit field, by remaining."""
-    return sorted(int(n) for n in
-                  re.findall(r'"auth";r=(\d+)', r.headers["RateLimit"]))
+    """The auth limiter's items of r's RateLimit field (the address's,
+    and a login's own buckets), as (name, remaining), sorted."""
+    return sorted((name, int(n)) for name, n in re.findall(
+        r'"(auth(?:-login|-account)?)";r=(\d+)', r.headers["RateLimit"]))
+
+
+def item_names(field):
+    """The names of a RateLimit or RateLimit-Policy field's items."""
+    return [item.split(";")[0].strip() for item in field.split(",")]
+
+
+def test_a_login_s_ratelimit_items_each_have_a_name_of_their_own(
+        stack, anon):
+    """A client pairs the RateLimit field's items with the policy's by
+    name: a login's buckets (the address's, the login string's, the
+    account's once spent) each go by a name of their own, and both
+    fields name the same items."""
+    u = make_user(stack, "student")
+    with OwnAuth(stack, KEEL_RATELIMIT_AUTH="%d/900" % AUTH_LIMIT,
+                 KEEL_RATELIMIT_AUTH_ACCOUNT="2/900"):
+        rs = [login(anon, u["email"], "wrong-%d" % i) for i in range(3)]
+    for r in rs:
+        policy = item_names(r.headers["RateLimit-Policy"])
+        fields = item_names(r.headers["RateLimit"])
+        assert len(set(policy)) == len(policy), policy
+        assert fields == policy, (fields, policy)
+    assert {'"auth"', '"auth-login"'} <= set(
+        item_names(rs[0].headers["RateLimit-Policy"]))
+    # The account's bucket, spent by the second try, shows from then on.
+    assert rs[2].status_code == 429, rs[2].text
+    assert '"auth-account"' in item_names(rs[2].headers["RateLimit"])
 
 
 def test_a_spent_email_says_nothing_of_its_username(stack, anon):

@@ -354,8 +354,8 @@ def test_cluster_login_account_bucket_holds_over_every_address(cluster,
         [r.text for r in refused]
     for r in refused:
         assert int(r.headers["Retry-After"]) > 0
-        assert 0 in auth_fields(r), r.headers["RateLimit"]
-        assert '"auth";q=7;w=900' in r.headers["RateLimit-Policy"]
+        assert ("auth-account", 0) in auth_fields(r), r.headers["RateLimit"]
+        assert '"auth-account";q=7;w=900' in r.headers["RateLimit-Policy"]
     assert cluster.call("LLEN", account_key(u["id"])) == "7"
     for ip in late:
         assert cluster.call("LLEN",

@@ -30,10 +30,10 @@ test_headers(void **state)
 
 	(void)state;
 	memset(r, 0, sizeof(r));
-	r[0] = (struct keel_limit_result){ KEEL_LIMIT_API, 100, 900, 99,
-	    899001 };
-	r[1] = (struct keel_limit_result){ KEEL_LIMIT_READ, 200, 900, 150,
-	    900000 };
+	r[0] = (struct keel_limit_result){ .which = KEEL_LIMIT_API,
+	    .limit = 100, .window = 900, .remaining = 99, .reset_ms = 899001 };
+	r[1] = (struct keel_limit_result){ .which = KEEL_LIMIT_READ,
+	    .limit = 200, .window = 900, .remaining = 150, .reset_ms = 900000 };
 	keel_limit_format(r, 2, &h);
 	assert_string_equal(h.limit, "100");
 	assert_string_equal(h.remaining, "99");
@@ -49,6 +49,27 @@ test_headers(void **state)
 	keel_limit_format(r, 2, &h);
 	assert_string_equal(h.limit, "200");
 	assert_string_equal(h.reset, "1");
+}
+
+/* A bucket with a name of its own goes by it, not by its limiter's. */
+static void
+test_headers_named_bucket(void **state)
+{
+	struct keel_limit_result	 r[2];
+	struct keel_limit_headers	 h;
+
+	(void)state;
+	r[0] = (struct keel_limit_result){ .which = KEEL_LIMIT_AUTH,
+	    .limit = 5, .window = 900, .remaining = 4, .reset_ms = 900000 };
+	r[1] = r[0];
+	r[1].name = "auth-login";
+	r[1].remaining = 3;
+	keel_limit_format(r, 2, &h);
+	assert_string_equal(h.policy, "\"auth\";q=5;w=900, "
+	    "\"auth-login\";q=5;w=900");
+	assert_string_equal(h.fields, "\"auth\";r=4;t=900, "
+	    "\"auth-login\";r=3;t=900");
+	assert_string_equal(h.remaining, "3");
 }
 
 /* A check another client sends: the keys keel_limit_check() uses for a
@@ -205,6 +226,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_headers),
+		cmocka_unit_test(test_headers_named_bucket),
 		cmocka_unit_test(test_call_args),
 		cmocka_unit_test(test_cache_keys),
 		cmocka_unit_test(test_idem_keys),
