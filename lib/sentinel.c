@@ -221,22 +221,55 @@ ask(const struct keel_sentinel *s, const struct keel_sentinel_addr *a,
 	return ok;
 }
 
+size_t
+keel_sentinel_count(const struct keel_sentinel *s)
+{
+	return s->n;
+}
+
+const struct keel_sentinel_addr *
+keel_sentinel_nth(const struct keel_sentinel *s, size_t i)
+{
+	return &s->addr[(s->first + i) % s->n];
+}
+
+const char *
+keel_sentinel_name(const struct keel_sentinel *s)
+{
+	return s->name;
+}
+
+const char *
+keel_sentinel_password(const struct keel_sentinel *s)
+{
+	return s->password;
+}
+
+void
+keel_sentinel_answered(struct keel_sentinel *s, size_t i, const char *host,
+    int port)
+{
+	size_t	 k = (s->first + i) % s->n;
+
+	if (k == s->first)
+		return;
+	keel_log_info("redis: sentinel %s:%d answered (%s is at %s:%d); "
+	    "asking it first", s->addr[k].host, s->addr[k].port, s->name,
+	    host, port);
+	s->first = k;
+}
+
 enum keel_err
 keel_sentinel_master(struct keel_sentinel *s, int timeout_ms, char *host,
     size_t hostsz, int *port, char *err, size_t errsz)
 {
-	size_t	 i, k;
+	size_t	 i;
 
 	for (i = 0; i < s->n; i++) {
-		k = (s->first + i) % s->n;
-		if (!ask(s, &s->addr[k], timeout_ms, host, hostsz, port, err,
-		    errsz))
+		if (!ask(s, keel_sentinel_nth(s, i), timeout_ms, host, hostsz,
+		    port, err, errsz))
 			continue;
-		if (k != s->first)
-			keel_log_info("redis: sentinel %s:%d answered (%s is "
-			    "at %s:%d); asking it first", s->addr[k].host,
-			    s->addr[k].port, s->name, host, *port);
-		s->first = k;
+		keel_sentinel_answered(s, i, host, *port);
 		return KEEL_OK;
 	}
 	return KEEL_EUNAVAIL;

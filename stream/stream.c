@@ -59,9 +59,11 @@
  * A Redis connection that drops is tried again with backoff, up to
  * REDIS_BACKOFF_MAX_MS apart; an open that finds it down tries at once
  * (open_wake), so a Redis that is back serves the next open.  Through
- * sentinels only the backoff asks them where the master is (a lookup
- * blocks the loop, up to 250 ms a sentinel); an open only connects
- * again to the master their last answer named.
+ * sentinels only the backoff asks them where the master is, on the loop
+ * like any other Redis conversation (hiredis's async API): one lookup at
+ * a time, shared by every connection waiting for it, each sentinel
+ * given SENTINEL_MS in turn, the answer applied when it comes; an open
+ * only connects again to the master their last answer named.
  */
 #include "config.h"
 
@@ -121,6 +123,7 @@
 #define REDIS_BACKOFF_MIN_MS	250
 #define REDIS_BACKOFF_MAX_MS	5000
 #define REDIS_WAKE_MS		200	/* opens' retries, at most this often */
+#define SENTINEL_MS		250	/* a sentinel's time to answer */
 #define SESS_PREFIX	"keel:sess:"
 #define SESS_BYTES	32		/* a session's id: SHA-256 */
 #define SESS_KEY_MAX	(sizeof(SESS_PREFIX) + KEEL_AUTH_ID_LEN)
@@ -204,9 +207,24 @@ struct rconn {
 	bool			 lost;		/* was up, went down */
 	int			 backoff_ms;
 	double			 tried;		/* ms, monotonic: last attempt */
+	bool			 looking;	/* waits for the lookup */
 	struct event		*retry;
 	char			 sha[SCRIPT__MAX][41];	/* SCRIPT LOADed on */
 };					/* this connection; "" not yet */
+
+/*
+ * The sentinels asked where the master is (lookup_start): one at a time,
+ * the next when one fails or stays silent past SENTINEL_MS.  Callbacks
+ * of a context that is no longer ac are dropped: hiredis answers a
+ * context's pending commands with NULL as it frees it.
+ */
+struct lookup {
+	bool			 running;
+	redisAsyncContext	*ac;		/* the sentinel asked now */
+	size_t			 i;		/* its place, keel_sentinel_nth */
+	struct event		*timer;		/* its SENTINEL_MS */
+	char			 err[512];	/* the last one's failure */
+};
 
 /* A worker's whole state: one per process. */
 static struct {
@@ -220,6 +238,7 @@ static struct {
 	char			 master[KEEL_SENTINEL_HOST_MAX];	/* their */
 	int			 master_port;	/* last lookup's answer, */
 	bool			 master_known;	/* if it had one */
+	struct lookup		 look;		/* the one under way, if any */
 	double			 woke;		/* ms, monotonic: an open's wake */
 	struct rconn		 cmd, sub;
 	struct keel_redis	*rc;		/* cluster: the slot map */
@@ -960,22 +979,30 @@ on_pmessage(redisAsyncContext *ac, void *reply, void *privdata)
 /* -------------------------------------------------------------- Redis */
 
 static void	rconn_start(struct rconn *rc);
-static void	rconn_connect(struct rconn *rc, bool lookup);
+static void	rconn_connect(struct rconn *rc);
 
+/* The backoff is up; an open's attempt under way decides instead. */
 static void
 on_rretry(evutil_socket_t fd, short what, void *arg)
 {
+	struct rconn	*rc = arg;
+
 	(void)fd;
 	(void)what;
-	rconn_start(arg);
+	if (rc->ac == NULL)
+		rconn_start(rc);
 }
 
+/*
+ * rc failed: tried again after its backoff, doubled.  An open's attempt
+ * that fails leaves the backoff set before it as it is (rconn_wake).
+ */
 static void
 rconn_later(struct rconn *rc)
 {
 	struct timeval	 tv;
 
-	if (W.term)
+	if (W.term || evtimer_pending(rc->retry, NULL))
 		return;
 	rc->backoff_ms = rc->backoff_ms == 0 ? REDIS_BACKOFF_MIN_MS :
 	    rc->backoff_ms * 2 > REDIS_BACKOFF_MAX_MS ? REDIS_BACKOFF_MAX_MS :
@@ -999,6 +1026,7 @@ on_rconnect(const redisAsyncContext *ac, int status)
 	}
 	rc->up = true;
 	rc->backoff_ms = 0;
+	evtimer_del(rc->retry);		/* an open's attempt got there */
 	keel_log_info("redis (%s): connected", rc->name);
 }
 
@@ -1155,23 +1183,25 @@ cmd_for(const char *key)
  * this open, not one some seconds later.  Only between attempts (none
  * under way: no context, the retry timer set), and not within
  * REDIS_WAKE_MS of rc's last one.  Through sentinels, never a lookup:
- * it blocks the loop (up to 250 ms a sentinel, every stream's heartbeat
- * and timer waiting), and a partition that drops their packets would
- * make every open pay it.  Only when their last answer named a master
- * is it connected to again; that lookup failing, rc waits for its
- * backoff, which asks them.  True when an attempt was made; a failure
- * doubles the backoff as any does.
+ * a partition that drops their packets would make every open wait for
+ * one (SENTINEL_MS a sentinel), and a crowd of opens would be a crowd
+ * of lookups.  Only when their last answer named a master is it
+ * connected to again; that lookup failing, rc waits for its backoff,
+ * which asks them.  The backoff stays set: opens that came more often
+ * than it would otherwise put it off for ever, and through sentinels
+ * the lookup with it (a master that moved never found).  True when an
+ * attempt was made.
  */
 static bool
 rconn_wake(struct rconn *rc, double now)
 {
-	if (rc->ac != NULL || !evtimer_pending(rc->retry, NULL) ||
+	if (rc->ac != NULL || rc->looking ||
+	    !evtimer_pending(rc->retry, NULL) ||
 	    now - rc->tried < REDIS_WAKE_MS)
 		return false;
 	if (W.sentinel != NULL && rc->host[0] == '\0' && !W.master_known)
 		return false;
-	evtimer_del(rc->retry);
-	rconn_connect(rc, false);
+	rconn_connect(rc);
 	return true;
 }
 
@@ -1204,22 +1234,201 @@ open_wake(const char *skey, const char *tkey)
 		W.woke = now;
 }
 
-/*
- * Through sentinels, the master's address into W.master; false (logged)
- * when none could say, and opens then wake nothing until one does.
- * Blocks the loop while they answer, at most 250 ms each: only at start
- * and on a connection's backoff timer.
- */
-static bool
-master_lookup(struct rconn *rc)
-{
-	char	 err[160];
+/* -------------------------------------------------- sentinel lookup */
 
-	W.master_known = keel_sentinel_master(W.sentinel, 250, W.master,
-	    sizeof(W.master), &W.master_port, err, sizeof(err)) == KEEL_OK;
-	if (!W.master_known)
-		keel_log_warnx("redis (%s): %s", rc->name, err);
-	return W.master_known;
+static void	lookup_ask(size_t i);
+
+/*
+ * The lookup is over: through the master it found (W.master), or, none
+ * could say (logged for each connection, as a failed connect is), on
+ * their backoff.  Opens wake nothing until a lookup finds one.
+ */
+static void
+lookup_done(bool found)
+{
+	struct rconn	*rcs[2] = { &W.cmd, &W.sub };
+	size_t		 i;
+
+	W.look.running = false;
+	W.master_known = found;
+	for (i = 0; i < KEEL_NELEM(rcs); i++) {
+		if (!rcs[i]->looking)
+			continue;
+		rcs[i]->looking = false;
+		if (found && !W.term)
+			rconn_connect(rcs[i]);
+		else {
+			keel_log_warnx("redis (%s): %s", rcs[i]->name,
+			    W.look.err);
+			rconn_later(rcs[i]);
+		}
+	}
+}
+
+/*
+ * The sentinel asked now failed (why: logged with the lookup's end if
+ * it is the last); the next is asked.  Its context is left, to hiredis
+ * when it is freeing it already (gone), freed here otherwise.
+ */
+static void
+lookup_next(const char *why, bool gone)
+{
+	const struct keel_sentinel_addr	*a = keel_sentinel_nth(W.sentinel,
+					    W.look.i);
+	redisAsyncContext		*ac = W.look.ac;
+
+	snprintf(W.look.err, sizeof(W.look.err), "sentinel %s:%d: %s",
+	    a->host, a->port, why);
+	W.look.ac = NULL;
+	evtimer_del(W.look.timer);
+	if (!gone && ac != NULL)
+		redisAsyncFree(ac);	/* its callbacks find it not W.look's */
+	lookup_ask(W.look.i + 1);
+}
+
+static void
+on_look_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	char	 why[64];
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	snprintf(why, sizeof(why), "no answer within %d ms", SENTINEL_MS);
+	lookup_next(why, false);
+}
+
+static void
+on_look_connect(const redisAsyncContext *ac, int status)
+{
+	/* On failure hiredis frees ac once this returns. */
+	if (ac == W.look.ac && status != REDIS_OK)
+		lookup_next(ac->errstr, true);
+}
+
+static void
+on_look_disconnect(const redisAsyncContext *ac, int status)
+{
+	(void)status;
+	if (ac == W.look.ac)
+		lookup_next("connection lost", true);
+}
+
+/* AUTH's answer: an error ends this sentinel's turn. */
+static void
+on_look_auth(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	redisReply	*r = reply;
+	char		 why[160];
+
+	(void)privdata;
+	if (ac != W.look.ac || r == NULL || r->type != REDIS_REPLY_ERROR)
+		return;
+	snprintf(why, sizeof(why), "AUTH: %s", r->str);
+	lookup_next(why, false);
+}
+
+/*
+ * SENTINEL get-master-addr-by-name's answer: the master's address, the
+ * lookup's end; anything else, the next sentinel.  A NULL reply is
+ * hiredis freeing ac (the sentinel hung up).
+ */
+static void
+on_look_answer(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	redisReply	*r = reply;
+	char		 host[KEEL_SENTINEL_HOST_MAX];
+	int		 port;
+
+	(void)privdata;
+	if (ac != W.look.ac)
+		return;
+	if (!keel_sentinel_master_reply(r, host, sizeof(host), &port)) {
+		lookup_next(r == NULL ? (ac->err != 0 ? ac->errstr :
+		    "connection lost") : r->type == REDIS_REPLY_ERROR ? r->str :
+		    r->type == REDIS_REPLY_NIL ? "no master by that name" :
+		    "unexpected answer", r == NULL);
+		return;
+	}
+	W.look.ac = NULL;
+	evtimer_del(W.look.timer);
+	redisAsyncFree(ac);	/* in its callback: freed once this returns */
+	keel_sentinel_answered(W.sentinel, W.look.i, host, port);
+	snprintf(W.master, sizeof(W.master), "%s", host);
+	W.master_port = port;
+	lookup_done(true);
+}
+
+/*
+ * Asks the i-th sentinel (keel_sentinel_nth), or the next that can be
+ * asked; past the last, the lookup is over and found nothing.
+ */
+static void
+lookup_ask(size_t i)
+{
+	const struct keel_sentinel_addr	*a;
+	const char			*pw;
+	redisAsyncContext		*ac;
+	struct timeval			 tv = tv_ms(SENTINEL_MS);
+
+	for (; i < keel_sentinel_count(W.sentinel); i++) {
+		a = keel_sentinel_nth(W.sentinel, i);
+		if ((ac = redisAsyncConnect(a->host, a->port)) == NULL ||
+		    ac->err != 0) {
+			snprintf(W.look.err, sizeof(W.look.err),
+			    "sentinel %s:%d: %s", a->host, a->port,
+			    ac != NULL ? ac->errstr : "out of memory");
+			if (ac != NULL)
+				redisAsyncFree(ac);
+			continue;
+		}
+		if (redisLibeventAttach(ac, W.base) != REDIS_OK)
+			keel_log_fatalx("redis: cannot attach to the event "
+			    "loop");
+		redisAsyncSetConnectCallback(ac, on_look_connect);
+		redisAsyncSetDisconnectCallback(ac, on_look_disconnect);
+		/* Sent once connected, in order (hiredis queues them). */
+		if ((pw = keel_sentinel_password(W.sentinel)) != NULL)
+			redisAsyncCommand(ac, on_look_auth, NULL, "AUTH %s",
+			    pw);
+		redisAsyncCommand(ac, on_look_answer, NULL,
+		    "SENTINEL get-master-addr-by-name %s",
+		    keel_sentinel_name(W.sentinel));
+		W.look.ac = ac;
+		W.look.i = i;
+		evtimer_add(W.look.timer, &tv);
+		return;
+	}
+	lookup_done(false);
+}
+
+/*
+ * rc waits for the sentinels' answer: the lookup under way, or one
+ * started now.  The loop goes on meanwhile, every stream served.
+ */
+static void
+lookup_start(struct rconn *rc)
+{
+	rc->looking = true;
+	if (W.look.running)
+		return;
+	W.look.running = true;
+	W.look.err[0] = '\0';
+	lookup_ask(0);
+}
+
+/* At exit: the sentinel asked now is left. */
+static void
+lookup_stop(void)
+{
+	redisAsyncContext	*ac = W.look.ac;
+
+	W.look.ac = NULL;
+	W.look.running = false;
+	if (ac != NULL)
+		redisAsyncFree(ac);
+	if (W.look.timer != NULL)
+		event_free(W.look.timer);
 }
 
 /*
@@ -1241,19 +1450,27 @@ on_role(redisAsyncContext *ac, void *reply, void *privdata)
 	redisAsyncDisconnect(ac);
 }
 
-/* Connects rc, asking the sentinels first if there are some. */
+/*
+ * Connects rc; through sentinels (not in cluster mode) once they have
+ * said where the master is: the lookup answers later.
+ */
 static void
 rconn_start(struct rconn *rc)
 {
-	rconn_connect(rc, true);
+	if (W.sentinel != NULL && rc->host[0] == '\0' && W.rc == NULL) {
+		rc->tried = now_ms();
+		lookup_start(rc);
+		return;
+	}
+	rconn_connect(rc);
 }
 
 /*
- * Connects rc; through sentinels to the master they name now (lookup),
- * or to the one they named last (!lookup: an open's wake).
+ * Connects rc; through sentinels to the master they named last (a
+ * lookup's answer, or an open's wake).
  */
 static void
-rconn_connect(struct rconn *rc, bool lookup)
+rconn_connect(struct rconn *rc)
 {
 	const struct keel_url_redis	*a = &W.raddr;
 	redisAsyncContext		*ac;
@@ -1271,13 +1488,9 @@ rconn_connect(struct rconn *rc, bool lookup)
 	}
 	if (rc->host[0] != '\0')
 		ac = redisAsyncConnect(rc->host, rc->port);
-	else if (W.sentinel != NULL) {
-		if (lookup && !master_lookup(rc)) {
-			rconn_later(rc);
-			return;
-		}
+	else if (W.sentinel != NULL)
 		ac = redisAsyncConnect(W.master, W.master_port);
-	} else
+	else
 		ac = a->path != NULL ? redisAsyncConnectUnix(a->path) :
 		    redisAsyncConnect(a->host, a->port);
 	if (ac == NULL || ac->err) {
@@ -2024,6 +2237,7 @@ stream_loop(const struct keel_config *cfg, int lfd, const sigset_t *waitmask)
 	W.sub = (struct rconn){ .name = "subscription", .subscriber = true };
 	W.cmd.retry = must(evtimer_new(W.base, on_rretry, &W.cmd));
 	W.sub.retry = must(evtimer_new(W.base, on_rretry, &W.sub));
+	W.look.timer = must(evtimer_new(W.base, on_look_timeout, NULL));
 	/* Every keel session's settings (lib/db.c): its replay runs as
 	 * the apps' reads do, and pg_stat_activity names it. */
 	keel_db_conn_params_init(&pgp, cfg, cfg->database_url, "keel-stream");
@@ -2047,6 +2261,7 @@ stream_loop(const struct keel_config *cfg, int lfd, const sigset_t *waitmask)
 
 	event_base_dispatch(W.base);
 
+	lookup_stop();
 	if (W.cmd.ac != NULL)
 		redisAsyncFree(W.cmd.ac);
 	for (i = 0; i < W.nnodes; i++) {

@@ -62,6 +62,24 @@ enum keel_err	 keel_sentinel_master(struct keel_sentinel *s, int timeout_ms,
 		    size_t errsz);
 
 /*
+ * The same protocol in steps, for a caller that asks the sentinels on
+ * an event loop of its own (the stream app, with hiredis's async API):
+ * the count of sentinels; the i-th to ask (0 <= i < count: the one that
+ * answered last is the 0th), owned by s; the master's name and the
+ * sentinels' password (NULL: none), owned by s; and
+ * keel_sentinel_answered(), which makes the i-th (as keel_sentinel_nth
+ * counts) the one asked first from now on, logging the change with the
+ * address it gave (host, port).  s not NULL.
+ */
+size_t		 keel_sentinel_count(const struct keel_sentinel *s);
+const struct keel_sentinel_addr *keel_sentinel_nth(
+		    const struct keel_sentinel *s, size_t i);
+const char	*keel_sentinel_name(const struct keel_sentinel *s);
+const char	*keel_sentinel_password(const struct keel_sentinel *s);
+void		 keel_sentinel_answered(struct keel_sentinel *s, size_t i,
+		    const char *host, int port);
+
+/*
  * The pure parts, for the tests and the stream app's asynchronous
  * connections: the answer to SENTINEL get-master-addr-by-name (an array
  * of two strings, host and port) read into host and *port, false for

@@ -716,6 +716,72 @@ def test_opens_while_the_sentinels_are_silent_do_not_stall_the_loop(
         fake.close()
 
 
+def test_lookups_of_silent_sentinels_never_stall_the_loop(stack, own, user):
+    """Through sentinels, with Redis down and the sentinels silent (two
+    that never answer, the one that did hanging up), the connections'
+    backoff asks them again and again (after 250 ms, 500 ms, 1 s, ...),
+    each lookup waiting up to 250 ms a sentinel.  It waits on the loop,
+    not holding it: a stream opened before keeps its heartbeat every
+    second, and opens are answered (503) at once; a lookup that blocked
+    held both 500 ms each time.  Then Redis is back, the backoff's lookup
+    finds it, and the stream gets a notification."""
+    fake, s = FakeSentinels(stack.ports["redis"]), None
+    try:
+        o = own(**fake.env())
+        s = o.open(user["h"])
+        assert s.status == 200
+        beats, stop = [], threading.Event()
+
+        def listen():
+            while not stop.is_set():
+                n = len(s.comments)
+                s.next_event(0.02)
+                if len(s.comments) > n:
+                    beats.append(time.monotonic())
+        reader = threading.Thread(target=listen, daemon=True)
+        reader.start()
+        fake.refuse = True
+        stack.stop_component("redis")
+        try:
+            asked0, slowest, n = fake.asked, 0.0, 0
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 4:
+                t = time.monotonic()
+                r = o.open(user["h"])
+                r.close()
+                slowest = max(slowest, time.monotonic() - t)
+                n += 1
+                assert r.status == 503, r.status
+                time.sleep(0.02)
+            asked = fake.asked - asked0
+            stop.set()
+            reader.join(timeout=2)
+        finally:
+            stop.set()
+            fake.refuse = False
+            stack.start_component("redis")
+        gaps = [b - a for a, b in zip(beats, beats[1:])]
+        print("\nlookups %d, slowest of %d opens %.3f s, heartbeat gaps "
+              "%s" % (asked, n, slowest, ["%.2f" % g for g in gaps]))
+        assert asked >= 2, "the backoff asked the sentinels %d times" % asked
+        assert slowest < 0.2, "an open waited %.3f s" % slowest
+        assert len(beats) >= 3 and max(gaps) < 1.3, gaps
+
+        def gets_its_stream():
+            t = o.open(user["h"])
+            t.close()
+            return t.status == 200
+        wait_until(gets_its_stream, timeout=15, what="a stream again",
+                   step=0.2)
+        nid = notify(stack, user["id"], "after the lookups")
+        assert nid in ids(s.events(1, timeout=5))
+        assert o.proc.poll() is None
+    finally:
+        if s is not None:
+            s.close()
+        fake.close()
+
+
 def test_a_client_that_stops_reading_is_dropped_and_slows_nobody(
         stack, own, user):
     other = make_user(stack, "student")
