@@ -25,7 +25,7 @@ import time
 import pytest
 
 from accounts import bearer, login, make_user
-from helpers import assert_error, redis_cli, wait_until
+from helpers import assert_error, raw_request, redis_cli, wait_until
 from sse import SSE
 from stack import children
 from test_metrics import scrape, value
@@ -177,6 +177,23 @@ def test_other_methods_get_405(stack, user, anon, method, body):
                          "Content-Type": "application/json"}), data=body)
     assert_error(r, 405, "method_not_allowed")
     assert r.headers["Allow"] == "GET"
+
+
+def test_connect_gets_the_apis_405_with_allow(stack, user):
+    """CONNECT never reaches the stream app: lighttpd's mod_proxy answers
+    it 405 itself (it tunnels CONNECT only with "connect-method"), its
+    JSON error page, with the Allow a 405 must carry (scripts/stack), as
+    a FastCGI route's 405 to CONNECT has."""
+    req = ("CONNECT /api/notifications/stream HTTP/1.1\r\n"
+           "Host: localhost\r\nAuthorization: %s\r\n"
+           "Connection: close\r\n\r\n" % user["h"]["Authorization"])
+    r = raw_request(stack, req.encode())
+    assert_error(r, 405, "method_not_allowed")
+    assert r.headers["Allow"] == "GET"
+    r = raw_request(stack, req.replace("/notifications/stream",
+                                       "/cars").encode())
+    assert_error(r, 405, "method_not_allowed")
+    assert "GET" in r.headers["Allow"]
 
 
 ACCESS = re.compile(
