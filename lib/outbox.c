@@ -170,18 +170,21 @@ static const struct keel_query q_outbox_which_ran = {
 	.target = KEEL_DB_PRIMARY };
 
 /*
- * An operator retried the jobs of keys $1 (a JSON array): their rows are
- * unfinished again, as if pushed now.  Never a completed one's (a dead
- * letter Redis brought back after a crash forgot its retry): the
- * drainer finds it ran.  A row finished before sql/017 (outcome NULL)
- * died, since its key was a dead letter.
+ * An operator retried the jobs $1 (a JSON array of [key, origin]): their
+ * rows, each of its job's origin ('' none: by key), are unfinished
+ * again, as if pushed now -- never a row that reused the key.  Never a
+ * completed one's (a dead letter Redis brought back after a crash forgot
+ * its retry): the drainer finds it ran.  A row finished before sql/017
+ * (outcome NULL) died, since its key was a dead letter.
  */
 static const struct keel_query q_outbox_revive = {
 	.name = "outbox_revive",
-	.sql = "WITH back AS (UPDATE outbox SET finished_at = NULL, "
-	    "outcome = NULL, checked_at = now() WHERE idempotency_key IN "
-	    "(SELECT jsonb_array_elements_text($1::jsonb)) "
-	    "AND finished_at IS NOT NULL "
+	.sql = "WITH m AS (SELECT e->>0 AS k, e->>1 AS o "
+	    "FROM jsonb_array_elements($1::jsonb) e), "
+	    "back AS (UPDATE outbox SET finished_at = NULL, "
+	    "outcome = NULL, checked_at = now() FROM m "
+	    "WHERE idempotency_key = m.k AND (m.o = '' OR m.o = "
+	    OUTBOX_ORIGIN ") AND finished_at IS NOT NULL "
 	    "AND outcome IS DISTINCT FROM 'completed' RETURNING 1) "
 	    "SELECT count(*) FROM back",
 	.target = KEEL_DB_PRIMARY };
@@ -480,6 +483,24 @@ jobs_json(struct keel_buf *b, const struct keel_outbox_job *jobs, size_t n)
 	keel_jw_arr_close(&w);
 }
 
+/* Runs q with jobs[0..n) as its one parameter, a JSON array of [key,
+ * origin]. */
+static enum keel_err
+jobs_query(struct keel_db *db, const struct keel_query *q,
+    const struct keel_outbox_job *jobs, size_t n, struct keel_rows **rows)
+{
+	struct keel_db_params	 p;
+	struct keel_buf		 arr = { NULL, 0, 0 };
+	enum keel_err		 er;
+
+	jobs_json(&arr, jobs, n);
+	keel_db_params_init(&p);
+	keel_db_param_text(&p, arr.data);
+	er = keel_db_query(db, q, &p, rows);
+	keel_buf_free(&arr);
+	return er;
+}
+
 /* Runs q with keys[0..n) as its one parameter, a JSON array. */
 static enum keel_err
 keys_query(struct keel_db *db, const struct keel_query *q,
@@ -540,6 +561,14 @@ keel_outbox_which_ran(struct keel_db *db, const char *const *keys,
 	return KEEL_OK;
 }
 
+/* Element i of an array reply as a string ("" when it is none). */
+static const char *
+reply_str(const struct keel_rreply *rep, size_t i)
+{
+	return i < rep->nelem && rep->elem[i].type == KEEL_R_STR ?
+	    rep->elem[i].str : "";
+}
+
 /*
  * One batch of a retry: up to 1000 dead letters of q moved back in
  * Redis, then their rows made unfinished.  *read gets the dead letters
@@ -556,7 +585,7 @@ retry_batch(struct keel_db *db, struct keel_redis *r,
 {
 	struct keel_rreply	*rep = NULL;
 	struct keel_queue_args	 a;
-	const char		**keys;
+	struct keel_outbox_job	*jobs;
 	size_t			 i, n;
 	enum keel_err		 er;
 
@@ -572,13 +601,15 @@ retry_batch(struct keel_db *db, struct keel_redis *r,
 		return KEEL_EINTERNAL;
 	}
 	*read = keel_queue_reply_int(rep, 0);
-	n = rep->nelem - 1;
-	keys = keel_calloc(n + 1, sizeof(*keys));
-	for (i = 0; i < n; i++)
-		keys[i] = rep->elem[i + 1].type == KEEL_R_STR ?
-		    rep->elem[i + 1].str : "";
+	/* A key and its origin per job moved. */
+	n = (rep->nelem - 1) / 2;
+	jobs = keel_calloc(n + 1, sizeof(*jobs));
+	for (i = 0; i < n; i++) {
+		jobs[i].key = reply_str(rep, 1 + 2 * i);
+		jobs[i].origin = reply_str(rep, 2 + 2 * i);
+	}
 	*moved = (int64_t)n;
-	if (n > 0 && (er = keys_query(db, &q_outbox_revive, keys, n, NULL)) !=
+	if (n > 0 && (er = jobs_query(db, &q_outbox_revive, jobs, n, NULL)) !=
 	    KEEL_OK) {
 		if (*unrevived == 0)
 			keel_log_warnx("outbox: %s: %zu retried job(s) back on "
@@ -587,7 +618,7 @@ retry_batch(struct keel_db *db, struct keel_redis *r,
 			    keel_strerror(er));
 		*unrevived += (int64_t)n;
 	}
-	free(keys);
+	free(jobs);
 	keel_rreply_free(rep);
 	return KEEL_OK;
 }

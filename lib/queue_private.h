@@ -101,7 +101,8 @@ extern struct keel_rscript keel_queue_script_enqueue;
  */
 #define KEEL_QUEUE_REUSE_GRACE_MS	600000
 /* lib/lua/queue_retry_failed.lua, outbox.c's: no ARGV of its own;
- * returns { dead letters read, key of each job moved back... }. */
+ * returns { dead letters read, then the key and origin ("" none) of
+ * each job moved back... }. */
 extern struct keel_rscript keel_queue_script_retry_failed;
 
 #endif /* KEEL_QUEUE_PRIVATE_H */

@@ -109,8 +109,9 @@ enum keel_err	 keel_outbox_which_ran(struct keel_db *db,
 /*
  * An operator's retry (keel-queues retry-failed, POST
  * /api/queues/{name}/failed/retry): moves every dead letter of q back to
- * the queue with fresh attempts, then makes the outbox rows of those
- * jobs unfinished again (never a completed one's), so the relay watches
+ * the queue with fresh attempts and their origins, then makes the
+ * outbox rows of those jobs (each of its job's origin) unfinished again
+ * (never a completed one's), so the relay watches
  * them and prune keeps them until they finish anew.  *moved (not NULL)
  * gets the number moved.  A failure to change the rows is logged, not
  * returned: the jobs run all the same (a dead row doesn't stop its job;

@@ -57,16 +57,19 @@ local MARKS = 'origin'
 
 -- Past the last attempt, or a job that can never succeed: a dead letter
 -- with the reason; the hash stays a day as a tombstone so a re-push of
--- the same key is still recognised.  Every death comes here (a finish,
--- a stalled lease, the outage cap), and each records when it happened
--- (finished), as a completion does, and how its row is marked (MARKS).
+-- the same key is still recognised, and the dead letter keeps the job's
+-- origin for its retry (queue_retry_failed.lua).  Every death comes
+-- here (a finish, a stalled lease, the outage cap), and each records
+-- when it happened (finished), as a completion does, and how its row is
+-- marked (MARKS).
 local function dead(k, why)
   local jk = JP .. k
   local h = redis.call('HMGET', jk, 'kind', 'payload', 'attempts',
-    'created', 'rid')
+    'created', 'rid', 'origin')
   redis.call('XADD', X, '*', 'job', k, 'kind', h[1] or '',
     'payload', h[2] or '', 'attempts', h[3] or '0', 'reason', why,
-    'created', h[4] or '', 'failedAt', T, 'rid', h[5] or '')
+    'created', h[4] or '', 'failedAt', T, 'rid', h[5] or '',
+    'origin', h[6] or '')
   redis.call('HDEL', jk, 'payload')
   redis.call('HSET', jk, 'state', 'failed', 'error', why, 'finished', T,
     'marks', MARKS)

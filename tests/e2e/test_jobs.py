@@ -682,6 +682,31 @@ def retry_failed(stack, moved):
     assert "moved %d " % moved in p.stdout, p.stdout
 
 
+def row_origin(stack, key):
+    """The origin of key's outbox row, as lib/outbox.c pushes it."""
+    return stack.psql(
+        "SELECT id::text || '@' || round(extract(epoch FROM created_at) "
+        "* 1000000)::bigint::text FROM outbox WHERE idempotency_key = '%s'"
+        % key)
+
+
+def test_retry_failed_keeps_the_jobs_origin(jobs):
+    """A dead letter retried is its row's job still: its origin comes
+    back with it, so its row's next push finds it its own and its drainer
+    marks that row."""
+    key = "ob-retry-origin"
+    dead_through_outbox(jobs, key)
+    origin = row_origin(jobs, key)
+    assert redis_cli(jobs, "HGET", "keel:q:email:j:" + key,
+                     "origin") == origin
+    retry_failed(jobs, 1)
+    assert redis_cli(jobs, "HGET", "keel:q:email:j:" + key,
+                     "origin") == origin
+    assert outbox_row(jobs, key) == ("false", "")
+    drain(jobs)
+    assert outbox_row(jobs, key) == ("true", "completed")
+
+
 def test_retry_failed_runs_an_outbox_job_once_and_never_again(jobs):
     """A job that came through the outbox, dead-lettered, then retried
     with keel-queues retry-failed runs again with fresh attempts, once:

@@ -286,6 +286,46 @@ def case_a_stalled_last_lease_dies_timed_and_marked(r, text):
     finished_now(r, text, "d3")
 
 
+def retry(r):
+    """queue_retry_failed.lua on q: its answer, one string a line."""
+    return r.cli("EVAL", script("queue_retry_failed"), len(KEYS), *KEYS, JP,
+                 *POLICY).splitlines()
+
+
+def case_a_retried_dead_letter_keeps_its_origin(r, text):
+    r.cli("DEL", "q:x")
+    mid = leased(r, "f1", 3)
+    out = r.cli("EVAL", script("queue_finish"), len(PKEYS), *PKEYS, PJP,
+                *POLICY, OUTAGES_MAX, mid, "f1", 3, "fail", "no")
+    assert out == "3", out
+    # Moved to q's dead letters, as the death left them there.
+    ents = r.cli("XRANGE", "p:x", "-", "+").splitlines()
+    assert "origin" in ents and ents[ents.index("origin") + 1] == "7@100"
+    r.cli("DEL", "p:x")
+    r.cli("XADD", "q:x", "*", *ents[1:])
+    r.cli("DEL", JP + "f1")
+    assert retry(r) == ["1", "f1", "7@100"]
+    assert (h(r, "f1", "state"), h(r, "f1", "origin")) == \
+        ("waiting", "7@100")
+    # Its row's push is the same job; another row's replaces it.
+    assert enqueue(r, text, "f1", "new", "7@100") == 0
+    assert enqueue(r, text, "f1", "new", "7@200") == 1
+
+
+def case_an_older_dead_letter_takes_the_tombstones_origin(r, text):
+    # Dead letters of code that didn't write origins: the job's hash,
+    # a tombstone for a day, still has it.
+    r.cli("DEL", "q:x")
+    job(r, "f2", "failed", origin="8@100", ttl=DEAD_TTL - 1000)
+    r.cli("DEL", JP + "f3")
+    r.cli("XADD", "q:x", "*", "job", "f3", "kind", "k", "payload", "p")
+    out = retry(r)
+    assert out[0] == "2" and out[1:3] == ["f2", "8@100"], out
+    assert out[3] == "f3" and out[4:] in ([], [""]), out
+    assert h(r, "f2", "origin") == "8@100"
+    assert r.cli("HEXISTS", JP + "f3", "origin") == "0"
+
+
 def case_a_new_key_keeps_its_origin(r, text):
     assert enqueue(r, text, "c1", "new", "5@100") == 1
     assert h(r, "c1", "origin") == "5@100"
