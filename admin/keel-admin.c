@@ -5,7 +5,7 @@
  *
  *	keel-admin create-admin --email E --username U --name N [--force]
  *	keel-admin hash-password
- *	keel-admin restored [--gap N] [--yes] [--force]
+ *	keel-admin restored [--gap N] [--yes] [--force]	(restore.c)
  *
  * Passwords are read from standard input (prompted for twice, without
  * echo, on a terminal), never from the command line, where ps and shell
@@ -20,38 +20,21 @@
  * the API does, it ends any session Redis holds for the new id before it
  * commits, and creates nothing without Redis (users.c).
  *
- * restored is the restore runbook's step (README, "Restoring PostgreSQL
- * from a backup"): a database put back to an earlier point would hand
- * out again the ids the lost writes used, while Redis and memcached
- * still hold what named them.  It advances every sequence of keel's
- * schema by a gap (one statement), deletes keel's Redis keys that name
- * database rows, by prefix (SCAN and UNLINK, never FLUSHALL: the Redis
- * may be shared), and bumps every cache generation memcached holds.
- * That ends every session and drops queued jobs, dead letters and
- * idempotent replies, so it asks first: without --yes it only says what
- * it would do, and it refuses while keel's programs are at work (their
- * PostgreSQL sessions, a job a drainer holds) unless --force.
+ * restored is the restore runbook's step, in restore.c; this file is the
+ * table of commands and the account commands.
  */
 #include "config.h"
 
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <sys/un.h>
-
-#include <errno.h>
 #include <getopt.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
 #include <unistd.h>
 
-#include <libmemcached/memcached.h>
 #include <sodium.h>
 
 #include "keel/auth.h"
-#include "keel/cache.h"
 #include "keel/config.h"
 #include "keel/db.h"
 #include "keel/json.h"
@@ -59,6 +42,8 @@
 #include "keel/mem.h"
 #include "keel/redis.h"
 #include "keel/text.h"
+
+#include "admin.h"
 
 static const struct keel_query q_admin_exists = { .name = "admin_exists",
 	.sql = "SELECT EXISTS (SELECT FROM users WHERE role = 'admin' "
@@ -99,8 +84,8 @@ static const char *const line_why[LINE__MAX] = {
 	    STR(KEEL_AUTH_PASSWORD_MAX) " bytes",
 };
 
-static void __attribute__((noreturn))
-usage(void)
+void
+admin_usage(void)
 {
 	fprintf(stderr, "usage: keel-admin create-admin --email EMAIL "
 	    "--username NAME --name \"FULL NAME\" [--force]\n"
@@ -203,16 +188,15 @@ hash_password(void)
 }
 
 /*
- * Sets *dst to val, or stops with the usage when an earlier --opt set
- * it: "--email a --email b" is a typo or a script's bug, and taking the
+ * "--email a --email b" is a typo or a script's bug, and taking the
  * last would make an admin nobody meant.
  */
-static void
-option_once(const char **dst, const char *opt, const char *val)
+void
+admin_option_once(const char **dst, const char *opt, const char *val)
 {
 	if (*dst != NULL) {
 		fprintf(stderr, "keel-admin: --%s given twice\n", opt);
-		usage();
+		admin_usage();
 	}
 	*dst = val;
 }
@@ -243,24 +227,24 @@ create_admin(int argc, char *argv[])
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case 'e':
-			option_once(&email, "email", optarg);
+			admin_option_once(&email, "email", optarg);
 			break;
 		case 'u':
-			option_once(&username, "username", optarg);
+			admin_option_once(&username, "username", optarg);
 			break;
 		case 'n':
-			option_once(&name, "name", optarg);
+			admin_option_once(&name, "name", optarg);
 			break;
 		case 'f':
 			force = 1;
 			break;
 		default:
-			usage();
+			admin_usage();
 		}
 	}
 	if (email == NULL || username == NULL || name == NULL ||
 	    optind != argc)
-		usage();
+		admin_usage();
 	/* The API's checks: an admin the mailer can't reach gets no reset,
 	 * a name with a newline or an escape breaks every page and email. */
 	vals[ADMIN_EMAIL] = email;
@@ -336,698 +320,6 @@ out:
 	return rc;
 }
 
-/*
- * restored: every sequence of keel's schema moves gap past its last
- * value, in one statement, so no id the lost writes used (a
- * notification's, which clients hold as Last-Event-ID; an attempt's, an
- * outbox row's, a job key's, a cached page's) is handed out again.  A
- * sequence never used counts from its start.  setval is not undone by a
- * rollback; moving one twice is harmless, so a run that failed part-way
- * is run again.
- */
-static const struct keel_query q_restored_seqs = { .name = "restored_seqs",
-	.sql = "SELECT sequencename, COALESCE(last_value, start_value), "
-	"setval(format('%I.%I', schemaname, sequencename)::regclass, "
-	"COALESCE(last_value, start_value) + $1::bigint) "
-	"FROM pg_sequences WHERE schemaname = current_schema() ORDER BY 1",
-	.target = KEEL_DB_PRIMARY };
-
-/* Where q_restored_seqs would move them, moving nothing: the preview. */
-static const struct keel_query q_restored_seqs_preview = {
-	.name = "restored_seqs_preview",
-	.sql = "SELECT sequencename, COALESCE(last_value, start_value), "
-	"COALESCE(last_value, start_value) + $1::bigint "
-	"FROM pg_sequences WHERE schemaname = current_schema() ORDER BY 1",
-	.target = KEEL_DB_PRIMARY };
-
-/*
- * The other sessions of keel's programs, counted by name: the apps and
- * cron's programs connect as "keel" (lib/db.c's
- * fallback_application_name), keel-stream as "keel-stream", and all of
- * them as the name DATABASE_URL sets when it sets one (this session has
- * it too: current_setting).  A worker connects on its first query, so
- * these are apps that served a request since PostgreSQL came back,
- * keel-stream's listener and cron's programs at work.
- */
-static const struct keel_query q_restored_live = { .name = "restored_live",
-	.sql = "SELECT application_name, count(*) FROM pg_stat_activity "
-	"WHERE application_name IN ('keel', 'keel-stream', "
-	"current_setting('application_name')) "
-	"AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
-	"GROUP BY 1 ORDER BY 1",
-	.target = KEEL_DB_PRIMARY };
-
-#define RESTORED_GAP	1000000	/* ids skipped: more than the lost writes
-				   can have used */
-#define RESTORED_SCAN	"1000"	/* keys per SCAN step */
-#define MC_TIMEOUT_S	10	/* a memcached server's answers */
-#define MC_HINT		"restart memcached instead (it only caches), then " \
-			"run restored again, with MEMCACHED_SERVERS=\"\" if " \
-			"a server can't list its keys"
-
-/*
- * keel's Redis keys that name database rows (a user's id, an attempt's,
- * a job's key), by prefix: sessions and their indexes and
- * read-your-writes marks (auth.h), stream tickets and leases (notify.h,
- * stream/stream.c), idempotent replies (idem.c), the queues, their jobs
- * and dead letters (queue.c: the relay pushes again what the outbox
- * still holds), leaderboards (board.c: the rebuild makes them again),
- * reset-mail caps (auth.h).  Rate-limit buckets stay: they name clients
- * and last seconds.
- */
-static const char *const restored_prefixes[] = {
-	"keel:sess:", "keel:user-sess:", "keel:ryw:", "keel:sse:",
-	"keel:idem:", "keel:q:", "keel:lb:", "keel:reset-mail:",
-};
-
-/* What a SCAN step's keys are handed to (restored_scan); arg is its. */
-typedef enum keel_err (*restored_scan_fn)(struct keel_redis *r,
-    const struct keel_rreply *keys, void *arg);
-
-/*
- * Advances the sequences (q_restored_seqs) and lists them, or with
- * !apply lists where they would go and changes nothing.
- */
-static int
-restored_sequences(struct keel_db *db, long long gap, bool apply)
-{
-	struct keel_db_params	 p;
-	struct keel_rows	*rows = NULL;
-	size_t			 i;
-	enum keel_err		 er;
-
-	keel_db_params_init(&p);
-	keel_db_param_int(&p, gap);
-	if ((er = keel_db_query(db, apply ? &q_restored_seqs :
-	    &q_restored_seqs_preview, &p, &rows)) != KEEL_OK) {
-		fprintf(stderr, "keel-admin: %s the sequences: %s: %s\n",
-		    apply ? "advancing" : "reading", keel_strerror(er),
-		    keel_db_errstr(db));
-		return -1;
-	}
-	for (i = 0; i < keel_rows_count(rows); i++)
-		printf("sequence %s: %s -> %s\n", keel_rows_value(rows, i, 0),
-		    keel_rows_value(rows, i, 1), keel_rows_value(rows, i, 2));
-	keel_rows_free(rows);
-	return 0;
-}
-
-/* UNLINKs the keys of a SCAN step; adds them to *(long long *)arg. */
-static enum keel_err
-restored_unlink(struct keel_redis *r, const struct keel_rreply *keys,
-    void *arg)
-{
-	struct keel_rreply	*rep = NULL;
-	const char		**av;
-	long long		*n = arg;
-	size_t			 i;
-	enum keel_err		 er;
-
-	if (keys->nelem == 0)
-		return KEEL_OK;
-	av = keel_calloc(keys->nelem + 1, sizeof(*av));
-	av[0] = "UNLINK";
-	for (i = 0; i < keys->nelem; i++)
-		av[i + 1] = keys->elem[i].str != NULL ? keys->elem[i].str : "";
-	if ((er = keel_redis_cmd(r, (int)keys->nelem + 1, av, NULL, &rep)) ==
-	    KEEL_OK) {
-		if (rep->type == KEEL_R_INT)
-			*n += rep->integer;
-		else
-			er = KEEL_EINTERNAL;
-	}
-	keel_rreply_free(rep);
-	free(av);
-	return er;
-}
-
-/* Counts the keys of a SCAN step into *(long long *)arg (the preview:
- * SCAN may return a key twice, so about that many). */
-static enum keel_err
-restored_count(struct keel_redis *r, const struct keel_rreply *keys,
-    void *arg)
-{
-	long long	*n = arg;
-
-	(void)r;
-	*n += (long long)keys->nelem;
-	return KEEL_OK;
-}
-
-/*
- * SCANs the keys matching match (and of type type; NULL: any), handing
- * each step's keys to fn with arg; stops at the first error, Redis's or
- * fn's.
- */
-static enum keel_err
-restored_scan(struct keel_redis *r, const char *match, const char *type,
-    restored_scan_fn fn, void *arg)
-{
-	struct keel_rreply	*rep = NULL;
-	const char		*av[8];
-	char			 cursor[32] = "0";
-	int			 ac;
-	enum keel_err		 er;
-
-	do {
-		ac = 0;
-		av[ac++] = "SCAN";
-		av[ac++] = cursor;
-		av[ac++] = "MATCH";
-		av[ac++] = match;
-		av[ac++] = "COUNT";
-		av[ac++] = RESTORED_SCAN;
-		if (type != NULL) {
-			av[ac++] = "TYPE";
-			av[ac++] = type;
-		}
-		if ((er = keel_redis_cmd(r, ac, av, NULL, &rep)) != KEEL_OK)
-			return er;
-		if (rep->type != KEEL_R_ARRAY || rep->nelem != 2 ||
-		    rep->elem[0].type != KEEL_R_STR ||
-		    rep->elem[1].type != KEEL_R_ARRAY ||
-		    rep->elem[0].len >= sizeof(cursor)) {
-			keel_rreply_free(rep);
-			return KEEL_EINTERNAL;
-		}
-		memcpy(cursor, rep->elem[0].str, rep->elem[0].len + 1);
-		er = fn(r, &rep->elem[1], arg);
-		keel_rreply_free(rep);
-		rep = NULL;
-	} while (er == KEEL_OK && strcmp(cursor, "0") != 0);
-	return er;
-}
-
-/*
- * Deletes restored_prefixes' keys, or with !apply counts them.  The
- * caller refused a cluster: a SCAN sees one node's keys.
- */
-static int
-restored_redis(struct keel_redis *r, bool apply)
-{
-	char			 match[64];
-	long long		 n;
-	size_t			 i;
-	enum keel_err		 er = KEEL_OK;
-
-	for (i = 0; i < KEEL_NELEM(restored_prefixes) && er == KEEL_OK; i++) {
-		n = 0;
-		snprintf(match, sizeof(match), "%s*", restored_prefixes[i]);
-		if ((er = restored_scan(r, match, NULL, apply ?
-		    restored_unlink : restored_count, &n)) == KEEL_OK)
-			printf("redis %s: %lld key(s) %s\n", match, n,
-			    apply ? "deleted" : "to delete");
-	}
-	if (er != KEEL_OK)
-		fprintf(stderr, "keel-admin: Redis: %s (%s)%s\n",
-		    keel_strerror(er), keel_redis_errstr(r), apply ?
-		    "; run restored again once Redis answers" : "");
-	return er == KEEL_OK ? 0 : -1;
-}
-
-/* Leases counted by restored_leased: those running out after now. */
-struct restored_leases {
-	char		 after[32];	/* ZCOUNT's min: "(" now, in ms */
-	long long	 n;
-};
-
-/*
- * Adds to the struct restored_leases at arg the jobs of a SCAN step's
- * in-flight sets (keel:q:<q>:a, lib/queue.c) whose lease has not run
- * out: each is scored by its deadline in ms of Redis's clock, so a
- * drainer may be running it now.  A lease past its deadline is a
- * drainer that died; its job is dropped like the waiting ones.
- */
-static enum keel_err
-restored_leased(struct keel_redis *r, const struct keel_rreply *keys,
-    void *arg)
-{
-	struct restored_leases	*l = arg;
-	struct keel_rreply	*rep = NULL;
-	const char		*av[4];
-	size_t			 i;
-	enum keel_err		 er = KEEL_OK;
-
-	for (i = 0; i < keys->nelem && er == KEEL_OK; i++) {
-		av[0] = "ZCOUNT";
-		av[1] = keys->elem[i].str != NULL ? keys->elem[i].str : "";
-		av[2] = l->after;
-		av[3] = "+inf";
-		if ((er = keel_redis_cmd(r, 4, av, NULL, &rep)) != KEEL_OK)
-			break;
-		if (rep->type == KEEL_R_INT)
-			l->n += rep->integer;
-		else
-			er = KEEL_EINTERNAL;
-		keel_rreply_free(rep);
-		rep = NULL;
-	}
-	return er;
-}
-
-/* Redis's clock in ms, as the queue scripts read it (queue_prelude.lua). */
-static enum keel_err
-redis_now_ms(struct keel_redis *r, int64_t *ms)
-{
-	const char		*av[] = { "TIME" };
-	struct keel_rreply	*rep = NULL;
-	int64_t			 s, us;
-	enum keel_err		 er;
-
-	if ((er = keel_redis_cmd(r, 1, av, NULL, &rep)) != KEEL_OK)
-		return er;
-	if (rep->type != KEEL_R_ARRAY || rep->nelem != 2 ||
-	    rep->elem[0].type != KEEL_R_STR ||
-	    rep->elem[1].type != KEEL_R_STR ||
-	    !keel_parse_int64(rep->elem[0].str, 0, INT64_MAX / 1000000, &s) ||
-	    !keel_parse_int64(rep->elem[1].str, 0, 999999, &us))
-		er = KEEL_EINTERNAL;
-	else
-		*ms = s * 1000 + us / 1000;
-	keel_rreply_free(rep);
-	return er;
-}
-
-/*
- * Whether keel is live, which the runbook wants stopped: its programs'
- * sessions in PostgreSQL (q_restored_live), jobs a drainer holds in
- * Redis (restored_leased).  Says on stderr what it found.  1 when live,
- * 0 when not, -1 when it couldn't tell.
- */
-static int
-restored_live(struct keel_db *db, struct keel_redis *r)
-{
-	struct restored_leases	 l;
-	struct keel_rows	*rows = NULL;
-	int64_t			 now;
-	size_t			 i;
-	int			 live = 0;
-	enum keel_err		 er;
-
-	if ((er = keel_db_query(db, &q_restored_live, NULL, &rows)) !=
-	    KEEL_OK) {
-		fprintf(stderr, "keel-admin: reading pg_stat_activity: %s: "
-		    "%s\n", keel_strerror(er), keel_db_errstr(db));
-		return -1;
-	}
-	for (i = 0; i < keel_rows_count(rows); i++, live = 1)
-		fprintf(stderr, "keel-admin: PostgreSQL has %s other "
-		    "session(s) named %s\n", keel_rows_value(rows, i, 1),
-		    keel_rows_value(rows, i, 0));
-	keel_rows_free(rows);
-	l.n = 0;
-	if ((er = redis_now_ms(r, &now)) == KEEL_OK) {
-		snprintf(l.after, sizeof(l.after), "(%lld", (long long)now);
-		er = restored_scan(r, "keel:q:*:a", "zset", restored_leased,
-		    &l);
-	}
-	if (er != KEEL_OK) {
-		fprintf(stderr, "keel-admin: Redis: %s (%s)\n",
-		    keel_strerror(er), keel_redis_errstr(r));
-		return -1;
-	}
-	if (l.n > 0) {
-		fprintf(stderr, "keel-admin: Redis has %lld job(s) a drainer "
-		    "holds (keel:q:*:a)\n", l.n);
-		live = 1;
-	}
-	return live;
-}
-
-/* The decoded value of metadump's key=... in line into ns (size n), the
- * namespace of a generation key "keel:g:<ns>"; false for other keys. */
-static bool
-mc_gen_ns(const char *line, char *ns, size_t n)
-{
-	static const char	 gen[] = "keel:g:";
-	char			 key[KEEL_CACHE_KEY_MAX];
-	unsigned		 c;
-	size_t			 i = 0;
-
-	if (strncmp(line, "key=", 4) != 0)
-		return false;
-	for (line += 4; *line != '\0' && *line != ' '; line++) {
-		if (i + 1 >= sizeof(key))
-			return false;
-		if (*line == '%' && sscanf(line + 1, "%2x", &c) == 1) {
-			key[i++] = (char)c;
-			line += 2;
-		} else
-			key[i++] = *line;
-	}
-	key[i] = '\0';
-	if (strncmp(key, gen, sizeof(gen) - 1) != 0 ||
-	    strlen(key + sizeof(gen) - 1) >= n)
-		return false;
-	snprintf(ns, n, "%s", key + sizeof(gen) - 1);
-	return true;
-}
-
-/*
- * MEMCACHED_SERVERS as the apps read it: through libmemcached's own
- * parse (as lib/cache.c), so each form they take -- host (port 11211),
- * host:port, host:port:weight, a socket's path, blanks after a comma --
- * names the same server here.  On 0 *out (caller frees with
- * memcached_free) holds the servers, NULL when none is listed.
- */
-static int
-mc_servers(const struct keel_config *cfg, memcached_st **out)
-{
-	memcached_server_list_st list;
-	memcached_st		*mc;
-	memcached_return_t	 rc;
-
-	*out = NULL;
-	if (cfg->memcached_servers == NULL ||
-	    (list = memcached_servers_parse(cfg->memcached_servers)) == NULL)
-		return 0;
-	if ((mc = memcached_create(NULL)) == NULL)
-		keel_log_fatalx("memcached_create failed");
-	rc = memcached_server_push(mc, list);
-	memcached_server_list_free(list);
-	if (rc != MEMCACHED_SUCCESS) {
-		fprintf(stderr, "keel-admin: MEMCACHED_SERVERS: %s\n",
-		    memcached_strerror(mc, rc));
-		memcached_free(mc);
-		return -1;
-	}
-	*out = mc;
-	return 0;
-}
-
-static bool
-mc_is_socket(const memcached_instance_st *in)
-{
-	return strcmp(memcached_server_type(in), "SOCKET") == 0;
-}
-
-/* in's name for messages (buf, size n): its socket's path, or host:port. */
-static void
-mc_label(const memcached_instance_st *in, char *buf, size_t n)
-{
-	if (mc_is_socket(in))
-		snprintf(buf, n, "%s", memcached_server_name(in));
-	else
-		snprintf(buf, n, "%s:%u", memcached_server_name(in),
-		    (unsigned)memcached_server_port(in));
-}
-
-/* A server that stops answering fails the step instead of hanging it. */
-static void
-mc_timeouts(int fd)
-{
-	struct timeval	 tv = { MC_TIMEOUT_S, 0 };
-
-	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-}
-
-/* A connected socket to the memcached listening at path, or -1. */
-static int
-mc_connect_unix(const char *path)
-{
-	struct sockaddr_un	 sa;
-	size_t			 len = strlen(path);
-	int			 fd;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sun_family = AF_UNIX;
-	if (len >= sizeof(sa.sun_path)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	memcpy(sa.sun_path, path, len + 1);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) == -1)
-		return -1;
-	mc_timeouts(fd);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-/* A connected socket to host's port, or -1. */
-static int
-mc_connect_tcp(const char *host, unsigned port)
-{
-	struct addrinfo		 hints, *res = NULL, *ai;
-	char			 serv[8];
-	int			 fd = -1;
-
-	/* memcached_servers_parse keeps the blanks before the first item. */
-	host += strspn(host, " \t");
-	snprintf(serv, sizeof(serv), "%u", port);
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	if (getaddrinfo(host, serv, &hints, &res) != 0)
-		return -1;
-	for (ai = res; ai != NULL && fd == -1; ai = ai->ai_next) {
-		if ((fd = socket(ai->ai_family, ai->ai_socktype,
-		    ai->ai_protocol)) == -1)
-			continue;
-		mc_timeouts(fd);
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == -1) {
-			close(fd);
-			fd = -1;
-		}
-	}
-	freeaddrinfo(res);
-	return fd;
-}
-
-/*
- * Reads a metadump's listing from f, counting into *n every namespace
- * whose generation it holds and bumping each through c unless c is
- * NULL.  0 at its END; 1 when the first line refused the command
- * (ERROR, BADCLASS: no key listed yet, another may be asked); -1 on any
- * other answer.  *line (caller frees) holds the last line read.
- */
-static int
-mc_listing(FILE *f, struct keel_cache *c, long *n, char **line,
-    size_t *cap)
-{
-	char	 ns[KEEL_CACHE_NS_MAX + 1];
-	int	 first = 1;
-
-	for (; getline(line, cap, f) != -1; first = 0) {
-		(*line)[strcspn(*line, "\r\n")] = '\0';
-		if (strcmp(*line, "END") == 0)
-			return 0;
-		if (!mc_gen_ns(*line, ns, sizeof(ns))) {
-			if (strncmp(*line, "key=", 4) != 0)
-				return first ? 1 : -1;	/* not a listing */
-			continue;
-		}
-		if (c != NULL && keel_cache_invalidate(c, ns) != KEEL_OK)
-			return -1;
-		(*n)++;
-	}
-	if (*line != NULL)
-		**line = '\0';		/* no answer: nothing to quote */
-	return -1;
-}
-
-/*
- * One memcached server: lists its keys (the LRU crawler's metadump,
- * memcached 1.4.31 and later) and counts into *n every namespace whose
- * generation it holds, bumping each through lib's cache c unless c is
- * NULL (the check before anything changes, and the preview).  A
- * namespace with no generation has nothing cached under one that could
- * match.  The dump walks the hash table ("hash"; memcached 1.6.18 has
- * it): walking the LRUs ("all") misses items moved while it runs, and a
- * generation, read by every cached GET, is what moves most.  A server
- * that refuses "hash" is asked for "all".
- */
-static int
-restored_mc_server(struct keel_cache *c, const memcached_instance_st *in,
-    long *n)
-{
-	static const char *const cmds[] = { "lru_crawler metadump hash\r\n",
-	    "lru_crawler metadump all\r\n" };
-	char			 name[300], *line = NULL;
-	size_t			 i, cap = 0;
-	FILE			*f = NULL;
-	int			 fd, rc = 1;
-
-	mc_label(in, name, sizeof(name));
-	fd = mc_is_socket(in) ? mc_connect_unix(memcached_server_name(in)) :
-	    mc_connect_tcp(memcached_server_name(in),
-	    (unsigned)memcached_server_port(in));
-	if (fd == -1) {
-		fprintf(stderr, "keel-admin: memcached %s: can't connect (%s); "
-		    MC_HINT "\n", name, strerror(errno));
-		return -1;
-	}
-	if ((f = fdopen(fd, "r")) == NULL) {
-		fprintf(stderr, "keel-admin: memcached %s: %s\n", name,
-		    strerror(errno));
-		close(fd);
-		return -1;
-	}
-	for (i = 0; i < KEEL_NELEM(cmds) && rc == 1; i++) {
-		if (write(fd, cmds[i], strlen(cmds[i])) !=
-		    (ssize_t)strlen(cmds[i])) {
-			rc = -1;
-			break;
-		}
-		rc = mc_listing(f, c, n, &line, &cap);
-	}
-	if (rc != 0)
-		fprintf(stderr, "keel-admin: memcached %s: no key list%s%s; "
-		    MC_HINT "\n", name,
-		    line != NULL && *line != '\0' ? ": " : "",
-		    line != NULL ? line : "");
-	free(line);
-	fclose(f);
-	return rc == 0 ? 0 : -1;
-}
-
-/*
- * The generations every server of mc (NULL: none listed) holds, counted
- * into *n and, unless c is NULL, bumped through c.  Every server is
- * tried, so each one that fails is named.
- */
-static int
-restored_cache(memcached_st *mc, struct keel_cache *c, long *n)
-{
-	uint32_t	 i, count = mc != NULL ? memcached_server_count(mc) : 0;
-	int		 rc = 0;
-
-	*n = 0;
-	for (i = 0; i < count; i++)
-		if (restored_mc_server(c, memcached_server_instance_by_position(
-		    mc, i), n) == -1)
-			rc = -1;
-	return rc;
-}
-
-/*
- * What restored --yes would do, doing none of it: the sequences' moves,
- * the keys per prefix, the cache namespaces.  2 when all were read (as
- * usage(): nothing was done), 1 when one could not be.
- */
-static int
-restored_preview(struct keel_db *db, struct keel_redis *r,
-    memcached_st *mc, long long gap)
-{
-	long	 n;
-
-	printf("restored would do this (nothing changes without --yes):\n");
-	if (restored_sequences(db, gap, false) == -1 ||
-	    restored_redis(r, false) == -1 ||
-	    restored_cache(mc, NULL, &n) == -1)
-		return 1;
-	printf("memcached: %ld cache namespace(s) to invalidate\n", n);
-	return 2;
-}
-
-/*
- * After PostgreSQL was restored from a backup, before traffic (README).
- * Without --yes it only says what it would do.  It refuses, unless
- * --force, while keel is live (restored_live): it ends every session,
- * drops waiting jobs and dead letters and the idempotent replies a retry
- * needs.  It checks that every memcached server lists its keys, the step
- * most likely to fail, before it changes anything; then the sequences,
- * Redis, memcached, in that order, each step's result printed, each one
- * safe to run again.  A cluster is refused before anything changes: lib
- * reaches a key's master, and a SCAN must visit every master.
- */
-static int
-restored(int argc, char *argv[])
-{
-	static const struct option opts[] = {
-		{ "gap", required_argument, NULL, 'g' },
-		{ "yes", no_argument, NULL, 'y' },
-		{ "force", no_argument, NULL, 'f' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct keel_config	 cfg;
-	struct keel_db		*db = NULL;
-	struct keel_redis	*r = NULL;
-	struct keel_cache	*c = NULL;
-	memcached_st		*mc = NULL;
-	const char		*gaparg = NULL;
-	int64_t			 gap = RESTORED_GAP;
-	char			 err[256];
-	long			 n;
-	int			 ch, yes = 0, force = 0, live = 0, rc = 1;
-
-	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (ch) {
-		case 'g':
-			option_once(&gaparg, "gap", optarg);
-			if (!keel_parse_int64(optarg, 1, INT64_MAX / 4, &gap))
-				usage();
-			break;
-		case 'y':
-			yes = 1;
-			break;
-		case 'f':
-			force = 1;
-			break;
-		default:
-			usage();
-		}
-	}
-	if (optind != argc)
-		usage();
-	if (!keel_config_load(&cfg, err, sizeof(err))) {
-		fprintf(stderr, "keel-admin: %s\n", err);
-		return 1;
-	}
-	if (cfg.redis_cluster) {
-		fprintf(stderr, "keel-admin: restored can't clear a Redis "
-		    "Cluster (README, \"Restoring PostgreSQL from a "
-		    "backup\"); nothing changed\n");
-		goto out;
-	}
-	if (mc_servers(&cfg, &mc) == -1)
-		goto out;
-	db = keel_db_open(&cfg);
-	r = keel_redis_open(&cfg);
-	if (!force && (live = restored_live(db, r)) == -1)
-		goto out;
-	if (!yes) {
-		if (live)
-			fprintf(stderr, "keel-admin: --yes refuses while keel "
-			    "runs (above), unless --force\n");
-		rc = restored_preview(db, r, mc, (long long)gap);
-		goto out;
-	}
-	if (live) {
-		fprintf(stderr, "keel-admin: keel is running (above): stop "
-		    "lighttpd, the apps and cron first (README, \"Restoring "
-		    "PostgreSQL from a backup\"), or use --force; nothing "
-		    "changed\n");
-		goto out;
-	}
-	if (restored_cache(mc, NULL, &n) == -1) {
-		fprintf(stderr, "keel-admin: nothing changed\n");
-		goto out;
-	}
-	c = keel_cache_open(&cfg);
-	if (restored_sequences(db, (long long)gap, true) == -1 ||
-	    restored_redis(r, true) == -1)
-		goto out;
-	if (restored_cache(mc, c, &n) == -1) {
-		fprintf(stderr, "keel-admin: the sequences and Redis are "
-		    "done\n");
-		goto out;
-	}
-	printf("memcached: %ld cache namespace(s) invalidated\n", n);
-	printf("done: now run keel-outbox-relay with KEEL_RELAY_RECHECK=1, "
-	    "then keel-leaderboard-rebuild\n");
-	rc = 0;
-out:
-	keel_cache_close(c);
-	memcached_free(mc);
-	keel_redis_close(r);
-	keel_db_close(db);
-	keel_config_free(&cfg);
-	return rc;
-}
-
 int
 main(int argc, char *argv[])
 {
@@ -1037,12 +329,12 @@ main(int argc, char *argv[])
 		return 1;
 	}
 	if (argc < 2)
-		usage();
+		admin_usage();
 	if (strcmp(argv[1], "hash-password") == 0 && argc == 2)
 		return hash_password();
 	if (strcmp(argv[1], "create-admin") == 0)
 		return create_admin(argc - 1, argv + 1);
 	if (strcmp(argv[1], "restored") == 0)
-		return restored(argc - 1, argv + 1);
-	usage();
+		return admin_restored(argc - 1, argv + 1);
+	admin_usage();
 }
