@@ -11,7 +11,8 @@
  * hold what named them.  It advances every sequence of keel's schema by
  * a gap (one statement), deletes keel's Redis keys that name database
  * rows, by prefix (SCAN and UNLINK, never FLUSHALL: the Redis may be
- * shared), and bumps every cache generation memcached holds.  That ends every session and drops queued jobs, dead
+ * shared), and bumps every cache generation memcached holds (listed by
+ * lib/cache.c).  That ends every session and drops queued jobs, dead
  * letters and idempotent replies, so it asks first: without --yes it
  * only says what it would do, and it refuses while keel's programs are
  * at work (their PostgreSQL sessions, a job a drainer holds) unless
@@ -19,21 +20,12 @@
  */
 #include "config.h"
 
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <sys/un.h>
-
-#include <errno.h>
 #include <getopt.h>
-#include <netdb.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-
-#include <libmemcached/memcached.h>
 
 #include "keel/cache.h"
 #include "keel/config.h"
@@ -89,7 +81,6 @@ static const struct keel_query q_restored_live = { .name = "restored_live",
 #define RESTORED_GAP	1000000	/* ids skipped: more than the lost writes
 				   can have used */
 #define RESTORED_SCAN	"1000"	/* keys per SCAN step */
-#define MC_TIMEOUT_S	10	/* a memcached server's answers */
 #define MC_HINT		"restart memcached instead (it only caches), then " \
 			"run restored again, with MEMCACHED_SERVERS=\"\" if " \
 			"a server can't list its keys"
@@ -363,251 +354,55 @@ restored_live(struct keel_db *db, struct keel_redis *r)
 	return live;
 }
 
-/* The decoded value of metadump's key=... in line into ns (size n), the
- * namespace of a generation key "keel:g:<ns>"; false for other keys. */
-static bool
-mc_gen_ns(const char *line, char *ns, size_t n)
-{
-	static const char	 gen[] = "keel:g:";
-	char			 key[KEEL_CACHE_KEY_MAX];
-	unsigned		 c;
-	size_t			 i = 0;
+/* What restored_cache hands each namespace to (restored_gen). */
+struct restored_gens {
+	struct keel_cache	*c;	/* bumps through it; NULL: counts only */
+	long			 n;	/* namespaces seen */
+};
 
-	if (strncmp(line, "key=", 4) != 0)
-		return false;
-	for (line += 4; *line != '\0' && *line != ' '; line++) {
-		if (i + 1 >= sizeof(key))
-			return false;
-		if (*line == '%' && sscanf(line + 1, "%2x", &c) == 1) {
-			key[i++] = (char)c;
-			line += 2;
-		} else
-			key[i++] = *line;
-	}
-	key[i] = '\0';
-	if (strncmp(key, gen, sizeof(gen) - 1) != 0 ||
-	    strlen(key + sizeof(gen) - 1) >= n)
-		return false;
-	snprintf(ns, n, "%s", key + sizeof(gen) - 1);
-	return true;
+/* Counts ns into the struct restored_gens at arg, bumping its
+ * generation first through its c unless that is NULL. */
+static enum keel_err
+restored_gen(const char *ns, void *arg)
+{
+	struct restored_gens	*g = arg;
+	enum keel_err		 er;
+
+	if (g->c != NULL && (er = keel_cache_invalidate(g->c, ns)) != KEEL_OK)
+		return er;
+	g->n++;
+	return KEEL_OK;
 }
 
 /*
- * MEMCACHED_SERVERS as the apps read it: through libmemcached's own
- * parse (as lib/cache.c), so each form they take -- host (port 11211),
- * host:port, host:port:weight, a socket's path, blanks after a comma --
- * names the same server here.  On 0 *out (caller frees with
- * memcached_free) holds the servers, NULL when none is listed.
- */
-static int
-mc_servers(const struct keel_config *cfg, memcached_st **out)
-{
-	memcached_server_list_st list;
-	memcached_st		*mc;
-	memcached_return_t	 rc;
-
-	*out = NULL;
-	if (cfg->memcached_servers == NULL ||
-	    (list = memcached_servers_parse(cfg->memcached_servers)) == NULL)
-		return 0;
-	if ((mc = memcached_create(NULL)) == NULL)
-		keel_log_fatalx("memcached_create failed");
-	rc = memcached_server_push(mc, list);
-	memcached_server_list_free(list);
-	if (rc != MEMCACHED_SUCCESS) {
-		fprintf(stderr, "keel-admin: MEMCACHED_SERVERS: %s\n",
-		    memcached_strerror(mc, rc));
-		memcached_free(mc);
-		return -1;
-	}
-	*out = mc;
-	return 0;
-}
-
-static bool
-mc_is_socket(const memcached_instance_st *in)
-{
-	return strcmp(memcached_server_type(in), "SOCKET") == 0;
-}
-
-/* in's name for messages (buf, size n): its socket's path, or host:port. */
-static void
-mc_label(const memcached_instance_st *in, char *buf, size_t n)
-{
-	if (mc_is_socket(in))
-		snprintf(buf, n, "%s", memcached_server_name(in));
-	else
-		snprintf(buf, n, "%s:%u", memcached_server_name(in),
-		    (unsigned)memcached_server_port(in));
-}
-
-/* A server that stops answering fails the step instead of hanging it. */
-static void
-mc_timeouts(int fd)
-{
-	struct timeval	 tv = { MC_TIMEOUT_S, 0 };
-
-	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-}
-
-/* A connected socket to the memcached listening at path, or -1. */
-static int
-mc_connect_unix(const char *path)
-{
-	struct sockaddr_un	 sa;
-	size_t			 len = strlen(path);
-	int			 fd;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sun_family = AF_UNIX;
-	if (len >= sizeof(sa.sun_path)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	memcpy(sa.sun_path, path, len + 1);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) == -1)
-		return -1;
-	mc_timeouts(fd);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-/* A connected socket to host's port, or -1. */
-static int
-mc_connect_tcp(const char *host, unsigned port)
-{
-	struct addrinfo		 hints, *res = NULL, *ai;
-	char			 serv[8];
-	int			 fd = -1;
-
-	/* memcached_servers_parse keeps the blanks before the first item. */
-	host += strspn(host, " \t");
-	snprintf(serv, sizeof(serv), "%u", port);
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	if (getaddrinfo(host, serv, &hints, &res) != 0)
-		return -1;
-	for (ai = res; ai != NULL && fd == -1; ai = ai->ai_next) {
-		if ((fd = socket(ai->ai_family, ai->ai_socktype,
-		    ai->ai_protocol)) == -1)
-			continue;
-		mc_timeouts(fd);
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == -1) {
-			close(fd);
-			fd = -1;
-		}
-	}
-	freeaddrinfo(res);
-	return fd;
-}
-
-/*
- * Reads a metadump's listing from f, counting into *n every namespace
- * whose generation it holds and bumping each through c unless c is
- * NULL.  0 at its END; 1 when the first line refused the command
- * (ERROR, BADCLASS: no key listed yet, another may be asked); -1 on any
- * other answer.  *line (caller frees) holds the last line read.
- */
-static int
-mc_listing(FILE *f, struct keel_cache *c, long *n, char **line,
-    size_t *cap)
-{
-	char	 ns[KEEL_CACHE_NS_MAX + 1];
-	int	 first = 1;
-
-	for (; getline(line, cap, f) != -1; first = 0) {
-		(*line)[strcspn(*line, "\r\n")] = '\0';
-		if (strcmp(*line, "END") == 0)
-			return 0;
-		if (!mc_gen_ns(*line, ns, sizeof(ns))) {
-			if (strncmp(*line, "key=", 4) != 0)
-				return first ? 1 : -1;	/* not a listing */
-			continue;
-		}
-		if (c != NULL && keel_cache_invalidate(c, ns) != KEEL_OK)
-			return -1;
-		(*n)++;
-	}
-	if (*line != NULL)
-		**line = '\0';		/* no answer: nothing to quote */
-	return -1;
-}
-
-/*
- * One memcached server: lists its keys (the LRU crawler's metadump,
- * memcached 1.4.31 and later) and counts into *n every namespace whose
- * generation it holds, bumping each through lib's cache c unless c is
- * NULL (the check before anything changes, and the preview).  A
- * namespace with no generation has nothing cached under one that could
- * match.  The dump walks the hash table ("hash"; memcached 1.6.18 has
- * it): walking the LRUs ("all") misses items moved while it runs, and a
- * generation, read by every cached GET, is what moves most.  A server
- * that refuses "hash" is asked for "all".
- */
-static int
-restored_mc_server(struct keel_cache *c, const memcached_instance_st *in,
-    long *n)
-{
-	static const char *const cmds[] = { "lru_crawler metadump hash\r\n",
-	    "lru_crawler metadump all\r\n" };
-	char			 name[300], *line = NULL;
-	size_t			 i, cap = 0;
-	FILE			*f = NULL;
-	int			 fd, rc = 1;
-
-	mc_label(in, name, sizeof(name));
-	fd = mc_is_socket(in) ? mc_connect_unix(memcached_server_name(in)) :
-	    mc_connect_tcp(memcached_server_name(in),
-	    (unsigned)memcached_server_port(in));
-	if (fd == -1) {
-		fprintf(stderr, "keel-admin: memcached %s: can't connect (%s); "
-		    MC_HINT "\n", name, strerror(errno));
-		return -1;
-	}
-	if ((f = fdopen(fd, "r")) == NULL) {
-		fprintf(stderr, "keel-admin: memcached %s: %s\n", name,
-		    strerror(errno));
-		close(fd);
-		return -1;
-	}
-	for (i = 0; i < KEEL_NELEM(cmds) && rc == 1; i++) {
-		if (write(fd, cmds[i], strlen(cmds[i])) !=
-		    (ssize_t)strlen(cmds[i])) {
-			rc = -1;
-			break;
-		}
-		rc = mc_listing(f, c, n, &line, &cap);
-	}
-	if (rc != 0)
-		fprintf(stderr, "keel-admin: memcached %s: no key list%s%s; "
-		    MC_HINT "\n", name,
-		    line != NULL && *line != '\0' ? ": " : "",
-		    line != NULL ? line : "");
-	free(line);
-	fclose(f);
-	return rc == 0 ? 0 : -1;
-}
-
-/*
- * The generations every server of mc (NULL: none listed) holds, counted
- * into *n and, unless c is NULL, bumped through c.  Every server is
+ * The generations every server of servers (MEMCACHED_SERVERS) holds,
+ * counted into *n and, unless c is NULL, bumped through c: the check
+ * before anything changes and the preview pass NULL.  Every server is
  * tried, so each one that fails is named.
  */
 static int
-restored_cache(memcached_st *mc, struct keel_cache *c, long *n)
+restored_cache(const char *servers, struct keel_cache *c, long *n)
 {
-	uint32_t	 i, count = mc != NULL ? memcached_server_count(mc) : 0;
-	int		 rc = 0;
+	struct restored_gens	 g = { c, 0 };
+	struct keel_buf		 why = { NULL, 0, 0 };
+	size_t			 i, count;
+	int			 rc = 0;
+	enum keel_err		 er;
 
-	*n = 0;
-	for (i = 0; i < count; i++)
-		if (restored_mc_server(c, memcached_server_instance_by_position(
-		    mc, i), n) == -1)
-			rc = -1;
+	/* restored checked the list: it counts. */
+	(void)keel_cache_dump_count(servers, &count, &why);
+	for (i = 0; i < count; i++) {
+		keel_buf_reset(&why);
+		if ((er = keel_cache_dump_gens(servers, i, restored_gen, &g,
+		    &why)) == KEEL_OK)
+			continue;
+		/* A server that fails on its own is restarted (MC_HINT). */
+		fprintf(stderr, "keel-admin: %s%s\n", why.data,
+		    er == KEEL_EUNAVAIL ? "; " MC_HINT : "");
+		rc = -1;
+	}
+	keel_buf_free(&why);
+	*n = g.n;
 	return rc;
 }
 
@@ -618,14 +413,14 @@ restored_cache(memcached_st *mc, struct keel_cache *c, long *n)
  */
 static int
 restored_preview(struct keel_db *db, struct keel_redis *r,
-    memcached_st *mc, long long gap)
+    const char *servers, long long gap)
 {
 	long	 n;
 
 	printf("restored would do this (nothing changes without --yes):\n");
 	if (restored_sequences(db, gap, false) == -1 ||
 	    restored_redis(r, false) == -1 ||
-	    restored_cache(mc, NULL, &n) == -1)
+	    restored_cache(servers, NULL, &n) == -1)
 		return 1;
 	printf("memcached: %ld cache namespace(s) to invalidate\n", n);
 	return 2;
@@ -655,10 +450,11 @@ admin_restored(int argc, char *argv[])
 	struct keel_db		*db = NULL;
 	struct keel_redis	*r = NULL;
 	struct keel_cache	*c = NULL;
-	memcached_st		*mc = NULL;
+	struct keel_buf		 why = { NULL, 0, 0 };
 	const char		*gaparg = NULL;
 	int64_t			 gap = RESTORED_GAP;
 	char			 err[256];
+	size_t			 count;
 	long			 n;
 	int			 ch, yes = 0, force = 0, live = 0, rc = 1;
 
@@ -691,8 +487,12 @@ admin_restored(int argc, char *argv[])
 		    "backup\"); nothing changed\n");
 		goto out;
 	}
-	if (mc_servers(&cfg, &mc) == -1)
+	if (keel_cache_dump_count(cfg.memcached_servers, &count, &why) !=
+	    KEEL_OK) {
+		fprintf(stderr, "keel-admin: MEMCACHED_SERVERS: %s\n",
+		    why.data);
 		goto out;
+	}
 	db = keel_db_open(&cfg);
 	r = keel_redis_open(&cfg);
 	if (!force && (live = restored_live(db, r)) == -1)
@@ -701,7 +501,8 @@ admin_restored(int argc, char *argv[])
 		if (live)
 			fprintf(stderr, "keel-admin: --yes refuses while keel "
 			    "runs (above), unless --force\n");
-		rc = restored_preview(db, r, mc, (long long)gap);
+		rc = restored_preview(db, r, cfg.memcached_servers,
+		    (long long)gap);
 		goto out;
 	}
 	if (live) {
@@ -711,7 +512,7 @@ admin_restored(int argc, char *argv[])
 		    "changed\n");
 		goto out;
 	}
-	if (restored_cache(mc, NULL, &n) == -1) {
+	if (restored_cache(cfg.memcached_servers, NULL, &n) == -1) {
 		fprintf(stderr, "keel-admin: nothing changed\n");
 		goto out;
 	}
@@ -719,7 +520,7 @@ admin_restored(int argc, char *argv[])
 	if (restored_sequences(db, (long long)gap, true) == -1 ||
 	    restored_redis(r, true) == -1)
 		goto out;
-	if (restored_cache(mc, c, &n) == -1) {
+	if (restored_cache(cfg.memcached_servers, c, &n) == -1) {
 		fprintf(stderr, "keel-admin: the sequences and Redis are "
 		    "done\n");
 		goto out;
@@ -730,7 +531,7 @@ admin_restored(int argc, char *argv[])
 	rc = 0;
 out:
 	keel_cache_close(c);
-	memcached_free(mc);
+	keel_buf_free(&why);
 	keel_redis_close(r);
 	keel_db_close(db);
 	keel_config_free(&cfg);

@@ -5,16 +5,25 @@
  *
  * Servers come from MEMCACHED_SERVERS and keys spread over them by
  * consistent hashing (ketama), so adding a server moves few keys.  Short
- * timeouts everywhere: losing the cache must only cost speed.
+ * timeouts everywhere: losing the cache must only cost speed.  At its
+ * end, the operator's listing of the generations each server holds.
  */
 #include "config.h"
 
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+
+#include <assert.h>
 #include <ctype.h>
+#include <errno.h>
+#include <netdb.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libmemcached/memcached.h>
 #include <sodium.h>
@@ -713,4 +722,261 @@ keel_cache_serve(struct keel_req *req, const char *ns, const char *key,
 out:
 	keel_buf_free(&e.bytes);
 	return er;
+}
+
+/*
+ * Listing the generations memcached holds (keel-admin restored).
+ *
+ * libmemcached has no command that lists keys, so the listing is
+ * memcached's own, the LRU crawler's metadump (1.4.31 and later), read
+ * from a socket of its own, one server at a time.  The servers are
+ * named by libmemcached's parse of MEMCACHED_SERVERS, as
+ * keel_cache_open() names them, so a listed server is the one the apps
+ * use; its handle never connects.
+ */
+#define DUMP_TIMEOUT_S	10	/* seconds a server's answer may take */
+
+/*
+ * The servers of servers into *out (caller frees with memcached_free), a
+ * handle that never connects; KEEL_EINVAL when libmemcached refuses the
+ * list, with its message appended to why.
+ */
+static enum keel_err
+dump_servers(const char *servers, memcached_st **out, struct keel_buf *why)
+{
+	memcached_server_list_st list = NULL;
+	memcached_st		*mc;
+	memcached_return_t	 rc = MEMCACHED_SUCCESS;
+
+	*out = NULL;
+	if ((mc = memcached_create(NULL)) == NULL)
+		keel_log_fatalx("memcached_create failed");
+	if (servers != NULL &&
+	    (list = memcached_servers_parse(servers)) != NULL) {
+		rc = memcached_server_push(mc, list);
+		memcached_server_list_free(list);
+	}
+	if (rc != MEMCACHED_SUCCESS) {
+		keel_buf_puts(why, memcached_strerror(mc, rc));
+		memcached_free(mc);
+		return KEEL_EINVAL;
+	}
+	*out = mc;
+	return KEEL_OK;
+}
+
+enum keel_err
+keel_cache_dump_count(const char *servers, size_t *n, struct keel_buf *why)
+{
+	memcached_st	*mc;
+	enum keel_err	 er;
+
+	*n = 0;
+	if ((er = dump_servers(servers, &mc, why)) != KEEL_OK)
+		return er;
+	*n = memcached_server_count(mc);
+	memcached_free(mc);
+	return KEEL_OK;
+}
+
+/* The decoded value of metadump's key=... in line into ns (size n), the
+ * namespace of a generation key "keel:g:<ns>"; false for other keys. */
+static bool
+dump_gen_ns(const char *line, char *ns, size_t n)
+{
+	static const char	 gen[] = "keel:g:";
+	char			 key[KEEL_CACHE_KEY_MAX];
+	unsigned		 c;
+	size_t			 i = 0;
+
+	if (strncmp(line, "key=", 4) != 0)
+		return false;
+	for (line += 4; *line != '\0' && *line != ' '; line++) {
+		if (i + 1 >= sizeof(key))
+			return false;
+		if (*line == '%' && sscanf(line + 1, "%2x", &c) == 1) {
+			key[i++] = (char)c;
+			line += 2;
+		} else
+			key[i++] = *line;
+	}
+	key[i] = '\0';
+	if (strncmp(key, gen, sizeof(gen) - 1) != 0 ||
+	    strlen(key + sizeof(gen) - 1) >= n)
+		return false;
+	snprintf(ns, n, "%s", key + sizeof(gen) - 1);
+	return true;
+}
+
+static bool
+dump_is_socket(const memcached_instance_st *in)
+{
+	return strcmp(memcached_server_type(in), "SOCKET") == 0;
+}
+
+/* in's name for messages (buf, size n): its socket's path, or host:port. */
+static void
+dump_label(const memcached_instance_st *in, char *buf, size_t n)
+{
+	if (dump_is_socket(in))
+		snprintf(buf, n, "%s", memcached_server_name(in));
+	else
+		snprintf(buf, n, "%s:%u", memcached_server_name(in),
+		    (unsigned)memcached_server_port(in));
+}
+
+/* A server that stops answering fails the listing instead of hanging it. */
+static void
+dump_timeouts(int fd)
+{
+	struct timeval	 tv = { DUMP_TIMEOUT_S, 0 };
+
+	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+/* A connected socket to the memcached listening at path, or -1. */
+static int
+dump_connect_unix(const char *path)
+{
+	struct sockaddr_un	 sa;
+	size_t			 len = strlen(path);
+	int			 fd;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	if (len >= sizeof(sa.sun_path)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(sa.sun_path, path, len + 1);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) == -1)
+		return -1;
+	dump_timeouts(fd);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* A connected socket to host's port, or -1. */
+static int
+dump_connect_tcp(const char *host, unsigned port)
+{
+	struct addrinfo		 hints, *res = NULL, *ai;
+	char			 serv[8];
+	int			 fd = -1;
+
+	/* memcached_servers_parse keeps the blanks before the first item. */
+	host += strspn(host, " \t");
+	snprintf(serv, sizeof(serv), "%u", port);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	if (getaddrinfo(host, serv, &hints, &res) != 0)
+		return -1;
+	for (ai = res; ai != NULL && fd == -1; ai = ai->ai_next) {
+		if ((fd = socket(ai->ai_family, ai->ai_socktype,
+		    ai->ai_protocol)) == -1)
+			continue;
+		dump_timeouts(fd);
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == -1) {
+			close(fd);
+			fd = -1;
+		}
+	}
+	freeaddrinfo(res);
+	return fd;
+}
+
+/*
+ * Reads a metadump's listing from f, handing fn each namespace whose
+ * generation it holds.  0 at its END; 1 when the first line refused the
+ * command (ERROR, BADCLASS: no key listed yet, another may be asked);
+ * -1 on any other answer or when fn fails.  *line (caller frees) holds
+ * the last line read.
+ */
+static int
+dump_listing(FILE *f, keel_cache_gen_fn *fn, void *arg, char **line,
+    size_t *cap)
+{
+	char	 ns[KEEL_CACHE_NS_MAX + 1];
+	int	 first = 1;
+
+	for (; getline(line, cap, f) != -1; first = 0) {
+		(*line)[strcspn(*line, "\r\n")] = '\0';
+		if (strcmp(*line, "END") == 0)
+			return 0;
+		if (!dump_gen_ns(*line, ns, sizeof(ns))) {
+			if (strncmp(*line, "key=", 4) != 0)
+				return first ? 1 : -1;	/* not a listing */
+			continue;
+		}
+		if (fn(ns, arg) != KEEL_OK)
+			return -1;
+	}
+	if (*line != NULL)
+		**line = '\0';		/* no answer: nothing to quote */
+	return -1;
+}
+
+/* An open socket to in (named name), or -1 with why appended to why. */
+static int
+dump_connect(const memcached_instance_st *in, const char *name,
+    struct keel_buf *why)
+{
+	int	 fd;
+
+	fd = dump_is_socket(in) ? dump_connect_unix(memcached_server_name(in)) :
+	    dump_connect_tcp(memcached_server_name(in),
+	    (unsigned)memcached_server_port(in));
+	if (fd == -1)
+		keel_buf_printf(why, "memcached %s: can't connect (%s)",
+		    name, strerror(errno));
+	return fd;
+}
+
+enum keel_err
+keel_cache_dump_gens(const char *servers, size_t i, keel_cache_gen_fn *fn,
+    void *arg, struct keel_buf *why)
+{
+	static const char *const cmds[] = { "lru_crawler metadump hash\r\n",
+	    "lru_crawler metadump all\r\n" };
+	const memcached_instance_st *in;
+	memcached_st		*mc;
+	char			 name[300], *line = NULL;
+	size_t			 j, cap = 0;
+	FILE			*f = NULL;
+	int			 fd, rc = 1;
+	enum keel_err		 er;
+
+	if ((er = dump_servers(servers, &mc, why)) != KEEL_OK)
+		return er;
+	assert(i < memcached_server_count(mc));
+	in = memcached_server_instance_by_position(mc, (uint32_t)i);
+	dump_label(in, name, sizeof(name));
+	fd = dump_connect(in, name, why);
+	memcached_free(mc);		/* name holds what messages need */
+	if (fd == -1)
+		return KEEL_EUNAVAIL;
+	if ((f = fdopen(fd, "r")) == NULL) {
+		keel_buf_printf(why, "memcached %s: %s", name, strerror(errno));
+		close(fd);
+		return KEEL_EINTERNAL;
+	}
+	for (j = 0; j < KEEL_NELEM(cmds) && rc == 1; j++) {
+		if (write(fd, cmds[j], strlen(cmds[j])) !=
+		    (ssize_t)strlen(cmds[j])) {
+			rc = -1;
+			break;
+		}
+		rc = dump_listing(f, fn, arg, &line, &cap);
+	}
+	if (rc != 0)
+		keel_buf_printf(why, "memcached %s: no key list%s%s", name,
+		    line != NULL && *line != '\0' ? ": " : "",
+		    line != NULL ? line : "");
+	free(line);
+	fclose(f);
+	return rc == 0 ? KEEL_OK : KEEL_EUNAVAIL;
 }

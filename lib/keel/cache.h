@@ -161,4 +161,41 @@ void		 keel_cache_prefetch(struct keel_cache *c, const char *ns,
  * NULL. */
 void		 keel_cache_prefetch_drop(struct keel_cache *c);
 
+/*
+ * How many servers servers names (MEMCACHED_SERVERS's syntax; NULL or
+ * "": none), into *n.  servers is read by libmemcached's own parse, as
+ * keel_cache_open() reads it, so each form the apps take -- host (port
+ * 11211), host:port, host:port:weight, a socket's path, blanks after a
+ * comma -- names the same server here and in keel_cache_dump_gens().
+ * Connects to none.  KEEL_EINVAL when libmemcached refuses the list,
+ * with its message appended to why (the caller's).
+ */
+enum keel_err	 keel_cache_dump_count(const char *servers, size_t *n,
+		    struct keel_buf *why);
+
+/* keel_cache_dump_gens()'s callback: ns is a namespace whose generation
+ * the server holds; anything but KEEL_OK fails the listing. */
+typedef enum keel_err keel_cache_gen_fn(const char *ns, void *arg);
+
+/*
+ * For the operator after a database restore (keel-admin restored):
+ * lists the keys of server i (below keel_cache_dump_count's) of servers
+ * with memcached's LRU crawler (metadump, memcached 1.4.31 and later)
+ * and calls fn(ns, arg) for each namespace whose generation
+ * ("keel:g:<ns>") it holds; a namespace with no generation has nothing
+ * cached under one that could match.  The dump walks the hash table
+ * ("hash"; memcached 1.6.18 has it): walking the LRUs ("all") misses
+ * items moved while it runs, and a generation, read by every cached
+ * GET, is what moves most.  A server that refuses "hash" is asked for
+ * "all".  Each answer waits 10 s at most.  KEEL_OK at the listing's
+ * end.  Else it appends to why (the caller's) "memcached <server>:
+ * <why>", naming the server by its socket's path or host:port and
+ * quoting its last line when it answered one: KEEL_EUNAVAIL when the
+ * server can't be reached, lists no keys or fn failed, KEEL_EINTERNAL
+ * when this process can't read the answer, KEEL_EINVAL as
+ * keel_cache_dump_count.
+ */
+enum keel_err	 keel_cache_dump_gens(const char *servers, size_t i,
+		    keel_cache_gen_fn *fn, void *arg, struct keel_buf *why);
+
 #endif /* KEEL_CACHE_H */
