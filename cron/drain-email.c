@@ -74,10 +74,11 @@ email_teardown(void *arg)
 	free(c);
 }
 
-/* Renders kind's payload and sends it; the job's result. */
+/* Renders kind's payload for job (its key and origin name the
+ * Message-ID) and sends it; the job's result. */
 static enum keel_job_result
 email_deliver(struct email_ctx *c, const char *kind, const char *payload,
-    const char *key, char *why, size_t n)
+    const struct keel_job *job, char *why, size_t n)
 {
 	struct keel_mail_msg	 msg;
 	enum keel_err		 er;
@@ -86,9 +87,12 @@ email_deliver(struct email_ctx *c, const char *kind, const char *payload,
 	 * so is a message the server rejects (5yz): both fail every time.  A
 	 * server that refuses for now (4yz), can't be reached or times out
 	 * is retried. */
-	if (keel_mail_render(c->arena, kind, payload, key, &msg, why, n) !=
-	    KEEL_OK)
+	if (keel_mail_render(c->arena, kind, payload, job->key, &msg, why,
+	    n) != KEEL_OK)
 		return KEEL_JOB_FAIL;
+	/* The same job, retried, is the same message; a job of another
+	 * outbox row under a reused key is another. */
+	msg.origin = job->origin;
 	/* The job's request (lib/drain.c set it for the job's log lines). */
 	msg.request_id = keel_log_request();
 	if ((er = keel_mail_send(c->mail, &msg)) != KEEL_OK) {
@@ -105,7 +109,7 @@ email_send(void *arg, const struct keel_job *job, char *why, size_t n)
 	struct email_ctx	*c = arg;
 
 	keel_arena_reset(c->arena);
-	return email_deliver(c, job->kind, job->payload, job->key, why, n);
+	return email_deliver(c, job->kind, job->payload, job, why, n);
 }
 
 /*
@@ -150,7 +154,7 @@ email_link(void *arg, const struct keel_job *job, char *why, size_t n)
 		return KEEL_JOB_RETRY;
 	}
 	res = email_deliver(c, invite ? "invitation" : "password_reset",
-	    payload.data, job->key, why, n);
+	    payload.data, job, why, n);
 	explicit_bzero(payload.data, payload.len);
 	keel_buf_free(&payload);
 	return res;
@@ -211,8 +215,7 @@ email_result(void *arg, const struct keel_job *job, char *why, size_t n)
 	if (keel_json_parse(job->payload, strlen(job->payload), &o, err,
 	    sizeof(err)) != KEEL_OK || !json_object_is_type(o,
 	    json_type_object)) {
-		res = email_deliver(c, job->kind, job->payload, job->key, why,
-		    n);
+		res = email_deliver(c, job->kind, job->payload, job, why, n);
 		goto out;
 	}
 	if (json_object_object_get_ex(o, "userId", &v)) {
@@ -244,7 +247,7 @@ email_result(void *arg, const struct keel_job *job, char *why, size_t n)
 		    json_object_new_string(u.name));
 	}
 	res = email_deliver(c, job->kind, json_object_to_json_string_ext(o,
-	    JSON_C_TO_STRING_PLAIN), job->key, why, n);
+	    JSON_C_TO_STRING_PLAIN), job, why, n);
 out:
 	keel_auth_recipient_free(&u);
 	json_object_put(o);

@@ -6,9 +6,10 @@
  * HTML part, each UTF-8 in base64, so no line ever passes SMTP's 1000
  * octets and no byte needs escaping.  Non-ASCII header text becomes RFC
  * 2047 encoded-words.  The Message-ID is a hash of the job's idempotency
- * key: a message delivered twice (the drainer died after the server took
- * it) carries the same Message-ID both times, which mail clients treat as
- * one message.
+ * key and origin (its outbox row): a message delivered twice (the drainer
+ * died after the server took it, or a retry) carries the same Message-ID
+ * both times, which mail clients treat as one message, and the jobs of
+ * two rows under one key (ids reused after a restore) two.
  *
  * Payloads (JSON objects), by kind:
  *   invitation       {"to", "name", "link"}   set-password link
@@ -145,13 +146,24 @@ addr_of(char *dst, size_t n, const char *from)
 }
 
 void
-keel_mail_message_id(char *dst, size_t n, const char *key, const char *from)
+keel_mail_message_id(char *dst, size_t n, const char *key,
+    const char *origin, const char *from)
 {
+	crypto_hash_sha256_state st;
 	unsigned char	 h[crypto_hash_sha256_BYTES];
 	char		 hex[2 * sizeof(h) + 1], addr[256];
 	const char	*dom;
 
-	crypto_hash_sha256(h, (const unsigned char *)key, strlen(key));
+	/* key NUL origin: no key holds a NUL, so no two pairs hash alike;
+	 * without an origin, the key alone, as messages had before. */
+	crypto_hash_sha256_init(&st);
+	crypto_hash_sha256_update(&st, (const unsigned char *)key, strlen(key));
+	if (origin != NULL && *origin != '\0') {
+		crypto_hash_sha256_update(&st, (const unsigned char *)"", 1);
+		crypto_hash_sha256_update(&st, (const unsigned char *)origin,
+		    strlen(origin));
+	}
+	crypto_hash_sha256_final(&st, h);
 	sodium_bin2hex(hex, sizeof(hex), h, 16);
 	addr_of(addr, sizeof(addr), from);
 	dom = strchr(addr, '@');
@@ -230,7 +242,7 @@ keel_mail_build(struct keel_buf *out, const char *from,
 	const char	*lt;
 	struct tm	 tm;
 
-	keel_mail_message_id(mid, sizeof(mid), m->idem_key, from);
+	keel_mail_message_id(mid, sizeof(mid), m->idem_key, m->origin, from);
 	gmtime_r(&date, &tm);
 	strftime(dbuf, sizeof(dbuf), "%a, %d %b %Y %H:%M:%S +0000", &tm);
 	/* Derived from the Message-ID: base64 never contains "=_". */

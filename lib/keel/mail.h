@@ -24,6 +24,9 @@ struct keel_mail_msg {
 	const char	*html;		/* the text/html part; NULL: none */
 	const char	*idem_key;	/* the job's key: names the Message-ID */
 	const char	*request_id;	/* X-Request-Id header; NULL or "": none */
+	const char	*origin;	/* the job's outbox row (lib/outbox.c),
+					   names the Message-ID with idem_key;
+					   NULL or "": none */
 };
 
 /*
@@ -33,10 +36,15 @@ struct keel_mail_msg {
  * between characters and folded with CRLF SP.
  */
 void		 keel_mail_encode_header(struct keel_buf *b, const char *s);
-/* "<hex@domain>" into dst (size n): the same key gives the same id, so a
- * message sent twice after a crash is recognisably one message. */
+/*
+ * "<hex@domain>" into dst (size n), a hash of key and origin (NULL or "":
+ * of the key alone, as before origins): the same job gives the same id,
+ * so a message sent twice after a crash, or by a retry, is recognisably
+ * one message, while the jobs of two outbox rows under one key (reused
+ * after a restore of PostgreSQL) are two.
+ */
 void		 keel_mail_message_id(char *dst, size_t n, const char *key,
-		    const char *from);
+		    const char *origin, const char *from);
 /*
  * Appends the RFC 5322 message (CRLF line ends) to out: headers, then a
  * multipart/alternative of base64 text and HTML (or the text alone).

@@ -62,14 +62,39 @@ test_message_id_from_key_and_sender_domain(void **state)
 	char	 a[128], b[128], c[128];
 
 	(void)state;
-	keel_mail_message_id(a, sizeof(a), "inv-1", "keel <no@keel.example>");
-	keel_mail_message_id(b, sizeof(b), "inv-1", "no@keel.example");
-	keel_mail_message_id(c, sizeof(c), "inv-2", "no@keel.example");
+	keel_mail_message_id(a, sizeof(a), "inv-1", NULL,
+	    "keel <no@keel.example>");
+	keel_mail_message_id(b, sizeof(b), "inv-1", "", "no@keel.example");
+	keel_mail_message_id(c, sizeof(c), "inv-2", NULL, "no@keel.example");
 	assert_string_equal(a, b);
 	assert_string_not_equal(a, c);
-	/* sha256("inv-1")[0..16) in hex */
+	/* sha256("inv-1")[0..16) in hex: no origin, as before origins */
+	assert_string_equal(a,
+	    "<eec0310629106a7a7e910c4f396ec98f.keel@keel.example>");
 	assert_int_equal(strlen(a), 1 + 32 + strlen(".keel@keel.example") + 1);
 	assert_non_null(strstr(a, ".keel@keel.example>"));
+}
+
+static void
+test_message_id_from_key_and_origin(void **state)
+{
+	char	 a[128], b[128], c[128], d[128];
+
+	(void)state;
+	/* Attempt 7 before a restore of PostgreSQL and after: one key, two
+	 * outbox rows, two messages; one row's retry, one message. */
+	keel_mail_message_id(a, sizeof(a), "email:attempt:7",
+	    "12@1700000000000001", "no@keel.example");
+	keel_mail_message_id(b, sizeof(b), "email:attempt:7",
+	    "12@1700000999000002", "no@keel.example");
+	keel_mail_message_id(c, sizeof(c), "email:attempt:7",
+	    "12@1700000000000001", "no@keel.example");
+	keel_mail_message_id(d, sizeof(d), "email:attempt:7", NULL,
+	    "no@keel.example");
+	assert_string_not_equal(a, b);
+	assert_string_equal(a, c);
+	assert_string_not_equal(a, d);
+	assert_string_not_equal(b, d);
 }
 
 static void
@@ -101,14 +126,14 @@ static void
 test_build_multipart_with_both_parts(void **state)
 {
 	struct keel_mail_msg	 m = { "a@b.example", "Ann", "Hi ✓", "text",
-	    "<p>html</p>", "k1", NULL };
+	    "<p>html</p>", "k1", NULL, NULL };
 	struct keel_buf		 b = { NULL, 0, 0 };
 	char			 mid[128];
 	size_t			 i;
 
 	(void)state;
 	keel_mail_build(&b, "keel <no@keel.example>", &m, 0);
-	keel_mail_message_id(mid, sizeof(mid), "k1", "no@keel.example");
+	keel_mail_message_id(mid, sizeof(mid), "k1", NULL, "no@keel.example");
 	assert_non_null(strstr(b.data, "Message-ID: "));
 	assert_non_null(strstr(b.data, mid));
 	assert_non_null(strstr(b.data, "Date: Thu, 01 Jan 1970 00:00:00 "
@@ -358,6 +383,7 @@ main(void)
 		cmocka_unit_test(test_utf8_subject_encoded_words),
 		cmocka_unit_test(test_long_subject_split_between_characters),
 		cmocka_unit_test(test_message_id_from_key_and_sender_domain),
+		cmocka_unit_test(test_message_id_from_key_and_origin),
 		cmocka_unit_test(test_build_multipart_with_both_parts),
 		cmocka_unit_test(test_build_carries_a_valid_request_id_only),
 		cmocka_unit_test(test_address_validation),
