@@ -855,14 +855,19 @@ keel_limit_after(struct keel_req *req)
 
 /* ------------------------------------------- a check sent by others */
 
-void
-keel_limit_call_init(struct keel_limit_call *c, const struct keel_config *cfg,
-    int64_t uid, const char *member, bool cluster)
+/*
+ * The call of the limiters api and second (read or write) on the keys
+ * of one caller: KEY_PREFIX "<limiter>:" kind id, id in braces in a
+ * cluster (a user's "u:{42}", a client's "{a:127.0.0.1}", as
+ * keel_limit_check() and cluster_key() key them).
+ */
+static void
+call_init(struct keel_limit_call *c, const struct keel_config *cfg,
+    enum keel_limiter second, const char *kind, const char *id,
+    const char *member, bool cluster)
 {
-	static const enum keel_limiter get[] = { KEEL_LIMIT_API,
-	    KEEL_LIMIT_READ };
-	char		 id[KEEL_TEXT_INT_MAX];
-	size_t		 i, k;
+	const enum keel_limiter	 get[] = { KEEL_LIMIT_API, second };
+	size_t			 i, k;
 
 	memset(c, 0, sizeof(*c));
 	if (!cfg->ratelimit)
@@ -875,12 +880,16 @@ keel_limit_call_init(struct keel_limit_call *c, const struct keel_config *cfg,
 		}
 	if (c->n == 0)
 		return;
-	/* The keys limit_check.lua makes of a ride's id, or cluster_key's. */
-	keel_text_int(id, uid);
+	/* The keys limit_check.lua makes of a ride's id, or cluster_key's;
+	 * one too long for them (no address is) checks nothing. */
 	for (i = 0; i < c->n; i++)
-		snprintf(c->keys[i], sizeof(c->keys[i]), KEY_PREFIX "%s:u:%s%s%s",
-		    keel_config_limiter_name(c->res[i].which),
-		    cluster ? "{" : "", id, cluster ? "}" : "");
+		if ((size_t)snprintf(c->keys[i], sizeof(c->keys[i]), KEY_PREFIX
+		    "%s:%s%s%s%s", keel_config_limiter_name(c->res[i].which),
+		    kind, cluster ? "{" : "", id, cluster ? "}" : "") >=
+		    sizeof(c->keys[i])) {
+			c->n = 0;
+			return;
+		}
 	snprintf(c->nums[0], sizeof(c->nums[0]), "%zu", c->n + 1);
 	c->argv[c->argc++] = c->nums[0];
 	/* KEYS[1]: no ride (bare's ride() reads nothing), the slot's key. */
@@ -900,6 +909,25 @@ keel_limit_call_init(struct keel_limit_call *c, const struct keel_config *cfg,
 		c->argv[c->argc++] = c->nums[k + 1];
 		c->argv[c->argc++] = "1";	/* admitting consumes */
 	}
+}
+
+void
+keel_limit_call_init(struct keel_limit_call *c, const struct keel_config *cfg,
+    int64_t uid, const char *member, bool cluster)
+{
+	char	 id[KEEL_TEXT_INT_MAX];
+
+	keel_text_int(id, uid);
+	call_init(c, cfg, KEEL_LIMIT_READ, "u:", id, member, cluster);
+}
+
+void
+keel_limit_call_client(struct keel_limit_call *c,
+    const struct keel_config *cfg, const char *client, bool read,
+    const char *member, bool cluster)
+{
+	call_init(c, cfg, read ? KEEL_LIMIT_READ : KEEL_LIMIT_WRITE, "",
+	    client, member, cluster);
 }
 
 const char *

@@ -26,6 +26,10 @@
  *            mid-replay (an error event), SIGTERM (a reconnect event),
  *            or its session ended or expired (an end event)
  *
+ * A 401 (no credential, or one that names no session) and a 405 name no
+ * user: as the apps' do, they count in their client address's windows
+ * (limit.c's script again) and carry its RateLimit headers.
+ *
  * A stream belongs to the session that opened it (the bearer's, or the
  * one that took the ticket) and ends with it: auth.c announces each
  * session it ends on the user's channel (auth.h), so every process
@@ -161,6 +165,8 @@ struct stream {
 	bool			 limited;	/* a rate window is full */
 	bool			 limit_down;	/* ... can't be read, and a
 						   limiter fails closed */
+	int			 refusal;	/* 401, 405: its answer once
+						   the client's limits ran */
 	size_t			 nlim;		/* the limiters checked */
 	struct keel_limit_result lim[KEEL_LIMIT_CALL_MAX];
 	bool			 listed;	/* in its user's list */
@@ -1643,6 +1649,94 @@ stream_start(struct stream *s)
  * again (stream_check); then 200.
  */
 static void	stream_check(struct stream *s);
+static void	on_limit(redisAsyncContext *ac, void *reply, void *privdata);
+static void	limit_failed(struct stream *s);
+static void	refuse_limited(struct stream *s);
+
+/*
+ * The client as the apps name an anonymous caller in its limits' keys
+ * (keel_http_client: "a:<address>"), into out: the peer lighttpd saw is
+ * the X-Forwarded-For hop it appended, the last; the hops before it are
+ * what the client sent, believed as keel_addr_client() says.
+ */
+static void
+client_of(struct evhttp_request *req, char out[2 + KEEL_ADDR_MAX])
+{
+	const char	*xff = evhttp_find_header(
+			    evhttp_request_get_input_headers(req),
+			    "X-Forwarded-For");
+	const char	*last;
+	char		*before = NULL, addr[KEEL_ADDR_MAX];
+
+	if (xff == NULL)
+		xff = "unknown";
+	if ((last = strrchr(xff, ',')) != NULL) {
+		before = keel_strndup(xff, (size_t)(last - xff));
+		xff = last + 1;
+	}
+	xff += strspn(xff, " \t");
+	if (!keel_addr_client(&W.cfg->client, xff, before, addr))
+		memcpy(addr, "unknown", sizeof("unknown"));
+	free(before);
+	snprintf(out, 2 + KEEL_ADDR_MAX, "a:%s", addr);
+}
+
+/*
+ * s is refused with status (401, 405), an answer that names no user:
+ * as the apps' such answers, it counts in its client's windows (api,
+ * and read for a GET, write for another method) and carries their
+ * RateLimit headers; the limits' answer gives the verdict (auth_step).
+ */
+static void
+refuse_counted(struct stream *s, int status)
+{
+	struct keel_limit_call	 lc;
+	struct rconn		*rc;
+	char			 client[2 + KEEL_ADDR_MAX], member[128];
+	enum evhttp_cmd_type	 m = evhttp_request_get_command(s->req);
+
+	s->refusal = status;
+	client_of(s->req, client);
+	snprintf(member, sizeof(member), "%s%" PRIu64, W.member, s->sid);
+	keel_limit_call_client(&lc, W.cfg, client, m == EVHTTP_REQ_GET ||
+	    m == EVHTTP_REQ_HEAD, member, W.rc != NULL);
+	s->nlim = lc.n;
+	memcpy(s->lim, lc.res, sizeof(s->lim));
+	if (lc.n > 0) {
+		if ((rc = cmd_for(lc.argv[1])) != NULL && run_script_argv(rc,
+		    SCRIPT_LIMIT, on_limit, (void *)(uintptr_t)s->sid,
+		    lc.argc, lc.argv) == REDIS_OK) {
+			s->auth_wait++;
+			return;
+		}
+		limit_failed(s);
+	}
+	refuse_limited(s);
+}
+
+/* The limits of a refusal answered (or could not be read): its verdict. */
+static void
+refuse_limited(struct stream *s)
+{
+	char	 retry[24];
+
+	if (s->limit_down) {
+		stream_refuse(s, 503, "unavailable",
+		    "Rate limits can't be checked right now; retry later.",
+		    "5");
+		return;
+	}
+	limit_headers(s, retry, sizeof(retry));
+	if (s->limited)
+		stream_refuse(s, 429, "rate_limited",
+		    "Too many requests; retry later.", retry);
+	else if (s->refusal == 405)
+		stream_refuse(s, 405, "method_not_allowed",
+		    "Method not allowed.", NULL);
+	else
+		stream_refuse(s, 401, "unauthorized",
+		    "A valid session or stream ticket is required.", NULL);
+}
 
 static void
 auth_step(struct stream *s)
@@ -1651,13 +1745,19 @@ auth_step(struct stream *s)
 
 	if (--s->auth_wait > 0)
 		return;
-	if (s->auth_down)
+	if (s->refusal != 0)
+		refuse_limited(s);
+	else if (s->auth_down)
 		stream_refuse(s, 503, "unavailable",
 		    "Sessions cannot be checked right now.", "1");
-	else if (s->auth_bad)
+	else if (s->auth_bad && !s->checking)
+		refuse_counted(s, 401);
+	else if (s->auth_bad) {
+		/* Its user's limits counted it (stream_check). */
+		limit_headers(s, NULL, 0);
 		stream_refuse(s, 401, "unauthorized",
 		    "A valid session or stream ticket is required.", NULL);
-	else if (!s->checking)
+	} else if (!s->checking)
 		stream_check(s);
 	else if (s->limit_down)
 		stream_refuse(s, 503, "unavailable",
@@ -1998,8 +2098,9 @@ on_request(struct evhttp_request *req, void *arg)
 		return;
 	}
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
-		reply_error(&a, req, 405, "method_not_allowed",
-		    "Method not allowed.", NULL);
+		s = stream_new(req);
+		s->ans = a;
+		refuse_counted(s, 405);
 		return;
 	}
 	if (W.term || W.nstreams >= W.cfg->stream_max) {
@@ -2015,8 +2116,9 @@ on_request(struct evhttp_request *req, void *arg)
 		return;
 	}
 	if (!credentials(req, &query, skey, tkey)) {
-		reply_error(&a, req, 401, "unauthorized",
-		    "A valid session or stream ticket is required.", NULL);
+		s = stream_new(req);
+		s->ans = a;
+		refuse_counted(s, 401);
 		goto out;
 	}
 	open_wake(skey, tkey);

@@ -148,6 +148,12 @@ void		 keel_limit_login_hash(const char *secret, const char *s,
  * an EVAL of keel_limit_call_lua() after the script (or its sha):
  * c->argv[0..c->argc), numkeys first, pointing into c.  member names
  * the request in the windows (unique per request).
+ * keel_limit_call_client() fills c for an answer that names no user
+ * (the stream's 401, its 405): by client, "a:<address>" as
+ * keel_http_client() names an anonymous caller (the address as
+ * keel_addr_client() gives it), with the limiters of its method (read:
+ * GET or HEAD, api and read; otherwise api and write), in the windows
+ * keel_limit_check() keeps for that client.
  *
  * keel_limit_call_reply() reads the script's answer, given as its
  * integers (vals[0..nvals)), into res[0..n) (c->res, or a copy):
@@ -163,12 +169,15 @@ struct keel_limit_call {
 	struct keel_limit_result res[KEEL_LIMIT_CALL_MAX];
 	int			 argc;
 	const char		*argv[5 + 5 * KEEL_LIMIT_CALL_MAX];
-	char			 keys[KEEL_LIMIT_CALL_MAX][64];
+	char			 keys[KEEL_LIMIT_CALL_MAX][96];
 	char			 nums[1 + 3 * KEEL_LIMIT_CALL_MAX][24];
 };
 void		 keel_limit_call_init(struct keel_limit_call *c,
 		    const struct keel_config *cfg, int64_t uid,
 		    const char *member, bool cluster);
+void		 keel_limit_call_client(struct keel_limit_call *c,
+		    const struct keel_config *cfg, const char *client,
+		    bool read, const char *member, bool cluster);
 const char	*keel_limit_call_lua(void);
 bool		 keel_limit_call_reply(struct keel_limit_result *res,
 		    size_t n, const long long *vals, size_t nvals,

@@ -165,6 +165,53 @@ def test_anonymous_and_bad_tokens_get_401(stack, anon):
     assert s.status == 401
 
 
+def left(r, limiter):
+    """What the RateLimit field says is left of limiter's window."""
+    m = re.search(r'"%s";r=(\d+)' % limiter, r.headers["RateLimit"])
+    assert m, r.headers["RateLimit"]
+    return int(m.group(1))
+
+
+def test_its_401_and_405_count_in_the_clients_windows(stack, anon, user):
+    """API.md: every /api response carries RateLimit-Limit, -Remaining
+    and -Reset.  The stream's 401 (no credential, or one Redis doesn't
+    know) and 405 name no user: as an app's do, they count in the
+    client's windows (api, and read for a GET, write for another
+    method), the same keys, so an app's 401 next finds one place fewer."""
+    answers = [
+        anon.get("/api/notifications/stream"),
+        anon.get("/api/notifications/stream", headers=bearer("x" * 43)),
+        anon.get("/api/notifications/stream?ticket=" + "y" * 43),
+        anon.post("/api/notifications/stream", headers=user["h"]),
+    ]
+    for r, status in zip(answers, (401, 401, 401, 405)):
+        assert r.status_code == status, r.text
+        for h in ("Limit", "Remaining", "Reset"):
+            assert int(r.headers["RateLimit-" + h]) >= 0, (status, h)
+    assert [left(r, "api") for r in answers[1:]] == [
+        left(r, "api") - 1 for r in answers[:-1]]
+    assert "write" in answers[-1].headers["RateLimit-Policy"]
+    assert left(answers[2], "read") == left(answers[0], "read") - 2
+    app = anon.get("/api/notifications")
+    assert app.status_code == 401
+    assert left(app, "api") == left(answers[-1], "api") - 1
+    assert left(app, "read") == left(answers[2], "read") - 1
+
+
+def test_a_full_window_refuses_its_401_with_429(stack, own):
+    o = own(KEEL_RATELIMIT_READ="2/900")
+    h = {"X-Forwarded-For": "127.0.0.%d" % secrets.randbelow(200)}
+    got = []
+    for _ in range(3):
+        r = o.open(h)
+        r.close()
+        got.append(r.status)
+    assert got == [401, 401, 429]
+    assert r.json()["error"] == "rate_limited"
+    assert r.headers["Ratelimit-Remaining"] == "0"
+    assert int(r.headers["Retry-After"]) > 0
+
+
 @pytest.mark.parametrize("method,body", [
     ("POST", None), ("POST", b"{}"), ("PUT", b"{}"), ("DELETE", None),
     ("OPTIONS", None), ("PATCH", b"{}"), ("TRACE", None)])
