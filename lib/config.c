@@ -20,6 +20,7 @@
 
 #include "keel/addr.h"
 #include "keel/config.h"
+#include "keel/cors.h"
 #include "keel/log.h"
 #include "keel/mem.h"
 #include "keel/sentinel.h"
@@ -48,6 +49,8 @@ enum cfg_type {
 	CFG_NETS,		/* a comma list of addresses or CIDR blocks:
 				   a struct keel_addr_rule's trusted list */
 	CFG_RATIO,		/* a decimal from 0 to 1: a double */
+	CFG_ORIGINS,		/* "", "*" or a comma list of exact
+				   origins (cors.c) */
 	CFG_TYPE__MAX
 };
 
@@ -256,6 +259,12 @@ static const struct cfg_row rows[] = {
 	    .what = "the site's public base URL, for links in emails: "
 	    "https://host[:port][/path], no query or fragment (http:// "
 	    "only to a loopback host)" },
+	/* Browsers on other origins (cors.c, README "Cross-origin"). */
+	{ .name = "KEEL_CORS_ORIGINS", .type = CFG_ORIGINS, .def = "",
+	    .off = OFF(cors_origins),
+	    .what = "origins whose pages may call the API from a browser, "
+	    "exactly as browsers send them (https://host[:port]), "
+	    "comma-separated; * alone: any (public reads); empty: none" },
 	{ .name = "KEEL_CACHE", .type = CFG_INT, .def = "1",
 	    .min = 0, .max = 1, .off = OFF(cache),
 	    .what = "response cache in memcached on (1) or off (0: every "
@@ -601,6 +610,7 @@ cfg_set(struct keel_config *cfg, const struct cfg_row *r, const char *v,
 	struct keel_sentinel_addr sentinels[KEEL_SENTINEL_MAX];
 	enum keel_log_level	 level;
 	int64_t			 iv;
+	char			 why[160];
 
 	switch (r->type) {
 	case CFG_INT:
@@ -724,6 +734,12 @@ cfg_set(struct keel_config *cfg, const struct cfg_row *r, const char *v,
 		    KEEL_NELEM(sentinels)) < 0) {
 			snprintf(err, n, "%s: expected host:port[,host:port"
 			    "...] (at most %d)", r->name, KEEL_SENTINEL_MAX);
+			return false;
+		}
+		break;
+	case CFG_ORIGINS:
+		if (!keel_cors_origins_valid(v, why, sizeof(why))) {
+			snprintf(err, n, "%s: %s", r->name, why);
 			return false;
 		}
 		break;

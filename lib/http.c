@@ -22,6 +22,7 @@
 
 #include "keel/addr.h"
 #include "keel/config.h"
+#include "keel/cors.h"
 #include "keel/gzip.h"
 #include "keel/http.h"
 #include "keel/json.h"
@@ -50,6 +51,7 @@ struct keel_http_conn {
 	struct keel_buf		 body;
 	struct keel_buf		 coded;		/* body's coding goes here */
 	enum coding		 coding;	/* the body's, see code_reply */
+	const char		*vary;		/* keel_http_vary's, or NULL */
 	const char		*ctype;		/* static or arena */
 	struct json_object	*docs[MAX_DOCS]; /* freed at finish */
 	size_t			 ndocs;
@@ -347,6 +349,12 @@ void
 keel_http_reply_coded(struct keel_req *req, bool gzip)
 {
 	req->conn->coding = gzip ? CODING_GZIP : CODING_IDENTITY;
+}
+
+void
+keel_http_vary(struct keel_req *req, const char *names)
+{
+	req->conn->vary = names;
 }
 
 void
@@ -816,6 +824,7 @@ keel_http_begin(struct keel_req *req, struct keel_http_conn *c,
 	c->status = 0;
 	c->ctype = NULL;
 	c->coding = CODING_OPEN;
+	c->vary = NULL;
 	c->ndocs = 0;
 	keel_buf_reset(&c->head);
 	keel_buf_reset(&c->body);
@@ -951,6 +960,64 @@ code_reply(struct keel_req *req)
 	c->coding = CODING_GZIP;
 }
 
+/*
+ * One Vary line (RFC 9110 §12.5.5) for all the request headers the reply
+ * depends on: Accept-Encoding when it is coded for the request, Origin
+ * when KEEL_CORS_ORIGINS lists origins (on every answer, with or
+ * without CORS headers: Fetch §3.2.5), and what a step named
+ * (keel_http_vary).
+ */
+static void
+put_vary(struct keel_req *req, struct keel_buf *h)
+{
+	struct keel_http_conn	*c = req->conn;
+	const char		*sep = "Vary: ";
+
+	if (c->coding != CODING_OPEN) {
+		keel_buf_puts(h, sep);
+		keel_buf_puts(h, "Accept-Encoding");
+		sep = ", ";
+	}
+	if (req->cfg != NULL && keel_cors_varies(req->cfg->cors_origins)) {
+		keel_buf_puts(h, sep);
+		keel_buf_puts(h, "Origin");
+		sep = ", ";
+	}
+	if (c->vary != NULL) {
+		keel_buf_puts(h, sep);
+		keel_buf_puts(h, c->vary);
+		sep = ", ";
+	}
+	if (*sep == ',')
+		keel_buf_append(h, "\r\n", 2);
+}
+
+/*
+ * CORS (cors.h) on every answer to a listed origin's request, errors
+ * included: a browser hides an answer without them from the script,
+ * which would see a network error for a 401 or a 429.  Added here, per
+ * request, never stored with a cached or replayed answer, so the answer
+ * one origin filled never carries its name to another.  The origin sent
+ * back is one of the setting's (matched byte for byte), never the
+ * client's bytes unchecked.  A preflight's own headers are pipeline.c's.
+ */
+static void
+put_cors(struct keel_req *req, struct keel_buf *h)
+{
+	const char	*acao;
+
+	if (req->cfg == NULL || req->cfg->cors_origins[0] == '\0' ||
+	    (acao = keel_cors_allow_origin(req->cfg->cors_origins,
+	    keel_http_header(req, "Origin"))) == NULL)
+		return;
+	keel_buf_puts(h, "Access-Control-Allow-Origin: ");
+	keel_buf_puts(h, acao);
+	keel_buf_append(h, "\r\n", 2);
+	/* On a preflight's 204 too: the browser ignores it there. */
+	keel_buf_puts(h, "Access-Control-Expose-Headers: "
+	    KEEL_CORS_EXPOSE_HEADERS "\r\n");
+}
+
 static void
 put_decimal(struct keel_buf *b, size_t v)
 {
@@ -995,8 +1062,8 @@ keel_http_finish(struct keel_req *req)
 		put_decimal(h, c->body.len);
 		keel_buf_append(h, "\r\n", 2);
 	}
-	if (c->coding != CODING_OPEN)
-		keel_buf_append(h, "Vary: Accept-Encoding\r\n", 23);
+	put_vary(req, h);
+	put_cors(req, h);
 	if (c->coding == CODING_GZIP)
 		keel_buf_append(h, "Content-Encoding: gzip\r\n", 24);
 	keel_buf_append(h, "X-Request-Id: ", 14);

@@ -17,6 +17,8 @@
 
 #include "keel/auth.h"
 #include "keel/cache.h"
+#include "keel/config.h"
+#include "keel/cors.h"
 #include "keel/db.h"
 #include "keel/http.h"
 #include "keel/idem.h"
@@ -215,6 +217,37 @@ unrouted(struct keel_req *req, int status, const char *allow)
 	keel_limit_after(req);
 }
 
+/*
+ * A CORS preflight (Fetch §3.2.2: OPTIONS with Origin and
+ * Access-Control-Request-Method) from a listed origin, on a path with
+ * routes (allow, their methods): 204 with the methods, the headers a
+ * script may set and how long the browser may keep the answer; http.c
+ * adds Access-Control-Allow-Origin.  No session (a browser sends no
+ * Authorization on a preflight) and no limiter: it reaches neither
+ * Redis nor a handler, a browser sends one per Max-Age, not per
+ * request, and counted it would halve the budget of every cross-origin
+ * write.  False for anything else, which goes on as before: an unlisted
+ * origin's preflight is the 405 of any OPTIONS, without CORS headers,
+ * which the browser refuses.
+ */
+static bool
+preflight(struct keel_req *req, const char *allow)
+{
+	if (strcmp(req->method, "OPTIONS") != 0 ||
+	    keel_http_header(req, "Access-Control-Request-Method") == NULL ||
+	    keel_cors_allow_origin(req->cfg->cors_origins,
+	    keel_http_header(req, "Origin")) == NULL)
+		return false;
+	keel_http_add_header(req, "Access-Control-Allow-Methods", allow);
+	keel_http_add_header(req, "Access-Control-Allow-Headers",
+	    KEEL_CORS_ALLOW_HEADERS);
+	keel_http_add_header(req, "Access-Control-Max-Age",
+	    KEEL_CORS_MAX_AGE);
+	keel_http_vary(req, KEEL_CORS_PREFLIGHT_VARY);
+	keel_http_reply_empty(req, 204);
+	return true;
+}
+
 enum keel_err
 keel_pipeline_run(const struct keel_route *routes, size_t n,
     struct keel_req *req)
@@ -230,7 +263,9 @@ keel_pipeline_run(const struct keel_route *routes, size_t n,
 		req->nparams = np;
 		return run(req, r);
 	case KEEL_ROUTE_BAD_METHOD:
-		unrouted(req, 405, allow);
+		/* No route takes OPTIONS: a preflight comes here. */
+		if (!preflight(req, allow))
+			unrouted(req, 405, allow);
 		return KEEL_OK;
 	case KEEL_ROUTE_NOT_FOUND:
 		break;

@@ -563,8 +563,9 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 		keel_arena_reset(arena);
 		read_whole = keel_http_begin(&req, conn, &fr, arena,
 		    (size_t)cfg->body_max) == KEEL_STEP_GO;
+		/* Its early answers (413, 414, 400) are CORS's too. */
+		req.cfg = cfg;
 		if (read_whole) {
-			req.cfg = cfg;
 			keel_http_adopt_request_id(&req);
 			req.db = db;
 			req.redis = redis;

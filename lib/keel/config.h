@@ -98,6 +98,8 @@ struct keel_config {
 	struct keel_rate reset_mail_max; /* KEEL_RESET_MAIL_MAX: reset
 					   emails per account per window */
 	char	*public_url;		/* KEEL_PUBLIC_URL: links in emails */
+	char	*cors_origins;		/* KEEL_CORS_ORIGINS: "" none, "*" any,
+					   or exact origins (cors.h) */
 	int	 cache;		/* KEEL_CACHE: 1 on, 0 off */
 	int	 ratelimit;		/* KEEL_RATELIMIT: 1 on, 0 off */
 	struct keel_rate rates[KEEL_LIMIT__MAX]; /* KEEL_RATELIMIT_API ... */

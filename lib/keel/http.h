@@ -174,6 +174,12 @@ bool	 keel_http_takes_gzip(const struct keel_req *);
  * 1 KB are coded by keel_http_finish() itself (lib/gzip.c).
  */
 void	 keel_http_reply_coded(struct keel_req *, bool gzip);
+/*
+ * Names request headers the reply depends on beyond those lib adds to
+ * its one Vary line itself (Accept-Encoding when it codes, Origin under
+ * KEEL_CORS_ORIGINS): names, a static string, replaces an earlier call's.
+ */
+void	 keel_http_vary(struct keel_req *, const char *names);
 /* Replies with no body (204, 202 ...). */
 void	 keel_http_reply_empty(struct keel_req *, int status);
 /* Replies with API.md's error object {"error": code, "message": msg}. */

@@ -11,7 +11,8 @@
 
 /*
  * Runs req through routes[0..n) (DESIGN.md, "One request's life"): the
- * router matches (404, or 405 with Allow), then each step runs as the
+ * router matches (404, or 405 with Allow; a listed origin's CORS
+ * preflight, 204, ends there), then each step runs as the
  * matched row says -- the cached GET's lookup is sent to memcached; the
  * limits of the route's class and the caller's session are read in one
  * Redis round trip; identify, authorize (401, 403); Idempotency-Key on

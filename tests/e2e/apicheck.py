@@ -14,7 +14,9 @@ ContractError (an AssertionError: the test fails) when
 
 A path that matches no documented path (a deliberate 404 test), or a
 method its path doesn't document (405), must still be an error status
-whose body is the document's Error schema.  HEAD is checked as GET,
+whose body is the document's Error schema; a CORS preflight's 204 on a
+documented path (OPTIONS, with Access-Control-Allow-Origin and -Methods)
+is documented once, in info.description.  HEAD is checked as GET,
 status only; so are 204s and other empty bodies.  The test-only apps
 (NOT_API) are not part of the API and are skipped.
 
@@ -208,6 +210,14 @@ class Contract:
         where = "%s %s -> %d" % (method, _short(path), status)
         empty = method.upper() == "HEAD" or status == 204 or not body
         template, op = self.operation(method, path)
+        if op is None and template and _is_preflight(method, status,
+                                                     headers):
+            # The CORS protocol's answer on every path of the API, one
+            # bullet of info.description, not an operation of each path.
+            if body:
+                raise ContractError("%s: a preflight's 204 has a body"
+                                    % where)
+            return "preflight"
         if op is None:
             # No such route (404) or method (405): still an API error.
             if status < 400:
@@ -250,6 +260,15 @@ class Contract:
                 where, e, body[:200])) from None
         self.validate(schema, value, where)
         return "schema"
+
+
+def _is_preflight(method, status, headers):
+    """A CORS preflight's answer (KEEL_CORS_ORIGINS): OPTIONS, 204, with
+    the origin and the methods allowed."""
+    return (method.upper() == "OPTIONS" and status == 204
+            and _header(headers, "Access-Control-Allow-Origin") is not None
+            and _header(headers, "Access-Control-Allow-Methods")
+            is not None)
 
 
 def _short(s, n=120):

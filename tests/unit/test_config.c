@@ -227,6 +227,19 @@ static const struct setting_case settings[] = {
 	REFUSED("KEEL_PUBLIC_URL", "http://localhost.example.com"),
 	REFUSED("KEEL_PUBLIC_URL", "http://127.0.0.1.example.com"),
 
+	/* KEEL_CORS_ORIGINS: origins as browsers send them (cors.c's own
+	 * table has the rest); the message names the variable and item. */
+	TAKEN("KEEL_CORS_ORIGINS", ""),
+	TAKEN("KEEL_CORS_ORIGINS", "*"),
+	TAKEN("KEEL_CORS_ORIGINS", "https://exam.example.com, "
+	    "http://localhost:5173"),
+	{ "KEEL_CORS_ORIGINS", "https://exam.example.com/", false,
+	    "KEEL_CORS_ORIGINS: \"https://exam.example.com/\"", NULL },
+	{ "KEEL_CORS_ORIGINS", "*,https://exam.example.com", false,
+	    "KEEL_CORS_ORIGINS: \"*\" stands alone", NULL },
+	REFUSED("KEEL_CORS_ORIGINS", "https://exam.example.com:443"),
+	REFUSED("KEEL_CORS_ORIGINS", "exam.example.com"),
+
 	/* DATABASE_URL: required; its port in range; libpq must parse it. */
 	TAKEN("DATABASE_URL", "postgres://u:p@db:5432/keel?sslmode=require"),
 	TAKEN("DATABASE_URL", "postgresql:///keel?host=/tmp"),
