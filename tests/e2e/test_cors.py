@@ -16,6 +16,7 @@ import uuid
 from accounts import make_user, session_for
 from helpers import (assert_error, car_body, new_car, spawn_app, stop_app,
                      uniq)
+from stack import parse_env_file
 
 SITE = "https://exam.example.test"
 LOCAL = "http://localhost:5173"
@@ -261,3 +262,19 @@ def test_cors_cached_gzip_answer_keeps_one_vary(stack, http, anon):
 
 
 
+
+def test_cors_origins_reach_the_apps_env_file(stack, anon):
+    """KEEL_CORS_ORIGINS given to scripts/stack (a developer's frontend
+    on localhost) goes into the apps' env file, which a SIGHUP roll
+    sources again, as the stack's other settings do."""
+    try:
+        stack.restart_component("cars", {"KEEL_CORS_ORIGINS": LOCAL})
+        env = parse_env_file(stack.path("env"))
+        assert env.get("KEEL_CORS_ORIGINS") == LOCAL
+        r = anon.get("/api/cars", headers={"Origin": LOCAL})
+        assert_error(r, 401, "unauthorized")
+        assert_cors(r, LOCAL)
+    finally:
+        stack.restart_component("cars", {})
+    r = anon.get("/api/cars", headers={"Origin": LOCAL})
+    assert_no_cors(r)
