@@ -44,7 +44,8 @@ from faultload import READ, RESET, WRITE
 from helpers import (BaseUrlSession, new_car, redis_cli, request,
                      uniq, wait_until)
 from stack import Stack, StackError, alive, children
-from test_jobs import FAST, message_id, relay_and_drain, stats, summary
+from test_jobs import (FAST, outbox_message_ids, relay_and_drain, stats,
+                       summary)
 
 # Each phase starts from empty queues, outbox and maildir.
 jobs = test_jobs.jobs
@@ -479,8 +480,7 @@ def test_fault(phase, jobs, crew, table):
 
     # Every job committed is delivered once the dependency is back.
     # (Emails only: a contract also queues its customer's notification.)
-    keys = stack.psql("SELECT idempotency_key FROM outbox "
-                      "WHERE queue = 'email'").split()
+    want = outbox_message_ids(stack, "queue = 'email'")
     waited = int(stack.psql("SELECT count(*) FROM outbox WHERE "
                             "queue = 'email' AND pushed_at IS NULL"))
     try:
@@ -489,7 +489,6 @@ def test_fault(phase, jobs, crew, table):
         problems.append("delivery: %s" % str(e).splitlines()[0][:120])
     sent = collections.Counter(m["Message-ID"] for m in stack.mail())
     got = set(sent)
-    want = {message_id(k) for k in keys}
     if want - got:
         problems.append("%d of %d committed jobs never delivered"
                         % (len(want - got), len(want)))

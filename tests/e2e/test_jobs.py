@@ -683,6 +683,17 @@ def retry_failed(stack, moved):
     assert "moved %d " % moved in p.stdout, p.stdout
 
 
+def outbox_message_ids(stack, where):
+    """The Message-IDs of the outbox rows `where` selects, each from its
+    row's key and origin, as the drainer derives them."""
+    rows = stack.psql(
+        "SELECT idempotency_key || ' ' || id::text || '@' || "
+        "round(extract(epoch FROM created_at) * 1000000)::bigint::text "
+        "FROM outbox WHERE " + where).splitlines()
+    return {message_id(k, origin=o)
+            for k, o in (r.split(" ") for r in rows if r)}
+
+
 def row_origin(stack, key):
     """The origin of key's outbox row, as lib/outbox.c pushes it."""
     return stack.psql(
