@@ -256,6 +256,44 @@ def redis_cli(stack, *args):
         check=True).stdout.strip()
 
 
+# Every key whose name or any of whose values holds ARGV[1] (bytes, not
+# a pattern): one script, so no key can come or go between a scan and a
+# read, and no value is decoded on the way.
+HOLDING_LUA = """
+local found, cursor = {}, '0'
+local function holds(s) return string.find(s, ARGV[1], 1, true) end
+repeat
+  local r = redis.call('SCAN', cursor, 'COUNT', 1000)
+  cursor = r[1]
+  for _, k in ipairs(r[2]) do
+    local t, vals = redis.call('TYPE', k)['ok'], {}
+    if t == 'string' then vals = {redis.call('GET', k)}
+    elseif t == 'hash' then vals = redis.call('HGETALL', k)
+    elseif t == 'list' then vals = redis.call('LRANGE', k, 0, -1)
+    elseif t == 'set' then vals = redis.call('SMEMBERS', k)
+    elseif t == 'zset' then vals = redis.call('ZRANGE', k, 0, -1)
+    end
+    local hit = holds(k)
+    for _, v in ipairs(vals) do hit = hit or holds(v) end
+    if hit then found[#found + 1] = k end
+  end
+until cursor == '0'
+return found
+"""
+
+
+def redis_keys_holding(stack, needle):
+    """The keys of the stack's Redis whose names or values hold needle
+    (a str), whatever their type: one server-side walk."""
+    out = subprocess.run(
+        ["redis-cli", "-p", str(stack.ports["redis"]), "--raw", "EVAL",
+         HOLDING_LUA, "0", needle], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, timeout=30, check=True).stdout
+    if out.startswith((b"ERR", b"(error)")):
+        raise AssertionError("the walk failed: %r" % out[:200])
+    return [k.decode(errors="replace") for k in out.splitlines() if k]
+
+
 def post_from(stack, src, path, body):
     """POST body (JSON) to the stack from the loopback address src
     (127.0.0.0/8 is all this host's): a client of its own to the
