@@ -31,6 +31,7 @@ import concurrent.futures
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -167,6 +168,91 @@ def test_a_rate_limit_is_exact_over_both_hosts_under_concurrency(
     # Both hosts took part in the 50.
     for h in fleet.hosts:
         assert (h.addr, 201) in got and (h.addr, 429) in got
+
+
+def loopback_source():
+    """A loopback address of this test alone to connect from (all of
+    127.0.0.0/8 is the loopback interface)."""
+    return "127.0.%d.%d" % (random.randrange(100, 200),
+                            random.randrange(1, 255))
+
+
+def h2c_reads(url, source, xff, n):
+    """n reads of url on one connection from source, by curl's h2c
+    upgrade (--http2 on http://), each claiming X-Forwarded-For: xff:
+    [(HTTP version, status)] and [RateLimit-Remaining] of the answers."""
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    p = subprocess.run(["curl", "-s", "-D", "-", "--http2", "--interface",
+                        source, "-H", "X-Forwarded-For: " + xff]
+                       + ["-o", "/dev/null"] * n + [url] * n,
+                       capture_output=True, text=True, timeout=30)
+    return (re.findall(r"^HTTP/(\S+) (\d+)", p.stdout, re.M),
+            [int(v) for v in re.findall(r"^ratelimit-remaining: *(\d+)",
+                                        p.stdout, re.M | re.I)])
+
+
+def test_an_h2c_upgrade_through_haproxy_cannot_choose_its_address(
+        fleet, low_limits):
+    """HAProxy drops Upgrade (and lighttpd speaks no h2): no request
+    after the first escapes HAProxy's X-Forwarded-For in a tunnel, so a
+    made-up X-Forwarded-For per connection never gets a fresh window;
+    every read counts against the one address the client connects from."""
+    source = loopback_source()
+    remaining = []
+    for _ in range(3):
+        versions, left = h2c_reads(fleet.url("/api/_limit/read"), source,
+                                   client(), 3)
+        assert versions == [("1.1", "200")] * 3, versions
+        remaining += left
+    assert remaining == list(range(29, 20, -1)), remaining
+
+
+def test_a_hosts_lighttpd_refuses_h2_prior_knowledge(fleet):
+    with socket.create_connection((fleet.hosts[0].addr, fleet.hosts[0].port),
+                                  timeout=10) as s:
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+                  b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        got = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == b"505", got[:300]
+    assert b'"error":"http_version_not_supported"' in body, body
+
+
+# ------------------------------------------------------------ slow clients
+
+def haproxy_port(fleet):
+    return int(fleet.base_url.rsplit(":", 1)[1])
+
+
+def test_a_slow_body_through_haproxy_gets_its_408_within_10s(fleet):
+    """timeout http-request covers the body (http-buffer-request): a
+    body sent a byte a second is cut at 10 s, never reaching a host."""
+    with socket.create_connection(("127.0.0.1", haproxy_port(fleet)),
+                                  timeout=5) as s:
+        s.sendall(b"POST /api/auth/login HTTP/1.1\r\nHost: t\r\n"
+                  b"Content-Type: application/json\r\n"
+                  b"Content-Length: 100\r\n\r\n")
+        t0 = time.monotonic()
+        s.settimeout(1)
+        got = b""
+        while time.monotonic() - t0 < 20 and not got:
+            try:
+                s.sendall(b" ")
+                got = s.recv(4096)
+            except socket.timeout:
+                pass
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        took = time.monotonic() - t0
+    assert got.startswith(b"HTTP/1.1 408"), (took, got[:300])
+    assert 9 <= took <= 13, took
+    assert b'"error":"request_timeout"' in got, got
 
 
 # ------------------------------------------------------------------- cache
