@@ -860,27 +860,35 @@ dump_connect_unix(const char *path)
 	return fd;
 }
 
-/* A connected socket to host's port, or -1. */
+/*
+ * A connected socket to host's port, or -1 with *err why (a name that
+ * doesn't resolve sets no errno: its reason is getaddrinfo's).
+ */
 static int
-dump_connect_tcp(const char *host, unsigned port)
+dump_connect_tcp(const char *host, unsigned port, const char **err)
 {
 	struct addrinfo		 hints, *res = NULL, *ai;
 	char			 serv[8];
-	int			 fd = -1;
+	int			 fd = -1, rc;
 
 	/* memcached_servers_parse keeps the blanks before the first item. */
 	host += strspn(host, " \t");
 	snprintf(serv, sizeof(serv), "%u", port);
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_socktype = SOCK_STREAM;
-	if (getaddrinfo(host, serv, &hints, &res) != 0)
+	if ((rc = getaddrinfo(host, serv, &hints, &res)) != 0) {
+		*err = gai_strerror(rc);
 		return -1;
+	}
 	for (ai = res; ai != NULL && fd == -1; ai = ai->ai_next) {
 		if ((fd = socket(ai->ai_family, ai->ai_socktype,
-		    ai->ai_protocol)) == -1)
+		    ai->ai_protocol)) == -1) {
+			*err = strerror(errno);
 			continue;
+		}
 		dump_timeouts(fd);
 		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == -1) {
+			*err = strerror(errno);
 			close(fd);
 			fd = -1;
 		}
@@ -925,14 +933,15 @@ static int
 dump_connect(const memcached_instance_st *in, const char *name,
     struct keel_buf *why)
 {
-	int	 fd;
+	const char	*err = NULL;
+	int		 fd;
 
 	fd = dump_is_socket(in) ? dump_connect_unix(memcached_server_name(in)) :
 	    dump_connect_tcp(memcached_server_name(in),
-	    (unsigned)memcached_server_port(in));
+	    (unsigned)memcached_server_port(in), &err);
 	if (fd == -1)
 		keel_buf_printf(why, "memcached %s: can't connect (%s)",
-		    name, strerror(errno));
+		    name, err != NULL ? err : strerror(errno));
 	return fd;
 }
 

@@ -279,13 +279,23 @@ def test_restored_reads_memcached_servers_as_the_apps_do(rstack, anon, form):
     assert anon.get("/api/cars", headers=who).headers["X-Cache"] != "HIT"
 
 
-def test_restored_changes_nothing_when_memcached_cannot_list(rstack, anon):
+@pytest.mark.parametrize("where, why", [
+    ("127.0.0.1:{port}", "(Connection refused)"),
+    # getaddrinfo's reason: "Name or service not known", or a resolver
+    # that can't be reached says so.
+    ("no-such-host.invalid:11211", "(")])
+def test_restored_changes_nothing_when_memcached_cannot_list(rstack, anon,
+                                                             where, why):
     who = bearer(login(anon, make_user(rstack, "admin")["email"]))
     seq = seq_now(rstack)
     # Nothing listens there: the check comes before any change.
     p = keel_admin(rstack, "restored", "--yes", "--force",
-                   env={"MEMCACHED_SERVERS": "127.0.0.1:%d" % free_port()})
+                   env={"MEMCACHED_SERVERS": where.format(port=free_port())})
     assert p.returncode == 1, p.stdout + p.stderr
+    # ... and says why (a name that doesn't resolve set no errno: it
+    # said "Success").
+    assert "can't connect " + why in p.stderr, p.stderr
+    assert "(Success)" not in p.stderr, p.stderr
     assert "restart memcached instead" in p.stderr
     assert "nothing changed" in p.stderr
     assert seq_now(rstack) == seq
