@@ -192,7 +192,7 @@ cars_create(struct keel_req *req)
 	struct keel_value	 v[CAR__MAX];
 	struct keel_db_params	 p;
 	struct keel_res_write	 w = { .q = &q_car_insert, .p = &p,
-	    .status = 201 };
+	    .status = 201, .location = "/api/cars/" };
 
 	if (keel_http_body_fields(req, car_fields, CAR__MAX, KEEL_FIELDS_ALL,
 	    v) != KEEL_STEP_GO)

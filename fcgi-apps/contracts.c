@@ -305,8 +305,8 @@ contracts_create(struct keel_req *req)
 	struct keel_value	 v[CON__MAX];
 	struct keel_db_params	 p;
 	struct keel_res_write	 w = { .q = &q_contract_insert, .p = &p,
-	    .status = 201, .in_tx = contracts_notify,
-	    .none = contracts_bad_refs };
+	    .status = 201, .location = "/api/contracts/",
+	    .in_tx = contracts_notify, .none = contracts_bad_refs };
 	size_t			 i;
 
 	if (keel_http_body_fields(req, contract_fields, CON__MAX,

@@ -173,7 +173,7 @@ flashcards_create(struct keel_req *req)
 	struct keel_value	 v[CARD__MAX];
 	struct keel_db_params	 p;
 	struct keel_res_write	 w = { .q = &q_card_insert, .p = &p,
-	    .status = 201 };
+	    .status = 201, .location = "/api/flashcards/" };
 	size_t			 i;
 
 	if (keel_http_body_fields(req, card_fields, CARD__MAX,

@@ -320,7 +320,7 @@ bank_create(struct keel_req *req)
 	struct keel_value	 v[BANK__MAX];
 	struct keel_db_params	 p;
 	struct keel_res_write	 w = { .q = &q_bank_insert, .p = &p,
-	    .status = 201 };
+	    .status = 201, .location = "/api/question-bank/" };
 	size_t			 i;
 
 	if (keel_http_body_fields(req, bank_fields, BANK__MAX,

@@ -255,7 +255,8 @@ plans_create(struct keel_req *req)
 	struct keel_value	 v[PLAN__MAX];
 	struct keel_db_params	 p;
 	struct keel_res_write	 w = { .q = &q_plan_insert, .p = &p,
-	    .status = 201, .none = plans_unchanged, .arg = &v[PLAN_ITEMS] };
+	    .status = 201, .location = "/api/study-plans/",
+	    .none = plans_unchanged, .arg = &v[PLAN_ITEMS] };
 	size_t			 i;
 
 	if (keel_http_body_fields(req, plan_fields, PLAN__MAX,

@@ -411,7 +411,8 @@ tests_create(struct keel_req *req)
 	struct keel_db_params	 p;
 	struct test_write	 tw;
 	struct keel_res_write	 w = { .q = &q_test_insert, .p = &p,
-	    .status = 201, .in_tx = tests_questions_tx, .arg = &tw };
+	    .status = 201, .location = "/api/tests/",
+	    .in_tx = tests_questions_tx, .arg = &tw };
 	size_t			 i;
 
 	if (keel_http_body_fields(req, test_fields, TEST__MAX,
@@ -458,8 +459,9 @@ static enum keel_err
 tests_attempt(struct keel_req *req)
 {
 	struct keel_db_params	 p;
+	/* An attempt is read where attempts live, not under its test. */
 	struct keel_res_write	 w = { .q = &q_attempt_start, .p = &p,
-	    .status = 201 };
+	    .status = 201, .location = "/api/attempts/" };
 
 	/* The body, if any, says nothing: an attempt has no options. */
 	keel_db_params_init(&p);

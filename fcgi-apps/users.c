@@ -221,7 +221,8 @@ users_create(struct keel_req *req)
 	struct keel_value	 v[USER__MAX];
 	struct keel_db_params	 p;
 	struct keel_res_write	 w = { .q = &q_user_insert, .p = &p,
-	    .status = 201, .in_tx = users_created };
+	    .status = 201, .location = "/api/users/",
+	    .in_tx = users_created };
 	bool			 invite;
 	size_t			 i;
 

@@ -52,6 +52,8 @@ struct keel_http_conn {
 	struct keel_buf		 coded;		/* body's coding goes here */
 	enum coding		 coding;	/* the body's, see code_reply */
 	const char		*vary;		/* keel_http_vary's, or NULL */
+	const char		*location;	/* keel_http_location's (arena),
+						   or NULL */
 	const char		*ctype;		/* static or arena */
 	struct json_object	*docs[MAX_DOCS]; /* freed at finish */
 	size_t			 ndocs;
@@ -302,6 +304,34 @@ keel_http_add_header(struct keel_req *req, const char *name,
 	keel_buf_append(h, ": ", 2);
 	keel_buf_puts(h, value);
 	keel_buf_append(h, "\r\n", 2);
+}
+
+void
+keel_http_location(struct keel_req *req, const char *uri)
+{
+	assert(uri == NULL || header_ok(uri));
+	req->conn->location = uri != NULL ?
+	    keel_arena_strdup(req->arena, uri) : NULL;
+}
+
+const char *
+keel_http_reply_location(const struct keel_req *req)
+{
+	return req->conn->location;
+}
+
+const char *
+keel_http_location_of(struct keel_arena *a, const char *base, const char *id)
+{
+	char	 num[KEEL_TEXT_INT_MAX];
+	int64_t	 v;
+
+	assert(base != NULL && *base != '\0' && base[strlen(base) - 1] == '/');
+	/* Written back from the number: "012" or "+1" can't shape a path. */
+	if (id == NULL || !keel_parse_int64(id, 1, INT64_MAX, &v))
+		return NULL;
+	keel_text_int(num, v);
+	return keel_arena_cat(a, base, num, NULL);
 }
 
 void
@@ -825,6 +855,7 @@ keel_http_begin(struct keel_req *req, struct keel_http_conn *c,
 	c->ctype = NULL;
 	c->coding = CODING_OPEN;
 	c->vary = NULL;
+	c->location = NULL;
 	c->ndocs = 0;
 	keel_buf_reset(&c->head);
 	keel_buf_reset(&c->body);
@@ -1072,6 +1103,14 @@ keel_http_finish(struct keel_req *req)
 	/* Answers are per caller and may hold a token (a login's): no
 	 * cache between keel and the client keeps one (RFC 6749 §5.1). */
 	keel_buf_append(h, "Cache-Control: no-store\r\n", 25);
+	/* RFC 9110 §10.2.2: a 201's new resource, a 3xx's target; an
+	 * error that replaced the reply points nowhere. */
+	if (c->location != NULL && (c->status == 201 ||
+	    (c->status >= 300 && c->status < 400))) {
+		keel_buf_puts(h, "Location: ");
+		keel_buf_puts(h, c->location);
+		keel_buf_append(h, "\r\n", 2);
+	}
 	if (c->head.len > 0)
 		keel_buf_append(h, c->head.data, c->head.len);
 	keel_buf_append(h, "\r\n", 2);

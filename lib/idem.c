@@ -8,7 +8,8 @@
  * Redis, a hash holding the request's fingerprint and state "running";
  * the claim expires after KEEL_IDEM_RUNNING_TTL so a crashed worker
  * can't block the key for a day.  When the handler has answered, the
- * status, content type and body replace the claim for KEEL_IDEM_TTL.
+ * status, content type, body and Location (a 201's) replace the claim
+ * for KEEL_IDEM_TTL.
  * Claiming and reading are one script, so two concurrent retries can't
  * both run the handler.  A 5xx is not kept: the failure may be transient
  * and the retry deserves a real attempt.
@@ -75,6 +76,7 @@ struct answer {
 	const char	*ctype;
 	const char	*body;
 	size_t		 len;		/* bytes of body */
+	const char	*location;	/* "" for none */
 	struct keel_buf	 b;		/* owns the body of a too-large
 					   answer's stand-in */
 };
@@ -123,13 +125,21 @@ fingerprint(const struct keel_req *req, char *out)
 	sodium_bin2hex(out, 2 * sizeof(h) + 1, h, sizeof(h));
 }
 
+/*
+ * The kept answer idem_begin.lua read: {"done", status, content type,
+ * body, location}, the location "" when it was kept without one (by an
+ * older binary, or an answer that has none).
+ */
 static void
 replay(struct keel_req *req, const struct keel_rreply *rep)
 {
-	int64_t	 status;
+	const struct keel_rreply	*loc;
+	int64_t				 status;
 
-	if (rep->nelem != 4 || rep->elem[1].type != KEEL_R_STR ||
-	    !keel_parse_int64(rep->elem[1].str, 100, 599, &status)) {
+	if (rep->nelem != 5 || rep->elem[1].type != KEEL_R_STR ||
+	    !keel_parse_int64(rep->elem[1].str, 100, 599, &status) ||
+	    (loc = &rep->elem[4])->type != KEEL_R_STR ||
+	    strpbrk(loc->str, "\r\n") != NULL) {
 		keel_http_reply_err(req, KEEL_EINTERNAL);
 		return;
 	}
@@ -137,6 +147,8 @@ replay(struct keel_req *req, const struct keel_rreply *rep)
 	keel_http_reply(req, (int)status, rep->elem[2].len > 0 ?
 	    keel_arena_strdup(req->arena, rep->elem[2].str) : NULL,
 	    rep->elem[3].str, rep->elem[3].len);
+	if (loc->len > 0)
+		keel_http_location(req, loc->str);
 }
 
 enum keel_step
@@ -260,6 +272,7 @@ too_large(struct answer *a, int status)
 	a->ctype = "application/json; charset=utf-8";
 	a->body = a->b.data;
 	a->len = a->b.len;
+	a->location = "";	/* a 422 points nowhere */
 }
 
 /*
@@ -271,8 +284,8 @@ done(struct keel_req *req, const struct answer *a, int nkeys)
 {
 	const struct keel_idem_state *st = req->idem;
 	struct keel_rreply	*rep = NULL;
-	const char		*argv[10], *why;
-	size_t			 argvlen[10];
+	const char		*argv[11], *why;
+	size_t			 argvlen[11];
 	char			 ttl[KEEL_TEXT_INT_MAX], max[KEEL_TEXT_INT_MAX];
 	int			 i, body, n = 0;
 	enum keel_err		 er;
@@ -293,6 +306,7 @@ done(struct keel_req *req, const struct answer *a, int nkeys)
 		argv[n++] = max;
 		argv[n++] = st->prefix;
 	}
+	argv[n++] = a->location;	/* last: older callers had none */
 	/* The body may hold NULs; the rest are C strings. */
 	for (i = 0; i < n; i++)
 		argvlen[i] = i == body ? a->len : strlen(argv[i]);
@@ -379,6 +393,8 @@ keel_idem_step_after(struct keel_req *req, enum keel_err er)
 			a.ctype = "";
 		if (a.body == NULL)
 			a.body = "";
+		if ((a.location = keel_http_reply_location(req)) == NULL)
+			a.location = "";
 	}
 	why = keel_redis_is_cluster(req->redis) ? cluster_done(req, &a) :
 	    done(req, &a, 2);

@@ -585,11 +585,39 @@ change_tx(struct keel_req *req, const struct keel_resource *res,
 	return KEEL_OK;
 }
 
+/*
+ * Where the row w created lives (RFC 9110 §15.3.2: a 201 names its new
+ * resource), into *uri: w->location and the row's id, found by its name
+ * in the result, as the table names it.  *uri stays NULL when w has no
+ * location; a row without an id is the table's fault, logged.
+ */
+static enum keel_err
+change_location(struct keel_req *req, const struct keel_resource *res,
+    const struct keel_res_write *w, const struct keel_rows *rows,
+    const char **uri)
+{
+	size_t	 col;
+
+	*uri = NULL;
+	if (w->location == NULL)
+		return KEEL_OK;
+	if ((col = keel_rows_col(rows, "id")) != KEEL_ROWS_NOCOL)
+		*uri = keel_http_location_of(req->arena, w->location,
+		    keel_rows_value(rows, 0, col));
+	if (*uri == NULL) {
+		keel_log_error("resource %s: no positive integer id for its "
+		    "Location", res->name);
+		return KEEL_EINTERNAL;
+	}
+	return KEEL_OK;
+}
+
 enum keel_err
 keel_res_change(struct keel_req *req, const struct keel_resource *res,
     struct keel_res_write *w)
 {
 	struct keel_rows	*rows = NULL;
+	const char		*uri = NULL;
 	enum keel_err		 er;
 
 	w->njobs = 0;
@@ -604,8 +632,15 @@ keel_res_change(struct keel_req *req, const struct keel_resource *res,
 		if (w->njobs > 0)
 			(void)keel_outbox_push(req->db, req->redis, w->jobs,
 			    w->njobs);
+		/* Before the reply: a table without an id answers 500,
+		 * not a 201 that points nowhere. */
+		if ((er = change_location(req, res, w, rows, &uri)) !=
+		    KEEL_OK)
+			goto out;
 	}
-	er = keel_res_reply_row(req, res, w->status, rows);
+	if ((er = keel_res_reply_row(req, res, w->status, rows)) == KEEL_OK &&
+	    uri != NULL)
+		keel_http_location(req, uri);
 out:
 	/* No row: the rollback of a transaction that changed nothing. */
 	keel_db_rollback(req->db);

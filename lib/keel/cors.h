@@ -28,12 +28,14 @@
 /*
  * The response headers a script may read beyond the safelisted ones
  * (Access-Control-Expose-Headers): every header keel adds that a client
- * acts on.
+ * acts on, a 201's Location among them (Fetch: not a CORS-safelisted
+ * response-header name).
  */
 #define KEEL_CORS_EXPOSE_HEADERS \
 	"RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, " \
 	"RateLimit-Policy, RateLimit, Retry-After, X-Request-Id, X-Cache, " \
-	"Idempotent-Replayed, Allow, WWW-Authenticate, Server-Timing"
+	"Idempotent-Replayed, Allow, WWW-Authenticate, Server-Timing, " \
+	"Location"
 /* Seconds a browser may keep a preflight's answer (Chromium caps 7200). */
 #define KEEL_CORS_MAX_AGE	"600"
 /*

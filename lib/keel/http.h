@@ -180,6 +180,22 @@ void	 keel_http_reply_coded(struct keel_req *, bool gzip);
  * KEEL_CORS_ORIGINS): names, a static string, replaces an earlier call's.
  */
 void	 keel_http_vary(struct keel_req *, const char *names);
+/*
+ * The reply's Location (RFC 9110 §10.2.2): uri, copied, sent with a 201
+ * or a 3xx and with no other status (an error replacing the reply drops
+ * it); NULL takes it back.  Must not contain CR or LF (asserted).
+ */
+void	 keel_http_location(struct keel_req *, const char *uri);
+/* The reply's Location as set above (NULL: none): what idempotency keeps. */
+const char *keel_http_reply_location(const struct keel_req *);
+/*
+ * The path of a row created in a collection: base ("/api/cars/", ending
+ * in '/') and id, the row's id as PostgreSQL wrote it, a positive
+ * decimal integer ("/api/cars/12"), from a.  NULL when id is not one,
+ * so a column of another kind never goes into a header.
+ */
+const char *keel_http_location_of(struct keel_arena *a, const char *base,
+	    const char *id);
 /* Replies with no body (204, 202 ...). */
 void	 keel_http_reply_empty(struct keel_req *, int status);
 /* Replies with API.md's error object {"error": code, "message": msg}. */

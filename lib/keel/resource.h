@@ -240,6 +240,11 @@ struct keel_res_write {
 	const struct keel_query	*q;	/* RETURNING the resource's columns */
 	struct keel_db_params	*p;
 	int			 status;	/* of the reply: 200, 201 */
+	const char		*location;	/* a create's collection,
+					   "/api/cars/": the reply's
+					   Location is it and the row's
+					   "id" (the route that GETs it);
+					   NULL: none */
 	keel_res_tx_fn		*in_tx;	/* NULL: q runs on its own */
 	keel_res_none_fn	*none;	/* q returned no row: reply why
 					   (NULL: 404 "no such <name>") */
@@ -260,7 +265,9 @@ struct keel_res_write {
  * 404; else it
  * commits, pushes w's jobs to their queues (best effort: the relay pushes
  * what fails), invalidates res->ns and replies w->status with the row
- * (in_tx's w->reply when it set one).
+ * (in_tx's w->reply when it set one), with w->location and the row's
+ * "id" column as its Location when w->location is set (a row without a
+ * positive integer id there is a 500, logged: a table to fix).
  */
 enum keel_err	 keel_res_change(struct keel_req *req,
 		    const struct keel_resource *res, struct keel_res_write *w);

@@ -1,9 +1,11 @@
 -- Claims an Idempotency-Key, or reads what it holds (idem.c).
 -- KEYS[1]: the key.  ARGV[1]: the request's fingerprint; ARGV[2]: how
 -- long a claim outlives a crash (ms).  Returns {'new'}, {'mismatch'},
--- {'running'} or {'done', status, content type, body}.
+-- {'running'} or {'done', status, content type, body, location}; the
+-- location is '' for an answer kept without one (a 201's Location: an
+-- answer kept before it was, or by an older binary during a roll).
 local v = redis.call('HMGET', KEYS[1], 'state', 'fp', 'status', 'ctype',
-  'body')
+  'body', 'location')
 if not v[1] then
   redis.call('HSET', KEYS[1], 'state', 'running', 'fp', ARGV[1])
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -11,4 +13,4 @@ if not v[1] then
 end
 if v[2] ~= ARGV[1] then return {'mismatch'} end
 if v[1] ~= 'done' then return {'running'} end
-return {'done', v[3], v[4] or '', v[5] or ''}
+return {'done', v[3], v[4] or '', v[5] or '', v[6] or ''}
