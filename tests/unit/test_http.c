@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: ISC */
 /*
  * test_http.c -- unit tests for the pure parts of http.c: query-string
- * parsing, percent-decoding and the UTF-8 check (RFC 3629).
+ * parsing, percent-decoding and the UTF-8 check (RFC 3629), and the
+ * Location of a created row.
  *
  * Query strings are client bytes: every test here is one way a client can
  * send something odd, and what lib must make of it.
@@ -414,6 +415,37 @@ test_path_other_escapes_pass(void **state)
 	assert_true(keel_http_path_escapes_ok("", 0));
 }
 
+static void
+test_location_appends_the_id(void **state)
+{
+	assert_string_equal(keel_http_location_of(*state, "/api/cars/", "12"),
+	    "/api/cars/12");
+	assert_string_equal(keel_http_location_of(*state, "/api/attempts/",
+	    "9223372036854775807"), "/api/attempts/9223372036854775807");
+}
+
+/* Only a positive integer goes into the header, written canonically. */
+static void
+test_location_refuses_what_is_not_an_id(void **state)
+{
+	static const char *const bad[] = { "", "0", "-1", "1.5", "1 ",
+	    "12a", "a", "9223372036854775808", "1\r\nSet-Cookie: x=1",
+	    "../1" };
+	size_t	 i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_null(keel_http_location_of(*state, "/api/cars/",
+		    bad[i]));
+	assert_null(keel_http_location_of(*state, "/api/cars/", NULL));
+}
+
+static void
+test_location_drops_leading_zeros(void **state)
+{
+	assert_string_equal(keel_http_location_of(*state, "/api/users/",
+	    "007"), "/api/users/7");
+}
+
 int
 main(void)
 {
@@ -455,6 +487,9 @@ main(void)
 		T(test_decode_empty),
 		T(test_path_encoded_separator_refused),
 		T(test_path_other_escapes_pass),
+		T(test_location_appends_the_id),
+		T(test_location_refuses_what_is_not_an_id),
+		T(test_location_drops_leading_zeros),
 #undef T
 	};
 
