@@ -53,6 +53,26 @@ def free_ports(n):
             s.close()
 
 
+APPS_CONF = os.path.join(ROOT, "fcgi-apps", "apps.conf")
+
+
+def apps_conf(path=APPS_CONF):
+    """An apps.conf's lines as their fields (name, socket, binary, ...),
+    blanks and comments left out."""
+    with open(path) as f:
+        return [w for w in (line.split() for line in f)
+                if w and not w[0].startswith("#")]
+
+
+def app_names(path=APPS_CONF):
+    """The apps an apps.conf names, each once, in its order."""
+    names = []
+    for w in apps_conf(path):
+        if w[0] not in names:
+            names.append(w[0])
+    return names
+
+
 def parse_env_file(path):
     """The `export NAME=value` lines of the stack's env file as a dict."""
     env = {}

@@ -35,7 +35,7 @@ import pytest
 from accounts import PASSWORD, bearer, login, make_user, session_for
 from chromium import Chromium
 from helpers import BaseUrlSession, assert_error, request, wait_until
-from stack import ROOT
+from stack import ROOT, apps_conf
 from test_jobs import jobs, relay_and_drain  # noqa: F401
 from test_leaderboard import DRAIN_ENV, enqueue
 from test_stack_cron import unprivileged
@@ -173,11 +173,9 @@ def test_page_errors_stay_json_and_the_api_is_untouched(anon):
 def stream_app():
     """The stream app's name in fcgi-apps/apps.conf (its binary is
     stream/keel-stream)."""
-    with open(os.path.join(ROOT, "fcgi-apps", "apps.conf")) as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 3 and parts[2] == STREAM_BINARY:
-                return parts[0]
+    for w in apps_conf():
+        if len(w) >= 3 and w[2] == STREAM_BINARY:
+            return w[0]
     pytest.fail("no app with binary %s in fcgi-apps/apps.conf"
                 % STREAM_BINARY)
 

@@ -28,7 +28,7 @@ from accounts import bearer, login, make_user
 from helpers import (BaseUrlSession, assert_error, car_body, redis_cli,
                      wait_until)
 from sse import SSE
-from stack import ROOT, Stack, StackError, parse_env_file
+from stack import Stack, StackError, app_names, parse_env_file
 
 # A request's deadline (README, "PostgreSQL: deadlines and failures"):
 # a connect, a statement and 1.5 s, with a second of slack for ASan.
@@ -58,17 +58,6 @@ def fo():
 def anon(fo):
     with BaseUrlSession(fo.base_url) as s:
         yield s
-
-
-def app_names():
-    """Every app of the stack (fcgi-apps/apps.conf: it has no others)."""
-    names = []
-    with open(os.path.join(ROOT, "fcgi-apps", "apps.conf")) as f:
-        for line in f:
-            w = line.split()
-            if w and not w[0].startswith("#") and w[0] not in names:
-                names.append(w[0])
-    return names
 
 
 def pg_bin(name):

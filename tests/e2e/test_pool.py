@@ -19,6 +19,7 @@ import time
 import pytest
 
 from helpers import wait_until
+from stack import APPS_CONF, app_names
 from test_serve import Load, _testapp_bin, app_env, fcgi_get
 from test_serve import own_app  # noqa: F401 (a fixture)
 
@@ -162,13 +163,10 @@ def test_stack_sizes_max_connections_from_the_pools(stack):
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
                         "..")
     names = set()
-    for path in (os.path.join(root, "fcgi-apps", "apps.conf"),
-                 stack.extra_apps):
+    for path in (APPS_CONF, stack.extra_apps):
         if not path:
             continue
-        with open(path) as f:
-            names.update(line.split()[0] for line in f
-                         if line.strip() and not line.startswith("#"))
+        names.update(app_names(path))
     with open(os.path.join(root, "cron", "crontab")) as f:
         cron = sum(1 for line in f if line[:1].isdigit() or
                    line.startswith("*"))

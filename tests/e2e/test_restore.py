@@ -22,7 +22,7 @@ import pytest
 from accounts import bearer, login, make_user
 from helpers import (BaseUrlSession, Held, assert_error, redis_cli, request,
                      wait_until)
-from stack import ROOT, Stack, StackError, free_port
+from stack import Stack, StackError, app_names, free_port
 
 GAP = 1000000       # keel-admin restored's default
 
@@ -53,17 +53,6 @@ def keel_admin(stack, *args, stdin="", env=None):
         [os.path.join(stack.build_dir, "admin", "keel-admin")] + list(args),
         input=stdin, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, timeout=120)
-
-
-def app_names():
-    """The stack's apps (fcgi-apps/apps.conf; this stack has no others)."""
-    names = []
-    with open(os.path.join(ROOT, "fcgi-apps", "apps.conf")) as f:
-        for line in f:
-            w = line.split()
-            if w and not w[0].startswith("#") and w[0] not in names:
-                names.append(w[0])
-    return names
 
 
 def keel_sessions(stack):
