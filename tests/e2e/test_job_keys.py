@@ -151,20 +151,36 @@ def reused(stack, http):
     return test, qids, aid_a
 
 
+def again(stack, http, test, qids, aid_a):
+    """Student B's attempt, submitted: it must get A's id, else the
+    restore reused none and nothing is tested.  (B, its id)."""
+    b, aid_b = submit(stack, http, test, qids)
+    assert aid_b == aid_a, "the restore reused no id: nothing tested"
+    return b, aid_b
+
+
+def every_row(aid, pushed, outcome):
+    """rows()'s answer when each of the attempt's rows is so."""
+    return {k: (pushed, outcome) for k in attempt_keys(aid).values()}
+
+
+def recheck(stack):
+    """The relay's recheck of rows pushed over a second ago."""
+    time.sleep(1.2)
+    p = stack.program("keel-outbox-relay", "--once",
+                      env={"KEEL_RELAY_RECHECK": "1"})
+    assert p.returncode == 0, p.stderr
+
+
 def test_a_restored_attempt_id_runs_the_new_attempts_jobs(queues, http):
     test, qids, aid_a = reused(queues, http)
     age_completions(queues, aid_a)
-    b, aid_b = submit(queues, http, test, qids)
-    assert aid_b == aid_a, "the restore reused no id: nothing tested"
+    b, aid_b = again(queues, http, test, qids, aid_a)
     drain_all(queues)
     assert delivered(queues, http, b, test) == (1, 1, True)
-    assert rows(queues, aid_b) == {k: ("true", "completed")
-                                   for k in attempt_keys(aid_b).values()}
+    assert rows(queues, aid_b) == every_row(aid_b, "true", "completed")
     # And once only: the relay's recheck finds them finished.
-    time.sleep(1.2)
-    p = queues.program("keel-outbox-relay", "--once",
-                       env={"KEEL_RELAY_RECHECK": "1"})
-    assert p.returncode == 0, p.stderr
+    recheck(queues)
     drain_all(queues)
     assert delivered(queues, http, b, test) == (1, 1, True)
 
@@ -188,12 +204,10 @@ def test_a_key_whose_old_job_just_completed_runs_the_new_job_at_once(
     """The old job's drainer marks the row of its own origin, so no mark
     of it can land on the new rows: they are pushed and run at once."""
     test, qids, aid_a = reused(queues, http)
-    b, aid_b = submit(queues, http, test, qids)
-    assert aid_b == aid_a, "the restore reused no id: nothing tested"
+    b, aid_b = again(queues, http, test, qids, aid_a)
     drain_all(queues)
     assert delivered(queues, http, b, test) == (1, 1, True)
-    assert rows(queues, aid_b) == {k: ("true", "completed")
-                                   for k in attempt_keys(aid_b).values()}
+    assert rows(queues, aid_b) == every_row(aid_b, "true", "completed")
 
 
 def test_a_late_mark_of_another_origins_job_finishes_no_row(queues, http):
@@ -203,8 +217,7 @@ def test_a_late_mark_of_another_origins_job_finishes_no_row(queues, http):
     runs it."""
     test, qids, aid_a = reused(queues, http)
     old = origins(queues, aid_a)
-    b, aid_b = submit(queues, http, test, qids)
-    assert aid_b == aid_a, "the restore reused no id: nothing tested"
+    b, aid_b = again(queues, http, test, qids, aid_a)
     assert origins(queues, aid_b) != old
     # The jobs on the queues are the gone row's again, as when its
     # drainer answers late.
@@ -212,15 +225,10 @@ def test_a_late_mark_of_another_origins_job_finishes_no_row(queues, http):
         redis_cli(queues, "HSET", "keel:q:%s:j:%s" % (q, key), "origin",
                   old[q])
     drain_all(queues)
-    assert rows(queues, aid_b) == {k: ("true", "")
-                                   for k in attempt_keys(aid_b).values()}
-    time.sleep(1.2)
-    p = queues.program("keel-outbox-relay", "--once",
-                       env={"KEEL_RELAY_RECHECK": "1"})
-    assert p.returncode == 0, p.stderr
+    assert rows(queues, aid_b) == every_row(aid_b, "true", "")
+    recheck(queues)
     drain_all(queues)
-    assert rows(queues, aid_b) == {k: ("true", "completed")
-                                   for k in attempt_keys(aid_b).values()}
+    assert rows(queues, aid_b) == every_row(aid_b, "true", "completed")
     assert delivered(queues, http, b, test)[1:] == (1, True)
 
 
@@ -232,18 +240,15 @@ def test_a_key_whose_old_job_older_code_just_completed_waits_unpushed(
     once the grace is over."""
     test, qids, aid_a = reused(queues, http)
     older_code(queues, aid_a)
-    b, aid_b = submit(queues, http, test, qids)
-    assert aid_b == aid_a, "the restore reused no id: nothing tested"
+    b, aid_b = again(queues, http, test, qids, aid_a)
     drain_all(queues)
     assert delivered(queues, http, b, test) == (0, 0, False)
-    assert rows(queues, aid_b) == {k: ("false", "")
-                                   for k in attempt_keys(aid_b).values()}
+    assert rows(queues, aid_b) == every_row(aid_b, "false", "")
     age_completions(queues, aid_b)
     time.sleep(1.2)                 # the relay asks a row once a second
     drain_all(queues)
     assert delivered(queues, http, b, test) == (1, 1, True)
-    assert rows(queues, aid_b) == {k: ("true", "completed")
-                                   for k in attempt_keys(aid_b).values()}
+    assert rows(queues, aid_b) == every_row(aid_b, "true", "completed")
 
 
 def test_a_key_whose_old_job_older_code_just_killed_waits_unpushed(
@@ -254,17 +259,14 @@ def test_a_key_whose_old_job_older_code_just_killed_waits_unpushed(
     Redis loss lose that job.  So the new rows wait unpushed too."""
     test, qids, aid_a = reused(queues, http)
     kill(queues, aid_a)
-    b, aid_b = submit(queues, http, test, qids)
-    assert aid_b == aid_a, "the restore reused no id: nothing tested"
+    b, aid_b = again(queues, http, test, qids, aid_a)
     drain_all(queues)
     assert delivered(queues, http, b, test) == (0, 0, False)
-    assert rows(queues, aid_b) == {k: ("false", "")
-                                   for k in attempt_keys(aid_b).values()}
+    assert rows(queues, aid_b) == every_row(aid_b, "false", "")
     for q, key in attempt_keys(aid_b).items():
         redis_cli(queues, "HSET", "keel:q:%s:j:%s" % (q, key), "finished",
                   int(time.time() * 1000) - GRACE_MS - 1000)
     time.sleep(1.2)                 # the relay asks a row once a second
     drain_all(queues)
     assert delivered(queues, http, b, test) == (1, 1, True)
-    assert rows(queues, aid_b) == {k: ("true", "completed")
-                                   for k in attempt_keys(aid_b).values()}
+    assert rows(queues, aid_b) == every_row(aid_b, "true", "completed")
