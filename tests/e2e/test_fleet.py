@@ -22,7 +22,9 @@ behind HAProxy, and what must hold across hosts.
     killed on a host takes that host out within a few tenths of a second,
     back once lighttpd sends to the app again;
   - keel's own 503 is not retried on another host; HAProxy's own answers
-    are error JSON.
+    are error JSON;
+  - one client address holds at most KEEL_FLEET_MAX_CONN_PER_ADDR
+    connections through HAProxy, and every other address is still served.
 
 Every load is bounded (a few threads, a few seconds) and loopback only.
 """
@@ -51,9 +53,15 @@ from test_leaderboard import board
 from test_tests import new_question, new_test, start
 
 
+# The fleet's cap on one address's connections at once (1000 by default),
+# low enough for a test to reach with a few dozen connections, and well
+# above what any other test here holds from 127.0.0.1 at once (16).
+CONN_CAP = 40
+
+
 @pytest.fixture(scope="module")
 def fleet(request):
-    f = Fleet(hosts=2)
+    f = Fleet(hosts=2, env={"KEEL_FLEET_MAX_CONN_PER_ADDR": str(CONN_CAP)})
     request.addfinalizer(f.stop)
     try:
         f.start()
@@ -253,6 +261,100 @@ def test_a_slow_body_through_haproxy_gets_its_408_within_10s(fleet):
     assert got.startswith(b"HTTP/1.1 408"), (took, got[:300])
     assert 9 <= took <= 13, took
     assert b'"error":"request_timeout"' in got, got
+
+
+def connect_from(fleet, source):
+    """A connection to HAProxy from loopback address source, or None if
+    it was refused: a connection HAProxy rejects at accept may still
+    complete its handshake (the kernel's backlog) and is reset after."""
+    s = socket.socket()
+    s.settimeout(5)
+    try:
+        s.bind((source, 0))
+        s.connect(("127.0.0.1", haproxy_port(fleet)))
+    except (ConnectionResetError, ConnectionRefusedError):
+        s.close()
+        return None
+    return s
+
+
+def live_on(s):
+    """GET /health/live on connection s, kept alive: its status, or None
+    if the connection was closed without an answer."""
+    try:
+        s.sendall(b"GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n")
+        got = b""
+        while b"\r\n\r\n" not in got:
+            chunk = s.recv(4096)
+            if not chunk:
+                return None
+            got += chunk
+    except (ConnectionResetError, BrokenPipeError):
+        return None
+    head, _, body = got.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?im)^content-length: *(\d+)", head).group(1))
+    while len(body) < length:
+        chunk = s.recv(4096)
+        assert chunk, got
+        body += chunk
+    return int(head.split(b" ")[1])
+
+
+def live_from(fleet, source):
+    """GET /health/live on a new connection from source: its status, or
+    None if refused."""
+    s = connect_from(fleet, source)
+    if s is None:
+        return None
+    with s:
+        return live_on(s)
+
+
+def denied_connections(fleet):
+    """Connections HAProxy's frontend refused at accept (dcon)."""
+    lines = fleet.haproxy("show stat").splitlines()
+    head = lines[0].lstrip("# ").split(",")
+    for line in lines[1:]:
+        row = dict(zip(head, line.split(",")))
+        if row["pxname"] == "keel" and row["svname"] == "FRONTEND":
+            return int(row["dcon"] or 0)
+    raise AssertionError("no frontend keel in show stat")
+
+
+def test_one_address_holds_at_most_its_cap_of_connections(fleet):
+    """KEEL_FLEET_MAX_CONN_PER_ADDR: an address holding CONN_CAP
+    connections (each answered, kept alive) gets no more, while another
+    address is answered; once it closes some, it connects again.  Before,
+    one address could hold all of HAProxy's maxconn and starve everyone."""
+    source = loopback_source()
+    other = loopback_source()
+    while other == source:
+        other = loopback_source()
+    denied = denied_connections(fleet)
+    held = []
+    try:
+        # Opened and answered one by one, within timeout http-keep-alive
+        # (10 s) of the first, so every one is still open at the end.
+        t0 = time.monotonic()
+        for _ in range(CONN_CAP):
+            s = connect_from(fleet, source)
+            assert s is not None, len(held)
+            held.append(s)
+            assert live_on(s) == 200, len(held)
+        assert time.monotonic() - t0 < 8
+        assert live_from(fleet, source) is None
+        assert denied_connections(fleet) == denied + 1
+        assert live_from(fleet, other) == 200
+        # HAProxy counts a close at once: the address is back.
+        for s in held[:5]:
+            s.close()
+        del held[:5]
+        wait_until(lambda: live_from(fleet, source) == 200, 2,
+                   "the address to connect again")
+        assert all(live_on(s) == 200 for s in held[:3])
+    finally:
+        for s in held:
+            s.close()
 
 
 # ------------------------------------------------------------------- cache
