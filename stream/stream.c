@@ -30,6 +30,13 @@
  * user: as the apps' do, they count in their client address's windows
  * (limit.c's script again) and carry its RateLimit headers.
  *
+ * KEEL_CORS_ORIGINS (lib/cors.h) reaches the stream as it does the apps:
+ * a listed origin's request gets Access-Control-Allow-Origin on its 200
+ * and on every refusal, and its preflight a 204 that no session or
+ * limiter sees, so a page on that origin can open the stream; the
+ * setting is the process's configuration like any other, so a SIGHUP
+ * reads it again (lib/serve.c).
+ *
  * A stream belongs to the session that opened it (the bearer's, or the
  * one that took the ticket) and ends with it: auth.c announces each
  * session it ends on the user's channel (auth.h), so every process
@@ -97,6 +104,7 @@
 #include "keel/addr.h"
 #include "keel/auth.h"
 #include "keel/config.h"
+#include "keel/cors.h"
 #include "keel/db.h"
 #include "keel/json.h"
 #include "keel/limit.h"
@@ -116,6 +124,7 @@
 #include "pgev.h"
 
 #define STREAM_PATH	"/api/notifications/stream"
+#define STREAM_METHODS	"GET"	/* a 405's Allow, a preflight's methods */
 #define NBUCKETS	16384		/* sid and uid hash chains */
 #define BATCH_MAX	500		/* streams per catch-up query */
 #define REPLAY_ROWS	100		/* rows per stream per query */
@@ -144,6 +153,8 @@ struct answer {
 	char			 id[KEEL_TEXT_REQUEST_ID_MAX + 1];
 	double			 t0;		/* ms, monotonic: it came */
 	const char		*route;		/* pattern, or "unmatched" */
+	const char		*vary;		/* static: Vary's names beside
+						   Origin, or NULL */
 };
 
 struct stream {
@@ -346,6 +357,7 @@ answer_begin(struct answer *a, struct evhttp_request *req, bool routed)
 
 	a->t0 = now_ms();
 	a->route = routed ? STREAM_PATH : "unmatched";
+	a->vary = NULL;
 	if (W.cfg->client.ntrusted > 0 &&
 	    (id = evhttp_find_header(in, "X-Request-Id")) != NULL &&
 	    keel_text_request_id_valid(id) &&
@@ -358,7 +370,41 @@ answer_begin(struct answer *a, struct evhttp_request *req, bool routed)
 	sodium_bin2hex(a->id, sizeof(a->id), r, sizeof(r));
 }
 
-/* The answer with status is about to go: its id, access line, count. */
+/*
+ * CORS (lib/cors.h) as lib/http.c puts it on the apps' answers: with
+ * KEEL_CORS_ORIGINS a list, Vary: Origin on every answer (Fetch §3.2.5),
+ * in one line with a's own names; to a listed origin's request, its
+ * origin (or "*") and the headers a script may read, on the 200 and on
+ * every refusal alike, or the browser shows the script a network error
+ * where it needs the 401 or the 429's Retry-After.  The origin sent back
+ * is the setting's match, never the client's bytes unchecked.
+ */
+static void
+cors_headers(const struct answer *a, struct evhttp_request *req)
+{
+	struct evkeyvalq	*h = evhttp_request_get_output_headers(req);
+	const char		*list = W.cfg->cors_origins, *acao;
+	char			 vary[128];
+
+	if (keel_cors_varies(list) || a->vary != NULL) {
+		snprintf(vary, sizeof(vary), "%s%s%s",
+		    keel_cors_varies(list) ? "Origin" : "",
+		    keel_cors_varies(list) && a->vary != NULL ? ", " : "",
+		    a->vary != NULL ? a->vary : "");
+		evhttp_add_header(h, "Vary", vary);
+	}
+	if ((acao = keel_cors_allow_origin(list, evhttp_find_header(
+	    evhttp_request_get_input_headers(req), "Origin"))) == NULL)
+		return;
+	evhttp_add_header(h, "Access-Control-Allow-Origin", acao);
+	evhttp_add_header(h, "Access-Control-Expose-Headers",
+	    KEEL_CORS_EXPOSE_HEADERS);
+}
+
+/*
+ * The answer with status is about to go: its CORS headers, id, access
+ * line, count.
+ */
 static void
 answered(const struct answer *a, struct evhttp_request *req, int status)
 {
@@ -367,6 +413,7 @@ answered(const struct answer *a, struct evhttp_request *req, int status)
 				    evhttp_uri_get_path(uri) : NULL;
 	double			 ms = now_ms() - a->t0;
 
+	cors_headers(a, req);
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 	    "X-Request-Id", a->id);
 	keel_log_set_request(a->id);
@@ -400,7 +447,7 @@ reply_error(const struct answer *a, struct evhttp_request *req, int status,
 	evhttp_add_header(h, "Content-Type", "application/json; charset=utf-8");
 	evhttp_add_header(h, "Cache-Control", "no-store");
 	if (status == 405)
-		evhttp_add_header(h, "Allow", "GET");
+		evhttp_add_header(h, "Allow", STREAM_METHODS);
 	/* RFC 6750 §3, as the FastCGI apps' 401 (lib/auth.c). */
 	if (status == 401)
 		evhttp_add_header(h, "WWW-Authenticate", "Bearer realm=\"keel\"");
@@ -2075,6 +2122,39 @@ credentials(struct evhttp_request *req, const struct evkeyvalq *query,
 	return true;
 }
 
+/*
+ * A CORS preflight (Fetch §3.2.2: OPTIONS with Origin and
+ * Access-Control-Request-Method) from a listed origin, answered as the
+ * apps answer one (lib/pipeline.c): 204 with the stream's methods, the
+ * headers a script may set (Last-Event-ID, Authorization) and how long
+ * the browser may keep the answer.  No session (a browser sends no
+ * Authorization on a preflight) and no limiter: a browser sends one per
+ * Max-Age, and counted it would spend a place of the client's budget
+ * before every open.  False for anything else, which goes on to the 405
+ * of any OPTIONS, counted and without the preflight's headers.
+ */
+static bool
+preflight(struct answer *a, struct evhttp_request *req)
+{
+	struct evkeyvalq	*in = evhttp_request_get_input_headers(req);
+	struct evkeyvalq	*h = evhttp_request_get_output_headers(req);
+
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_OPTIONS ||
+	    evhttp_find_header(in, "Access-Control-Request-Method") == NULL ||
+	    keel_cors_allow_origin(W.cfg->cors_origins,
+	    evhttp_find_header(in, "Origin")) == NULL)
+		return false;
+	evhttp_add_header(h, "Access-Control-Allow-Methods", STREAM_METHODS);
+	evhttp_add_header(h, "Access-Control-Allow-Headers",
+	    KEEL_CORS_ALLOW_HEADERS);
+	evhttp_add_header(h, "Access-Control-Max-Age", KEEL_CORS_MAX_AGE);
+	evhttp_add_header(h, "Cache-Control", "no-store");
+	a->vary = KEEL_CORS_PREFLIGHT_VARY;
+	answered(a, req, 204);
+	evhttp_send_reply(req, 204, "No Content", NULL);
+	return true;
+}
+
 static void
 on_request(struct evhttp_request *req, void *arg)
 {
@@ -2097,6 +2177,8 @@ on_request(struct evhttp_request *req, void *arg)
 		reply_error(&a, req, 404, "not_found", "No such resource.", NULL);
 		return;
 	}
+	if (preflight(&a, req))
+		return;
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
 		s = stream_new(req);
 		s->ans = a;

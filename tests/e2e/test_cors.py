@@ -4,18 +4,23 @@
 its own origin back on every answer, errors included, and a preflight
 answered without a session or a limiter; an unlisted one, and a request
 without Origin, get no CORS headers; a cached answer never carries one
-origin's name to another.
+origin's name to another.  The live stream (keel-stream, behind
+mod_proxy) answers the same way.
 
-The tests run their own keel-cars (and keel-auth for a 503) on the
-stack's sockets with KEEL_CORS_ORIGINS set, and give the stack's own
-back afterwards.
+The tests run their own keel-cars (keel-auth for a 503, keel-stream for
+the stream) on the stack's sockets with KEEL_CORS_ORIGINS set, and give
+the stack's own back afterwards.
 """
 
+import os
+import re
+import signal
 import uuid
 
 from accounts import make_user, session_for
 from helpers import (assert_error, car_body, new_car, spawn_app, stop_app,
-                     uniq)
+                     uniq, wait_until)
+from sse import SSE
 from stack import parse_env_file
 
 SITE = "https://exam.example.test"
@@ -28,6 +33,8 @@ class OwnApp:
     """An app of the stack (keel-<name>) on its own socket, with env
     overrides, and the stack's own back afterwards."""
 
+    where = "fcgi-apps"         # the binary's directory in the build
+
     def __init__(self, stack, name, **env):
         self.stack = stack
         self.name = name
@@ -36,7 +43,8 @@ class OwnApp:
 
     def __enter__(self):
         self.stack.stop_component(self.name)
-        self.proc = spawn_app(self.stack, "fcgi-apps/keel-" + self.name,
+        self.proc = spawn_app(self.stack,
+                              self.where + "/keel-" + self.name,
                               self.stack.path("run", self.name + ".sock"),
                               self.env, self.name + "-cors.log")
         return self
@@ -278,3 +286,206 @@ def test_cors_origins_reach_the_apps_env_file(stack, anon):
         stack.restart_component("cars", {})
     r = anon.get("/api/cars", headers={"Origin": LOCAL})
     assert_no_cors(r)
+
+
+# ------------------------------------------------------------ the stream
+
+STREAM = "/api/notifications/stream"
+
+
+class OwnStream(OwnApp):
+    """keel-stream on the stack's socket (lighttpd's mod_proxy in front),
+    once its Redis connections are up: an anonymous open gets the 401
+    the limiter counted."""
+
+    where = "stream"
+
+    def __init__(self, stack, anon, **env):
+        super().__init__(stack, "stream", **env)
+        self.anon = anon
+
+    def __enter__(self):
+        super().__enter__()
+        wait_until(lambda: "RateLimit-Remaining" in self.anon.get(
+            STREAM).headers, 20, "the stream's limiter")
+        return self
+
+
+def sse_vary(s):
+    """The names in an SSE answer's Vary (its headers are one dict)."""
+    return {n.strip().lower() for n in s.headers.get("Vary", "").split(",")
+            if n.strip()}
+
+
+def test_cors_stream_listed_origin_on_its_200_and_refusals(stack, anon):
+    _, auth = session_for(stack, anon, "student")
+    with OwnStream(stack, anon, KEEL_CORS_ORIGINS=ORIGINS):
+        for origin in (SITE, LOCAL):
+            s = SSE.open(stack, headers=dict(auth, Origin=origin))
+            try:
+                assert s.status == 200
+                assert s.headers["Content-Type"] == "text/event-stream"
+                assert s.headers.get("Access-Control-Allow-Origin") == \
+                    origin, s.headers
+                exposed = {n.strip().lower() for n in s.headers[
+                    "Access-Control-Expose-Headers"].split(",")}
+                assert {"ratelimit-remaining", "retry-after",
+                        "x-request-id"} <= exposed
+                assert sse_vary(s) == {"origin"}
+                assert s.next_event(0.3) is None and s.retry == 2000
+            finally:
+                s.close()
+        # 401: no credential, a bad token, an unknown ticket; then 405.
+        for r in (anon.get(STREAM, headers={"Origin": SITE}),
+                  anon.get(STREAM, headers={"Origin": SITE,
+                                            "Authorization": "Bearer x"}),
+                  anon.get(STREAM + "?ticket=" + "a" * 43,
+                           headers={"Origin": SITE})):
+            assert_error(r, 401, "unauthorized")
+            assert "WWW-Authenticate" in r.headers
+            assert_cors(r, SITE)
+        r = anon.post(STREAM, headers=dict(auth, Origin=LOCAL))
+        assert_error(r, 405, "method_not_allowed")
+        assert r.headers["Allow"] == "GET"
+        assert_cors(r, LOCAL)
+
+
+def test_cors_stream_on_400_429_and_503(stack, anon):
+    with OwnStream(stack, anon, KEEL_CORS_ORIGINS=ORIGINS,
+                   KEEL_RATELIMIT_READ="1/900"):
+        h = {"Origin": SITE,
+             "X-Forwarded-For": "127.0.0.%d" % (uuid.uuid4().int % 200)}
+        got = [anon.get(STREAM, headers=h) for _ in range(2)]
+        assert_error(got[1], 429, "rate_limited")
+        assert "Retry-After" in got[1].headers
+        assert_cors(got[1], SITE)
+        # A query libevent can't parse (a parameter without "=").
+        r = anon.get(STREAM + "?novalue", headers={"Origin": LOCAL})
+        assert_error(r, 400, "bad_request")
+        assert_cors(r, LOCAL)
+    _, auth = session_for(stack, anon, "student")
+    with OwnStream(stack, anon, KEEL_CORS_ORIGINS=ORIGINS,
+                   KEEL_STREAM_MAX="1", KEEL_WORKERS="1"):
+        s = SSE.open(stack, headers=auth)
+        try:
+            assert s.status == 200
+            r = anon.get(STREAM, headers=dict(auth, Origin=LOCAL),
+                         timeout=10)
+        finally:
+            s.close()
+        assert_error(r, 503, "unavailable")
+        assert_cors(r, LOCAL)
+
+
+def test_cors_stream_unlisted_or_no_origin_gets_none(stack, anon):
+    _, auth = session_for(stack, anon, "student")
+    with OwnStream(stack, anon, KEEL_CORS_ORIGINS=ORIGINS):
+        for h in ({"Origin": OTHER}, {"Origin": SITE + "/"},
+                  {"Origin": "null"}, {}):
+            s = SSE.open(stack, headers=dict(auth, **h))
+            try:
+                assert s.status == 200
+                assert "Access-Control-Allow-Origin" not in s.headers
+                assert "Access-Control-Expose-Headers" not in s.headers
+                # Dependent on Origin all the same (Fetch §3.2.5).
+                assert sse_vary(s) == {"origin"}
+            finally:
+                s.close()
+            r = anon.get(STREAM, headers=h)
+            assert_error(r, 401, "unauthorized")
+            assert_no_cors(r)
+            lines, names = vary(r)
+            assert len(lines) == 1 and names == {"origin"}, lines
+
+
+def test_cors_stream_any_origin(stack, anon):
+    with OwnStream(stack, anon, KEEL_CORS_ORIGINS="*"):
+        r = anon.get(STREAM, headers={"Origin": OTHER})
+        assert_error(r, 401, "unauthorized")
+        assert r.headers["Access-Control-Allow-Origin"] == "*"
+        assert "Vary" not in r.headers
+        assert_no_cors(anon.get(STREAM))
+
+
+def test_cors_stream_off_by_default_sends_nothing(stack, anon):
+    """The stack's own stream (no KEEL_CORS_ORIGINS): no CORS header, no
+    Vary, and a preflight is any OPTIONS's 405."""
+    r = anon.get(STREAM, headers={"Origin": SITE})
+    assert_error(r, 401, "unauthorized")
+    assert_no_cors(r)
+    assert "Vary" not in r.headers
+    r = preflight(anon, STREAM, SITE, method="GET")
+    assert_error(r, 405, "method_not_allowed")
+    assert_no_cors(r)
+
+
+def test_cors_stream_preflight_needs_no_session_and_counts_nowhere(
+        stack, anon):
+    with OwnStream(stack, anon, KEEL_CORS_ORIGINS=ORIGINS):
+        before = anon.get(STREAM, headers={"Origin": SITE})
+        assert_error(before, 401, "unauthorized")
+        for origin in (SITE, LOCAL, SITE):
+            r = preflight(anon, STREAM, origin, method="GET")
+            assert r.status_code == 204, r.text
+            assert r.content == b""
+            assert r.headers["Access-Control-Allow-Origin"] == origin
+            assert r.headers["Access-Control-Allow-Methods"] == "GET"
+            allowed = {h.strip().lower() for h in
+                       r.headers["Access-Control-Allow-Headers"].split(",")}
+            assert {"authorization", "last-event-id"} <= allowed
+            assert r.headers["Access-Control-Max-Age"] == "600"
+            lines, names = vary(r)
+            assert len(lines) == 1 and names == {
+                "origin", "access-control-request-method",
+                "access-control-request-headers"}, lines
+            assert "RateLimit-Remaining" not in r.headers
+            assert "X-Request-Id" in r.headers
+        after = anon.get(STREAM, headers={"Origin": SITE})
+        assert_error(after, 401, "unauthorized")
+        assert int(after.headers["RateLimit-Remaining"]) == \
+            int(before.headers["RateLimit-Remaining"]) - 1
+        # Logged and counted as requests, as the apps' are.
+        assert re.search(r"method=OPTIONS path=%s status=204" % STREAM,
+                         stack.log("stream-cors"))
+
+
+def test_cors_stream_other_options_keep_their_405(stack, anon):
+    with OwnStream(stack, anon, KEEL_CORS_ORIGINS=ORIGINS):
+        r = preflight(anon, STREAM, OTHER, method="GET")
+        assert_error(r, 405, "method_not_allowed")
+        assert r.headers["Allow"] == "GET"
+        assert_no_cors(r)
+        assert "Access-Control-Allow-Methods" not in r.headers
+        assert "RateLimit-Remaining" in r.headers
+        # No Access-Control-Request-Method: no preflight.
+        r = anon.options(STREAM, headers={"Origin": SITE})
+        assert_error(r, 405, "method_not_allowed")
+        assert "Access-Control-Allow-Methods" not in r.headers
+        assert_cors(r, SITE)
+
+
+def test_cors_stream_reads_the_setting_again_on_sighup(stack, anon):
+    """The stream's KEEL_CORS_ORIGINS comes from the apps' env file, as
+    every app's does (scripts/stack), and a SIGHUP reads it again."""
+    try:
+        stack.restart_component("stream", {"KEEL_CORS_ORIGINS": LOCAL})
+        r = anon.get(STREAM, headers={"Origin": LOCAL})
+        assert_error(r, 401, "unauthorized")
+        assert_cors(r, LOCAL)
+        env_file = stack.path("env")
+        with open(env_file) as f:
+            text = f.read()
+        with open(env_file, "w") as f:
+            f.write(re.sub(r"(?m)^export KEEL_CORS_ORIGINS=.*$",
+                           "export KEEL_CORS_ORIGINS=" + SITE, text))
+        os.kill(stack.app_pid("stream"), signal.SIGHUP)
+
+        def site_only():
+            a = anon.get(STREAM, headers={"Origin": SITE})
+            b = anon.get(STREAM, headers={"Origin": LOCAL})
+            return (a.headers.get("Access-Control-Allow-Origin") == SITE
+                    and "Access-Control-Allow-Origin" not in b.headers)
+        wait_until(site_only, 30, "the stream's new origins", step=0.2)
+    finally:
+        stack.restart_component("stream", {})
+    assert_no_cors(anon.get(STREAM, headers={"Origin": LOCAL}))
