@@ -324,6 +324,8 @@ int
 main(int argc, char *argv[])
 {
 	keel_log_init("keel-admin", KEEL_LOG_WARN);
+	/* Every command holds a password or the servers' in memory. */
+	keel_config_core_limit();
 	if (sodium_init() < 0) {
 		fprintf(stderr, "keel-admin: libsodium failed to start\n");
 		return 1;

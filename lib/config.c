@@ -8,6 +8,9 @@
  */
 #include "config.h"
 
+#include <sys/resource.h>
+
+#include <assert.h>
 #include <ctype.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -51,6 +54,7 @@ enum cfg_type {
 	CFG_RATIO,		/* a decimal from 0 to 1: a double */
 	CFG_ORIGINS,		/* "", "*" or a comma list of exact
 				   origins (cors.c) */
+	CFG_SWITCH,		/* on or 1, off or 0: an int 1 or 0 */
 	CFG_TYPE__MAX
 };
 
@@ -107,6 +111,14 @@ static const struct cfg_row rows[] = {
 	    .what = "absolute path of a file of export NAME=value lines "
 	    "that SIGHUP sources (sh) before it runs the binary again: "
 	    "changed values take effect (\"\": the environment as it is)" },
+	/* Core files (keel_config_core_limit(), README "Processes and
+	 * signals"). */
+	{ .name = "KEEL_CORE_DUMPS", .type = CFG_SWITCH, .def = "off",
+	    .off = OFF(core_dumps),
+	    .what = "off: a crash leaves no core file or systemd-coredump "
+	    "entry, which would hold what the process held (passwords, "
+	    "tokens, KEEL_SECRET); on: keep the core size limit the "
+	    "program inherited, to debug a crash on a machine you trust" },
 	{ .name = "KEEL_BODY_MAX", .type = CFG_INT, .def = "1048576",
 	    .min = 1024, .max = 67108864, .off = OFF(body_max),
 	    .what = "largest request body in bytes (413 past it)" },
@@ -622,6 +634,17 @@ cfg_set(struct keel_config *cfg, const struct cfg_row *r, const char *v,
 		}
 		*(int *)field = (int)iv;
 		return true;
+	case CFG_SWITCH:
+		if (strcmp(v, "on") == 0 || strcmp(v, "1") == 0)
+			*(int *)field = 1;
+		else if (strcmp(v, "off") == 0 || strcmp(v, "0") == 0)
+			*(int *)field = 0;
+		else {
+			snprintf(err, n, "%s: expected on, off, 1 or 0",
+			    r->name);
+			return false;
+		}
+		return true;
 	case CFG_LEVEL:
 		if (!keel_log_level_parse(v, &level)) {
 			snprintf(err, n, "%s: expected debug, info, warn or "
@@ -880,6 +903,57 @@ keel_config_load(struct keel_config *cfg, char *err, size_t n)
 	return true;
 }
 
+/*
+ * The core size limit KEEL_CORE_DUMPS=off leaves: 1 byte, not 0.  Both
+ * stop a core file (the kernel writes none smaller than a page), but
+ * when kernel.core_pattern pipes cores to a helper (systemd-coredump,
+ * apport) the kernel ignores the limit save for 1, its "abort this core"
+ * value (fs/coredump.c), and a 0 is left to a helper that may not honour
+ * it (Debian's systemd-coredump is handed 2^63, not the limit).  Recent
+ * ASan's disable_coredump chooses 1 for the same reason.
+ */
+#define CORE_LIMIT_OFF	1
+
+void
+keel_config_core_limit(void)
+{
+	struct keel_config	 one;
+	const struct cfg_row	*r = NULL;
+	struct rlimit		 rl;
+	const char		*v;
+	char			 err[256];
+	size_t			 i;
+
+	for (i = 0; i < KEEL_NELEM(rows) && r == NULL; i++)
+		if (strcmp(rows[i].name, "KEEL_CORE_DUMPS") == 0)
+			r = &rows[i];
+	assert(r != NULL);
+	/* Its row alone: keel-admin hash-password loads nothing else. */
+	memset(&one, 0, sizeof(one));
+	if ((v = getenv(r->name)) == NULL)
+		v = r->def;
+	if (!cfg_set(&one, r, v, err, sizeof(err)))
+		keel_log_fatalx("configuration: %s", err);
+	if (one.core_dumps)
+		return;
+	/*
+	 * The soft limit only: any process may lower its own, so this can't
+	 * fail short of a broken kernel -- and then we don't start, as
+	 * secure by default means no secret in a core.  The hard limit is
+	 * the operator's, left as it was.
+	 */
+	if (getrlimit(RLIMIT_CORE, &rl) == -1)
+		keel_log_fatal("getrlimit RLIMIT_CORE (KEEL_CORE_DUMPS=off)");
+	if (rl.rlim_cur <= CORE_LIMIT_OFF)
+		return;
+	rl.rlim_cur = rl.rlim_max < CORE_LIMIT_OFF ? rl.rlim_max :
+	    CORE_LIMIT_OFF;
+	if (setrlimit(RLIMIT_CORE, &rl) == -1)
+		keel_log_fatal("setrlimit RLIMIT_CORE to %d byte, so that a "
+		    "crash leaves no core (KEEL_CORE_DUMPS=off)",
+		    CORE_LIMIT_OFF);
+}
+
 void
 keel_config_free(struct keel_config *cfg)
 {
@@ -892,6 +966,7 @@ keel_config_free(struct keel_config *cfg)
 	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 		switch (rows[i].type) {
 		case CFG_INT:
+		case CFG_SWITCH:
 		case CFG_LEVEL:
 		case CFG_RATE:
 		case CFG_LIMITERS:

@@ -57,6 +57,7 @@ keel_cron_init(struct keel_cron *c, const char *prog, int budget_s)
 	c->prog = prog;
 	c->lockfd = -1;
 	keel_log_init(prog, KEEL_LOG_INFO);
+	keel_config_core_limit();	/* before anything holds a secret */
 	if (!keel_config_load(&c->cfg, err, sizeof(err)))
 		keel_log_fatalx("configuration: %s", err);
 	keel_log_init(prog, (enum keel_log_level)c->cfg.log_level);

@@ -1256,6 +1256,8 @@ load_config(const struct keel_app *app, struct keel_config *cfg)
 	char	 err[256];
 
 	keel_log_init(app->name, KEEL_LOG_INFO);
+	/* Before anything holds a secret; the workers inherit it. */
+	keel_config_core_limit();
 	if (!keel_config_load(cfg, err, sizeof(err)))
 		keel_log_fatalx("configuration: %s", err);
 	keel_log_init(app->name, (enum keel_log_level)cfg->log_level);

@@ -49,6 +49,9 @@ struct keel_config {
 	int	 pm_max_spare;		/* KEEL_PM_MAX_SPARE */
 	int	 pm_idle_timeout;	/* KEEL_PM_IDLE_TIMEOUT: seconds */
 	char	*env_file;		/* KEEL_ENV_FILE: sourced on SIGHUP */
+	int	 core_dumps;		/* KEEL_CORE_DUMPS: 1 keeps the core
+					   size limit inherited, 0 lowers it
+					   (keel_config_core_limit) */
 	int	 body_max;		/* KEEL_BODY_MAX: bytes */
 	int	 log_level;		/* KEEL_LOG_LEVEL: enum keel_log_level */
 	char	*database_url;		/* DATABASE_URL: the primary ("" unset) */
@@ -130,6 +133,21 @@ struct keel_config {
  */
 bool	keel_config_load(struct keel_config *cfg, char *err, size_t n);
 void	keel_config_free(struct keel_config *cfg);
+
+/*
+ * Keeps this process's memory -- passwords being hashed, session and
+ * reset tokens, KEEL_SECRET and the servers' passwords in its environment
+ * -- out of core files and systemd-coredump's store: unless
+ * KEEL_CORE_DUMPS is on, lowers RLIMIT_CORE's soft limit so that a crash
+ * dumps nothing.  Reads KEEL_CORE_DUMPS alone (by its table row), so a
+ * program that loads no configuration calls it too.  Every program calls
+ * it once, at start, after keel_log_init() (keel_serve, keel_cron_init,
+ * keel-admin); forked workers and a reload's execve() inherit the limit.
+ * Exits naming the variable on a bad value, and exits when the limit
+ * can't be lowered: a program that can't keep its secrets out of a core
+ * does not start.
+ */
+void	keel_config_core_limit(void);
 
 /* "api", "auth", "write", "read": a limiter's name in settings and headers. */
 const char	*keel_config_limiter_name(enum keel_limiter);

@@ -10,6 +10,8 @@
  */
 #include "config.h"
 
+#include <sys/resource.h>
+
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -281,6 +283,16 @@ static const struct setting_case settings[] = {
 	REFUSED("KEEL_SECRET", "short"),
 	TAKEN("KEEL_DB_PREPARED", "0"),
 	REFUSED("KEEL_DB_PREPARED", "2"),
+	/* KEEL_CORE_DUMPS: on or off, 1 or 0; nothing that might be
+	 * either is guessed at. */
+	TAKEN("KEEL_CORE_DUMPS", "on"),
+	TAKEN("KEEL_CORE_DUMPS", "off"),
+	TAKEN("KEEL_CORE_DUMPS", "1"),
+	TAKEN("KEEL_CORE_DUMPS", "0"),
+	{ "KEEL_CORE_DUMPS", "yes", false, "expected on, off, 1 or 0", NULL },
+	REFUSED("KEEL_CORE_DUMPS", ""),
+	REFUSED("KEEL_CORE_DUMPS", "ON"),
+	REFUSED("KEEL_CORE_DUMPS", "2"),
 	/* KEEL_IDEM_MAX: at least one answer per client is kept. */
 	TAKEN("KEEL_IDEM_MAX", "1"),
 	REFUSED("KEEL_IDEM_MAX", "0"),
@@ -453,6 +465,74 @@ test_db_prepared(void **state)
 	keel_config_free(&cfg);
 }
 
+/* KEEL_CORE_DUMPS: off unless set on (or 1). */
+static void
+test_core_dumps(void **state)
+{
+	(void)state;
+	assert_true(load_with("KEEL_LOG_LEVEL", "info"));
+	assert_int_equal(cfg.core_dumps, 0);
+	keel_config_free(&cfg);
+	assert_true(load_with("KEEL_CORE_DUMPS", "on"));
+	assert_int_equal(cfg.core_dumps, 1);
+	keel_config_free(&cfg);
+	assert_true(load_with("KEEL_CORE_DUMPS", "1"));
+	assert_int_equal(cfg.core_dumps, 1);
+	keel_config_free(&cfg);
+	assert_true(load_with("KEEL_CORE_DUMPS", "off"));
+	assert_int_equal(cfg.core_dumps, 0);
+	keel_config_free(&cfg);
+}
+
+/* This process's core size limit: soft, hard (bytes). */
+static struct rlimit
+core_limit(void)
+{
+	struct rlimit	 rl;
+
+	assert_int_equal(getrlimit(RLIMIT_CORE, &rl), 0);
+	return rl;
+}
+
+/*
+ * A soft core limit to start from: more than 1 byte, less than the page
+ * the smallest core file takes, so that a crash in the test writes none.
+ */
+#define CORE_LIMIT_KEPT	2048
+
+/*
+ * keel_config_core_limit(): the soft limit lowered to 1 byte by default,
+ * kept with KEEL_CORE_DUMPS=on; the hard limit kept either way.
+ */
+static void
+test_core_limit(void **state)
+{
+	struct rlimit	 was = core_limit(), rl = was;
+
+	(void)state;
+	if (was.rlim_max != RLIM_INFINITY && was.rlim_max < CORE_LIMIT_KEPT)
+		skip();		/* no room for a limit to keep */
+	rl.rlim_cur = CORE_LIMIT_KEPT;
+	assert_int_equal(setrlimit(RLIMIT_CORE, &rl), 0);
+	setenv("KEEL_CORE_DUMPS", "on", 1);
+	keel_config_core_limit();
+	assert_true(core_limit().rlim_cur == CORE_LIMIT_KEPT);
+	setenv("KEEL_CORE_DUMPS", "0", 1);
+	keel_config_core_limit();
+	assert_true(core_limit().rlim_cur == 1);
+	assert_true(core_limit().rlim_max == was.rlim_max);
+	/* Unset is off; a limit already under 1 byte stays. */
+	unsetenv("KEEL_CORE_DUMPS");
+	assert_int_equal(setrlimit(RLIMIT_CORE, &rl), 0);
+	keel_config_core_limit();
+	assert_true(core_limit().rlim_cur == 1);
+	rl.rlim_cur = 0;
+	assert_int_equal(setrlimit(RLIMIT_CORE, &rl), 0);
+	keel_config_core_limit();
+	assert_true(core_limit().rlim_cur == 0);
+	assert_int_equal(setrlimit(RLIMIT_CORE, &was), 0);
+}
+
 /* SENTRY_*_SAMPLE_RATE: the share read, and the other's default. */
 static void
 test_sample_rates(void **state)
@@ -566,6 +646,8 @@ main(void)
 		cmocka_unit_test(test_redis_addr_fields),
 		cmocka_unit_test(test_redis_sentinels),
 		cmocka_unit_test(test_db_prepared),
+		cmocka_unit_test(test_core_dumps),
+		cmocka_unit_test(test_core_limit),
 		cmocka_unit_test(test_sample_rates),
 		cmocka_unit_test(test_workers_default_per_cpu),
 		cmocka_unit_test(test_pool_modes),
