@@ -326,6 +326,32 @@ def link_tokens(stack, to):
     return out
 
 
+class OwnApp:
+    """An app of the stack (keel-<name>) on its own socket, with env
+    overrides, and the stack's own back afterwards.  Its output goes to
+    log/<name>-own.log."""
+
+    where = "fcgi-apps"         # the binary's directory in the build
+
+    def __init__(self, stack, name, **env):
+        self.stack = stack
+        self.name = name
+        self.env = env
+        self.proc = None
+
+    def __enter__(self):
+        self.stack.stop_component(self.name)
+        self.proc = spawn_app(self.stack,
+                              self.where + "/keel-" + self.name,
+                              self.stack.path("run", self.name + ".sock"),
+                              self.env, self.name + "-own.log")
+        return self
+
+    def __exit__(self, *exc):
+        stop_app(self.proc)
+        self.stack.start_component(self.name)
+
+
 def spawn_app(stack, binary, sock, env, log):
     """Starts the build's FastCGI program binary (a path under the build
     directory) on unix socket sock, with the stack's environment plus env,

@@ -17,32 +17,10 @@ import re
 import uuid
 
 from accounts import PASSWORD, make_user, session_for
-from helpers import (assert_error, car_body, post_from, redis_cli, request,
-                     spawn_app, stop_app, wait_until)
+from helpers import (OwnApp, assert_error, car_body, post_from, redis_cli,
+                     request, wait_until)
 
 AUTH_LIMIT = 5
-
-
-class OwnApp:
-    """An app of the stack (keel-<name>) on its own socket, with env
-    overrides, and the stack's own back afterwards."""
-
-    def __init__(self, stack, name, **env):
-        self.stack = stack
-        self.name = name
-        self.env = env
-        self.proc = None
-
-    def __enter__(self):
-        self.stack.stop_component(self.name)
-        self.proc = spawn_app(self.stack, "fcgi-apps/keel-" + self.name,
-                              self.stack.path("run", self.name + ".sock"),
-                              self.env, self.name + "-hardening.log")
-        return self
-
-    def __exit__(self, *exc):
-        stop_app(self.proc)
-        self.stack.start_component(self.name)
 
 
 def OwnAuth(stack, **env):

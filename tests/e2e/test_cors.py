@@ -18,8 +18,8 @@ import signal
 import uuid
 
 from accounts import make_user, session_for
-from helpers import (assert_error, car_body, new_car, spawn_app, stop_app,
-                     uniq, wait_until)
+from helpers import (OwnApp, assert_error, car_body, new_car, uniq,
+                     wait_until)
 from sse import SSE
 from stack import parse_env_file
 
@@ -27,31 +27,6 @@ SITE = "https://exam.example.test"
 LOCAL = "http://localhost:5173"
 OTHER = "https://evil.example.test"
 ORIGINS = SITE + ", " + LOCAL
-
-
-class OwnApp:
-    """An app of the stack (keel-<name>) on its own socket, with env
-    overrides, and the stack's own back afterwards."""
-
-    where = "fcgi-apps"         # the binary's directory in the build
-
-    def __init__(self, stack, name, **env):
-        self.stack = stack
-        self.name = name
-        self.env = env
-        self.proc = None
-
-    def __enter__(self):
-        self.stack.stop_component(self.name)
-        self.proc = spawn_app(self.stack,
-                              self.where + "/keel-" + self.name,
-                              self.stack.path("run", self.name + ".sock"),
-                              self.env, self.name + "-cors.log")
-        return self
-
-    def __exit__(self, *exc):
-        stop_app(self.proc)
-        self.stack.start_component(self.name)
 
 
 def vary(r):
@@ -269,8 +244,6 @@ def test_cors_cached_gzip_answer_keeps_one_vary(stack, http, anon):
         assert_no_cors(r)
 
 
-
-
 def test_cors_origins_reach_the_apps_env_file(stack, anon):
     """KEEL_CORS_ORIGINS given to scripts/stack (a developer's frontend
     on localhost) goes into the apps' env file, which a SIGHUP roll
@@ -446,7 +419,7 @@ def test_cors_stream_preflight_needs_no_session_and_counts_nowhere(
             int(before.headers["RateLimit-Remaining"]) - 1
         # Logged and counted as requests, as the apps' are.
         assert re.search(r"method=OPTIONS path=%s status=204" % STREAM,
-                         stack.log("stream-cors"))
+                         stack.log("stream-own"))
 
 
 def test_cors_stream_other_options_keep_their_405(stack, anon):

@@ -21,8 +21,8 @@ import yaml
 import apicheck
 
 from accounts import make_user, session_for
-from helpers import car_body, new_car, redis_cli, replicated, uniq
-from test_cors import ORIGINS, SITE, OwnApp
+from helpers import OwnApp, car_body, new_car, redis_cli, replicated, uniq
+from test_cors import ORIGINS, SITE
 
 
 def created(r, collection):
