@@ -878,7 +878,7 @@ keel_http_begin(struct keel_req *req, struct keel_http_conn *c,
 	if ((uri = param(fr, "REQUEST_URI")) == NULL)
 		uri = (s = param(fr, "SCRIPT_NAME")) != NULL ? s : "/";
 	if (strlen(uri) > URI_MAX) {
-		keel_http_reply_error(req, 414, "uri_too_long",
+		keel_http_reply_error(req, 414, "bad_request",
 		    "the request URI is too long");
 		return KEEL_STEP_REPLIED;
 	}
