@@ -272,6 +272,10 @@ repeat
     elseif t == 'list' then vals = redis.call('LRANGE', k, 0, -1)
     elseif t == 'set' then vals = redis.call('SMEMBERS', k)
     elseif t == 'zset' then vals = redis.call('ZRANGE', k, 0, -1)
+    elseif t == 'stream' then
+      for _, e in ipairs(redis.call('XRANGE', k, '-', '+')) do
+        for _, v in ipairs(e[2]) do vals[#vals + 1] = v end
+      end
     end
     local hit = holds(k)
     for _, v in ipairs(vals) do hit = hit or holds(v) end
