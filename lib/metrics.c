@@ -193,6 +193,14 @@ keel_metrics_open(const char *dir, const char *name, int nslots, char *err,
 	size = file_size(h.nslots);
 	if ((size_t)st.st_size < size && ftruncate(fd, (off_t)size) == -1)
 		goto fail;
+	/*
+	 * Every page given its storage now: ftruncate leaves holes, and a
+	 * worker's first store into a hole on a full filesystem (tmpfs
+	 * /run, or ext4) is a SIGBUS on the request path.  Here it is a
+	 * clear "metrics off" at start instead.
+	 */
+	if ((errno = posix_fallocate(fd, 0, (off_t)size)) != 0)
+		goto fail;
 	if (pwrite(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
 		goto fail;
 	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);

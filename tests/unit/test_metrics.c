@@ -5,6 +5,7 @@
  */
 #include "config.h"
 
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <stdarg.h>
@@ -204,6 +205,23 @@ test_a_reopen_keeps_the_counts(void **state)
 	free(s);
 }
 
+/*
+ * The file holds every page it maps, none left a hole: a hole's first
+ * store on a full filesystem would be a SIGBUS in a worker.
+ */
+static void
+test_the_file_has_no_holes(void **state)
+{
+	struct stat	 st;
+	char		 path[128];
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/unit.metrics", dir);
+	assert_int_equal(stat(path, &st), 0);
+	assert_true(st.st_size > 0);
+	assert_true((off_t)st.st_blocks * 512 >= st.st_size);
+}
+
 int
 main(void)
 {
@@ -216,6 +234,7 @@ main(void)
 		cmocka_unit_test(test_gauge_keeps_the_last_value),
 		cmocka_unit_test(test_a_full_slot_drops_new_series_only),
 		cmocka_unit_test(test_a_reopen_keeps_the_counts),
+		cmocka_unit_test(test_the_file_has_no_holes),
 	};
 
 	/* The tests run in order and build on each other's counts. */
