@@ -2179,16 +2179,21 @@ on_request(struct evhttp_request *req, void *arg)
 	}
 	if (preflight(&a, req))
 		return;
-	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
-		s = stream_new(req);
-		s->ans = a;
-		refuse_counted(s, 405);
-		return;
-	}
+	/*
+	 * The cap first: a counted refusal costs a stream object and a
+	 * round trip to Redis, which a server at its cap must not spend on
+	 * a flood of wrong methods.
+	 */
 	if (W.term || W.nstreams >= W.cfg->stream_max) {
 		reply_error(&a, req, 503, "unavailable", W.term ?
 		    "This server is restarting." :
 		    "This server holds all the streams it can.", "5");
+		return;
+	}
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+		s = stream_new(req);
+		s->ans = a;
+		refuse_counted(s, 405);
 		return;
 	}
 	if (evhttp_uri_get_query(uri) != NULL &&

@@ -19,7 +19,7 @@ import time
 
 
 class SSE:
-    def __init__(self, sock, path, headers, timeout=10):
+    def __init__(self, sock, path, headers, timeout=10, method="GET"):
         self.sock = sock
         self.raw = b""          # bytes read, not yet decoded
         self.buf = b""          # the decoded body, not yet parsed
@@ -31,7 +31,7 @@ class SSE:
         self.body = None
         h = {"Host": "localhost", "Accept": "text/event-stream"}
         h.update(headers)
-        req = "GET %s HTTP/1.1\r\n" % path + "".join(
+        req = "%s %s HTTP/1.1\r\n" % (method, path) + "".join(
             "%s: %s\r\n" % kv for kv in h.items()) + "\r\n"
         sock.settimeout(timeout)
         sock.sendall(req.encode())
@@ -70,14 +70,14 @@ class SSE:
 
     @classmethod
     def open_unix(cls, path, headers=None, query="", rcvbuf=None,
-                  timeout=10):
+                  timeout=10, method="GET"):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         if rcvbuf is not None:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         s.settimeout(timeout)
         s.connect(path)
         return cls(s, "/api/notifications/stream" + query,
-                   dict(headers or {}), timeout)
+                   dict(headers or {}), timeout, method)
 
     def _recv(self, deadline):
         left = deadline - time.monotonic()

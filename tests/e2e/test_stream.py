@@ -572,8 +572,14 @@ def test_past_the_process_maximum_503_with_retry_after(stack, own, user):
         c = o.open(user["h"])
         assert c.status == 503 and c.json()["error"] == "unavailable"
         assert int(c.headers["Retry-After"]) > 0
+        # At the cap a wrong method is refused before it costs a stream
+        # object and a limiter round trip: the 503, not a counted 405.
+        p = o.open(user["h"], method="POST")
+        assert p.status == 503 and p.json()["error"] == "unavailable"
         a.close()
         wait_until(lambda: o.open(user["h"]).status == 200, timeout=3)
+        wait_until(lambda: o.open(user["h"], method="POST").status == 405,
+                   timeout=3)
         assert o.proc.poll() is None
     finally:
         a.close()
