@@ -483,38 +483,21 @@ jobs_json(struct keel_buf *b, const struct keel_outbox_job *jobs, size_t n)
 	keel_jw_arr_close(&w);
 }
 
-/* Runs q with jobs[0..n) as its one parameter, a JSON array of [key,
- * origin]. */
+/*
+ * Runs q with arr, a JSON array keys_json() or jobs_json() made, as its
+ * one parameter; frees arr's bytes.
+ */
 static enum keel_err
-jobs_query(struct keel_db *db, const struct keel_query *q,
-    const struct keel_outbox_job *jobs, size_t n, struct keel_rows **rows)
+array_query(struct keel_db *db, const struct keel_query *q,
+    struct keel_buf *arr, struct keel_rows **rows)
 {
 	struct keel_db_params	 p;
-	struct keel_buf		 arr = { NULL, 0, 0 };
 	enum keel_err		 er;
 
-	jobs_json(&arr, jobs, n);
 	keel_db_params_init(&p);
-	keel_db_param_text(&p, arr.data);
+	keel_db_param_text(&p, arr->data);
 	er = keel_db_query(db, q, &p, rows);
-	keel_buf_free(&arr);
-	return er;
-}
-
-/* Runs q with keys[0..n) as its one parameter, a JSON array. */
-static enum keel_err
-keys_query(struct keel_db *db, const struct keel_query *q,
-    const char *const *keys, size_t n, struct keel_rows **rows)
-{
-	struct keel_db_params	 p;
-	struct keel_buf		 arr = { NULL, 0, 0 };
-	enum keel_err		 er;
-
-	keys_json(&arr, keys, n);
-	keel_db_params_init(&p);
-	keel_db_param_text(&p, arr.data);
-	er = keel_db_query(db, q, &p, rows);
-	keel_buf_free(&arr);
+	keel_buf_free(arr);
 	return er;
 }
 
@@ -544,13 +527,15 @@ keel_outbox_which_ran(struct keel_db *db, const char *const *keys,
     size_t n, bool *ran)
 {
 	struct keel_rows	*rows = NULL;
+	struct keel_buf		 arr = { NULL, 0, 0 };
 	size_t			 i, j;
 	enum keel_err		 er;
 
 	memset(ran, 0, n * sizeof(*ran));
 	if (n == 0)
 		return KEEL_OK;
-	if ((er = keys_query(db, &q_outbox_which_ran, keys, n, &rows)) !=
+	keys_json(&arr, keys, n);
+	if ((er = array_query(db, &q_outbox_which_ran, &arr, &rows)) !=
 	    KEEL_OK)
 		return er;
 	for (j = 0; j < keel_rows_count(rows); j++)
@@ -586,8 +571,9 @@ retry_batch(struct keel_db *db, struct keel_redis *r,
 	struct keel_rreply	*rep = NULL;
 	struct keel_queue_args	 a;
 	struct keel_outbox_job	*jobs;
+	struct keel_buf		 arr = { NULL, 0, 0 };
 	size_t			 i, n;
-	enum keel_err		 er;
+	enum keel_err		 er = KEEL_OK;
 
 	*read = *moved = 0;
 	keel_queue_args_init(&a, r, q, q->name);
@@ -609,8 +595,11 @@ retry_batch(struct keel_db *db, struct keel_redis *r,
 		jobs[i].origin = reply_str(rep, 2 + 2 * i);
 	}
 	*moved = (int64_t)n;
-	if (n > 0 && (er = jobs_query(db, &q_outbox_revive, jobs, n, NULL)) !=
-	    KEEL_OK) {
+	if (n > 0) {
+		jobs_json(&arr, jobs, n);
+		er = array_query(db, &q_outbox_revive, &arr, NULL);
+	}
+	if (er != KEEL_OK) {
 		if (*unrevived == 0)
 			keel_log_warnx("outbox: %s: %zu retried job(s) back on "
 			    "the queue, their outbox rows still finished (%s); "
