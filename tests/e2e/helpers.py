@@ -109,20 +109,29 @@ class RawResponse:
         return json.loads(self.content)
 
 
-def raw_request(stack, data):
-    """Send bytes to lighttpd as they are (no client-side encoding) and
-    read the answer up to the connection's end; returns a RawResponse,
-    checked against docs/openapi.yaml like any other."""
-    port = int(stack.base_url.rsplit(":", 1)[1])
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+def raw_exchange(addr, port, data, half_close=True):
+    """Send bytes to addr:port as they are (no client-side encoding),
+    then (half_close) end our side, and read up to the connection's end;
+    returns every byte read."""
+    with socket.create_connection((addr, port), timeout=30) as s:
         s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
+        if half_close:
+            s.shutdown(socket.SHUT_WR)
         buf = b""
         while True:
             chunk = s.recv(65536)
             if not chunk:
                 break
             buf += chunk
+    return buf
+
+
+def raw_request(stack, data):
+    """Send bytes to lighttpd as they are (no client-side encoding) and
+    read the answer up to the connection's end; returns a RawResponse,
+    checked against docs/openapi.yaml like any other."""
+    port = int(stack.base_url.rsplit(":", 1)[1])
+    buf = raw_exchange("127.0.0.1", port, data)
     head, _, body = buf.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])

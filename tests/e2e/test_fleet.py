@@ -46,7 +46,8 @@ import requests
 from accounts import bearer, login, make_user
 from fleet import Fleet
 from helpers import (JSON_CT, BaseUrlSession, assert_error, car_body,
-                     replicated, request, spawn_app, stop_app, wait_until)
+                     raw_exchange, replicated, request, spawn_app, stop_app,
+                     wait_until)
 from sse import SSE
 from stack import ROOT, StackError, alive, children
 from test_leaderboard import board
@@ -217,16 +218,10 @@ def test_an_h2c_upgrade_through_haproxy_cannot_choose_its_address(
 
 
 def test_a_hosts_lighttpd_refuses_h2_prior_knowledge(fleet):
-    with socket.create_connection((fleet.hosts[0].addr, fleet.hosts[0].port),
-                                  timeout=10) as s:
-        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-                  b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
-        got = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            got += chunk
+    got = raw_exchange(fleet.hosts[0].addr, fleet.hosts[0].port,
+                       b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+                       b"\x00\x00\x00\x04\x00\x00\x00\x00\x00",
+                       half_close=False)
     head, _, body = got.partition(b"\r\n\r\n")
     assert head.split(b" ")[1] == b"505", got[:300]
     assert b'"error":"bad_request"' in body, body
