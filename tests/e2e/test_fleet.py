@@ -451,6 +451,18 @@ def cron_window(fleet, progs, need=20):
                       step=0.2)
 
 
+def pg_sessions(stores):
+    """PostgreSQL's sessions that are not idle, for a failure's message:
+    each one's program, state, what it waits on, who blocks it and its
+    statement."""
+    return stores.psql(
+        "SELECT string_agg(format('%s pid=%s %s %s/%s blocked_by=%s: %s', "
+        "application_name, pid, state, wait_event_type, wait_event, "
+        "pg_blocking_pids(pid), left(query, 160)), E'\\n') "
+        "FROM pg_stat_activity WHERE state <> 'idle' "
+        "AND pid <> pg_backend_pid()")
+
+
 def test_a_submit_on_one_host_reaches_the_board_and_a_stream_on_the_other(
         fleet, admin):
     a, b = fleet.hosts
@@ -468,10 +480,18 @@ def test_a_submit_on_one_host_reaches_the_board_and_a_stream_on_the_other(
         try:
             assert s.status == 200
             s.next_event(0.3)
-            r = on_a.post("/api/attempts/%d/submit" % attempt["id"],
-                          headers=h, json={"answers": {
-                              str(qids[0]): 0, str(qids[1]): 1,
-                              str(qids[2]): 2}})
+            # Once (CI at 47baca3) this submit got no answer in 30 s; it
+            # never did again.  Should it recur, the failure says what
+            # PostgreSQL's sessions were doing while it waited.
+            try:
+                r = on_a.post("/api/attempts/%d/submit" % attempt["id"],
+                              headers=h, timeout=20, json={"answers": {
+                                  str(qids[0]): 0, str(qids[1]): 1,
+                                  str(qids[2]): 2}})
+            except requests.exceptions.Timeout:
+                pytest.fail("no answer to the submit on host A in 20 s; "
+                            "PostgreSQL's sessions then:\n" +
+                            pg_sessions(fleet.stores))
             assert r.status_code == 200, r.text
             t0 = time.monotonic()
             ev = s.next_event(2.0)
