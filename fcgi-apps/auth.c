@@ -146,28 +146,20 @@ auth_reply_session(struct keel_req *req, const char *tok, time_t exp,
 }
 
 /*
- * A login's two limiter buckets (keel_limit_account()): *spelling names
- * the login as the lookup folded it (row's "folded"), hashed under a key
- * of KEEL_SECRET's (keel_limit_login_hash()), whoever answers to it, so
- * its count can't say whether anyone does; *account the user, however
- * named (email or username), else the spelling again.  False when the
- * row has no folded login.
+ * What names a login's two limiter buckets (keel_limit_login()): *folded
+ * the login as the lookup folded it (row's "folded"), whoever answers to
+ * it, named in the keys by its hash under a key of KEEL_SECRET's (and of
+ * KEEL_SECRET_FALLBACK's while a rotation runs), so its count can't say
+ * whether anyone does; *user the account, however named (email or
+ * username), or NULL for none.  False when the row has no folded login.
  */
 static bool
-auth_buckets(struct keel_req *req, const struct keel_rows *rows,
-    const char **spelling, const char **account)
+auth_buckets(const struct keel_rows *rows, const char **folded,
+    const char **user)
 {
-	char		 hex[KEEL_LIMIT_LOGIN_HEX + 1];
-	const char	*folded, *id;
-
-	folded = keel_rows_value(rows, 0, keel_rows_col(rows, "folded"));
-	if (folded == NULL)
-		return false;
-	keel_limit_login_hash(req->cfg->secret, folded, strlen(folded), hex);
-	*spelling = keel_arena_printf(req->arena, "login:%s", hex);
-	id = keel_rows_value(rows, 0, keel_rows_col(rows, "id"));
-	*account = id != NULL ? id : *spelling;
-	return true;
+	*folded = keel_rows_value(rows, 0, keel_rows_col(rows, "folded"));
+	*user = keel_rows_value(rows, 0, keel_rows_col(rows, "id"));
+	return *folded != NULL;
 }
 
 static enum keel_err
@@ -176,7 +168,7 @@ auth_login(struct keel_req *req)
 	struct keel_value	 v[LOGIN__MAX];
 	struct keel_db_params	 p;
 	struct keel_rows	*rows = NULL, *again = NULL;
-	const char		*hash = NULL, *role, *spelling, *account;
+	const char		*hash = NULL, *role, *folded, *user;
 	char			 tok[KEEL_AUTH_TOKEN_LEN + 1];
 	char			 sid[KEEL_AUTH_ID_LEN + 1];
 	int64_t			 uid;
@@ -196,14 +188,14 @@ auth_login(struct keel_req *req)
 	}
 	/* Usernames can't hold '@', so at most one user matches: one row. */
 	if (keel_rows_count(rows) != 1 ||
-	    !auth_buckets(req, rows, &spelling, &account)) {
+	    !auth_buckets(rows, &folded, &user)) {
 		keel_log_error("auth: the login lookup returned %zu rows, not "
 		    "one with the folded login", keel_rows_count(rows));
 		er = KEEL_EINTERNAL;
 		goto out;
 	}
 	/* The login's buckets too, before the password is looked at. */
-	if (keel_limit_account(req, spelling, account) != KEEL_STEP_GO)
+	if (keel_limit_login(req, folded, user) != KEEL_STEP_GO)
 		goto out;
 	/* No account: its columns are NULL, and the hash stays NULL. */
 	if (keel_rows_bool(rows, 0, keel_rows_col(rows, "isActive")))

@@ -46,6 +46,7 @@ enum cfg_type {
 	CFG_SERVERS,		/* memcached host:port comma list, or "" */
 	CFG_SENTINELS,		/* a host:port comma list, or "" */
 	CFG_SECRET,		/* at least min characters */
+	CFG_SECRET_OPT,		/* "" (none), or at least min characters */
 	CFG_LEVEL,		/* a log level name */
 	CFG_RATE,		/* "N/SECONDS" or "off": a struct keel_rate */
 	CFG_LIMITERS,		/* a comma list of limiter names: a bit mask */
@@ -178,6 +179,11 @@ static const struct cfg_row rows[] = {
 	{ .name = "KEEL_SECRET", .type = CFG_SECRET, .def = "", .min = 32,
 	    .off = OFF(secret),
 	    .what = "server secret signing cursors (at least 32 characters)" },
+	{ .name = "KEEL_SECRET_FALLBACK", .type = CFG_SECRET_OPT, .def = "",
+	    .min = 32, .off = OFF(secret_fallback),
+	    .what = "a previous (or next) KEEL_SECRET, verify-only: cursors, "
+	    "idempotent requests' fingerprints and login windows of either "
+	    "are accepted while a rotation runs (\"\": none)" },
 	{ .name = "KEEL_ROUTES_FILE", .type = CFG_STR,
 	    .def = PKGDATADIR "/routes.json", .off = OFF(routes_file),
 	    .what = "the route list the build generates (the routes app "
@@ -766,6 +772,10 @@ cfg_set(struct keel_config *cfg, const struct cfg_row *r, const char *v,
 			return false;
 		}
 		break;
+	case CFG_SECRET_OPT:
+		if (*v == '\0')
+			break;
+		/* FALLTHROUGH */
 	case CFG_SECRET:
 		if (strlen(v) < (size_t)r->min) {
 			snprintf(err, n, "%s: must be set to at least %lld "
@@ -862,6 +872,22 @@ redis_valid(const struct keel_config *cfg, char *err, size_t n)
 	return url_list_each(url, redis_seed_item, &e);
 }
 
+/*
+ * A fallback equal to the secret would be a rotation that changes
+ * nothing: most likely the old value pasted twice, which would leave
+ * the clients of the old secret refused without a word.
+ */
+static bool
+secrets_valid(const struct keel_config *cfg, char *err, size_t n)
+{
+	if (cfg->secret_fallback[0] == '\0' ||
+	    strcmp(cfg->secret, cfg->secret_fallback) != 0)
+		return true;
+	snprintf(err, n, "KEEL_SECRET_FALLBACK: must differ from KEEL_SECRET "
+	    "(the previous secret while a rotation runs, or \"\")");
+	return false;
+}
+
 static const char *
 cfg_default(const struct cfg_row *r, char *tmp, size_t n)
 {
@@ -896,7 +922,8 @@ keel_config_load(struct keel_config *cfg, char *err, size_t n)
 			return false;
 		}
 	}
-	if (!pool_valid(cfg, err, n) || !redis_valid(cfg, err, n)) {
+	if (!pool_valid(cfg, err, n) || !redis_valid(cfg, err, n) ||
+	    !secrets_valid(cfg, err, n)) {
 		keel_config_free(cfg);
 		return false;
 	}
@@ -983,7 +1010,8 @@ keel_config_free(struct keel_config *cfg)
 			break;
 		}
 		p = (char **)((char *)cfg + rows[i].off);
-		if (*p != NULL && rows[i].type == CFG_SECRET)
+		if (*p != NULL && (rows[i].type == CFG_SECRET ||
+		    rows[i].type == CFG_SECRET_OPT))
 			explicit_bzero(*p, strlen(*p));
 		free(*p);
 		*p = NULL;

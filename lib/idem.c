@@ -95,19 +95,20 @@ keel_idem_key_valid(const char *k)
 }
 
 /*
- * The request's fingerprint: what "the same request" means.  Keyed
- * (BLAKE2b under a key derived from KEEL_SECRET), so the stored value
- * can't be used to test guesses of a body offline.
+ * The request's fingerprint under secret (KEEL_SECRET, or while a
+ * rotation runs KEEL_SECRET_FALLBACK): what "the same request" means.
+ * Keyed (BLAKE2b under a key derived from the secret), so the stored
+ * value can't be used to test guesses of a body offline.
  */
 static void
-fingerprint(const struct keel_req *req, char *out)
+fingerprint(const struct keel_req *req, const char *secret, char *out)
 {
 	crypto_generichash_state	 s;
 	unsigned char			 key[crypto_generichash_KEYBYTES];
 	unsigned char			 h[crypto_generichash_BYTES];
 
 	crypto_generichash(key, sizeof(key),
-	    (const unsigned char *)req->cfg->secret, strlen(req->cfg->secret),
+	    (const unsigned char *)secret, strlen(secret),
 	    (const unsigned char *)"keel idempotency", 16);
 	crypto_generichash_init(&s, key, sizeof(key), sizeof(h));
 	/* NUL separators: no two different requests run together. */
@@ -163,9 +164,11 @@ keel_idem_step(struct keel_req *req)
 	};
 	struct keel_idem_state	*st;
 	struct keel_rreply	*rep = NULL;
-	const char		*key, *client, *argv[3];
+	const char		*key, *client, *argv[4];
 	unsigned char		 h[HASH_LEN];
 	char			 ttl[KEEL_TEXT_INT_MAX];
+	char			 old[2 * crypto_generichash_BYTES + 1];
+	int			 argc = 3;
 	enum keel_step		 step = KEEL_STEP_GO;
 
 	if (strcmp(req->method, "POST") != 0 ||
@@ -189,12 +192,22 @@ keel_idem_step(struct keel_req *req)
 	st->prefix = keel_arena_printf(req->arena, "keel:idem:%s:", client);
 	st->index = keel_arena_printf(req->arena, "keel:idem:i:%s", client);
 	st->key = keel_arena_cat(req->arena, st->prefix, st->hash, NULL);
-	fingerprint(req, st->fp);
+	/* A claim made now holds the current secret's fingerprint. */
+	fingerprint(req, req->cfg->secret, st->fp);
 	keel_text_int(ttl, KEEL_IDEM_RUNNING_TTL * 1000);
 	argv[0] = st->key;
 	argv[1] = st->fp;
 	argv[2] = ttl;
-	if (keel_redis_eval(req->redis, &begin_script, 1, 3, argv, NULL,
+	/*
+	 * While a rotation runs, a claim made under the fallback (before
+	 * the change, or by a host not yet rolled) is the same request's
+	 * too.  Last, so the two arguments before keep their places.
+	 */
+	if (req->cfg->secret_fallback[0] != '\0') {
+		fingerprint(req, req->cfg->secret_fallback, old);
+		argv[argc++] = old;
+	}
+	if (keel_redis_eval(req->redis, &begin_script, 1, argc, argv, NULL,
 	    &rep) != KEEL_OK || rep->type != KEEL_R_ARRAY || rep->nelem < 1 ||
 	    rep->elem[0].type != KEEL_R_STR) {
 		/* Like the limiter: Redis down must not stop writes. */

@@ -73,9 +73,13 @@ static struct keel_rscript check_bare = { .name = "limit_check_bare" };
 
 static unsigned long	 failed_open;	/* process lifetime, for the log */
 
-/* Results a request may hold: each limiter, and the account's two
- * buckets. */
-#define NRES	(KEEL_LIMIT__MAX + 2)
+/*
+ * Results a request may hold: each limiter, and the account's two
+ * buckets; while KEEL_SECRET_FALLBACK is set, a twin of each list named
+ * by a login's hash (the address's auth list, the spelling's, and the
+ * account's when no user answers), keyed under the fallback.
+ */
+#define NRES	(KEEL_LIMIT__MAX + 2 + 3)
 
 /* What one request's checks found; lives in the request's arena. */
 struct keel_limit_state {
@@ -88,6 +92,8 @@ struct keel_limit_state {
 	const char		*keys[NRES];	/* each result's list */
 	bool			 held[NRES];	/* we hold a place in it */
 	bool			 quiet[NRES];	/* headers show it only spent */
+	const char		*login;		/* the body's login, folded;
+						   NULL: none */
 };
 
 unsigned long
@@ -201,27 +207,39 @@ keel_limit_format(const struct keel_limit_result *res, size_t n,
  * of its own, as idem.c derives its fingerprints' ("keel idempotency"),
  * so neither key says anything of the other or of the secret.  Derived
  * on first use and kept, like the configuration it comes from, for the
- * life of the process; again when the secret changes (unit tests switch
- * secrets; page.c's cursor key does the same).  A secret too long to
- * compare this way is derived from at every call.
+ * life of the process: two of them, KEEL_SECRET's and, while a rotation
+ * runs, KEEL_SECRET_FALLBACK's, each login hashed under both.  A secret
+ * not kept replaces the older (unit tests switch secrets; page.c's
+ * cursor keys do the same); one too long to compare this way is derived
+ * from at every call, into an entry left empty so that no other secret
+ * is later taken for it.
  */
-static unsigned char	 login_key[crypto_generichash_KEYBYTES];
-static char		 login_secret[128];	/* "" until derived */
+#define LOGIN_KEYS	2
+static struct login_key {
+	unsigned char	 key[crypto_generichash_KEYBYTES];
+	char		 secret[128];	/* "" until derived */
+} login_keys[LOGIN_KEYS];
+static size_t		 login_next;	/* the entry replaced next */
 
 static const unsigned char *
 login_hash_key(const char *secret)
 {
-	size_t	 len = strlen(secret);
+	struct login_key	*k;
+	size_t			 len = strlen(secret), i;
 
-	if (len == 0 || len >= sizeof(login_secret) ||
-	    strcmp(secret, login_secret) != 0) {
-		crypto_generichash(login_key, sizeof(login_key),
-		    (const unsigned char *)secret, len,
-		    (const unsigned char *)"keel rate logins", 16);
-		if (len < sizeof(login_secret))
-			memcpy(login_secret, secret, len + 1);
-	}
-	return login_key;
+	for (i = 0; len > 0 && i < LOGIN_KEYS; i++)
+		if (strcmp(secret, login_keys[i].secret) == 0)
+			return login_keys[i].key;
+	k = &login_keys[login_next];
+	login_next = (login_next + 1) % LOGIN_KEYS;
+	crypto_generichash(k->key, sizeof(k->key),
+	    (const unsigned char *)secret, len,
+	    (const unsigned char *)"keel rate logins", 16);
+	if (len < sizeof(k->secret))
+		memcpy(k->secret, secret, len + 1);
+	else
+		k->secret[0] = '\0';
+	return k->key;
 }
 
 void
@@ -231,25 +249,42 @@ keel_limit_login_hash(const char *secret, const char *s, size_t n,
 	unsigned char	 h[KEEL_LIMIT_LOGIN_HEX / 2];
 
 	crypto_generichash(h, sizeof(h), (const unsigned char *)s, n,
-	    login_hash_key(secret), sizeof(login_key));
+	    login_hash_key(secret), crypto_generichash_KEYBYTES);
 	sodium_bin2hex(out, KEEL_LIMIT_LOGIN_HEX + 1, h, sizeof(h));
+}
+
+/* Whether req's configuration has a secret that verifies only. */
+static bool
+rotating(const struct keel_req *req)
+{
+	return req->cfg->secret_fallback[0] != '\0';
+}
+
+/* The name folded goes by under secret (in hex), from req's arena. */
+static const char *
+login_name(struct keel_req *req, const char *secret, const char *folded)
+{
+	char	*out = keel_arena_alloc(req->arena, KEEL_LIMIT_LOGIN_HEX + 1);
+
+	keel_limit_login_hash(secret, folded, strlen(folded), out);
+	return out;
 }
 
 /* ------------------------------------------------------- the step */
 
 /*
  * The account an auth attempt names ("login" or "email" of its JSON
- * body), lower-cased and hashed (keel_limit_login_hash()); NULL when
- * there is none.  It parses before the limiter decides, so a refused
- * client pays for it too: keel_json_parse() bounds that to a scan
- * (json.h KEEL_JSON_MAXVALUES).
+ * body), lower-cased, from req's arena; NULL when there is none.  It
+ * parses before the limiter decides, so a refused client pays for it
+ * too: keel_json_parse() bounds that to a scan (json.h
+ * KEEL_JSON_MAXVALUES).
  */
 static const char *
 auth_account(struct keel_req *req)
 {
 	struct json_object	*doc, *v;
 	const char		*s;
-	char			*low, *out = NULL, err[64];
+	char			*low = NULL, err[64];
 	size_t			 i, n;
 
 	if (req->body == NULL || keel_json_parse(req->body, req->body_len,
@@ -263,18 +298,21 @@ auth_account(struct keel_req *req)
 		low = keel_arena_strndup(req->arena, s, n);
 		for (i = 0; i < n; i++)
 			low[i] = (char)tolower((unsigned char)low[i]);
-		out = keel_arena_alloc(req->arena, KEEL_LIMIT_LOGIN_HEX + 1);
-		keel_limit_login_hash(req->cfg->secret, low, n, out);
 	}
 	json_object_put(doc);
-	return out;
+	return low;
 }
 
-/* API.md: auth attempts count per client address + account. */
+/*
+ * API.md: auth attempts count per client address + account (login, the
+ * body's folded, or NULL), the account named by its hash under secret
+ * (keel_limit_login_hash()).
+ */
 static const char *
-auth_key(struct keel_req *req)
+auth_key(struct keel_req *req, const char *login, const char *secret)
 {
-	const char	*acct = auth_account(req);
+	const char	*acct = login != NULL ? login_name(req, secret, login) :
+			    NULL;
 
 	return keel_arena_cat(req->arena, KEY_PREFIX "auth:a:",
 	    keel_http_client_addr(req), acct != NULL ? ":" : "",
@@ -298,22 +336,48 @@ http_add(void *req, const char *name, const char *value)
 	keel_http_add_header(req, name, value);
 }
 
+/*
+ * Into res, st's results the headers show, *n of them: one per name, a
+ * list and its twin under KEEL_SECRET_FALLBACK (which shares its name)
+ * shown as the one of the two with less left, then the longer wait.
+ */
+static void
+shown(const struct keel_limit_state *st, struct keel_limit_result *res,
+    size_t *n)
+{
+	size_t	 i, j;
+
+	*n = 0;
+	for (i = 0; i < st->n; i++) {
+		/*
+		 * An account's all-addresses count, shown on every login,
+		 * would say which login strings name one account (an
+		 * email's try takes one from its username's count too)
+		 * and how many others guessed at it: it shows only once
+		 * spent, when the 429 says as much.
+		 */
+		if (st->quiet[i] && st->res[i].remaining > 0)
+			continue;
+		for (j = 0; j < *n && strcmp(result_name(&res[j]),
+		    result_name(&st->res[i])) != 0; j++)
+			continue;
+		if (j == *n)
+			res[(*n)++] = st->res[i];
+		else if (st->res[i].remaining < res[j].remaining ||
+		    (st->res[i].remaining == res[j].remaining &&
+		    st->res[i].reset_ms > res[j].reset_ms))
+			res[j] = st->res[i];
+	}
+}
+
 static void
 add_headers(struct keel_req *req, const struct keel_limit_state *st)
 {
 	struct keel_limit_headers h;
 	struct keel_limit_result res[NRES];
-	size_t			 i, n = 0;
+	size_t			 n;
 
-	/*
-	 * An account's all-addresses count, shown on every login, would
-	 * say which login strings name one account (an email's try takes
-	 * one from its username's count too) and how many others guessed
-	 * at it: it shows only once spent, when the 429 says as much.
-	 */
-	for (i = 0; i < st->n; i++)
-		if (!st->quiet[i] || st->res[i].remaining == 0)
-			res[n++] = st->res[i];
+	shown(st, res, &n);
 	if (n == 0)
 		return;
 	keel_limit_format(res, n, &h);
@@ -582,16 +646,26 @@ result_init(struct keel_req *req, struct keel_limit_state *st, size_t i,
 }
 
 /*
- * Cluster mode's key of limiter l for req: the user's when the pipeline
- * identified one (all but auth's), else the client's, each tagged with
- * its owner; auth's is the address and account, tagged with the client.
+ * Limiter l's key for req (a client's, as keel_http_client() names it):
+ * on a single Redis KEY_PREFIX "<limiter>:<client>", auth's the address
+ * and the account its body names under secret (auth_key()).  In cluster
+ * mode the user's when the pipeline identified one (all but auth's),
+ * else the client's, each tagged with its owner; auth's tagged with the
+ * client, so its twin under KEEL_SECRET_FALLBACK shares its slot.
  */
 static const char *
-cluster_key(struct keel_req *req, enum keel_limiter l, const char *client)
+limiter_key(struct keel_req *req, enum keel_limiter l, const char *client,
+    const char *secret)
 {
+	const struct keel_limit_state *st = req->limit;
+
+	if (!keel_redis_is_cluster(req->redis))
+		return l == KEEL_LIMIT_AUTH ? auth_key(req, st->login, secret) :
+		    keel_arena_cat(req->arena, KEY_PREFIX,
+		    keel_config_limiter_name(l), ":", client, NULL);
 	if (l == KEEL_LIMIT_AUTH)
-		return keel_arena_printf(req->arena, "%s:{%s}", auth_key(req),
-		    client);
+		return keel_arena_printf(req->arena, "%s:{%s}",
+		    auth_key(req, st->login, secret), client);
 	if (req->user != NULL)
 		return keel_arena_printf(req->arena, KEY_PREFIX "%s:u:{%lld}",
 		    keel_config_limiter_name(l), (long long)req->user->id);
@@ -624,25 +698,33 @@ release(struct keel_req *req, const char **keys, size_t n)
 }
 
 /*
- * Cluster mode: st's limiters grouped by their keys' slot, each group
- * checked (and consumed) in turn; a group that refuses or can't be
- * checked gives back what the earlier ones took.  One group, the usual
- * case, is one check as on a single Redis.
+ * Cluster mode: st's results [from, st->n) grouped by their keys' slot,
+ * in the order the slots first come, each group checked (and consumed)
+ * in turn.  One group, the usual case, is one check as on a single Redis.
+ * A request's limiters (from 0, with_headers: the 429 carries them): a
+ * group that refuses or can't be checked gives back what the earlier
+ * groups took.  An attempt's buckets (from past the route's, their
+ * headers left to keel_limit_after()): a group that refuses gives back
+ * the earlier groups' places, uncounted again; one that could not be
+ * checked drops itself and the groups after it (check_run()), the
+ * earlier places staying for keel_limit_after() to judge.
  */
 static enum keel_step
-cluster_check(struct keel_req *req, struct keel_limit_state *st)
+cluster_check(struct keel_req *req, struct keel_limit_state *st, size_t from,
+    bool with_headers)
 {
 	struct keel_limit_result res[NRES];
 	const char		*keys[NRES];
+	bool			 quiet[NRES];
 	unsigned		 slot[NRES], gs[NRES];
-	size_t			 n = st->n, from, to, i, j, k = 0;
+	size_t			 n = st->n, g, to, i, j, k = from;
 	enum keel_step		 step;
 
-	for (i = 0; i < n; i++)
+	for (i = from; i < n; i++)
 		slot[i] = keel_rc_slot(st->keys[i], strlen(st->keys[i]));
 	/* Each slot's limiters together, in the order the slots come. */
-	for (i = 0; i < n; i++) {
-		for (j = 0; j < i && slot[j] != slot[i]; j++)
+	for (i = from; i < n; i++) {
+		for (j = from; j < i && slot[j] != slot[i]; j++)
 			continue;
 		if (j < i)
 			continue;	/* its slot's group is placed */
@@ -650,17 +732,19 @@ cluster_check(struct keel_req *req, struct keel_limit_state *st)
 			if (slot[j] == slot[i]) {
 				res[k] = st->res[j];
 				keys[k] = st->keys[j];
+				quiet[k] = st->quiet[j];
 				gs[k++] = slot[j];
 			}
 	}
-	memcpy(st->res, res, n * sizeof(res[0]));
-	memcpy(st->keys, keys, n * sizeof(keys[0]));
-	for (from = 0; from < n; from = to) {
-		for (to = from + 1; to < n && gs[to] == gs[from]; to++)
+	memcpy(st->res + from, res + from, (n - from) * sizeof(res[0]));
+	memcpy(st->keys + from, keys + from, (n - from) * sizeof(keys[0]));
+	memcpy(st->quiet + from, quiet + from, (n - from) * sizeof(quiet[0]));
+	for (g = from; g < n; g = to) {
+		for (to = g + 1; to < n && gs[to] == gs[g]; to++)
 			continue;
 		st->n = to;
-		step = check_run(req, st, from, NULL, true);
-		if (from == 0 && !st->ran) {
+		step = check_run(req, st, g, NULL, with_headers);
+		if (g == 0 && !st->ran) {
 			/* Redis away: the policy (open or closed) spoke. */
 			st->n = n;
 			return step;
@@ -668,10 +752,13 @@ cluster_check(struct keel_req *req, struct keel_limit_state *st)
 		if (step != KEEL_STEP_GO) {
 			/* Refused here: the earlier groups' places go back
 			 * (an auth place among them not twice). */
-			if (from > 0) {
-				release(req, st->keys, from);
-				for (i = 0; i < from; i++)
+			if (g > from && (with_headers || st->n == to)) {
+				release(req, st->keys + from, g - from);
+				for (i = from; i < g; i++) {
 					st->held[i] = false;
+					if (!with_headers)
+						st->res[i].remaining++;
+				}
 			}
 			return step;
 		}
@@ -700,64 +787,70 @@ keel_limit_check(struct keel_req *req, enum keel_limit_class cls,
 	st = keel_arena_alloc(req->arena, sizeof(*st));
 	memset(st, 0, sizeof(*st));
 	req->limit = st;
-	st->n = n;
 	st->cls = cls;
 	client = keel_http_client(req);
-	if (keel_redis_is_cluster(req->redis)) {
-		for (i = 0; i < n; i++)
-			result_init(req, st, i, which[i], cluster_key(req,
-			    which[i], client));
-		return cluster_check(req, st);
+	for (i = 0; i < n; i++) {
+		if (which[i] == KEEL_LIMIT_AUTH)
+			st->login = auth_account(req);
+		result_init(req, st, st->n++, which[i], limiter_key(req,
+		    which[i], client, req->cfg->secret));
+		/*
+		 * While a rotation runs, the account's list under the other
+		 * secret counts too (a twin, same name in the headers):
+		 * neither the change nor a fleet half rolled gives a guesser
+		 * a fresh window.
+		 */
+		if (which[i] == KEEL_LIMIT_AUTH && st->login != NULL &&
+		    rotating(req))
+			result_init(req, st, st->n++, which[i], limiter_key(req,
+			    which[i], client, req->cfg->secret_fallback));
 	}
-	for (i = 0; i < n; i++)
-		result_init(req, st, i, which[i], which[i] == KEEL_LIMIT_AUTH ?
-		    auth_key(req) : keel_arena_cat(req->arena, KEY_PREFIX,
-		    keel_config_limiter_name(which[i]), ":", client, NULL));
+	if (keel_redis_is_cluster(req->redis))
+		return cluster_check(req, st, 0, true);
 	return check_run(req, st, 0, ride, true);
 }
 
-/*
- * Cluster mode's check of an attempt's two buckets (results from and
- * from + 1 of st, when there are two): each is tagged with what it
- * counts, the spelling's with the spelling and the account's with the
- * account, so they sit in two slots and are checked in turn.  Sharing
- * the account's tag would put the account in the spelling's key, and a
- * spelling's count would start afresh when the account it names comes
- * or goes.  The account's refusing gives the spelling's place back.
- */
-static enum keel_step
-account_cluster(struct keel_req *req, struct keel_limit_state *st,
-    size_t from)
+/* The spelling bucket's key of spelling for req's address. */
+static const char *
+spelling_key(struct keel_req *req, const char *spelling)
 {
-	size_t		 n = st->n;
-	enum keel_step	 step;
-
-	st->n = from + 1;
-	step = check_run(req, st, from, NULL, false);
-	/* Refused, or not checked (st->n is back at from), or no second. */
-	if (step != KEEL_STEP_GO || st->n == from || n == from + 1)
-		return step;
-	st->n = n;
-	step = check_run(req, st, from + 1, NULL, false);
-	/* Refused after the check ran (it drops what it couldn't check:
-	 * then the spelling's place stays, for after() to judge). */
-	if (step != KEEL_STEP_GO && st->n == n && st->held[from]) {
-		release(req, &st->keys[from], 1);
-		st->held[from] = false;
-		st->res[from].remaining++;
-	}
-	return step;
+	return keel_arena_cat(req->arena, KEY_PREFIX "auth:",
+	    KEEL_RTAG_L(req->redis), "s:", spelling, KEEL_RTAG_R(req->redis),
+	    ":", keel_http_client_addr(req), NULL);
 }
 
-enum keel_step
-keel_limit_account(struct keel_req *req, const char *spelling,
-    const char *account)
+/* The account bucket's key of account, every address's. */
+static const char *
+account_key(struct keel_req *req, const char *account)
+{
+	return keel_arena_cat(req->arena, KEY_PREFIX "auth:",
+	    KEEL_RTAG_L(req->redis), "id:", account, KEEL_RTAG_R(req->redis),
+	    NULL);
+}
+
+/*
+ * keel_limit_account() with, while a rotation runs, the twins of the
+ * buckets named by a login's hash: spelling_fb, the spelling under
+ * KEEL_SECRET_FALLBACK, and, when account is the spelling (no user
+ * answers), account_fb, the spelling again (else NULL).
+ *
+ * In a cluster each bucket is tagged with what it counts, not with the
+ * user's own slot ("{42}"): a script on keys that don't exist yet gets
+ * TRYAGAIN while its slot migrates, and a login would fail with the
+ * user's sessions moving.  Sharing the account's tag would put the
+ * account in the spelling's key, and a spelling's count would start
+ * afresh when the account it names comes or goes.  So the buckets sit in
+ * two slots (four with the twins) and are checked in turn
+ * (cluster_check()); one that refuses gives the earlier places back.
+ */
+static enum keel_step
+account_check(struct keel_req *req, const char *spelling,
+    const char *account, const char *spelling_fb, const char *account_fb)
 {
 	struct keel_limit_state	*st = req->limit;
-	const char		*tl, *tr;
 	size_t			 i, from;
 
-	if (st == NULL || st->n + 2 > NRES)
+	if (st == NULL || st->n + 4 > NRES)
 		return KEEL_STEP_GO;		/* limits off or exempt */
 	for (i = 0; i < st->n && st->res[i].which != KEEL_LIMIT_AUTH; i++)
 		continue;
@@ -778,26 +871,23 @@ keel_limit_account(struct keel_req *req, const char *spelling,
 		return KEEL_STEP_GO;	/* auth's check failed open */
 	from = st->n;
 	/*
-	 * In a cluster each bucket is tagged with what it counts, not with
-	 * the user's own slot ("{42}"): a script on keys that don't exist
-	 * yet gets TRYAGAIN while its slot migrates, and a login would
-	 * fail with the user's sessions moving.
-	 */
-	tl = KEEL_RTAG_L(req->redis);
-	tr = KEEL_RTAG_R(req->redis);
-	/*
 	 * Each bucket by a name of its own in the headers: a client maps
 	 * the RateLimit field's items to the policy's by name, and three
-	 * "auth" items (the address's, these two) named none of them.
+	 * "auth" items (the address's, these two) named none of them.  A
+	 * twin shares its bucket's name: the headers show the two as one.
 	 */
-	result_init(req, st, st->n, KEEL_LIMIT_AUTH, keel_arena_cat(
-	    req->arena, KEY_PREFIX "auth:", tl, "s:", spelling, tr, ":",
-	    keel_http_client_addr(req), NULL));
-	st->res[st->n++].name = "auth-login";
-	if (req->cfg->auth_account.limit > 0) {
-		result_init(req, st, st->n, KEEL_LIMIT_AUTH, keel_arena_cat(
-		    req->arena, KEY_PREFIX "auth:", tl, "id:", account, tr,
-		    NULL));
+	for (i = 0; i < 2; i++) {
+		if (i == 1 && spelling_fb == NULL)
+			break;
+		result_init(req, st, st->n, KEEL_LIMIT_AUTH, spelling_key(req,
+		    i == 0 ? spelling : spelling_fb));
+		st->res[st->n++].name = "auth-login";
+	}
+	for (i = 0; i < 2 && req->cfg->auth_account.limit > 0; i++) {
+		if (i == 1 && account_fb == NULL)
+			break;
+		result_init(req, st, st->n, KEEL_LIMIT_AUTH, account_key(req,
+		    i == 0 ? account : account_fb));
 		st->res[st->n].name = "auth-account";
 		st->res[st->n].limit = req->cfg->auth_account.limit;
 		st->res[st->n].window = req->cfg->auth_account.window;
@@ -805,8 +895,29 @@ keel_limit_account(struct keel_req *req, const char *spelling,
 	}
 	/* The headers come with after(), as for any other answer. */
 	if (keel_redis_is_cluster(req->redis))
-		return account_cluster(req, st, from);
+		return cluster_check(req, st, from, false);
 	return check_run(req, st, from, NULL, false);
+}
+
+enum keel_step
+keel_limit_account(struct keel_req *req, const char *spelling,
+    const char *account)
+{
+	return account_check(req, spelling, account, NULL, NULL);
+}
+
+enum keel_step
+keel_limit_login(struct keel_req *req, const char *folded, const char *user)
+{
+	const char	*spelling, *fb = NULL;
+
+	spelling = keel_arena_cat(req->arena, "login:",
+	    login_name(req, req->cfg->secret, folded), NULL);
+	if (rotating(req))
+		fb = keel_arena_cat(req->arena, "login:",
+		    login_name(req, req->cfg->secret_fallback, folded), NULL);
+	return account_check(req, spelling, user != NULL ? user : spelling,
+	    fb, user != NULL ? NULL : fb);
 }
 
 /*
@@ -829,15 +940,17 @@ keel_limit_after(struct keel_req *req)
 {
 	struct keel_limit_state	*st = req->limit;
 	struct keel_limit_headers h;
+	struct keel_limit_result res[NRES];
 	const char		*argv[1 + NRES];
-	size_t			 i;
+	size_t			 i, n;
 	int			 nkeys = 0;
 
 	if (st == NULL)
 		return;
 	if (!st->ran) {
 		/* Failed open: the policy is known, the counts are not. */
-		keel_limit_format(st->res, st->n, &h);
+		shown(st, res, &n);
+		keel_limit_format(res, n, &h);
 		keel_http_add_header(req, "RateLimit-Policy", h.policy);
 		return;
 	}
@@ -859,7 +972,7 @@ keel_limit_after(struct keel_req *req)
  * The call of the limiters api and second (read or write) on the keys
  * of one caller: KEY_PREFIX "<limiter>:" kind id, id in braces in a
  * cluster (a user's "u:{42}", a client's "{a:127.0.0.1}", as
- * keel_limit_check() and cluster_key() key them).
+ * keel_limit_check() and limiter_key() key them).
  */
 static void
 call_init(struct keel_limit_call *c, const struct keel_config *cfg,
@@ -880,7 +993,7 @@ call_init(struct keel_limit_call *c, const struct keel_config *cfg,
 		}
 	if (c->n == 0)
 		return;
-	/* The keys limit_check.lua makes of a ride's id, or cluster_key's;
+	/* The keys limit_check.lua makes of a ride's id, or limiter_key's;
 	 * one too long for them (no address is) checks nothing. */
 	for (i = 0; i < c->n; i++)
 		if ((size_t)snprintf(c->keys[i], sizeof(c->keys[i]), KEY_PREFIX

@@ -40,10 +40,17 @@
  * HMAC's keyed state (the key's inner and outer pads, two SHA-256 blocks)
  * depends only on the secret, so it is computed once per process and
  * copied for each cursor.  Like the configuration it comes from, it lives
- * as long as the process.
+ * as long as the process.  Two of them: KEEL_SECRET's and, during a
+ * rotation, KEEL_SECRET_FALLBACK's (a cursor signed under the other must
+ * not rebuild the first on every page).
  */
-static crypto_auth_hmacsha256_state	 mac_base;
-static char				 mac_secret[128];	/* "" until set */
+#define MAC_KEYS	2
+static struct mac_key {
+	crypto_auth_hmacsha256_state	 base;
+	char				 secret[128];	/* "" until set */
+} mac_keys[MAC_KEYS];
+static size_t				 mac_next;	/* the one to
+							   replace next */
 
 /* The query parameters that page a list, not filter it. */
 static const char *const paging[] = { "limit", "after", "before" };
@@ -104,24 +111,44 @@ mac_str(crypto_auth_hmacsha256_state *st, const char *s)
 	    strlen(s) + 1);
 }
 
+/*
+ * The keyed state of secret, from the cache or made into it.  Tests
+ * switch secrets: a secret not cached replaces the older entry.  One too
+ * long to cache is keyed at every call, in an entry left empty, so that
+ * no other secret is later taken for it.
+ */
+static const crypto_auth_hmacsha256_state *
+mac_key(const char *secret)
+{
+	struct mac_key	*k;
+	size_t		 len = strlen(secret), i;
+
+	for (i = 0; len > 0 && i < MAC_KEYS; i++)
+		if (strcmp(secret, mac_keys[i].secret) == 0)
+			return &mac_keys[i].base;
+	k = &mac_keys[mac_next];
+	mac_next = (mac_next + 1) % MAC_KEYS;
+	crypto_auth_hmacsha256_init(&k->base, (const unsigned char *)secret,
+	    len);
+	if (len < sizeof(k->secret))
+		memcpy(k->secret, secret, len + 1);
+	else
+		k->secret[0] = '\0';
+	return &k->base;
+}
+
+/* The MAC of payload p[0..n) as sig binds it, under secret. */
 static void
 cursor_mac(struct keel_arena *a, const struct keel_page_sig *sig,
-    const unsigned char *p, size_t n, unsigned char mac[MAC_LEN])
+    const char *secret, const unsigned char *p, size_t n,
+    unsigned char mac[MAC_LEN])
 {
 	crypto_auth_hmacsha256_state	 st;
 	unsigned char			 full[crypto_auth_hmacsha256_BYTES];
-	size_t				 len = strlen(sig->secret), nf, i;
+	size_t				 nf, i;
 	size_t				*ix;
 
-	/* Tests switch secrets: the state is rebuilt when it changes. */
-	if (len == 0 || len >= sizeof(mac_secret) ||
-	    strcmp(sig->secret, mac_secret) != 0) {
-		crypto_auth_hmacsha256_init(&mac_base,
-		    (const unsigned char *)sig->secret, len);
-		if (len < sizeof(mac_secret))
-			memcpy(mac_secret, sig->secret, len + 1);
-	}
-	st = mac_base;
+	st = *mac_key(secret);
 	mac_str(&st, sig->scope);
 	ix = sig_filters(a, sig->qs, sig->qs != NULL ? sig->nqs : 0, &nf);
 	mac_u64(&st, nf);
@@ -134,6 +161,27 @@ cursor_mac(struct keel_arena *a, const struct keel_page_sig *sig,
 	crypto_auth_hmacsha256_final(&st, full);
 	memcpy(mac, full, MAC_LEN);
 	sodium_memzero(&st, sizeof(st));
+}
+
+/*
+ * Whether the MAC after raw[0..len) is the payload's under sig's secret
+ * or, while a rotation runs, its fallback: a cursor handed out before
+ * the secret changed (or by a host of a fleet not yet rolled) still
+ * pages.
+ */
+static bool
+mac_verifies(struct keel_arena *a, const struct keel_page_sig *sig,
+    const unsigned char *raw, size_t len)
+{
+	unsigned char	 mac[MAC_LEN];
+
+	cursor_mac(a, sig, sig->secret, raw, len, mac);
+	if (sodium_memcmp(mac, raw + len, MAC_LEN) == 0)
+		return true;
+	if (sig->fallback == NULL || sig->fallback[0] == '\0')
+		return false;
+	cursor_mac(a, sig, sig->fallback, raw, len, mac);
+	return sodium_memcmp(mac, raw + len, MAC_LEN) == 0;
 }
 
 char *
@@ -153,7 +201,8 @@ keel_page_encode_sig(struct keel_arena *a, const struct keel_page_sig *sig,
 		memcpy(raw + len, keys[i], strlen(keys[i]) + 1);
 		len += strlen(keys[i]) + 1;
 	}
-	cursor_mac(a, sig, raw, n, raw + n);
+	/* Signed under the current secret only; the fallback verifies. */
+	cursor_mac(a, sig, sig->secret, raw, n, raw + n);
 	b64len = sodium_base64_ENCODED_LEN(n + MAC_LEN,
 	    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 	out = keel_arena_alloc(a, b64len);
@@ -166,7 +215,6 @@ enum keel_err
 keel_page_decode_sig(struct keel_arena *a, const struct keel_page_sig *sig,
     const char *tok, const char **keys, size_t nkeys)
 {
-	unsigned char	 mac[MAC_LEN];
 	unsigned char	*raw;
 	size_t		 len, i, off;
 	const char	*end;
@@ -179,8 +227,7 @@ keel_page_decode_sig(struct keel_arena *a, const struct keel_page_sig *sig,
 	    *end != '\0' || len <= MAC_LEN)
 		return KEEL_EINVAL;
 	len -= MAC_LEN;
-	cursor_mac(a, sig, raw, len, mac);
-	if (sodium_memcmp(mac, raw + len, MAC_LEN) != 0)
+	if (!mac_verifies(a, sig, raw, len))
 		return KEEL_EINVAL;
 	/* Signed by us: exactly nkeys NUL-terminated keys. */
 	for (i = 0, off = 0; i < nkeys; i++) {
@@ -216,6 +263,7 @@ req_sig(const struct keel_req *req, const char *scope, int64_t owner,
     struct keel_page_sig *sig)
 {
 	sig->secret = req->cfg->secret;
+	sig->fallback = req->cfg->secret_fallback;
 	sig->scope = scope;
 	sig->qs = req->qs;
 	sig->nqs = req->nqs;

@@ -70,6 +70,8 @@ struct keel_config {
 					   sentinels' own, or "" */
 	char	*memcached_servers;	/* MEMCACHED_SERVERS: host:port list */
 	char	*secret;		/* KEEL_SECRET: signs cursors; >= 32 chars */
+	char	*secret_fallback;	/* KEEL_SECRET_FALLBACK: "" or >= 32
+					   chars, never secret; only verifies */
 	char	*routes_file;		/* KEEL_ROUTES_FILE: built route list */
 	int	 health_timeout;	/* KEEL_HEALTH_TIMEOUT: ms per check */
 	char	*smtp_url;		/* SMTP_URL: smtp:// or smtps:// */

@@ -78,6 +78,20 @@ enum keel_step	 keel_limit_check(struct keel_req *req,
  */
 enum keel_step	 keel_limit_account(struct keel_req *req, const char *spelling,
 		    const char *account);
+/*
+ * keel_limit_account() for a login: folded is the login string as the
+ * account lookup folded it (not NULL, copied), named in the keys by
+ * "login:" and its keel_limit_login_hash() under KEEL_SECRET; user the
+ * account's id ("42"), or NULL when none answers (the spelling's name
+ * then counts as the account).  While KEEL_SECRET_FALLBACK is set each
+ * bucket so named has a twin under the fallback's hash, checked and
+ * counted with it (in the same call on a single Redis; in a cluster,
+ * each in its slot's turn), so a rotation of the secret, or a fleet half
+ * rolled, gives no login a fresh window; the headers show the two as
+ * one, by the less left.
+ */
+enum keel_step	 keel_limit_login(struct keel_req *req, const char *folded,
+		    const char *user);
 
 /*
  * After whatever answered a request that went past keel_limit_check():

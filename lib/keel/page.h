@@ -42,7 +42,9 @@ struct keel_page {
  * rows, that user.  limit is free to change from page to page.
  */
 struct keel_page_sig {
-	const char		*secret;	/* KEEL_SECRET */
+	const char		*secret;	/* KEEL_SECRET: signs */
+	const char		*fallback;	/* KEEL_SECRET_FALLBACK: verifies
+						   too; NULL or "": none */
 	const char		*scope;
 	const struct keel_param	*qs;	/* the query's pairs; may be NULL */
 	size_t			 nqs;
@@ -61,8 +63,8 @@ char		*keel_page_encode_sig(struct keel_arena *a,
 		    size_t nkeys);
 /*
  * Decodes tok into keys[0..nkeys) (strings from a).  KEEL_EINVAL when tok
- * is malformed, signed for anything but sig, or holds a different number
- * of keys.
+ * is malformed, signed for anything but sig (under sig's secret or, when
+ * set, its fallback), or holds a different number of keys.
  */
 enum keel_err	 keel_page_decode_sig(struct keel_arena *a,
 		    const struct keel_page_sig *sig, const char *tok,

@@ -14,7 +14,8 @@ command-at-a-time paths); exact rate limits under concurrency, per
 address and per user, and the auth limiter on a signed-in request whose
 limiters span two slots (refused places given back); a login's two
 buckets, its spelling's from one address and its account's from every
-address, in two slots and checked in turn; an idempotent
+address, in two slots and checked in turn, and their twins under
+KEEL_SECRET_FALLBACK while the secret rotates; an idempotent
 replay, and one client's kept answers bounded; the queues drained exactly once by two drainers, a dead letter
 retried; notification streams on the cluster; the leaderboard drained
 and rebuilt; a slot moved under the running apps (MOVED) and a slot
@@ -43,6 +44,8 @@ from test_jobs import (FAST, drainers, enqueue, invitation, message_id, stats,
                        summary)
 from test_limits import app  # noqa: F401 (a fixture)
 from test_limits import client as client_ip, get, post
+from test_secret_rotation import (
+    test_login_windows_are_shared_by_a_half_rolled_fleet as rotating_logins)
 
 QUEUES = ("email", "noop", "leaderboard", "notifications")
 
@@ -384,6 +387,13 @@ def test_cluster_login_counts_say_nothing_of_which_logins_are_one(
         other.headers["RateLimit-Policy"]
     # Not for want of a count: the account's bucket holds both tries.
     assert cluster.call("LLEN", account_key(u["id"])) == "2"
+
+
+def test_cluster_login_windows_shared_while_the_secret_rotates(stack, web):
+    # test_secret_rotation.py's: with KEEL_SECRET_FALLBACK each bucket
+    # named by a login's hash has a twin in a slot of its own, checked
+    # in its turn, and hosts of either secret count together.
+    rotating_logins(stack, web)
 
 
 # --------------------------------------------------------- idempotency

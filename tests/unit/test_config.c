@@ -281,6 +281,12 @@ static const struct setting_case settings[] = {
 	TAKEN("KEEL_WORKERS", "3"),
 	REFUSED("KEEL_WORKERS", "0"),
 	REFUSED("KEEL_SECRET", "short"),
+	/* KEEL_SECRET_FALLBACK: none, or a secret as long, not the same. */
+	TAKEN("KEEL_SECRET_FALLBACK", ""),
+	TAKEN("KEEL_SECRET_FALLBACK", "fedcba9876543210fedcba9876543210"),
+	{ "KEEL_SECRET_FALLBACK", "short", false, "at least 32", NULL },
+	{ "KEEL_SECRET_FALLBACK", "0123456789abcdef0123456789abcdef", false,
+	    "must differ from KEEL_SECRET", NULL },
 	TAKEN("KEEL_DB_PREPARED", "0"),
 	REFUSED("KEEL_DB_PREPARED", "2"),
 	/* KEEL_CORE_DUMPS: on or off, 1 or 0; nothing that might be

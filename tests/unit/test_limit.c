@@ -221,6 +221,35 @@ test_login_names_are_keyed_by_the_secret(void **state)
 	assert_string_not_equal(a, again);
 }
 
+/*
+ * While KEEL_SECRET_FALLBACK is set every login is hashed under two
+ * secrets, by turns: each keeps its own name, even when one is too long
+ * for the key cache (which must then not take the other for it).
+ */
+static void
+test_login_names_under_two_secrets_by_turns(void **state)
+{
+	const char	*login = "ann@example.com";
+	char		 a[KEEL_LIMIT_LOGIN_HEX + 1], l[KEEL_LIMIT_LOGIN_HEX + 1];
+	char		 again[KEEL_LIMIT_LOGIN_HEX + 1], longs[200];
+	int		 i;
+
+	(void)state;
+	memset(longs, 'L', sizeof(longs) - 1);
+	longs[sizeof(longs) - 1] = '\0';
+	keel_limit_login_hash(SECRET_A, login, strlen(login), a);
+	keel_limit_login_hash(longs, login, strlen(login), l);
+	assert_string_not_equal(a, l);
+	for (i = 0; i < 3; i++) {
+		keel_limit_login_hash(SECRET_A, login, strlen(login), again);
+		assert_string_equal(again, a);
+		keel_limit_login_hash(longs, login, strlen(login), again);
+		assert_string_equal(again, l);
+		keel_limit_login_hash(SECRET_B, login, strlen(login), again);
+		assert_string_not_equal(again, a);
+	}
+}
+
 int
 main(void)
 {
@@ -231,6 +260,7 @@ main(void)
 		cmocka_unit_test(test_cache_keys),
 		cmocka_unit_test(test_idem_keys),
 		cmocka_unit_test(test_login_names_are_keyed_by_the_secret),
+		cmocka_unit_test(test_login_names_under_two_secrets_by_turns),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -283,6 +283,75 @@ test_page_other_secret_rejected(void **state)
 	    KEEL_EINVAL);
 }
 
+/* A cursor signed under secret for the cars list, unfiltered. */
+static char *
+encode_under(struct keel_arena *a, const char *secret)
+{
+	struct keel_page_sig	 sig = { .secret = secret, .scope = "cars" };
+
+	return keel_page_encode_sig(a, &sig, two_keys, 2);
+}
+
+/* Decodes tok as the cars list's under secret, with fallback. */
+static enum keel_err
+decode_under(struct keel_arena *a, const char *tok, const char *secret,
+    const char *fallback)
+{
+	struct keel_page_sig	 sig = { .secret = secret, .fallback = fallback,
+	    .scope = "cars" };
+	const char		*keys[2];
+	enum keel_err		 er;
+
+	if ((er = keel_page_decode_sig(a, &sig, tok, keys, 2)) == KEEL_OK) {
+		assert_string_equal(keys[0], two_keys[0]);
+		assert_string_equal(keys[1], two_keys[1]);
+	}
+	return er;
+}
+
+/*
+ * KEEL_SECRET_FALLBACK: a cursor of the previous secret still pages, one
+ * of neither doesn't, and none is ever signed under the fallback.  The
+ * old secret is too long for the key cache, so a cache that kept the
+ * wrong state for it (or took another secret for it) shows here.
+ */
+static void
+test_page_fallback_secret_verifies(void **state)
+{
+	char	 old[200];
+	char	*tok_old, *tok_new, *tok_other;
+
+	memset(old, 'o', sizeof(old) - 1);
+	old[sizeof(old) - 1] = '\0';
+	tok_old = encode_under(*state, old);
+	tok_new = encode_under(*state, SECRET);
+	tok_other = encode_under(*state, SECRET "x");
+	/* Without the fallback, the previous secret's cursor is foreign. */
+	assert_int_equal(decode_under(*state, tok_old, SECRET, NULL),
+	    KEEL_EINVAL);
+	assert_int_equal(decode_under(*state, tok_old, SECRET, ""),
+	    KEEL_EINVAL);
+	/* With it, both secrets' cursors page, in any order of use. */
+	assert_int_equal(decode_under(*state, tok_old, SECRET, old), KEEL_OK);
+	assert_int_equal(decode_under(*state, tok_new, SECRET, old), KEEL_OK);
+	assert_int_equal(decode_under(*state, tok_old, SECRET, old), KEEL_OK);
+	/* A third secret's, and a forged one, still don't. */
+	assert_int_equal(decode_under(*state, tok_other, SECRET, old),
+	    KEEL_EINVAL);
+	tok_other[strlen(tok_other) - 1] ^= 1;
+	assert_int_equal(decode_under(*state, tok_other, SECRET, old),
+	    KEEL_EINVAL);
+	/* Signing uses the current secret only: a cursor handed out while
+	 * the fallback is set is the current secret's alone. */
+	assert_string_equal(encode_under(*state, SECRET), tok_new);
+	assert_int_equal(decode_under(*state, tok_new, old, NULL),
+	    KEEL_EINVAL);
+	/* The fallback removed: the old cursor is foreign again. */
+	assert_int_equal(decode_under(*state, tok_old, SECRET, NULL),
+	    KEEL_EINVAL);
+	assert_int_equal(decode_under(*state, tok_old, old, NULL), KEEL_OK);
+}
+
 static void
 test_page_fewer_keys_than_signed_rejected(void **state)
 {
@@ -564,6 +633,7 @@ main(void)
 		T(test_page_scope_prefix_rejected),
 		T(test_page_scope_boundary_unambiguous),
 		T(test_page_other_secret_rejected),
+		T(test_page_fallback_secret_verifies),
 		T(test_page_fewer_keys_than_signed_rejected),
 		T(test_page_more_keys_than_signed_rejected),
 		T(test_page_empty_string_rejected),
