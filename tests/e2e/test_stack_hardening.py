@@ -289,13 +289,22 @@ def test_migrate_gives_psql_the_password_in_its_environment(tmp_path,
                                                              password,
                                                              plain):
     """scripts/migrate under a fake psql: the URL without its password
-    on the command line, the password (percent-decoded) in PGPASSWORD."""
+    on the command line, the password (percent-decoded) in PGPASSWORD,
+    and not in the session's script either.  The whole run is one psql
+    session (it holds the migration lock, test_migrate.py), which says
+    it reached its end with a line that the fake prints."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     log = tmp_path / "log"
+    script = tmp_path / "script"
     fake = bin_dir / "psql"
     fake.write_text('#!/bin/sh\nprintf "argv:%%s\\n" "$*" >>%s\n'
-                    'printf "env:%%s\\n" "$PGPASSWORD" >>%s\n' % (log, log))
+                    'printf "env:%%s\\n" "$PGPASSWORD" >>%s\n'
+                    'while [ $# -gt 0 ]; do\n'
+                    '  [ "$1" = -f ] && cat "$2" >>%s\n'
+                    '  shift\n'
+                    'done\n'
+                    'echo keel-migrate:done 001\n' % (log, log, script))
     os.chmod(str(fake), 0o755)
     sql = tmp_path / "sql"
     sql.mkdir()
@@ -310,11 +319,13 @@ def test_migrate_gives_psql_the_password_in_its_environment(tmp_path,
     assert p.returncode == 0, p.stdout
     lines = log.read_text().splitlines()
     argv = [x for x in lines if x.startswith("argv:")]
-    assert len(argv) >= 3, lines
+    assert len(argv) == 1, lines
     for a in argv:
         assert "s3cr" not in a, a
         assert "-d postgresql://keel@127.0.0.1:1/keel" in a, a
     assert set(x for x in lines if x.startswith("env:")) == {"env:" + plain}
+    text = script.read_text()
+    assert "001_x.sql" in text and "s3cr" not in text, text
 
 
 # ----------------------------------------------------- the maildir
