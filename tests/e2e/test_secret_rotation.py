@@ -195,17 +195,22 @@ def test_idempotent_retry_is_replayed_with_the_fallback(stack, http):
 def test_idempotent_claim_made_while_rotating_is_the_new_secrets(stack,
                                                                  http):
     """A claim made with the fallback set holds the current secret's
-    fingerprint: once the fallback goes, its retry is still replayed."""
+    fingerprint: a host of the fleet's first roll (the old secret, the
+    new one its fallback) replays it, and so does a host of the new
+    secret alone once the fallback goes."""
     key, body = "k-" + uuid.uuid4().hex, car_body()
     with OwnApp(stack, "cars", KEEL_SECRET=NEW,
                 KEEL_SECRET_FALLBACK=old(stack)):
         first = post_car(http, key, body)
     assert first.status_code == 201, first.text
+    with OwnApp(stack, "cars", KEEL_SECRET_FALLBACK=NEW):
+        behind = post_car(http, key, body)
     with OwnApp(stack, "cars", KEEL_SECRET=NEW):
         again = post_car(http, key, body)
-    assert again.status_code == 201, again.text
-    assert again.headers["Idempotent-Replayed"] == "true"
-    assert again.json() == first.json()
+    for r in (behind, again):
+        assert r.status_code == 201, r.text
+        assert r.headers["Idempotent-Replayed"] == "true"
+        assert r.json() == first.json()
 
 
 # --------------------------------------------------------- login windows
