@@ -75,6 +75,11 @@
  * a time, shared by every connection waiting for it, each sentinel
  * given SENTINEL_MS in turn, the answer applied when it comes; an open
  * only connects again to the master their last answer named.
+ *
+ * The Redis connections, their reconnection and backoff, live in
+ * redis.c, and the sentinels' lookup of the master in sentinel.c;
+ * stream.h declares what the files share, and why the worker's state
+ * is one global.
  */
 #include "config.h"
 
@@ -98,7 +103,6 @@
 #include <event2/listener.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
-#include <hiredis/adapters/libevent.h>
 #include <sodium.h>
 
 #include "keel/addr.h"
@@ -120,167 +124,22 @@
 #include "keel/sse.h"
 #include "keel/text.h"
 #include "keel/url.h"
-#include "lua_scripts.h"
-#include "pgev.h"
+#include "stream.h"
 
-#define STREAM_PATH	"/api/notifications/stream"
-#define STREAM_METHODS	"GET"	/* a 405's Allow, a preflight's methods */
-#define NBUCKETS	16384		/* sid and uid hash chains */
-#define BATCH_MAX	500		/* streams per catch-up query */
 #define REPLAY_ROWS	100		/* rows per stream per query */
 #define OUT_MAX		(64 * 1024)	/* unsent bytes before a drop */
 #define AUTH_MS		3000		/* Redis's answers to an open */
 #define RETRY_HINT_MS	2000		/* the client's reconnect delay */
 #define STREAM_BODY_MAX	(1024 * 1024 + 1) /* past lighttpd's bound */
 #define TERM_GRACE_MS	1000		/* final events' time to leave */
-#define REDIS_BACKOFF_MIN_MS	250
-#define REDIS_BACKOFF_MAX_MS	5000
-#define REDIS_WAKE_MS		200	/* opens' retries, at most this often */
-#define SENTINEL_MS		250	/* a sentinel's time to answer */
-#define SESS_PREFIX	"keel:sess:"
-#define SESS_BYTES	32		/* a session's id: SHA-256 */
-#define SESS_KEY_MAX	(sizeof(SESS_PREFIX) + KEEL_AUTH_ID_LEN)
 #define OPEN_PREFIX	"keel:sse:open:"
-#define NOTIFY_PATTERN	KEEL_NOTIFY_CHANNEL_PREFIX "*"	/* lib/notify.h */
 
-/*
- * A request's answer, whichever it is (the 200 that opens a stream, or a
- * refusal): its id on X-Request-Id (README, "Request ids"), then its
- * access line and its count in keel_http_requests_total, as every
- * app's requests have.
- */
-struct answer {
-	char			 id[KEEL_TEXT_REQUEST_ID_MAX + 1];
-	double			 t0;		/* ms, monotonic: it came */
-	const char		*route;		/* pattern, or "unmatched" */
-	const char		*vary;		/* static: Vary's names beside
-						   Origin, or NULL */
-};
-
-struct stream {
-	uint64_t		 sid;
-	int64_t			 uid;		/* 0 until authenticated */
-	struct evhttp_request	*req;		/* NULL once the client went */
-	struct evhttp_connection *evcon;
-	struct answer		 ans;		/* the open's */
-	bool			 open;		/* 200 and headers sent */
-	bool			 leased;	/* holds a place in the cap */
-	bool			 dirty;		/* must catch up from PG */
-	bool			 inflight;	/* in the query under way */
-	int64_t			 last_id;	/* -1: not known yet */
-	int			 auth_wait;	/* Redis answers to come */
-	bool			 auth_bad;	/* a credential failed */
-	bool			 auth_down;	/* Redis failed */
-	bool			 checking;	/* leased, session read again */
-	bool			 crowded;	/* the user has the most */
-	bool			 limited;	/* a rate window is full */
-	bool			 limit_down;	/* ... can't be read, and a
-						   limiter fails closed */
-	int			 refusal;	/* 401, 405: its answer once
-						   the client's limits ran */
-	size_t			 nlim;		/* the limiters checked */
-	struct keel_limit_result lim[KEEL_LIMIT_CALL_MAX];
-	bool			 listed;	/* in its user's list */
-	bool			 have_sess;	/* sess is known */
-	unsigned char		 sess[SESS_BYTES];	/* its session's id */
-	time_t			 exp;		/* its session's end, unix s */
-	struct event		*deadline;	/* the open's, until open */
-	struct stream		*next, *prev;	/* every stream */
-	struct stream		*hnext;		/* sid chain */
-	struct stream		*unext, *uprev;	/* the user's streams */
-	double			 opened;	/* ms, monotonic */
-	long			 sent;		/* events */
-};
-
-struct user {
-	int64_t		 uid;
-	struct stream	*streams;
-	struct user	*hnext;
-};
-
-/* The scripts a stream runs, by sha once loaded (run_script). */
-enum script {
-	SCRIPT_LEASE,		/* stream_lease.lua: a place, at open */
-	SCRIPT_RENEW,		/* stream_renew.lua: kept, each heartbeat */
-	SCRIPT_TICKET,		/* stream_ticket.lua: a ticket and its session */
-	SCRIPT_LIMIT,		/* the rate limits' check (limit.c) */
-	SCRIPT__MAX
-};
-
-static const char *scripts[SCRIPT__MAX] = {	/* [SCRIPT_LIMIT]: at start */
-	[SCRIPT_LEASE] = keel_lua_stream_lease,
-	[SCRIPT_RENEW] = keel_lua_stream_renew,
-	[SCRIPT_TICKET] = keel_lua_stream_ticket,
-};
-
-/* One Redis connection, reconnected with backoff when it drops. */
-struct rconn {
-	const char		*name;
-	char			 host[KEEL_RC_HOST_MAX];	/* cluster: the */
-	int			 port;		/* node's; "": REDIS_URL's */
-	bool			 subscriber;
-	redisAsyncContext	*ac;		/* NULL while down */
-	bool			 up;		/* connected */
-	bool			 lost;		/* was up, went down */
-	int			 backoff_ms;
-	double			 tried;		/* ms, monotonic: last attempt */
-	bool			 looking;	/* waits for the lookup */
-	struct event		*retry;
-	char			 sha[SCRIPT__MAX][41];	/* SCRIPT LOADed on */
-};					/* this connection; "" not yet */
-
-/*
- * The sentinels asked where the master is (lookup_start): one at a time,
- * the next when one fails or stays silent past SENTINEL_MS.  Callbacks
- * of a context that is no longer ac are dropped: hiredis answers a
- * context's pending commands with NULL as it frees it.
- */
-struct lookup {
-	bool			 running;
-	redisAsyncContext	*ac;		/* the sentinel asked now */
-	size_t			 i;		/* its place, keel_sentinel_nth */
-	struct event		*timer;		/* its SENTINEL_MS */
-	char			 err[512];	/* the last one's failure */
-};
-
-/* A worker's whole state: one per process. */
-static struct {
-	const struct keel_config *cfg;
-	struct event_base	*base;
-	struct evhttp		*http;
-	struct evconnlistener	*listener;
-	struct evbuffer		*out;		/* a chunk on its way */
-	struct keel_url_redis	 raddr;
-	struct keel_sentinel	*sentinel;	/* REDIS_SENTINELS, or NULL */
-	char			 master[KEEL_SENTINEL_HOST_MAX];	/* their */
-	int			 master_port;	/* last lookup's answer, */
-	bool			 master_known;	/* if it had one */
-	struct lookup		 look;		/* the one under way, if any */
-	double			 woke;		/* ms, monotonic: an open's wake */
-	struct rconn		 cmd, sub;
-	struct keel_redis	*rc;		/* cluster: the slot map */
-	struct rconn		*nodes[KEEL_RC_NODES_MAX];	/* cluster: a */
-	int			 nnodes;	/* command connection per master */
-	struct pgev		*pg;
-	struct stream		*all;
-	struct stream		*sids[NBUCKETS];
-	struct user		*users[NBUCKETS];
-	int			 nstreams;
-	int			 ndirty;
-	uint64_t		 next_sid;
-	uint64_t		 batch[BATCH_MAX];	/* the query's sids */
-	int			 nbatch;
-	struct event		*heartbeat, *sigterm, *sigint, *relisten;
-	uint64_t		 tick;		/* heartbeat seconds so far */
-	bool			 verify;	/* sessions to read again */
-	bool			 term;
-	char			 member[96];	/* "host:pid:" */
-	int			 lease_ms;
-} W;
+/* The worker's state: stream.h says what and why. */
+struct worker	 W;
 
 /* ------------------------------------------------------------ helpers */
 
-static double
+double
 now_ms(void)
 {
 	struct timespec	 ts;
@@ -289,7 +148,7 @@ now_ms(void)
 	return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
 }
 
-static struct timeval
+struct timeval
 tv_ms(int ms)
 {
 	struct timeval	 tv = { .tv_sec = ms / 1000,
@@ -298,7 +157,7 @@ tv_ms(int ms)
 	return tv;
 }
 
-static struct event *
+struct event *
 must(struct event *ev)
 {
 	if (ev == NULL)
@@ -571,10 +430,6 @@ stream_new(struct evhttp_request *req)
 	    (void *)(uintptr_t)s->sid);
 	return s;
 }
-
-static struct rconn	*cmd_for(const char *key);
-static void		 on_redirect(redisAsyncContext *, void *, void *);
-static bool		 redirected(const redisReply *r);
 
 /* "keel:sse:open:<uid>" into buf. */
 static void
@@ -1005,7 +860,7 @@ catch_up_all(void)
 	pump();
 }
 
-static void
+void
 on_pmessage(redisAsyncContext *ac, void *reply, void *privdata)
 {
 	redisReply	*r = reply;
@@ -1027,555 +882,6 @@ on_pmessage(redisAsyncContext *ac, void *reply, void *privdata)
 	if (strcmp(r->element[0]->str, "pmessage") == 0 &&
 	    r->elements == 4 && r->element[3]->type == REDIS_REPLY_STRING)
 		on_message(r->element[3]->str, r->element[3]->len);
-}
-
-/* -------------------------------------------------------------- Redis */
-
-static void	rconn_start(struct rconn *rc);
-static void	rconn_connect(struct rconn *rc);
-
-/* The backoff is up; an open's attempt under way decides instead. */
-static void
-on_rretry(evutil_socket_t fd, short what, void *arg)
-{
-	struct rconn	*rc = arg;
-
-	(void)fd;
-	(void)what;
-	if (rc->ac == NULL)
-		rconn_start(rc);
-}
-
-/*
- * rc failed: tried again after its backoff, doubled.  An open's attempt
- * that fails leaves the backoff set before it as it is (rconn_wake).
- */
-static void
-rconn_later(struct rconn *rc)
-{
-	struct timeval	 tv;
-
-	if (W.term || evtimer_pending(rc->retry, NULL))
-		return;
-	rc->backoff_ms = rc->backoff_ms == 0 ? REDIS_BACKOFF_MIN_MS :
-	    rc->backoff_ms * 2 > REDIS_BACKOFF_MAX_MS ? REDIS_BACKOFF_MAX_MS :
-	    rc->backoff_ms * 2;
-	tv = tv_ms(rc->backoff_ms);
-	evtimer_add(rc->retry, &tv);
-}
-
-static void
-on_rconnect(const redisAsyncContext *ac, int status)
-{
-	struct rconn	*rc = ac->data;
-
-	if (status != REDIS_OK) {
-		keel_log_warnx("redis (%s): connect: %s", rc->name, ac->errstr);
-		rc->ac = NULL;		/* hiredis frees it */
-		if (W.rc != NULL)
-			keel_redis_map_stale(W.rc);
-		rconn_later(rc);
-		return;
-	}
-	rc->up = true;
-	rc->backoff_ms = 0;
-	evtimer_del(rc->retry);		/* an open's attempt got there */
-	keel_log_info("redis (%s): connected", rc->name);
-}
-
-static void
-on_rdisconnect(const redisAsyncContext *ac, int status)
-{
-	struct rconn	*rc = ac->data;
-
-	if (rc->up)
-		keel_log_warnx("redis (%s): connection lost%s%s", rc->name,
-		    status != REDIS_OK ? ": " : "",
-		    status != REDIS_OK ? ac->errstr : "");
-	if (rc->subscriber && rc->up)
-		rc->lost = true;
-	/* Cluster mode: the node may have failed over; ask the map again. */
-	if (W.rc != NULL)
-		keel_redis_map_stale(W.rc);
-	rc->up = false;
-	rc->ac = NULL;
-	rconn_later(rc);
-}
-
-/* A SCRIPT LOAD's answer: the sha to run the script by from now on. */
-static void
-on_script(redisAsyncContext *ac, void *reply, void *privdata)
-{
-	redisReply	*r = reply;
-	char		*sha = privdata;
-
-	(void)ac;
-	if (r != NULL && r->type == REDIS_REPLY_STRING && r->len == 40)
-		memcpy(sha, r->str, 41);
-}
-
-/*
- * Runs a stream script on key with up to three arguments (NULL: fewer):
- * by sha once loaded on this connection (an open and every renewal
- * would otherwise send the script's text), by text until then.
- */
-static int
-run_script(struct rconn *rc, enum script which, redisCallbackFn *fn,
-    void *privdata, const char *key, const char *a1, const char *a2,
-    const char *a3)
-{
-	const char	*argv[7];
-	int		 argc = 0;
-	bool		 sha = rc->sha[which][0] != '\0';
-
-	argv[argc++] = sha ? "EVALSHA" : "EVAL";
-	argv[argc++] = sha ? rc->sha[which] : scripts[which];
-	argv[argc++] = "1";
-	argv[argc++] = key;
-	if (a1 != NULL)
-		argv[argc++] = a1;
-	if (a2 != NULL)
-		argv[argc++] = a2;
-	if (a3 != NULL)
-		argv[argc++] = a3;
-	return redisAsyncCommandArgv(rc->ac, fn, privdata, argc, argv, NULL);
-}
-
-/* Runs a stream script with its arguments (numkeys first), as above. */
-static int
-run_script_argv(struct rconn *rc, enum script which, redisCallbackFn *fn,
-    void *privdata, int argc, const char **argv)
-{
-	const char	*all[2 + 5 + 5 * KEEL_LIMIT_CALL_MAX];
-	int		 n = 0, i;
-	bool		 sha = rc->sha[which][0] != '\0';
-
-	if (argc > (int)KEEL_NELEM(all) - 2)
-		return REDIS_ERR;
-	all[n++] = sha ? "EVALSHA" : "EVAL";
-	all[n++] = sha ? rc->sha[which] : scripts[which];
-	for (i = 0; i < argc; i++)
-		all[n++] = argv[i];
-	return redisAsyncCommandArgv(rc->ac, fn, privdata, n, all, NULL);
-}
-
-/* An answer that is a redirect: the slot map is loaded again first. */
-static bool
-redirected(const redisReply *r)
-{
-	if (r == NULL || r->type != REDIS_REPLY_ERROR || W.rc == NULL ||
-	    (strncmp(r->str, "MOVED ", 6) != 0 &&
-	    strncmp(r->str, "ASK ", 4) != 0))
-		return false;
-	keel_log_info("redis: %s; the slot map is loaded again", r->str);
-	keel_redis_map_stale(W.rc);
-	return true;
-}
-
-/* For the commands whose answer is not otherwise read. */
-static void
-on_redirect(redisAsyncContext *ac, void *reply, void *privdata)
-{
-	(void)ac;
-	(void)privdata;
-	(void)redirected(reply);
-}
-
-/*
- * The connection for commands on key, up or not: the one, or in cluster
- * mode the one to its slot's master (made and started now if new).
- * NULL when there is no map, or no room for another master.
- */
-static struct rconn *
-conn_for(const char *key)
-{
-	struct rconn	*rc;
-	char		 host[KEEL_RC_HOST_MAX];
-	int		 port, i;
-
-	if (W.rc == NULL)
-		return &W.cmd;
-	if (keel_redis_node_of(W.rc, key, strlen(key), host, sizeof(host),
-	    &port) != KEEL_OK) {
-		keel_log_warnx("redis: %s", keel_redis_errstr(W.rc));
-		return NULL;
-	}
-	for (i = 0; i < W.nnodes; i++)
-		if (W.nodes[i]->port == port &&
-		    strcmp(W.nodes[i]->host, host) == 0)
-			return W.nodes[i];
-	if (W.nnodes == KEEL_RC_NODES_MAX)
-		return NULL;
-	rc = keel_calloc(1, sizeof(*rc));
-	rc->name = "commands";
-	snprintf(rc->host, sizeof(rc->host), "%s", host);
-	rc->port = port;
-	rc->retry = must(evtimer_new(W.base, on_rretry, rc));
-	W.nodes[W.nnodes++] = rc;
-	rconn_start(rc);
-	return rc;
-}
-
-/*
- * The connection for commands on key (conn_for), NULL when there is
- * none right now (down, or no map).  One that is connecting is given:
- * hiredis holds the commands until it is up, and answers them NULL if
- * it fails.
- */
-static struct rconn *
-cmd_for(const char *key)
-{
-	struct rconn	*rc = conn_for(key);
-
-	return rc != NULL && rc->ac != NULL ? rc : NULL;
-}
-
-/*
- * rc is down and an open needs it: try now rather than wait out the
- * backoff (up to REDIS_BACKOFF_MAX_MS), so a Redis that is back serves
- * this open, not one some seconds later.  Only between attempts (none
- * under way: no context, the retry timer set), and not within
- * REDIS_WAKE_MS of rc's last one.  Through sentinels, never a lookup:
- * a partition that drops their packets would make every open wait for
- * one (SENTINEL_MS a sentinel), and a crowd of opens would be a crowd
- * of lookups.  Only when their last answer named a master is it
- * connected to again; that lookup failing, rc waits for its backoff,
- * which asks them.  The backoff stays set: opens that came more often
- * than it would otherwise put it off for ever, and through sentinels
- * the lookup with it (a master that moved never found).  True when an
- * attempt was made.
- */
-static bool
-rconn_wake(struct rconn *rc, double now)
-{
-	if (rc->ac != NULL || rc->looking ||
-	    !evtimer_pending(rc->retry, NULL) ||
-	    now - rc->tried < REDIS_WAKE_MS)
-		return false;
-	if (W.sentinel != NULL && rc->host[0] == '\0' && !W.master_known)
-		return false;
-	rconn_connect(rc);
-	return true;
-}
-
-/*
- * An open needs the subscription (its stream gets live events) and the
- * connections for its keys: wake those that are down.  One limit for
- * them all, REDIS_WAKE_MS from the last open that woke any, so a crowd
- * of opens while Redis is down is not a crowd of connects.  Not from a
- * hiredis callback: a context may be being freed under it.
- */
-static void
-open_wake(const char *skey, const char *tkey)
-{
-	struct rconn	*rcs[3] = { &W.sub, NULL, NULL };
-	double		 now = now_ms();
-	bool		 woke = false;
-	size_t		 i;
-
-	if (W.term || now - W.woke < REDIS_WAKE_MS)
-		return;
-	if (skey[0] != '\0')
-		rcs[1] = conn_for(skey);
-	if (tkey[0] != '\0')
-		rcs[2] = conn_for(tkey);
-	/* The same connection twice is tried once: its tried is now. */
-	for (i = 0; i < sizeof(rcs) / sizeof(rcs[0]); i++)
-		if (rcs[i] != NULL && rconn_wake(rcs[i], now))
-			woke = true;
-	if (woke)
-		W.woke = now;
-}
-
-/* -------------------------------------------------- sentinel lookup */
-
-static void	lookup_ask(size_t i);
-
-/*
- * The lookup is over: through the master it found (W.master), or, none
- * could say (logged for each connection, as a failed connect is), on
- * their backoff.  Opens wake nothing until a lookup finds one.
- */
-static void
-lookup_done(bool found)
-{
-	struct rconn	*rcs[2] = { &W.cmd, &W.sub };
-	size_t		 i;
-
-	W.look.running = false;
-	W.master_known = found;
-	for (i = 0; i < KEEL_NELEM(rcs); i++) {
-		if (!rcs[i]->looking)
-			continue;
-		rcs[i]->looking = false;
-		if (found && !W.term)
-			rconn_connect(rcs[i]);
-		else {
-			keel_log_warnx("redis (%s): %s", rcs[i]->name,
-			    W.look.err);
-			rconn_later(rcs[i]);
-		}
-	}
-}
-
-/*
- * The sentinel asked now failed (why: logged with the lookup's end if
- * it is the last); the next is asked.  Its context is left, to hiredis
- * when it is freeing it already (gone), freed here otherwise.
- */
-static void
-lookup_next(const char *why, bool gone)
-{
-	const struct keel_sentinel_addr	*a = keel_sentinel_nth(W.sentinel,
-					    W.look.i);
-	redisAsyncContext		*ac = W.look.ac;
-
-	snprintf(W.look.err, sizeof(W.look.err), "sentinel %s:%d: %s",
-	    a->host, a->port, why);
-	W.look.ac = NULL;
-	evtimer_del(W.look.timer);
-	if (!gone && ac != NULL)
-		redisAsyncFree(ac);	/* its callbacks find it not W.look's */
-	lookup_ask(W.look.i + 1);
-}
-
-static void
-on_look_timeout(evutil_socket_t fd, short what, void *arg)
-{
-	char	 why[64];
-
-	(void)fd;
-	(void)what;
-	(void)arg;
-	snprintf(why, sizeof(why), "no answer within %d ms", SENTINEL_MS);
-	lookup_next(why, false);
-}
-
-static void
-on_look_connect(const redisAsyncContext *ac, int status)
-{
-	/* On failure hiredis frees ac once this returns. */
-	if (ac == W.look.ac && status != REDIS_OK)
-		lookup_next(ac->errstr, true);
-}
-
-static void
-on_look_disconnect(const redisAsyncContext *ac, int status)
-{
-	(void)status;
-	if (ac == W.look.ac)
-		lookup_next("connection lost", true);
-}
-
-/* AUTH's answer: an error ends this sentinel's turn. */
-static void
-on_look_auth(redisAsyncContext *ac, void *reply, void *privdata)
-{
-	redisReply	*r = reply;
-	char		 why[160];
-
-	(void)privdata;
-	if (ac != W.look.ac || r == NULL || r->type != REDIS_REPLY_ERROR)
-		return;
-	snprintf(why, sizeof(why), "AUTH: %s", r->str);
-	lookup_next(why, false);
-}
-
-/*
- * SENTINEL get-master-addr-by-name's answer: the master's address, the
- * lookup's end; anything else, the next sentinel.  A NULL reply is
- * hiredis freeing ac (the sentinel hung up).
- */
-static void
-on_look_answer(redisAsyncContext *ac, void *reply, void *privdata)
-{
-	redisReply	*r = reply;
-	char		 host[KEEL_SENTINEL_HOST_MAX];
-	int		 port;
-
-	(void)privdata;
-	if (ac != W.look.ac)
-		return;
-	if (!keel_sentinel_master_reply(r, host, sizeof(host), &port)) {
-		lookup_next(r == NULL ? (ac->err != 0 ? ac->errstr :
-		    "connection lost") : r->type == REDIS_REPLY_ERROR ? r->str :
-		    r->type == REDIS_REPLY_NIL ? "no master by that name" :
-		    "unexpected answer", r == NULL);
-		return;
-	}
-	W.look.ac = NULL;
-	evtimer_del(W.look.timer);
-	redisAsyncFree(ac);	/* in its callback: freed once this returns */
-	keel_sentinel_answered(W.sentinel, W.look.i, host, port);
-	snprintf(W.master, sizeof(W.master), "%s", host);
-	W.master_port = port;
-	lookup_done(true);
-}
-
-/*
- * Asks the i-th sentinel (keel_sentinel_nth), or the next that can be
- * asked; past the last, the lookup is over and found nothing.
- */
-static void
-lookup_ask(size_t i)
-{
-	const struct keel_sentinel_addr	*a;
-	const char			*pw;
-	redisAsyncContext		*ac;
-	struct timeval			 tv = tv_ms(SENTINEL_MS);
-
-	for (; i < keel_sentinel_count(W.sentinel); i++) {
-		a = keel_sentinel_nth(W.sentinel, i);
-		if ((ac = redisAsyncConnect(a->host, a->port)) == NULL ||
-		    ac->err != 0) {
-			snprintf(W.look.err, sizeof(W.look.err),
-			    "sentinel %s:%d: %s", a->host, a->port,
-			    ac != NULL ? ac->errstr : "out of memory");
-			if (ac != NULL)
-				redisAsyncFree(ac);
-			continue;
-		}
-		if (redisLibeventAttach(ac, W.base) != REDIS_OK)
-			keel_log_fatalx("redis: cannot attach to the event "
-			    "loop");
-		redisAsyncSetConnectCallback(ac, on_look_connect);
-		redisAsyncSetDisconnectCallback(ac, on_look_disconnect);
-		/* Sent once connected, in order (hiredis queues them). */
-		if ((pw = keel_sentinel_password(W.sentinel)) != NULL)
-			redisAsyncCommand(ac, on_look_auth, NULL, "AUTH %s",
-			    pw);
-		redisAsyncCommand(ac, on_look_answer, NULL,
-		    "SENTINEL get-master-addr-by-name %s",
-		    keel_sentinel_name(W.sentinel));
-		W.look.ac = ac;
-		W.look.i = i;
-		evtimer_add(W.look.timer, &tv);
-		return;
-	}
-	lookup_done(false);
-}
-
-/*
- * rc waits for the sentinels' answer: the lookup under way, or one
- * started now.  The loop goes on meanwhile, every stream served.
- */
-static void
-lookup_start(struct rconn *rc)
-{
-	rc->looking = true;
-	if (W.look.running)
-		return;
-	W.look.running = true;
-	W.look.err[0] = '\0';
-	lookup_ask(0);
-}
-
-/* At exit: the sentinel asked now is left. */
-static void
-lookup_stop(void)
-{
-	redisAsyncContext	*ac = W.look.ac;
-
-	W.look.ac = NULL;
-	W.look.running = false;
-	if (ac != NULL)
-		redisAsyncFree(ac);
-	if (W.look.timer != NULL)
-		event_free(W.look.timer);
-}
-
-/*
- * Through sentinels, the ROLE asked right after connecting: a server
- * that isn't the master (a stale answer, or one demoted since) is left,
- * and the reconnection asks the sentinels again.
- */
-static void
-on_role(redisAsyncContext *ac, void *reply, void *privdata)
-{
-	struct rconn	*rc = privdata;
-
-	if (reply == NULL || keel_sentinel_role_is_master(reply))
-		return;
-	/* Opens wait for a lookup now, not for this address again. */
-	W.master_known = false;
-	keel_log_warnx("redis (%s): the sentinels' master is not one (yet); "
-	    "reconnecting", rc->name);
-	redisAsyncDisconnect(ac);
-}
-
-/*
- * Connects rc; through sentinels (not in cluster mode) once they have
- * said where the master is: the lookup answers later.
- */
-static void
-rconn_start(struct rconn *rc)
-{
-	if (W.sentinel != NULL && rc->host[0] == '\0' && W.rc == NULL) {
-		rc->tried = now_ms();
-		lookup_start(rc);
-		return;
-	}
-	rconn_connect(rc);
-}
-
-/*
- * Connects rc; through sentinels to the master they named last (a
- * lookup's answer, or an open's wake).
- */
-static void
-rconn_connect(struct rconn *rc)
-{
-	const struct keel_url_redis	*a = &W.raddr;
-	redisAsyncContext		*ac;
-	int				 i;
-
-	rc->tried = now_ms();
-	/* Cluster mode: the subscription on slot 0's master by the map
-	 * (loaded again after it failed); any node hears every PUBLISH. */
-	if (rc->subscriber && W.rc != NULL && keel_redis_node_of(W.rc, "", 0,
-	    rc->host, sizeof(rc->host), &rc->port) != KEEL_OK) {
-		keel_log_warnx("redis (%s): %s", rc->name,
-		    keel_redis_errstr(W.rc));
-		rconn_later(rc);
-		return;
-	}
-	if (rc->host[0] != '\0')
-		ac = redisAsyncConnect(rc->host, rc->port);
-	else if (W.sentinel != NULL)
-		ac = redisAsyncConnect(W.master, W.master_port);
-	else
-		ac = a->path != NULL ? redisAsyncConnectUnix(a->path) :
-		    redisAsyncConnect(a->host, a->port);
-	if (ac == NULL || ac->err) {
-		keel_log_warnx("redis (%s): %s", rc->name,
-		    ac != NULL ? ac->errstr : "out of memory");
-		if (ac != NULL)
-			redisAsyncFree(ac);
-		rconn_later(rc);
-		return;
-	}
-	ac->data = rc;
-	if (redisLibeventAttach(ac, W.base) != REDIS_OK)
-		keel_log_fatalx("redis: cannot attach to the event loop");
-	redisAsyncSetConnectCallback(ac, on_rconnect);
-	redisAsyncSetDisconnectCallback(ac, on_rdisconnect);
-	rc->ac = ac;
-	if (a->password != NULL)
-		redisAsyncCommand(ac, NULL, NULL, "AUTH %s", a->password);
-	if (W.sentinel != NULL)
-		redisAsyncCommand(ac, on_role, rc, "ROLE");
-	if (rc->subscriber) {
-		redisAsyncCommand(ac, on_pmessage, NULL, "PSUBSCRIBE %s",
-		    NOTIFY_PATTERN);
-		return;
-	}
-	if (a->db != 0 && W.rc == NULL)
-		redisAsyncCommand(ac, NULL, NULL, "SELECT %d", a->db);
-	for (i = 0; i < SCRIPT__MAX; i++) {
-		rc->sha[i][0] = '\0';
-		redisAsyncCommand(ac, on_script, rc->sha[i], "SCRIPT LOAD %s",
-		    scripts[i]);
-	}
 }
 
 /* ---------------------------------------------------------- opening */
@@ -2426,7 +1732,7 @@ stream_loop(const struct keel_config *cfg, int lfd, const sigset_t *waitmask)
 	W.sub = (struct rconn){ .name = "subscription", .subscriber = true };
 	W.cmd.retry = must(evtimer_new(W.base, on_rretry, &W.cmd));
 	W.sub.retry = must(evtimer_new(W.base, on_rretry, &W.sub));
-	W.look.timer = must(evtimer_new(W.base, on_look_timeout, NULL));
+	lookup_init(W.base);
 	/* Every keel session's settings (lib/db.c): its replay runs as
 	 * the apps' reads do, and pg_stat_activity names it. */
 	keel_db_conn_params_init(&pgp, cfg, cfg->database_url, "keel-stream");
