@@ -166,7 +166,7 @@ extern struct worker	 W;
  * by stream_loop, from lib/limit.c, before any connection opens). */
 extern const char	*scripts[SCRIPT__MAX];
 
-/* -------------------------------------------------------- stream.c */
+/* ------------------------------------------- stream.c: the loop's clock */
 
 /* The monotonic clock in ms. */
 double		 now_ms(void);
@@ -177,6 +177,101 @@ struct timeval	 tv_ms(int ms);
 /* ev, or the end of the process when libevent could not make it (out
  * of memory).  ev stays the caller's to event_free(). */
 struct event	*must(struct event *ev);
+
+/* --------------------------------------------- answer.c: every answer */
+
+/*
+ * a (the caller's) begins the answer to req: its clock, its route
+ * (STREAM_PATH when routed, else "unmatched"), its request id.
+ */
+void		 answer_begin(struct answer *a, struct evhttp_request *req,
+		    bool routed);
+
+/*
+ * req's answer with status is about to go: its CORS headers and
+ * X-Request-Id added, its access line and its count made.  req stays
+ * the caller's, to send.
+ */
+void		 answered(const struct answer *a, struct evhttp_request *req,
+		    int status);
+
+/*
+ * Sends the API.md JSON error (code, msg) with status on req, and
+ * Retry-After when retry_after is not NULL.  req is libevent's again
+ * once this returns.
+ */
+void		 reply_error(const struct answer *a,
+		    struct evhttp_request *req, int status, const char *code,
+		    const char *msg, const char *retry_after);
+
+/* ------------------------------------- streams.c: the streams, users */
+
+/* n hex digits (n = 2 * SESS_BYTES) into out; false when not that. */
+bool		 sess_parse(const char *hex, size_t n,
+		    unsigned char out[SESS_BYTES]);
+
+/* "keel:sess:<64 hex>", the Redis key of session id, into buf. */
+void		 sess_key(char buf[SESS_KEY_MAX],
+		    const unsigned char id[SESS_BYTES]);
+
+/* "keel:sse:open:<uid>", the user's lease set, into buf (n bytes). */
+void		 open_key(char *buf, size_t n, int64_t uid);
+
+/* The stream sid names, or NULL when it closed; W's, never to free. */
+struct stream	*stream_find(uint64_t sid);
+
+/* uid's streams, or NULL when it has none here; W's, never to free. */
+struct user	*user_find(int64_t uid);
+
+/* s (already in W) joins its user's list (s->uid set). */
+void		 user_add(struct stream *s);
+
+/* s must catch up from PostgreSQL (pump() starts it). */
+void		 mark_dirty(struct stream *s);
+
+/*
+ * A stream for req, not yet open: in W's tables, with its deadline
+ * (AUTH_MS) and req's close callback set.  W owns it: it goes with
+ * stream_free(), stream_close() or stream_refuse().
+ */
+struct stream	*stream_new(struct evhttp_request *req);
+
+/*
+ * Frees s (no use of it after) and takes it out of W, its lease given
+ * back, why in its log line and metrics.  Its connection is left as it
+ * is: the caller's (stream_close, stream_refuse) or libevent's.
+ */
+void		 stream_free(struct stream *s, const char *why);
+
+/*
+ * Writes b (the caller's) to open stream s.  False when s was closed
+ * (and freed) instead: its client stopped reading, or no memory.
+ */
+bool		 stream_write(struct stream *s, const struct keel_buf *b);
+
+/* Notification id (item: one line of JSON, the caller's) to s; false
+ * when s was closed (and freed) instead. */
+bool		 stream_event(struct stream *s, int64_t id,
+		    const char *item);
+
+/* An event with no id (event, data: the caller's), then the end of s,
+ * which is freed either way. */
+void		 stream_last_word(struct stream *s, const char *event,
+		    const char *data, const char *why);
+
+/* s's session ended, or expired: the end event, and s freed. */
+void		 stream_end(struct stream *s, bool expired);
+
+/* -------------------------------------- replay.c: catching up from PG */
+
+/* Starts the catch-up query of the dirty streams, if none is under way. */
+void		 pump(void);
+
+/* -------------------------------------------- live.c: live messages */
+
+/* Every listed stream's session read again (W.verify set again when a
+ * command connection is down). */
+void		 verify_all(void);
 
 /* The subscription's callback (redis.c sends PSUBSCRIBE with it):
  * a notification or a session's end, fanned out; reply is hiredis's. */
@@ -242,5 +337,48 @@ void		 lookup_start(struct rconn *rc);
 
 /* At exit: the sentinel asked now is left, and the timer freed. */
 void		 lookup_stop(void);
+
+/* ------------------------------------------------ open.c: an open */
+
+/* The open's AUTH_MS passed (arg: its sid): 503. */
+void		 on_deadline(evutil_socket_t fd, short what, void *arg);
+
+/* The client of the stream arg names (its sid) went: s is freed. */
+void		 on_close(struct evhttp_connection *evcon, void *arg);
+
+/*
+ * Refuses s (not open yet) with the error as reply_error() sends it,
+ * and frees s.
+ */
+void		 stream_refuse(struct stream *s, int status, const char *code,
+		    const char *msg, const char *retry_after);
+
+/*
+ * s is refused with status (401, 405) once its client's rate limits
+ * are counted; s is freed then, now or from the limits' answer.
+ */
+void		 refuse_counted(struct stream *s, int status);
+
+/* The answers to a bearer's session (HMGET) and to a ticket: their
+ * privdata is the stream's sid. */
+void		 on_auth_session(redisAsyncContext *ac, void *reply,
+		    void *privdata);
+void		 on_auth_ticket(redisAsyncContext *ac, void *reply,
+		    void *privdata);
+
+/*
+ * The Redis keys of req's credentials into skey and tkey (either ""),
+ * from its Authorization and query (the caller's, parsed).  False when
+ * there is none, or one is no token.
+ */
+bool		 credentials(struct evhttp_request *req,
+		    const struct evkeyvalq *query, char skey[SESS_KEY_MAX],
+		    char tkey[KEEL_NOTIFY_TICKET_KEY_MAX]);
+
+/*
+ * True when req is a listed origin's CORS preflight, answered (204) with
+ * a; false, nothing sent, for anything else.
+ */
+bool		 preflight(struct answer *a, struct evhttp_request *req);
 
 #endif /* KEEL_STREAM_H */
