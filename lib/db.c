@@ -205,6 +205,8 @@ struct keel_db {
 	double			 query_ms;
 	char			 errstr[256];
 	char			 constraint[64];
+	unsigned long		 unavailable;	/* statements that failed
+						   KEEL_EUNAVAIL, ever */
 	/* KEEL_DB_PREPARED=0: the settings of each transaction. */
 	char			 set_sql[256];	/* before a lone statement */
 	char			 begin_sql[256]; /* BEGIN, then SET LOCAL */
@@ -856,6 +858,17 @@ result_err(struct keel_db *db, struct pgconn *c, PGresult *res,
 	if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0)
 		return KEEL_ECONFLICT;
 	keel_log_error("db: %s: sqlstate=%s %s", name, state, db->errstr);
+	/*
+	 * A server that answers but can't do the work: out of disk, memory
+	 * or another resource (class 53), an I/O error (58), or read-only
+	 * (25006: a default_transaction_read_only, or a standby where the
+	 * primary was).  The connection is sound, the statement is not at
+	 * fault: unavailable, as a server that is down (DESIGN.md's table:
+	 * 503, and a job waits instead of spending its attempts).
+	 */
+	if (strncmp(state, "53", 2) == 0 || strncmp(state, "58", 2) == 0 ||
+	    strcmp(state, "25006") == 0)
+		return KEEL_EUNAVAIL;
 	return KEEL_EINTERNAL;
 }
 
@@ -1215,7 +1228,8 @@ keel_db_query(struct keel_db *db, const struct keel_query *q,
 	 * write that was sent may have committed, and the caller answers
 	 * 503 rather than risk running it twice.
 	 */
-	if (keel_db_may_resend(er, reach, had, reads, db->in_tx)) {
+	if (keel_db_may_resend(er, reach, had, reads, db->in_tx) &&
+	    c->conn == NULL) {
 		keel_log_warnx("db: %s: connection lost; running it again on "
 		    "a new one (%s)", q->name, reach == KEEL_DB_UNSENT ?
 		    "it was never sent" : "it only reads");
@@ -1247,6 +1261,8 @@ keel_db_query(struct keel_db *db, const struct keel_query *q,
 	ms = now_ms() - t0;
 	db->nqueries++;
 	db->query_ms += ms;
+	if (er == KEEL_EUNAVAIL)
+		db->unavailable++;
 	count_query(q->name, er, ms);
 	if (ms >= db->cfg->db_slow_ms)
 		keel_log_warnx("db: slow query name=%s on=%s ms=%.1f", q->name,
@@ -1278,6 +1294,12 @@ keel_db_wrote(const struct keel_db *db)
 	return db->wrote;
 }
 
+unsigned long
+keel_db_unavailable(const struct keel_db *db)
+{
+	return db->unavailable;
+}
+
 void
 keel_db_stats(const struct keel_db *db, unsigned *queries, double *ms)
 {
@@ -1301,6 +1323,8 @@ exec_simple(struct keel_db *db, const char *sql)
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 		er = result_err(db, &db->primary, res, sql);
 	PQclear(res);
+	if (er == KEEL_EUNAVAIL)
+		db->unavailable++;
 	return er;
 }
 

@@ -83,7 +83,9 @@ struct drain_counts {
 				   SIGTERM or PostgreSQL down */
 	long	 ran_before;	/* leased again after they finished */
 	int	 unmarked;	/* the last outbox call failed (log once) */
-	bool	 db_down;	/* PostgreSQL didn't answer after a failure */
+	bool	 db_down;	/* a job failed with PostgreSQL unable to
+				   serve it (drain_outage) */
+	bool	 db_refuses;	/* ... while it answered pings */
 };
 
 /* One leased job of a fetch reply, with what became of it. */
@@ -384,7 +386,10 @@ drain_db_down(struct keel_db *db, const struct keel_config *cfg)
 
 /*
  * After job j failed (KEEL_JOB_RETRY): true when the failure is an
- * outage's, not the job's -- PostgreSQL doesn't answer.  The first
+ * outage's, not the job's: PostgreSQL doesn't answer a ping, or one of
+ * the job's statements failed KEEL_EUNAVAIL (unavailable).  When it
+ * answers the ping all the same, it refuses the work (out of disk,
+ * read-only): cnt->db_refuses.  The first
  * failure of a batch pings (*pinged_at then its time); a later one takes
  * that answer while it is under PING_FRESH_MS old: a ping that failed
  * has released the rest of the batch already, and one that answered a
@@ -394,14 +399,20 @@ drain_db_down(struct keel_db *db, const struct keel_config *cfg)
  */
 static bool
 drain_outage(struct keel_db *db, const struct keel_config *cfg,
-    const struct keel_queue *q, const struct drain_job *j,
+    const struct keel_queue *q, const struct drain_job *j, bool unavailable,
     double *pinged_at, struct drain_counts *cnt)
 {
 	double	 now = keel_cron_now_ms();
 
-	if (*pinged_at == 0 || now - *pinged_at >= PING_FRESH_MS) {
+	if (unavailable || *pinged_at == 0 ||
+	    now - *pinged_at >= PING_FRESH_MS) {
 		*pinged_at = now;
 		cnt->db_down = drain_db_down(db, cfg);
+		/* Answering, yet a statement failed unavailable: refused. */
+		if (unavailable && !cnt->db_down) {
+			cnt->db_down = true;
+			cnt->db_refuses = true;
+		}
 	}
 	if (cnt->db_down)
 		keel_log_warnx("drain: %s %s attempt %d failed with PostgreSQL "
@@ -425,6 +436,7 @@ drain_batch(struct keel_redis *r, struct keel_db *db,
 	double			 t0;
 	size_t			 i, n = rep->nelem - 6;
 	double			 pinged_at = 0;
+	unsigned long		 unavail;
 
 	jobs = keel_calloc(n, sizeof(*jobs));
 	for (i = 0; i < n; i++) {
@@ -462,12 +474,13 @@ drain_batch(struct keel_redis *r, struct keel_db *db,
 		keel_log_set_request(*jobs[i].job.request_id != '\0' ?
 		    jobs[i].job.request_id : NULL);
 		t0 = keel_cron_now_ms();
+		unavail = keel_db_unavailable(db);
 		er = fn(ctx, &jobs[i].job, jobs[i].why, sizeof(jobs[i].why));
 		jobs[i].outcome = er == KEEL_JOB_DONE ? "done" :
 		    er == KEEL_JOB_RETRY ? "retry" : "fail";
 		jobs[i].internal = er == KEEL_JOB_RETRY;
-		if (er == KEEL_JOB_RETRY &&
-		    drain_outage(db, cfg, q, &jobs[i], &pinged_at, cnt))
+		if (er == KEEL_JOB_RETRY && drain_outage(db, cfg, q, &jobs[i],
+		    keel_db_unavailable(db) != unavail, &pinged_at, cnt))
 			jobs[i].outcome = "outage";
 		/* DESIGN.md, "Observability": one line per job. */
 		keel_log_info("job queue=%s kind=%.64s attempt=%d outcome=%s "
@@ -592,6 +605,18 @@ keel_drain_main(int argc, char *argv[], const struct keel_drainer *d)
 	vis_ms = c.cfg.job_visibility * 1000;
 
 	while (!keel_cron_stopping(&c)) {
+		if (cnt.db_refuses) {
+			/*
+			 * PostgreSQL answers but can't do the work (out of
+			 * disk, read-only): no ping says when it can again,
+			 * so this run leases nothing more.  A job is handed
+			 * back once a run, as in an outage that outlasts it.
+			 */
+			keel_log_warnx("drain: %s: PostgreSQL answers but "
+			    "refuses the work; leasing nothing more this run",
+			    q->name);
+			break;
+		}
 		if (cnt.db_down) {
 			/* Lease nothing until PostgreSQL answers: 0.5 s,
 			 * doubling to 5 s, between pings. */

@@ -513,18 +513,23 @@ closed_by_server(const redisContext *ctx, int err, int fresh)
 }
 
 /*
- * An error reply that says the server can't serve any command yet, not
- * that this one failed: a Redis loading its data after a restart
+ * An error reply that says the server can't serve the command now, not
+ * that the command is wrong: a Redis loading its data after a restart
  * (LOADING), one stuck in a long script (BUSY), a replica cut from its
  * master (MASTERDOWN), a replica (READONLY: a failover demoted the
- * master).  The caller sees KEEL_EUNAVAIL, as for a server
- * that is down, so the failure policy applies (503, fail open or closed).
+ * master), and a master that answers but refuses writes: its last save
+ * failed with stop-writes-on-bgsave-error (MISCONF: a full disk), too
+ * few replicas for min-replicas-to-write (NOREPLICAS), or maxmemory
+ * reached under noeviction (OOM).  The caller sees KEEL_EUNAVAIL, as
+ * for a server that is down, so the failure policy applies (503, fail
+ * open or closed, jobs left in the outbox).
  */
 static bool
 not_serving(const redisReply *rep)
 {
 	static const char *const words[] = { "LOADING ", "BUSY ",
-	    "MASTERDOWN ", "READONLY ", "TRYAGAIN ", "CLUSTERDOWN " };
+	    "MASTERDOWN ", "READONLY ", "TRYAGAIN ", "CLUSTERDOWN ",
+	    "MISCONF ", "NOREPLICAS ", "OOM " };
 	size_t	 i;
 
 	if (rep->type != REDIS_REPLY_ERROR || rep->str == NULL)

@@ -109,6 +109,15 @@ const char	*keel_db_errstr(const struct keel_db *);
 const char	*keel_db_constraint(const struct keel_db *);
 
 /*
+ * How many statements on db have failed KEEL_EUNAVAIL since it was
+ * opened: a connection lost or refused, or a server that answers but
+ * can't do the work (out of disk or memory, an I/O error, read-only).
+ * A caller compares two readings to learn whether a failure between
+ * them was PostgreSQL's rather than its own (lib/drain.c).
+ */
+unsigned long	 keel_db_unavailable(const struct keel_db *);
+
+/*
  * Health: connects if needed (within timeout_ms) and runs a trivial
  * query (within timeout_ms, then the bounded cancel).  replica is -1 for
  * the primary, else the replica's index in DATABASE_READ_REPLICA_URL.
