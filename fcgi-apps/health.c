@@ -6,7 +6,12 @@
  * /health is readiness, for operators and monitoring.  Each check has a
  * short timeout (KEEL_HEALTH_TIMEOUT) so a hung dependency can't hang the
  * probe.  Only a down primary makes the answer 503: the rest degrade keel
- * (DESIGN.md, "When a dependency fails") but it still serves.
+ * (DESIGN.md, "When a dependency fails") but it still serves.  A store
+ * that answers but refuses writes degrades it too, and its check says
+ * "writable": false -- the primary read-only (a standby where it was), or
+ * Redis refusing a SET (MISCONF after a save failed on a full disk,
+ * NOREPLICAS, OOM, READONLY): every write would fail while PING and
+ * SELECT 1 still answer.
  *
  * /health/live is liveness, for a load balancer in front of several hosts
  * (scripts/fleet's HAProxy).  It checks only what is this host's own:
@@ -59,6 +64,7 @@ struct health {
 	enum keel_err	 er;
 	double		 ms;		/* how long it took */
 	double		 lag;		/* replica: replay lag (ms), -1 none */
+	int		 writable;	/* 1, 0 (refuses writes), -1 unasked */
 	bool		 off;		/* not configured */
 };
 
@@ -86,23 +92,33 @@ health_write(struct keel_jw *w, const struct health *h)
 		health_ms(w, "ms", h->ms);
 	if (h->er == KEEL_OK && h->lag >= 0)
 		health_ms(w, "lagMs", h->lag);
+	if (h->er == KEEL_OK && h->writable >= 0) {
+		keel_jw_key(w, "writable");
+		keel_jw_bool(w, h->writable == 1);
+	}
 	keel_jw_obj_close(w);
 }
 
 static enum keel_err
 health_get(struct keel_req *req)
 {
-	struct health	 h[4] = { { .name = "postgres", .lag = -1 },
-	    { .name = "replica", .lag = -1 }, { .name = "redis", .lag = -1 },
-	    { .name = "memcached", .lag = -1 } };
+	/* A SET that expires: the write a refusing Redis turns down. */
+	const char	*probe[] = { "SET", "keel:health:probe", "1", "PX",
+	    "60000" };
+	struct health	 h[4] = { { .name = "postgres", .lag = -1,
+	    .writable = -1 }, { .name = "replica", .lag = -1, .writable = -1 },
+	    { .name = "redis", .lag = -1, .writable = -1 },
+	    { .name = "memcached", .lag = -1, .writable = -1 } };
 	struct keel_buf	 b = { NULL, 0, 0 };
 	struct keel_jw	 w;
 	double		 t0;
 	int		 tmo = req->cfg->health_timeout;
 	size_t		 i;
+	bool		 ro, refused;
 
 	t0 = health_now();
-	h[0].er = keel_db_ping(req->db, -1, tmo, NULL);
+	h[0].er = keel_db_read_only(req->db, tmo, &ro);
+	h[0].writable = !ro;
 	h[0].ms = health_now() - t0;
 	/* The first replica stands for the replica check. */
 	h[1].off = keel_db_replicas(req->db) == 0;
@@ -113,6 +129,9 @@ health_get(struct keel_req *req)
 	}
 	t0 = health_now();
 	h[2].er = keel_redis_ping(req->redis, tmo);
+	if (h[2].er == KEEL_OK)
+		h[2].writable = keel_redis_cmd_timeout(req->redis, tmo,
+		    (int)KEEL_NELEM(probe), probe, NULL, NULL) == KEEL_OK;
 	h[2].ms = health_now() - t0;
 	t0 = health_now();
 	h[3].er = keel_cache_ping(req->cache, tmo);
@@ -121,8 +140,10 @@ health_get(struct keel_req *req)
 	keel_jw_init(&w, &b);
 	keel_jw_obj_open(&w);
 	keel_jw_key(&w, "status");
+	refused = h[0].writable == 0 || h[2].writable == 0;
 	keel_jw_str(&w, h[0].er != KEEL_OK ? "down" : h[1].er != KEEL_OK ||
-	    h[2].er != KEEL_OK || h[3].er != KEEL_OK ? "degraded" : "ok");
+	    h[2].er != KEEL_OK || h[3].er != KEEL_OK || refused ? "degraded" :
+	    "ok");
 	keel_jw_key(&w, "checks");
 	keel_jw_obj_open(&w);
 	for (i = 0; i < 4; i++)

@@ -1509,6 +1509,21 @@ keel_db_ping(struct keel_db *db, int replica, int timeout_ms, double *lag_ms)
 	    timeout_ms, replica < 0 ? NULL : lag_ms);
 }
 
+enum keel_err
+keel_db_read_only(struct keel_db *db, int timeout_ms, bool *ro)
+{
+	double		 v = -1;
+	enum keel_err	 er;
+
+	*ro = false;
+	er = probe(db, &db->primary, timeout_ms, "SELECT CASE WHEN "
+	    "current_setting('transaction_read_only') = 'on' THEN 1 ELSE 0 "
+	    "END", timeout_ms, &v);
+	if (er == KEEL_OK)
+		*ro = v == 1;
+	return er;
+}
+
 size_t
 keel_rows_count(const struct keel_rows *rows)
 {

@@ -126,6 +126,15 @@ unsigned long	 keel_db_unavailable(const struct keel_db *);
  */
 enum keel_err	 keel_db_ping(struct keel_db *, int replica, int timeout_ms,
 		    double *lag_ms);
+
+/*
+ * Health: whether the primary's transactions are read-only (*ro): a
+ * standby where the primary was, or default_transaction_read_only set,
+ * so every write would fail.  Connects and runs within timeout_ms as
+ * keel_db_ping() does; *ro is false unless it answered.
+ */
+enum keel_err	 keel_db_read_only(struct keel_db *, int timeout_ms, bool *ro);
+
 /* Number of replicas configured. */
 int		 keel_db_replicas(const struct keel_db *);
 

@@ -13,6 +13,8 @@ Redis "down").
   min-replicas-to-write; OOM: maxmemory under noeviction; MISCONF: its
   last save failed on a full disk): routes that must write to Redis
   answer 503, as with Redis down, and work again when it can write.
+- /health says so: "writable": false on the postgres or redis check, and
+  the status degraded.
 
 Disk-full and I/O errors are raised by a trigger on the table the
 request writes (a real full disk is not something a test may make);
@@ -39,6 +41,14 @@ def superuser_sql(stack, sql):
     if os.geteuid() == 0:
         cmd = ["runuser", "-u", "postgres", "--"] + cmd
     subprocess.run(cmd, stdout=subprocess.PIPE, check=True, timeout=60)
+
+
+def health(http, check):
+    """GET /health: its status, and whether check says its store
+    takes writes."""
+    r = http.get("/health")
+    assert r.status_code == 200, r.text
+    return r.json()["status"], r.json()["checks"][check]["writable"]
 
 
 def assert_unavailable(r):
@@ -90,7 +100,9 @@ def test_a_write_to_a_read_only_primary_is_503_and_reads_are_served(
     with read_only_primary(stack):
         assert_unavailable(http.post("/api/cars", json=car_body()))
         assert http.get("/api/cars").status_code == 200
+        assert health(http, "postgres") == ("degraded", False)
     assert http.post("/api/cars", json=car_body()).status_code == 201
+    assert health(http, "postgres") == ("ok", True)
 
 
 @pytest.mark.parametrize("sqlstate", ["53100", "53200", "58030"])
@@ -154,8 +166,10 @@ def test_redis_refusing_writes_is_503_on_routes_that_write_to_it(
     with redis_config(stack, name, value, reset):
         assert_unavailable(anon.post("/api/notifications/stream-ticket",
                                      headers=h))
+        assert health(anon, "redis") == ("degraded", False)
     r = anon.post("/api/notifications/stream-ticket", headers=h)
     assert r.status_code == 201, r.text
+    assert health(anon, "redis") == ("ok", True)
 
 
 def test_logout_while_redis_refuses_writes_is_503_and_the_session_lives(
