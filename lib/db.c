@@ -205,8 +205,8 @@ struct keel_db {
 	double			 query_ms;
 	char			 errstr[256];
 	char			 constraint[64];
-	unsigned long		 unavailable;	/* statements that failed
-						   KEEL_EUNAVAIL, ever */
+	unsigned long		 refusals;	/* statements the server
+						   refused, ever (result_err) */
 	/* KEEL_DB_PREPARED=0: the settings of each transaction. */
 	char			 set_sql[256];	/* before a lone statement */
 	char			 begin_sql[256]; /* BEGIN, then SET LOCAL */
@@ -828,6 +828,25 @@ spec_for(struct keel_db *db, const struct keel_query *q,
 	return true;
 }
 
+/*
+ * A server that answers but can't do the work, whatever the statement:
+ * out of disk (53100), out of connections (53300) or of resources it
+ * doesn't name (53000), an I/O error (class 58), or read-only (25006: a
+ * default_transaction_read_only, or a standby where the primary was).
+ * Unavailable, as a server that is down (DESIGN.md's table: 503, and a
+ * job waits instead of spending its attempts).  Not 53200 (out of
+ * memory) or 53400 (a configuration limit such as temp_file_limit):
+ * those are usually the statement's own doing, and a 503 would invite
+ * retries of a request that fails every time.
+ */
+static bool
+server_refuses(const char *state)
+{
+	return strcmp(state, "53000") == 0 || strcmp(state, "53100") == 0 ||
+	    strcmp(state, "53300") == 0 || strncmp(state, "58", 2) == 0 ||
+	    strcmp(state, "25006") == 0;
+}
+
 static enum keel_err
 result_err(struct keel_db *db, struct pgconn *c, PGresult *res,
     const char *name)
@@ -858,17 +877,14 @@ result_err(struct keel_db *db, struct pgconn *c, PGresult *res,
 	if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0)
 		return KEEL_ECONFLICT;
 	keel_log_error("db: %s: sqlstate=%s %s", name, state, db->errstr);
-	/*
-	 * A server that answers but can't do the work: out of disk, memory
-	 * or another resource (class 53), an I/O error (58), or read-only
-	 * (25006: a default_transaction_read_only, or a standby where the
-	 * primary was).  The connection is sound, the statement is not at
-	 * fault: unavailable, as a server that is down (DESIGN.md's table:
-	 * 503, and a job waits instead of spending its attempts).
-	 */
-	if (strncmp(state, "53", 2) == 0 || strncmp(state, "58", 2) == 0 ||
-	    strcmp(state, "25006") == 0)
+	if (server_refuses(state)) {
+		db->refusals++;
+		/* A standby where the primary was: the next statement
+		 * connects again, to wherever the URL now leads. */
+		if (strcmp(state, "25006") == 0)
+			conn_drop(c);
 		return KEEL_EUNAVAIL;
+	}
 	return KEEL_EINTERNAL;
 }
 
@@ -1247,11 +1263,12 @@ keel_db_query(struct keel_db *db, const struct keel_query *q,
 	} else if (c != &db->primary && (er == KEEL_EUNAVAIL ||
 	    er == KEEL_ECONFLICT)) {
 		/*
-		 * A replica that went away mid-statement, or cancelled a
-		 * read that conflicted with recovery, costs a retry on the
-		 * primary, not an error: reads are safe to repeat.
+		 * A replica that went away mid-statement, refused the read
+		 * (out of disk), or cancelled a read that conflicted with
+		 * recovery, costs a retry on the primary, not an error:
+		 * reads are safe to repeat.  Only one that went away rests.
 		 */
-		if (er == KEEL_EUNAVAIL)
+		if (er == KEEL_EUNAVAIL && c->conn == NULL)
 			c->down_until = now_ms() + REPLICA_RETRY_MS;
 		keel_log_warnx("db: %s: replica failed (%s); retrying on the "
 		    "primary", q->name, keel_strerror(er));
@@ -1261,8 +1278,6 @@ keel_db_query(struct keel_db *db, const struct keel_query *q,
 	ms = now_ms() - t0;
 	db->nqueries++;
 	db->query_ms += ms;
-	if (er == KEEL_EUNAVAIL)
-		db->unavailable++;
 	count_query(q->name, er, ms);
 	if (ms >= db->cfg->db_slow_ms)
 		keel_log_warnx("db: slow query name=%s on=%s ms=%.1f", q->name,
@@ -1295,9 +1310,9 @@ keel_db_wrote(const struct keel_db *db)
 }
 
 unsigned long
-keel_db_unavailable(const struct keel_db *db)
+keel_db_refusals(const struct keel_db *db)
 {
-	return db->unavailable;
+	return db->refusals;
 }
 
 void
@@ -1323,8 +1338,6 @@ exec_simple(struct keel_db *db, const char *sql)
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 		er = result_err(db, &db->primary, res, sql);
 	PQclear(res);
-	if (er == KEEL_EUNAVAIL)
-		db->unavailable++;
 	return er;
 }
 

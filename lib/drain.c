@@ -25,7 +25,11 @@
  * counting the attempt, with the rest of its batch, and nothing is
  * leased until PostgreSQL answers: an outage of the database, which
  * every handler needs, is waited out as DESIGN.md's table says ("wait"),
- * not spent in attempts that end in the dead letters.  But only
+ * not spent in attempts that end in the dead letters.  So is a job
+ * whose statement PostgreSQL refused though it answers (out of disk,
+ * read-only: keel_db_refusals()); then the run leases nothing more, as
+ * no ping says when writes work again, and a read-only primary is asked
+ * before the first lease.  But only
  * DRAIN_OUTAGES_MAX times in a job's life: a job that takes PostgreSQL
  * down itself (a statement that gets its backend killed, and the crash
  * recovery that follows) would otherwise be handed back forever, never
@@ -386,10 +390,10 @@ drain_db_down(struct keel_db *db, const struct keel_config *cfg)
 
 /*
  * After job j failed (KEEL_JOB_RETRY): true when the failure is an
- * outage's, not the job's: PostgreSQL doesn't answer a ping, or one of
- * the job's statements failed KEEL_EUNAVAIL (unavailable).  When it
- * answers the ping all the same, it refuses the work (out of disk,
- * read-only): cnt->db_refuses.  The first
+ * outage's, not the job's: PostgreSQL doesn't answer a ping, or it
+ * refused one of the job's statements though it answered (refused:
+ * out of disk, read-only; keel_db_refusals()), which sets
+ * cnt->db_refuses.  The first
  * failure of a batch pings (*pinged_at then its time); a later one takes
  * that answer while it is under PING_FRESH_MS old: a ping that failed
  * has released the rest of the batch already, and one that answered a
@@ -399,20 +403,17 @@ drain_db_down(struct keel_db *db, const struct keel_config *cfg)
  */
 static bool
 drain_outage(struct keel_db *db, const struct keel_config *cfg,
-    const struct keel_queue *q, const struct drain_job *j, bool unavailable,
+    const struct keel_queue *q, const struct drain_job *j, bool refused,
     double *pinged_at, struct drain_counts *cnt)
 {
 	double	 now = keel_cron_now_ms();
 
-	if (unavailable || *pinged_at == 0 ||
-	    now - *pinged_at >= PING_FRESH_MS) {
+	if (refused) {
+		cnt->db_down = true;
+		cnt->db_refuses = true;
+	} else if (*pinged_at == 0 || now - *pinged_at >= PING_FRESH_MS) {
 		*pinged_at = now;
 		cnt->db_down = drain_db_down(db, cfg);
-		/* Answering, yet a statement failed unavailable: refused. */
-		if (unavailable && !cnt->db_down) {
-			cnt->db_down = true;
-			cnt->db_refuses = true;
-		}
 	}
 	if (cnt->db_down)
 		keel_log_warnx("drain: %s %s attempt %d failed with PostgreSQL "
@@ -436,7 +437,7 @@ drain_batch(struct keel_redis *r, struct keel_db *db,
 	double			 t0;
 	size_t			 i, n = rep->nelem - 6;
 	double			 pinged_at = 0;
-	unsigned long		 unavail;
+	unsigned long		 refusals;
 
 	jobs = keel_calloc(n, sizeof(*jobs));
 	for (i = 0; i < n; i++) {
@@ -474,13 +475,13 @@ drain_batch(struct keel_redis *r, struct keel_db *db,
 		keel_log_set_request(*jobs[i].job.request_id != '\0' ?
 		    jobs[i].job.request_id : NULL);
 		t0 = keel_cron_now_ms();
-		unavail = keel_db_unavailable(db);
+		refusals = keel_db_refusals(db);
 		er = fn(ctx, &jobs[i].job, jobs[i].why, sizeof(jobs[i].why));
 		jobs[i].outcome = er == KEEL_JOB_DONE ? "done" :
 		    er == KEEL_JOB_RETRY ? "retry" : "fail";
 		jobs[i].internal = er == KEEL_JOB_RETRY;
 		if (er == KEEL_JOB_RETRY && drain_outage(db, cfg, q, &jobs[i],
-		    keel_db_unavailable(db) != unavail, &pinged_at, cnt))
+		    keel_db_refusals(db) != refusals, &pinged_at, cnt))
 			jobs[i].outcome = "outage";
 		/* DESIGN.md, "Observability": one line per job. */
 		keel_log_info("job queue=%s kind=%.64s attempt=%d outcome=%s "
@@ -553,6 +554,7 @@ keel_drain_main(int argc, char *argv[], const struct keel_drainer *d)
 	int64_t			 budget = 0;
 	int			 ch, until_empty = 0, down = 0, wait, vis_ms;
 	int			 db_wait = 0;
+	bool			 ro;
 	long long		 wake;
 
 	while ((ch = getopt_long(argc, argv, "b:ech", longopts, NULL)) !=
@@ -603,6 +605,15 @@ keel_drain_main(int argc, char *argv[], const struct keel_drainer *d)
 	db = keel_db_open(&c.cfg);
 	ctx = d->setup != NULL ? d->setup(&c.cfg, db) : NULL;
 	vis_ms = c.cfg.job_visibility * 1000;
+	/*
+	 * A read-only primary (a standby where it was) refuses every job's
+	 * writes: lease none of them this run, rather than hand one back
+	 * into the hand-backs DRAIN_OUTAGES_MAX allows a job (a primary
+	 * that doesn't answer is found by the first failure, as before).
+	 */
+	if (keel_db_read_only(db, c.cfg.db_connect_timeout * 1000, &ro) ==
+	    KEEL_OK && ro)
+		cnt.db_refuses = true;
 
 	while (!keel_cron_stopping(&c)) {
 		if (cnt.db_refuses) {
@@ -613,8 +624,8 @@ keel_drain_main(int argc, char *argv[], const struct keel_drainer *d)
 			 * back once a run, as in an outage that outlasts it.
 			 */
 			keel_log_warnx("drain: %s: PostgreSQL answers but "
-			    "refuses the work; leasing nothing more this run",
-			    q->name);
+			    "refuses the work (read-only, or out of disk); "
+			    "leasing nothing more this run", q->name);
 			break;
 		}
 		if (cnt.db_down) {

@@ -109,13 +109,13 @@ const char	*keel_db_errstr(const struct keel_db *);
 const char	*keel_db_constraint(const struct keel_db *);
 
 /*
- * How many statements on db have failed KEEL_EUNAVAIL since it was
- * opened: a connection lost or refused, or a server that answers but
- * can't do the work (out of disk or memory, an I/O error, read-only).
- * A caller compares two readings to learn whether a failure between
- * them was PostgreSQL's rather than its own (lib/drain.c).
+ * How many statements on db the server has refused since it was opened
+ * though it answered: out of disk or connections, an I/O error, or
+ * read-only (KEEL_EUNAVAIL; a lost connection is not one).  A caller
+ * compares two readings to learn whether a failure between them was the
+ * server's refusal rather than its own doing (lib/drain.c).
  */
-unsigned long	 keel_db_unavailable(const struct keel_db *);
+unsigned long	 keel_db_refusals(const struct keel_db *);
 
 /*
  * Health: connects if needed (within timeout_ms) and runs a trivial

@@ -256,6 +256,21 @@ def memcached_cmd(stack, line):
         return s.recv(4096).decode()
 
 
+def superuser_sql(stack, sql, replica=False):
+    """sql (a statement or a list of them) as the postgres superuser over
+    the primary's (or replica's) unix socket; psql's output, stripped."""
+    sock = os.path.join(os.path.realpath(stack.path("pg")), "sock")
+    port = stack.ports["pg_replica" if replica else "pg"]
+    cmd = ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", sock,
+           "-p", str(port), "-d", "keel"]
+    for s in sql if isinstance(sql, (list, tuple)) else [sql]:
+        cmd += ["-c", s]
+    if os.geteuid() == 0:
+        cmd = ["runuser", "-u", "postgres", "--"] + cmd
+    return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          check=True, text=True, timeout=60).stdout.strip()
+
+
 def redis_cli(stack, *args):
     """redis-cli --raw against the stack's Redis; its output, stripped."""
     return subprocess.run(

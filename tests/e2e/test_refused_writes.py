@@ -24,23 +24,13 @@ the read-only primary and Redis's refusals are the servers' own.
 import contextlib
 import json
 import os
-import subprocess
 
 import pytest
 
 from accounts import bearer, login, make_user
-from helpers import assert_error, car_body, redis_cli, wait_until
+from helpers import (assert_error, car_body, redis_cli, superuser_sql,
+                     wait_until)
 from test_jobs import FAST, drain, enqueue, stats, summary
-
-
-def superuser_sql(stack, sql):
-    """sql as the postgres superuser over the primary's unix socket."""
-    sock = os.path.join(os.path.realpath(stack.path("pg")), "sock")
-    cmd = ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", sock,
-           "-p", str(stack.ports["pg"]), "-d", "keel", "-c", sql]
-    if os.geteuid() == 0:
-        cmd = ["runuser", "-u", "postgres", "--"] + cmd
-    subprocess.run(cmd, stdout=subprocess.PIPE, check=True, timeout=60)
 
 
 def health(http, check):
@@ -105,10 +95,10 @@ def test_a_write_to_a_read_only_primary_is_503_and_reads_are_served(
     assert health(http, "postgres") == ("ok", True)
 
 
-@pytest.mark.parametrize("sqlstate", ["53100", "53200", "58030"])
+@pytest.mark.parametrize("sqlstate", ["53100", "53000", "58030"])
 def test_a_write_the_server_cannot_store_is_503_and_nothing_is_kept(
         stack, http, sqlstate):
-    """53100 disk_full, 53200 out_of_memory, 58030 io_error."""
+    """53100 disk_full, 53000 insufficient_resources, 58030 io_error."""
     body = car_body()
     with inserts_fail(stack, "cars", sqlstate):
         assert_unavailable(http.post("/api/cars", json=body))
@@ -117,31 +107,63 @@ def test_a_write_the_server_cannot_store_is_503_and_nothing_is_kept(
     assert http.post("/api/cars", json=body).status_code == 201
 
 
-def test_a_drainer_waits_out_a_read_only_primary_and_loses_no_attempt(
-        stack):
-    """The ping a drainer sends after a failed job answers: the server
-    is up, only it can't write.  The job is handed back uncounted all
-    the same (the failed statement says unavailable), so it is not
-    retried into the dead letters while the disk is full; once the
-    primary can write it runs."""
+@pytest.mark.parametrize("sqlstate", ["53200", "53400"])
+def test_a_statement_past_its_own_limits_is_no_503(stack, http, sqlstate):
+    """Out of memory (53200) or past a configuration limit such as
+    temp_file_limit (53400) is most often the statement's own doing: a
+    503 with Retry-After would invite retries that fail every time."""
+    with inserts_fail(stack, "cars", sqlstate):
+        assert_error(http.post("/api/cars", json=car_body()), 500,
+                     "internal")
+
+
+def notification_job(stack):
+    """A job for keel-drain-notifications (it writes a row); its key."""
     u = make_user(stack, "student")
     key = "refused-" + os.urandom(6).hex()
-    before = stats(stack, "notifications")
     enqueue(stack, "password_changed", json.dumps({"userId": u["id"]}),
             key=key, queue="notifications")
-    with read_only_primary(stack):
-        s = summary(drain(stack, prog="keel-drain-notifications",
-                          budget=4).stdout)
-        # Handed back once, and nothing more leased this run: no ping
-        # says when writes work again.
-        assert (s["released"], s["retried"], s["failed"]) == (1, 0, 0), s
-    after = stats(stack, "notifications")
-    assert after["failed"] == before["failed"]
+    return key
+
+
+def drained_once(stack, key):
     s = summary(drain(stack, prog="keel-drain-notifications",
                       env=FAST).stdout)
     assert s["processed"] == 1, s
     assert stack.psql("SELECT count(*) FROM notifications WHERE "
-                      "dedup_key = '%s'" % key) != "0"
+                      "dedup_key = '%s'" % key) == "1"
+
+
+def test_a_drainer_leases_nothing_from_a_read_only_primary(stack):
+    """Read-only, every job's writes would fail while its pings
+    answer: the run leases none of them, so none spends an attempt or a
+    hand-back; once the primary can write the job runs."""
+    key = notification_job(stack)
+    before = stats(stack, "notifications")
+    with read_only_primary(stack):
+        p = drain(stack, prog="keel-drain-notifications", budget=4)
+        s = summary(p.stdout)
+        assert (s["processed"], s["released"], s["retried"],
+                s["failed"]) == (0, 0, 0, 0), s
+        assert "refuses the work" in p.stderr, p.stderr
+    assert stats(stack, "notifications")["failed"] == before["failed"]
+    drained_once(stack, key)
+
+
+def test_a_drainer_hands_back_a_job_the_full_disk_refused(stack):
+    """Out of disk, PostgreSQL answers the ping a drainer sends after a
+    failed job: the refused statement, not the ping, says the failure is
+    the server's.  The job is handed back uncounted (not retried into
+    the dead letters while the disk is full) and the run leases nothing
+    more: no ping can say when writes work again."""
+    key = notification_job(stack)
+    before = stats(stack, "notifications")
+    with inserts_fail(stack, "notifications", "53100"):
+        s = summary(drain(stack, prog="keel-drain-notifications",
+                          budget=4).stdout)
+        assert (s["released"], s["retried"], s["failed"]) == (1, 0, 0), s
+    assert stats(stack, "notifications")["failed"] == before["failed"]
+    drained_once(stack, key)
 
 
 # ----------------------------------------------------------------- Redis
