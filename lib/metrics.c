@@ -197,9 +197,15 @@ keel_metrics_open(const char *dir, const char *name, int nslots, char *err,
 	 * Every page given its storage now: ftruncate leaves holes, and a
 	 * worker's first store into a hole on a full filesystem (tmpfs
 	 * /run, or ext4) is a SIGBUS on the request path.  Here it is a
-	 * clear "metrics off" at start instead.
+	 * clear "metrics off" at start instead.  Only while the file has
+	 * holes: where the filesystem can't allocate, glibc writes zeros
+	 * into the blocks, which must not race the counts of processes
+	 * that have it mapped already.
 	 */
-	if ((errno = posix_fallocate(fd, 0, (off_t)size)) != 0)
+	if (fstat(fd, &st) == -1)
+		goto fail;
+	if ((off_t)st.st_blocks * 512 < (off_t)size &&
+	    (errno = posix_fallocate(fd, 0, (off_t)size)) != 0)
 		goto fail;
 	if (pwrite(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h))
 		goto fail;
