@@ -31,6 +31,7 @@ import uuid
 
 import pytest
 
+from helpers import superuser_sql
 from stack import ROOT, Stack, StackError, psql_env
 
 MIGRATE = os.path.join(ROOT, "scripts", "migrate")
@@ -59,16 +60,6 @@ def pg():
         pytest.fail("could not start the stack: %s" % e)
     yield s
     s.stop()
-
-
-def superuser_sql(pg, sql):
-    """sql as the postgres superuser over the unix socket."""
-    sock = os.path.join(os.path.realpath(pg.path("pg")), "sock")
-    cmd = ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", sock,
-           "-p", str(pg.ports["pg"]), "-d", "keel", "-c", sql]
-    if os.geteuid() == 0:
-        cmd = ["runuser", "-u", "postgres", "--"] + cmd
-    subprocess.run(cmd, stdout=subprocess.PIPE, check=True, timeout=60)
 
 
 @contextlib.contextmanager

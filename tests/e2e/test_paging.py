@@ -309,7 +309,7 @@ def explain_everything(stack, on):
     """auto_explain for every new connection of primary and replica
     (session_preload_libraries; no restart), logging each statement's
     plan in JSON -- or, not on, as configured before."""
-    from test_plans import superuser_sql
+    from helpers import superuser_sql
     if on:
         sql = ["LOAD 'auto_explain'",
                "ALTER SYSTEM SET session_preload_libraries = "

@@ -27,24 +27,9 @@ import time
 
 import pytest
 
-from helpers import new_car, replicated, uniq
+from helpers import new_car, replicated, superuser_sql, uniq
 
 FILTERS = ("status", "manufacturer", "model", "category")
-
-
-def superuser_sql(stack, sql, replica=False):
-    """sql as the postgres superuser over the unix socket (test_replica.py's
-    way); psql's output."""
-    sock = os.path.join(os.path.realpath(stack.path("pg")), "sock")
-    port = stack.ports["pg_replica" if replica else "pg"]
-    cmd = ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", sock,
-           "-p", str(port), "-d", "keel"]
-    for s in sql if isinstance(sql, (list, tuple)) else [sql]:
-        cmd += ["-c", s]
-    if os.geteuid() == 0:
-        cmd = ["runuser", "-u", "postgres", "--"] + cmd
-    return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          check=True, text=True, timeout=30).stdout.strip()
 
 
 @pytest.fixture(scope="module")

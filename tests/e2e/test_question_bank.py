@@ -440,7 +440,7 @@ def test_bank_broad_search_ranks_at_most_1000_rows(stack, http, broad):
     here, ~53,000 for the 60,000 questions of the commit's measurement,
     before)."""
     from test_paging import logged_plans, read_from
-    from test_plans import superuser_sql
+    from helpers import superuser_sql
     settings = ("log_min_duration", "log_analyze", "log_verbose",
                 "log_format")
     logs = [stack.path("pg", "log", n) for n in ("primary.log",
