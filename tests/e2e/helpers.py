@@ -55,7 +55,7 @@ import requests
 from requests.structures import CaseInsensitiveDict
 
 import apicheck
-from stack import psql_env
+from stack import Stack, StackError, psql_env
 
 JSON_CT = "application/json; charset=utf-8"
 
@@ -254,6 +254,19 @@ def memcached_cmd(stack, line):
                                   timeout=10) as s:
         s.sendall(line.encode() + b"\r\n")
         return s.recv(4096).decode()
+
+
+def own_stack(request, what="the stack", **kw):
+    """A Stack(**kw) of the calling module's own, for a fixture: started
+    (the test fails, naming what, if it can't) and stopped when request's
+    scope ends, after the fixture's own teardown."""
+    s = Stack(**kw)
+    request.addfinalizer(s.stop)
+    try:
+        s.start()
+    except StackError as e:
+        pytest.fail("could not start %s: %s" % (what, e))
+    return s
 
 
 def superuser_sql(stack, sql, replica=False):

@@ -25,10 +25,10 @@ import uuid
 import pytest
 
 from accounts import bearer, login, make_user
-from helpers import (BaseUrlSession, assert_error, car_body, redis_cli,
-                     wait_until)
+from helpers import (BaseUrlSession, assert_error, car_body, own_stack,
+                     redis_cli, wait_until)
 from sse import SSE
-from stack import Stack, StackError, app_names, parse_env_file
+from stack import app_names, parse_env_file
 
 # A request's deadline (README, "PostgreSQL: deadlines and failures"):
 # a connect, a statement and 1.5 s, with a second of slack for ASan.
@@ -38,20 +38,14 @@ DRAIN_ENV = {"KEEL_JOB_VISIBILITY": "3"}
 
 
 @pytest.fixture(scope="module")
-def fo():
-    s = Stack(extra_apps=None, env={
+def fo(request):
+    s = own_stack(request, extra_apps=None, env={
         "KEEL_DB_CONNECT_TIMEOUT": str(CONNECT_S),
         "KEEL_DB_STATEMENT_TIMEOUT": str(STATEMENT_MS)})
-    try:
-        s.start()
-    except StackError as e:
-        s.stop()
-        pytest.fail("could not start the stack: %s" % e)
     s.state = {}
     yield s
     for st in s.state.get("streams", []):
         st.close()
-    s.stop()
 
 
 @pytest.fixture

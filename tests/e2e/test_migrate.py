@@ -31,8 +31,8 @@ import uuid
 
 import pytest
 
-from helpers import superuser_sql
-from stack import ROOT, Stack, StackError, psql_env
+from helpers import own_stack, superuser_sql
+from stack import ROOT, psql_env
 
 MIGRATE = os.path.join(ROOT, "scripts", "migrate")
 RUNS = 6            # concurrent runs: hosts deploying at once
@@ -50,16 +50,9 @@ COUNTING = {
 
 
 @pytest.fixture(scope="module")
-def pg():
-    s = Stack(extra_apps=None,
-              env={"KEEL_STACK_APPS": "0", "KEEL_SENTRY": "0"})
-    try:
-        s.start()
-    except StackError as e:
-        s.stop()
-        pytest.fail("could not start the stack: %s" % e)
-    yield s
-    s.stop()
+def pg(request):
+    return own_stack(request, extra_apps=None,
+                     env={"KEEL_STACK_APPS": "0", "KEEL_SENTRY": "0"})
 
 
 @contextlib.contextmanager

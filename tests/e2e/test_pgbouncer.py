@@ -33,8 +33,8 @@ import requests
 
 from accounts import login, make_user, session_for
 from helpers import (BaseUrlSession, assert_error, car_body, new_car,
-                     wait_until)
-from stack import ROOT, Stack, StackError, free_port, psql_env
+                     own_stack, wait_until)
+from stack import ROOT, free_port, psql_env
 from test_jobs import FAST, outbox_message_ids, summary
 from test_leaderboard import DRAIN_ENV, board
 from test_serve import fcgi_request
@@ -51,16 +51,9 @@ STATEMENT_MS = 30000        # KEEL_DB_STATEMENT_TIMEOUT's default
 @pytest.fixture(scope="module")
 def stack(request):
     """This module's own stack, its apps and cron through PgBouncer."""
-    s = Stack(env={"KEEL_PGBOUNCER": "1",
-                   "KEEL_PGBOUNCER_PORT": str(free_port()),
-                   "KEEL_PGBOUNCER_POOL": str(POOL),
-                   "KEEL_WORKERS": str(WORKERS)})
-    request.addfinalizer(s.stop)
-    try:
-        s.start()
-    except StackError as e:
-        pytest.fail("could not start the stack with pgbouncer: %s" % e)
-    return s
+    return own_stack(request, "the stack with pgbouncer", env={
+        "KEEL_PGBOUNCER": "1", "KEEL_PGBOUNCER_PORT": str(free_port()),
+        "KEEL_PGBOUNCER_POOL": str(POOL), "KEEL_WORKERS": str(WORKERS)})
 
 
 @pytest.fixture(scope="module")

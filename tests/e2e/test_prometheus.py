@@ -16,8 +16,8 @@ import pytest
 import requests
 import yaml
 
-from helpers import BaseUrlSession, wait_until
-from stack import ROOT, STACK_SCRIPT, Stack, StackError, free_port
+from helpers import BaseUrlSession, own_stack, wait_until
+from stack import ROOT, STACK_SCRIPT, free_port
 
 INTERVAL = 2        # seconds between scrapes and between rule evaluations
 WAIT = 30           # seconds: several scrapes on a loaded 2-core machine
@@ -26,16 +26,10 @@ WAIT = 30           # seconds: several scrapes on a loaded 2-core machine
 @pytest.fixture(scope="module")
 def stack(request):
     """This module's own stack, with prometheus (no test-only apps)."""
-    s = Stack(extra_apps=None, env={
-        "KEEL_PROMETHEUS": "1",
-        "KEEL_PROMETHEUS_PORT": str(free_port()),
-        "KEEL_PROMETHEUS_INTERVAL": "%ds" % INTERVAL})
-    request.addfinalizer(s.stop)
-    try:
-        s.start()
-    except StackError as e:
-        pytest.fail("could not start the stack with prometheus: %s" % e)
-    return s
+    return own_stack(request, "the stack with prometheus", extra_apps=None,
+                     env={"KEEL_PROMETHEUS": "1",
+                          "KEEL_PROMETHEUS_PORT": str(free_port()),
+                          "KEEL_PROMETHEUS_INTERVAL": "%ds" % INTERVAL})
 
 
 def api(stack, path, **params):

@@ -30,10 +30,11 @@ import uuid
 import pytest
 
 from accounts import PASSWORD, bearer, login, make_user
-from helpers import BaseUrlSession, assert_error, request, wait_until
+from helpers import (BaseUrlSession, assert_error, own_stack, request,
+                     wait_until)
 from rcluster import ClusterError, RedisCluster
 from sse import SSE
-from stack import Stack, StackError
+
 from test_auth_hardening import (AUTH_LIMIT, KELVIN, OwnAuth, auth_fields,
                                  keyed_name)
 from test_idempotency import (
@@ -64,14 +65,8 @@ def cluster(request):
 @pytest.fixture(scope="module")
 def stack(request, cluster):
     """This module's own stack, its apps and programs on the cluster."""
-    s = Stack(env={"KEEL_STACK_REDIS_URL": cluster.urls(),
-                   "REDIS_CLUSTER": "1"})
-    request.addfinalizer(s.stop)
-    try:
-        s.start()
-    except StackError as e:
-        pytest.fail("could not start the stack on the cluster: %s" % e)
-    return s
+    return own_stack(request, "the stack on the cluster", env={
+        "KEEL_STACK_REDIS_URL": cluster.urls(), "REDIS_CLUSTER": "1"})
 
 
 @pytest.fixture(scope="module")

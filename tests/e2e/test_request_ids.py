@@ -12,9 +12,8 @@ import secrets
 import pytest
 
 from accounts import bearer, login, make_user
-from helpers import BaseUrlSession, wait_until
+from helpers import BaseUrlSession, own_stack, wait_until
 from sse import SSE
-from stack import Stack, StackError
 
 
 def test_an_untrusted_client_cannot_choose_the_id(http):
@@ -57,13 +56,8 @@ def test_the_access_line_names_the_request_and_not_its_query(stack, http):
 def proxied(request):
     """A stack whose lighttpd's peer (this test, on 127.0.0.1) counts as
     the trusted proxy in front of it."""
-    s = Stack(extra_apps=None, env={"TRUSTED_PROXIES": "127.0.0.1"})
-    request.addfinalizer(s.stop)
-    try:
-        s.start()
-    except StackError as e:
-        pytest.fail("could not start the stack: %s" % e)
-    return s
+    return own_stack(request, extra_apps=None,
+                     env={"TRUSTED_PROXIES": "127.0.0.1"})
 
 
 def test_a_trusted_proxys_id_follows_a_reset_to_the_email(proxied):

@@ -20,23 +20,16 @@ import uuid
 import pytest
 
 from accounts import bearer, login, make_user
-from helpers import (BaseUrlSession, Held, assert_error, redis_cli, request,
-                     wait_until)
-from stack import Stack, StackError, app_names, free_port
+from helpers import (BaseUrlSession, Held, assert_error, own_stack, redis_cli,
+                     request, wait_until)
+from stack import app_names, free_port
 
 GAP = 1000000       # keel-admin restored's default
 
 
 @pytest.fixture(scope="module")
-def rstack():
-    s = Stack(extra_apps=None)
-    try:
-        s.start()
-    except StackError as e:
-        s.stop()
-        pytest.fail("could not start the stack: %s" % e)
-    yield s
-    s.stop()
+def rstack(request):
+    return own_stack(request, extra_apps=None)
 
 
 @pytest.fixture

@@ -44,9 +44,9 @@ import time
 import pytest
 
 from accounts import PASSWORD, bearer, login, make_user
-from helpers import BaseUrlSession, request, wait_until
+from helpers import BaseUrlSession, own_stack, request, wait_until
 from sse import SSE
-from stack import Stack, StackError, alive, free_ports
+from stack import alive, free_ports
 from test_jobs import FAST, summary
 from test_leaderboard import DRAIN_ENV
 
@@ -185,13 +185,7 @@ def stack(request, redis_ha):
     through the sentinels."""
     env = redis_ha.env()
     env.update({"KEEL_RELAY_RECHECK": "1", "KEEL_WORKERS": "4"})
-    s = Stack(env=env)
-    request.addfinalizer(s.stop)
-    try:
-        s.start()
-    except StackError as e:
-        pytest.fail("could not start the stack: %s" % e)
-    return s
+    return own_stack(request, env=env)
 
 
 def test_keel_finds_the_master_through_the_sentinels(stack, redis_ha):
