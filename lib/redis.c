@@ -331,12 +331,14 @@ ensure(struct keel_redis *r, int timeout_ms, int *fresh)
 	return KEEL_OK;
 }
 
+static int	closed_by_server(const redisContext *, int, int);
+
 enum keel_err
 keel_redis_ping(struct keel_redis *r, int timeout_ms)
 {
-	redisReply	*rep;
+	redisReply	*rep = NULL;
 	enum keel_err	 er;
-	int		 n;
+	int		 n, tries, fresh, err;
 
 	/* Cluster mode: the master of slot 0, from a map loaded again
 	 * after any failure (so not a node that failed over). */
@@ -351,14 +353,25 @@ keel_redis_ping(struct keel_redis *r, int timeout_ms)
 		}
 		select_node(r, n);
 	}
-	if ((er = ensure(r, timeout_ms > 0 ? timeout_ms : REDIS_TIMEOUT_MS,
-	    NULL)) != KEEL_OK)
-		return er;
-	redisSetTimeout(r->ctx, tv_ms(timeout_ms));
-	rep = redisCommand(r->ctx, "PING");
-	if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
-		snprintf(r->errstr, sizeof(r->errstr), "%s", rep != NULL ?
-		    rep->str : r->ctx->errstr);
+	/* A connection the server closed while idle (Redis restarted) is
+	 * made again once, as for any command (exchange()): not "down". */
+	for (tries = 0; tries < 2; tries++) {
+		if ((er = ensure(r, timeout_ms > 0 ? timeout_ms :
+		    REDIS_TIMEOUT_MS, &fresh)) != KEEL_OK)
+			return er;
+		redisSetTimeout(r->ctx, tv_ms(timeout_ms));
+		if ((rep = redisCommand(r->ctx, "PING")) != NULL)
+			break;
+		err = errno;
+		snprintf(r->errstr, sizeof(r->errstr), "%s", r->ctx->errstr);
+		if (tries > 0 || !closed_by_server(r->ctx, err, fresh)) {
+			drop(r);
+			return KEEL_EUNAVAIL;
+		}
+		drop(r);
+	}
+	if (rep->type == REDIS_REPLY_ERROR) {
+		snprintf(r->errstr, sizeof(r->errstr), "%s", rep->str);
 		freeReplyObject(rep);
 		drop(r);
 		return KEEL_EUNAVAIL;

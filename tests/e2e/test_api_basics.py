@@ -126,6 +126,21 @@ def test_health_redis_down_degraded(http, stack):
         wait_healthy(http)
 
 
+def test_health_says_redis_up_at_once_after_its_restart(anon, stack):
+    """A health worker's connection that a restarted Redis closed is made
+    again at once, as any command's is (lib/redis.c, exchange()): no
+    /health after the restart says down.  Anonymous, so no session read
+    reconnects before the check's PING; both workers connect first
+    (requests at once), so each holds a connection the restart closes."""
+    with ThreadPoolExecutor(4) as ex:
+        assert set(ex.map(lambda _: health(anon)[1]["checks"]["redis"]
+                          ["status"], range(12))) == {"up"}
+    stack.stop_component("redis")
+    stack.start_component("redis")
+    seen = [health(anon)[1]["checks"]["redis"]["status"] for _ in range(6)]
+    assert seen == ["up"] * 6, seen
+
+
 def live(http):
     r = http.get("/health/live")
     assert r.headers["Content-Type"] == JSON_CT
