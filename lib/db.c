@@ -148,6 +148,7 @@ struct pgconn {
 	double		 lag_checked;	/* ms (monotonic) of the last check */
 	int		 lagging;	/* the last check found it too far behind */
 	bool		 fatal;		/* the server said goodbye (FATAL) */
+	bool		 vouched;	/* alive, and nothing sent since */
 };
 
 /* A statement with arms, written for one key (sqlspec.h). */
@@ -281,6 +282,7 @@ conn_drop(struct pgconn *c)
 	PQfinish(c->conn);
 	c->conn = NULL;
 	c->nprepared = 0;
+	c->vouched = false;
 }
 
 void
@@ -537,14 +539,19 @@ fail:
 static enum keel_err
 conn_ensure(struct keel_db *db, struct pgconn *c, int timeout_ms)
 {
+	enum keel_err	 er;
+
+	/* Once per statement: picking a replica asked already. */
 	if (c->conn != NULL && PQstatus(c->conn) == CONNECTION_OK &&
-	    !db->in_tx && !conn_alive(c)) {
+	    !db->in_tx && !c->vouched && !conn_alive(c)) {
 		keel_log_warnx("db: %s: connection closed by the server; "
 		    "reconnecting", c->label);
 		conn_drop(c);
 	}
-	if (c->conn != NULL && PQstatus(c->conn) == CONNECTION_OK)
+	if (c->conn != NULL && PQstatus(c->conn) == CONNECTION_OK) {
+		c->vouched = true;
 		return KEEL_OK;
+	}
 	conn_drop(c);
 	/* A transaction dies with its connection: never go on without it. */
 	if (db->in_tx && c == &db->primary) {
@@ -555,7 +562,9 @@ conn_ensure(struct keel_db *db, struct pgconn *c, int timeout_ms)
 		set_err(db, "DATABASE_URL is not set");
 		return KEEL_EUNAVAIL;
 	}
-	return conn_open(db, c, timeout_ms);
+	if ((er = conn_open(db, c, timeout_ms)) == KEEL_OK)
+		c->vouched = true;
+	return er;
 }
 
 /*
@@ -646,6 +655,7 @@ exec_bounded(struct keel_db *db, struct pgconn *c, const struct stmt *s,
 
 	*res = NULL;
 	*reach = KEEL_DB_UNSENT;
+	c->vouched = false;
 	if (s->set != NULL && (!PQenterPipelineMode(c->conn) ||
 	    !PQsendQueryParams(c->conn, s->set, 0, NULL, NULL, NULL, NULL, 0)))
 		goto lost;
