@@ -10,6 +10,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <time.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -26,6 +27,12 @@ static char		 log_req[72];	/* KEEL_HTTP_ID_MAX and a NUL */
 static pid_t		 log_pid;	/* 0: unknown, or forked since */
 static int		 log_atfork;	/* log_forked() is registered */
 
+/* Access lines held (keel_log_hold), and when the first was. */
+static bool		 held_on;
+static char		 held[PIPE_BUF];
+static size_t		 held_len;
+static struct timespec	 held_since;
+
 static const char *const level_names[KEEL_LOG_LEVEL__MAX] = {
 	[KEEL_LOG_DEBUG] = "debug",
 	[KEEL_LOG_INFO] = "info",
@@ -37,6 +44,7 @@ static void
 log_forked(void)
 {
 	log_pid = 0;
+	held_len = 0;		/* the parent's to write, not the child's */
 }
 
 /*
@@ -172,6 +180,28 @@ unsafe(const unsigned char *p, size_t n, int *cont)
 }
 
 /*
+ * line[0..len), whole lines ending in a newline, into held[]; written
+ * when the buffer is full or its first line has waited KEEL_LOG_HOLD_MS
+ * by now.
+ */
+static void
+hold(const char *line, size_t len, const struct timespec *now)
+{
+	long	 waited;
+
+	if (held_len + len > sizeof(held))
+		keel_log_flush();
+	if (held_len == 0)
+		held_since = *now;
+	memcpy(held + held_len, line, len);
+	held_len += len;
+	waited = (now->tv_sec - held_since.tv_sec) * 1000L +
+	    (now->tv_nsec - held_since.tv_nsec) / 1000000L;
+	if (waited >= KEEL_LOG_HOLD_MS || waited < 0)
+		keel_log_flush();
+}
+
+/*
  * line[0..len) and a newline, in one write, so concurrent workers' lines
  * stay whole.  A control that got this far (a value a caller didn't pass
  * through keel_log_escape(): a job key from Redis, a server's message),
@@ -180,7 +210,7 @@ unsafe(const unsigned char *p, size_t n, int *cont)
  * that shows it.  If stderr is gone there is nowhere left to report that.
  */
 static void
-emit(char *line, size_t len, int saved)
+emit(char *line, size_t len, int saved, const struct timespec *held_at)
 {
 	static const char hex[] = "0123456789abcdef";
 	const unsigned char *u = (const unsigned char *)line;
@@ -214,8 +244,33 @@ emit(char *line, size_t len, int saved)
 	}
 	/* Both buffers keep a byte past len: line's 64, esc's one. */
 	out[len++] = '\n';
-	if (write(STDERR_FILENO, out, len) == -1)
+	if (held_at != NULL && len <= sizeof(held))
+		hold(out, len, held_at);
+	else {
+		if (held_len > 0)
+			keel_log_flush();
+		if (write(STDERR_FILENO, out, len) == -1)
+			errno = saved;
+	}
+	errno = saved;
+}
+
+void
+keel_log_hold(bool on)
+{
+	if (!on)
+		keel_log_flush();
+	held_on = on;
+}
+
+void
+keel_log_flush(void)
+{
+	int	 saved = errno;
+
+	if (held_len > 0 && write(STDERR_FILENO, held, held_len) == -1)
 		errno = saved;
+	held_len = 0;
 	errno = saved;
 }
 
@@ -236,7 +291,7 @@ log_vwrite(enum keel_log_level level, int with_errno, const char *fmt,
 	if (with_errno)
 		len += snprintf(line + len, sizeof(line) - len, ": %s",
 		    strerror(saved));
-	emit(line, len, saved);
+	emit(line, len, saved, NULL);
 }
 
 void
@@ -247,7 +302,7 @@ keel_log_text(enum keel_log_level level, const char *msg)
 
 	if (!keel_log_enabled(level))
 		return;
-	emit(line, put(line, prefix(line, level), msg), saved);
+	emit(line, put(line, prefix(line, level), msg), saved, NULL);
 }
 
 void
@@ -375,10 +430,11 @@ keel_log_access(const char *method, const char *path, int status, double ms)
 {
 	static time_t	 ts_of = -1;	/* the second ts spells */
 	static char	 ts[32];
-	char		 esc[256], line[512], *p;
+	char		 esc[256], line[512], whole[LINE_MAX_LEN], *p;
 	struct timespec	 now;
 	struct tm	 tm;
 	long		 cs;
+	int		 saved = errno;
 
 	if (!keel_log_enabled(KEEL_LOG_INFO))
 		return;
@@ -405,5 +461,6 @@ keel_log_access(const char *method, const char *path, int status, double ms)
 	*p++ = '.';
 	p = put_digits(p, cs % 100, 2);
 	*p = '\0';
-	keel_log_text(KEEL_LOG_INFO, line);
+	emit(whole, put(whole, prefix(whole, KEEL_LOG_INFO), line), saved,
+	    held_on ? &now : NULL);
 }

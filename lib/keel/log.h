@@ -63,4 +63,20 @@ char	*keel_log_escape(char *dst, size_t n, const char *s);
 void	keel_log_access(const char *method, const char *path, int status,
 	    double ms);
 
+/*
+ * With on, access lines wait in a buffer of this process's (at most
+ * PIPE_BUF bytes, so one write of them stays whole among other
+ * processes' lines) and go out together: when it would overflow, when
+ * a line of another kind is written (order is kept), when the first
+ * has waited KEEL_LOG_HOLD_MS, or at keel_log_flush().  A FastCGI
+ * worker holds them while requests queue and flushes before it waits
+ * for the next: under load one write(2) serves many requests.  Off (the
+ * default) writes each line at once.
+ */
+#define KEEL_LOG_HOLD_MS	100
+void	keel_log_hold(bool on);
+
+/* Writes the lines held; what keel_log_hold(true) asks before a wait. */
+void	keel_log_flush(void);
+
 #endif /* KEEL_LOG_H */

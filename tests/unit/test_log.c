@@ -2,7 +2,8 @@
 /*
  * test_log.c -- unit tests for log.c's line: its prefix, a caller's own
  * text, a control byte no caller escaped, and the bound that keeps every
- * line inside its buffer.  Each test
+ * line inside its buffer, and access lines held (keel_log_hold) until a
+ * flush, a line of another kind, a full buffer or their age.  Each test
  * points stderr at a temporary file and reads back what was written.
  */
 #include "config.h"
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -156,6 +158,143 @@ test_log_lines_stay_inside_their_buffer(void **state)
 	free(out);
 }
 
+/* What stderr held at each step of a held write (its offset). */
+static long	 seen[4];
+
+static long
+written(void)
+{
+	return (long)lseek(STDERR_FILENO, 0, SEEK_CUR);
+}
+
+static void
+write_held(void)
+{
+	keel_log_init("cars", KEEL_LOG_INFO);
+	keel_log_hold(true);
+	keel_log_access("GET", "/api/cars", 200, 1.5);
+	keel_log_access("GET", "/api/cars/1", 404, 0.25);
+	seen[0] = written();
+	keel_log_flush();
+	seen[1] = written();
+	keel_log_flush();		/* nothing held: nothing written */
+	seen[2] = written();
+	keel_log_hold(false);
+}
+
+/* Held access lines wait for the flush, then go out whole, in order. */
+static void
+test_log_held_lines_wait_for_the_flush(void **state)
+{
+	char	*out, *second;
+
+	(void)state;
+	out = captured(write_held);
+	assert_int_equal(seen[0], 0);
+	assert_int_equal(seen[1], (long)strlen(out));
+	assert_int_equal(seen[2], seen[1]);
+	assert_non_null(strstr(out, " info access time="));
+	assert_non_null(strstr(out, "path=/api/cars status=200 ms=1.50\n"));
+	second = strstr(out, "path=/api/cars/1 status=404 ms=0.25\n");
+	assert_non_null(second);
+	assert_true(second > strstr(out, "status=200"));
+	free(out);
+}
+
+static void
+write_held_then_warning(void)
+{
+	keel_log_init("cars", KEEL_LOG_INFO);
+	keel_log_hold(true);
+	keel_log_access("GET", "/a", 200, 1);
+	keel_log_warnx("db: something");
+	seen[0] = written();
+	keel_log_access("GET", "/b", 200, 1);
+	keel_log_hold(false);		/* off: what is held goes */
+	seen[1] = written();
+}
+
+/* A line of another kind writes what is held first: the order stays. */
+static void
+test_log_another_line_writes_the_held_ones_first(void **state)
+{
+	char	*out, *a, *w, *b;
+
+	(void)state;
+	out = captured(write_held_then_warning);
+	a = strstr(out, "path=/a ");
+	w = strstr(out, "warn db: something\n");
+	b = strstr(out, "path=/b ");
+	assert_non_null(a);
+	assert_non_null(w);
+	assert_non_null(b);
+	assert_true(a < w && w < b);
+	/* The warning wrote /a before it, /b waited for the hold's end. */
+	assert_int_equal(seen[0], (long)(strchr(w, '\n') + 1 - out));
+	assert_int_equal(seen[1], (long)strlen(out));
+	free(out);
+}
+
+static void
+write_many_held(void)
+{
+	int	 i;
+
+	keel_log_init("cars", KEEL_LOG_INFO);
+	keel_log_hold(true);
+	for (i = 0; i < 200; i++)
+		keel_log_access("GET", "/api/cars", 200, i);
+	seen[0] = written();
+	keel_log_hold(false);
+}
+
+/* A full buffer goes out on its own, a whole number of lines at a time. */
+static void
+test_log_a_full_buffer_writes_whole_lines(void **state)
+{
+	char	*out, *nl, *line;
+	int	 lines = 0;
+
+	(void)state;
+	out = captured(write_many_held);
+	assert_true(seen[0] > 0);
+	assert_true(seen[0] < (long)strlen(out));
+	assert_int_equal(out[seen[0] - 1], '\n');
+	for (line = out; (nl = strchr(line, '\n')) != NULL; line = nl + 1) {
+		assert_true(strncmp(line, "cars[", 5) == 0);
+		lines++;
+	}
+	assert_int_equal(lines, 200);
+	free(out);
+}
+
+static void
+write_held_aged(void)
+{
+	struct timespec	 ts = { 0, (KEEL_LOG_HOLD_MS + 20) * 1000000L };
+
+	keel_log_init("cars", KEEL_LOG_INFO);
+	keel_log_hold(true);
+	keel_log_access("GET", "/old", 200, 1);
+	nanosleep(&ts, NULL);
+	keel_log_access("GET", "/new", 200, 1);
+	seen[0] = written();
+	keel_log_hold(false);
+}
+
+/* A line held KEEL_LOG_HOLD_MS goes out with the next one. */
+static void
+test_log_an_aged_line_goes_out_with_the_next(void **state)
+{
+	char	*out;
+
+	(void)state;
+	out = captured(write_held_aged);
+	assert_non_null(strstr(out, "path=/new "));
+	assert_int_equal(seen[0], (long)strlen(out));
+	free(out);
+}
+
 int
 main(void)
 {
@@ -164,6 +303,10 @@ main(void)
 		cmocka_unit_test(test_log_control_bytes_are_escaped_on_the_way_out),
 		cmocka_unit_test(test_log_c1_controls_are_escaped_other_utf8_is_not),
 		cmocka_unit_test(test_log_lines_stay_inside_their_buffer),
+		cmocka_unit_test(test_log_held_lines_wait_for_the_flush),
+		cmocka_unit_test(test_log_another_line_writes_the_held_ones_first),
+		cmocka_unit_test(test_log_a_full_buffer_writes_whole_lines),
+		cmocka_unit_test(test_log_an_aged_line_goes_out_with_the_next),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
