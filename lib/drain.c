@@ -20,20 +20,24 @@
  * relay stops asking after them; a mark that fails is left to the relay,
  * which finds them finished in Redis.  A job whose row says it completed
  * is not run again; a dead-lettered one is, when an operator retries it.
- * A job that failed while PostgreSQL can't be reached (one ping per
- * batch, after its first failure, says so) is handed back without
- * counting the attempt, with the rest of its batch, and nothing is
- * leased until PostgreSQL answers: an outage of the database, which
- * every handler needs, is waited out as DESIGN.md's table says ("wait"),
- * not spent in attempts that end in the dead letters.  So is a job
- * whose statement PostgreSQL refused though it answers (out of disk,
- * read-only: keel_db_refusals()); then the run leases nothing more, as
- * no ping says when writes work again, and a read-only primary is asked
- * before the first lease.  But only
- * DRAIN_OUTAGES_MAX times in a job's life: a job that takes PostgreSQL
- * down itself (a statement that gets its backend killed, and the crash
- * recovery that follows) would otherwise be handed back forever, never
- * counted, never dead-lettered; past that its failures count as usual.
+ * An outage of the database, which every handler needs, is waited out
+ * as DESIGN.md's table says ("wait"), not spent in attempts that end in
+ * the dead letters.  Before its first lease a run asks the primary
+ * whether it answers and takes writes (drain_db_unready); when it
+ * doesn't, or is read-only, the run leases nothing at all and ends, so
+ * an outage costs no job anything however many runs it lasts.  A job
+ * that failed while PostgreSQL can't be reached (one ping per batch,
+ * after its first failure, says so) is handed back without counting the
+ * attempt, with the rest of its batch, and nothing is leased until
+ * PostgreSQL answers.  So is a job whose statement PostgreSQL refused
+ * though it answers (out of disk, read-only: keel_db_refusals()); then
+ * the run leases nothing more, as no ping says when writes work again.
+ * But only DRAIN_OUTAGES_MAX times in a job's life: a job that takes
+ * PostgreSQL down itself (a statement that gets its backend killed, and
+ * the crash recovery that follows) finds it answering at the start of
+ * every run and down after its own failure; it would otherwise be
+ * handed back forever, never counted, never dead-lettered; past that
+ * its failures count as usual.
  */
 #include "config.h"
 
@@ -67,10 +71,12 @@ static struct keel_rscript script_finish = {
 
 /*
  * Failures with PostgreSQL down a job may have handed back uncounted
- * (queue_finish.lua counts them in its hash).  Each costs an outage: the
- * drainer leases nothing until a ping answers, so 10 is 10 outages, or
- * 10 crash recoveries of a job that causes them -- far more than real
- * outages give one job, few enough that a poisonous one dies in minutes.
+ * (queue_finish.lua counts them in its hash).  Each costs an outage
+ * that began while the job ran: the drainer leases nothing until a ping
+ * answers, and a run that starts in an outage leases nothing at all, so
+ * 10 is 10 outages, or 10 crash recoveries of a job that causes them --
+ * far more than real outages give one job, few enough that a poisonous
+ * one dies in minutes.
  */
 #define DRAIN_OUTAGES_MAX	10
 
@@ -389,6 +395,29 @@ drain_db_down(struct keel_db *db, const struct keel_config *cfg)
 }
 
 /*
+ * Before the first lease of a run: NULL when PostgreSQL can do the
+ * jobs, else why not (for the log line).  Not when the primary doesn't
+ * answer (down, restarting) or answers read-only (a standby where it
+ * was): every job leased would fail and be handed back, each hand-back
+ * one of the DRAIN_OUTAGES_MAX a job has, so an outage lasting that
+ * many runs would dead-letter the queue's front job.  One question
+ * serves as the ping: keel_db_read_only() connects and runs on the
+ * primary within the connect timeout, as keel_db_ping() does.
+ */
+static const char *
+drain_db_unready(struct keel_db *db, const struct keel_config *cfg)
+{
+	bool	 ro;
+
+	if (keel_db_read_only(db, cfg->db_connect_timeout * 1000, &ro) !=
+	    KEEL_OK)
+		return "doesn't answer";
+	if (ro)
+		return "answers but refuses the work (read-only)";
+	return NULL;
+}
+
+/*
  * After job j failed (KEEL_JOB_RETRY): true when the failure is an
  * outage's, not the job's: PostgreSQL doesn't answer a ping, or it
  * refused one of the job's statements though it answered (refused:
@@ -554,7 +583,7 @@ keel_drain_main(int argc, char *argv[], const struct keel_drainer *d)
 	int64_t			 budget = 0;
 	int			 ch, until_empty = 0, down = 0, wait, vis_ms;
 	int			 db_wait = 0;
-	bool			 ro;
+	const char		*unready;
 	long long		 wake;
 
 	while ((ch = getopt_long(argc, argv, "b:ech", longopts, NULL)) !=
@@ -605,23 +634,21 @@ keel_drain_main(int argc, char *argv[], const struct keel_drainer *d)
 	db = keel_db_open(&c.cfg);
 	ctx = d->setup != NULL ? d->setup(&c.cfg, db) : NULL;
 	vis_ms = c.cfg.job_visibility * 1000;
-	/*
-	 * A read-only primary (a standby where it was) refuses every job's
-	 * writes: lease none of them this run, rather than hand one back
-	 * into the hand-backs DRAIN_OUTAGES_MAX allows a job (a primary
-	 * that doesn't answer is found by the first failure, as before).
-	 */
-	if (keel_db_read_only(db, c.cfg.db_connect_timeout * 1000, &ro) ==
-	    KEEL_OK && ro)
-		cnt.db_refuses = true;
+	/* A run that starts in an outage leases nothing: it would cost
+	 * the front job a hand-back, every run the outage lasts. */
+	if ((unready = drain_db_unready(db, &c.cfg)) != NULL)
+		keel_log_warnx("drain: %s: PostgreSQL %s; leasing nothing "
+		    "this run", q->name, unready);
 
-	while (!keel_cron_stopping(&c)) {
+	while (unready == NULL && !keel_cron_stopping(&c)) {
 		if (cnt.db_refuses) {
 			/*
 			 * PostgreSQL answers but can't do the work (out of
 			 * disk, read-only): no ping says when it can again,
-			 * so this run leases nothing more.  A job is handed
-			 * back once a run, as in an outage that outlasts it.
+			 * so this run leases nothing more.  A full disk
+			 * costs a job one hand-back a run: unlike a primary
+			 * down or read-only, no question before the first
+			 * lease finds it.
 			 */
 			keel_log_warnx("drain: %s: PostgreSQL answers but "
 			    "refuses the work (read-only, or out of disk); "

@@ -365,9 +365,10 @@ def test_second_run_leaves_while_one_holds_the_lock(jobs):
 
 def test_jobs_wait_out_a_primary_outage(jobs, http):
     """A job whose handler needs PostgreSQL, drained while the primary is
-    down: handed back each time, no attempt counted, so not dead-lettered
-    however long the outage lasts (the email queue's 3 attempts take 6 s);
-    once the primary is back, it is sent."""
+    down: the run asks the primary before its first lease and leases
+    nothing, so no attempt is counted and no hand-back spent, and the
+    job is not dead-lettered however long the outage lasts (the email
+    queue's 3 attempts take 6 s); once the primary is back, it is sent."""
     from accounts import make_user
     from test_api_basics import restart_primary
     u = make_user(jobs, "student")
@@ -383,10 +384,12 @@ def test_jobs_wait_out_a_primary_outage(jobs, http):
     finally:
         restart_primary(http, jobs)
     s = summary(p.stdout)
-    assert s["failed"] == 0 and s["retried"] == 0, (p.stdout, p.stderr)
-    assert s["released"] >= 1, (p.stdout, p.stderr)
-    assert "waiting for PostgreSQL" in p.stderr, p.stderr
+    assert (s["processed"], s["failed"], s["retried"], s["released"]) == \
+        (0, 0, 0, 0), (p.stdout, p.stderr)
+    assert "doesn't answer; leasing nothing this run" in p.stderr, p.stderr
     assert stats(jobs, "email")["failed"] == 0
+    assert redis_cli(jobs, "HGET", "keel:q:email:j:outage-result-%d"
+                     % u["id"], "outages") == ""
     p = jobs.program("keel-drain-email", "--until-empty", "--budget", 20,
                      env=FAST, timeout=60)
     assert summary(p.stdout)["processed"] == 1, (p.stdout, p.stderr)
