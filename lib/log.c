@@ -6,6 +6,17 @@
  * one write(2) so lines from many workers sharing stderr never interleave.
  * Callers escape client text with keel_log_escape() before it gets here;
  * a control byte that still arrives is escaped on the way out (emit()).
+ *
+ * A warning or error that repeats is written at most once a second per
+ * call site (its format string names the site) and process: a request
+ * that warns, sent a thousand times a second by a client or during an
+ * outage, must not fill the disk the logs share with PostgreSQL nor drown
+ * the one line that matters.  The first line of a kind goes out at once;
+ * the next one written carries "(N more like it since)", and a kind that
+ * has gone quiet has its count written by the next flush, log line or
+ * keel_log_close() (syslog's "last message repeated N times").  Access,
+ * info, debug and fatal lines are never held back.  Lines a failed
+ * write(2) lost are counted and reported the same way.
  */
 #include "config.h"
 
@@ -14,6 +25,7 @@
 #include <time.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +45,27 @@ static char		 held[PIPE_BUF];
 static size_t		 held_len;
 static struct timespec	 held_since;
 
+/*
+ * The call sites of warnings and errors seen, by format string (a literal
+ * per call site; two sites with the same text are one kind).  When the
+ * table is full a new kind is written unlimited.
+ */
+#define SITES_MAX	64
+#define SITE_HEAD	160	/* bytes of a kind's last line kept */
+struct site {
+	const char	*fmt;		/* NULL: a free slot */
+	enum keel_log_level level;
+	long long	 next;		/* ms: when the next line may go out */
+	unsigned long	 held;		/* lines not written since the last */
+	char		 head[SITE_HEAD]; /* the last line's message, cut */
+};
+static struct site	 sites[SITES_MAX];
+static unsigned		 sites_held;	/* sites with held > 0 */
+static unsigned long	 log_lost;	/* lines a failed write lost */
+static long long	 lost_next;	/* ms: when to report log_lost */
+
+static void	 log_exit(void);
+
 static const char *const level_names[KEEL_LOG_LEVEL__MAX] = {
 	[KEEL_LOG_DEBUG] = "debug",
 	[KEEL_LOG_INFO] = "info",
@@ -45,6 +78,10 @@ log_forked(void)
 {
 	log_pid = 0;
 	held_len = 0;		/* the parent's to write, not the child's */
+	/* So are its counts: a child starts with every kind unseen. */
+	memset(sites, 0, sizeof(sites));
+	sites_held = 0;
+	log_lost = 0;
 }
 
 /*
@@ -66,8 +103,12 @@ keel_log_init(const char *prog, enum keel_log_level level)
 {
 	log_prog = prog;
 	log_level = level;
-	if (!log_atfork && pthread_atfork(NULL, NULL, log_forked) == 0)
+	if (!log_atfork && pthread_atfork(NULL, NULL, log_forked) == 0) {
 		log_atfork = 1;
+		/* The counts still unwritten, at exit (a worker's _exit()
+		 * calls keel_log_close() itself). */
+		atexit(log_exit);
+	}
 }
 
 bool
@@ -125,9 +166,9 @@ put(char *line, size_t len, const char *s)
 }
 
 /* "prog[pid] level req=id ": every line's start, printf-free (one is
- * written per request). */
+ * written per request); no "req=" when req is "". */
 static size_t
-prefix(char *line, enum keel_log_level level)
+prefix_req(char *line, enum keel_log_level level, const char *req)
 {
 	static long	 pid_of = -1;	/* whose pid pid_txt holds */
 	static char	 pid_txt[24];
@@ -144,12 +185,18 @@ prefix(char *line, enum keel_log_level level)
 	line[len++] = ' ';
 	len = put(line, len, level_names[level]);
 	line[len++] = ' ';
-	if (log_req[0] != '\0') {
+	if (req[0] != '\0') {
 		len = put(line, len, "req=");
-		len = put(line, len, log_req);
+		len = put(line, len, req);
 		line[len++] = ' ';
 	}
 	return len;
+}
+
+static size_t
+prefix(char *line, enum keel_log_level level)
+{
+	return prefix_req(line, level, log_req);
 }
 
 /*
@@ -177,6 +224,34 @@ unsafe(const unsigned char *p, size_t n, int *cont)
 		return 2;
 	}
 	return 0;
+}
+
+/* Milliseconds on a clock no one sets. */
+static long long
+mono_ms(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * buf[0..len), whole lines, to stderr in one write(2); the lines it
+ * could not write (a full disk, a closed pipe) are counted in log_lost,
+ * for the next line that does get out to say so.
+ */
+static void
+out_write(const char *buf, size_t len)
+{
+	ssize_t	 n;
+	size_t	 i;
+
+	if ((n = write(STDERR_FILENO, buf, len)) == (ssize_t)len)
+		return;
+	for (i = n > 0 ? (size_t)n : 0; i < len; i++)
+		if (buf[i] == '\n')
+			log_lost++;
 }
 
 /*
@@ -249,10 +324,71 @@ emit(char *line, size_t len, int saved, const struct timespec *held_at)
 	else {
 		if (held_len > 0)
 			keel_log_flush();
-		if (write(STDERR_FILENO, out, len) == -1)
-			errno = saved;
+		out_write(out, len);
 	}
 	errno = saved;
+}
+
+/*
+ * The site of warnings or errors written with fmt, found or taken;
+ * NULL when the table is full (the kind is then never held back).
+ */
+static struct site *
+site_of(const char *fmt, enum keel_log_level level)
+{
+	size_t	 i, h;
+
+	h = (size_t)(((uintptr_t)fmt >> 3) % SITES_MAX);
+	for (i = 0; i < SITES_MAX; i++) {
+		struct site *s = &sites[(h + i) % SITES_MAX];
+
+		if (s->fmt == fmt)
+			return s;
+		if (s->fmt == NULL) {
+			s->fmt = fmt;
+			s->level = level;
+			return s;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * The counts nobody has written yet: of each kind quiet for a second
+ * past its last line (or every one, with all), and of the lines lost to
+ * failed writes.  Written without a request id: they span many.
+ */
+static void
+sweep(long long now, bool all)
+{
+	char		 line[LINE_MAX_LEN];
+	unsigned long	 n;
+	size_t		 i, len;
+	int		 saved = errno;
+
+	for (i = 0; i < SITES_MAX && sites_held > 0; i++) {
+		struct site *s = &sites[i];
+
+		if (s->held == 0 ||
+		    (!all && now < s->next + KEEL_LOG_REPEAT_MS))
+			continue;
+		len = prefix_req(line, s->level, "");
+		len += (size_t)snprintf(line + len, sizeof(line) - len,
+		    "log: %lu more like \"%s\" since", s->held, s->head);
+		s->held = 0;
+		s->next = now + KEEL_LOG_REPEAT_MS;
+		sites_held--;
+		emit(line, len, saved, NULL);
+	}
+	if (log_lost > 0 && (all || now >= lost_next)) {
+		n = log_lost;
+		log_lost = 0;
+		lost_next = now + KEEL_LOG_REPEAT_MS;
+		len = prefix_req(line, KEEL_LOG_WARN, "");
+		len += (size_t)snprintf(line + len, sizeof(line) - len,
+		    "log: %lu lines lost to failed writes", n);
+		emit(line, len, saved, NULL);
+	}
 }
 
 void
@@ -266,24 +402,91 @@ keel_log_hold(bool on)
 void
 keel_log_flush(void)
 {
+	size_t	 n = held_len;
 	int	 saved = errno;
 
-	if (held_len > 0 && write(STDERR_FILENO, held, held_len) == -1)
-		errno = saved;
 	held_len = 0;
+	if (n > 0)
+		out_write(held, n);
+	if (sites_held > 0 || log_lost > 0)
+		sweep(mono_ms(), false);
 	errno = saved;
 }
 
-static void
-log_vwrite(enum keel_log_level level, int with_errno, const char *fmt,
-    va_list ap)
+void
+keel_log_close(void)
 {
-	char	 line[LINE_MAX_LEN];
-	int	 saved, m;
-	size_t	 len;
+	keel_log_flush();
+	if (sites_held > 0 || log_lost > 0)
+		sweep(mono_ms(), true);
+}
+
+static void
+log_exit(void)
+{
+	keel_log_close();
+}
+
+/*
+ * Whether a line of s's kind waits for its second (it is then counted,
+ * never formatted); else s's window starts again at now.
+ */
+static bool
+site_waits(struct site *s, long long now)
+{
+	if (s == NULL)
+		return false;
+	if (now < s->next) {
+		if (s->held++ == 0)
+			sites_held++;
+		return true;
+	}
+	s->next = now + KEEL_LOG_REPEAT_MS;
+	return false;
+}
+
+/*
+ * The message line[from..len) as s's head, and the count of the lines
+ * s held back since its last (appended to line); the new length.
+ */
+static size_t
+site_note(struct site *s, char *line, size_t from, size_t len)
+{
+	size_t	 n;
+
+	if (len > LINE_MAX_LEN - 64)
+		len = LINE_MAX_LEN - 64;	/* room for the count */
+	n = len - from < SITE_HEAD - 1 ? len - from : SITE_HEAD - 1;
+	memcpy(s->head, line + from, n);
+	s->head[n] = '\0';
+	if (s->held > 0) {
+		len += (size_t)snprintf(line + len, LINE_MAX_LEN - len,
+		    " (%lu more like it since)", s->held);
+		s->held = 0;
+		sites_held--;
+	}
+	return len;
+}
+
+/* A line; with limit, held back while its call site's second runs. */
+static void
+log_vwrite(enum keel_log_level level, int with_errno, bool limit,
+    const char *fmt, va_list ap)
+{
+	char		 line[LINE_MAX_LEN];
+	struct site	*s = NULL;
+	long long	 now = 0;
+	int		 saved, m;
+	size_t		 len, from;
 
 	saved = errno;
-	len = prefix(line, level);
+	if (limit) {
+		now = mono_ms();
+		s = site_of(fmt, level);
+		if (site_waits(s, now))
+			return;
+	}
+	from = len = prefix(line, level);
 	m = vsnprintf(line + len, sizeof(line) - len, fmt, ap);
 	len += m < 0 ? 0 : (size_t)m;
 	if (len > sizeof(line) - 64)
@@ -291,6 +494,10 @@ log_vwrite(enum keel_log_level level, int with_errno, const char *fmt,
 	if (with_errno)
 		len += snprintf(line + len, sizeof(line) - len, ": %s",
 		    strerror(saved));
+	if (s != NULL)
+		len = site_note(s, line, from, len);
+	if (limit && (sites_held > 0 || log_lost > 0))
+		sweep(now, false);
 	emit(line, len, saved, NULL);
 }
 
@@ -313,11 +520,11 @@ keel_log_write(enum keel_log_level level, int with_errno, const char *fmt, ...)
 	if (!keel_log_enabled(level))
 		return;
 	va_start(ap, fmt);
-	log_vwrite(level, with_errno, fmt, ap);
+	log_vwrite(level, with_errno, level >= KEEL_LOG_WARN, fmt, ap);
 	va_end(ap);
 }
 
-#define LOG_FN(fn, level, with_errno)				\
+#define LOG_FN(fn, level, with_errno, limit)			\
 void								\
 fn(const char *fmt, ...)					\
 {								\
@@ -326,14 +533,14 @@ fn(const char *fmt, ...)					\
 	if (!keel_log_enabled(level))				\
 		return;						\
 	va_start(ap, fmt);					\
-	log_vwrite(level, with_errno, fmt, ap);			\
+	log_vwrite(level, with_errno, limit, fmt, ap);		\
 	va_end(ap);						\
 }
 
-LOG_FN(keel_log_warn, KEEL_LOG_WARN, 1)
-LOG_FN(keel_log_warnx, KEEL_LOG_WARN, 0)
-LOG_FN(keel_log_error, KEEL_LOG_ERROR, 0)
-LOG_FN(keel_log_info, KEEL_LOG_INFO, 0)
+LOG_FN(keel_log_warn, KEEL_LOG_WARN, 1, true)
+LOG_FN(keel_log_warnx, KEEL_LOG_WARN, 0, true)
+LOG_FN(keel_log_error, KEEL_LOG_ERROR, 0, true)
+LOG_FN(keel_log_info, KEEL_LOG_INFO, 0, false)
 
 void
 keel_log_fatal(const char *fmt, ...)
@@ -341,7 +548,7 @@ keel_log_fatal(const char *fmt, ...)
 	va_list	 ap;
 
 	va_start(ap, fmt);
-	log_vwrite(KEEL_LOG_ERROR, 1, fmt, ap);
+	log_vwrite(KEEL_LOG_ERROR, 1, false, fmt, ap);
 	va_end(ap);
 	exit(1);
 }
@@ -352,7 +559,7 @@ keel_log_fatalx(const char *fmt, ...)
 	va_list	 ap;
 
 	va_start(ap, fmt);
-	log_vwrite(KEEL_LOG_ERROR, 0, fmt, ap);
+	log_vwrite(KEEL_LOG_ERROR, 0, false, fmt, ap);
 	va_end(ap);
 	exit(1);
 }

@@ -516,6 +516,7 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 	keel_metrics_add(KEEL_M_WORKER_STARTS, "", 1);
 	if (sv->app->loop != NULL) {
 		sv->app->loop(cfg, sv->lfd, waitmask);
+		keel_log_close();
 		_exit(EXIT_RECYCLED);
 	}
 
@@ -641,7 +642,7 @@ accepted:
 	keel_db_close(db);
 	(void)keel_report_flush();
 	keel_log_debug("worker exits after %ld requests", served);
-	keel_log_flush();
+	keel_log_close();		/* _exit() runs no atexit() */
 	_exit(EXIT_RECYCLED);
 }
 

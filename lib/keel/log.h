@@ -24,7 +24,18 @@ void	keel_log_set_request(const char *id);
 const char *keel_log_request(void);
 bool	keel_log_enabled(enum keel_log_level level);
 
-/* warn appends strerror(errno); warnx does not.  fatal* exit(1). */
+/*
+ * warn appends strerror(errno); warnx does not.  fatal* exit(1).
+ * warn, warnx and error (and keel_log_write at those levels) write a
+ * call site's line at most once per KEEL_LOG_REPEAT_MS per process: the
+ * first at once, a repeat within the window only counted, never
+ * formatted; the next line written there ends "(N more like it since)",
+ * and the count of a site gone quiet is written by keel_log_flush()
+ * (or keel_log_close()) as 'log: N more like "<its last line>" since'.
+ * A call site is its format string, so fmt must be a literal.  info,
+ * debug, fatal and access lines are always written.
+ */
+#define KEEL_LOG_REPEAT_MS	1000
 void	keel_log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void	keel_log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void	keel_log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -76,7 +87,18 @@ void	keel_log_access(const char *method, const char *path, int status,
 #define KEEL_LOG_HOLD_MS	100
 void	keel_log_hold(bool on);
 
-/* Writes the lines held; what keel_log_hold(true) asks before a wait. */
+/*
+ * Writes the lines held, then the counts of the warnings held back at
+ * call sites quiet for KEEL_LOG_REPEAT_MS since their window closed, and
+ * of the lines a failed write lost; what keel_log_hold(true) asks before
+ * a wait.
+ */
 void	keel_log_flush(void);
+
+/*
+ * keel_log_flush(), and every count still unwritten whatever its age:
+ * before _exit() (exit() calls it itself, once keel_log_init() ran).
+ */
+void	keel_log_close(void);
 
 #endif /* KEEL_LOG_H */

@@ -3,8 +3,10 @@
  * test_log.c -- unit tests for log.c's line: its prefix, a caller's own
  * text, a control byte no caller escaped, and the bound that keeps every
  * line inside its buffer, and access lines held (keel_log_hold) until a
- * flush, a line of another kind, a full buffer or their age.  Each test
- * points stderr at a temporary file and reads back what was written.
+ * flush, a line of another kind, a full buffer or their age; warnings
+ * that repeat, written once a second per call site with their count.
+ * Each test points stderr at a temporary file and reads back what was
+ * written.
  */
 #include "config.h"
 
@@ -15,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -295,6 +299,220 @@ test_log_an_aged_line_goes_out_with_the_next(void **state)
 	free(out);
 }
 
+/* How many times needle occurs in hay. */
+static int
+count(const char *hay, const char *needle)
+{
+	int	 n = 0;
+
+	while ((hay = strstr(hay, needle)) != NULL) {
+		n++;
+		hay += strlen(needle);
+	}
+	return n;
+}
+
+static void
+sleep_ms(long ms)
+{
+	struct timespec	 ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+static void
+write_repeated(void)
+{
+	int	 i;
+
+	keel_log_init("cars", KEEL_LOG_INFO);
+	for (i = 0; i < 100; i++)
+		keel_log_warnx("limit: redis down n=%d", i);
+	seen[0] = written();
+	keel_log_close();
+}
+
+/* A hundred at once: the first line, then the count of the others. */
+static void
+test_log_a_repeated_warning_is_written_once_with_its_count(void **state)
+{
+	char	*out, want[256];
+
+	(void)state;
+	out = captured(write_repeated);
+	snprintf(want, sizeof(want), "cars[%ld] warn limit: redis down n=0\n",
+	    (long)getpid());
+	assert_int_equal(seen[0], (long)strlen(want));
+	assert_true(strncmp(out, want, strlen(want)) == 0);
+	snprintf(want, sizeof(want), "cars[%ld] warn log: 99 more like "
+	    "\"limit: redis down n=0\" since\n", (long)getpid());
+	assert_string_equal(out + seen[0], want);
+	free(out);
+}
+
+static void
+write_repeated_past_a_second(void)
+{
+	int	 i;
+
+	keel_log_init("cars", KEEL_LOG_INFO);
+	for (i = 0; i < 5; i++)
+		keel_log_warnx("db: primary: cannot connect n=%d", i);
+	sleep_ms(KEEL_LOG_REPEAT_MS + 50);
+	keel_log_warnx("db: primary: cannot connect n=%d", 5);
+	keel_log_close();
+}
+
+/* The next line written there, a second on, carries the count. */
+static void
+test_log_the_next_line_after_its_second_carries_the_count(void **state)
+{
+	char	*out;
+
+	(void)state;
+	out = captured(write_repeated_past_a_second);
+	assert_int_equal(count(out, "\n"), 2);
+	assert_non_null(strstr(out, " warn db: primary: cannot connect n=0\n"));
+	assert_non_null(strstr(out, " warn db: primary: cannot connect n=5 "
+	    "(4 more like it since)\n"));
+	free(out);
+}
+
+static void
+write_two_sites(void)
+{
+	int	 i;
+
+	keel_log_init("cars", KEEL_LOG_INFO);
+	for (i = 0; i < 3; i++) {
+		keel_log_warnx("site one %d", i);
+		keel_log_error("site two %d", i);
+		keel_log_warn("site three %d", i);
+	}
+	keel_log_close();
+}
+
+/* Each call site has a window of its own; errors and warn's too. */
+static void
+test_log_each_call_site_has_its_own_second(void **state)
+{
+	char	*out;
+
+	(void)state;
+	out = captured(write_two_sites);
+	assert_non_null(strstr(out, " warn site one 0\n"));
+	assert_non_null(strstr(out, " error site two 0\n"));
+	assert_non_null(strstr(out, " warn site three 0: "));
+	assert_non_null(strstr(out, "log: 2 more like \"site one 0\" since"));
+	assert_non_null(strstr(out, "error log: 2 more like \"site two 0\""));
+	assert_int_equal(count(out, "\n"), 6);
+	free(out);
+}
+
+static void
+write_unlimited(void)
+{
+	int	 i;
+
+	keel_log_init("cars", KEEL_LOG_DEBUG);
+	for (i = 0; i < 3; i++) {
+		keel_log_info("an info line");
+		keel_log_debug("a debug line");
+		keel_log_access("GET", "/api/cars", 200, 1);
+	}
+	keel_log_close();
+	keel_log_init("cars", KEEL_LOG_INFO);
+}
+
+/* info, debug and access lines are never held back. */
+static void
+test_log_info_debug_and_access_lines_are_all_written(void **state)
+{
+	char	*out;
+
+	(void)state;
+	out = captured(write_unlimited);
+	assert_int_equal(count(out, " info an info line\n"), 3);
+	assert_int_equal(count(out, " debug a debug line\n"), 3);
+	assert_int_equal(count(out, " access time="), 3);
+	assert_null(strstr(out, "more like"));
+	free(out);
+}
+
+static void
+write_fatal_in_a_window(void)
+{
+	pid_t	 pid;
+	int	 st;
+
+	keel_log_init("cars", KEEL_LOG_INFO);
+	keel_log_warnx("before the fork");
+	fflush(NULL);			/* or the child writes it again */
+	if ((pid = fork()) == 0) {
+		/* A child's kinds are its own: its first goes out. */
+		keel_log_warnx("before the fork");
+		keel_log_error("the end is near");
+		keel_log_error("the end is near");
+		keel_log_fatalx("the end is near");
+	}
+	assert_true(pid > 0);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	seen[0] = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+	keel_log_close();
+}
+
+/*
+ * A fatal line goes out even while an error of the same text waits for
+ * its second, and a forked child starts with no kind seen.
+ */
+static void
+test_log_fatal_lines_and_a_childs_first_are_written(void **state)
+{
+	char	*out;
+
+	(void)state;
+	out = captured(write_fatal_in_a_window);
+	assert_int_equal(seen[0], 1);
+	assert_int_equal(count(out, " warn before the fork\n"), 2);
+	assert_int_equal(count(out, " error the end is near\n"), 2);
+	/* The child's exit() wrote the count of the one error held. */
+	assert_non_null(strstr(out, "log: 1 more like \"the end is near\""));
+	free(out);
+}
+
+static void
+write_lost(void)
+{
+	int	 fd, ro;
+
+	keel_log_init("cars", KEEL_LOG_INFO);
+	fd = dup(STDERR_FILENO);
+	ro = open("/dev/null", O_RDONLY);
+	assert_true(fd != -1 && ro != -1);
+	dup2(ro, STDERR_FILENO);	/* every write fails: EBADF */
+	keel_log_info("lost one");
+	keel_log_info("lost two");
+	keel_log_access("GET", "/lost", 200, 1);
+	dup2(fd, STDERR_FILENO);
+	close(ro);
+	close(fd);
+	keel_log_close();
+}
+
+/* Lines a failed write lost are counted, and the count is written. */
+static void
+test_log_lines_lost_to_failed_writes_are_counted(void **state)
+{
+	char	*out, want[128];
+
+	(void)state;
+	out = captured(write_lost);
+	snprintf(want, sizeof(want), "cars[%ld] warn log: 3 lines lost to "
+	    "failed writes\n", (long)getpid());
+	assert_string_equal(out, want);
+	free(out);
+}
+
 int
 main(void)
 {
@@ -307,6 +525,12 @@ main(void)
 		cmocka_unit_test(test_log_another_line_writes_the_held_ones_first),
 		cmocka_unit_test(test_log_a_full_buffer_writes_whole_lines),
 		cmocka_unit_test(test_log_an_aged_line_goes_out_with_the_next),
+		cmocka_unit_test(test_log_a_repeated_warning_is_written_once_with_its_count),
+		cmocka_unit_test(test_log_the_next_line_after_its_second_carries_the_count),
+		cmocka_unit_test(test_log_each_call_site_has_its_own_second),
+		cmocka_unit_test(test_log_info_debug_and_access_lines_are_all_written),
+		cmocka_unit_test(test_log_fatal_lines_and_a_childs_first_are_written),
+		cmocka_unit_test(test_log_lines_lost_to_failed_writes_are_counted),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
