@@ -202,7 +202,9 @@ auth_login(struct keel_req *req)
 		hash = keel_rows_value(rows, 0, keel_rows_col(rows, "hash"));
 	/* Always one verification: a NULL hash checks a dummy. */
 	if (!keel_auth_verify(hash, v[LOGIN_PASSWORD].s)) {
-		keel_log_info("auth: failed login");
+		/* The access line's 401 says it: an operator's log has
+		 * no line per guess a client can send (debug has). */
+		keel_log_debug("auth: failed login");
 		auth_bad_login(req);
 		goto out;
 	}
