@@ -148,7 +148,8 @@ struct pgconn {
 	double		 lag_checked;	/* ms (monotonic) of the last check */
 	int		 lagging;	/* the last check found it too far behind */
 	bool		 fatal;		/* the server said goodbye (FATAL) */
-	bool		 vouched;	/* alive, and nothing sent since */
+	unsigned long	 vouched;	/* the db->asked conn_alive() passed
+					   in, nothing sent since; 0: none */
 };
 
 /* A statement with arms, written for one key (sqlspec.h). */
@@ -199,6 +200,7 @@ struct keel_db {
 	int			 nreplicas;
 	int			 in_tx;		/* inside BEGIN on the primary */
 	int			 next;		/* round robin over replicas */
+	unsigned long		 asked;		/* queries and requests, from 1 */
 	/* The current request (keel_db_request_reset clears them). */
 	bool			 pinned;	/* reads go to the primary */
 	bool			 wrote;		/* a statement changed rows */
@@ -247,6 +249,7 @@ keel_db_open(const struct keel_config *cfg)
 	int		 i;
 
 	db = keel_calloc(1, sizeof(*db));
+	db->asked = 1;		/* 0 is no connection's vouched */
 	db->cfg = cfg;
 	snprintf(db->set_sql, sizeof(db->set_sql), "SELECT set_config("
 	    "'statement_timeout', '%d', true), set_config('DateStyle', 'ISO', "
@@ -282,7 +285,7 @@ conn_drop(struct pgconn *c)
 	PQfinish(c->conn);
 	c->conn = NULL;
 	c->nprepared = 0;
-	c->vouched = false;
+	c->vouched = 0;
 }
 
 void
@@ -543,13 +546,13 @@ conn_ensure(struct keel_db *db, struct pgconn *c, int timeout_ms)
 
 	/* Once per statement: picking a replica asked already. */
 	if (c->conn != NULL && PQstatus(c->conn) == CONNECTION_OK &&
-	    !db->in_tx && !c->vouched && !conn_alive(c)) {
+	    !db->in_tx && c->vouched != db->asked && !conn_alive(c)) {
 		keel_log_warnx("db: %s: connection closed by the server; "
 		    "reconnecting", c->label);
 		conn_drop(c);
 	}
 	if (c->conn != NULL && PQstatus(c->conn) == CONNECTION_OK) {
-		c->vouched = true;
+		c->vouched = db->asked;
 		return KEEL_OK;
 	}
 	conn_drop(c);
@@ -563,7 +566,7 @@ conn_ensure(struct keel_db *db, struct pgconn *c, int timeout_ms)
 		return KEEL_EUNAVAIL;
 	}
 	if ((er = conn_open(db, c, timeout_ms)) == KEEL_OK)
-		c->vouched = true;
+		c->vouched = db->asked;
 	return er;
 }
 
@@ -655,7 +658,7 @@ exec_bounded(struct keel_db *db, struct pgconn *c, const struct stmt *s,
 
 	*res = NULL;
 	*reach = KEEL_DB_UNSENT;
-	c->vouched = false;
+	c->vouched = 0;
 	if (s->set != NULL && (!PQenterPipelineMode(c->conn) ||
 	    !PQsendQueryParams(c->conn, s->set, 0, NULL, NULL, NULL, NULL, 0)))
 		goto lost;
@@ -1244,6 +1247,8 @@ keel_db_query(struct keel_db *db, const struct keel_query *q,
 	if (out != NULL)
 		*out = NULL;
 	t0 = now_ms();
+	/* A connection vouched for by an earlier call is asked again. */
+	db->asked++;
 	c = keel_db_pick(db, q->target);
 	had = c->conn != NULL;
 	er = query_on(db, c, q, params, out, &reach);
@@ -1305,6 +1310,7 @@ keel_db_request_reset(struct keel_db *db)
 	db->wrote = false;
 	db->nqueries = 0;
 	db->query_ms = 0;
+	db->asked++;		/* no vouching across requests */
 }
 
 void
