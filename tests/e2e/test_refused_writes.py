@@ -127,11 +127,15 @@ def notification_job(stack):
 
 
 def drained_once(stack, key):
+    """One drain writes key's row, once.  Other suites may have left jobs
+    in the queue (the stack is shared), so the run may process more."""
+    row = ("SELECT count(*) FROM notifications WHERE dedup_key = '%s'"
+           % key)
+    assert stack.psql(row) == "0"
     s = summary(drain(stack, prog="keel-drain-notifications",
                       env=FAST).stdout)
-    assert s["processed"] == 1, s
-    assert stack.psql("SELECT count(*) FROM notifications WHERE "
-                      "dedup_key = '%s'" % key) == "1"
+    assert s["processed"] >= 1, s
+    assert stack.psql(row) == "1"
 
 
 def test_a_drainer_leases_nothing_from_a_read_only_primary(stack):
