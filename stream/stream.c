@@ -463,9 +463,10 @@ stream_loop(const struct keel_config *cfg, int lfd, const sigset_t *waitmask)
 		event_free(W.nodes[i]->retry);
 		free(W.nodes[i]);
 	}
-	keel_redis_close(W.rc);
 	if (W.sub.ac != NULL)
-		redisAsyncFree(W.sub.ac);
+		redisAsyncFree(W.sub.ac);	/* on_rdisconnect reads W.rc */
+	keel_redis_close(W.rc);
+	W.rc = NULL;
 	evhttp_free(W.http);
 	pgev_free(W.pg);
 	event_free(W.heartbeat);

@@ -46,6 +46,7 @@ from test_limits import app  # noqa: F401 (a fixture)
 from test_limits import client as client_ip, get, post
 from test_secret_rotation import (
     test_login_windows_are_shared_by_a_half_rolled_fleet as rotating_logins)
+from test_serve import assert_no_sanitizer_report
 
 QUEUES = ("email", "noop", "leaderboard", "notifications")
 
@@ -692,3 +693,11 @@ def test_master_killed_its_promoted_replica_is_found(cluster, stack, web):
         assert ev is not None and int(ev["id"]) == nid, ev
     finally:
         s.close()
+
+
+def test_stream_stops_cleanly_on_the_cluster(cluster, stack):
+    """Last: the stream app stops (SIGTERM) with its slot map and its
+    subscription open; freeing the subscription calls its disconnect
+    callback, which must not reach the map freed before it (ASan)."""
+    stack.stop_component("stream")
+    assert_no_sanitizer_report(stack.log("stream"))
