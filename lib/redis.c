@@ -59,6 +59,8 @@ struct keel_redis {
 	redisContext	*nctx[KEEL_RC_NODES_MAX];
 	int		 cur;		/* the node ctx talks to */
 	int		 stale;		/* load the map before the next call */
+	int		 unsent;	/* the last exchange() failed connecting:
+					   no server saw its command */
 	struct fifo_item *fifo, *fifo_tail;	/* cluster_send's replies */
 };
 
@@ -567,9 +569,12 @@ exchange(struct keel_redis *r, int asking, redisReply **rep)
 	int		 fresh, err, tries;
 
 	*rep = NULL;
+	r->unsent = 0;
 	for (tries = 0;; tries++) {
-		if ((er = ensure(r, REDIS_TIMEOUT_MS, &fresh)) != KEEL_OK)
+		if ((er = ensure(r, REDIS_TIMEOUT_MS, &fresh)) != KEEL_OK) {
+			r->unsent = 1;
 			return er;
+		}
 		if (r->map != NULL && r->timeout_ms != REDIS_TIMEOUT_MS)
 			redisSetTimeout(r->ctx, tv_ms(r->timeout_ms));
 		if ((!asking || redisAppendFormattedCommand(r->ctx, ask,
@@ -707,7 +712,7 @@ cluster_exchange(struct keel_redis *r, int slot, int argc,
 	struct keel_rc_redirect	 rd;
 	enum keel_rc_redir	 kind;
 	enum keel_err		 er;
-	int			 hops, n, ask = -1;
+	int			 hops, n, ask = -1, moved = 0;
 
 	*rep = NULL;
 	if (r->stale) {
@@ -724,8 +729,24 @@ cluster_exchange(struct keel_redis *r, int slot, int argc,
 			return KEEL_EUNAVAIL;
 		}
 		select_node(r, n);
-		if ((er = exchange(r, ask >= 0, rep)) != KEEL_OK)
-			return er;
+		if ((er = exchange(r, ask >= 0, rep)) != KEEL_OK) {
+			/*
+			 * A node no one can connect to (its master
+			 * failed over, or the slot moved while it was
+			 * down): once, where a map loaded now puts the
+			 * slot, when that is elsewhere.  No server saw
+			 * the command, so it can't run twice.
+			 */
+			if (!r->unsent || moved++ > 0 || slot < 0 ||
+			    ask >= 0 || load_map(r) != KEEL_OK ||
+			    keel_rc_map_lookup(r->map, (unsigned)slot) == n)
+				return er;
+			keel_log_info("redis: node %s:%d unreachable; slot %d "
+			    "is served elsewhere now, sent there",
+			    r->map->node[n].host, r->map->node[n].port, slot);
+			resp_format(&r->cmd, argc, argv, argvlen);
+			continue;
+		}
 		if ((*rep)->type != REDIS_REPLY_ERROR || (kind =
 		    keel_rc_redirect_parse((*rep)->str, (*rep)->len, &rd)) ==
 		    KEEL_RC_NONE)
