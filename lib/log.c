@@ -7,8 +7,9 @@
  * Callers escape client text with keel_log_escape() before it gets here;
  * a control byte that still arrives is escaped on the way out (emit()).
  *
- * A warning or error that repeats is written at most once a second per
- * call site (its format string names the site) and process: a request
+ * In a FastCGI worker (keel_log_limit), a warning or error that
+ * repeats is written at most once a second per call site (its format
+ * string names the site) and process: a request
  * that warns, sent a thousand times a second by a client or during an
  * outage, must not fill the disk the logs share with PostgreSQL nor drown
  * the one line that matters.  The first line of a kind goes out at once;
@@ -60,6 +61,7 @@ struct site {
 	char		 head[SITE_HEAD]; /* the last line's message, cut */
 };
 static struct site	 sites[SITES_MAX];
+static bool		 limit_on;	/* keel_log_limit(): a worker's */
 static unsigned		 sites_held;	/* sites with held > 0 */
 static unsigned long	 log_lost;	/* lines a failed write lost */
 static long long	 lost_next;	/* ms: when to report log_lost */
@@ -400,6 +402,12 @@ keel_log_hold(bool on)
 }
 
 void
+keel_log_limit(bool on)
+{
+	limit_on = on;
+}
+
+void
 keel_log_flush(void)
 {
 	size_t	 n = held_len;
@@ -480,7 +488,7 @@ log_vwrite(enum keel_log_level level, int with_errno, bool limit,
 	size_t		 len, from;
 
 	saved = errno;
-	if (limit) {
+	if (limit && limit_on) {
 		now = mono_ms();
 		s = site_of(fmt, level);
 		if (site_waits(s, now))

@@ -529,8 +529,10 @@ worker_main(struct supervisor *sv, const sigset_t *waitmask)
 	if (FCGX_Init() != 0 || FCGX_InitRequest(&fr, sv->lfd, 0) != 0)
 		keel_log_fatalx("FCGX_Init failed");
 
-	/* Access lines go out a bufferful at a time while requests queue. */
+	/* Access lines go out a bufferful at a time while requests queue;
+	 * a warning a request causes repeats with the requests. */
 	keel_log_hold(true);
+	keel_log_limit(true);
 	pfd.fd = sv->lfd;
 	pfd.events = POLLIN | POLLRDHUP;
 	memset(&rep, 0, sizeof(rep));

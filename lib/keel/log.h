@@ -26,16 +26,25 @@ bool	keel_log_enabled(enum keel_log_level level);
 
 /*
  * warn appends strerror(errno); warnx does not.  fatal* exit(1).
- * warn, warnx and error (and keel_log_write at those levels) write a
- * call site's line at most once per KEEL_LOG_REPEAT_MS per process: the
- * first at once, a repeat within the window only counted, never
- * formatted; the next line written there ends "(N more like it since)",
+ * Under keel_log_limit(true), warn, warnx and error (and keel_log_write
+ * at those levels) write a call site's line at most once per
+ * KEEL_LOG_REPEAT_MS per process: the first at once, a repeat within
+ * the window only counted, never formatted; the next line written there ends "(N more like it since)",
  * and the count of a site gone quiet is written by keel_log_flush()
  * (or keel_log_close()) as 'log: N more like "<its last line>" since'.
  * A call site is its format string, so fmt must be a literal.  info,
  * debug, fatal and access lines are always written.
  */
 #define KEEL_LOG_REPEAT_MS	1000
+
+/*
+ * With on, warn, warnx and error are limited as above: what a FastCGI
+ * worker asks (lib/serve.c), where a client or an outage can repeat a
+ * line per request.  Off (the default: cron programs, whose lines of a
+ * kind name each item of a bounded batch, and the stream server, whose
+ * reconnect lines its backoff spaces) every line is written.
+ */
+void	keel_log_limit(bool on);
 void	keel_log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void	keel_log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void	keel_log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

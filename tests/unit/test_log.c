@@ -326,10 +326,12 @@ write_repeated(void)
 	int	 i;
 
 	keel_log_init("cars", KEEL_LOG_INFO);
+	keel_log_limit(true);
 	for (i = 0; i < 100; i++)
 		keel_log_warnx("limit: redis down n=%d", i);
 	seen[0] = written();
 	keel_log_close();
+	keel_log_limit(false);
 }
 
 /* A hundred at once: the first line, then the count of the others. */
@@ -356,11 +358,13 @@ write_repeated_past_a_second(void)
 	int	 i;
 
 	keel_log_init("cars", KEEL_LOG_INFO);
+	keel_log_limit(true);
 	for (i = 0; i < 5; i++)
 		keel_log_warnx("db: primary: cannot connect n=%d", i);
 	sleep_ms(KEEL_LOG_REPEAT_MS + 50);
 	keel_log_warnx("db: primary: cannot connect n=%d", 5);
 	keel_log_close();
+	keel_log_limit(false);
 }
 
 /* The next line written there, a second on, carries the count. */
@@ -384,12 +388,14 @@ write_two_sites(void)
 	int	 i;
 
 	keel_log_init("cars", KEEL_LOG_INFO);
+	keel_log_limit(true);
 	for (i = 0; i < 3; i++) {
 		keel_log_warnx("site one %d", i);
 		keel_log_error("site two %d", i);
 		keel_log_warn("site three %d", i);
 	}
 	keel_log_close();
+	keel_log_limit(false);
 }
 
 /* Each call site has a window of its own; errors and warn's too. */
@@ -446,6 +452,7 @@ write_fatal_in_a_window(void)
 	int	 st;
 
 	keel_log_init("cars", KEEL_LOG_INFO);
+	keel_log_limit(true);
 	keel_log_warnx("before the fork");
 	fflush(NULL);			/* or the child writes it again */
 	if ((pid = fork()) == 0) {
@@ -459,6 +466,7 @@ write_fatal_in_a_window(void)
 	assert_int_equal(waitpid(pid, &st, 0), pid);
 	seen[0] = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 	keel_log_close();
+	keel_log_limit(false);
 }
 
 /*
@@ -513,6 +521,34 @@ test_log_lines_lost_to_failed_writes_are_counted(void **state)
 	free(out);
 }
 
+static void
+write_repeated_unlimited(void)
+{
+	int	 i;
+
+	keel_log_init("leaderboard-rebuild", KEEL_LOG_INFO);
+	for (i = 0; i < 3; i++)
+		keel_log_warnx("board %d: took over a fresh key", i);
+	seen[0] = written();
+	keel_log_close();
+}
+
+/* Without keel_log_limit() (a cron program's batch), each is written. */
+static void
+test_log_without_the_limit_every_repeat_is_written(void **state)
+{
+	char	*out;
+
+	(void)state;
+	out = captured(write_repeated_unlimited);
+	assert_non_null(strstr(out, "warn board 0: took over a fresh key\n"));
+	assert_non_null(strstr(out, "warn board 1: took over a fresh key\n"));
+	assert_non_null(strstr(out, "warn board 2: took over a fresh key\n"));
+	assert_null(strstr(out, "more like"));
+	assert_int_equal(seen[0], (long)strlen(out));
+	free(out);
+}
+
 int
 main(void)
 {
@@ -531,6 +567,7 @@ main(void)
 		cmocka_unit_test(test_log_info_debug_and_access_lines_are_all_written),
 		cmocka_unit_test(test_log_fatal_lines_and_a_childs_first_are_written),
 		cmocka_unit_test(test_log_lines_lost_to_failed_writes_are_counted),
+		cmocka_unit_test(test_log_without_the_limit_every_repeat_is_written),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
