@@ -53,6 +53,17 @@ def dead_database_url(stack):
     return urlunsplit(u._replace(netloc=netloc))
 
 
+def drain_into(stack, prog, env, total):
+    """One run of drainer prog (a budget of 1 s) with env; adds its
+    summary's counts to total's keys and returns its stderr."""
+    p = stack.program(prog, "--until-empty", "--budget", 1, env=env,
+                      timeout=60)
+    assert p.returncode == 0, p.stderr
+    s = summary(p.stdout)
+    for k in total:
+        total[k] += s[k]
+    return p.stderr
+
 class DyingPostgres:
     """A TCP relay to the stack's primary that goes down -- drops every
     connection through it and closes each new one at once, as a
@@ -178,13 +189,7 @@ def test_job_that_takes_postgresql_down_dies_after_10_hand_backs(noop):
         while runs < 3 * OUTAGES_MAX and time.monotonic() < deadline:
             runs += 1
             pg.revive()
-            p = noop.program("keel-drain-noop", "--until-empty",
-                             "--budget", 1, env=env, timeout=60)
-            assert p.returncode == 0, p.stderr
-            s = summary(p.stdout)
-            for k in total:
-                total[k] += s[k]
-            errs += p.stderr
+            errs += drain_into(noop, "keel-drain-noop", env, total)
             if stats(noop, "noop")["failed"] == 1:
                 break
         deaths = pg.deaths
@@ -217,13 +222,7 @@ def test_postgresql_down_for_12_runs_costs_the_front_job_nothing(stack):
     total = {"processed": 0, "released": 0, "retried": 0, "failed": 0}
     errs = ""
     for _ in range(OUTAGES_MAX + 2):
-        p = stack.program("keel-drain-notifications", "--until-empty",
-                          "--budget", 1, env=env, timeout=60)
-        assert p.returncode == 0, p.stderr
-        s = summary(p.stdout)
-        for k in total:
-            total[k] += s[k]
-        errs += p.stderr
+        errs += drain_into(stack, "keel-drain-notifications", env, total)
     # state, attempts, outages (HGET of a missing field: "").
     assert [redis_cli(stack, "HGET", jk, f) for f in
             ("state", "attempts", "outages")] == ["waiting", "0", ""], \
