@@ -505,7 +505,7 @@ log_vwrite(enum keel_log_level level, int with_errno, bool limit,
 	if (s != NULL)
 		len = site_note(s, line, from, len);
 	if (limit && (sites_held > 0 || log_lost > 0))
-		sweep(now, false);
+		sweep(now != 0 ? now : mono_ms(), false);
 	emit(line, len, saved, NULL);
 }
 

@@ -549,6 +549,45 @@ test_log_without_the_limit_every_repeat_is_written(void **state)
 	free(out);
 }
 
+static void
+write_lost_then_warn(void)
+{
+	struct timespec	 ts = { 1, 100000000L };
+	int		 fd, ro;
+
+	keel_log_init("drain", KEEL_LOG_INFO);
+	fd = dup(STDERR_FILENO);
+	ro = open("/dev/null", O_RDONLY);
+	assert_true(fd != -1 && ro != -1);
+	dup2(ro, STDERR_FILENO);	/* every write fails: EBADF */
+	keel_log_info("lost");
+	dup2(fd, STDERR_FILENO);
+	close(ro);
+	close(fd);
+	nanosleep(&ts, NULL);		/* past an earlier report's second */
+	keel_log_warnx("a warning after");
+	seen[0] = written();
+	keel_log_close();
+}
+
+/* Without the limit too (a cron program), the next warning reports the
+ * lines lost since, not only the exit. */
+static void
+test_log_lost_lines_are_reported_by_the_next_warning(void **state)
+{
+	char	*out, *lost, *warn;
+
+	(void)state;
+	out = captured(write_lost_then_warn);
+	lost = strstr(out, "warn log: 1 lines lost to failed writes\n");
+	warn = strstr(out, "warn a warning after\n");
+	assert_non_null(lost);
+	assert_non_null(warn);
+	assert_true(lost < warn);
+	assert_int_equal(seen[0], (long)strlen(out));
+	free(out);
+}
+
 int
 main(void)
 {
@@ -568,6 +607,7 @@ main(void)
 		cmocka_unit_test(test_log_fatal_lines_and_a_childs_first_are_written),
 		cmocka_unit_test(test_log_lines_lost_to_failed_writes_are_counted),
 		cmocka_unit_test(test_log_without_the_limit_every_repeat_is_written),
+		cmocka_unit_test(test_log_lost_lines_are_reported_by_the_next_warning),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
